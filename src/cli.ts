@@ -1,0 +1,91 @@
+#!/usr/bin/env node
+/**
+ * The `exai-ws` command: the only composition root. Each command's module is imported on
+ * demand, so `exai-ws shim` loads nothing but the shim (start-up time is its budget).
+ */
+import { NAME, VERSION } from './version.js';
+
+const HELP = `${NAME} ${VERSION}: one MCP daemon shared by every client on this machine
+
+Usage: exai-ws <command> [options]
+
+Commands:
+  daemon            run the daemon in the foreground (ws://127.0.0.1:8765 by default)
+  shim              bridge stdio to the daemon: use this as the MCP server command in clients
+  stdio             serve the core as a plain stdio MCP server, without a daemon
+  status            show the running daemon (exit 1 when none answers); --json for JSON
+  stop              stop the running daemon gracefully
+  help              show this help
+
+Options:
+  -h, --help        show this help
+  -v, --version     print the version
+
+Environment: EXAI_WS_HOME, EXAI_WS_HOST, EXAI_WS_PORT, EXAI_WS_TOKEN, EXAI_WS_BACKPRESSURE,
+LOG_LEVEL and the limits listed in the README.
+`;
+
+function fail(message: string): never {
+  process.stderr.write(`exai-ws: ${message}\n`);
+  process.exit(1);
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case undefined:
+    case 'help':
+    case '-h':
+    case '--help':
+      process.stdout.write(HELP);
+      return;
+    case '-v':
+    case '--version':
+      process.stdout.write(`${VERSION}\n`);
+      return;
+    case 'shim': {
+      const server = optionValue(rest, '--server');
+      const { runShim } = await import('./shim/shim.js');
+      const code = await runShim({ server });
+      process.exit(code);
+      return;
+    }
+    case 'daemon': {
+      const { runDaemonCommand } = await import('./commands/daemon.js');
+      await runDaemonCommand();
+      return;
+    }
+    case 'stdio': {
+      const { loadConfig } = await import('./daemon/config.js');
+      const { runStdio } = await import('./daemon/stdio.js');
+      await runStdio({ config: loadConfig() });
+      process.exit(0);
+      return;
+    }
+    case 'status': {
+      const { runStatusCommand } = await import('./commands/status.js');
+      process.exitCode = await runStatusCommand({ json: rest.includes('--json') });
+      return;
+    }
+    case 'stop': {
+      const { runStopCommand } = await import('./commands/status.js');
+      process.exitCode = await runStopCommand();
+      return;
+    }
+    default:
+      fail(`unknown command '${command}'; run exai-ws --help`);
+  }
+}
+
+function optionValue(args: string[], name: string): string | undefined {
+  const at = args.indexOf(name);
+  if (at >= 0) {
+    const value = args[at + 1];
+    if (!value) fail(`${name} needs a value`);
+    return value;
+  }
+  const inline = args.find((a) => a.startsWith(`${name}=`));
+  return inline?.slice(name.length + 1);
+}
+
+main(process.argv.slice(2)).catch((error: unknown) => fail(error instanceof Error ? error.message : String(error)));

@@ -1,0 +1,70 @@
+/** `exai-ws status` and `exai-ws stop`: find the daemon through its address card and ask it. */
+import { readAddressCard, resolveHome } from '../protocol/files.js';
+import { fetchHealth, type HealthReport } from '../daemon/health-client.js';
+import { processAlive } from '../daemon/pidfile.js';
+
+const HEALTH_TIMEOUT_MS = 2_000;
+const STOP_WAIT_MS = 30_000;
+
+async function findDaemon(): Promise<{ health: HealthReport; pidPath: string } | { error: string }> {
+  const paths = resolveHome();
+  const card = readAddressCard(paths.pid);
+  if (!card) return { error: `no daemon is running (no address card at ${paths.pid})` };
+  if (!processAlive(card.pid)) return { error: `no daemon is running (stale address card: pid ${card.pid} is gone)` };
+  const health = await fetchHealth(card.host, card.port, HEALTH_TIMEOUT_MS);
+  if (!health || health.pid !== card.pid) return { error: `the daemon (pid ${card.pid}) does not answer on ${card.host}:${card.port}` };
+  return { health, pidPath: paths.pid };
+}
+
+/** Prints the daemon's state; resolves to the exit code (1 when no daemon answers). */
+export async function runStatusCommand(options: { json: boolean }): Promise<number> {
+  const found = await findDaemon();
+  if ('error' in found) {
+    if (options.json) process.stdout.write(`${JSON.stringify({ status: 'down', error: found.error })}\n`);
+    else process.stderr.write(`exai-ws: ${found.error}\n`);
+    return 1;
+  }
+  const h = found.health;
+  if (options.json) {
+    process.stdout.write(`${JSON.stringify(h)}\n`);
+    return 0;
+  }
+  const lines = [
+    `exai-ws ${h.version}: ${h.status}`,
+    `  address   ws://${h.host}:${h.port}`,
+    `  pid       ${h.pid}`,
+    `  uptime    ${formatUptime(h.uptime_s)}`,
+    `  sessions  ${h.sessions.total} (${h.sessions.attached} attached, ${h.sessions.detached} detached)`,
+    `  in flight ${h.inflight}`,
+  ];
+  process.stdout.write(`${lines.join('\n')}\n`);
+  return 0;
+}
+
+/** Sends SIGTERM to the daemon and waits until it has removed its address card. */
+export async function runStopCommand(): Promise<number> {
+  const found = await findDaemon();
+  if ('error' in found) {
+    process.stderr.write(`exai-ws: ${found.error}\n`);
+    return 1;
+  }
+  const pid = found.health.pid;
+  process.kill(pid, 'SIGTERM');
+  const deadline = Date.now() + STOP_WAIT_MS;
+  while (Date.now() < deadline) {
+    if (!processAlive(pid)) {
+      process.stdout.write(`exai-ws: daemon ${pid} stopped\n`);
+      return 0;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  process.stderr.write(`exai-ws: daemon ${pid} did not stop within ${STOP_WAIT_MS / 1000} s\n`);
+  return 1;
+}
+
+function formatUptime(seconds: number): string {
+  const h = Math.floor(seconds / 3600);
+  const m = Math.floor((seconds % 3600) / 60);
+  const s = seconds % 60;
+  return h > 0 ? `${h}h ${m}m ${s}s` : m > 0 ? `${m}m ${s}s` : `${s}s`;
+}

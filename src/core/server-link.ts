@@ -1,0 +1,234 @@
+/**
+ * One MCP client connection from the daemon to one server (the built-in server over an
+ * in-memory transport, later the user's hosted servers). Many sessions share a link: each
+ * call gets a link-local request id and progress token, so replies and progress find their
+ * way back to the caller and never to another session.
+ */
+import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
+import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
+import { RpcCode } from '../protocol/codes.js';
+import { classify, type RpcErrorObject, type RpcNotification, type RpcRequest } from '../protocol/jsonrpc.js';
+import { VERSION, NAME } from '../version.js';
+
+/** The outcome of one call: a result, an error, or null when the caller cancelled it. */
+export type CallOutcome = { result: Record<string, unknown> } | { error: RpcErrorObject } | null;
+
+export interface CallOptions {
+  /** Deadline in milliseconds; past it the server is told to cancel and the caller gets -32001. */
+  timeoutMs: number;
+  /** Aborting cancels the call at the server; the call then resolves to null. */
+  signal?: AbortSignal;
+  /** Receives `notifications/progress` params for this call (token already link-local). */
+  onProgress?: (params: Record<string, unknown>) => void;
+}
+
+export type LinkState = 'new' | 'starting' | 'ready' | 'closed';
+
+interface Pending {
+  resolve: (outcome: CallOutcome) => void;
+  timer: NodeJS.Timeout | undefined;
+  onProgress: ((params: Record<string, unknown>) => void) | undefined;
+  cleanup: (() => void) | undefined;
+}
+
+export interface ServerLinkOptions {
+  /** Capabilities the daemon declares to the server as a client. */
+  capabilities?: Record<string, unknown>;
+  /** Deadline for the initialize handshake, in milliseconds. */
+  initializeTimeoutMs?: number;
+}
+
+export const DEFAULT_INITIALIZE_TIMEOUT_MS = 30_000;
+const LATEST_PROTOCOL = '2025-11-25';
+
+export class ServerLink {
+  readonly name: string;
+  state: LinkState = 'new';
+  /** The server's initialize result, once ready. */
+  initializeResult: Record<string, unknown> | undefined;
+  /** Server notifications other than progress (list_changed, logging, ...). */
+  onnotification: ((message: RpcNotification) => void) | undefined;
+  /** Fired once when the link closes, for whatever reason. */
+  onclose: (() => void) | undefined;
+
+  private readonly transport: Transport;
+  private readonly options: Required<ServerLinkOptions>;
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private starting: Promise<void> | undefined;
+
+  constructor(name: string, transport: Transport, options: ServerLinkOptions = {}) {
+    this.name = name;
+    this.transport = transport;
+    this.options = {
+      capabilities: {},
+      initializeTimeoutMs: DEFAULT_INITIALIZE_TIMEOUT_MS,
+      ...options,
+    };
+  }
+
+  /** Opens the transport and runs the initialize handshake. Idempotent; rejects if it fails. */
+  start(): Promise<void> {
+    this.starting ??= this.doStart();
+    return this.starting;
+  }
+
+  private async doStart(): Promise<void> {
+    this.state = 'starting';
+    this.transport.onmessage = (message) => this.receive(message);
+    this.transport.onclose = () => this.handleClose();
+    this.transport.onerror = () => {
+      // Transport errors surface as a close or as failed calls; nothing else to do here.
+    };
+    await this.transport.start();
+    const outcome = await this.call(
+      'initialize',
+      {
+        protocolVersion: LATEST_PROTOCOL,
+        capabilities: this.options.capabilities,
+        clientInfo: { name: NAME, version: VERSION },
+      },
+      { timeoutMs: this.options.initializeTimeoutMs },
+    );
+    if (outcome === null || 'error' in outcome) {
+      const why = outcome === null ? 'cancelled' : outcome.error.message;
+      await this.close();
+      throw new Error(`server ${this.name} failed to initialize: ${why}`);
+    }
+    this.initializeResult = outcome.result;
+    this.notify('notifications/initialized');
+    this.state = 'ready';
+  }
+
+  /**
+   * Sends one request and resolves with its outcome. Never rejects: a closed link, a send
+   * failure or the deadline become error outcomes with the codes in DESIGN.md.
+   */
+  call(method: string, params: Record<string, unknown> | undefined, options: CallOptions): Promise<CallOutcome> {
+    if (this.state === 'closed') return Promise.resolve(this.unavailable('server connection is closed'));
+    const id = this.nextId++;
+    let sendParams = params;
+    const token = (params?._meta as Record<string, unknown> | undefined)?.progressToken;
+    if (token !== undefined && options.onProgress) {
+      // The server sees only link-local tokens; the caller maps progress back to its own.
+      sendParams = { ...params, _meta: { ...(params?._meta as object), progressToken: id } };
+    }
+    return new Promise<CallOutcome>((resolve) => {
+      const entry: Pending = { resolve, timer: undefined, onProgress: options.onProgress, cleanup: undefined };
+      this.pending.set(id, entry);
+      entry.timer = setTimeout(() => {
+        this.cancelPending(id, 'request timed out');
+        resolve({
+          error: { code: RpcCode.REQUEST_TIMEOUT, message: `request timed out after ${options.timeoutMs} ms` },
+        });
+      }, options.timeoutMs);
+      const signal = options.signal;
+      if (signal) {
+        const onAbort = () => {
+          this.cancelPending(id, String(signal.reason ?? 'cancelled by the client'));
+          resolve(null);
+        };
+        if (signal.aborted) {
+          onAbort();
+          return;
+        }
+        signal.addEventListener('abort', onAbort, { once: true });
+        entry.cleanup = () => signal.removeEventListener('abort', onAbort);
+      }
+      const message = sendParams === undefined ? { jsonrpc: '2.0', id, method } : { jsonrpc: '2.0', id, method, params: sendParams };
+      this.transport.send(message as JSONRPCMessage).catch((error: unknown) => {
+        const done = this.take(id);
+        done?.resolve(this.unavailable(`send failed: ${error instanceof Error ? error.message : String(error)}`));
+      });
+    });
+  }
+
+  /** Sends a notification to the server; dropped silently once the link is closed. */
+  notify(method: string, params?: Record<string, unknown>): void {
+    if (this.state === 'closed') return;
+    const message = params === undefined ? { jsonrpc: '2.0', method } : { jsonrpc: '2.0', method, params };
+    this.transport.send(message as JSONRPCMessage).catch(() => undefined);
+  }
+
+  /** Requests sent and not yet answered. */
+  get inflight(): number {
+    return this.pending.size;
+  }
+
+  /** Closes the transport; every pending call resolves with -32011. Idempotent. */
+  async close(): Promise<void> {
+    if (this.state === 'closed') return;
+    await this.transport.close().catch(() => undefined);
+    this.handleClose();
+  }
+
+  private handleClose(): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    for (const id of [...this.pending.keys()]) {
+      this.take(id)?.resolve(this.unavailable('server connection closed'));
+    }
+    this.onclose?.();
+  }
+
+  private unavailable(message: string): CallOutcome {
+    return { error: { code: RpcCode.UPSTREAM_UNAVAILABLE, message: `${this.name}: ${message}`, data: { server: this.name } } };
+  }
+
+  private take(id: number): Pending | undefined {
+    const entry = this.pending.get(id);
+    if (!entry) return undefined;
+    this.pending.delete(id);
+    if (entry.timer) clearTimeout(entry.timer);
+    entry.cleanup?.();
+    return entry;
+  }
+
+  private cancelPending(id: number, reason: string): void {
+    if (!this.take(id)) return;
+    this.notify('notifications/cancelled', { requestId: id, reason });
+  }
+
+  private receive(raw: unknown): void {
+    const c = classify(raw);
+    switch (c.kind) {
+      case 'response': {
+        const id = c.message.id;
+        if (typeof id !== 'number') return;
+        const entry = this.take(id);
+        if (!entry) return; // late reply to a cancelled or timed-out call
+        entry.resolve('error' in c.message ? { error: c.message.error } : { result: c.message.result });
+        return;
+      }
+      case 'notification': {
+        const n = c.message;
+        if (n.method === 'notifications/progress') {
+          const token = n.params?.progressToken;
+          if (typeof token === 'number') this.pending.get(token)?.onProgress?.(n.params ?? {});
+          return;
+        }
+        this.onnotification?.(n);
+        return;
+      }
+      case 'request':
+        this.answerServerRequest(c.message);
+        return;
+      case 'invalid':
+        return;
+    }
+  }
+
+  private answerServerRequest(request: RpcRequest): void {
+    // Server-to-client requests (sampling, elicitation, roots) are routed to sessions by a
+    // later part; until then the server learns plainly that the client cannot serve them.
+    const reply =
+      request.method === 'ping'
+        ? { jsonrpc: '2.0', id: request.id, result: {} }
+        : {
+            jsonrpc: '2.0',
+            id: request.id,
+            error: { code: RpcCode.METHOD_NOT_FOUND, message: `${request.method} is not supported by this client` },
+          };
+    this.transport.send(reply as JSONRPCMessage).catch(() => undefined);
+  }
+}

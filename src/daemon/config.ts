@@ -1,0 +1,119 @@
+/**
+ * Daemon configuration: read once from the environment, validated with zod, frozen.
+ * Every limit is an `EXAI_WS_*` variable whose name carries its unit.
+ */
+import { isIP } from 'node:net';
+import { z } from 'zod';
+import { DEFAULT_HOST, DEFAULT_PORT, resolveHome, type HomePaths } from '../protocol/files.js';
+
+export const DEFAULT_MAX_INFLIGHT = 32;
+export const DEFAULT_QUEUE_LIMIT = 256;
+export const DEFAULT_MAX_BYTES = 32 * 1024 * 1024;
+export const DEFAULT_HELLO_TIMEOUT_MS = 5_000;
+export const DEFAULT_RESUME_GRACE_MS = 30_000;
+export const DEFAULT_MAX_SESSIONS = 2_000;
+export const DEFAULT_HEARTBEAT_MS = 30_000;
+export const DEFAULT_CALL_TIMEOUT_MS = 300_000;
+export const DEFAULT_DRAIN_MS = 5_000;
+export const DEFAULT_METRICS_INTERVAL_MS = 60_000;
+export const DEFAULT_HOLD_MAX_BYTES = 8 * 1024 * 1024;
+
+export interface DaemonConfig {
+  readonly host: string;
+  readonly port: number;
+  /** Set when the token comes from `EXAI_WS_TOKEN` rather than the token file. */
+  readonly token: string | undefined;
+  readonly paths: HomePaths;
+  /** Per-session requests in flight at once (`EXAI_WS_BACKPRESSURE`). */
+  readonly maxInflight: number;
+  /** Per-session requests waiting behind the in-flight ones before -32010. */
+  readonly queueLimit: number;
+  /** Largest frame accepted, in bytes; larger ones close the socket with 1009. */
+  readonly maxBytes: number;
+  readonly helloTimeoutMs: number;
+  /** How long a detached session waits for its client to come back. */
+  readonly resumeGraceMs: number;
+  readonly maxSessions: number;
+  /** Ping interval; a socket that misses one pong is terminated. 0 turns it off. */
+  readonly heartbeatMs: number;
+  /** Deadline for one request to a server; past it the client gets -32001. */
+  readonly callTimeoutMs: number;
+  /** How long shutdown waits for in-flight requests before answering them -32000. */
+  readonly drainMs: number;
+  readonly metricsIntervalMs: number;
+  /** Messages held for a detached session, in bytes; past it the session is closed. */
+  readonly holdMaxBytes: number;
+  readonly logLevel: string;
+}
+
+const int = (min: number) => z.coerce.number().int().min(min);
+
+const EnvSchema = z.object({
+  EXAI_WS_HOST: z.string().default(DEFAULT_HOST),
+  EXAI_WS_PORT: int(0).max(65535).default(DEFAULT_PORT),
+  EXAI_WS_TOKEN: z.string().min(16, 'EXAI_WS_TOKEN must be at least 16 characters').optional(),
+  EXAI_WS_BACKPRESSURE: int(1).default(DEFAULT_MAX_INFLIGHT),
+  EXAI_WS_QUEUE_LIMIT: int(0).default(DEFAULT_QUEUE_LIMIT),
+  EXAI_WS_MAX_BYTES: int(1024).default(DEFAULT_MAX_BYTES),
+  EXAI_WS_HELLO_TIMEOUT_MS: int(1).default(DEFAULT_HELLO_TIMEOUT_MS),
+  EXAI_WS_RESUME_GRACE_MS: int(0).default(DEFAULT_RESUME_GRACE_MS),
+  EXAI_WS_MAX_SESSIONS: int(1).default(DEFAULT_MAX_SESSIONS),
+  EXAI_WS_HEARTBEAT_MS: int(0).default(DEFAULT_HEARTBEAT_MS),
+  EXAI_WS_CALL_TIMEOUT_MS: int(1).default(DEFAULT_CALL_TIMEOUT_MS),
+  EXAI_WS_DRAIN_MS: int(0).default(DEFAULT_DRAIN_MS),
+  EXAI_WS_METRICS_INTERVAL_MS: int(100).default(DEFAULT_METRICS_INTERVAL_MS),
+  EXAI_WS_HOLD_MAX_BYTES: int(0).default(DEFAULT_HOLD_MAX_BYTES),
+  LOG_LEVEL: z
+    .string()
+    .transform((s) => s.toLowerCase())
+    .pipe(z.enum(['trace', 'debug', 'info', 'warn', 'warning', 'error', 'fatal', 'silent']))
+    .transform((s) => (s === 'warning' ? 'warn' : s))
+    .default('info'),
+});
+
+/** True for 127.0.0.0/8, ::1 and `localhost`. */
+export function isLoopback(host: string): boolean {
+  if (host === 'localhost') return true;
+  if (isIP(host) === 4) return host.startsWith('127.');
+  if (isIP(host) === 6) return host === '::1' || host === '0:0:0:0:0:0:0:1';
+  return false;
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/**
+ * Reads the daemon's configuration from the environment. Throws {@link ConfigError} with
+ * one readable line per problem; a non-loopback host is refused.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): DaemonConfig {
+  const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const parsed = EnvSchema.safeParse(present);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+    throw new ConfigError(`invalid configuration: ${lines.join('; ')}`);
+  }
+  const e = parsed.data;
+  if (!isLoopback(e.EXAI_WS_HOST)) {
+    throw new ConfigError(`EXAI_WS_HOST=${e.EXAI_WS_HOST} is not a loopback address; exai-ws binds loopback only`);
+  }
+  return Object.freeze({
+    host: e.EXAI_WS_HOST,
+    port: e.EXAI_WS_PORT,
+    token: e.EXAI_WS_TOKEN,
+    paths: resolveHome(env),
+    maxInflight: e.EXAI_WS_BACKPRESSURE,
+    queueLimit: e.EXAI_WS_QUEUE_LIMIT,
+    maxBytes: e.EXAI_WS_MAX_BYTES,
+    helloTimeoutMs: e.EXAI_WS_HELLO_TIMEOUT_MS,
+    resumeGraceMs: e.EXAI_WS_RESUME_GRACE_MS,
+    maxSessions: e.EXAI_WS_MAX_SESSIONS,
+    heartbeatMs: e.EXAI_WS_HEARTBEAT_MS,
+    callTimeoutMs: e.EXAI_WS_CALL_TIMEOUT_MS,
+    drainMs: e.EXAI_WS_DRAIN_MS,
+    metricsIntervalMs: e.EXAI_WS_METRICS_INTERVAL_MS,
+    holdMaxBytes: e.EXAI_WS_HOLD_MAX_BYTES,
+    logLevel: e.LOG_LEVEL,
+  });
+}

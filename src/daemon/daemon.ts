@@ -1,0 +1,166 @@
+/**
+ * The daemon: composes the token, pid lock, logger, core (hub with the built-in server),
+ * session manager and transport, and owns their lifecycle.
+ *
+ * Start order: home and logs dir, token, pid lock (exclusive), core, listen, address card.
+ * Shutdown order (close()):
+ *   1. stop accepting connections and upgrades;
+ *   2. sessions drain: queued and new requests are answered -32000;
+ *   3. in-flight requests get up to `drainMs` to finish;
+ *   4. whatever still runs is answered -32000 (and cancelled at its server);
+ *   5. every socket is closed with 1001, stragglers terminated;
+ *   6. the core closes its servers;
+ *   7. a final metrics line is written and the log flushed;
+ *   8. the pid file is removed.
+ */
+import { mkdirSync } from 'node:fs';
+import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { CloseCode } from '../protocol/codes.js';
+import type { AddressCard } from '../protocol/files.js';
+import { startCore } from '../core/core.js';
+import type { Hub } from '../core/hub.js';
+import { NAME, VERSION } from '../version.js';
+import type { DaemonConfig } from './config.js';
+import { createLogger, type DaemonLogger } from './logger.js';
+import { Metrics, writeMetricsLine } from './metrics.js';
+import { acquirePidLock, type PidLock } from './pidfile.js';
+import { DaemonServer } from './server.js';
+import { SessionManager } from './sessions.js';
+import { ensureToken } from './token.js';
+
+export interface DaemonOptions {
+  config: DaemonConfig;
+  /** Adds tools to the built-in server before it starts (tests add fixture tools here). */
+  configureBuiltin?: (server: McpServer) => void;
+}
+
+export type DaemonState = 'new' | 'starting' | 'running' | 'closing' | 'closed';
+
+/** How long closing sockets get to finish their close handshake. */
+const SOCKET_CLOSE_WAIT_MS = 1_000;
+
+export class Daemon {
+  state: DaemonState = 'new';
+  /** Fired once, after close() finished. */
+  onclose: (() => void) | undefined;
+
+  readonly config: DaemonConfig;
+  readonly metrics = new Metrics();
+  private readonly options: DaemonOptions;
+  private readonly startedAtMs = Date.now();
+  private log: DaemonLogger | undefined;
+  private lock: PidLock | undefined;
+  private hub: Hub | undefined;
+  private manager: SessionManager | undefined;
+  private server: DaemonServer | undefined;
+  private metricsTimer: NodeJS.Timeout | undefined;
+  private closing: Promise<void> | undefined;
+
+  constructor(options: DaemonOptions) {
+    this.options = options;
+    this.config = options.config;
+  }
+
+  /** The bound port, once running. */
+  get port(): number {
+    return this.server?.port ?? 0;
+  }
+
+  /**
+   * Starts the daemon. Rejects with `AlreadyRunningError` when another daemon holds the
+   * home, or with the bind error; what was started is closed again.
+   */
+  async start(): Promise<void> {
+    if (this.state !== 'new') throw new Error('daemon already started');
+    this.state = 'starting';
+    const { config } = this;
+    const { paths } = config;
+    mkdirSync(paths.logs, { recursive: true, mode: 0o700 });
+    const token = ensureToken(paths.token, config.token);
+    this.log = createLogger(paths.log, config.logLevel);
+    const logger = this.log.logger;
+    const card: AddressCard = { pid: process.pid, host: config.host, port: config.port, version: VERSION, started_at: new Date(this.startedAtMs).toISOString() };
+    try {
+      this.lock = await acquirePidLock(paths.pid, { ...card, port: 0 });
+      const hub = await startCore({ startedAtMs: this.startedAtMs, listTimeoutMs: config.callTimeoutMs, configureBuiltin: this.options.configureBuiltin });
+      this.hub = hub;
+      const manager = new SessionManager({ hub, config, metrics: this.metrics, logger });
+      this.manager = manager;
+      hub.onlistchanged = (n) => {
+        for (const session of manager.list()) session.send(n);
+      };
+      this.server = new DaemonServer({ config, token, manager, metrics: this.metrics, logger, health: () => this.health() });
+      const port = await this.server.listen();
+      this.lock.update({ ...card, port });
+      this.metricsTimer = setInterval(() => this.writeMetrics(), config.metricsIntervalMs);
+      this.metricsTimer.unref();
+      this.state = 'running';
+      logger.info({ host: config.host, port, home: paths.home, version: VERSION }, 'daemon started');
+    } catch (error) {
+      logger.error({ err: (error as Error).message }, 'daemon failed to start');
+      await this.close('start_failed');
+      throw error;
+    }
+  }
+
+  /** The `/health` report. */
+  health(): Record<string, unknown> {
+    const manager = this.manager;
+    const total = manager?.size ?? 0;
+    const attached = manager?.attachedCount ?? 0;
+    return {
+      status: this.state === 'running' ? 'ok' : this.state,
+      name: NAME,
+      version: VERSION,
+      pid: process.pid,
+      host: this.config.host,
+      port: this.port,
+      started_at: new Date(this.startedAtMs).toISOString(),
+      uptime_s: Math.round((Date.now() - this.startedAtMs) / 1000),
+      sessions: { total, attached, detached: total - attached },
+      connections: this.server?.connectionCount ?? 0,
+      inflight: manager?.inflightCount ?? 0,
+      servers: (this.hub?.links ?? []).map((l) => ({ name: l.name, state: l.state, inflight: l.inflight })),
+      limits: { max_sessions: this.config.maxSessions, max_inflight: this.config.maxInflight, max_bytes: this.config.maxBytes },
+    };
+  }
+
+  /** Graceful shutdown in the order written at the top of this file. Idempotent. */
+  close(reason = 'shutdown'): Promise<void> {
+    this.closing ??= this.doClose(reason);
+    return this.closing;
+  }
+
+  private async doClose(reason: string): Promise<void> {
+    this.state = 'closing';
+    const logger = this.log?.logger;
+    logger?.info({ reason }, 'daemon stopping');
+    this.server?.stopAccepting();
+    const manager = this.manager;
+    if (manager) {
+      manager.drain('daemon is shutting down');
+      const deadline = Date.now() + this.config.drainMs;
+      while (manager.inflightCount > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      manager.abortInflight('daemon is shutting down');
+      manager.closeAll(CloseCode.GOING_AWAY, 'daemon shutting down');
+    }
+    await this.server?.waitForSockets(SOCKET_CLOSE_WAIT_MS);
+    await this.hub?.close();
+    if (this.metricsTimer) clearInterval(this.metricsTimer);
+    if (this.manager) this.writeMetrics();
+    logger?.info({ reason }, 'daemon stopped');
+    this.log?.flush();
+    this.lock?.release();
+    this.state = 'closed';
+    this.onclose?.();
+  }
+
+  private writeMetrics(): void {
+    const manager = this.manager;
+    const total = manager?.size ?? 0;
+    const attached = manager?.attachedCount ?? 0;
+    const line = this.metrics.snapshot({ sessionsActive: attached, sessionsDetached: total - attached, inflight: manager?.inflightCount ?? 0 });
+    const error = writeMetricsLine(this.config.paths.metrics, line);
+    if (error) this.log?.logger.warn({ err: error.message }, 'metrics write failed');
+  }
+}

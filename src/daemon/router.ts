@@ -1,0 +1,140 @@
+/**
+ * The MCP-aware part of a session: answers `initialize` and `ping` itself, merges list
+ * methods over the hub's servers, and routes calls, reads and prompts to the server that
+ * owns the name. One router per session; request ids stay the session's own, because each
+ * server link assigns link-local ids and the router answers with the original id.
+ */
+import { LATEST_PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS } from '@modelcontextprotocol/sdk/types.js';
+import { RpcCode } from '../protocol/codes.js';
+import { rpcError, type RpcNotification, type RpcRequest, type RpcResponse } from '../protocol/jsonrpc.js';
+import type { Hub, ListKind } from '../core/hub.js';
+import type { CallOutcome } from '../core/server-link.js';
+import { NAME, VERSION } from '../version.js';
+
+/** The session side a router talks to. */
+export interface RouterPeer {
+  /** Sends one message to the session's client (held while it is detached). */
+  send(message: object): void;
+}
+
+export interface RouterOptions {
+  /** Deadline of one forwarded request, in milliseconds. */
+  callTimeoutMs: number;
+}
+
+const LIST_METHODS: Readonly<Record<string, ListKind>> = Object.freeze({
+  'tools/list': 'tools',
+  'prompts/list': 'prompts',
+  'resources/list': 'resources',
+  'resources/templates/list': 'resourceTemplates',
+});
+
+/** Methods routed to one server, and where in params the routing key sits. */
+const ROUTED: Readonly<Record<string, { kind: ListKind; field: 'name' | 'uri'; what: string }>> = Object.freeze({
+  'tools/call': { kind: 'tools', field: 'name', what: 'tool' },
+  'prompts/get': { kind: 'prompts', field: 'name', what: 'prompt' },
+  'resources/read': { kind: 'resources', field: 'uri', what: 'resource' },
+  'resources/subscribe': { kind: 'resources', field: 'uri', what: 'resource' },
+  'resources/unsubscribe': { kind: 'resources', field: 'uri', what: 'resource' },
+});
+
+export const LOG_LEVELS = ['debug', 'info', 'notice', 'warning', 'error', 'critical', 'alert', 'emergency'] as const;
+
+export class Router {
+  /** The client's initialize params, once it sent them. */
+  clientInfo: { name?: string; version?: string } | undefined;
+  clientCapabilities: Record<string, unknown> | undefined;
+  protocolVersion: string | undefined;
+  /** The level this session asked for with logging/setLevel. */
+  logLevel: string | undefined;
+
+  private readonly hub: Hub;
+  private readonly peer: RouterPeer;
+  private readonly options: RouterOptions;
+
+  constructor(hub: Hub, peer: RouterPeer, options: RouterOptions) {
+    this.hub = hub;
+    this.peer = peer;
+    this.options = options;
+  }
+
+  /**
+   * Handles one request and resolves with its response, or null when the client cancelled it
+   * (a cancelled request gets no response). Never rejects.
+   */
+  async handle(request: RpcRequest, signal: AbortSignal): Promise<RpcResponse | null> {
+    const { id, method } = request;
+    const params = request.params ?? {};
+    switch (method) {
+      case 'initialize':
+        return ok(id, this.initialize(params));
+      case 'ping':
+        return ok(id, {});
+      case 'logging/setLevel': {
+        const level = params.level;
+        if (typeof level !== 'string' || !(LOG_LEVELS as readonly string[]).includes(level)) {
+          return rpcError(id, RpcCode.INVALID_PARAMS, `level must be one of ${LOG_LEVELS.join(', ')}`);
+        }
+        this.logLevel = level;
+        return ok(id, {});
+      }
+    }
+    const listKind = LIST_METHODS[method];
+    if (listKind) {
+      const listed = await this.hub.list(listKind);
+      if ('error' in listed) return rpcError(id, listed.error.code, listed.error.message, listed.error.data);
+      return ok(id, { [listKind]: listed.items });
+    }
+    const route = ROUTED[method];
+    if (!route) return rpcError(id, RpcCode.METHOD_NOT_FOUND, `Method not found: ${method}`);
+    const key = params[route.field];
+    if (typeof key !== 'string') {
+      return rpcError(id, RpcCode.INVALID_PARAMS, `${method} needs params.${route.field} as a string`);
+    }
+    const target = await this.hub.resolve(route.kind, key);
+    if (!target) return rpcError(id, RpcCode.INVALID_PARAMS, `Unknown ${route.what}: ${key}`);
+    const forwarded = target.name === key ? params : { ...params, [route.field]: target.name };
+    const token = (params._meta as Record<string, unknown> | undefined)?.progressToken;
+    const outcome = await target.server.link.call(method, forwarded, {
+      timeoutMs: this.options.callTimeoutMs,
+      signal,
+      onProgress:
+        token === undefined
+          ? undefined
+          : (p) => this.peer.send({ jsonrpc: '2.0', method: 'notifications/progress', params: { ...p, progressToken: token } }),
+    });
+    return toResponse(id, outcome);
+  }
+
+  /** Handles a client notification other than cancellation (the session owns that). */
+  notify(notification: RpcNotification): void {
+    if (notification.method === 'notifications/initialized') return;
+    // roots/list_changed and others matter once hosted servers ask for roots; nothing to do yet.
+  }
+
+  private initialize(params: Record<string, unknown>): Record<string, unknown> {
+    const asked = typeof params.protocolVersion === 'string' ? params.protocolVersion : undefined;
+    this.protocolVersion = asked && SUPPORTED_PROTOCOL_VERSIONS.includes(asked) ? asked : LATEST_PROTOCOL_VERSION;
+    this.clientInfo = params.clientInfo as { name?: string; version?: string } | undefined;
+    this.clientCapabilities = params.capabilities as Record<string, unknown> | undefined;
+    const capabilities: Record<string, unknown> = { tools: { listChanged: true } };
+    if (this.hub.hasCapability('prompts')) capabilities.prompts = { listChanged: true };
+    if (this.hub.hasCapability('resources')) capabilities.resources = { listChanged: true };
+    return {
+      protocolVersion: this.protocolVersion,
+      capabilities,
+      serverInfo: { name: NAME, version: VERSION },
+      instructions: 'exai-ws: one shared MCP daemon for every client on this machine.',
+    };
+  }
+}
+
+function ok(id: RpcRequest['id'], result: Record<string, unknown>): RpcResponse {
+  return { jsonrpc: '2.0', id, result };
+}
+
+function toResponse(id: RpcRequest['id'], outcome: CallOutcome): RpcResponse | null {
+  if (outcome === null) return null;
+  if ('error' in outcome) return { jsonrpc: '2.0', id, error: outcome.error };
+  return ok(id, outcome.result);
+}

@@ -1,0 +1,217 @@
+/**
+ * The daemon's transport: one Node `http` server on loopback. WebSocket upgrades on `/` and
+ * `/ws` (hello first, then JSON-RPC frames), `GET /health`. Every request and upgrade must
+ * name the daemon's own address in `Host` (DNS rebinding) and carry no `Origin` (cross-site
+ * WebSocket hijacking).
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type RawData, type WebSocket } from 'ws';
+import { CloseCode, helloErrorClose, type HelloErrorCode } from '../protocol/codes.js';
+import { checkHello, type HelloAck } from '../protocol/hello.js';
+import { NAME, VERSION } from '../version.js';
+import type { DaemonConfig } from './config.js';
+import type { Logger } from './logger.js';
+import type { Metrics } from './metrics.js';
+import type { SessionManager } from './sessions.js';
+import type { Session } from './session.js';
+import { tokensEqual } from './token.js';
+
+export interface DaemonServerDeps {
+  config: DaemonConfig;
+  token: string;
+  manager: SessionManager;
+  metrics: Metrics;
+  logger: Logger;
+  /** The body of `GET /health`. */
+  health(): Record<string, unknown>;
+}
+
+const WS_PATHS = new Set(['/', '/ws']);
+
+export class DaemonServer {
+  private readonly deps: DaemonServerDeps;
+  private readonly http: Server;
+  private readonly wss: WebSocketServer;
+  private readonly sockets = new Set<WebSocket>();
+  private readonly awaitingPong = new WeakSet<WebSocket>();
+  private heartbeat: NodeJS.Timeout | undefined;
+  private accepting = true;
+  private allowedHosts = new Set<string>();
+  port = 0;
+
+  constructor(deps: DaemonServerDeps) {
+    this.deps = deps;
+    this.http = createServer((req, res) => this.onRequest(req, res));
+    this.http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
+    this.http.on('clientError', (_err, socket) => socket.destroy());
+    this.wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: deps.config.maxBytes,
+      perMessageDeflate: false,
+      clientTracking: false,
+    });
+  }
+
+  /** Binds the loopback address; resolves with the bound port. */
+  listen(): Promise<number> {
+    const { host, port } = this.deps.config;
+    return new Promise((resolve, reject) => {
+      this.http.once('error', reject);
+      this.http.listen(port, host, () => {
+        this.http.off('error', reject);
+        const address = this.http.address();
+        this.port = typeof address === 'object' && address ? address.port : port;
+        const literal = host.includes(':') ? `[${host}]` : host;
+        this.allowedHosts = new Set([`${literal}:${this.port}`, `localhost:${this.port}`]);
+        if (this.deps.config.heartbeatMs > 0) {
+          this.heartbeat = setInterval(() => this.beat(), this.deps.config.heartbeatMs);
+          this.heartbeat.unref();
+        }
+        resolve(this.port);
+      });
+    });
+  }
+
+  /** Stops listening; new connections and upgrades are refused from now on. */
+  stopAccepting(): void {
+    this.accepting = false;
+    this.http.close();
+    this.http.closeIdleConnections();
+  }
+
+  /** Resolves when every WebSocket has closed, terminating stragglers after `timeoutMs`. */
+  async waitForSockets(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.sockets.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    for (const ws of this.sockets) ws.terminate();
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    this.http.closeAllConnections();
+  }
+
+  get connectionCount(): number {
+    return this.sockets.size;
+  }
+
+  private hostAllowed(req: IncomingMessage): boolean {
+    const host = req.headers.host?.toLowerCase();
+    return host !== undefined && this.allowedHosts.has(host);
+  }
+
+  private onRequest(req: IncomingMessage, res: ServerResponse): void {
+    const send = (status: number, body: unknown) => {
+      const text = JSON.stringify(body);
+      res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(text) });
+      res.end(text);
+    };
+    if (!this.hostAllowed(req)) return send(403, { error: 'forbidden: Host must name this daemon' });
+    if (req.headers.origin !== undefined) return send(403, { error: 'forbidden: cross-origin requests are refused' });
+    const path = (req.url ?? '/').split('?')[0];
+    if (path === '/health') {
+      if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, { error: 'method not allowed' });
+      return send(200, this.deps.health());
+    }
+    send(404, { error: 'not found', hint: 'WebSocket on / or /ws, GET /health' });
+  }
+
+  private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', () => socket.destroy());
+    const refuse = (status: number, reason: string) => {
+      const body = `${reason}\n`;
+      socket.end(
+        `HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      );
+      this.deps.logger.warn({ status, reason, remote: req.socket.remoteAddress }, 'upgrade refused');
+    };
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    if (!WS_PATHS.has(path)) return refuse(404, 'Not Found');
+    if (!this.accepting) return refuse(503, 'Service Unavailable');
+    if (!this.hostAllowed(req)) return refuse(403, 'Forbidden');
+    if (req.headers.origin !== undefined) return refuse(403, 'Forbidden');
+    let preauthorized = false;
+    const authorization = req.headers.authorization;
+    if (authorization !== undefined) {
+      const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
+      if (!match?.[1] || !tokensEqual(match[1], this.deps.token)) {
+        this.deps.metrics.authFailures++;
+        return refuse(401, 'Unauthorized');
+      }
+      preauthorized = true;
+    }
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, preauthorized));
+  }
+
+  private onConnection(ws: WebSocket, preauthorized: boolean): void {
+    const { config, manager, metrics, logger } = this.deps;
+    this.sockets.add(ws);
+    let session: Session | undefined;
+    ws.on('pong', () => this.awaitingPong.delete(ws));
+    ws.on('error', (error) => logger.debug({ session_id: session?.id, err: error.message }, 'socket error'));
+    const helloTimer = setTimeout(() => {
+      metrics.reject('hello_timeout');
+      ws.close(CloseCode.HELLO_TIMEOUT, `no hello within ${config.helloTimeoutMs} ms`);
+    }, config.helloTimeoutMs);
+    const refuseHello = (code: HelloErrorCode, message: string) => {
+      clearTimeout(helloTimer);
+      metrics.reject(code);
+      const ack: HelloAck = { type: 'hello_ack', ok: false, error: { code, message } };
+      ws.send(JSON.stringify(ack));
+      ws.close(helloErrorClose[code], message.slice(0, 120));
+    };
+    ws.on('message', (data: RawData, isBinary: boolean) => {
+      const bytes = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
+      metrics.bytesIn += bytes.length;
+      if (isBinary) {
+        metrics.reject('binary_frame');
+        ws.close(CloseCode.UNSUPPORTED_DATA, 'binary frames are not supported');
+        return;
+      }
+      const text = bytes.toString('utf8');
+      if (session) {
+        if (session.socket === ws) session.receive(text);
+        return;
+      }
+      if (ws.readyState !== ws.OPEN) return; // refused or timed out already
+      const check = checkHello(text);
+      if (!check.ok) return refuseHello(check.code, check.message);
+      const given = check.hello.auth_token;
+      if (!preauthorized && (given === undefined || !tokensEqual(given, this.deps.token))) {
+        metrics.authFailures++;
+        return refuseHello('unauthorized', given === undefined ? 'a token is required' : 'wrong token');
+      }
+      if (!this.accepting) return refuseHello('shutting_down', 'daemon is shutting down');
+      const opened = manager.open(check.hello);
+      if (!opened.ok) return refuseHello(opened.code, opened.message);
+      clearTimeout(helloTimer);
+      session = opened.session;
+      const ack: HelloAck = {
+        type: 'hello_ack',
+        ok: true,
+        session_id: session.id,
+        resumed: opened.resumed,
+        daemon: { name: NAME, version: VERSION, pid: process.pid },
+        limits: { max_inflight: config.maxInflight, max_bytes: config.maxBytes },
+      };
+      // The ack goes out ahead of any held messages the attach below delivers.
+      ws.send(JSON.stringify(ack));
+      session.attach(ws);
+    });
+    ws.on('close', (code) => {
+      clearTimeout(helloTimer);
+      this.sockets.delete(ws);
+      if (session) manager.socketClosed(session, ws, code);
+    });
+  }
+
+  private beat(): void {
+    for (const ws of this.sockets) {
+      if (this.awaitingPong.has(ws)) {
+        this.deps.logger.info('heartbeat missed: terminating socket');
+        ws.terminate();
+        continue;
+      }
+      this.awaitingPong.add(ws);
+      ws.ping();
+    }
+  }
+}

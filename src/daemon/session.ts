@@ -1,0 +1,278 @@
+/**
+ * One client's MCP session. It outlives its socket: while detached (socket gone, within the
+ * resume grace) its requests keep running and their messages are held, to be delivered in
+ * order when a client attaches with the same session id.
+ *
+ * Flow control: at most `maxInflight` requests run at once; up to `queueLimit` more wait in
+ * FIFO order; past that a request is refused with -32010 at once. Notifications are never
+ * queued, so `notifications/cancelled` overtakes the requests it cancels.
+ */
+import { RpcCode } from '../protocol/codes.js';
+import { idKey, parseMessage, rpcError, type RequestId, type RpcRequest, type RpcResponse } from '../protocol/jsonrpc.js';
+import type { Hub } from '../core/hub.js';
+import type { DaemonConfig } from './config.js';
+import type { Logger } from './logger.js';
+import type { Metrics } from './metrics.js';
+import { Router, type RouterPeer } from './router.js';
+
+/**
+ * What a session writes to: a `ws` WebSocket satisfies it, and so does the stdout adapter
+ * of `exai-ws stdio`.
+ */
+export interface SessionSocket {
+  readonly readyState: number;
+  readonly OPEN: number;
+  /** Bytes accepted by send() and not yet written out. */
+  readonly bufferedAmount: number;
+  /** Queues one text message; `cb` fires once it is written out. */
+  send(text: string, cb: (error?: Error | null) => void): void;
+  /** Stops reading input from the client (output backpressure). */
+  pause(): void;
+  resume(): void;
+  close(code?: number, reason?: string): void;
+}
+
+export type SessionState = 'attached' | 'detached' | 'closed';
+
+/** Outbound bytes buffered on a socket before the session stops reading from it. */
+export const OUTPUT_HIGH_WATER_BYTES = 4 * 1024 * 1024;
+export const OUTPUT_LOW_WATER_BYTES = 1024 * 1024;
+/** The retry hint sent with -32010. */
+export const RETRY_AFTER_MS = 100;
+
+export interface SessionDeps {
+  hub: Hub;
+  config: DaemonConfig;
+  metrics: Metrics;
+  logger: Logger;
+  /** Asks the owner to end this session (hold overflow). */
+  expire(session: Session, reason: string): void;
+}
+
+interface Inflight {
+  controller: AbortController;
+  request: RpcRequest;
+  receivedMs: number;
+}
+
+export interface ClientLabel {
+  name: string;
+  version: string;
+}
+
+export class Session implements RouterPeer {
+  readonly id: string;
+  readonly createdAtMs = Date.now();
+  readonly router: Router;
+  client: ClientLabel;
+  cwd: string | undefined;
+  state: SessionState = 'detached';
+  socket: SessionSocket | null = null;
+
+  private readonly deps: SessionDeps;
+  private readonly inflight = new Map<string, Inflight>();
+  private queue: { request: RpcRequest; receivedMs: number }[] = [];
+  private held: string[] = [];
+  private heldBytes = 0;
+  private draining = false;
+  private outputPaused = false;
+
+  constructor(id: string, client: ClientLabel, deps: SessionDeps) {
+    this.id = id;
+    this.client = client;
+    this.deps = deps;
+    this.router = new Router(deps.hub, this, { callTimeoutMs: deps.config.callTimeoutMs });
+  }
+
+  get inflightCount(): number {
+    return this.inflight.size;
+  }
+
+  get queuedCount(): number {
+    return this.queue.length;
+  }
+
+  /** Binds a socket and delivers every held message in order. */
+  attach(socket: SessionSocket): void {
+    this.socket = socket;
+    this.state = 'attached';
+    const held = this.held;
+    this.held = [];
+    this.heldBytes = 0;
+    for (const text of held) this.sendText(text);
+  }
+
+  /** Unbinds the socket if it is still this session's; messages are held from now on. */
+  detach(socket: SessionSocket): boolean {
+    if (this.socket !== socket) return false;
+    this.socket = null;
+    this.outputPaused = false;
+    if (this.state === 'attached') this.state = 'detached';
+    return true;
+  }
+
+  /** Handles one text frame from the client. Bad input costs only its own reply. */
+  receive(text: string): void {
+    if (this.state === 'closed') return;
+    const c = parseMessage(text);
+    switch (c.kind) {
+      case 'invalid':
+        this.deps.metrics.reject('invalid_message');
+        this.send(c.reply);
+        return;
+      case 'request':
+        this.admit(c.message, performance.now());
+        return;
+      case 'notification':
+        if (c.message.method === 'notifications/cancelled') {
+          this.cancel(c.message.params?.requestId);
+        } else {
+          this.router.notify(c.message);
+        }
+        return;
+      case 'response':
+        // Replies to server-to-client requests; routed once hosted servers can ask.
+        return;
+    }
+  }
+
+  /** Sends one message to the client, or holds it while detached. */
+  send(message: object): void {
+    this.sendText(JSON.stringify(message));
+  }
+
+  /** Stops taking new work: queued and new requests are answered -32000 from now on. */
+  drain(reason: string): void {
+    this.draining = true;
+    const queued = this.queue;
+    this.queue = [];
+    for (const q of queued) this.answer(q.request, q.receivedMs, closedError(q.request.id, reason));
+  }
+
+  /** Answers every request still running with -32000 and cancels it at its server. */
+  abortInflight(reason: string): void {
+    for (const entry of [...this.inflight.values()]) {
+      this.inflight.delete(idKey(entry.request.id));
+      entry.controller.abort(reason);
+      this.answer(entry.request, entry.receivedMs, closedError(entry.request.id, reason));
+    }
+  }
+
+  /**
+   * Ends the session: running requests are cancelled at their servers (nobody is left to
+   * answer), the socket, if any, is closed with `code`. Idempotent.
+   */
+  close(code: number, reason: string): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.queue = [];
+    this.held = [];
+    this.heldBytes = 0;
+    for (const entry of this.inflight.values()) entry.controller.abort(reason);
+    this.inflight.clear();
+    const socket = this.socket;
+    this.socket = null;
+    socket?.close(code, reason);
+  }
+
+  private admit(request: RpcRequest, receivedMs: number): void {
+    const { config, metrics } = this.deps;
+    if (this.draining) {
+      this.answer(request, receivedMs, closedError(request.id, 'daemon is shutting down'));
+      return;
+    }
+    if (this.inflight.has(idKey(request.id)) || this.queue.some((q) => q.request.id === request.id)) {
+      metrics.reject('duplicate_id');
+      this.answer(request, receivedMs, rpcError(request.id, RpcCode.INVALID_REQUEST, `Invalid request: id ${JSON.stringify(request.id)} is already in flight`));
+      return;
+    }
+    if (this.inflight.size < config.maxInflight) {
+      this.start(request, receivedMs);
+    } else if (this.queue.length < config.queueLimit) {
+      this.queue.push({ request, receivedMs });
+    } else {
+      metrics.reject('queue_full');
+      this.answer(
+        request,
+        receivedMs,
+        rpcError(request.id, RpcCode.OVER_CAPACITY, `session over capacity: ${config.maxInflight} in flight and ${config.queueLimit} queued`, {
+          retry_after_ms: RETRY_AFTER_MS,
+        }),
+      );
+    }
+  }
+
+  private start(request: RpcRequest, receivedMs: number): void {
+    const key = idKey(request.id);
+    const entry: Inflight = { controller: new AbortController(), request, receivedMs };
+    this.inflight.set(key, entry);
+    this.router.handle(request, entry.controller.signal).then(
+      (response) => this.finish(key, entry, response),
+      (error: unknown) =>
+        this.finish(key, entry, rpcError(request.id, RpcCode.INTERNAL_ERROR, `internal error: ${error instanceof Error ? error.message : String(error)}`)),
+    );
+  }
+
+  private finish(key: string, entry: Inflight, response: RpcResponse | null): void {
+    // Already answered by a drain or dropped by close(): exactly one response per request.
+    if (this.inflight.get(key) !== entry) return;
+    this.inflight.delete(key);
+    if (response === null) {
+      this.deps.metrics.request(entry.request.method, toolOf(entry.request), performance.now() - entry.receivedMs, false);
+    } else {
+      this.answer(entry.request, entry.receivedMs, response);
+    }
+    while (this.inflight.size < this.deps.config.maxInflight && this.queue.length > 0 && !this.draining) {
+      const next = this.queue.shift();
+      if (next) this.start(next.request, next.receivedMs);
+    }
+  }
+
+  private answer(request: RpcRequest, receivedMs: number, response: RpcResponse): void {
+    this.deps.metrics.request(request.method, toolOf(request), performance.now() - receivedMs, 'error' in response);
+    this.send(response);
+  }
+
+  private cancel(requestId: unknown): void {
+    if (typeof requestId !== 'string' && typeof requestId !== 'number') return;
+    const queuedAt = this.queue.findIndex((q) => q.request.id === requestId);
+    if (queuedAt >= 0) {
+      this.queue.splice(queuedAt, 1);
+      return;
+    }
+    this.inflight.get(idKey(requestId))?.controller.abort('cancelled by the client');
+  }
+
+  private sendText(text: string): void {
+    if (this.state === 'closed') return;
+    const socket = this.socket;
+    if (socket === null || socket.readyState !== socket.OPEN) {
+      this.held.push(text);
+      this.heldBytes += Buffer.byteLength(text);
+      if (this.heldBytes > this.deps.config.holdMaxBytes) this.deps.expire(this, 'hold_overflow');
+      return;
+    }
+    this.deps.metrics.bytesOut += Buffer.byteLength(text);
+    socket.send(text, () => {
+      if (this.outputPaused && this.socket === socket && socket.bufferedAmount < OUTPUT_LOW_WATER_BYTES) {
+        this.outputPaused = false;
+        socket.resume();
+      }
+    });
+    if (!this.outputPaused && socket.bufferedAmount > OUTPUT_HIGH_WATER_BYTES) {
+      // The client is not reading; stop reading its requests until it catches up.
+      this.outputPaused = true;
+      socket.pause();
+    }
+  }
+}
+
+function closedError(id: RequestId, reason: string): RpcResponse {
+  return rpcError(id, RpcCode.CONNECTION_CLOSED, `connection closed: ${reason}`);
+}
+
+function toolOf(request: RpcRequest): string | undefined {
+  if (request.method !== 'tools/call') return undefined;
+  const name = request.params?.name;
+  return typeof name === 'string' ? name : undefined;
+}

@@ -1,0 +1,140 @@
+/**
+ * The session manager: creates, resumes and takes over sessions by id, keeps detached ones
+ * for the resume grace, enforces the session limit, and drains them all at shutdown.
+ */
+import { randomUUID } from 'node:crypto';
+import type { SessionSocket } from './session.js';
+import { CloseCode } from '../protocol/codes.js';
+import type { Hello } from '../protocol/hello.js';
+import { Session, type SessionDeps } from './session.js';
+
+export type OpenResult =
+  | { ok: true; session: Session; resumed: boolean }
+  | { ok: false; code: 'session_limit'; message: string };
+
+export type ManagerDeps = Omit<SessionDeps, 'expire'>;
+
+export class SessionManager {
+  private readonly sessions = new Map<string, Session>();
+  private readonly graceTimers = new Map<string, NodeJS.Timeout>();
+  private readonly deps: ManagerDeps;
+  private readonly sessionDeps: SessionDeps;
+
+  constructor(deps: ManagerDeps) {
+    this.deps = deps;
+    this.sessionDeps = { ...deps, expire: (session, reason) => this.expire(session, reason) };
+  }
+
+  /**
+   * Binds an authenticated connection to a session: a new one, a detached one it resumes, or
+   * an attached one it takes over (the old socket is closed with 4010). The caller attaches
+   * the new socket once its hello_ack is sent, so held messages follow the ack.
+   */
+  open(hello: Hello): OpenResult {
+    const client = { name: hello.client?.name ?? 'unknown', version: hello.client?.version ?? 'unknown' };
+    const existing = hello.session_id ? this.sessions.get(hello.session_id) : undefined;
+    if (existing) {
+      const old = existing.socket;
+      this.clearGrace(existing.id);
+      if (old) {
+        existing.detach(old);
+        old.close(CloseCode.SUPERSEDED, 'superseded by a newer connection');
+      }
+      existing.client = client;
+      this.deps.logger.info(
+        { session_id: existing.id, client: client.name, client_version: client.version, takeover: old !== null },
+        old ? 'session taken over' : 'session resumed',
+      );
+      return { ok: true, session: existing, resumed: true };
+    }
+    if (this.sessions.size >= this.deps.config.maxSessions) {
+      this.deps.metrics.reject('session_limit');
+      return { ok: false, code: 'session_limit', message: `session limit reached (${this.deps.config.maxSessions})` };
+    }
+    const id = hello.session_id ?? randomUUID();
+    const session = new Session(id, client, this.sessionDeps);
+    session.cwd = hello.cwd;
+    this.sessions.set(id, session);
+    this.deps.metrics.sessionsOpened++;
+    this.deps.logger.info({ session_id: id, client: client.name, client_version: client.version, cwd: hello.cwd }, 'session opened');
+    return { ok: true, session, resumed: false };
+  }
+
+  /** Called when a session's socket closed: the session waits the resume grace, then ends. */
+  socketClosed(session: Session, socket: SessionSocket, code: number): void {
+    if (!session.detach(socket) || session.state === 'closed') return;
+    const grace = this.deps.config.resumeGraceMs;
+    this.deps.logger.info({ session_id: session.id, code, resume_grace_ms: grace }, 'session detached');
+    if (grace === 0) {
+      this.expire(session, 'client_gone');
+      return;
+    }
+    const timer = setTimeout(() => this.expire(session, 'resume_grace_expired'), grace);
+    timer.unref();
+    this.graceTimers.set(session.id, timer);
+  }
+
+  /** Ends one session for good, closing its socket (if any) with 4009. */
+  expire(session: Session, reason: string): void {
+    if (this.sessions.get(session.id) !== session) return;
+    this.remove(session, CloseCode.SESSION_CLOSED, reason);
+  }
+
+  /** Shutdown step: no new work anywhere; queued requests are answered -32000. */
+  drain(reason: string): void {
+    for (const session of this.sessions.values()) session.drain(reason);
+  }
+
+  /** Shutdown step: requests still running are answered -32000. */
+  abortInflight(reason: string): void {
+    for (const session of this.sessions.values()) session.abortInflight(reason);
+  }
+
+  /** Shutdown step: every session ends and its socket is closed with `code`. */
+  closeAll(code: number, reason: string): void {
+    for (const session of [...this.sessions.values()]) this.remove(session, code, reason);
+  }
+
+  get size(): number {
+    return this.sessions.size;
+  }
+
+  get attachedCount(): number {
+    let n = 0;
+    for (const s of this.sessions.values()) if (s.state === 'attached') n++;
+    return n;
+  }
+
+  get inflightCount(): number {
+    let n = 0;
+    for (const s of this.sessions.values()) n += s.inflightCount;
+    return n;
+  }
+
+  get(id: string): Session | undefined {
+    return this.sessions.get(id);
+  }
+
+  list(): Session[] {
+    return [...this.sessions.values()];
+  }
+
+  private remove(session: Session, code: number, reason: string): void {
+    this.clearGrace(session.id);
+    this.sessions.delete(session.id);
+    session.close(code, reason);
+    this.deps.metrics.sessionClosed(reason);
+    this.deps.logger.info(
+      { session_id: session.id, client: session.client.name, client_version: session.client.version, reason, lifetime_ms: Date.now() - session.createdAtMs },
+      'session closed',
+    );
+  }
+
+  private clearGrace(id: string): void {
+    const timer = this.graceTimers.get(id);
+    if (timer) {
+      clearTimeout(timer);
+      this.graceTimers.delete(id);
+    }
+  }
+}

@@ -1,0 +1,72 @@
+/**
+ * `exai-ws stdio`: the same core and session code as the daemon, served as a plain stdio MCP
+ * server to one client, with no daemon. The classic mode, and the baseline for benchmarks.
+ * Stdout carries only MCP messages; logs go to stderr.
+ */
+import type { Readable, Writable } from 'node:stream';
+import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { CloseCode, RpcCode } from '../protocol/codes.js';
+import { rpcError } from '../protocol/jsonrpc.js';
+import { LineSplitter } from '../protocol/ndjson.js';
+import { startCore } from '../core/core.js';
+import type { DaemonConfig } from './config.js';
+import { createLogger } from './logger.js';
+import { Metrics } from './metrics.js';
+import { Session, type SessionSocket } from './session.js';
+
+export interface StdioOptions {
+  config: DaemonConfig;
+  input?: Readable;
+  output?: Writable;
+  configureBuiltin?: (server: McpServer) => void;
+}
+
+/** Serves one MCP session on the given streams; resolves when input ends and the core closed. */
+export async function runStdio(options: StdioOptions): Promise<void> {
+  const input = options.input ?? process.stdin;
+  const output = options.output ?? process.stdout;
+  const { config } = options;
+  const { logger } = createLogger(null, config.logLevel);
+  const hub = await startCore({ startedAtMs: Date.now(), listTimeoutMs: config.callTimeoutMs, configureBuiltin: options.configureBuiltin });
+  let open = true;
+  const socket: SessionSocket = {
+    OPEN: 1,
+    get readyState() {
+      return open ? 1 : 3;
+    },
+    get bufferedAmount() {
+      return output.writableLength;
+    },
+    send(text, cb) {
+      output.write(`${text}\n`, cb);
+    },
+    pause: () => input.pause(),
+    resume: () => input.resume(),
+    close: () => {
+      open = false;
+    },
+  };
+  const session = new Session('stdio', { name: 'stdio', version: '' }, {
+    hub,
+    config,
+    metrics: new Metrics(),
+    logger,
+    expire: () => undefined,
+  });
+  hub.onlistchanged = (n) => session.send(n);
+  session.attach(socket);
+  const splitter = new LineSplitter(config.maxBytes, {
+    onLine: (line) => session.receive(line),
+    onOversize: (bytes) => session.send(rpcError(null, RpcCode.INVALID_REQUEST, `message of ${bytes}+ bytes exceeds the ${config.maxBytes}-byte limit`)),
+  });
+  output.on('error', () => input.destroy()); // a closed stdout means the client is gone
+  await new Promise<void>((resolve) => {
+    input.on('data', (chunk: Buffer) => splitter.push(chunk));
+    input.on('end', resolve);
+    input.on('close', resolve);
+    input.on('error', resolve);
+  });
+  splitter.end();
+  session.close(CloseCode.NORMAL, 'stdin closed');
+  await hub.close();
+}

@@ -1,0 +1,85 @@
+/**
+ * The hello handshake, protocol version 1 (DESIGN.md, "WebSocket protocol"). Validation is
+ * hand-written so the shim can use this module without loading a schema library at start-up.
+ */
+import type { HelloErrorCode } from './codes.js';
+
+export const PROTOCOL_VERSION = 1;
+export const SESSION_ID_PATTERN = /^[A-Za-z0-9_-]{3,64}$/;
+
+export interface Hello {
+  type: 'hello';
+  protocol: number;
+  session_id?: string;
+  auth_token?: string;
+  client?: { name?: string; version?: string };
+  cwd?: string;
+  /** Reserved for `exai-ws shim --server NAME` (hosted servers). */
+  server?: string;
+}
+
+export interface HelloLimits {
+  max_inflight: number;
+  max_bytes: number;
+}
+
+export type HelloAck =
+  | {
+      type: 'hello_ack';
+      ok: true;
+      session_id: string;
+      resumed: boolean;
+      daemon: { name: string; version: string; pid: number };
+      limits: HelloLimits;
+    }
+  | { type: 'hello_ack'; ok: false; error: { code: HelloErrorCode; message: string } };
+
+export type HelloCheck =
+  | { ok: true; hello: Hello }
+  | { ok: false; code: Extract<HelloErrorCode, 'bad_hello' | 'not_hello' | 'unsupported_protocol'>; message: string };
+
+const optionalString = (v: unknown, max: number): boolean => v === undefined || (typeof v === 'string' && v.length <= max);
+
+/** Checks the first frame of a connection. Never throws. */
+export function checkHello(text: string): HelloCheck {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return { ok: false, code: 'bad_hello', message: 'hello is not valid JSON' };
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    return { ok: false, code: 'bad_hello', message: 'hello must be a JSON object' };
+  }
+  const h = value as Record<string, unknown>;
+  if (h.type !== 'hello') {
+    return { ok: false, code: 'not_hello', message: 'the first frame must be {"type":"hello",...}' };
+  }
+  if (typeof h.protocol !== 'number' || !Number.isInteger(h.protocol)) {
+    return { ok: false, code: 'bad_hello', message: 'hello.protocol must be an integer' };
+  }
+  if (h.protocol !== PROTOCOL_VERSION) {
+    return {
+      ok: false,
+      code: 'unsupported_protocol',
+      message: `hello protocol ${h.protocol} is not supported; this daemon speaks ${PROTOCOL_VERSION}`,
+    };
+  }
+  if (h.session_id !== undefined && (typeof h.session_id !== 'string' || !SESSION_ID_PATTERN.test(h.session_id))) {
+    return { ok: false, code: 'bad_hello', message: 'hello.session_id must be 3-64 characters of [A-Za-z0-9_-]' };
+  }
+  if (!optionalString(h.auth_token, 4096) || !optionalString(h.cwd, 4096) || !optionalString(h.server, 256)) {
+    return { ok: false, code: 'bad_hello', message: 'hello.auth_token, hello.cwd and hello.server must be strings' };
+  }
+  const client = h.client;
+  if (client !== undefined) {
+    if (client === null || typeof client !== 'object' || Array.isArray(client)) {
+      return { ok: false, code: 'bad_hello', message: 'hello.client must be an object' };
+    }
+    const c = client as Record<string, unknown>;
+    if (!optionalString(c.name, 256) || !optionalString(c.version, 256)) {
+      return { ok: false, code: 'bad_hello', message: 'hello.client.name and version must be strings' };
+    }
+  }
+  return { ok: true, hello: h as unknown as Hello };
+}

@@ -1,0 +1,215 @@
+/**
+ * The stdio shim: the command an MCP client launches as its server. It bridges NDJSON on
+ * stdio to one WebSocket to the daemon, after the hello. No business logic: it only frames,
+ * tracks which requests are unanswered (so a lost daemon still answers each one exactly once
+ * with -32000), and applies backpressure both ways.
+ *
+ * Start-up time matters (budget: 80 ms to the first initialize result), so this module loads
+ * `ws` through CommonJS (faster than its ESM wrapper) and no logger or schema library.
+ * Stdout carries only MCP messages; diagnostics go to stderr.
+ */
+import { createRequire } from 'node:module';
+import type { Readable, Writable } from 'node:stream';
+import type WebSocketType from 'ws';
+import { CloseCode, RpcCode } from '../protocol/codes.js';
+import { discoverDaemon } from '../protocol/files.js';
+import { PROTOCOL_VERSION, type Hello, type HelloAck } from '../protocol/hello.js';
+import { idKey, rpcError, type RequestId } from '../protocol/jsonrpc.js';
+import { LineSplitter } from '../protocol/ndjson.js';
+import { VERSION } from '../version.js';
+
+const require = createRequire(import.meta.url);
+const WebSocket = require('ws') as typeof WebSocketType;
+
+/** Bytes queued on the socket before the shim stops reading stdin. */
+export const SOCKET_HIGH_WATER_BYTES = 4 * 1024 * 1024;
+export const SOCKET_LOW_WATER_BYTES = 1024 * 1024;
+/** Line limit used until the daemon's hello_ack names its own. */
+export const DEFAULT_MAX_LINE_BYTES = 32 * 1024 * 1024;
+export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
+
+export interface ShimOptions {
+  env?: NodeJS.ProcessEnv;
+  input?: Readable;
+  output?: Writable;
+  errors?: Writable;
+  /** `--server NAME`: ask the daemon for one hosted server, unprefixed. */
+  server?: string | undefined;
+  connectTimeoutMs?: number;
+}
+
+/** Exit codes: 0 after stdin EOF; 1 when the daemon could not be used or went away. */
+export type ShimExit = 0 | 1;
+
+/**
+ * Runs the shim until stdin ends or the daemon goes away; resolves with the exit code once
+ * everything owed to stdout has been written.
+ */
+export function runShim(options: ShimOptions = {}): Promise<ShimExit> {
+  const env = options.env ?? process.env;
+  const input = options.input ?? process.stdin;
+  const output = options.output ?? process.stdout;
+  const errors = options.errors ?? process.stderr;
+  const say = (line: string) => errors.write(`exai-ws shim: ${line}\n`);
+
+  const address = discoverDaemon(env);
+  const url = `ws://${address.host.includes(':') ? `[${address.host}]` : address.host}:${address.port}/ws`;
+  if (address.token === null) {
+    say(`no token: set EXAI_WS_TOKEN or start the daemon (exai-ws daemon) so it writes its token file`);
+    return Promise.resolve(1);
+  }
+
+  return new Promise<ShimExit>((resolve) => {
+    const pending = new Map<string, RequestId>();
+    let acked = false;
+    let finished = false;
+    let inputPaused = false;
+    let maxLineBytes = DEFAULT_MAX_LINE_BYTES;
+
+    const ws = new WebSocket(url, {
+      headers: { authorization: `Bearer ${address.token}` },
+      perMessageDeflate: false,
+      handshakeTimeout: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+      maxPayload: 0,
+    });
+
+    const writeOut = (text: string) => {
+      if (!output.write(`${text}\n`)) {
+        // The client reads slowly: stop reading the socket until stdout drains.
+        ws.pause();
+        output.once('drain', () => ws.resume());
+      }
+    };
+
+    const finish = (code: ShimExit) => {
+      if (finished) return;
+      finished = true;
+      input.pause();
+      input.removeAllListeners('data');
+      // Resolve once stdout has taken everything written so far.
+      output.write('', () => resolve(code));
+    };
+
+    const splitter = new LineSplitter(maxLineBytes, {
+      onLine: (line) => forward(line),
+      onOversize: (bytes) => writeOut(JSON.stringify(rpcError(null, RpcCode.INVALID_REQUEST, `message of ${bytes}+ bytes exceeds the ${maxLineBytes}-byte limit`))),
+    });
+
+    const forward = (line: string) => {
+      let message: unknown;
+      try {
+        message = JSON.parse(line);
+      } catch {
+        writeOut(JSON.stringify(rpcError(null, RpcCode.PARSE_ERROR, 'Parse error: not valid JSON')));
+        return;
+      }
+      if (message !== null && typeof message === 'object' && !Array.isArray(message)) {
+        const m = message as { id?: unknown; method?: unknown };
+        if (typeof m.method === 'string' && (typeof m.id === 'string' || typeof m.id === 'number')) pending.set(idKey(m.id), m.id);
+      }
+      ws.send(line, () => {
+        if (inputPaused && ws.bufferedAmount < SOCKET_LOW_WATER_BYTES) {
+          inputPaused = false;
+          input.resume();
+        }
+      });
+      if (!inputPaused && ws.bufferedAmount > SOCKET_HIGH_WATER_BYTES) {
+        inputPaused = true;
+        input.pause();
+      }
+    };
+
+    const startPiping = () => {
+      input.on('data', (chunk: Buffer) => splitter.push(chunk));
+      input.once('end', () => {
+        splitter.end();
+        ws.close(CloseCode.NORMAL, 'client closed stdin');
+        finish(0);
+      });
+      input.on('error', () => {
+        ws.close(CloseCode.NORMAL, 'stdin failed');
+        finish(0);
+      });
+      output.on('error', () => {
+        // stdout is gone: nobody can read replies any more.
+        ws.close(CloseCode.NORMAL, 'stdout closed');
+        finish(0);
+      });
+    };
+
+    ws.on('open', () => {
+      const hello: Hello = {
+        type: 'hello',
+        protocol: PROTOCOL_VERSION,
+        client: { name: 'exai-ws-shim', version: VERSION },
+        cwd: process.cwd(),
+      };
+      if (options.server) hello.server = options.server;
+      ws.send(JSON.stringify(hello));
+    });
+
+    ws.on('message', (data: Buffer, isBinary: boolean) => {
+      if (isBinary) return;
+      const text = data.toString('utf8');
+      if (!acked) {
+        let ack: HelloAck;
+        try {
+          ack = JSON.parse(text) as HelloAck;
+        } catch {
+          say('the daemon answered the hello with something that is not JSON');
+          ws.terminate();
+          return;
+        }
+        if (ack.type !== 'hello_ack' || !ack.ok) {
+          const why = ack.type === 'hello_ack' && !ack.ok ? `${ack.error.code}: ${ack.error.message}` : 'no hello_ack';
+          say(`the daemon refused the session (${why})`);
+          ws.close();
+          finish(1);
+          return;
+        }
+        acked = true;
+        maxLineBytes = ack.limits.max_bytes;
+        splitter.maxLineBytes = maxLineBytes;
+        startPiping();
+        return;
+      }
+      let line = text;
+      try {
+        const m = JSON.parse(text) as { id?: unknown; method?: unknown };
+        if (m.method === undefined && (typeof m.id === 'string' || typeof m.id === 'number')) pending.delete(idKey(m.id));
+        if (text.includes('\n')) line = JSON.stringify(m);
+      } catch {
+        return; // never pass a non-JSON frame to the client
+      }
+      writeOut(line);
+    });
+
+    ws.on('unexpected-response', (_req, res) => {
+      const hint = res.statusCode === 401 ? ' (wrong token: check EXAI_WS_TOKEN or the token file)' : '';
+      say(`the daemon at ${url} refused the connection: HTTP ${res.statusCode}${hint}`);
+      ws.terminate();
+      finish(1);
+    });
+
+    ws.on('error', (error: NodeJS.ErrnoException) => {
+      if (!acked && !finished) {
+        say(`cannot reach the daemon at ${url} (${error.code ?? error.message}); start it with: exai-ws daemon`);
+        finish(1);
+      }
+    });
+
+    ws.on('close', (code: number, reason: Buffer) => {
+      if (finished) return;
+      if (!acked) {
+        say(`the daemon closed the connection before the session started (code ${code} ${reason.toString()})`);
+        finish(1);
+        return;
+      }
+      const why = `connection to the exai-ws daemon closed (code ${code}${reason.length > 0 ? `: ${reason.toString()}` : ''})`;
+      for (const id of pending.values()) writeOut(JSON.stringify(rpcError(id, RpcCode.CONNECTION_CLOSED, why)));
+      pending.clear();
+      say(why);
+      finish(1);
+    });
+  });
+}
