@@ -203,6 +203,13 @@ export class Session implements RouterPeer {
   }
 
   private start(request: RpcRequest, receivedMs: number): void {
+    if (request.method === 'initialize') {
+      const info = request.params?.clientInfo as { name?: unknown; version?: unknown } | undefined;
+      this.deps.logger.info(
+        { session_id: this.id, mcp_client: info?.name, mcp_client_version: info?.version, protocol: request.params?.protocolVersion },
+        'session initialized',
+      );
+    }
     const key = idKey(request.id);
     const entry: Inflight = { controller: new AbortController(), request, receivedMs };
     this.inflight.set(key, entry);

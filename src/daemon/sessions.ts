@@ -60,9 +60,17 @@ export class SessionManager {
     return { ok: true, session, resumed: false };
   }
 
-  /** Called when a session's socket closed: the session waits the resume grace, then ends. */
+  /**
+   * Called when a session's socket closed. A normal close (1000) ends the session; any other
+   * leaves it detached for the resume grace, then it ends.
+   */
   socketClosed(session: Session, socket: SessionSocket, code: number): void {
     if (!session.detach(socket) || session.state === 'closed') return;
+    if (code === CloseCode.NORMAL) {
+      // The client said goodbye on purpose (a shim whose stdin ended): nothing to resume.
+      this.expire(session, 'client_closed');
+      return;
+    }
     const grace = this.deps.config.resumeGraceMs;
     this.deps.logger.info({ session_id: session.id, code, resume_grace_ms: grace }, 'session detached');
     if (grace === 0) {

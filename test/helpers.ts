@@ -1,0 +1,337 @@
+/**
+ * Shared test helpers: real daemon processes on port 0 with their own EXAI_WS_HOME, real
+ * shim processes, the official MCP SDK client, and raw WebSockets for protocol tests.
+ * Every helper that starts something registers it with a {@link Cleanup}.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import WebSocket from 'ws';
+import { readAddressCard } from '../src/protocol/files.js';
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const CLI = join(ROOT, 'dist', 'src', 'cli.js');
+export const FIXTURE_DAEMON = join(ROOT, 'dist', 'test', 'fixtures', 'fixture-daemon.js');
+export const OPENINGS = join(ROOT, '..', 'shared', 'fixtures', 'client-openings');
+
+/** Runs registered teardown steps in reverse order; use one per test file or test. */
+export class Cleanup {
+  private steps: (() => unknown)[] = [];
+  add(step: () => unknown): void {
+    this.steps.push(step);
+  }
+  async run(): Promise<void> {
+    const steps = this.steps.reverse();
+    this.steps = [];
+    for (const step of steps) {
+      try {
+        await step();
+      } catch {
+        // teardown is best effort
+      }
+    }
+  }
+}
+
+export function makeHome(cleanup: Cleanup): string {
+  const home = mkdtempSync(join(tmpdir(), 'exai-ws-test-'));
+  cleanup.add(() => rmSync(home, { recursive: true, force: true }));
+  return home;
+}
+
+export async function waitFor<T>(probe: () => T | Promise<T>, what: string, timeoutMs = 10_000, intervalMs = 20): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value) return value as NonNullable<T>;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+export interface DaemonHandle {
+  home: string;
+  port: number;
+  pid: number;
+  token: string;
+  proc: ChildProcess;
+  /** Environment for a shim or CLI command that should find this daemon. */
+  clientEnv: Record<string, string>;
+  stderr(): string;
+  /** Resolves with the exit code (or signal name) once the process has exited. */
+  exited: Promise<number | string>;
+  url(path?: string): string;
+}
+
+export interface StartDaemonOptions {
+  /** Extra environment (limits such as EXAI_WS_BACKPRESSURE). */
+  env?: Record<string, string>;
+  /** Use an existing home (default: a new temp dir). */
+  home?: string;
+  /** The plain `exai-ws daemon` instead of the fixture daemon with test tools. */
+  plain?: boolean;
+}
+
+/** Spawns a daemon process and waits until its address card has a port. */
+export function spawnDaemon(cleanup: Cleanup, options: StartDaemonOptions = {}): { proc: ChildProcess; home: string; stderr: () => string; exited: Promise<number | string> } {
+  const home = options.home ?? makeHome(cleanup);
+  const args = options.plain ? [CLI, 'daemon'] : [FIXTURE_DAEMON];
+  const proc = spawn(process.execPath, args, {
+    env: { ...baseEnv(), EXAI_WS_HOME: home, EXAI_WS_PORT: '0', ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let err = '';
+  proc.stderr?.on('data', (c: Buffer) => (err += c.toString()));
+  proc.stdout?.on('data', (c: Buffer) => (err += c.toString()));
+  const exited = new Promise<number | string>((resolve) => proc.once('exit', (code, signal) => resolve(code ?? signal ?? -1)));
+  cleanup.add(async () => {
+    if (proc.exitCode === null && proc.signalCode === null) {
+      proc.kill('SIGKILL');
+      await exited;
+    }
+  });
+  return { proc, home, stderr: () => err, exited };
+}
+
+export async function startDaemon(cleanup: Cleanup, options: StartDaemonOptions = {}): Promise<DaemonHandle> {
+  const { proc, home, stderr, exited } = spawnDaemon(cleanup, options);
+  let dead = false;
+  void exited.then(() => (dead = true));
+  const card = await waitFor(
+    () => {
+      if (dead) throw new Error(`daemon exited during start: ${stderr()}`);
+      const c = readAddressCard(join(home, 'logs', 'ws_daemon.pid'));
+      return c && c.port > 0 && c.pid === proc.pid ? c : null;
+    },
+    'the daemon address card',
+  );
+  const token = readFileSync(join(home, 'token'), 'utf8').trim();
+  return {
+    home,
+    port: card.port,
+    pid: card.pid,
+    token,
+    proc,
+    clientEnv: { EXAI_WS_HOME: home },
+    stderr,
+    exited,
+    url: (path = '/ws') => `ws://127.0.0.1:${card.port}${path}`,
+  };
+}
+
+/** The environment children get: the test's own minus anything exai-ws reads. */
+export function baseEnv(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (v !== undefined && !k.startsWith('EXAI_WS_') && k !== 'LOG_LEVEL') env[k] = v;
+  }
+  return env;
+}
+
+export interface ShimClient {
+  client: Client;
+  transport: StdioClientTransport;
+  /** The shim process id. */
+  pid: number;
+  stderr(): string;
+}
+
+/** Starts a real shim process under the official SDK client and completes initialize. */
+export async function connectShim(
+  cleanup: Cleanup,
+  daemon: Pick<DaemonHandle, 'clientEnv'>,
+  options: { name?: string; capabilities?: Record<string, unknown>; env?: Record<string, string>; args?: string[] } = {},
+): Promise<ShimClient> {
+  const transport = new StdioClientTransport({
+    command: process.execPath,
+    args: [CLI, 'shim', ...(options.args ?? [])],
+    env: { ...baseEnv(), ...daemon.clientEnv, ...options.env },
+    stderr: 'pipe',
+  });
+  let err = '';
+  transport.stderr?.on('data', (c: Buffer) => (err += c.toString()));
+  const client = new Client({ name: options.name ?? 'exai-ws-test', version: '1.0.0' }, { capabilities: options.capabilities ?? {} });
+  cleanup.add(() => client.close());
+  await client.connect(transport);
+  return { client, transport, pid: transport.pid ?? -1, stderr: () => err };
+}
+
+/** The text of a tool result's first content item. */
+export function textOf(result: unknown): string {
+  const content = (result as { content?: { type: string; text?: string }[] }).content;
+  return content?.[0]?.text ?? '';
+}
+
+export interface HealthBody {
+  status: string;
+  pid: number;
+  port: number;
+  sessions: { total: number; attached: number; detached: number };
+  inflight: number;
+  [key: string]: unknown;
+}
+
+export async function getHealth(daemon: Pick<DaemonHandle, 'port'>): Promise<HealthBody> {
+  const res = await fetch(`http://127.0.0.1:${daemon.port}/health`);
+  if (res.status !== 200) throw new Error(`/health answered ${res.status}`);
+  return (await res.json()) as HealthBody;
+}
+
+/** Opens a raw WebSocket to the daemon, by default with the right bearer token. */
+export function openSocket(
+  cleanup: Cleanup,
+  daemon: Pick<DaemonHandle, 'url' | 'token'>,
+  options: { token?: string | null; headers?: Record<string, string>; path?: string; maxPayload?: number } = {},
+): Promise<WebSocket> {
+  const token = options.token === undefined ? daemon.token : options.token;
+  const headers: Record<string, string> = { ...options.headers };
+  if (token !== null) headers.authorization = `Bearer ${token}`;
+  const ws = new WebSocket(daemon.url(options.path), { headers, maxPayload: options.maxPayload ?? 0 });
+  cleanup.add(() => ws.terminate());
+  const inbox = new MessageInbox(ws);
+  inboxes.set(ws, inbox);
+  return new Promise((resolve, reject) => {
+    ws.once('open', () => resolve(ws));
+    ws.once('error', reject);
+    ws.once('unexpected-response', (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
+  });
+}
+
+/** Buffers every text frame so tests can await them in order. */
+class MessageInbox {
+  private queue: string[] = [];
+  private waiters: ((text: string) => void)[] = [];
+  constructor(ws: WebSocket) {
+    ws.on('message', (data: Buffer) => {
+      const text = data.toString('utf8');
+      const waiter = this.waiters.shift();
+      if (waiter) waiter(text);
+      else this.queue.push(text);
+    });
+  }
+  next(timeoutMs: number): Promise<string> {
+    const ready = this.queue.shift();
+    if (ready !== undefined) return Promise.resolve(ready);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w !== waiter);
+        reject(new Error(`no message within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const waiter = (text: string) => {
+        clearTimeout(timer);
+        resolve(text);
+      };
+      this.waiters.push(waiter);
+    });
+  }
+}
+
+const inboxes = new WeakMap<WebSocket, MessageInbox>();
+
+/** The next text frame from a socket opened with {@link openSocket}, parsed as JSON. */
+export async function nextJson(ws: WebSocket, timeoutMs = 5_000): Promise<Record<string, unknown>> {
+  const inbox = inboxes.get(ws);
+  if (!inbox) throw new Error('socket was not opened with openSocket');
+  return JSON.parse(await inbox.next(timeoutMs)) as Record<string, unknown>;
+}
+
+export function closed(ws: WebSocket, timeoutMs = 10_000): Promise<{ code: number; reason: string }> {
+  if (ws.readyState === ws.CLOSED) return Promise.resolve({ code: -1, reason: 'already closed' });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`socket not closed within ${timeoutMs} ms`)), timeoutMs);
+    ws.once('close', (code, reason) => {
+      clearTimeout(timer);
+      resolve({ code, reason: reason.toString() });
+    });
+  });
+}
+
+/** Sends a hello and returns the ack. */
+export async function sendHello(ws: WebSocket, extra: Record<string, unknown> = {}): Promise<Record<string, unknown>> {
+  ws.send(JSON.stringify({ type: 'hello', protocol: 1, client: { name: 'raw-test', version: '1' }, ...extra }));
+  return nextJson(ws);
+}
+
+/** A raw shim process driven line by line, for framing and failure tests. */
+export interface RawShim {
+  proc: ChildProcess;
+  send(line: string): void;
+  nextLine(timeoutMs?: number): Promise<string>;
+  stderr(): string;
+  exited: Promise<number | string>;
+}
+
+export function spawnShim(cleanup: Cleanup, env: Record<string, string>, args: string[] = []): RawShim {
+  const proc = spawn(process.execPath, [CLI, 'shim', ...args], { env: { ...baseEnv(), ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+  let err = '';
+  proc.stderr?.on('data', (c: Buffer) => (err += c.toString()));
+  const lines: string[] = [];
+  const waiters: ((line: string) => void)[] = [];
+  let partial = '';
+  proc.stdout?.on('data', (c: Buffer) => {
+    partial += c.toString('utf8');
+    let nl: number;
+    while ((nl = partial.indexOf('\n')) >= 0) {
+      const line = partial.slice(0, nl);
+      partial = partial.slice(nl + 1);
+      const waiter = waiters.shift();
+      if (waiter) waiter(line);
+      else lines.push(line);
+    }
+  });
+  proc.stdin?.on('error', () => undefined);
+  const exited = new Promise<number | string>((resolve) => proc.once('exit', (code, signal) => resolve(code ?? signal ?? -1)));
+  cleanup.add(async () => {
+    if (proc.exitCode === null && proc.signalCode === null) {
+      proc.kill('SIGKILL');
+      await exited;
+    }
+  });
+  return {
+    proc,
+    send: (line) => proc.stdin?.write(`${line}\n`),
+    nextLine: (timeoutMs = 5_000) => {
+      const ready = lines.shift();
+      if (ready !== undefined) return Promise.resolve(ready);
+      return new Promise((resolve, reject) => {
+        const waiter = (line: string) => {
+          clearTimeout(timer);
+          resolve(line);
+        };
+        const timer = setTimeout(() => {
+          const at = waiters.indexOf(waiter);
+          if (at >= 0) waiters.splice(at, 1);
+          reject(new Error(`no stdout line within ${timeoutMs} ms; stderr: ${err}`));
+        }, timeoutMs);
+        waiters.push(waiter);
+      });
+    },
+    stderr: () => err,
+    exited,
+  };
+}
+
+export function readJsonLines(path: string): Record<string, unknown>[] {
+  let text = '';
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    return [];
+  }
+  return text
+    .split('\n')
+    .filter((l) => l.trim().length > 0)
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+export function logPath(home: string): string {
+  return join(home, 'logs', 'ws_daemon.log');
+}
+
+export function metricsPath(home: string): string {
+  return join(home, 'logs', 'metrics.jsonl');
+}
