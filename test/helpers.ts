@@ -47,7 +47,7 @@ export async function waitFor<T>(probe: () => T | Promise<T>, what: string, time
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await probe();
-    if (value) return value as NonNullable<T>;
+    if (value) return value;
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, intervalMs));
   }
@@ -77,7 +77,10 @@ export interface StartDaemonOptions {
 }
 
 /** Spawns a daemon process and waits until its address card has a port. */
-export function spawnDaemon(cleanup: Cleanup, options: StartDaemonOptions = {}): { proc: ChildProcess; home: string; stderr: () => string; exited: Promise<number | string> } {
+export function spawnDaemon(
+  cleanup: Cleanup,
+  options: StartDaemonOptions = {},
+): { proc: ChildProcess; home: string; stderr: () => string; exited: Promise<number | string> } {
   const home = options.home ?? makeHome(cleanup);
   const args = options.plain ? [CLI, 'daemon'] : [FIXTURE_DAEMON];
   const proc = spawn(process.execPath, args, {
@@ -101,14 +104,11 @@ export async function startDaemon(cleanup: Cleanup, options: StartDaemonOptions 
   const { proc, home, stderr, exited } = spawnDaemon(cleanup, options);
   let dead = false;
   void exited.then(() => (dead = true));
-  const card = await waitFor(
-    () => {
-      if (dead) throw new Error(`daemon exited during start: ${stderr()}`);
-      const c = readAddressCard(join(home, 'logs', 'ws_daemon.pid'));
-      return c && c.port > 0 && c.pid === proc.pid ? c : null;
-    },
-    'the daemon address card',
-  );
+  const card = await waitFor(() => {
+    if (dead) throw new Error(`daemon exited during start: ${stderr()}`);
+    const c = readAddressCard(join(home, 'logs', 'ws_daemon.pid'));
+    return c && c.port > 0 && c.pid === proc.pid ? c : null;
+  }, 'the daemon address card');
   const token = readFileSync(join(home, 'token'), 'utf8').trim();
   return {
     home,

@@ -28,7 +28,9 @@ export async function runDaemonCommand(extra: Omit<DaemonOptions, 'config'> = {}
     throw error;
   }
   const { host } = daemon.config;
-  process.stderr.write(`exai-ws: daemon listening on ws://${host.includes(':') ? `[${host}]` : host}:${daemon.port} (pid ${process.pid}, home ${daemon.config.paths.home})\n`);
+  process.stderr.write(
+    `exai-ws: daemon listening on ws://${host.includes(':') ? `[${host}]` : host}:${daemon.port} (pid ${process.pid}, home ${daemon.config.paths.home})\n`,
+  );
   const stop = (signal: string) => {
     daemon.close(signal).then(
       () => process.exit(0),

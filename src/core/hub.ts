@@ -26,10 +26,38 @@ interface ListSpec {
 }
 
 const LISTS: Readonly<Record<ListKind, ListSpec>> = Object.freeze({
-  tools: { method: 'tools/list', key: 'tools', capability: 'tools', prefixed: 'name', routeBy: 'name', changed: 'notifications/tools/list_changed' },
-  prompts: { method: 'prompts/list', key: 'prompts', capability: 'prompts', prefixed: 'name', routeBy: 'name', changed: 'notifications/prompts/list_changed' },
-  resources: { method: 'resources/list', key: 'resources', capability: 'resources', prefixed: null, routeBy: 'uri', changed: 'notifications/resources/list_changed' },
-  resourceTemplates: { method: 'resources/templates/list', key: 'resourceTemplates', capability: 'resources', prefixed: null, routeBy: 'uriTemplate', changed: 'notifications/resources/list_changed' },
+  tools: {
+    method: 'tools/list',
+    key: 'tools',
+    capability: 'tools',
+    prefixed: 'name',
+    routeBy: 'name',
+    changed: 'notifications/tools/list_changed',
+  },
+  prompts: {
+    method: 'prompts/list',
+    key: 'prompts',
+    capability: 'prompts',
+    prefixed: 'name',
+    routeBy: 'name',
+    changed: 'notifications/prompts/list_changed',
+  },
+  resources: {
+    method: 'resources/list',
+    key: 'resources',
+    capability: 'resources',
+    prefixed: null,
+    routeBy: 'uri',
+    changed: 'notifications/resources/list_changed',
+  },
+  resourceTemplates: {
+    method: 'resources/templates/list',
+    key: 'resourceTemplates',
+    capability: 'resources',
+    prefixed: null,
+    routeBy: 'uriTemplate',
+    changed: 'notifications/resources/list_changed',
+  },
 });
 
 export interface HostedServer {

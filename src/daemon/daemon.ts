@@ -79,10 +79,20 @@ export class Daemon {
     const token = ensureToken(paths.token, config.token);
     this.log = createLogger(paths.log, config.logLevel);
     const logger = this.log.logger;
-    const card: AddressCard = { pid: process.pid, host: config.host, port: config.port, version: VERSION, started_at: new Date(this.startedAtMs).toISOString() };
+    const card: AddressCard = {
+      pid: process.pid,
+      host: config.host,
+      port: config.port,
+      version: VERSION,
+      started_at: new Date(this.startedAtMs).toISOString(),
+    };
     try {
       this.lock = await acquirePidLock(paths.pid, { ...card, port: 0 });
-      const hub = await startCore({ startedAtMs: this.startedAtMs, listTimeoutMs: config.callTimeoutMs, configureBuiltin: this.options.configureBuiltin });
+      const hub = await startCore({
+        startedAtMs: this.startedAtMs,
+        listTimeoutMs: config.callTimeoutMs,
+        configureBuiltin: this.options.configureBuiltin,
+      });
       this.hub = hub;
       const manager = new SessionManager({ hub, config, metrics: this.metrics, logger });
       this.manager = manager;
@@ -159,7 +169,11 @@ export class Daemon {
     const manager = this.manager;
     const total = manager?.size ?? 0;
     const attached = manager?.attachedCount ?? 0;
-    const line = this.metrics.snapshot({ sessionsActive: attached, sessionsDetached: total - attached, inflight: manager?.inflightCount ?? 0 });
+    const line = this.metrics.snapshot({
+      sessionsActive: attached,
+      sessionsDetached: total - attached,
+      inflight: manager?.inflightCount ?? 0,
+    });
     const error = writeMetricsLine(this.config.paths.metrics, line);
     if (error) this.log?.logger.warn({ err: error.message }, 'metrics write failed');
   }

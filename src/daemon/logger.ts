@@ -23,7 +23,7 @@ export function createLogger(file: string | null, level: string): DaemonLogger {
   const logger = pino(
     { level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime },
     pino.multistream([
-      { stream: fileDest, level: level as pino.Level },
+      { stream: fileDest, level: level },
       { stream: stderr, level: 'warn' },
     ]),
   );

@@ -159,7 +159,7 @@ export class DaemonServer {
       ws.close(helloErrorClose[code], message.slice(0, 120));
     };
     ws.on('message', (data: RawData, isBinary: boolean) => {
-      const bytes = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
+      const bytes = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
       metrics.bytesIn += bytes.length;
       if (isBinary) {
         metrics.reject('binary_frame');

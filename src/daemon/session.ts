@@ -183,7 +183,11 @@ export class Session implements RouterPeer {
     }
     if (this.inflight.has(idKey(request.id)) || this.queue.some((q) => q.request.id === request.id)) {
       metrics.reject('duplicate_id');
-      this.answer(request, receivedMs, rpcError(request.id, RpcCode.INVALID_REQUEST, `Invalid request: id ${JSON.stringify(request.id)} is already in flight`));
+      this.answer(
+        request,
+        receivedMs,
+        rpcError(request.id, RpcCode.INVALID_REQUEST, `Invalid request: id ${JSON.stringify(request.id)} is already in flight`),
+      );
       return;
     }
     if (this.inflight.size < config.maxInflight) {
@@ -195,9 +199,14 @@ export class Session implements RouterPeer {
       this.answer(
         request,
         receivedMs,
-        rpcError(request.id, RpcCode.OVER_CAPACITY, `session over capacity: ${config.maxInflight} in flight and ${config.queueLimit} queued`, {
-          retry_after_ms: RETRY_AFTER_MS,
-        }),
+        rpcError(
+          request.id,
+          RpcCode.OVER_CAPACITY,
+          `session over capacity: ${config.maxInflight} in flight and ${config.queueLimit} queued`,
+          {
+            retry_after_ms: RETRY_AFTER_MS,
+          },
+        ),
       );
     }
   }
@@ -216,7 +225,11 @@ export class Session implements RouterPeer {
     this.router.handle(request, entry.controller.signal).then(
       (response) => this.finish(key, entry, response),
       (error: unknown) =>
-        this.finish(key, entry, rpcError(request.id, RpcCode.INTERNAL_ERROR, `internal error: ${error instanceof Error ? error.message : String(error)}`)),
+        this.finish(
+          key,
+          entry,
+          rpcError(request.id, RpcCode.INTERNAL_ERROR, `internal error: ${error instanceof Error ? error.message : String(error)}`),
+        ),
     );
   }
 

@@ -8,9 +8,7 @@ import { CloseCode } from '../protocol/codes.js';
 import type { Hello } from '../protocol/hello.js';
 import { Session, type SessionDeps } from './session.js';
 
-export type OpenResult =
-  | { ok: true; session: Session; resumed: boolean }
-  | { ok: false; code: 'session_limit'; message: string };
+export type OpenResult = { ok: true; session: Session; resumed: boolean } | { ok: false; code: 'session_limit'; message: string };
 
 export type ManagerDeps = Omit<SessionDeps, 'expire'>;
 
@@ -133,7 +131,13 @@ export class SessionManager {
     session.close(code, reason);
     this.deps.metrics.sessionClosed(reason);
     this.deps.logger.info(
-      { session_id: session.id, client: session.client.name, client_version: session.client.version, reason, lifetime_ms: Date.now() - session.createdAtMs },
+      {
+        session_id: session.id,
+        client: session.client.name,
+        client_version: session.client.version,
+        reason,
+        lifetime_ms: Date.now() - session.createdAtMs,
+      },
       'session closed',
     );
   }

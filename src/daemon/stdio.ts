@@ -46,18 +46,23 @@ export async function runStdio(options: StdioOptions): Promise<void> {
       open = false;
     },
   };
-  const session = new Session('stdio', { name: 'stdio', version: '' }, {
-    hub,
-    config,
-    metrics: new Metrics(),
-    logger,
-    expire: () => undefined,
-  });
+  const session = new Session(
+    'stdio',
+    { name: 'stdio', version: '' },
+    {
+      hub,
+      config,
+      metrics: new Metrics(),
+      logger,
+      expire: () => undefined,
+    },
+  );
   hub.onlistchanged = (n) => session.send(n);
   session.attach(socket);
   const splitter = new LineSplitter(config.maxBytes, {
     onLine: (line) => session.receive(line),
-    onOversize: (bytes) => session.send(rpcError(null, RpcCode.INVALID_REQUEST, `message of ${bytes}+ bytes exceeds the ${config.maxBytes}-byte limit`)),
+    onOversize: (bytes) =>
+      session.send(rpcError(null, RpcCode.INVALID_REQUEST, `message of ${bytes}+ bytes exceeds the ${config.maxBytes}-byte limit`)),
   });
   output.on('error', () => input.destroy()); // a closed stdout means the client is gone
   await new Promise<void>((resolve) => {

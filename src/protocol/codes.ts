@@ -34,13 +34,7 @@ export const CloseCode = Object.freeze({
 });
 
 /** String codes carried in a refused hello_ack's `error.code`. */
-export type HelloErrorCode =
-  | 'bad_hello'
-  | 'not_hello'
-  | 'unauthorized'
-  | 'unsupported_protocol'
-  | 'session_limit'
-  | 'shutting_down';
+export type HelloErrorCode = 'bad_hello' | 'not_hello' | 'unauthorized' | 'unsupported_protocol' | 'session_limit' | 'shutting_down';
 
 /** The close code that goes with each refused-hello error code. */
 export const helloErrorClose: Readonly<Record<HelloErrorCode, number>> = Object.freeze({

@@ -92,7 +92,10 @@ export function runShim(options: ShimOptions = {}): Promise<ShimExit> {
 
     const splitter = new LineSplitter(maxLineBytes, {
       onLine: (line) => forward(line),
-      onOversize: (bytes) => writeOut(JSON.stringify(rpcError(null, RpcCode.INVALID_REQUEST, `message of ${bytes}+ bytes exceeds the ${maxLineBytes}-byte limit`))),
+      onOversize: (bytes) =>
+        writeOut(
+          JSON.stringify(rpcError(null, RpcCode.INVALID_REQUEST, `message of ${bytes}+ bytes exceeds the ${maxLineBytes}-byte limit`)),
+        ),
     });
 
     const forward = (line: string) => {
