@@ -117,7 +117,7 @@ export class Router {
     this.protocolVersion = asked && SUPPORTED_PROTOCOL_VERSIONS.includes(asked) ? asked : LATEST_PROTOCOL_VERSION;
     this.clientInfo = params.clientInfo as { name?: string; version?: string } | undefined;
     this.clientCapabilities = params.capabilities as Record<string, unknown> | undefined;
-    const capabilities: Record<string, unknown> = { tools: { listChanged: true } };
+    const capabilities: Record<string, unknown> = { tools: { listChanged: true }, logging: {} };
     if (this.hub.hasCapability('prompts')) capabilities.prompts = { listChanged: true };
     if (this.hub.hasCapability('resources')) capabilities.resources = { listChanged: true };
     return {

@@ -73,11 +73,16 @@ export function runShim(options: ShimOptions = {}): Promise<ShimExit> {
       maxPayload: 0,
     });
 
+    let outputPaused = false;
     const writeOut = (text: string) => {
-      if (!output.write(`${text}\n`)) {
+      if (!output.write(`${text}\n`) && !outputPaused) {
         // The client reads slowly: stop reading the socket until stdout drains.
+        outputPaused = true;
         ws.pause();
-        output.once('drain', () => ws.resume());
+        output.once('drain', () => {
+          outputPaused = false;
+          ws.resume();
+        });
       }
     };
 

@@ -1,0 +1,97 @@
+/**
+ * What real clients send first (shared/fixtures/client-openings), replayed through a real shim
+ * and daemon, must be answered exactly as the direct `exai-ws stdio` server answers it.
+ */
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { after, test } from 'node:test';
+import { CLI, Cleanup, OPENINGS, baseEnv, spawnShim, startDaemon, type RawShim } from './helpers.js';
+
+const cleanup = new Cleanup();
+after(() => cleanup.run());
+
+const files = readdirSync(OPENINGS).filter((f) => f.endsWith('.ndjson'));
+
+function requestsOf(lines: string[]): (string | number)[] {
+  return lines.map((l) => JSON.parse(l) as { id?: string | number }).flatMap((m) => (m.id === undefined ? [] : [m.id]));
+}
+
+/** Sends every line, then reads one reply per request; returns replies keyed by id. */
+async function replay(proc: Pick<RawShim, 'send' | 'nextLine'>, lines: string[]): Promise<Map<string | number, unknown>> {
+  for (const line of lines) proc.send(line);
+  const replies = new Map<string | number, unknown>();
+  for (let i = 0; i < requestsOf(lines).length; i++) {
+    const reply = JSON.parse(await proc.nextLine()) as { id: string | number };
+    assert.ok(!replies.has(reply.id), `two replies for id ${reply.id}`);
+    replies.set(reply.id, reply);
+  }
+  return replies;
+}
+
+/** A raw `exai-ws stdio` process driven line by line, like spawnShim. */
+function spawnStdio(): RawShim {
+  const proc = spawn(process.execPath, [CLI, 'stdio'], { env: baseEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
+  cleanup.add(() => proc.kill('SIGKILL'));
+  const lines: string[] = [];
+  const waiters: ((l: string) => void)[] = [];
+  let partial = '';
+  proc.stdout.on('data', (c: Buffer) => {
+    partial += c.toString();
+    let nl: number;
+    while ((nl = partial.indexOf('\n')) >= 0) {
+      const line = partial.slice(0, nl);
+      partial = partial.slice(nl + 1);
+      const w = waiters.shift();
+      if (w) w(line);
+      else lines.push(line);
+    }
+  });
+  const exited = new Promise<number | string>((r) => proc.once('exit', (code, signal) => r(code ?? signal ?? -1)));
+  return {
+    proc,
+    send: (l) => proc.stdin.write(`${l}\n`),
+    nextLine: (timeoutMs = 5_000) => {
+      const ready = lines.shift();
+      if (ready !== undefined) return Promise.resolve(ready);
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('no stdout line from exai-ws stdio')), timeoutMs);
+        waiters.push((l) => {
+          clearTimeout(timer);
+          resolve(l);
+        });
+      });
+    },
+    stderr: () => '',
+    exited,
+  };
+}
+
+test('every recorded client opening is answered through the daemon as the direct server answers it', async () => {
+  assert.ok(files.length >= 5, `expected the shared client openings, found ${files.length}`);
+  const daemon = await startDaemon(cleanup, { plain: true });
+  for (const file of files) {
+    const lines = readFileSync(join(OPENINGS, file), 'utf8')
+      .split('\n')
+      .filter((l) => l.trim().length > 0);
+    const viaDaemon = await replay(spawnShim(cleanup, daemon.clientEnv), lines);
+    const direct = await replay(spawnStdio(), lines);
+    assert.deepEqual(viaDaemon, direct, `${file}: the daemon answered differently from a direct server`);
+
+    const opening = JSON.parse(lines[0] ?? '{}') as { id: number; params: { protocolVersion: string } };
+    const init = viaDaemon.get(opening.id) as { result: { protocolVersion: string; capabilities: Record<string, unknown> } };
+    assert.equal(init.result.protocolVersion, opening.params.protocolVersion, `${file}: protocol version not honoured`);
+    assert.ok(init.result.capabilities.tools, `${file}: no tools capability`);
+    for (const [id, reply] of viaDaemon) {
+      const request = lines.map((l) => JSON.parse(l) as { id?: unknown; method: string }).find((m) => m.id === id);
+      const r = reply as { result?: { tools?: { name: string }[] }; error?: { code: number } };
+      if (request?.method === 'tools/list')
+        assert.ok(
+          r.result?.tools?.some((t) => t.name === 'version'),
+          `${file}: no version tool`,
+        );
+      if (request?.method === 'logging/setLevel') assert.deepEqual(r.result, {}, `${file}: setLevel refused`);
+    }
+  }
+});
