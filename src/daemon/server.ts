@@ -123,11 +123,12 @@ export class DaemonServer {
       );
       this.deps.logger.warn({ status, reason, remote: req.socket.remoteAddress }, 'upgrade refused');
     };
+    // Host and Origin first, as for plain requests: a foreign page learns nothing else.
+    if (!this.hostAllowed(req)) return refuse(403, 'Forbidden');
+    if (req.headers.origin !== undefined) return refuse(403, 'Forbidden');
     const path = (req.url ?? '/').split('?')[0] ?? '/';
     if (!WS_PATHS.has(path)) return refuse(404, 'Not Found');
     if (!this.accepting) return refuse(503, 'Service Unavailable');
-    if (!this.hostAllowed(req)) return refuse(403, 'Forbidden');
-    if (req.headers.origin !== undefined) return refuse(403, 'Forbidden');
     let preauthorized = false;
     const authorization = req.headers.authorization;
     if (authorization !== undefined) {
