@@ -123,11 +123,14 @@ export async function startDaemon(cleanup: Cleanup, options: StartDaemonOptions 
   };
 }
 
+/** Variables exai-ws reads: a developer's real keys or limits must never leak into a test. */
+const OWN_ENV = /^(EXAI_WS_|EXAI_OPENAI_|KIMI_|MOONSHOT_|GLM_|ZHIPUAI_|LOG_LEVEL$)/;
+
 /** The environment children get: the test's own minus anything exai-ws reads. */
 export function baseEnv(): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) {
-    if (v !== undefined && !k.startsWith('EXAI_WS_') && k !== 'LOG_LEVEL') env[k] = v;
+    if (v !== undefined && !OWN_ENV.test(k)) env[k] = v;
   }
   return env;
 }

@@ -5,6 +5,7 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { DEFAULT_HOST, DEFAULT_PORT, resolveHome, type HomePaths } from '../protocol/files.js';
+import { ProviderEnvSchema, providersFromEnv, type ProvidersConfig } from '../core/providers/settings.js';
 
 export const DEFAULT_MAX_INFLIGHT = 32;
 export const DEFAULT_QUEUE_LIMIT = 256;
@@ -44,11 +45,14 @@ export interface DaemonConfig {
   /** Messages held for a detached session, in bytes; past it the session is closed. */
   readonly holdMaxBytes: number;
   readonly logLevel: string;
+  /** Model providers for the built-in `chat` and `listmodels` tools. */
+  readonly providers: ProvidersConfig;
 }
 
 const int = (min: number) => z.coerce.number().int().min(min);
 
 const EnvSchema = z.object({
+  ...ProviderEnvSchema.shape,
   EXAI_WS_HOST: z.string().default(DEFAULT_HOST),
   EXAI_WS_PORT: int(0).max(65535).default(DEFAULT_PORT),
   EXAI_WS_TOKEN: z.string().min(16, 'EXAI_WS_TOKEN must be at least 16 characters').optional(),
@@ -115,5 +119,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): DaemonConfig {
     metricsIntervalMs: e.EXAI_WS_METRICS_INTERVAL_MS,
     holdMaxBytes: e.EXAI_WS_HOLD_MAX_BYTES,
     logLevel: e.LOG_LEVEL,
+    providers: providersFromEnv(e),
   });
 }

@@ -19,11 +19,12 @@ import { CloseCode } from '../protocol/codes.js';
 import type { AddressCard } from '../protocol/files.js';
 import { startCore } from '../core/core.js';
 import type { Hub } from '../core/hub.js';
+import { Providers } from '../core/providers/providers.js';
 import { NAME, VERSION } from '../version.js';
 import type { DaemonConfig } from './config.js';
 import { createLogger, type DaemonLogger } from './logger.js';
 import { Metrics, writeMetricsLine } from './metrics.js';
-import { acquirePidLock, type PidLock } from './pidfile.js';
+import { AlreadyRunningError, acquirePidLock, type PidLock } from './pidfile.js';
 import { DaemonServer } from './server.js';
 import { SessionManager } from './sessions.js';
 import { ensureToken } from './token.js';
@@ -46,6 +47,8 @@ export class Daemon {
 
   readonly config: DaemonConfig;
   readonly metrics = new Metrics();
+  /** Model providers shared by every session (limits, model caches, stats). */
+  readonly providers: Providers;
   private readonly options: DaemonOptions;
   private readonly startedAtMs = Date.now();
   private log: DaemonLogger | undefined;
@@ -59,6 +62,7 @@ export class Daemon {
   constructor(options: DaemonOptions) {
     this.options = options;
     this.config = options.config;
+    this.providers = new Providers(options.config.providers);
   }
 
   /** The bound port, once running. */
@@ -91,6 +95,7 @@ export class Daemon {
       const hub = await startCore({
         startedAtMs: this.startedAtMs,
         listTimeoutMs: config.callTimeoutMs,
+        providers: this.providers,
         configureBuiltin: this.options.configureBuiltin,
       });
       this.hub = hub;
@@ -107,7 +112,10 @@ export class Daemon {
       this.state = 'running';
       logger.info({ host: config.host, port, home: paths.home, version: VERSION }, 'daemon started');
     } catch (error) {
-      logger.error({ err: (error as Error).message }, 'daemon failed to start');
+      // Another daemon holding the home is an expected refusal, not a fault: the caller prints
+      // it as one plain line, so keep it out of stderr (warn and worse are copied there).
+      if (error instanceof AlreadyRunningError) logger.info({ running_pid: error.card.pid }, 'daemon start refused: already running');
+      else logger.error({ err: (error as Error).message }, 'daemon failed to start');
       await this.close('start_failed');
       throw error;
     }
@@ -131,6 +139,7 @@ export class Daemon {
       connections: this.server?.connectionCount ?? 0,
       inflight: manager?.inflightCount ?? 0,
       servers: (this.hub?.links ?? []).map((l) => ({ name: l.name, state: l.state, inflight: l.inflight })),
+      providers: this.providers.health(),
       limits: { max_sessions: this.config.maxSessions, max_inflight: this.config.maxInflight, max_bytes: this.config.maxBytes },
     };
   }
@@ -174,7 +183,7 @@ export class Daemon {
       sessionsDetached: total - attached,
       inflight: manager?.inflightCount ?? 0,
     });
-    const error = writeMetricsLine(this.config.paths.metrics, line);
+    const error = writeMetricsLine(this.config.paths.metrics, { ...line, providers: this.providers.snapshot() });
     if (error) this.log?.logger.warn({ err: error.message }, 'metrics write failed');
   }
 }

@@ -4,9 +4,7 @@
  * latency percentiles cover the interval just ended.
  */
 import { appendFileSync } from 'node:fs';
-
-/** Latency samples kept per interval; beyond it, reservoir sampling keeps an even spread. */
-export const LATENCY_RESERVOIR = 10_000;
+import { LatencyReservoir } from '../core/latency.js';
 
 export interface MetricsGauges {
   sessionsActive: number;
@@ -27,8 +25,7 @@ export class Metrics {
   readonly rejections = new Map<string, number>();
   readonly closeReasons = new Map<string, number>();
 
-  private samples: number[] = [];
-  private seen = 0;
+  private readonly latency = new LatencyReservoir();
   private intervalStartMs = Date.now();
 
   /** Records one answered request; `latencyMs` from receipt to response. */
@@ -37,13 +34,7 @@ export class Metrics {
     bump(this.byMethod, method);
     if (tool !== undefined) bump(this.byTool, tool);
     if (isError) this.errors++;
-    this.seen++;
-    if (this.samples.length < LATENCY_RESERVOIR) {
-      this.samples.push(latencyMs);
-    } else {
-      const slot = Math.floor(Math.random() * this.seen);
-      if (slot < LATENCY_RESERVOIR) this.samples[slot] = latencyMs;
-    }
+    this.latency.add(latencyMs);
   }
 
   reject(reason: string): void {
@@ -58,7 +49,6 @@ export class Metrics {
   /** Builds one metrics line and starts a new latency interval. */
   snapshot(gauges: MetricsGauges): Record<string, unknown> {
     const now = Date.now();
-    const sorted = this.samples.sort((a, b) => a - b);
     const line = {
       ts: new Date(now).toISOString(),
       interval_ms: now - this.intervalStartMs,
@@ -74,19 +64,11 @@ export class Metrics {
       errors: this.errors,
       by_method: Object.fromEntries(this.byMethod),
       by_tool: Object.fromEntries(this.byTool),
-      latency_ms: {
-        count: this.seen,
-        p50: percentile(sorted, 0.5),
-        p90: percentile(sorted, 0.9),
-        p99: percentile(sorted, 0.99),
-        max: sorted.length > 0 ? round(sorted[sorted.length - 1] ?? 0) : null,
-      },
+      latency_ms: this.latency.takeSummary(),
       rejections: Object.fromEntries(this.rejections),
       auth_failures: this.authFailures,
       bytes: { in: this.bytesIn, out: this.bytesOut },
     };
-    this.samples = [];
-    this.seen = 0;
     this.intervalStartMs = now;
     return line;
   }
@@ -104,14 +86,4 @@ export function writeMetricsLine(path: string, line: Record<string, unknown>): E
 
 function bump(map: Map<string, number>, key: string): void {
   map.set(key, (map.get(key) ?? 0) + 1);
-}
-
-function percentile(sorted: number[], q: number): number | null {
-  if (sorted.length === 0) return null;
-  const index = Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1);
-  return round(sorted[Math.max(0, index)] ?? 0);
-}
-
-function round(ms: number): number {
-  return Math.round(ms * 1000) / 1000;
 }

@@ -9,6 +9,7 @@ import { CloseCode, RpcCode } from '../protocol/codes.js';
 import { rpcError } from '../protocol/jsonrpc.js';
 import { LineSplitter } from '../protocol/ndjson.js';
 import { startCore } from '../core/core.js';
+import { Providers } from '../core/providers/providers.js';
 import type { DaemonConfig } from './config.js';
 import { createLogger } from './logger.js';
 import { Metrics } from './metrics.js';
@@ -27,7 +28,12 @@ export async function runStdio(options: StdioOptions): Promise<void> {
   const output = options.output ?? process.stdout;
   const { config } = options;
   const { logger } = createLogger(null, config.logLevel);
-  const hub = await startCore({ startedAtMs: Date.now(), listTimeoutMs: config.callTimeoutMs, configureBuiltin: options.configureBuiltin });
+  const hub = await startCore({
+    startedAtMs: Date.now(),
+    listTimeoutMs: config.callTimeoutMs,
+    providers: new Providers(config.providers),
+    configureBuiltin: options.configureBuiltin,
+  });
   let open = true;
   const socket: SessionSocket = {
     OPEN: 1,

@@ -1,0 +1,299 @@
+/**
+ * One model provider reached through the official `openai` client with its own base URL:
+ * streaming chat with a shared concurrency limit, 429 retries that honour `Retry-After`
+ * (bounded in attempts and total time), a deadline per attempt, and a cached `/models` list.
+ *
+ * The `openai` module is loaded on first use: it costs ~250 ms, which daemon start-up and
+ * `exai-ws stdio` should not pay when no provider is ever called.
+ */
+import type OpenAI from 'openai';
+import { AbortedError, Limiter } from './limiter.js';
+import type { ProviderSettings, ProvidersConfig } from './settings.js';
+import { ProviderStats } from './stats.js';
+
+/** Local error codes (never on the wire: chat turns them into `isError` tool results). */
+export type ProviderErrorCode =
+  'not_configured' | 'unauthorized' | 'rate_limited' | 'timeout' | 'cancelled' | 'unknown_model' | 'unreachable' | 'provider_error';
+
+export class ProviderError extends Error {
+  override name = 'ProviderError';
+  constructor(
+    readonly code: ProviderErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface ChatRequest {
+  model: string;
+  prompt: string;
+  systemPrompt?: string | undefined;
+  temperature?: number | undefined;
+  maxTokens?: number | undefined;
+}
+
+export interface ChatResult {
+  text: string;
+  model: string;
+  finishReason: string | null;
+  usage: { prompt_tokens?: number; completion_tokens?: number; total_tokens?: number } | null;
+  attempts: number;
+}
+
+export interface ChatOptions {
+  /** Aborting cancels the call at once: the waiting slot or the provider request. */
+  signal?: AbortSignal | undefined;
+  /** Receives each piece of the answer as it streams in. */
+  onText?: ((delta: string, soFar: string) => void) | undefined;
+}
+
+export interface ModelList {
+  models: string[];
+  source: 'live' | 'catalog';
+  /** Why the live list could not be used, when it could not. */
+  error?: string;
+}
+
+/** The first wait when a 429 carries no Retry-After, doubled per attempt. */
+const DEFAULT_RETRY_WAIT_MS = 1_000;
+
+let openaiModule: Promise<typeof import('openai')> | undefined;
+const loadOpenAI = () => (openaiModule ??= import('openai'));
+
+export class Provider {
+  readonly settings: ProviderSettings;
+  readonly limiter: Limiter;
+  readonly stats = new ProviderStats();
+  private readonly config: ProvidersConfig;
+  private client: Promise<OpenAI> | undefined;
+  private modelCache: { list: ModelList; atMs: number } | undefined;
+  private modelFetch: Promise<ModelList> | undefined;
+
+  constructor(settings: ProviderSettings, config: ProvidersConfig) {
+    this.settings = settings;
+    this.config = config;
+    this.limiter = new Limiter(settings.maxInflight);
+  }
+
+  get id(): string {
+    return this.settings.id;
+  }
+
+  /**
+   * The provider's models: its `/models` answer when it gives one (cached for the TTL, asked
+   * with a short deadline), else the built-in catalog. Never rejects.
+   */
+  models(): Promise<ModelList> {
+    const catalog: ModelList = { models: [...this.settings.catalog], source: 'catalog' };
+    if (!this.settings.configured) return Promise.resolve(catalog);
+    const cached = this.modelCache;
+    if (cached && Date.now() - cached.atMs < this.config.modelsTtlMs) return Promise.resolve(cached.list);
+    this.modelFetch ??= this.fetchModels(catalog).finally(() => (this.modelFetch = undefined));
+    return this.modelFetch;
+  }
+
+  private async fetchModels(catalog: ModelList): Promise<ModelList> {
+    let list: ModelList;
+    try {
+      const client = await this.openai();
+      const page = await client.models.list({ timeout: this.config.modelsTimeoutMs, maxRetries: 0 });
+      const ids = page.data.map((m) => m.id).filter((id) => typeof id === 'string' && id.length > 0);
+      list = ids.length > 0 ? { models: ids, source: 'live' } : { ...catalog, error: 'the provider listed no models' };
+    } catch (error) {
+      list = { ...catalog, error: describe(error) };
+    }
+    this.modelCache = { list, atMs: Date.now() };
+    return list;
+  }
+
+  /**
+   * Runs one chat completion, streamed. Waits for a slot in arrival order; retries 429s after
+   * their Retry-After while attempts and the retry budget last. Rejects with {@link ProviderError}.
+   */
+  async chat(request: ChatRequest, options: ChatOptions = {}): Promise<ChatResult> {
+    const { signal } = options;
+    if (!this.settings.configured) {
+      throw new ProviderError('not_configured', `${this.settings.label} is not configured: ${this.settings.setupHint}`);
+    }
+    this.stats.calls++;
+    const queuedAtMs = performance.now();
+    let release: () => void;
+    try {
+      release = await this.limiter.acquire(signal);
+    } catch (error) {
+      this.stats.cancelled++;
+      throw error instanceof AbortedError ? new ProviderError('cancelled', error.message) : error;
+    }
+    const startedAtMs = performance.now();
+    this.stats.queueWait.add(startedAtMs - queuedAtMs);
+    try {
+      const result = await this.withRetries(request, options);
+      this.stats.latency.add(performance.now() - startedAtMs);
+      return result;
+    } catch (error) {
+      if (error instanceof ProviderError && error.code === 'cancelled') this.stats.cancelled++;
+      else this.stats.errors++;
+      throw error;
+    } finally {
+      release();
+    }
+  }
+
+  private async withRetries(request: ChatRequest, options: ChatOptions): Promise<ChatResult> {
+    const budgetEndsMs = Date.now() + this.config.retryBudgetMs;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return { ...(await this.attempt(request, options)), attempts: attempt };
+      } catch (error) {
+        if (!(error instanceof RateLimited)) throw error;
+        this.stats.rateLimited++;
+        const waitMs = error.retryAfterMs ?? DEFAULT_RETRY_WAIT_MS * 2 ** (attempt - 1);
+        const left = budgetEndsMs - Date.now();
+        if (attempt >= this.config.maxAttempts || waitMs > left) {
+          throw new ProviderError(
+            'rate_limited',
+            `${this.settings.label} is rate limiting requests (HTTP 429) and still was after ${attempt} attempt${attempt > 1 ? 's' : ''}` +
+              (error.retryAfterMs !== undefined ? `; it asked to retry after ${Math.ceil(error.retryAfterMs / 1000)} s` : '') +
+              '. Try again later or lower the request rate.',
+          );
+        }
+        this.stats.retries++;
+        await sleep(waitMs, options.signal);
+      }
+    }
+  }
+
+  private async attempt(request: ChatRequest, options: ChatOptions): Promise<Omit<ChatResult, 'attempts'>> {
+    const client = await this.openai();
+    const deadline = new AbortController();
+    const timer = setTimeout(() => deadline.abort(), this.config.timeoutMs);
+    const signal = options.signal ? AbortSignal.any([options.signal, deadline.signal]) : deadline.signal;
+    const messages: OpenAI.Chat.ChatCompletionMessageParam[] = [];
+    if (request.systemPrompt) messages.push({ role: 'system', content: request.systemPrompt });
+    messages.push({ role: 'user', content: request.prompt });
+    let text = '';
+    let finishReason: string | null = null;
+    let usage: ChatResult['usage'] = null;
+    let model = request.model;
+    try {
+      const stream = await client.chat.completions.create(
+        {
+          model: request.model,
+          messages,
+          stream: true,
+          ...(request.temperature !== undefined ? { temperature: request.temperature } : {}),
+          ...(request.maxTokens !== undefined ? { max_tokens: request.maxTokens } : {}),
+        },
+        { signal, maxRetries: 0, timeout: this.config.timeoutMs },
+      );
+      for await (const chunk of stream) {
+        if (chunk.model) model = chunk.model;
+        if (chunk.usage) usage = chunk.usage;
+        const choice = chunk.choices[0];
+        if (choice?.finish_reason) finishReason = choice.finish_reason;
+        const delta = choice?.delta?.content;
+        if (typeof delta === 'string' && delta.length > 0) {
+          text += delta;
+          options.onText?.(delta, text);
+        }
+      }
+      return { text, model, finishReason, usage };
+    } catch (error) {
+      if (options.signal?.aborted) throw new ProviderError('cancelled', 'the chat was cancelled');
+      if (deadline.signal.aborted) {
+        throw new ProviderError(
+          'timeout',
+          `${this.settings.label} did not finish within ${this.config.timeoutMs} ms (EXAI_WS_PROVIDER_TIMEOUT_MS)`,
+        );
+      }
+      throw await this.translate(error, request);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private async translate(error: unknown, request: ChatRequest): Promise<Error> {
+    const { APIError, APIConnectionError } = await loadOpenAI();
+    const label = this.settings.label;
+    if (error instanceof APIError && error.status !== undefined) {
+      const status = error.status as number;
+      if (status === 429) return new RateLimited(retryAfterMs(error.headers as Headers | undefined));
+      if (status === 401 || status === 403) {
+        return new ProviderError(
+          'unauthorized',
+          `${label} refused the API key (HTTP ${status}): check ${this.settings.setupHint.replace(/^set /, '')}`,
+        );
+      }
+      if (status === 404) {
+        const known = await this.models();
+        return new ProviderError(
+          'unknown_model',
+          `${label} does not know the model '${request.model}' (HTTP 404). Valid models: ${known.models.join(', ') || 'none listed'}`,
+        );
+      }
+      return new ProviderError('provider_error', `${label} answered HTTP ${status}: ${error.message}`);
+    }
+    if (error instanceof APIConnectionError) {
+      return new ProviderError(
+        'unreachable',
+        `${label} could not be reached at ${this.settings.baseUrl}: ${describe(error.cause ?? error)}`,
+      );
+    }
+    return new ProviderError('provider_error', `${label} failed: ${describe(error)}`);
+  }
+
+  private openai(): Promise<OpenAI> {
+    this.client ??= loadOpenAI().then(
+      ({ default: OpenAIClient }) =>
+        new OpenAIClient({
+          apiKey: this.settings.apiKey ?? 'no-key',
+          baseURL: this.settings.baseUrl,
+          maxRetries: 0,
+          timeout: this.config.timeoutMs,
+        }),
+    );
+    return this.client;
+  }
+}
+
+/** Internal: one attempt was answered 429. */
+class RateLimited extends Error {
+  constructor(readonly retryAfterMs: number | undefined) {
+    super('rate limited');
+  }
+}
+
+/** Reads `retry-after-ms`, else `retry-after` (seconds or an HTTP date); undefined when absent or unreadable. */
+function retryAfterMs(headers: Headers | undefined): number | undefined {
+  const ms = headers?.get('retry-after-ms');
+  if (ms && Number.isFinite(Number(ms))) return Math.max(0, Number(ms));
+  const value = headers?.get('retry-after');
+  if (!value) return undefined;
+  if (Number.isFinite(Number(value))) return Math.max(0, Number(value) * 1000);
+  const at = Date.parse(value);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now());
+}
+
+function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(new ProviderError('cancelled', 'the chat was cancelled'));
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(new ProviderError('cancelled', 'the chat was cancelled'));
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+function describe(error: unknown): string {
+  if (error instanceof Error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    return code ? `${error.message} (${code})` : error.message;
+  }
+  return String(error);
+}
