@@ -2,6 +2,8 @@
  * The daemon's structured log: JSONL to `logs/ws_daemon.log`, warnings and worse also to
  * stderr. Never stdout: `exai-ws stdio` shares this code and stdout is its protocol.
  */
+import { mkdirSync, openSync } from 'node:fs';
+import { dirname } from 'node:path';
 import pino, { type Logger } from 'pino';
 
 export type { Logger };
@@ -19,7 +21,10 @@ export function createLogger(file: string | null, level: string): DaemonLogger {
     const logger = pino({ level, base: { pid: process.pid } }, stderr);
     return { logger, flush: () => undefined };
   }
-  const fileDest = pino.destination({ dest: file, sync: false, mkdir: true });
+  // Opened synchronously: with an async open, a process that exits before the open finished
+  // (a second daemon refused at start) crashes in pino's exit hook ('sonic boom is not ready').
+  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+  const fileDest = pino.destination({ fd: openSync(file, 'a'), sync: false });
   const logger = pino(
     { level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime },
     pino.multistream([

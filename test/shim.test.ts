@@ -1,0 +1,157 @@
+/**
+ * Shim lifecycle end to end, with real shim and daemon processes: what a killed or closed
+ * shim leaves behind in the daemon, and what a shim tells its client when the daemon is gone.
+ */
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import {
+  Cleanup,
+  connectShim,
+  getHealth,
+  logPath,
+  makeHome,
+  readJsonLines,
+  spawnShim,
+  startDaemon,
+  waitFor,
+  type RawShim,
+} from './helpers.js';
+
+const cleanup = new Cleanup();
+after(() => cleanup.run());
+
+type Json = Record<string, unknown>;
+
+/** Rejects when `promise` has not settled within `timeoutMs`. */
+function within<T>(promise: Promise<T>, timeoutMs: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)), timeoutMs);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** A loopback port nobody listens on (bound, then released). */
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  assert.ok(address && typeof address === 'object');
+  return address.port;
+}
+
+/** Resolves once the shim has exited and its stdout and stderr are closed; call before it exits. */
+function fullyClosed(shim: RawShim): Promise<void> {
+  return new Promise((resolve) => shim.proc.once('close', () => resolve()));
+}
+
+/** Every stdout line the shim wrote and the test has not read yet (call after it closed). */
+async function remainingLines(shim: RawShim): Promise<string[]> {
+  const lines: string[] = [];
+  for (;;) {
+    try {
+      lines.push(await shim.nextLine(1));
+    } catch {
+      return lines;
+    }
+  }
+}
+
+function sessionLines(home: string, msg: string, sessionId?: string): Json[] {
+  return readJsonLines(logPath(home)).filter((l) => l.msg === msg && (sessionId === undefined || l.session_id === sessionId));
+}
+
+const INITIALIZE = JSON.stringify({
+  jsonrpc: '2.0',
+  id: 1,
+  method: 'initialize',
+  params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'shim-test', version: '1' } },
+});
+
+async function initializeRaw(shim: RawShim): Promise<void> {
+  shim.send(INITIALIZE);
+  const reply = JSON.parse(await shim.nextLine()) as Json;
+  assert.equal(reply.id, 1);
+  assert.ok(reply.result, `initialize failed: ${JSON.stringify(reply)}`);
+  shim.send(JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }));
+}
+
+test('a shim killed with SIGKILL frees its session once the resume grace ends', async () => {
+  const daemon = await startDaemon(cleanup, { env: { EXAI_WS_RESUME_GRACE_MS: '200' } });
+  const shim = await connectShim(cleanup, daemon);
+  assert.equal((await getHealth(daemon)).sessions.total, 1);
+  const opened = await waitFor(() => sessionLines(daemon.home, 'session opened')[0], 'the session opened line');
+
+  process.kill(shim.pid, 'SIGKILL');
+  await waitFor(async () => (await getHealth(daemon)).sessions.total === 0, 'the session to be gone from /health', 5_000);
+  const closedLine = await waitFor(
+    () => sessionLines(daemon.home, 'session closed', opened.session_id as string)[0],
+    'the session closed line',
+  );
+  assert.equal(closedLine.reason, 'resume_grace_expired', 'an abrupt disconnect waits for the grace first');
+});
+
+test('a shim whose stdin ends closes its session at once, without a resume grace', async () => {
+  const daemon = await startDaemon(cleanup); // default grace: 30 s
+  const shim = await connectShim(cleanup, daemon);
+  const opened = await waitFor(() => sessionLines(daemon.home, 'session opened')[0], 'the session opened line');
+  const sessionId = opened.session_id as string;
+  assert.equal(typeof sessionId, 'string');
+
+  await shim.client.close(); // ends the shim's stdin
+  const closedLine = await waitFor(() => sessionLines(daemon.home, 'session closed', sessionId)[0], 'the session closed line', 5_000);
+  assert.equal(closedLine.reason, 'client_closed');
+  const health = await getHealth(daemon);
+  assert.equal(health.sessions.total, 0, 'no detached session is kept for a normal close');
+});
+
+test('the daemon dying mid-call: the shim answers the open request once with -32000, then exits 1', async () => {
+  const daemon = await startDaemon(cleanup);
+  const shim = spawnShim(cleanup, daemon.clientEnv);
+  await initializeRaw(shim);
+  shim.send(JSON.stringify({ jsonrpc: '2.0', id: 'call-7', method: 'tools/call', params: { name: 'sleep', arguments: { ms: 10_000 } } }));
+  await waitFor(async () => (await getHealth(daemon)).inflight === 1, 'the call to be running');
+  const shimClosed = fullyClosed(shim);
+
+  daemon.proc.kill('SIGKILL');
+  const code = await within(shim.exited, 10_000, 'the shim to exit');
+  await within(shimClosed, 5_000, 'the shim stdout to close');
+  assert.notEqual(code, 0);
+  const lines = await remainingLines(shim);
+  assert.equal(lines.length, 1, `expected exactly one line, got:\n${lines.join('\n')}`);
+  const reply = JSON.parse(lines[0] ?? '') as { id: unknown; error?: { code: number; message: string } };
+  assert.equal(reply.id, 'call-7');
+  assert.equal(reply.error?.code, -32000);
+  assert.match(shim.stderr(), /closed/);
+});
+
+test('a shim with no daemon to reach: one stderr line, exit 1, nothing on stdout', async () => {
+  const home = makeHome(cleanup);
+  writeFileSync(join(home, 'token'), `${'t'.repeat(64)}\n`, { mode: 0o600 });
+  const port = await closedPort();
+  const shim = spawnShim(cleanup, { EXAI_WS_HOME: home, EXAI_WS_PORT: String(port) });
+  const shimClosed = fullyClosed(shim);
+  const code = await within(shim.exited, 10_000, 'the shim to exit');
+  await within(shimClosed, 5_000, 'the shim stdout to close');
+  assert.notEqual(code, 0);
+  const lines = shim
+    .stderr()
+    .split('\n')
+    .filter((l) => l.trim().length > 0);
+  assert.equal(lines.length, 1, `expected one stderr line, got:\n${shim.stderr()}`);
+  assert.match(lines[0] ?? '', new RegExp(`${port}`), 'the line names where it looked');
+  assert.deepEqual(await remainingLines(shim), []);
+});
+
+test('a shim whose stdin ends exits 0', async () => {
+  const daemon = await startDaemon(cleanup);
+  const shim = spawnShim(cleanup, daemon.clientEnv);
+  await initializeRaw(shim);
+  shim.proc.stdin?.end();
+  assert.equal(await within(shim.exited, 10_000, 'the shim to exit'), 0);
+  await waitFor(async () => (await getHealth(daemon)).sessions.total === 0, 'the session to end', 5_000);
+});
