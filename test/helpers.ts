@@ -84,7 +84,7 @@ export function spawnDaemon(
   const home = options.home ?? makeHome(cleanup);
   const args = options.plain ? [CLI, 'daemon'] : [FIXTURE_DAEMON];
   const proc = spawn(process.execPath, args, {
-    env: { ...baseEnv(), EXAI_WS_HOME: home, EXAI_WS_PORT: '0', ...options.env },
+    env: { ...baseEnv(), EXAI_WS_HOME: home, EXAI_WS_PORT: '0', EXAI_WS_CONFIG: join(home, 'config.json'), ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let err = '';
@@ -132,6 +132,8 @@ export function baseEnv(): Record<string, string> {
   for (const [k, v] of Object.entries(process.env)) {
     if (v !== undefined && !OWN_ENV.test(k)) env[k] = v;
   }
+  // Never the developer's own hosted-servers config.
+  env.EXAI_WS_CONFIG = join(tmpdir(), 'exai-ws-test-no-config.json');
   return env;
 }
 

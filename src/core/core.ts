@@ -1,9 +1,19 @@
-/** Builds the server core (the hub with the built-in server), shared by daemon and stdio mode. */
+/**
+ * Builds the server core: the hub with the built-in server and the user's hosted servers.
+ * Shared by the daemon and stdio mode; the caller owns the returned hub and closes it.
+ */
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { getDefaultEnvironment } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { registerAiTools } from './ai-tools.js';
 import { BUILTIN_SERVER, createBuiltinServer, linkInMemory } from './builtin.js';
+import { ChildTransport } from './child-transport.js';
 import { Hub } from './hub.js';
 import type { Providers } from './providers/providers.js';
+import { ServerLink } from './server-link.js';
+import type { UpstreamSpec } from './upstream-config.js';
+import { Upstream, type Started } from './upstream.js';
+import { Watchdog } from './watchdog.js';
 
 export interface CoreOptions {
   startedAtMs: number;
@@ -11,16 +21,73 @@ export interface CoreOptions {
   listTimeoutMs: number;
   /** The model providers behind `chat` and `listmodels`; the caller owns them. */
   providers: Providers;
+  /** The user's hosted servers (already validated). */
+  upstreams?: readonly UpstreamSpec[];
   /** Adds tools to the built-in server before it starts (tests add fixture tools here). */
   configureBuiltin?: ((server: McpServer) => void) | undefined;
+  /** Lifecycle events of hosted servers, and each line they write to stderr. */
+  log?: (event: string, details: Record<string, unknown>) => void;
 }
 
-/** Creates and starts the core; the caller owns the returned hub and closes it. */
+/** Creates and starts the core: the built-in server at once, eager hosted servers in the background. */
 export async function startCore(options: CoreOptions): Promise<Hub> {
   const builtin = createBuiltinServer({ startedAtMs: options.startedAtMs });
   registerAiTools(builtin, options.providers);
   options.configureBuiltin?.(builtin);
-  const hub = new Hub([{ link: await linkInMemory(BUILTIN_SERVER, builtin), prefix: null }], { listTimeoutMs: options.listTimeoutMs });
-  await hub.start();
+  const builtinLink = await linkInMemory(BUILTIN_SERVER, builtin);
+  const servers = [
+    new Upstream({
+      name: BUILTIN_SERVER,
+      prefix: null,
+      idleTimeoutMs: 0,
+      launch: () => builtinLink.start().then(() => ({ link: builtinLink })),
+    }),
+  ];
+  const watchdog = new Watchdog();
+  for (const spec of options.upstreams ?? []) {
+    servers.push(
+      new Upstream({
+        name: spec.name,
+        prefix: spec.prefix ? spec.name : null,
+        idleTimeoutMs: spec.idleTimeoutMs,
+        launch: () => launch(spec, watchdog, options),
+        log: options.log,
+      }),
+    );
+  }
+  const eager = new Set((options.upstreams ?? []).filter((s) => s.start === 'eager').map((s) => s.name));
+  const hub = new Hub(servers, { listTimeoutMs: options.listTimeoutMs, eager, log: options.log, afterClose: () => watchdog.close() });
+  await servers[0]?.connect();
+  // Eager servers warm up in the background; the first call waits for them like a lazy start.
+  void hub.start();
   return hub;
+}
+
+/** Starts one hosted server and completes its initialize handshake. */
+async function launch(spec: UpstreamSpec, watchdog: Watchdog, options: CoreOptions): Promise<Started> {
+  if (spec.kind === 'http') {
+    const transport = new StreamableHTTPClientTransport(new URL(spec.url), { requestInit: { headers: { ...spec.headers } } });
+    const link = new ServerLink(spec.name, transport);
+    await link.start();
+    return { link, exitReason: () => `the connection to ${spec.url} closed` };
+  }
+  const transport = new ChildTransport(
+    { command: spec.command, args: spec.args, env: { ...getDefaultEnvironment(), ...spec.env }, cwd: spec.cwd },
+    watchdog,
+  );
+  transport.onstderr = (line) => options.log?.('server stderr', { server: spec.name, line });
+  const exitReason = () => {
+    const tail = transport.stderr.trim().split('\n').slice(-3).join(' | ');
+    return `the server process exited (${transport.exitStatus ?? 'unknown status'})${tail ? `: ${tail}` : ''}`;
+  };
+  const link = new ServerLink(spec.name, transport);
+  try {
+    await link.start();
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new Error(`cannot start "${spec.command}": command not found`);
+    if (transport.exitStatus !== undefined) throw new Error(exitReason());
+    throw error;
+  }
+  return { link, pid: transport.pid, exitReason };
 }

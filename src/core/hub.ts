@@ -1,11 +1,16 @@
 /**
- * The set of servers behind the router, and the merged view sessions see: tools and prompts
- * of hosted servers carry a `<server>__` prefix, the built-in server's keep bare names,
- * resources keep their URIs. Lists are cached per server and dropped on `list_changed`.
+ * The set of servers behind the router, and the views sessions see. The default view merges
+ * every server: tools and prompts of hosted servers carry a `<server>__` prefix (unless their
+ * entry says `prefix: false`), the built-in server's keep bare names, resources keep their URIs
+ * and are routed to the server that listed them. A single-server view (`exai-ws shim --server
+ * NAME`) shows one server as it is, unprefixed.
+ *
+ * Lists are cached per server and kind, dropped when that server says `list_changed` or
+ * restarts; merged views are rebuilt from those caches.
  */
 import { RpcCode } from '../protocol/codes.js';
 import type { RpcErrorObject, RpcNotification } from '../protocol/jsonrpc.js';
-import type { ServerLink } from './server-link.js';
+import type { Upstream } from './upstream.js';
 
 export const PREFIX_SEPARATOR = '__';
 
@@ -20,9 +25,9 @@ interface ListSpec {
   capability: string;
   /** Item field that gets the server prefix, or null when items keep their own names. */
   prefixed: 'name' | null;
-  /** Item field routing follows-up calls back to its server. */
+  /** Item field routing follow-up calls back to its server. */
   routeBy: 'name' | 'uri' | 'uriTemplate';
-  changed: string | null;
+  changed: string;
 }
 
 const LISTS: Readonly<Record<ListKind, ListSpec>> = Object.freeze({
@@ -60,117 +65,185 @@ const LISTS: Readonly<Record<ListKind, ListSpec>> = Object.freeze({
   },
 });
 
-export interface HostedServer {
-  link: ServerLink;
-  /** Prefix for tool and prompt names; null for bare names (the built-in server). */
-  prefix: string | null;
+/** Which servers a session sees: all of them (merged, prefixed) or one, as it is. */
+export interface View {
+  server?: string | undefined;
 }
 
 type Item = Record<string, unknown>;
 
+export interface Target {
+  server: Upstream;
+  /** The name or URI as the server knows it. */
+  name: string;
+}
+
 interface Merged {
   items: Item[];
   /** Session-visible name or URI -> the server and its own name. */
-  index: Map<string, { server: HostedServer; name: string }>;
+  index: Map<string, Target>;
+  /** Resource templates, for URIs that are not listed. */
+  templates: { pattern: RegExp; server: Upstream }[];
 }
 
-/** What the hub's merged list call resolves to. */
+/** What a merged list call resolves to. */
 export type ListOutcome = { items: Item[] } | { error: RpcErrorObject };
 
+export interface HubOptions {
+  /** Deadline for list calls to servers, in milliseconds. */
+  listTimeoutMs: number;
+  /** Servers started with the hub rather than at first use. */
+  eager?: ReadonlySet<string>;
+  log?: (event: string, details: Record<string, unknown>) => void;
+  /** Runs after every server has stopped (the core's watchdog ends there). */
+  afterClose?: () => void;
+}
+
 export class Hub {
-  /** Fired with the list kind whose merged view changed, to tell every session. */
-  onlistchanged: ((notification: RpcNotification) => void) | undefined;
+  /** A server's list changed: tell the sessions whose view includes it. */
+  onlistchanged: ((notification: RpcNotification, server: string) => void) | undefined;
 
-  private readonly servers: HostedServer[];
-  private readonly cache = new Map<ListKind, Promise<Merged>>();
-  private readonly listTimeoutMs: number;
+  readonly servers: readonly Upstream[];
+  private readonly byName = new Map<string, Upstream>();
+  private readonly perServer = new Map<Upstream, Map<ListKind, Promise<Item[]>>>();
+  private readonly merged = new Map<string, Map<ListKind, Promise<Merged>>>();
+  private readonly options: HubOptions;
 
-  constructor(servers: HostedServer[], options: { listTimeoutMs: number }) {
+  constructor(servers: Upstream[], options: HubOptions) {
     this.servers = servers;
-    this.listTimeoutMs = options.listTimeoutMs;
+    this.options = options;
     for (const server of servers) {
-      server.link.onnotification = (n) => this.fromServer(n);
+      this.byName.set(server.name, server);
+      server.onnotification = (n) => this.fromServer(server, n);
+      server.onready = () => this.invalidate(server, null);
     }
   }
 
-  /** Starts every server link; rejects when one cannot start. */
+  /** Starts the eager servers. Resolves when each has started or failed (failures are kept in its state). */
   async start(): Promise<void> {
-    await Promise.all(this.servers.map((s) => s.link.start()));
+    const eager = this.servers.filter((s) => this.options.eager?.has(s.name));
+    await Promise.all(eager.map((s) => s.connect().catch(() => undefined)));
   }
 
-  /** Closes every server link. Idempotent. */
+  /** Stops every server. Idempotent. */
   async close(): Promise<void> {
-    await Promise.all(this.servers.map((s) => s.link.close()));
+    await Promise.all(this.servers.map((s) => s.close()));
+    this.options.afterClose?.();
   }
 
-  get links(): readonly ServerLink[] {
-    return this.servers.map((s) => s.link);
+  server(name: string): Upstream | undefined {
+    return this.byName.get(name);
   }
 
-  /** True when some server declares the capability (`tools`, `prompts`, `resources`, ...). */
-  hasCapability(name: string): boolean {
-    return this.servers.some((s) => capabilityOf(s.link, name) !== undefined);
+  /** True when the view includes this server. */
+  sees(view: View, server: string): boolean {
+    return view.server === undefined || view.server === server;
   }
 
-  /** The merged list for one kind, across all servers that declare it. */
-  async list(kind: ListKind): Promise<ListOutcome> {
+  /** A session ended: it no longer keeps any server from going idle. */
+  sessionClosed(sessionId: string): void {
+    for (const server of this.servers) server.users.delete(sessionId);
+  }
+
+  /** The merged list for one kind in a view. A server that cannot start is left out (its error is in its report). */
+  async list(kind: ListKind, view: View): Promise<ListOutcome> {
     try {
-      return { items: (await this.merged(kind)).items };
+      return { items: (await this.mergedView(kind, view)).items };
     } catch (error) {
-      this.cache.delete(kind);
+      this.merged.get(viewKey(view))?.delete(kind);
       return { error: asRpcError(error) };
     }
   }
 
   /** Resolves a session-visible tool or prompt name, or resource URI, to its server. */
-  async resolve(kind: ListKind, key: string): Promise<{ server: HostedServer; name: string } | undefined> {
-    const merged = await this.merged(kind).catch(() => undefined);
-    let hit = merged?.index.get(key);
-    if (!hit && kind === 'resources') {
-      // A URI from a resource template is not in resources/list: send it to the only server offering resources.
-      const offering = this.servers.filter((s) => capabilityOf(s.link, 'resources') !== undefined);
-      if (offering.length === 1 && offering[0]) hit = { server: offering[0], name: key };
-    }
-    return hit;
+  async resolve(kind: ListKind, key: string, view: View): Promise<Target | undefined> {
+    const merged = await this.mergedView(kind, view).catch(() => undefined);
+    const hit = merged?.index.get(key);
+    if (hit || kind !== 'resources') return hit;
+    // A URI made from a resource template is not in resources/list: match the templates.
+    const templates = await this.mergedView('resourceTemplates', view).catch(() => undefined);
+    const byTemplate = templates?.templates.find((t) => t.pattern.test(key));
+    if (byTemplate) return { server: byTemplate.server, name: key };
+    const offering = this.servers.filter((s) => this.sees(view, s.name) && capabilityOf(s, 'resources') !== undefined);
+    return offering.length === 1 && offering[0] ? { server: offering[0], name: key } : undefined;
   }
 
-  private merged(kind: ListKind): Promise<Merged> {
-    let cached = this.cache.get(kind);
+  private mergedView(kind: ListKind, view: View): Promise<Merged> {
+    const key = viewKey(view);
+    let kinds = this.merged.get(key);
+    if (!kinds) {
+      kinds = new Map();
+      this.merged.set(key, kinds);
+    }
+    let cached = kinds.get(kind);
     if (!cached) {
-      cached = this.build(kind);
-      this.cache.set(kind, cached);
+      cached = this.build(kind, view);
+      kinds.set(kind, cached);
     }
     return cached;
   }
 
-  private async build(kind: ListKind): Promise<Merged> {
+  private async build(kind: ListKind, view: View): Promise<Merged> {
     const spec = LISTS[kind];
-    const asking = this.servers.filter((s) => capabilityOf(s.link, spec.capability) !== undefined);
-    const lists = await Promise.all(asking.map((s) => this.fetchAll(s, spec)));
+    const single = view.server !== undefined;
+    const inView = this.servers.filter((s) => this.sees(view, s.name));
+    const lists = await Promise.all(
+      inView.map(async (server) => {
+        try {
+          await server.connect();
+        } catch (error) {
+          if (single) throw new UnavailableError(server, (error as Error).message);
+          return []; // left out of the merged view; its report says why
+        }
+        if (capabilityOf(server, spec.capability) === undefined) return [];
+        return this.serverList(server, kind).catch((error: unknown) => {
+          if (single) throw error;
+          this.options.log?.('list failed', { server: server.name, method: spec.method, error: (error as Error).message });
+          return [];
+        });
+      }),
+    );
     const items: Item[] = [];
-    const index = new Map<string, { server: HostedServer; name: string }>();
-    asking.forEach((server, i) => {
+    const index = new Map<string, Target>();
+    const templates: Merged['templates'] = [];
+    inView.forEach((server, i) => {
       for (const item of lists[i] ?? []) {
         const own = String(item[spec.routeBy] ?? '');
         let visible = own;
         let shown = item;
-        if (spec.prefixed && server.prefix !== null) {
+        if (spec.prefixed && server.prefix !== null && !single) {
           visible = `${server.prefix}${PREFIX_SEPARATOR}${own}`;
           shown = { ...item, [spec.prefixed]: visible };
         }
         if (index.has(visible)) continue; // first server wins a clash; the other stays reachable by prefix
         index.set(visible, { server, name: own });
         items.push(shown);
+        if (kind === 'resourceTemplates') templates.push({ pattern: templatePattern(own), server });
       }
     });
-    return { items, index };
+    return { items, index, templates };
   }
 
-  private async fetchAll(server: HostedServer, spec: ListSpec): Promise<Item[]> {
+  private serverList(server: Upstream, kind: ListKind): Promise<Item[]> {
+    let kinds = this.perServer.get(server);
+    if (!kinds) {
+      kinds = new Map();
+      this.perServer.set(server, kinds);
+    }
+    let cached = kinds.get(kind);
+    if (!cached) {
+      cached = this.fetchAll(server, LISTS[kind]);
+      cached.catch(() => kinds.delete(kind));
+      kinds.set(kind, cached);
+    }
+    return cached;
+  }
+
+  private async fetchAll(server: Upstream, spec: ListSpec): Promise<Item[]> {
     const items: Item[] = [];
     let cursor: unknown;
     for (let page = 0; page < 100; page++) {
-      const outcome = await server.link.call(spec.method, cursor === undefined ? {} : { cursor }, { timeoutMs: this.listTimeoutMs });
+      const outcome = await server.call(spec.method, cursor === undefined ? {} : { cursor }, { timeoutMs: this.options.listTimeoutMs });
       if (outcome === null) break;
       if ('error' in outcome) throw new ListError(outcome.error);
       const got = outcome.result[spec.key];
@@ -181,11 +254,22 @@ export class Hub {
     return items;
   }
 
-  private fromServer(n: RpcNotification): void {
-    for (const [kind, spec] of Object.entries(LISTS) as [ListKind, ListSpec][]) {
-      if (spec.changed === n.method) this.cache.delete(kind);
+  /** Drops cached lists of one server (one kind, or all when null) and every merged view. */
+  private invalidate(server: Upstream, kinds: ListKind[] | null): void {
+    const cached = this.perServer.get(server);
+    if (cached) {
+      if (kinds === null) cached.clear();
+      else for (const kind of kinds) cached.delete(kind);
     }
-    if (n.method.endsWith('/list_changed')) this.onlistchanged?.({ jsonrpc: '2.0', method: n.method });
+    this.merged.clear();
+  }
+
+  private fromServer(server: Upstream, n: RpcNotification): void {
+    const kinds = (Object.keys(LISTS) as ListKind[]).filter((kind) => LISTS[kind].changed === n.method);
+    if (kinds.length > 0) {
+      this.invalidate(server, kinds);
+      this.onlistchanged?.({ jsonrpc: '2.0', method: n.method }, server.name);
+    }
   }
 }
 
@@ -195,12 +279,45 @@ class ListError extends Error {
   }
 }
 
+class UnavailableError extends Error {
+  constructor(
+    readonly server: Upstream,
+    message: string,
+  ) {
+    super(`${server.name}: ${message}`);
+  }
+}
+
 function asRpcError(error: unknown): RpcErrorObject {
   if (error instanceof ListError) return error.rpc;
+  if (error instanceof UnavailableError)
+    return { code: RpcCode.UPSTREAM_UNAVAILABLE, message: error.message, data: { server: error.server.name } };
   return { code: RpcCode.INTERNAL_ERROR, message: error instanceof Error ? error.message : String(error) };
 }
 
-function capabilityOf(link: ServerLink, name: string): unknown {
-  const caps = link.initializeResult?.capabilities as Record<string, unknown> | undefined;
+/** The capability a ready server declared, or undefined. */
+export function capabilityOf(server: Upstream, name: string): unknown {
+  const caps = server.initializeResult?.capabilities as Record<string, unknown> | undefined;
   return caps?.[name];
+}
+
+function viewKey(view: View): string {
+  return view.server === undefined ? '*' : `=${view.server}`;
+}
+
+/** A regular expression for an RFC 6570 URI template (levels 1-2 are enough to route by). */
+function templatePattern(template: string): RegExp {
+  let source = '^';
+  let last = 0;
+  for (const match of template.matchAll(/\{([^}]*)\}/g)) {
+    source += escapeRegExp(template.slice(last, match.index));
+    const expr = match[1] ?? '';
+    source += expr.startsWith('+') || expr.startsWith('#') ? '.*' : '[^/?#]*';
+    last = (match.index ?? 0) + match[0].length;
+  }
+  return new RegExp(`${source}${escapeRegExp(template.slice(last))}$`);
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }

@@ -5,7 +5,9 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { DEFAULT_HOST, DEFAULT_PORT, resolveHome, type HomePaths } from '../protocol/files.js';
+import { configPath } from '../protocol/config-path.js';
 import { ProviderEnvSchema, providersFromEnv, type ProvidersConfig } from '../core/providers/settings.js';
+import { DEFAULT_UPSTREAM_IDLE_MS, UpstreamConfigError, loadUpstreamConfig, type UpstreamConfig } from '../core/upstream-config.js';
 
 export const DEFAULT_MAX_INFLIGHT = 32;
 export const DEFAULT_QUEUE_LIMIT = 256;
@@ -47,6 +49,8 @@ export interface DaemonConfig {
   readonly logLevel: string;
   /** Model providers for the built-in `chat` and `listmodels` tools. */
   readonly providers: ProvidersConfig;
+  /** Hosted MCP servers from the config file, and the entries that were refused. */
+  readonly upstreams: UpstreamConfig;
 }
 
 const int = (min: number) => z.coerce.number().int().min(min);
@@ -67,6 +71,7 @@ const EnvSchema = z.object({
   EXAI_WS_DRAIN_MS: int(0).default(DEFAULT_DRAIN_MS),
   EXAI_WS_METRICS_INTERVAL_MS: int(100).default(DEFAULT_METRICS_INTERVAL_MS),
   EXAI_WS_HOLD_MAX_BYTES: int(0).default(DEFAULT_HOLD_MAX_BYTES),
+  EXAI_WS_UPSTREAM_IDLE_MS: int(0).default(DEFAULT_UPSTREAM_IDLE_MS),
   LOG_LEVEL: z
     .string()
     .transform((s) => s.toLowerCase())
@@ -102,6 +107,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): DaemonConfig {
   if (!isLoopback(e.EXAI_WS_HOST)) {
     throw new ConfigError(`EXAI_WS_HOST=${e.EXAI_WS_HOST} is not a loopback address; exai-ws binds loopback only`);
   }
+  let upstreams: UpstreamConfig;
+  try {
+    upstreams = loadUpstreamConfig(configPath(env), e.EXAI_WS_UPSTREAM_IDLE_MS);
+  } catch (error) {
+    if (error instanceof UpstreamConfigError) throw new ConfigError(error.message);
+    throw error;
+  }
   return Object.freeze({
     host: e.EXAI_WS_HOST,
     port: e.EXAI_WS_PORT,
@@ -120,5 +132,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): DaemonConfig {
     holdMaxBytes: e.EXAI_WS_HOLD_MAX_BYTES,
     logLevel: e.LOG_LEVEL,
     providers: providersFromEnv(e),
+    upstreams,
   });
 }

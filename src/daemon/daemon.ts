@@ -96,13 +96,18 @@ export class Daemon {
         startedAtMs: this.startedAtMs,
         listTimeoutMs: config.callTimeoutMs,
         providers: this.providers,
+        upstreams: config.upstreams.servers,
         configureBuiltin: this.options.configureBuiltin,
+        log: (event, details) => (event === 'server stderr' ? logger.debug(details, event) : logger.info(details, event)),
       });
+      for (const problem of config.upstreams.problems) {
+        logger.warn({ ...problem, config: config.upstreams.path }, 'config entry refused');
+      }
       this.hub = hub;
       const manager = new SessionManager({ hub, config, metrics: this.metrics, logger });
       this.manager = manager;
-      hub.onlistchanged = (n) => {
-        for (const session of manager.list()) session.send(n);
+      hub.onlistchanged = (n, server) => {
+        for (const session of manager.list()) if (hub.sees(session.router.view, server)) session.send(n);
       };
       this.server = new DaemonServer({ config, token, manager, metrics: this.metrics, logger, health: () => this.health() });
       const port = await this.server.listen();
@@ -138,7 +143,8 @@ export class Daemon {
       sessions: { total, attached, detached: total - attached },
       connections: this.server?.connectionCount ?? 0,
       inflight: manager?.inflightCount ?? 0,
-      servers: (this.hub?.links ?? []).map((l) => ({ name: l.name, state: l.state, inflight: l.inflight })),
+      servers: (this.hub?.servers ?? []).slice(1).map((s) => s.report()),
+      config: { path: this.config.upstreams.path, problems: this.config.upstreams.problems },
       providers: this.providers.health(),
       limits: { max_sessions: this.config.maxSessions, max_inflight: this.config.maxInflight, max_bytes: this.config.maxBytes },
     };

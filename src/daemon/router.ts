@@ -1,13 +1,17 @@
 /**
  * The MCP-aware part of a session: answers `initialize` and `ping` itself, merges list
- * methods over the hub's servers, and routes calls, reads and prompts to the server that
- * owns the name. One router per session; request ids stay the session's own, because each
- * server link assigns link-local ids and the router answers with the original id.
+ * methods over the servers in the session's view, and routes calls, reads and prompts to the
+ * server that owns the name. One router per session; request ids stay the session's own,
+ * because each server link assigns link-local ids and the router answers with the original id.
+ *
+ * In a single-server view (`exai-ws shim --server NAME`) the session sees that server as if it
+ * had launched it: its initialize result, its names unprefixed, and every other method passed
+ * through as it is.
  */
 import { LATEST_PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS } from '@modelcontextprotocol/sdk/types.js';
 import { RpcCode } from '../protocol/codes.js';
 import { rpcError, type RpcNotification, type RpcRequest, type RpcResponse } from '../protocol/jsonrpc.js';
-import type { Hub, ListKind } from '../core/hub.js';
+import { capabilityOf, type Hub, type ListKind, type Target, type View } from '../core/hub.js';
 import type { CallOutcome } from '../core/server-link.js';
 import { NAME, VERSION } from '../version.js';
 
@@ -20,6 +24,9 @@ export interface RouterPeer {
 export interface RouterOptions {
   /** Deadline of one forwarded request, in milliseconds. */
   callTimeoutMs: number;
+  /** The session's id: servers it uses stay up while it lives. */
+  sessionId: string;
+  view: View;
 }
 
 const LIST_METHODS: Readonly<Record<string, ListKind>> = Object.freeze({
@@ -58,6 +65,10 @@ export class Router {
     this.options = options;
   }
 
+  get view(): View {
+    return this.options.view;
+  }
+
   /**
    * Handles one request and resolves with its response, or null when the client cancelled it
    * (a cancelled request gets no response). Never rejects.
@@ -65,9 +76,10 @@ export class Router {
   async handle(request: RpcRequest, signal: AbortSignal): Promise<RpcResponse | null> {
     const { id, method } = request;
     const params = request.params ?? {};
+    const single = this.options.view.server;
     switch (method) {
       case 'initialize':
-        return ok(id, this.initialize(params));
+        return this.initialize(id, params);
       case 'ping':
         return ok(id, {});
       case 'logging/setLevel': {
@@ -76,26 +88,45 @@ export class Router {
           return rpcError(id, RpcCode.INVALID_PARAMS, `level must be one of ${LOG_LEVELS.join(', ')}`);
         }
         this.logLevel = level;
-        return ok(id, {});
+        if (single === undefined) return ok(id, {});
+        break; // a single server hears it too
       }
     }
     const listKind = LIST_METHODS[method];
     if (listKind) {
-      const listed = await this.hub.list(listKind);
+      const listed = await this.hub.list(listKind, this.options.view);
       if ('error' in listed) return rpcError(id, listed.error.code, listed.error.message, listed.error.data);
       return ok(id, { [listKind]: listed.items });
     }
     const route = ROUTED[method];
-    if (!route) return rpcError(id, RpcCode.METHOD_NOT_FOUND, `Method not found: ${method}`);
-    const key = params[route.field];
-    if (typeof key !== 'string') {
-      return rpcError(id, RpcCode.INVALID_PARAMS, `${method} needs params.${route.field} as a string`);
+    if (route) {
+      const key = params[route.field];
+      if (typeof key !== 'string') {
+        return rpcError(id, RpcCode.INVALID_PARAMS, `${method} needs params.${route.field} as a string`);
+      }
+      const target = await this.hub.resolve(route.kind, key, this.options.view);
+      if (!target) return rpcError(id, RpcCode.INVALID_PARAMS, `Unknown ${route.what}: ${key}`);
+      const forwarded = target.name === key ? params : { ...params, [route.field]: target.name };
+      return this.forward(id, method, forwarded, target, signal);
     }
-    const target = await this.hub.resolve(route.kind, key);
-    if (!target) return rpcError(id, RpcCode.INVALID_PARAMS, `Unknown ${route.what}: ${key}`);
-    const forwarded = target.name === key ? params : { ...params, [route.field]: target.name };
+    if (method === 'completion/complete') return this.complete(id, params, signal);
+    if (single !== undefined) {
+      const server = this.hub.server(single);
+      if (server) return this.forward(id, method, params, { server, name: '' }, signal);
+    }
+    return rpcError(id, RpcCode.METHOD_NOT_FOUND, `Method not found: ${method}`);
+  }
+
+  /** Handles a client notification other than cancellation (the session owns that). */
+  notify(notification: RpcNotification): void {
+    if (notification.method === 'notifications/initialized') return;
+    // roots/list_changed and others matter once hosted servers ask for roots (a later part).
+  }
+
+  private async forward(id: RpcRequest['id'], method: string, params: Record<string, unknown>, target: Target, signal: AbortSignal) {
+    target.server.users.add(this.options.sessionId);
     const token = (params._meta as Record<string, unknown> | undefined)?.progressToken;
-    const outcome = await target.server.link.call(method, forwarded, {
+    const outcome = await target.server.call(method, params, {
       timeoutMs: this.options.callTimeoutMs,
       signal,
       onProgress:
@@ -106,26 +137,52 @@ export class Router {
     return toResponse(id, outcome);
   }
 
-  /** Handles a client notification other than cancellation (the session owns that). */
-  notify(notification: RpcNotification): void {
-    if (notification.method === 'notifications/initialized') return;
-    // roots/list_changed and others matter once hosted servers ask for roots; nothing to do yet.
+  /** `completion/complete` names a prompt or a resource template in `ref`: route by it. */
+  private async complete(id: RpcRequest['id'], params: Record<string, unknown>, signal: AbortSignal): Promise<RpcResponse | null> {
+    const ref = params.ref as { type?: unknown; name?: unknown; uri?: unknown } | undefined;
+    const byPrompt = ref?.type === 'ref/prompt' && typeof ref.name === 'string';
+    const key = byPrompt ? ref.name : ref?.uri;
+    if (typeof key !== 'string')
+      return rpcError(id, RpcCode.INVALID_PARAMS, 'completion/complete needs params.ref with a prompt name or a resource uri');
+    const target = byPrompt
+      ? await this.hub.resolve('prompts', key, this.options.view)
+      : ((await this.hub.resolve('resourceTemplates', key, this.options.view)) ??
+        (await this.hub.resolve('resources', key, this.options.view)));
+    if (!target) return rpcError(id, RpcCode.INVALID_PARAMS, `Unknown ${byPrompt ? 'prompt' : 'resource'}: ${key}`);
+    const forwarded = target.name === key ? params : { ...params, ref: { ...ref, [byPrompt ? 'name' : 'uri']: target.name } };
+    return this.forward(id, 'completion/complete', forwarded, target, signal);
   }
 
-  private initialize(params: Record<string, unknown>): Record<string, unknown> {
+  private async initialize(id: RpcRequest['id'], params: Record<string, unknown>): Promise<RpcResponse> {
     const asked = typeof params.protocolVersion === 'string' ? params.protocolVersion : undefined;
     this.protocolVersion = asked && SUPPORTED_PROTOCOL_VERSIONS.includes(asked) ? asked : LATEST_PROTOCOL_VERSION;
     this.clientInfo = params.clientInfo as { name?: string; version?: string } | undefined;
     this.clientCapabilities = params.capabilities as Record<string, unknown> | undefined;
+    const single = this.options.view.server;
+    if (single !== undefined) {
+      // Transparent: the session gets the server's own answer (its protocol version aside).
+      const server = this.hub.server(single);
+      try {
+        if (!server) throw new Error('no such server');
+        await server.connect();
+      } catch (error) {
+        return rpcError(id, RpcCode.UPSTREAM_UNAVAILABLE, `${single}: ${(error as Error).message}`, { server: single });
+      }
+      server.users.add(this.options.sessionId);
+      return ok(id, { ...server.initializeResult, protocolVersion: this.protocolVersion });
+    }
+    const hosted = this.hub.servers.length > 1;
     const capabilities: Record<string, unknown> = { tools: { listChanged: true }, logging: {} };
-    if (this.hub.hasCapability('prompts')) capabilities.prompts = { listChanged: true };
-    if (this.hub.hasCapability('resources')) capabilities.resources = { listChanged: true };
-    return {
+    const declares = (name: string) => hosted || this.hub.servers.some((s) => capabilityOf(s, name) !== undefined);
+    if (declares('prompts')) capabilities.prompts = { listChanged: true };
+    if (declares('resources')) capabilities.resources = { listChanged: true };
+    if (declares('completions')) capabilities.completions = {};
+    return ok(id, {
       protocolVersion: this.protocolVersion,
       capabilities,
       serverInfo: { name: NAME, version: VERSION },
       instructions: 'exai-ws: one shared MCP daemon for every client on this machine.',
-    };
+    });
   }
 }
 

@@ -9,7 +9,7 @@
  */
 import { RpcCode } from '../protocol/codes.js';
 import { idKey, parseMessage, rpcError, type RequestId, type RpcRequest, type RpcResponse } from '../protocol/jsonrpc.js';
-import type { Hub } from '../core/hub.js';
+import type { Hub, View } from '../core/hub.js';
 import type { DaemonConfig } from './config.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
@@ -77,11 +77,11 @@ export class Session implements RouterPeer {
   private draining = false;
   private outputPaused = false;
 
-  constructor(id: string, client: ClientLabel, deps: SessionDeps) {
+  constructor(id: string, client: ClientLabel, deps: SessionDeps, view: View = {}) {
     this.id = id;
     this.client = client;
     this.deps = deps;
-    this.router = new Router(deps.hub, this, { callTimeoutMs: deps.config.callTimeoutMs });
+    this.router = new Router(deps.hub, this, { callTimeoutMs: deps.config.callTimeoutMs, sessionId: id, view });
   }
 
   get inflightCount(): number {

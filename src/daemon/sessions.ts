@@ -8,7 +8,8 @@ import { CloseCode } from '../protocol/codes.js';
 import type { Hello } from '../protocol/hello.js';
 import { Session, type SessionDeps } from './session.js';
 
-export type OpenResult = { ok: true; session: Session; resumed: boolean } | { ok: false; code: 'session_limit'; message: string };
+export type OpenResult =
+  { ok: true; session: Session; resumed: boolean } | { ok: false; code: 'session_limit' | 'bad_hello'; message: string };
 
 export type ManagerDeps = Omit<SessionDeps, 'expire'>;
 
@@ -45,12 +46,21 @@ export class SessionManager {
       );
       return { ok: true, session: existing, resumed: true };
     }
+    if (hello.server !== undefined && !this.deps.hub.server(hello.server)) {
+      this.deps.metrics.reject('unknown_server');
+      const known = this.deps.hub.servers.slice(1).map((s) => s.name);
+      return {
+        ok: false,
+        code: 'bad_hello',
+        message: `no hosted server named '${hello.server}' (configured: ${known.join(', ') || 'none'})`,
+      };
+    }
     if (this.sessions.size >= this.deps.config.maxSessions) {
       this.deps.metrics.reject('session_limit');
       return { ok: false, code: 'session_limit', message: `session limit reached (${this.deps.config.maxSessions})` };
     }
     const id = hello.session_id ?? randomUUID();
-    const session = new Session(id, client, this.sessionDeps);
+    const session = new Session(id, client, this.sessionDeps, { server: hello.server });
     session.cwd = hello.cwd;
     this.sessions.set(id, session);
     this.deps.metrics.sessionsOpened++;
@@ -129,6 +139,7 @@ export class SessionManager {
     this.clearGrace(session.id);
     this.sessions.delete(session.id);
     session.close(code, reason);
+    this.deps.hub.sessionClosed(session.id);
     this.deps.metrics.sessionClosed(reason);
     this.deps.logger.info(
       {

@@ -32,6 +32,8 @@ export async function runStdio(options: StdioOptions): Promise<void> {
     startedAtMs: Date.now(),
     listTimeoutMs: config.callTimeoutMs,
     providers: new Providers(config.providers),
+    upstreams: config.upstreams.servers,
+    log: (event, details) => (event === 'server stderr' ? logger.debug(details, event) : logger.info(details, event)),
     configureBuiltin: options.configureBuiltin,
   });
   let open = true;

@@ -1,0 +1,174 @@
+/**
+ * The hosted servers' config file: the `mcpServers` format users already have (Claude Desktop,
+ * Cursor), plus `scope`, `start` and `prefix`. Each entry is validated on its own: a bad entry
+ * is reported (name, key, reason) and skipped, the others run. Only a file that is not JSON at
+ * all is fatal.
+ */
+import { readFileSync } from 'node:fs';
+import { isAbsolute } from 'node:path';
+import { z } from 'zod';
+import { PREFIX_SEPARATOR } from './hub.js';
+
+export type UpstreamScope = 'shared' | 'workspace' | 'session';
+
+interface BaseSpec {
+  readonly name: string;
+  readonly scope: UpstreamScope;
+  readonly start: 'lazy' | 'eager';
+  /** False: tools and prompts keep their own names (a clash with another server's is reported). */
+  readonly prefix: boolean;
+  /** Stop after this long with no session using it and nothing in flight; 0 = never. */
+  readonly idleTimeoutMs: number;
+}
+
+export interface StdioSpec extends BaseSpec {
+  readonly kind: 'stdio';
+  readonly command: string;
+  readonly args: readonly string[];
+  readonly env: Readonly<Record<string, string>>;
+  readonly cwd: string | undefined;
+}
+
+export interface HttpSpec extends BaseSpec {
+  readonly kind: 'http';
+  readonly url: string;
+  readonly headers: Readonly<Record<string, string>>;
+}
+
+export type UpstreamSpec = StdioSpec | HttpSpec;
+
+export interface ConfigProblem {
+  server: string;
+  key: string;
+  reason: string;
+}
+
+export interface UpstreamConfig {
+  /** The file read, or null when there was none. */
+  readonly path: string | null;
+  readonly servers: readonly UpstreamSpec[];
+  readonly problems: readonly ConfigProblem[];
+}
+
+export class UpstreamConfigError extends Error {
+  override name = 'UpstreamConfigError';
+}
+
+export const DEFAULT_UPSTREAM_IDLE_MS = 10 * 60_000;
+const NAME_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/;
+
+const Common = {
+  scope: z.enum(['shared', 'workspace', 'session']).default('shared'),
+  start: z.enum(['lazy', 'eager']).default('lazy'),
+  prefix: z.boolean().default(true),
+  idle_timeout_ms: z.number().int().min(0).optional(),
+  // Keys other clients write that mean nothing here, accepted so their files import as they are.
+  type: z.enum(['stdio', 'http', 'streamable-http', 'streamableHttp']).optional(),
+  disabled: z.boolean().optional(),
+};
+
+const StdioEntry = z
+  .object({
+    ...Common,
+    command: z.string().min(1, 'must not be empty'),
+    args: z.array(z.string()).default([]),
+    env: z.record(z.string(), z.string()).default({}),
+    cwd: z
+      .string()
+      .refine((p) => isAbsolute(p), 'must be an absolute path')
+      .optional(),
+  })
+  .loose();
+
+const HttpEntry = z
+  .object({
+    ...Common,
+    url: z.url({ protocol: /^https?$/, message: 'must be an http(s) URL' }),
+    headers: z.record(z.string(), z.string()).default({}),
+  })
+  .loose();
+
+/**
+ * Reads the config file. A missing file means no hosted servers. Throws
+ * {@link UpstreamConfigError} only when the file is unreadable or not valid JSON.
+ */
+export function loadUpstreamConfig(path: string, defaultIdleMs = DEFAULT_UPSTREAM_IDLE_MS): UpstreamConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return Object.freeze({ path: null, servers: [], problems: [] });
+    throw new UpstreamConfigError(`cannot read the config file ${path}: ${(error as Error).message}`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    throw new UpstreamConfigError(`the config file ${path} is not valid JSON: ${(error as Error).message}`);
+  }
+  return Object.freeze({ path, ...parseUpstreams(json, defaultIdleMs) });
+}
+
+/** Validates the parsed file, entry by entry. */
+export function parseUpstreams(json: unknown, defaultIdleMs = DEFAULT_UPSTREAM_IDLE_MS): Pick<UpstreamConfig, 'servers' | 'problems'> {
+  const servers: UpstreamSpec[] = [];
+  const problems: ConfigProblem[] = [];
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) {
+    return { servers, problems: [{ server: '*', key: '', reason: 'the config must be a JSON object with "mcpServers"' }] };
+  }
+  const root = json as Record<string, unknown>;
+  const entries = root.mcpServers ?? {};
+  if (entries === null || typeof entries !== 'object' || Array.isArray(entries)) {
+    return { servers, problems: [{ server: '*', key: 'mcpServers', reason: 'must be an object of named servers' }] };
+  }
+  for (const [name, raw] of Object.entries(entries as Record<string, unknown>)) {
+    const problem = (key: string, reason: string) => problems.push({ server: name, key, reason });
+    if (!NAME_PATTERN.test(name) || name.includes(PREFIX_SEPARATOR)) {
+      problem('', `server names are 1-64 characters of [A-Za-z0-9_.-] without "${PREFIX_SEPARATOR}"`);
+      continue;
+    }
+    if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+      problem('', 'must be an object with "command" or "url"');
+      continue;
+    }
+    const entry = raw as Record<string, unknown>;
+    if (entry.disabled === true) continue;
+    const hasCommand = 'command' in entry;
+    const hasUrl = 'url' in entry;
+    if (hasCommand === hasUrl) {
+      problem(
+        hasCommand ? 'url' : 'command',
+        hasCommand ? 'give either "command" or "url", not both' : 'needs "command" (a stdio server) or "url" (an HTTP server)',
+      );
+      continue;
+    }
+    const parsed = hasCommand ? StdioEntry.safeParse(entry) : HttpEntry.safeParse(entry);
+    if (!parsed.success) {
+      for (const issue of parsed.error.issues) problem(issue.path.join('.'), issue.message);
+      continue;
+    }
+    const e = parsed.data;
+    if (e.scope !== 'shared') {
+      problem('scope', `scope "${e.scope}" is not supported yet; use "shared"`);
+      continue;
+    }
+    const base: BaseSpec = { name, scope: e.scope, start: e.start, prefix: e.prefix, idleTimeoutMs: e.idle_timeout_ms ?? defaultIdleMs };
+    if ('command' in e) {
+      const s = e as z.infer<typeof StdioEntry>;
+      servers.push(
+        Object.freeze({
+          ...base,
+          kind: 'stdio',
+          command: s.command,
+          args: Object.freeze([...s.args]),
+          env: Object.freeze({ ...s.env }),
+          cwd: s.cwd,
+        }),
+      );
+    } else {
+      const h = e;
+      servers.push(Object.freeze({ ...base, kind: 'http', url: h.url, headers: Object.freeze({ ...h.headers }) }));
+    }
+  }
+  return { servers, problems };
+}

@@ -1,0 +1,237 @@
+/**
+ * One server behind the hub and its lifecycle: started on first use (or eagerly), restarted
+ * with capped backoff after a crash, stopped when idle with no session using it, stopped for
+ * good by close(). Calls made while it is down fail at once with -32011 (`data.server`), or
+ * wait for a restart that is due soon.
+ *
+ * States: stopped -> starting -> ready -> (crash) -> restarting -> starting -> ...
+ *         starting -> (failure) -> failed (the next use tries again once the backoff passed);
+ *         any -> closed.
+ */
+import { RpcCode } from '../protocol/codes.js';
+import type { RpcNotification } from '../protocol/jsonrpc.js';
+import type { CallOptions, CallOutcome, ServerLink } from './server-link.js';
+
+export type UpstreamState = 'stopped' | 'starting' | 'ready' | 'restarting' | 'failed' | 'closed';
+
+/** What a started server is: its link, and the process id when it is a process. */
+export interface Started {
+  link: ServerLink;
+  pid?: number | undefined;
+  /** Why it went away, once it did (exit status, the end of its stderr). */
+  exitReason?: () => string;
+}
+
+export interface UpstreamOptions {
+  name: string;
+  /** Tool and prompt prefix; null keeps bare names. */
+  prefix: string | null;
+  /** Starts the server and completes its initialize handshake; rejects when it cannot. */
+  launch: () => Promise<Started>;
+  /** 0 = never stop for idleness. */
+  idleTimeoutMs: number;
+  /** Reports lifecycle events for the log. */
+  log?: (event: string, details: Record<string, unknown>) => void;
+}
+
+export const RESTART_BACKOFF_MS = Object.freeze([250, 500, 1_000, 2_000, 5_000, 10_000, 30_000]);
+/** A call waits for a restart due within this long; later ones fail at once with -32011. */
+export const WAIT_FOR_RESTART_MS = 5_000;
+/** Up this long, a server's crash counts as a first failure again. */
+const STABLE_UPTIME_MS = 60_000;
+
+export class Upstream {
+  readonly name: string;
+  readonly prefix: string | null;
+  state: UpstreamState = 'stopped';
+  restarts = 0;
+  pid: number | undefined;
+  startedAtMs: number | undefined;
+  lastError: string | undefined;
+  /** Sessions that used this server and are still open. */
+  readonly users = new Set<string>();
+  /** Server notifications other than progress (list_changed, logging, ...). */
+  onnotification: ((n: RpcNotification) => void) | undefined;
+  /** Fired each time a (re)started server is ready: its lists may differ now. */
+  onready: (() => void) | undefined;
+
+  private readonly options: UpstreamOptions;
+  private link: ServerLink | undefined;
+  private starting: Promise<ServerLink> | undefined;
+  private failures = 0;
+  private retryAtMs = 0;
+  private restartTimer: NodeJS.Timeout | undefined;
+  private idleTimer: NodeJS.Timeout | undefined;
+  private lastUsedMs = Date.now();
+
+  constructor(options: UpstreamOptions) {
+    this.options = options;
+    this.name = options.name;
+    this.prefix = options.prefix;
+    if (options.idleTimeoutMs > 0) {
+      this.idleTimer = setInterval(() => this.checkIdle(), Math.max(50, Math.floor(options.idleTimeoutMs / 4)));
+      this.idleTimer.unref();
+    }
+  }
+
+  /** The server's initialize result, while it is ready. */
+  get initializeResult(): Record<string, unknown> | undefined {
+    return this.link?.initializeResult;
+  }
+
+  get inflight(): number {
+    return this.link?.inflight ?? 0;
+  }
+
+  /** Ready link, starting the server when needed. Rejects with a message when it cannot. */
+  connect(): Promise<ServerLink> {
+    this.lastUsedMs = Date.now();
+    if (this.state === 'closed') return Promise.reject(new Error('the daemon is shutting down'));
+    if (this.state === 'ready' && this.link) return Promise.resolve(this.link);
+    if (this.starting) return this.starting;
+    const waitMs = this.retryAtMs - Date.now();
+    if (waitMs > WAIT_FOR_RESTART_MS) {
+      return Promise.reject(
+        new Error(`restarting in ${Math.ceil(waitMs / 1000)} s${this.lastError ? `; last error: ${this.lastError}` : ''}`),
+      );
+    }
+    if (this.state === 'restarting' && this.restartTimer) {
+      // Due soon: start now instead of making the caller wait out the rest of the backoff.
+      clearTimeout(this.restartTimer);
+      this.restartTimer = undefined;
+    }
+    return this.start();
+  }
+
+  /** Calls one method on the server; a server that cannot be reached gives -32011. */
+  async call(method: string, params: Record<string, unknown> | undefined, options: CallOptions): Promise<CallOutcome> {
+    let link: ServerLink;
+    try {
+      link = await this.connect();
+    } catch (error) {
+      return this.unavailable((error as Error).message);
+    }
+    this.lastUsedMs = Date.now();
+    const outcome = await link.call(method, params, options);
+    this.lastUsedMs = Date.now();
+    return outcome;
+  }
+
+  /** Sends a notification to the server if it is running. */
+  notify(method: string, params?: Record<string, unknown>): void {
+    if (this.state === 'ready') this.link?.notify(method, params);
+  }
+
+  /** For `/health` and `exai-ws status`. */
+  report(): Record<string, unknown> {
+    return {
+      name: this.name,
+      state: this.state,
+      pid: this.pid ?? null,
+      restarts: this.restarts,
+      uptime_s: this.state === 'ready' && this.startedAtMs !== undefined ? Math.round((Date.now() - this.startedAtMs) / 1000) : null,
+      sessions: this.users.size,
+      inflight: this.inflight,
+      last_error: this.lastError ?? null,
+    };
+  }
+
+  /** Stops the server for good. Idempotent. */
+  async close(): Promise<void> {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    if (this.idleTimer) clearInterval(this.idleTimer);
+    const link = this.link ?? (await this.starting?.catch(() => undefined));
+    this.link = undefined;
+    await link?.close();
+  }
+
+  private start(): Promise<ServerLink> {
+    this.state = 'starting';
+    const starting = this.launch();
+    this.starting = starting;
+    starting.then(
+      () => (this.starting = undefined),
+      () => (this.starting = undefined),
+    );
+    return starting;
+  }
+
+  private async launch(): Promise<ServerLink> {
+    let started: Started;
+    try {
+      started = await this.options.launch();
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      if (this.state === 'closed') throw new Error('the daemon is shutting down');
+      this.fail(message);
+      throw new Error(message);
+    }
+    const { link } = started;
+    if (this.state === 'closed') {
+      await link.close();
+      throw new Error('the daemon is shutting down');
+    }
+    this.link = link;
+    this.pid = started.pid;
+    this.startedAtMs = Date.now();
+    this.state = 'ready';
+    link.onnotification = (n) => this.onnotification?.(n);
+    link.onclose = () => this.crashed(link, started.exitReason?.() ?? 'the server connection closed');
+    this.options.log?.('server ready', { server: this.name, pid: this.pid, restarts: this.restarts });
+    this.onready?.();
+    return link;
+  }
+
+  /** The link closed while we did not ask it to: fail its calls (ServerLink did) and restart. */
+  private crashed(link: ServerLink, reason: string): void {
+    if (this.link !== link || this.state === 'closed') return;
+    this.link = undefined;
+    const upMs = Date.now() - (this.startedAtMs ?? Date.now());
+    if (upMs > STABLE_UPTIME_MS) this.failures = 0;
+    this.pid = undefined;
+    if (this.state === 'stopped') return; // stopped for idleness
+    this.lastError = reason;
+    this.failures++;
+    const delay = backoff(this.failures);
+    this.retryAtMs = Date.now() + delay;
+    this.state = 'restarting';
+    this.options.log?.('server exited', { server: this.name, error: this.lastError, restart_in_ms: delay });
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = undefined;
+      if (this.state !== 'restarting') return;
+      this.restarts++;
+      this.start().catch(() => undefined);
+    }, delay);
+    this.restartTimer.unref();
+  }
+
+  private fail(message: string): void {
+    this.failures++;
+    this.lastError = message;
+    this.retryAtMs = Date.now() + backoff(this.failures);
+    this.state = 'failed';
+    this.options.log?.('server failed to start', { server: this.name, error: message });
+  }
+
+  private checkIdle(): void {
+    if (this.state !== 'ready' || !this.link) return;
+    if (this.users.size > 0 || this.link.inflight > 0) return;
+    if (Date.now() - this.lastUsedMs < this.options.idleTimeoutMs) return;
+    const link = this.link;
+    this.link = undefined;
+    this.pid = undefined;
+    this.state = 'stopped';
+    this.options.log?.('server stopped: idle', { server: this.name });
+    link.close().catch(() => undefined);
+  }
+
+  private unavailable(message: string): CallOutcome {
+    return { error: { code: RpcCode.UPSTREAM_UNAVAILABLE, message: `${this.name}: ${message}`, data: { server: this.name } } };
+  }
+}
+
+function backoff(failures: number): number {
+  return RESTART_BACKOFF_MS[Math.min(failures, RESTART_BACKOFF_MS.length) - 1] ?? 0;
+}
