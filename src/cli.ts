@@ -15,6 +15,8 @@ Commands:
   stdio             serve the core as a plain stdio MCP server, without a daemon
   status            show the running daemon (exit 1 when none answers); --json for JSON
   stop              stop the running daemon gracefully
+  import            copy a client's MCP servers into the daemon's config and print the shim
+                    entry that replaces them: --from vscode|claude|cursor [path] [--dry-run]
   help              show this help
 
 Options:
@@ -70,6 +72,11 @@ async function main(argv: string[]): Promise<void> {
     case 'stop': {
       const { runStopCommand } = await import('./commands/status.js');
       process.exitCode = await runStopCommand();
+      return;
+    }
+    case 'import': {
+      const { runImportCommand } = await import('./commands/import.js');
+      process.exitCode = runImportCommand(rest);
       return;
     }
     default:
