@@ -36,6 +36,7 @@ export async function runStatusCommand(options: { json: boolean }): Promise<numb
     `  uptime    ${formatUptime(h.uptime_s)}`,
     `  sessions  ${h.sessions.total} (${h.sessions.attached} attached, ${h.sessions.detached} detached)`,
     `  in flight ${h.inflight}`,
+    ...hostedLines(h),
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
   return 0;
@@ -60,6 +61,43 @@ export async function runStopCommand(): Promise<number> {
   }
   process.stderr.write(`exai-ws: daemon ${pid} did not stop within ${STOP_WAIT_MS / 1000} s\n`);
   return 1;
+}
+
+interface ServerLine {
+  name?: unknown;
+  state?: unknown;
+  pid?: unknown;
+  restarts?: unknown;
+  sessions?: unknown;
+  inflight?: unknown;
+  last_error?: unknown;
+}
+
+/** The hosted servers and the config entries the daemon refused, as `status` lines. */
+function hostedLines(h: HealthReport): string[] {
+  const servers = Array.isArray(h.servers) ? (h.servers as ServerLine[]) : [];
+  const config = (h.config ?? {}) as { path?: unknown; problems?: unknown };
+  const problems = Array.isArray(config.problems) ? (config.problems as { server?: unknown; key?: unknown; reason?: unknown }[]) : [];
+  const lines: string[] = [];
+  if (servers.length > 0) {
+    lines.push('  servers');
+    const width = Math.max(...servers.map((s) => String(s.name).length));
+    for (const s of servers) {
+      const parts = [String(s.name).padEnd(width), String(s.state).padEnd(10)];
+      if (typeof s.pid === 'number') parts.push(`pid ${s.pid}`);
+      parts.push(`restarts ${String(s.restarts)}`, `sessions ${String(s.sessions)}`, `in flight ${String(s.inflight)}`);
+      if (typeof s.last_error === 'string') parts.push(`last error: ${s.last_error}`);
+      lines.push(`    ${parts.join('  ')}`);
+    }
+  }
+  if (problems.length > 0) {
+    lines.push(`  config problems${typeof config.path === 'string' ? ` (${config.path})` : ''}`);
+    for (const p of problems) {
+      const key = typeof p.key === 'string' && p.key.length > 0 ? `${p.key}: ` : '';
+      lines.push(`    ${String(p.server)}: ${key}${String(p.reason)}`);
+    }
+  }
+  return lines;
 }
 
 function formatUptime(seconds: number): string {

@@ -129,7 +129,9 @@ export class ServerLink {
           resolve(null);
         };
         if (signal.aborted) {
-          onAbort();
+          // Never sent: the server must not hear a cancellation for a request it never got.
+          this.take(id);
+          resolve(null);
           return;
         }
         signal.addEventListener('abort', onAbort, { once: true });

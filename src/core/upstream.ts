@@ -99,6 +99,7 @@ export class Upstream {
       // Due soon: start now instead of making the caller wait out the rest of the backoff.
       clearTimeout(this.restartTimer);
       this.restartTimer = undefined;
+      this.restarts++; // counted like the timer's restart would have been
     }
     return this.start();
   }

@@ -1,0 +1,404 @@
+/**
+ * Hosted servers end to end: the daemon runs the user's MCP servers from its `mcpServers`
+ * config (the real server-memory and server-everything from npm) and shares one process of
+ * each between sessions. Each session sees `<server>__<name>` tools and prompts, exactly what
+ * the server itself answers over plain stdio; `exai-ws shim --server NAME` sees one server as
+ * it is. Progress, cancellation and request ids stay with the session they belong to.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import {
+  CLI,
+  Cleanup,
+  baseEnv,
+  connectShim,
+  getHealth,
+  makeHome,
+  spawnDaemon,
+  spawnShim,
+  textOf,
+  waitFor,
+  type RawShim,
+} from './helpers.js';
+import {
+  EVERYTHING_SCRIPT,
+  TEE_SCRIPT,
+  cmdline,
+  connectEverythingDirect,
+  descendants,
+  everythingEntry,
+  memoryEntry,
+  procStat,
+  serverReport,
+  startHostingDaemon,
+  type ServerReport,
+} from './fixtures/hosted-servers.js';
+
+const cleanup = new Cleanup();
+after(() => cleanup.run());
+
+const LONG_OP = 'everything__trigger-long-running-operation';
+
+/** Items of one server in a merged list, with the `<server>__` prefix taken off. */
+function ownItems<T extends { name: string }>(items: T[], server: string): T[] {
+  const prefix = `${server}__`;
+  return items.filter((i) => i.name.startsWith(prefix)).map((i) => ({ ...i, name: i.name.slice(prefix.length) }));
+}
+
+/** Sends initialize and initialized on a raw shim. */
+async function initializeRaw(shim: RawShim): Promise<void> {
+  shim.send(
+    JSON.stringify({
+      jsonrpc: '2.0',
+      id: 'init',
+      method: 'initialize',
+      params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw-test', version: '1' } },
+    }),
+  );
+  const reply = await readUntilResponse(shim, 'init', 15_000);
+  assert.ok(reply.response.result, JSON.stringify(reply.response));
+  shim.send(JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }));
+}
+
+type Message = Record<string, unknown> & { id?: unknown; method?: string; params?: Record<string, unknown> };
+
+/** Reads a raw shim's stdout until the response with this id; returns it and everything before it. */
+async function readUntilResponse(shim: RawShim, id: unknown, timeoutMs = 10_000): Promise<{ response: Message; before: Message[] }> {
+  const before: Message[] = [];
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const message = JSON.parse(await shim.nextLine(Math.max(1, deadline - Date.now()))) as Message;
+    if (message.method === undefined && message.id === id) return { response: message, before };
+    before.push(message);
+  }
+}
+
+/** A deep copy with times of day (`7:21:55 AM`, `19:21:55`) replaced by a placeholder. */
+function withoutClock<T>(value: T): T {
+  return JSON.parse(JSON.stringify(value).replace(/\b\d{1,2}:\d{2}:\d{2}(\s?[AP]M)?/g, '<time>')) as T;
+}
+
+test('server-memory: two sessions share one process; an entity one session writes, the other reads', async () => {
+  const daemon = await startHostingDaemon(cleanup, (home) => ({ memory: memoryEntry(home) }));
+  const a = await connectShim(cleanup, daemon, { name: 'session-a' });
+  const b = await connectShim(cleanup, daemon, { name: 'session-b' });
+
+  const created = await a.client.callTool({
+    name: 'memory__create_entities',
+    arguments: { entities: [{ name: 'exai-ws-shared', entityType: 'project', observations: ['written by session A'] }] },
+  });
+  assert.notEqual(created.isError, true, textOf(created));
+
+  const graph = JSON.parse(textOf(await b.client.callTool({ name: 'memory__read_graph', arguments: {} }))) as {
+    entities: { name: string; observations: string[] }[];
+  };
+  assert.deepEqual(
+    graph.entities.map((e) => [e.name, e.observations]),
+    [['exai-ws-shared', ['written by session A']]],
+  );
+  const opened = JSON.parse(textOf(await b.client.callTool({ name: 'memory__open_nodes', arguments: { names: ['exai-ws-shared'] } }))) as {
+    entities: { name: string; entityType: string }[];
+  };
+  assert.deepEqual(
+    opened.entities.map((e) => [e.name, e.entityType]),
+    [['exai-ws-shared', 'project']],
+  );
+
+  const health = await getHealth(daemon);
+  const servers = health.servers as ServerReport[];
+  assert.deepEqual(
+    servers.map((s) => s.name),
+    ['memory'],
+  );
+  const memory = servers[0] as ServerReport;
+  assert.equal(memory.state, 'ready');
+  assert.equal(typeof memory.pid, 'number');
+  assert.equal(memory.sessions, 2);
+  const pid = memory.pid as number;
+  assert.equal(procStat(pid)?.ppid, daemon.pid, 'the memory server is the daemon’s own child');
+  // One process for both sessions: the daemon runs exactly one server-memory.
+  const memoryProcs = descendants(daemon.pid).filter((p) => cmdline(p).includes('server-memory'));
+  assert.deepEqual(memoryProcs, [pid]);
+});
+
+test('server-everything through two concurrent shims answers exactly what it answers over direct stdio', async () => {
+  const daemon = await startHostingDaemon(cleanup, () => ({ everything: everythingEntry() }));
+  const direct = await connectEverythingDirect(cleanup);
+  const [one, two] = await Promise.all([
+    connectShim(cleanup, daemon, { name: 'session-one' }),
+    connectShim(cleanup, daemon, { name: 'session-two' }),
+  ]);
+
+  const directTools = (await direct.listTools()).tools;
+  const directPrompts = (await direct.listPrompts()).prompts;
+  const directResources = await direct.listResources();
+  const directTemplates = (await direct.listResourceTemplates()).resourceTemplates;
+  assert.ok(directTools.some((t) => t.name === 'echo') && directPrompts.length > 0 && directResources.resources.length > 0);
+  const staticUri = directResources.resources[0]?.uri as string;
+  const templateUri = 'demo://resource/dynamic/text/1';
+  const directCalls = [
+    await direct.callTool({ name: 'echo', arguments: { message: 'hello from a test' } }),
+    await direct.callTool({ name: 'get-sum', arguments: { a: 19, b: 23 } }),
+  ];
+  const directPromptResults = [
+    await direct.getPrompt({ name: 'simple-prompt' }),
+    await direct.getPrompt({ name: 'args-prompt', arguments: { city: 'Lisbon', state: 'Lisboa' } }),
+  ];
+  // Dynamic resources say when they were made: compare them with the clock taken out.
+  const directReads = withoutClock([await direct.readResource({ uri: staticUri }), await direct.readResource({ uri: templateUri })]);
+  assert.match(textOf(directCalls[1]), /42/);
+
+  const check = async (client: Client) => {
+    assert.deepEqual(ownItems((await client.listTools()).tools, 'everything'), directTools);
+    assert.deepEqual(ownItems((await client.listPrompts()).prompts, 'everything'), directPrompts);
+    const resources = await client.listResources();
+    // The built-in server lists no resources, so the merged first page is the server's own.
+    assert.deepEqual(resources.resources.slice(0, directResources.resources.length), directResources.resources);
+    if (directResources.nextCursor === undefined) assert.equal(resources.resources.length, directResources.resources.length);
+    assert.deepEqual((await client.listResourceTemplates()).resourceTemplates, directTemplates);
+    assert.deepEqual(
+      [
+        await client.callTool({ name: 'everything__echo', arguments: { message: 'hello from a test' } }),
+        await client.callTool({ name: 'everything__get-sum', arguments: { a: 19, b: 23 } }),
+      ],
+      directCalls,
+    );
+    assert.deepEqual(
+      [
+        await client.getPrompt({ name: 'everything__simple-prompt' }),
+        await client.getPrompt({ name: 'everything__args-prompt', arguments: { city: 'Lisbon', state: 'Lisboa' } }),
+      ],
+      directPromptResults,
+    );
+    assert.deepEqual(
+      withoutClock([await client.readResource({ uri: staticUri }), await client.readResource({ uri: templateUri })]),
+      directReads,
+    );
+  };
+  await Promise.all([check(one.client), check(two.client)]);
+  const report = await serverReport(daemon, 'everything');
+  assert.equal(report.sessions, 2);
+  assert.equal(report.restarts, 0);
+});
+
+test('progress reaches only the session whose call it belongs to, even when another uses the same id and token', async () => {
+  const daemon = await startHostingDaemon(cleanup, () => ({ everything: everythingEntry() }));
+  // Raw shims show the wire itself. (The SDK client can drop a last progress notification that
+  // arrives in the same read as the result: it handles notifications a microtask late.)
+  const caller = spawnShim(cleanup, daemon.clientEnv);
+  const busy = spawnShim(cleanup, daemon.clientEnv);
+  const idle = spawnShim(cleanup, daemon.clientEnv);
+  await Promise.all([initializeRaw(caller), initializeRaw(busy), initializeRaw(idle)]);
+
+  // Two sessions, one request id and one progress token: 7 with 4 steps, 7 with 2 steps.
+  const longCall = (steps: number) =>
+    JSON.stringify({
+      jsonrpc: '2.0',
+      id: 7,
+      method: 'tools/call',
+      params: { name: LONG_OP, arguments: { duration: 1, steps }, _meta: { progressToken: 7 } },
+    });
+  caller.send(longCall(4));
+  busy.send(longCall(2));
+  const [callerReply, busyReply] = await Promise.all([readUntilResponse(caller, 7, 15_000), readUntilResponse(busy, 7, 15_000)]);
+
+  assert.match(JSON.stringify(callerReply.response.result), /Steps: 4/);
+  assert.deepEqual(
+    callerReply.before.filter((m) => m.method === 'notifications/progress').map((m) => m.params),
+    [1, 2, 3, 4].map((progress) => ({ progress, total: 4, progressToken: 7 })),
+  );
+  assert.match(JSON.stringify(busyReply.response.result), /Steps: 2/);
+  assert.deepEqual(
+    busyReply.before.filter((m) => m.method === 'notifications/progress').map((m) => m.params),
+    [1, 2].map((progress) => ({ progress, total: 2, progressToken: 7 })),
+  );
+
+  // Whatever the idle session was sent sits before the answer to its ping: no progress.
+  idle.send(JSON.stringify({ jsonrpc: '2.0', id: 'idle-ping', method: 'ping' }));
+  const idleReply = await readUntilResponse(idle, 'idle-ping');
+  assert.deepEqual(
+    idleReply.before.filter((m) => m.method === 'notifications/progress'),
+    [],
+  );
+});
+
+test('cancelling a long-running call reaches the server; the session keeps working', async () => {
+  let record = '';
+  const daemon = await startHostingDaemon(cleanup, (home) => {
+    record = join(home, 'everything-stdin.jsonl');
+    // The tee passes everything through and keeps a copy of what the daemon sent the server.
+    return { everything: { command: process.execPath, args: [TEE_SCRIPT, record, process.execPath, EVERYTHING_SCRIPT, 'stdio'] } };
+  });
+  const received = () =>
+    (existsSync(record) ? readFileSync(record, 'utf8').split('\n').filter(Boolean) : []).map((l) => JSON.parse(l) as Message);
+  const { client } = await connectShim(cleanup, daemon);
+
+  // Cancelled while the (lazy) server is still starting: the request must never reach it.
+  const early = new AbortController();
+  const earlyCall = client.callTool({ name: 'everything__echo', arguments: { message: 'too late' } }, undefined, { signal: early.signal });
+  setTimeout(() => early.abort('changed my mind'), 20);
+  await earlyCall.catch(() => undefined);
+
+  const controller = new AbortController();
+  let progressed = 0;
+  const call = client.callTool({ name: LONG_OP, arguments: { duration: 30, steps: 30 } }, undefined, {
+    signal: controller.signal,
+    onprogress: () => progressed++,
+  });
+  // Mid-way: the server has started the work and reported a first step.
+  await waitFor(() => progressed > 0, 'a first progress step', 15_000);
+  assert.equal((await serverReport(daemon, 'everything')).inflight, 1);
+  controller.abort('the user pressed stop');
+  await assert.rejects(call);
+
+  await waitFor(async () => (await serverReport(daemon, 'everything')).inflight === 0, 'no call in flight at the server', 5_000);
+  await waitFor(async () => (await getHealth(daemon)).inflight === 0, 'no request in flight in the daemon', 5_000);
+  const long = received().find((m) => m.method === 'tools/call' && m.params?.name === 'trigger-long-running-operation');
+  assert.ok(long, 'the server got the long call');
+  await waitFor(
+    () => received().some((m) => m.method === 'notifications/cancelled' && m.params?.requestId === long.id),
+    'notifications/cancelled for the long call at the server',
+    5_000,
+  );
+  // Every cancellation the server hears names a request it was sent.
+  const requestIds = new Set(
+    received()
+      .filter((m) => m.method !== undefined && m.id !== undefined)
+      .map((m) => m.id),
+  );
+  for (const m of received().filter((m) => m.method === 'notifications/cancelled')) {
+    assert.ok(requestIds.has(m.params?.requestId), `cancellation of a request the server never got: ${JSON.stringify(m)}`);
+  }
+
+  const echo = await client.callTool({ name: 'everything__echo', arguments: { message: 'still here' } });
+  assert.equal(textOf(echo), 'Echo: still here');
+});
+
+test('two sessions using the same request ids at once each get only their own replies', async () => {
+  const daemon = await startHostingDaemon(cleanup, () => ({ everything: everythingEntry() }));
+  const shims = { left: spawnShim(cleanup, daemon.clientEnv), right: spawnShim(cleanup, daemon.clientEnv) };
+  await Promise.all(Object.values(shims).map(initializeRaw));
+  const ids: (number | string)[] = [];
+  for (let i = 1; i <= 10; i++) ids.push(i, String(i));
+  const message = (who: string, id: number | string) => `${who}:${typeof id}:${id}`;
+
+  // Both sessions send all twenty requests (ids 1..10 as numbers and as strings) at once.
+  for (const id of ids) {
+    for (const [who, shim] of Object.entries(shims)) {
+      shim.send(
+        JSON.stringify({
+          jsonrpc: '2.0',
+          id,
+          method: 'tools/call',
+          params: { name: 'everything__echo', arguments: { message: message(who, id) } },
+        }),
+      );
+    }
+  }
+  for (const [who, shim] of Object.entries(shims)) {
+    const answers = new Map<string, string>();
+    while (answers.size < ids.length) {
+      const m = JSON.parse(await shim.nextLine(15_000)) as Message;
+      if (m.method !== undefined) continue; // a notification (list_changed)
+      const key = `${typeof m.id}:${String(m.id)}`;
+      assert.ok(!answers.has(key), `${who} got two replies for id ${key}`);
+      answers.set(key, textOf(m.result));
+    }
+    for (const id of ids) assert.equal(answers.get(`${typeof id}:${id}`), `Echo: ${message(who, id)}`);
+  }
+});
+
+test('exai-ws shim --server everything sees that one server as it is; an unknown name is refused', async () => {
+  const daemon = await startHostingDaemon(cleanup, (home) => ({ everything: everythingEntry(), memory: memoryEntry(home) }));
+  const direct = await connectEverythingDirect(cleanup);
+  const { client } = await connectShim(cleanup, daemon, { args: ['--server', 'everything'] });
+
+  assert.deepEqual(client.getServerVersion(), direct.getServerVersion());
+  assert.equal(client.getServerVersion()?.name, 'mcp-servers/everything');
+  assert.deepEqual(client.getServerCapabilities(), direct.getServerCapabilities());
+  assert.equal(client.getInstructions(), direct.getInstructions());
+  const tools = (await client.listTools()).tools;
+  assert.deepEqual(tools, (await direct.listTools()).tools, 'unprefixed, and no built-in or other server’s tools');
+  assert.equal(textOf(await client.callTool({ name: 'echo', arguments: { message: 'single' } })), 'Echo: single');
+  assert.deepEqual(await client.getPrompt({ name: 'simple-prompt' }), await direct.getPrompt({ name: 'simple-prompt' }));
+
+  const refused = spawnShim(cleanup, daemon.clientEnv, ['--server', 'nosuch']);
+  const code = await Promise.race([refused.exited, new Promise((r) => setTimeout(() => r('still running'), 10_000))]);
+  assert.notEqual(code, 0);
+  assert.notEqual(code, 'still running');
+  const lines = refused.stderr().trim().split('\n');
+  assert.equal(lines.length, 1, refused.stderr());
+  assert.match(lines[0] ?? '', /nosuch/);
+  assert.match(lines[0] ?? '', /everything/, 'the refusal names the servers that exist');
+});
+
+test('broken config entries are reported and skipped; the good server works; status shows both', async () => {
+  const daemon = await startHostingDaemon(cleanup, (home) => ({
+    memory: memoryEntry(home),
+    broken: { command: 42 },
+    nocmd: { command: 'no-such-command-xyz' },
+  }));
+  const { client } = await connectShim(cleanup, daemon);
+  const names = (await client.listTools()).tools.map((t) => t.name);
+  assert.ok(names.includes('memory__read_graph'), names.join(', '));
+  assert.ok(!names.some((n) => n.startsWith('broken__') || n.startsWith('nocmd__')));
+  const created = await client.callTool({
+    name: 'memory__create_entities',
+    arguments: { entities: [{ name: 'still-works', entityType: 'test', observations: [] }] },
+  });
+  assert.notEqual(created.isError, true, textOf(created));
+
+  const health = await getHealth(daemon);
+  const config = health.config as { path: string; problems: { server: string; key: string; reason: string }[] };
+  assert.equal(config.path, join(daemon.home, 'config.json'));
+  assert.deepEqual(
+    config.problems.map((p) => [p.server, p.key]),
+    [['broken', 'command']],
+  );
+  const nocmd = await serverReport(daemon, 'nocmd');
+  assert.equal(nocmd.state, 'failed');
+  assert.match(nocmd.last_error ?? '', /no-such-command-xyz.*not found/);
+  const call = await client.callTool({ name: 'nocmd__anything', arguments: {} }).catch((e: unknown) => e);
+  assert.ok(call instanceof Error, 'a tool of a server that never started is not callable');
+
+  const status = await runCli(['status'], daemon.clientEnv);
+  assert.equal(status.code, 0, status.stderr);
+  assert.match(status.stdout, /servers\n/);
+  assert.match(status.stdout, new RegExp(`memory\\s+ready\\s+pid ${(await serverReport(daemon, 'memory')).pid}`));
+  assert.match(status.stdout, /nocmd\s+failed\b.*last error: .*no-such-command-xyz.*not found/);
+  assert.match(status.stdout, /config problems.*\n\s+broken: command: /);
+});
+
+test('a config file that is not JSON stops the daemon at start with one clear line', async () => {
+  const home = makeHome(cleanup);
+  writeFileSync(join(home, 'config.json'), '{"mcpServers": {"memory": ');
+  const daemon = spawnDaemon(cleanup, { home });
+  const code = await Promise.race([daemon.exited, new Promise((r) => setTimeout(() => r('still running'), 10_000))]);
+  assert.notEqual(code, 0);
+  assert.notEqual(code, 'still running');
+  const lines = daemon.stderr().trim().split('\n');
+  assert.equal(lines.length, 1, daemon.stderr());
+  assert.match(lines[0] ?? '', /config\.json.*not valid JSON/);
+});
+
+function runCli(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(process.execPath, [CLI, ...args], { env: { ...baseEnv(), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    proc.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    proc.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const timer = setTimeout(() => {
+      proc.kill('SIGKILL');
+      reject(new Error(`exai-ws ${args.join(' ')} did not finish`));
+    }, 10_000);
+    proc.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
