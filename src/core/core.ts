@@ -27,6 +27,8 @@ export interface CoreOptions {
   configureBuiltin?: ((server: McpServer) => void) | undefined;
   /** Lifecycle events of hosted servers, and each line they write to stderr. */
   log?: (event: string, details: Record<string, unknown>) => void;
+  /** Client capabilities to declare to a hosted server when it starts (those of the sessions). */
+  clientCapabilities?: () => Record<string, unknown>;
 }
 
 /** Creates and starts the core: the built-in server at once, eager hosted servers in the background. */
@@ -67,7 +69,7 @@ export async function startCore(options: CoreOptions): Promise<Hub> {
 async function launch(spec: UpstreamSpec, watchdog: Watchdog, options: CoreOptions): Promise<Started> {
   if (spec.kind === 'http') {
     const transport = new StreamableHTTPClientTransport(new URL(spec.url), { requestInit: { headers: { ...spec.headers } } });
-    const link = new ServerLink(spec.name, transport);
+    const link = new ServerLink(spec.name, transport, { capabilities: options.clientCapabilities?.() ?? {} });
     await link.start();
     return { link, exitReason: () => `the connection to ${spec.url} closed` };
   }
@@ -80,7 +82,7 @@ async function launch(spec: UpstreamSpec, watchdog: Watchdog, options: CoreOptio
     const tail = transport.stderr.trim().split('\n').slice(-3).join(' | ');
     return `the server process exited (${transport.exitStatus ?? 'unknown status'})${tail ? `: ${tail}` : ''}`;
   };
-  const link = new ServerLink(spec.name, transport);
+  const link = new ServerLink(spec.name, transport, { capabilities: options.clientCapabilities?.() ?? {} });
   try {
     await link.start();
   } catch (error) {

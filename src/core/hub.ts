@@ -10,9 +10,14 @@
  */
 import { RpcCode } from '../protocol/codes.js';
 import type { RpcErrorObject, RpcNotification } from '../protocol/jsonrpc.js';
+import type { CallOptions, CallOutcome, ServerRequestHandler } from './server-link.js';
 import type { Upstream } from './upstream.js';
 
 export const PREFIX_SEPARATOR = '__';
+
+/** MCP log levels, most verbose first. */
+export const LOG_LEVELS = ['debug', 'info', 'notice', 'warning', 'error', 'critical', 'alert', 'emergency'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
 
 /** A list method the hub merges, and how its items are named. */
 export type ListKind = 'tools' | 'prompts' | 'resources' | 'resourceTemplates';
@@ -102,12 +107,21 @@ export interface HubOptions {
 export class Hub {
   /** A server's list changed: tell the sessions whose view includes it. */
   onlistchanged: ((notification: RpcNotification, server: string) => void) | undefined;
+  /** Other server notifications (log messages, resources/updated), for the daemon to fan out. */
+  onservernotification: ((server: Upstream, notification: RpcNotification) => void) | undefined;
+  /** Answers a server's sampling, elicitation and roots requests through the right session. */
+  onserverrequest: ((server: Upstream, ...args: Parameters<ServerRequestHandler>) => ReturnType<ServerRequestHandler>) | undefined;
 
   readonly servers: readonly Upstream[];
   private readonly byName = new Map<string, Upstream>();
   private readonly perServer = new Map<Upstream, Map<ListKind, Promise<Item[]>>>();
   private readonly merged = new Map<string, Map<ListKind, Promise<Merged>>>();
   private readonly options: HubOptions;
+  /** Per server: URI -> the sessions subscribed to it. The server is subscribed while one is. */
+  private readonly subscriptions = new Map<Upstream, Map<string, Set<string>>>();
+  /** Log levels sessions asked for, with their views. */
+  private readonly logLevels = new Map<string, { level: LogLevel; view: View }>();
+  private readonly appliedLevel = new Map<Upstream, LogLevel>();
 
   constructor(servers: Upstream[], options: HubOptions) {
     this.servers = servers;
@@ -115,7 +129,10 @@ export class Hub {
     for (const server of servers) {
       this.byName.set(server.name, server);
       server.onnotification = (n) => this.fromServer(server, n);
-      server.onready = () => this.invalidate(server, null);
+      server.onready = () => this.restored(server);
+      server.onrequest = (request, context) =>
+        this.onserverrequest?.(server, request, context) ??
+        Promise.resolve({ error: { code: RpcCode.METHOD_NOT_FOUND, message: `${request.method} is not supported by this client` } });
     }
   }
 
@@ -140,9 +157,93 @@ export class Hub {
     return view.server === undefined || view.server === server;
   }
 
-  /** A session ended: it no longer keeps any server from going idle. */
+  /** A session ended: it no longer keeps servers from going idle, subscribed, or verbose. */
   sessionClosed(sessionId: string): void {
     for (const server of this.servers) server.users.delete(sessionId);
+    for (const [server, byUri] of this.subscriptions) {
+      for (const [uri, sessions] of byUri) {
+        if (!sessions.delete(sessionId) || sessions.size > 0) continue;
+        byUri.delete(uri);
+        void server.call('resources/unsubscribe', { uri }, { timeoutMs: this.options.listTimeoutMs });
+      }
+    }
+    if (this.logLevels.delete(sessionId)) this.applyLogLevels();
+  }
+
+  /**
+   * Subscribes a session to a resource. The server hears only the first subscription to a URI
+   * (and the last unsubscription); the others are answered here.
+   */
+  async subscribe(sessionId: string, server: Upstream, uri: string, options: CallOptions): Promise<CallOutcome> {
+    let byUri = this.subscriptions.get(server);
+    if (!byUri) {
+      byUri = new Map();
+      this.subscriptions.set(server, byUri);
+    }
+    const sessions = byUri.get(uri);
+    if (sessions && sessions.size > 0) {
+      sessions.add(sessionId);
+      return { result: {} };
+    }
+    const outcome = await server.call('resources/subscribe', { uri }, options);
+    if (outcome && 'result' in outcome) {
+      const now = byUri.get(uri) ?? new Set<string>();
+      now.add(sessionId);
+      byUri.set(uri, now);
+    }
+    return outcome;
+  }
+
+  async unsubscribe(sessionId: string, server: Upstream, uri: string, options: CallOptions): Promise<CallOutcome> {
+    const byUri = this.subscriptions.get(server);
+    const sessions = byUri?.get(uri);
+    if (!sessions?.delete(sessionId)) return { result: {} };
+    if (sessions.size > 0) return { result: {} };
+    byUri?.delete(uri);
+    return server.call('resources/unsubscribe', { uri }, options);
+  }
+
+  /** The sessions subscribed to a URI of a server. */
+  subscribers(server: Upstream, uri: string): ReadonlySet<string> {
+    return this.subscriptions.get(server)?.get(uri) ?? new Set();
+  }
+
+  /** URIs of a server some session is subscribed to (for tests and status). */
+  subscribedUris(server: Upstream): string[] {
+    return [...(this.subscriptions.get(server)?.keys() ?? [])];
+  }
+
+  /**
+   * Records a session's log level. Each server in its view is set to the most verbose level
+   * any session that sees it asked for; sessions filter out what is below their own.
+   */
+  setLogLevel(sessionId: string, level: LogLevel, view: View): void {
+    this.logLevels.set(sessionId, { level, view });
+    this.applyLogLevels();
+  }
+
+  private applyLogLevels(): void {
+    for (const server of this.servers) {
+      if (server.state !== 'ready' || capabilityOf(server, 'logging') === undefined) continue;
+      let wanted: LogLevel | undefined;
+      for (const { level, view } of this.logLevels.values()) {
+        if (!this.sees(view, server.name)) continue;
+        if (wanted === undefined || LOG_LEVELS.indexOf(level) < LOG_LEVELS.indexOf(wanted)) wanted = level;
+      }
+      if (wanted === undefined || this.appliedLevel.get(server) === wanted) continue;
+      this.appliedLevel.set(server, wanted);
+      void server.call('logging/setLevel', { level: wanted }, { timeoutMs: this.options.listTimeoutMs });
+    }
+  }
+
+  /** A (re)started server: fresh lists, and the subscriptions and log level it lost. */
+  private restored(server: Upstream): void {
+    this.invalidate(server, null);
+    this.appliedLevel.delete(server);
+    this.applyLogLevels();
+    for (const uri of this.subscribedUris(server)) {
+      void server.call('resources/subscribe', { uri }, { timeoutMs: this.options.listTimeoutMs });
+    }
   }
 
   /** The merged list for one kind in a view. A server that cannot start is left out (its error is in its report). */
@@ -269,7 +370,9 @@ export class Hub {
     if (kinds.length > 0) {
       this.invalidate(server, kinds);
       this.onlistchanged?.({ jsonrpc: '2.0', method: n.method }, server.name);
+      return;
     }
+    this.onservernotification?.(server, n);
   }
 }
 

@@ -20,7 +20,23 @@ export interface CallOptions {
   signal?: AbortSignal;
   /** Receives `notifications/progress` params for this call (token already link-local). */
   onProgress?: (params: Record<string, unknown>) => void;
+  /** The session the call is made for: server-to-client requests it causes are routed back to it. */
+  origin?: string;
 }
+
+/** Who may have caused a server-to-client request. */
+export interface ServerRequestContext {
+  /** Sessions with a call in flight to this server, most recent first (no repeats). */
+  callers: string[];
+  /** The session whose call carries the progress token the request names, if it names one. */
+  byToken: string | undefined;
+}
+
+/** Answers one server-to-client request (sampling, elicitation, roots). Never rejects. */
+export type ServerRequestHandler = (
+  request: RpcRequest,
+  context: ServerRequestContext,
+) => Promise<{ result: Record<string, unknown> } | { error: RpcErrorObject }>;
 
 export type LinkState = 'new' | 'starting' | 'ready' | 'closed';
 
@@ -29,6 +45,7 @@ interface Pending {
   timer: NodeJS.Timeout | undefined;
   onProgress: ((params: Record<string, unknown>) => void) | undefined;
   cleanup: (() => void) | undefined;
+  origin: string | undefined;
 }
 
 export interface ServerLinkOptions {
@@ -50,6 +67,8 @@ export class ServerLink {
   onnotification: ((message: RpcNotification) => void) | undefined;
   /** Fired once when the link closes, for whatever reason. */
   onclose: (() => void) | undefined;
+  /** Answers sampling, elicitation and roots requests; without it they are refused. */
+  onrequest: ServerRequestHandler | undefined;
 
   private readonly transport: Transport;
   private readonly options: Required<ServerLinkOptions>;
@@ -114,7 +133,7 @@ export class ServerLink {
       sendParams = { ...params, _meta: { ...(params?._meta as object), progressToken: id } };
     }
     return new Promise<CallOutcome>((resolve) => {
-      const entry: Pending = { resolve, timer: undefined, onProgress: options.onProgress, cleanup: undefined };
+      const entry: Pending = { resolve, timer: undefined, onProgress: options.onProgress, cleanup: undefined, origin: options.origin };
       this.pending.set(id, entry);
       entry.timer = setTimeout(() => {
         this.cancelPending(id, 'request timed out');
@@ -221,16 +240,27 @@ export class ServerLink {
   }
 
   private answerServerRequest(request: RpcRequest): void {
-    // Server-to-client requests (sampling, elicitation, roots) are routed to sessions by a
-    // later part; until then the server learns plainly that the client cannot serve them.
-    const reply =
-      request.method === 'ping'
-        ? { jsonrpc: '2.0', id: request.id, result: {} }
-        : {
-            jsonrpc: '2.0',
-            id: request.id,
-            error: { code: RpcCode.METHOD_NOT_FOUND, message: `${request.method} is not supported by this client` },
-          };
-    this.transport.send(reply as JSONRPCMessage).catch(() => undefined);
+    const send = (body: { result: Record<string, unknown> } | { error: RpcErrorObject }) =>
+      this.transport.send({ jsonrpc: '2.0', id: request.id, ...body }).catch(() => undefined);
+    if (request.method === 'ping') {
+      void send({ result: {} });
+      return;
+    }
+    if (!this.onrequest) {
+      void send({ error: { code: RpcCode.METHOD_NOT_FOUND, message: `${request.method} is not supported by this client` } });
+      return;
+    }
+    void this.onrequest(request, this.requestContext(request)).then(send);
+  }
+
+  private requestContext(request: RpcRequest): ServerRequestContext {
+    const callers: string[] = [];
+    // Map iteration is insertion order: newest calls last.
+    for (const entry of [...this.pending.values()].reverse()) {
+      if (entry.origin !== undefined && !callers.includes(entry.origin)) callers.push(entry.origin);
+    }
+    const token = (request.params?._meta as Record<string, unknown> | undefined)?.progressToken;
+    const byToken = typeof token === 'number' ? this.pending.get(token)?.origin : undefined;
+    return { callers, byToken };
   }
 }

@@ -10,7 +10,7 @@
  */
 import { RpcCode } from '../protocol/codes.js';
 import type { RpcNotification } from '../protocol/jsonrpc.js';
-import type { CallOptions, CallOutcome, ServerLink } from './server-link.js';
+import type { CallOptions, CallOutcome, ServerLink, ServerRequestHandler } from './server-link.js';
 
 export type UpstreamState = 'stopped' | 'starting' | 'ready' | 'restarting' | 'failed' | 'closed';
 
@@ -54,6 +54,10 @@ export class Upstream {
   onnotification: ((n: RpcNotification) => void) | undefined;
   /** Fired each time a (re)started server is ready: its lists may differ now. */
   onready: (() => void) | undefined;
+  /** Answers the server's sampling, elicitation and roots requests. */
+  onrequest: ServerRequestHandler | undefined;
+  /** The session that called this server last, for requests no call in flight explains. */
+  lastCaller: string | undefined;
 
   private readonly options: UpstreamOptions;
   private link: ServerLink | undefined;
@@ -113,6 +117,7 @@ export class Upstream {
       return this.unavailable((error as Error).message);
     }
     this.lastUsedMs = Date.now();
+    if (options.origin !== undefined) this.lastCaller = options.origin;
     const outcome = await link.call(method, params, options);
     this.lastUsedMs = Date.now();
     return outcome;
@@ -179,6 +184,9 @@ export class Upstream {
     this.startedAtMs = Date.now();
     this.state = 'ready';
     link.onnotification = (n) => this.onnotification?.(n);
+    link.onrequest = (request, context) =>
+      this.onrequest?.(request, context) ??
+      Promise.resolve({ error: { code: RpcCode.METHOD_NOT_FOUND, message: `${request.method} is not supported by this client` } });
     link.onclose = () => this.crashed(link, started.exitReason?.() ?? 'the server connection closed');
     this.options.log?.('server ready', { server: this.name, pid: this.pid, restarts: this.restarts });
     this.onready?.();

@@ -25,6 +25,7 @@ import type { DaemonConfig } from './config.js';
 import { createLogger, type DaemonLogger } from './logger.js';
 import { Metrics, writeMetricsLine } from './metrics.js';
 import { AlreadyRunningError, acquirePidLock, type PidLock } from './pidfile.js';
+import { unionCapabilities, wireFanout } from './fanout.js';
 import { DaemonServer } from './server.js';
 import { SessionManager } from './sessions.js';
 import { ensureToken } from './token.js';
@@ -99,6 +100,7 @@ export class Daemon {
         upstreams: config.upstreams.servers,
         configureBuiltin: this.options.configureBuiltin,
         log: (event, details) => (event === 'server stderr' ? logger.debug(details, event) : logger.info(details, event)),
+        clientCapabilities: () => unionCapabilities(this.manager?.list() ?? []),
       });
       for (const problem of config.upstreams.problems) {
         logger.warn({ ...problem, config: config.upstreams.path }, 'config entry refused');
@@ -106,9 +108,7 @@ export class Daemon {
       this.hub = hub;
       const manager = new SessionManager({ hub, config, metrics: this.metrics, logger });
       this.manager = manager;
-      hub.onlistchanged = (n, server) => {
-        for (const session of manager.list()) if (hub.sees(session.router.view, server)) session.send(n);
-      };
+      wireFanout(hub, manager, config.callTimeoutMs);
       this.server = new DaemonServer({ config, token, manager, metrics: this.metrics, logger, health: () => this.health() });
       const port = await this.server.listen();
       this.lock.update({ ...card, port });

@@ -11,7 +11,7 @@
 import { LATEST_PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS } from '@modelcontextprotocol/sdk/types.js';
 import { RpcCode } from '../protocol/codes.js';
 import { rpcError, type RpcNotification, type RpcRequest, type RpcResponse } from '../protocol/jsonrpc.js';
-import { capabilityOf, type Hub, type ListKind, type Target, type View } from '../core/hub.js';
+import { LOG_LEVELS, capabilityOf, type Hub, type ListKind, type LogLevel, type Target, type View } from '../core/hub.js';
 import type { CallOutcome } from '../core/server-link.js';
 import { NAME, VERSION } from '../version.js';
 
@@ -45,15 +45,13 @@ const ROUTED: Readonly<Record<string, { kind: ListKind; field: 'name' | 'uri'; w
   'resources/unsubscribe': { kind: 'resources', field: 'uri', what: 'resource' },
 });
 
-export const LOG_LEVELS = ['debug', 'info', 'notice', 'warning', 'error', 'critical', 'alert', 'emergency'] as const;
-
 export class Router {
   /** The client's initialize params, once it sent them. */
   clientInfo: { name?: string; version?: string } | undefined;
   clientCapabilities: Record<string, unknown> | undefined;
   protocolVersion: string | undefined;
   /** The level this session asked for with logging/setLevel. */
-  logLevel: string | undefined;
+  logLevel: LogLevel | undefined;
 
   private readonly hub: Hub;
   private readonly peer: RouterPeer;
@@ -87,9 +85,9 @@ export class Router {
         if (typeof level !== 'string' || !(LOG_LEVELS as readonly string[]).includes(level)) {
           return rpcError(id, RpcCode.INVALID_PARAMS, `level must be one of ${LOG_LEVELS.join(', ')}`);
         }
-        this.logLevel = level;
-        if (single === undefined) return ok(id, {});
-        break; // a single server hears it too
+        this.logLevel = level as LogLevel;
+        this.hub.setLogLevel(this.options.sessionId, this.logLevel, this.options.view);
+        return ok(id, {});
       }
     }
     const listKind = LIST_METHODS[method];
@@ -107,6 +105,14 @@ export class Router {
       const target = await this.hub.resolve(route.kind, key, this.options.view);
       if (!target) return rpcError(id, RpcCode.INVALID_PARAMS, `Unknown ${route.what}: ${key}`);
       const forwarded = target.name === key ? params : { ...params, [route.field]: target.name };
+      if (method === 'resources/subscribe' || method === 'resources/unsubscribe') {
+        const options = { timeoutMs: this.options.callTimeoutMs, signal, origin: this.options.sessionId };
+        const subscribe = method === 'resources/subscribe';
+        const outcome = subscribe
+          ? await this.hub.subscribe(this.options.sessionId, target.server, target.name, options)
+          : await this.hub.unsubscribe(this.options.sessionId, target.server, target.name, options);
+        return toResponse(id, outcome);
+      }
       return this.forward(id, method, forwarded, target, signal);
     }
     if (method === 'completion/complete') return this.complete(id, params, signal);
@@ -119,8 +125,12 @@ export class Router {
 
   /** Handles a client notification other than cancellation (the session owns that). */
   notify(notification: RpcNotification): void {
-    if (notification.method === 'notifications/initialized') return;
-    // roots/list_changed and others matter once hosted servers ask for roots (a later part).
+    if (notification.method === 'notifications/roots/list_changed') {
+      // Servers this session uses may ask for roots again.
+      for (const server of this.hub.servers) {
+        if (server.users.has(this.options.sessionId) && this.hub.sees(this.options.view, server.name)) server.notify(notification.method);
+      }
+    }
   }
 
   private async forward(id: RpcRequest['id'], method: string, params: Record<string, unknown>, target: Target, signal: AbortSignal) {
@@ -129,6 +139,7 @@ export class Router {
     const outcome = await target.server.call(method, params, {
       timeoutMs: this.options.callTimeoutMs,
       signal,
+      origin: this.options.sessionId,
       onProgress:
         token === undefined
           ? undefined

@@ -8,7 +8,15 @@
  * queued, so `notifications/cancelled` overtakes the requests it cancels.
  */
 import { RpcCode } from '../protocol/codes.js';
-import { idKey, parseMessage, rpcError, type RequestId, type RpcRequest, type RpcResponse } from '../protocol/jsonrpc.js';
+import {
+  idKey,
+  parseMessage,
+  rpcError,
+  type RequestId,
+  type RpcErrorObject,
+  type RpcRequest,
+  type RpcResponse,
+} from '../protocol/jsonrpc.js';
 import type { Hub, View } from '../core/hub.js';
 import type { DaemonConfig } from './config.js';
 import type { Logger } from './logger.js';
@@ -33,6 +41,9 @@ export interface SessionSocket {
 }
 
 export type SessionState = 'attached' | 'detached' | 'closed';
+
+/** A client's answer to a request sent on a server's behalf. */
+export type ClientAnswer = { result: Record<string, unknown> } | { error: RpcErrorObject };
 
 /** Outbound bytes buffered on a socket before the session stops reading from it. */
 export const OUTPUT_HIGH_WATER_BYTES = 4 * 1024 * 1024;
@@ -76,6 +87,9 @@ export class Session implements RouterPeer {
   private heldBytes = 0;
   private draining = false;
   private outputPaused = false;
+  /** Requests sent to the client on a server's behalf, by id, until it answers. */
+  private readonly outgoing = new Map<string, { resolve: (outcome: ClientAnswer) => void; timer: NodeJS.Timeout }>();
+  private nextOutgoingId = 1;
 
   constructor(id: string, client: ClientLabel, deps: SessionDeps, view: View = {}) {
     this.id = id;
@@ -130,10 +144,35 @@ export class Session implements RouterPeer {
           this.router.notify(c.message);
         }
         return;
-      case 'response':
-        // Replies to server-to-client requests; routed once hosted servers can ask.
+      case 'response': {
+        // A reply to a request a server sent through this session (sampling, elicitation, roots).
+        const id = c.message.id;
+        const waiting = id === null ? undefined : this.outgoing.get(idKey(id));
+        if (!waiting) return;
+        this.outgoing.delete(idKey(id as RequestId));
+        clearTimeout(waiting.timer);
+        waiting.resolve('error' in c.message ? { error: c.message.error } : { result: c.message.result });
         return;
+      }
     }
+  }
+
+  /**
+   * Sends a request to the client on a server's behalf and resolves with its answer: the
+   * client's result or error, -32001 past `timeoutMs`, -32000 if the session ends first.
+   */
+  request(method: string, params: Record<string, unknown> | undefined, timeoutMs: number): Promise<ClientAnswer> {
+    if (this.state === 'closed')
+      return Promise.resolve({ error: { code: RpcCode.CONNECTION_CLOSED, message: 'the client session is closed' } });
+    const id = `exai-ws-${this.nextOutgoingId++}`;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.outgoing.delete(idKey(id));
+        resolve({ error: { code: RpcCode.REQUEST_TIMEOUT, message: `the client did not answer ${method} within ${timeoutMs} ms` } });
+      }, timeoutMs);
+      this.outgoing.set(idKey(id), { resolve, timer });
+      this.send(params === undefined ? { jsonrpc: '2.0', id, method } : { jsonrpc: '2.0', id, method, params });
+    });
   }
 
   /** Sends one message to the client, or holds it while detached. */
@@ -170,6 +209,11 @@ export class Session implements RouterPeer {
     this.heldBytes = 0;
     for (const entry of this.inflight.values()) entry.controller.abort(reason);
     this.inflight.clear();
+    for (const waiting of this.outgoing.values()) {
+      clearTimeout(waiting.timer);
+      waiting.resolve({ error: { code: RpcCode.CONNECTION_CLOSED, message: `the client session closed: ${reason}` } });
+    }
+    this.outgoing.clear();
     const socket = this.socket;
     this.socket = null;
     socket?.close(code, reason);

@@ -13,6 +13,7 @@ import { Providers } from '../core/providers/providers.js';
 import type { DaemonConfig } from './config.js';
 import { createLogger } from './logger.js';
 import { Metrics } from './metrics.js';
+import { unionCapabilities, wireFanout } from './fanout.js';
 import { Session, type SessionSocket } from './session.js';
 
 export interface StdioOptions {
@@ -28,12 +29,15 @@ export async function runStdio(options: StdioOptions): Promise<void> {
   const output = options.output ?? process.stdout;
   const { config } = options;
   const { logger } = createLogger(null, config.logLevel);
+  const opened: { session?: Session } = {};
   const hub = await startCore({
     startedAtMs: Date.now(),
     listTimeoutMs: config.callTimeoutMs,
     providers: new Providers(config.providers),
     upstreams: config.upstreams.servers,
     log: (event, details) => (event === 'server stderr' ? logger.debug(details, event) : logger.info(details, event)),
+    // Eager servers may start before the session exists (nothing declared yet).
+    clientCapabilities: () => (opened.session ? unionCapabilities([opened.session]) : {}),
     configureBuiltin: options.configureBuiltin,
   });
   let open = true;
@@ -65,7 +69,8 @@ export async function runStdio(options: StdioOptions): Promise<void> {
       expire: () => undefined,
     },
   );
-  hub.onlistchanged = (n) => session.send(n);
+  opened.session = session;
+  wireFanout(hub, { list: () => [session], get: (id) => (id === session.id ? session : undefined) }, config.callTimeoutMs);
   session.attach(socket);
   const splitter = new LineSplitter(config.maxBytes, {
     onLine: (line) => session.receive(line),

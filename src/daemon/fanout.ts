@@ -1,0 +1,85 @@
+/**
+ * Where messages from shared servers go: `list_changed` to every session that sees the server,
+ * `resources/updated` only to the sessions subscribed to that URI, log messages to the sessions
+ * whose own level lets them through, and server-to-client requests (sampling, elicitation,
+ * roots) to the one session whose call caused them, if its client declared the capability.
+ */
+import { RpcCode } from '../protocol/codes.js';
+import { LOG_LEVELS, type Hub, type LogLevel } from '../core/hub.js';
+import type { Session } from './session.js';
+
+/** The capability a client must declare to be sent each server-to-client request. */
+export const REQUEST_CAPABILITY: Readonly<Record<string, string>> = Object.freeze({
+  'sampling/createMessage': 'sampling',
+  'elicitation/create': 'elicitation',
+  'roots/list': 'roots',
+});
+
+export interface SessionDirectory {
+  list(): Iterable<Session>;
+  get(id: string): Session | undefined;
+}
+
+/** Installs the hub's fan-out callbacks. `requestTimeoutMs` bounds a client's answer to a server request. */
+export function wireFanout(hub: Hub, sessions: SessionDirectory, requestTimeoutMs: number): void {
+  hub.onlistchanged = (n, server) => {
+    for (const session of sessions.list()) if (hub.sees(session.router.view, server)) session.send(n);
+  };
+
+  hub.onservernotification = (server, n) => {
+    if (n.method === 'notifications/resources/updated') {
+      const uri = n.params?.uri;
+      if (typeof uri !== 'string') return;
+      for (const id of hub.subscribers(server, uri)) sessions.get(id)?.send(n);
+      return;
+    }
+    if (n.method === 'notifications/message') {
+      const rank = LOG_LEVELS.indexOf(n.params?.level as LogLevel);
+      for (const session of sessions.list()) {
+        if (!hub.sees(session.router.view, server.name)) continue;
+        const own = session.router.logLevel;
+        if (own === undefined || rank < 0 || rank >= LOG_LEVELS.indexOf(own)) session.send(n);
+      }
+      return;
+    }
+    // Anything else concerns the sessions that use this server.
+    for (const id of server.users) sessions.get(id)?.send(n);
+  };
+
+  hub.onserverrequest = async (server, request, context) => {
+    const capability = REQUEST_CAPABILITY[request.method];
+    if (capability === undefined) {
+      return { error: { code: RpcCode.METHOD_NOT_FOUND, message: `${request.method} is not supported by this client` } };
+    }
+    // The caller: the only session with a call in flight; among several, the one whose call
+    // carries the progress token the request names, else the most recent; with none, the last.
+    const id = context.byToken ?? context.callers[0] ?? server.lastCaller;
+    const session = id === undefined ? undefined : sessions.get(id);
+    if (!session) {
+      if (request.method === 'roots/list') return { result: { roots: [] } };
+      return { error: { code: RpcCode.CONNECTION_CLOSED, message: 'no client session is there to answer this request' } };
+    }
+    if (session.router.clientCapabilities?.[capability] === undefined) {
+      return {
+        error: {
+          code: RpcCode.METHOD_NOT_FOUND,
+          message: `the client (${session.client.name}) did not declare the ${capability} capability`,
+        },
+      };
+    }
+    return session.request(request.method, request.params, requestTimeoutMs);
+  };
+}
+
+/** What the daemon declares to a hosted server: the client capabilities at least one session has. */
+export function unionCapabilities(sessions: Iterable<Session>): Record<string, unknown> {
+  const union: Record<string, unknown> = {};
+  for (const session of sessions) {
+    const caps = session.router.clientCapabilities;
+    if (!caps) continue;
+    for (const name of Object.values(REQUEST_CAPABILITY)) {
+      if (caps[name] !== undefined && union[name] === undefined) union[name] = caps[name];
+    }
+  }
+  return union;
+}
