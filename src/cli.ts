@@ -15,6 +15,7 @@ Commands:
   stdio             serve the core as a plain stdio MCP server, without a daemon
   status            show the running daemon (exit 1 when none answers); --json for JSON
   stop              stop the running daemon gracefully
+  reload            re-read the hosted servers' config (the daemon also watches the file)
   import            copy a client's MCP servers into the daemon's config and print the shim
                     entry that replaces them: --from vscode|claude|cursor [path] [--dry-run]
   help              show this help
@@ -72,6 +73,11 @@ async function main(argv: string[]): Promise<void> {
     case 'stop': {
       const { runStopCommand } = await import('./commands/status.js');
       process.exitCode = await runStopCommand();
+      return;
+    }
+    case 'reload': {
+      const { runReloadCommand } = await import('./commands/status.js');
+      process.exitCode = await runReloadCommand();
       return;
     }
     case 'import': {

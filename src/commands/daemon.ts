@@ -39,5 +39,6 @@ export async function runDaemonCommand(extra: Omit<DaemonOptions, 'config'> = {}
   };
   process.once('SIGINT', () => stop('SIGINT'));
   process.once('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGHUP', () => undefined); // a closed terminal must not take the daemon down
+  // SIGHUP (`exai-ws reload`) re-reads the hosted-servers config; a closed terminal never stops the daemon.
+  process.on('SIGHUP', () => void daemon.reload('SIGHUP'));
 }

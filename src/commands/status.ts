@@ -5,6 +5,7 @@ import { processAlive } from '../daemon/pidfile.js';
 
 const HEALTH_TIMEOUT_MS = 2_000;
 const STOP_WAIT_MS = 30_000;
+const RELOAD_WAIT_MS = 10_000;
 
 async function findDaemon(): Promise<{ health: HealthReport; pidPath: string } | { error: string }> {
   const paths = resolveHome();
@@ -61,6 +62,53 @@ export async function runStopCommand(): Promise<number> {
   }
   process.stderr.write(`exai-ws: daemon ${pid} did not stop within ${STOP_WAIT_MS / 1000} s\n`);
   return 1;
+}
+
+/**
+ * Asks the daemon to re-read its hosted-servers config (SIGHUP) and prints what changed, once
+ * its `/health` reports the new reload. Resolves to the exit code.
+ */
+export async function runReloadCommand(): Promise<number> {
+  const found = await findDaemon();
+  if ('error' in found) {
+    process.stderr.write(`exai-ws: ${found.error}\n`);
+    return 1;
+  }
+  const { health } = found;
+  const before = lastReloadOf(health)?.at;
+  process.kill(health.pid, 'SIGHUP');
+  const deadline = Date.now() + RELOAD_WAIT_MS;
+  while (Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 50));
+    const now = await fetchHealth(health.host, health.port, HEALTH_TIMEOUT_MS);
+    const last = now ? lastReloadOf(now) : undefined;
+    if (!last || last.at === before) continue;
+    if (last.error) {
+      process.stderr.write(`exai-ws: reload failed, the running servers stay as they are: ${last.error}\n`);
+      return 1;
+    }
+    const list = (names: string[] | undefined) => (names && names.length > 0 ? names.join(', ') : '-');
+    process.stdout.write(
+      `exai-ws: config reloaded: added ${list(last.added)}; removed ${list(last.removed)}; restarted ${list(last.restarted)}; unchanged ${list(last.unchanged)}\n`,
+    );
+    return 0;
+  }
+  process.stderr.write(`exai-ws: the daemon did not report a reload within ${RELOAD_WAIT_MS / 1000} s\n`);
+  return 1;
+}
+
+interface LastReload {
+  at: string;
+  error?: string;
+  added?: string[];
+  removed?: string[];
+  restarted?: string[];
+  unchanged?: string[];
+}
+
+function lastReloadOf(health: HealthReport): LastReload | undefined {
+  const config = health.config as { last_reload?: LastReload | null } | undefined;
+  return config?.last_reload ?? undefined;
 }
 
 interface ServerLine {

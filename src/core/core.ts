@@ -46,19 +46,24 @@ export async function startCore(options: CoreOptions): Promise<Hub> {
     }),
   ];
   const watchdog = new Watchdog();
-  for (const spec of options.upstreams ?? []) {
-    servers.push(
-      new Upstream({
-        name: spec.name,
-        prefix: spec.prefix ? spec.name : null,
-        idleTimeoutMs: spec.idleTimeoutMs,
-        launch: () => launch(spec, watchdog, options),
-        log: options.log,
-      }),
-    );
-  }
+  const create = (spec: UpstreamSpec) =>
+    new Upstream({
+      name: spec.name,
+      prefix: spec.prefix ? spec.name : null,
+      idleTimeoutMs: spec.idleTimeoutMs,
+      launch: () => launch(spec, watchdog, options),
+      log: options.log,
+    });
+  for (const spec of options.upstreams ?? []) servers.push(create(spec));
   const eager = new Set((options.upstreams ?? []).filter((s) => s.start === 'eager').map((s) => s.name));
-  const hub = new Hub(servers, { listTimeoutMs: options.listTimeoutMs, eager, log: options.log, afterClose: () => watchdog.close() });
+  const hub = new Hub(servers, {
+    listTimeoutMs: options.listTimeoutMs,
+    eager,
+    log: options.log,
+    afterClose: () => watchdog.close(),
+    create,
+    specs: new Map((options.upstreams ?? []).map((s) => [s.name, s])),
+  });
   await servers[0]?.connect();
   // Eager servers warm up in the background; the first call waits for them like a lazy start.
   void hub.start();

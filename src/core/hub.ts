@@ -11,6 +11,7 @@
 import { RpcCode } from '../protocol/codes.js';
 import type { RpcErrorObject, RpcNotification } from '../protocol/jsonrpc.js';
 import type { CallOptions, CallOutcome, ServerRequestHandler } from './server-link.js';
+import type { UpstreamSpec } from './upstream-config.js';
 import type { Upstream } from './upstream.js';
 
 export const PREFIX_SEPARATOR = '__';
@@ -102,6 +103,18 @@ export interface HubOptions {
   log?: (event: string, details: Record<string, unknown>) => void;
   /** Runs after every server has stopped (the core's watchdog ends there). */
   afterClose?: () => void;
+  /** Makes a hosted server from its config entry (live reload adds servers with it). */
+  create?: (spec: UpstreamSpec) => Upstream;
+  /** The config entries the hosted servers were made from, by name (to see which changed). */
+  specs?: ReadonlyMap<string, UpstreamSpec>;
+}
+
+/** What a live reload changed, by server name. */
+export interface ReloadReport {
+  added: string[];
+  removed: string[];
+  restarted: string[];
+  unchanged: string[];
 }
 
 export class Hub {
@@ -112,8 +125,10 @@ export class Hub {
   /** Answers a server's sampling, elicitation and roots requests through the right session. */
   onserverrequest: ((server: Upstream, ...args: Parameters<ServerRequestHandler>) => ReturnType<ServerRequestHandler>) | undefined;
 
-  readonly servers: readonly Upstream[];
+  /** The built-in server first, then the hosted ones in config order. */
+  servers: readonly Upstream[];
   private readonly byName = new Map<string, Upstream>();
+  private readonly specs = new Map<string, string>();
   private readonly perServer = new Map<Upstream, Map<ListKind, Promise<Item[]>>>();
   private readonly merged = new Map<string, Map<ListKind, Promise<Merged>>>();
   private readonly options: HubOptions;
@@ -126,14 +141,84 @@ export class Hub {
   constructor(servers: Upstream[], options: HubOptions) {
     this.servers = servers;
     this.options = options;
-    for (const server of servers) {
-      this.byName.set(server.name, server);
-      server.onnotification = (n) => this.fromServer(server, n);
-      server.onready = () => this.restored(server);
-      server.onrequest = (request, context) =>
-        this.onserverrequest?.(server, request, context) ??
-        Promise.resolve({ error: { code: RpcCode.METHOD_NOT_FOUND, message: `${request.method} is not supported by this client` } });
+    for (const server of servers) this.adopt(server);
+    for (const [name, spec] of options.specs ?? []) this.specs.set(name, JSON.stringify(spec));
+  }
+
+  private adopt(server: Upstream): void {
+    this.byName.set(server.name, server);
+    server.onnotification = (n) => this.fromServer(server, n);
+    server.onready = () => this.restored(server);
+    server.onrequest = (request, context) =>
+      this.onserverrequest?.(server, request, context) ??
+      Promise.resolve({ error: { code: RpcCode.METHOD_NOT_FOUND, message: `${request.method} is not supported by this client` } });
+  }
+
+  /**
+   * Applies a new config (live reload): starts added servers, stops removed ones, restarts the
+   * ones whose entry changed, leaves the rest (and their processes) alone. Sessions are told
+   * that every list may have changed.
+   */
+  async reload(next: readonly UpstreamSpec[]): Promise<ReloadReport> {
+    const create = this.options.create;
+    if (!create) throw new Error('this hub cannot reload its servers');
+    const report: ReloadReport = { added: [], removed: [], restarted: [], unchanged: [] };
+    const builtin = this.servers[0];
+    const kept: Upstream[] = builtin ? [builtin] : [];
+    const stopping: Upstream[] = [];
+    const wanted = new Map(next.map((spec) => [spec.name, spec]));
+    for (const server of this.servers.slice(1)) {
+      if (!wanted.has(server.name)) {
+        report.removed.push(server.name);
+        stopping.push(server);
+      }
     }
+    for (const spec of next) {
+      const current = this.byName.get(spec.name);
+      const text = JSON.stringify(spec);
+      if (current && this.specs.get(spec.name) === text) {
+        report.unchanged.push(spec.name);
+        kept.push(current);
+        continue;
+      }
+      if (current) {
+        report.restarted.push(spec.name);
+        stopping.push(current);
+      } else {
+        report.added.push(spec.name);
+      }
+      const server = create(spec);
+      this.specs.set(spec.name, text);
+      kept.push(server);
+    }
+    for (const server of stopping) {
+      this.byName.delete(server.name);
+      this.perServer.delete(server);
+      this.subscriptions.delete(server);
+      this.appliedLevel.delete(server);
+      if (!wanted.has(server.name)) this.specs.delete(server.name);
+    }
+    this.servers = kept;
+    for (const server of kept) if (!this.byName.has(server.name)) this.adopt(server);
+    this.merged.clear();
+    if (report.added.length + report.removed.length + report.restarted.length > 0) {
+      const changed = [...report.added, ...report.removed, ...report.restarted];
+      for (const method of [
+        'notifications/tools/list_changed',
+        'notifications/prompts/list_changed',
+        'notifications/resources/list_changed',
+      ]) {
+        for (const name of changed) this.onlistchanged?.({ jsonrpc: '2.0', method }, name);
+      }
+    }
+    const eager = next.filter((s) => s.start === 'eager' && !report.unchanged.includes(s.name));
+    await Promise.all(stopping.map((s) => s.close()));
+    for (const spec of eager)
+      void this.byName
+        .get(spec.name)
+        ?.connect()
+        .catch(() => undefined);
+    return report;
   }
 
   /** Starts the eager servers. Resolves when each has started or failed (failures are kept in its state). */

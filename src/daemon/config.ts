@@ -51,6 +51,10 @@ export interface DaemonConfig {
   readonly providers: ProvidersConfig;
   /** Hosted MCP servers from the config file, and the entries that were refused. */
   readonly upstreams: UpstreamConfig;
+  /** Where that config file is (or would be): watched for live reload. */
+  readonly upstreamsPath: string;
+  /** Default idle time of hosted servers, for reloads. */
+  readonly upstreamIdleMs: number;
 }
 
 const int = (min: number) => z.coerce.number().int().min(min);
@@ -107,9 +111,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): DaemonConfig {
   if (!isLoopback(e.EXAI_WS_HOST)) {
     throw new ConfigError(`EXAI_WS_HOST=${e.EXAI_WS_HOST} is not a loopback address; exai-ws binds loopback only`);
   }
+  const upstreamsPath = configPath(env);
   let upstreams: UpstreamConfig;
   try {
-    upstreams = loadUpstreamConfig(configPath(env), e.EXAI_WS_UPSTREAM_IDLE_MS);
+    upstreams = loadUpstreamConfig(upstreamsPath, e.EXAI_WS_UPSTREAM_IDLE_MS);
   } catch (error) {
     if (error instanceof UpstreamConfigError) throw new ConfigError(error.message);
     throw error;
@@ -133,5 +138,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): DaemonConfig {
     logLevel: e.LOG_LEVEL,
     providers: providersFromEnv(e),
     upstreams,
+    upstreamsPath,
+    upstreamIdleMs: e.EXAI_WS_UPSTREAM_IDLE_MS,
   });
 }

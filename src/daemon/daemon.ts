@@ -13,12 +13,14 @@
  *   7. a final metrics line is written and the log flushed;
  *   8. the pid file is removed.
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, watch, type FSWatcher } from 'node:fs';
+import { basename, dirname } from 'node:path';
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { CloseCode } from '../protocol/codes.js';
 import type { AddressCard } from '../protocol/files.js';
 import { startCore } from '../core/core.js';
-import type { Hub } from '../core/hub.js';
+import type { Hub, ReloadReport } from '../core/hub.js';
+import { loadUpstreamConfig, type UpstreamConfig } from '../core/upstream-config.js';
 import { Providers } from '../core/providers/providers.js';
 import { NAME, VERSION } from '../version.js';
 import type { DaemonConfig } from './config.js';
@@ -38,6 +40,8 @@ export interface DaemonOptions {
 
 export type DaemonState = 'new' | 'starting' | 'running' | 'closing' | 'closed';
 
+/** Quiet time after a config file change before it is read. */
+const CONFIG_SETTLE_MS = 250;
 /** How long closing sockets get to finish their close handshake. */
 const SOCKET_CLOSE_WAIT_MS = 1_000;
 
@@ -59,11 +63,17 @@ export class Daemon {
   private server: DaemonServer | undefined;
   private metricsTimer: NodeJS.Timeout | undefined;
   private closing: Promise<void> | undefined;
+  /** The hosted-servers config in force (replaced by each successful reload). */
+  private upstreams: UpstreamConfig;
+  private watcher: FSWatcher | undefined;
+  private reloadTimer: NodeJS.Timeout | undefined;
+  private lastReload: (Partial<ReloadReport> & { at: string; error?: string }) | undefined;
 
   constructor(options: DaemonOptions) {
     this.options = options;
     this.config = options.config;
     this.providers = new Providers(options.config.providers);
+    this.upstreams = options.config.upstreams;
   }
 
   /** The bound port, once running. */
@@ -115,6 +125,7 @@ export class Daemon {
       this.metricsTimer = setInterval(() => this.writeMetrics(), config.metricsIntervalMs);
       this.metricsTimer.unref();
       this.state = 'running';
+      this.watchConfig();
       logger.info({ host: config.host, port, home: paths.home, version: VERSION }, 'daemon started');
     } catch (error) {
       // Another daemon holding the home is an expected refusal, not a fault: the caller prints
@@ -144,10 +155,50 @@ export class Daemon {
       connections: this.server?.connectionCount ?? 0,
       inflight: manager?.inflightCount ?? 0,
       servers: (this.hub?.servers ?? []).slice(1).map((s) => s.report()),
-      config: { path: this.config.upstreams.path, problems: this.config.upstreams.problems },
+      config: { path: this.config.upstreamsPath, problems: this.upstreams.problems, last_reload: this.lastReload ?? null },
       providers: this.providers.health(),
       limits: { max_sessions: this.config.maxSessions, max_inflight: this.config.maxInflight, max_bytes: this.config.maxBytes },
     };
+  }
+
+  /**
+   * Re-reads the hosted-servers config and applies it: added servers start, removed ones stop,
+   * changed ones restart, the rest keep running; sessions get `list_changed`. A file that is not
+   * valid JSON changes nothing (the error is logged and reported by `/health`).
+   */
+  async reload(reason: string): Promise<ReloadReport | Error> {
+    const logger = this.log?.logger;
+    if (this.state !== 'running' || !this.hub) return new Error('the daemon is not running');
+    let next: UpstreamConfig;
+    try {
+      next = loadUpstreamConfig(this.config.upstreamsPath, this.config.upstreamIdleMs);
+    } catch (error) {
+      this.lastReload = { at: new Date().toISOString(), error: (error as Error).message };
+      logger?.error({ reason, err: (error as Error).message }, 'config reload failed; the running servers stay as they are');
+      return error as Error;
+    }
+    for (const problem of next.problems) logger?.warn({ ...problem, config: next.path }, 'config entry refused');
+    this.upstreams = next;
+    const report = await this.hub.reload(next.servers);
+    this.lastReload = { at: new Date().toISOString(), ...report };
+    logger?.info({ reason, ...report }, 'config reloaded');
+    return report;
+  }
+
+  /** Reloads shortly after the config file changes (editors write in several steps). */
+  private watchConfig(): void {
+    const file = this.config.upstreamsPath;
+    try {
+      this.watcher = watch(dirname(file), (_event, name) => {
+        if (name !== null && name !== basename(file)) return;
+        if (this.reloadTimer) clearTimeout(this.reloadTimer);
+        this.reloadTimer = setTimeout(() => void this.reload('config file changed'), CONFIG_SETTLE_MS);
+      });
+      this.watcher.on('error', () => undefined);
+      this.watcher.unref();
+    } catch {
+      // No config directory yet: `exai-ws reload` (SIGHUP) still works.
+    }
   }
 
   /** Graceful shutdown in the order written at the top of this file. Idempotent. */
@@ -160,6 +211,8 @@ export class Daemon {
     this.state = 'closing';
     const logger = this.log?.logger;
     logger?.info({ reason }, 'daemon stopping');
+    this.watcher?.close();
+    if (this.reloadTimer) clearTimeout(this.reloadTimer);
     this.server?.stopAccepting();
     const manager = this.manager;
     if (manager) {
