@@ -13,6 +13,7 @@ import type { Providers } from './providers/providers.js';
 import { ServerLink } from './server-link.js';
 import type { UpstreamSpec } from './upstream-config.js';
 import { Upstream, type Started } from './upstream.js';
+import { isAbsolute } from 'node:path';
 import { Watchdog } from './watchdog.js';
 
 export interface CoreOptions {
@@ -37,37 +38,51 @@ export async function startCore(options: CoreOptions): Promise<Hub> {
   registerAiTools(builtin, options.providers);
   options.configureBuiltin?.(builtin);
   const builtinLink = await linkInMemory(BUILTIN_SERVER, builtin);
-  const servers = [
-    new Upstream({
-      name: BUILTIN_SERVER,
-      prefix: null,
-      idleTimeoutMs: 0,
-      launch: () => builtinLink.start().then(() => ({ link: builtinLink })),
-    }),
-  ];
+  const builtinServer = new Upstream({
+    name: BUILTIN_SERVER,
+    prefix: null,
+    idleTimeoutMs: 0,
+    launch: () => builtinLink.start().then(() => ({ link: builtinLink })),
+  });
   const watchdog = new Watchdog();
-  const create = (spec: UpstreamSpec) =>
-    new Upstream({
+  const create = (spec: UpstreamSpec, key: string | undefined) => {
+    const instance = key === undefined || spec.scope === 'shared' ? spec : forScope(spec, key);
+    return new Upstream({
       name: spec.name,
       prefix: spec.prefix ? spec.name : null,
       idleTimeoutMs: spec.idleTimeoutMs,
-      launch: () => launch(spec, watchdog, options),
+      scope: spec.scope,
+      scopeKey: spec.scope === 'shared' ? undefined : key,
+      launch: () => launch(instance, watchdog, options),
       log: options.log,
     });
-  for (const spec of options.upstreams ?? []) servers.push(create(spec));
-  const eager = new Set((options.upstreams ?? []).filter((s) => s.start === 'eager').map((s) => s.name));
-  const hub = new Hub(servers, {
+  };
+  const hub = new Hub(builtinServer, options.upstreams ?? [], {
     listTimeoutMs: options.listTimeoutMs,
-    eager,
     log: options.log,
     afterClose: () => watchdog.close(),
     create,
-    specs: new Map((options.upstreams ?? []).map((s) => [s.name, s])),
   });
-  await servers[0]?.connect();
+  await builtinServer.connect();
   // Eager servers warm up in the background; the first call waits for them like a lazy start.
   void hub.start();
   return hub;
+}
+
+/**
+ * A workspace instance's entry: `${workspaceFolder}` in args, env and cwd becomes the workspace
+ * directory, which is also the default working directory. A session instance's is unchanged.
+ */
+function forScope(spec: UpstreamSpec, key: string): UpstreamSpec {
+  if (spec.kind !== 'stdio' || spec.scope !== 'workspace') return spec;
+  const fill = (text: string) => text.split('${workspaceFolder}').join(key);
+  const cwd = spec.cwd !== undefined ? fill(spec.cwd) : isAbsolute(key) ? key : undefined;
+  return {
+    ...spec,
+    args: spec.args.map(fill),
+    env: Object.fromEntries(Object.entries(spec.env).map(([k, v]) => [k, fill(v)])),
+    cwd,
+  };
 }
 
 /** Starts one hosted server and completes its initialize handshake. */
@@ -87,7 +102,10 @@ async function launch(spec: UpstreamSpec, watchdog: Watchdog, options: CoreOptio
     const tail = transport.stderr.trim().split('\n').slice(-3).join(' | ');
     return `the server process exited (${transport.exitStatus ?? 'unknown status'})${tail ? `: ${tail}` : ''}`;
   };
-  const link = new ServerLink(spec.name, transport, { capabilities: options.clientCapabilities?.() ?? {} });
+  const declared = options.clientCapabilities?.() ?? {};
+  // A workspace instance's roots are its workspace, answered by the daemon itself.
+  const capabilities = spec.scope === 'workspace' ? { ...declared, roots: {} } : declared;
+  const link = new ServerLink(spec.name, transport, { capabilities });
   try {
     await link.start();
   } catch (error) {

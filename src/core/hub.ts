@@ -74,7 +74,25 @@ const LISTS: Readonly<Record<ListKind, ListSpec>> = Object.freeze({
 /** Which servers a session sees: all of them (merged, prefixed) or one, as it is. */
 export interface View {
   server?: string | undefined;
+  /** The client's working directory: picks `workspace`-scoped instances. */
+  workspace?: string | undefined;
+  /** The session id: picks `session`-scoped instances. */
+  session?: string | undefined;
 }
+
+interface Family {
+  spec: UpstreamSpec;
+  /** The spec as JSON, to see whether a reload changed it. */
+  text: string;
+  /** Scope key ('' for shared) -> instance. */
+  instances: Map<string, Upstream>;
+}
+
+const LIST_CHANGED_METHODS = [
+  'notifications/tools/list_changed',
+  'notifications/prompts/list_changed',
+  'notifications/resources/list_changed',
+];
 
 type Item = Record<string, unknown>;
 
@@ -98,15 +116,11 @@ export type ListOutcome = { items: Item[] } | { error: RpcErrorObject };
 export interface HubOptions {
   /** Deadline for list calls to servers, in milliseconds. */
   listTimeoutMs: number;
-  /** Servers started with the hub rather than at first use. */
-  eager?: ReadonlySet<string>;
   log?: (event: string, details: Record<string, unknown>) => void;
   /** Runs after every server has stopped (the core's watchdog ends there). */
   afterClose?: () => void;
-  /** Makes a hosted server from its config entry (live reload adds servers with it). */
-  create?: (spec: UpstreamSpec) => Upstream;
-  /** The config entries the hosted servers were made from, by name (to see which changed). */
-  specs?: ReadonlyMap<string, UpstreamSpec>;
+  /** Makes an instance of a hosted server: `key` is the workspace or session of a scoped one. */
+  create?: (spec: UpstreamSpec, key: string | undefined) => Upstream;
 }
 
 /** What a live reload changed, by server name. */
@@ -119,34 +133,60 @@ export interface ReloadReport {
 
 export class Hub {
   /** A server's list changed: tell the sessions whose view includes it. */
-  onlistchanged: ((notification: RpcNotification, server: string) => void) | undefined;
+  onlistchanged: ((notification: RpcNotification, server: string | Upstream) => void) | undefined;
   /** Other server notifications (log messages, resources/updated), for the daemon to fan out. */
   onservernotification: ((server: Upstream, notification: RpcNotification) => void) | undefined;
   /** Answers a server's sampling, elicitation and roots requests through the right session. */
   onserverrequest: ((server: Upstream, ...args: Parameters<ServerRequestHandler>) => ReturnType<ServerRequestHandler>) | undefined;
 
-  /** The built-in server first, then the hosted ones in config order. */
-  servers: readonly Upstream[];
-  private readonly byName = new Map<string, Upstream>();
-  private readonly specs = new Map<string, string>();
+  private readonly builtin: Upstream;
+  /** Hosted servers by name, in config order; each has one instance, or one per scope key. */
+  private families = new Map<string, Family>();
   private readonly perServer = new Map<Upstream, Map<ListKind, Promise<Item[]>>>();
   private readonly merged = new Map<string, Map<ListKind, Promise<Merged>>>();
   private readonly options: HubOptions;
   /** Per server: URI -> the sessions subscribed to it. The server is subscribed while one is. */
   private readonly subscriptions = new Map<Upstream, Map<string, Set<string>>>();
+  /** First subscribes to a URI on their way to the server: sessions subscribing meanwhile share the answer. */
+  private readonly subscribing = new Map<Upstream, Map<string, Promise<CallOutcome>>>();
   /** Log levels sessions asked for, with their views. */
   private readonly logLevels = new Map<string, { level: LogLevel; view: View }>();
   private readonly appliedLevel = new Map<Upstream, LogLevel>();
 
-  constructor(servers: Upstream[], options: HubOptions) {
-    this.servers = servers;
+  constructor(builtin: Upstream, specs: readonly UpstreamSpec[], options: HubOptions) {
+    this.builtin = builtin;
     this.options = options;
-    for (const server of servers) this.adopt(server);
-    for (const [name, spec] of options.specs ?? []) this.specs.set(name, JSON.stringify(spec));
+    this.adopt(builtin);
+    for (const spec of specs) this.families.set(spec.name, this.family(spec));
+  }
+
+  /** Every running or known instance: the built-in server first, then hosted ones in config order. */
+  get servers(): Upstream[] {
+    const all = [this.builtin];
+    for (const family of this.families.values()) all.push(...family.instances.values());
+    return all;
+  }
+
+  /** Names of the hosted servers in the config. */
+  get hostedNames(): string[] {
+    return [...this.families.keys()];
+  }
+
+  private family(spec: UpstreamSpec): Family {
+    const family: Family = { spec, text: JSON.stringify(spec), instances: new Map() };
+    if (spec.scope === 'shared') family.instances.set('', this.make(spec, undefined));
+    return family;
+  }
+
+  private make(spec: UpstreamSpec, key: string | undefined): Upstream {
+    const create = this.options.create;
+    if (!create) throw new Error('this hub cannot create hosted servers');
+    const server = create(spec, key);
+    this.adopt(server);
+    return server;
   }
 
   private adopt(server: Upstream): void {
-    this.byName.set(server.name, server);
     server.onnotification = (n) => this.fromServer(server, n);
     server.onready = () => this.restored(server);
     server.onrequest = (request, context) =>
@@ -155,75 +195,81 @@ export class Hub {
   }
 
   /**
+   * The instance of a server a view uses: the shared one, or the one for the view's workspace
+   * or session (made on first use). Undefined when no server has that name.
+   */
+  instanceFor(name: string, view: View): Upstream | undefined {
+    if (name === this.builtin.name) return this.builtin;
+    const family = this.families.get(name);
+    if (!family) return undefined;
+    const key = family.spec.scope === 'workspace' ? (view.workspace ?? '') : family.spec.scope === 'session' ? (view.session ?? '') : '';
+    let server = family.instances.get(key);
+    if (!server) {
+      server = this.make(family.spec, key);
+      family.instances.set(key, server);
+    }
+    return server;
+  }
+
+  /**
    * Applies a new config (live reload): starts added servers, stops removed ones, restarts the
    * ones whose entry changed, leaves the rest (and their processes) alone. Sessions are told
    * that every list may have changed.
    */
   async reload(next: readonly UpstreamSpec[]): Promise<ReloadReport> {
-    const create = this.options.create;
-    if (!create) throw new Error('this hub cannot reload its servers');
     const report: ReloadReport = { added: [], removed: [], restarted: [], unchanged: [] };
-    const builtin = this.servers[0];
-    const kept: Upstream[] = builtin ? [builtin] : [];
     const stopping: Upstream[] = [];
-    const wanted = new Map(next.map((spec) => [spec.name, spec]));
-    for (const server of this.servers.slice(1)) {
-      if (!wanted.has(server.name)) {
-        report.removed.push(server.name);
-        stopping.push(server);
-      }
+    const families = new Map<string, Family>();
+    const wanted = new Set(next.map((spec) => spec.name));
+    for (const [name, family] of this.families) {
+      if (wanted.has(name)) continue;
+      report.removed.push(name);
+      stopping.push(...family.instances.values());
     }
     for (const spec of next) {
-      const current = this.byName.get(spec.name);
-      const text = JSON.stringify(spec);
-      if (current && this.specs.get(spec.name) === text) {
+      const current = this.families.get(spec.name);
+      if (current && current.text === JSON.stringify(spec)) {
         report.unchanged.push(spec.name);
-        kept.push(current);
+        families.set(spec.name, current);
         continue;
       }
       if (current) {
         report.restarted.push(spec.name);
-        stopping.push(current);
+        stopping.push(...current.instances.values());
       } else {
         report.added.push(spec.name);
       }
-      const server = create(spec);
-      this.specs.set(spec.name, text);
-      kept.push(server);
+      families.set(spec.name, this.family(spec));
     }
     for (const server of stopping) {
-      this.byName.delete(server.name);
       this.perServer.delete(server);
       this.subscriptions.delete(server);
       this.appliedLevel.delete(server);
-      if (!wanted.has(server.name)) this.specs.delete(server.name);
     }
-    this.servers = kept;
-    for (const server of kept) if (!this.byName.has(server.name)) this.adopt(server);
+    this.families = families;
     this.merged.clear();
-    if (report.added.length + report.removed.length + report.restarted.length > 0) {
-      const changed = [...report.added, ...report.removed, ...report.restarted];
-      for (const method of [
-        'notifications/tools/list_changed',
-        'notifications/prompts/list_changed',
-        'notifications/resources/list_changed',
-      ]) {
+    const changed = [...report.added, ...report.removed, ...report.restarted];
+    if (changed.length > 0) {
+      for (const method of LIST_CHANGED_METHODS) {
         for (const name of changed) this.onlistchanged?.({ jsonrpc: '2.0', method }, name);
       }
     }
-    const eager = next.filter((s) => s.start === 'eager' && !report.unchanged.includes(s.name));
     await Promise.all(stopping.map((s) => s.close()));
-    for (const spec of eager)
-      void this.byName
-        .get(spec.name)
-        ?.connect()
-        .catch(() => undefined);
+    for (const spec of next) {
+      if (spec.start === 'eager' && !report.unchanged.includes(spec.name)) {
+        void families
+          .get(spec.name)
+          ?.instances.get('')
+          ?.connect()
+          .catch(() => undefined);
+      }
+    }
     return report;
   }
 
-  /** Starts the eager servers. Resolves when each has started or failed (failures are kept in its state). */
+  /** Starts the eager (shared) servers. Resolves when each has started or failed (failures are kept in its state). */
   async start(): Promise<void> {
-    const eager = this.servers.filter((s) => this.options.eager?.has(s.name));
+    const eager = [...this.families.values()].filter((f) => f.spec.start === 'eager').flatMap((f) => [...f.instances.values()]);
     await Promise.all(eager.map((s) => s.connect().catch(() => undefined)));
   }
 
@@ -233,17 +279,32 @@ export class Hub {
     this.options.afterClose?.();
   }
 
-  server(name: string): Upstream | undefined {
-    return this.byName.get(name);
+  /** True when a server of this name exists (built-in or hosted). */
+  has(name: string): boolean {
+    return name === this.builtin.name || this.families.has(name);
   }
 
-  /** True when the view includes this server. */
-  sees(view: View, server: string): boolean {
-    return view.server === undefined || view.server === server;
+  /** True when the view includes this server (by name; an instance also by its scope key). */
+  sees(view: View, server: string | Upstream): boolean {
+    const name = typeof server === 'string' ? server : server.name;
+    if (view.server !== undefined && view.server !== name) return false;
+    if (typeof server === 'string' || server.scope === 'shared') return true;
+    return server.scopeKey === (server.scope === 'workspace' ? (view.workspace ?? '') : (view.session ?? ''));
   }
 
   /** A session ended: it no longer keeps servers from going idle, subscribed, or verbose. */
   sessionClosed(sessionId: string): void {
+    for (const family of this.families.values()) {
+      const own = family.spec.scope === 'session' ? family.instances.get(sessionId) : undefined;
+      if (!own) continue;
+      // A session-scoped server lives exactly as long as its session.
+      family.instances.delete(sessionId);
+      this.perServer.delete(own);
+      this.subscriptions.delete(own);
+      this.appliedLevel.delete(own);
+      this.merged.clear();
+      void own.close();
+    }
     for (const server of this.servers) server.users.delete(sessionId);
     for (const [server, byUri] of this.subscriptions) {
       for (const [uri, sessions] of byUri) {
@@ -270,7 +331,23 @@ export class Hub {
       sessions.add(sessionId);
       return { result: {} };
     }
-    const outcome = await server.call('resources/subscribe', { uri }, options);
+    let pendingByUri = this.subscribing.get(server);
+    if (!pendingByUri) {
+      pendingByUri = new Map();
+      this.subscribing.set(server, pendingByUri);
+    }
+    let pending = pendingByUri.get(uri);
+    if (!pending) {
+      // Not bound to this caller's cancellation: other sessions may be waiting for the same answer.
+      pending = server.call('resources/subscribe', { uri }, { timeoutMs: options.timeoutMs, origin: options.origin });
+      const shared = pending;
+      const waiting = pendingByUri;
+      void shared.then(() => {
+        if (waiting.get(uri) === shared) waiting.delete(uri);
+      });
+      pendingByUri.set(uri, shared);
+    }
+    const outcome = await pending;
     if (outcome && 'result' in outcome) {
       const now = byUri.get(uri) ?? new Set<string>();
       now.add(sessionId);
@@ -312,7 +389,7 @@ export class Hub {
       if (server.state !== 'ready' || capabilityOf(server, 'logging') === undefined) continue;
       let wanted: LogLevel | undefined;
       for (const { level, view } of this.logLevels.values()) {
-        if (!this.sees(view, server.name)) continue;
+        if (!this.sees(view, server)) continue;
         if (wanted === undefined || LOG_LEVELS.indexOf(level) < LOG_LEVELS.indexOf(wanted)) wanted = level;
       }
       if (wanted === undefined || this.appliedLevel.get(server) === wanted) continue;
@@ -336,7 +413,7 @@ export class Hub {
     try {
       return { items: (await this.mergedView(kind, view)).items };
     } catch (error) {
-      this.merged.get(viewKey(view))?.delete(kind);
+      this.merged.get(this.viewKey(view))?.delete(kind);
       return { error: asRpcError(error) };
     }
   }
@@ -350,12 +427,38 @@ export class Hub {
     const templates = await this.mergedView('resourceTemplates', view).catch(() => undefined);
     const byTemplate = templates?.templates.find((t) => t.pattern.test(key));
     if (byTemplate) return { server: byTemplate.server, name: key };
-    const offering = this.servers.filter((s) => this.sees(view, s.name) && capabilityOf(s, 'resources') !== undefined);
+    const offering = this.inView(view).filter((s) => capabilityOf(s, 'resources') !== undefined);
     return offering.length === 1 && offering[0] ? { server: offering[0], name: key } : undefined;
   }
 
+  /** The instances a view sees: the built-in server (unless single-server) and each hosted one. */
+  private inView(view: View): Upstream[] {
+    if (view.server !== undefined) {
+      const only = this.instanceFor(view.server, view);
+      return only ? [only] : [];
+    }
+    const all = [this.builtin];
+    for (const name of this.families.keys()) {
+      const server = this.instanceFor(name, view);
+      if (server) all.push(server);
+    }
+    return all;
+  }
+
+  /** Views that see the same instances share one merged cache. */
+  private viewKey(view: View): string {
+    let workspace = '';
+    let session = '';
+    for (const family of this.families.values()) {
+      if (view.server !== undefined && view.server !== family.spec.name) continue;
+      if (family.spec.scope === 'workspace') workspace = view.workspace ?? '';
+      if (family.spec.scope === 'session') session = view.session ?? '';
+    }
+    return `${view.server ?? '*'}\u0000${workspace}\u0000${session}`;
+  }
+
   private mergedView(kind: ListKind, view: View): Promise<Merged> {
-    const key = viewKey(view);
+    const key = this.viewKey(view);
     let kinds = this.merged.get(key);
     if (!kinds) {
       kinds = new Map();
@@ -372,7 +475,7 @@ export class Hub {
   private async build(kind: ListKind, view: View): Promise<Merged> {
     const spec = LISTS[kind];
     const single = view.server !== undefined;
-    const inView = this.servers.filter((s) => this.sees(view, s.name));
+    const inView = this.inView(view);
     const lists = await Promise.all(
       inView.map(async (server) => {
         try {
@@ -454,7 +557,7 @@ export class Hub {
     const kinds = (Object.keys(LISTS) as ListKind[]).filter((kind) => LISTS[kind].changed === n.method);
     if (kinds.length > 0) {
       this.invalidate(server, kinds);
-      this.onlistchanged?.({ jsonrpc: '2.0', method: n.method }, server.name);
+      this.onlistchanged?.({ jsonrpc: '2.0', method: n.method }, server);
       return;
     }
     this.onservernotification?.(server, n);
@@ -487,10 +590,6 @@ function asRpcError(error: unknown): RpcErrorObject {
 export function capabilityOf(server: Upstream, name: string): unknown {
   const caps = server.initializeResult?.capabilities as Record<string, unknown> | undefined;
   return caps?.[name];
-}
-
-function viewKey(view: View): string {
-  return view.server === undefined ? '*' : `=${view.server}`;
 }
 
 /** A regular expression for an RFC 6570 URI template (levels 1-2 are enough to route by). */

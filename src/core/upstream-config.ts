@@ -148,8 +148,8 @@ export function parseUpstreams(json: unknown, defaultIdleMs = DEFAULT_UPSTREAM_I
       continue;
     }
     const e = parsed.data;
-    if (e.scope !== 'shared') {
-      problem('scope', `scope "${e.scope}" is not supported yet; use "shared"`);
+    if (e.scope !== 'shared' && 'url' in e) {
+      problem('scope', `scope "${e.scope}" needs a stdio server ("command"): one remote server cannot be split per ${e.scope}`);
       continue;
     }
     const base: BaseSpec = { name, scope: e.scope, start: e.start, prefix: e.prefix, idleTimeoutMs: e.idle_timeout_ms ?? defaultIdleMs };

@@ -11,6 +11,7 @@
 import { RpcCode } from '../protocol/codes.js';
 import type { RpcNotification } from '../protocol/jsonrpc.js';
 import type { CallOptions, CallOutcome, ServerLink, ServerRequestHandler } from './server-link.js';
+import type { UpstreamScope } from './upstream-config.js';
 
 export type UpstreamState = 'stopped' | 'starting' | 'ready' | 'restarting' | 'failed' | 'closed';
 
@@ -30,6 +31,9 @@ export interface UpstreamOptions {
   launch: () => Promise<Started>;
   /** 0 = never stop for idleness. */
   idleTimeoutMs: number;
+  /** `shared` (one instance), or one instance per `workspace` / `session`, named by `scopeKey`. */
+  scope?: UpstreamScope;
+  scopeKey?: string | undefined;
   /** Reports lifecycle events for the log. */
   log?: (event: string, details: Record<string, unknown>) => void;
 }
@@ -43,6 +47,9 @@ const STABLE_UPTIME_MS = 60_000;
 export class Upstream {
   readonly name: string;
   readonly prefix: string | null;
+  readonly scope: UpstreamScope;
+  /** The workspace directory or session id of a scoped instance. */
+  readonly scopeKey: string | undefined;
   state: UpstreamState = 'stopped';
   restarts = 0;
   pid: number | undefined;
@@ -72,6 +79,8 @@ export class Upstream {
     this.options = options;
     this.name = options.name;
     this.prefix = options.prefix;
+    this.scope = options.scope ?? 'shared';
+    this.scopeKey = options.scopeKey;
     if (options.idleTimeoutMs > 0) {
       this.idleTimer = setInterval(() => this.checkIdle(), Math.max(50, Math.floor(options.idleTimeoutMs / 4)));
       this.idleTimer.unref();
@@ -132,6 +141,8 @@ export class Upstream {
   report(): Record<string, unknown> {
     return {
       name: this.name,
+      scope: this.scope,
+      scope_key: this.scopeKey ?? null,
       state: this.state,
       pid: this.pid ?? null,
       restarts: this.restarts,

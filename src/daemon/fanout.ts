@@ -4,6 +4,8 @@
  * whose own level lets them through, and server-to-client requests (sampling, elicitation,
  * roots) to the one session whose call caused them, if its client declared the capability.
  */
+import { basename } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { RpcCode } from '../protocol/codes.js';
 import { LOG_LEVELS, type Hub, type LogLevel } from '../core/hub.js';
 import type { Session } from './session.js';
@@ -36,7 +38,7 @@ export function wireFanout(hub: Hub, sessions: SessionDirectory, requestTimeoutM
     if (n.method === 'notifications/message') {
       const rank = LOG_LEVELS.indexOf(n.params?.level as LogLevel);
       for (const session of sessions.list()) {
-        if (!hub.sees(session.router.view, server.name)) continue;
+        if (!hub.sees(session.router.view, server)) continue;
         const own = session.router.logLevel;
         if (own === undefined || rank < 0 || rank >= LOG_LEVELS.indexOf(own)) session.send(n);
       }
@@ -51,9 +53,14 @@ export function wireFanout(hub: Hub, sessions: SessionDirectory, requestTimeoutM
     if (capability === undefined) {
       return { error: { code: RpcCode.METHOD_NOT_FOUND, message: `${request.method} is not supported by this client` } };
     }
+    if (request.method === 'roots/list' && server.scope === 'workspace' && server.scopeKey) {
+      // A workspace instance's root is its workspace: no window needs to be asked.
+      return { result: { roots: [{ uri: pathToFileURL(server.scopeKey).href, name: basename(server.scopeKey) }] } };
+    }
     // The caller: the only session with a call in flight; among several, the one whose call
     // carries the progress token the request names, else the most recent; with none, the last.
-    const id = context.byToken ?? context.callers[0] ?? server.lastCaller;
+    // A session-scoped instance has exactly one session.
+    const id = server.scope === 'session' ? server.scopeKey : (context.byToken ?? context.callers[0] ?? server.lastCaller);
     const session = id === undefined ? undefined : sessions.get(id);
     if (!session) {
       if (request.method === 'roots/list') return { result: { roots: [] } };

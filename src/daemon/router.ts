@@ -117,7 +117,7 @@ export class Router {
     }
     if (method === 'completion/complete') return this.complete(id, params, signal);
     if (single !== undefined) {
-      const server = this.hub.server(single);
+      const server = this.hub.instanceFor(single, this.options.view);
       if (server) return this.forward(id, method, params, { server, name: '' }, signal);
     }
     return rpcError(id, RpcCode.METHOD_NOT_FOUND, `Method not found: ${method}`);
@@ -128,7 +128,7 @@ export class Router {
     if (notification.method === 'notifications/roots/list_changed') {
       // Servers this session uses may ask for roots again.
       for (const server of this.hub.servers) {
-        if (server.users.has(this.options.sessionId) && this.hub.sees(this.options.view, server.name)) server.notify(notification.method);
+        if (server.users.has(this.options.sessionId) && this.hub.sees(this.options.view, server)) server.notify(notification.method);
       }
     }
   }
@@ -172,7 +172,7 @@ export class Router {
     const single = this.options.view.server;
     if (single !== undefined) {
       // Transparent: the session gets the server's own answer (its protocol version aside).
-      const server = this.hub.server(single);
+      const server = this.hub.instanceFor(single, this.options.view);
       try {
         if (!server) throw new Error('no such server');
         await server.connect();

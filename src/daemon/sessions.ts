@@ -46,9 +46,9 @@ export class SessionManager {
       );
       return { ok: true, session: existing, resumed: true };
     }
-    if (hello.server !== undefined && !this.deps.hub.server(hello.server)) {
+    if (hello.server !== undefined && !this.deps.hub.has(hello.server)) {
       this.deps.metrics.reject('unknown_server');
-      const known = this.deps.hub.servers.slice(1).map((s) => s.name);
+      const known = this.deps.hub.hostedNames;
       return {
         ok: false,
         code: 'bad_hello',
@@ -60,7 +60,7 @@ export class SessionManager {
       return { ok: false, code: 'session_limit', message: `session limit reached (${this.deps.config.maxSessions})` };
     }
     const id = hello.session_id ?? randomUUID();
-    const session = new Session(id, client, this.sessionDeps, { server: hello.server });
+    const session = new Session(id, client, this.sessionDeps, { server: hello.server, workspace: hello.cwd, session: id });
     session.cwd = hello.cwd;
     this.sessions.set(id, session);
     this.deps.metrics.sessionsOpened++;
