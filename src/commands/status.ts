@@ -113,6 +113,8 @@ function lastReloadOf(health: HealthReport): LastReload | undefined {
 
 interface ServerLine {
   name?: unknown;
+  scope?: unknown;
+  scope_key?: unknown;
   state?: unknown;
   pid?: unknown;
   restarts?: unknown;
@@ -132,6 +134,7 @@ function hostedLines(h: HealthReport): string[] {
     const width = Math.max(...servers.map((s) => String(s.name).length));
     for (const s of servers) {
       const parts = [String(s.name).padEnd(width), String(s.state).padEnd(10)];
+      if (typeof s.scope === 'string' && s.scope !== 'shared') parts.push(`${s.scope} ${String(s.scope_key)}`);
       if (typeof s.pid === 'number') parts.push(`pid ${s.pid}`);
       parts.push(`restarts ${String(s.restarts)}`, `sessions ${String(s.sessions)}`, `in flight ${String(s.inflight)}`);
       if (typeof s.last_error === 'string') parts.push(`last error: ${s.last_error}`);

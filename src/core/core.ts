@@ -2,9 +2,11 @@
  * Builds the server core: the hub with the built-in server and the user's hosted servers.
  * Shared by the daemon and stdio mode; the caller owns the returned hub and closes it.
  */
+import { isAbsolute } from 'node:path';
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { getDefaultEnvironment } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { RpcCode } from '../protocol/codes.js';
 import { registerAiTools } from './ai-tools.js';
 import { BUILTIN_SERVER, createBuiltinServer, linkInMemory } from './builtin.js';
 import { ChildTransport } from './child-transport.js';
@@ -13,7 +15,6 @@ import type { Providers } from './providers/providers.js';
 import { ServerLink } from './server-link.js';
 import type { UpstreamSpec } from './upstream-config.js';
 import { Upstream, type Started } from './upstream.js';
-import { isAbsolute } from 'node:path';
 import { Watchdog } from './watchdog.js';
 
 export interface CoreOptions {
@@ -42,7 +43,10 @@ export async function startCore(options: CoreOptions): Promise<Hub> {
     name: BUILTIN_SERVER,
     prefix: null,
     idleTimeoutMs: 0,
-    launch: () => builtinLink.start().then(() => ({ link: builtinLink })),
+    launch: (wire) => {
+      wire(builtinLink);
+      return builtinLink.start().then(() => ({ link: builtinLink }));
+    },
   });
   const watchdog = new Watchdog();
   const create = (spec: UpstreamSpec, key: string | undefined) => {
@@ -53,7 +57,7 @@ export async function startCore(options: CoreOptions): Promise<Hub> {
       idleTimeoutMs: spec.idleTimeoutMs,
       scope: spec.scope,
       scopeKey: spec.scope === 'shared' ? undefined : key,
-      launch: () => launch(instance, watchdog, options),
+      launch: (wire) => launch(instance, wire, watchdog, options),
       log: options.log,
     });
   };
@@ -85,11 +89,31 @@ function forScope(spec: UpstreamSpec, key: string): UpstreamSpec {
   };
 }
 
+/** How long a new workspace instance may take to ask for its roots before calls reach it. */
+const ROOTS_WAIT_MS = 1_000;
+const ROOTS_SETTLE_MS = 50;
+
+/** Resolves once the server's first request of this method has been answered. */
+function firstRequest(link: ServerLink, method: string): Promise<void> {
+  return new Promise((resolve) => {
+    const handler = link.onrequest;
+    link.onrequest = async (request, context) => {
+      const answer = handler
+        ? await handler(request, context)
+        : { error: { code: RpcCode.METHOD_NOT_FOUND, message: `${request.method} is not supported by this client` } };
+      // The server applies the answer asynchronously: give it a moment before calls arrive.
+      if (request.method === method) setTimeout(resolve, ROOTS_SETTLE_MS);
+      return answer;
+    };
+  });
+}
+
 /** Starts one hosted server and completes its initialize handshake. */
-async function launch(spec: UpstreamSpec, watchdog: Watchdog, options: CoreOptions): Promise<Started> {
+async function launch(spec: UpstreamSpec, wire: (link: ServerLink) => void, watchdog: Watchdog, options: CoreOptions): Promise<Started> {
   if (spec.kind === 'http') {
     const transport = new StreamableHTTPClientTransport(new URL(spec.url), { requestInit: { headers: { ...spec.headers } } });
     const link = new ServerLink(spec.name, transport, { capabilities: options.clientCapabilities?.() ?? {} });
+    wire(link);
     await link.start();
     return { link, exitReason: () => `the connection to ${spec.url} closed` };
   }
@@ -106,8 +130,12 @@ async function launch(spec: UpstreamSpec, watchdog: Watchdog, options: CoreOptio
   // A workspace instance's roots are its workspace, answered by the daemon itself.
   const capabilities = spec.scope === 'workspace' ? { ...declared, roots: {} } : declared;
   const link = new ServerLink(spec.name, transport, { capabilities });
+  wire(link);
+  // A workspace instance usually asks for its roots at once: let it have them before calls arrive.
+  const rootsAsked = spec.scope === 'workspace' ? firstRequest(link, 'roots/list') : undefined;
   try {
     await link.start();
+    if (rootsAsked) await Promise.race([rootsAsked, new Promise((r) => setTimeout(r, ROOTS_WAIT_MS))]);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw new Error(`cannot start "${spec.command}": command not found`);

@@ -28,7 +28,7 @@ export interface UpstreamOptions {
   /** Tool and prompt prefix; null keeps bare names. */
   prefix: string | null;
   /** Starts the server and completes its initialize handshake; rejects when it cannot. */
-  launch: () => Promise<Started>;
+  launch: (wire: (link: ServerLink) => void) => Promise<Started>;
   /** 0 = never stop for idleness. */
   idleTimeoutMs: number;
   /** `shared` (one instance), or one instance per `workspace` / `session`, named by `scopeKey`. */
@@ -178,7 +178,13 @@ export class Upstream {
   private async launch(): Promise<ServerLink> {
     let started: Started;
     try {
-      started = await this.options.launch();
+      // Wired before the handshake: a server may ask for roots or say list_changed right after it.
+      started = await this.options.launch((link) => {
+        link.onnotification = (n) => this.onnotification?.(n);
+        link.onrequest = (request, context) =>
+          this.onrequest?.(request, context) ??
+          Promise.resolve({ error: { code: RpcCode.METHOD_NOT_FOUND, message: `${request.method} is not supported by this client` } });
+      });
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
       if (this.state === 'closed') throw new Error('the daemon is shutting down');
@@ -194,10 +200,6 @@ export class Upstream {
     this.pid = started.pid;
     this.startedAtMs = Date.now();
     this.state = 'ready';
-    link.onnotification = (n) => this.onnotification?.(n);
-    link.onrequest = (request, context) =>
-      this.onrequest?.(request, context) ??
-      Promise.resolve({ error: { code: RpcCode.METHOD_NOT_FOUND, message: `${request.method} is not supported by this client` } });
     link.onclose = () => this.crashed(link, started.exitReason?.() ?? 'the server connection closed');
     this.options.log?.('server ready', { server: this.name, pid: this.pid, restarts: this.restarts });
     this.onready?.();

@@ -186,7 +186,8 @@ export class Router {
     const capabilities: Record<string, unknown> = { tools: { listChanged: true }, logging: {} };
     const declares = (name: string) => hosted || this.hub.servers.some((s) => capabilityOf(s, name) !== undefined);
     if (declares('prompts')) capabilities.prompts = { listChanged: true };
-    if (declares('resources')) capabilities.resources = { listChanged: true };
+    // The hub routes resources/subscribe (counted per URI): clients that check capabilities must see it.
+    if (declares('resources')) capabilities.resources = { subscribe: true, listChanged: true };
     if (declares('completions')) capabilities.completions = {};
     return ok(id, {
       protocolVersion: this.protocolVersion,
