@@ -89,6 +89,12 @@ function forScope(spec: UpstreamSpec, key: string): UpstreamSpec {
   };
 }
 
+/** True for errors that mean an HTTP server can no longer be reached (refused, reset, cut off). */
+function connectionLost(error: Error): boolean {
+  const text = `${error.message} ${String((error as { cause?: unknown }).cause ?? '')}`;
+  return /fetch failed|ECONNREFUSED|ECONNRESET|EPIPE|terminated|other side closed|socket hang up/i.test(text);
+}
+
 /** How long a new workspace instance may take to ask for its roots before calls reach it. */
 const ROOTS_WAIT_MS = 1_000;
 const ROOTS_SETTLE_MS = 50;
@@ -112,7 +118,7 @@ function firstRequest(link: ServerLink, method: string): Promise<void> {
 async function launch(spec: UpstreamSpec, wire: (link: ServerLink) => void, watchdog: Watchdog, options: CoreOptions): Promise<Started> {
   if (spec.kind === 'http') {
     const transport = new StreamableHTTPClientTransport(new URL(spec.url), { requestInit: { headers: { ...spec.headers } } });
-    const link = new ServerLink(spec.name, transport, { capabilities: options.clientCapabilities?.() ?? {} });
+    const link = new ServerLink(spec.name, transport, { capabilities: options.clientCapabilities?.() ?? {}, isFatal: connectionLost });
     wire(link);
     await link.start();
     return { link, exitReason: () => `the connection to ${spec.url} closed` };

@@ -53,6 +53,11 @@ export interface ServerLinkOptions {
   capabilities?: Record<string, unknown>;
   /** Deadline for the initialize handshake, in milliseconds. */
   initializeTimeoutMs?: number;
+  /**
+   * Says whether a transport error means the connection is lost (an HTTP server gone): the
+   * link then closes, so calls in flight fail with -32011 instead of waiting for their deadline.
+   */
+  isFatal?: (error: Error) => boolean;
 }
 
 export const DEFAULT_INITIALIZE_TIMEOUT_MS = 30_000;
@@ -82,6 +87,7 @@ export class ServerLink {
     this.options = {
       capabilities: {},
       initializeTimeoutMs: DEFAULT_INITIALIZE_TIMEOUT_MS,
+      isFatal: () => false,
       ...options,
     };
   }
@@ -96,8 +102,9 @@ export class ServerLink {
     this.state = 'starting';
     this.transport.onmessage = (message) => this.receive(message);
     this.transport.onclose = () => this.handleClose();
-    this.transport.onerror = () => {
-      // Transport errors surface as a close or as failed calls; nothing else to do here.
+    this.transport.onerror = (error) => {
+      // Most transport errors surface as a close or as failed calls; a lost connection closes the link.
+      if (this.options.isFatal(error)) void this.close();
     };
     await this.transport.start();
     const outcome = await this.call(
