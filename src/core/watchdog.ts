@@ -1,6 +1,6 @@
 /**
  * Makes sure hosted server processes die with the daemon, even when the daemon is killed with
- * SIGKILL and runs no code at all. A tiny `sh` process (about 1 MB) reads the process group ids
+ * SIGKILL and runs no code at all. (No \`--\` before the negative group id: dash's \`kill\` refuses it.) A tiny `sh` process (about 1 MB) reads the process group ids
  * of the daemon's children from a pipe; when the pipe ends (the daemon is gone, however it
  * went), it sends SIGTERM, then SIGKILL, to every group still listed, and exits.
  */
@@ -16,9 +16,9 @@ while IFS= read -r line; do
   esac
 done
 [ -n "$groups" ] || exit 0
-for g in $groups; do kill -TERM -- "-$g" 2>/dev/null; done
+for g in $groups; do kill -TERM "-$g" 2>/dev/null; done
 sleep 2
-for g in $groups; do kill -KILL -- "-$g" 2>/dev/null; done
+for g in $groups; do kill -KILL "-$g" 2>/dev/null; done
 exit 0
 `;
 
