@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -25,8 +25,6 @@ import {
   type RawShim,
 } from './helpers.js';
 import {
-  EVERYTHING_SCRIPT,
-  TEE_SCRIPT,
   cmdline,
   connectEverythingDirect,
   descendants,
@@ -35,6 +33,8 @@ import {
   procStat,
   serverReport,
   startHostingDaemon,
+  startTeedEverything,
+  type Message,
   type ServerReport,
 } from './fixtures/hosted-servers.js';
 
@@ -63,8 +63,6 @@ async function initializeRaw(shim: RawShim): Promise<void> {
   assert.ok(reply.response.result, JSON.stringify(reply.response));
   shim.send(JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }));
 }
-
-type Message = Record<string, unknown> & { id?: unknown; method?: string; params?: Record<string, unknown> };
 
 /** Reads a raw shim's stdout until the response with this id; returns it and everything before it. */
 async function readUntilResponse(shim: RawShim, id: unknown, timeoutMs = 10_000): Promise<{ response: Message; before: Message[] }> {
@@ -227,14 +225,8 @@ test('progress reaches only the session whose call it belongs to, even when anot
 });
 
 test('cancelling a long-running call reaches the server; the session keeps working', async () => {
-  let record = '';
-  const daemon = await startHostingDaemon(cleanup, (home) => {
-    record = join(home, 'everything-stdin.jsonl');
-    // The tee passes everything through and keeps a copy of what the daemon sent the server.
-    return { everything: { command: process.execPath, args: [TEE_SCRIPT, record, process.execPath, EVERYTHING_SCRIPT, 'stdio'] } };
-  });
-  const received = () =>
-    (existsSync(record) ? readFileSync(record, 'utf8').split('\n').filter(Boolean) : []).map((l) => JSON.parse(l) as Message);
+  // The tee passes everything through and keeps a copy of what the daemon sent the server.
+  const { daemon, received } = await startTeedEverything(cleanup);
   const { client } = await connectShim(cleanup, daemon);
 
   // Cancelled while the (lazy) server is still starting: the request must never reach it.

@@ -8,8 +8,6 @@
  * list starts the server.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, test } from 'node:test';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import {
@@ -22,7 +20,7 @@ import {
   type JSONRPCRequest,
 } from '@modelcontextprotocol/sdk/types.js';
 import { Cleanup, connectShim, spawnShim, textOf, waitFor, type DaemonHandle, type RawShim } from './helpers.js';
-import { EVERYTHING_SCRIPT, TEE_SCRIPT, everythingEntry, startHostingDaemon } from './fixtures/hosted-servers.js';
+import { everythingEntry, startHostingDaemon, startTeedEverything, type Message } from './fixtures/hosted-servers.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());
@@ -40,18 +38,6 @@ type Scope = 'shared' | 'session';
 
 function everythingDaemon(scope: Scope = 'shared'): Promise<DaemonHandle> {
   return startHostingDaemon(cleanup, () => ({ everything: everythingEntry({ scope }) }));
-}
-
-/** A daemon whose server-everything runs behind the tee: `received()` is what the daemon sent it. */
-async function teedDaemon(): Promise<{ daemon: DaemonHandle; received: () => Message[] }> {
-  let record = '';
-  const daemon = await startHostingDaemon(cleanup, (home) => {
-    record = join(home, 'everything-stdin.jsonl');
-    return { everything: { command: process.execPath, args: [TEE_SCRIPT, record, process.execPath, EVERYTHING_SCRIPT, 'stdio'] } };
-  });
-  const received = () =>
-    (existsSync(record) ? readFileSync(record, 'utf8').split('\n').filter(Boolean) : []).map((l) => JSON.parse(l) as Message);
-  return { daemon, received };
 }
 
 /** A sampling answer whose text says who gave it. */
@@ -88,8 +74,6 @@ async function outcomeText(client: Client, name: string, args: Record<string, un
 async function toolNames(client: Client): Promise<string[]> {
   return (await client.listTools()).tools.map((t) => t.name);
 }
-
-type Message = Record<string, unknown> & { id?: unknown; method?: string; params?: Record<string, unknown> };
 
 async function initializeRaw(shim: RawShim, capabilities: Record<string, unknown> = {}): Promise<void> {
   shim.send(
@@ -218,7 +202,7 @@ for (const scope of ['session'] as const) {
 }
 
 test('resources/updated reaches only subscribed sessions; the server is subscribed once and unsubscribed with the last', async () => {
-  const { daemon, received } = await teedDaemon();
+  const { daemon, received } = await startTeedEverything(cleanup);
   const s1 = await connectShim(cleanup, daemon, { name: 'subscriber-1' });
   const s2 = await connectShim(cleanup, daemon, { name: 'subscriber-2' });
   const none = await connectShim(cleanup, daemon, { name: 'not-subscribed' });
