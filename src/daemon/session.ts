@@ -8,6 +8,7 @@
  * queued, so `notifications/cancelled` overtakes the requests it cancels.
  */
 import { RpcCode } from '../protocol/codes.js';
+import { corkUntilTick, rawSocketOf } from '../protocol/cork.js';
 import {
   idKey,
   parseMessage,
@@ -317,6 +318,7 @@ export class Session implements RouterPeer {
       return;
     }
     this.deps.metrics.bytesOut += Buffer.byteLength(text);
+    corkUntilTick(rawSocketOf(socket));
     socket.send(text, () => {
       if (this.outputPaused && this.socket === socket && socket.bufferedAmount < OUTPUT_LOW_WATER_BYTES) {
         this.outputPaused = false;

@@ -7,6 +7,7 @@ import type { Readable, Writable } from 'node:stream';
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { CloseCode, RpcCode } from '../protocol/codes.js';
 import { rpcError } from '../protocol/jsonrpc.js';
+import { corkUntilTick } from '../protocol/cork.js';
 import { LineSplitter } from '../protocol/ndjson.js';
 import { startCore } from '../core/core.js';
 import { Providers } from '../core/providers/providers.js';
@@ -50,6 +51,7 @@ export async function runStdio(options: StdioOptions): Promise<void> {
       return output.writableLength;
     },
     send(text, cb) {
+      corkUntilTick(output);
       output.write(`${text}\n`, cb);
     },
     pause: () => input.pause(),

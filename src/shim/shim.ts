@@ -15,6 +15,7 @@ import { CloseCode, RpcCode } from '../protocol/codes.js';
 import { discoverDaemon } from '../protocol/files.js';
 import { PROTOCOL_VERSION, type Hello, type HelloAck } from '../protocol/hello.js';
 import { idKey, rpcError, type RequestId } from '../protocol/jsonrpc.js';
+import { corkUntilTick, rawSocketOf } from '../protocol/cork.js';
 import { LineSplitter } from '../protocol/ndjson.js';
 import { VERSION } from '../version.js';
 
@@ -75,6 +76,7 @@ export function runShim(options: ShimOptions = {}): Promise<ShimExit> {
 
     let outputPaused = false;
     const writeOut = (text: string) => {
+      corkUntilTick(output);
       if (!output.write(`${text}\n`) && !outputPaused) {
         // The client reads slowly: stop reading the socket until stdout drains.
         outputPaused = true;
@@ -115,6 +117,7 @@ export function runShim(options: ShimOptions = {}): Promise<ShimExit> {
         const m = message as { id?: unknown; method?: unknown };
         if (typeof m.method === 'string' && (typeof m.id === 'string' || typeof m.id === 'number')) pending.set(idKey(m.id), m.id);
       }
+      corkUntilTick(rawSocketOf(ws));
       ws.send(line, () => {
         if (inputPaused && ws.bufferedAmount < SOCKET_LOW_WATER_BYTES) {
           inputPaused = false;
