@@ -88,6 +88,9 @@ interface Family {
   instances: Map<string, Upstream>;
 }
 
+/** Client capabilities the daemon passes on to hosted servers (it routes their requests). */
+export const FORWARDED_CAPABILITIES = ['sampling', 'elicitation', 'roots'] as const;
+
 const LIST_CHANGED_METHODS = [
   'notifications/tools/list_changed',
   'notifications/prompts/list_changed',
@@ -152,6 +155,8 @@ export class Hub {
   /** Log levels sessions asked for, with their views. */
   private readonly logLevels = new Map<string, { level: LogLevel; view: View }>();
   private readonly appliedLevel = new Map<Upstream, LogLevel>();
+  /** Instances that have been ready before: the next ready is a restart. */
+  private readonly seenReady = new WeakSet<Upstream>();
 
   constructor(builtin: Upstream, specs: readonly UpstreamSpec[], options: HubOptions) {
     this.builtin = builtin;
@@ -292,6 +297,23 @@ export class Hub {
     return server.scopeKey === (server.scope === 'workspace' ? (view.workspace ?? '') : (view.session ?? ''));
   }
 
+  /**
+   * A session declared client capabilities: a running hosted server that was started without
+   * one of them (so it may have left out the tools that need it) is restarted to be offered
+   * them, once it has no call in flight; its sessions then get `list_changed`.
+   */
+  offerCapabilities(capabilities: Readonly<Record<string, unknown>> | undefined, view: View): void {
+    const offered = FORWARDED_CAPABILITIES.filter((name) => capabilities?.[name] !== undefined);
+    if (offered.length === 0) return;
+    for (const server of this.inView(view)) {
+      if (server === this.builtin) continue;
+      const declared = server.declaredCapabilities;
+      if (!declared || offered.every((name) => declared[name] !== undefined)) continue;
+      if (server.inflight > 0) continue; // never cut calls short; a later session will offer again
+      void server.renew(`a client offers ${offered.filter((n) => declared[n] === undefined).join(', ')}`);
+    }
+  }
+
   /** A session ended: it no longer keeps servers from going idle, subscribed, or verbose. */
   sessionClosed(sessionId: string): void {
     for (const family of this.families.values()) {
@@ -401,6 +423,11 @@ export class Hub {
   /** A (re)started server: fresh lists, and the subscriptions and log level it lost. */
   private restored(server: Upstream): void {
     this.invalidate(server, null);
+    if (this.seenReady.has(server)) {
+      // A new process may offer other tools: the sessions that see it list again.
+      for (const method of LIST_CHANGED_METHODS) this.onlistchanged?.({ jsonrpc: '2.0', method }, server);
+    }
+    this.seenReady.add(server);
     this.appliedLevel.delete(server);
     this.applyLogLevels();
     for (const uri of this.subscribedUris(server)) {

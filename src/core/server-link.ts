@@ -77,6 +77,11 @@ export class ServerLink {
 
   private readonly transport: Transport;
   private readonly options: Required<ServerLinkOptions>;
+
+  /** The client capabilities this link declared to the server at initialize. */
+  get declaredCapabilities(): Readonly<Record<string, unknown>> {
+    return this.options.capabilities;
+  }
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private starting: Promise<void> | undefined;

@@ -96,6 +96,26 @@ export class Upstream {
     return this.link?.inflight ?? 0;
   }
 
+  /** The client capabilities declared to the running server, if it runs. */
+  get declaredCapabilities(): Readonly<Record<string, unknown>> | undefined {
+    return this.state === 'ready' ? this.link?.declaredCapabilities : undefined;
+  }
+
+  /**
+   * Restarts a running server on purpose (to declare new client capabilities): the old process
+   * stops, a new one starts at once. Not a crash: no backoff, not counted as a restart.
+   */
+  async renew(reason: string): Promise<void> {
+    const link = this.link;
+    if (this.state !== 'ready' || !link) return;
+    this.link = undefined; // so its close is not taken for a crash
+    this.pid = undefined;
+    this.state = 'stopped';
+    this.options.log?.('server restarting', { server: this.name, reason });
+    await link.close();
+    await this.connect().catch(() => undefined);
+  }
+
   /** Ready link, starting the server when needed. Rejects with a message when it cannot. */
   connect(): Promise<ServerLink> {
     this.lastUsedMs = Date.now();

@@ -169,6 +169,7 @@ export class Router {
     this.protocolVersion = asked && SUPPORTED_PROTOCOL_VERSIONS.includes(asked) ? asked : LATEST_PROTOCOL_VERSION;
     this.clientInfo = params.clientInfo as { name?: string; version?: string } | undefined;
     this.clientCapabilities = params.capabilities as Record<string, unknown> | undefined;
+    this.hub.offerCapabilities(this.clientCapabilities, this.options.view);
     const single = this.options.view.server;
     if (single !== undefined) {
       // Transparent: the session gets the server's own answer (its protocol version aside).
