@@ -178,7 +178,10 @@ for (const scope of ['session'] as const) {
     assert.match(cResult.text, /the answer of session C/);
     assert.doesNotMatch(cResult.text, /session A/);
   });
+}
 
+// A shared server keeps one roots list: before a call from another session the daemon has it fetch the caller's.
+for (const scope of ['shared', 'session'] as const) {
   test(`get-roots-list shows the calling session its own roots, never another session’s (scope ${scope})`, async () => {
     const daemon = await everythingDaemon(scope);
     const a = await connectShim(cleanup, daemon, { name: 'session-a', capabilities: { roots: { listChanged: true } } });

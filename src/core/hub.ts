@@ -88,6 +88,9 @@ interface Family {
   instances: Map<string, Upstream>;
 }
 
+/** How long a call waits for a shared server to fetch its session's roots. */
+const ROOTS_SWITCH_WAIT_MS = 1_000;
+
 /** Client capabilities the daemon passes on to hosted servers (it routes their requests). */
 export const FORWARDED_CAPABILITIES = ['sampling', 'elicitation', 'roots'] as const;
 
@@ -312,6 +315,26 @@ export class Hub {
       if (server.inflight > 0) continue; // never cut calls short; a later session will offer again
       void server.renew(`a client offers ${offered.filter((n) => declared[n] === undefined).join(', ')}`);
     }
+  }
+
+  /**
+   * Before a session calls a shared server that keeps the roots of another session, tells the
+   * server the roots changed and waits (briefly) until it has fetched this session's. A server
+   * that never asked for roots is left alone.
+   */
+  async rootsFor(server: Upstream, sessionId: string, clientHasRoots: boolean): Promise<void> {
+    if (server.scope !== 'shared' || !clientHasRoots || server.rootsOf === undefined || server.rootsOf === sessionId) return;
+    if (server.state !== 'ready') return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(done, ROOTS_SWITCH_WAIT_MS);
+      function done(): void {
+        clearTimeout(timer);
+        if (server.rootsWanted?.answered === done) server.rootsWanted = undefined;
+        resolve();
+      }
+      server.rootsWanted = { session: sessionId, answered: done };
+      server.notify('notifications/roots/list_changed');
+    });
   }
 
   /** A session ended: it no longer keeps servers from going idle, subscribed, or verbose. */

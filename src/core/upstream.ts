@@ -65,6 +65,10 @@ export class Upstream {
   onrequest: ServerRequestHandler | undefined;
   /** The session that called this server last, for requests no call in flight explains. */
   lastCaller: string | undefined;
+  /** The session whose roots the server got last (a shared server keeps one roots list). */
+  rootsOf: string | undefined;
+  /** While set, the server's next roots/list goes to this session (see Hub.rootsFor). */
+  rootsWanted: { session: string; answered: () => void } | undefined;
 
   private readonly options: UpstreamOptions;
   private link: ServerLink | undefined;

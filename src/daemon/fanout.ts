@@ -60,7 +60,9 @@ export function wireFanout(hub: Hub, sessions: SessionDirectory, requestTimeoutM
     // The caller: the only session with a call in flight; among several, the one whose call
     // carries the progress token the request names, else the most recent; with none, the last.
     // A session-scoped instance has exactly one session.
-    const id = server.scope === 'session' ? server.scopeKey : (context.byToken ?? context.callers[0] ?? server.lastCaller);
+    const wanted = request.method === 'roots/list' ? server.rootsWanted : undefined;
+    const id =
+      server.scope === 'session' ? server.scopeKey : (wanted?.session ?? context.byToken ?? context.callers[0] ?? server.lastCaller);
     const session = id === undefined ? undefined : sessions.get(id);
     if (!session) {
       if (request.method === 'roots/list') return { result: { roots: [] } };
@@ -74,7 +76,13 @@ export function wireFanout(hub: Hub, sessions: SessionDirectory, requestTimeoutM
         },
       };
     }
-    return session.request(request.method, request.params, requestTimeoutMs);
+    const answer = await session.request(request.method, request.params, requestTimeoutMs);
+    if (request.method === 'roots/list') {
+      server.rootsOf = session.id;
+      // After the answer is on its way to the server, so it arrives before the waiting call.
+      if (wanted) setImmediate(wanted.answered);
+    }
+    return answer;
   };
 }
 

@@ -135,6 +135,7 @@ export class Router {
 
   private async forward(id: RpcRequest['id'], method: string, params: Record<string, unknown>, target: Target, signal: AbortSignal) {
     target.server.users.add(this.options.sessionId);
+    await this.hub.rootsFor(target.server, this.options.sessionId, this.clientCapabilities?.roots !== undefined);
     const token = (params._meta as Record<string, unknown> | undefined)?.progressToken;
     const outcome = await target.server.call(method, params, {
       timeoutMs: this.options.callTimeoutMs,
