@@ -7,7 +7,9 @@ import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
+import { pathToFileURL } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { ListRootsRequestSchema, ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { CLI, Cleanup, ROOT, baseEnv, getHealth, textOf, waitFor, type DaemonHandle } from './helpers.js';
 import { memoryEntry, processGone, startHostingDaemon } from './fixtures/hosted-servers.js';
@@ -78,6 +80,41 @@ test('workspace scope: one server-filesystem per project directory, each limited
   assert.equal(running.length, 2, 'two projects, two processes; the two windows on A share one');
   assert.deepEqual(running.map((s) => s.scope_key).sort(), [projectA, projectB].sort());
   assert.equal(new Set(running.map((s) => s.pid)).size, 2);
+});
+
+test("workspace scope: a client's roots say which project it has open, whatever its working directory", async () => {
+  let project = '';
+  const daemon = await startHostingDaemon(cleanup, (home) => {
+    project = join(home, 'project');
+    mkdirSync(project);
+    writeFileSync(join(project, 'readme.txt'), 'from the roots');
+    return { fs: { command: process.execPath, args: [FILESYSTEM, '${workspaceFolder}'], scope: 'workspace' } };
+  });
+  // Started in the daemon home (like an editor that starts servers in the user's home directory).
+  const transport = new StdioClientTransport({
+    command: process.execPath,
+    args: [CLI, 'shim'],
+    env: { ...baseEnv(), ...daemon.clientEnv },
+    cwd: daemon.home,
+    stderr: 'pipe',
+  });
+  const client = new Client({ name: 'roots-window', version: '1' }, { capabilities: { roots: { listChanged: true } } });
+  client.setRequestHandler(ListRootsRequestSchema, () => ({ roots: [{ uri: pathToFileURL(project).href, name: 'project' }] }));
+  let moved = false;
+  client.setNotificationHandler(ToolListChangedNotificationSchema, () => void (moved = true));
+  cleanup.add(() => client.close());
+  await client.connect(transport);
+  await waitFor(() => moved, 'the session to move to its roots workspace');
+  const read = (await client.callTool({ name: 'fs__read_text_file', arguments: { path: join(project, 'readme.txt') } })) as {
+    content: { text?: string }[];
+  };
+  assert.equal(textOf(read), 'from the roots');
+  const running = (await instances(daemon, 'fs')).filter((s) => s.state === 'ready');
+  assert.deepEqual(
+    running.map((s) => s.scope_key),
+    [project],
+    'one instance, for the project named by the roots',
+  );
 });
 
 test('session scope: one process per session, gone when the session closes', async () => {

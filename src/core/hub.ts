@@ -175,6 +175,11 @@ export class Hub {
     return all;
   }
 
+  /** True when some hosted server runs one instance per workspace. */
+  get hasWorkspaceServers(): boolean {
+    return [...this.families.values()].some((f) => f.spec.scope === 'workspace');
+  }
+
   /** Names of the hosted servers in the config. */
   get hostedNames(): string[] {
     return [...this.families.keys()];

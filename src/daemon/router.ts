@@ -13,12 +13,22 @@ import { RpcCode } from '../protocol/codes.js';
 import { rpcError, type RpcNotification, type RpcRequest, type RpcResponse } from '../protocol/jsonrpc.js';
 import { LOG_LEVELS, capabilityOf, type Hub, type ListKind, type LogLevel, type Target, type View } from '../core/hub.js';
 import type { CallOutcome } from '../core/server-link.js';
+import { fileURLToPath } from 'node:url';
 import { NAME, VERSION } from '../version.js';
+
+/** How long the daemon waits for a client's answer to its own roots/list. */
+const ROOTS_REQUEST_TIMEOUT_MS = 5_000;
 
 /** The session side a router talks to. */
 export interface RouterPeer {
   /** Sends one message to the session's client (held while it is detached). */
   send(message: object): void;
+  /** Asks the session's client something; never rejects (errors come as `{ error }`). */
+  request(
+    method: string,
+    params: Record<string, unknown> | undefined,
+    timeoutMs: number,
+  ): Promise<{ result: Record<string, unknown> } | { error: unknown }>;
 }
 
 export interface RouterOptions {
@@ -125,11 +135,45 @@ export class Router {
 
   /** Handles a client notification other than cancellation (the session owns that). */
   notify(notification: RpcNotification): void {
+    if (notification.method === 'notifications/initialized' || notification.method === 'notifications/roots/list_changed') {
+      void this.refineWorkspace();
+    }
     if (notification.method === 'notifications/roots/list_changed') {
       // Servers this session uses may ask for roots again.
       for (const server of this.hub.servers) {
         if (server.users.has(this.options.sessionId) && this.hub.sees(this.options.view, server)) server.notify(notification.method);
       }
+    }
+  }
+
+  /**
+   * A client's roots say better than its working directory which project it has open: the
+   * first `file:` root becomes the session's workspace (for `workspace`-scoped servers), and the
+   * session is told its lists changed when that moves it to another instance.
+   */
+  private async refineWorkspace(): Promise<void> {
+    if (this.clientCapabilities?.roots === undefined || !this.hub.hasWorkspaceServers) return;
+    const answer = await this.peer.request('roots/list', undefined, ROOTS_REQUEST_TIMEOUT_MS);
+    if (!('result' in answer)) return;
+    const roots = answer.result.roots;
+    const first = Array.isArray(roots)
+      ? (roots as { uri?: unknown }[]).find((r) => typeof r.uri === 'string' && r.uri.startsWith('file:'))
+      : undefined;
+    if (!first) return;
+    let path: string;
+    try {
+      path = fileURLToPath(first.uri as string);
+    } catch {
+      return;
+    }
+    if (path === this.options.view.workspace) return;
+    this.options.view.workspace = path;
+    for (const method of [
+      'notifications/tools/list_changed',
+      'notifications/prompts/list_changed',
+      'notifications/resources/list_changed',
+    ]) {
+      this.peer.send({ jsonrpc: '2.0', method });
     }
   }
 
