@@ -327,10 +327,11 @@ export class Hub {
    * server the roots changed and waits (briefly) until it has fetched this session's. A server
    * that never asked for roots is left alone.
    */
-  async rootsFor(server: Upstream, sessionId: string, clientHasRoots: boolean): Promise<void> {
-    if (server.scope !== 'shared' || !clientHasRoots || server.rootsOf === undefined || server.rootsOf === sessionId) return;
-    if (server.state !== 'ready') return;
-    await new Promise<void>((resolve) => {
+  rootsFor(server: Upstream, sessionId: string, clientHasRoots: boolean): Promise<void> | undefined {
+    // Undefined (nothing to wait for) in the common case, so calls do not pay an extra await.
+    if (server.scope !== 'shared' || !clientHasRoots || server.rootsOf === undefined || server.rootsOf === sessionId) return undefined;
+    if (server.state !== 'ready') return undefined;
+    return new Promise<void>((resolve) => {
       const timer = setTimeout(done, ROOTS_SWITCH_WAIT_MS);
       function done(): void {
         clearTimeout(timer);

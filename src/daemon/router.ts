@@ -179,7 +179,8 @@ export class Router {
 
   private async forward(id: RpcRequest['id'], method: string, params: Record<string, unknown>, target: Target, signal: AbortSignal) {
     target.server.users.add(this.options.sessionId);
-    await this.hub.rootsFor(target.server, this.options.sessionId, this.clientCapabilities?.roots !== undefined);
+    const roots = this.hub.rootsFor(target.server, this.options.sessionId, this.clientCapabilities?.roots !== undefined);
+    if (roots) await roots;
     const token = (params._meta as Record<string, unknown> | undefined)?.progressToken;
     const outcome = await target.server.call(method, params, {
       timeoutMs: this.options.callTimeoutMs,
