@@ -35,14 +35,22 @@ test('editing the config while two sessions are live adds, removes and keeps exa
   for (const s of sessions) assert.ok((await s.client.listTools()).tools.some((t) => t.name === 'everything__echo'));
 
   // Add `notes` (a second memory server), remove `everything`, keep `memory` exactly as it was.
+  changed.fill(0);
   writeConfig(daemon.home, {
     memory: memoryEntry(daemon.home, { start: 'eager' }),
     notes: memoryEntry(daemon.home, { env: { MEMORY_FILE_PATH: join(daemon.home, 'notes.jsonl') } }),
   });
   await waitFor(() => changed.every((n) => n > 0), 'tools/list_changed in both sessions', 10_000);
   for (const s of sessions) {
-    const names = (await s.client.listTools()).tools.map((t) => t.name);
-    assert.ok(names.includes('notes__read_graph'), 'the added server is there');
+    // A session may hear an earlier list_changed too (server-everything sends one when it starts): poll the list.
+    const names = await waitFor(
+      async () => {
+        const listed = (await s.client.listTools()).tools.map((t) => t.name);
+        return listed.includes('notes__read_graph') ? listed : null;
+      },
+      'the added server in the list',
+      10_000,
+    );
     assert.ok(!names.some((n) => n.startsWith('everything__')), 'the removed server is gone');
     assert.ok(names.includes('memory__read_graph') && names.includes('version'));
   }
