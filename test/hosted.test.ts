@@ -11,19 +11,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import {
-  CLI,
-  Cleanup,
-  baseEnv,
-  connectShim,
-  getHealth,
-  makeHome,
-  spawnDaemon,
-  spawnShim,
-  textOf,
-  waitFor,
-  type RawShim,
-} from './helpers.js';
+import { CLI, Cleanup, baseEnv, connectShim, getHealth, makeHome, spawnDaemon, spawnShim, textOf, waitFor } from './helpers.js';
 import {
   cmdline,
   connectEverythingDirect,
@@ -33,6 +21,8 @@ import {
   procStat,
   serverReport,
   startHostingDaemon,
+  initializeRaw,
+  readUntilResponse,
   startTeedEverything,
   type Message,
   type ServerReport,
@@ -47,32 +37,6 @@ const LONG_OP = 'everything__trigger-long-running-operation';
 function ownItems<T extends { name: string }>(items: T[], server: string): T[] {
   const prefix = `${server}__`;
   return items.filter((i) => i.name.startsWith(prefix)).map((i) => ({ ...i, name: i.name.slice(prefix.length) }));
-}
-
-/** Sends initialize and initialized on a raw shim. */
-async function initializeRaw(shim: RawShim): Promise<void> {
-  shim.send(
-    JSON.stringify({
-      jsonrpc: '2.0',
-      id: 'init',
-      method: 'initialize',
-      params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw-test', version: '1' } },
-    }),
-  );
-  const reply = await readUntilResponse(shim, 'init', 15_000);
-  assert.ok(reply.response.result, JSON.stringify(reply.response));
-  shim.send(JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }));
-}
-
-/** Reads a raw shim's stdout until the response with this id; returns it and everything before it. */
-async function readUntilResponse(shim: RawShim, id: unknown, timeoutMs = 10_000): Promise<{ response: Message; before: Message[] }> {
-  const before: Message[] = [];
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const message = JSON.parse(await shim.nextLine(Math.max(1, deadline - Date.now()))) as Message;
-    if (message.method === undefined && message.id === id) return { response: message, before };
-    before.push(message);
-  }
 }
 
 /** A deep copy with times of day (`7:21:55 AM`, `19:21:55`) replaced by a placeholder. */
@@ -273,7 +237,7 @@ test('cancelling a long-running call reaches the server; the session keeps worki
 test('two sessions using the same request ids at once each get only their own replies', async () => {
   const daemon = await startHostingDaemon(cleanup, () => ({ everything: everythingEntry() }));
   const shims = { left: spawnShim(cleanup, daemon.clientEnv), right: spawnShim(cleanup, daemon.clientEnv) };
-  await Promise.all(Object.values(shims).map(initializeRaw));
+  await Promise.all(Object.values(shims).map((shim) => initializeRaw(shim)));
   const ids: (number | string)[] = [];
   for (let i = 1; i <= 10; i++) ids.push(i, String(i));
   const message = (who: string, id: number | string) => `${who}:${typeof id}:${id}`;

@@ -19,8 +19,8 @@ import {
   type CallToolResult,
   type JSONRPCRequest,
 } from '@modelcontextprotocol/sdk/types.js';
-import { Cleanup, connectShim, spawnShim, textOf, waitFor, type DaemonHandle, type RawShim } from './helpers.js';
-import { everythingEntry, startHostingDaemon, startTeedEverything, type Message } from './fixtures/hosted-servers.js';
+import { Cleanup, connectShim, spawnShim, textOf, waitFor, type DaemonHandle } from './helpers.js';
+import { everythingEntry, initializeRaw, readUntilResponse, startHostingDaemon, startTeedEverything } from './fixtures/hosted-servers.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());
@@ -73,31 +73,6 @@ async function outcomeText(client: Client, name: string, args: Record<string, un
 
 async function toolNames(client: Client): Promise<string[]> {
   return (await client.listTools()).tools.map((t) => t.name);
-}
-
-async function initializeRaw(shim: RawShim, capabilities: Record<string, unknown> = {}): Promise<void> {
-  shim.send(
-    JSON.stringify({
-      jsonrpc: '2.0',
-      id: 'init',
-      method: 'initialize',
-      params: { protocolVersion: '2025-06-18', capabilities, clientInfo: { name: 'raw-no-capabilities', version: '1' } },
-    }),
-  );
-  const reply = await readUntilResponse(shim, 'init', 15_000);
-  assert.ok(reply.response.result, JSON.stringify(reply.response));
-  shim.send(JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }));
-}
-
-/** Reads a raw shim's stdout until the response with this id; returns it and everything before it. */
-async function readUntilResponse(shim: RawShim, id: unknown, timeoutMs = 10_000): Promise<{ response: Message; before: Message[] }> {
-  const before: Message[] = [];
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const message = JSON.parse(await shim.nextLine(Math.max(1, deadline - Date.now()))) as Message;
-    if (message.method === undefined && message.id === id) return { response: message, before };
-    before.push(message);
-  }
 }
 
 test('sampling and elicitation go to the calling session; a session that did not declare them gets a clear error', async () => {
