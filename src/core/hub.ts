@@ -10,66 +10,15 @@
  */
 import { RpcCode } from '../protocol/codes.js';
 import type { RpcErrorObject, RpcNotification } from '../protocol/jsonrpc.js';
-import type { CallOptions, CallOutcome, ServerRequestHandler } from './server-link.js';
+import type { ServerRequestHandler } from './server-link.js';
 import type { UpstreamSpec } from './upstream-config.js';
+import { Interests } from './interests.js';
+import { LISTS, ListError, UnavailableError, asRpcError, templatePattern, type ListKind, type ListSpec } from './lists.js';
 import type { Upstream } from './upstream.js';
 
+export type { ListKind } from './lists.js';
+
 export const PREFIX_SEPARATOR = '__';
-
-/** MCP log levels, most verbose first. */
-export const LOG_LEVELS = ['debug', 'info', 'notice', 'warning', 'error', 'critical', 'alert', 'emergency'] as const;
-export type LogLevel = (typeof LOG_LEVELS)[number];
-
-/** A list method the hub merges, and how its items are named. */
-export type ListKind = 'tools' | 'prompts' | 'resources' | 'resourceTemplates';
-
-interface ListSpec {
-  method: string;
-  /** The result key holding the items. */
-  key: string;
-  /** The capability a server must declare to be asked. */
-  capability: string;
-  /** Item field that gets the server prefix, or null when items keep their own names. */
-  prefixed: 'name' | null;
-  /** Item field routing follow-up calls back to its server. */
-  routeBy: 'name' | 'uri' | 'uriTemplate';
-  changed: string;
-}
-
-const LISTS: Readonly<Record<ListKind, ListSpec>> = Object.freeze({
-  tools: {
-    method: 'tools/list',
-    key: 'tools',
-    capability: 'tools',
-    prefixed: 'name',
-    routeBy: 'name',
-    changed: 'notifications/tools/list_changed',
-  },
-  prompts: {
-    method: 'prompts/list',
-    key: 'prompts',
-    capability: 'prompts',
-    prefixed: 'name',
-    routeBy: 'name',
-    changed: 'notifications/prompts/list_changed',
-  },
-  resources: {
-    method: 'resources/list',
-    key: 'resources',
-    capability: 'resources',
-    prefixed: null,
-    routeBy: 'uri',
-    changed: 'notifications/resources/list_changed',
-  },
-  resourceTemplates: {
-    method: 'resources/templates/list',
-    key: 'resourceTemplates',
-    capability: 'resources',
-    prefixed: null,
-    routeBy: 'uriTemplate',
-    changed: 'notifications/resources/list_changed',
-  },
-});
 
 /** Which servers a session sees: all of them (merged, prefixed) or one, as it is. */
 export interface View {
@@ -151,19 +100,19 @@ export class Hub {
   private readonly perServer = new Map<Upstream, Map<ListKind, Promise<Item[]>>>();
   private readonly merged = new Map<string, Map<ListKind, Promise<Merged>>>();
   private readonly options: HubOptions;
-  /** Per server: URI -> the sessions subscribed to it. The server is subscribed while one is. */
-  private readonly subscriptions = new Map<Upstream, Map<string, Set<string>>>();
-  /** First subscribes to a URI on their way to the server: sessions subscribing meanwhile share the answer. */
-  private readonly subscribing = new Map<Upstream, Map<string, Promise<CallOutcome>>>();
-  /** Log levels sessions asked for, with their views. */
-  private readonly logLevels = new Map<string, { level: LogLevel; view: View }>();
-  private readonly appliedLevel = new Map<Upstream, LogLevel>();
+  /** Resource subscriptions and log levels of the sessions, per server. */
+  readonly interests: Interests;
   /** Instances that have been ready before: the next ready is a restart. */
   private readonly seenReady = new WeakSet<Upstream>();
 
   constructor(builtin: Upstream, specs: readonly UpstreamSpec[], options: HubOptions) {
     this.builtin = builtin;
     this.options = options;
+    this.interests = new Interests({
+      timeoutMs: options.listTimeoutMs,
+      servers: () => this.servers,
+      sees: (view, server) => this.sees(view, server),
+    });
     this.adopt(builtin);
     for (const spec of specs) this.families.set(spec.name, this.family(spec));
   }
@@ -256,8 +205,7 @@ export class Hub {
     }
     for (const server of stopping) {
       this.perServer.delete(server);
-      this.subscriptions.delete(server);
-      this.appliedLevel.delete(server);
+      this.interests.forget(server);
     }
     this.families = families;
     this.merged.clear();
@@ -351,102 +299,12 @@ export class Hub {
       // A session-scoped server lives exactly as long as its session.
       family.instances.delete(sessionId);
       this.perServer.delete(own);
-      this.subscriptions.delete(own);
-      this.appliedLevel.delete(own);
+      this.interests.forget(own);
       this.merged.clear();
       void own.close();
     }
     for (const server of this.servers) server.users.delete(sessionId);
-    for (const [server, byUri] of this.subscriptions) {
-      for (const [uri, sessions] of byUri) {
-        if (!sessions.delete(sessionId) || sessions.size > 0) continue;
-        byUri.delete(uri);
-        void server.call('resources/unsubscribe', { uri }, { timeoutMs: this.options.listTimeoutMs });
-      }
-    }
-    if (this.logLevels.delete(sessionId)) this.applyLogLevels();
-  }
-
-  /**
-   * Subscribes a session to a resource. The server hears only the first subscription to a URI
-   * (and the last unsubscription); the others are answered here.
-   */
-  async subscribe(sessionId: string, server: Upstream, uri: string, options: CallOptions): Promise<CallOutcome> {
-    let byUri = this.subscriptions.get(server);
-    if (!byUri) {
-      byUri = new Map();
-      this.subscriptions.set(server, byUri);
-    }
-    const sessions = byUri.get(uri);
-    if (sessions && sessions.size > 0) {
-      sessions.add(sessionId);
-      return { result: {} };
-    }
-    let pendingByUri = this.subscribing.get(server);
-    if (!pendingByUri) {
-      pendingByUri = new Map();
-      this.subscribing.set(server, pendingByUri);
-    }
-    let pending = pendingByUri.get(uri);
-    if (!pending) {
-      // Not bound to this caller's cancellation: other sessions may be waiting for the same answer.
-      pending = server.call('resources/subscribe', { uri }, { timeoutMs: options.timeoutMs, origin: options.origin });
-      const shared = pending;
-      const waiting = pendingByUri;
-      void shared.then(() => {
-        if (waiting.get(uri) === shared) waiting.delete(uri);
-      });
-      pendingByUri.set(uri, shared);
-    }
-    const outcome = await pending;
-    if (outcome && 'result' in outcome) {
-      const now = byUri.get(uri) ?? new Set<string>();
-      now.add(sessionId);
-      byUri.set(uri, now);
-    }
-    return outcome;
-  }
-
-  async unsubscribe(sessionId: string, server: Upstream, uri: string, options: CallOptions): Promise<CallOutcome> {
-    const byUri = this.subscriptions.get(server);
-    const sessions = byUri?.get(uri);
-    if (!sessions?.delete(sessionId)) return { result: {} };
-    if (sessions.size > 0) return { result: {} };
-    byUri?.delete(uri);
-    return server.call('resources/unsubscribe', { uri }, options);
-  }
-
-  /** The sessions subscribed to a URI of a server. */
-  subscribers(server: Upstream, uri: string): ReadonlySet<string> {
-    return this.subscriptions.get(server)?.get(uri) ?? new Set();
-  }
-
-  /** URIs of a server some session is subscribed to (for tests and status). */
-  subscribedUris(server: Upstream): string[] {
-    return [...(this.subscriptions.get(server)?.keys() ?? [])];
-  }
-
-  /**
-   * Records a session's log level. Each server in its view is set to the most verbose level
-   * any session that sees it asked for; sessions filter out what is below their own.
-   */
-  setLogLevel(sessionId: string, level: LogLevel, view: View): void {
-    this.logLevels.set(sessionId, { level, view });
-    this.applyLogLevels();
-  }
-
-  private applyLogLevels(): void {
-    for (const server of this.servers) {
-      if (server.state !== 'ready' || capabilityOf(server, 'logging') === undefined) continue;
-      let wanted: LogLevel | undefined;
-      for (const { level, view } of this.logLevels.values()) {
-        if (!this.sees(view, server)) continue;
-        if (wanted === undefined || LOG_LEVELS.indexOf(level) < LOG_LEVELS.indexOf(wanted)) wanted = level;
-      }
-      if (wanted === undefined || this.appliedLevel.get(server) === wanted) continue;
-      this.appliedLevel.set(server, wanted);
-      void server.call('logging/setLevel', { level: wanted }, { timeoutMs: this.options.listTimeoutMs });
-    }
+    this.interests.sessionClosed(sessionId);
   }
 
   /** A (re)started server: fresh lists, and the subscriptions and log level it lost. */
@@ -457,11 +315,7 @@ export class Hub {
       for (const method of LIST_CHANGED_METHODS) this.onlistchanged?.({ jsonrpc: '2.0', method }, server);
     }
     this.seenReady.add(server);
-    this.appliedLevel.delete(server);
-    this.applyLogLevels();
-    for (const uri of this.subscribedUris(server)) {
-      void server.call('resources/subscribe', { uri }, { timeoutMs: this.options.listTimeoutMs });
-    }
+    this.interests.restored(server);
   }
 
   /** The merged list for one kind in a view. A server that cannot start is left out (its error is in its report). */
@@ -620,47 +474,8 @@ export class Hub {
   }
 }
 
-class ListError extends Error {
-  constructor(readonly rpc: RpcErrorObject) {
-    super(rpc.message);
-  }
-}
-
-class UnavailableError extends Error {
-  constructor(
-    readonly server: Upstream,
-    message: string,
-  ) {
-    super(`${server.name}: ${message}`);
-  }
-}
-
-function asRpcError(error: unknown): RpcErrorObject {
-  if (error instanceof ListError) return error.rpc;
-  if (error instanceof UnavailableError)
-    return { code: RpcCode.UPSTREAM_UNAVAILABLE, message: error.message, data: { server: error.server.name } };
-  return { code: RpcCode.INTERNAL_ERROR, message: error instanceof Error ? error.message : String(error) };
-}
-
 /** The capability a ready server declared, or undefined. */
 export function capabilityOf(server: Upstream, name: string): unknown {
   const caps = server.initializeResult?.capabilities as Record<string, unknown> | undefined;
   return caps?.[name];
-}
-
-/** A regular expression for an RFC 6570 URI template (levels 1-2 are enough to route by). */
-function templatePattern(template: string): RegExp {
-  let source = '^';
-  let last = 0;
-  for (const match of template.matchAll(/\{([^}]*)\}/g)) {
-    source += escapeRegExp(template.slice(last, match.index));
-    const expr = match[1] ?? '';
-    source += expr.startsWith('+') || expr.startsWith('#') ? '.*' : '[^/?#]*';
-    last = (match.index ?? 0) + match[0].length;
-  }
-  return new RegExp(`${source}${escapeRegExp(template.slice(last))}$`);
-}
-
-function escapeRegExp(text: string): string {
-  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }

@@ -7,7 +7,8 @@
 import { basename } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { RpcCode } from '../protocol/codes.js';
-import { LOG_LEVELS, type Hub, type LogLevel } from '../core/hub.js';
+import type { Hub } from '../core/hub.js';
+import { LOG_LEVELS, type LogLevel } from '../core/interests.js';
 import type { Session } from './session.js';
 
 /** The capability a client must declare to be sent each server-to-client request. */
@@ -32,7 +33,7 @@ export function wireFanout(hub: Hub, sessions: SessionDirectory, requestTimeoutM
     if (n.method === 'notifications/resources/updated') {
       const uri = n.params?.uri;
       if (typeof uri !== 'string') return;
-      for (const id of hub.subscribers(server, uri)) sessions.get(id)?.send(n);
+      for (const id of hub.interests.subscribers(server, uri)) sessions.get(id)?.send(n);
       return;
     }
     if (n.method === 'notifications/message') {

@@ -11,7 +11,8 @@
 import { LATEST_PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS } from '@modelcontextprotocol/sdk/types.js';
 import { RpcCode } from '../protocol/codes.js';
 import { rpcError, type RpcNotification, type RpcRequest, type RpcResponse } from '../protocol/jsonrpc.js';
-import { LOG_LEVELS, capabilityOf, type Hub, type ListKind, type LogLevel, type Target, type View } from '../core/hub.js';
+import { capabilityOf, type Hub, type ListKind, type Target, type View } from '../core/hub.js';
+import { LOG_LEVELS, type LogLevel } from '../core/interests.js';
 import type { CallOutcome } from '../core/server-link.js';
 import { fileURLToPath } from 'node:url';
 import { NAME, VERSION } from '../version.js';
@@ -96,7 +97,7 @@ export class Router {
           return rpcError(id, RpcCode.INVALID_PARAMS, `level must be one of ${LOG_LEVELS.join(', ')}`);
         }
         this.logLevel = level as LogLevel;
-        this.hub.setLogLevel(this.options.sessionId, this.logLevel, this.options.view);
+        this.hub.interests.setLogLevel(this.options.sessionId, this.logLevel, this.options.view);
         return ok(id, {});
       }
     }
@@ -119,8 +120,8 @@ export class Router {
         const options = { timeoutMs: this.options.callTimeoutMs, signal, origin: this.options.sessionId };
         const subscribe = method === 'resources/subscribe';
         const outcome = subscribe
-          ? await this.hub.subscribe(this.options.sessionId, target.server, target.name, options)
-          : await this.hub.unsubscribe(this.options.sessionId, target.server, target.name, options);
+          ? await this.hub.interests.subscribe(this.options.sessionId, target.server, target.name, options)
+          : await this.hub.interests.unsubscribe(this.options.sessionId, target.server, target.name, options);
         return toResponse(id, outcome);
       }
       return this.forward(id, method, forwarded, target, signal);
