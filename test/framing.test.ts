@@ -1,25 +1,10 @@
 /** The shim's stdio framing: bad lines cost only themselves, stdout carries only MCP, flow control holds. */
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
-import { Cleanup, spawnShim, startDaemon, textOf, type RawShim } from './helpers.js';
+import { Cleanup, initializeRaw, spawnShim, startDaemon, textOf } from './helpers.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());
-
-const INIT = JSON.stringify({
-  jsonrpc: '2.0',
-  id: 0,
-  method: 'initialize',
-  params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'framing', version: '1' } },
-});
-
-async function initialized(shim: RawShim): Promise<void> {
-  shim.send(INIT);
-  const reply = JSON.parse(await shim.nextLine()) as { id: number; result?: unknown };
-  assert.equal(reply.id, 0);
-  assert.ok(reply.result);
-  shim.send(JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }));
-}
 
 const echo = (id: number, text: string) =>
   JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'echo', arguments: { text } } });
@@ -27,7 +12,7 @@ const echo = (id: number, text: string) =>
 test('a malformed stdin line gets -32700 and the session goes on', async () => {
   const daemon = await startDaemon(cleanup);
   const shim = spawnShim(cleanup, daemon.clientEnv);
-  await initialized(shim);
+  await initializeRaw(shim);
   shim.send('{"jsonrpc":"2.0","id":1,"method":');
   const error = JSON.parse(await shim.nextLine()) as { id: null; error: { code: number } };
   assert.equal(error.id, null);
@@ -45,7 +30,7 @@ test('a malformed stdin line gets -32700 and the session goes on', async () => {
 test('an oversize stdin line is refused without crashing, the next line works', async () => {
   const daemon = await startDaemon(cleanup, { env: { EXAI_WS_MAX_BYTES: '4096' } });
   const shim = spawnShim(cleanup, daemon.clientEnv);
-  await initialized(shim);
+  await initializeRaw(shim);
   shim.send(echo(1, 'x'.repeat(20_000)));
   const refused = JSON.parse(await shim.nextLine()) as { error: { code: number; message: string } };
   assert.equal(refused.error.code, -32600);
@@ -60,7 +45,7 @@ test('an oversize stdin line is refused without crashing, the next line works', 
 test('a client that does not read stdout for a while loses nothing; every line on stdout is JSON-RPC', async () => {
   const daemon = await startDaemon(cleanup, { env: { EXAI_WS_QUEUE_LIMIT: '4000' } });
   const shim = spawnShim(cleanup, daemon.clientEnv);
-  await initialized(shim);
+  await initializeRaw(shim);
   const count = 1500;
   const payload = 'y'.repeat(8 * 1024);
   // Stop reading the shim's stdout: replies back up through the pipe, the shim and the daemon.

@@ -340,3 +340,41 @@ export function logPath(home: string): string {
 export function metricsPath(home: string): string {
   return join(home, 'logs', 'metrics.jsonl');
 }
+
+/** Rejects when `promise` has not settled within `timeoutMs`. */
+export function within<T>(promise: Promise<T>, timeoutMs: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)), timeoutMs);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** A JSON-RPC message as the tests read it. */
+export type Message = Record<string, unknown> & { id?: unknown; method?: string; params?: Record<string, unknown> };
+
+/** Reads a raw shim's stdout until the response with this id; returns it and everything before it. */
+export async function readUntilResponse(shim: RawShim, id: unknown, timeoutMs = 10_000): Promise<{ response: Message; before: Message[] }> {
+  const before: Message[] = [];
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const message = JSON.parse(await shim.nextLine(Math.max(1, deadline - Date.now()))) as Message;
+    if (message.method === undefined && message.id === id) return { response: message, before };
+    before.push(message);
+  }
+}
+
+/** Runs a raw shim through initialize (id 'init') and notifications/initialized; throws when initialize fails. */
+export async function initializeRaw(shim: RawShim, capabilities: Record<string, unknown> = {}): Promise<void> {
+  shim.send(
+    JSON.stringify({
+      jsonrpc: '2.0',
+      id: 'init',
+      method: 'initialize',
+      params: { protocolVersion: '2025-06-18', capabilities, clientInfo: { name: 'raw-test', version: '1' } },
+    }),
+  );
+  const reply = await readUntilResponse(shim, 'init', 15_000);
+  if (!reply.response.result) throw new Error(`initialize failed: ${JSON.stringify(reply.response)}`);
+  shim.send(JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }));
+}

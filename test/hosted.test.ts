@@ -11,7 +11,21 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { CLI, Cleanup, baseEnv, connectShim, getHealth, makeHome, spawnDaemon, spawnShim, textOf, waitFor } from './helpers.js';
+import {
+  CLI,
+  Cleanup,
+  baseEnv,
+  connectShim,
+  getHealth,
+  makeHome,
+  spawnDaemon,
+  spawnShim,
+  textOf,
+  waitFor,
+  initializeRaw,
+  readUntilResponse,
+  type Message,
+} from './helpers.js';
 import {
   cmdline,
   connectEverythingDirect,
@@ -21,10 +35,7 @@ import {
   procStat,
   serverReport,
   startHostingDaemon,
-  initializeRaw,
-  readUntilResponse,
   startTeedEverything,
-  type Message,
   type ServerReport,
 } from './fixtures/hosted-servers.js';
 

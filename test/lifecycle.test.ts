@@ -25,6 +25,7 @@ import {
   startDaemon,
   waitFor,
   type DaemonHandle,
+  within,
 } from './helpers.js';
 
 const cleanup = new Cleanup();
@@ -34,15 +35,6 @@ type Json = Record<string, unknown>;
 
 function pidPath(home: string): string {
   return join(home, 'logs', 'ws_daemon.pid');
-}
-
-/** Rejects when `promise` has not settled within `timeoutMs`. */
-function within<T>(promise: Promise<T>, timeoutMs: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)), timeoutMs);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 function send(ws: WebSocket, message: Json): void {

@@ -19,8 +19,8 @@ import {
   type CallToolResult,
   type JSONRPCRequest,
 } from '@modelcontextprotocol/sdk/types.js';
-import { Cleanup, connectShim, spawnShim, textOf, waitFor, type DaemonHandle } from './helpers.js';
-import { everythingEntry, initializeRaw, readUntilResponse, startHostingDaemon, startTeedEverything } from './fixtures/hosted-servers.js';
+import { Cleanup, connectShim, initializeRaw, readUntilResponse, spawnShim, textOf, waitFor, type DaemonHandle } from './helpers.js';
+import { everythingEntry, startHostingDaemon, startTeedEverything } from './fixtures/hosted-servers.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());

@@ -18,21 +18,14 @@ import {
   startDaemon,
   waitFor,
   type RawShim,
+  within,
+  initializeRaw,
 } from './helpers.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());
 
 type Json = Record<string, unknown>;
-
-/** Rejects when `promise` has not settled within `timeoutMs`. */
-function within<T>(promise: Promise<T>, timeoutMs: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)), timeoutMs);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
 
 /** A loopback port nobody listens on (bound, then released). */
 async function closedPort(): Promise<number> {
@@ -63,21 +56,6 @@ async function remainingLines(shim: RawShim): Promise<string[]> {
 
 function sessionLines(home: string, msg: string, sessionId?: string): Json[] {
   return readJsonLines(logPath(home)).filter((l) => l.msg === msg && (sessionId === undefined || l.session_id === sessionId));
-}
-
-const INITIALIZE = JSON.stringify({
-  jsonrpc: '2.0',
-  id: 1,
-  method: 'initialize',
-  params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'shim-test', version: '1' } },
-});
-
-async function initializeRaw(shim: RawShim): Promise<void> {
-  shim.send(INITIALIZE);
-  const reply = JSON.parse(await shim.nextLine()) as Json;
-  assert.equal(reply.id, 1);
-  assert.ok(reply.result, `initialize failed: ${JSON.stringify(reply)}`);
-  shim.send(JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }));
 }
 
 test('a shim killed with SIGKILL frees its session once the resume grace ends', async () => {
