@@ -13,8 +13,17 @@ import type { RpcErrorObject, RpcNotification } from '../protocol/jsonrpc.js';
 import type { ServerRequestHandler } from './server-link.js';
 import type { UpstreamSpec } from './upstream-config.js';
 import { Interests } from './interests.js';
-import { LISTS, ListError, UnavailableError, asRpcError, templatePattern, type ListKind, type ListSpec } from './lists.js';
-import type { Upstream } from './upstream.js';
+import {
+  LISTS,
+  LIST_CHANGED_METHODS,
+  ListError,
+  UnavailableError,
+  asRpcError,
+  templatePattern,
+  type ListKind,
+  type ListSpec,
+} from './lists.js';
+import { capabilityOf, type Upstream } from './upstream.js';
 
 export type { ListKind } from './lists.js';
 
@@ -42,12 +51,6 @@ const ROOTS_SWITCH_WAIT_MS = 1_000;
 
 /** Client capabilities the daemon passes on to hosted servers (it routes their requests). */
 export const FORWARDED_CAPABILITIES = ['sampling', 'elicitation', 'roots'] as const;
-
-const LIST_CHANGED_METHODS = [
-  'notifications/tools/list_changed',
-  'notifications/prompts/list_changed',
-  'notifications/resources/list_changed',
-];
 
 type Item = Record<string, unknown>;
 
@@ -472,10 +475,4 @@ export class Hub {
     }
     this.onservernotification?.(server, n);
   }
-}
-
-/** The capability a ready server declared, or undefined. */
-export function capabilityOf(server: Upstream, name: string): unknown {
-  const caps = server.initializeResult?.capabilities as Record<string, unknown> | undefined;
-  return caps?.[name];
 }

@@ -5,7 +5,7 @@
  * when a server restarts.
  */
 import type { CallOptions, CallOutcome } from './server-link.js';
-import type { Upstream } from './upstream.js';
+import { capabilityOf, type Upstream } from './upstream.js';
 import type { View } from './hub.js';
 
 /** MCP log levels, most verbose first. */
@@ -131,7 +131,7 @@ export class Interests {
 
   private applyLogLevels(): void {
     for (const server of this.deps.servers()) {
-      if (server.state !== 'ready' || !declaresLogging(server)) continue;
+      if (server.state !== 'ready' || capabilityOf(server, 'logging') === undefined) continue;
       let wanted: LogLevel | undefined;
       for (const { level, view } of this.logLevels.values()) {
         if (!this.deps.sees(view, server)) continue;
@@ -142,9 +142,4 @@ export class Interests {
       void server.call('logging/setLevel', { level: wanted }, { timeoutMs: this.deps.timeoutMs });
     }
   }
-}
-
-function declaresLogging(server: Upstream): boolean {
-  const caps = server.initializeResult?.capabilities as Record<string, unknown> | undefined;
-  return caps?.logging !== undefined;
 }

@@ -95,3 +95,10 @@ export function templatePattern(template: string): RegExp {
 function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
+
+/** The notifications that tell a client to list tools, prompts and resources again. */
+export const LIST_CHANGED_METHODS = Object.freeze([
+  'notifications/tools/list_changed',
+  'notifications/prompts/list_changed',
+  'notifications/resources/list_changed',
+]);

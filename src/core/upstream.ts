@@ -281,3 +281,9 @@ export class Upstream {
 function backoff(failures: number): number {
   return RESTART_BACKOFF_MS[Math.min(failures, RESTART_BACKOFF_MS.length) - 1] ?? 0;
 }
+
+/** The capability a ready server declared in its initialize result, or undefined. */
+export function capabilityOf(server: Upstream, name: string): unknown {
+  const caps = server.initializeResult?.capabilities as Record<string, unknown> | undefined;
+  return caps?.[name];
+}

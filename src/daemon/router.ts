@@ -8,13 +8,15 @@
  * had launched it: its initialize result, its names unprefixed, and every other method passed
  * through as it is.
  */
+import { fileURLToPath } from 'node:url';
 import { LATEST_PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS } from '@modelcontextprotocol/sdk/types.js';
 import { RpcCode } from '../protocol/codes.js';
 import { rpcError, type RpcNotification, type RpcRequest, type RpcResponse } from '../protocol/jsonrpc.js';
-import { capabilityOf, type Hub, type ListKind, type Target, type View } from '../core/hub.js';
+import type { Hub, ListKind, Target, View } from '../core/hub.js';
 import { LOG_LEVELS, type LogLevel } from '../core/interests.js';
+import { LIST_CHANGED_METHODS } from '../core/lists.js';
+import { capabilityOf } from '../core/upstream.js';
 import type { CallOutcome } from '../core/server-link.js';
-import { fileURLToPath } from 'node:url';
 import { NAME, VERSION } from '../version.js';
 
 /** How long the daemon waits for a client's answer to its own roots/list. */
@@ -169,13 +171,7 @@ export class Router {
     }
     if (path === this.options.view.workspace) return;
     this.options.view.workspace = path;
-    for (const method of [
-      'notifications/tools/list_changed',
-      'notifications/prompts/list_changed',
-      'notifications/resources/list_changed',
-    ]) {
-      this.peer.send({ jsonrpc: '2.0', method });
-    }
+    for (const method of LIST_CHANGED_METHODS) this.peer.send({ jsonrpc: '2.0', method });
   }
 
   private async forward(id: RpcRequest['id'], method: string, params: Record<string, unknown>, target: Target, signal: AbortSignal) {
