@@ -7,11 +7,11 @@
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 import { RpcCode } from '../protocol/codes.js';
-import { classify, type RpcErrorObject, type RpcNotification, type RpcRequest } from '../protocol/jsonrpc.js';
+import { classify, type Answer, type RpcNotification, type RpcRequest } from '../protocol/jsonrpc.js';
 import { VERSION, NAME } from '../version.js';
 
 /** The outcome of one call: a result, an error, or null when the caller cancelled it. */
-export type CallOutcome = { result: Record<string, unknown> } | { error: RpcErrorObject } | null;
+export type CallOutcome = Answer | null;
 
 export interface CallOptions {
   /** Deadline in milliseconds; past it the server is told to cancel and the caller gets -32001. */
@@ -33,10 +33,7 @@ export interface ServerRequestContext {
 }
 
 /** Answers one server-to-client request (sampling, elicitation, roots). Never rejects. */
-export type ServerRequestHandler = (
-  request: RpcRequest,
-  context: ServerRequestContext,
-) => Promise<{ result: Record<string, unknown> } | { error: RpcErrorObject }>;
+export type ServerRequestHandler = (request: RpcRequest, context: ServerRequestContext) => Promise<Answer>;
 
 export type LinkState = 'new' | 'starting' | 'ready' | 'closed';
 
@@ -252,8 +249,7 @@ export class ServerLink {
   }
 
   private answerServerRequest(request: RpcRequest): void {
-    const send = (body: { result: Record<string, unknown> } | { error: RpcErrorObject }) =>
-      this.transport.send({ jsonrpc: '2.0', id: request.id, ...body }).catch(() => undefined);
+    const send = (body: Answer) => this.transport.send({ jsonrpc: '2.0', id: request.id, ...body }).catch(() => undefined);
     if (request.method === 'ping') {
       void send({ result: {} });
       return;

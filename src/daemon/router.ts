@@ -11,7 +11,7 @@
 import { fileURLToPath } from 'node:url';
 import { LATEST_PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS } from '@modelcontextprotocol/sdk/types.js';
 import { RpcCode } from '../protocol/codes.js';
-import { rpcError, type RpcNotification, type RpcRequest, type RpcResponse } from '../protocol/jsonrpc.js';
+import { rpcError, type Answer, type RpcNotification, type RpcRequest, type RpcResponse } from '../protocol/jsonrpc.js';
 import type { Hub, ListKind, Target, View } from '../core/hub.js';
 import { LOG_LEVELS, type LogLevel } from '../core/interests.js';
 import { LIST_CHANGED_METHODS } from '../core/lists.js';
@@ -27,11 +27,7 @@ export interface RouterPeer {
   /** Sends one message to the session's client (held while it is detached). */
   send(message: object): void;
   /** Asks the session's client something; never rejects (errors come as `{ error }`). */
-  request(
-    method: string,
-    params: Record<string, unknown> | undefined,
-    timeoutMs: number,
-  ): Promise<{ result: Record<string, unknown> } | { error: unknown }>;
+  request(method: string, params: Record<string, unknown> | undefined, timeoutMs: number): Promise<Answer>;
 }
 
 export interface RouterOptions {

@@ -9,15 +9,7 @@
  */
 import { RpcCode } from '../protocol/codes.js';
 import { corkUntilTick, rawSocketOf } from '../protocol/cork.js';
-import {
-  idKey,
-  parseMessage,
-  rpcError,
-  type RequestId,
-  type RpcErrorObject,
-  type RpcRequest,
-  type RpcResponse,
-} from '../protocol/jsonrpc.js';
+import { idKey, parseMessage, rpcError, type RequestId, type Answer, type RpcRequest, type RpcResponse } from '../protocol/jsonrpc.js';
 import type { Hub, View } from '../core/hub.js';
 import type { DaemonConfig } from './config.js';
 import type { Logger } from './logger.js';
@@ -42,9 +34,6 @@ export interface SessionSocket {
 }
 
 export type SessionState = 'attached' | 'detached' | 'closed';
-
-/** A client's answer to a request sent on a server's behalf. */
-export type ClientAnswer = { result: Record<string, unknown> } | { error: RpcErrorObject };
 
 /** Outbound bytes buffered on a socket before the session stops reading from it. */
 export const OUTPUT_HIGH_WATER_BYTES = 4 * 1024 * 1024;
@@ -89,7 +78,7 @@ export class Session implements RouterPeer {
   private draining = false;
   private outputPaused = false;
   /** Requests sent to the client on a server's behalf, by id, until it answers. */
-  private readonly outgoing = new Map<string, { resolve: (outcome: ClientAnswer) => void; timer: NodeJS.Timeout }>();
+  private readonly outgoing = new Map<string, { resolve: (outcome: Answer) => void; timer: NodeJS.Timeout }>();
   private nextOutgoingId = 1;
 
   constructor(id: string, client: ClientLabel, deps: SessionDeps, view: View = {}) {
@@ -162,7 +151,7 @@ export class Session implements RouterPeer {
    * Sends a request to the client on a server's behalf and resolves with its answer: the
    * client's result or error, -32001 past `timeoutMs`, -32000 if the session ends first.
    */
-  request(method: string, params: Record<string, unknown> | undefined, timeoutMs: number): Promise<ClientAnswer> {
+  request(method: string, params: Record<string, unknown> | undefined, timeoutMs: number): Promise<Answer> {
     if (this.state === 'closed')
       return Promise.resolve({ error: { code: RpcCode.CONNECTION_CLOSED, message: 'the client session is closed' } });
     const id = `exai-ws-${this.nextOutgoingId++}`;

@@ -38,6 +38,9 @@ export interface RpcFailure {
 }
 
 export type RpcResponse = RpcSuccess | RpcFailure;
+
+/** The body of a response without its envelope: what a call or a request to a client comes to. */
+export type Answer = { result: Record<string, unknown> } | { error: RpcErrorObject };
 export type RpcMessage = RpcRequest | RpcNotification | RpcResponse;
 
 /** What one parsed frame or line turned out to be. `invalid` carries the reply to send. */
