@@ -82,7 +82,12 @@ export function registerAiTools(server: McpServer, providers: Providers): void {
             },
           },
         );
-        flush();
+        if (unsent.length > 0) {
+          flush();
+          // Let the last piece leave in a write of its own: SDK 1.x clients drop a progress
+          // notification they read in one chunk with its result (typescript-sdk#2580).
+          await new Promise((resolve) => setImmediate(resolve));
+        }
         return {
           content: [{ type: 'text', text: result.text }],
           _meta: {
