@@ -25,6 +25,7 @@ import { VERSION } from '../src/version.js';
 import {
   CLI,
   ROOT,
+  SHIM,
   STRIPPED_ENV,
   childEnv,
   connectClient,
@@ -271,14 +272,15 @@ function startFigures(runs: { ms: number; cpuMs: number }[]): StartFigures {
   };
 }
 
-type StartKind = 'shim' | 'stdio' | 'bareNode' | 'bareNodeExtraCa';
+type StartKind = 'shim' | 'shimViaCli' | 'stdio' | 'bareNode' | 'bareNodeExtraCa';
 
 async function measureStart(plan: Plan, daemon: DaemonProc): Promise<Partial<Record<StartKind, StartFigures>>> {
   const stdioHome = makeHome();
   const bareNodeArgs = ['-e', "process.stdin.once('data',()=>{process.stdout.write('{}\\n');process.exit(0)})"];
   const extraCa = process.env.NODE_EXTRA_CA_CERTS;
   const kinds: Partial<Record<StartKind, { args: string[]; env: Record<string, string>; line: string }>> = {
-    shim: { args: [CLI, 'shim'], env: childEnv(daemon.home), line: INITIALIZE_LINE },
+    shim: { args: [SHIM], env: childEnv(daemon.home), line: INITIALIZE_LINE },
+    shimViaCli: { args: [CLI, 'shim'], env: childEnv(daemon.home), line: INITIALIZE_LINE },
     stdio: { args: [CLI, 'stdio'], env: childEnv(stdioHome), line: INITIALIZE_LINE },
     // Node itself: start, read one stdin line, write one stdout line. The floor for the others.
     bareNode: { args: bareNodeArgs, env: childEnv(stdioHome), line: '{}' },
@@ -292,7 +294,7 @@ async function measureStart(plan: Plan, daemon: DaemonProc): Promise<Partial<Rec
     for (const kind of order) {
       const { args, env, line } = kinds[kind]!;
       const { ms, cpuMs, line: first } = await timeToFirstLine([...args], env, line);
-      if (kind === 'shim' || kind === 'stdio') {
+      if (kind !== 'bareNode' && kind !== 'bareNodeExtraCa') {
         const reply = JSON.parse(first) as { id?: unknown; result?: unknown };
         if (reply.id !== 1 || reply.result === undefined) throw new Error(`${kind}: first line is not the initialize result: ${first}`);
       }
@@ -550,7 +552,13 @@ async function main(): Promise<void> {
       shim_daemon: tp.shim,
       sdk_ws_no_shim: tp.ws,
     },
-    start_ms: { shim: start.shim, stdio: start.stdio, bare_node: start.bareNode, bare_node_extra_ca_certs: start.bareNodeExtraCa },
+    start_ms: {
+      shim: start.shim,
+      shim_via_cli: start.shimViaCli,
+      stdio: start.stdio,
+      bare_node: start.bareNode,
+      bare_node_extra_ca_certs: start.bareNodeExtraCa,
+    },
     env_stripped_from_children: STRIPPED_ENV.filter((k) => process.env[k] !== undefined),
     memory_mb: { shim: memory.shim, stdio: memory.stdio, bare_node: memory.bareNode, daemon_after_calls: memory.daemon },
     idle_sessions: sessions,
@@ -567,7 +575,8 @@ async function main(): Promise<void> {
 
   const startColumns = (
     [
-      ['shim', 'shim (daemon warm)'],
+      ['shim', 'shim.cjs (daemon warm)'],
+      ['shimViaCli', 'exai-ws shim'],
       ['stdio', 'stdio'],
       ['bareNode', 'bare node'],
       ['bareNodeExtraCa', 'bare node + NODE_EXTRA_CA_CERTS'],

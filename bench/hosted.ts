@@ -10,7 +10,7 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
-import { CLI, ROOT, childEnv, makeHome, readMemory, sleep, startDaemon, track, untrack, type DaemonProc } from './procs.js';
+import { ROOT, SHIM, childEnv, makeHome, readMemory, sleep, startDaemon, track, untrack, type DaemonProc } from './procs.js';
 import { summarize, type Summary } from './stats.js';
 
 const EVERYTHING = join(ROOT, 'node_modules', '@modelcontextprotocol', 'server-everything', 'dist', 'index.js');
@@ -148,7 +148,7 @@ export async function runHosted(plan: HostedPlan, progress: (line: string) => vo
   );
   const direct = await connect(process.execPath, [EVERYTHING, 'stdio'], childEnv(home));
   const daemon = await startDaemon({ EXAI_WS_CONFIG: config });
-  const viaDaemon = await connect(process.execPath, [CLI, 'shim'], childEnv(daemon.home));
+  const viaDaemon = await connect(process.execPath, [SHIM], childEnv(daemon.home));
   const directSeq = await sequential(direct.client, 'echo', plan);
   const daemonSeq = await sequential(viaDaemon.client, 'everything__echo', plan);
   const directTput = await throughput(direct.client, 'echo', plan);
@@ -181,7 +181,7 @@ export async function runHosted(plan: HostedPlan, progress: (line: string) => vo
   const hosting: DaemonProc = await startDaemon({ EXAI_WS_CONFIG: npxConfig });
   const shims: Connected[] = [];
   for (let i = 0; i < plan.clients; i++) {
-    const shim = await connect(process.execPath, [CLI, 'shim'], childEnv(hosting.home));
+    const shim = await connect(process.execPath, [SHIM], childEnv(hosting.home));
     await shim.client.listTools(); // starts the three servers (lazy) on the first list
     shims.push(shim);
   }

@@ -15,6 +15,8 @@ import { readAddressCard } from '../src/protocol/files.js';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CLI = join(ROOT, 'dist', 'src', 'cli.js');
+/** The bundled shim, as client configs run it. */
+export const SHIM = join(ROOT, 'dist', 'shim.cjs');
 
 const pids = new Set<number>();
 const homes = new Set<string>();
@@ -182,7 +184,7 @@ export interface McpClient {
 export async function connectClient(mode: Mode, home: string): Promise<McpClient> {
   const transport = new StdioClientTransport({
     command: process.execPath,
-    args: [CLI, mode === 'direct' ? 'stdio' : 'shim'],
+    args: mode === 'direct' ? [CLI, 'stdio'] : [SHIM],
     env: childEnv(home),
     stderr: 'pipe',
   });

@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 /**
  * The `exai-ws` command: the only composition root. Each command's module is imported on
- * demand, so `exai-ws shim` loads nothing but the shim (start-up time is its budget).
+ * demand, and `exai-ws shim` loads nothing but the bundled shim (start-up time is its budget).
  */
+import { createRequire } from 'node:module';
 import { NAME, VERSION } from './version.js';
 
 const HELP = `${NAME} ${VERSION}: one MCP daemon shared by every client on this machine
@@ -46,13 +47,11 @@ async function main(argv: string[]): Promise<void> {
     case '--version':
       process.stdout.write(`${VERSION}\n`);
       return;
-    case 'shim': {
-      const server = optionValue(rest, '--server');
-      const { runShim } = await import('./shim/shim.js');
-      const code = await runShim({ server });
-      process.exit(code);
+    case 'shim':
+      // The bundled shim (see shim/main.ts) reads its options from process.argv and exits
+      // when the session ends.
+      createRequire(import.meta.url)('../shim.cjs');
       return;
-    }
     case 'daemon': {
       const { runDaemonCommand } = await import('./commands/daemon.js');
       await runDaemonCommand();
@@ -88,17 +87,6 @@ async function main(argv: string[]): Promise<void> {
     default:
       fail(`unknown command '${command}'; run exai-ws --help`);
   }
-}
-
-function optionValue(args: string[], name: string): string | undefined {
-  const at = args.indexOf(name);
-  if (at >= 0) {
-    const value = args[at + 1];
-    if (!value) fail(`${name} needs a value`);
-    return value;
-  }
-  const inline = args.find((a) => a.startsWith(`${name}=`));
-  return inline?.slice(name.length + 1);
 }
 
 main(process.argv.slice(2)).catch((error: unknown) => fail(error instanceof Error ? error.message : String(error)));

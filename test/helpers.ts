@@ -15,6 +15,8 @@ import { readAddressCard } from '../src/protocol/files.js';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CLI = join(ROOT, 'dist', 'src', 'cli.js');
+/** The bundled shim: what client configs run (`exai-ws shim` loads the same file). */
+export const SHIM = join(ROOT, 'dist', 'shim.cjs');
 export const FIXTURE_DAEMON = join(ROOT, 'dist', 'test', 'fixtures', 'fixture-daemon.js');
 export const OPENINGS = join(ROOT, '..', 'shared', 'fixtures', 'client-openings');
 
@@ -153,7 +155,7 @@ export async function connectShim(
 ): Promise<ShimClient> {
   const transport = new StdioClientTransport({
     command: process.execPath,
-    args: [CLI, 'shim', ...(options.args ?? [])],
+    args: [SHIM, ...(options.args ?? [])],
     env: { ...baseEnv(), ...daemon.clientEnv, ...options.env },
     stderr: 'pipe',
   });
@@ -271,7 +273,7 @@ export interface RawShim {
 }
 
 export function spawnShim(cleanup: Cleanup, env: Record<string, string>, args: string[] = []): RawShim {
-  const proc = spawn(process.execPath, [CLI, 'shim', ...args], { env: { ...baseEnv(), ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [SHIM, ...args], { env: { ...baseEnv(), ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
   let err = '';
   proc.stderr?.on('data', (c: Buffer) => (err += c.toString()));
   const lines: string[] = [];

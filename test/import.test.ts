@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { parseUpstreams } from '../src/core/upstream-config.js';
-import { CLI, Cleanup, baseEnv, makeHome, startDaemon } from './helpers.js';
+import { CLI, Cleanup, SHIM, baseEnv, makeHome, startDaemon } from './helpers.js';
 
 const run = promisify(execFile);
 const cleanup = new Cleanup();
@@ -121,7 +121,7 @@ test('a VS Code JSONC file is converted, with a warning for each entry it cannot
   assert.ok(out.stderr.includes(source), 'the hint names the client file whose entries to replace');
 
   const shim = JSON.parse(out.stdout) as { servers: Record<string, { type: string; command: string; args: string[] }> };
-  assert.deepEqual(shim, { servers: { 'exai-ws': { type: 'stdio', command: process.execPath, args: [CLI, 'shim'] } } });
+  assert.deepEqual(shim, { servers: { 'exai-ws': { type: 'stdio', command: process.execPath, args: [SHIM] } } });
 });
 
 test('without a path, VS Code means the workspace .vscode/mcp.json, and ${workspaceFolder} becomes that folder', async () => {
@@ -175,7 +175,7 @@ test('a Claude Desktop file imports as it is and gets an mcpServers shim entry',
   });
   assert.doesNotMatch(out.stderr, /warning/);
   const shim = JSON.parse(out.stdout) as { mcpServers: Record<string, unknown> };
-  assert.deepEqual(shim, { mcpServers: { 'exai-ws': { command: process.execPath, args: [CLI, 'shim'] } } });
+  assert.deepEqual(shim, { mcpServers: { 'exai-ws': { command: process.execPath, args: [SHIM] } } });
 });
 
 test('without a path, Cursor means ~/.cursor/mcp.json; stdio and url entries both import', async () => {
@@ -241,9 +241,19 @@ test('importing again after following the hint does not import the shim itself',
   // The user replaces the client's entries with the printed one, then also keeps a new server.
   const shim = JSON.parse(first.stdout) as { servers: Record<string, unknown> };
   const viaBin = { type: 'stdio', command: 'exai-ws', args: ['shim', '--server', 'memory'] };
+  const viaShimBin = { type: 'stdio', command: 'exai-ws-shim', args: ['--server', 'memory'] };
+  const viaCli = { type: 'stdio', command: process.execPath, args: [CLI, 'shim'] };
   writeFileSync(
     source,
-    JSON.stringify({ servers: { ...shim.servers, 'exai-ws-memory': viaBin, added: { type: 'stdio', command: 'added' } } }),
+    JSON.stringify({
+      servers: {
+        ...shim.servers,
+        'exai-ws-memory': viaBin,
+        'shim-bin': viaShimBin,
+        'via-cli': viaCli,
+        added: { type: 'stdio', command: 'added' },
+      },
+    }),
   );
 
   const second = await box.import(['--from', 'vscode', source]);
@@ -251,6 +261,8 @@ test('importing again after following the hint does not import the shim itself',
   assert.deepEqual(Object.keys(box.readConfig().mcpServers).sort(), ['added', 'memory']);
   assert.match(second.stderr, /skipped 'exai-ws': it is the exai-ws shim itself/);
   assert.match(second.stderr, /skipped 'exai-ws-memory': it is the exai-ws shim itself/);
+  assert.match(second.stderr, /skipped 'shim-bin': it is the exai-ws shim itself/);
+  assert.match(second.stderr, /skipped 'via-cli': it is the exai-ws shim itself/);
 });
 
 test('a missing or broken source file fails with one line and leaves the config alone', async () => {

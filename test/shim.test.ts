@@ -125,6 +125,27 @@ test('a shim with no daemon to reach: one stderr line, exit 1, nothing on stdout
   assert.deepEqual(await remainingLines(shim), []);
 });
 
+test('a shim whose hello is refused answers the waiting initialize with the reason, then exits 1', async () => {
+  const daemon = await startDaemon(cleanup, { env: { EXAI_WS_MAX_SESSIONS: '1' } });
+  await connectShim(cleanup, daemon);
+  const shim = spawnShim(cleanup, daemon.clientEnv);
+  shim.send(
+    JSON.stringify({
+      jsonrpc: '2.0',
+      id: 1,
+      method: 'initialize',
+      params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 't', version: '1' } },
+    }),
+  );
+  const reply = JSON.parse(await shim.nextLine(10_000)) as { id?: unknown; error?: { code: number; message: string } };
+  assert.equal(reply.id, 1);
+  assert.equal(reply.error?.code, -32000);
+  assert.match(reply.error?.message ?? '', /refused the session \(session_limit/);
+  assert.equal(await within(shim.exited, 10_000, 'the shim to exit'), 1);
+  assert.match(shim.stderr(), /session_limit/);
+  assert.equal((await getHealth(daemon)).sessions.total, 1, 'the first window keeps its session');
+});
+
 test('a shim whose stdin ends exits 0', async () => {
   const daemon = await startDaemon(cleanup);
   const shim = spawnShim(cleanup, daemon.clientEnv);

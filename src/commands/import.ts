@@ -25,6 +25,8 @@ const DAEMON_ONLY_KEYS = ['scope', 'start', 'prefix', 'idle_timeout_ms'] as cons
 const USAGE = 'usage: exai-ws import --from vscode|claude|cursor [path] [--dry-run]';
 /** The built CLI next to this file: dist/src/commands/import.js -> dist/src/cli.js. */
 const CLI_PATH = fileURLToPath(new URL('../cli.js', import.meta.url));
+/** The bundled shim clients run: dist/src/commands/import.js -> dist/shim.cjs. */
+const SHIM_PATH = fileURLToPath(new URL('../../shim.cjs', import.meta.url));
 
 export interface ImportIo {
   stdout: { write(text: string): unknown };
@@ -296,12 +298,14 @@ function workspaceFolderOf(sourcePath: string): string | undefined {
   return folder === homedir() ? undefined : folder;
 }
 
-/** The `exai-ws shim` entries this machine's own CLI writes, or one run through a bin or npx. */
+/** An exai-ws shim entry: this machine's bundled shim, `exai-ws-shim`, or `exai-ws shim` through a bin or npx. */
 function isShimEntry(raw: JsonObject): boolean {
   const args = Array.isArray(raw.args) ? raw.args.filter((a): a is string => typeof a === 'string') : [];
-  if (!args.includes('shim')) return false;
   const command = typeof raw.command === 'string' ? raw.command : '';
-  return [command, ...args].some((part) => /exai-ws/i.test(part) || (isAbsolute(part) && resolve(part) === CLI_PATH));
+  const parts = [command, ...args];
+  const is = (path: string) => (part: string) => isAbsolute(part) && resolve(part) === path;
+  if (parts.some((part) => /exai-ws-shim/i.test(part) || is(SHIM_PATH)(part))) return true;
+  return args.includes('shim') && parts.some((part) => /exai-ws/i.test(part) || is(CLI_PATH)(part));
 }
 
 /**
@@ -431,7 +435,7 @@ function uniqueName(name: string, taken: readonly string[]): string {
 
 /** The one entry the client keeps: this Node running this CLI's shim, in the client's format. */
 export function shimEntry(from: ClientKind, env: NodeJS.ProcessEnv = process.env): JsonObject {
-  const entry: JsonObject = { command: process.execPath, args: [CLI_PATH, 'shim'] };
+  const entry: JsonObject = { command: process.execPath, args: [SHIM_PATH] };
   // A non-default home is how the shim finds the daemon; the client must pass it on.
   if (env.EXAI_WS_HOME) entry.env = { EXAI_WS_HOME: resolve(env.EXAI_WS_HOME) };
   if (from === 'vscode') return { servers: { [SHIM_ENTRY_NAME]: { type: 'stdio', ...entry } } };

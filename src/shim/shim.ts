@@ -4,13 +4,12 @@
  * tracks which requests are unanswered (so a lost daemon still answers each one exactly once
  * with -32000), and applies backpressure both ways.
  *
- * Start-up time matters (budget: 80 ms to the first initialize result), so this module loads
- * `ws` through CommonJS (faster than its ESM wrapper) and no logger or schema library.
+ * Start-up time matters (budget: 80 ms to the first initialize result): this module loads no
+ * logger or schema library, and clients run it bundled with `ws` (see main.ts).
  * Stdout carries only MCP messages; diagnostics go to stderr.
  */
-import { createRequire } from 'node:module';
 import type { Readable, Writable } from 'node:stream';
-import type WebSocketType from 'ws';
+import WebSocket from 'ws';
 import { CloseCode, RpcCode } from '../protocol/codes.js';
 import { discoverDaemon } from '../protocol/files.js';
 import { PROTOCOL_VERSION, type Hello, type HelloAck } from '../protocol/hello.js';
@@ -18,9 +17,6 @@ import { idKey, rpcError, type RequestId } from '../protocol/jsonrpc.js';
 import { corkUntilTick, rawSocketOf } from '../protocol/cork.js';
 import { LineSplitter } from '../protocol/ndjson.js';
 import { VERSION } from '../version.js';
-
-const require = createRequire(import.meta.url);
-const WebSocket = require('ws') as typeof WebSocketType;
 
 /** Bytes queued on the socket before the shim stops reading stdin. */
 export const SOCKET_HIGH_WATER_BYTES = 4 * 1024 * 1024;
@@ -86,6 +82,12 @@ export function runShim(options: ShimOptions = {}): Promise<ShimExit> {
           ws.resume();
         });
       }
+    };
+
+    /** Answers every request the daemon has not, once, so the client is never left waiting. */
+    const failPending = (why: string) => {
+      for (const id of pending.values()) writeOut(JSON.stringify(rpcError(id, RpcCode.CONNECTION_CLOSED, why)));
+      pending.clear();
     };
 
     const finish = (code: ShimExit) => {
@@ -157,6 +159,10 @@ export function runShim(options: ShimOptions = {}): Promise<ShimExit> {
       };
       if (options.server) hello.server = options.server;
       ws.send(JSON.stringify(hello));
+      // The daemon reads frames in order, so the client's first lines can follow the hello
+      // without waiting a round trip for the ack; if the hello is refused, they are answered
+      // with the reason below.
+      startPiping();
     });
 
     ws.on('message', (data: Buffer, isBinary: boolean) => {
@@ -174,6 +180,7 @@ export function runShim(options: ShimOptions = {}): Promise<ShimExit> {
         if (ack.type !== 'hello_ack' || !ack.ok) {
           const why = ack.type === 'hello_ack' && !ack.ok ? `${ack.error.code}: ${ack.error.message}` : 'no hello_ack';
           say(`the daemon refused the session (${why})`);
+          failPending(`the exai-ws daemon refused the session (${why})`);
           ws.close();
           finish(1);
           return;
@@ -181,7 +188,6 @@ export function runShim(options: ShimOptions = {}): Promise<ShimExit> {
         acked = true;
         maxLineBytes = ack.limits.max_bytes;
         splitter.maxLineBytes = maxLineBytes;
-        startPiping();
         return;
       }
       let line = text;
@@ -213,12 +219,12 @@ export function runShim(options: ShimOptions = {}): Promise<ShimExit> {
       if (finished) return;
       if (!acked) {
         say(`the daemon closed the connection before the session started (code ${code} ${reason.toString()})`);
+        failPending(`the exai-ws daemon closed the connection before the session started (code ${code})`);
         finish(1);
         return;
       }
       const why = `connection to the exai-ws daemon closed (code ${code}${reason.length > 0 ? `: ${reason.toString()}` : ''})`;
-      for (const id of pending.values()) writeOut(JSON.stringify(rpcError(id, RpcCode.CONNECTION_CLOSED, why)));
-      pending.clear();
+      failPending(why);
       say(why);
       finish(1);
     });
