@@ -11,6 +11,7 @@ import { registerAiTools } from './ai-tools.js';
 import { BUILTIN_SERVER, createBuiltinServer, linkInMemory } from './builtin.js';
 import { ChildTransport } from './child-transport.js';
 import { Hub } from './hub.js';
+import { NpxResolver } from './npx.js';
 import type { Providers } from './providers/providers.js';
 import { ServerLink } from './server-link.js';
 import type { UpstreamSpec } from './upstream-config.js';
@@ -31,6 +32,8 @@ export interface CoreOptions {
   log?: (event: string, details: Record<string, unknown>) => void;
   /** Client capabilities to declare to a hosted server when it starts (those of the sessions). */
   clientCapabilities?: () => Record<string, unknown>;
+  /** Start `npx` entries as the file npx would run, without npx in front (default true). */
+  npxDirect?: boolean;
 }
 
 /** Creates and starts the core: the built-in server at once, eager hosted servers in the background. */
@@ -49,6 +52,7 @@ export async function startCore(options: CoreOptions): Promise<Hub> {
     },
   });
   const watchdog = new Watchdog();
+  const npx = options.npxDirect === false ? undefined : new NpxResolver();
   const create = (spec: UpstreamSpec, key: string | undefined) => {
     const instance = key === undefined || spec.scope === 'shared' ? spec : forScope(spec, key);
     return new Upstream({
@@ -57,7 +61,7 @@ export async function startCore(options: CoreOptions): Promise<Hub> {
       idleTimeoutMs: spec.idleTimeoutMs,
       scope: spec.scope,
       scopeKey: spec.scope === 'shared' ? undefined : key,
-      launch: (wire) => launch(instance, wire, watchdog, options),
+      launch: (wire) => launch(instance, wire, watchdog, options, npx),
       log: options.log,
     });
   };
@@ -114,8 +118,14 @@ function firstRequest(link: ServerLink, method: string): Promise<void> {
   });
 }
 
-/** Starts one hosted server and completes its initialize handshake. */
-async function launch(spec: UpstreamSpec, wire: (link: ServerLink) => void, watchdog: Watchdog, options: CoreOptions): Promise<Started> {
+/** Starts one hosted server and completes its initialize handshake; `npx` is unset when EXAI_WS_NPX_DIRECT=0. */
+async function launch(
+  spec: UpstreamSpec,
+  wire: (link: ServerLink) => void,
+  watchdog: Watchdog,
+  options: CoreOptions,
+  npx: NpxResolver | undefined,
+): Promise<Started> {
   if (spec.kind === 'http') {
     const transport = new StreamableHTTPClientTransport(new URL(spec.url), { requestInit: { headers: { ...spec.headers } } });
     const link = new ServerLink(spec.name, transport, { capabilities: options.clientCapabilities?.() ?? {}, isFatal: connectionLost });
@@ -123,10 +133,10 @@ async function launch(spec: UpstreamSpec, wire: (link: ServerLink) => void, watc
     await link.start();
     return { link, exitReason: () => `the connection to ${spec.url} closed` };
   }
-  const transport = new ChildTransport(
-    { command: spec.command, args: spec.args, env: { ...getDefaultEnvironment(), ...spec.env }, cwd: spec.cwd },
-    watchdog,
-  );
+  const configured = { command: spec.command, args: spec.args, env: { ...getDefaultEnvironment(), ...spec.env }, cwd: spec.cwd };
+  const direct = await npx?.resolve(configured);
+  if (direct) options.log?.('server runs without npx', { server: spec.name, file: direct.file });
+  const transport = new ChildTransport(direct ?? configured, watchdog);
   transport.onstderr = (line) => options.log?.('server stderr', { server: spec.name, line });
   const exitReason = () => {
     const tail = transport.stderr.trim().split('\n').slice(-3).join(' | ');
@@ -143,6 +153,8 @@ async function launch(spec: UpstreamSpec, wire: (link: ServerLink) => void, watc
     await link.start();
     if (rootsAsked) await Promise.race([rootsAsked, new Promise((r) => setTimeout(r, ROOTS_WAIT_MS))]);
   } catch (error) {
+    // The next start asks npx again: its cache may have been cleared under the resolved file.
+    npx?.forget(configured);
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw new Error(`cannot start "${spec.command}": command not found`);
     if (transport.exitStatus !== undefined) throw new Error(exitReason());

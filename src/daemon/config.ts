@@ -55,6 +55,8 @@ export interface DaemonConfig {
   readonly upstreamsPath: string;
   /** Default idle time of hosted servers, for reloads. */
   readonly upstreamIdleMs: number;
+  /** Start `npx` entries as the file npx would run, without npx in front (`EXAI_WS_NPX_DIRECT`, 0 = off). */
+  readonly npxDirect: boolean;
 }
 
 const int = (min: number) => z.coerce.number().int().min(min);
@@ -76,6 +78,7 @@ const EnvSchema = z.object({
   EXAI_WS_METRICS_INTERVAL_MS: int(100).default(DEFAULT_METRICS_INTERVAL_MS),
   EXAI_WS_HOLD_MAX_BYTES: int(0).default(DEFAULT_HOLD_MAX_BYTES),
   EXAI_WS_UPSTREAM_IDLE_MS: int(0).default(DEFAULT_UPSTREAM_IDLE_MS),
+  EXAI_WS_NPX_DIRECT: z.enum(['0', '1']).default('1'),
   LOG_LEVEL: z
     .string()
     .transform((s) => s.toLowerCase())
@@ -140,5 +143,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): DaemonConfig {
     upstreams,
     upstreamsPath,
     upstreamIdleMs: e.EXAI_WS_UPSTREAM_IDLE_MS,
+    npxDirect: e.EXAI_WS_NPX_DIRECT === '1',
   });
 }

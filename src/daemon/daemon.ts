@@ -108,6 +108,7 @@ export class Daemon {
         listTimeoutMs: config.callTimeoutMs,
         providers: this.providers,
         upstreams: config.upstreams.servers,
+        npxDirect: config.npxDirect,
         configureBuiltin: this.options.configureBuiltin,
         log: (event, details) => (event === 'server stderr' ? logger.debug(details, event) : logger.info(details, event)),
         clientCapabilities: () => unionCapabilities(this.manager?.list() ?? []),

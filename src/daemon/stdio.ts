@@ -36,6 +36,7 @@ export async function runStdio(options: StdioOptions): Promise<void> {
     listTimeoutMs: config.callTimeoutMs,
     providers: new Providers(config.providers),
     upstreams: config.upstreams.servers,
+    npxDirect: config.npxDirect,
     log: (event, details) => (event === 'server stderr' ? logger.debug(details, event) : logger.info(details, event)),
     // Eager servers may start before the session exists (nothing declared yet).
     clientCapabilities: () => (opened.session ? unionCapabilities([opened.session]) : {}),
