@@ -9,6 +9,7 @@ import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 import { RpcCode } from '../protocol/codes.js';
 import { classify, type Answer, type RpcNotification, type RpcRequest } from '../protocol/jsonrpc.js';
 import { VERSION, NAME } from '../version.js';
+import type { Cancellation } from './cancellation.js';
 
 /** The outcome of one call: a result, an error, or null when the caller cancelled it. */
 export type CallOutcome = Answer | null;
@@ -16,8 +17,8 @@ export type CallOutcome = Answer | null;
 export interface CallOptions {
   /** Deadline in milliseconds; past it the server is told to cancel and the caller gets -32001. */
   timeoutMs: number;
-  /** Aborting cancels the call at the server; the call then resolves to null. */
-  signal?: AbortSignal;
+  /** Cancelling it cancels the call at the server; the call then resolves to null. */
+  cancel?: Cancellation;
   /** Receives `notifications/progress` params for this call (token already link-local). */
   onProgress?: (params: Record<string, unknown>) => void;
   /** The session the call is made for: server-to-client requests it causes are routed back to it. */
@@ -150,20 +151,18 @@ export class ServerLink {
           error: { code: RpcCode.REQUEST_TIMEOUT, message: `request timed out after ${options.timeoutMs} ms` },
         });
       }, options.timeoutMs);
-      const signal = options.signal;
-      if (signal) {
-        const onAbort = () => {
-          this.cancelPending(id, String(signal.reason ?? 'cancelled by the client'));
-          resolve(null);
-        };
-        if (signal.aborted) {
+      const cancel = options.cancel;
+      if (cancel) {
+        if (cancel.aborted) {
           // Never sent: the server must not hear a cancellation for a request it never got.
           this.take(id);
           resolve(null);
           return;
         }
-        signal.addEventListener('abort', onAbort, { once: true });
-        entry.cleanup = () => signal.removeEventListener('abort', onAbort);
+        entry.cleanup = cancel.onAbort(() => {
+          this.cancelPending(id, cancel.reason ?? 'cancelled by the client');
+          resolve(null);
+        });
       }
       const message = sendParams === undefined ? { jsonrpc: '2.0', id, method } : { jsonrpc: '2.0', id, method, params: sendParams };
       this.transport.send(message as JSONRPCMessage).catch((error: unknown) => {

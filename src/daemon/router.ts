@@ -16,6 +16,7 @@ import type { Hub, ListKind, Target, View } from '../core/hub.js';
 import { LOG_LEVELS, type LogLevel } from '../core/interests.js';
 import { LIST_CHANGED_METHODS } from '../core/lists.js';
 import { capabilityOf } from '../core/upstream.js';
+import type { Cancellation } from '../core/cancellation.js';
 import type { CallOutcome } from '../core/server-link.js';
 import { NAME, VERSION } from '../version.js';
 
@@ -80,7 +81,7 @@ export class Router {
    * Handles one request and resolves with its response, or null when the client cancelled it
    * (a cancelled request gets no response). Never rejects.
    */
-  async handle(request: RpcRequest, signal: AbortSignal): Promise<RpcResponse | null> {
+  async handle(request: RpcRequest, cancel: Cancellation): Promise<RpcResponse | null> {
     const { id, method } = request;
     const params = request.params ?? {};
     const single = this.options.view.server;
@@ -115,19 +116,19 @@ export class Router {
       if (!target) return rpcError(id, RpcCode.INVALID_PARAMS, `Unknown ${route.what}: ${key}`);
       const forwarded = target.name === key ? params : { ...params, [route.field]: target.name };
       if (method === 'resources/subscribe' || method === 'resources/unsubscribe') {
-        const options = { timeoutMs: this.options.callTimeoutMs, signal, origin: this.options.sessionId };
+        const options = { timeoutMs: this.options.callTimeoutMs, cancel, origin: this.options.sessionId };
         const subscribe = method === 'resources/subscribe';
         const outcome = subscribe
           ? await this.hub.interests.subscribe(this.options.sessionId, target.server, target.name, options)
           : await this.hub.interests.unsubscribe(this.options.sessionId, target.server, target.name, options);
         return toResponse(id, outcome);
       }
-      return this.forward(id, method, forwarded, target, signal);
+      return this.forward(id, method, forwarded, target, cancel);
     }
-    if (method === 'completion/complete') return this.complete(id, params, signal);
+    if (method === 'completion/complete') return this.complete(id, params, cancel);
     if (single !== undefined) {
       const server = this.hub.instanceFor(single, this.options.view);
-      if (server) return this.forward(id, method, params, { server, name: '' }, signal);
+      if (server) return this.forward(id, method, params, { server, name: '' }, cancel);
     }
     return rpcError(id, RpcCode.METHOD_NOT_FOUND, `Method not found: ${method}`);
   }
@@ -170,14 +171,14 @@ export class Router {
     for (const method of LIST_CHANGED_METHODS) this.peer.send({ jsonrpc: '2.0', method });
   }
 
-  private async forward(id: RpcRequest['id'], method: string, params: Record<string, unknown>, target: Target, signal: AbortSignal) {
+  private async forward(id: RpcRequest['id'], method: string, params: Record<string, unknown>, target: Target, cancel: Cancellation) {
     target.server.users.add(this.options.sessionId);
     const roots = this.hub.rootsFor(target.server, this.options.sessionId, this.clientCapabilities?.roots !== undefined);
     if (roots) await roots;
     const token = (params._meta as Record<string, unknown> | undefined)?.progressToken;
     const outcome = await target.server.call(method, params, {
       timeoutMs: this.options.callTimeoutMs,
-      signal,
+      cancel,
       origin: this.options.sessionId,
       onProgress:
         token === undefined
@@ -188,7 +189,7 @@ export class Router {
   }
 
   /** `completion/complete` names a prompt or a resource template in `ref`: route by it. */
-  private async complete(id: RpcRequest['id'], params: Record<string, unknown>, signal: AbortSignal): Promise<RpcResponse | null> {
+  private async complete(id: RpcRequest['id'], params: Record<string, unknown>, cancel: Cancellation): Promise<RpcResponse | null> {
     const ref = params.ref as { type?: unknown; name?: unknown; uri?: unknown } | undefined;
     const byPrompt = ref?.type === 'ref/prompt' && typeof ref.name === 'string';
     const key = byPrompt ? ref.name : ref?.uri;
@@ -200,7 +201,7 @@ export class Router {
         (await this.hub.resolve('resources', key, this.options.view)));
     if (!target) return rpcError(id, RpcCode.INVALID_PARAMS, `Unknown ${byPrompt ? 'prompt' : 'resource'}: ${key}`);
     const forwarded = target.name === key ? params : { ...params, ref: { ...ref, [byPrompt ? 'name' : 'uri']: target.name } };
-    return this.forward(id, 'completion/complete', forwarded, target, signal);
+    return this.forward(id, 'completion/complete', forwarded, target, cancel);
   }
 
   private async initialize(id: RpcRequest['id'], params: Record<string, unknown>): Promise<RpcResponse> {

@@ -12,6 +12,7 @@ import { corkUntilTick, rawSocketOf } from '../protocol/cork.js';
 import { idKey, parseMessage, rpcError, type RequestId, type Answer, type RpcRequest, type RpcResponse } from '../protocol/jsonrpc.js';
 import type { Hub, View } from '../core/hub.js';
 import type { DaemonConfig } from './config.js';
+import { Cancellation } from '../core/cancellation.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 import { Router, type RouterPeer } from './router.js';
@@ -51,7 +52,7 @@ export interface SessionDeps {
 }
 
 interface Inflight {
-  controller: AbortController;
+  cancel: Cancellation;
   request: RpcRequest;
   receivedMs: number;
 }
@@ -182,7 +183,7 @@ export class Session implements RouterPeer {
   abortInflight(reason: string): void {
     for (const entry of [...this.inflight.values()]) {
       this.inflight.delete(idKey(entry.request.id));
-      entry.controller.abort(reason);
+      entry.cancel.abort(reason);
       this.answer(entry.request, entry.receivedMs, closedError(entry.request.id, reason));
     }
   }
@@ -197,7 +198,7 @@ export class Session implements RouterPeer {
     this.queue = [];
     this.held = [];
     this.heldBytes = 0;
-    for (const entry of this.inflight.values()) entry.controller.abort(reason);
+    for (const entry of this.inflight.values()) entry.cancel.abort(reason);
     this.inflight.clear();
     for (const waiting of this.outgoing.values()) {
       clearTimeout(waiting.timer);
@@ -254,9 +255,9 @@ export class Session implements RouterPeer {
       );
     }
     const key = idKey(request.id);
-    const entry: Inflight = { controller: new AbortController(), request, receivedMs };
+    const entry: Inflight = { cancel: new Cancellation(), request, receivedMs };
     this.inflight.set(key, entry);
-    this.router.handle(request, entry.controller.signal).then(
+    this.router.handle(request, entry.cancel).then(
       (response) => this.finish(key, entry, response),
       (error: unknown) =>
         this.finish(
@@ -294,7 +295,7 @@ export class Session implements RouterPeer {
       this.queue.splice(queuedAt, 1);
       return;
     }
-    this.inflight.get(idKey(requestId))?.controller.abort('cancelled by the client');
+    this.inflight.get(idKey(requestId))?.cancel.abort('cancelled by the client');
   }
 
   private sendText(text: string): void {
