@@ -11,6 +11,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { DAEMON_NODE_OPTIONS } from '../src/daemon/node-options.js';
 import { readAddressCard } from '../src/protocol/files.js';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -123,11 +124,18 @@ export interface DaemonProc {
   stop(graceMs?: number): Promise<void>;
 }
 
-/** Starts `exai-ws daemon` on port 0 in a new temp home and waits for its address card. */
-export async function startDaemon(extraEnv: Record<string, string> = {}, timeoutMs = 15_000): Promise<DaemonProc> {
+/**
+ * Starts `exai-ws daemon` on port 0 in a new temp home, with the Node options `npm run daemon`
+ * gives it unless `nodeOptions` says otherwise, and waits for its address card.
+ */
+export async function startDaemon(
+  extraEnv: Record<string, string> = {},
+  timeoutMs = 15_000,
+  nodeOptions: readonly string[] = DAEMON_NODE_OPTIONS,
+): Promise<DaemonProc> {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build`);
   const home = makeHome();
-  const proc = spawn(process.execPath, [CLI, 'daemon'], {
+  const proc = spawn(process.execPath, [...nodeOptions, CLI, 'daemon'], {
     env: childEnv(home, { EXAI_WS_PORT: '0', ...extraEnv }),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
