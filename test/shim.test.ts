@@ -146,6 +146,27 @@ test('a shim whose hello is refused answers the waiting initialize with the reas
   assert.equal((await getHealth(daemon)).sessions.total, 1, 'the first window keeps its session');
 });
 
+test('a shim with a stale token answers the waiting initialize with the 401 and what to check', async () => {
+  const daemon = await startDaemon(cleanup);
+  // A token file that no longer matches the daemon's, as after a token rotation.
+  const home = makeHome(cleanup);
+  writeFileSync(join(home, 'token'), `${'t'.repeat(64)}\n`, { mode: 0o600 });
+  const shim = spawnShim(cleanup, { EXAI_WS_HOME: home, EXAI_WS_PORT: String(daemon.port) });
+  shim.send(
+    JSON.stringify({
+      jsonrpc: '2.0',
+      id: 'init',
+      method: 'initialize',
+      params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 't', version: '1' } },
+    }),
+  );
+  const reply = JSON.parse(await shim.nextLine(10_000)) as { id?: unknown; error?: { code: number; message: string } };
+  assert.equal(reply.id, 'init');
+  assert.equal(reply.error?.code, -32000);
+  assert.match(reply.error?.message ?? '', /HTTP 401 \(wrong token: check EXAI_WS_TOKEN or the token file\)/);
+  assert.equal(await within(shim.exited, 10_000, 'the shim to exit'), 1);
+});
+
 test('a shim whose stdin ends exits 0', async () => {
   const daemon = await startDaemon(cleanup);
   const shim = spawnShim(cleanup, daemon.clientEnv);

@@ -119,6 +119,20 @@ export function runShim(options: ShimOptions = {}): Promise<ShimExit> {
         const m = message as { id?: unknown; method?: unknown };
         if (typeof m.method === 'string' && (typeof m.id === 'string' || typeof m.id === 'number')) pending.set(idKey(m.id), m.id);
       }
+      if (ws.readyState !== WebSocket.OPEN) {
+        // Read while connecting: sent after the hello (bounded, like the socket's own buffer).
+        early.push(line);
+        earlyBytes += line.length;
+        if (!inputPaused && earlyBytes > SOCKET_HIGH_WATER_BYTES) {
+          inputPaused = true;
+          input.pause();
+        }
+        return;
+      }
+      send(line);
+    };
+
+    const send = (line: string) => {
       corkUntilTick(rawSocketOf(ws));
       ws.send(line, () => {
         if (inputPaused && ws.bufferedAmount < SOCKET_LOW_WATER_BYTES) {
@@ -132,12 +146,22 @@ export function runShim(options: ShimOptions = {}): Promise<ShimExit> {
       }
     };
 
+    // stdin is read from the start, while the connection is made: the client's first lines are
+    // ready to follow the hello at once.
+    const early: string[] = [];
+    let earlyBytes = 0;
+    let stdinEnded = false;
+    const closeForEnd = () => {
+      ws.close(CloseCode.NORMAL, 'client closed stdin');
+      finish(0);
+    };
     const startPiping = () => {
       input.on('data', (chunk: Buffer) => splitter.push(chunk));
       input.once('end', () => {
         splitter.end();
-        ws.close(CloseCode.NORMAL, 'client closed stdin');
-        finish(0);
+        stdinEnded = true;
+        // Before the socket opens, the lines already read still go out first (see 'open').
+        if (ws.readyState === WebSocket.OPEN) closeForEnd();
       });
       input.on('error', () => {
         ws.close(CloseCode.NORMAL, 'stdin failed');
@@ -159,11 +183,17 @@ export function runShim(options: ShimOptions = {}): Promise<ShimExit> {
       };
       if (options.server) hello.server = options.server;
       ws.send(JSON.stringify(hello));
-      // The daemon reads frames in order, so the client's first lines can follow the hello
-      // without waiting a round trip for the ack; if the hello is refused, they are answered
-      // with the reason below.
-      startPiping();
+      // The daemon reads frames in order, so the client's lines follow the hello without waiting
+      // a round trip for the ack; if the hello is refused, they are answered with the reason.
+      for (const line of early.splice(0)) send(line);
+      earlyBytes = 0;
+      if (stdinEnded) closeForEnd();
+      else if (inputPaused && ws.bufferedAmount < SOCKET_LOW_WATER_BYTES) {
+        inputPaused = false;
+        input.resume();
+      }
     });
+    startPiping();
 
     ws.on('message', (data: Buffer, isBinary: boolean) => {
       if (isBinary) return;
@@ -203,14 +233,18 @@ export function runShim(options: ShimOptions = {}): Promise<ShimExit> {
 
     ws.on('unexpected-response', (_req, res) => {
       const hint = res.statusCode === 401 ? ' (wrong token: check EXAI_WS_TOKEN or the token file)' : '';
-      say(`the daemon at ${url} refused the connection: HTTP ${res.statusCode}${hint}`);
+      const why = `the daemon at ${url} refused the connection: HTTP ${res.statusCode}${hint}`;
+      say(why);
+      failPending(`exai-ws shim: ${why}`);
       ws.terminate();
       finish(1);
     });
 
     ws.on('error', (error: NodeJS.ErrnoException) => {
       if (!acked && !finished) {
-        say(`cannot reach the daemon at ${url} (${error.code ?? error.message}); start it with: exai-ws daemon`);
+        const why = `cannot reach the daemon at ${url} (${error.code ?? error.message}); start it with: exai-ws daemon`;
+        say(why);
+        failPending(`exai-ws shim: ${why}`);
         finish(1);
       }
     });
