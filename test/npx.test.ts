@@ -36,7 +36,8 @@ test('splitNpxArgs: npx options and the package apart from the server arguments;
     npxArgs: ['--package=a', '--package=b', '--', 'cmd'],
     serverArgs: ['-x'],
   });
-  for (const args of [[], ['-y'], ['--no-install', MEMORY], ['--no', MEMORY], ['-c', 'cmd'], ['--registry=x', MEMORY], ['-p'], ['--']]) {
+  assert.deepEqual(splitNpxArgs(['--no-install', MEMORY]), { npxArgs: ['--no', '--', MEMORY], serverArgs: [] });
+  for (const args of [[], ['-y'], ['--no'], ['-c', 'cmd'], ['--registry=x', MEMORY], ['-p'], ['--']]) {
     assert.equal(splitNpxArgs(args), undefined, JSON.stringify(args));
   }
 });
@@ -53,6 +54,10 @@ test('resolve: npx -y server-memory becomes the package bin itself, with npx PAT
 
   const byPackage = await new NpxResolver().resolve(npxSpec(['--package', MEMORY, '--', 'mcp-server-memory']));
   assert.deepEqual([byPackage?.command, byPackage?.args], [MEMORY_FILE, []]);
+
+  // A local bin by name, never installed: --no-install is passed on to the one npx run.
+  const byBin = await new NpxResolver().resolve(npxSpec(['--no-install', 'mcp-server-memory']));
+  assert.deepEqual([byBin?.command, byBin?.args], [MEMORY_FILE, []]);
 });
 
 test('resolve: npx decides what a name means (`npx tsc` is the local typescript bin, not the npm package "tsc")', async () => {
@@ -69,7 +74,7 @@ test('resolve: a command that is not a Node script runs as itself', async () => 
 test('resolve: undefined (launch as configured) for options it does not understand, a failing npx, or no npx', async () => {
   const resolver = new NpxResolver();
   for (const args of [
-    ['--no-install', MEMORY],
+    ['--no-install', 'no-such-package-anywhere'],
     ['-c', 'mcp-server-memory'],
     ['--prefer-offline', MEMORY],
     ['-y', './no-such-package-dir'],

@@ -46,7 +46,7 @@ printf '\\0${MARK}\\0%s\\0%s\\0' "$(command -v "$1")" "$PATH"
 
 /**
  * Splits an npx entry's arguments into npx's own (its options, then the package or command) and
- * the server's. Undefined for anything not understood (`-c`, `--no-install`, any other option,
+ * the server's. Undefined for anything not understood (`-c`, any other option,
  * no package): those entries launch as configured.
  */
 export function splitNpxArgs(args: readonly string[]): { npxArgs: string[]; serverArgs: string[] } | undefined {
@@ -55,6 +55,9 @@ export function splitNpxArgs(args: readonly string[]): { npxArgs: string[]; serv
     const arg = args[i] as string;
     if (arg === '-y' || arg === '--yes') {
       npxArgs.push('--yes');
+    } else if (arg === '--no' || arg === '--no-install') {
+      // Passed on: npx then refuses to install, for the one run as for the server.
+      npxArgs.push('--no');
     } else if (arg === '-p' || arg === '--package' || arg.startsWith('--package=')) {
       const value = arg.startsWith('--package=') ? arg.slice('--package='.length) : args[++i];
       if (!value) return undefined;
