@@ -25,6 +25,8 @@ export class Interests {
   private readonly subscriptions = new Map<Upstream, Map<string, Set<string>>>();
   /** First subscribes to a URI on their way to the server: sessions subscribing meanwhile share the answer. */
   private readonly subscribing = new Map<Upstream, Map<string, Promise<CallOutcome>>>();
+  /** Sessions waiting on such an answer; one that unsubscribes or ends meanwhile leaves this set. */
+  private readonly joining = new Map<Upstream, Map<string, Set<string>>>();
   /** Log levels sessions asked for, with their views. */
   private readonly logLevels = new Map<string, { level: LogLevel; view: View }>();
   private readonly appliedLevel = new Map<Upstream, LogLevel>();
@@ -37,11 +39,13 @@ export class Interests {
   forget(server: Upstream): void {
     this.subscriptions.delete(server);
     this.subscribing.delete(server);
+    this.joining.delete(server);
     this.appliedLevel.delete(server);
   }
 
   /** A session ended: its subscriptions (the last ones are unsubscribed at the server) and level go. */
   sessionClosed(sessionId: string): void {
+    for (const byUri of this.joining.values()) for (const sessions of byUri.values()) sessions.delete(sessionId);
     for (const [server, byUri] of this.subscriptions) {
       for (const [uri, sessions] of byUri) {
         if (!sessions.delete(sessionId) || sessions.size > 0) continue;
@@ -66,42 +70,48 @@ export class Interests {
    * (and the last unsubscription); the others are answered here.
    */
   async subscribe(sessionId: string, server: Upstream, uri: string, options: CallOptions): Promise<CallOutcome> {
-    let byUri = this.subscriptions.get(server);
-    if (!byUri) {
-      byUri = new Map();
-      this.subscriptions.set(server, byUri);
-    }
-    const sessions = byUri.get(uri);
-    if (sessions && sessions.size > 0) {
-      sessions.add(sessionId);
+    const subscribed = this.subscriptions.get(server)?.get(uri);
+    if (subscribed && subscribed.size > 0) {
+      subscribed.add(sessionId);
       return { result: {} };
     }
-    let pendingByUri = this.subscribing.get(server);
-    if (!pendingByUri) {
-      pendingByUri = new Map();
-      this.subscribing.set(server, pendingByUri);
-    }
+    const pendingByUri = inner(this.subscribing, server);
     let pending = pendingByUri.get(uri);
     if (!pending) {
       // Not bound to this caller's cancellation: other sessions may be waiting for the same answer.
-      pending = server.call('resources/subscribe', { uri }, { timeoutMs: options.timeoutMs, origin: options.origin });
-      const shared = pending;
-      const waiting = pendingByUri;
-      void shared.then(() => {
-        if (waiting.get(uri) === shared) waiting.delete(uri);
+      const answer = server.call('resources/subscribe', { uri }, { timeoutMs: options.timeoutMs, origin: options.origin });
+      const settled: Promise<CallOutcome> = answer.then((outcome) => {
+        if (pendingByUri.get(uri) === settled) pendingByUri.delete(uri);
+        this.settleJoining(server, uri, outcome !== null && 'result' in outcome);
+        return outcome;
       });
-      pendingByUri.set(uri, shared);
+      pendingByUri.set(uri, settled);
+      pending = settled;
     }
-    const outcome = await pending;
-    if (outcome && 'result' in outcome) {
-      const now = byUri.get(uri) ?? new Set<string>();
-      now.add(sessionId);
-      byUri.set(uri, now);
-    }
-    return outcome;
+    setOf(inner(this.joining, server), uri).add(sessionId);
+    return pending;
+  }
+
+  /**
+   * The server answered a first subscribe: the sessions still waiting become subscribers. If
+   * all of them unsubscribed or ended meanwhile, the server is unsubscribed again.
+   */
+  private settleJoining(server: Upstream, uri: string, ok: boolean): void {
+    const joiningByUri = this.joining.get(server);
+    if (!joiningByUri) return; // the server left the hub meanwhile
+    const joined = joiningByUri.get(uri) ?? new Set<string>();
+    joiningByUri.delete(uri);
+    if (!ok) return;
+    const subscribed = setOf(inner(this.subscriptions, server), uri);
+    for (const sessionId of joined) subscribed.add(sessionId);
+    if (subscribed.size > 0) return;
+    this.subscriptions.get(server)?.delete(uri);
+    void server.call('resources/unsubscribe', { uri }, { timeoutMs: this.deps.timeoutMs });
   }
 
   async unsubscribe(sessionId: string, server: Upstream, uri: string, options: CallOptions): Promise<CallOutcome> {
+    // Still waiting on the first subscribe: it will not count (settleJoining).
+    if (this.joining.get(server)?.get(uri)?.delete(sessionId)) return { result: {} };
     const byUri = this.subscriptions.get(server);
     const sessions = byUri?.get(uri);
     if (!sessions?.delete(sessionId)) return { result: {} };
@@ -142,4 +152,24 @@ export class Interests {
       void server.call('logging/setLevel', { level: wanted }, { timeoutMs: this.deps.timeoutMs });
     }
   }
+}
+
+/** The map under `key`, made on first use. */
+function inner<K, K2, V>(outer: Map<K, Map<K2, V>>, key: K): Map<K2, V> {
+  let found = outer.get(key);
+  if (!found) {
+    found = new Map();
+    outer.set(key, found);
+  }
+  return found;
+}
+
+/** The set under `key`, made on first use. */
+function setOf<K, V>(map: Map<K, Set<V>>, key: K): Set<V> {
+  let found = map.get(key);
+  if (!found) {
+    found = new Set();
+    map.set(key, found);
+  }
+  return found;
 }
