@@ -1,33 +1,20 @@
 /**
- * The set of servers behind the router, and the views sessions see. The default view merges
- * every server: tools and prompts of hosted servers carry a `<server>__` prefix (unless their
- * entry says `prefix: false`), the built-in server's keep bare names, resources keep their URIs
- * and are routed to the server that listed them. A single-server view (`exai-ws shim --server
- * NAME`) shows one server as it is, unprefixed.
- *
- * Lists are cached per server and kind, dropped when that server says `list_changed` or
- * restarts; merged views are rebuilt from those caches.
+ * The servers behind the router: the built-in one and the hosted ones (one instance each, or
+ * one per workspace or session), live reload, and what the sessions share through them: the
+ * catalog of their lists (catalog.ts), resource subscriptions and log levels (interests.ts),
+ * the capabilities offered to them and the roots they see. A session's view picks which
+ * servers it sees: all of them merged, or one (`exai-ws shim --server NAME`) as it is.
  */
 import { RpcCode } from '../protocol/codes.js';
-import type { RpcErrorObject, RpcNotification } from '../protocol/jsonrpc.js';
+import type { RpcNotification } from '../protocol/jsonrpc.js';
+import { Catalog, type CatalogView, type ListOutcome, type Target } from './catalog.js';
 import type { ServerRequestHandler } from './server-link.js';
 import type { UpstreamSpec } from './upstream-config.js';
 import { Interests } from './interests.js';
-import {
-  LISTS,
-  LIST_CHANGED_METHODS,
-  ListError,
-  UnavailableError,
-  asRpcError,
-  templatePattern,
-  type ListKind,
-  type ListSpec,
-} from './lists.js';
-import { capabilityOf, type Upstream } from './upstream.js';
+import { LISTS, LIST_CHANGED_METHODS, type ListKind } from './lists.js';
+import type { Upstream } from './upstream.js';
 
 export type { ListKind } from './lists.js';
-
-export const PREFIX_SEPARATOR = '__';
 
 /** Which servers a session sees: all of them (merged, prefixed) or one, as it is. */
 export interface View {
@@ -51,25 +38,6 @@ const ROOTS_SWITCH_WAIT_MS = 1_000;
 
 /** Client capabilities the daemon passes on to hosted servers (it routes their requests). */
 export const FORWARDED_CAPABILITIES = ['sampling', 'elicitation', 'roots'] as const;
-
-type Item = Record<string, unknown>;
-
-export interface Target {
-  server: Upstream;
-  /** The name or URI as the server knows it. */
-  name: string;
-}
-
-interface Merged {
-  items: Item[];
-  /** Session-visible name or URI -> the server and its own name. */
-  index: Map<string, Target>;
-  /** Resource templates, for URIs that are not listed. */
-  templates: { pattern: RegExp; server: Upstream }[];
-}
-
-/** What a merged list call resolves to. */
-export type ListOutcome = { items: Item[] } | { error: RpcErrorObject };
 
 export interface HubOptions {
   /** Deadline for list calls to servers, in milliseconds. */
@@ -100,9 +68,9 @@ export class Hub {
   private readonly builtin: Upstream;
   /** Hosted servers by name, in config order; each has one instance, or one per scope key. */
   private families = new Map<string, Family>();
-  private readonly perServer = new Map<Upstream, Map<ListKind, Promise<Item[]>>>();
-  private readonly merged = new Map<string, Map<ListKind, Promise<Merged>>>();
   private readonly options: HubOptions;
+  /** The servers' lists, merged per view. */
+  private readonly catalog: Catalog;
   /** Resource subscriptions and log levels of the sessions, per server. */
   readonly interests: Interests;
   /** Instances that have been ready before: the next ready is a restart. */
@@ -111,6 +79,7 @@ export class Hub {
   constructor(builtin: Upstream, specs: readonly UpstreamSpec[], options: HubOptions) {
     this.builtin = builtin;
     this.options = options;
+    this.catalog = new Catalog({ listTimeoutMs: options.listTimeoutMs, log: options.log });
     this.interests = new Interests({
       timeoutMs: options.listTimeoutMs,
       servers: () => this.servers,
@@ -207,11 +176,10 @@ export class Hub {
       families.set(spec.name, this.family(spec));
     }
     for (const server of stopping) {
-      this.perServer.delete(server);
+      this.catalog.forget(server);
       this.interests.forget(server);
     }
     this.families = families;
-    this.merged.clear();
     const changed = [...report.added, ...report.removed, ...report.restarted];
     if (changed.length > 0) {
       for (const method of LIST_CHANGED_METHODS) {
@@ -301,9 +269,8 @@ export class Hub {
       if (!own) continue;
       // A session-scoped server lives exactly as long as its session.
       family.instances.delete(sessionId);
-      this.perServer.delete(own);
+      this.catalog.forget(own);
       this.interests.forget(own);
-      this.merged.clear();
       void own.close();
     }
     for (const server of this.servers) server.users.delete(sessionId);
@@ -312,7 +279,7 @@ export class Hub {
 
   /** A (re)started server: fresh lists, and the subscriptions and log level it lost. */
   private restored(server: Upstream): void {
-    this.invalidate(server, null);
+    this.catalog.invalidate(server, null);
     if (this.seenReady.has(server)) {
       // A new process may offer other tools: the sessions that see it list again.
       for (const method of LIST_CHANGED_METHODS) this.onlistchanged?.({ jsonrpc: '2.0', method }, server);
@@ -321,27 +288,18 @@ export class Hub {
     this.interests.restored(server);
   }
 
-  /** The merged list for one kind in a view. A server that cannot start is left out (its error is in its report). */
-  async list(kind: ListKind, view: View): Promise<ListOutcome> {
-    try {
-      return { items: (await this.mergedView(kind, view)).items };
-    } catch (error) {
-      this.merged.get(this.viewKey(view))?.delete(kind);
-      return { error: asRpcError(error) };
-    }
+  /** The merged list for one kind in a view (see Catalog.list). */
+  list(kind: ListKind, view: View): Promise<ListOutcome> {
+    return this.catalog.list(kind, this.catalogView(view));
   }
 
-  /** Resolves a session-visible tool or prompt name, or resource URI, to its server. */
-  async resolve(kind: ListKind, key: string, view: View): Promise<Target | undefined> {
-    const merged = await this.mergedView(kind, view).catch(() => undefined);
-    const hit = merged?.index.get(key);
-    if (hit || kind !== 'resources') return hit;
-    // A URI made from a resource template is not in resources/list: match the templates.
-    const templates = await this.mergedView('resourceTemplates', view).catch(() => undefined);
-    const byTemplate = templates?.templates.find((t) => t.pattern.test(key));
-    if (byTemplate) return { server: byTemplate.server, name: key };
-    const offering = this.inView(view).filter((s) => capabilityOf(s, 'resources') !== undefined);
-    return offering.length === 1 && offering[0] ? { server: offering[0], name: key } : undefined;
+  /** The server behind a session-visible tool or prompt name, or resource URI (see Catalog.resolve). */
+  resolve(kind: ListKind, key: string, view: View): Promise<Target | undefined> {
+    return this.catalog.resolve(kind, key, this.catalogView(view));
+  }
+
+  private catalogView(view: View): CatalogView {
+    return { single: view.server !== undefined, key: this.viewKey(view), servers: () => this.inView(view) };
   }
 
   /** The instances a view sees: the built-in server (unless single-server) and each hosted one. */
@@ -370,106 +328,10 @@ export class Hub {
     return `${view.server ?? '*'}\u0000${workspace}\u0000${session}`;
   }
 
-  private mergedView(kind: ListKind, view: View): Promise<Merged> {
-    const key = this.viewKey(view);
-    let kinds = this.merged.get(key);
-    if (!kinds) {
-      kinds = new Map();
-      this.merged.set(key, kinds);
-    }
-    let cached = kinds.get(kind);
-    if (!cached) {
-      cached = this.build(kind, view);
-      kinds.set(kind, cached);
-    }
-    return cached;
-  }
-
-  private async build(kind: ListKind, view: View): Promise<Merged> {
-    const spec = LISTS[kind];
-    const single = view.server !== undefined;
-    const inView = this.inView(view);
-    const lists = await Promise.all(
-      inView.map(async (server) => {
-        try {
-          await server.connect();
-        } catch (error) {
-          if (single) throw new UnavailableError(server, (error as Error).message);
-          return []; // left out of the merged view; its report says why
-        }
-        if (capabilityOf(server, spec.capability) === undefined) return [];
-        return this.serverList(server, kind).catch((error: unknown) => {
-          if (single) throw error;
-          this.options.log?.('list failed', { server: server.name, method: spec.method, error: (error as Error).message });
-          return [];
-        });
-      }),
-    );
-    const items: Item[] = [];
-    const index = new Map<string, Target>();
-    const templates: Merged['templates'] = [];
-    inView.forEach((server, i) => {
-      for (const item of lists[i] ?? []) {
-        const own = String(item[spec.routeBy] ?? '');
-        let visible = own;
-        let shown = item;
-        if (spec.prefixed && server.prefix !== null && !single) {
-          visible = `${server.prefix}${PREFIX_SEPARATOR}${own}`;
-          shown = { ...item, [spec.prefixed]: visible };
-        }
-        if (index.has(visible)) continue; // first server wins a clash; the other stays reachable by prefix
-        index.set(visible, { server, name: own });
-        items.push(shown);
-        if (kind === 'resourceTemplates') templates.push({ pattern: templatePattern(own), server });
-      }
-    });
-    return { items, index, templates };
-  }
-
-  private serverList(server: Upstream, kind: ListKind): Promise<Item[]> {
-    let kinds = this.perServer.get(server);
-    if (!kinds) {
-      kinds = new Map();
-      this.perServer.set(server, kinds);
-    }
-    let cached = kinds.get(kind);
-    if (!cached) {
-      cached = this.fetchAll(server, LISTS[kind]);
-      cached.catch(() => kinds.delete(kind));
-      kinds.set(kind, cached);
-    }
-    return cached;
-  }
-
-  private async fetchAll(server: Upstream, spec: ListSpec): Promise<Item[]> {
-    const items: Item[] = [];
-    let cursor: unknown;
-    for (let page = 0; page < 100; page++) {
-      const outcome = await server.call(spec.method, cursor === undefined ? {} : { cursor }, { timeoutMs: this.options.listTimeoutMs });
-      if (outcome === null) break;
-      if ('error' in outcome) throw new ListError(outcome.error);
-      const got = outcome.result[spec.key];
-      if (Array.isArray(got)) items.push(...(got as Item[]));
-      cursor = outcome.result.nextCursor;
-      if (typeof cursor !== 'string' || cursor.length === 0) break;
-    }
-    return items;
-  }
-
-  /** Drops cached lists of one server (one kind, or all when null) and every merged view. */
-  private invalidate(server: Upstream, kinds: ListKind[] | null): void {
-    const cached = this.perServer.get(server);
-    if (cached) {
-      if (kinds === null) cached.clear();
-      else for (const kind of kinds) cached.delete(kind);
-    }
-    this.merged.clear();
-  }
-
   private fromServer(server: Upstream, n: RpcNotification): void {
     const kinds = (Object.keys(LISTS) as ListKind[]).filter((kind) => LISTS[kind].changed === n.method);
     if (kinds.length > 0) {
-      this.invalidate(server, kinds);
+      this.catalog.invalidate(server, kinds);
       this.onlistchanged?.({ jsonrpc: '2.0', method: n.method }, server);
       return;
     }

@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
 import { z } from 'zod';
-import { PREFIX_SEPARATOR } from './hub.js';
+import { PREFIX_SEPARATOR } from './catalog.js';
 
 export type UpstreamScope = 'shared' | 'workspace' | 'session';
 

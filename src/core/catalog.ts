@@ -1,0 +1,181 @@
+/**
+ * What sessions see of the servers' tools, prompts and resources: the lists of each server,
+ * cached per kind and dropped when the server says `list_changed` or restarts, and the merged
+ * list of each view, rebuilt from those caches. In the default view the tools and prompts of
+ * hosted servers carry a `<server>__` prefix (unless their entry says `prefix: false`), the
+ * built-in server's keep bare names, and resources keep their URIs; every visible name or URI
+ * resolves to the server that listed it. A single-server view shows its server as it is.
+ */
+import type { RpcErrorObject } from '../protocol/jsonrpc.js';
+import { LISTS, ListError, UnavailableError, asRpcError, templatePattern, type ListKind, type ListSpec } from './lists.js';
+import { capabilityOf, type Upstream } from './upstream.js';
+
+export const PREFIX_SEPARATOR = '__';
+
+type Item = Record<string, unknown>;
+
+/** Which server a visible name or URI belongs to, and its name there. */
+export interface Target {
+  server: Upstream;
+  /** The name or URI as the server knows it. */
+  name: string;
+}
+
+/** What a merged list call resolves to. */
+export type ListOutcome = { items: Item[] } | { error: RpcErrorObject };
+
+interface Merged {
+  items: Item[];
+  /** Session-visible name or URI -> the server and its own name. */
+  index: Map<string, Target>;
+  /** Resource templates, for URIs that are not listed. */
+  templates: { pattern: RegExp; server: Upstream }[];
+}
+
+/** A view as the catalog needs it: its servers, and a key shared by views that see the same ones. */
+export interface CatalogView {
+  /** True for a single-server view: no prefixes, and that server's failures are the view's. */
+  single: boolean;
+  key: string;
+  servers: () => Upstream[];
+}
+
+export interface CatalogOptions {
+  /** Deadline for list calls to servers, in milliseconds. */
+  listTimeoutMs: number;
+  log?: ((event: string, details: Record<string, unknown>) => void) | undefined;
+}
+
+export class Catalog {
+  private readonly perServer = new Map<Upstream, Map<ListKind, Promise<Item[]>>>();
+  private readonly merged = new Map<string, Map<ListKind, Promise<Merged>>>();
+  private readonly options: CatalogOptions;
+
+  constructor(options: CatalogOptions) {
+    this.options = options;
+  }
+
+  /** The merged list for one kind in a view. A server that cannot start is left out (its error is in its report). */
+  async list(kind: ListKind, view: CatalogView): Promise<ListOutcome> {
+    try {
+      return { items: (await this.mergedView(kind, view)).items };
+    } catch (error) {
+      this.merged.get(view.key)?.delete(kind);
+      return { error: asRpcError(error) };
+    }
+  }
+
+  /** Resolves a session-visible tool or prompt name, or resource URI, to its server. */
+  async resolve(kind: ListKind, key: string, view: CatalogView): Promise<Target | undefined> {
+    const merged = await this.mergedView(kind, view).catch(() => undefined);
+    const hit = merged?.index.get(key);
+    if (hit || kind !== 'resources') return hit;
+    // A URI made from a resource template is not in resources/list: match the templates.
+    const templates = await this.mergedView('resourceTemplates', view).catch(() => undefined);
+    const byTemplate = templates?.templates.find((t) => t.pattern.test(key));
+    if (byTemplate) return { server: byTemplate.server, name: key };
+    const offering = view.servers().filter((s) => capabilityOf(s, 'resources') !== undefined);
+    return offering.length === 1 && offering[0] ? { server: offering[0], name: key } : undefined;
+  }
+
+  /** Drops cached lists of one server (some kinds, or all when null) and every merged view. */
+  invalidate(server: Upstream, kinds: readonly ListKind[] | null): void {
+    const cached = this.perServer.get(server);
+    if (cached) {
+      if (kinds === null) cached.clear();
+      else for (const kind of kinds) cached.delete(kind);
+    }
+    this.merged.clear();
+  }
+
+  /** A server left (reload, ended session): nothing of it is kept. */
+  forget(server: Upstream): void {
+    this.perServer.delete(server);
+    this.merged.clear();
+  }
+
+  private mergedView(kind: ListKind, view: CatalogView): Promise<Merged> {
+    let kinds = this.merged.get(view.key);
+    if (!kinds) {
+      kinds = new Map();
+      this.merged.set(view.key, kinds);
+    }
+    let cached = kinds.get(kind);
+    if (!cached) {
+      cached = this.build(kind, view);
+      kinds.set(kind, cached);
+    }
+    return cached;
+  }
+
+  private async build(kind: ListKind, view: CatalogView): Promise<Merged> {
+    const spec = LISTS[kind];
+    const single = view.single;
+    const inView = view.servers();
+    const lists = await Promise.all(
+      inView.map(async (server) => {
+        try {
+          await server.connect();
+        } catch (error) {
+          if (single) throw new UnavailableError(server, (error as Error).message);
+          return []; // left out of the merged view; its report says why
+        }
+        if (capabilityOf(server, spec.capability) === undefined) return [];
+        return this.serverList(server, kind).catch((error: unknown) => {
+          if (single) throw error;
+          this.options.log?.('list failed', { server: server.name, method: spec.method, error: (error as Error).message });
+          return [];
+        });
+      }),
+    );
+    const items: Item[] = [];
+    const index = new Map<string, Target>();
+    const templates: Merged['templates'] = [];
+    inView.forEach((server, i) => {
+      for (const item of lists[i] ?? []) {
+        const own = String(item[spec.routeBy] ?? '');
+        let visible = own;
+        let shown = item;
+        if (spec.prefixed && server.prefix !== null && !single) {
+          visible = `${server.prefix}${PREFIX_SEPARATOR}${own}`;
+          shown = { ...item, [spec.prefixed]: visible };
+        }
+        if (index.has(visible)) continue; // first server wins a clash; the other stays reachable by prefix
+        index.set(visible, { server, name: own });
+        items.push(shown);
+        if (kind === 'resourceTemplates') templates.push({ pattern: templatePattern(own), server });
+      }
+    });
+    return { items, index, templates };
+  }
+
+  private serverList(server: Upstream, kind: ListKind): Promise<Item[]> {
+    let kinds = this.perServer.get(server);
+    if (!kinds) {
+      kinds = new Map();
+      this.perServer.set(server, kinds);
+    }
+    let cached = kinds.get(kind);
+    if (!cached) {
+      cached = this.fetchAll(server, LISTS[kind]);
+      cached.catch(() => kinds.delete(kind));
+      kinds.set(kind, cached);
+    }
+    return cached;
+  }
+
+  private async fetchAll(server: Upstream, spec: ListSpec): Promise<Item[]> {
+    const items: Item[] = [];
+    let cursor: unknown;
+    for (let page = 0; page < 100; page++) {
+      const outcome = await server.call(spec.method, cursor === undefined ? {} : { cursor }, { timeoutMs: this.options.listTimeoutMs });
+      if (outcome === null) break;
+      if ('error' in outcome) throw new ListError(outcome.error);
+      const got = outcome.result[spec.key];
+      if (Array.isArray(got)) items.push(...(got as Item[]));
+      cursor = outcome.result.nextCursor;
+      if (typeof cursor !== 'string' || cursor.length === 0) break;
+    }
+    return items;
+  }
+}
