@@ -40,3 +40,29 @@ test('a client with sampling arriving later gets the sampling tools of a server 
   assert.match(textOf(result), /sampled by the capable client/);
   assert.equal((await serverReport(daemon, 'everything')).restarts, 0, 'a planned restart is not counted as a crash');
 });
+
+test('a client with sampling arriving mid-call: the call finishes on the old process, then the server is renewed', async () => {
+  const daemon = await startHostingDaemon(cleanup, () => ({ everything: everythingEntry() }));
+  const plain = await connectShim(cleanup, daemon, { name: 'no-sampling' });
+  await plain.client.listTools();
+  const first = await waitReady(daemon, 'everything');
+  // 2 s of work in flight on the process started without sampling.
+  const long = plain.client.callTool(
+    { name: 'everything__trigger-long-running-operation', arguments: { duration: 2, steps: 4 } },
+    undefined,
+    { timeout: 20_000 },
+  );
+  await waitFor(async () => (await serverReport(daemon, 'everything')).inflight > 0, 'the long call to be in flight');
+
+  const capable = await connectShim(cleanup, daemon, { name: 'with-sampling', capabilities: { sampling: {} } });
+  assert.equal((await serverReport(daemon, 'everything')).pid, first.pid, 'not renewed while a call is in flight');
+  const done = await long;
+  assert.ok(!done.isError, textOf(done));
+  assert.match(textOf(done), /completed/i);
+  await waitFor(async () => {
+    const r = await serverReport(daemon, 'everything');
+    return r.state === 'ready' && r.pid !== first.pid;
+  }, 'the server renewed once idle');
+  const tools = (await capable.client.listTools()).tools.map((t) => t.name);
+  assert.ok(tools.includes(SAMPLING_TOOL), 'the sampling tool is offered now');
+});

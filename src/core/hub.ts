@@ -227,7 +227,7 @@ export class Hub {
   /**
    * A session declared client capabilities: a running hosted server that was started without
    * one of them (so it may have left out the tools that need it) is restarted to be offered
-   * them, once it has no call in flight; its sessions then get `list_changed`.
+   * them, as soon as it has no call in flight; its sessions then get `list_changed`.
    */
   offerCapabilities(capabilities: Readonly<Record<string, unknown>> | undefined, view: View): void {
     const offered = FORWARDED_CAPABILITIES.filter((name) => capabilities?.[name] !== undefined);
@@ -236,8 +236,8 @@ export class Hub {
       if (server === this.builtin) continue;
       const declared = server.declaredCapabilities;
       if (!declared || offered.every((name) => declared[name] !== undefined)) continue;
-      if (server.inflight > 0) continue; // never cut calls short; a later session will offer again
-      void server.renew(`a client offers ${offered.filter((n) => declared[n] === undefined).join(', ')}`);
+      // Never cut calls short: calls in flight finish on the old process.
+      server.renewWhenIdle(`a client offers ${offered.filter((n) => declared[n] === undefined).join(', ')}`);
     }
   }
 

@@ -77,6 +77,8 @@ export class Upstream {
   private retryAtMs = 0;
   private restartTimer: NodeJS.Timeout | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
+  /** Why the server is to be renewed once its calls in flight are done (renewWhenIdle). */
+  private renewPending: string | undefined;
   private lastUsedMs = Date.now();
 
   constructor(options: UpstreamOptions) {
@@ -103,6 +105,15 @@ export class Upstream {
   /** The client capabilities declared to the running server, if it runs. */
   get declaredCapabilities(): Readonly<Record<string, unknown>> | undefined {
     return this.state === 'ready' ? this.link?.declaredCapabilities : undefined;
+  }
+
+  /**
+   * Renews the server (see renew) as soon as no call is in flight: calls already running finish
+   * on the old process. A server that is never idle keeps its process.
+   */
+  renewWhenIdle(reason: string): void {
+    if (this.inflight === 0) void this.renew(reason);
+    else this.renewPending = reason;
   }
 
   /**
@@ -153,6 +164,11 @@ export class Upstream {
     if (options.origin !== undefined) this.lastCaller = options.origin;
     const outcome = await link.call(method, params, options);
     this.lastUsedMs = Date.now();
+    const reason = this.renewPending;
+    if (reason !== undefined && this.link === link && link.inflight === 0) {
+      this.renewPending = undefined;
+      void this.renew(reason);
+    }
     return outcome;
   }
 
@@ -224,6 +240,7 @@ export class Upstream {
     this.pid = started.pid;
     this.startedAtMs = Date.now();
     this.state = 'ready';
+    this.renewPending = undefined; // a new process was offered every capability there is now
     link.onclose = () => this.crashed(link, started.exitReason?.() ?? 'the server connection closed');
     this.options.log?.('server ready', { server: this.name, pid: this.pid, restarts: this.restarts });
     this.onready?.();
