@@ -62,6 +62,11 @@ export function runShim(options: ShimOptions = {}): Promise<ShimExit> {
     let finished = false;
     let inputPaused = false;
     let maxLineBytes = DEFAULT_MAX_LINE_BYTES;
+    // stdin is read from the start, while the connection is made: the lines read by then follow
+    // the hello at once.
+    const early: string[] = [];
+    let earlyBytes = 0;
+    let stdinEnded = false;
 
     const ws = new WebSocket(url, {
       headers: { authorization: `Bearer ${address.token}` },
@@ -146,11 +151,6 @@ export function runShim(options: ShimOptions = {}): Promise<ShimExit> {
       }
     };
 
-    // stdin is read from the start, while the connection is made: the client's first lines are
-    // ready to follow the hello at once.
-    const early: string[] = [];
-    let earlyBytes = 0;
-    let stdinEnded = false;
     const closeForEnd = () => {
       ws.close(CloseCode.NORMAL, 'client closed stdin');
       finish(0);
