@@ -6,11 +6,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import WebSocket from 'ws';
+import { fetchHealth, type HealthReport } from '../src/daemon/health-client.js';
 import { readAddressCard } from '../src/protocol/files.js';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -173,19 +175,11 @@ export function textOf(result: unknown): string {
   return content?.[0]?.text ?? '';
 }
 
-export interface HealthBody {
-  status: string;
-  pid: number;
-  port: number;
-  sessions: { total: number; attached: number; detached: number };
-  inflight: number;
-  [key: string]: unknown;
-}
-
-export async function getHealth(daemon: Pick<DaemonHandle, 'port'>): Promise<HealthBody> {
-  const res = await fetch(`http://127.0.0.1:${daemon.port}/health`);
-  if (res.status !== 200) throw new Error(`/health answered ${res.status}`);
-  return (await res.json()) as HealthBody;
+/** The daemon's `/health`, through the same client `status` uses; throws when it gives none. */
+export async function getHealth(daemon: Pick<DaemonHandle, 'port'>): Promise<HealthReport> {
+  const report = await fetchHealth('127.0.0.1', daemon.port, 5_000);
+  if (!report) throw new Error(`no health report from 127.0.0.1:${daemon.port}/health`);
+  return report;
 }
 
 /** Opens a raw WebSocket to the daemon, by default with the right bearer token. */
@@ -263,7 +257,17 @@ export async function sendHello(ws: WebSocket, extra: Record<string, unknown> = 
   return nextJson(ws);
 }
 
-/** A raw shim process driven line by line, for framing and failure tests. */
+/** A loopback port nobody listens on (bound, then released). */
+export async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  if (!address || typeof address !== 'object') throw new Error('no port was bound');
+  return address.port;
+}
+
+/** A raw process driven line by line (a shim, or `exai-ws stdio`), for framing and failure tests. */
 export interface RawShim {
   proc: ChildProcess;
   send(line: string): void;
@@ -273,7 +277,12 @@ export interface RawShim {
 }
 
 export function spawnShim(cleanup: Cleanup, env: Record<string, string>, args: string[] = []): RawShim {
-  const proc = spawn(process.execPath, [SHIM, ...args], { env: { ...baseEnv(), ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+  return spawnLines(cleanup, [SHIM, ...args], env);
+}
+
+/** Runs `node ARGS` (with baseEnv() and `env`) as a RawShim; killed at cleanup. */
+export function spawnLines(cleanup: Cleanup, args: string[], env: Record<string, string> = {}): RawShim {
+  const proc = spawn(process.execPath, args, { env: { ...baseEnv(), ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
   let err = '';
   proc.stderr?.on('data', (c: Buffer) => (err += c.toString()));
   const lines: string[] = [];

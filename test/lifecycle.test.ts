@@ -6,7 +6,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import WebSocket from 'ws';
@@ -16,6 +15,7 @@ import {
   Cleanup,
   CLI,
   closed,
+  closedPort,
   getHealth,
   makeHome,
   nextJson,
@@ -89,16 +89,6 @@ function runCli(
   );
   cleanup.add(() => proc.kill('SIGKILL'));
   return within(done, timeoutMs, `exai-ws ${args.join(' ')}`);
-}
-
-/** A loopback port nobody listens on (bound, then released). */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  assert.ok(address && typeof address === 'object');
-  return address.port;
 }
 
 function nonEmptyLines(text: string): string[] {

@@ -5,9 +5,8 @@
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { spawn } from 'node:child_process';
 import { after, test } from 'node:test';
-import { CLI, Cleanup, OPENINGS, baseEnv, spawnShim, startDaemon, type RawShim } from './helpers.js';
+import { CLI, Cleanup, OPENINGS, spawnLines, spawnShim, startDaemon, type RawShim } from './helpers.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());
@@ -30,44 +29,6 @@ async function replay(proc: Pick<RawShim, 'send' | 'nextLine'>, lines: string[])
   return replies;
 }
 
-/** A raw `exai-ws stdio` process driven line by line, like spawnShim. */
-function spawnStdio(): RawShim {
-  const proc = spawn(process.execPath, [CLI, 'stdio'], { env: baseEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
-  cleanup.add(() => proc.kill('SIGKILL'));
-  const lines: string[] = [];
-  const waiters: ((l: string) => void)[] = [];
-  let partial = '';
-  proc.stdout.on('data', (c: Buffer) => {
-    partial += c.toString();
-    let nl: number;
-    while ((nl = partial.indexOf('\n')) >= 0) {
-      const line = partial.slice(0, nl);
-      partial = partial.slice(nl + 1);
-      const w = waiters.shift();
-      if (w) w(line);
-      else lines.push(line);
-    }
-  });
-  const exited = new Promise<number | string>((r) => proc.once('exit', (code, signal) => r(code ?? signal ?? -1)));
-  return {
-    proc,
-    send: (l) => proc.stdin.write(`${l}\n`),
-    nextLine: (timeoutMs = 5_000) => {
-      const ready = lines.shift();
-      if (ready !== undefined) return Promise.resolve(ready);
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error('no stdout line from exai-ws stdio')), timeoutMs);
-        waiters.push((l) => {
-          clearTimeout(timer);
-          resolve(l);
-        });
-      });
-    },
-    stderr: () => '',
-    exited,
-  };
-}
-
 test('every recorded client opening is answered through the daemon as the direct server answers it', async () => {
   assert.ok(files.length >= 5, `expected the shared client openings, found ${files.length}`);
   const daemon = await startDaemon(cleanup, { plain: true });
@@ -76,7 +37,7 @@ test('every recorded client opening is answered through the daemon as the direct
       .split('\n')
       .filter((l) => l.trim().length > 0);
     const viaDaemon = await replay(spawnShim(cleanup, daemon.clientEnv), lines);
-    const direct = await replay(spawnStdio(), lines);
+    const direct = await replay(spawnLines(cleanup, [CLI, 'stdio']), lines);
     assert.deepEqual(viaDaemon, direct, `${file}: the daemon answered differently from a direct server`);
 
     const opening = JSON.parse(lines[0] ?? '{}') as { id: number; params: { protocolVersion: string } };

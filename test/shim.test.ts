@@ -4,11 +4,11 @@
  */
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import {
   Cleanup,
+  closedPort,
   connectShim,
   getHealth,
   logPath,
@@ -26,16 +26,6 @@ const cleanup = new Cleanup();
 after(() => cleanup.run());
 
 type Json = Record<string, unknown>;
-
-/** A loopback port nobody listens on (bound, then released). */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  assert.ok(address && typeof address === 'object');
-  return address.port;
-}
 
 /** Resolves once the shim has exited and its stdout and stderr are closed; call before it exits. */
 function fullyClosed(shim: RawShim): Promise<void> {
