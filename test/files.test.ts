@@ -148,7 +148,10 @@ test('ensureToken: creates, keeps, replaces a bad file atomically, and refuses a
   );
   rmSync(file);
   mkdirSync(file);
-  assert.throws(() => ensureToken(file, undefined), (error: unknown) => error instanceof HomeError && error.path === file);
+  assert.throws(
+    () => ensureToken(file, undefined),
+    (error: unknown) => error instanceof HomeError && error.path === file,
+  );
 });
 
 test('command-line check: the daemon title and the CLI run as `daemon` count, nothing else does', () => {
@@ -236,7 +239,10 @@ test('a malformed token file (binary garbage, whitespace, several words) is repl
 // A home the daemon cannot use: one line, exit 73, no stack.
 
 /** Runs a plain `exai-ws daemon` that is expected to refuse; resolves with its exit code and stderr. */
-async function refusedStart(home: string, extra: { uid?: number; gid?: number; config?: string } = {}): Promise<{ code: number | string; stderr: string }> {
+async function refusedStart(
+  home: string,
+  extra: { uid?: number; gid?: number; config?: string } = {},
+): Promise<{ code: number | string; stderr: string }> {
   const proc = spawn(process.execPath, [CLI, 'daemon'], {
     env: { ...baseEnv(), EXAI_WS_HOME: home, EXAI_WS_PORT: '0', ...(extra.config ? { EXAI_WS_CONFIG: extra.config } : {}) },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -337,36 +343,43 @@ test('a port-0 card naming a live process that is an exai-ws daemon still blocks
   assert.deepEqual(readAddressCard(pidPath(home)), blocking, 'the card is left as it was');
 });
 
-/** Starts `n` daemons on one home at once; resolves with the one left running, after the others exited. */
-async function raceDaemons(home: string, n: number): Promise<{ winner: DaemonHandle; losers: { code: number | string; stderr: string }[] }> {
+/**
+ * Starts `n` daemons on one home at once and waits until all but one have exited; asserts the
+ * one left is running and named by the card, and returns it with the others' results.
+ */
+async function raceDaemons(
+  home: string,
+  n: number,
+): Promise<{ winner: DaemonHandle; losers: { code: number | string; stderr: string }[] }> {
   const racers = Array.from({ length: n }, () => spawnDaemon(cleanup, { home }));
-  const results = await within(
-    Promise.all(racers.map(async (r) => ({ r, code: await Promise.race([r.exited, new Promise((resolve) => setTimeout(resolve, 20_000, 'running'))]) }))),
-    30_000,
-    'the racing daemons to settle',
-  );
-  const running = results.filter((x) => x.code === 'running');
-  assert.equal(running.length, 1, `exactly one daemon must be left running:\n${results.map((x) => `${String(x.code)}: ${x.r.stderr()}`).join('\n')}`);
-  const win = running[0]?.r;
+  const codes = new Map<number, number | string>();
+  racers.forEach((r, i) => void r.exited.then((code) => codes.set(i, code)));
+  const report = () => racers.map((r, i) => `${String(codes.get(i) ?? 'running')}: ${r.stderr()}`).join('\n');
+  await waitFor(() => codes.size >= n - 1, `all but one of ${n} daemons to exit`, 30_000).catch((error: Error) => {
+    throw new Error(`${error.message}:\n${report()}`);
+  });
+  const running = racers.filter((_, i) => !codes.has(i));
+  assert.equal(running.length, 1, `exactly one daemon must be left running:\n${report()}`);
+  const win = running[0];
   assert.ok(win?.proc.pid);
   const c = await waitFor(() => {
     const now = readAddressCard(pidPath(home));
     return now && now.port > 0 ? now : null;
   }, 'the winner to publish its port');
   assert.equal(c.pid, win.proc.pid, 'the card names the daemon left running');
-  const token = readFileSync(join(home, 'token'), 'utf8').trim();
   const winner: DaemonHandle = {
     home,
     port: c.port,
     pid: c.pid,
-    token,
+    token: readFileSync(join(home, 'token'), 'utf8').trim(),
     proc: win.proc,
     clientEnv: { EXAI_WS_HOME: home },
     stderr: win.stderr,
     exited: win.exited,
     url: (path = '/ws') => `ws://127.0.0.1:${c.port}${path}`,
   };
-  return { winner, losers: results.filter((x) => x.code !== 'running').map((x) => ({ code: x.code as number | string, stderr: x.r.stderr() })) };
+  const losers = racers.flatMap((r, i) => (codes.has(i) ? [{ code: codes.get(i) ?? -1, stderr: r.stderr() }] : []));
+  return { winner, losers };
 }
 
 test('daemons started at once on a fresh home: exactly one runs, and all agree on one token', async () => {

@@ -33,7 +33,8 @@ export async function runDaemonCommand(extra: Omit<DaemonOptions, 'config'> = {}
     if (error instanceof AlreadyRunningError) refuse(error.message, ExitCode.FAILURE);
     if (error instanceof HomeError) refuse(`cannot use the home directory: ${error.message}`, ExitCode.HOME);
     const errno = error as NodeJS.ErrnoException & { syscall?: string };
-    if (errno.syscall === 'listen') refuse(`cannot listen on ${daemon.config.host}:${daemon.config.port}: ${errno.message}`, ExitCode.FAILURE);
+    if (errno.syscall === 'listen')
+      refuse(`cannot listen on ${daemon.config.host}:${daemon.config.port}: ${errno.message}`, ExitCode.FAILURE);
     throw error;
   }
   const { host } = daemon.config;

@@ -143,7 +143,8 @@ export class Daemon {
       // not a fault: the caller prints it as one plain line, so keep it out of stderr (warn
       // and worse are copied there).
       if (error instanceof AlreadyRunningError) logger.info({ running_pid: error.card.pid }, 'daemon start refused: already running');
-      else if (error instanceof HomeError) logger.info({ path: error.path, err: error.message }, 'daemon start refused: the home cannot be used');
+      else if (error instanceof HomeError)
+        logger.info({ path: error.path, err: error.message }, 'daemon start refused: the home cannot be used');
       else logger.error({ err: (error as Error).message }, 'daemon failed to start');
       await this.close('start_failed');
       throw error;

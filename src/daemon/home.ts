@@ -31,7 +31,10 @@ export function prepareHome(paths: HomePaths): void {
   } catch (error) {
     const problem = homeError(error, paths.logs, 'the logs directory');
     if (problem instanceof HomeError && problem.path === paths.home && !isDirectory(paths.home)) {
-      throw new HomeError(paths.home, `${paths.home} is a file, but the home (EXAI_WS_HOME) must be a directory: move it away (${ELSEWHERE})`);
+      throw new HomeError(
+        paths.home,
+        `${paths.home} is a file, but the home (EXAI_WS_HOME) must be a directory: move it away (${ELSEWHERE})`,
+      );
     }
     throw problem;
   }

@@ -69,7 +69,11 @@ export function processCommandLine(pid: number): string | null {
   }
   if (process.platform === 'win32') return null;
   try {
-    return execFileSync('ps', ['-o', 'args=', '-p', String(pid)], { encoding: 'utf8', timeout: 2_000, stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    return execFileSync('ps', ['-o', 'args=', '-p', String(pid)], {
+      encoding: 'utf8',
+      timeout: 2_000,
+      stdio: ['ignore', 'pipe', 'ignore'],
+    }).trim();
   } catch (error) {
     // ps exits 1 when there is no such process; no ps at all means we cannot tell.
     return (error as { status?: number | null }).status === 1 ? '' : null;
