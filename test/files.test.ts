@@ -101,11 +101,24 @@ async function assertTokenReplaced(daemon: DaemonHandle, old: Buffer): Promise<v
 // ---------------------------------------------------------------------------------------------
 // Unit tests over the pure parts.
 
-test('token check: only 1-1024 visible ASCII characters count as a token', () => {
+test('token check: only 16-1024 visible ASCII characters count as a token', () => {
   assert.equal(isValidToken('6mP0V0yzEpyWxwAHgfjnZgvAtH433aJVJqDG3TRFeYs'), true);
-  assert.equal(isValidToken('a'), true);
-  for (const bad of ['', ' ', 'two words', 'tab\there', 'line\nbreak', '\u0000\u0001', 'caf\u00e9', '\ufffd\ufffd', 'x'.repeat(1025)]) {
-    assert.equal(isValidToken(bad), false, JSON.stringify(bad));
+  assert.equal(isValidToken('x'.repeat(16)), true);
+  assert.equal(isValidToken('x'.repeat(1024)), true);
+  const long = 'x'.repeat(16);
+  const bad = [
+    '',
+    ' ',
+    'x'.repeat(15),
+    'x'.repeat(1025),
+    `two ${long}`,
+    `tab\t${long}`,
+    `nul\u0000${long}`,
+    `caf\u00e9${long}`,
+    '\ufffd'.repeat(20),
+  ];
+  for (const token of bad) {
+    assert.equal(isValidToken(token), false, JSON.stringify(token));
   }
   const dir = makeHome(cleanup);
   const file = join(dir, 'token');
@@ -117,8 +130,8 @@ test('token check: only 1-1024 visible ASCII characters count as a token', () =>
   writeFileSync(file, Buffer.from([0xff, 0xfe, 0x00, 0x80, 0x41, 0x0a]));
   assert.deepEqual(inspectTokenFile(file), { state: 'invalid', reason: 'malformed' });
   assert.equal(readTokenFile(file), null, 'a shim treats a malformed file as no token');
-  writeFileSync(file, '  good-token_1\n');
-  assert.deepEqual(inspectTokenFile(file), { state: 'ok', token: 'good-token_1' });
+  writeFileSync(file, '  good-token_1234567\n');
+  assert.deepEqual(inspectTokenFile(file), { state: 'ok', token: 'good-token_1234567' });
   rmSync(file);
   mkdirSync(file);
   assert.equal(inspectTokenFile(file).state, 'unreadable');

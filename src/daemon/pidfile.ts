@@ -100,14 +100,17 @@ export interface LivenessProbe {
 
 /**
  * True when the card's process is an exai-ws daemon, so the card must be respected: it answers
- * `/health` as that pid, or its command line is a daemon's. A live pid running anything else
- * (the pid was reused after a crash or a reboot) is not.
+ * `/health` on the card's port as that pid, or (nothing answers there, or the card has no port
+ * yet) its command line is a daemon's. A live pid running anything else (the pid was reused
+ * after a crash or a reboot) is not, and neither is a card whose port is answered by another
+ * daemon.
  */
 export async function cardIsLive(card: AddressCard, probe: LivenessProbe = {}): Promise<boolean> {
   if (!processAlive(card.pid)) return false;
   if (card.port > 0) {
+    // A daemon answering on the card's port as another pid means the card's daemon left it.
     const health = await fetchHealth(card.host, card.port, probe.healthTimeoutMs ?? HEALTH_TIMEOUT_MS);
-    if (health !== null && health.pid === card.pid) return true;
+    if (health !== null) return health.pid === card.pid;
   }
   const commandLine = (probe.commandLine ?? processCommandLine)(card.pid);
   if (commandLine !== null) return isDaemonCommandLine(commandLine);

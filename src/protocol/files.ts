@@ -81,15 +81,18 @@ export function parseAddressCard(text: string): AddressCard | null {
   }
 }
 
+/** Shortest token accepted from the token file (the same floor as `EXAI_WS_TOKEN`). */
+export const MIN_TOKEN_CHARS = 16;
 /** Longest token accepted from the token file (it travels in an HTTP header). */
 export const MAX_TOKEN_CHARS = 1024;
 
 /**
- * True for a usable token: 1 to {@link MAX_TOKEN_CHARS} visible ASCII characters (no spaces or
- * control characters), so it can be sent as `Authorization: Bearer <token>` unchanged.
+ * True for a usable token: {@link MIN_TOKEN_CHARS} to {@link MAX_TOKEN_CHARS} visible ASCII
+ * characters (no spaces or control characters), so it can be sent as
+ * `Authorization: Bearer <token>` unchanged.
  */
 export function isValidToken(token: string): boolean {
-  return token.length > 0 && token.length <= MAX_TOKEN_CHARS && /^[\x21-\x7e]+$/.test(token);
+  return token.length >= MIN_TOKEN_CHARS && token.length <= MAX_TOKEN_CHARS && /^[\x21-\x7e]+$/.test(token);
 }
 
 /** What the token file holds: a usable token, nothing, something else, or an error reading it. */
