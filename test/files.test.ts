@@ -221,6 +221,11 @@ test('liveness over real processes: a reused pid is stale, a daemon-looking proc
   assert.equal(await cardIsLive(card(cli.pid)), true, 'port 0, a stopped `cli.js daemon`');
   assert.equal(await cardIsLive(card(sleeper.pid ?? -1, 1)), false, 'a port that does not answer, pid reused by `sleep`');
 
+  // A port answered by a daemon with another pid: the card's process left it, whatever it is now.
+  const other = await startDaemon(cleanup);
+  assert.equal(await cardIsLive(card(other.pid, other.port)), true, 'the daemon answering as itself');
+  assert.equal(await cardIsLive(card(titled.pid ?? -1, other.port)), false, 'a daemon-looking pid whose port another daemon answers');
+
   // Where no command line can be read, a young port-0 card is trusted and an old one is not.
   const unknown = { commandLine: () => null };
   assert.equal(await cardIsLive(card(sleeper.pid ?? -1), unknown), true);
