@@ -227,7 +227,14 @@ export class Router {
   private async initialize(id: RpcRequest['id'], params: Record<string, unknown>): Promise<RpcResponse> {
     const asked = typeof params.protocolVersion === 'string' ? params.protocolVersion : undefined;
     this.protocolVersion = asked && SUPPORTED_PROTOCOL_VERSIONS.includes(asked) ? asked : LATEST_PROTOCOL_VERSION;
-    this.clientInfo = isObject(params.clientInfo) ? params.clientInfo : undefined;
+    const info = params.clientInfo;
+    // Kept only as strings: the client's own data, of any shape.
+    this.clientInfo = isObject(info)
+      ? {
+          name: typeof info.name === 'string' ? info.name : undefined,
+          version: typeof info.version === 'string' ? info.version : undefined,
+        }
+      : undefined;
     this.clientCapabilities = isObject(params.capabilities) ? params.capabilities : undefined;
     this.hub.offerCapabilities(this.clientCapabilities, this.options.view);
     const single = this.options.view.server;
