@@ -31,7 +31,7 @@ export class Watchdog {
     this.write(`+${pgid}\n`);
   }
 
-  /** Stops watching a group whose leader has exited. */
+  /** Stops watching a group that has no member left. */
   unwatch(pgid: number): void {
     if (this.proc) this.write(`-${pgid}\n`);
   }

@@ -1,0 +1,188 @@
+/**
+ * Whole process groups: whenever a hosted server stops, for whatever reason, every process it
+ * started goes with it (SIGTERM, then SIGKILL), not only the server itself. Each test reads the
+ * server's process group from /proc, every member of it, not just the pids the server knows.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { promisify } from 'node:util';
+import { CLI, Cleanup, ROOT, baseEnv, connectShim, textOf, waitFor, type DaemonHandle } from './helpers.js';
+import { processGone, startHostingDaemon, waitReady, type ServerEntry } from './fixtures/hosted-servers.js';
+
+const cleanup = new Cleanup();
+after(() => cleanup.run());
+const run = promisify(execFile);
+
+const GRANDCHILD = join(ROOT, 'dist', 'test', 'fixtures', 'hosted-grandchild.js');
+/** Time for SIGTERM, the grace, SIGKILL and the watchdog, with room for a loaded machine. */
+const GONE_MS = 15_000;
+
+interface Pids {
+  pid: number;
+  grandchild: number;
+  holder: number;
+}
+
+function entry(extra: ServerEntry = {}): ServerEntry {
+  return { command: process.execPath, args: [GRANDCHILD], ...extra };
+}
+
+/** Live (not zombie) members of a process group, from /proc/<pid>/stat field 5. */
+function groupMembers(pgid: number): number[] {
+  const members: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    let text: string;
+    try {
+      text = readFileSync(`/proc/${name}/stat`, 'utf8');
+    } catch {
+      continue; // exited while we looked
+    }
+    const [state, , pgrp] = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    if (Number(pgrp) === pgid && state !== 'Z' && state !== 'X') members.push(Number(name));
+  }
+  return members;
+}
+
+/** Kills whatever of the group is left when the test ends, one pid at a time (never a reused pgid). */
+function killLeftovers(pgid: number): void {
+  cleanup.add(() => {
+    for (const pid of groupMembers(pgid)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone meanwhile
+      }
+    }
+  });
+}
+
+async function waitGroupGone(pgid: number, after: string): Promise<void> {
+  await waitFor(() => groupMembers(pgid).length === 0, `every process of group ${pgid} gone after ${after}`, GONE_MS).catch(() => {
+    const left = groupMembers(pgid).map((pid) => `${pid} (${readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ')})`);
+    throw new Error(`group ${pgid} still has ${left.join(', ')} after ${after}`);
+  });
+}
+
+/** Calls the server's `pids` tool and checks its group holds the server and both grandchildren. */
+async function serverPids(client: Awaited<ReturnType<typeof connectShim>>['client']): Promise<Pids> {
+  const pids = JSON.parse(textOf(await client.callTool({ name: 'kids__pids', arguments: {} }))) as Pids;
+  killLeftovers(pids.pid);
+  const members = groupMembers(pids.pid);
+  for (const pid of [pids.pid, pids.grandchild, pids.holder]) assert.ok(members.includes(pid), `${pid} runs in group ${pids.pid}`);
+  return pids;
+}
+
+async function hosting(servers: Record<string, ServerEntry>): Promise<{ daemon: DaemonHandle; client: Awaited<ReturnType<typeof connectShim>>['client'] }> {
+  const daemon = await startHostingDaemon(cleanup, () => servers);
+  const { client } = await connectShim(cleanup, daemon);
+  return { daemon, client };
+}
+
+async function reload(daemon: DaemonHandle, servers: Record<string, ServerEntry>): Promise<void> {
+  writeFileSync(join(daemon.home, 'config.json'), JSON.stringify({ mcpServers: servers }, null, 2));
+  await run(process.execPath, [CLI, 'reload'], { env: { ...baseEnv(), EXAI_WS_HOME: daemon.home }, timeout: 20_000 });
+}
+
+test('a server removed from the config takes every process it started with it', async () => {
+  const { daemon, client } = await hosting({ kids: entry() });
+  const pids = await serverPids(client);
+  await reload(daemon, {});
+  await waitGroupGone(pids.pid, 'removal from the config');
+});
+
+test('a server removed from the config whose children ignore SIGTERM still leaves none behind', async () => {
+  const { daemon, client } = await hosting({ kids: entry({ env: { STUBBORN: '1' } }) });
+  const pids = await serverPids(client);
+  await reload(daemon, {});
+  await waitGroupGone(pids.pid, 'removal of a server whose children ignore SIGTERM');
+});
+
+test('a server whose entry changed is restarted without the old one’s children', async () => {
+  const { daemon, client } = await hosting({ kids: entry() });
+  const old = await serverPids(client);
+  await reload(daemon, { kids: entry({ env: { CHANGED: '1' } }) });
+  await waitGroupGone(old.pid, 'a changed entry');
+  const renewed = await serverPids(client);
+  assert.notEqual(renewed.pid, old.pid);
+});
+
+test('killing a server with kill -9 ends its children; the restarted server works', async () => {
+  const { daemon, client } = await hosting({ kids: entry() });
+  const old = await serverPids(client);
+  process.kill(old.pid, 'SIGKILL');
+  await waitGroupGone(old.pid, 'kill -9 of the server');
+  assert.ok(processGone(old.grandchild) && processGone(old.holder), 'the old grandchildren are gone');
+  const renewed = await waitFor(
+    async () => {
+      const report = await waitReady(daemon, 'kids');
+      return report.pid !== old.pid ? report : null;
+    },
+    'the server restarted',
+    GONE_MS,
+  );
+  const pids = await serverPids(client);
+  assert.equal(pids.pid, renewed.pid, 'calls reach the restarted server');
+  assert.equal(groupMembers(pids.pid).length, 3, 'the new server runs with its own children');
+});
+
+test('a server that exits by itself leaves no child behind', async () => {
+  const { client } = await hosting({ kids: entry() });
+  const pids = await serverPids(client);
+  assert.equal(textOf(await client.callTool({ name: 'kids__exit', arguments: {} })), 'bye');
+  await waitGroupGone(pids.pid, 'the server exited with status 0');
+});
+
+test('a server stopped for idleness leaves no child behind', async () => {
+  const daemon = await startHostingDaemon(cleanup, () => ({ kids: entry({ idle_timeout_ms: 300 }) }));
+  const shim = await connectShim(cleanup, daemon);
+  const pids = await serverPids(shim.client);
+  await shim.client.close(); // a session that used it keeps it; this was the only one
+  await waitGroupGone(pids.pid, 'the idle stop');
+});
+
+for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
+  test(`a daemon stopped with ${signal} leaves no process of a hosted server behind`, async () => {
+    const { daemon, client } = await hosting({ kids: entry() });
+    const pids = await serverPids(client);
+    daemon.proc.kill(signal);
+    await daemon.exited;
+    await waitGroupGone(pids.pid, `daemon ${signal}`);
+  });
+}
+
+test('a daemon killed with SIGKILL while a crashed server’s group is still being ended leaves none of it behind', async () => {
+  const { daemon, client } = await hosting({ kids: entry({ env: { STUBBORN: '1' } }) });
+  const pids = await serverPids(client);
+  process.kill(pids.pid, 'SIGKILL');
+  // The grandchildren ignore SIGTERM, so the daemon is now in the grace before SIGKILL.
+  await waitFor(() => processGone(pids.pid), 'the server gone', GONE_MS);
+  assert.ok(groupMembers(pids.pid).length > 0, 'the children outlive the server for the grace');
+  daemon.proc.kill('SIGKILL');
+  await daemon.exited;
+  await waitGroupGone(pids.pid, 'daemon SIGKILL during the grace');
+});
+
+test('a crash-looping server leaves no children of its past runs behind', async () => {
+  const { daemon } = await hosting({});
+  const pidsFile = join(daemon.home, 'pids.txt');
+  const starts = (): number[] =>
+    existsSync(pidsFile)
+      ? readFileSync(pidsFile, 'utf8')
+          .split('\n')
+          .filter(Boolean)
+          .map(Number)
+      : [];
+  cleanup.add(() => {
+    for (const pid of starts()) for (const member of groupMembers(pid)) process.kill(member, 'SIGKILL');
+  });
+  await reload(daemon, { kids: entry({ start: 'eager', env: { PIDS_FILE: pidsFile, EXIT_AFTER_MS: '100' } }) });
+  // Backoff 0.25, 0.5, 1 s: four runs have come and gone within a few seconds.
+  const seen = await waitFor(() => (starts().length >= 4 ? starts() : null), 'four runs of the crashing server', 30_000);
+  for (const pgid of seen.slice(0, 3)) await waitGroupGone(pgid, 'a crash of the server');
+  await reload(daemon, {});
+  for (const pgid of starts()) await waitGroupGone(pgid, 'removal of the crash-looping server');
+});
