@@ -23,11 +23,20 @@ const GONE_MS = 15_000;
 interface Pids {
   pid: number;
   grandchild: number;
-  holder: number;
+  holder: number | null;
 }
 
-function entry(extra: ServerEntry = {}): ServerEntry {
-  return { command: process.execPath, args: [GRANDCHILD], ...extra };
+/**
+ * The fixture server's entry. `holdPipes: false` leaves out the grandchild that holds the
+ * server's stdout: without it the pipes close when the server exits, the case where only the
+ * group, not the pipes, can tell that processes are left.
+ */
+function entry(options: { holdPipes?: boolean; stubborn?: boolean } = {}, extra: ServerEntry = {}): ServerEntry {
+  const env: Record<string, string> = {};
+  if (options.holdPipes === false) env.HOLD_PIPES = '0';
+  if (options.stubborn) env.STUBBORN = '1';
+  const extraEnv = (extra.env ?? {}) as Record<string, string>;
+  return { command: process.execPath, args: [GRANDCHILD], ...extra, env: { ...env, ...extraEnv } };
 }
 
 /** Live (not zombie) members of a process group, from /proc/<pid>/stat field 5. */
@@ -47,17 +56,20 @@ function groupMembers(pgid: number): number[] {
   return members;
 }
 
-/** Kills whatever of the group is left when the test ends, one pid at a time (never a reused pgid). */
-function killLeftovers(pgid: number): void {
-  cleanup.add(() => {
-    for (const pid of groupMembers(pgid)) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // gone meanwhile
-      }
+/** Kills what is left of a group, one pid at a time (a signal to a pgid could reach a reused one). */
+function killGroup(pgid: number): void {
+  for (const pid of groupMembers(pgid)) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone meanwhile
     }
-  });
+  }
+}
+
+/** Kills whatever of the group is left when the tests end. */
+function killLeftovers(pgid: number): void {
+  cleanup.add(() => killGroup(pgid));
 }
 
 async function waitGroupGone(pgid: number, after: string): Promise<void> {
@@ -67,12 +79,12 @@ async function waitGroupGone(pgid: number, after: string): Promise<void> {
   });
 }
 
-/** Calls the server's `pids` tool and checks its group holds the server and both grandchildren. */
+/** Calls the server's `pids` tool and checks its group holds the server and its grandchildren. */
 async function serverPids(client: Awaited<ReturnType<typeof connectShim>>['client']): Promise<Pids> {
   const pids = JSON.parse(textOf(await client.callTool({ name: 'kids__pids', arguments: {} }))) as Pids;
   killLeftovers(pids.pid);
   const members = groupMembers(pids.pid);
-  for (const pid of [pids.pid, pids.grandchild, pids.holder]) assert.ok(members.includes(pid), `${pid} runs in group ${pids.pid}`);
+  for (const pid of [pids.pid, pids.grandchild, pids.holder ?? pids.pid]) assert.ok(members.includes(pid), `${pid} runs in group ${pids.pid}`);
   return pids;
 }
 
@@ -88,23 +100,23 @@ async function reload(daemon: DaemonHandle, servers: Record<string, ServerEntry>
 }
 
 test('a server removed from the config takes every process it started with it', async () => {
-  const { daemon, client } = await hosting({ kids: entry() });
+  const { daemon, client } = await hosting({ kids: entry({ holdPipes: false }) });
   const pids = await serverPids(client);
   await reload(daemon, {});
   await waitGroupGone(pids.pid, 'removal from the config');
 });
 
 test('a server removed from the config whose children ignore SIGTERM still leaves none behind', async () => {
-  const { daemon, client } = await hosting({ kids: entry({ env: { STUBBORN: '1' } }) });
+  const { daemon, client } = await hosting({ kids: entry({ holdPipes: false, stubborn: true }) });
   const pids = await serverPids(client);
   await reload(daemon, {});
   await waitGroupGone(pids.pid, 'removal of a server whose children ignore SIGTERM');
 });
 
 test('a server whose entry changed is restarted without the old one’s children', async () => {
-  const { daemon, client } = await hosting({ kids: entry() });
+  const { daemon, client } = await hosting({ kids: entry({ holdPipes: false }) });
   const old = await serverPids(client);
-  await reload(daemon, { kids: entry({ env: { CHANGED: '1' } }) });
+  await reload(daemon, { kids: entry({ holdPipes: false }, { env: { CHANGED: '1' } }) });
   await waitGroupGone(old.pid, 'a changed entry');
   const renewed = await serverPids(client);
   assert.notEqual(renewed.pid, old.pid);
@@ -115,7 +127,7 @@ test('killing a server with kill -9 ends its children; the restarted server work
   const old = await serverPids(client);
   process.kill(old.pid, 'SIGKILL');
   await waitGroupGone(old.pid, 'kill -9 of the server');
-  assert.ok(processGone(old.grandchild) && processGone(old.holder), 'the old grandchildren are gone');
+  assert.ok(processGone(old.grandchild) && processGone(old.holder ?? old.grandchild), 'the old grandchildren are gone');
   const renewed = await waitFor(
     async () => {
       const report = await waitReady(daemon, 'kids');
@@ -137,7 +149,7 @@ test('a server that exits by itself leaves no child behind', async () => {
 });
 
 test('a server stopped for idleness leaves no child behind', async () => {
-  const daemon = await startHostingDaemon(cleanup, () => ({ kids: entry({ idle_timeout_ms: 300 }) }));
+  const daemon = await startHostingDaemon(cleanup, () => ({ kids: entry({ holdPipes: false }, { idle_timeout_ms: 300 }) }));
   const shim = await connectShim(cleanup, daemon);
   const pids = await serverPids(shim.client);
   await shim.client.close(); // a session that used it keeps it; this was the only one
@@ -146,7 +158,7 @@ test('a server stopped for idleness leaves no child behind', async () => {
 
 for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
   test(`a daemon stopped with ${signal} leaves no process of a hosted server behind`, async () => {
-    const { daemon, client } = await hosting({ kids: entry() });
+    const { daemon, client } = await hosting({ kids: entry({ holdPipes: false }) });
     const pids = await serverPids(client);
     daemon.proc.kill(signal);
     await daemon.exited;
@@ -155,7 +167,7 @@ for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
 }
 
 test('a daemon killed with SIGKILL while a crashed server’s group is still being ended leaves none of it behind', async () => {
-  const { daemon, client } = await hosting({ kids: entry({ env: { STUBBORN: '1' } }) });
+  const { daemon, client } = await hosting({ kids: entry({ holdPipes: false, stubborn: true }) });
   const pids = await serverPids(client);
   process.kill(pids.pid, 'SIGKILL');
   // The grandchildren ignore SIGTERM, so the daemon is now in the grace before SIGKILL.
@@ -177,9 +189,9 @@ test('a crash-looping server leaves no children of its past runs behind', async 
           .map(Number)
       : [];
   cleanup.add(() => {
-    for (const pid of starts()) for (const member of groupMembers(pid)) process.kill(member, 'SIGKILL');
+    for (const pid of starts()) killGroup(pid);
   });
-  await reload(daemon, { kids: entry({ start: 'eager', env: { PIDS_FILE: pidsFile, EXIT_AFTER_MS: '100' } }) });
+  await reload(daemon, { kids: entry({}, { start: 'eager', env: { PIDS_FILE: pidsFile, EXIT_AFTER_MS: '100' } }) });
   // Backoff 0.25, 0.5, 1 s: four runs have come and gone within a few seconds.
   const seen = await waitFor(() => (starts().length >= 4 ? starts() : null), 'four runs of the crashing server', 30_000);
   for (const pgid of seen.slice(0, 3)) await waitGroupGone(pgid, 'a crash of the server');
