@@ -4,13 +4,15 @@
  * server's process group from /proc, every member of it, not just the pids the server knows.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { promisify } from 'node:util';
 import { CLI, Cleanup, ROOT, baseEnv, connectShim, textOf, waitFor, type DaemonHandle } from './helpers.js';
 import { processGone, startHostingDaemon, waitReady, type ServerEntry } from './fixtures/hosted-servers.js';
+import { ProcessGroup } from '../src/core/process-group.js';
+import type { Watchdog } from '../src/core/watchdog.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());
@@ -84,11 +86,14 @@ async function serverPids(client: Awaited<ReturnType<typeof connectShim>>['clien
   const pids = JSON.parse(textOf(await client.callTool({ name: 'kids__pids', arguments: {} }))) as Pids;
   killLeftovers(pids.pid);
   const members = groupMembers(pids.pid);
-  for (const pid of [pids.pid, pids.grandchild, pids.holder ?? pids.pid]) assert.ok(members.includes(pid), `${pid} runs in group ${pids.pid}`);
+  for (const pid of [pids.pid, pids.grandchild, pids.holder ?? pids.pid])
+    assert.ok(members.includes(pid), `${pid} runs in group ${pids.pid}`);
   return pids;
 }
 
-async function hosting(servers: Record<string, ServerEntry>): Promise<{ daemon: DaemonHandle; client: Awaited<ReturnType<typeof connectShim>>['client'] }> {
+async function hosting(
+  servers: Record<string, ServerEntry>,
+): Promise<{ daemon: DaemonHandle; client: Awaited<ReturnType<typeof connectShim>>['client'] }> {
   const daemon = await startHostingDaemon(cleanup, () => servers);
   const { client } = await connectShim(cleanup, daemon);
   return { daemon, client };
@@ -181,13 +186,7 @@ test('a daemon killed with SIGKILL while a crashed server’s group is still bei
 test('a crash-looping server leaves no children of its past runs behind', async () => {
   const { daemon } = await hosting({});
   const pidsFile = join(daemon.home, 'pids.txt');
-  const starts = (): number[] =>
-    existsSync(pidsFile)
-      ? readFileSync(pidsFile, 'utf8')
-          .split('\n')
-          .filter(Boolean)
-          .map(Number)
-      : [];
+  const starts = (): number[] => (existsSync(pidsFile) ? readFileSync(pidsFile, 'utf8').split('\n').filter(Boolean).map(Number) : []);
   cleanup.add(() => {
     for (const pid of starts()) killGroup(pid);
   });
@@ -197,4 +196,95 @@ test('a crash-looping server leaves no children of its past runs behind', async 
   for (const pgid of seen.slice(0, 3)) await waitGroupGone(pgid, 'a crash of the server');
   await reload(daemon, {});
   for (const pgid of starts()) await waitGroupGone(pgid, 'removal of the crash-looping server');
+});
+
+// ProcessGroup on its own: which signals reach a group, in which order, and when they stop.
+
+/** Replaces process.kill for one test with a fake group; `answer` decides each call's fate. */
+async function withFakeKill(
+  answer: (signal: string | number) => 'ok' | 'ESRCH',
+  body: (calls: (string | number)[]) => Promise<void>,
+): Promise<void> {
+  const real = process.kill.bind(process);
+  const calls: (string | number)[] = [];
+  process.kill = (pid: number, signal: string | number = 'SIGTERM') => {
+    if (pid !== -424242) return real(pid, signal);
+    calls.push(signal);
+    if (answer(signal) === 'ok') return true;
+    throw Object.assign(new Error('kill ESRCH'), { code: 'ESRCH' });
+  };
+  try {
+    await body(calls);
+  } finally {
+    process.kill = real;
+  }
+}
+
+function fakeWatchdog(log: string[]): Watchdog {
+  return {
+    watch: (pgid: number) => log.push(`watch ${pgid}`),
+    unwatch: (pgid: number) => log.push(`unwatch ${pgid}`),
+  } as unknown as Watchdog;
+}
+
+test('a group that empties after SIGTERM gets no SIGKILL, and no signal at all once seen empty', async () => {
+  let probesAfterTerm = 0;
+  let termed = false;
+  await withFakeKill(
+    (signal) => {
+      if (signal === 'SIGTERM') termed = true;
+      if (signal === 0 && termed) probesAfterTerm++;
+      return termed && probesAfterTerm >= 3 ? 'ESRCH' : 'ok';
+    },
+    async (calls) => {
+      const log: string[] = [];
+      const group = new ProcessGroup(424242, fakeWatchdog(log), 10_000);
+      const ending = group.end();
+      assert.equal(group.end(), ending, 'ending twice is the same ending: no second set of timers');
+      await ending;
+      assert.deepEqual(calls, [0, 'SIGTERM', 0, 0, 0]);
+      assert.deepEqual(log, ['watch 424242', 'unwatch 424242'], 'registered with the watchdog until the group is empty');
+      await group.end();
+      assert.equal(group.alive, false);
+      assert.equal(calls.length, 5, 'an empty group is never probed or signalled again: its id may be reused');
+    },
+  );
+});
+
+test('a group that ignores SIGTERM gets SIGKILL after the grace, and is unregistered only once empty', async () => {
+  let killed = false;
+  await withFakeKill(
+    (signal) => {
+      if (signal === 'SIGKILL') killed = true;
+      return killed && signal === 0 ? 'ESRCH' : 'ok';
+    },
+    async (calls) => {
+      const log: string[] = [];
+      const group = new ProcessGroup(424242, fakeWatchdog(log), 1_000);
+      const ending = group.end();
+      await new Promise((r) => setTimeout(r, 50));
+      assert.ok(!calls.includes('SIGKILL'), 'no SIGKILL during the grace');
+      assert.deepEqual(log, ['watch 424242']);
+      await ending;
+      const term = calls.indexOf('SIGTERM');
+      const kill = calls.indexOf('SIGKILL');
+      assert.ok(term >= 0 && kill > term, `SIGTERM, then SIGKILL: ${JSON.stringify(calls)}`);
+      assert.ok(
+        calls.slice(term + 1, kill).every((c) => c === 0),
+        'only probes between them',
+      );
+      assert.deepEqual(calls.slice(kill + 1), [0], 'one probe finds it empty; nothing after');
+      assert.deepEqual(log, ['watch 424242', 'unwatch 424242']);
+    },
+  );
+});
+
+test('ending a real group that ignores SIGTERM leaves none of its processes', async () => {
+  const leader = spawn('/bin/sh', ['-c', "trap '' TERM; sleep 600 & sleep 600 & wait"], { detached: true, stdio: 'ignore' });
+  const pgid = leader.pid as number;
+  killLeftovers(pgid);
+  await waitFor(() => groupMembers(pgid).length === 3, 'the leader and its two children');
+  const group = new ProcessGroup(pgid, undefined, 200);
+  await group.end();
+  await waitGroupGone(pgid, 'ProcessGroup.end()');
 });
