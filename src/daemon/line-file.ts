@@ -155,8 +155,8 @@ export class LineFile {
         }
       }
     } catch (error) {
-      this.drop(lines.length - done);
       this.fail(error as NodeJS.ErrnoException);
+      this.drop(lines.length - done);
     }
   }
 
