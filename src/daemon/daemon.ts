@@ -10,7 +10,8 @@
  *   4. whatever still runs is answered -32000 (and cancelled at its server);
  *   5. every socket is closed with 1001, stragglers terminated;
  *   6. the core closes its servers;
- *   7. a final metrics line is written and the log flushed;
+ *   7. a final metrics line is written and both files flushed: one write attempt each, so a
+ *      full disk costs those lines, never the shutdown;
  *   8. the pid file is removed.
  */
 import { mkdirSync, watch, type FSWatcher } from 'node:fs';

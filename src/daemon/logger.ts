@@ -29,10 +29,10 @@ export type LogStats = LogHealth;
 export interface DaemonLogger {
   logger: Logger;
   /** Writes batched lines to disk, one attempt; never throws or waits. Call before exit. */
-  flush(): void;
+  flush: () => void;
   /** Flushes and closes the log file. Idempotent. */
-  close(): void;
-  stats(): LogStats;
+  close: () => void;
+  stats: () => LogStats;
 }
 
 export interface LogFileOptions {
@@ -94,7 +94,7 @@ export function createLogger(file: LogFileOptions | null, level: string, stderrF
   const logger: Logger = pino(
     { ...base, timestamp: pino.stdTimeFunctions.isoTime },
     pino.multistream([
-      { stream: sink, level: level as pino.Level },
+      { stream: sink, level },
       { stream: stderr, level: 'warn' },
     ]),
   );
