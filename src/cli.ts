@@ -4,6 +4,7 @@
  * demand, and `exai-ws shim` loads nothing but the bundled shim (start-up time is its budget).
  */
 import { createRequire } from 'node:module';
+import { ExitCode } from './commands/exit-codes.js';
 import { NAME, VERSION } from './version.js';
 
 const HELP = `${NAME} ${VERSION}: one MCP daemon shared by every client on this machine
@@ -29,9 +30,21 @@ Environment: EXAI_WS_HOME, EXAI_WS_HOST, EXAI_WS_PORT, EXAI_WS_TOKEN, EXAI_WS_BA
 LOG_LEVEL and the limits listed in the README.
 `;
 
-function fail(message: string): never {
+function fail(message: string, code: number = ExitCode.FAILURE): never {
   process.stderr.write(`exai-ws: ${message}\n`);
-  process.exit(1);
+  process.exit(code);
+}
+
+/**
+ * The last resort for an error no command handled. Errors a user can act on (an invalid
+ * configuration, an unusable home) are one line with their own exit code; anything else is a
+ * bug: its stack is printed and the exit code is {@link ExitCode.CRASH}. Matched by name, so
+ * that this file imports no command's modules (`exai-ws shim` must start fast).
+ */
+function failWith(error: unknown): never {
+  if (error instanceof Error && error.name === 'ConfigError') fail(error.message, ExitCode.CONFIG);
+  if (error instanceof Error && error.name === 'HomeError') fail(`cannot use the home directory: ${error.message}`, ExitCode.HOME);
+  fail(`internal error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`, ExitCode.CRASH);
 }
 
 async function main(argv: string[]): Promise<void> {
@@ -89,4 +102,4 @@ async function main(argv: string[]): Promise<void> {
   }
 }
 
-main(process.argv.slice(2)).catch((error: unknown) => fail(error instanceof Error ? error.message : String(error)));
+main(process.argv.slice(2)).catch(failWith);

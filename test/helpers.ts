@@ -20,7 +20,8 @@ export const CLI = join(ROOT, 'dist', 'src', 'cli.js');
 /** The bundled shim: what client configs run (`exai-ws shim` loads the same file). */
 export const SHIM = join(ROOT, 'dist', 'shim.cjs');
 export const FIXTURE_DAEMON = join(ROOT, 'dist', 'test', 'fixtures', 'fixture-daemon.js');
-export const OPENINGS = join(ROOT, '..', 'shared', 'fixtures', 'client-openings');
+/** What real clients send first, copied from the team's shared fixtures so a fresh clone has them. */
+export const OPENINGS = join(ROOT, 'test', 'fixtures', 'client-openings');
 
 /** Runs registered teardown steps in reverse order; use one per test file or test. */
 export class Cleanup {

@@ -1,5 +1,5 @@
 /**
- * What real clients send first (shared/fixtures/client-openings), replayed through a real shim
+ * What real clients send first (test/fixtures/client-openings, copied from shared/), replayed through a real shim
  * and daemon, must be answered exactly as the direct `exai-ws stdio` server answers it.
  */
 import assert from 'node:assert/strict';

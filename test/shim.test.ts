@@ -97,23 +97,41 @@ test('the daemon dying mid-call: the shim answers the open request once with -32
   assert.match(shim.stderr(), /closed/);
 });
 
-test('a shim with no daemon to reach: one stderr line, exit 1, nothing on stdout', async () => {
-  const home = makeHome(cleanup);
-  writeFileSync(join(home, 'token'), `${'t'.repeat(64)}\n`, { mode: 0o600 });
-  const port = await closedPort();
-  const shim = spawnShim(cleanup, { EXAI_WS_HOME: home, EXAI_WS_PORT: String(port) });
-  const shimClosed = fullyClosed(shim);
-  const code = await within(shim.exited, 10_000, 'the shim to exit');
-  await within(shimClosed, 5_000, 'the shim stdout to close');
-  assert.notEqual(code, 0);
-  const lines = shim
-    .stderr()
-    .split('\n')
-    .filter((l) => l.trim().length > 0);
-  assert.equal(lines.length, 1, `expected one stderr line, got:\n${shim.stderr()}`);
-  assert.match(lines[0] ?? '', new RegExp(`${port}`), 'the line names where it looked');
-  assert.deepEqual(await remainingLines(shim), []);
-});
+for (const withToken of [true, false]) {
+  test(`a shim with no daemon to reach${withToken ? '' : ' and no token'} answers an initialize sent after it failed with the reason and what to do, then exits 1`, async () => {
+    const home = makeHome(cleanup);
+    if (withToken) writeFileSync(join(home, 'token'), `${'t'.repeat(64)}\n`, { mode: 0o600 });
+    const port = await closedPort();
+    const shim = spawnShim(cleanup, { EXAI_WS_HOME: home, EXAI_WS_PORT: String(port) });
+    const shimClosed = fullyClosed(shim);
+    // The refusal takes milliseconds; a slow client writes its initialize only after it.
+    await waitFor(() => shim.stderr().includes('cannot reach'), 'the shim to find no daemon');
+    shim.send(
+      JSON.stringify({
+        jsonrpc: '2.0',
+        id: 0,
+        method: 'initialize',
+        params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 't', version: '1' } },
+      }),
+    );
+    shim.send(JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }));
+    const reply = JSON.parse(await shim.nextLine(10_000)) as { id?: unknown; error?: { code: number; message: string } };
+    assert.equal(reply.id, 0);
+    assert.equal(reply.error?.code, -32000);
+    assert.match(
+      reply.error?.message ?? '',
+      new RegExp(`cannot reach the exai-ws daemon at ws://127\\.0\\.0\\.1:${port}/ws .*start it with: exai-ws daemon`),
+    );
+    assert.equal(await within(shim.exited, 10_000, 'the shim to exit'), 1);
+    await within(shimClosed, 5_000, 'the shim stdout to close');
+    const lines = shim
+      .stderr()
+      .split('\n')
+      .filter((l) => l.trim().length > 0);
+    assert.equal(lines.length, 1, `expected one stderr line, got:\n${shim.stderr()}`);
+    assert.deepEqual(await remainingLines(shim), [], 'the notification gets no answer');
+  });
+}
 
 test('a shim whose hello is refused answers the waiting initialize with the reason, then exits 1', async () => {
   const daemon = await startDaemon(cleanup, { env: { EXAI_WS_MAX_SESSIONS: '1' } });

@@ -1,44 +1,89 @@
 /** `exai-ws daemon`: runs the daemon in the foreground until SIGINT, SIGTERM or `exai-ws stop`. */
+import { writeSync } from 'node:fs';
 import { ConfigError, loadConfig } from '../daemon/config.js';
 import { Daemon, type DaemonOptions } from '../daemon/daemon.js';
-import { AlreadyRunningError } from '../daemon/pidfile.js';
+import { HomeError } from '../daemon/home.js';
+import { AlreadyRunningError, DAEMON_TITLE } from '../daemon/pidfile.js';
+import { ExitCode } from './exit-codes.js';
 
 /**
- * Starts a daemon from the environment, installs signal handlers and exits the process when
- * it has shut down. `extra` lets test fixtures add tools to the built-in server.
+ * Starts a daemon from the environment, installs signal and crash handlers and exits the
+ * process when it has shut down. `extra` lets test fixtures add tools to the built-in server.
+ *
+ * Exit codes (see exit-codes.ts): 0 after a signal; 1 when another daemon holds the home or the
+ * address cannot be bound; 2 for an invalid configuration; 73 when the home cannot be used;
+ * 70 when a bug crashed the daemon. Each refusal is one line on stderr; a crash prints its
+ * stack.
  */
 export async function runDaemonCommand(extra: Omit<DaemonOptions, 'config'> = {}): Promise<void> {
-  let daemon: Daemon;
+  // Shown by ps, and read by a starting daemon that finds this pid in the address card before
+  // this one answers /health (pidfile.ts): set before the card can name this process.
+  process.title = DAEMON_TITLE;
+  let daemon: Daemon | undefined;
+  installCrashHandlers(() => daemon);
   try {
     daemon = new Daemon({ ...extra, config: loadConfig() });
   } catch (error) {
-    if (error instanceof ConfigError) {
-      process.stderr.write(`exai-ws: ${error.message}\n`);
-      process.exit(2);
-    }
+    if (error instanceof ConfigError) refuse(error.message, ExitCode.CONFIG);
     throw error;
   }
   try {
     await daemon.start();
   } catch (error) {
-    if (error instanceof AlreadyRunningError) {
-      process.stderr.write(`exai-ws: ${error.message}\n`);
-      process.exit(1);
-    }
+    if (error instanceof AlreadyRunningError) refuse(error.message, ExitCode.FAILURE);
+    if (error instanceof HomeError) refuse(`cannot use the home directory: ${error.message}`, ExitCode.HOME);
+    const errno = error as NodeJS.ErrnoException & { syscall?: string };
+    if (errno.syscall === 'listen')
+      refuse(`cannot listen on ${daemon.config.host}:${daemon.config.port}: ${errno.message}`, ExitCode.FAILURE);
     throw error;
   }
   const { host } = daemon.config;
   process.stderr.write(
     `exai-ws: daemon listening on ws://${host.includes(':') ? `[${host}]` : host}:${daemon.port} (pid ${process.pid}, home ${daemon.config.paths.home})\n`,
   );
+  const running = daemon;
   const stop = (signal: string) => {
-    daemon.close(signal).then(
-      () => process.exit(0),
-      () => process.exit(1),
+    running.close(signal).then(
+      () => process.exit(ExitCode.OK),
+      () => process.exit(ExitCode.FAILURE),
     );
   };
   process.once('SIGINT', () => stop('SIGINT'));
   process.once('SIGTERM', () => stop('SIGTERM'));
   // SIGHUP (`exai-ws reload`) re-reads the hosted-servers config; a closed terminal never stops the daemon.
-  process.on('SIGHUP', () => void daemon.reload('SIGHUP'));
+  process.on('SIGHUP', () => void running.reload('SIGHUP'));
+}
+
+/** One plain line on stderr and the given exit code: for refusals the user can act on. */
+function refuse(message: string, code: number): never {
+  process.stderr.write(`exai-ws: ${message}\n`);
+  process.exit(code);
+}
+
+/**
+ * A bug that reaches the top (an uncaught exception, an unhandled rejection) ends the daemon
+ * loudly rather than leaving it running in an unknown state: the stack goes to stderr and the
+ * log, the pid file is removed so the next start is not blocked, and the process exits with
+ * {@link ExitCode.CRASH}. Hosted servers are stopped by the watchdog once this process is gone.
+ */
+function installCrashHandlers(daemon: () => Daemon | undefined): void {
+  let crashing = false;
+  const crash = (error: unknown, origin: string) => {
+    if (crashing) return; // a second fault while handling the first: exit is already on its way
+    crashing = true;
+    try {
+      const stack = error instanceof Error ? (error.stack ?? error.message) : String(error);
+      // Written synchronously: the process exits right after.
+      writeSync(2, `exai-ws: daemon crashed (${origin}), exiting: ${stack}\n`);
+    } catch {
+      // stderr is gone; the log still gets it.
+    }
+    try {
+      daemon()?.abandon(error);
+    } finally {
+      process.exit(ExitCode.CRASH);
+    }
+  };
+  process.on('uncaughtException', (error, origin) => crash(error, origin));
+  process.on('unhandledRejection', (reason) => crash(reason, 'unhandledRejection'));
 }

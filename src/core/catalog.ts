@@ -6,7 +6,7 @@
  * built-in server's keep bare names, and resources keep their URIs; every visible name or URI
  * resolves to the server that listed it. A single-server view shows its server as it is.
  */
-import type { RpcErrorObject } from '../protocol/jsonrpc.js';
+import { isObject, trySerialize, type RpcErrorObject } from '../protocol/jsonrpc.js';
 import { LISTS, ListError, UnavailableError, asRpcError, templatePattern, type ListKind, type ListSpec } from './lists.js';
 import { capabilityOf, type Upstream } from './upstream.js';
 
@@ -152,8 +152,15 @@ export class Catalog {
     const index = new Map<string, Target>();
     const templates: Merged['templates'] = [];
     inView.forEach((server, i) => {
+      let dropped = 0;
       for (const item of lists[i] ?? []) {
-        const own = String(item[spec.routeBy] ?? '');
+        const own = isObject(item) ? item[spec.routeBy] : undefined;
+        // A server's list is its own data: an item without a name, or one no client could be sent
+        // (nested too deeply), is left out rather than failing the whole merged list.
+        if (typeof own !== 'string' || !trySerialize(item).ok) {
+          dropped++;
+          continue;
+        }
         let visible = own;
         let shown = item;
         if (spec.prefixed && server.prefix !== null && !single) {
@@ -165,6 +172,7 @@ export class Catalog {
         items.push(shown);
         if (kind === 'resourceTemplates') templates.push({ pattern: templatePattern(own), server });
       }
+      if (dropped > 0) this.options.log?.('list items dropped', { server: server.name, method: spec.method, dropped });
     });
     return { items, index, templates };
   }
@@ -192,7 +200,8 @@ export class Catalog {
       if (outcome === null) break;
       if ('error' in outcome) throw new ListError(outcome.error);
       const got = outcome.result[spec.key];
-      if (Array.isArray(got)) items.push(...(got as Item[]));
+      // One by one: spreading a server's list of a few hundred thousand items into push() overflows the stack.
+      if (Array.isArray(got)) for (const item of got as Item[]) items.push(item);
       cursor = outcome.result.nextCursor;
       if (typeof cursor !== 'string' || cursor.length === 0) break;
     }

@@ -1,20 +1,30 @@
 /**
  * An MCP stdio transport to a child process the daemon hosts. Unlike the SDK's client
- * transport, the child runs in its own process group, so stopping it reaches the whole tree
- * (`npx` -> `sh` -> `node`), and the group is registered with the {@link Watchdog}, so even a
+ * transport, the child runs in its own process group (see {@link ProcessGroup}), and whenever
+ * the server stops, for whatever reason, the whole group is ended: what the server started
+ * goes with it. The group is registered with the {@link Watchdog} until it is empty, so even a
  * daemon killed with SIGKILL leaves no orphan behind.
  *
- * Stop sequence (close()): end the child's stdin, wait; SIGTERM the group, wait; SIGKILL it.
+ * Stop sequence (close()): end the child's stdin and wait up to {@link STOP_STEP_MS} for the
+ * leader to exit; then (or as soon as the leader exits, on its own or killed) SIGTERM the group,
+ * SIGKILL it after its grace. The transport closes (onclose) when the leader has
+ * exited and its output is read: a grandchild that inherited the pipes cannot hold it open.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 import { corkUntilTick } from '../protocol/cork.js';
 import { LineSplitter } from '../protocol/ndjson.js';
+import { ProcessGroup } from './process-group.js';
 import type { Watchdog } from './watchdog.js';
 
-/** How long each stop step waits for the child to exit before the next, harsher one. */
+/** How long a stopped server gets to exit on stdin EOF before its group is signalled. */
 export const STOP_STEP_MS = 2_000;
+/**
+ * How long output written just before the leader exited may take to arrive. Past it, pipes
+ * still held open by a grandchild are destroyed and the transport closes anyway.
+ */
+export const EXIT_DRAIN_MS = 200;
 /** Longest stdout line accepted from a hosted server. */
 export const CHILD_MAX_LINE_BYTES = 64 * 1024 * 1024;
 /** Stderr kept for error reports, in characters. */
@@ -37,7 +47,11 @@ export class ChildTransport implements Transport {
   private readonly spec: ChildSpec;
   private readonly watchdog: Watchdog | undefined;
   private child: ChildProcess | undefined;
-  private exited: Promise<void> | undefined;
+  private group: ProcessGroup | undefined;
+  /** Resolves once the leader has exited (its 'exit' event). */
+  private leaderExited: Promise<void> | undefined;
+  /** Resolves once the transport is closed: the leader exited and its output was read. */
+  private drained: Promise<void> | undefined;
   private closed = false;
   private stderrTail = '';
   /** Exit code or signal, once the child exited. */
@@ -65,11 +79,12 @@ export class ChildTransport implements Transport {
         env: { ...this.spec.env },
         cwd: this.spec.cwd,
         stdio: ['pipe', 'pipe', 'pipe'],
-        detached: true, // its own process group: the stop sequence reaches grandchildren
+        detached: true, // its own process group: stopping it reaches grandchildren
         windowsHide: true,
       });
       this.child = child;
-      this.exited = new Promise((done) => child.once('close', () => done()));
+      this.leaderExited = new Promise((done) => child.once('exit', () => done()));
+      this.drained = new Promise((done) => child.once('close', () => done()));
       const splitter = new LineSplitter(CHILD_MAX_LINE_BYTES, {
         onLine: (line) => this.receive(line),
         onOversize: (bytes) => this.onerror?.(new Error(`server wrote a ${bytes}-byte line; dropped`)),
@@ -89,14 +104,18 @@ export class ChildTransport implements Transport {
         else this.onerror?.(error);
       });
       child.once('spawn', () => {
-        if (child.pid !== undefined) this.watchdog?.watch(child.pid);
+        // Windows has no process groups to signal (nor a watchdog): the leader alone is stopped there.
+        if (child.pid !== undefined && process.platform !== 'win32') this.group = new ProcessGroup(child.pid, this.watchdog);
         resolve();
       });
-      child.once('close', (code, signal) => {
+      child.once('exit', (code, signal) => {
         this.exitStatus = signal ?? String(code);
-        if (child.pid !== undefined) this.watchdog?.unwatch(child.pid);
-        this.finish();
+        // However the leader went (crash, kill -9, clean exit, our stop), what it started goes too.
+        void this.group?.end();
+        const drain = setTimeout(() => destroyPipes(child), EXIT_DRAIN_MS);
+        child.once('close', () => clearTimeout(drain));
       });
+      child.once('close', () => this.finish());
     });
   }
 
@@ -109,41 +128,28 @@ export class ChildTransport implements Transport {
     });
   }
 
-  /** Stops the child (stdin end, SIGTERM, SIGKILL, each after {@link STOP_STEP_MS}); resolves once it exited. */
+  /**
+   * Stops the server: stdin EOF, then its whole process group is ended (SIGTERM, SIGKILL).
+   * Resolves once the group is empty (or given up after SIGKILL) and the transport is closed.
+   */
   async close(): Promise<void> {
     const child = this.child;
-    if (!child || child.exitCode !== null || child.signalCode !== null) {
+    if (!child) {
       this.finish();
       return;
     }
-    child.stdin?.end();
-    if (await this.waitExit(STOP_STEP_MS)) return;
-    this.signalGroup('SIGTERM');
-    if (await this.waitExit(STOP_STEP_MS)) return;
-    this.signalGroup('SIGKILL');
-    await this.waitExit(STOP_STEP_MS);
-  }
-
-  private signalGroup(signal: NodeJS.Signals): void {
-    const pid = this.child?.pid;
-    if (pid === undefined) return;
-    try {
-      process.kill(-pid, signal);
-    } catch {
-      try {
-        this.child?.kill(signal);
-      } catch {
-        // Already gone.
+    if (child.exitCode === null && child.signalCode === null) {
+      child.stdin?.end();
+      if (!(await within(this.leaderExited, STOP_STEP_MS))) {
+        if (this.group) await this.group.end();
+        else stopLeader(child);
+        await within(this.leaderExited, STOP_STEP_MS);
       }
     }
-  }
-
-  private async waitExit(ms: number): Promise<boolean> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<false>((r) => (timer = setTimeout(() => r(false), ms)));
-    const done = await Promise.race([this.exited?.then(() => true as const) ?? Promise.resolve(true as const), timeout]);
-    clearTimeout(timer);
-    return done;
+    await this.group?.end();
+    // A leader that outlived SIGKILL (stuck in the kernel): stop reading it all the same.
+    if (!(await within(this.drained, EXIT_DRAIN_MS))) destroyPipes(child);
+    this.finish();
   }
 
   private receive(line: string): void {
@@ -163,4 +169,27 @@ export class ChildTransport implements Transport {
     this.closed = true;
     this.onclose?.();
   }
+}
+
+/** Resolves true when `promise` settled within `ms`, false otherwise. */
+async function within(promise: Promise<void> | undefined, ms: number): Promise<boolean> {
+  if (!promise) return true;
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  const done = await Promise.race([promise.then(() => true as const), timeout]);
+  clearTimeout(timer);
+  return done;
+}
+
+/** Stops reading a child whose pipes a grandchild may hold open; its 'close' follows. */
+function destroyPipes(child: ChildProcess): void {
+  for (const stream of [child.stdin, child.stdout, child.stderr]) stream?.destroy();
+}
+
+/** Without a process group (Windows): SIGTERM, then SIGKILL, to the leader alone. */
+function stopLeader(child: ChildProcess): void {
+  child.kill('SIGTERM');
+  setTimeout(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  }, STOP_STEP_MS).unref();
 }

@@ -7,7 +7,15 @@
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 import { RpcCode } from '../protocol/codes.js';
-import { classify, type Answer, type RpcNotification, type RpcRequest } from '../protocol/jsonrpc.js';
+import {
+  classify,
+  isObject,
+  serializeFailure,
+  type Answer,
+  type RpcErrorObject,
+  type RpcNotification,
+  type RpcRequest,
+} from '../protocol/jsonrpc.js';
 import { VERSION, NAME } from '../version.js';
 import type { Cancellation } from './cancellation.js';
 
@@ -167,6 +175,17 @@ export class ServerLink {
       const message = sendParams === undefined ? { jsonrpc: '2.0', id, method } : { jsonrpc: '2.0', id, method, params: sendParams };
       this.transport.send(message as JSONRPCMessage).catch((error: unknown) => {
         const done = this.take(id);
+        if (error instanceof RangeError) {
+          // The transport's JSON.stringify gave up on the caller's params (nested too deeply, too
+          // large): the caller's fault, and the server never saw it.
+          done?.resolve({
+            error: {
+              code: RpcCode.INVALID_PARAMS,
+              message: `Invalid params: the request cannot be sent to ${this.name}: ${serializeFailure(error)}`,
+            },
+          });
+          return;
+        }
         done?.resolve(this.unavailable(`send failed: ${error instanceof Error ? error.message : String(error)}`));
       });
     });
@@ -226,7 +245,7 @@ export class ServerLink {
         if (typeof id !== 'number') return;
         const entry = this.take(id);
         if (!entry) return; // late reply to a cancelled or timed-out call
-        entry.resolve('error' in c.message ? { error: c.message.error } : { result: c.message.result });
+        entry.resolve(this.answerOf(c.message));
         return;
       }
       case 'notification': {
@@ -247,8 +266,31 @@ export class ServerLink {
     }
   }
 
+  /**
+   * A server's reply as an outcome the router can pass on: MCP results are objects and errors
+   * carry a numeric code and a string message; anything else becomes a -32603 naming the server.
+   */
+  private answerOf(reply: { result?: unknown; error?: unknown }): Answer {
+    if ('error' in reply) {
+      const error = reply.error;
+      if (isObject(error) && Number.isInteger(error.code) && typeof error.message === 'string')
+        return { error: error as unknown as RpcErrorObject };
+      return { error: { code: RpcCode.INTERNAL_ERROR, message: `${this.name} sent a malformed error`, data: { server: this.name } } };
+    }
+    if (isObject(reply.result)) return { result: reply.result };
+    return {
+      error: { code: RpcCode.INTERNAL_ERROR, message: `${this.name} sent a result that is not an object`, data: { server: this.name } },
+    };
+  }
+
   private answerServerRequest(request: RpcRequest): void {
-    const send = (body: Answer) => this.transport.send({ jsonrpc: '2.0', id: request.id, ...body }).catch(() => undefined);
+    const send = (body: Answer) =>
+      this.transport.send({ jsonrpc: '2.0', id: request.id, ...body }).catch((error: unknown) => {
+        // The client's answer (its own data) could not be serialised: the server still gets one answer.
+        if (!(error instanceof RangeError)) return;
+        const failed = { code: RpcCode.INTERNAL_ERROR, message: `the client's answer cannot be sent: ${serializeFailure(error)}` };
+        return this.transport.send({ jsonrpc: '2.0', id: request.id, error: failed }).catch(() => undefined);
+      });
     if (request.method === 'ping') {
       void send({ result: {} });
       return;
@@ -257,7 +299,11 @@ export class ServerLink {
       void send({ error: { code: RpcCode.METHOD_NOT_FOUND, message: `${request.method} is not supported by this client` } });
       return;
     }
-    void this.onrequest(request, this.requestContext(request)).then(send);
+    void this.onrequest(request, this.requestContext(request))
+      .catch((error: unknown): Answer => ({
+        error: { code: RpcCode.INTERNAL_ERROR, message: `internal error: ${error instanceof Error ? error.message : String(error)}` },
+      }))
+      .then(send);
   }
 
   private requestContext(request: RpcRequest): ServerRequestContext {
@@ -266,7 +312,8 @@ export class ServerLink {
     for (const entry of [...this.pending.values()].reverse()) {
       if (entry.origin !== undefined && !callers.includes(entry.origin)) callers.push(entry.origin);
     }
-    const token = (request.params?._meta as Record<string, unknown> | undefined)?.progressToken;
+    const meta = request.params?._meta;
+    const token = isObject(meta) ? meta.progressToken : undefined;
     const byToken = typeof token === 'number' ? this.pending.get(token)?.origin : undefined;
     return { callers, byToken };
   }

@@ -2,7 +2,9 @@
  * Makes sure hosted server processes die with the daemon, even when the daemon is killed with
  * SIGKILL and runs no code at all. (No \`--\` before the negative group id: dash's \`kill\` refuses it.) A tiny `sh` process (about 1 MB) reads the process group ids
  * of the daemon's children from a pipe; when the pipe ends (the daemon is gone, however it
- * went), it sends SIGTERM, then SIGKILL, to every group still listed, and exits.
+ * went), it sends SIGTERM to every group still listed, then, after 2 s, SIGKILL to those that
+ * still have members, and exits. Groups are probed every 0.1 s meanwhile and one seen empty is
+ * dropped: its id may be handed to an unrelated process group, which must never be signalled.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 
@@ -17,7 +19,12 @@ while IFS= read -r line; do
 done
 [ -n "$groups" ] || exit 0
 for g in $groups; do kill -TERM "-$g" 2>/dev/null; done
-sleep 2
+i=0
+while [ $i -lt 20 ] && [ -n "$groups" ]; do
+  sleep 0.1
+  kept=""; for g in $groups; do kill -0 "-$g" 2>/dev/null && kept="$kept $g"; done; groups="$kept"
+  i=$((i + 1))
+done
 for g in $groups; do kill -KILL "-$g" 2>/dev/null; done
 exit 0
 `;
@@ -31,7 +38,7 @@ export class Watchdog {
     this.write(`+${pgid}\n`);
   }
 
-  /** Stops watching a group whose leader has exited. */
+  /** Stops watching a group that has no member left. */
   unwatch(pgid: number): void {
     if (this.proc) this.write(`-${pgid}\n`);
   }

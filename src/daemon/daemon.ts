@@ -2,7 +2,8 @@
  * The daemon: composes the token, pid lock, logger, core (hub with the built-in server),
  * session manager and transport, and owns their lifecycle.
  *
- * Start order: home and logs dir, token, pid lock (exclusive), core, listen, address card.
+ * Start order: home and logs dir (checked), log, pid lock (exclusive), token (only the lock
+ * holder writes it), core, listen, address card.
  * Shutdown order (close()):
  *   1. stop accepting connections and upgrades;
  *   2. sessions drain: queued and new requests are answered -32000;
@@ -14,7 +15,7 @@
  *      full disk costs those lines, never the shutdown;
  *   8. the pid file is removed.
  */
-import { mkdirSync, watch, type FSWatcher } from 'node:fs';
+import { watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { CloseCode } from '../protocol/codes.js';
@@ -30,6 +31,7 @@ import type { HealthReport, MemoryReport } from './health-client.js';
 import { LineFile } from './line-file.js';
 import { createLogger, type DaemonLogger } from './logger.js';
 import { Metrics } from './metrics.js';
+import { HomeError, homeError, prepareHome } from './home.js';
 import { AlreadyRunningError, acquirePidLock, type PidLock } from './pidfile.js';
 import { unionCapabilities, wireFanout } from './fanout.js';
 import { DaemonServer } from './server.js';
@@ -89,16 +91,20 @@ export class Daemon {
 
   /**
    * Starts the daemon. Rejects with `AlreadyRunningError` when another daemon holds the
-   * home, or with the bind error; what was started is closed again.
+   * home, with `HomeError` when the home cannot be used (a path of the wrong type, no
+   * permission, a full disk), or with the bind error; what was started is closed again.
    */
   async start(): Promise<void> {
     if (this.state !== 'new') throw new Error('daemon already started');
     this.state = 'starting';
     const { config } = this;
     const { paths } = config;
-    mkdirSync(paths.logs, { recursive: true, mode: 0o700 });
-    const token = ensureToken(paths.token, config.token);
-    this.log = createLogger({ path: paths.log, maxBytes: config.logMaxBytes, files: config.logFiles }, config.logLevel);
+    prepareHome(paths);
+    try {
+      this.log = createLogger({ path: paths.log, maxBytes: config.logMaxBytes, files: config.logFiles }, config.logLevel);
+    } catch (error) {
+      throw homeError(error, paths.log, 'the log file');
+    }
     const logger = this.log.logger;
     this.metricsFile = new LineFile({
       path: paths.metrics,
@@ -121,6 +127,10 @@ export class Daemon {
     };
     try {
       this.lock = await acquirePidLock(paths.pid, { ...card, port: 0 });
+      // Only the lock holder writes the token file, so daemons started at once agree on one.
+      const { token, written } = ensureToken(paths.token, config.token);
+      if (written === 'created') logger.info({ path: paths.token }, 'token file created');
+      else if (written) logger.warn({ path: paths.token, reason: written }, 'token file held no usable token: replaced with a new one');
       const hub = await startCore({
         startedAtMs: this.startedAtMs,
         listTimeoutMs: config.callTimeoutMs,
@@ -147,13 +157,32 @@ export class Daemon {
       this.watchConfig();
       logger.info({ host: config.host, port, home: paths.home, version: VERSION }, 'daemon started');
     } catch (error) {
-      // Another daemon holding the home is an expected refusal, not a fault: the caller prints
-      // it as one plain line, so keep it out of stderr (warn and worse are copied there).
+      // Another daemon holding the home, or a home the user must fix, is an expected refusal,
+      // not a fault: the caller prints it as one plain line, so keep it out of stderr (warn
+      // and worse are copied there).
       if (error instanceof AlreadyRunningError) logger.info({ running_pid: error.card.pid }, 'daemon start refused: already running');
+      else if (error instanceof HomeError)
+        logger.info({ path: error.path, err: error.message }, 'daemon start refused: the home cannot be used');
       else logger.error({ err: (error as Error).message }, 'daemon failed to start');
       await this.close('start_failed');
       throw error;
     }
+  }
+
+  /**
+   * For a fatal error (a bug the process will not survive): logs it, flushes the log and
+   * removes the pid file, synchronously and best effort, so that the caller can exit at once
+   * and the next start finds no card. Hosted servers are left to the watchdog, which stops them
+   * when this process is gone.
+   */
+  abandon(error: unknown): void {
+    try {
+      this.log?.logger.fatal({ err: error }, 'daemon crashed');
+      this.log?.flush();
+    } catch {
+      // The log may be what failed; the pid file must still go.
+    }
+    this.lock?.release();
   }
 
   /** The `/health` report. */

@@ -12,11 +12,11 @@ import { LOG_LEVELS, type LogLevel } from '../core/interests.js';
 import type { Session } from './session.js';
 
 /** The capability a client must declare to be sent each server-to-client request. */
-export const REQUEST_CAPABILITY: Readonly<Record<string, string>> = Object.freeze({
-  'sampling/createMessage': 'sampling',
-  'elicitation/create': 'elicitation',
-  'roots/list': 'roots',
-});
+export const REQUEST_CAPABILITY: ReadonlyMap<string, string> = new Map([
+  ['sampling/createMessage', 'sampling'],
+  ['elicitation/create', 'elicitation'],
+  ['roots/list', 'roots'],
+]);
 
 export interface SessionDirectory {
   list(): Iterable<Session>;
@@ -33,7 +33,7 @@ export function wireFanout(hub: Hub, sessions: SessionDirectory, requestTimeoutM
     if (n.method === 'notifications/resources/updated') {
       const uri = n.params?.uri;
       if (typeof uri !== 'string') return;
-      for (const id of hub.interests.subscribers(server, uri)) sessions.get(id)?.send(n);
+      for (const id of hub.interests.subscribers(server, uri)) if (sessions.get(id)?.send(n) === false) return;
       return;
     }
     if (n.method === 'notifications/message') {
@@ -41,16 +41,18 @@ export function wireFanout(hub: Hub, sessions: SessionDirectory, requestTimeoutM
       for (const session of sessions.list()) {
         if (!hub.sees(session.router.view, server)) continue;
         const own = session.router.logLevel;
-        if (own === undefined || rank < 0 || rank >= LOG_LEVELS.indexOf(own)) session.send(n);
+        // A message that cannot be serialised is dropped once (logged by the session), not per session.
+        if ((own === undefined || rank < 0 || rank >= LOG_LEVELS.indexOf(own)) && !session.send(n)) return;
       }
       return;
     }
     // Anything else concerns the sessions that use this server.
-    for (const id of server.users) sessions.get(id)?.send(n);
+    for (const id of server.users) if (sessions.get(id)?.send(n) === false) return;
   };
 
   hub.onserverrequest = async (server, request, context) => {
-    const capability = REQUEST_CAPABILITY[request.method];
+    // A Map: the method is the server's string, and `constructor` must not find Object.prototype's.
+    const capability = REQUEST_CAPABILITY.get(request.method);
     if (capability === undefined) {
       return { error: { code: RpcCode.METHOD_NOT_FOUND, message: `${request.method} is not supported by this client` } };
     }
@@ -93,7 +95,7 @@ export function unionCapabilities(sessions: Iterable<Session>): Record<string, u
   for (const session of sessions) {
     const caps = session.router.clientCapabilities;
     if (!caps) continue;
-    for (const name of Object.values(REQUEST_CAPABILITY)) {
+    for (const name of REQUEST_CAPABILITY.values()) {
       if (caps[name] !== undefined && union[name] === undefined) union[name] = caps[name];
     }
   }

@@ -10,7 +10,7 @@
  * None of them drops, counts and resumes, which is what a log must do so that it can never
  * stop the process it serves.
  *
- * Contract: `write()` never throws and never blocks on a retry. Lines are batched and written
+ * Contract: `write()` never throws and never blocks on a retry (only `open()` throws). Lines are batched and written
  * synchronously once per event-loop turn (off the request path; the daemon logs per session,
  * not per request). A failed write drops its batch and every line for {@link RETRY_MS}, then
  * the next line tries again; dropped lines are counted. Before a write would take the file
@@ -102,6 +102,14 @@ export class LineFile {
       });
       this.scheduled.unref();
     }
+  }
+
+  /**
+   * Opens the file now rather than at the first write, and throws what the open threw: for a
+   * caller that wants an unusable path refused at start. The only method that throws.
+   */
+  open(): void {
+    this.ensureOpen();
   }
 
   /** Writes the batched lines now, one attempt. Never throws, never waits. */

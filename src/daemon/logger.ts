@@ -43,7 +43,8 @@ export interface LogFileOptions {
 
 /**
  * Creates the daemon logger. `file` null logs to stderr only (stdio mode). `stderrFd` is the
- * descriptor warnings are copied to (tests pass their own).
+ * descriptor warnings are copied to (tests pass their own). Throws only when the log file
+ * cannot be opened now (a wrong path, no permission): from then on, nothing it does throws.
  */
 export function createLogger(file: LogFileOptions | null, level: string, stderrFd = 2): DaemonLogger {
   guardProcessStderr();
@@ -91,6 +92,7 @@ export function createLogger(file: LogFileOptions | null, level: string, stderrF
       ),
     onresume: (dropped) => logger.warn({ dropped_lines: dropped }, 'log file writable again; lines were dropped meanwhile'),
   });
+  sink.open();
   const logger: Logger = pino(
     { ...base, timestamp: pino.stdTimeFunctions.isoTime },
     pino.multistream([

@@ -28,6 +28,7 @@ export const REJECT_REASONS: ReadonlySet<string> = new Set([
   'invalid_message',
   'duplicate_id',
   'queue_full',
+  'unserializable',
 ]);
 
 /** Why a session ended. */

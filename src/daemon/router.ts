@@ -11,7 +11,16 @@
 import { fileURLToPath } from 'node:url';
 import { LATEST_PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS } from '@modelcontextprotocol/sdk/types.js';
 import { RpcCode } from '../protocol/codes.js';
-import { rpcError, type Answer, type RpcNotification, type RpcRequest, type RpcResponse } from '../protocol/jsonrpc.js';
+import {
+  clip,
+  isObject,
+  isProgressToken,
+  rpcError,
+  type Answer,
+  type RpcNotification,
+  type RpcRequest,
+  type RpcResponse,
+} from '../protocol/jsonrpc.js';
 import type { Target } from '../core/catalog.js';
 import type { Hub, ListKind, View } from '../core/hub.js';
 import { LOG_LEVELS, type LogLevel } from '../core/interests.js';
@@ -26,8 +35,11 @@ const ROOTS_REQUEST_TIMEOUT_MS = 5_000;
 
 /** The session side a router talks to. */
 export interface RouterPeer {
-  /** Sends one message to the session's client (held while it is detached). */
-  send(message: object): void;
+  /**
+   * Sends one message to the session's client (held while it is detached). False when it
+   * cannot be serialised and was dropped (a response is answered with an error instead).
+   */
+  send(message: object): boolean;
   /** Asks the session's client something; never rejects (errors come as `{ error }`). */
   request(method: string, params: Record<string, unknown> | undefined, timeoutMs: number): Promise<Answer>;
 }
@@ -40,21 +52,23 @@ export interface RouterOptions {
   view: View;
 }
 
-const LIST_METHODS: Readonly<Record<string, ListKind>> = Object.freeze({
-  'tools/list': 'tools',
-  'prompts/list': 'prompts',
-  'resources/list': 'resources',
-  'resources/templates/list': 'resourceTemplates',
-});
+// Maps, not object literals: a method is the client's string, and `constructor` or
+// `__proto__` must find nothing rather than Object.prototype's members.
+const LIST_METHODS: ReadonlyMap<string, ListKind> = new Map<string, ListKind>([
+  ['tools/list', 'tools'],
+  ['prompts/list', 'prompts'],
+  ['resources/list', 'resources'],
+  ['resources/templates/list', 'resourceTemplates'],
+]);
 
 /** Methods routed to one server, and where in params the routing key sits. */
-const ROUTED: Readonly<Record<string, { kind: ListKind; field: 'name' | 'uri'; what: string }>> = Object.freeze({
-  'tools/call': { kind: 'tools', field: 'name', what: 'tool' },
-  'prompts/get': { kind: 'prompts', field: 'name', what: 'prompt' },
-  'resources/read': { kind: 'resources', field: 'uri', what: 'resource' },
-  'resources/subscribe': { kind: 'resources', field: 'uri', what: 'resource' },
-  'resources/unsubscribe': { kind: 'resources', field: 'uri', what: 'resource' },
-});
+const ROUTED: ReadonlyMap<string, { kind: ListKind; field: 'name' | 'uri'; what: string }> = new Map([
+  ['tools/call', { kind: 'tools', field: 'name', what: 'tool' }],
+  ['prompts/get', { kind: 'prompts', field: 'name', what: 'prompt' }],
+  ['resources/read', { kind: 'resources', field: 'uri', what: 'resource' }],
+  ['resources/subscribe', { kind: 'resources', field: 'uri', what: 'resource' }],
+  ['resources/unsubscribe', { kind: 'resources', field: 'uri', what: 'resource' }],
+] as const);
 
 export class Router {
   /** The client's initialize params, once it sent them. */
@@ -101,20 +115,20 @@ export class Router {
         return ok(id, {});
       }
     }
-    const listKind = LIST_METHODS[method];
+    const listKind = LIST_METHODS.get(method);
     if (listKind) {
       const listed = await this.hub.list(listKind, this.options.view);
       if ('error' in listed) return rpcError(id, listed.error.code, listed.error.message, listed.error.data);
       return ok(id, { [listKind]: listed.items });
     }
-    const route = ROUTED[method];
+    const route = ROUTED.get(method);
     if (route) {
       const key = params[route.field];
       if (typeof key !== 'string') {
         return rpcError(id, RpcCode.INVALID_PARAMS, `${method} needs params.${route.field} as a string`);
       }
       const target = await this.hub.resolve(route.kind, key, this.options.view);
-      if (!target) return rpcError(id, RpcCode.INVALID_PARAMS, `Unknown ${route.what}: ${key}`);
+      if (!target) return rpcError(id, RpcCode.INVALID_PARAMS, `Unknown ${route.what}: ${clip(key)}`);
       const forwarded = target.name === key ? params : { ...params, [route.field]: target.name };
       if (method === 'resources/subscribe' || method === 'resources/unsubscribe') {
         const options = { timeoutMs: this.options.callTimeoutMs, cancel, origin: this.options.sessionId };
@@ -131,7 +145,7 @@ export class Router {
       const server = this.hub.instanceFor(single, this.options.view);
       if (server) return this.forward(id, method, params, { server, name: '' }, cancel);
     }
-    return rpcError(id, RpcCode.METHOD_NOT_FOUND, `Method not found: ${method}`);
+    return rpcError(id, RpcCode.METHOD_NOT_FOUND, `Method not found: ${clip(method)}`);
   }
 
   /** Handles a client notification other than cancellation (the session owns that). */
@@ -155,15 +169,16 @@ export class Router {
   private async refineWorkspace(): Promise<void> {
     if (this.clientCapabilities?.roots === undefined || !this.hub.hasWorkspaceServers) return;
     const answer = await this.peer.request('roots/list', undefined, ROOTS_REQUEST_TIMEOUT_MS);
-    if (!('result' in answer)) return;
+    // The client's answer is its own data: anything but a list of roots is ignored.
+    if (!('result' in answer) || !isObject(answer.result)) return;
     const roots = answer.result.roots;
     const first = Array.isArray(roots)
-      ? (roots as { uri?: unknown }[]).find((r) => typeof r.uri === 'string' && r.uri.startsWith('file:'))
+      ? (roots as unknown[]).find((r): r is { uri: string } => isObject(r) && typeof r.uri === 'string' && r.uri.startsWith('file:'))
       : undefined;
     if (!first) return;
     let path: string;
     try {
-      path = fileURLToPath(first.uri as string);
+      path = fileURLToPath(first.uri);
     } catch {
       return;
     }
@@ -173,10 +188,14 @@ export class Router {
   }
 
   private async forward(id: RpcRequest['id'], method: string, params: Record<string, unknown>, target: Target, cancel: Cancellation) {
+    const token = isObject(params._meta) ? params._meta.progressToken : undefined;
+    if (token !== undefined && !isProgressToken(token)) {
+      // MCP allows strings and numbers only; anything else would be echoed in every progress message.
+      return rpcError(id, RpcCode.INVALID_PARAMS, 'Invalid params: params._meta.progressToken must be a string or a number');
+    }
     target.server.users.add(this.options.sessionId);
     const roots = this.hub.rootsFor(target.server, this.options.sessionId, this.clientCapabilities?.roots !== undefined);
     if (roots) await roots;
-    const token = (params._meta as Record<string, unknown> | undefined)?.progressToken;
     const outcome = await target.server.call(method, params, {
       timeoutMs: this.options.callTimeoutMs,
       cancel,
@@ -200,7 +219,7 @@ export class Router {
       ? await this.hub.resolve('prompts', key, this.options.view)
       : ((await this.hub.resolve('resourceTemplates', key, this.options.view)) ??
         (await this.hub.resolve('resources', key, this.options.view)));
-    if (!target) return rpcError(id, RpcCode.INVALID_PARAMS, `Unknown ${byPrompt ? 'prompt' : 'resource'}: ${key}`);
+    if (!target) return rpcError(id, RpcCode.INVALID_PARAMS, `Unknown ${byPrompt ? 'prompt' : 'resource'}: ${clip(key)}`);
     const forwarded = target.name === key ? params : { ...params, ref: { ...ref, [byPrompt ? 'name' : 'uri']: target.name } };
     return this.forward(id, 'completion/complete', forwarded, target, cancel);
   }
@@ -208,8 +227,15 @@ export class Router {
   private async initialize(id: RpcRequest['id'], params: Record<string, unknown>): Promise<RpcResponse> {
     const asked = typeof params.protocolVersion === 'string' ? params.protocolVersion : undefined;
     this.protocolVersion = asked && SUPPORTED_PROTOCOL_VERSIONS.includes(asked) ? asked : LATEST_PROTOCOL_VERSION;
-    this.clientInfo = params.clientInfo as { name?: string; version?: string } | undefined;
-    this.clientCapabilities = params.capabilities as Record<string, unknown> | undefined;
+    const info = params.clientInfo;
+    // Kept only as strings: the client's own data, of any shape.
+    this.clientInfo = isObject(info)
+      ? {
+          name: typeof info.name === 'string' ? info.name : undefined,
+          version: typeof info.version === 'string' ? info.version : undefined,
+        }
+      : undefined;
+    this.clientCapabilities = isObject(params.capabilities) ? params.capabilities : undefined;
     this.hub.offerCapabilities(this.clientCapabilities, this.options.view);
     const single = this.options.view.server;
     if (single !== undefined) {

@@ -167,7 +167,7 @@ export class DaemonServer {
       metrics.reject(code);
       const ack: HelloAck = { type: 'hello_ack', ok: false, error: { code, message } };
       ws.send(JSON.stringify(ack));
-      ws.close(helloErrorClose[code], message.slice(0, 120));
+      ws.close(helloErrorClose[code], closeReason(message));
     };
     ws.on('message', (data: RawData, isBinary: boolean) => {
       const bytes = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
@@ -225,6 +225,24 @@ export class DaemonServer {
       ws.ping();
     }
   }
+}
+
+/** Longest WebSocket close reason, in bytes (RFC 6455: 125 bytes of payload minus the code). */
+const MAX_CLOSE_REASON_BYTES = 123;
+
+/**
+ * A close reason cut to what a close frame can carry. The message may quote the client's own
+ * text (a server name): `ws` throws on a reason past 123 bytes, so it is cut by bytes, on a
+ * character boundary, never by characters.
+ */
+function closeReason(message: string): string {
+  if (Buffer.byteLength(message) <= MAX_CLOSE_REASON_BYTES) return message;
+  let cut = '';
+  for (const char of message) {
+    if (Buffer.byteLength(cut + char) > MAX_CLOSE_REASON_BYTES) break;
+    cut += char;
+  }
+  return cut;
 }
 
 function destroyOnError(this: Duplex): void {

@@ -9,7 +9,17 @@
  */
 import { RpcCode } from '../protocol/codes.js';
 import { corkUntilTick, rawSocketOf } from '../protocol/cork.js';
-import { idKey, parseMessage, rpcError, type RequestId, type Answer, type RpcRequest, type RpcResponse } from '../protocol/jsonrpc.js';
+import {
+  clip,
+  idKey,
+  parseMessage,
+  rpcError,
+  trySerialize,
+  type RequestId,
+  type Answer,
+  type RpcRequest,
+  type RpcResponse,
+} from '../protocol/jsonrpc.js';
 import type { Hub, View } from '../core/hub.js';
 import type { DaemonConfig } from './config.js';
 import { Cancellation } from '../core/cancellation.js';
@@ -162,13 +172,45 @@ export class Session implements RouterPeer {
         resolve({ error: { code: RpcCode.REQUEST_TIMEOUT, message: `the client did not answer ${method} within ${timeoutMs} ms` } });
       }, timeoutMs);
       this.outgoing.set(idKey(id), { resolve, timer });
-      this.send(params === undefined ? { jsonrpc: '2.0', id, method } : { jsonrpc: '2.0', id, method, params });
+      const sent = this.send(params === undefined ? { jsonrpc: '2.0', id, method } : { jsonrpc: '2.0', id, method, params });
+      if (!sent) {
+        clearTimeout(timer);
+        this.outgoing.delete(idKey(id));
+        resolve({
+          error: { code: RpcCode.INTERNAL_ERROR, message: `${method} cannot be sent to the client: its params cannot be serialised` },
+        });
+      }
     });
   }
 
-  /** Sends one message to the client, or holds it while detached. */
-  send(message: object): void {
-    this.sendText(JSON.stringify(message));
+  /**
+   * Sends one message to the client, or holds it while detached. A message that cannot be
+   * serialised costs only itself: a response becomes a -32603 error for the same id, anything
+   * else is dropped (counted as `unserializable`, logged at warn) and false is returned.
+   */
+  send(message: object): boolean {
+    const out = this.serialize(message);
+    if (out === undefined) return false;
+    this.sendText(out.text);
+    return true;
+  }
+
+  /** The wire text of a message, or of the error that replaces an unserialisable response. */
+  private serialize(message: object): { text: string; replaced: boolean } | undefined {
+    const out = trySerialize(message);
+    if (out.ok) return { text: out.text, replaced: false };
+    const m = message as { id?: unknown; method?: unknown };
+    const method = typeof m.method === 'string' ? clip(m.method, 100) : undefined;
+    const isResponse = method === undefined && (typeof m.id === 'string' || typeof m.id === 'number');
+    this.deps.metrics.reject('unserializable');
+    this.deps.logger.warn(
+      { session_id: this.id, kind: isResponse ? 'response' : 'id' in m ? 'request' : 'notification', method, reason: out.reason },
+      isResponse ? 'response replaced by an error: it cannot be serialised' : 'message dropped: it cannot be serialised',
+    );
+    if (!isResponse) return undefined;
+    const what = 'error' in m ? 'error' : 'result';
+    const reply = rpcError(m.id as RequestId, RpcCode.INTERNAL_ERROR, `Internal error: the ${what} cannot be sent: ${out.reason}`);
+    return { text: JSON.stringify(reply), replaced: true };
   }
 
   /** Stops taking new work: queued and new requests are answered -32000 from now on. */
@@ -221,7 +263,7 @@ export class Session implements RouterPeer {
       this.answer(
         request,
         receivedMs,
-        rpcError(request.id, RpcCode.INVALID_REQUEST, `Invalid request: id ${JSON.stringify(request.id)} is already in flight`),
+        rpcError(request.id, RpcCode.INVALID_REQUEST, `Invalid request: id ${clip(JSON.stringify(request.id))} is already in flight`),
       );
       return;
     }
@@ -284,8 +326,12 @@ export class Session implements RouterPeer {
   }
 
   private answer(request: RpcRequest, receivedMs: number, response: RpcResponse): void {
-    this.deps.metrics.request(request.method, toolOf(request), performance.now() - receivedMs, 'error' in response);
-    this.send(response);
+    const out = this.serialize(response);
+    const isError = out === undefined || out.replaced || 'error' in response;
+    // Method and tool names are the client's strings: Metrics keeps its own series only for
+    // names the daemon knows and counts the rest as `other`, so a client cannot grow it.
+    this.deps.metrics.request(request.method, toolOf(request), performance.now() - receivedMs, isError);
+    if (out) this.sendText(out.text);
   }
 
   private cancel(requestId: unknown): void {

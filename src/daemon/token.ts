@@ -1,30 +1,100 @@
 /**
  * The shared secret: `EXAI_WS_TOKEN` when set, else a random 32-byte token kept in
- * `$EXAI_WS_HOME/token` with mode 0600, made on first start.
+ * `$EXAI_WS_HOME/token` with mode 0600, made on first start and replaced when the file does
+ * not hold a usable token.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { chmodSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
-import { readTokenFile } from '../protocol/files.js';
+import { chmodSync, closeSync, fsyncSync, linkSync, openSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { inspectTokenFile } from '../protocol/files.js';
+import { homeError } from './home.js';
 
-/** Returns the daemon's token, creating the token file when needed. */
-export function ensureToken(tokenPath: string, fromEnv: string | undefined): string {
-  if (fromEnv) return fromEnv;
-  mkdirSync(dirname(tokenPath), { recursive: true, mode: 0o700 });
-  const existing = readTokenFile(tokenPath);
-  if (existing) {
-    if ((statSync(tokenPath).mode & 0o077) !== 0) chmodSync(tokenPath, 0o600);
-    return existing;
+/** Why the token file was written: it did not exist, or it held no usable token. */
+export type TokenWritten = 'created' | 'replaced_empty' | 'replaced_malformed' | 'replaced_unreadable';
+
+export interface TokenResult {
+  token: string;
+  /** Set when this call wrote a new token file; null when the token came from the env or the file. */
+  written: TokenWritten | null;
+}
+
+/**
+ * Returns the daemon's token: `fromEnv` when set; else the token file's; else a new random
+ * token written to the file. A file that is empty, unreadable or malformed (see
+ * `isValidToken`) is replaced: shims treat such a file as "no token", so no client can be
+ * using it.
+ *
+ * The file is written whole to a temp file (0600, fsynced) and renamed into place, so a crash
+ * or a full disk never leaves an empty token behind. Call it while holding the pid lock: the
+ * lock makes this daemon the only writer, so daemons started at once agree on one token (the
+ * losers never get here); a missing file is still created exclusively (link), so even a
+ * writer without the lock cannot replace a good token.
+ *
+ * @throws HomeError when the token path is a directory or the file cannot be written.
+ */
+export function ensureToken(tokenPath: string, fromEnv: string | undefined): TokenResult {
+  if (fromEnv) return { token: fromEnv, written: null };
+  const found = inspectTokenFile(tokenPath);
+  if (found.state === 'ok') {
+    tightenMode(tokenPath);
+    return { token: found.token, written: null };
   }
+  if (found.state === 'unreadable' && found.error.code === 'EISDIR') throw homeError(found.error, tokenPath, 'the token file');
   const token = randomBytes(32).toString('base64url');
+  if (found.state === 'missing') {
+    if (writeTokenFile(tokenPath, token, 'exclusive')) return { token, written: 'created' };
+    // Made between our read and our write: use it when it is good.
+    const raced = inspectTokenFile(tokenPath);
+    if (raced.state === 'ok') return { token: raced.token, written: null };
+  }
+  writeTokenFile(tokenPath, token, 'replace');
+  if (found.state === 'unreadable') return { token, written: 'replaced_unreadable' };
+  return { token, written: found.state === 'invalid' && found.reason === 'empty' ? 'replaced_empty' : 'replaced_malformed' };
+}
+
+/**
+ * Writes `token` to a temp file beside `tokenPath` and moves it into place: with `exclusive`,
+ * only when nothing is there yet (returns false when something is); else over whatever is.
+ */
+function writeTokenFile(tokenPath: string, token: string, mode: 'exclusive' | 'replace'): boolean {
+  const tmp = `${tokenPath}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   try {
-    writeFileSync(tokenPath, `${token}\n`, { mode: 0o600, flag: 'wx' });
-    return token;
+    const fd = openSync(tmp, 'wx', 0o600);
+    try {
+      writeSync(fd, `${token}\n`);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    if (mode === 'exclusive') {
+      try {
+        linkSync(tmp, tokenPath);
+        return true;
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        if (code === 'EEXIST') return false;
+        // Some file systems have no hard links; the pid lock still keeps other daemons out.
+        if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'ENOSYS' && code !== 'EOPNOTSUPP') throw error;
+      }
+    }
+    renameSync(tmp, tokenPath);
+    return true;
   } catch (error) {
-    // Another daemon made it between our read and write: use theirs.
-    const raced = readTokenFile(tokenPath);
-    if ((error as NodeJS.ErrnoException).code === 'EEXIST' && raced) return raced;
-    throw error;
+    throw homeError(error, tokenPath, 'the token file');
+  } finally {
+    try {
+      rmSync(tmp, { force: true });
+    } catch {
+      // Left behind in a directory we cannot write to; harmless.
+    }
+  }
+}
+
+/** A token file others can read is made private again (best effort: it may not be ours). */
+function tightenMode(tokenPath: string): void {
+  try {
+    if ((statSync(tokenPath).mode & 0o077) !== 0) chmodSync(tokenPath, 0o600);
+  } catch {
+    // Not ours to change; the daemon still works.
   }
 }
 

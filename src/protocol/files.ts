@@ -61,9 +61,14 @@ export function readAddressCard(pidPath: string): AddressCard | null {
   } catch {
     return null;
   }
+  return parseAddressCard(text);
+}
+
+/** Parses an address card's text; null when it is not one. */
+export function parseAddressCard(text: string): AddressCard | null {
   try {
-    const card = JSON.parse(text) as Partial<AddressCard>;
-    if (typeof card.pid !== 'number' || typeof card.host !== 'string' || typeof card.port !== 'number') return null;
+    const card = JSON.parse(text) as Partial<AddressCard> | null;
+    if (typeof card?.pid !== 'number' || typeof card.host !== 'string' || typeof card.port !== 'number') return null;
     return {
       pid: card.pid,
       host: card.host,
@@ -76,14 +81,49 @@ export function readAddressCard(pidPath: string): AddressCard | null {
   }
 }
 
-/** Reads the token file; null when it does not exist yet. */
-export function readTokenFile(tokenPath: string): string | null {
+/** Shortest token accepted from the token file (the same floor as `EXAI_WS_TOKEN`). */
+export const MIN_TOKEN_CHARS = 16;
+/** Longest token accepted from the token file (it travels in an HTTP header). */
+export const MAX_TOKEN_CHARS = 1024;
+
+/**
+ * True for a usable token: {@link MIN_TOKEN_CHARS} to {@link MAX_TOKEN_CHARS} visible ASCII
+ * characters (no spaces or control characters), so it can be sent as
+ * `Authorization: Bearer <token>` unchanged.
+ */
+export function isValidToken(token: string): boolean {
+  return token.length >= MIN_TOKEN_CHARS && token.length <= MAX_TOKEN_CHARS && /^[\x21-\x7e]+$/.test(token);
+}
+
+/** What the token file holds: a usable token, nothing, something else, or an error reading it. */
+export type TokenFileState =
+  | { state: 'ok'; token: string }
+  | { state: 'missing' }
+  | { state: 'invalid'; reason: 'empty' | 'malformed' }
+  | { state: 'unreadable'; error: NodeJS.ErrnoException };
+
+/** Reads and classifies the token file; never throws. Surrounding whitespace is ignored. */
+export function inspectTokenFile(tokenPath: string): TokenFileState {
+  let text: string;
   try {
-    const token = readFileSync(tokenPath, 'utf8').trim();
-    return token.length > 0 ? token : null;
-  } catch {
-    return null;
+    text = readFileSync(tokenPath, 'utf8');
+  } catch (error) {
+    const e = error as NodeJS.ErrnoException;
+    return e.code === 'ENOENT' ? { state: 'missing' } : { state: 'unreadable', error: e };
   }
+  const token = text.trim();
+  if (token.length === 0) return { state: 'invalid', reason: 'empty' };
+  return isValidToken(token) ? { state: 'ok', token } : { state: 'invalid', reason: 'malformed' };
+}
+
+/**
+ * Reads the token file; null when it does not exist yet, cannot be read, or does not hold a
+ * valid token (empty, binary, several words): a client that sent such a "token" would only be
+ * refused with 401, and the daemon replaces such a file with a new token when it starts.
+ */
+export function readTokenFile(tokenPath: string): string | null {
+  const found = inspectTokenFile(tokenPath);
+  return found.state === 'ok' ? found.token : null;
 }
 
 /** Where a client should connect, resolved env first, then the address card. */

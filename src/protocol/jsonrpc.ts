@@ -54,6 +54,54 @@ function isId(value: unknown): value is RequestId {
   return typeof value === 'string' || (typeof value === 'number' && Number.isFinite(value));
 }
 
+/**
+ * A numeric id is answered only when the number the daemon read is the number the client
+ * wrote: past 2^53 - 1, JSON.parse rounds (9007199254740993 reads as 9007199254740992), so an
+ * echo would name a request the client never sent. Such ids are refused, never rounded.
+ */
+function exactId(value: RequestId): boolean {
+  return typeof value === 'string' || Math.abs(value) <= Number.MAX_SAFE_INTEGER;
+}
+
+/** MCP: a progress token is a string or a number. */
+export function isProgressToken(value: unknown): value is string | number {
+  return typeof value === 'string' || (typeof value === 'number' && Number.isFinite(value));
+}
+
+/** A plain JSON object (not null, not an array). */
+export function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** A string cut to `max` characters for error messages and logs, marked when cut. */
+export function clip(text: string, max = 200): string {
+  return text.length <= max ? text : `${text.slice(0, max)}... (${text.length} characters)`;
+}
+
+export type Serialized = { ok: true; text: string } | { ok: false; reason: string };
+
+/**
+ * Serialises one message for the wire. Never throws: data parsed from JSON can still fail to
+ * serialise (JSON.parse reads nesting of any depth, JSON.stringify recurses and runs out of
+ * stack at a few thousand levels; a string past V8's limit), and that must cost only the
+ * message, not the process.
+ */
+export function trySerialize(message: unknown): Serialized {
+  try {
+    return { ok: true, text: JSON.stringify(message) };
+  } catch (error) {
+    return { ok: false, reason: serializeFailure(error) };
+  }
+}
+
+/** Why JSON.stringify (or a transport that runs it) failed, in words a user can act on. */
+export function serializeFailure(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  if (/call stack/i.test(message)) return 'it is nested too deeply to serialise';
+  if (/string length/i.test(message)) return 'it is too large to serialise';
+  return `it cannot be serialised (${message})`;
+}
+
 /** Builds an error response. `id` is null when the request's id could not be read. */
 export function rpcError(id: RequestId | null, code: number, message: string, data?: unknown): RpcFailure {
   const error: RpcErrorObject = data === undefined ? { code, message } : { code, message, data };
@@ -86,7 +134,17 @@ export function classify(value: unknown): Classified {
     return { kind: 'invalid', reply: rpcError(null, RpcCode.INVALID_REQUEST, 'Invalid request: not a JSON object') };
   }
   const msg = value as Record<string, unknown>;
-  const id = isId(msg.id) ? msg.id : null;
+  const id = isId(msg.id) && exactId(msg.id) ? msg.id : null;
+  if (isId(msg.id) && !exactId(msg.id)) {
+    return {
+      kind: 'invalid',
+      reply: rpcError(
+        null,
+        RpcCode.INVALID_REQUEST,
+        'Invalid request: a numeric id must lie within +-(2^53 - 1) to be answered exactly (JSON numbers lose precision past it); use a string id',
+      ),
+    };
+  }
   if (msg.jsonrpc !== '2.0') {
     return { kind: 'invalid', reply: rpcError(id, RpcCode.INVALID_REQUEST, 'Invalid request: jsonrpc must be "2.0"') };
   }

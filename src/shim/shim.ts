@@ -11,7 +11,7 @@
 import type { Readable, Writable } from 'node:stream';
 import WebSocket from 'ws';
 import { CloseCode, RpcCode } from '../protocol/codes.js';
-import { discoverDaemon } from '../protocol/files.js';
+import { discoverDaemon, resolveHome } from '../protocol/files.js';
 import { PROTOCOL_VERSION, type Hello, type HelloAck } from '../protocol/hello.js';
 import { idKey, rpcError, type RequestId } from '../protocol/jsonrpc.js';
 import { corkUntilTick, rawSocketOf } from '../protocol/cork.js';
@@ -24,6 +24,11 @@ export const SOCKET_LOW_WATER_BYTES = 1024 * 1024;
 /** Line limit used until the daemon's hello_ack names its own. */
 export const DEFAULT_MAX_LINE_BYTES = 32 * 1024 * 1024;
 export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
+/**
+ * Once the daemon cannot be used, how long the shim keeps reading stdin to answer what the
+ * client still sends (its initialize may not have been read yet) before it exits.
+ */
+export const REFUSED_LINGER_MS = 2_000;
 
 export interface ShimOptions {
   env?: NodeJS.ProcessEnv;
@@ -51,10 +56,6 @@ export function runShim(options: ShimOptions = {}): Promise<ShimExit> {
 
   const address = discoverDaemon(env);
   const url = `ws://${address.host.includes(':') ? `[${address.host}]` : address.host}:${address.port}/ws`;
-  if (address.token === null) {
-    say(`no token: set EXAI_WS_TOKEN or start the daemon (exai-ws daemon) so it writes its token file`);
-    return Promise.resolve(1);
-  }
 
   return new Promise<ShimExit>((resolve) => {
     const pending = new Map<string, RequestId>();
@@ -67,9 +68,12 @@ export function runShim(options: ShimOptions = {}): Promise<ShimExit> {
     const early: string[] = [];
     let earlyBytes = 0;
     let stdinEnded = false;
+    /** Set once the daemon cannot be used: every request read from then on is answered with it. */
+    let refusedWith: string | undefined;
 
     const ws = new WebSocket(url, {
-      headers: { authorization: `Bearer ${address.token}` },
+      // Without a token the hello goes without one: the daemon, if any, answers why it refuses.
+      headers: address.token === null ? {} : { authorization: `Bearer ${address.token}` },
       perMessageDeflate: false,
       handshakeTimeout: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
       maxPayload: 0,
@@ -112,6 +116,23 @@ export function runShim(options: ShimOptions = {}): Promise<ShimExit> {
         ),
     });
 
+    /**
+     * The daemon cannot be used: answers what the client already sent and, for a short while,
+     * what it still sends, with `why` (its initialize may still be in the pipe), then exits 1.
+     */
+    const refuse = (why: string) => {
+      if (finished || refusedWith !== undefined) return;
+      refusedWith = why;
+      say(why);
+      failPending(why);
+      if (stdinEnded) {
+        finish(1);
+        return;
+      }
+      const timer = setTimeout(() => finish(1), REFUSED_LINGER_MS);
+      timer.unref();
+    };
+
     const forward = (line: string) => {
       let message: unknown;
       try {
@@ -123,6 +144,10 @@ export function runShim(options: ShimOptions = {}): Promise<ShimExit> {
       if (message !== null && typeof message === 'object' && !Array.isArray(message)) {
         const m = message as { id?: unknown; method?: unknown };
         if (typeof m.method === 'string' && (typeof m.id === 'string' || typeof m.id === 'number')) pending.set(idKey(m.id), m.id);
+      }
+      if (refusedWith !== undefined) {
+        failPending(refusedWith);
+        return;
       }
       if (ws.readyState !== WebSocket.OPEN) {
         // Read while connecting: sent after the hello (bounded, like the socket's own buffer).
@@ -160,8 +185,9 @@ export function runShim(options: ShimOptions = {}): Promise<ShimExit> {
       input.once('end', () => {
         splitter.end();
         stdinEnded = true;
+        if (refusedWith !== undefined) finish(1);
         // Before the socket opens, the lines already read still go out first (see 'open').
-        if (ws.readyState === WebSocket.OPEN) closeForEnd();
+        else if (ws.readyState === WebSocket.OPEN) closeForEnd();
       });
       input.on('error', () => {
         ws.close(CloseCode.NORMAL, 'stdin failed');
@@ -209,10 +235,9 @@ export function runShim(options: ShimOptions = {}): Promise<ShimExit> {
         }
         if (ack.type !== 'hello_ack' || !ack.ok) {
           const why = ack.type === 'hello_ack' && !ack.ok ? `${ack.error.code}: ${ack.error.message}` : 'no hello_ack';
-          say(`the daemon refused the session (${why})`);
-          failPending(`the exai-ws daemon refused the session (${why})`);
+          const hint = address.token === null ? `; no token found: set EXAI_WS_TOKEN or check ${resolveHome(env).token}` : '';
           ws.close();
-          finish(1);
+          refuse(`the exai-ws daemon refused the session (${why})${hint}`);
           return;
         }
         acked = true;
@@ -233,34 +258,22 @@ export function runShim(options: ShimOptions = {}): Promise<ShimExit> {
 
     ws.on('unexpected-response', (_req, res) => {
       const hint = res.statusCode === 401 ? ' (wrong token: check EXAI_WS_TOKEN or the token file)' : '';
-      const why = `the daemon at ${url} refused the connection: HTTP ${res.statusCode}${hint}`;
-      say(why);
-      failPending(`exai-ws shim: ${why}`);
       ws.terminate();
-      finish(1);
+      refuse(`the exai-ws daemon at ${url} refused the connection: HTTP ${res.statusCode}${hint}`);
     });
 
     ws.on('error', (error: NodeJS.ErrnoException) => {
-      if (!acked && !finished) {
-        const why = `cannot reach the daemon at ${url} (${error.code ?? error.message}); start it with: exai-ws daemon`;
-        say(why);
-        failPending(`exai-ws shim: ${why}`);
-        finish(1);
-      }
+      if (!acked) refuse(`cannot reach the exai-ws daemon at ${url} (${error.code ?? error.message}); start it with: exai-ws daemon`);
     });
 
     ws.on('close', (code: number, reason: Buffer) => {
       if (finished) return;
-      if (!acked) {
-        say(`the daemon closed the connection before the session started (code ${code} ${reason.toString()})`);
-        failPending(`the exai-ws daemon closed the connection before the session started (code ${code})`);
-        finish(1);
-        return;
-      }
-      const why = `connection to the exai-ws daemon closed (code ${code}${reason.length > 0 ? `: ${reason.toString()}` : ''})`;
-      failPending(why);
-      say(why);
-      finish(1);
+      const detail = `code ${code}${reason.length > 0 ? `: ${reason.toString()}` : ''}`;
+      refuse(
+        acked
+          ? `the connection to the exai-ws daemon closed (${detail}); restart this MCP server in your client once the daemon runs again`
+          : `the exai-ws daemon closed the connection before the session started (${detail})`,
+      );
     });
   });
 }
