@@ -10,9 +10,9 @@
  * None of them drops, counts and resumes, which is what a log must do so that it can never
  * stop the process it serves.
  *
- * Contract: `write()` never throws and never blocks on a retry (only `open()` throws). Lines are batched and written
- * synchronously once per event-loop turn (off the request path; the daemon logs per session,
- * not per request). A failed write drops its batch and every line for {@link RETRY_MS}, then
+ * Contract: `write()` never throws and never blocks on a retry (only `open()` throws). Lines
+ * are batched and written synchronously once per event-loop turn (off the request path; the
+ * daemon logs per session, not per request). A failed write drops its batch and every line for {@link RETRY_MS}, then
  * the next line tries again; dropped lines are counted. Before a write would take the file
  * past `maxBytes` it is rotated: `NAME` becomes `NAME.1`, `NAME.1` becomes `NAME.2`, ..., and
  * only `files` rotated generations are kept, so the disk holds at most `(files + 1) * maxBytes`.
