@@ -49,6 +49,8 @@ export interface CatalogOptions {
 export class Catalog {
   private readonly perServer = new Map<Upstream, Map<ListKind, Promise<Item[]>>>();
   private readonly merged = new Map<string, Map<ListKind, Promise<Merged>>>();
+  /** Every name or URI in a merged list built since the caches were last dropped, per kind. */
+  private readonly listed = new Map<ListKind, Set<string>>();
   private readonly options: CatalogOptions;
 
   constructor(options: CatalogOptions) {
@@ -78,6 +80,14 @@ export class Catalog {
     return offering.length === 1 && offering[0] ? { server: offering[0], name: key } : undefined;
   }
 
+  /**
+   * True when a merged list built since the caches were last dropped holds this name or URI,
+   * in any view. Synchronous and cheap: for metrics, which count only names that exist.
+   */
+  knows(kind: ListKind, key: string): boolean {
+    return this.listed.get(kind)?.has(key) ?? false;
+  }
+
   /** Drops cached lists of one server (some kinds, or all when null) and every merged view. */
   invalidate(server: Upstream, kinds: readonly ListKind[] | null): void {
     const cached = this.perServer.get(server);
@@ -86,12 +96,14 @@ export class Catalog {
       else for (const kind of kinds) cached.delete(kind);
     }
     this.merged.clear();
+    this.listed.clear();
   }
 
   /** A server left (reload, ended session): nothing of it is kept. */
   forget(server: Upstream): void {
     this.perServer.delete(server);
     this.merged.clear();
+    this.listed.clear();
   }
 
   private mergedView(kind: ListKind, view: CatalogView): Promise<Merged> {
@@ -104,6 +116,14 @@ export class Catalog {
     if (!cached) {
       cached = this.build(kind, view);
       kinds.set(kind, cached);
+      cached.then(
+        (merged) => {
+          let names = this.listed.get(kind);
+          if (!names) this.listed.set(kind, (names = new Set()));
+          for (const key of merged.index.keys()) names.add(key);
+        },
+        () => undefined,
+      );
     }
     return cached;
   }

@@ -293,6 +293,11 @@ export class Hub {
     return this.catalog.list(kind, this.catalogView(view));
   }
 
+  /** True when some session sees a tool of this name (see Catalog.knows); synchronous, for metrics. */
+  knowsTool(name: string): boolean {
+    return this.catalog.knows('tools', name);
+  }
+
   /** The server behind a session-visible tool or prompt name, or resource URI (see Catalog.resolve). */
   resolve(kind: ListKind, key: string, view: View): Promise<Target | undefined> {
     return this.catalog.resolve(kind, key, this.catalogView(view));

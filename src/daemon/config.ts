@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { DEFAULT_HOST, DEFAULT_PORT, resolveHome, type HomePaths } from '../protocol/files.js';
 import { configPath } from '../protocol/config-path.js';
 import { ProviderEnvSchema, providersFromEnv, type ProvidersConfig } from '../core/providers/settings.js';
+import { DEFAULT_LOG_FILES, DEFAULT_LOG_MAX_BYTES } from './logger.js';
 import { DEFAULT_UPSTREAM_IDLE_MS, UpstreamConfigError, loadUpstreamConfig, type UpstreamConfig } from '../core/upstream-config.js';
 
 export const DEFAULT_MAX_INFLIGHT = 32;
@@ -20,6 +21,12 @@ export const DEFAULT_CALL_TIMEOUT_MS = 300_000;
 export const DEFAULT_DRAIN_MS = 5_000;
 export const DEFAULT_METRICS_INTERVAL_MS = 60_000;
 export const DEFAULT_HOLD_MAX_BYTES = 8 * 1024 * 1024;
+export const DEFAULT_METRICS_MAX_BYTES = 10 * 1024 * 1024;
+export const DEFAULT_METRICS_FILES = 5;
+/** Smallest file size accepted for the log and metrics files: one long line must still fit. */
+export const MIN_FILE_MAX_BYTES = 4096;
+/** Most rotated generations kept per file. */
+export const MAX_FILES = 100;
 
 export interface DaemonConfig {
   readonly host: string;
@@ -47,6 +54,14 @@ export interface DaemonConfig {
   /** Messages held for a detached session, in bytes; past it the session is closed. */
   readonly holdMaxBytes: number;
   readonly logLevel: string;
+  /** Size of `ws_daemon.log` before it is rotated, in bytes (`EXAI_WS_LOG_MAX_BYTES`). */
+  readonly logMaxBytes: number;
+  /** Rotated log generations kept, `ws_daemon.log.1` ... (`EXAI_WS_LOG_FILES`). */
+  readonly logFiles: number;
+  /** Size of `metrics.jsonl` before it is rotated, in bytes (`EXAI_WS_METRICS_MAX_BYTES`). */
+  readonly metricsMaxBytes: number;
+  /** Rotated metrics generations kept (`EXAI_WS_METRICS_FILES`). */
+  readonly metricsFiles: number;
   /** Model providers for the built-in `chat` and `listmodels` tools. */
   readonly providers: ProvidersConfig;
   /** Hosted MCP servers from the config file, and the entries that were refused. */
@@ -79,6 +94,10 @@ const EnvSchema = z.object({
   EXAI_WS_HOLD_MAX_BYTES: int(0).default(DEFAULT_HOLD_MAX_BYTES),
   EXAI_WS_UPSTREAM_IDLE_MS: int(0).default(DEFAULT_UPSTREAM_IDLE_MS),
   EXAI_WS_NPX_DIRECT: z.enum(['0', '1']).default('1'),
+  EXAI_WS_LOG_MAX_BYTES: int(MIN_FILE_MAX_BYTES).default(DEFAULT_LOG_MAX_BYTES),
+  EXAI_WS_LOG_FILES: int(0).max(MAX_FILES).default(DEFAULT_LOG_FILES),
+  EXAI_WS_METRICS_MAX_BYTES: int(MIN_FILE_MAX_BYTES).default(DEFAULT_METRICS_MAX_BYTES),
+  EXAI_WS_METRICS_FILES: int(0).max(MAX_FILES).default(DEFAULT_METRICS_FILES),
   LOG_LEVEL: z
     .string()
     .transform((s) => s.toLowerCase())
@@ -139,6 +158,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): DaemonConfig {
     metricsIntervalMs: e.EXAI_WS_METRICS_INTERVAL_MS,
     holdMaxBytes: e.EXAI_WS_HOLD_MAX_BYTES,
     logLevel: e.LOG_LEVEL,
+    logMaxBytes: e.EXAI_WS_LOG_MAX_BYTES,
+    logFiles: e.EXAI_WS_LOG_FILES,
+    metricsMaxBytes: e.EXAI_WS_METRICS_MAX_BYTES,
+    metricsFiles: e.EXAI_WS_METRICS_FILES,
     providers: providersFromEnv(e),
     upstreams,
     upstreamsPath,

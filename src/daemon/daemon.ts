@@ -11,7 +11,8 @@
  *   4. whatever still runs is answered -32000 (and cancelled at its server);
  *   5. every socket is closed with 1001, stragglers terminated;
  *   6. the core closes its servers;
- *   7. a final metrics line is written and the log flushed;
+ *   7. a final metrics line is written and both files flushed: one write attempt each, so a
+ *      full disk costs those lines, never the shutdown;
  *   8. the pid file is removed.
  */
 import { watch, type FSWatcher } from 'node:fs';
@@ -25,8 +26,11 @@ import { loadUpstreamConfig, type UpstreamConfig } from '../core/upstream-config
 import { Providers } from '../core/providers/providers.js';
 import { NAME, VERSION } from '../version.js';
 import type { DaemonConfig } from './config.js';
+import { getHeapStatistics } from 'node:v8';
+import type { HealthReport, MemoryReport } from './health-client.js';
+import { LineFile } from './line-file.js';
 import { createLogger, type DaemonLogger } from './logger.js';
-import { Metrics, writeMetricsLine } from './metrics.js';
+import { Metrics } from './metrics.js';
 import { HomeError, homeError, prepareHome } from './home.js';
 import { AlreadyRunningError, acquirePidLock, type PidLock } from './pidfile.js';
 import { unionCapabilities, wireFanout } from './fanout.js';
@@ -53,12 +57,14 @@ export class Daemon {
   onclose: (() => void) | undefined;
 
   readonly config: DaemonConfig;
-  readonly metrics = new Metrics();
+  /** Per-tool series only for tools some session can see: names clients make up share one. */
+  readonly metrics = new Metrics({ isKnownTool: (name) => this.hub?.knowsTool(name) ?? false });
   /** Model providers shared by every session (limits, model caches, stats). */
   readonly providers: Providers;
   private readonly options: DaemonOptions;
   private readonly startedAtMs = Date.now();
   private log: DaemonLogger | undefined;
+  private metricsFile: LineFile | undefined;
   private lock: PidLock | undefined;
   private hub: Hub | undefined;
   private manager: SessionManager | undefined;
@@ -95,11 +101,23 @@ export class Daemon {
     const { paths } = config;
     prepareHome(paths);
     try {
-      this.log = createLogger(paths.log, config.logLevel);
+      this.log = createLogger({ path: paths.log, maxBytes: config.logMaxBytes, files: config.logFiles }, config.logLevel);
     } catch (error) {
       throw homeError(error, paths.log, 'the log file');
     }
     const logger = this.log.logger;
+    this.metricsFile = new LineFile({
+      path: paths.metrics,
+      maxBytes: config.metricsMaxBytes,
+      files: config.metricsFiles,
+      // Told once per failure spell, not once per interval: /health keeps the count.
+      onfail: (error) =>
+        logger.warn(
+          { err: error.message, file: paths.metrics },
+          'metrics write failed; dropping metrics lines until it can be written again',
+        ),
+      onresume: (dropped) => logger.info({ dropped_lines: dropped, file: paths.metrics }, 'metrics file writable again'),
+    });
     const card: AddressCard = {
       pid: process.pid,
       host: config.host,
@@ -168,7 +186,7 @@ export class Daemon {
   }
 
   /** The `/health` report. */
-  health(): Record<string, unknown> {
+  health(): HealthReport {
     const manager = this.manager;
     const total = manager?.size ?? 0;
     const attached = manager?.attachedCount ?? 0;
@@ -188,6 +206,9 @@ export class Daemon {
       config: { path: this.config.upstreamsPath, problems: this.upstreams.problems, last_reload: this.lastReload ?? null },
       providers: this.providers.health(),
       limits: { max_sessions: this.config.maxSessions, max_inflight: this.config.maxInflight, max_bytes: this.config.maxBytes },
+      log: this.log?.stats() ?? null,
+      metrics_file: this.metricsFile?.stats() ?? null,
+      memory: memoryReport(),
     };
   }
 
@@ -256,8 +277,10 @@ export class Daemon {
     await this.hub?.close();
     if (this.metricsTimer) clearInterval(this.metricsTimer);
     if (this.manager) this.writeMetrics();
+    this.metricsFile?.close();
     logger?.info({ reason }, 'daemon stopped');
-    this.log?.flush();
+    // One write attempt each, never a wait: a full disk must not hold the shutdown.
+    this.log?.close();
     this.lock?.release();
     this.state = 'closed';
     this.onclose?.();
@@ -272,7 +295,25 @@ export class Daemon {
       sessionsDetached: total - attached,
       inflight: manager?.inflightCount ?? 0,
     });
-    const error = writeMetricsLine(this.config.paths.metrics, { ...line, providers: this.providers.snapshot() });
-    if (error) this.log?.logger.warn({ err: error.message }, 'metrics write failed');
+    let text: string;
+    try {
+      text = JSON.stringify({ ...line, providers: this.providers.snapshot() });
+    } catch (error) {
+      this.log?.logger.warn({ err: (error as Error).message }, 'metrics line could not be built');
+      return;
+    }
+    this.metricsFile?.write(text);
   }
+}
+
+/** The daemon's own memory, for `/health`: a leak shows as heap that keeps growing. */
+function memoryReport(): MemoryReport {
+  const heap = getHeapStatistics();
+  let rss: number | null = null;
+  try {
+    rss = process.memoryUsage.rss();
+  } catch {
+    // Reading the resident size can fail (out of file descriptors); the heap figures cannot.
+  }
+  return { heap_used_bytes: heap.used_heap_size, heap_total_bytes: heap.total_heap_size, rss_bytes: rss };
 }

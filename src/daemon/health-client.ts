@@ -11,7 +11,41 @@ export interface HealthReport {
   uptime_s: number;
   sessions: { total: number; attached: number; detached: number };
   inflight: number;
+  /** The log file and the stderr copy; null before the daemon opened its log. */
+  log?: LogHealth | null;
+  /** The metrics file (`logs/metrics.jsonl`). */
+  metrics_file?: FileHealth | null;
+  memory?: MemoryReport;
   [key: string]: unknown;
+}
+
+/** One best-effort JSONL file: lines it took, lines it dropped, its rotation. */
+export interface FileHealth {
+  path: string;
+  written_lines: number;
+  /** Lines lost: write errors (full disk, permissions, I/O), oversized lines, a full buffer. */
+  dropped_lines: number;
+  rotations: number;
+  last_error: { code: string; message: string; at: string } | null;
+  /** True while writes fail; writing is retried about once a second. */
+  failing: boolean;
+  max_bytes: number;
+  /** Rotated generations kept beside the current file. */
+  files: number;
+}
+
+export interface LogHealth extends Omit<FileHealth, 'path'> {
+  /** Log calls whose arguments could not be serialised (a short stand-in line was logged). */
+  unserializable_calls: number;
+  /** Warning lines that could not be copied to stderr. */
+  stderr_dropped_lines: number;
+}
+
+export interface MemoryReport {
+  heap_used_bytes: number;
+  heap_total_bytes: number;
+  /** Null when the resident size could not be read. */
+  rss_bytes: number | null;
 }
 
 /** Fetches `/health`; null when nothing answers in time or the answer is not a health report. */

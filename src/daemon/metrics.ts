@@ -2,14 +2,53 @@
  * Daemon counters and latency percentiles, written as one JSON line per interval to
  * `logs/metrics.jsonl` (and once more at shutdown). Counters are totals since start;
  * latency percentiles cover the interval just ended.
+ *
+ * Every series is named from a fixed set, never from what a client sends: per-method series
+ * exist only for MCP client request methods (taken from the SDK's schemas), per-tool series
+ * only for tools the daemon serves (a predicate asks the catalog), rejection and close reasons
+ * come from the lists below; anything else is counted under {@link OTHER}. So a client that
+ * invents 20k method names adds one counter, not 20k.
  */
-import { appendFileSync } from 'node:fs';
+import { ClientRequestSchema } from '@modelcontextprotocol/sdk/types.js';
+import { helloErrorClose } from '../protocol/codes.js';
 import { LatencyReservoir } from '../core/latency.js';
+
+/** The series every name outside the known sets is counted under. */
+export const OTHER = 'other';
+
+/** MCP request methods a client may send, from the SDK's own request schemas. */
+export const KNOWN_METHODS: ReadonlySet<string> = new Set<string>(ClientRequestSchema.options.map((schema) => schema.shape.method.value));
+
+/** Why a connection, hello or request was refused. */
+export const REJECT_REASONS: ReadonlySet<string> = new Set([
+  ...Object.keys(helloErrorClose),
+  'hello_timeout',
+  'binary_frame',
+  'unknown_server',
+  'invalid_message',
+  'duplicate_id',
+  'queue_full',
+  'unserializable',
+]);
+
+/** Why a session ended. */
+export const CLOSE_REASONS: ReadonlySet<string> = new Set([
+  'client_closed',
+  'client_gone',
+  'resume_grace_expired',
+  'hold_overflow',
+  'daemon shutting down',
+]);
 
 export interface MetricsGauges {
   sessionsActive: number;
   sessionsDetached: number;
   inflight: number;
+}
+
+export interface MetricsOptions {
+  /** True when `name` is a tool the daemon serves (built-in or hosted). Must be cheap and not throw. */
+  isKnownTool?: (name: string) => boolean;
 }
 
 export class Metrics {
@@ -27,23 +66,28 @@ export class Metrics {
 
   private readonly latency = new LatencyReservoir();
   private intervalStartMs = Date.now();
+  private readonly isKnownTool: (name: string) => boolean;
+
+  constructor(options: MetricsOptions = {}) {
+    this.isKnownTool = options.isKnownTool ?? (() => false);
+  }
 
   /** Records one answered request; `latencyMs` from receipt to response. */
   request(method: string, tool: string | undefined, latencyMs: number, isError: boolean): void {
     this.requests++;
-    bump(this.byMethod, method);
-    if (tool !== undefined) bump(this.byTool, tool);
+    bump(this.byMethod, KNOWN_METHODS.has(method) ? method : OTHER);
+    if (tool !== undefined) bump(this.byTool, this.knownTool(tool) ? tool : OTHER);
     if (isError) this.errors++;
     this.latency.add(latencyMs);
   }
 
   reject(reason: string): void {
-    bump(this.rejections, reason);
+    bump(this.rejections, REJECT_REASONS.has(reason) ? reason : OTHER);
   }
 
   sessionClosed(reason: string): void {
     this.sessionsClosed++;
-    bump(this.closeReasons, reason);
+    bump(this.closeReasons, CLOSE_REASONS.has(reason) ? reason : OTHER);
   }
 
   /** Builds one metrics line and starts a new latency interval. */
@@ -72,15 +116,13 @@ export class Metrics {
     this.intervalStartMs = now;
     return line;
   }
-}
 
-/** Appends one line to the metrics file; a failed write is reported, never thrown. */
-export function writeMetricsLine(path: string, line: Record<string, unknown>): Error | undefined {
-  try {
-    appendFileSync(path, `${JSON.stringify(line)}\n`);
-    return undefined;
-  } catch (error) {
-    return error as Error;
+  private knownTool(name: string): boolean {
+    try {
+      return this.isKnownTool(name);
+    } catch {
+      return false;
+    }
   }
 }
 

@@ -328,12 +328,9 @@ export class Session implements RouterPeer {
   private answer(request: RpcRequest, receivedMs: number, response: RpcResponse): void {
     const out = this.serialize(response);
     const isError = out === undefined || out.replaced || 'error' in response;
-    // Method and tool names are the client's strings: only names the daemon knew are counted
-    // under their own name, so a client cannot grow the metrics without bound.
-    const code = 'error' in response ? response.error.code : undefined;
-    const method = code === RpcCode.METHOD_NOT_FOUND ? 'unknown' : request.method;
-    const tool = code === RpcCode.METHOD_NOT_FOUND || code === RpcCode.INVALID_PARAMS ? undefined : toolOf(request);
-    this.deps.metrics.request(method, tool, performance.now() - receivedMs, isError);
+    // Method and tool names are the client's strings: Metrics keeps its own series only for
+    // names the daemon knows and counts the rest as `other`, so a client cannot grow it.
+    this.deps.metrics.request(request.method, toolOf(request), performance.now() - receivedMs, isError);
     if (out) this.sendText(out.text);
   }
 
