@@ -12,8 +12,11 @@ import { join } from 'node:path';
 import WebSocket from 'ws';
 import { startHostingDaemon } from './fixtures/hosted-servers.js';
 import {
+  CLI,
   Cleanup,
   ROOT,
+  makeHome,
+  spawnLines,
   closed,
   connectShim,
   getHealth,
@@ -631,6 +634,60 @@ test('past EXAI_WS_MAX_SESSIONS a hello gets session_limit and 4008; the session
     await done;
   }
   await assertAlive(attacker);
+});
+
+test('exai-ws stdio (no daemon) takes the same bad input and keeps answering', async () => {
+  const stdio = spawnLines(cleanup, [CLI, 'stdio'], { EXAI_WS_HOME: makeHome(cleanup) });
+  const reply = async (id: unknown): Promise<Record<string, unknown>> => {
+    for (;;) {
+      const message = JSON.parse(await stdio.nextLine(10_000)) as Record<string, unknown>;
+      if (message.method === undefined && JSON.stringify(message.id) === JSON.stringify(id)) return message;
+    }
+  };
+  stdio.send(
+    JSON.stringify({
+      jsonrpc: '2.0',
+      id: 0,
+      method: 'initialize',
+      params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'attacker', version: '1' } },
+    }),
+  );
+  assert.ok((await reply(0)).result);
+  stdio.send(JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }));
+  const bad: [string, unknown, { code: number; message: RegExp }][] = [
+    [
+      withDeep({
+        jsonrpc: '2.0',
+        id: 's1',
+        method: 'tools/call',
+        params: { name: 'version', arguments: {}, _meta: { progressToken: '@DEEP@' } },
+      }),
+      's1',
+      { code: -32602, message: /progressToken must be a string or a number/ },
+    ],
+    [
+      withDeep({ jsonrpc: '2.0', id: 's2', method: 'no/such', params: { x: '@DEEP@' } }),
+      's2',
+      { code: -32601, message: /Method not found/ },
+    ],
+    [JSON.stringify({ jsonrpc: '2.0', id: 's3', method: 'constructor' }), 's3', { code: -32601, message: /Method not found: constructor/ }],
+    [
+      JSON.stringify({ jsonrpc: '2.0', id: 's4', method: 'tools/call', params: { name: '__proto__' } }),
+      's4',
+      { code: -32602, message: /Unknown tool/ },
+    ],
+    ['{"jsonrpc":"2.0","id":', null, { code: -32700, message: /Parse error/ }],
+  ];
+  for (const [line, id, expected] of bad) {
+    tried++;
+    stdio.send(line);
+    const error = errorOf(await reply(id));
+    assert.equal(error.code, expected.code, line.slice(0, 100));
+    assert.match(error.message, expected.message);
+  }
+  stdio.send(JSON.stringify({ jsonrpc: '2.0', id: 'v', method: 'tools/call', params: { name: 'version', arguments: {} } }));
+  assert.match(toolText(await reply('v')), /exai-ws/);
+  assert.equal(stdio.proc.exitCode, null, `exai-ws stdio exited: ${stdio.stderr()}`);
 });
 
 test('afterwards: the same daemon process, /health ok, and the victim got every answer right', async (t) => {

@@ -15,10 +15,11 @@
  * - Removed on clean exit (and by the crash handler of `exai-ws daemon`).
  */
 import { execFileSync } from 'node:child_process';
-import { closeSync, linkSync, openSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, rmSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { parseAddressCard, type AddressCard } from '../protocol/files.js';
 import { fetchHealth } from './health-client.js';
 import { homeError } from './home.js';
+import { createWhole, replaceWhole } from './whole-file.js';
 
 /** The process title every daemon sets, so that `ps` and a starting daemon can tell it apart. */
 export const DAEMON_TITLE = 'exai-ws daemon';
@@ -126,12 +127,9 @@ export class PidLock {
 
   /** Rewrites the card in place (atomic rename), e.g. once the port is known. */
   update(card: AddressCard): void {
-    const tmp = `${this.path}.${process.pid}.tmp`;
     try {
-      writeFileSync(tmp, `${JSON.stringify(card)}\n`, { mode: 0o644 });
-      renameSync(tmp, this.path);
+      replaceWhole(this.path, `${JSON.stringify(card)}\n`, 0o644);
     } catch (error) {
-      removeQuietly(tmp);
       throw homeError(error, this.path, 'the pid file');
     }
   }
@@ -172,32 +170,16 @@ export async function acquirePidLock(path: string, card: AddressCard, probe: Liv
   }
 }
 
-/** Creates the card whole and exclusively; false when a card is already there. */
+/**
+ * Creates the card whole and exclusively; false when a card is already there. (Where the file
+ * system has no hard links a reader may see it empty for a moment: it leaves such a card alone
+ * for UNPARSEABLE_GRACE_MS.)
+ */
 function createExclusive(path: string, text: string): boolean {
-  const tmp = `${path}.${process.pid}.tmp`;
   try {
-    writeFileSync(tmp, text, { mode: 0o644 });
-    try {
-      linkSync(tmp, path);
-      return true;
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code === 'EEXIST') return false;
-      if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'ENOSYS' && code !== 'EOPNOTSUPP') throw error;
-    }
-    // No hard links on this file system: an exclusive create, written right after (a reader
-    // that sees it still empty leaves it alone for UNPARSEABLE_GRACE_MS).
-    try {
-      writeFileSync(path, text, { flag: 'wx', mode: 0o644 });
-      return true;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
-      throw error;
-    }
+    return createWhole(path, text, 0o644);
   } catch (error) {
     throw homeError(error, path, 'the pid file');
-  } finally {
-    removeQuietly(tmp);
   }
 }
 

@@ -4,9 +4,10 @@
  * not hold a usable token.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { chmodSync, closeSync, fsyncSync, linkSync, openSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { chmodSync, statSync } from 'node:fs';
 import { inspectTokenFile } from '../protocol/files.js';
 import { homeError } from './home.js';
+import { createWhole, replaceWhole } from './whole-file.js';
 
 /** Why the token file was written: it did not exist, or it held no usable token. */
 export type TokenWritten = 'created' | 'replaced_empty' | 'replaced_malformed' | 'replaced_unreadable';
@@ -52,40 +53,16 @@ export function ensureToken(tokenPath: string, fromEnv: string | undefined): Tok
 }
 
 /**
- * Writes `token` to a temp file beside `tokenPath` and moves it into place: with `exclusive`,
- * only when nothing is there yet (returns false when something is); else over whatever is.
+ * Writes `token` whole (see whole-file.ts): with `exclusive`, only when nothing is there yet
+ * (returns false when something is); else over whatever is.
  */
 function writeTokenFile(tokenPath: string, token: string, mode: 'exclusive' | 'replace'): boolean {
-  const tmp = `${tokenPath}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   try {
-    const fd = openSync(tmp, 'wx', 0o600);
-    try {
-      writeSync(fd, `${token}\n`);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    if (mode === 'exclusive') {
-      try {
-        linkSync(tmp, tokenPath);
-        return true;
-      } catch (error) {
-        const code = (error as NodeJS.ErrnoException).code;
-        if (code === 'EEXIST') return false;
-        // Some file systems have no hard links; the pid lock still keeps other daemons out.
-        if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'ENOSYS' && code !== 'EOPNOTSUPP') throw error;
-      }
-    }
-    renameSync(tmp, tokenPath);
+    if (mode === 'exclusive') return createWhole(tokenPath, `${token}\n`, 0o600);
+    replaceWhole(tokenPath, `${token}\n`, 0o600);
     return true;
   } catch (error) {
     throw homeError(error, tokenPath, 'the token file');
-  } finally {
-    try {
-      rmSync(tmp, { force: true });
-    } catch {
-      // Left behind in a directory we cannot write to; harmless.
-    }
   }
 }
 
