@@ -475,6 +475,38 @@ test('server-to-client requests: deep params never reach the client, a deep answ
   await assertAlive(attacker);
 });
 
+test("capabilities nested 100k deep in one client's initialize never reach a shared server: it keeps serving everyone", async () => {
+  const ws = await openSocket(cleanup, daemon);
+  assert.equal((await sendHello(ws)).ok, true);
+  attack(
+    ws,
+    withDeep({
+      jsonrpc: '2.0',
+      id: 'caps',
+      method: 'initialize',
+      params: {
+        protocolVersion: '2025-06-18',
+        capabilities: { elicitation: { form: '@DEEP@' }, roots: '@DEEP@', experimental: '@DEEP@' },
+        clientInfo: { name: 'deep-caps', version: '1' },
+      },
+    }),
+  );
+  assert.ok((await nextReply(ws, 'caps')).result);
+  send(ws, { jsonrpc: '2.0', method: 'notifications/initialized' });
+  // The shared server is renewed for the capability this client offers; it must come back.
+  for (const [who, id] of [
+    [ws, 'after-caps-1'],
+    [attacker, 'after-caps-2'],
+  ] as const) {
+    send(who, { jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'hostile__echo_raw', arguments: { text: id } } });
+    const { reply } = await replyTo(who, id);
+    assert.equal((JSON.parse(toolText(reply)) as { params: { arguments: { text: string } } }).params.arguments.text, id);
+  }
+  const bye = watchClose(ws);
+  ws.close(1000);
+  await bye;
+});
+
 test('responses to ids the daemon never sent, unknown notifications and cancellations of nothing are ignored', async () => {
   const frames = [
     '{"jsonrpc":"2.0","id":"never-sent","result":{}}',

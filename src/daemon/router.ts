@@ -16,6 +16,7 @@ import {
   isObject,
   isProgressToken,
   rpcError,
+  trySerialize,
   type Answer,
   type RpcNotification,
   type RpcRequest,
@@ -235,7 +236,7 @@ export class Router {
           version: typeof info.version === 'string' ? info.version : undefined,
         }
       : undefined;
-    this.clientCapabilities = isObject(params.capabilities) ? params.capabilities : undefined;
+    this.clientCapabilities = keptCapabilities(params.capabilities);
     this.hub.offerCapabilities(this.clientCapabilities, this.options.view);
     const single = this.options.view.server;
     if (single !== undefined) {
@@ -264,6 +265,28 @@ export class Router {
       instructions: 'exai-ws: one shared MCP daemon for every client on this machine.',
     });
   }
+}
+
+/** The largest declared capability (serialised) the daemon keeps and passes on to servers. */
+export const MAX_CAPABILITY_BYTES = 16 * 1024;
+
+/**
+ * A client's declared capabilities as the daemon keeps them: the entries whose value is an
+ * object that serialises within {@link MAX_CAPABILITY_BYTES}; others count as not declared.
+ * What sessions declare is passed on to shared servers when they start, so one client's
+ * malformed entry (nested thousands deep, megabytes long) must not fail a server's start for
+ * every session.
+ */
+function keptCapabilities(declared: unknown): Record<string, unknown> | undefined {
+  if (!isObject(declared)) return undefined;
+  // fromEntries: a key such as `__proto__` stays an own key and touches no prototype.
+  return Object.fromEntries(
+    Object.entries(declared).filter(([, value]) => {
+      if (!isObject(value)) return false;
+      const out = trySerialize(value);
+      return out.ok && out.text.length <= MAX_CAPABILITY_BYTES;
+    }),
+  );
 }
 
 function ok(id: RpcRequest['id'], result: Record<string, unknown>): RpcResponse {
