@@ -8,6 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import WebSocket from 'ws';
 import { startHostingDaemon } from './fixtures/hosted-servers.js';
@@ -530,6 +531,39 @@ test('a flood of 5000 notifications costs nothing but itself', async () => {
     attacker.send(`{"jsonrpc":"2.0","method":"notifications/flood","params":{"i":${i}}}`);
   }
   await assertAlive(attacker);
+});
+
+test('a hosted server flooding a client that stopped reading: notifications past 8 MB unread are dropped, the call answers', async () => {
+  const ws = await openSession();
+  const COUNT = 2_000; // 64 KB each: 128 MB a daemon would otherwise buffer for this client
+  const doneFile = join(daemon.home, 'flood-done');
+  tried++;
+  send(ws, {
+    jsonrpc: '2.0',
+    id: 'flood',
+    method: 'tools/call',
+    params: { name: 'hostile__flood', arguments: { count: COUNT, bytes: 65_536, done_file: doneFile }, _meta: { progressToken: 'f' } },
+  });
+  const socket = (ws as unknown as { _socket: { pause(): void; resume(): void } })._socket;
+  socket.pause();
+  // Not reading until the server has written all of it and the daemon has read it.
+  await waitFor(() => existsSync(doneFile), 'the server to finish its flood', 30_000);
+  await waitFor(
+    () => readJsonLines(logPath(daemon.home)).some((l) => String(l.msg).startsWith('client not reading')),
+    'the daemon to drop notifications',
+    10_000,
+  );
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  socket.resume();
+  const { reply, before } = await replyTo(ws, 'flood', 60_000);
+  assert.equal(toolText(reply), 'flooded');
+  const progress = before.filter((m) => m.method === 'notifications/progress');
+  assert.ok(progress.length > 0, 'notifications before the client stopped reading arrive');
+  assert.ok(progress.length <= COUNT / 2, `${progress.length} of ${COUNT} notifications were buffered for a client that was not reading`);
+  await assertAlive(ws);
+  const bye = watchClose(ws);
+  ws.close(1000);
+  await bye;
 });
 
 test('a flood of requests: past the in-flight and queue limits each gets -32010 at once', async () => {

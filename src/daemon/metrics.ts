@@ -29,6 +29,7 @@ export const REJECT_REASONS: ReadonlySet<string> = new Set([
   'duplicate_id',
   'queue_full',
   'unserializable',
+  'output_overflow',
 ]);
 
 /** Why a session ended. */

@@ -49,6 +49,13 @@ export type SessionState = 'attached' | 'detached' | 'closed';
 /** Outbound bytes buffered on a socket before the session stops reading from it. */
 export const OUTPUT_HIGH_WATER_BYTES = 4 * 1024 * 1024;
 export const OUTPUT_LOW_WATER_BYTES = 1024 * 1024;
+/**
+ * Outbound bytes buffered on a socket past which notifications to that client are dropped
+ * (counted as `output_overflow`): a server flooding log or progress notifications at a client
+ * that stopped reading must not grow the daemon without bound. Responses and requests still
+ * go; they are bounded by the in-flight limits, and the client's input is paused meanwhile.
+ */
+export const NOTIFY_DROP_BYTES = 2 * OUTPUT_HIGH_WATER_BYTES;
 /** The retry hint sent with -32010. */
 export const RETRY_AFTER_MS = 100;
 
@@ -88,6 +95,8 @@ export class Session implements RouterPeer {
   private heldBytes = 0;
   private draining = false;
   private outputPaused = false;
+  /** Notifications dropped since the client's socket filled up (see NOTIFY_DROP_BYTES). */
+  private droppedNotifications = 0;
   /** Requests sent to the client on a server's behalf, by id, until it answers. */
   private readonly outgoing = new Map<string, { resolve: (outcome: Answer) => void; timer: NodeJS.Timeout }>();
   private nextOutgoingId = 1;
@@ -186,9 +195,15 @@ export class Session implements RouterPeer {
   /**
    * Sends one message to the client, or holds it while detached. A message that cannot be
    * serialised costs only itself: a response becomes a -32603 error for the same id, anything
-   * else is dropped (counted as `unserializable`, logged at warn) and false is returned.
+   * else is dropped (counted as `unserializable`, logged at warn) and false is returned. A
+   * notification is also dropped (false) while the client's socket holds more than
+   * {@link NOTIFY_DROP_BYTES} it has not read.
    */
   send(message: object): boolean {
+    if ((message as { id?: unknown }).id === undefined && this.outputFull()) {
+      this.dropNotification((message as { method?: unknown }).method);
+      return false;
+    }
     const out = this.serialize(message);
     if (out === undefined) return false;
     this.sendText(out.text);
@@ -342,6 +357,33 @@ export class Session implements RouterPeer {
       return;
     }
     this.inflight.get(idKey(requestId))?.cancel.abort('cancelled by the client');
+  }
+
+  /** True while the attached client has left more than NOTIFY_DROP_BYTES unread. */
+  private outputFull(): boolean {
+    const socket = this.socket;
+    if (socket === null || socket.bufferedAmount <= NOTIFY_DROP_BYTES) {
+      if (this.droppedNotifications > 0) {
+        this.deps.logger.info({ session_id: this.id, dropped: this.droppedNotifications }, 'client reading again: notifications resume');
+        this.droppedNotifications = 0;
+      }
+      return false;
+    }
+    return true;
+  }
+
+  private dropNotification(method: unknown): void {
+    this.deps.metrics.reject('output_overflow');
+    if (this.droppedNotifications++ === 0) {
+      this.deps.logger.warn(
+        {
+          session_id: this.id,
+          method: typeof method === 'string' ? clip(method, 100) : undefined,
+          unread_bytes: this.socket?.bufferedAmount,
+        },
+        'client not reading: notifications to it are dropped until it catches up',
+      );
+    }
   }
 
   private sendText(text: string): void {
