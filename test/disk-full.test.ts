@@ -13,7 +13,9 @@ import { after, test } from 'node:test';
 import { LineFile, RETRY_MS } from '../src/daemon/line-file.js';
 import { createLogger } from '../src/daemon/logger.js';
 import {
+  CLI,
   Cleanup,
+  baseEnv,
   connectShim,
   getHealth,
   logPath,
@@ -118,6 +120,9 @@ test(
     const ws = await openSocket(cleanup, daemon);
     assert.equal((await sendHello(ws)).ok, true);
     ws.close(1000);
+    // And `exai-ws status` tells the user why the log stopped growing.
+    const status = execFileSync(process.execPath, [CLI, 'status'], { env: { ...baseEnv(), ...daemon.clientEnv }, encoding: 'utf8' });
+    assert.match(status, /^ {2}log +(not writable, retried every second|writable again): [1-9]\d* lines dropped \(last error ENOSPC at /m);
 
     rmSync(filler);
     const sizeBefore = statSync(logPath(home)).size;

@@ -37,6 +37,7 @@ export async function runStatusCommand(options: { json: boolean }): Promise<numb
     `  uptime    ${formatUptime(h.uptime_s)}`,
     `  sessions  ${h.sessions.total} (${h.sessions.attached} attached, ${h.sessions.detached} detached)`,
     `  in flight ${h.inflight}`,
+    ...fileLines(h),
     ...hostedLines(h),
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
@@ -121,6 +122,21 @@ interface ServerLine {
   sessions?: unknown;
   inflight?: unknown;
   last_error?: unknown;
+}
+
+/** The log and metrics files, when they lost lines: a full disk must not go unnoticed. */
+function fileLines(h: HealthReport): string[] {
+  const lines: string[] = [];
+  for (const [label, file] of [
+    ['log', h.log],
+    ['metrics', h.metrics_file],
+  ] as const) {
+    if (!file || (file.dropped_lines === 0 && !file.failing)) continue;
+    const error = file.last_error ? ` (last error ${file.last_error.code} at ${file.last_error.at})` : '';
+    const state = file.failing ? 'not writable, retried every second' : 'writable again';
+    lines.push(`  ${label.padEnd(9)} ${state}: ${file.dropped_lines} lines dropped${error}`);
+  }
+  return lines;
 }
 
 /** The hosted servers and the config entries the daemon refused, as `status` lines. */
