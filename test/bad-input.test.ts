@@ -508,6 +508,32 @@ test("capabilities nested 100k deep in one client's initialize never reach a sha
   await bye;
 });
 
+test('a client name of 512 KB: the session initializes, and the daemon logs and keeps only its start', async () => {
+  const ws = await openSocket(cleanup, daemon);
+  assert.equal((await sendHello(ws)).ok, true);
+  const name = `huge-${'n'.repeat(512 * 1024)}`;
+  attack(
+    ws,
+    JSON.stringify({
+      jsonrpc: '2.0',
+      id: 'big-name',
+      method: 'initialize',
+      params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name, version: name } },
+    }),
+  );
+  assert.ok((await nextReply(ws, 'big-name')).result);
+  await assertAlive(ws);
+  const line = await waitFor(
+    () => readJsonLines(logPath(daemon.home)).find((l) => l.msg === 'session initialized' && String(l.mcp_client).startsWith('huge-')),
+    'the session initialized line',
+  );
+  assert.ok(String(line.mcp_client).length < 300, `logged ${String(line.mcp_client).length} characters of the name`);
+  assert.ok(String(line.mcp_client_version).length < 300);
+  const bye = watchClose(ws);
+  ws.close(1000);
+  await bye;
+});
+
 test('responses to ids the daemon never sent, unknown notifications and cancellations of nothing are ignored', async () => {
   const frames = [
     '{"jsonrpc":"2.0","id":"never-sent","result":{}}',

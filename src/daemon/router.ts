@@ -229,11 +229,12 @@ export class Router {
     const asked = typeof params.protocolVersion === 'string' ? params.protocolVersion : undefined;
     this.protocolVersion = asked && SUPPORTED_PROTOCOL_VERSIONS.includes(asked) ? asked : LATEST_PROTOCOL_VERSION;
     const info = params.clientInfo;
-    // Kept only as strings: the client's own data, of any shape.
+    // Kept only as short strings: the client's own data, of any shape and size, held for the
+    // session's life (a hello's client label has the same limit).
     this.clientInfo = isObject(info)
       ? {
-          name: typeof info.name === 'string' ? info.name : undefined,
-          version: typeof info.version === 'string' ? info.version : undefined,
+          name: typeof info.name === 'string' ? info.name.slice(0, MAX_CLIENT_LABEL_CHARS) : undefined,
+          version: typeof info.version === 'string' ? info.version.slice(0, MAX_CLIENT_LABEL_CHARS) : undefined,
         }
       : undefined;
     this.clientCapabilities = keptCapabilities(params.capabilities);
@@ -266,6 +267,9 @@ export class Router {
     });
   }
 }
+
+/** The longest client name or version kept from `initialize`, in characters. */
+export const MAX_CLIENT_LABEL_CHARS = 256;
 
 /** The largest declared capability (serialised) the daemon keeps and passes on to servers. */
 export const MAX_CAPABILITY_BYTES = 16 * 1024;

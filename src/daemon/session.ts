@@ -306,8 +306,15 @@ export class Session implements RouterPeer {
   private start(request: RpcRequest, receivedMs: number): void {
     if (request.method === 'initialize') {
       const info = request.params?.clientInfo as { name?: unknown; version?: unknown } | undefined;
+      // The client's own strings, of any size: logged short.
+      const label = (value: unknown) => (typeof value === 'string' ? clip(value, 256) : undefined);
       this.deps.logger.info(
-        { session_id: this.id, mcp_client: info?.name, mcp_client_version: info?.version, protocol: request.params?.protocolVersion },
+        {
+          session_id: this.id,
+          mcp_client: label(info?.name),
+          mcp_client_version: label(info?.version),
+          protocol: label(request.params?.protocolVersion),
+        },
         'session initialized',
       );
     }
