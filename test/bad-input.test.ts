@@ -580,6 +580,26 @@ test('a hosted server flooding a client that stopped reading: notifications past
     10_000,
   );
   await new Promise((resolve) => setTimeout(resolve, 500));
+  // Another window, opened later (so listed after the stuck one), still gets every log message.
+  // (The attacker, which set no level and so gets every log message, does not want it.)
+  send(attacker, { jsonrpc: '2.0', id: 'quiet', method: 'logging/setLevel', params: { level: 'emergency' } });
+  await nextReply(attacker, 'quiet');
+  const other = await openSession();
+  send(other, {
+    jsonrpc: '2.0',
+    id: 'one-log',
+    method: 'tools/call',
+    params: { name: 'hostile__flood', arguments: { count: 1, bytes: 10 } },
+  });
+  const { reply: logged, before: logs } = await replyTo(other, 'one-log');
+  assert.equal(toolText(logged), 'flooded');
+  assert.ok(
+    logs.some((m) => m.method === 'notifications/message' && (m.params as { data?: unknown }).data === 'x'.repeat(10)),
+    `the log message reached the other window: ${JSON.stringify(logs).slice(0, 300)}`,
+  );
+  const otherBye = watchClose(other);
+  other.close(1000);
+  await otherBye;
   socket.resume();
   const { reply, before } = await replyTo(ws, 'flood', 60_000);
   assert.equal(toolText(reply), 'flooded');

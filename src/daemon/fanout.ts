@@ -9,6 +9,7 @@ import { pathToFileURL } from 'node:url';
 import { RpcCode } from '../protocol/codes.js';
 import type { Hub } from '../core/hub.js';
 import { LOG_LEVELS, type LogLevel } from '../core/interests.js';
+import { trySerialize, type RpcNotification } from '../protocol/jsonrpc.js';
 import type { Session } from './session.js';
 
 /** The capability a client must declare to be sent each server-to-client request. */
@@ -21,19 +22,33 @@ export const REQUEST_CAPABILITY: ReadonlyMap<string, string> = new Map([
 export interface SessionDirectory {
   list(): Iterable<Session>;
   get(id: string): Session | undefined;
+  /** A server notification that cannot be serialised: dropped once, counted and logged. */
+  unsendable(notification: RpcNotification, reason: string): void;
 }
 
 /** Installs the hub's fan-out callbacks. `requestTimeoutMs` bounds a client's answer to a server request. */
 export function wireFanout(hub: Hub, sessions: SessionDirectory, requestTimeoutMs: number): void {
+  /** The notification's wire text, serialised once for every session it goes to. */
+  const wire = (n: RpcNotification): string | undefined => {
+    const out = trySerialize(n);
+    if (out.ok) return out.text;
+    sessions.unsendable(n, out.reason);
+    return undefined;
+  };
+
   hub.onlistchanged = (n, server) => {
-    for (const session of sessions.list()) if (hub.sees(session.router.view, server)) session.send(n);
+    const text = wire(n);
+    if (text === undefined) return;
+    for (const session of sessions.list()) if (hub.sees(session.router.view, server)) session.sendNotification(text, n.method);
   };
 
   hub.onservernotification = (server, n) => {
+    const text = wire(n);
+    if (text === undefined) return;
     if (n.method === 'notifications/resources/updated') {
       const uri = n.params?.uri;
       if (typeof uri !== 'string') return;
-      for (const id of hub.interests.subscribers(server, uri)) if (sessions.get(id)?.send(n) === false) return;
+      for (const id of hub.interests.subscribers(server, uri)) sessions.get(id)?.sendNotification(text, n.method);
       return;
     }
     if (n.method === 'notifications/message') {
@@ -41,13 +56,12 @@ export function wireFanout(hub: Hub, sessions: SessionDirectory, requestTimeoutM
       for (const session of sessions.list()) {
         if (!hub.sees(session.router.view, server)) continue;
         const own = session.router.logLevel;
-        // A message that cannot be serialised is dropped once (logged by the session), not per session.
-        if ((own === undefined || rank < 0 || rank >= LOG_LEVELS.indexOf(own)) && !session.send(n)) return;
+        if (own === undefined || rank < 0 || rank >= LOG_LEVELS.indexOf(own)) session.sendNotification(text, n.method);
       }
       return;
     }
     // Anything else concerns the sessions that use this server.
-    for (const id of server.users) if (sessions.get(id)?.send(n) === false) return;
+    for (const id of server.users) sessions.get(id)?.sendNotification(text, n.method);
   };
 
   hub.onserverrequest = async (server, request, context) => {

@@ -200,13 +200,28 @@ export class Session implements RouterPeer {
    * {@link NOTIFY_DROP_BYTES} it has not read.
    */
   send(message: object): boolean {
+    const method = (message as { method?: unknown }).method;
     if ((message as { id?: unknown }).id === undefined && this.outputFull()) {
-      this.dropNotification((message as { method?: unknown }).method);
+      this.dropNotification(method);
       return false;
     }
     const out = this.serialize(message);
     if (out === undefined) return false;
     this.sendText(out.text);
+    return true;
+  }
+
+  /**
+   * Sends one notification already serialised (the fan-out serialises once for every session);
+   * dropped, and false returned, while the client leaves more than {@link NOTIFY_DROP_BYTES}
+   * unread.
+   */
+  sendNotification(text: string, method: string): boolean {
+    if (this.outputFull()) {
+      this.dropNotification(method);
+      return false;
+    }
+    this.sendText(text);
     return true;
   }
 
@@ -217,11 +232,8 @@ export class Session implements RouterPeer {
     const m = message as { id?: unknown; method?: unknown };
     const method = typeof m.method === 'string' ? clip(m.method, 100) : undefined;
     const isResponse = method === undefined && (typeof m.id === 'string' || typeof m.id === 'number');
-    this.deps.metrics.reject('unserializable');
-    this.deps.logger.warn(
-      { session_id: this.id, kind: isResponse ? 'response' : 'id' in m ? 'request' : 'notification', method, reason: out.reason },
-      isResponse ? 'response replaced by an error: it cannot be serialised' : 'message dropped: it cannot be serialised',
-    );
+    const kind = isResponse ? 'response' : 'id' in m ? 'request' : 'notification';
+    reportUnserializable(this.deps, { session_id: this.id, kind, method, reason: out.reason }, isResponse);
     if (!isResponse) return undefined;
     const what = 'error' in m ? 'error' : 'result';
     const reply = rpcError(m.id as RequestId, RpcCode.INTERNAL_ERROR, `Internal error: the ${what} cannot be sent: ${out.reason}`);
@@ -416,6 +428,23 @@ export class Session implements RouterPeer {
       socket.pause();
     }
   }
+}
+
+/**
+ * Counts (`unserializable`) and logs at warn a message that could not be serialised: a
+ * response is replaced by an error, anything else is dropped. One place for the session and
+ * the fan-out, so both read alike in the log.
+ */
+export function reportUnserializable(
+  deps: Pick<SessionDeps, 'logger' | 'metrics'>,
+  details: { session_id?: string; kind: string; method: string | undefined; reason: string },
+  replaced = false,
+): void {
+  deps.metrics.reject('unserializable');
+  deps.logger.warn(
+    details,
+    replaced ? 'response replaced by an error: it cannot be serialised' : 'message dropped: it cannot be serialised',
+  );
 }
 
 function closedError(id: RequestId, reason: string): RpcResponse {

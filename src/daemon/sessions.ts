@@ -6,7 +6,8 @@ import { randomUUID } from 'node:crypto';
 import type { SessionSocket } from './session.js';
 import { CloseCode } from '../protocol/codes.js';
 import type { Hello } from '../protocol/hello.js';
-import { Session, type SessionDeps } from './session.js';
+import { clip, type RpcNotification } from '../protocol/jsonrpc.js';
+import { Session, reportUnserializable, type SessionDeps } from './session.js';
 
 export type OpenResult =
   { ok: true; session: Session; resumed: boolean } | { ok: false; code: 'session_limit' | 'bad_hello'; message: string };
@@ -129,6 +130,11 @@ export class SessionManager {
 
   get(id: string): Session | undefined {
     return this.sessions.get(id);
+  }
+
+  /** A server notification that cannot be serialised is dropped once for every session. */
+  unsendable(notification: RpcNotification, reason: string): void {
+    reportUnserializable(this.deps, { kind: 'notification', method: clip(notification.method, 100), reason });
   }
 
   list(): Session[] {

@@ -6,7 +6,7 @@
 import type { Readable, Writable } from 'node:stream';
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { CloseCode, RpcCode } from '../protocol/codes.js';
-import { rpcError } from '../protocol/jsonrpc.js';
+import { clip, rpcError } from '../protocol/jsonrpc.js';
 import { corkUntilTick } from '../protocol/cork.js';
 import { LineSplitter } from '../protocol/ndjson.js';
 import { startCore } from '../core/core.js';
@@ -15,7 +15,7 @@ import type { DaemonConfig } from './config.js';
 import { createLogger } from './logger.js';
 import { Metrics } from './metrics.js';
 import { unionCapabilities, wireFanout } from './fanout.js';
-import { Session, type SessionSocket } from './session.js';
+import { Session, reportUnserializable, type SessionSocket } from './session.js';
 
 export interface StdioOptions {
   config: DaemonConfig;
@@ -61,19 +61,28 @@ export async function runStdio(options: StdioOptions): Promise<void> {
       open = false;
     },
   };
+  const metrics = new Metrics();
   const session = new Session(
     'stdio',
     { name: 'stdio', version: '' },
     {
       hub,
       config,
-      metrics: new Metrics(),
+      metrics,
       logger,
       expire: () => undefined,
     },
   );
   opened.session = session;
-  wireFanout(hub, { list: () => [session], get: (id) => (id === session.id ? session : undefined) }, config.callTimeoutMs);
+  wireFanout(
+    hub,
+    {
+      list: () => [session],
+      get: (id) => (id === session.id ? session : undefined),
+      unsendable: (n, reason) => reportUnserializable({ logger, metrics }, { kind: 'notification', method: clip(n.method, 100), reason }),
+    },
+    config.callTimeoutMs,
+  );
   session.attach(socket);
   const splitter = new LineSplitter(config.maxBytes, {
     onLine: (line) => session.receive(line),
