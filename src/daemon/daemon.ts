@@ -19,6 +19,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { CloseCode } from '../protocol/codes.js';
+import { trySerialize } from '../protocol/jsonrpc.js';
 import type { AddressCard } from '../protocol/files.js';
 import { startCore } from '../core/core.js';
 import type { Hub, ReloadReport } from '../core/hub.js';
@@ -295,14 +296,12 @@ export class Daemon {
       sessionsDetached: total - attached,
       inflight: manager?.inflightCount ?? 0,
     });
-    let text: string;
-    try {
-      text = JSON.stringify({ ...line, providers: this.providers.snapshot() });
-    } catch (error) {
-      this.log?.logger.warn({ err: (error as Error).message }, 'metrics line could not be built');
+    const out = trySerialize({ ...line, providers: this.providers.snapshot() });
+    if (!out.ok) {
+      this.log?.logger.warn({ err: out.reason }, 'metrics line could not be built');
       return;
     }
-    this.metricsFile?.write(text);
+    this.metricsFile?.write(out.text);
   }
 }
 

@@ -105,18 +105,9 @@ export function createLogger(file: LogFileOptions | null, level: string, stderrF
     flush: () => sink.flushSync(),
     close: () => sink.close(),
     stats: () => {
-      const s = sink.stats();
-      return {
-        dropped_lines: s.dropped_lines,
-        written_lines: s.written_lines,
-        rotations: s.rotations,
-        last_error: s.last_error,
-        failing: s.failing,
-        max_bytes: s.max_bytes,
-        files: s.files,
-        unserializable_calls: unserializable,
-        stderr_dropped_lines: stderr.dropped,
-      };
+      // LogHealth has no path: the log's place is fixed (logs/ws_daemon.log in the home).
+      const { path: _path, ...file } = sink.stats();
+      return { ...file, unserializable_calls: unserializable, stderr_dropped_lines: stderr.dropped };
     },
   };
 }

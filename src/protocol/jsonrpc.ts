@@ -65,7 +65,7 @@ function exactId(value: RequestId): boolean {
 
 /** MCP: a progress token is a string or a number. */
 export function isProgressToken(value: unknown): value is string | number {
-  return typeof value === 'string' || (typeof value === 'number' && Number.isFinite(value));
+  return isId(value); // the same two types as a request id
 }
 
 /** A plain JSON object (not null, not an array). */
