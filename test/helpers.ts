@@ -139,6 +139,9 @@ export function baseEnv(): Record<string, string> {
   }
   // Never the developer's own hosted-servers config.
   env.EXAI_WS_CONFIG = join(tmpdir(), 'exai-ws-test-no-config.json');
+  // A shim must not start a daemon of its own unless the test asks for it: a test's daemon is
+  // the one it started, and one that outlived the test would be left running.
+  env.EXAI_WS_AUTOSTART = '0';
   return env;
 }
 
