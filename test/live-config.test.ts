@@ -120,17 +120,22 @@ test('servers added beside running ones (shared and session-scoped) are in the n
   assert.ok((await toolNames(client)).includes('memory__read_graph'), 'the merged list is built (and cached) before the edit');
 
   const notes = memoryEntry(daemon.home, { env: { MEMORY_FILE_PATH: join(daemon.home, 'notes.jsonl') } });
+  writeConfig(config, { memory: memoryEntry(daemon.home, { start: 'eager' }), notes });
+  await waitFor(() => seen.tools > 0, 'tools/list_changed after adding a shared server', 15_000);
+  assert.ok((await toolNames(client)).includes('notes__read_graph'));
+  assert.match(textOf(await client.callTool({ name: 'notes__read_graph', arguments: {} })), /entities/);
+
+  let count = seen.tools;
   const mine = memoryEntry(daemon.home, { scope: 'session', env: { MEMORY_FILE_PATH: join(daemon.home, 'mine.jsonl') } });
   writeConfig(config, { memory: memoryEntry(daemon.home, { start: 'eager' }), notes, mine });
-  await waitFor(() => seen.tools > 0, 'tools/list_changed after adding servers', 15_000);
+  await waitFor(() => seen.tools > count, 'tools/list_changed after adding a session-scoped server', 15_000);
   const names = await toolNames(client);
   assert.ok(names.includes('notes__read_graph') && names.includes('mine__read_graph'), names.join(', '));
-  assert.match(textOf(await client.callTool({ name: 'notes__read_graph', arguments: {} })), /entities/);
   assert.match(textOf(await client.callTool({ name: 'mine__read_graph', arguments: {} })), /entities/);
   assert.equal((await serverReport(daemon, 'memory')).pid, memory.pid, 'the untouched server keeps its process');
 
   // A changed entry restarts that server; its tools stay listed and callable.
-  let count = seen.tools;
+  count = seen.tools;
   const changed = { ...notes, env: { MEMORY_FILE_PATH: join(daemon.home, 'notes2.jsonl') } };
   writeConfig(config, { memory: memoryEntry(daemon.home, { start: 'eager' }), notes: changed, mine });
   await waitFor(() => seen.tools > count, 'tools/list_changed after changing a server', 15_000);

@@ -30,6 +30,8 @@ interface Merged {
   index: Map<string, Target>;
   /** Resource templates, for URIs that are not listed. */
   templates: { pattern: RegExp; server: Upstream }[];
+  /** Servers left out because they could not start: names under their prefix still route to them. */
+  down: Upstream[];
 }
 
 /** A view as the catalog needs it: its servers, and a key shared by views that see the same ones. */
@@ -51,6 +53,8 @@ export class Catalog {
   private readonly merged = new Map<string, Map<ListKind, Promise<Merged>>>();
   /** Every name or URI in a merged list built since the caches were last dropped, per kind. */
   private readonly listed = new Map<ListKind, Set<string>>();
+  /** Servers some merged list left out because they could not start: their sessions must hear when they do. */
+  private readonly leftOut = new WeakSet<Upstream>();
   private readonly options: CatalogOptions;
 
   constructor(options: CatalogOptions) {
@@ -62,16 +66,28 @@ export class Catalog {
     try {
       return { items: (await this.mergedView(kind, view)).items };
     } catch (error) {
-      this.merged.get(view.key)?.delete(kind);
       return { error: asRpcError(error) };
     }
   }
 
-  /** Resolves a session-visible tool or prompt name, or resource URI, to its server. */
+  /**
+   * Resolves a session-visible tool or prompt name, or resource URI, to its server. A name under
+   * the prefix of a server that could not start (and, in a single-server view, any name) resolves
+   * to that server, so that a call gets its -32011 and last start error instead of "unknown".
+   */
   async resolve(kind: ListKind, key: string, view: CatalogView): Promise<Target | undefined> {
-    const merged = await this.mergedView(kind, view).catch(() => undefined);
+    let merged: Merged | undefined;
+    try {
+      merged = await this.mergedView(kind, view);
+    } catch (error) {
+      if (error instanceof UnavailableError) return { server: error.server, name: key };
+    }
     const hit = merged?.index.get(key);
-    if (hit || kind !== 'resources') return hit;
+    if (hit) return hit;
+    const prefixed = LISTS[kind].prefixed !== null && !view.single;
+    const down = prefixed ? merged?.down.find((s) => s.prefix !== null && key.startsWith(`${s.prefix}${PREFIX_SEPARATOR}`)) : undefined;
+    if (down?.prefix) return { server: down, name: key.slice(down.prefix.length + PREFIX_SEPARATOR.length) };
+    if (kind !== 'resources') return undefined;
     // A URI made from a resource template is not in resources/list: match the templates.
     const templates = await this.mergedView('resourceTemplates', view).catch(() => undefined);
     const byTemplate = templates?.templates.find((t) => t.pattern.test(key));
@@ -86,6 +102,20 @@ export class Catalog {
    */
   knows(kind: ListKind, key: string): boolean {
     return this.listed.get(kind)?.has(key) ?? false;
+  }
+
+  /**
+   * True once when a merged list left this server out because it could not start (and clears
+   * that): now that it runs, the sessions that listed without it should list again.
+   */
+  missed(server: Upstream): boolean {
+    return this.leftOut.delete(server);
+  }
+
+  /** Drops every merged view: the set of servers changed (a reload). */
+  dropViews(): void {
+    this.merged.clear();
+    this.listed.clear();
   }
 
   /** Drops cached lists of one server (some kinds, or all when null) and every merged view. */
@@ -114,15 +144,20 @@ export class Catalog {
     }
     let cached = kinds.get(kind);
     if (!cached) {
-      cached = this.build(kind, view);
-      kinds.set(kind, cached);
-      cached.then(
+      const building = this.build(kind, view);
+      cached = building;
+      kinds.set(kind, building);
+      const owner = kinds;
+      building.then(
         (merged) => {
           let names = this.listed.get(kind);
           if (!names) this.listed.set(kind, (names = new Set()));
           for (const key of merged.index.keys()) names.add(key);
         },
-        () => undefined,
+        // A failed build is not kept: the next list or call tries again.
+        () => {
+          if (owner.get(kind) === building) owner.delete(kind);
+        },
       );
     }
     return cached;
@@ -132,13 +167,16 @@ export class Catalog {
     const spec = LISTS[kind];
     const single = view.single;
     const inView = view.servers();
+    const down: Upstream[] = [];
     const lists = await Promise.all(
       inView.map(async (server) => {
         try {
           await server.connect();
         } catch (error) {
+          this.leftOut.add(server);
           if (single) throw new UnavailableError(server, (error as Error).message);
-          return []; // left out of the merged view; its report says why
+          down.push(server);
+          return []; // left out of the merged view; its report says why, and calls under its prefix get it
         }
         if (capabilityOf(server, spec.capability) === undefined) return [];
         return this.serverList(server, kind).catch((error: unknown) => {
@@ -174,7 +212,7 @@ export class Catalog {
       }
       if (dropped > 0) this.options.log?.('list items dropped', { server: server.name, method: spec.method, dropped });
     });
-    return { items, index, templates };
+    return { items, index, templates, down };
   }
 
   private serverList(server: Upstream, kind: ListKind): Promise<Item[]> {

@@ -61,6 +61,7 @@ export async function startCore(options: CoreOptions): Promise<Hub> {
       idleTimeoutMs: spec.idleTimeoutMs,
       scope: spec.scope,
       scopeKey: spec.scope === 'shared' ? undefined : key,
+      retryFailedStart: spec.scope === 'shared',
       launch: (wire) => launch(instance, wire, watchdog, options, npx),
       log: options.log,
     });

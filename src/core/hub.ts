@@ -182,6 +182,9 @@ export class Hub {
     this.families = families;
     const changed = [...report.added, ...report.removed, ...report.restarted];
     if (changed.length > 0) {
+      // Merged lists name the servers they were built from: with one added, none of them is
+      // complete (stopping a server dropped them, adding one alone would not).
+      this.catalog.dropViews();
       for (const method of LIST_CHANGED_METHODS) {
         for (const name of changed) this.onlistchanged?.({ jsonrpc: '2.0', method }, name);
       }
@@ -279,9 +282,11 @@ export class Hub {
 
   /** A (re)started server: fresh lists, and the subscriptions and log level it lost. */
   private restored(server: Upstream): void {
+    const missed = this.catalog.missed(server);
     this.catalog.invalidate(server, null);
-    if (this.seenReady.has(server)) {
-      // A new process may offer other tools: the sessions that see it list again.
+    if (this.seenReady.has(server) || missed) {
+      // A new process may offer other tools, and one that could not start before was listed
+      // without its own: the sessions that see it list again.
       for (const method of LIST_CHANGED_METHODS) this.onlistchanged?.({ jsonrpc: '2.0', method }, server);
     }
     this.seenReady.add(server);

@@ -5,7 +5,8 @@
  * wait for a restart that is due soon.
  *
  * States: stopped -> starting -> ready -> (crash) -> restarting -> starting -> ...
- *         starting -> (failure) -> failed (the next use tries again once the backoff passed);
+ *         starting -> (failure) -> failed -> (backoff) -> starting -> ... when it retries in the
+ *         background (`retryFailedStart`), else the next use tries again once the backoff passed;
  *         any -> closed.
  */
 import { RpcCode } from '../protocol/codes.js';
@@ -34,6 +35,11 @@ export interface UpstreamOptions {
   /** `shared` (one instance), or one instance per `workspace` / `session`, named by `scopeKey`. */
   scope?: UpstreamScope;
   scopeKey?: string | undefined;
+  /**
+   * Retry a failed start in the background, with the restart backoff, until it starts or is
+   * closed: for shared instances, which every session sees (a scoped one retries on its next use).
+   */
+  retryFailedStart?: boolean;
   /** Reports lifecycle events for the log. */
   log?: (event: string, details: Record<string, unknown>) => void;
 }
@@ -52,6 +58,8 @@ export class Upstream {
   readonly scopeKey: string | undefined;
   state: UpstreamState = 'stopped';
   restarts = 0;
+  /** Starts tried again after a failed start (in the background, or by a call that came when one was due). */
+  retries = 0;
   pid: number | undefined;
   startedAtMs: number | undefined;
   lastError: string | undefined;
@@ -74,6 +82,8 @@ export class Upstream {
   private link: ServerLink | undefined;
   private starting: Promise<ServerLink> | undefined;
   private failures = 0;
+  /** True from a failed start until the server is ready again: the same error is logged once. */
+  private failing = false;
   private retryAtMs = 0;
   private restartTimer: NodeJS.Timeout | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
@@ -139,15 +149,21 @@ export class Upstream {
     if (this.starting) return this.starting;
     const waitMs = this.retryAtMs - Date.now();
     if (waitMs > WAIT_FOR_RESTART_MS) {
+      const next = `${Math.ceil(waitMs / 1000)} s`;
+      const last = this.lastError ?? 'unknown error';
       return Promise.reject(
-        new Error(`restarting in ${Math.ceil(waitMs / 1000)} s${this.lastError ? `; last error: ${this.lastError}` : ''}`),
+        new Error(this.state === 'failed' ? `could not start: ${last} (next try in ${next})` : `restarting in ${next}; last error: ${last}`),
       );
     }
-    if (this.state === 'restarting' && this.restartTimer) {
+    if ((this.state === 'restarting' || this.state === 'failed') && this.restartTimer) {
       // Due soon: start now instead of making the caller wait out the rest of the backoff.
       clearTimeout(this.restartTimer);
       this.restartTimer = undefined;
-      this.restarts++; // counted like the timer's restart would have been
+      // Counted like the timer's attempt would have been.
+      if (this.state === 'restarting') this.restarts++;
+      else this.retries++;
+    } else if (this.state === 'failed') {
+      this.retries++;
     }
     return this.start();
   }
@@ -186,6 +202,7 @@ export class Upstream {
       state: this.state,
       pid: this.pid ?? null,
       restarts: this.restarts,
+      retries: this.retries,
       uptime_s: this.state === 'ready' && this.startedAtMs !== undefined ? Math.round((Date.now() - this.startedAtMs) / 1000) : null,
       sessions: this.users.size,
       inflight: this.inflight,
@@ -240,6 +257,7 @@ export class Upstream {
     this.pid = started.pid;
     this.startedAtMs = Date.now();
     this.state = 'ready';
+    this.failing = false;
     this.renewPending = undefined; // a new process was offered every capability there is now
     link.onclose = () => this.crashed(link, started.exitReason?.() ?? 'the server connection closed');
     this.options.log?.('server ready', { server: this.name, pid: this.pid, restarts: this.restarts });
@@ -272,10 +290,23 @@ export class Upstream {
 
   private fail(message: string): void {
     this.failures++;
+    // A server retried every 30 s for hours must not write a line each time: only news.
+    if (!this.failing || message !== this.lastError) {
+      this.options.log?.('server failed to start', { server: this.name, error: message, retries: this.retries });
+    }
+    this.failing = true;
     this.lastError = message;
-    this.retryAtMs = Date.now() + backoff(this.failures);
+    const delay = backoff(this.failures);
+    this.retryAtMs = Date.now() + delay;
     this.state = 'failed';
-    this.options.log?.('server failed to start', { server: this.name, error: message });
+    if (!this.options.retryFailedStart) return;
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = undefined;
+      if (this.state !== 'failed') return;
+      this.retries++;
+      this.start().catch(() => undefined);
+    }, delay);
+    this.restartTimer.unref();
   }
 
   private checkIdle(): void {
