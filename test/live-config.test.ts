@@ -265,7 +265,7 @@ test('exai-ws status shows the last reload: what it changed, or why the file was
   writeConfig(config, { memory: memoryEntry(daemon.home), notes: memoryEntry(daemon.home), broken: { command: '' } });
   await waitFor(async () => ((await getHealth(daemon)).config as { last_reload?: unknown }).last_reload, 'a reload in /health', 15_000);
   const ok = await status();
-  assert.match(ok, /last reload\s+\S+ ok: added notes; removed -; restarted -/);
+  assert.match(ok, /last reload \S+ \([^)]*ago\) ok: added notes; removed -; restarted -/);
   assert.match(ok, /broken: command: must not be empty/);
 
   writeFileSync(config, '{ "mcpServers": { oops');
@@ -275,6 +275,6 @@ test('exai-ws status shows the last reload: what it changed, or why the file was
     15_000,
   );
   const failed = await status();
-  assert.match(failed, /last reload\s+\S+ failed: .*not valid JSON/);
+  assert.match(failed, /last reload \S+ \([^)]*ago\) failed: .*not valid JSON/);
   assert.match(failed, /the running servers stay as they were/);
 });

@@ -38,6 +38,7 @@ export async function runStatusCommand(options: { json: boolean }): Promise<numb
     `  sessions  ${h.sessions.total} (${h.sessions.attached} attached, ${h.sessions.detached} detached)`,
     `  in flight ${h.inflight}`,
     ...fileLines(h),
+    ...configLines(h),
     ...hostedLines(h),
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
@@ -105,6 +106,8 @@ interface LastReload {
   removed?: string[];
   restarted?: string[];
   unchanged?: string[];
+  /** False when the reload found no file (it was deleted): no hosted servers. */
+  file?: boolean;
 }
 
 function lastReloadOf(health: HealthReport): LastReload | undefined {
@@ -119,6 +122,7 @@ interface ServerLine {
   state?: unknown;
   pid?: unknown;
   restarts?: unknown;
+  retries?: unknown;
   sessions?: unknown;
   inflight?: unknown;
   last_error?: unknown;
@@ -139,6 +143,34 @@ function fileLines(h: HealthReport): string[] {
   return lines;
 }
 
+/**
+ * The config file (or where it is awaited) and the outcome of the last live reload: a broken
+ * edit leaves the running servers alone, and nothing else would tell the user so.
+ */
+function configLines(h: HealthReport): string[] {
+  const config = (h.config ?? {}) as { path?: unknown; exists?: unknown; watching?: unknown };
+  if (typeof config.path !== 'string') return [];
+  let where = config.path;
+  if (config.exists === false) {
+    const watching = typeof config.watching === 'string' ? `; watching ${config.watching} for it` : '';
+    where += ` (not there: no hosted servers${watching})`;
+  } else if (config.watching === null) {
+    where += ' (not watched: use exai-ws reload after an edit)';
+  }
+  const lines = [`  config    ${where}`];
+  const last = lastReloadOf(h);
+  if (last) {
+    const ageMs = Date.now() - Date.parse(last.at);
+    const when = Number.isFinite(ageMs) ? `${last.at} (${formatUptime(Math.max(0, Math.round(ageMs / 1000)))} ago)` : last.at;
+    const list = (names: string[] | undefined) => (names && names.length > 0 ? names.join(', ') : '-');
+    const outcome = last.error
+      ? `failed: ${last.error}; the running servers stay as they were`
+      : `ok: added ${list(last.added)}; removed ${list(last.removed)}; restarted ${list(last.restarted)}${last.file === false ? ' (the file was removed)' : ''}`;
+    lines.push(`            last reload ${when} ${outcome}`);
+  }
+  return lines;
+}
+
 /** The hosted servers and the config entries the daemon refused, as `status` lines. */
 function hostedLines(h: HealthReport): string[] {
   const servers = Array.isArray(h.servers) ? (h.servers as ServerLine[]) : [];
@@ -153,6 +185,7 @@ function hostedLines(h: HealthReport): string[] {
       if (typeof s.scope === 'string' && s.scope !== 'shared') parts.push(`${s.scope} ${String(s.scope_key)}`);
       if (typeof s.pid === 'number') parts.push(`pid ${s.pid}`);
       parts.push(`restarts ${String(s.restarts)}`, `sessions ${String(s.sessions)}`, `in flight ${String(s.inflight)}`);
+      if (typeof s.retries === 'number' && s.retries > 0) parts.push(`start retries ${s.retries}`);
       if (typeof s.last_error === 'string') parts.push(`last error: ${s.last_error}`);
       lines.push(`    ${parts.join('  ')}`);
     }

@@ -15,8 +15,7 @@
  *      full disk costs those lines, never the shutdown;
  *   8. the pid file is removed.
  */
-import { watch, type FSWatcher } from 'node:fs';
-import { basename, dirname } from 'node:path';
+import { existsSync } from 'node:fs';
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { CloseCode } from '../protocol/codes.js';
 import { trySerialize } from '../protocol/jsonrpc.js';
@@ -34,6 +33,7 @@ import { createLogger, type DaemonLogger } from './logger.js';
 import { Metrics } from './metrics.js';
 import { HomeError, homeError, prepareHome } from './home.js';
 import { AlreadyRunningError, acquirePidLock, type PidLock } from './pidfile.js';
+import { ConfigWatcher } from './config-watcher.js';
 import { unionCapabilities, wireFanout } from './fanout.js';
 import { DaemonServer } from './server.js';
 import { SessionManager } from './sessions.js';
@@ -74,9 +74,8 @@ export class Daemon {
   private closing: Promise<void> | undefined;
   /** The hosted-servers config in force (replaced by each successful reload). */
   private upstreams: UpstreamConfig;
-  private watcher: FSWatcher | undefined;
-  private reloadTimer: NodeJS.Timeout | undefined;
-  private lastReload: (Partial<ReloadReport> & { at: string; error?: string }) | undefined;
+  private watcher: ConfigWatcher | undefined;
+  private lastReload: LastReload | undefined;
 
   constructor(options: DaemonOptions) {
     this.options = options;
@@ -204,7 +203,13 @@ export class Daemon {
       connections: this.server?.connectionCount ?? 0,
       inflight: manager?.inflightCount ?? 0,
       servers: (this.hub?.servers ?? []).slice(1).map((s) => s.report()),
-      config: { path: this.config.upstreamsPath, problems: this.upstreams.problems, last_reload: this.lastReload ?? null },
+      config: {
+        path: this.config.upstreamsPath,
+        exists: this.upstreams.path !== null,
+        watching: this.watcher?.watching ?? null,
+        problems: this.upstreams.problems,
+        last_reload: this.lastReload ?? null,
+      },
       providers: this.providers.health(),
       limits: { max_sessions: this.config.maxSessions, max_inflight: this.config.maxInflight, max_bytes: this.config.maxBytes },
       log: this.log?.stats() ?? null,
@@ -216,7 +221,8 @@ export class Daemon {
   /**
    * Re-reads the hosted-servers config and applies it: added servers start, removed ones stop,
    * changed ones restart, the rest keep running; sessions get `list_changed`. A file that is not
-   * valid JSON changes nothing (the error is logged and reported by `/health`).
+   * valid JSON changes nothing (the error is logged and reported by `/health`). A file that is
+   * gone means no hosted servers, as at a start without one.
    */
   async reload(reason: string): Promise<ReloadReport | Error> {
     const logger = this.log?.logger;
@@ -230,27 +236,34 @@ export class Daemon {
       return error as Error;
     }
     for (const problem of next.problems) logger?.warn({ ...problem, config: next.path }, 'config entry refused');
+    const removed = next.path === null && this.upstreams.path !== null;
     this.upstreams = next;
     const report = await this.hub.reload(next.servers);
-    this.lastReload = { at: new Date().toISOString(), ...report };
-    logger?.info({ reason, ...report }, 'config reloaded');
+    this.lastReload = { at: new Date().toISOString(), ...report, file: next.path !== null, refused: next.problems.length };
+    if (removed) logger?.info({ reason, config: this.config.upstreamsPath, ...report }, 'config file removed: no hosted servers');
+    else logger?.info({ reason, ...report }, 'config reloaded');
     return report;
   }
 
-  /** Reloads shortly after the config file changes (editors write in several steps). */
+  /**
+   * Reloads shortly after the config file changes, appears or goes away, even when its folder
+   * does not exist yet (see ConfigWatcher).
+   */
   private watchConfig(): void {
-    const file = this.config.upstreamsPath;
-    try {
-      this.watcher = watch(dirname(file), (_event, name) => {
-        if (name !== null && name !== basename(file)) return;
-        if (this.reloadTimer) clearTimeout(this.reloadTimer);
-        this.reloadTimer = setTimeout(() => void this.reload('config file changed'), CONFIG_SETTLE_MS);
-      });
-      this.watcher.on('error', () => undefined);
-      this.watcher.unref();
-    } catch {
-      // No config directory yet: `exai-ws reload` (SIGHUP) still works.
-    }
+    const logger = this.log?.logger;
+    const path = this.config.upstreamsPath;
+    this.watcher = new ConfigWatcher({
+      path,
+      settleMs: CONFIG_SETTLE_MS,
+      onchange: () => void this.reload('config file changed'),
+      onproblem: (problem) =>
+        'error' in problem
+          ? logger?.warn({ err: problem.error, config: path }, 'config file not watched; retrying (exai-ws reload works meanwhile)')
+          : logger?.info({ watching: problem.watching, config: path }, 'config file watched again'),
+    });
+    this.watcher.start();
+    // Written between the read at start and the watch: not missed.
+    if ((this.upstreams.path !== null) !== existsSync(path)) void this.reload('config file changed');
   }
 
   /** Graceful shutdown in the order written at the top of this file. Idempotent. */
@@ -264,7 +277,6 @@ export class Daemon {
     const logger = this.log?.logger;
     logger?.info({ reason }, 'daemon stopping');
     this.watcher?.close();
-    if (this.reloadTimer) clearTimeout(this.reloadTimer);
     this.server?.stopAccepting();
     const manager = this.manager;
     if (manager) {
@@ -304,6 +316,9 @@ export class Daemon {
     this.metricsFile?.write(out.text);
   }
 }
+
+/** The outcome of the last live reload, for `/health` and `exai-ws status`. */
+type LastReload = { at: string } & ({ error: string } | (ReloadReport & { file: boolean; refused: number }));
 
 /** The daemon's own memory, for `/health`: a leak shows as heap that keeps growing. */
 function memoryReport(): MemoryReport {
