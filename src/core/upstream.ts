@@ -152,7 +152,9 @@ export class Upstream {
       const next = `${Math.ceil(waitMs / 1000)} s`;
       const last = this.lastError ?? 'unknown error';
       return Promise.reject(
-        new Error(this.state === 'failed' ? `could not start: ${last} (next try in ${next})` : `restarting in ${next}; last error: ${last}`),
+        new Error(
+          this.state === 'failed' ? `could not start: ${last} (next try in ${next})` : `restarting in ${next}; last error: ${last}`,
+        ),
       );
     }
     if ((this.state === 'restarting' || this.state === 'failed') && this.restartTimer) {
@@ -260,7 +262,7 @@ export class Upstream {
     this.failing = false;
     this.renewPending = undefined; // a new process was offered every capability there is now
     link.onclose = () => this.crashed(link, started.exitReason?.() ?? 'the server connection closed');
-    this.options.log?.('server ready', { server: this.name, pid: this.pid, restarts: this.restarts });
+    this.options.log?.('server ready', { server: this.name, pid: this.pid, restarts: this.restarts, retries: this.retries });
     this.onready?.();
     return link;
   }
@@ -290,13 +292,14 @@ export class Upstream {
 
   private fail(message: string): void {
     this.failures++;
+    const delay = backoff(this.failures);
     // A server retried every 30 s for hours must not write a line each time: only news.
     if (!this.failing || message !== this.lastError) {
-      this.options.log?.('server failed to start', { server: this.name, error: message, retries: this.retries });
+      const retry = this.options.retryFailedStart ? { retry_in_ms: delay } : {};
+      this.options.log?.('server failed to start', { server: this.name, error: message, retries: this.retries, ...retry });
     }
     this.failing = true;
     this.lastError = message;
-    const delay = backoff(this.failures);
     this.retryAtMs = Date.now() + delay;
     this.state = 'failed';
     if (!this.options.retryFailedStart) return;

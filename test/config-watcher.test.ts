@@ -1,0 +1,84 @@
+/**
+ * ConfigWatcher on the real file system: a config file whose folders do not exist yet is
+ * picked up when it appears, edits (in place or by an atomic rename) are reported once after
+ * the quiet time, and a deleted folder moves the watch up and back down again.
+ */
+import assert from 'node:assert/strict';
+import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { ConfigWatcher } from '../src/daemon/config-watcher.js';
+import { Cleanup, makeHome, waitFor } from './helpers.js';
+
+const cleanup = new Cleanup();
+after(() => cleanup.run());
+
+const SETTLE_MS = 50;
+
+function watcherFor(path: string): { watcher: ConfigWatcher; changes: () => number } {
+  let changes = 0;
+  const watcher = new ConfigWatcher({ path, settleMs: SETTLE_MS, onchange: () => void changes++ });
+  cleanup.add(() => watcher.close());
+  watcher.start();
+  return { watcher, changes: () => changes };
+}
+
+/** Long enough for any event of an earlier step to have settled and been counted. */
+const quiet = () => new Promise((r) => setTimeout(r, SETTLE_MS * 6));
+
+test('a file three folders below the nearest existing one is picked up when it appears, then each edit once', async () => {
+  const root = makeHome(cleanup);
+  const folder = join(root, 'a', 'b', 'c');
+  const file = join(folder, 'config.json');
+  const { watcher, changes } = watcherFor(file);
+  assert.equal(watcher.watching, root);
+  await quiet();
+  assert.equal(changes(), 0, 'starting to watch is not a change');
+
+  mkdirSync(folder, { recursive: true });
+  await waitFor(() => watcher.watching === folder, 'the watch down in the file folder', 5_000);
+  writeFileSync(file, '{}');
+  await waitFor(() => changes() >= 1, 'a change once the file appeared', 5_000);
+  await quiet();
+  const afterCreate = changes();
+
+  // An editor's atomic save: write a temporary file, rename it over the config.
+  writeFileSync(join(folder, '.config.json.tmp'), '{"mcpServers": {}}');
+  renameSync(join(folder, '.config.json.tmp'), file);
+  await waitFor(() => changes() > afterCreate, 'a change after the atomic save', 5_000);
+  await quiet();
+  assert.equal(changes(), afterCreate + 1, 'one change for one save (debounced)');
+
+  // Another file in the same folder is not the config.
+  writeFileSync(join(folder, 'other.json'), '{}');
+  await quiet();
+  assert.equal(changes(), afterCreate + 1);
+});
+
+test('a deleted folder moves the watch up (a change: the file is gone) and a new one brings it back down', async () => {
+  const root = makeHome(cleanup);
+  const folder = join(root, 'cfg');
+  const file = join(folder, 'config.json');
+  mkdirSync(folder);
+  writeFileSync(file, '{}');
+  const { watcher, changes } = watcherFor(file);
+  assert.equal(watcher.watching, folder);
+
+  rmSync(folder, { recursive: true });
+  await waitFor(() => watcher.watching === root, 'the watch moved up', 5_000);
+  await waitFor(() => changes() >= 1, 'a change for the deleted file', 5_000);
+  await quiet();
+  const afterDelete = changes();
+
+  mkdirSync(folder);
+  await waitFor(() => watcher.watching === folder, 'the watch back in the new folder', 5_000);
+  writeFileSync(file, '{}');
+  await waitFor(() => changes() > afterDelete, 'a change for the new file', 5_000);
+
+  watcher.close();
+  assert.equal(watcher.watching, undefined);
+  const closedAt = changes();
+  writeFileSync(file, '{"mcpServers": {}}');
+  await quiet();
+  assert.equal(changes(), closedAt, 'nothing after close()');
+});
