@@ -84,7 +84,7 @@ function gatedEntry(flag: string, extra: ServerEntry = {}): ServerEntry {
   return { command: process.execPath, args: [GATED, flag], ...extra };
 }
 
-test('a daemon started before its config folder exists picks up the file; an open window lists, calls, then loses the server', async () => {
+test('a daemon started before its config folder exists picks up the file; an open window lists, calls, then loses the server', async (t) => {
   const home = makeHome(cleanup);
   // Two levels that do not exist yet, as ~/.config/exai-ws on a fresh machine.
   const folder = join(home, 'config-home', 'exai-ws');
@@ -94,9 +94,11 @@ test('a daemon started before its config folder exists picks up the file; an ope
   const seen = watchLists(client);
   assert.ok(!(await toolNames(client)).some((n) => n.startsWith('memory__')));
 
+  const writtenMs = Date.now();
   mkdirSync(folder, { recursive: true });
   writeConfig(config, { memory: memoryEntry(home) });
   await waitFor(() => seen.tools > 0, 'tools/list_changed after the config file appeared', 15_000);
+  t.diagnostic(`folder and file created -> tools/list_changed: ${Date.now() - writtenMs} ms`);
   // The very next list shows it: no stale merged list, no reconnect.
   assert.ok((await toolNames(client)).includes('memory__read_graph'));
   assert.match(textOf(await client.callTool({ name: 'memory__read_graph', arguments: {} })), /entities/);
@@ -174,7 +176,7 @@ test('deleting the config folder stops the hosted servers; creating it again bri
   assert.match(textOf(await client.callTool({ name: 'memory__read_graph', arguments: {} })), /entities/);
 });
 
-test('a server that cannot start answers -32011 with its reason, is retried quietly, and appears once it can start', async () => {
+test('a server that cannot start answers -32011 with its reason, is retried quietly, and appears once it can start', async (t) => {
   let flag = '';
   const daemon = await startHostingDaemon(cleanup, (home) => {
     flag = join(home, 'gated-ready');
@@ -208,8 +210,11 @@ test('a server that cannot start answers -32011 with its reason, is retried quie
   const failures = readJsonLines(logPath(daemon.home)).filter((l) => l.msg === 'server failed to start' && l.server === 'gated');
   assert.equal(failures.length, 1, `one log line for one unchanged error, got ${failures.length}`);
 
+  const fixedMs = Date.now();
+  const retriesBefore = (await serverReport(daemon, 'gated')) as { retries?: number };
   writeFileSync(flag, 'ok');
   await waitFor(() => seen.tools > 0 && seen.prompts > 0 && seen.resources > 0, 'list_changed once it started', BACKOFF_BOUND_MS);
+  t.diagnostic(`could start (after ${retriesBefore.retries ?? 0} retries) -> list_changed: ${Date.now() - fixedMs} ms`);
   assert.ok((await toolNames(client)).includes('gated__hello'));
   assert.equal(textOf(await client.callTool({ name: 'gated__hello', arguments: { who: 'you' } })), 'hello you from gated');
   const greet = await client.getPrompt({ name: 'gated__greet' });
@@ -278,3 +283,23 @@ test('exai-ws status shows the last reload: what it changed, or why the file was
   assert.match(failed, /last reload \S+ \([^)]*ago\) failed: .*not valid JSON/);
   assert.match(failed, /the running servers stay as they were/);
 });
+
+test(
+  'a window opened on a daemon with no hosted servers is offered prompts and resources of a server added later',
+  { todo: 'src/daemon/router.ts declares prompts/resources at initialize only when hosted servers exist then (outside this slice)' },
+  async () => {
+    const home = makeHome(cleanup);
+    const config = join(home, 'config.json');
+    const flag = join(home, 'gated-ready');
+    writeFileSync(flag, 'ok');
+    const daemon = await startWithConfigAt(config, home);
+    const { client } = await connectShim(cleanup, daemon, { env: NO_AUTOSTART });
+    const seen = watchLists(client);
+    writeConfig(config, { gated: gatedEntry(flag) });
+    await waitFor(() => seen.tools > 0, 'tools/list_changed after the server was added', 15_000);
+    assert.ok((await toolNames(client)).includes('gated__hello'));
+    // A client that checks capabilities (as VS Code does) lists prompts and resources only if offered.
+    const offered = client.getServerCapabilities();
+    assert.ok(offered?.prompts && offered.resources, JSON.stringify(offered));
+  },
+);
