@@ -284,22 +284,18 @@ test('exai-ws status shows the last reload: what it changed, or why the file was
   assert.match(failed, /the running servers stay as they were/);
 });
 
-test(
-  'a window opened on a daemon with no hosted servers is offered prompts and resources of a server added later',
-  { todo: 'src/daemon/router.ts declares prompts/resources at initialize only when hosted servers exist then (outside this slice)' },
-  async () => {
-    const home = makeHome(cleanup);
-    const config = join(home, 'config.json');
-    const flag = join(home, 'gated-ready');
-    writeFileSync(flag, 'ok');
-    const daemon = await startWithConfigAt(config, home);
-    const { client } = await connectShim(cleanup, daemon, { env: NO_AUTOSTART });
-    const seen = watchLists(client);
-    writeConfig(config, { gated: gatedEntry(flag) });
-    await waitFor(() => seen.tools > 0, 'tools/list_changed after the server was added', 15_000);
-    assert.ok((await toolNames(client)).includes('gated__hello'));
-    // A client that checks capabilities (as VS Code does) lists prompts and resources only if offered.
-    const offered = client.getServerCapabilities();
-    assert.ok(offered?.prompts && offered.resources, JSON.stringify(offered));
-  },
-);
+test('a window opened on a daemon with no hosted servers is offered prompts and resources of a server added later', async () => {
+  const home = makeHome(cleanup);
+  const config = join(home, 'config.json');
+  const flag = join(home, 'gated-ready');
+  writeFileSync(flag, 'ok');
+  const daemon = await startWithConfigAt(config, home);
+  const { client } = await connectShim(cleanup, daemon, { env: NO_AUTOSTART });
+  const seen = watchLists(client);
+  writeConfig(config, { gated: gatedEntry(flag) });
+  await waitFor(() => seen.tools > 0, 'tools/list_changed after the server was added', 15_000);
+  assert.ok((await toolNames(client)).includes('gated__hello'));
+  // A client that checks capabilities (as VS Code does) lists prompts and resources only if offered.
+  const offered = client.getServerCapabilities();
+  assert.ok(offered?.prompts && offered.resources, JSON.stringify(offered));
+});

@@ -26,7 +26,6 @@ import type { Target } from '../core/catalog.js';
 import type { Hub, ListKind, View } from '../core/hub.js';
 import { LOG_LEVELS, type LogLevel } from '../core/interests.js';
 import { LIST_CHANGED_METHODS } from '../core/lists.js';
-import { capabilityOf } from '../core/upstream.js';
 import type { Cancellation } from '../core/cancellation.js';
 import type { CallOutcome } from '../core/server-link.js';
 import { NAME, VERSION } from '../version.js';
@@ -252,13 +251,16 @@ export class Router {
       server.users.add(this.options.sessionId);
       return ok(id, { ...server.initializeResult, protocolVersion: this.protocolVersion });
     }
-    const hosted = this.hub.servers.length > 1;
-    const capabilities: Record<string, unknown> = { tools: { listChanged: true }, logging: {} };
-    const declares = (name: string) => hosted || this.hub.servers.some((s) => capabilityOf(s, name) !== undefined);
-    if (declares('prompts')) capabilities.prompts = { listChanged: true };
-    // The hub routes resources/subscribe (counted per URI): clients that check capabilities must see it.
-    if (declares('resources')) capabilities.resources = { subscribe: true, listChanged: true };
-    if (declares('completions')) capabilities.completions = {};
+    // Everything a hosted server may have is always offered: a live reload can add one to a
+    // session opened before it, and a client that checks capabilities (VS Code) would never
+    // list its prompts or resources otherwise. The hub routes resources/subscribe (per URI).
+    const capabilities: Record<string, unknown> = {
+      tools: { listChanged: true },
+      logging: {},
+      prompts: { listChanged: true },
+      resources: { subscribe: true, listChanged: true },
+      completions: {},
+    };
     return ok(id, {
       protocolVersion: this.protocolVersion,
       capabilities,
