@@ -278,6 +278,22 @@ test('retries back off with jitter up to the 2 s cap, re-reading the address eac
   assert.deepEqual(h.opens.at(-1), { resumed: false, reconnected: true });
 });
 
+test('while reconnecting, no address card means no daemon: no socket to the default port, just the backoff', () => {
+  const h = new Harness();
+  const link = h.link();
+  link.start();
+  h.last.accept();
+  h.last.drop(1006);
+  const card = h.discover;
+  h.discover = () => ({ ...card(), port: 8765, source: 'default' });
+  mock.timers.tick(5000);
+  assert.equal(h.sockets.length, 1, 'no attempt without a card');
+  assert.equal(link.state, 'reconnecting');
+  h.discover = card;
+  mock.timers.tick(2000);
+  assert.equal(h.sockets.length, 2, 'the card is back: an attempt');
+});
+
 test('the reconnect deadline closes the link with the last error, and no attempt follows', () => {
   const h = new Harness();
   const link = h.link({ reconnectMs: 3000 });
