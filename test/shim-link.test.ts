@@ -585,7 +585,7 @@ interface ShimRun {
   stderr(): string;
 }
 
-function startShim(env: Record<string, string> = {}): ShimRun {
+function startShim(env: Record<string, string> = {}, ensure?: () => Promise<EnsureResult>): ShimRun {
   const h = new Harness();
   const input = new PassThrough();
   const output = new PassThrough();
@@ -600,6 +600,7 @@ function startShim(env: Record<string, string> = {}): ShimRun {
     output,
     errors,
     connect: h.factory,
+    ensure,
     pid: 4242,
     random: () => 0.5,
   });
@@ -848,4 +849,85 @@ test('shim: a cancelled request is owed nothing: a drop does not answer it', asy
   );
   run.input.end();
   assert.equal(await run.exit, 0);
+});
+
+test("shim, cold start: the client's first lines follow the hello at once, before the ack", async () => {
+  const run = startShim();
+  const socket = run.h.last;
+  run.send({ jsonrpc: '2.0', id: 0, method: 'initialize', params: INIT });
+  await settle();
+  assert.equal(socket.sent.length, 0, 'nothing before the socket is open');
+  socket.open();
+  await settle();
+  assert.deepEqual(
+    socket.sent.map((t) => (JSON.parse(t) as Json).type ?? (JSON.parse(t) as Json).method),
+    ['hello', 'initialize'],
+  );
+  socket.ack();
+  socket.frame({
+    jsonrpc: '2.0',
+    id: 0,
+    result: { protocolVersion: '2025-06-18', capabilities: {}, serverInfo: { name: 'x', version: '1' } },
+  });
+  await settle();
+  assert.deepEqual(
+    run.take().map((m) => m.id),
+    [0],
+  );
+  run.input.end();
+  assert.equal(await run.exit, 0);
+});
+
+test('shim, cold start: lines sent before an ack that never came go out again on the next attempt, once; never answered -32000', async () => {
+  const e = manualEnsure();
+  const run = startShim({}, e.ensure);
+  const first = run.h.last;
+  first.open();
+  run.send({ jsonrpc: '2.0', id: 0, method: 'initialize', params: INIT });
+  await settle();
+  assert.equal(first.after()[0]?.method, 'initialize');
+  first.refuse('shutting_down', 'daemon is shutting down');
+  assert.equal(e.calls, 1);
+  e.settle({ ok: true, started: true });
+  await settle();
+  const second = run.h.last;
+  assert.notEqual(second, first);
+  second.open();
+  await settle();
+  assert.deepEqual(
+    second.after().map((m) => [m.method, m.id]),
+    [['initialize', 0]],
+  );
+  second.ack();
+  second.frame({
+    jsonrpc: '2.0',
+    id: 0,
+    result: { protocolVersion: '2025-06-18', capabilities: {}, serverInfo: { name: 'x', version: '1' } },
+  });
+  await settle();
+  const got = run.take();
+  assert.equal(got.length, 1);
+  assert.ok(got[0]?.result, 'the initialize got its result, and no error');
+  run.input.end();
+  assert.equal(await run.exit, 0);
+});
+
+test('shim, cold start: a refused hello answers what the client already sent with the reason, once, then exits 1', async () => {
+  const run = startShim();
+  const socket = run.h.last;
+  socket.open();
+  run.send({ jsonrpc: '2.0', id: 'init', method: 'initialize', params: INIT });
+  run.send({ jsonrpc: '2.0', method: 'notifications/initialized' });
+  await settle();
+  socket.refuse('unauthorized', 'wrong token');
+  await settle();
+  const got = run.take();
+  assert.deepEqual(
+    got.map((m) => [m.id, (m.error as { code: number }).code]),
+    [['init', -32000]],
+  );
+  assert.match((got[0]?.error as { message: string }).message, /refused the session \(unauthorized: wrong token\)/);
+  mock.timers.tick(REFUSED_LINGER_MS);
+  assert.equal(await run.exit, 1);
+  assert.equal(run.h.sockets.length, 1);
 });

@@ -100,6 +100,17 @@ export interface LinkHandlers {
   frame(text: string): void;
   /** The open connection dropped; the link is reconnecting. */
   dropped(why: string): void;
+  /**
+   * First session only: the hello is sent and frames may follow it at once, before the ack (a
+   * round trip sooner at start-up); the daemon runs them only once it accepted the hello.
+   */
+  writable?(): void;
+  /**
+   * The attempt that was {@link writable} failed before an ok hello_ack: the frames sent on it
+   * were not run (the daemon runs nothing before it accepted the hello, and its ack precedes
+   * every answer); the owner may send them again on the next attempt.
+   */
+  retracted?(): void;
   /** The link is closed, for good; called once. */
   closed(outcome: LinkOutcome): void;
   /** One line of diagnostics for stderr. */
@@ -147,6 +158,8 @@ export class Link {
   private address: DaemonAddress | null = null;
   /** The current socket got an ok hello_ack. */
   private acked = false;
+  /** Frames may have gone out on the current attempt before its ack (first session only). */
+  private pipelined = false;
   /** Why the current attempt's socket failed, from its `error` event. */
   private attemptError: string | undefined;
   private attemptTimer: NodeJS.Timeout | undefined;
@@ -194,12 +207,17 @@ export class Link {
     this.attempt();
   }
 
+  /** True while {@link send} sends: open, or between `writable` and the ack of a first session. */
+  get canSend(): boolean {
+    return this.socket !== null && (this.current === 'open' || this.pipelined);
+  }
+
   /**
-   * Sends one frame of the session; only while open (returns false otherwise, and nothing is
-   * sent). `done` runs once the frame was written.
+   * Sends one frame of the session; only while {@link canSend} (returns false otherwise, and
+   * nothing is sent). `done` runs once the frame was written.
    */
   send(text: string, done?: () => void): boolean {
-    if (this.current !== 'open' || !this.socket) return false;
+    if (!this.canSend || !this.socket) return false;
     this.socket.send(text, done);
     return true;
   }
@@ -237,6 +255,7 @@ export class Link {
     this.retries = 0;
     this.ensureStep = 'armed';
     this.acked = true;
+    this.pipelined = false;
     // A new session counts its frames from 0; a resumed one goes on from what the hello said.
     if (!ack.resumed) this.receivedCount = 0;
     this.ackedCount = this.receivedCount;
@@ -332,6 +351,10 @@ export class Link {
       hello.received = this.receivedCount;
     }
     socket.send(JSON.stringify(hello));
+    if (this.current === 'connecting' && this.sessionIdValue === undefined) {
+      this.pipelined = true;
+      this.handlers.writable?.();
+    }
   }
 
   private onFrame(text: string, bytes: number): void {
@@ -395,6 +418,7 @@ export class Link {
   /** A refusal no retry cures (a wrong token, an unsupported protocol): closed, with the reason. */
   private refused(why: string): void {
     this.detach()?.terminate();
+    this.retract();
     this.toClosed({ kind: 'failed', why });
   }
 
@@ -406,6 +430,7 @@ export class Link {
   private failed(why: string): void {
     if (this.current === 'closed' || this.current === 'open') return;
     this.lastError = why;
+    this.retract();
     if (this.options.ensure && this.ensureStep === 'armed') {
       this.runEnsure(this.options.ensure);
       return;
@@ -444,6 +469,12 @@ export class Link {
       kind: 'failed',
       why: `the connection to the exai-ws daemon was lost and could not be made again within ${seconds} s (last: ${this.lastError})`,
     });
+  }
+
+  private retract(): void {
+    if (!this.pipelined) return;
+    this.pipelined = false;
+    this.handlers.retracted?.();
   }
 
   /** Forgets the current socket (its later events are ignored) and returns it. */

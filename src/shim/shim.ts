@@ -99,6 +99,8 @@ export function runShim(options: ShimOptions = {}): Promise<ShimExit> {
     conversation.onReplayError = (method, error) => say(`the new session refused the replayed ${method}: ${JSON.stringify(error)}`);
     const queue: Queued[] = [];
     let queuedBytes = 0;
+    /** Sent right after the first hello, before its ack: not in flight until the ack says ok. */
+    let inTransit: Queued[] = [];
     let finished = false;
     let inputPaused = false;
     let outputPaused = false;
@@ -141,6 +143,7 @@ export function runShim(options: ShimOptions = {}): Promise<ShimExit> {
       say(why);
       queue.length = 0;
       queuedBytes = 0;
+      inTransit = [];
       writeAll(conversation.failAll(why));
       if (stdinEnded) {
         finish(1);
@@ -158,7 +161,8 @@ export function runShim(options: ShimOptions = {}): Promise<ShimExit> {
     };
 
     const send = (line: string, note: Note) => {
-      if (!conversation.sending(note)) return;
+      if (link.state === 'connecting') inTransit.push({ line, note, bytes: 0 });
+      else if (!conversation.sending(note)) return;
       link.send(line, resumeInputIfDrained);
       if (!inputPaused && link.bufferedAmount > SOCKET_HIGH_WATER_BYTES) {
         inputPaused = true;
@@ -166,9 +170,9 @@ export function runShim(options: ShimOptions = {}): Promise<ShimExit> {
       }
     };
 
-    /** Sends what waited, in order, once a connection is open. */
+    /** Sends what waited, in order, once a connection is open (or the first hello is out). */
     const flush = () => {
-      while (queue.length > 0 && link.state === 'open') {
+      while (queue.length > 0 && link.canSend) {
         const next = queue.shift() as Queued;
         queuedBytes -= next.bytes;
         send(next.line, next.note);
@@ -201,8 +205,19 @@ export function runShim(options: ShimOptions = {}): Promise<ShimExit> {
       noTokenHint: `no token found: set EXAI_WS_TOKEN or check ${resolveHome(env).token}`,
       random: options.random ?? Math.random,
       handlers: {
+        writable: () => flush(),
+        retracted: () => {
+          // Never run (see LinkHandlers.retracted): they wait for the next attempt, first in line.
+          for (const item of inTransit) item.bytes = Buffer.byteLength(item.line);
+          queue.unshift(...inTransit);
+          queuedBytes += inTransit.reduce((sum, item) => sum + item.bytes, 0);
+          inTransit = [];
+        },
         opened: (ack, { resumed, reconnected }) => {
           splitter.maxLineBytes = ack.limits.max_bytes;
+          // What went out right after the first hello is in flight now.
+          for (const item of inTransit) conversation.sending(item.note);
+          inTransit = [];
           if (reconnected && resumed) {
             const cancels = conversation.resumed();
             for (const message of cancels) link.send(JSON.stringify(message));
@@ -261,7 +276,7 @@ export function runShim(options: ShimOptions = {}): Promise<ShimExit> {
         writeAll(conversation.failAll(refusedWith));
         return;
       }
-      if (link.state === 'open' && queue.length === 0) send(line, note);
+      if (link.canSend && queue.length === 0) send(line, note);
       else enqueue(line, note);
     };
 
@@ -274,7 +289,7 @@ export function runShim(options: ShimOptions = {}): Promise<ShimExit> {
         return;
       }
       // At a cold start the lines already read still go out first (see `opened`).
-      if (link.state === 'connecting' && queue.length > 0) return;
+      if (link.state === 'connecting' && (queue.length > 0 || inTransit.length > 0)) return;
       // What waited for a reconnect will never go out: each request still gets its one answer.
       const why = 'the client closed its input before the exai-ws daemon was reachable again';
       writeAll(queue.splice(0).flatMap((queued) => conversation.refuse(queued.note, why) ?? []));
