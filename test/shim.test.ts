@@ -20,6 +20,7 @@ import {
   type RawShim,
   within,
   initializeRaw,
+  readUntilResponse,
 } from './helpers.js';
 
 const cleanup = new Cleanup();
@@ -77,24 +78,36 @@ test('a shim whose stdin ends closes its session at once, without a resume grace
   assert.equal(health.sessions.total, 0, 'no detached session is kept for a normal close');
 });
 
-test('the daemon dying mid-call: the shim answers the open request once with -32000, then exits 1', async () => {
+test('the daemon dying mid-call: the shim answers the open request once with -32000 at once, stays, and serves the next daemon', async () => {
   const daemon = await startDaemon(cleanup);
-  const shim = spawnShim(cleanup, daemon.clientEnv);
+  const shim = spawnShim(cleanup, { ...daemon.clientEnv, EXAI_WS_AUTOSTART: '0' });
   await initializeRaw(shim);
   shim.send(JSON.stringify({ jsonrpc: '2.0', id: 'call-7', method: 'tools/call', params: { name: 'sleep', arguments: { ms: 10_000 } } }));
   await waitFor(async () => (await getHealth(daemon)).inflight === 1, 'the call to be running');
-  const shimClosed = fullyClosed(shim);
 
   daemon.proc.kill('SIGKILL');
-  const code = await within(shim.exited, 10_000, 'the shim to exit');
+  const lost = await readUntilResponse(shim, 'call-7', 10_000);
+  const error = lost.response.error as { code: number; message: string } | undefined;
+  assert.equal(error?.code, -32000);
+  assert.match(error?.message ?? '', /the connection to the exai-ws daemon was lost; the request may or may not have run/);
+  await waitFor(() => shim.stderr().includes('reconnecting'), 'the shim to say it reconnects');
+  assert.equal(shim.proc.exitCode, null, 'the shim stays: the client keeps its stdio');
+
+  const next = await startDaemon(cleanup, { home: daemon.home });
+  shim.send(JSON.stringify({ jsonrpc: '2.0', id: 'after', method: 'tools/list' }));
+  const listed = await readUntilResponse(shim, 'after', 20_000);
+  assert.ok(Array.isArray((listed.response.result as { tools?: unknown[] } | undefined)?.tools), JSON.stringify(listed.response));
+  const shimClosed = fullyClosed(shim);
+  shim.proc.stdin?.end();
+  assert.equal(await within(shim.exited, 10_000, 'the shim to exit'), 0);
   await within(shimClosed, 5_000, 'the shim stdout to close');
-  assert.notEqual(code, 0);
-  const lines = await remainingLines(shim);
-  assert.equal(lines.length, 1, `expected exactly one line, got:\n${lines.join('\n')}`);
-  const reply = JSON.parse(lines[0] ?? '') as { id: unknown; error?: { code: number; message: string } };
-  assert.equal(reply.id, 'call-7');
-  assert.equal(reply.error?.code, -32000);
-  assert.match(shim.stderr(), /closed/);
+  const all = [...lost.before, ...listed.before, ...(await remainingLines(shim)).map((l) => JSON.parse(l) as { id?: unknown })];
+  assert.deepEqual(
+    all.filter((m) => m.id === 'call-7'),
+    [],
+    'exactly one answer for the call in flight, never a second one',
+  );
+  assert.equal((await getHealth(next)).sessions.total, 0, 'stdin end ended the new session at once');
 });
 
 for (const withToken of [true, false]) {

@@ -16,6 +16,31 @@ export interface Hello {
   cwd?: string;
   /** Reserved for `exai-ws shim --server NAME` (hosted servers). */
   server?: string;
+  /**
+   * The client's own process id (integer > 0). The daemon uses it only to notice a client that
+   * died: after an abnormal close, a pid that no longer exists ends the session at once.
+   */
+  pid?: number;
+  /**
+   * True: the client sends {@link AckFrame}s after the hello_ack, and the daemon keeps the frames
+   * it sent until they are acked, so that a resume can replay what a lost connection dropped.
+   */
+  acks?: boolean;
+  /**
+   * Only with `session_id`, on a resume: how many JSON-RPC frames the client received from the
+   * daemon in this session (frames after hello_acks, counted over all its connections, from 0).
+   */
+  received?: number;
+}
+
+/**
+ * Client -> daemon, only on a connection whose hello had `acks: true`, after the hello_ack:
+ * the client has received `received` frames of this session; the daemon may drop the frames
+ * it kept up to that one. Not JSON-RPC, never answered. Sent exactly in this shape.
+ */
+export interface AckFrame {
+  type: 'ack';
+  received: number;
 }
 
 export interface HelloLimits {
@@ -31,6 +56,8 @@ export type HelloAck =
       resumed: boolean;
       daemon: { name: string; version: string; pid: number };
       limits: HelloLimits;
+      /** Frames re-sent from the kept buffer on this resume (0 when none). */
+      replayed?: number;
     }
   | { type: 'hello_ack'; ok: false; error: { code: HelloErrorCode; message: string } };
 
