@@ -10,6 +10,7 @@ import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { fetchHealth, type HealthReport } from '../src/daemon/health-client.js';
+import { IdleExit } from '../src/daemon/idle-exit.js';
 import { isDaemonCommandLine } from '../src/daemon/pidfile.js';
 import { readAddressCard } from '../src/protocol/files.js';
 import { CLI, Cleanup, ROOT, baseEnv, closed, logPath, makeHome, openSocket, sendHello, startDaemon, waitFor, within } from './helpers.js';
@@ -163,6 +164,18 @@ test('a second call finds the running daemon and starts nothing', { skip: linuxO
   assert.deepEqual(daemonsOf(home), [pid]);
 });
 
+test('an auto-started daemon writes each warning once to its log, which is also its stderr', { skip: linuxOnly }, async () => {
+  const home = coldHome();
+  writeFileSync(join(home, 'config.json'), JSON.stringify({ mcpServers: [] }));
+  const r = await runEnsure(shimEnv(home));
+  assert.equal(r.ok, true, r.message);
+  await healthOf(home);
+  const refused = readFileSync(logPath(home), 'utf8')
+    .split('\n')
+    .filter((line) => line.includes('config entry refused'));
+  assert.equal(refused.length, 1, `one warning line: ${refused.join('\n')}`);
+});
+
 test('auto-start off and no daemon: the answer says so and how to start one, and nothing starts', { skip: linuxOnly }, async () => {
   const home = coldHome();
   const r = await runEnsure(shimEnv(home, { EXAI_WS_AUTOSTART: '0' }));
@@ -260,6 +273,35 @@ test(
     await waitFor(() => processGone(health.pid), 'the daemon to exit after its last session closed', 15_000);
   },
 );
+
+test('idle exit: only time with no session counts, and a session that came and went between two looks restarts it', () => {
+  let nowMs = 0;
+  let sessions = 0;
+  let opened = 0;
+  let idled = 0;
+  const idle = new IdleExit({ idleMs: 10_000, busy: () => sessions > 0, opened: () => opened, onidle: () => idled++, now: () => nowMs });
+  const lookAt = (ms: number) => {
+    nowMs = ms;
+    idle.check();
+  };
+  lookAt(9_000);
+  // Opened and closed again before the next look: only the count of opened sessions shows it.
+  opened++;
+  lookAt(18_000);
+  lookAt(27_000);
+  assert.equal(idled, 0, 'exited although a session had just been used');
+  sessions = 1;
+  opened++;
+  lookAt(100_000);
+  assert.equal(idled, 0, 'exited while a session was open');
+  sessions = 0;
+  lookAt(109_000);
+  assert.equal(idled, 0);
+  lookAt(110_000);
+  assert.equal(idled, 1, 'not idle 10 s after the last session closed');
+  lookAt(200_000);
+  assert.equal(idled, 1, 'onidle is called once');
+});
 
 test('a daemon started by hand never idles out, whatever EXAI_WS_IDLE_EXIT_MS says', async () => {
   const daemon = await startDaemon(cleanup, { plain: true, env: { EXAI_WS_IDLE_EXIT_MS: '500' } });

@@ -11,7 +11,7 @@
 import { readAddressCard, resolveHome } from '../protocol/files.js';
 import { cardIsLive, processAlive } from '../daemon/pidfile.js';
 import { autostartTimeoutMs, prepareLogs, reachOrStartDaemon } from '../shim/autostart.js';
-import { spawnLockHolder, spawnLockPath, takeSpawnLock } from '../shim/spawn-lock.js';
+import { spawnLockHolder, spawnLockPath, takeSpawnLock, type SpawnLock } from '../shim/spawn-lock.js';
 import { ExitCode } from './exit-codes.js';
 
 /** How long the old daemon gets to stop (as `exai-ws stop` waits). */
@@ -31,7 +31,12 @@ export async function runRestartCommand(env: NodeJS.ProcessEnv = process.env): P
     return fail((error as Error).message);
   }
   const lockPath = spawnLockPath(paths);
-  const lock = await takeSpawnLock(lockPath, { staleMs: timeoutMs, waitMs: timeoutMs + STOP_WAIT_MS });
+  let lock: SpawnLock | null;
+  try {
+    lock = await takeSpawnLock(lockPath, { staleMs: timeoutMs, waitMs: timeoutMs + STOP_WAIT_MS });
+  } catch (error) {
+    return fail(`cannot take the spawn lock ${lockPath}: ${(error as Error).message}`);
+  }
   if (!lock) {
     const holder = spawnLockHolder(lockPath)?.pid;
     return fail(`another process${holder ? ` (pid ${holder})` : ''} is starting a daemon for ${paths.home} (${lockPath}); try again`);

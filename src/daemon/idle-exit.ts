@@ -21,36 +21,45 @@ export interface IdleExitOptions {
   opened: () => number;
   /** Called once, when the daemon has been idle for `idleMs`. */
   onidle: () => void;
+  /** The clock, in ms; defaults to `Date.now` (tests pass their own). */
+  now?: () => number;
 }
 
 export class IdleExit {
   private timer: NodeJS.Timeout | undefined;
-  private lastBusyMs = Date.now();
-  private lastOpened = 0;
+  private lastBusyMs: number;
+  private lastOpened: number;
+  private done = false;
+  private readonly now: () => number;
 
+  /** The time with no session counts from here. */
   constructor(private readonly options: IdleExitOptions) {
     if (!(options.idleMs > 0)) throw new TypeError('idleMs must be > 0');
+    this.now = options.now ?? Date.now;
+    this.lastBusyMs = this.now();
+    this.lastOpened = options.opened();
   }
 
-  /** Starts the wait; the time with no session counts from now. */
+  /** Starts looking at the daemon on an interval. */
   start(): void {
-    if (this.timer) return;
-    this.lastBusyMs = Date.now();
-    this.lastOpened = this.options.opened();
+    if (this.timer || this.done) return;
     const everyMs = Math.min(MAX_CHECK_MS, Math.max(MIN_CHECK_MS, Math.floor(this.options.idleMs / 10)));
     this.timer = setInterval(() => this.check(), everyMs);
     // The daemon's server keeps the process alive, never this timer.
     this.timer.unref();
   }
 
-  /** Stops looking. Idempotent. */
+  /** Stops looking; `onidle` is not called any more. Idempotent. */
   close(): void {
+    this.done = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
   }
 
-  private check(): void {
-    const now = Date.now();
+  /** One look (the interval calls it; tests too): calls `onidle` once the idle time has passed. */
+  check(): void {
+    if (this.done) return;
+    const now = this.now();
     const opened = this.options.opened();
     if (this.options.busy() || opened !== this.lastOpened) {
       this.lastOpened = opened;

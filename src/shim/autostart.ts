@@ -204,7 +204,7 @@ function exitMessage(spawned: SpawnedDaemon, paths: HomePaths): string {
   if (exit?.error) return `could not start an exai-ws daemon (${process.execPath}): ${exit.error.message}; see ${paths.log}`;
   const how = exit?.signal ? `was killed by ${exit.signal}` : `exited with code ${exit?.code ?? 'unknown'}`;
   const why = lastLogLine(paths.log, spawned.logOffset);
-  return `the exai-ws daemon it started (pid ${spawned.pid ?? '?'}) ${how} before it was ready${why ? ` (${why})` : ''}; see ${paths.log}`;
+  return `the new exai-ws daemon (pid ${spawned.pid ?? '?'}) ${how} before it was ready${why ? ` (${why})` : ''}; see ${paths.log}`;
 }
 
 async function timeoutMessage(paths: HomePaths, timeoutMs: number, spawned: SpawnedDaemon | undefined): Promise<string> {
@@ -213,7 +213,7 @@ async function timeoutMessage(paths: HomePaths, timeoutMs: number, spawned: Spaw
   if (card && card.pid !== spawned?.pid && (await cardIsLive(card, { healthTimeoutMs: PROBE_TIMEOUT_MS }))) {
     return `the exai-ws daemon (pid ${card.pid}, from ${paths.pid}) did not answer ${within}; see ${paths.log}`;
   }
-  if (spawned) return `the exai-ws daemon it started (pid ${spawned.pid ?? '?'}) was not ready ${within}; see ${paths.log}`;
+  if (spawned) return `the new exai-ws daemon (pid ${spawned.pid ?? '?'}) was not ready ${within}; see ${paths.log}`;
   const holder = spawnLockHolder(spawnLockPath(paths));
   const by = holder?.pid ? ` (pid ${holder.pid} is starting one)` : '';
   return `no exai-ws daemon was ready ${within}${by}; see ${paths.log}`;
