@@ -96,8 +96,8 @@ export async function probeDaemon(env: NodeJS.ProcessEnv, paths: HomePaths = res
 /**
  * Waits for the home's daemon to answer, spawning one when none is starting and the spawn
  * lock is free (or `lock`, held by the caller, is given: the caller keeps and releases it).
- * At most one daemon is spawned per call. Resolves within `timeoutMs` (plus one probe); rejects
- * only on a bug.
+ * At most one daemon is spawned per call. Resolves within `timeoutMs` (plus one probe); never
+ * rejects.
  */
 export async function reachOrStartDaemon(env: NodeJS.ProcessEnv, options: { timeoutMs: number; lock?: SpawnLock }): Promise<Reached> {
   const paths = resolveHome(env);
@@ -117,7 +117,14 @@ export async function reachOrStartDaemon(env: NodeJS.ProcessEnv, options: { time
       // A spawned daemon that lost the pid lock to another start exits: wait for the winner.
       if (spawned?.exit && !(await otherDaemonStarting(paths, spawned.pid))) return { ok: false, message: exitMessage(spawned, paths) };
       if (Date.now() >= deadline) return { ok: false, message: await timeoutMessage(paths, options.timeoutMs, spawned) };
-      lock ??= tryTakeSpawnLock(lockPath, options.timeoutMs);
+      try {
+        lock ??= tryTakeSpawnLock(lockPath, options.timeoutMs);
+      } catch (error) {
+        return {
+          ok: false,
+          message: `could not start an exai-ws daemon: cannot take the spawn lock ${lockPath}: ${(error as Error).message}`,
+        };
+      }
       if (lock && !spawned && !(await otherDaemonStarting(paths))) spawned = spawnDetachedDaemon(env, paths);
       await new Promise((r) => setTimeout(r, POLL_MS));
     }
