@@ -11,7 +11,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
-import { DAEMON_NODE_OPTIONS } from '../src/daemon/node-options.js';
+import { DAEMON_NODE_OPTIONS } from '../src/protocol/daemon-launch.js';
 import { readAddressCard } from '../src/protocol/files.js';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');

@@ -17,6 +17,10 @@ Commands:
   stdio             serve the core as a plain stdio MCP server, without a daemon
   status            show the running daemon (exit 1 when none answers); --json for JSON
   stop              stop the running daemon gracefully
+  restart           replace the running daemon (or start one when none runs) with one started
+                    from this shell's environment, detached, logging to logs/ws_daemon.log;
+                    like an auto-started daemon it exits after EXAI_WS_IDLE_EXIT_MS (8 h) with
+                    no session (EXAI_WS_IDLE_EXIT_MS=0: never)
   reload            re-read the hosted servers' config (the daemon also watches the file)
   import            copy a client's MCP servers into the daemon's config and print the shim
                     entry that replaces them: --from vscode|claude|cursor [path] [--dry-run]
@@ -27,7 +31,8 @@ Options:
   -v, --version     print the version
 
 Environment: EXAI_WS_HOME, EXAI_WS_HOST, EXAI_WS_PORT, EXAI_WS_TOKEN, EXAI_WS_BACKPRESSURE,
-LOG_LEVEL and the limits listed in the README.
+EXAI_WS_AUTOSTART (0: shims never start a daemon), EXAI_WS_IDLE_EXIT_MS, LOG_LEVEL and the
+limits listed in the README.
 `;
 
 function fail(message: string, code: number = ExitCode.FAILURE): never {
@@ -85,6 +90,11 @@ async function main(argv: string[]): Promise<void> {
     case 'stop': {
       const { runStopCommand } = await import('./commands/status.js');
       process.exitCode = await runStopCommand();
+      return;
+    }
+    case 'restart': {
+      const { runRestartCommand } = await import('./commands/restart.js');
+      process.exitCode = await runRestartCommand();
       return;
     }
     case 'reload': {

@@ -1,4 +1,8 @@
-/** `exai-ws daemon`: runs the daemon in the foreground until SIGINT, SIGTERM or `exai-ws stop`. */
+/**
+ * `exai-ws daemon`: runs the daemon in the foreground until SIGINT, SIGTERM or `exai-ws stop`.
+ * The same command runs an auto-started daemon (EXAI_WS_AUTOSTARTED=1, see shim/autostart.ts),
+ * detached with stderr appended to its log file, which also ends itself when idle.
+ */
 import { writeSync } from 'node:fs';
 import { ConfigError, loadConfig } from '../daemon/config.js';
 import { Daemon, type DaemonOptions } from '../daemon/daemon.js';
@@ -10,7 +14,7 @@ import { ExitCode } from './exit-codes.js';
  * Starts a daemon from the environment, installs signal and crash handlers and exits the
  * process when it has shut down. `extra` lets test fixtures add tools to the built-in server.
  *
- * Exit codes (see exit-codes.ts): 0 after a signal; 1 when another daemon holds the home or the
+ * Exit codes (see exit-codes.ts): 0 after a signal or an idle exit; 1 when another daemon holds the home or the
  * address cannot be bound; 2 for an invalid configuration; 73 when the home cannot be used;
  * 70 when a bug crashed the daemon. Each refusal is one line on stderr; a crash prints its
  * stack.
@@ -37,11 +41,16 @@ export async function runDaemonCommand(extra: Omit<DaemonOptions, 'config'> = {}
       refuse(`cannot listen on ${daemon.config.host}:${daemon.config.port}: ${errno.message}`, ExitCode.FAILURE);
     throw error;
   }
-  const { host } = daemon.config;
-  process.stderr.write(
-    `exai-ws: daemon listening on ws://${host.includes(':') ? `[${host}]` : host}:${daemon.port} (pid ${process.pid}, home ${daemon.config.paths.home})\n`,
-  );
+  const { host, autoStarted } = daemon.config;
+  // An auto-started daemon's stderr is its JSONL log, which already says so ('daemon started').
+  if (!autoStarted) {
+    process.stderr.write(
+      `exai-ws: daemon listening on ws://${host.includes(':') ? `[${host}]` : host}:${daemon.port} (pid ${process.pid}, home ${daemon.config.paths.home})\n`,
+    );
+  }
   const running = daemon;
+  // The daemon may also close itself (an auto-started one when idle): the process goes with it.
+  running.onclose = () => process.exit(ExitCode.OK);
   const stop = (signal: string) => {
     running.close(signal).then(
       () => process.exit(ExitCode.OK),

@@ -1,19 +1,31 @@
 /** `exai-ws status` and `exai-ws stop`: find the daemon through its address card and ask it. */
 import { readAddressCard, resolveHome } from '../protocol/files.js';
 import { fetchHealth, type HealthReport } from '../daemon/health-client.js';
-import { processAlive } from '../daemon/pidfile.js';
+import { isDaemonCommandLine, processAlive, processCommandLine } from '../daemon/pidfile.js';
 
 const HEALTH_TIMEOUT_MS = 2_000;
 const STOP_WAIT_MS = 30_000;
 const RELOAD_WAIT_MS = 10_000;
 
-async function findDaemon(): Promise<{ health: HealthReport; pidPath: string } | { error: string }> {
+type Found = { health: HealthReport; pidPath: string } | { error: string; stale_pid_file?: { path: string; pid: number } };
+
+async function findDaemon(): Promise<Found> {
   const paths = resolveHome();
   const card = readAddressCard(paths.pid);
   if (!card) return { error: `no daemon is running (no address card at ${paths.pid})` };
-  if (!processAlive(card.pid)) return { error: `no daemon is running (stale address card: pid ${card.pid} is gone)` };
+  // A card left by a daemon that died without cleaning up (kill -9, a crash, a reboot): its pid
+  // is gone, or was reused by a program that is no daemon.
+  const stale = {
+    error: `not running (stale pid file ${paths.pid} from pid ${card.pid})`,
+    stale_pid_file: { path: paths.pid, pid: card.pid },
+  };
+  if (!processAlive(card.pid)) return stale;
   const health = await fetchHealth(card.host, card.port, HEALTH_TIMEOUT_MS);
-  if (!health || health.pid !== card.pid) return { error: `the daemon (pid ${card.pid}) does not answer on ${card.host}:${card.port}` };
+  if (!health || health.pid !== card.pid) {
+    const commandLine = processCommandLine(card.pid);
+    if (commandLine !== null && !isDaemonCommandLine(commandLine)) return stale;
+    return { error: `the daemon (pid ${card.pid}) does not answer on ${card.host}:${card.port}` };
+  }
   return { health, pidPath: paths.pid };
 }
 
@@ -21,7 +33,7 @@ async function findDaemon(): Promise<{ health: HealthReport; pidPath: string } |
 export async function runStatusCommand(options: { json: boolean }): Promise<number> {
   const found = await findDaemon();
   if ('error' in found) {
-    if (options.json) process.stdout.write(`${JSON.stringify({ status: 'down', error: found.error })}\n`);
+    if (options.json) process.stdout.write(`${JSON.stringify({ status: 'down', ...found })}\n`);
     else process.stderr.write(`exai-ws: ${found.error}\n`);
     return 1;
   }
@@ -35,6 +47,9 @@ export async function runStatusCommand(options: { json: boolean }): Promise<numb
     `  address   ws://${h.host}:${h.port}`,
     `  pid       ${h.pid}`,
     `  uptime    ${formatUptime(h.uptime_s)}`,
+    ...(typeof h.idle_exit_ms === 'number'
+      ? [`  idle exit after ${formatUptime(Math.round(h.idle_exit_ms / 1000))} with no session (auto-started)`]
+      : []),
     `  sessions  ${h.sessions.total} (${h.sessions.attached} attached, ${h.sessions.detached} detached)`,
     `  in flight ${h.inflight}`,
     ...fileLines(h),

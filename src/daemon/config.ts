@@ -23,6 +23,12 @@ export const DEFAULT_METRICS_INTERVAL_MS = 60_000;
 export const DEFAULT_HOLD_MAX_BYTES = 8 * 1024 * 1024;
 export const DEFAULT_METRICS_MAX_BYTES = 10 * 1024 * 1024;
 export const DEFAULT_METRICS_FILES = 5;
+/**
+ * How long an auto-started daemon stays with no session before it exits: a working day (8 h),
+ * so that caches and hosted servers stay warm across lunch and meetings, while a daemon nobody
+ * uses any more does not stay forever.
+ */
+export const DEFAULT_IDLE_EXIT_MS = 8 * 60 * 60 * 1000;
 /** Smallest file size accepted for the log and metrics files: one long line must still fit. */
 export const MIN_FILE_MAX_BYTES = 4096;
 /** Most rotated generations kept per file. */
@@ -72,6 +78,13 @@ export interface DaemonConfig {
   readonly upstreamIdleMs: number;
   /** Start `npx` entries as the file npx would run, without npx in front (`EXAI_WS_NPX_DIRECT`, 0 = off). */
   readonly npxDirect: boolean;
+  /** Started by a shim or `exai-ws restart` (`EXAI_WS_AUTOSTARTED=1`), not from a terminal. */
+  readonly autoStarted: boolean;
+  /**
+   * An auto-started daemon exits after this long with no session (`EXAI_WS_IDLE_EXIT_MS`);
+   * 0 = never. A daemon started by hand ignores it.
+   */
+  readonly idleExitMs: number;
 }
 
 const int = (min: number) => z.coerce.number().int().min(min);
@@ -94,6 +107,8 @@ const EnvSchema = z.object({
   EXAI_WS_HOLD_MAX_BYTES: int(0).default(DEFAULT_HOLD_MAX_BYTES),
   EXAI_WS_UPSTREAM_IDLE_MS: int(0).default(DEFAULT_UPSTREAM_IDLE_MS),
   EXAI_WS_NPX_DIRECT: z.enum(['0', '1']).default('1'),
+  EXAI_WS_AUTOSTARTED: z.enum(['0', '1']).default('0'),
+  EXAI_WS_IDLE_EXIT_MS: int(0).default(DEFAULT_IDLE_EXIT_MS),
   EXAI_WS_LOG_MAX_BYTES: int(MIN_FILE_MAX_BYTES).default(DEFAULT_LOG_MAX_BYTES),
   EXAI_WS_LOG_FILES: int(0).max(MAX_FILES).default(DEFAULT_LOG_FILES),
   EXAI_WS_METRICS_MAX_BYTES: int(MIN_FILE_MAX_BYTES).default(DEFAULT_METRICS_MAX_BYTES),
@@ -167,5 +182,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): DaemonConfig {
     upstreamsPath,
     upstreamIdleMs: e.EXAI_WS_UPSTREAM_IDLE_MS,
     npxDirect: e.EXAI_WS_NPX_DIRECT === '1',
+    autoStarted: e.EXAI_WS_AUTOSTARTED === '1',
+    idleExitMs: e.EXAI_WS_IDLE_EXIT_MS,
   });
 }

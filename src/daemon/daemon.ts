@@ -32,6 +32,7 @@ import { LineFile } from './line-file.js';
 import { createLogger, type DaemonLogger } from './logger.js';
 import { Metrics } from './metrics.js';
 import { HomeError, homeError, prepareHome } from './home.js';
+import { IdleExit } from './idle-exit.js';
 import { AlreadyRunningError, acquirePidLock, type PidLock } from './pidfile.js';
 import { ConfigWatcher } from './config-watcher.js';
 import { unionCapabilities, wireFanout } from './fanout.js';
@@ -76,6 +77,7 @@ export class Daemon {
   private upstreams: UpstreamConfig;
   private watcher: ConfigWatcher | undefined;
   private lastReload: LastReload | undefined;
+  private idleExit: IdleExit | undefined;
 
   constructor(options: DaemonOptions) {
     this.options = options;
@@ -101,7 +103,10 @@ export class Daemon {
     const { paths } = config;
     prepareHome(paths);
     try {
-      this.log = createLogger({ path: paths.log, maxBytes: config.logMaxBytes, files: config.logFiles }, config.logLevel);
+      // An auto-started daemon's stderr is its log file (see shim/autostart.ts): copying warnings
+      // there would write each one twice.
+      const stderrFd = config.autoStarted ? null : 2;
+      this.log = createLogger({ path: paths.log, maxBytes: config.logMaxBytes, files: config.logFiles }, config.logLevel, stderrFd);
     } catch (error) {
       throw homeError(error, paths.log, 'the log file');
     }
@@ -155,7 +160,11 @@ export class Daemon {
       this.metricsTimer.unref();
       this.state = 'running';
       this.watchConfig();
-      logger.info({ host: config.host, port, home: paths.home, version: VERSION }, 'daemon started');
+      this.startIdleExit();
+      logger.info(
+        { host: config.host, port, home: paths.home, version: VERSION, auto_started: config.autoStarted, idle_exit_ms: this.idleExitMs },
+        'daemon started',
+      );
     } catch (error) {
       // Another daemon holding the home, or a home the user must fix, is an expected refusal,
       // not a fault: the caller prints it as one plain line, so keep it out of stderr (warn
@@ -215,7 +224,30 @@ export class Daemon {
       log: this.log?.stats() ?? null,
       metrics_file: this.metricsFile?.stats() ?? null,
       memory: memoryReport(),
+      auto_started: this.config.autoStarted,
+      idle_exit_ms: this.idleExitMs,
     };
+  }
+
+  /** How long this daemon stays with no session before it exits; null: it never does (started by hand, or 0). */
+  get idleExitMs(): number | null {
+    return this.config.autoStarted && this.config.idleExitMs > 0 ? this.config.idleExitMs : null;
+  }
+
+  /** An auto-started daemon closes itself (reason `idle`) after `idleExitMs` with no session. */
+  private startIdleExit(): void {
+    const idleMs = this.idleExitMs;
+    if (idleMs === null) return;
+    this.idleExit = new IdleExit({
+      idleMs,
+      busy: () => (this.manager?.size ?? 0) > 0 || (this.server?.connectionCount ?? 0) > 0,
+      opened: () => this.metrics.sessionsOpened,
+      onidle: () => {
+        this.log?.logger.info({ idle_exit_ms: idleMs }, 'no session for the idle time: the auto-started daemon exits');
+        void this.close('idle');
+      },
+    });
+    this.idleExit.start();
   }
 
   /**
@@ -276,6 +308,7 @@ export class Daemon {
     this.state = 'closing';
     const logger = this.log?.logger;
     logger?.info({ reason }, 'daemon stopping');
+    this.idleExit?.close();
     this.watcher?.close();
     this.server?.stopAccepting();
     const manager = this.manager;

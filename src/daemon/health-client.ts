@@ -16,6 +16,10 @@ export interface HealthReport {
   /** The metrics file (`logs/metrics.jsonl`). */
   metrics_file?: FileHealth | null;
   memory?: MemoryReport;
+  /** Started by a shim or `exai-ws restart` (`EXAI_WS_AUTOSTARTED=1`). */
+  auto_started?: boolean;
+  /** How long it stays with no session before it exits; null: never (started by hand, or 0). */
+  idle_exit_ms?: number | null;
   [key: string]: unknown;
 }
 

@@ -43,12 +43,15 @@ export interface LogFileOptions {
 
 /**
  * Creates the daemon logger. `file` null logs to stderr only (stdio mode). `stderrFd` is the
- * descriptor warnings are copied to (tests pass their own). Throws only when the log file
+ * descriptor warnings are copied to (tests pass their own); null copies no lines, for a daemon
+ * whose stderr is the log file itself (an auto-started one): only a failing log file is still
+ * told on fd 2. Throws only when the log file
  * cannot be opened now (a wrong path, no permission): from then on, nothing it does throws.
  */
-export function createLogger(file: LogFileOptions | null, level: string, stderrFd = 2): DaemonLogger {
+export function createLogger(file: LogFileOptions | null, level: string, stderrFd: number | null = 2): DaemonLogger {
   guardProcessStderr();
-  const stderr = new FdSink(stderrFd);
+  if (file === null && stderrFd === null) throw new TypeError('a logger needs a file or stderr');
+  const stderr = new FdSink(stderrFd ?? 2);
   let unserializable = 0;
   const base = {
     level,
@@ -95,10 +98,14 @@ export function createLogger(file: LogFileOptions | null, level: string, stderrF
   sink.open();
   const logger: Logger = pino(
     { ...base, timestamp: pino.stdTimeFunctions.isoTime },
-    pino.multistream([
-      { stream: sink, level },
-      { stream: stderr, level: 'warn' },
-    ]),
+    pino.multistream(
+      stderrFd === null
+        ? [{ stream: sink, level }]
+        : [
+            { stream: sink, level },
+            { stream: stderr, level: 'warn' },
+          ],
+    ),
   );
   return {
     logger,

@@ -1,0 +1,386 @@
+/**
+ * Auto-start, idle exit, `exai-ws restart` and `status` with a stale pid file, with real
+ * processes: ensureDaemon runs in its own processes (test/fixtures/ensure-daemon.ts, as shims
+ * would), daemons are found by their environment in /proc, and every daemon a test lets start
+ * is killed at cleanup (and has EXAI_WS_IDLE_EXIT_MS as a safety net).
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { fetchHealth, type HealthReport } from '../src/daemon/health-client.js';
+import { IdleExit } from '../src/daemon/idle-exit.js';
+import { isDaemonCommandLine } from '../src/daemon/pidfile.js';
+import { readAddressCard } from '../src/protocol/files.js';
+import { CLI, Cleanup, ROOT, baseEnv, closed, logPath, makeHome, openSocket, sendHello, startDaemon, waitFor, within } from './helpers.js';
+import { processGone } from './fixtures/hosted-servers.js';
+
+const cleanup = new Cleanup();
+after(() => cleanup.run());
+
+const ENSURE = join(ROOT, 'dist', 'test', 'fixtures', 'ensure-daemon.js');
+const linuxOnly = process.platform !== 'linux' ? 'reads /proc to find daemon processes' : false;
+
+interface EnsureOutput {
+  ok: boolean;
+  started?: boolean;
+  message?: string;
+  pid: number;
+  ms: number;
+}
+
+/** A cold home whose daemons (found by their environment) are all killed at cleanup. */
+function coldHome(): string {
+  const home = makeHome(cleanup);
+  cleanup.add(() => killDaemonsOf(home));
+  return home;
+}
+
+/** The environment of a shim on `home`, auto-start on, with an idle exit as a safety net. */
+function shimEnv(home: string, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    ...baseEnv(),
+    EXAI_WS_HOME: home,
+    EXAI_WS_PORT: '0',
+    EXAI_WS_CONFIG: join(home, 'config.json'),
+    EXAI_WS_AUTOSTART: '1',
+    EXAI_WS_IDLE_EXIT_MS: '60000',
+    ...extra,
+  };
+}
+
+/** Runs ensureDaemon in a process of its own and returns what it printed. */
+async function runEnsure(env: Record<string, string>, timeoutMs = 30_000): Promise<EnsureOutput> {
+  const { code, stdout, stderr } = await runNode([ENSURE], env, timeoutMs);
+  assert.equal(code, 0, `the ensure process failed: ${stderr}`);
+  return JSON.parse(stdout) as EnsureOutput;
+}
+
+/** Runs `node ARGS`, bounded; the process is killed at cleanup if it is still there. */
+function runNode(
+  args: string[],
+  env: Record<string, string>,
+  timeoutMs = 60_000,
+): Promise<{ code: number | string; stdout: string; stderr: string }> {
+  const proc = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  proc.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+  proc.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+  const exited = new Promise<number | string>((resolve) => proc.once('exit', (code, signal) => resolve(code ?? signal ?? -1)));
+  cleanup.add(() => {
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+  });
+  return within(
+    exited.then((code) => ({ code, stdout, stderr })),
+    timeoutMs,
+    `node ${args.join(' ')}`,
+  );
+}
+
+/** Every live daemon process whose environment names this home. */
+function daemonsOf(home: string): number[] {
+  const pids: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const commandLine = readFileSync(`/proc/${name}/cmdline`, 'latin1').split('\0').join(' ');
+      if (!isDaemonCommandLine(commandLine) && !commandLine.startsWith('exai-ws daemon')) continue;
+      const environ = readFileSync(`/proc/${name}/environ`, 'latin1').split('\0');
+      if (environ.includes(`EXAI_WS_HOME=${home}`) && !processGone(Number(name))) pids.push(Number(name));
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return pids;
+}
+
+function killDaemonsOf(home: string): void {
+  const card = readAddressCard(join(home, 'logs', 'ws_daemon.pid'));
+  const pids = new Set([...(card ? [card.pid] : []), ...(process.platform === 'linux' ? daemonsOf(home) : [])]);
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // Gone already.
+    }
+  }
+}
+
+/** The daemon of a home as a user finds it: its card, and /health at the card's port as that pid. */
+async function healthOf(home: string): Promise<HealthReport> {
+  const card = readAddressCard(join(home, 'logs', 'ws_daemon.pid'));
+  assert.ok(card && card.port > 0, `no address card with a port in ${home}`);
+  const health = await fetchHealth(card.host, card.port, 5_000);
+  assert.ok(health, `no /health answer on ${card.host}:${card.port}`);
+  assert.equal(health.pid, card.pid, '/health answers as another pid than the card names');
+  return health;
+}
+
+/** The pids that wrote JSON lines to the home's log: every daemon that ever ran there. */
+function pidsInLog(home: string): Set<number> {
+  const pids = new Set<number>();
+  let text = '';
+  try {
+    text = readFileSync(logPath(home), 'utf8');
+  } catch {
+    return pids;
+  }
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    const pid = (JSON.parse(line) as { pid?: unknown }).pid;
+    if (typeof pid === 'number') pids.add(pid);
+  }
+  return pids;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+test('ten shims at once on a cold home: exactly one daemon, all ten served, and it outlives them', { skip: linuxOnly }, async () => {
+  const home = coldHome();
+  const env = shimEnv(home);
+  const results = await Promise.all(Array.from({ length: 10 }, () => runEnsure(env)));
+  for (const r of results) assert.deepEqual({ ok: r.ok, message: r.message }, { ok: true, message: undefined });
+  assert.equal(results.filter((r) => r.started).length, 1, 'exactly one caller started the daemon');
+  const health = await healthOf(home);
+  // The ten processes have exited: the daemon is not theirs to take down.
+  assert.deepEqual(daemonsOf(home), [health.pid], 'one daemon process for the home');
+  assert.equal(health.auto_started, true);
+  assert.equal(health.idle_exit_ms, 60_000);
+  // The spawn lock kept the other nine from spawning daemons that would have lost the pid lock.
+  assert.deepEqual([...pidsInLog(home)], [health.pid], 'only one daemon ever ran in this home');
+  await sleep(300);
+  assert.ok(!processGone(health.pid), 'the daemon outlives the processes that started it');
+});
+
+test('a second call finds the running daemon and starts nothing', { skip: linuxOnly }, async () => {
+  const home = coldHome();
+  const first = await runEnsure(shimEnv(home));
+  assert.equal(first.started, true);
+  const pid = (await healthOf(home)).pid;
+  const second = await runEnsure(shimEnv(home));
+  assert.deepEqual({ ok: second.ok, started: second.started }, { ok: true, started: false });
+  assert.deepEqual(daemonsOf(home), [pid]);
+});
+
+test('an auto-started daemon writes each warning once to its log, which is also its stderr', { skip: linuxOnly }, async () => {
+  const home = coldHome();
+  writeFileSync(join(home, 'config.json'), JSON.stringify({ mcpServers: [] }));
+  const r = await runEnsure(shimEnv(home));
+  assert.equal(r.ok, true, r.message);
+  await healthOf(home);
+  const refused = readFileSync(logPath(home), 'utf8')
+    .split('\n')
+    .filter((line) => line.includes('config entry refused'));
+  assert.equal(refused.length, 1, `one warning line: ${refused.join('\n')}`);
+});
+
+test('auto-start off and no daemon: the answer says so and how to start one, and nothing starts', { skip: linuxOnly }, async () => {
+  const home = coldHome();
+  const r = await runEnsure(shimEnv(home, { EXAI_WS_AUTOSTART: '0' }));
+  assert.equal(r.ok, false);
+  assert.match(r.message ?? '', /no exai-ws daemon is running/);
+  assert.ok(r.message?.includes(join(home, 'logs', 'ws_daemon.pid')), `the message names where it looked: ${r.message}`);
+  assert.match(r.message ?? '', /auto-start is off \(EXAI_WS_AUTOSTART=0\)/);
+  assert.match(r.message ?? '', /start one with: exai-ws daemon/);
+  await sleep(200);
+  assert.deepEqual(daemonsOf(home), []);
+});
+
+test(
+  'a daemon that cannot start: the answer names the log file, the exit code and why, before the timeout',
+  { skip: linuxOnly },
+  async () => {
+    const home = coldHome();
+    const r = await runEnsure(shimEnv(home, { EXAI_WS_HOST: '10.0.0.1', TEST_ENSURE_TIMEOUT_MS: '20000' }));
+    assert.equal(r.ok, false);
+    assert.ok(r.message?.includes(logPath(home)), `the message names the log: ${r.message}`);
+    assert.match(r.message ?? '', /exited with code 2 before it was ready/);
+    assert.match(r.message ?? '', /10\.0\.0\.1 is not a loopback address/);
+    // The daemon's refusal is in the log file, where the message sends the user.
+    assert.match(readFileSync(logPath(home), 'utf8'), /EXAI_WS_HOST=10\.0\.0\.1 is not a loopback address/);
+    assert.deepEqual(daemonsOf(home), []);
+  },
+);
+
+test('an unusable home: the answer names the path', async () => {
+  const parent = makeHome(cleanup);
+  const home = join(parent, 'home-is-a-file');
+  writeFileSync(home, 'not a directory');
+  const r = await runEnsure(shimEnv(home));
+  assert.equal(r.ok, false);
+  assert.ok(r.message?.includes(home), `the message names the home: ${r.message}`);
+});
+
+test('auto-start takes over a pid file left by a daemon killed with -9', { skip: linuxOnly }, async () => {
+  const home = coldHome();
+  const old = await startDaemon(cleanup, { home, plain: true });
+  old.proc.kill('SIGKILL');
+  await old.exited;
+  assert.equal(readAddressCard(join(home, 'logs', 'ws_daemon.pid'))?.pid, old.pid, 'the stale card is still there');
+  const r = await runEnsure(shimEnv(home));
+  assert.deepEqual({ ok: r.ok, started: r.started }, { ok: true, started: true });
+  const health = await healthOf(home);
+  assert.notEqual(health.pid, old.pid);
+});
+
+test('an auto-started daemon exits by itself once idle, and never while a session is open or detached', { skip: linuxOnly }, async () => {
+  const home = coldHome();
+  const IDLE_MS = 3_000;
+  const env = shimEnv(home, { EXAI_WS_IDLE_EXIT_MS: String(IDLE_MS), EXAI_WS_RESUME_GRACE_MS: '4000' });
+  const r = await runEnsure(env);
+  assert.equal(r.ok, true);
+  const health = await healthOf(home);
+  assert.equal(health.idle_exit_ms, IDLE_MS);
+  const token = readFileSync(join(home, 'token'), 'utf8').trim();
+  const daemon = { token, url: (path = '/ws') => `ws://${health.host}:${health.port}${path}` };
+  const ws = await openSocket(cleanup, daemon);
+  assert.equal((await sendHello(ws)).ok, true);
+
+  // Attached for longer than the idle time.
+  await sleep(IDLE_MS + 1_000);
+  assert.ok(!processGone(health.pid), 'the daemon exited while a session was open');
+  // Detached (the connection dropped, not closed): the session waits for its client to resume.
+  ws.terminate();
+  await sleep(IDLE_MS + 500);
+  assert.ok(!processGone(health.pid), 'the daemon exited while a session was detached');
+
+  // The session ends when its resume grace runs out; the idle time counts from there.
+  await waitFor(() => processGone(health.pid), 'the idle daemon to exit', 20_000);
+  assert.equal(readAddressCard(join(home, 'logs', 'ws_daemon.pid')), null, 'a graceful exit removes the pid file');
+  assert.match(readFileSync(logPath(home), 'utf8'), /"reason":"idle".*"msg":"daemon stopped"/);
+});
+
+test(
+  'an auto-started daemon that never got a session exits after the idle time; a session closing normally starts the wait',
+  { skip: linuxOnly },
+  async () => {
+    const home = coldHome();
+    const r = await runEnsure(shimEnv(home, { EXAI_WS_IDLE_EXIT_MS: '1500' }));
+    assert.equal(r.ok, true);
+    const { pid } = await healthOf(home);
+    await waitFor(() => processGone(pid), 'the unused daemon to exit', 15_000);
+
+    const again = await runEnsure(shimEnv(home, { EXAI_WS_IDLE_EXIT_MS: '1500' }));
+    assert.equal(again.started, true);
+    const health = await healthOf(home);
+    const token = readFileSync(join(home, 'token'), 'utf8').trim();
+    const ws = await openSocket(cleanup, { token, url: (path = '/ws') => `ws://${health.host}:${health.port}${path}` });
+    assert.equal((await sendHello(ws)).ok, true);
+    ws.close(1000);
+    await closed(ws);
+    await waitFor(() => processGone(health.pid), 'the daemon to exit after its last session closed', 15_000);
+  },
+);
+
+test('idle exit: only time with no session counts, and a session that came and went between two looks restarts it', () => {
+  let nowMs = 0;
+  let sessions = 0;
+  let opened = 0;
+  let idled = 0;
+  const idle = new IdleExit({ idleMs: 10_000, busy: () => sessions > 0, opened: () => opened, onidle: () => idled++, now: () => nowMs });
+  const lookAt = (ms: number) => {
+    nowMs = ms;
+    idle.check();
+  };
+  lookAt(9_000);
+  // Opened and closed again before the next look: only the count of opened sessions shows it.
+  opened++;
+  lookAt(18_000);
+  lookAt(27_000);
+  assert.equal(idled, 0, 'exited although a session had just been used');
+  sessions = 1;
+  opened++;
+  lookAt(100_000);
+  assert.equal(idled, 0, 'exited while a session was open');
+  sessions = 0;
+  lookAt(109_000);
+  assert.equal(idled, 0);
+  lookAt(110_000);
+  assert.equal(idled, 1, 'not idle 10 s after the last session closed');
+  lookAt(200_000);
+  assert.equal(idled, 1, 'onidle is called once');
+});
+
+test('a daemon started by hand never idles out, whatever EXAI_WS_IDLE_EXIT_MS says', async () => {
+  const daemon = await startDaemon(cleanup, { plain: true, env: { EXAI_WS_IDLE_EXIT_MS: '500' } });
+  await sleep(2_000);
+  assert.ok(!processGone(daemon.pid), 'the foreground daemon exited by itself');
+  const health = await fetchHealth('127.0.0.1', daemon.port, 5_000);
+  assert.equal(health?.auto_started, false);
+  assert.equal(health?.idle_exit_ms, null);
+});
+
+test('exai-ws restart starts a daemon when none runs, then replaces it', { skip: linuxOnly }, async () => {
+  const home = coldHome();
+  const env = shimEnv(home);
+  const first = await runNode([CLI, 'restart'], env);
+  assert.equal(first.code, 0, first.stderr);
+  const started = await healthOf(home);
+  assert.match(first.stdout, new RegExp(`no daemon was running; started pid ${started.pid} on ws://127\\.0\\.0\\.1:${started.port}`));
+  assert.match(first.stdout, /exits after 1 min with no session/);
+  assert.equal(started.auto_started, true);
+
+  const second = await runNode([CLI, 'restart'], env);
+  assert.equal(second.code, 0, second.stderr);
+  const replaced = await healthOf(home);
+  assert.notEqual(replaced.pid, started.pid);
+  assert.match(second.stdout, new RegExp(`daemon restarted: pid ${started.pid} -> ${replaced.pid} on ws://`));
+  assert.ok(processGone(started.pid), 'the old daemon is gone');
+  assert.deepEqual(daemonsOf(home), [replaced.pid]);
+});
+
+test('exai-ws restart replaces a daemon started by hand, which stops gracefully', { skip: linuxOnly }, async () => {
+  const home = coldHome();
+  const old = await startDaemon(cleanup, { home, plain: true });
+  const { code, stdout, stderr } = await runNode([CLI, 'restart'], shimEnv(home));
+  assert.equal(code, 0, stderr);
+  assert.equal(await within(old.exited, 5_000, 'the old daemon exit'), 0, 'the old daemon stopped gracefully');
+  const health = await healthOf(home);
+  assert.match(stdout, new RegExp(`pid ${old.pid} -> ${health.pid}`));
+  // New settings take effect: the restarted daemon runs with this command's environment.
+  assert.equal(health.auto_started, true);
+});
+
+test('exai-ws restart that cannot start a daemon: one line naming the log file, exit 1', { skip: linuxOnly }, async () => {
+  const home = coldHome();
+  const { code, stdout, stderr } = await runNode([CLI, 'restart'], shimEnv(home, { EXAI_WS_BACKPRESSURE: '0' }));
+  assert.equal(code, 1);
+  assert.equal(stdout, '');
+  assert.equal(stderr.trim().split('\n').length, 1, `one line: ${stderr}`);
+  assert.ok(stderr.includes(logPath(home)), stderr);
+  assert.match(stderr, /exited with code 2/);
+  assert.deepEqual(daemonsOf(home), []);
+});
+
+test('exai-ws status after a daemon was killed with -9: not running, stale pid file, exit 1', async () => {
+  const daemon = await startDaemon(cleanup, { plain: true });
+  daemon.proc.kill('SIGKILL');
+  await daemon.exited;
+  const pidPath = join(daemon.home, 'logs', 'ws_daemon.pid');
+  const env = { ...baseEnv(), EXAI_WS_HOME: daemon.home };
+  const text = await runNode([CLI, 'status'], env);
+  assert.equal(text.code, 1);
+  assert.equal(text.stderr.trim(), `exai-ws: not running (stale pid file ${pidPath} from pid ${daemon.pid})`);
+  const json = await runNode([CLI, 'status', '--json'], env);
+  assert.equal(json.code, 1);
+  assert.deepEqual(JSON.parse(json.stdout), {
+    status: 'down',
+    error: `not running (stale pid file ${pidPath} from pid ${daemon.pid})`,
+    stale_pid_file: { path: pidPath, pid: daemon.pid },
+  });
+});
+
+test('measure: cold home to a ready daemon through ensureDaemon (median of 5)', { skip: linuxOnly }, async (t) => {
+  const times: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    const home = coldHome();
+    const r = await runEnsure(shimEnv(home));
+    assert.equal(r.ok, true, r.message);
+    times.push(r.ms);
+    killDaemonsOf(home);
+  }
+  times.sort((a, b) => a - b);
+  t.diagnostic(`ensureDaemon cold home -> ok: median ${times[2]?.toFixed(0)} ms (all: ${times.map((ms) => ms.toFixed(0)).join(', ')})`);
+});
