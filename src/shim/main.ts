@@ -7,6 +7,7 @@
  *
  * Usage: shim.cjs [--server NAME]   (`exai-ws shim [--server NAME]` through the CLI)
  */
+import { ensureDaemon } from './autostart.js';
 import { runShim } from './shim.js';
 
 /** `--server NAME` or `--server=NAME`, wherever it sits in argv. */
@@ -23,7 +24,8 @@ function serverOption(args: readonly string[]): string | undefined {
 }
 
 const server = serverOption(process.argv.slice(2));
-runShim({ server }).then(
+// No daemon answers: start one (unless EXAI_WS_AUTOSTART=0), race-free through the spawn lock.
+runShim({ server, ensure: () => ensureDaemon({ env: process.env }) }).then(
   (code) => process.exit(code),
   (error: unknown) => {
     process.stderr.write(`exai-ws shim: ${error instanceof Error ? error.message : String(error)}\n`);
