@@ -6,15 +6,15 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { fetchHealth, type HealthReport } from '../src/daemon/health-client.js';
+import { fetchHealth } from '../src/daemon/health-client.js';
 import { IdleExit } from '../src/daemon/idle-exit.js';
-import { isDaemonCommandLine } from '../src/daemon/pidfile.js';
 import { readAddressCard } from '../src/protocol/files.js';
 import { CLI, Cleanup, ROOT, baseEnv, closed, logPath, makeHome, openSocket, sendHello, startDaemon, waitFor, within } from './helpers.js';
 import { processGone } from './fixtures/hosted-servers.js';
+import { coldHome, daemonsOf, healthOf, killDaemonsOf, shimEnv } from './fixtures/autostarted.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());
@@ -28,26 +28,6 @@ interface EnsureOutput {
   message?: string;
   pid: number;
   ms: number;
-}
-
-/** A cold home whose daemons (found by their environment) are all killed at cleanup. */
-function coldHome(): string {
-  const home = makeHome(cleanup);
-  cleanup.add(() => killDaemonsOf(home));
-  return home;
-}
-
-/** The environment of a shim on `home`, auto-start on, with an idle exit as a safety net. */
-function shimEnv(home: string, extra: Record<string, string> = {}): Record<string, string> {
-  return {
-    ...baseEnv(),
-    EXAI_WS_HOME: home,
-    EXAI_WS_PORT: '0',
-    EXAI_WS_CONFIG: join(home, 'config.json'),
-    EXAI_WS_AUTOSTART: '1',
-    EXAI_WS_IDLE_EXIT_MS: '60000',
-    ...extra,
-  };
 }
 
 /** Runs ensureDaemon in a process of its own and returns what it printed. */
@@ -79,45 +59,6 @@ function runNode(
   );
 }
 
-/** Every live daemon process whose environment names this home. */
-function daemonsOf(home: string): number[] {
-  const pids: number[] = [];
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const commandLine = readFileSync(`/proc/${name}/cmdline`, 'latin1').split('\0').join(' ');
-      if (!isDaemonCommandLine(commandLine) && !commandLine.startsWith('exai-ws daemon')) continue;
-      const environ = readFileSync(`/proc/${name}/environ`, 'latin1').split('\0');
-      if (environ.includes(`EXAI_WS_HOME=${home}`) && !processGone(Number(name))) pids.push(Number(name));
-    } catch {
-      // Gone meanwhile.
-    }
-  }
-  return pids;
-}
-
-function killDaemonsOf(home: string): void {
-  const card = readAddressCard(join(home, 'logs', 'ws_daemon.pid'));
-  const pids = new Set([...(card ? [card.pid] : []), ...(process.platform === 'linux' ? daemonsOf(home) : [])]);
-  for (const pid of pids) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // Gone already.
-    }
-  }
-}
-
-/** The daemon of a home as a user finds it: its card, and /health at the card's port as that pid. */
-async function healthOf(home: string): Promise<HealthReport> {
-  const card = readAddressCard(join(home, 'logs', 'ws_daemon.pid'));
-  assert.ok(card && card.port > 0, `no address card with a port in ${home}`);
-  const health = await fetchHealth(card.host, card.port, 5_000);
-  assert.ok(health, `no /health answer on ${card.host}:${card.port}`);
-  assert.equal(health.pid, card.pid, '/health answers as another pid than the card names');
-  return health;
-}
-
 /** The pids that wrote JSON lines to the home's log: every daemon that ever ran there. */
 function pidsInLog(home: string): Set<number> {
   const pids = new Set<number>();
@@ -138,7 +79,7 @@ function pidsInLog(home: string): Set<number> {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 test('ten shims at once on a cold home: exactly one daemon, all ten served, and it outlives them', { skip: linuxOnly }, async () => {
-  const home = coldHome();
+  const home = coldHome(cleanup);
   const env = shimEnv(home);
   const results = await Promise.all(Array.from({ length: 10 }, () => runEnsure(env)));
   for (const r of results) assert.deepEqual({ ok: r.ok, message: r.message }, { ok: true, message: undefined });
@@ -155,7 +96,7 @@ test('ten shims at once on a cold home: exactly one daemon, all ten served, and 
 });
 
 test('a second call finds the running daemon and starts nothing', { skip: linuxOnly }, async () => {
-  const home = coldHome();
+  const home = coldHome(cleanup);
   const first = await runEnsure(shimEnv(home));
   assert.equal(first.started, true);
   const pid = (await healthOf(home)).pid;
@@ -165,7 +106,7 @@ test('a second call finds the running daemon and starts nothing', { skip: linuxO
 });
 
 test('an auto-started daemon writes each warning once to its log, which is also its stderr', { skip: linuxOnly }, async () => {
-  const home = coldHome();
+  const home = coldHome(cleanup);
   writeFileSync(join(home, 'config.json'), JSON.stringify({ mcpServers: [] }));
   const r = await runEnsure(shimEnv(home));
   assert.equal(r.ok, true, r.message);
@@ -177,7 +118,7 @@ test('an auto-started daemon writes each warning once to its log, which is also 
 });
 
 test('auto-start off and no daemon: the answer says so and how to start one, and nothing starts', { skip: linuxOnly }, async () => {
-  const home = coldHome();
+  const home = coldHome(cleanup);
   const r = await runEnsure(shimEnv(home, { EXAI_WS_AUTOSTART: '0' }));
   assert.equal(r.ok, false);
   assert.match(r.message ?? '', /no exai-ws daemon is running/);
@@ -192,7 +133,7 @@ test(
   'a daemon that cannot start: the answer names the log file, the exit code and why, before the timeout',
   { skip: linuxOnly },
   async () => {
-    const home = coldHome();
+    const home = coldHome(cleanup);
     const r = await runEnsure(shimEnv(home, { EXAI_WS_HOST: '10.0.0.1', TEST_ENSURE_TIMEOUT_MS: '20000' }));
     assert.equal(r.ok, false);
     assert.ok(r.message?.includes(logPath(home)), `the message names the log: ${r.message}`);
@@ -214,7 +155,7 @@ test('an unusable home: the answer names the path', async () => {
 });
 
 test('auto-start takes over a pid file left by a daemon killed with -9', { skip: linuxOnly }, async () => {
-  const home = coldHome();
+  const home = coldHome(cleanup);
   const old = await startDaemon(cleanup, { home, plain: true });
   old.proc.kill('SIGKILL');
   await old.exited;
@@ -226,7 +167,7 @@ test('auto-start takes over a pid file left by a daemon killed with -9', { skip:
 });
 
 test('an auto-started daemon exits by itself once idle, and never while a session is open or detached', { skip: linuxOnly }, async () => {
-  const home = coldHome();
+  const home = coldHome(cleanup);
   const IDLE_MS = 3_000;
   const env = shimEnv(home, { EXAI_WS_IDLE_EXIT_MS: String(IDLE_MS), EXAI_WS_RESUME_GRACE_MS: '4000' });
   const r = await runEnsure(env);
@@ -256,7 +197,7 @@ test(
   'an auto-started daemon that never got a session exits after the idle time; a session closing normally starts the wait',
   { skip: linuxOnly },
   async () => {
-    const home = coldHome();
+    const home = coldHome(cleanup);
     const r = await runEnsure(shimEnv(home, { EXAI_WS_IDLE_EXIT_MS: '1500' }));
     assert.equal(r.ok, true);
     const { pid } = await healthOf(home);
@@ -313,7 +254,7 @@ test('a daemon started by hand never idles out, whatever EXAI_WS_IDLE_EXIT_MS sa
 });
 
 test('exai-ws restart starts a daemon when none runs, then replaces it', { skip: linuxOnly }, async () => {
-  const home = coldHome();
+  const home = coldHome(cleanup);
   const env = shimEnv(home);
   const first = await runNode([CLI, 'restart'], env);
   assert.equal(first.code, 0, first.stderr);
@@ -332,7 +273,7 @@ test('exai-ws restart starts a daemon when none runs, then replaces it', { skip:
 });
 
 test('exai-ws restart replaces a daemon started by hand, which stops gracefully', { skip: linuxOnly }, async () => {
-  const home = coldHome();
+  const home = coldHome(cleanup);
   const old = await startDaemon(cleanup, { home, plain: true });
   const { code, stdout, stderr } = await runNode([CLI, 'restart'], shimEnv(home));
   assert.equal(code, 0, stderr);
@@ -344,7 +285,7 @@ test('exai-ws restart replaces a daemon started by hand, which stops gracefully'
 });
 
 test('exai-ws restart that cannot start a daemon: one line naming the log file, exit 1', { skip: linuxOnly }, async () => {
-  const home = coldHome();
+  const home = coldHome(cleanup);
   const { code, stdout, stderr } = await runNode([CLI, 'restart'], shimEnv(home, { EXAI_WS_BACKPRESSURE: '0' }));
   assert.equal(code, 1);
   assert.equal(stdout, '');
@@ -375,7 +316,7 @@ test('exai-ws status after a daemon was killed with -9: not running, stale pid f
 test('measure: cold home to a ready daemon through ensureDaemon (median of 5)', { skip: linuxOnly }, async (t) => {
   const times: number[] = [];
   for (let i = 0; i < 5; i++) {
-    const home = coldHome();
+    const home = coldHome(cleanup);
     const r = await runEnsure(shimEnv(home));
     assert.equal(r.ok, true, r.message);
     times.push(r.ms);

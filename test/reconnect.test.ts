@@ -7,22 +7,10 @@
  * Auto-start is off in every shim here (EXAI_WS_AUTOSTART=0): the tests start daemons themselves.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { after, test } from 'node:test';
+import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import {
-  LoggingMessageNotificationSchema,
-  McpError,
-  PromptListChangedNotificationSchema,
-  ResourceListChangedNotificationSchema,
-  ResourceUpdatedNotificationSchema,
-  ToolListChangedNotificationSchema,
-  type JSONRPCMessage,
-} from '@modelcontextprotocol/sdk/types.js';
-import {
-  CLI,
   Cleanup,
-  baseEnv,
-  connectShim,
   getHealth,
   initializeRaw,
   logPath,
@@ -30,155 +18,19 @@ import {
   readUntilResponse,
   spawnShim,
   startDaemon,
-  textOf,
   waitFor,
   within,
-  type DaemonHandle,
-  type ShimClient,
 } from './helpers.js';
 import { startTeedEverything } from './fixtures/hosted-servers.js';
+import { LOST, answersTo, assertCarriesOn, lastRequestId, openWindow, runCli, setUp, slowCall } from './fixtures/windows.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());
 
-const LOGGING = 'everything__toggle-simulated-logging';
-const UPDATES = 'everything__toggle-subscriber-updates';
-const LEVELS = ['debug', 'info', 'notice', 'warning', 'error', 'critical', 'alert', 'emergency'];
-const belowError = (level: string) => LEVELS.indexOf(level) < LEVELS.indexOf('error');
-const LOST = /the connection to the exai-ws daemon was lost; the request may or may not have run/;
-
-/** A window: an SDK client over a real shim, with what it received recorded. */
-interface Window extends ShimClient {
-  /** Every message the shim wrote to the client, in order. */
-  wire: JSONRPCMessage[];
-  /** Every message the client wrote to the shim. */
-  sent: JSONRPCMessage[];
-  listChanged: string[];
-  levels: string[];
-  updates: string[];
-}
-
-async function openWindow(daemon: Pick<DaemonHandle, 'clientEnv'>, name: string, env: Record<string, string> = {}): Promise<Window> {
-  const shim = await connectShim(cleanup, daemon, { name, env: { EXAI_WS_AUTOSTART: '0', ...env } });
-  const window: Window = { ...shim, wire: [], sent: [], listChanged: [], levels: [], updates: [] };
-  const { transport, client } = shim;
-  const deliver = transport.onmessage;
-  transport.onmessage = (message: JSONRPCMessage) => {
-    window.wire.push(message);
-    deliver?.(message);
-  };
-  const send = transport.send.bind(transport);
-  transport.send = (message: JSONRPCMessage) => {
-    window.sent.push(message);
-    return send(message);
-  };
-  for (const [schema, what] of [
-    [ToolListChangedNotificationSchema, 'tools'],
-    [PromptListChangedNotificationSchema, 'prompts'],
-    [ResourceListChangedNotificationSchema, 'resources'],
-  ] as const) {
-    client.setNotificationHandler(schema, () => void window.listChanged.push(what));
-  }
-  client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => void window.levels.push(n.params.level));
-  client.setNotificationHandler(ResourceUpdatedNotificationSchema, (n) => void window.updates.push(n.params.uri));
-  return window;
-}
-
-/** The id the client gave its most recent request with this method. */
-function lastRequestId(window: Window, method: string): unknown {
-  const request = window.sent.filter((m) => 'method' in m && m.method === method && 'id' in m).at(-1);
-  return request && 'id' in request ? request.id : undefined;
-}
-
-/** Every message the client got for this request id (answers only). */
-function answersTo(window: Window, id: unknown): JSONRPCMessage[] {
-  return window.wire.filter((m) => !('method' in m) && 'id' in m && m.id === id);
-}
-
-/** The window's setup: a log level of 'error' and a subscription to one static resource. */
-async function setUp(window: Window): Promise<string> {
-  await window.client.setLoggingLevel('error');
-  const uri = (await window.client.listResources()).resources.find((r) => r.uri.startsWith('demo://resource/static/'))?.uri;
-  assert.ok(uri, 'server-everything lists a static resource');
-  await window.client.subscribeResource({ uri });
-  return uri;
-}
-
-/** Starts a call to the fixture's slow tool and waits until the daemon runs it. */
-async function slowCall(window: Window, daemon: DaemonHandle): Promise<{ outcome: Promise<unknown>; id: unknown }> {
-  const outcome = window.client.callTool({ name: 'sleep', arguments: { ms: 60_000 } }, undefined, { timeout: 120_000 }).then(
-    (result) => ({ result }),
-    (error: unknown) => ({ error }),
-  );
-  await waitFor(async () => (await getHealth(daemon)).inflight >= 1, 'the slow call to run at the daemon');
-  return { outcome, id: lastRequestId(window, 'tools/call') };
-}
-
-/**
- * What must hold once the window is on a new daemon: it is told to list again, lists and calls
- * with the same client object, and its log level and subscription hold (server-everything at
- * the new daemon sends messages of every level and updates the subscribed resource).
- */
-async function assertCarriesOn(
-  window: Window,
-  control: Window,
-  uri: string,
-  everythingReceived: () => { method?: string; params?: Record<string, unknown> }[],
-) {
-  await waitFor(
-    () => ['tools', 'prompts', 'resources'].every((what) => window.listChanged.includes(what)),
-    'list_changed for tools, prompts and resources at the window',
-    15_000,
-  );
-  const tools = (await window.client.listTools()).tools.map((t) => t.name);
-  assert.ok(tools.includes('sleep') && tools.includes('everything__echo'), `tools after the restart: ${tools.join(', ')}`);
-  assert.equal(textOf(await window.client.callTool({ name: 'echo', arguments: { text: 'after the restart' } })), 'after the restart');
-
-  // The subscription holds: the new server instance was subscribed, and updates reach the window.
-  await waitFor(
-    () => everythingReceived().filter((m) => m.method === 'resources/subscribe' && m.params?.uri === uri).length >= 2,
-    'the subscription replayed to the new server',
-    10_000,
-  );
-  const updatesBefore = window.updates.length;
-  for (let i = 0; i < 2 && window.updates.length === updatesBefore; i++) {
-    await control.client.callTool({ name: UPDATES, arguments: {} });
-    await waitFor(() => window.updates.length > updatesBefore, 'resources/updated at the window after the restart', 5_000).catch(
-      () => undefined,
-    );
-  }
-  assert.ok(window.updates.length > updatesBefore, 'the subscription made before the restart holds');
-  assert.ok(window.updates.slice(updatesBefore).every((u) => u === uri));
-
-  // The level holds: the control window (debug) sees levels below error, the window none of them.
-  await control.client.setLoggingLevel('debug');
-  const levelsBefore = window.levels.length;
-  for (let i = 0; i < 80; i++) {
-    await control.client.callTool({ name: LOGGING, arguments: {} });
-    if (i % 2 === 1 && control.levels.some(belowError) && control.levels.some((l) => !belowError(l))) break;
-  }
-  if (/^Started/.test(textOf(await control.client.callTool({ name: LOGGING, arguments: {} })))) {
-    await control.client.callTool({ name: LOGGING, arguments: {} });
-  }
-  await Promise.all([window.client.ping(), control.client.ping()]);
-  assert.ok(control.levels.some(belowError), `the debug window got messages below error: ${control.levels.join(', ')}`);
-  const mine = window.levels.slice(levelsBefore);
-  assert.deepEqual(mine.filter(belowError), [], `the window asked for 'error' before the restart, yet got: ${mine.join(', ')}`);
-  assert.ok(mine.length > 0, 'the window still gets messages at its level');
-}
-
-function runCli(args: string[], env: Record<string, string>): Promise<{ code: number | null; out: string }> {
-  const proc = spawn(process.execPath, [CLI, ...args], { env: { ...baseEnv(), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  proc.stdout.on('data', (c: Buffer) => (out += c.toString()));
-  proc.stderr.on('data', (c: Buffer) => (out += c.toString()));
-  return new Promise((resolve) => proc.once('exit', (code) => resolve({ code, out })));
-}
-
 for (const how of ['SIGKILL', 'exai-ws stop'] as const) {
   test(`${how} under a window with a call in flight: that call gets one -32000; the same client then works against a new daemon, its level and subscription held`, async () => {
     const { daemon, received } = await startTeedEverything(cleanup);
-    const window = await openWindow(daemon, 'window');
+    const window = await openWindow(cleanup, daemon, 'window');
     const uri = await setUp(window);
     const { outcome, id } = await slowCall(window, daemon);
 
@@ -198,7 +50,7 @@ for (const how of ['SIGKILL', 'exai-ws stop'] as const) {
     // The same home, a new daemon on a new port: the shim finds it through the address card.
     const second = await startDaemon(cleanup, { home: daemon.home });
     assert.notEqual(second.port, daemon.port);
-    const control = await openWindow(second, 'control');
+    const control = await openWindow(cleanup, second, 'control');
     await assertCarriesOn(window, control, uri, received);
     assert.equal(answersTo(window, id).length, 1, 'no second answer for the lost call, ever');
     assert.match(window.stderr(), /reconnected: new session/);
@@ -207,7 +59,7 @@ for (const how of ['SIGKILL', 'exai-ws stop'] as const) {
 
 test('requests sent while no daemon runs wait and are answered once one is back; past EXAI_WS_RECONNECT_MS they get -32000 and the shim exits 1', async () => {
   const { daemon } = await startTeedEverything(cleanup);
-  const window = await openWindow(daemon, 'patient');
+  const window = await openWindow(cleanup, daemon, 'patient');
   await window.client.listTools();
   daemon.proc.kill('SIGKILL');
   await within(daemon.exited, 10_000, 'the daemon to exit');
@@ -245,7 +97,7 @@ test('requests sent while no daemon runs wait and are answered once one is back;
 
 test('stdin ending while the shim reconnects exits 0 at once; after a reconnect it still ends its session at once', async () => {
   const { daemon } = await startTeedEverything(cleanup);
-  const window = await openWindow(daemon, 'closing');
+  const window = await openWindow(cleanup, daemon, 'closing');
   const raw = spawnShim(cleanup, { ...daemon.clientEnv, EXAI_WS_AUTOSTART: '0' });
   await initializeRaw(raw);
   daemon.proc.kill('SIGKILL');
