@@ -3,6 +3,12 @@
  * resume grace) its requests keep running and their messages are held, to be delivered in
  * order when a client attaches with the same session id.
  *
+ * Clients that send acks (hello `acks: true`) also get every frame numbered (1, 2, ... over
+ * all the session's connections) and kept until acked, so a resume naming how many frames
+ * the client received replays exactly the ones the lost connection did not deliver. Kept and
+ * held frames share the hold limit; past it the oldest kept ones go, and a resume that needs
+ * them is refused (`resumable`). Clients without acks keep no copies.
+ *
  * Flow control: at most `maxInflight` requests run at once; up to `queueLimit` more wait in
  * FIFO order; past that a request is refused with -32010 at once. Notifications are never
  * queued, so `notifications/cancelled` overtakes the requests it cancels.
@@ -20,9 +26,11 @@ import {
   type RpcRequest,
   type RpcResponse,
 } from '../protocol/jsonrpc.js';
+import { ACK_PREFIX, parseAck } from '../protocol/hello.js';
 import type { Hub, View } from '../core/hub.js';
 import type { DaemonConfig } from './config.js';
 import { Cancellation } from '../core/cancellation.js';
+import { KeptFrames } from './kept.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 import { Router, type RouterPeer } from './router.js';
@@ -74,6 +82,17 @@ interface Inflight {
   receivedMs: number;
 }
 
+/** How a connection attaches (from its hello). */
+export interface AttachOptions {
+  /** The connection sends ack frames: frames are kept until acked. */
+  acks?: boolean;
+  /**
+   * Frames the client already received in this session: the kept ones after it are written
+   * again before the held ones. Must have passed {@link Session.resumable}.
+   */
+  received?: number;
+}
+
 export interface ClientLabel {
   name: string;
   version: string;
@@ -87,6 +106,8 @@ export class Session implements RouterPeer {
   cwd: string | undefined;
   state: SessionState = 'detached';
   socket: SessionSocket | null = null;
+  /** The client's process id, when its hello named one this daemon can see. */
+  pid: number | undefined;
 
   private readonly deps: SessionDeps;
   private readonly inflight = new Map<string, Inflight>();
@@ -100,6 +121,14 @@ export class Session implements RouterPeer {
   /** Requests sent to the client on a server's behalf, by id, until it answers. */
   private readonly outgoing = new Map<string, { resolve: (outcome: Answer) => void; timer: NodeJS.Timeout }>();
   private nextOutgoingId = 1;
+  /** The attached connection sends ack frames. */
+  private acks = false;
+  /** Sequence number of the last JSON-RPC frame written to a socket of this session. */
+  private sentSeq = 0;
+  /** Frames written and not acked, while the connection sends acks; null when none (idle memory). */
+  private kept: KeptFrames | null = null;
+  /** Kept frames dropped unacked to stay within the hold limit (logged once). */
+  private trimmed = 0;
 
   constructor(id: string, client: ClientLabel, deps: SessionDeps, view: View = {}) {
     this.id = id;
@@ -116,14 +145,41 @@ export class Session implements RouterPeer {
     return this.queue.length;
   }
 
-  /** Binds a socket and delivers every held message in order. */
-  attach(socket: SessionSocket): void {
+  /** Frames written to this session's sockets so far (the last sequence number). */
+  get sentCount(): number {
+    return this.sentSeq;
+  }
+
+  /**
+   * True when a client that received `received` frames can be given every later one exactly
+   * once: not more than were sent, and every frame after it still kept.
+   */
+  resumable(received: number): boolean {
+    const oldest = this.kept?.oldestSeq ?? this.sentSeq + 1;
+    return received <= this.sentSeq && received >= oldest - 1;
+  }
+
+  /**
+   * Binds a socket: writes the kept frames after `received` again (see {@link resumable}),
+   * then every held message, in order. Returns how many kept frames were written again.
+   */
+  attach(socket: SessionSocket, options: AttachOptions = {}): number {
     this.socket = socket;
     this.state = 'attached';
+    let replayed = 0;
+    if (options.received !== undefined && this.kept !== null) {
+      for (const text of this.kept.after(options.received)) {
+        this.write(socket, text, Buffer.byteLength(text));
+        replayed++;
+      }
+    }
+    this.acks = options.acks === true;
+    if (!this.acks) this.kept = null; // nobody will ack them
     const held = this.held;
     this.held = [];
     this.heldBytes = 0;
     for (const text of held) this.sendText(text);
+    return replayed;
   }
 
   /** Unbinds the socket if it is still this session's; messages are held from now on. */
@@ -138,6 +194,15 @@ export class Session implements RouterPeer {
   /** Handles one text frame from the client. Bad input costs only its own reply. */
   receive(text: string): void {
     if (this.state === 'closed') return;
+    // Acks come often: recognised by their first bytes, never parsed as JSON. A malformed
+    // one, or one on a connection that does not send acks, is an invalid message below.
+    if (this.acks && text.startsWith(ACK_PREFIX)) {
+      const received = parseAck(text);
+      if (received !== undefined) {
+        this.ack(received);
+        return;
+      }
+    }
     const c = parseMessage(text);
     switch (c.kind) {
       case 'invalid':
@@ -267,6 +332,7 @@ export class Session implements RouterPeer {
     this.queue = [];
     this.held = [];
     this.heldBytes = 0;
+    this.kept = null;
     for (const entry of this.inflight.values()) entry.cancel.abort(reason);
     this.inflight.clear();
     for (const waiting of this.outgoing.values()) {
@@ -405,16 +471,58 @@ export class Session implements RouterPeer {
     }
   }
 
+  /** The client has received `received` frames: the kept ones up to there go. */
+  private ack(received: number): void {
+    const kept = this.kept;
+    if (kept === null) return;
+    kept.dropThrough(Math.min(received, this.sentSeq));
+    if (kept.count === 0) this.kept = null;
+  }
+
+  /** Writes a message (the next sequence number, kept while the client acks) or holds it while detached. */
   private sendText(text: string): void {
     if (this.state === 'closed') return;
     const socket = this.socket;
+    const bytes = Buffer.byteLength(text);
     if (socket === null || socket.readyState !== socket.OPEN) {
       this.held.push(text);
-      this.heldBytes += Buffer.byteLength(text);
-      if (this.heldBytes > this.deps.config.holdMaxBytes) this.deps.expire(this, 'hold_overflow');
+      this.heldBytes += bytes;
+      this.bound();
       return;
     }
-    this.deps.metrics.bytesOut += Buffer.byteLength(text);
+    this.sentSeq++;
+    if (this.acks) {
+      this.kept ??= new KeptFrames(this.sentSeq);
+      this.kept.push(text, bytes);
+      this.bound();
+    }
+    this.write(socket, text, bytes);
+  }
+
+  /**
+   * Keeps kept and held frames within the hold limit together: the oldest kept frames go
+   * first (a resume from before them is then refused, not answered with a gap); when the held
+   * ones alone are past it, the session ends.
+   */
+  private bound(): void {
+    const max = this.deps.config.holdMaxBytes;
+    const kept = this.kept;
+    if (kept !== null && kept.bytes + this.heldBytes > max) {
+      const dropped = kept.trimTo(Math.max(0, max - this.heldBytes));
+      if (kept.count === 0) this.kept = null;
+      if (this.trimmed === 0) {
+        this.deps.logger.info(
+          { session_id: this.id, hold_max_bytes: max, oldest_kept_seq: this.kept?.oldestSeq ?? this.sentSeq + 1 },
+          'unacked frames past the hold limit dropped: a resume from before them starts a new session',
+        );
+      }
+      this.trimmed += dropped;
+    }
+    if (this.heldBytes > max) this.deps.expire(this, 'hold_overflow');
+  }
+
+  private write(socket: SessionSocket, text: string, bytes: number): void {
+    this.deps.metrics.bytesOut += bytes;
     corkUntilTick(rawSocketOf(socket));
     socket.send(text, () => {
       if (this.outputPaused && this.socket === socket && socket.bufferedAmount < OUTPUT_LOW_WATER_BYTES) {
