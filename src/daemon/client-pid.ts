@@ -17,7 +17,7 @@ export function pidVisible(pid: number): boolean {
 
 /**
  * True when `pid` has exited: no such process (ESRCH), or on Linux a zombie, which has
- * exited and only waits for its parent to collect its status. A stopped process
+ * exited and only waits for its parent to collect its status (or X, dead). A stopped process
  * (SIGSTOP) is alive. Never throws.
  */
 export function pidGone(pid: number): boolean {
@@ -26,7 +26,8 @@ export function pidGone(pid: number): boolean {
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'ESRCH';
   }
-  return process.platform === 'linux' && procState(pid) === 'Z';
+  const state = process.platform === 'linux' ? procState(pid) : undefined;
+  return state === 'Z' || state === 'X';
 }
 
 /** Field 3 of /proc/<pid>/stat (after the command name, which may hold spaces or parentheses). */
