@@ -353,8 +353,6 @@ test('frames lost in flight when the heartbeat cuts a paused reader are replayed
   const at = (id: unknown) => all.findIndex((m) => m.id === id);
   const lastProgress = all.findLastIndex((m) => m.method === 'notifications/progress');
   assert.ok(at(2) > lastProgress, 'the call answers after its last progress');
-  // The first frames on the new connection are the replayed ones: exactly what followed `received`.
-  assert.equal(second.frames.length >= (again.replayed as number), true);
 
   // The session goes on over the new connection.
   send(ws2, { id: 4, method: 'tools/call', params: { name: 'echo', arguments: { text: 'after resume' } } });
