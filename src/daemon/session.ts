@@ -3,18 +3,14 @@
  * resume grace) its requests keep running and their messages are held, to be delivered in
  * order when a client attaches with the same session id.
  *
- * Clients that send acks (hello `acks: true`) also get every frame numbered (1, 2, ... over
- * all the session's connections) and kept until acked, so a resume naming how many frames
- * the client received replays exactly the ones the lost connection did not deliver. Kept and
- * held frames share the hold limit; past it the oldest kept ones go, and a resume that needs
- * them is refused (`resumable`). Clients without acks keep no copies.
+ * What goes out to the client (backpressure, held frames, the frames kept for a lossless
+ * resume) is its {@link Outbox}'s business.
  *
  * Flow control: at most `maxInflight` requests run at once; up to `queueLimit` more wait in
  * FIFO order; past that a request is refused with -32010 at once. Notifications are never
  * queued, so `notifications/cancelled` overtakes the requests it cancels.
  */
 import { RpcCode } from '../protocol/codes.js';
-import { corkUntilTick, rawSocketOf } from '../protocol/cork.js';
 import {
   clip,
   idKey,
@@ -26,44 +22,19 @@ import {
   type RpcRequest,
   type RpcResponse,
 } from '../protocol/jsonrpc.js';
-import { ACK_PREFIX, parseAck } from '../protocol/hello.js';
 import type { Hub, View } from '../core/hub.js';
 import type { DaemonConfig } from './config.js';
 import { Cancellation } from '../core/cancellation.js';
-import { KeptFrames } from './kept.js';
+import { Outbox, type AttachOptions, type SessionSocket } from './outbox.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 import { Router, type RouterPeer } from './router.js';
 
-/**
- * What a session writes to: a `ws` WebSocket satisfies it, and so does the stdout adapter
- * of `exai-ws stdio`.
- */
-export interface SessionSocket {
-  readonly readyState: number;
-  readonly OPEN: number;
-  /** Bytes accepted by send() and not yet written out. */
-  readonly bufferedAmount: number;
-  /** Queues one text message; `cb` fires once it is written out. */
-  send(text: string, cb: (error?: Error | null) => void): void;
-  /** Stops reading input from the client (output backpressure). */
-  pause(): void;
-  resume(): void;
-  close(code?: number, reason?: string): void;
-}
+export type { AttachOptions, SessionSocket } from './outbox.js';
+export { NOTIFY_DROP_BYTES, OUTPUT_HIGH_WATER_BYTES, OUTPUT_LOW_WATER_BYTES } from './outbox.js';
 
 export type SessionState = 'attached' | 'detached' | 'closed';
 
-/** Outbound bytes buffered on a socket before the session stops reading from it. */
-export const OUTPUT_HIGH_WATER_BYTES = 4 * 1024 * 1024;
-export const OUTPUT_LOW_WATER_BYTES = 1024 * 1024;
-/**
- * Outbound bytes buffered on a socket past which notifications to that client are dropped
- * (counted as `output_overflow`): a server flooding log or progress notifications at a client
- * that stopped reading must not grow the daemon without bound. Responses and requests still
- * go; they are bounded by the in-flight limits, and the client's input is paused meanwhile.
- */
-export const NOTIFY_DROP_BYTES = 2 * OUTPUT_HIGH_WATER_BYTES;
 /** The retry hint sent with -32010. */
 export const RETRY_AFTER_MS = 100;
 
@@ -82,17 +53,6 @@ interface Inflight {
   receivedMs: number;
 }
 
-/** How a connection attaches (from its hello). */
-export interface AttachOptions {
-  /** The connection sends ack frames: frames are kept until acked. */
-  acks?: boolean;
-  /**
-   * Frames the client already received in this session: the kept ones after it are written
-   * again before the held ones. Must have passed {@link Session.resumable}.
-   */
-  received?: number;
-}
-
 export interface ClientLabel {
   name: string;
   version: string;
@@ -105,35 +65,29 @@ export class Session implements RouterPeer {
   client: ClientLabel;
   cwd: string | undefined;
   state: SessionState = 'detached';
-  socket: SessionSocket | null = null;
   /** The client's process id, when its hello named one this daemon can see. */
   pid: number | undefined;
 
   private readonly deps: SessionDeps;
   private readonly inflight = new Map<string, Inflight>();
   private queue: { request: RpcRequest; receivedMs: number }[] = [];
-  private held: string[] = [];
-  private heldBytes = 0;
+  private readonly outbox: Outbox;
   private draining = false;
-  private outputPaused = false;
-  /** Notifications dropped since the client's socket filled up (see NOTIFY_DROP_BYTES). */
-  private droppedNotifications = 0;
   /** Requests sent to the client on a server's behalf, by id, until it answers. */
   private readonly outgoing = new Map<string, { resolve: (outcome: Answer) => void; timer: NodeJS.Timeout }>();
   private nextOutgoingId = 1;
-  /** The attached connection sends ack frames. */
-  private acks = false;
-  /** Sequence number of the last JSON-RPC frame written to a socket of this session. */
-  private sentSeq = 0;
-  /** Frames written and not acked, while the connection sends acks; null when none (idle memory). */
-  private kept: KeptFrames | null = null;
-  /** Kept frames dropped unacked to stay within the hold limit (logged once). */
-  private trimmed = 0;
 
   constructor(id: string, client: ClientLabel, deps: SessionDeps, view: View = {}) {
     this.id = id;
     this.client = client;
     this.deps = deps;
+    this.outbox = new Outbox({
+      holdMaxBytes: deps.config.holdMaxBytes,
+      metrics: deps.metrics,
+      logger: deps.logger,
+      sessionId: id,
+      overflow: () => deps.expire(this, 'hold_overflow'),
+    });
     this.router = new Router(deps.hub, this, { callTimeoutMs: deps.config.callTimeoutMs, sessionId: id, view });
   }
 
@@ -145,48 +99,33 @@ export class Session implements RouterPeer {
     return this.queue.length;
   }
 
-  /** Frames written to this session's sockets so far (the last sequence number). */
+  /** The attached socket, or null while detached. */
+  get socket(): SessionSocket | null {
+    return this.outbox.socket;
+  }
+
+  /** JSON-RPC frames written to this session's sockets so far (the last sequence number). */
   get sentCount(): number {
-    return this.sentSeq;
+    return this.outbox.sentCount;
   }
 
-  /**
-   * True when a client that received `received` frames can be given every later one exactly
-   * once: not more than were sent, and every frame after it still kept.
-   */
+  /** See {@link Outbox.resumable}. */
   resumable(received: number): boolean {
-    const oldest = this.kept?.oldestSeq ?? this.sentSeq + 1;
-    return received <= this.sentSeq && received >= oldest - 1;
+    return this.outbox.resumable(received);
   }
 
   /**
-   * Binds a socket: writes the kept frames after `received` again (see {@link resumable}),
-   * then every held message, in order. Returns how many kept frames were written again.
+   * Binds a socket: the kept frames after `options.received` are written again, then every
+   * held message, in order. Returns how many kept frames were written again.
    */
   attach(socket: SessionSocket, options: AttachOptions = {}): number {
-    this.socket = socket;
     this.state = 'attached';
-    let replayed = 0;
-    if (options.received !== undefined && this.kept !== null) {
-      for (const text of this.kept.after(options.received)) {
-        this.write(socket, text, Buffer.byteLength(text));
-        replayed++;
-      }
-    }
-    this.acks = options.acks === true;
-    if (!this.acks) this.kept = null; // nobody will ack them
-    const held = this.held;
-    this.held = [];
-    this.heldBytes = 0;
-    for (const text of held) this.sendText(text);
-    return replayed;
+    return this.outbox.attach(socket, options);
   }
 
   /** Unbinds the socket if it is still this session's; messages are held from now on. */
   detach(socket: SessionSocket): boolean {
-    if (this.socket !== socket) return false;
-    this.socket = null;
-    this.outputPaused = false;
+    if (!this.outbox.detach(socket)) return false;
     if (this.state === 'attached') this.state = 'detached';
     return true;
   }
@@ -194,15 +133,8 @@ export class Session implements RouterPeer {
   /** Handles one text frame from the client. Bad input costs only its own reply. */
   receive(text: string): void {
     if (this.state === 'closed') return;
-    // Acks come often: recognised by their first bytes, never parsed as JSON. A malformed
-    // one, or one on a connection that does not send acks, is an invalid message below.
-    if (this.acks && text.startsWith(ACK_PREFIX)) {
-      const received = parseAck(text);
-      if (received !== undefined) {
-        this.ack(received);
-        return;
-      }
-    }
+    // Before JSON-RPC parsing: a malformed ack is an invalid message like any other.
+    if (this.outbox.takeAck(text)) return;
     const c = parseMessage(text);
     switch (c.kind) {
       case 'invalid':
@@ -266,13 +198,10 @@ export class Session implements RouterPeer {
    */
   send(message: object): boolean {
     const method = (message as { method?: unknown }).method;
-    if ((message as { id?: unknown }).id === undefined && this.outputFull()) {
-      this.dropNotification(method);
-      return false;
-    }
+    if ((message as { id?: unknown }).id === undefined && !this.outbox.admitNotification(method)) return false;
     const out = this.serialize(message);
     if (out === undefined) return false;
-    this.sendText(out.text);
+    this.outbox.send(out.text);
     return true;
   }
 
@@ -282,11 +211,8 @@ export class Session implements RouterPeer {
    * unread.
    */
   sendNotification(text: string, method: string): boolean {
-    if (this.outputFull()) {
-      this.dropNotification(method);
-      return false;
-    }
-    this.sendText(text);
+    if (!this.outbox.admitNotification(method)) return false;
+    this.outbox.send(text);
     return true;
   }
 
@@ -330,9 +256,7 @@ export class Session implements RouterPeer {
     if (this.state === 'closed') return;
     this.state = 'closed';
     this.queue = [];
-    this.held = [];
-    this.heldBytes = 0;
-    this.kept = null;
+    const socket = this.outbox.close();
     for (const entry of this.inflight.values()) entry.cancel.abort(reason);
     this.inflight.clear();
     for (const waiting of this.outgoing.values()) {
@@ -340,8 +264,6 @@ export class Session implements RouterPeer {
       waiting.resolve({ error: { code: RpcCode.CONNECTION_CLOSED, message: `the client session closed: ${reason}` } });
     }
     this.outgoing.clear();
-    const socket = this.socket;
-    this.socket = null;
     socket?.close(code, reason);
   }
 
@@ -431,7 +353,7 @@ export class Session implements RouterPeer {
     // Method and tool names are the client's strings: Metrics keeps its own series only for
     // names the daemon knows and counts the rest as `other`, so a client cannot grow it.
     this.deps.metrics.request(request.method, toolOf(request), performance.now() - receivedMs, isError);
-    if (out) this.sendText(out.text);
+    if (out) this.outbox.send(out.text);
   }
 
   private cancel(requestId: unknown): void {
@@ -442,99 +364,6 @@ export class Session implements RouterPeer {
       return;
     }
     this.inflight.get(idKey(requestId))?.cancel.abort('cancelled by the client');
-  }
-
-  /** True while the attached client has left more than NOTIFY_DROP_BYTES unread. */
-  private outputFull(): boolean {
-    const socket = this.socket;
-    if (socket === null || socket.bufferedAmount <= NOTIFY_DROP_BYTES) {
-      if (this.droppedNotifications > 0) {
-        this.deps.logger.info({ session_id: this.id, dropped: this.droppedNotifications }, 'client reading again: notifications resume');
-        this.droppedNotifications = 0;
-      }
-      return false;
-    }
-    return true;
-  }
-
-  private dropNotification(method: unknown): void {
-    this.deps.metrics.reject('output_overflow');
-    if (this.droppedNotifications++ === 0) {
-      this.deps.logger.warn(
-        {
-          session_id: this.id,
-          method: typeof method === 'string' ? clip(method, 100) : undefined,
-          unread_bytes: this.socket?.bufferedAmount,
-        },
-        'client not reading: notifications to it are dropped until it catches up',
-      );
-    }
-  }
-
-  /** The client has received `received` frames: the kept ones up to there go. */
-  private ack(received: number): void {
-    const kept = this.kept;
-    if (kept === null) return;
-    kept.dropThrough(Math.min(received, this.sentSeq));
-    if (kept.count === 0) this.kept = null;
-  }
-
-  /** Writes a message (the next sequence number, kept while the client acks) or holds it while detached. */
-  private sendText(text: string): void {
-    if (this.state === 'closed') return;
-    const socket = this.socket;
-    const bytes = Buffer.byteLength(text);
-    if (socket === null || socket.readyState !== socket.OPEN) {
-      this.held.push(text);
-      this.heldBytes += bytes;
-      this.bound();
-      return;
-    }
-    this.sentSeq++;
-    if (this.acks) {
-      this.kept ??= new KeptFrames(this.sentSeq);
-      this.kept.push(text, bytes);
-      this.bound();
-    }
-    this.write(socket, text, bytes);
-  }
-
-  /**
-   * Keeps kept and held frames within the hold limit together: the oldest kept frames go
-   * first (a resume from before them is then refused, not answered with a gap); when the held
-   * ones alone are past it, the session ends.
-   */
-  private bound(): void {
-    const max = this.deps.config.holdMaxBytes;
-    const kept = this.kept;
-    if (kept !== null && kept.bytes + this.heldBytes > max) {
-      const dropped = kept.trimTo(Math.max(0, max - this.heldBytes));
-      if (kept.count === 0) this.kept = null;
-      if (this.trimmed === 0) {
-        this.deps.logger.info(
-          { session_id: this.id, hold_max_bytes: max, oldest_kept_seq: this.kept?.oldestSeq ?? this.sentSeq + 1 },
-          'unacked frames past the hold limit dropped: a resume from before them starts a new session',
-        );
-      }
-      this.trimmed += dropped;
-    }
-    if (this.heldBytes > max) this.deps.expire(this, 'hold_overflow');
-  }
-
-  private write(socket: SessionSocket, text: string, bytes: number): void {
-    this.deps.metrics.bytesOut += bytes;
-    corkUntilTick(rawSocketOf(socket));
-    socket.send(text, () => {
-      if (this.outputPaused && this.socket === socket && socket.bufferedAmount < OUTPUT_LOW_WATER_BYTES) {
-        this.outputPaused = false;
-        socket.resume();
-      }
-    });
-    if (!this.outputPaused && socket.bufferedAmount > OUTPUT_HIGH_WATER_BYTES) {
-      // The client is not reading; stop reading its requests until it catches up.
-      this.outputPaused = true;
-      socket.pause();
-    }
   }
 }
 
