@@ -297,6 +297,12 @@ test('frames lost in flight when the heartbeat cuts a paused reader are replayed
   assert.equal(ack.ok, true, JSON.stringify(ack));
   assert.equal(ack.resumed, false);
   await initialize(ws, first.frames);
+  const opened = readJsonLines(logPath(daemon.home)).find((l) => l.msg === 'session opened' && l.session_id === 'resume-lossless');
+  assert.deepEqual(
+    [opened?.pid, opened?.client_pid],
+    [daemon.pid, process.pid],
+    'the log line names the daemon as pid, the client as client_pid',
+  );
 
   // Acks as the shim sends them, every 64 frames, until the reader stops.
   let acked = 0;

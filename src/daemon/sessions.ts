@@ -100,7 +100,10 @@ export class SessionManager {
     session.pid = pid;
     this.sessions.set(id, session);
     this.deps.metrics.sessionsOpened++;
-    this.deps.logger.info({ session_id: id, client: client.name, client_version: client.version, cwd: hello.cwd, pid }, 'session opened');
+    this.deps.logger.info(
+      { session_id: id, client: client.name, client_version: client.version, cwd: hello.cwd, client_pid: pid },
+      'session opened',
+    );
     return { ok: true, session, resumed: false, received: undefined, replayed: 0 };
   }
 
@@ -184,7 +187,8 @@ export class SessionManager {
   private clientDied(session: Session, code?: number): boolean {
     const pid = session.pid;
     if (pid === undefined || !pidGone(pid)) return false;
-    this.deps.logger.info({ session_id: session.id, pid, code }, 'client process gone: its session ends now');
+    // `client_pid`, never `pid`: every log line's `pid` is the daemon's own.
+    this.deps.logger.info({ session_id: session.id, client_pid: pid, code }, 'client process gone: its session ends now');
     this.expire(session, 'client_died');
     return true;
   }
