@@ -244,6 +244,11 @@ test('the hello handshake: not a hello 4001, bad JSON or shape 4000, unsupported
   await refused(JSON.stringify({ type: 'hello', protocol: 1, session_id: 'no spaces allowed' }), 'bad_hello', 4000, 'bad session_id');
   await refused(JSON.stringify({ type: 'hello', protocol: 1, session_id: 'ab' }), 'bad_hello', 4000, 'session_id too short');
   await refused(JSON.stringify({ type: 'hello', protocol: 1, session_id: 42 }), 'bad_hello', 4000, 'session_id a number');
+  await refused(JSON.stringify({ type: 'hello', protocol: 1, pid: '123' }), 'bad_hello', 4000, 'pid a string');
+  await refused(JSON.stringify({ type: 'hello', protocol: 1, pid: 0 }), 'bad_hello', 4000, 'pid 0');
+  await refused(JSON.stringify({ type: 'hello', protocol: 1, acks: 'yes' }), 'bad_hello', 4000, 'acks a string');
+  await refused(JSON.stringify({ type: 'hello', protocol: 1, session_id: 'abc', received: -1 }), 'bad_hello', 4000, 'received negative');
+  await refused(JSON.stringify({ type: 'hello', protocol: 1, received: 3 }), 'bad_hello', 4000, 'received without session_id');
   await refused(JSON.stringify({ type: 'hello', protocol: 2 }), 'unsupported_protocol', 4004, 'protocol 2');
 
   // The daemon is unharmed: a proper hello still gets a working session.

@@ -38,6 +38,8 @@ export const CLOSE_REASONS: ReadonlySet<string> = new Set([
   'client_gone',
   'resume_grace_expired',
   'hold_overflow',
+  'client_died',
+  'resume_gap',
   'daemon shutting down',
 ]);
 

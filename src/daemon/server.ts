@@ -202,10 +202,11 @@ export class DaemonServer {
         resumed: opened.resumed,
         daemon: { name: NAME, version: VERSION, pid: process.pid },
         limits: { max_inflight: config.maxInflight, max_bytes: config.maxBytes },
+        replayed: opened.replayed,
       };
-      // The ack goes out ahead of any held messages the attach below delivers.
+      // The ack goes out ahead of the kept and held messages the attach below delivers.
       ws.send(JSON.stringify(ack));
-      session.attach(ws);
+      session.attach(ws, { acks: check.hello.acks === true, received: opened.received });
     });
     ws.on('close', (code) => {
       clearTimeout(helloTimer);

@@ -3,12 +3,14 @@
  * resume grace) its requests keep running and their messages are held, to be delivered in
  * order when a client attaches with the same session id.
  *
+ * What goes out to the client (backpressure, held frames, the frames kept for a lossless
+ * resume) is its {@link Outbox}'s business.
+ *
  * Flow control: at most `maxInflight` requests run at once; up to `queueLimit` more wait in
  * FIFO order; past that a request is refused with -32010 at once. Notifications are never
  * queued, so `notifications/cancelled` overtakes the requests it cancels.
  */
 import { RpcCode } from '../protocol/codes.js';
-import { corkUntilTick, rawSocketOf } from '../protocol/cork.js';
 import {
   clip,
   idKey,
@@ -23,39 +25,16 @@ import {
 import type { Hub, View } from '../core/hub.js';
 import type { DaemonConfig } from './config.js';
 import { Cancellation } from '../core/cancellation.js';
+import { Outbox, type AttachOptions, type SessionSocket } from './outbox.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 import { Router, type RouterPeer } from './router.js';
 
-/**
- * What a session writes to: a `ws` WebSocket satisfies it, and so does the stdout adapter
- * of `exai-ws stdio`.
- */
-export interface SessionSocket {
-  readonly readyState: number;
-  readonly OPEN: number;
-  /** Bytes accepted by send() and not yet written out. */
-  readonly bufferedAmount: number;
-  /** Queues one text message; `cb` fires once it is written out. */
-  send(text: string, cb: (error?: Error | null) => void): void;
-  /** Stops reading input from the client (output backpressure). */
-  pause(): void;
-  resume(): void;
-  close(code?: number, reason?: string): void;
-}
+export type { AttachOptions, SessionSocket } from './outbox.js';
+export { NOTIFY_DROP_BYTES, OUTPUT_HIGH_WATER_BYTES, OUTPUT_LOW_WATER_BYTES } from './outbox.js';
 
 export type SessionState = 'attached' | 'detached' | 'closed';
 
-/** Outbound bytes buffered on a socket before the session stops reading from it. */
-export const OUTPUT_HIGH_WATER_BYTES = 4 * 1024 * 1024;
-export const OUTPUT_LOW_WATER_BYTES = 1024 * 1024;
-/**
- * Outbound bytes buffered on a socket past which notifications to that client are dropped
- * (counted as `output_overflow`): a server flooding log or progress notifications at a client
- * that stopped reading must not grow the daemon without bound. Responses and requests still
- * go; they are bounded by the in-flight limits, and the client's input is paused meanwhile.
- */
-export const NOTIFY_DROP_BYTES = 2 * OUTPUT_HIGH_WATER_BYTES;
 /** The retry hint sent with -32010. */
 export const RETRY_AFTER_MS = 100;
 
@@ -86,17 +65,14 @@ export class Session implements RouterPeer {
   client: ClientLabel;
   cwd: string | undefined;
   state: SessionState = 'detached';
-  socket: SessionSocket | null = null;
+  /** The client's process id, when its hello named one this daemon can see. */
+  pid: number | undefined;
 
   private readonly deps: SessionDeps;
   private readonly inflight = new Map<string, Inflight>();
   private queue: { request: RpcRequest; receivedMs: number }[] = [];
-  private held: string[] = [];
-  private heldBytes = 0;
+  private readonly outbox: Outbox;
   private draining = false;
-  private outputPaused = false;
-  /** Notifications dropped since the client's socket filled up (see NOTIFY_DROP_BYTES). */
-  private droppedNotifications = 0;
   /** Requests sent to the client on a server's behalf, by id, until it answers. */
   private readonly outgoing = new Map<string, { resolve: (outcome: Answer) => void; timer: NodeJS.Timeout }>();
   private nextOutgoingId = 1;
@@ -105,6 +81,13 @@ export class Session implements RouterPeer {
     this.id = id;
     this.client = client;
     this.deps = deps;
+    this.outbox = new Outbox({
+      holdMaxBytes: deps.config.holdMaxBytes,
+      metrics: deps.metrics,
+      logger: deps.logger,
+      sessionId: id,
+      overflow: () => deps.expire(this, 'hold_overflow'),
+    });
     this.router = new Router(deps.hub, this, { callTimeoutMs: deps.config.callTimeoutMs, sessionId: id, view });
   }
 
@@ -116,21 +99,33 @@ export class Session implements RouterPeer {
     return this.queue.length;
   }
 
-  /** Binds a socket and delivers every held message in order. */
-  attach(socket: SessionSocket): void {
-    this.socket = socket;
+  /** The attached socket, or null while detached. */
+  get socket(): SessionSocket | null {
+    return this.outbox.socket;
+  }
+
+  /** JSON-RPC frames written to this session's sockets so far (the last sequence number). */
+  get sentCount(): number {
+    return this.outbox.sentCount;
+  }
+
+  /** See {@link Outbox.resumable}. */
+  resumable(received: number): boolean {
+    return this.outbox.resumable(received);
+  }
+
+  /**
+   * Binds a socket: the kept frames after `options.received` are written again, then every
+   * held message, in order. Returns how many kept frames were written again.
+   */
+  attach(socket: SessionSocket, options: AttachOptions = {}): number {
     this.state = 'attached';
-    const held = this.held;
-    this.held = [];
-    this.heldBytes = 0;
-    for (const text of held) this.sendText(text);
+    return this.outbox.attach(socket, options);
   }
 
   /** Unbinds the socket if it is still this session's; messages are held from now on. */
   detach(socket: SessionSocket): boolean {
-    if (this.socket !== socket) return false;
-    this.socket = null;
-    this.outputPaused = false;
+    if (!this.outbox.detach(socket)) return false;
     if (this.state === 'attached') this.state = 'detached';
     return true;
   }
@@ -138,6 +133,8 @@ export class Session implements RouterPeer {
   /** Handles one text frame from the client. Bad input costs only its own reply. */
   receive(text: string): void {
     if (this.state === 'closed') return;
+    // Before JSON-RPC parsing: a malformed ack is an invalid message like any other.
+    if (this.outbox.takeAck(text)) return;
     const c = parseMessage(text);
     switch (c.kind) {
       case 'invalid':
@@ -201,13 +198,10 @@ export class Session implements RouterPeer {
    */
   send(message: object): boolean {
     const method = (message as { method?: unknown }).method;
-    if ((message as { id?: unknown }).id === undefined && this.outputFull()) {
-      this.dropNotification(method);
-      return false;
-    }
+    if ((message as { id?: unknown }).id === undefined && !this.outbox.admitNotification(method)) return false;
     const out = this.serialize(message);
     if (out === undefined) return false;
-    this.sendText(out.text);
+    this.outbox.send(out.text);
     return true;
   }
 
@@ -217,11 +211,8 @@ export class Session implements RouterPeer {
    * unread.
    */
   sendNotification(text: string, method: string): boolean {
-    if (this.outputFull()) {
-      this.dropNotification(method);
-      return false;
-    }
-    this.sendText(text);
+    if (!this.outbox.admitNotification(method)) return false;
+    this.outbox.send(text);
     return true;
   }
 
@@ -265,8 +256,7 @@ export class Session implements RouterPeer {
     if (this.state === 'closed') return;
     this.state = 'closed';
     this.queue = [];
-    this.held = [];
-    this.heldBytes = 0;
+    const socket = this.outbox.close();
     for (const entry of this.inflight.values()) entry.cancel.abort(reason);
     this.inflight.clear();
     for (const waiting of this.outgoing.values()) {
@@ -274,8 +264,6 @@ export class Session implements RouterPeer {
       waiting.resolve({ error: { code: RpcCode.CONNECTION_CLOSED, message: `the client session closed: ${reason}` } });
     }
     this.outgoing.clear();
-    const socket = this.socket;
-    this.socket = null;
     socket?.close(code, reason);
   }
 
@@ -365,7 +353,7 @@ export class Session implements RouterPeer {
     // Method and tool names are the client's strings: Metrics keeps its own series only for
     // names the daemon knows and counts the rest as `other`, so a client cannot grow it.
     this.deps.metrics.request(request.method, toolOf(request), performance.now() - receivedMs, isError);
-    if (out) this.sendText(out.text);
+    if (out) this.outbox.send(out.text);
   }
 
   private cancel(requestId: unknown): void {
@@ -376,57 +364,6 @@ export class Session implements RouterPeer {
       return;
     }
     this.inflight.get(idKey(requestId))?.cancel.abort('cancelled by the client');
-  }
-
-  /** True while the attached client has left more than NOTIFY_DROP_BYTES unread. */
-  private outputFull(): boolean {
-    const socket = this.socket;
-    if (socket === null || socket.bufferedAmount <= NOTIFY_DROP_BYTES) {
-      if (this.droppedNotifications > 0) {
-        this.deps.logger.info({ session_id: this.id, dropped: this.droppedNotifications }, 'client reading again: notifications resume');
-        this.droppedNotifications = 0;
-      }
-      return false;
-    }
-    return true;
-  }
-
-  private dropNotification(method: unknown): void {
-    this.deps.metrics.reject('output_overflow');
-    if (this.droppedNotifications++ === 0) {
-      this.deps.logger.warn(
-        {
-          session_id: this.id,
-          method: typeof method === 'string' ? clip(method, 100) : undefined,
-          unread_bytes: this.socket?.bufferedAmount,
-        },
-        'client not reading: notifications to it are dropped until it catches up',
-      );
-    }
-  }
-
-  private sendText(text: string): void {
-    if (this.state === 'closed') return;
-    const socket = this.socket;
-    if (socket === null || socket.readyState !== socket.OPEN) {
-      this.held.push(text);
-      this.heldBytes += Buffer.byteLength(text);
-      if (this.heldBytes > this.deps.config.holdMaxBytes) this.deps.expire(this, 'hold_overflow');
-      return;
-    }
-    this.deps.metrics.bytesOut += Buffer.byteLength(text);
-    corkUntilTick(rawSocketOf(socket));
-    socket.send(text, () => {
-      if (this.outputPaused && this.socket === socket && socket.bufferedAmount < OUTPUT_LOW_WATER_BYTES) {
-        this.outputPaused = false;
-        socket.resume();
-      }
-    });
-    if (!this.outputPaused && socket.bufferedAmount > OUTPUT_HIGH_WATER_BYTES) {
-      // The client is not reading; stop reading its requests until it catches up.
-      this.outputPaused = true;
-      socket.pause();
-    }
   }
 }
 

@@ -1,22 +1,43 @@
 /**
  * The session manager: creates, resumes and takes over sessions by id, keeps detached ones
  * for the resume grace, enforces the session limit, and drains them all at shutdown.
+ *
+ * A detached session whose client named its process id ends as soon as that process is
+ * gone (`client_died`): checked when the socket closes abnormally, then about once a second
+ * by one timer for all such sessions, so a client killed with -9 does not leave its calls
+ * running at their servers for the whole grace.
  */
 import { randomUUID } from 'node:crypto';
 import type { SessionSocket } from './session.js';
 import { CloseCode } from '../protocol/codes.js';
 import type { Hello } from '../protocol/hello.js';
 import { clip, type RpcNotification } from '../protocol/jsonrpc.js';
+import { pidGone, pidVisible } from './client-pid.js';
 import { Session, reportUnserializable, type SessionDeps } from './session.js';
 
+/** How often detached sessions' client processes are checked for being gone. */
+export const PID_CHECK_MS = 1_000;
+
 export type OpenResult =
-  { ok: true; session: Session; resumed: boolean } | { ok: false; code: 'session_limit' | 'bad_hello'; message: string };
+  | {
+      ok: true;
+      session: Session;
+      resumed: boolean;
+      /** On a resume whose hello gave `received`: pass to `attach`, so the frames after it are written again. */
+      received: number | undefined;
+      /** How many kept frames that attach writes again (the hello_ack's `replayed`). */
+      replayed: number;
+    }
+  | { ok: false; code: 'session_limit' | 'bad_hello'; message: string };
 
 export type ManagerDeps = Omit<SessionDeps, 'expire'>;
 
 export class SessionManager {
   private readonly sessions = new Map<string, Session>();
   private readonly graceTimers = new Map<string, NodeJS.Timeout>();
+  /** Detached sessions with a client pid to check. */
+  private readonly watched = new Set<Session>();
+  private pidTimer: NodeJS.Timeout | undefined;
   private readonly deps: ManagerDeps;
   private readonly sessionDeps: SessionDeps;
 
@@ -29,23 +50,36 @@ export class SessionManager {
    * Binds an authenticated connection to a session: a new one, a detached one it resumes, or
    * an attached one it takes over (the old socket is closed with 4010). The caller attaches
    * the new socket once its hello_ack is sent, so held messages follow the ack.
+   *
+   * A resume whose `received` cannot be honoured exactly (more than was sent, or frames no
+   * longer kept) ends the old session (`resume_gap`) and opens a new one under the same id.
    */
   open(hello: Hello): OpenResult {
     const client = { name: hello.client?.name ?? 'unknown', version: hello.client?.version ?? 'unknown' };
+    // A pid the daemon cannot see now could never be seen to die either.
+    const pid = hello.pid !== undefined && pidVisible(hello.pid) ? hello.pid : undefined;
     const existing = hello.session_id ? this.sessions.get(hello.session_id) : undefined;
-    if (existing) {
+    if (existing && hello.received !== undefined && !existing.resumable(hello.received)) {
+      this.deps.logger.info(
+        { session_id: existing.id, received: hello.received, sent: existing.sentCount },
+        'resume refused: the frames after what the client received are no longer all kept; a new session starts',
+      );
+      this.expire(existing, 'resume_gap');
+    } else if (existing) {
       const old = existing.socket;
-      this.clearGrace(existing.id);
+      this.clearGrace(existing);
       if (old) {
         existing.detach(old);
         old.close(CloseCode.SUPERSEDED, 'superseded by a newer connection');
       }
       existing.client = client;
+      existing.pid = pid;
+      const replayed = hello.received === undefined ? 0 : existing.sentCount - hello.received;
       this.deps.logger.info(
-        { session_id: existing.id, client: client.name, client_version: client.version, takeover: old !== null },
+        { session_id: existing.id, client: client.name, client_version: client.version, takeover: old !== null, replayed },
         old ? 'session taken over' : 'session resumed',
       );
-      return { ok: true, session: existing, resumed: true };
+      return { ok: true, session: existing, resumed: true, received: hello.received, replayed };
     }
     if (hello.server !== undefined && !this.deps.hub.has(hello.server)) {
       this.deps.metrics.reject('unknown_server');
@@ -63,15 +97,20 @@ export class SessionManager {
     const id = hello.session_id ?? randomUUID();
     const session = new Session(id, client, this.sessionDeps, { server: hello.server, workspace: hello.cwd, session: id });
     session.cwd = hello.cwd;
+    session.pid = pid;
     this.sessions.set(id, session);
     this.deps.metrics.sessionsOpened++;
-    this.deps.logger.info({ session_id: id, client: client.name, client_version: client.version, cwd: hello.cwd }, 'session opened');
-    return { ok: true, session, resumed: false };
+    this.deps.logger.info(
+      { session_id: id, client: client.name, client_version: client.version, cwd: hello.cwd, client_pid: pid },
+      'session opened',
+    );
+    return { ok: true, session, resumed: false, received: undefined, replayed: 0 };
   }
 
   /**
-   * Called when a session's socket closed. A normal close (1000) ends the session; any other
-   * leaves it detached for the resume grace, then it ends.
+   * Called when a session's socket closed. A normal close (1000) ends the session, and so
+   * does any other once the client's process is gone; otherwise it stays detached for the
+   * resume grace, then it ends.
    */
   socketClosed(session: Session, socket: SessionSocket, code: number): void {
     if (!session.detach(socket) || session.state === 'closed') return;
@@ -80,6 +119,7 @@ export class SessionManager {
       this.expire(session, 'client_closed');
       return;
     }
+    if (this.clientDied(session, code)) return;
     const grace = this.deps.config.resumeGraceMs;
     this.deps.logger.info({ session_id: session.id, code, resume_grace_ms: grace }, 'session detached');
     if (grace === 0) {
@@ -89,6 +129,7 @@ export class SessionManager {
     const timer = setTimeout(() => this.expire(session, 'resume_grace_expired'), grace);
     timer.unref();
     this.graceTimers.set(session.id, timer);
+    if (session.pid !== undefined) this.watch(session);
   }
 
   /** Ends one session for good, closing its socket (if any) with 4009. */
@@ -110,6 +151,7 @@ export class SessionManager {
   /** Shutdown step: every session ends and its socket is closed with `code`. */
   closeAll(code: number, reason: string): void {
     for (const session of [...this.sessions.values()]) this.remove(session, code, reason);
+    this.stopWatching();
   }
 
   get size(): number {
@@ -141,8 +183,39 @@ export class SessionManager {
     return [...this.sessions.values()];
   }
 
+  /** Ends `session` (`client_died`) when its client's process is gone; true if it did. */
+  private clientDied(session: Session, code?: number): boolean {
+    const pid = session.pid;
+    if (pid === undefined || !pidGone(pid)) return false;
+    // `client_pid`, never `pid`: every log line's `pid` is the daemon's own.
+    this.deps.logger.info({ session_id: session.id, client_pid: pid, code }, 'client process gone: its session ends now');
+    this.expire(session, 'client_died');
+    return true;
+  }
+
+  private watch(session: Session): void {
+    this.watched.add(session);
+    if (this.pidTimer) return;
+    this.pidTimer = setInterval(() => this.checkWatched(), PID_CHECK_MS);
+    this.pidTimer.unref();
+  }
+
+  private checkWatched(): void {
+    for (const session of [...this.watched]) {
+      if (session.state !== 'detached' || this.sessions.get(session.id) !== session) this.watched.delete(session);
+      else if (this.clientDied(session)) this.watched.delete(session);
+    }
+    if (this.watched.size === 0) this.stopWatching();
+  }
+
+  private stopWatching(): void {
+    this.watched.clear();
+    if (this.pidTimer) clearInterval(this.pidTimer);
+    this.pidTimer = undefined;
+  }
+
   private remove(session: Session, code: number, reason: string): void {
-    this.clearGrace(session.id);
+    this.clearGrace(session);
     this.sessions.delete(session.id);
     session.close(code, reason);
     this.deps.hub.sessionClosed(session.id);
@@ -159,11 +232,12 @@ export class SessionManager {
     );
   }
 
-  private clearGrace(id: string): void {
-    const timer = this.graceTimers.get(id);
+  private clearGrace(session: Session): void {
+    this.watched.delete(session);
+    const timer = this.graceTimers.get(session.id);
     if (timer) {
       clearTimeout(timer);
-      this.graceTimers.delete(id);
+      this.graceTimers.delete(session.id);
     }
   }
 }

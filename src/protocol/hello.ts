@@ -66,6 +66,7 @@ export type HelloCheck =
   | { ok: false; code: Extract<HelloErrorCode, 'bad_hello' | 'not_hello' | 'unsupported_protocol'>; message: string };
 
 const optionalString = (v: unknown, max: number): boolean => v === undefined || (typeof v === 'string' && v.length <= max);
+const optionalCount = (v: unknown, min: number): boolean => v === undefined || (Number.isSafeInteger(v) && (v as number) >= min);
 
 /** Checks the first frame of a connection. Never throws. */
 export function checkHello(text: string): HelloCheck {
@@ -98,6 +99,18 @@ export function checkHello(text: string): HelloCheck {
   if (!optionalString(h.auth_token, 4096) || !optionalString(h.cwd, 4096) || !optionalString(h.server, 256)) {
     return { ok: false, code: 'bad_hello', message: 'hello.auth_token, hello.cwd and hello.server must be strings' };
   }
+  if (!optionalCount(h.pid, 1)) {
+    return { ok: false, code: 'bad_hello', message: 'hello.pid must be a positive integer (the client process id)' };
+  }
+  if (h.acks !== undefined && typeof h.acks !== 'boolean') {
+    return { ok: false, code: 'bad_hello', message: 'hello.acks must be true or false' };
+  }
+  if (!optionalCount(h.received, 0)) {
+    return { ok: false, code: 'bad_hello', message: 'hello.received must be a non-negative integer (frames received so far)' };
+  }
+  if (h.received !== undefined && h.session_id === undefined) {
+    return { ok: false, code: 'bad_hello', message: 'hello.received is only meaningful on a resume: it needs hello.session_id' };
+  }
   const client = h.client;
   if (client !== undefined) {
     if (client === null || typeof client !== 'object' || Array.isArray(client)) {
@@ -109,4 +122,18 @@ export function checkHello(text: string): HelloCheck {
     }
   }
   return { ok: true, hello: h as unknown as Hello };
+}
+
+/** How every ack frame starts: the cheap test that sends a frame to {@link parseAck}, not to JSON-RPC. */
+export const ACK_PREFIX = '{"type":"ack"';
+/** Exactly `{"type":"ack","received":N}`, N a plain non-negative integer of at most 16 digits. */
+const ACK_FRAME = /^\{"type":"ack","received":(0|[1-9][0-9]{0,15})\}$/;
+
+/** The count an ack frame carries, or undefined when `text` is not exactly an ack frame. Never throws. */
+export function parseAck(text: string): number | undefined {
+  if (!text.startsWith(ACK_PREFIX)) return undefined;
+  const match = ACK_FRAME.exec(text);
+  if (!match) return undefined;
+  const n = Number(match[1]);
+  return Number.isSafeInteger(n) ? n : undefined;
 }
