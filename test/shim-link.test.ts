@@ -71,6 +71,7 @@ class FakeSocket implements LinkSocket {
         resumed: false,
         daemon: { name: 'exai-ws', version: 't', pid: 1 },
         limits: { max_inflight: 32, max_bytes: 32 * 1024 * 1024 },
+        acks: true,
         ...fields,
       }),
       100,
@@ -497,6 +498,25 @@ test('ensure said ok but the next attempt fails too: back off before asking agai
   h.last.fail();
   assert.equal(e.calls, 2);
   assert.equal(link.state, 'reconnecting');
+});
+
+test('no ack frames to a daemon whose hello_ack does not take them (one older than acks would answer each with -32600)', () => {
+  const h = new Harness();
+  const link = h.link();
+  link.start();
+  h.last.accept({ acks: undefined });
+  const socket = h.last;
+  for (let i = 0; i < 3 * ACK_EVERY_FRAMES; i++) socket.frame({ jsonrpc: '2.0', method: 'n', params: { i } });
+  mock.timers.tick(10 * ACK_DELAY_MS);
+  assert.deepEqual(
+    socket.after().filter((m) => m.type === 'ack'),
+    [],
+  );
+  assert.equal(h.frames.length, 3 * ACK_EVERY_FRAMES, 'every frame still reaches the client');
+  socket.drop(1006);
+  mock.timers.tick(100);
+  h.last.open();
+  assert.equal(h.last.hello().received, 3 * ACK_EVERY_FRAMES, 'the resume still says what was received');
 });
 
 test('acks: after 64 frames, after 256 KB, else 200 ms after the first unacked frame; counted across a resume', () => {

@@ -203,6 +203,7 @@ export class DaemonServer {
         daemon: { name: NAME, version: VERSION, pid: process.pid },
         limits: { max_inflight: config.maxInflight, max_bytes: config.maxBytes },
         replayed: opened.replayed,
+        acks: check.hello.acks === true,
       };
       // The ack goes out ahead of the kept and held messages the attach below delivers.
       ws.send(JSON.stringify(ack));

@@ -58,6 +58,11 @@ export type HelloAck =
       limits: HelloLimits;
       /** Frames re-sent from the kept buffer on this resume (0 when none). */
       replayed?: number;
+      /**
+       * True when the daemon takes ack frames on this connection (the hello asked for them). A
+       * client sends acks only then: a daemon older than acks would answer each with -32600.
+       */
+      acks?: boolean;
     }
   | { type: 'hello_ack'; ok: false; error: { code: HelloErrorCode; message: string } };
 

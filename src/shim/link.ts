@@ -174,6 +174,8 @@ export class Link {
   /** JSON-RPC frames received in this session, over all its connections. */
   private receivedCount = 0;
   private ackedCount = 0;
+  /** The daemon takes ack frames on this connection (its hello_ack said so). */
+  private daemonAcks = false;
   private unackedBytes = 0;
   private ackTimer: NodeJS.Timeout | undefined;
 
@@ -260,6 +262,7 @@ export class Link {
     if (!ack.resumed) this.receivedCount = 0;
     this.ackedCount = this.receivedCount;
     this.unackedBytes = 0;
+    this.daemonAcks = ack.acks === true;
     this.sessionIdValue = ack.session_id;
     this.enter('open');
     this.handlers.opened(ack, { resumed: ack.resumed, reconnected });
@@ -363,6 +366,10 @@ export class Link {
       return;
     }
     this.receivedCount++;
+    if (!this.daemonAcks) {
+      this.handlers.frame(text);
+      return;
+    }
     this.unackedBytes += bytes;
     if (this.receivedCount - this.ackedCount >= ACK_EVERY_FRAMES || this.unackedBytes >= ACK_EVERY_BYTES) this.sendAck();
     else this.ackTimer ??= setTimeout(() => this.sendAck(), ACK_DELAY_MS);
