@@ -49,8 +49,8 @@ function sessionLines(home: string, msg: string, sessionId?: string): Json[] {
   return readJsonLines(logPath(home)).filter((l) => l.msg === msg && (sessionId === undefined || l.session_id === sessionId));
 }
 
-test('a shim killed with SIGKILL frees its session once the resume grace ends', async () => {
-  const daemon = await startDaemon(cleanup, { env: { EXAI_WS_RESUME_GRACE_MS: '200' } });
+test('a shim killed with SIGKILL frees its session at once, without waiting out the resume grace', async () => {
+  const daemon = await startDaemon(cleanup); // default grace: 30 s
   const shim = await connectShim(cleanup, daemon);
   assert.equal((await getHealth(daemon)).sessions.total, 1);
   const opened = await waitFor(() => sessionLines(daemon.home, 'session opened')[0], 'the session opened line');
@@ -61,7 +61,7 @@ test('a shim killed with SIGKILL frees its session once the resume grace ends', 
     () => sessionLines(daemon.home, 'session closed', opened.session_id as string)[0],
     'the session closed line',
   );
-  assert.equal(closedLine.reason, 'resume_grace_expired', 'an abrupt disconnect waits for the grace first');
+  assert.equal(closedLine.reason, 'client_died', 'the shim named its pid in the hello: the daemon sees it is gone');
 });
 
 test('a shim whose stdin ends closes its session at once, without a resume grace', async () => {
@@ -118,7 +118,7 @@ for (const withToken of [true, false]) {
     const shim = spawnShim(cleanup, { EXAI_WS_HOME: home, EXAI_WS_PORT: String(port) });
     const shimClosed = fullyClosed(shim);
     // The refusal takes milliseconds; a slow client writes its initialize only after it.
-    await waitFor(() => shim.stderr().includes('cannot reach'), 'the shim to find no daemon');
+    await waitFor(() => shim.stderr().includes('auto-start is off'), 'the shim to find no daemon');
     shim.send(
       JSON.stringify({
         jsonrpc: '2.0',
@@ -133,7 +133,9 @@ for (const withToken of [true, false]) {
     assert.equal(reply.error?.code, -32000);
     assert.match(
       reply.error?.message ?? '',
-      new RegExp(`cannot reach the exai-ws daemon at ws://127\\.0\\.0\\.1:${port}/ws .*start it with: exai-ws daemon`),
+      new RegExp(
+        `cannot reach the exai-ws daemon at ws://127\\.0\\.0\\.1:${port}/ws .*no exai-ws daemon is running .*auto-start is off \\(EXAI_WS_AUTOSTART=0\\): start one with: exai-ws daemon`,
+      ),
     );
     assert.equal(await within(shim.exited, 10_000, 'the shim to exit'), 1);
     await within(shimClosed, 5_000, 'the shim stdout to close');

@@ -201,8 +201,13 @@ async function otherDaemonStarting(paths: HomePaths, notPid?: number): Promise<b
 
 function autostartOffMessage(env: NodeJS.ProcessEnv, paths: HomePaths): string {
   const card = readAddressCard(paths.pid);
-  const { host, port } = discoverDaemon(env);
-  const where = card ? `nothing answers on ${host}:${port}` : `no address card at ${paths.pid}`;
+  const { host, port, source } = discoverDaemon(env);
+  const where =
+    source === 'env'
+      ? `nothing answers on ${host}:${port}, from EXAI_WS_PORT`
+      : card
+        ? `nothing answers on ${host}:${port}`
+        : `no address card at ${paths.pid}`;
   return `no exai-ws daemon is running (${where}); auto-start is off (EXAI_WS_AUTOSTART=0): start one with: exai-ws daemon`;
 }
 

@@ -458,8 +458,13 @@ export class Link {
         return;
       }
       this.ensureStep = 'spent';
-      this.lastError = result.message;
-      if (this.current === 'connecting') this.toClosed({ kind: 'failed', why: result.message });
+      // What the attempt met (the address and its error) first, then why no daemon was started.
+      const unreachable =
+        this.attemptError !== undefined && this.address
+          ? `cannot reach the exai-ws daemon at ${wsUrl(this.address)} (${this.attemptError}); `
+          : '';
+      this.lastError = `${unreachable}${result.message}`;
+      if (this.current === 'connecting') this.toClosed({ kind: 'failed', why: this.lastError });
       else this.scheduleRetry();
     };
     ensure().then(settle, (error: unknown) => settle({ ok: false, message: error instanceof Error ? error.message : String(error) }));
