@@ -14,7 +14,7 @@ import { IdleExit } from '../src/daemon/idle-exit.js';
 import { readAddressCard } from '../src/protocol/files.js';
 import { CLI, Cleanup, ROOT, baseEnv, closed, logPath, makeHome, openSocket, sendHello, startDaemon, waitFor, within } from './helpers.js';
 import { processGone } from './fixtures/hosted-servers.js';
-import { coldHome, daemonsOf, healthOf, killDaemonsOf, shimEnv } from './fixtures/autostarted.js';
+import { coldHome, daemonsOf, healthOf, shimEnv } from './fixtures/autostarted.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());
@@ -311,17 +311,4 @@ test('exai-ws status after a daemon was killed with -9: not running, stale pid f
     error: `not running (stale pid file ${pidPath} from pid ${daemon.pid})`,
     stale_pid_file: { path: pidPath, pid: daemon.pid },
   });
-});
-
-test('measure: cold home to a ready daemon through ensureDaemon (median of 5)', { skip: linuxOnly }, async (t) => {
-  const times: number[] = [];
-  for (let i = 0; i < 5; i++) {
-    const home = coldHome(cleanup);
-    const r = await runEnsure(shimEnv(home));
-    assert.equal(r.ok, true, r.message);
-    times.push(r.ms);
-    killDaemonsOf(home);
-  }
-  times.sort((a, b) => a - b);
-  t.diagnostic(`ensureDaemon cold home -> ok: median ${times[2]?.toFixed(0)} ms (all: ${times.map((ms) => ms.toFixed(0)).join(', ')})`);
 });
