@@ -25,10 +25,11 @@ import { discoverDaemon, readAddressCard, resolveHome, type HomePaths } from '..
 import { fetchHealth, type HealthReport } from '../daemon/health-client.js';
 import { HomeError, homeError } from '../daemon/home.js';
 import { cardIsLive } from '../daemon/pidfile.js';
+import type { EnsureResult } from './link.js';
 import { spawnLockHolder, spawnLockPath, tryTakeSpawnLock, type SpawnLock } from './spawn-lock.js';
 
 /** The outcome of {@link ensureDaemon}; `message` is one line for the user. */
-export type Ensured = { ok: true; started: boolean } | { ok: false; message: string };
+export type Ensured = EnsureResult;
 
 /** A daemon that answers: what `/health` said, at the address a shim connects to. */
 export interface RunningDaemon {

@@ -22,6 +22,9 @@
 import { CloseCode } from '../protocol/codes.js';
 import type { DaemonAddress } from '../protocol/files.js';
 import { PROTOCOL_VERSION, type AckFrame, type Hello, type HelloAck } from '../protocol/hello.js';
+import { wsUrl, type LinkSocket, type SocketFactory } from './link-socket.js';
+
+export { wsUrl, type LinkSocket, type SocketEvents, type SocketFactory } from './link-socket.js';
 
 export type LinkState = 'connecting' | 'open' | 'reconnecting' | 'closed';
 
@@ -52,37 +55,6 @@ export function backoffDelayMs(attempt: number, random: () => number = Math.rand
 
 /** What `ensure` (auto-start, src/shim/autostart.ts) answers. */
 export type EnsureResult = { ok: true; started: boolean } | { ok: false; message: string };
-
-/** Events of one socket. A factory never fires them synchronously inside its own call. */
-export interface SocketEvents {
-  /** Connected and upgraded: the hello may be sent. */
-  open(): void;
-  /** One text frame (binary frames are not passed on); `bytes` is its size on the wire. */
-  message(text: string, bytes: number): void;
-  /** The upgrade was answered with an HTTP status instead (401: a wrong token). */
-  rejected(status: number): void;
-  /** Why the socket failed (`ECONNREFUSED`...); `close` follows. */
-  error(code: string): void;
-  /** The socket is closed; fired once, last. */
-  close(code: number, reason: string): void;
-}
-
-/** The few socket operations the link uses (a `ws` WebSocket behind ws-socket.ts). */
-export interface LinkSocket {
-  /** Bytes accepted by `send` and not yet written to the network. */
-  readonly bufferedAmount: number;
-  /** Sends one text frame; `done` runs once it was written (or failed). */
-  send(text: string, done?: () => void): void;
-  close(code: number, reason: string): void;
-  /** Drops the connection at once. */
-  terminate(): void;
-  /** Stops reading frames (the client reads slowly), until `resume`. */
-  pause(): void;
-  resume(): void;
-}
-
-/** Opens a socket to the daemon's `/ws` endpoint; the token (if any) goes on the upgrade. */
-export type SocketFactory = (address: DaemonAddress, events: SocketEvents, timeoutMs: number) => LinkSocket;
 
 /** How the link ended: the owner closed it, or the daemon cannot be used (why, in words for the user). */
 export type LinkOutcome = { kind: 'ended' } | { kind: 'failed'; why: string };
@@ -141,10 +113,6 @@ export interface LinkOptions {
 
 /** Where `ensure` stands in the current spell of failures. */
 type EnsureStep = 'armed' | 'running' | 'cooling' | 'spent';
-
-export function wsUrl(address: Pick<DaemonAddress, 'host' | 'port'>): string {
-  return `ws://${address.host.includes(':') ? `[${address.host}]` : address.host}:${address.port}/ws`;
-}
 
 export class Link {
   private current: LinkState = 'connecting';
