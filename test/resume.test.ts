@@ -297,7 +297,10 @@ test('frames lost in flight when the heartbeat cuts a paused reader are replayed
   assert.equal(ack.ok, true, JSON.stringify(ack));
   assert.equal(ack.resumed, false);
   await initialize(ws, first.frames);
-  const opened = readJsonLines(logPath(daemon.home)).find((l) => l.msg === 'session opened' && l.session_id === 'resume-lossless');
+  const opened = await waitFor(
+    () => readJsonLines(logPath(daemon.home)).find((l) => l.msg === 'session opened' && l.session_id === 'resume-lossless'),
+    'the session opened line',
+  );
   assert.deepEqual(
     [opened?.pid, opened?.client_pid],
     [daemon.pid, process.pid],

@@ -164,7 +164,12 @@ test(
       5_000,
     );
     assert.ok(cancelled);
-    const closed = readJsonLines(logPath(home)).find((l) => l.msg === 'session closed');
-    assert.equal(closed?.reason, 'client_died');
+    // The log is written in batches (at most one event-loop turn behind /health).
+    const closed = await waitFor(
+      () => readJsonLines(logPath(home)).find((l) => l.msg === 'session closed'),
+      'the session closed line',
+      5_000,
+    );
+    assert.equal(closed.reason, 'client_died');
   },
 );
