@@ -9,13 +9,11 @@
  * `EXAI_WS_IDLE_EXIT_MS` with no session.
  */
 import { readAddressCard, resolveHome } from '../protocol/files.js';
-import { cardIsLive, processAlive } from '../daemon/pidfile.js';
+import { cardIsLive } from '../daemon/pidfile.js';
 import { autostartTimeoutMs, prepareLogs, reachOrStartDaemon } from '../shim/autostart.js';
 import { spawnLockHolder, spawnLockPath, takeSpawnLock, type SpawnLock } from '../shim/spawn-lock.js';
 import { ExitCode } from './exit-codes.js';
-
-/** How long the old daemon gets to stop (as `exai-ws stop` waits). */
-const STOP_WAIT_MS = 30_000;
+import { STOP_WAIT_MS, terminate } from './status.js';
 
 /** Restarts the daemon and prints what it did; resolves to the exit code (1 on any failure, one line on stderr). */
 export async function runRestartCommand(env: NodeJS.ProcessEnv = process.env): Promise<number> {
@@ -47,12 +45,7 @@ export async function runRestartCommand(env: NodeJS.ProcessEnv = process.env): P
     // A card whose pid is gone or reused is stale: the new daemon takes it over.
     if (card && (await cardIsLive(card))) {
       old = card.pid;
-      try {
-        process.kill(old, 'SIGTERM');
-      } catch {
-        // Gone already.
-      }
-      if (!(await exited(old, STOP_WAIT_MS))) {
+      if (!(await terminate(old, STOP_WAIT_MS))) {
         return fail(
           `the daemon (pid ${old}) did not stop within ${STOP_WAIT_MS / 1000} s; nothing was started (end it with: kill -9 ${old})`,
         );
@@ -74,15 +67,6 @@ export async function runRestartCommand(env: NodeJS.ProcessEnv = process.env): P
   } finally {
     lock.release();
   }
-}
-
-async function exited(pid: number, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (processAlive(pid)) {
-    if (Date.now() >= deadline) return false;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return true;
 }
 
 function formatDuration(ms: number): string {

@@ -4,7 +4,8 @@ import { fetchHealth, type HealthReport } from '../daemon/health-client.js';
 import { isDaemonCommandLine, processAlive, processCommandLine } from '../daemon/pidfile.js';
 
 const HEALTH_TIMEOUT_MS = 2_000;
-const STOP_WAIT_MS = 30_000;
+/** How long `stop` and `restart` wait for the daemon to exit after SIGTERM. */
+export const STOP_WAIT_MS = 30_000;
 const RELOAD_WAIT_MS = 10_000;
 
 type Found = { health: HealthReport; pidPath: string } | { error: string; stale_pid_file?: { path: string; pid: number } };
@@ -68,17 +69,32 @@ export async function runStopCommand(): Promise<number> {
     return 1;
   }
   const pid = found.health.pid;
-  process.kill(pid, 'SIGTERM');
-  const deadline = Date.now() + STOP_WAIT_MS;
-  while (Date.now() < deadline) {
-    if (!processAlive(pid)) {
-      process.stdout.write(`exai-ws: daemon ${pid} stopped\n`);
-      return 0;
-    }
-    await new Promise((r) => setTimeout(r, 50));
+  if (await terminate(pid, STOP_WAIT_MS)) {
+    process.stdout.write(`exai-ws: daemon ${pid} stopped\n`);
+    return 0;
   }
   process.stderr.write(`exai-ws: daemon ${pid} did not stop within ${STOP_WAIT_MS / 1000} s\n`);
   return 1;
+}
+
+/** Sends SIGTERM (a graceful shutdown) and waits up to `timeoutMs` for the process to be gone; true once it is. */
+export async function terminate(pid: number, timeoutMs: number): Promise<boolean> {
+  try {
+    process.kill(pid, 'SIGTERM');
+  } catch {
+    // Gone already.
+  }
+  const deadline = Date.now() + timeoutMs;
+  while (processAlive(pid)) {
+    if (Date.now() >= deadline) return false;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return true;
+}
+
+/** Server names as a status line lists them: comma-separated, or '-' for none. */
+function listNames(names: string[] | undefined): string {
+  return names && names.length > 0 ? names.join(', ') : '-';
 }
 
 /**
@@ -104,9 +120,8 @@ export async function runReloadCommand(): Promise<number> {
       process.stderr.write(`exai-ws: reload failed, the running servers stay as they are: ${last.error}\n`);
       return 1;
     }
-    const list = (names: string[] | undefined) => (names && names.length > 0 ? names.join(', ') : '-');
     process.stdout.write(
-      `exai-ws: config reloaded: added ${list(last.added)}; removed ${list(last.removed)}; restarted ${list(last.restarted)}; unchanged ${list(last.unchanged)}\n`,
+      `exai-ws: config reloaded: added ${listNames(last.added)}; removed ${listNames(last.removed)}; restarted ${listNames(last.restarted)}; unchanged ${listNames(last.unchanged)}\n`,
     );
     return 0;
   }
@@ -177,10 +192,9 @@ function configLines(h: HealthReport): string[] {
   if (last) {
     const ageMs = Date.now() - Date.parse(last.at);
     const when = Number.isFinite(ageMs) ? `${last.at} (${formatUptime(Math.max(0, Math.round(ageMs / 1000)))} ago)` : last.at;
-    const list = (names: string[] | undefined) => (names && names.length > 0 ? names.join(', ') : '-');
     const outcome = last.error
       ? `failed: ${last.error}; the running servers stay as they were`
-      : `ok: added ${list(last.added)}; removed ${list(last.removed)}; restarted ${list(last.restarted)}${last.file === false ? ' (the file was removed)' : ''}`;
+      : `ok: added ${listNames(last.added)}; removed ${listNames(last.removed)}; restarted ${listNames(last.restarted)}${last.file === false ? ' (the file was removed)' : ''}`;
     lines.push(`            last reload ${when} ${outcome}`);
   }
   return lines;

@@ -157,15 +157,13 @@ export class Upstream {
         ),
       );
     }
-    if ((this.state === 'restarting' || this.state === 'failed') && this.restartTimer) {
-      // Due soon: start now instead of making the caller wait out the rest of the backoff.
+    if (this.state === 'restarting' || this.state === 'failed') {
+      // Due soon: start now instead of making the caller wait out the rest of the backoff,
+      // counted like the timer's attempt would have been (a failed start's retry always is).
+      const due = this.restartTimer !== undefined;
       clearTimeout(this.restartTimer);
       this.restartTimer = undefined;
-      // Counted like the timer's attempt would have been.
-      if (this.state === 'restarting') this.restarts++;
-      else this.retries++;
-    } else if (this.state === 'failed') {
-      this.retries++;
+      if (due || this.state === 'failed') this.countAttempt();
     }
     return this.start();
   }
@@ -281,13 +279,7 @@ export class Upstream {
     this.retryAtMs = Date.now() + delay;
     this.state = 'restarting';
     this.options.log?.('server exited', { server: this.name, error: this.lastError, restart_in_ms: delay });
-    this.restartTimer = setTimeout(() => {
-      this.restartTimer = undefined;
-      if (this.state !== 'restarting') return;
-      this.restarts++;
-      this.start().catch(() => undefined);
-    }, delay);
-    this.restartTimer.unref();
+    this.startAfter(delay);
   }
 
   private fail(message: string): void {
@@ -302,14 +294,28 @@ export class Upstream {
     this.lastError = message;
     this.retryAtMs = Date.now() + delay;
     this.state = 'failed';
-    if (!this.options.retryFailedStart) return;
+    if (this.options.retryFailedStart) this.startAfter(delay);
+  }
+
+  /**
+   * Starts the server again after `delay` (the backoff of a crash, or of a failed start), unless
+   * something else moved it out of its current state first (a call started it, close()).
+   */
+  private startAfter(delay: number): void {
+    const from = this.state;
     this.restartTimer = setTimeout(() => {
       this.restartTimer = undefined;
-      if (this.state !== 'failed') return;
-      this.retries++;
+      if (this.state !== from) return;
+      this.countAttempt();
       this.start().catch(() => undefined);
     }, delay);
     this.restartTimer.unref();
+  }
+
+  /** One more start after a crash (`restarts`) or after a failed start (`retries`). */
+  private countAttempt(): void {
+    if (this.state === 'restarting') this.restarts++;
+    else this.retries++;
   }
 
   private checkIdle(): void {

@@ -4,6 +4,7 @@
  * waiting out the resume grace.
  */
 import { readFileSync } from 'node:fs';
+import { processAlive } from './pidfile.js';
 
 /** True when signal 0 reaches `pid`: it exists and this daemon may signal it. */
 export function pidVisible(pid: number): boolean {
@@ -16,16 +17,12 @@ export function pidVisible(pid: number): boolean {
 }
 
 /**
- * True when `pid` has exited: no such process (ESRCH), or on Linux a zombie, which has
+ * True when `pid` has exited: no such process ({@link processAlive}), or on Linux a zombie, which has
  * exited and only waits for its parent to collect its status (or X, dead). A stopped process
  * (SIGSTOP) is alive. Never throws.
  */
 export function pidGone(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'ESRCH';
-  }
+  if (!processAlive(pid)) return true;
   const state = process.platform === 'linux' ? procState(pid) : undefined;
   return state === 'Z' || state === 'X';
 }

@@ -13,10 +13,11 @@
  * Node built-ins only: the shim bundles this file.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, openSync, readFileSync, statSync, unlinkSync, utimesSync, writeSync } from 'node:fs';
+import { readFileSync, statSync, unlinkSync, utimesSync } from 'node:fs';
 import { join } from 'node:path';
 import type { HomePaths } from '../protocol/files.js';
 import { processAlive } from '../daemon/pidfile.js';
+import { createWhole } from '../daemon/whole-file.js';
 
 /** How often a holder touches its lock, so that waiters can tell it from an abandoned one. */
 export const SPAWN_LOCK_TOUCH_MS = 1_000;
@@ -68,18 +69,8 @@ export async function takeSpawnLock(path: string, options: { staleMs: number; wa
 
 function createLock(path: string): SpawnLock | null {
   const text = `${JSON.stringify({ pid: process.pid, at: new Date().toISOString(), nonce: randomBytes(8).toString('hex') })}\n`;
-  let fd: number;
-  try {
-    fd = openSync(path, 'wx', 0o600);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return null;
-    throw error;
-  }
-  try {
-    writeSync(fd, text);
-  } finally {
-    closeSync(fd);
-  }
+  // Whole and exclusive, as the address card is: a waiter never reads a half-written lock.
+  if (!createWhole(path, text, 0o600)) return null;
   const touch = setInterval(() => {
     try {
       const now = new Date();
