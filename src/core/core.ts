@@ -6,7 +6,6 @@ import { isAbsolute } from 'node:path';
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { getDefaultEnvironment } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { RpcCode } from '../protocol/codes.js';
 import { registerAiTools } from './ai-tools.js';
 import { BUILTIN_SERVER, createBuiltinServer, linkInMemory } from './builtin.js';
 import { ChildTransport } from './child-transport.js';
@@ -14,6 +13,8 @@ import { Hub } from './hub.js';
 import { NpxResolver } from './npx.js';
 import type { Providers } from './providers/providers.js';
 import { ServerLink } from './server-link.js';
+import { notSupported, type LearnedTools } from './server-requests.js';
+import { tagStreams } from './http-streams.js';
 import type { UpstreamSpec } from './upstream-config.js';
 import { Upstream, type Started } from './upstream.js';
 import { Watchdog } from './watchdog.js';
@@ -30,8 +31,12 @@ export interface CoreOptions {
   configureBuiltin?: ((server: McpServer) => void) | undefined;
   /** Lifecycle events of hosted servers, and each line they write to stderr. */
   log?: (event: string, details: Record<string, unknown>) => void;
-  /** Client capabilities to declare to a hosted server when it starts (those of the sessions). */
-  clientCapabilities?: () => Record<string, unknown>;
+  /** Tools known to ask the client back (a file in the daemon's home); in memory when not given. */
+  learned?: LearnedTools;
+  /** Bounds a client's answer to a server's sampling, elicitation or roots request, in milliseconds. */
+  requestTimeoutMs?: number;
+  /** Counts an event for the metrics (`origin_unknown`). */
+  count?: (reason: string) => void;
   /** Start `npx` entries as the file npx would run, without npx in front (default true). */
   npxDirect?: boolean;
 }
@@ -53,7 +58,7 @@ export async function startCore(options: CoreOptions): Promise<Hub> {
   });
   const watchdog = new Watchdog();
   const npx = options.npxDirect === false ? undefined : new NpxResolver();
-  const create = (spec: UpstreamSpec, key: string | undefined) => {
+  const create = (spec: UpstreamSpec, key: string | undefined): Upstream => {
     const instance = key === undefined || spec.scope === 'shared' ? spec : forScope(spec, key);
     return new Upstream({
       name: spec.name,
@@ -62,15 +67,20 @@ export async function startCore(options: CoreOptions): Promise<Hub> {
       scope: spec.scope,
       scopeKey: spec.scope === 'shared' ? undefined : key,
       retryFailedStart: spec.scope === 'shared',
-      launch: (wire) => launch(instance, wire, watchdog, options, npx),
+      asksClient: spec.asksClient,
+      // The sessions' capabilities when it starts (they change as sessions come and go).
+      launch: (wire) => launch(instance, wire, watchdog, options, npx, hub.requests.declared()),
       log: options.log,
     });
   };
-  const hub = new Hub(builtinServer, options.upstreams ?? [], {
+  const hub: Hub = new Hub(builtinServer, options.upstreams ?? [], {
     listTimeoutMs: options.listTimeoutMs,
     log: options.log,
     afterClose: () => watchdog.close(),
     create,
+    learned: options.learned,
+    requestTimeoutMs: options.requestTimeoutMs,
+    count: options.count,
   });
   await builtinServer.connect();
   // Eager servers warm up in the background; the first call waits for them like a lazy start.
@@ -109,9 +119,7 @@ function firstRequest(link: ServerLink, method: string): Promise<void> {
   return new Promise((resolve) => {
     const handler = link.onrequest;
     link.onrequest = async (request, context) => {
-      const answer = handler
-        ? await handler(request, context)
-        : { error: { code: RpcCode.METHOD_NOT_FOUND, message: `${request.method} is not supported by this client` } };
+      const answer = handler ? await handler(request, context) : notSupported(request.method);
       // The server applies the answer asynchronously: give it a moment before calls arrive.
       if (request.method === method) setTimeout(resolve, ROOTS_SETTLE_MS);
       return answer;
@@ -126,10 +134,20 @@ async function launch(
   watchdog: Watchdog,
   options: CoreOptions,
   npx: NpxResolver | undefined,
+  declared: Record<string, unknown>,
 ): Promise<Started> {
   if (spec.kind === 'http') {
-    const transport = new StreamableHTTPClientTransport(new URL(spec.url), { requestInit: { headers: { ...spec.headers } } });
-    const link = new ServerLink(spec.name, transport, { capabilities: options.clientCapabilities?.() ?? {}, isFatal: connectionLost });
+    // Its requests come on the response stream of the call that caused them: say which one.
+    const streams = tagStreams();
+    const transport = new StreamableHTTPClientTransport(new URL(spec.url), {
+      requestInit: { headers: { ...spec.headers } },
+      fetch: streams.fetch,
+    });
+    const link = new ServerLink(spec.name, transport, {
+      capabilities: declared,
+      isFatal: connectionLost,
+      streamOf: (id) => streams.takeStreamOf(id),
+    });
     wire(link);
     await link.start();
     return { link, exitReason: () => `the connection to ${spec.url} closed` };
@@ -143,7 +161,6 @@ async function launch(
     const tail = transport.stderr.trim().split('\n').slice(-3).join(' | ');
     return `the server process exited (${transport.exitStatus ?? 'unknown status'})${tail ? `: ${tail}` : ''}`;
   };
-  const declared = options.clientCapabilities?.() ?? {};
   // A workspace instance's roots are its workspace, answered by the daemon itself.
   const capabilities = spec.scope === 'workspace' ? { ...declared, roots: {} } : declared;
   const link = new ServerLink(spec.name, transport, { capabilities });

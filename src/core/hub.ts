@@ -5,25 +5,17 @@
  * the capabilities offered to them and the roots they see. A session's view picks which
  * servers it sees: all of them merged, or one (`exai-ws shim --server NAME`) as it is.
  */
-import { RpcCode } from '../protocol/codes.js';
 import type { RpcNotification } from '../protocol/jsonrpc.js';
 import { Catalog, type CatalogView, type ListOutcome, type Target } from './catalog.js';
-import type { ServerRequestHandler } from './server-link.js';
 import type { UpstreamSpec } from './upstream-config.js';
 import { Interests } from './interests.js';
 import { LISTS, LIST_CHANGED_METHODS, type ListKind } from './lists.js';
+import { MemoryLearnedTools, ServerRequests, type LearnedTools } from './server-requests.js';
+import { SessionContext, type ClientPeer, type View } from './session-context.js';
 import type { Upstream } from './upstream.js';
 
 export type { ListKind } from './lists.js';
-
-/** Which servers a session sees: all of them (merged, prefixed) or one, as it is. */
-export interface View {
-  server?: string | undefined;
-  /** The client's working directory: picks `workspace`-scoped instances. */
-  workspace?: string | undefined;
-  /** The session id: picks `session`-scoped instances. */
-  session?: string | undefined;
-}
+export type { View } from './session-context.js';
 
 interface Family {
   spec: UpstreamSpec;
@@ -33,12 +25,6 @@ interface Family {
   instances: Map<string, Upstream>;
 }
 
-/** How long a call waits for a shared server to fetch its session's roots. */
-const ROOTS_SWITCH_WAIT_MS = 1_000;
-
-/** Client capabilities the daemon passes on to hosted servers (it routes their requests). */
-export const FORWARDED_CAPABILITIES = ['sampling', 'elicitation', 'roots'] as const;
-
 export interface HubOptions {
   /** Deadline for list calls to servers, in milliseconds. */
   listTimeoutMs: number;
@@ -47,6 +33,12 @@ export interface HubOptions {
   afterClose?: () => void;
   /** Makes an instance of a hosted server: `key` is the workspace or session of a scoped one. */
   create?: (spec: UpstreamSpec, key: string | undefined) => Upstream;
+  /** Tools known to ask the client back; in memory when not given. */
+  learned?: LearnedTools;
+  /** Bounds a client's answer to a server's request, in milliseconds (default: listTimeoutMs). */
+  requestTimeoutMs?: number;
+  /** Counts an event for the metrics (`origin_unknown`). */
+  count?: (reason: string) => void;
 }
 
 /** What a live reload changed, by server name. */
@@ -62,8 +54,8 @@ export class Hub {
   onlistchanged: ((notification: RpcNotification, server: string | Upstream) => void) | undefined;
   /** Other server notifications (log messages, resources/updated), for the daemon to fan out. */
   onservernotification: ((server: Upstream, notification: RpcNotification) => void) | undefined;
-  /** Answers a server's sampling, elicitation and roots requests through the right session. */
-  onserverrequest: ((server: Upstream, ...args: Parameters<ServerRequestHandler>) => ReturnType<ServerRequestHandler>) | undefined;
+  /** Servers' requests to clients, and sessions' calls to servers (see server-requests.ts). */
+  readonly requests: ServerRequests;
 
   private readonly builtin: Upstream;
   /** Hosted servers by name, in config order; each has one instance, or one per scope key. */
@@ -75,6 +67,8 @@ export class Hub {
   readonly interests: Interests;
   /** Instances that have been ready before: the next ready is a restart. */
   private readonly seenReady = new WeakSet<Upstream>();
+  /** The open sessions. */
+  private readonly contexts = new Map<string, SessionContext>();
 
   constructor(builtin: Upstream, specs: readonly UpstreamSpec[], options: HubOptions) {
     this.builtin = builtin;
@@ -84,6 +78,13 @@ export class Hub {
       timeoutMs: options.listTimeoutMs,
       servers: () => this.servers,
       sees: (view, server) => this.sees(view, server),
+    });
+    this.requests = new ServerRequests({
+      contexts: this.contexts,
+      learned: options.learned ?? new MemoryLearnedTools(),
+      requestTimeoutMs: options.requestTimeoutMs ?? options.listTimeoutMs,
+      log: options.log,
+      count: options.count,
     });
     this.adopt(builtin);
     for (const spec of specs) this.families.set(spec.name, this.family(spec));
@@ -123,9 +124,19 @@ export class Hub {
   private adopt(server: Upstream): void {
     server.onnotification = (n) => this.fromServer(server, n);
     server.onready = () => this.restored(server);
-    server.onrequest = (request, context) =>
-      this.onserverrequest?.(server, request, context) ??
-      Promise.resolve({ error: { code: RpcCode.METHOD_NOT_FOUND, message: `${request.method} is not supported by this client` } });
+    server.onrequest = (request, context) => this.requests.answer(server, request, context);
+  }
+
+  /** Opens a session's context; its close() releases what the session holds here. */
+  openSession(id: string, view: View, peer: ClientPeer): SessionContext {
+    const context = new SessionContext(id, view, peer, (closed) => this.sessionClosed(closed));
+    this.contexts.set(id, context);
+    return context;
+  }
+
+  /** The open sessions' contexts. */
+  get sessions(): Iterable<SessionContext> {
+    return this.contexts.values();
   }
 
   /**
@@ -228,45 +239,20 @@ export class Hub {
   }
 
   /**
-   * A session declared client capabilities: a running hosted server that was started without
-   * one of them (so it may have left out the tools that need it) is restarted to be offered
-   * them, as soon as it has no call in flight; its sessions then get `list_changed`.
+   * A session declared client capabilities: running hosted servers it sees that were started
+   * without one of them are renewed to be offered them (see ServerRequests.offer).
    */
-  offerCapabilities(capabilities: Readonly<Record<string, unknown>> | undefined, view: View): void {
-    const offered = FORWARDED_CAPABILITIES.filter((name) => capabilities?.[name] !== undefined);
-    if (offered.length === 0) return;
-    for (const server of this.inView(view)) {
-      if (server === this.builtin) continue;
-      const declared = server.declaredCapabilities;
-      if (!declared || offered.every((name) => declared[name] !== undefined)) continue;
-      // Never cut calls short: calls in flight finish on the old process.
-      server.renewWhenIdle(`a client offers ${offered.filter((n) => declared[n] === undefined).join(', ')}`);
-    }
-  }
-
-  /**
-   * Before a session calls a shared server that keeps the roots of another session, tells the
-   * server the roots changed and waits (briefly) until it has fetched this session's. A server
-   * that never asked for roots is left alone.
-   */
-  rootsFor(server: Upstream, sessionId: string, clientHasRoots: boolean): Promise<void> | undefined {
-    // Undefined (nothing to wait for) in the common case, so calls do not pay an extra await.
-    if (server.scope !== 'shared' || !clientHasRoots || server.rootsOf === undefined || server.rootsOf === sessionId) return undefined;
-    if (server.state !== 'ready') return undefined;
-    return new Promise<void>((resolve) => {
-      const timer = setTimeout(done, ROOTS_SWITCH_WAIT_MS);
-      function done(): void {
-        clearTimeout(timer);
-        if (server.rootsWanted?.answered === done) server.rootsWanted = undefined;
-        resolve();
-      }
-      server.rootsWanted = { session: sessionId, answered: done };
-      server.notify('notifications/roots/list_changed');
-    });
+  offerCapabilities(context: SessionContext): void {
+    this.requests.offer(
+      context.capabilities,
+      this.inView(context.view).filter((server) => server !== this.builtin),
+    );
   }
 
   /** A session ended: it no longer keeps servers from going idle, subscribed, or verbose. */
-  sessionClosed(sessionId: string): void {
+  private sessionClosed(context: SessionContext): void {
+    const sessionId = context.id;
+    if (this.contexts.get(sessionId) === context) this.contexts.delete(sessionId);
     for (const family of this.families.values()) {
       const own = family.spec.scope === 'session' ? family.instances.get(sessionId) : undefined;
       if (!own) continue;
@@ -276,7 +262,6 @@ export class Hub {
       this.interests.forget(own);
       void own.close();
     }
-    for (const server of this.servers) server.users.delete(sessionId);
     this.interests.sessionClosed(sessionId);
   }
 

@@ -33,12 +33,15 @@ export interface CallOptions {
   origin?: string;
 }
 
-/** Who may have caused a server-to-client request. */
+/** What the link knows of who caused a server-to-client request. */
 export interface ServerRequestContext {
-  /** Sessions with a call in flight to this server, most recent first (no repeats). */
+  /** Sessions with a call sent on this link and not yet answered, most recent first (no repeats). */
   callers: string[];
-  /** The session whose call carries the progress token the request names, if it names one. */
-  byToken: string | undefined;
+  /**
+   * The session the request names for certain, and how: the progress token or related task
+   * of one of its calls, or the HTTP response stream of one of its calls that carried it.
+   */
+  origin: { session: string; by: 'progress-token' | 'task' | 'stream' } | undefined;
 }
 
 /** Answers one server-to-client request (sampling, elicitation, roots). Never rejects. */
@@ -64,9 +67,18 @@ export interface ServerLinkOptions {
    * link then closes, so calls in flight fail with -32011 instead of waiting for their deadline.
    */
   isFatal?: (error: Error) => boolean;
+  /**
+   * For HTTP servers: the link-local id of the call whose response stream carried the server
+   * request with this id (see http-streams.ts), undefined when it came on no call's stream.
+   */
+  streamOf?: (serverRequestId: string | number) => string | number | undefined;
 }
 
 export const DEFAULT_INITIALIZE_TIMEOUT_MS = 30_000;
+/** Tasks remembered per link with the session that created them (oldest forgotten first). */
+const MAX_TASKS = 1_024;
+/** Where MCP puts the task a request belongs to. */
+const RELATED_TASK_META = 'io.modelcontextprotocol/related-task';
 const LATEST_PROTOCOL = '2025-11-25';
 
 export class ServerLink {
@@ -82,7 +94,9 @@ export class ServerLink {
   onrequest: ServerRequestHandler | undefined;
 
   private readonly transport: Transport;
-  private readonly options: Required<ServerLinkOptions>;
+  private readonly options: Required<Omit<ServerLinkOptions, 'streamOf'>> & Pick<ServerLinkOptions, 'streamOf'>;
+  /** Task id -> the session whose call created it (for requests that name their related task). */
+  private readonly tasks = new Map<string, string>();
 
   /** The client capabilities this link declared to the server at initialize. */
   get declaredCapabilities(): Readonly<Record<string, unknown>> {
@@ -245,7 +259,9 @@ export class ServerLink {
         if (typeof id !== 'number') return;
         const entry = this.take(id);
         if (!entry) return; // late reply to a cancelled or timed-out call
-        entry.resolve(this.answerOf(c.message));
+        const answer = this.answerOf(c.message);
+        if (entry.origin !== undefined && 'result' in answer) this.rememberTask(answer.result, entry.origin);
+        entry.resolve(answer);
         return;
       }
       case 'notification': {
@@ -312,9 +328,30 @@ export class ServerLink {
     for (const entry of [...this.pending.values()].reverse()) {
       if (entry.origin !== undefined && !callers.includes(entry.origin)) callers.push(entry.origin);
     }
+    return { callers, origin: this.originOf(request) };
+  }
+
+  /** The session a request names for certain, if it names one. */
+  private originOf(request: RpcRequest): ServerRequestContext['origin'] {
     const meta = request.params?._meta;
     const token = isObject(meta) ? meta.progressToken : undefined;
     const byToken = typeof token === 'number' ? this.pending.get(token)?.origin : undefined;
-    return { callers, byToken };
+    if (byToken !== undefined) return { session: byToken, by: 'progress-token' };
+    const task = isObject(meta) && isObject(meta[RELATED_TASK_META]) ? meta[RELATED_TASK_META].taskId : undefined;
+    const byTask = typeof task === 'string' ? this.tasks.get(task) : undefined;
+    if (byTask !== undefined) return { session: byTask, by: 'task' };
+    const call = this.options.streamOf?.(request.id);
+    const byStream = typeof call === 'number' ? this.pending.get(call)?.origin : undefined;
+    if (byStream !== undefined) return { session: byStream, by: 'stream' };
+    return undefined;
+  }
+
+  /** A call's result that created a task (`{ task: { taskId } }`): the task is its session's. */
+  private rememberTask(result: Record<string, unknown>, origin: string): void {
+    const task = isObject(result.task) ? result.task.taskId : undefined;
+    if (typeof task !== 'string' || task.length > 256) return;
+    this.tasks.delete(task);
+    this.tasks.set(task, origin);
+    if (this.tasks.size > MAX_TASKS) this.tasks.delete(this.tasks.keys().next().value as string);
   }
 }

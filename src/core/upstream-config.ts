@@ -19,6 +19,12 @@ interface BaseSpec {
   readonly prefix: boolean;
   /** Stop after this long with no session using it and nothing in flight; 0 = never. */
   readonly idleTimeoutMs: number;
+  /**
+   * The server's own names of tools that ask the client back (sampling, elicitation, roots),
+   * declared up front (`asks_client`); `*` is every tool. Calls to them from different
+   * sessions run one session at a time, so the daemon always knows whom a request is for.
+   */
+  readonly asksClient: readonly string[];
 }
 
 export interface StdioSpec extends BaseSpec {
@@ -62,6 +68,7 @@ const Common = {
   start: z.enum(['lazy', 'eager']).default('lazy'),
   prefix: z.boolean().default(true),
   idle_timeout_ms: z.number().int().min(0).optional(),
+  asks_client: z.array(z.string().min(1).max(256)).max(1024).default([]),
   // Keys other clients write that mean nothing here, accepted so their files import as they are.
   type: z.enum(['stdio', 'http', 'streamable-http', 'streamableHttp']).optional(),
   disabled: z.boolean().optional(),
@@ -152,7 +159,14 @@ export function parseUpstreams(json: unknown, defaultIdleMs = DEFAULT_UPSTREAM_I
       problem('scope', `scope "${e.scope}" needs a stdio server ("command"): one remote server cannot be split per ${e.scope}`);
       continue;
     }
-    const base: BaseSpec = { name, scope: e.scope, start: e.start, prefix: e.prefix, idleTimeoutMs: e.idle_timeout_ms ?? defaultIdleMs };
+    const base: BaseSpec = {
+      name,
+      scope: e.scope,
+      start: e.start,
+      prefix: e.prefix,
+      idleTimeoutMs: e.idle_timeout_ms ?? defaultIdleMs,
+      asksClient: Object.freeze([...new Set(e.asks_client)]),
+    };
     if ('command' in e) {
       const s = e as z.infer<typeof StdioEntry>;
       servers.push(

@@ -12,6 +12,7 @@
 import { RpcCode } from '../protocol/codes.js';
 import type { RpcNotification } from '../protocol/jsonrpc.js';
 import type { CallOptions, CallOutcome, ServerLink, ServerRequestHandler } from './server-link.js';
+import { notSupported } from './server-requests.js';
 import type { UpstreamScope } from './upstream-config.js';
 
 export type UpstreamState = 'stopped' | 'starting' | 'ready' | 'restarting' | 'failed' | 'closed';
@@ -40,6 +41,8 @@ export interface UpstreamOptions {
    * closed: for shared instances, which every session sees (a scoped one retries on its next use).
    */
   retryFailedStart?: boolean;
+  /** The server's tools declared to ask the client back (`asks_client`). */
+  asksClient?: readonly string[];
   /** Reports lifecycle events for the log. */
   log?: (event: string, details: Record<string, unknown>) => void;
 }
@@ -63,20 +66,14 @@ export class Upstream {
   pid: number | undefined;
   startedAtMs: number | undefined;
   lastError: string | undefined;
-  /** Sessions that used this server and are still open. */
-  readonly users = new Set<string>();
+  /** Tools declared to ask the client back (see ServerRequests). */
+  readonly asksClient: readonly string[];
   /** Server notifications other than progress (list_changed, logging, ...). */
   onnotification: ((n: RpcNotification) => void) | undefined;
   /** Fired each time a (re)started server is ready: its lists may differ now. */
   onready: (() => void) | undefined;
-  /** Answers the server's sampling, elicitation and roots requests. */
+  /** Answers the server's sampling, elicitation and roots requests (ServerRequests.answer). */
   onrequest: ServerRequestHandler | undefined;
-  /** The session that called this server last, for requests no call in flight explains. */
-  lastCaller: string | undefined;
-  /** The session whose roots the server got last (a shared server keeps one roots list). */
-  rootsOf: string | undefined;
-  /** While set, the server's next roots/list goes to this session (see Hub.rootsFor). */
-  rootsWanted: { session: string; answered: () => void } | undefined;
 
   private readonly options: UpstreamOptions;
   private link: ServerLink | undefined;
@@ -90,6 +87,8 @@ export class Upstream {
   /** Why the server is to be renewed once its calls in flight are done (renewWhenIdle). */
   private renewPending: string | undefined;
   private lastUsedMs = Date.now();
+  /** Sessions that used this server and are still open (SessionContext.use and close). */
+  private readonly users = new Set<string>();
 
   constructor(options: UpstreamOptions) {
     this.options = options;
@@ -97,6 +96,7 @@ export class Upstream {
     this.prefix = options.prefix;
     this.scope = options.scope ?? 'shared';
     this.scopeKey = options.scopeKey;
+    this.asksClient = options.asksClient ?? [];
     if (options.idleTimeoutMs > 0) {
       this.idleTimer = setInterval(() => this.checkIdle(), Math.max(50, Math.floor(options.idleTimeoutMs / 4)));
       this.idleTimer.unref();
@@ -106,6 +106,20 @@ export class Upstream {
   /** The server's initialize result, while it is ready. */
   get initializeResult(): Record<string, unknown> | undefined {
     return this.link?.initializeResult;
+  }
+
+  /** A session uses this server: it is not stopped for idleness while one does. */
+  addUser(sessionId: string): void {
+    this.users.add(sessionId);
+  }
+
+  removeUser(sessionId: string): void {
+    this.users.delete(sessionId);
+  }
+
+  /** The open sessions that used this server. */
+  get userIds(): ReadonlySet<string> {
+    return this.users;
   }
 
   get inflight(): number {
@@ -177,7 +191,6 @@ export class Upstream {
       return this.unavailable((error as Error).message);
     }
     this.lastUsedMs = Date.now();
-    if (options.origin !== undefined) this.lastCaller = options.origin;
     const outcome = await link.call(method, params, options);
     this.lastUsedMs = Date.now();
     const reason = this.renewPending;
@@ -238,9 +251,7 @@ export class Upstream {
       // Wired before the handshake: a server may ask for roots or say list_changed right after it.
       started = await this.options.launch((link) => {
         link.onnotification = (n) => this.onnotification?.(n);
-        link.onrequest = (request, context) =>
-          this.onrequest?.(request, context) ??
-          Promise.resolve({ error: { code: RpcCode.METHOD_NOT_FOUND, message: `${request.method} is not supported by this client` } });
+        link.onrequest = (request, context) => this.onrequest?.(request, context) ?? Promise.resolve(notSupported(request.method));
       });
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);

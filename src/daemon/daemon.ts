@@ -35,7 +35,8 @@ import { HomeError, homeError, prepareHome } from './home.js';
 import { IdleExit } from './idle-exit.js';
 import { AlreadyRunningError, acquirePidLock, type PidLock } from './pidfile.js';
 import { ConfigWatcher } from './config-watcher.js';
-import { unionCapabilities, wireFanout } from './fanout.js';
+import { wireFanout } from './fanout.js';
+import { FileLearnedTools } from './learned-tools.js';
 import { DaemonServer } from './server.js';
 import { SessionManager } from './sessions.js';
 import { ensureToken } from './token.js';
@@ -144,7 +145,9 @@ export class Daemon {
         npxDirect: config.npxDirect,
         configureBuiltin: this.options.configureBuiltin,
         log: (event, details) => (event === 'server stderr' ? logger.debug(details, event) : logger.info(details, event)),
-        clientCapabilities: () => unionCapabilities(this.manager?.list() ?? []),
+        learned: new FileLearnedTools(paths.asksClient, (message, details) => logger.warn(details, message)),
+        requestTimeoutMs: config.callTimeoutMs,
+        count: (reason) => this.metrics.reject(reason),
       });
       for (const problem of config.upstreams.problems) {
         logger.warn({ ...problem, config: config.upstreams.path }, 'config entry refused');
@@ -152,7 +155,7 @@ export class Daemon {
       this.hub = hub;
       const manager = new SessionManager({ hub, config, metrics: this.metrics, logger });
       this.manager = manager;
-      wireFanout(hub, manager, config.callTimeoutMs);
+      wireFanout(hub, manager);
       this.server = new DaemonServer({ config, token, manager, metrics: this.metrics, logger, health: () => this.health() });
       const port = await this.server.listen();
       this.lock.update({ ...card, port });
@@ -211,7 +214,7 @@ export class Daemon {
       sessions: { total, attached, detached: total - attached },
       connections: this.server?.connectionCount ?? 0,
       inflight: manager?.inflightCount ?? 0,
-      servers: (this.hub?.servers ?? []).slice(1).map((s) => s.report()),
+      servers: (this.hub?.servers ?? []).slice(1).map((s) => ({ ...s.report(), asks_client: this.hub?.requests.asksClient(s) ?? [] })),
       config: {
         path: this.config.upstreamsPath,
         exists: this.upstreams.path !== null,

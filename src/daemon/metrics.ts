@@ -30,6 +30,7 @@ export const REJECT_REASONS: ReadonlySet<string> = new Set([
   'queue_full',
   'unserializable',
   'output_overflow',
+  'origin_unknown',
 ]);
 
 /** Why a session ended. */

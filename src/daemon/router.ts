@@ -24,6 +24,7 @@ import {
 } from '../protocol/jsonrpc.js';
 import type { Target } from '../core/catalog.js';
 import type { Hub, ListKind, View } from '../core/hub.js';
+import type { SessionContext } from '../core/session-context.js';
 import { LOG_LEVELS, type LogLevel } from '../core/interests.js';
 import { LIST_CHANGED_METHODS } from '../core/lists.js';
 import type { Cancellation } from '../core/cancellation.js';
@@ -47,9 +48,8 @@ export interface RouterPeer {
 export interface RouterOptions {
   /** Deadline of one forwarded request, in milliseconds. */
   callTimeoutMs: number;
-  /** The session's id: servers it uses stay up while it lives. */
-  sessionId: string;
-  view: View;
+  /** What the core knows of the session: the router fills in what the client declares. */
+  context: SessionContext;
 }
 
 // Maps, not object literals: a method is the client's string, and `constructor` or
@@ -71,25 +71,20 @@ const ROUTED: ReadonlyMap<string, { kind: ListKind; field: 'name' | 'uri'; what:
 ] as const);
 
 export class Router {
-  /** The client's initialize params, once it sent them. */
-  clientInfo: { name?: string; version?: string } | undefined;
-  clientCapabilities: Record<string, unknown> | undefined;
-  protocolVersion: string | undefined;
-  /** The level this session asked for with logging/setLevel. */
-  logLevel: LogLevel | undefined;
-
   private readonly hub: Hub;
   private readonly peer: RouterPeer;
-  private readonly options: RouterOptions;
+  private readonly callTimeoutMs: number;
+  private readonly context: SessionContext;
+  private readonly view: View;
+  private readonly sessionId: string;
 
   constructor(hub: Hub, peer: RouterPeer, options: RouterOptions) {
     this.hub = hub;
     this.peer = peer;
-    this.options = options;
-  }
-
-  get view(): View {
-    return this.options.view;
+    this.callTimeoutMs = options.callTimeoutMs;
+    this.context = options.context;
+    this.view = options.context.view;
+    this.sessionId = options.context.id;
   }
 
   /**
@@ -99,7 +94,7 @@ export class Router {
   async handle(request: RpcRequest, cancel: Cancellation): Promise<RpcResponse | null> {
     const { id, method } = request;
     const params = request.params ?? {};
-    const single = this.options.view.server;
+    const single = this.view.server;
     switch (method) {
       case 'initialize':
         return this.initialize(id, params);
@@ -110,14 +105,14 @@ export class Router {
         if (typeof level !== 'string' || !(LOG_LEVELS as readonly string[]).includes(level)) {
           return rpcError(id, RpcCode.INVALID_PARAMS, `level must be one of ${LOG_LEVELS.join(', ')}`);
         }
-        this.logLevel = level as LogLevel;
-        this.hub.interests.setLogLevel(this.options.sessionId, this.logLevel, this.options.view);
+        this.context.logLevel = level as LogLevel;
+        this.hub.interests.setLogLevel(this.sessionId, this.context.logLevel, this.view);
         return ok(id, {});
       }
     }
     const listKind = LIST_METHODS.get(method);
     if (listKind) {
-      const listed = await this.hub.list(listKind, this.options.view);
+      const listed = await this.hub.list(listKind, this.view);
       if ('error' in listed) return rpcError(id, listed.error.code, listed.error.message, listed.error.data);
       return ok(id, { [listKind]: listed.items });
     }
@@ -127,22 +122,22 @@ export class Router {
       if (typeof key !== 'string') {
         return rpcError(id, RpcCode.INVALID_PARAMS, `${method} needs params.${route.field} as a string`);
       }
-      const target = await this.hub.resolve(route.kind, key, this.options.view);
+      const target = await this.hub.resolve(route.kind, key, this.view);
       if (!target) return rpcError(id, RpcCode.INVALID_PARAMS, `Unknown ${route.what}: ${clip(key)}`);
       const forwarded = target.name === key ? params : { ...params, [route.field]: target.name };
       if (method === 'resources/subscribe' || method === 'resources/unsubscribe') {
-        const options = { timeoutMs: this.options.callTimeoutMs, cancel, origin: this.options.sessionId };
+        const options = { timeoutMs: this.callTimeoutMs, cancel, origin: this.sessionId };
         const subscribe = method === 'resources/subscribe';
         const outcome = subscribe
-          ? await this.hub.interests.subscribe(this.options.sessionId, target.server, target.name, options)
-          : await this.hub.interests.unsubscribe(this.options.sessionId, target.server, target.name, options);
+          ? await this.hub.interests.subscribe(this.sessionId, target.server, target.name, options)
+          : await this.hub.interests.unsubscribe(this.sessionId, target.server, target.name, options);
         return toResponse(id, outcome);
       }
       return this.forward(id, method, forwarded, target, cancel);
     }
     if (method === 'completion/complete') return this.complete(id, params, cancel);
     if (single !== undefined) {
-      const server = this.hub.instanceFor(single, this.options.view);
+      const server = this.hub.instanceFor(single, this.view);
       if (server) return this.forward(id, method, params, { server, name: '' }, cancel);
     }
     return rpcError(id, RpcCode.METHOD_NOT_FOUND, `Method not found: ${clip(method)}`);
@@ -156,7 +151,7 @@ export class Router {
     if (notification.method === 'notifications/roots/list_changed') {
       // Servers this session uses may ask for roots again.
       for (const server of this.hub.servers) {
-        if (server.users.has(this.options.sessionId) && this.hub.sees(this.options.view, server)) server.notify(notification.method);
+        if (this.context.uses(server) && this.hub.sees(this.view, server)) server.notify(notification.method);
       }
     }
   }
@@ -167,7 +162,7 @@ export class Router {
    * session is told its lists changed when that moves it to another instance.
    */
   private async refineWorkspace(): Promise<void> {
-    if (this.clientCapabilities?.roots === undefined || !this.hub.hasWorkspaceServers) return;
+    if (!this.context.declares('roots') || !this.hub.hasWorkspaceServers) return;
     const answer = await this.peer.request('roots/list', undefined, ROOTS_REQUEST_TIMEOUT_MS);
     // The client's answer is its own data: anything but a list of roots is ignored.
     if (!('result' in answer) || !isObject(answer.result)) return;
@@ -182,8 +177,8 @@ export class Router {
     } catch {
       return;
     }
-    if (path === this.options.view.workspace) return;
-    this.options.view.workspace = path;
+    if (path === this.view.workspace) return;
+    this.view.workspace = path;
     for (const method of LIST_CHANGED_METHODS) this.peer.send({ jsonrpc: '2.0', method });
   }
 
@@ -193,13 +188,9 @@ export class Router {
       // MCP allows strings and numbers only; anything else would be echoed in every progress message.
       return rpcError(id, RpcCode.INVALID_PARAMS, 'Invalid params: params._meta.progressToken must be a string or a number');
     }
-    target.server.users.add(this.options.sessionId);
-    const roots = this.hub.rootsFor(target.server, this.options.sessionId, this.clientCapabilities?.roots !== undefined);
-    if (roots) await roots;
-    const outcome = await target.server.call(method, params, {
-      timeoutMs: this.options.callTimeoutMs,
+    const outcome = await this.hub.requests.call(this.context, target.server, method, params, {
+      timeoutMs: this.callTimeoutMs,
       cancel,
-      origin: this.options.sessionId,
       onProgress:
         token === undefined
           ? undefined
@@ -216,9 +207,8 @@ export class Router {
     if (typeof key !== 'string')
       return rpcError(id, RpcCode.INVALID_PARAMS, 'completion/complete needs params.ref with a prompt name or a resource uri');
     const target = byPrompt
-      ? await this.hub.resolve('prompts', key, this.options.view)
-      : ((await this.hub.resolve('resourceTemplates', key, this.options.view)) ??
-        (await this.hub.resolve('resources', key, this.options.view)));
+      ? await this.hub.resolve('prompts', key, this.view)
+      : ((await this.hub.resolve('resourceTemplates', key, this.view)) ?? (await this.hub.resolve('resources', key, this.view)));
     if (!target) return rpcError(id, RpcCode.INVALID_PARAMS, `Unknown ${byPrompt ? 'prompt' : 'resource'}: ${clip(key)}`);
     const forwarded = target.name === key ? params : { ...params, ref: { ...ref, [byPrompt ? 'name' : 'uri']: target.name } };
     return this.forward(id, 'completion/complete', forwarded, target, cancel);
@@ -226,30 +216,31 @@ export class Router {
 
   private async initialize(id: RpcRequest['id'], params: Record<string, unknown>): Promise<RpcResponse> {
     const asked = typeof params.protocolVersion === 'string' ? params.protocolVersion : undefined;
-    this.protocolVersion = asked && SUPPORTED_PROTOCOL_VERSIONS.includes(asked) ? asked : LATEST_PROTOCOL_VERSION;
+    const protocolVersion = asked && SUPPORTED_PROTOCOL_VERSIONS.includes(asked) ? asked : LATEST_PROTOCOL_VERSION;
+    this.context.protocolVersion = protocolVersion;
     const info = params.clientInfo;
     // Kept only as short strings: the client's own data, of any shape and size, held for the
     // session's life (a hello's client label has the same limit).
-    this.clientInfo = isObject(info)
+    this.context.clientInfo = isObject(info)
       ? {
           name: typeof info.name === 'string' ? info.name.slice(0, MAX_CLIENT_LABEL_CHARS) : undefined,
           version: typeof info.version === 'string' ? info.version.slice(0, MAX_CLIENT_LABEL_CHARS) : undefined,
         }
       : undefined;
-    this.clientCapabilities = keptCapabilities(params.capabilities);
-    this.hub.offerCapabilities(this.clientCapabilities, this.options.view);
-    const single = this.options.view.server;
+    this.context.capabilities = keptCapabilities(params.capabilities);
+    this.hub.offerCapabilities(this.context);
+    const single = this.view.server;
     if (single !== undefined) {
       // Transparent: the session gets the server's own answer (its protocol version aside).
-      const server = this.hub.instanceFor(single, this.options.view);
+      const server = this.hub.instanceFor(single, this.view);
       try {
         if (!server) throw new Error('no such server');
         await server.connect();
       } catch (error) {
         return rpcError(id, RpcCode.UPSTREAM_UNAVAILABLE, `${single}: ${(error as Error).message}`, { server: single });
       }
-      server.users.add(this.options.sessionId);
-      return ok(id, { ...server.initializeResult, protocolVersion: this.protocolVersion });
+      this.context.use(server);
+      return ok(id, { ...server.initializeResult, protocolVersion });
     }
     // Everything a hosted server may have is always offered: a live reload can add one to a
     // session opened before it, and a client that checks capabilities (VS Code) would never
@@ -262,7 +253,7 @@ export class Router {
       completions: {},
     };
     return ok(id, {
-      protocolVersion: this.protocolVersion,
+      protocolVersion,
       capabilities,
       serverInfo: { name: NAME, version: VERSION },
       instructions: 'exai-ws: one shared MCP daemon for every client on this machine.',

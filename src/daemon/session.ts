@@ -23,6 +23,7 @@ import {
   type RpcResponse,
 } from '../protocol/jsonrpc.js';
 import type { Hub, View } from '../core/hub.js';
+import type { SessionContext } from '../core/session-context.js';
 import type { DaemonConfig } from './config.js';
 import { Cancellation } from '../core/cancellation.js';
 import { Outbox, type AttachOptions, type SessionSocket } from './outbox.js';
@@ -62,6 +63,8 @@ export class Session implements RouterPeer {
   readonly id: string;
   readonly createdAtMs = Date.now();
   readonly router: Router;
+  /** What the core knows of this session; released in close(). */
+  readonly context: SessionContext;
   client: ClientLabel;
   cwd: string | undefined;
   state: SessionState = 'detached';
@@ -88,7 +91,8 @@ export class Session implements RouterPeer {
       sessionId: id,
       overflow: () => deps.expire(this, 'hold_overflow'),
     });
-    this.router = new Router(deps.hub, this, { callTimeoutMs: deps.config.callTimeoutMs, sessionId: id, view });
+    this.context = deps.hub.openSession(id, view, this);
+    this.router = new Router(deps.hub, this, { callTimeoutMs: deps.config.callTimeoutMs, context: this.context });
   }
 
   get inflightCount(): number {
@@ -264,6 +268,7 @@ export class Session implements RouterPeer {
       waiting.resolve({ error: { code: RpcCode.CONNECTION_CLOSED, message: `the client session closed: ${reason}` } });
     }
     this.outgoing.clear();
+    this.context.close();
     socket?.close(code, reason);
   }
 

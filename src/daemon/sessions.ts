@@ -218,7 +218,6 @@ export class SessionManager {
     this.clearGrace(session);
     this.sessions.delete(session.id);
     session.close(code, reason);
-    this.deps.hub.sessionClosed(session.id);
     this.deps.metrics.sessionClosed(reason);
     this.deps.logger.info(
       {

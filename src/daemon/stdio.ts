@@ -14,7 +14,7 @@ import { Providers } from '../core/providers/providers.js';
 import type { DaemonConfig } from './config.js';
 import { createLogger } from './logger.js';
 import { Metrics } from './metrics.js';
-import { unionCapabilities, wireFanout } from './fanout.js';
+import { wireFanout } from './fanout.js';
 import { Session, reportUnserializable, type SessionSocket } from './session.js';
 
 export interface StdioOptions {
@@ -30,7 +30,6 @@ export async function runStdio(options: StdioOptions): Promise<void> {
   const output = options.output ?? process.stdout;
   const { config } = options;
   const { logger } = createLogger(null, config.logLevel);
-  const opened: { session?: Session } = {};
   const hub = await startCore({
     startedAtMs: Date.now(),
     listTimeoutMs: config.callTimeoutMs,
@@ -38,8 +37,7 @@ export async function runStdio(options: StdioOptions): Promise<void> {
     upstreams: config.upstreams.servers,
     npxDirect: config.npxDirect,
     log: (event, details) => (event === 'server stderr' ? logger.debug(details, event) : logger.info(details, event)),
-    // Eager servers may start before the session exists (nothing declared yet).
-    clientCapabilities: () => (opened.session ? unionCapabilities([opened.session]) : {}),
+    requestTimeoutMs: config.callTimeoutMs,
     configureBuiltin: options.configureBuiltin,
   });
   let open = true;
@@ -73,16 +71,11 @@ export async function runStdio(options: StdioOptions): Promise<void> {
       expire: () => undefined,
     },
   );
-  opened.session = session;
-  wireFanout(
-    hub,
-    {
-      list: () => [session],
-      get: (id) => (id === session.id ? session : undefined),
-      unsendable: (n, reason) => reportUnserializable({ logger, metrics }, { kind: 'notification', method: clip(n.method, 100), reason }),
-    },
-    config.callTimeoutMs,
-  );
+  wireFanout(hub, {
+    list: () => [session],
+    get: (id) => (id === session.id ? session : undefined),
+    unsendable: (n, reason) => reportUnserializable({ logger, metrics }, { kind: 'notification', method: clip(n.method, 100), reason }),
+  });
   session.attach(socket);
   const splitter = new LineSplitter(config.maxBytes, {
     onLine: (line) => session.receive(line),

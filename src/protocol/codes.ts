@@ -14,6 +14,8 @@ export const RpcCode = Object.freeze({
   REQUEST_TIMEOUT: -32001,
   OVER_CAPACITY: -32010,
   UPSTREAM_UNAVAILABLE: -32011,
+  /** To a hosted server: which window caused its sampling, elicitation or roots request is not certain. */
+  ORIGIN_UNKNOWN: -32012,
 });
 
 /** WebSocket close codes (DESIGN.md, "WebSocket protocol"). */

@@ -26,6 +26,8 @@ export interface HomePaths {
   pid: string;
   log: string;
   metrics: string;
+  /** Tools of hosted servers learned to ask the client back (sampling, elicitation, roots). */
+  asksClient: string;
 }
 
 /** The per-user state directory used when `EXAI_WS_HOME` is not set. */
@@ -45,6 +47,7 @@ export function homePaths(home: string): HomePaths {
     pid: join(logs, 'ws_daemon.pid'),
     log: join(logs, 'ws_daemon.log'),
     metrics: join(logs, 'metrics.jsonl'),
+    asksClient: join(home, 'asks-client.json'),
   });
 }
 
