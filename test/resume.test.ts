@@ -12,6 +12,7 @@ import { after, describe, test } from 'node:test';
 import { pino } from 'pino';
 import type WebSocket from 'ws';
 import type { Hub } from '../src/core/hub.js';
+import { SessionContext, type ClientPeer, type View } from '../src/core/session-context.js';
 import type { DaemonConfig } from '../src/daemon/config.js';
 import { KeptFrames } from '../src/daemon/kept.js';
 import { CLOSE_REASONS, Metrics } from '../src/daemon/metrics.js';
@@ -140,7 +141,10 @@ function unitSession(holdMaxBytes = 1024 * 1024): { session: Session; expired: s
     'unit',
     { name: 'unit', version: '1' },
     {
-      hub: {} as Hub,
+      // Only what a session asks of the hub when it opens: its context.
+      hub: {
+        openSession: (id: string, view: View, peer: ClientPeer) => new SessionContext(id, view, peer, () => undefined),
+      } as unknown as Hub,
       config,
       metrics: new Metrics(),
       logger: pino({ level: 'silent' }),
