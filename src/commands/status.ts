@@ -156,6 +156,7 @@ interface ServerLine {
   sessions?: unknown;
   inflight?: unknown;
   last_error?: unknown;
+  asks_client?: unknown;
 }
 
 /** The log and metrics files, when they lost lines: a full disk must not go unnoticed. */
@@ -215,6 +216,9 @@ function hostedLines(h: HealthReport): string[] {
       if (typeof s.pid === 'number') parts.push(`pid ${s.pid}`);
       parts.push(`restarts ${String(s.restarts)}`, `sessions ${String(s.sessions)}`, `in flight ${String(s.inflight)}`);
       if (typeof s.retries === 'number' && s.retries > 0) parts.push(`start retries ${s.retries}`);
+      if (Array.isArray(s.asks_client) && s.asks_client.length > 0) {
+        parts.push(`one window at a time: ${s.asks_client.map(String).join(', ')}`);
+      }
       if (typeof s.last_error === 'string') parts.push(`last error: ${s.last_error}`);
       lines.push(`    ${parts.join('  ')}`);
     }
