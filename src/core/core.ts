@@ -19,6 +19,9 @@ import type { UpstreamSpec } from './upstream-config.js';
 import { Upstream, type Started } from './upstream.js';
 import { Watchdog } from './watchdog.js';
 
+/** A lifecycle event of the core for the log; `level` when it is not `info`. */
+export type CoreLog = (event: string, details: Record<string, unknown>, level?: 'debug' | 'warn') => void;
+
 export interface CoreOptions {
   startedAtMs: number;
   /** Deadline for list calls to servers, in milliseconds. */
@@ -30,7 +33,7 @@ export interface CoreOptions {
   /** Adds tools to the built-in server before it starts (tests add fixture tools here). */
   configureBuiltin?: ((server: McpServer) => void) | undefined;
   /** Lifecycle events of hosted servers, and each line they write to stderr. */
-  log?: (event: string, details: Record<string, unknown>) => void;
+  log?: CoreLog;
   /** Tools known to ask the client back (a file in the daemon's home); in memory when not given. */
   learned?: LearnedTools;
   /** Bounds a client's answer to a server's sampling, elicitation or roots request, in milliseconds. */
@@ -156,7 +159,7 @@ async function launch(
   const direct = await npx?.resolve(configured);
   if (direct) options.log?.('server runs without npx', { server: spec.name, file: direct.file });
   const transport = new ChildTransport(direct ?? configured, watchdog);
-  transport.onstderr = (line) => options.log?.('server stderr', { server: spec.name, line });
+  transport.onstderr = (line) => options.log?.('server stderr', { server: spec.name, line }, 'debug');
   const exitReason = () => {
     const tail = transport.stderr.trim().split('\n').slice(-3).join(' | ');
     return `the server process exited (${transport.exitStatus ?? 'unknown status'})${tail ? `: ${tail}` : ''}`;

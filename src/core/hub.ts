@@ -7,6 +7,7 @@
  */
 import type { RpcNotification } from '../protocol/jsonrpc.js';
 import { Catalog, type CatalogView, type ListOutcome, type Target } from './catalog.js';
+import type { CoreLog } from './core.js';
 import type { UpstreamSpec } from './upstream-config.js';
 import { Interests } from './interests.js';
 import { LISTS, LIST_CHANGED_METHODS, type ListKind } from './lists.js';
@@ -28,7 +29,7 @@ interface Family {
 export interface HubOptions {
   /** Deadline for list calls to servers, in milliseconds. */
   listTimeoutMs: number;
-  log?: (event: string, details: Record<string, unknown>) => void;
+  log?: CoreLog;
   /** Runs after every server has stopped (the core's watchdog ends there). */
   afterClose?: () => void;
   /** Makes an instance of a hosted server: `key` is the workspace or session of a scoped one. */

@@ -19,6 +19,7 @@ import { basename } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { RpcCode } from '../protocol/codes.js';
 import type { Answer, RpcRequest } from '../protocol/jsonrpc.js';
+import type { CoreLog } from './core.js';
 import type { CallOptions, CallOutcome, ServerRequestContext } from './server-link.js';
 import type { SessionContext } from './session-context.js';
 import { SessionGate } from './session-gate.js';
@@ -69,7 +70,7 @@ export interface ServerRequestsOptions {
   learned: LearnedTools;
   /** Bounds a client's answer to one server request, in milliseconds. */
   requestTimeoutMs: number;
-  log?: (event: string, details: Record<string, unknown>) => void;
+  log?: CoreLog;
   /** Counts an event (`origin_unknown`) for the metrics. */
   count?: (reason: string) => void;
 }
@@ -255,7 +256,7 @@ export class ServerRequests {
     const now = Date.now();
     if (now - refusals.loggedAtMs >= REFUSAL_LOG_EVERY_MS) {
       const earlier = refusals.unlogged > 0 ? { refused_since_last_line: refusals.unlogged } : {};
-      this.options.log?.('server request refused: requester unknown', { server: server.name, method, sessions, ...earlier });
+      this.options.log?.('server request refused: requester unknown', { server: server.name, method, sessions, ...earlier }, 'warn');
       refusals.unlogged = 0;
       refusals.loggedAtMs = now;
     } else {

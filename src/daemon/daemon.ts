@@ -29,7 +29,7 @@ import type { DaemonConfig } from './config.js';
 import { getHeapStatistics } from 'node:v8';
 import type { HealthReport, MemoryReport } from './health-client.js';
 import { LineFile } from './line-file.js';
-import { createLogger, type DaemonLogger } from './logger.js';
+import { coreLog, createLogger, type DaemonLogger } from './logger.js';
 import { Metrics } from './metrics.js';
 import { HomeError, homeError, prepareHome } from './home.js';
 import { IdleExit } from './idle-exit.js';
@@ -144,7 +144,7 @@ export class Daemon {
         upstreams: config.upstreams.servers,
         npxDirect: config.npxDirect,
         configureBuiltin: this.options.configureBuiltin,
-        log: (event, details) => (event === 'server stderr' ? logger.debug(details, event) : logger.info(details, event)),
+        log: coreLog(logger),
         learned: new FileLearnedTools(paths.asksClient, (message, details) => logger.warn(details, message)),
         requestTimeoutMs: config.callTimeoutMs,
         count: (reason) => this.metrics.reject(reason),

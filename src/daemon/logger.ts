@@ -12,6 +12,7 @@ import { writeSync } from 'node:fs';
 import pino, { type Logger } from 'pino';
 import type { LogHealth } from './health-client.js';
 import { LineFile } from './line-file.js';
+import type { CoreLog } from '../core/core.js';
 
 export type { Logger };
 
@@ -169,4 +170,9 @@ class FdSink {
       if (code === 'EPIPE' || code === 'EBADF') this.broken = true;
     }
   }
+}
+
+/** Writes the core's events (hosted servers' lifecycle, refusals) to a daemon logger. */
+export function coreLog(logger: Logger): CoreLog {
+  return (event, details, level) => logger[level ?? 'info'](details, event);
 }

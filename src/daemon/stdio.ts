@@ -12,7 +12,7 @@ import { LineSplitter } from '../protocol/ndjson.js';
 import { startCore } from '../core/core.js';
 import { Providers } from '../core/providers/providers.js';
 import type { DaemonConfig } from './config.js';
-import { createLogger } from './logger.js';
+import { coreLog, createLogger } from './logger.js';
 import { Metrics } from './metrics.js';
 import { wireFanout } from './fanout.js';
 import { Session, reportUnserializable, type SessionSocket } from './session.js';
@@ -36,7 +36,7 @@ export async function runStdio(options: StdioOptions): Promise<void> {
     providers: new Providers(config.providers),
     upstreams: config.upstreams.servers,
     npxDirect: config.npxDirect,
-    log: (event, details) => (event === 'server stderr' ? logger.debug(details, event) : logger.info(details, event)),
+    log: coreLog(logger),
     requestTimeoutMs: config.callTimeoutMs,
     configureBuiltin: options.configureBuiltin,
   });
