@@ -298,19 +298,25 @@ function originUnknown(home: string): number {
   return (last?.rejections as Record<string, number> | undefined)?.origin_unknown ?? 0;
 }
 
-/** Every refusal is logged (warn, server, method, sessions) and counted, no more and no fewer. */
+/**
+ * Refusals are logged as warnings (server, method, sessions) and each one is counted in the
+ * metrics. A burst of refusals may share a log line (a later line says how many went unlogged
+ * since the one before), so the log holds at least one line and never more lines, or more
+ * refusals accounted for, than there were.
+ */
 async function assertRefusalsRecorded(home: string, refused: number, methods: string[]): Promise<void> {
-  await waitFor(() => refusalLines(home).length >= refused, `${refused} '${REFUSED_LOG}' lines in the log`, 10_000);
+  await waitFor(() => refusalLines(home).length >= 1, `a '${REFUSED_LOG}' line in the log`, 10_000);
+  await waitFor(() => originUnknown(home) >= refused, `metrics rejections.origin_unknown to reach ${refused}`, 10_000);
+  assert.equal(originUnknown(home), refused, 'metrics count each refusal once');
   const lines = refusalLines(home);
-  assert.equal(lines.length, refused, `one log line per refusal: ${JSON.stringify(lines)}`);
   for (const line of lines) {
     assert.equal(line.level, 40, `logged as a warning: ${JSON.stringify(line)}`);
     assert.equal(line.server, 'everything', JSON.stringify(line));
     assert.ok(methods.includes(line.method as string), JSON.stringify(line));
-    assert.ok(line.sessions !== undefined, `the line says which sessions were in flight: ${JSON.stringify(line)}`);
+    assert.ok(line.sessions !== undefined, `the line says how many sessions had calls in flight: ${JSON.stringify(line)}`);
   }
-  await waitFor(() => originUnknown(home) >= refused, `metrics rejections.origin_unknown to reach ${refused}`, 10_000);
-  assert.equal(originUnknown(home), refused, 'metrics count each refusal once');
+  const accounted = lines.reduce((sum, line) => sum + 1 + ((line.refused_since_last_line as number | undefined) ?? 0), 0);
+  assert.ok(accounted <= refused, `the log accounts for ${accounted} refusals, there were ${refused}: ${JSON.stringify(lines)}`);
 }
 
 function sharedEverything(cleanup: Cleanup, extra: ServerEntry = {}): Promise<DaemonHandle> {
@@ -333,7 +339,9 @@ test('two windows, five concurrent sampling then elicitation calls each, one sha
   await waitLearned(daemon.home, 'everything', ELICITATION_TOOL);
   assert.deepEqual(await asksClientInHealth(daemon, 'everything'), [ELICITATION_TOOL, SAMPLING_TOOL]);
 
-  await assertRefusalsRecorded(daemon.home, refused + elicitationRefused, ['sampling/createMessage', 'elicitation/create']);
+  if (refused + elicitationRefused > 0) {
+    await assertRefusalsRecorded(daemon.home, refused + elicitationRefused, ['sampling/createMessage', 'elicitation/create']);
+  }
 });
 
 test('an uncertain origin is refused, logged and counted, and nobody is asked; the tool is not marked from it', async (t) => {
