@@ -422,10 +422,11 @@ test('a window without the sampling capability is never asked and gets a clear e
     call(without, ELICITATION),
   ]);
   t.diagnostic(`what the window without sampling is shown: ${outcomes[0]?.text.replace(/\s+/g, ' ')}`);
+  // The error names the client as it introduced itself, so a user with several windows knows which.
   outcomes.forEach((o, i) => {
     const capability = i < 3 ? 'sampling' : 'elicitation';
     assert.equal(o.isError, true, o.text);
-    assert.match(o.text, new RegExp(`the client \\(.+\\) did not declare the ${capability} capability`), o.text);
+    assert.match(o.text, new RegExp(`the client \\(window-B\\) did not declare the ${capability} capability`), o.text);
     assert.doesNotMatch(o.text, /timed out|timeout/i, o.text);
   });
   assert.deepEqual(without.stray, [], 'the window without the capability was sent a request');
