@@ -119,39 +119,65 @@ test('sampling and elicitation go to the calling session; a session that did not
   assert.equal(aElicited, 1);
 });
 
-// A shared server's sampling request names no caller: among several callers in flight the daemon
-// picks the most recent (the issue's rule), so concurrent isolation is asserted for `session` scope.
-for (const scope of ['session'] as const) {
+// A shared server's sampling request names no caller. The daemon never guesses: with both
+// sessions' calls in flight it refuses the request (the first round on a fresh home may), learns
+// that the tool asks the client back and from then on runs its calls one session at a time, so
+// the next round answers both. A session-scoped instance has one session: always certain.
+for (const scope of ['shared', 'session'] as const) {
   test(`two sessions sampling at the same time each answer only their own request (scope ${scope})`, async () => {
     const daemon = await everythingDaemon(scope);
     const a = await connectShim(cleanup, daemon, { name: 'session-a', capabilities: { sampling: {} } });
     const c = await connectShim(cleanup, daemon, { name: 'session-c', capabilities: { sampling: {} } });
-    // Each handler holds its answer until both requests are out, so both calls are in flight together.
-    const asked: Record<string, string[]> = { A: [], C: [] };
-    let bothAsked: () => void = () => undefined;
-    const both = new Promise<void>((resolve) => (bothAsked = resolve));
+    // Each handler holds its answer until both requests of the round are out (bounded: when the
+    // daemon runs the calls one session at a time the other request comes only after this answer).
+    const asked: Record<'A' | 'C', string[]> = { A: [], C: [] };
+    let release: () => void = () => undefined;
+    let both = Promise.resolve();
+    let askedThisRound = 0;
     const handler = (who: 'A' | 'C') => async (request: { params: { messages: { content: unknown }[] } }) => {
-      asked[who]?.push(promptOf(request));
-      if ((asked.A?.length ?? 0) + (asked.C?.length ?? 0) >= 2) bothAsked();
-      await Promise.race([both, new Promise((r) => setTimeout(r, 3_000))]);
-      return sampled(`the answer of session ${who}`);
+      asked[who].push(promptOf(request));
+      if (++askedThisRound >= 2) release();
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([both, new Promise((r) => (timer = setTimeout(r, 1_500)))]);
+      clearTimeout(timer);
+      return sampled(`the answer of session ${who} to [${promptOf(request)}]`);
     };
     a.client.setRequestHandler(CreateMessageRequestSchema, handler('A'));
     c.client.setRequestHandler(CreateMessageRequestSchema, handler('C'));
     assert.ok((await toolNames(a.client)).includes(SAMPLING));
 
-    const [aResult, cResult] = await Promise.all([
-      outcomeText(a.client, SAMPLING, { prompt: 'asked by A', maxTokens: 20 }),
-      outcomeText(c.client, SAMPLING, { prompt: 'asked by C', maxTokens: 20 }),
-    ]);
-    assert.deepEqual(asked, {
-      A: ['Resource trigger-sampling-request context: asked by A'],
-      C: ['Resource trigger-sampling-request context: asked by C'],
-    });
-    assert.match(aResult.text, /the answer of session A/);
-    assert.doesNotMatch(aResult.text, /session C/);
-    assert.match(cResult.text, /the answer of session C/);
-    assert.doesNotMatch(cResult.text, /session A/);
+    for (const round of [1, 2]) {
+      askedThisRound = 0;
+      both = new Promise<void>((resolve) => (release = resolve));
+      const prompts = { A: `asked by A in round ${round}`, C: `asked by C in round ${round}` };
+      const askedBefore = { A: asked.A.length, C: asked.C.length };
+      const [aResult, cResult] = await Promise.all([
+        outcomeText(a.client, SAMPLING, { prompt: prompts.A, maxTokens: 20 }),
+        outcomeText(c.client, SAMPLING, { prompt: prompts.C, maxTokens: 20 }),
+      ]);
+      const shown = { A: asked.A.slice(askedBefore.A), C: asked.C.slice(askedBefore.C) };
+      for (const [who, other, result] of [
+        ['A', 'C', aResult],
+        ['C', 'A', cResult],
+      ] as const) {
+        const prompt = `Resource trigger-sampling-request context: ${prompts[who]}`;
+        // Never another session's prompt, whatever the outcome.
+        assert.deepEqual(
+          shown[who].filter((p) => p !== prompt),
+          [],
+          `round ${round}: session ${who} was shown another session's prompt`,
+        );
+        assert.doesNotMatch(result.text, new RegExp(`session ${other}`), `round ${round}: ${who}'s result holds ${other}'s answer`);
+        if (result.isError) {
+          assert.ok(scope === 'shared' && round === 1, `round ${round}: ${who}'s call failed: ${result.text}`);
+          assert.match(result.text, /the requester could not be determined/);
+          assert.deepEqual(shown[who], [], `round ${round}: the refused request was shown to session ${who}`);
+        } else {
+          assert.deepEqual(shown[who], [prompt]);
+          assert.ok(result.text.includes(`the answer of session ${who} to [${prompt}]`), `round ${round}: ${result.text}`);
+        }
+      }
+    }
   });
 }
 
