@@ -1,10 +1,12 @@
 /**
  * What serialising a tool that asks the client back costs (issue 11): one daemon hosts
- * server-everything twice, `marked` (`"asks_client": ["echo"]`) and `plain` (the same entry
- * without it), so the two differ only in the marking. Calls to `marked__echo` from different
- * windows run one window at a time; calls from one window, and every call to `plain__echo`,
- * run concurrently. Measured, in alternating rounds so that drift on the machine hits every
- * mode alike:
+ * server-everything twice, `marked` (`"asks_client"` naming the tools below) and `plain` (the
+ * same entry without it), so the two differ only in the marking. Calls to a marked tool from
+ * different windows run one window at a time; calls from one window, and every call to `plain`,
+ * run concurrently. Two tools: `echo` (answers at once: the gate's own overhead) and
+ * `trigger-long-running-operation` held 100 ms at the server (a tool that waits, as one asking
+ * the client does: what taking turns costs). Measured, in alternating rounds so that drift on
+ * the machine hits every mode alike:
  *
  *   - two windows (two shims, each an SDK client) with `inflightPerWindow` calls in flight each;
  *   - one window with both windows' calls in flight (the same total), which is never held.
@@ -23,7 +25,13 @@ import { ROOT, SHIM, childEnv, installCleanup, killAll, makeHome, sleep, startDa
 import { round, summarize, type Summary } from './stats.js';
 
 const EVERYTHING = join(ROOT, 'node_modules', '@modelcontextprotocol', 'server-everything', 'dist', 'index.js');
-const ECHO_ARGS = { message: 'bench' };
+/** The tools measured: each is declared `asks_client` on `marked`, under its own name. */
+const TOOLS = {
+  echo: { name: 'echo', arguments: { message: 'bench' } },
+  wait_100ms: { name: 'trigger-long-running-operation', arguments: { duration: 0.1, steps: 1 } },
+} as const;
+type Tool = keyof typeof TOOLS;
+const TOOL_KEYS = Object.keys(TOOLS) as Tool[];
 const WATCHDOG_MS = 5 * 60_000;
 /** Often enough to catch both windows' calls at the server, rarely enough not to load the daemon. */
 const HEALTH_SAMPLE_MS = 50;
@@ -69,14 +77,21 @@ export interface ModeFigures {
   serverInflight: { max: number; mean: number; samples: number };
 }
 
-export interface AsksClientResults {
+export interface ToolFigures {
+  /** The server's tool name and the arguments of every call. */
   tool: string;
-  plan: AsksClientPlan;
-  inflight_total: number;
+  arguments: Record<string, unknown>;
   /** `marked` and `plain`, each for two windows and one window. */
   modes: Record<Entry, Record<Windows, ModeFigures>>;
   /** marked / plain calls per second. */
   ratio: Record<Windows, number>;
+}
+
+export interface AsksClientResults {
+  server: string;
+  plan: AsksClientPlan;
+  inflight_total: number;
+  tools: Record<Tool, ToolFigures>;
   /** What the daemon's /health reported as asking the client after the runs, per entry. */
   asks_client_reported: Record<Entry, string[] | null>;
   loadavg_before: number[];
@@ -147,7 +162,13 @@ async function sampleInflight(daemon: DaemonProc, entry: Entry, done: Promise<un
  * Keeps `inflight` calls of `tool` outstanding from each of `windows` for `durationMs` (or
  * until `maxCalls` in all); every result is checked.
  */
-async function load(windows: Client[], tool: string, inflight: number, durationMs: number, maxCalls: number): Promise<RoundResult> {
+async function load(
+  windows: Client[],
+  tool: { name: string; arguments: Record<string, unknown> },
+  inflight: number,
+  durationMs: number,
+  maxCalls: number,
+): Promise<RoundResult> {
   const result: RoundResult = { calls: 0, ms: 0, latencyUs: [], callsPerWindow: windows.map(() => 0), serverInflight: [] };
   let stop = false;
   const t0 = performance.now();
@@ -155,8 +176,8 @@ async function load(windows: Client[], tool: string, inflight: number, durationM
   const lane = async (client: Client, w: number) => {
     while (!stop) {
       const sent = performance.now();
-      const reply = await client.callTool({ name: tool, arguments: ECHO_ARGS });
-      if (reply.isError) throw new Error(`${tool} failed: ${JSON.stringify(reply.content)}`);
+      const reply = await client.callTool(tool);
+      if (reply.isError) throw new Error(`${tool.name} failed: ${JSON.stringify(reply.content)}`);
       const now = performance.now();
       result.latencyUs.push((now - sent) * 1000);
       result.callsPerWindow[w]!++;
@@ -186,35 +207,38 @@ export async function runAsksClient(plan: AsksClientPlan, progress: (line: strin
   const home = makeHome();
   const config = join(home, 'asks-client-config.json');
   const entry = { command: process.execPath, args: [EVERYTHING, 'stdio'], start: 'eager' };
-  writeFileSync(config, JSON.stringify({ mcpServers: { marked: { ...entry, asks_client: ['echo'] }, plain: entry } }));
+  const marked = { ...entry, asks_client: TOOL_KEYS.map((t) => TOOLS[t].name) };
+  writeFileSync(config, JSON.stringify({ mcpServers: { marked, plain: entry } }));
   const daemon = await startDaemon({ EXAI_WS_CONFIG: config });
   const windows: Window[] = [];
   try {
     windows.push(await openWindow(daemon.home), await openWindow(daemon.home));
     const clients = windows.map((w) => w.client);
     const inflightTotal = plan.inflightPerWindow * clients.length;
-    const run = async (e: Entry, w: Windows, ms: number): Promise<RoundResult> => {
+    const run = async (t: Tool, e: Entry, w: Windows, ms: number): Promise<RoundResult> => {
+      const tool = { name: `${e}__${TOOLS[t].name}`, arguments: TOOLS[t].arguments };
       const loaded =
         w === 'two_windows'
-          ? load(clients, `${e}__echo`, plan.inflightPerWindow, ms, plan.maxCallsPerRound)
-          : load([clients[0]!], `${e}__echo`, inflightTotal, ms, plan.maxCallsPerRound);
+          ? load(clients, tool, plan.inflightPerWindow, ms, plan.maxCallsPerRound)
+          : load([clients[0]!], tool, inflightTotal, ms, plan.maxCallsPerRound);
       const [result, samples] = await Promise.all([loaded, sampleInflight(daemon, e, loaded)]);
       result.serverInflight = samples;
       return result;
     };
 
     progress(
-      `asks-client: server-everything echo, marked (asks_client) against plain, ${plan.inflightPerWindow} in flight from each of 2 windows and ${inflightTotal} from one, ${plan.rounds} x ${plan.roundMs} ms per mode`,
+      `asks-client: server-everything ${TOOL_KEYS.join(', ')}, marked (asks_client) against plain, ${plan.inflightPerWindow} in flight from each of 2 windows and ${inflightTotal} from one, ${plan.rounds} x ${plan.roundMs} ms per mode`,
     );
-    for (const e of ENTRIES) for (const w of WINDOWS) await run(e, w, plan.warmupMs);
-    const rounds: Record<Entry, Record<Windows, RoundResult[]>> = {
+    for (const t of TOOL_KEYS) for (const e of ENTRIES) for (const w of WINDOWS) await run(t, e, w, plan.warmupMs);
+    const empty = (): Record<Entry, Record<Windows, RoundResult[]>> => ({
       marked: { two_windows: [], one_window: [] },
       plain: { two_windows: [], one_window: [] },
-    };
+    });
+    const rounds: Record<Tool, Record<Entry, Record<Windows, RoundResult[]>>> = { echo: empty(), wait_100ms: empty() };
     for (let r = 0; r < plan.rounds; r++) {
       // Alternate which entry goes first, so neither always follows the other.
       const order = r % 2 === 0 ? ENTRIES : [...ENTRIES].reverse();
-      for (const w of WINDOWS) for (const e of order) rounds[e][w].push(await run(e, w, plan.roundMs));
+      for (const t of TOOL_KEYS) for (const w of WINDOWS) for (const e of order) rounds[t][e][w].push(await run(t, e, w, plan.roundMs));
     }
     const figures = (results: RoundResult[]): ModeFigures => {
       const calls = results.reduce((a, r) => a + r.calls, 0);
@@ -235,19 +259,27 @@ export async function runAsksClient(plan: AsksClientPlan, progress: (line: strin
         },
       };
     };
-    const modes = {
-      marked: { two_windows: figures(rounds.marked.two_windows), one_window: figures(rounds.marked.one_window) },
-      plain: { two_windows: figures(rounds.plain.two_windows), one_window: figures(rounds.plain.one_window) },
+    const toolFigures = (t: Tool): ToolFigures => {
+      const of = rounds[t];
+      const modes = {
+        marked: { two_windows: figures(of.marked.two_windows), one_window: figures(of.marked.one_window) },
+        plain: { two_windows: figures(of.plain.two_windows), one_window: figures(of.plain.one_window) },
+      };
+      return {
+        tool: TOOLS[t].name,
+        arguments: TOOLS[t].arguments,
+        modes,
+        ratio: {
+          two_windows: modes.marked.two_windows.perS / modes.plain.two_windows.perS,
+          one_window: modes.marked.one_window.perS / modes.plain.one_window.perS,
+        },
+      };
     };
     return {
-      tool: 'server-everything echo',
+      server: 'server-everything',
       plan,
       inflight_total: inflightTotal,
-      modes,
-      ratio: {
-        two_windows: modes.marked.two_windows.perS / modes.plain.two_windows.perS,
-        one_window: modes.marked.one_window.perS / modes.plain.one_window.perS,
-      },
+      tools: { echo: toolFigures('echo'), wait_100ms: toolFigures('wait_100ms') },
       asks_client_reported: await reportedAsksClient(daemon),
       loadavg_before: loadBefore,
       loadavg_after: loadavg(),
@@ -264,38 +296,37 @@ function fmt(value: number, digits = 0): string {
 
 /** The phase's table, as lines (the same in the full bench and alone). */
 export function asksClientLines(r: AsksClientResults): string[] {
-  const m = r.modes;
-  const rows: string[][] = [
-    ['', 'marked', 'plain', 'marked/plain'],
-    ...WINDOWS.flatMap((w) => {
-      const label = w === 'two_windows' ? `2 windows x ${r.plan.inflightPerWindow}` : `1 window x ${r.inflight_total}`;
-      return [
-        [`${label}: calls/s`, fmt(m.marked[w].perS), fmt(m.plain[w].perS), `${fmt(r.ratio[w], 2)}x`],
+  const rows: string[][] = [['', 'marked', 'plain', 'marked/plain']];
+  for (const t of TOOL_KEYS) {
+    const f = r.tools[t];
+    const m = f.modes;
+    const label = (w: Windows) =>
+      `${t} ${w === 'two_windows' ? `2 windows x ${r.plan.inflightPerWindow}` : `1 window x ${r.inflight_total}`}`;
+    const latency = (w: Windows, p: 'p50' | 'p99') => [
+      `${label(w)}: ${p} (us)`,
+      fmt(m.marked[w].latencyUs[p]),
+      fmt(m.plain[w].latencyUs[p]),
+      `${fmt(m.marked[w].latencyUs[p] / m.plain[w].latencyUs[p], 2)}x`,
+    ];
+    for (const w of WINDOWS) {
+      rows.push(
+        [`${label(w)}: calls/s`, fmt(m.marked[w].perS), fmt(m.plain[w].perS), `${fmt(f.ratio[w], 2)}x`],
+        latency(w, 'p50'),
+        latency(w, 'p99'),
         [
-          `${label}: p50 (us)`,
-          fmt(m.marked[w].latencyUs.p50),
-          fmt(m.plain[w].latencyUs.p50),
-          `${fmt(m.marked[w].latencyUs.p50 / m.plain[w].latencyUs.p50, 2)}x`,
+          `${label(w)}: calls at the server, max (mean)`,
+          `${fmt(m.marked[w].serverInflight.max)} (${fmt(m.marked[w].serverInflight.mean, 1)})`,
+          `${fmt(m.plain[w].serverInflight.max)} (${fmt(m.plain[w].serverInflight.mean, 1)})`,
+          '',
         ],
-        [
-          `${label}: p99 (us)`,
-          fmt(m.marked[w].latencyUs.p99),
-          fmt(m.plain[w].latencyUs.p99),
-          `${fmt(m.marked[w].latencyUs.p99 / m.plain[w].latencyUs.p99, 2)}x`,
-        ],
-      ];
-    }),
-    ...WINDOWS.map((w) => [
-      `${w === 'two_windows' ? '2 windows' : '1 window'}: calls at the server, max (mean)`,
-      `${fmt(m.marked[w].serverInflight.max)} (${fmt(m.marked[w].serverInflight.mean, 1)})`,
-      `${fmt(m.plain[w].serverInflight.max)} (${fmt(m.plain[w].serverInflight.mean, 1)})`,
-      '',
-    ]),
-  ];
+      );
+    }
+  }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => (row[i] ?? '').length)));
   const reported = (e: Entry) => (r.asks_client_reported[e] === null ? 'unknown' : JSON.stringify(r.asks_client_reported[e]));
+  const tools = TOOL_KEYS.map((t) => `${t} = ${r.tools[t].tool} ${JSON.stringify(r.tools[t].arguments)}`).join(', ');
   return [
-    `tool that asks the client (${r.tool}): "marked" declares asks_client ["echo"], "plain" is the same server without; ${r.plan.rounds} x ${r.plan.roundMs / 1000} s per mode, alternating`,
+    `tools that ask the client (${r.server}; ${tools}): "marked" declares them in asks_client, "plain" is the same server without; ${r.plan.rounds} x ${r.plan.roundMs / 1000} s per mode, alternating`,
     ...rows.map((row) => `  ${row.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  ')}`.trimEnd()),
     `  /health asks_client after the runs: marked ${reported('marked')}, plain ${reported('plain')}`,
   ];

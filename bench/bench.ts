@@ -7,8 +7,8 @@
  *   3. process start to the first initialize result (shim with the daemon warm, and stdio);
  *   4. PSS of a connected shim;
  *   5. daemon PSS per idle MCP session (1000 raw WebSocket sessions);
- *   6. calls/s to a tool marked as asking the client, from two windows, against an unmarked one
- *      (asks-client.ts).
+ *   6. calls/s and latency of tools marked as asking the client (run one window at a time),
+ *      from two windows and from one, against the same tools unmarked (asks-client.ts).
  *
  * A benchmark, not a test: never run in CI. Every loop is bounded in count and time; every
  * child process is killed at the end, also on error. Figures go to stdout as a table and to
