@@ -6,18 +6,21 @@
  *   2. throughput with exactly 32 calls in flight;
  *   3. process start to the first initialize result (shim with the daemon warm, and stdio);
  *   4. PSS of a connected shim;
- *   5. daemon PSS per idle MCP session (1000 raw WebSocket sessions).
+ *   5. daemon PSS per idle MCP session (1000 raw WebSocket sessions);
+ *   6. calls/s and latency of tools marked as asking the client (run one window at a time),
+ *      from two windows and from one, against the same tools unmarked (asks-client.ts).
  *
  * A benchmark, not a test: never run in CI. Every loop is bounded in count and time; every
  * child process is killed at the end, also on error. Figures go to stdout as a table and to
  * bench-results/bench-<timestamp>.json and bench-results/latest.json.
  *
- * Options: --quick (smaller counts), --help.
+ * Options: --quick (smaller counts), --only asks-client (phase 6 alone), --help.
  */
 import { spawn } from 'node:child_process';
 import { cpus, loadavg, platform, release } from 'node:os';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { runHosted } from './hosted.js';
+import { ASKS_CLIENT_FULL, ASKS_CLIENT_QUICK, asksClientLines, mainAsksClient, runAsksClient } from './asks-client.js';
 import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type WebSocket from 'ws';
@@ -473,10 +476,15 @@ function table(rows: string[][], lastLeft = false): string {
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   if (args.includes('--help') || args.includes('-h')) {
-    process.stdout.write('usage: npm run bench [-- --quick]\n');
+    process.stdout.write('usage: npm run bench [-- --quick] [-- --only asks-client]\n');
     return;
   }
   const quick = args.includes('--quick');
+  const only = args.indexOf('--only');
+  if (only >= 0) {
+    if (args[only + 1] !== 'asks-client') throw new Error(`--only: expected asks-client, got ${args[only + 1] ?? 'nothing'}`);
+    return mainAsksClient(quick);
+  }
   const plan = quick ? QUICK : FULL;
   installCleanup(WATCHDOG_MS);
   const startedAt = new Date();
@@ -509,6 +517,7 @@ async function main(): Promise<void> {
     },
     progress,
   );
+  const asksClient = await runAsksClient(quick ? ASKS_CLIENT_QUICK : ASKS_CLIENT_FULL, progress);
   const loadAfter = loadavg();
 
   const s = calls.summaries;
@@ -564,6 +573,7 @@ async function main(): Promise<void> {
     idle_sessions: sessions,
     idle_sessions_node_defaults: sessionsNodeDefaults,
     hosted,
+    asks_client: asksClient,
     budgets,
   };
   const dir = join(ROOT, 'bench-results');
@@ -666,6 +676,8 @@ async function main(): Promise<void> {
       ['daemon hosts them once + 4 shims', String(hosted.pss_4x3_npx_mb.daemon_processes), fmt(hosted.pss_4x3_npx_mb.daemon)],
       ['ratio', '', `${fmt(hosted.pss_4x3_npx_mb.ratio, 2)}x`],
     ]),
+    '',
+    ...asksClientLines(asksClient),
     '',
     'budget (DESIGN.md, "Performance budget")',
     table(
