@@ -20,8 +20,19 @@ import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
-import { ROOT, SHIM, childEnv, installCleanup, killAll, makeHome, sleep, startDaemon, track, untrack, type DaemonProc } from './procs.js';
+import {
+  ROOT,
+  SHIM,
+  childEnv,
+  connectStdio,
+  installCleanup,
+  makeHome,
+  runBench,
+  sleep,
+  startDaemon,
+  type DaemonProc,
+  type StdioConnection,
+} from './procs.js';
 import { round, summarize, type Summary } from './stats.js';
 
 const EVERYTHING = join(ROOT, 'node_modules', '@modelcontextprotocol', 'server-everything', 'dist', 'index.js');
@@ -98,31 +109,9 @@ export interface AsksClientResults {
   loadavg_after: number[];
 }
 
-interface Window {
-  client: Client;
-  pid: number;
-  close(): Promise<void>;
-}
-
-async function openWindow(home: string): Promise<Window> {
-  const transport = new StdioClientTransport({ command: process.execPath, args: [SHIM], env: childEnv(home), stderr: 'ignore' });
-  // No capabilities: the daemon then offers the servers none, so server-everything never asks
-  // for roots, which would gate every call to a shared instance, `plain` included.
-  const client = new Client({ name: 'exai-ws-bench-asks-client', version: '1.0.0' }, { capabilities: {} });
-  try {
-    await client.connect(transport);
-  } finally {
-    track(transport.pid ?? undefined);
-  }
-  const pid = transport.pid ?? -1;
-  return {
-    client,
-    pid,
-    close: async () => {
-      await client.close().catch(() => undefined);
-      untrack(pid);
-    },
-  };
+/** A window: one shim under the official SDK client, offering no capabilities (see connectStdio). */
+function openWindow(home: string): Promise<StdioConnection> {
+  return connectStdio(process.execPath, [SHIM], childEnv(home), { name: 'exai-ws-bench-asks-client' });
 }
 
 interface RoundResult {
@@ -210,7 +199,7 @@ export async function runAsksClient(plan: AsksClientPlan, progress: (line: strin
   const marked = { ...entry, asks_client: TOOL_KEYS.map((t) => TOOLS[t].name) };
   writeFileSync(config, JSON.stringify({ mcpServers: { marked, plain: entry } }));
   const daemon = await startDaemon({ EXAI_WS_CONFIG: config });
-  const windows: Window[] = [];
+  const windows: StdioConnection[] = [];
   try {
     windows.push(await openWindow(daemon.home), await openWindow(daemon.home));
     const clients = windows.map((w) => w.client);
@@ -364,16 +353,4 @@ function isEntryPoint(): boolean {
   }
 }
 
-if (isEntryPoint()) {
-  mainAsksClient(process.argv.includes('--quick')).then(
-    () => {
-      killAll();
-      process.exit(0);
-    },
-    (error: unknown) => {
-      process.stderr.write(`bench: failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
-      killAll();
-      process.exit(1);
-    },
-  );
-}
+if (isEntryPoint()) runBench(() => mainAsksClient(process.argv.includes('--quick')));

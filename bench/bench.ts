@@ -33,7 +33,7 @@ import {
   childEnv,
   connectClient,
   installCleanup,
-  killAll,
+  runBench,
   makeHome,
   readCpuMs,
   readMemory,
@@ -703,14 +703,4 @@ async function main(): Promise<void> {
   process.stdout.write(`${out.join('\n')}\n`);
 }
 
-main().then(
-  () => {
-    killAll();
-    process.exit(0);
-  },
-  (error: unknown) => {
-    process.stderr.write(`bench: failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
-    killAll();
-    process.exit(1);
-  },
-);
+runBench(main);

@@ -9,8 +9,18 @@
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
-import { ROOT, SHIM, childEnv, makeHome, readMemory, sleep, startDaemon, track, untrack, type DaemonProc } from './procs.js';
+import {
+  ROOT,
+  SHIM,
+  childEnv,
+  connectStdio,
+  makeHome,
+  readMemory,
+  sleep,
+  startDaemon,
+  type DaemonProc,
+  type StdioConnection,
+} from './procs.js';
 import { summarize, type Summary } from './stats.js';
 
 const EVERYTHING = join(ROOT, 'node_modules', '@modelcontextprotocol', 'server-everything', 'dist', 'index.js');
@@ -29,28 +39,6 @@ export interface HostedResults {
   latency_ratio: { p50: number; p99: number };
   throughput_per_s: { direct: number; shim_daemon: number; ratio: number };
   pss_4x3_npx_mb: { direct: number; daemon: number; ratio: number; direct_processes: number; daemon_processes: number };
-}
-
-interface Connected {
-  client: Client;
-  pid: number;
-  close(): Promise<void>;
-}
-
-async function connect(command: string, args: string[], env: Record<string, string>, cwd?: string): Promise<Connected> {
-  const transport = new StdioClientTransport({ command, args, env, cwd, stderr: 'ignore' });
-  const client = new Client({ name: 'exai-ws-bench', version: '1.0.0' });
-  await client.connect(transport);
-  const pid = transport.pid ?? -1;
-  track(pid);
-  return {
-    client,
-    pid,
-    close: async () => {
-      await client.close().catch(() => undefined);
-      untrack(pid);
-    },
-  };
 }
 
 async function sequential(client: Client, tool: string, plan: HostedPlan): Promise<Summary> {
@@ -146,9 +134,9 @@ export async function runHosted(plan: HostedPlan, progress: (line: string) => vo
     config,
     JSON.stringify({ mcpServers: { everything: { command: process.execPath, args: [EVERYTHING, 'stdio'], start: 'eager' } } }),
   );
-  const direct = await connect(process.execPath, [EVERYTHING, 'stdio'], childEnv(home));
+  const direct = await connectStdio(process.execPath, [EVERYTHING, 'stdio'], childEnv(home));
   const daemon = await startDaemon({ EXAI_WS_CONFIG: config });
-  const viaDaemon = await connect(process.execPath, [SHIM], childEnv(daemon.home));
+  const viaDaemon = await connectStdio(process.execPath, [SHIM], childEnv(daemon.home));
   const directSeq = await sequential(direct.client, 'echo', plan);
   const daemonSeq = await sequential(viaDaemon.client, 'everything__echo', plan);
   const directTput = await throughput(direct.client, 'echo', plan);
@@ -162,10 +150,10 @@ export async function runHosted(plan: HostedPlan, progress: (line: string) => vo
   const dir = makeHome();
   const servers = npxServers(dir);
   const env = childEnv(dir);
-  const directClients: Connected[] = [];
+  const directClients: StdioConnection[] = [];
   for (let i = 0; i < plan.clients; i++) {
     for (const spec of Object.values(servers)) {
-      directClients.push(await connect(spec.command, spec.args, { ...env, ...spec.env }, ROOT));
+      directClients.push(await connectStdio(spec.command, spec.args, { ...env, ...spec.env }, { cwd: ROOT }));
     }
   }
   await sleep(1_000);
@@ -179,9 +167,9 @@ export async function runHosted(plan: HostedPlan, progress: (line: string) => vo
     JSON.stringify({ mcpServers: Object.fromEntries(Object.entries(servers).map(([n, s]) => [n, { ...s, cwd: ROOT }])) }),
   );
   const hosting: DaemonProc = await startDaemon({ EXAI_WS_CONFIG: npxConfig });
-  const shims: Connected[] = [];
+  const shims: StdioConnection[] = [];
   for (let i = 0; i < plan.clients; i++) {
-    const shim = await connect(process.execPath, [SHIM], childEnv(hosting.home));
+    const shim = await connectStdio(process.execPath, [SHIM], childEnv(hosting.home));
     await shim.client.listTools(); // starts the three servers (lazy) on the first list
     shims.push(shim);
   }

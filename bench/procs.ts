@@ -308,3 +308,52 @@ export function readCpuMs(pid: number): number {
 
 /** USER_HZ: 100 on every Linux the benchmark targets. */
 const CLOCK_TICKS_PER_S = 100;
+
+/** An SDK client connected to a process over stdio; the process is tracked until closed. */
+export interface StdioConnection {
+  client: Client;
+  pid: number;
+  close(): Promise<void>;
+}
+
+/** Starts `command` and connects the official SDK client to it over stdio (client name `name`). */
+export async function connectStdio(
+  command: string,
+  args: string[],
+  env: Record<string, string>,
+  options: { cwd?: string; name?: string } = {},
+): Promise<StdioConnection> {
+  const transport = new StdioClientTransport({ command, args, env, cwd: options.cwd, stderr: 'ignore' });
+  // No capabilities: the daemon then offers hosted servers none (a server that asks for roots
+  // would otherwise have its calls run one window at a time).
+  const client = new Client({ name: options.name ?? 'exai-ws-bench', version: '1.0.0' }, { capabilities: {} });
+  try {
+    await client.connect(transport);
+  } finally {
+    track(transport.pid ?? undefined);
+  }
+  const pid = transport.pid ?? -1;
+  return {
+    client,
+    pid,
+    close: async () => {
+      await client.close().catch(() => undefined);
+      untrack(pid);
+    },
+  };
+}
+
+/** Runs a bench entry point: every child killed at the end, exit 0, or 1 with the error on stderr. */
+export function runBench(main: () => Promise<void>): void {
+  main().then(
+    () => {
+      killAll();
+      process.exit(0);
+    },
+    (error: unknown) => {
+      process.stderr.write(`bench: failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+      killAll();
+      process.exit(1);
+    },
+  );
+}
