@@ -23,6 +23,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import {
   ROOT,
   SHIM,
+  EVERYTHING,
   childEnv,
   connectStdio,
   installCleanup,
@@ -35,7 +36,6 @@ import {
 } from './procs.js';
 import { round, summarize, type Summary } from './stats.js';
 
-const EVERYTHING = join(ROOT, 'node_modules', '@modelcontextprotocol', 'server-everything', 'dist', 'index.js');
 /** The tools measured: each is declared `asks_client` on `marked`, under its own name. */
 const TOOLS = {
   echo: { name: 'echo', arguments: { message: 'bench' } },

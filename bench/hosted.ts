@@ -12,6 +12,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import {
   ROOT,
   SHIM,
+  EVERYTHING,
   childEnv,
   connectStdio,
   makeHome,
@@ -22,8 +23,6 @@ import {
   type StdioConnection,
 } from './procs.js';
 import { summarize, type Summary } from './stats.js';
-
-const EVERYTHING = join(ROOT, 'node_modules', '@modelcontextprotocol', 'server-everything', 'dist', 'index.js');
 
 export interface HostedPlan {
   warmupCalls: number;

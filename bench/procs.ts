@@ -316,6 +316,9 @@ export interface StdioConnection {
   close(): Promise<void>;
 }
 
+/** server-everything from the project's own dependencies. */
+export const EVERYTHING = join(ROOT, 'node_modules', '@modelcontextprotocol', 'server-everything', 'dist', 'index.js');
+
 /** Starts `command` and connects the official SDK client to it over stdio (client name `name`). */
 export async function connectStdio(
   command: string,

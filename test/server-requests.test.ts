@@ -217,7 +217,7 @@ test('a request naming a progress token goes to its call, whoever else is in fli
   }
   const server = new Upstream({ name: 's', prefix: null, idleTimeoutMs: 0, launch: () => Promise.reject(new Error('not started')) });
   const request = { jsonrpc: '2.0' as const, id: 7, method: 'elicitation/create', params: {} };
-  const answer = await requests.answer(server, request, { callers: ['A', 'B'], origin: { session: 'B', by: 'progress-token' } });
+  const answer = await requests.answer(server, request, { callers: ['A', 'B'], origin: 'B' });
   assert.deepEqual(answer, { result: { ok: 'B' } });
   const unknown = await requests.answer(server, request, { callers: ['A', 'B'], origin: undefined });
   assert.ok('error' in unknown && unknown.error.code === RpcCode.ORIGIN_UNKNOWN, JSON.stringify(unknown));

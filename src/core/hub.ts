@@ -135,11 +135,6 @@ export class Hub {
     return context;
   }
 
-  /** The open sessions' contexts. */
-  get sessions(): Iterable<SessionContext> {
-    return this.contexts.values();
-  }
-
   /**
    * The instance of a server a view uses: the shared one, or the one for the view's workspace
    * or session (made on first use). Undefined when no server has that name.

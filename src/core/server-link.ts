@@ -38,10 +38,10 @@ export interface ServerRequestContext {
   /** Sessions with a call sent on this link and not yet answered, most recent first (no repeats). */
   callers: string[];
   /**
-   * The session the request names for certain, and how: the progress token or related task
-   * of one of its calls, or the HTTP response stream of one of its calls that carried it.
+   * The session the request names for certain: by the progress token or related task of one
+   * of its calls, or by the HTTP response stream of one of its calls that carried it.
    */
-  origin: { session: string; by: 'progress-token' | 'task' | 'stream' } | undefined;
+  origin: string | undefined;
 }
 
 /** Answers one server-to-client request (sampling, elicitation, roots). Never rejects. */
@@ -333,17 +333,16 @@ export class ServerLink {
 
   /** The session a request names for certain, if it names one. */
   private originOf(request: RpcRequest): ServerRequestContext['origin'] {
+    // Asked first, whatever else names the origin: each answer is taken once, so none lingers.
+    const call = this.options.streamOf?.(request.id);
     const meta = request.params?._meta;
     const token = isObject(meta) ? meta.progressToken : undefined;
     const byToken = typeof token === 'number' ? this.pending.get(token)?.origin : undefined;
-    if (byToken !== undefined) return { session: byToken, by: 'progress-token' };
+    if (byToken !== undefined) return byToken;
     const task = isObject(meta) && isObject(meta[RELATED_TASK_META]) ? meta[RELATED_TASK_META].taskId : undefined;
     const byTask = typeof task === 'string' ? this.tasks.get(task) : undefined;
-    if (byTask !== undefined) return { session: byTask, by: 'task' };
-    const call = this.options.streamOf?.(request.id);
-    const byStream = typeof call === 'number' ? this.pending.get(call)?.origin : undefined;
-    if (byStream !== undefined) return { session: byStream, by: 'stream' };
-    return undefined;
+    if (byTask !== undefined) return byTask;
+    return typeof call === 'number' ? this.pending.get(call)?.origin : undefined;
   }
 
   /** A call's result that created a task (`{ task: { taskId } }`): the task is its session's. */

@@ -47,7 +47,12 @@ export interface LearnedTools {
   learn(server: string, tool: string): void;
 }
 
-/** Learned tools kept for the process's life (stdio mode, tests). */
+/** Bounds on what is learned, so a long-lived daemon's knowledge (and its file) stays small. */
+const MAX_LEARNED_SERVERS = 1_024;
+const MAX_LEARNED_TOOLS_PER_SERVER = 256;
+const MAX_LEARNED_NAME_CHARS = 256;
+
+/** Learned tools kept for the process's life (stdio mode, tests); the base of the daemon's file store. */
 export class MemoryLearnedTools implements LearnedTools {
   private readonly byServer = new Map<string, Set<string>>();
 
@@ -55,10 +60,23 @@ export class MemoryLearnedTools implements LearnedTools {
     return this.byServer.get(server) ?? EMPTY;
   }
 
-  learn(server: string, tool: string): void {
+  /** Records a tool; false when it was known already or a bound leaves no room for it. */
+  learn(server: string, tool: string): boolean {
     let tools = this.byServer.get(server);
-    if (!tools) this.byServer.set(server, (tools = new Set()));
+    if (!tools) {
+      if (this.byServer.size >= MAX_LEARNED_SERVERS) return false;
+      this.byServer.set(server, (tools = new Set()));
+    }
+    if (tools.has(tool) || tools.size >= MAX_LEARNED_TOOLS_PER_SERVER || tool.length === 0 || tool.length > MAX_LEARNED_NAME_CHARS) {
+      return false;
+    }
     tools.add(tool);
+    return true;
+  }
+
+  /** Every server's learned tools, sorted, as the file keeps them. */
+  protected entries(): Record<string, string[]> {
+    return Object.fromEntries([...this.byServer].map(([server, tools]) => [server, [...tools].sort()]));
   }
 }
 
@@ -163,7 +181,7 @@ export class ServerRequests {
       // Roots are asked for at start and on changes, not by a tool: the roots gate covers them.
       if (link.origin === undefined && !roots) this.learn(server, instance, request.method);
       const origin =
-        server.scope === 'session' ? server.scopeKey : (link.origin?.session ?? (candidates.size === 1 ? first(candidates) : undefined));
+        server.scope === 'session' ? server.scopeKey : (link.origin ?? (candidates.size === 1 ? first(candidates) : undefined));
       if (origin === undefined) return this.refuse(server, instance, request.method, candidates.size);
       const context = this.options.contexts.get(origin);
       if (!context || context.closed) {

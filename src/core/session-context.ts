@@ -36,7 +36,6 @@ export class SessionContext {
   clientInfo: ClientInfo | undefined;
   /** The capabilities the client declared (only well-formed entries of bounded size). */
   capabilities: Record<string, unknown> | undefined;
-  protocolVersion: string | undefined;
   /** The level this session asked for with logging/setLevel. */
   logLevel: LogLevel | undefined;
   closed = false;

@@ -7,22 +7,17 @@
  */
 import { readFileSync } from 'node:fs';
 import { isObject } from '../protocol/jsonrpc.js';
-import type { LearnedTools } from '../core/server-requests.js';
+import { MemoryLearnedTools } from '../core/server-requests.js';
 import { replaceWhole } from './whole-file.js';
 
-/** Bounds on what is kept, so a server naming endless tools cannot grow the file for ever. */
-const MAX_SERVERS = 1_024;
-const MAX_TOOLS_PER_SERVER = 256;
-const MAX_NAME_CHARS = 256;
-
-export class FileLearnedTools implements LearnedTools {
-  private readonly byServer = new Map<string, Set<string>>();
+export class FileLearnedTools extends MemoryLearnedTools {
   private readonly path: string;
   private readonly warn: (message: string, details: Record<string, unknown>) => void;
   private failing = false;
 
-  /** Reads what earlier daemons learned; a missing or broken file is an empty start. */
+  /** Reads what earlier daemons learned (within the same bounds); a missing or broken file is an empty start. */
   constructor(path: string, warn: (message: string, details: Record<string, unknown>) => void) {
+    super();
     this.path = path;
     this.warn = warn;
     let json: unknown;
@@ -35,32 +30,16 @@ export class FileLearnedTools implements LearnedTools {
       return;
     }
     const servers = isObject(json) && isObject(json.servers) ? json.servers : {};
-    for (const [server, tools] of Object.entries(servers).slice(0, MAX_SERVERS)) {
+    for (const [server, tools] of Object.entries(servers)) {
       if (!Array.isArray(tools)) continue;
-      const kept = (tools as unknown[]).filter((t): t is string => typeof t === 'string' && t.length > 0 && t.length <= MAX_NAME_CHARS);
-      if (kept.length > 0) this.byServer.set(server, new Set(kept.slice(0, MAX_TOOLS_PER_SERVER)));
+      for (const tool of tools as unknown[]) if (typeof tool === 'string') super.learn(server, tool);
     }
   }
 
-  tools(server: string): ReadonlySet<string> {
-    return this.byServer.get(server) ?? NONE;
-  }
-
-  learn(server: string, tool: string): void {
-    let tools = this.byServer.get(server);
-    if (!tools) {
-      if (this.byServer.size >= MAX_SERVERS) return;
-      this.byServer.set(server, (tools = new Set()));
-    }
-    if (tools.has(tool) || tools.size >= MAX_TOOLS_PER_SERVER || tool.length > MAX_NAME_CHARS) return;
-    tools.add(tool);
-    this.save();
-  }
-
-  private save(): void {
-    const servers = Object.fromEntries([...this.byServer].map(([server, tools]) => [server, [...tools].sort()]));
+  override learn(server: string, tool: string): boolean {
+    if (!super.learn(server, tool)) return false;
     try {
-      replaceWhole(this.path, `${JSON.stringify({ servers }, null, 2)}\n`, 0o600);
+      replaceWhole(this.path, `${JSON.stringify({ servers: this.entries() }, null, 2)}\n`, 0o600);
       if (this.failing) this.warn('learned tools file written again', { path: this.path });
       this.failing = false;
     } catch (error) {
@@ -68,7 +47,6 @@ export class FileLearnedTools implements LearnedTools {
         this.warn('learned tools file cannot be written: kept in memory only', { path: this.path, err: (error as Error).message });
       this.failing = true;
     }
+    return true;
   }
 }
-
-const NONE: ReadonlySet<string> = new Set();

@@ -217,7 +217,6 @@ export class Router {
   private async initialize(id: RpcRequest['id'], params: Record<string, unknown>): Promise<RpcResponse> {
     const asked = typeof params.protocolVersion === 'string' ? params.protocolVersion : undefined;
     const protocolVersion = asked && SUPPORTED_PROTOCOL_VERSIONS.includes(asked) ? asked : LATEST_PROTOCOL_VERSION;
-    this.context.protocolVersion = protocolVersion;
     const info = params.clientInfo;
     // Kept only as short strings: the client's own data, of any shape and size, held for the
     // session's life (a hello's client label has the same limit).
