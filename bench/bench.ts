@@ -8,19 +8,22 @@
  *   4. PSS of a connected shim;
  *   5. daemon PSS per idle MCP session (1000 raw WebSocket sessions);
  *   6. calls/s and latency of tools marked as asking the client (run one window at a time),
- *      from two windows and from one, against the same tools unmarked (asks-client.ts).
+ *      from two windows and from one, against the same tools unmarked (asks-client.ts);
+ *   7. Streamable HTTP: the daemon's /mcp against the official SDK's own Streamable HTTP server,
+ *      beside the shim path, and a hosted server through /mcp against direct stdio (http.ts).
  *
  * A benchmark, not a test: never run in CI. Every loop is bounded in count and time; every
  * child process is killed at the end, also on error. Figures go to stdout as a table and to
  * bench-results/bench-<timestamp>.json and bench-results/latest.json.
  *
- * Options: --quick (smaller counts), --only asks-client (phase 6 alone), --help.
+ * Options: --quick (smaller counts), --only asks-client|http (phase 6 or 7 alone), --help.
  */
 import { spawn } from 'node:child_process';
 import { cpus, loadavg, platform, release } from 'node:os';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { runHosted } from './hosted.js';
 import { ASKS_CLIENT_FULL, ASKS_CLIENT_QUICK, asksClientLines, mainAsksClient, runAsksClient } from './asks-client.js';
+import { HTTP_FULL, HTTP_QUICK, httpBudgets, httpLines, mainHttp, runHttp } from './http.js';
 import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type WebSocket from 'ws';
@@ -476,14 +479,16 @@ function table(rows: string[][], lastLeft = false): string {
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   if (args.includes('--help') || args.includes('-h')) {
-    process.stdout.write('usage: npm run bench [-- --quick] [-- --only asks-client]\n');
+    process.stdout.write('usage: npm run bench [-- --quick] [-- --only asks-client|http]\n');
     return;
   }
   const quick = args.includes('--quick');
   const only = args.indexOf('--only');
   if (only >= 0) {
-    if (args[only + 1] !== 'asks-client') throw new Error(`--only: expected asks-client, got ${args[only + 1] ?? 'nothing'}`);
-    return mainAsksClient(quick);
+    const phase = args[only + 1];
+    if (phase === 'asks-client') return mainAsksClient(quick);
+    if (phase === 'http') return mainHttp(quick);
+    throw new Error(`--only: expected asks-client or http, got ${phase ?? 'nothing'}`);
   }
   const plan = quick ? QUICK : FULL;
   installCleanup(WATCHDOG_MS);
@@ -518,6 +523,7 @@ async function main(): Promise<void> {
     progress,
   );
   const asksClient = await runAsksClient(quick ? ASKS_CLIENT_QUICK : ASKS_CLIENT_FULL, progress);
+  const http = await runHttp(quick ? HTTP_QUICK : HTTP_FULL, progress);
   const loadAfter = loadavg();
 
   const s = calls.summaries;
@@ -537,6 +543,7 @@ async function main(): Promise<void> {
     budget('daemon PSS per idle session', sessions.perSessionKb.pss, 'max', 20, 'KB'),
     budget('hosted server tools/call p50, shim+daemon / direct', hosted.latency_ratio.p50, 'max', 2, 'x'),
     budget('4 clients x 3 npx servers: PSS via daemon / direct', hosted.pss_4x3_npx_mb.ratio, 'max', 0.25, 'x'),
+    ...httpBudgets(http).map((b) => budget(b.figure, b.value, b.kind, b.limit, b.unit)),
   ];
 
   const results = {
@@ -574,6 +581,7 @@ async function main(): Promise<void> {
     idle_sessions_node_defaults: sessionsNodeDefaults,
     hosted,
     asks_client: asksClient,
+    http,
     budgets,
   };
   const dir = join(ROOT, 'bench-results');
@@ -678,6 +686,8 @@ async function main(): Promise<void> {
     ]),
     '',
     ...asksClientLines(asksClient),
+    '',
+    ...httpLines(http),
     '',
     'budget (DESIGN.md, "Performance budget")',
     table(
