@@ -5,6 +5,7 @@
  *
  *   - initialize, list and call built-in and hosted tools; the one-server view at `/mcp/NAME`;
  *     progress on the call's own SSE stream (a call without progress answered as plain JSON);
+ *     a dropped stream resumed with Last-Event-ID; server-initiated messages on the GET stream;
  *     cancellation; a session ended with DELETE is gone (404);
  *   - a hosted server's state shared between an HTTP window and a shim window; two HTTP
  *     clients, two sessions, each only its own replies while both use the same request ids;
@@ -19,7 +20,7 @@ import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { test, type TestContext } from 'node:test';
-import { CreateMessageRequestSchema, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { CreateMessageRequestSchema, LoggingMessageNotificationSchema, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import {
   Cleanup,
   connectShim,
@@ -40,6 +41,7 @@ import {
   callIds,
   connectHttp,
   messagesOf,
+  openRawStream,
   postHeaders,
   rawInitialize,
   rawRequest,
@@ -216,6 +218,86 @@ test('progress reaches the HTTP client on the call’s own SSE stream, then the 
   assert.match(toolText(long), /Long running operation completed/);
   assert.deepEqual(hosted, [1, 2, 3], 'the hosted server’s progress reached the HTTP client');
   assert.equal(callExchange(http, 'everything__trigger-long-running-operation')?.contentType, 'text/event-stream');
+});
+
+test('a dropped POST stream resumes with Last-Event-ID on a GET: the events after it, then the response', async (t) => {
+  const cleanup = cleanupFor(t);
+  const daemon = await startDaemon(cleanup);
+  const { sessionId } = await rawInitialize(daemon);
+  assert.ok(sessionId);
+  const steps = 6;
+  const stream = await openRawStream(daemon.port, {
+    headers: postHeaders(daemon.token, { 'mcp-session-id': sessionId, 'mcp-protocol-version': PROTOCOL }),
+    body: JSON.stringify({
+      jsonrpc: '2.0',
+      id: 'p',
+      method: 'tools/call',
+      params: { name: 'progress', arguments: { steps, interval_ms: 150 }, _meta: { progressToken: 'tok' } },
+    }),
+  });
+  assert.equal(stream.status, 200);
+  assert.match(String(stream.headers['content-type']), /^text\/event-stream/);
+  const first = await stream.next(10_000);
+  assert.equal(first.message.method, 'notifications/progress', `the first event: ${JSON.stringify(first)}`);
+  assert.equal((first.message.params as { progress?: number }).progress, 1);
+  assert.ok(first.id, 'the event has an id to resume from');
+  // The client loses the connection, and comes back only once the call has ended at the daemon:
+  // it asks for what came after that event.
+  stream.close();
+  await waitFor(async () => (await getHealth(daemon)).inflight === 0, 'the call to end at the daemon', 15_000);
+  const resumed = await openRawStream(daemon.port, {
+    method: 'GET',
+    headers: {
+      authorization: `Bearer ${daemon.token}`,
+      accept: 'text/event-stream',
+      'mcp-session-id': sessionId,
+      'mcp-protocol-version': PROTOCOL,
+      'last-event-id': first.id,
+    },
+  });
+  assert.equal(resumed.status, 200, 'the GET with Last-Event-ID is accepted');
+  const after: Record<string, unknown>[] = [];
+  const deadline = Date.now() + 20_000;
+  while (after.at(-1)?.id !== 'p') after.push((await resumed.next(Math.max(1, deadline - Date.now()))).message);
+  resumed.close();
+  assert.deepEqual(
+    after
+      .slice(0, -1)
+      .map((m) => [
+        m.method,
+        (m.params as { progressToken?: unknown; progress?: number }).progressToken,
+        (m.params as { progress?: number }).progress,
+      ]),
+    [2, 3, 4, 5, 6].map((n) => ['notifications/progress', 'tok', n]),
+    'every progress event after the one seen, once, in order',
+  );
+  assert.equal(textOf(after.at(-1)?.result), `done ${steps}`, 'then the call’s response');
+});
+
+test('server-initiated messages reach the HTTP client on its GET stream (a hosted server’s log messages)', async (t) => {
+  const cleanup = cleanupFor(t);
+  const daemon = await startHostingDaemon(cleanup, () => ({ everything: everythingEntry() }));
+  const http = await connectHttp(cleanup, daemon);
+  await waitFor(() => http.exchanges.some((e) => e.method === 'GET' && e.status === 200), 'the SDK client’s GET stream to open');
+  const logs: string[] = [];
+  http.client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => void logs.push(JSON.stringify(n.params.data)));
+  await http.client.setLoggingLevel('debug');
+  const onPosts = async () => {
+    const texts = await within(
+      Promise.all(http.exchanges.filter((e) => e.method === 'POST').map((e) => e.text)),
+      10_000,
+      'the POST answers to end',
+    );
+    return texts.flatMap((text) => sseMessages(text)).filter((m) => m.method === 'notifications/message').length;
+  };
+  const started = textOf(await http.client.callTool({ name: 'everything__toggle-simulated-logging', arguments: {} }));
+  assert.match(started, /^Started/i, `simulated logging started: ${started}`);
+  try {
+    // The server logs once at once (that one may travel with the toggle call), then every 5 s.
+    await waitFor(async () => logs.length > (await onPosts()), 'a log message that came on no POST: on the GET stream', 20_000, 100);
+  } finally {
+    await http.client.callTool({ name: 'everything__toggle-simulated-logging', arguments: {} });
+  }
 });
 
 test('cancelling a call over HTTP (AbortSignal) ends it at the daemon; the session and the daemon carry on', async (t) => {
