@@ -247,8 +247,9 @@ export class Daemon {
           id: s.id,
           transport: s.kind,
           state: s.state,
-          client: s.client.name,
-          client_version: s.client.version,
+          // The MCP client's own name (VS Code, Claude Code) once it sent initialize; else the hello's.
+          client: s.context.clientInfo?.name ?? s.client.name,
+          client_version: s.context.clientInfo?.version ?? s.client.version,
           cwd: s.cwd ?? null,
           age_s: Math.round((Date.now() - s.createdAtMs) / 1000),
           inflight: s.inflightCount,

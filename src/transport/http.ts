@@ -89,6 +89,9 @@ interface StreamState {
   done: boolean;
 }
 
+/** Finished POST streams kept for a client that lost them before their end. */
+const MAX_UNCLAIMED_STREAMS = 64;
+
 /** The GET stream's number. */
 const STANDALONE = 0;
 
@@ -106,6 +109,8 @@ export class HttpTransport implements Transport {
   private events: StoredEvent[] = [];
   private eventBytes = 0;
   private nextStream = 1;
+  /** Finished streams whose client was gone, oldest first. */
+  private unclaimed: number[] = [];
   private nextSeq = 1;
   private closed = false;
   private readonly maxEventBytes: number;
@@ -151,6 +156,12 @@ export class HttpTransport implements Transport {
     }
     const final = isResponseTo(text, related as RequestId);
     if (final) this.exchanges.delete(exchange.key);
+    if (exchange.res === null && !exchange.headersSent) {
+      // Its client hung up before anything went out: a JSON response has no event id to
+      // resume from, so nothing is kept (a disconnect is not a cancellation: the work went on).
+      written?.();
+      return;
+    }
     if (!exchange.headersSent && final && exchange.res !== null) {
       // Nothing went before the response: plain JSON, no stream.
       exchange.headersSent = true;
@@ -271,7 +282,11 @@ export class HttpTransport implements Transport {
     if (stream.res !== null) {
       stream.res.end();
       this.streams.delete(streamId);
+      return;
     }
+    // Finished while its client was away: kept for a resume, the oldest such ones forgotten.
+    this.unclaimed.push(streamId);
+    if (this.unclaimed.length > MAX_UNCLAIMED_STREAMS) this.streams.delete(this.unclaimed.shift() as number);
   }
 
   /** Keeps an event within the store's bounds: the oldest go first. */
