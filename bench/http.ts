@@ -3,7 +3,8 @@
  *
  *   1. the daemon's `/mcp` against the official SDK's own Streamable HTTP server
  *      (sdk-http-server.ts, its own process, serving the same built-in `version` tool), with the
- *      shim path (shim + daemon) and direct stdio (`exai-ws stdio`) beside them: sequential
+ *      shim path (shim + daemon), direct stdio (`exai-ws stdio`) and, as a diagnostic, the SDK's
+ *      server answering plain JSON (`enableJsonResponse`) beside them: sequential
  *      p50 / p90 / p99 and calls/s with 32 in flight, modes alternated block by block and round
  *      by round in one run, CPU time per call by process;
  *   2. a hosted server (server-everything `echo`) through `/mcp`, through `/mcp/everything`
@@ -81,9 +82,13 @@ export const HTTP_QUICK: HttpPlan = {
   hostedCalls: 300,
 };
 
-/** Built-in `version`: the SDK's HTTP server, the daemon's /mcp, shim + daemon, direct stdio. */
-type Mode = 'sdk_http' | 'daemon_http' | 'shim' | 'direct';
-const MODES: readonly Mode[] = ['sdk_http', 'daemon_http', 'shim', 'direct'];
+/**
+ * Built-in `version`: the SDK's HTTP server (its default, an SSE stream per POST), the same with
+ * `enableJsonResponse` (a diagnostic: what the SSE framing costs it), the daemon's /mcp, shim +
+ * daemon, direct stdio.
+ */
+type Mode = 'sdk_http' | 'sdk_http_json' | 'daemon_http' | 'shim' | 'direct';
+const MODES: readonly Mode[] = ['sdk_http', 'sdk_http_json', 'daemon_http', 'shim', 'direct'];
 /** Hosted server-everything `echo`: direct stdio, /mcp, /mcp/everything, shim + daemon. */
 type HostedMode = 'direct' | 'daemon_http' | 'daemon_http_one' | 'shim';
 const HOSTED_MODES: readonly HostedMode[] = ['direct', 'daemon_http', 'daemon_http_one', 'shim'];
@@ -136,11 +141,11 @@ interface SdkServer {
   stop(): Promise<void>;
 }
 
-/** Starts sdk-http-server.js in its own process and waits for the port it listens on. */
-async function startSdkServer(timeoutMs = 15_000): Promise<SdkServer> {
+/** Starts sdk-http-server.js in its own process (`jsonResponse`: enableJsonResponse) and waits for its port. */
+async function startSdkServer(jsonResponse: boolean, timeoutMs = 15_000): Promise<SdkServer> {
   const token = randomBytes(32).toString('base64url');
   const proc = spawn(process.execPath, [SDK_SERVER], {
-    env: childEnv(makeHome(), { BENCH_TOKEN: token }),
+    env: childEnv(makeHome(), { BENCH_TOKEN: token, BENCH_JSON_RESPONSE: jsonResponse ? '1' : '0' }),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   track(proc.pid);
@@ -225,11 +230,13 @@ async function measureBuiltin(
   plan: HttpPlan,
   daemon: DaemonProc,
   sdk: SdkServer,
+  sdkJson: SdkServer,
   progress: (line: string) => void,
 ): Promise<Record<Mode, ModeFigures>> {
   const callers: Partial<Record<Mode, Caller>> = {};
   try {
     callers.sdk_http = await connectHttp(`http://127.0.0.1:${sdk.port}/mcp`, sdk.token);
+    callers.sdk_http_json = await connectHttp(`http://127.0.0.1:${sdkJson.port}/mcp`, sdkJson.token);
     callers.daemon_http = await connectHttp(`http://127.0.0.1:${daemon.port}/mcp`, daemon.token);
     const shim = await connectClient('shim', daemon.home);
     callers.shim = shim;
@@ -238,20 +245,27 @@ async function measureBuiltin(
     const clients = Object.fromEntries(MODES.map((m) => [m, callers[m]!.client])) as Record<Mode, Client>;
 
     // Each call must run where the mode says: the SDK's server process, the daemon, or the stdio server.
-    const where: Record<Mode, number> = { sdk_http: sdk.pid, daemon_http: daemon.pid, shim: daemon.pid, direct: direct.pid };
+    const where: Record<Mode, number> = {
+      sdk_http: sdk.pid,
+      sdk_http_json: sdkJson.pid,
+      daemon_http: daemon.pid,
+      shim: daemon.pid,
+      direct: direct.pid,
+    };
     for (const m of MODES) {
       const pid = (await callOk(clients[m], 'version', {})).pid;
       if (pid !== where[m]) throw new Error(`${m}: version ran in pid ${String(pid)}, expected ${where[m]}`);
     }
     const processes: Record<Mode, Record<string, number>> = {
       sdk_http: { client: process.pid, server: sdk.pid },
+      sdk_http_json: { client: process.pid, server: sdkJson.pid },
       daemon_http: { client: process.pid, server: daemon.pid },
       shim: { client: process.pid, shim: shim.pid, server: daemon.pid },
       direct: { client: process.pid, server: direct.pid },
     };
 
     const version = { name: 'version', arguments: {} };
-    const samples: Record<Mode, number[]> = { sdk_http: [], daemon_http: [], shim: [], direct: [] };
+    const samples: Record<Mode, number[]> = { sdk_http: [], sdk_http_json: [], daemon_http: [], shim: [], direct: [] };
     const deadline = performance.now() + plan.sequentialMaxMs;
     for (const m of MODES) await sequential(clients[m], version, plan.warmupCalls, deadline, null);
     progress(`http: ${plan.sequentialCalls} sequential calls per mode (${MODES.join(', ')}) in blocks of ${plan.blockCalls}`);
@@ -338,10 +352,12 @@ export async function runHttp(plan: HttpPlan, progress: (line: string) => void):
   );
   const daemon = await startDaemon({ EXAI_WS_CONFIG: config });
   let sdk: SdkServer | undefined;
+  let sdkJson: SdkServer | undefined;
   try {
-    sdk = await startSdkServer();
+    sdk = await startSdkServer(false);
+    sdkJson = await startSdkServer(true);
     progress(`http: daemon pid ${daemon.pid} (/mcp on port ${daemon.port}), SDK Streamable HTTP server pid ${sdk.pid} (port ${sdk.port})`);
-    const modes = await measureBuiltin(plan, daemon, sdk, progress);
+    const modes = await measureBuiltin(plan, daemon, sdk, sdkJson, progress);
     const hosted = await measureHosted(plan, daemon, progress);
     return {
       plan,
@@ -362,6 +378,7 @@ export async function runHttp(plan: HttpPlan, progress: (line: string) => void):
     };
   } finally {
     await sdk?.stop();
+    await sdkJson?.stop();
     await daemon.stop();
   }
 }
@@ -386,6 +403,16 @@ function table(rows: string[][]): string[] {
   );
 }
 
+/** The first table's columns, in order: a mode, or the /mcp / SDK ratio. */
+const COLUMNS: readonly (readonly [Mode | 'ratio', string])[] = [
+  ['sdk_http', 'SDK HTTP server'],
+  ['daemon_http', 'daemon /mcp'],
+  ['ratio', '/mcp / SDK'],
+  ['shim', 'shim+daemon'],
+  ['direct', 'direct stdio'],
+  ['sdk_http_json', 'SDK server, JSON answers'],
+];
+
 /** The phase's tables, as lines (the same in the full bench and alone). */
 export function httpLines(r: HttpResults): string[] {
   const m = r.modes;
@@ -398,42 +425,23 @@ export function httpLines(r: HttpResults): string[] {
     (b.kind === 'max' ? b.value <= b.limit : b.value >= b.limit) ? 'ok' : 'MISSED',
   ]);
   return [
-    `Streamable HTTP: tools/call of built-in "version", official SDK client; the SDK's own Streamable HTTP server (own process) against the daemon's /mcp, with the shim path and direct stdio; ${m.sdk_http.latencyUs.n} sequential calls per mode, ${r.plan.inflight} in flight for ${r.plan.throughputRounds} x ${r.plan.throughputMs / 1000} s, alternating`,
+    `Streamable HTTP: tools/call of built-in "version", official SDK client; the SDK's own Streamable HTTP server (own process, its default SSE answers) against the daemon's /mcp, with the shim path, direct stdio and (diagnostic) the SDK server with enableJsonResponse; ${m.sdk_http.latencyUs.n} sequential calls per mode, ${r.plan.inflight} in flight for ${r.plan.throughputRounds} x ${r.plan.throughputMs / 1000} s, alternating`,
     ...table([
-      ['', 'SDK HTTP server', 'daemon /mcp', '/mcp / SDK', 'shim+daemon', 'direct stdio'],
+      ['', ...COLUMNS.map(([, label]) => label)],
       ...(['p50', 'p90', 'p99'] as const).map((p) => [
         `${p} (us)`,
-        fmt(m.sdk_http.latencyUs[p]),
-        fmt(m.daemon_http.latencyUs[p]),
-        `${fmt(m.daemon_http.latencyUs[p] / m.sdk_http.latencyUs[p], 2)}x`,
-        fmt(m.shim.latencyUs[p]),
-        fmt(m.direct.latencyUs[p]),
+        ...COLUMNS.map(([mode]) =>
+          mode === 'ratio' ? `${fmt(m.daemon_http.latencyUs[p] / m.sdk_http.latencyUs[p], 2)}x` : fmt(m[mode].latencyUs[p]),
+        ),
       ]),
       [
         `calls/s, ${r.plan.inflight} in flight`,
-        fmt(m.sdk_http.perS),
-        fmt(m.daemon_http.perS),
-        `${fmt(r.ratio.throughput, 2)}x`,
-        fmt(m.shim.perS),
-        fmt(m.direct.perS),
+        ...COLUMNS.map(([mode]) => (mode === 'ratio' ? `${fmt(r.ratio.throughput, 2)}x` : fmt(m[mode].perS))),
       ],
-      [
-        'CPU us/call in flight: client',
-        cpu('sdk_http', 'client'),
-        cpu('daemon_http', 'client'),
-        '',
-        cpu('shim', 'client'),
-        cpu('direct', 'client'),
-      ],
-      ['CPU us/call in flight: shim', '-', '-', '', cpu('shim', 'shim'), '-'],
-      [
-        'CPU us/call in flight: server',
-        cpu('sdk_http', 'server'),
-        cpu('daemon_http', 'server'),
-        '',
-        cpu('shim', 'server'),
-        cpu('direct', 'server'),
-      ],
+      ...(['client', 'shim', 'server'] as const).map((name) => [
+        `CPU us/call in flight: ${name}`,
+        ...COLUMNS.map(([mode]) => (mode === 'ratio' ? '' : cpu(mode, name))),
+      ]),
     ]),
     '',
     `hosted server (${r.hosted.tool}), ${h.direct.n} sequential calls per mode, alternating`,

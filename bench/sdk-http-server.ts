@@ -7,8 +7,10 @@
  * Like the daemon it checks a bearer token and the Host header (the SDK's DNS rebinding
  * protection), so neither side skips work the other does.
  *
- * Run as its own process: `node dist/bench/sdk-http-server.js` with `BENCH_TOKEN` set; it
- * writes `listening <port>` on stdout once it listens and serves until killed.
+ * Run as its own process: `node dist/bench/sdk-http-server.js` with `BENCH_TOKEN` set
+ * (`BENCH_JSON_RESPONSE=1`: the SDK's `enableJsonResponse`, plain JSON answers instead of its
+ * default SSE stream per POST); it writes `listening <port>` on stdout once it listens and
+ * serves until killed.
  */
 import { randomUUID, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -19,6 +21,7 @@ import { createBuiltinServer } from '../src/core/builtin.js';
 const token = process.env.BENCH_TOKEN ?? '';
 if (token.length < 16) throw new Error('BENCH_TOKEN (16 characters or more) is required');
 const expected = Buffer.from(`Bearer ${token}`);
+const enableJsonResponse = process.env.BENCH_JSON_RESPONSE === '1';
 const startedAtMs = Date.now();
 const sessions = new Map<string, StreamableHTTPServerTransport>();
 
@@ -44,6 +47,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, port: number): 
   // No session id: only an initialize may open one (the transport answers anything else with 400).
   const transport = new StreamableHTTPServerTransport({
     sessionIdGenerator: () => randomUUID(),
+    enableJsonResponse,
     enableDnsRebindingProtection: true,
     allowedHosts: [`127.0.0.1:${port}`, `localhost:${port}`],
     onsessioninitialized: (sessionId) => void sessions.set(sessionId, transport),
