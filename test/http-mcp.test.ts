@@ -102,17 +102,21 @@ function rawCall(
 }
 
 /**
- * An HTTP error answer: the status, and with `code` a JSON-RPC error body with id null (with
- * that error code, or any with 'any').
+ * An HTTP error answer: the status and a JSON-RPC error body with id null (the contract's shape
+ * for every refusal on /mcp), with error code `code` when given.
  */
-function assertRefused(response: RawResponse, status: number, what: string, code?: number | 'any'): void {
-  assert.equal(response.status, status, `${what}: expected HTTP ${status}, got ${response.status} ${response.body.slice(0, 300)}`);
-  if (code === undefined) return;
+function assertRefused(response: RawResponse, status: number, what: string, code: number | 'any' = 'any'): void {
+  assertStatus(response, status, what);
   assert.equal(response.json?.jsonrpc, '2.0', `${what}: the body is a JSON-RPC message: ${response.body.slice(0, 300)}`);
   assert.equal(response.json?.id, null, `${what}: the error has id null`);
   const got = (response.json?.error as { code?: unknown } | undefined)?.code;
   if (code === 'any') assert.equal(typeof got, 'number', `${what}: a JSON-RPC error code: ${response.body}`);
   else assert.equal(got, code, `${what}: error code ${code}: ${response.body}`);
+}
+
+/** The HTTP status alone (the body's shape is checked by {@link assertRefused}). */
+function assertStatus(response: RawResponse, status: number, what: string): void {
+  assert.equal(response.status, status, `${what}: expected HTTP ${status}, got ${response.status} ${response.body.slice(0, 300)}`);
 }
 
 /** The session still answers: a built-in call through the SDK client. */
@@ -510,7 +514,7 @@ test('refusals over HTTP: token, Origin, Host, body size and shape, unknown sess
       ['wrong token', WRONG_TOKEN],
     ] as const) {
       const { response, sessionId } = await rawInitialize(daemon, {}, token);
-      assertRefused(response, 401, what, 'any');
+      assertRefused(response, 401, what);
       assert.match(String(response.headers['www-authenticate'] ?? ''), /^Bearer\b/i, `${what}: WWW-Authenticate: Bearer`);
       assert.equal(sessionId, undefined, `${what}: no Mcp-Session-Id`);
       assert.ok(!response.body.includes(daemon.token), `${what}: the answer never shows the token`);
@@ -523,10 +527,10 @@ test('refusals over HTTP: token, Origin, Host, body size and shape, unknown sess
   await t.test('Origin: a foreign one is 403, loopback ones are accepted', async () => {
     for (const origin of ['http://evil.example', 'http://127.0.0.1.evil.example', 'https://localhost.evil.example:443', 'null']) {
       const { response, sessionId } = await rawInitialize(daemon, { origin });
-      assertRefused(response, 403, `Origin: ${origin}`);
+      assertStatus(response, 403, `Origin: ${origin}`);
       assert.equal(sessionId, undefined, `Origin: ${origin} made no session`);
     }
-    assertRefused(
+    assertStatus(
       await rawCall(daemon, http.sessionId, { headers: { origin: 'http://evil.example' } }),
       403,
       'a live session from a foreign Origin',
@@ -549,12 +553,25 @@ test('refusals over HTTP: token, Origin, Host, body size and shape, unknown sess
     const otherPort = port === 65_535 ? port - 1 : port + 1;
     for (const host of ['evil.example', `evil.example:${port}`, `127.0.0.1:${otherPort}`, `localhost.evil.example:${port}`]) {
       const { response, sessionId } = await rawInitialize(daemon, { host });
-      assertRefused(response, 403, `Host: ${host}`);
+      assertStatus(response, 403, `Host: ${host}`);
       assert.equal(sessionId, undefined, `Host: ${host} made no session`);
     }
     const { response } = await rawInitialize(daemon, { host: `localhost:${port}` });
     assert.equal(response.status, 200, `Host: localhost:${port} is accepted: ${response.body.slice(0, 200)}`);
   });
+
+  await t.test(
+    'a 403 for a foreign Origin or Host carries a JSON-RPC error with id null, as every other refusal on /mcp',
+    {
+      todo:
+        'the Host and Origin checks answer /mcp with the daemon\'s generic body ({"error":"forbidden: ..."}), ' +
+        'not the JSON-RPC error with id null the contract gives every HTTP error on /mcp',
+    },
+    async () => {
+      assertRefused((await rawInitialize(daemon, { origin: 'http://evil.example' })).response, 403, 'a foreign Origin');
+      assertRefused((await rawInitialize(daemon, { host: 'evil.example' })).response, 403, 'a foreign Host');
+    },
+  );
 
   await t.test(`a body over EXAI_WS_MAX_BYTES (${MAX_BYTES}) is 413; the session and the daemon still serve`, async () => {
     const big = JSON.stringify({
