@@ -11,13 +11,13 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, request, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { ROOT, Cleanup, baseEnv, makeHome, waitFor } from './helpers.js';
-import { startHostingDaemon, waitReady } from './fixtures/hosted-servers.js';
+import { ROOT, Cleanup, baseEnv, makeHome, startDaemon, waitFor } from './helpers.js';
+import { waitReady } from './fixtures/hosted-servers.js';
 import { CONFORMANCE_LISTENING } from './fixtures/conformance-server.js';
 
 const PREFIX = join(ROOT, 'test', 'conformance');
@@ -50,10 +50,11 @@ function ensureSuiteInstalled(): void {
   if (!existsSync(SUITE) || !existsSync(NODE22)) throw new Error(`npm ci --prefix ${PREFIX} left no suite or no Node 22`);
 }
 
-/** One scenario's verdict, and the checks that failed (the suite's own words). */
+/** One scenario's verdict, and the checks that failed or warned (the suite's own words). */
 interface ScenarioResult {
   passed: boolean;
   failures: string[];
+  warnings: string[];
 }
 
 interface SuiteRun {
@@ -61,6 +62,7 @@ interface SuiteRun {
   scenarios: Map<string, ScenarioResult>;
   exitCode: number | null;
   output: string;
+  durationMs: number;
 }
 
 /**
@@ -71,6 +73,7 @@ interface SuiteRun {
  */
 async function runSuite(url: string, outDir: string, onScenario: (name: string) => void = () => {}): Promise<SuiteRun> {
   mkdirSync(outDir, { recursive: true });
+  const started = Date.now();
   const proc = spawn(NODE22, [SUITE, 'server', '--url', url, '-o', outDir], {
     cwd: outDir,
     env: baseEnv(),
@@ -84,40 +87,45 @@ async function runSuite(url: string, outDir: string, onScenario: (name: string) 
     const lines = pending.split('\n');
     pending = lines.pop() ?? '';
     for (const line of lines) {
-      const started = /^=== Running scenario: (\S+) ===$/.exec(line);
-      if (started?.[1] !== undefined) onScenario(started[1]);
+      const scenario = /^=== Running scenario: (\S+) ===$/.exec(line);
+      if (scenario?.[1] !== undefined) onScenario(scenario[1]);
     }
   });
   proc.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
   const killer = setTimeout(() => proc.kill('SIGKILL'), SUITE_TIMEOUT_MS);
   const exitCode = await new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
   clearTimeout(killer);
+  const durationMs = Date.now() - started;
 
-  const failures = failedChecksByScenario(outDir);
+  const checks = checksByScenario(outDir);
   const scenarios = new Map<string, ScenarioResult>();
   const summary = output.slice(output.lastIndexOf('=== SUMMARY ==='));
   for (const match of summary.matchAll(/^([✓✗]) (\S+): \d+ passed, \d+ failed/gmu)) {
     const [, mark, name] = match as unknown as [string, string, string];
-    scenarios.set(name, { passed: mark === '✓', failures: failures.get(name) ?? [] });
+    const own = checks.get(name);
+    scenarios.set(name, { passed: mark === '✓', failures: own?.FAILURE ?? [], warnings: own?.WARNING ?? [] });
   }
   if (scenarios.size === 0) throw new Error(`the suite printed no summary (exit ${exitCode}):\n${output.slice(-4000)}`);
-  return { scenarios, exitCode, output };
+  return { scenarios, exitCode, output, durationMs };
 }
 
-/** Scenario -> its FAILURE checks as `id: message`, read from `server-<scenario>-<time>/checks.json`. */
-function failedChecksByScenario(outDir: string): Map<string, string[]> {
-  const byScenario = new Map<string, string[]>();
+type CheckLines = Partial<Record<'FAILURE' | 'WARNING', string[]>>;
+
+/** Scenario -> its FAILURE and WARNING checks as `id: message details`, from `server-<scenario>-<time>/checks.json`. */
+function checksByScenario(outDir: string): Map<string, CheckLines> {
+  const byScenario = new Map<string, CheckLines>();
   for (const dir of readdirSync(outDir)) {
     const name = /^server-(.+)-\d{4}-\d{2}-\d{2}T[\d-]+Z$/.exec(dir)?.[1];
     const file = join(outDir, dir, 'checks.json');
     if (name === undefined || !existsSync(file)) continue;
     const checks = JSON.parse(readFileSync(file, 'utf8')) as { id: string; status: string; errorMessage?: string; details?: unknown }[];
-    byScenario.set(
-      name,
-      checks
-        .filter((c) => c.status === 'FAILURE')
-        .map((c) => `${c.id}: ${c.errorMessage ?? ''} ${c.details === undefined ? '' : JSON.stringify(c.details).slice(0, 600)}`),
-    );
+    const lines: CheckLines = {};
+    for (const c of checks) {
+      if (c.status !== 'FAILURE' && c.status !== 'WARNING') continue;
+      const details = c.details === undefined ? '' : ` ${JSON.stringify(c.details).slice(0, 600)}`;
+      (lines[c.status] ??= []).push(`${c.id}: ${c.errorMessage ?? ''}${details}`);
+    }
+    byScenario.set(name, lines);
   }
   return byScenario;
 }
@@ -236,7 +244,9 @@ function table(direct: SuiteRun, daemon: SuiteRun): string {
   const width = Math.max(...names.map((n) => n.length));
   const rows = names.map((name) => {
     const d = daemon.scenarios.get(name);
-    const line = `${name.padEnd(width)}  direct ${verdict(direct.scenarios.get(name)).padEnd(6)}  daemon ${verdict(d)}`;
+    const warned = (r: ScenarioResult | undefined) => (r?.warnings.length ? ` (${r.warnings.length} warnings)` : '');
+    const dr = direct.scenarios.get(name);
+    const line = `${name.padEnd(width)}  direct ${`${verdict(dr)}${warned(dr)}`.padEnd(20)}  daemon ${verdict(d)}${warned(d)}`;
     return d && !d.passed ? `${line}\n${d.failures.map((f) => `${' '.repeat(width + 4)}${f}`).join('\n')}` : line;
   });
   return rows.join('\n');
@@ -271,9 +281,11 @@ describe('the official MCP conformance suite', { timeout: INSTALL_TIMEOUT_MS + 3
 
     direct = await runSuite(await startDirectFixture(), join(out, 'direct'));
 
-    const daemon = await startHostingDaemon(cleanup, () => ({
-      [UPSTREAM]: { command: process.execPath, args: [FIXTURE], start: 'eager' },
-    }));
+    // The shipped daemon (no fixture tools), hosting the fixture from its config file.
+    const home = makeHome(cleanup);
+    const config = { mcpServers: { [UPSTREAM]: { command: process.execPath, args: [FIXTURE], start: 'eager' } } };
+    writeFileSync(join(home, 'config.json'), JSON.stringify(config));
+    const daemon = await startDaemon(cleanup, { home, plain: true });
     daemonStderr = () => daemon.stderr();
     await waitReady(daemon, UPSTREAM, 15_000);
     proxy = await startTokenProxy(daemon.port, daemon.token);
@@ -321,7 +333,9 @@ describe('the official MCP conformance suite', { timeout: INSTALL_TIMEOUT_MS + 3
     assert.ok(loopback.length >= 1 && loopback.every((e) => e.status === 200), exchangesOf(proxy, ['dns-rebinding-protection']));
   });
 
-  test('no scenario passes direct and fails through the daemon', () => {
+  test('no scenario passes direct and fails through the daemon', (t) => {
+    for (const line of table(direct, viaDaemon).split('\n')) t.diagnostic(line);
+    t.diagnostic(`suite run: direct ${direct.durationMs} ms, through the daemon ${viaDaemon.durationMs} ms`);
     const regressions = [...direct.scenarios]
       .filter(([name, r]) => r.passed && viaDaemon.scenarios.get(name)?.passed !== true)
       .map(([name]) => name);
