@@ -70,71 +70,92 @@ function unitEnvironment(text: string): Record<string, string> {
   return env;
 }
 
-test('service install writes a unit that runs this Node with the daemon options, this CLI and `daemon`; status reports it; uninstall removes it', { skip: process.platform === 'win32' }, async () => {
-  const root = makeHome(cleanup);
-  const env = { ...userEnv(root), EXAI_WS_PORT: '0', EXAI_WS_BACKPRESSURE: '7', EXAI_WS_TOKEN: TOKEN, KIMI_API_KEY: 'sk-kimi-secret-value' };
-  const file = serviceFile(root);
+test(
+  'service install writes a unit that runs this Node with the daemon options, this CLI and `daemon`; status reports it; uninstall removes it',
+  { skip: process.platform === 'win32' },
+  async () => {
+    const root = makeHome(cleanup);
+    const env = {
+      ...userEnv(root),
+      EXAI_WS_PORT: '0',
+      EXAI_WS_BACKPRESSURE: '7',
+      EXAI_WS_TOKEN: TOKEN,
+      KIMI_API_KEY: 'sk-kimi-secret-value',
+    };
+    const file = serviceFile(root);
 
-  const installed = await cli(['service', 'install'], env);
-  assert.equal(installed.code, 0, installed.stdout + installed.stderr);
-  assert.ok(existsSync(file), `${file} was written`);
-  const text = readFileSync(file, 'utf8');
-  const command = process.platform === 'darwin' ? parsePlistProgramArguments(text) : parseUnitExecStart(text);
-  assert.deepEqual(command, EXPECTED_COMMAND);
-  assert.ok(!text.includes(TOKEN), 'the token never goes into the service file');
-  assert.ok(!text.includes('sk-kimi-secret-value'), 'provider keys never go into the service file');
-  assert.match(text, /EXAI_WS_BACKPRESSURE/, 'daemon settings set in the shell are carried');
-  assert.match(installed.stdout, new RegExp(`wrote: ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
-  assert.match(installed.stdout, /service manager: skipped \(EXAI_WS_SERVICE_MANAGER=none\)/);
-  assert.match(installed.stdout, process.platform === 'darwin' ? /launchctl bootstrap gui\/\d+ / : /systemctl --user enable exai-ws\.service/);
-  assert.match(installed.stdout, /not copied \(secrets\): EXAI_WS_TOKEN, KIMI_API_KEY/);
+    const installed = await cli(['service', 'install'], env);
+    assert.equal(installed.code, 0, installed.stdout + installed.stderr);
+    assert.ok(existsSync(file), `${file} was written`);
+    const text = readFileSync(file, 'utf8');
+    const command = process.platform === 'darwin' ? parsePlistProgramArguments(text) : parseUnitExecStart(text);
+    assert.deepEqual(command, EXPECTED_COMMAND);
+    assert.ok(!text.includes(TOKEN), 'the token never goes into the service file');
+    assert.ok(!text.includes('sk-kimi-secret-value'), 'provider keys never go into the service file');
+    assert.match(text, /EXAI_WS_BACKPRESSURE/, 'daemon settings set in the shell are carried');
+    assert.match(installed.stdout, new RegExp(`wrote: ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+    assert.match(installed.stdout, /service manager: skipped \(EXAI_WS_SERVICE_MANAGER=none\)/);
+    assert.match(
+      installed.stdout,
+      process.platform === 'darwin' ? /launchctl bootstrap gui\/\d+ / : /systemctl --user enable exai-ws\.service/,
+    );
+    assert.match(installed.stdout, /not copied \(secrets\): EXAI_WS_TOKEN, KIMI_API_KEY/);
 
-  const status = await cli(['service', 'status'], env);
-  assert.equal(status.code, 0, status.stdout);
-  assert.match(status.stdout, /^installed: /m);
-  assert.ok(status.stdout.includes(`runs: ${process.execPath}`) && status.stdout.includes(`${CLI} daemon`), status.stdout);
-  assert.match(status.stdout, /daemon: none runs/);
+    const status = await cli(['service', 'status'], env);
+    assert.equal(status.code, 0, status.stdout);
+    assert.match(status.stdout, /^installed: /m);
+    assert.ok(status.stdout.includes(`runs: ${process.execPath}`) && status.stdout.includes(`${CLI} daemon`), status.stdout);
+    assert.match(status.stdout, /daemon: none runs/);
 
-  const removed = await cli(['service', 'uninstall'], env);
-  assert.equal(removed.code, 0, removed.stdout);
-  assert.ok(!existsSync(file), 'uninstall removed the file');
-  assert.match(removed.stdout, /^removed: /m);
-  const after = await cli(['service', 'status'], env);
-  assert.equal(after.code, 1);
-  assert.match(after.stdout, /not installed/);
-});
+    const removed = await cli(['service', 'uninstall'], env);
+    assert.equal(removed.code, 0, removed.stdout);
+    assert.ok(!existsSync(file), 'uninstall removed the file');
+    assert.match(removed.stdout, /^removed: /m);
+    const after = await cli(['service', 'status'], env);
+    assert.equal(after.code, 1);
+    assert.match(after.stdout, /not installed/);
+  },
+);
 
-test('the unit, run the way systemd runs it (its ExecStart and Environment only), serves the configured home', { skip: process.platform !== 'linux' }, async () => {
-  const root = makeHome(cleanup);
-  const env = { ...userEnv(root), EXAI_WS_PORT: '0', EXAI_WS_TOKEN: TOKEN };
-  const installed = await cli(['service', 'install'], env);
-  assert.equal(installed.code, 0, installed.stdout);
-  const text = readFileSync(serviceFile(root), 'utf8');
-  const [program, ...args] = parseUnitExecStart(text) ?? [];
-  const unitEnv = unitEnvironment(text);
-  assert.equal(unitEnv.EXAI_WS_HOME, join(root, 'state'));
-  assert.equal(unitEnv.EXAI_WS_TOKEN, undefined);
-  // What a user manager adds: HOME and little else; the daemon makes its own token file.
-  const proc = spawn(program as string, args, { env: { HOME: root, ...unitEnv }, stdio: ['ignore', 'ignore', 'pipe'], cwd: root });
-  let stderr = '';
-  proc.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-  const exited = new Promise((resolve) => proc.once('exit', resolve));
-  cleanup.add(async () => {
-    if (proc.exitCode === null && proc.signalCode === null) {
-      proc.kill('SIGKILL');
-      await exited;
-    }
-  });
-  const card = await waitFor(() => {
-    if (proc.exitCode !== null) throw new Error(`the service's daemon exited: ${stderr}`);
-    const c = readAddressCard(join(root, 'state', 'logs', 'ws_daemon.pid'));
-    return c && c.port > 0 && c.pid === proc.pid ? c : null;
-  }, 'the service daemon address card', 15_000);
-  const health = await getHealth(card);
-  assert.equal(health.pid, proc.pid);
-  assert.equal(health.auto_started, false, 'a service daemon is not auto-started, so it never exits when idle');
-  assert.ok(existsSync(join(root, 'state', 'token')), 'the daemon made its token in the configured home');
-});
+test(
+  'the unit, run the way systemd runs it (its ExecStart and Environment only), serves the configured home',
+  { skip: process.platform !== 'linux' },
+  async () => {
+    const root = makeHome(cleanup);
+    const env = { ...userEnv(root), EXAI_WS_PORT: '0', EXAI_WS_TOKEN: TOKEN };
+    const installed = await cli(['service', 'install'], env);
+    assert.equal(installed.code, 0, installed.stdout);
+    const text = readFileSync(serviceFile(root), 'utf8');
+    const [program, ...args] = parseUnitExecStart(text) ?? [];
+    const unitEnv = unitEnvironment(text);
+    assert.equal(unitEnv.EXAI_WS_HOME, join(root, 'state'));
+    assert.equal(unitEnv.EXAI_WS_TOKEN, undefined);
+    // What a user manager adds: HOME and little else; the daemon makes its own token file.
+    const proc = spawn(program as string, args, { env: { HOME: root, ...unitEnv }, stdio: ['ignore', 'ignore', 'pipe'], cwd: root });
+    let stderr = '';
+    proc.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const exited = new Promise((resolve) => proc.once('exit', resolve));
+    cleanup.add(async () => {
+      if (proc.exitCode === null && proc.signalCode === null) {
+        proc.kill('SIGKILL');
+        await exited;
+      }
+    });
+    const card = await waitFor(
+      () => {
+        if (proc.exitCode !== null) throw new Error(`the service's daemon exited: ${stderr}`);
+        const c = readAddressCard(join(root, 'state', 'logs', 'ws_daemon.pid'));
+        return c && c.port > 0 && c.pid === proc.pid ? c : null;
+      },
+      'the service daemon address card',
+      15_000,
+    );
+    const health = await getHealth(card);
+    assert.equal(health.pid, proc.pid);
+    assert.equal(health.auto_started, false, 'a service daemon is not auto-started, so it never exits when idle');
+    assert.ok(existsSync(join(root, 'state', 'token')), 'the daemon made its token in the configured home');
+  },
+);
 
 test('install says so when a daemon already runs for the home', { skip: process.platform === 'win32' }, async () => {
   const daemon = await startDaemon(cleanup, { plain: true });
@@ -169,13 +190,21 @@ test('macOS: install writes the launchd agent and bootstraps it in the gui domai
   const io = { stdout: out.stdout, env, platform: 'darwin' as const, userHome: root, uid: 501, manager, waitForDaemon: false };
   assert.equal(await runServiceCommand(['install'], io), 0, out.text());
   const file = join(root, 'Library', 'LaunchAgents', `${LAUNCHD_LABEL}.plist`);
-  assert.deepEqual(calls, [`launchctl bootout gui/501/${LAUNCHD_LABEL}`, `launchctl enable gui/501/${LAUNCHD_LABEL}`, `launchctl bootstrap gui/501 ${file}`]);
+  assert.deepEqual(calls, [
+    `launchctl bootout gui/501/${LAUNCHD_LABEL}`,
+    `launchctl enable gui/501/${LAUNCHD_LABEL}`,
+    `launchctl bootstrap gui/501 ${file}`,
+  ]);
   assert.match(out.text(), /ran: launchctl bootout .*nothing to undo/, 'a job not loaded yet is not a failure');
   const plist = readFileSync(file, 'utf8');
   assert.deepEqual(parsePlistProgramArguments(plist), EXPECTED_COMMAND);
   assert.match(plist, /<key>Label<\/key>\s*<string>local\.exai-ws\.daemon<\/string>/);
   assert.match(plist, /<key>RunAtLoad<\/key>\s*<true\/>/);
-  assert.match(plist, /<key>KeepAlive<\/key>\s*<dict>\s*<key>SuccessfulExit<\/key>\s*<false\/>/, 'restarted when it fails, not after a clean stop');
+  assert.match(
+    plist,
+    /<key>KeepAlive<\/key>\s*<dict>\s*<key>SuccessfulExit<\/key>\s*<false\/>/,
+    'restarted when it fails, not after a clean stop',
+  );
   assert.match(plist, /<key>PATH<\/key>\s*<string>\/opt\/homebrew\/bin:\/usr\/bin:\/bin<\/string>/, "the shell's PATH, so npx finds node");
   assert.ok(existsSync(join(root, 'state', 'logs')), 'the log folder launchd writes into exists');
 
@@ -189,13 +218,29 @@ test('Linux: install reloads, enables and (re)starts the unit; an unchanged unit
   const root = makeHome(cleanup);
   const { calls, manager } = recordingManager();
   const out = capture();
-  const io = { stdout: out.stdout, env: userEnv(root), platform: 'linux' as const, userHome: root, uid: 1000, manager, waitForDaemon: false };
+  const io = {
+    stdout: out.stdout,
+    env: userEnv(root),
+    platform: 'linux' as const,
+    userHome: root,
+    uid: 1000,
+    manager,
+    waitForDaemon: false,
+  };
   assert.equal(await runServiceCommand(['install'], io), 0, out.text());
-  assert.deepEqual(calls, ['systemctl --user daemon-reload', 'systemctl --user enable exai-ws.service', 'systemctl --user restart exai-ws.service']);
+  assert.deepEqual(calls, [
+    'systemctl --user daemon-reload',
+    'systemctl --user enable exai-ws.service',
+    'systemctl --user restart exai-ws.service',
+  ]);
   assert.match(out.text(), /enabled: exai-ws\.service starts the daemon at login/);
   calls.length = 0;
   assert.equal(await runServiceCommand(['install'], io), 0);
-  assert.deepEqual(calls, ['systemctl --user daemon-reload', 'systemctl --user enable --now exai-ws.service'], 'a running service with the same file is left running');
+  assert.deepEqual(
+    calls,
+    ['systemctl --user daemon-reload', 'systemctl --user enable --now exai-ws.service'],
+    'a running service with the same file is left running',
+  );
   calls.length = 0;
   assert.equal(await runServiceCommand(['uninstall'], io), 0);
   assert.deepEqual(calls, ['systemctl --user disable --now exai-ws.service', 'systemctl --user daemon-reload']);
@@ -206,13 +251,27 @@ test('Linux without a systemd user session: the unit is still written and the co
   const root = makeHome(cleanup);
   const { calls, manager } = recordingManager(() => ({ status: 1, stderr: 'Failed to connect to bus: No medium found\n' }));
   const out = capture();
-  const io = { stdout: out.stdout, env: userEnv(root), platform: 'linux' as const, userHome: root, uid: 1000, manager, waitForDaemon: false };
+  const io = {
+    stdout: out.stdout,
+    env: userEnv(root),
+    platform: 'linux' as const,
+    userHome: root,
+    uid: 1000,
+    manager,
+    waitForDaemon: false,
+  };
   assert.equal(await runServiceCommand(['install'], io), 1);
   assert.equal(calls.length, 1, 'it stops at the first step that fails');
   assert.ok(existsSync(join(root, 'config', 'systemd', 'user', 'exai-ws.service')));
-  assert.match(out.text(), /the service manager is not available here \(Failed to connect to bus: No medium found\); once it is, run:\n {2}systemctl --user daemon-reload\n {2}systemctl --user enable exai-ws\.service\n {2}systemctl --user restart exai-ws\.service\n/);
+  assert.match(
+    out.text(),
+    /the service manager is not available here \(Failed to connect to bus: No medium found\); once it is, run:\n {2}systemctl --user daemon-reload\n {2}systemctl --user enable exai-ws\.service\n {2}systemctl --user restart exai-ws\.service\n/,
+  );
 
-  const noSystemctl = recordingManager(() => ({ status: null, error: Object.assign(new Error('spawn systemctl ENOENT'), { code: 'ENOENT' }) }));
+  const noSystemctl = recordingManager(() => ({
+    status: null,
+    error: Object.assign(new Error('spawn systemctl ENOENT'), { code: 'ENOENT' }),
+  }));
   const out2 = capture();
   assert.equal(await runServiceCommand(['status'], { ...io, stdout: out2.stdout, manager: noSystemctl.manager }), 0);
   assert.match(out2.text(), /service manager: not available \(systemctl is not installed\)/);

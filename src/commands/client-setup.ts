@@ -70,7 +70,13 @@ export async function resolveEndpoint(env: NodeJS.ProcessEnv, server?: string): 
   const url = `http://${hostPart}:${port}/mcp${server === undefined ? '' : `/${encodeURIComponent(server)}`}`;
 
   if (env.EXAI_WS_TOKEN && env.EXAI_WS_TOKEN.length > 0) {
-    return { url, port, portNote, token: env.EXAI_WS_TOKEN, tokenNote: 'token: EXAI_WS_TOKEN from this shell (the daemon must run with the same)' };
+    return {
+      url,
+      port,
+      portNote,
+      token: env.EXAI_WS_TOKEN,
+      tokenNote: 'token: EXAI_WS_TOKEN from this shell (the daemon must run with the same)',
+    };
   }
   const found = inspectTokenFile(paths.token);
   switch (found.state) {
@@ -93,7 +99,13 @@ export async function resolveEndpoint(env: NodeJS.ProcessEnv, server?: string): 
         tokenNote: `token: ${paths.token} holds no usable token (${found.reason}); the daemon replaces it when it starts: restart it, then run this again`,
       };
     case 'unreadable':
-      return { url, port, portNote, token: null, tokenNote: `token: cannot read ${paths.token} (${found.error.code ?? found.error.message})` };
+      return {
+        url,
+        port,
+        portNote,
+        token: null,
+        tokenNote: `token: cannot read ${paths.token} (${found.error.code ?? found.error.message})`,
+      };
   }
 }
 
@@ -114,19 +126,26 @@ export function setupBlocks(
   const name = server ?? SHIM_ENTRY_NAME;
   const http = { url: endpoint.url, headers: { Authorization: `Bearer ${endpoint.token ?? TOKEN_PLACEHOLDER}` } };
   const shim = shimServer(env, server);
-  const what = server === undefined ? 'the daemon (its built-in tools and every hosted server, as <server>__<tool>)' : `the hosted server "${server}" alone, with its own tool names`;
+  const what =
+    server === undefined
+      ? 'the daemon (its built-in tools and every hosted server, as <server>__<tool>)'
+      : `the hosted server "${server}" alone, with its own tool names`;
   const secret: Block = {
     text: 'This entry holds the daemon token, a secret: anyone who reads it can use the daemon. Keep it in your user configuration, not in a file you commit.',
   };
   const needsDaemon: Block = {
     text: 'A URL entry needs a daemon running (a client does not start one): `exai-ws service install` starts it at login; the shim form below starts one itself.',
   };
-  const shimIntro: Block = { text: `Alternative, the shim (a small stdio process per window; it holds no secret and starts the daemon when none runs):` };
+  const shimIntro: Block = {
+    text: `Alternative, the shim (a small stdio process per window; it holds no secret and starts the daemon when none runs):`,
+  };
   const blocks: Block[] = [];
   switch (client) {
     case 'vscode':
       blocks.push(
-        { text: `VS Code: ${what} over Streamable HTTP. Paste under "servers" in your user mcp.json (command "MCP: Open User Configuration") or in .vscode/mcp.json:` },
+        {
+          text: `VS Code, over Streamable HTTP: ${what}. Paste under "servers" in your user mcp.json (command "MCP: Open User Configuration") or in .vscode/mcp.json:`,
+        },
         { json: { servers: { [name]: { type: 'http', ...http } } } },
         secret,
         needsDaemon,
@@ -136,7 +155,9 @@ export function setupBlocks(
       break;
     case 'cursor':
       blocks.push(
-        { text: `Cursor: ${what} over Streamable HTTP. Paste under "mcpServers" in ~/.cursor/mcp.json (every project) or a project's .cursor/mcp.json:` },
+        {
+          text: `Cursor, over Streamable HTTP: ${what}. Paste under "mcpServers" in ~/.cursor/mcp.json (every project) or a project's .cursor/mcp.json:`,
+        },
         { json: { mcpServers: { [name]: http } } },
         secret,
         needsDaemon,
@@ -147,9 +168,9 @@ export function setupBlocks(
     case 'claude-code': {
       const header = `Authorization: Bearer ${endpoint.token ?? TOKEN_PLACEHOLDER}`;
       blocks.push(
-        { text: `Claude Code: ${what} over Streamable HTTP. Run (--scope user: every project, kept in ~/.claude.json):` },
+        { text: `Claude Code, over Streamable HTTP: ${what}. Run (--scope user: every project, kept in ~/.claude.json):` },
         { command: ['claude', 'mcp', 'add', '--scope', 'user', '--transport', 'http', name, endpoint.url, '--header', header] },
-        { text: "Or as an entry of a project's .mcp.json, under \"mcpServers\":" },
+        { text: 'Or as an entry of a project\'s .mcp.json, under "mcpServers":' },
         { json: { mcpServers: { [name]: { type: 'http', ...http } } } },
         secret,
         needsDaemon,
@@ -162,7 +183,9 @@ export function setupBlocks(
     }
     case 'claude-desktop':
       blocks.push(
-        { text: `Claude Desktop: ${what} through the shim: its config file takes stdio servers only. Paste under "mcpServers" in ${claudeDesktopFile(env, platform)}, then restart Claude Desktop:` },
+        {
+          text: `Claude Desktop, through the shim (its config file takes stdio servers only): ${what}. Paste under "mcpServers" in ${claudeDesktopFile(env, platform)}, then restart Claude Desktop:`,
+        },
         { json: { mcpServers: { [name]: shim } } },
       );
       break;
@@ -191,10 +214,20 @@ export interface ClientSetupIo {
 
 /** Runs `exai-ws config ...`; resolves to the exit code. */
 export async function runClientSetupCommand(args: readonly string[], io: Partial<ClientSetupIo> = {}): Promise<number> {
-  const { stdout, stderr, env, platform } = { stdout: process.stdout, stderr: process.stderr, env: process.env, platform: process.platform, ...io };
+  const { stdout, stderr, env, platform } = {
+    stdout: process.stdout,
+    stderr: process.stderr,
+    env: process.env,
+    platform: process.platform,
+    ...io,
+  };
   let parsed;
   try {
-    parsed = parseArgs({ args: [...args], allowPositionals: true, options: { server: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
+    parsed = parseArgs({
+      args: [...args],
+      allowPositionals: true,
+      options: { server: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    });
   } catch (error) {
     stderr.write(`exai-ws config: ${(error as Error).message}\n${USAGE}\n`);
     return ExitCode.CONFIG;
@@ -205,12 +238,16 @@ export async function runClientSetupCommand(args: readonly string[], io: Partial
   }
   const [client, ...extra] = parsed.positionals;
   if (client === undefined || extra.length > 0 || !(SETUP_CLIENTS as readonly string[]).includes(client)) {
-    stderr.write(`exai-ws config: ${client === undefined ? 'which client?' : `unknown client ${JSON.stringify([client, ...extra].join(' '))}`}\n${USAGE}\n`);
+    stderr.write(
+      `exai-ws config: ${client === undefined ? 'which client?' : `unknown client ${JSON.stringify([client, ...extra].join(' '))}`}\n${USAGE}\n`,
+    );
     return ExitCode.CONFIG;
   }
   const server = parsed.values.server;
   if (server !== undefined && (!SERVER_NAME.test(server) || server.includes('__'))) {
-    stderr.write(`exai-ws config: --server ${JSON.stringify(server)} is not a server name (1-64 characters of [A-Za-z0-9_.-] without "__")\n`);
+    stderr.write(
+      `exai-ws config: --server ${JSON.stringify(server)} is not a server name (1-64 characters of [A-Za-z0-9_.-] without "__")\n`,
+    );
     return ExitCode.CONFIG;
   }
   const endpoint = await resolveEndpoint(env, server);

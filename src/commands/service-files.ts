@@ -91,7 +91,8 @@ export function serviceSpec(env: NodeJS.ProcessEnv, envFile: string): ServiceSpe
 }
 
 function assertOneLine(value: string, what: string): void {
-  if (/[\n\r\0]/.test(value)) throw new TypeError(`${what} contains a line break or NUL, which a service file cannot hold: ${JSON.stringify(value)}`);
+  if (/[\n\r\0]/.test(value))
+    throw new TypeError(`${what} contains a line break or NUL, which a service file cannot hold: ${JSON.stringify(value)}`);
 }
 
 /**

@@ -48,7 +48,12 @@ const ANSWER_WAIT_MS = 5_000;
 
 export const runManager: ManagerRunner = (command, args) => {
   const r = spawnSync(command, args, { encoding: 'utf8', timeout: MANAGER_TIMEOUT_MS, stdio: ['ignore', 'pipe', 'pipe'] });
-  return { status: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '', ...(r.error ? { error: r.error as NodeJS.ErrnoException } : {}) };
+  return {
+    status: r.status,
+    stdout: r.stdout ?? '',
+    stderr: r.stderr ?? '',
+    ...(r.error ? { error: r.error } : {}),
+  };
 };
 
 export interface ServiceIo {
@@ -165,7 +170,11 @@ export async function runServiceCommand(args: readonly string[], io: Partial<Ser
   if (code === ExitCode.OK) {
     const paths = resolveHome(full.env);
     const card = readAddressCard(paths.pid);
-    say(card && card.port > 0 && (await cardIsLive(card)) ? `daemon: pid ${card.pid} answers on ${card.host}:${card.port}` : `daemon: none runs for ${paths.home}`);
+    say(
+      card && card.port > 0 && (await cardIsLive(card))
+        ? `daemon: pid ${card.pid} answers on ${card.host}:${card.port}`
+        : `daemon: none runs for ${paths.home}`,
+    );
   }
   return code;
 }
@@ -174,7 +183,12 @@ export async function runServiceCommand(args: readonly string[], io: Partial<Ser
  * Runs the steps in order, one line each, and stops at the first that fails. Without a manager,
  * or when the manager cannot be reached, it prints the steps left for the user to run.
  */
-function runSteps(steps: string[][], io: ServiceIo, say: (line: string) => void, tolerate: (step: string[]) => boolean = () => false): boolean {
+function runSteps(
+  steps: string[][],
+  io: ServiceIo,
+  say: (line: string) => void,
+  tolerate: (step: string[]) => boolean = () => false,
+): boolean {
   if (io.manager === null) {
     say('service manager: skipped (EXAI_WS_SERVICE_MANAGER=none); to apply it, run:');
     for (const step of steps) say(`  ${shellLine(step)}`);
@@ -311,7 +325,8 @@ function status(platform: Platform, io: ServiceIo, say: (line: string) => void):
   const command = platform.kind === 'systemd' ? parseUnitExecStart(text) : parsePlistProgramArguments(text);
   say(`installed: ${platform.file}`);
   say(`  runs: ${command ? shellLine(command) : '(no command line found in the file)'}`);
-  if (text !== platform.text) say('  differs from what `exai-ws service install` would write now (another Node, CLI or environment); run it again to update');
+  if (text !== platform.text)
+    say('  differs from what `exai-ws service install` would write now (another Node, CLI or environment); run it again to update');
   if (io.manager === null) {
     say('service manager: not asked (EXAI_WS_SERVICE_MANAGER=none)');
     return ExitCode.OK;
