@@ -16,7 +16,8 @@ import { SessionContext, type ClientPeer, type View } from '../src/core/session-
 import type { DaemonConfig } from '../src/daemon/config.js';
 import { KeptFrames } from '../src/daemon/kept.js';
 import { CLOSE_REASONS, Metrics } from '../src/daemon/metrics.js';
-import { Session, type SessionSocket } from '../src/daemon/session.js';
+import { Session } from '../src/daemon/session.js';
+import type { Transport } from '../src/transport/transport.js';
 import { checkHello, parseAck } from '../src/protocol/hello.js';
 import { startHostingDaemon, TEE_SCRIPT, EVERYTHING_SCRIPT } from './fixtures/hosted-servers.js';
 import {
@@ -118,19 +119,21 @@ describe('kept frames', () => {
   });
 });
 
-class FakeSocket implements SessionSocket {
-  readonly OPEN = 1;
-  readyState = 1;
-  bufferedAmount = 0;
+class FakeSocket implements Transport {
+  readonly kind = 'ws' as const;
+  open = true;
+  bufferedBytes = 0;
+  onmessage = undefined;
+  onclose = undefined;
   readonly sent: Json[] = [];
-  send(text: string, cb: (error?: Error | null) => void): void {
+  send(text: string, _related: unknown, cb?: (error?: Error | null) => void): void {
     this.sent.push(JSON.parse(text) as Json);
-    cb();
+    cb?.();
   }
-  pause(): void {}
-  resume(): void {}
+  pauseInput(): void {}
+  resumeInput(): void {}
   close(): void {
-    this.readyState = 3;
+    this.open = false;
   }
 }
 

@@ -182,7 +182,7 @@ test('authentication: bearer on the upgrade or auth_token in the hello, and fail
   assert.ok(((last.rejections as Record<string, number>).unauthorized ?? 0) >= 2, JSON.stringify(last.rejections));
 });
 
-test('Origin and foreign Host headers are refused with 403 on /health and on the upgrade', async () => {
+test('foreign Origin and foreign Host headers are refused with 403 on /health and on the upgrade; loopback Origins are served', async () => {
   const daemon = await startDaemon(cleanup);
   const own = `127.0.0.1:${daemon.port}`;
 
@@ -191,9 +191,15 @@ test('Origin and foreign Host headers are refused with 403 on /health and on the
   assert.equal(await rawRequest(daemon.port, '/health', { host: `localhost:${daemon.port}` }), 200);
   assert.equal(await rawRequest(daemon.port, '/ws', { host: own, authorization: `Bearer ${daemon.token}` }, true), 101);
 
-  // Cross-site WebSocket hijacking: any Origin is refused, even with the right token.
-  await assert.rejects(openSocket(cleanup, daemon, { headers: { origin: 'https://evil.example' } }), /HTTP 403/);
-  await assert.rejects(openSocket(cleanup, daemon, { headers: { origin: `http://${own}` } }), /HTTP 403/);
+  // Cross-site WebSocket hijacking: a foreign Origin is refused, even with the right token;
+  // a page served from loopback (any port) is the user's own and may connect.
+  for (const origin of ['https://evil.example', 'null', 'http://127.0.0.1.evil.example', 'file://', 'http://localhost.evil.example:80']) {
+    await assert.rejects(openSocket(cleanup, daemon, { headers: { origin } }), /HTTP 403/, origin);
+  }
+  for (const origin of [`http://${own}`, 'http://localhost:5173', 'http://[::1]:8080', 'https://127.0.0.1']) {
+    const ws = await openSocket(cleanup, daemon, { headers: { origin } });
+    ws.close();
+  }
   const res = await fetch(`http://${own}/health`, { headers: { origin: 'https://evil.example' } });
   await res.arrayBuffer();
   assert.equal(res.status, 403);

@@ -45,13 +45,14 @@ export async function runStatusCommand(options: { json: boolean }): Promise<numb
   }
   const lines = [
     `exai-ws ${h.version}: ${h.status}`,
-    `  address   ws://${h.host}:${h.port}`,
+    `  address   ws://${h.host}:${h.port}  (Streamable HTTP: http://${h.host}:${h.port}/mcp)`,
     `  pid       ${h.pid}`,
     `  uptime    ${formatUptime(h.uptime_s)}`,
     ...(typeof h.idle_exit_ms === 'number'
       ? [`  idle exit after ${formatUptime(Math.round(h.idle_exit_ms / 1000))} with no session (auto-started)`]
       : []),
-    `  sessions  ${h.sessions.total} (${h.sessions.attached} attached, ${h.sessions.detached} detached)`,
+    `  sessions  ${h.sessions.total} (${h.sessions.attached} attached, ${h.sessions.detached} detached${transportCounts(h)})`,
+    ...sessionLines(h),
     `  in flight ${h.inflight}`,
     ...fileLines(h),
     ...configLines(h),
@@ -59,6 +60,29 @@ export async function runStatusCommand(options: { json: boolean }): Promise<numb
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
   return 0;
+}
+
+/** `; 2 ws, 1 http`: how the open sessions are connected. */
+function transportCounts(h: HealthReport): string {
+  const by = h.sessions.by_transport;
+  if (!by) return '';
+  const parts = Object.entries(by)
+    .filter(([, n]) => n > 0)
+    .map(([kind, n]) => `${n} ${kind}`);
+  return parts.length > 0 ? `; ${parts.join(', ')}` : '';
+}
+
+/** One line per open session: its client, transport, age and calls in flight (the first 20). */
+function sessionLines(h: HealthReport): string[] {
+  const list = h.sessions.list ?? [];
+  const lines = list
+    .slice(0, 20)
+    .map(
+      (s) =>
+        `    ${s.client}${s.client_version && s.client_version !== 'unknown' ? ` ${s.client_version}` : ''} via ${s.transport}, ${s.state}, ${formatUptime(s.age_s)} old, ${s.inflight} in flight${s.cwd ? `, ${s.cwd}` : ''}`,
+    );
+  if (list.length > 20) lines.push(`    ... and ${list.length - 20} more`);
+  return lines;
 }
 
 /** Sends SIGTERM to the daemon and waits until it has removed its address card. */

@@ -12,6 +12,7 @@ import {
   isObject,
   serializeFailure,
   type Answer,
+  type RequestId,
   type RpcErrorObject,
   type RpcNotification,
   type RpcRequest,
@@ -31,6 +32,8 @@ export interface CallOptions {
   onProgress?: (params: Record<string, unknown>) => void;
   /** The session the call is made for: server-to-client requests it causes are routed back to it. */
   origin?: string;
+  /** The session's own id of the request this call serves (where the session sends what it causes). */
+  related?: RequestId;
 }
 
 /** What the link knows of who caused a server-to-client request. */
@@ -42,6 +45,8 @@ export interface ServerRequestContext {
    * of its calls, or by the HTTP response stream of one of its calls that carried it.
    */
   origin: string | undefined;
+  /** The origin session's request that caused it, when known (with `origin` only). */
+  related?: RequestId | undefined;
 }
 
 /** Answers one server-to-client request (sampling, elicitation, roots). Never rejects. */
@@ -55,6 +60,7 @@ interface Pending {
   onProgress: ((params: Record<string, unknown>) => void) | undefined;
   cleanup: (() => void) | undefined;
   origin: string | undefined;
+  related: RequestId | undefined;
 }
 
 export interface ServerLinkOptions {
@@ -165,7 +171,14 @@ export class ServerLink {
       sendParams = { ...params, _meta: { ...(params?._meta as object), progressToken: id } };
     }
     return new Promise<CallOutcome>((resolve) => {
-      const entry: Pending = { resolve, timer: undefined, onProgress: options.onProgress, cleanup: undefined, origin: options.origin };
+      const entry: Pending = {
+        resolve,
+        timer: undefined,
+        onProgress: options.onProgress,
+        cleanup: undefined,
+        origin: options.origin,
+        related: options.related,
+      };
       this.pending.set(id, entry);
       entry.timer = setTimeout(() => {
         this.cancelPending(id, 'request timed out');
@@ -328,21 +341,22 @@ export class ServerLink {
     for (const entry of [...this.pending.values()].reverse()) {
       if (entry.origin !== undefined && !callers.includes(entry.origin)) callers.push(entry.origin);
     }
-    return { callers, origin: this.originOf(request) };
+    return { callers, ...this.originOf(request) };
   }
 
-  /** The session a request names for certain, if it names one. */
-  private originOf(request: RpcRequest): ServerRequestContext['origin'] {
+  /** The session a request names for certain, if it names one, and its call's request. */
+  private originOf(request: RpcRequest): Pick<ServerRequestContext, 'origin' | 'related'> {
     // Asked first, whatever else names the origin: each answer is taken once, so none lingers.
     const call = this.options.streamOf?.(request.id);
     const meta = request.params?._meta;
     const token = isObject(meta) ? meta.progressToken : undefined;
-    const byToken = typeof token === 'number' ? this.pending.get(token)?.origin : undefined;
-    if (byToken !== undefined) return byToken;
+    const byToken = typeof token === 'number' ? this.pending.get(token) : undefined;
+    if (byToken?.origin !== undefined) return { origin: byToken.origin, related: byToken.related };
     const task = isObject(meta) && isObject(meta[RELATED_TASK_META]) ? meta[RELATED_TASK_META].taskId : undefined;
     const byTask = typeof task === 'string' ? this.tasks.get(task) : undefined;
-    if (byTask !== undefined) return byTask;
-    return typeof call === 'number' ? this.pending.get(call)?.origin : undefined;
+    if (byTask !== undefined) return { origin: byTask };
+    const byStream = typeof call === 'number' ? this.pending.get(call) : undefined;
+    return { origin: byStream?.origin, related: byStream?.related };
   }
 
   /** A call's result that created a task (`{ task: { taskId } }`): the task is its session's. */

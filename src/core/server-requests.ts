@@ -18,7 +18,7 @@
 import { basename } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { RpcCode } from '../protocol/codes.js';
-import type { Answer, RpcRequest } from '../protocol/jsonrpc.js';
+import type { Answer, RequestId, RpcRequest } from '../protocol/jsonrpc.js';
 import type { CoreLog } from './core.js';
 import type { CallOptions, CallOutcome, ServerRequestContext } from './server-link.js';
 import type { SessionContext } from './session-context.js';
@@ -98,6 +98,8 @@ interface Tracked {
   readonly session: string;
   /** The server's own tool name, for `tools/call`. */
   readonly tool: string | undefined;
+  /** The session's own id of the request this call serves. */
+  readonly related: RequestId | undefined;
   /** False while it waits at the gate: the server cannot have heard of it. */
   active: boolean;
 }
@@ -138,7 +140,7 @@ export class ServerRequests {
   ): Promise<CallOutcome> {
     const instance = this.instance(server);
     const tool = method === 'tools/call' && typeof params?.name === 'string' ? params.name : undefined;
-    const tracked: Tracked = { session: context.id, tool, active: false };
+    const tracked: Tracked = { session: context.id, tool, related: options.related, active: false };
     const startedMs = Date.now();
     context.use(server);
     instance.calls.add(tracked);
@@ -195,7 +197,8 @@ export class ServerRequests {
           },
         };
       }
-      const answer = await context.peer.request(request.method, request.params, this.options.requestTimeoutMs);
+      const related = link.origin !== undefined ? link.related : this.onlyCall(instance, origin);
+      const answer = await context.peer.request(request.method, request.params, this.options.requestTimeoutMs, related);
       if (roots && 'result' in answer) instance.rootsOf = origin;
       return answer;
     } finally {
@@ -241,6 +244,17 @@ export class ServerRequests {
     const sessions = new Set(link.callers);
     for (const call of instance.calls) if (call.active) sessions.add(call.session);
     return sessions;
+  }
+
+  /** The request of the session's one active call to the instance, if it has exactly one. */
+  private onlyCall(instance: Instance, session: string): RequestId | undefined {
+    let found: Tracked | undefined;
+    for (const call of instance.calls) {
+      if (!call.active || call.session !== session) continue;
+      if (found) return undefined;
+      found = call;
+    }
+    return found?.related;
   }
 
   private gated(server: Upstream, instance: Instance, tool: string | undefined): boolean {

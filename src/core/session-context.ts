@@ -4,7 +4,7 @@
  * server's behalf. The session owns it and releases everything it holds in the core (servers
  * kept up, subscriptions, log level, its session-scoped servers) with one {@link close}.
  */
-import type { Answer } from '../protocol/jsonrpc.js';
+import type { Answer, RequestId } from '../protocol/jsonrpc.js';
 import type { LogLevel } from './interests.js';
 import type { Upstream } from './upstream.js';
 
@@ -19,8 +19,12 @@ export interface View {
 
 /** The client end of a session, as the core needs it. */
 export interface ClientPeer {
-  /** Asks the client something; never rejects (errors, a timeout, a closed session come as `{ error }`). */
-  request(method: string, params: Record<string, unknown> | undefined, timeoutMs: number): Promise<Answer>;
+  /**
+   * Asks the client something; never rejects (errors, a timeout, a closed session come as
+   * `{ error }`). `related`: the client's request that caused it, when known (HTTP sends the
+   * question on that request's response stream).
+   */
+  request(method: string, params: Record<string, unknown> | undefined, timeoutMs: number, related?: RequestId): Promise<Answer>;
 }
 
 export interface ClientInfo {

@@ -21,6 +21,10 @@ export const DEFAULT_CALL_TIMEOUT_MS = 300_000;
 export const DEFAULT_DRAIN_MS = 5_000;
 export const DEFAULT_METRICS_INTERVAL_MS = 60_000;
 export const DEFAULT_HOLD_MAX_BYTES = 8 * 1024 * 1024;
+/** An HTTP session with nothing in flight and no stream open ends after this long. */
+export const DEFAULT_HTTP_IDLE_MS = 30 * 60 * 1000;
+/** SSE events kept per HTTP session for `Last-Event-ID` resumption, in bytes. */
+export const DEFAULT_HTTP_EVENTS_MAX_BYTES = 4 * 1024 * 1024;
 export const DEFAULT_METRICS_MAX_BYTES = 10 * 1024 * 1024;
 export const DEFAULT_METRICS_FILES = 5;
 /**
@@ -59,6 +63,10 @@ export interface DaemonConfig {
   readonly metricsIntervalMs: number;
   /** Messages held for a detached session, in bytes; past it the session is closed. */
   readonly holdMaxBytes: number;
+  /** An idle HTTP session (nothing in flight, no stream open) ends after this long (`EXAI_WS_HTTP_IDLE_MS`, 0 = never). */
+  readonly httpIdleMs: number;
+  /** SSE events kept per HTTP session for resumption, in bytes (`EXAI_WS_HTTP_EVENTS_MAX_BYTES`). */
+  readonly httpEventsMaxBytes: number;
   readonly logLevel: string;
   /** Size of `ws_daemon.log` before it is rotated, in bytes (`EXAI_WS_LOG_MAX_BYTES`). */
   readonly logMaxBytes: number;
@@ -105,6 +113,8 @@ const EnvSchema = z.object({
   EXAI_WS_DRAIN_MS: int(0).default(DEFAULT_DRAIN_MS),
   EXAI_WS_METRICS_INTERVAL_MS: int(100).default(DEFAULT_METRICS_INTERVAL_MS),
   EXAI_WS_HOLD_MAX_BYTES: int(0).default(DEFAULT_HOLD_MAX_BYTES),
+  EXAI_WS_HTTP_IDLE_MS: int(0).default(DEFAULT_HTTP_IDLE_MS),
+  EXAI_WS_HTTP_EVENTS_MAX_BYTES: int(0).default(DEFAULT_HTTP_EVENTS_MAX_BYTES),
   EXAI_WS_UPSTREAM_IDLE_MS: int(0).default(DEFAULT_UPSTREAM_IDLE_MS),
   EXAI_WS_NPX_DIRECT: z.enum(['0', '1']).default('1'),
   EXAI_WS_AUTOSTARTED: z.enum(['0', '1']).default('0'),
@@ -172,6 +182,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): DaemonConfig {
     drainMs: e.EXAI_WS_DRAIN_MS,
     metricsIntervalMs: e.EXAI_WS_METRICS_INTERVAL_MS,
     holdMaxBytes: e.EXAI_WS_HOLD_MAX_BYTES,
+    httpIdleMs: e.EXAI_WS_HTTP_IDLE_MS,
+    httpEventsMaxBytes: e.EXAI_WS_HTTP_EVENTS_MAX_BYTES,
     logLevel: e.LOG_LEVEL,
     logMaxBytes: e.EXAI_WS_LOG_MAX_BYTES,
     logFiles: e.EXAI_WS_LOG_FILES,

@@ -17,7 +17,7 @@
  */
 import { existsSync } from 'node:fs';
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import { CloseCode } from '../protocol/codes.js';
+import { CloseCode, RpcCode } from '../protocol/codes.js';
 import { trySerialize } from '../protocol/jsonrpc.js';
 import type { AddressCard } from '../protocol/files.js';
 import { startCore } from '../core/core.js';
@@ -38,6 +38,8 @@ import { ConfigWatcher } from './config-watcher.js';
 import { wireFanout } from './fanout.js';
 import { FileLearnedTools } from './learned-tools.js';
 import { DaemonServer } from './server.js';
+import { McpHttpEndpoint } from '../transport/http.js';
+import { PROTOCOL_VERSION } from '../protocol/hello.js';
 import { SessionManager } from './sessions.js';
 import { ensureToken } from './token.js';
 
@@ -72,6 +74,7 @@ export class Daemon {
   private hub: Hub | undefined;
   private manager: SessionManager | undefined;
   private server: DaemonServer | undefined;
+  private mcp: McpHttpEndpoint | undefined;
   private metricsTimer: NodeJS.Timeout | undefined;
   private closing: Promise<void> | undefined;
   /** The hosted-servers config in force (replaced by each successful reload). */
@@ -156,7 +159,31 @@ export class Daemon {
       const manager = new SessionManager({ hub, config, metrics: this.metrics, logger });
       this.manager = manager;
       wireFanout(hub, manager);
-      this.server = new DaemonServer({ config, token, manager, metrics: this.metrics, logger, health: () => this.health() });
+      this.mcp = new McpHttpEndpoint({
+        maxBodyBytes: config.maxBytes,
+        idleMs: config.httpIdleMs,
+        eventStoreBytes: config.httpEventsMaxBytes,
+        open: (server, client) => {
+          const opened = manager.open({ type: 'hello', protocol: PROTOCOL_VERSION, client, server });
+          if (opened.ok) return { ok: true, session: opened.session };
+          const status = opened.code === 'session_limit' ? 503 : 404;
+          return { ok: false, status, code: status === 503 ? RpcCode.OVER_CAPACITY : RpcCode.INVALID_REQUEST, message: opened.message };
+        },
+        end: (host, reason) => {
+          const session = manager.get(host.id);
+          if (session) manager.expire(session, reason);
+        },
+        reject: (reason) => this.metrics.reject(reason),
+      });
+      this.server = new DaemonServer({
+        config,
+        token,
+        manager,
+        metrics: this.metrics,
+        logger,
+        health: () => this.health(),
+        mcp: this.mcp,
+      });
       const port = await this.server.listen();
       this.lock.update({ ...card, port });
       this.metricsTimer = setInterval(() => this.writeMetrics(), config.metricsIntervalMs);
@@ -211,7 +238,23 @@ export class Daemon {
       port: this.port,
       started_at: new Date(this.startedAtMs).toISOString(),
       uptime_s: Math.round((Date.now() - this.startedAtMs) / 1000),
-      sessions: { total, attached, detached: total - attached },
+      sessions: {
+        total,
+        attached,
+        detached: total - attached,
+        by_transport: manager?.byTransport ?? { ws: 0, http: 0, stdio: 0 },
+        list: (manager?.list() ?? []).map((s) => ({
+          id: s.id,
+          transport: s.kind,
+          state: s.state,
+          // The MCP client's own name (VS Code, Claude Code) once it sent initialize; else the hello's.
+          client: s.context.clientInfo?.name ?? s.client.name,
+          client_version: s.context.clientInfo?.version ?? s.client.version,
+          cwd: s.cwd ?? null,
+          age_s: Math.round((Date.now() - s.createdAtMs) / 1000),
+          inflight: s.inflightCount,
+        })),
+      },
       connections: this.server?.connectionCount ?? 0,
       inflight: manager?.inflightCount ?? 0,
       servers: (this.hub?.servers ?? []).slice(1).map((s) => ({ ...s.report(), asks_client: this.hub?.requests.asksClient(s) ?? [] })),
@@ -322,6 +365,7 @@ export class Daemon {
       manager.abortInflight('daemon is shutting down');
       manager.closeAll(CloseCode.GOING_AWAY, 'daemon shutting down');
     }
+    this.mcp?.close();
     await this.server?.waitForSockets(SOCKET_CLOSE_WAIT_MS);
     await this.hub?.close();
     if (this.metricsTimer) clearInterval(this.metricsTimer);

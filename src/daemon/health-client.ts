@@ -9,7 +9,14 @@ export interface HealthReport {
   host: string;
   port: number;
   uptime_s: number;
-  sessions: { total: number; attached: number; detached: number };
+  sessions: {
+    total: number;
+    attached: number;
+    detached: number;
+    /** Open sessions by how their client is connected. */
+    by_transport?: Record<'ws' | 'http' | 'stdio', number>;
+    list?: SessionEntry[];
+  };
   inflight: number;
   /** The log file and the stderr copy; null before the daemon opened its log. */
   log?: LogHealth | null;
@@ -21,6 +28,18 @@ export interface HealthReport {
   /** How long it stays with no session before it exits; null: never (started by hand, or 0). */
   idle_exit_ms?: number | null;
   [key: string]: unknown;
+}
+
+/** One open session, as `/health` lists it. */
+export interface SessionEntry {
+  id: string;
+  transport: 'ws' | 'http' | 'stdio';
+  state: string;
+  client: string;
+  client_version: string;
+  cwd: string | null;
+  age_s: number;
+  inflight: number;
 }
 
 /** One best-effort JSONL file: lines it took, lines it dropped, its rotation. */

@@ -31,6 +31,14 @@ export const REJECT_REASONS: ReadonlySet<string> = new Set([
   'unserializable',
   'output_overflow',
   'origin_unknown',
+  'body_too_large',
+  'http_400',
+  'http_403',
+  'http_405',
+  'http_406',
+  'http_409',
+  'http_415',
+  'http_503',
 ]);
 
 /** Why a session ended. */
@@ -41,6 +49,7 @@ export const CLOSE_REASONS: ReadonlySet<string> = new Set([
   'hold_overflow',
   'client_died',
   'resume_gap',
+  'http_idle',
   'daemon shutting down',
 ]);
 

@@ -1,5 +1,5 @@
 /**
- * A session's way out to its client: writes frames to the attached socket with output
+ * A session's way out to its client: writes frames to the attached transport with output
  * backpressure, holds them while detached, and, for a client that sends acks, numbers every
  * frame written (1, 2, ... over all the session's connections) and keeps it until acked, so
  * that a resume naming how many frames the client received writes again exactly the ones
@@ -7,35 +7,18 @@
  * oldest kept ones go (a resume that needs them is then refused: {@link Outbox.resumable}),
  * and held ones alone past it end the session. A client without acks costs no copies.
  */
-import { corkUntilTick, rawSocketOf } from '../protocol/cork.js';
 import { ACK_PREFIX, parseAck } from '../protocol/hello.js';
-import { clip } from '../protocol/jsonrpc.js';
+import { clip, type RequestId } from '../protocol/jsonrpc.js';
+import type { Transport } from '../transport/transport.js';
 import { KeptFrames } from './kept.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 
-/**
- * What a session writes to: a `ws` WebSocket satisfies it, and so does the stdout adapter
- * of `exai-ws stdio`.
- */
-export interface SessionSocket {
-  readonly readyState: number;
-  readonly OPEN: number;
-  /** Bytes accepted by send() and not yet written out. */
-  readonly bufferedAmount: number;
-  /** Queues one text message; `cb` fires once it is written out. */
-  send(text: string, cb: (error?: Error | null) => void): void;
-  /** Stops reading input from the client (output backpressure). */
-  pause(): void;
-  resume(): void;
-  close(code?: number, reason?: string): void;
-}
-
-/** Outbound bytes buffered on a socket before the session stops reading from it. */
+/** Outbound bytes buffered on a transport before the session stops reading from it. */
 export const OUTPUT_HIGH_WATER_BYTES = 4 * 1024 * 1024;
 export const OUTPUT_LOW_WATER_BYTES = 1024 * 1024;
 /**
- * Outbound bytes buffered on a socket past which notifications to that client are dropped
+ * Outbound bytes buffered on a transport past which notifications to that client are dropped
  * (counted as `output_overflow`): a server flooding log or progress notifications at a client
  * that stopped reading must not grow the daemon without bound. Responses and requests still
  * go; they are bounded by the in-flight limits, and the client's input is paused meanwhile.
@@ -66,16 +49,17 @@ export interface OutboxDeps {
 
 export class Outbox {
   private readonly deps: OutboxDeps;
-  private current: SessionSocket | null = null;
-  private held: string[] = [];
+  private current: Transport | null = null;
+  /** Frames held while detached, with the client request each belongs to. */
+  private held: { text: string; related: RequestId | undefined }[] = [];
   private heldBytes = 0;
   private closed = false;
   private outputPaused = false;
-  /** Notifications dropped since the client's socket filled up (see NOTIFY_DROP_BYTES). */
+  /** Notifications dropped since the client's transport filled up (see NOTIFY_DROP_BYTES). */
   private droppedNotifications = 0;
   /** The attached connection sends ack frames. */
   private acks = false;
-  /** Sequence number of the last frame written to a socket. */
+  /** Sequence number of the last frame written to a transport. */
   private sentSeq = 0;
   /** Frames written and not acked, while the connection sends acks; null when none (idle memory). */
   private kept: KeptFrames | null = null;
@@ -86,12 +70,12 @@ export class Outbox {
     this.deps = deps;
   }
 
-  /** The attached socket, or null while detached. */
-  get socket(): SessionSocket | null {
+  /** The attached transport, or null while detached. */
+  get transport(): Transport | null {
     return this.current;
   }
 
-  /** Frames written to the session's sockets so far (the last sequence number). */
+  /** Frames written to the session's transports so far (the last sequence number). */
   get sentCount(): number {
     return this.sentSeq;
   }
@@ -106,15 +90,15 @@ export class Outbox {
   }
 
   /**
-   * Binds a socket: writes the kept frames after `received` again (see {@link resumable}),
+   * Binds a transport: writes the kept frames after `received` again (see {@link resumable}),
    * then every held frame, in order. Returns how many kept frames were written again.
    */
-  attach(socket: SessionSocket, options: AttachOptions = {}): number {
-    this.current = socket;
+  attach(transport: Transport, options: AttachOptions = {}): number {
+    this.current = transport;
     let replayed = 0;
     if (options.received !== undefined && this.kept !== null) {
       for (const text of this.kept.after(options.received)) {
-        this.write(socket, text, Buffer.byteLength(text));
+        this.write(transport, text, undefined, Buffer.byteLength(text));
         replayed++;
       }
     }
@@ -123,13 +107,13 @@ export class Outbox {
     const held = this.held;
     this.held = [];
     this.heldBytes = 0;
-    for (const text of held) this.send(text);
+    for (const frame of held) this.send(frame.text, frame.related);
     return replayed;
   }
 
-  /** Unbinds the socket if it is the attached one; frames are held from now on. */
-  detach(socket: SessionSocket): boolean {
-    if (this.current !== socket) return false;
+  /** Unbinds the transport if it is the attached one; frames are held from now on. */
+  detach(transport: Transport): boolean {
+    if (this.current !== transport) return false;
     this.current = null;
     this.outputPaused = false;
     return true;
@@ -158,8 +142,8 @@ export class Outbox {
    * leaves more than {@link NOTIFY_DROP_BYTES} unread: the notification is to be dropped.
    */
   admitNotification(method: unknown): boolean {
-    const socket = this.current;
-    if (socket === null || socket.bufferedAmount <= NOTIFY_DROP_BYTES) {
+    const transport = this.current;
+    if (transport === null || transport.bufferedBytes <= NOTIFY_DROP_BYTES) {
       if (this.droppedNotifications > 0) {
         this.deps.logger.info(
           { session_id: this.deps.sessionId, dropped: this.droppedNotifications },
@@ -175,7 +159,7 @@ export class Outbox {
         {
           session_id: this.deps.sessionId,
           method: typeof method === 'string' ? clip(method, 100) : undefined,
-          unread_bytes: socket.bufferedAmount,
+          unread_bytes: transport.bufferedBytes,
         },
         'client not reading: notifications to it are dropped until it catches up',
       );
@@ -184,12 +168,12 @@ export class Outbox {
   }
 
   /** Writes one frame (the next sequence number, kept while the client acks), or holds it while detached. */
-  send(text: string): void {
+  send(text: string, related?: RequestId): void {
     if (this.closed) return;
-    const socket = this.current;
+    const transport = this.current;
     const bytes = Buffer.byteLength(text);
-    if (socket === null || socket.readyState !== socket.OPEN) {
-      this.held.push(text);
+    if (transport === null || !transport.open) {
+      this.held.push({ text, related });
       this.heldBytes += bytes;
       this.bound();
       return;
@@ -200,18 +184,18 @@ export class Outbox {
       this.kept.push(text, bytes);
       this.bound();
     }
-    this.write(socket, text, bytes);
+    this.write(transport, text, related, bytes);
   }
 
-  /** Drops every held and kept frame and unbinds the socket, which it returns for the caller to close. Idempotent. */
-  close(): SessionSocket | null {
+  /** Drops every held and kept frame and unbinds the transport, which it returns for the caller to close. Idempotent. */
+  close(): Transport | null {
     this.closed = true;
     this.held = [];
     this.heldBytes = 0;
     this.kept = null;
-    const socket = this.current;
+    const transport = this.current;
     this.current = null;
-    return socket;
+    return transport;
   }
 
   /**
@@ -236,19 +220,18 @@ export class Outbox {
     if (this.heldBytes > max) this.deps.overflow();
   }
 
-  private write(socket: SessionSocket, text: string, bytes: number): void {
+  private write(transport: Transport, text: string, related: RequestId | undefined, bytes: number): void {
     this.deps.metrics.bytesOut += bytes;
-    corkUntilTick(rawSocketOf(socket));
-    socket.send(text, () => {
-      if (this.outputPaused && this.current === socket && socket.bufferedAmount < OUTPUT_LOW_WATER_BYTES) {
+    transport.send(text, related, () => {
+      if (this.outputPaused && this.current === transport && transport.bufferedBytes < OUTPUT_LOW_WATER_BYTES) {
         this.outputPaused = false;
-        socket.resume();
+        transport.resumeInput();
       }
     });
-    if (!this.outputPaused && socket.bufferedAmount > OUTPUT_HIGH_WATER_BYTES) {
+    if (!this.outputPaused && transport.bufferedBytes > OUTPUT_HIGH_WATER_BYTES) {
       // The client is not reading; stop reading its requests until it catches up.
       this.outputPaused = true;
-      socket.pause();
+      transport.pauseInput();
     }
   }
 }

@@ -18,6 +18,7 @@ import {
   rpcError,
   trySerialize,
   type Answer,
+  type RequestId,
   type RpcNotification,
   type RpcRequest,
   type RpcResponse,
@@ -39,10 +40,11 @@ export interface RouterPeer {
   /**
    * Sends one message to the session's client (held while it is detached). False when it
    * cannot be serialised and was dropped (a response is answered with an error instead).
+   * `related`: the client request the message belongs to (its progress).
    */
-  send(message: object): boolean;
+  send(message: object, related?: RequestId): boolean;
   /** Asks the session's client something; never rejects (errors come as `{ error }`). */
-  request(method: string, params: Record<string, unknown> | undefined, timeoutMs: number): Promise<Answer>;
+  request(method: string, params: Record<string, unknown> | undefined, timeoutMs: number, related?: RequestId): Promise<Answer>;
 }
 
 export interface RouterOptions {
@@ -191,10 +193,11 @@ export class Router {
     const outcome = await this.hub.requests.call(this.context, target.server, method, params, {
       timeoutMs: this.callTimeoutMs,
       cancel,
+      related: id,
       onProgress:
         token === undefined
           ? undefined
-          : (p) => this.peer.send({ jsonrpc: '2.0', method: 'notifications/progress', params: { ...p, progressToken: token } }),
+          : (p) => this.peer.send({ jsonrpc: '2.0', method: 'notifications/progress', params: { ...p, progressToken: token } }, id),
     });
     return toResponse(id, outcome);
   }

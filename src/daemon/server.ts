@@ -1,13 +1,15 @@
 /**
- * The daemon's transport: one Node `http` server on loopback. WebSocket upgrades on `/` and
- * `/ws` (hello first, then JSON-RPC frames), `GET /health`. Every request and upgrade must
- * name the daemon's own address in `Host` (DNS rebinding) and carry no `Origin` (cross-site
- * WebSocket hijacking).
+ * The daemon's HTTP server, on loopback: WebSocket upgrades on `/` and `/ws` (hello first, then
+ * JSON-RPC frames), Streamable HTTP on `/mcp` and `/mcp/NAME`, `GET /health`. Every request
+ * and upgrade must name the daemon's own address in `Host` (DNS rebinding) and carry either no
+ * `Origin` or a loopback one (cross-site requests and WebSocket hijacking): 403 otherwise.
+ * `/mcp` takes the token as `Authorization: Bearer` (401 without or wrong).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { WebSocketServer, type RawData, type WebSocket } from 'ws';
-import { CloseCode, helloErrorClose, type HelloErrorCode } from '../protocol/codes.js';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { CloseCode, RpcCode, helloErrorClose, type HelloErrorCode } from '../protocol/codes.js';
+import type { McpHttpEndpoint } from '../transport/http.js';
 import { checkHello, type HelloAck } from '../protocol/hello.js';
 import { NAME, VERSION } from '../version.js';
 import type { DaemonConfig } from './config.js';
@@ -16,6 +18,7 @@ import type { Metrics } from './metrics.js';
 import type { SessionManager } from './sessions.js';
 import type { Session } from './session.js';
 import { tokensEqual } from './token.js';
+import { WsTransport } from '../transport/ws.js';
 
 export interface DaemonServerDeps {
   config: DaemonConfig;
@@ -25,9 +28,29 @@ export interface DaemonServerDeps {
   logger: Logger;
   /** The body of `GET /health`. */
   health(): Record<string, unknown>;
+  /** Streamable HTTP on `/mcp`. */
+  mcp: McpHttpEndpoint;
 }
 
 const WS_PATHS = new Set(['/', '/ws']);
+/** `/mcp`, or `/mcp/NAME` for one hosted server alone. */
+const MCP_PATH = /^\/mcp(?:\/([^/]+))?\/?$/;
+
+/**
+ * No `Origin` (editors, CLI clients) or a loopback one, any scheme port: a web page elsewhere
+ * must not reach the daemon through the user's browser.
+ */
+export function originAllowed(origin: string | undefined): boolean {
+  if (origin === undefined) return true;
+  let url: URL;
+  try {
+    url = new URL(origin);
+  } catch {
+    return false;
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return false;
+  return url.hostname === '127.0.0.1' || url.hostname === 'localhost' || url.hostname === '[::1]';
+}
 
 export class DaemonServer {
   private readonly deps: DaemonServerDeps;
@@ -98,6 +121,12 @@ export class DaemonServer {
     return host !== undefined && this.allowedHosts.has(host);
   }
 
+  /** `Authorization: Bearer <token>` naming this daemon's token (compared in constant time). */
+  private bearerValid(authorization: string | undefined): boolean {
+    const match = authorization === undefined ? null : /^Bearer\s+(\S+)\s*$/i.exec(authorization);
+    return match?.[1] !== undefined && tokensEqual(match[1], this.deps.token);
+  }
+
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
     const send = (status: number, body: unknown) => {
       const text = JSON.stringify(body);
@@ -105,13 +134,37 @@ export class DaemonServer {
       res.end(text);
     };
     if (!this.hostAllowed(req)) return send(403, { error: 'forbidden: Host must name this daemon' });
-    if (req.headers.origin !== undefined) return send(403, { error: 'forbidden: cross-origin requests are refused' });
-    const path = (req.url ?? '/').split('?')[0];
+    if (!originAllowed(req.headers.origin)) return send(403, { error: 'forbidden: only loopback origins may call the daemon' });
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    const mcp = MCP_PATH.exec(path);
+    if (mcp) {
+      if (!this.bearerValid(req.headers.authorization)) {
+        this.deps.metrics.authFailures++;
+        res.setHeader('www-authenticate', 'Bearer');
+        return send(401, {
+          jsonrpc: '2.0',
+          id: null,
+          error: {
+            code: RpcCode.INVALID_REQUEST,
+            message: 'Unauthorized: send Authorization: Bearer <token> (the token file in EXAI_WS_HOME)',
+          },
+        });
+      }
+      if (!this.accepting)
+        return send(503, { jsonrpc: '2.0', id: null, error: { code: RpcCode.CONNECTION_CLOSED, message: 'daemon is shutting down' } });
+      let server: string | undefined;
+      try {
+        server = mcp[1] === undefined ? undefined : decodeURIComponent(mcp[1]);
+      } catch {
+        return send(404, { error: 'not found' });
+      }
+      return this.deps.mcp.handle(req, res, server);
+    }
     if (path === '/health') {
       if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, { error: 'method not allowed' });
       return send(200, this.deps.health());
     }
-    send(404, { error: 'not found', hint: 'WebSocket on / or /ws, GET /health' });
+    send(404, { error: 'not found', hint: 'WebSocket on / or /ws, Streamable HTTP on /mcp, GET /health' });
   }
 
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -119,15 +172,13 @@ export class DaemonServer {
     const refuse = (status: number, reason: string) => this.refuseUpgrade(socket, status, reason, req.socket.remoteAddress);
     // Host and Origin first, as for plain requests: a foreign page learns nothing else.
     if (!this.hostAllowed(req)) return refuse(403, 'Forbidden');
-    if (req.headers.origin !== undefined) return refuse(403, 'Forbidden');
+    if (!originAllowed(req.headers.origin)) return refuse(403, 'Forbidden');
     const path = (req.url ?? '/').split('?')[0] ?? '/';
     if (!WS_PATHS.has(path)) return refuse(404, 'Not Found');
     if (!this.accepting) return refuse(503, 'Service Unavailable');
     let preauthorized = false;
-    const authorization = req.headers.authorization;
-    if (authorization !== undefined) {
-      const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
-      if (!match?.[1] || !tokensEqual(match[1], this.deps.token)) {
+    if (req.headers.authorization !== undefined) {
+      if (!this.bearerValid(req.headers.authorization)) {
         this.deps.metrics.authFailures++;
         return refuse(401, 'Unauthorized');
       }
@@ -155,34 +206,30 @@ export class DaemonServer {
   private onConnection(ws: WebSocket, preauthorized: boolean): void {
     const { config, manager, metrics, logger } = this.deps;
     this.sockets.add(ws);
+    const transport = new WsTransport(ws);
     let session: Session | undefined;
     ws.on('pong', () => this.awaitingPong.delete(ws));
     ws.on('error', (error) => logger.debug({ session_id: session?.id, err: error.message }, 'socket error'));
     const helloTimer = setTimeout(() => {
       metrics.reject('hello_timeout');
-      ws.close(CloseCode.HELLO_TIMEOUT, `no hello within ${config.helloTimeoutMs} ms`);
+      transport.close(CloseCode.HELLO_TIMEOUT, `no hello within ${config.helloTimeoutMs} ms`);
     }, config.helloTimeoutMs);
     const refuseHello = (code: HelloErrorCode, message: string) => {
       clearTimeout(helloTimer);
       metrics.reject(code);
       const ack: HelloAck = { type: 'hello_ack', ok: false, error: { code, message } };
-      ws.send(JSON.stringify(ack));
-      ws.close(helloErrorClose[code], closeReason(message));
+      transport.send(JSON.stringify(ack), undefined);
+      transport.close(helloErrorClose[code], closeReason(message));
     };
-    ws.on('message', (data: RawData, isBinary: boolean) => {
-      const bytes = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
-      metrics.bytesIn += bytes.length;
-      if (isBinary) {
-        metrics.reject('binary_frame');
-        ws.close(CloseCode.UNSUPPORTED_DATA, 'binary frames are not supported');
-        return;
-      }
-      const text = bytes.toString('utf8');
+    transport.onbytes = (bytes) => (metrics.bytesIn += bytes);
+    transport.onbinary = () => metrics.reject('binary_frame');
+    transport.onmessage = (text) => {
       if (session) {
-        if (session.socket === ws) session.receive(text);
+        // A superseded connection's last frames are not the session's any more.
+        if (session.transport === transport) session.receive(text);
         return;
       }
-      if (ws.readyState !== ws.OPEN) return; // refused or timed out already
+      if (!transport.open) return; // refused or timed out already
       const check = checkHello(text);
       if (!check.ok) return refuseHello(check.code, check.message);
       const given = check.hello.auth_token;
@@ -206,14 +253,14 @@ export class DaemonServer {
         acks: check.hello.acks === true,
       };
       // The ack goes out ahead of the kept and held messages the attach below delivers.
-      ws.send(JSON.stringify(ack));
-      session.attach(ws, { acks: check.hello.acks === true, received: opened.received });
-    });
-    ws.on('close', (code) => {
+      transport.send(JSON.stringify(ack), undefined);
+      session.attach(transport, { acks: check.hello.acks === true, received: opened.received });
+    };
+    transport.onclose = (code) => {
       clearTimeout(helloTimer);
       this.sockets.delete(ws);
-      if (session) manager.socketClosed(session, ws, code);
-    });
+      if (session) manager.transportClosed(session, transport, code);
+    };
   }
 
   private beat(): void {

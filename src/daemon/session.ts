@@ -19,6 +19,7 @@ import {
   trySerialize,
   type RequestId,
   type Answer,
+  type Classified,
   type RpcRequest,
   type RpcResponse,
 } from '../protocol/jsonrpc.js';
@@ -26,12 +27,13 @@ import type { Hub, View } from '../core/hub.js';
 import type { SessionContext } from '../core/session-context.js';
 import type { DaemonConfig } from './config.js';
 import { Cancellation } from '../core/cancellation.js';
-import { Outbox, type AttachOptions, type SessionSocket } from './outbox.js';
+import { Outbox, type AttachOptions } from './outbox.js';
+import type { Transport, TransportKind } from '../transport/transport.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 import { Router, type RouterPeer } from './router.js';
 
-export type { AttachOptions, SessionSocket } from './outbox.js';
+export type { AttachOptions } from './outbox.js';
 export { NOTIFY_DROP_BYTES, OUTPUT_HIGH_WATER_BYTES, OUTPUT_LOW_WATER_BYTES } from './outbox.js';
 
 export type SessionState = 'attached' | 'detached' | 'closed';
@@ -70,6 +72,8 @@ export class Session implements RouterPeer {
   state: SessionState = 'detached';
   /** The client's process id, when its hello named one this daemon can see. */
   pid: number | undefined;
+  /** How the client is connected (its last transport's kind). */
+  kind: TransportKind = 'ws';
 
   private readonly deps: SessionDeps;
   private readonly inflight = new Map<string, Inflight>();
@@ -103,9 +107,9 @@ export class Session implements RouterPeer {
     return this.queue.length;
   }
 
-  /** The attached socket, or null while detached. */
-  get socket(): SessionSocket | null {
-    return this.outbox.socket;
+  /** The attached transport, or null while detached. */
+  get transport(): Transport | null {
+    return this.outbox.transport;
   }
 
   /** JSON-RPC frames written to this session's sockets so far (the last sequence number). */
@@ -119,17 +123,18 @@ export class Session implements RouterPeer {
   }
 
   /**
-   * Binds a socket: the kept frames after `options.received` are written again, then every
+   * Binds a transport: the kept frames after `options.received` are written again, then every
    * held message, in order. Returns how many kept frames were written again.
    */
-  attach(socket: SessionSocket, options: AttachOptions = {}): number {
+  attach(transport: Transport, options: AttachOptions = {}): number {
     this.state = 'attached';
-    return this.outbox.attach(socket, options);
+    this.kind = transport.kind;
+    return this.outbox.attach(transport, options);
   }
 
-  /** Unbinds the socket if it is still this session's; messages are held from now on. */
-  detach(socket: SessionSocket): boolean {
-    if (!this.outbox.detach(socket)) return false;
+  /** Unbinds the transport if it is still this session's; messages are held from now on. */
+  detach(transport: Transport): boolean {
+    if (!this.outbox.detach(transport)) return false;
     if (this.state === 'attached') this.state = 'detached';
     return true;
   }
@@ -139,11 +144,16 @@ export class Session implements RouterPeer {
     if (this.state === 'closed') return;
     // Before JSON-RPC parsing: a malformed ack is an invalid message like any other.
     if (this.outbox.takeAck(text)) return;
-    const c = parseMessage(text);
+    this.take(parseMessage(text));
+  }
+
+  /** Handles one message already parsed and classified (a transport that parses its input). */
+  take(c: Classified): void {
+    if (this.state === 'closed') return;
     switch (c.kind) {
       case 'invalid':
         this.deps.metrics.reject('invalid_message');
-        this.send(c.reply);
+        this.send(c.reply, c.reply.id ?? undefined);
         return;
       case 'request':
         this.admit(c.message, performance.now());
@@ -172,7 +182,7 @@ export class Session implements RouterPeer {
    * Sends a request to the client on a server's behalf and resolves with its answer: the
    * client's result or error, -32001 past `timeoutMs`, -32000 if the session ends first.
    */
-  request(method: string, params: Record<string, unknown> | undefined, timeoutMs: number): Promise<Answer> {
+  request(method: string, params: Record<string, unknown> | undefined, timeoutMs: number, related?: RequestId): Promise<Answer> {
     if (this.state === 'closed')
       return Promise.resolve({ error: { code: RpcCode.CONNECTION_CLOSED, message: 'the client session is closed' } });
     const id = `exai-ws-${this.nextOutgoingId++}`;
@@ -182,7 +192,7 @@ export class Session implements RouterPeer {
         resolve({ error: { code: RpcCode.REQUEST_TIMEOUT, message: `the client did not answer ${method} within ${timeoutMs} ms` } });
       }, timeoutMs);
       this.outgoing.set(idKey(id), { resolve, timer });
-      const sent = this.send(params === undefined ? { jsonrpc: '2.0', id, method } : { jsonrpc: '2.0', id, method, params });
+      const sent = this.send(params === undefined ? { jsonrpc: '2.0', id, method } : { jsonrpc: '2.0', id, method, params }, related);
       if (!sent) {
         clearTimeout(timer);
         this.outgoing.delete(idKey(id));
@@ -198,14 +208,14 @@ export class Session implements RouterPeer {
    * serialised costs only itself: a response becomes a -32603 error for the same id, anything
    * else is dropped (counted as `unserializable`, logged at warn) and false is returned. A
    * notification is also dropped (false) while the client's socket holds more than
-   * {@link NOTIFY_DROP_BYTES} it has not read.
+   * {@link NOTIFY_DROP_BYTES} it has not read. `related`: the client request it belongs to.
    */
-  send(message: object): boolean {
+  send(message: object, related?: RequestId): boolean {
     const method = (message as { method?: unknown }).method;
     if ((message as { id?: unknown }).id === undefined && !this.outbox.admitNotification(method)) return false;
     const out = this.serialize(message);
     if (out === undefined) return false;
-    this.outbox.send(out.text);
+    this.outbox.send(out.text, related);
     return true;
   }
 
@@ -254,13 +264,13 @@ export class Session implements RouterPeer {
 
   /**
    * Ends the session: running requests are cancelled at their servers (nobody is left to
-   * answer), the socket, if any, is closed with `code`. Idempotent.
+   * answer), the transport, if any, is closed with `code`. Idempotent.
    */
   close(code: number, reason: string): void {
     if (this.state === 'closed') return;
     this.state = 'closed';
     this.queue = [];
-    const socket = this.outbox.close();
+    const transport = this.outbox.close();
     for (const entry of this.inflight.values()) entry.cancel.abort(reason);
     this.inflight.clear();
     for (const waiting of this.outgoing.values()) {
@@ -269,7 +279,7 @@ export class Session implements RouterPeer {
     }
     this.outgoing.clear();
     this.context.close();
-    socket?.close(code, reason);
+    transport?.close(code, reason);
   }
 
   private admit(request: RpcRequest, receivedMs: number): void {
@@ -358,7 +368,7 @@ export class Session implements RouterPeer {
     // Method and tool names are the client's strings: Metrics keeps its own series only for
     // names the daemon knows and counts the rest as `other`, so a client cannot grow it.
     this.deps.metrics.request(request.method, toolOf(request), performance.now() - receivedMs, isError);
-    if (out) this.outbox.send(out.text);
+    if (out) this.outbox.send(out.text, request.id);
   }
 
   private cancel(requestId: unknown): void {

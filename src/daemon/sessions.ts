@@ -3,12 +3,12 @@
  * for the resume grace, enforces the session limit, and drains them all at shutdown.
  *
  * A detached session whose client named its process id ends as soon as that process is
- * gone (`client_died`): checked when the socket closes abnormally, then about once a second
+ * gone (`client_died`): checked when the connection closes abnormally, then about once a second
  * by one timer for all such sessions, so a client killed with -9 does not leave its calls
  * running at their servers for the whole grace.
  */
 import { randomUUID } from 'node:crypto';
-import type { SessionSocket } from './session.js';
+import type { Transport, TransportKind } from '../transport/transport.js';
 import { CloseCode } from '../protocol/codes.js';
 import type { Hello } from '../protocol/hello.js';
 import { clip, type RpcNotification } from '../protocol/jsonrpc.js';
@@ -48,8 +48,8 @@ export class SessionManager {
 
   /**
    * Binds an authenticated connection to a session: a new one, a detached one it resumes, or
-   * an attached one it takes over (the old socket is closed with 4010). The caller attaches
-   * the new socket once its hello_ack is sent, so held messages follow the ack.
+   * an attached one it takes over (the old connection is closed with 4010). The caller attaches
+   * the new transport once its hello_ack is sent, so held messages follow the ack.
    *
    * A resume whose `received` cannot be honoured exactly (more than was sent, or frames no
    * longer kept) ends the old session (`resume_gap`) and opens a new one under the same id.
@@ -66,7 +66,7 @@ export class SessionManager {
       );
       this.expire(existing, 'resume_gap');
     } else if (existing) {
-      const old = existing.socket;
+      const old = existing.transport;
       this.clearGrace(existing);
       if (old) {
         existing.detach(old);
@@ -108,12 +108,12 @@ export class SessionManager {
   }
 
   /**
-   * Called when a session's socket closed. A normal close (1000) ends the session, and so
+   * Called when a session's transport closed. A normal close (1000) ends the session, and so
    * does any other once the client's process is gone; otherwise it stays detached for the
    * resume grace, then it ends.
    */
-  socketClosed(session: Session, socket: SessionSocket, code: number): void {
-    if (!session.detach(socket) || session.state === 'closed') return;
+  transportClosed(session: Session, transport: Transport, code: number): void {
+    if (!session.detach(transport) || session.state === 'closed') return;
     if (code === CloseCode.NORMAL) {
       // The client said goodbye on purpose (a shim whose stdin ended): nothing to resume.
       this.expire(session, 'client_closed');
@@ -132,7 +132,7 @@ export class SessionManager {
     if (session.pid !== undefined) this.watch(session);
   }
 
-  /** Ends one session for good, closing its socket (if any) with 4009. */
+  /** Ends one session for good, closing its transport (if any) with 4009. */
   expire(session: Session, reason: string): void {
     if (this.sessions.get(session.id) !== session) return;
     this.remove(session, CloseCode.SESSION_CLOSED, reason);
@@ -148,7 +148,7 @@ export class SessionManager {
     for (const session of this.sessions.values()) session.abortInflight(reason);
   }
 
-  /** Shutdown step: every session ends and its socket is closed with `code`. */
+  /** Shutdown step: every session ends and its transport is closed with `code`. */
   closeAll(code: number, reason: string): void {
     for (const session of [...this.sessions.values()]) this.remove(session, code, reason);
     this.stopWatching();
@@ -162,6 +162,13 @@ export class SessionManager {
     let n = 0;
     for (const s of this.sessions.values()) if (s.state === 'attached') n++;
     return n;
+  }
+
+  /** Open sessions by how their client is connected. */
+  get byTransport(): Record<TransportKind, number> {
+    const counts: Record<TransportKind, number> = { ws: 0, http: 0, stdio: 0 };
+    for (const s of this.sessions.values()) counts[s.kind]++;
+    return counts;
   }
 
   get inflightCount(): number {

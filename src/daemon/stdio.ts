@@ -7,15 +7,14 @@ import type { Readable, Writable } from 'node:stream';
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { CloseCode, RpcCode } from '../protocol/codes.js';
 import { clip, rpcError } from '../protocol/jsonrpc.js';
-import { corkUntilTick } from '../protocol/cork.js';
-import { LineSplitter } from '../protocol/ndjson.js';
 import { startCore } from '../core/core.js';
 import { Providers } from '../core/providers/providers.js';
 import type { DaemonConfig } from './config.js';
 import { coreLog, createLogger } from './logger.js';
 import { Metrics } from './metrics.js';
 import { wireFanout } from './fanout.js';
-import { Session, reportUnserializable, type SessionSocket } from './session.js';
+import { Session, reportUnserializable } from './session.js';
+import { StdioTransport } from '../transport/stdio.js';
 
 export interface StdioOptions {
   config: DaemonConfig;
@@ -40,25 +39,6 @@ export async function runStdio(options: StdioOptions): Promise<void> {
     requestTimeoutMs: config.callTimeoutMs,
     configureBuiltin: options.configureBuiltin,
   });
-  let open = true;
-  const socket: SessionSocket = {
-    OPEN: 1,
-    get readyState() {
-      return open ? 1 : 3;
-    },
-    get bufferedAmount() {
-      return output.writableLength;
-    },
-    send(text, cb) {
-      corkUntilTick(output);
-      output.write(`${text}\n`, cb);
-    },
-    pause: () => input.pause(),
-    resume: () => input.resume(),
-    close: () => {
-      open = false;
-    },
-  };
   const metrics = new Metrics();
   const session = new Session(
     'stdio',
@@ -76,20 +56,17 @@ export async function runStdio(options: StdioOptions): Promise<void> {
     get: (id) => (id === session.id ? session : undefined),
     unsendable: (n, reason) => reportUnserializable({ logger, metrics }, { kind: 'notification', method: clip(n.method, 100), reason }),
   });
-  session.attach(socket);
-  const splitter = new LineSplitter(config.maxBytes, {
-    onLine: (line) => session.receive(line),
-    onOversize: (bytes) =>
+  const transport = new StdioTransport({
+    input,
+    output,
+    maxLineBytes: config.maxBytes,
+    onoversize: (bytes) =>
       session.send(rpcError(null, RpcCode.INVALID_REQUEST, `message of ${bytes}+ bytes exceeds the ${config.maxBytes}-byte limit`)),
   });
-  output.on('error', () => input.destroy()); // a closed stdout means the client is gone
-  await new Promise<void>((resolve) => {
-    input.on('data', (chunk: Buffer) => splitter.push(chunk));
-    input.on('end', resolve);
-    input.on('close', resolve);
-    input.on('error', resolve);
-  });
-  splitter.end();
+  const ended = new Promise<void>((resolve) => (transport.onclose = () => resolve()));
+  transport.onmessage = (line) => session.receive(line);
+  session.attach(transport);
+  await ended;
   session.close(CloseCode.NORMAL, 'stdin closed');
   await hub.close();
 }

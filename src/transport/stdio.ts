@@ -1,0 +1,81 @@
+/**
+ * The stdio transport of `exai-ws stdio`: newline-delimited JSON on a pair of streams. A line
+ * over `maxLineBytes` is reported to `onoversize` (the session answers it) and skipped; the
+ * connection ends when input ends, closes or fails, or output fails (the client is gone).
+ */
+import type { Readable, Writable } from 'node:stream';
+import { CloseCode } from '../protocol/codes.js';
+import { corkUntilTick } from '../protocol/cork.js';
+import type { RequestId } from '../protocol/jsonrpc.js';
+import { LineSplitter } from '../protocol/ndjson.js';
+import type { Transport } from './transport.js';
+
+export interface StdioTransportOptions {
+  input: Readable;
+  output: Writable;
+  maxLineBytes: number;
+  /** A line longer than `maxLineBytes` was skipped (`bytes`: how much of it was seen). */
+  onoversize: (bytes: number) => void;
+}
+
+export class StdioTransport implements Transport {
+  readonly kind = 'stdio' as const;
+  onmessage: ((text: string) => void) | undefined;
+  onclose: ((code: number) => void) | undefined;
+  private readonly input: Readable;
+  private readonly output: Writable;
+  private closed = false;
+  private finished = false;
+
+  constructor(options: StdioTransportOptions) {
+    this.input = options.input;
+    this.output = options.output;
+    const splitter = new LineSplitter(options.maxLineBytes, {
+      onLine: (line) => this.onmessage?.(line),
+      onOversize: options.onoversize,
+    });
+    const ended = () => {
+      splitter.end();
+      this.ended(CloseCode.NORMAL);
+    };
+    this.input.on('data', (chunk: Buffer) => splitter.push(chunk));
+    this.input.on('end', ended);
+    this.input.on('close', ended);
+    this.input.on('error', ended);
+    // A closed stdout means the client is gone.
+    this.output.on('error', () => this.input.destroy());
+  }
+
+  get open(): boolean {
+    return !this.closed;
+  }
+
+  get bufferedBytes(): number {
+    return this.output.writableLength;
+  }
+
+  send(text: string, _related: RequestId | undefined, written?: (error?: Error | null) => void): void {
+    corkUntilTick(this.output);
+    this.output.write(`${text}\n`, written);
+  }
+
+  pauseInput(): void {
+    this.input.pause();
+  }
+
+  resumeInput(): void {
+    this.input.resume();
+  }
+
+  /** Stops taking input; the streams are the process's and stay open. */
+  close(): void {
+    this.closed = true;
+  }
+
+  private ended(code: number): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.closed = true;
+    this.onclose?.(code);
+  }
+}

@@ -1,0 +1,341 @@
+/**
+ * The Streamable HTTP transport and endpoint on their own: a real node:http server on
+ * 127.0.0.1 with the endpoint, and a scripted session behind it, so each rule of the wire
+ * (JSON or SSE per request, the GET stream, resumption, bounds, refusals, idle expiry) is
+ * checked exactly. The daemon end to end is test/http-mcp.test.ts.
+ */
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import { after, test } from 'node:test';
+import type { Classified } from '../src/protocol/jsonrpc.js';
+import { McpHttpEndpoint, type HttpSessionHost } from '../src/transport/http.js';
+import type { Transport } from '../src/transport/transport.js';
+
+class ScriptedSession implements HttpSessionHost {
+  readonly id: string;
+  inflightCount = 0;
+  transport: Transport | undefined;
+  readonly taken: Classified[] = [];
+  /** Answers requests at once unless their method is listed here. */
+  readonly holdMethods = new Set<string>(['hold']);
+
+  constructor(id: string) {
+    this.id = id;
+  }
+
+  attach(transport: Transport): void {
+    this.transport = transport;
+  }
+
+  take(c: Classified): void {
+    this.taken.push(c);
+    if (c.kind === 'request' && !this.holdMethods.has(c.message.method)) this.answer(c.message.id, { echo: c.message.method });
+  }
+
+  answer(id: string | number, result: unknown): void {
+    this.transport?.send(JSON.stringify({ jsonrpc: '2.0', id, result }), id);
+  }
+
+  related(id: string | number, message: object): void {
+    this.transport?.send(JSON.stringify({ jsonrpc: '2.0', ...message }), id);
+  }
+
+  unrelated(message: object): void {
+    this.transport?.send(JSON.stringify({ jsonrpc: '2.0', ...message }), undefined);
+  }
+}
+
+interface Harness {
+  url: string;
+  sessions: ScriptedSession[];
+  ended: { id: string; reason: string }[];
+  endpoint: McpHttpEndpoint;
+}
+
+const servers: Server[] = [];
+after(() => {
+  for (const s of servers) s.closeAllConnections();
+  for (const s of servers) s.close();
+});
+
+async function harness(options: { maxBodyBytes?: number; idleMs?: number; eventStoreBytes?: number; maxSessions?: number } = {}) {
+  const sessions: ScriptedSession[] = [];
+  const ended: { id: string; reason: string }[] = [];
+  const endpoint = new McpHttpEndpoint({
+    maxBodyBytes: options.maxBodyBytes ?? 64 * 1024,
+    idleMs: options.idleMs ?? 0,
+    eventStoreBytes: options.eventStoreBytes ?? 1024 * 1024,
+    open: () => {
+      if (sessions.length >= (options.maxSessions ?? 100))
+        return { ok: false, status: 503, code: -32010, message: 'session limit reached' };
+      const session = new ScriptedSession(`s${sessions.length + 1}`);
+      sessions.push(session);
+      return { ok: true, session };
+    },
+    end: (session, reason) => ended.push({ id: session.id, reason }),
+    reject: () => undefined,
+  });
+  const server = createServer((req, res) => endpoint.handle(req, res, undefined));
+  servers.push(server);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  const h: Harness = { url: `http://127.0.0.1:${port}/mcp`, sessions, ended, endpoint };
+  return h;
+}
+
+const JSON_AND_SSE = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+
+function post(h: Harness, body: unknown, headers: Record<string, string> = {}, signal?: AbortSignal): Promise<Response> {
+  return fetch(h.url, {
+    method: 'POST',
+    headers: { ...JSON_AND_SSE, ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+    signal,
+  });
+}
+
+async function initialize(h: Harness): Promise<{ id: string; session: ScriptedSession }> {
+  const res = await post(h, { jsonrpc: '2.0', id: 0, method: 'initialize', params: { clientInfo: { name: 't', version: '1' } } });
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get('content-type'), 'application/json');
+  const id = res.headers.get('mcp-session-id');
+  assert.ok(id, 'initialize answers with Mcp-Session-Id');
+  await res.json();
+  const session = h.sessions.at(-1);
+  assert.ok(session);
+  return { id, session };
+}
+
+interface SseEvent {
+  id: string | undefined;
+  data: string;
+}
+
+/** Reads SSE events from a response body until `count` arrived or the stream ended. */
+async function readEvents(res: Response, count: number, timeoutMs = 5_000): Promise<{ events: SseEvent[]; ended: boolean }> {
+  assert.ok(res.body);
+  const reader = res.body.getReader();
+  const decoder = new TextDecoder();
+  const events: SseEvent[] = [];
+  let buffer = '';
+  const deadline = Date.now() + timeoutMs;
+  let ended = false;
+  while (events.length < count) {
+    const left = deadline - Date.now();
+    if (left <= 0) break;
+    const chunk = await Promise.race([reader.read(), new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), left))]);
+    if (chunk === 'timeout') break;
+    if (chunk.done) {
+      ended = true;
+      break;
+    }
+    buffer += decoder.decode(chunk.value, { stream: true });
+    let cut: number;
+    while ((cut = buffer.indexOf('\n\n')) >= 0) {
+      const block = buffer.slice(0, cut);
+      buffer = buffer.slice(cut + 2);
+      const event: SseEvent = { id: undefined, data: '' };
+      for (const line of block.split('\n')) {
+        if (line.startsWith('id: ')) event.id = line.slice(4);
+        else if (line.startsWith('data: ')) event.data += line.slice(6);
+      }
+      if (event.data !== '') events.push(event);
+    }
+  }
+  if (!ended && events.length >= count) {
+    // Whether the stream ends right after: one more read, briefly.
+    const next = await Promise.race([reader.read(), new Promise<'open'>((r) => setTimeout(() => r('open'), 200))]);
+    ended = next !== 'open' && next.done;
+  }
+  reader.releaseLock();
+  return { events, ended };
+}
+
+test('a request whose response is all that goes out gets plain JSON; one with progress first becomes an SSE stream that ends with its response', async () => {
+  const h = await harness();
+  const { id, session } = await initialize(h);
+  const headers = { 'mcp-session-id': id, 'mcp-protocol-version': '2025-11-25' };
+
+  const plain = await post(h, { jsonrpc: '2.0', id: 1, method: 'ping' }, headers);
+  assert.equal(plain.status, 200);
+  assert.equal(plain.headers.get('content-type'), 'application/json');
+  assert.deepEqual(await plain.json(), { jsonrpc: '2.0', id: 1, result: { echo: 'ping' } });
+
+  const pending = post(h, { jsonrpc: '2.0', id: 'call-2', method: 'hold' }, headers);
+  // The response is not due yet: the headers wait until something must go out.
+  while (!session.taken.some((c) => c.kind === 'request' && c.message.id === 'call-2')) await new Promise((r) => setTimeout(r, 5));
+  session.related('call-2', { method: 'notifications/progress', params: { progressToken: 't', progress: 1 } });
+  const streamed = await pending;
+  assert.equal(streamed.status, 200);
+  assert.equal(streamed.headers.get('content-type'), 'text/event-stream');
+  const first = readEvents(streamed, 3);
+  session.related('call-2', { id: 'exai-ws-1', method: 'sampling/createMessage', params: {} });
+  session.answer('call-2', { done: true });
+  const { events, ended } = await first;
+  assert.deepEqual(
+    events.map((e) => JSON.parse(e.data) as unknown),
+    [
+      { jsonrpc: '2.0', method: 'notifications/progress', params: { progressToken: 't', progress: 1 } },
+      { jsonrpc: '2.0', id: 'exai-ws-1', method: 'sampling/createMessage', params: {} },
+      { jsonrpc: '2.0', id: 'call-2', result: { done: true } },
+    ],
+  );
+  assert.ok(
+    events.every((e) => e.id !== undefined),
+    'every event has an id',
+  );
+  assert.equal(new Set(events.map((e) => e.id)).size, 3, 'event ids are unique');
+  assert.equal(ended, true, 'the stream ends after the response');
+
+  // Notifications and responses from the client: 202, no body, and the session got them.
+  const accepted = await post(h, { jsonrpc: '2.0', id: 'exai-ws-1', result: { role: 'assistant' } }, headers);
+  assert.equal(accepted.status, 202);
+  assert.equal(await accepted.text(), '');
+  assert.ok(session.taken.some((c) => c.kind === 'response'));
+});
+
+test('messages for no request go to the GET stream: kept while none is open, delivered when one opens; a second GET is 409', async () => {
+  const h = await harness();
+  const { id, session } = await initialize(h);
+  session.unrelated({ method: 'notifications/tools/list_changed' });
+  session.unrelated({ method: 'notifications/message', params: { level: 'info', data: 'kept' } });
+  const get = await fetch(h.url, { headers: { accept: 'text/event-stream', 'mcp-session-id': id } });
+  assert.equal(get.status, 200);
+  assert.equal(get.headers.get('content-type'), 'text/event-stream');
+  const reading = readEvents(get, 3);
+  const second = await fetch(h.url, { headers: { accept: 'text/event-stream', 'mcp-session-id': id } });
+  assert.equal(second.status, 409);
+  await second.arrayBuffer();
+  session.unrelated({ method: 'notifications/resources/updated', params: { uri: 'x://1' } });
+  const { events } = await reading;
+  assert.deepEqual(
+    events.map((e) => (JSON.parse(e.data) as { method: string }).method),
+    ['notifications/tools/list_changed', 'notifications/message', 'notifications/resources/updated'],
+  );
+  await get.body?.cancel();
+});
+
+test('a POST stream lost mid-way resumes with Last-Event-ID on a GET: the events after it, then its response, then the end', async () => {
+  const h = await harness();
+  const { id, session } = await initialize(h);
+  const headers = { 'mcp-session-id': id };
+  const abort = new AbortController();
+  const pending = post(h, { jsonrpc: '2.0', id: 7, method: 'hold' }, headers, abort.signal);
+  while (!session.taken.some((c) => c.kind === 'request' && c.message.id === 7)) await new Promise((r) => setTimeout(r, 5));
+  session.related(7, { method: 'notifications/progress', params: { progressToken: 1, progress: 1 } });
+  const res = await pending;
+  const { events } = await readEvents(res, 1);
+  const lastId = events[0]?.id;
+  assert.ok(lastId);
+  abort.abort();
+  await new Promise((r) => setTimeout(r, 100));
+  // While the client is away: more progress, then the response.
+  session.related(7, { method: 'notifications/progress', params: { progressToken: 1, progress: 2 } });
+  session.answer(7, { value: 'late' });
+  const resumed = await fetch(h.url, { headers: { accept: 'text/event-stream', 'mcp-session-id': id, 'last-event-id': lastId } });
+  assert.equal(resumed.status, 200);
+  const replay = await readEvents(resumed, 2);
+  assert.deepEqual(
+    replay.events.map((e) => JSON.parse(e.data) as unknown),
+    [
+      { jsonrpc: '2.0', method: 'notifications/progress', params: { progressToken: 1, progress: 2 } },
+      { jsonrpc: '2.0', id: 7, result: { value: 'late' } },
+    ],
+  );
+  assert.equal(replay.ended, true, 'a resumed POST stream ends with its response');
+});
+
+test('the event store is bounded: a client that never opens a GET stream costs at most the bound', async () => {
+  const h = await harness({ eventStoreBytes: 10_000 });
+  const { id, session } = await initialize(h);
+  const filler = 'x'.repeat(1000);
+  for (let i = 0; i < 200; i++) session.unrelated({ method: 'notifications/message', params: { level: 'info', data: `${i}:${filler}` } });
+  const get = await fetch(h.url, { headers: { accept: 'text/event-stream', 'mcp-session-id': id } });
+  const { events } = await readEvents(get, 200, 1_000);
+  await get.body?.cancel();
+  assert.ok(events.length > 0 && events.length <= 10, `${events.length} events kept`);
+  const data = (e: SseEvent) => String((JSON.parse(e.data) as { params: { data: string } }).params.data);
+  assert.ok(data(events.at(-1) as SseEvent).startsWith('199:'), 'the newest are the ones kept');
+});
+
+test('bad requests get the HTTP status and JSON-RPC error for them and harm nothing else', async () => {
+  const h = await harness({ maxBodyBytes: 4096, maxSessions: 1 });
+  const { id, session } = await initialize(h);
+  const headers = { 'mcp-session-id': id };
+  const status = async (res: Promise<Response>) => {
+    const r = await res;
+    const body = await r.text();
+    return { status: r.status, body: body === '' ? undefined : (JSON.parse(body) as { error?: { code: number } }) };
+  };
+  const ping = { jsonrpc: '2.0', id: 99, method: 'ping' };
+  assert.equal(
+    (
+      await status(
+        fetch(h.url, { method: 'POST', headers: { ...headers, accept: JSON_AND_SSE.accept, 'content-type': 'text/plain' }, body: '{}' }),
+      )
+    ).status,
+    415,
+  );
+  assert.equal(
+    (
+      await status(
+        fetch(h.url, {
+          method: 'POST',
+          headers: { ...headers, 'content-type': 'application/json', accept: 'application/json' },
+          body: JSON.stringify(ping),
+        }),
+      )
+    ).status,
+    406,
+  );
+  const big = await status(post(h, { jsonrpc: '2.0', id: 5, method: 'ping', params: { pad: 'y'.repeat(10_000) } }, headers));
+  assert.equal(big.status, 413);
+  const parse = await status(post(h, '{not json', headers));
+  assert.equal(parse.status, 400);
+  assert.equal(parse.body?.error?.code, -32700);
+  const batch = await status(post(h, [ping], headers));
+  assert.equal(batch.status, 400);
+  assert.equal(batch.body?.error?.code, -32600);
+  assert.equal((await status(post(h, ping))).status, 400, 'no session id');
+  assert.equal((await status(post(h, ping, { 'mcp-session-id': 'nope' }))).status, 404);
+  assert.equal((await status(post(h, ping, { ...headers, 'mcp-protocol-version': '1999-01-01' }))).status, 400);
+  assert.equal((await status(fetch(h.url, { method: 'PUT', headers }))).status, 405);
+  assert.equal((await status(post(h, { jsonrpc: '2.0', id: 0, method: 'initialize', params: {} }))).status, 503, 'session limit');
+  // The same id while the first is still waiting: refused, the first still gets its answer.
+  const first = post(h, { jsonrpc: '2.0', id: 'dup', method: 'hold' }, headers);
+  while (!session.taken.some((c) => c.kind === 'request' && c.message.id === 'dup')) await new Promise((r) => setTimeout(r, 5));
+  assert.equal((await status(post(h, { jsonrpc: '2.0', id: 'dup', method: 'ping' }, headers))).status, 409);
+  session.answer('dup', { first: true });
+  assert.deepEqual(await (await first).json(), { jsonrpc: '2.0', id: 'dup', result: { first: true } });
+  // After all of it the session still serves.
+  const ok = await post(h, ping, headers);
+  assert.deepEqual(await ok.json(), { jsonrpc: '2.0', id: 99, result: { echo: 'ping' } });
+});
+
+test('DELETE ends the session (404 afterwards); an idle session ends by itself, one with a GET stream open does not', async () => {
+  const h = await harness({ idleMs: 300 });
+  const a = await initialize(h);
+  const del = await fetch(h.url, { method: 'DELETE', headers: { 'mcp-session-id': a.id } });
+  assert.equal(del.status, 200);
+  assert.deepEqual(h.ended.at(-1), { id: a.session.id, reason: 'client_closed' });
+  const after = await post(h, { jsonrpc: '2.0', id: 1, method: 'ping' }, { 'mcp-session-id': a.id });
+  assert.equal(after.status, 404);
+  await after.arrayBuffer();
+
+  const idle = await initialize(h);
+  const watching = await initialize(h);
+  const get = await fetch(h.url, { headers: { accept: 'text/event-stream', 'mcp-session-id': watching.id } });
+  assert.equal(get.status, 200);
+  const deadline = Date.now() + 10_000;
+  while (!h.ended.some((e) => e.id === idle.session.id) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  assert.ok(
+    h.ended.some((e) => e.id === idle.session.id && e.reason === 'http_idle'),
+    'the idle session ended',
+  );
+  assert.ok(!h.ended.some((e) => e.id === watching.session.id), 'a session with its GET stream open is not idle');
+  const gone = await post(h, { jsonrpc: '2.0', id: 1, method: 'ping' }, { 'mcp-session-id': idle.id });
+  assert.equal(gone.status, 404);
+  await gone.arrayBuffer();
+  await get.body?.cancel();
+});
