@@ -11,7 +11,9 @@ import { after, test } from 'node:test';
 import { promisify } from 'node:util';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
-import { CLI, Cleanup, SHIM, baseEnv, makeHome, startDaemon } from './helpers.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { memoryEntry, startHostingDaemon } from './fixtures/hosted-servers.js';
+import { CLI, Cleanup, SHIM, baseEnv, makeHome, startDaemon, textOf } from './helpers.js';
 
 const run = promisify(execFile);
 const cleanup = new Cleanup();
@@ -181,27 +183,48 @@ test('pasted as printed, the shim entry serves an MCP client', async () => {
   assert.ok(tools.tools.some((t) => t.name === 'version'));
 });
 
-test(
-  'pasted as printed, the VS Code URL entry opens a Streamable HTTP session',
-  { todo: 'needs the /mcp endpoint (issue 12, lead), not on main yet' },
-  async () => {
-    const daemon = await startDaemon(cleanup, { plain: true });
-    const out = await config(['vscode'], { EXAI_WS_HOME: daemon.home });
-    const entry = entryOf(jsonBlocks(out.stdout)[0], 'servers');
-    const response = await fetch(entry.url as string, {
-      method: 'POST',
-      headers: { ...entry.headers, 'Content-Type': 'application/json', Accept: 'application/json, text/event-stream' },
-      body: JSON.stringify({
-        jsonrpc: '2.0',
-        id: 1,
-        method: 'initialize',
-        params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'pasted-url', version: '1' } },
-      }),
-      signal: AbortSignal.timeout(10_000),
-    });
-    assert.equal(response.status, 200, await response.clone().text());
-    assert.match(response.headers.get('mcp-session-id') ?? '', /\S/, 'a session id');
-    const text = await response.text();
-    assert.match(text, /"protocolVersion"/);
-  },
-);
+test('pasted as printed, the VS Code URL entry opens a Streamable HTTP session and serves the official SDK client', async () => {
+  const daemon = await startDaemon(cleanup, { plain: true });
+  const out = await config(['vscode'], { EXAI_WS_HOME: daemon.home });
+  const entry = entryOf(jsonBlocks(out.stdout)[0], 'servers');
+  const response = await fetch(entry.url as string, {
+    method: 'POST',
+    headers: { ...entry.headers, 'Content-Type': 'application/json', Accept: 'application/json, text/event-stream' },
+    body: JSON.stringify({
+      jsonrpc: '2.0',
+      id: 1,
+      method: 'initialize',
+      params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'pasted-url', version: '1' } },
+    }),
+    signal: AbortSignal.timeout(10_000),
+  });
+  const body = await response.text();
+  assert.equal(response.status, 200, body);
+  assert.match(response.headers.get('mcp-session-id') ?? '', /\S/, 'a session id');
+  assert.match(body, /"protocolVersion"/);
+
+  const transport = new StreamableHTTPClientTransport(new URL(entry.url as string), { requestInit: { headers: entry.headers } });
+  const client = new Client({ name: 'pasted-url-sdk', version: '1' });
+  cleanup.add(() => client.close());
+  await client.connect(transport);
+  const info = JSON.parse(textOf(await client.callTool({ name: 'version', arguments: {} }))) as { pid: number };
+  assert.equal(info.pid, daemon.pid, 'the daemon itself answered, with no shim in between');
+});
+
+test('pasted as printed, the Cursor --server entry gives that hosted server alone, under its own names', async () => {
+  const daemon = await startHostingDaemon(cleanup, (home) => ({ memory: memoryEntry(home) }));
+  const out = await config(['cursor', '--server', 'memory'], {
+    EXAI_WS_HOME: daemon.home,
+    EXAI_WS_CONFIG: join(daemon.home, 'config.json'),
+  });
+  assert.doesNotMatch(out.stdout, /not among the hosted servers/);
+  const entry = entryOf(jsonBlocks(out.stdout)[0], 'mcpServers', 'memory');
+  assert.equal(entry.url, `http://127.0.0.1:${daemon.port}/mcp/memory`);
+  const transport = new StreamableHTTPClientTransport(new URL(entry.url), { requestInit: { headers: entry.headers } });
+  const client = new Client({ name: 'pasted-server-url', version: '1' });
+  cleanup.add(() => client.close());
+  await client.connect(transport);
+  const names = (await client.listTools()).tools.map((t) => t.name);
+  assert.ok(names.includes('create_entities'), names.join(', '));
+  assert.ok(!names.includes('version') && !names.some((n) => n.includes('__')), `only memory's own tools: ${names.join(', ')}`);
+});
