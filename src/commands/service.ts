@@ -268,6 +268,14 @@ async function install(platform: Platform, io: ServiceIo, say: (line: string) =>
         : `add them under EnvironmentVariables in ${platform.file} (and chmod 600 it)`;
     say(`  not copied (secrets): ${secrets.join(', ')}; ${where}`);
   }
+  if (io.env.EXAI_WS_PORT === '0') {
+    say(
+      'note: EXAI_WS_PORT=0 gives the daemon a new port at every start: shims follow it, but URL entries (exai-ws config) need a fixed port',
+    );
+  }
+  if (command?.some((word) => /[\\/]_npx[\\/]/.test(word))) {
+    say("note: this CLI runs from npx's cache, which npm may clean at any time: install exai-ws (npm install -g) and run this again");
+  }
   if (running) {
     say(
       `note: a daemon already runs (pid ${running.pid} on port ${running.port}), started outside the service: the service's daemon is refused while it runs and is retried every 10 s; \`exai-ws stop\` hands over now`,
