@@ -24,6 +24,12 @@ Commands:
   reload            re-read the hosted servers' config (the daemon also watches the file)
   import            copy a client's MCP servers into the daemon's config and print the shim
                     entry that replaces them: --from vscode|claude|cursor [path] [--dry-run]
+  config            print a client's entry, ready to paste, with absolute paths and the token:
+                    vscode|cursor|claude-code (Streamable HTTP, http://127.0.0.1:PORT/mcp, and
+                    the shim form) or claude-desktop (the shim); --server NAME: one hosted server
+  service           install|uninstall|status: run the daemon from your login (a systemd user
+                    unit on Linux, a launchd agent on macOS); EXAI_WS_SERVICE_MANAGER=none
+                    writes or removes the file and prints the systemctl/launchctl commands
   help              show this help
 
 Options:
@@ -105,6 +111,16 @@ async function main(argv: string[]): Promise<void> {
     case 'import': {
       const { runImportCommand } = await import('./commands/import.js');
       process.exitCode = runImportCommand(rest);
+      return;
+    }
+    case 'config': {
+      const { runClientSetupCommand } = await import('./commands/client-setup.js');
+      process.exitCode = await runClientSetupCommand(rest);
+      return;
+    }
+    case 'service': {
+      const { runServiceCommand } = await import('./commands/service.js');
+      process.exitCode = await runServiceCommand(rest);
       return;
     }
     default:

@@ -130,7 +130,7 @@ async function readEvents(res: Response, count: number, timeoutMs = 5_000): Prom
       ended = true;
       break;
     }
-    buffer += decoder.decode(chunk.value, { stream: true });
+    buffer += decoder.decode(chunk.value as Uint8Array, { stream: true });
     let cut: number;
     while ((cut = buffer.indexOf('\n\n')) >= 0) {
       const block = buffer.slice(0, cut);

@@ -19,7 +19,7 @@ export const SHIM_ENTRY_NAME = 'exai-ws';
 /** The built CLI: dist/src/commands/client-config.js -> dist/src/cli.js. */
 const CLI_PATH = fileURLToPath(new URL('../cli.js', import.meta.url));
 /** The bundled shim clients run: dist/src/commands/client-config.js -> dist/shim.cjs. */
-const SHIM_PATH = fileURLToPath(new URL('../../shim.cjs', import.meta.url));
+export const SHIM_PATH = fileURLToPath(new URL('../../shim.cjs', import.meta.url));
 
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 export type JsonObject = { [key: string]: Json };
@@ -267,11 +267,20 @@ export function daemonName(name: string): string {
   return cleaned.length > 0 ? cleaned : 'server';
 }
 
-/** The one entry the client keeps: this Node running this CLI's shim, in the client's format. */
-export function shimEntry(from: ClientKind, env: NodeJS.ProcessEnv = process.env): JsonObject {
-  const entry: JsonObject = { command: process.execPath, args: [SHIM_PATH] };
+/**
+ * One stdio server entry running this Node with this CLI's bundled shim (`--server NAME`: that
+ * hosted server alone), with the home the shim must find when it is not the default one.
+ */
+export function shimServer(env: NodeJS.ProcessEnv = process.env, server?: string): JsonObject {
+  const entry: JsonObject = { command: process.execPath, args: server === undefined ? [SHIM_PATH] : [SHIM_PATH, '--server', server] };
   // A non-default home is how the shim finds the daemon; the client must pass it on.
   if (env.EXAI_WS_HOME) entry.env = { EXAI_WS_HOME: resolve(env.EXAI_WS_HOME) };
+  return entry;
+}
+
+/** The one entry the client keeps: this Node running this CLI's shim, in the client's format. */
+export function shimEntry(from: ClientKind, env: NodeJS.ProcessEnv = process.env): JsonObject {
+  const entry = shimServer(env);
   if (from === 'vscode') return { servers: { [SHIM_ENTRY_NAME]: { type: 'stdio', ...entry } } };
   return { mcpServers: { [SHIM_ENTRY_NAME]: entry } };
 }

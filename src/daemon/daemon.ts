@@ -387,6 +387,7 @@ export class Daemon {
       sessionsActive: attached,
       sessionsDetached: total - attached,
       inflight: manager?.inflightCount ?? 0,
+      byTransport: manager?.byTransport,
     });
     const out = trySerialize({ ...line, providers: this.providers.snapshot() });
     if (!out.ok) {

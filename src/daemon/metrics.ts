@@ -57,6 +57,8 @@ export interface MetricsGauges {
   sessionsActive: number;
   sessionsDetached: number;
   inflight: number;
+  /** Open sessions by transport (`ws`, `http`, `stdio`). */
+  byTransport?: Readonly<Record<string, number>>;
 }
 
 export interface MetricsOptions {
@@ -113,6 +115,7 @@ export class Metrics {
         opened: this.sessionsOpened,
         active: gauges.sessionsActive,
         detached: gauges.sessionsDetached,
+        by_transport: gauges.byTransport ?? {},
         closed: this.sessionsClosed,
         close_reasons: Object.fromEntries(this.closeReasons),
       },

@@ -1,0 +1,369 @@
+/**
+ * `exai-ws service install|uninstall|status`: a per-user service that runs the daemon from the
+ * user's login, for clients that connect by URL and cannot start a daemon themselves. A systemd
+ * user unit on Linux, a launchd agent on macOS (files: service-files.ts).
+ *
+ * Every step is one line on stdout. When the service manager cannot be used (no `systemctl`, no
+ * systemd user session, `EXAI_WS_SERVICE_MANAGER=none`) the file is still written and the lines
+ * say which commands to run. Exit codes: 0 done; 1 a step failed, or `status` found no service;
+ * 2 bad usage.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { cardIsLive } from '../daemon/pidfile.js';
+import { configPath } from '../protocol/config-path.js';
+import { readAddressCard, resolveHome } from '../protocol/files.js';
+import { ExitCode } from './exit-codes.js';
+import {
+  LAUNCHD_LABEL,
+  SYSTEMD_UNIT,
+  launchdPlist,
+  parsePlistProgramArguments,
+  parseUnitExecStart,
+  secretsLeftOut,
+  serviceSpec,
+  shellLine,
+  systemdUnit,
+} from './service-files.js';
+
+const USAGE = 'usage: exai-ws service install|uninstall|status';
+
+/** What running a service manager command gave. `error` is set when it could not run at all. */
+export interface ManagerResult {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+  error?: NodeJS.ErrnoException;
+}
+
+/** Runs one service manager command (`systemctl ...`, `launchctl ...`). */
+export type ManagerRunner = (command: string, args: readonly string[]) => ManagerResult;
+
+/** How long one service manager command may take. */
+const MANAGER_TIMEOUT_MS = 15_000;
+/** After starting the service, how long `install` waits for its daemon to answer. */
+const ANSWER_WAIT_MS = 5_000;
+
+export const runManager: ManagerRunner = (command, args) => {
+  const r = spawnSync(command, args, { encoding: 'utf8', timeout: MANAGER_TIMEOUT_MS, stdio: ['ignore', 'pipe', 'pipe'] });
+  return {
+    status: r.status,
+    stdout: r.stdout ?? '',
+    stderr: r.stderr ?? '',
+    ...(r.error ? { error: r.error } : {}),
+  };
+};
+
+export interface ServiceIo {
+  stdout: { write(text: string): unknown };
+  env: NodeJS.ProcessEnv;
+  platform: NodeJS.Platform;
+  /** The user's home directory (`~`). */
+  userHome: string;
+  /** The user id launchd's `gui/<uid>` domain names. */
+  uid: number;
+  /**
+   * Runs the service manager; null skips it (what `EXAI_WS_SERVICE_MANAGER=none` does): the
+   * file is written or removed and the commands to run are printed instead.
+   */
+  manager: ManagerRunner | null;
+  /** Waits for a daemon to answer after the service started; false skips the wait (tests). */
+  waitForDaemon: boolean;
+}
+
+/** Where each platform's service file goes, and the commands that load and unload it. */
+interface Platform {
+  kind: 'systemd' | 'launchd';
+  file: string;
+  text: string;
+  /** The manager's own name for the service, for messages. */
+  name: string;
+  /** The steps of `install` after the file is written (`changed`: the file's text is new). */
+  install(changed: boolean): string[][];
+  /** The steps of `uninstall` before the file is removed. */
+  stop: string[][];
+  /** The steps of `uninstall` after the file is removed. */
+  forget: string[][];
+  /** Where to look when the daemon does not answer. */
+  logHint: string;
+}
+
+function platformOf(io: ServiceIo): Platform | string {
+  const envFile = join(dirname(configPath(io.env, io.platform)), 'service.env');
+  const spec = serviceSpec(io.env, envFile);
+  if (io.platform === 'linux') {
+    const configHome = io.env.XDG_CONFIG_HOME && io.env.XDG_CONFIG_HOME.length > 0 ? io.env.XDG_CONFIG_HOME : join(io.userHome, '.config');
+    const systemctl = (...args: string[]) => ['systemctl', '--user', ...args];
+    return {
+      kind: 'systemd',
+      file: join(configHome, 'systemd', 'user', SYSTEMD_UNIT),
+      text: systemdUnit(spec),
+      name: SYSTEMD_UNIT,
+      // A running service keeps the command line it started with: a new file needs a restart.
+      install: (changed) =>
+        changed
+          ? [systemctl('daemon-reload'), systemctl('enable', SYSTEMD_UNIT), systemctl('restart', SYSTEMD_UNIT)]
+          : [systemctl('daemon-reload'), systemctl('enable', '--now', SYSTEMD_UNIT)],
+      stop: [systemctl('disable', '--now', SYSTEMD_UNIT)],
+      forget: [systemctl('daemon-reload')],
+      logHint: `systemctl --user status ${SYSTEMD_UNIT}; journalctl --user -u ${SYSTEMD_UNIT}`,
+    };
+  }
+  if (io.platform === 'darwin') {
+    const file = join(io.userHome, 'Library', 'LaunchAgents', `${LAUNCHD_LABEL}.plist`);
+    const domain = `gui/${io.uid}`;
+    const bootout = ['launchctl', 'bootout', `${domain}/${LAUNCHD_LABEL}`];
+    return {
+      kind: 'launchd',
+      file,
+      text: launchdPlist(spec, LAUNCHD_LABEL, io.userHome),
+      name: `${domain}/${LAUNCHD_LABEL}`,
+      // bootout first: launchd keeps the job it loaded, so a changed file is only read by a new bootstrap.
+      install: () => [bootout, ['launchctl', 'enable', `${domain}/${LAUNCHD_LABEL}`], ['launchctl', 'bootstrap', domain, file]],
+      stop: [bootout],
+      forget: [],
+      logHint: `launchctl print ${domain}/${LAUNCHD_LABEL}; ${join(spec.home, 'logs', 'service.log')}`,
+    };
+  }
+  return `no per-user service manager is supported on ${io.platform} (systemd on Linux, launchd on macOS); run \`exai-ws daemon\` from your login scripts instead`;
+}
+
+/** Runs `exai-ws service ...`; resolves to the exit code. Never throws for the user's files. */
+export async function runServiceCommand(args: readonly string[], io: Partial<ServiceIo> = {}): Promise<number> {
+  const env = io.env ?? process.env;
+  const full: ServiceIo = {
+    stdout: process.stdout,
+    env,
+    platform: process.platform,
+    userHome: homedir(),
+    uid: typeof process.getuid === 'function' ? process.getuid() : 0,
+    manager: env.EXAI_WS_SERVICE_MANAGER === 'none' ? null : runManager,
+    waitForDaemon: true,
+    ...io,
+  };
+  const say = (line: string) => full.stdout.write(`${line}\n`);
+  const [action, ...extra] = args;
+  if (action === undefined || action === '-h' || action === '--help' || action === 'help') {
+    say(USAGE);
+    return action === undefined ? ExitCode.CONFIG : ExitCode.OK;
+  }
+  if (extra.length > 0 || !['install', 'uninstall', 'status'].includes(action)) {
+    say(`exai-ws service: unexpected ${JSON.stringify([action, ...extra].join(' '))}; ${USAGE}`);
+    return ExitCode.CONFIG;
+  }
+  let platform: Platform | string;
+  try {
+    platform = platformOf(full);
+  } catch (error) {
+    say(`exai-ws service: ${(error as Error).message}`);
+    return ExitCode.FAILURE;
+  }
+  if (typeof platform === 'string') {
+    say(`exai-ws service: ${platform}`);
+    return ExitCode.FAILURE;
+  }
+  if (action === 'install') return install(platform, full, say);
+  if (action === 'uninstall') return uninstall(platform, full, say);
+  const code = status(platform, full, say);
+  if (code === ExitCode.OK) {
+    const paths = resolveHome(full.env);
+    const card = readAddressCard(paths.pid);
+    say(
+      card && card.port > 0 && (await cardIsLive(card))
+        ? `daemon: pid ${card.pid} answers on ${card.host}:${card.port}`
+        : `daemon: none runs for ${paths.home}`,
+    );
+  }
+  return code;
+}
+
+/**
+ * Runs the steps in order, one line each, and stops at the first that fails. Without a manager,
+ * or when the manager cannot be reached, it prints the steps left for the user to run.
+ */
+function runSteps(
+  steps: string[][],
+  io: ServiceIo,
+  say: (line: string) => void,
+  tolerate: (step: string[]) => boolean = () => false,
+): boolean {
+  if (io.manager === null) {
+    say('service manager: skipped (EXAI_WS_SERVICE_MANAGER=none); to apply it, run:');
+    for (const step of steps) say(`  ${shellLine(step)}`);
+    return true;
+  }
+  for (const [i, step] of steps.entries()) {
+    const result = io.manager(step[0] as string, step.slice(1));
+    const line = shellLine(step);
+    if (result.status === 0) {
+      say(`ran: ${line}`);
+      continue;
+    }
+    const why = result.error
+      ? result.error.code === 'ENOENT'
+        ? `${step[0]} is not installed`
+        : result.error.message
+      : firstLine(result.stderr) || firstLine(result.stdout) || `exit code ${result.status}`;
+    if (tolerate(step)) {
+      say(`ran: ${line} (${why}; nothing to undo)`);
+      continue;
+    }
+    say(`failed: ${line}: ${why}`);
+    const left = steps.slice(i);
+    if (unreachable(result)) say(`the service manager is not available here (${why}); once it is, run:`);
+    else say('fix that, then run:');
+    for (const s of left) say(`  ${shellLine(s)}`);
+    return false;
+  }
+  return true;
+}
+
+/** No `systemctl`/`launchctl`, or no user session to talk to (a container, an ssh login without lingering). */
+function unreachable(result: ManagerResult): boolean {
+  if (result.error?.code === 'ENOENT') return true;
+  return /failed to connect to bus|no medium found|not been booted with systemd|could not find domain|operation not permitted while system is booted/i.test(
+    result.stderr,
+  );
+}
+
+function firstLine(text: string): string {
+  return text.trim().split('\n')[0]?.trim() ?? '';
+}
+
+async function install(platform: Platform, io: ServiceIo, say: (line: string) => void): Promise<number> {
+  const paths = resolveHome(io.env);
+  const before = readAddressCard(paths.pid);
+  const running = before && (await cardIsLive(before)) ? before : null;
+  let previous: string | null = null;
+  try {
+    previous = readFileSync(platform.file, 'utf8');
+  } catch {
+    // not installed yet
+  }
+  const changed = previous !== platform.text;
+  try {
+    mkdirSync(dirname(platform.file), { recursive: true });
+    // launchd opens the log before the daemon could make its home.
+    if (platform.kind === 'launchd') mkdirSync(paths.logs, { recursive: true });
+    if (changed) {
+      const temp = `${platform.file}.${process.pid}.tmp`;
+      writeFileSync(temp, platform.text, { mode: 0o644 });
+      renameSync(temp, platform.file);
+    }
+  } catch (error) {
+    say(`failed: cannot write ${platform.file}: ${(error as Error).message}`);
+    return ExitCode.FAILURE;
+  }
+  const command = platform.kind === 'systemd' ? parseUnitExecStart(platform.text) : parsePlistProgramArguments(platform.text);
+  say(`${changed ? (previous === null ? 'wrote' : 'updated') : 'unchanged'}: ${platform.file}`);
+  say(`  runs: ${shellLine(command ?? [])}`);
+  say(`  home: ${paths.home}`);
+  const secrets = secretsLeftOut(io.env);
+  if (secrets.length > 0) {
+    const where =
+      platform.kind === 'systemd'
+        ? `put them in ${join(dirname(configPath(io.env, io.platform)), 'service.env')} (NAME=value lines, chmod 600), which the unit reads`
+        : `add them under EnvironmentVariables in ${platform.file} (and chmod 600 it)`;
+    say(`  not copied (secrets): ${secrets.join(', ')}; ${where}`);
+  }
+  if (io.env.EXAI_WS_PORT === '0') {
+    say(
+      'note: EXAI_WS_PORT=0 gives the daemon a new port at every start: shims follow it, but URL entries (exai-ws config) need a fixed port',
+    );
+  }
+  if (command?.some((word) => /[\\/]_npx[\\/]/.test(word))) {
+    say("note: this CLI runs from npx's cache, which npm may clean at any time: install exai-ws (npm install -g) and run this again");
+  }
+  if (running) {
+    say(
+      `note: a daemon already runs (pid ${running.pid} on port ${running.port}), started outside the service: the service's daemon is refused while it runs and is retried every 10 s; \`exai-ws stop\` hands over now`,
+    );
+  }
+  // A launchd job not loaded yet makes bootout fail: that is the state it is there to reach.
+  const ok = runSteps(platform.install(changed), io, say, (step) => step[1] === 'bootout');
+  if (!ok) return ExitCode.FAILURE;
+  if (io.manager === null) return ExitCode.OK;
+  say(`enabled: ${platform.name} starts the daemon at login and again when it fails`);
+  if (!io.waitForDaemon) return ExitCode.OK;
+  const answered = await waitForAnswer(paths.pid, ANSWER_WAIT_MS);
+  if (answered) say(`daemon: pid ${answered.pid} answers on ${answered.host}:${answered.port}`);
+  else say(`daemon: none answers yet after ${ANSWER_WAIT_MS / 1000} s; see ${platform.logHint}`);
+  return ExitCode.OK;
+}
+
+async function waitForAnswer(pidPath: string, timeoutMs: number) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const card = readAddressCard(pidPath);
+    if (card && card.port > 0 && (await cardIsLive(card))) return card;
+    if (Date.now() > deadline) return null;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+function uninstall(platform: Platform, io: ServiceIo, say: (line: string) => void): number {
+  if (!existsSync(platform.file)) {
+    say(`not installed: ${platform.file} does not exist`);
+    return ExitCode.OK;
+  }
+  // Stopping what is not loaded any more is what uninstall wants: not a failure.
+  if (!runSteps(platform.stop, io, say, () => platform.kind === 'launchd')) return ExitCode.FAILURE;
+  try {
+    rmSync(platform.file, { force: true });
+  } catch (error) {
+    say(`failed: cannot remove ${platform.file}: ${(error as Error).message}`);
+    return ExitCode.FAILURE;
+  }
+  say(`removed: ${platform.file}`);
+  if (platform.forget.length > 0 && !runSteps(platform.forget, io, say)) return ExitCode.FAILURE;
+  if (io.manager !== null) say('stopped: the service daemon; windows with a shim start a daemon of their own when they need one');
+  return ExitCode.OK;
+}
+
+function status(platform: Platform, io: ServiceIo, say: (line: string) => void): number {
+  let text: string;
+  try {
+    text = readFileSync(platform.file, 'utf8');
+  } catch {
+    say(`not installed: ${platform.file} does not exist (exai-ws service install)`);
+    return ExitCode.FAILURE;
+  }
+  const command = platform.kind === 'systemd' ? parseUnitExecStart(text) : parsePlistProgramArguments(text);
+  say(`installed: ${platform.file}`);
+  say(`  runs: ${command ? shellLine(command) : '(no command line found in the file)'}`);
+  if (text !== platform.text)
+    say('  differs from what `exai-ws service install` would write now (another Node, CLI or environment); run it again to update');
+  if (io.manager === null) {
+    say('service manager: not asked (EXAI_WS_SERVICE_MANAGER=none)');
+    return ExitCode.OK;
+  }
+  if (platform.kind === 'systemd') {
+    const ask = (...args: string[]) => io.manager?.('systemctl', ['--user', ...args]);
+    // is-active needs the user manager; is-enabled would answer from the files alone.
+    const active = ask('is-active', SYSTEMD_UNIT);
+    if (active?.error || (active && unreachable(active))) {
+      say(`service manager: not available (${active.error?.code === 'ENOENT' ? 'systemctl is not installed' : firstLine(active.stderr)})`);
+      return ExitCode.OK;
+    }
+    const enabled = ask('is-enabled', SYSTEMD_UNIT);
+    const pid = ask('show', '--property=MainPID', '--value', SYSTEMD_UNIT);
+    const mainPid = Number(firstLine(pid?.stdout ?? ''));
+    say(
+      `service manager: ${firstLine(enabled?.stdout ?? '') || 'unknown'}, ${firstLine(active?.stdout ?? '') || 'unknown'}${mainPid > 0 ? ` (pid ${mainPid})` : ''}`,
+    );
+    return ExitCode.OK;
+  }
+  const printed = io.manager('launchctl', ['print', platform.name]);
+  if (printed.status !== 0) {
+    say(`service manager: not loaded (${firstLine(printed.stderr) || firstLine(printed.stdout) || `exit code ${printed.status}`})`);
+    return ExitCode.OK;
+  }
+  const field = (name: string) => new RegExp(`^\\s*${name} = (.+)$`, 'm').exec(printed.stdout)?.[1]?.trim();
+  const parts = [`state ${field('state') ?? 'unknown'}`];
+  if (field('pid')) parts.push(`pid ${field('pid')}`);
+  if (field('last exit code')) parts.push(`last exit code ${field('last exit code')}`);
+  say(`service manager: loaded, ${parts.join(', ')}`);
+  return ExitCode.OK;
+}

@@ -1,0 +1,230 @@
+/**
+ * `exai-ws config vscode|cursor|claude-code|claude-desktop`: the real CLI prints entries whose
+ * JSON parses, with the running daemon's port and the home's token; pasted as printed, the shim
+ * entry serves an SDK client and the VS Code URL entry opens a Streamable HTTP session.
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { promisify } from 'node:util';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { memoryEntry, startHostingDaemon } from './fixtures/hosted-servers.js';
+import { CLI, Cleanup, SHIM, baseEnv, makeHome, startDaemon, textOf } from './helpers.js';
+
+const run = promisify(execFile);
+const cleanup = new Cleanup();
+after(() => cleanup.run());
+
+async function config(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [CLI, 'config', ...args], { env: { ...baseEnv(), ...env }, timeout: 20_000 });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const e = error as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+type Json = Record<string, unknown>;
+type Entry = {
+  type?: string;
+  url?: string;
+  headers?: Record<string, string>;
+  command?: string;
+  args?: string[];
+  env?: Record<string, string>;
+};
+
+/** The JSON blocks of the output (each a line `{` to a line `}`), parsed: a block that is not JSON fails here. */
+function jsonBlocks(stdout: string): Json[] {
+  return stdout
+    .split('\n\n')
+    .filter((block) => block.startsWith('{'))
+    .map((block) => JSON.parse(block) as Json);
+}
+
+function entryOf(block: Json | undefined, key: 'servers' | 'mcpServers', name = 'exai-ws'): Entry {
+  const servers = block?.[key] as Record<string, Entry> | undefined;
+  assert.ok(servers?.[name], `a "${key}.${name}" entry in ${JSON.stringify(block)}`);
+  return servers[name];
+}
+
+/** A home with a token file and an address card whose daemon is long gone. */
+function homeWithToken(token: string | null): string {
+  const home = makeHome(cleanup);
+  if (token !== null) writeFileSync(join(home, 'token'), `${token}\n`, { mode: 0o600 });
+  mkdirSync(join(home, 'logs'), { recursive: true });
+  // pid 2^22 + 1 is above Linux's pid_max: the card is stale.
+  writeFileSync(
+    join(home, 'logs', 'ws_daemon.pid'),
+    JSON.stringify({ pid: 4194305, host: '127.0.0.1', port: 1, version: '0', started_at: '' }),
+  );
+  return home;
+}
+
+test('every client gets entries that parse, with the running daemon port, the home token and absolute paths', async () => {
+  const daemon = await startDaemon(cleanup, { plain: true });
+  const env = { EXAI_WS_HOME: daemon.home };
+  const url = `http://127.0.0.1:${daemon.port}/mcp`;
+  const authorization = `Bearer ${daemon.token}`;
+  const shimArgs = [SHIM];
+
+  const vscode = await config(['vscode'], env);
+  assert.equal(vscode.code, 0, vscode.stderr);
+  const [vHttp, vShim] = jsonBlocks(vscode.stdout);
+  assert.deepEqual(entryOf(vHttp, 'servers'), { type: 'http', url, headers: { Authorization: authorization } });
+  assert.deepEqual(entryOf(vShim, 'servers'), {
+    type: 'stdio',
+    command: process.execPath,
+    args: shimArgs,
+    env: { EXAI_WS_HOME: daemon.home },
+  });
+  assert.match(vscode.stdout, /holds the daemon token, a secret/);
+  assert.match(vscode.stdout, new RegExp(`port ${daemon.port}: the running daemon's \\(pid ${daemon.pid}`));
+
+  const cursor = await config(['cursor'], env);
+  const [cHttp, cShim] = jsonBlocks(cursor.stdout);
+  assert.deepEqual(entryOf(cHttp, 'mcpServers'), { url, headers: { Authorization: authorization } });
+  assert.deepEqual(entryOf(cShim, 'mcpServers'), { command: process.execPath, args: shimArgs, env: { EXAI_WS_HOME: daemon.home } });
+  assert.match(cursor.stdout, /holds the daemon token, a secret/);
+
+  const claudeCode = await config(['claude-code'], env);
+  assert.ok(
+    claudeCode.stdout.includes(
+      `claude mcp add --scope user --transport http exai-ws ${url} --header 'Authorization: Bearer ${daemon.token}'`,
+    ),
+    claudeCode.stdout,
+  );
+  const [ccJson] = jsonBlocks(claudeCode.stdout);
+  assert.deepEqual(entryOf(ccJson, 'mcpServers'), { type: 'http', url, headers: { Authorization: authorization } });
+  // With a home to pass on, the shim form is `add-json` (its JSON parses too).
+  const addJson = /^claude mcp add-json --scope user exai-ws '(.*)'$/m.exec(claudeCode.stdout);
+  assert.ok(addJson, claudeCode.stdout);
+  assert.deepEqual(JSON.parse(addJson[1] as string), {
+    type: 'stdio',
+    command: process.execPath,
+    args: shimArgs,
+    env: { EXAI_WS_HOME: daemon.home },
+  });
+
+  const desktop = await config(['claude-desktop'], env);
+  const blocks = jsonBlocks(desktop.stdout);
+  assert.equal(blocks.length, 1, 'Claude Desktop gets the shim form only');
+  assert.deepEqual(entryOf(blocks[0], 'mcpServers'), { command: process.execPath, args: shimArgs, env: { EXAI_WS_HOME: daemon.home } });
+  assert.ok(!desktop.stdout.includes(daemon.token), 'the shim form holds no token');
+});
+
+test('with no daemon running: the token from the token file, the port from EXAI_WS_PORT (a stale address card is ignored), else 8765', async () => {
+  const token = 'file-token-0123456789abcdefghij';
+  const home = homeWithToken(token);
+  const withPort = await config(['vscode'], { EXAI_WS_HOME: home, EXAI_WS_PORT: '4567' });
+  assert.equal(withPort.code, 0);
+  assert.deepEqual(entryOf(jsonBlocks(withPort.stdout)[0], 'servers'), {
+    type: 'http',
+    url: 'http://127.0.0.1:4567/mcp',
+    headers: { Authorization: `Bearer ${token}` },
+  });
+  assert.match(withPort.stdout, /port 4567: EXAI_WS_PORT \(no daemon runs now\)/);
+  const byDefault = await config(['cursor'], { EXAI_WS_HOME: home });
+  assert.equal(entryOf(jsonBlocks(byDefault.stdout)[0], 'mcpServers').url, 'http://127.0.0.1:8765/mcp');
+  const fromEnv = await config(['cursor'], { EXAI_WS_HOME: home, EXAI_WS_TOKEN: 'env-token-0123456789abcdef' });
+  assert.deepEqual(entryOf(jsonBlocks(fromEnv.stdout)[0], 'mcpServers').headers, { Authorization: 'Bearer env-token-0123456789abcdef' });
+});
+
+test('before the daemon ever ran: a placeholder and a note, never a crash', async () => {
+  const home = homeWithToken(null);
+  const out = await config(['vscode'], { EXAI_WS_HOME: home });
+  assert.equal(out.code, 0, out.stderr);
+  assert.equal(entryOf(jsonBlocks(out.stdout)[0], 'servers').headers?.Authorization, 'Bearer <token>');
+  assert.match(out.stdout, /token: none yet: the daemon creates .*token when it first starts/);
+  const missingHome = await config(['claude-code'], { EXAI_WS_HOME: join(home, 'not', 'there') });
+  assert.equal(missingHome.code, 0, missingHome.stderr);
+  assert.match(missingHome.stdout, /--header 'Authorization: Bearer <token>'/);
+});
+
+test('--server NAME: the one-server URL and shim, named after the server; an unknown name is pointed out', async () => {
+  const home = homeWithToken('file-token-0123456789abcdefghij');
+  const configFile = join(home, 'servers.json');
+  writeFileSync(configFile, JSON.stringify({ mcpServers: { memory: { command: 'node', args: ['x.js'] } } }));
+  const env = { EXAI_WS_HOME: home, EXAI_WS_CONFIG: configFile };
+  const out = await config(['vscode', '--server', 'memory'], env);
+  assert.equal(out.code, 0, out.stderr);
+  const [http, shim] = jsonBlocks(out.stdout);
+  assert.equal(entryOf(http, 'servers', 'memory').url, 'http://127.0.0.1:8765/mcp/memory');
+  assert.deepEqual(entryOf(shim, 'servers', 'memory').args, [SHIM, '--server', 'memory']);
+  assert.doesNotMatch(out.stdout, /not among the hosted servers/);
+  const typo = await config(['cursor', '--server', 'memroy'], env);
+  assert.match(typo.stdout, /"memroy" is not among the hosted servers in .*servers\.json/);
+  const bad = await config(['cursor', '--server', 'a__b'], env);
+  assert.equal(bad.code, 2);
+  const unknown = await config(['emacs'], env);
+  assert.equal(unknown.code, 2);
+  assert.match(unknown.stderr, /usage: exai-ws config vscode\|cursor\|claude-code\|claude-desktop/);
+});
+
+test('pasted as printed, the shim entry serves an MCP client', async () => {
+  const daemon = await startDaemon(cleanup, { plain: true });
+  const out = await config(['claude-desktop'], { EXAI_WS_HOME: daemon.home });
+  const entry = entryOf(jsonBlocks(out.stdout)[0], 'mcpServers');
+  const transport = new StdioClientTransport({
+    command: entry.command as string,
+    args: entry.args,
+    env: { ...baseEnv(), ...entry.env },
+    stderr: 'pipe',
+  });
+  const client = new Client({ name: 'pasted-shim', version: '1' });
+  cleanup.add(() => client.close());
+  await client.connect(transport);
+  const tools = await client.listTools();
+  assert.ok(tools.tools.some((t) => t.name === 'version'));
+});
+
+test('pasted as printed, the VS Code URL entry opens a Streamable HTTP session and serves the official SDK client', async () => {
+  const daemon = await startDaemon(cleanup, { plain: true });
+  const out = await config(['vscode'], { EXAI_WS_HOME: daemon.home });
+  const entry = entryOf(jsonBlocks(out.stdout)[0], 'servers');
+  const response = await fetch(entry.url as string, {
+    method: 'POST',
+    headers: { ...entry.headers, 'Content-Type': 'application/json', Accept: 'application/json, text/event-stream' },
+    body: JSON.stringify({
+      jsonrpc: '2.0',
+      id: 1,
+      method: 'initialize',
+      params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'pasted-url', version: '1' } },
+    }),
+    signal: AbortSignal.timeout(10_000),
+  });
+  const body = await response.text();
+  assert.equal(response.status, 200, body);
+  assert.match(response.headers.get('mcp-session-id') ?? '', /\S/, 'a session id');
+  assert.match(body, /"protocolVersion"/);
+
+  const transport = new StreamableHTTPClientTransport(new URL(entry.url as string), { requestInit: { headers: entry.headers } });
+  const client = new Client({ name: 'pasted-url-sdk', version: '1' });
+  cleanup.add(() => client.close());
+  await client.connect(transport);
+  const info = JSON.parse(textOf(await client.callTool({ name: 'version', arguments: {} }))) as { pid: number };
+  assert.equal(info.pid, daemon.pid, 'the daemon itself answered, with no shim in between');
+});
+
+test('pasted as printed, the Cursor --server entry gives that hosted server alone, under its own names', async () => {
+  const daemon = await startHostingDaemon(cleanup, (home) => ({ memory: memoryEntry(home) }));
+  const out = await config(['cursor', '--server', 'memory'], {
+    EXAI_WS_HOME: daemon.home,
+    EXAI_WS_CONFIG: join(daemon.home, 'config.json'),
+  });
+  assert.doesNotMatch(out.stdout, /not among the hosted servers/);
+  const entry = entryOf(jsonBlocks(out.stdout)[0], 'mcpServers', 'memory');
+  assert.equal(entry.url, `http://127.0.0.1:${daemon.port}/mcp/memory`);
+  const transport = new StreamableHTTPClientTransport(new URL(entry.url), { requestInit: { headers: entry.headers } });
+  const client = new Client({ name: 'pasted-server-url', version: '1' });
+  cleanup.add(() => client.close());
+  await client.connect(transport);
+  const names = (await client.listTools()).tools.map((t) => t.name);
+  assert.ok(names.includes('create_entities'), names.join(', '));
+  assert.ok(!names.includes('version') && !names.some((n) => n.includes('__')), `only memory's own tools: ${names.join(', ')}`);
+});

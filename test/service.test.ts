@@ -1,0 +1,302 @@
+/**
+ * `exai-ws service install|uninstall|status`: the real CLI writes the systemd unit (or launchd
+ * agent) into a temporary config home with the service manager disabled; the unit's command
+ * line, run the way systemd runs it, starts a daemon; the launchd plist and the manager steps
+ * are checked in-process with a recording manager, so no test ever starts a real service.
+ */
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { promisify } from 'node:util';
+import { DAEMON_NODE_OPTIONS } from '../src/protocol/daemon-launch.js';
+import { readAddressCard } from '../src/protocol/files.js';
+import { runServiceCommand, type ManagerResult } from '../src/commands/service.js';
+import {
+  LAUNCHD_LABEL,
+  launchdPlist,
+  parsePlistProgramArguments,
+  parseUnitExecStart,
+  systemdUnit,
+  type ServiceSpec,
+} from '../src/commands/service-files.js';
+import { CLI, Cleanup, baseEnv, getHealth, makeHome, startDaemon, waitFor } from './helpers.js';
+
+const run = promisify(execFile);
+const cleanup = new Cleanup();
+after(() => cleanup.run());
+
+const TOKEN = 'service-test-token-0123456789abcdef';
+const EXPECTED_COMMAND = [process.execPath, ...DAEMON_NODE_OPTIONS, CLI, 'daemon'];
+
+async function cli(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [CLI, ...args], { env: { ...baseEnv(), ...env }, timeout: 30_000 });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const e = error as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+/** A user's world in a temp dir: HOME, XDG_CONFIG_HOME and the daemon's home, manager off. */
+function userEnv(root: string): Record<string, string> {
+  return {
+    HOME: root,
+    XDG_CONFIG_HOME: join(root, 'config'),
+    EXAI_WS_HOME: join(root, 'state'),
+    EXAI_WS_CONFIG: join(root, 'servers.json'),
+    EXAI_WS_SERVICE_MANAGER: 'none',
+  };
+}
+
+function serviceFile(root: string): string {
+  return process.platform === 'darwin'
+    ? join(root, 'Library', 'LaunchAgents', `${LAUNCHD_LABEL}.plist`)
+    : join(root, 'config', 'systemd', 'user', 'exai-ws.service');
+}
+
+/** `Environment="NAME=value"` lines of a unit, unquoted as systemd reads them. */
+function unitEnvironment(text: string): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const line of text.split('\n')) {
+    const m = /^Environment="((?:[^"\\]|\\.)*)"$/.exec(line);
+    if (!m) continue;
+    const assignment = (m[1] as string).replace(/\\(.)/g, '$1').replace(/%%/g, '%');
+    const eq = assignment.indexOf('=');
+    env[assignment.slice(0, eq)] = assignment.slice(eq + 1);
+  }
+  return env;
+}
+
+test(
+  'service install writes a unit that runs this Node with the daemon options, this CLI and `daemon`; status reports it; uninstall removes it',
+  { skip: process.platform === 'win32' },
+  async () => {
+    const root = makeHome(cleanup);
+    const env = {
+      ...userEnv(root),
+      EXAI_WS_PORT: '0',
+      EXAI_WS_BACKPRESSURE: '7',
+      EXAI_WS_TOKEN: TOKEN,
+      KIMI_API_KEY: 'sk-kimi-secret-value',
+    };
+    const file = serviceFile(root);
+
+    const installed = await cli(['service', 'install'], env);
+    assert.equal(installed.code, 0, installed.stdout + installed.stderr);
+    assert.ok(existsSync(file), `${file} was written`);
+    const text = readFileSync(file, 'utf8');
+    const command = process.platform === 'darwin' ? parsePlistProgramArguments(text) : parseUnitExecStart(text);
+    assert.deepEqual(command, EXPECTED_COMMAND);
+    assert.ok(!text.includes(TOKEN), 'the token never goes into the service file');
+    assert.ok(!text.includes('sk-kimi-secret-value'), 'provider keys never go into the service file');
+    assert.match(text, /EXAI_WS_BACKPRESSURE/, 'daemon settings set in the shell are carried');
+    assert.match(installed.stdout, new RegExp(`wrote: ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+    assert.match(installed.stdout, /service manager: skipped \(EXAI_WS_SERVICE_MANAGER=none\)/);
+    assert.match(
+      installed.stdout,
+      process.platform === 'darwin' ? /launchctl bootstrap gui\/\d+ / : /systemctl --user enable exai-ws\.service/,
+    );
+    assert.match(installed.stdout, /not copied \(secrets\): EXAI_WS_TOKEN, KIMI_API_KEY/);
+
+    const status = await cli(['service', 'status'], env);
+    assert.equal(status.code, 0, status.stdout);
+    assert.match(status.stdout, /^installed: /m);
+    assert.ok(status.stdout.includes(`runs: ${process.execPath}`) && status.stdout.includes(`${CLI} daemon`), status.stdout);
+    assert.match(status.stdout, /daemon: none runs/);
+
+    const removed = await cli(['service', 'uninstall'], env);
+    assert.equal(removed.code, 0, removed.stdout);
+    assert.ok(!existsSync(file), 'uninstall removed the file');
+    assert.match(removed.stdout, /^removed: /m);
+    const after = await cli(['service', 'status'], env);
+    assert.equal(after.code, 1);
+    assert.match(after.stdout, /not installed/);
+  },
+);
+
+test(
+  'the unit, run the way systemd runs it (its ExecStart and Environment only), serves the configured home',
+  { skip: process.platform !== 'linux' },
+  async () => {
+    const root = makeHome(cleanup);
+    const env = { ...userEnv(root), EXAI_WS_PORT: '0', EXAI_WS_TOKEN: TOKEN };
+    const installed = await cli(['service', 'install'], env);
+    assert.equal(installed.code, 0, installed.stdout);
+    const text = readFileSync(serviceFile(root), 'utf8');
+    const [program, ...args] = parseUnitExecStart(text) ?? [];
+    const unitEnv = unitEnvironment(text);
+    assert.equal(unitEnv.EXAI_WS_HOME, join(root, 'state'));
+    assert.equal(unitEnv.EXAI_WS_TOKEN, undefined);
+    // What a user manager adds: HOME and little else; the daemon makes its own token file.
+    const proc = spawn(program as string, args, { env: { HOME: root, ...unitEnv }, stdio: ['ignore', 'ignore', 'pipe'], cwd: root });
+    let stderr = '';
+    proc.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const exited = new Promise((resolve) => proc.once('exit', resolve));
+    cleanup.add(async () => {
+      if (proc.exitCode === null && proc.signalCode === null) {
+        proc.kill('SIGKILL');
+        await exited;
+      }
+    });
+    const card = await waitFor(
+      () => {
+        if (proc.exitCode !== null) throw new Error(`the service's daemon exited: ${stderr}`);
+        const c = readAddressCard(join(root, 'state', 'logs', 'ws_daemon.pid'));
+        return c && c.port > 0 && c.pid === proc.pid ? c : null;
+      },
+      'the service daemon address card',
+      15_000,
+    );
+    const health = await getHealth(card);
+    assert.equal(health.pid, proc.pid);
+    assert.equal(health.auto_started, false, 'a service daemon is not auto-started, so it never exits when idle');
+    assert.ok(existsSync(join(root, 'state', 'token')), 'the daemon made its token in the configured home');
+  },
+);
+
+test('install says so when a daemon already runs for the home', { skip: process.platform === 'win32' }, async () => {
+  const daemon = await startDaemon(cleanup, { plain: true });
+  const root = makeHome(cleanup);
+  const out = await cli(['service', 'install'], { ...userEnv(root), EXAI_WS_HOME: daemon.home });
+  assert.equal(out.code, 0, out.stdout);
+  assert.match(out.stdout, new RegExp(`a daemon already runs \\(pid ${daemon.pid} on port ${daemon.port}\\)`));
+});
+
+/** A service manager that records every command and answers from a script. */
+function recordingManager(answer: (command: string, args: readonly string[]) => Partial<ManagerResult> = () => ({})) {
+  const calls: string[] = [];
+  const manager = (command: string, args: readonly string[]): ManagerResult => {
+    calls.push([command, ...args].join(' '));
+    return { status: 0, stdout: '', stderr: '', ...answer(command, args) };
+  };
+  return { calls, manager };
+}
+
+function capture() {
+  let text = '';
+  return { stdout: { write: (t: string) => (text += t) }, text: () => text };
+}
+
+test('macOS: install writes the launchd agent and bootstraps it in the gui domain; uninstall boots it out', async () => {
+  const root = makeHome(cleanup);
+  const { calls, manager } = recordingManager((_command, args) =>
+    args[0] === 'bootout' && calls.length === 1 ? { status: 3, stderr: 'Boot-out failed: 3: No such process' } : {},
+  );
+  const out = capture();
+  const env = { ...userEnv(root), PATH: '/opt/homebrew/bin:/usr/bin:/bin' };
+  const io = { stdout: out.stdout, env, platform: 'darwin' as const, userHome: root, uid: 501, manager, waitForDaemon: false };
+  assert.equal(await runServiceCommand(['install'], io), 0, out.text());
+  const file = join(root, 'Library', 'LaunchAgents', `${LAUNCHD_LABEL}.plist`);
+  assert.deepEqual(calls, [
+    `launchctl bootout gui/501/${LAUNCHD_LABEL}`,
+    `launchctl enable gui/501/${LAUNCHD_LABEL}`,
+    `launchctl bootstrap gui/501 ${file}`,
+  ]);
+  assert.match(out.text(), /ran: launchctl bootout .*nothing to undo/, 'a job not loaded yet is not a failure');
+  const plist = readFileSync(file, 'utf8');
+  assert.deepEqual(parsePlistProgramArguments(plist), EXPECTED_COMMAND);
+  assert.match(plist, /<key>Label<\/key>\s*<string>local\.exai-ws\.daemon<\/string>/);
+  assert.match(plist, /<key>RunAtLoad<\/key>\s*<true\/>/);
+  assert.match(
+    plist,
+    /<key>KeepAlive<\/key>\s*<dict>\s*<key>SuccessfulExit<\/key>\s*<false\/>/,
+    'restarted when it fails, not after a clean stop',
+  );
+  assert.match(plist, /<key>PATH<\/key>\s*<string>\/opt\/homebrew\/bin:\/usr\/bin:\/bin<\/string>/, "the shell's PATH, so npx finds node");
+  assert.ok(existsSync(join(root, 'state', 'logs')), 'the log folder launchd writes into exists');
+
+  calls.length = 0;
+  assert.equal(await runServiceCommand(['uninstall'], io), 0);
+  assert.deepEqual(calls, [`launchctl bootout gui/501/${LAUNCHD_LABEL}`]);
+  assert.ok(!existsSync(file));
+});
+
+test('Linux: install reloads, enables and (re)starts the unit; an unchanged unit is only enabled; uninstall disables it', async () => {
+  const root = makeHome(cleanup);
+  const { calls, manager } = recordingManager();
+  const out = capture();
+  const io = {
+    stdout: out.stdout,
+    env: userEnv(root),
+    platform: 'linux' as const,
+    userHome: root,
+    uid: 1000,
+    manager,
+    waitForDaemon: false,
+  };
+  assert.equal(await runServiceCommand(['install'], io), 0, out.text());
+  assert.deepEqual(calls, [
+    'systemctl --user daemon-reload',
+    'systemctl --user enable exai-ws.service',
+    'systemctl --user restart exai-ws.service',
+  ]);
+  assert.match(out.text(), /enabled: exai-ws\.service starts the daemon at login/);
+  calls.length = 0;
+  assert.equal(await runServiceCommand(['install'], io), 0);
+  assert.deepEqual(
+    calls,
+    ['systemctl --user daemon-reload', 'systemctl --user enable --now exai-ws.service'],
+    'a running service with the same file is left running',
+  );
+  calls.length = 0;
+  assert.equal(await runServiceCommand(['uninstall'], io), 0);
+  assert.deepEqual(calls, ['systemctl --user disable --now exai-ws.service', 'systemctl --user daemon-reload']);
+  assert.ok(!existsSync(join(root, 'config', 'systemd', 'user', 'exai-ws.service')));
+});
+
+test('Linux without a systemd user session: the unit is still written and the commands to run are printed', async () => {
+  const root = makeHome(cleanup);
+  const { calls, manager } = recordingManager(() => ({ status: 1, stderr: 'Failed to connect to bus: No medium found\n' }));
+  const out = capture();
+  const io = {
+    stdout: out.stdout,
+    env: userEnv(root),
+    platform: 'linux' as const,
+    userHome: root,
+    uid: 1000,
+    manager,
+    waitForDaemon: false,
+  };
+  assert.equal(await runServiceCommand(['install'], io), 1);
+  assert.equal(calls.length, 1, 'it stops at the first step that fails');
+  assert.ok(existsSync(join(root, 'config', 'systemd', 'user', 'exai-ws.service')));
+  assert.match(
+    out.text(),
+    /the service manager is not available here \(Failed to connect to bus: No medium found\); once it is, run:\n {2}systemctl --user daemon-reload\n {2}systemctl --user enable exai-ws\.service\n {2}systemctl --user restart exai-ws\.service\n/,
+  );
+
+  const noSystemctl = recordingManager(() => ({
+    status: null,
+    error: Object.assign(new Error('spawn systemctl ENOENT'), { code: 'ENOENT' }),
+  }));
+  const out2 = capture();
+  assert.equal(await runServiceCommand(['status'], { ...io, stdout: out2.stdout, manager: noSystemctl.manager }), 0);
+  assert.match(out2.text(), /service manager: not available \(systemctl is not installed\)/);
+});
+
+test('odd paths survive both formats: spaces, quotes, %, $, & and <', () => {
+  const spec: ServiceSpec = {
+    program: '/opt/my node/bin/node',
+    args: ['--max-semi-space-size=4', `/home/o'brien/100% "exai" $HOME & <ws>/dist/src/cli.js`, 'daemon'],
+    env: [['EXAI_WS_HOME', '/home/a b/%h/$x']],
+    home: '/home/a b/state',
+    envFile: '/home/a/.config/exai-ws/service.env',
+  };
+  assert.deepEqual(parseUnitExecStart(systemdUnit(spec)), [spec.program, ...spec.args]);
+  assert.deepEqual(unitEnvironment(systemdUnit(spec)), { EXAI_WS_HOME: '/home/a b/%h/$x' });
+  assert.deepEqual(parsePlistProgramArguments(launchdPlist(spec, LAUNCHD_LABEL, '/home/a')), [spec.program, ...spec.args]);
+  assert.throws(() => systemdUnit({ ...spec, args: ['a\nExecStartPre=/bin/evil'] }), TypeError);
+});
+
+test('bad usage exits 2 with the usage line', async () => {
+  const root = makeHome(cleanup);
+  const out = await cli(['service', 'frobnicate'], userEnv(root));
+  assert.equal(out.code, 2);
+  assert.match(out.stdout, /usage: exai-ws service install\|uninstall\|status/);
+  const help = await cli(['--help'], {});
+  assert.match(help.stdout, /\n {2}service\s/);
+  assert.match(help.stdout, /\n {2}config\s/);
+});
