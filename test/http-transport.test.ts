@@ -339,3 +339,28 @@ test('DELETE ends the session (404 afterwards); an idle session ends by itself, 
   await gone.arrayBuffer();
   await get.body?.cancel();
 });
+
+test('a request the client cancels gets no response: its POST ends without one and the session can go idle', async () => {
+  const h = await harness({ idleMs: 300 });
+  const { id, session } = await initialize(h);
+  const headers = { 'mcp-session-id': id };
+  const pending = post(h, { jsonrpc: '2.0', id: 'long', method: 'hold' }, headers);
+  while (!session.taken.some((c) => c.kind === 'request' && c.message.id === 'long')) await new Promise((r) => setTimeout(r, 5));
+  const cancel = await post(
+    h,
+    { jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 'long', reason: 'user' } },
+    headers,
+  );
+  assert.equal(cancel.status, 202);
+  await cancel.arrayBuffer();
+  const ended = await pending;
+  assert.equal(ended.status, 200);
+  assert.equal(await ended.text(), '', 'no response for a cancelled request');
+  const deadline = Date.now() + 10_000;
+  while (!h.ended.some((e) => e.id === session.id) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  assert.deepEqual(
+    h.ended.find((e) => e.id === session.id),
+    { id: session.id, reason: 'http_idle' },
+    'nothing is left waiting: the session goes idle',
+  );
+});

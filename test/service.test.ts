@@ -214,19 +214,16 @@ test('macOS: install writes the launchd agent and bootstraps it in the gui domai
   assert.ok(!existsSync(file));
 });
 
+/** What a Linux user's `exai-ws service` sees, with the service manager recorded instead of run. */
+function linuxIo(root: string, out: ReturnType<typeof capture>, manager: ReturnType<typeof recordingManager>['manager']) {
+  return { stdout: out.stdout, env: userEnv(root), platform: 'linux' as const, userHome: root, uid: 1000, manager, waitForDaemon: false };
+}
+
 test('Linux: install reloads, enables and (re)starts the unit; an unchanged unit is only enabled; uninstall disables it', async () => {
   const root = makeHome(cleanup);
   const { calls, manager } = recordingManager();
   const out = capture();
-  const io = {
-    stdout: out.stdout,
-    env: userEnv(root),
-    platform: 'linux' as const,
-    userHome: root,
-    uid: 1000,
-    manager,
-    waitForDaemon: false,
-  };
+  const io = linuxIo(root, out, manager);
   assert.equal(await runServiceCommand(['install'], io), 0, out.text());
   assert.deepEqual(calls, [
     'systemctl --user daemon-reload',
@@ -251,15 +248,7 @@ test('Linux without a systemd user session: the unit is still written and the co
   const root = makeHome(cleanup);
   const { calls, manager } = recordingManager(() => ({ status: 1, stderr: 'Failed to connect to bus: No medium found\n' }));
   const out = capture();
-  const io = {
-    stdout: out.stdout,
-    env: userEnv(root),
-    platform: 'linux' as const,
-    userHome: root,
-    uid: 1000,
-    manager,
-    waitForDaemon: false,
-  };
+  const io = linuxIo(root, out, manager);
   assert.equal(await runServiceCommand(['install'], io), 1);
   assert.equal(calls.length, 1, 'it stops at the first step that fails');
   assert.ok(existsSync(join(root, 'config', 'systemd', 'user', 'exai-ws.service')));

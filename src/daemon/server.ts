@@ -133,8 +133,11 @@ export class DaemonServer {
       res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(text) });
       res.end(text);
     };
-    if (!this.hostAllowed(req)) return send(403, { error: 'forbidden: Host must name this daemon' });
-    if (!originAllowed(req.headers.origin)) return send(403, { error: 'forbidden: only loopback origins may call the daemon' });
+    // JSON-RPC error bodies, so that an MCP client over HTTP reads them like any other refusal.
+    const forbidden = (message: string) =>
+      send(403, { jsonrpc: '2.0', id: null, error: { code: RpcCode.INVALID_REQUEST, message: `Forbidden: ${message}` } });
+    if (!this.hostAllowed(req)) return forbidden('Host must name this daemon (127.0.0.1:PORT or localhost:PORT)');
+    if (!originAllowed(req.headers.origin)) return forbidden('only loopback origins may call the daemon');
     const path = (req.url ?? '/').split('?')[0] ?? '/';
     const mcp = MCP_PATH.exec(path);
     if (mcp) {

@@ -227,6 +227,25 @@ export class HttpTransport implements Transport {
   }
 
   /**
+   * The client cancelled request `id`: no response will come, so its POST ends now (an SSE
+   * stream with what went out so far; an empty one when nothing did).
+   */
+  abandon(id: RequestId): void {
+    const exchange = this.exchanges.get(idKey(id));
+    if (!exchange) return;
+    this.exchanges.delete(exchange.key);
+    if (exchange.headersSent) {
+      this.finishStream(exchange.stream);
+      return;
+    }
+    exchange.headersSent = true;
+    const res = exchange.res;
+    if (res === null) return;
+    this.openStream(res, 0, exchange.headers);
+    res.end();
+  }
+
+  /**
    * Opens (or resumes, after `lastEventId`) a GET stream. Returns an HTTP status when it
    * cannot: 409 while the session's GET stream is already open.
    */
@@ -414,6 +433,11 @@ export class McpHttpEndpoint {
     transport.lastActiveMs = Date.now();
     if (c.kind !== 'request') {
       session.take(c);
+      if (c.kind === 'notification' && c.message.method === 'notifications/cancelled') {
+        // A cancelled request gets no response (MCP): its POST ends without one.
+        const cancelled = c.message.params?.requestId;
+        if (typeof cancelled === 'string' || typeof cancelled === 'number') transport.abandon(cancelled);
+      }
       res.writeHead(202).end();
       return;
     }
