@@ -107,7 +107,13 @@ export interface HttpResults {
   modes: Record<Mode, ModeFigures>;
   /** daemon /mcp against the SDK's server: p50 and p99 ratios (lower is better), calls/s ratio (higher is better). */
   ratio: { p50: number; p99: number; throughput: number };
-  hosted: { tool: string; latencyUs: Record<HostedMode, Summary>; ratio: { p50: number; p99: number } };
+  hosted: {
+    tool: string;
+    latencyUs: Record<HostedMode, Summary>;
+    /** CPU time per sequential call of each process involved, in microseconds. */
+    cpuUsPerCall: Record<HostedMode, Record<string, number>>;
+    ratio: { p50: number; p99: number };
+  };
   loadavg_before: number[];
   loadavg_after: number[];
 }
@@ -312,7 +318,20 @@ async function measureBuiltin(
   }
 }
 
-async function measureHosted(plan: HttpPlan, daemon: DaemonProc, progress: (line: string) => void): Promise<Record<HostedMode, Summary>> {
+/** The pid /health reports for a hosted server. */
+async function hostedPid(daemon: DaemonProc, name: string): Promise<number> {
+  const res = await fetch(`http://127.0.0.1:${daemon.port}/health`, { signal: AbortSignal.timeout(5_000) });
+  const body = (await res.json()) as { servers?: { name?: string; pid?: number | null }[] };
+  const pid = body.servers?.find((s) => s.name === name)?.pid;
+  if (typeof pid !== 'number') throw new Error(`/health reports no pid for ${name}`);
+  return pid;
+}
+
+async function measureHosted(
+  plan: HttpPlan,
+  daemon: DaemonProc,
+  progress: (line: string) => void,
+): Promise<{ latencyUs: Record<HostedMode, Summary>; cpuUsPerCall: Record<HostedMode, Record<string, number>> }> {
   const callers: Partial<Record<HostedMode, Caller>> = {};
   try {
     const direct = await connectStdio(process.execPath, [EVERYTHING, 'stdio'], childEnv(makeHome()));
@@ -330,12 +349,27 @@ async function measureHosted(plan: HttpPlan, daemon: DaemonProc, progress: (line
     const samples: Record<HostedMode, number[]> = { direct: [], daemon_http: [], daemon_http_one: [], shim: [] };
     const deadline = performance.now() + plan.sequentialMaxMs;
     for (const m of HOSTED_MODES) await sequential(callers[m]!.client, tools[m], plan.warmupCalls, deadline, null);
+    const upstream = await hostedPid(daemon, 'everything');
+    const processes: Record<HostedMode, Record<string, number>> = {
+      direct: { client: process.pid, upstream: direct.pid },
+      daemon_http: { client: process.pid, daemon: daemon.pid, upstream },
+      daemon_http_one: { client: process.pid, daemon: daemon.pid, upstream },
+      shim: { client: process.pid, shim: shim.pid, daemon: daemon.pid, upstream },
+    };
+    const cpuMs: Record<HostedMode, Record<string, number>> = { direct: {}, daemon_http: {}, daemon_http_one: {}, shim: {} };
     progress(`http: hosted server-everything echo, ${plan.hostedCalls} sequential calls per mode (${HOSTED_MODES.join(', ')})`);
     for (let done = 0; done < plan.hostedCalls && performance.now() < deadline; done += plan.blockCalls) {
       const block = Math.min(plan.blockCalls, plan.hostedCalls - done);
-      for (const m of HOSTED_MODES) await sequential(callers[m]!.client, tools[m], block, deadline, samples[m]);
+      for (const m of HOSTED_MODES) {
+        await withCpu(processes[m], cpuMs[m], () => sequential(callers[m]!.client, tools[m], block, deadline, samples[m]));
+      }
     }
-    return Object.fromEntries(HOSTED_MODES.map((m) => [m, summarize(samples[m])])) as Record<HostedMode, Summary>;
+    const perCall = (m: HostedMode) =>
+      Object.fromEntries(Object.entries(cpuMs[m]).map(([name, ms]) => [name, (ms * 1000) / samples[m].length]));
+    return {
+      latencyUs: Object.fromEntries(HOSTED_MODES.map((m) => [m, summarize(samples[m])])) as Record<HostedMode, Summary>,
+      cpuUsPerCall: Object.fromEntries(HOSTED_MODES.map((m) => [m, perCall(m)])) as Record<HostedMode, Record<string, number>>,
+    };
   } finally {
     for (const m of HOSTED_MODES) await callers[m]?.close();
   }
@@ -370,8 +404,12 @@ export async function runHttp(plan: HttpPlan, progress: (line: string) => void):
       },
       hosted: {
         tool: 'server-everything echo',
-        latencyUs: hosted,
-        ratio: { p50: hosted.daemon_http.p50 / hosted.direct.p50, p99: hosted.daemon_http.p99 / hosted.direct.p99 },
+        latencyUs: hosted.latencyUs,
+        cpuUsPerCall: hosted.cpuUsPerCall,
+        ratio: {
+          p50: hosted.latencyUs.daemon_http.p50 / hosted.latencyUs.direct.p50,
+          p99: hosted.latencyUs.daemon_http.p99 / hosted.latencyUs.direct.p99,
+        },
       },
       loadavg_before: loadBefore,
       loadavg_after: loadavg(),
@@ -418,6 +456,10 @@ export function httpLines(r: HttpResults): string[] {
   const m = r.modes;
   const cpu = (mode: Mode, name: string) => (m[mode].cpuUsPerCall[name] === undefined ? '-' : fmt(m[mode].cpuUsPerCall[name]));
   const h = r.hosted.latencyUs;
+  const hostedCpu = (mode: HostedMode, name: string) => {
+    const value = r.hosted.cpuUsPerCall[mode][name];
+    return value === undefined ? '-' : fmt(value);
+  };
   const budgetRows = httpBudgets(r).map((b) => [
     b.figure,
     `${fmt(b.value, 2)} ${b.unit}`,
@@ -454,6 +496,14 @@ export function httpLines(r: HttpResults): string[] {
         `${fmt(h.daemon_http[p] / h.direct[p], 2)}x`,
         fmt(h.daemon_http_one[p]),
         fmt(h.shim[p]),
+      ]),
+      ...(['client', 'shim', 'daemon', 'upstream'] as const).map((name) => [
+        `CPU us/call: ${name}`,
+        hostedCpu('direct', name),
+        hostedCpu('daemon_http', name),
+        '',
+        hostedCpu('daemon_http_one', name),
+        hostedCpu('shim', name),
       ]),
     ]),
     '',
