@@ -126,9 +126,15 @@ export class HttpTransport implements Transport {
     return !this.closed;
   }
 
-  /** Unwritten bytes of the GET stream, where unrelated notifications go. */
+  /**
+   * Unwritten bytes of the session's open streams together: a client that stops reading one
+   * (a POST stream flooded with progress, or its GET stream) gets its notifications dropped
+   * like a WebSocket client that stops reading.
+   */
   get bufferedBytes(): number {
-    return this.streams.get(STANDALONE)?.res?.writableLength ?? 0;
+    let bytes = 0;
+    for (const stream of this.streams.values()) bytes += stream.res?.writableLength ?? 0;
+    return bytes;
   }
 
   /** True while a request is waiting for its response or a stream is open. */
