@@ -47,24 +47,14 @@ import {
   untrack,
   waitExit,
   type DaemonProc,
+  type CallPlan,
   type McpClient,
   type MemoryKb,
 } from './procs.js';
 import { median, percentile, round, summarize, type Summary } from './stats.js';
 import { HelloWebSocketTransport, openIdleSession } from './ws-client.js';
 
-interface Plan {
-  warmupCalls: number;
-  sequentialCalls: number;
-  /** Sequential calls run in alternating blocks per mode, so drift hits every mode alike. */
-  blockCalls: number;
-  sequentialMaxMs: number;
-  inflight: number;
-  /** One throughput window; modes alternate window by window, `throughputRounds` times. */
-  throughputMs: number;
-  throughputRounds: number;
-  throughputWarmupMs: number;
-  throughputMaxCalls: number;
+interface Plan extends CallPlan {
   startRuns: number;
   startWarmupRuns: number;
   memoryRuns: number;

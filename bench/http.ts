@@ -37,6 +37,7 @@ import {
   track,
   untrack,
   waitExit,
+  type CallPlan,
   type DaemonProc,
 } from './procs.js';
 import { round, summarize, type Summary } from './stats.js';
@@ -44,18 +45,7 @@ import { round, summarize, type Summary } from './stats.js';
 const SDK_SERVER = join(ROOT, 'dist', 'bench', 'sdk-http-server.js');
 const WATCHDOG_MS = 8 * 60_000;
 
-export interface HttpPlan {
-  warmupCalls: number;
-  sequentialCalls: number;
-  /** Sequential calls run in alternating blocks per mode, so drift hits every mode alike. */
-  blockCalls: number;
-  /** A bound on each sequential part besides the count. */
-  sequentialMaxMs: number;
-  inflight: number;
-  throughputMs: number;
-  throughputRounds: number;
-  throughputWarmupMs: number;
-  throughputMaxCalls: number;
+export interface HttpPlan extends CallPlan {
   hostedCalls: number;
 }
 

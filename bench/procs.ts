@@ -360,3 +360,19 @@ export function runBench(main: () => Promise<void>): void {
     },
   );
 }
+
+/** How many calls a latency-and-throughput phase makes, and for how long (bounded both ways). */
+export interface CallPlan {
+  warmupCalls: number;
+  sequentialCalls: number;
+  /** Sequential calls run in alternating blocks per mode, so drift hits every mode alike. */
+  blockCalls: number;
+  /** A bound on each sequential part besides the count. */
+  sequentialMaxMs: number;
+  inflight: number;
+  /** One throughput window; modes alternate window by window, `throughputRounds` times. */
+  throughputMs: number;
+  throughputRounds: number;
+  throughputWarmupMs: number;
+  throughputMaxCalls: number;
+}

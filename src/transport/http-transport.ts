@@ -1,0 +1,334 @@
+/**
+ * One Streamable HTTP session's transport: where each message the session sends goes.
+ *
+ * - a request's response, and whatever belongs to that request before it (its progress, a
+ *   server request it caused), goes on that request's POST. The POST stays a plain JSON
+ *   response when nothing but the response goes out; it becomes an SSE stream the moment
+ *   something must go out before the response, and the stream ends with the response;
+ * - everything else (list changes, resource updates, log messages, server requests with no
+ *   request of this client behind them) goes on the session's GET stream, kept while none is
+ *   open and delivered when one opens.
+ *
+ * Every SSE event has an id `<stream>-<seq>` and is kept in a bounded per-session event store,
+ * so a client that lost a stream resumes it with `Last-Event-ID` on a GET: the events after it
+ * are written again, then the stream goes on (a POST stream until its response).
+ */
+import type { ServerResponse } from 'node:http';
+import { RpcCode } from '../protocol/codes.js';
+import { idKey, rpcError, type RequestId } from '../protocol/jsonrpc.js';
+import type { Transport } from './transport.js';
+
+/** Events kept per session for resumption, whatever their size. */
+export const MAX_STORED_EVENTS = 1024;
+
+/** One POST's request, waiting for its response. */
+interface Exchange {
+  readonly key: string;
+  /** The response this request's messages go to; null once the client hung up. */
+  res: ServerResponse | null;
+  /** Nothing written yet: the response may still be plain JSON. */
+  headersSent: boolean;
+  /** The SSE stream of this exchange, once it became one. */
+  stream: number;
+  /** Extra headers of the first write (the new session's id). */
+  headers: Record<string, string>;
+}
+
+interface StoredEvent {
+  readonly stream: number;
+  readonly seq: number;
+  readonly text: string;
+  readonly bytes: number;
+  /** Written to a live stream at least once (the GET stream's kept events are not). */
+  delivered: boolean;
+}
+
+/** A stream that can be resumed: the GET stream (0) or a POST that became SSE. */
+interface StreamState {
+  res: ServerResponse | null;
+  /** Its response went out: after replay, a resumed stream ends. */
+  done: boolean;
+}
+
+/** Finished POST streams kept for a client that lost them before their end. */
+const MAX_UNCLAIMED_STREAMS = 64;
+
+/** The GET stream's number. */
+const STANDALONE = 0;
+
+const SSE_HEADERS = { 'content-type': 'text/event-stream', 'cache-control': 'no-cache, no-transform', connection: 'keep-alive' };
+
+export class HttpTransport implements Transport {
+  readonly kind = 'http' as const;
+  onmessage: ((text: string) => void) | undefined;
+  onclose: ((code: number) => void) | undefined;
+  /** Last time a request of this session arrived or a stream closed, for the idle rule. */
+  lastActiveMs = Date.now();
+  readonly sessionId: string;
+  private readonly exchanges = new Map<string, Exchange>();
+  private readonly streams = new Map<number, StreamState>([[STANDALONE, { res: null, done: false }]]);
+  private events: StoredEvent[] = [];
+  private eventBytes = 0;
+  private nextStream = 1;
+  /** Finished streams whose client was gone, oldest first. */
+  private unclaimed: number[] = [];
+  private nextSeq = 1;
+  private closed = false;
+  private readonly maxEventBytes: number;
+  private readonly onended: (transport: HttpTransport) => void;
+
+  constructor(sessionId: string, maxEventBytes: number, onended: (transport: HttpTransport) => void) {
+    this.sessionId = sessionId;
+    this.maxEventBytes = maxEventBytes;
+    this.onended = onended;
+  }
+
+  get open(): boolean {
+    return !this.closed;
+  }
+
+  /**
+   * Unwritten bytes of the session's open streams together: a client that stops reading one
+   * (a POST stream flooded with progress, or its GET stream) gets its notifications dropped
+   * like a WebSocket client that stops reading.
+   */
+  get bufferedBytes(): number {
+    let bytes = 0;
+    for (const stream of this.streams.values()) bytes += stream.res?.writableLength ?? 0;
+    return bytes;
+  }
+
+  /** True while a request is waiting for its response or a stream is open. */
+  get busy(): boolean {
+    if (this.exchanges.size > 0) return true;
+    for (const stream of this.streams.values()) if (stream.res !== null) return true;
+    return false;
+  }
+
+  /** The request `id` is waiting for its response on a POST. */
+  waiting(id: RequestId): boolean {
+    return this.exchanges.has(idKey(id));
+  }
+
+  send(text: string, related: RequestId | undefined, written?: (error?: Error | null) => void): void {
+    if (this.closed) {
+      written?.();
+      return;
+    }
+    const key = related === undefined ? undefined : idKey(related);
+    const exchange = key === undefined ? undefined : this.exchanges.get(key);
+    if (!exchange) {
+      this.emit(STANDALONE, text, written);
+      return;
+    }
+    const final = isResponseTo(text, related as RequestId);
+    if (final) this.exchanges.delete(exchange.key);
+    if (exchange.res === null && !exchange.headersSent) {
+      // Its client hung up before anything went out: a JSON response has no event id to
+      // resume from, so nothing is kept (a disconnect is not a cancellation: the work went on).
+      written?.();
+      return;
+    }
+    if (!exchange.headersSent && final && exchange.res !== null) {
+      // Nothing went before the response: plain JSON, no stream.
+      exchange.headersSent = true;
+      const res = exchange.res;
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...exchange.headers });
+      res.end(text, () => written?.());
+      return;
+    }
+    if (!exchange.headersSent) {
+      exchange.headersSent = true;
+      exchange.stream = this.nextStream++;
+      this.streams.set(exchange.stream, { res: exchange.res, done: false });
+      if (exchange.res !== null) this.openStream(exchange.res, exchange.headers);
+    }
+    this.emit(exchange.stream, text, written);
+    if (final) this.finishStream(exchange.stream);
+  }
+
+  /** Each POST is its own HTTP request: the in-flight limit and queue bound what a client sends. */
+  pauseInput(): void {}
+
+  resumeInput(): void {}
+
+  /** Ends every stream and waiting POST; later requests with this session id get 404. Idempotent. */
+  close(code = 1000, reason = 'session closed'): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const exchange of this.exchanges.values()) {
+      const res = exchange.res;
+      if (res === null) continue;
+      if (!exchange.headersSent) {
+        exchange.headersSent = true;
+        writeJson(res, 200, rpcError(keyToId(exchange.key), RpcCode.CONNECTION_CLOSED, `connection closed: ${reason}`));
+      } else res.end();
+    }
+    this.exchanges.clear();
+    for (const stream of this.streams.values()) stream.res?.end();
+    this.streams.clear();
+    this.events = [];
+    this.eventBytes = 0;
+    this.onended(this);
+    const onclose = this.onclose;
+    this.onclose = undefined;
+    onclose?.(code);
+  }
+
+  /**
+   * Registers a POST's request before the session sees it, so that what the session sends for
+   * it finds its response. `headers` go out with the first write (a new session's id).
+   */
+  expect(id: RequestId, res: ServerResponse, headers: Record<string, string>): void {
+    const exchange: Exchange = { key: idKey(id), res, headersSent: false, stream: 0, headers };
+    this.exchanges.set(exchange.key, exchange);
+    res.on('close', () => {
+      if (exchange.res !== res) return;
+      exchange.res = null;
+      this.lastActiveMs = Date.now();
+      const stream = this.streams.get(exchange.stream);
+      if (stream?.res === res) stream.res = null;
+      // A request whose client hung up before anything went out cannot be resumed: the
+      // session still answers it (a disconnect is not a cancellation), into the void.
+    });
+  }
+
+  /**
+   * The client cancelled request `id`: no response will come, so its POST ends now (an SSE
+   * stream with what went out so far; an empty one when nothing did).
+   */
+  abandon(id: RequestId): void {
+    const exchange = this.exchanges.get(idKey(id));
+    if (!exchange) return;
+    this.exchanges.delete(exchange.key);
+    if (exchange.headersSent) {
+      this.finishStream(exchange.stream);
+      return;
+    }
+    exchange.headersSent = true;
+    const res = exchange.res;
+    if (res === null) return;
+    this.openStream(res, exchange.headers);
+    res.end();
+  }
+
+  /**
+   * Opens (or resumes, after `lastEventId`) a GET stream. Returns an HTTP status when it
+   * cannot: 409 while the session's GET stream is already open.
+   */
+  listen(res: ServerResponse, lastEventId: string | undefined): number | undefined {
+    const resumed = parseEventId(lastEventId);
+    const streamId = resumed && this.streams.has(resumed.stream) ? resumed.stream : STANDALONE;
+    const stream = this.streams.get(streamId);
+    if (!stream) return 404;
+    if (stream.res !== null && !stream.res.writableEnded) return 409;
+    stream.res = res;
+    this.lastActiveMs = Date.now();
+    this.openStream(res, {});
+    res.on('close', () => {
+      if (stream.res === res) stream.res = null;
+      this.lastActiveMs = Date.now();
+    });
+    const after = resumed && resumed.stream === streamId ? resumed.seq : undefined;
+    for (const event of this.events) {
+      if (event.stream !== streamId) continue;
+      if (after !== undefined ? event.seq <= after : event.delivered) continue;
+      event.delivered = true;
+      res.write(sseEvent(event));
+    }
+    if (stream.done) {
+      res.end();
+      this.streams.delete(streamId);
+    }
+    return undefined;
+  }
+
+  private openStream(res: ServerResponse, headers: Record<string, string>): void {
+    res.writeHead(200, { ...SSE_HEADERS, ...headers });
+    res.flushHeaders();
+  }
+
+  /** Writes one event to a stream (kept for resumption), or keeps it while the stream has no connection. */
+  private emit(streamId: number, text: string, written?: (error?: Error | null) => void): void {
+    const event: StoredEvent = { stream: streamId, seq: this.nextSeq++, text, bytes: Buffer.byteLength(text), delivered: false };
+    this.store(event);
+    const res = this.streams.get(streamId)?.res;
+    if (res && !res.writableEnded) {
+      event.delivered = true;
+      res.write(sseEvent(event), () => written?.());
+      return;
+    }
+    written?.();
+  }
+
+  private finishStream(streamId: number): void {
+    const stream = this.streams.get(streamId);
+    if (!stream) return;
+    stream.done = true;
+    if (stream.res !== null) {
+      stream.res.end();
+      this.streams.delete(streamId);
+      return;
+    }
+    // Finished while its client was away: kept for a resume, the oldest such ones forgotten.
+    this.unclaimed.push(streamId);
+    if (this.unclaimed.length > MAX_UNCLAIMED_STREAMS) this.streams.delete(this.unclaimed.shift() as number);
+  }
+
+  /** Keeps an event within the store's bounds: the oldest go first. */
+  private store(event: StoredEvent): void {
+    this.events.push(event);
+    this.eventBytes += event.bytes;
+    let drop = 0;
+    while (drop < this.events.length - 1 && (this.eventBytes > this.maxEventBytes || this.events.length - drop > MAX_STORED_EVENTS)) {
+      this.eventBytes -= (this.events[drop] as StoredEvent).bytes;
+      drop++;
+    }
+    if (drop > 0) this.events = this.events.slice(drop);
+  }
+}
+
+/** Writes one JSON body with its status (or just ends a response whose headers went out). */
+export function writeJson(res: ServerResponse, status: number, body: unknown): void {
+  if (res.headersSent) {
+    res.end();
+    return;
+  }
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+function sseEvent(event: StoredEvent): string {
+  return `id: ${event.stream}-${event.seq}\nevent: message\ndata: ${event.text}\n\n`;
+}
+
+function parseEventId(value: string | undefined): { stream: number; seq: number } | undefined {
+  const match = value === undefined ? null : /^(\d{1,9})-(\d{1,15})$/.exec(value.trim());
+  if (!match) return undefined;
+  return { stream: Number(match[1]), seq: Number(match[2]) };
+}
+
+/**
+ * True when `text` is the response to request `id`: the session writes responses as
+ * `{"jsonrpc":"2.0","id":<id>,"result"|"error"...`, requests and notifications carry `method`.
+ */
+function isResponseTo(text: string, id: RequestId): boolean {
+  const prefix = `{"jsonrpc":"2.0","id":${JSON.stringify(id)},`;
+  if (text.startsWith(prefix)) {
+    const rest = text.slice(prefix.length);
+    return rest.startsWith('"result"') || rest.startsWith('"error"');
+  }
+  // Any other layout: parse (rare; never on the hot path of the daemon's own messages).
+  try {
+    const value = JSON.parse(text) as { id?: unknown; method?: unknown };
+    return value.method === undefined && value.id === id;
+  } catch {
+    return false;
+  }
+}
+
+/** The inverse of `idKey`. */
+function keyToId(key: string): RequestId {
+  return key.startsWith('s') ? key.slice(1) : Number(key.slice(1));
+}
