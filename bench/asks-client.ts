@@ -15,10 +15,9 @@
  * (`--quick` for one round). Loopback only, every loop bounded in count and time, every
  * process killed at the end.
  */
-import { mkdirSync, realpathSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import {
   ROOT,
@@ -34,6 +33,7 @@ import {
   type DaemonProc,
   type StdioConnection,
 } from './procs.js';
+import { isEntryPoint } from './calls.js';
 import { round, summarize, type Summary } from './stats.js';
 
 /** The tools measured: each is declared `asks_client` on `marked`, under its own name. */
@@ -345,12 +345,4 @@ export async function mainAsksClient(quick: boolean): Promise<void> {
   );
 }
 
-function isEntryPoint(): boolean {
-  try {
-    return process.argv[1] !== undefined && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url));
-  } catch {
-    return false;
-  }
-}
-
-if (isEntryPoint()) runBench(() => mainAsksClient(process.argv.includes('--quick')));
+if (isEntryPoint(import.meta.url)) runBench(() => mainAsksClient(process.argv.includes('--quick')));

@@ -51,6 +51,7 @@ import {
   type McpClient,
   type MemoryKb,
 } from './procs.js';
+import { VERSION_CALL, callOk, sequential, throughput } from './calls.js';
 import { median, percentile, round, summarize, type Summary } from './stats.js';
 import { HelloWebSocketTransport, openIdleSession } from './ws-client.js';
 
@@ -93,7 +94,6 @@ const QUICK: Plan = {
 };
 
 const WATCHDOG_MS = 10 * 60_000;
-const VERSION_CALL = { name: 'version', arguments: {} };
 const INITIALIZE_LINE = JSON.stringify({
   jsonrpc: '2.0',
   id: 1,
@@ -107,44 +107,6 @@ const LATENCY_MODES: readonly LatencyMode[] = ['direct', 'shim', 'ws'];
 
 function progress(line: string): void {
   process.stderr.write(`bench: ${line}\n`);
-}
-
-async function callVersion(client: Client): Promise<Record<string, unknown>> {
-  const result = await client.callTool(VERSION_CALL);
-  if (result.isError) throw new Error(`version failed: ${JSON.stringify(result.content)}`);
-  return (result.structuredContent ?? {}) as Record<string, unknown>;
-}
-
-/** Sequential calls, one at a time; pushes each latency in microseconds. */
-async function sequential(client: Client, calls: number, deadlineMs: number, into: number[] | null): Promise<void> {
-  for (let i = 0; i < calls && performance.now() < deadlineMs; i++) {
-    const t0 = performance.now();
-    await callVersion(client);
-    into?.push((performance.now() - t0) * 1000);
-  }
-}
-
-/** Keeps exactly `inflight` calls outstanding for `durationMs` (or `maxCalls`); calls per second. */
-async function throughput(
-  client: Client,
-  inflight: number,
-  durationMs: number,
-  maxCalls: number,
-): Promise<{ perS: number; calls: number; ms: number }> {
-  let calls = 0;
-  let stop = false;
-  const t0 = performance.now();
-  const deadline = t0 + durationMs;
-  const worker = async () => {
-    while (!stop) {
-      await callVersion(client);
-      calls++;
-      if (calls >= maxCalls || performance.now() >= deadline) stop = true;
-    }
-  };
-  await Promise.all(Array.from({ length: inflight }, worker));
-  const ms = performance.now() - t0;
-  return { perS: calls / (ms / 1000), calls, ms };
 }
 
 interface ThroughputFigures {
@@ -179,8 +141,8 @@ async function measureCalls(plan: Plan, daemon: DaemonProc): Promise<LatencyResu
     clients.ws = ws;
 
     // The tool must really run where we think: in the stdio process, or in the daemon.
-    const directPid = (await callVersion(direct.client)).pid;
-    const shimPid = (await callVersion(shim.client)).pid;
+    const directPid = (await callOk(direct.client, VERSION_CALL)).pid;
+    const shimPid = (await callOk(shim.client, VERSION_CALL)).pid;
     if (directPid !== direct.pid) throw new Error(`direct: version ran in pid ${String(directPid)}, expected ${direct.pid}`);
     if (shimPid !== daemon.pid) throw new Error(`shim: version ran in pid ${String(shimPid)}, expected the daemon ${daemon.pid}`);
 
@@ -201,12 +163,12 @@ async function measureCalls(plan: Plan, daemon: DaemonProc): Promise<LatencyResu
     const samples: Record<LatencyMode, number[]> = { direct: [], shim: [], ws: [] };
     const seqCpuMs: Record<LatencyMode, Record<string, number>> = { direct: {}, shim: {}, ws: {} };
     const deadline = performance.now() + plan.sequentialMaxMs;
-    for (const mode of LATENCY_MODES) await sequential(clients[mode]!, plan.warmupCalls, deadline, null);
+    for (const mode of LATENCY_MODES) await sequential(clients[mode]!, VERSION_CALL, plan.warmupCalls, deadline, null);
     progress(`sequential: ${plan.sequentialCalls} calls per mode in blocks of ${plan.blockCalls}`);
     for (let done = 0; done < plan.sequentialCalls && performance.now() < deadline; done += plan.blockCalls) {
       const block = Math.min(plan.blockCalls, plan.sequentialCalls - done);
       for (const mode of LATENCY_MODES) {
-        await withCpu(mode, seqCpuMs[mode], () => sequential(clients[mode]!, block, deadline, samples[mode]));
+        await withCpu(mode, seqCpuMs[mode], () => sequential(clients[mode]!, VERSION_CALL, block, deadline, samples[mode]));
       }
     }
     const summaries = {
@@ -227,11 +189,14 @@ async function measureCalls(plan: Plan, daemon: DaemonProc): Promise<LatencyResu
       LatencyMode,
       { calls: number; ms: number; rounds: number[]; cpuMs: Record<string, number> }
     >;
-    for (const mode of LATENCY_MODES) await throughput(clients[mode]!, plan.inflight, plan.throughputWarmupMs, plan.throughputMaxCalls);
+    for (const mode of LATENCY_MODES)
+      await throughput(clients[mode]!, VERSION_CALL, plan.inflight, plan.throughputWarmupMs, plan.throughputMaxCalls);
     for (let round = 0; round < plan.throughputRounds; round++) {
       for (const mode of LATENCY_MODES) {
         const t = totals[mode];
-        const r = await withCpu(mode, t.cpuMs, () => throughput(clients[mode]!, plan.inflight, plan.throughputMs, plan.throughputMaxCalls));
+        const r = await withCpu(mode, t.cpuMs, () =>
+          throughput(clients[mode]!, VERSION_CALL, plan.inflight, plan.throughputMs, plan.throughputMaxCalls),
+        );
         t.calls += r.calls;
         t.ms += r.ms;
         t.rounds.push(r.perS);
@@ -325,7 +290,7 @@ async function measureProcessMemory(
   const sample = async (mode: 'shim' | 'direct'): Promise<MemoryKb> => {
     const c = await connectClient(mode, mode === 'shim' ? daemon.home : makeHome());
     try {
-      await callVersion(c.client);
+      await callOk(c.client, VERSION_CALL);
       await sleep(500);
       return readMemory(c.pid);
     } finally {

@@ -17,10 +17,9 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, realpathSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import {
@@ -40,6 +39,7 @@ import {
   type CallPlan,
   type DaemonProc,
 } from './procs.js';
+import { VERSION_CALL, callOk, isEntryPoint, sequential, throughput } from './calls.js';
 import { round, summarize, type Summary } from './stats.js';
 
 const SDK_SERVER = join(ROOT, 'dist', 'bench', 'sdk-http-server.js');
@@ -175,44 +175,6 @@ async function startSdkServer(jsonResponse: boolean, timeoutMs = 15_000): Promis
   };
 }
 
-async function callOk(client: Client, name: string, args: Record<string, unknown>): Promise<Record<string, unknown>> {
-  const result = await client.callTool({ name, arguments: args });
-  if (result.isError) throw new Error(`${name} failed: ${JSON.stringify(result.content)}`);
-  return (result.structuredContent ?? {}) as Record<string, unknown>;
-}
-
-/** `calls` sequential calls (stopping at `deadline`); pushes each latency in microseconds into `into`. */
-async function sequential(
-  client: Client,
-  tool: { name: string; arguments: Record<string, unknown> },
-  calls: number,
-  deadline: number,
-  into: number[] | null,
-): Promise<void> {
-  for (let i = 0; i < calls && performance.now() < deadline; i++) {
-    const t0 = performance.now();
-    await callOk(client, tool.name, tool.arguments);
-    into?.push((performance.now() - t0) * 1000);
-  }
-}
-
-/** Keeps exactly `inflight` calls outstanding for `durationMs` (or `maxCalls`). */
-async function throughput(client: Client, inflight: number, durationMs: number, maxCalls: number): Promise<{ calls: number; ms: number }> {
-  let calls = 0;
-  let stop = false;
-  const t0 = performance.now();
-  const deadline = t0 + durationMs;
-  const lane = async () => {
-    while (!stop) {
-      await callOk(client, 'version', {});
-      calls++;
-      if (calls >= maxCalls || performance.now() >= deadline) stop = true;
-    }
-  };
-  await Promise.all(Array.from({ length: inflight }, lane));
-  return { calls, ms: performance.now() - t0 };
-}
-
 /** Runs `work` and adds the CPU milliseconds each named process spent meanwhile to `into`. */
 async function withCpu<T>(processes: Record<string, number>, into: Record<string, number>, work: () => Promise<T>): Promise<T> {
   const names = Object.entries(processes);
@@ -249,7 +211,7 @@ async function measureBuiltin(
       direct: direct.pid,
     };
     for (const m of MODES) {
-      const pid = (await callOk(clients[m], 'version', {})).pid;
+      const pid = (await callOk(clients[m], VERSION_CALL)).pid;
       if (pid !== where[m]) throw new Error(`${m}: version ran in pid ${String(pid)}, expected ${where[m]}`);
     }
     const processes: Record<Mode, Record<string, number>> = {
@@ -260,18 +222,17 @@ async function measureBuiltin(
       direct: { client: process.pid, server: direct.pid },
     };
 
-    const version = { name: 'version', arguments: {} };
     const samples: Record<Mode, number[]> = { sdk_http: [], sdk_http_json: [], daemon_http: [], shim: [], direct: [] };
     const deadline = performance.now() + plan.sequentialMaxMs;
-    for (const m of MODES) await sequential(clients[m], version, plan.warmupCalls, deadline, null);
+    for (const m of MODES) await sequential(clients[m], VERSION_CALL, plan.warmupCalls, deadline, null);
     progress(`http: ${plan.sequentialCalls} sequential calls per mode (${MODES.join(', ')}) in blocks of ${plan.blockCalls}`);
     for (let done = 0; done < plan.sequentialCalls && performance.now() < deadline; done += plan.blockCalls) {
       const block = Math.min(plan.blockCalls, plan.sequentialCalls - done);
-      for (const m of MODES) await sequential(clients[m], version, block, deadline, samples[m]);
+      for (const m of MODES) await sequential(clients[m], VERSION_CALL, block, deadline, samples[m]);
     }
 
     progress(`http: ${plan.inflight} in flight, ${plan.throughputRounds} x ${plan.throughputMs} ms per mode, alternating`);
-    for (const m of MODES) await throughput(clients[m], plan.inflight, plan.throughputWarmupMs, plan.throughputMaxCalls);
+    for (const m of MODES) await throughput(clients[m], VERSION_CALL, plan.inflight, plan.throughputWarmupMs, plan.throughputMaxCalls);
     const totals = Object.fromEntries(MODES.map((m) => [m, { calls: 0, ms: 0, rounds: [] as number[], cpuMs: {} }])) as Record<
       Mode,
       { calls: number; ms: number; rounds: number[]; cpuMs: Record<string, number> }
@@ -282,7 +243,7 @@ async function measureBuiltin(
       for (const m of order) {
         const t = totals[m];
         const got = await withCpu(processes[m], t.cpuMs, () =>
-          throughput(clients[m], plan.inflight, plan.throughputMs, plan.throughputMaxCalls),
+          throughput(clients[m], VERSION_CALL, plan.inflight, plan.throughputMs, plan.throughputMaxCalls),
         );
         t.calls += got.calls;
         t.ms += got.ms;
@@ -521,12 +482,4 @@ export async function mainHttp(quick: boolean): Promise<void> {
   process.stdout.write(`${[`exai-ws bench, http only (${load})`, '', ...httpLines(results), '', `written: ${file}`].join('\n')}\n`);
 }
 
-function isEntryPoint(): boolean {
-  try {
-    return process.argv[1] !== undefined && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url));
-  } catch {
-    return false;
-  }
-}
-
-if (isEntryPoint()) runBench(() => mainHttp(process.argv.includes('--quick')));
+if (isEntryPoint(import.meta.url)) runBench(() => mainHttp(process.argv.includes('--quick')));

@@ -16,7 +16,7 @@ import { createServer, request, type IncomingHttpHeaders, type Server } from 'no
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { ROOT, Cleanup, baseEnv, makeHome, startDaemon, waitFor } from './helpers.js';
+import { ROOT, Cleanup, baseEnv, makeHome, spawnChild, startDaemon, waitFor } from './helpers.js';
 import { waitReady } from './fixtures/hosted-servers.js';
 import { CONFORMANCE_LISTENING } from './fixtures/conformance-server.js';
 
@@ -132,20 +132,14 @@ function checksByScenario(outDir: string): Map<string, CheckLines> {
 
 /** Serves the fixture directly (the SDK's Streamable HTTP server) and returns its `/mcp` URL. */
 async function startDirectFixture(): Promise<string> {
-  const proc = spawn(process.execPath, [FIXTURE, '--http', '0'], { env: baseEnv(), stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  proc.stderr.on('data', (chunk: Buffer) => (err += chunk.toString()));
-  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
-  cleanup.add(async () => {
-    if (proc.exitCode === null && proc.signalCode === null) {
-      proc.kill('SIGKILL');
-      await exited;
-    }
+  const { proc, stderr } = spawnChild(cleanup, process.execPath, [FIXTURE, '--http', '0'], {
+    env: baseEnv(),
+    stdio: ['ignore', 'ignore', 'pipe'],
   });
   const port = await waitFor(
     () => {
-      if (proc.exitCode !== null) throw new Error(`the fixture exited during start: ${err}`);
-      return new RegExp(`${CONFORMANCE_LISTENING} 127\\.0\\.0\\.1:(\\d+)`).exec(err)?.[1];
+      if (proc.exitCode !== null) throw new Error(`the fixture exited during start: ${stderr()}`);
+      return new RegExp(`${CONFORMANCE_LISTENING} 127\\.0\\.0\\.1:(\\d+)`).exec(stderr())?.[1];
     },
     'the conformance fixture to listen',
     15_000,

@@ -3,7 +3,7 @@
  * shim processes, the official MCP SDK client, and raw WebSockets for protocol tests.
  * Every helper that starts something registers it with a {@link Cleanup}.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createServer } from 'node:net';
@@ -81,20 +81,28 @@ export interface StartDaemonOptions {
   plain?: boolean;
 }
 
-/** Spawns a daemon process and waits until its address card has a port. */
-export function spawnDaemon(
+/** A child process, its stderr so far, and its exit (code or signal). */
+export interface Child {
+  proc: ChildProcess;
+  stderr: () => string;
+  exited: Promise<number | string>;
+}
+
+/**
+ * Spawns `command` and kills it with SIGKILL at cleanup if it still runs. Its stderr (and its
+ * stdout too, with `stdoutToo`) is collected; stdio defaults to ignore/pipe/pipe.
+ */
+export function spawnChild(
   cleanup: Cleanup,
-  options: StartDaemonOptions = {},
-): { proc: ChildProcess; home: string; stderr: () => string; exited: Promise<number | string> } {
-  const home = options.home ?? makeHome(cleanup);
-  const args = options.plain ? [CLI, 'daemon'] : [FIXTURE_DAEMON];
-  const proc = spawn(process.execPath, args, {
-    env: { ...baseEnv(), EXAI_WS_HOME: home, EXAI_WS_PORT: '0', EXAI_WS_CONFIG: join(home, 'config.json'), ...options.env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  command: string,
+  args: readonly string[],
+  options: SpawnOptions & { stdoutToo?: boolean } = {},
+): Child {
+  const { stdoutToo, ...spawnOptions } = options;
+  const proc = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], ...spawnOptions });
   let err = '';
   proc.stderr?.on('data', (c: Buffer) => (err += c.toString()));
-  proc.stdout?.on('data', (c: Buffer) => (err += c.toString()));
+  if (stdoutToo) proc.stdout?.on('data', (c: Buffer) => (err += c.toString()));
   const exited = new Promise<number | string>((resolve) => proc.once('exit', (code, signal) => resolve(code ?? signal ?? -1)));
   cleanup.add(async () => {
     if (proc.exitCode === null && proc.signalCode === null) {
@@ -102,7 +110,21 @@ export function spawnDaemon(
       await exited;
     }
   });
-  return { proc, home, stderr: () => err, exited };
+  return { proc, stderr: () => err, exited };
+}
+
+/** Spawns a daemon process and waits until its address card has a port. */
+export function spawnDaemon(
+  cleanup: Cleanup,
+  options: StartDaemonOptions = {},
+): { proc: ChildProcess; home: string; stderr: () => string; exited: Promise<number | string> } {
+  const home = options.home ?? makeHome(cleanup);
+  const args = options.plain ? [CLI, 'daemon'] : [FIXTURE_DAEMON];
+  const child = spawnChild(cleanup, process.execPath, args, {
+    env: { ...baseEnv(), EXAI_WS_HOME: home, EXAI_WS_PORT: '0', EXAI_WS_CONFIG: join(home, 'config.json'), ...options.env },
+    stdoutToo: true,
+  });
+  return { ...child, home };
 }
 
 export async function startDaemon(cleanup: Cleanup, options: StartDaemonOptions = {}): Promise<DaemonHandle> {
@@ -286,9 +308,10 @@ export function spawnShim(cleanup: Cleanup, env: Record<string, string>, args: s
 
 /** Runs `node ARGS` (with baseEnv() and `env`) as a RawShim; killed at cleanup. */
 export function spawnLines(cleanup: Cleanup, args: string[], env: Record<string, string> = {}): RawShim {
-  const proc = spawn(process.execPath, args, { env: { ...baseEnv(), ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
-  let err = '';
-  proc.stderr?.on('data', (c: Buffer) => (err += c.toString()));
+  const { proc, stderr, exited } = spawnChild(cleanup, process.execPath, args, {
+    env: { ...baseEnv(), ...env },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
   const lines: string[] = [];
   const waiters: ((line: string) => void)[] = [];
   let partial = '';
@@ -304,13 +327,6 @@ export function spawnLines(cleanup: Cleanup, args: string[], env: Record<string,
     }
   });
   proc.stdin?.on('error', () => undefined);
-  const exited = new Promise<number | string>((resolve) => proc.once('exit', (code, signal) => resolve(code ?? signal ?? -1)));
-  cleanup.add(async () => {
-    if (proc.exitCode === null && proc.signalCode === null) {
-      proc.kill('SIGKILL');
-      await exited;
-    }
-  });
   return {
     proc,
     send: (line) => proc.stdin?.write(`${line}\n`),
@@ -325,12 +341,12 @@ export function spawnLines(cleanup: Cleanup, args: string[], env: Record<string,
         const timer = setTimeout(() => {
           const at = waiters.indexOf(waiter);
           if (at >= 0) waiters.splice(at, 1);
-          reject(new Error(`no stdout line within ${timeoutMs} ms; stderr: ${err}`));
+          reject(new Error(`no stdout line within ${timeoutMs} ms; stderr: ${stderr()}`));
         }, timeoutMs);
         waiters.push(waiter);
       });
     },
-    stderr: () => err,
+    stderr,
     exited,
   };
 }

@@ -5,7 +5,7 @@
  * are checked in-process with a recording manager, so no test ever starts a real service.
  */
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -21,7 +21,7 @@ import {
   systemdUnit,
   type ServiceSpec,
 } from '../src/commands/service-files.js';
-import { CLI, Cleanup, baseEnv, getHealth, makeHome, startDaemon, waitFor } from './helpers.js';
+import { CLI, Cleanup, baseEnv, getHealth, makeHome, spawnChild, startDaemon, waitFor } from './helpers.js';
 
 const run = promisify(execFile);
 const cleanup = new Cleanup();
@@ -131,19 +131,14 @@ test(
     assert.equal(unitEnv.EXAI_WS_HOME, join(root, 'state'));
     assert.equal(unitEnv.EXAI_WS_TOKEN, undefined);
     // What a user manager adds: HOME and little else; the daemon makes its own token file.
-    const proc = spawn(program as string, args, { env: { HOME: root, ...unitEnv }, stdio: ['ignore', 'ignore', 'pipe'], cwd: root });
-    let stderr = '';
-    proc.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    const exited = new Promise((resolve) => proc.once('exit', resolve));
-    cleanup.add(async () => {
-      if (proc.exitCode === null && proc.signalCode === null) {
-        proc.kill('SIGKILL');
-        await exited;
-      }
+    const { proc, stderr } = spawnChild(cleanup, program as string, args, {
+      env: { HOME: root, ...unitEnv },
+      stdio: ['ignore', 'ignore', 'pipe'],
+      cwd: root,
     });
     const card = await waitFor(
       () => {
-        if (proc.exitCode !== null) throw new Error(`the service's daemon exited: ${stderr}`);
+        if (proc.exitCode !== null) throw new Error(`the service's daemon exited: ${stderr()}`);
         const c = readAddressCard(join(root, 'state', 'logs', 'ws_daemon.pid'));
         return c && c.port > 0 && c.pid === proc.pid ? c : null;
       },

@@ -9,10 +9,11 @@
  * 2 bad usage.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { cardIsLive } from '../daemon/pidfile.js';
+import { replaceWhole } from '../daemon/whole-file.js';
 import { configPath } from '../protocol/config-path.js';
 import { readAddressCard, resolveHome } from '../protocol/files.js';
 import { ExitCode } from './exit-codes.js';
@@ -247,11 +248,7 @@ async function install(platform: Platform, io: ServiceIo, say: (line: string) =>
     mkdirSync(dirname(platform.file), { recursive: true });
     // launchd opens the log before the daemon could make its home.
     if (platform.kind === 'launchd') mkdirSync(paths.logs, { recursive: true });
-    if (changed) {
-      const temp = `${platform.file}.${process.pid}.tmp`;
-      writeFileSync(temp, platform.text, { mode: 0o644 });
-      renameSync(temp, platform.file);
-    }
+    if (changed) replaceWhole(platform.file, platform.text, 0o644);
   } catch (error) {
     say(`failed: cannot write ${platform.file}: ${(error as Error).message}`);
     return ExitCode.FAILURE;

@@ -10,6 +10,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { CloseCode, RpcCode, helloErrorClose, type HelloErrorCode } from '../protocol/codes.js';
 import type { McpHttpEndpoint } from '../transport/http.js';
+import { writeJson } from '../transport/http-transport.js';
 import { checkHello, type HelloAck } from '../protocol/hello.js';
 import { NAME, VERSION } from '../version.js';
 import type { DaemonConfig } from './config.js';
@@ -128,11 +129,7 @@ export class DaemonServer {
   }
 
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
-    const send = (status: number, body: unknown) => {
-      const text = JSON.stringify(body);
-      res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(text) });
-      res.end(text);
-    };
+    const send = (status: number, body: unknown) => writeJson(res, status, body);
     // JSON-RPC error bodies, so that an MCP client over HTTP reads them like any other refusal.
     const forbidden = (message: string) =>
       send(403, { jsonrpc: '2.0', id: null, error: { code: RpcCode.INVALID_REQUEST, message: `Forbidden: ${message}` } });

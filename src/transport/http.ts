@@ -8,7 +8,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { RpcCode } from '../protocol/codes.js';
-import { classify, clip, rpcError, type Classified } from '../protocol/jsonrpc.js';
+import { clip, parseMessage, rpcError, type Classified } from '../protocol/jsonrpc.js';
 import type { Transport } from './transport.js';
 import { HttpTransport, writeJson } from './http-transport.js';
 
@@ -120,14 +120,7 @@ export class McpHttpEndpoint {
   }
 
   private message(req: IncomingMessage, res: ServerResponse, server: string | undefined, body: string): void {
-    let value: unknown;
-    try {
-      value = JSON.parse(body);
-    } catch {
-      this.options.reject('invalid_message');
-      return this.refuse(res, 400, RpcCode.PARSE_ERROR, 'Parse error: the body is not valid JSON');
-    }
-    const c = classify(value);
+    const c = parseMessage(body);
     if (c.kind === 'invalid') {
       this.options.reject('invalid_message');
       return writeJson(res, 400, c.reply);
@@ -207,7 +200,7 @@ export class McpHttpEndpoint {
     if (sessionId === undefined) return this.refuse(res, 400, RpcCode.INVALID_REQUEST, 'Bad Request: Mcp-Session-Id header is required');
     const entry = this.sessions.get(sessionId);
     if (!entry) return this.unknown(res);
-    this.sessions.delete(sessionId);
+    // Closing the transport (the session does it, and so does this) takes it out of the map.
     this.options.end(entry.session, 'client_closed');
     entry.transport.close(1000, 'session deleted by the client');
     res.writeHead(200).end();
@@ -229,7 +222,6 @@ export class McpHttpEndpoint {
         continue;
       }
       if (now - transport.lastActiveMs < this.options.idleMs) continue;
-      this.sessions.delete(transport.sessionId);
       this.options.end(session, 'http_idle');
       transport.close(1000, 'session idle');
     }
