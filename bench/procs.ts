@@ -136,7 +136,8 @@ export async function startDaemon(
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build`);
   const home = makeHome();
   const proc = spawn(process.execPath, [...nodeOptions, CLI, 'daemon'], {
-    env: childEnv(home, { EXAI_WS_PORT: '0', ...extraEnv }),
+    // Other options than the daemon's own (V8's defaults, for comparison) are kept as given.
+    env: childEnv(home, { EXAI_WS_PORT: '0', EXAI_WS_DAEMON_RELAUNCH: '0', ...extraEnv }),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   track(proc.pid);

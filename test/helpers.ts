@@ -13,6 +13,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import WebSocket from 'ws';
 import { fetchHealth, type HealthReport } from '../src/daemon/health-client.js';
+import { DAEMON_NODE_OPTIONS } from '../src/protocol/daemon-launch.js';
 import { readAddressCard } from '../src/protocol/files.js';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -119,7 +120,9 @@ export function spawnDaemon(
   options: StartDaemonOptions = {},
 ): { proc: ChildProcess; home: string; stderr: () => string; exited: Promise<number | string> } {
   const home = options.home ?? makeHome(cleanup);
-  const args = options.plain ? [CLI, 'daemon'] : [FIXTURE_DAEMON];
+  // With the daemon's own Node options, as every launcher gives them: without, it would run
+  // itself again in a child (commands/daemon-relaunch.ts) and this process would not be the daemon.
+  const args = [...DAEMON_NODE_OPTIONS, ...(options.plain ? [CLI, 'daemon'] : [FIXTURE_DAEMON])];
   const child = spawnChild(cleanup, process.execPath, args, {
     env: { ...baseEnv(), EXAI_WS_HOME: home, EXAI_WS_PORT: '0', EXAI_WS_CONFIG: join(home, 'config.json'), ...options.env },
     stdoutToo: true,

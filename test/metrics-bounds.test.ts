@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import type WebSocket from 'ws';
+import { DAEMON_NODE_OPTIONS } from '../src/protocol/daemon-launch.js';
 import { readAddressCard } from '../src/protocol/files.js';
 import { KNOWN_METHODS, Metrics, OTHER } from '../src/daemon/metrics.js';
 import {
@@ -40,7 +41,7 @@ const WINDOW = 32;
 /** The daemon with a `heap_after_gc` tool, run with --expose-gc. */
 async function startGcDaemon(env: Record<string, string>): Promise<DaemonHandle> {
   const home = makeHome(cleanup);
-  const proc = spawn(process.execPath, ['--expose-gc', GC_DAEMON], {
+  const proc = spawn(process.execPath, ['--expose-gc', ...DAEMON_NODE_OPTIONS, GC_DAEMON], {
     env: { ...baseEnv(), EXAI_WS_HOME: home, EXAI_WS_PORT: '0', EXAI_WS_CONFIG: join(home, 'config.json'), ...env },
     stdio: ['ignore', 'ignore', 'pipe'],
   });

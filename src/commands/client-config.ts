@@ -191,9 +191,14 @@ export function convertServer(raw: Json, context: SourceContext): Conversion {
     entry.disabled = true;
     warnings.push('is disabled in the source, so it is imported disabled');
   }
-  if (context.kind !== 'claude') expandVariables(entry, context, warnings);
-  if (typeof entry.cwd === 'string' && !isAbsolute(entry.cwd) && !entry.cwd.includes('${') && context.workspaceFolder) {
-    entry.cwd = resolve(context.workspaceFolder, entry.cwd);
+  // One process per window's folder, started with that folder where the source names it: what
+  // the client itself did with ${workspaceFolder}. A remote server is one process for all.
+  const perWorkspace = isStdio && context.kind !== 'claude' && usesWorkspaceFolder(entry);
+  if (perWorkspace) entry.scope = 'workspace';
+  if (context.kind !== 'claude') expandVariables(entry, context, warnings, perWorkspace);
+  if (typeof entry.cwd === 'string' && !isAbsolute(entry.cwd) && !entry.cwd.includes('${')) {
+    if (perWorkspace) entry.cwd = `\${workspaceFolder}/${entry.cwd}`;
+    else if (context.workspaceFolder) entry.cwd = resolve(context.workspaceFolder, entry.cwd);
   }
   return { entry, warnings };
 }
@@ -213,24 +218,41 @@ function stringRecord(value: Json, key: string, warnings: string[]): JsonObject 
   return out;
 }
 
+/** The variables a `workspace`-scoped server's args, env and cwd may use: the daemon fills them per folder. */
+const WORKSPACE_VARIABLES = ['workspaceFolder', 'workspaceFolderBasename'] as const;
+
+/** True when the entry's args, env values or cwd use `${workspaceFolder}` (or its basename). */
+function usesWorkspaceFolder(entry: JsonObject): boolean {
+  const texts = [
+    ...(Array.isArray(entry.args) ? entry.args : []),
+    ...(isObject(entry.env) ? Object.values(entry.env) : []),
+    entry.cwd,
+  ];
+  return texts.some((t) => typeof t === 'string' && WORKSPACE_VARIABLES.some((name) => t.includes(`\${${name}}`)));
+}
+
 /**
  * Expands the VS Code / Cursor variables that have one value for the daemon (`${userHome}`,
- * `${workspaceFolder}` of a workspace's own file, `${pathSeparator}`); any other variable is
- * kept verbatim and reported, since the daemon does not expand variables.
+ * `${pathSeparator}`, and `${workspaceFolder}` of a workspace's own file in a remote entry);
+ * `${workspaceFolder}` in a `workspace`-scoped entry is kept for the daemon to fill per folder;
+ * any other variable is kept verbatim and reported, since the daemon does not expand it.
  */
-function expandVariables(entry: JsonObject, context: SourceContext, warnings: string[]): void {
+function expandVariables(entry: JsonObject, context: SourceContext, warnings: string[], perWorkspace: boolean): void {
   const left = new Set<string>();
   const known: Record<string, string | undefined> = {
     userHome: homedir(),
-    workspaceFolder: context.workspaceFolder,
-    workspaceFolderBasename: context.workspaceFolder && basename(context.workspaceFolder),
     pathSeparator: sep,
     '/': sep,
   };
+  if (!perWorkspace) {
+    known.workspaceFolder = context.workspaceFolder;
+    known.workspaceFolderBasename = context.workspaceFolder && basename(context.workspaceFolder);
+  }
   const expand = (text: string) =>
     text.replace(/\$\{([^}]+)\}/g, (whole, name: string) => {
       const value = known[name];
       if (value !== undefined) return value;
+      if (perWorkspace && (WORKSPACE_VARIABLES as readonly string[]).includes(name)) return whole;
       left.add(name);
       return whole;
     });
@@ -249,7 +271,7 @@ function expandVariables(entry: JsonObject, context: SourceContext, warnings: st
       );
     } else if (name.startsWith('workspaceFolder')) {
       warnings.push(
-        `uses \${${name}}, which has no single value for a daemon shared by every window; it is kept verbatim: set a path in the exai-ws config`,
+        `uses \${${name}}, which has no single value for a server shared by every window; it is kept verbatim: set a path in the exai-ws config`,
       );
     } else {
       warnings.push(`uses \${${name}}, which exai-ws does not expand; it is kept verbatim`);

@@ -1,13 +1,13 @@
 /**
  * `exai-ws daemon`: runs the daemon in the foreground until SIGINT, SIGTERM or `exai-ws stop`.
  * The same command runs an auto-started daemon (EXAI_WS_AUTOSTARTED=1, see shim/autostart.ts),
- * detached with stderr appended to its log file, which also ends itself when idle.
+ * detached with stderr appended to its log file, which also ends itself when idle. Started
+ * without the daemon's Node options, it runs itself again with them (daemon-relaunch.ts): the
+ * daemon's modules are loaded only once that is settled, so the parent stays small.
  */
 import { writeSync } from 'node:fs';
-import { ConfigError, loadConfig } from '../daemon/config.js';
-import { Daemon, type DaemonOptions } from '../daemon/daemon.js';
-import { HomeError } from '../daemon/home.js';
-import { AlreadyRunningError, DAEMON_TITLE } from '../daemon/pidfile.js';
+import type { Daemon, DaemonOptions } from '../daemon/daemon.js';
+import { relaunchWithNodeOptions, watchLauncher } from './daemon-relaunch.js';
 import { ExitCode } from './exit-codes.js';
 
 /**
@@ -20,9 +20,17 @@ import { ExitCode } from './exit-codes.js';
  * stack.
  */
 export async function runDaemonCommand(extra: Omit<DaemonOptions, 'config'> = {}): Promise<void> {
+  if (relaunchWithNodeOptions()) return;
+  const [{ ConfigError, loadConfig }, { Daemon }, { HomeError }, { AlreadyRunningError, DAEMON_TITLE }] = await Promise.all([
+    import('../daemon/config.js'),
+    import('../daemon/daemon.js'),
+    import('../daemon/home.js'),
+    import('../daemon/pidfile.js'),
+  ]);
   // Shown by ps, and read by a starting daemon that finds this pid in the address card before
-  // this one answers /health (pidfile.ts): set before the card can name this process.
-  process.title = DAEMON_TITLE;
+  // this one answers /health (pidfile.ts): set before the card can name this process. The
+  // title replaces the command line, so it carries the Node options on: ps shows them.
+  process.title = [DAEMON_TITLE, ...process.execArgv].join(' ');
   let daemon: Daemon | undefined;
   installCrashHandlers(() => daemon);
   try {
@@ -61,6 +69,8 @@ export async function runDaemonCommand(extra: Omit<DaemonOptions, 'config'> = {}
   process.once('SIGTERM', () => stop('SIGTERM'));
   // SIGHUP (`exai-ws reload`) re-reads the hosted-servers config; a closed terminal never stops the daemon.
   process.on('SIGHUP', () => void running.reload('SIGHUP'));
+  // Relaunched with the Node options: a parent that is gone (even by SIGKILL) takes the daemon along.
+  watchLauncher(() => stop('parent_exited'));
 }
 
 /** One plain line on stderr and the given exit code: for refusals the user can act on. */

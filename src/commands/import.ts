@@ -23,12 +23,14 @@ import {
   shimEntry,
   sourceContext,
   type ClientKind,
-  type Json,
   type JsonObject,
 } from './client-config.js';
 
-/** Keys only the daemon's config has; a re-import keeps the user's values for them. */
-const DAEMON_ONLY_KEYS = ['scope', 'start', 'prefix', 'idle_timeout_ms'] as const;
+/** The keys of a stdio entry and of a remote one: an entry that changes kind loses the other kind's. */
+const STDIO_KEYS = ['command', 'args', 'env', 'cwd'] as const;
+const REMOTE_KEYS = ['url', 'headers'] as const;
+/** Maps merged key by key, so that a re-import keeps the variables and headers the source does not name. */
+const MERGED_MAPS = ['env', 'headers'] as const;
 const USAGE = 'usage: exai-ws import --from vscode|claude|cursor [path] [--dry-run]';
 export interface ImportIo {
   stdout: { write(text: string): unknown };
@@ -65,6 +67,8 @@ export function runImportCommand(args: readonly string[], io: Partial<ImportIo> 
   }
   const { from, dryRun } = options;
   const label = CLIENT_LABEL[from];
+  // A dry run changes nothing, and says so in every line: "would replace", not "replaced".
+  const tense = (done: string, future: string) => (dryRun ? future : done);
 
   // The source.
   let sourcePath: string;
@@ -117,19 +121,24 @@ export function runImportCommand(args: readonly string[], io: Partial<ImportIo> 
   for (const [sourceName, raw] of Object.entries(servers)) {
     const conversion = convertServer(raw, context);
     if ('skip' in conversion) {
-      say(`skipped '${sourceName}': ${conversion.skip}`);
+      say(`${tense('skipped', 'would skip')} '${sourceName}': ${conversion.skip}`);
       continue;
     }
     const name = uniqueName(daemonName(sourceName), imported);
     const warn = (why: string) => say(`warning: server '${name}': ${why}`);
-    if (name !== sourceName) warn(`renamed from '${sourceName}' (exai-ws server names are [A-Za-z0-9_.-] without "__")`);
+    if (name !== sourceName) {
+      warn(`${tense('renamed', 'would be renamed')} from '${sourceName}' (exai-ws server names are [A-Za-z0-9_.-] without "__")`);
+    }
     for (const why of conversion.warnings) warn(why);
-    const entry = conversion.entry;
+    let entry = conversion.entry;
     const previous = hosted[name];
     if (previous !== undefined) {
-      const kept = isObject(previous) ? DAEMON_ONLY_KEYS.filter((k) => previous[k] !== undefined) : [];
-      for (const key of kept) entry[key] = (previous as JsonObject)[key] as Json;
-      say(`replaced the existing '${name}' in ${targetPath}${kept.length > 0 ? ` (kept its ${kept.join(', ')})` : ''}`);
+      const merged = isObject(previous) ? mergeEntry(previous, entry) : { entry, kept: [] };
+      entry = merged.entry;
+      say(
+        `${tense('replaced', 'would replace')} the existing '${name}' in ${targetPath}` +
+          (merged.kept.length > 0 ? ` (${tense('kept', 'would keep')} its ${merged.kept.join(', ')})` : ''),
+      );
     }
     hosted[name] = entry;
     imported.push(name);
@@ -179,6 +188,34 @@ function parseArgs(args: readonly string[]): ParsedArgs {
   if (!(CLIENT_KINDS as readonly string[]).includes(from))
     return { error: `unknown client '${from}' for --from (one of ${CLIENT_KINDS.join(', ')})` };
   return { from: from as ClientKind, path, dryRun };
+}
+
+/**
+ * An existing entry replaced by a new import: the source's values win for the keys it has;
+ * what the user set only in the daemon's config stays (daemon-only keys such as `scope` or
+ * `start`, unknown keys, `env` variables and `headers` the source does not name), except the
+ * other kind's keys when the server changes between stdio and remote. `kept` names what stayed.
+ */
+export function mergeEntry(previous: JsonObject, source: JsonObject): { entry: JsonObject; kept: string[] } {
+  const dropped: readonly string[] = 'url' in source ? STDIO_KEYS : REMOTE_KEYS;
+  const entry: JsonObject = {};
+  const kept: string[] = [];
+  for (const [key, value] of Object.entries(source)) {
+    const before = previous[key];
+    if ((MERGED_MAPS as readonly string[]).includes(key) && isObject(before) && isObject(value)) {
+      const extra = Object.keys(before).filter((k) => !(k in value));
+      entry[key] = { ...before, ...value };
+      kept.push(...extra.map((k) => `${key}.${k}`));
+    } else {
+      entry[key] = value;
+    }
+  }
+  for (const [key, value] of Object.entries(previous)) {
+    if (dropped.includes(key) || key in source) continue;
+    entry[key] = value;
+    kept.push(key);
+  }
+  return { entry, kept };
 }
 
 /** Two source names that clean up to the same name must not overwrite each other. */

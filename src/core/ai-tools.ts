@@ -27,12 +27,22 @@ export function registerAiTools(server: McpServer, providers: Providers): void {
       const lines: string[] = [];
       for (const p of listing) {
         const state = p.configured ? 'configured' : `not configured (${p.setup})`;
-        lines.push(`${p.name} [${p.id}]: ${state}; models from ${p.models_source === 'live' ? 'the provider' : 'the built-in catalog'}`);
+        const source = p.models_source === 'live' ? 'the provider' : p.id === 'openai' ? 'EXAI_OPENAI_MODELS' : 'the built-in catalog';
+        lines.push(`${p.name} [${p.id}]: ${state}; models from ${source}`);
+        // A configured provider that did not answer says so, with what to check.
+        if (p.configured && p.models_error) lines.push(`  ! ${p.models_error}`);
         for (const m of p.models) lines.push(`  - ${m.id}${m.default ? ' (default)' : ''}`);
         if (p.models.length === 0) lines.push('  (no models known)');
       }
       const auto = listing.find((p) => p.configured && p.default_model);
-      lines.push(auto ? `model 'auto' is ${auto.default_model} (${auto.id})` : `model 'auto': no provider is configured`);
+      const configured = listing.some((p) => p.configured);
+      lines.push(
+        auto
+          ? `model 'auto' is ${auto.default_model} (${auto.id})`
+          : configured
+            ? `model 'auto': no configured provider has a model (see above)`
+            : `model 'auto': no provider is configured`,
+      );
       return {
         content: [{ type: 'text', text: lines.join('\n') }],
         structuredContent: { providers: listing, auto: auto ? { provider: auto.id, model: auto.default_model } : null },

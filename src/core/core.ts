@@ -2,7 +2,7 @@
  * Builds the server core: the hub with the built-in server and the user's hosted servers.
  * Shared by the daemon and stdio mode; the caller owns the returned hub and closes it.
  */
-import { isAbsolute } from 'node:path';
+import { basename, isAbsolute } from 'node:path';
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { getDefaultEnvironment } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
@@ -15,7 +15,7 @@ import type { Providers } from './providers/providers.js';
 import { ServerLink } from './server-link.js';
 import { notSupported, type LearnedTools } from './server-requests.js';
 import { tagStreams } from './http-streams.js';
-import type { UpstreamSpec } from './upstream-config.js';
+import { WORKSPACE_FOLDER, type UpstreamSpec } from './upstream-config.js';
 import { Upstream, type Started } from './upstream.js';
 import { Watchdog } from './watchdog.js';
 
@@ -92,13 +92,16 @@ export async function startCore(options: CoreOptions): Promise<Hub> {
 }
 
 /**
- * A workspace instance's entry: `${workspaceFolder}` in args, env and cwd becomes the workspace
- * directory, which is also the default working directory. A session instance's is unchanged.
+ * A workspace instance's entry: `${workspaceFolder}` (and `${workspaceFolderBasename}`) in
+ * args, env and cwd become the workspace directory (its last part), which is also the default
+ * working directory. A session instance's is unchanged.
  */
 function forScope(spec: UpstreamSpec, key: string): UpstreamSpec {
   if (spec.kind !== 'stdio' || spec.scope !== 'workspace') return spec;
-  const fill = (text: string) => text.split('${workspaceFolder}').join(key);
-  const cwd = spec.cwd !== undefined ? fill(spec.cwd) : isAbsolute(key) ? key : undefined;
+  const fill = (text: string) => text.split(WORKSPACE_FOLDER).join(key).split('${workspaceFolderBasename}').join(basename(key));
+  const folder = isAbsolute(key) ? key : undefined;
+  // A session with no folder known starts it where the daemon runs, not in a path made from nothing.
+  const cwd = spec.cwd === undefined || (folder === undefined && spec.cwd.startsWith(WORKSPACE_FOLDER)) ? folder : fill(spec.cwd);
   return {
     ...spec,
     args: spec.args.map(fill),

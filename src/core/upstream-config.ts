@@ -61,6 +61,11 @@ export class UpstreamConfigError extends Error {
 }
 
 export const DEFAULT_UPSTREAM_IDLE_MS = 10 * 60_000;
+/**
+ * In a `workspace`-scoped stdio server's args, env values and cwd: the folder of the window
+ * the instance serves (core.ts fills it in per instance), as in VS Code's own config.
+ */
+export const WORKSPACE_FOLDER = '${workspaceFolder}';
 const NAME_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/;
 
 const Common = {
@@ -82,7 +87,7 @@ const StdioEntry = z
     env: z.record(z.string(), z.string()).default({}),
     cwd: z
       .string()
-      .refine((p) => isAbsolute(p), 'must be an absolute path')
+      .refine((p) => isAbsolute(p) || p.startsWith(WORKSPACE_FOLDER), `must be an absolute path (or start with ${WORKSPACE_FOLDER})`)
       .optional(),
   })
   .loose();
@@ -155,6 +160,10 @@ export function parseUpstreams(json: unknown, defaultIdleMs = DEFAULT_UPSTREAM_I
       continue;
     }
     const e = parsed.data;
+    if ('command' in e && e.scope !== 'workspace' && typeof e.cwd === 'string' && e.cwd.startsWith(WORKSPACE_FOLDER)) {
+      problem('cwd', `${WORKSPACE_FOLDER} has a value only in a server with "scope": "workspace"`);
+      continue;
+    }
     if (e.scope !== 'shared' && 'url' in e) {
       problem('scope', `scope "${e.scope}" needs a stdio server ("command"): one remote server cannot be split per ${e.scope}`);
       continue;

@@ -48,6 +48,21 @@ export interface ChatOptions {
   onText?: ((delta: string, soFar: string) => void) | undefined;
 }
 
+/**
+ * What the last contact with a provider said (a chat or a models listing): `unknown` before
+ * any, `not_configured` when it cannot be called at all.
+ */
+export type ProviderState = 'not_configured' | 'unknown' | 'ok' | 'unreachable' | 'unauthorized' | 'rate_limited' | 'error';
+
+/** The outcome of the provider's last contact, for `/health` and `status`. */
+export interface ContactReport {
+  state: ProviderState;
+  /** The text of the last failure, null before any; kept after a later success. */
+  last_error: string | null;
+  /** ISO time of that failure. */
+  last_error_at: string | null;
+}
+
 export interface ModelList {
   models: string[];
   source: 'live' | 'catalog';
@@ -57,6 +72,11 @@ export interface ModelList {
 
 /** The first wait when a 429 carries no Retry-After, doubled per attempt. */
 const DEFAULT_RETRY_WAIT_MS = 1_000;
+/**
+ * How long a failed `/models` answer is reused: long enough that a burst of calls does not ask
+ * a provider that is down once each, short enough that one that is back up is seen soon.
+ */
+export const FAILED_MODELS_TTL_MS = 10_000;
 
 let openaiModule: Promise<typeof import('openai')> | undefined;
 const loadOpenAI = () => (openaiModule ??= import('openai'));
@@ -69,11 +89,40 @@ export class Provider {
   private client: Promise<OpenAI> | undefined;
   private modelCache: { list: ModelList; atMs: number } | undefined;
   private modelFetch: Promise<ModelList> | undefined;
+  private contact: ContactReport;
 
   constructor(settings: ProviderSettings, config: ProvidersConfig) {
     this.settings = settings;
     this.config = config;
     this.limiter = new Limiter(settings.maxInflight);
+    this.contact = { state: settings.configured ? 'unknown' : 'not_configured', last_error: null, last_error_at: null };
+  }
+
+  /** What the last chat or models listing said. */
+  get lastContact(): Readonly<ContactReport> {
+    return this.contact;
+  }
+
+  /**
+   * The provider as error texts name it: its label and the base URL, with the variable that
+   * set it (`OpenAI-compatible (EXAI_OPENAI_BASE_URL=http://127.0.0.1:9/v1)`).
+   */
+  get where(): string {
+    const { label, baseUrl, urlVar, urlFromEnv } = this.settings;
+    return urlFromEnv ? `${label} (${urlVar}=${baseUrl})` : `${label} (${baseUrl}, the default ${urlVar})`;
+  }
+
+  /** Records one contact's outcome: success, or the failure a call was rejected with. */
+  private record(outcome: 'ok' | ProviderError): void {
+    if (outcome === 'ok') {
+      this.contact = { ...this.contact, state: 'ok' };
+      // The provider answers again: a models listing that failed is not reused.
+      if (this.modelCache?.list.error !== undefined) this.modelCache = undefined;
+      return;
+    }
+    const state = STATE_OF[outcome.code];
+    if (state === undefined) return;
+    this.contact = { state, last_error: outcome.message, last_error_at: new Date().toISOString() };
   }
 
   get id(): string {
@@ -88,7 +137,8 @@ export class Provider {
     const catalog: ModelList = { models: [...this.settings.catalog], source: 'catalog' };
     if (!this.settings.configured) return Promise.resolve(catalog);
     const cached = this.modelCache;
-    if (cached && Date.now() - cached.atMs < this.config.modelsTtlMs) return Promise.resolve(cached.list);
+    const ttlMs = cached?.list.error === undefined ? this.config.modelsTtlMs : Math.min(this.config.modelsTtlMs, FAILED_MODELS_TTL_MS);
+    if (cached && Date.now() - cached.atMs < ttlMs) return Promise.resolve(cached.list);
     this.modelFetch ??= this.fetchModels(catalog).finally(() => (this.modelFetch = undefined));
     return this.modelFetch;
   }
@@ -99,9 +149,12 @@ export class Provider {
       const client = await this.openai();
       const page = await client.models.list({ timeout: this.config.modelsTimeoutMs, maxRetries: 0 });
       const ids = page.data.map((m) => m.id).filter((id) => typeof id === 'string' && id.length > 0);
-      list = ids.length > 0 ? { models: ids, source: 'live' } : { ...catalog, error: 'the provider listed no models' };
+      this.record('ok');
+      list = ids.length > 0 ? { models: ids, source: 'live' } : { ...catalog, error: `${this.where} listed no models` };
     } catch (error) {
-      list = { ...catalog, error: describe(error) };
+      const failure = await this.translate(error, 'GET /models');
+      this.record(failure);
+      list = { ...catalog, error: failure.message };
     }
     this.modelCache = { list, atMs: Date.now() };
     return list;
@@ -130,10 +183,12 @@ export class Provider {
     try {
       const result = await this.withRetries(request, options);
       this.stats.latency.add(performance.now() - startedAtMs);
+      this.record('ok');
       return result;
     } catch (error) {
       if (error instanceof ProviderError && error.code === 'cancelled') this.stats.cancelled++;
       else this.stats.errors++;
+      if (error instanceof ProviderError) this.record(error);
       throw error;
     } finally {
       release();
@@ -148,12 +203,13 @@ export class Provider {
       } catch (error) {
         if (!(error instanceof RateLimited)) throw error;
         this.stats.rateLimited++;
+        this.contact = { ...this.contact, state: 'rate_limited' };
         const waitMs = error.retryAfterMs ?? DEFAULT_RETRY_WAIT_MS * 2 ** (attempt - 1);
         const left = budgetEndsMs - Date.now();
         if (attempt >= this.config.maxAttempts || waitMs > left) {
           throw new ProviderError(
             'rate_limited',
-            `${this.settings.label} is rate limiting requests (HTTP 429) and still was after ${attempt} attempt${attempt > 1 ? 's' : ''}` +
+            `${this.where} is rate limiting requests (HTTP 429) and still was after ${attempt} attempt${attempt > 1 ? 's' : ''}` +
               (error.retryAfterMs !== undefined ? `; it asked to retry after ${Math.ceil(error.retryAfterMs / 1000)} s` : '') +
               '. Try again later or lower the request rate.',
           );
@@ -204,43 +260,59 @@ export class Provider {
       if (deadline.signal.aborted) {
         throw new ProviderError(
           'timeout',
-          `${this.settings.label} did not finish within ${this.config.timeoutMs} ms (EXAI_WS_PROVIDER_TIMEOUT_MS)`,
+          `${this.where} did not finish within ${this.config.timeoutMs} ms (EXAI_WS_PROVIDER_TIMEOUT_MS)`,
         );
       }
-      throw await this.translate(error, request);
+      throw await this.translate(error, 'chat', request);
     } finally {
       clearTimeout(timer);
     }
   }
 
-  private async translate(error: unknown, request: ChatRequest): Promise<Error> {
-    const { APIError, APIConnectionError } = await loadOpenAI();
-    const label = this.settings.label;
+  /**
+   * Turns a failed request (`what`: `chat` or `GET /models`) into what the user reads. A chat's
+   * 429 becomes {@link RateLimited} (retried); its 404 names the valid models.
+   */
+  private async translate(error: unknown, what: 'chat', request: ChatRequest): Promise<ProviderError | RateLimited>;
+  private async translate(error: unknown, what: 'GET /models'): Promise<ProviderError>;
+  private async translate(error: unknown, what: string, request?: ChatRequest): Promise<ProviderError | RateLimited> {
+    const { APIError, APIConnectionError, APIConnectionTimeoutError } = await loadOpenAI();
+    const where = this.where;
     if (error instanceof APIError && error.status !== undefined) {
       const status = error.status as number;
-      if (status === 429) return new RateLimited(retryAfterMs(error.headers as Headers | undefined));
+      if (status === 429) {
+        if (request) return new RateLimited(retryAfterMs(error.headers as Headers | undefined));
+        return new ProviderError('rate_limited', `${where} is rate limiting requests (HTTP 429 to ${what}); try again later`);
+      }
       if (status === 401 || status === 403) {
+        const { apiKey, keyVar } = this.settings;
         return new ProviderError(
           'unauthorized',
-          `${label} refused the API key (HTTP ${status}): check ${this.settings.setupHint.replace(/^set /, '')}`,
+          apiKey === undefined
+            ? `${where} is configured but wants an API key (HTTP ${status}): set ${keyVar}`
+            : `${where} is configured but refused the API key (HTTP ${status}): check ${keyVar}`,
         );
       }
-      if (status === 404) {
+      if (status === 404 && request) {
         const known = await this.models();
         return new ProviderError(
           'unknown_model',
-          `${label} does not know the model '${request.model}' (HTTP 404). Valid models: ${known.models.join(', ') || 'none listed'}`,
+          `${this.settings.label} does not know the model '${request.model}' (HTTP 404). Valid models: ${known.models.join(', ') || 'none listed'}`,
         );
       }
-      return new ProviderError('provider_error', `${label} answered HTTP ${status}: ${error.message}`);
+      return new ProviderError('provider_error', `${where} answered HTTP ${status} to ${what}: ${error.message}`);
     }
-    if (error instanceof APIConnectionError) {
+    if (error instanceof APIConnectionTimeoutError) {
+      // Only a models listing has the client's own timeout; a chat's deadline is ours.
       return new ProviderError(
         'unreachable',
-        `${label} could not be reached at ${this.settings.baseUrl}: ${describe(error.cause ?? error)}`,
+        `${where} is configured but did not answer ${what} within ${this.config.modelsTimeoutMs} ms (EXAI_WS_MODELS_TIMEOUT_MS)`,
       );
     }
-    return new ProviderError('provider_error', `${label} failed: ${describe(error)}`);
+    if (error instanceof APIConnectionError) {
+      return new ProviderError('unreachable', `${where} is configured but could not be reached: ${describe(rootCause(error))}`);
+    }
+    return new ProviderError('provider_error', `${where} failed (${what}): ${describe(error)}`);
   }
 
   private openai(): Promise<OpenAI> {
@@ -256,6 +328,17 @@ export class Provider {
     return this.client;
   }
 }
+
+/** The state a failure leaves the provider in; undefined: it says nothing about the provider. */
+const STATE_OF: Partial<Record<ProviderErrorCode, ProviderState>> = {
+  unauthorized: 'unauthorized',
+  unreachable: 'unreachable',
+  rate_limited: 'rate_limited',
+  timeout: 'error',
+  provider_error: 'error',
+  // The provider answered and took the key: the model name was wrong, not the provider.
+  unknown_model: 'ok',
+};
 
 /** Internal: one attempt was answered 429. */
 class RateLimited extends Error {
@@ -293,7 +376,19 @@ function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
 function describe(error: unknown): string {
   if (error instanceof Error) {
     const code = (error as NodeJS.ErrnoException).code;
-    return code ? `${error.message} (${code})` : error.message;
+    return code && !error.message.includes(code) ? `${error.message} (${code})` : error.message;
   }
   return String(error);
+}
+
+/**
+ * The innermost cause: the client's "Connection error." wraps fetch's "fetch failed", which
+ * wraps what the system said (`connect ECONNREFUSED 127.0.0.1:9`, `getaddrinfo ENOTFOUND`).
+ */
+function rootCause(error: Error): unknown {
+  let at: unknown = error;
+  for (let depth = 0; depth < 8 && at instanceof Error && at.cause !== undefined; depth++) at = at.cause;
+  // Several causes at once (one per address tried): the first says enough.
+  if (at instanceof AggregateError && at.errors[0] instanceof Error) return at.errors[0];
+  return at;
 }

@@ -44,7 +44,12 @@ export interface ProviderSettings {
   readonly id: ProviderId;
   readonly label: string;
   readonly baseUrl: string | undefined;
+  /** The variable that sets the base URL, and whether the user set it (else the default is used). */
+  readonly urlVar: string;
+  readonly urlFromEnv: boolean;
   readonly apiKey: string | undefined;
+  /** The variable the key came from (the first one read when none is set), for error texts. */
+  readonly keyVar: string;
   /** True when the provider can be called (key set; for `openai`, a base URL set). */
   readonly configured: boolean;
   /** What the user must set to make it available, for error texts. */
@@ -77,11 +82,12 @@ const url = z.url({ protocol: /^https?$/, message: 'must be an http(s) URL' });
 const ProviderEnv = z.object({
   KIMI_API_KEY: z.string().optional(),
   MOONSHOT_API_KEY: z.string().optional(),
-  KIMI_API_URL: url.default(DEFAULT_KIMI_URL),
+  // Optional here, defaulted below: error texts say whether the user set it.
+  KIMI_API_URL: url.optional(),
   KIMI_DEFAULT_MODEL: z.string().optional(),
   GLM_API_KEY: z.string().optional(),
   ZHIPUAI_API_KEY: z.string().optional(),
-  GLM_API_URL: url.default(DEFAULT_GLM_URL),
+  GLM_API_URL: url.optional(),
   GLM_DEFAULT_MODEL: z.string().optional(),
   EXAI_OPENAI_BASE_URL: url.optional(),
   EXAI_OPENAI_API_KEY: z.string().optional(),
@@ -114,8 +120,11 @@ export function providersFromEnv(e: ProviderEnvValues): ProvidersConfig {
     {
       id: 'kimi',
       label: 'Kimi (Moonshot)',
-      baseUrl: e.KIMI_API_URL,
+      baseUrl: e.KIMI_API_URL ?? DEFAULT_KIMI_URL,
+      urlVar: 'KIMI_API_URL',
+      urlFromEnv: e.KIMI_API_URL !== undefined,
       apiKey: kimiKey,
+      keyVar: e.KIMI_API_KEY === undefined && e.MOONSHOT_API_KEY !== undefined ? 'MOONSHOT_API_KEY' : 'KIMI_API_KEY',
       configured: kimiKey !== undefined,
       setupHint: 'set KIMI_API_KEY (or MOONSHOT_API_KEY)',
       defaultModel: e.KIMI_DEFAULT_MODEL ?? BUILTIN_DEFAULT_MODEL.kimi,
@@ -125,8 +134,11 @@ export function providersFromEnv(e: ProviderEnvValues): ProvidersConfig {
     {
       id: 'glm',
       label: 'GLM (Zhipu / Z.ai)',
-      baseUrl: e.GLM_API_URL,
+      baseUrl: e.GLM_API_URL ?? DEFAULT_GLM_URL,
+      urlVar: 'GLM_API_URL',
+      urlFromEnv: e.GLM_API_URL !== undefined,
       apiKey: glmKey,
+      keyVar: e.GLM_API_KEY === undefined && e.ZHIPUAI_API_KEY !== undefined ? 'ZHIPUAI_API_KEY' : 'GLM_API_KEY',
       configured: glmKey !== undefined,
       setupHint: 'set GLM_API_KEY (or ZHIPUAI_API_KEY)',
       defaultModel: e.GLM_DEFAULT_MODEL ?? BUILTIN_DEFAULT_MODEL.glm,
@@ -137,7 +149,10 @@ export function providersFromEnv(e: ProviderEnvValues): ProvidersConfig {
       id: 'openai',
       label: 'OpenAI-compatible',
       baseUrl: e.EXAI_OPENAI_BASE_URL,
+      urlVar: 'EXAI_OPENAI_BASE_URL',
+      urlFromEnv: e.EXAI_OPENAI_BASE_URL !== undefined,
       apiKey: e.EXAI_OPENAI_API_KEY,
+      keyVar: 'EXAI_OPENAI_API_KEY',
       configured: e.EXAI_OPENAI_BASE_URL !== undefined,
       setupHint: 'set EXAI_OPENAI_BASE_URL (and EXAI_OPENAI_API_KEY, EXAI_OPENAI_MODELS if needed)',
       defaultModel: openaiModels[0],
