@@ -81,5 +81,7 @@ export function watchLauncher(onGone: () => void): void {
   // Started by the parent: it is no setting of the user's, and hosted servers need not see it.
   delete process.env[RELAUNCH_ENV];
   process.channel.unref();
-  process.once('disconnect', onGone);
+  // Gone already (while this daemon started): the event has been and gone.
+  if (!process.connected) onGone();
+  else process.once('disconnect', onGone);
 }

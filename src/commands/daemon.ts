@@ -39,6 +39,12 @@ export async function runDaemonCommand(extra: Omit<DaemonOptions, 'config'> = {}
     if (error instanceof ConfigError) refuse(error.message, ExitCode.CONFIG);
     throw error;
   }
+  // A stop asked for while the daemon starts (its address card may already be out) waits for
+  // the start to finish, rather than the signal's default killing it half-way.
+  let stopAsked: NodeJS.Signals | undefined;
+  const deferStop = (signal: NodeJS.Signals) => (stopAsked ??= signal);
+  process.on('SIGINT', deferStop);
+  process.on('SIGTERM', deferStop);
   try {
     await daemon.start();
   } catch (error) {
@@ -67,6 +73,9 @@ export async function runDaemonCommand(extra: Omit<DaemonOptions, 'config'> = {}
   };
   process.once('SIGINT', () => stop('SIGINT'));
   process.once('SIGTERM', () => stop('SIGTERM'));
+  process.off('SIGINT', deferStop);
+  process.off('SIGTERM', deferStop);
+  if (stopAsked) stop(stopAsked);
   // SIGHUP (`exai-ws reload`) re-reads the hosted-servers config; a closed terminal never stops the daemon.
   process.on('SIGHUP', () => void running.reload('SIGHUP'));
   // Relaunched with the Node options: a parent that is gone (even by SIGKILL) takes the daemon along.
