@@ -4,14 +4,15 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, realpathSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { promisify } from 'node:util';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { parseUpstreams } from '../src/core/upstream-config.js';
-import { CLI, Cleanup, SHIM, baseEnv, makeHome, startDaemon } from './helpers.js';
+import { CLI, Cleanup, SHIM, baseEnv, getHealth, makeHome, startDaemon } from './helpers.js';
+import { MEMORY_SCRIPT } from './fixtures/hosted-servers.js';
 
 const run = promisify(execFile);
 const cleanup = new Cleanup();
@@ -124,7 +125,7 @@ test('a VS Code JSONC file is converted, with a warning for each entry it cannot
   assert.deepEqual(shim, { servers: { 'exai-ws': { type: 'stdio', command: process.execPath, args: [SHIM] } } });
 });
 
-test('without a path, VS Code means the workspace .vscode/mcp.json, and ${workspaceFolder} becomes that folder', async () => {
+test('without a path, VS Code means the workspace .vscode/mcp.json; ${workspaceFolder} makes a workspace-scoped server, kept as written', async () => {
   const box = sandbox();
   const workspace = join(box.dir, 'project');
   write(
@@ -137,20 +138,61 @@ test('without a path, VS Code means the workspace .vscode/mcp.json, and ${worksp
   write(join(box.home, '.config', 'Code', 'User', 'mcp.json'), JSON.stringify({ servers: { other: { command: 'other' } } }));
   const out = await box.import(['--from', 'vscode'], { cwd: workspace });
   assert.equal(out.code, 0, out.stderr);
-  assert.deepEqual(box.readConfig().mcpServers, { fs: { command: 'node', args: [join(workspace, 'server.js')], cwd: workspace } });
+  // Each window's own folder, as VS Code gave it: not the folder this file happens to be in.
+  assert.deepEqual(box.readConfig().mcpServers, {
+    fs: { command: 'node', args: ['${workspaceFolder}/server.js'], cwd: '${workspaceFolder}', scope: 'workspace' },
+  });
+  assert.deepEqual(parseUpstreams(box.readConfig()).problems, [], 'the daemon accepts it');
   assert.doesNotMatch(out.stderr, /warning/);
 });
 
-test('a user-level VS Code file keeps ${workspaceFolder} verbatim and says why', async () => {
+test('${workspaceFolder} in env values or a relative cwd makes a workspace server too; a remote entry is pinned to its folder', async () => {
+  const box = sandbox();
+  const workspace = join(box.dir, 'project');
+  const source = write(
+    join(workspace, '.vscode', 'mcp.json'),
+    JSON.stringify({
+      servers: {
+        env: { command: 'node', args: ['s.js'], env: { ROOT: '${workspaceFolder}', NAME: '${workspaceFolderBasename}', HOME_DIR: '${userHome}' } },
+        rel: { command: 'node', args: ['${workspaceFolder}/s.js'], cwd: 'tools' },
+        pinned: { command: 'node', args: ['s.js'], cwd: 'tools' },
+        remote: { type: 'http', url: 'http://127.0.0.1:9000/mcp', headers: { 'X-Folder': '${workspaceFolder}' } },
+      },
+    }),
+  );
+  const out = await box.import(['--from', 'vscode', source]);
+  assert.equal(out.code, 0, out.stderr);
+  assert.deepEqual(box.readConfig().mcpServers, {
+    env: {
+      command: 'node',
+      args: ['s.js'],
+      env: { ROOT: '${workspaceFolder}', NAME: '${workspaceFolderBasename}', HOME_DIR: box.home },
+      scope: 'workspace',
+    },
+    rel: { command: 'node', args: ['${workspaceFolder}/s.js'], cwd: '${workspaceFolder}/tools', scope: 'workspace' },
+    pinned: { command: 'node', args: ['s.js'], cwd: join(workspace, 'tools') },
+    remote: { url: 'http://127.0.0.1:9000/mcp', headers: { 'X-Folder': workspace } },
+  });
+  assert.deepEqual(parseUpstreams(box.readConfig()).problems, []);
+  assert.doesNotMatch(out.stderr, /warning/);
+});
+
+test('a user-level VS Code file: ${workspaceFolder} makes a workspace server; a remote one keeps it verbatim and says why', async () => {
   const box = sandbox();
   write(
     join(box.home, '.config', 'Code', 'User', 'mcp.json'),
-    JSON.stringify({ servers: { fs: { type: 'stdio', command: 'node', args: ['${workspaceFolder}/server.js'] } } }),
+    JSON.stringify({
+      servers: {
+        fs: { type: 'stdio', command: 'node', args: ['${workspaceFolder}/server.js'] },
+        remote: { type: 'http', url: 'http://127.0.0.1:9000/mcp', headers: { 'X-Folder': '${workspaceFolder}' } },
+      },
+    }),
   );
   const out = await box.import(['--from', 'vscode']);
   assert.equal(out.code, 0, out.stderr);
-  assert.deepEqual(box.readConfig().mcpServers.fs, { command: 'node', args: ['${workspaceFolder}/server.js'] });
-  assert.match(out.stderr, /warning: server 'fs': uses \$\{workspaceFolder\}, which has no single value/);
+  assert.deepEqual(box.readConfig().mcpServers.fs, { command: 'node', args: ['${workspaceFolder}/server.js'], scope: 'workspace' });
+  assert.doesNotMatch(out.stderr, /server 'fs'/);
+  assert.match(out.stderr, /warning: server 'remote': uses \$\{workspaceFolder\}, which has no single value/);
 });
 
 test('a Claude Desktop file imports as it is and gets an mcpServers shim entry', async () => {
@@ -202,32 +244,66 @@ test('without a path, Cursor means ~/.cursor/mcp.json; stdio and url entries bot
   );
 });
 
-test('merging keeps other servers and keys, replaces a same-named server and reports it', async () => {
+test('replacing an entry keeps what the source does not say (env entries, daemon-only and unknown keys); the source wins for the rest', async () => {
   const box = sandbox();
   write(
     box.config,
     JSON.stringify({
       mcpServers: {
         mine: { command: 'my-server', args: [] },
-        memory: { command: 'old-memory', args: [], start: 'eager', prefix: false },
+        memory: {
+          command: 'old-memory',
+          args: ['--old'],
+          env: { MEMORY_FILE_PATH: '/old/memory.json', API_TOKEN: 'only-in-exai-ws' },
+          cwd: '/srv/memory',
+          start: 'eager',
+          prefix: false,
+          asks_client: ['ask'],
+          x_note: 'a key exai-ws does not know',
+        },
+        site: { command: 'old-site', args: [], env: { A: 'a' }, idle_timeout_ms: 5000 },
       },
       note: 'kept',
     }),
   );
   const source = write(
     join(box.dir, 'cursor.json'),
-    JSON.stringify({ mcpServers: { memory: { command: 'npx', args: ['-y', 'server-memory'] } } }),
+    JSON.stringify({
+      mcpServers: {
+        memory: { command: 'npx', args: ['-y', 'server-memory'], env: { MEMORY_FILE_PATH: '/new/memory.json', DEBUG: '1' } },
+        // Now a remote server: its stdio keys go, what is not about the kind stays.
+        site: { url: 'http://127.0.0.1:9000/mcp' },
+      },
+    }),
   );
+  const dry = await box.import(['--from', 'cursor', source, '--dry-run']);
+  assert.equal(dry.code, 0, dry.stderr);
+  assert.match(dry.stderr, /would replace the existing 'memory' in .*\(would keep its env\.API_TOKEN, cwd, start, prefix, asks_client, x_note\)/);
+  assert.match(dry.stderr, /would replace the existing 'site' in .*\(would keep its idle_timeout_ms\)/);
+  assert.match(dry.stderr, /would write 2 servers \(memory, site\)/);
+  assert.doesNotMatch(dry.stderr, /\b(replaced|wrote|skipped|renamed|kept)\b/, 'a dry run speaks in the future tense');
+
   const out = await box.import(['--from', 'cursor', source]);
   assert.equal(out.code, 0, out.stderr);
   assert.deepEqual(box.readConfig(), {
     mcpServers: {
       mine: { command: 'my-server', args: [] },
-      memory: { command: 'npx', args: ['-y', 'server-memory'], start: 'eager', prefix: false },
+      memory: {
+        command: 'npx',
+        args: ['-y', 'server-memory'],
+        env: { MEMORY_FILE_PATH: '/new/memory.json', API_TOKEN: 'only-in-exai-ws', DEBUG: '1' },
+        cwd: '/srv/memory',
+        start: 'eager',
+        prefix: false,
+        asks_client: ['ask'],
+        x_note: 'a key exai-ws does not know',
+      },
+      site: { url: 'http://127.0.0.1:9000/mcp', idle_timeout_ms: 5000 },
     },
     note: 'kept',
   });
-  assert.match(out.stderr, /replaced the existing 'memory' .*kept its start, prefix/);
+  assert.deepEqual(parseUpstreams(box.readConfig()).problems, []);
+  assert.match(out.stderr, /replaced the existing 'memory' .*\(kept its env\.API_TOKEN, cwd, start, prefix, asks_client, x_note\)/);
 });
 
 test('importing again after following the hint does not import the shim itself', async () => {
@@ -321,6 +397,17 @@ test('--dry-run prints the resulting config and writes nothing', async () => {
     'legacy',
   ]);
   assert.match(merged.stderr, /nothing was written/);
+
+  // Every line of a dry run is about what would happen.
+  const renamed = write(
+    join(box.dir, 'odd.json'),
+    JSON.stringify({ servers: { 'odd name': { command: 'x' }, 'exai-ws': { command: 'exai-ws', args: ['shim'] } } }),
+  );
+  const odd = await box.import(['--from', 'vscode', renamed, '--dry-run']);
+  assert.equal(odd.code, 0, odd.stderr);
+  assert.match(odd.stderr, /would skip 'exai-ws': it is the exai-ws shim itself/);
+  assert.match(odd.stderr, /server 'odd-name': would be renamed from 'odd name'/);
+  for (const line of odd.stderr.trim().split('\n')) assert.match(line, /\bwould\b/);
 });
 
 test('bad usage exits 2 with the usage line', async () => {
@@ -358,4 +445,76 @@ test('the printed shim entry, run exactly as a client would, reaches the daemon'
   await client.ping();
   const tools = await client.listTools();
   assert.ok(tools.tools.some((t) => t.name === 'version'));
+});
+
+test('an imported ${workspaceFolder} server runs once per window folder, each started in and with its own folder', async () => {
+  const box = sandbox();
+  const daemonHome = makeHome(cleanup);
+  const projects = [join(box.dir, 'project-a'), join(box.dir, 'project-b')];
+  for (const project of projects) mkdirSync(project);
+  // server-memory keeps its graph where MEMORY_FILE_PATH says: each window's in its own folder.
+  const source = write(
+    join(projects[0] ?? '', '.vscode', 'mcp.json'),
+    JSON.stringify({
+      servers: {
+        notes: {
+          type: 'stdio',
+          command: process.execPath,
+          args: [MEMORY_SCRIPT, '--folder=${workspaceFolder}'],
+          env: { MEMORY_FILE_PATH: '${workspaceFolder}/memory.jsonl' },
+          cwd: '${workspaceFolder}',
+        },
+      },
+    }),
+  );
+  const out = await box.import(['--from', 'vscode', source], { env: { EXAI_WS_CONFIG: join(daemonHome, 'config.json') } });
+  assert.equal(out.code, 0, out.stderr);
+  const daemon = await startDaemon(cleanup, { home: daemonHome });
+
+  for (const [i, project] of projects.entries()) {
+    const transport = new StdioClientTransport({
+      command: process.execPath,
+      args: [CLI, 'shim'],
+      env: { ...baseEnv(), ...daemon.clientEnv },
+      cwd: project,
+      stderr: 'pipe',
+    });
+    const client = new Client({ name: `window-${i}`, version: '1' });
+    cleanup.add(() => client.close());
+    await client.connect(transport);
+    const created = (await client.callTool({
+      name: 'notes__create_entities',
+      arguments: { entities: [{ name: `entity-${i}`, entityType: 'note', observations: [] }] },
+    })) as { isError?: boolean };
+    assert.ok(!created.isError, JSON.stringify(created));
+  }
+
+  for (const [i, project] of projects.entries()) {
+    const graph = readFileSync(join(project, 'memory.jsonl'), 'utf8');
+    assert.match(graph, new RegExp(`entity-${i}`), `window ${i}'s notes are in its own folder`);
+    assert.doesNotMatch(graph, new RegExp(`entity-${1 - i}`), "and only its own");
+  }
+  const instances = ((await getHealth(daemon)).servers as { name: string; scope_key: string | null; pid: number | null }[]).filter(
+    (s) => s.name === 'notes',
+  );
+  assert.deepEqual(instances.map((s) => s.scope_key).sort(), [...projects].sort());
+  for (const instance of instances) {
+    const pid = instance.pid ?? -1;
+    assert.equal(realpathSync(`/proc/${pid}/cwd`), realpathSync(instance.scope_key ?? ''), 'started in its folder');
+    assert.ok(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes(`--folder=${instance.scope_key}`), 'its args name it');
+  }
+});
+
+test('the daemon refuses a ${workspaceFolder} cwd in a server that is not workspace-scoped', () => {
+  const { servers, problems } = parseUpstreams({
+    mcpServers: {
+      shared: { command: 'node', cwd: '${workspaceFolder}/x' },
+      scoped: { command: 'node', cwd: '${workspaceFolder}/x', scope: 'workspace' },
+    },
+  });
+  assert.deepEqual(
+    servers.map((s) => s.name),
+    ['scoped'],
+  );
+  assert.deepEqual(problems, [{ server: 'shared', key: 'cwd', reason: '${workspaceFolder} has a value only in a server with "scope": "workspace"' }]);
 });
