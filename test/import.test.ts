@@ -153,7 +153,11 @@ test('${workspaceFolder} in env values or a relative cwd makes a workspace serve
     join(workspace, '.vscode', 'mcp.json'),
     JSON.stringify({
       servers: {
-        env: { command: 'node', args: ['s.js'], env: { ROOT: '${workspaceFolder}', NAME: '${workspaceFolderBasename}', HOME_DIR: '${userHome}' } },
+        env: {
+          command: 'node',
+          args: ['s.js'],
+          env: { ROOT: '${workspaceFolder}', NAME: '${workspaceFolderBasename}', HOME_DIR: '${userHome}' },
+        },
         rel: { command: 'node', args: ['${workspaceFolder}/s.js'], cwd: 'tools' },
         pinned: { command: 'node', args: ['s.js'], cwd: 'tools' },
         remote: { type: 'http', url: 'http://127.0.0.1:9000/mcp', headers: { 'X-Folder': '${workspaceFolder}' } },
@@ -278,7 +282,10 @@ test('replacing an entry keeps what the source does not say (env entries, daemon
   );
   const dry = await box.import(['--from', 'cursor', source, '--dry-run']);
   assert.equal(dry.code, 0, dry.stderr);
-  assert.match(dry.stderr, /would replace the existing 'memory' in .*\(would keep its env\.API_TOKEN, cwd, start, prefix, asks_client, x_note\)/);
+  assert.match(
+    dry.stderr,
+    /would replace the existing 'memory' in .*\(would keep its env\.API_TOKEN, cwd, start, prefix, asks_client, x_note\)/,
+  );
   assert.match(dry.stderr, /would replace the existing 'site' in .*\(would keep its idle_timeout_ms\)/);
   assert.match(dry.stderr, /would write 2 servers \(memory, site\)/);
   assert.doesNotMatch(dry.stderr, /\b(replaced|wrote|skipped|renamed|kept)\b/, 'a dry run speaks in the future tense');
@@ -492,7 +499,7 @@ test('an imported ${workspaceFolder} server runs once per window folder, each st
   for (const [i, project] of projects.entries()) {
     const graph = readFileSync(join(project, 'memory.jsonl'), 'utf8');
     assert.match(graph, new RegExp(`entity-${i}`), `window ${i}'s notes are in its own folder`);
-    assert.doesNotMatch(graph, new RegExp(`entity-${1 - i}`), "and only its own");
+    assert.doesNotMatch(graph, new RegExp(`entity-${1 - i}`), 'and only its own');
   }
   const instances = ((await getHealth(daemon)).servers as { name: string; scope_key: string | null; pid: number | null }[]).filter(
     (s) => s.name === 'notes',
@@ -516,5 +523,7 @@ test('the daemon refuses a ${workspaceFolder} cwd in a server that is not worksp
     servers.map((s) => s.name),
     ['scoped'],
   );
-  assert.deepEqual(problems, [{ server: 'shared', key: 'cwd', reason: '${workspaceFolder} has a value only in a server with "scope": "workspace"' }]);
+  assert.deepEqual(problems, [
+    { server: 'shared', key: 'cwd', reason: '${workspaceFolder} has a value only in a server with "scope": "workspace"' },
+  ]);
 });

@@ -54,7 +54,9 @@ function pidOf(home: string): AddressCard | null {
 
 function commandLine(pid: number): string[] {
   try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split(/[\0 ]/).filter((a) => a.length > 0);
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8')
+      .split(/[\0 ]/)
+      .filter((a) => a.length > 0);
   } catch {
     return [];
   }
@@ -97,7 +99,10 @@ test('`node cli.js daemon` without the options runs the daemon with them, passes
   const card = await waitFor(() => pidOf(home), 'the daemon address card', 20_000);
   assert.notEqual(card.pid, launcher.proc.pid, 'the daemon is a child of the command that was run');
   for (const option of DAEMON_NODE_OPTIONS) assert.ok(commandLine(card.pid).includes(option), `${commandLine(card.pid).join(' ')}`);
-  await waitFor(() => launcher.stderr().includes(`daemon listening on ws://127.0.0.1:${card.port} (pid ${card.pid},`), 'the listening line');
+  await waitFor(
+    () => launcher.stderr().includes(`daemon listening on ws://127.0.0.1:${card.port} (pid ${card.pid},`),
+    'the listening line',
+  );
   assert.equal((await getHealth(card)).pid, card.pid);
 
   // As Ctrl-C in a terminal: to the command that was run, which passes it on once.
@@ -120,29 +125,35 @@ test('a relaunched daemon ends when its parent is killed outright, and its exit 
   assert.match(log, /"reason":"parent_exited".*"msg":"daemon stopping"/, 'a graceful shutdown, not a crash');
 
   // A refusal from the daemon (an invalid limit) is the command's exit code and stderr.
-  const refused = spawnChild(cleanup, process.execPath, [CLI, 'daemon'], { env: { ...env(makeHome(cleanup)), EXAI_WS_BACKPRESSURE: 'lots' } });
+  const refused = spawnChild(cleanup, process.execPath, [CLI, 'daemon'], {
+    env: { ...env(makeHome(cleanup)), EXAI_WS_BACKPRESSURE: 'lots' },
+  });
   assert.equal(await within(refused.exited, 20_000, 'the refusal'), 2, refused.stderr());
   assert.match(refused.stderr(), /EXAI_WS_BACKPRESSURE/);
 });
 
-test('with the options given (command line or NODE_OPTIONS) or EXAI_WS_DAEMON_RELAUNCH=0, the daemon is the process started', linuxOnly, async () => {
-  const cases: [string, string[], Record<string, string>][] = [
-    ['options on the command line', [...DAEMON_NODE_OPTIONS, CLI, 'daemon'], {}],
-    ['NODE_OPTIONS', [CLI, 'daemon'], { NODE_OPTIONS: DAEMON_NODE_OPTIONS.join(' ') }],
-    ['EXAI_WS_DAEMON_RELAUNCH=0', [CLI, 'daemon'], { EXAI_WS_DAEMON_RELAUNCH: '0' }],
-  ];
-  for (const [what, args, extra] of cases) {
-    const home = makeHome(cleanup);
-    killDaemonAtCleanup(home);
-    const daemon: Child = spawnChild(cleanup, process.execPath, args, {
-      env: { ...baseEnv(), EXAI_WS_HOME: home, EXAI_WS_PORT: '0', EXAI_WS_CONFIG: join(home, 'config.json'), ...extra },
-    });
-    const card = await waitFor(() => pidOf(home), `the address card (${what})`, 20_000);
-    assert.equal(card.pid, daemon.proc.pid, what);
-    daemon.proc.kill('SIGTERM');
-    assert.equal(await within(daemon.exited, 20_000, 'the daemon to exit'), 0, daemon.stderr());
-  }
-});
+test(
+  'with the options given (command line or NODE_OPTIONS) or EXAI_WS_DAEMON_RELAUNCH=0, the daemon is the process started',
+  linuxOnly,
+  async () => {
+    const cases: [string, string[], Record<string, string>][] = [
+      ['options on the command line', [...DAEMON_NODE_OPTIONS, CLI, 'daemon'], {}],
+      ['NODE_OPTIONS', [CLI, 'daemon'], { NODE_OPTIONS: DAEMON_NODE_OPTIONS.join(' ') }],
+      ['EXAI_WS_DAEMON_RELAUNCH=0', [CLI, 'daemon'], { EXAI_WS_DAEMON_RELAUNCH: '0' }],
+    ];
+    for (const [what, args, extra] of cases) {
+      const home = makeHome(cleanup);
+      killDaemonAtCleanup(home);
+      const daemon: Child = spawnChild(cleanup, process.execPath, args, {
+        env: { ...baseEnv(), EXAI_WS_HOME: home, EXAI_WS_PORT: '0', EXAI_WS_CONFIG: join(home, 'config.json'), ...extra },
+      });
+      const card = await waitFor(() => pidOf(home), `the address card (${what})`, 20_000);
+      assert.equal(card.pid, daemon.proc.pid, what);
+      daemon.proc.kill('SIGTERM');
+      assert.equal(await within(daemon.exited, 20_000, 'the daemon to exit'), 0, daemon.stderr());
+    }
+  },
+);
 
 test(
   'npm pack of a clean, unbuilt copy installs with npm i -g and runs --version, daemon, shim and status',
@@ -193,7 +204,8 @@ test(
     const launcher = spawnChild(cleanup, bin, ['daemon'], { cwd: work, env });
     const card = await waitFor(() => pidOf(home), 'the installed daemon address card', 30_000);
     const argv = commandLine(card.pid);
-    for (const option of DAEMON_NODE_OPTIONS) assert.ok(argv.includes(option), `the installed daemon runs with ${option}: ${argv.join(' ')}`);
+    for (const option of DAEMON_NODE_OPTIONS)
+      assert.ok(argv.includes(option), `the installed daemon runs with ${option}: ${argv.join(' ')}`);
 
     const transport = new StdioClientTransport({ command: bin, args: ['shim'], cwd: work, env, stderr: 'pipe' });
     const client = new Client({ name: 'package-test', version: '1' });

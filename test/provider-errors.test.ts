@@ -81,7 +81,8 @@ test('an endpoint that refuses the key: chat and listmodels name the key variabl
   server.apiKey = 'the-right-key';
   const wrong = await startDaemon(cleanup, { env: { EXAI_OPENAI_BASE_URL: server.url, EXAI_OPENAI_API_KEY: 'a-wrong-key' } });
   const shim = await connectShim(cleanup, wrong);
-  const refused = /OpenAI-compatible \(EXAI_OPENAI_BASE_URL=.*\) is configured but refused the API key \(HTTP 401\): check EXAI_OPENAI_API_KEY/;
+  const refused =
+    /OpenAI-compatible \(EXAI_OPENAI_BASE_URL=.*\) is configured but refused the API key \(HTTP 401\): check EXAI_OPENAI_API_KEY/;
   const chat = await call(shim, 'chat', { prompt: 'ping' });
   assert.equal(chat.isError, true);
   assert.match(textOf(chat), refused);
@@ -109,7 +110,10 @@ test('an endpoint that refuses the key: chat and listmodels name the key variabl
   const kimi = await startDaemon(cleanup, { env: { KIMI_API_KEY: 'wrong', KIMI_API_URL: server.url } });
   const kimiShim = await connectShim(cleanup, kimi);
   const kimiChat = await call(kimiShim, 'chat', { prompt: 'ping' });
-  assert.match(textOf(kimiChat), /Kimi \(Moonshot\) \(KIMI_API_URL=.*\) is configured but refused the API key \(HTTP 401\): check KIMI_API_KEY/);
+  assert.match(
+    textOf(kimiChat),
+    /Kimi \(Moonshot\) \(KIMI_API_URL=.*\) is configured but refused the API key \(HTTP 401\): check KIMI_API_KEY/,
+  );
   const states = ((await getHealth(kimi)).providers as ProviderHealth[]).map((p) => [p.id, p.state, p.calls, p.errors]);
   assert.deepEqual(states, [
     ['kimi', 'unauthorized', 1, 1],

@@ -223,11 +223,7 @@ const WORKSPACE_VARIABLES = ['workspaceFolder', 'workspaceFolderBasename'] as co
 
 /** True when the entry's args, env values or cwd use `${workspaceFolder}` (or its basename). */
 function usesWorkspaceFolder(entry: JsonObject): boolean {
-  const texts = [
-    ...(Array.isArray(entry.args) ? entry.args : []),
-    ...(isObject(entry.env) ? Object.values(entry.env) : []),
-    entry.cwd,
-  ];
+  const texts = [...(Array.isArray(entry.args) ? entry.args : []), ...(isObject(entry.env) ? Object.values(entry.env) : []), entry.cwd];
   return texts.some((t) => typeof t === 'string' && WORKSPACE_VARIABLES.some((name) => t.includes(`\${${name}}`)));
 }
 

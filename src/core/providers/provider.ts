@@ -258,10 +258,7 @@ export class Provider {
     } catch (error) {
       if (options.signal?.aborted) throw new ProviderError('cancelled', 'the chat was cancelled');
       if (deadline.signal.aborted) {
-        throw new ProviderError(
-          'timeout',
-          `${this.where} did not finish within ${this.config.timeoutMs} ms (EXAI_WS_PROVIDER_TIMEOUT_MS)`,
-        );
+        throw new ProviderError('timeout', `${this.where} did not finish within ${this.config.timeoutMs} ms (EXAI_WS_PROVIDER_TIMEOUT_MS)`);
       }
       throw await this.translate(error, 'chat', request);
     } finally {

@@ -98,7 +98,10 @@ export class Providers {
         const list = await provider.models();
         const chosen = list.models[0];
         if (chosen) return { provider, model: chosen };
-        failures.push(list.error ?? `${provider.where} lists no models: set ${provider.settings.id === 'openai' ? 'EXAI_OPENAI_MODELS' : 'its default model'} or name a model`);
+        failures.push(
+          list.error ??
+            `${provider.where} lists no models: set ${provider.settings.id === 'openai' ? 'EXAI_OPENAI_MODELS' : 'its default model'} or name a model`,
+        );
       }
       throw failed(`no configured provider has a model for 'auto'`, failures, configured);
     }
@@ -116,7 +119,10 @@ export class Providers {
     const failures = lists.flatMap(({ list }) => (list.source === 'catalog' && list.error ? [list.error] : []));
     if (valid.length === 0) throw failed(`model '${model}' was not found`, failures, configured);
     const unknown = `unknown model '${model}'. Valid models: ${valid.join(', ')} (or 'auto')`;
-    throw new ProviderError('unknown_model', failures.length > 0 ? `${unknown}. Models could not be listed from: ${failures.join('; ')}` : unknown);
+    throw new ProviderError(
+      'unknown_model',
+      failures.length > 0 ? `${unknown}. Models could not be listed from: ${failures.join('; ')}` : unknown,
+    );
   }
 
   /** For `/health`: what is configured, how busy, what the last contact said; never keys. */
@@ -150,6 +156,10 @@ export class Providers {
 function failed(headline: string, failures: readonly string[], configured: readonly Provider[]): ProviderError {
   if (failures.length === 0) return new ProviderError('unknown_model', headline);
   const states = new Set(configured.map((p) => p.lastContact.state));
-  const code: ProviderErrorCode = states.has('unauthorized') ? 'unauthorized' : states.has('unreachable') ? 'unreachable' : 'provider_error';
+  const code: ProviderErrorCode = states.has('unauthorized')
+    ? 'unauthorized'
+    : states.has('unreachable')
+      ? 'unreachable'
+      : 'provider_error';
   return new ProviderError(code, failures.join('; '));
 }
