@@ -6,12 +6,11 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { register as globalRegistry } from 'prom-client';
 import { KNOWN_METHODS, Metrics, OTHER, REJECT_REASONS, CLOSE_REASONS } from '../src/daemon/metrics.js';
 import { PrometheusExporter } from '../src/daemon/prometheus.js';
 import type { HealthReport } from '../src/daemon/health-client.js';
-import { findPromtool, parseExposition, promtoolCheck, samplesOf, valueOf, type Family } from './fixtures/exposition.js';
+import { findPromtool, parseChecked, parseExposition, promtoolCheck, samplesOf, valueOf } from './fixtures/exposition.js';
 
 const KNOWN_TOOLS = new Set(['version', 'chat', 'fs__read_file']);
 
@@ -59,27 +58,6 @@ function report(overrides: Partial<HealthReport> = {}): HealthReport {
   };
 }
 
-/** Parses with the strict reader and the npm parser, and with promtool where installed; returns the strict reader's families. */
-function parseAll(text: string): Map<string, Family> {
-  const families = parseExposition(text);
-  const parsed = parsePrometheusTextFormat(text);
-  // The npm parser sees the same families, with the same types.
-  assert.deepEqual(
-    parsed.map((f) => `${f.name} ${f.type.toLowerCase()}`).sort(),
-    [...families.values()].map((f) => `${f.name} ${f.type}`).sort(),
-  );
-  for (const f of parsed) {
-    if (f.type !== 'COUNTER' && f.type !== 'GAUGE') continue;
-    const mine = families.get(f.name);
-    assert.ok(mine);
-    assert.deepEqual(
-      f.metrics.map((m) => [m.labels ?? {}, Number(m.value)]),
-      mine.samples.map((s) => [s.labels, s.value]),
-    );
-  }
-  return families;
-}
-
 const promtool = findPromtool();
 
 test('the scrape parses as Prometheus text: HELP and TYPE for every family, escaped label values, cumulative histograms', async () => {
@@ -92,7 +70,7 @@ test('the scrape parses as Prometheus text: HELP and TYPE for every family, esca
   const exporter = new PrometheusExporter({ metrics, health: () => report() });
   assert.equal(exporter.contentType, 'text/plain; version=0.0.4; charset=utf-8');
   const text = await exporter.render();
-  const families = parseAll(text);
+  const families = parseChecked(text);
   const ours = [...families.values()].filter((f) => f.name.startsWith('exai_ws_'));
   assert.ok(ours.length >= 20, `families: ${ours.map((f) => f.name).join(', ')}`);
   for (const f of families.values()) {
@@ -126,7 +104,7 @@ test(
 test('requests count by method, tool and outcome; the histogram puts each latency in its bucket, in seconds', async () => {
   const metrics = newMetrics();
   const exporter = new PrometheusExporter({ metrics, health: () => report() });
-  const empty = parseAll(await exporter.render());
+  const empty = parseChecked(await exporter.render());
   assert.deepEqual(samplesOf(empty, 'exai_ws_requests_total'), [], 'no request yet, no request series');
 
   metrics.request('tools/call', 'version', 0.3, false);
@@ -136,7 +114,7 @@ test('requests count by method, tool and outcome; the histogram puts each latenc
   metrics.request('tools/call', undefined, 1, true);
   metrics.request('tools/list', undefined, 12, false);
   metrics.request('no/such/method', undefined, 60_000, true);
-  const families = parseAll(await exporter.render());
+  const families = parseChecked(await exporter.render());
   const requests = (method: string, tool: string, outcome: string): number | undefined =>
     valueOf(families, 'exai_ws_requests_total', { method, tool, outcome });
   assert.equal(requests('tools/call', 'version', 'ok'), 2);
@@ -182,7 +160,7 @@ test('sessions, rejections and auth failures follow Metrics; gauges follow the r
   metrics.reject('unauthorized');
   metrics.reject('not a reason');
   metrics.authFailures = 3;
-  let families = parseAll(await exporter.render());
+  let families = parseChecked(await exporter.render());
   assert.equal(valueOf(families, 'exai_ws_sessions_opened_total'), 5);
   assert.equal(valueOf(families, 'exai_ws_sessions_closed_total', { reason: 'client_closed' }), 2);
   assert.equal(valueOf(families, 'exai_ws_sessions_closed_total', { reason: OTHER }), 1);
@@ -217,7 +195,7 @@ test('sessions, rejections and auth failures follow Metrics; gauges follow the r
     servers: [{ name: 'per-ws', state: 'ready', restarts: 0 }],
     providers: [{ id: 'openai', inflight: 0, waiting: 0 }],
   });
-  families = parseAll(await exporter.render());
+  families = parseChecked(await exporter.render());
   assert.equal(valueOf(families, 'exai_ws_sessions_open', { transport: 'ws' }), 0);
   assert.equal(valueOf(families, 'exai_ws_sessions_open', { transport: 'http' }), 0);
   assert.deepEqual(
@@ -245,7 +223,7 @@ test('a report without the optional parts still renders', async () => {
     servers: 'not an array',
     providers: [null, 3, { id: 7 }],
   };
-  const families = parseAll(await new PrometheusExporter({ metrics: newMetrics(), health: () => bare }).render());
+  const families = parseChecked(await new PrometheusExporter({ metrics: newMetrics(), health: () => bare }).render());
   assert.equal(valueOf(families, 'exai_ws_sessions_open', { transport: 'ws' }), 0);
   assert.deepEqual(samplesOf(families, 'exai_ws_server_state'), []);
   assert.deepEqual(samplesOf(families, 'exai_ws_provider_inflight'), []);
@@ -266,7 +244,7 @@ test('20k made-up method, tool, rejection and close-reason names add no label va
     metrics.sessionClosed(junk);
   }
   const text = await exporter.render();
-  const families = parseAll(text);
+  const families = parseChecked(text);
   const labelValues = (name: string, label: string): Set<string> =>
     new Set(samplesOf(families, name).map((s) => s.labels[label] ?? '(none)'));
   for (const method of labelValues('exai_ws_requests_total', 'method')) assert.ok(KNOWN_METHODS.has(method) || method === OTHER, method);
