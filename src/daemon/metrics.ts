@@ -70,8 +70,9 @@ export interface Outcomes {
 
 /**
  * One request method's counts and latency histogram since start. Plain numbers, updated in
- * place: recording a request allocates nothing and hashes no labels (prom-client's own
- * `observe()` does both, about ten times what the rest of {@link Metrics.request} costs).
+ * place: recording a request allocates nothing and hashes no labels. prom-client's own
+ * `inc()` and `observe()` do both: about 1.5 µs a request, where all of {@link Metrics.request}
+ * takes well under 0.1 µs.
  */
 export class MethodSeries implements Outcomes {
   ok = 0;
