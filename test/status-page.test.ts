@@ -1,0 +1,251 @@
+/**
+ * The status page: the StatusPage module over a fake health source (the document's headers, the
+ * SSE feed, its bounds), and end to end in a real headless Chromium against the real daemon
+ * (login through `exai-ws open`, the cookie, a session appearing and going).
+ */
+import assert from 'node:assert/strict';
+import { createServer, request, type IncomingMessage, type Server } from 'node:http';
+import { connect } from 'node:net';
+import { after, describe, test } from 'node:test';
+import { createParser } from 'eventsource-parser';
+import type { HealthReport } from '../src/daemon/health-client.js';
+import { StatusPage, type StatusPageOptions } from '../src/daemon/status-page.js';
+import { browserOpener } from '../src/commands/open.js';
+import { waitFor, within } from './helpers.js';
+
+/** A report the tests change by hand. */
+function fakeReport(): HealthReport {
+  return {
+    status: 'ok',
+    name: 'exai-ws',
+    version: '9.9.9',
+    pid: 4242,
+    host: '127.0.0.1',
+    port: 1,
+    uptime_s: 5,
+    sessions: { total: 0, attached: 0, detached: 0, list: [] },
+    inflight: 0,
+  };
+}
+
+interface PageServer {
+  page: StatusPage;
+  report: HealthReport;
+  port: number;
+  server: Server;
+}
+
+/** StatusPage behind a plain HTTP server on port 0 (no auth: that is the daemon server's job). */
+async function pageServer(options: StatusPageOptions = {}): Promise<PageServer> {
+  const state = { report: fakeReport() };
+  const page = new StatusPage({ health: () => state.report }, options);
+  const server = createServer((req, res) => {
+    if (req.url === '/events') return page.events(req, res);
+    page.page(req, res);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  const handle: PageServer = {
+    page,
+    server,
+    port,
+    get report() {
+      return state.report;
+    },
+    set report(next) {
+      state.report = next;
+    },
+  };
+  after(() => {
+    page.close();
+    server.closeAllConnections();
+    server.close();
+  });
+  return handle;
+}
+
+/** An open SSE feed: its status, parsed events and comments as they arrive, its end. */
+interface Feed {
+  status: number;
+  headers: IncomingMessage['headers'];
+  events: string[];
+  comments: string[];
+  ended: Promise<void>;
+  /** Resolves with the `n`th event (1-based), waiting up to `timeoutMs`. */
+  event(n: number, timeoutMs?: number): Promise<string>;
+  close(): void;
+  body: string;
+}
+
+function openFeed(port: number): Promise<Feed> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path: '/events' }, (res) => {
+      const events: string[] = [];
+      const comments: string[] = [];
+      const parser = createParser({ onEvent: (e) => events.push(e.data), onComment: (c) => comments.push(c) });
+      let body = '';
+      const feed: Feed = {
+        status: res.statusCode ?? 0,
+        headers: res.headers,
+        events,
+        comments,
+        ended: new Promise((r) => res.once('close', () => r())),
+        event: (n, timeoutMs = 5_000) => waitFor(() => events[n - 1], `SSE event ${n}`, timeoutMs),
+        close: () => req.destroy(),
+        get body() {
+          return body;
+        },
+      };
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        body += chunk;
+        parser.feed(chunk);
+      });
+      res.on('error', () => undefined);
+      resolve(feed);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+async function get(port: number, path = '/'): Promise<{ status: number; headers: IncomingMessage['headers']; body: string }> {
+  const res = await fetch(`http://127.0.0.1:${port}${path}`);
+  return { status: res.status, headers: Object.fromEntries(res.headers), body: await res.text() };
+}
+
+describe('StatusPage (unit, fake health source)', () => {
+  test('the document is self-contained: CSP with a fresh nonce per response, no external asset, no innerHTML', async () => {
+    const { port } = await pageServer();
+    const first = await get(port);
+    const second = await get(port);
+    assert.equal(first.status, 200);
+    assert.match(String(first.headers['content-type']), /^text\/html; charset=utf-8/);
+    assert.equal(first.headers['x-content-type-options'], 'nosniff');
+    assert.equal(first.headers['cache-control'], 'no-store');
+    assert.equal(first.headers['referrer-policy'], 'no-referrer');
+    const csp = String(first.headers['content-security-policy']);
+    assert.match(csp, /default-src 'none'/);
+    assert.match(csp, /connect-src 'self'/);
+    const nonce = /script-src 'nonce-([^']+)'/.exec(csp)?.[1];
+    assert.ok(nonce, `no script nonce in ${csp}`);
+    assert.doesNotMatch(csp, /unsafe-eval|unsafe-inline/);
+    // Every script and style element carries the response's nonce; none loads anything.
+    const scripts = [...first.body.matchAll(/<script([^>]*)>/g)].map((m) => m[1]);
+    const styles = [...first.body.matchAll(/<style([^>]*)>/g)].map((m) => m[1]);
+    assert.ok(scripts.length >= 1 && styles.length >= 1);
+    for (const attrs of [...scripts, ...styles]) assert.equal(attrs, ` nonce="${nonce}"`);
+    assert.doesNotMatch(first.body, /\b(src|href)="(?!data:)/, 'a reference to an external asset');
+    assert.doesNotMatch(first.body, /innerHTML|outerHTML|insertAdjacentHTML|document\.write/);
+    const secondNonce = /script-src 'nonce-([^']+)'/.exec(String(second.headers['content-security-policy']))?.[1];
+    assert.notEqual(secondNonce, nonce, 'the nonce must change with every response');
+    assert.equal(Number(first.headers['content-length']), Buffer.byteLength(first.body));
+  });
+
+  test('a feed gets the report at once, then each change, and nothing while it stays the same', async () => {
+    const server = await pageServer({ intervalMs: 20 });
+    const feed = await openFeed(server.port);
+    assert.equal(feed.status, 200);
+    assert.match(String(feed.headers['content-type']), /^text\/event-stream/);
+    assert.equal(feed.headers['cache-control'], 'no-store');
+    assert.deepEqual(JSON.parse(await feed.event(1)), server.report);
+    // Ten intervals with the same report: still one event.
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(feed.events.length, 1, 'an unchanged report was sent again');
+    server.report = { ...server.report, uptime_s: 6, sessions: { ...server.report.sessions, total: 1 } };
+    const second = JSON.parse(await feed.event(2)) as HealthReport;
+    assert.equal(second.sessions.total, 1);
+    assert.equal(second.uptime_s, 6);
+    feed.close();
+  });
+
+  test('a second feed opened later gets the current report at once', async () => {
+    const server = await pageServer({ intervalMs: 20 });
+    const first = await openFeed(server.port);
+    await first.event(1);
+    server.report = { ...server.report, version: '10.0.0' };
+    await first.event(2);
+    const second = await openFeed(server.port);
+    assert.equal((JSON.parse(await second.event(1)) as HealthReport).version, '10.0.0');
+    first.close();
+    second.close();
+  });
+
+  test('an idle feed gets a comment heartbeat', async () => {
+    const server = await pageServer({ intervalMs: 20, heartbeatMs: 50 });
+    const feed = await openFeed(server.port);
+    await waitFor(() => feed.comments.length >= 2, 'two heartbeat comments', 5_000);
+    assert.equal(feed.events.length, 1, 'heartbeats are comments, not events');
+    feed.close();
+  });
+
+  test('at most maxClients feeds: one more is answered 503; a client that goes frees its place', async () => {
+    const server = await pageServer({ maxClients: 2 });
+    const a = await openFeed(server.port);
+    const b = await openFeed(server.port);
+    await a.event(1);
+    await b.event(1);
+    const c = await openFeed(server.port);
+    assert.equal(c.status, 503);
+    await c.ended;
+    assert.match(c.body, /too many/);
+    assert.equal(server.page.clientCount, 2);
+    a.close();
+    await waitFor(() => server.page.clientCount === 1, 'the departed feed to be forgotten');
+    const d = await openFeed(server.port);
+    assert.equal(d.status, 200);
+    await d.event(1);
+    b.close();
+    d.close();
+  });
+
+  test('close() ends every open feed and refuses new ones; it is idempotent', async () => {
+    const server = await pageServer();
+    const feeds = await Promise.all([openFeed(server.port), openFeed(server.port), openFeed(server.port)]);
+    await Promise.all(feeds.map((f) => f.event(1)));
+    server.page.close();
+    server.page.close();
+    await Promise.all(feeds.map((f, i) => within(f.ended, 5_000, `feed ${i} to end`)));
+    assert.equal(server.page.clientCount, 0);
+    const late = await openFeed(server.port);
+    assert.equal(late.status, 503);
+  });
+
+  test('a client that stops reading is dropped, not buffered without bound', async () => {
+    // A report of ~256 KB that changes every 10 ms: a reader that never reads has megabytes
+    // waiting within a second once the kernel's socket buffers are full.
+    const server = await pageServer({ intervalMs: 10, maxBufferedBytes: 64 * 1024 });
+    const padding = 'x'.repeat(256 * 1024);
+    let n = 0;
+    const timer = setInterval(() => (server.report = { ...server.report, uptime_s: ++n, padding }), 10);
+    after(() => clearInterval(timer));
+    const socket = connect(server.port, '127.0.0.1');
+    after(() => socket.destroy());
+    socket.pause(); // never reads
+    socket.write(`GET /events HTTP/1.1\r\nHost: 127.0.0.1:${server.port}\r\n\r\n`);
+    await waitFor(() => server.page.clientCount === 1, 'the feed to open');
+    const closed = new Promise<void>((r) => socket.once('close', () => r()));
+    socket.on('error', () => undefined);
+    await waitFor(() => server.page.clientCount === 0, 'the slow feed to be dropped', 20_000);
+    // The server ended the connection: the client sees it close once it reads again.
+    socket.resume();
+    await within(closed, 10_000, 'the dropped connection to close');
+    clearInterval(timer);
+  });
+
+  test('invalid options are refused with a TypeError', () => {
+    assert.throws(() => new StatusPage({ health: fakeReport }, { intervalMs: 0 }), TypeError);
+    assert.throws(() => new StatusPage({ health: fakeReport }, { maxClients: -1 }), TypeError);
+  });
+});
+
+describe('exai-ws open: the browser opener', () => {
+  test('Linux needs a display; macOS and Windows have their own opener', () => {
+    assert.equal(browserOpener({}, 'linux'), null);
+    assert.deepEqual(browserOpener({ DISPLAY: ':0' }, 'linux'), { command: 'xdg-open', args: [] });
+    assert.deepEqual(browserOpener({ WAYLAND_DISPLAY: 'wayland-0' }, 'linux'), { command: 'xdg-open', args: [] });
+    assert.equal(browserOpener({}, 'darwin')?.command, 'open');
+    assert.equal(browserOpener({}, 'win32')?.command, 'rundll32');
+  });
+});
