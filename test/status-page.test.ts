@@ -4,14 +4,31 @@
  * (login through `exai-ws open`, the cookie, a session appearing and going).
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, request, type IncomingMessage, type Server } from 'node:http';
 import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { createParser } from 'eventsource-parser';
+import { chromium, type BrowserContext } from 'playwright-core';
 import type { HealthReport } from '../src/daemon/health-client.js';
 import { StatusPage, type StatusPageOptions } from '../src/daemon/status-page.js';
 import { browserOpener } from '../src/commands/open.js';
-import { waitFor, within } from './helpers.js';
+import {
+  CLI,
+  Cleanup,
+  ROOT,
+  baseEnv,
+  closedPort,
+  connectShim,
+  makeHome,
+  startDaemon,
+  waitFor,
+  within,
+  type DaemonHandle,
+} from './helpers.js';
 
 /** A report the tests change by hand. */
 function fakeReport(): HealthReport {
@@ -22,6 +39,7 @@ function fakeReport(): HealthReport {
     pid: 4242,
     host: '127.0.0.1',
     port: 1,
+    started_at: '2026-11-30T12:00:00.000Z',
     uptime_s: 5,
     sessions: { total: 0, attached: 0, detached: 0, list: [] },
     inflight: 0,
@@ -247,5 +265,239 @@ describe('exai-ws open: the browser opener', () => {
     assert.deepEqual(browserOpener({ WAYLAND_DISPLAY: 'wayland-0' }, 'linux'), { command: 'xdg-open', args: [] });
     assert.equal(browserOpener({}, 'darwin')?.command, 'open');
     assert.equal(browserOpener({}, 'win32')?.command, 'rundll32');
+  });
+});
+
+/** Where the browser test leaves its screenshots (kept by CI as artifacts; ignored by git). */
+const ARTIFACTS = join(ROOT, 'test-artifacts');
+
+/** Runs the real CLI; resolves with its exit code and output (never rejects on a failing exit). */
+function runCli(
+  args: string[],
+  env: Record<string, string>,
+  timeoutMs = 15_000,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [CLI, ...args], { env, timeout: timeoutMs }, (error, stdout, stderr) => {
+      const code = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** `exai-ws open --print` against the daemon: the one-time login URL it prints. */
+async function loginUrl(daemon: DaemonHandle): Promise<string> {
+  const run = await runCli(['open', '--print'], { ...baseEnv(), ...daemon.clientEnv });
+  assert.equal(run.code, 0, `exai-ws open --print failed: ${run.stderr}`);
+  assert.equal(run.stderr, '');
+  const lines = run.stdout.split('\n').filter((l) => l.length > 0);
+  assert.equal(lines.length, 1, `one line on stdout, got ${JSON.stringify(run.stdout)}`);
+  const url = lines[0] ?? '';
+  assert.match(url, new RegExp(`^http://127\\.0\\.0\\.1:${daemon.port}/\\?code=[A-Za-z0-9_-]{20,}$`));
+  return url;
+}
+
+/** Debian's `chromium` (the wrapper script's real binary first); CHROMIUM_PATH overrides. */
+function chromiumPath(): string {
+  const candidates = [process.env.CHROMIUM_PATH, '/usr/lib/chromium/chromium', '/usr/bin/chromium', '/usr/bin/chromium-browser'];
+  const found = candidates.find((p): p is string => typeof p === 'string' && p.length > 0 && existsSync(p));
+  if (!found)
+    throw new Error(`no Chromium found (tried ${candidates.filter(Boolean).join(', ')}): apt-get install -y chromium (.ci/run does)`);
+  return found;
+}
+
+/**
+ * A headless Chromium with a fresh profile in a temp dir (a laptop-sized window), closed at
+ * cleanup. Any launch failure fails the test with its reason.
+ */
+async function launchChromium(cleanup: Cleanup): Promise<BrowserContext> {
+  const executablePath = chromiumPath();
+  const profile = mkdtempSync(join(tmpdir(), 'exai-ws-chromium-'));
+  cleanup.add(() => rmSync(profile, { recursive: true, force: true }));
+  let context: BrowserContext;
+  try {
+    context = await chromium.launchPersistentContext(profile, {
+      executablePath,
+      headless: true,
+      timeout: 20_000,
+      viewport: { width: 1366, height: 800 },
+      // Root (CI containers) cannot use Chromium's sandbox; /dev/shm is small in containers.
+      args: ['--no-sandbox', '--disable-dev-shm-usage', '--no-first-run'],
+    });
+  } catch (error) {
+    throw new Error(`headless Chromium (${executablePath}) did not launch: ${(error as Error).message}`);
+  }
+  cleanup.add(() => context.close());
+  return context;
+}
+
+async function fetchStatus(daemon: DaemonHandle, path: string, headers: Record<string, string> = {}): Promise<Response> {
+  return fetch(`http://127.0.0.1:${daemon.port}${path}`, { headers, redirect: 'manual' });
+}
+
+describe('the status page in a real headless Chromium, against the real daemon', () => {
+  test('login through `exai-ws open`, HttpOnly cookie, a session appears and goes, no console errors', async () => {
+    const cleanup = new Cleanup();
+    try {
+      const daemon = await startDaemon(cleanup);
+      const [url, context] = await Promise.all([loginUrl(daemon), launchChromium(cleanup)]);
+      const page = await context.newPage();
+      const problems: string[] = [];
+      page.on('console', (m) => {
+        if (m.type() === 'error') problems.push(`console: ${m.text()}`);
+      });
+      page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+
+      const response = await page.goto(url, { waitUntil: 'domcontentloaded', timeout: 10_000 });
+      assert.equal(response?.status(), 200);
+      // The redirect took the code out of the address bar (and the history).
+      assert.equal(page.url(), `http://127.0.0.1:${daemon.port}/`);
+      const cookies = await context.cookies();
+      const session = cookies.find((c) => c.name === 'exai_ws_session');
+      assert.ok(session, `no session cookie in ${JSON.stringify(cookies.map((c) => c.name))}`);
+      assert.equal(session.httpOnly, true);
+      assert.equal(session.sameSite, 'Strict');
+      assert.equal(session.path, '/');
+      assert.equal(await page.evaluate(() => (globalThis as unknown as { document: { cookie: string } }).document.cookie), '');
+
+      await page.locator('body[data-connection="live"]').waitFor({ timeout: 10_000 });
+      await page.locator('#daemon').getByText(String(daemon.pid), { exact: true }).waitFor({ timeout: 5_000 });
+
+      // The client name is the client's own string: shown as text, never parsed as markup.
+      const name = 'status-page-e2e <img src=x onerror=alert(1)>';
+      const shim = await connectShim(cleanup, daemon, { name });
+      const row = page.locator('#sessions tbody tr', { hasText: name });
+      await row.waitFor({ timeout: 10_000 });
+      const rowText = await row.innerText();
+      assert.match(rowText, /\bws\b/, 'the transport');
+      assert.ok(rowText.includes(process.cwd()), `the client's working directory in ${JSON.stringify(rowText)}`);
+      assert.equal(await page.locator('#sessions img').count(), 0, 'report text was parsed as HTML');
+      assert.match(await page.locator('#sessions-count').innerText(), /\(1\)/);
+
+      mkdirSync(ARTIFACTS, { recursive: true });
+      await page.screenshot({ path: join(ARTIFACTS, 'status-page.png'), fullPage: true });
+      await page.emulateMedia({ colorScheme: 'dark' });
+      await page.screenshot({ path: join(ARTIFACTS, 'status-page-dark.png'), fullPage: true });
+      await page.emulateMedia({ colorScheme: 'light' });
+
+      await shim.client.close();
+      await row.waitFor({ state: 'detached', timeout: 10_000 });
+      await page.locator('#sessions td.empty').waitFor({ timeout: 5_000 });
+      assert.deepEqual(problems, [], 'the page logged errors');
+
+      // The daemon goes away: the page says so instead of showing stale numbers as live.
+      daemon.proc.kill('SIGTERM');
+      await within(daemon.exited, 15_000, 'the daemon to exit');
+      await page.locator('body[data-connection="down"]').waitFor({ timeout: 10_000 });
+      assert.match(await page.locator('#conn').innerText(), /disconnected/);
+    } finally {
+      await cleanup.run();
+    }
+  });
+
+  test('without the cookie or token `/` and `/events` are 401; a code works once; a bad cookie is refused', async () => {
+    const cleanup = new Cleanup();
+    try {
+      const daemon = await startDaemon(cleanup);
+      for (const path of ['/', '/events']) {
+        const res = await fetchStatus(daemon, path);
+        assert.equal(res.status, 401, `${path} without credentials`);
+        assert.doesNotMatch(await res.text(), /"sessions"|9\.9\.9|exai-ws-test/);
+        const bad = await fetchStatus(daemon, path, { cookie: 'exai_ws_session=not-a-session' });
+        assert.equal(bad.status, 401, `${path} with a made-up cookie`);
+        await bad.body?.cancel();
+      }
+      const page = await fetchStatus(daemon, '/');
+      assert.match(page.headers.get('content-type') ?? '', /text\/html/);
+
+      const url = new URL(await loginUrl(daemon));
+      const first = await fetchStatus(daemon, url.pathname + url.search);
+      assert.equal(first.status, 303);
+      assert.equal(first.headers.get('location'), '/');
+      const setCookie = first.headers.get('set-cookie') ?? '';
+      assert.match(setCookie, /HttpOnly/i);
+      assert.match(setCookie, /SameSite=Strict/i);
+      const cookie = setCookie.split(';')[0] ?? '';
+      const again = await fetchStatus(daemon, url.pathname + url.search);
+      assert.equal(again.status, 401, 'a used code must be refused');
+      assert.equal(again.headers.get('set-cookie'), null);
+
+      // The cookie opens both the page and its feed.
+      const withCookie = await fetchStatus(daemon, '/', { cookie });
+      assert.equal(withCookie.status, 200);
+      assert.match(withCookie.headers.get('content-security-policy') ?? '', /script-src 'nonce-/);
+      await withCookie.body?.cancel();
+      const controller = new AbortController();
+      const feed = await fetch(`http://127.0.0.1:${daemon.port}/events`, { headers: { cookie }, signal: controller.signal });
+      assert.equal(feed.status, 200);
+      assert.match(feed.headers.get('content-type') ?? '', /^text\/event-stream/);
+      const reader = feed.body!.getReader();
+      let text = '';
+      while (!/^data: .*\n/m.test(text)) {
+        const chunk = await within(reader.read(), 5_000, 'the first SSE event');
+        if (chunk.done) break;
+        text += Buffer.from(chunk.value).toString('utf8');
+      }
+      const data = /^data: (.*)$/m.exec(text)?.[1];
+      assert.ok(data, `no event in ${text}`);
+      assert.equal((JSON.parse(data) as HealthReport).pid, daemon.pid);
+      controller.abort();
+
+      // The token works as a bearer header too (scripts, curl).
+      const bearer = await fetchStatus(daemon, '/', { authorization: `Bearer ${daemon.token}` });
+      assert.equal(bearer.status, 200);
+      await bearer.body?.cancel();
+    } finally {
+      await cleanup.run();
+    }
+  });
+
+  test('`exai-ws open` with a display hands the URL to xdg-open and prints it; the URL logs in', async () => {
+    const cleanup = new Cleanup();
+    try {
+      const daemon = await startDaemon(cleanup);
+      const bin = makeHome(cleanup);
+      const seen = join(bin, 'opened.txt');
+      writeFileSync(join(bin, 'xdg-open'), `#!/bin/sh\nprintf '%s\\n' "$@" > ${JSON.stringify(seen)}\n`);
+      chmodSync(join(bin, 'xdg-open'), 0o755);
+      const env = { ...baseEnv(), ...daemon.clientEnv, PATH: `${bin}:${process.env.PATH ?? ''}`, DISPLAY: ':99' };
+      delete (env as Record<string, string | undefined>).WAYLAND_DISPLAY;
+      const run = await runCli(['open'], env);
+      assert.equal(run.code, 0, run.stderr);
+      const printed = run.stdout.trim();
+      const opened = await waitFor(() => (existsSync(seen) ? readFileSync(seen, 'utf8').trim() || null : null), 'xdg-open to be run');
+      assert.equal(opened, printed);
+      const url = new URL(opened);
+      const res = await fetchStatus(daemon, url.pathname + url.search);
+      assert.equal(res.status, 303);
+    } finally {
+      await cleanup.run();
+    }
+  });
+
+  test('`exai-ws open` exits 1 with one line when no daemon answers', async () => {
+    const cleanup = new Cleanup();
+    try {
+      const home = makeHome(cleanup);
+      const noToken = await runCli(['open', '--print'], { ...baseEnv(), EXAI_WS_HOME: home });
+      assert.equal(noToken.code, 1);
+      assert.equal(noToken.stdout, '');
+      assert.equal(noToken.stderr.trim().split('\n').length, 1, noToken.stderr);
+      // A token and an address card, but nothing listening there (a daemon killed with -9).
+      const port = await closedPort();
+      mkdirSync(join(home, 'logs'), { recursive: true });
+      writeFileSync(join(home, 'token'), 'a'.repeat(43));
+      writeFileSync(
+        join(home, 'logs', 'ws_daemon.pid'),
+        JSON.stringify({ pid: 999999, host: '127.0.0.1', port, version: '0', started_at: '' }),
+      );
+      const down = await runCli(['open', '--print'], { ...baseEnv(), EXAI_WS_HOME: home });
+      assert.equal(down.code, 1);
+      assert.equal(down.stdout, '');
+      assert.match(down.stderr, new RegExp(`^exai-ws open: no daemon answers on 127\\.0\\.0\\.1:${port}`));
+      assert.equal(down.stderr.trim().split('\n').length, 1, down.stderr);
+    } finally {
+      await cleanup.run();
+    }
   });
 });

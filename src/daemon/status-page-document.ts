@@ -81,7 +81,7 @@ function stateClass(state) {
 function cell(c, header) {
   const spec = c !== null && typeof c === 'object' ? c : { text: c };
   const classes = [spec.cls || '', NUM.has(header) ? 'num' : ''].join(' ').trim();
-  const td = el('td', spec.text, classes);
+  const td = el('td', show(spec.text), classes);
   if (spec.title) td.title = String(spec.title);
   return td;
 }
