@@ -16,7 +16,6 @@ import { chromium, type BrowserContext } from 'playwright-core';
 import type { HealthReport } from '../src/daemon/health-client.js';
 import { StatusPage, type StatusPageOptions } from '../src/daemon/status-page.js';
 import { browserOpener } from '../src/commands/open.js';
-import { CODE_TTL_MS, COOKIE_NAME, COOKIE_TTL_MS, WebAuth } from '../src/daemon/web-auth.js';
 import {
   CLI,
   Cleanup,
@@ -266,38 +265,6 @@ describe('exai-ws open: the browser opener', () => {
     assert.deepEqual(browserOpener({ WAYLAND_DISPLAY: 'wayland-0' }, 'linux'), { command: 'xdg-open', args: [] });
     assert.equal(browserOpener({}, 'darwin')?.command, 'open');
     assert.equal(browserOpener({}, 'win32')?.command, 'rundll32');
-  });
-});
-
-describe('one-time codes and page cookies (WebAuth over a fake clock)', () => {
-  const TOKEN = 't'.repeat(43);
-  const withCookie = (value: string) => ({ headers: { cookie: `other=1; ${COOKIE_NAME}=${value}` } }) as unknown as IncomingMessage;
-
-  test('a code is good once, until it expires; the cookie it gives lasts its own lifetime', () => {
-    let nowMs = 1_000_000;
-    const auth = new WebAuth(TOKEN, { now: () => nowMs });
-    const { code, expiresInS } = auth.issueCode();
-    assert.equal(expiresInS * 1000, CODE_TTL_MS);
-    nowMs += CODE_TTL_MS - 1;
-    const cookie = auth.redeem(code);
-    assert.ok(cookie, 'a code used just inside its lifetime');
-    assert.equal(auth.redeem(code), null, 'the same code a second time');
-    assert.equal(auth.credential(withCookie(cookie)), 'cookie');
-    assert.equal(auth.credential(withCookie(`${cookie}x`)), null);
-    nowMs += COOKIE_TTL_MS;
-    assert.equal(auth.credential(withCookie(cookie)), null, 'an expired cookie');
-
-    const late = auth.issueCode().code;
-    nowMs += CODE_TTL_MS;
-    assert.equal(auth.redeem(late), null, 'a code used at the end of its lifetime');
-    assert.equal(auth.redeem('never-issued'), null);
-  });
-
-  test('a flood of codes evicts the oldest instead of growing', () => {
-    const auth = new WebAuth(TOKEN, { now: () => 0 });
-    const codes = Array.from({ length: 100 }, () => auth.issueCode().code);
-    assert.equal(auth.redeem(codes[0] ?? ''), null, 'the oldest code of the flood');
-    assert.ok(auth.redeem(codes[99] ?? ''), 'the newest code');
   });
 });
 
