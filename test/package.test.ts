@@ -103,7 +103,8 @@ test('`node cli.js daemon` without the options runs the daemon with them, passes
     () => launcher.stderr().includes(`daemon listening on ws://127.0.0.1:${card.port} (pid ${card.pid},`),
     'the listening line',
   );
-  assert.equal((await getHealth(card)).pid, card.pid);
+  const token = readFileSync(join(home, 'token'), 'utf8').trim();
+  assert.equal((await getHealth({ port: card.port, token })).pid, card.pid);
 
   // As Ctrl-C in a terminal: to the command that was run, which passes it on once.
   launcher.proc.kill('SIGINT');

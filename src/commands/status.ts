@@ -1,6 +1,6 @@
 /** `exai-ws status` and `exai-ws stop`: find the daemon through its address card and ask it. */
-import { readAddressCard, resolveHome } from '../protocol/files.js';
-import { fetchHealth, type HealthReport } from '../daemon/health-client.js';
+import { discoverDaemon, readAddressCard, resolveHome } from '../protocol/files.js';
+import { fetchFullHealth, fetchHealth, type HealthReport } from '../daemon/health-client.js';
 import { isDaemonCommandLine, processAlive, processCommandLine } from '../daemon/pidfile.js';
 
 const HEALTH_TIMEOUT_MS = 2_000;
@@ -8,7 +8,7 @@ const HEALTH_TIMEOUT_MS = 2_000;
 export const STOP_WAIT_MS = 30_000;
 const RELOAD_WAIT_MS = 10_000;
 
-type Found = { health: HealthReport; pidPath: string } | { error: string; stale_pid_file?: { path: string; pid: number } };
+type Found = { health: HealthReport; pidPath: string; token: string } | { error: string; stale_pid_file?: { path: string; pid: number } };
 
 async function findDaemon(): Promise<Found> {
   const paths = resolveHome();
@@ -21,13 +21,20 @@ async function findDaemon(): Promise<Found> {
     stale_pid_file: { path: paths.pid, pid: card.pid },
   };
   if (!processAlive(card.pid)) return stale;
-  const health = await fetchHealth(card.host, card.port, HEALTH_TIMEOUT_MS);
-  if (!health || health.pid !== card.pid) {
+  const live = await fetchHealth(card.host, card.port, HEALTH_TIMEOUT_MS);
+  if (!live || live.pid !== card.pid) {
     const commandLine = processCommandLine(card.pid);
     if (commandLine !== null && !isDaemonCommandLine(commandLine)) return stale;
     return { error: `the daemon (pid ${card.pid}) does not answer on ${card.host}:${card.port}` };
   }
-  return { health, pidPath: paths.pid };
+  const { token } = discoverDaemon();
+  const health = token ? await fetchFullHealth(card.host, card.port, HEALTH_TIMEOUT_MS, token) : null;
+  if (!health || !token) {
+    return {
+      error: `the daemon (pid ${card.pid}) did not take this user's token (${token ? "EXAI_WS_TOKEN or the token file differs from the daemon's" : `no token file at ${paths.token}`})`,
+    };
+  }
+  return { health, pidPath: paths.pid, token };
 }
 
 /** Prints the daemon's state; resolves to the exit code (1 when no daemon answers). */
@@ -137,7 +144,7 @@ export async function runReloadCommand(): Promise<number> {
   const deadline = Date.now() + RELOAD_WAIT_MS;
   while (Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, 50));
-    const now = await fetchHealth(health.host, health.port, HEALTH_TIMEOUT_MS);
+    const now = await fetchFullHealth(health.host, health.port, HEALTH_TIMEOUT_MS, found.token);
     const last = now ? lastReloadOf(now) : undefined;
     if (!last || last.at === before) continue;
     if (last.error) {
