@@ -55,7 +55,8 @@ export function relaunchWithNodeOptions(env: NodeJS.ProcessEnv = process.env): b
   const child = spawn(process.execPath, [...process.execArgv, ...missing, ...process.argv.slice(1)], {
     stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
     env: { ...env, [RELAUNCH_ENV]: '0' },
-    detached: true,
+    // Windows has no process groups to leave, and a detached child there gets a console of its own.
+    detached: process.platform !== 'win32',
   });
   for (const signal of FORWARDED) process.on(signal, () => child.kill(signal));
   child.once('error', (error) => {

@@ -307,7 +307,13 @@ export class Provider {
       );
     }
     if (error instanceof APIConnectionError) {
-      return new ProviderError('unreachable', `${where} is configured but could not be reached: ${describe(rootCause(error))}`);
+      const cause = rootCause(error);
+      // fetch refuses some ports outright (9, 25, 6000...) and says no more than "bad port".
+      const why =
+        cause instanceof Error && cause.message === 'bad port'
+          ? `fetch will not connect to port ${portOf(this.settings.baseUrl)} (a blocked port)`
+          : describe(cause);
+      return new ProviderError('unreachable', `${where} is configured but could not be reached: ${why}`);
     }
     return new ProviderError('provider_error', `${where} failed (${what}): ${describe(error)}`);
   }
@@ -376,6 +382,15 @@ function describe(error: unknown): string {
     return code && !error.message.includes(code) ? `${error.message} (${code})` : error.message;
   }
   return String(error);
+}
+
+function portOf(url: string | undefined): string {
+  try {
+    const parsed = new URL(url ?? '');
+    return parsed.port || (parsed.protocol === 'https:' ? '443' : '80');
+  } catch {
+    return '?';
+  }
 }
 
 /**
