@@ -31,7 +31,7 @@ interface Cell {
 const INDENT = '  ';
 const GAP = '  ';
 /** A shrinkable column is never cut below this (or its header). */
-const MIN_SHRUNK = 12;
+const MIN_SHRUNK = 10;
 /** Labels of the daemon's fields are padded to this; values start at column 12. */
 const LABEL_WIDTH = 10;
 
@@ -71,10 +71,13 @@ function daemonSection(s: StatusJson, paint: Paint): string[] {
     field('uptime', formatDuration(d.uptime_s)),
   ];
   if (s.limited) return head;
-  const by = new Map<string, number>();
+  const by = new Map<string, number>(['ws', 'http', 'stdio'].map((kind) => [kind, 0]));
   for (const session of s.sessions) by.set(session.transport, (by.get(session.transport) ?? 0) + 1);
   const attached = s.sessions.filter((x) => x.state === 'attached').length;
-  const transports = [...by].map(([kind, n]) => `${n} ${kind}`).join(', ');
+  const transports = [...by]
+    .filter(([, n]) => n > 0)
+    .map(([kind, n]) => `${n} ${kind}`)
+    .join(', ');
   const started =
     d.auto_started === true
       ? `auto-started; ${d.idle_exit_ms !== null ? `exits after ${formatDuration(Math.round(d.idle_exit_ms / 1000))} with no session` : 'never exits when idle'}`
@@ -101,7 +104,6 @@ function sessionsSection(s: StatusJson, paint: Paint, width: number): string[] {
     { header: 'STATE' },
     { header: 'AGE', align: 'right' },
     { header: 'IN FLIGHT', align: 'right' },
-    { header: 'REQUESTS', align: 'right' },
     { header: 'P99', align: 'right' },
     { header: 'CWD', shrink: 'start' },
   ];
@@ -113,7 +115,6 @@ function sessionsSection(s: StatusJson, paint: Paint, width: number): string[] {
     { text: x.state, style: x.state === 'attached' ? undefined : 'yellow' },
     { text: formatDuration(x.age_s) },
     { text: String(x.inflight) },
-    { text: x.requests === null ? '-' : String(x.requests) },
     { text: formatMs(x.p99_ms) },
     { text: x.cwd ?? '-', style: x.cwd === null ? 'dim' : undefined },
   ]);
@@ -254,25 +255,20 @@ function fit(line: string, width: number, paint: Paint, style?: Style): string {
 
 /**
  * Lays out a table: each column as wide as its widest cell, unless the line would pass
- * `width`; then the shrinkable columns (paths, errors) give up room, widest first, down to
- * {@link MIN_SHRUNK}, and their cells are cut with `…`. Colour is applied after padding, so
+ * `width`; then the shrinkable columns (paths, errors, names) give up room, rightmost first, each
+ * down to {@link MIN_SHRUNK}, and their cells are cut with `…`. Colour is applied after padding, so
  * ANSI codes never count toward a width.
  */
 function table(columns: Column[], rows: Cell[][], paint: Paint, width: number): string[] {
   const cells = rows.map((row) => row.map((cell) => ({ ...cell, text: printable(cell.text) })));
   const widths = columns.map((c, i) => Math.max(visibleLength(c.header), ...cells.map((row) => visibleLength(row[i]?.text ?? ''))));
   const total = () => INDENT.length + widths.reduce((a, b) => a + b, 0) + GAP.length * (columns.length - 1);
-  let excess = total() - width;
-  while (excess > 0) {
-    let widest = -1;
-    for (let i = 0; i < columns.length; i++) {
-      const column = columns[i] as Column;
-      const floor = Math.max(MIN_SHRUNK, visibleLength(column.header));
-      if (column.shrink && (widths[i] as number) > floor && (widest < 0 || (widths[i] as number) > (widths[widest] as number))) widest = i;
-    }
-    if (widest < 0) break;
-    widths[widest] = (widths[widest] as number) - 1;
-    excess--;
+  // The rightmost shrinkable column (the least telling: a path, an error) gives up room first.
+  for (let i = columns.length - 1; i >= 0 && total() > width; i--) {
+    const column = columns[i] as Column;
+    if (!column.shrink) continue;
+    const floor = Math.max(MIN_SHRUNK, visibleLength(column.header));
+    widths[i] = Math.max(Math.min(widths[i] as number, floor), (widths[i] as number) - (total() - width));
   }
   const line = (row: Cell[], header: boolean) =>
     INDENT +

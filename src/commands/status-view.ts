@@ -157,7 +157,7 @@ export function statusJson(h: HealthReport): StatusJson {
           p99_ms: num(s.p99_ms),
         }),
       )
-      .sort((a, b) => (a.client < b.client ? -1 : a.client > b.client ? 1 : b.age_s - a.age_s)),
+      .sort((a, b) => compareText(a.client, b.client) || b.age_s - a.age_s),
     servers: list(h.servers).map((s) => ({
       name: str(s.name) ?? '?',
       state: str(s.state) ?? 'unknown',
@@ -222,6 +222,13 @@ function fileOf(value: unknown): StatusFile | null {
     failing: f.failing === true,
     last_error: code === null ? null : { code, at: str(error.at) ?? '' },
   };
+}
+
+/** Case-insensitive, locale-independent: the same order on every machine. */
+function compareText(a: string, b: string): number {
+  const x = a.toLowerCase();
+  const y = b.toLowerCase();
+  return x < y ? -1 : x > y ? 1 : 0;
 }
 
 function record(value: unknown): Record<string, unknown> {
