@@ -4,42 +4,34 @@
  * demand, and `exai-ws shim` loads nothing but the bundled shim (start-up time is its budget).
  */
 import { createRequire } from 'node:module';
+import { parseCommand, type ParsedValues } from './commands/args.js';
 import { ExitCode } from './commands/exit-codes.js';
+import { COMMANDS, commandSpec, type CommandEntry } from './commands/specs.js';
 import { NAME, VERSION } from './version.js';
 
-const HELP = `${NAME} ${VERSION}: one MCP daemon shared by every client on this machine
+/** `exai-ws --help`: every command with its summary (each command's --help has the details). */
+function mainHelp(): string {
+  const width = Math.max(...COMMANDS.map((c) => c.name.length)) + 2;
+  const commands = COMMANDS.map((c) => {
+    const [first, ...more] = c.summary.split('\n');
+    return [`  ${c.name.padEnd(width)}${first}`, ...more.map((line) => `  ${' '.repeat(width)}${line}`)].join('\n');
+  }).join('\n');
+  return `${NAME} ${VERSION}: one MCP daemon shared by every client on this machine
 
-Usage: exai-ws <command> [options]
+Usage: exai-ws <command> [options]      exai-ws <command> --help: that command's usage
 
 Commands:
-  daemon            run the daemon in the foreground (ws://127.0.0.1:8765 by default)
-  shim              bridge stdio to the daemon: use this as the MCP server command in clients
-  stdio             serve the core as a plain stdio MCP server, without a daemon
-  status            show the running daemon (exit 1 when none answers); --json for JSON
-  stop              stop the running daemon gracefully
-  restart           replace the running daemon (or start one when none runs) with one started
-                    from this shell's environment, detached, logging to logs/ws_daemon.log;
-                    like an auto-started daemon it exits after EXAI_WS_IDLE_EXIT_MS (8 h) with
-                    no session (EXAI_WS_IDLE_EXIT_MS=0: never)
-  reload            re-read the hosted servers' config (the daemon also watches the file)
-  import            copy a client's MCP servers into the daemon's config and print the shim
-                    entry that replaces them: --from vscode|claude|cursor [path] [--dry-run]
-  config            print a client's entry, ready to paste, with absolute paths and the token:
-                    vscode|cursor|claude-code (Streamable HTTP, http://127.0.0.1:PORT/mcp, and
-                    the shim form) or claude-desktop (the shim); --server NAME: one hosted server
-  service           install|uninstall|status: run the daemon from your login (a systemd user
-                    unit on Linux, a launchd agent on macOS); EXAI_WS_SERVICE_MANAGER=none
-                    writes or removes the file and prints the systemctl/launchctl commands
-  help              show this help
+${commands}
 
 Options:
-  -h, --help        show this help
-  -v, --version     print the version
+  -h, --help      show this help
+  -v, --version   print the version
 
-Environment: EXAI_WS_HOME, EXAI_WS_HOST, EXAI_WS_PORT, EXAI_WS_TOKEN, EXAI_WS_BACKPRESSURE,
-EXAI_WS_AUTOSTART (0: shims never start a daemon), EXAI_WS_IDLE_EXIT_MS, LOG_LEVEL and the
-limits listed in the README.
+Environment: EXAI_WS_HOME, EXAI_WS_HOST, EXAI_WS_PORT, EXAI_WS_TOKEN, EXAI_WS_CONFIG,
+EXAI_WS_BACKPRESSURE, EXAI_WS_AUTOSTART (0: shims never start a daemon), EXAI_WS_IDLE_EXIT_MS,
+LOG_LEVEL and the limits listed in the README.
 `;
+}
 
 function fail(message: string, code: number = ExitCode.FAILURE): never {
   process.stderr.write(`exai-ws: ${message}\n`);
@@ -58,22 +50,49 @@ function failWith(error: unknown): never {
   fail(`internal error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`, ExitCode.CRASH);
 }
 
+/** Parses a command's arguments; prints its usage and exits on --help (0) or a usage error (2). */
+function parse(spec: CommandEntry, args: readonly string[]): { values: ParsedValues; positionals: string[] } {
+  const parsed = parseCommand(spec, args);
+  if ('help' in parsed) {
+    process.stdout.write(`${spec.usage}\n`);
+    process.exit(ExitCode.OK);
+  }
+  if ('error' in parsed) {
+    process.stderr.write(`exai-ws ${spec.name}: ${parsed.error}\n${spec.usage}\n`);
+    process.exit(ExitCode.USAGE);
+  }
+  return parsed;
+}
+
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
-  switch (command) {
-    case undefined:
-    case 'help':
-    case '-h':
-    case '--help':
-      process.stdout.write(HELP);
+  if (command === undefined || command === '-h' || command === '--help') {
+    process.stdout.write(mainHelp());
+    return;
+  }
+  if (command === '-v' || command === '--version') {
+    if (rest.length > 0) fail(`--version takes no arguments (got '${rest[0]}')`, ExitCode.USAGE);
+    process.stdout.write(`${VERSION}\n`);
+    return;
+  }
+  const spec = commandSpec(command);
+  if (!spec) {
+    fail(
+      command.startsWith('-') ? `unknown option '${command}'; run exai-ws --help` : `unknown command '${command}'; run exai-ws --help`,
+      ExitCode.USAGE,
+    );
+  }
+  const { values, positionals } = parse(spec, rest);
+  switch (spec.name) {
+    case 'help': {
+      const about = positionals[0] === undefined ? undefined : commandSpec(positionals[0]);
+      if (positionals[0] !== undefined && !about) fail(`unknown command '${positionals[0]}'; run exai-ws --help`, ExitCode.USAGE);
+      process.stdout.write(about ? `${about.usage}\n` : mainHelp());
       return;
-    case '-v':
-    case '--version':
-      process.stdout.write(`${VERSION}\n`);
-      return;
+    }
     case 'shim':
-      // The bundled shim (see shim/main.ts) reads its options from process.argv and exits
-      // when the session ends.
+      // The bundled shim (see shim/main.ts) reads its options from process.argv (checked above,
+      // the same spec) and exits when the session ends.
       createRequire(import.meta.url)('../shim.cjs');
       return;
     case 'daemon': {
@@ -90,7 +109,7 @@ async function main(argv: string[]): Promise<void> {
     }
     case 'status': {
       const { runStatusCommand } = await import('./commands/status.js');
-      process.exitCode = await runStatusCommand({ json: rest.includes('--json') });
+      process.exitCode = await runStatusCommand({ json: values.json === true });
       return;
     }
     case 'stop': {
@@ -108,6 +127,26 @@ async function main(argv: string[]): Promise<void> {
       process.exitCode = await runReloadCommand();
       return;
     }
+    case 'logs': {
+      const lines = values.lines === undefined ? undefined : Number(values.lines);
+      if (lines !== undefined && (!Number.isInteger(lines) || lines < 0)) {
+        fail(`logs: --lines takes a whole number (got '${String(values.lines)}')`, ExitCode.USAGE);
+      }
+      const { runLogsCommand } = await import('./commands/logs.js');
+      process.exitCode = await runLogsCommand({
+        follow: values.follow === true,
+        session: values.session as string | undefined,
+        level: values.level as string | undefined,
+        lines,
+        json: values.json === true,
+      });
+      return;
+    }
+    case 'open': {
+      const { runOpenCommand } = await import('./commands/open.js');
+      process.exitCode = await runOpenCommand({ print: values.print === true });
+      return;
+    }
     case 'import': {
       const { runImportCommand } = await import('./commands/import.js');
       process.exitCode = runImportCommand(rest);
@@ -123,8 +162,6 @@ async function main(argv: string[]): Promise<void> {
       process.exitCode = await runServiceCommand(rest);
       return;
     }
-    default:
-      fail(`unknown command '${command}'; run exai-ws --help`);
   }
 }
 

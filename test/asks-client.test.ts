@@ -280,7 +280,7 @@ async function waitLearned(home: string, server: string, tool: string): Promise<
 }
 
 /** `asks_client` of a hosted server's `/health` report (declared + learned, sorted). */
-async function asksClientInHealth(daemon: Pick<DaemonHandle, 'port'>, server: string): Promise<unknown> {
+async function asksClientInHealth(daemon: Pick<DaemonHandle, 'port' | 'token'>, server: string): Promise<unknown> {
   const health = await getHealth(daemon);
   const report = (health.servers as { name: string; asks_client?: unknown }[]).find((s) => s.name === server);
   assert.ok(report, `/health lists ${server}`);

@@ -35,7 +35,7 @@ test('--version prints the package version; --help lists every command', async (
 
 test('an unknown command fails with a hint and nothing on stdout', async () => {
   const out = await cli(['frobnicate']);
-  assert.equal(out.code, 1);
+  assert.equal(out.code, 2);
   assert.equal(out.stdout, '');
   assert.match(out.stderr, /unknown command 'frobnicate'.*--help/);
 });

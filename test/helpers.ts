@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import WebSocket from 'ws';
-import { fetchHealth, type HealthReport } from '../src/daemon/health-client.js';
+import { fetchFullHealth, type HealthReport } from '../src/daemon/health-client.js';
 import { readAddressCard } from '../src/protocol/files.js';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -201,9 +201,9 @@ export function textOf(result: unknown): string {
   return content?.[0]?.text ?? '';
 }
 
-/** The daemon's `/health`, through the same client `status` uses; throws when it gives none. */
-export async function getHealth(daemon: Pick<DaemonHandle, 'port'>): Promise<HealthReport> {
-  const report = await fetchHealth('127.0.0.1', daemon.port, 5_000);
+/** The daemon's full `/health` (with its token), through the same client `status` uses; throws when it gives none. */
+export async function getHealth(daemon: Pick<DaemonHandle, 'port' | 'token'>): Promise<HealthReport> {
+  const report = await fetchFullHealth('127.0.0.1', daemon.port, 5_000, daemon.token);
   if (!report) throw new Error(`no health report from 127.0.0.1:${daemon.port}/health`);
   return report;
 }

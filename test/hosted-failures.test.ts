@@ -59,7 +59,7 @@ test('a hosted server killed mid-call fails that call with -32011; the next call
 });
 
 /** Starts memory and everything through one session; returns their pids and every daemon descendant. */
-async function startBoth(daemon: { port: number; pid: number; clientEnv: Record<string, string> }) {
+async function startBoth(daemon: { port: number; token: string; pid: number; clientEnv: Record<string, string> }) {
   const { client } = await connectShim(cleanup, daemon);
   await client.callTool({ name: 'memory__read_graph', arguments: {} });
   await client.callTool({ name: 'everything__echo', arguments: { message: 'up' } });

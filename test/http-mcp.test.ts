@@ -73,7 +73,7 @@ function hostingBoth(cleanup: Cleanup, env: Record<string, string> = {}): Promis
 
 type SessionsReport = HealthReport['sessions'];
 
-async function sessionsOf(daemon: Pick<DaemonHandle, 'port'>): Promise<SessionsReport> {
+async function sessionsOf(daemon: Pick<DaemonHandle, 'port' | 'token'>): Promise<SessionsReport> {
   return (await getHealth(daemon)).sessions;
 }
 
@@ -82,7 +82,7 @@ function pick(byTransport: SessionsReport['by_transport']): { http?: number; ws?
   return { http: byTransport?.http, ws: byTransport?.ws };
 }
 
-async function httpSessionCount(daemon: Pick<DaemonHandle, 'port'>): Promise<number | undefined> {
+async function httpSessionCount(daemon: Pick<DaemonHandle, 'port' | 'token'>): Promise<number | undefined> {
   return (await sessionsOf(daemon)).by_transport?.http;
 }
 

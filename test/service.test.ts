@@ -145,7 +145,7 @@ test(
       'the service daemon address card',
       15_000,
     );
-    const health = await getHealth(card);
+    const health = await getHealth({ port: card.port, token: readFileSync(join(root, 'state', 'token'), 'utf8').trim() });
     assert.equal(health.pid, proc.pid);
     assert.equal(health.auto_started, false, 'a service daemon is not auto-started, so it never exits when idle');
     assert.ok(existsSync(join(root, 'state', 'token')), 'the daemon made its token in the configured home');
@@ -279,7 +279,8 @@ test('bad usage exits 2 with the usage line', async () => {
   const root = makeHome(cleanup);
   const out = await cli(['service', 'frobnicate'], userEnv(root));
   assert.equal(out.code, 2);
-  assert.match(out.stdout, /usage: exai-ws service install\|uninstall\|status/);
+  assert.match(out.stderr, /unknown action 'frobnicate'/);
+  assert.match(out.stderr, /usage: exai-ws service install\|uninstall\|status/);
   const help = await cli(['--help'], {});
   assert.match(help.stdout, /\n {2}service\s/);
   assert.match(help.stdout, /\n {2}config\s/);

@@ -260,14 +260,15 @@ test('--json: a versioned shape with every section, built from the report, not t
 
 test('--json of a liveness-only answer (no valid token) says so instead of claiming there is nothing', () => {
   const live = { status: 'ok', name: 'exai-ws', version: '0.1.0', pid: 1, host: '127.0.0.1', port: 2, uptime_s: 3 } as unknown as HealthReport;
-  const json = statusJson(live);
-  assert.equal(json.limited, true);
+  const json = statusJson(live, "the daemon (pid 1) did not take this user's token (no token file at /x/token)");
+  assert.equal(json.limited, "the daemon (pid 1) did not take this user's token (no token file at /x/token)");
   assert.deepEqual(json.sessions, []);
   assert.equal(json.config.last_reload, null);
   const text = renderStatusTable(json, { color: false, width: 100, nowMs: NOW });
-  assert.match(text, /only its liveness fields: no valid token/);
+  assert.match(text, /did not take this user's token \(no token file at \/x\/token\): sessions, servers and\nproviders are not shown/);
+  assert.equal(statusJson(live).limited, 'the daemon gave only its liveness fields');
   assert.doesNotMatch(text, /^sessions/m);
-  assert.equal(statusJson(fixture()).limited, false);
+  assert.equal(statusJson(fixture()).limited, null);
 });
 
 test('the table: daemon, sessions by client with p99, failing server, refused entry, providers, failed reload, dropped log lines', () => {

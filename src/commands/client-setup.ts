@@ -8,19 +8,20 @@
  * Everything goes to stdout: notes as plain lines, each entry as a JSON block (a line `{` to a
  * line `}`) or a command line. Exit codes: 0 printed; 2 bad usage (on stderr).
  */
-import { parseArgs } from 'node:util';
 import { join } from 'node:path';
 import { loadUpstreamConfig } from '../core/upstream-config.js';
 import { cardIsLive } from '../daemon/pidfile.js';
 import { configPath, userConfigDir } from '../protocol/config-path.js';
 import { DEFAULT_HOST, DEFAULT_PORT, inspectTokenFile, readAddressCard, resolveHome } from '../protocol/files.js';
 import { SHIM_ENTRY_NAME, shimServer, type JsonObject } from './client-config.js';
+import { parseCommand } from './args.js';
 import { ExitCode } from './exit-codes.js';
+import { CONFIG_SPEC } from './specs.js';
 import { shellLine } from './service-files.js';
 
 export type SetupClient = 'vscode' | 'cursor' | 'claude-code' | 'claude-desktop';
 export const SETUP_CLIENTS: readonly SetupClient[] = ['vscode', 'cursor', 'claude-code', 'claude-desktop'];
-const USAGE = 'usage: exai-ws config vscode|cursor|claude-code|claude-desktop [--server NAME]';
+const USAGE = CONFIG_SPEC.usage;
 /** Stands for the token while the daemon has not made one. */
 export const TOKEN_PLACEHOLDER = '<token>';
 /** The names `--server` accepts: the daemon's server names (upstream-config.ts). */
@@ -221,34 +222,28 @@ export async function runClientSetupCommand(args: readonly string[], io: Partial
     platform: process.platform,
     ...io,
   };
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: [...args],
-      allowPositionals: true,
-      options: { server: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
-    });
-  } catch (error) {
-    stderr.write(`exai-ws config: ${(error as Error).message}\n${USAGE}\n`);
-    return ExitCode.CONFIG;
-  }
-  if (parsed.values.help) {
+  const parsed = parseCommand(CONFIG_SPEC, args);
+  if ('help' in parsed) {
     stdout.write(`${USAGE}\n`);
     return ExitCode.OK;
+  }
+  if ('error' in parsed) {
+    stderr.write(`exai-ws config: ${parsed.error}\n${USAGE}\n`);
+    return ExitCode.USAGE;
   }
   const [client, ...extra] = parsed.positionals;
   if (client === undefined || extra.length > 0 || !(SETUP_CLIENTS as readonly string[]).includes(client)) {
     stderr.write(
       `exai-ws config: ${client === undefined ? 'which client?' : `unknown client ${JSON.stringify([client, ...extra].join(' '))}`}\n${USAGE}\n`,
     );
-    return ExitCode.CONFIG;
+    return ExitCode.USAGE;
   }
-  const server = parsed.values.server;
+  const server = parsed.values.server as string | undefined;
   if (server !== undefined && (!SERVER_NAME.test(server) || server.includes('__'))) {
     stderr.write(
       `exai-ws config: --server ${JSON.stringify(server)} is not a server name (1-64 characters of [A-Za-z0-9_.-] without "__")\n`,
     );
-    return ExitCode.CONFIG;
+    return ExitCode.USAGE;
   }
   const endpoint = await resolveEndpoint(env, server);
   const blocks = setupBlocks(client as SetupClient, endpoint, env, platform, server);

@@ -37,8 +37,7 @@ export async function runDaemonCommand(extra: Omit<DaemonOptions, 'config'> = {}
     if (error instanceof AlreadyRunningError) refuse(error.message, ExitCode.FAILURE);
     if (error instanceof HomeError) refuse(`cannot use the home directory: ${error.message}`, ExitCode.HOME);
     const errno = error as NodeJS.ErrnoException & { syscall?: string };
-    if (errno.syscall === 'listen')
-      refuse(`cannot listen on ${daemon.config.host}:${daemon.config.port}: ${errno.message}`, ExitCode.FAILURE);
+    if (errno.syscall === 'listen') refuse(listenError(errno, daemon.config.host, daemon.config.port), ExitCode.FAILURE);
     throw error;
   }
   const { host, autoStarted } = daemon.config;
@@ -61,6 +60,16 @@ export async function runDaemonCommand(extra: Omit<DaemonOptions, 'config'> = {}
   process.once('SIGTERM', () => stop('SIGTERM'));
   // SIGHUP (`exai-ws reload`) re-reads the hosted-servers config; a closed terminal never stops the daemon.
   process.on('SIGHUP', () => void running.reload('SIGHUP'));
+}
+
+/** Why the address cannot be bound, and what to do, in one line. */
+function listenError(errno: NodeJS.ErrnoException, host: string, port: number): string {
+  if (errno.code === 'EADDRINUSE') {
+    return `port ${port} is already in use on ${host} (by another program, or a daemon of another EXAI_WS_HOME): set EXAI_WS_PORT to a free port, or 0 for any`;
+  }
+  if (errno.code === 'EACCES')
+    return `no permission to listen on port ${port} on ${host}: set EXAI_WS_PORT to a port above 1023, or 0 for any`;
+  return `cannot listen on ${host}:${port}: ${errno.message}`;
 }
 
 /** One plain line on stderr and the given exit code: for refusals the user can act on. */

@@ -9,6 +9,8 @@ export const ExitCode = {
   FAILURE: 1,
   /** The configuration (environment or hosted-servers file) is invalid. */
   CONFIG: 2,
+  /** A usage error: an unknown command or option, a missing or extra argument (the usage follows on stderr). */
+  USAGE: 2,
   /** A bug: an uncaught exception or unhandled rejection (the stack is on stderr). */
   CRASH: 70,
   /** EXAI_WS_HOME cannot be used: a path of the wrong type, no permission, a full disk. */

@@ -11,6 +11,8 @@ import { existsSync, mkdirSync, realpathSync, renameSync, rmSync, writeFileSync 
 import { basename, dirname, join, resolve } from 'node:path';
 import { parseUpstreams } from '../core/upstream-config.js';
 import { configPath } from '../protocol/config-path.js';
+import { parseCommand } from './args.js';
+import { IMPORT_SPEC } from './specs.js';
 import {
   CLIENT_KINDS,
   CLIENT_LABEL,
@@ -29,7 +31,7 @@ import {
 
 /** Keys only the daemon's config has; a re-import keeps the user's values for them. */
 const DAEMON_ONLY_KEYS = ['scope', 'start', 'prefix', 'idle_timeout_ms'] as const;
-const USAGE = 'usage: exai-ws import --from vscode|claude|cursor [path] [--dry-run]';
+const USAGE = IMPORT_SPEC.usage;
 export interface ImportIo {
   stdout: { write(text: string): unknown };
   stderr: { write(text: string): unknown };
@@ -160,25 +162,13 @@ export function runImportCommand(args: readonly string[], io: Partial<ImportIo> 
 type ParsedArgs = { help: true } | { error: string } | { from: ClientKind; path: string | undefined; dryRun: boolean };
 
 function parseArgs(args: readonly string[]): ParsedArgs {
-  let from: string | undefined;
-  let path: string | undefined;
-  let dryRun = false;
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i] as string;
-    if (arg === '-h' || arg === '--help') return { help: true };
-    if (arg === '--dry-run') dryRun = true;
-    else if (arg === '--from') {
-      from = args[++i];
-      if (from === undefined) return { error: '--from needs a value' };
-    } else if (arg.startsWith('--from=')) from = arg.slice('--from='.length);
-    else if (arg.startsWith('-') && arg !== '-') return { error: `unknown option '${arg}'` };
-    else if (path !== undefined) return { error: `one source path only (got '${path}' and '${arg}')` };
-    else path = arg;
-  }
+  const parsed = parseCommand(IMPORT_SPEC, args);
+  if (!('values' in parsed)) return parsed;
+  const from = parsed.values.from as string | undefined;
   if (from === undefined) return { error: '--from is required' };
   if (!(CLIENT_KINDS as readonly string[]).includes(from))
     return { error: `unknown client '${from}' for --from (one of ${CLIENT_KINDS.join(', ')})` };
-  return { from: from as ClientKind, path, dryRun };
+  return { from: from as ClientKind, path: parsed.positionals[0], dryRun: parsed.values['dry-run'] === true };
 }
 
 /** Two source names that clean up to the same name must not overwrite each other. */

@@ -53,12 +53,12 @@ export async function runLogsCommand(options: LogsOptions, io: LogsIo = {}): Pro
   const threshold = options.level === undefined ? undefined : LOG_LEVELS[options.level.toLowerCase()];
   if (options.level !== undefined && threshold === undefined) {
     stderr.write(`exai-ws logs: unknown level '${options.level}' (${Object.keys(LOG_LEVELS).join('|')})\n`);
-    return ExitCode.CONFIG;
+    return ExitCode.USAGE;
   }
   const wanted = options.lines ?? DEFAULT_LOG_LINES;
   if (!Number.isInteger(wanted) || wanted < 0) {
     stderr.write(`exai-ws logs: --lines takes a whole number, 0 for all (got ${String(options.lines)})\n`);
-    return ExitCode.CONFIG;
+    return ExitCode.USAGE;
   }
   const path = resolveHome(env).log;
   const older = generations(path);

@@ -16,7 +16,9 @@ import { cardIsLive } from '../daemon/pidfile.js';
 import { replaceWhole } from '../daemon/whole-file.js';
 import { configPath } from '../protocol/config-path.js';
 import { readAddressCard, resolveHome } from '../protocol/files.js';
+import { parseCommand } from './args.js';
 import { ExitCode } from './exit-codes.js';
+import { SERVICE_SPEC } from './specs.js';
 import {
   LAUNCHD_LABEL,
   SYSTEMD_UNIT,
@@ -29,7 +31,7 @@ import {
   systemdUnit,
 } from './service-files.js';
 
-const USAGE = 'usage: exai-ws service install|uninstall|status';
+const USAGE = SERVICE_SPEC.usage;
 
 /** What running a service manager command gave. `error` is set when it could not run at all. */
 export interface ManagerResult {
@@ -59,6 +61,8 @@ export const runManager: ManagerRunner = (command, args) => {
 
 export interface ServiceIo {
   stdout: { write(text: string): unknown };
+  /** Usage errors. */
+  stderr: { write(text: string): unknown };
   env: NodeJS.ProcessEnv;
   platform: NodeJS.Platform;
   /** The user's home directory (`~`). */
@@ -136,6 +140,7 @@ export async function runServiceCommand(args: readonly string[], io: Partial<Ser
   const env = io.env ?? process.env;
   const full: ServiceIo = {
     stdout: process.stdout,
+    stderr: process.stderr,
     env,
     platform: process.platform,
     userHome: homedir(),
@@ -145,14 +150,16 @@ export async function runServiceCommand(args: readonly string[], io: Partial<Ser
     ...io,
   };
   const say = (line: string) => full.stdout.write(`${line}\n`);
-  const [action, ...extra] = args;
-  if (action === undefined || action === '-h' || action === '--help' || action === 'help') {
+  const parsed = parseCommand(SERVICE_SPEC, args);
+  if ('help' in parsed) {
     say(USAGE);
-    return action === undefined ? ExitCode.CONFIG : ExitCode.OK;
+    return ExitCode.OK;
   }
-  if (extra.length > 0 || !['install', 'uninstall', 'status'].includes(action)) {
-    say(`exai-ws service: unexpected ${JSON.stringify([action, ...extra].join(' '))}; ${USAGE}`);
-    return ExitCode.CONFIG;
+  const action = 'values' in parsed ? parsed.positionals[0] : undefined;
+  if ('error' in parsed || action === undefined || !['install', 'uninstall', 'status'].includes(action)) {
+    const why = 'error' in parsed ? parsed.error : action === undefined ? 'which action?' : `unknown action '${action}'`;
+    full.stderr.write(`exai-ws service: ${why}\n${USAGE}\n`);
+    return ExitCode.USAGE;
   }
   let platform: Platform | string;
   try {

@@ -43,10 +43,7 @@ export function renderStatusTable(s: StatusJson, options: RenderOptions): string
   const sections = s.limited
     ? [
         daemonSection(s, paint),
-        wrap(
-          'the daemon gave only its liveness fields: no valid token (EXAI_WS_TOKEN or the token file in EXAI_WS_HOME), so sessions, servers and providers are not shown',
-          width,
-        ).map((line) => paint(line, 'yellow')),
+        wrap(`${printable(s.limited)}: sessions, servers and providers are not shown`, width).map((line) => paint(line, 'yellow')),
       ]
     : [
         daemonSection(s, paint),

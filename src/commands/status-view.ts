@@ -7,7 +7,7 @@
  * field the daemon did not report (an older daemon, a slice not there yet) is null, never
  * missing, so a script can tell "not reported" from a typo.
  */
-import type { HealthReport } from '../daemon/health-client.js';
+import type { HealthReport, Liveness } from '../daemon/health-client.js';
 
 /** Version of the `--json` shape; bumped only when a field changes meaning or goes away (new fields may be added). */
 export const STATUS_SCHEMA = 1;
@@ -18,11 +18,12 @@ export interface StatusJson {
   /** The daemon's own state: `ok` while it serves, `starting` or `closing` around that. */
   status: string;
   /**
-   * True when the daemon gave only its liveness fields (no valid token: `EXAI_WS_TOKEN` or the
-   * home's token file): `sessions`, `servers` and `providers` are then empty and `config` and
-   * `files` hold nulls, for want of the report, not because there is nothing.
+   * Null for the full report. Otherwise why the daemon gave only its liveness fields (it did
+   * not take this user's token: `EXAI_WS_TOKEN` or the home's token file): `sessions`,
+   * `servers` and `providers` are then empty and `config` and `files` hold nulls, for want of
+   * the report, not because there is nothing.
    */
-  limited: boolean;
+  limited: string | null;
   daemon: {
     name: string;
     version: string;
@@ -121,13 +122,17 @@ export interface StatusDown {
   stale_pid_file?: { path: string; pid: number };
 }
 
-/** Builds the stable `--json` shape from a health report (reads defensively: any field may be missing). */
-export function statusJson(h: HealthReport): StatusJson {
-  const config = record(h.config);
+/**
+ * Builds the stable `--json` shape from a health report (read defensively: any field may be
+ * missing). A liveness-only answer gives `limited`: `refused` says why, if the caller knows.
+ */
+export function statusJson(h: HealthReport | Liveness, refused?: string): StatusJson {
+  const r: Partial<HealthReport> = h;
+  const config = record(r.config);
   return {
     schema: STATUS_SCHEMA,
     status: str(h.status) ?? 'unknown',
-    limited: !('sessions' in h),
+    limited: 'sessions' in h ? null : (refused ?? 'the daemon gave only its liveness fields'),
     daemon: {
       name: str(h.name) ?? 'exai-ws',
       version: str(h.version) ?? '',
@@ -140,9 +145,9 @@ export function statusJson(h: HealthReport): StatusJson {
       uptime_s: num(h.uptime_s) ?? 0,
       auto_started: bool(h.auto_started),
       idle_exit_ms: num(h.idle_exit_ms),
-      inflight: num(h.inflight) ?? 0,
+      inflight: num(r.inflight) ?? 0,
     },
-    sessions: list(record(h.sessions).list)
+    sessions: list(record(r.sessions).list)
       .map(
         (s): StatusSession => ({
           id: str(s.id) ?? '',
@@ -158,7 +163,7 @@ export function statusJson(h: HealthReport): StatusJson {
         }),
       )
       .sort((a, b) => compareText(a.client, b.client) || b.age_s - a.age_s),
-    servers: list(h.servers).map((s) => ({
+    servers: list(r.servers).map((s) => ({
       name: str(s.name) ?? '?',
       state: str(s.state) ?? 'unknown',
       pid: num(s.pid),
@@ -169,7 +174,7 @@ export function statusJson(h: HealthReport): StatusJson {
       inflight: num(s.inflight),
       last_error: str(s.last_error),
     })),
-    providers: list(h.providers).map((p) => ({
+    providers: list(r.providers).map((p) => ({
       id: str(p.id) ?? '?',
       label: str(p.label),
       configured: bool(p.configured),
@@ -189,7 +194,7 @@ export function statusJson(h: HealthReport): StatusJson {
       problems: list(config.problems).map((p) => ({ server: str(p.server) ?? '?', key: str(p.key) || null, reason: str(p.reason) ?? '' })),
       last_reload: reloadOf(config.last_reload),
     },
-    files: { log: fileOf(h.log), metrics: fileOf(h.metrics_file) },
+    files: { log: fileOf(r.log), metrics: fileOf(r.metrics_file) },
   };
 }
 

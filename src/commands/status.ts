@@ -1,6 +1,6 @@
 /** `exai-ws status` and `exai-ws stop`: find the daemon through its address card and ask it. */
-import { readAddressCard, resolveHome } from '../protocol/files.js';
-import { fetchHealth, type HealthReport } from '../daemon/health-client.js';
+import { discoverDaemon, readAddressCard, resolveHome } from '../protocol/files.js';
+import { fetchFullHealth, fetchHealth, type HealthReport, type Liveness } from '../daemon/health-client.js';
 import { isDaemonCommandLine, processAlive, processCommandLine } from '../daemon/pidfile.js';
 import { STATUS_SCHEMA, statusJson, type StatusDown, type StatusJson } from './status-view.js';
 import { renderStatusTable } from './status-table.js';
@@ -11,7 +11,16 @@ const HEALTH_TIMEOUT_MS = 2_000;
 export const STOP_WAIT_MS = 30_000;
 const RELOAD_WAIT_MS = 10_000;
 
-type Found = { health: HealthReport; pidPath: string } | { error: string; stale_pid_file?: { path: string; pid: number } };
+type Found =
+  | {
+      live: Liveness;
+      /** The full report; null when the daemon did not take this user's token (see `refused`). */
+      health: HealthReport | null;
+      token: string | null;
+      /** Why there is no full report. */
+      refused: string | null;
+    }
+  | { error: string; stale_pid_file?: { path: string; pid: number } };
 
 async function findDaemon(): Promise<Found> {
   const paths = resolveHome();
@@ -24,19 +33,26 @@ async function findDaemon(): Promise<Found> {
     stale_pid_file: { path: paths.pid, pid: card.pid },
   };
   if (!processAlive(card.pid)) return stale;
-  const health = await fetchHealth(card.host, card.port, HEALTH_TIMEOUT_MS);
-  if (!health || health.pid !== card.pid) {
+  const live = await fetchHealth(card.host, card.port, HEALTH_TIMEOUT_MS);
+  if (!live || live.pid !== card.pid) {
     const commandLine = processCommandLine(card.pid);
     if (commandLine !== null && !isDaemonCommandLine(commandLine)) return stale;
     return { error: `the daemon (pid ${card.pid}) does not answer on ${card.host}:${card.port}` };
   }
-  return { health, pidPath: paths.pid };
+  const { token } = discoverDaemon();
+  const health = token ? await fetchFullHealth(card.host, card.port, HEALTH_TIMEOUT_MS, token) : null;
+  const refused =
+    health !== null
+      ? null
+      : `the daemon (pid ${card.pid}) did not take this user's token (${token ? "EXAI_WS_TOKEN or the token file differs from the daemon's" : `no token file at ${paths.token}`})`;
+  return { live, health, token, refused };
 }
 
 /**
  * Prints the daemon's state: a table fitted to the terminal (colour only on a terminal, see
  * colorWanted), or with `json` the stable {@link StatusJson} / {@link StatusDown} shape.
- * Resolves to the exit code: 0, or 1 when no daemon answers.
+ * Resolves to the exit code: 0; 1 when no daemon answers, or when it did not take the token
+ * (then only what it tells anyone is shown, `limited` saying why).
  */
 export async function runStatusCommand(options: { json: boolean }): Promise<number> {
   const found = await findDaemon();
@@ -49,13 +65,13 @@ export async function runStatusCommand(options: { json: boolean }): Promise<numb
     }
     return 1;
   }
-  const status = statusJson(found.health);
+  const status = found.health ? statusJson(found.health) : statusJson(found.live, found.refused ?? undefined);
   if (options.json) {
     process.stdout.write(`${JSON.stringify(status, null, 2)}\n`);
-    return 0;
+  } else {
+    process.stdout.write(renderStatusTable(status, { color: colorWanted(process.stdout), width: columnsOf(process.stdout) }));
   }
-  process.stdout.write(renderStatusTable(status, { color: colorWanted(process.stdout), width: columnsOf(process.stdout) }));
-  return 0;
+  return status.limited === null ? 0 : 1;
 }
 
 /** Sends SIGTERM to the daemon and waits until it has removed its address card. */
@@ -65,7 +81,8 @@ export async function runStopCommand(): Promise<number> {
     process.stderr.write(`exai-ws: ${found.error}\n`);
     return 1;
   }
-  const pid = found.health.pid;
+  // A signal needs no token: the liveness answer proved the pid is this home's daemon.
+  const pid = found.live.pid;
   if (await terminate(pid, STOP_WAIT_MS)) {
     process.stdout.write(`exai-ws: daemon ${pid} stopped\n`);
     return 0;
@@ -104,13 +121,17 @@ export async function runReloadCommand(): Promise<number> {
     process.stderr.write(`exai-ws: ${found.error}\n`);
     return 1;
   }
-  const { health } = found;
+  const { health, token } = found;
+  if (health === null || token === null) {
+    process.stderr.write(`exai-ws: ${found.refused ?? 'no full report from the daemon'}\n`);
+    return 1;
+  }
   const before = lastReloadOf(health)?.at;
   process.kill(health.pid, 'SIGHUP');
   const deadline = Date.now() + RELOAD_WAIT_MS;
   while (Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, 50));
-    const now = await fetchHealth(health.host, health.port, HEALTH_TIMEOUT_MS);
+    const now = await fetchFullHealth(health.host, health.port, HEALTH_TIMEOUT_MS, token);
     const last = now ? lastReloadOf(now) : undefined;
     if (!last || last.at === before) continue;
     if (last.error) {

@@ -39,6 +39,8 @@ import { wireFanout } from './fanout.js';
 import { FileLearnedTools } from './learned-tools.js';
 import { DaemonServer } from './server.js';
 import { McpHttpEndpoint } from '../transport/http.js';
+import { PrometheusExporter } from './prometheus.js';
+import { StatusPage } from './status-page.js';
 import { PROTOCOL_VERSION } from '../protocol/hello.js';
 import { SessionManager } from './sessions.js';
 import { ensureToken } from './token.js';
@@ -75,6 +77,7 @@ export class Daemon {
   private manager: SessionManager | undefined;
   private server: DaemonServer | undefined;
   private mcp: McpHttpEndpoint | undefined;
+  private statusPage: StatusPage | undefined;
   private metricsTimer: NodeJS.Timeout | undefined;
   private closing: Promise<void> | undefined;
   /** The hosted-servers config in force (replaced by each successful reload). */
@@ -183,6 +186,8 @@ export class Daemon {
         logger,
         health: () => this.health(),
         mcp: this.mcp,
+        prometheus: new PrometheusExporter({ metrics: this.metrics, health: () => this.health() }),
+        statusPage: (this.statusPage = new StatusPage({ health: () => this.health() })),
       });
       const port = await this.server.listen();
       this.lock.update({ ...card, port });
@@ -202,6 +207,8 @@ export class Daemon {
       if (error instanceof AlreadyRunningError) logger.info({ running_pid: error.card.pid }, 'daemon start refused: already running');
       else if (error instanceof HomeError)
         logger.info({ path: error.path, err: error.message }, 'daemon start refused: the home cannot be used');
+      else if ((error as NodeJS.ErrnoException).syscall === 'listen')
+        logger.info({ err: (error as Error).message, port: config.port }, 'daemon start refused: cannot listen');
       else logger.error({ err: (error as Error).message }, 'daemon failed to start');
       await this.close('start_failed');
       throw error;
@@ -368,6 +375,7 @@ export class Daemon {
       manager.closeAll(CloseCode.GOING_AWAY, 'daemon shutting down');
     }
     this.mcp?.close();
+    this.statusPage?.close();
     await this.server?.waitForSockets(SOCKET_CLOSE_WAIT_MS);
     await this.hub?.close();
     if (this.metricsTimer) clearInterval(this.metricsTimer);

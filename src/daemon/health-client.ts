@@ -8,6 +8,7 @@ export interface HealthReport {
   pid: number;
   host: string;
   port: number;
+  started_at: string;
   uptime_s: number;
   sessions: {
     total: number;
@@ -75,15 +76,45 @@ export interface MemoryReport {
   rss_bytes: number | null;
 }
 
-/** Fetches `/health`; null when nothing answers in time or the answer is not a health report. */
-export function fetchHealth(host: string, port: number, timeoutMs: number): Promise<HealthReport | null> {
+/** What `/health` tells anyone, token or not: enough to find and probe the daemon. */
+export const LIVENESS_FIELDS = [
+  'status',
+  'name',
+  'version',
+  'pid',
+  'host',
+  'port',
+  'started_at',
+  'uptime_s',
+  'auto_started',
+  'idle_exit_ms',
+] as const satisfies readonly (keyof HealthReport)[];
+
+export type Liveness = Pick<HealthReport, (typeof LIVENESS_FIELDS)[number]>;
+
+/** Fetches `/health` without the token: liveness only; null when nothing answers in time or the answer is not a health report. */
+export function fetchHealth(host: string, port: number, timeoutMs: number): Promise<Liveness | null> {
+  return getHealth(host, port, timeoutMs, undefined);
+}
+
+/**
+ * Fetches the full `/health` report with the token; null when nothing answers in time, or the
+ * daemon did not take the token (it then answers liveness only).
+ */
+export async function fetchFullHealth(host: string, port: number, timeoutMs: number, token: string): Promise<HealthReport | null> {
+  const report = await getHealth(host, port, timeoutMs, token);
+  return report && typeof (report as Partial<HealthReport>).sessions === 'object' ? (report as HealthReport) : null;
+}
+
+function getHealth(host: string, port: number, timeoutMs: number, token: string | undefined): Promise<Liveness | null> {
   return new Promise((resolve) => {
-    const req = request({ host, port, path: '/health', method: 'GET', timeout: timeoutMs }, (res) => {
+    const headers = token ? { authorization: `Bearer ${token}` } : undefined;
+    const req = request({ host, port, path: '/health', method: 'GET', timeout: timeoutMs, headers }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {
         try {
-          const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as HealthReport;
+          const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Liveness;
           resolve(res.statusCode === 200 && typeof body.pid === 'number' ? body : null);
         } catch {
           resolve(null);

@@ -1,9 +1,14 @@
 /**
  * The daemon's HTTP server, on loopback: WebSocket upgrades on `/` and `/ws` (hello first, then
- * JSON-RPC frames), Streamable HTTP on `/mcp` and `/mcp/NAME`, `GET /health`. Every request
+ * JSON-RPC frames), Streamable HTTP on `/mcp` and `/mcp/NAME`, `GET /health`, `GET /metrics`
+ * (Prometheus), the status page on `GET /` with its live updates on `GET /events`, and
+ * `POST /auth/code` (the one-time codes `exai-ws open` hands to a browser). Every request
  * and upgrade must name the daemon's own address in `Host` (DNS rebinding) and carry either no
  * `Origin` or a loopback one (cross-site requests and WebSocket hijacking): 403 otherwise.
- * `/mcp` takes the token as `Authorization: Bearer` (401 without or wrong).
+ * `/mcp` and `/auth/code` take the token as `Authorization: Bearer`; `/metrics`, `/` and
+ * `/events` the token or the browser's session cookie (web-auth.ts): 401 otherwise. `/health`
+ * answers anyone with liveness only (the pid lock and auto-start need no token) and the full
+ * report to a request with the token or cookie.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -20,6 +25,10 @@ import type { SessionManager } from './sessions.js';
 import type { Session } from './session.js';
 import { tokensEqual } from './token.js';
 import { WsTransport } from '../transport/ws.js';
+import { LIVENESS_FIELDS, type HealthReport } from './health-client.js';
+import type { PrometheusExporter } from './prometheus.js';
+import type { StatusPage } from './status-page.js';
+import { WebAuth } from './web-auth.js';
 
 export interface DaemonServerDeps {
   config: DaemonConfig;
@@ -27,10 +36,14 @@ export interface DaemonServerDeps {
   manager: SessionManager;
   metrics: Metrics;
   logger: Logger;
-  /** The body of `GET /health`. */
-  health(): Record<string, unknown>;
+  /** The body of `GET /health` for a request with the token or cookie. */
+  health(): HealthReport;
   /** Streamable HTTP on `/mcp`. */
   mcp: McpHttpEndpoint;
+  /** `GET /metrics`. */
+  prometheus: Pick<PrometheusExporter, 'contentType' | 'render'>;
+  /** `GET /` and `GET /events`. */
+  statusPage: Pick<StatusPage, 'page' | 'events'>;
 }
 
 const WS_PATHS = new Set(['/', '/ws']);
@@ -62,10 +75,12 @@ export class DaemonServer {
   private heartbeat: NodeJS.Timeout | undefined;
   private accepting = true;
   private allowedHosts = new Set<string>();
+  private readonly auth: WebAuth;
   port = 0;
 
   constructor(deps: DaemonServerDeps) {
     this.deps = deps;
+    this.auth = new WebAuth(deps.token);
     this.http = createServer((req, res) => this.onRequest(req, res));
     this.http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
     this.http.on('clientError', (_err, socket) => socket.destroy());
@@ -122,12 +137,6 @@ export class DaemonServer {
     return host !== undefined && this.allowedHosts.has(host);
   }
 
-  /** `Authorization: Bearer <token>` naming this daemon's token (compared in constant time). */
-  private bearerValid(authorization: string | undefined): boolean {
-    const match = authorization === undefined ? null : /^Bearer\s+(\S+)\s*$/i.exec(authorization);
-    return match?.[1] !== undefined && tokensEqual(match[1], this.deps.token);
-  }
-
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
     const send = (status: number, body: unknown) => writeJson(res, status, body);
     // JSON-RPC error bodies, so that an MCP client over HTTP reads them like any other refusal.
@@ -138,7 +147,7 @@ export class DaemonServer {
     const path = (req.url ?? '/').split('?')[0] ?? '/';
     const mcp = MCP_PATH.exec(path);
     if (mcp) {
-      if (!this.bearerValid(req.headers.authorization)) {
+      if (!this.auth.bearerValid(req.headers.authorization)) {
         this.deps.metrics.authFailures++;
         res.setHeader('www-authenticate', 'Bearer');
         return send(401, {
@@ -162,9 +171,78 @@ export class DaemonServer {
     }
     if (path === '/health') {
       if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, { error: 'method not allowed' });
-      return send(200, this.deps.health());
+      const report = this.deps.health();
+      if (this.auth.credential(req)) return send(200, report);
+      return send(200, Object.fromEntries(LIVENESS_FIELDS.map((key) => [key, report[key]])));
     }
-    send(404, { error: 'not found', hint: 'WebSocket on / or /ws, Streamable HTTP on /mcp, GET /health' });
+    if (path === '/auth/code') return this.onAuthCode(req, res);
+    if (path === '/metrics' || path === '/events' || path === '/') return this.onPage(req, res, path);
+    send(404, {
+      error: 'not found',
+      hint: 'WebSocket on / or /ws, Streamable HTTP on /mcp, GET /health, GET /metrics, the status page on /',
+    });
+  }
+
+  /** `POST /auth/code` with the bearer token: a one-time code for `exai-ws open`'s URL. */
+  private onAuthCode(req: IncomingMessage, res: ServerResponse): void {
+    if (req.method !== 'POST') return writeJson(res, 405, { error: 'method not allowed' });
+    if (!this.auth.bearerValid(req.headers.authorization)) return this.unauthorized(res, 'json');
+    req.resume();
+    const { code, expiresInS } = this.auth.issueCode();
+    writeJson(res, 200, { code, url: `http://127.0.0.1:${this.port}/?code=${code}`, expires_in_s: expiresInS });
+  }
+
+  /** `/metrics`, the status page and its event stream: the token or the browser's cookie. */
+  private onPage(req: IncomingMessage, res: ServerResponse, path: string): void {
+    if (req.method !== 'GET' && req.method !== 'HEAD') return writeJson(res, 405, { error: 'method not allowed' });
+    const query = new URLSearchParams((req.url ?? '').split('?')[1] ?? '');
+    const code = path === '/' ? query.get('code') : null;
+    if (code !== null) {
+      const cookie = this.auth.redeem(code);
+      if (cookie === null) return this.unauthorized(res, 'html', 'this link was used already or has expired');
+      // The code leaves the address bar (and the history) at once.
+      res.writeHead(303, { location: '/', 'set-cookie': this.auth.setCookieHeader(cookie), 'cache-control': 'no-store' });
+      res.end();
+      return;
+    }
+    if (!this.auth.credential(req)) return this.unauthorized(res, path === '/' ? 'html' : 'text');
+    if (path === '/') return this.deps.statusPage.page(req, res);
+    if (path === '/events') return this.deps.statusPage.events(req, res);
+    this.deps.prometheus.render().then(
+      (body) => {
+        res.writeHead(200, { 'content-type': this.deps.prometheus.contentType, 'cache-control': 'no-store' });
+        res.end(body);
+      },
+      (error: unknown) => {
+        this.deps.logger.warn({ err: (error as Error).message }, 'metrics scrape failed');
+        if (!res.headersSent) writeJson(res, 500, { error: 'metrics could not be rendered' });
+        else res.destroy();
+      },
+    );
+  }
+
+  private unauthorized(res: ServerResponse, kind: 'json' | 'text' | 'html', why?: string): void {
+    this.deps.metrics.authFailures++;
+    res.setHeader('www-authenticate', 'Bearer');
+    res.setHeader('cache-control', 'no-store');
+    const hint = 'run `exai-ws open` for a link that logs this browser in, or send Authorization: Bearer <token>';
+    if (kind === 'json') return writeJson(res, 401, { error: 'unauthorized', hint });
+    if (kind === 'text') {
+      res.writeHead(401, { 'content-type': 'text/plain; charset=utf-8' });
+      res.end(`Unauthorized: ${why ? `${why}; ` : ''}${hint}\n`);
+      return;
+    }
+    res.writeHead(401, {
+      'content-type': 'text/html; charset=utf-8',
+      'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'",
+      'x-content-type-options': 'nosniff',
+    });
+    res.end(
+      `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>exai-ws: log in</title>` +
+        `<style>body{font:16px system-ui,sans-serif;max-width:40em;margin:4em auto;padding:0 1em}code{background:#8882;padding:.1em .3em}</style></head>` +
+        `<body><h1>exai-ws</h1><p>${why ? `${escapeHtml(why[0]?.toUpperCase() + why.slice(1))}. ` : ''}This page shows the daemon's sessions and servers, ` +
+        `so it needs a login: run <code>exai-ws open</code> in a terminal and follow the link it prints.</p></body></html>`,
+    );
   }
 
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -178,7 +256,7 @@ export class DaemonServer {
     if (!this.accepting) return refuse(503, 'Service Unavailable');
     let preauthorized = false;
     if (req.headers.authorization !== undefined) {
-      if (!this.bearerValid(req.headers.authorization)) {
+      if (!this.auth.bearerValid(req.headers.authorization)) {
         this.deps.metrics.authFailures++;
         return refuse(401, 'Unauthorized');
       }
@@ -296,4 +374,8 @@ function closeReason(message: string): string {
 
 function destroyOnError(this: Duplex): void {
   this.destroy();
+}
+
+function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }

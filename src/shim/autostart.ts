@@ -22,7 +22,7 @@ import { closeSync, fstatSync, mkdirSync, openSync, readSync, statSync } from 'n
 import { resolve } from 'node:path';
 import { daemonArgs } from '../protocol/daemon-launch.js';
 import { discoverDaemon, readAddressCard, resolveHome, type HomePaths } from '../protocol/files.js';
-import { fetchHealth, type HealthReport } from '../daemon/health-client.js';
+import { fetchHealth, type Liveness } from '../daemon/health-client.js';
 import { HomeError, homeError } from '../daemon/home.js';
 import { cardIsLive } from '../daemon/pidfile.js';
 import type { EnsureResult } from './link.js';
@@ -36,7 +36,7 @@ export interface RunningDaemon {
   pid: number;
   host: string;
   port: number;
-  health: HealthReport;
+  health: Liveness;
 }
 
 /** {@link Ensured} with the daemon that answered, for `exai-ws restart`. */

@@ -7,23 +7,31 @@
  *
  * Usage: shim.cjs [--server NAME]   (`exai-ws shim [--server NAME]` through the CLI)
  */
+import { parseCommand } from '../commands/args.js';
+import { SHIM_SPEC } from '../commands/specs.js';
 import { ensureDaemon } from './autostart.js';
 import { runShim } from './shim.js';
 
-/** `--server NAME` or `--server=NAME`, wherever it sits in argv. */
-function serverOption(args: readonly string[]): string | undefined {
-  const at = args.indexOf('--server');
-  const inline = args.find((a) => a.startsWith('--server='));
-  if (at < 0 && inline === undefined) return undefined;
-  const value = at >= 0 ? args[at + 1] : inline?.slice('--server='.length);
-  if (!value || value.startsWith('--')) {
-    process.stderr.write('exai-ws shim: --server needs a value\n');
-    process.exit(1);
+/**
+ * The shim's options, parsed with the CLI's own parser and spec. Through `exai-ws shim` the
+ * CLI checked them already; run as `shim.cjs` this is the only check.
+ */
+function options(): { server: string | undefined } {
+  const args = process.argv.slice(2);
+  if (args[0] === SHIM_SPEC.name && !/shim\.c?js$/.test(process.argv[1] ?? '')) args.shift();
+  const parsed = parseCommand(SHIM_SPEC, args);
+  if ('help' in parsed) {
+    process.stdout.write(`${SHIM_SPEC.usage}\n`);
+    process.exit(0);
   }
-  return value;
+  if ('error' in parsed) {
+    process.stderr.write(`exai-ws shim: ${parsed.error}\n${SHIM_SPEC.usage}\n`);
+    process.exit(2);
+  }
+  return { server: parsed.values.server as string | undefined };
 }
 
-const server = serverOption(process.argv.slice(2));
+const { server } = options();
 // No daemon answers: start one (unless EXAI_WS_AUTOSTART=0), race-free through the spawn lock.
 runShim({ server, ensure: () => ensureDaemon({ env: process.env }) }).then(
   (code) => process.exit(code),

@@ -1,0 +1,204 @@
+/**
+ * Every `exai-ws` command's options and usage, in one place: the CLI parses with these, each
+ * command's `--help` prints its usage, `exai-ws --help` lists the summaries, and a test holds
+ * the README to the same list. Free of other imports (the shim bundle includes it).
+ */
+import type { CommandSpec } from './args.js';
+
+export interface CommandEntry extends CommandSpec {
+  /** One line (or a few, indented) for `exai-ws --help`. */
+  summary: string;
+}
+
+const DAEMON: CommandEntry = {
+  name: 'daemon',
+  summary: 'run the daemon in the foreground (ws://127.0.0.1:8765 by default)',
+  usage: `usage: exai-ws daemon
+
+Runs the daemon in the foreground until Ctrl-C, SIGTERM or \`exai-ws stop\`. Settings come from
+the environment (EXAI_WS_PORT, EXAI_WS_HOME, ... see the README); it applies its own Node
+options (--max-semi-space-size=4) however it is started. SIGHUP re-reads the hosted servers'
+config. Exit codes: 0 stopped, 1 another daemon runs or the port is taken, 2 invalid
+configuration, 73 unusable home, 70 crash.`,
+};
+
+export const SHIM_SPEC: CommandEntry = {
+  name: 'shim',
+  summary: 'bridge stdio to the daemon: use this as the MCP server command in clients\n--server NAME: one hosted server alone, unprefixed',
+  usage: `usage: exai-ws shim [--server NAME]
+
+Bridges the MCP client's stdio to the daemon (starting it when none runs, unless
+EXAI_WS_AUTOSTART=0), reconnecting and resuming when the daemon goes away. Use it as the MCP
+server command in a client's config (the same as \`node dist/shim.cjs\`).
+
+Options:
+  --server NAME   show the client one hosted server alone, with its own names (unprefixed)`,
+  options: { server: { type: 'string' } },
+};
+
+const STDIO: CommandEntry = {
+  name: 'stdio',
+  summary: 'serve the core as a plain stdio MCP server, without a daemon',
+  usage: `usage: exai-ws stdio
+
+Serves the built-in tools and the hosted servers of the config as one plain stdio MCP server
+in this process, with no daemon (the classic one-copy-per-window mode).`,
+};
+
+const STATUS: CommandEntry = {
+  name: 'status',
+  summary:
+    'show the running daemon: sessions by client, hosted servers, providers, last reload\n(exit 1 when none answers); --json for stable JSON',
+  usage: `usage: exai-ws status [--json]
+
+Shows the running daemon: version, pid, address, uptime; the sessions by client (transport,
+working directory, age, calls in flight, p99 latency); the hosted servers (state, pid, scope,
+restarts, last error); the model providers (configured, in flight / limit, queued, 429s); the
+last config reload. Exit 1 when no daemon answers.
+
+Options:
+  --json   the same as stable JSON (schema 1)`,
+  options: { json: { type: 'boolean' } },
+};
+
+const STOP: CommandEntry = {
+  name: 'stop',
+  summary: 'stop the running daemon gracefully',
+  usage: `usage: exai-ws stop
+
+Stops the running daemon gracefully (calls in flight get EXAI_WS_DRAIN_MS to finish) and waits
+until it is gone.`,
+};
+
+const RESTART: CommandEntry = {
+  name: 'restart',
+  summary:
+    "replace the running daemon (or start one when none runs) with one started from this\nshell's environment, detached, logging to logs/ws_daemon.log; like an auto-started daemon\nit exits after EXAI_WS_IDLE_EXIT_MS (8 h) with no session (EXAI_WS_IDLE_EXIT_MS=0: never)",
+  usage: `usage: exai-ws restart
+
+Replaces the running daemon (or starts one when none runs) with one started from this shell's
+environment, detached, logging to logs/ws_daemon.log. Shims reconnect to it. Like an
+auto-started daemon it exits after EXAI_WS_IDLE_EXIT_MS (8 h) with no session
+(EXAI_WS_IDLE_EXIT_MS=0: never).`,
+};
+
+const RELOAD: CommandEntry = {
+  name: 'reload',
+  summary: "re-read the hosted servers' config (the daemon also watches the file)",
+  usage: `usage: exai-ws reload
+
+Asks the daemon to re-read the hosted servers' config and prints what changed (the daemon also
+watches the file). Exit 1 when the new config is invalid: the running servers stay.`,
+};
+
+const LOGS: CommandEntry = {
+  name: 'logs',
+  summary: 'print the daemon log readably: -f to follow, --session ID, --level L, -n N lines',
+  usage: `usage: exai-ws logs [-f] [--session ID] [--level LEVEL] [-n N] [--json]
+
+Prints the daemon's JSONL log (logs/ws_daemon.log) readably.
+
+Options:
+  -f, --follow      keep printing new lines (across rotation) until Ctrl-C
+  --session ID      only the lines of that session
+  --level LEVEL     only that level and worse: trace, debug, info, warn, error, fatal
+  -n, --lines N     the last N lines (default 50; 0: all)
+  --json            the matching lines as they are (JSONL)`,
+  options: {
+    follow: { type: 'boolean', short: 'f' },
+    session: { type: 'string' },
+    level: { type: 'string' },
+    lines: { type: 'string', short: 'n' },
+    json: { type: 'boolean' },
+  },
+};
+
+const OPEN: CommandEntry = {
+  name: 'open',
+  summary: 'open the status page in a browser (prints a one-time login URL); --print: print only',
+  usage: `usage: exai-ws open [--print]
+
+Prints a one-time URL of the daemon's status page (http://127.0.0.1:PORT/?code=...) and opens
+it in the browser when one is available. The code is good once, for 60 s; the browser keeps an
+HttpOnly session cookie instead.
+
+Options:
+  --print   print the URL only, do not start a browser`,
+  options: { print: { type: 'boolean' } },
+};
+
+export const IMPORT_SPEC: CommandEntry = {
+  name: 'import',
+  summary:
+    "copy a client's MCP servers into the daemon's config and print the shim entry that\nreplaces them: --from vscode|claude|cursor [path] [--dry-run]",
+  usage: `usage: exai-ws import --from vscode|claude|cursor [PATH] [--dry-run]
+
+Copies the MCP servers a client starts on its own into the daemon's config (EXAI_WS_CONFIG)
+and prints the one shim entry that replaces them. PATH: the client's config file (default:
+where that client keeps it).
+
+Options:
+  --from CLIENT   vscode, claude or cursor
+  --dry-run       print the config that would be written; write nothing`,
+  options: { from: { type: 'string' }, 'dry-run': { type: 'boolean' } },
+  positionals: { min: 0, max: 1 },
+};
+
+export const CONFIG_SPEC: CommandEntry = {
+  name: 'config',
+  summary:
+    "print a client's entry, ready to paste, with absolute paths and the token:\nvscode|cursor|claude-code (Streamable HTTP, http://127.0.0.1:PORT/mcp, and the shim form)\nor claude-desktop (the shim); --server NAME: one hosted server",
+  usage: `usage: exai-ws config vscode|cursor|claude-code|claude-desktop [--server NAME]
+
+Prints the entry for that client, ready to paste, with absolute paths and the token:
+Streamable HTTP (http://127.0.0.1:PORT/mcp) for VS Code, Cursor and Claude Code, the shim for
+Claude Desktop, and the shim form as the alternative everywhere.
+
+Options:
+  --server NAME   one hosted server alone, unprefixed (/mcp/NAME, shim --server NAME)`,
+  options: { server: { type: 'string' } },
+  positionals: { min: 0, max: 1 },
+};
+
+export const SERVICE_SPEC: CommandEntry = {
+  name: 'service',
+  summary:
+    'install|uninstall|status: run the daemon from your login (a systemd user unit on Linux,\na launchd agent on macOS); EXAI_WS_SERVICE_MANAGER=none writes or removes the file and\nprints the systemctl/launchctl commands',
+  usage: `usage: exai-ws service install|uninstall|status
+
+Runs the daemon from your login: a systemd user unit on Linux, a launchd agent on macOS.
+  install     write the unit (or plist) and start it
+  uninstall   stop it and remove the file
+  status      show whether it is installed and running
+EXAI_WS_SERVICE_MANAGER=none writes or removes the file and prints the systemctl/launchctl
+commands instead of running them.`,
+  positionals: { min: 0, max: 1 },
+};
+
+const HELP: CommandEntry = {
+  name: 'help',
+  summary: 'show this help (exai-ws COMMAND --help: that command)',
+  usage: `usage: exai-ws help [COMMAND]`,
+  positionals: { min: 0, max: 1 },
+};
+
+/** In the order `exai-ws --help` lists them. */
+export const COMMANDS: readonly CommandEntry[] = [
+  DAEMON,
+  SHIM_SPEC,
+  STDIO,
+  STATUS,
+  STOP,
+  RESTART,
+  RELOAD,
+  LOGS,
+  OPEN,
+  IMPORT_SPEC,
+  CONFIG_SPEC,
+  SERVICE_SPEC,
+  HELP,
+];
+
+export function commandSpec(name: string): CommandEntry | undefined {
+  return COMMANDS.find((c) => c.name === name);
+}
