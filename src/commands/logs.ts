@@ -210,7 +210,8 @@ export function prettyPrinter(color: boolean): (line: string) => string {
   return (line) => {
     const entry = parseEntry(line);
     if (entry === null) return `${line.replace(CONTROL, '?')}\n`;
-    const text = pretty(clean(entry, 0));
+    // singleLine leaves a space before an error object printed on its own lines.
+    const text = pretty(clean(entry, 0)).replace(/ +\n/g, '\n');
     return text.endsWith('\n') ? text : `${text}\n`;
   };
 }
