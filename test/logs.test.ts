@@ -31,7 +31,11 @@ const cleanup = new Cleanup();
 after(() => cleanup.run());
 
 /** Runs the real CLI like a user; bounded. */
-function runCli(args: string[], env: Record<string, string>, timeoutMs = 20_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function runCli(
+  args: string[],
+  env: Record<string, string>,
+  timeoutMs = 20_000,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CLI, ...args], { env: { ...baseEnv(), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -63,7 +67,10 @@ async function sessionOf(daemon: DaemonHandle, client: string): Promise<string> 
 }
 
 /** Calls runLogsCommand in-process with its own stdout; no colour. */
-async function logsOf(home: string, options: Parameters<typeof runLogsCommand>[0]): Promise<{ code: number; stdout: string; stderr: string }> {
+async function logsOf(
+  home: string,
+  options: Parameters<typeof runLogsCommand>[0],
+): Promise<{ code: number; stdout: string; stderr: string }> {
   const stdout = new PassThrough();
   const stderr = new PassThrough();
   let out = '';
@@ -216,7 +223,13 @@ test('lines that are not JSON (a crash stack) are printed as they are, minus ter
       JSON.stringify({ level: 30, time: '2026-11-30T12:00:00.000Z', pid: 1, session_id: 'abc', msg: 'hello \u001b[2Jthere' }),
       'Error: fixture crash',
       '    at Immediate.<anonymous> (file:///x.js:1:1)',
-      JSON.stringify({ level: 50, time: '2026-11-30T12:00:01.000Z', pid: 1, err: { type: 'Error', message: 'boom', stack: 'Error: boom\n    at y' }, msg: 'failed' }),
+      JSON.stringify({
+        level: 50,
+        time: '2026-11-30T12:00:01.000Z',
+        pid: 1,
+        err: { type: 'Error', message: 'boom', stack: 'Error: boom\n    at y' },
+        msg: 'failed',
+      }),
       '',
     ].join('\n'),
   );

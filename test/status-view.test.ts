@@ -14,7 +14,7 @@ import { LatencyRing, SESSION_LATENCY_SAMPLES } from '../src/daemon/latency-ring
 const NOW = Date.parse('2026-11-30T12:00:00.000Z');
 const LONG_CWD = '/home/someone/projects/a-rather-long-organisation-name/an-even-longer-repository-name/packages/the-package-i-work-on';
 const RELOAD_ERROR =
-  'config file /home/someone/.config/exai-ws/config.json is not valid JSON: Expected property name or \'}\' in JSON at position 17 (line 1 column 18); fix the file and save it again, or run exai-ws reload';
+  "config file /home/someone/.config/exai-ws/config.json is not valid JSON: Expected property name or '}' in JSON at position 17 (line 1 column 18); fix the file and save it again, or run exai-ws reload";
 
 /** A report as a daemon with two windows, a failed server, a failed reload and three providers gives it. */
 function fixture(): HealthReport {
@@ -64,7 +64,20 @@ function fixture(): HealthReport {
     inflight: 2,
     connections: 1,
     servers: [
-      { name: 'memory', scope: 'shared', scope_key: null, state: 'ready', pid: 5151, restarts: 0, retries: 0, uptime_s: 7000, sessions: 2, inflight: 0, last_error: null, asks_client: [] },
+      {
+        name: 'memory',
+        scope: 'shared',
+        scope_key: null,
+        state: 'ready',
+        pid: 5151,
+        restarts: 0,
+        retries: 0,
+        uptime_s: 7000,
+        sessions: 2,
+        inflight: 0,
+        last_error: null,
+        asks_client: [],
+      },
       {
         name: 'nocmd',
         scope: 'shared',
@@ -76,7 +89,8 @@ function fixture(): HealthReport {
         uptime_s: null,
         sessions: 0,
         inflight: 0,
-        last_error: 'spawn no-such-command-xyz ENOENT: the command was not found on PATH (/usr/local/bin:/usr/bin:/bin), check the entry in the config file',
+        last_error:
+          'spawn no-such-command-xyz ENOENT: the command was not found on PATH (/usr/local/bin:/usr/bin:/bin), check the entry in the config file',
         asks_client: [],
       },
     ],
@@ -254,12 +268,36 @@ test('--json: a versioned shape with every section, built from the report, not t
   });
   // A successful reload lists what it changed.
   const ok = fixture();
-  (ok.config as Record<string, unknown>).last_reload = { at: 'x', added: ['a'], removed: [], restarted: ['b'], unchanged: ['c'], file: true, refused: 0 };
-  assert.deepEqual(statusJson(ok).config.last_reload, { at: 'x', ok: true, added: ['a'], removed: [], restarted: ['b'], unchanged: ['c'], file_removed: false });
+  (ok.config as Record<string, unknown>).last_reload = {
+    at: 'x',
+    added: ['a'],
+    removed: [],
+    restarted: ['b'],
+    unchanged: ['c'],
+    file: true,
+    refused: 0,
+  };
+  assert.deepEqual(statusJson(ok).config.last_reload, {
+    at: 'x',
+    ok: true,
+    added: ['a'],
+    removed: [],
+    restarted: ['b'],
+    unchanged: ['c'],
+    file_removed: false,
+  });
 });
 
 test('--json of a liveness-only answer (no valid token) says so instead of claiming there is nothing', () => {
-  const live = { status: 'ok', name: 'exai-ws', version: '0.1.0', pid: 1, host: '127.0.0.1', port: 2, uptime_s: 3 } as unknown as HealthReport;
+  const live = {
+    status: 'ok',
+    name: 'exai-ws',
+    version: '0.1.0',
+    pid: 1,
+    host: '127.0.0.1',
+    port: 2,
+    uptime_s: 3,
+  } as unknown as HealthReport;
   const json = statusJson(live, "the daemon (pid 1) did not take this user's token (no token file at /x/token)");
   assert.equal(json.limited, "the daemon (pid 1) did not take this user's token (no token file at /x/token)");
   assert.deepEqual(json.sessions, []);
@@ -302,7 +340,11 @@ test('the table: daemon, sessions by client with p99, failing server, refused en
   // The reload error is shown whole, wrapped: it is what the user needs to fix the file.
   assert.match(text, /^ {2}last reload 2026-11-30T11:59:30\.000Z \(30s ago\) failed: the running servers stay as they were$/m);
   const reload = text.slice(text.indexOf('last reload')).split('\n\n')[0] ?? '';
-  const wrapped = reload.split('\n').slice(1).filter((l) => l.startsWith('    ')).map((l) => l.trim());
+  const wrapped = reload
+    .split('\n')
+    .slice(1)
+    .filter((l) => l.startsWith('    '))
+    .map((l) => l.trim());
   assert.equal(wrapped.join(' ').slice(0, RELOAD_ERROR.length), RELOAD_ERROR);
   for (const line of reload.split('\n')) assert.ok(visibleLength(line) <= 100, line);
 
@@ -314,11 +356,11 @@ test('the table with colour: red failures, green ok, dim secondary; widths are t
   const plain = renderStatusTable(statusJson(fixture()), { color: false, width: 100, nowMs: NOW });
   const coloured = renderStatusTable(statusJson(fixture()), { color: true, width: 100, nowMs: NOW });
   assert.equal(coloured.replace(ANSI, ''), plain, 'colour adds codes only, never shifts a column');
-  assert.match(coloured, /\u001b\[31mfailed\u001b\[39m/);
-  assert.match(coloured, /\u001b\[31munreachable\u001b\[39m/);
-  assert.match(coloured, /\u001b\[32mready\u001b\[39m/);
-  assert.match(coloured, /\u001b\[33mdetached\u001b\[39m/);
-  assert.match(coloured, /\u001b\[2m1a2b3c4d\u001b\[22m/);
+  assert.ok(coloured.includes('\u001b[31mfailed\u001b[39m'), 'failed in its colour');
+  assert.ok(coloured.includes('\u001b[31munreachable\u001b[39m'), 'unreachable in its colour');
+  assert.ok(coloured.includes('\u001b[32mready\u001b[39m'), 'ready in its colour');
+  assert.ok(coloured.includes('\u001b[33mdetached\u001b[39m'), 'detached in its colour');
+  assert.ok(coloured.includes('\u001b[2m1a2b3c4d\u001b[22m'), '1a2b3c4d in its colour');
 });
 
 test('a narrow terminal cuts paths and errors, a wide one shows them whole', () => {

@@ -18,7 +18,11 @@ import { memoryEntry, serverReport, startHostingDaemon, waitReady } from './fixt
 const cleanup = new Cleanup();
 after(() => cleanup.run());
 
-function runCli(args: string[], env: Record<string, string>, timeoutMs = 20_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function runCli(
+  args: string[],
+  env: Record<string, string>,
+  timeoutMs = 20_000,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CLI, ...args], { env: { ...baseEnv(), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -68,7 +72,10 @@ test('status: the client with its transport, cwd and p99; a failed server and a 
   assert.equal(table.code, 0, table.stderr);
   assert.equal(table.stdout.includes('\u001b'), false, 'no colour into a pipe');
   assert.match(table.stdout, new RegExp(`^ {2}pid +${daemon.pid}$`, 'm'));
-  assert.match(table.stdout, new RegExp(`^ {2}address +ws://127\\.0\\.0\\.1:${daemon.port} .*http://127\\.0\\.0\\.1:${daemon.port}/mcp`, 'm'));
+  assert.match(
+    table.stdout,
+    new RegExp(`^ {2}address +ws://127\\.0\\.0\\.1:${daemon.port} .*http://127\\.0\\.0\\.1:${daemon.port}/mcp`, 'm'),
+  );
   assert.match(table.stdout, /^ {2}started +by hand or a service; never exits when idle$/m);
   const row = table.stdout.split('\n').find((l) => l.startsWith('  e2e 3.1.4 '));
   assert.ok(row, `a row for the client:\n${table.stdout}`);

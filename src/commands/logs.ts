@@ -18,7 +18,14 @@ import { colorWanted, type OutputStream } from './terminal.js';
 export const DEFAULT_LOG_LINES = 50;
 
 /** pino's numeric levels: `--level warn` shows 40 and worse. */
-export const LOG_LEVELS: Readonly<Record<string, number>> = Object.freeze({ trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60 });
+export const LOG_LEVELS: Readonly<Record<string, number>> = Object.freeze({
+  trace: 10,
+  debug: 20,
+  info: 30,
+  warn: 40,
+  error: 50,
+  fatal: 60,
+});
 
 export interface LogsOptions {
   /** Keep printing new lines (across rotation) until SIGINT or SIGTERM. */

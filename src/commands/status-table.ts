@@ -123,7 +123,14 @@ function clientLabel(x: StatusSession): string {
   return `${x.client}${version}`;
 }
 
-const SERVER_STYLE: Record<string, Style> = { ready: 'green', starting: 'yellow', restarting: 'yellow', failed: 'red', stopped: 'dim', closed: 'dim' };
+const SERVER_STYLE: Record<string, Style> = {
+  ready: 'green',
+  starting: 'yellow',
+  restarting: 'yellow',
+  failed: 'red',
+  stopped: 'dim',
+  closed: 'dim',
+};
 
 function serversSection(s: StatusJson, paint: Paint, width: number): string[] {
   const lines: string[] = [];
@@ -149,6 +156,7 @@ function serversSection(s: StatusJson, paint: Paint, width: number): string[] {
     lines.push(heading('servers', paint), ...table(columns, rows, paint, width));
   }
   if (s.config.problems.length > 0) {
+    if (lines.length > 0) lines.push('');
     lines.push(`${heading('config problems', paint)}${s.config.path ? ` (${printable(s.config.path)})` : ''}`);
     for (const p of s.config.problems) {
       lines.push(
@@ -280,7 +288,13 @@ function table(columns: Column[], rows: Cell[][], paint: Paint, width: number): 
         return header ? paint(padded, 'dim') : padded;
       })
       .join(GAP);
-  return [line(columns.map((c) => ({ text: c.header })), true), ...cells.map((row) => line(row, false))];
+  return [
+    line(
+      columns.map((c) => ({ text: c.header })),
+      true,
+    ),
+    ...cells.map((row) => line(row, false)),
+  ];
 }
 
 /** `4.2 ms`, `37 ms`, `1.25 s`; `-` for none. */

@@ -148,20 +148,18 @@ export function statusJson(h: HealthReport | Liveness, refused?: string): Status
       inflight: num(r.inflight) ?? 0,
     },
     sessions: list(record(r.sessions).list)
-      .map(
-        (s): StatusSession => ({
-          id: str(s.id) ?? '',
-          client: str(s.client) ?? 'unknown',
-          client_version: str(s.client_version),
-          transport: str(s.transport) ?? 'ws',
-          state: str(s.state) ?? 'unknown',
-          cwd: str(s.cwd),
-          age_s: num(s.age_s) ?? 0,
-          inflight: num(s.inflight) ?? 0,
-          requests: num(s.requests),
-          p99_ms: num(s.p99_ms),
-        }),
-      )
+      .map((s): StatusSession => ({
+        id: str(s.id) ?? '',
+        client: str(s.client) ?? 'unknown',
+        client_version: str(s.client_version),
+        transport: str(s.transport) ?? 'ws',
+        state: str(s.state) ?? 'unknown',
+        cwd: str(s.cwd),
+        age_s: num(s.age_s) ?? 0,
+        inflight: num(s.inflight) ?? 0,
+        requests: num(s.requests),
+        p99_ms: num(s.p99_ms),
+      }))
       .sort((a, b) => compareText(a.client, b.client) || b.age_s - a.age_s),
     servers: list(r.servers).map((s) => ({
       name: str(s.name) ?? '?',

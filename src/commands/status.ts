@@ -2,7 +2,7 @@
 import { discoverDaemon, readAddressCard, resolveHome } from '../protocol/files.js';
 import { fetchFullHealth, fetchHealth, type HealthReport, type Liveness } from '../daemon/health-client.js';
 import { isDaemonCommandLine, processAlive, processCommandLine } from '../daemon/pidfile.js';
-import { STATUS_SCHEMA, statusJson, type StatusDown, type StatusJson } from './status-view.js';
+import { STATUS_SCHEMA, statusJson, type StatusDown } from './status-view.js';
 import { renderStatusTable } from './status-table.js';
 import { colorWanted, columnsOf } from './terminal.js';
 
@@ -50,7 +50,7 @@ async function findDaemon(): Promise<Found> {
 
 /**
  * Prints the daemon's state: a table fitted to the terminal (colour only on a terminal, see
- * colorWanted), or with `json` the stable {@link StatusJson} / {@link StatusDown} shape.
+ * colorWanted), or with `json` the stable `StatusJson` / {@link StatusDown} shape (status-view.ts).
  * Resolves to the exit code: 0; 1 when no daemon answers, or when it did not take the token
  * (then only what it tells anyone is shown, `limited` saying why).
  */
