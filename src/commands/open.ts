@@ -1,5 +1,118 @@
-/** Placeholder until the status page slice lands (issue 13). */
-export function runOpenCommand(_options: { print: boolean }): Promise<number> {
-  process.stderr.write('exai-ws open: not built yet\n');
-  return Promise.resolve(1);
+/**
+ * `exai-ws open`: asks the running daemon for a one-time login code (`POST /auth/code` with the
+ * token, which a browser cannot send), prints the status page's URL with that code on stdout
+ * and, when a browser can be shown, opens it there.
+ */
+import { spawn } from 'node:child_process';
+import { request } from 'node:http';
+import { discoverDaemon, resolveHome } from '../protocol/files.js';
+import { ExitCode } from './exit-codes.js';
+
+const CODE_TIMEOUT_MS = 3_000;
+
+/** What `POST /auth/code` answers. */
+interface CodeReply {
+  code: string;
+  url?: string;
+  expires_in_s?: number;
+}
+
+type Asked = { ok: true; reply: CodeReply } | { ok: false; error: string };
+
+/**
+ * Prints the login URL and (unless `print`, or no display) opens it in a browser. Resolves to
+ * the exit code: 1 with one line on stderr when no daemon answers or it refuses the token.
+ */
+export async function runOpenCommand(options: { print: boolean }, env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  const daemon = discoverDaemon(env);
+  const where = `${daemon.host}:${daemon.port}`;
+  if (daemon.token === null) {
+    process.stderr.write(
+      `exai-ws open: no token (no valid token file at ${resolveHome(env).token}, EXAI_WS_TOKEN unset): is the daemon running?\n`,
+    );
+    return ExitCode.FAILURE;
+  }
+  const asked = await askCode(daemon.host, daemon.port, daemon.token, where);
+  if (!asked.ok) {
+    process.stderr.write(`exai-ws open: ${asked.error}\n`);
+    return ExitCode.FAILURE;
+  }
+  const url = asked.reply.url ?? `http://${urlHost(daemon.host)}:${daemon.port}/?code=${encodeURIComponent(asked.reply.code)}`;
+  process.stdout.write(`${url}\n`);
+  if (!options.print) {
+    const opener = browserOpener(env);
+    if (opener) launchDetached(opener.command, [...opener.args, url], env);
+  }
+  return ExitCode.OK;
+}
+
+function askCode(host: string, port: number, token: string, where: string): Promise<Asked> {
+  return new Promise((resolve) => {
+    const req = request(
+      {
+        host,
+        port,
+        path: '/auth/code',
+        method: 'POST',
+        timeout: CODE_TIMEOUT_MS,
+        headers: { authorization: `Bearer ${token}`, 'content-length': 0 },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('error', () => resolve({ ok: false, error: `no daemon answers on ${where}` }));
+        res.on('end', () => {
+          if (res.statusCode === 401)
+            return resolve({ ok: false, error: `the daemon on ${where} refused the token (is EXAI_WS_HOME the daemon's?)` });
+          let reply: Partial<CodeReply> | null = null;
+          try {
+            reply = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Partial<CodeReply>;
+          } catch {
+            // an answer that is no JSON is reported below like any other wrong answer
+          }
+          if (res.statusCode !== 200 || typeof reply?.code !== 'string')
+            return resolve({
+              ok: false,
+              error: `the server on ${where} gave no login code (HTTP ${res.statusCode}): is it an exai-ws daemon of this version?`,
+            });
+          resolve({ ok: true, reply: { code: reply.code, url: typeof reply.url === 'string' ? reply.url : undefined } });
+        });
+      },
+    );
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve({ ok: false, error: `no daemon answers on ${where} (start one with \`exai-ws daemon\`)` }));
+    req.end();
+  });
+}
+
+/**
+ * The program that hands a URL to the user's browser, or null when none can show one: on
+ * Linux and the BSDs a graphical session is needed (DISPLAY or WAYLAND_DISPLAY), else
+ * xdg-open would start a text browser inside this terminal or fail.
+ */
+export function browserOpener(
+  env: NodeJS.ProcessEnv,
+  platform: NodeJS.Platform = process.platform,
+): { command: string; args: string[] } | null {
+  if (platform === 'darwin') return { command: 'open', args: [] };
+  // `start` is a cmd built-in whose quoting mangles URLs; the URL handler takes it verbatim.
+  if (platform === 'win32') return { command: 'rundll32', args: ['url.dll,FileProtocolHandler'] };
+  if (!env.DISPLAY && !env.WAYLAND_DISPLAY) return null;
+  return { command: 'xdg-open', args: [] };
+}
+
+/** Starts the opener on its own, never waited for: a missing or failing opener changes nothing. */
+function launchDetached(command: string, args: string[], env: NodeJS.ProcessEnv): void {
+  try {
+    const child = spawn(command, args, { detached: true, stdio: 'ignore', env });
+    child.on('error', () => undefined);
+    child.unref();
+  } catch {
+    // The URL is printed already; that is the fallback.
+  }
+}
+
+/** An IPv6 literal needs brackets in a URL. */
+function urlHost(host: string): string {
+  return host.includes(':') ? `[${host}]` : host;
 }

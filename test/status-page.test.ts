@@ -1,0 +1,503 @@
+/**
+ * The status page: the StatusPage module over a fake health source (the document's headers, the
+ * SSE feed, its bounds), and end to end in a real headless Chromium against the real daemon
+ * (login through `exai-ws open`, the cookie, a session appearing and going).
+ */
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, request, type IncomingMessage, type Server } from 'node:http';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { createParser } from 'eventsource-parser';
+import { chromium, type BrowserContext } from 'playwright-core';
+import type { HealthReport } from '../src/daemon/health-client.js';
+import { StatusPage, type StatusPageOptions } from '../src/daemon/status-page.js';
+import { browserOpener } from '../src/commands/open.js';
+import {
+  CLI,
+  Cleanup,
+  ROOT,
+  baseEnv,
+  closedPort,
+  connectShim,
+  makeHome,
+  startDaemon,
+  waitFor,
+  within,
+  type DaemonHandle,
+} from './helpers.js';
+
+/** A report the tests change by hand. */
+function fakeReport(): HealthReport {
+  return {
+    status: 'ok',
+    name: 'exai-ws',
+    version: '9.9.9',
+    pid: 4242,
+    host: '127.0.0.1',
+    port: 1,
+    started_at: '2026-11-30T12:00:00.000Z',
+    uptime_s: 5,
+    sessions: { total: 0, attached: 0, detached: 0, list: [] },
+    inflight: 0,
+  };
+}
+
+interface PageServer {
+  page: StatusPage;
+  report: HealthReport;
+  port: number;
+  server: Server;
+}
+
+/** StatusPage behind a plain HTTP server on port 0 (no auth: that is the daemon server's job). */
+async function pageServer(options: StatusPageOptions = {}): Promise<PageServer> {
+  const state = { report: fakeReport() };
+  const page = new StatusPage({ health: () => state.report }, options);
+  const server = createServer((req, res) => {
+    if (req.url === '/events') return page.events(req, res);
+    page.page(req, res);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  const handle: PageServer = {
+    page,
+    server,
+    port,
+    get report() {
+      return state.report;
+    },
+    set report(next) {
+      state.report = next;
+    },
+  };
+  after(() => {
+    page.close();
+    server.closeAllConnections();
+    server.close();
+  });
+  return handle;
+}
+
+/** An open SSE feed: its status, parsed events and comments as they arrive, its end. */
+interface Feed {
+  status: number;
+  headers: IncomingMessage['headers'];
+  events: string[];
+  comments: string[];
+  ended: Promise<void>;
+  /** Resolves with the `n`th event (1-based), waiting up to `timeoutMs`. */
+  event(n: number, timeoutMs?: number): Promise<string>;
+  close(): void;
+  body: string;
+}
+
+function openFeed(port: number): Promise<Feed> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path: '/events' }, (res) => {
+      const events: string[] = [];
+      const comments: string[] = [];
+      const parser = createParser({ onEvent: (e) => events.push(e.data), onComment: (c) => comments.push(c) });
+      let body = '';
+      const feed: Feed = {
+        status: res.statusCode ?? 0,
+        headers: res.headers,
+        events,
+        comments,
+        ended: new Promise((r) => res.once('close', () => r())),
+        event: (n, timeoutMs = 5_000) => waitFor(() => events[n - 1], `SSE event ${n}`, timeoutMs),
+        close: () => req.destroy(),
+        get body() {
+          return body;
+        },
+      };
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        body += chunk;
+        parser.feed(chunk);
+      });
+      res.on('error', () => undefined);
+      resolve(feed);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+async function get(port: number, path = '/'): Promise<{ status: number; headers: IncomingMessage['headers']; body: string }> {
+  const res = await fetch(`http://127.0.0.1:${port}${path}`);
+  return { status: res.status, headers: Object.fromEntries(res.headers), body: await res.text() };
+}
+
+describe('StatusPage (unit, fake health source)', () => {
+  test('the document is self-contained: CSP with a fresh nonce per response, no external asset, no innerHTML', async () => {
+    const { port } = await pageServer();
+    const first = await get(port);
+    const second = await get(port);
+    assert.equal(first.status, 200);
+    assert.match(String(first.headers['content-type']), /^text\/html; charset=utf-8/);
+    assert.equal(first.headers['x-content-type-options'], 'nosniff');
+    assert.equal(first.headers['cache-control'], 'no-store');
+    assert.equal(first.headers['referrer-policy'], 'no-referrer');
+    const csp = String(first.headers['content-security-policy']);
+    assert.match(csp, /default-src 'none'/);
+    assert.match(csp, /connect-src 'self'/);
+    const nonce = /script-src 'nonce-([^']+)'/.exec(csp)?.[1];
+    assert.ok(nonce, `no script nonce in ${csp}`);
+    assert.doesNotMatch(csp, /unsafe-eval|unsafe-inline/);
+    // Every script and style element carries the response's nonce; none loads anything.
+    const scripts = [...first.body.matchAll(/<script([^>]*)>/g)].map((m) => m[1]);
+    const styles = [...first.body.matchAll(/<style([^>]*)>/g)].map((m) => m[1]);
+    assert.ok(scripts.length >= 1 && styles.length >= 1);
+    for (const attrs of [...scripts, ...styles]) assert.equal(attrs, ` nonce="${nonce}"`);
+    assert.doesNotMatch(first.body, /\b(src|href)="(?!data:)/, 'a reference to an external asset');
+    assert.doesNotMatch(first.body, /innerHTML|outerHTML|insertAdjacentHTML|document\.write/);
+    const secondNonce = /script-src 'nonce-([^']+)'/.exec(String(second.headers['content-security-policy']))?.[1];
+    assert.notEqual(secondNonce, nonce, 'the nonce must change with every response');
+    assert.equal(Number(first.headers['content-length']), Buffer.byteLength(first.body));
+  });
+
+  test('a feed gets the report at once, then each change, and nothing while it stays the same', async () => {
+    const server = await pageServer({ intervalMs: 20 });
+    const feed = await openFeed(server.port);
+    assert.equal(feed.status, 200);
+    assert.match(String(feed.headers['content-type']), /^text\/event-stream/);
+    assert.equal(feed.headers['cache-control'], 'no-store');
+    assert.deepEqual(JSON.parse(await feed.event(1)), server.report);
+    // Ten intervals with the same report: still one event.
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(feed.events.length, 1, 'an unchanged report was sent again');
+    server.report = { ...server.report, uptime_s: 6, sessions: { ...server.report.sessions, total: 1 } };
+    const second = JSON.parse(await feed.event(2)) as HealthReport;
+    assert.equal(second.sessions.total, 1);
+    assert.equal(second.uptime_s, 6);
+    feed.close();
+  });
+
+  test('a second feed opened later gets the current report at once', async () => {
+    const server = await pageServer({ intervalMs: 20 });
+    const first = await openFeed(server.port);
+    await first.event(1);
+    server.report = { ...server.report, version: '10.0.0' };
+    await first.event(2);
+    const second = await openFeed(server.port);
+    assert.equal((JSON.parse(await second.event(1)) as HealthReport).version, '10.0.0');
+    first.close();
+    second.close();
+  });
+
+  test('an idle feed gets a comment heartbeat', async () => {
+    const server = await pageServer({ intervalMs: 20, heartbeatMs: 50 });
+    const feed = await openFeed(server.port);
+    await waitFor(() => feed.comments.length >= 2, 'two heartbeat comments', 5_000);
+    assert.equal(feed.events.length, 1, 'heartbeats are comments, not events');
+    feed.close();
+  });
+
+  test('at most maxClients feeds: one more is answered 503; a client that goes frees its place', async () => {
+    const server = await pageServer({ maxClients: 2 });
+    const a = await openFeed(server.port);
+    const b = await openFeed(server.port);
+    await a.event(1);
+    await b.event(1);
+    const c = await openFeed(server.port);
+    assert.equal(c.status, 503);
+    await c.ended;
+    assert.match(c.body, /too many/);
+    assert.equal(server.page.clientCount, 2);
+    a.close();
+    await waitFor(() => server.page.clientCount === 1, 'the departed feed to be forgotten');
+    const d = await openFeed(server.port);
+    assert.equal(d.status, 200);
+    await d.event(1);
+    b.close();
+    d.close();
+  });
+
+  test('close() ends every open feed and refuses new ones; it is idempotent', async () => {
+    const server = await pageServer();
+    const feeds = await Promise.all([openFeed(server.port), openFeed(server.port), openFeed(server.port)]);
+    await Promise.all(feeds.map((f) => f.event(1)));
+    server.page.close();
+    server.page.close();
+    await Promise.all(feeds.map((f, i) => within(f.ended, 5_000, `feed ${i} to end`)));
+    assert.equal(server.page.clientCount, 0);
+    const late = await openFeed(server.port);
+    assert.equal(late.status, 503);
+  });
+
+  test('a client that stops reading is dropped, not buffered without bound', async () => {
+    // A report of ~256 KB that changes every 10 ms: a reader that never reads has megabytes
+    // waiting within a second once the kernel's socket buffers are full.
+    const server = await pageServer({ intervalMs: 10, maxBufferedBytes: 64 * 1024 });
+    const padding = 'x'.repeat(256 * 1024);
+    let n = 0;
+    const timer = setInterval(() => (server.report = { ...server.report, uptime_s: ++n, padding }), 10);
+    after(() => clearInterval(timer));
+    const socket = connect(server.port, '127.0.0.1');
+    after(() => socket.destroy());
+    socket.pause(); // never reads
+    socket.write(`GET /events HTTP/1.1\r\nHost: 127.0.0.1:${server.port}\r\n\r\n`);
+    await waitFor(() => server.page.clientCount === 1, 'the feed to open');
+    const closed = new Promise<void>((r) => socket.once('close', () => r()));
+    socket.on('error', () => undefined);
+    await waitFor(() => server.page.clientCount === 0, 'the slow feed to be dropped', 20_000);
+    // The server ended the connection: the client sees it close once it reads again.
+    socket.resume();
+    await within(closed, 10_000, 'the dropped connection to close');
+    clearInterval(timer);
+  });
+
+  test('invalid options are refused with a TypeError', () => {
+    assert.throws(() => new StatusPage({ health: fakeReport }, { intervalMs: 0 }), TypeError);
+    assert.throws(() => new StatusPage({ health: fakeReport }, { maxClients: -1 }), TypeError);
+  });
+});
+
+describe('exai-ws open: the browser opener', () => {
+  test('Linux needs a display; macOS and Windows have their own opener', () => {
+    assert.equal(browserOpener({}, 'linux'), null);
+    assert.deepEqual(browserOpener({ DISPLAY: ':0' }, 'linux'), { command: 'xdg-open', args: [] });
+    assert.deepEqual(browserOpener({ WAYLAND_DISPLAY: 'wayland-0' }, 'linux'), { command: 'xdg-open', args: [] });
+    assert.equal(browserOpener({}, 'darwin')?.command, 'open');
+    assert.equal(browserOpener({}, 'win32')?.command, 'rundll32');
+  });
+});
+
+/** Where the browser test leaves its screenshots (kept by CI as artifacts; ignored by git). */
+const ARTIFACTS = join(ROOT, 'test-artifacts');
+
+/** Runs the real CLI; resolves with its exit code and output (never rejects on a failing exit). */
+function runCli(
+  args: string[],
+  env: Record<string, string>,
+  timeoutMs = 15_000,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [CLI, ...args], { env, timeout: timeoutMs }, (error, stdout, stderr) => {
+      const code = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** `exai-ws open --print` against the daemon: the one-time login URL it prints. */
+async function loginUrl(daemon: DaemonHandle): Promise<string> {
+  const run = await runCli(['open', '--print'], { ...baseEnv(), ...daemon.clientEnv });
+  assert.equal(run.code, 0, `exai-ws open --print failed: ${run.stderr}`);
+  assert.equal(run.stderr, '');
+  const lines = run.stdout.split('\n').filter((l) => l.length > 0);
+  assert.equal(lines.length, 1, `one line on stdout, got ${JSON.stringify(run.stdout)}`);
+  const url = lines[0] ?? '';
+  assert.match(url, new RegExp(`^http://127\\.0\\.0\\.1:${daemon.port}/\\?code=[A-Za-z0-9_-]{20,}$`));
+  return url;
+}
+
+/** Debian's `chromium` (the wrapper script's real binary first); CHROMIUM_PATH overrides. */
+function chromiumPath(): string {
+  const candidates = [process.env.CHROMIUM_PATH, '/usr/lib/chromium/chromium', '/usr/bin/chromium', '/usr/bin/chromium-browser'];
+  const found = candidates.find((p): p is string => typeof p === 'string' && p.length > 0 && existsSync(p));
+  if (!found)
+    throw new Error(`no Chromium found (tried ${candidates.filter(Boolean).join(', ')}): apt-get install -y chromium (.ci/run does)`);
+  return found;
+}
+
+/**
+ * A headless Chromium with a fresh profile in a temp dir (a laptop-sized window), closed at
+ * cleanup. Any launch failure fails the test with its reason.
+ */
+async function launchChromium(cleanup: Cleanup): Promise<BrowserContext> {
+  const executablePath = chromiumPath();
+  const profile = mkdtempSync(join(tmpdir(), 'exai-ws-chromium-'));
+  cleanup.add(() => rmSync(profile, { recursive: true, force: true }));
+  let context: BrowserContext;
+  try {
+    context = await chromium.launchPersistentContext(profile, {
+      executablePath,
+      headless: true,
+      timeout: 20_000,
+      viewport: { width: 1366, height: 800 },
+      // Root (CI containers) cannot use Chromium's sandbox; /dev/shm is small in containers.
+      args: ['--no-sandbox', '--disable-dev-shm-usage', '--no-first-run'],
+    });
+  } catch (error) {
+    throw new Error(`headless Chromium (${executablePath}) did not launch: ${(error as Error).message}`);
+  }
+  cleanup.add(() => context.close());
+  return context;
+}
+
+async function fetchStatus(daemon: DaemonHandle, path: string, headers: Record<string, string> = {}): Promise<Response> {
+  return fetch(`http://127.0.0.1:${daemon.port}${path}`, { headers, redirect: 'manual' });
+}
+
+describe('the status page in a real headless Chromium, against the real daemon', () => {
+  test('login through `exai-ws open`, HttpOnly cookie, a session appears and goes, no console errors', async () => {
+    const cleanup = new Cleanup();
+    try {
+      const daemon = await startDaemon(cleanup);
+      const [url, context] = await Promise.all([loginUrl(daemon), launchChromium(cleanup)]);
+      const page = await context.newPage();
+      const problems: string[] = [];
+      page.on('console', (m) => {
+        if (m.type() === 'error') problems.push(`console: ${m.text()}`);
+      });
+      page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+
+      const response = await page.goto(url, { waitUntil: 'domcontentloaded', timeout: 10_000 });
+      assert.equal(response?.status(), 200);
+      // The redirect took the code out of the address bar (and the history).
+      assert.equal(page.url(), `http://127.0.0.1:${daemon.port}/`);
+      const cookies = await context.cookies();
+      const session = cookies.find((c) => c.name === 'exai_ws_session');
+      assert.ok(session, `no session cookie in ${JSON.stringify(cookies.map((c) => c.name))}`);
+      assert.equal(session.httpOnly, true);
+      assert.equal(session.sameSite, 'Strict');
+      assert.equal(session.path, '/');
+      assert.equal(await page.evaluate(() => (globalThis as unknown as { document: { cookie: string } }).document.cookie), '');
+
+      await page.locator('body[data-connection="live"]').waitFor({ timeout: 10_000 });
+      await page.locator('#daemon').getByText(String(daemon.pid), { exact: true }).waitFor({ timeout: 5_000 });
+
+      // The client name is the client's own string: shown as text, never parsed as markup.
+      const name = 'status-page-e2e <img src=x onerror=alert(1)>';
+      const shim = await connectShim(cleanup, daemon, { name });
+      const row = page.locator('#sessions tbody tr', { hasText: name });
+      await row.waitFor({ timeout: 10_000 });
+      const rowText = await row.innerText();
+      assert.match(rowText, /\bws\b/, 'the transport');
+      assert.ok(rowText.includes(process.cwd()), `the client's working directory in ${JSON.stringify(rowText)}`);
+      assert.equal(await page.locator('#sessions img').count(), 0, 'report text was parsed as HTML');
+      assert.match(await page.locator('#sessions-count').innerText(), /\(1\)/);
+
+      mkdirSync(ARTIFACTS, { recursive: true });
+      await page.screenshot({ path: join(ARTIFACTS, 'status-page.png'), fullPage: true });
+      await page.emulateMedia({ colorScheme: 'dark' });
+      await page.screenshot({ path: join(ARTIFACTS, 'status-page-dark.png'), fullPage: true });
+      await page.emulateMedia({ colorScheme: 'light' });
+
+      await shim.client.close();
+      await row.waitFor({ state: 'detached', timeout: 10_000 });
+      await page.locator('#sessions td.empty').waitFor({ timeout: 5_000 });
+      assert.deepEqual(problems, [], 'the page logged errors');
+
+      // The daemon goes away: the page says so instead of showing stale numbers as live.
+      daemon.proc.kill('SIGTERM');
+      await within(daemon.exited, 15_000, 'the daemon to exit');
+      await page.locator('body[data-connection="down"]').waitFor({ timeout: 10_000 });
+      assert.match(await page.locator('#conn').innerText(), /disconnected/);
+    } finally {
+      await cleanup.run();
+    }
+  });
+
+  test('without the cookie or token `/` and `/events` are 401; a code works once; a bad cookie is refused', async () => {
+    const cleanup = new Cleanup();
+    try {
+      const daemon = await startDaemon(cleanup);
+      for (const path of ['/', '/events']) {
+        const res = await fetchStatus(daemon, path);
+        assert.equal(res.status, 401, `${path} without credentials`);
+        assert.doesNotMatch(await res.text(), /"sessions"|9\.9\.9|exai-ws-test/);
+        const bad = await fetchStatus(daemon, path, { cookie: 'exai_ws_session=not-a-session' });
+        assert.equal(bad.status, 401, `${path} with a made-up cookie`);
+        await bad.body?.cancel();
+      }
+      const page = await fetchStatus(daemon, '/');
+      assert.match(page.headers.get('content-type') ?? '', /text\/html/);
+
+      const url = new URL(await loginUrl(daemon));
+      const first = await fetchStatus(daemon, url.pathname + url.search);
+      assert.equal(first.status, 303);
+      assert.equal(first.headers.get('location'), '/');
+      const setCookie = first.headers.get('set-cookie') ?? '';
+      assert.match(setCookie, /HttpOnly/i);
+      assert.match(setCookie, /SameSite=Strict/i);
+      const cookie = setCookie.split(';')[0] ?? '';
+      const again = await fetchStatus(daemon, url.pathname + url.search);
+      assert.equal(again.status, 401, 'a used code must be refused');
+      assert.equal(again.headers.get('set-cookie'), null);
+
+      // The cookie opens both the page and its feed.
+      const withCookie = await fetchStatus(daemon, '/', { cookie });
+      assert.equal(withCookie.status, 200);
+      assert.match(withCookie.headers.get('content-security-policy') ?? '', /script-src 'nonce-/);
+      await withCookie.body?.cancel();
+      const controller = new AbortController();
+      const feed = await fetch(`http://127.0.0.1:${daemon.port}/events`, { headers: { cookie }, signal: controller.signal });
+      assert.equal(feed.status, 200);
+      assert.match(feed.headers.get('content-type') ?? '', /^text\/event-stream/);
+      const reader = feed.body!.getReader();
+      let text = '';
+      while (!/^data: .*\n/m.test(text)) {
+        const chunk = await within(reader.read(), 5_000, 'the first SSE event');
+        if (chunk.done) break;
+        text += Buffer.from(chunk.value).toString('utf8');
+      }
+      const data = /^data: (.*)$/m.exec(text)?.[1];
+      assert.ok(data, `no event in ${text}`);
+      assert.equal((JSON.parse(data) as HealthReport).pid, daemon.pid);
+      controller.abort();
+
+      // The token works as a bearer header too (scripts, curl).
+      const bearer = await fetchStatus(daemon, '/', { authorization: `Bearer ${daemon.token}` });
+      assert.equal(bearer.status, 200);
+      await bearer.body?.cancel();
+    } finally {
+      await cleanup.run();
+    }
+  });
+
+  test('`exai-ws open` with a display hands the URL to xdg-open and prints it; the URL logs in', async () => {
+    const cleanup = new Cleanup();
+    try {
+      const daemon = await startDaemon(cleanup);
+      const bin = makeHome(cleanup);
+      const seen = join(bin, 'opened.txt');
+      writeFileSync(join(bin, 'xdg-open'), `#!/bin/sh\nprintf '%s\\n' "$@" > ${JSON.stringify(seen)}\n`);
+      chmodSync(join(bin, 'xdg-open'), 0o755);
+      const env = { ...baseEnv(), ...daemon.clientEnv, PATH: `${bin}:${process.env.PATH ?? ''}`, DISPLAY: ':99' };
+      delete (env as Record<string, string | undefined>).WAYLAND_DISPLAY;
+      const run = await runCli(['open'], env);
+      assert.equal(run.code, 0, run.stderr);
+      const printed = run.stdout.trim();
+      const opened = await waitFor(() => (existsSync(seen) ? readFileSync(seen, 'utf8').trim() || null : null), 'xdg-open to be run');
+      assert.equal(opened, printed);
+      const url = new URL(opened);
+      const res = await fetchStatus(daemon, url.pathname + url.search);
+      assert.equal(res.status, 303);
+    } finally {
+      await cleanup.run();
+    }
+  });
+
+  test('`exai-ws open` exits 1 with one line when no daemon answers', async () => {
+    const cleanup = new Cleanup();
+    try {
+      const home = makeHome(cleanup);
+      const noToken = await runCli(['open', '--print'], { ...baseEnv(), EXAI_WS_HOME: home });
+      assert.equal(noToken.code, 1);
+      assert.equal(noToken.stdout, '');
+      assert.equal(noToken.stderr.trim().split('\n').length, 1, noToken.stderr);
+      // A token and an address card, but nothing listening there (a daemon killed with -9).
+      const port = await closedPort();
+      mkdirSync(join(home, 'logs'), { recursive: true });
+      writeFileSync(join(home, 'token'), 'a'.repeat(43));
+      writeFileSync(
+        join(home, 'logs', 'ws_daemon.pid'),
+        JSON.stringify({ pid: 999999, host: '127.0.0.1', port, version: '0', started_at: '' }),
+      );
+      const down = await runCli(['open', '--print'], { ...baseEnv(), EXAI_WS_HOME: home });
+      assert.equal(down.code, 1);
+      assert.equal(down.stdout, '');
+      assert.match(down.stderr, new RegExp(`^exai-ws open: no daemon answers on 127\\.0\\.0\\.1:${port}`));
+      assert.equal(down.stderr.trim().split('\n').length, 1, down.stderr);
+    } finally {
+      await cleanup.run();
+    }
+  });
+});
