@@ -307,6 +307,7 @@ test('exai-ws status after a daemon was killed with -9: not running, stale pid f
   const json = await runNode([CLI, 'status', '--json'], env);
   assert.equal(json.code, 1);
   assert.deepEqual(JSON.parse(json.stdout), {
+    schema: 1,
     status: 'down',
     error: `not running (stale pid file ${pidPath} from pid ${daemon.pid})`,
     stale_pid_file: { path: pidPath, pid: daemon.pid },

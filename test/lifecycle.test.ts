@@ -303,9 +303,9 @@ test('exai-ws status reports the running daemon; exai-ws stop stops it; status t
 
   const json = await runCli(['status', '--json'], env);
   assert.equal(json.code, 0, json.stderr);
-  const report = JSON.parse(json.stdout) as { pid: number; sessions: { total: number } };
-  assert.equal(report.pid, daemon.pid);
-  assert.equal(report.sessions.total, 1);
+  const report = JSON.parse(json.stdout) as { daemon: { pid: number }; sessions: unknown[] };
+  assert.equal(report.daemon.pid, daemon.pid);
+  assert.equal(report.sessions.length, 1);
 
   const wsClosed = closed(ws);
   const stop = await runCli(['stop'], env);

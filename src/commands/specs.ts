@@ -96,13 +96,14 @@ const LOGS: CommandEntry = {
   summary: 'print the daemon log readably: -f to follow, --session ID, --level L, -n N lines',
   usage: `usage: exai-ws logs [-f] [--session ID] [--level LEVEL] [-n N] [--json]
 
-Prints the daemon's JSONL log (logs/ws_daemon.log) readably.
+Prints the daemon's JSONL log (logs/ws_daemon.log) readably. Lines that are not JSON (a crash's
+stack) are printed as they are: kept by --level, left out by --session and --json.
 
 Options:
   -f, --follow      keep printing new lines (across rotation) until Ctrl-C
-  --session ID      only the lines of that session
+  --session ID      only the lines of that session (its id, or its start as status shows it)
   --level LEVEL     only that level and worse: trace, debug, info, warn, error, fatal
-  -n, --lines N     the last N lines (default 50; 0: all)
+  -n, --lines N     the last N lines (default 50; 0: all, rotated files included)
   --json            the matching lines as they are (JSONL)`,
   options: {
     follow: { type: 'boolean', short: 'f' },

@@ -260,6 +260,8 @@ export class Daemon {
           cwd: s.cwd ?? null,
           age_s: Math.round((Date.now() - s.createdAtMs) / 1000),
           inflight: s.inflightCount,
+          requests: s.latency.total,
+          p99_ms: s.latency.p99(),
         })),
       },
       connections: this.server?.connectionCount ?? 0,

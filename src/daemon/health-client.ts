@@ -41,6 +41,10 @@ export interface SessionEntry {
   cwd: string | null;
   age_s: number;
   inflight: number;
+  /** Requests answered in this session so far. */
+  requests: number;
+  /** 99th percentile latency of its last 1000 answered requests, in ms; null before any. */
+  p99_ms: number | null;
 }
 
 /** One best-effort JSONL file: lines it took, lines it dropped, its rotation. */

@@ -31,6 +31,7 @@ import { Outbox, type AttachOptions } from './outbox.js';
 import type { Transport, TransportKind } from '../transport/transport.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
+import { LatencyRing } from './latency-ring.js';
 import { Router, type RouterPeer } from './router.js';
 
 export type { AttachOptions } from './outbox.js';
@@ -74,6 +75,8 @@ export class Session implements RouterPeer {
   pid: number | undefined;
   /** How the client is connected (its last transport's kind). */
   kind: TransportKind = 'ws';
+  /** This session's answered requests: how many, and the latency of the latest ones (for its p99). */
+  readonly latency = new LatencyRing();
 
   private readonly deps: SessionDeps;
   private readonly inflight = new Map<string, Inflight>();
@@ -367,7 +370,9 @@ export class Session implements RouterPeer {
     const isError = out === undefined || out.replaced || 'error' in response;
     // Method and tool names are the client's strings: Metrics keeps its own series only for
     // names the daemon knows and counts the rest as `other`, so a client cannot grow it.
-    this.deps.metrics.request(request.method, toolOf(request), performance.now() - receivedMs, isError);
+    const latencyMs = performance.now() - receivedMs;
+    this.deps.metrics.request(request.method, toolOf(request), latencyMs, isError);
+    this.latency.add(latencyMs);
     if (out) this.outbox.send(out.text, request.id);
   }
 

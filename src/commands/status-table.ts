@@ -1,0 +1,319 @@
+/**
+ * `exai-ws status` as text: the {@link StatusJson} shape laid out in sections and tables that
+ * fit the terminal. Pure: the caller says how wide and whether to colour, and when "now" is.
+ */
+import type { StatusFile, StatusJson, StatusReload, StatusSession } from './status-view.js';
+import { painter, printable, truncate, visibleLength, wrap, type Style } from './terminal.js';
+
+export interface RenderOptions {
+  /** ANSI colours (see colorWanted in terminal.ts). */
+  color: boolean;
+  /** Columns available; long cells (paths, errors) are cut with `…` to fit. */
+  width: number;
+  /** "Now", for how long ago the last reload was (tests pass their own). */
+  nowMs?: number;
+}
+
+type Paint = (text: string, style?: Style) => string;
+
+interface Column {
+  header: string;
+  align?: 'right';
+  /** May be cut to fit the width, from its end or (paths) from its start. */
+  shrink?: 'start' | 'end';
+}
+
+interface Cell {
+  text: string;
+  style?: Style;
+}
+
+const INDENT = '  ';
+const GAP = '  ';
+/** A shrinkable column is never cut below this (or its header). */
+const MIN_SHRUNK = 10;
+/** Labels of the daemon's fields are padded to this; values start at column 12. */
+const LABEL_WIDTH = 10;
+
+/** Renders the whole report; ends with a newline. */
+export function renderStatusTable(s: StatusJson, options: RenderOptions): string {
+  const paint = painter(options.color);
+  const width = Math.max(40, options.width);
+  const now = options.nowMs ?? Date.now();
+  const sections = s.limited
+    ? [
+        daemonSection(s, paint),
+        wrap(`${printable(s.limited)}: sessions, servers and providers are not shown`, width).map((line) => paint(line, 'yellow')),
+      ]
+    : [
+        daemonSection(s, paint),
+        sessionsSection(s, paint, width),
+        serversSection(s, paint, width),
+        providersSection(s, paint, width),
+        configSection(s, paint, width, now),
+        filesSection(s, paint),
+      ];
+  return `${sections
+    .filter((lines) => lines.length > 0)
+    .map((lines) => lines.join('\n'))
+    .join('\n\n')}\n`;
+}
+
+function daemonSection(s: StatusJson, paint: Paint): string[] {
+  const d = s.daemon;
+  const head = [
+    `${paint(`${printable(d.name)} ${printable(d.version)}`, 'bold')}: ${paint(s.status, s.status === 'ok' ? 'green' : 'yellow')}`,
+    field('pid', String(d.pid)),
+    field('address', `${d.ws_url}  ${paint('(Streamable HTTP:', 'dim')} ${d.mcp_url}${paint(')', 'dim')}`),
+    field('uptime', formatDuration(d.uptime_s)),
+  ];
+  if (s.limited) return head;
+  const by = new Map<string, number>(['ws', 'http', 'stdio'].map((kind) => [kind, 0]));
+  for (const session of s.sessions) by.set(session.transport, (by.get(session.transport) ?? 0) + 1);
+  const attached = s.sessions.filter((x) => x.state === 'attached').length;
+  const transports = [...by]
+    .filter(([, n]) => n > 0)
+    .map(([kind, n]) => `${n} ${kind}`)
+    .join(', ');
+  const started =
+    d.auto_started === true
+      ? `auto-started; ${d.idle_exit_ms !== null ? `exits after ${formatDuration(Math.round(d.idle_exit_ms / 1000))} with no session` : 'never exits when idle'}`
+      : d.auto_started === false
+        ? 'by hand or a service; never exits when idle'
+        : '-';
+  return [
+    ...head,
+    field('started', started),
+    field(
+      'sessions',
+      `${s.sessions.length} (${attached} attached, ${s.sessions.length - attached} detached${transports ? `; ${transports}` : ''})`,
+    ),
+    field('in flight', String(d.inflight)),
+  ];
+}
+
+function sessionsSection(s: StatusJson, paint: Paint, width: number): string[] {
+  if (s.sessions.length === 0) return [heading('sessions', paint), `${INDENT}${paint('none', 'dim')}`];
+  const columns: Column[] = [
+    { header: 'CLIENT', shrink: 'end' },
+    { header: 'SESSION' },
+    { header: 'VIA' },
+    { header: 'STATE' },
+    { header: 'AGE', align: 'right' },
+    { header: 'IN FLIGHT', align: 'right' },
+    { header: 'P99', align: 'right' },
+    { header: 'CWD', shrink: 'start' },
+  ];
+  const rows = s.sessions.map((x): Cell[] => [
+    { text: clientLabel(x) },
+    // Enough of the id to tell sessions apart and to pass to `exai-ws logs --session`.
+    { text: x.id.slice(0, 8), style: 'dim' },
+    { text: x.transport },
+    { text: x.state, style: x.state === 'attached' ? undefined : 'yellow' },
+    { text: formatDuration(x.age_s) },
+    { text: String(x.inflight) },
+    { text: formatMs(x.p99_ms) },
+    { text: x.cwd ?? '-', style: x.cwd === null ? 'dim' : undefined },
+  ]);
+  return [heading('sessions by client', paint), ...table(columns, rows, paint, width)];
+}
+
+function clientLabel(x: StatusSession): string {
+  const version = x.client_version && x.client_version !== 'unknown' ? ` ${x.client_version}` : '';
+  return `${x.client}${version}`;
+}
+
+const SERVER_STYLE: Record<string, Style> = {
+  ready: 'green',
+  starting: 'yellow',
+  restarting: 'yellow',
+  failed: 'red',
+  stopped: 'dim',
+  closed: 'dim',
+};
+
+function serversSection(s: StatusJson, paint: Paint, width: number): string[] {
+  const lines: string[] = [];
+  if (s.servers.length > 0) {
+    const columns: Column[] = [
+      { header: 'NAME', shrink: 'end' },
+      { header: 'STATE' },
+      { header: 'PID', align: 'right' },
+      { header: 'SCOPE', shrink: 'start' },
+      { header: 'RESTARTS', align: 'right' },
+      { header: 'SESSIONS', align: 'right' },
+      { header: 'LAST ERROR', shrink: 'end' },
+    ];
+    const rows = s.servers.map((x): Cell[] => [
+      { text: x.name },
+      { text: x.state, style: SERVER_STYLE[x.state] },
+      { text: x.pid === null ? '-' : String(x.pid) },
+      { text: x.scope === null ? '-' : x.scope_key ? `${x.scope} ${x.scope_key}` : x.scope },
+      { text: x.restarts === null ? '-' : String(x.restarts), style: (x.restarts ?? 0) > 0 ? 'yellow' : undefined },
+      { text: x.sessions === null ? '-' : String(x.sessions) },
+      { text: x.last_error ?? '-', style: x.last_error === null ? 'dim' : 'red' },
+    ]);
+    lines.push(heading('servers', paint), ...table(columns, rows, paint, width));
+  }
+  if (s.config.problems.length > 0) {
+    if (lines.length > 0) lines.push('');
+    lines.push(`${heading('config problems', paint)}${s.config.path ? ` (${printable(s.config.path)})` : ''}`);
+    for (const p of s.config.problems) {
+      lines.push(
+        fit(`${INDENT}${INDENT}${printable(p.server)}: ${p.key ? `${printable(p.key)}: ` : ''}${printable(p.reason)}`, width, paint, 'red'),
+      );
+    }
+  }
+  return lines;
+}
+
+const PROVIDER_STYLE: Record<string, Style> = {
+  ok: 'green',
+  unknown: 'dim',
+  not_configured: 'dim',
+  rate_limited: 'yellow',
+  unreachable: 'red',
+  unauthorized: 'red',
+  error: 'red',
+};
+
+function providersSection(s: StatusJson, paint: Paint, width: number): string[] {
+  if (s.providers.length === 0) return [];
+  const columns: Column[] = [
+    { header: 'PROVIDER', shrink: 'end' },
+    { header: 'CONFIGURED' },
+    { header: 'STATE' },
+    { header: 'IN FLIGHT', align: 'right' },
+    { header: 'QUEUED', align: 'right' },
+    { header: '429S', align: 'right' },
+    { header: 'LAST ERROR', shrink: 'end' },
+  ];
+  const rows = s.providers.map((p): Cell[] => [
+    { text: p.id },
+    { text: p.configured === null ? '-' : p.configured ? 'yes' : 'no', style: p.configured === false ? 'dim' : undefined },
+    { text: p.state ?? '-', style: p.state === null ? 'dim' : PROVIDER_STYLE[p.state] },
+    { text: `${p.inflight ?? '-'}/${p.max_inflight ?? '-'}` },
+    { text: p.queued === null ? '-' : String(p.queued) },
+    { text: p.rate_limited === null ? '-' : String(p.rate_limited), style: (p.rate_limited ?? 0) > 0 ? 'yellow' : undefined },
+    { text: p.last_error ?? '-', style: p.last_error === null ? 'dim' : 'red' },
+  ]);
+  return [heading('providers', paint), ...table(columns, rows, paint, width)];
+}
+
+function configSection(s: StatusJson, paint: Paint, width: number, nowMs: number): string[] {
+  const c = s.config;
+  if (c.path === null) return [];
+  let where = printable(c.path);
+  if (c.exists === false) where += ` (not there: no hosted servers${c.watching ? `; watching ${printable(c.watching)} for it` : ''})`;
+  else if (c.watching === null) where += ' (not watched: use exai-ws reload after an edit)';
+  const lines = [`${heading('config', paint)}${' '.repeat(INDENT.length + LABEL_WIDTH - 'config'.length)}${where}`];
+  if (c.last_reload) lines.push(...reloadLines(c.last_reload, paint, width, nowMs));
+  return lines;
+}
+
+/**
+ * The last reload: what it changed, or its error in full (wrapped, never cut: it is what the
+ * user needs to fix the file, and a failed reload is not visible anywhere else but the log).
+ */
+function reloadLines(r: StatusReload, paint: Paint, width: number, nowMs: number): string[] {
+  const ageMs = nowMs - Date.parse(r.at);
+  const when = Number.isFinite(ageMs) ? `${r.at} (${formatDuration(Math.max(0, Math.round(ageMs / 1000)))} ago)` : r.at;
+  if (r.ok) {
+    const names = (list: string[]) => (list.length > 0 ? list.map(printable).join(', ') : '-');
+    const removedFile = r.file_removed ? ' (the file was removed)' : '';
+    const text = `last reload ${when} ${paint('ok', 'green')}: added ${names(r.added)}; removed ${names(r.removed)}; restarted ${names(r.restarted)}${removedFile}`;
+    return [`${INDENT}${text}`];
+  }
+  const hang = `${INDENT}${INDENT}`;
+  return [
+    `${INDENT}last reload ${when} ${paint('failed', 'red')}: the running servers stay as they were`,
+    ...wrap(printable(r.error), width - hang.length).map((line) => `${hang}${paint(line, 'red')}`),
+  ];
+}
+
+function filesSection(s: StatusJson, paint: Paint): string[] {
+  const lines = [fileLine('log', s.files.log, paint), fileLine('metrics', s.files.metrics, paint)].filter((l) => l !== null);
+  return lines.length > 0 ? [heading('files', paint), ...lines] : [];
+}
+
+/** `log  ok: 0 lines dropped`, or why lines are being lost: a full disk must not go unnoticed. */
+function fileLine(label: string, file: StatusFile | null, paint: Paint): string | null {
+  if (file === null) return null;
+  if (file.dropped_lines === 0 && !file.failing) return field(label, `${paint('ok', 'green')}: 0 lines dropped`);
+  const error = file.last_error ? ` (last error ${file.last_error.code} at ${file.last_error.at})` : '';
+  const state = file.failing ? paint('not writable, retried every second', 'red') : paint('writable again', 'yellow');
+  return field(label, `${state}: ${file.dropped_lines} lines dropped${error}`);
+}
+
+function heading(text: string, paint: Paint): string {
+  return paint(text, 'bold');
+}
+
+function field(label: string, value: string): string {
+  return `${INDENT}${label.padEnd(LABEL_WIDTH)}${value}`;
+}
+
+/** One line cut to `width` (the text must hold no ANSI codes yet). */
+function fit(line: string, width: number, paint: Paint, style?: Style): string {
+  return paint(truncate(line, width), style);
+}
+
+/**
+ * Lays out a table: each column as wide as its widest cell, unless the line would pass
+ * `width`; then the shrinkable columns (paths, errors, names) give up room, rightmost first, each
+ * down to {@link MIN_SHRUNK}, and their cells are cut with `…`. Colour is applied after padding, so
+ * ANSI codes never count toward a width.
+ */
+function table(columns: Column[], rows: Cell[][], paint: Paint, width: number): string[] {
+  const cells = rows.map((row) => row.map((cell) => ({ ...cell, text: printable(cell.text) })));
+  const widths = columns.map((c, i) => Math.max(visibleLength(c.header), ...cells.map((row) => visibleLength(row[i]?.text ?? ''))));
+  const total = () => INDENT.length + widths.reduce((a, b) => a + b, 0) + GAP.length * (columns.length - 1);
+  // The rightmost shrinkable column (the least telling: a path, an error) gives up room first.
+  for (let i = columns.length - 1; i >= 0 && total() > width; i--) {
+    const column = columns[i] as Column;
+    if (!column.shrink) continue;
+    const floor = Math.max(MIN_SHRUNK, visibleLength(column.header));
+    widths[i] = Math.max(Math.min(widths[i] as number, floor), (widths[i] as number) - (total() - width));
+  }
+  const line = (row: Cell[], header: boolean) =>
+    INDENT +
+    row
+      .map((cell, i) => {
+        const column = columns[i] as Column;
+        const w = widths[i] as number;
+        const text = truncate(cell.text, w, column.shrink === 'start' ? 'start' : 'end');
+        const pad = ' '.repeat(Math.max(0, w - visibleLength(text)));
+        const last = i === row.length - 1;
+        const padded = column.align === 'right' ? pad + paint(text, cell.style) : paint(text, cell.style) + (last ? '' : pad);
+        return header ? paint(padded, 'dim') : padded;
+      })
+      .join(GAP);
+  return [
+    line(
+      columns.map((c) => ({ text: c.header })),
+      true,
+    ),
+    ...cells.map((row) => line(row, false)),
+  ];
+}
+
+/** `4.2 ms`, `37 ms`, `1.25 s`; `-` for none. */
+export function formatMs(ms: number | null): string {
+  if (ms === null) return '-';
+  if (ms < 10) return `${ms.toFixed(1)} ms`;
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  return `${(ms / 1000).toFixed(2)} s`;
+}
+
+/** `45s`, `3m 5s`, `2h 0m 7s`, `3d 4h 10m`. */
+export function formatDuration(totalSeconds: number): string {
+  const t = Math.max(0, Math.round(totalSeconds));
+  const d = Math.floor(t / 86400);
+  const h = Math.floor((t % 86400) / 3600);
+  const m = Math.floor((t % 3600) / 60);
+  const s = t % 60;
+  if (d > 0) return `${d}d ${h}h ${m}m`;
+  if (h > 0) return `${h}h ${m}m ${s}s`;
+  if (m > 0) return `${m}m ${s}s`;
+  return `${s}s`;
+}
