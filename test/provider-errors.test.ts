@@ -6,10 +6,24 @@
  * the local fake OpenAI-compatible server.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { after, test } from 'node:test';
-import { Cleanup, closedPort, connectShim, getHealth, startDaemon, textOf, type DaemonHandle, type ShimClient } from './helpers.js';
+import { promisify } from 'node:util';
+import {
+  CLI,
+  Cleanup,
+  baseEnv,
+  closedPort,
+  connectShim,
+  getHealth,
+  startDaemon,
+  textOf,
+  type DaemonHandle,
+  type ShimClient,
+} from './helpers.js';
 import { FakeOpenAI } from './fixtures/fake-openai.js';
 
+const run = promisify(execFile);
 const cleanup = new Cleanup();
 after(() => cleanup.run());
 
@@ -73,6 +87,17 @@ test('an OpenAI-compatible endpoint that is down: chat and listmodels say it cou
   assert.match(after.last_error ?? '', expected);
   assert.ok(after.last_error_at && Date.parse(after.last_error_at) > Date.parse(new Date(Date.now() - 60_000).toISOString()));
   assert.ok(!JSON.stringify(await getHealth(daemon)).includes('secret-key-down'), '/health never shows keys');
+
+  // `exai-ws status` shows the same, as JSON and in its table.
+  const env = { ...baseEnv(), ...daemon.clientEnv };
+  const json = JSON.parse((await run(process.execPath, [CLI, 'status', '--json'], { env, timeout: 20_000 })).stdout) as {
+    providers: { id: string; state: string | null; last_error: string | null }[];
+  };
+  const shown = json.providers.find((p) => p.id === 'openai');
+  assert.equal(shown?.state, 'unreachable');
+  assert.match(shown?.last_error ?? '', expected);
+  const table = (await run(process.execPath, [CLI, 'status'], { env, timeout: 20_000 })).stdout;
+  assert.match(table, /openai\s+yes\s+unreachable/);
 });
 
 test('an endpoint that refuses the key: chat and listmodels name the key variable; a good call sets the state back to ok', async () => {
