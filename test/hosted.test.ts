@@ -320,7 +320,7 @@ test('broken config entries are reported and skipped; the good server works; sta
   assert.notEqual(created.isError, true, textOf(created));
 
   const health = await getHealth(daemon);
-  const config = health.config as { path: string; problems: { server: string; key: string; reason: string }[] };
+  const config = health.config as unknown as { path: string; problems: { server: string; key: string; reason: string }[] };
   assert.equal(config.path, join(daemon.home, 'config.json'));
   assert.deepEqual(
     config.problems.map((p) => [p.server, p.key]),

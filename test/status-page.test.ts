@@ -236,7 +236,7 @@ describe('StatusPage (unit, fake health source)', () => {
     const server = await pageServer({ intervalMs: 10, maxBufferedBytes: 64 * 1024 });
     const padding = 'x'.repeat(256 * 1024);
     let n = 0;
-    const timer = setInterval(() => (server.report = { ...server.report, uptime_s: ++n, padding }), 10);
+    const timer = setInterval(() => (server.report = { ...server.report, uptime_s: ++n, padding } as HealthReport), 10);
     after(() => clearInterval(timer));
     const socket = connect(server.port, '127.0.0.1');
     after(() => socket.destroy());

@@ -136,7 +136,8 @@ export const IMPORT_SPEC: CommandEntry = {
 
 Copies the MCP servers a client starts on its own into the daemon's config (EXAI_WS_CONFIG)
 and prints the one shim entry that replaces them. PATH: the client's config file (default:
-where that client keeps it).
+where that client keeps it). An entry using \${workspaceFolder} becomes a workspace-scoped server
+(the variable kept); importing again merges: what the source does not name stays.
 
 Options:
   --from CLIENT   vscode, claude or cursor

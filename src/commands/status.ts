@@ -1,6 +1,6 @@
 /** `exai-ws status` and `exai-ws stop`: find the daemon through its address card and ask it. */
 import { discoverDaemon, readAddressCard, resolveHome } from '../protocol/files.js';
-import { fetchFullHealth, fetchHealth, type HealthReport, type Liveness } from '../daemon/health-client.js';
+import { fetchFullHealth, fetchHealth, type HealthReport, type LastReload, type Liveness } from '../daemon/health-client.js';
 import { isDaemonCommandLine, processAlive, processCommandLine } from '../daemon/pidfile.js';
 import { STATUS_SCHEMA, statusJson, type StatusDown } from './status-view.js';
 import { renderStatusTable } from './status-table.js';
@@ -134,7 +134,7 @@ export async function runReloadCommand(): Promise<number> {
     const now = await fetchFullHealth(health.host, health.port, HEALTH_TIMEOUT_MS, token);
     const last = now ? lastReloadOf(now) : undefined;
     if (!last || last.at === before) continue;
-    if (last.error) {
+    if ('error' in last) {
       process.stderr.write(`exai-ws: reload failed, the running servers stay as they are: ${last.error}\n`);
       return 1;
     }
@@ -147,18 +147,6 @@ export async function runReloadCommand(): Promise<number> {
   return 1;
 }
 
-interface LastReload {
-  at: string;
-  error?: string;
-  added?: string[];
-  removed?: string[];
-  restarted?: string[];
-  unchanged?: string[];
-  /** False when the reload found no file (it was deleted): no hosted servers. */
-  file?: boolean;
-}
-
 function lastReloadOf(health: HealthReport): LastReload | undefined {
-  const config = health.config as { last_reload?: LastReload | null } | undefined;
-  return config?.last_reload ?? undefined;
+  return health.config?.last_reload ?? undefined;
 }

@@ -50,6 +50,23 @@ export interface UpstreamOptions {
 export const RESTART_BACKOFF_MS = Object.freeze([250, 500, 1_000, 2_000, 5_000, 10_000, 30_000]);
 /** A call waits for a restart due within this long; later ones fail at once with -32011. */
 export const WAIT_FOR_RESTART_MS = 5_000;
+/** One hosted server instance, as `/health` and `exai-ws status` show it. */
+export interface ServerReport {
+  name: string;
+  scope: UpstreamScope;
+  /** The working directory or session a `workspace` or `session` instance belongs to. */
+  scope_key: string | null;
+  state: UpstreamState;
+  pid: number | null;
+  restarts: number;
+  /** Failed starts in a row (reset by a start that works). */
+  retries: number;
+  uptime_s: number | null;
+  sessions: number;
+  inflight: number;
+  last_error: string | null;
+}
+
 /** Up this long, a server's crash counts as a first failure again. */
 const STABLE_UPTIME_MS = 60_000;
 
@@ -207,7 +224,7 @@ export class Upstream {
   }
 
   /** For `/health` and `exai-ws status`. */
-  report(): Record<string, unknown> {
+  report(): ServerReport {
     return {
       name: this.name,
       scope: this.scope,

@@ -27,7 +27,7 @@ import { Providers } from '../core/providers/providers.js';
 import { NAME, VERSION } from '../version.js';
 import type { DaemonConfig } from './config.js';
 import { getHeapStatistics } from 'node:v8';
-import type { HealthReport, MemoryReport } from './health-client.js';
+import type { HealthReport, LastReload, MemoryReport } from './health-client.js';
 import { LineFile } from './line-file.js';
 import { coreLog, createLogger, type DaemonLogger } from './logger.js';
 import { Metrics } from './metrics.js';
@@ -407,9 +407,6 @@ export class Daemon {
     this.metricsFile?.write(out.text);
   }
 }
-
-/** The outcome of the last live reload, for `/health` and `exai-ws status`. */
-type LastReload = { at: string } & ({ error: string } | (ReloadReport & { file: boolean; refused: number }));
 
 /** The daemon's own memory, for `/health`: a leak shows as heap that keeps growing. */
 function memoryReport(): MemoryReport {

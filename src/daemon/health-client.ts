@@ -1,5 +1,9 @@
 /** A small client for the daemon's `GET /health`, used by the pid lock, `status` and `stop`. */
 import { request } from 'node:http';
+import type { ReloadReport } from '../core/hub.js';
+import type { ProviderHealth } from '../core/providers/providers.js';
+import type { ServerReport } from '../core/upstream.js';
+import type { ConfigProblem } from '../core/upstream-config.js';
 
 export interface HealthReport {
   status: string;
@@ -28,8 +32,31 @@ export interface HealthReport {
   auto_started?: boolean;
   /** How long it stays with no session before it exits; null: never (started by hand, or 0). */
   idle_exit_ms?: number | null;
-  [key: string]: unknown;
+  // Optional from here: readers (status, the page, the exporter) must also take the report of
+  // a daemon of another version (a CLI upgraded while the old daemon still runs).
+  /** Open WebSocket connections (sessions and connections still saying hello). */
+  connections?: number;
+  /** Hosted server instances; `asks_client`: its tools known to ask the client back (run one session at a time). */
+  servers?: (ServerReport & { asks_client: string[] })[];
+  config?: ConfigHealth;
+  providers?: ProviderHealth[];
+  limits?: { max_sessions: number; max_inflight: number; max_bytes: number };
 }
+
+/** The hosted servers' config file, as `/health` reports it. */
+export interface ConfigHealth {
+  path: string;
+  /** False while there is no file (no hosted servers). */
+  exists: boolean;
+  /** The path the watcher watches (the file, or the folder it is awaited in); null: not watched. */
+  watching: string | null;
+  /** Entries the daemon refused. */
+  problems: readonly ConfigProblem[];
+  last_reload: LastReload | null;
+}
+
+/** The outcome of the last live reload, for `/health` and `exai-ws status`. */
+export type LastReload = { at: string } & ({ error: string } | (ReloadReport & { file: boolean; refused: number }));
 
 /** One open session, as `/health` lists it. */
 export interface SessionEntry {
