@@ -13,27 +13,11 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { promisify } from 'node:util';
 import { COMMANDS, commandSpec } from '../src/commands/specs.js';
-import { CLI, Cleanup, ROOT, baseEnv, connectShim, getHealth, makeHome, spawnDaemon, startDaemon, textOf, waitFor } from './helpers.js';
+import { Cleanup, ROOT, baseEnv, connectShim, getHealth, makeHome, spawnDaemon, startDaemon, textOf, waitFor, runCli } from './helpers.js';
 
 const run = promisify(execFile);
 const cleanup = new Cleanup();
 after(() => cleanup.run());
-
-interface Ran {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function cli(args: string[], env: Record<string, string>, timeoutMs = 20_000): Promise<Ran> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [CLI, ...args], { env: { ...baseEnv(), ...env }, timeout: timeoutMs });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number | null; signal?: string; stdout: string; stderr: string };
-    return { code: e.code ?? -1, stdout: e.stdout, stderr: `${e.stderr}${e.signal ? ` (killed by ${e.signal})` : ''}` };
-  }
-}
 
 async function get(port: number, path: string, headers: Record<string, string> = {}, method = 'GET') {
   return fetch(`http://127.0.0.1:${port}${path}`, { method, headers, redirect: 'manual' });
@@ -53,7 +37,7 @@ test('--help of every command prints its usage and does nothing else: the runnin
           : spec.name === 'service'
             ? ['service', 'install', flag]
             : [spec.name, flag];
-      const out = await cli(args, env);
+      const out = await runCli(args, env);
       assert.equal(out.code, 0, `${args.join(' ')}: exit ${out.code}: ${out.stderr}`);
       assert.equal(out.stdout, `${spec.usage}\n`, `${args.join(' ')} prints its usage and nothing else`);
       assert.equal(out.stderr, '', `${args.join(' ')} writes nothing on stderr`);
@@ -74,25 +58,25 @@ test('an unknown option exits 2 naming it, for every command; so does an unknown
   const home = makeHome(cleanup);
   const env = { EXAI_WS_HOME: home, EXAI_WS_PORT: '0', EXAI_WS_AUTOSTART: '0' };
   for (const spec of COMMANDS) {
-    const out = await cli([spec.name, '--jsn'], env);
+    const out = await runCli([spec.name, '--jsn'], env);
     assert.equal(out.code, 2, `${spec.name} --jsn: exit ${out.code}: ${out.stderr}`);
     assert.match(out.stderr, new RegExp(`^exai-ws ${spec.name}: unknown option '--jsn'\n`), spec.name);
     assert.ok(out.stderr.includes(spec.usage), `${spec.name}: the usage follows the error`);
     assert.equal(out.stdout, '');
   }
-  const extra = await cli(['status', 'now'], env);
+  const extra = await runCli(['status', 'now'], env);
   assert.equal(extra.code, 2);
   assert.match(extra.stderr, /exai-ws status: unexpected argument 'now'/);
-  const missing = await cli(['shim', '--server'], env);
+  const missing = await runCli(['shim', '--server'], env);
   assert.equal(missing.code, 2);
   assert.match(missing.stderr, /exai-ws shim: --server needs a value/);
-  const valued = await cli(['status', '--json=yes'], env);
+  const valued = await runCli(['status', '--json=yes'], env);
   assert.equal(valued.code, 2);
   assert.match(valued.stderr, /--json takes no value/);
-  const command = await cli(['stauts'], env);
+  const command = await runCli(['stauts'], env);
   assert.equal(command.code, 2);
   assert.match(command.stderr, /unknown command 'stauts'/);
-  const option = await cli(['--jsn'], env);
+  const option = await runCli(['--jsn'], env);
   assert.equal(option.code, 2);
   assert.match(option.stderr, /unknown option '--jsn'/);
   // The shim bundle run on its own (what client configs launch) parses the same way.
@@ -203,7 +187,7 @@ test('the shutdown is logged in order, with a session open: "daemon stopping" be
   const daemon = await startDaemon(cleanup);
   const { client } = await connectShim(cleanup, daemon);
   assert.match(textOf(await client.callTool({ name: 'version', arguments: {} })), /exai-ws/);
-  const out = await cli(['stop'], daemon.clientEnv);
+  const out = await runCli(['stop'], daemon.clientEnv);
   assert.equal(out.code, 0, out.stderr);
   await daemon.exited;
   const log = readFileSync(join(daemon.home, 'logs', 'ws_daemon.log'), 'utf8');

@@ -1,26 +1,17 @@
 /** The `exai-ws` command line: help, version, stdio mode, and bad commands. */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { promisify } from 'node:util';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
-import { CLI, Cleanup, ROOT, baseEnv, textOf } from './helpers.js';
+import { CLI, Cleanup, ROOT, baseEnv, textOf, runCli, type CliRun } from './helpers.js';
 
-const run = promisify(execFile);
 const cleanup = new Cleanup();
 after(() => cleanup.run());
 
-async function cli(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [CLI, ...args], { env: { ...baseEnv(), ...env }, timeout: 20_000 });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
+function cli(args: string[], env: Record<string, string> = {}): Promise<CliRun> {
+  return runCli(args, env);
 }
 
 test('--version prints the package version; --help lists every command', async () => {

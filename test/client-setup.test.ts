@@ -4,29 +4,20 @@
  * entry serves an SDK client and the VS Code URL entry opens a Streamable HTTP session.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { promisify } from 'node:util';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { memoryEntry, startHostingDaemon } from './fixtures/hosted-servers.js';
-import { CLI, Cleanup, SHIM, baseEnv, makeHome, startDaemon, textOf } from './helpers.js';
+import { Cleanup, SHIM, baseEnv, makeHome, startDaemon, textOf, runCli, type CliRun } from './helpers.js';
 
-const run = promisify(execFile);
 const cleanup = new Cleanup();
 after(() => cleanup.run());
 
-async function config(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [CLI, 'config', ...args], { env: { ...baseEnv(), ...env }, timeout: 20_000 });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
+function config(args: string[], env: Record<string, string>): Promise<CliRun> {
+  return runCli(['config', ...args], env);
 }
 
 type Json = Record<string, unknown>;

@@ -412,3 +412,32 @@ export async function initializeRaw(shim: RawShim, capabilities: Record<string, 
   if (!reply.response.result) throw new Error(`initialize failed: ${JSON.stringify(reply.response)}`);
   shim.send(JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }));
 }
+
+/** What a finished `exai-ws` command printed, and its exit code (null: ended by a signal). */
+export interface CliRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs the real CLI as a user would (`node dist/src/cli.js ARGS`, stdin closed), with the test
+ * environment plus `env`; rejects when it has not ended within `timeoutMs` (it is killed).
+ */
+export function runCli(args: string[], env: Record<string, string>, timeoutMs = 20_000): Promise<CliRun> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { env: { ...baseEnv(), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`exai-ws ${args.join(' ')} did not end within ${timeoutMs} ms: ${stderr}`));
+    }, timeoutMs);
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}

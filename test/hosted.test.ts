@@ -6,15 +6,12 @@
  * it is. Progress, cancellation and request ids stay with the session they belong to.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import {
-  CLI,
   Cleanup,
-  baseEnv,
   connectShim,
   getHealth,
   makeHome,
@@ -25,6 +22,7 @@ import {
   initializeRaw,
   readUntilResponse,
   type Message,
+  runCli,
 } from './helpers.js';
 import {
   cmdline,
@@ -352,21 +350,3 @@ test('a config file that is not JSON stops the daemon at start with one clear li
   assert.equal(lines.length, 1, daemon.stderr());
   assert.match(lines[0] ?? '', /config\.json.*not valid JSON/);
 });
-
-function runCli(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [CLI, ...args], { env: { ...baseEnv(), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    proc.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    proc.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    const timer = setTimeout(() => {
-      proc.kill('SIGKILL');
-      reject(new Error(`exai-ws ${args.join(' ')} did not finish`));
-    }, 10_000);
-    proc.once('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}

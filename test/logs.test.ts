@@ -5,7 +5,6 @@
  */
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { appendFileSync, mkdirSync, renameSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -25,33 +24,11 @@ import {
   waitFor,
   within,
   type DaemonHandle,
+  runCli,
 } from './helpers.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());
-
-/** Runs the real CLI like a user; bounded. */
-function runCli(
-  args: string[],
-  env: Record<string, string>,
-  timeoutMs = 20_000,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...baseEnv(), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`exai-ws ${args.join(' ')} did not end within ${timeoutMs} ms: ${stderr}`));
-    }, timeoutMs);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 function nonEmpty(text: string): string[] {
   return text.split('\n').filter((l) => l.length > 0);

@@ -5,11 +5,9 @@
  * are checked in-process with a recording manager, so no test ever starts a real service.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { promisify } from 'node:util';
 import { DAEMON_NODE_OPTIONS } from '../src/protocol/daemon-launch.js';
 import { readAddressCard } from '../src/protocol/files.js';
 import { runServiceCommand, type ManagerResult } from '../src/commands/service.js';
@@ -21,23 +19,16 @@ import {
   systemdUnit,
   type ServiceSpec,
 } from '../src/commands/service-files.js';
-import { CLI, Cleanup, baseEnv, getHealth, makeHome, spawnChild, startDaemon, waitFor } from './helpers.js';
+import { CLI, Cleanup, getHealth, makeHome, spawnChild, startDaemon, waitFor, runCli, type CliRun } from './helpers.js';
 
-const run = promisify(execFile);
 const cleanup = new Cleanup();
 after(() => cleanup.run());
 
 const TOKEN = 'service-test-token-0123456789abcdef';
 const EXPECTED_COMMAND = [process.execPath, ...DAEMON_NODE_OPTIONS, CLI, 'daemon'];
 
-async function cli(args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [CLI, ...args], { env: { ...baseEnv(), ...env }, timeout: 30_000 });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
+function cli(args: string[], env: Record<string, string>): Promise<CliRun> {
+  return runCli(args, env, 30_000);
 }
 
 /** A user's world in a temp dir: HOME, XDG_CONFIG_HOME and the daemon's home, manager off. */

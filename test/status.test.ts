@@ -6,39 +6,16 @@
  */
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import type { StatusJson } from '../src/commands/status-view.js';
-import { CLI, Cleanup, SHIM, baseEnv, getHealth, textOf, waitFor, type DaemonHandle } from './helpers.js';
+import { Cleanup, SHIM, baseEnv, getHealth, textOf, waitFor, type DaemonHandle, runCli } from './helpers.js';
 import { memoryEntry, serverReport, startHostingDaemon, waitReady } from './fixtures/hosted-servers.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());
-
-function runCli(
-  args: string[],
-  env: Record<string, string>,
-  timeoutMs = 20_000,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...baseEnv(), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`exai-ws ${args.join(' ')} did not end within ${timeoutMs} ms: ${stderr}`));
-    }, timeoutMs);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 /** A real shim under the SDK client, started in `cwd` (the window's folder the daemon is told). */
 async function windowIn(daemon: DaemonHandle, cwd: string, name: string): Promise<Client> {
