@@ -6,6 +6,7 @@
  * it: `node cli.js daemon` runs itself again with them, passes signals on and ends with its
  * daemon.
  */
+import { processAlive } from '../src/daemon/pidfile.js';
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
@@ -62,20 +63,11 @@ function commandLine(pid: number): string[] {
   }
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** Kills the daemon named by a home's address card at cleanup, should a test leave it running. */
 function killDaemonAtCleanup(home: string): void {
   cleanup.add(() => {
     const card = readAddressCard(join(home, 'logs', 'ws_daemon.pid'));
-    if (card && alive(card.pid)) process.kill(card.pid, 'SIGKILL');
+    if (card && processAlive(card.pid)) process.kill(card.pid, 'SIGKILL');
   });
 }
 
@@ -109,7 +101,7 @@ test('`node cli.js daemon` without the options runs the daemon with them, passes
   // As Ctrl-C in a terminal: to the command that was run, which passes it on once.
   launcher.proc.kill('SIGINT');
   assert.equal(await within(launcher.exited, 20_000, 'the launcher to exit'), 0, launcher.stderr());
-  assert.equal(alive(card.pid), false, 'the daemon exited before its parent');
+  assert.equal(processAlive(card.pid), false, 'the daemon exited before its parent');
   assert.equal(existsSync(join(home, 'logs', 'ws_daemon.pid')), false, 'a clean shutdown removed the address card');
 });
 
@@ -121,7 +113,7 @@ test('a relaunched daemon ends when its parent is killed outright, and its exit 
   const card = await waitFor(() => pidOf(home), 'the daemon address card', 20_000);
   launcher.proc.kill('SIGKILL');
   await within(launcher.exited, 10_000, 'the launcher to die');
-  await waitFor(() => !alive(card.pid), 'the daemon to follow its parent', 20_000);
+  await waitFor(() => !processAlive(card.pid), 'the daemon to follow its parent', 20_000);
   const log = readFileSync(join(home, 'logs', 'ws_daemon.log'), 'utf8');
   assert.match(log, /"reason":"parent_exited".*"msg":"daemon stopping"/, 'a graceful shutdown, not a crash');
 
