@@ -425,6 +425,12 @@ test('a session latency ring: p99 of the last 1000 answers, null before any', ()
   const ring = new LatencyRing();
   assert.equal(ring.p99(), null);
   assert.equal(ring.total, 0);
+  // The store grows as samples come (16, 32, ...): none is lost on the way.
+  const growing = new LatencyRing();
+  for (let i = 100; i >= 1; i--) growing.add(i);
+  assert.equal(growing.p99(), 99);
+  growing.add(1000);
+  assert.equal(growing.p99(), 100);
   for (let i = 1; i <= 1000; i++) ring.add(i);
   assert.equal(ring.p99(), 990);
   // 500 slow answers replace the 500 oldest (1..500): the kept samples are 501..1000 and 500 x 5000.

@@ -3,15 +3,19 @@
  * show per session.
  *
  * Memory is what decides the shape: a daemon holds many idle sessions (budgeted at about
- * 20 KB each), so nothing is allocated before the first answered request, and the samples are
- * 32-bit floats (milliseconds with ~7 significant digits, ample for a latency) in a fixed ring:
- * 4 KB for the default 1000, whatever the session's traffic. Adding a sample is a store and an
- * increment; the sort happens only when a report asks, and its result is kept until the next
+ * 20 KB each, and every session answers at least its `initialize`), so nothing is allocated
+ * before the first answered request, the store starts at {@link FIRST_CAPACITY} samples and
+ * doubles as they come (a session of a few calls keeps under 100 bytes; a busy one 4 KB for
+ * the default 1000), and the samples are 32-bit floats (milliseconds with ~7 significant
+ * digits, ample for a latency). Adding a sample is a store and an increment (a copy on each
+ * doubling); the sort happens only when a report asks, and its result is kept until the next
  * sample, so a `/health` poll over idle sessions sorts nothing.
  */
 
 /** Samples kept per session: the p99 covers the last this many answered requests. */
 export const SESSION_LATENCY_SAMPLES = 1000;
+/** The store's first size; it doubles up to the capacity. */
+const FIRST_CAPACITY = 16;
 
 export class LatencyRing {
   private samples: Float32Array | undefined;
@@ -32,8 +36,16 @@ export class LatencyRing {
 
   /** Records one latency in milliseconds; the oldest kept sample makes room past the capacity. */
   add(ms: number): void {
-    this.samples ??= new Float32Array(this.capacity);
-    this.samples[this.count % this.capacity] = ms;
+    let samples = this.samples;
+    if (samples === undefined) {
+      samples = this.samples = new Float32Array(Math.min(FIRST_CAPACITY, this.capacity));
+    } else if (this.count === samples.length && samples.length < this.capacity) {
+      // Not wrapped yet: every sample so far sits in order at the start.
+      const grown = new Float32Array(Math.min(samples.length * 2, this.capacity));
+      grown.set(samples);
+      samples = this.samples = grown;
+    }
+    samples[this.count % this.capacity] = ms;
     this.count++;
     this.stale = true;
   }
