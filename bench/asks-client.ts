@@ -20,6 +20,7 @@ import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import {
+  daemonHealth,
   ROOT,
   SHIM,
   EVERYTHING,
@@ -124,13 +125,8 @@ interface RoundResult {
 }
 
 async function serverInflight(daemon: DaemonProc, entry: Entry): Promise<number | undefined> {
-  try {
-    const res = await fetch(`http://127.0.0.1:${daemon.port}/health`, { signal: AbortSignal.timeout(2_000) });
-    const body = (await res.json()) as { servers?: { name?: string; inflight?: number }[] };
-    return body.servers?.find((s) => s.name === entry)?.inflight;
-  } catch {
-    return undefined;
-  }
+  const report = await daemonHealth(daemon, 2_000);
+  return report?.servers?.find((s) => s.name === entry)?.inflight;
 }
 
 /** Samples `entry`'s calls at the server until `done` settles. */
@@ -180,13 +176,9 @@ async function load(
 
 async function reportedAsksClient(daemon: DaemonProc): Promise<Record<Entry, string[] | null>> {
   const out: Record<Entry, string[] | null> = { marked: null, plain: null };
-  try {
-    const res = await fetch(`http://127.0.0.1:${daemon.port}/health`, { signal: AbortSignal.timeout(5_000) });
-    const body = (await res.json()) as { servers?: { name?: string; asks_client?: string[] }[] };
-    for (const s of body.servers ?? []) if (s.name === 'marked' || s.name === 'plain') out[s.name] = s.asks_client ?? null;
-  } catch {
-    // reported as null: unknown
-  }
+  // No report: both stay null (unknown).
+  const report = await daemonHealth(daemon);
+  for (const s of report?.servers ?? []) if (s.name === 'marked' || s.name === 'plain') out[s.name] = s.asks_client;
   return out;
 }
 

@@ -29,6 +29,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type WebSocket from 'ws';
 import { VERSION } from '../src/version.js';
 import {
+  daemonHealth,
   CLI,
   ROOT,
   SHIM,
@@ -346,13 +347,7 @@ async function readMemoryMedian(pid: number, reads: number, gapMs: number): Prom
 }
 
 async function health(daemon: DaemonProc): Promise<{ total: number; attached: number } | null> {
-  try {
-    const res = await fetch(`http://127.0.0.1:${daemon.port}/health`, { signal: AbortSignal.timeout(5_000) });
-    const body = (await res.json()) as { sessions?: { total: number; attached: number } };
-    return body.sessions ?? null;
-  } catch {
-    return null;
-  }
+  return (await daemonHealth(daemon))?.sessions ?? null;
 }
 
 /** Daemon PSS before and after `plan.idleSessions` idle, initialized sessions held by this process. */

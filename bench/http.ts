@@ -23,6 +23,7 @@ import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import {
+  daemonHealth,
   ROOT,
   EVERYTHING,
   childEnv,
@@ -271,9 +272,7 @@ async function measureBuiltin(
 
 /** The pid /health reports for a hosted server. */
 async function hostedPid(daemon: DaemonProc, name: string): Promise<number> {
-  const res = await fetch(`http://127.0.0.1:${daemon.port}/health`, { signal: AbortSignal.timeout(5_000) });
-  const body = (await res.json()) as { servers?: { name?: string; pid?: number | null }[] };
-  const pid = body.servers?.find((s) => s.name === name)?.pid;
+  const pid = (await daemonHealth(daemon))?.servers?.find((s) => s.name === name)?.pid;
   if (typeof pid !== 'number') throw new Error(`/health reports no pid for ${name}`);
   return pid;
 }

@@ -11,6 +11,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { fetchFullHealth, type HealthReport } from '../src/daemon/health-client.js';
 import { DAEMON_NODE_OPTIONS } from '../src/protocol/daemon-launch.js';
 import { readAddressCard } from '../src/protocol/files.js';
 
@@ -122,6 +123,11 @@ export interface DaemonProc {
   output(): string;
   /** SIGTERM, then SIGKILL after `graceMs`. */
   stop(graceMs?: number): Promise<void>;
+}
+
+/** The daemon's full `/health` report (it needs the token); null when none comes within `timeoutMs`. */
+export function daemonHealth(daemon: Pick<DaemonProc, 'port' | 'token'>, timeoutMs = 5_000): Promise<HealthReport | null> {
+  return fetchFullHealth('127.0.0.1', daemon.port, timeoutMs, daemon.token);
 }
 
 /**
