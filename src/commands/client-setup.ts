@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { loadUpstreamConfig } from '../core/upstream-config.js';
 import { cardIsLive } from '../daemon/pidfile.js';
 import { configPath, userConfigDir } from '../protocol/config-path.js';
-import { DEFAULT_HOST, DEFAULT_PORT, inspectTokenFile, readAddressCard, resolveHome } from '../protocol/files.js';
+import { DEFAULT_HOST, DEFAULT_PORT, inspectTokenFile, readAddressCard, resolveHome, urlHost } from '../protocol/files.js';
 import { SHIM_ENTRY_NAME, shimServer, type JsonObject } from './client-config.js';
 import { parseCommand } from './args.js';
 import { ExitCode } from './exit-codes.js';
@@ -67,8 +67,7 @@ export async function resolveEndpoint(env: NodeJS.ProcessEnv, server?: string): 
   } else {
     portNote = `port ${port}: the default (no daemon runs now; EXAI_WS_PORT changes it)`;
   }
-  const hostPart = host.includes(':') ? `[${host}]` : host;
-  const url = `http://${hostPart}:${port}/mcp${server === undefined ? '' : `/${encodeURIComponent(server)}`}`;
+  const url = `http://${urlHost(host)}:${port}/mcp${server === undefined ? '' : `/${encodeURIComponent(server)}`}`;
 
   if (env.EXAI_WS_TOKEN && env.EXAI_WS_TOKEN.length > 0) {
     return {

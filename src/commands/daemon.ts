@@ -7,6 +7,7 @@
  */
 import { writeSync } from 'node:fs';
 import type { Daemon, DaemonOptions } from '../daemon/daemon.js';
+import { urlHost } from '../protocol/files.js';
 import { relaunchWithNodeOptions, watchLauncher } from './daemon-relaunch.js';
 import { ExitCode } from './exit-codes.js';
 
@@ -58,7 +59,7 @@ export async function runDaemonCommand(extra: Omit<DaemonOptions, 'config'> = {}
   // An auto-started daemon's stderr is its JSONL log, which already says so ('daemon started').
   if (!autoStarted) {
     process.stderr.write(
-      `exai-ws: daemon listening on ws://${host.includes(':') ? `[${host}]` : host}:${daemon.port} (pid ${process.pid}, home ${daemon.config.paths.home})\n`,
+      `exai-ws: daemon listening on ws://${urlHost(host)}:${daemon.port} (pid ${process.pid}, home ${daemon.config.paths.home})\n`,
     );
   }
   const running = daemon;

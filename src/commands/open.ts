@@ -5,7 +5,7 @@
  */
 import { spawn } from 'node:child_process';
 import { request } from 'node:http';
-import { discoverDaemon, resolveHome } from '../protocol/files.js';
+import { discoverDaemon, resolveHome, urlHost } from '../protocol/files.js';
 import { ExitCode } from './exit-codes.js';
 
 const CODE_TIMEOUT_MS = 3_000;
@@ -110,9 +110,4 @@ function launchDetached(command: string, args: string[], env: NodeJS.ProcessEnv)
   } catch {
     // The URL is printed already; that is the fallback.
   }
-}
-
-/** An IPv6 literal needs brackets in a URL. */
-function urlHost(host: string): string {
-  return host.includes(':') ? `[${host}]` : host;
 }

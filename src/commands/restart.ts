@@ -8,7 +8,7 @@
  * does (detached, output to the log, `EXAI_WS_AUTOSTARTED=1`), so it also exits after
  * `EXAI_WS_IDLE_EXIT_MS` with no session.
  */
-import { readAddressCard, resolveHome } from '../protocol/files.js';
+import { readAddressCard, resolveHome, urlHost } from '../protocol/files.js';
 import { cardIsLive } from '../daemon/pidfile.js';
 import { autostartTimeoutMs, prepareLogs, reachOrStartDaemon } from '../shim/autostart.js';
 import { spawnLockHolder, spawnLockPath, takeSpawnLock, type SpawnLock } from '../shim/spawn-lock.js';
@@ -54,7 +54,7 @@ export async function runRestartCommand(env: NodeJS.ProcessEnv = process.env): P
     const reached = await reachOrStartDaemon(env, { timeoutMs, lock });
     if (!reached.ok) return fail(`${old ? `the daemon (pid ${old}) stopped, but ` : ''}${reached.message}`);
     const { daemon } = reached;
-    const address = `ws://${daemon.host.includes(':') ? `[${daemon.host}]` : daemon.host}:${daemon.port}`;
+    const address = `ws://${urlHost(daemon.host)}:${daemon.port}`;
     const idle = daemon.health.idle_exit_ms;
     const idleNote = typeof idle === 'number' ? `; it exits after ${formatDuration(idle)} with no session (EXAI_WS_IDLE_EXIT_MS)` : '';
     const what = !reached.started

@@ -1,6 +1,6 @@
 /** `exai-ws status` and `exai-ws stop`: find the daemon through its address card and ask it. */
 import { discoverDaemon, readAddressCard, resolveHome } from '../protocol/files.js';
-import { fetchFullHealth, fetchHealth, type HealthReport, type LastReload, type Liveness } from '../daemon/health-client.js';
+import { fetchFullHealth, fetchHealth, isFullReport, type HealthReport, type LastReload, type Liveness } from '../daemon/health-client.js';
 import { isDaemonCommandLine, processAlive, processCommandLine } from '../daemon/pidfile.js';
 import { STATUS_SCHEMA, statusJson, type StatusDown } from './status-view.js';
 import { renderStatusTable } from './status-table.js';
@@ -33,14 +33,15 @@ async function findDaemon(): Promise<Found> {
     stale_pid_file: { path: paths.pid, pid: card.pid },
   };
   if (!processAlive(card.pid)) return stale;
-  const live = await fetchHealth(card.host, card.port, HEALTH_TIMEOUT_MS);
+  // One request: with a token the daemon takes, the full report; else liveness only.
+  const { token } = discoverDaemon();
+  const live = await fetchHealth(card.host, card.port, HEALTH_TIMEOUT_MS, token);
   if (!live || live.pid !== card.pid) {
     const commandLine = processCommandLine(card.pid);
     if (commandLine !== null && !isDaemonCommandLine(commandLine)) return stale;
     return { error: `the daemon (pid ${card.pid}) does not answer on ${card.host}:${card.port}` };
   }
-  const { token } = discoverDaemon();
-  const health = token ? await fetchFullHealth(card.host, card.port, HEALTH_TIMEOUT_MS, token) : null;
+  const health = isFullReport(live) ? live : null;
   const refused =
     health !== null
       ? null

@@ -119,9 +119,9 @@ export const LIVENESS_FIELDS = [
 
 export type Liveness = Pick<HealthReport, (typeof LIVENESS_FIELDS)[number]>;
 
-/** Fetches `/health` without the token: liveness only; null when nothing answers in time or the answer is not a health report. */
-export function fetchHealth(host: string, port: number, timeoutMs: number): Promise<Liveness | null> {
-  return getHealth(host, port, timeoutMs, undefined);
+/** True when the daemon took the token and answered the full report, not liveness only. */
+export function isFullReport(report: Liveness): report is HealthReport {
+  return typeof (report as Partial<HealthReport>).sessions === 'object';
 }
 
 /**
@@ -129,11 +129,16 @@ export function fetchHealth(host: string, port: number, timeoutMs: number): Prom
  * daemon did not take the token (it then answers liveness only).
  */
 export async function fetchFullHealth(host: string, port: number, timeoutMs: number, token: string): Promise<HealthReport | null> {
-  const report = await getHealth(host, port, timeoutMs, token);
-  return report && typeof (report as Partial<HealthReport>).sessions === 'object' ? (report as HealthReport) : null;
+  const report = await fetchHealth(host, port, timeoutMs, token);
+  return report && isFullReport(report) ? report : null;
 }
 
-function getHealth(host: string, port: number, timeoutMs: number, token: string | undefined): Promise<Liveness | null> {
+/**
+ * Fetches `/health`: liveness only, or with a token the daemon takes the full report (tell them
+ * apart with {@link isFullReport}); null when nothing answers in time or the answer is not a
+ * health report.
+ */
+export function fetchHealth(host: string, port: number, timeoutMs: number, token?: string | null): Promise<Liveness | null> {
   return new Promise((resolve) => {
     const headers = token ? { authorization: `Bearer ${token}` } : undefined;
     const req = request({ host, port, path: '/health', method: 'GET', timeout: timeoutMs, headers }, (res) => {

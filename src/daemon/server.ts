@@ -17,6 +17,7 @@ import { CloseCode, RpcCode, helloErrorClose, type HelloErrorCode } from '../pro
 import type { McpHttpEndpoint } from '../transport/http.js';
 import { writeJson } from '../transport/http-transport.js';
 import { checkHello, type HelloAck } from '../protocol/hello.js';
+import { urlHost } from '../protocol/files.js';
 import { NAME, VERSION } from '../version.js';
 import type { DaemonConfig } from './config.js';
 import type { Logger } from './logger.js';
@@ -101,8 +102,7 @@ export class DaemonServer {
         this.http.off('error', reject);
         const address = this.http.address();
         this.port = typeof address === 'object' && address ? address.port : port;
-        const literal = host.includes(':') ? `[${host}]` : host;
-        this.allowedHosts = new Set([`${literal}:${this.port}`, `localhost:${this.port}`]);
+        this.allowedHosts = new Set([`${urlHost(host)}:${this.port}`, `localhost:${this.port}`]);
         if (this.deps.config.heartbeatMs > 0) {
           this.heartbeat = setInterval(() => this.beat(), this.deps.config.heartbeatMs);
           this.heartbeat.unref();

@@ -9,6 +9,11 @@ import { join } from 'node:path';
 export const DEFAULT_HOST = '127.0.0.1';
 export const DEFAULT_PORT = 8765;
 
+/** A host as it goes in a URL or a `Host` header: an IPv6 literal in brackets. */
+export function urlHost(host: string): string {
+  return host.includes(':') ? `[${host}]` : host;
+}
+
 /** The address card in `logs/ws_daemon.pid`. */
 export interface AddressCard {
   pid: number;

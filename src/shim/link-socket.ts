@@ -3,7 +3,7 @@
  * operations it uses. A `ws` WebSocket satisfies it through ws-socket.ts; tests pass an
  * in-memory one. Types and one helper only: no `ws` here, so the link does not load it.
  */
-import type { DaemonAddress } from '../protocol/files.js';
+import { urlHost, type DaemonAddress } from '../protocol/files.js';
 
 /** Events of one socket. A factory never fires them synchronously inside its own call. */
 export interface SocketEvents {
@@ -38,5 +38,5 @@ export type SocketFactory = (address: DaemonAddress, events: SocketEvents, timeo
 
 /** The daemon's WebSocket endpoint at an address (IPv6 literals in brackets). */
 export function wsUrl(address: Pick<DaemonAddress, 'host' | 'port'>): string {
-  return `ws://${address.host.includes(':') ? `[${address.host}]` : address.host}:${address.port}/ws`;
+  return `ws://${urlHost(address.host)}:${address.port}/ws`;
 }
