@@ -189,7 +189,7 @@ export class DaemonServer {
     if (!this.auth.bearerValid(req.headers.authorization)) return this.unauthorized(res, 'json');
     req.resume();
     const { code, expiresInS } = this.auth.issueCode();
-    writeJson(res, 200, { code, url: `http://127.0.0.1:${this.port}/?code=${code}`, expires_in_s: expiresInS });
+    writeJson(res, 200, { code, url: `http://${urlHost(this.deps.config.host)}:${this.port}/?code=${code}`, expires_in_s: expiresInS });
   }
 
   /** `/metrics`, the status page and its event stream: the token or the browser's cookie. */
