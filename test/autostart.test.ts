@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { fetchHealth } from '../src/daemon/health-client.js';
@@ -134,13 +134,15 @@ test(
   { skip: linuxOnly },
   async () => {
     const home = coldHome(cleanup);
-    const r = await runEnsure(shimEnv(home, { EXAI_WS_HOST: '10.0.0.1', TEST_ENSURE_TIMEOUT_MS: '20000' }));
+    // A token path that is a directory: the home is unusable, which only the user can fix.
+    mkdirSync(join(home, 'token'));
+    const r = await runEnsure(shimEnv(home, { TEST_ENSURE_TIMEOUT_MS: '20000' }));
     assert.equal(r.ok, false);
     assert.ok(r.message?.includes(logPath(home)), `the message names the log: ${r.message}`);
-    assert.match(r.message ?? '', /exited with code 2 before it was ready/);
-    assert.match(r.message ?? '', /10\.0\.0\.1 is not a loopback address/);
+    assert.match(r.message ?? '', /exited with code 73 before it was ready/);
+    assert.match(r.message ?? '', /token is a directory, but it must be the token file/);
     // The daemon's refusal is in the log file, where the message sends the user.
-    assert.match(readFileSync(logPath(home), 'utf8'), /EXAI_WS_HOST=10\.0\.0\.1 is not a loopback address/);
+    assert.match(readFileSync(logPath(home), 'utf8'), /token is a directory, but it must be the token file/);
     assert.deepEqual(daemonsOf(home), []);
   },
 );
@@ -286,12 +288,13 @@ test('exai-ws restart replaces a daemon started by hand, which stops gracefully'
 
 test('exai-ws restart that cannot start a daemon: one line naming the log file, exit 1', { skip: linuxOnly }, async () => {
   const home = coldHome(cleanup);
-  const { code, stdout, stderr } = await runNode([CLI, 'restart'], shimEnv(home, { EXAI_WS_BACKPRESSURE: '0' }));
+  mkdirSync(join(home, 'token'));
+  const { code, stdout, stderr } = await runNode([CLI, 'restart'], shimEnv(home));
   assert.equal(code, 1);
   assert.equal(stdout, '');
   assert.equal(stderr.trim().split('\n').length, 1, `one line: ${stderr}`);
   assert.ok(stderr.includes(logPath(home)), stderr);
-  assert.match(stderr, /exited with code 2/);
+  assert.match(stderr, /exited with code 73/);
   assert.deepEqual(daemonsOf(home), []);
 });
 

@@ -162,8 +162,9 @@ export function baseEnv(): Record<string, string> {
   for (const [k, v] of Object.entries(process.env)) {
     if (v !== undefined && !OWN_ENV.test(k)) env[k] = v;
   }
-  // Never the developer's own hosted-servers config.
+  // Never the developer's own hosted-servers config or settings.
   env.EXAI_WS_CONFIG = join(tmpdir(), 'exai-ws-test-no-config.json');
+  env.EXAI_WS_SETTINGS = join(tmpdir(), 'exai-ws-test-no-settings.env');
   // A shim must not start a daemon of its own unless the test asks for it: a test's daemon is
   // the one it started, and one that outlived the test would be left running.
   env.EXAI_WS_AUTOSTART = '0';

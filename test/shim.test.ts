@@ -115,7 +115,7 @@ for (const withToken of [true, false]) {
     const home = makeHome(cleanup);
     if (withToken) writeFileSync(join(home, 'token'), `${'t'.repeat(64)}\n`, { mode: 0o600 });
     const port = await closedPort();
-    const shim = spawnShim(cleanup, { EXAI_WS_HOME: home, EXAI_WS_PORT: String(port) });
+    const shim = spawnShim(cleanup, { EXAI_WS_HOME: home, EXAI_WS_TEST_DEFAULT_PORT: String(port) });
     const shimClosed = fullyClosed(shim);
     // The refusal takes milliseconds; a slow client writes its initialize only after it.
     await waitFor(() => shim.stderr().includes('auto-start is off'), 'the shim to find no daemon');
@@ -174,7 +174,7 @@ test('a shim with a stale token answers the waiting initialize with the 401 and 
   // A token file that no longer matches the daemon's, as after a token rotation.
   const home = makeHome(cleanup);
   writeFileSync(join(home, 'token'), `${'t'.repeat(64)}\n`, { mode: 0o600 });
-  const shim = spawnShim(cleanup, { EXAI_WS_HOME: home, EXAI_WS_PORT: String(daemon.port) });
+  const shim = spawnShim(cleanup, { EXAI_WS_HOME: home, EXAI_WS_TEST_DEFAULT_PORT: String(daemon.port) });
   shim.send(
     JSON.stringify({
       jsonrpc: '2.0',

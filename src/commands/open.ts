@@ -24,7 +24,7 @@ type Asked = { ok: true; reply: CodeReply } | { ok: false; error: string };
  * the exit code: 1 with one line on stderr when no daemon answers or it refuses the token.
  */
 export async function runOpenCommand(options: { print: boolean }, env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  const daemon = discoverDaemon(env);
+  const daemon = discoverDaemon(env, { shell: true });
   const where = `${daemon.host}:${daemon.port}`;
   if (daemon.token === null) {
     process.stderr.write(

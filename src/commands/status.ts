@@ -34,7 +34,7 @@ async function findDaemon(): Promise<Found> {
   };
   if (!processAlive(card.pid)) return stale;
   // One request: with a token the daemon takes, the full report; else liveness only.
-  const { token } = discoverDaemon();
+  const { token } = discoverDaemon(process.env, { shell: true });
   const live = await fetchHealth(card.host, card.port, HEALTH_TIMEOUT_MS, token);
   if (!live || live.pid !== card.pid) {
     const commandLine = processCommandLine(card.pid);

@@ -1,11 +1,14 @@
 /**
- * Daemon configuration: read once from the environment, validated with zod, frozen.
- * Every limit is an `EXAI_WS_*` variable whose name carries its unit.
+ * Daemon configuration: read once from the user's settings file (`daemon.env`, see
+ * protocol/settings.ts) and the environment over it, validated with zod, frozen. Every limit
+ * is an `EXAI_WS_*` variable whose name carries its unit.
  */
 import { isIP } from 'node:net';
 import { z } from 'zod';
-import { DEFAULT_HOST, DEFAULT_PORT, resolveHome, type HomePaths } from '../protocol/files.js';
-import { configPath } from '../protocol/config-path.js';
+import { DEFAULT_HOST, defaultPort, resolveHome, type HomePaths } from '../protocol/files.js';
+import { configPath, settingsPath } from '../protocol/config-path.js';
+import { IGNORED_ENV_VAR, isSettingName, maskValue, readSettings, type SettingsProblem } from '../protocol/settings.js';
+import { readState } from '../protocol/state.js';
 import { ProviderEnvSchema, providersFromEnv, type ProvidersConfig } from '../core/providers/settings.js';
 import { DEFAULT_LOG_FILES, DEFAULT_LOG_MAX_BYTES } from './logger.js';
 import { DEFAULT_UPSTREAM_IDLE_MS, UpstreamConfigError, loadUpstreamConfig, type UpstreamConfig } from '../core/upstream-config.js';
@@ -38,9 +41,34 @@ export const MIN_FILE_MAX_BYTES = 4096;
 /** Most rotated generations kept per file. */
 export const MAX_FILES = 100;
 
+/** Where a setting in force came from: the settings file, or the daemon's environment (by hand). */
+export type SettingSource = 'file' | 'env';
+
+/** The settings file as the daemon read it, for `/health` and `exai-ws status`. */
+export interface SettingsHealth {
+  path: string;
+  exists: boolean;
+  /** Why an existing file could not be read; null when it could. */
+  error: string | null;
+  /** Group or others may read it (it may hold keys). */
+  readable_by_others: boolean;
+  /** Lines not taken, by number: not NAME=value, no exai-ws setting, or an invalid value. */
+  problems: SettingsProblem[];
+  /** Every setting in force that is not a default, where it came from; secrets masked. */
+  values: { name: string; source: SettingSource; value: string }[];
+  /** Settings variables the launching client passed that the daemon did not take (names only). */
+  ignored_env: string[];
+}
+
+/** Where the port to bind came from; `state` and `default` may be moved when someone else holds them. */
+export type PortSource = SettingSource | 'state' | 'default';
+
 export interface DaemonConfig {
   readonly host: string;
   readonly port: number;
+  readonly portSource: PortSource;
+  /** The settings file and where each setting came from. */
+  readonly settings: SettingsHealth;
   /** Set when the token comes from `EXAI_WS_TOKEN` rather than the token file. */
   readonly token: string | undefined;
   readonly paths: HomePaths;
@@ -100,7 +128,7 @@ const int = (min: number) => z.coerce.number().int().min(min);
 const EnvSchema = z.object({
   ...ProviderEnvSchema.shape,
   EXAI_WS_HOST: z.string().default(DEFAULT_HOST),
-  EXAI_WS_PORT: int(0).max(65535).default(DEFAULT_PORT),
+  EXAI_WS_PORT: int(0).max(65535).optional(),
   EXAI_WS_TOKEN: z.string().min(16, 'EXAI_WS_TOKEN must be at least 16 characters').optional(),
   EXAI_WS_BACKPRESSURE: int(1).default(DEFAULT_MAX_INFLIGHT),
   EXAI_WS_QUEUE_LIMIT: int(0).default(DEFAULT_QUEUE_LIMIT),
@@ -144,12 +172,52 @@ export class ConfigError extends Error {
 }
 
 /**
- * Reads the daemon's configuration from the environment. Throws {@link ConfigError} with
- * one readable line per problem; a non-loopback host is refused.
+ * Reads the daemon's configuration: the settings file (`EXAI_WS_SETTINGS`, else `daemon.env` in
+ * the user's config folder), then the environment over it (a daemon started by hand takes its
+ * shell's variables; a launcher drops the caller's, see settings.ts `launchEnv`). A line of the
+ * file that cannot be parsed, or whose value is invalid, is a problem reported in
+ * `settings.problems` with its line number, and the default applies. Throws
+ * {@link ConfigError} with one readable line per problem of the environment; a non-loopback
+ * host is refused.
  */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): DaemonConfig {
-  const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
-  const parsed = EnvSchema.safeParse(present);
+  const file = readSettings(settingsPath(env));
+  const problems: SettingsProblem[] = [...file.problems];
+  const merged: Record<string, string> = {};
+  const sources: Record<string, SettingSource> = {};
+  const shape = EnvSchema.shape as Record<string, z.ZodType>;
+  for (const [name, value] of Object.entries(file.values)) {
+    const line = file.lines[name] ?? 0;
+    const field = shape[name];
+    if (!field) {
+      problems.push({ line, message: `${name} is not a setting this exai-ws version knows` });
+      continue;
+    }
+    if (value === '') continue;
+    const checked = field.safeParse(value);
+    if (name === 'EXAI_WS_HOST' && checked.success && !isLoopback(value)) {
+      problems.push({
+        line,
+        message: `EXAI_WS_HOST=${value} is not a loopback address (exai-ws binds loopback only); ${DEFAULT_HOST} applies`,
+      });
+      continue;
+    }
+    if (!checked.success) {
+      problems.push({
+        line,
+        message: `${name}=${maskValue(name, value)}: ${checked.error.issues[0]?.message ?? 'invalid'}; the default applies`,
+      });
+      continue;
+    }
+    merged[name] = value;
+    sources[name] = 'file';
+  }
+  for (const [name, value] of Object.entries(env)) {
+    if (value === undefined || value === '') continue;
+    merged[name] = value;
+    if (isSettingName(name)) sources[name] = 'env';
+  }
+  const parsed = EnvSchema.safeParse(merged);
   if (!parsed.success) {
     const lines = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
     throw new ConfigError(`invalid configuration: ${lines.join('; ')}`);
@@ -158,6 +226,22 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): DaemonConfig {
   if (!isLoopback(e.EXAI_WS_HOST)) {
     throw new ConfigError(`EXAI_WS_HOST=${e.EXAI_WS_HOST} is not a loopback address; exai-ws binds loopback only`);
   }
+  const paths = resolveHome(env);
+  const remembered = readState(paths).port;
+  const portSource: PortSource = sources.EXAI_WS_PORT ?? (remembered !== undefined ? 'state' : 'default');
+  const port = e.EXAI_WS_PORT ?? remembered ?? defaultPort(env);
+  const settings: SettingsHealth = {
+    path: file.path,
+    exists: file.exists,
+    error: file.error,
+    readable_by_others: file.readableByOthers,
+    problems: problems.sort((a, b) => a.line - b.line),
+    values: Object.entries(sources)
+      .filter(([name]) => name in shape)
+      .map(([name, source]) => ({ name, source, value: maskValue(name, merged[name] ?? '') }))
+      .sort((a, b) => a.name.localeCompare(b.name)),
+    ignored_env: (env[IGNORED_ENV_VAR] ?? '').split(',').filter((name) => isSettingName(name)),
+  };
   const upstreamsPath = configPath(env);
   let upstreams: UpstreamConfig;
   try {
@@ -168,9 +252,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): DaemonConfig {
   }
   return Object.freeze({
     host: e.EXAI_WS_HOST,
-    port: e.EXAI_WS_PORT,
+    port,
+    portSource,
+    settings,
     token: e.EXAI_WS_TOKEN,
-    paths: resolveHome(env),
+    paths,
     maxInflight: e.EXAI_WS_BACKPRESSURE,
     queueLimit: e.EXAI_WS_QUEUE_LIMIT,
     maxBytes: e.EXAI_WS_MAX_BYTES,

@@ -44,6 +44,7 @@ import { StatusPage } from './status-page.js';
 import { PROTOCOL_VERSION } from '../protocol/hello.js';
 import { SessionManager } from './sessions.js';
 import { ensureToken } from './token.js';
+import { isSecretName } from '../protocol/settings.js';
 
 export interface DaemonOptions {
   config: DaemonConfig;
@@ -85,6 +86,8 @@ export class Daemon {
   private watcher: ConfigWatcher | undefined;
   private lastReload: LastReload | undefined;
   private idleExit: IdleExit | undefined;
+  /** What the user should act on, as `/health` and `exai-ws status` show it (see {@link warn}). */
+  private readonly warnings: string[] = [];
 
   constructor(options: DaemonOptions) {
     this.options = options;
@@ -143,6 +146,7 @@ export class Daemon {
       const { token, written } = ensureToken(paths.token, config.token);
       if (written === 'created') logger.info({ path: paths.token }, 'token file created');
       else if (written) logger.warn({ path: paths.token, reason: written }, 'token file held no usable token: replaced with a new one');
+      for (const text of settingsWarnings(config)) this.warn(text, { settings: config.settings.path });
       const hub = await startCore({
         startedAtMs: this.startedAtMs,
         listTimeoutMs: config.callTimeoutMs,
@@ -231,6 +235,15 @@ export class Daemon {
     this.lock?.release();
   }
 
+  /**
+   * Something the user should act on: logged at warn once, and kept for `/health`,
+   * `exai-ws status` and the status page for as long as this daemon runs.
+   */
+  warn(text: string, details: Record<string, unknown> = {}): void {
+    if (!this.warnings.includes(text)) this.warnings.push(text);
+    this.log?.logger.warn(details, text);
+  }
+
   /** The `/health` report. */
   health(): HealthReport {
     const manager = this.manager;
@@ -281,6 +294,8 @@ export class Daemon {
       memory: memoryReport(),
       auto_started: this.config.autoStarted,
       idle_exit_ms: this.idleExitMs,
+      settings: this.config.settings,
+      warnings: [...this.warnings],
     };
   }
 
@@ -406,6 +421,25 @@ export class Daemon {
     }
     this.metricsFile?.write(out.text);
   }
+}
+
+/** What the settings file and the launching client's environment give the user to act on. */
+function settingsWarnings(config: DaemonConfig): string[] {
+  const { settings } = config;
+  const out: string[] = [];
+  if (settings.error) out.push(`${settings.error}; the defaults apply`);
+  for (const problem of settings.problems) out.push(`${settings.path} line ${problem.line}: ${problem.message}`);
+  if (settings.readable_by_others && settings.values.some((v) => v.source === 'file' && isSecretName(v.name))) {
+    out.push(`${settings.path} holds keys and others can read it: chmod 600 ${settings.path}`);
+  }
+  if (settings.ignored_env.length > 0) {
+    const names = settings.ignored_env.join(', ');
+    const keep = settings.ignored_env.map((name) => `exai-ws settings set ${name}=...`).join('; ');
+    out.push(
+      `the client that started this daemon passed ${names}, which the daemon no longer takes from a client (its settings come from ${settings.path}); to keep ${settings.ignored_env.length === 1 ? 'it' : 'them'}: ${keep}, then exai-ws restart`,
+    );
+  }
+  return out;
 }
 
 /** The daemon's own memory, for `/health`: a leak shows as heap that keeps growing. */

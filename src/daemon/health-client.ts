@@ -4,6 +4,7 @@ import type { ReloadReport } from '../core/hub.js';
 import type { ProviderHealth } from '../core/providers/providers.js';
 import type { ServerReport } from '../core/upstream.js';
 import type { ConfigProblem } from '../core/upstream-config.js';
+import type { SettingsHealth } from './config.js';
 
 export interface HealthReport {
   status: string;
@@ -41,6 +42,10 @@ export interface HealthReport {
   config?: ConfigHealth;
   providers?: ProviderHealth[];
   limits?: { max_sessions: number; max_inflight: number; max_bytes: number };
+  /** The settings file (`daemon.env`) and where each setting in force came from. */
+  settings?: SettingsHealth;
+  /** What the user should act on (ignored client variables, a settings file others can read, ...), in words. */
+  warnings?: string[];
 }
 
 /** The hosted servers' config file, as `/health` reports it. */

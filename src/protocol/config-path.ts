@@ -7,6 +7,8 @@ import { join, resolve } from 'node:path';
 
 /** The file name inside the per-user config directory. */
 export const CONFIG_FILE_NAME = 'config.json';
+/** The daemon's settings file beside it (see settings.ts). */
+export const SETTINGS_FILE_NAME = 'daemon.env';
 
 /**
  * The absolute path of the config file: `EXAI_WS_CONFIG` if set (relative paths resolve
@@ -18,6 +20,19 @@ export function configPath(env: NodeJS.ProcessEnv = process.env, platform: NodeJ
   if (env.EXAI_WS_CONFIG && env.EXAI_WS_CONFIG.length > 0) return resolve(env.EXAI_WS_CONFIG);
   if (env.XDG_CONFIG_HOME && env.XDG_CONFIG_HOME.length > 0) return join(env.XDG_CONFIG_HOME, 'exai-ws', CONFIG_FILE_NAME);
   return join(userConfigDir(env, platform), 'exai-ws', CONFIG_FILE_NAME);
+}
+
+/**
+ * The absolute path of the daemon's settings file: `EXAI_WS_SETTINGS` if set (relative paths
+ * resolve against the current directory), else `daemon.env` in the same folder as the default
+ * config file (`$XDG_CONFIG_HOME/exai-ws/`, else the platform's per-user config directory).
+ * `EXAI_WS_CONFIG` does not move it: the servers file may live anywhere, the settings are the
+ * user's. Never touches the file system.
+ */
+export function settingsPath(env: NodeJS.ProcessEnv = process.env, platform: NodeJS.Platform = process.platform): string {
+  if (env.EXAI_WS_SETTINGS && env.EXAI_WS_SETTINGS.length > 0) return resolve(env.EXAI_WS_SETTINGS);
+  if (env.XDG_CONFIG_HOME && env.XDG_CONFIG_HOME.length > 0) return join(env.XDG_CONFIG_HOME, 'exai-ws', SETTINGS_FILE_NAME);
+  return join(userConfigDir(env, platform), 'exai-ws', SETTINGS_FILE_NAME);
 }
 
 /**

@@ -5,9 +5,21 @@
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { settingsPath } from './config-path.js';
+import { readSettings } from './settings.js';
+import { readState } from './state.js';
 
 export const DEFAULT_HOST = '127.0.0.1';
 export const DEFAULT_PORT = 8765;
+
+/**
+ * The port a daemon tries when nothing names one: {@link DEFAULT_PORT}, or
+ * `EXAI_WS_TEST_DEFAULT_PORT` (tests move the default there, so that none binds 8765).
+ */
+export function defaultPort(env: NodeJS.ProcessEnv = process.env): number {
+  const moved = Number(env.EXAI_WS_TEST_DEFAULT_PORT);
+  return Number.isInteger(moved) && moved > 0 && moved <= 65535 ? moved : DEFAULT_PORT;
+}
 
 /** A host as it goes in a URL or a `Host` header: an IPv6 literal in brackets. */
 export function urlHost(host: string): string {
@@ -33,6 +45,8 @@ export interface HomePaths {
   metrics: string;
   /** Tools of hosted servers learned to ask the client back (sampling, elicitation, roots). */
   asksClient: string;
+  /** What is remembered between runs (protocol/state.ts): the daemon's own port. */
+  state: string;
 }
 
 /** The per-user state directory used when `EXAI_WS_HOME` is not set. */
@@ -53,6 +67,7 @@ export function homePaths(home: string): HomePaths {
     log: join(logs, 'ws_daemon.log'),
     metrics: join(logs, 'metrics.jsonl'),
     asksClient: join(home, 'asks-client.json'),
+    state: join(home, 'state.json'),
   });
 }
 
@@ -134,27 +149,40 @@ export function readTokenFile(tokenPath: string): string | null {
   return found.state === 'ok' ? found.token : null;
 }
 
-/** Where a client should connect, resolved env first, then the address card. */
+/** Where a client should connect, and the token to prove itself with. */
 export interface DaemonAddress {
   host: string;
   port: number;
   token: string | null;
-  /** Where the port came from, for error messages. */
-  source: 'env' | 'pidfile' | 'default';
+  /**
+   * Where the port came from, for error messages: the address card, the settings file's
+   * `EXAI_WS_PORT`, the port the home's daemon last had (state.json), or the default.
+   */
+  source: 'pidfile' | 'settings' | 'state' | 'default';
 }
 
 /**
- * Finds the daemon: `EXAI_WS_PORT` (non-zero) and `EXAI_WS_HOST` first, then the address
- * card, then the defaults. The token is `EXAI_WS_TOKEN`, else the token file.
+ * Finds the home's daemon: the address card (when it names a port), else the settings file's
+ * `EXAI_WS_PORT` and `EXAI_WS_HOST`, else the port the home's daemon last had, else the
+ * default. The token is the settings file's `EXAI_WS_TOKEN`, else the token file.
+ *
+ * A shim never takes the port, host or token from its client's variables: clients launch it
+ * with whatever environment they have, and the user's daemon is the one their settings name.
+ * `shell: true` (a CLI command the user typed) lets `EXAI_WS_TOKEN` of that shell win, as a
+ * daemon started by hand from the same shell would use it.
  */
-export function discoverDaemon(env: NodeJS.ProcessEnv = process.env): DaemonAddress {
+export function discoverDaemon(env: NodeJS.ProcessEnv = process.env, options: { shell?: boolean } = {}): DaemonAddress {
   const paths = resolveHome(env);
-  const token = env.EXAI_WS_TOKEN && env.EXAI_WS_TOKEN.length > 0 ? env.EXAI_WS_TOKEN : readTokenFile(paths.token);
-  const envPort = env.EXAI_WS_PORT ? Number(env.EXAI_WS_PORT) : NaN;
-  if (Number.isInteger(envPort) && envPort > 0) {
-    return { host: env.EXAI_WS_HOST || DEFAULT_HOST, port: envPort, token, source: 'env' };
-  }
+  const settings = readSettings(settingsPath(env)).values;
+  const shellToken = options.shell && env.EXAI_WS_TOKEN ? env.EXAI_WS_TOKEN : undefined;
+  const token = shellToken ?? (settings.EXAI_WS_TOKEN || readTokenFile(paths.token));
+  const host = settings.EXAI_WS_HOST || DEFAULT_HOST;
   const card = readAddressCard(paths.pid);
   if (card && card.port > 0) return { host: card.host, port: card.port, token, source: 'pidfile' };
-  return { host: env.EXAI_WS_HOST || DEFAULT_HOST, port: DEFAULT_PORT, token, source: 'default' };
+  const settingsPort = Number(settings.EXAI_WS_PORT);
+  if (Number.isInteger(settingsPort) && settingsPort > 0 && settingsPort <= 65535)
+    return { host, port: settingsPort, token, source: 'settings' };
+  const state = readState(paths);
+  if (state.port !== undefined) return { host, port: state.port, token, source: 'state' };
+  return { host, port: defaultPort(env), token, source: 'default' };
 }

@@ -10,8 +10,9 @@
  *   decides in the end: a spawned daemon that loses it exits, and its spawner waits for the
  *   winner instead.
  * - The daemon runs as `process.execPath ...DAEMON_NODE_OPTIONS dist/src/cli.js daemon` with the
- *   caller's environment plus `EXAI_WS_AUTOSTARTED=1` (so it exits after `EXAI_WS_IDLE_EXIT_MS`
- *   with no session), in its own session (detached), stdin ignored, stdout and stderr appended
+ *   caller's environment less its settings variables (settings.ts, launchEnv: the daemon takes
+ *   the user's from the settings file, whichever client started it), plus
+ *   `EXAI_WS_AUTOSTARTED=1` (so it exits after `EXAI_WS_IDLE_EXIT_MS` with no session), in its own session (detached), stdin ignored, stdout and stderr appended
  *   to the log file, unref'd: the caller may exit at once and the daemon outlives it. Its
  *   working directory is the home, so that it never holds a workspace folder open.
  *
@@ -20,7 +21,9 @@
 import { spawn } from 'node:child_process';
 import { closeSync, fstatSync, mkdirSync, openSync, readSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { settingsPath } from '../protocol/config-path.js';
 import { daemonArgs } from '../protocol/daemon-launch.js';
+import { launchEnv, readSettings } from '../protocol/settings.js';
 import { discoverDaemon, readAddressCard, resolveHome, type HomePaths } from '../protocol/files.js';
 import { fetchHealth, type Liveness } from '../daemon/health-client.js';
 import { HomeError, homeError } from '../daemon/home.js';
@@ -160,10 +163,12 @@ export interface SpawnedDaemon {
  * cannot be opened or a failed spawn shows as `exit.error`.
  */
 export function spawnDetachedDaemon(env: NodeJS.ProcessEnv, paths: HomePaths): SpawnedDaemon {
-  const daemonEnv: NodeJS.ProcessEnv = { ...env, EXAI_WS_AUTOSTARTED: '1' };
+  // The user's settings, not the caller's: the daemon reads them from the settings file.
+  const { env: daemonEnv } = launchEnv(env, readSettings(settingsPath(env)));
   // The daemon runs in the home: paths the caller gave relative to its own directory stay right.
   if (env.EXAI_WS_HOME) daemonEnv.EXAI_WS_HOME = resolve(env.EXAI_WS_HOME);
   if (env.EXAI_WS_CONFIG) daemonEnv.EXAI_WS_CONFIG = resolve(env.EXAI_WS_CONFIG);
+  if (env.EXAI_WS_SETTINGS) daemonEnv.EXAI_WS_SETTINGS = resolve(env.EXAI_WS_SETTINGS);
   let logOffset = 0;
   try {
     logOffset = statSync(paths.log).size;
@@ -204,8 +209,8 @@ function autostartOffMessage(env: NodeJS.ProcessEnv, paths: HomePaths): string {
   const card = readAddressCard(paths.pid);
   const { host, port, source } = discoverDaemon(env);
   const where =
-    source === 'env'
-      ? `nothing answers on ${host}:${port}, from EXAI_WS_PORT`
+    source === 'settings'
+      ? `nothing answers on ${host}:${port}, from EXAI_WS_PORT in ${settingsPath(env)}`
       : card
         ? `nothing answers on ${host}:${port}`
         : `no address card at ${paths.pid}`;

@@ -271,7 +271,7 @@ export class Link {
     if (this.current === 'closed' || this.current === 'open') return;
     const address = this.options.discover();
     this.address = address;
-    if (this.current === 'reconnecting' && address.source === 'default') {
+    if (this.current === 'reconnecting' && address.source !== 'pidfile') {
       // No address card: no daemon runs for this home (or it is still binding its port). The
       // default port may belong to another home's daemon, whose 401 would end this shim.
       this.failed('no exai-ws daemon runs (it has published no address card); start it with: exai-ws daemon');
