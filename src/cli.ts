@@ -157,6 +157,11 @@ async function main(argv: string[]): Promise<void> {
       process.exitCode = await runClientSetupCommand(rest);
       return;
     }
+    case 'settings': {
+      const { runSettingsCommand } = await import('./commands/settings.js');
+      process.exitCode = await runSettingsCommand(positionals);
+      return;
+    }
     case 'service': {
       const { runServiceCommand } = await import('./commands/service.js');
       process.exitCode = await runServiceCommand(rest);

@@ -164,7 +164,10 @@ export function baseEnv(): Record<string, string> {
   }
   // Never the developer's own hosted-servers config or settings.
   env.EXAI_WS_CONFIG = join(tmpdir(), 'exai-ws-test-no-config.json');
-  env.EXAI_WS_SETTINGS = join(tmpdir(), 'exai-ws-test-no-settings.env');
+  // Under a file, so that it can be neither read nor written: a test that meant to write settings
+  // and forgot to name its own file fails instead of leaving them to every later test.
+  env.EXAI_WS_SETTINGS =
+    process.platform === 'win32' ? join(tmpdir(), 'exai-ws-test-no-settings.env') : '/dev/null/exai-ws-test-no-settings.env';
   // A shim must not start a daemon of its own unless the test asks for it: a test's daemon is
   // the one it started, and one that outlived the test would be left running.
   env.EXAI_WS_AUTOSTART = '0';

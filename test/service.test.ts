@@ -5,7 +5,7 @@
  * are checked in-process with a recording manager, so no test ever starts a real service.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { DAEMON_NODE_OPTIONS } from '../src/protocol/daemon-launch.js';
@@ -38,6 +38,8 @@ function userEnv(root: string): Record<string, string> {
     XDG_CONFIG_HOME: join(root, 'config'),
     EXAI_WS_HOME: join(root, 'state'),
     EXAI_WS_CONFIG: join(root, 'servers.json'),
+    // The user's own settings file in XDG_CONFIG_HOME, not the tests' unreadable one.
+    EXAI_WS_SETTINGS: '',
     EXAI_WS_SERVICE_MANAGER: 'none',
   };
 }
@@ -83,14 +85,22 @@ test(
     assert.deepEqual(command, EXPECTED_COMMAND);
     assert.ok(!text.includes(TOKEN), 'the token never goes into the service file');
     assert.ok(!text.includes('sk-kimi-secret-value'), 'provider keys never go into the service file');
-    assert.match(text, /EXAI_WS_BACKPRESSURE/, 'daemon settings set in the shell are carried');
+    assert.doesNotMatch(
+      text,
+      /EXAI_WS_BACKPRESSURE|EXAI_WS_PORT/,
+      "the shell's settings are not the service's: the daemon reads daemon.env",
+    );
+    assert.ok(text.includes(join(root, 'config', 'exai-ws', 'daemon.env')), 'the unit names the settings file the daemon reads');
     assert.match(installed.stdout, new RegExp(`wrote: ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
     assert.match(installed.stdout, /service manager: skipped \(EXAI_WS_SERVICE_MANAGER=none\)/);
     assert.match(
       installed.stdout,
       process.platform === 'darwin' ? /launchctl bootstrap gui\/\d+ / : /systemctl --user enable exai-ws\.service/,
     );
-    assert.match(installed.stdout, /not copied \(secrets\): EXAI_WS_TOKEN, KIMI_API_KEY/);
+    assert.match(
+      installed.stdout,
+      /not copied: EXAI_WS_BACKPRESSURE, EXAI_WS_PORT, EXAI_WS_TOKEN, KIMI_API_KEY from this shell: the daemon takes its settings from .*daemon\.env only; keep them with: exai-ws settings set EXAI_WS_BACKPRESSURE=\.\.\./,
+    );
 
     const status = await cli(['service', 'status'], env);
     assert.equal(status.code, 0, status.stdout);
@@ -113,7 +123,10 @@ test(
   { skip: process.platform !== 'linux' },
   async () => {
     const root = makeHome(cleanup);
-    const env = { ...userEnv(root), EXAI_WS_PORT: '0', EXAI_WS_TOKEN: TOKEN };
+    const env = { ...userEnv(root), EXAI_WS_TOKEN: TOKEN };
+    // The service's daemon takes its settings from the user's settings file, never from the unit.
+    mkdirSync(join(root, 'config', 'exai-ws'), { recursive: true });
+    writeFileSync(join(root, 'config', 'exai-ws', 'daemon.env'), 'EXAI_WS_PORT=0\nEXAI_WS_BACKPRESSURE=7\n', { mode: 0o600 });
     const installed = await cli(['service', 'install'], env);
     assert.equal(installed.code, 0, installed.stdout);
     const text = readFileSync(serviceFile(root), 'utf8');
@@ -139,6 +152,11 @@ test(
     const health = await getHealth({ port: card.port, token: readFileSync(join(root, 'state', 'token'), 'utf8').trim() });
     assert.equal(health.pid, proc.pid);
     assert.equal(health.auto_started, false, 'a service daemon is not auto-started, so it never exits when idle');
+    assert.equal(health.limits?.max_inflight, 7, "the settings file's EXAI_WS_BACKPRESSURE applies");
+    assert.deepEqual(
+      health.settings?.values.map((v) => `${v.name}:${v.source}`),
+      ['EXAI_WS_BACKPRESSURE:file', 'EXAI_WS_PORT:file'],
+    );
     assert.ok(existsSync(join(root, 'state', 'token')), 'the daemon made its token in the configured home');
   },
 );
@@ -258,7 +276,6 @@ test('odd paths survive both formats: spaces, quotes, %, $, & and <', () => {
     args: ['--max-semi-space-size=4', `/home/o'brien/100% "exai" $HOME & <ws>/dist/src/cli.js`, 'daemon'],
     env: [['EXAI_WS_HOME', '/home/a b/%h/$x']],
     home: '/home/a b/state',
-    envFile: '/home/a/.config/exai-ws/service.env',
   };
   assert.deepEqual(parseUnitExecStart(systemdUnit(spec)), [spec.program, ...spec.args]);
   assert.deepEqual(unitEnvironment(systemdUnit(spec)), { EXAI_WS_HOME: '/home/a b/%h/$x' });
@@ -275,4 +292,27 @@ test('bad usage exits 2 with the usage line', async () => {
   const help = await cli(['--help'], {});
   assert.match(help.stdout, /\n {2}service\s/);
   assert.match(help.stdout, /\n {2}config\s/);
+});
+
+test("install moves the keys of an earlier version's service.env into daemon.env; the daemon warns while one is left", async () => {
+  const root = makeHome(cleanup);
+  const env = userEnv(root);
+  const legacy = join(root, 'service.env'); // beside the servers file (EXAI_WS_CONFIG), where earlier versions put it
+  const settings = join(root, 'config', 'exai-ws', 'daemon.env');
+  writeFileSync(legacy, '# keys\nKIMI_API_KEY=sk-from-service-env-0123\nEXAI_WS_BACKPRESSURE=9\n', { mode: 0o600 });
+  mkdirSync(join(root, 'config', 'exai-ws'), { recursive: true });
+  writeFileSync(settings, 'EXAI_WS_BACKPRESSURE=5\n', { mode: 0o600 });
+  const { loadConfig } = await import('../src/daemon/config.js');
+  assert.equal(loadConfig({ ...env, EXAI_WS_SETTINGS: settings }).settings.legacy_service_env, legacy, 'the daemon sees the old file');
+
+  const installed = await cli(['service', 'install'], env);
+  assert.equal(installed.code, 0, installed.stdout + installed.stderr);
+  assert.match(installed.stdout, /moved: .*service\.env -> .*daemon\.env: KIMI_API_KEY/);
+  assert.match(installed.stdout, /kept .*daemon\.env's own EXAI_WS_BACKPRESSURE/);
+  const text = readFileSync(settings, 'utf8');
+  assert.match(text, /^KIMI_API_KEY=sk-from-service-env-0123$/m, 'the key moved');
+  assert.match(text, /^EXAI_WS_BACKPRESSURE=5$/m, "daemon.env's own value stays");
+  assert.ok(!existsSync(legacy) && existsSync(`${legacy}.moved`), 'the old file is renamed, so nothing reads it');
+  if (process.platform !== 'win32') assert.equal(statSync(settings).mode & 0o777, 0o600);
+  assert.equal(loadConfig({ ...env, EXAI_WS_SETTINGS: settings }).settings.legacy_service_env, null);
 });

@@ -5,8 +5,9 @@
  */
 import { resolve } from 'node:path';
 import { DAEMON_NODE_OPTIONS, daemonEntryPath } from '../protocol/daemon-launch.js';
-import { configPath } from '../protocol/config-path.js';
+import { configPath, settingsPath } from '../protocol/config-path.js';
 import { resolveHome } from '../protocol/files.js';
+import { isSettingName } from '../protocol/settings.js';
 
 /** The systemd unit's name (`~/.config/systemd/user/exai-ws.service`). */
 export const SYSTEMD_UNIT = 'exai-ws.service';
@@ -35,59 +36,46 @@ export interface ServiceSpec {
   env: [string, string][];
   /** The daemon's home (`EXAI_WS_HOME`); the launchd agent's output goes to its `logs/service.log`. */
   home: string;
-  /** systemd only: an optional file of further variables (provider keys), read when it exists. */
-  envFile: string;
 }
 
 /**
- * Variables carried into the service when set in the installing shell: the daemon's settings
- * and the providers' non-secret ones. The shim-only and auto-start ones are left out: a service
- * daemon is never auto-started and never exits when idle.
+ * Variables of the installing shell that the service passes on as they are: how the daemon
+ * reaches the network (proxies, extra CA certificates), never how it behaves. Its settings and
+ * keys are the user's settings file (daemon.env), which the daemon reads itself.
  */
-const CARRIED = /^(EXAI_WS_|EXAI_OPENAI_|KIMI_|MOONSHOT_|GLM_|ZHIPUAI_|LOG_LEVEL$)/;
-const NOT_CARRIED = new Set([
-  'EXAI_WS_AUTOSTART',
-  'EXAI_WS_AUTOSTARTED',
-  'EXAI_WS_AUTOSTART_TIMEOUT_MS',
-  'EXAI_WS_RECONNECT_MS',
-  'EXAI_WS_IDLE_EXIT_MS',
-  'EXAI_WS_SERVICE_MANAGER',
-  'EXAI_WS_HOME',
-  'EXAI_WS_CONFIG',
-]);
-/**
- * Secrets never go into a service file (systemd shows a unit's `Environment=` to anyone who asks
- * the user manager; a plist is a plain file): the token, provider keys, anything named like one.
- */
-const SECRET = /(TOKEN|KEY|SECRET|PASSWORD)/;
+const PASSED = /^(?:https?_proxy|no_proxy|all_proxy|HTTPS?_PROXY|NO_PROXY|ALL_PROXY|NODE_EXTRA_CA_CERTS|SSL_CERT_FILE|SSL_CERT_DIR)$/;
 
-/** The secret-looking variables set in `env` that {@link serviceSpec} leaves out, by name. */
-export function secretsLeftOut(env: NodeJS.ProcessEnv): string[] {
+/**
+ * The settings variables set in the installing shell that differ from the settings file: the
+ * service does not carry them (the daemon takes its settings from the file), so `install` names
+ * them with the command that keeps each.
+ */
+export function settingsLeftOut(env: NodeJS.ProcessEnv, fileValues: Readonly<Record<string, string>>): string[] {
   return Object.keys(env)
-    .filter((name) => CARRIED.test(name) && SECRET.test(name) && env[name])
+    .filter((name) => isSettingName(name) && env[name] && env[name] !== fileValues[name])
     .sort();
 }
 
 /**
- * The service for this installation, from the installing shell's environment: this Node binary
- * with the daemon's Node options and this CLI. `EXAI_WS_HOME` and `EXAI_WS_CONFIG` are always
- * written, resolved to absolute paths, so the service serves the same home and config as this
- * shell whatever environment the service manager gives it; `PATH` too, so hosted servers
- * started with `npx` or `uvx` are found as they are from a terminal.
+ * The service for this installation: this Node binary with the daemon's Node options and this
+ * CLI. `EXAI_WS_HOME`, `EXAI_WS_CONFIG` and `EXAI_WS_SETTINGS` are always written, resolved to
+ * absolute paths, so the service serves the same home, servers and settings as this shell
+ * whatever environment the service manager gives it; `PATH` too, so hosted servers started with
+ * `npx` or `uvx` are found as they are from a terminal, and the proxy and CA variables.
  */
-export function serviceSpec(env: NodeJS.ProcessEnv, envFile: string): ServiceSpec {
+export function serviceSpec(env: NodeJS.ProcessEnv): ServiceSpec {
   const home = resolve(resolveHome(env).home);
   const vars: [string, string][] = [
     ['EXAI_WS_HOME', home],
     ['EXAI_WS_CONFIG', configPath(env)],
+    ['EXAI_WS_SETTINGS', settingsPath(env)],
   ];
   for (const name of Object.keys(env).sort()) {
     const value = env[name];
-    if (value === undefined || value === '' || !CARRIED.test(name) || NOT_CARRIED.has(name) || SECRET.test(name)) continue;
-    vars.push([name, value]);
+    if (value !== undefined && value !== '' && PASSED.test(name)) vars.push([name, value]);
   }
   if (env.PATH) vars.push(['PATH', env.PATH]);
-  return { program: process.execPath, args: [...DAEMON_NODE_OPTIONS, daemonEntryPath(), 'daemon'], env: vars, home, envFile };
+  return { program: process.execPath, args: [...DAEMON_NODE_OPTIONS, daemonEntryPath(), 'daemon'], env: vars, home };
 }
 
 function assertOneLine(value: string, what: string): void {
@@ -110,7 +98,6 @@ export function systemdUnit(spec: ServiceSpec): string {
   const words = [spec.program, ...spec.args];
   for (const word of words) assertOneLine(word, 'the command line');
   for (const [name, value] of spec.env) assertOneLine(value, name);
-  assertOneLine(spec.envFile, 'the environment file path');
   const lines = [
     '# Written by `exai-ws service install`; `exai-ws service uninstall` removes it.',
     '[Unit]',
@@ -120,8 +107,7 @@ export function systemdUnit(spec: ServiceSpec): string {
     'Type=simple',
     `ExecStart=${words.map((w) => systemdQuote(w, true)).join(' ')}`,
     ...spec.env.map(([name, value]) => `Environment=${systemdQuote(`${name}=${value}`, false)}`),
-    '# Provider keys (KIMI_API_KEY, GLM_API_KEY, ...) go here, one NAME=value a line (chmod 600).',
-    `EnvironmentFile=-${spec.envFile.replace(/%/g, '%%')}`,
+    '# Settings and provider keys are in EXAI_WS_SETTINGS (exai-ws settings set NAME=value), which the daemon reads.',
     'Restart=on-failure',
     `RestartSec=${RESTART_DELAY_S}`,
     `RestartPreventExitStatus=${NO_RESTART_EXIT_CODES.join(' ')}`,

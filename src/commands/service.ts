@@ -14,7 +14,9 @@ import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { cardIsLive } from '../daemon/pidfile.js';
 import { replaceWhole } from '../daemon/whole-file.js';
-import { configPath } from '../protocol/config-path.js';
+import { legacyServiceEnvPath, settingsPath } from '../protocol/config-path.js';
+import { readSettings } from '../protocol/settings.js';
+import { moveServiceEnv } from './settings.js';
 import { readAddressCard, resolveHome } from '../protocol/files.js';
 import { parseCommand } from './args.js';
 import { ExitCode } from './exit-codes.js';
@@ -25,7 +27,7 @@ import {
   launchdPlist,
   parsePlistProgramArguments,
   parseUnitExecStart,
-  secretsLeftOut,
+  settingsLeftOut,
   serviceSpec,
   shellLine,
   systemdUnit,
@@ -96,8 +98,7 @@ interface Platform {
 }
 
 function platformOf(io: ServiceIo): Platform | string {
-  const envFile = join(dirname(configPath(io.env, io.platform)), 'service.env');
-  const spec = serviceSpec(io.env, envFile);
+  const spec = serviceSpec(io.env);
   if (io.platform === 'linux') {
     const configHome = io.env.XDG_CONFIG_HOME && io.env.XDG_CONFIG_HOME.length > 0 ? io.env.XDG_CONFIG_HOME : join(io.userHome, '.config');
     const systemctl = (...args: string[]) => ['systemctl', '--user', ...args];
@@ -264,17 +265,11 @@ async function install(platform: Platform, io: ServiceIo, say: (line: string) =>
   say(`${changed ? (previous === null ? 'wrote' : 'updated') : 'unchanged'}: ${platform.file}`);
   say(`  runs: ${shellLine(command ?? [])}`);
   say(`  home: ${paths.home}`);
-  const secrets = secretsLeftOut(io.env);
-  if (secrets.length > 0) {
-    const where =
-      platform.kind === 'systemd'
-        ? `put them in ${join(dirname(configPath(io.env, io.platform)), 'service.env')} (NAME=value lines, chmod 600), which the unit reads`
-        : `add them under EnvironmentVariables in ${platform.file} (and chmod 600 it)`;
-    say(`  not copied (secrets): ${secrets.join(', ')}; ${where}`);
-  }
-  if (io.env.EXAI_WS_PORT === '0') {
+  for (const line of moveServiceEnv(legacyServiceEnvPath(io.env, io.platform), settingsPath(io.env, io.platform))) say(line);
+  const leftOut = settingsLeftOut(io.env, readSettings(settingsPath(io.env, io.platform)).values);
+  if (leftOut.length > 0) {
     say(
-      'note: EXAI_WS_PORT=0 gives the daemon a new port at every start: shims follow it, but URL entries (exai-ws config) need a fixed port',
+      `  not copied: ${leftOut.join(', ')} from this shell: the daemon takes its settings from ${settingsPath(io.env, io.platform)} only; keep them with: ${leftOut.map((name) => `exai-ws settings set ${name}=...`).join('; ')}`,
     );
   }
   if (command?.some((word) => /[\\/]_npx[\\/]/.test(word))) {

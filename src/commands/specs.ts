@@ -177,6 +177,23 @@ commands instead of running them.`,
   positionals: { min: 0, max: 1 },
 };
 
+export const SETTINGS_SPEC: CommandEntry = {
+  name: 'settings',
+  summary:
+    "list|set NAME=value|unset NAME: the daemon's settings and provider keys (daemon.env),\nwhich every daemon reads however it starts; changes apply at its next start",
+  usage: `usage: exai-ws settings list
+       exai-ws settings set NAME=value [NAME=value ...]
+       exai-ws settings unset NAME [NAME ...]
+
+The daemon's settings file, daemon.env in your config folder (~/.config/exai-ws/daemon.env;
+EXAI_WS_SETTINGS names another): the same names as the environment variables (EXAI_WS_PORT,
+EXAI_WS_MAX_SESSIONS, KIMI_API_KEY, ...). Every daemon reads it, whichever client or command
+starts it. \`list\` shows each setting (keys masked) and the lines that were not taken;
+\`set\` and \`unset\` write the file (mode 0600). A change takes effect at the daemon's next
+start: exai-ws restart.`,
+  positionals: { min: 1, max: 64 },
+};
+
 const HELP: CommandEntry = {
   name: 'help',
   summary: 'show this help (exai-ws COMMAND --help: that command)',
@@ -197,6 +214,7 @@ export const COMMANDS: readonly CommandEntry[] = [
   OPEN,
   IMPORT_SPEC,
   CONFIG_SPEC,
+  SETTINGS_SPEC,
   SERVICE_SPEC,
   HELP,
 ];

@@ -47,10 +47,12 @@ export function renderStatusTable(s: StatusJson, options: RenderOptions): string
       ]
     : [
         daemonSection(s, paint),
+        warningsSection(s, paint, width),
         sessionsSection(s, paint, width),
         serversSection(s, paint, width),
         providersSection(s, paint, width),
         configSection(s, paint, width, now),
+        settingsSection(s, paint, width),
         filesSection(s, paint),
       ];
   return `${sections
@@ -229,6 +231,33 @@ function reloadLines(r: StatusReload, paint: Paint, width: number, nowMs: number
     `${INDENT}last reload ${when} ${paint('failed', 'red')}: the running servers stay as they were`,
     ...wrap(printable(r.error), width - hang.length).map((line) => `${hang}${paint(line, 'red')}`),
   ];
+}
+
+/** What the user should act on, each in full (wrapped, never cut): it says what to run. */
+function warningsSection(s: StatusJson, paint: Paint, width: number): string[] {
+  if (s.warnings.length === 0) return [];
+  const hang = `${INDENT}  `;
+  return [
+    heading('warnings', paint),
+    ...s.warnings.flatMap((w) =>
+      wrap(printable(w), width - hang.length).map((line, i) => paint(`${i === 0 ? `${INDENT}! ` : hang}${line}`, 'yellow')),
+    ),
+  ];
+}
+
+/** The settings file, and each setting in force with where it came from (keys arrive masked). */
+function settingsSection(s: StatusJson, paint: Paint, width: number): string[] {
+  const t = s.settings;
+  if (t === null) return [];
+  const where = `${printable(t.path)}${t.exists ? '' : ' (none: defaults)'}`;
+  const lines = [`${heading('settings', paint)}${' '.repeat(INDENT.length + LABEL_WIDTH - 'settings'.length)}${where}`];
+  const from: Record<string, string> = { file: 'daemon.env', env: "the daemon's environment" };
+  for (const v of t.values) lines.push(fit(`${INDENT}${v.name}=${printable(v.value)}  (${from[v.source] ?? v.source})`, width, paint));
+  for (const p of t.problems)
+    lines.push(
+      ...wrap(`line ${p.line} not taken: ${printable(p.message)}`, width - INDENT.length).map((l) => paint(`${INDENT}${l}`, 'yellow')),
+    );
+  return lines;
 }
 
 function filesSection(s: StatusJson, paint: Paint): string[] {

@@ -49,6 +49,21 @@ export interface StatusJson {
   providers: StatusProvider[];
   config: StatusConfig;
   files: { log: StatusFile | null; metrics: StatusFile | null };
+  /** The settings file and where each setting came from; null from a daemon that does not report it. */
+  settings: StatusSettings | null;
+  /** What the user should act on, in words (empty when nothing). */
+  warnings: string[];
+}
+
+export interface StatusSettings {
+  path: string;
+  exists: boolean;
+  /** Lines of the file that were not taken, by number. */
+  problems: { line: number; message: string }[];
+  /** Each setting in force that is not a default: `file` (daemon.env) or `env` (a daemon started by hand); keys masked. */
+  values: { name: string; source: string; value: string }[];
+  /** Settings variables the launching client passed that the daemon did not take. */
+  ignored_env: string[];
 }
 
 export interface StatusSession {
@@ -193,6 +208,21 @@ export function statusJson(h: HealthReport | Liveness, refused?: string): Status
       last_reload: reloadOf(config.last_reload),
     },
     files: { log: fileOf(r.log), metrics: fileOf(r.metrics_file) },
+    settings: settingsOf(r.settings),
+    warnings: Array.isArray(r.warnings) ? r.warnings.filter((w): w is string => typeof w === 'string') : [],
+  };
+}
+
+function settingsOf(value: unknown): StatusSettings | null {
+  const r = record(value);
+  const path = str(r.path);
+  if (path === null) return null;
+  return {
+    path,
+    exists: r.exists === true,
+    problems: list(r.problems).map((p) => ({ line: num(p.line) ?? 0, message: str(p.message) ?? '' })),
+    values: list(r.values).map((v) => ({ name: str(v.name) ?? '?', source: str(v.source) ?? '?', value: str(v.value) ?? '' })),
+    ignored_env: Array.isArray(r.ignored_env) ? r.ignored_env.map(String) : [],
   };
 }
 

@@ -6,7 +6,8 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { DEFAULT_HOST, defaultPort, resolveHome, type HomePaths } from '../protocol/files.js';
-import { configPath, settingsPath } from '../protocol/config-path.js';
+import { existsSync } from 'node:fs';
+import { configPath, legacyServiceEnvPath, settingsPath } from '../protocol/config-path.js';
 import { IGNORED_ENV_VAR, isSettingName, maskValue, readSettings, type SettingsProblem } from '../protocol/settings.js';
 import { readState } from '../protocol/state.js';
 import { ProviderEnvSchema, providersFromEnv, type ProvidersConfig } from '../core/providers/settings.js';
@@ -58,6 +59,8 @@ export interface SettingsHealth {
   values: { name: string; source: SettingSource; value: string }[];
   /** Settings variables the launching client passed that the daemon did not take (names only). */
   ignored_env: string[];
+  /** An earlier version's `service.env` that is still there (its settings belong in this file); else null. */
+  legacy_service_env: string | null;
 }
 
 /** Where the port to bind came from; `state` and `default` may be moved when someone else holds them. */
@@ -159,6 +162,24 @@ const EnvSchema = z.object({
     .default('info'),
 });
 
+const SHAPE = EnvSchema.shape as Record<string, z.ZodType>;
+
+/**
+ * Why `value` cannot be taken for the setting `name` from the settings file, in words (the
+ * name, the value with a secret masked, what is wrong and that the default applies); null when
+ * it can. Settings of the file that this version does not know are refused too.
+ */
+export function checkSetting(name: string, value: string): string | null {
+  const field = SHAPE[name];
+  if (!field) return `${name} is not a setting this exai-ws version knows`;
+  const checked = field.safeParse(value);
+  if (!checked.success) return `${name}=${maskValue(name, value)}: ${checked.error.issues[0]?.message ?? 'invalid'}; the default applies`;
+  if (name === 'EXAI_WS_HOST' && !isLoopback(value)) {
+    return `EXAI_WS_HOST=${value} is not a loopback address (exai-ws binds loopback only); ${DEFAULT_HOST} applies`;
+  }
+  return null;
+}
+
 /** True for 127.0.0.0/8, ::1 and `localhost`. */
 export function isLoopback(host: string): boolean {
   if (host === 'localhost') return true;
@@ -185,28 +206,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): DaemonConfig {
   const problems: SettingsProblem[] = [...file.problems];
   const merged: Record<string, string> = {};
   const sources: Record<string, SettingSource> = {};
-  const shape = EnvSchema.shape as Record<string, z.ZodType>;
   for (const [name, value] of Object.entries(file.values)) {
-    const line = file.lines[name] ?? 0;
-    const field = shape[name];
-    if (!field) {
-      problems.push({ line, message: `${name} is not a setting this exai-ws version knows` });
-      continue;
-    }
     if (value === '') continue;
-    const checked = field.safeParse(value);
-    if (name === 'EXAI_WS_HOST' && checked.success && !isLoopback(value)) {
-      problems.push({
-        line,
-        message: `EXAI_WS_HOST=${value} is not a loopback address (exai-ws binds loopback only); ${DEFAULT_HOST} applies`,
-      });
-      continue;
-    }
-    if (!checked.success) {
-      problems.push({
-        line,
-        message: `${name}=${maskValue(name, value)}: ${checked.error.issues[0]?.message ?? 'invalid'}; the default applies`,
-      });
+    const problem = checkSetting(name, value);
+    if (problem !== null) {
+      problems.push({ line: file.lines[name] ?? 0, message: problem });
       continue;
     }
     merged[name] = value;
@@ -237,10 +241,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): DaemonConfig {
     readable_by_others: file.readableByOthers,
     problems: problems.sort((a, b) => a.line - b.line),
     values: Object.entries(sources)
-      .filter(([name]) => name in shape)
+      .filter(([name]) => name in SHAPE)
       .map(([name, source]) => ({ name, source, value: maskValue(name, merged[name] ?? '') }))
       .sort((a, b) => a.name.localeCompare(b.name)),
     ignored_env: (env[IGNORED_ENV_VAR] ?? '').split(',').filter((name) => isSettingName(name)),
+    legacy_service_env: existsSync(legacyServiceEnvPath(env)) ? legacyServiceEnvPath(env) : null,
   };
   const upstreamsPath = configPath(env);
   let upstreams: UpstreamConfig;

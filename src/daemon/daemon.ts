@@ -432,6 +432,11 @@ function settingsWarnings(config: DaemonConfig): string[] {
   if (settings.readable_by_others && settings.values.some((v) => v.source === 'file' && isSecretName(v.name))) {
     out.push(`${settings.path} holds keys and others can read it: chmod 600 ${settings.path}`);
   }
+  if (settings.legacy_service_env !== null) {
+    out.push(
+      `${settings.legacy_service_env} is from an earlier exai-ws: new service units do not read it, and its settings belong in ${settings.path}; exai-ws service install moves them there`,
+    );
+  }
   if (settings.ignored_env.length > 0) {
     const names = settings.ignored_env.join(', ');
     const keep = settings.ignored_env.map((name) => `exai-ws settings set ${name}=...`).join('; ');

@@ -206,6 +206,20 @@ function renderConfig(r) {
   const ul = $('problems');
   ul.replaceChildren(...problems.map((p) => el('li', (p.server || '?') + (p.key ? '.' + p.key : '') + ': ' + p.reason, 'bad')));
 }
+function renderWarnings(r) {
+  const warnings = Array.isArray(r.warnings) ? r.warnings : [];
+  $('warnings').replaceChildren(...warnings.map((w) => el('li', String(w), 'warn')));
+}
+function renderSettings(r) {
+  const t = r.settings || {};
+  const values = Array.isArray(t.values) ? t.values : [];
+  const problems = Array.isArray(t.problems) ? t.problems : [];
+  fillList('settings', [
+    ['file', t.path === undefined ? null : t.path + (t.exists === false ? ' (none: defaults)' : '')],
+    ...values.map((v) => [v.name, v.value + (v.source === 'env' ? '  (daemon environment)' : '  (daemon.env)')]),
+    ...problems.map((p) => ['line ' + p.line, 'not taken: ' + p.message, 'warn']),
+  ]);
+}
 function renderFiles(r) {
   const file = (f) => {
     if (!f) return [null, ''];
@@ -221,7 +235,7 @@ function renderFiles(r) {
 }
 
 function render(r) {
-  for (const part of [renderDaemon, renderSessions, renderServers, renderProviders, renderConfig, renderFiles]) {
+  for (const part of [renderDaemon, renderWarnings, renderSessions, renderServers, renderProviders, renderConfig, renderSettings, renderFiles]) {
     try {
       part(r);
     } catch (e) {
@@ -306,6 +320,7 @@ export function statusDocument(nonce: string): string {
 <main>
 <h2>Daemon</h2>
 <dl id="daemon"></dl>
+<ul id="warnings"></ul>
 <h2>Sessions <span id="sessions-count" class="count"></span></h2>
 <table id="sessions"></table>
 <h2>Hosted servers <span id="servers-count" class="count"></span></h2>
@@ -315,6 +330,8 @@ export function statusDocument(nonce: string): string {
 <h2>Configuration</h2>
 <dl id="config"></dl>
 <ul id="problems"></ul>
+<h2>Settings</h2>
+<dl id="settings"></dl>
 <h2>Log files</h2>
 <dl id="files"></dl>
 </main>

@@ -3,7 +3,7 @@
  * the daemon, which reads it, and `exai-ws import`, which writes it. No heavy imports.
  */
 import { homedir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 
 /** The file name inside the per-user config directory. */
 export const CONFIG_FILE_NAME = 'config.json';
@@ -33,6 +33,15 @@ export function settingsPath(env: NodeJS.ProcessEnv = process.env, platform: Nod
   if (env.EXAI_WS_SETTINGS && env.EXAI_WS_SETTINGS.length > 0) return resolve(env.EXAI_WS_SETTINGS);
   if (env.XDG_CONFIG_HOME && env.XDG_CONFIG_HOME.length > 0) return join(env.XDG_CONFIG_HOME, 'exai-ws', SETTINGS_FILE_NAME);
   return join(userConfigDir(env, platform), 'exai-ws', SETTINGS_FILE_NAME);
+}
+
+/**
+ * Where `exai-ws service install` of earlier versions told users to put provider keys (a file
+ * the systemd unit read): beside the servers file. Its settings now belong in the settings
+ * file; `service install` moves them there, and the daemon warns while the file is left.
+ */
+export function legacyServiceEnvPath(env: NodeJS.ProcessEnv = process.env, platform: NodeJS.Platform = process.platform): string {
+  return join(dirname(configPath(env, platform)), 'service.env');
 }
 
 /**
