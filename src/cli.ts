@@ -27,9 +27,11 @@ Options:
   -h, --help      show this help
   -v, --version   print the version
 
-Environment: EXAI_WS_HOME, EXAI_WS_HOST, EXAI_WS_PORT, EXAI_WS_TOKEN, EXAI_WS_CONFIG,
-EXAI_WS_BACKPRESSURE, EXAI_WS_AUTOSTART (0: shims never start a daemon), EXAI_WS_IDLE_EXIT_MS,
-LOG_LEVEL and the limits listed in the README.
+Settings: the daemon reads its settings and provider keys (EXAI_WS_PORT, the limits,
+KIMI_API_KEY, ... listed in the README) from daemon.env (exai-ws settings; EXAI_WS_SETTINGS names
+another file), whichever client starts it; a daemon started by hand takes its shell's over it.
+Environment: EXAI_WS_HOME, EXAI_WS_CONFIG, EXAI_WS_SETTINGS (where things are), and for shims
+EXAI_WS_AUTOSTART (0: never start a daemon) and EXAI_WS_RECONNECT_MS.
 `;
 }
 

@@ -16,9 +16,9 @@ const DAEMON: CommandEntry = {
   usage: `usage: exai-ws daemon
 
 Runs the daemon in the foreground until Ctrl-C, SIGTERM or \`exai-ws stop\`. Settings come from
-the environment (EXAI_WS_PORT, EXAI_WS_HOME, ... see the README); it applies its own Node
-options (--max-semi-space-size=4) however it is started. SIGHUP re-reads the hosted servers'
-config. Exit codes: 0 stopped, 1 another daemon runs or the port is taken, 2 invalid
+daemon.env (exai-ws settings), with this shell's variables (EXAI_WS_PORT, ... see the README)
+over it; it applies its own Node options (--max-semi-space-size=4) however it is started.
+SIGHUP re-reads the hosted servers' config. Exit codes: 0 stopped, 1 another daemon runs or the port is taken, 2 invalid
 configuration, 73 unusable home, 70 crash.`,
 };
 
@@ -73,11 +73,12 @@ until it is gone.`,
 const RESTART: CommandEntry = {
   name: 'restart',
   summary:
-    "replace the running daemon (or start one when none runs) with one started from this\nshell's environment, detached, logging to logs/ws_daemon.log; like an auto-started daemon\nit exits after EXAI_WS_IDLE_EXIT_MS (8 h) with no session (EXAI_WS_IDLE_EXIT_MS=0: never)",
+    'replace the running daemon (or start one when none runs) with a new one that reads your\nsettings (daemon.env), detached, logging to logs/ws_daemon.log; like an auto-started daemon\nit exits after EXAI_WS_IDLE_EXIT_MS (8 h) with no session (EXAI_WS_IDLE_EXIT_MS=0: never)',
   usage: `usage: exai-ws restart
 
-Replaces the running daemon (or starts one when none runs) with one started from this shell's
-environment, detached, logging to logs/ws_daemon.log. Shims reconnect to it. Like an
+Replaces the running daemon (or starts one when none runs) with a new one, detached, logging to
+logs/ws_daemon.log, which reads your settings file (daemon.env: exai-ws settings) and none of
+this shell's EXAI_WS_* or provider variables. Shims reconnect to it. Like an
 auto-started daemon it exits after EXAI_WS_IDLE_EXIT_MS (8 h) with no session
 (EXAI_WS_IDLE_EXIT_MS=0: never).`,
 };
