@@ -8,7 +8,7 @@ import { DEFAULT_HOST, DEFAULT_PORT, resolveHome, type HomePaths } from '../prot
 import { configPath } from '../protocol/config-path.js';
 import { ProviderEnvSchema, providersFromEnv, type ProvidersConfig } from '../core/providers/settings.js';
 import { DEFAULT_LOG_FILES, DEFAULT_LOG_MAX_BYTES } from './logger.js';
-import { DEFAULT_UPSTREAM_IDLE_MS, UpstreamConfigError, loadUpstreamConfig, type UpstreamConfig } from '../core/upstream-config.js';
+import { DEFAULT_UPSTREAM_IDLE_MS, loadUpstreamConfigAtStart, type UpstreamConfig } from '../core/upstream-config.js';
 
 export const DEFAULT_MAX_INFLIGHT = 32;
 export const DEFAULT_QUEUE_LIMIT = 256;
@@ -159,13 +159,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): DaemonConfig {
     throw new ConfigError(`EXAI_WS_HOST=${e.EXAI_WS_HOST} is not a loopback address; exai-ws binds loopback only`);
   }
   const upstreamsPath = configPath(env);
-  let upstreams: UpstreamConfig;
-  try {
-    upstreams = loadUpstreamConfig(upstreamsPath, e.EXAI_WS_UPSTREAM_IDLE_MS);
-  } catch (error) {
-    if (error instanceof UpstreamConfigError) throw new ConfigError(error.message);
-    throw error;
-  }
+  // A servers file that cannot be used never stops a start: the daemon serves its built-in tools
+  // and reports the error (with line and column) until the file is fixed.
+  const upstreams = loadUpstreamConfigAtStart(upstreamsPath, e.EXAI_WS_UPSTREAM_IDLE_MS);
   return Object.freeze({
     host: e.EXAI_WS_HOST,
     port: e.EXAI_WS_PORT,
