@@ -108,6 +108,23 @@ test(
   },
 );
 
+test("npm pack's tarball in the clone is ignored by git: it never shows as a change nor is committed", (t) => {
+  if (sourceFiles() === null) return t.skip('not a git checkout');
+  const tarball = `exai-ws-${VERSION}.tgz`;
+  // `git check-ignore` exits 0 when the path is ignored, 1 when it is not.
+  const ignored = (path: string) => {
+    try {
+      execFileSync('git', ['check-ignore', '-q', '--no-index', path], { cwd: ROOT, stdio: 'ignore' });
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  assert.ok(ignored(tarball), `${tarball} is ignored`);
+  assert.ok(ignored(join('some', 'folder', tarball)), 'wherever it is packed to');
+  assert.ok(!ignored('package.json'), 'the check itself tells ignored from not');
+});
+
 test(
   'npm pack of a clean, unbuilt copy installs with npm i -g and runs --version, daemon, shim and status',
   { ...linuxOnly, timeout: 15 * 60_000 },
