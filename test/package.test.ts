@@ -108,6 +108,25 @@ test(
   },
 );
 
+test('the README points only at files inside the repository, and every one it names is there', () => {
+  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+  const named = [...readme.matchAll(/`([^`\s]+)`|\]\(([^)\s]+)\)/g)].map((m) => m[1] ?? m[2] ?? '');
+  const links = [...readme.matchAll(/\]\(([^)\s]+)\)/g)].map((m) => m[1] ?? '');
+  // A clone has nothing above its own folder: a doc there is one a reader does not have.
+  assert.deepEqual(
+    named.filter((p) => p.startsWith('../') || p.includes('/../')),
+    [],
+    'no path leaves the repository',
+  );
+  for (const link of links.filter((l) => !/^[a-z]+:/.test(l) && !l.startsWith('#'))) {
+    assert.ok(existsSync(join(ROOT, link.split('#')[0] ?? '')), `the link ${link} is in the repository`);
+  }
+  // Docs and sources it names by their path in the repository.
+  const inRepo = named.filter((p) => /^(src|test|bench|scripts|\.ci)\//.test(p) || /^[\w.-]+\.md$/.test(p));
+  assert.ok(inRepo.length > 5, `the README names files of the repository: ${inRepo.join(', ')}`);
+  for (const path of inRepo) assert.ok(existsSync(join(ROOT, path)), `${path}, named in the README, is in the repository`);
+});
+
 test("npm pack's tarball in the clone is ignored by git: it never shows as a change nor is committed", (t) => {
   if (sourceFiles() === null) return t.skip('not a git checkout');
   const tarball = `exai-ws-${VERSION}.tgz`;
