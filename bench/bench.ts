@@ -16,7 +16,8 @@
  * child process is killed at the end, also on error. Figures go to stdout as a table and to
  * bench-results/bench-<timestamp>.json and bench-results/latest.json.
  *
- * Options: --quick (smaller counts), --only asks-client|http (phase 6 or 7 alone), --help.
+ * Options: --quick (smaller counts), --only asks-client|http (phase 6 or 7 alone), --only
+ * pss-option (the daemon's Node options against Node's defaults, pss-option.ts), --help.
  */
 import { spawn } from 'node:child_process';
 import { cpus, loadavg, platform, release } from 'node:os';
@@ -24,6 +25,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { runHosted } from './hosted.js';
 import { ASKS_CLIENT_FULL, ASKS_CLIENT_QUICK, asksClientLines, mainAsksClient, runAsksClient } from './asks-client.js';
 import { HTTP_FULL, HTTP_QUICK, httpBudgets, httpLines, mainHttp, runHttp } from './http.js';
+import { mainPssOption } from './pss-option.js';
 import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type WebSocket from 'ws';
@@ -429,7 +431,7 @@ function table(rows: string[][], lastLeft = false): string {
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   if (args.includes('--help') || args.includes('-h')) {
-    process.stdout.write('usage: npm run bench [-- --quick] [-- --only asks-client|http]\n');
+    process.stdout.write('usage: npm run bench [-- --quick] [-- --only asks-client|http|pss-option]\n');
     return;
   }
   const quick = args.includes('--quick');
@@ -438,7 +440,8 @@ async function main(): Promise<void> {
     const phase = args[only + 1];
     if (phase === 'asks-client') return mainAsksClient(quick);
     if (phase === 'http') return mainHttp(quick);
-    throw new Error(`--only: expected asks-client or http, got ${phase ?? 'nothing'}`);
+    if (phase === 'pss-option') return mainPssOption(quick);
+    throw new Error(`--only: expected asks-client, http or pss-option, got ${phase ?? 'nothing'}`);
   }
   const plan = quick ? QUICK : FULL;
   installCleanup(WATCHDOG_MS);

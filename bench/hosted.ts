@@ -68,7 +68,8 @@ async function throughput(client: Client, tool: string, plan: HostedPlan): Promi
   return (done * 1000) / (performance.now() - t0);
 }
 
-function descendantsOf(pid: number): number[] {
+/** Every process below `pid` (children, their children, ...), from /proc. */
+export function descendantsOf(pid: number): number[] {
   const children = new Map<number, number[]>();
   for (const entry of readdirProc()) {
     const ppid = parentOf(entry);

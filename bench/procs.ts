@@ -143,7 +143,7 @@ export async function startDaemon(
   const home = makeHome();
   const proc = spawn(process.execPath, [...nodeOptions, CLI, 'daemon'], {
     // Other options than the daemon's own (V8's defaults, for comparison) are kept as given.
-    env: childEnv(home, { EXAI_WS_PORT: '0', EXAI_WS_DAEMON_RELAUNCH: '0', ...extraEnv }),
+    env: childEnv(home, { EXAI_WS_PORT: '0', ...extraEnv }),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   track(proc.pid);

@@ -120,8 +120,7 @@ export function spawnDaemon(
   options: StartDaemonOptions = {},
 ): { proc: ChildProcess; home: string; stderr: () => string; exited: Promise<number | string> } {
   const home = options.home ?? makeHome(cleanup);
-  // With the daemon's own Node options, as every launcher gives them: without, it would run
-  // itself again in a child (commands/daemon-relaunch.ts) and this process would not be the daemon.
+  // With the daemon's own Node options, as auto-start, restart and the service give them.
   const args = [...DAEMON_NODE_OPTIONS, ...(options.plain ? [CLI, 'daemon'] : [FIXTURE_DAEMON])];
   const child = spawnChild(cleanup, process.execPath, args, {
     env: { ...baseEnv(), EXAI_WS_HOME: home, EXAI_WS_PORT: '0', EXAI_WS_CONFIG: join(home, 'config.json'), ...options.env },

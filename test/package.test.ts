@@ -1,10 +1,9 @@
 /**
  * The npm package as a user gets it: `npm pack` of a clean, unbuilt copy of the repository
  * (its prepack builds what it ships), installed with `npm install -g` into a temporary prefix,
- * then run from that prefix's bin: `--version`, `daemon` (with its own Node options), `shim`
- * under the official SDK client, `status`. And the daemon's own Node options whatever starts
- * it: `node cli.js daemon` runs itself again with them, passes signals on and ends with its
- * daemon.
+ * then run from that prefix's bin: `--version`, `daemon` (one process: the bin's pid), `shim`
+ * under the official SDK client, `status`. And `node cli.js daemon` as one process: the pid
+ * started is the daemon, with whatever Node options it was started with.
  */
 import { processAlive } from '../src/daemon/pidfile.js';
 import assert from 'node:assert/strict';
@@ -15,7 +14,6 @@ import { after, test } from 'node:test';
 import { promisify } from 'node:util';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
-import { missingNodeOptions } from '../src/commands/daemon-relaunch.js';
 import { DAEMON_NODE_OPTIONS } from '../src/protocol/daemon-launch.js';
 import { readAddressCard, type AddressCard } from '../src/protocol/files.js';
 import { CLI, Cleanup, ROOT, baseEnv, getHealth, makeHome, spawnChild, textOf, waitFor, within, type Child } from './helpers.js';
@@ -73,68 +71,16 @@ function killDaemonAtCleanup(home: string): void {
 
 const linuxOnly = process.platform === 'linux' ? {} : { skip: 'reads /proc' };
 
-test('the Node options a daemon lacks are judged by option name', () => {
-  assert.deepEqual(missingNodeOptions([], undefined), [...DAEMON_NODE_OPTIONS]);
-  assert.deepEqual(missingNodeOptions(['--expose-gc'], '--trace-warnings'), [...DAEMON_NODE_OPTIONS]);
-  assert.deepEqual(missingNodeOptions([...DAEMON_NODE_OPTIONS], undefined), []);
-  assert.deepEqual(missingNodeOptions([], ` ${DAEMON_NODE_OPTIONS.join(' ')} --trace-warnings`), [], 'given in NODE_OPTIONS');
-  assert.deepEqual(missingNodeOptions(['--max-semi-space-size=16'], undefined), [], "the user's own value is kept");
-  assert.deepEqual(missingNodeOptions(['--max_semi_space_size=2'], undefined), [], 'V8 spells it with underscores too');
-});
-
-test('`node cli.js daemon` without the options runs the daemon with them, passes SIGINT on and exits with it', linuxOnly, async () => {
-  const home = makeHome(cleanup);
-  killDaemonAtCleanup(home);
-  const launcher = spawnChild(cleanup, process.execPath, [CLI, 'daemon'], {
-    env: { ...baseEnv(), EXAI_WS_HOME: home, EXAI_WS_PORT: '0', EXAI_WS_CONFIG: join(home, 'config.json') },
-  });
-  const card = await waitFor(() => pidOf(home), 'the daemon address card', 20_000);
-  assert.notEqual(card.pid, launcher.proc.pid, 'the daemon is a child of the command that was run');
-  for (const option of DAEMON_NODE_OPTIONS) assert.ok(commandLine(card.pid).includes(option), `${commandLine(card.pid).join(' ')}`);
-  await waitFor(
-    () => launcher.stderr().includes(`daemon listening on ws://127.0.0.1:${card.port} (pid ${card.pid},`),
-    'the listening line',
-  );
-  const token = readFileSync(join(home, 'token'), 'utf8').trim();
-  assert.equal((await getHealth({ port: card.port, token })).pid, card.pid);
-
-  // As Ctrl-C in a terminal: to the command that was run, which passes it on once.
-  launcher.proc.kill('SIGINT');
-  assert.equal(await within(launcher.exited, 20_000, 'the launcher to exit'), 0, launcher.stderr());
-  assert.equal(processAlive(card.pid), false, 'the daemon exited before its parent');
-  assert.equal(existsSync(join(home, 'logs', 'ws_daemon.pid')), false, 'a clean shutdown removed the address card');
-});
-
-test('a relaunched daemon ends when its parent is killed outright, and its exit code comes back', linuxOnly, async () => {
-  const env = (home: string) => ({ ...baseEnv(), EXAI_WS_HOME: home, EXAI_WS_PORT: '0', EXAI_WS_CONFIG: join(home, 'config.json') });
-  const home = makeHome(cleanup);
-  killDaemonAtCleanup(home);
-  const launcher = spawnChild(cleanup, process.execPath, [CLI, 'daemon'], { env: env(home) });
-  const card = await waitFor(() => pidOf(home), 'the daemon address card', 20_000);
-  launcher.proc.kill('SIGKILL');
-  await within(launcher.exited, 10_000, 'the launcher to die');
-  await waitFor(() => !processAlive(card.pid), 'the daemon to follow its parent', 20_000);
-  const log = readFileSync(join(home, 'logs', 'ws_daemon.log'), 'utf8');
-  assert.match(log, /"reason":"parent_exited".*"msg":"daemon stopping"/, 'a graceful shutdown, not a crash');
-
-  // A refusal from the daemon (an invalid limit) is the command's exit code and stderr.
-  const refused = spawnChild(cleanup, process.execPath, [CLI, 'daemon'], {
-    env: { ...env(makeHome(cleanup)), EXAI_WS_BACKPRESSURE: 'lots' },
-  });
-  assert.equal(await within(refused.exited, 20_000, 'the refusal'), 2, refused.stderr());
-  assert.match(refused.stderr(), /EXAI_WS_BACKPRESSURE/);
-});
-
 test(
-  'with the options given (command line or NODE_OPTIONS) or EXAI_WS_DAEMON_RELAUNCH=0, the daemon is the process started',
+  '`node cli.js daemon` is the daemon: the pid started, with the Node options it was given; SIGINT ends it cleanly',
   linuxOnly,
   async () => {
-    const cases: [string, string[], Record<string, string>][] = [
-      ['options on the command line', [...DAEMON_NODE_OPTIONS, CLI, 'daemon'], {}],
-      ['NODE_OPTIONS', [CLI, 'daemon'], { NODE_OPTIONS: DAEMON_NODE_OPTIONS.join(' ') }],
-      ['EXAI_WS_DAEMON_RELAUNCH=0', [CLI, 'daemon'], { EXAI_WS_DAEMON_RELAUNCH: '0' }],
+    const cases: [string, string[], Record<string, string>, boolean][] = [
+      ["Node's defaults (a bare `exai-ws daemon`)", [CLI, 'daemon'], {}, false],
+      ['options on the command line (auto-start, restart, the service, npm run daemon)', [...DAEMON_NODE_OPTIONS, CLI, 'daemon'], {}, true],
+      ['NODE_OPTIONS', [CLI, 'daemon'], { NODE_OPTIONS: DAEMON_NODE_OPTIONS.join(' ') }, false],
     ];
-    for (const [what, args, extra] of cases) {
+    for (const [what, args, extra, onCommandLine] of cases) {
       const home = makeHome(cleanup);
       killDaemonAtCleanup(home);
       const daemon: Child = spawnChild(cleanup, process.execPath, args, {
@@ -142,11 +88,61 @@ test(
       });
       const card = await waitFor(() => pidOf(home), `the address card (${what})`, 20_000);
       assert.equal(card.pid, daemon.proc.pid, what);
-      daemon.proc.kill('SIGTERM');
+      for (const option of DAEMON_NODE_OPTIONS)
+        assert.equal(commandLine(card.pid).includes(option), onCommandLine, `${what}: ${commandLine(card.pid).join(' ')}`);
+      await waitFor(() => daemon.stderr().includes(`daemon listening on ws://127.0.0.1:${card.port} and`), `the listening line (${what})`);
+      const token = readFileSync(join(home, 'token'), 'utf8').trim();
+      assert.equal((await getHealth({ port: card.port, token })).pid, card.pid);
+      // As Ctrl-C in a terminal: the daemon itself gets it, once.
+      daemon.proc.kill('SIGINT');
       assert.equal(await within(daemon.exited, 20_000, 'the daemon to exit'), 0, daemon.stderr());
+      assert.equal(existsSync(join(home, 'logs', 'ws_daemon.pid')), false, 'a clean shutdown removed the address card');
     }
+
+    // A refusal (an invalid limit) is the command's own exit code and stderr.
+    const refused = spawnChild(cleanup, process.execPath, [CLI, 'daemon'], {
+      env: { ...baseEnv(), EXAI_WS_HOME: makeHome(cleanup), EXAI_WS_PORT: '0', EXAI_WS_BACKPRESSURE: 'lots' },
+    });
+    assert.equal(await within(refused.exited, 20_000, 'the refusal'), 2, refused.stderr());
+    assert.match(refused.stderr(), /EXAI_WS_BACKPRESSURE/);
   },
 );
+
+test('the README points only at files inside the repository, and every one it names is there', () => {
+  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+  const named = [...readme.matchAll(/`([^`\s]+)`|\]\(([^)\s]+)\)/g)].map((m) => m[1] ?? m[2] ?? '');
+  const links = [...readme.matchAll(/\]\(([^)\s]+)\)/g)].map((m) => m[1] ?? '');
+  // A clone has nothing above its own folder: a doc there is one a reader does not have.
+  assert.deepEqual(
+    named.filter((p) => p.startsWith('../') || p.includes('/../')),
+    [],
+    'no path leaves the repository',
+  );
+  for (const link of links.filter((l) => !/^[a-z]+:/.test(l) && !l.startsWith('#'))) {
+    assert.ok(existsSync(join(ROOT, link.split('#')[0] ?? '')), `the link ${link} is in the repository`);
+  }
+  // Docs and sources it names by their path in the repository.
+  const inRepo = named.filter((p) => /^(src|test|bench|scripts|\.ci)\//.test(p) || /^[\w.-]+\.md$/.test(p));
+  assert.ok(inRepo.length > 5, `the README names files of the repository: ${inRepo.join(', ')}`);
+  for (const path of inRepo) assert.ok(existsSync(join(ROOT, path)), `${path}, named in the README, is in the repository`);
+});
+
+test("npm pack's tarball in the clone is ignored by git: it never shows as a change nor is committed", (t) => {
+  if (sourceFiles() === null) return t.skip('not a git checkout');
+  const tarball = `exai-ws-${VERSION}.tgz`;
+  // `git check-ignore` exits 0 when the path is ignored, 1 when it is not.
+  const ignored = (path: string) => {
+    try {
+      execFileSync('git', ['check-ignore', '-q', '--no-index', path], { cwd: ROOT, stdio: 'ignore' });
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  assert.ok(ignored(tarball), `${tarball} is ignored`);
+  assert.ok(ignored(join('some', 'folder', tarball)), 'wherever it is packed to');
+  assert.ok(!ignored('package.json'), 'the check itself tells ignored from not');
+});
 
 test(
   'npm pack of a clean, unbuilt copy installs with npm i -g and runs --version, daemon, shim and status',
@@ -196,9 +192,7 @@ test(
     killDaemonAtCleanup(home);
     const launcher = spawnChild(cleanup, bin, ['daemon'], { cwd: work, env });
     const card = await waitFor(() => pidOf(home), 'the installed daemon address card', 30_000);
-    const argv = commandLine(card.pid);
-    for (const option of DAEMON_NODE_OPTIONS)
-      assert.ok(argv.includes(option), `the installed daemon runs with ${option}: ${argv.join(' ')}`);
+    assert.equal(card.pid, launcher.proc.pid, 'the bin started is the daemon');
 
     const transport = new StdioClientTransport({ command: bin, args: ['shim'], cwd: work, env, stderr: 'pipe' });
     const client = new Client({ name: 'package-test', version: '1' });

@@ -5,7 +5,7 @@
  * are checked in-process with a recording manager, so no test ever starts a real service.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { DAEMON_NODE_OPTIONS } from '../src/protocol/daemon-launch.js';
@@ -269,6 +269,59 @@ test('Linux without a systemd user session: the unit is still written and the co
   assert.equal(await runServiceCommand(['status'], { ...io, stdout: out2.stdout, manager: noSystemctl.manager }), 0);
   assert.match(out2.text(), /service manager: not available \(systemctl is not installed\)/);
 });
+
+test('Linux without a systemd user session: uninstall still removes the unit and its enable link, and says what it did', async () => {
+  const root = makeHome(cleanup);
+  const out = capture();
+  // Installed while a user manager ran: the unit and the link `enable` made.
+  const installing = recordingManager();
+  assert.equal(await runServiceCommand(['install'], linuxIo(root, out, installing.manager)), 0, out.text());
+  const unit = join(root, 'config', 'systemd', 'user', 'exai-ws.service');
+  const wants = join(root, 'config', 'systemd', 'user', 'default.target.wants');
+  mkdirSync(wants, { recursive: true });
+  symlinkSync(unit, join(wants, 'exai-ws.service'));
+
+  // Now from a login with no user bus (a container, ssh): every systemctl fails.
+  const noBus = recordingManager(() => ({ status: 1, stderr: 'Failed to connect to bus: No medium found\n' }));
+  const removed = capture();
+  assert.equal(await runServiceCommand(['uninstall'], linuxIo(root, removed, noBus.manager)), 0, removed.text());
+  assert.deepEqual(noBus.calls, ['systemctl --user disable --now exai-ws.service'], 'asked once, then done without it');
+  assert.ok(!existsSync(unit), 'the unit file is gone');
+  assert.equal(lstatOrNull(join(wants, 'exai-ws.service')), null, 'the enable link is gone');
+  assert.match(
+    removed.text(),
+    /^not run: systemctl --user disable --now exai-ws\.service \(the service manager is not available here: Failed to connect to bus: No medium found\)$/m,
+  );
+  assert.match(removed.text(), new RegExp(`^removed: ${escape(join(wants, 'exai-ws.service'))} \\(what disable would remove\\)$`, 'm'));
+  assert.match(removed.text(), new RegExp(`^removed: ${escape(unit)}$`, 'm'));
+  assert.match(removed.text(), /the service does not start again; .*`exai-ws stop` ends it/);
+
+  // Without systemctl at all: the same.
+  assert.equal(await runServiceCommand(['install'], linuxIo(root, capture(), recordingManager().manager)), 0);
+  const missing = recordingManager(() => ({ status: null, error: Object.assign(new Error('spawn systemctl ENOENT'), { code: 'ENOENT' }) }));
+  const gone = capture();
+  assert.equal(await runServiceCommand(['uninstall'], linuxIo(root, gone, missing.manager)), 0, gone.text());
+  assert.ok(!existsSync(unit));
+  assert.match(gone.text(), /not run: .*\(the service manager is not available here: systemctl is not installed\)/);
+
+  // A manager that answers and refuses is still a failure: the file stays for the user to retry.
+  assert.equal(await runServiceCommand(['install'], linuxIo(root, capture(), recordingManager().manager)), 0);
+  const refusing = recordingManager(() => ({ status: 1, stderr: 'Access denied\n' }));
+  assert.equal(await runServiceCommand(['uninstall'], linuxIo(root, capture(), refusing.manager)), 1);
+  assert.ok(existsSync(unit), 'kept when the manager refused');
+});
+
+function lstatOrNull(path: string): unknown {
+  try {
+    return lstatSync(path);
+  } catch {
+    return null;
+  }
+}
+
+function escape(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
 
 test('odd paths survive both formats: spaces, quotes, %, $, & and <', () => {
   const spec: ServiceSpec = {

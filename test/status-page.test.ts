@@ -501,3 +501,47 @@ describe('the status page in a real headless Chromium, against the real daemon',
     }
   });
 });
+
+describe('the status page renders the report as a user reads it (headless Chromium, fake report)', () => {
+  test('"1 session" in the title (2 sessions later), a watched file says so, a file not applied shows its error', async () => {
+    const cleanup = new Cleanup();
+    try {
+      const server = await pageServer({ intervalMs: 50 });
+      const error =
+        "the config file /home/someone/.config/exai-ws/config.json is not valid JSON: line 4, column 4: a trailing comma: JSON allows no comma before '}'";
+      const config = {
+        path: '/home/someone/.config/exai-ws/config.json',
+        exists: true,
+        watching: '/home/someone/.config/exai-ws',
+        problems: [],
+        error,
+        last_reload: null,
+      };
+      server.report = { ...fakeReport(), sessions: { total: 1, attached: 1, detached: 0, list: [] }, config };
+      const context = await launchChromium(cleanup);
+      const page = await context.newPage();
+      const problems: string[] = [];
+      page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+      await page.goto(`http://127.0.0.1:${server.port}/`, { waitUntil: 'domcontentloaded', timeout: 10_000 });
+      await page.locator('body[data-connection="live"]').waitFor({ timeout: 10_000 });
+      assert.equal(await page.title(), 'exai-ws 9.9.9 \u00b7 1 session');
+      const shown = await page.locator('#config').innerText();
+      assert.match(shown, /changes\s+watched: applied as soon as it is saved/);
+      assert.match(shown, /not applied\s+the config file .* line 4, column 4: a trailing comma.*\(no hosted servers until it is fixed\)/);
+
+      // Fixed, and not watched any more: the page follows.
+      server.report = {
+        ...server.report,
+        sessions: { total: 2, attached: 2, detached: 0, list: [] },
+        config: { ...config, watching: null, error: null },
+      };
+      await waitFor(async () => (await page.title()).endsWith('2 sessions'), 'the title with 2 sessions', 5_000);
+      const after = await page.locator('#config').innerText();
+      assert.match(after, /changes\s+not watched: exai-ws reload applies an edit/);
+      assert.doesNotMatch(after, /not applied/);
+      assert.deepEqual(problems, []);
+    } finally {
+      await cleanup.run();
+    }
+  });
+});

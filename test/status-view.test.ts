@@ -260,6 +260,7 @@ test('--json: a versioned shape with every section, built from the report, not t
     exists: true,
     watching: '/home/someone/.config/exai-ws',
     problems: [{ server: 'broken', key: 'command', reason: 'must not be empty' }],
+    error: null,
     last_reload: { at: '2026-11-30T11:59:30.000Z', ok: false, error: RELOAD_ERROR },
   });
   assert.deepEqual(json.files, {
@@ -327,10 +328,18 @@ test('the table: daemon, sessions by client with p99, failing server, refused en
   const vscode = rowOf(text, /^ {2}Visual Studio Code 1\.96\.0 /);
   assert.match(vscode, /9f8e7d6c +http +detached +1m 5s +0 +- +-$/);
 
+  // A server's error is why it does not run: too long for the row, it gets its own lines, whole.
   const nocmd = rowOf(text, /^ {2}nocmd /);
-  assert.match(nocmd, /^ {2}nocmd +failed +- +shared +3 +0 +spawn no-such-command-xyz ENOENT/);
-  assert.ok(nocmd.endsWith('…') && visibleLength(nocmd) <= 100, `a long error is cut to the width: ${nocmd}`);
-  assert.match(rowOf(text, /^ {2}memory /), /^ {2}memory +ready +5151 +shared +0 +2 +-$/);
+  assert.match(nocmd, /^ {2}nocmd +failed +- +shared +3 +0$/);
+  const error = (fixture().servers as { last_error: string }[])[1]?.last_error ?? '';
+  const below = plainLines(text).slice(plainLines(text).indexOf(nocmd) + 1);
+  const errorLines = below.slice(
+    0,
+    below.findIndex((line) => !line.startsWith('    ')),
+  );
+  assert.equal(errorLines.map((line) => line.trim()).join(' '), error, 'the whole error, wrapped under its row');
+  for (const line of errorLines) assert.ok(visibleLength(line) <= 100, line);
+  assert.match(rowOf(text, /^ {2}memory /), /^ {2}memory +ready +5151 +shared +0 +2$/);
   assert.match(text, /^config problems \(\/home\/someone\/\.config\/exai-ws\/config\.json\)\n {4}broken: command: must not be empty$/m);
 
   assert.match(rowOf(text, /^ {2}kimi /), /^ {2}kimi +yes +ok +1\/6 +0 +2 +-$/);
@@ -366,11 +375,74 @@ test('the table with colour: red failures, green ok, dim secondary; widths are t
 test('a narrow terminal cuts paths and errors, a wide one shows them whole', () => {
   const wide = renderStatusTable(statusJson(fixture()), { color: false, width: 400, nowMs: NOW });
   assert.ok(rowOf(wide, /^ {2}claude-code /).endsWith(LONG_CWD));
+  // Wide enough for the whole error: it stays in its column.
   assert.ok(rowOf(wide, /^ {2}nocmd /).endsWith('check the entry in the config file'));
+  assert.match(rowOf(wide, /^ {2}memory /), /^ {2}memory +ready +5151 +shared +0 +2 +-$/);
   const narrow = renderStatusTable(statusJson(fixture()), { color: false, width: 80, nowMs: NOW });
   for (const row of [rowOf(narrow, /^ {2}claude-code/), rowOf(narrow, /^ {2}nocmd /), rowOf(narrow, /^ {2}glm /)]) {
     assert.ok(visibleLength(row) <= 80, `${visibleLength(row)}: ${row}`);
   }
+});
+
+test('a remote server whose host does not resolve: the cause, ENOTFOUND and the host, is shown whole at any width', () => {
+  const report = fixture();
+  const cause =
+    'could not start: server remote failed to initialize: remote: server connection closed: fetch failed: getaddrinfo ENOTFOUND mcp.example-company.internal (next try in 30 s)';
+  (report.servers ?? []).push({
+    name: 'remote',
+    scope: 'shared',
+    scope_key: null,
+    state: 'failed',
+    pid: null,
+    restarts: 0,
+    retries: 4,
+    uptime_s: null,
+    sessions: 0,
+    inflight: 0,
+    last_error: cause,
+    asks_client: [],
+  });
+  for (const width of [60, 80, 120]) {
+    const lines = plainLines(renderStatusTable(statusJson(report), { color: false, width, nowMs: NOW }));
+    const row = lines.findIndex((line) => /^ {2}remote +failed/.test(line));
+    assert.ok(row >= 0, `the remote row at width ${width}`);
+    const under = lines.slice(row + 1);
+    const continued = under.slice(
+      0,
+      Math.max(
+        0,
+        under.findIndex((line) => !line.startsWith('    ')),
+      ),
+    );
+    const shown = [lines[row] ?? '', ...continued];
+    assert.ok(shown.join(' ').replace(/\s+/g, ' ').includes(cause), `width ${width}: the whole cause in ${JSON.stringify(shown)}`);
+    for (const line of shown) assert.ok(visibleLength(line) <= width, `fits ${width} columns: ${line}`);
+  }
+});
+
+test('a config file not applied at start: its error with line and column, whole, and what happens next', () => {
+  const report = fixture();
+  const error =
+    "the config file /home/someone/.config/exai-ws/config.json is not valid JSON: line 4, column 4: a trailing comma: JSON allows no comma before '}'";
+  Object.assign(report.config ?? {}, { error, last_reload: null });
+  const json = statusJson(report);
+  assert.equal(json.config.error, error);
+  const text = renderStatusTable(json, { color: false, width: 80, nowMs: NOW });
+  const section = text.slice(text.search(/\nconfig {2,}\S/) + 1).split('\n\n')[0] ?? '';
+  assert.match(section, /^ {2}not applied: no hosted servers run from it until it is fixed; it is applied as\n {2}soon as it is saved$/m);
+  assert.ok(section.replace(/\s+/g, ' ').includes(error), section);
+  for (const line of section.split('\n')) assert.ok(visibleLength(line) <= 80, line);
+  // Not watched: the next step is exai-ws reload.
+  Object.assign(report.config ?? {}, { watching: null });
+  assert.match(renderStatusTable(statusJson(report), { color: false, width: 200, nowMs: NOW }), /not applied: .*; then run exai-ws reload/);
+  // A failed live reload says it in its own lines (the running servers stay): not twice.
+  Object.assign(report.config ?? {}, { last_reload: { at: '2026-11-30T11:59:30.000Z', error } });
+  const reloaded = renderStatusTable(statusJson(report), { color: false, width: 200, nowMs: NOW });
+  assert.doesNotMatch(reloaded, /not applied/);
+  assert.match(reloaded, /failed: the running servers stay as they were/);
+  // A daemon that does not report the field: null, nothing shown.
+  delete (report.config as unknown as Record<string, unknown>).error;
+  assert.equal(statusJson(report).config.error, null);
 });
 
 test('text from clients cannot drive the terminal: escapes and line breaks are neutralised', () => {

@@ -1,14 +1,20 @@
 /**
  * `exai-ws daemon`: runs the daemon in the foreground until SIGINT, SIGTERM or `exai-ws stop`.
  * The same command runs an auto-started daemon (EXAI_WS_AUTOSTARTED=1, see shim/autostart.ts),
- * detached with stderr appended to its log file, which also ends itself when idle. Started
- * without the daemon's Node options, it runs itself again with them (daemon-relaunch.ts): the
- * daemon's modules are loaded only once that is settled, so the parent stays small.
+ * detached with stderr appended to its log file, which also ends itself when idle.
+ *
+ * The process that runs this is the daemon: the pid a user or a supervisor started is the pid
+ * in the address card, so signals, `kill -9` and Ctrl-Z reach it and nothing else. It runs with
+ * the Node options it was started with: the start paths that matter (auto-start, `restart`,
+ * the service unit, `npm run daemon`) pass DAEMON_NODE_OPTIONS (protocol/daemon-launch.ts); a
+ * bare `exai-ws daemon` runs with Node's defaults (the README says how to add them).
  */
 import { writeSync } from 'node:fs';
-import type { Daemon, DaemonOptions } from '../daemon/daemon.js';
+import { ConfigError, loadConfig } from '../daemon/config.js';
+import { Daemon, type DaemonOptions } from '../daemon/daemon.js';
+import { HomeError } from '../daemon/home.js';
+import { AlreadyRunningError, DAEMON_TITLE } from '../daemon/pidfile.js';
 import { urlHost } from '../protocol/files.js';
-import { relaunchWithNodeOptions, watchLauncher } from './daemon-relaunch.js';
 import { ExitCode } from './exit-codes.js';
 
 /**
@@ -21,13 +27,6 @@ import { ExitCode } from './exit-codes.js';
  * stack.
  */
 export async function runDaemonCommand(extra: Omit<DaemonOptions, 'config'> = {}): Promise<void> {
-  if (relaunchWithNodeOptions()) return;
-  const [{ ConfigError, loadConfig }, { Daemon }, { HomeError }, { AlreadyRunningError, DAEMON_TITLE }] = await Promise.all([
-    import('../daemon/config.js'),
-    import('../daemon/daemon.js'),
-    import('../daemon/home.js'),
-    import('../daemon/pidfile.js'),
-  ]);
   // Shown by ps, and read by a starting daemon that finds this pid in the address card before
   // this one answers /health (pidfile.ts): set before the card can name this process. The
   // title replaces the command line, so it carries the Node options on: ps shows them.
@@ -57,9 +56,11 @@ export async function runDaemonCommand(extra: Omit<DaemonOptions, 'config'> = {}
   }
   const { host, autoStarted } = daemon.config;
   // An auto-started daemon's stderr is its JSONL log, which already says so ('daemon started').
+  // What a user who started it by hand needs next: where clients connect, and how to get an entry.
   if (!autoStarted) {
+    const address = `${urlHost(host)}:${daemon.port}`;
     process.stderr.write(
-      `exai-ws: daemon listening on ws://${urlHost(host)}:${daemon.port} (pid ${process.pid}, home ${daemon.config.paths.home})\n`,
+      `exai-ws: daemon listening on ws://${address} and http://${address}/mcp (pid ${process.pid}, home ${daemon.config.paths.home}); \`exai-ws config CLIENT\` prints an entry for your MCP client\n`,
     );
   }
   const running = daemon;
@@ -78,8 +79,6 @@ export async function runDaemonCommand(extra: Omit<DaemonOptions, 'config'> = {}
   if (stopAsked) stop(stopAsked);
   // SIGHUP (`exai-ws reload`) re-reads the hosted-servers config; a closed terminal never stops the daemon.
   process.on('SIGHUP', () => void running.reload('SIGHUP'));
-  // Relaunched with the Node options: a parent that is gone (even by SIGKILL) takes the daemon along.
-  watchLauncher(() => stop('parent_exited'));
 }
 
 /** Why the address cannot be bound, and what to do, in one line. */

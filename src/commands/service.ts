@@ -9,7 +9,7 @@
  * 2 bad usage.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { cardIsLive } from '../daemon/pidfile.js';
@@ -93,6 +93,8 @@ interface Platform {
   stop: string[][];
   /** The steps of `uninstall` after the file is removed. */
   forget: string[][];
+  /** What enabling the service made besides the file (systemd's `WantedBy` link), removed by `uninstall` when the manager cannot be asked. */
+  enablement: string[];
   /** Where to look when the daemon does not answer. */
   logHint: string;
 }
@@ -114,6 +116,7 @@ function platformOf(io: ServiceIo): Platform | string {
           : [systemctl('daemon-reload'), systemctl('enable', '--now', SYSTEMD_UNIT)],
       stop: [systemctl('disable', '--now', SYSTEMD_UNIT)],
       forget: [systemctl('daemon-reload')],
+      enablement: [join(configHome, 'systemd', 'user', 'default.target.wants', SYSTEMD_UNIT)],
       logHint: `systemctl --user status ${SYSTEMD_UNIT}; journalctl --user -u ${SYSTEMD_UNIT}`,
     };
   }
@@ -130,6 +133,7 @@ function platformOf(io: ServiceIo): Platform | string {
       install: () => [bootout, ['launchctl', 'enable', `${domain}/${LAUNCHD_LABEL}`], ['launchctl', 'bootstrap', domain, file]],
       stop: [bootout],
       forget: [],
+      enablement: [],
       logHint: `launchctl print ${domain}/${LAUNCHD_LABEL}; ${join(spec.home, 'logs', 'service.log')}`,
     };
   }
@@ -189,19 +193,27 @@ export async function runServiceCommand(args: readonly string[], io: Partial<Ser
 }
 
 /**
+ * How a run of steps ended: all done (or left to the user, without a manager); one failed; or
+ * the manager could not be reached at all, when the caller said that is no failure for it.
+ */
+type StepsOutcome = 'done' | 'failed' | 'unreachable';
+
+/**
  * Runs the steps in order, one line each, and stops at the first that fails. Without a manager,
- * or when the manager cannot be reached, it prints the steps left for the user to run.
+ * or when the manager cannot be reached, it prints the steps left for the user to run, unless
+ * `unreachableIsFine`: then it says the step was not run and returns `unreachable`.
  */
 function runSteps(
   steps: string[][],
   io: ServiceIo,
   say: (line: string) => void,
   tolerate: (step: string[]) => boolean = () => false,
-): boolean {
+  unreachableIsFine = false,
+): StepsOutcome {
   if (io.manager === null) {
     say('service manager: skipped (EXAI_WS_SERVICE_MANAGER=none); to apply it, run:');
     for (const step of steps) say(`  ${shellLine(step)}`);
-    return true;
+    return 'done';
   }
   for (const [i, step] of steps.entries()) {
     const result = io.manager(step[0] as string, step.slice(1));
@@ -219,14 +231,18 @@ function runSteps(
       say(`ran: ${line} (${why}; nothing to undo)`);
       continue;
     }
+    if (unreachableIsFine && unreachable(result)) {
+      say(`not run: ${line} (the service manager is not available here: ${why})`);
+      return 'unreachable';
+    }
     say(`failed: ${line}: ${why}`);
     const left = steps.slice(i);
     if (unreachable(result)) say(`the service manager is not available here (${why}); once it is, run:`);
     else say('fix that, then run:');
     for (const s of left) say(`  ${shellLine(s)}`);
-    return false;
+    return 'failed';
   }
-  return true;
+  return 'done';
 }
 
 /** No `systemctl`/`launchctl`, or no user session to talk to (a container, an ssh login without lingering). */
@@ -281,7 +297,7 @@ async function install(platform: Platform, io: ServiceIo, say: (line: string) =>
     );
   }
   // A launchd job not loaded yet makes bootout fail: that is the state it is there to reach.
-  const ok = runSteps(platform.install(changed), io, say, (step) => step[1] === 'bootout');
+  const ok = runSteps(platform.install(changed), io, say, (step) => step[1] === 'bootout') === 'done';
   if (!ok) return ExitCode.FAILURE;
   if (io.manager === null) return ExitCode.OK;
   say(`enabled: ${platform.name} starts the daemon at login and again when it fails`);
@@ -302,23 +318,47 @@ async function waitForAnswer(pidPath: string, timeoutMs: number) {
   }
 }
 
+/**
+ * Stops and disables the service and removes its file. Without a user service manager to ask
+ * (no user bus: a container, an ssh login; no systemctl) the file and its enable link are
+ * removed all the same, as `disable` would, and it says what it did and what is left.
+ */
 function uninstall(platform: Platform, io: ServiceIo, say: (line: string) => void): number {
   if (!existsSync(platform.file)) {
     say(`not installed: ${platform.file} does not exist`);
     return ExitCode.OK;
   }
   // Stopping what is not loaded any more is what uninstall wants: not a failure.
-  if (!runSteps(platform.stop, io, say, () => platform.kind === 'launchd')) return ExitCode.FAILURE;
-  try {
-    rmSync(platform.file, { force: true });
-  } catch (error) {
-    say(`failed: cannot remove ${platform.file}: ${(error as Error).message}`);
-    return ExitCode.FAILURE;
+  const stopped = runSteps(platform.stop, io, say, () => platform.kind === 'launchd', true);
+  if (stopped === 'failed') return ExitCode.FAILURE;
+  const removed = stopped === 'unreachable' ? [...platform.enablement.filter(isLink), platform.file] : [platform.file];
+  for (const path of removed) {
+    try {
+      rmSync(path, { force: true });
+    } catch (error) {
+      say(`failed: cannot remove ${path}: ${(error as Error).message}`);
+      return ExitCode.FAILURE;
+    }
+    say(`removed: ${path}${path === platform.file ? '' : ' (what disable would remove)'}`);
   }
-  say(`removed: ${platform.file}`);
-  if (platform.forget.length > 0 && !runSteps(platform.forget, io, say)) return ExitCode.FAILURE;
+  if (stopped === 'unreachable') {
+    // Usually no user manager runs at all; one may in another login of this user (lingering).
+    say(
+      'done: the service does not start again; should a daemon still run from it (a service manager of another login), `exai-ws stop` ends it',
+    );
+    return ExitCode.OK;
+  }
+  if (platform.forget.length > 0 && runSteps(platform.forget, io, say) !== 'done') return ExitCode.FAILURE;
   if (io.manager !== null) say('stopped: the service daemon; windows with a shim start a daemon of their own when they need one');
   return ExitCode.OK;
+}
+
+function isLink(path: string): boolean {
+  try {
+    return lstatSync(path).isSymbolicLink();
+  } catch {
+    return false;
+  }
 }
 
 function status(platform: Platform, io: ServiceIo, say: (line: string) => void): number {

@@ -134,6 +134,11 @@ const SERVER_STYLE: Record<string, Style> = {
   closed: 'dim',
 };
 
+/**
+ * The hosted servers. A server's last error is why it does not run (`uvx: command not found`,
+ * `ENOTFOUND host`): it is never cut. It stays in its column while the whole table fits the
+ * width; else each error goes on its own lines under its server's row, wrapped.
+ */
 function serversSection(s: StatusJson, paint: Paint, width: number): string[] {
   const lines: string[] = [];
   if (s.servers.length > 0) {
@@ -144,7 +149,6 @@ function serversSection(s: StatusJson, paint: Paint, width: number): string[] {
       { header: 'SCOPE', shrink: 'start' },
       { header: 'RESTARTS', align: 'right' },
       { header: 'SESSIONS', align: 'right' },
-      { header: 'LAST ERROR', shrink: 'end' },
     ];
     const rows = s.servers.map((x): Cell[] => [
       { text: x.name },
@@ -153,9 +157,22 @@ function serversSection(s: StatusJson, paint: Paint, width: number): string[] {
       { text: x.scope === null ? '-' : x.scope_key ? `${x.scope} ${x.scope_key}` : x.scope },
       { text: x.restarts === null ? '-' : String(x.restarts), style: (x.restarts ?? 0) > 0 ? 'yellow' : undefined },
       { text: x.sessions === null ? '-' : String(x.sessions) },
-      { text: x.last_error ?? '-', style: x.last_error === null ? 'dim' : 'red' },
     ]);
-    lines.push(heading('servers', paint), ...table(columns, rows, paint, width));
+    const errors = s.servers.map((x): Cell => ({ text: x.last_error ?? '-', style: x.last_error === null ? 'dim' : 'red' }));
+    const withErrors = [...columns, { header: 'LAST ERROR' }];
+    const rowsWithErrors = rows.map((row, i) => [...row, errors[i] as Cell]);
+    if (naturalWidth(withErrors, rowsWithErrors) <= width) {
+      lines.push(heading('servers', paint), ...table(withErrors, rowsWithErrors, paint, width));
+    } else {
+      const [head, ...body] = table(columns, rows, paint, width);
+      const hang = `${INDENT}${INDENT}`;
+      lines.push(heading('servers', paint), head as string);
+      body.forEach((line, i) => {
+        lines.push(line);
+        const error = s.servers[i]?.last_error;
+        if (error) lines.push(...wrap(printable(error), width - hang.length).map((part) => `${hang}${paint(part, 'red')}`));
+      });
+    }
   }
   if (s.config.problems.length > 0) {
     if (lines.length > 0) lines.push('');
@@ -209,6 +226,18 @@ function configSection(s: StatusJson, paint: Paint, width: number, nowMs: number
   if (c.exists === false) where += ` (not there: no hosted servers${c.watching ? `; watching ${printable(c.watching)} for it` : ''})`;
   else if (c.watching === null) where += ' (not watched: use exai-ws reload after an edit)';
   const lines = [`${heading('config', paint)}${' '.repeat(INDENT.length + LABEL_WIDTH - 'config'.length)}${where}`];
+  // The file could not be used at start (a failed reload says so in its own lines below).
+  const reloadFailed = c.last_reload !== null && !c.last_reload.ok;
+  if (c.error !== null && !reloadFailed) {
+    const hang = `${INDENT}${INDENT}`;
+    const next = c.watching === null ? 'then run exai-ws reload' : 'it is applied as soon as it is saved';
+    lines.push(
+      ...wrap(`not applied: no hosted servers run from it until it is fixed; ${next}`, width - INDENT.length).map(
+        (line) => `${INDENT}${paint(line, 'red')}`,
+      ),
+      ...wrap(printable(c.error), width - hang.length).map((line) => `${hang}${paint(line, 'red')}`),
+    );
+  }
   if (c.last_reload) lines.push(...reloadLines(c.last_reload, paint, width, nowMs));
   return lines;
 }
@@ -285,6 +314,14 @@ function field(label: string, value: string): string {
 /** One line cut to `width` (the text must hold no ANSI codes yet). */
 function fit(line: string, width: number, paint: Paint, style?: Style): string {
   return paint(truncate(line, width), style);
+}
+
+/** How wide a table is with no cell cut. */
+function naturalWidth(columns: Column[], rows: Cell[][]): number {
+  const widths = columns.map((c, i) =>
+    Math.max(visibleLength(c.header), ...rows.map((row) => visibleLength(printable(row[i]?.text ?? '')))),
+  );
+  return INDENT.length + widths.reduce((a, b) => a + b, 0) + GAP.length * (columns.length - 1);
 }
 
 /**

@@ -115,6 +115,11 @@ export interface StatusConfig {
   watching: string | null;
   /** Entries the daemon refused. */
   problems: { server: string; key: string | null; reason: string }[];
+  /**
+   * Why the file as it is now is not in force (unreadable, not valid JSON: names line and
+   * column); null when it is, or when the daemon does not say.
+   */
+  error: string | null;
   last_reload: StatusReload | null;
 }
 
@@ -205,6 +210,7 @@ export function statusJson(h: HealthReport | Liveness, refused?: string): Status
       exists: bool(config.exists),
       watching: str(config.watching),
       problems: list(config.problems).map((p) => ({ server: str(p.server) ?? '?', key: str(p.key) || null, reason: str(p.reason) ?? '' })),
+      error: str(config.error),
       last_reload: reloadOf(config.last_reload),
     },
     files: { log: fileOf(r.log), metrics: fileOf(r.metrics_file) },

@@ -2,6 +2,7 @@
  * Builds the server core: the hub with the built-in server and the user's hosted servers.
  * Shared by the daemon and stdio mode; the caller owns the returned hub and closes it.
  */
+import { existsSync } from 'node:fs';
 import { basename, isAbsolute } from 'node:path';
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { getDefaultEnvironment } from '@modelcontextprotocol/sdk/client/stdio.js';
@@ -116,6 +117,17 @@ function connectionLost(error: Error): boolean {
   return /fetch failed|ECONNREFUSED|ECONNRESET|EPIPE|terminated|other side closed|socket hang up/i.test(text);
 }
 
+/**
+ * Why spawning gave ENOENT, as a shell says it (`uvx: command not found`), with Node's own words
+ * naming the command: most often the command is not on the daemon's PATH (a service or an
+ * auto-started daemon may have another PATH than the shell); else the working directory is missing.
+ */
+function notFound(command: string, cwd: string | undefined, error: Error): string {
+  if (cwd !== undefined && !existsSync(cwd))
+    return `cannot start "${command}": its working directory ${cwd} does not exist (${error.message})`;
+  return `${command}: command not found (${error.message}: not on the daemon's PATH; give its full path in the config entry)`;
+}
+
 /** How long a new workspace instance may take to ask for its roots before calls reach it. */
 const ROOTS_WAIT_MS = 1_000;
 const ROOTS_SETTLE_MS = 50;
@@ -180,7 +192,7 @@ async function launch(
     // The next start asks npx again: its cache may have been cleared under the resolved file.
     npx?.forget(configured);
     const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new Error(`cannot start "${spec.command}": command not found`);
+    if (code === 'ENOENT') throw new Error(notFound(spec.command, configured.cwd, error as Error));
     if (transport.exitStatus !== undefined) throw new Error(exitReason());
     throw error;
   }

@@ -111,6 +111,8 @@ export class ServerLink {
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private starting: Promise<void> | undefined;
+  /** The transport error that ended the link, for what its calls are told (`ENOTFOUND host`). */
+  private lostBecause: string | undefined;
 
   constructor(name: string, transport: Transport, options: ServerLinkOptions = {}) {
     this.name = name;
@@ -135,7 +137,10 @@ export class ServerLink {
     this.transport.onclose = () => this.handleClose();
     this.transport.onerror = (error) => {
       // Most transport errors surface as a close or as failed calls; a lost connection closes the link.
-      if (this.options.isFatal(error)) void this.close();
+      if (this.options.isFatal(error)) {
+        this.lostBecause ??= errorText(error);
+        void this.close();
+      }
     };
     await this.transport.start();
     const outcome = await this.call(
@@ -213,7 +218,7 @@ export class ServerLink {
           });
           return;
         }
-        done?.resolve(this.unavailable(`send failed: ${error instanceof Error ? error.message : String(error)}`));
+        done?.resolve(this.unavailable(`send failed: ${errorText(error)}`));
       });
     });
   }
@@ -241,7 +246,7 @@ export class ServerLink {
     if (this.state === 'closed') return;
     this.state = 'closed';
     for (const id of [...this.pending.keys()]) {
-      this.take(id)?.resolve(this.unavailable('server connection closed'));
+      this.take(id)?.resolve(this.unavailable(`server connection closed${this.lostBecause ? `: ${this.lostBecause}` : ''}`));
     }
     this.onclose?.();
   }
@@ -367,4 +372,14 @@ export class ServerLink {
     this.tasks.set(task, origin);
     if (this.tasks.size > MAX_TASKS) this.tasks.delete(this.tasks.keys().next().value as string);
   }
+}
+
+/**
+ * An error's message with its cause's: fetch says only `fetch failed`, and the reason a user can
+ * act on (`getaddrinfo ENOTFOUND host`, `connect ECONNREFUSED 127.0.0.1:9000`) is its cause.
+ */
+function errorText(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const cause = error.cause instanceof Error ? error.cause.message : undefined;
+  return cause && !error.message.includes(cause) ? `${error.message}: ${cause}` : error.message;
 }

@@ -288,7 +288,15 @@ export class ServerRequests {
     const now = Date.now();
     if (now - refusals.loggedAtMs >= REFUSAL_LOG_EVERY_MS) {
       const earlier = refusals.unlogged > 0 ? { refused_since_last_line: refusals.unlogged } : {};
-      this.options.log?.('server request refused: requester unknown', { server: server.name, method, sessions, ...earlier }, 'warn');
+      // A server asking for roots with no call in flight (at its start, as server-filesystem
+      // does) is routine: it is given a window's roots before that window's calls instead
+      // (switchRoots). Anything else refused may be a tool that failed for it: worth a warning.
+      const routine = method === 'roots/list' && sessions === 0;
+      this.options.log?.(
+        'server request refused: requester unknown',
+        { server: server.name, method, sessions, ...earlier },
+        routine ? undefined : 'warn',
+      );
       refusals.unlogged = 0;
       refusals.loggedAtMs = now;
     } else {

@@ -1,13 +1,14 @@
 /**
  * The hosted servers' config file: the `mcpServers` format users already have (Claude Desktop,
  * Cursor), plus `scope`, `start` and `prefix`. Each entry is validated on its own: a bad entry
- * is reported (name, key, reason) and skipped, the others run. Only a file that is not JSON at
- * all is fatal.
+ * is reported (name, key, reason) and skipped, the others run. A file that cannot be read or is
+ * not JSON at all is used not at all; its error names the line and column of the mistake.
  */
 import { readFileSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
 import { z } from 'zod';
 import { PREFIX_SEPARATOR } from './catalog.js';
+import { findJsonSyntaxError } from './json-syntax.js';
 
 export type UpstreamScope = 'shared' | 'workspace' | 'session';
 
@@ -54,6 +55,11 @@ export interface UpstreamConfig {
   readonly path: string | null;
   readonly servers: readonly UpstreamSpec[];
   readonly problems: readonly ConfigProblem[];
+  /**
+   * Set when the file is there but cannot be used at all (unreadable, not valid JSON: the
+   * message names line and column): nothing in it applies, `servers` is empty.
+   */
+  readonly error?: string;
 }
 
 export class UpstreamConfigError extends Error {
@@ -102,7 +108,8 @@ const HttpEntry = z
 
 /**
  * Reads the config file. A missing file means no hosted servers. Throws
- * {@link UpstreamConfigError} only when the file is unreadable or not valid JSON.
+ * {@link UpstreamConfigError} only when the file is unreadable or not valid JSON (the message
+ * names the line and column of the first mistake).
  */
 export function loadUpstreamConfig(path: string, defaultIdleMs = DEFAULT_UPSTREAM_IDLE_MS): UpstreamConfig {
   let text: string;
@@ -112,13 +119,35 @@ export function loadUpstreamConfig(path: string, defaultIdleMs = DEFAULT_UPSTREA
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return Object.freeze({ path: null, servers: [], problems: [] });
     throw new UpstreamConfigError(`cannot read the config file ${path}: ${(error as Error).message}`);
   }
+  // Editors on Windows may save a byte order mark; it is no part of the JSON.
+  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch (error) {
-    throw new UpstreamConfigError(`the config file ${path} is not valid JSON: ${(error as Error).message}`);
+    throw new UpstreamConfigError(`the config file ${path} is not valid JSON: ${jsonMistake(text, error as Error)}`);
   }
   return Object.freeze({ path, ...parseUpstreams(json, defaultIdleMs) });
+}
+
+/**
+ * The same read for a daemon starting: a file that cannot be used is not thrown but returned as
+ * a config with no servers and its `error`, so that the daemon starts with its built-in tools
+ * and applies the file once it is fixed.
+ */
+export function loadUpstreamConfigAtStart(path: string, defaultIdleMs = DEFAULT_UPSTREAM_IDLE_MS): UpstreamConfig {
+  try {
+    return loadUpstreamConfig(path, defaultIdleMs);
+  } catch (error) {
+    if (!(error instanceof UpstreamConfigError)) throw error;
+    return Object.freeze({ path, servers: [], problems: [], error: error.message });
+  }
+}
+
+/** `line 3, column 18: a trailing comma ...`, or Node's own words when the scan finds nothing. */
+function jsonMistake(text: string, error: Error): string {
+  const problem = findJsonSyntaxError(text);
+  return problem ? `line ${problem.line}, column ${problem.column}: ${problem.reason}` : error.message;
 }
 
 /** Validates the parsed file, entry by entry. */

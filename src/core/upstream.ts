@@ -43,8 +43,8 @@ export interface UpstreamOptions {
   retryFailedStart?: boolean;
   /** The server's tools declared to ask the client back (`asks_client`). */
   asksClient?: readonly string[];
-  /** Reports lifecycle events for the log. */
-  log?: (event: string, details: Record<string, unknown>) => void;
+  /** Reports lifecycle events for the log; `level` when it is not `info` (see CoreLog). */
+  log?: (event: string, details: Record<string, unknown>, level?: 'debug' | 'warn') => void;
 }
 
 export const RESTART_BACKOFF_MS = Object.freeze([250, 500, 1_000, 2_000, 5_000, 10_000, 30_000]);
@@ -306,7 +306,8 @@ export class Upstream {
     const delay = backoff(this.failures);
     this.retryAtMs = Date.now() + delay;
     this.state = 'restarting';
-    this.options.log?.('server exited', { server: this.name, error: this.lastError, restart_in_ms: delay });
+    // Not asked for: the user may need to act (a crash, a remote server gone).
+    this.options.log?.('server exited', { server: this.name, error: this.lastError, restart_in_ms: delay }, 'warn');
     this.startAfter(delay);
   }
 
@@ -316,7 +317,8 @@ export class Upstream {
     // A server retried every 30 s for hours must not write a line each time: only news.
     if (!this.failing || message !== this.lastError) {
       const retry = this.options.retryFailedStart ? { retry_in_ms: delay } : {};
-      this.options.log?.('server failed to start', { server: this.name, error: message, retries: this.retries, ...retry });
+      // Warn: a server that cannot start (`uvx: command not found`) is the user's to fix.
+      this.options.log?.('server failed to start', { server: this.name, error: message, retries: this.retries, ...retry }, 'warn');
     }
     this.failing = true;
     this.lastError = message;

@@ -12,7 +12,7 @@ import { IGNORED_ENV_VAR, isSettingName, maskValue, readSettings, type SettingsP
 import { readState } from '../protocol/state.js';
 import { ProviderEnvSchema, providersFromEnv, type ProvidersConfig } from '../core/providers/settings.js';
 import { DEFAULT_LOG_FILES, DEFAULT_LOG_MAX_BYTES } from './logger.js';
-import { DEFAULT_UPSTREAM_IDLE_MS, UpstreamConfigError, loadUpstreamConfig, type UpstreamConfig } from '../core/upstream-config.js';
+import { DEFAULT_UPSTREAM_IDLE_MS, loadUpstreamConfigAtStart, type UpstreamConfig } from '../core/upstream-config.js';
 
 export const DEFAULT_MAX_INFLIGHT = 32;
 export const DEFAULT_QUEUE_LIMIT = 256;
@@ -248,13 +248,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): DaemonConfig {
     legacy_service_env: existsSync(legacyServiceEnvPath(env)) ? legacyServiceEnvPath(env) : null,
   };
   const upstreamsPath = configPath(env);
-  let upstreams: UpstreamConfig;
-  try {
-    upstreams = loadUpstreamConfig(upstreamsPath, e.EXAI_WS_UPSTREAM_IDLE_MS);
-  } catch (error) {
-    if (error instanceof UpstreamConfigError) throw new ConfigError(error.message);
-    throw error;
-  }
+  // A servers file that cannot be used never stops a start: the daemon serves its built-in tools
+  // and reports the error (with line and column) until the file is fixed.
+  const upstreams = loadUpstreamConfigAtStart(upstreamsPath, e.EXAI_WS_UPSTREAM_IDLE_MS);
   return Object.freeze({
     host: e.EXAI_WS_HOST,
     port,

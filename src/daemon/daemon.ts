@@ -83,6 +83,11 @@ export class Daemon {
   private closing: Promise<void> | undefined;
   /** The hosted-servers config in force (replaced by each successful reload). */
   private upstreams: UpstreamConfig;
+  /**
+   * Why the config file as it is on disk is not in force (unreadable, not valid JSON: line and
+   * column), found at start or by a reload; cleared by the next reload that applies it.
+   */
+  private configError: string | undefined;
   private watcher: ConfigWatcher | undefined;
   private lastReload: LastReload | undefined;
   private idleExit: IdleExit | undefined;
@@ -94,6 +99,7 @@ export class Daemon {
     this.config = options.config;
     this.providers = new Providers(options.config.providers);
     this.upstreams = options.config.upstreams;
+    this.configError = options.config.upstreams.error;
   }
 
   /** The bound port, once running. */
@@ -161,6 +167,12 @@ export class Daemon {
       });
       for (const problem of config.upstreams.problems) {
         logger.warn({ ...problem, config: config.upstreams.path }, 'config entry refused');
+      }
+      if (this.configError !== undefined) {
+        logger.warn(
+          { err: this.configError, config: config.upstreamsPath },
+          'config file not applied: no hosted servers until it is fixed (it is applied as soon as it is saved)',
+        );
       }
       this.hub = hub;
       const manager = new SessionManager({ hub, config, metrics: this.metrics, logger });
@@ -285,6 +297,7 @@ export class Daemon {
         exists: this.upstreams.path !== null,
         watching: this.watcher?.watching ?? null,
         problems: this.upstreams.problems,
+        error: this.configError ?? null,
         last_reload: this.lastReload ?? null,
       },
       providers: this.providers.health(),
@@ -323,8 +336,8 @@ export class Daemon {
   /**
    * Re-reads the hosted-servers config and applies it: added servers start, removed ones stop,
    * changed ones restart, the rest keep running; sessions get `list_changed`. A file that is not
-   * valid JSON changes nothing (the error is logged and reported by `/health`). A file that is
-   * gone means no hosted servers, as at a start without one.
+   * valid JSON changes nothing (the error, with line and column, is logged and reported by
+   * `/health`). A file that is gone means no hosted servers, as at a start without one.
    */
   async reload(reason: string): Promise<ReloadReport | Error> {
     const logger = this.log?.logger;
@@ -333,6 +346,7 @@ export class Daemon {
     try {
       next = loadUpstreamConfig(this.config.upstreamsPath, this.config.upstreamIdleMs);
     } catch (error) {
+      this.configError = (error as Error).message;
       this.lastReload = { at: new Date().toISOString(), error: (error as Error).message };
       logger?.error({ reason, err: (error as Error).message }, 'config reload failed; the running servers stay as they are');
       return error as Error;
@@ -340,6 +354,7 @@ export class Daemon {
     for (const problem of next.problems) logger?.warn({ ...problem, config: next.path }, 'config entry refused');
     const removed = next.path === null && this.upstreams.path !== null;
     this.upstreams = next;
+    this.configError = undefined;
     const report = await this.hub.reload(next.servers);
     this.lastReload = { at: new Date().toISOString(), ...report, file: next.path !== null, refused: next.problems.length };
     if (removed) logger?.info({ reason, config: this.config.upstreamsPath, ...report }, 'config file removed: no hosted servers');
@@ -364,8 +379,10 @@ export class Daemon {
           : logger?.info({ watching: problem.watching, config: path }, 'config file watched again'),
     });
     this.watcher.start();
-    // Written between the read at start and the watch: not missed.
-    if ((this.upstreams.path !== null) !== existsSync(path)) void this.reload('config file changed');
+    // Written (or fixed) between the read at start and the watch: not missed.
+    if ((this.upstreams.path !== null) !== existsSync(path) || (this.configError !== undefined && usable(path))) {
+      void this.reload('config file changed');
+    }
   }
 
   /** Graceful shutdown in the order written at the top of this file. Idempotent. */
@@ -445,6 +462,16 @@ function settingsWarnings(config: DaemonConfig): string[] {
     );
   }
   return out;
+}
+
+/** True when the config file can be read and parsed now. */
+function usable(path: string): boolean {
+  try {
+    loadUpstreamConfig(path);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** The daemon's own memory, for `/health`: a leak shows as heap that keeps growing. */

@@ -57,6 +57,12 @@ export interface ConfigHealth {
   watching: string | null;
   /** Entries the daemon refused. */
   problems: readonly ConfigProblem[];
+  /**
+   * Why the file as it is now is not in force (unreadable, not valid JSON, with line and
+   * column), found at start (no hosted servers then) or by a reload (the running ones stay);
+   * null when it is in force. Absent from older daemons.
+   */
+  error?: string | null;
   last_reload: LastReload | null;
 }
 

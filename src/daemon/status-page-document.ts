@@ -115,6 +115,10 @@ function fillList(id, pairs) {
   }
   dl.replaceChildren(...nodes);
 }
+/** '1 session', '2 sessions', '0 sessions'. */
+function plural(n, noun) {
+  return n + ' ' + noun + (n === 1 ? '' : 's');
+}
 function count(id, n) {
   $(id).textContent = typeof n === 'number' ? '(' + n + ')' : '';
 }
@@ -197,11 +201,18 @@ function renderConfig(r) {
       n('unchanged') + ' unchanged' + (last.refused ? ', ' + last.refused + ' entries refused' : '');
     cls = last.refused ? 'warn' : 'ok';
   }
-  fillList('config', [
+  // watching: the folder watched (the file's own, or the nearest one above while it is missing), null: none.
+  const watched = typeof c.watching === 'string' ? 'watched: applied as soon as it is saved'
+    : c.watching === null ? 'not watched: exai-ws reload applies an edit' : null;
+  const pairs = [
     ['file', c.path === undefined ? null : c.path + (c.exists === false ? ' (not found)' : '')],
-    ['watched', c.watching === true ? 'yes' : c.watching === false ? 'no (exai-ws reload still works)' : null],
-    ['last reload', reload, cls],
-  ]);
+    ['changes', watched, typeof c.watching === 'string' ? 'ok' : 'warn'],
+  ];
+  // A file that could not be used at start: no hosted server runs from it until it is fixed.
+  const reloadFailed = last && typeof last.error === 'string';
+  if (typeof c.error === 'string' && !reloadFailed) pairs.push(['not applied', c.error + ' (no hosted servers until it is fixed)', 'bad']);
+  pairs.push(['last reload', reload, cls]);
+  fillList('config', pairs);
   const problems = Array.isArray(c.problems) ? c.problems : [];
   const ul = $('problems');
   ul.replaceChildren(...problems.map((p) => el('li', (p.server || '?') + (p.key ? '.' + p.key : '') + ': ' + p.reason, 'bad')));
@@ -243,7 +254,7 @@ function render(r) {
       console.error('status page: cannot render', part.name, e);
     }
   }
-  document.title = 'exai-ws ' + show(r.version) + ' \\u00b7 ' + ((r.sessions && r.sessions.total) || 0) + ' sessions';
+  document.title = 'exai-ws ' + show(r.version) + ' \\u00b7 ' + plural((r.sessions && r.sessions.total) || 0, 'session');
   $('updated').textContent = 'updated ' + new Date().toLocaleTimeString();
 }
 

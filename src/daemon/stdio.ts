@@ -29,6 +29,10 @@ export async function runStdio(options: StdioOptions): Promise<void> {
   const output = options.output ?? process.stdout;
   const { config } = options;
   const { logger } = createLogger(null, config.logLevel);
+  // As in the daemon, a servers file that cannot be used is no reason to refuse the built-in tools.
+  if (config.upstreams.error !== undefined) {
+    logger.warn({ err: config.upstreams.error, config: config.upstreamsPath }, 'config file not applied: no hosted servers');
+  }
   const hub = await startCore({
     startedAtMs: Date.now(),
     listTimeoutMs: config.callTimeoutMs,
