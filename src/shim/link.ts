@@ -296,7 +296,8 @@ export class Link {
           if (!mine()) return;
           // Found with no address card: the listener may be another home's daemon or any program
           // on the port; auto-start may still start this home's own (it takes a port of its own).
-          if (status === 401 && address.source !== 'pidfile') return this.failed(notThisHome(address, `HTTP ${status}`));
+          if (status === 401 && address.source !== 'pidfile')
+            return this.failed(notThisHome(address, `refused the connection: HTTP ${status}`));
           const hint = status === 401 ? ' (wrong token: check EXAI_WS_TOKEN or the token file)' : '';
           this.refused(`the exai-ws daemon at ${wsUrl(address)} refused the connection: HTTP ${status}${hint}`);
         },
@@ -369,7 +370,8 @@ export class Link {
     const why = `the exai-ws daemon refused the session (${code}: ${ack.error?.message})${hint}`;
     this.detach()?.close(CloseCode.NORMAL, 'refused');
     // Without an address card, "unauthorized" is another home's daemon on the port: not fatal (as above).
-    if (code === 'unauthorized' && this.address && this.address.source !== 'pidfile') this.failed(notThisHome(this.address, code));
+    if (code === 'unauthorized' && this.address && this.address.source !== 'pidfile')
+      this.failed(notThisHome(this.address, `refused the session (${code}: ${ack.error?.message})`));
     // A full daemon or one shutting down may take a later attempt; a wrong token or protocol never will.
     else if (FATAL_REFUSALS.has(code)) this.refused(why);
     else this.failed(why);
@@ -490,7 +492,8 @@ export class Link {
 
 /** Why an attempt at a port found with no address card failed: someone else's listener holds it. */
 function notThisHome(address: DaemonAddress, answer: string): string {
-  return `the listener at ${wsUrl(address)} (${address.source === 'default' ? 'the default port' : `the port from ${address.source}`}) is not this home's exai-ws daemon (it answered ${answer}): another user's daemon or another program holds that port`;
+  const where = address.source === 'default' ? 'the default port' : `the port from ${address.source}`;
+  return `the listener at ${wsUrl(address)} (${where}, no address card) ${answer}: it is not this home's exai-ws daemon (another user's daemon or another program holds that port)`;
 }
 
 function describeClose(code: number, reason: string): string {
