@@ -6,14 +6,28 @@
  * the first one's daemon holds: real auto-starting shims under the SDK client, the real CLI.
  */
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { fetchFullHealth, type HealthReport } from '../src/daemon/health-client.js';
 import { OWN_PORT_MIN, OWN_PORT_SPAN, OWN_PORT_TRIES, bindFirst, ownPort, portCandidates } from '../src/daemon/own-port.js';
 import { readAddressCard, readTokenFile } from '../src/protocol/files.js';
 import { coldHome, healthOf, shimEnv } from './fixtures/autostarted.js';
-import { Cleanup, closedPort, connectShim, logPath, readJsonLines, runCli, textOf, waitFor, type ShimClient } from './helpers.js';
+import {
+  Cleanup,
+  closedPort,
+  connectShim,
+  getHealth,
+  logPath,
+  makeHome,
+  readJsonLines,
+  runCli,
+  startDaemon,
+  textOf,
+  waitFor,
+  type ShimClient,
+} from './helpers.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());
@@ -233,4 +247,21 @@ test('two homes, no port set anywhere, the default held by the first one: each g
   );
   assert.equal(await versionPid(windowA), cardOf(homeA).pid);
   assert.equal((await printedPort(envB)).port, cardB.port);
+});
+
+test('by hand with no port set, the default held by any program: a port of its own; a state.json that cannot be written is a warning, not a failed start', async () => {
+  const blocker = createServer();
+  await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+  cleanup.add(() => new Promise((resolve) => blocker.close(resolve)));
+  const held = (blocker.address() as AddressInfo).port;
+  const home = makeHome(cleanup);
+  mkdirSync(join(home, 'state.json'));
+  // No EXAI_WS_PORT in the daemon's shell (the helper's 0 unset): the moved default applies.
+  const daemon = await startDaemon(cleanup, { home, env: { EXAI_WS_PORT: '', EXAI_WS_TEST_DEFAULT_PORT: String(held) } });
+  assert.notEqual(daemon.port, held);
+  const health = await getHealth(daemon);
+  assert.equal(health.status, 'ok');
+  const warnings = (health.warnings ?? []).filter((w) => w.includes('cannot keep'));
+  assert.equal(warnings.length, 1, JSON.stringify(health.warnings));
+  assert.match(warnings[0] as string, new RegExp(`cannot keep this daemon's port ${daemon.port} in .*state\\.json`));
 });

@@ -248,8 +248,9 @@ export class Daemon {
         `port ${held.join(', ')} ${held.length === 1 ? 'is' : 'are'} held by another program; this daemon listens on ${port}, kept in state.json`,
       );
     }
-    // A port the daemon's shell named by hand is that shell's business, not the home's.
-    if (config.portSource !== 'env' && state.port !== port) {
+    // A port the daemon's shell named by hand is that shell's business, not the home's; port 0
+    // asks for any port each time, not for one to keep.
+    if (config.portSource !== 'env' && config.port !== 0 && state.port !== port) {
       try {
         updateState(paths, { port });
       } catch (error) {
