@@ -149,7 +149,7 @@ Options:
 export const CONFIG_SPEC: CommandEntry = {
   name: 'config',
   summary:
-    "print a client's entry, ready to paste, with absolute paths and the token:\nvscode|cursor|claude-code|gemini|codex (Streamable HTTP, http://127.0.0.1:PORT/mcp, and the\nshim form) or claude-desktop (the shim); --server NAME: one hosted server",
+    "print a client's entry, ready to paste, with absolute paths and the token:\nvscode|cursor|claude-code|gemini|codex (Streamable HTTP, http://127.0.0.1:PORT/mcp,\nand the shim form) or claude-desktop (the shim); --server NAME: one hosted server",
   usage: `usage: exai-ws config vscode|cursor|claude-code|gemini|codex|claude-desktop [--server NAME]
 
 Prints the entry for that client, ready to paste, with absolute paths and the token:
