@@ -1,10 +1,11 @@
 /**
- * `exai-ws config vscode|cursor|claude-code|claude-desktop`: the real CLI prints entries whose
- * JSON parses, with the running daemon's port and the home's token; pasted as printed, the shim
- * entry serves an SDK client and the VS Code URL entry opens a Streamable HTTP session.
+ * `exai-ws config vscode|cursor|claude-code|gemini|codex|claude-desktop`: the real CLI prints
+ * entries whose JSON parses, with the running daemon's port (else the settings file's, else the
+ * one state.json remembers, else the default) and the home's token; pasted as printed, the shim
+ * entry serves an SDK client and the URL entries open Streamable HTTP sessions.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -42,6 +43,10 @@ function entryOf(block: Json | undefined, key: 'servers' | 'mcpServers', name = 
   const servers = block?.[key] as Record<string, Entry> | undefined;
   assert.ok(servers?.[name], `a "${key}.${name}" entry in ${JSON.stringify(block)}`);
   return servers[name];
+}
+
+function readState(home: string): { port?: number; url_port?: number } {
+  return JSON.parse(readFileSync(join(home, 'state.json'), 'utf8')) as { port?: number; url_port?: number };
 }
 
 /** A home with a token file and an address card whose daemon is long gone. */
@@ -102,6 +107,32 @@ test('every client gets entries that parse, with the running daemon port, the ho
     env: { EXAI_WS_HOME: daemon.home },
   });
 
+  const gemini = await config(['gemini'], env);
+  assert.equal(gemini.code, 0, gemini.stderr);
+  assert.ok(
+    gemini.stdout.includes(`gemini mcp add --scope user --transport http exai-ws ${url} --header 'Authorization: Bearer ${daemon.token}'`),
+    gemini.stdout,
+  );
+  const [gHttp, gShim] = jsonBlocks(gemini.stdout);
+  assert.deepEqual(entryOf(gHttp, 'mcpServers'), { httpUrl: url, headers: { Authorization: authorization } });
+  assert.deepEqual(entryOf(gShim, 'mcpServers'), { command: process.execPath, args: shimArgs, env: { EXAI_WS_HOME: daemon.home } });
+
+  const codex = await config(['codex'], env);
+  assert.equal(codex.code, 0, codex.stderr);
+  const codexLines = codex.stdout.split('\n');
+  assert.ok(codexLines.includes(`export CODEX_EXAI_WS_TOKEN=${daemon.token}`), codex.stdout);
+  assert.ok(codexLines.includes(`codex mcp add exai-ws --url ${url} --bearer-token-env-var CODEX_EXAI_WS_TOKEN`), codex.stdout);
+  assert.ok(codex.stdout.includes(`[mcp_servers.exai-ws]\nurl = "${url}"\nbearer_token_env_var = "CODEX_EXAI_WS_TOKEN"\n`), codex.stdout);
+  assert.ok(!codex.stdout.includes(`bearer_token = `), 'Codex takes no token in its config');
+  assert.ok(codexLines.includes(`codex mcp add exai-ws --env EXAI_WS_HOME=${daemon.home} -- ${process.execPath} ${SHIM}`), codex.stdout);
+  assert.ok(
+    codex.stdout.includes(
+      `[mcp_servers.exai-ws]\ncommand = ${JSON.stringify(process.execPath)}\nargs = [${JSON.stringify(SHIM)}]\nenv = { EXAI_WS_HOME = ${JSON.stringify(daemon.home)} }\n`,
+    ),
+    codex.stdout,
+  );
+  assert.equal(readState(daemon.home).url_port, daemon.port, 'the port the URL entries name is remembered');
+
   const desktop = await config(['claude-desktop'], env);
   const blocks = jsonBlocks(desktop.stdout);
   assert.equal(blocks.length, 1, 'Claude Desktop gets the shim form only');
@@ -109,21 +140,70 @@ test('every client gets entries that parse, with the running daemon port, the ho
   assert.ok(!desktop.stdout.includes(daemon.token), 'the shim form holds no token');
 });
 
-test('with no daemon running: the token from the token file, the port from EXAI_WS_PORT (a stale address card is ignored), else 8765', async () => {
+test('with no daemon running: the port from the settings file, else state.json, else the default; a shell EXAI_WS_PORT is a note; a stale card is ignored', async () => {
   const token = 'file-token-0123456789abcdefghij';
   const home = homeWithToken(token);
-  const withPort = await config(['vscode'], { EXAI_WS_HOME: home, EXAI_WS_PORT: '4567' });
-  assert.equal(withPort.code, 0);
-  assert.deepEqual(entryOf(jsonBlocks(withPort.stdout)[0], 'servers'), {
-    type: 'http',
-    url: 'http://127.0.0.1:4567/mcp',
+  const settings = join(home, 'daemon.env');
+  const env = { EXAI_WS_HOME: home, EXAI_WS_SETTINGS: settings, EXAI_WS_TEST_DEFAULT_PORT: '4999' };
+
+  const byDefault = await config(['cursor'], env);
+  assert.equal(byDefault.code, 0, byDefault.stderr);
+  assert.deepEqual(entryOf(jsonBlocks(byDefault.stdout)[0], 'mcpServers'), {
+    url: 'http://127.0.0.1:4999/mcp',
     headers: { Authorization: `Bearer ${token}` },
   });
-  assert.match(withPort.stdout, /port 4567: EXAI_WS_PORT \(no daemon runs now\)/);
-  const byDefault = await config(['cursor'], { EXAI_WS_HOME: home });
-  assert.equal(entryOf(jsonBlocks(byDefault.stdout)[0], 'mcpServers').url, 'http://127.0.0.1:8765/mcp');
-  const fromEnv = await config(['cursor'], { EXAI_WS_HOME: home, EXAI_WS_TOKEN: 'env-token-0123456789abcdef' });
+  assert.match(byDefault.stdout, /port 4999: the default \(no daemon runs now/);
+  assert.equal(readState(home).url_port, 4999);
+
+  writeFileSync(join(home, 'state.json'), JSON.stringify({ port: 23456, url_port: 4999 }));
+  const remembered = await config(['vscode'], env);
+  assert.equal(entryOf(jsonBlocks(remembered.stdout)[0], 'servers').url, 'http://127.0.0.1:23456/mcp');
+  assert.match(remembered.stdout, /port 23456: the port this home's daemon last listened on/);
+  assert.deepEqual(readState(home), { port: 23456, url_port: 23456 }, 'url_port follows what was printed');
+
+  writeFileSync(settings, 'EXAI_WS_PORT=4567\nEXAI_WS_TOKEN=settings-token-0123456789abc\n', { mode: 0o600 });
+  const fromSettings = await config(['vscode'], { ...env, EXAI_WS_PORT: '7777' });
+  assert.equal(fromSettings.code, 0, fromSettings.stderr);
+  assert.deepEqual(entryOf(jsonBlocks(fromSettings.stdout)[0], 'servers'), {
+    type: 'http',
+    url: 'http://127.0.0.1:4567/mcp',
+    headers: { Authorization: 'Bearer settings-token-0123456789abc' },
+  });
+  assert.ok(fromSettings.stdout.includes(`port 4567: EXAI_WS_PORT in ${settings} (no daemon runs now)`), fromSettings.stdout);
+  assert.ok(fromSettings.stdout.includes(`token: EXAI_WS_TOKEN in ${settings}`), fromSettings.stdout);
+  assert.ok(
+    fromSettings.stdout.includes(
+      `EXAI_WS_PORT=7777 of this shell is not where a shim or exai-ws restart starts the daemon: that reads its settings from ${settings}`,
+    ),
+    fromSettings.stdout,
+  );
+
+  writeFileSync(settings, 'EXAI_WS_PORT=0\n', { mode: 0o600 });
+  const anyPort = await config(['vscode'], env);
+  assert.equal(entryOf(jsonBlocks(anyPort.stdout)[0], 'servers').url, 'http://127.0.0.1:23456/mcp');
+  assert.match(anyPort.stdout, /port 23456 is a guess: EXAI_WS_PORT=0 in .* picks a new port at every start/);
+
+  const fromEnv = await config(['cursor'], { ...env, EXAI_WS_TOKEN: 'env-token-0123456789abcdef' });
   assert.deepEqual(entryOf(jsonBlocks(fromEnv.stdout)[0], 'mcpServers').headers, { Authorization: 'Bearer env-token-0123456789abcdef' });
+});
+
+test('the shim form needs no env block: the default home is not passed on, another home is', async () => {
+  const state = makeHome(cleanup);
+  const home = join(state, 'exai-ws');
+  for (const client of ['vscode', 'claude-desktop', 'gemini']) {
+    const out = await config([client], { XDG_STATE_HOME: state, EXAI_WS_HOME: home });
+    assert.equal(out.code, 0, out.stderr);
+    const shim = jsonBlocks(out.stdout).at(-1);
+    const entry = entryOf(shim, client === 'vscode' ? 'servers' : 'mcpServers');
+    assert.equal(entry.env, undefined, `${client}: ${JSON.stringify(entry)}`);
+    assert.deepEqual(entry.args, [SHIM]);
+  }
+  const claudeCode = await config(['claude-code'], { XDG_STATE_HOME: state, EXAI_WS_HOME: home });
+  assert.ok(claudeCode.stdout.includes(`claude mcp add --scope user exai-ws -- ${process.execPath} ${SHIM}\n`), claudeCode.stdout);
+  const codex = await config(['codex'], { XDG_STATE_HOME: state });
+  assert.ok(codex.stdout.includes(`codex mcp add exai-ws -- ${process.execPath} ${SHIM}\n`), codex.stdout);
+  const other = await config(['cursor'], { XDG_STATE_HOME: state, EXAI_WS_HOME: join(state, 'elsewhere') });
+  assert.deepEqual(entryOf(jsonBlocks(other.stdout).at(-1), 'mcpServers').env, { EXAI_WS_HOME: join(state, 'elsewhere') });
 });
 
 test('before the daemon ever ran: a placeholder and a note, never a crash', async () => {
@@ -154,7 +234,7 @@ test('--server NAME: the one-server URL and shim, named after the server; an unk
   assert.equal(bad.code, 2);
   const unknown = await config(['emacs'], env);
   assert.equal(unknown.code, 2);
-  assert.match(unknown.stderr, /usage: exai-ws config vscode\|cursor\|claude-code\|claude-desktop/);
+  assert.match(unknown.stderr, /usage: exai-ws config vscode\|cursor\|claude-code\|gemini\|codex\|claude-desktop/);
 });
 
 test('pasted as printed, the shim entry serves an MCP client', async () => {
@@ -200,6 +280,28 @@ test('pasted as printed, the VS Code URL entry opens a Streamable HTTP session a
   await client.connect(transport);
   const info = JSON.parse(textOf(await client.callTool({ name: 'version', arguments: {} }))) as { pid: number };
   assert.equal(info.pid, daemon.pid, 'the daemon itself answered, with no shim in between');
+});
+
+test('pasted as printed, the Gemini CLI settings entry and the Codex table with its exported variable open sessions', async () => {
+  const daemon = await startDaemon(cleanup, { plain: true });
+  const gemini = await config(['gemini'], { EXAI_WS_HOME: daemon.home });
+  const entry = entryOf(jsonBlocks(gemini.stdout)[0], 'mcpServers') as Entry & { httpUrl?: string };
+  const codex = await config(['codex'], { EXAI_WS_HOME: daemon.home });
+  const url = /^url = "(.*)"$/m.exec(codex.stdout)?.[1];
+  const variable = /^bearer_token_env_var = "(.*)"$/m.exec(codex.stdout)?.[1];
+  const exported = new RegExp(`^export ${variable}=(.*)$`, 'm').exec(codex.stdout)?.[1];
+  assert.ok(url && exported, codex.stdout);
+  for (const [name, target, headers] of [
+    ['gemini', entry.httpUrl as string, entry.headers],
+    ['codex', url, { Authorization: `Bearer ${exported}` }],
+  ] as const) {
+    const transport = new StreamableHTTPClientTransport(new URL(target), { requestInit: { headers } });
+    const client = new Client({ name: `pasted-${name}`, version: '1' });
+    cleanup.add(() => client.close());
+    await client.connect(transport);
+    const info = JSON.parse(textOf(await client.callTool({ name: 'version', arguments: {} }))) as { pid: number };
+    assert.equal(info.pid, daemon.pid, `${name}: the daemon answered`);
+  }
 });
 
 test('pasted as printed, the Cursor --server entry gives that hosted server alone, under its own names', async () => {

@@ -84,7 +84,8 @@ export async function runDaemonCommand(extra: Omit<DaemonOptions, 'config'> = {}
 /** Why the address cannot be bound, and what to do, in one line. */
 function listenError(errno: NodeJS.ErrnoException, host: string, port: number): string {
   if (errno.code === 'EADDRINUSE') {
-    return `port ${port} is already in use on ${host} (by another program, or a daemon of another EXAI_WS_HOME): set EXAI_WS_PORT to a free port, or 0 for any`;
+    // Only a port named by the daemon's own shell is refused so; any other is moved (own-port.ts).
+    return `port ${port} is already in use on ${host} (by another program, or a daemon of another EXAI_WS_HOME), and EXAI_WS_PORT of this shell names it: set it to a free port, or 0 for any, or unset it and the daemon takes a port of its own`;
   }
   if (errno.code === 'EACCES')
     return `no permission to listen on port ${port} on ${host}: set EXAI_WS_PORT to a port above 1023, or 0 for any`;

@@ -152,12 +152,15 @@ Options:
 export const CONFIG_SPEC: CommandEntry = {
   name: 'config',
   summary:
-    "print a client's entry, ready to paste, with absolute paths and the token:\nvscode|cursor|claude-code (Streamable HTTP, http://127.0.0.1:PORT/mcp, and the shim form)\nor claude-desktop (the shim); --server NAME: one hosted server",
-  usage: `usage: exai-ws config vscode|cursor|claude-code|claude-desktop [--server NAME]
+    "print a client's entry, ready to paste, with absolute paths and the token:\nvscode|cursor|claude-code|gemini|codex (Streamable HTTP, http://127.0.0.1:PORT/mcp,\nand the shim form) or claude-desktop (the shim); --server NAME: one hosted server",
+  usage: `usage: exai-ws config vscode|cursor|claude-code|gemini|codex|claude-desktop [--server NAME]
 
 Prints the entry for that client, ready to paste, with absolute paths and the token:
-Streamable HTTP (http://127.0.0.1:PORT/mcp) for VS Code, Cursor and Claude Code, the shim for
-Claude Desktop, and the shim form as the alternative everywhere.
+Streamable HTTP (http://127.0.0.1:PORT/mcp) for VS Code, Cursor, Claude Code, Gemini CLI and
+Codex CLI, the shim for Claude Desktop, and the shim form as the alternative everywhere. The
+port is the running daemon's, else EXAI_WS_PORT of the settings file, else the port the
+daemon last listened on (its own, when another program held the default), else 8765. When the
+daemon later has to listen elsewhere, status says so: print the entry again.
 
 Options:
   --server NAME   one hosted server alone, unprefixed (/mcp/NAME, shim --server NAME)`,

@@ -3,7 +3,8 @@
  * session manager and transport, and owns their lifecycle.
  *
  * Start order: home and logs dir (checked), log, pid lock (exclusive), token (only the lock
- * holder writes it), core, listen, address card.
+ * holder writes it), core, listen (the configured port, or one of the home's own when someone
+ * else holds it: own-port.ts), address card.
  * Shutdown order (close()):
  *   1. stop accepting connections and upgrades;
  *   2. sessions drain: queued and new requests are answered -32000;
@@ -16,6 +17,7 @@
  *   8. the pid file is removed.
  */
 import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { CloseCode, RpcCode } from '../protocol/codes.js';
 import { trySerialize } from '../protocol/jsonrpc.js';
@@ -45,6 +47,9 @@ import { PROTOCOL_VERSION } from '../protocol/hello.js';
 import { SessionManager } from './sessions.js';
 import { ensureToken } from './token.js';
 import { isSecretName } from '../protocol/settings.js';
+import { readState } from '../protocol/state.js';
+import { bindFirst, portCandidates } from './own-port.js';
+import { updateState } from './user-state.js';
 
 export interface DaemonOptions {
   config: DaemonConfig;
@@ -205,7 +210,7 @@ export class Daemon {
         prometheus: new PrometheusExporter({ metrics: this.metrics, health: () => this.health() }),
         statusPage: (this.statusPage = new StatusPage({ health: () => this.health() })),
       });
-      const port = await this.server.listen();
+      const port = await this.bindPort(this.server);
       this.lock.update({ ...card, port });
       this.metricsTimer = setInterval(() => this.writeMetrics(), config.metricsIntervalMs);
       this.metricsTimer.unref();
@@ -229,6 +234,55 @@ export class Daemon {
       await this.close('start_failed');
       throw error;
     }
+  }
+
+  /**
+   * Binds the configured port or, when someone else holds it and it is not the daemon's shell's
+   * `EXAI_WS_PORT`, a port of the home's own (own-port.ts), kept in state.json so that the next
+   * start tries it first. Warns when the URL entries `exai-ws config` printed name another port.
+   */
+  private async bindPort(server: DaemonServer): Promise<number> {
+    const { config } = this;
+    const { paths } = config;
+    const logger = this.log?.logger;
+    const state = readState(paths);
+    const candidates = portCandidates({
+      port: config.port,
+      source: config.portSource,
+      statePort: state.port,
+      uid: process.getuid?.() ?? -1,
+      home: resolve(paths.home),
+    });
+    const { port, held } = await bindFirst(candidates, (candidate) => server.listen(candidate));
+    if (held.length > 0) {
+      logger?.info(
+        { port, held, port_source: config.portSource, state: paths.state },
+        `port ${held.join(', ')} ${held.length === 1 ? 'is' : 'are'} held by another program; this daemon listens on ${port}, kept in state.json`,
+      );
+    }
+    // A port the daemon's shell named by hand is that shell's business, not the home's; port 0
+    // asks for any port each time, not for one to keep.
+    if (config.portSource !== 'env' && config.port !== 0 && state.port !== port) {
+      try {
+        updateState(paths, { port });
+      } catch (error) {
+        this.warn(
+          `cannot keep this daemon's port ${port} in ${paths.state} (${(error as Error).message}): its next start may listen on another`,
+          {
+            port,
+          },
+        );
+      }
+    }
+    const printed = state.url_port;
+    if (printed !== undefined && printed !== port) {
+      const there = held.includes(printed) ? 'which another program holds now' : 'where this daemon does not listen';
+      this.warn(
+        `the URL entries printed by exai-ws config name port ${printed}, ${there}: this daemon listens on ${port}; print them again (exai-ws config CLIENT) and paste them into your clients (shim entries follow the daemon by themselves)`,
+        { url_port: printed, port },
+      );
+    }
+    return port;
   }
 
   /**

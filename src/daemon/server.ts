@@ -93,9 +93,13 @@ export class DaemonServer {
     });
   }
 
-  /** Binds the loopback address; resolves with the bound port. */
-  listen(): Promise<number> {
-    const { host, port } = this.deps.config;
+  /**
+   * Binds the loopback address on `port` (default: the configured one); resolves with the bound
+   * port. A failed bind (EADDRINUSE) leaves the server unbound: it may be called again with
+   * another port (daemon.ts binds a port of the home's own so, see own-port.ts).
+   */
+  listen(port: number = this.deps.config.port): Promise<number> {
+    const { host } = this.deps.config;
     return new Promise((resolve, reject) => {
       this.http.once('error', reject);
       this.http.listen(port, host, () => {

@@ -294,6 +294,10 @@ export class Link {
         },
         rejected: (status) => {
           if (!mine()) return;
+          // Found with no address card: the listener may be another home's daemon or any program
+          // on the port; auto-start may still start this home's own (it takes a port of its own).
+          if (status === 401 && address.source !== 'pidfile')
+            return this.failed(notThisHome(address, `refused the connection: HTTP ${status}`));
           const hint = status === 401 ? ' (wrong token: check EXAI_WS_TOKEN or the token file)' : '';
           this.refused(`the exai-ws daemon at ${wsUrl(address)} refused the connection: HTTP ${status}${hint}`);
         },
@@ -365,8 +369,11 @@ export class Link {
     const hint = this.address?.token === null && this.options.noTokenHint ? `; ${this.options.noTokenHint}` : '';
     const why = `the exai-ws daemon refused the session (${code}: ${ack.error?.message})${hint}`;
     this.detach()?.close(CloseCode.NORMAL, 'refused');
+    // Without an address card, "unauthorized" is another home's daemon on the port: not fatal (as above).
+    if (code === 'unauthorized' && this.address && this.address.source !== 'pidfile')
+      this.failed(notThisHome(this.address, `refused the session (${code}: ${ack.error?.message})`));
     // A full daemon or one shutting down may take a later attempt; a wrong token or protocol never will.
-    if (FATAL_REFUSALS.has(code)) this.refused(why);
+    else if (FATAL_REFUSALS.has(code)) this.refused(why);
     else this.failed(why);
   }
 
@@ -481,6 +488,12 @@ export class Link {
     clearTimeout(this.ackTimer);
     this.ackTimer = undefined;
   }
+}
+
+/** Why an attempt at a port found with no address card failed: someone else's listener holds it. */
+function notThisHome(address: DaemonAddress, answer: string): string {
+  const where = address.source === 'default' ? 'the default port' : `the port from ${address.source}`;
+  return `the listener at ${wsUrl(address)} (${where}, no address card) ${answer}: it is not this home's exai-ws daemon (another user's daemon or another program holds that port)`;
 }
 
 function describeClose(code: number, reason: string): string {
