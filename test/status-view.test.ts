@@ -160,6 +160,23 @@ function fixture(): HealthReport {
     },
     memory: { heap_used_bytes: 1, heap_total_bytes: 2, rss_bytes: 3 },
     limits: { max_sessions: 64 },
+    settings: {
+      path: '/home/u/.config/exai-ws/daemon.env',
+      exists: true,
+      error: null,
+      readable_by_others: false,
+      problems: [{ line: 4, message: 'EXAI_WS_BACKPRESSURE=lots: Invalid input; the default applies' }],
+      values: [
+        { name: 'EXAI_WS_MAX_SESSIONS', source: 'file', value: '64' },
+        { name: 'KIMI_API_KEY', source: 'file', value: '****abcd' },
+        { name: 'LOG_LEVEL', source: 'env', value: 'debug' },
+      ],
+      ignored_env: ['KIMI_API_KEY'],
+      legacy_service_env: null,
+    },
+    warnings: [
+      'the client that started this daemon passed KIMI_API_KEY, which the daemon no longer takes from a client (its settings come from /home/u/.config/exai-ws/daemon.env); to keep it: exai-ws settings set KIMI_API_KEY=..., then exai-ws restart',
+    ],
   } as unknown as HealthReport; // partly as an earlier daemon gives it: one provider lacks this version's fields
 }
 
@@ -181,7 +198,36 @@ test('--json: a versioned shape with every section, built from the report, not t
   (report as unknown as Record<string, unknown>).some_future_field = { anything: true };
   const json = statusJson(report);
   assert.equal(json.schema, STATUS_SCHEMA);
-  assert.deepEqual(Object.keys(json), ['schema', 'status', 'limited', 'daemon', 'sessions', 'servers', 'providers', 'config', 'files']);
+  assert.deepEqual(Object.keys(json), [
+    'schema',
+    'status',
+    'limited',
+    'daemon',
+    'sessions',
+    'servers',
+    'providers',
+    'config',
+    'files',
+    'settings',
+    'warnings',
+  ]);
+  assert.deepEqual(json.settings, {
+    path: '/home/u/.config/exai-ws/daemon.env',
+    exists: true,
+    problems: [{ line: 4, message: 'EXAI_WS_BACKPRESSURE=lots: Invalid input; the default applies' }],
+    values: [
+      { name: 'EXAI_WS_MAX_SESSIONS', source: 'file', value: '64' },
+      { name: 'KIMI_API_KEY', source: 'file', value: '****abcd' },
+      { name: 'LOG_LEVEL', source: 'env', value: 'debug' },
+    ],
+    ignored_env: ['KIMI_API_KEY'],
+  });
+  assert.equal(json.warnings.length, 1);
+  assert.deepEqual(
+    statusJson({ ...report, settings: undefined, warnings: undefined }).settings,
+    null,
+    'an older daemon: null, not missing',
+  );
   assert.equal(JSON.stringify(json).includes('some_future_field'), false, 'fields /health adds do not leak into the stable shape');
   assert.deepEqual(json.daemon, {
     name: 'exai-ws',
@@ -516,4 +562,18 @@ test('a session latency ring: p99 of the last 1000 answers, null before any', ()
   for (const ms of [1.23456, 2, 3, 400.0004]) small.add(ms);
   assert.equal(small.p99(), 400);
   assert.throws(() => new LatencyRing(0), TypeError);
+});
+
+test('the table: warnings whole at any width, and the settings with where each came from', () => {
+  for (const width of [60, 200]) {
+    const text = renderStatusTable(statusJson(fixture()), { color: false, width, nowMs: NOW }).replace(ANSI, '');
+    const flat = text.replace(/\n {4}/g, ' ');
+    assert.match(flat, /warnings\n {2}! the client that started this daemon passed KIMI_API_KEY/);
+    assert.ok(flat.includes('exai-ws settings set KIMI_API_KEY=..., then exai-ws restart'), `the warning is whole at width ${width}`);
+    assert.match(text, /settings {4}\/home\/u\/\.config\/exai-ws\/daemon\.env/);
+    assert.match(text, /EXAI_WS_MAX_SESSIONS=64 {2}\(daemon\.env\)/);
+    assert.match(text, /LOG_LEVEL=debug {2}\(the daemon's environment\)/);
+    assert.match(text, /line 4 not taken: EXAI_WS_BACKPRESSURE=lots/);
+    assert.ok(!text.includes('sk-'), 'no key');
+  }
 });
