@@ -156,5 +156,11 @@ export function discoverDaemon(env: NodeJS.ProcessEnv = process.env): DaemonAddr
   }
   const card = readAddressCard(paths.pid);
   if (card && card.port > 0) return { host: card.host, port: card.port, token, source: 'pidfile' };
-  return { host: env.EXAI_WS_HOST || DEFAULT_HOST, port: DEFAULT_PORT, token, source: 'default' };
+  return { host: env.EXAI_WS_HOST || DEFAULT_HOST, port: defaultPort(env), token, source: 'default' };
+}
+
+/** The default port: `EXAI_WS_TEST_DEFAULT_PORT` when it is a valid port (tests move it off 8765), else {@link DEFAULT_PORT}. */
+export function defaultPort(env: NodeJS.ProcessEnv = process.env): number {
+  const port = Number(env.EXAI_WS_TEST_DEFAULT_PORT);
+  return Number.isInteger(port) && port > 0 && port < 65536 ? port : DEFAULT_PORT;
 }
