@@ -77,7 +77,7 @@ function refusalOf(live: Liveness, proven: Awaited<ReturnType<typeof provenReque
   if (proven.noChallenge === true && live.version !== VERSION) {
     return `${daemon} is version ${live.version}, older than this exai-ws (${VERSION}): it cannot prove that it holds this home's token; run \`exai-ws restart\` to run the new version`;
   }
-  return `${daemon} did not prove that it holds this home's token (${proven.detail}): EXAI_WS_TOKEN or the token file differs from the daemon's, so nothing was sent to it`;
+  return `${daemon} did not prove that it holds this home's token, so nothing was sent to it (EXAI_WS_TOKEN or the token file differs from the daemon's)`;
 }
 
 /**
