@@ -176,6 +176,38 @@ async function impostor(pid: number): Promise<number> {
   return (server.address() as AddressInfo).port;
 }
 
+/**
+ * A daemon of a version before proofs, as far as a new client can see: `/auth/challenge` is
+ * 404, liveness answers as `pid`, and a challenge on the WebSocket is refused as not a hello.
+ */
+async function olderDaemon(pid: number): Promise<number> {
+  const server: HttpServer = createHttpServer((req, res) => {
+    req.resume();
+    res.writeHead(req.url === '/health' ? 200 : 404, { 'content-type': 'application/json' });
+    res.end(
+      JSON.stringify(
+        req.url === '/health'
+          ? { status: 'ok', name: 'exai-ws', version: '0.0.9', pid, host: '127.0.0.1', port: 0 }
+          : { error: 'not found' },
+      ),
+    );
+  });
+  const wss = new WebSocketServer({ server });
+  wss.on('connection', (ws) =>
+    ws.once('message', () => {
+      const message = 'the first frame must be {"type":"hello",...}';
+      ws.send(JSON.stringify({ type: 'hello_ack', ok: false, error: { code: 'not_hello', message } }));
+      ws.close(4001, message);
+    }),
+  );
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  cleanup.add(() => {
+    for (const ws of wss.clients) ws.terminate();
+    return new Promise((resolve) => server.close(resolve));
+  });
+  return (server.address() as AddressInfo).port;
+}
+
 /** A plain HTTP server: 200 "hello world" to everything, upgrades included. */
 async function plainHttp(): Promise<number> {
   const server = createHttpServer((req, res) => {
@@ -381,4 +413,24 @@ test("a relay on another port in front of the real daemon, Host rewritten or not
   }
   const health = await getHealth(daemon);
   assert.equal(health.sessions.total, 0, 'no session was opened through the relay');
+});
+
+test('a new shim and status meeting an older daemon (no proofs) say which to update and send it nothing of value', async () => {
+  const pid = livePid();
+  const recorder = await new Recorder(await olderDaemon(pid)).start();
+  const home = userHome(TOKEN, { port: recorder.port, pid });
+  const { message, stderr, code } = await shimAgainst({ EXAI_WS_HOME: home });
+  assert.equal(code, 1);
+  assert.equal(
+    message,
+    `the exai-ws daemon on 127.0.0.1:${recorder.port} (pid ${pid}, version 0.0.9) is older than this exai-ws (${VERSION}): ` +
+      "it cannot prove that it holds this home's token, so nothing was sent to it; run `exai-ws restart` to run the new version",
+  );
+  assert.equal(stderr.trim().split('\n').length, 1, stderr);
+  const status = await runCli(['status', '--json'], { EXAI_WS_HOME: home });
+  assert.equal(status.code, 1);
+  const view = JSON.parse(status.stdout) as { limited: string | null; daemon: { pid: number } };
+  assert.equal(view.daemon.pid, pid, 'what it tells anyone is shown');
+  assert.match(view.limited ?? '', /\(version 0\.0\.9\) is older than this exai-ws .*run `exai-ws restart` to run the new version/);
+  assertNothingOfValue(recorder, TOKEN, 'older daemon');
 });

@@ -74,8 +74,9 @@ function refusalOf(live: Liveness, proven: Awaited<ReturnType<typeof provenReque
   const daemon = `the daemon (pid ${live.pid})`;
   if (proven.ok) return `${daemon} gave no full report (HTTP ${proven.status})`;
   if (proven.failure === 'no_token') return `${daemon} cannot be asked: no token file at ${tokenPath} to check its proof with`;
-  if (proven.noChallenge === true && live.version !== VERSION) {
-    return `${daemon} is version ${live.version}, older than this exai-ws (${VERSION}): it cannot prove that it holds this home's token; run \`exai-ws restart\` to run the new version`;
+  if (proven.noChallenge === true) {
+    // Every daemon since proofs answers the challenge: one that does not is older.
+    return `${daemon} (version ${live.version}) is older than this exai-ws (${VERSION}): it cannot prove that it holds this home's token; run \`exai-ws restart\` to run the new version`;
   }
   return `${daemon} did not prove that it holds this home's token, so nothing was sent to it (EXAI_WS_TOKEN or the token file differs from the daemon's)`;
 }

@@ -145,7 +145,8 @@ export async function probeHome(env: NodeJS.ProcessEnv, paths: HomePaths = resol
       message: `${daemon} runs, but this home has no token to check its proof with (${paths.token}): run \`exai-ws restart\``,
     };
   }
-  if (reply.noChallenge === true && live.version !== VERSION) {
+  if (reply.noChallenge === true) {
+    // Every daemon since proofs answers the challenge: one that does not is older.
     return {
       kind: 'unproven',
       own: true,

@@ -202,7 +202,7 @@ export function runShim(options: ShimOptions = {}): Promise<ShimExit> {
       ensure: options.ensure,
       reconnectMs: reconnectMsFrom(env, say),
       connectTimeoutMs: options.connectTimeoutMs,
-      noTokenHint: `no token found: set EXAI_WS_TOKEN or check ${resolveHome(env).token}`,
+      noTokenHint: `no token file at ${resolveHome(env).token} (the daemon writes it when it starts)`,
       random: options.random ?? Math.random,
       handlers: {
         writable: () => flush(),
