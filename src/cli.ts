@@ -169,6 +169,11 @@ async function main(argv: string[]): Promise<void> {
       process.exitCode = await runServiceCommand(rest);
       return;
     }
+    case 'token': {
+      const { runTokenCommand } = await import('./commands/token.js');
+      process.exitCode = await runTokenCommand(positionals[0]);
+      return;
+    }
   }
 }
 

@@ -1,7 +1,8 @@
 /**
  * The shim's state machine (src/shim/link.ts) and what the shim does with it (src/shim/shim.ts),
  * driven with an in-memory socket and fake timers: transitions, backoff bounds, the reconnect
- * deadline, auto-start (`ensure`) calls, ack cadence, and, through runShim with in-memory stdio,
+ * deadline, auto-start (`ensure`) calls, ack cadence, the proof the listener must give before
+ * anything of value is sent (a stranger, a relay, an older daemon), and, through runShim with in-memory stdio,
  * what the client sees: one -32000 per lost request, nothing sent twice, cancellations after a
  * resume, the setup replayed into a new session, bounded waiting while reconnecting.
  */
@@ -9,6 +10,7 @@ import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
 import { afterEach, beforeEach, mock, test } from 'node:test';
 import type { DaemonAddress } from '../src/protocol/files.js';
+import { computeProof, proofAddress } from '../src/protocol/proof.js';
 import { LOST_MESSAGE } from '../src/shim/conversation.js';
 import {
   ACK_DELAY_MS,
@@ -37,6 +39,8 @@ class FakeSocket implements LinkSocket {
   closedWith: { code: number; reason: string } | undefined;
   terminated = false;
   paused = false;
+  /** Opened and proven already ({@link greet}). */
+  greeted = false;
   constructor(
     readonly address: DaemonAddress,
     private readonly events: SocketEvents,
@@ -59,8 +63,38 @@ class FakeSocket implements LinkSocket {
   }
 
   // ---- the daemon's side ----
+  /** Connected and upgraded: the link sends its challenge, and nothing else. */
   open(): void {
     this.events.open();
+  }
+  /** The challenge the link sent first. */
+  challenge(): Json {
+    const first = JSON.parse(this.sent[0] ?? 'null') as Json;
+    assert.equal(first.type, 'challenge', 'the first frame is the challenge');
+    return first;
+  }
+  /**
+   * Answers the challenge with this daemon's proof: by default the right one (the address's
+   * token, for the address connected to); `token` or `address` make the proof of another
+   * daemon, or one relayed from another port.
+   */
+  prove(options: { token?: string; address?: string; nonce?: string } = {}): void {
+    const clientNonce = this.challenge().nonce as string;
+    const daemonNonce = options.nonce ?? 'D'.repeat(43);
+    const proof = computeProof(
+      'daemon',
+      options.token ?? (this.address.token as string),
+      options.address ?? proofAddress(this.address.host, this.address.port),
+      clientNonce,
+      daemonNonce,
+    );
+    this.events.message(JSON.stringify({ type: 'proof', nonce: daemonNonce, proof }), 100);
+  }
+  /** Opens and proves: the link sends its hello. */
+  greet(): void {
+    this.open();
+    this.prove();
+    this.greeted = true;
   }
   ack(fields: Record<string, unknown> = {}): void {
     this.events.message(
@@ -77,13 +111,13 @@ class FakeSocket implements LinkSocket {
       100,
     );
   }
-  /** Opens and acks in one step: the usual successful attempt. */
+  /** Opens, proves and acks in one step: the usual successful attempt. */
   accept(fields: Record<string, unknown> = {}): void {
-    this.open();
+    if (!this.greeted) this.greet();
     this.ack(fields);
   }
   refuse(code: string, message = 'no'): void {
-    this.open();
+    if (!this.greeted) this.greet();
     this.events.message(JSON.stringify({ type: 'hello_ack', ok: false, error: { code, message } }), 50);
     this.events.close(4003, message);
   }
@@ -104,12 +138,19 @@ class FakeSocket implements LinkSocket {
     this.events.error(code);
     this.events.close(1006, '');
   }
+  /** The hello (it follows the challenge). */
   hello(): Json {
-    return JSON.parse(this.sent[0] ?? 'null') as Json;
+    const hello = this.parsed().find((m) => m.type === 'hello');
+    assert.ok(hello, 'a hello was sent');
+    return hello;
   }
   /** Frames sent after the hello, parsed. */
   after(): Json[] {
-    return this.sent.slice(1).map((t) => JSON.parse(t) as Json);
+    const all = this.parsed();
+    return all.slice(all.findIndex((m) => m.type === 'hello') + 1);
+  }
+  parsed(): Json[] {
+    return this.sent.map((t) => JSON.parse(t) as Json);
   }
 }
 
@@ -188,7 +229,7 @@ test('cold start: connecting -> open; the hello carries pid and acks, and no ses
   const link = h.link();
   link.start();
   assert.equal(link.state, 'connecting');
-  h.last.open();
+  h.last.greet();
   const hello = h.last.hello();
   assert.equal(hello.type, 'hello');
   assert.equal(hello.pid, 4242);
@@ -238,7 +279,7 @@ test('a drop after the ack: reconnecting, first retry within 50-100 ms, hello re
     assert.equal(h.sockets.length, 1, `no retry before ${expected} ms`);
     mock.timers.tick(1);
     assert.equal(h.sockets.length, 2, `a retry at ${expected} ms`);
-    h.last.open();
+    h.last.greet();
     const hello = h.last.hello();
     assert.equal(hello.session_id, 'sess-1');
     assert.equal(hello.received, 2);
@@ -329,7 +370,7 @@ test('an attempt that hangs before its hello_ack is given up after the connect t
   h.last.drop(1006);
   mock.timers.tick(100);
   assert.equal(h.sockets.length, 2);
-  h.last.open(); // connected, but no hello_ack ever comes
+  h.last.greet(); // connected and proven, but no hello_ack ever comes
   mock.timers.tick(999);
   assert.equal(h.sockets[1]?.terminated, false);
   mock.timers.tick(1);
@@ -387,7 +428,7 @@ test('while reconnecting, a refused hello: unauthorized ends the link; session_l
   }
 });
 
-test('an HTTP 401 on the upgrade is a refusal, even while reconnecting', () => {
+test('an HTTP status on the upgrade (no credential went with it) is a failed attempt, retried while reconnecting, never a refusal', () => {
   const h = new Harness();
   const link = h.link();
   link.start();
@@ -395,9 +436,21 @@ test('an HTTP 401 on the upgrade is a refusal, even while reconnecting', () => {
   h.last.drop(1006);
   mock.timers.tick(100);
   h.last.reject(401);
-  assert.equal(link.state, 'closed');
-  const outcome = h.outcomes[0];
-  assert.match(outcome?.kind === 'failed' ? outcome.why : '', /HTTP 401 \(wrong token/);
+  assert.equal(link.state, 'reconnecting');
+  mock.timers.tick(200);
+  assert.equal(h.sockets.length, 3, 'tried again');
+  h.last.accept({ resumed: true });
+  assert.equal(link.state, 'open');
+
+  const cold = new Harness();
+  const coldLink = cold.link();
+  coldLink.start();
+  cold.last.reject(403);
+  assert.equal(coldLink.state, 'closed');
+  assert.match(
+    (cold.outcomes[0] as { why: string }).why,
+    /^something else holds 127\.0\.0\.1:4000: it did not prove that it is this home's exai-ws daemon \(it answered the WebSocket upgrade with HTTP 403\), so nothing was sent to it$/,
+  );
 });
 
 /** An ensure the test settles by hand, counting its calls. */
@@ -520,7 +573,7 @@ test('no ack frames to a daemon whose hello_ack does not take them (one older th
   assert.equal(h.frames.length, 3 * ACK_EVERY_FRAMES, 'every frame still reaches the client');
   socket.drop(1006);
   mock.timers.tick(100);
-  h.last.open();
+  h.last.greet();
   assert.equal(h.last.hello().received, 3 * ACK_EVERY_FRAMES, 'the resume still says what was received');
 });
 
@@ -551,7 +604,7 @@ test('acks: after 64 frames, after 256 KB, else 200 ms after the first unacked f
   socket.frame({ jsonrpc: '2.0', method: 'n' });
   socket.drop(1006);
   mock.timers.tick(100);
-  h.last.open();
+  h.last.greet();
   assert.equal(h.last.hello().received, 68);
   h.last.ack({ resumed: true });
   h.last.frame({ jsonrpc: '2.0', method: 'n' });
@@ -598,6 +651,167 @@ test('close(): a normal close (1000) from any state, once; the link is closed an
   assert.deepEqual(r.outcomes, [{ kind: 'ended' }]);
 });
 
+// ---- the proof: nothing of value before the listener proved it holds the token ---------
+
+const TOKEN = 't'.repeat(32);
+
+test('the challenge goes first and alone; the hello follows a valid proof and carries the client proof, never the token', () => {
+  const h = new Harness();
+  const link = h.link({ nonce: () => 'C'.repeat(43) });
+  link.start();
+  const socket = h.last;
+  socket.open();
+  assert.deepEqual(socket.parsed(), [{ type: 'challenge', nonce: 'C'.repeat(43) }]);
+  assert.equal(link.canSend, false, 'the client waits until the daemon proved itself');
+  socket.prove({ nonce: 'D'.repeat(43) });
+  const hello = socket.hello();
+  assert.equal(hello.auth_proof, computeProof('client', TOKEN, '127.0.0.1:4000', 'C'.repeat(43), 'D'.repeat(43)));
+  assert.equal(hello.auth_token, undefined);
+  assert.ok(!socket.sent.some((text) => text.includes(TOKEN)), 'the token never crosses the wire');
+  assert.equal(link.canSend, true, 'pipelining starts with the hello');
+  socket.ack();
+  assert.equal(link.state, 'open');
+});
+
+test('every attempt has a fresh nonce; the proof of an earlier attempt does not pass', () => {
+  const h = new Harness();
+  let n = 0;
+  const link = h.link({ nonce: () => String(n++).padStart(43, 'N') });
+  link.start();
+  h.last.accept();
+  h.last.drop(1006);
+  mock.timers.tick(100);
+  const second = h.last;
+  second.open();
+  assert.notEqual(second.challenge().nonce, h.sockets[0]?.challenge().nonce);
+  // A replay of the first exchange's proof: it was made for the first nonce.
+  const replay = h.sockets[0]?.challenge().nonce as string;
+  const proof = computeProof('daemon', TOKEN, '127.0.0.1:4000', replay, 'D'.repeat(43));
+  (second as unknown as { events: SocketEvents }).events.message(JSON.stringify({ type: 'proof', nonce: 'D'.repeat(43), proof }), 100);
+  assert.equal(second.parsed().length, 1, 'no hello after a replayed proof');
+  assert.equal(second.terminated, true);
+  assert.equal(link.state, 'reconnecting');
+});
+
+test('a listener that does not prove itself gets nothing but the nonce: a failed attempt (ensure is asked), never a refusal', async () => {
+  const cases: [string, (socket: FakeSocket) => void, RegExp][] = [
+    ['the proof of another token', (s) => s.prove({ token: 'x'.repeat(32) }), /its proof does not match the token/],
+    ['a proof relayed from another port', (s) => s.prove({ address: '127.0.0.1:4001' }), /its proof does not match the token/],
+    ['a frame that is no proof', (s) => s.frame({ type: 'hello_ack', ok: true }), /its answer to the challenge is no proof/],
+    [
+      'a proof frame with a bad nonce',
+      (s) => s.frame({ type: 'proof', nonce: 'short', proof: 'x' }),
+      /its answer to the challenge is no proof/,
+    ],
+    ['text that is not JSON', (s) => s.frame('HTTP/1.1 200 OK'), /its answer to the challenge is no proof/],
+    ['a close instead of a proof', (s) => s.drop(1000, 'bye'), /it closed the connection instead \(code 1000: bye\)/],
+  ];
+  for (const [what, answer, detail] of cases) {
+    const h = new Harness();
+    const e = manualEnsure();
+    const link = h.link({ ensure: e.ensure });
+    link.start();
+    const socket = h.last;
+    socket.open();
+    answer(socket);
+    assert.deepEqual(
+      socket.parsed().map((m) => m.type),
+      ['challenge'],
+      `${what}: nothing but the challenge was sent`,
+    );
+    assert.equal(link.state, 'connecting', `${what}: not a refusal`);
+    assert.equal(e.calls, 1, `${what}: auto-start is asked (it may start this user's own daemon)`);
+    e.settle({ ok: false, message: 'auto-start is off (EXAI_WS_AUTOSTART=0): start a daemon of your own with: exai-ws daemon' });
+    await settle();
+    assert.equal(link.state, 'closed');
+    const why = (h.outcomes[0] as { why: string }).why;
+    assert.match(why, /^something else holds 127\.0\.0\.1:4000: it did not prove that it is this home's exai-ws daemon \(/, what);
+    assert.match(why, detail, what);
+    assert.match(why, /so nothing was sent to it; auto-start is off/, `${what}: one line, then why no daemon was started`);
+    assert.ok(!why.includes('\n'));
+  }
+});
+
+test('a listener that never proves within the connect timeout: dropped, the attempt failed, the hello never sent', () => {
+  const h = new Harness();
+  const link = h.link({ connectTimeoutMs: 1000 });
+  link.start();
+  h.last.open();
+  mock.timers.tick(999);
+  assert.equal(h.last.terminated, false);
+  mock.timers.tick(1);
+  assert.equal(h.last.terminated, true);
+  assert.equal(h.last.sent.length, 1);
+  assert.match((h.outcomes[0] as { why: string }).why, /^something else holds 127\.0\.0\.1:4000: .*\(it gave no proof within 1000 ms\)/);
+});
+
+test('an older daemon refuses the challenge as not_hello: the attempt fails saying to run exai-ws restart; no hello, no token', async () => {
+  const h = new Harness();
+  const e = manualEnsure();
+  const link = h.link({ ensure: e.ensure });
+  link.start();
+  const socket = h.last;
+  socket.open();
+  socket.frame({ type: 'hello_ack', ok: false, error: { code: 'not_hello', message: 'the first frame must be {"type":"hello",...}' } });
+  socket.drop(4001, 'the first frame must be');
+  assert.equal(socket.sent.length, 1);
+  assert.equal(e.calls, 1, 'a failed attempt, not a refusal');
+  e.settle({ ok: false, message: 'the exai-ws daemon on 127.0.0.1:4000 (pid 7, version 0.0.9) is older than this exai-ws' });
+  await settle();
+  // Auto-start's own line says it all (it looked at the daemon's version).
+  assert.equal(
+    (h.outcomes[0] as { why: string }).why,
+    'the exai-ws daemon on 127.0.0.1:4000 (pid 7, version 0.0.9) is older than this exai-ws',
+  );
+
+  const alone = new Harness();
+  const bare = alone.link();
+  bare.start();
+  alone.last.open();
+  alone.last.frame({ type: 'hello_ack', ok: false, error: { code: 'not_hello', message: 'x' } });
+  assert.match(
+    (alone.outcomes[0] as { why: string }).why,
+    /^the exai-ws daemon at ws:\/\/127\.0\.0\.1:4000\/ws is older than this shim: .*so nothing was sent to it; run `exai-ws restart` to run the new version$/,
+  );
+});
+
+test('while reconnecting, a stranger on the port is retried with backoff and told nothing; the real daemon back on it resumes', () => {
+  const h = new Harness();
+  const link = h.link();
+  link.start();
+  h.last.accept();
+  h.last.frame({ jsonrpc: '2.0', id: 1, result: {} });
+  h.last.drop(1006);
+  for (let i = 0; i < 3; i++) {
+    const before = h.sockets.length;
+    while (h.sockets.length === before) mock.timers.tick(10);
+    h.last.open();
+    h.last.prove({ token: 'another-users-token-0123456789' });
+    assert.equal(h.last.sent.length, 1, 'only the challenge');
+    assert.equal(link.state, 'reconnecting');
+  }
+  const before = h.sockets.length;
+  while (h.sockets.length === before) mock.timers.tick(10);
+  h.last.greet();
+  assert.equal(h.last.hello().session_id, 'sess-1');
+  assert.equal(h.last.hello().received, 1);
+  h.last.ack({ resumed: true });
+  assert.equal(link.state, 'open');
+});
+
+test('no token to check a proof with: no socket is opened at all; the failure names where the token should be', () => {
+  const h = new Harness();
+  h.discover = () => ({ host: '127.0.0.1', port: 4000, token: null, source: 'default' });
+  const link = h.link({ noTokenHint: 'no token found: check /home/u/.local/state/exai-ws/token' });
+  link.start();
+  assert.equal(h.sockets.length, 0);
+  assert.equal(link.state, 'closed');
+  assert.equal(
+    (h.outcomes[0] as { why: string }).why,
+    "no token to check the exai-ws daemon's proof with: no token found: check /home/u/.local/state/exai-ws/token",
+  );
+});
+
 // ---- the shim over the link: what the client sees ---------------------------------------
 
 interface ShimRun {
@@ -620,7 +834,9 @@ function startShim(env: Record<string, string> = {}, ensure?: () => Promise<Ensu
   output.on('data', (c: Buffer) => (out += c.toString()));
   errors.on('data', (c: Buffer) => (err += c.toString()));
   const exit = runShim({
-    env: { EXAI_WS_HOME: '/nonexistent-exai-ws-test-home', EXAI_WS_PORT: '4000', EXAI_WS_TOKEN: 't'.repeat(32), ...env },
+    env: { EXAI_WS_HOME: '/nonexistent-exai-ws-test-home', ...env },
+    // The home's address card, as a running daemon publishes it.
+    discover: () => ({ host: '127.0.0.1', port: 4000, token: 't'.repeat(32), source: 'pidfile' }),
     input,
     output,
     errors,
@@ -885,8 +1101,15 @@ test("shim, cold start: the client's first lines follow the hello at once, befor
   socket.open();
   await settle();
   assert.deepEqual(
-    socket.sent.map((t) => (JSON.parse(t) as Json).type ?? (JSON.parse(t) as Json).method),
-    ['hello', 'initialize'],
+    socket.parsed().map((m) => m.type),
+    ['challenge'],
+    'only the challenge until the daemon has proven itself',
+  );
+  socket.prove();
+  await settle();
+  assert.deepEqual(
+    socket.parsed().map((m) => m.type ?? m.method),
+    ['challenge', 'hello', 'initialize'],
   );
   socket.ack();
   socket.frame({
@@ -907,7 +1130,7 @@ test('shim, cold start: lines sent before an ack that never came go out again on
   const e = manualEnsure();
   const run = startShim({}, e.ensure);
   const first = run.h.last;
-  first.open();
+  first.greet();
   run.send({ jsonrpc: '2.0', id: 0, method: 'initialize', params: INIT });
   await settle();
   assert.equal(first.after()[0]?.method, 'initialize');
@@ -917,7 +1140,7 @@ test('shim, cold start: lines sent before an ack that never came go out again on
   await settle();
   const second = run.h.last;
   assert.notEqual(second, first);
-  second.open();
+  second.greet();
   await settle();
   assert.deepEqual(
     second.after().map((m) => [m.method, m.id]),
@@ -940,7 +1163,7 @@ test('shim, cold start: lines sent before an ack that never came go out again on
 test('shim, cold start: a refused hello answers what the client already sent with the reason, once, then exits 1', async () => {
   const run = startShim();
   const socket = run.h.last;
-  socket.open();
+  socket.greet();
   run.send({ jsonrpc: '2.0', id: 'init', method: 'initialize', params: INIT });
   run.send({ jsonrpc: '2.0', method: 'notifications/initialized' });
   await settle();

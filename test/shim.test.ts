@@ -131,10 +131,11 @@ for (const withToken of [true, false]) {
     const reply = JSON.parse(await shim.nextLine(10_000)) as { id?: unknown; error?: { code: number; message: string } };
     assert.equal(reply.id, 0);
     assert.equal(reply.error?.code, -32000);
+    // Without a token the shim has no proof to check, so it does not even connect: auto-start says why.
     assert.match(
       reply.error?.message ?? '',
       new RegExp(
-        `cannot reach the exai-ws daemon at ws://127\\.0\\.0\\.1:${port}/ws .*no exai-ws daemon is running .*auto-start is off \\(EXAI_WS_AUTOSTART=0\\): start one with: exai-ws daemon`,
+        `${withToken ? `cannot reach the exai-ws daemon at ws://127\\.0\\.0\\.1:${port}/ws .*` : '^'}no exai-ws daemon is running .*auto-start is off \\(EXAI_WS_AUTOSTART=0\\): start one with: exai-ws daemon`,
       ),
     );
     assert.equal(await within(shim.exited, 10_000, 'the shim to exit'), 1);
@@ -169,7 +170,7 @@ test('a shim whose hello is refused answers the waiting initialize with the reas
   assert.equal((await getHealth(daemon)).sessions.total, 1, 'the first window keeps its session');
 });
 
-test('a shim with a stale token answers the waiting initialize with the 401 and what to check', async () => {
+test('a shim with a stale token finds no proof of it: it sends nothing and answers the waiting initialize naming the port', async () => {
   const daemon = await startDaemon(cleanup);
   // A token file that no longer matches the daemon's, as after a token rotation.
   const home = makeHome(cleanup);
@@ -186,8 +187,15 @@ test('a shim with a stale token answers the waiting initialize with the 401 and 
   const reply = JSON.parse(await shim.nextLine(10_000)) as { id?: unknown; error?: { code: number; message: string } };
   assert.equal(reply.id, 'init');
   assert.equal(reply.error?.code, -32000);
-  assert.match(reply.error?.message ?? '', /HTTP 401 \(wrong token: check EXAI_WS_TOKEN or the token file\)/);
+  // The shim cannot tell its own daemon with another token from a stranger: it proves neither.
+  assert.match(
+    reply.error?.message ?? '',
+    new RegExp(
+      `^something else holds 127\\.0\\.0\\.1:${daemon.port}: it did not prove .*\\(its proof does not match the token\\), so nothing was sent to it`,
+    ),
+  );
   assert.equal(await within(shim.exited, 10_000, 'the shim to exit'), 1);
+  assert.equal((await getHealth(daemon)).sessions.total, 0);
 });
 
 test('a shim whose stdin ends exits 0', async () => {

@@ -114,13 +114,13 @@ test('status: the client with its transport, cwd and p99; a failed server and a 
   assert.match(afterJson.config.last_reload?.ok === false ? afterJson.config.last_reload.error : '', /not valid JSON/);
 });
 
-test('status with a token the daemon does not take: its liveness and why, exit 1; stop still works', async () => {
+test('status with a token the daemon does not prove: its liveness and why, exit 1; stop still works', async () => {
   const daemon = await startHostingDaemon(cleanup, () => ({}));
   const env = { EXAI_WS_HOME: daemon.home, EXAI_WS_TOKEN: 'a-token-this-daemon-never-issued' };
   const table = await runCli(['status'], env);
   assert.equal(table.code, 1);
   assert.match(table.stdout, new RegExp(`^ {2}pid +${daemon.pid}$`, 'm'));
-  assert.match(table.stdout, /did not take this user's token/);
+  assert.match(table.stdout, /did not prove that it holds this home's token/);
   assert.doesNotMatch(table.stdout, /^sessions/m);
   const json = await runCli(['status', '--json'], env);
   assert.equal(json.code, 1);

@@ -1,11 +1,13 @@
 /**
- * `exai-ws open`: asks the running daemon for a one-time login code (`POST /auth/code` with the
- * token, which a browser cannot send), prints the status page's URL with that code on stdout
- * and, when a browser can be shown, opens it there.
+ * `exai-ws open`: asks the running daemon for a one-time login code (`POST /auth/code` through
+ * a proven request: the daemon first proves it holds this home's token, see health-client.ts),
+ * prints the status page's URL with that code on stdout and, when a browser can be shown,
+ * opens it there.
  */
 import { spawn } from 'node:child_process';
-import { request } from 'node:http';
+import { provenRequest } from '../daemon/health-client.js';
 import { discoverDaemon, resolveHome, urlHost } from '../protocol/files.js';
+import { strangerMessage } from '../protocol/proof.js';
 import { ExitCode } from './exit-codes.js';
 
 const CODE_TIMEOUT_MS = 3_000;
@@ -21,18 +23,17 @@ type Asked = { ok: true; reply: CodeReply } | { ok: false; error: string };
 
 /**
  * Prints the login URL and (unless `print`, or no display) opens it in a browser. Resolves to
- * the exit code: 1 with one line on stderr when no daemon answers or it refuses the token.
+ * the exit code: 1 with one line on stderr when no daemon answers or it does not prove itself.
  */
 export async function runOpenCommand(options: { print: boolean }, env: NodeJS.ProcessEnv = process.env): Promise<number> {
   const daemon = discoverDaemon(env, { shell: true });
-  const where = `${daemon.host}:${daemon.port}`;
   if (daemon.token === null) {
     process.stderr.write(
       `exai-ws open: no token (no valid token file at ${resolveHome(env).token}, EXAI_WS_TOKEN unset): is the daemon running?\n`,
     );
     return ExitCode.FAILURE;
   }
-  const asked = await askCode(daemon.host, daemon.port, daemon.token, where);
+  const asked = await askCode(daemon.host, daemon.port, daemon.token);
   if (!asked.ok) {
     process.stderr.write(`exai-ws open: ${asked.error}\n`);
     return ExitCode.FAILURE;
@@ -46,43 +47,20 @@ export async function runOpenCommand(options: { print: boolean }, env: NodeJS.Pr
   return ExitCode.OK;
 }
 
-function askCode(host: string, port: number, token: string, where: string): Promise<Asked> {
-  return new Promise((resolve) => {
-    const req = request(
-      {
-        host,
-        port,
-        path: '/auth/code',
-        method: 'POST',
-        timeout: CODE_TIMEOUT_MS,
-        headers: { authorization: `Bearer ${token}`, 'content-length': 0 },
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('error', () => resolve({ ok: false, error: `no daemon answers on ${where}` }));
-        res.on('end', () => {
-          if (res.statusCode === 401)
-            return resolve({ ok: false, error: `the daemon on ${where} refused the token (is EXAI_WS_HOME the daemon's?)` });
-          let reply: Partial<CodeReply> | null = null;
-          try {
-            reply = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Partial<CodeReply>;
-          } catch {
-            // an answer that is no JSON is reported below like any other wrong answer
-          }
-          if (res.statusCode !== 200 || typeof reply?.code !== 'string')
-            return resolve({
-              ok: false,
-              error: `the server on ${where} gave no login code (HTTP ${res.statusCode}): is it an exai-ws daemon of this version?`,
-            });
-          resolve({ ok: true, reply: { code: reply.code, url: typeof reply.url === 'string' ? reply.url : undefined } });
-        });
-      },
-    );
-    req.on('timeout', () => req.destroy());
-    req.on('error', () => resolve({ ok: false, error: `no daemon answers on ${where} (start one with \`exai-ws daemon\`)` }));
-    req.end();
-  });
+async function askCode(host: string, port: number, token: string): Promise<Asked> {
+  const where = `${urlHost(host)}:${port}`;
+  const reply = await provenRequest({ host, port, token }, { method: 'POST', path: '/auth/code', timeoutMs: CODE_TIMEOUT_MS });
+  if (!reply.ok) {
+    if (reply.failure === 'unproven') return { ok: false, error: strangerMessage(host, port, reply.detail) };
+    if (reply.failure === 'refused')
+      return { ok: false, error: `the daemon on ${where} refused the proof (is EXAI_WS_HOME the daemon's?)` };
+    return { ok: false, error: `no daemon answers on ${where} (start one with \`exai-ws daemon\`)` };
+  }
+  const body = reply.body as Partial<CodeReply> | null;
+  if (reply.status !== 200 || body === null || typeof body !== 'object' || typeof body.code !== 'string') {
+    return { ok: false, error: `the daemon on ${where} gave no login code (HTTP ${reply.status})` };
+  }
+  return { ok: true, reply: { code: body.code, url: typeof body.url === 'string' ? body.url : undefined } };
 }
 
 /**

@@ -200,6 +200,19 @@ start: exai-ws restart.`,
   positionals: { min: 1, max: 64 },
 };
 
+export const TOKEN_SPEC: CommandEntry = {
+  name: 'token',
+  summary:
+    "rotate: replace this home's token (the running daemon takes the new one at once;\nentries printed by exai-ws config must be printed and pasted again)",
+  usage: `usage: exai-ws token rotate
+
+Makes a new random token, writes it to the token file (0600) and, when a daemon runs, has it
+take the new token at once: open windows go on and reconnect with it, and the old token is
+refused from then on. Entries printed by \`exai-ws config\` hold the token itself: print and
+paste them again. Refused when the token comes from EXAI_WS_TOKEN (change it there).`,
+  positionals: { min: 0, max: 1 },
+};
+
 const HELP: CommandEntry = {
   name: 'help',
   summary: 'show this help (exai-ws COMMAND --help: that command)',
@@ -222,6 +235,7 @@ export const COMMANDS: readonly CommandEntry[] = [
   CONFIG_SPEC,
   SETTINGS_SPEC,
   SERVICE_SPEC,
+  TOKEN_SPEC,
   HELP,
 ];
 

@@ -1,7 +1,23 @@
-/** `exai-ws status` and `exai-ws stop`: find the daemon through its address card and ask it. */
+/**
+ * `exai-ws status`, `stop` and `reload`: find the daemon through its address card and ask it.
+ * The full report is asked for through a proven request (health-client.ts): the token, or
+ * anything else of value, never goes to a listener that has not proven it holds this home's
+ * token; liveness asks nothing of value and tells what answers when no proof came.
+ */
 import { discoverDaemon, readAddressCard, resolveHome } from '../protocol/files.js';
-import { fetchFullHealth, fetchHealth, isFullReport, type HealthReport, type LastReload, type Liveness } from '../daemon/health-client.js';
+import { strangerMessage } from '../protocol/proof.js';
+import {
+  fetchFullHealth,
+  fetchHealth,
+  isFullReport,
+  provenRequest,
+  type HealthReport,
+  type LastReload,
+  type Liveness,
+  type ProvenTarget,
+} from '../daemon/health-client.js';
 import { isDaemonCommandLine, processAlive, processCommandLine } from '../daemon/pidfile.js';
+import { VERSION } from '../version.js';
 import { STATUS_SCHEMA, statusJson, type StatusDown } from './status-view.js';
 import { renderStatusTable } from './status-table.js';
 import { colorWanted, columnsOf } from './terminal.js';
@@ -14,39 +30,55 @@ const RELOAD_WAIT_MS = 10_000;
 type Found =
   | {
       live: Liveness;
-      /** The full report; null when the daemon did not take this user's token (see `refused`). */
+      /** The full report; null when the daemon did not prove it holds this home's token (see `refused`). */
       health: HealthReport | null;
-      token: string | null;
+      /** Where it answers and the token it proved it holds. */
+      target: ProvenTarget;
       /** Why there is no full report. */
       refused: string | null;
     }
   | { error: string; stale_pid_file?: { path: string; pid: number } };
 
-async function findDaemon(): Promise<Found> {
-  const paths = resolveHome();
+async function findDaemon(env: NodeJS.ProcessEnv = process.env): Promise<Found> {
+  const paths = resolveHome(env);
   const card = readAddressCard(paths.pid);
   if (!card) return { error: `no daemon is running (no address card at ${paths.pid})` };
   // A card left by a daemon that died without cleaning up (kill -9, a crash, a reboot): its pid
   // is gone, or was reused by a program that is no daemon.
-  const stale = {
-    error: `not running (stale pid file ${paths.pid} from pid ${card.pid})`,
+  const stale = (also?: string) => ({
+    error: `not running (stale pid file ${paths.pid} from pid ${card.pid})${also ? `; ${also}` : ''}`,
     stale_pid_file: { path: paths.pid, pid: card.pid },
-  };
-  if (!processAlive(card.pid)) return stale;
-  // One request: with a token the daemon takes, the full report; else liveness only.
-  const { token } = discoverDaemon(process.env, { shell: true });
-  const live = await fetchHealth(card.host, card.port, HEALTH_TIMEOUT_MS, token);
+  });
+  if (!processAlive(card.pid)) return stale();
+  const target: ProvenTarget = { host: card.host, port: card.port, token: discoverDaemon(env, { shell: true }).token };
+  const proven = await provenRequest(target, { method: 'GET', path: '/health', timeoutMs: HEALTH_TIMEOUT_MS });
+  if (proven.ok && proven.status === 200) {
+    const report = proven.body as Liveness | null;
+    if (report !== null && typeof report === 'object' && report.pid === card.pid && isFullReport(report)) {
+      return { live: report, health: report, target, refused: null };
+    }
+  }
+  // No proof (or another pid): liveness asks nothing of value and tells what answers.
+  const live = await fetchHealth(card.host, card.port, HEALTH_TIMEOUT_MS);
+  const stranger = !proven.ok && proven.failure === 'unproven' ? strangerMessage(card.host, card.port, proven.detail) : undefined;
   if (!live || live.pid !== card.pid) {
     const commandLine = processCommandLine(card.pid);
-    if (commandLine !== null && !isDaemonCommandLine(commandLine)) return stale;
-    return { error: `the daemon (pid ${card.pid}) does not answer on ${card.host}:${card.port}` };
+    if (commandLine !== null && !isDaemonCommandLine(commandLine)) return stale(stranger);
+    return { error: stranger ?? `the daemon (pid ${card.pid}) does not answer on ${card.host}:${card.port}` };
   }
-  const health = isFullReport(live) ? live : null;
-  const refused =
-    health !== null
-      ? null
-      : `the daemon (pid ${card.pid}) did not take this user's token (${token ? "EXAI_WS_TOKEN or the token file differs from the daemon's" : `no token file at ${paths.token}`})`;
-  return { live, health, token, refused };
+  return { live, health: null, target, refused: refusalOf(live, proven, paths.token) };
+}
+
+/** Why the card's own daemon gave no full report: the user's next step in one line. */
+function refusalOf(live: Liveness, proven: Awaited<ReturnType<typeof provenRequest>>, tokenPath: string): string {
+  const daemon = `the daemon (pid ${live.pid})`;
+  if (proven.ok) return `${daemon} gave no full report (HTTP ${proven.status})`;
+  if (proven.failure === 'no_token') return `${daemon} cannot be asked: no token file at ${tokenPath} to check its proof with`;
+  if (proven.noChallenge === true) {
+    // Every daemon since proofs answers the challenge: one that does not is older.
+    return `${daemon} (version ${live.version}) is older than this exai-ws (${VERSION}): it cannot prove that it holds this home's token; run \`exai-ws restart\` to run the new version`;
+  }
+  return `${daemon} did not prove that it holds this home's token, so nothing was sent to it (EXAI_WS_TOKEN or the token file differs from the daemon's)`;
 }
 
 /**
@@ -122,8 +154,8 @@ export async function runReloadCommand(): Promise<number> {
     process.stderr.write(`exai-ws: ${found.error}\n`);
     return 1;
   }
-  const { health, token } = found;
-  if (health === null || token === null) {
+  const { health, target } = found;
+  if (health === null) {
     process.stderr.write(`exai-ws: ${found.refused ?? 'no full report from the daemon'}\n`);
     return 1;
   }
@@ -132,7 +164,7 @@ export async function runReloadCommand(): Promise<number> {
   const deadline = Date.now() + RELOAD_WAIT_MS;
   while (Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, 50));
-    const now = await fetchFullHealth(health.host, health.port, HEALTH_TIMEOUT_MS, token);
+    const now = await fetchFullHealth(target.host, target.port, HEALTH_TIMEOUT_MS, target.token);
     const last = now ? lastReloadOf(now) : undefined;
     if (!last || last.at === before) continue;
     if ('error' in last) {

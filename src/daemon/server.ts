@@ -2,13 +2,20 @@
  * The daemon's HTTP server, on loopback: WebSocket upgrades on `/` and `/ws` (hello first, then
  * JSON-RPC frames), Streamable HTTP on `/mcp` and `/mcp/NAME`, `GET /health`, `GET /metrics`
  * (Prometheus), the status page on `GET /` with its live updates on `GET /events`, and
- * `POST /auth/code` (the one-time codes `exai-ws open` hands to a browser). Every request
- * and upgrade must name the daemon's own address in `Host` (DNS rebinding) and carry either no
- * `Origin` or a loopback one (cross-site requests and WebSocket hijacking): 403 otherwise.
- * `/mcp` and `/auth/code` take the token as `Authorization: Bearer`; `/metrics`, `/` and
- * `/events` the token or the browser's session cookie (web-auth.ts): 401 otherwise. `/health`
- * answers anyone with liveness only (the pid lock and auto-start need no token) and the full
- * report to a request with the token or cookie.
+ * `POST /auth/code` (the one-time codes `exai-ws open` hands to a browser), `POST
+ * /auth/challenge` (this daemon proves it holds the token, proof.ts) and `POST /auth/rotate`
+ * (`exai-ws token rotate`). Every request and upgrade must name the daemon's own address in
+ * `Host` (DNS rebinding) and carry either no `Origin` or a loopback one (cross-site requests
+ * and WebSocket hijacking): 403 otherwise. `/mcp`, `/auth/code` and `/auth/rotate` take the
+ * token as `Authorization: Bearer` or a proof of it as `Authorization: Exai-Proof`; `/metrics`,
+ * `/` and `/events` those or the browser's session cookie (web-auth.ts): 401 otherwise.
+ * `/health` answers anyone with liveness only (the pid lock and auto-start need no token) and
+ * the full report to a request with a credential.
+ *
+ * A WebSocket opens with a hello carrying the token (or with a bearer upgrade), or with a
+ * challenge: the daemon answers its proof for the `Host` the client connected to, and the
+ * hello must then carry the client's proof (`auth_proof`). A bad first frame, a second
+ * challenge or a hello without its proof is refused on that connection alone.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -16,15 +23,16 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { CloseCode, RpcCode, helloErrorClose, type HelloErrorCode } from '../protocol/codes.js';
 import type { McpHttpEndpoint } from '../transport/http.js';
 import { writeJson } from '../transport/http-transport.js';
-import { checkHello, type HelloAck } from '../protocol/hello.js';
+import { checkOpening, type Hello, type HelloAck, type ProofFrame } from '../protocol/hello.js';
 import { urlHost } from '../protocol/files.js';
+import { computeProof, isNonce, newNonce, proofValid } from '../protocol/proof.js';
 import { NAME, VERSION } from '../version.js';
 import type { DaemonConfig } from './config.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 import type { SessionManager } from './sessions.js';
 import type { Session } from './session.js';
-import { tokensEqual } from './token.js';
+import { rotateTokenFile, tokensEqual } from './token.js';
 import { WsTransport } from '../transport/ws.js';
 import { LIVENESS_FIELDS, type HealthReport } from './health-client.js';
 import type { PrometheusExporter } from './prometheus.js';
@@ -33,6 +41,7 @@ import { WebAuth } from './web-auth.js';
 
 export interface DaemonServerDeps {
   config: DaemonConfig;
+  /** The token at start; `POST /auth/rotate` replaces it (the server keeps the current one). */
   token: string;
   manager: SessionManager;
   metrics: Metrics;
@@ -48,6 +57,8 @@ export interface DaemonServerDeps {
 }
 
 const WS_PATHS = new Set(['/', '/ws']);
+/** Largest body `POST /auth/challenge` reads (`{"nonce":"..."}` is 56 bytes). */
+const MAX_CHALLENGE_BODY_BYTES = 1024;
 /** `/mcp`, or `/mcp/NAME` for one hosted server alone. */
 const MCP_PATH = /^\/mcp(?:\/([^/]+))?\/?$/;
 
@@ -151,7 +162,7 @@ export class DaemonServer {
     const path = (req.url ?? '/').split('?')[0] ?? '/';
     const mcp = MCP_PATH.exec(path);
     if (mcp) {
-      if (!this.auth.bearerValid(req.headers.authorization)) {
+      if (this.auth.tokenCredential(req) === null) {
         this.deps.metrics.authFailures++;
         res.setHeader('www-authenticate', 'Bearer');
         return send(401, {
@@ -180,6 +191,8 @@ export class DaemonServer {
       return send(200, Object.fromEntries(LIVENESS_FIELDS.map((key) => [key, report[key]])));
     }
     if (path === '/auth/code') return this.onAuthCode(req, res);
+    if (path === '/auth/challenge') return this.onChallenge(req, res);
+    if (path === '/auth/rotate') return this.onRotate(req, res);
     if (path === '/metrics' || path === '/events' || path === '/') return this.onPage(req, res, path);
     send(404, {
       error: 'not found',
@@ -187,13 +200,69 @@ export class DaemonServer {
     });
   }
 
-  /** `POST /auth/code` with the bearer token: a one-time code for `exai-ws open`'s URL. */
+  /** `POST /auth/code` with the token or a proof: a one-time code for `exai-ws open`'s URL. */
   private onAuthCode(req: IncomingMessage, res: ServerResponse): void {
     if (req.method !== 'POST') return writeJson(res, 405, { error: 'method not allowed' });
-    if (!this.auth.bearerValid(req.headers.authorization)) return this.unauthorized(res, 'json');
+    if (this.auth.tokenCredential(req) === null) return this.unauthorized(res, 'json');
     req.resume();
     const { code, expiresInS } = this.auth.issueCode();
     writeJson(res, 200, { code, url: `http://${urlHost(this.deps.config.host)}:${this.port}/?code=${code}`, expires_in_s: expiresInS });
+  }
+
+  /**
+   * `POST /auth/challenge` `{"nonce": CLIENT_NONCE}`: this daemon's nonce and proof for the
+   * address in `Host`, good for one request with `Authorization: Exai-Proof` (web-auth.ts).
+   * Anyone may ask (a client asks before it sends anything of value); the answer reveals
+   * nothing a client could use as its own proof.
+   */
+  private onChallenge(req: IncomingMessage, res: ServerResponse): void {
+    if (req.method !== 'POST') return writeJson(res, 405, { error: 'method not allowed' });
+    const hint = 'send {"nonce": "<32 random bytes, base64url>"}';
+    readSmallBody(req, MAX_CHALLENGE_BODY_BYTES, (body) => {
+      if (body === null) {
+        // The rest of the body is not read: the connection ends with this answer.
+        res.setHeader('connection', 'close');
+        res.once('finish', () => req.destroy());
+        return writeJson(res, 413, { error: 'body too large', hint });
+      }
+      let nonce: unknown;
+      try {
+        nonce = (JSON.parse(body) as { nonce?: unknown } | null)?.nonce;
+      } catch {
+        nonce = undefined;
+      }
+      if (!isNonce(nonce)) return writeJson(res, 400, { error: 'bad challenge', hint });
+      writeJson(res, 200, this.auth.answerChallenge(nonce, req.headers.host ?? ''));
+    });
+  }
+
+  /**
+   * `POST /auth/rotate` with the token or a proof (`exai-ws token rotate`): a new token, written
+   * to the token file (whole, 0600) and taken at once. Open sessions go on; new connections,
+   * reconnects and HTTP requests need the new token, the old one is refused from now on. A
+   * token from the environment (`EXAI_WS_TOKEN`) is not this daemon's to change: 409.
+   */
+  private onRotate(req: IncomingMessage, res: ServerResponse): void {
+    if (req.method !== 'POST') return writeJson(res, 405, { error: 'method not allowed' });
+    if (this.auth.tokenCredential(req) === null) return this.unauthorized(res, 'json');
+    req.resume();
+    const { config, logger } = this.deps;
+    if (config.token !== undefined) {
+      return writeJson(res, 409, {
+        error: 'token_from_environment',
+        message: 'the daemon takes its token from EXAI_WS_TOKEN, not from the token file: change it where EXAI_WS_TOKEN is set',
+      });
+    }
+    let token: string;
+    try {
+      token = rotateTokenFile(config.paths.token);
+    } catch (error) {
+      logger.warn({ err: (error as Error).message, path: config.paths.token }, 'token rotation failed: the old token stays');
+      return writeJson(res, 500, { error: 'write_failed', message: (error as Error).message });
+    }
+    this.auth.setToken(token);
+    logger.info({ path: config.paths.token }, 'token rotated: the old token is refused from now on');
+    writeJson(res, 200, { ok: true, path: config.paths.token });
   }
 
   /** `/metrics`, the status page and its event stream: the token or the browser's cookie. */
@@ -260,21 +329,22 @@ export class DaemonServer {
     if (!this.accepting) return refuse(503, 'Service Unavailable');
     let preauthorized = false;
     if (req.headers.authorization !== undefined) {
-      if (!this.auth.bearerValid(req.headers.authorization)) {
+      if (this.auth.tokenCredential(req) === null) {
         this.deps.metrics.authFailures++;
         return refuse(401, 'Unauthorized');
       }
       preauthorized = true;
     }
-    this.upgrade(req, socket, head, preauthorized);
+    // hostAllowed above: the Host is one of this daemon's own addresses.
+    this.upgrade(req, socket, head, preauthorized, (req.headers.host ?? '').toLowerCase());
   }
 
   /**
    * Completes an accepted upgrade. Its own scope, so the callback `ws` keeps for the life of
    * the connection does not hold the upgrade request and its headers (about 1 KB a session).
    */
-  private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, preauthorized: boolean): void {
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, preauthorized));
+  private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, preauthorized: boolean, address: string): void {
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, preauthorized, address));
   }
 
   private refuseUpgrade(socket: Duplex, status: number, reason: string, remote: string | undefined): void {
@@ -285,11 +355,17 @@ export class DaemonServer {
     this.deps.logger.warn({ status, reason, remote }, 'upgrade refused');
   }
 
-  private onConnection(ws: WebSocket, preauthorized: boolean): void {
+  /**
+   * One WebSocket: the opening (an optional challenge, then the hello) and then its session.
+   * `address` is the `Host` it was opened with, what a proof is bound to.
+   */
+  private onConnection(ws: WebSocket, preauthorized: boolean, address: string): void {
     const { config, manager, metrics, logger } = this.deps;
     this.sockets.add(ws);
     const transport = new WsTransport(ws);
     let session: Session | undefined;
+    /** Set once the client challenged: its hello must carry the matching proof. */
+    let challenge: { clientNonce: string; daemonNonce: string } | undefined;
     ws.on('pong', () => this.awaitingPong.delete(ws));
     ws.on('error', (error) => logger.debug({ session_id: session?.id, err: error.message }, 'socket error'));
     const helloTimer = setTimeout(() => {
@@ -312,12 +388,21 @@ export class DaemonServer {
         return;
       }
       if (!transport.open) return; // refused or timed out already
-      const check = checkHello(text);
+      const check = checkOpening(text);
       if (!check.ok) return refuseHello(check.code, check.message);
-      const given = check.hello.auth_token;
-      if (!preauthorized && (given === undefined || !tokensEqual(given, this.deps.token))) {
-        metrics.authFailures++;
-        return refuseHello('unauthorized', given === undefined ? 'a token is required' : 'wrong token');
+      if ('challenge' in check) {
+        if (challenge) return refuseHello('bad_hello', 'one challenge per connection: after the proof, send the hello');
+        const daemonNonce = newNonce();
+        challenge = { clientNonce: check.challenge.nonce, daemonNonce };
+        const proof = computeProof('daemon', this.auth.token, address, challenge.clientNonce, daemonNonce);
+        const frame: ProofFrame = { type: 'proof', nonce: daemonNonce, proof };
+        transport.send(JSON.stringify(frame), undefined);
+        return;
+      }
+      const refusal = this.helloRefusal(check.hello, preauthorized, challenge, address);
+      if (refusal) {
+        if (refusal.code === 'unauthorized') metrics.authFailures++;
+        return refuseHello(refusal.code, refusal.message);
       }
       if (!this.accepting) return refuseHello('shutting_down', 'daemon is shutting down');
       const opened = manager.open(check.hello);
@@ -343,6 +428,28 @@ export class DaemonServer {
       this.sockets.delete(ws);
       if (session) manager.transportClosed(session, transport, code);
     };
+  }
+
+  /**
+   * Why a hello may not open a session, or null when it may. After a challenge, only the
+   * client's proof counts; without one, the bearer upgrade or the token in the hello.
+   */
+  private helloRefusal(
+    hello: Hello,
+    preauthorized: boolean,
+    challenge: { clientNonce: string; daemonNonce: string } | undefined,
+    address: string,
+  ): { code: HelloErrorCode; message: string } | null {
+    if (challenge) {
+      if (hello.auth_proof === undefined) return { code: 'unauthorized', message: 'a hello after a challenge must carry auth_proof' };
+      const valid = proofValid(hello.auth_proof, 'client', this.auth.token, address, challenge.clientNonce, challenge.daemonNonce);
+      return valid ? null : { code: 'unauthorized', message: 'wrong proof' };
+    }
+    if (hello.auth_proof !== undefined) return { code: 'bad_hello', message: 'hello.auth_proof needs a challenge first' };
+    if (preauthorized) return null;
+    const given = hello.auth_token;
+    if (given === undefined) return { code: 'unauthorized', message: 'a token is required' };
+    return tokensEqual(given, this.auth.token) ? null : { code: 'unauthorized', message: 'wrong token' };
   }
 
   private beat(): void {
@@ -374,6 +481,35 @@ function closeReason(message: string): string {
     cut += char;
   }
   return cut;
+}
+
+/**
+ * Reads a request body of at most `maxBytes` as text; `null` when it is larger (the rest is
+ * not read: the connection closes after the answer). Calls `done` once.
+ */
+function readSmallBody(req: IncomingMessage, maxBytes: number, done: (body: string | null) => void): void {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let finished = false;
+  const finish = (body: string | null) => {
+    if (finished) return;
+    finished = true;
+    done(body);
+  };
+  req.on('data', (chunk: Buffer) => {
+    if (finished) return;
+    size += chunk.length;
+    if (size > maxBytes) {
+      req.pause();
+      finish(null);
+      return;
+    }
+    chunks.push(chunk);
+  });
+  req.on('end', () => finish(Buffer.concat(chunks).toString('utf8')));
+  req.on('error', () => {
+    finished = true;
+  });
 }
 
 function destroyOnError(this: Duplex): void {

@@ -40,7 +40,7 @@ export function ensureToken(tokenPath: string, fromEnv: string | undefined): Tok
     return { token: found.token, written: null };
   }
   if (found.state === 'unreadable' && found.error.code === 'EISDIR') throw homeError(found.error, tokenPath, 'the token file');
-  const token = randomBytes(32).toString('base64url');
+  const token = newToken();
   if (found.state === 'missing') {
     if (writeTokenFile(tokenPath, token, 'exclusive')) return { token, written: 'created' };
     // Made between our read and our write: use it when it is good.
@@ -50,6 +50,24 @@ export function ensureToken(tokenPath: string, fromEnv: string | undefined): Tok
   writeTokenFile(tokenPath, token, 'replace');
   if (found.state === 'unreadable') return { token, written: 'replaced_unreadable' };
   return { token, written: found.state === 'invalid' && found.reason === 'empty' ? 'replaced_empty' : 'replaced_malformed' };
+}
+
+/** A new random token: 32 bytes, base64url. */
+export function newToken(): string {
+  return randomBytes(32).toString('base64url');
+}
+
+/**
+ * `exai-ws token rotate`: replaces the token file with a new random token, written whole
+ * (0600, fsynced, renamed into place: a reader sees the old token or the new one, never part
+ * of either), and returns it. The caller makes sure no running daemon keeps the old one.
+ *
+ * @throws HomeError when the file cannot be written.
+ */
+export function rotateTokenFile(tokenPath: string): string {
+  const token = newToken();
+  writeTokenFile(tokenPath, token, 'replace');
+  return token;
 }
 
 /**

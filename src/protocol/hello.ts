@@ -1,8 +1,14 @@
 /**
  * The hello handshake, protocol version 1 (DESIGN.md, "WebSocket protocol"). Validation is
  * hand-written so the shim can use this module without loading a schema library at start-up.
+ *
+ * A connection opens with a hello, or first with a challenge (proof.ts): the client sends
+ * {@link ChallengeFrame}, the daemon answers {@link ProofFrame}, and the client's hello then
+ * carries `auth_proof` instead of a token. A daemon older than the challenge answers it with a
+ * `not_hello` refusal, which tells a new client whom to update.
  */
 import type { HelloErrorCode } from './codes.js';
+import { isNonce } from './proof.js';
 
 export const PROTOCOL_VERSION = 1;
 export const SESSION_ID_PATTERN = /^[A-Za-z0-9_-]{3,64}$/;
@@ -11,7 +17,10 @@ export interface Hello {
   type: 'hello';
   protocol: number;
   session_id?: string;
+  /** The token itself: from clients that do not challenge (older shims, hand-written clients). */
   auth_token?: string;
+  /** After a challenge, and only then: the client's proof (proof.ts) that it holds the token. */
+  auth_proof?: string;
   client?: { name?: string; version?: string };
   cwd?: string;
   /** Reserved for `exai-ws shim --server NAME` (hosted servers). */
@@ -66,27 +75,79 @@ export type HelloAck =
     }
   | { type: 'hello_ack'; ok: false; error: { code: HelloErrorCode; message: string } };
 
-export type HelloCheck =
-  | { ok: true; hello: Hello }
-  | { ok: false; code: Extract<HelloErrorCode, 'bad_hello' | 'not_hello' | 'unsupported_protocol'>; message: string };
+/** Client -> daemon, instead of a first hello: "prove that you hold the token" (proof.ts). */
+export interface ChallengeFrame {
+  type: 'challenge';
+  /** The client's nonce: 32 random bytes, base64url. */
+  nonce: string;
+}
+
+/** Daemon -> client, the answer to a {@link ChallengeFrame}. */
+export interface ProofFrame {
+  type: 'proof';
+  /** The daemon's nonce: 32 random bytes, base64url. */
+  nonce: string;
+  /** The daemon's proof over the address the client connected to and both nonces. */
+  proof: string;
+}
+
+/** A first frame the daemon refuses, and why. */
+export type OpeningRefusal = {
+  ok: false;
+  code: Extract<HelloErrorCode, 'bad_hello' | 'not_hello' | 'unsupported_protocol'>;
+  message: string;
+};
+
+export type HelloCheck = { ok: true; hello: Hello } | OpeningRefusal;
+
+/** What a connection's first frame is: a hello, a challenge, or a refusal. */
+export type OpeningCheck = { ok: true; hello: Hello } | { ok: true; challenge: ChallengeFrame } | OpeningRefusal;
 
 const optionalString = (v: unknown, max: number): boolean => v === undefined || (typeof v === 'string' && v.length <= max);
 const optionalCount = (v: unknown, min: number): boolean => v === undefined || (Number.isSafeInteger(v) && (v as number) >= min);
 
-/** Checks the first frame of a connection. Never throws. */
+/** Checks a frame that must be a hello. Never throws. */
 export function checkHello(text: string): HelloCheck {
+  const value = parseObject(text);
+  return typeof value === 'string' ? { ok: false, code: 'bad_hello', message: value } : checkHelloValue(value);
+}
+
+/**
+ * Checks the first frame of a connection: a challenge (only its shape: the daemon answers it)
+ * or a hello. Never throws.
+ */
+export function checkOpening(text: string): OpeningCheck {
+  const value = parseObject(text);
+  if (typeof value === 'string') return { ok: false, code: 'bad_hello', message: value };
+  if (value.type !== 'challenge') return checkHelloValue(value);
+  if (!isNonce(value.nonce)) {
+    return { ok: false, code: 'bad_hello', message: 'challenge.nonce must be 32 random bytes as base64url (43 characters)' };
+  }
+  return { ok: true, challenge: { type: 'challenge', nonce: value.nonce } };
+}
+
+/** The nonce and proof of a {@link ProofFrame}; null when `text` is not one (a client's check). Never throws. */
+export function parseProofFrame(text: string): { nonce: string; proof: string } | null {
+  const value = parseObject(text);
+  if (typeof value === 'string' || value.type !== 'proof' || !isNonce(value.nonce) || typeof value.proof !== 'string') return null;
+  return { nonce: value.nonce, proof: value.proof };
+}
+
+/** A JSON object, or why the text is not one. */
+function parseObject(text: string): Record<string, unknown> | string {
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch {
-    return { ok: false, code: 'bad_hello', message: 'hello is not valid JSON' };
+    return 'hello is not valid JSON';
   }
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    return { ok: false, code: 'bad_hello', message: 'hello must be a JSON object' };
-  }
-  const h = value as Record<string, unknown>;
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return 'hello must be a JSON object';
+  return value as Record<string, unknown>;
+}
+
+function checkHelloValue(h: Record<string, unknown>): HelloCheck {
   if (h.type !== 'hello') {
-    return { ok: false, code: 'not_hello', message: 'the first frame must be {"type":"hello",...}' };
+    return { ok: false, code: 'not_hello', message: 'the first frame must be {"type":"hello",...} (or {"type":"challenge",...})' };
   }
   if (typeof h.protocol !== 'number' || !Number.isInteger(h.protocol)) {
     return { ok: false, code: 'bad_hello', message: 'hello.protocol must be an integer' };
@@ -103,6 +164,9 @@ export function checkHello(text: string): HelloCheck {
   }
   if (!optionalString(h.auth_token, 4096) || !optionalString(h.cwd, 4096) || !optionalString(h.server, 256)) {
     return { ok: false, code: 'bad_hello', message: 'hello.auth_token, hello.cwd and hello.server must be strings' };
+  }
+  if (!optionalString(h.auth_proof, 256)) {
+    return { ok: false, code: 'bad_hello', message: 'hello.auth_proof must be a string (the proof, base64url)' };
   }
   if (!optionalCount(h.pid, 1)) {
     return { ok: false, code: 'bad_hello', message: 'hello.pid must be a positive integer (the client process id)' };

@@ -3,8 +3,10 @@
  * ready. The shim calls {@link ensureDaemon} when a connection fails before its hello_ack;
  * `exai-ws restart` uses the same pieces to replace a running daemon.
  *
- * - A daemon of the home "answers" when its address card names a port and `GET /health` there
- *   says `ok` as the card's pid. Readiness after a start is the same test.
+ * - A daemon of the home "answers" when its address card names a port and, there, it proves that
+ *   it holds this home's token (proof.ts) and its full `GET /health` says `ok` as the card's pid.
+ *   Readiness after a start is the same test. A listener that does not prove itself is told
+ *   nothing but a nonce.
  * - Race-free: of the shims that find no daemon at once, the one that takes the spawn lock
  *   (spawn-lock.ts) spawns; the others wait for the card and `/health`. The daemon's pid lock
  *   decides in the end: a spawned daemon that loses it exits, and its spawner waits for the
@@ -25,9 +27,11 @@ import { settingsPath } from '../protocol/config-path.js';
 import { daemonArgs } from '../protocol/daemon-launch.js';
 import { launchEnv, readSettings } from '../protocol/settings.js';
 import { discoverDaemon, readAddressCard, resolveHome, type HomePaths } from '../protocol/files.js';
-import { fetchHealth, type Liveness } from '../daemon/health-client.js';
+import { fetchHealth, provenRequest, type Liveness } from '../daemon/health-client.js';
 import { HomeError, homeError } from '../daemon/home.js';
 import { cardIsLive } from '../daemon/pidfile.js';
+import { strangerMessage } from '../protocol/proof.js';
+import { VERSION } from '../version.js';
 import type { EnsureResult } from './link.js';
 import { spawnLockHolder, spawnLockPath, tryTakeSpawnLock, type SpawnLock } from './spawn-lock.js';
 
@@ -75,8 +79,18 @@ export async function ensureDaemon(options: { env: NodeJS.ProcessEnv; timeoutMs?
   const { env } = options;
   try {
     const paths = resolveHome(env);
-    if (await probeDaemon(env, paths)) return { ok: true, started: false };
-    if (!autostartEnabled(env)) return { ok: false, message: autostartOffMessage(env, paths) };
+    const probe = await probeHome(env, paths);
+    if (probe.kind === 'proven') return { ok: true, started: false };
+    // The home's own daemon runs but cannot prove itself: a new one would lose the pid lock to it.
+    if (probe.kind === 'unproven' && probe.own) return { ok: false, message: probe.message };
+    if (!autostartEnabled(env)) {
+      // The shim's own line already says what holds the port.
+      const message =
+        probe.kind === 'unproven'
+          ? 'auto-start is off (EXAI_WS_AUTOSTART=0): start a daemon of your own with: exai-ws daemon'
+          : autostartOffMessage(env, paths);
+      return { ok: false, message };
+    }
     const reached = await reachOrStartDaemon(env, { timeoutMs: options.timeoutMs ?? autostartTimeoutMs(env) });
     return reached.ok ? { ok: true, started: reached.started } : reached;
   } catch (error) {
@@ -84,17 +98,73 @@ export async function ensureDaemon(options: { env: NodeJS.ProcessEnv; timeoutMs?
   }
 }
 
+/** What {@link probeHome} found at the address of this home's card. */
+export type HomeProbe =
+  | { kind: 'proven'; daemon: RunningDaemon }
+  /** No card with a port, nothing answers there, or a daemon of this token that is not the card's. */
+  | { kind: 'none' }
+  /**
+   * Something answers but does not prove that it holds this home's token; nothing was sent to
+   * it. `own`: it answers liveness as the card's pid, so it is this home's daemon (older than
+   * proofs, or started with another token): starting another cannot help. `message`: one line.
+   */
+  | { kind: 'unproven'; own: boolean; message: string };
+
 /**
- * The daemon of this home when it answers: its card names a port, and `/health` at the address
- * a shim would use (discoverDaemon) says `ok` as the card's pid; else null. Never rejects.
+ * The daemon of this home when it answers: its card names a port, and at the address a shim
+ * would use (discoverDaemon) it proves that it holds this home's token and its `/health` says
+ * `ok` as the card's pid; else null. Never rejects.
  */
 export async function probeDaemon(env: NodeJS.ProcessEnv, paths: HomePaths = resolveHome(env)): Promise<RunningDaemon | null> {
+  const probe = await probeHome(env, paths);
+  return probe.kind === 'proven' ? probe.daemon : null;
+}
+
+/** {@link probeDaemon}, saying what answered when no daemon proved itself. Never rejects. */
+export async function probeHome(env: NodeJS.ProcessEnv, paths: HomePaths = resolveHome(env)): Promise<HomeProbe> {
   const card = readAddressCard(paths.pid);
-  if (!card || card.port <= 0) return null;
-  const { host, port } = discoverDaemon(env);
-  const health = await fetchHealth(host, port, PROBE_TIMEOUT_MS);
-  if (!health || health.status !== 'ok' || health.pid !== card.pid) return null;
-  return { pid: health.pid, host, port, health };
+  if (!card || card.port <= 0) return { kind: 'none' };
+  const { host, port, token } = discoverDaemon(env);
+  const reply = await provenRequest({ host, port, token }, { method: 'GET', path: '/health', timeoutMs: PROBE_TIMEOUT_MS });
+  if (reply.ok) {
+    const health = reply.body as Liveness | null;
+    if (reply.status !== 200 || health === null || typeof health !== 'object' || health.status !== 'ok' || health.pid !== card.pid) {
+      return { kind: 'none' };
+    }
+    return { kind: 'proven', daemon: { pid: health.pid, host, port, health } };
+  }
+  if (reply.failure === 'unreachable') return { kind: 'none' };
+  // Liveness asks nothing of value: it tells this home's daemon from a stranger, for the message.
+  const live = await fetchHealth(host, port, PROBE_TIMEOUT_MS);
+  if (live === null || live.pid !== card.pid) {
+    if (reply.failure === 'no_token') return { kind: 'none' };
+    return { kind: 'unproven', own: false, message: strangerMessage(host, port, reply.detail) };
+  }
+  const daemon = `the exai-ws daemon on ${host}:${port} (pid ${live.pid}${live.version ? `, version ${live.version}` : ''})`;
+  if (reply.failure === 'no_token') {
+    return {
+      kind: 'unproven',
+      own: true,
+      message: `${daemon} runs, but this home has no token to check its proof with (${paths.token}): run \`exai-ws restart\``,
+    };
+  }
+  if (reply.noChallenge === true) {
+    // Every daemon since proofs answers the challenge: one that does not is older.
+    return {
+      kind: 'unproven',
+      own: true,
+      message:
+        `${daemon} is older than this exai-ws (${VERSION}): it cannot prove that it holds this home's token, so nothing ` +
+        `was sent to it; run \`exai-ws restart\` to run the new version`,
+    };
+  }
+  return {
+    kind: 'unproven',
+    own: true,
+    message:
+      `${daemon} did not prove that it holds this home's token (${reply.detail}), so nothing was sent to it: ` +
+      `was it started with another EXAI_WS_TOKEN? \`exai-ws restart\` starts it again with this home's token`,
+  };
 }
 
 /**

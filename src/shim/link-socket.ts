@@ -11,7 +11,7 @@ export interface SocketEvents {
   open(): void;
   /** One text frame (binary frames are not passed on); `bytes` is its size on the wire. */
   message(text: string, bytes: number): void;
-  /** The upgrade was answered with an HTTP status instead (401: a wrong token). */
+  /** The upgrade was answered with an HTTP status instead (whoever answered so is no daemon for this client). */
   rejected(status: number): void;
   /** Why the socket failed (`ECONNREFUSED`...); `close` follows. */
   error(code: string): void;
@@ -33,7 +33,7 @@ export interface LinkSocket {
   resume(): void;
 }
 
-/** Opens a socket to the daemon's `/ws` endpoint; the token (if any) goes on the upgrade. */
+/** Opens a socket to the daemon's `/ws` endpoint; no credential goes on the upgrade (see link.ts). */
 export type SocketFactory = (address: DaemonAddress, events: SocketEvents, timeoutMs: number) => LinkSocket;
 
 /** The daemon's WebSocket endpoint at an address (IPv6 literals in brackets). */

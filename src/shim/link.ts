@@ -9,10 +9,18 @@
  *
  * Each transition is one method (`toOpen`, `toReconnecting`, `toClosed`) and every side effect
  * of a transition happens there. Within `connecting` and `reconnecting` an attempt is one
- * socket, the hello, and its ack; an attempt that fails before the ack is retried with capped,
- * jittered backoff while reconnecting, after asking `ensure` (auto-start) once per spell of
- * failures. The address and token are read again for every attempt, so a restarted daemon on
- * another port, or with a new token, is found.
+ * socket and its own steps ({@link AttemptStep}):
+ *
+ *   upgrading --open: send the challenge--> proving --a valid proof: send the hello--> greeting
+ *   greeting --hello_ack ok--> (the link is open)
+ *
+ * No token, hello or client frame leaves before the listener proved that it holds this home's
+ * token for the address connected to (proof.ts, DESIGN.md "Security model"): a listener that
+ * does not (another program, another user's daemon, a relay) fails the attempt and is told
+ * nothing but a nonce. An attempt that fails before the ack is retried with capped, jittered
+ * backoff while reconnecting, after asking `ensure` (auto-start) once per spell of failures.
+ * The address and token are read again for every attempt, so a restarted daemon on another
+ * port, or a new token, is found.
  *
  * The link knows nothing of MCP: it carries text frames, counts the ones it received for the
  * resume (`received`) and acks them (issue 10's contract). The socket comes from a factory,
@@ -21,12 +29,19 @@
  */
 import { CloseCode } from '../protocol/codes.js';
 import type { DaemonAddress } from '../protocol/files.js';
-import { PROTOCOL_VERSION, type AckFrame, type Hello, type HelloAck } from '../protocol/hello.js';
+import { PROTOCOL_VERSION, parseProofFrame, type AckFrame, type ChallengeFrame, type Hello, type HelloAck } from '../protocol/hello.js';
+import { computeProof, newNonce, proofAddress, proofValid, strangerMessage } from '../protocol/proof.js';
 import { wsUrl, type LinkSocket, type SocketFactory } from './link-socket.js';
 
 export { wsUrl, type LinkSocket, type SocketEvents, type SocketFactory } from './link-socket.js';
 
 export type LinkState = 'connecting' | 'open' | 'reconnecting' | 'closed';
+
+/**
+ * Where the current attempt stands: the socket is connecting and upgrading; the challenge is
+ * out and the listener must prove itself; the hello is out and awaits its ack; the ack said ok.
+ */
+export type AttemptStep = 'upgrading' | 'proving' | 'greeting' | 'acked';
 
 /** How long the shim keeps trying after the connection dropped (`EXAI_WS_RECONNECT_MS`). */
 export const DEFAULT_RECONNECT_MS = 120_000;
@@ -104,10 +119,12 @@ export interface LinkOptions {
   /** How long to keep trying after a drop ({@link DEFAULT_RECONNECT_MS}). */
   reconnectMs?: number | undefined;
   connectTimeoutMs?: number | undefined;
-  /** Added to the refusal when the address has no token: where to find or set one. */
+  /** Added to the failure when the address has no token: where to find or set one. */
   noTokenHint?: string | undefined;
   /** For jitter; tests pass their own. */
   random?: () => number;
+  /** The challenge's nonces (proof.ts `newNonce`); tests pass their own. */
+  nonce?: () => string;
   handlers: LinkHandlers;
 }
 
@@ -124,12 +141,16 @@ export class Link {
   /** The socket of the attempt in progress or of the open connection; null between attempts. */
   private socket: LinkSocket | null = null;
   private address: DaemonAddress | null = null;
-  /** The current socket got an ok hello_ack. */
-  private acked = false;
+  /** Where the current socket's attempt stands. */
+  private step: AttemptStep = 'upgrading';
+  /** The nonce of the current attempt's challenge. */
+  private clientNonce = '';
   /** Frames may have gone out on the current attempt before its ack (first session only). */
   private pipelined = false;
   /** Why the current attempt's socket failed, from its `error` event. */
   private attemptError: string | undefined;
+  /** Set when the current attempt met a listener that did not prove itself: what the user is told. */
+  private unproven: string | undefined;
   private attemptTimer: NodeJS.Timeout | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   private deadlineTimer: NodeJS.Timeout | undefined;
@@ -224,7 +245,7 @@ export class Link {
     clearTimeout(this.deadlineTimer);
     this.retries = 0;
     this.ensureStep = 'armed';
-    this.acked = true;
+    this.step = 'acked';
     this.pipelined = false;
     // A new session counts its frames from 0; a resumed one goes on from what the hello said.
     if (!ack.resumed) this.receivedCount = 0;
@@ -273,12 +294,20 @@ export class Link {
     this.address = address;
     if (this.current === 'reconnecting' && address.source !== 'pidfile') {
       // No address card: no daemon runs for this home (or it is still binding its port). The
-      // default port may belong to another home's daemon, whose 401 would end this shim.
+      // default port may belong to another home's daemon, which would only fail the proof.
       this.failed('no exai-ws daemon runs (it has published no address card); start it with: exai-ws daemon');
       return;
     }
-    this.acked = false;
+    this.step = 'upgrading';
     this.attemptError = undefined;
+    this.unproven = undefined;
+    const token = address.token;
+    if (token === null) {
+      // Without the token no proof can be checked, so nothing is sent; auto-start may make one.
+      const hint = this.options.noTokenHint ? `: ${this.options.noTokenHint}` : '';
+      this.failed(`no token to check the exai-ws daemon's proof with${hint}`);
+      return;
+    }
     const mine = (): boolean => this.socket === socket;
     const socket: LinkSocket = this.options.connect(
       address,
@@ -287,19 +316,18 @@ export class Link {
           if (!mine()) return;
           // A socket cannot be paused before it is open.
           if (this.paused) socket.pause();
-          this.sendHello(socket);
+          this.sendChallenge(socket);
         },
         message: (text, bytes) => {
-          if (mine()) this.onFrame(text, bytes);
+          if (!mine()) return;
+          if (this.step === 'proving') this.onProof(socket, text, token);
+          else this.onFrame(text, bytes);
         },
         rejected: (status) => {
           if (!mine()) return;
-          // Found with no address card: the listener may be another home's daemon or any program
-          // on the port; auto-start may still start this home's own (it takes a port of its own).
-          if (status === 401 && address.source !== 'pidfile')
-            return this.failed(notThisHome(address, `refused the connection: HTTP ${status}`));
-          const hint = status === 401 ? ' (wrong token: check EXAI_WS_TOKEN or the token file)' : '';
-          this.refused(`the exai-ws daemon at ${wsUrl(address)} refused the connection: HTTP ${status}${hint}`);
+          // Nothing of value went with the upgrade: whoever answered it so is not the daemon.
+          this.detach()?.terminate();
+          this.notProven(strangerWhy(address, `it answered the WebSocket upgrade with HTTP ${status}`));
         },
         error: (code) => {
           if (mine()) this.attemptError ??= code;
@@ -313,14 +341,61 @@ export class Link {
     this.socket = socket;
     if (this.paused) socket.pause();
     this.attemptTimer = setTimeout(() => {
-      if (!mine() || this.acked) return;
+      if (!mine() || this.step === 'acked') return;
+      const step = this.step;
       this.detach()?.terminate();
-      this.failed(`the exai-ws daemon at ${wsUrl(address)} did not answer the hello within ${this.timeoutMs} ms`);
+      if (step === 'greeting') this.failed(`the exai-ws daemon at ${wsUrl(address)} did not answer the hello within ${this.timeoutMs} ms`);
+      else this.notProven(strangerWhy(address, `it gave no proof within ${this.timeoutMs} ms`));
     }, this.timeoutMs);
   }
 
-  private sendHello(socket: LinkSocket): void {
-    const hello: Hello = { type: 'hello', protocol: PROTOCOL_VERSION, ...this.options.hello, pid: this.options.pid, acks: true };
+  /** upgrading -> proving: only a nonce goes out until the listener has proven itself. */
+  private sendChallenge(socket: LinkSocket): void {
+    this.step = 'proving';
+    this.clientNonce = (this.options.nonce ?? newNonce)();
+    const challenge: ChallengeFrame = { type: 'challenge', nonce: this.clientNonce };
+    socket.send(JSON.stringify(challenge));
+  }
+
+  /**
+   * proving -> greeting when `text` is the proof this home's token gives for the address
+   * connected to; else the attempt fails and the socket is dropped, nothing sent.
+   */
+  private onProof(socket: LinkSocket, text: string, token: string): void {
+    const address = this.address as DaemonAddress;
+    const proof = parseProofFrame(text);
+    const bound = proofAddress(address.host, address.port);
+    if (proof && proofValid(proof.proof, 'daemon', token, bound, this.clientNonce, proof.nonce)) {
+      this.step = 'greeting';
+      this.sendHello(socket, computeProof('client', token, bound, this.clientNonce, proof.nonce));
+      return;
+    }
+    this.detach()?.terminate();
+    if (proof) {
+      this.notProven(strangerWhy(address, `its proof does not match the token`));
+      return;
+    }
+    // A daemon older than the challenge refuses it as a first frame that is not a hello.
+    if (refusalCode(text) === 'not_hello') {
+      this.failed(
+        `the exai-ws daemon at ${wsUrl(address)} is older than this shim: it cannot prove that it holds this home's token, ` +
+          `so nothing was sent to it; run \`exai-ws restart\` to run the new version`,
+      );
+      return;
+    }
+    this.notProven(strangerWhy(address, 'its answer to the challenge is no proof'));
+  }
+
+  /** proving -> greeting: the hello, with the client's proof and never the token. */
+  private sendHello(socket: LinkSocket, clientProof: string): void {
+    const hello: Hello = {
+      type: 'hello',
+      protocol: PROTOCOL_VERSION,
+      ...this.options.hello,
+      pid: this.options.pid,
+      acks: true,
+      auth_proof: clientProof,
+    };
     if (this.sessionIdValue !== undefined) {
       hello.session_id = this.sessionIdValue;
       hello.received = this.receivedCount;
@@ -333,7 +408,7 @@ export class Link {
   }
 
   private onFrame(text: string, bytes: number): void {
-    if (!this.acked) {
+    if (this.step !== 'acked') {
       this.onHelloAck(text);
       return;
     }
@@ -366,28 +441,26 @@ export class Link {
       return;
     }
     const code = String(ack.error?.code);
-    const hint = this.address?.token === null && this.options.noTokenHint ? `; ${this.options.noTokenHint}` : '';
-    const why = `the exai-ws daemon refused the session (${code}: ${ack.error?.message})${hint}`;
+    const why = `the exai-ws daemon refused the session (${code}: ${ack.error?.message})`;
     this.detach()?.close(CloseCode.NORMAL, 'refused');
-    // Without an address card, "unauthorized" is another home's daemon on the port: not fatal (as above).
-    if (code === 'unauthorized' && this.address && this.address.source !== 'pidfile')
-      this.failed(notThisHome(this.address, `refused the session (${code}: ${ack.error?.message})`));
     // A full daemon or one shutting down may take a later attempt; a wrong token or protocol never will.
-    else if (FATAL_REFUSALS.has(code)) this.refused(why);
+    if (FATAL_REFUSALS.has(code)) this.refused(why);
     else this.failed(why);
   }
 
   private onClose(code: number, reason: string): void {
-    const wasOpen = this.acked;
+    const step = this.step;
     this.detach();
-    if (!wasOpen) {
+    if (step !== 'acked') {
       const address = this.address;
       const url = address ? wsUrl(address) : 'its address';
-      this.failed(
-        this.attemptError !== undefined
-          ? `cannot reach the exai-ws daemon at ${url} (${this.attemptError}); start it with: exai-ws daemon`
-          : `the exai-ws daemon closed the connection before the session started (${describeClose(code, reason)})`,
-      );
+      if (this.attemptError !== undefined) {
+        this.failed(`cannot reach the exai-ws daemon at ${url} (${this.attemptError}); start it with: exai-ws daemon`);
+      } else if (step === 'greeting') {
+        this.failed(`the exai-ws daemon closed the connection before the session started (${describeClose(code, reason)})`);
+      } else if (address) {
+        this.notProven(strangerWhy(address, `it closed the connection instead (${describeClose(code, reason)})`));
+      }
       return;
     }
     if (code === CloseCode.SUPERSEDED) {
@@ -402,6 +475,12 @@ export class Link {
     this.detach()?.terminate();
     this.retract();
     this.toClosed({ kind: 'failed', why });
+  }
+
+  /** The attempt met a listener that did not prove itself: a failed attempt, never a refusal. */
+  private notProven(why: string): void {
+    this.unproven = why;
+    this.failed(why);
   }
 
   /**
@@ -433,12 +512,14 @@ export class Link {
         return;
       }
       this.ensureStep = 'spent';
-      // What the attempt met (the address and its error) first, then why no daemon was started.
-      const unreachable =
+      // What the attempt met (the address and its error, or what holds the port) first, then why no daemon was started.
+      const met =
         this.attemptError !== undefined && this.address
           ? `cannot reach the exai-ws daemon at ${wsUrl(this.address)} (${this.attemptError}); `
-          : '';
-      this.lastError = `${unreachable}${result.message}`;
+          : this.unproven !== undefined
+            ? `${this.unproven}; `
+            : '';
+      this.lastError = `${met}${result.message}`;
       if (this.current === 'connecting') this.toClosed({ kind: 'failed', why: this.lastError });
       else this.scheduleRetry();
     };
@@ -490,10 +571,18 @@ export class Link {
   }
 }
 
-/** Why an attempt at a port found with no address card failed: someone else's listener holds it. */
-function notThisHome(address: DaemonAddress, answer: string): string {
-  const where = address.source === 'default' ? 'the default port' : `the port from ${address.source}`;
-  return `the listener at ${wsUrl(address)} (${where}, no address card) ${answer}: it is not this home's exai-ws daemon (another user's daemon or another program holds that port)`;
+function strangerWhy(address: DaemonAddress, detail: string): string {
+  return strangerMessage(address.host, address.port, detail);
+}
+
+/** The error code of a refused hello_ack; undefined when `text` is not one. */
+function refusalCode(text: string): string | undefined {
+  try {
+    const ack = JSON.parse(text) as Partial<Extract<HelloAck, { ok: false }>> | null;
+    return ack?.type === 'hello_ack' && ack.ok === false ? String(ack.error?.code) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function describeClose(code: number, reason: string): string {

@@ -12,7 +12,7 @@
 import type { Readable, Writable } from 'node:stream';
 import { RpcCode } from '../protocol/codes.js';
 import { corkUntilTick } from '../protocol/cork.js';
-import { discoverDaemon, resolveHome } from '../protocol/files.js';
+import { discoverDaemon, resolveHome, type DaemonAddress } from '../protocol/files.js';
 import { rpcError } from '../protocol/jsonrpc.js';
 import { LineSplitter } from '../protocol/ndjson.js';
 import { VERSION } from '../version.js';
@@ -55,6 +55,8 @@ export interface ShimOptions {
   ensure?: (() => Promise<EnsureResult>) | undefined;
   /** The socket to the daemon (default: a `ws` WebSocket); tests pass an in-memory one. */
   connect?: SocketFactory;
+  /** Where the daemon is and the token, read for every attempt (default: the home's card and the user's settings, discoverDaemon). */
+  discover?: () => DaemonAddress;
   /** The pid the hello names (default: this process). */
   pid?: number;
   /** For the backoff's jitter; tests pass their own. */
@@ -196,13 +198,13 @@ export function runShim(options: ShimOptions = {}): Promise<ShimExit> {
 
     const link: Link = new Link({
       connect: options.connect ?? connectWebSocket,
-      discover: () => discoverDaemon(env),
+      discover: options.discover ?? (() => discoverDaemon(env)),
       hello: { client: { name: 'exai-ws-shim', version: VERSION }, cwd: process.cwd(), server: options.server || undefined },
       pid: options.pid ?? process.pid,
       ensure: options.ensure,
       reconnectMs: reconnectMsFrom(env, say),
       connectTimeoutMs: options.connectTimeoutMs,
-      noTokenHint: `no token found: set EXAI_WS_TOKEN or check ${resolveHome(env).token}`,
+      noTokenHint: `no token file at ${resolveHome(env).token} (the daemon writes it when it starts)`,
       random: options.random ?? Math.random,
       handlers: {
         writable: () => flush(),

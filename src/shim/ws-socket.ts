@@ -1,16 +1,17 @@
 /**
- * The link's socket over a real `ws` WebSocket to the daemon's `/ws` endpoint. The token goes
- * on the upgrade as a bearer header (never in the URL); without one the hello goes without it
- * and the daemon, if any, answers why it refuses.
+ * The link's socket over a real `ws` WebSocket to the daemon's `/ws` endpoint. The upgrade
+ * carries no credential (the link proves the daemon first, in band, see link.ts), and its
+ * `Host` is exactly the address the proofs are bound to (proof.ts `proofAddress`).
  */
 import WebSocket from 'ws';
 import { corkUntilTick, rawSocketOf } from '../protocol/cork.js';
+import { proofAddress } from '../protocol/proof.js';
 import type { LinkSocket, SocketFactory } from './link.js';
 import { wsUrl } from './link.js';
 
 export const connectWebSocket: SocketFactory = (address, events, timeoutMs): LinkSocket => {
   const ws = new WebSocket(wsUrl(address), {
-    headers: address.token === null ? {} : { authorization: `Bearer ${address.token}` },
+    headers: { host: proofAddress(address.host, address.port) },
     perMessageDeflate: false,
     handshakeTimeout: timeoutMs,
     // The daemon's own limit applies; the shim passes on whatever the daemon sends.
