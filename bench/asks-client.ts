@@ -15,13 +15,12 @@
  * (`--quick` for one round). Loopback only, every loop bounded in count and time, every
  * process killed at the end.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import {
   daemonHealth,
-  ROOT,
   SHIM,
   EVERYTHING,
   childEnv,
@@ -33,6 +32,7 @@ import {
   startDaemon,
   type DaemonProc,
   type StdioConnection,
+  writePhaseResults,
 } from './procs.js';
 import { isEntryPoint } from './calls.js';
 import { round, summarize, type Summary } from './stats.js';
@@ -324,17 +324,7 @@ export async function mainAsksClient(quick: boolean): Promise<void> {
       .join(' ')}`,
   );
   const results = await runAsksClient(quick ? ASKS_CLIENT_QUICK : ASKS_CLIENT_FULL, progress);
-  const dir = join(ROOT, 'bench-results');
-  mkdirSync(dir, { recursive: true });
-  const file = join(dir, `asks-client-${startedAt.toISOString().replace(/[:.]/g, '-')}.json`);
-  writeFileSync(
-    file,
-    `${JSON.stringify({ timestamp: startedAt.toISOString(), node: process.version, quick, asks_client: results }, null, 2)}\n`,
-  );
-  const load = `load ${results.loadavg_before[0]!.toFixed(2)} -> ${results.loadavg_after[0]!.toFixed(2)}`;
-  process.stdout.write(
-    `${[`exai-ws bench, asks-client only (${load})`, '', ...asksClientLines(results), '', `written: ${file}`].join('\n')}\n`,
-  );
+  writePhaseResults('asks-client', startedAt, quick, 'asks_client', results, asksClientLines(results));
 }
 
 if (isEntryPoint(import.meta.url)) runBench(() => mainAsksClient(process.argv.includes('--quick')));

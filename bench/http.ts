@@ -17,7 +17,7 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -39,6 +39,7 @@ import {
   waitExit,
   type CallPlan,
   type DaemonProc,
+  writePhaseResults,
 } from './procs.js';
 import { VERSION_CALL, callOk, isEntryPoint, sequential, throughput } from './calls.js';
 import { round, summarize, type Summary } from './stats.js';
@@ -473,12 +474,7 @@ export async function mainHttp(quick: boolean): Promise<void> {
       .join(' ')}`,
   );
   const results = await runHttp(quick ? HTTP_QUICK : HTTP_FULL, progress);
-  const dir = join(ROOT, 'bench-results');
-  mkdirSync(dir, { recursive: true });
-  const file = join(dir, `http-${startedAt.toISOString().replace(/[:.]/g, '-')}.json`);
-  writeFileSync(file, `${JSON.stringify({ timestamp: startedAt.toISOString(), node: process.version, quick, http: results }, null, 2)}\n`);
-  const load = `load ${results.loadavg_before[0]!.toFixed(2)} -> ${results.loadavg_after[0]!.toFixed(2)}`;
-  process.stdout.write(`${[`exai-ws bench, http only (${load})`, '', ...httpLines(results), '', `written: ${file}`].join('\n')}\n`);
+  writePhaseResults('http', startedAt, quick, 'http', results, httpLines(results));
 }
 
 if (isEntryPoint(import.meta.url)) runBench(() => mainHttp(process.argv.includes('--quick')));

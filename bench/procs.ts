@@ -5,7 +5,7 @@
  * SDK client over StdioClientTransport.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -382,4 +382,25 @@ export interface CallPlan {
   throughputRounds: number;
   throughputWarmupMs: number;
   throughputMaxCalls: number;
+}
+
+/**
+ * The end of a phase run alone: writes `bench-results/<phase>-<timestamp>.json` (the results
+ * under `key`, with the time, Node and `quick`) and prints `lines` under a heading with the load
+ * average before and after.
+ */
+export function writePhaseResults(
+  phase: string,
+  startedAt: Date,
+  quick: boolean,
+  key: string,
+  results: { loadavg_before: number[]; loadavg_after: number[] },
+  lines: readonly string[],
+): void {
+  const dir = join(ROOT, 'bench-results');
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, `${phase}-${startedAt.toISOString().replace(/[:.]/g, '-')}.json`);
+  writeFileSync(file, `${JSON.stringify({ timestamp: startedAt.toISOString(), node: process.version, quick, [key]: results }, null, 2)}\n`);
+  const load = `load ${results.loadavg_before[0]?.toFixed(2)} -> ${results.loadavg_after[0]?.toFixed(2)}`;
+  process.stdout.write(`${[`exai-ws bench, ${phase} only (${load})`, '', ...lines, '', `written: ${file}`].join('\n')}\n`);
 }

@@ -15,7 +15,7 @@
  * Alone: `npm run bench -- --only pss-option` or `node dist/bench/pss-option.js` (`--quick`: 2
  * runs each, `--runs N`). Written to bench-results/pss-option-<timestamp>.json. Linux only.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { DAEMON_NODE_OPTIONS } from '../src/protocol/daemon-launch.js';
@@ -34,6 +34,7 @@ import {
   sleep,
   startDaemon,
   type StdioConnection,
+  writePhaseResults,
 } from './procs.js';
 import { median } from './stats.js';
 
@@ -209,17 +210,7 @@ export async function mainPssOption(quick: boolean, runs?: number): Promise<void
   const progress = (line: string) => process.stderr.write(`bench: ${line}\n`);
   const plan = { ...(quick ? PSS_QUICK : PSS_FULL), ...(runs !== undefined ? { runs } : {}) };
   const results = await runPssOption(plan, progress);
-  const dir = join(ROOT, 'bench-results');
-  mkdirSync(dir, { recursive: true });
-  const file = join(dir, `pss-option-${startedAt.toISOString().replace(/[:.]/g, '-')}.json`);
-  writeFileSync(
-    file,
-    `${JSON.stringify({ timestamp: startedAt.toISOString(), node: process.version, quick, pss_option: results }, null, 2)}\n`,
-  );
-  const load = `load ${results.loadavg_before[0]!.toFixed(2)} -> ${results.loadavg_after[0]!.toFixed(2)}`;
-  process.stdout.write(
-    `${[`exai-ws bench, pss-option only (${load})`, '', ...pssOptionLines(results), '', `written: ${file}`].join('\n')}\n`,
-  );
+  writePhaseResults('pss-option', startedAt, quick, 'pss_option', results, pssOptionLines(results));
 }
 
 /** `--runs N` from the command line, if given. */
