@@ -110,17 +110,9 @@ function object(text: string, open: number, depth: number): number {
     }
     i = skipSpace(text, string(text, i));
     if (text[i] !== ':') throw new Broken(i, `${describe(text, i)} where ':' was expected after the property name`);
-    i = skipSpace(text, value(text, skipSpace(text, i + 1), depth + 1));
-    if (text[i] === '}') return i + 1;
-    if (text[i] !== ',') {
-      throw new Broken(
-        i,
-        i >= text.length ? "the file ends inside an object (a '}' is missing)" : `${describe(text, i)} where ',' or '}' was expected`,
-      );
-    }
-    const comma = i;
-    i = skipSpace(text, i + 1);
-    if (text[i] === '}') throw new Broken(comma, "a trailing comma: JSON allows no comma before '}'");
+    const after = afterMember(text, skipSpace(text, value(text, skipSpace(text, i + 1), depth + 1)), '}', 'an object');
+    if ('end' in after) return after.end;
+    i = after.next;
   }
 }
 
@@ -128,18 +120,30 @@ function array(text: string, open: number, depth: number): number {
   let i = skipSpace(text, open + 1);
   if (text[i] === ']') return i + 1;
   for (;;) {
-    i = skipSpace(text, value(text, i, depth + 1));
-    if (text[i] === ']') return i + 1;
-    if (text[i] !== ',') {
-      throw new Broken(
-        i,
-        i >= text.length ? "the file ends inside an array (a ']' is missing)" : `${describe(text, i)} where ',' or ']' was expected`,
-      );
-    }
-    const comma = i;
-    i = skipSpace(text, i + 1);
-    if (text[i] === ']') throw new Broken(comma, "a trailing comma: JSON allows no comma before ']'");
+    const after = afterMember(text, skipSpace(text, value(text, i, depth + 1)), ']', 'an array');
+    if ('end' in after) return after.end;
+    i = after.next;
   }
+}
+
+/**
+ * What follows a member of an object or array, at `at` (spaces skipped): `close`, and the
+ * container ends (`end`: the offset after it), or a comma and the next member (`next`: where
+ * it starts). Anything else is the mistake, a trailing comma included.
+ */
+function afterMember(text: string, at: number, close: '}' | ']', inside: string): { end: number } | { next: number } {
+  if (text[at] === close) return { end: at + 1 };
+  if (text[at] !== ',') {
+    throw new Broken(
+      at,
+      at >= text.length
+        ? `the file ends inside ${inside} (a '${close}' is missing)`
+        : `${describe(text, at)} where ',' or '${close}' was expected`,
+    );
+  }
+  const next = skipSpace(text, at + 1);
+  if (text[next] === close) throw new Broken(at, `a trailing comma: JSON allows no comma before '${close}'`);
+  return { next };
 }
 
 function string(text: string, open: number): number {
