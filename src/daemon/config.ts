@@ -9,7 +9,7 @@ import { DEFAULT_HOST, defaultPort, resolveHome, type HomePaths } from '../proto
 import { existsSync } from 'node:fs';
 import { configPath, legacyServiceEnvPath, settingsPath } from '../protocol/config-path.js';
 import { IGNORED_ENV_VAR, isSettingName, maskValue, readSettings, type SettingsProblem } from '../protocol/settings.js';
-import { readState } from '../protocol/state.js';
+import { readState, type UserState } from '../protocol/state.js';
 import { ProviderEnvSchema, providersFromEnv, type ProvidersConfig } from '../core/providers/settings.js';
 import { DEFAULT_LOG_FILES, DEFAULT_LOG_MAX_BYTES } from './logger.js';
 import { DEFAULT_UPSTREAM_IDLE_MS, loadUpstreamConfigAtStart, type UpstreamConfig } from '../core/upstream-config.js';
@@ -70,6 +70,8 @@ export interface DaemonConfig {
   readonly host: string;
   readonly port: number;
   readonly portSource: PortSource;
+  /** The home's state.json as read at start: the port its daemon last had, the port URL entries name. */
+  readonly state: Readonly<UserState>;
   /** The settings file and where each setting came from. */
   readonly settings: SettingsHealth;
   /** Set when the token comes from `EXAI_WS_TOKEN` rather than the token file. */
@@ -231,9 +233,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): DaemonConfig {
     throw new ConfigError(`EXAI_WS_HOST=${e.EXAI_WS_HOST} is not a loopback address; exai-ws binds loopback only`);
   }
   const paths = resolveHome(env);
-  const remembered = readState(paths).port;
-  const portSource: PortSource = sources.EXAI_WS_PORT ?? (remembered !== undefined ? 'state' : 'default');
-  const port = e.EXAI_WS_PORT ?? remembered ?? defaultPort(env);
+  const state = Object.freeze(readState(paths));
+  const portSource: PortSource = sources.EXAI_WS_PORT ?? (state.port !== undefined ? 'state' : 'default');
+  const port = e.EXAI_WS_PORT ?? state.port ?? defaultPort(env);
   const settings: SettingsHealth = {
     path: file.path,
     exists: file.exists,
@@ -255,6 +257,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): DaemonConfig {
     host: e.EXAI_WS_HOST,
     port,
     portSource,
+    state,
     settings,
     token: e.EXAI_WS_TOKEN,
     paths,

@@ -47,7 +47,6 @@ import { PROTOCOL_VERSION } from '../protocol/hello.js';
 import { SessionManager } from './sessions.js';
 import { ensureToken } from './token.js';
 import { isSecretName } from '../protocol/settings.js';
-import { readState } from '../protocol/state.js';
 import { bindFirst, portCandidates } from './own-port.js';
 import { updateState } from './user-state.js';
 
@@ -243,9 +242,8 @@ export class Daemon {
    */
   private async bindPort(server: DaemonServer): Promise<number> {
     const { config } = this;
-    const { paths } = config;
+    const { paths, state } = config;
     const logger = this.log?.logger;
-    const state = readState(paths);
     const candidates = portCandidates({
       port: config.port,
       source: config.portSource,
