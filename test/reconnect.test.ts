@@ -63,6 +63,9 @@ test('requests sent while no daemon runs wait and are answered once one is back;
   await window.client.listTools();
   daemon.proc.kill('SIGKILL');
   await within(daemon.exited, 10_000, 'the daemon to exit');
+  // "While no daemon runs" starts when the shim has seen its connection drop: a request sent in
+  // the moment before that is in flight on the dying connection, and is rightly answered -32000.
+  await waitFor(() => /reconnecting \(for up to/.test(window.stderr()), 'the shim to see the daemon gone', 10_000);
 
   let settled = false;
   const listed = window.client.listTools(undefined, { timeout: 120_000 }).finally(() => (settled = true));
@@ -81,6 +84,7 @@ test('requests sent while no daemon runs wait and are answered once one is back;
   await initializeRaw(raw);
   second.proc.kill('SIGKILL');
   await within(second.exited, 10_000, 'the second daemon to exit');
+  await waitFor(() => /reconnecting \(for up to/.test(raw.stderr()), 'the 3 s shim to see the daemon gone', 10_000);
   raw.send(JSON.stringify({ jsonrpc: '2.0', id: 'late', method: 'tools/list' }));
   const { response } = await readUntilResponse(raw, 'late', 20_000);
   const error = response.error as { code: number; message: string } | undefined;
