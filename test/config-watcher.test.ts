@@ -4,7 +4,7 @@
  * the quiet time, and a deleted folder moves the watch up and back down again.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { ConfigWatcher } from '../src/daemon/config-watcher.js';
@@ -81,4 +81,37 @@ test('a deleted folder moves the watch up (a change: the file is gone) and a new
   writeFileSync(file, '{"mcpServers": {}}');
   await quiet();
   assert.equal(changes(), closedAt, 'nothing after close()');
+});
+
+test('a file that is a chain of links is followed to its target: its edits count, and a link moved leaves the old target', async () => {
+  const root = makeHome(cleanup);
+  mkdirSync(join(root, 'dotfiles'));
+  mkdirSync(join(root, 'cfg'));
+  const target = join(root, 'dotfiles', 'exai-ws.json');
+  const middle = join(root, 'dotfiles', 'current.json');
+  const file = join(root, 'cfg', 'config.json');
+  writeFileSync(target, '{}');
+  symlinkSync(target, middle);
+  symlinkSync(join('..', 'dotfiles', 'current.json'), file);
+  const { watcher, changes } = watcherFor(file);
+  assert.equal(watcher.watching, join(root, 'cfg'));
+
+  writeFileSync(target, '{"mcpServers": {}}');
+  await waitFor(() => changes() >= 1, 'a change for an edit of the target two links away', 5_000);
+  await quiet();
+  const afterEdit = changes();
+
+  // The first link pointed at another file: the old target is not the config any more.
+  const other = join(root, 'other.json');
+  writeFileSync(other, '{}');
+  rmSync(file);
+  symlinkSync(other, file);
+  await waitFor(() => changes() > afterEdit, 'a change for the link pointed elsewhere', 5_000);
+  await quiet();
+  const afterMove = changes();
+  writeFileSync(target, '{"mcpServers": {"a": {}}}');
+  await quiet();
+  assert.equal(changes(), afterMove, 'the old target is no longer watched');
+  writeFileSync(other, '{"mcpServers": {}}');
+  await waitFor(() => changes() > afterMove, 'a change for an edit of the new target', 5_000);
 });

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { promisify } from 'node:util';
@@ -150,6 +150,55 @@ test('servers added beside running ones (shared and session-scoped) are in the n
   const left = await toolNames(client);
   assert.ok(!left.some((n) => n.startsWith('notes__') || n.startsWith('mine__')), left.join(', '));
   assert.equal((await rpcFailure(client.callTool({ name: 'mine__read_graph', arguments: {} }))).code, INVALID_PARAMS);
+});
+
+test('a config file that is a link (as dotfile managers make) is followed: editing its target, even by rename, and pointing it elsewhere apply at once', async () => {
+  const home = makeHome(cleanup);
+  const dotfiles = join(home, 'dotfiles');
+  mkdirSync(dotfiles);
+  const target = join(dotfiles, 'exai-ws.json');
+  writeConfig(target, { memory: memoryEntry(home) });
+  symlinkSync(join('dotfiles', 'exai-ws.json'), join(home, 'config.json'));
+  const daemon = await startDaemon(cleanup, { home });
+  const { client } = await connectShim(cleanup, daemon, { env: NO_AUTOSTART });
+  const seen = watchLists(client);
+  assert.ok((await toolNames(client)).includes('memory__read_graph'), 'the linked file is read at start');
+
+  // An edit of the target in place: the server is added within a second or two.
+  const notes = memoryEntry(home, { env: { MEMORY_FILE_PATH: join(home, 'notes.jsonl') } });
+  let started = Date.now();
+  writeConfig(target, { memory: memoryEntry(home), notes });
+  await waitFor(() => seen.tools > 0, 'tools/list_changed after editing the link target', 15_000);
+  const inPlaceMs = Date.now() - started;
+  assert.ok((await toolNames(client)).includes('notes__read_graph'));
+  assert.ok(inPlaceMs < 2_500, `the edit of the target applied after ${inPlaceMs} ms`);
+
+  // An editor's save: a new file renamed over the target.
+  let count = seen.tools;
+  const next = join(dotfiles, '.exai-ws.json.swp');
+  writeConfig(next, { notes });
+  started = Date.now();
+  renameSync(next, target);
+  await waitFor(() => seen.tools > count, 'tools/list_changed after a rename over the target', 15_000);
+  const renameMs = Date.now() - started;
+  assert.ok(!(await toolNames(client)).includes('memory__read_graph'), 'the server the saved file dropped is gone');
+  assert.ok(renameMs < 2_500, `the save by rename applied after ${renameMs} ms`);
+
+  // The link pointed at another file: that file is read, and then its edits are seen.
+  count = seen.tools;
+  const other = join(home, 'elsewhere', 'servers.json');
+  mkdirSync(join(home, 'elsewhere'));
+  writeConfig(other, { memory: memoryEntry(home) });
+  const relink = join(home, 'config.json.new');
+  symlinkSync(other, relink);
+  renameSync(relink, join(home, 'config.json'));
+  await waitFor(() => seen.tools > count, 'tools/list_changed after the link moved', 15_000);
+  const moved = await toolNames(client);
+  assert.ok(moved.includes('memory__read_graph') && !moved.includes('notes__read_graph'), moved.join(', '));
+  count = seen.tools;
+  writeConfig(other, { memory: memoryEntry(home), notes });
+  await waitFor(() => seen.tools > count, 'tools/list_changed after editing the new target', 15_000);
+  assert.ok((await toolNames(client)).includes('notes__read_graph'));
 });
 
 test('deleting the config folder stops the hosted servers; creating it again brings them back', async () => {

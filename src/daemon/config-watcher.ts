@@ -10,9 +10,14 @@
  * be set up (inotify limits, permissions), placing it is tried again with a backoff capped at
  * {@link MAX_RETRY_MS}, and the file's own state is compared on each try, so an edit is still
  * noticed, late, and never by a tight poll.
+ *
+ * A config file that is a symbolic link (dotfile managers link `config.json` into a
+ * repository) is followed: the link and every link on the way to the real file are watched
+ * the same way, each in its own folder, so an edit of the target is seen like an edit of the
+ * file, and a link pointed elsewhere moves the watches with it.
  */
-import { statSync, watch, type FSWatcher } from 'node:fs';
-import { basename, dirname } from 'node:path';
+import { readlinkSync, statSync, watch, type FSWatcher } from 'node:fs';
+import { basename, dirname, resolve } from 'node:path';
 
 export interface ConfigWatcherOptions {
   /** The config file (absolute). */
@@ -32,9 +37,92 @@ export const MAX_RETRY_MS = 30_000;
 /** More moves in one placement than any path has levels means the tree keeps changing: stop there. */
 const MAX_MOVES = 64;
 
+/** Links followed from the config file to its target; a longer chain is a loop. */
+const MAX_LINK_HOPS = 16;
+
 type State = 'new' | 'watching' | 'retrying' | 'closed';
 
+/**
+ * Watches the config file and, when it is a link, every path on the way to its target (see the
+ * file comment). A change of any of them reports a change of the file.
+ */
 export class ConfigWatcher {
+  private readonly options: ConfigWatcherOptions;
+  /** The file's own watch (the link itself when it is one). */
+  private readonly own: EntryWatcher;
+  /** Watches of the link targets, by path. */
+  private readonly targets = new Map<string, EntryWatcher>();
+  private closed = false;
+
+  constructor(options: ConfigWatcherOptions) {
+    this.options = options;
+    this.own = new EntryWatcher({ ...options, onchange: () => this.changed() });
+  }
+
+  /** The folder being watched for the file itself: its own once it exists, else the nearest one above. */
+  get watching(): string | undefined {
+    return this.own.watching;
+  }
+
+  /** Starts watching. Never throws: a watch that cannot be set up is retried. */
+  start(): void {
+    if (this.closed) return;
+    this.own.start();
+    this.follow();
+  }
+
+  /** Stops watching; no `onchange` after this. Idempotent. */
+  close(): void {
+    this.closed = true;
+    this.own.close();
+    for (const target of this.targets.values()) target.close();
+    this.targets.clear();
+  }
+
+  private changed(): void {
+    if (this.closed) return;
+    // A link may have been made, removed or pointed elsewhere: watch where it leads now.
+    this.follow();
+    this.options.onchange();
+  }
+
+  /** Watches each target on the file's chain of links, and no other. */
+  private follow(): void {
+    const chain = new Set(linkTargets(this.options.path));
+    for (const [path, target] of this.targets) {
+      if (chain.has(path)) continue;
+      target.close();
+      this.targets.delete(path);
+    }
+    for (const path of chain) {
+      if (this.targets.has(path)) continue;
+      const target = new EntryWatcher({ ...this.options, path, onchange: () => this.changed() });
+      this.targets.set(path, target);
+      target.start();
+    }
+  }
+}
+
+/** The paths a chain of links starting at `path` leads through, `path` excluded; empty when it is no link. */
+function linkTargets(path: string): string[] {
+  const targets: string[] = [];
+  let current = path;
+  for (let hops = 0; hops < MAX_LINK_HOPS; hops++) {
+    let link: string;
+    try {
+      link = readlinkSync(current);
+    } catch {
+      break; // not a link (EINVAL), or not there
+    }
+    current = resolve(dirname(current), link);
+    if (current === path || targets.includes(current)) break;
+    targets.push(current);
+  }
+  return targets;
+}
+
+/** Watches one entry of a folder that may not exist yet (the file comment's rules), without following it. */
+class EntryWatcher {
   private readonly options: ConfigWatcherOptions;
   private readonly folder: string;
   private readonly name: string;
