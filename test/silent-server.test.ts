@@ -153,6 +153,7 @@ test('config: init_timeout_ms (or initTimeoutMs) per entry, a positive whole num
       b: { command: 'x', initTimeoutMs: 7_000 },
       c: { command: 'x' },
       d: { command: 'x', init_timeout_ms: 0 },
+      e: { command: 'x', init_timeout_ms: 1_000, initTimeoutMs: 2_000 },
     },
   });
   assert.deepEqual(
@@ -163,8 +164,13 @@ test('config: init_timeout_ms (or initTimeoutMs) per entry, a positive whole num
       ['c', undefined],
     ],
   );
-  assert.equal(problems.length, 1);
-  assert.equal(problems[0]?.server, 'd');
+  assert.deepEqual(
+    problems.map((p) => [p.server, p.key]),
+    [
+      ['d', 'init_timeout_ms'],
+      ['e', 'init_timeout_ms'],
+    ],
+  );
 });
 
 /** A fresh SDK window's tools/list and how long it took. */

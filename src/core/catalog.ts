@@ -78,6 +78,8 @@ export class Catalog {
   private readonly merged = new Map<string, Map<ListKind, Promise<Merged>>>();
   /** Merged lists that are built (not still waiting for their servers). */
   private readonly built = new WeakSet<Promise<Merged>>();
+  /** A server's list -> the names (or URIs) it routes, for calls resolved by prefix (byPrefix). */
+  private readonly routed = new WeakMap<Item[], Set<string>>();
   /** Every name or URI in a merged list built since the caches were last dropped, per kind. */
   private readonly listed = new Map<ListKind, Set<string>>();
   /** Servers some merged list left out because they could not start: their sessions must hear when they do. */
@@ -295,10 +297,10 @@ export class Catalog {
   private async byPrefix(kind: ListKind, key: string, view: CatalogView): Promise<Target | undefined> {
     const spec = LISTS[kind];
     const all = view.servers();
-    const names = (server: Upstream) => server.prefix !== null && key.startsWith(`${server.prefix}${PREFIX_SEPARATOR}`);
-    const last = all.findLastIndex(names);
+    const underPrefix = (server: Upstream) => server.prefix !== null && key.startsWith(`${server.prefix}${PREFIX_SEPARATOR}`);
+    const last = all.findLastIndex(underPrefix);
     if (last < 0) return undefined;
-    const could = all.slice(0, last + 1).filter((server) => server.prefix === null || names(server));
+    const could = all.slice(0, last + 1).filter((server) => server.prefix === null || underPrefix(server));
     const got = await this.withinWait(
       could.map((server) => this.share(server, kind, false)),
       false,
@@ -306,8 +308,18 @@ export class Catalog {
     for (const [i, server] of could.entries()) {
       const items = got[i];
       if (!Array.isArray(items)) continue;
+      let names = this.routed.get(items);
+      if (!names) {
+        // As build() takes them: an item without a name, or one no client could be sent, is not listed.
+        names = new Set(
+          items.flatMap((item) =>
+            isObject(item) && typeof item[spec.routeBy] === 'string' && trySerialize(item).ok ? [item[spec.routeBy] as string] : [],
+          ),
+        );
+        this.routed.set(items, names);
+      }
       const own = server.prefix === null ? key : key.slice(server.prefix.length + PREFIX_SEPARATOR.length);
-      if (items.some((item) => isObject(item) && item[spec.routeBy] === own && trySerialize(item).ok)) {
+      if (names.has(own)) {
         let listed = this.listed.get(kind);
         if (!listed) this.listed.set(kind, (listed = new Set()));
         listed.add(key); // a name that exists, for the metrics (knows)
