@@ -5,12 +5,30 @@
  * hosted servers carry a `<server>__` prefix (unless their entry says `prefix: false`), the
  * built-in server's keep bare names, and resources keep their URIs; every visible name or URI
  * resolves to the server that listed it. A single-server view shows its server as it is.
+ *
+ * A slow or silent server holds up no one: a merged list waits at most `listWaitMs` for the
+ * servers still starting (or slow to list) and answers with what is known; each late one is
+ * announced with `onarrived` (the hub sends `list_changed`) once its list is there. A call by a
+ * prefixed name waits only for the servers that could hold the name, not for the whole list.
  */
 import { isObject, trySerialize, type RpcErrorObject } from '../protocol/jsonrpc.js';
 import { LISTS, ListError, UnavailableError, asRpcError, templatePattern, type ListKind, type ListSpec } from './lists.js';
 import { capabilityOf, type Upstream } from './upstream.js';
 
 export const PREFIX_SEPARATOR = '__';
+/**
+ * How long a merged list waits for servers still starting: a server started by its first list
+ * is usually ready in well under a second; one that takes longer (an npx download, a server that
+ * never answers) is listed once it is there, without holding up the list.
+ */
+export const DEFAULT_LIST_WAIT_MS = 2_000;
+
+/** A server's share of a merged list when it could not start (its report says why). */
+const DOWN = Symbol('down');
+/** A server's share of a merged list that was not there within the list wait. */
+const LATE = Symbol('late');
+/** One server's part of a merged list: its items, DOWN, or undefined when its list failed (logged). */
+type Share = Item[] | typeof DOWN | undefined;
 
 type Item = Record<string, unknown>;
 
@@ -45,12 +63,23 @@ export interface CatalogView {
 export interface CatalogOptions {
   /** Deadline for list calls to servers, in milliseconds. */
   listTimeoutMs: number;
+  /**
+   * How long a merged list waits for servers still starting or slow to list before it answers
+   * without them, in milliseconds; 0 = as long as they take (DEFAULT_LIST_WAIT_MS when unset).
+   */
+  listWaitMs?: number | undefined;
   log?: ((event: string, details: Record<string, unknown>) => void) | undefined;
+  /** A server left out of a merged list for being late has its list now: its sessions should list again. */
+  onarrived?: ((server: Upstream, kind: ListKind) => void) | undefined;
 }
 
 export class Catalog {
   private readonly perServer = new Map<Upstream, Map<ListKind, Promise<Item[]>>>();
   private readonly merged = new Map<string, Map<ListKind, Promise<Merged>>>();
+  /** Merged lists that are built (not still waiting for their servers). */
+  private readonly built = new WeakSet<Promise<Merged>>();
+  /** A server's list -> the names (or URIs) it routes, for calls resolved by prefix (byPrefix). */
+  private readonly routed = new WeakMap<Item[], Set<string>>();
   /** Every name or URI in a merged list built since the caches were last dropped, per kind. */
   private readonly listed = new Map<ListKind, Set<string>>();
   /** Servers some merged list left out because they could not start: their sessions must hear when they do. */
@@ -76,6 +105,11 @@ export class Catalog {
    * to that server, so that a call gets its -32011 and last start error instead of "unknown".
    */
   async resolve(kind: ListKind, key: string, view: CatalogView): Promise<Target | undefined> {
+    const cached = this.merged.get(view.key)?.get(kind);
+    if (LISTS[kind].prefixed !== null && !view.single && (cached === undefined || !this.built.has(cached))) {
+      const byPrefix = await this.byPrefix(kind, key, view);
+      if (byPrefix) return byPrefix;
+    }
     let merged: Merged | undefined;
     try {
       merged = await this.mergedView(kind, view);
@@ -150,6 +184,7 @@ export class Catalog {
       const owner = kinds;
       building.then(
         (merged) => {
+          this.built.add(building);
           let names = this.listed.get(kind);
           if (!names) this.listed.set(kind, (names = new Set()));
           for (const key of merged.index.keys()) names.add(key);
@@ -168,24 +203,22 @@ export class Catalog {
     const single = view.single;
     const inView = view.servers();
     const down: Upstream[] = [];
-    const lists = await Promise.all(
-      inView.map(async (server) => {
-        try {
-          await server.connect();
-        } catch (error) {
-          this.leftOut.add(server);
-          if (single) throw new UnavailableError(server, (error as Error).message);
-          down.push(server);
-          return []; // left out of the merged view; its report says why, and calls under its prefix get it
-        }
-        if (capabilityOf(server, spec.capability) === undefined) return [];
-        return this.serverList(server, kind).catch((error: unknown) => {
-          if (single) throw error;
-          this.options.log?.('list failed', { server: server.name, method: spec.method, error: (error as Error).message });
-          return [];
+    const shares = inView.map((server) => this.share(server, kind, single));
+    const got = await this.withinWait(shares, single);
+    const lists = got.map((share, i) => {
+      const server = inView[i] as Upstream;
+      if (share === LATE) {
+        // Left out for now, like a server that could not start: names under its prefix still
+        // route to it (a call waits for its start), and the sessions hear when it is there.
+        down.push(server);
+        void (shares[i] as Promise<Share>).then((late) => {
+          if (Array.isArray(late)) this.arrived(server, kind);
         });
-      }),
-    );
+        return [];
+      }
+      if (share === DOWN) down.push(server); // left out; its report says why, and calls under its prefix get it
+      return Array.isArray(share) ? share : [];
+    });
     const items: Item[] = [];
     const index = new Map<string, Target>();
     const templates: Merged['templates'] = [];
@@ -213,6 +246,94 @@ export class Catalog {
       if (dropped > 0) this.options.log?.('list items dropped', { server: server.name, method: spec.method, dropped });
     });
     return { items, index, templates, down };
+  }
+
+  /**
+   * One server's share of a merged list. In a single-server view its failures are thrown
+   * instead: they are the view's.
+   */
+  private async share(server: Upstream, kind: ListKind, single: boolean): Promise<Share> {
+    const spec = LISTS[kind];
+    try {
+      await server.connect();
+    } catch (error) {
+      this.leftOut.add(server);
+      if (single) throw new UnavailableError(server, (error as Error).message);
+      return DOWN;
+    }
+    if (capabilityOf(server, spec.capability) === undefined) return [];
+    try {
+      return await this.serverList(server, kind);
+    } catch (error) {
+      if (single) throw error;
+      this.options.log?.('list failed', { server: server.name, method: spec.method, error: (error as Error).message });
+      return undefined;
+    }
+  }
+
+  /**
+   * The shares as they are once the list wait has passed: LATE for each one not there yet (it
+   * goes on in the background). A single-server view waits as long as its server takes: it is
+   * that server, as transparent as its initialize, and holds up no other.
+   */
+  private async withinWait(shares: Promise<Share>[], single: boolean): Promise<(Share | typeof LATE)[]> {
+    const waitMs = this.options.listWaitMs ?? DEFAULT_LIST_WAIT_MS;
+    if (single || waitMs === 0) return Promise.all(shares);
+    let timer: NodeJS.Timeout | undefined;
+    const waited = new Promise<typeof LATE>((resolve) => (timer = setTimeout(() => resolve(LATE), waitMs)));
+    try {
+      return await Promise.all(shares.map((share) => Promise.race([share, waited])));
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /**
+   * A prefixed name names its server: the call waits for the lists of the servers that could
+   * hold it (those whose prefix begins it, and before them those whose names are not prefixed,
+   * which win a clash), not for every server in the view. Undefined when none of them lists it
+   * within the list wait: the merged list decides then.
+   */
+  private async byPrefix(kind: ListKind, key: string, view: CatalogView): Promise<Target | undefined> {
+    const spec = LISTS[kind];
+    const all = view.servers();
+    const underPrefix = (server: Upstream) => server.prefix !== null && key.startsWith(`${server.prefix}${PREFIX_SEPARATOR}`);
+    const last = all.findLastIndex(underPrefix);
+    if (last < 0) return undefined;
+    const could = all.slice(0, last + 1).filter((server) => server.prefix === null || underPrefix(server));
+    const got = await this.withinWait(
+      could.map((server) => this.share(server, kind, false)),
+      false,
+    );
+    for (const [i, server] of could.entries()) {
+      const items = got[i];
+      if (!Array.isArray(items)) continue;
+      let names = this.routed.get(items);
+      if (!names) {
+        // As build() takes them: an item without a name, or one no client could be sent, is not listed.
+        names = new Set(
+          items.flatMap((item) =>
+            isObject(item) && typeof item[spec.routeBy] === 'string' && trySerialize(item).ok ? [item[spec.routeBy] as string] : [],
+          ),
+        );
+        this.routed.set(items, names);
+      }
+      const own = server.prefix === null ? key : key.slice(server.prefix.length + PREFIX_SEPARATOR.length);
+      if (names.has(own)) {
+        let listed = this.listed.get(kind);
+        if (!listed) this.listed.set(kind, (listed = new Set()));
+        listed.add(key); // a name that exists, for the metrics (knows)
+        return { server, name: own };
+      }
+    }
+    return undefined;
+  }
+
+  /** A late server's list is there: merged lists are built again with it, and its sessions told. */
+  private arrived(server: Upstream, kind: ListKind): void {
+    this.merged.clear();
+    this.listed.clear();
+    this.options.onarrived?.(server, kind);
   }
 
   private serverList(server: Upstream, kind: ListKind): Promise<Item[]> {

@@ -16,7 +16,7 @@ import type { Providers } from './providers/providers.js';
 import { ServerLink } from './server-link.js';
 import { notSupported, type LearnedTools } from './server-requests.js';
 import { tagStreams } from './http-streams.js';
-import { WORKSPACE_FOLDER, type UpstreamSpec } from './upstream-config.js';
+import { DEFAULT_INIT_TIMEOUT_MS, WORKSPACE_FOLDER, type UpstreamSpec } from './upstream-config.js';
 import { Upstream, type Started } from './upstream.js';
 import { Watchdog } from './watchdog.js';
 
@@ -43,6 +43,10 @@ export interface CoreOptions {
   count?: (reason: string) => void;
   /** Start `npx` entries as the file npx would run, without npx in front (default true). */
   npxDirect?: boolean;
+  /** How long a list waits for servers still starting (see Catalog; DEFAULT_LIST_WAIT_MS when unset). */
+  listWaitMs?: number;
+  /** Deadline of a hosted server's start for entries that set none (DEFAULT_INIT_TIMEOUT_MS when unset). */
+  initTimeoutMs?: number;
 }
 
 /** Creates and starts the core: the built-in server at once, eager hosted servers in the background. */
@@ -71,6 +75,7 @@ export async function startCore(options: CoreOptions): Promise<Hub> {
       scope: spec.scope,
       scopeKey: spec.scope === 'shared' ? undefined : key,
       retryFailedStart: spec.scope === 'shared',
+      initTimeoutMs: spec.initTimeoutMs ?? options.initTimeoutMs ?? DEFAULT_INIT_TIMEOUT_MS,
       asksClient: spec.asksClient,
       // The sessions' capabilities when it starts (they change as sessions come and go).
       launch: (wire) => launch(instance, wire, watchdog, options, npx, hub.requests.declared()),
@@ -79,6 +84,7 @@ export async function startCore(options: CoreOptions): Promise<Hub> {
   };
   const hub: Hub = new Hub(builtinServer, options.upstreams ?? [], {
     listTimeoutMs: options.listTimeoutMs,
+    listWaitMs: options.listWaitMs,
     log: options.log,
     afterClose: () => watchdog.close(),
     create,

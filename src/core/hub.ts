@@ -29,6 +29,8 @@ interface Family {
 export interface HubOptions {
   /** Deadline for list calls to servers, in milliseconds. */
   listTimeoutMs: number;
+  /** How long a merged list waits for servers still starting before it answers without them (see Catalog). */
+  listWaitMs?: number;
   log?: CoreLog;
   /** Runs after every server has stopped (the core's watchdog ends there). */
   afterClose?: () => void;
@@ -38,7 +40,7 @@ export interface HubOptions {
   learned?: LearnedTools;
   /** Bounds a client's answer to a server's request, in milliseconds (default: listTimeoutMs). */
   requestTimeoutMs?: number;
-  /** Counts an event for the metrics (`origin_unknown`). */
+  /** Counts an event for the metrics (`origin_unknown`, `stray_answer`). */
   count?: (reason: string) => void;
 }
 
@@ -74,7 +76,13 @@ export class Hub {
   constructor(builtin: Upstream, specs: readonly UpstreamSpec[], options: HubOptions) {
     this.builtin = builtin;
     this.options = options;
-    this.catalog = new Catalog({ listTimeoutMs: options.listTimeoutMs, log: options.log });
+    this.catalog = new Catalog({
+      listTimeoutMs: options.listTimeoutMs,
+      listWaitMs: options.listWaitMs,
+      log: options.log,
+      // Listed without it while it started: the sessions that see it list again.
+      onarrived: (server, kind) => this.onlistchanged?.({ jsonrpc: '2.0', method: LISTS[kind].changed }, server),
+    });
     this.interests = new Interests({
       timeoutMs: options.listTimeoutMs,
       servers: () => this.servers,
@@ -126,6 +134,7 @@ export class Hub {
     server.onnotification = (n) => this.fromServer(server, n);
     server.onready = () => this.restored(server);
     server.onrequest = (request, context) => this.requests.answer(server, request, context);
+    server.onstray = () => this.options.count?.('stray_answer');
   }
 
   /** Opens a session's context; its close() releases what the session holds here. */

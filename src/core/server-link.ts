@@ -2,7 +2,9 @@
  * One MCP client connection from the daemon to one server (the built-in server over an
  * in-memory transport, later the user's hosted servers). Many sessions share a link: each
  * call gets a link-local request id and progress token, so replies and progress find their
- * way back to the caller and never to another session.
+ * way back to the caller and never to another session. The ids are random (request-ids.ts):
+ * an answer under an id no call is waiting for (a server's off-by-one, a duplicate) is dropped
+ * and reported (`onstray`), never given to another call.
  */
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
@@ -19,6 +21,7 @@ import {
 } from '../protocol/jsonrpc.js';
 import { VERSION, NAME } from '../version.js';
 import type { Cancellation } from './cancellation.js';
+import { unusedId } from './request-ids.js';
 
 /** The outcome of one call: a result, an error, or null when the caller cancelled it. */
 export type CallOutcome = Answer | null;
@@ -32,7 +35,10 @@ export interface CallOptions {
   onProgress?: (params: Record<string, unknown>) => void;
   /** The session the call is made for: server-to-client requests it causes are routed back to it. */
   origin?: string;
-  /** The session's own id of the request this call serves (where the session sends what it causes). */
+  /**
+   * The session's own id of the request this call serves (where the session sends what it
+   * causes). The id sent to the server has its type: a string, or a number.
+   */
   related?: RequestId;
 }
 
@@ -66,8 +72,6 @@ interface Pending {
 export interface ServerLinkOptions {
   /** Capabilities the daemon declares to the server as a client. */
   capabilities?: Record<string, unknown>;
-  /** Deadline for the initialize handshake, in milliseconds. */
-  initializeTimeoutMs?: number;
   /**
    * Says whether a transport error means the connection is lost (an HTTP server gone): the
    * link then closes, so calls in flight fail with -32011 instead of waiting for their deadline.
@@ -80,12 +84,16 @@ export interface ServerLinkOptions {
   streamOf?: (serverRequestId: string | number) => string | number | undefined;
 }
 
-export const DEFAULT_INITIALIZE_TIMEOUT_MS = 30_000;
 /** Tasks remembered per link with the session that created them (oldest forgotten first). */
 const MAX_TASKS = 1_024;
 /** Where MCP puts the task a request belongs to. */
 const RELATED_TASK_META = 'io.modelcontextprotocol/related-task';
 const LATEST_PROTOCOL = '2025-11-25';
+/**
+ * Ids of calls given up on (cancelled, timed out) remembered per link: a server may answer one
+ * after all, which is no stray, and a new call must not get its id while it may.
+ */
+const MAX_ABANDONED = 1_024;
 
 export class ServerLink {
   readonly name: string;
@@ -98,6 +106,8 @@ export class ServerLink {
   onclose: (() => void) | undefined;
   /** Answers sampling, elicitation and roots requests; without it they are refused. */
   onrequest: ServerRequestHandler | undefined;
+  /** An answer came under an id no call is waiting for: it was dropped. */
+  onstray: ((id: unknown) => void) | undefined;
 
   private readonly transport: Transport;
   private readonly options: Required<Omit<ServerLinkOptions, 'streamOf'>> & Pick<ServerLinkOptions, 'streamOf'>;
@@ -108,8 +118,9 @@ export class ServerLink {
   get declaredCapabilities(): Readonly<Record<string, unknown>> {
     return this.options.capabilities;
   }
-  private readonly pending = new Map<number, Pending>();
-  private nextId = 1;
+  private readonly pending = new Map<RequestId, Pending>();
+  /** Ids of calls given up on, oldest first (see MAX_ABANDONED). */
+  private readonly abandoned = new Set<RequestId>();
   private starting: Promise<void> | undefined;
   /** The transport error that ended the link, for what its calls are told (`ENOTFOUND host`). */
   private lostBecause: string | undefined;
@@ -119,13 +130,16 @@ export class ServerLink {
     this.transport = transport;
     this.options = {
       capabilities: {},
-      initializeTimeoutMs: DEFAULT_INITIALIZE_TIMEOUT_MS,
       isFatal: () => false,
       ...options,
     };
   }
 
-  /** Opens the transport and runs the initialize handshake. Idempotent; rejects if it fails. */
+  /**
+   * Opens the transport and runs the initialize handshake. Idempotent; rejects if it fails. It
+   * sets no deadline of its own: its owner (Upstream, `initTimeoutMs`) bounds the whole start and
+   * closes the link when it passes, so the reason recorded is the deadline.
+   */
   start(): Promise<void> {
     this.starting ??= this.doStart();
     return this.starting;
@@ -150,7 +164,7 @@ export class ServerLink {
         capabilities: this.options.capabilities,
         clientInfo: { name: NAME, version: VERSION },
       },
-      { timeoutMs: this.options.initializeTimeoutMs },
+      { timeoutMs: Infinity },
     );
     if (outcome === null || 'error' in outcome) {
       const why = outcome === null ? 'cancelled' : outcome.error.message;
@@ -164,11 +178,12 @@ export class ServerLink {
 
   /**
    * Sends one request and resolves with its outcome. Never rejects: a closed link, a send
-   * failure or the deadline become error outcomes with the codes in DESIGN.md.
+   * failure or the deadline (none when `timeoutMs` is Infinity) become error outcomes with the
+   * codes in DESIGN.md.
    */
   call(method: string, params: Record<string, unknown> | undefined, options: CallOptions): Promise<CallOutcome> {
     if (this.state === 'closed') return Promise.resolve(this.unavailable('server connection is closed'));
-    const id = this.nextId++;
+    const id = unusedId(options.related, (candidate) => this.pending.has(candidate) || this.abandoned.has(candidate));
     let sendParams = params;
     const token = (params?._meta as Record<string, unknown> | undefined)?.progressToken;
     if (token !== undefined && options.onProgress) {
@@ -185,12 +200,14 @@ export class ServerLink {
         related: options.related,
       };
       this.pending.set(id, entry);
-      entry.timer = setTimeout(() => {
-        this.cancelPending(id, 'request timed out');
-        resolve({
-          error: { code: RpcCode.REQUEST_TIMEOUT, message: `request timed out after ${options.timeoutMs} ms` },
-        });
-      }, options.timeoutMs);
+      if (Number.isFinite(options.timeoutMs)) {
+        entry.timer = setTimeout(() => {
+          this.cancelPending(id, 'request timed out');
+          resolve({
+            error: { code: RpcCode.REQUEST_TIMEOUT, message: `request timed out after ${options.timeoutMs} ms` },
+          });
+        }, options.timeoutMs);
+      }
       const cancel = options.cancel;
       if (cancel) {
         if (cancel.aborted) {
@@ -255,7 +272,7 @@ export class ServerLink {
     return { error: { code: RpcCode.UPSTREAM_UNAVAILABLE, message: `${this.name}: ${message}`, data: { server: this.name } } };
   }
 
-  private take(id: number): Pending | undefined {
+  private take(id: RequestId): Pending | undefined {
     const entry = this.pending.get(id);
     if (!entry) return undefined;
     this.pending.delete(id);
@@ -264,8 +281,10 @@ export class ServerLink {
     return entry;
   }
 
-  private cancelPending(id: number, reason: string): void {
+  private cancelPending(id: RequestId, reason: string): void {
     if (!this.take(id)) return;
+    this.abandoned.add(id);
+    if (this.abandoned.size > MAX_ABANDONED) this.abandoned.delete(this.abandoned.values().next().value as RequestId);
     this.notify('notifications/cancelled', { requestId: id, reason });
   }
 
@@ -274,9 +293,12 @@ export class ServerLink {
     switch (c.kind) {
       case 'response': {
         const id = c.message.id;
-        if (typeof id !== 'number') return;
-        const entry = this.take(id);
-        if (!entry) return; // late reply to a cancelled or timed-out call
+        const entry = isRequestId(id) ? this.take(id) : undefined;
+        if (!entry) {
+          // A late reply to a call given up on is the server's right; anything else answers no one.
+          if (!(isRequestId(id) && this.abandoned.delete(id))) this.onstray?.(id);
+          return;
+        }
         const answer = this.answerOf(c.message);
         if (entry.origin !== undefined && 'result' in answer) this.rememberTask(answer.result, entry.origin);
         entry.resolve(answer);
@@ -286,7 +308,7 @@ export class ServerLink {
         const n = c.message;
         if (n.method === 'notifications/progress') {
           const token = n.params?.progressToken;
-          if (typeof token === 'number') this.pending.get(token)?.onProgress?.(n.params ?? {});
+          if (isRequestId(token)) this.pending.get(token)?.onProgress?.(n.params ?? {});
           return;
         }
         this.onnotification?.(n);
@@ -355,12 +377,12 @@ export class ServerLink {
     const call = this.options.streamOf?.(request.id);
     const meta = request.params?._meta;
     const token = isObject(meta) ? meta.progressToken : undefined;
-    const byToken = typeof token === 'number' ? this.pending.get(token) : undefined;
+    const byToken = isRequestId(token) ? this.pending.get(token) : undefined;
     if (byToken?.origin !== undefined) return { origin: byToken.origin, related: byToken.related };
     const task = isObject(meta) && isObject(meta[RELATED_TASK_META]) ? meta[RELATED_TASK_META].taskId : undefined;
     const byTask = typeof task === 'string' ? this.tasks.get(task) : undefined;
     if (byTask !== undefined) return { origin: byTask };
-    const byStream = typeof call === 'number' ? this.pending.get(call) : undefined;
+    const byStream = call !== undefined ? this.pending.get(call) : undefined;
     return { origin: byStream?.origin, related: byStream?.related };
   }
 
@@ -372,6 +394,11 @@ export class ServerLink {
     this.tasks.set(task, origin);
     if (this.tasks.size > MAX_TASKS) this.tasks.delete(this.tasks.keys().next().value as string);
   }
+}
+
+/** A JSON-RPC id as a map key: a string or a number, its type kept. */
+function isRequestId(value: unknown): value is RequestId {
+  return typeof value === 'string' || typeof value === 'number';
 }
 
 /**

@@ -1,6 +1,6 @@
 /**
  * The hosted servers' config file: the `mcpServers` format users already have (Claude Desktop,
- * Cursor), plus `scope`, `start` and `prefix`. Each entry is validated on its own: a bad entry
+ * Cursor), plus `scope`, `start`, `prefix` and a few timings. Each entry is validated on its own: a bad entry
  * is reported (name, key, reason) and skipped, the others run. A file that cannot be read or is
  * not JSON at all is used not at all; its error names the line and column of the mistake.
  */
@@ -20,6 +20,11 @@ interface BaseSpec {
   readonly prefix: boolean;
   /** Stop after this long with no session using it and nothing in flight; 0 = never. */
   readonly idleTimeoutMs: number;
+  /**
+   * Deadline for its start to answer `initialize` (`init_timeout_ms`); undefined: the daemon's
+   * (`EXAI_WS_INIT_TIMEOUT_MS`), which can change without the entry changing.
+   */
+  readonly initTimeoutMs: number | undefined;
   /**
    * The server's own names of tools that ask the client back (sampling, elicitation, roots),
    * declared up front (`asks_client`); `*` is every tool. Calls to them from different
@@ -68,6 +73,13 @@ export class UpstreamConfigError extends Error {
 
 export const DEFAULT_UPSTREAM_IDLE_MS = 10 * 60_000;
 /**
+ * How long a start may take to answer `initialize` before it is given up on (and retried). Two
+ * minutes: it only decides when a server is called failed (lists and other servers never wait
+ * for it), while a server run through `npx` or `uvx` may download itself and its dependencies
+ * before it answers (npx's own resolve step, before the deadline starts, is bounded apart).
+ */
+export const DEFAULT_INIT_TIMEOUT_MS = 120_000;
+/**
  * In a `workspace`-scoped stdio server's args, env values and cwd: the folder of the window
  * the instance serves (core.ts fills it in per instance), as in VS Code's own config.
  */
@@ -79,6 +91,9 @@ const Common = {
   start: z.enum(['lazy', 'eager']).default('lazy'),
   prefix: z.boolean().default(true),
   idle_timeout_ms: z.number().int().min(0).optional(),
+  init_timeout_ms: z.number().int().min(1).optional(),
+  // The same in camelCase, as other clients spell their keys.
+  initTimeoutMs: z.number().int().min(1).optional(),
   asks_client: z.array(z.string().min(1).max(256)).max(1024).default([]),
   // Keys other clients write that mean nothing here, accepted so their files import as they are.
   type: z.enum(['stdio', 'http', 'streamable-http', 'streamableHttp']).optional(),
@@ -197,12 +212,17 @@ export function parseUpstreams(json: unknown, defaultIdleMs = DEFAULT_UPSTREAM_I
       problem('scope', `scope "${e.scope}" needs a stdio server ("command"): one remote server cannot be split per ${e.scope}`);
       continue;
     }
+    if (e.init_timeout_ms !== undefined && e.initTimeoutMs !== undefined && e.init_timeout_ms !== e.initTimeoutMs) {
+      problem('init_timeout_ms', 'init_timeout_ms and initTimeoutMs are the same setting: give one');
+      continue;
+    }
     const base: BaseSpec = {
       name,
       scope: e.scope,
       start: e.start,
       prefix: e.prefix,
       idleTimeoutMs: e.idle_timeout_ms ?? defaultIdleMs,
+      initTimeoutMs: e.init_timeout_ms ?? e.initTimeoutMs,
       asksClient: Object.freeze([...new Set(e.asks_client)]),
     };
     if ('command' in e) {

@@ -8,6 +8,10 @@
  *         starting -> (failure) -> failed -> (backoff) -> starting -> ... when it retries in the
  *         background (`retryFailedStart`), else the next use tries again once the backoff passed;
  *         any -> closed.
+ *
+ * A start has a deadline (`initTimeoutMs`): a server that has not answered `initialize` by then
+ * is a failed start with that reason, and its process is stopped. Whoever waits for a start
+ * (a call to this server) waits at most that long; lists do not wait for it (catalog.ts).
  */
 import { RpcCode } from '../protocol/codes.js';
 import type { RpcNotification } from '../protocol/jsonrpc.js';
@@ -43,6 +47,11 @@ export interface UpstreamOptions {
   retryFailedStart?: boolean;
   /** The server's tools declared to ask the client back (`asks_client`). */
   asksClient?: readonly string[];
+  /**
+   * Deadline for a start, in milliseconds: from the moment its connection is made (after npx
+   * resolved the package) until it has answered `initialize`. None when undefined.
+   */
+  initTimeoutMs?: number | undefined;
   /** Reports lifecycle events for the log; `level` when it is not `info` (see CoreLog). */
   log?: (event: string, details: Record<string, unknown>, level?: 'debug' | 'warn') => void;
 }
@@ -91,10 +100,16 @@ export class Upstream {
   onready: (() => void) | undefined;
   /** Answers the server's sampling, elicitation and roots requests (ServerRequests.answer). */
   onrequest: ServerRequestHandler | undefined;
+  /** The server answered under an id no call was waiting for; the answer was dropped. */
+  onstray: (() => void) | undefined;
 
   private readonly options: UpstreamOptions;
   private link: ServerLink | undefined;
   private starting: Promise<ServerLink> | undefined;
+  /** The link of the start under way, before it is ready: close() ends it rather than wait. */
+  private opening: ServerLink | undefined;
+  /** True once a stray answer of the running process was logged: once per process, not per answer. */
+  private strayLogged = false;
   private failures = 0;
   /** True from a failed start until the server is ready again: the same error is logged once. */
   private failing = false;
@@ -246,6 +261,8 @@ export class Upstream {
     this.state = 'closed';
     if (this.restartTimer) clearTimeout(this.restartTimer);
     if (this.idleTimer) clearInterval(this.idleTimer);
+    // A start under way may wait for its deadline for minutes: it ends now.
+    await this.opening?.close();
     const link = this.link ?? (await this.starting?.catch(() => undefined));
     this.link = undefined;
     await link?.close();
@@ -264,17 +281,34 @@ export class Upstream {
 
   private async launch(): Promise<ServerLink> {
     let started: Started;
-    try {
+    let deadline: NodeJS.Timeout | undefined;
+    let expired: (reason: Error) => void = () => undefined;
+    const late = new Promise<never>((_, reject) => (expired = reject));
+    const launching = this.options.launch((link) => {
       // Wired before the handshake: a server may ask for roots or say list_changed right after it.
-      started = await this.options.launch((link) => {
-        link.onnotification = (n) => this.onnotification?.(n);
-        link.onrequest = (request, context) => this.onrequest?.(request, context) ?? Promise.resolve(notSupported(request.method));
-      });
+      link.onnotification = (n) => this.onnotification?.(n);
+      link.onrequest = (request, context) => this.onrequest?.(request, context) ?? Promise.resolve(notSupported(request.method));
+      link.onstray = (id) => this.stray(link, id);
+      this.opening = link;
+      const limitMs = this.options.initTimeoutMs;
+      if (limitMs === undefined) return;
+      deadline = setTimeout(() => {
+        // Failed now, with this reason: stopping the process takes a while, and its exit is ours.
+        expired(new Error(`did not answer initialize within ${limitMs / 1000} s`));
+        void link.close();
+      }, limitMs);
+    });
+    try {
+      started = await Promise.race([launching, late]);
     } catch (error) {
+      launching.catch(() => undefined);
       const message = error instanceof Error ? error.message : String(error);
       if (this.state === 'closed') throw new Error('the daemon is shutting down');
       this.fail(message);
       throw new Error(message);
+    } finally {
+      clearTimeout(deadline);
+      this.opening = undefined;
     }
     const { link } = started;
     if (this.state === 'closed') {
@@ -286,11 +320,31 @@ export class Upstream {
     this.startedAtMs = Date.now();
     this.state = 'ready';
     this.failing = false;
+    this.strayLogged = false;
     this.renewPending = undefined; // a new process was offered every capability there is now
     link.onclose = () => this.crashed(link, started.exitReason?.() ?? 'the server connection closed');
     this.options.log?.('server ready', { server: this.name, pid: this.pid, restarts: this.restarts, retries: this.retries });
     this.onready?.();
     return link;
+  }
+
+  /**
+   * An answer under an id no call was waiting for, dropped by the link: counted each time,
+   * logged once per process (a server with an off-by-one bug would write a line per call).
+   */
+  private stray(link: ServerLink, id: unknown): void {
+    this.onstray?.();
+    if (this.strayLogged || (this.link !== undefined && this.link !== link)) return;
+    this.strayLogged = true;
+    this.options.log?.(
+      'server answer dropped: its id matches no call in flight',
+      {
+        server: this.name,
+        id: typeof id === 'string' ? id.slice(0, 64) : typeof id === 'number' ? id : typeof id,
+        note: 'logged once per server process',
+      },
+      'warn',
+    );
   }
 
   /** The link closed while we did not ask it to: fail its calls (ServerLink did) and restart. */

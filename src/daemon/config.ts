@@ -12,7 +12,13 @@ import { IGNORED_ENV_VAR, isSettingName, maskValue, readSettings, type SettingsP
 import { readState, type UserState } from '../protocol/state.js';
 import { ProviderEnvSchema, providersFromEnv, type ProvidersConfig } from '../core/providers/settings.js';
 import { DEFAULT_LOG_FILES, DEFAULT_LOG_MAX_BYTES } from './logger.js';
-import { DEFAULT_UPSTREAM_IDLE_MS, loadUpstreamConfigAtStart, type UpstreamConfig } from '../core/upstream-config.js';
+import {
+  DEFAULT_INIT_TIMEOUT_MS,
+  DEFAULT_UPSTREAM_IDLE_MS,
+  loadUpstreamConfigAtStart,
+  type UpstreamConfig,
+} from '../core/upstream-config.js';
+import { DEFAULT_LIST_WAIT_MS } from '../core/catalog.js';
 
 export const DEFAULT_MAX_INFLIGHT = 32;
 export const DEFAULT_QUEUE_LIMIT = 256;
@@ -119,6 +125,16 @@ export interface DaemonConfig {
   readonly upstreamIdleMs: number;
   /** Start `npx` entries as the file npx would run, without npx in front (`EXAI_WS_NPX_DIRECT`, 0 = off). */
   readonly npxDirect: boolean;
+  /**
+   * How long a list waits for hosted servers still starting before it answers with what is known
+   * (`EXAI_WS_LIST_WAIT_MS`; 0 = as long as they take); the late ones come with `list_changed`.
+   */
+  readonly listWaitMs: number;
+  /**
+   * How long a hosted server's start may take to answer `initialize` before it is failed and
+   * retried (`EXAI_WS_INIT_TIMEOUT_MS`); an entry's `init_timeout_ms` overrides it.
+   */
+  readonly initTimeoutMs: number;
   /** Started by a shim or `exai-ws restart` (`EXAI_WS_AUTOSTARTED=1`), not from a terminal. */
   readonly autoStarted: boolean;
   /**
@@ -150,6 +166,8 @@ const EnvSchema = z.object({
   EXAI_WS_HTTP_EVENTS_MAX_BYTES: int(0).default(DEFAULT_HTTP_EVENTS_MAX_BYTES),
   EXAI_WS_UPSTREAM_IDLE_MS: int(0).default(DEFAULT_UPSTREAM_IDLE_MS),
   EXAI_WS_NPX_DIRECT: z.enum(['0', '1']).default('1'),
+  EXAI_WS_LIST_WAIT_MS: int(0).default(DEFAULT_LIST_WAIT_MS),
+  EXAI_WS_INIT_TIMEOUT_MS: int(1).default(DEFAULT_INIT_TIMEOUT_MS),
   EXAI_WS_AUTOSTARTED: z.enum(['0', '1']).default('0'),
   EXAI_WS_IDLE_EXIT_MS: int(0).default(DEFAULT_IDLE_EXIT_MS),
   EXAI_WS_LOG_MAX_BYTES: int(MIN_FILE_MAX_BYTES).default(DEFAULT_LOG_MAX_BYTES),
@@ -284,6 +302,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): DaemonConfig {
     upstreamsPath,
     upstreamIdleMs: e.EXAI_WS_UPSTREAM_IDLE_MS,
     npxDirect: e.EXAI_WS_NPX_DIRECT === '1',
+    listWaitMs: e.EXAI_WS_LIST_WAIT_MS,
+    initTimeoutMs: e.EXAI_WS_INIT_TIMEOUT_MS,
     autoStarted: e.EXAI_WS_AUTOSTARTED === '1',
     idleExitMs: e.EXAI_WS_IDLE_EXIT_MS,
   });

@@ -163,6 +163,8 @@ export class Daemon {
         providers: this.providers,
         upstreams: config.upstreams.servers,
         npxDirect: config.npxDirect,
+        listWaitMs: config.listWaitMs,
+        initTimeoutMs: config.initTimeoutMs,
         configureBuiltin: this.options.configureBuiltin,
         log: coreLog(logger),
         learned: new FileLearnedTools(paths.asksClient, (message, details) => logger.warn(details, message)),

@@ -32,6 +32,7 @@ export const REJECT_REASONS: ReadonlySet<string> = new Set([
   'unserializable',
   'output_overflow',
   'origin_unknown',
+  'stray_answer',
   'body_too_large',
   'http_400',
   'http_403',

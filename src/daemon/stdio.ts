@@ -39,6 +39,8 @@ export async function runStdio(options: StdioOptions): Promise<void> {
     providers: new Providers(config.providers),
     upstreams: config.upstreams.servers,
     npxDirect: config.npxDirect,
+    listWaitMs: config.listWaitMs,
+    initTimeoutMs: config.initTimeoutMs,
     log: coreLog(logger),
     requestTimeoutMs: config.callTimeoutMs,
     configureBuiltin: options.configureBuiltin,
