@@ -7,11 +7,19 @@
  * and hang up. The daemon must keep under a fixed peak RSS (VmHWM), stay up, answer a client
  * that resumes the lost stream with the error for the dropped result (not hang), and serve a
  * new shim window afterwards.
+ *
+ * And the rule for messages held for detached sessions, on Outboxes: bounded together, the
+ * session holding the most ends first.
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import pino from 'pino';
+import { Metrics } from '../src/daemon/metrics.js';
+import { Outbox } from '../src/daemon/outbox.js';
+import { ByteBudget } from '../src/transport/byte-budget.js';
+import type { Transport } from '../src/transport/transport.js';
 import { Cleanup, ROOT, connectShim, getHealth, textOf, waitFor, type DaemonHandle } from './helpers.js';
 import { startHostingDaemon } from './fixtures/hosted-servers.js';
 import { openRawStream, postHeaders, rawInitialize, type RawStream } from './fixtures/http-client.js';
@@ -142,4 +150,56 @@ test('60 HTTP clients hanging up on 16 MB results: the daemon stays under 768 MB
   const answer = await window.client.callTool({ name: 'big__big', arguments: { bytes: 5, delayMs: 0 } });
   assert.equal(textOf(answer), 'xxxxx');
   assert.equal(daemon.proc.exitCode, null, 'the daemon is still running');
+});
+
+test('messages held for detached sessions are bounded together: past the total, the session holding the most ends', () => {
+  const budget = new ByteBudget(12_000);
+  const ended: string[] = [];
+  const outboxes = new Map<string, Outbox>();
+  const detached = (name: string) => {
+    const outbox = new Outbox({
+      holdMaxBytes: 10_000,
+      metrics: new Metrics(),
+      logger: pino({ level: 'silent' }),
+      sessionId: name,
+      // What the session manager does: the session ends, and its outbox with it.
+      overflow: () => {
+        ended.push(name);
+        outbox.close();
+      },
+      holdBudget: budget,
+    });
+    outboxes.set(name, outbox);
+    return outbox;
+  };
+  const frame = (n: number) =>
+    JSON.stringify({ jsonrpc: '2.0', method: 'notifications/message', params: { data: `${n}:${'h'.repeat(950)}` } });
+  const a = detached('a');
+  const b = detached('b');
+  for (let i = 0; i < 8; i++) a.send(frame(i));
+  for (let i = 0; i < 3; i++) b.send(frame(i));
+  assert.deepEqual(ended, [], 'each within its own limit and all within the total');
+  const together = budget.usedBytes;
+  assert.ok(together > 10_000 && together <= 12_000, `${together} bytes held`);
+  // b holds more now: past the total, a (holding the most) ends, not b.
+  b.send(frame(3));
+  b.send(frame(4));
+  assert.deepEqual(ended, ['a']);
+  assert.ok(budget.usedBytes <= 12_000 && budget.usedBytes > 4_000, `${budget.usedBytes} bytes held: b's frames`);
+  // b's client comes back: its held frames go out, in order, and leave the budget.
+  const written: string[] = [];
+  const client: Transport = {
+    kind: 'ws',
+    open: true,
+    bufferedBytes: 0,
+    send: (text) => written.push(text),
+    pauseInput: () => undefined,
+    resumeInput: () => undefined,
+    close: () => undefined,
+    onmessage: undefined,
+    onclose: undefined,
+  };
+  b.attach(client);
+  assert.equal(written.length, 5);
+  assert.equal(budget.usedBytes, 0);
 });

@@ -94,8 +94,8 @@ function daemonSection(s: StatusJson, paint: Paint): string[] {
     ...(d.idle_ended && d.idle_ended.idle + d.idle_ended.session_limit > 0
       ? [
           field(
-            'idle ended',
-            `${d.idle_ended.idle} unused for the idle time, ${d.idle_ended.session_limit} to make room at the session limit`,
+            'idle',
+            `${d.idle_ended.idle + d.idle_ended.session_limit} idle HTTP sessions ended (${d.idle_ended.idle} unused for the idle time, ${d.idle_ended.session_limit} to make room at the session limit)`,
           ),
         ]
       : []),
