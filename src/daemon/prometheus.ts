@@ -97,7 +97,9 @@ export class PrometheusExporter {
       'Idle HTTP sessions ended since start, by why: idle (unused for EXAI_WS_HTTP_IDLE_MS) or session_limit (room made for a new session).',
       ['reason'],
       (emit) => {
-        for (const [reason, n] of Object.entries(metrics.idleEnded())) emit(n, { reason });
+        const ended = metrics.idleEnded();
+        emit(ended.idle, { reason: 'idle' });
+        emit(ended.session_limit, { reason: 'session_limit' });
       },
     );
     this.counter(
