@@ -308,7 +308,8 @@ export class HttpTransport implements Transport, BudgetHolder {
     const stream = this.streams.get(streamId);
     if (!stream) return;
     stream.done = true;
-    if (stream.res !== null) {
+    // A response destroyed under us counts as away (see emit): what it missed stays resumable.
+    if (stream.res !== null && !stream.res.destroyed) {
       stream.res.end();
       this.forget(streamId);
       return;
