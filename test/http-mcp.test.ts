@@ -645,6 +645,8 @@ test('HTTP sessions count in EXAI_WS_MAX_SESSIONS: one over the limit is 503, an
   const cleanup = cleanupFor(t);
   const daemon = await startDaemon(cleanup, { env: { EXAI_WS_MAX_SESSIONS: '1' } });
   const http = await connectHttp(cleanup, daemon);
+  // In use once its GET stream is open: an idle session would give way to the new one instead.
+  await waitFor(() => http.exchanges.some((e) => e.method === 'GET' && e.status === 200), 'the SDK client’s GET stream to open');
   const { response } = await rawInitialize(daemon);
   assertRefused(response, 503, 'a second session over the limit');
   await assert.rejects(

@@ -5,11 +5,12 @@
  * checked exactly. The daemon end to end is test/http-mcp.test.ts.
  */
 import assert from 'node:assert/strict';
-import { createServer, type Server } from 'node:http';
+import { createServer, request as httpRequest, type Server } from 'node:http';
 import { after, test } from 'node:test';
 import type { Classified } from '../src/protocol/jsonrpc.js';
 import { McpHttpEndpoint, type HttpSessionHost } from '../src/transport/http.js';
 import type { Transport } from '../src/transport/transport.js';
+import { waitFor } from './helpers.js';
 
 class ScriptedSession implements HttpSessionHost {
   readonly id: string;
@@ -58,13 +59,24 @@ after(() => {
   for (const s of servers) s.close();
 });
 
-async function harness(options: { maxBodyBytes?: number; idleMs?: number; eventStoreBytes?: number; maxSessions?: number } = {}) {
+interface HarnessOptions {
+  maxBodyBytes?: number;
+  idleMs?: number;
+  eventStoreBytes?: number;
+  maxSessions?: number;
+  eventStoreTotalBytes?: number;
+  bodiesMaxBytes?: number;
+}
+
+async function harness(options: HarnessOptions = {}) {
   const sessions: ScriptedSession[] = [];
   const ended: { id: string; reason: string }[] = [];
   const endpoint = new McpHttpEndpoint({
     maxBodyBytes: options.maxBodyBytes ?? 64 * 1024,
     idleMs: options.idleMs ?? 0,
     eventStoreBytes: options.eventStoreBytes ?? 1024 * 1024,
+    eventStoreTotalBytes: options.eventStoreTotalBytes,
+    bodiesMaxBytes: options.bodiesMaxBytes,
     open: () => {
       if (sessions.length >= (options.maxSessions ?? 100))
         return { ok: false, status: 503, code: -32010, message: 'session limit reached' };
@@ -363,4 +375,175 @@ test('a request the client cancels gets no response: its POST ends without one a
     { id: session.id, reason: 'http_idle' },
     'nothing is left waiting: the session goes idle',
   );
+});
+
+/** A request `id` of `session` whose POST became a stream (one progress), read to its first event, then dropped. */
+async function lostStream(h: Harness, sessionId: string, session: ScriptedSession, id: number): Promise<string> {
+  const abort = new AbortController();
+  const pending = post(h, { jsonrpc: '2.0', id, method: 'hold' }, { 'mcp-session-id': sessionId }, abort.signal);
+  while (!session.taken.some((c) => c.kind === 'request' && c.message.id === id)) await new Promise((r) => setTimeout(r, 5));
+  session.related(id, { method: 'notifications/progress', params: { progressToken: id, progress: 1 } });
+  const { events } = await readEvents(await pending, 1);
+  abort.abort();
+  // The endpoint sees the client go.
+  await new Promise((r) => setTimeout(r, 100));
+  assert.ok(events[0]?.id);
+  return events[0].id;
+}
+
+function resume(h: Harness, sessionId: string, lastEventId: string): Promise<Response> {
+  return fetch(h.url, { headers: { accept: 'text/event-stream', 'mcp-session-id': sessionId, 'last-event-id': lastEventId } });
+}
+
+test('a response larger than the store bound for a client that is away is not kept: a resume gets an error for that request instead', async () => {
+  const h = await harness({ eventStoreBytes: 1_000 });
+  const { id, session } = await initialize(h);
+  const lastId = await lostStream(h, id, session, 9);
+  session.answer(9, { text: 'x'.repeat(5_000) });
+  assert.ok(h.endpoint.eventBudget.usedBytes < 1_000, `the big response is not kept (${h.endpoint.eventBudget.usedBytes} bytes kept)`);
+  const replay = await readEvents(await resume(h, id, lastId), 2, 2_000);
+  assert.equal(replay.events.length, 1);
+  const error = (JSON.parse(replay.events[0]!.data) as { id: number; error: { code: number; message: string } }).error;
+  assert.equal((JSON.parse(replay.events[0]!.data) as { id: number }).id, 9);
+  assert.equal(error.code, -32603);
+  assert.match(error.message, /^the result \(50\d\d bytes\) was too large to keep for resumption \(limit 1000 bytes\)$/);
+  assert.equal(replay.ended, true, 'the resumed stream ends after the error');
+
+  // A response within the bound is kept and resumed as it was.
+  const again = await lostStream(h, id, session, 10);
+  session.answer(10, { text: 'small' });
+  const kept = await readEvents(await resume(h, id, again), 1, 2_000);
+  assert.deepEqual(JSON.parse(kept.events[0]!.data), { jsonrpc: '2.0', id: 10, result: { text: 'small' } });
+});
+
+test('a response the store bound pushes out for a client that is away leaves an error in its place', async () => {
+  const h = await harness({ eventStoreBytes: 3_000 });
+  const { id, session } = await initialize(h);
+  const lastId = await lostStream(h, id, session, 11);
+  session.answer(11, { text: 'y'.repeat(2_000) });
+  // Messages for the GET stream (none open) push the response out of the store.
+  for (let i = 0; i < 3; i++) session.unrelated({ method: 'notifications/message', params: { level: 'info', data: 'z'.repeat(1_000) } });
+  const replay = await readEvents(await resume(h, id, lastId), 1, 2_000);
+  const message = JSON.parse(replay.events[0]!.data) as { id: number; error?: { code: number; message: string } };
+  assert.equal(message.id, 11);
+  assert.equal(message.error?.code, -32603);
+  assert.match(
+    message.error?.message ?? '',
+    /^the result \(\d+ bytes\) was dropped to keep this session's stored events within their limit \(3000 bytes\)$/,
+  );
+  assert.equal(replay.ended, true);
+});
+
+test('all stores together stay within the shared budget: the store keeping the most gives up its oldest events first', async () => {
+  const h = await harness({ eventStoreBytes: 10_000, eventStoreTotalBytes: 12_000 });
+  const a = await initialize(h);
+  const b = await initialize(h);
+  const note = (n: number) => ({ method: 'notifications/message', params: { level: 'info', data: `${n}:${'q'.repeat(990)}` } });
+  // a keeps about 8 KB, b about 3 KB: 11 KB together, within 12 KB.
+  for (let i = 0; i < 8; i++) a.session.unrelated(note(i));
+  for (let i = 0; i < 3; i++) b.session.unrelated(note(100 + i));
+  const within = h.endpoint.eventBudget.usedBytes;
+  assert.ok(within > 10_000 && within <= 12_000, `${within} bytes kept`);
+  // Two more for b: 13 KB, past the budget. a holds the most and gives way, not b.
+  for (let i = 3; i < 5; i++) b.session.unrelated(note(100 + i));
+  assert.ok(h.endpoint.eventBudget.usedBytes <= 12_000, `${h.endpoint.eventBudget.usedBytes} bytes kept, bound 12000`);
+  const numbers = async (sessionId: string) => {
+    const get = await fetch(h.url, { headers: { accept: 'text/event-stream', 'mcp-session-id': sessionId } });
+    const { events } = await readEvents(get, 20, 500);
+    await get.body?.cancel();
+    return events.map((e) => Number(String((JSON.parse(e.data) as { params: { data: string } }).params.data).split(':')[0]));
+  };
+  assert.deepEqual(await numbers(b.id), [100, 101, 102, 103, 104], 'the smaller store keeps everything');
+  const kept = await numbers(a.id);
+  assert.ok(kept.length < 8 && kept.length >= 6, `the larger store gave up its oldest: ${kept.join(',')}`);
+  assert.deepEqual(kept, [0, 1, 2, 3, 4, 5, 6, 7].slice(8 - kept.length));
+  // A session that ends gives its share back.
+  const before = h.endpoint.eventBudget.usedBytes;
+  const del = await fetch(h.url, { method: 'DELETE', headers: { 'mcp-session-id': b.id } });
+  assert.equal(del.status, 200);
+  assert.ok(h.endpoint.eventBudget.usedBytes <= before - 5_000, "b's events are no longer counted");
+});
+
+test('at the session limit the least recently used idle session gives way: in-use ones (a request waiting, a GET stream open) never do', async () => {
+  const h = await harness();
+  const one = await initialize(h);
+  const two = await initialize(h);
+  const three = await initialize(h);
+  const four = await initialize(h);
+  // one is used again after two: two is now the least recently used.
+  const ping = await post(h, { jsonrpc: '2.0', id: 1, method: 'ping' }, { 'mcp-session-id': one.id });
+  await ping.json();
+  // three has a GET stream open, four a request waiting for its response: both in use.
+  const get = await fetch(h.url, { headers: { accept: 'text/event-stream', 'mcp-session-id': three.id } });
+  assert.equal(get.status, 200);
+  const waiting = post(h, { jsonrpc: '2.0', id: 2, method: 'hold' }, { 'mcp-session-id': four.id });
+  while (!four.session.taken.some((c) => c.kind === 'request' && c.message.id === 2)) await new Promise((r) => setTimeout(r, 5));
+  assert.equal(h.endpoint.idleCount, 2);
+
+  assert.equal(h.endpoint.evictIdle(), true);
+  assert.deepEqual(h.ended.at(-1), { id: two.session.id, reason: 'http_session_limit' });
+  const gone = await post(h, { jsonrpc: '2.0', id: 3, method: 'ping' }, { 'mcp-session-id': two.id });
+  assert.equal(gone.status, 404, 'the ended session is gone: its client initializes again');
+  await gone.arrayBuffer();
+  assert.equal(h.endpoint.evictIdle(), true);
+  assert.deepEqual(h.ended.at(-1), { id: one.session.id, reason: 'http_session_limit' });
+  assert.equal(h.endpoint.evictIdle(), false, 'no idle session left: the ones in use stay');
+  assert.equal(h.ended.length, 2);
+
+  // four's request answered, three's stream closed: both idle again.
+  four.session.answer(2, { ok: true });
+  await (await waiting).arrayBuffer();
+  await get.body?.cancel();
+  await waitFor(() => h.endpoint.idleCount === 2, 'three and four to be idle');
+  assert.equal(h.endpoint.evictIdle(), true);
+  assert.deepEqual(h.ended.at(-1)?.reason, 'http_session_limit');
+});
+
+test('request bodies being received are bounded together: past the bound a new body gets 503 with Retry-After; the others go on', async () => {
+  const h = await harness({ bodiesMaxBytes: 4_096 });
+  const { id } = await initialize(h);
+  const port = Number(new URL(h.url).port);
+  // A body of 3000 bytes arriving slowly: its first 2500 bytes are in.
+  const body = JSON.stringify({ jsonrpc: '2.0', id: 'slow', method: 'ping', params: { pad: 'p'.repeat(2_950) } });
+  const answer = new Promise<{ status: number; text: string }>((resolve, reject) => {
+    const req = httpRequest(
+      {
+        host: '127.0.0.1',
+        port,
+        method: 'POST',
+        path: '/mcp',
+        headers: { ...JSON_AND_SSE, 'mcp-session-id': id, 'content-length': Buffer.byteLength(body) },
+      },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (text += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+      },
+    );
+    req.on('error', reject);
+    req.write(body.slice(0, 2_500));
+    waitFor(() => h.endpoint.receivingBytes >= 2_500, 'the first part to arrive')
+      .then(async () => {
+        const refused = await post(
+          h,
+          { jsonrpc: '2.0', id: 'other', method: 'ping', params: { pad: 'o'.repeat(2_000) } },
+          { 'mcp-session-id': id },
+        );
+        assert.equal(refused.status, 503);
+        assert.equal(refused.headers.get('retry-after'), '1');
+        const json = (await refused.json()) as { error: { code: number; message: string } };
+        assert.match(json.error.message, /request bodies being received have reached their limit \(4096 bytes\)/);
+        // A small one still fits beside the slow one.
+        const small = await post(h, { jsonrpc: '2.0', id: 'small', method: 'ping' }, { 'mcp-session-id': id });
+        assert.equal(small.status, 200);
+        await small.arrayBuffer();
+        req.end(body.slice(2_500));
+      })
+      .catch(reject);
+  });
+  const slow = await answer;
+  assert.equal(slow.status, 200, 'the body being received when the others came is answered');
+  assert.deepEqual(JSON.parse(slow.text), { jsonrpc: '2.0', id: 'slow', result: { echo: 'ping' } });
+  assert.equal(h.endpoint.receivingBytes, 0, 'every body gave its share back');
 });

@@ -34,6 +34,7 @@ function fixture(): HealthReport {
       attached: 1,
       detached: 1,
       by_transport: { ws: 1, http: 1, stdio: 0 },
+      idle_ended: { idle: 3, session_limit: 5 },
       list: [
         {
           id: '9f8e7d6c-0000-4000-8000-000000000002',
@@ -242,6 +243,7 @@ test('--json: a versioned shape with every section, built from the report, not t
     auto_started: true,
     idle_exit_ms: 28_800_000,
     inflight: 2,
+    idle_ended: { idle: 3, session_limit: 5 },
   });
   // Grouped by client name.
   assert.deepEqual(

@@ -91,6 +91,14 @@ function daemonSection(s: StatusJson, paint: Paint): string[] {
       `${s.sessions.length} (${attached} attached, ${s.sessions.length - attached} detached${transports ? `; ${transports}` : ''})`,
     ),
     field('in flight', String(d.inflight)),
+    ...(d.idle_ended && d.idle_ended.idle + d.idle_ended.session_limit > 0
+      ? [
+          field(
+            'idle',
+            `${d.idle_ended.idle + d.idle_ended.session_limit} idle HTTP sessions ended (${d.idle_ended.idle} unused for the idle time, ${d.idle_ended.session_limit} to make room at the session limit)`,
+          ),
+        ]
+      : []),
   ];
 }
 

@@ -42,6 +42,11 @@ export interface StatusJson {
     idle_exit_ms: number | null;
     /** Requests running in all sessions. */
     inflight: number;
+    /**
+     * Idle HTTP sessions ended since start, by why: `idle` (unused for the idle time) and
+     * `session_limit` (ended to make room for a new session); null from a daemon that does not say.
+     */
+    idle_ended: { idle: number; session_limit: number } | null;
   };
   /** Open sessions, grouped by client name (then oldest first). */
   sessions: StatusSession[];
@@ -146,6 +151,13 @@ export interface StatusDown {
  * Builds the stable `--json` shape from a health report (read defensively: any field may be
  * missing). A liveness-only answer gives `limited`: `refused` says why, if the caller knows.
  */
+function idleEndedOf(value: unknown): StatusJson['daemon']['idle_ended'] {
+  const r = record(value);
+  const idle = num(r.idle);
+  const limit = num(r.session_limit);
+  return idle === null || limit === null ? null : { idle, session_limit: limit };
+}
+
 export function statusJson(h: HealthReport | Liveness, refused?: string): StatusJson {
   const r: Partial<HealthReport> = h;
   const config = record(r.config);
@@ -166,6 +178,7 @@ export function statusJson(h: HealthReport | Liveness, refused?: string): Status
       auto_started: bool(h.auto_started),
       idle_exit_ms: num(h.idle_exit_ms),
       inflight: num(r.inflight) ?? 0,
+      idle_ended: idleEndedOf(record(r.sessions).idle_ended),
     },
     sessions: list(record(r.sessions).list)
       .map((s): StatusSession => ({

@@ -19,6 +19,7 @@ import {
   type UpstreamConfig,
 } from '../core/upstream-config.js';
 import { DEFAULT_LIST_WAIT_MS } from '../core/catalog.js';
+import { DEFAULT_BODIES_MAX_BYTES, DEFAULT_EVENTS_TOTAL_MAX_BYTES } from '../transport/http.js';
 
 export const DEFAULT_MAX_INFLIGHT = 32;
 export const DEFAULT_QUEUE_LIMIT = 256;
@@ -35,6 +36,11 @@ export const DEFAULT_HOLD_MAX_BYTES = 8 * 1024 * 1024;
 export const DEFAULT_HTTP_IDLE_MS = 30 * 60 * 1000;
 /** SSE events kept per HTTP session for `Last-Event-ID` resumption, in bytes. */
 export const DEFAULT_HTTP_EVENTS_MAX_BYTES = 4 * 1024 * 1024;
+// Memory bounded in total, not only per session (issue 21): one party cannot take it all.
+/** SSE events kept for resumption by all HTTP sessions together, in bytes. */
+export const DEFAULT_HTTP_EVENTS_TOTAL_MAX_BYTES = DEFAULT_EVENTS_TOTAL_MAX_BYTES;
+/** Messages held for all detached sessions together, in bytes. */
+export const DEFAULT_HOLD_TOTAL_MAX_BYTES = 64 * 1024 * 1024;
 export const DEFAULT_METRICS_MAX_BYTES = 10 * 1024 * 1024;
 export const DEFAULT_METRICS_FILES = 5;
 /**
@@ -106,6 +112,21 @@ export interface DaemonConfig {
   readonly httpIdleMs: number;
   /** SSE events kept per HTTP session for resumption, in bytes (`EXAI_WS_HTTP_EVENTS_MAX_BYTES`). */
   readonly httpEventsMaxBytes: number;
+  /**
+   * SSE events kept by all HTTP sessions together, in bytes (`EXAI_WS_HTTP_EVENTS_TOTAL_MAX_BYTES`);
+   * past it the store keeping the most drops its oldest events.
+   */
+  readonly httpEventsTotalMaxBytes: number;
+  /**
+   * Messages held for all detached sessions together, in bytes (`EXAI_WS_HOLD_TOTAL_MAX_BYTES`);
+   * past it the detached session holding the most ends (`hold_overflow`).
+   */
+  readonly holdTotalMaxBytes: number;
+  /**
+   * Bytes of HTTP request bodies being received, all together (`EXAI_WS_BODIES_MAX_BYTES`); past
+   * it a new body is refused with 503 and `Retry-After`.
+   */
+  readonly bodiesMaxBytes: number;
   readonly logLevel: string;
   /** Size of `ws_daemon.log` before it is rotated, in bytes (`EXAI_WS_LOG_MAX_BYTES`). */
   readonly logMaxBytes: number;
@@ -164,6 +185,9 @@ const EnvSchema = z.object({
   EXAI_WS_HOLD_MAX_BYTES: int(0).default(DEFAULT_HOLD_MAX_BYTES),
   EXAI_WS_HTTP_IDLE_MS: int(0).default(DEFAULT_HTTP_IDLE_MS),
   EXAI_WS_HTTP_EVENTS_MAX_BYTES: int(0).default(DEFAULT_HTTP_EVENTS_MAX_BYTES),
+  EXAI_WS_HTTP_EVENTS_TOTAL_MAX_BYTES: int(0).default(DEFAULT_HTTP_EVENTS_TOTAL_MAX_BYTES),
+  EXAI_WS_HOLD_TOTAL_MAX_BYTES: int(0).default(DEFAULT_HOLD_TOTAL_MAX_BYTES),
+  EXAI_WS_BODIES_MAX_BYTES: int(1024).default(DEFAULT_BODIES_MAX_BYTES),
   EXAI_WS_UPSTREAM_IDLE_MS: int(0).default(DEFAULT_UPSTREAM_IDLE_MS),
   EXAI_WS_NPX_DIRECT: z.enum(['0', '1']).default('1'),
   EXAI_WS_LIST_WAIT_MS: int(0).default(DEFAULT_LIST_WAIT_MS),
@@ -292,6 +316,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): DaemonConfig {
     holdMaxBytes: e.EXAI_WS_HOLD_MAX_BYTES,
     httpIdleMs: e.EXAI_WS_HTTP_IDLE_MS,
     httpEventsMaxBytes: e.EXAI_WS_HTTP_EVENTS_MAX_BYTES,
+    httpEventsTotalMaxBytes: e.EXAI_WS_HTTP_EVENTS_TOTAL_MAX_BYTES,
+    holdTotalMaxBytes: e.EXAI_WS_HOLD_TOTAL_MAX_BYTES,
+    bodiesMaxBytes: e.EXAI_WS_BODIES_MAX_BYTES,
     logLevel: e.LOG_LEVEL,
     logMaxBytes: e.EXAI_WS_LOG_MAX_BYTES,
     logFiles: e.EXAI_WS_LOG_FILES,

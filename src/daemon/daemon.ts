@@ -188,6 +188,8 @@ export class Daemon {
         maxBodyBytes: config.maxBytes,
         idleMs: config.httpIdleMs,
         eventStoreBytes: config.httpEventsMaxBytes,
+        eventStoreTotalBytes: config.httpEventsTotalMaxBytes,
+        bodiesMaxBytes: config.bodiesMaxBytes,
         open: (server, client) => {
           const opened = manager.open({ type: 'hello', protocol: PROTOCOL_VERSION, client, server });
           if (opened.ok) return { ok: true, session: opened.session };
@@ -200,6 +202,9 @@ export class Daemon {
         },
         reject: (reason) => this.metrics.reject(reason),
       });
+      const mcp = this.mcp;
+      // At the session limit, an idle HTTP session gives way to a new one (WebSocket or HTTP).
+      manager.makeRoom = () => mcp.evictIdle();
       this.server = new DaemonServer({
         config,
         token,
@@ -329,6 +334,7 @@ export class Daemon {
         attached,
         detached: total - attached,
         by_transport: manager?.byTransport ?? { ws: 0, http: 0, stdio: 0 },
+        idle_ended: this.metrics.idleEnded(),
         list: (manager?.list() ?? []).map((s) => ({
           id: s.id,
           transport: s.kind,

@@ -27,6 +27,8 @@ export interface HealthReport {
     detached: number;
     /** Open sessions by how their client is connected. */
     by_transport?: Record<'ws' | 'http' | 'stdio', number>;
+    /** Idle HTTP sessions ended since start: unused for the idle time, or to make room at the session limit. */
+    idle_ended?: { idle: number; session_limit: number };
     list?: SessionEntry[];
   };
   inflight: number;

@@ -41,6 +41,8 @@ export const REJECT_REASONS: ReadonlySet<string> = new Set([
   'http_409',
   'http_415',
   'http_503',
+  // Issue 21: a POST refused because the bodies being received together reached their limit.
+  'bodies_full',
 ]);
 
 /** Why a session ended. */
@@ -52,8 +54,16 @@ export const CLOSE_REASONS: ReadonlySet<string> = new Set([
   'client_died',
   'resume_gap',
   'http_idle',
+  // Issue 21: an idle HTTP session ended to make room for a new one at the session limit.
+  'http_session_limit',
   'daemon shutting down',
 ]);
+
+/** Idle HTTP sessions ended, by why: nobody used them for `EXAI_WS_HTTP_IDLE_MS`, or a new session needed room. */
+export interface IdleEnded {
+  idle: number;
+  session_limit: number;
+}
 
 /**
  * Upper bounds of the latency histograms in milliseconds: 0.1 ms (a ping answered in-process)
@@ -179,6 +189,11 @@ export class Metrics {
     bump(this.closeReasons, CLOSE_REASONS.has(reason) ? reason : OTHER);
   }
 
+  /** Idle HTTP sessions ended since start, by why (from the close reasons `http_idle` and `http_session_limit`). */
+  idleEnded(): IdleEnded {
+    return { idle: this.closeReasons.get('http_idle') ?? 0, session_limit: this.closeReasons.get('http_session_limit') ?? 0 };
+  }
+
   /** Builds one metrics line and starts a new latency interval. */
   snapshot(gauges: MetricsGauges): Record<string, unknown> {
     const now = Date.now();
@@ -192,6 +207,7 @@ export class Metrics {
         by_transport: gauges.byTransport ?? {},
         closed: this.sessionsClosed,
         close_reasons: Object.fromEntries(this.closeReasons),
+        idle_ended: this.idleEnded(),
       },
       inflight: gauges.inflight,
       requests: this.requests,

@@ -6,10 +6,16 @@
  * the lost connection did not deliver. Kept and held frames share the hold limit; past it the
  * oldest kept ones go (a resume that needs them is then refused: {@link Outbox.resumable}),
  * and held ones alone past it end the session. A client without acks costs no copies.
+ *
+ * Held frames of every detached session together are bounded too (a shared {@link ByteBudget},
+ * `EXAI_WS_HOLD_TOTAL_MAX_BYTES`): past it, the session holding the most ends as if it had
+ * passed its own limit, so a thousand detached sessions each within their own cannot take the
+ * daemon's memory together.
  */
 import { ACK_PREFIX, parseAck } from '../protocol/hello.js';
 import { clip, type RequestId } from '../protocol/jsonrpc.js';
 import type { Transport } from '../transport/transport.js';
+import type { BudgetHolder, ByteBudget } from '../transport/byte-budget.js';
 import { KeptFrames } from './kept.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
@@ -45,9 +51,11 @@ export interface OutboxDeps {
   sessionId: string;
   /** Held frames alone are past the hold limit: the owner ends the session. Called again for each frame that follows. */
   overflow(): void;
+  /** Held frames of every detached session together (`EXAI_WS_HOLD_TOTAL_MAX_BYTES`); none: no shared bound. */
+  holdBudget?: ByteBudget;
 }
 
-export class Outbox {
+export class Outbox implements BudgetHolder {
   private readonly deps: OutboxDeps;
   private current: Transport | null = null;
   /** Frames held while detached, with the client request each belongs to. */
@@ -107,6 +115,7 @@ export class Outbox {
     const held = this.held;
     this.held = [];
     this.heldBytes = 0;
+    this.deps.holdBudget?.release(this);
     for (const frame of held) this.send(frame.text, frame.related);
     return replayed;
   }
@@ -175,7 +184,9 @@ export class Outbox {
     if (transport === null || !transport.open) {
       this.held.push({ text, related });
       this.heldBytes += bytes;
+      this.deps.holdBudget?.change(this, bytes);
       this.bound();
+      this.deps.holdBudget?.enforce();
       return;
     }
     this.sentSeq++;
@@ -192,10 +203,28 @@ export class Outbox {
     this.closed = true;
     this.held = [];
     this.heldBytes = 0;
+    this.deps.holdBudget?.release(this);
     this.kept = null;
     const transport = this.current;
     this.current = null;
     return transport;
+  }
+
+  /**
+   * The held frames of all detached sessions are past their shared limit and this one holds
+   * the most: the session ends, as it does past its own limit.
+   */
+  giveWay(): void {
+    this.deps.logger.warn(
+      {
+        session_id: this.deps.sessionId,
+        held_bytes: this.heldBytes,
+        hold_total_max_bytes: this.deps.holdBudget?.maxBytes,
+        held_total_bytes: this.deps.holdBudget?.usedBytes,
+      },
+      'messages held for detached sessions past their total limit: the session holding the most ends',
+    );
+    this.deps.overflow();
   }
 
   /**

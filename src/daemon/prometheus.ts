@@ -93,6 +93,16 @@ export class PrometheusExporter {
       for (const [reason, n] of metrics.closeReasons) emit(n, { reason });
     });
     this.counter(
+      'idle_sessions_ended_total',
+      'Idle HTTP sessions ended since start, by why: idle (unused for EXAI_WS_HTTP_IDLE_MS) or session_limit (room made for a new session).',
+      ['reason'],
+      (emit) => {
+        const ended = metrics.idleEnded();
+        emit(ended.idle, { reason: 'idle' });
+        emit(ended.session_limit, { reason: 'session_limit' });
+      },
+    );
+    this.counter(
       'requests_total',
       'Requests answered since start, by method, tool (tools/call only) and outcome (error: a JSON-RPC error answer).',
       ['method', 'tool', 'outcome'],

@@ -29,6 +29,7 @@ import type { DaemonConfig } from './config.js';
 import { Cancellation } from '../core/cancellation.js';
 import { Outbox, type AttachOptions } from './outbox.js';
 import type { Transport, TransportKind } from '../transport/transport.js';
+import type { ByteBudget } from '../transport/byte-budget.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 import { LatencyRing } from './latency-ring.js';
@@ -49,6 +50,8 @@ export interface SessionDeps {
   logger: Logger;
   /** Asks the owner to end this session (hold overflow). */
   expire(session: Session, reason: string): void;
+  /** Held messages of every detached session together (`EXAI_WS_HOLD_TOTAL_MAX_BYTES`). */
+  holdBudget?: ByteBudget;
 }
 
 interface Inflight {
@@ -97,6 +100,7 @@ export class Session implements RouterPeer {
       logger: deps.logger,
       sessionId: id,
       overflow: () => deps.expire(this, 'hold_overflow'),
+      holdBudget: deps.holdBudget,
     });
     this.context = deps.hub.openSession(id, view, this);
     this.router = new Router(deps.hub, this, { callTimeoutMs: deps.config.callTimeoutMs, context: this.context });

@@ -12,6 +12,7 @@ import type { Transport, TransportKind } from '../transport/transport.js';
 import { CloseCode } from '../protocol/codes.js';
 import type { Hello } from '../protocol/hello.js';
 import { clip, type RpcNotification } from '../protocol/jsonrpc.js';
+import { ByteBudget } from '../transport/byte-budget.js';
 import { pidGone, pidVisible } from './client-pid.js';
 import { Session, reportUnserializable, type SessionDeps } from './session.js';
 
@@ -30,7 +31,7 @@ export type OpenResult =
     }
   | { ok: false; code: 'session_limit' | 'bad_hello'; message: string };
 
-export type ManagerDeps = Omit<SessionDeps, 'expire'>;
+export type ManagerDeps = Omit<SessionDeps, 'expire' | 'holdBudget'>;
 
 export class SessionManager {
   private readonly sessions = new Map<string, Session>();
@@ -40,10 +41,20 @@ export class SessionManager {
   private pidTimer: NodeJS.Timeout | undefined;
   private readonly deps: ManagerDeps;
   private readonly sessionDeps: SessionDeps;
+  /** Messages held for every detached session together. */
+  readonly holdBudget: ByteBudget;
+  /**
+   * Asked when a new session would be refused for the session limit: ends one session nobody
+   * uses (the least recently used idle HTTP session) and returns true, or false when there is
+   * none. The limit then holds only for sessions in use. The daemon sets it to the `/mcp`
+   * endpoint's {@link McpHttpEndpoint.evictIdle}.
+   */
+  makeRoom: () => boolean = () => false;
 
   constructor(deps: ManagerDeps) {
     this.deps = deps;
-    this.sessionDeps = { ...deps, expire: (session, reason) => this.expire(session, reason) };
+    this.holdBudget = new ByteBudget(deps.config.holdTotalMaxBytes);
+    this.sessionDeps = { ...deps, expire: (session, reason) => this.expire(session, reason), holdBudget: this.holdBudget };
   }
 
   /**
@@ -90,6 +101,8 @@ export class SessionManager {
         message: `no hosted server named '${hello.server}' (configured: ${known.join(', ') || 'none'})`,
       };
     }
+    // A session nobody uses gives way first: the least recently used one ends.
+    if (this.sessions.size >= this.deps.config.maxSessions) this.makeRoom();
     if (this.sessions.size >= this.deps.config.maxSessions) {
       this.deps.metrics.reject('session_limit');
       return { ok: false, code: 'session_limit', message: `session limit reached (${this.deps.config.maxSessions})` };

@@ -12,10 +12,20 @@
  * Every SSE event has an id `<stream>-<seq>` and is kept in a bounded per-session event store,
  * so a client that lost a stream resumes it with `Last-Event-ID` on a GET: the events after it
  * are written again, then the stream goes on (a POST stream until its response).
+ *
+ * What the store keeps is bounded three ways: per session (`maxEventBytes`, the oldest go
+ * first), for all sessions together (a shared {@link ByteBudget}: the largest store gives up
+ * its oldest first), and per event: one larger than either bound is never kept (it would
+ * push out everything else and still be too much). When a response to a request whose client
+ * is away is not kept, or later dropped, a small JSON-RPC error for that request is kept in its
+ * place, so a client that resumes the stream learns what became of its request instead of
+ * waiting for a response that will not come. Events of a stream that can no longer be resumed
+ * (delivered to its end, or forgotten) leave the store at once.
  */
 import type { ServerResponse } from 'node:http';
 import { RpcCode } from '../protocol/codes.js';
 import { idKey, rpcError, type RequestId } from '../protocol/jsonrpc.js';
+import { ByteBudget, type BudgetHolder } from './byte-budget.js';
 import type { Transport } from './transport.js';
 
 /** Events kept per session for resumption, whatever their size. */
@@ -41,6 +51,8 @@ interface StoredEvent {
   readonly bytes: number;
   /** Written to a live stream at least once (the GET stream's kept events are not). */
   delivered: boolean;
+  /** The response to this request (the stream's last event). */
+  readonly answers?: RequestId;
 }
 
 /** A stream that can be resumed: the GET stream (0) or a POST that became SSE. */
@@ -48,6 +60,8 @@ interface StreamState {
   res: ServerResponse | null;
   /** Its response went out: after replay, a resumed stream ends. */
   done: boolean;
+  /** Kept in place of its response when that was not kept (too large) or dropped: an error event. */
+  lost?: { seq: number; text: string };
 }
 
 /** Finished POST streams kept for a client that lost them before their end. */
@@ -58,10 +72,12 @@ const STANDALONE = 0;
 
 const SSE_HEADERS = { 'content-type': 'text/event-stream', 'cache-control': 'no-cache, no-transform', connection: 'keep-alive' };
 
-export class HttpTransport implements Transport {
+export class HttpTransport implements Transport, BudgetHolder {
   readonly kind = 'http' as const;
   onmessage: ((text: string) => void) | undefined;
   onclose: ((code: number) => void) | undefined;
+  /** A request got its response after its client hung up: the session may be idle now. */
+  onsettled: (() => void) | undefined;
   /** Last time a request of this session arrived or a stream closed, for the idle rule. */
   lastActiveMs = Date.now();
   readonly sessionId: string;
@@ -76,11 +92,24 @@ export class HttpTransport implements Transport {
   private closed = false;
   private readonly maxEventBytes: number;
   private readonly onended: (transport: HttpTransport) => void;
+  /** Bytes of events kept by every session's store together (`EXAI_WS_HTTP_EVENTS_TOTAL_MAX_BYTES`). */
+  private readonly budget: ByteBudget;
 
-  constructor(sessionId: string, maxEventBytes: number, onended: (transport: HttpTransport) => void) {
+  constructor(
+    sessionId: string,
+    maxEventBytes: number,
+    onended: (transport: HttpTransport) => void,
+    budget: ByteBudget = new ByteBudget(Number.MAX_SAFE_INTEGER),
+  ) {
     this.sessionId = sessionId;
     this.maxEventBytes = maxEventBytes;
     this.onended = onended;
+    this.budget = budget;
+  }
+
+  /** Bytes of events this session's store keeps. */
+  get keptBytes(): number {
+    return this.eventBytes;
   }
 
   get open(): boolean {
@@ -122,7 +151,11 @@ export class HttpTransport implements Transport {
       return;
     }
     const final = isResponseTo(text, related as RequestId);
-    if (final) this.exchanges.delete(exchange.key);
+    if (final) {
+      this.exchanges.delete(exchange.key);
+      // Its client is away: no close event will tell the endpoint that this request settled.
+      if (exchange.res === null) this.onsettled?.();
+    }
     if (exchange.res === null && !exchange.headersSent) {
       // Its client hung up before anything went out: a JSON response has no event id to
       // resume from, so nothing is kept (a disconnect is not a cancellation: the work went on).
@@ -143,7 +176,7 @@ export class HttpTransport implements Transport {
       this.streams.set(exchange.stream, { res: exchange.res, done: false });
       if (exchange.res !== null) this.openStream(exchange.res, exchange.headers);
     }
-    this.emit(exchange.stream, text, written);
+    this.emit(exchange.stream, text, written, final ? related : undefined);
     if (final) this.finishStream(exchange.stream);
   }
 
@@ -169,6 +202,7 @@ export class HttpTransport implements Transport {
     this.streams.clear();
     this.events = [];
     this.eventBytes = 0;
+    this.budget.release(this);
     this.onended(this);
     const onclose = this.onclose;
     this.onclose = undefined;
@@ -236,9 +270,13 @@ export class HttpTransport implements Transport {
       event.delivered = true;
       res.write(sseEvent(event));
     }
+    const lost = stream.lost;
+    if (stream.done && lost !== undefined && (after === undefined || lost.seq > after)) {
+      res.write(sseEvent({ stream: streamId, seq: lost.seq, text: lost.text }));
+    }
     if (stream.done) {
       res.end();
-      this.streams.delete(streamId);
+      this.forget(streamId);
     }
     return undefined;
   }
@@ -248,16 +286,21 @@ export class HttpTransport implements Transport {
     res.flushHeaders();
   }
 
-  /** Writes one event to a stream (kept for resumption), or keeps it while the stream has no connection. */
-  private emit(streamId: number, text: string, written?: (error?: Error | null) => void): void {
-    const event: StoredEvent = { stream: streamId, seq: this.nextSeq++, text, bytes: Buffer.byteLength(text), delivered: false };
-    this.store(event);
+  /**
+   * Writes one event to a stream (kept for resumption), or keeps it while the stream has no
+   * connection. `answers`: the event is the response to that request, the stream's last.
+   */
+  private emit(streamId: number, text: string, written?: (error?: Error | null) => void, answers?: RequestId): void {
+    const event: StoredEvent = { stream: streamId, seq: this.nextSeq++, text, bytes: Buffer.byteLength(text), delivered: false, answers };
+    const kept = this.store(event);
     const res = this.streams.get(streamId)?.res;
-    if (res && !res.writableEnded) {
+    // A response destroyed under us (its client gone, its close event not yet run) takes no writes.
+    if (res && !res.writableEnded && !res.destroyed) {
       event.delivered = true;
       res.write(sseEvent(event), () => written?.());
       return;
     }
+    if (!kept) this.lose(event, `was too large to keep for resumption (limit ${this.keepLimit} bytes)`);
     written?.();
   }
 
@@ -265,26 +308,86 @@ export class HttpTransport implements Transport {
     const stream = this.streams.get(streamId);
     if (!stream) return;
     stream.done = true;
-    if (stream.res !== null) {
+    // A response destroyed under us counts as away (see emit): what it missed stays resumable.
+    if (stream.res !== null && !stream.res.destroyed) {
       stream.res.end();
-      this.streams.delete(streamId);
+      this.forget(streamId);
       return;
     }
     // Finished while its client was away: kept for a resume, the oldest such ones forgotten.
     this.unclaimed.push(streamId);
-    if (this.unclaimed.length > MAX_UNCLAIMED_STREAMS) this.streams.delete(this.unclaimed.shift() as number);
+    if (this.unclaimed.length > MAX_UNCLAIMED_STREAMS) this.forget(this.unclaimed.shift() as number);
   }
 
-  /** Keeps an event within the store's bounds: the oldest go first. */
-  private store(event: StoredEvent): void {
+  /** A stream that can no longer be resumed: it goes, and its events leave the store. */
+  private forget(streamId: number): void {
+    this.streams.delete(streamId);
+    if (!this.events.some((event) => event.stream === streamId)) return;
+    const kept: StoredEvent[] = [];
+    let freed = 0;
+    for (const event of this.events) {
+      if (event.stream === streamId) freed += event.bytes;
+      else kept.push(event);
+    }
+    this.events = kept;
+    this.eventBytes -= freed;
+    this.budget.change(this, -freed);
+  }
+
+  /** The largest event a store keeps: its own bound, or the shared one if smaller. */
+  private get keepLimit(): number {
+    return Math.min(this.maxEventBytes, this.budget.maxBytes);
+  }
+
+  /**
+   * Keeps an event within the store's bounds: the oldest go first, and past the shared budget
+   * the largest store's oldest. False when the event alone is larger than a bound: not kept.
+   */
+  private store(event: StoredEvent): boolean {
+    if (event.bytes > this.keepLimit) return false;
     this.events.push(event);
     this.eventBytes += event.bytes;
+    this.budget.change(this, event.bytes);
     let drop = 0;
     while (drop < this.events.length - 1 && (this.eventBytes > this.maxEventBytes || this.events.length - drop > MAX_STORED_EVENTS)) {
-      this.eventBytes -= (this.events[drop] as StoredEvent).bytes;
       drop++;
     }
-    if (drop > 0) this.events = this.events.slice(drop);
+    this.dropOldest(drop, `was dropped to keep this session's stored events within their limit (${this.maxEventBytes} bytes)`);
+    this.budget.enforce();
+    return true;
+  }
+
+  /** The shared budget is past its bound and this store holds the most: its oldest events go. */
+  giveWay(excessBytes: number): void {
+    let drop = 0;
+    let freed = 0;
+    while (drop < this.events.length && freed < excessBytes) freed += (this.events[drop++] as StoredEvent).bytes;
+    this.dropOldest(drop, `was dropped to keep the stored events of all sessions within their limit (${this.budget.maxBytes} bytes)`);
+  }
+
+  private dropOldest(count: number, why: string): void {
+    if (count <= 0) return;
+    let freed = 0;
+    for (let i = 0; i < count; i++) {
+      const event = this.events[i] as StoredEvent;
+      freed += event.bytes;
+      if (!event.delivered) this.lose(event, why);
+    }
+    this.events = this.events.slice(count);
+    this.eventBytes -= freed;
+    this.budget.change(this, -freed);
+  }
+
+  /**
+   * A response its client has not received is not (or no longer) kept: a small error for the
+   * same request is kept in its place, for a client that resumes the stream.
+   */
+  private lose(event: StoredEvent, why: string): void {
+    if (event.answers === undefined) return;
+    const stream = this.streams.get(event.stream);
+    if (!stream) return;
+    const error = rpcError(event.answers, RpcCode.INTERNAL_ERROR, `the result (${event.bytes} bytes) ${why}`);
+    stream.lost = { seq: event.seq, text: JSON.stringify(error) };
   }
 }
 
@@ -299,7 +402,7 @@ export function writeJson(res: ServerResponse, status: number, body: unknown): v
   res.end(text);
 }
 
-function sseEvent(event: StoredEvent): string {
+function sseEvent(event: Pick<StoredEvent, 'stream' | 'seq' | 'text'>): string {
   return `id: ${event.stream}-${event.seq}\nevent: message\ndata: ${event.text}\n\n`;
 }
 

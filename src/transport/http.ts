@@ -4,15 +4,29 @@
  * session an {@link HttpTransport} (http-transport.ts: where each message goes, SSE, resume).
  * The session behind it is the same kind of session WebSocket clients get.
  *
+ * Shared limits live here, over all sessions: the bytes of request bodies being received
+ * (past them a new body gets 503 with `Retry-After`), the bytes of SSE events kept for
+ * resumption (a {@link ByteBudget} every transport reports to), and the idle sessions ordered
+ * by last use, so that the least recently used one gives way when the session limit would
+ * refuse a new session ({@link McpHttpEndpoint.evictIdle}).
+ *
  * Security (Host, Origin, token) is checked by the daemon's server before a request gets here.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { RpcCode } from '../protocol/codes.js';
 import { clip, parseMessage, rpcError, type Classified } from '../protocol/jsonrpc.js';
 import type { Transport } from './transport.js';
+import { ByteBudget } from './byte-budget.js';
 import { HttpTransport, writeJson } from './http-transport.js';
 
 export { HttpTransport, MAX_STORED_EVENTS } from './http-transport.js';
+
+/** SSE events kept for resumption by all HTTP sessions together, in bytes. */
+export const DEFAULT_EVENTS_TOTAL_MAX_BYTES = 64 * 1024 * 1024;
+/** Request bodies being received, all together, in bytes. */
+export const DEFAULT_BODIES_MAX_BYTES = 128 * 1024 * 1024;
+/** What a POST refused for the bodies limit is told to wait before it tries again, in seconds. */
+export const BODIES_RETRY_AFTER_S = 1;
 
 /** Protocol versions a client may name in `MCP-Protocol-Version`. */
 export const HTTP_PROTOCOL_VERSIONS: readonly string[] = ['2025-11-25', '2025-06-18', '2025-03-26'];
@@ -37,12 +51,21 @@ export interface McpHttpEndpointOptions {
   idleMs: number;
   /** Bytes of SSE events kept per session for resumption (`EXAI_WS_HTTP_EVENTS_MAX_BYTES`). */
   eventStoreBytes: number;
+  /** Bytes of SSE events kept by all sessions together (`EXAI_WS_HTTP_EVENTS_TOTAL_MAX_BYTES`). */
+  eventStoreTotalBytes?: number;
+  /** Bytes of request bodies being received, all together (`EXAI_WS_BODIES_MAX_BYTES`). */
+  bodiesMaxBytes?: number;
   /** Opens a session for an `initialize`: `server` names the one hosted server of `/mcp/NAME`. */
   open(server: string | undefined, client: { name: string; version: string }): OpenSession;
-  /** Ends a session for good (`DELETE`, idle); the session closes its transport. */
+  /** Ends a session for good (`DELETE`, idle, `http_session_limit`); the session closes its transport. */
   end(session: HttpSessionHost, reason: string): void;
   /** Counts a refused request (`http_bad_request`, `body_too_large`, ...). */
   reject(reason: string): void;
+}
+
+interface Entry {
+  readonly transport: HttpTransport;
+  readonly session: HttpSessionHost;
 }
 
 /**
@@ -50,11 +73,61 @@ export interface McpHttpEndpointOptions {
  */
 export class McpHttpEndpoint {
   private readonly options: McpHttpEndpointOptions;
-  private readonly sessions = new Map<string, { transport: HttpTransport; session: HttpSessionHost }>();
+  private readonly sessions = new Map<string, Entry>();
+  /**
+   * Sessions with no request waiting for its response and no stream open, least recently used
+   * first (a Map keeps insertion order: a session that settles again is deleted and re-added).
+   * A session leaves it when a request or a GET stream arrives, and comes back when the last
+   * of them settles, so taking the oldest is O(1).
+   */
+  private readonly idle = new Map<string, Entry>();
   private idleTimer: NodeJS.Timeout | undefined;
+  /** SSE events kept by every session's transport together. */
+  readonly eventBudget: ByteBudget;
+  private readonly bodiesMaxBytes: number;
+  /** Bytes of request bodies received so far and not yet handled, all POSTs together. */
+  private bodyBytes = 0;
 
   constructor(options: McpHttpEndpointOptions) {
     this.options = options;
+    this.eventBudget = new ByteBudget(options.eventStoreTotalBytes ?? DEFAULT_EVENTS_TOTAL_MAX_BYTES);
+    this.bodiesMaxBytes = options.bodiesMaxBytes ?? DEFAULT_BODIES_MAX_BYTES;
+  }
+
+  /** Bytes of request bodies being received now, all together. */
+  get receivingBytes(): number {
+    return this.bodyBytes;
+  }
+
+  /** HTTP sessions that are idle (nothing in flight, no stream open), as far as the endpoint knows. */
+  get idleCount(): number {
+    return this.idle.size;
+  }
+
+  /**
+   * Ends the least recently used idle HTTP session (reason `http_session_limit`) to make room for
+   * a new one; false when there is none. Its client's next request gets 404 and it initializes
+   * again, as the protocol allows. A session whose requests run on after the client cancelled
+   * them is in use: it is passed over (and kept, as most recently used).
+   */
+  evictIdle(): boolean {
+    const running: Entry[] = [];
+    let evicted: Entry | undefined;
+    for (const [id, entry] of this.idle) {
+      this.idle.delete(id);
+      if (!entry.transport.open || entry.transport.busy || this.sessions.get(id) !== entry) continue;
+      if (entry.session.inflightCount > 0) {
+        running.push(entry);
+        continue;
+      }
+      evicted = entry;
+      break;
+    }
+    for (const entry of running) this.idle.set(entry.session.id, entry);
+    if (!evicted) return false;
+    this.options.end(evicted.session, 'http_session_limit');
+    evicted.transport.close(1000, 'session ended to make room for a new one (session limit)');
+    return true;
   }
 
   /** Handles one request to `/mcp` or `/mcp/NAME` (`server`), already past Host, Origin and token. */
@@ -99,23 +172,40 @@ export class McpHttpEndpoint {
     const max = this.options.maxBodyBytes;
     const declared = Number(header(req, 'content-length'));
     if (Number.isFinite(declared) && declared > max) return this.tooLarge(req, res, max);
+    if (Number.isFinite(declared) && this.bodyBytes + declared > this.bodiesMaxBytes) return this.bodiesFull(req, res);
     const chunks: Buffer[] = [];
     let size = 0;
     let over = false;
+    // This body's share of the bodies being received, given back however it ends.
+    let held = 0;
+    const release = () => {
+      this.bodyBytes -= held;
+      held = 0;
+    };
     req.on('data', (chunk: Buffer) => {
       if (over) return;
       size += chunk.length;
-      if (size > max) {
+      if (size > max || this.bodyBytes + chunk.length > this.bodiesMaxBytes) {
         over = true;
         chunks.length = 0;
-        this.tooLarge(req, res, max);
+        release();
+        if (size > max) this.tooLarge(req, res, max);
+        else this.bodiesFull(req, res);
         return;
       }
+      held += chunk.length;
+      this.bodyBytes += chunk.length;
       chunks.push(chunk);
     });
     req.on('end', () => {
-      if (!over) this.message(req, res, server, Buffer.concat(chunks).toString('utf8'));
+      if (over) return;
+      const body = Buffer.concat(chunks).toString('utf8');
+      chunks.length = 0;
+      release();
+      this.message(req, res, server, body);
     });
+    // A client that hangs up mid-body gives its share back too.
+    req.on('close', release);
     req.on('error', () => res.destroy());
   }
 
@@ -152,6 +242,7 @@ export class McpHttpEndpoint {
         if (typeof cancelled === 'string' || typeof cancelled === 'number') transport.abandon(cancelled);
       }
       res.writeHead(202).end();
+      this.settled(entry);
       return;
     }
     if (transport.waiting(c.message.id)) {
@@ -163,6 +254,7 @@ export class McpHttpEndpoint {
       );
     }
     transport.expect(c.message.id, res, {});
+    this.inUse(entry, res);
     session.take(c);
   }
 
@@ -172,14 +264,39 @@ export class McpHttpEndpoint {
     const opened = this.options.open(server, { name: label(info?.name), version: label(info?.version) });
     if (!opened.ok) return this.refuse(res, opened.status, opened.code, opened.message);
     const { session } = opened;
-    const transport = new HttpTransport(session.id, this.options.eventStoreBytes, (t) => {
-      if (this.sessions.get(t.sessionId)?.transport === t) this.sessions.delete(t.sessionId);
-    });
-    this.sessions.set(session.id, { transport, session });
+    const transport = new HttpTransport(
+      session.id,
+      this.options.eventStoreBytes,
+      (t) => {
+        if (this.sessions.get(t.sessionId)?.transport !== t) return;
+        this.sessions.delete(t.sessionId);
+        this.idle.delete(t.sessionId);
+      },
+      this.eventBudget,
+    );
+    const entry: Entry = { transport, session };
+    // A response that goes out after its client hung up leaves no close event to see.
+    transport.onsettled = () => this.settled(entry);
+    this.sessions.set(session.id, entry);
     session.attach(transport);
     this.watchIdle();
     transport.expect(c.message.id, res, { 'mcp-session-id': session.id });
+    this.inUse(entry, res);
     session.take(c);
+  }
+
+  /** A request or stream of `entry` holds `res`: not idle until it settles. */
+  private inUse(entry: Entry, res: ServerResponse): void {
+    this.idle.delete(entry.session.id);
+    res.once('close', () => this.settled(entry));
+  }
+
+  /** Something of `entry` ended: if nothing else is waiting or open, it is idle, and the most recently used. */
+  private settled(entry: Entry): void {
+    const id = entry.session.id;
+    if (this.sessions.get(id) !== entry || entry.transport.busy) return;
+    this.idle.delete(id);
+    this.idle.set(id, entry);
   }
 
   private get(req: IncomingMessage, res: ServerResponse): void {
@@ -191,6 +308,7 @@ export class McpHttpEndpoint {
     const entry = this.sessions.get(sessionId);
     if (!entry) return this.unknown(res);
     const status = entry.transport.listen(res, header(req, 'last-event-id'));
+    if (status === undefined) this.inUse(entry, res);
     if (status === 409) return this.refuse(res, 409, RpcCode.INVALID_REQUEST, 'Conflict: this session already has a GET stream open');
     if (status !== undefined) return this.refuse(res, status, RpcCode.INVALID_REQUEST, 'Not Found: no such stream');
   }
@@ -236,6 +354,25 @@ export class McpHttpEndpoint {
     // The rest of the body is not read: the connection goes with the answer.
     res.setHeader('connection', 'close');
     this.refuse(res, 413, RpcCode.INVALID_REQUEST, `Payload Too Large: the body exceeds the ${max}-byte limit`);
+    req.resume();
+  }
+
+  /**
+   * The bodies being received together would pass their limit: this one is refused with 503 and
+   * `Retry-After` (413 would tell the client its body is too large, which it is not: the daemon
+   * is busy, and the same request may be sent again in a moment). The others go on.
+   */
+  private bodiesFull(req: IncomingMessage, res: ServerResponse): void {
+    this.options.reject('bodies_full');
+    // The rest of the body is not read: the connection goes with the answer.
+    res.setHeader('connection', 'close');
+    res.setHeader('retry-after', String(BODIES_RETRY_AFTER_S));
+    this.refuse(
+      res,
+      503,
+      RpcCode.OVER_CAPACITY,
+      `Service Unavailable: request bodies being received have reached their limit (${this.bodiesMaxBytes} bytes); try again shortly`,
+    );
     req.resume();
   }
 
