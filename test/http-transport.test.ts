@@ -65,6 +65,7 @@ async function harness(options: { maxBodyBytes?: number; idleMs?: number; eventS
     maxBodyBytes: options.maxBodyBytes ?? 64 * 1024,
     idleMs: options.idleMs ?? 0,
     eventStoreBytes: options.eventStoreBytes ?? 1024 * 1024,
+    sse: { retryMs: 1000, pollMs: 0 },
     open: () => {
       if (sessions.length >= (options.maxSessions ?? 100))
         return { ok: false, status: 503, code: -32010, message: 'session limit reached' };

@@ -186,6 +186,7 @@ export class Daemon {
         maxBodyBytes: config.maxBytes,
         idleMs: config.httpIdleMs,
         eventStoreBytes: config.httpEventsMaxBytes,
+        sse: { retryMs: config.httpRetryMs, pollMs: config.httpPollMs },
         open: (server, client) => {
           const opened = manager.open({ type: 'hello', protocol: PROTOCOL_VERSION, client, server });
           if (opened.ok) return { ok: true, session: opened.session };

@@ -10,9 +10,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { RpcCode } from '../protocol/codes.js';
 import { clip, parseMessage, rpcError, type Classified } from '../protocol/jsonrpc.js';
 import type { Transport } from './transport.js';
-import { HttpTransport, writeJson } from './http-transport.js';
+import { HttpTransport, writeJson, type SsePolling } from './http-transport.js';
 
-export { HttpTransport, MAX_STORED_EVENTS } from './http-transport.js';
+export { HttpTransport, MAX_STORED_EVENTS, type SsePolling } from './http-transport.js';
 
 /** Protocol versions a client may name in `MCP-Protocol-Version`. */
 export const HTTP_PROTOCOL_VERSIONS: readonly string[] = ['2025-11-25', '2025-06-18', '2025-03-26'];
@@ -37,6 +37,8 @@ export interface McpHttpEndpointOptions {
   idleMs: number;
   /** Bytes of SSE events kept per session for resumption (`EXAI_WS_HTTP_EVENTS_MAX_BYTES`). */
   eventStoreBytes: number;
+  /** Priming `retry` and poll time of 2025-11-25 sessions (`EXAI_WS_HTTP_RETRY_MS`, `EXAI_WS_HTTP_POLL_MS`). */
+  sse: SsePolling;
   /** Opens a session for an `initialize`: `server` names the one hosted server of `/mcp/NAME`. */
   open(server: string | undefined, client: { name: string; version: string }): OpenSession;
   /** Ends a session for good (`DELETE`, idle); the session closes its transport. */
@@ -172,13 +174,18 @@ export class McpHttpEndpoint {
     const opened = this.options.open(server, { name: label(info?.name), version: label(info?.version) });
     if (!opened.ok) return this.refuse(res, opened.status, opened.code, opened.message);
     const { session } = opened;
-    const transport = new HttpTransport(session.id, this.options.eventStoreBytes, (t) => {
-      if (this.sessions.get(t.sessionId)?.transport === t) this.sessions.delete(t.sessionId);
-    });
+    const transport = new HttpTransport(
+      session.id,
+      this.options.eventStoreBytes,
+      (t) => {
+        if (this.sessions.get(t.sessionId)?.transport === t) this.sessions.delete(t.sessionId);
+      },
+      this.options.sse,
+    );
     this.sessions.set(session.id, { transport, session });
     session.attach(transport);
     this.watchIdle();
-    transport.expect(c.message.id, res, { 'mcp-session-id': session.id });
+    transport.expect(c.message.id, res, { 'mcp-session-id': session.id }, true);
     session.take(c);
   }
 
