@@ -381,7 +381,11 @@ describe('the official MCP conformance suite', { timeout: INSTALL_TIMEOUT_MS + 3
     );
   });
 
-  test('SSE polling (SEP-1699) passes both ways: a priming event first, retry, the stream closed and resumed with Last-Event-ID', () => {
+  test('SSE polling (SEP-1699) passes both ways: a priming event first, retry, the stream closed and resumed with Last-Event-ID', (t) => {
+    for (const name of ['server-sse-polling', 'server-sse-multiple-streams']) {
+      t.diagnostic(`${name} direct: ${outcome(direct.scenarios.get(name)).join(' ')}`);
+      t.diagnostic(`${name} daemon: ${outcome(viaDaemon.scenarios.get(name)).join(' ')}`);
+    }
     for (const [way, run] of [
       ['direct', direct],
       ['through the daemon', viaDaemon],
