@@ -4,7 +4,7 @@
  * hosted npm servers (server-memory, server-everything) and real shim processes:
  *
  *   - initialize, list and call built-in and hosted tools; the one-server view at `/mcp/NAME`;
- *     progress on the call's own SSE stream (a call without progress answered as plain JSON);
+ *     progress on the call's own SSE stream (every call a stream opened by a priming event);
  *     a dropped stream resumed with Last-Event-ID; server-initiated messages on the GET stream;
  *     cancellation; a session ended with DELETE is gone (404);
  *   - a hosted server's state shared between an HTTP window and a shim window; two HTTP
@@ -149,11 +149,17 @@ test('the SDK Streamable HTTP client initializes at /mcp, lists and calls built-
   const everything = await serverReport(daemon, 'everything');
   assert.equal(everything.state, 'ready', 'the hosted server runs under the daemon');
 
-  // Nothing but the response goes out for these calls: no stream is needed.
+  // The SDK client negotiates 2025-11-25: each call is an SSE stream that opens with a priming
+  // event (an id, empty data, the default retry) and holds nothing else but the response
+  // (plain JSON answers are for older sessions: test/http-polling.test.ts).
   for (const tool of ['version', 'echo', 'everything__echo']) {
     const exchange = callExchange(http, tool);
     assert.equal(exchange?.status, 200, `${tool}: POST answered 200`);
-    assert.equal(exchange.contentType, 'application/json', `${tool}: a call with no progress is answered as plain JSON`);
+    assert.equal(exchange.contentType, 'text/event-stream', `${tool}: a 2025-11-25 call is an SSE stream`);
+    const blocks = (await exchange.text).split('\n\n').filter((b) => b !== '');
+    assert.match(blocks[0] ?? '', /^id: \S+\nretry: 1000\ndata: $/, `${tool}: a priming event first: ${blocks.join(' | ')}`);
+    assert.equal(blocks.length, 2, `${tool}: the priming event, then the response alone: ${blocks.join(' | ')}`);
+    assert.match(blocks[1] ?? '', /^id: \S+\nevent: message\ndata: \{"jsonrpc":"2.0","id":\d+,"result"/, `${tool}: the response`);
   }
 });
 

@@ -77,6 +77,7 @@ async function harness(options: HarnessOptions = {}) {
     eventStoreBytes: options.eventStoreBytes ?? 1024 * 1024,
     eventStoreTotalBytes: options.eventStoreTotalBytes,
     bodiesMaxBytes: options.bodiesMaxBytes,
+    sse: { retryMs: 1000, pollMs: 0 },
     open: () => {
       if (sessions.length >= (options.maxSessions ?? 100))
         return { ok: false, status: 503, code: -32010, message: 'session limit reached' };

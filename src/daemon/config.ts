@@ -41,6 +41,21 @@ export const DEFAULT_HTTP_EVENTS_MAX_BYTES = 4 * 1024 * 1024;
 export const DEFAULT_HTTP_EVENTS_TOTAL_MAX_BYTES = DEFAULT_EVENTS_TOTAL_MAX_BYTES;
 /** Messages held for all detached sessions together, in bytes. */
 export const DEFAULT_HOLD_TOTAL_MAX_BYTES = 64 * 1024 * 1024;
+/**
+ * The `retry` of the priming event that opens a 2025-11-25 session's POST streams: how long a
+ * client whose stream was closed waits before it resumes. One second, the SDK client's own
+ * first reconnection delay: a client behaves as it would without the field, and a result that
+ * came while it was away is at most that late.
+ */
+export const DEFAULT_HTTP_RETRY_MS = 1_000;
+/**
+ * A POST stream's connection still open after this long is closed, the client resuming it with
+ * `Last-Event-ID` (SSE polling, SEP-1699); 0 = never. Never by default: on loopback an open
+ * connection costs little, while every close delays the result by up to the retry time and
+ * loses it for a client that does not resume; a proxy or client that drops long connections is
+ * the case for setting it.
+ */
+export const DEFAULT_HTTP_POLL_MS = 0;
 export const DEFAULT_METRICS_MAX_BYTES = 10 * 1024 * 1024;
 export const DEFAULT_METRICS_FILES = 5;
 /**
@@ -127,6 +142,10 @@ export interface DaemonConfig {
    * it a new body is refused with 503 and `Retry-After`.
    */
   readonly bodiesMaxBytes: number;
+  /** `retry` of the priming events of 2025-11-25 sessions' POST streams, in ms (`EXAI_WS_HTTP_RETRY_MS`). */
+  readonly httpRetryMs: number;
+  /** A POST stream's connection open this long without the response is closed for the client to poll, in ms (`EXAI_WS_HTTP_POLL_MS`, 0 = never). */
+  readonly httpPollMs: number;
   readonly logLevel: string;
   /** Size of `ws_daemon.log` before it is rotated, in bytes (`EXAI_WS_LOG_MAX_BYTES`). */
   readonly logMaxBytes: number;
@@ -188,6 +207,8 @@ const EnvSchema = z.object({
   EXAI_WS_HTTP_EVENTS_TOTAL_MAX_BYTES: int(0).default(DEFAULT_HTTP_EVENTS_TOTAL_MAX_BYTES),
   EXAI_WS_HOLD_TOTAL_MAX_BYTES: int(0).default(DEFAULT_HOLD_TOTAL_MAX_BYTES),
   EXAI_WS_BODIES_MAX_BYTES: int(1024).default(DEFAULT_BODIES_MAX_BYTES),
+  EXAI_WS_HTTP_RETRY_MS: int(0).default(DEFAULT_HTTP_RETRY_MS),
+  EXAI_WS_HTTP_POLL_MS: int(0).default(DEFAULT_HTTP_POLL_MS),
   EXAI_WS_UPSTREAM_IDLE_MS: int(0).default(DEFAULT_UPSTREAM_IDLE_MS),
   EXAI_WS_NPX_DIRECT: z.enum(['0', '1']).default('1'),
   EXAI_WS_LIST_WAIT_MS: int(0).default(DEFAULT_LIST_WAIT_MS),
@@ -319,6 +340,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): DaemonConfig {
     httpEventsTotalMaxBytes: e.EXAI_WS_HTTP_EVENTS_TOTAL_MAX_BYTES,
     holdTotalMaxBytes: e.EXAI_WS_HOLD_TOTAL_MAX_BYTES,
     bodiesMaxBytes: e.EXAI_WS_BODIES_MAX_BYTES,
+    httpRetryMs: e.EXAI_WS_HTTP_RETRY_MS,
+    httpPollMs: e.EXAI_WS_HTTP_POLL_MS,
     logLevel: e.LOG_LEVEL,
     logMaxBytes: e.EXAI_WS_LOG_MAX_BYTES,
     logFiles: e.EXAI_WS_LOG_FILES,

@@ -190,6 +190,7 @@ export class Daemon {
         eventStoreBytes: config.httpEventsMaxBytes,
         eventStoreTotalBytes: config.httpEventsTotalMaxBytes,
         bodiesMaxBytes: config.bodiesMaxBytes,
+        sse: { retryMs: config.httpRetryMs, pollMs: config.httpPollMs },
         open: (server, client) => {
           const opened = manager.open({ type: 'hello', protocol: PROTOCOL_VERSION, client, server });
           if (opened.ok) return { ok: true, session: opened.session };

@@ -21,6 +21,19 @@
  * place, so a client that resumes the stream learns what became of its request instead of
  * waiting for a response that will not come. Events of a stream that can no longer be resumed
  * (delivered to its end, or forgotten) leave the store at once.
+ *
+ * Sessions that negotiated MCP 2025-11-25 or later get what that revision describes (SEP-1699,
+ * "SSE polling"), as the official SDK's server gives them:
+ * - every request's POST is an SSE stream from the start, opened with a priming event (an id,
+ *   empty data) that carries `retry`: the client holds a `Last-Event-ID` before anything else,
+ *   so whatever happens to the connection, the request's messages can be fetched again (a
+ *   plain JSON answer lost on the way is lost for good);
+ * - with a poll time set, a POST whose response has not gone out after it has its connection
+ *   closed (the stream goes on): the client waits `retry` and resumes with GET and
+ *   `Last-Event-ID`, and that GET keeps the stream to its response.
+ * Older sessions keep the plain JSON answer (faster, one write) and get no priming event:
+ * clients before 2025-11-25 may not take an event with empty data, which is why the SDK and
+ * the spec tie priming to that version.
  */
 import type { ServerResponse } from 'node:http';
 import { RpcCode } from '../protocol/codes.js';
@@ -30,6 +43,20 @@ import type { Transport } from './transport.js';
 
 /** Events kept per session for resumption, whatever their size. */
 export const MAX_STORED_EVENTS = 1024;
+
+/** The first protocol revision with priming events and SSE polling (SEP-1699). */
+export const POLLING_PROTOCOL_VERSION = '2025-11-25';
+
+/** How a 2025-11-25 session's POST streams are primed and polled. */
+export interface SsePolling {
+  /** The `retry` of each priming event: how long a client waits before it reconnects, in ms. */
+  retryMs: number;
+  /**
+   * A connection of a POST stream whose response has not gone out after this long is closed
+   * (the stream is not: the client resumes it), in ms; 0 = never.
+   */
+  pollMs: number;
+}
 
 /** One POST's request, waiting for its response. */
 interface Exchange {
@@ -42,6 +69,8 @@ interface Exchange {
   stream: number;
   /** Extra headers of the first write (the new session's id). */
   headers: Record<string, string>;
+  /** The session's initialize: its response names the protocol version the session speaks. */
+  readonly initialize: boolean;
 }
 
 interface StoredEvent {
@@ -90,20 +119,25 @@ export class HttpTransport implements Transport, BudgetHolder {
   private unclaimed: number[] = [];
   private nextSeq = 1;
   private closed = false;
+  /** The session negotiated 2025-11-25 or later: its POSTs are primed SSE streams. */
+  private polling = false;
   private readonly maxEventBytes: number;
   private readonly onended: (transport: HttpTransport) => void;
   /** Bytes of events kept by every session's store together (`EXAI_WS_HTTP_EVENTS_TOTAL_MAX_BYTES`). */
   private readonly budget: ByteBudget;
+  private readonly sse: SsePolling;
 
   constructor(
     sessionId: string,
     maxEventBytes: number,
     onended: (transport: HttpTransport) => void,
+    sse: SsePolling,
     budget: ByteBudget = new ByteBudget(Number.MAX_SAFE_INTEGER),
   ) {
     this.sessionId = sessionId;
     this.maxEventBytes = maxEventBytes;
     this.onended = onended;
+    this.sse = sse;
     this.budget = budget;
   }
 
@@ -155,6 +189,7 @@ export class HttpTransport implements Transport, BudgetHolder {
       this.exchanges.delete(exchange.key);
       // Its client is away: no close event will tell the endpoint that this request settled.
       if (exchange.res === null) this.onsettled?.();
+      if (exchange.initialize) this.polling = negotiated(text) >= POLLING_PROTOCOL_VERSION;
     }
     if (exchange.res === null && !exchange.headersSent) {
       // Its client hung up before anything went out: a JSON response has no event id to
@@ -211,11 +246,23 @@ export class HttpTransport implements Transport, BudgetHolder {
 
   /**
    * Registers a POST's request before the session sees it, so that what the session sends for
-   * it finds its response. `headers` go out with the first write (a new session's id).
+   * it finds its response. `headers` go out with the first write (a new session's id);
+   * `initialize` marks the session's initialize, whose answer is always plain JSON (a client
+   * that loses it has no session to resume and simply initializes again).
    */
-  expect(id: RequestId, res: ServerResponse, headers: Record<string, string>): void {
-    const exchange: Exchange = { key: idKey(id), res, headersSent: false, stream: 0, headers };
+  expect(id: RequestId, res: ServerResponse, headers: Record<string, string>, initialize = false): void {
+    const exchange: Exchange = { key: idKey(id), res, headersSent: false, stream: 0, headers, initialize };
     this.exchanges.set(exchange.key, exchange);
+    if (this.polling) {
+      // SEP-1699: the stream opens at once with its priming event, before the session has
+      // even seen the request.
+      exchange.headersSent = true;
+      exchange.stream = this.nextStream++;
+      this.streams.set(exchange.stream, { res, done: false });
+      // Not flushed on their own: the headers go out in one write with the priming event.
+      res.writeHead(200, { ...SSE_HEADERS, ...headers });
+      this.prime(exchange.stream, res);
+    }
     res.on('close', () => {
       if (exchange.res !== res) return;
       exchange.res = null;
@@ -284,6 +331,38 @@ export class HttpTransport implements Transport, BudgetHolder {
   private openStream(res: ServerResponse, headers: Record<string, string>): void {
     res.writeHead(200, { ...SSE_HEADERS, ...headers });
     res.flushHeaders();
+  }
+
+  /**
+   * Writes a POST stream's priming event: an id the client can resume after, empty data, and
+   * `retry`. It is not kept (nothing to replay), only its sequence number is taken.
+   */
+  private prime(streamId: number, res: ServerResponse): void {
+    res.write(`id: ${streamId}-${this.nextSeq++}\nretry: ${this.sse.retryMs}\ndata: \n\n`);
+    const stream = this.streams.get(streamId);
+    if (stream) this.pollLater(stream, res);
+  }
+
+  /**
+   * With a poll time set, closes a POST's own connection once it has been open that long
+   * without the stream's end: the stream stays, kept events and all, for the client's GET with
+   * `Last-Event-ID`. The daemon cannot know when the server behind it would close its own
+   * stream (a stdio server has none), so the time is the daemon's. Only the POST's connection:
+   * the GET that resumes the stream keeps it to its end, as the SDK's server does, so a request
+   * costs one reconnection at most, and a client that resumes once (the conformance suite's
+   * does) gets its response.
+   */
+  private pollLater(stream: StreamState, res: ServerResponse): void {
+    if (this.sse.pollMs <= 0) return;
+    const timer = setTimeout(() => {
+      if (stream.res !== res || stream.done || res.writableEnded) return;
+      stream.res = null;
+      // The spec asks for a `retry` before such a close: the priming event on this connection
+      // carried it.
+      res.end();
+    }, this.sse.pollMs);
+    timer.unref();
+    res.once('close', () => clearTimeout(timer));
   }
 
   /**
@@ -428,6 +507,16 @@ function isResponseTo(text: string, id: RequestId): boolean {
     return value.method === undefined && value.id === id;
   } catch {
     return false;
+  }
+}
+
+/** The protocol version an initialize response names ('' when it names none: an error). */
+function negotiated(text: string): string {
+  try {
+    const version = (JSON.parse(text) as { result?: { protocolVersion?: unknown } }).result?.protocolVersion;
+    return typeof version === 'string' ? version : '';
+  } catch {
+    return '';
   }
 }
 

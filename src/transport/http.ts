@@ -17,9 +17,9 @@ import { RpcCode } from '../protocol/codes.js';
 import { clip, parseMessage, rpcError, type Classified } from '../protocol/jsonrpc.js';
 import type { Transport } from './transport.js';
 import { ByteBudget } from './byte-budget.js';
-import { HttpTransport, writeJson } from './http-transport.js';
+import { HttpTransport, writeJson, type SsePolling } from './http-transport.js';
 
-export { HttpTransport, MAX_STORED_EVENTS } from './http-transport.js';
+export { HttpTransport, MAX_STORED_EVENTS, type SsePolling } from './http-transport.js';
 
 /** SSE events kept for resumption by all HTTP sessions together, in bytes. */
 export const DEFAULT_EVENTS_TOTAL_MAX_BYTES = 64 * 1024 * 1024;
@@ -55,6 +55,8 @@ export interface McpHttpEndpointOptions {
   eventStoreTotalBytes?: number;
   /** Bytes of request bodies being received, all together (`EXAI_WS_BODIES_MAX_BYTES`). */
   bodiesMaxBytes?: number;
+  /** Priming `retry` and poll time of 2025-11-25 sessions (`EXAI_WS_HTTP_RETRY_MS`, `EXAI_WS_HTTP_POLL_MS`). */
+  sse: SsePolling;
   /** Opens a session for an `initialize`: `server` names the one hosted server of `/mcp/NAME`. */
   open(server: string | undefined, client: { name: string; version: string }): OpenSession;
   /** Ends a session for good (`DELETE`, idle, `http_session_limit`); the session closes its transport. */
@@ -272,6 +274,7 @@ export class McpHttpEndpoint {
         this.sessions.delete(t.sessionId);
         this.idle.delete(t.sessionId);
       },
+      this.options.sse,
       this.eventBudget,
     );
     const entry: Entry = { transport, session };
@@ -280,7 +283,7 @@ export class McpHttpEndpoint {
     this.sessions.set(session.id, entry);
     session.attach(transport);
     this.watchIdle();
-    transport.expect(c.message.id, res, { 'mcp-session-id': session.id });
+    transport.expect(c.message.id, res, { 'mcp-session-id': session.id }, true);
     this.inUse(entry, res);
     session.take(c);
   }
