@@ -12,6 +12,7 @@ import { IGNORED_ENV_VAR, isSettingName, maskValue, readSettings, type SettingsP
 import { readState, type UserState } from '../protocol/state.js';
 import { ProviderEnvSchema, providersFromEnv, type ProvidersConfig } from '../core/providers/settings.js';
 import { DEFAULT_LOG_FILES, DEFAULT_LOG_MAX_BYTES } from './logger.js';
+import { DEFAULT_BODY_TIMEOUT_MS, DEFAULT_FD_RESERVE, DEFAULT_HEADERS_TIMEOUT_MS, DEFAULT_MAX_UNAUTHENTICATED } from './connections.js';
 import { DEFAULT_UPSTREAM_IDLE_MS, loadUpstreamConfigAtStart, type UpstreamConfig } from '../core/upstream-config.js';
 
 export const DEFAULT_MAX_INFLIGHT = 32;
@@ -126,6 +127,19 @@ export interface DaemonConfig {
    * 0 = never. A daemon started by hand ignores it.
    */
   readonly idleExitMs: number;
+  // Connections (connections.ts): what a party without the token can hold, and for how long.
+  /** A connection must send complete request headers, or its upgrade, within this long (`EXAI_WS_HEADERS_TIMEOUT_MS`). */
+  readonly headersTimeoutMs: number;
+  /**
+   * A request must be received whole, body included, within this long of its start
+   * (`EXAI_WS_BODY_TIMEOUT_MS`); then its connection is closed. Responses (SSE streams, long
+   * calls) are not bounded by it. Never less than the headers timeout.
+   */
+  readonly bodyTimeoutMs: number;
+  /** Connections not authenticated yet, at most; past it the oldest is dropped (`EXAI_WS_MAX_UNAUTHENTICATED`). */
+  readonly maxUnauthenticated: number;
+  /** Descriptors kept free for the daemon's own work: no connection is taken into them (`EXAI_WS_FD_RESERVE`). */
+  readonly fdReserve: number;
 }
 
 const int = (min: number) => z.coerce.number().int().min(min);
@@ -152,6 +166,10 @@ const EnvSchema = z.object({
   EXAI_WS_NPX_DIRECT: z.enum(['0', '1']).default('1'),
   EXAI_WS_AUTOSTARTED: z.enum(['0', '1']).default('0'),
   EXAI_WS_IDLE_EXIT_MS: int(0).default(DEFAULT_IDLE_EXIT_MS),
+  EXAI_WS_HEADERS_TIMEOUT_MS: int(1).default(DEFAULT_HEADERS_TIMEOUT_MS),
+  EXAI_WS_BODY_TIMEOUT_MS: int(1).default(DEFAULT_BODY_TIMEOUT_MS),
+  EXAI_WS_MAX_UNAUTHENTICATED: int(1).default(DEFAULT_MAX_UNAUTHENTICATED),
+  EXAI_WS_FD_RESERVE: int(0).default(DEFAULT_FD_RESERVE),
   EXAI_WS_LOG_MAX_BYTES: int(MIN_FILE_MAX_BYTES).default(DEFAULT_LOG_MAX_BYTES),
   EXAI_WS_LOG_FILES: int(0).max(MAX_FILES).default(DEFAULT_LOG_FILES),
   EXAI_WS_METRICS_MAX_BYTES: int(MIN_FILE_MAX_BYTES).default(DEFAULT_METRICS_MAX_BYTES),
@@ -286,5 +304,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): DaemonConfig {
     npxDirect: e.EXAI_WS_NPX_DIRECT === '1',
     autoStarted: e.EXAI_WS_AUTOSTARTED === '1',
     idleExitMs: e.EXAI_WS_IDLE_EXIT_MS,
+    headersTimeoutMs: e.EXAI_WS_HEADERS_TIMEOUT_MS,
+    // Node refuses a request timeout shorter than the headers timeout.
+    bodyTimeoutMs: Math.max(e.EXAI_WS_BODY_TIMEOUT_MS, e.EXAI_WS_HEADERS_TIMEOUT_MS),
+    maxUnauthenticated: e.EXAI_WS_MAX_UNAUTHENTICATED,
+    fdReserve: e.EXAI_WS_FD_RESERVE,
   });
 }
