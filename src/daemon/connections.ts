@@ -87,7 +87,7 @@ export class ConnectionGuard {
   private fdsAtSample = 0;
   private socketsAtSample = 0;
   private sampledAtMs = -Infinity;
-  private spell: { startedAtMs: number; counts: Partial<Record<ConnectionRejectReason, number>> } | undefined;
+  private spell: { startedAtMs: number; lastAtMs: number; counts: Partial<Record<ConnectionRejectReason, number>> } | undefined;
   private spellTimer: NodeJS.Timeout | undefined;
 
   constructor(options: GuardOptions) {
@@ -167,7 +167,7 @@ export class ConnectionGuard {
 
   private noteSpell(reason: ConnectionRejectReason): void {
     if (!this.spell) {
-      this.spell = { startedAtMs: this.now(), counts: {} };
+      this.spell = { startedAtMs: this.now(), lastAtMs: this.now(), counts: {} };
       const { open, unauthenticated } = this.counts;
       this.options.log(
         'warn',
@@ -178,15 +178,24 @@ export class ConnectionGuard {
       );
     }
     this.spell.counts[reason] = (this.spell.counts[reason] ?? 0) + 1;
-    if (this.spellTimer) clearTimeout(this.spellTimer);
-    this.spellTimer = setTimeout(() => this.endSpell(), SPELL_QUIET_MS);
+    this.spell.lastAtMs = this.now();
+    // One timer per spell, not one per drop: a flood drops thousands a second.
+    if (!this.spellTimer) this.endSpellAfter(SPELL_QUIET_MS);
+  }
+
+  private endSpellAfter(ms: number): void {
+    this.spellTimer = setTimeout(() => {
+      this.spellTimer = undefined;
+      const quietMs = this.now() - (this.spell?.lastAtMs ?? 0);
+      if (this.spell && quietMs < SPELL_QUIET_MS) this.endSpellAfter(SPELL_QUIET_MS - quietMs);
+      else this.endSpell();
+    }, ms);
     this.spellTimer.unref();
   }
 
   private endSpell(): void {
     const spell = this.spell;
     this.spell = undefined;
-    this.spellTimer = undefined;
     if (!spell) return;
     const durationMs = this.now() - spell.startedAtMs;
     this.options.log('info', { ...spell.counts, duration_ms: durationMs }, 'connections without the token: no more drops');
