@@ -200,3 +200,39 @@ test(
     assert.doesNotMatch(run.stdout + run.stderr, /Cannot read properties/);
   },
 );
+
+test('a spell of drops is logged twice: a warning at its start, its counts once drops stop for 10 s', (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  let now = 0;
+  const logs: { level: string; details: Record<string, unknown> }[] = [];
+  const guard = new ConnectionGuard({
+    maxUnauthenticated: 1,
+    fdReserve: 0,
+    descriptors: { limit: () => undefined, inUse: () => undefined },
+    reject: () => undefined,
+    log: (level, details) => logs.push({ level, details }),
+    now: () => now,
+  });
+  const step = (ms: number) => {
+    now += ms;
+    t.mock.timers.tick(ms);
+  };
+  for (let i = 0; i < 5; i++) {
+    guard.admit(new FakeSocket(`s${i}`));
+    step(4_000); // drops 4 s apart: one spell
+  }
+  assert.deepEqual(
+    logs.map((l) => l.level),
+    ['warn'],
+    'one warning, no summary while drops go on',
+  );
+  step(10_000);
+  assert.deepEqual(
+    logs.map((l) => l.level),
+    ['warn', 'info'],
+  );
+  assert.equal(logs[1]?.details.unauthenticated_limit, 4);
+  guard.admit(new FakeSocket('later'));
+  assert.equal(logs.length, 3, 'a new spell warns again');
+  guard.close();
+});
