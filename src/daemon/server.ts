@@ -207,8 +207,8 @@ export class DaemonServer {
       const current = this.current.get(socket);
       const receiving = current !== undefined && !current.req.complete;
       this.deps.metrics.reject(receiving ? 'body_timeout' : 'headers_timeout');
-      if (receiving)
-        this.deps.logger.info({ remote: current.req.socket.remoteAddress }, 'request body not complete in time: connection closed');
+      // Debug: anyone may start a request (`/auth/challenge`), so a line each is a line at their will; counted above.
+      if (receiving) this.deps.logger.debug({ path: current.req.url }, 'request body not complete in time: connection closed');
       // Nothing of a response on the wire yet (none, the last one done, or this one unsent).
       if (socket.writable && (!current || current.res.writableEnded || !current.res.headersSent)) socket.write(REQUEST_TIMEOUT_RESPONSE);
     }
