@@ -80,6 +80,11 @@ export interface StartDaemonOptions {
   home?: string;
   /** The plain `exai-ws daemon` instead of the fixture daemon with test tools. */
   plain?: boolean;
+  /**
+   * A command the daemon runs under, which must exec it (same pid), e.g.
+   * `['prlimit', '--nofile=256:256', '--']` for a descriptor limit.
+   */
+  wrap?: readonly string[];
 }
 
 /** A child process, its stderr so far, and its exit (code or signal). */
@@ -122,7 +127,8 @@ export function spawnDaemon(
   const home = options.home ?? makeHome(cleanup);
   // With the daemon's own Node options, as auto-start, restart and the service give them.
   const args = [...DAEMON_NODE_OPTIONS, ...(options.plain ? [CLI, 'daemon'] : [FIXTURE_DAEMON])];
-  const child = spawnChild(cleanup, process.execPath, args, {
+  const [command, ...wrapArgs] = [...(options.wrap ?? []), process.execPath];
+  const child = spawnChild(cleanup, command ?? process.execPath, [...wrapArgs, ...args], {
     env: { ...baseEnv(), EXAI_WS_HOME: home, EXAI_WS_PORT: '0', EXAI_WS_CONFIG: join(home, 'config.json'), ...options.env },
     stdoutToo: true,
   });

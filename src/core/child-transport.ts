@@ -9,6 +9,10 @@
  * leader to exit; then (or as soon as the leader exits, on its own or killed) SIGTERM the group,
  * SIGKILL it after its grace. The transport closes (onclose) when the leader has
  * exited and its output is read: a grandchild that inherited the pipes cannot hold it open.
+ *
+ * A child that cannot be started, however Node says so (a throw from spawn() for E2BIG, an
+ * 'error' event on the next tick for ENOENT, EACCES or EMFILE, in which case Node makes no
+ * pipes at all), rejects start() with a {@link SpawnError} and never throws elsewhere.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
@@ -29,6 +33,36 @@ export const EXIT_DRAIN_MS = 200;
 export const CHILD_MAX_LINE_BYTES = 64 * 1024 * 1024;
 /** Stderr kept for error reports, in characters. */
 const STDERR_TAIL_CHARS = 2_000;
+
+/** Words for the codes a spawn fails with, after Node's own message. */
+const SPAWN_HINTS: Readonly<Record<string, string>> = {
+  EMFILE: 'the daemon has too many files open',
+  ENFILE: 'the system has too many files open',
+  E2BIG: 'its arguments and environment are too large',
+  EACCES: 'permission denied: not an executable file, or a folder on its path may not be searched',
+  EAGAIN: 'too many processes',
+  ENOMEM: 'not enough memory',
+};
+
+/** Why a server process could not be started: the system's code (ENOENT, EMFILE, E2BIG...) and Node's words. */
+export class SpawnError extends Error {
+  override name = 'SpawnError';
+  readonly code: string;
+
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+  }
+
+  /** A SpawnError for what spawn() threw or emitted; its message gains a hint for the known codes. */
+  static from(error: unknown): SpawnError {
+    if (error instanceof SpawnError) return error;
+    const code = (error as NodeJS.ErrnoException | undefined)?.code ?? 'EUNKNOWN';
+    const message = error instanceof Error ? error.message : String(error);
+    const hint = SPAWN_HINTS[code];
+    return new SpawnError(code, hint ? `${message} (${hint})` : message, { cause: error });
+  }
+}
 
 export interface ChildSpec {
   command: string;
@@ -71,25 +105,50 @@ export class ChildTransport implements Transport {
     return this.stderrTail;
   }
 
-  /** Spawns the child; rejects when it cannot be started (command not found, bad cwd). */
+  /**
+   * Spawns the child; rejects with a {@link SpawnError} when it cannot be started (command not
+   * found, bad cwd, EMFILE, E2BIG...).
+   */
   start(): Promise<void> {
     if (this.child) throw new Error('ChildTransport already started');
     return new Promise((resolve, reject) => {
-      const child = spawn(this.spec.command, [...this.spec.args], {
-        env: { ...this.spec.env },
-        cwd: this.spec.cwd,
-        stdio: ['pipe', 'pipe', 'pipe'],
-        detached: true, // its own process group: stopping it reaches grandchildren
-        windowsHide: true,
-      });
+      const fail = (error: unknown) => reject(SpawnError.from(error));
+      let child: ChildProcess;
+      try {
+        child = spawn(this.spec.command, [...this.spec.args], {
+          env: { ...this.spec.env },
+          cwd: this.spec.cwd,
+          stdio: ['pipe', 'pipe', 'pipe'],
+          detached: true, // its own process group: stopping it reaches grandchildren
+          windowsHide: true,
+        });
+      } catch (error) {
+        // E2BIG, EINVAL, an argument Node refuses: thrown at once, no process, nothing to close.
+        fail(error);
+        return;
+      }
       this.child = child;
+      // Listened to before anything else: ENOENT, EACCES and EMFILE come as an 'error' on the
+      // next tick, and an 'error' nobody hears ends the daemon.
+      child.once('error', (error) => {
+        if (child.pid === undefined) fail(error);
+        else this.onerror?.(error);
+      });
+      child.once('close', () => this.finish());
+      const { stdin, stdout, stderr } = child;
+      if (!stdin || !stdout || !stderr) {
+        // EMFILE or ENFILE: Node gave up before making the pipes, and its 'error' (above) is
+        // on its way. Nothing else should leave them out; if it does, the start fails all the same.
+        setImmediate(() => fail(new SpawnError('ENOPIPE', 'the server process has no stdio pipes')));
+        return;
+      }
       this.leaderExited = new Promise((done) => child.once('exit', () => done()));
       this.drained = new Promise((done) => child.once('close', () => done()));
       const splitter = new LineSplitter(CHILD_MAX_LINE_BYTES, {
         onLine: (line) => this.receive(line),
         onOversize: (bytes) => this.onerror?.(new Error(`server wrote a ${bytes}-byte line; dropped`)),
       });
-      child.stdout.on('data', (chunk: Buffer) => splitter.push(chunk));
+      stdout.on('data', (chunk: Buffer) => splitter.push(chunk));
       const errors = new LineSplitter(64 * 1024, {
         onLine: (line) => {
           this.stderrTail = (this.stderrTail + line + '\n').slice(-STDERR_TAIL_CHARS);
@@ -97,12 +156,8 @@ export class ChildTransport implements Transport {
         },
         onOversize: () => undefined,
       });
-      child.stderr.on('data', (chunk: Buffer) => errors.push(chunk));
-      child.stdin.on('error', (error) => this.onerror?.(error));
-      child.once('error', (error) => {
-        if (child.pid === undefined) reject(error);
-        else this.onerror?.(error);
-      });
+      stderr.on('data', (chunk: Buffer) => errors.push(chunk));
+      stdin.on('error', (error) => this.onerror?.(error));
       child.once('spawn', () => {
         // Windows has no process groups to signal (nor a watchdog): the leader alone is stopped there.
         if (child.pid !== undefined && process.platform !== 'win32') this.group = new ProcessGroup(child.pid, this.watchdog);
@@ -115,7 +170,6 @@ export class ChildTransport implements Transport {
         const drain = setTimeout(() => destroyPipes(child), EXIT_DRAIN_MS);
         child.once('close', () => clearTimeout(drain));
       });
-      child.once('close', () => this.finish());
     });
   }
 

@@ -9,7 +9,7 @@ import { getDefaultEnvironment } from '@modelcontextprotocol/sdk/client/stdio.js
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { registerAiTools } from './ai-tools.js';
 import { BUILTIN_SERVER, createBuiltinServer, linkInMemory } from './builtin.js';
-import { ChildTransport } from './child-transport.js';
+import { ChildTransport, SpawnError } from './child-transport.js';
 import { Hub } from './hub.js';
 import { NpxResolver } from './npx.js';
 import type { Providers } from './providers/providers.js';
@@ -197,8 +197,11 @@ async function launch(
   } catch (error) {
     // The next start asks npx again: its cache may have been cleared under the resolved file.
     npx?.forget(configured);
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new Error(notFound(spec.command, configured.cwd, error as Error));
+    if (error instanceof SpawnError) {
+      // No process at all (ENOENT, EACCES, EMFILE, E2BIG...): the cause, by its code, is the user's to read.
+      const why = error.code === 'ENOENT' ? notFound(spec.command, configured.cwd, error) : error.message;
+      throw new Error(`server ${spec.name} could not be started: ${error.code} ${why}`);
+    }
     if (transport.exitStatus !== undefined) throw new Error(exitReason());
     throw error;
   }

@@ -32,14 +32,18 @@ exit 0
 export class Watchdog {
   private proc: ChildProcess | undefined;
   private failed = false;
+  /** The groups watched now: a watchdog started late (after EMFILE) is told all of them. */
+  private readonly groups = new Set<number>();
 
   /** Starts watching a process group (its leader's pid). Best effort: never throws. */
   watch(pgid: number): void {
+    this.groups.add(pgid);
     this.write(`+${pgid}\n`);
   }
 
   /** Stops watching a group that has no member left. */
   unwatch(pgid: number): void {
+    this.groups.delete(pgid);
     if (this.proc) this.write(`-${pgid}\n`);
   }
 
@@ -52,13 +56,27 @@ export class Watchdog {
   private write(line: string): void {
     if (this.failed || process.platform === 'win32') return;
     if (!this.proc) {
-      const proc = spawn('/bin/sh', ['-c', SCRIPT], { stdio: ['pipe', 'ignore', 'ignore'], detached: true });
-      proc.on('error', () => (this.failed = true));
-      proc.stdin.on('error', () => undefined);
+      let proc: ChildProcess;
+      try {
+        proc = spawn('/bin/sh', ['-c', SCRIPT], { stdio: ['pipe', 'ignore', 'ignore'], detached: true });
+      } catch {
+        return; // tried again with the next group
+      }
+      const stdin = proc.stdin;
+      // No pipe: the daemon is out of descriptors (EMFILE, its 'error' follows). Tried again with
+      // the next group, told every group then; a watchdog that could not run at all is given up.
+      proc.on('error', (error: NodeJS.ErrnoException) => {
+        if (error.code !== 'EMFILE' && error.code !== 'ENFILE' && error.code !== 'EAGAIN') this.failed = true;
+        if (this.proc === proc) this.proc = undefined;
+      });
+      if (!stdin) return;
+      stdin.on('error', () => undefined);
       // Neither the process nor its pipe may keep the daemon alive.
       proc.unref();
-      (proc.stdin as unknown as { unref?: () => void }).unref?.();
+      (stdin as unknown as { unref?: () => void }).unref?.();
       this.proc = proc;
+      stdin.write([...this.groups].map((g) => `+${g}\n`).join(''));
+      if (line.startsWith('+')) return; // among the groups just written
     }
     this.proc.stdin?.write(line);
   }

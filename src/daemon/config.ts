@@ -20,6 +20,7 @@ import {
 } from '../core/upstream-config.js';
 import { DEFAULT_LIST_WAIT_MS } from '../core/catalog.js';
 import { DEFAULT_BODIES_MAX_BYTES, DEFAULT_EVENTS_TOTAL_MAX_BYTES } from '../transport/http.js';
+import { DEFAULT_BODY_TIMEOUT_MS, DEFAULT_FD_RESERVE, DEFAULT_HEADERS_TIMEOUT_MS, DEFAULT_MAX_UNAUTHENTICATED } from './connections.js';
 
 export const DEFAULT_MAX_INFLIGHT = 32;
 export const DEFAULT_QUEUE_LIMIT = 256;
@@ -182,6 +183,19 @@ export interface DaemonConfig {
    * 0 = never. A daemon started by hand ignores it.
    */
   readonly idleExitMs: number;
+  // Connections (connections.ts): what a party without the token can hold, and for how long.
+  /** A connection must send complete request headers, or its upgrade, within this long (`EXAI_WS_HEADERS_TIMEOUT_MS`). */
+  readonly headersTimeoutMs: number;
+  /**
+   * A request must be received whole, body included, within this long of its start
+   * (`EXAI_WS_BODY_TIMEOUT_MS`); then its connection is closed. Responses (SSE streams, long
+   * calls) are not bounded by it. Never less than the headers timeout.
+   */
+  readonly bodyTimeoutMs: number;
+  /** Connections not authenticated yet, at most; past it the oldest is dropped (`EXAI_WS_MAX_UNAUTHENTICATED`). */
+  readonly maxUnauthenticated: number;
+  /** Descriptors kept free for the daemon's own work: no connection is taken into them (`EXAI_WS_FD_RESERVE`). */
+  readonly fdReserve: number;
 }
 
 const int = (min: number) => z.coerce.number().int().min(min);
@@ -215,6 +229,10 @@ const EnvSchema = z.object({
   EXAI_WS_INIT_TIMEOUT_MS: int(1).default(DEFAULT_INIT_TIMEOUT_MS),
   EXAI_WS_AUTOSTARTED: z.enum(['0', '1']).default('0'),
   EXAI_WS_IDLE_EXIT_MS: int(0).default(DEFAULT_IDLE_EXIT_MS),
+  EXAI_WS_HEADERS_TIMEOUT_MS: int(1).default(DEFAULT_HEADERS_TIMEOUT_MS),
+  EXAI_WS_BODY_TIMEOUT_MS: int(1).default(DEFAULT_BODY_TIMEOUT_MS),
+  EXAI_WS_MAX_UNAUTHENTICATED: int(1).default(DEFAULT_MAX_UNAUTHENTICATED),
+  EXAI_WS_FD_RESERVE: int(0).default(DEFAULT_FD_RESERVE),
   EXAI_WS_LOG_MAX_BYTES: int(MIN_FILE_MAX_BYTES).default(DEFAULT_LOG_MAX_BYTES),
   EXAI_WS_LOG_FILES: int(0).max(MAX_FILES).default(DEFAULT_LOG_FILES),
   EXAI_WS_METRICS_MAX_BYTES: int(MIN_FILE_MAX_BYTES).default(DEFAULT_METRICS_MAX_BYTES),
@@ -356,5 +374,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): DaemonConfig {
     initTimeoutMs: e.EXAI_WS_INIT_TIMEOUT_MS,
     autoStarted: e.EXAI_WS_AUTOSTARTED === '1',
     idleExitMs: e.EXAI_WS_IDLE_EXIT_MS,
+    headersTimeoutMs: e.EXAI_WS_HEADERS_TIMEOUT_MS,
+    // Node refuses a request timeout shorter than the headers timeout.
+    bodyTimeoutMs: Math.max(e.EXAI_WS_BODY_TIMEOUT_MS, e.EXAI_WS_HEADERS_TIMEOUT_MS),
+    maxUnauthenticated: e.EXAI_WS_MAX_UNAUTHENTICATED,
+    fdReserve: e.EXAI_WS_FD_RESERVE,
   });
 }

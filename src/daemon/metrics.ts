@@ -43,6 +43,14 @@ export const REJECT_REASONS: ReadonlySet<string> = new Set([
   'http_503',
   // Issue 21: a POST refused because the bodies being received together reached their limit.
   'bodies_full',
+  // Connections (connections.ts, server.ts): dropped or refused to keep descriptors for the
+  // daemon's own work, or closed past the headers or body deadline.
+  'unauthenticated_limit',
+  'fd_reserve_dropped',
+  'fd_reserve_refused',
+  'headers_timeout',
+  'body_timeout',
+  'accept_failed',
 ]);
 
 /** Why a session ended. */

@@ -16,8 +16,16 @@
  * challenge: the daemon answers its proof for the `Host` the client connected to, and the
  * hello must then carry the client's proof (`auth_proof`). A bad first frame, a second
  * challenge or a hello without its proof is refused on that connection alone.
+ *
+ * What a party without the token can hold is bounded (connections.ts): connections that have not
+ * authenticated (no authorized request yet; a WebSocket before its hello) are few, the oldest
+ * giving way to new ones; descriptors are kept for the daemon's own work; request headers (or
+ * an upgrade) must arrive within EXAI_WS_HEADERS_TIMEOUT_MS and a whole request, body included,
+ * within EXAI_WS_BODY_TIMEOUT_MS. Node checks both deadlines every {@link CONNECTIONS_CHECK_MS};
+ * they end with the request (a streamed response is not bounded, nor is an upgraded socket).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { CloseCode, RpcCode, helloErrorClose, type HelloErrorCode } from '../protocol/codes.js';
@@ -38,6 +46,7 @@ import { LIVENESS_FIELDS, type HealthReport } from './health-client.js';
 import type { PrometheusExporter } from './prometheus.js';
 import type { StatusPage } from './status-page.js';
 import { WebAuth } from './web-auth.js';
+import { CONNECTIONS_CHECK_MS, ConnectionGuard, type DescriptorProbe } from './connections.js';
 
 export interface DaemonServerDeps {
   config: DaemonConfig;
@@ -54,6 +63,8 @@ export interface DaemonServerDeps {
   prometheus: Pick<PrometheusExporter, 'contentType' | 'render'>;
   /** `GET /` and `GET /events`. */
   statusPage: Pick<StatusPage, 'page' | 'events'>;
+  /** The process's descriptor limit and use (default: from `/proc`, see connections.ts). */
+  descriptors?: DescriptorProbe;
 }
 
 const WS_PATHS = new Set(['/', '/ws']);
@@ -61,6 +72,9 @@ const WS_PATHS = new Set(['/', '/ws']);
 const MAX_CHALLENGE_BODY_BYTES = 1024;
 /** `/mcp`, or `/mcp/NAME` for one hosted server alone. */
 const MCP_PATH = /^\/mcp(?:\/([^/]+))?\/?$/;
+/** A failure to accept (EMFILE past the reserve) is logged at most this often. */
+const ACCEPT_ERROR_LOG_MS = 10_000;
+const REQUEST_TIMEOUT_RESPONSE = 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n';
 
 /**
  * No `Origin` (editors, CLI clients) or a loopback one, any scheme port: a web page elsewhere
@@ -88,14 +102,45 @@ export class DaemonServer {
   private accepting = true;
   private allowedHosts = new Set<string>();
   private readonly auth: WebAuth;
+  private readonly guard: ConnectionGuard;
+  /** The request each socket is on now: a request timeout is a body timeout while it is being received. */
+  private readonly current = new WeakMap<Duplex, { req: IncomingMessage; res: ServerResponse }>();
+  private acceptErrorLoggedAtMs = -Infinity;
   port = 0;
 
   constructor(deps: DaemonServerDeps) {
     this.deps = deps;
+    const { config, metrics, logger } = deps;
     this.auth = new WebAuth(deps.token);
-    this.http = createServer((req, res) => this.onRequest(req, res));
+    this.guard = new ConnectionGuard({
+      maxUnauthenticated: config.maxUnauthenticated,
+      fdReserve: config.fdReserve,
+      descriptors: deps.descriptors,
+      reject: (reason) => metrics.reject(reason),
+      log: (level, details, message) => logger[level](details, message),
+    });
+    this.http = createServer(
+      {
+        // Node's defaults (60 s, 300 s, checked every 30 s) let a party without the token hold
+        // a connection, and its descriptor, for over a minute: a flood kept up outlasts the limit.
+        headersTimeout: config.headersTimeoutMs,
+        requestTimeout: config.bodyTimeoutMs,
+        connectionsCheckingInterval: CONNECTIONS_CHECK_MS,
+      },
+      (req, res) => this.onRequest(req, res),
+    );
+    this.http.on('connection', (socket: Socket) => this.guard.admit(socket));
     this.http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
-    this.http.on('clientError', (_err, socket) => socket.destroy());
+    this.http.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => this.onClientError(error, socket));
+    // Accepting can fail (EMFILE, ENFILE) while the server goes on listening: an unheard 'error'
+    // would end the daemon. A bind failure is listen()'s to report.
+    this.http.on('error', (error: NodeJS.ErrnoException) => {
+      if (!this.http.listening) return;
+      metrics.reject('accept_failed');
+      if (Date.now() - this.acceptErrorLoggedAtMs < ACCEPT_ERROR_LOG_MS) return;
+      this.acceptErrorLoggedAtMs = Date.now();
+      logger.warn({ err: error.message, code: error.code }, 'accepting a connection failed; the daemon goes on listening');
+    });
     this.wss = new WebSocketServer({
       noServer: true,
       maxPayload: deps.config.maxBytes,
@@ -130,6 +175,7 @@ export class DaemonServer {
   /** Stops listening; new connections and upgrades are refused from now on. */
   stopAccepting(): void {
     this.accepting = false;
+    this.guard.close();
     this.http.close();
     this.http.closeIdleConnections();
   }
@@ -147,12 +193,35 @@ export class DaemonServer {
     return this.sockets.size;
   }
 
+  /** Open connections (HTTP and WebSocket), those not authenticated yet, and the descriptor cap. */
+  get connections(): { open: number; unauthenticated: number; descriptorCap: number | undefined } {
+    return { ...this.guard.counts, descriptorCap: this.guard.descriptorCap };
+  }
+
+  /**
+   * A malformed request, or one past its deadline (Node's check): the socket is closed, with a
+   * 408 when nothing of a response was sent on it yet.
+   */
+  private onClientError(error: NodeJS.ErrnoException, socket: Duplex): void {
+    if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+      const current = this.current.get(socket);
+      const receiving = current !== undefined && !current.req.complete;
+      this.deps.metrics.reject(receiving ? 'body_timeout' : 'headers_timeout');
+      // Debug: anyone may start a request (`/auth/challenge`), so a line each is a line at their will; counted above.
+      if (receiving) this.deps.logger.debug({ path: current.req.url }, 'request body not complete in time: connection closed');
+      // Nothing of a response on the wire yet (none, the last one done, or this one unsent).
+      if (socket.writable && (!current || current.res.writableEnded || !current.res.headersSent)) socket.write(REQUEST_TIMEOUT_RESPONSE);
+    }
+    socket.destroy();
+  }
+
   private hostAllowed(req: IncomingMessage): boolean {
     const host = req.headers.host?.toLowerCase();
     return host !== undefined && this.allowedHosts.has(host);
   }
 
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
+    this.current.set(req.socket, { req, res });
     const send = (status: number, body: unknown) => writeJson(res, status, body);
     // JSON-RPC error bodies, so that an MCP client over HTTP reads them like any other refusal.
     const forbidden = (message: string) =>
@@ -164,6 +233,7 @@ export class DaemonServer {
     if (mcp) {
       if (this.auth.tokenCredential(req) === null) {
         this.deps.metrics.authFailures++;
+        res.setHeader('connection', 'close');
         res.setHeader('www-authenticate', 'Bearer');
         return send(401, {
           jsonrpc: '2.0',
@@ -174,6 +244,7 @@ export class DaemonServer {
           },
         });
       }
+      this.guard.authenticate(req.socket);
       if (!this.accepting)
         return send(503, { jsonrpc: '2.0', id: null, error: { code: RpcCode.CONNECTION_CLOSED, message: 'daemon is shutting down' } });
       let server: string | undefined;
@@ -187,7 +258,10 @@ export class DaemonServer {
     if (path === '/health') {
       if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, { error: 'method not allowed' });
       const report = this.deps.health();
-      if (this.auth.credential(req)) return send(200, report);
+      if (this.auth.credential(req)) {
+        this.guard.authenticate(req.socket);
+        return send(200, report);
+      }
       return send(200, Object.fromEntries(LIVENESS_FIELDS.map((key) => [key, report[key]])));
     }
     if (path === '/auth/code') return this.onAuthCode(req, res);
@@ -204,6 +278,7 @@ export class DaemonServer {
   private onAuthCode(req: IncomingMessage, res: ServerResponse): void {
     if (req.method !== 'POST') return writeJson(res, 405, { error: 'method not allowed' });
     if (this.auth.tokenCredential(req) === null) return this.unauthorized(res, 'json');
+    this.guard.authenticate(req.socket);
     req.resume();
     const { code, expiresInS } = this.auth.issueCode();
     writeJson(res, 200, { code, url: `http://${urlHost(this.deps.config.host)}:${this.port}/?code=${code}`, expires_in_s: expiresInS });
@@ -245,6 +320,7 @@ export class DaemonServer {
   private onRotate(req: IncomingMessage, res: ServerResponse): void {
     if (req.method !== 'POST') return writeJson(res, 405, { error: 'method not allowed' });
     if (this.auth.tokenCredential(req) === null) return this.unauthorized(res, 'json');
+    this.guard.authenticate(req.socket);
     req.resume();
     const { config, logger } = this.deps;
     if (config.token !== undefined) {
@@ -273,12 +349,14 @@ export class DaemonServer {
     if (code !== null) {
       const cookie = this.auth.redeem(code);
       if (cookie === null) return this.unauthorized(res, 'html', 'this link was used already or has expired');
+      this.guard.authenticate(req.socket);
       // The code leaves the address bar (and the history) at once.
       res.writeHead(303, { location: '/', 'set-cookie': this.auth.setCookieHeader(cookie), 'cache-control': 'no-store' });
       res.end();
       return;
     }
     if (!this.auth.credential(req)) return this.unauthorized(res, path === '/' ? 'html' : 'text');
+    this.guard.authenticate(req.socket);
     if (path === '/') return this.deps.statusPage.page(req, res);
     if (path === '/events') return this.deps.statusPage.events(req, res);
     this.deps.prometheus.render().then(
@@ -296,6 +374,8 @@ export class DaemonServer {
 
   private unauthorized(res: ServerResponse, kind: 'json' | 'text' | 'html', why?: string): void {
     this.deps.metrics.authFailures++;
+    // Not kept alive: a connection without the token holds no descriptor past its answer.
+    res.setHeader('connection', 'close');
     res.setHeader('www-authenticate', 'Bearer');
     res.setHeader('cache-control', 'no-store');
     const hint = 'run `exai-ws open` for a link that logs this browser in, or send Authorization: Bearer <token>';
@@ -334,6 +414,7 @@ export class DaemonServer {
         return refuse(401, 'Unauthorized');
       }
       preauthorized = true;
+      this.guard.authenticate(socket);
     }
     // hostAllowed above: the Host is one of this daemon's own addresses.
     this.upgrade(req, socket, head, preauthorized, (req.headers.host ?? '').toLowerCase());
@@ -344,7 +425,7 @@ export class DaemonServer {
    * the connection does not hold the upgrade request and its headers (about 1 KB a session).
    */
   private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, preauthorized: boolean, address: string): void {
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, preauthorized, address));
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, socket, preauthorized, address));
   }
 
   private refuseUpgrade(socket: Duplex, status: number, reason: string, remote: string | undefined): void {
@@ -357,9 +438,10 @@ export class DaemonServer {
 
   /**
    * One WebSocket: the opening (an optional challenge, then the hello) and then its session.
-   * `address` is the `Host` it was opened with, what a proof is bound to.
+   * `address` is the `Host` it was opened with, what a proof is bound to; `socket` is its
+   * connection, authenticated once the hello is accepted.
    */
-  private onConnection(ws: WebSocket, preauthorized: boolean, address: string): void {
+  private onConnection(ws: WebSocket, socket: Duplex, preauthorized: boolean, address: string): void {
     const { config, manager, metrics, logger } = this.deps;
     this.sockets.add(ws);
     const transport = new WsTransport(ws);
@@ -408,6 +490,7 @@ export class DaemonServer {
       const opened = manager.open(check.hello);
       if (!opened.ok) return refuseHello(opened.code, opened.message);
       clearTimeout(helloTimer);
+      this.guard.authenticate(socket);
       session = opened.session;
       const ack: HelloAck = {
         type: 'hello_ack',
