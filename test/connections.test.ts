@@ -134,6 +134,37 @@ test('the descriptors are counted at most every half second near the cap, not pe
   guard.close();
 });
 
+test('descriptors opened since a count taken far from the cap (a server started) are counted before a flood reaches the cap', () => {
+  let now = 0;
+  let own = 100; // the daemon's own descriptors
+  const sockets: FakeSocket[] = [];
+  const open = () => own + sockets.filter((s) => !s.destroyed).length;
+  const guard = new ConnectionGuard({
+    maxUnauthenticated: 10_000,
+    fdReserve: 0,
+    descriptors: { limit: () => 256, inUse: open },
+    reject: () => undefined,
+    log: () => undefined,
+    now: () => now,
+  });
+  const accept = (name: string) => {
+    const socket = new FakeSocket(name);
+    sockets.push(socket);
+    guard.admit(socket);
+  };
+  accept('window');
+  // A server starts (its pipes), then a flood comes within the same half second.
+  now += 100;
+  own += 6;
+  let most = 0;
+  for (let i = 0; i < 200; i++) {
+    accept(`f${i}`);
+    most = Math.max(most, open());
+  }
+  assert.ok(most <= 256 - 4, `${most} descriptors open of 256: past the cap (4 kept free) the count should have kept`);
+  guard.close();
+});
+
 test('the soft descriptor limit is read from /proc/self/limits; unlimited or absent is unknown', () => {
   const limits = [
     'Limit                     Soft Limit           Hard Limit           Units     ',

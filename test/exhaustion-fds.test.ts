@@ -18,7 +18,18 @@ import { writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { Cleanup, connectShim, logPath, makeHome, readJsonLines, startDaemon, textOf, waitFor, type DaemonHandle } from './helpers.js';
+import {
+  Cleanup,
+  connectShim,
+  getHealth,
+  logPath,
+  makeHome,
+  readJsonLines,
+  startDaemon,
+  textOf,
+  waitFor,
+  type DaemonHandle,
+} from './helpers.js';
 import { memoryEntry } from './fixtures/hosted-servers.js';
 
 const cleanup = new Cleanup();
@@ -85,7 +96,10 @@ async function liveness(daemon: DaemonHandle): Promise<boolean> {
 }
 
 async function rejections(daemon: DaemonHandle, reason: string): Promise<number> {
-  const res = await fetch(`http://127.0.0.1:${daemon.port}/metrics`, { headers: { authorization: `Bearer ${daemon.token}` } });
+  const res = await fetch(`http://127.0.0.1:${daemon.port}/metrics`, {
+    headers: { authorization: `Bearer ${daemon.token}` },
+    signal: AbortSignal.timeout(5_000),
+  });
   const text = await res.text();
   const line = text.split('\n').find((l) => l.startsWith(`exai_ws_rejections_total{reason="${reason}"}`));
   return Number(line?.split(' ').pop() ?? 0);
@@ -118,6 +132,9 @@ test('Descriptors: 300 idle connections under a limit of 256: the oldest idle on
 
   assert.ok(alive(daemon.pid), 'the daemon is up');
   assert.equal(await liveness(daemon), true, '/health answers');
+  const { sockets: held } = await getHealth(daemon);
+  assert.ok(held && held.unauthenticated <= 64, `/health counts the connections without the token: ${JSON.stringify(held)}`);
+  assert.equal(held.descriptor_cap, 256 - 64, 'the limit less the reserve');
   assert.equal((await outcome(a.client, 'memory__read_graph')).ok, true, 'the open window keeps working');
 
   const b = await connectShim(cleanup, daemon, { name: 'window-b' });
@@ -145,9 +162,14 @@ test('Descriptors: with the bound lifted and no reserve the flood reaches the li
   assert.equal((await outcome(a.client, 'memory__read_graph')).ok, true);
 
   const { sockets } = await flood(daemon.port, FLOOD);
-  await waitFor(async () => (await rejections(daemon, 'fd_reserve_dropped')) > 0, 'the descriptor cap to drop idle connections');
+  // At the very limit a new connection may meet a full accept queue for a moment (the daemon is
+  // still taking the flood's backlog): asked again, as any client would.
+  await waitFor(
+    async () => (await rejections(daemon, 'fd_reserve_dropped').catch(() => 0)) > 0,
+    'the descriptor cap to drop idle connections',
+  );
   assert.ok(alive(daemon.pid), 'the daemon is up');
-  assert.equal(await liveness(daemon), true, '/health answers');
+  await waitFor(() => liveness(daemon).catch(() => false), '/health to answer');
   assert.equal((await outcome(a.client, 'memory__read_graph')).ok, true, 'the open window keeps working');
 
   const b = await connectShim(cleanup, daemon, { name: 'window-b' });

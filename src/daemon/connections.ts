@@ -87,6 +87,8 @@ export class ConnectionGuard {
   private fdsAtSample = 0;
   private socketsAtSample = 0;
   private sampledAtMs = -Infinity;
+  /** The last count was taken within {@link NEAR_CAP_FDS} of the cap. */
+  private sampledNear = false;
   private spell: { startedAtMs: number; lastAtMs: number; counts: Partial<Record<ConnectionRejectReason, number>> } | undefined;
   private spellTimer: NodeJS.Timeout | undefined;
 
@@ -152,8 +154,11 @@ export class ConnectionGuard {
     if (cap === undefined) return false;
     const sockets = this.counts.open;
     let estimate = this.fdsAtSample + (sockets - this.socketsAtSample);
-    const every = estimate >= cap - NEAR_CAP_FDS ? SAMPLE_NEAR_MS : SAMPLE_FAR_MS;
-    if (this.now() - this.sampledAtMs >= every) {
+    const near = estimate >= cap - NEAR_CAP_FDS;
+    // Entering the near zone counts at once, whenever the last count was: what was opened since
+    // a count taken far from the cap (a server's pipes, moments before a flood) must not be
+    // learned only when accepting already fails.
+    if ((near && !this.sampledNear) || this.now() - this.sampledAtMs >= (near ? SAMPLE_NEAR_MS : SAMPLE_FAR_MS)) {
       const inUse = this.descriptors.inUse();
       this.sampledAtMs = this.now();
       if (inUse !== undefined) {
@@ -161,6 +166,7 @@ export class ConnectionGuard {
         this.socketsAtSample = sockets;
         estimate = inUse;
       }
+      this.sampledNear = estimate >= cap - NEAR_CAP_FDS;
     }
     return estimate > cap;
   }

@@ -317,6 +317,13 @@ export class Daemon {
   }
 
   /** The `/health` report. */
+  /** The connection guard's counts for `/health` (connections.ts). */
+  private sockets(): HealthReport['sockets'] {
+    const counts = this.server?.connections;
+    if (!counts) return { open: 0, unauthenticated: 0, descriptor_cap: null };
+    return { open: counts.open, unauthenticated: counts.unauthenticated, descriptor_cap: counts.descriptorCap ?? null };
+  }
+
   health(): HealthReport {
     const manager = this.manager;
     const total = manager?.size ?? 0;
@@ -351,6 +358,7 @@ export class Daemon {
         })),
       },
       connections: this.server?.connectionCount ?? 0,
+      sockets: this.sockets(),
       inflight: manager?.inflightCount ?? 0,
       servers: (this.hub?.servers ?? []).slice(1).map((s) => ({ ...s.report(), asks_client: this.hub?.requests.asksClient(s) ?? [] })),
       config: {

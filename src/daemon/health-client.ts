@@ -45,6 +45,11 @@ export interface HealthReport {
   // a daemon of another version (a CLI upgraded while the old daemon still runs).
   /** Open WebSocket connections (sessions and connections still saying hello). */
   connections?: number;
+  /**
+   * Every accepted TCP connection (HTTP, WebSocket, not yet saying anything), those that have
+   * not authenticated yet, and how many the descriptor limit leaves room for (null: unknown).
+   */
+  sockets?: { open: number; unauthenticated: number; descriptor_cap: number | null };
   /** Hosted server instances; `asks_client`: its tools known to ask the client back (run one session at a time). */
   servers?: (ServerReport & { asks_client: string[] })[];
   config?: ConfigHealth;
