@@ -49,6 +49,20 @@ export function makeHome(cleanup: Cleanup): string {
   return home;
 }
 
+/** Runs `count` jobs, at most `limit` at a time. */
+export async function pool<T>(count: number, limit: number, job: (n: number) => Promise<T>): Promise<T[]> {
+  const results: T[] = [];
+  let next = 0;
+  const worker = async () => {
+    while (next < count) {
+      const n = next++;
+      results[n] = await job(n);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, count) }, worker));
+  return results;
+}
+
 export async function waitFor<T>(probe: () => T | Promise<T>, what: string, timeoutMs = 10_000, intervalMs = 20): Promise<NonNullable<T>> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {

@@ -13,6 +13,7 @@ import { after, test } from 'node:test';
 import type { Classified } from '../src/protocol/jsonrpc.js';
 import { McpHttpEndpoint, type HttpSessionHost, type SsePolling } from '../src/transport/http.js';
 import type { Transport } from '../src/transport/transport.js';
+import { nextChunk } from './fixtures/http-client.js';
 
 /** Answers initialize with `version`, holds `hold`, answers anything else at once. */
 class ScriptedSession implements HttpSessionHost {
@@ -129,15 +130,13 @@ async function readBlocks(res: Response, timeoutMs = 5_000): Promise<{ blocks: B
   let ended = false;
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const left = deadline - Date.now();
-    if (left <= 0) break;
-    const chunk = await Promise.race([reader.read(), new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), left))]);
+    const chunk = await nextChunk(reader, decoder, deadline);
     if (chunk === 'timeout') break;
-    if (chunk.done) {
+    if (chunk === 'done') {
       ended = true;
       break;
     }
-    text += decoder.decode(chunk.value as Uint8Array, { stream: true });
+    text += chunk.text;
   }
   if (!ended) await reader.cancel();
   const blocks = text

@@ -11,6 +11,7 @@ import type { Classified } from '../src/protocol/jsonrpc.js';
 import { McpHttpEndpoint, type HttpSessionHost } from '../src/transport/http.js';
 import type { Transport } from '../src/transport/transport.js';
 import { waitFor } from './helpers.js';
+import { nextChunk } from './fixtures/http-client.js';
 
 class ScriptedSession implements HttpSessionHost {
   readonly id: string;
@@ -135,15 +136,13 @@ async function readEvents(res: Response, count: number, timeoutMs = 5_000): Prom
   const deadline = Date.now() + timeoutMs;
   let ended = false;
   while (events.length < count) {
-    const left = deadline - Date.now();
-    if (left <= 0) break;
-    const chunk = await Promise.race([reader.read(), new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), left))]);
+    const chunk = await nextChunk(reader, decoder, deadline);
     if (chunk === 'timeout') break;
-    if (chunk.done) {
+    if (chunk === 'done') {
       ended = true;
       break;
     }
-    buffer += decoder.decode(chunk.value as Uint8Array, { stream: true });
+    buffer += chunk.text;
     let cut: number;
     while ((cut = buffer.indexOf('\n\n')) >= 0) {
       const block = buffer.slice(0, cut);

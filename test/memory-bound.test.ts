@@ -20,7 +20,7 @@ import { Metrics } from '../src/daemon/metrics.js';
 import { Outbox } from '../src/daemon/outbox.js';
 import { ByteBudget } from '../src/transport/byte-budget.js';
 import type { Transport } from '../src/transport/transport.js';
-import { Cleanup, ROOT, connectShim, getHealth, textOf, waitFor, type DaemonHandle } from './helpers.js';
+import { Cleanup, ROOT, connectShim, getHealth, pool, textOf, waitFor, type DaemonHandle } from './helpers.js';
 import { startHostingDaemon } from './fixtures/hosted-servers.js';
 import { openRawStream, postHeaders, rawInitialize, type RawStream } from './fixtures/http-client.js';
 
@@ -70,20 +70,6 @@ async function hangUpAfterFirstEvent(daemon: DaemonHandle, n: number): Promise<H
   } finally {
     stream.close();
   }
-}
-
-/** Runs `count` jobs, at most `limit` at a time. */
-async function pool<T>(count: number, limit: number, job: (n: number) => Promise<T>): Promise<T[]> {
-  const results: T[] = [];
-  let next = 0;
-  const worker = async () => {
-    while (next < count) {
-      const n = next++;
-      results[n] = await job(n);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, count) }, worker));
-  return results;
 }
 
 test('60 HTTP clients hanging up on 16 MB results: the daemon stays under 768 MB, stays up, resumes with an error and serves a new window', async (t) => {

@@ -23,26 +23,13 @@ import {
   waitFor,
   within,
   type DaemonHandle,
+  pool,
 } from './helpers.js';
 import { startHostingDaemon } from './fixtures/hosted-servers.js';
 import { openRawStream, postHeaders, rawInitialize, rawRequest, type RawStream } from './fixtures/http-client.js';
 
 const BIGRESULT_SCRIPT = join(ROOT, 'dist', 'test', 'fixtures', 'hosted-bigresult.js');
 const PROTOCOL = '2025-06-18';
-
-/** Runs `count` jobs, at most `limit` at a time. */
-async function pool<T>(count: number, limit: number, job: (n: number) => Promise<T>): Promise<T[]> {
-  const results: T[] = [];
-  let next = 0;
-  const worker = async () => {
-    while (next < count) {
-      const n = next++;
-      results[n] = await job(n);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, count) }, worker));
-  return results;
-}
 
 /** The RSS of a process, in bytes, from /proc. */
 function rssOf(pid: number): number {
