@@ -8,90 +8,16 @@
  * daemon end to end (test/conformance.test.ts, server-sse-polling).
  */
 import assert from 'node:assert/strict';
-import { createServer, type Server } from 'node:http';
 import { after, test } from 'node:test';
-import type { Classified } from '../src/protocol/jsonrpc.js';
-import { McpHttpEndpoint, type HttpSessionHost, type SsePolling } from '../src/transport/http.js';
-import type { Transport } from '../src/transport/transport.js';
+import type { SsePolling } from '../src/transport/http.js';
 import { nextChunk } from './fixtures/http-client.js';
+import { closeHarnesses, harness, type Harness } from './fixtures/endpoint-harness.js';
 
-/** Answers initialize with `version`, holds `hold`, answers anything else at once. */
-class ScriptedSession implements HttpSessionHost {
-  readonly id: string;
-  readonly inflightCount = 0;
-  readonly taken: Classified[] = [];
-  private transport: Transport | undefined;
-  private readonly version: string;
+after(closeHarnesses);
 
-  constructor(id: string, version: string) {
-    this.id = id;
-    this.version = version;
-  }
-
-  attach(transport: Transport): void {
-    this.transport = transport;
-  }
-
-  take(c: Classified): void {
-    this.taken.push(c);
-    if (c.kind !== 'request' || c.message.method === 'hold') return;
-    const result = c.message.method === 'initialize' ? { protocolVersion: this.version, capabilities: {} } : { echo: c.message.method };
-    this.answer(c.message.id, result);
-  }
-
-  answer(id: string | number, result: unknown): void {
-    this.transport?.send(JSON.stringify({ jsonrpc: '2.0', id, result }), id);
-  }
-
-  related(id: string | number, message: object): void {
-    this.transport?.send(JSON.stringify({ jsonrpc: '2.0', ...message }), id);
-  }
-
-  /** Resolves once the request `id` reached the session. */
-  async received(id: string | number): Promise<void> {
-    while (!this.taken.some((c) => c.kind === 'request' && c.message.id === id)) await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
-const servers: Server[] = [];
-after(() => {
-  for (const s of servers) s.closeAllConnections();
-  for (const s of servers) s.close();
-});
-
-interface Harness {
-  url: string;
-  session: () => ScriptedSession;
-}
-
-async function harness(sse: SsePolling, version = '2025-11-25'): Promise<Harness> {
-  const sessions: ScriptedSession[] = [];
-  const endpoint = new McpHttpEndpoint({
-    maxBodyBytes: 64 * 1024,
-    idleMs: 0,
-    eventStoreBytes: 1024 * 1024,
-    sse,
-    open: () => {
-      const session = new ScriptedSession(`s${sessions.length + 1}`, version);
-      sessions.push(session);
-      return { ok: true, session };
-    },
-    end: () => undefined,
-    reject: () => undefined,
-  });
-  const server = createServer((req, res) => endpoint.handle(req, res, undefined));
-  servers.push(server);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  const port = typeof address === 'object' && address ? address.port : 0;
-  return {
-    url: `http://127.0.0.1:${port}/mcp`,
-    session: () => {
-      const s = sessions.at(-1);
-      assert.ok(s, 'a session was opened');
-      return s;
-    },
-  };
+/** A harness whose sessions answer `initialize` with `version` (2025-11-25: polling applies). */
+function pollingHarness(sse: SsePolling, version = '2025-11-25'): Promise<Harness> {
+  return harness({ sse, version });
 }
 
 function post(h: Harness, body: unknown, headers: Record<string, string> = {}): Promise<Response> {
@@ -164,7 +90,7 @@ test(
   'a 2025-11-25 session: every request is an SSE stream that opens with a priming event (id, empty data, retry) and ends with the response',
   BOUND,
   async () => {
-    const h = await harness({ retryMs: 1234, pollMs: 0 });
+    const h = await pollingHarness({ retryMs: 1234, pollMs: 0 });
     const headers = await initialize(h);
     const res = await post(h, { jsonrpc: '2.0', id: 1, method: 'tools/list' }, headers);
     assert.equal(res.status, 200);
@@ -181,7 +107,7 @@ test(
 );
 
 test('an older session (2025-06-18) keeps plain JSON answers and gets no priming event', BOUND, async () => {
-  const h = await harness({ retryMs: 1000, pollMs: 50 }, '2025-06-18');
+  const h = await pollingHarness({ retryMs: 1000, pollMs: 50 }, '2025-06-18');
   const headers = await initialize(h, '2025-06-18');
   const res = await post(h, { jsonrpc: '2.0', id: 1, method: 'tools/list' }, headers);
   assert.equal(res.headers.get('content-type'), 'application/json');
@@ -214,7 +140,7 @@ test(
   'with a poll time, a POST stream still waiting is closed after its priming event; GET with Last-Event-ID gets the rest and ends with the response',
   BOUND,
   async () => {
-    const h = await harness({ retryMs: 100, pollMs: 50 });
+    const h = await pollingHarness({ retryMs: 100, pollMs: 50 });
     const headers = await initialize(h);
     const res = await post(h, { jsonrpc: '2.0', id: 'call', method: 'hold' }, headers);
     assert.equal(res.headers.get('content-type'), 'text/event-stream');
@@ -246,7 +172,7 @@ test(
 );
 
 test('without a poll time, a waiting POST stream stays open until its response', BOUND, async () => {
-  const h = await harness({ retryMs: 100, pollMs: 0 });
+  const h = await pollingHarness({ retryMs: 100, pollMs: 0 });
   const headers = await initialize(h);
   const res = await post(h, { jsonrpc: '2.0', id: 'call', method: 'hold' }, headers);
   const reading = readBlocks(res);
@@ -260,7 +186,7 @@ test('without a poll time, a waiting POST stream stays open until its response',
 });
 
 test('a client that hangs up after the priming event gets its response by resuming from it', BOUND, async () => {
-  const h = await harness({ retryMs: 100, pollMs: 0 });
+  const h = await pollingHarness({ retryMs: 100, pollMs: 0 });
   const headers = await initialize(h);
   const controller = new AbortController();
   const res = await fetch(h.url, {

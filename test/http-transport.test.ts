@@ -5,98 +5,13 @@
  * checked exactly. The daemon end to end is test/http-mcp.test.ts.
  */
 import assert from 'node:assert/strict';
-import { createServer, request as httpRequest, type Server } from 'node:http';
+import { request as httpRequest } from 'node:http';
 import { after, test } from 'node:test';
-import type { Classified } from '../src/protocol/jsonrpc.js';
-import { McpHttpEndpoint, type HttpSessionHost } from '../src/transport/http.js';
-import type { Transport } from '../src/transport/transport.js';
 import { waitFor } from './helpers.js';
 import { nextChunk } from './fixtures/http-client.js';
+import { ScriptedSession, closeHarnesses, harness, type Harness } from './fixtures/endpoint-harness.js';
 
-class ScriptedSession implements HttpSessionHost {
-  readonly id: string;
-  inflightCount = 0;
-  transport: Transport | undefined;
-  readonly taken: Classified[] = [];
-  /** Answers requests at once unless their method is listed here. */
-  readonly holdMethods = new Set<string>(['hold']);
-
-  constructor(id: string) {
-    this.id = id;
-  }
-
-  attach(transport: Transport): void {
-    this.transport = transport;
-  }
-
-  take(c: Classified): void {
-    this.taken.push(c);
-    if (c.kind === 'request' && !this.holdMethods.has(c.message.method)) this.answer(c.message.id, { echo: c.message.method });
-  }
-
-  answer(id: string | number, result: unknown): void {
-    this.transport?.send(JSON.stringify({ jsonrpc: '2.0', id, result }), id);
-  }
-
-  related(id: string | number, message: object): void {
-    this.transport?.send(JSON.stringify({ jsonrpc: '2.0', ...message }), id);
-  }
-
-  unrelated(message: object): void {
-    this.transport?.send(JSON.stringify({ jsonrpc: '2.0', ...message }), undefined);
-  }
-}
-
-interface Harness {
-  url: string;
-  sessions: ScriptedSession[];
-  ended: { id: string; reason: string }[];
-  endpoint: McpHttpEndpoint;
-}
-
-const servers: Server[] = [];
-after(() => {
-  for (const s of servers) s.closeAllConnections();
-  for (const s of servers) s.close();
-});
-
-interface HarnessOptions {
-  maxBodyBytes?: number;
-  idleMs?: number;
-  eventStoreBytes?: number;
-  maxSessions?: number;
-  eventStoreTotalBytes?: number;
-  bodiesMaxBytes?: number;
-}
-
-async function harness(options: HarnessOptions = {}) {
-  const sessions: ScriptedSession[] = [];
-  const ended: { id: string; reason: string }[] = [];
-  const endpoint = new McpHttpEndpoint({
-    maxBodyBytes: options.maxBodyBytes ?? 64 * 1024,
-    idleMs: options.idleMs ?? 0,
-    eventStoreBytes: options.eventStoreBytes ?? 1024 * 1024,
-    eventStoreTotalBytes: options.eventStoreTotalBytes,
-    bodiesMaxBytes: options.bodiesMaxBytes,
-    sse: { retryMs: 1000, pollMs: 0 },
-    open: () => {
-      if (sessions.length >= (options.maxSessions ?? 100))
-        return { ok: false, status: 503, code: -32010, message: 'session limit reached' };
-      const session = new ScriptedSession(`s${sessions.length + 1}`);
-      sessions.push(session);
-      return { ok: true, session };
-    },
-    end: (session, reason) => ended.push({ id: session.id, reason }),
-    reject: () => undefined,
-  });
-  const server = createServer((req, res) => endpoint.handle(req, res, undefined));
-  servers.push(server);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  const port = typeof address === 'object' && address ? address.port : 0;
-  const h: Harness = { url: `http://127.0.0.1:${port}/mcp`, sessions, ended, endpoint };
-  return h;
-}
+after(closeHarnesses);
 
 const JSON_AND_SSE = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
 
