@@ -30,7 +30,7 @@ import {
   waitFor,
   type DaemonHandle,
 } from './helpers.js';
-import { memoryEntry } from './fixtures/hosted-servers.js';
+import { memoryEntry, processGone } from './fixtures/hosted-servers.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());
@@ -77,15 +77,6 @@ async function startLimited(env: Record<string, string>): Promise<DaemonHandle> 
   });
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** `/health` as anyone may ask it (liveness), on a connection of its own. */
 async function liveness(daemon: DaemonHandle): Promise<boolean> {
   const res = await fetch(`http://127.0.0.1:${daemon.port}/health`, {
@@ -130,7 +121,7 @@ test('Descriptors: 300 idle connections under a limit of 256: the oldest idle on
   assert.ok(closed.slice(0, FLOOD - 100).every(Boolean), 'the oldest went first: every one of the first 200 was dropped');
   assert.ok(closed.slice(FLOOD - 50).filter((c) => !c).length >= 45, 'the newest are still open');
 
-  assert.ok(alive(daemon.pid), 'the daemon is up');
+  assert.ok(!processGone(daemon.pid), 'the daemon is up');
   assert.equal(await liveness(daemon), true, '/health answers');
   const { sockets: held } = await getHealth(daemon);
   assert.ok(held && held.unauthenticated <= 64, `/health counts the connections without the token: ${JSON.stringify(held)}`);
@@ -141,7 +132,7 @@ test('Descriptors: 300 idle connections under a limit of 256: the oldest idle on
   const spawned = await outcome(b.client, 'mine__read_graph');
   assertClean(spawned, 'a new window whose call starts a server');
   assert.equal(spawned.ok, true, `the reserve leaves room for the spawn: ${spawned.text}`);
-  assert.ok(alive(daemon.pid));
+  assert.ok(!processGone(daemon.pid));
   assert.ok((await rejections(daemon, 'unauthenticated_limit')) >= FLOOD - 64, 'the drops are counted');
 
   for (const socket of sockets) socket.destroy();
@@ -168,7 +159,7 @@ test('Descriptors: with the bound lifted and no reserve the flood reaches the li
     async () => (await rejections(daemon, 'fd_reserve_dropped').catch(() => 0)) > 0,
     'the descriptor cap to drop idle connections',
   );
-  assert.ok(alive(daemon.pid), 'the daemon is up');
+  assert.ok(!processGone(daemon.pid), 'the daemon is up');
   await waitFor(() => liveness(daemon).catch(() => false), '/health to answer');
   assert.equal((await outcome(a.client, 'memory__read_graph')).ok, true, 'the open window keeps working');
 
@@ -177,7 +168,7 @@ test('Descriptors: with the bound lifted and no reserve the flood reaches the li
   assertClean(spawned, 'a call whose server cannot be spawned');
   // Four descriptors left free (MIN_FREE_FDS), fewer than the six of a child's three pipes.
   assert.match(spawned.text, /could not be started: EMFILE /, 'the spawn met the limit');
-  assert.ok(alive(daemon.pid), 'a failed spawn does not crash the daemon');
+  assert.ok(!processGone(daemon.pid), 'a failed spawn does not crash the daemon');
 
   for (const socket of sockets) socket.destroy();
   // The failed instance is retried on its next use, as other failed starts are.
@@ -194,7 +185,7 @@ test('Descriptors: with the bound lifted and no reserve the flood reaches the li
   assert.equal(retried.ok, true);
   const c = await connectShim(cleanup, daemon, { name: 'window-c' });
   assert.equal((await outcome(c.client, 'mine__read_graph')).ok, true, 'after the flood a new window works');
-  assert.ok(alive(daemon.pid));
+  assert.ok(!processGone(daemon.pid));
   assert.doesNotMatch(daemon.stderr(), /Cannot read properties|uncaught/i);
 });
 
@@ -206,6 +197,6 @@ test('a hosted server whose command does not exist: -32011 naming ENOENT, the da
   const result = await outcome(client, 'mine__anything');
   assert.equal(result.ok, false);
   assert.match(result.text, /-32011.*server mine could not be started: ENOENT no-such-command-xyz: command not found/);
-  assert.ok(alive(daemon.pid));
+  assert.ok(!processGone(daemon.pid));
   assert.equal(textOf(await client.callTool({ name: 'echo', arguments: { text: 'still here' } })), 'still here');
 });

@@ -41,6 +41,7 @@ import {
   callIds,
   connectHttp,
   messagesOf,
+  openGetStream,
   openRawStream,
   postHeaders,
   rawInitialize,
@@ -255,16 +256,7 @@ test('a dropped POST stream resumes with Last-Event-ID on a GET: the events afte
   // it asks for what came after that event.
   stream.close();
   await waitFor(async () => (await getHealth(daemon)).inflight === 0, 'the call to end at the daemon', 15_000);
-  const resumed = await openRawStream(daemon.port, {
-    method: 'GET',
-    headers: {
-      authorization: `Bearer ${daemon.token}`,
-      accept: 'text/event-stream',
-      'mcp-session-id': sessionId,
-      'mcp-protocol-version': PROTOCOL,
-      'last-event-id': first.id,
-    },
-  });
+  const resumed = await openGetStream(daemon, sessionId, PROTOCOL, first.id);
   assert.equal(resumed.status, 200, 'the GET with Last-Event-ID is accepted');
   const after: Record<string, unknown>[] = [];
   const deadline = Date.now() + 20_000;

@@ -22,7 +22,7 @@ import { ByteBudget } from '../src/transport/byte-budget.js';
 import type { Transport } from '../src/transport/transport.js';
 import { Cleanup, ROOT, connectShim, getHealth, pool, textOf, waitFor, type DaemonHandle } from './helpers.js';
 import { startHostingDaemon } from './fixtures/hosted-servers.js';
-import { openRawStream, postHeaders, rawInitialize, type RawStream } from './fixtures/http-client.js';
+import { openGetStream, openRawStream, postHeaders, rawInitialize, type RawStream } from './fixtures/http-client.js';
 
 const BIGRESULT_SCRIPT = join(ROOT, 'dist', 'test', 'fixtures', 'hosted-bigresult.js');
 const CLIENTS = 60;
@@ -109,16 +109,7 @@ test('60 HTTP clients hanging up on 16 MB results: the daemon stays under 768 MB
 
   // A client that resumes its lost stream gets the error for the result that was not kept, then the end.
   const lost = hungUp[0]!;
-  const resumed = await openRawStream(daemon.port, {
-    method: 'GET',
-    headers: {
-      authorization: `Bearer ${daemon.token}`,
-      accept: 'text/event-stream',
-      'mcp-session-id': lost.sessionId,
-      'mcp-protocol-version': PROTOCOL,
-      'last-event-id': lost.eventId,
-    },
-  });
+  const resumed = await openGetStream(daemon, lost.sessionId, PROTOCOL, lost.eventId);
   try {
     assert.equal(resumed.status, 200);
     const event = await resumed.next(5_000);

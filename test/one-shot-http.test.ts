@@ -26,7 +26,7 @@ import {
   pool,
 } from './helpers.js';
 import { startHostingDaemon } from './fixtures/hosted-servers.js';
-import { openRawStream, postHeaders, rawInitialize, rawRequest, type RawStream } from './fixtures/http-client.js';
+import { openGetStream, postHeaders, rawInitialize, rawRequest, type RawStream } from './fixtures/http-client.js';
 
 const BIGRESULT_SCRIPT = join(ROOT, 'dist', 'test', 'fixtures', 'hosted-bigresult.js');
 const PROTOCOL = '2025-06-18';
@@ -91,15 +91,7 @@ test('with EXAI_WS_MAX_SESSIONS=50 and 50 sessions in use the next one is refuse
   for (let n = 0; n < 25; n++) {
     const { sessionId } = await rawInitialize(daemon);
     assert.ok(sessionId);
-    const stream = await openRawStream(daemon.port, {
-      method: 'GET',
-      headers: {
-        authorization: `Bearer ${daemon.token}`,
-        accept: 'text/event-stream',
-        'mcp-session-id': sessionId,
-        'mcp-protocol-version': PROTOCOL,
-      },
-    });
+    const stream = await openGetStream(daemon, sessionId, PROTOCOL);
     cleanup.add(() => stream.close());
     assert.equal(stream.status, 200);
     streams.push({ sessionId, stream });
