@@ -1,5 +1,7 @@
 /**
- * `exai-ws daemon`: runs the daemon in the foreground until SIGINT, SIGTERM or `exai-ws stop`.
+ * `exai-ws daemon`: runs the daemon in the foreground until SIGINT (Ctrl+C), SIGTERM or
+ * `exai-ws stop` (the control channel, control.ts); on Windows also Ctrl+Break (SIGBREAK) and
+ * the console window closing (SIGHUP there). SIGHUP reloads the config off Windows.
  * The same command runs an auto-started daemon (EXAI_WS_AUTOSTARTED=1, see shim/autostart.ts),
  * detached with stderr appended to its log file, which also ends itself when idle.
  *
@@ -41,10 +43,10 @@ export async function runDaemonCommand(extra: Omit<DaemonOptions, 'config'> = {}
   }
   // A stop asked for while the daemon starts (its address card may already be out) waits for
   // the start to finish, rather than the signal's default killing it half-way.
+  const signals = daemonSignals();
   let stopAsked: NodeJS.Signals | undefined;
   const deferStop = (signal: NodeJS.Signals) => (stopAsked ??= signal);
-  process.on('SIGINT', deferStop);
-  process.on('SIGTERM', deferStop);
+  for (const signal of signals.stop) process.on(signal, deferStop);
   try {
     await daemon.start();
   } catch (error) {
@@ -66,19 +68,40 @@ export async function runDaemonCommand(extra: Omit<DaemonOptions, 'config'> = {}
   const running = daemon;
   // The daemon may also close itself (an auto-started one when idle): the process goes with it.
   running.onclose = () => process.exit(ExitCode.OK);
-  const stop = (signal: string) => {
-    running.close(signal).then(
+  // One graceful stop for every way of asking: a signal, or `POST /control/stop` (`reason` is
+  // the signal, or who asked over the channel). A second Ctrl+C gets Node's default: the process ends.
+  const stop = (reason: string) => {
+    running.close(reason).then(
       () => process.exit(ExitCode.OK),
       () => process.exit(ExitCode.FAILURE),
     );
   };
-  process.once('SIGINT', () => stop('SIGINT'));
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.off('SIGINT', deferStop);
-  process.off('SIGTERM', deferStop);
+  running.onstop = stop;
+  for (const signal of signals.stop) {
+    process.once(signal, () => stop(signal));
+    process.off(signal, deferStop);
+  }
   if (stopAsked) stop(stopAsked);
-  // SIGHUP (`exai-ws reload`) re-reads the hosted-servers config; a closed terminal never stops the daemon.
-  process.on('SIGHUP', () => void running.reload('SIGHUP'));
+  // SIGHUP (`exai-ws reload`'s fallback off Windows) re-reads the hosted-servers config; a
+  // closed terminal never stops the daemon there.
+  for (const signal of signals.reload) process.on(signal, () => void running.reload(signal));
+}
+
+/** The signals that stop the daemon gracefully and those that reload its config. */
+export interface DaemonSignals {
+  stop: NodeJS.Signals[];
+  reload: NodeJS.Signals[];
+}
+
+/**
+ * Which signals do what on `platform`. On Windows SIGHUP means the console window was closed
+ * (Windows ends the process some seconds later) and SIGBREAK is Ctrl+Break: both stop, and a
+ * reload is asked over the control channel only. SIGTERM is listened to there although Windows
+ * never sends it (`process.kill` is TerminateProcess): harmless, and the same list everywhere.
+ */
+export function daemonSignals(platform: NodeJS.Platform = process.platform): DaemonSignals {
+  if (platform === 'win32') return { stop: ['SIGINT', 'SIGTERM', 'SIGBREAK', 'SIGHUP'], reload: [] };
+  return { stop: ['SIGINT', 'SIGTERM'], reload: ['SIGHUP'] };
 }
 
 /** Why the address cannot be bound, and what to do, in one line. */

@@ -7,16 +7,22 @@
  * auto-starting their own with their own settings. The new daemon is started as auto-start
  * does (detached, output to the log, `EXAI_WS_AUTOSTARTED=1`), so it also exits after
  * `EXAI_WS_IDLE_EXIT_MS` with no session.
+ *
+ * The old daemon is asked to stop over the control channel (control-client.ts), by
+ * 'exai-ws restart'; when it cannot be asked, SIGTERM on POSIX, a kill outright on Windows.
  */
-import { readAddressCard, resolveHome, urlHost } from '../protocol/files.js';
+import { discoverDaemon, readAddressCard, resolveHome, urlHost } from '../protocol/files.js';
 import { cardIsLive } from '../daemon/pidfile.js';
 import { autostartTimeoutMs, prepareLogs, reachOrStartDaemon } from '../shim/autostart.js';
 import { spawnLockHolder, spawnLockPath, takeSpawnLock, type SpawnLock } from '../shim/spawn-lock.js';
 import { ExitCode } from './exit-codes.js';
-import { STOP_WAIT_MS, terminate } from './status.js';
+import { fallbackNote, STOP_WAIT_MS, stopDaemon } from './control-client.js';
 
 /** Restarts the daemon and prints what it did; resolves to the exit code (1 on any failure, one line on stderr). */
-export async function runRestartCommand(env: NodeJS.ProcessEnv = process.env): Promise<number> {
+export async function runRestartCommand(
+  env: NodeJS.ProcessEnv = process.env,
+  platform: NodeJS.Platform = process.platform,
+): Promise<number> {
   const fail = (message: string) => {
     process.stderr.write(`exai-ws: restart failed: ${message}\n`);
     return ExitCode.FAILURE;
@@ -45,10 +51,12 @@ export async function runRestartCommand(env: NodeJS.ProcessEnv = process.env): P
     // A card whose pid is gone or reused is stale: the new daemon takes it over.
     if (card && (await cardIsLive(card))) {
       old = card.pid;
-      if (!(await terminate(old, STOP_WAIT_MS))) {
-        return fail(
-          `the daemon (pid ${old}) did not stop within ${STOP_WAIT_MS / 1000} s; nothing was started (end it with: kill -9 ${old})`,
-        );
+      const target = { host: card.host, port: card.port, token: discoverDaemon(env, { shell: true }).token };
+      const outcome = await stopDaemon({ pid: old, target, pidPath: paths.pid }, { by: 'exai-ws restart', platform });
+      process.stderr.write(fallbackNote(outcome, old));
+      if (!outcome.stopped) {
+        const force = platform === 'win32' ? `taskkill /PID ${old} /F` : `kill -9 ${old}`;
+        return fail(`the daemon (pid ${old}) did not stop within ${STOP_WAIT_MS / 1000} s; nothing was started (end it with: ${force})`);
       }
     }
     const reached = await reachOrStartDaemon(env, { timeoutMs, lock });

@@ -2,8 +2,10 @@
  * `exai-ws status`, `stop` and `reload`: find the daemon through its address card and ask it.
  * The full report is asked for through a proven request (health-client.ts): the token, or
  * anything else of value, never goes to a listener that has not proven it holds this home's
- * token; liveness asks nothing of value and tells what answers when no proof came.
+ * token; liveness asks nothing of value and tells what answers when no proof came. `stop` and
+ * `reload` go over the control channel, with the platform's fallback (control-client.ts).
  */
+import type { ReloadReport } from '../core/hub.js';
 import { discoverDaemon, readAddressCard, resolveHome } from '../protocol/files.js';
 import { strangerMessage } from '../protocol/proof.js';
 import {
@@ -21,10 +23,10 @@ import { VERSION } from '../version.js';
 import { STATUS_SCHEMA, statusJson, type StatusDown } from './status-view.js';
 import { renderStatusTable } from './status-table.js';
 import { colorWanted, columnsOf } from './terminal.js';
+import { askReload, fallbackNote, reloadFallback, STOP_WAIT_MS, stopDaemon } from './control-client.js';
 
 const HEALTH_TIMEOUT_MS = 2_000;
-/** How long `stop` and `restart` wait for the daemon to exit after SIGTERM. */
-export const STOP_WAIT_MS = 30_000;
+/** How long `reload` waits for a SIGHUP (the POSIX fallback) to show in `/health`. */
 const RELOAD_WAIT_MS = 10_000;
 
 type Found =
@@ -107,36 +109,31 @@ export async function runStatusCommand(options: { json: boolean }): Promise<numb
   return status.limited === null ? 0 : 1;
 }
 
-/** Sends SIGTERM to the daemon and waits until it has removed its address card. */
-export async function runStopCommand(): Promise<number> {
-  const found = await findDaemon();
+/**
+ * Asks the daemon to stop (the control channel; on POSIX SIGTERM when it cannot be asked, on
+ * Windows a kill outright, said on stderr) and waits until it has exited.
+ */
+export async function runStopCommand(env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  const found = await findDaemon(env);
   if ('error' in found) {
     process.stderr.write(`exai-ws: ${found.error}\n`);
     return 1;
   }
-  // A signal needs no token: the liveness answer proved the pid is this home's daemon.
+  // Without a full report the daemon did not prove itself: it is not asked. A signal needs no
+  // token: the liveness answer proved the pid is this home's daemon.
   const pid = found.live.pid;
-  if (await terminate(pid, STOP_WAIT_MS)) {
+  const outcome = await stopDaemon(
+    { pid, target: found.health ? found.target : null, why: found.refused ?? undefined, pidPath: resolveHome(env).pid },
+    { by: 'exai-ws stop' },
+  );
+  process.stderr.write(fallbackNote(outcome, pid));
+  if (outcome.stopped) {
     process.stdout.write(`exai-ws: daemon ${pid} stopped\n`);
     return 0;
   }
-  process.stderr.write(`exai-ws: daemon ${pid} did not stop within ${STOP_WAIT_MS / 1000} s\n`);
+  const waited = outcome.how === 'killed' ? 'after it was killed' : `within ${STOP_WAIT_MS / 1000} s`;
+  process.stderr.write(`exai-ws: daemon ${pid} did not stop ${waited}\n`);
   return 1;
-}
-
-/** Sends SIGTERM (a graceful shutdown) and waits up to `timeoutMs` for the process to be gone; true once it is. */
-export async function terminate(pid: number, timeoutMs: number): Promise<boolean> {
-  try {
-    process.kill(pid, 'SIGTERM');
-  } catch {
-    // Gone already.
-  }
-  const deadline = Date.now() + timeoutMs;
-  while (processAlive(pid)) {
-    if (Date.now() >= deadline) return false;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return true;
 }
 
 /** Server names as a status line lists them: comma-separated, or '-' for none. */
@@ -145,11 +142,12 @@ function listNames(names: string[] | undefined): string {
 }
 
 /**
- * Asks the daemon to re-read its hosted-servers config (SIGHUP) and prints what changed, once
- * its `/health` reports the new reload. Resolves to the exit code.
+ * Asks the daemon to re-read its hosted-servers config and prints what changed: over the control
+ * channel, or on POSIX with SIGHUP when it cannot be asked (then once its `/health` reports the
+ * new reload). Resolves to the exit code.
  */
-export async function runReloadCommand(): Promise<number> {
-  const found = await findDaemon();
+export async function runReloadCommand(env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  const found = await findDaemon(env);
   if ('error' in found) {
     process.stderr.write(`exai-ws: ${found.error}\n`);
     return 1;
@@ -159,8 +157,22 @@ export async function runReloadCommand(): Promise<number> {
     process.stderr.write(`exai-ws: ${found.refused ?? 'no full report from the daemon'}\n`);
     return 1;
   }
+  const asked = await askReload(target);
+  if (asked.kind === 'reloaded') {
+    process.stdout.write(reloadedLine(asked.report));
+    return 0;
+  }
+  if (asked.kind === 'failed') {
+    process.stderr.write(`exai-ws: reload failed, the running servers stay as they are: ${asked.error}\n`);
+    return 1;
+  }
+  const fallback = reloadFallback(health.pid, asked.why);
+  if (fallback.kind === 'refuse') {
+    process.stderr.write(`exai-ws: ${fallback.message}\n`);
+    return 1;
+  }
   const before = lastReloadOf(health)?.at;
-  process.kill(health.pid, 'SIGHUP');
+  process.kill(health.pid, fallback.signal);
   const deadline = Date.now() + RELOAD_WAIT_MS;
   while (Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, 50));
@@ -171,13 +183,15 @@ export async function runReloadCommand(): Promise<number> {
       process.stderr.write(`exai-ws: reload failed, the running servers stay as they are: ${last.error}\n`);
       return 1;
     }
-    process.stdout.write(
-      `exai-ws: config reloaded: added ${listNames(last.added)}; removed ${listNames(last.removed)}; restarted ${listNames(last.restarted)}; unchanged ${listNames(last.unchanged)}\n`,
-    );
+    process.stdout.write(reloadedLine(last));
     return 0;
   }
   process.stderr.write(`exai-ws: the daemon did not report a reload within ${RELOAD_WAIT_MS / 1000} s\n`);
   return 1;
+}
+
+function reloadedLine(report: ReloadReport): string {
+  return `exai-ws: config reloaded: added ${listNames(report.added)}; removed ${listNames(report.removed)}; restarted ${listNames(report.restarted)}; unchanged ${listNames(report.unchanged)}\n`;
 }
 
 function lastReloadOf(health: HealthReport): LastReload | undefined {

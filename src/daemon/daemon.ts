@@ -67,6 +67,12 @@ export class Daemon {
   state: DaemonState = 'new';
   /** Fired once, after close() finished. */
   onclose: (() => void) | undefined;
+  /**
+   * What `POST /control/stop` starts (control.ts), `by` naming who asked: the process's own
+   * graceful stop, the one its SIGTERM starts (commands/daemon.ts sets it). Unset, the daemon
+   * closes itself with `by` as the reason.
+   */
+  onstop: ((by: string) => void) | undefined;
 
   readonly config: DaemonConfig;
   /** Per-tool series only for tools some session can see: names clients make up share one. */
@@ -216,6 +222,12 @@ export class Daemon {
         mcp: this.mcp,
         prometheus: new PrometheusExporter({ metrics: this.metrics, health: () => this.health() }),
         statusPage: (this.statusPage = new StatusPage({ health: () => this.health() })),
+        control: {
+          logger,
+          state: () => this.state,
+          stop: (by) => (this.onstop ? this.onstop(by) : void this.close(by)),
+          reload: (reason) => this.reload(reason),
+        },
       });
       const port = await this.bindPort(this.server);
       this.lock.update({ ...card, port });

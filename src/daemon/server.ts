@@ -3,10 +3,11 @@
  * JSON-RPC frames), Streamable HTTP on `/mcp` and `/mcp/NAME`, `GET /health`, `GET /metrics`
  * (Prometheus), the status page on `GET /` with its live updates on `GET /events`, and
  * `POST /auth/code` (the one-time codes `exai-ws open` hands to a browser), `POST
- * /auth/challenge` (this daemon proves it holds the token, proof.ts) and `POST /auth/rotate`
- * (`exai-ws token rotate`). Every request and upgrade must name the daemon's own address in
+ * /auth/challenge` (this daemon proves it holds the token, proof.ts), `POST /auth/rotate`
+ * (`exai-ws token rotate`) and `POST /control/stop` and `/control/reload` (`exai-ws stop`,
+ * `restart`, `reload`; control.ts). Every request and upgrade must name the daemon's own address in
  * `Host` (DNS rebinding) and carry either no `Origin` or a loopback one (cross-site requests
- * and WebSocket hijacking): 403 otherwise. `/mcp`, `/auth/code` and `/auth/rotate` take the
+ * and WebSocket hijacking): 403 otherwise. `/mcp`, `/auth/code`, `/auth/rotate` and `/control/*` take the
  * token as `Authorization: Bearer` or a proof of it as `Authorization: Exai-Proof`; `/metrics`,
  * `/` and `/events` those or the browser's session cookie (web-auth.ts): 401 otherwise.
  * `/health` answers anyone with liveness only (the pid lock and auto-start need no token) and
@@ -47,6 +48,8 @@ import type { PrometheusExporter } from './prometheus.js';
 import type { StatusPage } from './status-page.js';
 import { WebAuth } from './web-auth.js';
 import { CONNECTIONS_CHECK_MS, ConnectionGuard, type DescriptorProbe } from './connections.js';
+import { CONTROL_PATHS, ControlChannel, type ControlAction, type ControlDeps } from './control.js';
+import { readSmallBody } from './small-body.js';
 
 export interface DaemonServerDeps {
   config: DaemonConfig;
@@ -65,6 +68,8 @@ export interface DaemonServerDeps {
   statusPage: Pick<StatusPage, 'page' | 'events'>;
   /** The process's descriptor limit and use (default: from `/proc`, see connections.ts). */
   descriptors?: DescriptorProbe;
+  /** `POST /control/stop` and `/control/reload` (control.ts). */
+  control: ControlDeps;
 }
 
 const WS_PATHS = new Set(['/', '/ws']);
@@ -103,6 +108,7 @@ export class DaemonServer {
   private allowedHosts = new Set<string>();
   private readonly auth: WebAuth;
   private readonly guard: ConnectionGuard;
+  private readonly control: ControlChannel;
   /** The request each socket is on now: a request timeout is a body timeout while it is being received. */
   private readonly current = new WeakMap<Duplex, { req: IncomingMessage; res: ServerResponse }>();
   private acceptErrorLoggedAtMs = -Infinity;
@@ -112,6 +118,7 @@ export class DaemonServer {
     this.deps = deps;
     const { config, metrics, logger } = deps;
     this.auth = new WebAuth(deps.token);
+    this.control = new ControlChannel(deps.control);
     this.guard = new ConnectionGuard({
       maxUnauthenticated: config.maxUnauthenticated,
       fdReserve: config.fdReserve,
@@ -267,6 +274,8 @@ export class DaemonServer {
     if (path === '/auth/code') return this.onAuthCode(req, res);
     if (path === '/auth/challenge') return this.onChallenge(req, res);
     if (path === '/auth/rotate') return this.onRotate(req, res);
+    const control = CONTROL_PATHS.get(path);
+    if (control !== undefined) return this.onControl(control, req, res);
     if (path === '/metrics' || path === '/events' || path === '/') return this.onPage(req, res, path);
     send(404, {
       error: 'not found',
@@ -339,6 +348,14 @@ export class DaemonServer {
     this.auth.setToken(token);
     logger.info({ path: config.paths.token }, 'token rotated: the old token is refused from now on');
     writeJson(res, 200, { ok: true, path: config.paths.token });
+  }
+
+  /** `POST /control/stop` and `/control/reload`: authenticated as `/auth/rotate` is, then control.ts. */
+  private onControl(action: ControlAction, req: IncomingMessage, res: ServerResponse): void {
+    if (req.method !== 'POST') return writeJson(res, 405, { error: 'method not allowed' });
+    if (this.auth.tokenCredential(req) === null) return this.unauthorized(res, 'json');
+    this.guard.authenticate(req.socket);
+    this.control.handle(action, req, res);
   }
 
   /** `/metrics`, the status page and its event stream: the token or the browser's cookie. */
@@ -564,35 +581,6 @@ function closeReason(message: string): string {
     cut += char;
   }
   return cut;
-}
-
-/**
- * Reads a request body of at most `maxBytes` as text; `null` when it is larger (the rest is
- * not read: the connection closes after the answer). Calls `done` once.
- */
-function readSmallBody(req: IncomingMessage, maxBytes: number, done: (body: string | null) => void): void {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  let finished = false;
-  const finish = (body: string | null) => {
-    if (finished) return;
-    finished = true;
-    done(body);
-  };
-  req.on('data', (chunk: Buffer) => {
-    if (finished) return;
-    size += chunk.length;
-    if (size > maxBytes) {
-      req.pause();
-      finish(null);
-      return;
-    }
-    chunks.push(chunk);
-  });
-  req.on('end', () => finish(Buffer.concat(chunks).toString('utf8')));
-  req.on('error', () => {
-    finished = true;
-  });
 }
 
 function destroyOnError(this: Duplex): void {
