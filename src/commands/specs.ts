@@ -15,11 +15,13 @@ const DAEMON: CommandEntry = {
   summary: 'run the daemon in the foreground (ws://127.0.0.1:8765 by default)',
   usage: `usage: exai-ws daemon
 
-Runs the daemon in the foreground, in this process, until Ctrl-C, SIGTERM or \`exai-ws stop\`.
+Runs the daemon in the foreground, in this process, until Ctrl-C (Ctrl-Break or closing the
+console window on Windows), SIGTERM or \`exai-ws stop\`.
 Settings come from daemon.env (exai-ws settings), with this shell's variables (EXAI_WS_PORT,
 ... see the README) over it. It runs with the Node options it is given: auto-start,
 \`exai-ws restart\`, the service and \`npm run daemon\` give --max-semi-space-size=4; by hand,
-add it with NODE_OPTIONS=--max-semi-space-size=4. SIGHUP re-reads the hosted servers' config.
+add it with NODE_OPTIONS=--max-semi-space-size=4. \`exai-ws reload\` (or SIGHUP, off Windows)
+re-reads the hosted servers' config.
 Exit codes: 0 stopped, 1 another daemon runs or the port is taken, 2 invalid
 configuration, 73 unusable home, 70 crash.`,
 };

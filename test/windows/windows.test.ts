@@ -10,9 +10,9 @@
  * platform and listed in the README.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { ROOT, waitFor } from '../helpers.js';
@@ -173,11 +173,20 @@ test(
   async (t) => {
     windowA = await openWindow('window-a');
     t.diagnostic(`cold auto-start under Wine (shim launch to initialize done): ${windowA.ready.connect_ms} ms`);
-    writeFileSync(join(dir, '..', `exai-win-autostart-ms.txt`), String(windowA.ready.connect_ms));
-    const tools = (await windowA.ask({ op: 'list' })) as { tools: { name: string }[] };
-    const names = tools.tools.map((tool) => tool.name);
-    for (const name of ['version', 'listmodels', 'chat', 'memory__read_graph', 'viacmd__argv', 'tree__pids'])
-      assert.ok(names.includes(name), `${name} in ${names.join(' ')}`);
+    writeFileSync(join(tmpdir(), 'exai-win-autostart-ms.txt'), String(windowA.ready.connect_ms));
+    // Servers that take longer than EXAI_WS_LIST_WAIT_MS to start (Wine is slow) come with a later list.
+    const wanted = ['version', 'listmodels', 'chat', 'memory__read_graph', 'viacmd__argv', 'tree__pids'];
+    let names: string[] = [];
+    await waitFor(
+      async () => {
+        names = ((await windowA.ask({ op: 'list' })).tools ?? []).map((tool) => tool.name);
+        return wanted.every((name) => names.includes(name));
+      },
+      'every tool listed',
+      SLOW_MS,
+      500,
+    ).catch(() => undefined);
+    for (const name of wanted) assert.ok(names.includes(name), `${name} in ${names.join(' ')}`);
     assert.match(textOf(await windowA.ask({ op: 'call', name: 'version' })), /exai-ws/);
     const created = await windowA.ask({
       op: 'call',
@@ -189,6 +198,44 @@ test(
     // The .cmd entry got its arguments through cmd.exe as they were written.
     assert.deepEqual(JSON.parse(textOf(await windowA.ask({ op: 'call', name: 'viacmd__argv' }))), [`${marker}-viacmd`, 'two words', 'a&b']);
     assert.equal(daemonProcesses().length, 1, 'one daemon');
+  },
+);
+
+test(
+  "a user's folders and commands: settings in %APPDATA%, state in %LOCALAPPDATA%, status, logs, open, import from VS Code",
+  { skip },
+  async () => {
+    // Without the test's own paths: where a user's settings and state go by default.
+    const own = Object.fromEntries(
+      Object.entries(env).filter(([k]) => !['EXAI_WS_HOME', 'EXAI_WS_SETTINGS', 'EXAI_WS_CONFIG'].includes(k)),
+    );
+    const settings = await runWineNode([CLI, 'settings', 'list'], { env: own, dir, name: 'settings', timeoutMs: SLOW_MS });
+    assert.match(settings.stdout, /^C:\\users\\[^\\]+\\AppData\\Roaming\\exai-ws\\daemon\.env/m, settings.stdout + settings.stderr);
+    const state = await runWineNode([CLI, 'status'], { env: own, dir, name: 'status-default', timeoutMs: SLOW_MS });
+    assert.match(state.stderr, /C:\\users\\[^\\]+\\AppData\\Local\\exai-ws\\logs\\ws_daemon\.pid/, state.stderr);
+
+    const status = await cli(['status'], 'status');
+    assert.equal(status.code, 0, status.stderr);
+    assert.match(status.stdout, /memory/);
+    const logs = await cli(['logs', '-n', '20'], 'logs');
+    assert.equal(logs.code, 0, logs.stderr);
+    assert.match(logs.stdout, /daemon started/);
+    const open = await cli(['open', '--print'], 'open');
+    assert.equal(open.code, 0, open.stderr);
+    assert.match(open.stdout, /http:\/\/127\.0\.0\.1:\d+\/\S*code=/);
+
+    // VS Code keeps its user-level servers in %APPDATA%\Code\User\mcp.json.
+    const appData = join(process.env.WINEPREFIX ?? '', 'drive_c', 'users', userInfo().username, 'AppData', 'Roaming', 'Code', 'User');
+    mkdirSync(appData, { recursive: true });
+    writeFileSync(join(appData, 'mcp.json'), JSON.stringify({ servers: { fromvscode: { command: 'node.exe', args: ['server.js'] } } }));
+    try {
+      const imported = await cli(['import', '--from', 'vscode', '--dry-run'], 'import');
+      assert.equal(imported.code, 0, imported.stderr);
+      assert.match(imported.stdout, /fromvscode/);
+      assert.match(imported.stdout, /AppData\\Roaming\\Code\\User\\mcp\.json/);
+    } finally {
+      rmSync(join(appData, 'mcp.json'), { force: true });
+    }
   },
 );
 
