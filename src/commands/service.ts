@@ -91,9 +91,9 @@ interface Platform {
   file: string;
   text: string;
   /** The command line the service runs, read back out of a file's text; null when it has none. */
-  parse(text: string): string[] | null;
+  parse: (text: string) => string[] | null;
   /** A command line for messages, quoted for this platform's shell. */
-  line(words: readonly string[]): string;
+  line: (words: readonly string[]) => string;
   /** The manager's own name for the service, for messages. */
   name: string;
   /** The steps of `install` after the file is written (`changed`: the file's text is new). */
