@@ -235,6 +235,8 @@ export async function secretWarnings(places: readonly SecretPlace[], options: Ac
   if (platform !== 'win32') return [];
   const principal = userPrincipal(env) ?? '%USERDOMAIN%\\%USERNAME%';
   const lines: string[] = [];
+  // Places icacls could not answer for, by reason: one line each (Wine's dummy says nothing for all).
+  const unknown = new Map<string, SecretPlace[]>();
   for (const place of places) {
     let check: AclCheck;
     try {
@@ -246,10 +248,15 @@ export async function secretWarnings(places: readonly SecretPlace[], options: Ac
       const fix = fixCommands(place.folder, principal, check.others).map(icaclsWords).join(' && ');
       lines.push(`${place.what} ${place.path} can be read by ${check.others.join(', ')}, not only by you: fix with: ${fix}`);
     } else if (check.state === 'unknown') {
-      lines.push(
-        `could not check who can read ${place.what} ${place.path} (${check.why}); to limit it to you: ${icaclsLine(restrictArgs(place.folder, principal))}`,
-      );
+      unknown.set(check.why, [...(unknown.get(check.why) ?? []), place]);
     }
+  }
+  for (const [why, left] of unknown) {
+    const folders = [...new Set(left.map((p) => p.folder))];
+    const fix = folders.map((folder) => icaclsLine(restrictArgs(folder, principal))).join(' && ');
+    lines.push(
+      `could not check who can read ${left.map((p) => `${p.what} ${p.path}`).join(', ')} (${why}); to limit ${folders.length === 1 ? 'it' : 'them'} to you: ${fix}`,
+    );
   }
   return lines;
 }
