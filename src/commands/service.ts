@@ -1,7 +1,8 @@
 /**
  * `exai-ws service install|uninstall|status`: a per-user service that runs the daemon from the
  * user's login, for clients that connect by URL and cannot start a daemon themselves. A systemd
- * user unit on Linux, a launchd agent on macOS (files: service-files.ts).
+ * user unit on Linux, a launchd agent on macOS (files: service-files.ts), a per-user Task
+ * Scheduler task on Windows (windows-task.ts), registered with `schtasks` and no administrator.
  *
  * Every step is one line on stdout. When the service manager cannot be used (no `systemctl`, no
  * systemd user session, `EXAI_WS_SERVICE_MANAGER=none`) the file is still written and the lines
@@ -9,10 +10,11 @@
  * 2 bad usage.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, lstatSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { cardIsLive } from '../daemon/pidfile.js';
+import { makePrivateDir, userPrincipal, type CommandRunner } from '../daemon/acl.js';
 import { replaceWhole } from '../daemon/whole-file.js';
 import { legacyServiceEnvPath, settingsPath } from '../protocol/config-path.js';
 import { readSettings } from '../protocol/settings.js';
@@ -32,6 +34,7 @@ import {
   shellLine,
   systemdUnit,
 } from './service-files.js';
+import { TASK_FILE_NAME, TASK_NAME, decodeTaskFile, encodeTaskFile, parseTaskCommand, taskXml, windowsArg } from './windows-task.js';
 
 const USAGE = SERVICE_SPEC.usage;
 
@@ -78,13 +81,19 @@ export interface ServiceIo {
   manager: ManagerRunner | null;
   /** Waits for a daemon to answer after the service started; false skips the wait (tests). */
   waitForDaemon: boolean;
+  /** Runs icacls when `install` makes the settings folder on Windows (acl.ts); the real one by default. */
+  aclRunner?: CommandRunner;
 }
 
 /** Where each platform's service file goes, and the commands that load and unload it. */
 interface Platform {
-  kind: 'systemd' | 'launchd';
+  kind: 'systemd' | 'launchd' | 'schtasks';
   file: string;
   text: string;
+  /** The command line the service runs, read back out of a file's text; null when it has none. */
+  parse: (text: string) => string[] | null;
+  /** A command line for messages, quoted for this platform's shell. */
+  line: (words: readonly string[]) => string;
   /** The manager's own name for the service, for messages. */
   name: string;
   /** The steps of `install` after the file is written (`changed`: the file's text is new). */
@@ -108,6 +117,8 @@ function platformOf(io: ServiceIo): Platform | string {
       kind: 'systemd',
       file: join(configHome, 'systemd', 'user', SYSTEMD_UNIT),
       text: systemdUnit(spec),
+      parse: parseUnitExecStart,
+      line: shellLine,
       name: SYSTEMD_UNIT,
       // A running service keeps the command line it started with: a new file needs a restart.
       install: (changed) =>
@@ -128,6 +139,8 @@ function platformOf(io: ServiceIo): Platform | string {
       kind: 'launchd',
       file,
       text: launchdPlist(spec, LAUNCHD_LABEL, io.userHome),
+      parse: parsePlistProgramArguments,
+      line: shellLine,
       name: `${domain}/${LAUNCHD_LABEL}`,
       // bootout first: launchd keeps the job it loaded, so a changed file is only read by a new bootstrap.
       install: () => [bootout, ['launchctl', 'enable', `${domain}/${LAUNCHD_LABEL}`], ['launchctl', 'bootstrap', domain, file]],
@@ -137,7 +150,51 @@ function platformOf(io: ServiceIo): Platform | string {
       logHint: `launchctl print ${domain}/${LAUNCHD_LABEL}; ${join(spec.home, 'logs', 'service.log')}`,
     };
   }
-  return `no per-user service manager is supported on ${io.platform} (systemd on Linux, launchd on macOS); run \`exai-ws daemon\` from your login scripts instead`;
+  if (io.platform === 'win32') {
+    const user = userPrincipal(io.env);
+    if (user === null) return 'cannot tell who you are: USERNAME is not set, and the task must name its user (DOMAIN\\user)';
+    const file = join(dirname(settingsPath(io.env, io.platform)), TASK_FILE_NAME);
+    const end = ['schtasks', '/End', '/TN', TASK_NAME];
+    const create = ['schtasks', '/Create', '/TN', TASK_NAME, '/XML', file, '/F'];
+    const run = ['schtasks', '/Run', '/TN', TASK_NAME];
+    return {
+      kind: 'schtasks',
+      file,
+      text: taskXml(spec, user, io.userHome),
+      parse: parseTaskCommand,
+      line: windowsLine,
+      name: `task ${TASK_NAME}`,
+      // A running task keeps the command it started with: a new definition needs it ended first.
+      install: (changed) => (changed ? [end, create, run] : [create, run]),
+      stop: [end, ['schtasks', '/Delete', '/TN', TASK_NAME, '/F']],
+      forget: [],
+      enablement: [],
+      logHint: `schtasks /Query /TN ${TASK_NAME} /V /FO LIST; ${join(spec.home, 'logs', 'ws_daemon.log')}`,
+    };
+  }
+  return `no per-user service manager is supported on ${io.platform} (systemd on Linux, launchd on macOS, Task Scheduler on Windows); run \`exai-ws daemon\` from your login scripts instead`;
+}
+
+/** A command line for cmd.exe and PowerShell: words quoted as Windows programs split them. */
+function windowsLine(words: readonly string[]): string {
+  return words.map(windowsArg).join(' ');
+}
+
+/** A service file's text: the task file is UTF-16 (see windows-task.ts), the others UTF-8. Throws when it cannot be read. */
+function readServiceFile(platform: Platform): string {
+  const bytes = readFileSync(platform.file);
+  return platform.kind === 'schtasks' ? decodeTaskFile(bytes) : bytes.toString('utf8');
+}
+
+/**
+ * Whether a failed step is what the caller wanted anyway: booting out a launchd job, or ending
+ * a task, that is not loaded or not running; deleting a task that is not registered.
+ */
+function nothingToUndo(step: readonly string[], result: ManagerResult): boolean {
+  if (step[0] === 'launchctl') return step[1] === 'bootout';
+  if (step[0] !== 'schtasks' || result.error) return false;
+  if (step[1] === '/End') return true;
+  return step[1] === '/Delete' && /cannot find|does not exist|not exist/i.test(result.stderr + result.stdout);
 }
 
 /** Runs `exai-ws service ...`; resolves to the exit code. Never throws for the user's files. */
@@ -207,8 +264,9 @@ function runSteps(
   steps: string[][],
   io: ServiceIo,
   say: (line: string) => void,
-  tolerate: (step: string[]) => boolean = () => false,
+  tolerate: (step: string[], result: ManagerResult) => boolean = () => false,
   unreachableIsFine = false,
+  shellLine: (words: readonly string[]) => string = defaultLine,
 ): StepsOutcome {
   if (io.manager === null) {
     say('service manager: skipped (EXAI_WS_SERVICE_MANAGER=none); to apply it, run:');
@@ -216,7 +274,12 @@ function runSteps(
     return 'done';
   }
   for (const [i, step] of steps.entries()) {
-    const result = io.manager(step[0] as string, step.slice(1));
+    let result: ManagerResult;
+    try {
+      result = io.manager(step[0] as string, step.slice(1));
+    } catch (error) {
+      result = { status: null, stdout: '', stderr: '', error: error as NodeJS.ErrnoException };
+    }
     const line = shellLine(step);
     if (result.status === 0) {
       say(`ran: ${line}`);
@@ -227,7 +290,7 @@ function runSteps(
         ? `${step[0]} is not installed`
         : result.error.message
       : firstLine(result.stderr) || firstLine(result.stdout) || `exit code ${result.status}`;
-    if (tolerate(step)) {
+    if (tolerate(step, result)) {
       say(`ran: ${line} (${why}; nothing to undo)`);
       continue;
     }
@@ -245,10 +308,12 @@ function runSteps(
   return 'done';
 }
 
-/** No `systemctl`/`launchctl`, or no user session to talk to (a container, an ssh login without lingering). */
+const defaultLine = shellLine;
+
+/** No `systemctl`/`launchctl`/`schtasks`, or no user session to talk to (a container, an ssh login without lingering). */
 function unreachable(result: ManagerResult): boolean {
   if (result.error?.code === 'ENOENT') return true;
-  return /failed to connect to bus|no medium found|not been booted with systemd|could not find domain|operation not permitted while system is booted/i.test(
+  return /failed to connect to bus|no medium found|not been booted with systemd|could not find domain|operation not permitted while system is booted|task scheduler service is not available/i.test(
     result.stderr,
   );
 }
@@ -263,30 +328,46 @@ async function install(platform: Platform, io: ServiceIo, say: (line: string) =>
   const running = before && (await cardIsLive(before)) ? before : null;
   let previous: string | null = null;
   try {
-    previous = readFileSync(platform.file, 'utf8');
+    previous = readServiceFile(platform);
   } catch {
     // not installed yet
   }
   const changed = previous !== platform.text;
+  let aclWarning: string | null = null;
   try {
-    mkdirSync(dirname(platform.file), { recursive: true });
-    // launchd opens the log before the daemon could make its home.
-    if (platform.kind === 'launchd') mkdirSync(paths.logs, { recursive: true });
-    if (changed) replaceWhole(platform.file, platform.text, 0o644);
+    if (platform.kind === 'schtasks') {
+      // The task file sits in the settings folder, which holds daemon.env's keys: made private.
+      aclWarning = await makePrivateDir(dirname(platform.file), { platform: io.platform, env: io.env, runner: io.aclRunner });
+      if (changed) writeFileSync(platform.file, encodeTaskFile(platform.text));
+    } else {
+      mkdirSync(dirname(platform.file), { recursive: true });
+      // launchd opens the log before the daemon could make its home.
+      if (platform.kind === 'launchd') mkdirSync(paths.logs, { recursive: true });
+      if (changed) replaceWhole(platform.file, platform.text, 0o644);
+    }
   } catch (error) {
     say(`failed: cannot write ${platform.file}: ${(error as Error).message}`);
     return ExitCode.FAILURE;
   }
-  const command = platform.kind === 'systemd' ? parseUnitExecStart(platform.text) : parsePlistProgramArguments(platform.text);
+  const command = platform.parse(platform.text);
   say(`${changed ? (previous === null ? 'wrote' : 'updated') : 'unchanged'}: ${platform.file}`);
-  say(`  runs: ${shellLine(command ?? [])}`);
+  say(`  runs: ${platform.line(command ?? [])}`);
   say(`  home: ${paths.home}`);
+  if (aclWarning !== null) say(`warning: ${aclWarning}`);
   for (const line of moveServiceEnv(legacyServiceEnvPath(io.env, io.platform), settingsPath(io.env, io.platform))) say(line);
   const leftOut = settingsLeftOut(io.env, readSettings(settingsPath(io.env, io.platform)).values);
   if (leftOut.length > 0) {
     say(
       `  not copied: ${leftOut.join(', ')} from this shell: the daemon takes its settings from ${settingsPath(io.env, io.platform)} only; keep them with: ${leftOut.map((name) => `exai-ws settings set ${name}=...`).join('; ')}`,
     );
+  }
+  if (platform.kind === 'schtasks') {
+    const located = ['EXAI_WS_HOME', 'EXAI_WS_CONFIG', 'EXAI_WS_SETTINGS'].filter((name) => io.env[name]);
+    if (located.length > 0) {
+      say(
+        `note: the task runs with your logon environment, as your editors' shims do, not this shell's: ${located.join(', ')} set here reach it only when set for your user (${located.map((name) => `setx ${name} "..."`).join('; ')})`,
+      );
+    }
   }
   if (command?.some((word) => /[\\/]_npx[\\/]/.test(word))) {
     say("note: this CLI runs from npx's cache, which npm may clean at any time: install exai-ws (npm install -g) and run this again");
@@ -297,7 +378,8 @@ async function install(platform: Platform, io: ServiceIo, say: (line: string) =>
     );
   }
   // A launchd job not loaded yet makes bootout fail: that is the state it is there to reach.
-  const ok = runSteps(platform.install(changed), io, say, (step) => step[1] === 'bootout') === 'done';
+  // Ending a task that is not running (or not registered yet) is not a failure either.
+  const ok = runSteps(platform.install(changed), io, say, nothingToUndo, false, platform.line) === 'done';
   if (!ok) return ExitCode.FAILURE;
   if (io.manager === null) return ExitCode.OK;
   say(`enabled: ${platform.name} starts the daemon at login and again when it fails`);
@@ -329,7 +411,14 @@ function uninstall(platform: Platform, io: ServiceIo, say: (line: string) => voi
     return ExitCode.OK;
   }
   // Stopping what is not loaded any more is what uninstall wants: not a failure.
-  const stopped = runSteps(platform.stop, io, say, () => platform.kind === 'launchd', true);
+  const stopped = runSteps(
+    platform.stop,
+    io,
+    say,
+    (step, result) => platform.kind === 'launchd' || nothingToUndo(step, result),
+    true,
+    platform.line,
+  );
   if (stopped === 'failed') return ExitCode.FAILURE;
   const removed = stopped === 'unreachable' ? [...platform.enablement.filter(isLink), platform.file] : [platform.file];
   for (const path of removed) {
@@ -348,7 +437,7 @@ function uninstall(platform: Platform, io: ServiceIo, say: (line: string) => voi
     );
     return ExitCode.OK;
   }
-  if (platform.forget.length > 0 && runSteps(platform.forget, io, say) !== 'done') return ExitCode.FAILURE;
+  if (platform.forget.length > 0 && runSteps(platform.forget, io, say, undefined, false, platform.line) !== 'done') return ExitCode.FAILURE;
   if (io.manager !== null) say('stopped: the service daemon; windows with a shim start a daemon of their own when they need one');
   return ExitCode.OK;
 }
@@ -364,14 +453,14 @@ function isLink(path: string): boolean {
 function status(platform: Platform, io: ServiceIo, say: (line: string) => void): number {
   let text: string;
   try {
-    text = readFileSync(platform.file, 'utf8');
+    text = readServiceFile(platform);
   } catch {
     say(`not installed: ${platform.file} does not exist (exai-ws service install)`);
     return ExitCode.FAILURE;
   }
-  const command = platform.kind === 'systemd' ? parseUnitExecStart(text) : parsePlistProgramArguments(text);
+  const command = platform.parse(text);
   say(`installed: ${platform.file}`);
-  say(`  runs: ${command ? shellLine(command) : '(no command line found in the file)'}`);
+  say(`  runs: ${command ? platform.line(command) : '(no command line found in the file)'}`);
   if (text !== platform.text)
     say('  differs from what `exai-ws service install` would write now (another Node, CLI or environment); run it again to update');
   if (io.manager === null) {
@@ -394,6 +483,7 @@ function status(platform: Platform, io: ServiceIo, say: (line: string) => void):
     );
     return ExitCode.OK;
   }
+  if (platform.kind === 'schtasks') return taskStatus(command, io.manager, platform.line, say);
   const printed = io.manager('launchctl', ['print', platform.name]);
   if (printed.status !== 0) {
     say(`service manager: not loaded (${firstLine(printed.stderr) || firstLine(printed.stdout) || `exit code ${printed.status}`})`);
@@ -404,5 +494,48 @@ function status(platform: Platform, io: ServiceIo, say: (line: string) => void):
   if (field('pid')) parts.push(`pid ${field('pid')}`);
   if (field('last exit code')) parts.push(`last exit code ${field('last exit code')}`);
   say(`service manager: loaded, ${parts.join(', ')}`);
+  return ExitCode.OK;
+}
+
+/**
+ * What Task Scheduler holds: the registered definition (`/Query /XML`, whose command is compared
+ * with the file's) and the task's state (`/Query /FO CSV /NH`: name, next run, status; the
+ * status word is in the system's language). Never fails `status`: the file is installed.
+ */
+function taskStatus(
+  fileCommand: string[] | null,
+  manager: ManagerRunner,
+  line: (words: readonly string[]) => string,
+  say: (line: string) => void,
+): number {
+  const ask = (args: string[]): ManagerResult => {
+    try {
+      return manager('schtasks', args);
+    } catch (error) {
+      return { status: null, stdout: '', stderr: '', error: error as NodeJS.ErrnoException };
+    }
+  };
+  const queried = ask(['/Query', '/TN', TASK_NAME, '/XML']);
+  if (queried.error) {
+    say(`service manager: not available (${queried.error.code === 'ENOENT' ? 'schtasks is not installed' : queried.error.message})`);
+    return ExitCode.OK;
+  }
+  if (queried.status !== 0) {
+    const why = firstLine(queried.stderr) || firstLine(queried.stdout) || `exit code ${queried.status}`;
+    say(`service manager: task ${TASK_NAME} is not registered (${why}); exai-ws service install registers it`);
+    return ExitCode.OK;
+  }
+  const registered = parseTaskCommand(queried.stdout);
+  if (registered === null) {
+    say(`service manager: unknown (schtasks /Query printed no task definition for ${TASK_NAME})`);
+    return ExitCode.OK;
+  }
+  if (fileCommand !== null && line(registered) !== line(fileCommand)) {
+    say(`  the registered task runs something else: ${line(registered)}; exai-ws service install registers the file again`);
+  }
+  const listed = ask(['/Query', '/TN', TASK_NAME, '/FO', 'CSV', '/NH']);
+  const fields = [...(firstLine(listed.stdout.replace(/\0/g, '')).matchAll(/"([^"]*)"/g) ?? [])].map((m) => m[1] as string);
+  const state = listed.status === 0 && fields.length >= 3 ? fields[fields.length - 1] : undefined;
+  say(`service manager: registered, ${state || 'state unknown'}`);
   return ExitCode.OK;
 }

@@ -1,11 +1,13 @@
 /**
  * `exai-ws settings list | set NAME=value ... | unset NAME ...`: shows and edits the daemon's
  * settings file (`daemon.env`, see protocol/settings.ts). The file may hold provider keys: it is
- * written whole with mode 0600 (and made 0600 when it was not), and `list` masks every key.
+ * written whole with mode 0600 (and made 0600 when it was not; on Windows its folder is limited
+ * to the user when made, see daemon/acl.ts), and `list` masks every key.
  * A change applies when the daemon next starts; each write says so and offers `exai-ws restart`.
  */
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { makePrivateDir } from '../daemon/acl.js';
 import { checkSetting } from '../daemon/config.js';
 import { cardIsLive } from '../daemon/pidfile.js';
 import { replaceWhole } from '../daemon/whole-file.js';
@@ -111,7 +113,9 @@ async function write(path: string, edits: readonly [string, string | undefined][
   let next = text;
   for (const [name, value] of edits) next = editSettingsText(next, name, value);
   try {
-    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    // On Windows a settings folder made here is limited to the user (modes do nothing there).
+    const aclWarning = await makePrivateDir(dirname(path), { env: io.env });
+    if (aclWarning !== null) io.err(`exai-ws settings: warning: ${aclWarning}\n`);
     replaceWhole(path, next, 0o600);
     // The rename keeps the new file's mode; an old one others could read is private now.
     chmodSync(path, 0o600);

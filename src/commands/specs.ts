@@ -173,15 +173,16 @@ Options:
 export const SERVICE_SPEC: CommandEntry = {
   name: 'service',
   summary:
-    'install|uninstall|status: run the daemon from your login (a systemd user unit on Linux,\na launchd agent on macOS); EXAI_WS_SERVICE_MANAGER=none writes or removes the file and\nprints the systemctl/launchctl commands',
+    'install|uninstall|status: run the daemon from your login (a systemd user unit on Linux,\na launchd agent on macOS, a Task Scheduler task on Windows); EXAI_WS_SERVICE_MANAGER=none\nwrites or removes the file and prints the systemctl/launchctl/schtasks commands',
   usage: `usage: exai-ws service install|uninstall|status
 
-Runs the daemon from your login: a systemd user unit on Linux, a launchd agent on macOS.
-  install     write the unit (or plist) and start it
+Runs the daemon from your login: a systemd user unit on Linux, a launchd agent on macOS, a
+per-user Task Scheduler task on Windows (no administrator needed).
+  install     write the unit (plist, task XML) and start it
   uninstall   stop it and remove the file
   status      show whether it is installed and running
-EXAI_WS_SERVICE_MANAGER=none writes or removes the file and prints the systemctl/launchctl
-commands instead of running them.`,
+EXAI_WS_SERVICE_MANAGER=none writes or removes the file and prints the systemctl/launchctl/
+schtasks commands instead of running them.`,
   positionals: { min: 0, max: 1 },
 };
 

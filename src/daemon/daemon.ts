@@ -33,7 +33,7 @@ import type { HealthReport, LastReload, MemoryReport } from './health-client.js'
 import { LineFile } from './line-file.js';
 import { coreLog, createLogger, type DaemonLogger } from './logger.js';
 import { Metrics } from './metrics.js';
-import { HomeError, homeError, prepareHome } from './home.js';
+import { HomeError, homeError, prepareHome, secureHome } from './home.js';
 import { IdleExit } from './idle-exit.js';
 import { AlreadyRunningError, acquirePidLock, type PidLock } from './pidfile.js';
 import { ConfigWatcher } from './config-watcher.js';
@@ -127,7 +127,7 @@ export class Daemon {
     this.state = 'starting';
     const { config } = this;
     const { paths } = config;
-    prepareHome(paths);
+    const home = prepareHome(paths);
     try {
       // An auto-started daemon's stderr is its log file (see shim/autostart.ts): copying warnings
       // there would write each one twice.
@@ -163,6 +163,10 @@ export class Daemon {
       if (written === 'created') logger.info({ path: paths.token }, 'token file created');
       else if (written) logger.warn({ path: paths.token, reason: written }, 'token file held no usable token: replaced with a new one');
       for (const text of settingsWarnings(config)) this.warn(text, { settings: config.settings.path });
+      // Windows: who may read the token and the settings (acl.ts), checked without waiting for it.
+      void secureHome(paths, config.settings.path, home.created).then((lines) => {
+        if (this.state === 'starting' || this.state === 'running') for (const text of lines) this.warn(text, { home: paths.home });
+      });
       const hub = await startCore({
         startedAtMs: this.startedAtMs,
         listTimeoutMs: config.callTimeoutMs,

@@ -2,11 +2,14 @@
  * Problems with the daemon's home (`EXAI_WS_HOME`) that only the user can fix: a path of the
  * wrong type (the token path is a directory, `logs` is a file), no permission, a read-only or
  * full disk. Each becomes a {@link HomeError}: one line that names the path and what to do,
- * printed without a stack; `exai-ws daemon` then exits with `ExitCode.HOME` (73).
+ * printed without a stack; `exai-ws daemon` then exits with `ExitCode.HOME` (73). And on
+ * Windows, where file modes protect nothing, the access lists of the folders holding the token
+ * and the settings (acl.ts): a home made here is limited to the user, and both are checked.
  */
-import { accessSync, constants, mkdirSync, statSync } from 'node:fs';
-import { dirname, parse } from 'node:path';
+import { accessSync, constants, existsSync, mkdirSync, statSync } from 'node:fs';
+import { dirname, parse, relative } from 'node:path';
 import type { HomePaths } from '../protocol/files.js';
+import { restrictToUser, secretWarnings, type AclOptions, type SecretPlace } from './acl.js';
 
 export class HomeError extends Error {
   override name = 'HomeError';
@@ -23,11 +26,13 @@ const ELSEWHERE = 'or set EXAI_WS_HOME to another directory';
 
 /**
  * Makes the home and its `logs` directory (mode 0700) and checks that the files the daemon
- * writes there are not directories. Throws {@link HomeError}; anything else is a bug.
+ * writes there are not directories. Returns whether this call made the home folder (for
+ * {@link secureHome}). Throws {@link HomeError}; anything else is a bug.
  */
-export function prepareHome(paths: HomePaths): void {
+export function prepareHome(paths: HomePaths): { created: boolean } {
+  let made: string | undefined;
   try {
-    mkdirSync(paths.logs, { recursive: true, mode: 0o700 });
+    made = mkdirSync(paths.logs, { recursive: true, mode: 0o700 });
   } catch (error) {
     const problem = homeError(error, paths.logs, 'the logs directory');
     if (problem instanceof HomeError && problem.path === paths.home && !isDirectory(paths.home)) {
@@ -51,6 +56,35 @@ export function prepareHome(paths: HomePaths): void {
     accessSync(paths.logs, constants.W_OK);
   } catch (error) {
     throw homeError(error, paths.logs, 'the logs directory');
+  }
+  // mkdir names the first folder it made: the home itself or one above it means the home is new.
+  return { created: made !== undefined && !relative(made, paths.home).startsWith('..') };
+}
+
+/**
+ * Windows only (elsewhere it resolves to no lines at once): limits a home that `prepareHome`
+ * just made to the user, then checks who may read the home, the settings folder and the secret
+ * files in them (token, settings file). Resolves to the warning lines for the daemon's log,
+ * each naming the path and the icacls command that fixes it. Never rejects; the daemon does
+ * not wait for it, so a slow or broken icacls (Wine's does nothing) never delays its start.
+ */
+export async function secureHome(paths: HomePaths, settingsFile: string, created: boolean, options: AclOptions = {}): Promise<string[]> {
+  if ((options.platform ?? process.platform) !== 'win32') return [];
+  try {
+    const lines: string[] = [];
+    if (created) {
+      const failed = await restrictToUser(paths.home, options);
+      if (failed !== null) lines.push(failed);
+    }
+    const settingsDir = dirname(settingsFile);
+    const places: SecretPlace[] = [{ path: paths.home, what: 'the home folder', folder: paths.home }];
+    if (existsSync(paths.token)) places.push({ path: paths.token, what: 'the token file', folder: paths.home });
+    if (existsSync(settingsDir)) places.push({ path: settingsDir, what: 'the settings folder', folder: settingsDir });
+    if (existsSync(settingsFile)) places.push({ path: settingsFile, what: 'the settings file', folder: settingsDir });
+    lines.push(...(await secretWarnings(places, options)));
+    return lines;
+  } catch (error) {
+    return [`could not check who can read ${paths.home}: ${(error as Error).message}`];
   }
 }
 
