@@ -12,6 +12,7 @@ import {
   CMD_SPECIAL,
   batchLine,
   envValue,
+  mergeEnv,
   parseCmdShim,
   planWindowsLaunch,
   quoteForBatch,
@@ -33,6 +34,8 @@ test('envValue and withEnvValue: names without case on win32, as they are elsewh
   assert.equal(envValue({ path: '' }, 'PATH'), undefined);
   assert.deepEqual(withEnvValue({ Path: 'a', X: '1' }, 'PATH', 'b', 'win32'), { X: '1', PATH: 'b' });
   assert.deepEqual(withEnvValue({ Path: 'a' }, 'PATH', 'b', 'linux'), { Path: 'a', PATH: 'b' });
+  assert.deepEqual(mergeEnv({ PATH: 'default', TEMP: 't' }, { Path: 'mine' }, 'win32'), { TEMP: 't', Path: 'mine' });
+  assert.deepEqual(mergeEnv({ PATH: 'default' }, { Path: 'mine' }, 'linux'), { PATH: 'default', Path: 'mine' });
 });
 
 test('resolveCommand: PATH in order with PATHEXT, the name as is first when it has an extension, paths from cwd', () => {

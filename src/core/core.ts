@@ -19,7 +19,7 @@ import { tagStreams } from './http-streams.js';
 import { DEFAULT_INIT_TIMEOUT_MS, WORKSPACE_FOLDER, type UpstreamSpec } from './upstream-config.js';
 import { Upstream, type Started } from './upstream.js';
 import { Watchdog } from './watchdog.js';
-import { planWindowsLaunch } from './windows-command.js';
+import { mergeEnv, planWindowsLaunch } from './windows-command.js';
 
 /** A lifecycle event of the core for the log; `level` when it is not `info`. */
 export type CoreLog = (event: string, details: Record<string, unknown>, level?: 'debug' | 'warn') => void;
@@ -185,7 +185,7 @@ async function launch(
   const configured = {
     command: spec.command,
     args: spec.args,
-    env: { ...getDefaultEnvironment(), ...spec.env },
+    env: mergeEnv(getDefaultEnvironment(), spec.env),
     cwd: spec.cwd,
     clientValues: spec.clientValues,
   };

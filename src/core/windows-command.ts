@@ -63,6 +63,20 @@ export function withEnvValue(
   return { ...Object.fromEntries(Object.entries(env).filter(([key]) => key.toUpperCase() !== wanted)), [name]: value };
 }
 
+/**
+ * `over` on top of `base`. On win32 a name in `over` replaces the same name in `base` in any
+ * spelling (the user's `Path` replaces the default `PATH`), so the block has one of each.
+ */
+export function mergeEnv(
+  base: Readonly<Record<string, string>>,
+  over: Readonly<Record<string, string>>,
+  platform: NodeJS.Platform = process.platform,
+): Record<string, string> {
+  if (platform !== 'win32') return { ...base, ...over };
+  const replaced = new Set(Object.keys(over).map((key) => key.toUpperCase()));
+  return { ...Object.fromEntries(Object.entries(base).filter(([key]) => !replaced.has(key.toUpperCase()))), ...over };
+}
+
 /** True for a file on disk (a stat of the real file system). */
 export function fileExists(path: string): boolean {
   return statSync(path, { throwIfNoEntry: false })?.isFile() ?? false;
