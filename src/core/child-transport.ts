@@ -69,6 +69,10 @@ export interface ChildSpec {
   args: readonly string[];
   env: Readonly<Record<string, string>>;
   cwd?: string | undefined;
+  /** Arguments go to the process as written, unquoted (win32 `windowsVerbatimArguments`: cmd.exe's line, quoted by windows-command.ts). */
+  verbatim?: boolean;
+  /** Values in args or env that came from a client (a workspace folder): never handed to cmd.exe where it would read them as syntax. */
+  clientValues?: readonly string[];
 }
 
 export class ChildTransport implements Transport {
@@ -121,6 +125,7 @@ export class ChildTransport implements Transport {
           stdio: ['pipe', 'pipe', 'pipe'],
           detached: true, // its own process group: stopping it reaches grandchildren
           windowsHide: true,
+          windowsVerbatimArguments: this.spec.verbatim === true,
         });
       } catch (error) {
         // E2BIG, EINVAL, an argument Node refuses: thrown at once, no process, nothing to close.

@@ -9,7 +9,7 @@ import { getDefaultEnvironment } from '@modelcontextprotocol/sdk/client/stdio.js
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { registerAiTools } from './ai-tools.js';
 import { BUILTIN_SERVER, createBuiltinServer, linkInMemory } from './builtin.js';
-import { ChildTransport, SpawnError } from './child-transport.js';
+import { ChildTransport, SpawnError, type ChildSpec } from './child-transport.js';
 import { Hub } from './hub.js';
 import { NpxResolver } from './npx.js';
 import type { Providers } from './providers/providers.js';
@@ -19,6 +19,7 @@ import { tagStreams } from './http-streams.js';
 import { DEFAULT_INIT_TIMEOUT_MS, WORKSPACE_FOLDER, type UpstreamSpec } from './upstream-config.js';
 import { Upstream, type Started } from './upstream.js';
 import { Watchdog } from './watchdog.js';
+import { mergeEnv, planWindowsLaunch } from './windows-command.js';
 
 /** A lifecycle event of the core for the log; `level` when it is not `info`. */
 export type CoreLog = (event: string, details: Record<string, unknown>, level?: 'debug' | 'warn') => void;
@@ -98,12 +99,16 @@ export async function startCore(options: CoreOptions): Promise<Hub> {
   return hub;
 }
 
+/** An instance's entry, with the values in it that came from a client (see ChildSpec.clientValues). */
+type Instance = UpstreamSpec & { readonly clientValues?: readonly string[] };
+
 /**
  * A workspace instance's entry: `${workspaceFolder}` (and `${workspaceFolderBasename}`) in
  * args, env and cwd become the workspace directory (its last part), which is also the default
- * working directory. A session instance's is unchanged.
+ * working directory. A session instance's is unchanged. The folder is the client's word, so it
+ * is named as such: on Windows it must not reach cmd.exe as syntax.
  */
-function forScope(spec: UpstreamSpec, key: string): UpstreamSpec {
+function forScope(spec: UpstreamSpec, key: string): Instance {
   if (spec.kind !== 'stdio' || spec.scope !== 'workspace') return spec;
   const fill = (text: string) => text.split(WORKSPACE_FOLDER).join(key).split('${workspaceFolderBasename}').join(basename(key));
   const folder = isAbsolute(key) ? key : undefined;
@@ -114,6 +119,7 @@ function forScope(spec: UpstreamSpec, key: string): UpstreamSpec {
     args: spec.args.map(fill),
     env: Object.fromEntries(Object.entries(spec.env).map(([k, v]) => [k, fill(v)])),
     cwd,
+    clientValues: [key, basename(key)],
   };
 }
 
@@ -153,7 +159,7 @@ function firstRequest(link: ServerLink, method: string): Promise<void> {
 
 /** Starts one hosted server and completes its initialize handshake; `npx` is unset when EXAI_WS_NPX_DIRECT=0. */
 async function launch(
-  spec: UpstreamSpec,
+  spec: Instance,
   wire: (link: ServerLink) => void,
   watchdog: Watchdog,
   options: CoreOptions,
@@ -176,10 +182,23 @@ async function launch(
     await link.start();
     return { link, exitReason: () => `the connection to ${spec.url} closed` };
   }
-  const configured = { command: spec.command, args: spec.args, env: { ...getDefaultEnvironment(), ...spec.env }, cwd: spec.cwd };
+  const configured = {
+    command: spec.command,
+    args: spec.args,
+    env: mergeEnv(getDefaultEnvironment(), spec.env),
+    cwd: spec.cwd,
+    clientValues: spec.clientValues,
+  };
   const direct = await npx?.resolve(configured);
   if (direct) options.log?.('server runs without npx', { server: spec.name, file: direct.file });
-  const transport = new ChildTransport(direct ?? configured, watchdog);
+  let planned: ChildSpec;
+  try {
+    // On Windows a .cmd or .bat goes through cmd.exe; elsewhere, and for anything else, as it is.
+    planned = planWindowsLaunch(direct ?? configured);
+  } catch (error) {
+    throw startFailure(spec.name, configured, error);
+  }
+  const transport = new ChildTransport(planned, watchdog);
   transport.onstderr = (line) => options.log?.('server stderr', { server: spec.name, line }, 'debug');
   const exitReason = () => {
     const tail = transport.stderr.trim().split('\n').slice(-3).join(' | ');
@@ -197,13 +216,19 @@ async function launch(
   } catch (error) {
     // The next start asks npx again: its cache may have been cleared under the resolved file.
     npx?.forget(configured);
-    if (error instanceof SpawnError) {
-      // No process at all (ENOENT, EACCES, EMFILE, E2BIG...): the cause, by its code, is the user's to read.
-      const why = error.code === 'ENOENT' ? notFound(spec.command, configured.cwd, error) : error.message;
-      throw new Error(`server ${spec.name} could not be started: ${error.code} ${why}`);
-    }
+    if (error instanceof SpawnError) throw startFailure(spec.name, configured, error);
     if (transport.exitStatus !== undefined) throw new Error(exitReason());
     throw error;
   }
   return { link, pid: transport.pid, exitReason };
+}
+
+/**
+ * A server with no process at all (ENOENT, EACCES, EMFILE, E2BIG, EUNSAFE...): the cause, by its
+ * code, is the user's to read. Anything but a SpawnError is returned as it is.
+ */
+function startFailure(name: string, configured: ChildSpec, error: unknown): unknown {
+  if (!(error instanceof SpawnError)) return error;
+  const why = error.code === 'ENOENT' ? notFound(configured.command, configured.cwd, error) : error.message;
+  return new Error(`server ${name} could not be started: ${error.code} ${why}`);
 }
