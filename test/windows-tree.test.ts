@@ -287,15 +287,23 @@ test('the watchdog gives Windows servers a job and spawns nothing; elsewhere a w
   assert.deepEqual(watched, [PID], 'registered with the watchdog');
 });
 
-test('a hosted server on Windows gets its job when it spawns, and the job is ended when it exits', async () => {
+test('a hosted server on Windows: kernel32 bound before it runs, its job made when it spawns, ended when it exits', async () => {
   const api = new FakeKernel32();
   api.members = 1;
-  const windows = new WindowsTrees({ load: () => api, ...fakeSystem(0).system });
-  const transport = new ChildTransport(
+  let pidWhenBound: number | null | undefined = null;
+  const windows = new WindowsTrees({
+    load: () => {
+      pidWhenBound = transport.pid;
+      return api;
+    },
+    ...fakeSystem(0).system,
+  });
+  const transport: ChildTransport = new ChildTransport(
     { command: process.execPath, args: ['-e', 'process.stdin.resume()'], env: {} },
     new Watchdog({ platform: 'win32', windows }),
   );
   await transport.start();
+  assert.equal(pidWhenBound, undefined, 'bound before the server was spawned (koffi takes a moment to load)');
   assert.deepEqual(api.steps.slice(2, 3), [`OpenProcess ${transport.pid} -> 101`]);
   await transport.close(); // stdin EOF: the server exits, and its job is ended
   assert.deepEqual(api.steps.slice(4), ['TerminateJobObject 100 1', 'CloseHandle 101', 'CloseHandle 100']);

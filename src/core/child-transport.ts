@@ -113,6 +113,8 @@ export class ChildTransport implements Transport {
    */
   start(): Promise<void> {
     if (this.child) throw new Error('ChildTransport already started');
+    // Before the server runs: on Windows its job must be ready the moment it spawns.
+    keeperOf(this.watchdog)?.prepare();
     return new Promise((resolve, reject) => {
       const fail = (error: unknown) => reject(SpawnError.from(error));
       let child: ChildProcess;
@@ -162,7 +164,7 @@ export class ChildTransport implements Transport {
       stdin.on('error', (error) => this.onerror?.(error));
       child.once('spawn', () => {
         // At once: a server that starts a child before its tree is made could leave that child out.
-        if (child.pid !== undefined) this.tree = adoptTree(child.pid, this.watchdog);
+        if (child.pid !== undefined) this.tree = keeperOf(this.watchdog)?.adopt(child.pid) ?? new ProcessGroup(child.pid);
         resolve();
       });
       child.once('exit', (code, signal) => {
@@ -243,13 +245,17 @@ function destroyPipes(child: ChildProcess): void {
   for (const stream of [child.stdin, child.stdout, child.stderr]) stream?.destroy();
 }
 
+/** The keeper of Windows trees for transports made without a watchdog (tests). */
+let standalone: Watchdog | undefined;
+
 /**
- * The tree of a server spawned a moment ago. Without a watchdog (tests), a POSIX group is ended
- * but not watched, and Windows trees are made by the platform's own {@link Watchdog}.
+ * Who makes a server's tree: its watchdog. Without one (tests), a POSIX group is made but not
+ * watched, and Windows trees come from one watchdog of their own.
  */
-function adoptTree(pid: number, watchdog: Watchdog | undefined): ProcessTree {
-  if (watchdog) return watchdog.adopt(pid);
-  return process.platform === 'win32' ? new Watchdog().adopt(pid) : new ProcessGroup(pid);
+function keeperOf(watchdog: Watchdog | undefined): Watchdog | undefined {
+  if (watchdog || process.platform !== 'win32') return watchdog;
+  standalone ??= new Watchdog();
+  return standalone;
 }
 
 /** Without a tree (no pid known): SIGTERM, then SIGKILL, to the leader alone. */

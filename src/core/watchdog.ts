@@ -68,9 +68,17 @@ export class Watchdog {
    * (or the taskkill fallback) on Windows. Never throws.
    */
   adopt(pid: number): ProcessTree {
-    if (this.platform !== 'win32') return new ProcessGroup(pid, this);
+    return this.platform === 'win32' ? this.windowsTrees().adopt(pid) : new ProcessGroup(pid, this);
+  }
+
+  /** Call before spawning a server: on Windows, binds kernel32 the first time. Never throws. */
+  prepare(): void {
+    if (this.platform === 'win32') this.windowsTrees().prepare();
+  }
+
+  private windowsTrees(): WindowsTrees {
     this.windows ??= new WindowsTrees({ log: this.log });
-    return this.windows.adopt(pid);
+    return this.windows;
   }
 
   /** Starts watching a process group (its leader's pid). Best effort: never throws. */

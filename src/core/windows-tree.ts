@@ -245,6 +245,14 @@ export class WindowsTrees {
     this.system = options;
   }
 
+  /**
+   * Binds kernel32 now if it is not yet (koffi takes a moment to load: under Wine 0.3 to 0.5 s),
+   * so that it happens before a server runs, not between its spawn and its job. Never throws.
+   */
+  prepare(): void {
+    this.kernel32();
+  }
+
   /** The tree of a server process spawned a moment ago: a job when it can be made, else taskkill. */
   adopt(pid: number): ProcessTree {
     const api = this.kernel32();
