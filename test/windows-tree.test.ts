@@ -28,6 +28,8 @@ class FakeKernel32 implements Kernel32 {
   fail: Partial<Record<string, number>> = {};
   members = 2;
   drainQueries = 2;
+  /** Whether the server process has exited (a failed assignment asks). */
+  exited = false;
   private next = 100n;
   private error = 0;
   private terminated = false;
@@ -73,6 +75,10 @@ class FakeKernel32 implements Kernel32 {
     this.calls.push(`QueryInformationJobObject ${job}`);
     if (this.terminated && this.drainQueries-- <= 0) this.members = 0;
     return this.members;
+  }
+  hasExited(process: Handle): boolean {
+    this.calls.push(`WaitForSingleObject ${process} 0`);
+    return this.exited;
   }
   closeHandle(handle: Handle): boolean {
     this.calls.push(`CloseHandle ${handle}`);
@@ -192,6 +198,28 @@ for (const [call, opened] of [
     assert.deepEqual(kills, []);
   });
 }
+
+test('a server that exited before it joined its job (access denied) is no reason to warn: nothing is left to end', async () => {
+  const api = new FakeKernel32();
+  api.fail = { AssignProcessToJobObject: 5 };
+  api.exited = true;
+  const { lines, log } = recordLog();
+  const { system, runs, kills } = fakeSystem(0);
+  const trees = new WindowsTrees({ load: () => api, log, ...system });
+  const tree = trees.adopt(PID);
+  assert.equal(tree.alive, false);
+  await tree.end();
+  assert.deepEqual(api.steps.slice(3), [
+    'AssignProcessToJobObject 100 101',
+    'WaitForSingleObject 101 0',
+    'CloseHandle 101',
+    'CloseHandle 100',
+  ]);
+  assert.deepEqual([runs, kills, lines], [[], [], []], 'no taskkill, no kill, no warning');
+  api.fail = {};
+  assert.ok(trees.adopt(PID + 1) instanceof JobTree);
+  assert.deepEqual(lines, [['process trees', { mechanism: 'job object' }, undefined]], 'jobs work: said at info');
+});
 
 test('when koffi cannot be loaded, every tree uses taskkill; loading is tried once and the reason logged once', async () => {
   let loads = 0;

@@ -23,6 +23,8 @@ export interface Kernel32 {
   /** OpenProcess with the rights AssignProcessToJobObject and a wait need, or 0n. */
   openProcess(pid: number): Handle;
   assignProcessToJobObject(job: Handle, process: Handle): boolean;
+  /** WaitForSingleObject(process, 0) is WAIT_OBJECT_0: the process has exited. */
+  hasExited(process: Handle): boolean;
   terminateJobObject(job: Handle, exitCode: number): boolean;
   /** QueryInformationJobObject(JobObjectBasicAccountingInformation).ActiveProcesses, or null when it failed. */
   activeProcesses(job: Handle): number | null;
@@ -35,6 +37,7 @@ export interface Kernel32 {
 const JOB_OBJECT_BASIC_ACCOUNTING_INFORMATION = 1;
 const JOB_OBJECT_EXTENDED_LIMIT_INFORMATION = 9;
 const JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE = 0x2000;
+const WAIT_OBJECT_0 = 0;
 /** PROCESS_TERMINATE | PROCESS_SET_QUOTA (both required to assign) | PROCESS_QUERY_LIMITED_INFORMATION | SYNCHRONIZE. */
 export const PROCESS_ACCESS = 0x0001 | 0x0100 | 0x1000 | 0x0010_0000;
 /** sizeof(JOBOBJECT_EXTENDED_LIMIT_INFORMATION): the basic limits (64), IO_COUNTERS (48), four SIZE_T. */
@@ -84,6 +87,7 @@ function bind(): Kernel32 {
   const QueryInformationJobObject = lib.func(
     'int __stdcall QueryInformationJobObject(void *job, int infoClass, void *info, uint32_t length, uint32_t *returned)',
   );
+  const WaitForSingleObject = lib.func('uint32_t __stdcall WaitForSingleObject(void *handle, uint32_t milliseconds)');
   const CloseHandle = lib.func('int __stdcall CloseHandle(void *handle)');
   const GetLastError = lib.func('uint32_t __stdcall GetLastError()');
   const handle = (value: unknown): Handle => (typeof value === 'bigint' ? value : 0n);
@@ -96,6 +100,7 @@ function bind(): Kernel32 {
     },
     openProcess: (pid) => handle(OpenProcess(PROCESS_ACCESS, 0, pid)),
     assignProcessToJobObject: (job, process) => ok(AssignProcessToJobObject(job, process)),
+    hasExited: (process) => WaitForSingleObject(process, 0) === WAIT_OBJECT_0,
     terminateJobObject: (job, exitCode) => ok(TerminateJobObject(job, exitCode)),
     activeProcesses: (job) => {
       // koffi passes a Buffer's own memory for a plain pointer: the call fills it in place.

@@ -135,6 +135,8 @@ export class TaskkillTree implements ProcessTree {
 export interface JobFailure {
   call: string;
   error: number | string;
+  /** The server had already exited (AssignProcessToJobObject then fails with access denied): no tree to keep. */
+  exited?: boolean;
 }
 
 /** A server's tree held in a Job Object with KILL_ON_JOB_CLOSE (see the file's header). */
@@ -185,7 +187,12 @@ export class JobTree implements ProcessTree {
       if (!api.setKillOnClose(job)) return fail('SetInformationJobObject', api.lastError());
       process = api.openProcess(pid);
       if (process === 0n) return fail('OpenProcess', api.lastError());
-      if (!api.assignProcessToJobObject(job, process)) return fail('AssignProcessToJobObject', api.lastError());
+      if (!api.assignProcessToJobObject(job, process)) {
+        const error = api.lastError();
+        // A server that exited at once (a bad argument, a missing module) cannot join a job.
+        const exited = api.hasExited(process);
+        return { ...fail('AssignProcessToJobObject', error), ...(exited ? { exited } : {}) };
+      }
     } catch (error) {
       // koffi throws for a call it could not make at all (a binding that does not fit this system).
       return fail('a kernel32 call', (error as Error).message);
@@ -231,6 +238,9 @@ export class JobTree implements ProcessTree {
   }
 }
 
+/** The tree of a server that exited before it could be given one: nothing to end. */
+const GONE: ProcessTree = { alive: false, end: () => Promise.resolve() };
+
 /** One per daemon: binds kernel32 once, makes each server's tree, logs the mechanism once. */
 export class WindowsTrees {
   private readonly load: () => Kernel32;
@@ -262,6 +272,8 @@ export class WindowsTrees {
         this.once('process trees', { mechanism: 'job object' });
         return job;
       }
+      // Nothing of it is left to end, and nothing is wrong with jobs: the exit is reported as such.
+      if (job.exited) return GONE;
       this.once('process trees', { mechanism: 'taskkill', reason: `${job.call} failed with error ${job.error}` }, 'warn');
     }
     return new TaskkillTree(pid, this.system, (details) => this.once('taskkill failed', details, 'warn'));
