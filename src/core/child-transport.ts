@@ -1,14 +1,16 @@
 /**
  * An MCP stdio transport to a child process the daemon hosts. Unlike the SDK's client
- * transport, the child runs in its own process group (see {@link ProcessGroup}), and whenever
- * the server stops, for whatever reason, the whole group is ended: what the server started
- * goes with it. The group is registered with the {@link Watchdog} until it is empty, so even a
- * daemon killed with SIGKILL leaves no orphan behind.
+ * transport, the child's whole process tree is kept (see {@link ProcessTree}): on POSIX its own
+ * process group, on Windows a Job Object (or taskkill), and whenever the server stops, for
+ * whatever reason, the whole tree is ended: what the server started goes with it. The tree is
+ * watched (the {@link Watchdog}; on Windows the job itself) until it is empty, so even a daemon
+ * killed with SIGKILL leaves no orphan behind.
  *
  * Stop sequence (close()): end the child's stdin and wait up to {@link STOP_STEP_MS} for the
- * leader to exit; then (or as soon as the leader exits, on its own or killed) SIGTERM the group,
- * SIGKILL it after its grace. The transport closes (onclose) when the leader has
- * exited and its output is read: a grandchild that inherited the pipes cannot hold it open.
+ * leader to exit; then (or as soon as the leader exits, on its own or killed) end the tree:
+ * SIGTERM the group, SIGKILL it after its grace; on Windows TerminateJobObject at once. The
+ * transport closes (onclose) when the leader has exited and its output is read: a grandchild
+ * that inherited the pipes cannot hold it open.
  *
  * A child that cannot be started, however Node says so (a throw from spawn() for E2BIG, an
  * 'error' event on the next tick for ENOENT, EACCES or EMFILE, in which case Node makes no
@@ -19,8 +21,8 @@ import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 import { corkUntilTick } from '../protocol/cork.js';
 import { LineSplitter } from '../protocol/ndjson.js';
-import { ProcessGroup } from './process-group.js';
-import type { Watchdog } from './watchdog.js';
+import { ProcessGroup, type ProcessTree } from './process-group.js';
+import { Watchdog } from './watchdog.js';
 
 /** How long a stopped server gets to exit on stdin EOF before its group is signalled. */
 export const STOP_STEP_MS = 2_000;
@@ -85,7 +87,7 @@ export class ChildTransport implements Transport {
   private readonly spec: ChildSpec;
   private readonly watchdog: Watchdog | undefined;
   private child: ChildProcess | undefined;
-  private group: ProcessGroup | undefined;
+  private tree: ProcessTree | undefined;
   /** Resolves once the leader has exited (its 'exit' event). */
   private leaderExited: Promise<void> | undefined;
   /** Resolves once the transport is closed: the leader exited and its output was read. */
@@ -115,6 +117,8 @@ export class ChildTransport implements Transport {
    */
   start(): Promise<void> {
     if (this.child) throw new Error('ChildTransport already started');
+    // Before the server runs: on Windows its job must be ready the moment it spawns.
+    keeperOf(this.watchdog)?.prepare();
     return new Promise((resolve, reject) => {
       const fail = (error: unknown) => reject(SpawnError.from(error));
       let child: ChildProcess;
@@ -164,14 +168,14 @@ export class ChildTransport implements Transport {
       stderr.on('data', (chunk: Buffer) => errors.push(chunk));
       stdin.on('error', (error) => this.onerror?.(error));
       child.once('spawn', () => {
-        // Windows has no process groups to signal (nor a watchdog): the leader alone is stopped there.
-        if (child.pid !== undefined && process.platform !== 'win32') this.group = new ProcessGroup(child.pid, this.watchdog);
+        // At once: a server that starts a child before its tree is made could leave that child out.
+        if (child.pid !== undefined) this.tree = keeperOf(this.watchdog)?.adopt(child.pid) ?? new ProcessGroup(child.pid);
         resolve();
       });
       child.once('exit', (code, signal) => {
         this.exitStatus = signal ?? String(code);
         // However the leader went (crash, kill -9, clean exit, our stop), what it started goes too.
-        void this.group?.end();
+        void this.tree?.end();
         const drain = setTimeout(() => destroyPipes(child), EXIT_DRAIN_MS);
         child.once('close', () => clearTimeout(drain));
       });
@@ -188,8 +192,9 @@ export class ChildTransport implements Transport {
   }
 
   /**
-   * Stops the server: stdin EOF, then its whole process group is ended (SIGTERM, SIGKILL).
-   * Resolves once the group is empty (or given up after SIGKILL) and the transport is closed.
+   * Stops the server: stdin EOF, then its whole process tree is ended (SIGTERM, SIGKILL; on
+   * Windows TerminateJobObject). Resolves once the tree is empty (or given up) and the
+   * transport is closed.
    */
   async close(): Promise<void> {
     const child = this.child;
@@ -200,12 +205,12 @@ export class ChildTransport implements Transport {
     if (child.exitCode === null && child.signalCode === null) {
       child.stdin?.end();
       if (!(await within(this.leaderExited, STOP_STEP_MS))) {
-        if (this.group) await this.group.end();
+        if (this.tree) await this.tree.end();
         else stopLeader(child);
         await within(this.leaderExited, STOP_STEP_MS);
       }
     }
-    await this.group?.end();
+    await this.tree?.end();
     // A leader that outlived SIGKILL (stuck in the kernel): stop reading it all the same.
     if (!(await within(this.drained, EXIT_DRAIN_MS))) destroyPipes(child);
     this.finish();
@@ -245,7 +250,20 @@ function destroyPipes(child: ChildProcess): void {
   for (const stream of [child.stdin, child.stdout, child.stderr]) stream?.destroy();
 }
 
-/** Without a process group (Windows): SIGTERM, then SIGKILL, to the leader alone. */
+/** The keeper of Windows trees for transports made without a watchdog (tests). */
+let standalone: Watchdog | undefined;
+
+/**
+ * Who makes a server's tree: its watchdog. Without one (tests), a POSIX group is made but not
+ * watched, and Windows trees come from one watchdog of their own.
+ */
+function keeperOf(watchdog: Watchdog | undefined): Watchdog | undefined {
+  if (watchdog || process.platform !== 'win32') return watchdog;
+  standalone ??= new Watchdog();
+  return standalone;
+}
+
+/** Without a tree (no pid known): SIGTERM, then SIGKILL, to the leader alone. */
 function stopLeader(child: ChildProcess): void {
   child.kill('SIGTERM');
   setTimeout(() => {

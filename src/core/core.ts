@@ -65,7 +65,7 @@ export async function startCore(options: CoreOptions): Promise<Hub> {
       return builtinLink.start().then(() => ({ link: builtinLink }));
     },
   });
-  const watchdog = new Watchdog();
+  const watchdog = new Watchdog({ log: options.log });
   const npx = options.npxDirect === false ? undefined : new NpxResolver();
   const create = (spec: UpstreamSpec, key: string | undefined): Upstream => {
     const instance = key === undefined || spec.scope === 'shared' ? spec : forScope(spec, key);

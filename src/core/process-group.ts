@@ -9,8 +9,22 @@
  * by `kill(-pgid, 0)` (it fails with ESRCH once the group is empty), the group is probed every
  * {@link GROUP_POLL_MS} meanwhile, and once it was seen empty it is never signalled again.
  * Everything runs on timers: the event loop never waits for a process.
+ *
+ * {@link ProcessTree} is what a hosted server's transport needs of any platform's tree: this
+ * group on POSIX, a Job Object (or taskkill) on Windows (see windows-tree.ts).
  */
 import type { Watchdog } from './watchdog.js';
+
+/** Everything one hosted server started, as one thing to end. */
+export interface ProcessTree {
+  /** True while the tree has a member (the server or anything it started that is still ours). */
+  readonly alive: boolean;
+  /**
+   * Ends every member. Resolves once none is left, or given up after the last resort (a
+   * member stuck in the kernel); never rejects. Every call returns the same promise.
+   */
+  end(): Promise<void>;
+}
 
 /** How long the group gets between SIGTERM and SIGKILL. */
 export const GROUP_GRACE_MS = 2_000;
@@ -23,7 +37,7 @@ export const GROUP_POLL_MS = 50;
  */
 const KILLED_WAIT_MS = 2_000;
 
-export class ProcessGroup {
+export class ProcessGroup implements ProcessTree {
   /** The group id: the leader's process id. */
   readonly pgid: number;
   private readonly watchdog: Watchdog | undefined;

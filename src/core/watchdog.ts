@@ -5,8 +5,17 @@
  * went), it sends SIGTERM to every group still listed, then, after 2 s, SIGKILL to those that
  * still have members, and exits. Groups are probed every 0.1 s meanwhile and one seen empty is
  * dropped: its id may be handed to an unrelated process group, which must never be signalled.
+ *
+ * On Windows nothing is spawned: each server's tree is a Job Object created with
+ * KILL_ON_JOB_CLOSE whose only handle the daemon holds (see windows-tree.ts). However the
+ * daemon dies, the system closes its handles and so ends every tree: the jobs are the watchdog.
+ * Where no job could be made (taskkill fallback), a daemon killed outright leaves the trees.
+ *
+ * {@link Watchdog.adopt} gives a server just spawned the tree of the platform it runs on.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { ProcessGroup, type ProcessTree } from './process-group.js';
+import { WindowsTrees, type TreeLog } from './windows-tree.js';
 
 const SCRIPT = `
 trap '' INT TERM HUP
@@ -29,11 +38,48 @@ for g in $groups; do kill -KILL "-$g" 2>/dev/null; done
 exit 0
 `;
 
+export interface WatchdogOptions {
+  /** Default `process.platform`. */
+  platform?: NodeJS.Platform;
+  /** Where Windows says which mechanism ends the trees (once) and what failed. */
+  log?: TreeLog;
+  /** The Windows trees (tests pass one with a fake kernel32 and taskkill). */
+  windows?: WindowsTrees;
+}
+
 export class Watchdog {
+  private readonly platform: NodeJS.Platform;
+  private readonly log: TreeLog | undefined;
+  private windows: WindowsTrees | undefined;
   private proc: ChildProcess | undefined;
   private failed = false;
   /** The groups watched now: a watchdog started late (after EMFILE) is told all of them. */
   private readonly groups = new Set<number>();
+
+  constructor(options: WatchdogOptions = {}) {
+    this.platform = options.platform ?? process.platform;
+    this.log = options.log;
+    this.windows = options.windows;
+  }
+
+  /**
+   * The tree of a server spawned a moment ago (detached, so on POSIX the leader of its own
+   * group), watched until it is ended: a {@link ProcessGroup} registered here on POSIX, a job
+   * (or the taskkill fallback) on Windows. Never throws.
+   */
+  adopt(pid: number): ProcessTree {
+    return this.platform === 'win32' ? this.windowsTrees().adopt(pid) : new ProcessGroup(pid, this);
+  }
+
+  /** Call before spawning a server: on Windows, binds kernel32 the first time. Never throws. */
+  prepare(): void {
+    if (this.platform === 'win32') this.windowsTrees().prepare();
+  }
+
+  private windowsTrees(): WindowsTrees {
+    this.windows ??= new WindowsTrees({ log: this.log });
+    return this.windows;
+  }
 
   /** Starts watching a process group (its leader's pid). Best effort: never throws. */
   watch(pgid: number): void {
@@ -54,7 +100,7 @@ export class Watchdog {
   }
 
   private write(line: string): void {
-    if (this.failed || process.platform === 'win32') return;
+    if (this.failed || this.platform === 'win32') return;
     if (!this.proc) {
       let proc: ChildProcess;
       try {
