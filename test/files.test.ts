@@ -16,6 +16,7 @@ import { ExitCode } from '../src/commands/exit-codes.js';
 import { HomeError } from '../src/daemon/home.js';
 import { cardIsLive, isDaemonCommandLine, processCommandLine } from '../src/daemon/pidfile.js';
 import { ensureToken } from '../src/daemon/token.js';
+import { retryBusy } from '../src/daemon/whole-file.js';
 import { inspectTokenFile, isValidToken, readAddressCard, readTokenFile, type AddressCard } from '../src/protocol/files.js';
 import {
   baseEnv,
@@ -443,4 +444,33 @@ test('an uncaught exception ends the daemon loudly: exit 70, the stack on stderr
   // The next start is not blocked.
   const next = await startDaemon(cleanup, { home: daemon.home });
   assert.equal((await getHealth(next)).pid, next.pid);
+});
+
+test('on Windows a file name refused as busy (deleted while open elsewhere, a virus scanner) is retried; elsewhere it fails at once', () => {
+  const busy = (times: number) => {
+    let calls = 0;
+    return {
+      step: () => {
+        calls++;
+        if (calls <= times) throw Object.assign(new Error('EPERM: operation not permitted'), { code: 'EPERM' });
+        return calls;
+      },
+      calls: () => calls,
+    };
+  };
+  const windows = busy(3);
+  assert.equal(retryBusy(windows.step, 'win32'), 4);
+  const linux = busy(1);
+  assert.throws(() => retryBusy(linux.step, 'linux'), /EPERM/);
+  assert.equal(linux.calls(), 1);
+  // Not forever: a name that stays refused fails once the retry time is over.
+  const stuck = busy(Infinity);
+  assert.throws(() => retryBusy(stuck.step, 'win32', 100), /EPERM/);
+  assert.ok(stuck.calls() > 1);
+  // Other errors are not retried.
+  assert.throws(() =>
+    retryBusy(() => {
+      throw Object.assign(new Error('ENOSPC'), { code: 'ENOSPC' });
+    }, 'win32'),
+  );
 });

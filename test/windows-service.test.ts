@@ -267,8 +267,15 @@ test('Windows: uninstall ends and deletes the task and removes the file, also wh
   const { io, file } = windowsIo(root, out, recordingManager().manager);
   assert.equal(await runServiceCommand(['install'], io), 0);
   const { calls, manager } = recordingManager();
-  assert.equal(await runServiceCommand(['uninstall'], { ...io, manager }), 0);
-  assert.deepEqual(calls, ['schtasks /End /TN exai-ws', 'schtasks /Delete /TN exai-ws /F']);
+  // The daemon is asked to stop gracefully before schtasks /End could end it outright.
+  const askStop = (by: string) => {
+    calls.push(`ask stop by ${by}`);
+    return Promise.resolve('stopped: daemon 4242, gracefully');
+  };
+  const asked = capture();
+  assert.equal(await runServiceCommand(['uninstall'], { ...io, stdout: asked.stdout, manager, askStop }), 0);
+  assert.deepEqual(calls, ['ask stop by exai-ws service uninstall', 'schtasks /End /TN exai-ws', 'schtasks /Delete /TN exai-ws /F']);
+  assert.match(asked.text(), /stopped: daemon 4242, gracefully/);
   assert.ok(!existsSync(file));
 
   assert.equal(await runServiceCommand(['install'], io), 0);

@@ -19,7 +19,8 @@ import { replaceWhole } from '../daemon/whole-file.js';
 import { legacyServiceEnvPath, settingsPath } from '../protocol/config-path.js';
 import { readSettings } from '../protocol/settings.js';
 import { moveServiceEnv } from './settings.js';
-import { readAddressCard, resolveHome } from '../protocol/files.js';
+import { discoverDaemon, readAddressCard, resolveHome } from '../protocol/files.js';
+import { fallbackNote, stopDaemon } from './control-client.js';
 import { parseCommand } from './args.js';
 import { ExitCode } from './exit-codes.js';
 import { SERVICE_SPEC } from './specs.js';
@@ -83,6 +84,12 @@ export interface ServiceIo {
   waitForDaemon: boolean;
   /** Runs icacls when `install` makes the settings folder on Windows (acl.ts); the real one by default. */
   aclRunner?: CommandRunner;
+  /**
+   * Asks this home's running daemon to stop gracefully (the control channel) and resolves to a
+   * line saying what happened, or null when none runs. On Windows `schtasks /End` would end
+   * the task's daemon outright (no drain, its card left behind): `uninstall` asks first.
+   */
+  askStop?: (by: string) => Promise<string | null>;
 }
 
 /** Where each platform's service file goes, and the commands that load and unload it. */
@@ -405,10 +412,15 @@ async function waitForAnswer(pidPath: string, timeoutMs: number) {
  * (no user bus: a container, an ssh login; no systemctl) the file and its enable link are
  * removed all the same, as `disable` would, and it says what it did and what is left.
  */
-function uninstall(platform: Platform, io: ServiceIo, say: (line: string) => void): number {
+async function uninstall(platform: Platform, io: ServiceIo, say: (line: string) => void): Promise<number> {
   if (!existsSync(platform.file)) {
     say(`not installed: ${platform.file} does not exist`);
     return ExitCode.OK;
+  }
+  // systemd and launchd stop a daemon with SIGTERM, which drains it; Windows has no such signal.
+  if (platform.kind === 'schtasks' && io.manager !== null) {
+    const line = await (io.askStop ?? ((by: string) => askStopDaemon(by, io.env)))('exai-ws service uninstall');
+    if (line !== null) say(line);
   }
   // Stopping what is not loaded any more is what uninstall wants: not a failure.
   const stopped = runSteps(
@@ -538,4 +550,18 @@ function taskStatus(
   const state = listed.status === 0 && fields.length >= 3 ? fields[fields.length - 1] : undefined;
   say(`service manager: registered, ${state || 'state unknown'}`);
   return ExitCode.OK;
+}
+
+/** {@link ServiceIo.askStop}: the running daemon of the home `env` names, asked over its control channel. */
+export async function askStopDaemon(by: string, env: NodeJS.ProcessEnv = process.env): Promise<string | null> {
+  const paths = resolveHome(env);
+  const card = readAddressCard(paths.pid);
+  if (!card || !(await cardIsLive(card))) return null;
+  const { token } = discoverDaemon(env);
+  const target = card.port > 0 ? { host: card.host, port: card.port, token } : null;
+  const outcome = await stopDaemon({ pid: card.pid, target, why: 'it is still starting', pidPath: paths.pid }, { by });
+  const note = fallbackNote(outcome, card.pid).trim();
+  return outcome.stopped
+    ? `stopped: daemon ${card.pid}${note ? ` (${note.replace(/^exai-ws: /, '')})` : ', gracefully'}`
+    : `failed: daemon ${card.pid} did not stop; the task is ended anyway`;
 }

@@ -11,8 +11,11 @@ import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js'
 import { z } from 'zod';
 
 const marker = process.argv[2] ?? 'exai-ws-tree';
+// Detached: a plain child would sit in the job Node itself puts its children in and die with this
+// process whatever the daemon does; detached, only the daemon's own ending of the tree reaches it.
 const grandchild = spawn(process.execPath, ['-e', 'setInterval(() => {}, 60000)', `${marker}-grandchild`], {
   stdio: 'ignore',
+  detached: true,
   windowsHide: true,
 });
 grandchild.unref();
