@@ -137,6 +137,11 @@ export class ChildTransport implements Transport {
         return;
       }
       this.child = child;
+      // The tree at once, in the same turn as the spawn: a server that starts a child before its
+      // Windows job exists leaves that child out of it, and the 'spawn' event comes only after
+      // whatever else runs in this turn (under Wine, other servers' spawns took long enough for
+      // cmd.exe to start its script first). A pid means the process exists.
+      if (child.pid !== undefined) this.tree = keeperOf(this.watchdog)?.adopt(child.pid) ?? new ProcessGroup(child.pid);
       // Listened to before anything else: ENOENT, EACCES and EMFILE come as an 'error' on the
       // next tick, and an 'error' nobody hears ends the daemon.
       child.once('error', (error) => {
@@ -167,11 +172,7 @@ export class ChildTransport implements Transport {
       });
       stderr.on('data', (chunk: Buffer) => errors.push(chunk));
       stdin.on('error', (error) => this.onerror?.(error));
-      child.once('spawn', () => {
-        // At once: a server that starts a child before its tree is made could leave that child out.
-        if (child.pid !== undefined) this.tree = keeperOf(this.watchdog)?.adopt(child.pid) ?? new ProcessGroup(child.pid);
-        resolve();
-      });
+      child.once('spawn', () => resolve());
       child.once('exit', (code, signal) => {
         this.exitStatus = signal ?? String(code);
         // However the leader went (crash, kill -9, clean exit, our stop), what it started goes too.

@@ -16,7 +16,7 @@ import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { ROOT, waitFor } from '../helpers.js';
-import { WINDOWS_NODE, processesWith, runWineNode, wineNode, winPath, type WineProcess } from './wine.js';
+import { WINDOWS_NODE, processLives, processesWith, runWineNode, wineNode, winPath, type WineProcess } from './wine.js';
 
 const skip = WINDOWS_NODE ? false : 'EXAI_WS_WINDOWS_NODE is not set: run scripts/windows-e2e.sh';
 const CLI = winPath(join(ROOT, 'dist', 'src', 'cli.js'));
@@ -145,6 +145,7 @@ before(async () => {
 });
 
 after(() => {
+  if (process.env.EXAI_WS_WINDOWS_KEEP) return; // left for a look at what failed
   for (const w of windows) w.child.kill('SIGKILL');
   for (const pid of [...daemonProcesses(), ...processesWith(marker)]) {
     try {
@@ -153,7 +154,7 @@ after(() => {
       // gone
     }
   }
-  if (dir && !process.env.EXAI_WS_WINDOWS_KEEP) rmSync(dir, { recursive: true, force: true });
+  rmSync(dir, { recursive: true, force: true });
 });
 
 test('config claude-desktop prints a Windows entry: node.exe and the shim by Windows paths', { skip }, async () => {
@@ -290,16 +291,16 @@ test('exai-ws restart replaces the daemon while a window stays open; the window 
 test('a daemon killed outright takes its hosted trees with it', { skip }, async () => {
   assert.ok(!(await windowA.ask({ op: 'call', name: 'tree__pids' })).isError);
   await waitFor(() => processesWith(`${marker}-tree-grandchild`).length === 1, 'the grandchild of tree', SLOW_MS, 100);
+  // The window's shim starts a new daemon at once, which starts servers of its own: the
+  // processes of the killed daemon's trees are the ones that must go.
+  await waitFor(() => processesWith(`${marker}-viacmd-grandchild`).length === 1, 'the grandchild of viacmd', SLOW_MS, 100);
+  const trees = [...processesWith(`${marker}-tree`), ...processesWith(`${marker}-viacmd`)];
+  assert.ok(trees.length >= 4, `two servers and their grandchildren: ${trees.join(' ')}`);
   const card = JSON.parse(readFileSync(join(dir, 'home', 'logs', 'ws_daemon.pid'), 'utf8')) as { pid: number };
   // TerminateProcess from another Windows process, as Task Manager's "End task" does.
   const killed = await runWineNode(['-e', `process.kill(${card.pid})`], { env, dir, name: 'kill', timeoutMs: SLOW_MS });
   assert.equal(killed.code, 0, killed.stderr);
-  await waitFor(
-    () => processesWith(`${marker}-tree`).length === 0 && processesWith(`${marker}-viacmd`).length === 0,
-    'every hosted tree gone with the daemon',
-    SLOW_MS,
-    200,
-  );
+  await waitFor(() => !trees.some(processLives), 'every hosted tree gone with the daemon', SLOW_MS, 200);
   // The window's shim starts a new daemon and goes on.
   await waitFor(
     async () => textOf(await windowA.ask({ op: 'call', name: 'version' })).includes('exai-ws'),

@@ -88,3 +88,14 @@ export function processesWith(marker: string): number[] {
   }
   return found;
 }
+
+/** True while the Linux process `pid` lives (a zombie counts as gone). */
+export function processLives(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return state !== 'Z' && state !== 'X';
+  } catch {
+    return false;
+  }
+}
