@@ -10,6 +10,7 @@
  * ignores a second start while one runs (the daemon's pid lock would refuse it anyway), and is
  * restarted when it fails, as the systemd unit is.
  */
+import { quoteForRuntime } from '../core/windows-command.js';
 import type { ServiceSpec } from './service-files.js';
 
 /** The task's name, in the root folder of Task Scheduler (`schtasks /TN exai-ws`). */
@@ -33,18 +34,7 @@ const xml = (value: string) => value.replace(/[&<>"']/g, (c) => XML_ESCAPES[c] a
  * double quotes, a quote as `\"`, and the backslashes before a quote or the closing quote doubled.
  */
 export function windowsArg(word: string): string {
-  if (word.length > 0 && !/[\s"]/.test(word)) return word;
-  let out = '"';
-  let slashes = 0;
-  for (const ch of word) {
-    if (ch === '\\') {
-      slashes++;
-      continue;
-    }
-    out += '\\'.repeat(ch === '"' ? slashes * 2 + 1 : slashes) + ch;
-    slashes = 0;
-  }
-  return `${out}${'\\'.repeat(slashes * 2)}"`;
+  return word.length > 0 && !/[\s"]/.test(word) ? word : quoteForRuntime(word);
 }
 
 /** Splits a command line's arguments as CommandLineToArgvW does (the rules {@link windowsArg} writes for). */
