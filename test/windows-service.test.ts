@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { runServiceCommand, type ManagerResult } from '../src/commands/service.js';
+import { askStopDaemon, runServiceCommand, type ManagerResult } from '../src/commands/service.js';
 import type { ServiceSpec } from '../src/commands/service-files.js';
 import {
   TASK_FILE_NAME,
@@ -21,7 +21,7 @@ import {
   windowsArg,
 } from '../src/commands/windows-task.js';
 import type { CommandResult } from '../src/daemon/acl.js';
-import { Cleanup, makeHome } from './helpers.js';
+import { Cleanup, makeHome, startDaemon } from './helpers.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());
@@ -410,3 +410,13 @@ test('Windows: a path with spaces is quoted for cmd.exe and PowerShell in the li
 function escape(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
+
+test('the stop uninstall asks for first is graceful: the running daemon drains and removes its card; none running, nothing to say', async () => {
+  const daemon = await startDaemon(cleanup, { plain: true });
+  const line = await askStopDaemon('exai-ws service uninstall', daemon.clientEnv);
+  assert.equal(line, `stopped: daemon ${daemon.pid}, gracefully`);
+  assert.equal(await daemon.exited, 0);
+  assert.ok(!existsSync(join(daemon.home, 'logs', 'ws_daemon.pid')), 'the card is removed by the daemon itself');
+  assert.match(readFileSync(join(daemon.home, 'logs', 'ws_daemon.log'), 'utf8'), /"by":"exai-ws service uninstall","msg":"stop asked"/);
+  assert.equal(await askStopDaemon('exai-ws service uninstall', daemon.clientEnv), null);
+});

@@ -560,8 +560,11 @@ export async function askStopDaemon(by: string, env: NodeJS.ProcessEnv = process
   const { token } = discoverDaemon(env);
   const target = card.port > 0 ? { host: card.host, port: card.port, token } : null;
   const outcome = await stopDaemon({ pid: card.pid, target, why: 'it is still starting', pidPath: paths.pid }, { by });
-  const note = fallbackNote(outcome, card.pid).trim();
-  return outcome.stopped
-    ? `stopped: daemon ${card.pid}${note ? ` (${note.replace(/^exai-ws: /, '')})` : ', gracefully'}`
-    : `failed: daemon ${card.pid} did not stop; the task is ended anyway`;
+  if (!outcome.stopped) return `failed: daemon ${card.pid} did not stop; the task is ended anyway`;
+  // Killed outright (it could not be asked): the line the CLI prints for that, without its prefix.
+  return outcome.how === 'killed'
+    ? `stopped: ${fallbackNote(outcome, card.pid)
+        .trim()
+        .replace(/^exai-ws: /, '')}`
+    : `stopped: daemon ${card.pid}, gracefully`;
 }

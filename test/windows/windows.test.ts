@@ -15,7 +15,7 @@ import { createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { ROOT, waitFor } from '../helpers.js';
+import { ROOT, textOf, waitFor } from '../helpers.js';
 import { WINDOWS_NODE, processLives, processesWith, runWineNode, wineNode, winPath, type WineProcess } from './wine.js';
 
 const skip = WINDOWS_NODE ? false : 'EXAI_WS_WINDOWS_NODE is not set: run scripts/windows-e2e.sh';
@@ -108,8 +108,6 @@ async function openWindow(name: string): Promise<{ ready: Ready; ask: (body: unk
   };
   return { ready, ask };
 }
-
-const textOf = (result: Answer): string => (result.content ?? []).map((c) => c.text ?? '').join('');
 
 function daemonProcesses(): number[] {
   return processesWith('cli.js').filter((pid) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('daemon'));

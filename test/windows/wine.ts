@@ -78,10 +78,7 @@ export function processesWith(marker: string): number[] {
     if (!/^\d+$/.test(entry)) continue;
     try {
       const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8');
-      if (!cmdline.includes(marker)) continue;
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-      if (state !== 'Z' && state !== 'X') found.push(Number(entry));
+      if (cmdline.includes(marker) && processLives(Number(entry))) found.push(Number(entry));
     } catch {
       // gone meanwhile
     }
