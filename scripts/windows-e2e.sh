@@ -30,7 +30,10 @@ fetch_pinned() {
   (cd "$dir" && npm pack --silent "$spec" >/dev/null)
   local tgz actual
   tgz="$(ls "$dir"/*.tgz)"
-  actual="sha512-$(openssl dgst -sha512 -binary "$tgz" | base64 -w0)"
+  actual="$(node -e "
+    const data = require('node:fs').readFileSync(process.argv[1]);
+    console.log('sha512-' + require('node:crypto').createHash('sha512').update(data).digest('base64'));
+  " "$tgz")"
   if [ "$actual" != "$integrity" ]; then
     echo "windows-e2e: $spec does not match its pinned integrity ($actual)" >&2
     rm -rf "$dir"
