@@ -29,7 +29,7 @@ import { mainPssOption } from './pss-option.js';
 import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type WebSocket from 'ws';
-import { VERSION } from '../src/version.js';
+import { VERSION } from '../src/protocol/version.js';
 import {
   daemonHealth,
   CLI,

@@ -18,7 +18,7 @@
 import { writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
-import { DAEMON_NODE_OPTIONS } from '../src/protocol/daemon-launch.js';
+import { DAEMON_NODE_OPTIONS } from '../src/local/daemon-launch.js';
 import { isEntryPoint } from './calls.js';
 import { descendantsOf } from './hosted.js';
 import {

@@ -16,7 +16,7 @@ import { randomUUID, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
-import { createBuiltinServer } from '../src/core/builtin.js';
+import { createBuiltinServer } from '../src/builtin/builtin.js';
 
 const token = process.env.BENCH_TOKEN ?? '';
 if (token.length < 16) throw new Error('BENCH_TOKEN (16 characters or more) is required');

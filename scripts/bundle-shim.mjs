@@ -18,7 +18,7 @@ await build({
   // from them, and the failed lookups cost start-up time.
   define: { 'process.env.WS_NO_BUFFER_UTIL': '"1"', 'process.env.WS_NO_UTF_8_VALIDATE': '"1"' },
   logLevel: 'warning',
-  // protocol/daemon-launch.ts reads __filename in this CommonJS bundle and import.meta.url only
+  // local/daemon-launch.ts reads __filename in this CommonJS bundle and import.meta.url only
   // when run as an ES module: the empty import.meta here is never used.
   logOverride: { 'empty-import-meta': 'silent' },
 });

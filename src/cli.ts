@@ -4,10 +4,10 @@
  * demand, and `exai-ws shim` loads nothing but the bundled shim (start-up time is its budget).
  */
 import { createRequire } from 'node:module';
-import { parseCommand, type ParsedValues } from './commands/args.js';
+import { parseCommand, type ParsedValues } from './local/args.js';
 import { ExitCode } from './commands/exit-codes.js';
-import { COMMANDS, commandSpec, type CommandEntry } from './commands/specs.js';
-import { NAME, VERSION } from './version.js';
+import { COMMANDS, commandSpec, type CommandEntry } from './local/specs.js';
+import { NAME, VERSION } from './protocol/version.js';
 
 /** `exai-ws --help`: every command with its summary (each command's --help has the details). */
 function mainHelp(): string {
@@ -103,7 +103,7 @@ async function main(argv: string[]): Promise<void> {
       return;
     }
     case 'stdio': {
-      const { loadConfig } = await import('./daemon/config.js');
+      const { loadConfig } = await import('./daemon/files/config.js');
       const { runStdio } = await import('./daemon/stdio.js');
       await runStdio({ config: loadConfig() });
       process.exit(0);

@@ -1,5 +1,5 @@
 /**
- * Secrets on Windows (daemon/acl.ts, home.ts's secureHome), run on any platform: icacls output
+ * Secrets on Windows (local/acl.ts, home.ts's secureHome), run on any platform: icacls output
  * as Windows 10/11 prints it (English and German systems, a profile folder, a folder under C:\,
  * a name outside ASCII through the OEM code page) parsed and judged; the commands that limit a
  * folder to the user, recorded; and every way icacls can fail (missing, an error, Wine's dummy
@@ -18,9 +18,9 @@ import {
   runCommand,
   secretWarnings,
   type CommandResult,
-} from '../src/daemon/acl.js';
-import { prepareHome, secureHome } from '../src/daemon/home.js';
-import { homePaths } from '../src/protocol/files.js';
+} from '../src/local/acl.js';
+import { prepareHome, secureHome } from '../src/local/home.js';
+import { homePaths } from '../src/local/files.js';
 import { Cleanup, makeHome } from './helpers.js';
 
 const cleanup = new Cleanup();

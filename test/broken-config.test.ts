@@ -3,14 +3,14 @@
  * built-in tools, `status` (table and --json), `/health` and the log name the line and column of
  * the mistake, and the file applies as soon as it is fixed, in the windows already open. A live
  * edit that breaks the file keeps the running servers, and its error names the line too. Also
- * the scan behind "line, column" (core/json-syntax.ts), on the mistakes people make.
+ * the scan behind "line, column" (hosting/json-syntax.ts), on the mistakes people make.
  */
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
-import { MAX_DEPTH, findJsonSyntaxError } from '../src/core/json-syntax.js';
+import { MAX_DEPTH, findJsonSyntaxError } from '../src/hosting/json-syntax.js';
 import type { StatusJson } from '../src/commands/status-view.js';
 import { Cleanup, connectShim, getHealth, logPath, makeHome, readJsonLines, runCli, startDaemon, textOf, waitFor } from './helpers.js';
 import { memoryEntry, startHostingDaemon } from './fixtures/hosted-servers.js';

@@ -12,7 +12,7 @@ import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { promisify } from 'node:util';
-import { COMMANDS, commandSpec } from '../src/commands/specs.js';
+import { COMMANDS, commandSpec } from '../src/local/specs.js';
 import { Cleanup, ROOT, baseEnv, connectShim, getHealth, makeHome, spawnDaemon, startDaemon, textOf, waitFor, runCli } from './helpers.js';
 
 const run = promisify(execFile);

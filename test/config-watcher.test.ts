@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { ConfigWatcher } from '../src/daemon/config-watcher.js';
+import { ConfigWatcher } from '../src/daemon/files/config-watcher.js';
 import { Cleanup, makeHome, waitFor } from './helpers.js';
 
 const cleanup = new Cleanup();

@@ -17,8 +17,8 @@ import {
   procDescriptors,
   type ConnectionRejectReason,
   type DescriptorProbe,
-} from '../src/daemon/connections.js';
-import { ChildTransport, SpawnError } from '../src/core/child-transport.js';
+} from '../src/daemon/web/connections.js';
+import { ChildTransport, SpawnError } from '../src/hosting/child-transport.js';
 import { ROOT } from './helpers.js';
 
 class FakeSocket extends EventEmitter {

@@ -1,5 +1,5 @@
 /**
- * The control channel (daemon/control.ts, commands/control-client.ts): `exai-ws stop`,
+ * The control channel (daemon/web/control.ts, commands/control-client.ts): `exai-ws stop`,
  * `restart` and `reload` ask the real daemon over `POST /control/stop` and `/control/reload`
  * rather than signalling it, which is what makes them work on Windows. The daemon's log tells
  * the two apart: a stop asked is logged `stop asked` with who asked and stops with that reason
@@ -23,8 +23,8 @@ import {
   type AskFn,
   type Asked,
 } from '../src/commands/control-client.js';
-import { askerOf, UNKNOWN_ASKER } from '../src/daemon/control.js';
-import { readAddressCard } from '../src/protocol/files.js';
+import { askerOf, UNKNOWN_ASKER } from '../src/daemon/web/control.js';
+import { readAddressCard } from '../src/local/files.js';
 import { Cleanup, connectShim, getHealth, logPath, readJsonLines, runCli, startDaemon, textOf, waitFor, within } from './helpers.js';
 import { memoryEntry, processGone, startHostingDaemon, waitReady } from './fixtures/hosted-servers.js';
 import { coldHome, shimEnv } from './fixtures/autostarted.js';

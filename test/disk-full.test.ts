@@ -10,8 +10,8 @@ import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { LineFile, RETRY_MS } from '../src/daemon/line-file.js';
-import { createLogger } from '../src/daemon/logger.js';
+import { LineFile, RETRY_MS } from '../src/daemon/files/line-file.js';
+import { createLogger } from '../src/daemon/files/logger.js';
 import {
   CLI,
   Cleanup,

@@ -13,11 +13,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { ExitCode } from '../src/commands/exit-codes.js';
-import { HomeError } from '../src/daemon/home.js';
-import { cardIsLive, isDaemonCommandLine, processCommandLine } from '../src/daemon/pidfile.js';
-import { ensureToken } from '../src/daemon/token.js';
-import { retryBusy } from '../src/daemon/whole-file.js';
-import { inspectTokenFile, isValidToken, readAddressCard, readTokenFile, type AddressCard } from '../src/protocol/files.js';
+import { HomeError } from '../src/local/home.js';
+import { cardIsLive, isDaemonCommandLine, processCommandLine } from '../src/local/pidfile.js';
+import { ensureToken } from '../src/local/token.js';
+import { retryBusy } from '../src/local/whole-file.js';
+import { inspectTokenFile, isValidToken, readAddressCard, readTokenFile, type AddressCard } from '../src/local/files.js';
 import {
   baseEnv,
   Cleanup,

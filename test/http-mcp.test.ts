@@ -35,7 +35,7 @@ import {
   type DaemonHandle,
 } from './helpers.js';
 import { connectEverythingDirect, everythingEntry, memoryEntry, serverReport, startHostingDaemon } from './fixtures/hosted-servers.js';
-import type { HealthReport } from '../src/daemon/health-client.js';
+import type { HealthReport } from '../src/local/health-client.js';
 import {
   callExchange,
   callIds,

@@ -23,7 +23,7 @@ import {
   type RequestId,
 } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
-import { MAX_TAGGED_REQUESTS, tagStreams, type StreamTagger } from '../src/core/http-streams.js';
+import { MAX_TAGGED_REQUESTS, tagStreams, type StreamTagger } from '../src/hosting/http-streams.js';
 import { Cleanup, textOf, within } from './helpers.js';
 
 const cleanup = new Cleanup();

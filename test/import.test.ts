@@ -10,7 +10,7 @@ import { after, test } from 'node:test';
 import { promisify } from 'node:util';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
-import { parseUpstreams } from '../src/core/upstream-config.js';
+import { parseUpstreams } from '../src/hosting/upstream-config.js';
 import { CLI, Cleanup, SHIM, baseEnv, getHealth, makeHome, startDaemon } from './helpers.js';
 import { MEMORY_SCRIPT } from './fixtures/hosted-servers.js';
 

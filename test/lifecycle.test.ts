@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import WebSocket from 'ws';
-import { readAddressCard } from '../src/protocol/files.js';
+import { readAddressCard } from '../src/local/files.js';
 import {
   baseEnv,
   Cleanup,

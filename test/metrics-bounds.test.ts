@@ -10,9 +10,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import type WebSocket from 'ws';
-import { DAEMON_NODE_OPTIONS } from '../src/protocol/daemon-launch.js';
-import { readAddressCard } from '../src/protocol/files.js';
-import { KNOWN_METHODS, Metrics, OTHER } from '../src/daemon/metrics.js';
+import { DAEMON_NODE_OPTIONS } from '../src/local/daemon-launch.js';
+import { readAddressCard } from '../src/local/files.js';
+import { KNOWN_METHODS, Metrics, OTHER } from '../src/daemon/files/metrics.js';
 import {
   Cleanup,
   ROOT,

@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { NpxResolver, splitNpxArgs } from '../src/core/npx.js';
+import { NpxResolver, splitNpxArgs } from '../src/hosting/npx.js';
 import { Cleanup, ROOT, baseEnv, connectShim, logPath, makeHome, readJsonLines, textOf } from './helpers.js';
 import { MEMORY_SCRIPT, cmdline, descendants, startHostingDaemon, waitReady } from './fixtures/hosted-servers.js';
 

@@ -2,13 +2,13 @@
  * `exai-ws daemon` is one process: the pid a user or a supervisor started is the daemon (the
  * pid in the address card, the one `/health` and `version` name), with nothing in between; its
  * start line says where clients connect. Killed outright, it leaves no hosted server behind: the
- * watchdog (core/watchdog.ts) ends them within the usual stop ladder.
+ * watchdog (hosting/watchdog.ts) ends them within the usual stop ladder.
  */
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { readAddressCard } from '../src/protocol/files.js';
+import { readAddressCard } from '../src/local/files.js';
 import { CLI, Cleanup, baseEnv, connectShim, getHealth, makeHome, spawnChild, textOf, waitFor, within } from './helpers.js';
 import { descendants, memoryEntry, processGone, waitReady } from './fixtures/hosted-servers.js';
 

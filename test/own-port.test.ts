@@ -10,9 +10,9 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { fetchFullHealth, type HealthReport } from '../src/daemon/health-client.js';
-import { OWN_PORT_MIN, OWN_PORT_SPAN, OWN_PORT_TRIES, bindFirst, ownPort, portCandidates } from '../src/daemon/own-port.js';
-import { readAddressCard, readTokenFile } from '../src/protocol/files.js';
+import { fetchFullHealth, type HealthReport } from '../src/local/health-client.js';
+import { OWN_PORT_MIN, OWN_PORT_SPAN, OWN_PORT_TRIES, bindFirst, ownPort, portCandidates } from '../src/daemon/files/own-port.js';
+import { readAddressCard, readTokenFile } from '../src/local/files.js';
 import { coldHome, healthOf, shimEnv } from './fixtures/autostarted.js';
 import {
   Cleanup,

@@ -5,7 +5,7 @@
  * under the official SDK client, `status`. And `node cli.js daemon` as one process: the pid
  * started is the daemon, with whatever Node options it was started with.
  */
-import { processAlive } from '../src/daemon/pidfile.js';
+import { processAlive } from '../src/local/pidfile.js';
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
@@ -14,8 +14,8 @@ import { after, test } from 'node:test';
 import { promisify } from 'node:util';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
-import { DAEMON_NODE_OPTIONS } from '../src/protocol/daemon-launch.js';
-import { readAddressCard, type AddressCard } from '../src/protocol/files.js';
+import { DAEMON_NODE_OPTIONS } from '../src/local/daemon-launch.js';
+import { readAddressCard, type AddressCard } from '../src/local/files.js';
 import { CLI, Cleanup, ROOT, baseEnv, getHealth, makeHome, spawnChild, textOf, waitFor, within, type Child } from './helpers.js';
 
 const run = promisify(execFile);

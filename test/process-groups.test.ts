@@ -11,8 +11,8 @@ import { after, test } from 'node:test';
 import { promisify } from 'node:util';
 import { CLI, Cleanup, ROOT, baseEnv, connectShim, textOf, waitFor, type DaemonHandle } from './helpers.js';
 import { processGone, startHostingDaemon, waitReady, type ServerEntry } from './fixtures/hosted-servers.js';
-import { ProcessGroup } from '../src/core/process-group.js';
-import type { Watchdog } from '../src/core/watchdog.js';
+import { ProcessGroup } from '../src/hosting/process-group.js';
+import type { Watchdog } from '../src/hosting/watchdog.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());

@@ -15,8 +15,8 @@ import { createConnection, createServer, type AddressInfo, type Server, type Soc
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { WebSocketServer } from 'ws';
-import { newNonce } from '../src/protocol/proof.js';
-import { VERSION } from '../src/version.js';
+import { newNonce } from '../src/local/proof.js';
+import { VERSION } from '../src/protocol/version.js';
 import {
   Cleanup,
   getHealth,

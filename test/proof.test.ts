@@ -1,5 +1,5 @@
 /**
- * The proof (src/protocol/proof.ts): its functions, the daemon's challenge table (web-auth.ts)
+ * The proof (src/local/proof.ts): its functions, the daemon's challenge table (web-auth.ts)
  * on a fake clock, and, against a real daemon, the in-band WebSocket exchange and
  * `POST /auth/challenge` with `Authorization: Exai-Proof`, including every client mistake the
  * daemon must refuse on that connection alone (a malformed or second challenge, a hello
@@ -9,8 +9,8 @@ import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { after, test } from 'node:test';
 import WebSocket from 'ws';
-import { CHALLENGE_TTL_MS, MAX_CHALLENGES, WebAuth } from '../src/daemon/web-auth.js';
-import { fetchFullHealth, provenRequest } from '../src/daemon/health-client.js';
+import { CHALLENGE_TTL_MS, MAX_CHALLENGES, WebAuth } from '../src/daemon/web/web-auth.js';
+import { fetchFullHealth, provenRequest } from '../src/local/health-client.js';
 import { checkOpening } from '../src/protocol/hello.js';
 import {
   computeProof,
@@ -20,7 +20,7 @@ import {
   proofAddress,
   proofAuthorization,
   proofValid,
-} from '../src/protocol/proof.js';
+} from '../src/local/proof.js';
 import type { IncomingMessage } from 'node:http';
 import { Cleanup, closed, getHealth, nextJson, openSocket, sendHello, startDaemon, type DaemonHandle } from './helpers.js';
 

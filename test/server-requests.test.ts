@@ -1,8 +1,8 @@
 /**
- * The rule for server-to-client requests (src/core/server-requests.ts) against a real MCP
+ * The rule for server-to-client requests (src/mux/server-requests.ts) against a real MCP
  * server (the official SDK's McpServer, in memory) behind a real Upstream and ServerLink: a
  * request goes only to a session that certainly caused it, a tool seen asking is learned and
- * then runs one session at a time, and the gate (src/core/session-gate.ts) is fair and bounded.
+ * then runs one session at a time, and the gate (src/mux/session-gate.ts) is fair and bounded.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -12,12 +12,12 @@ import { CreateMessageResultSchema, type CallToolResult } from '@modelcontextpro
 import { z } from 'zod';
 import { RpcCode } from '../src/protocol/codes.js';
 import type { Answer } from '../src/protocol/jsonrpc.js';
-import { Cancellation } from '../src/core/cancellation.js';
-import { ServerLink } from '../src/core/server-link.js';
-import { MemoryLearnedTools, ServerRequests } from '../src/core/server-requests.js';
-import { SessionContext } from '../src/core/session-context.js';
-import { SessionGate } from '../src/core/session-gate.js';
-import { Upstream } from '../src/core/upstream.js';
+import { Cancellation } from '../src/hosting/cancellation.js';
+import { ServerLink } from '../src/hosting/server-link.js';
+import { MemoryLearnedTools, ServerRequests } from '../src/mux/server-requests.js';
+import { SessionContext } from '../src/mux/session-context.js';
+import { SessionGate } from '../src/mux/session-gate.js';
+import { Upstream } from '../src/hosting/upstream.js';
 
 /** A server whose `ask` tool samples the client with its prompt; `slow` does not ask. */
 function askingServer(): McpServer {

@@ -8,8 +8,8 @@ import assert from 'node:assert/strict';
 import { existsSync, lstatSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { DAEMON_NODE_OPTIONS } from '../src/protocol/daemon-launch.js';
-import { readAddressCard } from '../src/protocol/files.js';
+import { DAEMON_NODE_OPTIONS } from '../src/local/daemon-launch.js';
+import { readAddressCard } from '../src/local/files.js';
 import { runServiceCommand, type ManagerResult } from '../src/commands/service.js';
 import {
   LAUNCHD_LABEL,
@@ -355,7 +355,7 @@ test("install moves the keys of an earlier version's service.env into daemon.env
   writeFileSync(legacy, '# keys\nKIMI_API_KEY=sk-from-service-env-0123\nEXAI_WS_BACKPRESSURE=9\n', { mode: 0o600 });
   mkdirSync(join(root, 'config', 'exai-ws'), { recursive: true });
   writeFileSync(settings, 'EXAI_WS_BACKPRESSURE=5\n', { mode: 0o600 });
-  const { loadConfig } = await import('../src/daemon/config.js');
+  const { loadConfig } = await import('../src/daemon/files/config.js');
   assert.equal(loadConfig({ ...env, EXAI_WS_SETTINGS: settings }).settings.legacy_service_env, legacy, 'the daemon sees the old file');
 
   const installed = await cli(['service', 'install'], env);

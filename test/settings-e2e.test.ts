@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
-import { readAddressCard } from '../src/protocol/files.js';
+import { readAddressCard } from '../src/local/files.js';
 import type { StatusJson } from '../src/commands/status-view.js';
 import { CLI, Cleanup, SHIM, closedPort, getHealth, makeHome, runCli, spawnChild, textOf, waitFor } from './helpers.js';
 import { daemonsOf, killDaemonsOf } from './fixtures/autostarted.js';

@@ -7,10 +7,10 @@ import assert from 'node:assert/strict';
 import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { loadConfig, ConfigError } from '../src/daemon/config.js';
-import { settingsPath } from '../src/protocol/config-path.js';
-import { DEFAULT_PORT, defaultPort, discoverDaemon } from '../src/protocol/files.js';
-import { editSettingsText, launchEnv, maskValue, parseSettings, readSettings } from '../src/protocol/settings.js';
+import { loadConfig, ConfigError } from '../src/daemon/files/config.js';
+import { settingsPath } from '../src/local/config-path.js';
+import { DEFAULT_PORT, defaultPort, discoverDaemon } from '../src/local/files.js';
+import { editSettingsText, launchEnv, maskValue, parseSettings, readSettings } from '../src/local/settings.js';
 import { Cleanup, makeHome, runCli } from './helpers.js';
 
 const cleanup = new Cleanup();

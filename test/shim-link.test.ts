@@ -9,8 +9,8 @@
 import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
 import { afterEach, beforeEach, mock, test } from 'node:test';
-import type { DaemonAddress } from '../src/protocol/files.js';
-import { computeProof, proofAddress } from '../src/protocol/proof.js';
+import type { DaemonAddress } from '../src/local/files.js';
+import { computeProof, proofAddress } from '../src/local/proof.js';
 import { LOST_MESSAGE } from '../src/shim/conversation.js';
 import {
   ACK_DELAY_MS,

@@ -13,11 +13,11 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
-import { Catalog, type CatalogView } from '../src/core/catalog.js';
-import type { ListKind } from '../src/core/lists.js';
-import { ServerLink } from '../src/core/server-link.js';
-import { Upstream } from '../src/core/upstream.js';
-import { parseUpstreams } from '../src/core/upstream-config.js';
+import { Catalog, type CatalogView } from '../src/mux/catalog.js';
+import type { ListKind } from '../src/mux/lists.js';
+import { ServerLink } from '../src/hosting/server-link.js';
+import { Upstream } from '../src/hosting/upstream.js';
+import { parseUpstreams } from '../src/hosting/upstream-config.js';
 import { Cleanup, ROOT, connectShim, logPath, readJsonLines, textOf, waitFor } from './helpers.js';
 import { cmdline, descendants, memoryEntry, serverReport, startHostingDaemon, waitReady } from './fixtures/hosted-servers.js';
 

@@ -13,8 +13,8 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { createParser } from 'eventsource-parser';
 import { chromium, type BrowserContext } from 'playwright-core';
-import type { HealthReport } from '../src/daemon/health-client.js';
-import { StatusPage, type StatusPageOptions } from '../src/daemon/status-page.js';
+import type { HealthReport } from '../src/local/health-client.js';
+import { StatusPage, type StatusPageOptions } from '../src/daemon/web/status-page.js';
 import { browserOpener } from '../src/commands/open.js';
 import {
   CLI,

@@ -15,7 +15,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
-import { readAddressCard } from '../src/protocol/files.js';
+import { readAddressCard } from '../src/local/files.js';
 import { Cleanup, connectShim, readJsonLines, logPath, textOf, waitFor, within, type Message } from './helpers.js';
 import { EVERYTHING_SCRIPT, TEE_SCRIPT, processGone } from './fixtures/hosted-servers.js';
 import { coldHome, daemonsOf, healthOf, shimEnv } from './fixtures/autostarted.js';

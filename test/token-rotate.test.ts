@@ -11,8 +11,8 @@ import { request } from 'node:http';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import WebSocket from 'ws';
-import { fetchFullHealth } from '../src/daemon/health-client.js';
-import { readAddressCard } from '../src/protocol/files.js';
+import { fetchFullHealth } from '../src/local/health-client.js';
+import { readAddressCard } from '../src/local/files.js';
 import { Cleanup, connectShim, makeHome, runCli, spawnDaemon, startDaemon, textOf, waitFor } from './helpers.js';
 
 const cleanup = new Cleanup();

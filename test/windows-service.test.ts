@@ -20,7 +20,7 @@ import {
   taskXml,
   windowsArg,
 } from '../src/commands/windows-task.js';
-import type { CommandResult } from '../src/daemon/acl.js';
+import type { CommandResult } from '../src/local/acl.js';
 import { Cleanup, makeHome, startDaemon } from './helpers.js';
 
 const cleanup = new Cleanup();

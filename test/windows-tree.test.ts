@@ -8,11 +8,11 @@
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { test } from 'node:test';
-import { ChildTransport } from '../src/core/child-transport.js';
-import { killOnCloseLimits, loadKernel32, type Handle, type Kernel32 } from '../src/core/job-object.js';
-import { ProcessGroup } from '../src/core/process-group.js';
-import { Watchdog } from '../src/core/watchdog.js';
-import { JobTree, TaskkillTree, WindowsTrees, type TaskkillRunner, type TreeSystem } from '../src/core/windows-tree.js';
+import { ChildTransport } from '../src/hosting/child-transport.js';
+import { killOnCloseLimits, loadKernel32, type Handle, type Kernel32 } from '../src/hosting/job-object.js';
+import { ProcessGroup } from '../src/hosting/process-group.js';
+import { Watchdog } from '../src/hosting/watchdog.js';
+import { JobTree, TaskkillTree, WindowsTrees, type TaskkillRunner, type TreeSystem } from '../src/hosting/windows-tree.js';
 
 const PID = 4242;
 const FAST = { pollMs: 5, waitMs: 200 };

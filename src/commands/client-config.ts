@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { basename, dirname, isAbsolute, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { userConfigDir } from '../protocol/config-path.js';
+import { userConfigDir } from '../local/config-path.js';
 
 export type ClientKind = 'vscode' | 'claude' | 'cursor';
 export const CLIENT_KINDS: readonly ClientKind[] = ['vscode', 'claude', 'cursor'];

@@ -15,17 +15,17 @@
  */
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { loadUpstreamConfig } from '../core/upstream-config.js';
-import { cardIsLive } from '../daemon/pidfile.js';
-import { updateState } from '../daemon/user-state.js';
-import { configPath, settingsPath, userConfigDir } from '../protocol/config-path.js';
-import { DEFAULT_HOST, defaultHome, defaultPort, inspectTokenFile, readAddressCard, resolveHome, urlHost } from '../protocol/files.js';
-import { readSettings } from '../protocol/settings.js';
-import { readState } from '../protocol/state.js';
+import { loadUpstreamConfig } from '../hosting/upstream-config.js';
+import { cardIsLive } from '../local/pidfile.js';
+import { updateState } from '../local/user-state.js';
+import { configPath, settingsPath, userConfigDir } from '../local/config-path.js';
+import { DEFAULT_HOST, defaultHome, defaultPort, inspectTokenFile, readAddressCard, resolveHome, urlHost } from '../local/files.js';
+import { readSettings } from '../local/settings.js';
+import { readState } from '../local/state.js';
 import { SHIM_ENTRY_NAME, shimServer, type JsonObject } from './client-config.js';
-import { parseCommand } from './args.js';
+import { parseCommand } from '../local/args.js';
 import { ExitCode } from './exit-codes.js';
-import { CONFIG_SPEC } from './specs.js';
+import { CONFIG_SPEC } from '../local/specs.js';
 import { shellLine } from './service-files.js';
 
 export type SetupClient = 'vscode' | 'cursor' | 'claude-code' | 'gemini' | 'codex' | 'claude-desktop';

@@ -1,5 +1,5 @@
 /**
- * The CLI's side of the control channel (daemon/control.ts): `exai-ws stop`, `restart` and
+ * The CLI's side of the control channel (daemon/web/control.ts): `exai-ws stop`, `restart` and
  * `reload` ask the daemon over its own authenticated connection first (a proven request:
  * nothing is sent to a listener that has not proven it holds this home's token).
  *
@@ -12,10 +12,10 @@
  * Windows paths are unit-tested on any platform.
  */
 import { rmSync } from 'node:fs';
-import type { ReloadReport } from '../core/hub.js';
-import { provenRequest, type ProvenReply, type ProvenTarget } from '../daemon/health-client.js';
-import { processAlive } from '../daemon/pidfile.js';
-import { readAddressCard } from '../protocol/files.js';
+import type { ReloadReport } from '../mux/hub.js';
+import { provenRequest, type ProvenReply, type ProvenTarget } from '../local/health-client.js';
+import { processAlive } from '../local/pidfile.js';
+import { readAddressCard } from '../local/files.js';
 
 /** How long `stop` and `restart` wait for the daemon to exit once asked (or signalled). */
 export const STOP_WAIT_MS = 30_000;

@@ -8,15 +8,15 @@
  * The process that runs this is the daemon: the pid a user or a supervisor started is the pid
  * in the address card, so signals, `kill -9` and Ctrl-Z reach it and nothing else. It runs with
  * the Node options it was started with: the start paths that matter (auto-start, `restart`,
- * the service unit, `npm run daemon`) pass DAEMON_NODE_OPTIONS (protocol/daemon-launch.ts); a
+ * the service unit, `npm run daemon`) pass DAEMON_NODE_OPTIONS (local/daemon-launch.ts); a
  * bare `exai-ws daemon` runs with Node's defaults (the README says how to add them).
  */
 import { writeSync } from 'node:fs';
-import { ConfigError, loadConfig } from '../daemon/config.js';
+import { ConfigError, loadConfig } from '../daemon/files/config.js';
 import { Daemon, type DaemonOptions } from '../daemon/daemon.js';
-import { HomeError } from '../daemon/home.js';
-import { AlreadyRunningError, DAEMON_TITLE } from '../daemon/pidfile.js';
-import { urlHost } from '../protocol/files.js';
+import { HomeError } from '../local/home.js';
+import { AlreadyRunningError, DAEMON_TITLE } from '../local/pidfile.js';
+import { urlHost } from '../local/files.js';
 import { ExitCode } from './exit-codes.js';
 
 /**

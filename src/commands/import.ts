@@ -9,10 +9,10 @@
  */
 import { existsSync, mkdirSync, realpathSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { parseUpstreams } from '../core/upstream-config.js';
-import { configPath } from '../protocol/config-path.js';
-import { parseCommand } from './args.js';
-import { IMPORT_SPEC } from './specs.js';
+import { parseUpstreams } from '../hosting/upstream-config.js';
+import { configPath } from '../local/config-path.js';
+import { parseCommand } from '../local/args.js';
+import { IMPORT_SPEC } from '../local/specs.js';
 import {
   CLIENT_KINDS,
   CLIENT_LABEL,

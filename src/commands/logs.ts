@@ -9,7 +9,7 @@
  */
 import { closeSync, existsSync, fstatSync, openSync } from 'node:fs';
 import { prettyFactory } from 'pino-pretty';
-import { resolveHome } from '../protocol/files.js';
+import { resolveHome } from '../local/files.js';
 import { ExitCode } from './exit-codes.js';
 import { generations, linesBackward, linesForward, LogFollower } from './log-reader.js';
 import { colorWanted, type OutputStream } from './terminal.js';

@@ -5,9 +5,9 @@
  * opens it there.
  */
 import { spawn } from 'node:child_process';
-import { provenRequest } from '../daemon/health-client.js';
-import { discoverDaemon, resolveHome, urlHost } from '../protocol/files.js';
-import { strangerMessage } from '../protocol/proof.js';
+import { provenRequest } from '../local/health-client.js';
+import { discoverDaemon, resolveHome, urlHost } from '../local/files.js';
+import { strangerMessage } from '../local/proof.js';
 import { ExitCode } from './exit-codes.js';
 
 const CODE_TIMEOUT_MS = 3_000;

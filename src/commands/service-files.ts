@@ -4,10 +4,10 @@
  * `exai-ws service status`. Pure text in, text out: tests check both formats on any platform.
  */
 import { resolve } from 'node:path';
-import { DAEMON_NODE_OPTIONS, daemonEntryPath } from '../protocol/daemon-launch.js';
-import { configPath, settingsPath } from '../protocol/config-path.js';
-import { resolveHome } from '../protocol/files.js';
-import { isSettingName } from '../protocol/settings.js';
+import { DAEMON_NODE_OPTIONS, daemonEntryPath } from '../local/daemon-launch.js';
+import { configPath, settingsPath } from '../local/config-path.js';
+import { resolveHome } from '../local/files.js';
+import { isSettingName } from '../local/settings.js';
 
 /** The systemd unit's name (`~/.config/systemd/user/exai-ws.service`). */
 export const SYSTEMD_UNIT = 'exai-ws.service';

@@ -13,17 +13,17 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, lstatSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { cardIsLive } from '../daemon/pidfile.js';
-import { makePrivateDir, userPrincipal, type CommandRunner } from '../daemon/acl.js';
-import { replaceWhole } from '../daemon/whole-file.js';
-import { legacyServiceEnvPath, settingsPath } from '../protocol/config-path.js';
-import { readSettings } from '../protocol/settings.js';
+import { cardIsLive } from '../local/pidfile.js';
+import { makePrivateDir, userPrincipal, type CommandRunner } from '../local/acl.js';
+import { replaceWhole } from '../local/whole-file.js';
+import { legacyServiceEnvPath, settingsPath } from '../local/config-path.js';
+import { readSettings } from '../local/settings.js';
 import { moveServiceEnv } from './settings.js';
-import { discoverDaemon, readAddressCard, resolveHome } from '../protocol/files.js';
+import { discoverDaemon, readAddressCard, resolveHome } from '../local/files.js';
 import { fallbackNote, stopDaemon } from './control-client.js';
-import { parseCommand } from './args.js';
+import { parseCommand } from '../local/args.js';
 import { ExitCode } from './exit-codes.js';
-import { SERVICE_SPEC } from './specs.js';
+import { SERVICE_SPEC } from '../local/specs.js';
 import {
   LAUNCHD_LABEL,
   SYSTEMD_UNIT,

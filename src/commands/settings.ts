@@ -1,21 +1,21 @@
 /**
  * `exai-ws settings list | set NAME=value ... | unset NAME ...`: shows and edits the daemon's
- * settings file (`daemon.env`, see protocol/settings.ts). The file may hold provider keys: it is
+ * settings file (`daemon.env`, see local/settings.ts). The file may hold provider keys: it is
  * written whole with mode 0600 (and made 0600 when it was not; on Windows its folder is limited
- * to the user when made, see daemon/acl.ts), and `list` masks every key.
+ * to the user when made, see local/acl.ts), and `list` masks every key.
  * A change applies when the daemon next starts; each write says so and offers `exai-ws restart`.
  */
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { makePrivateDir } from '../daemon/acl.js';
-import { checkSetting } from '../daemon/config.js';
-import { cardIsLive } from '../daemon/pidfile.js';
-import { replaceWhole } from '../daemon/whole-file.js';
-import { settingsPath } from '../protocol/config-path.js';
-import { readAddressCard, resolveHome } from '../protocol/files.js';
-import { editSettingsText, isSettingName, maskValue, readSettings, LOCATORS } from '../protocol/settings.js';
+import { makePrivateDir } from '../local/acl.js';
+import { checkSetting } from '../daemon/files/config.js';
+import { cardIsLive } from '../local/pidfile.js';
+import { replaceWhole } from '../local/whole-file.js';
+import { settingsPath } from '../local/config-path.js';
+import { readAddressCard, resolveHome } from '../local/files.js';
+import { editSettingsText, isSettingName, maskValue, readSettings, LOCATORS } from '../local/settings.js';
 import { ExitCode } from './exit-codes.js';
-import { SETTINGS_SPEC } from './specs.js';
+import { SETTINGS_SPEC } from '../local/specs.js';
 
 interface Io {
   env: NodeJS.ProcessEnv;

@@ -7,7 +7,7 @@
  * field the daemon did not report (an older daemon, a slice not there yet) is null, never
  * missing, so a script can tell "not reported" from a typo.
  */
-import type { HealthReport, Liveness } from '../daemon/health-client.js';
+import type { HealthReport, Liveness } from '../local/health-client.js';
 
 /** Version of the `--json` shape; bumped only when a field changes meaning or goes away (new fields may be added). */
 export const STATUS_SCHEMA = 1;

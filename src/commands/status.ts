@@ -5,9 +5,9 @@
  * token; liveness asks nothing of value and tells what answers when no proof came. `stop` and
  * `reload` go over the control channel, with the platform's fallback (control-client.ts).
  */
-import type { ReloadReport } from '../core/hub.js';
-import { discoverDaemon, readAddressCard, resolveHome } from '../protocol/files.js';
-import { strangerMessage } from '../protocol/proof.js';
+import type { ReloadReport } from '../mux/hub.js';
+import { discoverDaemon, readAddressCard, resolveHome } from '../local/files.js';
+import { strangerMessage } from '../local/proof.js';
 import {
   fetchFullHealth,
   fetchHealth,
@@ -17,9 +17,9 @@ import {
   type LastReload,
   type Liveness,
   type ProvenTarget,
-} from '../daemon/health-client.js';
-import { isDaemonCommandLine, processAlive, processCommandLine } from '../daemon/pidfile.js';
-import { VERSION } from '../version.js';
+} from '../local/health-client.js';
+import { isDaemonCommandLine, processAlive, processCommandLine } from '../local/pidfile.js';
+import { VERSION } from '../protocol/version.js';
 import { STATUS_SCHEMA, statusJson, type StatusDown } from './status-view.js';
 import { renderStatusTable } from './status-table.js';
 import { colorWanted, columnsOf } from './terminal.js';

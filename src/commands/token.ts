@@ -7,13 +7,13 @@
  * (`EXAI_WS_TOKEN`) is not this command's to change.
  */
 import { mkdirSync } from 'node:fs';
-import { provenRequest } from '../daemon/health-client.js';
-import { cardIsLive } from '../daemon/pidfile.js';
-import { rotateTokenFile } from '../daemon/token.js';
-import { discoverDaemon, readAddressCard, readTokenFile, resolveHome, urlHost } from '../protocol/files.js';
-import { strangerMessage } from '../protocol/proof.js';
+import { provenRequest } from '../local/health-client.js';
+import { cardIsLive } from '../local/pidfile.js';
+import { rotateTokenFile } from '../local/token.js';
+import { discoverDaemon, readAddressCard, readTokenFile, resolveHome, urlHost } from '../local/files.js';
+import { strangerMessage } from '../local/proof.js';
 import { ExitCode } from './exit-codes.js';
-import { TOKEN_SPEC } from './specs.js';
+import { TOKEN_SPEC } from '../local/specs.js';
 
 const ROTATE_TIMEOUT_MS = 5_000;
 

@@ -10,7 +10,7 @@
  * ignores a second start while one runs (the daemon's pid lock would refuse it anyway), and is
  * restarted when it fails, as the systemd unit is.
  */
-import { quoteForRuntime } from '../core/windows-command.js';
+import { quoteForRuntime } from '../hosting/windows-command.js';
 import type { ServiceSpec } from './service-files.js';
 
 /** The task's name, in the root folder of Task Scheduler (`schtasks /TN exai-ws`). */

@@ -7,13 +7,13 @@ import type { Readable, Writable } from 'node:stream';
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { CloseCode, RpcCode } from '../protocol/codes.js';
 import { clip, rpcError } from '../protocol/jsonrpc.js';
-import { startCore } from '../core/core.js';
-import { Providers } from '../core/providers/providers.js';
-import type { DaemonConfig } from './config.js';
-import { coreLog, createLogger } from './logger.js';
-import { Metrics } from './metrics.js';
-import { wireFanout } from './fanout.js';
-import { Session, reportUnserializable } from './session.js';
+import { startCore } from '../mux/core.js';
+import { Providers } from '../builtin/providers/providers.js';
+import type { DaemonConfig } from './files/config.js';
+import { coreLog, createLogger } from './files/logger.js';
+import { Metrics } from './files/metrics.js';
+import { wireFanout } from './sessions/fanout.js';
+import { Session, reportUnserializable } from './sessions/session.js';
 import { StdioTransport } from '../transport/stdio.js';
 
 export interface StdioOptions {

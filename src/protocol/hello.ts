@@ -8,7 +8,7 @@
  * `not_hello` refusal, which tells a new client whom to update.
  */
 import type { HelloErrorCode } from './codes.js';
-import { isNonce } from './proof.js';
+import { isNonce } from '../local/proof.js';
 
 export const PROTOCOL_VERSION = 1;
 export const SESSION_ID_PATTERN = /^[A-Za-z0-9_-]{3,64}$/;

@@ -23,15 +23,15 @@
 import { spawn } from 'node:child_process';
 import { closeSync, fstatSync, mkdirSync, openSync, readSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { settingsPath } from '../protocol/config-path.js';
-import { daemonArgs } from '../protocol/daemon-launch.js';
-import { launchEnv, readSettings } from '../protocol/settings.js';
-import { discoverDaemon, readAddressCard, resolveHome, type HomePaths } from '../protocol/files.js';
-import { fetchHealth, provenRequest, type Liveness } from '../daemon/health-client.js';
-import { HomeError, homeError } from '../daemon/home.js';
-import { cardIsLive } from '../daemon/pidfile.js';
-import { strangerMessage } from '../protocol/proof.js';
-import { VERSION } from '../version.js';
+import { settingsPath } from '../local/config-path.js';
+import { daemonArgs } from '../local/daemon-launch.js';
+import { launchEnv, readSettings } from '../local/settings.js';
+import { discoverDaemon, readAddressCard, resolveHome, type HomePaths } from '../local/files.js';
+import { fetchHealth, provenRequest, type Liveness } from '../local/health-client.js';
+import { HomeError, homeError } from '../local/home.js';
+import { cardIsLive } from '../local/pidfile.js';
+import { strangerMessage } from '../local/proof.js';
+import { VERSION } from '../protocol/version.js';
 import type { EnsureResult } from './link.js';
 import { spawnLockHolder, spawnLockPath, tryTakeSpawnLock, type SpawnLock } from './spawn-lock.js';
 

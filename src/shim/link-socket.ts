@@ -3,7 +3,7 @@
  * operations it uses. A `ws` WebSocket satisfies it through ws-socket.ts; tests pass an
  * in-memory one. Types and one helper only: no `ws` here, so the link does not load it.
  */
-import { urlHost, type DaemonAddress } from '../protocol/files.js';
+import { urlHost, type DaemonAddress } from '../local/files.js';
 
 /** Events of one socket. A factory never fires them synchronously inside its own call. */
 export interface SocketEvents {

@@ -28,9 +28,9 @@
  * starts with it (budget: 80 ms to the first initialize result).
  */
 import { CloseCode } from '../protocol/codes.js';
-import type { DaemonAddress } from '../protocol/files.js';
+import type { DaemonAddress } from '../local/files.js';
 import { PROTOCOL_VERSION, parseProofFrame, type AckFrame, type ChallengeFrame, type Hello, type HelloAck } from '../protocol/hello.js';
-import { computeProof, newNonce, proofAddress, proofValid, strangerMessage } from '../protocol/proof.js';
+import { computeProof, newNonce, proofAddress, proofValid, strangerMessage } from '../local/proof.js';
 import { wsUrl, type LinkSocket, type SocketFactory } from './link-socket.js';
 
 export { wsUrl, type LinkSocket, type SocketEvents, type SocketFactory } from './link-socket.js';

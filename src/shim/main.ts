@@ -7,8 +7,8 @@
  *
  * Usage: shim.cjs [--server NAME]   (`exai-ws shim [--server NAME]` through the CLI)
  */
-import { parseCommand } from '../commands/args.js';
-import { SHIM_SPEC } from '../commands/specs.js';
+import { parseCommand } from '../local/args.js';
+import { SHIM_SPEC } from '../local/specs.js';
 import { ensureDaemon } from './autostart.js';
 import { runShim } from './shim.js';
 

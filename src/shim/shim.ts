@@ -11,11 +11,11 @@
  */
 import type { Readable, Writable } from 'node:stream';
 import { RpcCode } from '../protocol/codes.js';
-import { corkUntilTick } from '../protocol/cork.js';
-import { discoverDaemon, resolveHome, type DaemonAddress } from '../protocol/files.js';
+import { corkUntilTick } from '../transport/cork.js';
+import { discoverDaemon, resolveHome, type DaemonAddress } from '../local/files.js';
 import { rpcError } from '../protocol/jsonrpc.js';
 import { LineSplitter } from '../protocol/ndjson.js';
-import { VERSION } from '../version.js';
+import { VERSION } from '../protocol/version.js';
 import { Conversation, type Note } from './conversation.js';
 import { DEFAULT_RECONNECT_MS, Link, type EnsureResult, type LinkState, type SocketFactory } from './link.js';
 import { connectWebSocket } from './ws-socket.js';

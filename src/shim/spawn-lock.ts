@@ -2,7 +2,7 @@
  * The spawn lock `logs/ws_daemon.spawn.lock`: held by the one process that is starting a daemon
  * for this home (a shim's auto-start, `exai-ws restart`), so that shims starting at once on a
  * cold home spawn one daemon instead of one each; the others wait for its address card. The
- * pid lock (daemon/pidfile.ts) still decides which daemon runs: this lock only saves spawning
+ * pid lock (local/pidfile.ts) still decides which daemon runs: this lock only saves spawning
  * daemons that would lose.
  *
  * - Created exclusively, holding `{pid, at, nonce}`; its holder touches it every second.
@@ -15,9 +15,9 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync, statSync, unlinkSync, utimesSync } from 'node:fs';
 import { join } from 'node:path';
-import type { HomePaths } from '../protocol/files.js';
-import { processAlive } from '../daemon/pidfile.js';
-import { createWhole } from '../daemon/whole-file.js';
+import type { HomePaths } from '../local/files.js';
+import { processAlive } from '../local/pidfile.js';
+import { createWhole } from '../local/whole-file.js';
 
 /** How often a holder touches its lock, so that waiters can tell it from an abandoned one. */
 export const SPAWN_LOCK_TOUCH_MS = 1_000;

@@ -4,8 +4,8 @@
  * `Host` is exactly the address the proofs are bound to (proof.ts `proofAddress`).
  */
 import WebSocket from 'ws';
-import { corkUntilTick, rawSocketOf } from '../protocol/cork.js';
-import { proofAddress } from '../protocol/proof.js';
+import { corkUntilTick, rawSocketOf } from '../transport/cork.js';
+import { proofAddress } from '../local/proof.js';
 import type { LinkSocket, SocketFactory } from './link.js';
 import { wsUrl } from './link.js';
 

@@ -5,7 +5,7 @@
  */
 import type { Readable, Writable } from 'node:stream';
 import { CloseCode } from '../protocol/codes.js';
-import { corkUntilTick } from '../protocol/cork.js';
+import { corkUntilTick } from './cork.js';
 import type { RequestId } from '../protocol/jsonrpc.js';
 import { LineSplitter } from '../protocol/ndjson.js';
 import type { Transport } from './transport.js';

@@ -1,11 +1,11 @@
 /**
  * The WebSocket transport: one `ws` connection, text frames of one JSON value each. Writes of a
- * tick leave in one system call (see protocol/cork.ts). Binary frames close the connection
+ * tick leave in one system call (see transport/cork.ts). Binary frames close the connection
  * with 1003; the hello, before a session exists, is the daemon server's business.
  */
 import type { RawData, WebSocket } from 'ws';
 import { CloseCode } from '../protocol/codes.js';
-import { corkUntilTick, rawSocketOf } from '../protocol/cork.js';
+import { corkUntilTick, rawSocketOf } from './cork.js';
 import type { RequestId } from '../protocol/jsonrpc.js';
 import type { Transport } from './transport.js';
 

@@ -1,0 +1,59 @@
+/**
+ * The built-in MCP server: one SDK `McpServer` shared by every session through the router.
+ * It is just another server behind a {@link ServerLink}, so it takes the same code path as
+ * the user's hosted servers.
+ */
+import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
+import { z } from 'zod';
+import { NAME, VERSION } from '../protocol/version.js';
+import { ServerLink } from '../hosting/server-link.js';
+
+/** The name the router uses for the built-in server; its tools keep bare names. */
+export const BUILTIN_SERVER = 'exai-ws';
+
+export interface BuiltinContext {
+  /** When the hosting process started serving, for uptime. */
+  startedAtMs: number;
+}
+
+/** Creates the built-in server with the shipped tools registered. Tests may add fixture tools. */
+export function createBuiltinServer(context: BuiltinContext): McpServer {
+  const server = new McpServer({ name: NAME, version: VERSION });
+  server.registerTool(
+    'version',
+    {
+      title: 'exai-ws version',
+      description: 'Report the exai-ws version, Node.js version, platform, server process id and uptime.',
+      inputSchema: {},
+      outputSchema: {
+        name: z.string(),
+        version: z.string(),
+        node: z.string(),
+        platform: z.string(),
+        pid: z.number(),
+        uptime_s: z.number(),
+      },
+      annotations: { readOnlyHint: true, openWorldHint: false },
+    },
+    () => {
+      const info = {
+        name: NAME,
+        version: VERSION,
+        node: process.version,
+        platform: `${process.platform}-${process.arch}`,
+        pid: process.pid,
+        uptime_s: Math.round((Date.now() - context.startedAtMs) / 100) / 10,
+      };
+      return { content: [{ type: 'text', text: JSON.stringify(info) }], structuredContent: info };
+    },
+  );
+  return server;
+}
+
+/** Connects a server to a new link over an in-memory transport pair. The link is not started. */
+export async function linkInMemory(name: string, server: McpServer): Promise<ServerLink> {
+  const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
+  await server.connect(serverSide);
+  return new ServerLink(name, clientSide);
+}

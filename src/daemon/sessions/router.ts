@@ -1,0 +1,299 @@
+/**
+ * The MCP-aware part of a session: answers `initialize` and `ping` itself, merges list
+ * methods over the servers in the session's view, and routes calls, reads and prompts to the
+ * server that owns the name. One router per session; request ids stay the session's own,
+ * because each server link assigns link-local ids and the router answers with the original id.
+ *
+ * In a single-server view (`exai-ws shim --server NAME`) the session sees that server as if it
+ * had launched it: its initialize result, its names unprefixed, and every other method passed
+ * through as it is.
+ */
+import { fileURLToPath } from 'node:url';
+import { LATEST_PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS } from '@modelcontextprotocol/sdk/types.js';
+import { RpcCode } from '../../protocol/codes.js';
+import {
+  clip,
+  isObject,
+  isProgressToken,
+  rpcError,
+  trySerialize,
+  type Answer,
+  type RequestId,
+  type RpcNotification,
+  type RpcRequest,
+  type RpcResponse,
+} from '../../protocol/jsonrpc.js';
+import type { Target } from '../../mux/catalog.js';
+import type { Hub, ListKind, View } from '../../mux/hub.js';
+import type { SessionContext } from '../../mux/session-context.js';
+import { LOG_LEVELS, type LogLevel } from '../../mux/interests.js';
+import { LIST_CHANGED_METHODS } from '../../mux/lists.js';
+import type { Cancellation } from '../../hosting/cancellation.js';
+import type { CallOutcome } from '../../hosting/server-link.js';
+import { NAME, VERSION } from '../../protocol/version.js';
+
+/** How long the daemon waits for a client's answer to its own roots/list. */
+const ROOTS_REQUEST_TIMEOUT_MS = 5_000;
+
+/** The session side a router talks to. */
+export interface RouterPeer {
+  /**
+   * Sends one message to the session's client (held while it is detached). False when it
+   * cannot be serialised and was dropped (a response is answered with an error instead).
+   * `related`: the client request the message belongs to (its progress).
+   */
+  send(message: object, related?: RequestId): boolean;
+  /** Asks the session's client something; never rejects (errors come as `{ error }`). */
+  request(method: string, params: Record<string, unknown> | undefined, timeoutMs: number, related?: RequestId): Promise<Answer>;
+}
+
+export interface RouterOptions {
+  /** Deadline of one forwarded request, in milliseconds. */
+  callTimeoutMs: number;
+  /** What the core knows of the session: the router fills in what the client declares. */
+  context: SessionContext;
+}
+
+// Maps, not object literals: a method is the client's string, and `constructor` or
+// `__proto__` must find nothing rather than Object.prototype's members.
+const LIST_METHODS: ReadonlyMap<string, ListKind> = new Map<string, ListKind>([
+  ['tools/list', 'tools'],
+  ['prompts/list', 'prompts'],
+  ['resources/list', 'resources'],
+  ['resources/templates/list', 'resourceTemplates'],
+]);
+
+/** Methods routed to one server, and where in params the routing key sits. */
+const ROUTED: ReadonlyMap<string, { kind: ListKind; field: 'name' | 'uri'; what: string }> = new Map([
+  ['tools/call', { kind: 'tools', field: 'name', what: 'tool' }],
+  ['prompts/get', { kind: 'prompts', field: 'name', what: 'prompt' }],
+  ['resources/read', { kind: 'resources', field: 'uri', what: 'resource' }],
+  ['resources/subscribe', { kind: 'resources', field: 'uri', what: 'resource' }],
+  ['resources/unsubscribe', { kind: 'resources', field: 'uri', what: 'resource' }],
+] as const);
+
+export class Router {
+  private readonly hub: Hub;
+  private readonly peer: RouterPeer;
+  private readonly callTimeoutMs: number;
+  private readonly context: SessionContext;
+  private readonly view: View;
+  private readonly sessionId: string;
+
+  constructor(hub: Hub, peer: RouterPeer, options: RouterOptions) {
+    this.hub = hub;
+    this.peer = peer;
+    this.callTimeoutMs = options.callTimeoutMs;
+    this.context = options.context;
+    this.view = options.context.view;
+    this.sessionId = options.context.id;
+  }
+
+  /**
+   * Handles one request and resolves with its response, or null when the client cancelled it
+   * (a cancelled request gets no response). Never rejects.
+   */
+  async handle(request: RpcRequest, cancel: Cancellation): Promise<RpcResponse | null> {
+    const { id, method } = request;
+    const params = request.params ?? {};
+    const single = this.view.server;
+    switch (method) {
+      case 'initialize':
+        return this.initialize(id, params);
+      case 'ping':
+        return ok(id, {});
+      case 'logging/setLevel': {
+        const level = params.level;
+        if (typeof level !== 'string' || !(LOG_LEVELS as readonly string[]).includes(level)) {
+          return rpcError(id, RpcCode.INVALID_PARAMS, `level must be one of ${LOG_LEVELS.join(', ')}`);
+        }
+        this.context.logLevel = level as LogLevel;
+        this.hub.interests.setLogLevel(this.sessionId, this.context.logLevel, this.view);
+        return ok(id, {});
+      }
+    }
+    const listKind = LIST_METHODS.get(method);
+    if (listKind) {
+      const listed = await this.hub.list(listKind, this.view);
+      if ('error' in listed) return rpcError(id, listed.error.code, listed.error.message, listed.error.data);
+      return ok(id, { [listKind]: listed.items });
+    }
+    const route = ROUTED.get(method);
+    if (route) {
+      const key = params[route.field];
+      if (typeof key !== 'string') {
+        return rpcError(id, RpcCode.INVALID_PARAMS, `${method} needs params.${route.field} as a string`);
+      }
+      const target = await this.hub.resolve(route.kind, key, this.view);
+      if (!target) return rpcError(id, RpcCode.INVALID_PARAMS, `Unknown ${route.what}: ${clip(key)}`);
+      const forwarded = target.name === key ? params : { ...params, [route.field]: target.name };
+      if (method === 'resources/subscribe' || method === 'resources/unsubscribe') {
+        const options = { timeoutMs: this.callTimeoutMs, cancel, origin: this.sessionId };
+        const subscribe = method === 'resources/subscribe';
+        const outcome = subscribe
+          ? await this.hub.interests.subscribe(this.sessionId, target.server, target.name, options)
+          : await this.hub.interests.unsubscribe(this.sessionId, target.server, target.name, options);
+        return toResponse(id, outcome);
+      }
+      return this.forward(id, method, forwarded, target, cancel);
+    }
+    if (method === 'completion/complete') return this.complete(id, params, cancel);
+    if (single !== undefined) {
+      const server = this.hub.instanceFor(single, this.view);
+      if (server) return this.forward(id, method, params, { server, name: '' }, cancel);
+    }
+    return rpcError(id, RpcCode.METHOD_NOT_FOUND, `Method not found: ${clip(method)}`);
+  }
+
+  /** Handles a client notification other than cancellation (the session owns that). */
+  notify(notification: RpcNotification): void {
+    if (notification.method === 'notifications/initialized' || notification.method === 'notifications/roots/list_changed') {
+      void this.refineWorkspace();
+    }
+    if (notification.method === 'notifications/roots/list_changed') {
+      // Servers this session uses may ask for roots again.
+      for (const server of this.hub.servers) {
+        if (this.context.uses(server) && this.hub.sees(this.view, server)) server.notify(notification.method);
+      }
+    }
+  }
+
+  /**
+   * A client's roots say better than its working directory which project it has open: the
+   * first `file:` root becomes the session's workspace (for `workspace`-scoped servers), and the
+   * session is told its lists changed when that moves it to another instance.
+   */
+  private async refineWorkspace(): Promise<void> {
+    if (!this.context.declares('roots') || !this.hub.hasWorkspaceServers) return;
+    const answer = await this.peer.request('roots/list', undefined, ROOTS_REQUEST_TIMEOUT_MS);
+    // The client's answer is its own data: anything but a list of roots is ignored.
+    if (!('result' in answer) || !isObject(answer.result)) return;
+    const roots = answer.result.roots;
+    const first = Array.isArray(roots)
+      ? (roots as unknown[]).find((r): r is { uri: string } => isObject(r) && typeof r.uri === 'string' && r.uri.startsWith('file:'))
+      : undefined;
+    if (!first) return;
+    let path: string;
+    try {
+      path = fileURLToPath(first.uri);
+    } catch {
+      return;
+    }
+    if (path === this.view.workspace) return;
+    this.view.workspace = path;
+    for (const method of LIST_CHANGED_METHODS) this.peer.send({ jsonrpc: '2.0', method });
+  }
+
+  private async forward(id: RpcRequest['id'], method: string, params: Record<string, unknown>, target: Target, cancel: Cancellation) {
+    const token = isObject(params._meta) ? params._meta.progressToken : undefined;
+    if (token !== undefined && !isProgressToken(token)) {
+      // MCP allows strings and numbers only; anything else would be echoed in every progress message.
+      return rpcError(id, RpcCode.INVALID_PARAMS, 'Invalid params: params._meta.progressToken must be a string or a number');
+    }
+    const outcome = await this.hub.requests.call(this.context, target.server, method, params, {
+      timeoutMs: this.callTimeoutMs,
+      cancel,
+      related: id,
+      onProgress:
+        token === undefined
+          ? undefined
+          : (p) => this.peer.send({ jsonrpc: '2.0', method: 'notifications/progress', params: { ...p, progressToken: token } }, id),
+    });
+    return toResponse(id, outcome);
+  }
+
+  /** `completion/complete` names a prompt or a resource template in `ref`: route by it. */
+  private async complete(id: RpcRequest['id'], params: Record<string, unknown>, cancel: Cancellation): Promise<RpcResponse | null> {
+    const ref = params.ref as { type?: unknown; name?: unknown; uri?: unknown } | undefined;
+    const byPrompt = ref?.type === 'ref/prompt' && typeof ref.name === 'string';
+    const key = byPrompt ? ref.name : ref?.uri;
+    if (typeof key !== 'string')
+      return rpcError(id, RpcCode.INVALID_PARAMS, 'completion/complete needs params.ref with a prompt name or a resource uri');
+    const target = byPrompt
+      ? await this.hub.resolve('prompts', key, this.view)
+      : ((await this.hub.resolve('resourceTemplates', key, this.view)) ?? (await this.hub.resolve('resources', key, this.view)));
+    if (!target) return rpcError(id, RpcCode.INVALID_PARAMS, `Unknown ${byPrompt ? 'prompt' : 'resource'}: ${clip(key)}`);
+    const forwarded = target.name === key ? params : { ...params, ref: { ...ref, [byPrompt ? 'name' : 'uri']: target.name } };
+    return this.forward(id, 'completion/complete', forwarded, target, cancel);
+  }
+
+  private async initialize(id: RpcRequest['id'], params: Record<string, unknown>): Promise<RpcResponse> {
+    const asked = typeof params.protocolVersion === 'string' ? params.protocolVersion : undefined;
+    const protocolVersion = asked && SUPPORTED_PROTOCOL_VERSIONS.includes(asked) ? asked : LATEST_PROTOCOL_VERSION;
+    const info = params.clientInfo;
+    // Kept only as short strings: the client's own data, of any shape and size, held for the
+    // session's life (a hello's client label has the same limit).
+    this.context.clientInfo = isObject(info)
+      ? {
+          name: typeof info.name === 'string' ? info.name.slice(0, MAX_CLIENT_LABEL_CHARS) : undefined,
+          version: typeof info.version === 'string' ? info.version.slice(0, MAX_CLIENT_LABEL_CHARS) : undefined,
+        }
+      : undefined;
+    this.context.capabilities = keptCapabilities(params.capabilities);
+    this.hub.offerCapabilities(this.context);
+    const single = this.view.server;
+    if (single !== undefined) {
+      // Transparent: the session gets the server's own answer (its protocol version aside).
+      const server = this.hub.instanceFor(single, this.view);
+      try {
+        if (!server) throw new Error('no such server');
+        await server.connect();
+      } catch (error) {
+        return rpcError(id, RpcCode.UPSTREAM_UNAVAILABLE, `${single}: ${(error as Error).message}`, { server: single });
+      }
+      this.context.use(server);
+      return ok(id, { ...server.initializeResult, protocolVersion });
+    }
+    // Everything a hosted server may have is always offered: a live reload can add one to a
+    // session opened before it, and a client that checks capabilities (VS Code) would never
+    // list its prompts or resources otherwise. The hub routes resources/subscribe (per URI).
+    const capabilities: Record<string, unknown> = {
+      tools: { listChanged: true },
+      logging: {},
+      prompts: { listChanged: true },
+      resources: { subscribe: true, listChanged: true },
+      completions: {},
+    };
+    return ok(id, {
+      protocolVersion,
+      capabilities,
+      serverInfo: { name: NAME, version: VERSION },
+      instructions: 'exai-ws: one shared MCP daemon for every client on this machine.',
+    });
+  }
+}
+
+/** The longest client name or version kept from `initialize`, in characters. */
+export const MAX_CLIENT_LABEL_CHARS = 256;
+
+/** The largest declared capability (serialised) the daemon keeps and passes on to servers. */
+export const MAX_CAPABILITY_BYTES = 16 * 1024;
+
+/**
+ * A client's declared capabilities as the daemon keeps them: the entries whose value is an
+ * object that serialises within {@link MAX_CAPABILITY_BYTES}; others count as not declared.
+ * What sessions declare is passed on to shared servers when they start, so one client's
+ * malformed entry (nested thousands deep, megabytes long) must not fail a server's start for
+ * every session.
+ */
+function keptCapabilities(declared: unknown): Record<string, unknown> | undefined {
+  if (!isObject(declared)) return undefined;
+  // fromEntries: a key such as `__proto__` stays an own key and touches no prototype.
+  return Object.fromEntries(
+    Object.entries(declared).filter(([, value]) => {
+      if (!isObject(value)) return false;
+      const out = trySerialize(value);
+      return out.ok && out.text.length <= MAX_CAPABILITY_BYTES;
+    }),
+  );
+}
+
+function ok(id: RpcRequest['id'], result: Record<string, unknown>): RpcResponse {
+  return { jsonrpc: '2.0', id, result };
+}
+
+function toResponse(id: RpcRequest['id'], outcome: CallOutcome): RpcResponse | null {
+  if (outcome === null) return null;
+  if ('error' in outcome) return { jsonrpc: '2.0', id, error: outcome.error };
+  return ok(id, outcome.result);
+}

@@ -1,0 +1,326 @@
+/**
+ * `GET /metrics`: the daemon in the Prometheus text exposition format, through prom-client on
+ * a registry of its own (never prom-client's global one, which a library in the same process
+ * could also fill).
+ *
+ * Nothing here runs per request. Counters and histograms are the plain numbers that
+ * {@link Metrics} keeps; gauges come from one `health()` report. Both are read at scrape time,
+ * in the `collect()` hooks prom-client calls while it renders. Label values come only from
+ * bounded sets: the method, tool, rejection and close-reason series of {@link Metrics} (which
+ * fold every other name into `other`), the three transports, the configured server names, the
+ * hosted-server and provider states listed below, the provider ids.
+ */
+import { Counter, Gauge, Registry, collectDefaultMetrics, type LabelValues, type Metric } from 'prom-client';
+import type { UpstreamState } from '../../hosting/upstream.js';
+import { VERSION } from '../../protocol/version.js';
+import type { HealthReport } from '../../local/health-client.js';
+import { LATENCY_BUCKETS_MS, type Metrics, type MethodSeries } from '../files/metrics.js';
+
+export interface PrometheusSources {
+  metrics: Metrics;
+  /** The full `/health` report; called once per scrape. */
+  health: () => HealthReport;
+}
+
+/** Every series name starts with this; prom-client's process and Node.js series keep their standard names. */
+export const METRIC_PREFIX = 'exai_ws_';
+
+/**
+ * How often the event-loop delay is sampled, in ms. prom-client's default (10) would wake an
+ * idle daemon 100 times a second for as long as it runs; 10 wakeups a second still give
+ * p50/p90/p99 of the loop's delay.
+ */
+export const EVENT_LOOP_RESOLUTION_MS = 100;
+
+const TRANSPORTS = ['ws', 'http', 'stdio'] as const;
+
+/** Every state of a hosted server: a Record, so that a state added in src/hosting/upstream.ts fails to compile here. */
+const SERVER_STATES = Object.keys({
+  stopped: true,
+  starting: true,
+  ready: true,
+  restarting: true,
+  failed: true,
+  closed: true,
+} satisfies Record<UpstreamState, true>);
+
+/** What a provider's last contact said (the health report's `providers[].state`). */
+const PROVIDER_STATES: readonly string[] = [
+  'not_configured',
+  'unknown',
+  'ok',
+  'unreachable',
+  'unauthorized',
+  'rate_limited',
+  'error',
+] as const;
+
+const LATENCY_BUCKETS_S = LATENCY_BUCKETS_MS.map((ms) => ms / 1000);
+
+type Emit<L extends string> = (value: number, labels?: LabelValues<L>) => void;
+
+export class PrometheusExporter {
+  /** The `Content-Type` of {@link render}'s text (exposition format 0.0.4). */
+  readonly contentType: string = Registry.PROMETHEUS_CONTENT_TYPE;
+  private readonly registry = new Registry();
+  private readonly sources: PrometheusSources;
+  /** The report the current scrape reads its gauges from. */
+  private report: HealthReport | undefined;
+
+  constructor(sources: PrometheusSources) {
+    this.sources = sources;
+    const { metrics } = sources;
+    const report = (): HealthReport | undefined => this.report;
+
+    this.gauge('info', 'The daemon, as a constant 1 labelled with its version.', ['version'], (emit) => emit(1, { version: VERSION }));
+
+    // Sessions and requests, from Metrics.
+    this.gauge('sessions_open', 'Open sessions by how their client is connected.', ['transport'], (emit) => {
+      const byTransport = report()?.sessions.by_transport;
+      for (const transport of TRANSPORTS) emit(num(byTransport?.[transport]) ?? 0, { transport });
+    });
+    this.gauge('sessions_detached', 'Sessions whose client is gone and that wait for it to resume.', [], (emit) =>
+      emit(num(report()?.sessions.detached) ?? 0),
+    );
+    this.gauge('connections_open', 'Open WebSocket connections, with or without a session.', [], (emit) =>
+      emit(num(report()?.connections) ?? 0),
+    );
+    this.gauge('requests_inflight', 'Requests received and not yet answered, over all sessions.', [], (emit) =>
+      emit(num(report()?.inflight) ?? 0),
+    );
+    this.counter('sessions_opened_total', 'Sessions opened since start.', [], (emit) => emit(metrics.sessionsOpened));
+    this.counter('sessions_closed_total', 'Sessions ended since start, by why.', ['reason'], (emit) => {
+      for (const [reason, n] of metrics.closeReasons) emit(n, { reason });
+    });
+    this.counter(
+      'idle_sessions_ended_total',
+      'Idle HTTP sessions ended since start, by why: idle (unused for EXAI_WS_HTTP_IDLE_MS) or session_limit (room made for a new session).',
+      ['reason'],
+      (emit) => {
+        const ended = metrics.idleEnded();
+        emit(ended.idle, { reason: 'idle' });
+        emit(ended.session_limit, { reason: 'session_limit' });
+      },
+    );
+    this.counter(
+      'requests_total',
+      'Requests answered since start, by method, tool (tools/call only) and outcome (error: a JSON-RPC error answer).',
+      ['method', 'tool', 'outcome'],
+      (emit) => emitRequests(metrics, emit),
+    );
+    this.registry.registerMetric(
+      new LatencyHistogram(`${METRIC_PREFIX}request_duration_seconds`, 'Time from receiving a request to answering it, by method.', () =>
+        metrics.methodSeries(),
+      ) as unknown as Metric,
+    );
+    this.counter('rejections_total', 'Connections, hellos, messages and requests refused since start, by reason.', ['reason'], (emit) => {
+      for (const [reason, n] of metrics.rejections) emit(n, { reason });
+    });
+    this.counter('auth_failures_total', 'Requests and connections refused for a missing or wrong token.', [], (emit) =>
+      emit(metrics.authFailures),
+    );
+    this.counter('received_bytes_total', 'Bytes of WebSocket frames received from clients.', [], (emit) => emit(metrics.bytesIn));
+    this.counter('sent_bytes_total', 'Bytes sent to clients.', [], (emit) => emit(metrics.bytesOut));
+
+    // Hosted servers: label `server` is a configured name; a scoped server counts its instances.
+    this.gauge(
+      'server_state',
+      'Instances of each hosted server in each state (0 or 1 for a shared server).',
+      ['server', 'state'],
+      (emit) => {
+        const counts = new Map<string, Map<string, number>>();
+        for (const s of records(report()?.servers)) {
+          const name = str(s.name);
+          if (name === undefined) continue;
+          let byState = counts.get(name);
+          if (!byState) counts.set(name, (byState = new Map(SERVER_STATES.map((state) => [state, 0]))));
+          const state = str(s.state);
+          if (state !== undefined && byState.has(state)) byState.set(state, (byState.get(state) ?? 0) + 1);
+        }
+        for (const [server, byState] of counts) for (const [state, n] of byState) emit(n, { server, state });
+      },
+    );
+    this.gauge(
+      'server_restarts',
+      "Restarts of each hosted server's current instances (falls when a scoped instance is stopped).",
+      ['server'],
+      (emit) => {
+        const restarts = new Map<string, number>();
+        for (const s of records(report()?.servers)) {
+          const name = str(s.name);
+          if (name !== undefined) restarts.set(name, (restarts.get(name) ?? 0) + (num(s.restarts) ?? 0));
+        }
+        for (const [server, n] of restarts) emit(n, { server });
+      },
+    );
+
+    // Model providers, by provider id; fields a report lacks are left out.
+    const providerGauge = (name: string, help: string, field: string): void =>
+      this.gauge(name, help, ['provider'], (emit) => {
+        for (const p of providers(report())) {
+          const value = num(p.record[field]);
+          if (value !== undefined) emit(value, { provider: p.id });
+        }
+      });
+    const providerCounter = (name: string, help: string, field: string): void =>
+      this.counter(name, help, ['provider'], (emit) => {
+        for (const p of providers(report())) {
+          const value = num(p.record[field]);
+          if (value !== undefined) emit(value, { provider: p.id });
+        }
+      });
+    providerGauge('provider_inflight', 'Model calls running now.', 'inflight');
+    providerGauge('provider_max_inflight', 'Model calls allowed to run at once.', 'max_inflight');
+    providerGauge('provider_waiting', 'Model calls queued for a free slot.', 'waiting');
+    providerCounter('provider_calls_total', 'Model calls made since start.', 'calls');
+    providerCounter('provider_rate_limited_total', 'Model calls answered 429 (rate limited) since start.', 'rate_limited');
+    providerCounter('provider_errors_total', 'Model calls that failed since start.', 'errors');
+    this.gauge(
+      'provider_state',
+      'What the last contact with each provider said, one 0/1 series per state.',
+      ['provider', 'state'],
+      (emit) => {
+        for (const p of providers(report())) {
+          const current = str(p.record.state);
+          if (current === undefined) continue;
+          for (const state of PROVIDER_STATES) emit(state === current ? 1 : 0, { provider: p.id, state });
+        }
+      },
+    );
+
+    // The daemon's own files.
+    this.counter('log_dropped_lines_total', 'Log lines lost (write errors, a full disk, oversized lines).', [], (emit) =>
+      emit(num(report()?.log?.dropped_lines) ?? 0),
+    );
+    this.counter('metrics_file_dropped_lines_total', 'metrics.jsonl lines lost (write errors, a full disk).', [], (emit) =>
+      emit(num(report()?.metrics_file?.dropped_lines) ?? 0),
+    );
+
+    collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: EVENT_LOOP_RESOLUTION_MS });
+  }
+
+  /** The exposition text: reads `health()` once, then every series. */
+  async render(): Promise<string> {
+    // Every collect() hook below runs inside this one registry.metrics() call; a scrape that
+    // overlaps this one only replaces the report with a newer one.
+    this.report = this.sources.health();
+    return this.registry.metrics();
+  }
+
+  /** A counter whose values are set at scrape time from a total kept elsewhere. */
+  private counter<L extends string>(name: string, help: string, labelNames: readonly L[], read: (emit: Emit<L>) => void): void {
+    new Counter<L>({
+      name: METRIC_PREFIX + name,
+      help,
+      labelNames,
+      registers: [this.registry],
+      collect(this: Counter<L>) {
+        this.reset();
+        read((value, labels) => (labels ? this.inc(labels, value) : this.inc(value)));
+      },
+    });
+  }
+
+  /** A gauge read at scrape time; series not emitted this time are gone (a removed server). */
+  private gauge<L extends string>(name: string, help: string, labelNames: readonly L[], read: (emit: Emit<L>) => void): void {
+    new Gauge<L>({
+      name: METRIC_PREFIX + name,
+      help,
+      labelNames,
+      registers: [this.registry],
+      collect(this: Gauge<L>) {
+        this.reset();
+        read((value, labels) => (labels ? this.set(labels, value) : this.set(value)));
+      },
+    });
+  }
+}
+
+/** `requests_total`: `tools/call` by tool, every other method with `tool=""`. */
+function emitRequests(metrics: Metrics, emit: Emit<'method' | 'tool' | 'outcome'>): void {
+  for (const series of metrics.methodSeries()) {
+    if (series.count === 0) continue;
+    const { method } = series;
+    let ok = series.ok;
+    let error = series.error;
+    if (method === 'tools/call') {
+      for (const [tool, outcomes] of metrics.toolSeries()) {
+        emit(outcomes.ok, { method, tool, outcome: 'ok' });
+        emit(outcomes.error, { method, tool, outcome: 'error' });
+        ok -= outcomes.ok;
+        error -= outcomes.error;
+      }
+      // A tools/call with no tool name.
+      if (ok === 0 && error === 0) continue;
+    }
+    emit(ok, { method, tool: '', outcome: 'ok' });
+    emit(error, { method, tool: '', outcome: 'error' });
+  }
+}
+
+/**
+ * The per-method latency histogram, from the buckets {@link Metrics} keeps. prom-client's
+ * Histogram can only be fed one `observe()` at a time; this object gives the registry the
+ * same shape its own metrics give (name, help, type, `get()`), so prom-client still writes
+ * the text, escaping included.
+ */
+class LatencyHistogram {
+  readonly type = 'histogram';
+  readonly aggregator = 'sum';
+
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    private readonly series: () => Iterable<MethodSeries>,
+  ) {}
+
+  get(): Promise<{ name: string; help: string; type: string; aggregator: string; values: HistogramValue[] }> {
+    const values: HistogramValue[] = [];
+    const bucket = `${this.name}_bucket`;
+    for (const s of this.series()) {
+      const count = s.count;
+      if (count === 0) continue;
+      const labels = { method: s.method };
+      let cumulative = 0;
+      for (let i = 0; i < LATENCY_BUCKETS_S.length; i++) {
+        cumulative += s.buckets[i] ?? 0;
+        values.push({ metricName: bucket, labels: { ...labels, le: LATENCY_BUCKETS_S[i] ?? 0 }, value: cumulative });
+      }
+      values.push({ metricName: bucket, labels: { ...labels, le: '+Inf' }, value: count });
+      values.push({ metricName: `${this.name}_sum`, labels, value: s.sumMs / 1000 });
+      values.push({ metricName: `${this.name}_count`, labels, value: count });
+    }
+    return Promise.resolve({ name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values });
+  }
+
+  /** The counts belong to Metrics: a registry reset leaves them. */
+  reset(): void {}
+}
+
+interface HistogramValue {
+  metricName: string;
+  labels: Record<string, string | number>;
+  value: number;
+}
+
+function providers(report: HealthReport | undefined): { id: string; record: Record<string, unknown> }[] {
+  const out: { id: string; record: Record<string, unknown> }[] = [];
+  for (const record of records(report?.providers)) {
+    const id = str(record.id);
+    if (id !== undefined) out.push({ id, record });
+  }
+  return out;
+}
+
+/** The objects of an array the report may lack (fields other slices add are read defensively). */
+function records(value: unknown): Record<string, unknown>[] {
+  return Array.isArray(value) ? value.filter((v): v is Record<string, unknown> => typeof v === 'object' && v !== null) : [];
+}
+
+function num(value: unknown): number | undefined {
+  return typeof value === 'number' && Number.isFinite(value) ? value : undefined;
+}
+
+function str(value: unknown): string | undefined {
+  return typeof value === 'string' ? value : undefined;
+}

@@ -1,0 +1,412 @@
+/**
+ * One MCP client connection from the daemon to one server (the built-in server over an
+ * in-memory transport, later the user's hosted servers). Many sessions share a link: each
+ * call gets a link-local request id and progress token, so replies and progress find their
+ * way back to the caller and never to another session. The ids are random (request-ids.ts):
+ * an answer under an id no call is waiting for (a server's off-by-one, a duplicate) is dropped
+ * and reported (`onstray`), never given to another call.
+ */
+import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
+import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
+import { RpcCode } from '../protocol/codes.js';
+import {
+  classify,
+  isObject,
+  serializeFailure,
+  type Answer,
+  type RequestId,
+  type RpcErrorObject,
+  type RpcNotification,
+  type RpcRequest,
+} from '../protocol/jsonrpc.js';
+import { VERSION, NAME } from '../protocol/version.js';
+import type { Cancellation } from './cancellation.js';
+import { unusedId } from './request-ids.js';
+
+/** The outcome of one call: a result, an error, or null when the caller cancelled it. */
+export type CallOutcome = Answer | null;
+
+export interface CallOptions {
+  /** Deadline in milliseconds; past it the server is told to cancel and the caller gets -32001. */
+  timeoutMs: number;
+  /** Cancelling it cancels the call at the server; the call then resolves to null. */
+  cancel?: Cancellation;
+  /** Receives `notifications/progress` params for this call (token already link-local). */
+  onProgress?: (params: Record<string, unknown>) => void;
+  /** The session the call is made for: server-to-client requests it causes are routed back to it. */
+  origin?: string;
+  /**
+   * The session's own id of the request this call serves (where the session sends what it
+   * causes). The id sent to the server has its type: a string, or a number.
+   */
+  related?: RequestId;
+}
+
+/** What the link knows of who caused a server-to-client request. */
+export interface ServerRequestContext {
+  /** Sessions with a call sent on this link and not yet answered, most recent first (no repeats). */
+  callers: string[];
+  /**
+   * The session the request names for certain: by the progress token or related task of one
+   * of its calls, or by the HTTP response stream of one of its calls that carried it.
+   */
+  origin: string | undefined;
+  /** The origin session's request that caused it, when known (with `origin` only). */
+  related?: RequestId | undefined;
+}
+
+/** Answers one server-to-client request (sampling, elicitation, roots). Never rejects. */
+export type ServerRequestHandler = (request: RpcRequest, context: ServerRequestContext) => Promise<Answer>;
+
+export type LinkState = 'new' | 'starting' | 'ready' | 'closed';
+
+interface Pending {
+  resolve: (outcome: CallOutcome) => void;
+  timer: NodeJS.Timeout | undefined;
+  onProgress: ((params: Record<string, unknown>) => void) | undefined;
+  cleanup: (() => void) | undefined;
+  origin: string | undefined;
+  related: RequestId | undefined;
+}
+
+export interface ServerLinkOptions {
+  /** Capabilities the daemon declares to the server as a client. */
+  capabilities?: Record<string, unknown>;
+  /**
+   * Says whether a transport error means the connection is lost (an HTTP server gone): the
+   * link then closes, so calls in flight fail with -32011 instead of waiting for their deadline.
+   */
+  isFatal?: (error: Error) => boolean;
+  /**
+   * For HTTP servers: the link-local id of the call whose response stream carried the server
+   * request with this id (see http-streams.ts), undefined when it came on no call's stream.
+   */
+  streamOf?: (serverRequestId: string | number) => string | number | undefined;
+}
+
+/** Tasks remembered per link with the session that created them (oldest forgotten first). */
+const MAX_TASKS = 1_024;
+/** Where MCP puts the task a request belongs to. */
+const RELATED_TASK_META = 'io.modelcontextprotocol/related-task';
+const LATEST_PROTOCOL = '2025-11-25';
+/**
+ * Ids of calls given up on (cancelled, timed out) remembered per link: a server may answer one
+ * after all, which is no stray, and a new call must not get its id while it may.
+ */
+const MAX_ABANDONED = 1_024;
+
+export class ServerLink {
+  readonly name: string;
+  state: LinkState = 'new';
+  /** The server's initialize result, once ready. */
+  initializeResult: Record<string, unknown> | undefined;
+  /** Server notifications other than progress (list_changed, logging, ...). */
+  onnotification: ((message: RpcNotification) => void) | undefined;
+  /** Fired once when the link closes, for whatever reason. */
+  onclose: (() => void) | undefined;
+  /** Answers sampling, elicitation and roots requests; without it they are refused. */
+  onrequest: ServerRequestHandler | undefined;
+  /** An answer came under an id no call is waiting for: it was dropped. */
+  onstray: ((id: unknown) => void) | undefined;
+
+  private readonly transport: Transport;
+  private readonly options: Required<Omit<ServerLinkOptions, 'streamOf'>> & Pick<ServerLinkOptions, 'streamOf'>;
+  /** Task id -> the session whose call created it (for requests that name their related task). */
+  private readonly tasks = new Map<string, string>();
+
+  /** The client capabilities this link declared to the server at initialize. */
+  get declaredCapabilities(): Readonly<Record<string, unknown>> {
+    return this.options.capabilities;
+  }
+  private readonly pending = new Map<RequestId, Pending>();
+  /** Ids of calls given up on, oldest first (see MAX_ABANDONED). */
+  private readonly abandoned = new Set<RequestId>();
+  private starting: Promise<void> | undefined;
+  /** The transport error that ended the link, for what its calls are told (`ENOTFOUND host`). */
+  private lostBecause: string | undefined;
+
+  constructor(name: string, transport: Transport, options: ServerLinkOptions = {}) {
+    this.name = name;
+    this.transport = transport;
+    this.options = {
+      capabilities: {},
+      isFatal: () => false,
+      ...options,
+    };
+  }
+
+  /**
+   * Opens the transport and runs the initialize handshake. Idempotent; rejects if it fails. It
+   * sets no deadline of its own: its owner (Upstream, `initTimeoutMs`) bounds the whole start and
+   * closes the link when it passes, so the reason recorded is the deadline.
+   */
+  start(): Promise<void> {
+    this.starting ??= this.doStart();
+    return this.starting;
+  }
+
+  private async doStart(): Promise<void> {
+    this.state = 'starting';
+    this.transport.onmessage = (message) => this.receive(message);
+    this.transport.onclose = () => this.handleClose();
+    this.transport.onerror = (error) => {
+      // Most transport errors surface as a close or as failed calls; a lost connection closes the link.
+      if (this.options.isFatal(error)) {
+        this.lostBecause ??= errorText(error);
+        void this.close();
+      }
+    };
+    await this.transport.start();
+    const outcome = await this.call(
+      'initialize',
+      {
+        protocolVersion: LATEST_PROTOCOL,
+        capabilities: this.options.capabilities,
+        clientInfo: { name: NAME, version: VERSION },
+      },
+      { timeoutMs: Infinity },
+    );
+    if (outcome === null || 'error' in outcome) {
+      const why = outcome === null ? 'cancelled' : outcome.error.message;
+      await this.close();
+      throw new Error(`server ${this.name} failed to initialize: ${why}`);
+    }
+    this.initializeResult = outcome.result;
+    this.notify('notifications/initialized');
+    this.state = 'ready';
+  }
+
+  /**
+   * Sends one request and resolves with its outcome. Never rejects: a closed link, a send
+   * failure or the deadline (none when `timeoutMs` is Infinity) become error outcomes with the
+   * codes in DESIGN.md.
+   */
+  call(method: string, params: Record<string, unknown> | undefined, options: CallOptions): Promise<CallOutcome> {
+    if (this.state === 'closed') return Promise.resolve(this.unavailable('server connection is closed'));
+    const id = unusedId(options.related, (candidate) => this.pending.has(candidate) || this.abandoned.has(candidate));
+    let sendParams = params;
+    const token = (params?._meta as Record<string, unknown> | undefined)?.progressToken;
+    if (token !== undefined && options.onProgress) {
+      // The server sees only link-local tokens; the caller maps progress back to its own.
+      sendParams = { ...params, _meta: { ...(params?._meta as object), progressToken: id } };
+    }
+    return new Promise<CallOutcome>((resolve) => {
+      const entry: Pending = {
+        resolve,
+        timer: undefined,
+        onProgress: options.onProgress,
+        cleanup: undefined,
+        origin: options.origin,
+        related: options.related,
+      };
+      this.pending.set(id, entry);
+      if (Number.isFinite(options.timeoutMs)) {
+        entry.timer = setTimeout(() => {
+          this.cancelPending(id, 'request timed out');
+          resolve({
+            error: { code: RpcCode.REQUEST_TIMEOUT, message: `request timed out after ${options.timeoutMs} ms` },
+          });
+        }, options.timeoutMs);
+      }
+      const cancel = options.cancel;
+      if (cancel) {
+        if (cancel.aborted) {
+          // Never sent: the server must not hear a cancellation for a request it never got.
+          this.take(id);
+          resolve(null);
+          return;
+        }
+        entry.cleanup = cancel.onAbort(() => {
+          this.cancelPending(id, cancel.reason ?? 'cancelled by the client');
+          resolve(null);
+        });
+      }
+      const message = sendParams === undefined ? { jsonrpc: '2.0', id, method } : { jsonrpc: '2.0', id, method, params: sendParams };
+      this.transport.send(message as JSONRPCMessage).catch((error: unknown) => {
+        const done = this.take(id);
+        if (error instanceof RangeError) {
+          // The transport's JSON.stringify gave up on the caller's params (nested too deeply, too
+          // large): the caller's fault, and the server never saw it.
+          done?.resolve({
+            error: {
+              code: RpcCode.INVALID_PARAMS,
+              message: `Invalid params: the request cannot be sent to ${this.name}: ${serializeFailure(error)}`,
+            },
+          });
+          return;
+        }
+        done?.resolve(this.unavailable(`send failed: ${errorText(error)}`));
+      });
+    });
+  }
+
+  /** Sends a notification to the server; dropped silently once the link is closed. */
+  notify(method: string, params?: Record<string, unknown>): void {
+    if (this.state === 'closed') return;
+    const message = params === undefined ? { jsonrpc: '2.0', method } : { jsonrpc: '2.0', method, params };
+    this.transport.send(message as JSONRPCMessage).catch(() => undefined);
+  }
+
+  /** Requests sent and not yet answered. */
+  get inflight(): number {
+    return this.pending.size;
+  }
+
+  /** Closes the transport; every pending call resolves with -32011. Idempotent. */
+  async close(): Promise<void> {
+    if (this.state === 'closed') return;
+    await this.transport.close().catch(() => undefined);
+    this.handleClose();
+  }
+
+  private handleClose(): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    for (const id of [...this.pending.keys()]) {
+      this.take(id)?.resolve(this.unavailable(`server connection closed${this.lostBecause ? `: ${this.lostBecause}` : ''}`));
+    }
+    this.onclose?.();
+  }
+
+  private unavailable(message: string): CallOutcome {
+    return { error: { code: RpcCode.UPSTREAM_UNAVAILABLE, message: `${this.name}: ${message}`, data: { server: this.name } } };
+  }
+
+  private take(id: RequestId): Pending | undefined {
+    const entry = this.pending.get(id);
+    if (!entry) return undefined;
+    this.pending.delete(id);
+    if (entry.timer) clearTimeout(entry.timer);
+    entry.cleanup?.();
+    return entry;
+  }
+
+  private cancelPending(id: RequestId, reason: string): void {
+    if (!this.take(id)) return;
+    this.abandoned.add(id);
+    if (this.abandoned.size > MAX_ABANDONED) this.abandoned.delete(this.abandoned.values().next().value as RequestId);
+    this.notify('notifications/cancelled', { requestId: id, reason });
+  }
+
+  private receive(raw: unknown): void {
+    const c = classify(raw);
+    switch (c.kind) {
+      case 'response': {
+        const id = c.message.id;
+        const entry = isRequestId(id) ? this.take(id) : undefined;
+        if (!entry) {
+          // A late reply to a call given up on is the server's right; anything else answers no one.
+          if (!(isRequestId(id) && this.abandoned.delete(id))) this.onstray?.(id);
+          return;
+        }
+        const answer = this.answerOf(c.message);
+        if (entry.origin !== undefined && 'result' in answer) this.rememberTask(answer.result, entry.origin);
+        entry.resolve(answer);
+        return;
+      }
+      case 'notification': {
+        const n = c.message;
+        if (n.method === 'notifications/progress') {
+          const token = n.params?.progressToken;
+          if (isRequestId(token)) this.pending.get(token)?.onProgress?.(n.params ?? {});
+          return;
+        }
+        this.onnotification?.(n);
+        return;
+      }
+      case 'request':
+        this.answerServerRequest(c.message);
+        return;
+      case 'invalid':
+        return;
+    }
+  }
+
+  /**
+   * A server's reply as an outcome the router can pass on: MCP results are objects and errors
+   * carry a numeric code and a string message; anything else becomes a -32603 naming the server.
+   */
+  private answerOf(reply: { result?: unknown; error?: unknown }): Answer {
+    if ('error' in reply) {
+      const error = reply.error;
+      if (isObject(error) && Number.isInteger(error.code) && typeof error.message === 'string')
+        return { error: error as unknown as RpcErrorObject };
+      return { error: { code: RpcCode.INTERNAL_ERROR, message: `${this.name} sent a malformed error`, data: { server: this.name } } };
+    }
+    if (isObject(reply.result)) return { result: reply.result };
+    return {
+      error: { code: RpcCode.INTERNAL_ERROR, message: `${this.name} sent a result that is not an object`, data: { server: this.name } },
+    };
+  }
+
+  private answerServerRequest(request: RpcRequest): void {
+    const send = (body: Answer) =>
+      this.transport.send({ jsonrpc: '2.0', id: request.id, ...body }).catch((error: unknown) => {
+        // The client's answer (its own data) could not be serialised: the server still gets one answer.
+        if (!(error instanceof RangeError)) return;
+        const failed = { code: RpcCode.INTERNAL_ERROR, message: `the client's answer cannot be sent: ${serializeFailure(error)}` };
+        return this.transport.send({ jsonrpc: '2.0', id: request.id, error: failed }).catch(() => undefined);
+      });
+    if (request.method === 'ping') {
+      void send({ result: {} });
+      return;
+    }
+    if (!this.onrequest) {
+      void send({ error: { code: RpcCode.METHOD_NOT_FOUND, message: `${request.method} is not supported by this client` } });
+      return;
+    }
+    void this.onrequest(request, this.requestContext(request))
+      .catch((error: unknown): Answer => ({
+        error: { code: RpcCode.INTERNAL_ERROR, message: `internal error: ${error instanceof Error ? error.message : String(error)}` },
+      }))
+      .then(send);
+  }
+
+  private requestContext(request: RpcRequest): ServerRequestContext {
+    const callers: string[] = [];
+    // Map iteration is insertion order: newest calls last.
+    for (const entry of [...this.pending.values()].reverse()) {
+      if (entry.origin !== undefined && !callers.includes(entry.origin)) callers.push(entry.origin);
+    }
+    return { callers, ...this.originOf(request) };
+  }
+
+  /** The session a request names for certain, if it names one, and its call's request. */
+  private originOf(request: RpcRequest): Pick<ServerRequestContext, 'origin' | 'related'> {
+    // Asked first, whatever else names the origin: each answer is taken once, so none lingers.
+    const call = this.options.streamOf?.(request.id);
+    const meta = request.params?._meta;
+    const token = isObject(meta) ? meta.progressToken : undefined;
+    const byToken = isRequestId(token) ? this.pending.get(token) : undefined;
+    if (byToken?.origin !== undefined) return { origin: byToken.origin, related: byToken.related };
+    const task = isObject(meta) && isObject(meta[RELATED_TASK_META]) ? meta[RELATED_TASK_META].taskId : undefined;
+    const byTask = typeof task === 'string' ? this.tasks.get(task) : undefined;
+    if (byTask !== undefined) return { origin: byTask };
+    const byStream = call !== undefined ? this.pending.get(call) : undefined;
+    return { origin: byStream?.origin, related: byStream?.related };
+  }
+
+  /** A call's result that created a task (`{ task: { taskId } }`): the task is its session's. */
+  private rememberTask(result: Record<string, unknown>, origin: string): void {
+    const task = isObject(result.task) ? result.task.taskId : undefined;
+    if (typeof task !== 'string' || task.length > 256) return;
+    this.tasks.delete(task);
+    this.tasks.set(task, origin);
+    if (this.tasks.size > MAX_TASKS) this.tasks.delete(this.tasks.keys().next().value as string);
+  }
+}
+
+/** A JSON-RPC id as a map key: a string or a number, its type kept. */
+function isRequestId(value: unknown): value is RequestId {
+  return typeof value === 'string' || typeof value === 'number';
+}
+
+/**
+ * An error's message with its cause's: fetch says only `fetch failed`, and the reason a user can
+ * act on (`getaddrinfo ENOTFOUND host`, `connect ECONNREFUSED 127.0.0.1:9000`) is its cause.
+ */
+function errorText(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const cause = error.cause instanceof Error ? error.cause.message : undefined;
+  return cause && !error.message.includes(cause) ? `${error.message}: ${cause}` : error.message;
+}

@@ -1,0 +1,188 @@
+/**
+ * Where the daemon keeps its state and how a shim finds it (DESIGN.md, "Files and
+ * configuration"). Kept free of heavy imports: the shim loads this at start-up.
+ */
+import { readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { settingsPath } from './config-path.js';
+import { readSettings } from './settings.js';
+import { readState } from './state.js';
+
+export const DEFAULT_HOST = '127.0.0.1';
+export const DEFAULT_PORT = 8765;
+
+/**
+ * The port a daemon tries when nothing names one: {@link DEFAULT_PORT}, or
+ * `EXAI_WS_TEST_DEFAULT_PORT` (tests move the default there, so that none binds 8765).
+ */
+export function defaultPort(env: NodeJS.ProcessEnv = process.env): number {
+  const moved = Number(env.EXAI_WS_TEST_DEFAULT_PORT);
+  return Number.isInteger(moved) && moved > 0 && moved <= 65535 ? moved : DEFAULT_PORT;
+}
+
+/** A host as it goes in a URL or a `Host` header: an IPv6 literal in brackets. */
+export function urlHost(host: string): string {
+  return host.includes(':') ? `[${host}]` : host;
+}
+
+/** The address card in `logs/ws_daemon.pid`. */
+export interface AddressCard {
+  pid: number;
+  host: string;
+  /** 0 while the daemon is still binding. */
+  port: number;
+  version: string;
+  started_at: string;
+}
+
+export interface HomePaths {
+  home: string;
+  token: string;
+  logs: string;
+  pid: string;
+  log: string;
+  metrics: string;
+  /** Tools of hosted servers learned to ask the client back (sampling, elicitation, roots). */
+  asksClient: string;
+  /** What is remembered between runs (local/state.ts): the daemon's own port. */
+  state: string;
+}
+
+/** The per-user state directory used when `EXAI_WS_HOME` is not set. */
+export function defaultHome(env: NodeJS.ProcessEnv = process.env): string {
+  if (process.platform === 'win32') return join(env.LOCALAPPDATA ?? join(homedir(), 'AppData', 'Local'), 'exai-ws');
+  if (process.platform === 'darwin') return join(homedir(), 'Library', 'Application Support', 'exai-ws');
+  const state = env.XDG_STATE_HOME && env.XDG_STATE_HOME.length > 0 ? env.XDG_STATE_HOME : join(homedir(), '.local', 'state');
+  return join(state, 'exai-ws');
+}
+
+export function homePaths(home: string): HomePaths {
+  const logs = join(home, 'logs');
+  return Object.freeze({
+    home,
+    token: join(home, 'token'),
+    logs,
+    pid: join(logs, 'ws_daemon.pid'),
+    log: join(logs, 'ws_daemon.log'),
+    metrics: join(logs, 'metrics.jsonl'),
+    asksClient: join(home, 'asks-client.json'),
+    state: join(home, 'state.json'),
+  });
+}
+
+export function resolveHome(env: NodeJS.ProcessEnv = process.env): HomePaths {
+  const home = env.EXAI_WS_HOME && env.EXAI_WS_HOME.length > 0 ? env.EXAI_WS_HOME : defaultHome(env);
+  return homePaths(home);
+}
+
+/** Reads the address card, or returns null when there is none or it is unreadable. */
+export function readAddressCard(pidPath: string): AddressCard | null {
+  let text: string;
+  try {
+    text = readFileSync(pidPath, 'utf8');
+  } catch {
+    return null;
+  }
+  return parseAddressCard(text);
+}
+
+/** Parses an address card's text; null when it is not one. */
+export function parseAddressCard(text: string): AddressCard | null {
+  try {
+    const card = JSON.parse(text) as Partial<AddressCard> | null;
+    if (typeof card?.pid !== 'number' || typeof card.host !== 'string' || typeof card.port !== 'number') return null;
+    return {
+      pid: card.pid,
+      host: card.host,
+      port: card.port,
+      version: String(card.version ?? ''),
+      started_at: String(card.started_at ?? ''),
+    };
+  } catch {
+    return null;
+  }
+}
+
+/** Shortest token accepted from the token file (the same floor as `EXAI_WS_TOKEN`). */
+export const MIN_TOKEN_CHARS = 16;
+/** Longest token accepted from the token file (it travels in an HTTP header). */
+export const MAX_TOKEN_CHARS = 1024;
+
+/**
+ * True for a usable token: {@link MIN_TOKEN_CHARS} to {@link MAX_TOKEN_CHARS} visible ASCII
+ * characters (no spaces or control characters), so it can be sent as
+ * `Authorization: Bearer <token>` unchanged.
+ */
+export function isValidToken(token: string): boolean {
+  return token.length >= MIN_TOKEN_CHARS && token.length <= MAX_TOKEN_CHARS && /^[\x21-\x7e]+$/.test(token);
+}
+
+/** What the token file holds: a usable token, nothing, something else, or an error reading it. */
+export type TokenFileState =
+  | { state: 'ok'; token: string }
+  | { state: 'missing' }
+  | { state: 'invalid'; reason: 'empty' | 'malformed' }
+  | { state: 'unreadable'; error: NodeJS.ErrnoException };
+
+/** Reads and classifies the token file; never throws. Surrounding whitespace is ignored. */
+export function inspectTokenFile(tokenPath: string): TokenFileState {
+  let text: string;
+  try {
+    text = readFileSync(tokenPath, 'utf8');
+  } catch (error) {
+    const e = error as NodeJS.ErrnoException;
+    return e.code === 'ENOENT' ? { state: 'missing' } : { state: 'unreadable', error: e };
+  }
+  const token = text.trim();
+  if (token.length === 0) return { state: 'invalid', reason: 'empty' };
+  return isValidToken(token) ? { state: 'ok', token } : { state: 'invalid', reason: 'malformed' };
+}
+
+/**
+ * Reads the token file; null when it does not exist yet, cannot be read, or does not hold a
+ * valid token (empty, binary, several words): a client that sent such a "token" would only be
+ * refused with 401, and the daemon replaces such a file with a new token when it starts.
+ */
+export function readTokenFile(tokenPath: string): string | null {
+  const found = inspectTokenFile(tokenPath);
+  return found.state === 'ok' ? found.token : null;
+}
+
+/** Where a client should connect, and the token to prove itself with. */
+export interface DaemonAddress {
+  host: string;
+  port: number;
+  token: string | null;
+  /**
+   * Where the port came from, for error messages: the address card, the settings file's
+   * `EXAI_WS_PORT`, the port the home's daemon last had (state.json), or the default.
+   */
+  source: 'pidfile' | 'settings' | 'state' | 'default';
+}
+
+/**
+ * Finds the home's daemon: the address card (when it names a port), else the settings file's
+ * `EXAI_WS_PORT` and `EXAI_WS_HOST`, else the port the home's daemon last had, else the
+ * default. The token is the settings file's `EXAI_WS_TOKEN`, else the token file.
+ *
+ * A shim never takes the port, host or token from its client's variables: clients launch it
+ * with whatever environment they have, and the user's daemon is the one their settings name.
+ * `shell: true` (a CLI command the user typed) lets `EXAI_WS_TOKEN` of that shell win, as a
+ * daemon started by hand from the same shell would use it.
+ */
+export function discoverDaemon(env: NodeJS.ProcessEnv = process.env, options: { shell?: boolean } = {}): DaemonAddress {
+  const paths = resolveHome(env);
+  const settings = readSettings(settingsPath(env)).values;
+  const shellToken = options.shell && env.EXAI_WS_TOKEN ? env.EXAI_WS_TOKEN : undefined;
+  const token = shellToken ?? (settings.EXAI_WS_TOKEN || readTokenFile(paths.token));
+  const host = settings.EXAI_WS_HOST || DEFAULT_HOST;
+  const card = readAddressCard(paths.pid);
+  if (card && card.port > 0) return { host: card.host, port: card.port, token, source: 'pidfile' };
+  const settingsPort = Number(settings.EXAI_WS_PORT);
+  if (Number.isInteger(settingsPort) && settingsPort > 0 && settingsPort <= 65535)
+    return { host, port: settingsPort, token, source: 'settings' };
+  const state = readState(paths);
+  if (state.port !== undefined) return { host, port: state.port, token, source: 'state' };
+  return { host, port: defaultPort(env), token, source: 'default' };
+}

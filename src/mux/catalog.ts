@@ -1,0 +1,369 @@
+/**
+ * What sessions see of the servers' tools, prompts and resources: the lists of each server,
+ * cached per kind and dropped when the server says `list_changed` or restarts, and the merged
+ * list of each view, rebuilt from those caches. In the default view the tools and prompts of
+ * hosted servers carry a `<server>__` prefix (unless their entry says `prefix: false`), the
+ * built-in server's keep bare names, and resources keep their URIs; every visible name or URI
+ * resolves to the server that listed it. A single-server view shows its server as it is.
+ *
+ * A slow or silent server holds up no one: a merged list waits at most `listWaitMs` for the
+ * servers still starting (or slow to list) and answers with what is known; each late one is
+ * announced with `onarrived` (the hub sends `list_changed`) once its list is there. A call by a
+ * prefixed name waits only for the servers that could hold the name, not for the whole list.
+ */
+import { isObject, trySerialize, type RpcErrorObject } from '../protocol/jsonrpc.js';
+import { LISTS, ListError, UnavailableError, asRpcError, templatePattern, type ListKind, type ListSpec } from './lists.js';
+import { capabilityOf, type Upstream } from '../hosting/upstream.js';
+
+export const PREFIX_SEPARATOR = '__';
+/**
+ * How long a merged list waits for servers still starting: a server started by its first list
+ * is usually ready in well under a second; one that takes longer (an npx download, a server that
+ * never answers) is listed once it is there, without holding up the list.
+ */
+export const DEFAULT_LIST_WAIT_MS = 2_000;
+
+/** A server's share of a merged list when it could not start (its report says why). */
+const DOWN = Symbol('down');
+/** A server's share of a merged list that was not there within the list wait. */
+const LATE = Symbol('late');
+/** One server's part of a merged list: its items, DOWN, or undefined when its list failed (logged). */
+type Share = Item[] | typeof DOWN | undefined;
+
+type Item = Record<string, unknown>;
+
+/** Which server a visible name or URI belongs to, and its name there. */
+export interface Target {
+  server: Upstream;
+  /** The name or URI as the server knows it. */
+  name: string;
+}
+
+/** What a merged list call resolves to. */
+export type ListOutcome = { items: Item[] } | { error: RpcErrorObject };
+
+interface Merged {
+  items: Item[];
+  /** Session-visible name or URI -> the server and its own name. */
+  index: Map<string, Target>;
+  /** Resource templates, for URIs that are not listed. */
+  templates: { pattern: RegExp; server: Upstream }[];
+  /** Servers left out because they could not start: names under their prefix still route to them. */
+  down: Upstream[];
+}
+
+/** A view as the catalog needs it: its servers, and a key shared by views that see the same ones. */
+export interface CatalogView {
+  /** True for a single-server view: no prefixes, and that server's failures are the view's. */
+  single: boolean;
+  key: string;
+  servers: () => Upstream[];
+}
+
+export interface CatalogOptions {
+  /** Deadline for list calls to servers, in milliseconds. */
+  listTimeoutMs: number;
+  /**
+   * How long a merged list waits for servers still starting or slow to list before it answers
+   * without them, in milliseconds; 0 = as long as they take (DEFAULT_LIST_WAIT_MS when unset).
+   */
+  listWaitMs?: number | undefined;
+  log?: ((event: string, details: Record<string, unknown>) => void) | undefined;
+  /** A server left out of a merged list for being late has its list now: its sessions should list again. */
+  onarrived?: ((server: Upstream, kind: ListKind) => void) | undefined;
+}
+
+export class Catalog {
+  private readonly perServer = new Map<Upstream, Map<ListKind, Promise<Item[]>>>();
+  private readonly merged = new Map<string, Map<ListKind, Promise<Merged>>>();
+  /** Merged lists that are built (not still waiting for their servers). */
+  private readonly built = new WeakSet<Promise<Merged>>();
+  /** A server's list -> the names (or URIs) it routes, for calls resolved by prefix (byPrefix). */
+  private readonly routed = new WeakMap<Item[], Set<string>>();
+  /** Every name or URI in a merged list built since the caches were last dropped, per kind. */
+  private readonly listed = new Map<ListKind, Set<string>>();
+  /** Servers some merged list left out because they could not start: their sessions must hear when they do. */
+  private readonly leftOut = new WeakSet<Upstream>();
+  private readonly options: CatalogOptions;
+
+  constructor(options: CatalogOptions) {
+    this.options = options;
+  }
+
+  /** The merged list for one kind in a view. A server that cannot start is left out (its error is in its report). */
+  async list(kind: ListKind, view: CatalogView): Promise<ListOutcome> {
+    try {
+      return { items: (await this.mergedView(kind, view)).items };
+    } catch (error) {
+      return { error: asRpcError(error) };
+    }
+  }
+
+  /**
+   * Resolves a session-visible tool or prompt name, or resource URI, to its server. A name under
+   * the prefix of a server that could not start (and, in a single-server view, any name) resolves
+   * to that server, so that a call gets its -32011 and last start error instead of "unknown".
+   */
+  async resolve(kind: ListKind, key: string, view: CatalogView): Promise<Target | undefined> {
+    const cached = this.merged.get(view.key)?.get(kind);
+    if (LISTS[kind].prefixed !== null && !view.single && (cached === undefined || !this.built.has(cached))) {
+      const byPrefix = await this.byPrefix(kind, key, view);
+      if (byPrefix) return byPrefix;
+    }
+    let merged: Merged | undefined;
+    try {
+      merged = await this.mergedView(kind, view);
+    } catch (error) {
+      if (error instanceof UnavailableError) return { server: error.server, name: key };
+    }
+    const hit = merged?.index.get(key);
+    if (hit) return hit;
+    const prefixed = LISTS[kind].prefixed !== null && !view.single;
+    const down = prefixed ? merged?.down.find((s) => s.prefix !== null && key.startsWith(`${s.prefix}${PREFIX_SEPARATOR}`)) : undefined;
+    if (down?.prefix) return { server: down, name: key.slice(down.prefix.length + PREFIX_SEPARATOR.length) };
+    if (kind !== 'resources') return undefined;
+    // A URI made from a resource template is not in resources/list: match the templates.
+    const templates = await this.mergedView('resourceTemplates', view).catch(() => undefined);
+    const byTemplate = templates?.templates.find((t) => t.pattern.test(key));
+    if (byTemplate) return { server: byTemplate.server, name: key };
+    const offering = view.servers().filter((s) => capabilityOf(s, 'resources') !== undefined);
+    return offering.length === 1 && offering[0] ? { server: offering[0], name: key } : undefined;
+  }
+
+  /**
+   * True when a merged list built since the caches were last dropped holds this name or URI,
+   * in any view. Synchronous and cheap: for metrics, which count only names that exist.
+   */
+  knows(kind: ListKind, key: string): boolean {
+    return this.listed.get(kind)?.has(key) ?? false;
+  }
+
+  /**
+   * True once when a merged list left this server out because it could not start (and clears
+   * that): now that it runs, the sessions that listed without it should list again.
+   */
+  missed(server: Upstream): boolean {
+    return this.leftOut.delete(server);
+  }
+
+  /** Drops every merged view: the set of servers changed (a reload). */
+  dropViews(): void {
+    this.merged.clear();
+    this.listed.clear();
+  }
+
+  /** Drops cached lists of one server (some kinds, or all when null) and every merged view. */
+  invalidate(server: Upstream, kinds: readonly ListKind[] | null): void {
+    const cached = this.perServer.get(server);
+    if (cached) {
+      if (kinds === null) cached.clear();
+      else for (const kind of kinds) cached.delete(kind);
+    }
+    this.merged.clear();
+    this.listed.clear();
+  }
+
+  /** A server left (reload, ended session): nothing of it is kept. */
+  forget(server: Upstream): void {
+    this.perServer.delete(server);
+    this.merged.clear();
+    this.listed.clear();
+  }
+
+  private mergedView(kind: ListKind, view: CatalogView): Promise<Merged> {
+    let kinds = this.merged.get(view.key);
+    if (!kinds) {
+      kinds = new Map();
+      this.merged.set(view.key, kinds);
+    }
+    let cached = kinds.get(kind);
+    if (!cached) {
+      const building = this.build(kind, view);
+      cached = building;
+      kinds.set(kind, building);
+      const owner = kinds;
+      building.then(
+        (merged) => {
+          this.built.add(building);
+          let names = this.listed.get(kind);
+          if (!names) this.listed.set(kind, (names = new Set()));
+          for (const key of merged.index.keys()) names.add(key);
+        },
+        // A failed build is not kept: the next list or call tries again.
+        () => {
+          if (owner.get(kind) === building) owner.delete(kind);
+        },
+      );
+    }
+    return cached;
+  }
+
+  private async build(kind: ListKind, view: CatalogView): Promise<Merged> {
+    const spec = LISTS[kind];
+    const single = view.single;
+    const inView = view.servers();
+    const down: Upstream[] = [];
+    const shares = inView.map((server) => this.share(server, kind, single));
+    const got = await this.withinWait(shares, single);
+    const lists = got.map((share, i) => {
+      const server = inView[i] as Upstream;
+      if (share === LATE) {
+        // Left out for now, like a server that could not start: names under its prefix still
+        // route to it (a call waits for its start), and the sessions hear when it is there.
+        down.push(server);
+        void (shares[i] as Promise<Share>).then((late) => {
+          if (Array.isArray(late)) this.arrived(server, kind);
+        });
+        return [];
+      }
+      if (share === DOWN) down.push(server); // left out; its report says why, and calls under its prefix get it
+      return Array.isArray(share) ? share : [];
+    });
+    const items: Item[] = [];
+    const index = new Map<string, Target>();
+    const templates: Merged['templates'] = [];
+    inView.forEach((server, i) => {
+      let dropped = 0;
+      for (const item of lists[i] ?? []) {
+        const own = isObject(item) ? item[spec.routeBy] : undefined;
+        // A server's list is its own data: an item without a name, or one no client could be sent
+        // (nested too deeply), is left out rather than failing the whole merged list.
+        if (typeof own !== 'string' || !trySerialize(item).ok) {
+          dropped++;
+          continue;
+        }
+        let visible = own;
+        let shown = item;
+        if (spec.prefixed && server.prefix !== null && !single) {
+          visible = `${server.prefix}${PREFIX_SEPARATOR}${own}`;
+          shown = { ...item, [spec.prefixed]: visible };
+        }
+        if (index.has(visible)) continue; // first server wins a clash; the other stays reachable by prefix
+        index.set(visible, { server, name: own });
+        items.push(shown);
+        if (kind === 'resourceTemplates') templates.push({ pattern: templatePattern(own), server });
+      }
+      if (dropped > 0) this.options.log?.('list items dropped', { server: server.name, method: spec.method, dropped });
+    });
+    return { items, index, templates, down };
+  }
+
+  /**
+   * One server's share of a merged list. In a single-server view its failures are thrown
+   * instead: they are the view's.
+   */
+  private async share(server: Upstream, kind: ListKind, single: boolean): Promise<Share> {
+    const spec = LISTS[kind];
+    try {
+      await server.connect();
+    } catch (error) {
+      this.leftOut.add(server);
+      if (single) throw new UnavailableError(server, (error as Error).message);
+      return DOWN;
+    }
+    if (capabilityOf(server, spec.capability) === undefined) return [];
+    try {
+      return await this.serverList(server, kind);
+    } catch (error) {
+      if (single) throw error;
+      this.options.log?.('list failed', { server: server.name, method: spec.method, error: (error as Error).message });
+      return undefined;
+    }
+  }
+
+  /**
+   * The shares as they are once the list wait has passed: LATE for each one not there yet (it
+   * goes on in the background). A single-server view waits as long as its server takes: it is
+   * that server, as transparent as its initialize, and holds up no other.
+   */
+  private async withinWait(shares: Promise<Share>[], single: boolean): Promise<(Share | typeof LATE)[]> {
+    const waitMs = this.options.listWaitMs ?? DEFAULT_LIST_WAIT_MS;
+    if (single || waitMs === 0) return Promise.all(shares);
+    let timer: NodeJS.Timeout | undefined;
+    const waited = new Promise<typeof LATE>((resolve) => (timer = setTimeout(() => resolve(LATE), waitMs)));
+    try {
+      return await Promise.all(shares.map((share) => Promise.race([share, waited])));
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /**
+   * A prefixed name names its server: the call waits for the lists of the servers that could
+   * hold it (those whose prefix begins it, and before them those whose names are not prefixed,
+   * which win a clash), not for every server in the view. Undefined when none of them lists it
+   * within the list wait: the merged list decides then.
+   */
+  private async byPrefix(kind: ListKind, key: string, view: CatalogView): Promise<Target | undefined> {
+    const spec = LISTS[kind];
+    const all = view.servers();
+    const underPrefix = (server: Upstream) => server.prefix !== null && key.startsWith(`${server.prefix}${PREFIX_SEPARATOR}`);
+    const last = all.findLastIndex(underPrefix);
+    if (last < 0) return undefined;
+    const could = all.slice(0, last + 1).filter((server) => server.prefix === null || underPrefix(server));
+    const got = await this.withinWait(
+      could.map((server) => this.share(server, kind, false)),
+      false,
+    );
+    for (const [i, server] of could.entries()) {
+      const items = got[i];
+      if (!Array.isArray(items)) continue;
+      let names = this.routed.get(items);
+      if (!names) {
+        // As build() takes them: an item without a name, or one no client could be sent, is not listed.
+        names = new Set(
+          items.flatMap((item) =>
+            isObject(item) && typeof item[spec.routeBy] === 'string' && trySerialize(item).ok ? [item[spec.routeBy] as string] : [],
+          ),
+        );
+        this.routed.set(items, names);
+      }
+      const own = server.prefix === null ? key : key.slice(server.prefix.length + PREFIX_SEPARATOR.length);
+      if (names.has(own)) {
+        let listed = this.listed.get(kind);
+        if (!listed) this.listed.set(kind, (listed = new Set()));
+        listed.add(key); // a name that exists, for the metrics (knows)
+        return { server, name: own };
+      }
+    }
+    return undefined;
+  }
+
+  /** A late server's list is there: merged lists are built again with it, and its sessions told. */
+  private arrived(server: Upstream, kind: ListKind): void {
+    this.merged.clear();
+    this.listed.clear();
+    this.options.onarrived?.(server, kind);
+  }
+
+  private serverList(server: Upstream, kind: ListKind): Promise<Item[]> {
+    let kinds = this.perServer.get(server);
+    if (!kinds) {
+      kinds = new Map();
+      this.perServer.set(server, kinds);
+    }
+    let cached = kinds.get(kind);
+    if (!cached) {
+      cached = this.fetchAll(server, LISTS[kind]);
+      cached.catch(() => kinds.delete(kind));
+      kinds.set(kind, cached);
+    }
+    return cached;
+  }
+
+  private async fetchAll(server: Upstream, spec: ListSpec): Promise<Item[]> {
+    const items: Item[] = [];
+    let cursor: unknown;
+    for (let page = 0; page < 100; page++) {
+      const outcome = await server.call(spec.method, cursor === undefined ? {} : { cursor }, { timeoutMs: this.options.listTimeoutMs });
+      if (outcome === null) break;
+      if ('error' in outcome) throw new ListError(outcome.error);
+      const got = outcome.result[spec.key];
+      // One by one: spreading a server's list of a few hundred thousand items into push() overflows the stack.
+      if (Array.isArray(got)) for (const item of got as Item[]) items.push(item);
+      cursor = outcome.result.nextCursor;
+      if (typeof cursor !== 'string' || cursor.length === 0) break;
+    }
+    return items;
+  }
+}

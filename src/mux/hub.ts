@@ -1,0 +1,340 @@
+/**
+ * The servers behind the router: the built-in one and the hosted ones (one instance each, or
+ * one per workspace or session), live reload, and what the sessions share through them: the
+ * catalog of their lists (catalog.ts), resource subscriptions and log levels (interests.ts),
+ * the capabilities offered to them and the roots they see. A session's view picks which
+ * servers it sees: all of them merged, or one (`exai-ws shim --server NAME`) as it is.
+ */
+import type { RpcNotification } from '../protocol/jsonrpc.js';
+import { Catalog, type CatalogView, type ListOutcome, type Target } from './catalog.js';
+import type { CoreLog } from './core.js';
+import type { UpstreamSpec } from '../hosting/upstream-config.js';
+import { Interests } from './interests.js';
+import { LISTS, LIST_CHANGED_METHODS, type ListKind } from './lists.js';
+import { MemoryLearnedTools, ServerRequests, type LearnedTools } from './server-requests.js';
+import { SessionContext, type ClientPeer, type View } from './session-context.js';
+import type { Upstream } from '../hosting/upstream.js';
+
+export type { ListKind } from './lists.js';
+export type { View } from './session-context.js';
+
+interface Family {
+  spec: UpstreamSpec;
+  /** The spec as JSON, to see whether a reload changed it. */
+  text: string;
+  /** Scope key ('' for shared) -> instance. */
+  instances: Map<string, Upstream>;
+}
+
+export interface HubOptions {
+  /** Deadline for list calls to servers, in milliseconds. */
+  listTimeoutMs: number;
+  /** How long a merged list waits for servers still starting before it answers without them (see Catalog). */
+  listWaitMs?: number;
+  log?: CoreLog;
+  /** Runs after every server has stopped (the core's watchdog ends there). */
+  afterClose?: () => void;
+  /** Makes an instance of a hosted server: `key` is the workspace or session of a scoped one. */
+  create?: (spec: UpstreamSpec, key: string | undefined) => Upstream;
+  /** Tools known to ask the client back; in memory when not given. */
+  learned?: LearnedTools;
+  /** Bounds a client's answer to a server's request, in milliseconds (default: listTimeoutMs). */
+  requestTimeoutMs?: number;
+  /** Counts an event for the metrics (`origin_unknown`, `stray_answer`). */
+  count?: (reason: string) => void;
+}
+
+/** What a live reload changed, by server name. */
+export interface ReloadReport {
+  added: string[];
+  removed: string[];
+  restarted: string[];
+  unchanged: string[];
+}
+
+export class Hub {
+  /** A server's list changed: tell the sessions whose view includes it. */
+  onlistchanged: ((notification: RpcNotification, server: string | Upstream) => void) | undefined;
+  /** Other server notifications (log messages, resources/updated), for the daemon to fan out. */
+  onservernotification: ((server: Upstream, notification: RpcNotification) => void) | undefined;
+  /** Servers' requests to clients, and sessions' calls to servers (see server-requests.ts). */
+  readonly requests: ServerRequests;
+
+  private readonly builtin: Upstream;
+  /** Hosted servers by name, in config order; each has one instance, or one per scope key. */
+  private families = new Map<string, Family>();
+  private readonly options: HubOptions;
+  /** The servers' lists, merged per view. */
+  private readonly catalog: Catalog;
+  /** Resource subscriptions and log levels of the sessions, per server. */
+  readonly interests: Interests;
+  /** Instances that have been ready before: the next ready is a restart. */
+  private readonly seenReady = new WeakSet<Upstream>();
+  /** The open sessions. */
+  private readonly contexts = new Map<string, SessionContext>();
+
+  constructor(builtin: Upstream, specs: readonly UpstreamSpec[], options: HubOptions) {
+    this.builtin = builtin;
+    this.options = options;
+    this.catalog = new Catalog({
+      listTimeoutMs: options.listTimeoutMs,
+      listWaitMs: options.listWaitMs,
+      log: options.log,
+      // Listed without it while it started: the sessions that see it list again.
+      onarrived: (server, kind) => this.onlistchanged?.({ jsonrpc: '2.0', method: LISTS[kind].changed }, server),
+    });
+    this.interests = new Interests({
+      timeoutMs: options.listTimeoutMs,
+      servers: () => this.servers,
+      sees: (view, server) => this.sees(view, server),
+    });
+    this.requests = new ServerRequests({
+      contexts: this.contexts,
+      learned: options.learned ?? new MemoryLearnedTools(),
+      requestTimeoutMs: options.requestTimeoutMs ?? options.listTimeoutMs,
+      log: options.log,
+      count: options.count,
+    });
+    this.adopt(builtin);
+    for (const spec of specs) this.families.set(spec.name, this.family(spec));
+  }
+
+  /** Every running or known instance: the built-in server first, then hosted ones in config order. */
+  get servers(): Upstream[] {
+    const all = [this.builtin];
+    for (const family of this.families.values()) all.push(...family.instances.values());
+    return all;
+  }
+
+  /** True when some hosted server runs one instance per workspace. */
+  get hasWorkspaceServers(): boolean {
+    return [...this.families.values()].some((f) => f.spec.scope === 'workspace');
+  }
+
+  /** Names of the hosted servers in the config. */
+  get hostedNames(): string[] {
+    return [...this.families.keys()];
+  }
+
+  private family(spec: UpstreamSpec): Family {
+    const family: Family = { spec, text: JSON.stringify(spec), instances: new Map() };
+    if (spec.scope === 'shared') family.instances.set('', this.make(spec, undefined));
+    return family;
+  }
+
+  private make(spec: UpstreamSpec, key: string | undefined): Upstream {
+    const create = this.options.create;
+    if (!create) throw new Error('this hub cannot create hosted servers');
+    const server = create(spec, key);
+    this.adopt(server);
+    return server;
+  }
+
+  private adopt(server: Upstream): void {
+    server.onnotification = (n) => this.fromServer(server, n);
+    server.onready = () => this.restored(server);
+    server.onrequest = (request, context) => this.requests.answer(server, request, context);
+    server.onstray = () => this.options.count?.('stray_answer');
+  }
+
+  /** Opens a session's context; its close() releases what the session holds here. */
+  openSession(id: string, view: View, peer: ClientPeer): SessionContext {
+    const context = new SessionContext(id, view, peer, (closed) => this.sessionClosed(closed));
+    this.contexts.set(id, context);
+    return context;
+  }
+
+  /**
+   * The instance of a server a view uses: the shared one, or the one for the view's workspace
+   * or session (made on first use). Undefined when no server has that name.
+   */
+  instanceFor(name: string, view: View): Upstream | undefined {
+    if (name === this.builtin.name) return this.builtin;
+    const family = this.families.get(name);
+    if (!family) return undefined;
+    const key = family.spec.scope === 'workspace' ? (view.workspace ?? '') : family.spec.scope === 'session' ? (view.session ?? '') : '';
+    let server = family.instances.get(key);
+    if (!server) {
+      server = this.make(family.spec, key);
+      family.instances.set(key, server);
+    }
+    return server;
+  }
+
+  /**
+   * Applies a new config (live reload): starts added servers, stops removed ones, restarts the
+   * ones whose entry changed, leaves the rest (and their processes) alone. Sessions are told
+   * that every list may have changed.
+   */
+  async reload(next: readonly UpstreamSpec[]): Promise<ReloadReport> {
+    const report: ReloadReport = { added: [], removed: [], restarted: [], unchanged: [] };
+    const stopping: Upstream[] = [];
+    const families = new Map<string, Family>();
+    const wanted = new Set(next.map((spec) => spec.name));
+    for (const [name, family] of this.families) {
+      if (wanted.has(name)) continue;
+      report.removed.push(name);
+      stopping.push(...family.instances.values());
+    }
+    for (const spec of next) {
+      const current = this.families.get(spec.name);
+      if (current && current.text === JSON.stringify(spec)) {
+        report.unchanged.push(spec.name);
+        families.set(spec.name, current);
+        continue;
+      }
+      if (current) {
+        report.restarted.push(spec.name);
+        stopping.push(...current.instances.values());
+      } else {
+        report.added.push(spec.name);
+      }
+      families.set(spec.name, this.family(spec));
+    }
+    for (const server of stopping) {
+      this.catalog.forget(server);
+      this.interests.forget(server);
+    }
+    this.families = families;
+    const changed = [...report.added, ...report.removed, ...report.restarted];
+    if (changed.length > 0) {
+      // Merged lists name the servers they were built from: with one added, none of them is
+      // complete (stopping a server dropped them, adding one alone would not).
+      this.catalog.dropViews();
+      for (const method of LIST_CHANGED_METHODS) {
+        for (const name of changed) this.onlistchanged?.({ jsonrpc: '2.0', method }, name);
+      }
+    }
+    await Promise.all(stopping.map((s) => s.close()));
+    for (const spec of next) {
+      if (spec.start === 'eager' && !report.unchanged.includes(spec.name)) {
+        void families
+          .get(spec.name)
+          ?.instances.get('')
+          ?.connect()
+          .catch(() => undefined);
+      }
+    }
+    return report;
+  }
+
+  /** Starts the eager (shared) servers. Resolves when each has started or failed (failures are kept in its state). */
+  async start(): Promise<void> {
+    const eager = [...this.families.values()].filter((f) => f.spec.start === 'eager').flatMap((f) => [...f.instances.values()]);
+    await Promise.all(eager.map((s) => s.connect().catch(() => undefined)));
+  }
+
+  /** Stops every server. Idempotent. */
+  async close(): Promise<void> {
+    await Promise.all(this.servers.map((s) => s.close()));
+    this.options.afterClose?.();
+  }
+
+  /** True when a server of this name exists (built-in or hosted). */
+  has(name: string): boolean {
+    return name === this.builtin.name || this.families.has(name);
+  }
+
+  /** True when the view includes this server (by name; an instance also by its scope key). */
+  sees(view: View, server: string | Upstream): boolean {
+    const name = typeof server === 'string' ? server : server.name;
+    if (view.server !== undefined && view.server !== name) return false;
+    if (typeof server === 'string' || server.scope === 'shared') return true;
+    return server.scopeKey === (server.scope === 'workspace' ? (view.workspace ?? '') : (view.session ?? ''));
+  }
+
+  /**
+   * A session declared client capabilities: running hosted servers it sees that were started
+   * without one of them are renewed to be offered them (see ServerRequests.offer).
+   */
+  offerCapabilities(context: SessionContext): void {
+    this.requests.offer(
+      context.capabilities,
+      this.inView(context.view).filter((server) => server !== this.builtin),
+    );
+  }
+
+  /** A session ended: it no longer keeps servers from going idle, subscribed, or verbose. */
+  private sessionClosed(context: SessionContext): void {
+    const sessionId = context.id;
+    if (this.contexts.get(sessionId) === context) this.contexts.delete(sessionId);
+    for (const family of this.families.values()) {
+      const own = family.spec.scope === 'session' ? family.instances.get(sessionId) : undefined;
+      if (!own) continue;
+      // A session-scoped server lives exactly as long as its session.
+      family.instances.delete(sessionId);
+      this.catalog.forget(own);
+      this.interests.forget(own);
+      void own.close();
+    }
+    this.interests.sessionClosed(sessionId);
+  }
+
+  /** A (re)started server: fresh lists, and the subscriptions and log level it lost. */
+  private restored(server: Upstream): void {
+    const missed = this.catalog.missed(server);
+    this.catalog.invalidate(server, null);
+    if (this.seenReady.has(server) || missed) {
+      // A new process may offer other tools, and one that could not start before was listed
+      // without its own: the sessions that see it list again.
+      for (const method of LIST_CHANGED_METHODS) this.onlistchanged?.({ jsonrpc: '2.0', method }, server);
+    }
+    this.seenReady.add(server);
+    this.interests.restored(server);
+  }
+
+  /** The merged list for one kind in a view (see Catalog.list). */
+  list(kind: ListKind, view: View): Promise<ListOutcome> {
+    return this.catalog.list(kind, this.catalogView(view));
+  }
+
+  /** True when some session sees a tool of this name (see Catalog.knows); synchronous, for metrics. */
+  knowsTool(name: string): boolean {
+    return this.catalog.knows('tools', name);
+  }
+
+  /** The server behind a session-visible tool or prompt name, or resource URI (see Catalog.resolve). */
+  resolve(kind: ListKind, key: string, view: View): Promise<Target | undefined> {
+    return this.catalog.resolve(kind, key, this.catalogView(view));
+  }
+
+  private catalogView(view: View): CatalogView {
+    return { single: view.server !== undefined, key: this.viewKey(view), servers: () => this.inView(view) };
+  }
+
+  /** The instances a view sees: the built-in server (unless single-server) and each hosted one. */
+  private inView(view: View): Upstream[] {
+    if (view.server !== undefined) {
+      const only = this.instanceFor(view.server, view);
+      return only ? [only] : [];
+    }
+    const all = [this.builtin];
+    for (const name of this.families.keys()) {
+      const server = this.instanceFor(name, view);
+      if (server) all.push(server);
+    }
+    return all;
+  }
+
+  /** Views that see the same instances share one merged cache. */
+  private viewKey(view: View): string {
+    let workspace = '';
+    let session = '';
+    for (const family of this.families.values()) {
+      if (view.server !== undefined && view.server !== family.spec.name) continue;
+      if (family.spec.scope === 'workspace') workspace = view.workspace ?? '';
+      if (family.spec.scope === 'session') session = view.session ?? '';
+    }
+    return `${view.server ?? '*'}\u0000${workspace}\u0000${session}`;
+  }
+
+  private fromServer(server: Upstream, n: RpcNotification): void {
+    const kinds = (Object.keys(LISTS) as ListKind[]).filter((kind) => LISTS[kind].changed === n.method);
+    if (kinds.length > 0) {
+      this.catalog.invalidate(server, kinds);
+      this.onlistchanged?.({ jsonrpc: '2.0', method: n.method }, server);
+      return;
+    }
+    this.onservernotification?.(server, n);
+  }
+}
