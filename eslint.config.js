@@ -2,6 +2,48 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
+/**
+ * The rooms of src/ and which way their arrows point (ARCHITECTURE.md, "Layers"): a file may
+ * import only from the rooms below its own. Import strings are relative, so each rule names the
+ * rooms a file in that room must not reach, at any depth of `../`.
+ */
+const rooms = (...names) => `^(\\.\\./)+(${names.join('|')})(/|\\.js$)`;
+const forbid = (regex, why) => ({ regex, message: why });
+const above = 'is above this room (ARCHITECTURE.md, "Layers")';
+const layerRules = [
+  {
+    files: ['src/protocol/**/*.ts'],
+    patterns: [forbid('^(?!\\./)', 'protocol/ is the wire alone: no Node built-ins, packages or other rooms')],
+  },
+  {
+    files: ['src/transport/**/*.ts'],
+    patterns: [forbid(rooms('local', 'hosting', 'builtin', 'mux', 'daemon', 'shim', 'commands', 'cli'), above)],
+  },
+  { files: ['src/local/**/*.ts'], patterns: [forbid(rooms('hosting', 'builtin', 'mux', 'daemon', 'shim', 'commands', 'cli'), above)] },
+  { files: ['src/hosting/**/*.ts'], patterns: [forbid(rooms('builtin', 'mux', 'daemon', 'shim', 'commands', 'cli'), above)] },
+  { files: ['src/builtin/**/*.ts'], patterns: [forbid(rooms('mux', 'daemon', 'shim', 'commands', 'cli'), above)] },
+  { files: ['src/mux/**/*.ts'], patterns: [forbid(rooms('daemon', 'shim', 'commands', 'cli'), above)] },
+  {
+    files: ['src/daemon/files/**/*.ts'],
+    patterns: [forbid(rooms('sessions', 'web', 'shim', 'commands', 'cli'), above), forbid('^\\.\\./[^/]+\\.js$', `daemon/ ${above}`)],
+  },
+  {
+    files: ['src/daemon/sessions/**/*.ts'],
+    patterns: [forbid(rooms('web', 'shim', 'commands', 'cli'), above), forbid('^\\.\\./[^/]+\\.js$', `daemon/ ${above}`)],
+  },
+  {
+    files: ['src/daemon/web/**/*.ts'],
+    patterns: [forbid(rooms('shim', 'commands', 'cli'), above), forbid('^\\.\\./[^/]+\\.js$', `daemon/ ${above}`)],
+  },
+  { files: ['src/daemon/*.ts'], patterns: [forbid(rooms('shim', 'commands', 'cli'), above)] },
+  {
+    files: ['src/shim/**/*.ts'],
+    patterns: [
+      forbid(rooms('hosting', 'builtin', 'mux', 'daemon', 'commands', 'cli'), 'the shim stands on protocol/, transport/ and local/ alone'),
+    ],
+  },
+].map(({ files, patterns }) => ({ files, rules: { 'no-restricted-imports': ['error', { patterns }] } }));
+
 export default tseslint.config(
   { ignores: ['dist/', 'node_modules/', 'bench-results/', 'eslint.config.js'] },
   js.configs.recommended,
@@ -21,4 +63,5 @@ export default tseslint.config(
       '@typescript-eslint/no-base-to-string': 'off',
     },
   },
+  ...layerRules,
 );

@@ -11,9 +11,10 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
-import { fetchFullHealth, type HealthReport } from '../src/local/health-client.js';
+import { fetchFullHealth } from '../src/local/health-client.js';
 import { DAEMON_NODE_OPTIONS } from '../src/local/daemon-launch.js';
 import { readAddressCard } from '../src/local/files.js';
+import type { HealthReport } from '../src/local/health.js';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const CLI = join(ROOT, 'dist', 'src', 'cli.js');

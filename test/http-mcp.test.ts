@@ -35,7 +35,7 @@ import {
   type DaemonHandle,
 } from './helpers.js';
 import { connectEverythingDirect, everythingEntry, memoryEntry, serverReport, startHostingDaemon } from './fixtures/hosted-servers.js';
-import type { HealthReport } from '../src/local/health-client.js';
+
 import {
   callExchange,
   callIds,
@@ -50,6 +50,7 @@ import {
   type HttpClient,
   type RawResponse,
 } from './fixtures/http-client.js';
+import type { HealthReport } from '../src/local/health.js';
 
 const PROTOCOL = '2025-06-18';
 /** A wrong token of the same shape as a real one. */

@@ -10,7 +10,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { fetchFullHealth, type HealthReport } from '../src/local/health-client.js';
+import { fetchFullHealth } from '../src/local/health-client.js';
 import { OWN_PORT_MIN, OWN_PORT_SPAN, OWN_PORT_TRIES, bindFirst, ownPort, portCandidates } from '../src/daemon/files/own-port.js';
 import { readAddressCard, readTokenFile } from '../src/local/files.js';
 import { coldHome, healthOf, shimEnv } from './fixtures/autostarted.js';
@@ -28,6 +28,7 @@ import {
   waitFor,
   type ShimClient,
 } from './helpers.js';
+import type { HealthReport } from '../src/local/health.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());

@@ -11,16 +11,8 @@ import { after, test } from 'node:test';
 import WebSocket from 'ws';
 import { CHALLENGE_TTL_MS, MAX_CHALLENGES, WebAuth } from '../src/daemon/web/web-auth.js';
 import { fetchFullHealth, provenRequest } from '../src/local/health-client.js';
-import { checkOpening } from '../src/protocol/hello.js';
-import {
-  computeProof,
-  isNonce,
-  newNonce,
-  parseProofAuthorization,
-  proofAddress,
-  proofAuthorization,
-  proofValid,
-} from '../src/local/proof.js';
+import { checkOpening, isNonce } from '../src/protocol/hello.js';
+import { computeProof, newNonce, parseProofAuthorization, proofAddress, proofAuthorization, proofValid } from '../src/local/proof.js';
 import type { IncomingMessage } from 'node:http';
 import { Cleanup, closed, getHealth, nextJson, openSocket, sendHello, startDaemon, type DaemonHandle } from './helpers.js';
 

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { createParser } from 'eventsource-parser';
 import { chromium, type BrowserContext } from 'playwright-core';
-import type { HealthReport } from '../src/local/health-client.js';
+
 import { StatusPage, type StatusPageOptions } from '../src/daemon/web/status-page.js';
 import { browserOpener } from '../src/commands/open.js';
 import {
@@ -29,6 +29,7 @@ import {
   within,
   type DaemonHandle,
 } from './helpers.js';
+import type { HealthReport } from '../src/local/health.js';
 
 /** A report the tests change by hand. */
 function fakeReport(): HealthReport {

@@ -5,11 +5,12 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { HealthReport } from '../src/local/health-client.js';
+
 import { STATUS_SCHEMA, statusJson } from '../src/commands/status-view.js';
 import { formatDuration, formatMs, renderStatusTable } from '../src/commands/status-table.js';
 import { colorWanted, columnsOf, printable, truncate, visibleLength, wrap } from '../src/commands/terminal.js';
 import { LatencyRing, SESSION_LATENCY_SAMPLES } from '../src/daemon/sessions/latency-ring.js';
+import type { HealthReport } from '../src/local/health.js';
 
 const NOW = Date.parse('2026-11-30T12:00:00.000Z');
 const LONG_CWD = '/home/someone/projects/a-rather-long-organisation-name/an-even-longer-repository-name/packages/the-package-i-work-on';

@@ -12,10 +12,11 @@
  * Windows paths are unit-tested on any platform.
  */
 import { rmSync } from 'node:fs';
-import type { ReloadReport } from '../mux/hub.js';
+
 import { provenRequest, type ProvenReply, type ProvenTarget } from '../local/health-client.js';
 import { processAlive } from '../local/pidfile.js';
 import { readAddressCard } from '../local/files.js';
+import type { ReloadReport } from '../local/health.js';
 
 /** How long `stop` and `restart` wait for the daemon to exit once asked (or signalled). */
 export const STOP_WAIT_MS = 30_000;

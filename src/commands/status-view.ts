@@ -1,3 +1,4 @@
+import type { HealthReport, Liveness } from '../local/health.js';
 /**
  * What `exai-ws status` shows, as data and as text: pure functions over the daemon's health
  * report, so they are tested without a daemon and can be reused (the status page).
@@ -7,7 +8,6 @@
  * field the daemon did not report (an older daemon, a slice not there yet) is null, never
  * missing, so a script can tell "not reported" from a typo.
  */
-import type { HealthReport, Liveness } from '../local/health-client.js';
 
 /** Version of the `--json` shape; bumped only when a field changes meaning or goes away (new fields may be added). */
 export const STATUS_SCHEMA = 1;

@@ -5,25 +5,17 @@
  * token; liveness asks nothing of value and tells what answers when no proof came. `stop` and
  * `reload` go over the control channel, with the platform's fallback (control-client.ts).
  */
-import type { ReloadReport } from '../mux/hub.js';
+
 import { discoverDaemon, readAddressCard, resolveHome } from '../local/files.js';
 import { strangerMessage } from '../local/proof.js';
-import {
-  fetchFullHealth,
-  fetchHealth,
-  isFullReport,
-  provenRequest,
-  type HealthReport,
-  type LastReload,
-  type Liveness,
-  type ProvenTarget,
-} from '../local/health-client.js';
+import { fetchFullHealth, fetchHealth, provenRequest, type ProvenTarget } from '../local/health-client.js';
 import { isDaemonCommandLine, processAlive, processCommandLine } from '../local/pidfile.js';
 import { VERSION } from '../protocol/version.js';
 import { STATUS_SCHEMA, statusJson, type StatusDown } from './status-view.js';
 import { renderStatusTable } from './status-table.js';
 import { colorWanted, columnsOf } from './terminal.js';
 import { askReload, fallbackNote, reloadFallback, STOP_WAIT_MS, stopDaemon } from './control-client.js';
+import { type ReloadReport, isFullReport, type HealthReport, type LastReload, type Liveness } from '../local/health.js';
 
 const HEALTH_TIMEOUT_MS = 2_000;
 /** How long `reload` waits for a SIGHUP (the POSIX fallback) to show in `/health`. */

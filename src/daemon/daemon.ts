@@ -23,13 +23,13 @@ import { CloseCode, RpcCode } from '../protocol/codes.js';
 import { trySerialize } from '../protocol/jsonrpc.js';
 import type { AddressCard } from '../local/files.js';
 import { startCore } from '../mux/core.js';
-import type { Hub, ReloadReport } from '../mux/hub.js';
+import type { Hub } from '../mux/hub.js';
 import { loadUpstreamConfig, type UpstreamConfig } from '../hosting/upstream-config.js';
 import { Providers } from '../builtin/providers/providers.js';
 import { NAME, VERSION } from '../protocol/version.js';
 import type { DaemonConfig } from './files/config.js';
 import { getHeapStatistics } from 'node:v8';
-import type { HealthReport, LastReload, MemoryReport } from '../local/health-client.js';
+
 import { LineFile } from './files/line-file.js';
 import { coreLog, createLogger, type DaemonLogger } from './files/logger.js';
 import { Metrics } from './files/metrics.js';
@@ -49,6 +49,7 @@ import { ensureToken } from '../local/token.js';
 import { isSecretName } from '../local/settings.js';
 import { bindFirst, portCandidates } from './files/own-port.js';
 import { updateState } from '../local/user-state.js';
+import type { ReloadReport, HealthReport, LastReload, MemoryReport } from '../local/health.js';
 
 export interface DaemonOptions {
   config: DaemonConfig;

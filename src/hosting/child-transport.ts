@@ -20,7 +20,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 import { corkUntilTick } from '../transport/cork.js';
-import { LineSplitter } from '../protocol/ndjson.js';
+import { LineSplitter } from '../transport/ndjson.js';
 import { ProcessGroup, type ProcessTree } from './process-group.js';
 import { Watchdog } from './watchdog.js';
 

@@ -13,9 +13,14 @@
  * {@link ProcessTree} is what a hosted server's transport needs of any platform's tree: this
  * group on POSIX, a Job Object (or taskkill) on Windows (see windows-tree.ts).
  */
-import type { Watchdog } from './watchdog.js';
 
 /** Everything one hosted server started, as one thing to end. */
+/** What a group needs of the watchdog (watchdog.ts): that it knows which groups to end if the daemon dies. */
+export interface GroupWatch {
+  watch(pgid: number): void;
+  unwatch(pgid: number): void;
+}
+
 export interface ProcessTree {
   /** True while the tree has a member (the server or anything it started that is still ours). */
   readonly alive: boolean;
@@ -40,13 +45,13 @@ const KILLED_WAIT_MS = 2_000;
 export class ProcessGroup implements ProcessTree {
   /** The group id: the leader's process id. */
   readonly pgid: number;
-  private readonly watchdog: Watchdog | undefined;
+  private readonly watchdog: GroupWatch | undefined;
   private readonly graceMs: number;
   private ending: Promise<void> | undefined;
   private empty = false;
 
   /** Registers the group with the watchdog; `pgid` must be the pid of a leader spawned detached. */
-  constructor(pgid: number, watchdog?: Watchdog, graceMs = GROUP_GRACE_MS) {
+  constructor(pgid: number, watchdog?: GroupWatch, graceMs = GROUP_GRACE_MS) {
     this.pgid = pgid;
     this.watchdog = watchdog;
     this.graceMs = graceMs;

@@ -410,3 +410,8 @@ function errorText(error: unknown): string {
   const cause = error.cause instanceof Error ? error.cause.message : undefined;
   return cause && !error.message.includes(cause) ? `${error.message}: ${cause}` : error.message;
 }
+
+/** The answer to a server's question that no client can take: the client lacks the capability. */
+export function notSupported(method: string): Answer {
+  return { error: { code: RpcCode.METHOD_NOT_FOUND, message: `${method} is not supported by this client` } };
+}

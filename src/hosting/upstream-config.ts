@@ -7,10 +7,11 @@
 import { readFileSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
 import { z } from 'zod';
-import { PREFIX_SEPARATOR } from '../mux/catalog.js';
 import { findJsonSyntaxError } from './json-syntax.js';
+import type { UpstreamScope, ConfigProblem } from '../local/health.js';
 
-export type UpstreamScope = 'shared' | 'workspace' | 'session';
+/** Between a server's prefix and an item's own name in merged lists (`memory__read_graph`); so never in a server's name. */
+export const PREFIX_SEPARATOR = '__';
 
 interface BaseSpec {
   readonly name: string;
@@ -48,12 +49,6 @@ export interface HttpSpec extends BaseSpec {
 }
 
 export type UpstreamSpec = StdioSpec | HttpSpec;
-
-export interface ConfigProblem {
-  server: string;
-  key: string;
-  reason: string;
-}
 
 export interface UpstreamConfig {
   /** The file read, or null when there was none. */

@@ -16,10 +16,8 @@
 import { RpcCode } from '../protocol/codes.js';
 import type { RpcNotification } from '../protocol/jsonrpc.js';
 import type { CallOptions, CallOutcome, ServerLink, ServerRequestHandler } from './server-link.js';
-import { notSupported } from '../mux/server-requests.js';
-import type { UpstreamScope } from './upstream-config.js';
-
-export type UpstreamState = 'stopped' | 'starting' | 'ready' | 'restarting' | 'failed' | 'closed';
+import { notSupported } from './server-link.js';
+import type { ServerReport, UpstreamScope, UpstreamState } from '../local/health.js';
 
 /** What a started server is: its link, and the process id when it is a process. */
 export interface Started {
@@ -59,22 +57,6 @@ export interface UpstreamOptions {
 export const RESTART_BACKOFF_MS = Object.freeze([250, 500, 1_000, 2_000, 5_000, 10_000, 30_000]);
 /** A call waits for a restart due within this long; later ones fail at once with -32011. */
 export const WAIT_FOR_RESTART_MS = 5_000;
-/** One hosted server instance, as `/health` and `exai-ws status` show it. */
-export interface ServerReport {
-  name: string;
-  scope: UpstreamScope;
-  /** The working directory or session a `workspace` or `session` instance belongs to. */
-  scope_key: string | null;
-  state: UpstreamState;
-  pid: number | null;
-  restarts: number;
-  /** Failed starts in a row (reset by a start that works). */
-  retries: number;
-  uptime_s: number | null;
-  sessions: number;
-  inflight: number;
-  last_error: string | null;
-}
 
 /** Up this long, a server's crash counts as a first failure again. */
 const STABLE_UPTIME_MS = 60_000;

@@ -18,11 +18,8 @@
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { urlHost } from './files.js';
+import { NONCE_BYTES, NONCE_PATTERN } from '../protocol/hello.js';
 
-/** Random bytes in a nonce. */
-export const NONCE_BYTES = 32;
-/** A nonce on the wire: {@link NONCE_BYTES} bytes as unpadded base64url (43 characters). */
-const NONCE_PATTERN = /^[A-Za-z0-9_-]{43}$/;
 /** A proof on the wire: an HMAC-SHA256 as unpadded base64url (43 characters). */
 const PROOF_PATTERN = NONCE_PATTERN;
 /** The HTTP authorization scheme that carries a client proof. */
@@ -35,11 +32,6 @@ export type ProofRole = 'daemon' | 'client';
 /** A new random nonce (base64url). */
 export function newNonce(): string {
   return randomBytes(NONCE_BYTES).toString('base64url');
-}
-
-/** True for a well-formed nonce: exactly what {@link newNonce} makes (so no huge or odd input is ever hashed). */
-export function isNonce(value: unknown): value is string {
-  return typeof value === 'string' && NONCE_PATTERN.test(value);
 }
 
 /**

@@ -8,7 +8,6 @@
  * that is not what it should be counts as empty.
  */
 import { readFileSync } from 'node:fs';
-import type { HomePaths } from './files.js';
 
 export interface UserState {
   /** The port this home's daemon last listened on. */
@@ -22,7 +21,7 @@ function isPort(value: unknown): value is number {
 }
 
 /** The home's remembered state; empty when there is none or it cannot be read. */
-export function readState(paths: Pick<HomePaths, 'state'>): UserState {
+export function readState(paths: { state: string }): UserState {
   let parsed: unknown;
   try {
     parsed = JSON.parse(readFileSync(paths.state, 'utf8'));

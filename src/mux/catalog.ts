@@ -14,8 +14,8 @@
 import { isObject, trySerialize, type RpcErrorObject } from '../protocol/jsonrpc.js';
 import { LISTS, ListError, UnavailableError, asRpcError, templatePattern, type ListKind, type ListSpec } from './lists.js';
 import { capabilityOf, type Upstream } from '../hosting/upstream.js';
+import { PREFIX_SEPARATOR } from '../hosting/upstream-config.js';
 
-export const PREFIX_SEPARATOR = '__';
 /**
  * How long a merged list waits for servers still starting: a server started by its first list
  * is usually ready in well under a second; one that takes longer (an npx download, a server that

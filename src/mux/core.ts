@@ -11,10 +11,11 @@ import { registerAiTools } from '../builtin/ai-tools.js';
 import { BUILTIN_SERVER, createBuiltinServer, linkInMemory } from '../builtin/builtin.js';
 import { ChildTransport, SpawnError, type ChildSpec } from '../hosting/child-transport.js';
 import { Hub } from './hub.js';
+import type { CoreLog } from '../hosting/core-log.js';
 import { NpxResolver } from '../hosting/npx.js';
 import type { Providers } from '../builtin/providers/providers.js';
-import { ServerLink } from '../hosting/server-link.js';
-import { notSupported, type LearnedTools } from './server-requests.js';
+import { ServerLink, notSupported } from '../hosting/server-link.js';
+import type { LearnedTools } from './server-requests.js';
 import { tagStreams } from '../hosting/http-streams.js';
 import { DEFAULT_INIT_TIMEOUT_MS, WORKSPACE_FOLDER, type UpstreamSpec } from '../hosting/upstream-config.js';
 import { Upstream, type Started } from '../hosting/upstream.js';
@@ -22,7 +23,6 @@ import { Watchdog } from '../hosting/watchdog.js';
 import { mergeEnv, planWindowsLaunch } from '../hosting/windows-command.js';
 
 /** A lifecycle event of the core for the log; `level` when it is not `info`. */
-export type CoreLog = (event: string, details: Record<string, unknown>, level?: 'debug' | 'warn') => void;
 
 export interface CoreOptions {
   startedAtMs: number;

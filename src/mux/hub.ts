@@ -7,16 +7,17 @@
  */
 import type { RpcNotification } from '../protocol/jsonrpc.js';
 import { Catalog, type CatalogView, type ListOutcome, type Target } from './catalog.js';
-import type { CoreLog } from './core.js';
+import type { CoreLog } from '../hosting/core-log.js';
 import type { UpstreamSpec } from '../hosting/upstream-config.js';
 import { Interests } from './interests.js';
 import { LISTS, LIST_CHANGED_METHODS, type ListKind } from './lists.js';
 import { MemoryLearnedTools, ServerRequests, type LearnedTools } from './server-requests.js';
-import { SessionContext, type ClientPeer, type View } from './session-context.js';
+import { SessionContext, type ClientPeer } from './session-context.js';
+import type { View } from './view.js';
 import type { Upstream } from '../hosting/upstream.js';
+import type { ReloadReport } from '../local/health.js';
 
 export type { ListKind } from './lists.js';
-export type { View } from './session-context.js';
 
 interface Family {
   spec: UpstreamSpec;
@@ -42,14 +43,6 @@ export interface HubOptions {
   requestTimeoutMs?: number;
   /** Counts an event for the metrics (`origin_unknown`, `stray_answer`). */
   count?: (reason: string) => void;
-}
-
-/** What a live reload changed, by server name. */
-export interface ReloadReport {
-  added: string[];
-  removed: string[];
-  restarted: string[];
-  unchanged: string[];
 }
 
 export class Hub {

@@ -6,11 +6,8 @@
  */
 import type { CallOptions, CallOutcome } from '../hosting/server-link.js';
 import { capabilityOf, type Upstream } from '../hosting/upstream.js';
-import type { View } from './hub.js';
-
-/** MCP log levels, most verbose first. */
-export const LOG_LEVELS = ['debug', 'info', 'notice', 'warning', 'error', 'critical', 'alert', 'emergency'] as const;
-export type LogLevel = (typeof LOG_LEVELS)[number];
+import type { View } from './view.js';
+import { LOG_LEVELS, type LogLevel } from '../protocol/log-levels.js';
 
 export interface InterestsDeps {
   /** Deadline of the calls this makes on its own (restoring, unsubscribing a closed session). */

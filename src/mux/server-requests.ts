@@ -19,8 +19,8 @@ import { basename } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { RpcCode } from '../protocol/codes.js';
 import type { Answer, RequestId, RpcRequest } from '../protocol/jsonrpc.js';
-import type { CoreLog } from './core.js';
-import type { CallOptions, CallOutcome, ServerRequestContext } from '../hosting/server-link.js';
+import type { CoreLog } from '../hosting/core-log.js';
+import { notSupported, type CallOptions, type CallOutcome, type ServerRequestContext } from '../hosting/server-link.js';
 import type { SessionContext } from './session-context.js';
 import { SessionGate } from './session-gate.js';
 import type { Upstream } from '../hosting/upstream.js';
@@ -352,10 +352,6 @@ export class ServerRequests {
 function first<T>(items: Set<T>): T | undefined {
   for (const item of items) return item;
   return undefined;
-}
-
-export function notSupported(method: string): Answer {
-  return { error: { code: RpcCode.METHOD_NOT_FOUND, message: `${method} is not supported by this client` } };
 }
 
 function waitedTooLong(server: Upstream, timeoutMs: number): Answer {

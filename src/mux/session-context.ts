@@ -5,17 +5,9 @@
  * kept up, subscriptions, log level, its session-scoped servers) with one {@link close}.
  */
 import type { Answer, RequestId } from '../protocol/jsonrpc.js';
-import type { LogLevel } from './interests.js';
+import type { LogLevel } from '../protocol/log-levels.js';
 import type { Upstream } from '../hosting/upstream.js';
-
-/** Which servers a session sees: all of them (merged, prefixed) or one, as it is. */
-export interface View {
-  server?: string | undefined;
-  /** The client's working directory: picks `workspace`-scoped instances. */
-  workspace?: string | undefined;
-  /** The session id: picks `session`-scoped instances. */
-  session?: string | undefined;
-}
+import type { View } from './view.js';
 
 /** The client end of a session, as the core needs it. */
 export interface ClientPeer {

@@ -8,7 +8,16 @@
  * `not_hello` refusal, which tells a new client whom to update.
  */
 import type { HelloErrorCode } from './codes.js';
-import { isNonce } from '../local/proof.js';
+
+/** Random bytes in a nonce. */
+export const NONCE_BYTES = 32;
+/** A nonce on the wire: {@link NONCE_BYTES} bytes as unpadded base64url (43 characters). */
+export const NONCE_PATTERN = /^[A-Za-z0-9_-]{43}$/;
+
+/** True for a well-formed nonce: exactly what a proof's `newNonce` makes (so no huge or odd input is ever hashed). */
+export function isNonce(value: unknown): value is string {
+  return typeof value === 'string' && NONCE_PATTERN.test(value);
+}
 
 export const PROTOCOL_VERSION = 1;
 export const SESSION_ID_PATTERN = /^[A-Za-z0-9_-]{3,64}$/;

@@ -27,13 +27,14 @@ import { settingsPath } from '../local/config-path.js';
 import { daemonArgs } from '../local/daemon-launch.js';
 import { launchEnv, readSettings } from '../local/settings.js';
 import { discoverDaemon, readAddressCard, resolveHome, type HomePaths } from '../local/files.js';
-import { fetchHealth, provenRequest, type Liveness } from '../local/health-client.js';
+import { fetchHealth, provenRequest } from '../local/health-client.js';
 import { HomeError, homeError } from '../local/home.js';
 import { cardIsLive } from '../local/pidfile.js';
 import { strangerMessage } from '../local/proof.js';
 import { VERSION } from '../protocol/version.js';
 import type { EnsureResult } from './link.js';
 import { spawnLockHolder, spawnLockPath, tryTakeSpawnLock, type SpawnLock } from './spawn-lock.js';
+import type { Liveness } from '../local/health.js';
 
 /** The outcome of {@link ensureDaemon}; `message` is one line for the user. */
 export type Ensured = EnsureResult;

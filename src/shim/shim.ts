@@ -14,7 +14,7 @@ import { RpcCode } from '../protocol/codes.js';
 import { corkUntilTick } from '../transport/cork.js';
 import { discoverDaemon, resolveHome, type DaemonAddress } from '../local/files.js';
 import { rpcError } from '../protocol/jsonrpc.js';
-import { LineSplitter } from '../protocol/ndjson.js';
+import { LineSplitter } from '../transport/ndjson.js';
 import { VERSION } from '../protocol/version.js';
 import { Conversation, type Note } from './conversation.js';
 import { DEFAULT_RECONNECT_MS, Link, type EnsureResult, type LinkState, type SocketFactory } from './link.js';

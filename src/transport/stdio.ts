@@ -7,7 +7,7 @@ import type { Readable, Writable } from 'node:stream';
 import { CloseCode } from '../protocol/codes.js';
 import { corkUntilTick } from './cork.js';
 import type { RequestId } from '../protocol/jsonrpc.js';
-import { LineSplitter } from '../protocol/ndjson.js';
+import { LineSplitter } from './ndjson.js';
 import type { Transport } from './transport.js';
 
 export interface StdioTransportOptions {

@@ -10,6 +10,7 @@ import type OpenAI from 'openai';
 import { AbortedError, Limiter } from './limiter.js';
 import type { ProviderSettings, ProvidersConfig } from './settings.js';
 import { ProviderStats } from './stats.js';
+import type { ContactReport, ProviderState } from '../../local/health.js';
 
 /** Local error codes (never on the wire: chat turns them into `isError` tool results). */
 export type ProviderErrorCode =
@@ -46,21 +47,6 @@ export interface ChatOptions {
   signal?: AbortSignal | undefined;
   /** Receives each piece of the answer as it streams in. */
   onText?: ((delta: string, soFar: string) => void) | undefined;
-}
-
-/**
- * What the last contact with a provider said (a chat or a models listing): `unknown` before
- * any, `not_configured` when it cannot be called at all.
- */
-export type ProviderState = 'not_configured' | 'unknown' | 'ok' | 'unreachable' | 'unauthorized' | 'rate_limited' | 'error';
-
-/** The outcome of the provider's last contact, for `/health` and `status`. */
-export interface ContactReport {
-  state: ProviderState;
-  /** The text of the last failure, null before any; kept after a later success. */
-  last_error: string | null;
-  /** ISO time of that failure. */
-  last_error_at: string | null;
 }
 
 export interface ModelList {

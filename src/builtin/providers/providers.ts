@@ -2,9 +2,10 @@
  * Every provider the daemon knows, in `auto` order, and how a model name finds its provider.
  * One instance per process: all sessions share its limiters and model caches.
  */
-import { Provider, ProviderError, type ContactReport, type ModelList, type ProviderErrorCode } from './provider.js';
+import { Provider, ProviderError, type ModelList, type ProviderErrorCode } from './provider.js';
 import type { ProvidersConfig } from './settings.js';
 import type { ProviderStatsLine } from './stats.js';
+import type { ContactReport, ProviderHealth } from '../../local/health.js';
 
 export const AUTO_MODEL = 'auto';
 
@@ -20,24 +21,6 @@ export interface ProviderListing {
   models: { id: string; default: boolean }[];
   /** What the last contact said (the listing just made, unless it was cached). */
   state: ContactReport['state'];
-}
-
-/** One provider in `/health`: what is configured, how busy, what the last contact said; never keys. */
-export interface ProviderHealth extends ContactReport {
-  id: string;
-  label: string;
-  configured: boolean;
-  base_url: string | null;
-  default_model: string | null;
-  max_inflight: number;
-  inflight: number;
-  waiting: number;
-  /** Chat calls since start. */
-  calls: number;
-  /** 429 answers since start (each attempt counts). */
-  rate_limited: number;
-  /** Chat calls that failed (not counting cancelled ones) since start. */
-  errors: number;
 }
 
 export class Providers {

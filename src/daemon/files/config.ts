@@ -20,8 +20,15 @@ import {
 } from '../../hosting/upstream-config.js';
 import { DEFAULT_LIST_WAIT_MS } from '../../mux/catalog.js';
 import { DEFAULT_BODIES_MAX_BYTES, DEFAULT_EVENTS_TOTAL_MAX_BYTES } from '../../transport/http.js';
-import { DEFAULT_BODY_TIMEOUT_MS, DEFAULT_FD_RESERVE, DEFAULT_HEADERS_TIMEOUT_MS, DEFAULT_MAX_UNAUTHENTICATED } from '../web/connections.js';
+import type { SettingSource, SettingsHealth } from '../../local/health.js';
 
+/** Connections not yet authenticated the HTTP server keeps (the oldest is dropped past it). */
+export const DEFAULT_MAX_UNAUTHENTICATED = 64;
+export const DEFAULT_FD_RESERVE = 64;
+/** A connection must send its request headers (or its upgrade) within this long. */
+export const DEFAULT_HEADERS_TIMEOUT_MS = 5_000;
+/** A request, body included, must be received within this long. */
+export const DEFAULT_BODY_TIMEOUT_MS = 30_000;
 export const DEFAULT_MAX_INFLIGHT = 32;
 export const DEFAULT_QUEUE_LIMIT = 256;
 export const DEFAULT_MAX_BYTES = 32 * 1024 * 1024;
@@ -69,27 +76,6 @@ export const DEFAULT_IDLE_EXIT_MS = 8 * 60 * 60 * 1000;
 export const MIN_FILE_MAX_BYTES = 4096;
 /** Most rotated generations kept per file. */
 export const MAX_FILES = 100;
-
-/** Where a setting in force came from: the settings file, or the daemon's environment (by hand). */
-export type SettingSource = 'file' | 'env';
-
-/** The settings file as the daemon read it, for `/health` and `exai-ws status`. */
-export interface SettingsHealth {
-  path: string;
-  exists: boolean;
-  /** Why an existing file could not be read; null when it could. */
-  error: string | null;
-  /** Group or others may read it (it may hold keys). */
-  readable_by_others: boolean;
-  /** Lines not taken, by number: not NAME=value, no exai-ws setting, or an invalid value. */
-  problems: SettingsProblem[];
-  /** Every setting in force that is not a default, where it came from; secrets masked. */
-  values: { name: string; source: SettingSource; value: string }[];
-  /** Settings variables the launching client passed that the daemon did not take (names only). */
-  ignored_env: string[];
-  /** An earlier version's `service.env` that is still there (its settings belong in this file); else null. */
-  legacy_service_env: string | null;
-}
 
 /** Where the port to bind came from; `state` and `default` may be moved when someone else holds them. */
 export type PortSource = SettingSource | 'state' | 'default';

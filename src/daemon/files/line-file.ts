@@ -20,7 +20,7 @@
  */
 import { closeSync, fstatSync, ftruncateSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
-import type { FileHealth } from '../../local/health-client.js';
+import type { FileHealth } from '../../local/health.js';
 
 /** How long a failed file is left alone before the next line tries again. */
 export const RETRY_MS = 1_000;

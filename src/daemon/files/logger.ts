@@ -10,9 +10,10 @@
  */
 import { writeSync } from 'node:fs';
 import pino, { type Logger } from 'pino';
-import type { LogHealth } from '../../local/health-client.js';
+
 import { LineFile } from './line-file.js';
-import type { CoreLog } from '../../mux/core.js';
+import type { CoreLog } from '../../hosting/core-log.js';
+import type { LogHealth } from '../../local/health.js';
 
 export type { Logger };
 

@@ -5,7 +5,7 @@
  * server. (Server-to-client requests are mux/server-requests.ts's business.)
  */
 import type { Hub } from '../../mux/hub.js';
-import { LOG_LEVELS, type LogLevel } from '../../mux/interests.js';
+import { LOG_LEVELS, type LogLevel } from '../../protocol/log-levels.js';
 import { trySerialize, type RpcNotification } from '../../protocol/jsonrpc.js';
 import type { Session } from './session.js';
 

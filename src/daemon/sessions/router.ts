@@ -24,9 +24,10 @@ import {
   type RpcResponse,
 } from '../../protocol/jsonrpc.js';
 import type { Target } from '../../mux/catalog.js';
-import type { Hub, ListKind, View } from '../../mux/hub.js';
+import type { Hub, ListKind } from '../../mux/hub.js';
+import type { View } from '../../mux/view.js';
 import type { SessionContext } from '../../mux/session-context.js';
-import { LOG_LEVELS, type LogLevel } from '../../mux/interests.js';
+import { LOG_LEVELS, type LogLevel } from '../../protocol/log-levels.js';
 import { LIST_CHANGED_METHODS } from '../../mux/lists.js';
 import type { Cancellation } from '../../hosting/cancellation.js';
 import type { CallOutcome } from '../../hosting/server-link.js';

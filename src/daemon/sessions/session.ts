@@ -23,7 +23,8 @@ import {
   type RpcRequest,
   type RpcResponse,
 } from '../../protocol/jsonrpc.js';
-import type { Hub, View } from '../../mux/hub.js';
+import type { Hub } from '../../mux/hub.js';
+import type { View } from '../../mux/view.js';
 import type { SessionContext } from '../../mux/session-context.js';
 import type { DaemonConfig } from '../files/config.js';
 import { Cancellation } from '../../hosting/cancellation.js';

@@ -23,12 +23,6 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 
-export const DEFAULT_MAX_UNAUTHENTICATED = 64;
-export const DEFAULT_FD_RESERVE = 64;
-/** A connection must send its request headers (or its upgrade) within this long. */
-export const DEFAULT_HEADERS_TIMEOUT_MS = 5_000;
-/** A request, body included, must be received within this long. */
-export const DEFAULT_BODY_TIMEOUT_MS = 30_000;
 /** How often the HTTP server looks for connections past those deadlines. */
 export const CONNECTIONS_CHECK_MS = 1_000;
 

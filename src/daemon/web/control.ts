@@ -19,10 +19,11 @@
  * still taken while it is closing, which it already does).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { ReloadReport } from '../../mux/hub.js';
+
 import { writeJson } from '../../transport/http-transport.js';
 import type { Logger } from '../files/logger.js';
 import { readSmallBody } from './small-body.js';
+import type { ReloadReport } from '../../local/health.js';
 
 export type ControlAction = 'stop' | 'reload';
 

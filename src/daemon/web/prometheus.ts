@@ -11,10 +11,11 @@
  * hosted-server and provider states listed below, the provider ids.
  */
 import { Counter, Gauge, Registry, collectDefaultMetrics, type LabelValues, type Metric } from 'prom-client';
-import type { UpstreamState } from '../../hosting/upstream.js';
+
 import { VERSION } from '../../protocol/version.js';
-import type { HealthReport } from '../../local/health-client.js';
+
 import { LATENCY_BUCKETS_MS, type Metrics, type MethodSeries } from '../files/metrics.js';
+import type { UpstreamState, HealthReport } from '../../local/health.js';
 
 export interface PrometheusSources {
   metrics: Metrics;

@@ -34,7 +34,8 @@ import type { McpHttpEndpoint } from '../../transport/http.js';
 import { writeJson } from '../../transport/http-transport.js';
 import { checkOpening, type Hello, type HelloAck, type ProofFrame } from '../../protocol/hello.js';
 import { urlHost } from '../../local/files.js';
-import { computeProof, isNonce, newNonce, proofValid } from '../../local/proof.js';
+import { computeProof, newNonce, proofValid } from '../../local/proof.js';
+import { isNonce } from '../../protocol/hello.js';
 import { NAME, VERSION } from '../../protocol/version.js';
 import type { DaemonConfig } from '../files/config.js';
 import type { Logger } from '../files/logger.js';
@@ -43,13 +44,14 @@ import type { SessionManager } from '../sessions/sessions.js';
 import type { Session } from '../sessions/session.js';
 import { rotateTokenFile, tokensEqual } from '../../local/token.js';
 import { WsTransport } from '../../transport/ws.js';
-import { LIVENESS_FIELDS, type HealthReport } from '../../local/health-client.js';
+
 import type { PrometheusExporter } from './prometheus.js';
 import type { StatusPage } from './status-page.js';
 import { WebAuth } from './web-auth.js';
 import { CONNECTIONS_CHECK_MS, ConnectionGuard, type DescriptorProbe } from './connections.js';
 import { CONTROL_PATHS, ControlChannel, type ControlAction, type ControlDeps } from './control.js';
 import { readSmallBody } from './small-body.js';
+import { LIVENESS_FIELDS, type HealthReport } from '../../local/health.js';
 
 export interface DaemonServerDeps {
   config: DaemonConfig;

@@ -10,8 +10,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { HealthReport } from '../../local/health-client.js';
+
 import { statusDocument } from './status-page-document.js';
+import type { HealthReport } from '../../local/health.js';
 
 export interface StatusPageSources {
   /** The full health report (what an authenticated `GET /health` answers). */

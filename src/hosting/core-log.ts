@@ -1,0 +1,2 @@
+/** How the core reports lifecycle events for the daemon's log; `level` when it is not `info`. */
+export type CoreLog = (event: string, details: Record<string, unknown>, level?: 'debug' | 'warn') => void;

@@ -1,0 +1,232 @@
+/**
+ * What the daemon's `GET /health` answers, as every reader takes it (the shim, the CLI's
+ * `status`, the pid lock): the liveness fields anyone may read and the full report for the
+ * token's holder. Types only, with the shapes of what the report holds (servers, providers,
+ * settings), so the readers need none of the parts that make it.
+ */
+import type { SettingsProblem } from './settings.js';
+
+export interface HealthReport {
+  status: string;
+  name: string;
+  version: string;
+  pid: number;
+  host: string;
+  port: number;
+  started_at: string;
+  uptime_s: number;
+  sessions: {
+    total: number;
+    attached: number;
+    detached: number;
+    /** Open sessions by how their client is connected. */
+    by_transport?: Record<'ws' | 'http' | 'stdio', number>;
+    /** Idle HTTP sessions ended since start: unused for the idle time, or to make room at the session limit. */
+    idle_ended?: { idle: number; session_limit: number };
+    list?: SessionEntry[];
+  };
+  inflight: number;
+  /** The log file and the stderr copy; null before the daemon opened its log. */
+  log?: LogHealth | null;
+  /** The metrics file (`logs/metrics.jsonl`). */
+  metrics_file?: FileHealth | null;
+  memory?: MemoryReport;
+  /** Started by a shim or `exai-ws restart` (`EXAI_WS_AUTOSTARTED=1`). */
+  auto_started?: boolean;
+  /** How long it stays with no session before it exits; null: never (started by hand, or 0). */
+  idle_exit_ms?: number | null;
+  // Optional from here: readers (status, the page, the exporter) must also take the report of
+  // a daemon of another version (a CLI upgraded while the old daemon still runs).
+  /** Open WebSocket connections (sessions and connections still saying hello). */
+  connections?: number;
+  /**
+   * Every accepted TCP connection (HTTP, WebSocket, not yet saying anything), those that have
+   * not authenticated yet, and how many the descriptor limit leaves room for (null: unknown).
+   */
+  sockets?: { open: number; unauthenticated: number; descriptor_cap: number | null };
+  /** Hosted server instances; `asks_client`: its tools known to ask the client back (run one session at a time). */
+  servers?: (ServerReport & { asks_client: string[] })[];
+  config?: ConfigHealth;
+  providers?: ProviderHealth[];
+  limits?: { max_sessions: number; max_inflight: number; max_bytes: number };
+  /** The settings file (`daemon.env`) and where each setting in force came from. */
+  settings?: SettingsHealth;
+  /** What the user should act on (ignored client variables, a settings file others can read, ...), in words. */
+  warnings?: string[];
+}
+
+/** The hosted servers' config file, as `/health` reports it. */
+export interface ConfigHealth {
+  path: string;
+  /** False while there is no file (no hosted servers). */
+  exists: boolean;
+  /** The path the watcher watches (the file, or the folder it is awaited in); null: not watched. */
+  watching: string | null;
+  /** Entries the daemon refused. */
+  problems: readonly ConfigProblem[];
+  /**
+   * Why the file as it is now is not in force (unreadable, not valid JSON, with line and
+   * column), found at start (no hosted servers then) or by a reload (the running ones stay);
+   * null when it is in force. Absent from older daemons.
+   */
+  error?: string | null;
+  last_reload: LastReload | null;
+}
+
+/** The outcome of the last live reload, for `/health` and `exai-ws status`. */
+export type LastReload = { at: string } & ({ error: string } | (ReloadReport & { file: boolean; refused: number }));
+
+/** One open session, as `/health` lists it. */
+export interface SessionEntry {
+  id: string;
+  transport: 'ws' | 'http' | 'stdio';
+  state: string;
+  client: string;
+  client_version: string;
+  cwd: string | null;
+  age_s: number;
+  inflight: number;
+  /** Requests answered in this session so far. */
+  requests: number;
+  /** 99th percentile latency of its last 1000 answered requests, in ms; null before any. */
+  p99_ms: number | null;
+}
+
+/** One best-effort JSONL file: lines it took, lines it dropped, its rotation. */
+export interface FileHealth {
+  path: string;
+  written_lines: number;
+  /** Lines lost: write errors (full disk, permissions, I/O), oversized lines, a full buffer. */
+  dropped_lines: number;
+  rotations: number;
+  last_error: { code: string; message: string; at: string } | null;
+  /** True while writes fail; writing is retried about once a second. */
+  failing: boolean;
+  max_bytes: number;
+  /** Rotated generations kept beside the current file. */
+  files: number;
+}
+
+export interface LogHealth extends Omit<FileHealth, 'path'> {
+  /** Log calls whose arguments could not be serialised (a short stand-in line was logged). */
+  unserializable_calls: number;
+  /** Warning lines that could not be copied to stderr. */
+  stderr_dropped_lines: number;
+}
+
+export interface MemoryReport {
+  heap_used_bytes: number;
+  heap_total_bytes: number;
+  /** Null when the resident size could not be read. */
+  rss_bytes: number | null;
+}
+
+/** What `/health` tells anyone, token or not: enough to find and probe the daemon. */
+export const LIVENESS_FIELDS = [
+  'status',
+  'name',
+  'version',
+  'pid',
+  'host',
+  'port',
+  'started_at',
+  'uptime_s',
+  'auto_started',
+  'idle_exit_ms',
+] as const satisfies readonly (keyof HealthReport)[];
+
+export type Liveness = Pick<HealthReport, (typeof LIVENESS_FIELDS)[number]>;
+
+/** True when the daemon took the proof and answered the full report, not liveness only. */
+export function isFullReport(report: Liveness): report is HealthReport {
+  return typeof (report as Partial<HealthReport>).sessions === 'object';
+}
+
+/** What a live reload changed, by server name. */
+export interface ReloadReport {
+  added: string[];
+  removed: string[];
+  restarted: string[];
+  unchanged: string[];
+}
+
+/**
+ * What the last contact with a provider said (a chat or a models listing): `unknown` before
+ * any, `not_configured` when it cannot be called at all.
+ */
+export type ProviderState = 'not_configured' | 'unknown' | 'ok' | 'unreachable' | 'unauthorized' | 'rate_limited' | 'error';
+
+/** The outcome of the provider's last contact, for `/health` and `status`. */
+export interface ContactReport {
+  state: ProviderState;
+  /** The text of the last failure, null before any; kept after a later success. */
+  last_error: string | null;
+  /** ISO time of that failure. */
+  last_error_at: string | null;
+}
+
+/** One provider in `/health`: what is configured, how busy, what the last contact said; never keys. */
+export interface ProviderHealth extends ContactReport {
+  id: string;
+  label: string;
+  configured: boolean;
+  base_url: string | null;
+  default_model: string | null;
+  max_inflight: number;
+  inflight: number;
+  waiting: number;
+  /** Chat calls since start. */
+  calls: number;
+  /** 429 answers since start (each attempt counts). */
+  rate_limited: number;
+  /** Chat calls that failed (not counting cancelled ones) since start. */
+  errors: number;
+}
+
+export type UpstreamScope = 'shared' | 'workspace' | 'session';
+
+export type UpstreamState = 'stopped' | 'starting' | 'ready' | 'restarting' | 'failed' | 'closed';
+
+/** One hosted server instance, as `/health` and `exai-ws status` show it. */
+export interface ServerReport {
+  name: string;
+  scope: UpstreamScope;
+  /** The working directory or session a `workspace` or `session` instance belongs to. */
+  scope_key: string | null;
+  state: UpstreamState;
+  pid: number | null;
+  restarts: number;
+  /** Failed starts in a row (reset by a start that works). */
+  retries: number;
+  uptime_s: number | null;
+  sessions: number;
+  inflight: number;
+  last_error: string | null;
+}
+
+export interface ConfigProblem {
+  server: string;
+  key: string;
+  reason: string;
+}
+
+/** Where a setting in force came from: the settings file, or the daemon's environment (by hand). */
+export type SettingSource = 'file' | 'env';
+
+/** The settings file as the daemon read it, for `/health` and `exai-ws status`. */
+export interface SettingsHealth {
+  path: string;
+  exists: boolean;
+  /** Why an existing file could not be read; null when it could. */
+  error: string | null;
+  /** Group or others may read it (it may hold keys). */
+  readable_by_others: boolean;
+  /** Lines not taken, by number: not NAME=value, no exai-ws setting, or an invalid value. */
+  problems: SettingsProblem[];
+  /** Every setting in force that is not a default, where it came from; secrets masked. */
+  values: { name: string; source: SettingSource; value: string }[];
+  /** Settings variables the launching client passed that the daemon did not take (names only). */
+  ignored_env: string[];
+  /** An earlier version's `service.env` that is still there (its settings belong in this file); else null. */
+  legacy_service_env: string | null;
+}
