@@ -1,0 +1,67 @@
+/**
+ * The pending-requests table (src/protocol/pending.ts) that the session, the server link and the
+ * shim keep their requests in: answers settle once, deadlines fire once and remove first, a
+ * closed connection fails every request once, oldest first. Node's mock timers stand in for time.
+ */
+import assert from 'node:assert/strict';
+import { mock, test } from 'node:test';
+import { PendingRequests, type Timers } from '../src/protocol/pending.js';
+
+function fakeTimers(): Timers {
+  mock.timers.enable({ apis: ['setTimeout'] });
+  return { setTimeout: (callback, ms) => setTimeout(callback, ms), clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout) };
+}
+
+test('an answer settles its request once; an unknown or repeated id finds nothing', () => {
+  const table = new PendingRequests<number, string>();
+  table.add(1, 'a');
+  table.add(2, 'b');
+  assert.equal(table.settle(1), 'a');
+  assert.equal(table.settle(1), undefined);
+  assert.equal(table.settle(99), undefined);
+  assert.deepEqual([...table.values()], ['b']);
+  assert.equal(table.size, 1);
+});
+
+test('a second request under a waiting id throws instead of losing the first answer', () => {
+  const table = new PendingRequests<string, number>();
+  table.add('x', 1);
+  assert.throws(() => table.add('x', 2), /already waiting/);
+  assert.equal(table.get('x'), 1);
+});
+
+test('a deadline removes the entry before it reports it, so a late answer is dropped; a settled entry never expires', (t) => {
+  const timers = fakeTimers();
+  t.after(() => mock.timers.reset());
+  const table = new PendingRequests<number, string>(timers);
+  const expired: string[] = [];
+  table.add(1, 'slow', { ms: 1_000, onexpire: (value) => expired.push(`${value}:${table.has(1)}`) });
+  table.add(2, 'quick', { ms: 1_000, onexpire: (value) => expired.push(value) });
+  mock.timers.tick(500);
+  assert.equal(table.settle(2), 'quick');
+  mock.timers.tick(500);
+  assert.deepEqual(expired, ['slow:false']);
+  assert.equal(table.settle(1), undefined, 'the late answer finds nothing');
+  mock.timers.tick(5_000);
+  assert.deepEqual(expired, ['slow:false'], 'nothing fires twice');
+});
+
+test('failAll hands every waiting request over once, oldest first, and stops their deadlines', (t) => {
+  const timers = fakeTimers();
+  t.after(() => mock.timers.reset());
+  const table = new PendingRequests<number, string>(timers);
+  const expired: string[] = [];
+  for (const [id, value] of [
+    [3, 'c'],
+    [1, 'a'],
+    [2, 'b'],
+  ] as const)
+    table.add(id, value, { ms: 100, onexpire: (v) => expired.push(v) });
+  const failed: string[] = [];
+  table.failAll((value, key) => failed.push(`${key}=${value}`));
+  assert.deepEqual(failed, ['3=c', '1=a', '2=b']);
+  assert.equal(table.size, 0);
+  mock.timers.tick(1_000);
+  assert.deepEqual(expired, []);
+  table.failAll(() => assert.fail('nothing is left to fail'));
+});
