@@ -80,7 +80,7 @@ export class PendingRequests<K, V> {
     if (deadline !== undefined) {
       timer = this.timers.setTimeout(() => {
         const entry = this.entries.get(key);
-        if (entry?.timer !== timer) return;
+        if (entry === undefined || entry.timer !== timer) return;
         this.entries.delete(key);
         deadline.onexpire(entry.value);
       }, deadline.ms);
