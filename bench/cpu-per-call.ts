@@ -4,10 +4,10 @@
  * (utime + stime, every thread of the process, 10 ms ticks) around windows of calls kept 16
  * outstanding by the official SDK client in this process. Four modes, alternated round by round:
  *
- *   shim-hosted    client -> shim -> daemon -> hosted server-memory (`memory__read_graph`)
+ *   shim-hosted    client -> shim -> daemon -> a hosted SDK server (`bench__echo`, echo-server.ts)
  *   shim-builtin   client -> shim -> daemon's built-in `version`
  *   stdio-builtin  client -> `exai-ws stdio` (the same `version`, in one process)
- *   direct-hosted  client -> server-memory over stdio (`read_graph`), no exai-ws at all
+ *   direct-hosted  client -> the same server over stdio (`echo`), no exai-ws at all
  *
  * The figures: the shim's CPU per call (both shim modes), the daemon's per hosted call (the
  * daemon process only: on top of the server's own work) and per built-in call against the
@@ -46,10 +46,14 @@ import { median, round } from './stats.js';
 
 const WATCHDOG_MS = 5 * 60_000;
 const CLI = join(ROOT, 'dist', 'src', 'cli.js');
-/** server-memory from the project's own dependencies, run with this Node (no npx). */
-const MEMORY = join(ROOT, 'node_modules', '@modelcontextprotocol', 'server-memory', 'dist', 'index.js');
-const HOSTED_NAME = 'memory';
-const HOSTED_TOOL: ToolCall = { name: 'read_graph', arguments: {} };
+/**
+ * The hosted server: a minimal SDK server (no file or network work per call, unlike
+ * server-memory, whose every call reads its graph file: the server then sets the pace and the
+ * daemon sees its messages one at a time, which measures the server rather than the relay).
+ */
+const ECHO_SERVER = join(ROOT, 'dist', 'bench', 'echo-server.js');
+const HOSTED_NAME = 'bench';
+const HOSTED_TOOL: ToolCall = { name: 'echo', arguments: { message: 'bench' } };
 
 /** The issue's budgets, in microseconds of CPU per call. */
 export const SHIM_BUDGET_US = 8;
@@ -143,10 +147,10 @@ async function openLanes(
   const client = process.pid;
   try {
     const home = makeHome();
-    const memoryEntry = { command: process.execPath, args: [MEMORY], env: { MEMORY_FILE_PATH: join(home, 'memory.jsonl') } };
+    const hostedEntry = { command: process.execPath, args: [ECHO_SERVER] };
     if (modes.some((m) => m.startsWith('shim-'))) {
       const config = join(home, 'config.json');
-      writeFileSync(config, JSON.stringify({ mcpServers: { [HOSTED_NAME]: { ...memoryEntry, start: 'eager' } } }));
+      writeFileSync(config, JSON.stringify({ mcpServers: { [HOSTED_NAME]: { ...hostedEntry, start: 'eager' } } }));
       const daemon = await startDaemon({ EXAI_WS_CONFIG: config }, undefined, [
         ...DAEMON_NODE_OPTIONS,
         ...profArgs(options.profDir, 'daemon'),
@@ -160,6 +164,8 @@ async function openLanes(
         if (!modes.includes(mode)) continue;
         const shim = await connectStdio(process.execPath, [...profArgs(options.profDir, 'shim'), SHIM], childEnv(daemon.home));
         closers.push(() => shim.close());
+        // As clients do before calling: the daemon then resolves names from the merged list.
+        await shim.client.listTools();
         const pids =
           mode === 'shim-hosted' ? { client, shim: shim.pid, daemon: daemon.pid, server } : { client, shim: shim.pid, daemon: daemon.pid };
         lanes[mode] = { client: shim.client, call, pids };
@@ -171,7 +177,7 @@ async function openLanes(
       lanes['stdio-builtin'] = { client: stdio.client, call: VERSION_CALL, pids: { client, stdio: stdio.pid } };
     }
     if (modes.includes('direct-hosted')) {
-      const direct = await connectStdio(process.execPath, memoryEntry.args, { ...childEnv(home), ...memoryEntry.env });
+      const direct = await connectStdio(process.execPath, hostedEntry.args, childEnv(home));
       closers.push(() => direct.close());
       lanes['direct-hosted'] = { client: direct.client, call: HOSTED_TOOL, pids: { client, server: direct.pid } };
     }
@@ -267,7 +273,7 @@ export async function runCpuPerCall(plan: CpuPlan, progress: (line: string) => v
     plan,
     loadavg_before: loadBefore,
     loadavg_after: loadavg(),
-    hosted_tool: `server-memory ${HOSTED_TOOL.name}`,
+    hosted_tool: `SDK echo server (bench/echo-server.ts) ${HOSTED_TOOL.name}`,
     modes: results,
     figures: headline(results),
   };
