@@ -37,12 +37,23 @@ export function fileOf(url: string): string {
 
 const BASE64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
 
-/** Per generated line, its segments as [column, source line] (0-based), from a source map's mappings. */
-function decodeMappings(mappings: string): [number, number][][] {
-  const lines: [number, number][][] = [];
+/** One mapping: generated column, source index, source line, name index (-1: none), 0-based. */
+type Segment = [number, number, number, number];
+
+interface SourceMap {
+  lines: Segment[][];
+  sources: string[];
+  names: string[];
+}
+
+/** Per generated line, its segments, from a source map's mappings. */
+function decodeMappings(mappings: string): Segment[][] {
+  const lines: Segment[][] = [];
   let srcLine = 0;
+  let src = 0;
+  let name = 0;
   for (const text of mappings.split(';')) {
-    const segments: [number, number][] = [];
+    const segments: Segment[] = [];
     let col = 0;
     for (const segment of text.split(',')) {
       if (segment === '') continue;
@@ -61,8 +72,10 @@ function decodeMappings(mappings: string): [number, number][][] {
       }
       col += values[0] ?? 0;
       if (values.length >= 4) {
+        src += values[1]!;
         srcLine += values[2]!;
-        segments.push([col, srcLine]);
+        if (values.length >= 5) name += values[4]!;
+        segments.push([col, src, srcLine, values.length >= 5 ? name : -1]);
       }
     }
     lines.push(segments);
@@ -70,27 +83,42 @@ function decodeMappings(mappings: string): [number, number][][] {
   return lines;
 }
 
-const maps = new Map<string, [number, number][][] | null>();
+const maps = new Map<string, SourceMap | null>();
 
-/** The TypeScript line (1-based) of a position in one of our dist/ files, from its source map. */
-function sourceLine(url: string, line: number, column: number): number | undefined {
+/** Where a position in one of our dist/ files (or the shim bundle) comes from, by its source map. */
+function original(url: string, line: number, column: number): { file: string; line: number; name: string | undefined } | undefined {
   const path = url.replace(/^file:\/\//, '');
   if (!maps.has(path)) {
-    const map = `${path}.map`;
-    maps.set(path, existsSync(map) ? decodeMappings((JSON.parse(readFileSync(map, 'utf8')) as { mappings: string }).mappings) : null);
+    const file = `${path}.map`;
+    const raw = existsSync(file)
+      ? (JSON.parse(readFileSync(file, 'utf8')) as { mappings: string; sources: string[]; names?: string[] })
+      : null;
+    maps.set(path, raw && { lines: decodeMappings(raw.mappings), sources: raw.sources, names: raw.names ?? [] });
   }
-  const segments = maps.get(path)?.[line];
-  if (!segments || segments.length === 0) return undefined;
+  const map = maps.get(path);
+  const segments = map?.lines[line];
+  if (!map || !segments || segments.length === 0) return undefined;
   let best = segments[0]!;
   for (const segment of segments) if (segment[0] <= column) best = segment;
-  return best[1] + 1;
+  const source = (map.sources[best[1]] ?? '').replace(/^(\.\.\/)+/, '');
+  const pkg = /node_modules\/((?:@[^/]+\/)?[^/]+)\/(.*)$/.exec(source);
+  return { file: pkg ? `${pkg[1]}: ${pkg[2]}` : source, line: best[2] + 1, name: best[3] >= 0 ? map.names[best[3]] : undefined };
 }
 
-/** `name  [file:line]`, the line in the TypeScript source for our files. */
+/** `name  [file:line]`: for our files (and the minified shim bundle) the TypeScript source's. */
 function frameKey(frame: ProfileNode['callFrame']): string {
   const file = fileOf(frame.url);
-  const line = isOurs(file) ? (sourceLine(frame.url, frame.lineNumber, frame.columnNumber) ?? frame.lineNumber + 1) : frame.lineNumber + 1;
-  return `${frame.functionName || '(anonymous)'}  [${file}:${line}]`;
+  const bundle = file.endsWith('shim.cjs');
+  const at = isOurs(file) || bundle ? original(frame.url, frame.lineNumber, frame.columnNumber) : undefined;
+  const name = (bundle ? at?.name : undefined) ?? (frame.functionName || '(anonymous)');
+  return `${name}  [${at ? `${bundle ? at.file : file}:${at.line}` : `${file}:${frame.lineNumber + 1}`}]`;
+}
+
+/** The file a frame is charged to: the shim bundle's frames to their own sources. */
+function fileKey(frame: ProfileNode['callFrame']): string {
+  const file = fileOf(frame.url);
+  if (!file.endsWith('shim.cjs')) return file;
+  return original(frame.url, frame.lineNumber, frame.columnNumber)?.file ?? file;
 }
 
 function isOurs(file: string): boolean {
@@ -128,13 +156,12 @@ export function summarize(profile: Profile, into: ProfileSummary, skipUs = 0): v
       into.idleUs += us;
       return;
     }
-    const file = fileOf(node.callFrame.url);
     add(into.selfByFunction, frameKey(node.callFrame), us);
-    add(into.selfByFile, file, us);
+    add(into.selfByFile, fileKey(node.callFrame), us);
     const seen = new Set<string>();
     for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) {
       const frame = byId.get(at)!.callFrame;
-      if (!isOurs(fileOf(frame.url))) continue;
+      if (!isOurs(fileKey(frame))) continue;
       const key = frameKey(frame);
       if (seen.has(key)) continue;
       seen.add(key);
