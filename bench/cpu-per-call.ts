@@ -26,6 +26,7 @@ import { join } from 'node:path';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { DAEMON_NODE_OPTIONS } from '../src/local/daemon-launch.js';
 import {
+  CLI,
   ROOT,
   SHIM,
   childEnv,
@@ -45,7 +46,6 @@ import { VERSION_CALL, isEntryPoint, throughput, type ToolCall } from './calls.j
 import { median, round } from './stats.js';
 
 const WATCHDOG_MS = 5 * 60_000;
-const CLI = join(ROOT, 'dist', 'src', 'cli.js');
 /**
  * The hosted server: a minimal SDK server (no file or network work per call, unlike
  * server-memory, whose every call reads its graph file: the server then sets the pace and the
