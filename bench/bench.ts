@@ -10,13 +10,15 @@
  *   6. calls/s and latency of tools marked as asking the client (run one window at a time),
  *      from two windows and from one, against the same tools unmarked (asks-client.ts);
  *   7. Streamable HTTP: the daemon's /mcp against the official SDK's own Streamable HTTP server,
- *      beside the shim path, and a hosted server through /mcp against direct stdio (http.ts).
+ *      beside the shim path, and a hosted server through /mcp against direct stdio (http.ts);
+ *   8. CPU time per call with 16 in flight: the shim, the daemon (hosted and built-in), the
+ *      stdio process and a direct stdio call, against the hot path's budgets (cpu-per-call.ts).
  *
  * A benchmark, not a test: never run in CI. Every loop is bounded in count and time; every
  * child process is killed at the end, also on error. Figures go to stdout as a table and to
  * bench-results/bench-<timestamp>.json and bench-results/latest.json.
  *
- * Options: --quick (smaller counts), --only asks-client|http (phase 6 or 7 alone), --only
+ * Options: --quick (smaller counts), --only asks-client|http|cpu (phase 6, 7 or 8 alone), --only
  * pss-option (the daemon's Node options against Node's defaults, pss-option.ts), --help.
  */
 import { spawn } from 'node:child_process';
@@ -26,6 +28,7 @@ import { runHosted } from './hosted.js';
 import { ASKS_CLIENT_FULL, ASKS_CLIENT_QUICK, asksClientLines, mainAsksClient, runAsksClient } from './asks-client.js';
 import { HTTP_FULL, HTTP_QUICK, httpBudgets, httpLines, mainHttp, runHttp } from './http.js';
 import { mainPssOption } from './pss-option.js';
+import { CPU_FULL, CPU_QUICK, cpuBudgets, cpuLines, mainCpuPerCall, runCpuPerCall } from './cpu-per-call.js';
 import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type WebSocket from 'ws';
@@ -431,7 +434,7 @@ function table(rows: string[][], lastLeft = false): string {
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   if (args.includes('--help') || args.includes('-h')) {
-    process.stdout.write('usage: npm run bench [-- --quick] [-- --only asks-client|http|pss-option]\n');
+    process.stdout.write('usage: npm run bench [-- --quick] [-- --only asks-client|http|cpu|pss-option]\n');
     return;
   }
   const quick = args.includes('--quick');
@@ -440,8 +443,9 @@ async function main(): Promise<void> {
     const phase = args[only + 1];
     if (phase === 'asks-client') return mainAsksClient(quick);
     if (phase === 'http') return mainHttp(quick);
+    if (phase === 'cpu') return mainCpuPerCall(quick, args);
     if (phase === 'pss-option') return mainPssOption(quick);
-    throw new Error(`--only: expected asks-client, http or pss-option, got ${phase ?? 'nothing'}`);
+    throw new Error(`--only: expected asks-client, http, cpu or pss-option, got ${phase ?? 'nothing'}`);
   }
   const plan = quick ? QUICK : FULL;
   installCleanup(WATCHDOG_MS);
@@ -477,6 +481,7 @@ async function main(): Promise<void> {
   );
   const asksClient = await runAsksClient(quick ? ASKS_CLIENT_QUICK : ASKS_CLIENT_FULL, progress);
   const http = await runHttp(quick ? HTTP_QUICK : HTTP_FULL, progress);
+  const cpu = await runCpuPerCall(quick ? CPU_QUICK : CPU_FULL, progress);
   const loadAfter = loadavg();
 
   const s = calls.summaries;
@@ -497,6 +502,7 @@ async function main(): Promise<void> {
     budget('hosted server tools/call p50, shim+daemon / direct', hosted.latency_ratio.p50, 'max', 2, 'x'),
     budget('4 clients x 3 npx servers: PSS via daemon / direct', hosted.pss_4x3_npx_mb.ratio, 'max', 0.25, 'x'),
     ...httpBudgets(http).map((b) => budget(b.figure, b.value, b.kind, b.limit, b.unit)),
+    ...cpuBudgets(cpu).map((b) => budget(b.figure, b.value, b.kind, b.limit, b.unit)),
   ];
 
   const results = {
@@ -535,6 +541,7 @@ async function main(): Promise<void> {
     hosted,
     asks_client: asksClient,
     http,
+    cpu_per_call: cpu,
     budgets,
   };
   const dir = join(ROOT, 'bench-results');
@@ -641,6 +648,8 @@ async function main(): Promise<void> {
     ...asksClientLines(asksClient),
     '',
     ...httpLines(http),
+    '',
+    ...cpuLines(cpu),
     '',
     'budget (DESIGN.md, "Performance budget")',
     table(
