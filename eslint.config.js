@@ -64,4 +64,36 @@ export default tseslint.config(
     },
   },
   ...layerRules,
+  // Files stay small enough to read in one sitting (issue 23): a file past 400 lines is asking to be
+  // split, a function past 80 lines is a hidden state machine. Blank lines and comments count.
+  {
+    files: ['src/**/*.ts'],
+    rules: {
+      'max-lines': ['error', { max: 400 }],
+      'max-lines-per-function': ['error', { max: 80 }],
+    },
+  },
+  // Declarative tables only: none today (the command runners in cli.ts and the client blocks in
+  // commands/client-setup-blocks.ts are tables of small functions, within both limits).
+  //
+  // Other helpers are bringing these under the limits on their own branches.
+  {
+    files: [
+      // TODO(issue 23 merge): remove once src/daemon/sessions/session.ts is split
+      'src/daemon/sessions/session.ts',
+      // TODO(issue 23 merge): remove once src/hosting/server-link.ts is split
+      'src/hosting/server-link.ts',
+      // TODO(issue 23 merge): remove once src/hosting/upstream.ts is split
+      'src/hosting/upstream.ts',
+      // TODO(issue 23 merge): remove once src/shim/link.ts is split
+      'src/shim/link.ts',
+      // TODO(issue 23 merge): remove once src/shim/shim.ts is split (runShim)
+      'src/shim/shim.ts',
+      // TODO(issue 23 merge): remove once src/transport/http-transport.ts is split
+      'src/transport/http-transport.ts',
+      // TODO(issue 23 merge): remove once src/transport/http.ts is split
+      'src/transport/http.ts',
+    ],
+    rules: { 'max-lines': 'off', 'max-lines-per-function': 'off' },
+  },
 );

@@ -85,96 +85,95 @@ async function main(argv: string[]): Promise<void> {
     );
   }
   const { values, positionals } = parse(spec, rest);
-  switch (spec.name) {
-    case 'help': {
-      const about = positionals[0] === undefined ? undefined : commandSpec(positionals[0]);
-      if (positionals[0] !== undefined && !about) fail(`unknown command '${positionals[0]}'; run exai-ws --help`, ExitCode.USAGE);
-      process.stdout.write(about ? `${about.usage}\n` : mainHelp());
-      return;
-    }
-    case 'shim':
-      // The bundled shim (see shim/main.ts) reads its options from process.argv (checked above,
-      // the same spec) and exits when the session ends.
-      createRequire(import.meta.url)('../shim.cjs');
-      return;
-    case 'daemon': {
-      const { runDaemonCommand } = await import('./commands/daemon.js');
-      await runDaemonCommand();
-      return;
-    }
-    case 'stdio': {
-      const { loadConfig } = await import('./daemon/files/config.js');
-      const { runStdio } = await import('./daemon/stdio.js');
-      await runStdio({ config: loadConfig() });
-      process.exit(0);
-      return;
-    }
-    case 'status': {
-      const { runStatusCommand } = await import('./commands/status.js');
-      process.exitCode = await runStatusCommand({ json: values.json === true });
-      return;
-    }
-    case 'stop': {
-      const { runStopCommand } = await import('./commands/status.js');
-      process.exitCode = await runStopCommand();
-      return;
-    }
-    case 'restart': {
-      const { runRestartCommand } = await import('./commands/restart.js');
-      process.exitCode = await runRestartCommand();
-      return;
-    }
-    case 'reload': {
-      const { runReloadCommand } = await import('./commands/status.js');
-      process.exitCode = await runReloadCommand();
-      return;
-    }
-    case 'logs': {
-      const lines = values.lines === undefined ? undefined : Number(values.lines);
-      if (lines !== undefined && (!Number.isInteger(lines) || lines < 0)) {
-        fail(`logs: --lines takes a whole number (got '${String(values.lines)}')`, ExitCode.USAGE);
-      }
-      const { runLogsCommand } = await import('./commands/logs.js');
-      process.exitCode = await runLogsCommand({
-        follow: values.follow === true,
-        session: values.session as string | undefined,
-        level: values.level as string | undefined,
-        lines,
-        json: values.json === true,
-      });
-      return;
-    }
-    case 'open': {
-      const { runOpenCommand } = await import('./commands/open.js');
-      process.exitCode = await runOpenCommand({ print: values.print === true });
-      return;
-    }
-    case 'import': {
-      const { runImportCommand } = await import('./commands/import.js');
-      process.exitCode = runImportCommand(rest);
-      return;
-    }
-    case 'config': {
-      const { runClientSetupCommand } = await import('./commands/client-setup.js');
-      process.exitCode = await runClientSetupCommand(rest);
-      return;
-    }
-    case 'settings': {
-      const { runSettingsCommand } = await import('./commands/settings.js');
-      process.exitCode = await runSettingsCommand(positionals);
-      return;
-    }
-    case 'service': {
-      const { runServiceCommand } = await import('./commands/service.js');
-      process.exitCode = await runServiceCommand(rest);
-      return;
-    }
-    case 'token': {
-      const { runTokenCommand } = await import('./commands/token.js');
-      process.exitCode = await runTokenCommand(positionals[0]);
-      return;
-    }
-  }
+  await RUNNERS[spec.name]?.({ values, positionals, rest });
 }
+
+/** A command's parsed arguments; `rest` is what followed its name, for commands that parse their own. */
+interface CommandArgs {
+  values: ParsedValues;
+  positionals: string[];
+  rest: string[];
+}
+
+/**
+ * What each command runs, by name (specs.ts): a declarative table. Each command's module is
+ * imported on demand, so that `exai-ws shim` loads nothing but the bundled shim.
+ */
+const RUNNERS: Readonly<Record<string, (args: CommandArgs) => Promise<void> | void>> = {
+  help: ({ positionals }) => {
+    const about = positionals[0] === undefined ? undefined : commandSpec(positionals[0]);
+    if (positionals[0] !== undefined && !about) fail(`unknown command '${positionals[0]}'; run exai-ws --help`, ExitCode.USAGE);
+    process.stdout.write(about ? `${about.usage}\n` : mainHelp());
+  },
+  shim: () => {
+    // The bundled shim (see shim/main.ts) reads its options from process.argv (checked above,
+    // the same spec) and exits when the session ends.
+    createRequire(import.meta.url)('../shim.cjs');
+  },
+  daemon: async () => {
+    const { runDaemonCommand } = await import('./commands/daemon.js');
+    await runDaemonCommand();
+  },
+  stdio: async () => {
+    const { loadConfig } = await import('./daemon/files/config.js');
+    const { runStdio } = await import('./daemon/stdio.js');
+    await runStdio({ config: loadConfig() });
+    process.exit(0);
+  },
+  status: async ({ values }) => {
+    const { runStatusCommand } = await import('./commands/status.js');
+    process.exitCode = await runStatusCommand({ json: values.json === true });
+  },
+  stop: async () => {
+    const { runStopCommand } = await import('./commands/status.js');
+    process.exitCode = await runStopCommand();
+  },
+  restart: async () => {
+    const { runRestartCommand } = await import('./commands/restart.js');
+    process.exitCode = await runRestartCommand();
+  },
+  reload: async () => {
+    const { runReloadCommand } = await import('./commands/status.js');
+    process.exitCode = await runReloadCommand();
+  },
+  logs: async ({ values }) => {
+    const lines = values.lines === undefined ? undefined : Number(values.lines);
+    if (lines !== undefined && (!Number.isInteger(lines) || lines < 0)) {
+      fail(`logs: --lines takes a whole number (got '${String(values.lines)}')`, ExitCode.USAGE);
+    }
+    const { runLogsCommand } = await import('./commands/logs.js');
+    process.exitCode = await runLogsCommand({
+      follow: values.follow === true,
+      session: values.session as string | undefined,
+      level: values.level as string | undefined,
+      lines,
+      json: values.json === true,
+    });
+  },
+  open: async ({ values }) => {
+    const { runOpenCommand } = await import('./commands/open.js');
+    process.exitCode = await runOpenCommand({ print: values.print === true });
+  },
+  import: async ({ rest }) => {
+    const { runImportCommand } = await import('./commands/import.js');
+    process.exitCode = runImportCommand(rest);
+  },
+  config: async ({ rest }) => {
+    const { runClientSetupCommand } = await import('./commands/client-setup.js');
+    process.exitCode = await runClientSetupCommand(rest);
+  },
+  settings: async ({ positionals }) => {
+    const { runSettingsCommand } = await import('./commands/settings.js');
+    process.exitCode = await runSettingsCommand(positionals);
+  },
+  service: async ({ rest }) => {
+    const { runServiceCommand } = await import('./commands/service.js');
+    process.exitCode = await runServiceCommand(rest);
+  },
+  token: async ({ positionals }) => {
+    const { runTokenCommand } = await import('./commands/token.js');
+    process.exitCode = await runTokenCommand(positionals[0]);
+  },
+};
 
 main(process.argv.slice(2)).catch(failWith);

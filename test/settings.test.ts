@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { loadConfig, ConfigError } from '../src/daemon/files/config.js';
 import { settingsPath } from '../src/local/config-path.js';
-import { DEFAULT_PORT, defaultPort, discoverDaemon } from '../src/local/files.js';
+import { DEFAULT_PORT, defaultPort } from '../src/local/files.js';
+import { discoverDaemon } from '../src/local/client-settings.js';
 import { editSettingsText, launchEnv, maskValue, parseSettings, readSettings } from '../src/local/settings.js';
 import { Cleanup, makeHome, runCli } from './helpers.js';
 

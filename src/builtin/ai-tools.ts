@@ -12,7 +12,13 @@ import { AUTO_MODEL, type Providers } from './providers/providers.js';
 /** Least time between two progress notifications of one streamed answer. */
 export const PROGRESS_INTERVAL_MS = 100;
 
+/** Registers `listmodels` and `chat` on the built-in server; both read `providers`, shared by every session. */
 export function registerAiTools(server: McpServer, providers: Providers): void {
+  registerListModels(server, providers);
+  registerChat(server, providers);
+}
+
+function registerListModels(server: McpServer, providers: Providers): void {
   server.registerTool(
     'listmodels',
     {
@@ -49,7 +55,9 @@ export function registerAiTools(server: McpServer, providers: Providers): void {
       };
     },
   );
+}
 
+function registerChat(server: McpServer, providers: Providers): void {
   server.registerTool(
     'chat',
     {

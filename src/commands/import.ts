@@ -25,7 +25,9 @@ import {
   shimEntry,
   sourceContext,
   type ClientKind,
+  type Json,
   type JsonObject,
+  type SourceContext,
 } from './client-config.js';
 
 /** The keys of a stdio entry and of a remote one: an entry that changes kind loses the other kind's. */
@@ -72,7 +74,49 @@ export function runImportCommand(args: readonly string[], io: Partial<ImportIo> 
   // A dry run changes nothing, and says so in every line: "would replace", not "replaced".
   const tense = (done: string, future: string) => (dryRun ? future : done);
 
-  // The source.
+  const source = readSource(options, { cwd, env, platform }, say);
+  if (source === null) return 1;
+  const { sourcePath, servers } = source;
+
+  // The daemon's config: never overwritten when it cannot be read back faithfully.
+  const targetPath = configPath(env, platform);
+  const config = readTarget(targetPath, say);
+  if (config === null) return 1;
+  const hosted: JsonObject = isObject(config.mcpServers) ? config.mcpServers : {};
+  config.mcpServers = hosted;
+
+  const context = sourceContext(from, sourcePath, source.json);
+  const imported = mergeServers(servers, hosted, { context, targetPath, tense, say });
+  const text = `${JSON.stringify(config, null, 2)}\n`;
+  const summary =
+    imported.length === 0 ? 'no servers' : `${imported.length} server${imported.length === 1 ? '' : 's'} (${imported.join(', ')})`;
+
+  if (dryRun) {
+    stdout.write(text);
+    say(`dry run: would write ${summary} to ${targetPath}; nothing was written`);
+    return 0;
+  }
+  try {
+    writeAtomically(targetPath, text);
+  } catch (error) {
+    say(`cannot write ${targetPath}: ${(error as Error).message}`);
+    return 1;
+  }
+  stdout.write(`${JSON.stringify(shimEntry(from, env), null, 2)}\n`);
+  say(`wrote ${summary} to ${targetPath}; in ${sourcePath}, ${label}'s own entries can now be replaced by the one above`);
+  return 0;
+}
+
+type Say = (line: string) => unknown;
+
+/** The client's config file and its servers; null (after saying why) when it is missing or not that client's. */
+function readSource(
+  options: { from: ClientKind; path: string | undefined },
+  { cwd, env, platform }: Pick<ImportIo, 'cwd' | 'env' | 'platform'>,
+  say: Say,
+): { sourcePath: string; json: Json; servers: JsonObject } | null {
+  const { from } = options;
+  const label = CLIENT_LABEL[from];
   let sourcePath: string;
   if (options.path !== undefined) {
     sourcePath = resolve(cwd, options.path);
@@ -81,44 +125,54 @@ export function runImportCommand(args: readonly string[], io: Partial<ImportIo> 
     const found = candidates.find((p) => existsSync(p));
     if (!found) {
       say(`no ${label} MCP config found at ${candidates.join(' or ')}; pass its path: exai-ws import --from ${from} PATH`);
-      return 1;
+      return null;
     }
     sourcePath = found;
   }
   const source = readJsonFile(sourcePath);
   if ('error' in source) {
     say(source.error === 'missing' ? `${sourcePath} does not exist` : `${sourcePath}: ${source.error}`);
-    return 1;
+    return null;
   }
   const servers = serversOf(source.json, from);
   if (!servers) {
     const key = from === 'vscode' ? '"servers"' : '"mcpServers"';
     say(`${sourcePath} has no ${key} object: is it a ${label} MCP config?`);
-    return 1;
+    return null;
   }
+  return { sourcePath, json: source.json, servers };
+}
 
-  // The daemon's config: never overwritten when it cannot be read back faithfully.
-  const targetPath = configPath(env, platform);
+/** The daemon's config as it is (an empty one when missing); null (after saying why) when it cannot be read back faithfully. */
+function readTarget(targetPath: string, say: Say): JsonObject | null {
   // Plain JSON, as the daemon reads it: rewriting a commented file would silently drop the comments.
   const target = readJsonFile(targetPath, false);
-  let config: JsonObject;
   if ('error' in target) {
     if (target.error !== 'missing') {
       say(`${targetPath}: ${target.error}; fix or move it first (nothing was changed)`);
-      return 1;
+      return null;
     }
-    config = { mcpServers: {} };
-  } else if (!isObject(target.json) || (target.json.mcpServers !== undefined && !isObject(target.json.mcpServers))) {
-    say(`${targetPath} is not an exai-ws config (a JSON object with an "mcpServers" object); fix or move it first (nothing was changed)`);
-    return 1;
-  } else {
-    config = target.json;
+    return { mcpServers: {} };
   }
-  const hosted: JsonObject = isObject(config.mcpServers) ? config.mcpServers : {};
-  config.mcpServers = hosted;
+  if (!isObject(target.json) || (target.json.mcpServers !== undefined && !isObject(target.json.mcpServers))) {
+    say(`${targetPath} is not an exai-ws config (a JSON object with an "mcpServers" object); fix or move it first (nothing was changed)`);
+    return null;
+  }
+  return target.json;
+}
 
-  // Convert and merge.
-  const context = sourceContext(from, sourcePath, source.json);
+/** Converts the source's servers and merges them into `hosted` (changed in place); returns the names imported. */
+function mergeServers(
+  servers: JsonObject,
+  hosted: JsonObject,
+  how: {
+    context: SourceContext;
+    targetPath: string;
+    tense: (done: string, future: string) => string;
+    say: Say;
+  },
+): string[] {
+  const { context, targetPath, tense, say } = how;
   const imported: string[] = [];
   for (const [sourceName, raw] of Object.entries(servers)) {
     const conversion = convertServer(raw, context);
@@ -148,24 +202,7 @@ export function runImportCommand(args: readonly string[], io: Partial<ImportIo> 
       warn(`the daemon will not start it: ${problem.key ? `"${problem.key}" ` : ''}${problem.reason}`);
     }
   }
-  const text = `${JSON.stringify(config, null, 2)}\n`;
-  const summary =
-    imported.length === 0 ? 'no servers' : `${imported.length} server${imported.length === 1 ? '' : 's'} (${imported.join(', ')})`;
-
-  if (dryRun) {
-    stdout.write(text);
-    say(`dry run: would write ${summary} to ${targetPath}; nothing was written`);
-    return 0;
-  }
-  try {
-    writeAtomically(targetPath, text);
-  } catch (error) {
-    say(`cannot write ${targetPath}: ${(error as Error).message}`);
-    return 1;
-  }
-  stdout.write(`${JSON.stringify(shimEntry(from, env), null, 2)}\n`);
-  say(`wrote ${summary} to ${targetPath}; in ${sourcePath}, ${label}'s own entries can now be replaced by the one above`);
-  return 0;
+  return imported;
 }
 
 type ParsedArgs = { help: true } | { error: string } | { from: ClientKind; path: string | undefined; dryRun: boolean };

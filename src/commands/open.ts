@@ -6,7 +6,8 @@
  */
 import { spawn } from 'node:child_process';
 import { provenRequest } from '../local/health-client.js';
-import { discoverDaemon, resolveHome, urlHost } from '../local/files.js';
+import { resolveHome, urlHost } from '../local/files.js';
+import { discoverDaemon } from '../local/client-settings.js';
 import { strangerMessage } from '../local/proof.js';
 import { ExitCode } from './exit-codes.js';
 

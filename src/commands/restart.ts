@@ -11,7 +11,8 @@
  * The old daemon is asked to stop over the control channel (control-client.ts), by
  * 'exai-ws restart'; when it cannot be asked, SIGTERM on POSIX, a kill outright on Windows.
  */
-import { discoverDaemon, readAddressCard, resolveHome, urlHost } from '../local/files.js';
+import { readAddressCard, resolveHome, urlHost } from '../local/files.js';
+import { discoverDaemon } from '../local/client-settings.js';
 import { cardIsLive } from '../local/pidfile.js';
 import { autostartTimeoutMs, prepareLogs, reachOrStartDaemon } from '../shim/autostart.js';
 import { spawnLockHolder, spawnLockPath, takeSpawnLock, type SpawnLock } from '../shim/spawn-lock.js';

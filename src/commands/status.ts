@@ -6,7 +6,8 @@
  * `reload` go over the control channel, with the platform's fallback (control-client.ts).
  */
 
-import { discoverDaemon, readAddressCard, resolveHome } from '../local/files.js';
+import { readAddressCard, resolveHome } from '../local/files.js';
+import { discoverDaemon } from '../local/client-settings.js';
 import { strangerMessage } from '../local/proof.js';
 import { fetchFullHealth, fetchHealth, provenRequest, type ProvenTarget } from '../local/health-client.js';
 import { isDaemonCommandLine, processAlive, processCommandLine } from '../local/pidfile.js';

@@ -10,7 +10,8 @@ import { mkdirSync } from 'node:fs';
 import { provenRequest } from '../local/health-client.js';
 import { cardIsLive } from '../local/pidfile.js';
 import { rotateTokenFile } from '../local/token.js';
-import { discoverDaemon, readAddressCard, readTokenFile, resolveHome, urlHost } from '../local/files.js';
+import { readAddressCard, readTokenFile, urlHost } from '../local/files.js';
+import { resolveClientSettings } from '../local/client-settings.js';
 import { strangerMessage } from '../local/proof.js';
 import { ExitCode } from './exit-codes.js';
 import { TOKEN_SPEC } from '../local/specs.js';
@@ -32,9 +33,9 @@ export async function runTokenCommand(action: string | undefined, env: NodeJS.Pr
     process.stderr.write(`exai-ws token rotate: ${message}\n`);
     return ExitCode.FAILURE;
   };
-  const paths = resolveHome(env);
-  const inUse = discoverDaemon(env).token;
-  if (env.EXAI_WS_TOKEN || (inUse !== null && inUse !== readTokenFile(paths.token))) {
+  // The token the daemon was started with: this shell's, else the settings file's, else the file.
+  const { paths, token: inUse, tokenSource } = resolveClientSettings(env, { shell: true });
+  if (tokenSource === 'shell' || (inUse !== null && inUse !== readTokenFile(paths.token))) {
     return fail(
       'the token in use comes from EXAI_WS_TOKEN, not from the token file: change it where EXAI_WS_TOKEN is set, ' +
         'then restart the daemon with it (`exai-ws restart`)',

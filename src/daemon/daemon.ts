@@ -2,9 +2,11 @@
  * The daemon: composes the token, pid lock, logger, core (hub with the built-in server),
  * session manager and transport, and owns their lifecycle.
  *
- * Start order: home and logs dir (checked), log, pid lock (exclusive), token (only the lock
- * holder writes it), core, listen (the configured port, or one of the home's own when someone
- * else holds it: own-port.ts), address card.
+ * Start order (start(), written there once, top to bottom): home and logs dir (checked), log
+ * and metrics file, pid lock (exclusive), token (only the lock holder writes it), core (hub and
+ * servers), session manager, HTTP endpoint and server, listen (the configured port, or one of
+ * the home's own when someone else holds it: bind-port.ts), address card, metrics timer, config
+ * watch (config-reload.ts), idle exit.
  * Shutdown order (close()):
  *   1. stop accepting connections and upgrades;
  *   2. sessions drain: queued and new requests are answered -32000;
@@ -16,40 +18,34 @@
  *      full disk costs those lines, never the shutdown;
  *   8. the pid file is removed.
  */
-import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { CloseCode, RpcCode } from '../protocol/codes.js';
 import { trySerialize } from '../protocol/jsonrpc.js';
 import type { AddressCard } from '../local/files.js';
 import { startCore } from '../mux/core.js';
 import type { Hub } from '../mux/hub.js';
-import { loadUpstreamConfig, type UpstreamConfig } from '../hosting/upstream-config.js';
 import { Providers } from '../builtin/providers/providers.js';
 import { NAME, VERSION } from '../protocol/version.js';
 import type { DaemonConfig } from './files/config.js';
-import { getHeapStatistics } from 'node:v8';
 
-import { LineFile } from './files/line-file.js';
-import { coreLog, createLogger, type DaemonLogger } from './files/logger.js';
+import type { LineFile } from './files/line-file.js';
+import { coreLog, type DaemonLogger, type Logger } from './files/logger.js';
 import { Metrics } from './files/metrics.js';
-import { HomeError, homeError, prepareHome, secureHome } from '../local/home.js';
+import { prepareHome } from '../local/home.js';
 import { IdleExit } from './idle-exit.js';
-import { AlreadyRunningError, acquirePidLock, type PidLock } from '../local/pidfile.js';
-import { ConfigWatcher } from './files/config-watcher.js';
+import { acquirePidLock, type PidLock } from '../local/pidfile.js';
+import { ConfigReloads } from './config-reload.js';
 import { wireFanout } from './sessions/fanout.js';
 import { FileLearnedTools } from './files/learned-tools.js';
-import { DaemonServer } from './web/server.js';
+import { DaemonServer, type DaemonServerDeps } from './web/server.js';
 import { McpHttpEndpoint } from '../transport/http.js';
 import { PrometheusExporter } from './web/prometheus.js';
 import { StatusPage } from './web/status-page.js';
 import { PROTOCOL_VERSION } from '../protocol/hello.js';
 import { SessionManager } from './sessions/sessions.js';
-import { ensureToken } from '../local/token.js';
-import { isSecretName } from '../local/settings.js';
-import { bindFirst, portCandidates } from './files/own-port.js';
-import { updateState } from '../local/user-state.js';
-import type { ReloadReport, HealthReport, LastReload, MemoryReport } from '../local/health.js';
+import type { ReloadReport, HealthReport } from '../local/health.js';
+import { bindPort } from './bind-port.js';
+import { logStartFailure, memoryReport, openDaemonFiles, socketsReport, takeToken } from './start-parts.js';
 
 export interface DaemonOptions {
   config: DaemonConfig;
@@ -59,8 +55,6 @@ export interface DaemonOptions {
 
 export type DaemonState = 'new' | 'starting' | 'running' | 'closing' | 'closed';
 
-/** Quiet time after a config file change before it is read. */
-const CONFIG_SETTLE_MS = 250;
 /** How long closing sockets get to finish their close handshake. */
 const SOCKET_CLOSE_WAIT_MS = 1_000;
 
@@ -92,15 +86,8 @@ export class Daemon {
   private statusPage: StatusPage | undefined;
   private metricsTimer: NodeJS.Timeout | undefined;
   private closing: Promise<void> | undefined;
-  /** The hosted-servers config in force (replaced by each successful reload). */
-  private upstreams: UpstreamConfig;
-  /**
-   * Why the config file as it is on disk is not in force (unreadable, not valid JSON: line and
-   * column), found at start or by a reload; cleared by the next reload that applies it.
-   */
-  private configError: string | undefined;
-  private watcher: ConfigWatcher | undefined;
-  private lastReload: LastReload | undefined;
+  /** The hosted-servers config in force, its reloads and its watch. */
+  private readonly configs: ConfigReloads;
   private idleExit: IdleExit | undefined;
   /** What the user should act on, as `/health` and `exai-ws status` show it (see {@link warn}). */
   private readonly warnings: string[] = [];
@@ -109,8 +96,11 @@ export class Daemon {
     this.options = options;
     this.config = options.config;
     this.providers = new Providers(options.config.providers);
-    this.upstreams = options.config.upstreams;
-    this.configError = options.config.upstreams.error;
+    this.configs = new ConfigReloads({
+      path: options.config.upstreamsPath,
+      upstreamIdleMs: options.config.upstreamIdleMs,
+      initial: options.config.upstreams,
+    });
   }
 
   /** The bound port, once running. */
@@ -129,27 +119,10 @@ export class Daemon {
     const { config } = this;
     const { paths } = config;
     const home = prepareHome(paths);
-    try {
-      // An auto-started daemon's stderr is its log file (see shim/autostart.ts): copying warnings
-      // there would write each one twice.
-      const stderrFd = config.autoStarted ? null : 2;
-      this.log = createLogger({ path: paths.log, maxBytes: config.logMaxBytes, files: config.logFiles }, config.logLevel, stderrFd);
-    } catch (error) {
-      throw homeError(error, paths.log, 'the log file');
-    }
-    const logger = this.log.logger;
-    this.metricsFile = new LineFile({
-      path: paths.metrics,
-      maxBytes: config.metricsMaxBytes,
-      files: config.metricsFiles,
-      // Told once per failure spell, not once per interval: /health keeps the count.
-      onfail: (error) =>
-        logger.warn(
-          { err: error.message, file: paths.metrics },
-          'metrics write failed; dropping metrics lines until it can be written again',
-        ),
-      onresume: (dropped) => logger.info({ dropped_lines: dropped, file: paths.metrics }, 'metrics file writable again'),
-    });
+    const { log, metricsFile } = openDaemonFiles(config);
+    this.log = log;
+    this.metricsFile = metricsFile;
+    const logger = log.logger;
     const card: AddressCard = {
       pid: process.pid,
       host: config.host,
@@ -159,153 +132,106 @@ export class Daemon {
     };
     try {
       this.lock = await acquirePidLock(paths.pid, { ...card, port: 0 });
-      // Only the lock holder writes the token file, so daemons started at once agree on one.
-      const { token, written } = ensureToken(paths.token, config.token);
-      if (written === 'created') logger.info({ path: paths.token }, 'token file created');
-      else if (written) logger.warn({ path: paths.token, reason: written }, 'token file held no usable token: replaced with a new one');
-      for (const text of settingsWarnings(config)) this.warn(text, { settings: config.settings.path });
-      // Windows: who may read the token and the settings (acl.ts), checked without waiting for it.
-      void secureHome(paths, config.settings.path, home.created).then((lines) => {
-        if (this.state === 'starting' || this.state === 'running') for (const text of lines) this.warn(text, { home: paths.home });
+      const warn = (text: string, details: Record<string, unknown>) => this.warn(text, details);
+      const token = takeToken(config, logger, warn, {
+        homeCreated: home.created,
+        live: () => this.state === 'starting' || this.state === 'running',
       });
-      const hub = await startCore({
-        startedAtMs: this.startedAtMs,
-        listTimeoutMs: config.callTimeoutMs,
-        providers: this.providers,
-        upstreams: config.upstreams.servers,
-        npxDirect: config.npxDirect,
-        listWaitMs: config.listWaitMs,
-        initTimeoutMs: config.initTimeoutMs,
-        configureBuiltin: this.options.configureBuiltin,
-        log: coreLog(logger),
-        learned: new FileLearnedTools(paths.asksClient, (message, details) => logger.warn(details, message)),
-        requestTimeoutMs: config.callTimeoutMs,
-        count: (reason) => this.metrics.reject(reason),
-      });
-      for (const problem of config.upstreams.problems) {
-        logger.warn({ ...problem, config: config.upstreams.path }, 'config entry refused');
-      }
-      if (this.configError !== undefined) {
-        logger.warn(
-          { err: this.configError, config: config.upstreamsPath },
-          'config file not applied: no hosted servers until it is fixed (it is applied as soon as it is saved)',
-        );
-      }
+      const hub = await this.startHub(logger);
       this.hub = hub;
       const manager = new SessionManager({ hub, config, metrics: this.metrics, logger });
       this.manager = manager;
       wireFanout(hub, manager);
-      this.mcp = new McpHttpEndpoint({
-        maxBodyBytes: config.maxBytes,
-        idleMs: config.httpIdleMs,
-        eventStoreBytes: config.httpEventsMaxBytes,
-        eventStoreTotalBytes: config.httpEventsTotalMaxBytes,
-        bodiesMaxBytes: config.bodiesMaxBytes,
-        sse: { retryMs: config.httpRetryMs, pollMs: config.httpPollMs },
-        open: (server, client) => {
-          const opened = manager.open({ type: 'hello', protocol: PROTOCOL_VERSION, client, server });
-          if (opened.ok) return { ok: true, session: opened.session };
-          const status = opened.code === 'session_limit' ? 503 : 404;
-          return { ok: false, status, code: status === 503 ? RpcCode.OVER_CAPACITY : RpcCode.INVALID_REQUEST, message: opened.message };
-        },
-        end: (host, reason) => {
-          const session = manager.get(host.id);
-          if (session) manager.expire(session, reason);
-        },
-        reject: (reason) => this.metrics.reject(reason),
-      });
+      this.mcp = this.httpEndpoint(manager);
       const mcp = this.mcp;
       // At the session limit, an idle HTTP session gives way to a new one (WebSocket or HTTP).
       manager.makeRoom = () => mcp.evictIdle();
-      this.server = new DaemonServer({
-        config,
-        token,
-        manager,
-        metrics: this.metrics,
-        logger,
-        health: () => this.health(),
-        mcp: this.mcp,
-        prometheus: new PrometheusExporter({ metrics: this.metrics, health: () => this.health() }),
-        statusPage: (this.statusPage = new StatusPage({ health: () => this.health() })),
-        control: {
-          logger,
-          state: () => this.state,
-          stop: (by) => (this.onstop ? this.onstop(by) : void this.close(by)),
-          reload: (reason) => this.reload(reason),
-        },
-      });
-      const port = await this.bindPort(this.server);
+      this.server = this.webServer({ token, logger, manager, mcp });
+      const port = await bindPort(this.server, config, logger, warn);
       this.lock.update({ ...card, port });
       this.metricsTimer = setInterval(() => this.writeMetrics(), config.metricsIntervalMs);
       this.metricsTimer.unref();
       this.state = 'running';
-      this.watchConfig();
+      this.configs.watch(() => void this.reload('config file changed'), logger);
       this.startIdleExit();
       logger.info(
         { host: config.host, port, home: paths.home, version: VERSION, auto_started: config.autoStarted, idle_exit_ms: this.idleExitMs },
         'daemon started',
       );
     } catch (error) {
-      // Another daemon holding the home, or a home the user must fix, is an expected refusal,
-      // not a fault: the caller prints it as one plain line, so keep it out of stderr (warn
-      // and worse are copied there).
-      if (error instanceof AlreadyRunningError) logger.info({ running_pid: error.card.pid }, 'daemon start refused: already running');
-      else if (error instanceof HomeError)
-        logger.info({ path: error.path, err: error.message }, 'daemon start refused: the home cannot be used');
-      else if ((error as NodeJS.ErrnoException).syscall === 'listen')
-        logger.info({ err: (error as Error).message, port: config.port }, 'daemon start refused: cannot listen');
-      else logger.error({ err: (error as Error).message }, 'daemon failed to start');
+      logStartFailure(logger, error, config.port);
       await this.close('start_failed');
       throw error;
     }
   }
 
-  /**
-   * Binds the configured port or, when someone else holds it and it is not the daemon's shell's
-   * `EXAI_WS_PORT`, a port of the home's own (own-port.ts), kept in state.json so that the next
-   * start tries it first. Warns when the URL entries `exai-ws config` printed name another port.
-   */
-  private async bindPort(server: DaemonServer): Promise<number> {
+  /** The hub with the built-in server and the configured hosted servers; the config's problems logged. */
+  private async startHub(logger: Logger): Promise<Hub> {
     const { config } = this;
-    const { paths, state } = config;
-    const logger = this.log?.logger;
-    const candidates = portCandidates({
-      port: config.port,
-      source: config.portSource,
-      statePort: state.port,
-      uid: process.getuid?.() ?? -1,
-      home: resolve(paths.home),
+    const { paths } = config;
+    const hub = await startCore({
+      startedAtMs: this.startedAtMs,
+      listTimeoutMs: config.callTimeoutMs,
+      providers: this.providers,
+      upstreams: config.upstreams.servers,
+      npxDirect: config.npxDirect,
+      listWaitMs: config.listWaitMs,
+      initTimeoutMs: config.initTimeoutMs,
+      configureBuiltin: this.options.configureBuiltin,
+      log: coreLog(logger),
+      learned: new FileLearnedTools(paths.asksClient, (message, details) => logger.warn(details, message)),
+      requestTimeoutMs: config.callTimeoutMs,
+      count: (reason) => this.metrics.reject(reason),
     });
-    const { port, held } = await bindFirst(candidates, (candidate) => server.listen(candidate));
-    if (held.length > 0) {
-      logger?.info(
-        { port, held, port_source: config.portSource, state: paths.state },
-        `port ${held.join(', ')} ${held.length === 1 ? 'is' : 'are'} held by another program; this daemon listens on ${port}, kept in state.json`,
-      );
-    }
-    // A port the daemon's shell named by hand is that shell's business, not the home's; port 0
-    // asks for any port each time, not for one to keep.
-    if (config.portSource !== 'env' && config.port !== 0 && state.port !== port) {
-      try {
-        updateState(paths, { port });
-      } catch (error) {
-        this.warn(
-          `cannot keep this daemon's port ${port} in ${paths.state} (${(error as Error).message}): its next start may listen on another`,
-          {
-            port,
-          },
-        );
-      }
-    }
-    const printed = state.url_port;
-    if (printed !== undefined && printed !== port) {
-      const there = held.includes(printed) ? 'which another program holds now' : 'where this daemon does not listen';
-      this.warn(
-        `the URL entries printed by exai-ws config name port ${printed}, ${there}: this daemon listens on ${port}; print them again (exai-ws config CLIENT) and paste them into your clients (shim entries follow the daemon by themselves)`,
-        { url_port: printed, port },
-      );
-    }
-    return port;
+    this.configs.logAtStart(logger);
+    return hub;
+  }
+
+  /** Streamable HTTP on `/mcp`: its sessions are the manager's. */
+  private httpEndpoint(manager: SessionManager): McpHttpEndpoint {
+    const { config } = this;
+    return new McpHttpEndpoint({
+      maxBodyBytes: config.maxBytes,
+      idleMs: config.httpIdleMs,
+      eventStoreBytes: config.httpEventsMaxBytes,
+      eventStoreTotalBytes: config.httpEventsTotalMaxBytes,
+      bodiesMaxBytes: config.bodiesMaxBytes,
+      sse: { retryMs: config.httpRetryMs, pollMs: config.httpPollMs },
+      open: (server, client) => {
+        const opened = manager.open({ type: 'hello', protocol: PROTOCOL_VERSION, client, server });
+        if (opened.ok) return { ok: true, session: opened.session };
+        const status = opened.code === 'session_limit' ? 503 : 404;
+        return { ok: false, status, code: status === 503 ? RpcCode.OVER_CAPACITY : RpcCode.INVALID_REQUEST, message: opened.message };
+      },
+      end: (host, reason) => {
+        const session = manager.get(host.id);
+        if (session) manager.expire(session, reason);
+      },
+      reject: (reason) => this.metrics.reject(reason),
+    });
+  }
+
+  /** The HTTP server: WebSocket, `/mcp`, `/health`, `/metrics`, the status page, the token and control routes. */
+  private webServer(parts: Pick<DaemonServerDeps, 'token' | 'logger' | 'manager' | 'mcp'>): DaemonServer {
+    const { token, logger, manager, mcp } = parts;
+    const { config } = this;
+    return new DaemonServer({
+      config,
+      token,
+      manager,
+      metrics: this.metrics,
+      logger,
+      health: () => this.health(),
+      mcp,
+      prometheus: new PrometheusExporter({ metrics: this.metrics, health: () => this.health() }),
+      statusPage: (this.statusPage = new StatusPage({ health: () => this.health() })),
+      control: {
+        logger,
+        state: () => this.state,
+        stop: (by) => (this.onstop ? this.onstop(by) : void this.close(by)),
+        reload: (reason) => this.reload(reason),
+      },
+    });
   }
 
   /**
@@ -334,13 +260,6 @@ export class Daemon {
   }
 
   /** The `/health` report. */
-  /** The connection guard's counts for `/health` (connections.ts). */
-  private sockets(): HealthReport['sockets'] {
-    const counts = this.server?.connections;
-    if (!counts) return { open: 0, unauthenticated: 0, descriptor_cap: null };
-    return { open: counts.open, unauthenticated: counts.unauthenticated, descriptor_cap: counts.descriptorCap ?? null };
-  }
-
   health(): HealthReport {
     const manager = this.manager;
     const total = manager?.size ?? 0;
@@ -375,17 +294,10 @@ export class Daemon {
         })),
       },
       connections: this.server?.connectionCount ?? 0,
-      sockets: this.sockets(),
+      sockets: socketsReport(this.server?.connections),
       inflight: manager?.inflightCount ?? 0,
       servers: (this.hub?.servers ?? []).slice(1).map((s) => ({ ...s.report(), asks_client: this.hub?.requests.asksClient(s) ?? [] })),
-      config: {
-        path: this.config.upstreamsPath,
-        exists: this.upstreams.path !== null,
-        watching: this.watcher?.watching ?? null,
-        problems: this.upstreams.problems,
-        error: this.configError ?? null,
-        last_reload: this.lastReload ?? null,
-      },
+      config: this.configs.report(),
       providers: this.providers.health(),
       limits: { max_sessions: this.config.maxSessions, max_inflight: this.config.maxInflight, max_bytes: this.config.maxBytes },
       log: this.log?.stats() ?? null,
@@ -419,56 +331,10 @@ export class Daemon {
     this.idleExit.start();
   }
 
-  /**
-   * Re-reads the hosted-servers config and applies it: added servers start, removed ones stop,
-   * changed ones restart, the rest keep running; sessions get `list_changed`. A file that is not
-   * valid JSON changes nothing (the error, with line and column, is logged and reported by
-   * `/health`). A file that is gone means no hosted servers, as at a start without one.
-   */
-  async reload(reason: string): Promise<ReloadReport | Error> {
-    const logger = this.log?.logger;
-    if (this.state !== 'running' || !this.hub) return new Error('the daemon is not running');
-    let next: UpstreamConfig;
-    try {
-      next = loadUpstreamConfig(this.config.upstreamsPath, this.config.upstreamIdleMs);
-    } catch (error) {
-      this.configError = (error as Error).message;
-      this.lastReload = { at: new Date().toISOString(), error: (error as Error).message };
-      logger?.error({ reason, err: (error as Error).message }, 'config reload failed; the running servers stay as they are');
-      return error as Error;
-    }
-    for (const problem of next.problems) logger?.warn({ ...problem, config: next.path }, 'config entry refused');
-    const removed = next.path === null && this.upstreams.path !== null;
-    this.upstreams = next;
-    this.configError = undefined;
-    const report = await this.hub.reload(next.servers);
-    this.lastReload = { at: new Date().toISOString(), ...report, file: next.path !== null, refused: next.problems.length };
-    if (removed) logger?.info({ reason, config: this.config.upstreamsPath, ...report }, 'config file removed: no hosted servers');
-    else logger?.info({ reason, ...report }, 'config reloaded');
-    return report;
-  }
-
-  /**
-   * Reloads shortly after the config file changes, appears or goes away, even when its folder
-   * does not exist yet (see ConfigWatcher).
-   */
-  private watchConfig(): void {
-    const logger = this.log?.logger;
-    const path = this.config.upstreamsPath;
-    this.watcher = new ConfigWatcher({
-      path,
-      settleMs: CONFIG_SETTLE_MS,
-      onchange: () => void this.reload('config file changed'),
-      onproblem: (problem) =>
-        'error' in problem
-          ? logger?.warn({ err: problem.error, config: path }, 'config file not watched; retrying (exai-ws reload works meanwhile)')
-          : logger?.info({ watching: problem.watching, config: path }, 'config file watched again'),
-    });
-    this.watcher.start();
-    // Written (or fixed) between the read at start and the watch: not missed.
-    if ((this.upstreams.path !== null) !== existsSync(path) || (this.configError !== undefined && usable(path))) {
-      void this.reload('config file changed');
-    }
+  /** Re-reads the hosted-servers config and applies it (config-reload.ts); an Error when it cannot. */
+  reload(reason: string): Promise<ReloadReport | Error> {
+    if (this.state !== 'running' || !this.hub) return Promise.resolve(new Error('the daemon is not running'));
+    return this.configs.reload(this.hub, reason, this.log?.logger);
   }
 
   /** Graceful shutdown in the order written at the top of this file. Idempotent. */
@@ -482,7 +348,7 @@ export class Daemon {
     const logger = this.log?.logger;
     logger?.info({ reason }, 'daemon stopping');
     this.idleExit?.close();
-    this.watcher?.close();
+    this.configs.close();
     this.server?.stopAccepting();
     const manager = this.manager;
     if (manager) {
@@ -524,50 +390,4 @@ export class Daemon {
     }
     this.metricsFile?.write(out.text);
   }
-}
-
-/** What the settings file and the launching client's environment give the user to act on. */
-function settingsWarnings(config: DaemonConfig): string[] {
-  const { settings } = config;
-  const out: string[] = [];
-  if (settings.error) out.push(`${settings.error}; the defaults apply`);
-  for (const problem of settings.problems) out.push(`${settings.path} line ${problem.line}: ${problem.message}`);
-  if (settings.readable_by_others && settings.values.some((v) => v.source === 'file' && isSecretName(v.name))) {
-    out.push(`${settings.path} holds keys and others can read it: chmod 600 ${settings.path}`);
-  }
-  if (settings.legacy_service_env !== null) {
-    out.push(
-      `${settings.legacy_service_env} is from an earlier exai-ws: new service units do not read it, and its settings belong in ${settings.path}; exai-ws service install moves them there`,
-    );
-  }
-  if (settings.ignored_env.length > 0) {
-    const names = settings.ignored_env.join(', ');
-    const keep = settings.ignored_env.map((name) => `exai-ws settings set ${name}=...`).join('; ');
-    out.push(
-      `the client that started this daemon passed ${names}, which the daemon no longer takes from a client (its settings come from ${settings.path}); to keep ${settings.ignored_env.length === 1 ? 'it' : 'them'}: ${keep}, then exai-ws restart`,
-    );
-  }
-  return out;
-}
-
-/** True when the config file can be read and parsed now. */
-function usable(path: string): boolean {
-  try {
-    loadUpstreamConfig(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** The daemon's own memory, for `/health`: a leak shows as heap that keeps growing. */
-function memoryReport(): MemoryReport {
-  const heap = getHeapStatistics();
-  let rss: number | null = null;
-  try {
-    rss = process.memoryUsage.rss();
-  } catch {
-    // Reading the resident size can fail (out of file descriptors); the heap figures cannot.
-  }
-  return { heap_used_bytes: heap.used_heap_size, heap_total_bytes: heap.total_heap_size, rss_bytes: rss };
 }

@@ -1,13 +1,11 @@
 /**
- * Where the daemon keeps its state and how a shim finds it (DESIGN.md, "Files and
- * configuration"). Kept free of heavy imports: the shim loads this at start-up.
+ * Where the daemon keeps its state (DESIGN.md, "Files and configuration"): the home and its
+ * paths, the address card, the token file. How a client picks among them and the user's
+ * settings is client-settings.ts. Kept free of heavy imports: the shim loads this at start-up.
  */
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { settingsPath } from './config-path.js';
-import { readSettings } from './settings.js';
-import { readState } from './state.js';
 
 export const DEFAULT_HOST = '127.0.0.1';
 export const DEFAULT_PORT = 8765;
@@ -149,7 +147,7 @@ export function readTokenFile(tokenPath: string): string | null {
   return found.state === 'ok' ? found.token : null;
 }
 
-/** Where a client should connect, and the token to prove itself with. */
+/** Where a client should connect, and the token to prove itself with (client-settings.ts `discoverDaemon`). */
 export interface DaemonAddress {
   host: string;
   port: number;
@@ -159,30 +157,4 @@ export interface DaemonAddress {
    * `EXAI_WS_PORT`, the port the home's daemon last had (state.json), or the default.
    */
   source: 'pidfile' | 'settings' | 'state' | 'default';
-}
-
-/**
- * Finds the home's daemon: the address card (when it names a port), else the settings file's
- * `EXAI_WS_PORT` and `EXAI_WS_HOST`, else the port the home's daemon last had, else the
- * default. The token is the settings file's `EXAI_WS_TOKEN`, else the token file.
- *
- * A shim never takes the port, host or token from its client's variables: clients launch it
- * with whatever environment they have, and the user's daemon is the one their settings name.
- * `shell: true` (a CLI command the user typed) lets `EXAI_WS_TOKEN` of that shell win, as a
- * daemon started by hand from the same shell would use it.
- */
-export function discoverDaemon(env: NodeJS.ProcessEnv = process.env, options: { shell?: boolean } = {}): DaemonAddress {
-  const paths = resolveHome(env);
-  const settings = readSettings(settingsPath(env)).values;
-  const shellToken = options.shell && env.EXAI_WS_TOKEN ? env.EXAI_WS_TOKEN : undefined;
-  const token = shellToken ?? (settings.EXAI_WS_TOKEN || readTokenFile(paths.token));
-  const host = settings.EXAI_WS_HOST || DEFAULT_HOST;
-  const card = readAddressCard(paths.pid);
-  if (card && card.port > 0) return { host: card.host, port: card.port, token, source: 'pidfile' };
-  const settingsPort = Number(settings.EXAI_WS_PORT);
-  if (Number.isInteger(settingsPort) && settingsPort > 0 && settingsPort <= 65535)
-    return { host, port: settingsPort, token, source: 'settings' };
-  const state = readState(paths);
-  if (state.port !== undefined) return { host, port: state.port, token, source: 'state' };
-  return { host, port: defaultPort(env), token, source: 'default' };
 }

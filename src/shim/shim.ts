@@ -12,7 +12,8 @@
 import type { Readable, Writable } from 'node:stream';
 import { RpcCode } from '../protocol/codes.js';
 import { corkUntilTick } from '../transport/cork.js';
-import { discoverDaemon, resolveHome, type DaemonAddress } from '../local/files.js';
+import { resolveHome, type DaemonAddress } from '../local/files.js';
+import { discoverDaemon } from '../local/client-settings.js';
 import { rpcError } from '../protocol/jsonrpc.js';
 import { LineSplitter } from '../transport/ndjson.js';
 import { VERSION } from '../protocol/version.js';

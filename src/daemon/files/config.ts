@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { DEFAULT_HOST, defaultPort, resolveHome, type HomePaths } from '../../local/files.js';
 import { existsSync } from 'node:fs';
 import { configPath, legacyServiceEnvPath, settingsPath } from '../../local/config-path.js';
-import { IGNORED_ENV_VAR, isSettingName, maskValue, readSettings, type SettingsProblem } from '../../local/settings.js';
+import { IGNORED_ENV_VAR, isSettingName, maskValue, readSettings, type SettingsFile, type SettingsProblem } from '../../local/settings.js';
 import { readState, type UserState } from '../../local/state.js';
 import { ProviderEnvSchema, providersFromEnv, type ProvidersConfig } from '../../builtin/providers/settings.js';
 import { DEFAULT_LOG_FILES, DEFAULT_LOG_MAX_BYTES } from './logger.js';
@@ -272,24 +272,7 @@ export class ConfigError extends Error {
  */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): DaemonConfig {
   const file = readSettings(settingsPath(env));
-  const problems: SettingsProblem[] = [...file.problems];
-  const merged: Record<string, string> = {};
-  const sources: Record<string, SettingSource> = {};
-  for (const [name, value] of Object.entries(file.values)) {
-    if (value === '') continue;
-    const problem = checkSetting(name, value);
-    if (problem !== null) {
-      problems.push({ line: file.lines[name] ?? 0, message: problem });
-      continue;
-    }
-    merged[name] = value;
-    sources[name] = 'file';
-  }
-  for (const [name, value] of Object.entries(env)) {
-    if (value === undefined || value === '') continue;
-    merged[name] = value;
-    if (isSettingName(name)) sources[name] = 'env';
-  }
+  const { merged, sources, problems } = mergeSettings(file, env);
   const parsed = EnvSchema.safeParse(merged);
   if (!parsed.success) {
     const lines = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
@@ -303,19 +286,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): DaemonConfig {
   const state = Object.freeze(readState(paths));
   const portSource: PortSource = sources.EXAI_WS_PORT ?? (state.port !== undefined ? 'state' : 'default');
   const port = e.EXAI_WS_PORT ?? state.port ?? defaultPort(env);
-  const settings: SettingsHealth = {
-    path: file.path,
-    exists: file.exists,
-    error: file.error,
-    readable_by_others: file.readableByOthers,
-    problems: problems.sort((a, b) => a.line - b.line),
-    values: Object.entries(sources)
-      .filter(([name]) => name in SHAPE)
-      .map(([name, source]) => ({ name, source, value: maskValue(name, merged[name] ?? '') }))
-      .sort((a, b) => a.name.localeCompare(b.name)),
-    ignored_env: (env[IGNORED_ENV_VAR] ?? '').split(',').filter((name) => isSettingName(name)),
-    legacy_service_env: existsSync(legacyServiceEnvPath(env)) ? legacyServiceEnvPath(env) : null,
-  };
+  const settings = settingsHealth(file, { merged, sources, problems }, env);
   const upstreamsPath = configPath(env);
   // A servers file that cannot be used never stops a start: the daemon serves its built-in tools
   // and reports the error (with line and column) until the file is fixed.
@@ -366,4 +337,52 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): DaemonConfig {
     maxUnauthenticated: e.EXAI_WS_MAX_UNAUTHENTICATED,
     fdReserve: e.EXAI_WS_FD_RESERVE,
   });
+}
+
+/** The settings in force: the file's valid values, then the environment over them, and where each came from. */
+interface MergedSettings {
+  merged: Record<string, string>;
+  sources: Record<string, SettingSource>;
+  /** The file's problems, then one per refused value (with its line). */
+  problems: SettingsProblem[];
+}
+
+/** The settings file's values (a refused one is a problem, the default applies), then the environment over them. */
+function mergeSettings(file: SettingsFile, env: NodeJS.ProcessEnv): MergedSettings {
+  const problems: SettingsProblem[] = [...file.problems];
+  const merged: Record<string, string> = {};
+  const sources: Record<string, SettingSource> = {};
+  for (const [name, value] of Object.entries(file.values)) {
+    if (value === '') continue;
+    const problem = checkSetting(name, value);
+    if (problem !== null) {
+      problems.push({ line: file.lines[name] ?? 0, message: problem });
+      continue;
+    }
+    merged[name] = value;
+    sources[name] = 'file';
+  }
+  for (const [name, value] of Object.entries(env)) {
+    if (value === undefined || value === '') continue;
+    merged[name] = value;
+    if (isSettingName(name)) sources[name] = 'env';
+  }
+  return { merged, sources, problems };
+}
+
+/** The `settings` part of `/health`: the file, its problems by line, each value in force (secrets masked) and its source. */
+function settingsHealth(file: SettingsFile, { merged, sources, problems }: MergedSettings, env: NodeJS.ProcessEnv): SettingsHealth {
+  return {
+    path: file.path,
+    exists: file.exists,
+    error: file.error,
+    readable_by_others: file.readableByOthers,
+    problems: problems.sort((a, b) => a.line - b.line),
+    values: Object.entries(sources)
+      .filter(([name]) => name in SHAPE)
+      .map(([name, source]) => ({ name, source, value: maskValue(name, merged[name] ?? '') }))
+      .sort((a, b) => a.name.localeCompare(b.name)),
+    ignored_env: (env[IGNORED_ENV_VAR] ?? '').split(',').filter((name) => isSettingName(name)),
+    legacy_service_env: existsSync(legacyServiceEnvPath(env)) ? legacyServiceEnvPath(env) : null,
+  };
 }

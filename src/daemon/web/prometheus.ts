@@ -70,9 +70,16 @@ export class PrometheusExporter {
 
   constructor(sources: PrometheusSources) {
     this.sources = sources;
-    const { metrics } = sources;
     const report = (): HealthReport | undefined => this.report;
+    this.sessionSeries(sources.metrics, report);
+    this.serverSeries(report);
+    this.providerSeries(report);
+    this.fileSeries(report);
+    collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: EVENT_LOOP_RESOLUTION_MS });
+  }
 
+  /** The daemon's version, its sessions and requests, from Metrics and the report. */
+  private sessionSeries(metrics: Metrics, report: () => HealthReport | undefined): void {
     this.gauge('info', 'The daemon, as a constant 1 labelled with its version.', ['version'], (emit) => emit(1, { version: VERSION }));
 
     // Sessions and requests, from Metrics.
@@ -122,8 +129,10 @@ export class PrometheusExporter {
     );
     this.counter('received_bytes_total', 'Bytes of WebSocket frames received from clients.', [], (emit) => emit(metrics.bytesIn));
     this.counter('sent_bytes_total', 'Bytes sent to clients.', [], (emit) => emit(metrics.bytesOut));
+  }
 
-    // Hosted servers: label `server` is a configured name; a scoped server counts its instances.
+  /** Hosted servers: label `server` is a configured name; a scoped server counts its instances. */
+  private serverSeries(report: () => HealthReport | undefined): void {
     this.gauge(
       'server_state',
       'Instances of each hosted server in each state (0 or 1 for a shared server).',
@@ -154,8 +163,10 @@ export class PrometheusExporter {
         for (const [server, n] of restarts) emit(n, { server });
       },
     );
+  }
 
-    // Model providers, by provider id; fields a report lacks are left out.
+  /** Model providers, by provider id; fields a report lacks are left out. */
+  private providerSeries(report: () => HealthReport | undefined): void {
     const providerGauge = (name: string, help: string, field: string): void =>
       this.gauge(name, help, ['provider'], (emit) => {
         for (const p of providers(report())) {
@@ -188,16 +199,16 @@ export class PrometheusExporter {
         }
       },
     );
+  }
 
-    // The daemon's own files.
+  /** The daemon's own files. */
+  private fileSeries(report: () => HealthReport | undefined): void {
     this.counter('log_dropped_lines_total', 'Log lines lost (write errors, a full disk, oversized lines).', [], (emit) =>
       emit(num(report()?.log?.dropped_lines) ?? 0),
     );
     this.counter('metrics_file_dropped_lines_total', 'metrics.jsonl lines lost (write errors, a full disk).', [], (emit) =>
       emit(num(report()?.metrics_file?.dropped_lines) ?? 0),
     );
-
-    collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: EVENT_LOOP_RESOLUTION_MS });
   }
 
   /** The exposition text: reads `health()` once, then every series. */
