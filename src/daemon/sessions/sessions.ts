@@ -14,7 +14,8 @@ import type { Hello } from '../../protocol/hello.js';
 import { clip, type RpcNotification } from '../../protocol/jsonrpc.js';
 import { ByteBudget } from '../../transport/byte-budget.js';
 import { pidGone, pidVisible } from '../../local/client-pid.js';
-import { Session, reportUnserializable, type SessionDeps } from './session.js';
+import { Session, type SessionDeps } from './session.js';
+import { reportUnserializable } from './unsendable.js';
 
 /** How often detached sessions' client processes are checked for being gone. */
 export const PID_CHECK_MS = 1_000;
@@ -35,7 +36,6 @@ export type ManagerDeps = Omit<SessionDeps, 'expire' | 'holdBudget'>;
 
 export class SessionManager {
   private readonly sessions = new Map<string, Session>();
-  private readonly graceTimers = new Map<string, NodeJS.Timeout>();
   /** Detached sessions with a client pid to check. */
   private readonly watched = new Set<Session>();
   private pidTimer: NodeJS.Timeout | undefined;
@@ -78,13 +78,12 @@ export class SessionManager {
       this.expire(existing, 'resume_gap');
     } else if (existing) {
       const old = existing.transport;
-      this.clearGrace(existing);
+      this.watched.delete(existing);
+      existing.resumedBy(client, pid);
       if (old) {
         existing.detach(old);
         old.close(CloseCode.SUPERSEDED, 'superseded by a newer connection');
       }
-      existing.client = client;
-      existing.pid = pid;
       const replayed = hello.received === undefined ? 0 : existing.sentCount - hello.received;
       this.deps.logger.info(
         { session_id: existing.id, client: client.name, client_version: client.version, takeover: old !== null, replayed },
@@ -108,9 +107,7 @@ export class SessionManager {
       return { ok: false, code: 'session_limit', message: `session limit reached (${this.deps.config.maxSessions})` };
     }
     const id = hello.session_id ?? randomUUID();
-    const session = new Session(id, client, this.sessionDeps, { server: hello.server, workspace: hello.cwd, session: id });
-    session.cwd = hello.cwd;
-    session.pid = pid;
+    const session = new Session(id, client, this.sessionDeps, { server: hello.server, cwd: hello.cwd, pid });
     this.sessions.set(id, session);
     this.deps.metrics.sessionsOpened++;
     this.deps.logger.info(
@@ -139,9 +136,7 @@ export class SessionManager {
       this.expire(session, 'client_gone');
       return;
     }
-    const timer = setTimeout(() => this.expire(session, 'resume_grace_expired'), grace);
-    timer.unref();
-    this.graceTimers.set(session.id, timer);
+    session.awaitResume(grace, () => this.expire(session, 'resume_grace_expired'));
     if (session.pid !== undefined) this.watch(session);
   }
 
@@ -235,7 +230,7 @@ export class SessionManager {
   }
 
   private remove(session: Session, code: number, reason: string): void {
-    this.clearGrace(session);
+    this.watched.delete(session);
     this.sessions.delete(session.id);
     session.close(code, reason);
     this.deps.metrics.sessionClosed(reason);
@@ -249,14 +244,5 @@ export class SessionManager {
       },
       'session closed',
     );
-  }
-
-  private clearGrace(session: Session): void {
-    this.watched.delete(session);
-    const timer = this.graceTimers.get(session.id);
-    if (timer) {
-      clearTimeout(timer);
-      this.graceTimers.delete(session.id);
-    }
   }
 }
