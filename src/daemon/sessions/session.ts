@@ -28,7 +28,7 @@ import {
 } from '../../protocol/jsonrpc.js';
 import type { LogLevel } from '../../protocol/log-levels.js';
 import { PendingRequests } from '../../protocol/pending.js';
-import type { Hub } from '../../mux/hub.js';
+import type { Hub, RouterHub } from '../../mux/hub.js';
 import type { ClientInfo, SessionContext, SessionOpening } from '../../mux/session-context.js';
 import type { Upstream } from '../../hosting/upstream.js';
 import type { DaemonConfig } from '../files/config.js';
@@ -44,15 +44,16 @@ import { Router } from './router.js';
 import { serializeFor } from './unsendable.js';
 
 export type { AttachOptions } from './outbox.js';
-export { reportUnserializable } from './unsendable.js';
 export { NOTIFY_DROP_BYTES, OUTPUT_HIGH_WATER_BYTES, OUTPUT_LOW_WATER_BYTES } from './outbox.js';
+export { RETRY_AFTER_MS } from './flow.js';
 
 export type SessionState = 'attached' | 'detached' | 'closed';
 
-export { RETRY_AFTER_MS } from './flow.js';
+/** What a session needs of the hub: its own context, and the lookups its router makes. */
+export type SessionHub = RouterHub & Pick<Hub, 'openSession'>;
 
 export interface SessionDeps {
-  hub: Hub;
+  hub: SessionHub;
   config: DaemonConfig;
   metrics: Metrics;
   logger: Logger;

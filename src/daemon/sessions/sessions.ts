@@ -1,6 +1,8 @@
 /**
  * The session manager: creates, resumes and takes over sessions by id, keeps detached ones
- * for the resume grace, enforces the session limit, and drains them all at shutdown.
+ * for the resume grace, enforces the session limit, and drains them all at shutdown. It holds
+ * the sessions by id and nothing of their state: each runs its own grace timer
+ * (Session.awaitResume), released by its own close().
  *
  * A detached session whose client named its process id ends as soon as that process is
  * gone (`client_died`): checked when the connection closes abnormally, then about once a second
@@ -14,6 +16,7 @@ import type { Hello } from '../../protocol/hello.js';
 import { clip, type RpcNotification } from '../../protocol/jsonrpc.js';
 import { ByteBudget } from '../../transport/byte-budget.js';
 import { pidGone, pidVisible } from '../../local/client-pid.js';
+import type { Hub } from '../../mux/hub.js';
 import { Session, type SessionDeps } from './session.js';
 import { reportUnserializable } from './unsendable.js';
 
@@ -32,7 +35,7 @@ export type OpenResult =
     }
   | { ok: false; code: 'session_limit' | 'bad_hello'; message: string };
 
-export type ManagerDeps = Omit<SessionDeps, 'expire' | 'holdBudget'>;
+export type ManagerDeps = Omit<SessionDeps, 'expire' | 'holdBudget' | 'hub'> & { hub: Hub };
 
 export class SessionManager {
   private readonly sessions = new Map<string, Session>();
