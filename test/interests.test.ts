@@ -27,7 +27,7 @@ function scriptedServer() {
 }
 
 function interests(): Interests {
-  return new Interests({ timeoutMs: 1_000, servers: () => [], sees: () => true });
+  return new Interests({ timeoutMs: 1_000, servers: () => [], sees: () => true, levels: () => [] });
 }
 
 const OPTIONS = { timeoutMs: 1_000 };

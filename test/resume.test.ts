@@ -12,8 +12,7 @@ import { after, describe, test } from 'node:test';
 import { pino } from 'pino';
 import type WebSocket from 'ws';
 import type { Hub } from '../src/mux/hub.js';
-import { SessionContext, type ClientPeer } from '../src/mux/session-context.js';
-import type { View } from '../src/mux/view.js';
+import { SessionContext, type ClientPeer, type SessionCore, type SessionOpening } from '../src/mux/session-context.js';
 import type { DaemonConfig } from '../src/daemon/files/config.js';
 import { KeptFrames } from '../src/daemon/sessions/kept.js';
 import { CLOSE_REASONS, Metrics } from '../src/daemon/files/metrics.js';
@@ -147,7 +146,8 @@ function unitSession(holdMaxBytes = 1024 * 1024): { session: Session; expired: s
     {
       // Only what a session asks of the hub when it opens: its context.
       hub: {
-        openSession: (id: string, view: View, peer: ClientPeer) => new SessionContext(id, view, peer, () => undefined),
+        openSession: (id: string, opening: SessionOpening, peer: ClientPeer) =>
+          new SessionContext(id, opening, peer, { closed: () => undefined } as unknown as SessionCore),
       } as unknown as Hub,
       config,
       metrics: new Metrics(),

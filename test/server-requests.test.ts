@@ -15,7 +15,7 @@ import type { Answer } from '../src/protocol/jsonrpc.js';
 import { Cancellation } from '../src/hosting/cancellation.js';
 import { ServerLink } from '../src/hosting/server-link.js';
 import { MemoryLearnedTools, ServerRequests } from '../src/mux/server-requests.js';
-import { SessionContext } from '../src/mux/session-context.js';
+import { SessionContext, type SessionCore } from '../src/mux/session-context.js';
 import { SessionGate } from '../src/mux/session-gate.js';
 import { Upstream } from '../src/hosting/upstream.js';
 
@@ -50,6 +50,20 @@ interface Rig {
   call(id: string, tool: string, args?: Record<string, unknown>): Promise<string>;
 }
 
+/** A hub side for contexts made outside a hub: it offers nothing and only hears the close. */
+function quietCore(closed: () => void = () => undefined): SessionCore {
+  const none = () => Promise.resolve(null);
+  return {
+    sees: () => true,
+    call: none,
+    subscribe: none,
+    unsubscribe: none,
+    levelsChanged: () => undefined,
+    offer: () => undefined,
+    closed,
+  };
+}
+
 async function rig(asksClient: string[] = []): Promise<Rig> {
   const contexts = new Map<string, SessionContext>();
   const learned = new MemoryLearnedTools();
@@ -80,6 +94,7 @@ async function rig(asksClient: string[] = []): Promise<Rig> {
     open(id, options = {}) {
       const asked: string[] = [];
       const peer = {
+        send: () => true,
         async request(_method: string, params: Record<string, unknown> | undefined): Promise<Answer> {
           const text = (params?.messages as { content: { text: string } }[])[0]?.content.text ?? '';
           asked.push(text);
@@ -87,9 +102,13 @@ async function rig(asksClient: string[] = []): Promise<Rig> {
           return { result: { model: 'm', role: 'assistant', content: { type: 'text', text: `${id}:${text}` } } };
         },
       };
-      const context = new SessionContext(id, {}, peer, () => contexts.delete(id));
-      context.capabilities = options.sampling === false ? {} : { sampling: {} };
-      context.clientInfo = { name: `client ${id}` };
+      const context = new SessionContext(
+        id,
+        {},
+        peer,
+        quietCore(() => contexts.delete(id)),
+      );
+      context.initialized({ name: `client ${id}` }, options.sampling === false ? {} : { sampling: {} });
       contexts.set(id, context);
       return { context, asked };
     },
@@ -209,10 +228,10 @@ test('a request naming a progress token goes to its call, whoever else is in fli
     const context = new SessionContext(
       id,
       {},
-      { request: () => (asked.push(id), Promise.resolve({ result: { ok: id } })) },
-      () => undefined,
+      { request: () => (asked.push(id), Promise.resolve({ result: { ok: id } })), send: () => true },
+      quietCore(),
     );
-    context.capabilities = { elicitation: {} };
+    context.initialized(undefined, { elicitation: {} });
     contexts.set(id, context);
   }
   const server = new Upstream({ name: 's', prefix: null, idleTimeoutMs: 0, launch: () => Promise.reject(new Error('not started')) });

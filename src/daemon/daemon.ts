@@ -284,8 +284,8 @@ export class Daemon {
           transport: s.kind,
           state: s.state,
           // The MCP client's own name (VS Code, Claude Code) once it sent initialize; else the hello's.
-          client: s.context.clientInfo?.name ?? s.client.name,
-          client_version: s.context.clientInfo?.version ?? s.client.version,
+          client: s.clientInfo?.name ?? s.client.name,
+          client_version: s.clientInfo?.version ?? s.client.version,
           cwd: s.cwd ?? null,
           age_s: Math.round((Date.now() - s.createdAtMs) / 1000),
           inflight: s.inflightCount,

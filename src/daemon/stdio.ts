@@ -13,7 +13,8 @@ import type { DaemonConfig } from './files/config.js';
 import { coreLog, createLogger } from './files/logger.js';
 import { Metrics } from './files/metrics.js';
 import { wireFanout } from './sessions/fanout.js';
-import { Session, reportUnserializable } from './sessions/session.js';
+import { Session } from './sessions/session.js';
+import { reportUnserializable } from './sessions/unsendable.js';
 import { StdioTransport } from '../transport/stdio.js';
 
 export interface StdioOptions {

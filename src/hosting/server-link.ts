@@ -19,9 +19,11 @@ import {
   type RpcNotification,
   type RpcRequest,
 } from '../protocol/jsonrpc.js';
+import { PendingRequests } from '../protocol/pending.js';
 import { VERSION, NAME } from '../protocol/version.js';
 import type { Cancellation } from './cancellation.js';
 import { unusedId } from './request-ids.js';
+import { RequestOrigins, isRequestId, type ServerRequestContext } from './request-origin.js';
 
 /** The outcome of one call: a result, an error, or null when the caller cancelled it. */
 export type CallOutcome = Answer | null;
@@ -42,18 +44,7 @@ export interface CallOptions {
   related?: RequestId;
 }
 
-/** What the link knows of who caused a server-to-client request. */
-export interface ServerRequestContext {
-  /** Sessions with a call sent on this link and not yet answered, most recent first (no repeats). */
-  callers: string[];
-  /**
-   * The session the request names for certain: by the progress token or related task of one
-   * of its calls, or by the HTTP response stream of one of its calls that carried it.
-   */
-  origin: string | undefined;
-  /** The origin session's request that caused it, when known (with `origin` only). */
-  related?: RequestId | undefined;
-}
+export type { ServerRequestContext } from './request-origin.js';
 
 /** Answers one server-to-client request (sampling, elicitation, roots). Never rejects. */
 export type ServerRequestHandler = (request: RpcRequest, context: ServerRequestContext) => Promise<Answer>;
@@ -62,7 +53,6 @@ export type LinkState = 'new' | 'starting' | 'ready' | 'closed';
 
 interface Pending {
   resolve: (outcome: CallOutcome) => void;
-  timer: NodeJS.Timeout | undefined;
   onProgress: ((params: Record<string, unknown>) => void) | undefined;
   cleanup: (() => void) | undefined;
   origin: string | undefined;
@@ -84,10 +74,6 @@ export interface ServerLinkOptions {
   streamOf?: (serverRequestId: string | number) => string | number | undefined;
 }
 
-/** Tasks remembered per link with the session that created them (oldest forgotten first). */
-const MAX_TASKS = 1_024;
-/** Where MCP puts the task a request belongs to. */
-const RELATED_TASK_META = 'io.modelcontextprotocol/related-task';
 const LATEST_PROTOCOL = '2025-11-25';
 /**
  * Ids of calls given up on (cancelled, timed out) remembered per link: a server may answer one
@@ -110,15 +96,16 @@ export class ServerLink {
   onstray: ((id: unknown) => void) | undefined;
 
   private readonly transport: Transport;
-  private readonly options: Required<Omit<ServerLinkOptions, 'streamOf'>> & Pick<ServerLinkOptions, 'streamOf'>;
-  /** Task id -> the session whose call created it (for requests that name their related task). */
-  private readonly tasks = new Map<string, string>();
+  private readonly options: Required<Omit<ServerLinkOptions, 'streamOf'>>;
+  /** Who caused a server's request (the tasks the link's calls created among it). */
+  private readonly origins: RequestOrigins;
 
   /** The client capabilities this link declared to the server at initialize. */
   get declaredCapabilities(): Readonly<Record<string, unknown>> {
     return this.options.capabilities;
   }
-  private readonly pending = new Map<RequestId, Pending>();
+  /** Calls sent and not yet answered, with their deadlines (-32001) and fail-all on close (-32011). */
+  private readonly pending = new PendingRequests<RequestId, Pending>();
   /** Ids of calls given up on, oldest first (see MAX_ABANDONED). */
   private readonly abandoned = new Set<RequestId>();
   private starting: Promise<void> | undefined;
@@ -128,11 +115,8 @@ export class ServerLink {
   constructor(name: string, transport: Transport, options: ServerLinkOptions = {}) {
     this.name = name;
     this.transport = transport;
-    this.options = {
-      capabilities: {},
-      isFatal: () => false,
-      ...options,
-    };
+    this.options = { capabilities: options.capabilities ?? {}, isFatal: options.isFatal ?? (() => false) };
+    this.origins = new RequestOrigins(options.streamOf);
   }
 
   /**
@@ -191,33 +175,33 @@ export class ServerLink {
       sendParams = { ...params, _meta: { ...(params?._meta as object), progressToken: id } };
     }
     return new Promise<CallOutcome>((resolve) => {
+      const cancel = options.cancel;
+      // Never sent: the server must not hear a cancellation for a request it never got.
+      if (cancel?.aborted) {
+        resolve(null);
+        return;
+      }
       const entry: Pending = {
         resolve,
-        timer: undefined,
         onProgress: options.onProgress,
         cleanup: undefined,
         origin: options.origin,
         related: options.related,
       };
-      this.pending.set(id, entry);
-      if (Number.isFinite(options.timeoutMs)) {
-        entry.timer = setTimeout(() => {
-          this.cancelPending(id, 'request timed out');
-          resolve({
-            error: { code: RpcCode.REQUEST_TIMEOUT, message: `request timed out after ${options.timeoutMs} ms` },
-          });
-        }, options.timeoutMs);
-      }
-      const cancel = options.cancel;
+      const deadline = Number.isFinite(options.timeoutMs)
+        ? {
+            ms: options.timeoutMs,
+            onexpire: () => {
+              this.abandon(id, entry, 'request timed out');
+              resolve({ error: { code: RpcCode.REQUEST_TIMEOUT, message: `request timed out after ${options.timeoutMs} ms` } });
+            },
+          }
+        : undefined;
+      this.pending.add(id, entry, deadline);
       if (cancel) {
-        if (cancel.aborted) {
-          // Never sent: the server must not hear a cancellation for a request it never got.
-          this.take(id);
-          resolve(null);
-          return;
-        }
         entry.cleanup = cancel.onAbort(() => {
-          this.cancelPending(id, cancel.reason ?? 'cancelled by the client');
+          if (this.take(id) === undefined) return;
+          this.abandon(id, undefined, cancel.reason ?? 'cancelled by the client');
           resolve(null);
         });
       }
@@ -262,9 +246,11 @@ export class ServerLink {
   private handleClose(): void {
     if (this.state === 'closed') return;
     this.state = 'closed';
-    for (const id of [...this.pending.keys()]) {
-      this.take(id)?.resolve(this.unavailable(`server connection closed${this.lostBecause ? `: ${this.lostBecause}` : ''}`));
-    }
+    const closed = this.unavailable(`server connection closed${this.lostBecause ? `: ${this.lostBecause}` : ''}`);
+    this.pending.failAll((entry) => {
+      entry.cleanup?.();
+      entry.resolve(closed);
+    });
     this.onclose?.();
   }
 
@@ -272,17 +258,19 @@ export class ServerLink {
     return { error: { code: RpcCode.UPSTREAM_UNAVAILABLE, message: `${this.name}: ${message}`, data: { server: this.name } } };
   }
 
+  /** Takes a call's entry out (its answer came, or its send failed) and stops its deadline and cancellation. */
   private take(id: RequestId): Pending | undefined {
-    const entry = this.pending.get(id);
-    if (!entry) return undefined;
-    this.pending.delete(id);
-    if (entry.timer) clearTimeout(entry.timer);
-    entry.cleanup?.();
+    const entry = this.pending.settle(id);
+    entry?.cleanup?.();
     return entry;
   }
 
-  private cancelPending(id: RequestId, reason: string): void {
-    if (!this.take(id)) return;
+  /**
+   * A call given up on (deadline, the caller's cancellation), already out of the table: the
+   * server is told to cancel it, and a late answer to it is no stray.
+   */
+  private abandon(id: RequestId, expired: Pending | undefined, reason: string): void {
+    expired?.cleanup?.();
     this.abandoned.add(id);
     if (this.abandoned.size > MAX_ABANDONED) this.abandoned.delete(this.abandoned.values().next().value as RequestId);
     this.notify('notifications/cancelled', { requestId: id, reason });
@@ -300,7 +288,7 @@ export class ServerLink {
           return;
         }
         const answer = this.answerOf(c.message);
-        if (entry.origin !== undefined && 'result' in answer) this.rememberTask(answer.result, entry.origin);
+        if (entry.origin !== undefined && 'result' in answer) this.origins.remember(answer.result, entry.origin);
         entry.resolve(answer);
         return;
       }
@@ -355,50 +343,12 @@ export class ServerLink {
       void send({ error: { code: RpcCode.METHOD_NOT_FOUND, message: `${request.method} is not supported by this client` } });
       return;
     }
-    void this.onrequest(request, this.requestContext(request))
+    void this.onrequest(request, this.origins.of(request, this.pending))
       .catch((error: unknown): Answer => ({
         error: { code: RpcCode.INTERNAL_ERROR, message: `internal error: ${error instanceof Error ? error.message : String(error)}` },
       }))
       .then(send);
   }
-
-  private requestContext(request: RpcRequest): ServerRequestContext {
-    const callers: string[] = [];
-    // Map iteration is insertion order: newest calls last.
-    for (const entry of [...this.pending.values()].reverse()) {
-      if (entry.origin !== undefined && !callers.includes(entry.origin)) callers.push(entry.origin);
-    }
-    return { callers, ...this.originOf(request) };
-  }
-
-  /** The session a request names for certain, if it names one, and its call's request. */
-  private originOf(request: RpcRequest): Pick<ServerRequestContext, 'origin' | 'related'> {
-    // Asked first, whatever else names the origin: each answer is taken once, so none lingers.
-    const call = this.options.streamOf?.(request.id);
-    const meta = request.params?._meta;
-    const token = isObject(meta) ? meta.progressToken : undefined;
-    const byToken = isRequestId(token) ? this.pending.get(token) : undefined;
-    if (byToken?.origin !== undefined) return { origin: byToken.origin, related: byToken.related };
-    const task = isObject(meta) && isObject(meta[RELATED_TASK_META]) ? meta[RELATED_TASK_META].taskId : undefined;
-    const byTask = typeof task === 'string' ? this.tasks.get(task) : undefined;
-    if (byTask !== undefined) return { origin: byTask };
-    const byStream = call !== undefined ? this.pending.get(call) : undefined;
-    return { origin: byStream?.origin, related: byStream?.related };
-  }
-
-  /** A call's result that created a task (`{ task: { taskId } }`): the task is its session's. */
-  private rememberTask(result: Record<string, unknown>, origin: string): void {
-    const task = isObject(result.task) ? result.task.taskId : undefined;
-    if (typeof task !== 'string' || task.length > 256) return;
-    this.tasks.delete(task);
-    this.tasks.set(task, origin);
-    if (this.tasks.size > MAX_TASKS) this.tasks.delete(this.tasks.keys().next().value as string);
-  }
-}
-
-/** A JSON-RPC id as a map key: a string or a number, its type kept. */
-function isRequestId(value: unknown): value is RequestId {
-  return typeof value === 'string' || typeof value === 'number';
 }
 
 /**

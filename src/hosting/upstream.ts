@@ -18,45 +18,10 @@ import type { RpcNotification } from '../protocol/jsonrpc.js';
 import type { CallOptions, CallOutcome, ServerLink, ServerRequestHandler } from './server-link.js';
 import { notSupported } from './server-link.js';
 import type { ServerReport, UpstreamScope, UpstreamState } from '../local/health.js';
+import { RESTART_BACKOFF_MS, WAIT_FOR_RESTART_MS, type Started, type UpstreamOptions } from './upstream-options.js';
 
-/** What a started server is: its link, and the process id when it is a process. */
-export interface Started {
-  link: ServerLink;
-  pid?: number | undefined;
-  /** Why it went away, once it did (exit status, the end of its stderr). */
-  exitReason?: () => string;
-}
-
-export interface UpstreamOptions {
-  name: string;
-  /** Tool and prompt prefix; null keeps bare names. */
-  prefix: string | null;
-  /** Starts the server and completes its initialize handshake; rejects when it cannot. */
-  launch: (wire: (link: ServerLink) => void) => Promise<Started>;
-  /** 0 = never stop for idleness. */
-  idleTimeoutMs: number;
-  /** `shared` (one instance), or one instance per `workspace` / `session`, named by `scopeKey`. */
-  scope?: UpstreamScope;
-  scopeKey?: string | undefined;
-  /**
-   * Retry a failed start in the background, with the restart backoff, until it starts or is
-   * closed: for shared instances, which every session sees (a scoped one retries on its next use).
-   */
-  retryFailedStart?: boolean;
-  /** The server's tools declared to ask the client back (`asks_client`). */
-  asksClient?: readonly string[];
-  /**
-   * Deadline for a start, in milliseconds: from the moment its connection is made (after npx
-   * resolved the package) until it has answered `initialize`. None when undefined.
-   */
-  initTimeoutMs?: number | undefined;
-  /** Reports lifecycle events for the log; `level` when it is not `info` (see CoreLog). */
-  log?: (event: string, details: Record<string, unknown>, level?: 'debug' | 'warn') => void;
-}
-
-export const RESTART_BACKOFF_MS = Object.freeze([250, 500, 1_000, 2_000, 5_000, 10_000, 30_000]);
-/** A call waits for a restart due within this long; later ones fail at once with -32011. */
-export const WAIT_FOR_RESTART_MS = 5_000;
+export type { Started, UpstreamOptions } from './upstream-options.js';
+export { RESTART_BACKOFF_MS, WAIT_FOR_RESTART_MS } from './upstream-options.js';
 
 /** Up this long, a server's crash counts as a first failure again. */
 const STABLE_UPTIME_MS = 60_000;
@@ -159,11 +124,8 @@ export class Upstream {
    * stops, a new one starts at once. Not a crash: no backoff, not counted as a restart.
    */
   async renew(reason: string): Promise<void> {
-    const link = this.link;
-    if (this.state !== 'ready' || !link) return;
-    this.link = undefined; // so its close is not taken for a crash
-    this.pid = undefined;
-    this.state = 'stopped';
+    if (this.state !== 'ready' || !this.link) return;
+    const link = this.letGo();
     this.options.log?.('server restarting', { server: this.name, reason });
     await link.close();
     await this.connect().catch(() => undefined);
@@ -388,12 +350,18 @@ export class Upstream {
     if (this.state !== 'ready' || !this.link) return;
     if (this.users.size > 0 || this.link.inflight > 0) return;
     if (Date.now() - this.lastUsedMs < this.options.idleTimeoutMs) return;
-    const link = this.link;
+    const link = this.letGo();
+    this.options.log?.('server stopped: idle', { server: this.name });
+    link.close().catch(() => undefined);
+  }
+
+  /** Stops using the running link (on purpose: its close is not taken for a crash) and returns it to be closed. */
+  private letGo(): ServerLink {
+    const link = this.link as ServerLink;
     this.link = undefined;
     this.pid = undefined;
     this.state = 'stopped';
-    this.options.log?.('server stopped: idle', { server: this.name });
-    link.close().catch(() => undefined);
+    return link;
   }
 
   private unavailable(message: string): CallOutcome {

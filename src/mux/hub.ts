@@ -12,12 +12,24 @@ import type { UpstreamSpec } from '../hosting/upstream-config.js';
 import { Interests } from './interests.js';
 import { LISTS, LIST_CHANGED_METHODS, type ListKind } from './lists.js';
 import { MemoryLearnedTools, ServerRequests, type LearnedTools } from './server-requests.js';
-import { SessionContext, type ClientPeer } from './session-context.js';
+import { SessionContext, type ClientPeer, type SessionCore, type SessionOpening } from './session-context.js';
 import type { View } from './view.js';
 import type { Upstream } from '../hosting/upstream.js';
 import type { ReloadReport } from '../local/health.js';
 
 export type { ListKind } from './lists.js';
+
+/**
+ * What the router asks of the hub: lookups by view, nothing about any session (that is the
+ * session's own SessionContext). `Hub` implements it.
+ */
+export interface RouterHub {
+  /** True when some hosted server runs one instance per workspace (roots may move a session). */
+  readonly hasWorkspaceServers: boolean;
+  list(kind: ListKind, view: View): Promise<ListOutcome>;
+  resolve(kind: ListKind, key: string, view: View): Promise<Target | undefined>;
+  instanceFor(name: string, view: View): Upstream | undefined;
+}
 
 interface Family {
   spec: UpstreamSpec;
@@ -45,7 +57,7 @@ export interface HubOptions {
   count?: (reason: string) => void;
 }
 
-export class Hub {
+export class Hub implements RouterHub {
   /** A server's list changed: tell the sessions whose view includes it. */
   onlistchanged: ((notification: RpcNotification, server: string | Upstream) => void) | undefined;
   /** Other server notifications (log messages, resources/updated), for the daemon to fan out. */
@@ -59,12 +71,23 @@ export class Hub {
   private readonly options: HubOptions;
   /** The servers' lists, merged per view. */
   private readonly catalog: Catalog;
-  /** Resource subscriptions and log levels of the sessions, per server. */
-  readonly interests: Interests;
+  /** Resource subscriptions of the sessions and the log levels applied, per server. */
+  private readonly interests: Interests;
   /** Instances that have been ready before: the next ready is a restart. */
   private readonly seenReady = new WeakSet<Upstream>();
   /** The open sessions. */
   private readonly contexts = new Map<string, SessionContext>();
+
+  /** What each session's context may do here: see SessionCore. */
+  private readonly core: SessionCore = {
+    sees: (view, server) => this.sees(view, server),
+    call: (context, server, method, params, options) => this.requests.call(context, server, method, params, options),
+    subscribe: (id, server, uri, options) => this.interests.subscribe(id, server, uri, options),
+    unsubscribe: (id, server, uri, options) => this.interests.unsubscribe(id, server, uri, options),
+    levelsChanged: () => this.interests.levelsChanged(),
+    offer: (context) => this.offerCapabilities(context),
+    closed: (context) => this.sessionClosed(context),
+  };
 
   constructor(builtin: Upstream, specs: readonly UpstreamSpec[], options: HubOptions) {
     this.builtin = builtin;
@@ -80,6 +103,7 @@ export class Hub {
       timeoutMs: options.listTimeoutMs,
       servers: () => this.servers,
       sees: (view, server) => this.sees(view, server),
+      levels: () => this.contexts.values(),
     });
     this.requests = new ServerRequests({
       contexts: this.contexts,
@@ -131,10 +155,15 @@ export class Hub {
   }
 
   /** Opens a session's context; its close() releases what the session holds here. */
-  openSession(id: string, view: View, peer: ClientPeer): SessionContext {
-    const context = new SessionContext(id, view, peer, (closed) => this.sessionClosed(closed));
+  openSession(id: string, opening: SessionOpening, peer: ClientPeer): SessionContext {
+    const context = new SessionContext(id, opening, peer, this.core);
     this.contexts.set(id, context);
     return context;
+  }
+
+  /** The sessions subscribed to a URI of a server (by id). */
+  subscribers(server: Upstream, uri: string): ReadonlySet<string> {
+    return this.interests.subscribers(server, uri);
   }
 
   /**
@@ -240,7 +269,7 @@ export class Hub {
    * A session declared client capabilities: running hosted servers it sees that were started
    * without one of them are renewed to be offered them (see ServerRequests.offer).
    */
-  offerCapabilities(context: SessionContext): void {
+  private offerCapabilities(context: SessionContext): void {
     this.requests.offer(
       context.capabilities,
       this.inView(context.view).filter((server) => server !== this.builtin),
@@ -261,6 +290,7 @@ export class Hub {
       void own.close();
     }
     this.interests.sessionClosed(sessionId);
+    if (context.logLevel !== undefined) this.interests.levelsChanged();
   }
 
   /** A (re)started server: fresh lists, and the subscriptions and log level it lost. */

@@ -2,7 +2,8 @@
  * What sessions want from shared servers beyond calls: resource subscriptions, reference-counted
  * per server and URI (the server is subscribed while one session is), and log levels (each
  * server is set to the most verbose level any session that sees it asked for). Both are restored
- * when a server restarts.
+ * when a server restarts. A session's own level is stored once, on its SessionContext: this
+ * reads them all ({@link InterestsDeps.levels}) and keeps only what it applied to each server.
  */
 import type { CallOptions, CallOutcome } from '../hosting/server-link.js';
 import { capabilityOf, type Upstream } from '../hosting/upstream.js';
@@ -14,6 +15,8 @@ export interface InterestsDeps {
   timeoutMs: number;
   servers: () => Iterable<Upstream>;
   sees: (view: View, server: Upstream) => boolean;
+  /** The open sessions' log levels (undefined: not asked) with their views. */
+  levels: () => Iterable<{ readonly logLevel: LogLevel | undefined; readonly view: View }>;
 }
 
 export class Interests {
@@ -24,8 +27,6 @@ export class Interests {
   private readonly subscribing = new Map<Upstream, Map<string, Promise<CallOutcome>>>();
   /** Sessions waiting on such an answer; one that unsubscribes or ends meanwhile leaves this set. */
   private readonly joining = new Map<Upstream, Map<string, Set<string>>>();
-  /** Log levels sessions asked for, with their views. */
-  private readonly logLevels = new Map<string, { level: LogLevel; view: View }>();
   private readonly appliedLevel = new Map<Upstream, LogLevel>();
 
   constructor(deps: InterestsDeps) {
@@ -40,7 +41,7 @@ export class Interests {
     this.appliedLevel.delete(server);
   }
 
-  /** A session ended: its subscriptions (the last ones are unsubscribed at the server) and level go. */
+  /** A session ended: its subscriptions go (the last ones are unsubscribed at the server). */
   sessionClosed(sessionId: string): void {
     for (const byUri of this.joining.values()) for (const sessions of byUri.values()) sessions.delete(sessionId);
     for (const [server, byUri] of this.subscriptions) {
@@ -50,13 +51,12 @@ export class Interests {
         void server.call('resources/unsubscribe', { uri }, { timeoutMs: this.deps.timeoutMs });
       }
     }
-    if (this.logLevels.delete(sessionId)) this.applyLogLevels();
   }
 
   /** A (re)started server lost its subscriptions and log level: give them back. */
   restored(server: Upstream): void {
     this.appliedLevel.delete(server);
-    this.applyLogLevels();
+    this.levelsChanged();
     for (const uri of this.subscribedUris(server)) {
       void server.call('resources/subscribe', { uri }, { timeoutMs: this.deps.timeoutMs });
     }
@@ -128,20 +128,15 @@ export class Interests {
   }
 
   /**
-   * Records a session's log level. Each server in its view is set to the most verbose level
-   * any session that sees it asked for; sessions filter out what is below their own.
+   * A session's log level changed (or a session with one ended): each server is set to the most
+   * verbose level any session that sees it asked for; sessions filter out what is below their own.
    */
-  setLogLevel(sessionId: string, level: LogLevel, view: View): void {
-    this.logLevels.set(sessionId, { level, view });
-    this.applyLogLevels();
-  }
-
-  private applyLogLevels(): void {
+  levelsChanged(): void {
     for (const server of this.deps.servers()) {
       if (server.state !== 'ready' || capabilityOf(server, 'logging') === undefined) continue;
       let wanted: LogLevel | undefined;
-      for (const { level, view } of this.logLevels.values()) {
-        if (!this.deps.sees(view, server)) continue;
+      for (const { logLevel: level, view } of this.deps.levels()) {
+        if (level === undefined || !this.deps.sees(view, server)) continue;
         if (wanted === undefined || LOG_LEVELS.indexOf(level) < LOG_LEVELS.indexOf(wanted)) wanted = level;
       }
       if (wanted === undefined || this.appliedLevel.get(server) === wanted) continue;

@@ -198,7 +198,7 @@ export class ServerRequests {
         };
       }
       const related = link.origin !== undefined ? link.related : this.onlyCall(instance, origin);
-      const answer = await context.peer.request(request.method, request.params, this.options.requestTimeoutMs, related);
+      const answer = await context.ask(request.method, request.params, this.options.requestTimeoutMs, related);
       if (roots && 'result' in answer) instance.rootsOf = origin;
       return answer;
     } finally {

@@ -1,15 +1,24 @@
 /**
- * What the core knows of one client session: who the client is and what it declared, which
- * servers it sees and has used, the log level it asked for, and how to ask it something on a
- * server's behalf. The session owns it and releases everything it holds in the core (servers
- * kept up, subscriptions, log level, its session-scoped servers) with one {@link close}.
+ * The core's side of one client session, and the router's only way to the session's state:
+ * who the client is and what it declared, which servers it sees (its view: the working
+ * directory it opened with, moved by its roots), which it has used, the log level it asked for,
+ * its calls, subscriptions and questions to the client. All of it is private; the router changes
+ * it through methods, and one {@link close} releases everything it holds in the core (servers
+ * kept up, subscriptions, its log level, its session-scoped servers).
+ *
+ * Why here and not in the daemon's `Session`: the multiplexer (ServerRequests, Interests, the
+ * hub) needs a session's state to route a server's question or to set a server's log level, and
+ * mux/ must not import daemon/. So the state lives in this object, and the daemon's `Session`
+ * owns it privately (made by {@link Hub.openSession}, closed by `Session.close()`) together with
+ * what only the daemon has: the outbox, requests in flight, the questions it asked the client.
  */
 import type { Answer, RequestId } from '../protocol/jsonrpc.js';
 import type { LogLevel } from '../protocol/log-levels.js';
+import type { CallOptions, CallOutcome } from '../hosting/server-link.js';
 import type { Upstream } from '../hosting/upstream.js';
 import type { View } from './view.js';
 
-/** The client end of a session, as the core needs it. */
+/** The client end of a session, as the core needs it (the daemon's Session). */
 export interface ClientPeer {
   /**
    * Asks the client something; never rejects (errors, a timeout, a closed session come as
@@ -17,49 +26,134 @@ export interface ClientPeer {
    * question on that request's response stream).
    */
   request(method: string, params: Record<string, unknown> | undefined, timeoutMs: number, related?: RequestId): Promise<Answer>;
+  /**
+   * Sends one message to the client (held while it is detached). False when it cannot be
+   * serialised and was dropped. `related`: the client request the message belongs to.
+   */
+  send(message: object, related?: RequestId): boolean;
+}
+
+/** What the hub does for each session's context (see Hub.openSession); no session sees another's. */
+export interface SessionCore {
+  /** True when the view includes this server (by name; an instance also by its scope key). */
+  sees(view: View, server: string | Upstream): boolean;
+  /** A session's call to a server (ServerRequests.call). */
+  call(
+    context: SessionContext,
+    server: Upstream,
+    method: string,
+    params: Record<string, unknown>,
+    options: CallOptions,
+  ): Promise<CallOutcome>;
+  subscribe(sessionId: string, server: Upstream, uri: string, options: CallOptions): Promise<CallOutcome>;
+  unsubscribe(sessionId: string, server: Upstream, uri: string, options: CallOptions): Promise<CallOutcome>;
+  /** Some session's log level changed: servers are set again (Interests reads each context's). */
+  levelsChanged(): void;
+  /** The session declared its capabilities: servers started without them may be renewed. */
+  offer(context: SessionContext): void;
+  /** The session closed: the hub forgets it and stops its session-scoped servers. */
+  closed(context: SessionContext): void;
+}
+
+/** How a session opened (from its hello). */
+export interface SessionOpening {
+  /** The one server it sees (`exai-ws shim --server NAME`); all of them when undefined. */
+  server?: string | undefined;
+  /** The client's working directory: its workspace until its roots say better. */
+  cwd?: string | undefined;
 }
 
 export interface ClientInfo {
-  name?: string | undefined;
-  version?: string | undefined;
+  readonly name?: string | undefined;
+  readonly version?: string | undefined;
 }
 
 export class SessionContext {
   readonly id: string;
-  readonly view: View;
-  readonly peer: ClientPeer;
-  /** The client's initialize params, once it sent them. */
-  clientInfo: ClientInfo | undefined;
-  /** The capabilities the client declared (only well-formed entries of bounded size). */
-  capabilities: Record<string, unknown> | undefined;
-  /** The level this session asked for with logging/setLevel. */
-  logLevel: LogLevel | undefined;
-  closed = false;
+  /** The client's working directory, as its hello gave it (stored here only). */
+  readonly cwd: string | undefined;
 
+  private currentView: Readonly<View>;
+  private info: ClientInfo | undefined;
+  private declared: Readonly<Record<string, unknown>> | undefined;
+  private level: LogLevel | undefined;
+  private ended = false;
   private readonly used = new Set<Upstream>();
-  private readonly release: (context: SessionContext) => void;
+  private readonly peer: ClientPeer;
+  private readonly core: SessionCore;
 
   /** Made by the hub (Hub.openSession), which is told when it closes. */
-  constructor(id: string, view: View, peer: ClientPeer, release: (context: SessionContext) => void) {
+  constructor(id: string, opening: SessionOpening, peer: ClientPeer, core: SessionCore) {
     this.id = id;
-    this.view = view;
+    this.cwd = opening.cwd;
+    this.currentView = Object.freeze({ server: opening.server, workspace: opening.cwd, session: id });
     this.peer = peer;
-    this.release = release;
+    this.core = core;
+  }
+
+  /** Which servers the session sees: its server (if one), its workspace, its id. */
+  get view(): Readonly<View> {
+    return this.currentView;
+  }
+
+  /** The client's initialize params, once it sent them. */
+  get clientInfo(): ClientInfo | undefined {
+    return this.info;
+  }
+
+  /** The capabilities the client declared (only well-formed entries of bounded size). */
+  get capabilities(): Readonly<Record<string, unknown>> | undefined {
+    return this.declared;
+  }
+
+  /** The level the session asked for with logging/setLevel; undefined: everything. */
+  get logLevel(): LogLevel | undefined {
+    return this.level;
+  }
+
+  get closed(): boolean {
+    return this.ended;
   }
 
   /** The client's name for logs and messages. */
   get clientName(): string {
-    return this.clientInfo?.name ?? 'unnamed client';
+    return this.info?.name ?? 'unnamed client';
   }
 
   /** True when the client declared this capability (`sampling`, `elicitation`, `roots`, ...). */
   declares(capability: string): boolean {
-    return this.capabilities?.[capability] !== undefined;
+    return this.declared?.[capability] !== undefined;
+  }
+
+  /** The client's initialize: who it is and what it declared; servers may be renewed to be offered it. */
+  initialized(info: ClientInfo | undefined, capabilities: Record<string, unknown> | undefined): void {
+    this.info = info;
+    this.declared = capabilities;
+    if (!this.ended) this.core.offer(this);
+  }
+
+  /** logging/setLevel: each server this session sees is set to the most verbose level any session asked for. */
+  setLogLevel(level: LogLevel): void {
+    if (this.ended) return;
+    this.level = level;
+    this.core.levelsChanged();
+  }
+
+  /** The client's roots name another workspace: true when that moved it (its lists may differ now). */
+  moveWorkspace(path: string): boolean {
+    if (this.ended || path === this.currentView.workspace) return false;
+    this.currentView = Object.freeze({ ...this.currentView, workspace: path });
+    return true;
+  }
+
+  /** True when the session's view includes this server (by name; an instance also by its scope key). */
+  sees(server: string | Upstream): boolean {
+    return this.core.sees(this.currentView, server);
   }
 
   /** The session uses this server: it stays up (no idle stop) while the session lives. */
   use(server: Upstream): void {
-    if (this.closed || this.used.has(server)) return;
+    if (this.ended || this.used.has(server)) return;
     this.used.add(server);
     server.addUser(this.id);
   }
@@ -69,12 +163,41 @@ export class SessionContext {
     return this.used.has(server);
   }
 
-  /** Releases everything the session holds in the core. Idempotent. */
+  /** Sends a notification to every server this session used and still sees. */
+  notifyUsed(method: string): void {
+    for (const server of this.used) if (this.sees(server)) server.notify(method);
+  }
+
+  /** One call of this session to a server (gated and tracked; see ServerRequests.call). Never rejects. */
+  call(server: Upstream, method: string, params: Record<string, unknown>, options: CallOptions): Promise<CallOutcome> {
+    return this.core.call(this, server, method, params, options);
+  }
+
+  /** Subscribes the session to a resource of a server (shared with other sessions; see Interests). */
+  subscribe(server: Upstream, uri: string, options: CallOptions): Promise<CallOutcome> {
+    return this.core.subscribe(this.id, server, uri, { ...options, origin: this.id });
+  }
+
+  unsubscribe(server: Upstream, uri: string, options: CallOptions): Promise<CallOutcome> {
+    return this.core.unsubscribe(this.id, server, uri, { ...options, origin: this.id });
+  }
+
+  /** Asks the client something (see ClientPeer.request). Never rejects. */
+  ask(method: string, params: Record<string, unknown> | undefined, timeoutMs: number, related?: RequestId): Promise<Answer> {
+    return this.peer.request(method, params, timeoutMs, related);
+  }
+
+  /** Sends one message to the client (see ClientPeer.send). */
+  tell(message: object, related?: RequestId): boolean {
+    return this.peer.send(message, related);
+  }
+
+  /** Releases everything the session holds in the core: servers kept up, subscriptions, log level, its own servers. Idempotent. */
   close(): void {
-    if (this.closed) return;
-    this.closed = true;
+    if (this.ended) return;
+    this.ended = true;
     for (const server of this.used) server.removeUser(this.id);
     this.used.clear();
-    this.release(this);
+    this.core.closed(this);
   }
 }

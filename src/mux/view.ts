@@ -1,8 +1,8 @@
 /** Which servers a session sees: all of them (merged, prefixed) or one, as it is. */
 export interface View {
-  server?: string | undefined;
+  readonly server?: string | undefined;
   /** The client's working directory: picks `workspace`-scoped instances. */
-  workspace?: string | undefined;
+  readonly workspace?: string | undefined;
   /** The session id: picks `session`-scoped instances. */
-  session?: string | undefined;
+  readonly session?: string | undefined;
 }

@@ -29,7 +29,7 @@ export function wireFanout(hub: Hub, sessions: SessionDirectory): void {
   hub.onlistchanged = (n, server) => {
     const text = wire(n);
     if (text === undefined) return;
-    for (const session of sessions.list()) if (hub.sees(session.context.view, server)) session.sendNotification(text, n.method);
+    for (const session of sessions.list()) if (session.sees(server)) session.sendNotification(text, n.method);
   };
 
   hub.onservernotification = (server, n) => {
@@ -38,14 +38,14 @@ export function wireFanout(hub: Hub, sessions: SessionDirectory): void {
     if (n.method === 'notifications/resources/updated') {
       const uri = n.params?.uri;
       if (typeof uri !== 'string') return;
-      for (const id of hub.interests.subscribers(server, uri)) sessions.get(id)?.sendNotification(text, n.method);
+      for (const id of hub.subscribers(server, uri)) sessions.get(id)?.sendNotification(text, n.method);
       return;
     }
     if (n.method === 'notifications/message') {
       const rank = LOG_LEVELS.indexOf(n.params?.level as LogLevel);
       for (const session of sessions.list()) {
-        if (!hub.sees(session.context.view, server)) continue;
-        const own = session.context.logLevel;
+        if (!session.sees(server)) continue;
+        const own = session.logLevel;
         if (own === undefined || rank < 0 || rank >= LOG_LEVELS.indexOf(own)) session.sendNotification(text, n.method);
       }
       return;

@@ -7,6 +7,10 @@
  * In a single-server view (`exai-ws shim --server NAME`) the session sees that server as if it
  * had launched it: its initialize result, its names unprefixed, and every other method passed
  * through as it is.
+ *
+ * It holds no state of its own: what the session is (its view, what it declared, its level, its
+ * calls and subscriptions) is its {@link SessionContext}'s, which it changes through methods; the
+ * hub it sees is {@link RouterHub}, lookups by view and nothing more.
  */
 import { fileURLToPath } from 'node:url';
 import { LATEST_PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS } from '@modelcontextprotocol/sdk/types.js';
@@ -17,15 +21,12 @@ import {
   isProgressToken,
   rpcError,
   trySerialize,
-  type Answer,
-  type RequestId,
   type RpcNotification,
   type RpcRequest,
   type RpcResponse,
 } from '../../protocol/jsonrpc.js';
 import type { Target } from '../../mux/catalog.js';
-import type { Hub, ListKind } from '../../mux/hub.js';
-import type { View } from '../../mux/view.js';
+import type { ListKind, RouterHub } from '../../mux/hub.js';
 import type { SessionContext } from '../../mux/session-context.js';
 import { LOG_LEVELS, type LogLevel } from '../../protocol/log-levels.js';
 import { LIST_CHANGED_METHODS } from '../../mux/lists.js';
@@ -36,23 +37,9 @@ import { NAME, VERSION } from '../../protocol/version.js';
 /** How long the daemon waits for a client's answer to its own roots/list. */
 const ROOTS_REQUEST_TIMEOUT_MS = 5_000;
 
-/** The session side a router talks to. */
-export interface RouterPeer {
-  /**
-   * Sends one message to the session's client (held while it is detached). False when it
-   * cannot be serialised and was dropped (a response is answered with an error instead).
-   * `related`: the client request the message belongs to (its progress).
-   */
-  send(message: object, related?: RequestId): boolean;
-  /** Asks the session's client something; never rejects (errors come as `{ error }`). */
-  request(method: string, params: Record<string, unknown> | undefined, timeoutMs: number, related?: RequestId): Promise<Answer>;
-}
-
 export interface RouterOptions {
   /** Deadline of one forwarded request, in milliseconds. */
   callTimeoutMs: number;
-  /** What the core knows of the session: the router fills in what the client declares. */
-  context: SessionContext;
 }
 
 // Maps, not object literals: a method is the client's string, and `constructor` or
@@ -74,20 +61,14 @@ const ROUTED: ReadonlyMap<string, { kind: ListKind; field: 'name' | 'uri'; what:
 ] as const);
 
 export class Router {
-  private readonly hub: Hub;
-  private readonly peer: RouterPeer;
-  private readonly callTimeoutMs: number;
   private readonly context: SessionContext;
-  private readonly view: View;
-  private readonly sessionId: string;
+  private readonly hub: RouterHub;
+  private readonly callTimeoutMs: number;
 
-  constructor(hub: Hub, peer: RouterPeer, options: RouterOptions) {
+  constructor(context: SessionContext, hub: RouterHub, options: RouterOptions) {
+    this.context = context;
     this.hub = hub;
-    this.peer = peer;
     this.callTimeoutMs = options.callTimeoutMs;
-    this.context = options.context;
-    this.view = options.context.view;
-    this.sessionId = options.context.id;
   }
 
   /**
@@ -97,7 +78,7 @@ export class Router {
   async handle(request: RpcRequest, cancel: Cancellation): Promise<RpcResponse | null> {
     const { id, method } = request;
     const params = request.params ?? {};
-    const single = this.view.server;
+    const view = this.context.view;
     switch (method) {
       case 'initialize':
         return this.initialize(id, params);
@@ -108,14 +89,13 @@ export class Router {
         if (typeof level !== 'string' || !(LOG_LEVELS as readonly string[]).includes(level)) {
           return rpcError(id, RpcCode.INVALID_PARAMS, `level must be one of ${LOG_LEVELS.join(', ')}`);
         }
-        this.context.logLevel = level as LogLevel;
-        this.hub.interests.setLogLevel(this.sessionId, this.context.logLevel, this.view);
+        this.context.setLogLevel(level as LogLevel);
         return ok(id, {});
       }
     }
     const listKind = LIST_METHODS.get(method);
     if (listKind) {
-      const listed = await this.hub.list(listKind, this.view);
+      const listed = await this.hub.list(listKind, view);
       if ('error' in listed) return rpcError(id, listed.error.code, listed.error.message, listed.error.data);
       return ok(id, { [listKind]: listed.items });
     }
@@ -125,22 +105,22 @@ export class Router {
       if (typeof key !== 'string') {
         return rpcError(id, RpcCode.INVALID_PARAMS, `${method} needs params.${route.field} as a string`);
       }
-      const target = await this.hub.resolve(route.kind, key, this.view);
+      const target = await this.hub.resolve(route.kind, key, view);
       if (!target) return rpcError(id, RpcCode.INVALID_PARAMS, `Unknown ${route.what}: ${clip(key)}`);
       const forwarded = target.name === key ? params : { ...params, [route.field]: target.name };
       if (method === 'resources/subscribe' || method === 'resources/unsubscribe') {
-        const options = { timeoutMs: this.callTimeoutMs, cancel, origin: this.sessionId };
-        const subscribe = method === 'resources/subscribe';
-        const outcome = subscribe
-          ? await this.hub.interests.subscribe(this.sessionId, target.server, target.name, options)
-          : await this.hub.interests.unsubscribe(this.sessionId, target.server, target.name, options);
+        const options = { timeoutMs: this.callTimeoutMs, cancel };
+        const outcome =
+          method === 'resources/subscribe'
+            ? await this.context.subscribe(target.server, target.name, options)
+            : await this.context.unsubscribe(target.server, target.name, options);
         return toResponse(id, outcome);
       }
       return this.forward(id, method, forwarded, target, cancel);
     }
     if (method === 'completion/complete') return this.complete(id, params, cancel);
-    if (single !== undefined) {
-      const server = this.hub.instanceFor(single, this.view);
+    if (view.server !== undefined) {
+      const server = this.hub.instanceFor(view.server, view);
       if (server) return this.forward(id, method, params, { server, name: '' }, cancel);
     }
     return rpcError(id, RpcCode.METHOD_NOT_FOUND, `Method not found: ${clip(method)}`);
@@ -151,12 +131,8 @@ export class Router {
     if (notification.method === 'notifications/initialized' || notification.method === 'notifications/roots/list_changed') {
       void this.refineWorkspace();
     }
-    if (notification.method === 'notifications/roots/list_changed') {
-      // Servers this session uses may ask for roots again.
-      for (const server of this.hub.servers) {
-        if (this.context.uses(server) && this.hub.sees(this.view, server)) server.notify(notification.method);
-      }
-    }
+    // Servers this session uses may ask for roots again.
+    if (notification.method === 'notifications/roots/list_changed') this.context.notifyUsed(notification.method);
   }
 
   /**
@@ -166,7 +142,7 @@ export class Router {
    */
   private async refineWorkspace(): Promise<void> {
     if (!this.context.declares('roots') || !this.hub.hasWorkspaceServers) return;
-    const answer = await this.peer.request('roots/list', undefined, ROOTS_REQUEST_TIMEOUT_MS);
+    const answer = await this.context.ask('roots/list', undefined, ROOTS_REQUEST_TIMEOUT_MS);
     // The client's answer is its own data: anything but a list of roots is ignored.
     if (!('result' in answer) || !isObject(answer.result)) return;
     const roots = answer.result.roots;
@@ -180,9 +156,8 @@ export class Router {
     } catch {
       return;
     }
-    if (path === this.view.workspace) return;
-    this.view.workspace = path;
-    for (const method of LIST_CHANGED_METHODS) this.peer.send({ jsonrpc: '2.0', method });
+    if (!this.context.moveWorkspace(path)) return;
+    for (const method of LIST_CHANGED_METHODS) this.context.tell({ jsonrpc: '2.0', method });
   }
 
   private async forward(id: RpcRequest['id'], method: string, params: Record<string, unknown>, target: Target, cancel: Cancellation) {
@@ -191,14 +166,14 @@ export class Router {
       // MCP allows strings and numbers only; anything else would be echoed in every progress message.
       return rpcError(id, RpcCode.INVALID_PARAMS, 'Invalid params: params._meta.progressToken must be a string or a number');
     }
-    const outcome = await this.hub.requests.call(this.context, target.server, method, params, {
+    const outcome = await this.context.call(target.server, method, params, {
       timeoutMs: this.callTimeoutMs,
       cancel,
       related: id,
       onProgress:
         token === undefined
           ? undefined
-          : (p) => this.peer.send({ jsonrpc: '2.0', method: 'notifications/progress', params: { ...p, progressToken: token } }, id),
+          : (p) => this.context.tell({ jsonrpc: '2.0', method: 'notifications/progress', params: { ...p, progressToken: token } }, id),
     });
     return toResponse(id, outcome);
   }
@@ -210,9 +185,10 @@ export class Router {
     const key = byPrompt ? ref.name : ref?.uri;
     if (typeof key !== 'string')
       return rpcError(id, RpcCode.INVALID_PARAMS, 'completion/complete needs params.ref with a prompt name or a resource uri');
+    const view = this.context.view;
     const target = byPrompt
-      ? await this.hub.resolve('prompts', key, this.view)
-      : ((await this.hub.resolve('resourceTemplates', key, this.view)) ?? (await this.hub.resolve('resources', key, this.view)));
+      ? await this.hub.resolve('prompts', key, view)
+      : ((await this.hub.resolve('resourceTemplates', key, view)) ?? (await this.hub.resolve('resources', key, view)));
     if (!target) return rpcError(id, RpcCode.INVALID_PARAMS, `Unknown ${byPrompt ? 'prompt' : 'resource'}: ${clip(key)}`);
     const forwarded = target.name === key ? params : { ...params, ref: { ...ref, [byPrompt ? 'name' : 'uri']: target.name } };
     return this.forward(id, 'completion/complete', forwarded, target, cancel);
@@ -224,18 +200,17 @@ export class Router {
     const info = params.clientInfo;
     // Kept only as short strings: the client's own data, of any shape and size, held for the
     // session's life (a hello's client label has the same limit).
-    this.context.clientInfo = isObject(info)
+    const clientInfo = isObject(info)
       ? {
           name: typeof info.name === 'string' ? info.name.slice(0, MAX_CLIENT_LABEL_CHARS) : undefined,
           version: typeof info.version === 'string' ? info.version.slice(0, MAX_CLIENT_LABEL_CHARS) : undefined,
         }
       : undefined;
-    this.context.capabilities = keptCapabilities(params.capabilities);
-    this.hub.offerCapabilities(this.context);
-    const single = this.view.server;
+    this.context.initialized(clientInfo, keptCapabilities(params.capabilities));
+    const single = this.context.view.server;
     if (single !== undefined) {
       // Transparent: the session gets the server's own answer (its protocol version aside).
-      const server = this.hub.instanceFor(single, this.view);
+      const server = this.hub.instanceFor(single, this.context.view);
       try {
         if (!server) throw new Error('no such server');
         await server.connect();

@@ -6,46 +6,54 @@
  * What goes out to the client (backpressure, held frames, the frames kept for a lossless
  * resume) is its {@link Outbox}'s business.
  *
- * Flow control: at most `maxInflight` requests run at once; up to `queueLimit` more wait in
- * FIFO order; past that a request is refused with -32010 at once. Notifications are never
- * queued, so `notifications/cancelled` overtakes the requests it cancels.
+ * One object per session: its state is private, read through getters and changed through
+ * methods. It owns its outbox, its router, its requests in flight and queued, the requests it
+ * sent the client on servers' behalf (a {@link PendingRequests}: -32001 past their deadline,
+ * -32000 when the session ends), its resume grace timer, and its {@link SessionContext} (the
+ * core's side: view, declared capabilities, log level, servers used, subscriptions; kept in mux/
+ * because the multiplexer reads it and must not import daemon/). {@link Session.close} releases
+ * all of it.
+ *
+ * Flow control (in flight, queued, refused with -32010) is its {@link RequestFlow}'s.
  */
 import { RpcCode } from '../../protocol/codes.js';
 import {
   clip,
-  idKey,
   parseMessage,
-  rpcError,
-  trySerialize,
   type RequestId,
   type Answer,
   type Classified,
   type RpcRequest,
   type RpcResponse,
 } from '../../protocol/jsonrpc.js';
-import type { Hub } from '../../mux/hub.js';
-import type { View } from '../../mux/view.js';
-import type { SessionContext } from '../../mux/session-context.js';
+import type { LogLevel } from '../../protocol/log-levels.js';
+import { PendingRequests } from '../../protocol/pending.js';
+import type { Hub, RouterHub } from '../../mux/hub.js';
+import type { ClientInfo, SessionContext, SessionOpening } from '../../mux/session-context.js';
+import type { Upstream } from '../../hosting/upstream.js';
 import type { DaemonConfig } from '../files/config.js';
-import { Cancellation } from '../../hosting/cancellation.js';
+import type { Cancellation } from '../../hosting/cancellation.js';
+import { RequestFlow, toolOf } from './flow.js';
 import { Outbox, type AttachOptions } from './outbox.js';
 import type { Transport, TransportKind } from '../../transport/transport.js';
 import type { ByteBudget } from '../../transport/byte-budget.js';
 import type { Logger } from '../files/logger.js';
 import type { Metrics } from '../files/metrics.js';
 import { LatencyRing } from './latency-ring.js';
-import { Router, type RouterPeer } from './router.js';
+import { Router } from './router.js';
+import { serializeFor } from './unsendable.js';
 
 export type { AttachOptions } from './outbox.js';
 export { NOTIFY_DROP_BYTES, OUTPUT_HIGH_WATER_BYTES, OUTPUT_LOW_WATER_BYTES } from './outbox.js';
+export { RETRY_AFTER_MS } from './flow.js';
 
 export type SessionState = 'attached' | 'detached' | 'closed';
 
-/** The retry hint sent with -32010. */
-export const RETRY_AFTER_MS = 100;
+/** What a session needs of the hub: its own context, and the lookups its router makes. */
+export type SessionHub = RouterHub & Pick<Hub, 'openSession'>;
 
 export interface SessionDeps {
-  hub: Hub;
+  hub: SessionHub;
   config: DaemonConfig;
   metrics: Metrics;
   logger: Logger;
@@ -55,45 +63,42 @@ export interface SessionDeps {
   holdBudget?: ByteBudget;
 }
 
-interface Inflight {
-  cancel: Cancellation;
-  request: RpcRequest;
-  receivedMs: number;
-}
-
 export interface ClientLabel {
-  name: string;
-  version: string;
+  readonly name: string;
+  readonly version: string;
 }
 
-export class Session implements RouterPeer {
+/** How a session opened (from its hello): what it sees, and the client process, when known. */
+export interface SessionOpeningOptions extends SessionOpening {
+  /** The client's process id, when its hello named one this daemon can see. */
+  pid?: number | undefined;
+}
+
+export class Session {
   readonly id: string;
   readonly createdAtMs = Date.now();
-  readonly router: Router;
-  /** What the core knows of this session; released in close(). */
-  readonly context: SessionContext;
-  client: ClientLabel;
-  cwd: string | undefined;
-  state: SessionState = 'detached';
-  /** The client's process id, when its hello named one this daemon can see. */
-  pid: number | undefined;
-  /** How the client is connected (its last transport's kind). */
-  kind: TransportKind = 'ws';
   /** This session's answered requests: how many, and the latency of the latest ones (for its p99). */
   readonly latency = new LatencyRing();
 
   private readonly deps: SessionDeps;
-  private readonly inflight = new Map<string, Inflight>();
-  private queue: { request: RpcRequest; receivedMs: number }[] = [];
+  private readonly context: SessionContext;
+  private readonly router: Router;
   private readonly outbox: Outbox;
-  private draining = false;
+  private label: ClientLabel;
+  private clientPid: number | undefined;
+  private current: SessionState = 'detached';
+  private transportKind: TransportKind = 'ws';
+  private readonly flow: RequestFlow;
   /** Requests sent to the client on a server's behalf, by id, until it answers. */
-  private readonly outgoing = new Map<string, { resolve: (outcome: Answer) => void; timer: NodeJS.Timeout }>();
-  private nextOutgoingId = 1;
+  private readonly asked = new PendingRequests<RequestId, (outcome: Answer) => void>();
+  private nextAskedId = 1;
+  /** While detached: ends the session when the resume grace passes. */
+  private graceTimer: NodeJS.Timeout | undefined;
 
-  constructor(id: string, client: ClientLabel, deps: SessionDeps, view: View = {}) {
+  constructor(id: string, client: ClientLabel, deps: SessionDeps, opening: SessionOpeningOptions = {}) {
     this.id = id;
-    this.client = client;
+    this.label = client;
+    this.clientPid = opening.pid;
     this.deps = deps;
     this.outbox = new Outbox({
       holdMaxBytes: deps.config.holdMaxBytes,
@@ -103,16 +108,62 @@ export class Session implements RouterPeer {
       overflow: () => deps.expire(this, 'hold_overflow'),
       holdBudget: deps.holdBudget,
     });
-    this.context = deps.hub.openSession(id, view, this);
-    this.router = new Router(deps.hub, this, { callTimeoutMs: deps.config.callTimeoutMs, context: this.context });
+    this.context = deps.hub.openSession(id, { server: opening.server, cwd: opening.cwd }, this);
+    this.router = new Router(this.context, deps.hub, { callTimeoutMs: deps.config.callTimeoutMs });
+    this.flow = new RequestFlow({
+      maxInflight: deps.config.maxInflight,
+      queueLimit: deps.config.queueLimit,
+      metrics: deps.metrics,
+      run: (request, cancel) => this.run(request, cancel),
+      answer: (request, receivedMs, response) => this.answer(request, receivedMs, response),
+    });
+  }
+
+  get state(): SessionState {
+    return this.current;
+  }
+
+  /** The client as its hello named it. */
+  get client(): ClientLabel {
+    return this.label;
+  }
+
+  /** The client's process id, when its hello named one this daemon can see. */
+  get pid(): number | undefined {
+    return this.clientPid;
+  }
+
+  /** How the client is connected (its last transport's kind). */
+  get kind(): TransportKind {
+    return this.transportKind;
+  }
+
+  /** The client's working directory, from its hello. */
+  get cwd(): string | undefined {
+    return this.context.cwd;
+  }
+
+  /** The MCP client's own name and version, once it sent initialize. */
+  get clientInfo(): ClientInfo | undefined {
+    return this.context.clientInfo;
+  }
+
+  /** The log level the client asked for (logging/setLevel); undefined: every message. */
+  get logLevel(): LogLevel | undefined {
+    return this.context.logLevel;
+  }
+
+  /** True when this session's view includes the server (by name, or an instance). */
+  sees(server: string | Upstream): boolean {
+    return this.context.sees(server);
   }
 
   get inflightCount(): number {
-    return this.inflight.size;
+    return this.flow.inflightCount;
   }
 
   get queuedCount(): number {
-    return this.queue.length;
+    return this.flow.queuedCount;
   }
 
   /** The attached transport, or null while detached. */
@@ -125,6 +176,27 @@ export class Session implements RouterPeer {
     return this.outbox.sentCount;
   }
 
+  /**
+   * A new connection took the session over or resumed it: the resume grace stops, and the
+   * client is as its hello names it now. The connection attaches once its hello_ack is sent.
+   */
+  resumedBy(client: ClientLabel, pid: number | undefined): void {
+    clearTimeout(this.graceTimer);
+    this.graceTimer = undefined;
+    this.label = client;
+    this.clientPid = pid;
+  }
+
+  /**
+   * The session's transport went away and it may be resumed: it ends (`expire`) unless a
+   * client attaches within `graceMs`.
+   */
+  awaitResume(graceMs: number, expire: () => void): void {
+    clearTimeout(this.graceTimer);
+    this.graceTimer = setTimeout(expire, graceMs);
+    this.graceTimer.unref();
+  }
+
   /** See {@link Outbox.resumable}. */
   resumable(received: number): boolean {
     return this.outbox.resumable(received);
@@ -135,21 +207,23 @@ export class Session implements RouterPeer {
    * held message, in order. Returns how many kept frames were written again.
    */
   attach(transport: Transport, options: AttachOptions = {}): number {
-    this.state = 'attached';
-    this.kind = transport.kind;
+    clearTimeout(this.graceTimer);
+    this.graceTimer = undefined;
+    this.current = 'attached';
+    this.transportKind = transport.kind;
     return this.outbox.attach(transport, options);
   }
 
   /** Unbinds the transport if it is still this session's; messages are held from now on. */
   detach(transport: Transport): boolean {
     if (!this.outbox.detach(transport)) return false;
-    if (this.state === 'attached') this.state = 'detached';
+    if (this.current === 'attached') this.current = 'detached';
     return true;
   }
 
   /** Handles one text frame from the client. Bad input costs only its own reply. */
   receive(text: string): void {
-    if (this.state === 'closed') return;
+    if (this.current === 'closed') return;
     // Before JSON-RPC parsing: a malformed ack is an invalid message like any other.
     if (this.outbox.takeAck(text)) return;
     this.take(parseMessage(text));
@@ -157,18 +231,18 @@ export class Session implements RouterPeer {
 
   /** Handles one message already parsed and classified (a transport that parses its input). */
   take(c: Classified): void {
-    if (this.state === 'closed') return;
+    if (this.current === 'closed') return;
     switch (c.kind) {
       case 'invalid':
         this.deps.metrics.reject('invalid_message');
         this.send(c.reply, c.reply.id ?? undefined);
         return;
       case 'request':
-        this.admit(c.message, performance.now());
+        this.flow.admit(c.message, performance.now());
         return;
       case 'notification':
         if (c.message.method === 'notifications/cancelled') {
-          this.cancel(c.message.params?.requestId);
+          this.flow.cancel(c.message.params?.requestId);
         } else {
           this.router.notify(c.message);
         }
@@ -176,11 +250,8 @@ export class Session implements RouterPeer {
       case 'response': {
         // A reply to a request a server sent through this session (sampling, elicitation, roots).
         const id = c.message.id;
-        const waiting = id === null ? undefined : this.outgoing.get(idKey(id));
-        if (!waiting) return;
-        this.outgoing.delete(idKey(id as RequestId));
-        clearTimeout(waiting.timer);
-        waiting.resolve('error' in c.message ? { error: c.message.error } : { result: c.message.result });
+        const resolve = id === null ? undefined : this.asked.settle(id);
+        resolve?.('error' in c.message ? { error: c.message.error } : { result: c.message.result });
         return;
       }
     }
@@ -191,19 +262,17 @@ export class Session implements RouterPeer {
    * client's result or error, -32001 past `timeoutMs`, -32000 if the session ends first.
    */
   request(method: string, params: Record<string, unknown> | undefined, timeoutMs: number, related?: RequestId): Promise<Answer> {
-    if (this.state === 'closed')
+    if (this.current === 'closed')
       return Promise.resolve({ error: { code: RpcCode.CONNECTION_CLOSED, message: 'the client session is closed' } });
-    const id = `exai-ws-${this.nextOutgoingId++}`;
+    const id = `exai-ws-${this.nextAskedId++}`;
     return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.outgoing.delete(idKey(id));
-        resolve({ error: { code: RpcCode.REQUEST_TIMEOUT, message: `the client did not answer ${method} within ${timeoutMs} ms` } });
-      }, timeoutMs);
-      this.outgoing.set(idKey(id), { resolve, timer });
+      this.asked.add(id, resolve, {
+        ms: timeoutMs,
+        onexpire: () =>
+          resolve({ error: { code: RpcCode.REQUEST_TIMEOUT, message: `the client did not answer ${method} within ${timeoutMs} ms` } }),
+      });
       const sent = this.send(params === undefined ? { jsonrpc: '2.0', id, method } : { jsonrpc: '2.0', id, method, params }, related);
-      if (!sent) {
-        clearTimeout(timer);
-        this.outgoing.delete(idKey(id));
+      if (!sent && this.asked.settle(id)) {
         resolve({
           error: { code: RpcCode.INTERNAL_ERROR, message: `${method} cannot be sent to the client: its params cannot be serialised` },
         });
@@ -221,7 +290,7 @@ export class Session implements RouterPeer {
   send(message: object, related?: RequestId): boolean {
     const method = (message as { method?: unknown }).method;
     if ((message as { id?: unknown }).id === undefined && !this.outbox.admitNotification(method)) return false;
-    const out = this.serialize(message);
+    const out = serializeFor(this.deps, this.id, message);
     if (out === undefined) return false;
     this.outbox.send(out.text, related);
     return true;
@@ -238,95 +307,39 @@ export class Session implements RouterPeer {
     return true;
   }
 
-  /** The wire text of a message, or of the error that replaces an unserialisable response. */
-  private serialize(message: object): { text: string; replaced: boolean } | undefined {
-    const out = trySerialize(message);
-    if (out.ok) return { text: out.text, replaced: false };
-    const m = message as { id?: unknown; method?: unknown };
-    const method = typeof m.method === 'string' ? clip(m.method, 100) : undefined;
-    const isResponse = method === undefined && (typeof m.id === 'string' || typeof m.id === 'number');
-    const kind = isResponse ? 'response' : 'id' in m ? 'request' : 'notification';
-    reportUnserializable(this.deps, { session_id: this.id, kind, method, reason: out.reason }, isResponse);
-    if (!isResponse) return undefined;
-    const what = 'error' in m ? 'error' : 'result';
-    const reply = rpcError(m.id as RequestId, RpcCode.INTERNAL_ERROR, `Internal error: the ${what} cannot be sent: ${out.reason}`);
-    return { text: JSON.stringify(reply), replaced: true };
-  }
-
   /** Stops taking new work: queued and new requests are answered -32000 from now on. */
   drain(reason: string): void {
-    this.draining = true;
-    const queued = this.queue;
-    this.queue = [];
-    for (const q of queued) this.answer(q.request, q.receivedMs, closedError(q.request.id, reason));
+    this.flow.drain(reason);
   }
 
   /** Answers every request still running with -32000 and cancels it at its server. */
   abortInflight(reason: string): void {
-    for (const entry of [...this.inflight.values()]) {
-      this.inflight.delete(idKey(entry.request.id));
-      entry.cancel.abort(reason);
-      this.answer(entry.request, entry.receivedMs, closedError(entry.request.id, reason));
-    }
+    this.flow.abortInflight(reason);
   }
 
   /**
-   * Ends the session: running requests are cancelled at their servers (nobody is left to
-   * answer), the transport, if any, is closed with `code`. Idempotent.
+   * Ends the session and releases everything it holds: running requests are cancelled at their
+   * servers (nobody is left to answer), questions to the client are answered -32000, the resume
+   * grace stops, held and kept frames go, the core forgets it (servers kept up, subscriptions,
+   * log level, session-scoped servers), and the transport, if any, is closed with `code`.
+   * Idempotent.
    */
   close(code: number, reason: string): void {
-    if (this.state === 'closed') return;
-    this.state = 'closed';
-    this.queue = [];
+    if (this.current === 'closed') return;
+    this.current = 'closed';
+    clearTimeout(this.graceTimer);
+    this.graceTimer = undefined;
+    this.flow.close(reason);
     const transport = this.outbox.close();
-    for (const entry of this.inflight.values()) entry.cancel.abort(reason);
-    this.inflight.clear();
-    for (const waiting of this.outgoing.values()) {
-      clearTimeout(waiting.timer);
-      waiting.resolve({ error: { code: RpcCode.CONNECTION_CLOSED, message: `the client session closed: ${reason}` } });
-    }
-    this.outgoing.clear();
+    this.asked.failAll((resolve) =>
+      resolve({ error: { code: RpcCode.CONNECTION_CLOSED, message: `the client session closed: ${reason}` } }),
+    );
     this.context.close();
     transport?.close(code, reason);
   }
 
-  private admit(request: RpcRequest, receivedMs: number): void {
-    const { config, metrics } = this.deps;
-    if (this.draining) {
-      this.answer(request, receivedMs, closedError(request.id, 'daemon is shutting down'));
-      return;
-    }
-    if (this.inflight.has(idKey(request.id)) || this.queue.some((q) => q.request.id === request.id)) {
-      metrics.reject('duplicate_id');
-      this.answer(
-        request,
-        receivedMs,
-        rpcError(request.id, RpcCode.INVALID_REQUEST, `Invalid request: id ${clip(JSON.stringify(request.id))} is already in flight`),
-      );
-      return;
-    }
-    if (this.inflight.size < config.maxInflight) {
-      this.start(request, receivedMs);
-    } else if (this.queue.length < config.queueLimit) {
-      this.queue.push({ request, receivedMs });
-    } else {
-      metrics.reject('queue_full');
-      this.answer(
-        request,
-        receivedMs,
-        rpcError(
-          request.id,
-          RpcCode.OVER_CAPACITY,
-          `session over capacity: ${config.maxInflight} in flight and ${config.queueLimit} queued`,
-          {
-            retry_after_ms: RETRY_AFTER_MS,
-          },
-        ),
-      );
-    }
-  }
-
-  private start(request: RpcRequest, receivedMs: number): void {
+  /** Runs one request through the router (the flow's `run`); `initialize` is logged. */
+  private run(request: RpcRequest, cancel: Cancellation): Promise<RpcResponse | null> {
     if (request.method === 'initialize') {
       const info = request.params?.clientInfo as { name?: unknown; version?: unknown } | undefined;
       // The client's own strings, of any size: logged short.
@@ -341,37 +354,11 @@ export class Session implements RouterPeer {
         'session initialized',
       );
     }
-    const key = idKey(request.id);
-    const entry: Inflight = { cancel: new Cancellation(), request, receivedMs };
-    this.inflight.set(key, entry);
-    this.router.handle(request, entry.cancel).then(
-      (response) => this.finish(key, entry, response),
-      (error: unknown) =>
-        this.finish(
-          key,
-          entry,
-          rpcError(request.id, RpcCode.INTERNAL_ERROR, `internal error: ${error instanceof Error ? error.message : String(error)}`),
-        ),
-    );
-  }
-
-  private finish(key: string, entry: Inflight, response: RpcResponse | null): void {
-    // Already answered by a drain or dropped by close(): exactly one response per request.
-    if (this.inflight.get(key) !== entry) return;
-    this.inflight.delete(key);
-    if (response === null) {
-      this.deps.metrics.request(entry.request.method, toolOf(entry.request), performance.now() - entry.receivedMs, false);
-    } else {
-      this.answer(entry.request, entry.receivedMs, response);
-    }
-    while (this.inflight.size < this.deps.config.maxInflight && this.queue.length > 0 && !this.draining) {
-      const next = this.queue.shift();
-      if (next) this.start(next.request, next.receivedMs);
-    }
+    return this.router.handle(request, cancel);
   }
 
   private answer(request: RpcRequest, receivedMs: number, response: RpcResponse): void {
-    const out = this.serialize(response);
+    const out = serializeFor(this.deps, this.id, response);
     const isError = out === undefined || out.replaced || 'error' in response;
     // Method and tool names are the client's strings: Metrics keeps its own series only for
     // names the daemon knows and counts the rest as `other`, so a client cannot grow it.
@@ -380,41 +367,4 @@ export class Session implements RouterPeer {
     this.latency.add(latencyMs);
     if (out) this.outbox.send(out.text, request.id);
   }
-
-  private cancel(requestId: unknown): void {
-    if (typeof requestId !== 'string' && typeof requestId !== 'number') return;
-    const queuedAt = this.queue.findIndex((q) => q.request.id === requestId);
-    if (queuedAt >= 0) {
-      this.queue.splice(queuedAt, 1);
-      return;
-    }
-    this.inflight.get(idKey(requestId))?.cancel.abort('cancelled by the client');
-  }
-}
-
-/**
- * Counts (`unserializable`) and logs at warn a message that could not be serialised: a
- * response is replaced by an error, anything else is dropped. One place for the session and
- * the fan-out, so both read alike in the log.
- */
-export function reportUnserializable(
-  deps: Pick<SessionDeps, 'logger' | 'metrics'>,
-  details: { session_id?: string; kind: string; method: string | undefined; reason: string },
-  replaced = false,
-): void {
-  deps.metrics.reject('unserializable');
-  deps.logger.warn(
-    details,
-    replaced ? 'response replaced by an error: it cannot be serialised' : 'message dropped: it cannot be serialised',
-  );
-}
-
-function closedError(id: RequestId, reason: string): RpcResponse {
-  return rpcError(id, RpcCode.CONNECTION_CLOSED, `connection closed: ${reason}`);
-}
-
-function toolOf(request: RpcRequest): string | undefined {
-  if (request.method !== 'tools/call') return undefined;
-  const name = request.params?.name;
-  return typeof name === 'string' ? name : undefined;
 }

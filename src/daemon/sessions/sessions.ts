@@ -1,6 +1,8 @@
 /**
  * The session manager: creates, resumes and takes over sessions by id, keeps detached ones
- * for the resume grace, enforces the session limit, and drains them all at shutdown.
+ * for the resume grace, enforces the session limit, and drains them all at shutdown. It holds
+ * the sessions by id and nothing of their state: each runs its own grace timer
+ * (Session.awaitResume), released by its own close().
  *
  * A detached session whose client named its process id ends as soon as that process is
  * gone (`client_died`): checked when the connection closes abnormally, then about once a second
@@ -14,7 +16,9 @@ import type { Hello } from '../../protocol/hello.js';
 import { clip, type RpcNotification } from '../../protocol/jsonrpc.js';
 import { ByteBudget } from '../../transport/byte-budget.js';
 import { pidGone, pidVisible } from '../../local/client-pid.js';
-import { Session, reportUnserializable, type SessionDeps } from './session.js';
+import type { Hub } from '../../mux/hub.js';
+import { Session, type SessionDeps } from './session.js';
+import { reportUnserializable } from './unsendable.js';
 
 /** How often detached sessions' client processes are checked for being gone. */
 export const PID_CHECK_MS = 1_000;
@@ -31,11 +35,10 @@ export type OpenResult =
     }
   | { ok: false; code: 'session_limit' | 'bad_hello'; message: string };
 
-export type ManagerDeps = Omit<SessionDeps, 'expire' | 'holdBudget'>;
+export type ManagerDeps = Omit<SessionDeps, 'expire' | 'holdBudget' | 'hub'> & { hub: Hub };
 
 export class SessionManager {
   private readonly sessions = new Map<string, Session>();
-  private readonly graceTimers = new Map<string, NodeJS.Timeout>();
   /** Detached sessions with a client pid to check. */
   private readonly watched = new Set<Session>();
   private pidTimer: NodeJS.Timeout | undefined;
@@ -78,13 +81,12 @@ export class SessionManager {
       this.expire(existing, 'resume_gap');
     } else if (existing) {
       const old = existing.transport;
-      this.clearGrace(existing);
+      this.watched.delete(existing);
+      existing.resumedBy(client, pid);
       if (old) {
         existing.detach(old);
         old.close(CloseCode.SUPERSEDED, 'superseded by a newer connection');
       }
-      existing.client = client;
-      existing.pid = pid;
       const replayed = hello.received === undefined ? 0 : existing.sentCount - hello.received;
       this.deps.logger.info(
         { session_id: existing.id, client: client.name, client_version: client.version, takeover: old !== null, replayed },
@@ -108,9 +110,7 @@ export class SessionManager {
       return { ok: false, code: 'session_limit', message: `session limit reached (${this.deps.config.maxSessions})` };
     }
     const id = hello.session_id ?? randomUUID();
-    const session = new Session(id, client, this.sessionDeps, { server: hello.server, workspace: hello.cwd, session: id });
-    session.cwd = hello.cwd;
-    session.pid = pid;
+    const session = new Session(id, client, this.sessionDeps, { server: hello.server, cwd: hello.cwd, pid });
     this.sessions.set(id, session);
     this.deps.metrics.sessionsOpened++;
     this.deps.logger.info(
@@ -139,9 +139,7 @@ export class SessionManager {
       this.expire(session, 'client_gone');
       return;
     }
-    const timer = setTimeout(() => this.expire(session, 'resume_grace_expired'), grace);
-    timer.unref();
-    this.graceTimers.set(session.id, timer);
+    session.awaitResume(grace, () => this.expire(session, 'resume_grace_expired'));
     if (session.pid !== undefined) this.watch(session);
   }
 
@@ -235,7 +233,7 @@ export class SessionManager {
   }
 
   private remove(session: Session, code: number, reason: string): void {
-    this.clearGrace(session);
+    this.watched.delete(session);
     this.sessions.delete(session.id);
     session.close(code, reason);
     this.deps.metrics.sessionClosed(reason);
@@ -249,14 +247,5 @@ export class SessionManager {
       },
       'session closed',
     );
-  }
-
-  private clearGrace(session: Session): void {
-    this.watched.delete(session);
-    const timer = this.graceTimers.get(session.id);
-    if (timer) {
-      clearTimeout(timer);
-      this.graceTimers.delete(session.id);
-    }
   }
 }
