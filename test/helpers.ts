@@ -74,6 +74,23 @@ export async function waitFor<T>(probe: () => T | Promise<T>, what: string, time
   }
 }
 
+/**
+ * Watches `probe` for `periodMs` (every 20 ms) and throws as soon as it is false: a property
+ * that must hold for a while (a daemon that must not exit while a session is open), failing at
+ * the first look that breaks it rather than after a fixed sleep.
+ */
+export async function holdsFor(probe: () => boolean | Promise<boolean>, what: string, periodMs: number): Promise<void> {
+  const endMs = Date.now() + periodMs;
+  for (;;) {
+    if (!(await probe())) throw new Error(`${what} stopped holding ${periodMs - (endMs - Date.now())} ms into ${periodMs} ms`);
+    if (Date.now() >= endMs) return;
+    await new Promise((r) => setTimeout(r, Math.min(20, Math.max(1, endMs - Date.now()))));
+  }
+}
+
+/** How long a daemon may take to write its address card: generous, for a loaded machine (a bound, not a wait). */
+const DAEMON_START_MS = 30_000;
+
 export interface DaemonHandle {
   home: string;
   port: number;
@@ -154,11 +171,15 @@ export async function startDaemon(cleanup: Cleanup, options: StartDaemonOptions 
   const { proc, home, stderr, exited } = spawnDaemon(cleanup, options);
   let dead = false;
   void exited.then(() => (dead = true));
-  const card = await waitFor(() => {
-    if (dead) throw new Error(`daemon exited during start: ${stderr()}`);
-    const c = readAddressCard(join(home, 'logs', 'ws_daemon.pid'));
-    return c && c.port > 0 && c.pid === proc.pid ? c : null;
-  }, 'the daemon address card');
+  const card = await waitFor(
+    () => {
+      if (dead) throw new Error(`daemon exited during start: ${stderr()}`);
+      const c = readAddressCard(join(home, 'logs', 'ws_daemon.pid'));
+      return c && c.port > 0 && c.pid === proc.pid ? c : null;
+    },
+    'the daemon address card',
+    DAEMON_START_MS,
+  );
   const token = readFileSync(join(home, 'token'), 'utf8').trim();
   return {
     home,
