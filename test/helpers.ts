@@ -331,6 +331,33 @@ export async function sendHello(ws: WebSocket, extra: Record<string, unknown> = 
   return nextJson(ws);
 }
 
+/**
+ * A raw WebSocket session: hello accepted (resuming or naming `sessionId` when given), then MCP
+ * initialize answered, as the very next frame, and `notifications/initialized` sent.
+ */
+export async function openSession(
+  cleanup: Cleanup,
+  daemon: Pick<DaemonHandle, 'url' | 'token'>,
+  options: { sessionId?: string; capabilities?: Record<string, unknown>; clientName?: string } = {},
+): Promise<{ ws: WebSocket; ack: Record<string, unknown> }> {
+  const ws = await openSocket(cleanup, daemon);
+  const ack = await sendHello(ws, options.sessionId === undefined ? {} : { session_id: options.sessionId });
+  if (ack.ok !== true) throw new Error(`hello refused: ${JSON.stringify(ack)}`);
+  const clientInfo = { name: options.clientName ?? 'raw-test', version: '1' };
+  const params = { protocolVersion: '2025-06-18', capabilities: options.capabilities ?? {}, clientInfo };
+  ws.send(JSON.stringify({ jsonrpc: '2.0', id: 'init', method: 'initialize', params }));
+  const init = await nextJson(ws);
+  if (init.id !== 'init' || !init.result) throw new Error(`initialize failed: ${JSON.stringify(init)}`);
+  ws.send(JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }));
+  return { ws, ack };
+}
+
+/** The text of a raw JSON-RPC `tools/call` reply's first content item; throws when the reply is an error. */
+export function toolText(reply: Record<string, unknown>): string {
+  if (!('result' in reply)) throw new Error(`expected a result, got ${JSON.stringify(reply).slice(0, 300)}`);
+  return textOf(reply.result);
+}
+
 /** A loopback port nobody listens on (bound, then released). */
 export async function closedPort(): Promise<number> {
   const server = createServer();

@@ -19,6 +19,8 @@ import {
   getHealth,
   makeHome,
   nextJson,
+  toolText,
+  openSession,
   openSocket,
   sendHello,
   spawnDaemon,
@@ -43,29 +45,6 @@ function send(ws: WebSocket, message: Json): void {
 
 function callTool(ws: WebSocket, id: number, name: string, args: Json, meta?: Json): void {
   send(ws, { id, method: 'tools/call', params: { name, arguments: args, ...(meta ? { _meta: meta } : {}) } });
-}
-
-/** A raw, authenticated session that has completed hello and MCP initialize. */
-async function openSession(daemon: DaemonHandle, sessionId?: string): Promise<{ ws: WebSocket; ack: Json }> {
-  const ws = await openSocket(cleanup, daemon);
-  const ack = await sendHello(ws, sessionId === undefined ? {} : { session_id: sessionId });
-  assert.equal(ack.ok, true, `hello refused: ${JSON.stringify(ack)}`);
-  send(ws, {
-    id: 1,
-    method: 'initialize',
-    params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'lifecycle-test', version: '1' } },
-  });
-  const init = await nextJson(ws);
-  assert.equal(init.id, 1);
-  assert.ok(init.result, `initialize failed: ${JSON.stringify(init)}`);
-  send(ws, { method: 'notifications/initialized' });
-  return { ws, ack };
-}
-
-/** The text of a JSON-RPC tools/call response's first content item. */
-function resultText(message: Json): string {
-  const result = message.result as { content?: { text?: string }[] } | undefined;
-  return result?.content?.[0]?.text ?? '';
 }
 
 /** Waits until the daemon reports `n` requests in flight. */
@@ -111,9 +90,9 @@ describe('daemon lifecycle', { concurrency: 3 }, () => {
     const health = await getHealth(first);
     assert.equal(health.pid, first.pid);
     assert.equal(health.status, 'ok');
-    const { ws } = await openSession(first);
+    const { ws } = await openSession(cleanup, first);
     callTool(ws, 2, 'echo', { text: 'still here' });
-    assert.equal(resultText(await nextJson(ws)), 'still here');
+    assert.equal(toolText(await nextJson(ws)), 'still here');
   });
 
   test('a stale address card is taken over: dead pid, or a live pid that does not answer /health', async () => {
@@ -141,7 +120,7 @@ describe('daemon lifecycle', { concurrency: 3 }, () => {
 
   test('a session resumed within the grace gets the replies held while it was detached, in order', async () => {
     const daemon = await startDaemon(cleanup);
-    const { ws: first, ack } = await openSession(daemon, 'resume-test-1');
+    const { ws: first, ack } = await openSession(cleanup, daemon, { sessionId: 'resume-test-1' });
     assert.equal(ack.session_id, 'resume-test-1');
     assert.equal(ack.resumed, false);
 
@@ -176,13 +155,13 @@ describe('daemon lifecycle', { concurrency: 3 }, () => {
     assert.ok(order.indexOf('progress 1') < order.indexOf('progress 2'), `progress out of order: ${order.join(', ')}`);
     assert.ok(order.indexOf('progress 2') < order.indexOf('reply 3'), `reply before its progress: ${order.join(', ')}`);
     for (const m of received.filter((m) => m.method === 'notifications/progress')) assert.equal((m.params as Json).progressToken, 'tok');
-    assert.equal(resultText(received.find((m) => m.id === 2) ?? {}), 'slept 500');
-    assert.equal(resultText(received.find((m) => m.id === 3) ?? {}), 'done 2');
+    assert.equal(toolText(received.find((m) => m.id === 2) ?? {}), 'slept 500');
+    assert.equal(toolText(received.find((m) => m.id === 3) ?? {}), 'done 2');
   });
 
   test('a second connection with an attached session id takes over: the first gets 4010', async () => {
     const daemon = await startDaemon(cleanup);
-    const { ws: first } = await openSession(daemon, 'takeover-1');
+    const { ws: first } = await openSession(cleanup, daemon, { sessionId: 'takeover-1' });
     callTool(first, 2, 'sleep', { ms: 300 });
     await inflightIs(daemon, 1);
     const firstClosed = closed(first);
@@ -196,9 +175,9 @@ describe('daemon lifecycle', { concurrency: 3 }, () => {
     // The request sent on the old connection is answered on the new one.
     const reply = await nextJson(second);
     assert.equal(reply.id, 2);
-    assert.equal(resultText(reply), 'slept 300');
+    assert.equal(toolText(reply), 'slept 300');
     callTool(second, 3, 'echo', { text: 'taken over' });
-    assert.equal(resultText(await nextJson(second)), 'taken over');
+    assert.equal(toolText(await nextJson(second)), 'taken over');
     const health = await getHealth(daemon);
     assert.equal(health.sessions.total, 1);
     assert.equal(health.sessions.attached, 1);
@@ -206,7 +185,7 @@ describe('daemon lifecycle', { concurrency: 3 }, () => {
 
   test('in-flight limit and queue: past the queue a request gets -32010 at once, the rest complete', async () => {
     const daemon = await startDaemon(cleanup, { env: { EXAI_WS_BACKPRESSURE: '2', EXAI_WS_QUEUE_LIMIT: '3' } });
-    const { ws } = await openSession(daemon);
+    const { ws } = await openSession(cleanup, daemon);
     for (let id = 11; id <= 16; id++) callTool(ws, id, 'sleep', { ms: 800 });
 
     const refused = await nextJson(ws);
@@ -233,7 +212,7 @@ describe('daemon lifecycle', { concurrency: 3 }, () => {
       await sampler;
     }
     assert.deepEqual(replies.map((r) => r.id).sort(), [11, 12, 13, 14, 15]);
-    for (const r of replies) assert.equal(resultText(r), 'slept 800', JSON.stringify(r));
+    for (const r of replies) assert.equal(toolText(r), 'slept 800', JSON.stringify(r));
     assert.equal(Math.max(...samples), 2, `in flight never reached the limit 2: ${samples.join(',')}`);
     assert.ok(
       samples.every((n) => n <= 2),
@@ -243,7 +222,7 @@ describe('daemon lifecycle', { concurrency: 3 }, () => {
 
   test('notifications/cancelled stops a running call: no response for it, the session goes on', async () => {
     const daemon = await startDaemon(cleanup);
-    const { ws } = await openSession(daemon);
+    const { ws } = await openSession(cleanup, daemon);
     callTool(ws, 2, 'sleep', { ms: 600 });
     await inflightIs(daemon, 1);
     send(ws, { method: 'notifications/cancelled', params: { requestId: 2, reason: 'user pressed stop' } });
@@ -251,18 +230,18 @@ describe('daemon lifecycle', { concurrency: 3 }, () => {
     callTool(ws, 3, 'echo', { text: 'next' });
     const reply = await nextJson(ws);
     assert.equal(reply.id, 3);
-    assert.equal(resultText(reply), 'next');
+    assert.equal(toolText(reply), 'next');
     // Well past the cancelled call's own duration: nothing may arrive for it.
     await assert.rejects(nextJson(ws, 1_200), /no message within/);
     callTool(ws, 4, 'echo', { text: 'still' });
     const last = await nextJson(ws);
     assert.equal(last.id, 4);
-    assert.equal(resultText(last), 'still');
+    assert.equal(toolText(last), 'still');
   });
 
   test('SIGTERM drains: the running call gets its result, then 1001, exit 0, pid file removed', async () => {
     const daemon = await startDaemon(cleanup, { env: { EXAI_WS_DRAIN_MS: '5000' } });
-    const { ws } = await openSession(daemon);
+    const { ws } = await openSession(cleanup, daemon);
     callTool(ws, 2, 'sleep', { ms: 700 });
     await inflightIs(daemon, 1);
     const wsClosed = closed(ws);
@@ -270,7 +249,7 @@ describe('daemon lifecycle', { concurrency: 3 }, () => {
 
     const reply = await nextJson(ws, 10_000);
     assert.equal(reply.id, 2);
-    assert.equal(resultText(reply), 'slept 700');
+    assert.equal(toolText(reply), 'slept 700');
     assert.equal((await wsClosed).code, 1001);
     assert.equal(await within(daemon.exited, 10_000, 'the daemon to exit'), 0);
     assert.equal(existsSync(pidPath(daemon.home)), false, 'the pid file is removed');
@@ -278,7 +257,7 @@ describe('daemon lifecycle', { concurrency: 3 }, () => {
 
   test('SIGTERM with a drain limit shorter than the call: the call gets -32000, the daemon exits', async () => {
     const daemon = await startDaemon(cleanup, { env: { EXAI_WS_DRAIN_MS: '200' } });
-    const { ws } = await openSession(daemon);
+    const { ws } = await openSession(cleanup, daemon);
     callTool(ws, 2, 'sleep', { ms: 30_000 });
     await inflightIs(daemon, 1);
     const wsClosed = closed(ws);
@@ -330,7 +309,7 @@ describe('daemon lifecycle', { concurrency: 3 }, () => {
 
   test('heartbeat: a client that never answers pings is terminated; a normal one stays', async () => {
     const daemon = await startDaemon(cleanup, { env: { EXAI_WS_HEARTBEAT_MS: '200' } });
-    const { ws: normal } = await openSession(daemon);
+    const { ws: normal } = await openSession(cleanup, daemon);
 
     const silent = new WebSocket(daemon.url(), { headers: { authorization: `Bearer ${daemon.token}` }, autoPong: false });
     cleanup.add(() => silent.terminate());

@@ -17,13 +17,14 @@ import {
   logPath,
   readJsonLines,
   readUntilResponse,
+  runCli,
   spawnShim,
   startDaemon,
   waitFor,
   within,
 } from './helpers.js';
 import { startTeedEverything } from './fixtures/hosted-servers.js';
-import { LOST, answersTo, assertCarriesOn, lastRequestId, openWindow, runCli, setUp, slowCall } from './fixtures/windows.js';
+import { LOST, answersTo, assertCarriesOn, lastRequestId, openWindow, setUp, slowCall } from './fixtures/windows.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());
@@ -41,8 +42,8 @@ describe('reconnect', { concurrency: 3 }, () => {
       if (how === 'SIGKILL') {
         daemon.proc.kill('SIGKILL');
       } else {
-        const stop = await runCli(['stop'], { EXAI_WS_HOME: daemon.home });
-        assert.equal(stop.code, 0, `exai-ws stop: ${stop.out}`);
+        const stop = await runCli(['stop'], { EXAI_WS_HOME: daemon.home }, 60_000);
+        assert.equal(stop.code, 0, `exai-ws stop: ${stop.stdout}${stop.stderr}`);
       }
       await within(daemon.exited, 30_000, 'the first daemon to exit');
       const failed = (await within(outcome, 30_000, 'the call in flight to be answered')) as { error?: unknown };

@@ -16,10 +16,10 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { readAddressCard } from '../src/local/files.js';
-import { Cleanup, connectShim, readJsonLines, logPath, textOf, waitFor, within, type Message } from './helpers.js';
+import { Cleanup, connectShim, readJsonLines, logPath, runCli, textOf, waitFor, within, type Message } from './helpers.js';
 import { EVERYTHING_SCRIPT, TEE_SCRIPT, processGone } from './fixtures/hosted-servers.js';
 import { coldHome, daemonsOf, healthOf, shimEnv } from './fixtures/autostarted.js';
-import { answersTo, assertCarriesOn, lastRequestId, openWindow, runCli, setUp, type Window } from './fixtures/windows.js';
+import { answersTo, assertCarriesOn, lastRequestId, openWindow, setUp, type Window } from './fixtures/windows.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());
@@ -99,8 +99,8 @@ describe('windows survive the daemon going away', { concurrency: 2 }, () => {
         if (how === 'SIGKILL') {
           process.kill(first, 'SIGKILL');
         } else {
-          const run = await runCli([how === 'exai-ws stop' ? 'stop' : 'restart'], env);
-          assert.equal(run.code, 0, `${how}: ${run.out}`);
+          const run = await runCli([how === 'exai-ws stop' ? 'stop' : 'restart'], env, 60_000);
+          assert.equal(run.code, 0, `${how}: ${run.stdout}${run.stderr}`);
         }
         const outcomes = await within(Promise.all(calls), 30_000, 'the calls in flight to be answered');
         for (const [i, outcome] of outcomes.entries()) {
