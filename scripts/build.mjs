@@ -15,8 +15,13 @@ import { build } from 'esbuild';
 /** The folders tsconfig.json includes. */
 const ROOTS = ['src', 'test', 'bench'];
 
-/** Every `.ts` file under `folder` that compiles to JavaScript (no declarations, no node_modules). */
+/**
+ * Every `.ts` file under `folder` that compiles to JavaScript (no declarations, no node_modules).
+ * @param {string} folder
+ * @returns {string[]}
+ */
 function sources(folder) {
+  /** @type {string[]} */
   const found = [];
   for (const entry of readdirSync(folder, { withFileTypes: true })) {
     const path = join(folder, entry.name);
