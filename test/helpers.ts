@@ -74,6 +74,23 @@ export async function waitFor<T>(probe: () => T | Promise<T>, what: string, time
   }
 }
 
+/**
+ * Watches `probe` for `periodMs` (every 20 ms) and throws as soon as it is false: a property
+ * that must hold for a while (a daemon that must not exit while a session is open), failing at
+ * the first look that breaks it rather than after a fixed sleep.
+ */
+export async function holdsFor(probe: () => boolean | Promise<boolean>, what: string, periodMs: number): Promise<void> {
+  const endMs = Date.now() + periodMs;
+  for (;;) {
+    if (!(await probe())) throw new Error(`${what} stopped holding ${periodMs - (endMs - Date.now())} ms into ${periodMs} ms`);
+    if (Date.now() >= endMs) return;
+    await new Promise((r) => setTimeout(r, Math.min(20, Math.max(1, endMs - Date.now()))));
+  }
+}
+
+/** How long a daemon may take to write its address card: generous, for a loaded machine (a bound, not a wait). */
+const DAEMON_START_MS = 30_000;
+
 export interface DaemonHandle {
   home: string;
   port: number;
@@ -154,11 +171,15 @@ export async function startDaemon(cleanup: Cleanup, options: StartDaemonOptions 
   const { proc, home, stderr, exited } = spawnDaemon(cleanup, options);
   let dead = false;
   void exited.then(() => (dead = true));
-  const card = await waitFor(() => {
-    if (dead) throw new Error(`daemon exited during start: ${stderr()}`);
-    const c = readAddressCard(join(home, 'logs', 'ws_daemon.pid'));
-    return c && c.port > 0 && c.pid === proc.pid ? c : null;
-  }, 'the daemon address card');
+  const card = await waitFor(
+    () => {
+      if (dead) throw new Error(`daemon exited during start: ${stderr()}`);
+      const c = readAddressCard(join(home, 'logs', 'ws_daemon.pid'));
+      return c && c.port > 0 && c.pid === proc.pid ? c : null;
+    },
+    'the daemon address card',
+    DAEMON_START_MS,
+  );
   const token = readFileSync(join(home, 'token'), 'utf8').trim();
   return {
     home,
@@ -308,6 +329,33 @@ export function closed(ws: WebSocket, timeoutMs = 10_000): Promise<{ code: numbe
 export async function sendHello(ws: WebSocket, extra: Record<string, unknown> = {}): Promise<Record<string, unknown>> {
   ws.send(JSON.stringify({ type: 'hello', protocol: 1, client: { name: 'raw-test', version: '1' }, ...extra }));
   return nextJson(ws);
+}
+
+/**
+ * A raw WebSocket session: hello accepted (resuming or naming `sessionId` when given), then MCP
+ * initialize answered, as the very next frame, and `notifications/initialized` sent.
+ */
+export async function openSession(
+  cleanup: Cleanup,
+  daemon: Pick<DaemonHandle, 'url' | 'token'>,
+  options: { sessionId?: string; capabilities?: Record<string, unknown>; clientName?: string } = {},
+): Promise<{ ws: WebSocket; ack: Record<string, unknown> }> {
+  const ws = await openSocket(cleanup, daemon);
+  const ack = await sendHello(ws, options.sessionId === undefined ? {} : { session_id: options.sessionId });
+  if (ack.ok !== true) throw new Error(`hello refused: ${JSON.stringify(ack)}`);
+  const clientInfo = { name: options.clientName ?? 'raw-test', version: '1' };
+  const params = { protocolVersion: '2025-06-18', capabilities: options.capabilities ?? {}, clientInfo };
+  ws.send(JSON.stringify({ jsonrpc: '2.0', id: 'init', method: 'initialize', params }));
+  const init = await nextJson(ws);
+  if (init.id !== 'init' || !init.result) throw new Error(`initialize failed: ${JSON.stringify(init)}`);
+  ws.send(JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }));
+  return { ws, ack };
+}
+
+/** The text of a raw JSON-RPC `tools/call` reply's first content item; throws when the reply is an error. */
+export function toolText(reply: Record<string, unknown>): string {
+  if (!('result' in reply)) throw new Error(`expected a result, got ${JSON.stringify(reply).slice(0, 300)}`);
+  return textOf(reply.result);
 }
 
 /** A loopback port nobody listens on (bound, then released). */

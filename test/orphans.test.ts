@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import { Cleanup, ROOT, connectShim, textOf, waitFor } from './helpers.js';
 import { processGone, startHostingDaemon } from './fixtures/hosted-servers.js';
 
@@ -32,6 +32,10 @@ async function stubbornPids(signal: 'SIGKILL' | 'SIGTERM'): Promise<void> {
   await waitFor(() => processGone(pids.pid) && processGone(pids.grandchild), `the server and its child gone after ${signal}`, 12_000);
 }
 
-test('a daemon killed with SIGKILL leaves no server process, not even a stubborn one or its child', () => stubbornPids('SIGKILL'));
+// Each test has its own home and daemon on port 0 (nothing shared but this file's cleanup), so they run side
+// by side: most of their time is waiting on processes and timers.
+describe('orphans', { concurrency: 2 }, () => {
+  test('a daemon killed with SIGKILL leaves no server process, not even a stubborn one or its child', () => stubbornPids('SIGKILL'));
 
-test('a graceful stop ends a stubborn server and its child too', () => stubbornPids('SIGTERM'));
+  test('a graceful stop ends a stubborn server and its child too', () => stubbornPids('SIGTERM'));
+});

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { CLI, Cleanup, ROOT, baseEnv, connectShim, textOf, waitFor, type DaemonHandle } from './helpers.js';
 import { processGone, startHostingDaemon, waitReady, type ServerEntry } from './fixtures/hosted-servers.js';
@@ -104,98 +104,103 @@ async function reload(daemon: DaemonHandle, servers: Record<string, ServerEntry>
   await run(process.execPath, [CLI, 'reload'], { env: { ...baseEnv(), EXAI_WS_HOME: daemon.home }, timeout: 20_000 });
 }
 
-test('a server removed from the config takes every process it started with it', async () => {
-  const { daemon, client } = await hosting({ kids: entry({ holdPipes: false }) });
-  const pids = await serverPids(client);
-  await reload(daemon, {});
-  await waitGroupGone(pids.pid, 'removal from the config');
-});
-
-test('a server removed from the config whose children ignore SIGTERM still leaves none behind', async () => {
-  const { daemon, client } = await hosting({ kids: entry({ holdPipes: false, stubborn: true }) });
-  const pids = await serverPids(client);
-  await reload(daemon, {});
-  await waitGroupGone(pids.pid, 'removal of a server whose children ignore SIGTERM');
-});
-
-test('a server whose entry changed is restarted without the old one’s children', async () => {
-  const { daemon, client } = await hosting({ kids: entry({ holdPipes: false }) });
-  const old = await serverPids(client);
-  await reload(daemon, { kids: entry({ holdPipes: false }, { env: { CHANGED: '1' } }) });
-  await waitGroupGone(old.pid, 'a changed entry');
-  const renewed = await serverPids(client);
-  assert.notEqual(renewed.pid, old.pid);
-});
-
-test('killing a server with kill -9 ends its children; the restarted server works', async () => {
-  const { daemon, client } = await hosting({ kids: entry() });
-  const old = await serverPids(client);
-  process.kill(old.pid, 'SIGKILL');
-  await waitGroupGone(old.pid, 'kill -9 of the server');
-  assert.ok(processGone(old.grandchild) && processGone(old.holder ?? old.grandchild), 'the old grandchildren are gone');
-  const renewed = await waitFor(
-    async () => {
-      const report = await waitReady(daemon, 'kids');
-      return report.pid !== old.pid ? report : null;
-    },
-    'the server restarted',
-    GONE_MS,
-  );
-  const pids = await serverPids(client);
-  assert.equal(pids.pid, renewed.pid, 'calls reach the restarted server');
-  assert.equal(groupMembers(pids.pid).length, 3, 'the new server runs with its own children');
-});
-
-test('a server that exits by itself leaves no child behind', async () => {
-  const { client } = await hosting({ kids: entry() });
-  const pids = await serverPids(client);
-  assert.equal(textOf(await client.callTool({ name: 'kids__exit', arguments: {} })), 'bye');
-  await waitGroupGone(pids.pid, 'the server exited with status 0');
-});
-
-test('a server stopped for idleness leaves no child behind', async () => {
-  const daemon = await startHostingDaemon(cleanup, () => ({ kids: entry({ holdPipes: false }, { idle_timeout_ms: 300 }) }));
-  const shim = await connectShim(cleanup, daemon);
-  const pids = await serverPids(shim.client);
-  await shim.client.close(); // a session that used it keeps it; this was the only one
-  await waitGroupGone(pids.pid, 'the idle stop');
-});
-
-for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
-  test(`a daemon stopped with ${signal} leaves no process of a hosted server behind`, async () => {
+// Each test has its own home and daemon on port 0 and reads its own server's group, so they run
+// side by side: most of their time is signals, graces and backoffs. The ProcessGroup tests below
+// replace process.kill for a moment, and run alone.
+describe('whole process groups, end to end', { concurrency: 3 }, () => {
+  test('a server removed from the config takes every process it started with it', async () => {
     const { daemon, client } = await hosting({ kids: entry({ holdPipes: false }) });
     const pids = await serverPids(client);
-    daemon.proc.kill(signal);
+    await reload(daemon, {});
+    await waitGroupGone(pids.pid, 'removal from the config');
+  });
+
+  test('a server removed from the config whose children ignore SIGTERM still leaves none behind', async () => {
+    const { daemon, client } = await hosting({ kids: entry({ holdPipes: false, stubborn: true }) });
+    const pids = await serverPids(client);
+    await reload(daemon, {});
+    await waitGroupGone(pids.pid, 'removal of a server whose children ignore SIGTERM');
+  });
+
+  test('a server whose entry changed is restarted without the old one’s children', async () => {
+    const { daemon, client } = await hosting({ kids: entry({ holdPipes: false }) });
+    const old = await serverPids(client);
+    await reload(daemon, { kids: entry({ holdPipes: false }, { env: { CHANGED: '1' } }) });
+    await waitGroupGone(old.pid, 'a changed entry');
+    const renewed = await serverPids(client);
+    assert.notEqual(renewed.pid, old.pid);
+  });
+
+  test('killing a server with kill -9 ends its children; the restarted server works', async () => {
+    const { daemon, client } = await hosting({ kids: entry() });
+    const old = await serverPids(client);
+    process.kill(old.pid, 'SIGKILL');
+    await waitGroupGone(old.pid, 'kill -9 of the server');
+    assert.ok(processGone(old.grandchild) && processGone(old.holder ?? old.grandchild), 'the old grandchildren are gone');
+    const renewed = await waitFor(
+      async () => {
+        const report = await waitReady(daemon, 'kids');
+        return report.pid !== old.pid ? report : null;
+      },
+      'the server restarted',
+      GONE_MS,
+    );
+    const pids = await serverPids(client);
+    assert.equal(pids.pid, renewed.pid, 'calls reach the restarted server');
+    assert.equal(groupMembers(pids.pid).length, 3, 'the new server runs with its own children');
+  });
+
+  test('a server that exits by itself leaves no child behind', async () => {
+    const { client } = await hosting({ kids: entry() });
+    const pids = await serverPids(client);
+    assert.equal(textOf(await client.callTool({ name: 'kids__exit', arguments: {} })), 'bye');
+    await waitGroupGone(pids.pid, 'the server exited with status 0');
+  });
+
+  test('a server stopped for idleness leaves no child behind', async () => {
+    const daemon = await startHostingDaemon(cleanup, () => ({ kids: entry({ holdPipes: false }, { idle_timeout_ms: 300 }) }));
+    const shim = await connectShim(cleanup, daemon);
+    const pids = await serverPids(shim.client);
+    await shim.client.close(); // a session that used it keeps it; this was the only one
+    await waitGroupGone(pids.pid, 'the idle stop');
+  });
+
+  for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
+    test(`a daemon stopped with ${signal} leaves no process of a hosted server behind`, async () => {
+      const { daemon, client } = await hosting({ kids: entry({ holdPipes: false }) });
+      const pids = await serverPids(client);
+      daemon.proc.kill(signal);
+      await daemon.exited;
+      await waitGroupGone(pids.pid, `daemon ${signal}`);
+    });
+  }
+
+  test('a daemon killed with SIGKILL while a crashed server’s group is still being ended leaves none of it behind', async () => {
+    const { daemon, client } = await hosting({ kids: entry({ holdPipes: false, stubborn: true }) });
+    const pids = await serverPids(client);
+    process.kill(pids.pid, 'SIGKILL');
+    // The grandchildren ignore SIGTERM, so the daemon is now in the grace before SIGKILL.
+    await waitFor(() => processGone(pids.pid), 'the server gone', GONE_MS);
+    assert.ok(groupMembers(pids.pid).length > 0, 'the children outlive the server for the grace');
+    daemon.proc.kill('SIGKILL');
     await daemon.exited;
-    await waitGroupGone(pids.pid, `daemon ${signal}`);
+    await waitGroupGone(pids.pid, 'daemon SIGKILL during the grace');
   });
-}
 
-test('a daemon killed with SIGKILL while a crashed server’s group is still being ended leaves none of it behind', async () => {
-  const { daemon, client } = await hosting({ kids: entry({ holdPipes: false, stubborn: true }) });
-  const pids = await serverPids(client);
-  process.kill(pids.pid, 'SIGKILL');
-  // The grandchildren ignore SIGTERM, so the daemon is now in the grace before SIGKILL.
-  await waitFor(() => processGone(pids.pid), 'the server gone', GONE_MS);
-  assert.ok(groupMembers(pids.pid).length > 0, 'the children outlive the server for the grace');
-  daemon.proc.kill('SIGKILL');
-  await daemon.exited;
-  await waitGroupGone(pids.pid, 'daemon SIGKILL during the grace');
-});
-
-test('a crash-looping server leaves no children of its past runs behind', async () => {
-  const { daemon } = await hosting({});
-  const pidsFile = join(daemon.home, 'pids.txt');
-  const starts = (): number[] => (existsSync(pidsFile) ? readFileSync(pidsFile, 'utf8').split('\n').filter(Boolean).map(Number) : []);
-  cleanup.add(() => {
-    for (const pid of starts()) killGroup(pid);
+  test('a crash-looping server leaves no children of its past runs behind', async () => {
+    const { daemon } = await hosting({});
+    const pidsFile = join(daemon.home, 'pids.txt');
+    const starts = (): number[] => (existsSync(pidsFile) ? readFileSync(pidsFile, 'utf8').split('\n').filter(Boolean).map(Number) : []);
+    cleanup.add(() => {
+      for (const pid of starts()) killGroup(pid);
+    });
+    await reload(daemon, { kids: entry({}, { start: 'eager', env: { PIDS_FILE: pidsFile, EXIT_AFTER_MS: '100' } }) });
+    // Backoff 0.25, 0.5, 1 s: four runs have come and gone within a few seconds.
+    const seen = await waitFor(() => (starts().length >= 4 ? starts() : null), 'four runs of the crashing server', 30_000);
+    for (const pgid of seen.slice(0, 3)) await waitGroupGone(pgid, 'a crash of the server');
+    await reload(daemon, {});
+    for (const pgid of starts()) await waitGroupGone(pgid, 'removal of the crash-looping server');
   });
-  await reload(daemon, { kids: entry({}, { start: 'eager', env: { PIDS_FILE: pidsFile, EXIT_AFTER_MS: '100' } }) });
-  // Backoff 0.25, 0.5, 1 s: four runs have come and gone within a few seconds.
-  const seen = await waitFor(() => (starts().length >= 4 ? starts() : null), 'four runs of the crashing server', 30_000);
-  for (const pgid of seen.slice(0, 3)) await waitGroupGone(pgid, 'a crash of the server');
-  await reload(daemon, {});
-  for (const pgid of starts()) await waitGroupGone(pgid, 'removal of the crash-looping server');
 });
 
 // ProcessGroup on its own: which signals reach a group, in which order, and when they stop.

@@ -7,164 +7,174 @@
  * Auto-start is off in every shim here (EXAI_WS_AUTOSTART=0): the tests start daemons themselves.
  */
 import assert from 'node:assert/strict';
-import { after, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import {
   Cleanup,
   getHealth,
+  holdsFor,
   initializeRaw,
   logPath,
   readJsonLines,
   readUntilResponse,
+  runCli,
   spawnShim,
   startDaemon,
   waitFor,
   within,
 } from './helpers.js';
 import { startTeedEverything } from './fixtures/hosted-servers.js';
-import { LOST, answersTo, assertCarriesOn, lastRequestId, openWindow, runCli, setUp, slowCall } from './fixtures/windows.js';
+import { LOST, answersTo, assertCarriesOn, lastRequestId, openWindow, setUp, slowCall } from './fixtures/windows.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());
 
-for (const how of ['SIGKILL', 'exai-ws stop'] as const) {
-  test(`${how} under a window with a call in flight: that call gets one -32000; the same client then works against a new daemon, its level and subscription held`, async () => {
-    const { daemon, received } = await startTeedEverything(cleanup);
-    const window = await openWindow(cleanup, daemon, 'window');
-    const uri = await setUp(window);
-    const { outcome, id } = await slowCall(window, daemon);
+// Each test has its own home and daemon on port 0 (nothing shared but this file's cleanup), so they run side
+// by side: most of their time is waiting on processes and timers.
+describe('reconnect', { concurrency: 3 }, () => {
+  for (const how of ['SIGKILL', 'exai-ws stop'] as const) {
+    test(`${how} under a window with a call in flight: that call gets one -32000; the same client then works against a new daemon, its level and subscription held`, async () => {
+      const { daemon, received } = await startTeedEverything(cleanup);
+      const window = await openWindow(cleanup, daemon, 'window');
+      const uri = await setUp(window);
+      const { outcome, id } = await slowCall(window, daemon);
 
-    if (how === 'SIGKILL') {
-      daemon.proc.kill('SIGKILL');
-    } else {
-      const stop = await runCli(['stop'], { EXAI_WS_HOME: daemon.home });
-      assert.equal(stop.code, 0, `exai-ws stop: ${stop.out}`);
-    }
-    await within(daemon.exited, 30_000, 'the first daemon to exit');
-    const failed = (await within(outcome, 30_000, 'the call in flight to be answered')) as { error?: unknown };
-    assert.ok(failed.error instanceof McpError, `the call in flight failed with an MCP error: ${String(failed.error)}`);
-    assert.equal(failed.error.code, -32000);
-    if (how === 'SIGKILL') assert.match(failed.error.message, LOST);
-    assert.equal(answersTo(window, id).length, 1, 'exactly one answer for the call in flight');
+      if (how === 'SIGKILL') {
+        daemon.proc.kill('SIGKILL');
+      } else {
+        const stop = await runCli(['stop'], { EXAI_WS_HOME: daemon.home }, 60_000);
+        assert.equal(stop.code, 0, `exai-ws stop: ${stop.stdout}${stop.stderr}`);
+      }
+      await within(daemon.exited, 30_000, 'the first daemon to exit');
+      const failed = (await within(outcome, 30_000, 'the call in flight to be answered')) as { error?: unknown };
+      assert.ok(failed.error instanceof McpError, `the call in flight failed with an MCP error: ${String(failed.error)}`);
+      assert.equal(failed.error.code, -32000);
+      if (how === 'SIGKILL') assert.match(failed.error.message, LOST);
+      assert.equal(answersTo(window, id).length, 1, 'exactly one answer for the call in flight');
 
-    // The same home, a new daemon on a new port: the shim finds it through the address card.
-    const second = await startDaemon(cleanup, { home: daemon.home });
-    assert.notEqual(second.port, daemon.port);
-    const control = await openWindow(cleanup, second, 'control');
-    await assertCarriesOn(window, control, uri, received);
-    assert.equal(answersTo(window, id).length, 1, 'no second answer for the lost call, ever');
-    assert.match(window.stderr(), /reconnected: new session/);
-  });
-}
-
-test('requests sent while no daemon runs wait and are answered once one is back; past EXAI_WS_RECONNECT_MS they get -32000 and the shim exits 1', async () => {
-  const { daemon } = await startTeedEverything(cleanup);
-  const window = await openWindow(cleanup, daemon, 'patient');
-  await window.client.listTools();
-  daemon.proc.kill('SIGKILL');
-  await within(daemon.exited, 10_000, 'the daemon to exit');
-  // "While no daemon runs" starts when the shim has seen its connection drop: a request sent in
-  // the moment before that is in flight on the dying connection, and is rightly answered -32000.
-  await waitFor(() => /reconnecting \(for up to/.test(window.stderr()), 'the shim to see the daemon gone', 10_000);
-
-  let settled = false;
-  const listed = window.client.listTools(undefined, { timeout: 120_000 }).finally(() => (settled = true));
-  // Nothing answers while no daemon runs (the shim holds the request; a bounded wait to show it).
-  await new Promise((r) => setTimeout(r, 1_500));
-  assert.equal(settled, false, 'the request waits for a daemon instead of failing');
-
-  const second = await startDaemon(cleanup, { home: daemon.home });
-  const tools = (await within(listed, 30_000, 'the waiting request to be answered')).tools.map((t) => t.name);
-  assert.ok(tools.includes('sleep'), `tools: ${tools.join(', ')}`);
-  const id = lastRequestId(window, 'tools/list');
-  assert.equal(answersTo(window, id).length, 1);
-
-  // A shim that may wait only 3 s: its request is answered -32000 at the deadline and it exits 1.
-  const raw = spawnShim(cleanup, { ...second.clientEnv, EXAI_WS_AUTOSTART: '0', EXAI_WS_RECONNECT_MS: '3000' });
-  await initializeRaw(raw);
-  second.proc.kill('SIGKILL');
-  await within(second.exited, 10_000, 'the second daemon to exit');
-  await waitFor(() => /reconnecting \(for up to/.test(raw.stderr()), 'the 3 s shim to see the daemon gone', 10_000);
-  raw.send(JSON.stringify({ jsonrpc: '2.0', id: 'late', method: 'tools/list' }));
-  const { response } = await readUntilResponse(raw, 'late', 20_000);
-  const error = response.error as { code: number; message: string } | undefined;
-  assert.equal(error?.code, -32000);
-  assert.match(error?.message ?? '', /could not be made again within 3 s/);
-  assert.equal(await within(raw.exited, 10_000, 'the shim to exit after its deadline'), 1);
-
-  // The first window keeps waiting (its own deadline is the default 120 s) and works again.
-  const third = await startDaemon(cleanup, { home: daemon.home });
-  const again = (await window.client.listTools(undefined, { timeout: 60_000 })).tools.map((t) => t.name);
-  assert.ok(again.includes('sleep'));
-  assert.equal((await getHealth(third)).sessions.total, 1);
-});
-
-test('stdin ending while the shim reconnects exits 0 at once; after a reconnect it still ends its session at once', async () => {
-  const { daemon } = await startTeedEverything(cleanup);
-  const window = await openWindow(cleanup, daemon, 'closing');
-  const raw = spawnShim(cleanup, { ...daemon.clientEnv, EXAI_WS_AUTOSTART: '0' });
-  await initializeRaw(raw);
-  daemon.proc.kill('SIGKILL');
-  await within(daemon.exited, 10_000, 'the daemon to exit');
-
-  // No daemon: the client closes its end while the shim reconnects; the shim exits by itself, 0.
-  await waitFor(() => raw.stderr().includes('reconnecting'), 'the raw shim to notice the drop');
-  raw.proc.stdin?.end();
-  assert.equal(await within(raw.exited, 10_000, 'the reconnecting shim to exit'), 0);
-
-  // Reconnected to a new daemon, then closed: the session ends at once (client_closed), no resume grace.
-  const second = await startDaemon(cleanup, { home: daemon.home });
-  await waitFor(() => window.listChanged.length >= 3, 'the window to reconnect', 15_000);
-  await window.client.listTools();
-  const ours = (msg: string) => readJsonLines(logPath(second.home)).filter((l) => l.msg === msg && l.pid === second.pid);
-  const opened = await waitFor(() => ours('session opened')[0], 'the new session in the log');
-  assert.equal(ours('session opened').length, 1, 'one session at the new daemon: the window');
-  await window.client.close();
-  const closed = await waitFor(() => ours('session closed').find((l) => l.session_id === opened.session_id), 'the session to close', 5_000);
-  assert.equal(closed.reason, 'client_closed');
-  assert.equal((await getHealth(second)).sessions.total, 0);
-});
-
-test('a dropped connection to the same daemon resumes the session: same session, no replay, the client keeps working', async () => {
-  // The heartbeat cuts a shim that stops answering pings (here: stopped with SIGSTOP).
-  const daemon = await startDaemon(cleanup, { env: { EXAI_WS_HEARTBEAT_MS: '200' } });
-  const raw = spawnShim(cleanup, { ...daemon.clientEnv, EXAI_WS_AUTOSTART: '0' });
-  await initializeRaw(raw);
-  raw.send(JSON.stringify({ jsonrpc: '2.0', id: 'before', method: 'tools/list' }));
-  await readUntilResponse(raw, 'before');
-  const lines = (msg: string) => readJsonLines(logPath(daemon.home)).filter((l) => l.msg === msg);
-  const opened = await waitFor(() => lines('session opened')[0], 'the session in the log');
-
-  raw.proc.kill('SIGSTOP');
-  try {
-    await waitFor(() => lines('session detached')[0], 'the heartbeat to cut the stopped shim', 10_000);
-  } finally {
-    raw.proc.kill('SIGCONT');
+      // The same home, a new daemon on a new port: the shim finds it through the address card.
+      const second = await startDaemon(cleanup, { home: daemon.home });
+      assert.notEqual(second.port, daemon.port);
+      const control = await openWindow(cleanup, second, 'control');
+      await assertCarriesOn(window, control, uri, received);
+      assert.equal(answersTo(window, id).length, 1, 'no second answer for the lost call, ever');
+      assert.match(window.stderr(), /reconnected: new session/);
+    });
   }
-  await waitFor(() => lines('session resumed')[0], 'the shim to resume its session', 15_000);
-  raw.send(JSON.stringify({ jsonrpc: '2.0', id: 'after', method: 'tools/list' }));
-  const { response, before } = await readUntilResponse(raw, 'after', 10_000);
-  assert.ok(response.result, JSON.stringify(response));
-  assert.deepEqual(
-    before.filter((m) => typeof m.method === 'string' && m.method.endsWith('list_changed')),
-    [],
-    'a resumed session is the same session: nothing to list again',
-  );
-  assert.equal(lines('session opened').length, 1, 'no new session was opened');
-  assert.equal((await getHealth(daemon)).sessions.total, 1);
-  assert.equal(lines('session resumed')[0]?.session_id, opened.session_id);
-  assert.match(raw.stderr(), new RegExp(`session ${String(opened.session_id)} resumed`));
-});
 
-test('ack frames never come back to the client: a window that works for a while sees no stray error for id null', async () => {
-  const daemon = await startDaemon(cleanup);
-  const raw = spawnShim(cleanup, { ...daemon.clientEnv, EXAI_WS_AUTOSTART: '0' });
-  await initializeRaw(raw);
-  // More than one ack's worth of frames, then time for the delayed ack.
-  for (let i = 0; i < 70; i++) raw.send(JSON.stringify({ jsonrpc: '2.0', id: `p${i}`, method: 'ping' }));
-  await readUntilResponse(raw, 'p69');
-  await new Promise((r) => setTimeout(r, 500));
-  raw.send(JSON.stringify({ jsonrpc: '2.0', id: 'last', method: 'ping' }));
-  const { before } = await readUntilResponse(raw, 'last');
-  assert.deepEqual(before, [], 'nothing but answers to what the client asked');
+  test('requests sent while no daemon runs wait and are answered once one is back; past EXAI_WS_RECONNECT_MS they get -32000 and the shim exits 1', async () => {
+    const { daemon } = await startTeedEverything(cleanup);
+    const window = await openWindow(cleanup, daemon, 'patient');
+    await window.client.listTools();
+    daemon.proc.kill('SIGKILL');
+    await within(daemon.exited, 10_000, 'the daemon to exit');
+    // "While no daemon runs" starts when the shim has seen its connection drop: a request sent in
+    // the moment before that is in flight on the dying connection, and is rightly answered -32000.
+    await waitFor(() => /reconnecting \(for up to/.test(window.stderr()), 'the shim to see the daemon gone', 10_000);
+
+    let settled = false;
+    const listed = window.client.listTools(undefined, { timeout: 120_000 }).finally(() => (settled = true));
+    // Nothing answers while no daemon runs: the shim holds the request through its reconnect
+    // attempts (backoff from 100 ms: three or more within the watch).
+    await holdsFor(() => !settled, 'the request waiting for a daemon instead of failing', 700);
+
+    const second = await startDaemon(cleanup, { home: daemon.home });
+    const tools = (await within(listed, 30_000, 'the waiting request to be answered')).tools.map((t) => t.name);
+    assert.ok(tools.includes('sleep'), `tools: ${tools.join(', ')}`);
+    const id = lastRequestId(window, 'tools/list');
+    assert.equal(answersTo(window, id).length, 1);
+
+    // A shim that may wait only 3 s: its request is answered -32000 at the deadline and it exits 1.
+    const raw = spawnShim(cleanup, { ...second.clientEnv, EXAI_WS_AUTOSTART: '0', EXAI_WS_RECONNECT_MS: '3000' });
+    await initializeRaw(raw);
+    second.proc.kill('SIGKILL');
+    await within(second.exited, 10_000, 'the second daemon to exit');
+    await waitFor(() => /reconnecting \(for up to/.test(raw.stderr()), 'the 3 s shim to see the daemon gone', 10_000);
+    raw.send(JSON.stringify({ jsonrpc: '2.0', id: 'late', method: 'tools/list' }));
+    const { response } = await readUntilResponse(raw, 'late', 20_000);
+    const error = response.error as { code: number; message: string } | undefined;
+    assert.equal(error?.code, -32000);
+    assert.match(error?.message ?? '', /could not be made again within 3 s/);
+    assert.equal(await within(raw.exited, 10_000, 'the shim to exit after its deadline'), 1);
+
+    // The first window keeps waiting (its own deadline is the default 120 s) and works again.
+    const third = await startDaemon(cleanup, { home: daemon.home });
+    const again = (await window.client.listTools(undefined, { timeout: 60_000 })).tools.map((t) => t.name);
+    assert.ok(again.includes('sleep'));
+    assert.equal((await getHealth(third)).sessions.total, 1);
+  });
+
+  test('stdin ending while the shim reconnects exits 0 at once; after a reconnect it still ends its session at once', async () => {
+    const { daemon } = await startTeedEverything(cleanup);
+    const window = await openWindow(cleanup, daemon, 'closing');
+    const raw = spawnShim(cleanup, { ...daemon.clientEnv, EXAI_WS_AUTOSTART: '0' });
+    await initializeRaw(raw);
+    daemon.proc.kill('SIGKILL');
+    await within(daemon.exited, 10_000, 'the daemon to exit');
+
+    // No daemon: the client closes its end while the shim reconnects; the shim exits by itself, 0.
+    await waitFor(() => raw.stderr().includes('reconnecting'), 'the raw shim to notice the drop');
+    raw.proc.stdin?.end();
+    assert.equal(await within(raw.exited, 10_000, 'the reconnecting shim to exit'), 0);
+
+    // Reconnected to a new daemon, then closed: the session ends at once (client_closed), no resume grace.
+    const second = await startDaemon(cleanup, { home: daemon.home });
+    await waitFor(() => window.listChanged.length >= 3, 'the window to reconnect', 15_000);
+    await window.client.listTools();
+    const ours = (msg: string) => readJsonLines(logPath(second.home)).filter((l) => l.msg === msg && l.pid === second.pid);
+    const opened = await waitFor(() => ours('session opened')[0], 'the new session in the log');
+    assert.equal(ours('session opened').length, 1, 'one session at the new daemon: the window');
+    await window.client.close();
+    const closed = await waitFor(
+      () => ours('session closed').find((l) => l.session_id === opened.session_id),
+      'the session to close',
+      5_000,
+    );
+    assert.equal(closed.reason, 'client_closed');
+    assert.equal((await getHealth(second)).sessions.total, 0);
+  });
+
+  test('a dropped connection to the same daemon resumes the session: same session, no replay, the client keeps working', async () => {
+    // The heartbeat cuts a shim that stops answering pings (here: stopped with SIGSTOP).
+    const daemon = await startDaemon(cleanup, { env: { EXAI_WS_HEARTBEAT_MS: '200' } });
+    const raw = spawnShim(cleanup, { ...daemon.clientEnv, EXAI_WS_AUTOSTART: '0' });
+    await initializeRaw(raw);
+    raw.send(JSON.stringify({ jsonrpc: '2.0', id: 'before', method: 'tools/list' }));
+    await readUntilResponse(raw, 'before');
+    const lines = (msg: string) => readJsonLines(logPath(daemon.home)).filter((l) => l.msg === msg);
+    const opened = await waitFor(() => lines('session opened')[0], 'the session in the log');
+
+    raw.proc.kill('SIGSTOP');
+    try {
+      await waitFor(() => lines('session detached')[0], 'the heartbeat to cut the stopped shim', 10_000);
+    } finally {
+      raw.proc.kill('SIGCONT');
+    }
+    await waitFor(() => lines('session resumed')[0], 'the shim to resume its session', 15_000);
+    raw.send(JSON.stringify({ jsonrpc: '2.0', id: 'after', method: 'tools/list' }));
+    const { response, before } = await readUntilResponse(raw, 'after', 10_000);
+    assert.ok(response.result, JSON.stringify(response));
+    assert.deepEqual(
+      before.filter((m) => typeof m.method === 'string' && m.method.endsWith('list_changed')),
+      [],
+      'a resumed session is the same session: nothing to list again',
+    );
+    assert.equal(lines('session opened').length, 1, 'no new session was opened');
+    assert.equal((await getHealth(daemon)).sessions.total, 1);
+    assert.equal(lines('session resumed')[0]?.session_id, opened.session_id);
+    assert.match(raw.stderr(), new RegExp(`session ${String(opened.session_id)} resumed`));
+  });
+
+  test('ack frames never come back to the client: a window that works for a while sees no stray error for id null', async () => {
+    const daemon = await startDaemon(cleanup);
+    const raw = spawnShim(cleanup, { ...daemon.clientEnv, EXAI_WS_AUTOSTART: '0' });
+    await initializeRaw(raw);
+    // More than one ack's worth of frames, then time for the delayed ack.
+    for (let i = 0; i < 70; i++) raw.send(JSON.stringify({ jsonrpc: '2.0', id: `p${i}`, method: 'ping' }));
+    await readUntilResponse(raw, 'p69');
+    await new Promise((r) => setTimeout(r, 500));
+    raw.send(JSON.stringify({ jsonrpc: '2.0', id: 'last', method: 'ping' }));
+    const { before } = await readUntilResponse(raw, 'last');
+    assert.deepEqual(before, [], 'nothing but answers to what the client asked');
+  });
 });

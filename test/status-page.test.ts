@@ -1,88 +1,22 @@
 /**
  * The status page: the StatusPage module over a fake health source (the document's headers, the
- * SSE feed, its bounds), and end to end in a real headless Chromium against the real daemon
- * (login through `exai-ws open`, the cookie, a session appearing and going).
+ * SSE feed, its bounds), and against the real daemon without a browser (who may see it, the
+ * one-time login code, `exai-ws open`). The page in a real headless Chromium is
+ * test/long/status-page.test.ts (`npm run test:browser`).
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, request, type IncomingMessage, type Server } from 'node:http';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { request, type IncomingMessage } from 'node:http';
 import { connect } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { createParser } from 'eventsource-parser';
-import { chromium, type BrowserContext } from 'playwright-core';
 
-import { StatusPage, type StatusPageOptions } from '../src/daemon/web/status-page.js';
+import { StatusPage } from '../src/daemon/web/status-page.js';
 import { browserOpener } from '../src/commands/open.js';
-import {
-  CLI,
-  Cleanup,
-  ROOT,
-  baseEnv,
-  closedPort,
-  connectShim,
-  makeHome,
-  startDaemon,
-  waitFor,
-  within,
-  type DaemonHandle,
-} from './helpers.js';
+import { Cleanup, closedPort, makeHome, runCli, startDaemon, waitFor, within } from './helpers.js';
+import { fakeReport, fetchStatus, loginUrl, pageServer } from './fixtures/status-page.js';
 import type { HealthReport } from '../src/local/health.js';
-
-/** A report the tests change by hand. */
-function fakeReport(): HealthReport {
-  return {
-    status: 'ok',
-    name: 'exai-ws',
-    version: '9.9.9',
-    pid: 4242,
-    host: '127.0.0.1',
-    port: 1,
-    started_at: '2026-11-30T12:00:00.000Z',
-    uptime_s: 5,
-    sessions: { total: 0, attached: 0, detached: 0, list: [] },
-    inflight: 0,
-  };
-}
-
-interface PageServer {
-  page: StatusPage;
-  report: HealthReport;
-  port: number;
-  server: Server;
-}
-
-/** StatusPage behind a plain HTTP server on port 0 (no auth: that is the daemon server's job). */
-async function pageServer(options: StatusPageOptions = {}): Promise<PageServer> {
-  const state = { report: fakeReport() };
-  const page = new StatusPage({ health: () => state.report }, options);
-  const server = createServer((req, res) => {
-    if (req.url === '/events') return page.events(req, res);
-    page.page(req, res);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  const port = typeof address === 'object' && address ? address.port : 0;
-  const handle: PageServer = {
-    page,
-    server,
-    port,
-    get report() {
-      return state.report;
-    },
-    set report(next) {
-      state.report = next;
-    },
-  };
-  after(() => {
-    page.close();
-    server.closeAllConnections();
-    server.close();
-  });
-  return handle;
-}
 
 /** An open SSE feed: its status, parsed events and comments as they arrive, its end. */
 interface Feed {
@@ -269,133 +203,7 @@ describe('exai-ws open: the browser opener', () => {
   });
 });
 
-/** Where the browser test leaves its screenshots (kept by CI as artifacts; ignored by git). */
-const ARTIFACTS = join(ROOT, 'test-artifacts');
-
-/** Runs the real CLI; resolves with its exit code and output (never rejects on a failing exit). */
-function runCli(
-  args: string[],
-  env: Record<string, string>,
-  timeoutMs = 15_000,
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { env, timeout: timeoutMs }, (error, stdout, stderr) => {
-      const code = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
-/** `exai-ws open --print` against the daemon: the one-time login URL it prints. */
-async function loginUrl(daemon: DaemonHandle): Promise<string> {
-  const run = await runCli(['open', '--print'], { ...baseEnv(), ...daemon.clientEnv });
-  assert.equal(run.code, 0, `exai-ws open --print failed: ${run.stderr}`);
-  assert.equal(run.stderr, '');
-  const lines = run.stdout.split('\n').filter((l) => l.length > 0);
-  assert.equal(lines.length, 1, `one line on stdout, got ${JSON.stringify(run.stdout)}`);
-  const url = lines[0] ?? '';
-  assert.match(url, new RegExp(`^http://127\\.0\\.0\\.1:${daemon.port}/\\?code=[A-Za-z0-9_-]{20,}$`));
-  return url;
-}
-
-/** Debian's `chromium` (the wrapper script's real binary first); CHROMIUM_PATH overrides. */
-function chromiumPath(): string {
-  const candidates = [process.env.CHROMIUM_PATH, '/usr/lib/chromium/chromium', '/usr/bin/chromium', '/usr/bin/chromium-browser'];
-  const found = candidates.find((p): p is string => typeof p === 'string' && p.length > 0 && existsSync(p));
-  if (!found)
-    throw new Error(`no Chromium found (tried ${candidates.filter(Boolean).join(', ')}): apt-get install -y chromium (.ci/run does)`);
-  return found;
-}
-
-/**
- * A headless Chromium with a fresh profile in a temp dir (a laptop-sized window), closed at
- * cleanup. Any launch failure fails the test with its reason.
- */
-async function launchChromium(cleanup: Cleanup): Promise<BrowserContext> {
-  const executablePath = chromiumPath();
-  const profile = mkdtempSync(join(tmpdir(), 'exai-ws-chromium-'));
-  cleanup.add(() => rmSync(profile, { recursive: true, force: true }));
-  let context: BrowserContext;
-  try {
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath,
-      headless: true,
-      timeout: 20_000,
-      viewport: { width: 1366, height: 800 },
-      // Root (CI containers) cannot use Chromium's sandbox; /dev/shm is small in containers.
-      args: ['--no-sandbox', '--disable-dev-shm-usage', '--no-first-run'],
-    });
-  } catch (error) {
-    throw new Error(`headless Chromium (${executablePath}) did not launch: ${(error as Error).message}`);
-  }
-  cleanup.add(() => context.close());
-  return context;
-}
-
-async function fetchStatus(daemon: DaemonHandle, path: string, headers: Record<string, string> = {}): Promise<Response> {
-  return fetch(`http://127.0.0.1:${daemon.port}${path}`, { headers, redirect: 'manual' });
-}
-
-describe('the status page in a real headless Chromium, against the real daemon', () => {
-  test('login through `exai-ws open`, HttpOnly cookie, a session appears and goes, no console errors', async () => {
-    const cleanup = new Cleanup();
-    try {
-      const daemon = await startDaemon(cleanup);
-      const [url, context] = await Promise.all([loginUrl(daemon), launchChromium(cleanup)]);
-      const page = await context.newPage();
-      const problems: string[] = [];
-      page.on('console', (m) => {
-        if (m.type() === 'error') problems.push(`console: ${m.text()}`);
-      });
-      page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-
-      const response = await page.goto(url, { waitUntil: 'domcontentloaded', timeout: 10_000 });
-      assert.equal(response?.status(), 200);
-      // The redirect took the code out of the address bar (and the history).
-      assert.equal(page.url(), `http://127.0.0.1:${daemon.port}/`);
-      const cookies = await context.cookies();
-      const session = cookies.find((c) => c.name === 'exai_ws_session');
-      assert.ok(session, `no session cookie in ${JSON.stringify(cookies.map((c) => c.name))}`);
-      assert.equal(session.httpOnly, true);
-      assert.equal(session.sameSite, 'Strict');
-      assert.equal(session.path, '/');
-      assert.equal(await page.evaluate(() => (globalThis as unknown as { document: { cookie: string } }).document.cookie), '');
-
-      await page.locator('body[data-connection="live"]').waitFor({ timeout: 10_000 });
-      await page.locator('#daemon').getByText(String(daemon.pid), { exact: true }).waitFor({ timeout: 5_000 });
-
-      // The client name is the client's own string: shown as text, never parsed as markup.
-      const name = 'status-page-e2e <img src=x onerror=alert(1)>';
-      const shim = await connectShim(cleanup, daemon, { name });
-      const row = page.locator('#sessions tbody tr', { hasText: name });
-      await row.waitFor({ timeout: 10_000 });
-      const rowText = await row.innerText();
-      assert.match(rowText, /\bws\b/, 'the transport');
-      assert.ok(rowText.includes(process.cwd()), `the client's working directory in ${JSON.stringify(rowText)}`);
-      assert.equal(await page.locator('#sessions img').count(), 0, 'report text was parsed as HTML');
-      assert.match(await page.locator('#sessions-count').innerText(), /\(1\)/);
-
-      mkdirSync(ARTIFACTS, { recursive: true });
-      await page.screenshot({ path: join(ARTIFACTS, 'status-page.png'), fullPage: true });
-      await page.emulateMedia({ colorScheme: 'dark' });
-      await page.screenshot({ path: join(ARTIFACTS, 'status-page-dark.png'), fullPage: true });
-      await page.emulateMedia({ colorScheme: 'light' });
-
-      await shim.client.close();
-      await row.waitFor({ state: 'detached', timeout: 10_000 });
-      await page.locator('#sessions td.empty').waitFor({ timeout: 5_000 });
-      assert.deepEqual(problems, [], 'the page logged errors');
-
-      // The daemon goes away: the page says so instead of showing stale numbers as live.
-      daemon.proc.kill('SIGTERM');
-      await within(daemon.exited, 15_000, 'the daemon to exit');
-      await page.locator('body[data-connection="down"]').waitFor({ timeout: 10_000 });
-      assert.match(await page.locator('#conn').innerText(), /disconnected/);
-    } finally {
-      await cleanup.run();
-    }
-  });
-
+describe('the status page against the real daemon, without a browser', () => {
   test('without the cookie or token `/` and `/events` are 401; a code works once; a bad cookie is refused', async () => {
     const cleanup = new Cleanup();
     try {
@@ -461,8 +269,8 @@ describe('the status page in a real headless Chromium, against the real daemon',
       const seen = join(bin, 'opened.txt');
       writeFileSync(join(bin, 'xdg-open'), `#!/bin/sh\nprintf '%s\\n' "$@" > ${JSON.stringify(seen)}\n`);
       chmodSync(join(bin, 'xdg-open'), 0o755);
-      const env = { ...baseEnv(), ...daemon.clientEnv, PATH: `${bin}:${process.env.PATH ?? ''}`, DISPLAY: ':99' };
-      delete (env as Record<string, string | undefined>).WAYLAND_DISPLAY;
+      // A display (DISPLAY alone is enough on Linux) and the fake xdg-open first on the PATH.
+      const env = { ...daemon.clientEnv, PATH: `${bin}:${process.env.PATH ?? ''}`, DISPLAY: ':99' };
       const run = await runCli(['open'], env);
       assert.equal(run.code, 0, run.stderr);
       const printed = run.stdout.trim();
@@ -480,7 +288,7 @@ describe('the status page in a real headless Chromium, against the real daemon',
     const cleanup = new Cleanup();
     try {
       const home = makeHome(cleanup);
-      const noToken = await runCli(['open', '--print'], { ...baseEnv(), EXAI_WS_HOME: home });
+      const noToken = await runCli(['open', '--print'], { EXAI_WS_HOME: home });
       assert.equal(noToken.code, 1);
       assert.equal(noToken.stdout, '');
       assert.equal(noToken.stderr.trim().split('\n').length, 1, noToken.stderr);
@@ -492,55 +300,11 @@ describe('the status page in a real headless Chromium, against the real daemon',
         join(home, 'logs', 'ws_daemon.pid'),
         JSON.stringify({ pid: 999999, host: '127.0.0.1', port, version: '0', started_at: '' }),
       );
-      const down = await runCli(['open', '--print'], { ...baseEnv(), EXAI_WS_HOME: home });
+      const down = await runCli(['open', '--print'], { EXAI_WS_HOME: home });
       assert.equal(down.code, 1);
       assert.equal(down.stdout, '');
       assert.match(down.stderr, new RegExp(`^exai-ws open: no daemon answers on 127\\.0\\.0\\.1:${port}`));
       assert.equal(down.stderr.trim().split('\n').length, 1, down.stderr);
-    } finally {
-      await cleanup.run();
-    }
-  });
-});
-
-describe('the status page renders the report as a user reads it (headless Chromium, fake report)', () => {
-  test('"1 session" in the title (2 sessions later), a watched file says so, a file not applied shows its error', async () => {
-    const cleanup = new Cleanup();
-    try {
-      const server = await pageServer({ intervalMs: 50 });
-      const error =
-        "the config file /home/someone/.config/exai-ws/config.json is not valid JSON: line 4, column 4: a trailing comma: JSON allows no comma before '}'";
-      const config = {
-        path: '/home/someone/.config/exai-ws/config.json',
-        exists: true,
-        watching: '/home/someone/.config/exai-ws',
-        problems: [],
-        error,
-        last_reload: null,
-      };
-      server.report = { ...fakeReport(), sessions: { total: 1, attached: 1, detached: 0, list: [] }, config };
-      const context = await launchChromium(cleanup);
-      const page = await context.newPage();
-      const problems: string[] = [];
-      page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-      await page.goto(`http://127.0.0.1:${server.port}/`, { waitUntil: 'domcontentloaded', timeout: 10_000 });
-      await page.locator('body[data-connection="live"]').waitFor({ timeout: 10_000 });
-      assert.equal(await page.title(), 'exai-ws 9.9.9 \u00b7 1 session');
-      const shown = await page.locator('#config').innerText();
-      assert.match(shown, /changes\s+watched: applied as soon as it is saved/);
-      assert.match(shown, /not applied\s+the config file .* line 4, column 4: a trailing comma.*\(no hosted servers until it is fixed\)/);
-
-      // Fixed, and not watched any more: the page follows.
-      server.report = {
-        ...server.report,
-        sessions: { total: 2, attached: 2, detached: 0, list: [] },
-        config: { ...config, watching: null, error: null },
-      };
-      await waitFor(async () => (await page.title()).endsWith('2 sessions'), 'the title with 2 sessions', 5_000);
-      const after = await page.locator('#config').innerText();
-      assert.match(after, /changes\s+not watched: exai-ws reload applies an edit/);
-      assert.doesNotMatch(after, /not applied/);
-      assert.deepEqual(problems, []);
     } finally {
       await cleanup.run();
     }

@@ -13,13 +13,13 @@
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { readAddressCard } from '../src/local/files.js';
-import { Cleanup, connectShim, readJsonLines, logPath, textOf, waitFor, within, type Message } from './helpers.js';
+import { Cleanup, connectShim, readJsonLines, logPath, runCli, textOf, waitFor, within, type Message } from './helpers.js';
 import { EVERYTHING_SCRIPT, TEE_SCRIPT, processGone } from './fixtures/hosted-servers.js';
 import { coldHome, daemonsOf, healthOf, shimEnv } from './fixtures/autostarted.js';
-import { answersTo, assertCarriesOn, lastRequestId, openWindow, runCli, setUp, type Window } from './fixtures/windows.js';
+import { answersTo, assertCarriesOn, lastRequestId, openWindow, setUp, type Window } from './fixtures/windows.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());
@@ -74,102 +74,106 @@ async function firstSuccess(window: Window, sinceMs: number): Promise<number> {
   }
 }
 
-for (const how of ['SIGKILL', 'exai-ws stop', 'exai-ws restart'] as const) {
+// Each test has its own cold home (its daemons found and killed by it) and port 0, so they run side
+// by side; two at a time, since each runs server-everything in two or ten windows.
+describe('windows survive the daemon going away', { concurrency: 2 }, () => {
+  for (const how of ['SIGKILL', 'exai-ws stop', 'exai-ws restart'] as const) {
+    test(
+      `${how} under two windows with calls in flight: one error each, then the same clients work against the next daemon (auto-started)`,
+      { skip: linuxOnly },
+      async (t) => {
+        const { home, env, received } = teedHome();
+        const daemonLike = { clientEnv: env };
+        const a = await openWindow(cleanup, daemonLike, 'window-a', env);
+        const first = cardPid(home);
+        const b = await openWindow(cleanup, daemonLike, 'window-b', env);
+        assert.deepEqual(daemonsOf(home), [first], 'the two windows share the one daemon the first one started');
+        const uri = await setUp(a);
+        await setUp(b);
+
+        const calls = [longCall(a), longCall(b)];
+        await waitFor(async () => (await healthOf(home)).inflight >= 2, 'both calls to run at the daemon', 15_000);
+        const ids = [lastRequestId(a, 'tools/call'), lastRequestId(b, 'tools/call')];
+
+        const lostAt = Date.now();
+        if (how === 'SIGKILL') {
+          process.kill(first, 'SIGKILL');
+        } else {
+          const run = await runCli([how === 'exai-ws stop' ? 'stop' : 'restart'], env, 60_000);
+          assert.equal(run.code, 0, `${how}: ${run.stdout}${run.stderr}`);
+        }
+        const outcomes = await within(Promise.all(calls), 30_000, 'the calls in flight to be answered');
+        for (const [i, outcome] of outcomes.entries()) {
+          assert.ok(outcome.error instanceof McpError, `call ${i} failed with an MCP error: ${JSON.stringify(outcome)}`);
+          assert.equal(outcome.error.code, -32000);
+        }
+        const ms = await firstSuccess(a, lostAt);
+        t.diagnostic(`${how}: ${ms} ms from the loss to the first successful call of the same window (auto-start included)`);
+        await waitFor(() => processGone(first), 'the first daemon to be gone', 10_000);
+        const next = cardPid(home);
+        assert.notEqual(next, first);
+        assert.deepEqual(daemonsOf(home), [next], 'exactly one daemon after the loss');
+
+        const control = await openWindow(cleanup, daemonLike, 'control', env);
+        await assertCarriesOn(a, control, uri, received);
+        await assertCarriesOn(b, control, uri, received);
+        for (const [i, window] of [a, b].entries()) {
+          assert.equal(answersTo(window, ids[i]).length, 1, 'exactly one answer for the call in flight, ever');
+        }
+      },
+    );
+  }
+
+  test('ten shims started at once on a cold home: exactly one daemon, and it serves all ten', { skip: linuxOnly }, async () => {
+    const home = coldHome(cleanup);
+    const env = shimEnv(home);
+    const windows = await within(
+      Promise.all(Array.from({ length: 10 }, (_, i) => connectShim(cleanup, { clientEnv: env }, { name: `window-${i}`, env }))),
+      60_000,
+      'ten shims to initialize',
+    );
+    const versions = await Promise.all(windows.map((w) => w.client.callTool({ name: 'version', arguments: {} })));
+    for (const v of versions) assert.match(textOf(v), /exai-ws/);
+    const pid = cardPid(home);
+    assert.deepEqual(daemonsOf(home), [pid], 'one daemon process for the home');
+    const health = await healthOf(home);
+    assert.equal(health.sessions.attached, 10);
+    const daemonsInLog = new Set(readJsonLines(logPath(home)).map((l) => l.pid));
+    assert.deepEqual([...daemonsInLog], [pid], 'no other daemon ever started (or lost the race) on this home');
+  });
+
   test(
-    `${how} under two windows with calls in flight: one error each, then the same clients work against the next daemon (auto-started)`,
+    'a shim killed with SIGKILL mid-call: its session ends within seconds and the hosted server is told to cancel',
     { skip: linuxOnly },
     async (t) => {
       const { home, env, received } = teedHome();
-      const daemonLike = { clientEnv: env };
-      const a = await openWindow(cleanup, daemonLike, 'window-a', env);
-      const first = cardPid(home);
-      const b = await openWindow(cleanup, daemonLike, 'window-b', env);
-      assert.deepEqual(daemonsOf(home), [first], 'the two windows share the one daemon the first one started');
-      const uri = await setUp(a);
-      await setUp(b);
-
-      const calls = [longCall(a), longCall(b)];
-      await waitFor(async () => (await healthOf(home)).inflight >= 2, 'both calls to run at the daemon', 15_000);
-      const ids = [lastRequestId(a, 'tools/call'), lastRequestId(b, 'tools/call')];
-
-      const lostAt = Date.now();
-      if (how === 'SIGKILL') {
-        process.kill(first, 'SIGKILL');
-      } else {
-        const run = await runCli([how === 'exai-ws stop' ? 'stop' : 'restart'], env);
-        assert.equal(run.code, 0, `${how}: ${run.out}`);
-      }
-      const outcomes = await within(Promise.all(calls), 30_000, 'the calls in flight to be answered');
-      for (const [i, outcome] of outcomes.entries()) {
-        assert.ok(outcome.error instanceof McpError, `call ${i} failed with an MCP error: ${JSON.stringify(outcome)}`);
-        assert.equal(outcome.error.code, -32000);
-      }
-      const ms = await firstSuccess(a, lostAt);
-      t.diagnostic(`${how}: ${ms} ms from the loss to the first successful call of the same window (auto-start included)`);
-      await waitFor(() => processGone(first), 'the first daemon to be gone', 10_000);
-      const next = cardPid(home);
-      assert.notEqual(next, first);
-      assert.deepEqual(daemonsOf(home), [next], 'exactly one daemon after the loss');
-
-      const control = await openWindow(cleanup, daemonLike, 'control', env);
-      await assertCarriesOn(a, control, uri, received);
-      await assertCarriesOn(b, control, uri, received);
-      for (const [i, window] of [a, b].entries()) {
-        assert.equal(answersTo(window, ids[i]).length, 1, 'exactly one answer for the call in flight, ever');
-      }
+      const window = await openWindow(cleanup, { clientEnv: env }, 'doomed', env);
+      void longCall(window);
+      await waitFor(async () => (await healthOf(home)).inflight >= 1, 'the call to run at the daemon', 15_000);
+      const call = await waitFor(
+        () =>
+          received().find(
+            (m) => m.method === 'tools/call' && (m.params as { name?: string } | undefined)?.name === 'trigger-long-running-operation',
+          ),
+        'the call to reach the server',
+      );
+      const killedAt = Date.now();
+      process.kill(window.pid, 'SIGKILL');
+      await waitFor(async () => (await healthOf(home)).sessions.total === 0, 'the session to end', 10_000);
+      t.diagnostic(`the session of a killed shim ended ${Date.now() - killedAt} ms after the kill`);
+      const cancelled = await waitFor(
+        () => received().find((m) => m.method === 'notifications/cancelled' && m.params?.requestId === call.id),
+        'notifications/cancelled for the call at the server',
+        5_000,
+      );
+      assert.ok(cancelled);
+      // The log is written in batches (at most one event-loop turn behind /health).
+      const closed = await waitFor(
+        () => readJsonLines(logPath(home)).find((l) => l.msg === 'session closed'),
+        'the session closed line',
+        5_000,
+      );
+      assert.equal(closed.reason, 'client_died');
     },
   );
-}
-
-test('ten shims started at once on a cold home: exactly one daemon, and it serves all ten', { skip: linuxOnly }, async () => {
-  const home = coldHome(cleanup);
-  const env = shimEnv(home);
-  const windows = await within(
-    Promise.all(Array.from({ length: 10 }, (_, i) => connectShim(cleanup, { clientEnv: env }, { name: `window-${i}`, env }))),
-    60_000,
-    'ten shims to initialize',
-  );
-  const versions = await Promise.all(windows.map((w) => w.client.callTool({ name: 'version', arguments: {} })));
-  for (const v of versions) assert.match(textOf(v), /exai-ws/);
-  const pid = cardPid(home);
-  assert.deepEqual(daemonsOf(home), [pid], 'one daemon process for the home');
-  const health = await healthOf(home);
-  assert.equal(health.sessions.attached, 10);
-  const daemonsInLog = new Set(readJsonLines(logPath(home)).map((l) => l.pid));
-  assert.deepEqual([...daemonsInLog], [pid], 'no other daemon ever started (or lost the race) on this home');
 });
-
-test(
-  'a shim killed with SIGKILL mid-call: its session ends within seconds and the hosted server is told to cancel',
-  { skip: linuxOnly },
-  async (t) => {
-    const { home, env, received } = teedHome();
-    const window = await openWindow(cleanup, { clientEnv: env }, 'doomed', env);
-    void longCall(window);
-    await waitFor(async () => (await healthOf(home)).inflight >= 1, 'the call to run at the daemon', 15_000);
-    const call = await waitFor(
-      () =>
-        received().find(
-          (m) => m.method === 'tools/call' && (m.params as { name?: string } | undefined)?.name === 'trigger-long-running-operation',
-        ),
-      'the call to reach the server',
-    );
-    const killedAt = Date.now();
-    process.kill(window.pid, 'SIGKILL');
-    await waitFor(async () => (await healthOf(home)).sessions.total === 0, 'the session to end', 10_000);
-    t.diagnostic(`the session of a killed shim ended ${Date.now() - killedAt} ms after the kill`);
-    const cancelled = await waitFor(
-      () => received().find((m) => m.method === 'notifications/cancelled' && m.params?.requestId === call.id),
-      'notifications/cancelled for the call at the server',
-      5_000,
-    );
-    assert.ok(cancelled);
-    // The log is written in batches (at most one event-loop turn behind /health).
-    const closed = await waitFor(
-      () => readJsonLines(logPath(home)).find((l) => l.msg === 'session closed'),
-      'the session closed line',
-      5_000,
-    );
-    assert.equal(closed.reason, 'client_died');
-  },
-);

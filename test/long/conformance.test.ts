@@ -16,9 +16,9 @@ import { createServer, request, type IncomingHttpHeaders, type Server } from 'no
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { ROOT, Cleanup, baseEnv, makeHome, spawnChild, startDaemon, waitFor } from './helpers.js';
-import { waitReady } from './fixtures/hosted-servers.js';
-import { CONFORMANCE_LISTENING } from './fixtures/conformance-server.js';
+import { ROOT, Cleanup, baseEnv, makeHome, spawnChild, startDaemon, waitFor } from '../helpers.js';
+import { waitReady } from '../fixtures/hosted-servers.js';
+import { CONFORMANCE_LISTENING } from '../fixtures/conformance-server.js';
 
 const PREFIX = join(ROOT, 'test', 'conformance');
 const NODE22 = join(PREFIX, 'node_modules', 'node', 'bin', 'node');

@@ -1,0 +1,157 @@
+/**
+ * The status page in a real headless Chromium (Debian's `chromium`, driven by playwright-core,
+ * which downloads no browser): against the real daemon (login through `exai-ws open`, the
+ * cookie, a session appearing and going, the daemon going away) and over a fake report (what a
+ * user reads). `npm run test:browser`; `.ci/run` installs Chromium when missing. The page
+ * without a browser is test/status-page.test.ts.
+ */
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { chromium, type BrowserContext } from 'playwright-core';
+import { Cleanup, ROOT, connectShim, startDaemon, waitFor, within } from '../helpers.js';
+import { fakeReport, loginUrl, pageServer } from '../fixtures/status-page.js';
+
+/** Where the browser test leaves its screenshots (kept by CI as artifacts; ignored by git). */
+const ARTIFACTS = join(ROOT, 'test-artifacts');
+
+/** Debian's `chromium` (the wrapper script's real binary first); CHROMIUM_PATH overrides. */
+function chromiumPath(): string {
+  const candidates = [process.env.CHROMIUM_PATH, '/usr/lib/chromium/chromium', '/usr/bin/chromium', '/usr/bin/chromium-browser'];
+  const found = candidates.find((p): p is string => typeof p === 'string' && p.length > 0 && existsSync(p));
+  if (!found)
+    throw new Error(`no Chromium found (tried ${candidates.filter(Boolean).join(', ')}): apt-get install -y chromium (.ci/run does)`);
+  return found;
+}
+
+/**
+ * A headless Chromium with a fresh profile in a temp dir (a laptop-sized window), closed at
+ * cleanup. Any launch failure fails the test with its reason.
+ */
+async function launchChromium(cleanup: Cleanup): Promise<BrowserContext> {
+  const executablePath = chromiumPath();
+  const profile = mkdtempSync(join(tmpdir(), 'exai-ws-chromium-'));
+  cleanup.add(() => rmSync(profile, { recursive: true, force: true }));
+  let context: BrowserContext;
+  try {
+    context = await chromium.launchPersistentContext(profile, {
+      executablePath,
+      headless: true,
+      timeout: 20_000,
+      viewport: { width: 1366, height: 800 },
+      // Root (CI containers) cannot use Chromium's sandbox; /dev/shm is small in containers.
+      args: ['--no-sandbox', '--disable-dev-shm-usage', '--no-first-run'],
+    });
+  } catch (error) {
+    throw new Error(`headless Chromium (${executablePath}) did not launch: ${(error as Error).message}`);
+  }
+  cleanup.add(() => context.close());
+  return context;
+}
+
+describe('the status page in a real headless Chromium, against the real daemon', () => {
+  test('login through `exai-ws open`, HttpOnly cookie, a session appears and goes, no console errors', async () => {
+    const cleanup = new Cleanup();
+    try {
+      const daemon = await startDaemon(cleanup);
+      const [url, context] = await Promise.all([loginUrl(daemon), launchChromium(cleanup)]);
+      const page = await context.newPage();
+      const problems: string[] = [];
+      page.on('console', (m) => {
+        if (m.type() === 'error') problems.push(`console: ${m.text()}`);
+      });
+      page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+
+      const response = await page.goto(url, { waitUntil: 'domcontentloaded', timeout: 10_000 });
+      assert.equal(response?.status(), 200);
+      // The redirect took the code out of the address bar (and the history).
+      assert.equal(page.url(), `http://127.0.0.1:${daemon.port}/`);
+      const cookies = await context.cookies();
+      const session = cookies.find((c) => c.name === 'exai_ws_session');
+      assert.ok(session, `no session cookie in ${JSON.stringify(cookies.map((c) => c.name))}`);
+      assert.equal(session.httpOnly, true);
+      assert.equal(session.sameSite, 'Strict');
+      assert.equal(session.path, '/');
+      assert.equal(await page.evaluate(() => (globalThis as unknown as { document: { cookie: string } }).document.cookie), '');
+
+      await page.locator('body[data-connection="live"]').waitFor({ timeout: 10_000 });
+      await page.locator('#daemon').getByText(String(daemon.pid), { exact: true }).waitFor({ timeout: 5_000 });
+
+      // The client name is the client's own string: shown as text, never parsed as markup.
+      const name = 'status-page-e2e <img src=x onerror=alert(1)>';
+      const shim = await connectShim(cleanup, daemon, { name });
+      const row = page.locator('#sessions tbody tr', { hasText: name });
+      await row.waitFor({ timeout: 10_000 });
+      const rowText = await row.innerText();
+      assert.match(rowText, /\bws\b/, 'the transport');
+      assert.ok(rowText.includes(process.cwd()), `the client's working directory in ${JSON.stringify(rowText)}`);
+      assert.equal(await page.locator('#sessions img').count(), 0, 'report text was parsed as HTML');
+      assert.match(await page.locator('#sessions-count').innerText(), /\(1\)/);
+
+      mkdirSync(ARTIFACTS, { recursive: true });
+      await page.screenshot({ path: join(ARTIFACTS, 'status-page.png'), fullPage: true });
+      await page.emulateMedia({ colorScheme: 'dark' });
+      await page.screenshot({ path: join(ARTIFACTS, 'status-page-dark.png'), fullPage: true });
+      await page.emulateMedia({ colorScheme: 'light' });
+
+      await shim.client.close();
+      await row.waitFor({ state: 'detached', timeout: 10_000 });
+      await page.locator('#sessions td.empty').waitFor({ timeout: 5_000 });
+      assert.deepEqual(problems, [], 'the page logged errors');
+
+      // The daemon goes away: the page says so instead of showing stale numbers as live.
+      daemon.proc.kill('SIGTERM');
+      await within(daemon.exited, 15_000, 'the daemon to exit');
+      await page.locator('body[data-connection="down"]').waitFor({ timeout: 10_000 });
+      assert.match(await page.locator('#conn').innerText(), /disconnected/);
+    } finally {
+      await cleanup.run();
+    }
+  });
+});
+
+describe('the status page renders the report as a user reads it (headless Chromium, fake report)', () => {
+  test('"1 session" in the title (2 sessions later), a watched file says so, a file not applied shows its error', async () => {
+    const cleanup = new Cleanup();
+    try {
+      const server = await pageServer({ intervalMs: 50 });
+      const error =
+        "the config file /home/someone/.config/exai-ws/config.json is not valid JSON: line 4, column 4: a trailing comma: JSON allows no comma before '}'";
+      const config = {
+        path: '/home/someone/.config/exai-ws/config.json',
+        exists: true,
+        watching: '/home/someone/.config/exai-ws',
+        problems: [],
+        error,
+        last_reload: null,
+      };
+      server.report = { ...fakeReport(), sessions: { total: 1, attached: 1, detached: 0, list: [] }, config };
+      const context = await launchChromium(cleanup);
+      const page = await context.newPage();
+      const problems: string[] = [];
+      page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+      await page.goto(`http://127.0.0.1:${server.port}/`, { waitUntil: 'domcontentloaded', timeout: 10_000 });
+      await page.locator('body[data-connection="live"]').waitFor({ timeout: 10_000 });
+      assert.equal(await page.title(), 'exai-ws 9.9.9 \u00b7 1 session');
+      const shown = await page.locator('#config').innerText();
+      assert.match(shown, /changes\s+watched: applied as soon as it is saved/);
+      assert.match(shown, /not applied\s+the config file .* line 4, column 4: a trailing comma.*\(no hosted servers until it is fixed\)/);
+
+      // Fixed, and not watched any more: the page follows.
+      server.report = {
+        ...server.report,
+        sessions: { total: 2, attached: 2, detached: 0, list: [] },
+        config: { ...config, watching: null, error: null },
+      };
+      await waitFor(async () => (await page.title()).endsWith('2 sessions'), 'the title with 2 sessions', 5_000);
+      const after = await page.locator('#config').innerText();
+      assert.match(after, /changes\s+not watched: exai-ws reload applies an edit/);
+      assert.doesNotMatch(after, /not applied/);
+      assert.deepEqual(problems, []);
+    } finally {
+      await cleanup.run();
+    }
+  });
+});
