@@ -140,7 +140,19 @@ async function stopDaemon(daemon: DaemonHandle): Promise<void> {
   const code = await Promise.race([daemon.exited, timeout]);
   assert.equal(code, 0, `daemon exit: ${String(code)}; stderr: ${daemon.stderr()}`);
 }
-// Each test has its own daemon, home and processes: they run side by side.
+/**
+ * One daemon (frames up to 4096 bytes) for the tests whose property is per connection or per
+ * session (Origin and Host, the handshake, frame limits, bad JSON-RPC, a misbehaving session):
+ * none needs a fresh daemon, and running them side by side on it is the harder case, every one
+ * of them a misbehaving neighbour of the others. Tests that count, stop the daemon or start it
+ * differently have their own.
+ */
+let shared: Promise<DaemonHandle> | undefined;
+function sharedDaemon(): Promise<DaemonHandle> {
+  shared ??= startDaemon(cleanup, { env: { EXAI_WS_MAX_BYTES: '4096' } });
+  return shared;
+}
+
 describe('security', { concurrency: 4 }, () => {
   test('authentication: bearer on the upgrade or auth_token in the hello, and failures are counted', async () => {
     const daemon = await startDaemon(cleanup);
@@ -184,7 +196,7 @@ describe('security', { concurrency: 4 }, () => {
   });
 
   test('foreign Origin and foreign Host headers are refused with 403 on /health and on the upgrade; loopback Origins are served', async () => {
-    const daemon = await startDaemon(cleanup);
+    const daemon = await sharedDaemon();
     const own = `127.0.0.1:${daemon.port}`;
 
     // Controls: the daemon's own address (either spelling) is served.
@@ -225,7 +237,7 @@ describe('security', { concurrency: 4 }, () => {
   });
 
   test('the hello handshake: not a hello 4001, bad JSON or shape 4000, unsupported protocol 4004', async () => {
-    const daemon = await startDaemon(cleanup);
+    const daemon = await sharedDaemon();
 
     const refused = async (frame: string, ackCode: string | null, closeCode: number, label: string) => {
       const ws = await openSocket(cleanup, daemon);
@@ -271,7 +283,7 @@ describe('security', { concurrency: 4 }, () => {
   });
 
   test('oversize and binary frames close only their own socket (1009, 1003)', async () => {
-    const daemon = await startDaemon(cleanup, { env: { EXAI_WS_MAX_BYTES: '4096' } });
+    const daemon = await sharedDaemon();
 
     const big = await openSocket(cleanup, daemon);
     const ack = await sendHello(big);
@@ -295,7 +307,7 @@ describe('security', { concurrency: 4 }, () => {
   });
 
   test('bad JSON-RPC input costs only its own reply: -32700, -32600, -32601', async () => {
-    const daemon = await startDaemon(cleanup);
+    const daemon = await sharedDaemon();
     const ws = await openSession(daemon);
     const closing = watchClose(ws);
     let socketClosed = false;
@@ -331,7 +343,7 @@ describe('security', { concurrency: 4 }, () => {
   });
 
   test('a misbehaving session never harms another concurrently open session', async () => {
-    const daemon = await startDaemon(cleanup, { env: { EXAI_WS_MAX_BYTES: '4096' } });
+    const daemon = await sharedDaemon();
     const victim = await openSession(daemon);
     const events: string[] = [];
     send(victim, { jsonrpc: '2.0', id: 'slow', method: 'tools/call', params: { name: 'sleep', arguments: { ms: 2_500 } } });
