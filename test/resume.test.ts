@@ -298,91 +298,92 @@ function hostileDaemon(env: Record<string, string> = {}): Promise<DaemonHandle> 
   return startHostingDaemon(cleanup, () => ({ hostile: { command: process.execPath, args: [HOSTILE_SCRIPT] } }), env);
 }
 
+// Alone, not beside other tests: a 300 ms heartbeat must not cut the reader before it pauses.
+test('frames lost in flight when the heartbeat cuts a paused reader are replayed on resume: every one after `received`, once, in order', async () => {
+  const daemon = await hostileDaemon({ EXAI_WS_HEARTBEAT_MS: '300' });
+  const ws = await openSocket(cleanup, daemon);
+  const first = track(ws);
+  const ack = await sendHello(ws, { session_id: 'resume-lossless', acks: true, pid: process.pid });
+  assert.equal(ack.ok, true, JSON.stringify(ack));
+  assert.equal(ack.resumed, false);
+  await initialize(ws, first.frames);
+  const opened = await waitFor(
+    () => readJsonLines(logPath(daemon.home)).find((l) => l.msg === 'session opened' && l.session_id === 'resume-lossless'),
+    'the session opened line',
+  );
+  assert.deepEqual(
+    [opened?.pid, opened?.client_pid],
+    [daemon.pid, process.pid],
+    'the log line names the daemon as pid, the client as client_pid',
+  );
+
+  // Acks as the shim sends them, every 64 frames, until the reader stops.
+  let acked = 0;
+  let paused = false;
+  const STEPS = 100;
+  const PAUSE_AT = 20;
+  ws.on('message', () => {
+    if (paused) return;
+    if (first.frames.length - acked >= 64) {
+      acked = first.frames.length;
+      ws.send(JSON.stringify({ type: 'ack', received: acked }));
+    }
+    const progressed = first.frames.filter((m) => m.method === 'notifications/progress').length;
+    if (progressed >= PAUSE_AT) {
+      // Stops reading: frames the daemon writes from now on sit unread in the socket, and the
+      // pings go unanswered, so the heartbeat terminates the connection.
+      paused = true;
+      ws.pause();
+    }
+  });
+  send(ws, {
+    id: 2,
+    method: 'tools/call',
+    params: { name: 'progress', arguments: { steps: STEPS, interval_ms: 15 }, _meta: { progressToken: 'p' } },
+  });
+  send(ws, { id: 3, method: 'tools/call', params: { name: 'sleep', arguments: { ms: 1200 } } }); // answered while detached
+
+  await waitFor(() => paused, 'the reader to pause', 10_000);
+  await waitFor(async () => (await getHealth(daemon)).sessions.detached === 1 || null, 'the heartbeat to cut the paused client', 10_000);
+  first.stop(); // what the client did not read before now, it never gets from this socket
+  ws.terminate();
+  const received = first.frames.length;
+
+  const ws2 = await openSocket(cleanup, daemon);
+  const second = track(ws2);
+  const again = await sendHello(ws2, { session_id: 'resume-lossless', acks: true, pid: process.pid, received });
+  assert.equal(again.ok, true, JSON.stringify(again));
+  assert.equal(again.resumed, true);
+  assert.ok(
+    typeof again.replayed === 'number' && again.replayed > 0,
+    `frames written to the cut connection and never read must be replayed: ${JSON.stringify(again)}`,
+  );
+  await waitFor(() => second.frames.some((m) => m.id === 2) && second.frames.some((m) => m.id === 3), 'both responses', 20_000);
+
+  const all = [...first.frames, ...second.frames];
+  const progress = all.filter((m) => m.method === 'notifications/progress').map((m) => (m.params as { progress: number }).progress);
+  assert.deepEqual(
+    progress,
+    Array.from({ length: STEPS }, (_, i) => i + 1),
+    `every progress notification exactly once, in order (client had ${received} frames, replayed ${String(again.replayed)})`,
+  );
+  const ids = all.filter((m) => m.method === undefined).map((m) => m.id);
+  assert.deepEqual([...ids].sort(), [2, 3, 'init'], `each response exactly once: ${JSON.stringify(ids)}`);
+  const at = (id: unknown) => all.findIndex((m) => m.id === id);
+  const lastProgress = all.findLastIndex((m) => m.method === 'notifications/progress');
+  assert.ok(at(2) > lastProgress, 'the call answers after its last progress');
+
+  // The session goes on over the new connection.
+  send(ws2, { id: 4, method: 'tools/call', params: { name: 'echo', arguments: { text: 'after resume' } } });
+  const echo = await waitFor(() => second.frames.find((m) => m.id === 4), 'the echo');
+  assert.equal(((echo.result as Json).content as { text: string }[])[0]?.text, 'after resume');
+  const health = await getHealth(daemon);
+  assert.equal(health.sessions.total, 1);
+  assert.equal(health.sessions.attached, 1);
+});
+
 // Each test has its own daemon and home: they run side by side.
 describe('resume end to end', { concurrency: 3 }, () => {
-  test('frames lost in flight when the heartbeat cuts a paused reader are replayed on resume: every one after `received`, once, in order', async () => {
-    const daemon = await hostileDaemon({ EXAI_WS_HEARTBEAT_MS: '300' });
-    const ws = await openSocket(cleanup, daemon);
-    const first = track(ws);
-    const ack = await sendHello(ws, { session_id: 'resume-lossless', acks: true, pid: process.pid });
-    assert.equal(ack.ok, true, JSON.stringify(ack));
-    assert.equal(ack.resumed, false);
-    await initialize(ws, first.frames);
-    const opened = await waitFor(
-      () => readJsonLines(logPath(daemon.home)).find((l) => l.msg === 'session opened' && l.session_id === 'resume-lossless'),
-      'the session opened line',
-    );
-    assert.deepEqual(
-      [opened?.pid, opened?.client_pid],
-      [daemon.pid, process.pid],
-      'the log line names the daemon as pid, the client as client_pid',
-    );
-
-    // Acks as the shim sends them, every 64 frames, until the reader stops.
-    let acked = 0;
-    let paused = false;
-    const STEPS = 100;
-    const PAUSE_AT = 20;
-    ws.on('message', () => {
-      if (paused) return;
-      if (first.frames.length - acked >= 64) {
-        acked = first.frames.length;
-        ws.send(JSON.stringify({ type: 'ack', received: acked }));
-      }
-      const progressed = first.frames.filter((m) => m.method === 'notifications/progress').length;
-      if (progressed >= PAUSE_AT) {
-        // Stops reading: frames the daemon writes from now on sit unread in the socket, and the
-        // pings go unanswered, so the heartbeat terminates the connection.
-        paused = true;
-        ws.pause();
-      }
-    });
-    send(ws, {
-      id: 2,
-      method: 'tools/call',
-      params: { name: 'progress', arguments: { steps: STEPS, interval_ms: 15 }, _meta: { progressToken: 'p' } },
-    });
-    send(ws, { id: 3, method: 'tools/call', params: { name: 'sleep', arguments: { ms: 1200 } } }); // answered while detached
-
-    await waitFor(() => paused, 'the reader to pause', 10_000);
-    await waitFor(async () => (await getHealth(daemon)).sessions.detached === 1 || null, 'the heartbeat to cut the paused client', 10_000);
-    first.stop(); // what the client did not read before now, it never gets from this socket
-    ws.terminate();
-    const received = first.frames.length;
-
-    const ws2 = await openSocket(cleanup, daemon);
-    const second = track(ws2);
-    const again = await sendHello(ws2, { session_id: 'resume-lossless', acks: true, pid: process.pid, received });
-    assert.equal(again.ok, true, JSON.stringify(again));
-    assert.equal(again.resumed, true);
-    assert.ok(
-      typeof again.replayed === 'number' && again.replayed > 0,
-      `frames written to the cut connection and never read must be replayed: ${JSON.stringify(again)}`,
-    );
-    await waitFor(() => second.frames.some((m) => m.id === 2) && second.frames.some((m) => m.id === 3), 'both responses', 20_000);
-
-    const all = [...first.frames, ...second.frames];
-    const progress = all.filter((m) => m.method === 'notifications/progress').map((m) => (m.params as { progress: number }).progress);
-    assert.deepEqual(
-      progress,
-      Array.from({ length: STEPS }, (_, i) => i + 1),
-      `every progress notification exactly once, in order (client had ${received} frames, replayed ${String(again.replayed)})`,
-    );
-    const ids = all.filter((m) => m.method === undefined).map((m) => m.id);
-    assert.deepEqual([...ids].sort(), [2, 3, 'init'], `each response exactly once: ${JSON.stringify(ids)}`);
-    const at = (id: unknown) => all.findIndex((m) => m.id === id);
-    const lastProgress = all.findLastIndex((m) => m.method === 'notifications/progress');
-    assert.ok(at(2) > lastProgress, 'the call answers after its last progress');
-
-    // The session goes on over the new connection.
-    send(ws2, { id: 4, method: 'tools/call', params: { name: 'echo', arguments: { text: 'after resume' } } });
-    const echo = await waitFor(() => second.frames.find((m) => m.id === 4), 'the echo');
-    assert.equal(((echo.result as Json).content as { text: string }[])[0]?.text, 'after resume');
-    const health = await getHealth(daemon);
-    assert.equal(health.sessions.total, 1);
-    assert.equal(health.sessions.attached, 1);
-  });
-
   test('a resume that needs frames no longer kept (past EXAI_WS_HOLD_MAX_BYTES) gets a new session: resumed false, the old one ends resume_gap', async () => {
     const daemon = await hostileDaemon({ EXAI_WS_HOLD_MAX_BYTES: '32768', EXAI_WS_HEARTBEAT_MS: '0' });
     const ws = await openSocket(cleanup, daemon);
