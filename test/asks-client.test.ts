@@ -11,28 +11,17 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { test, type TestContext } from 'node:test';
+import { describe, test, type TestContext } from 'node:test';
 import {
   CreateMessageRequestSchema,
   ElicitRequestSchema,
   type CallToolResult,
   type JSONRPCRequest,
 } from '@modelcontextprotocol/sdk/types.js';
-import {
-  Cleanup,
-  connectShim,
-  getHealth,
-  logPath,
-  metricsPath,
-  readJsonLines,
-  startDaemon,
-  waitFor,
-  within,
-  type DaemonHandle,
-  type ShimClient,
-} from './helpers.js';
+import { Cleanup, getHealth, logPath, metricsPath, readJsonLines, startDaemon, waitFor, within, type DaemonHandle } from './helpers.js';
 import { everythingEntry, startHostingDaemon, type ServerEntry } from './fixtures/hosted-servers.js';
 import { startEverythingHttp } from './fixtures/everything-http.js';
+import { connectWs, type WsWindow } from './fixtures-b/ws-client.js';
 
 const SAMPLING_TOOL = 'trigger-sampling-request';
 const ELICITATION_TOOL = 'trigger-elicitation-request';
@@ -50,8 +39,12 @@ const HOLD_MS = 1_500;
 const CALL_TIMEOUT_MS = 60_000;
 const UNDETERMINED = /the requester could not be determined/;
 const REFUSED_LOG = 'server request refused: requester unknown';
-/** Metrics lines every 200 ms, so a test waits for the counters a fraction of a second. */
-const FAST_METRICS = { EXAI_WS_METRICS_INTERVAL_MS: '200' };
+/**
+ * Metrics lines every 200 ms, so a test waits for the counters a fraction of a second; a list
+ * waits for the server however long its start takes on a loaded machine (the tests need its
+ * tools listed; the list wait itself is test/silent-server.test.ts's).
+ */
+const FAST_METRICS = { EXAI_WS_METRICS_INTERVAL_MS: '200', EXAI_WS_LIST_WAIT_MS: '0' };
 
 type Who = 'A' | 'B';
 const OTHER: Record<Who, Who> = { A: 'B', B: 'A' };
@@ -89,10 +82,13 @@ class Arrivals {
   }
 }
 
-/** A window: an SDK client over a real shim that records every request the daemon sent it. */
+/**
+ * A window: an SDK client over its own WebSocket to the daemon (no shim process: what is tested
+ * is the daemon's routing) that records every request the daemon sent it.
+ */
 interface AskedWindow {
   who: Who;
-  shim: ShimClient;
+  conn: WsWindow;
   /** Every sampling prompt this window was shown, in order. */
   prompts: string[];
   /** The name this window answered each elicitation with, in order (each one unique). */
@@ -109,14 +105,14 @@ function answerOf(who: Who, prompt: string): string {
 
 async function openWindow(
   cleanup: Cleanup,
-  daemon: Pick<DaemonHandle, 'clientEnv'>,
+  daemon: Pick<DaemonHandle, 'url' | 'token'>,
   who: Who,
   capabilities: Record<string, unknown> = CAPABLE,
 ): Promise<AskedWindow> {
-  const shim = await connectShim(cleanup, daemon, { name: `window-${who}`, capabilities, env: { EXAI_WS_AUTOSTART: '0' } });
-  const window: AskedWindow = { who, shim, prompts: [], elicited: [], stray: [], arrivals: new Arrivals() };
+  const conn = await connectWs(cleanup, daemon, { name: `window-${who}`, capabilities });
+  const window: AskedWindow = { who, conn, prompts: [], elicited: [], stray: [], arrivals: new Arrivals() };
   if (capabilities.sampling !== undefined) {
-    shim.client.setRequestHandler(CreateMessageRequestSchema, async (request) => {
+    conn.client.setRequestHandler(CreateMessageRequestSchema, async (request) => {
       const content = request.params.messages[0]?.content as { text?: string } | undefined;
       const prompt = content?.text ?? '';
       window.prompts.push(prompt);
@@ -125,14 +121,14 @@ async function openWindow(
     });
   }
   if (capabilities.elicitation !== undefined) {
-    shim.client.setRequestHandler(ElicitRequestSchema, async () => {
+    conn.client.setRequestHandler(ElicitRequestSchema, async () => {
       const name = `window ${who} answer ${window.elicited.length + 1}`;
       window.elicited.push(name);
       await window.arrivals.arrive();
       return { action: 'accept', content: { name, check: true } };
     });
   }
-  shim.client.fallbackRequestHandler = (request) => {
+  conn.client.fallbackRequestHandler = (request) => {
     window.stray.push(request);
     return Promise.reject(new Error(`unexpected ${request.method}`));
   };
@@ -140,10 +136,10 @@ async function openWindow(
 }
 
 /** Two capable windows, both connected before the first list starts the server (it offers the tools then). */
-async function openPair(cleanup: Cleanup, daemon: Pick<DaemonHandle, 'clientEnv'>): Promise<AskedWindow[]> {
+async function openPair(cleanup: Cleanup, daemon: Pick<DaemonHandle, 'url' | 'token'>): Promise<AskedWindow[]> {
   const windows = [await openWindow(cleanup, daemon, 'A'), await openWindow(cleanup, daemon, 'B')];
-  for (const { who, shim } of windows) {
-    const tools = (await shim.client.listTools()).tools.map((t) => t.name);
+  for (const { who, conn } of windows) {
+    const tools = (await conn.client.listTools()).tools.map((t) => t.name);
     for (const tool of [SAMPLING, ELICITATION]) assert.ok(tools.includes(tool), `window ${who} lists ${tool}: ${tools.join(', ')}`);
   }
   return windows;
@@ -160,7 +156,7 @@ interface Outcome {
 /** A tool call's result text, or the protocol error's message: what the user is shown either way. */
 async function call(window: AskedWindow, name: string, args: Record<string, unknown> = {}): Promise<{ isError: boolean; text: string }> {
   try {
-    const result = (await window.shim.client.callTool({ name, arguments: args }, undefined, {
+    const result = (await window.conn.client.callTool({ name, arguments: args }, undefined, {
       timeout: CALL_TIMEOUT_MS,
     })) as CallToolResult;
     return { isError: result.isError === true, text: result.content.map((c) => (c.type === 'text' ? c.text : '')).join('\n') };
@@ -184,7 +180,7 @@ function round(windows: AskedWindow[], tool: string, label: string): Promise<Out
 }
 
 /** One line per call: who asked what, and the answer (or error) it got. */
-function describe(outcomes: Outcome[]): string {
+function outcomeLines(outcomes: Outcome[]): string {
   return outcomes
     .map((o) => {
       const got = o.isError ? `ERROR ${o.text}` : (/window [AB] answers \[[^\]]*\]/.exec(o.text)?.[0] ?? o.text);
@@ -202,7 +198,7 @@ function describe(outcomes: Outcome[]): string {
 async function samplingRound(windows: AskedWindow[], label: string, all: boolean): Promise<number> {
   const shownBefore = new Map(windows.map((w) => [w.who, w.prompts.length]));
   const outcomes = await round(windows, SAMPLING, label);
-  const detail = describe(outcomes);
+  const detail = outcomeLines(outcomes);
   for (const window of windows) {
     const shown = window.prompts.slice(shownBefore.get(window.who));
     const foreign = shown.filter((p) => !p.startsWith(`${CONTEXT}${window.who}-`));
@@ -322,127 +318,129 @@ async function assertRefusalsRecorded(home: string, refused: number, methods: st
 function sharedEverything(cleanup: Cleanup, extra: ServerEntry = {}): Promise<DaemonHandle> {
   return startHostingDaemon(cleanup, () => ({ everything: everythingEntry(extra) }), FAST_METRICS);
 }
-
-test('two windows, five concurrent sampling then elicitation calls each, one shared server: never the other window’s request; learned after the first round', async (t) => {
-  const cleanup = cleanupFor(t);
-  const daemon = await sharedEverything(cleanup);
-  const windows = await openPair(cleanup, daemon);
-
-  let refused = 0;
-  for (let r = 1; r <= 3; r++) refused += await samplingRound(windows, `s${r}`, r > 1);
-  t.diagnostic(`sampling: ${refused} of ${2 * CALLS} calls refused in the first round`);
-  await waitLearned(daemon.home, 'everything', SAMPLING_TOOL);
-
-  let elicitationRefused = 0;
-  for (let r = 1; r <= 3; r++) elicitationRefused += await elicitationRound(windows, `e${r}`, r > 1);
-  t.diagnostic(`elicitation: ${elicitationRefused} of ${2 * CALLS} calls refused in the first round`);
-  await waitLearned(daemon.home, 'everything', ELICITATION_TOOL);
-  assert.deepEqual(await asksClientInHealth(daemon, 'everything'), [ELICITATION_TOOL, SAMPLING_TOOL]);
-
-  if (refused + elicitationRefused > 0) {
-    await assertRefusalsRecorded(daemon.home, refused + elicitationRefused, ['sampling/createMessage', 'elicitation/create']);
-  }
-});
-
-test('an uncertain origin is refused, logged and counted, and nobody is asked; the tool is not marked from it', async (t) => {
-  const cleanup = cleanupFor(t);
-  const daemon = await sharedEverything(cleanup);
-  const [a, b] = (await openPair(cleanup, daemon)) as [AskedWindow, AskedWindow];
-
-  // B has a call to another tool in flight: A's sampling request could come from either window.
-  const long = call(b, LONG_RUNNING, { duration: 4, steps: 4 });
-  await waitFor(async () => (await getHealth(daemon)).inflight >= 1, 'B’s long-running call in flight at the daemon');
-  a.arrivals.reset(1);
-  const refused = await call(a, SAMPLING, { prompt: 'A-uncertain', maxTokens: 20 });
-  assert.equal(refused.isError, true, refused.text);
-  assert.match(refused.text, UNDETERMINED);
-  const longResult = await long;
-  assert.equal(longResult.isError, false, longResult.text);
-  assert.match(longResult.text, /Long running operation completed/);
-  for (const window of [a, b]) {
-    assert.deepEqual(window.prompts, [], `window ${window.who} was asked`);
-    assert.deepEqual(window.stray, []);
-  }
-  await assertRefusalsRecorded(daemon.home, 1, ['sampling/createMessage']);
-  // Calls of two tools were in flight: nothing says which one asks.
-  assert.deepEqual(learned(daemon.home).everything ?? [], []);
-  assert.deepEqual(await asksClientInHealth(daemon, 'everything'), []);
-
-  // Alone, A's call is certainly A's.
-  const alone = await call(a, SAMPLING, { prompt: 'A-alone', maxTokens: 20 });
-  assert.equal(alone.isError, false, alone.text);
-  assert.ok(alone.text.includes(answerOf('A', `${CONTEXT}A-alone`)), alone.text);
-  assert.deepEqual(a.prompts, [`${CONTEXT}A-alone`]);
-  assert.deepEqual(b.prompts, []);
-});
-
-test('what was learned survives a daemon restart: the first round after it answers all ten', async (t) => {
-  const cleanup = cleanupFor(t);
-  const first = await sharedEverything(cleanup);
-  const before = await openPair(cleanup, first);
-  const refused = await samplingRound(before, 'r1', false);
-  t.diagnostic(`${refused} of ${2 * CALLS} calls refused in the first round on a fresh home`);
-  await waitLearned(first.home, 'everything', SAMPLING_TOOL);
-
-  for (const window of before) await window.shim.client.close();
-  first.proc.kill('SIGTERM');
-  assert.equal(await within(first.exited, 20_000, 'the daemon to stop on SIGTERM'), 0);
-
-  const second = await startDaemon(cleanup, { home: first.home, env: FAST_METRICS });
-  assert.notEqual(second.pid, first.pid);
-  const after = await openPair(cleanup, second);
-  await samplingRound(after, 'after-restart-r1', true);
-  assert.deepEqual(await asksClientInHealth(second, 'everything'), [SAMPLING_TOOL]);
-});
-
-test('a Streamable HTTP upstream: two windows, five concurrent calls each, all answered from the first round, nothing to learn', async (t) => {
-  const cleanup = cleanupFor(t);
-  const http = await startEverythingHttp(cleanup);
-  const daemon = await startHostingDaemon(cleanup, () => ({ everything: { url: http.url } }), FAST_METRICS);
-  const windows = await openPair(cleanup, daemon);
-
-  for (let r = 1; r <= 3; r++) await samplingRound(windows, `http-s${r}`, true);
-  await elicitationRound(windows, 'http-e1', true);
-  // Every request came on the stream of the call that caused it: certain, so nothing is marked.
-  assert.deepEqual(learned(daemon.home).everything ?? [], []);
-  assert.deepEqual(await asksClientInHealth(daemon, 'everything'), []);
-});
-
-test('a window without the sampling capability is never asked and gets a clear error at once; the capable window is not asked for it', async (t) => {
-  const cleanup = cleanupFor(t);
-  const daemon = await sharedEverything(cleanup);
-  // The capable window connects first: the server is offered sampling and lists the tool to both.
-  const capable = await openWindow(cleanup, daemon, 'A');
-  const without = await openWindow(cleanup, daemon, 'B', {});
-  const tools = (await without.shim.client.listTools()).tools.map((t) => t.name);
-  assert.ok(tools.includes(SAMPLING) && tools.includes(ELICITATION), tools.join(', '));
-
-  const outcomes = await Promise.all([
-    ...Array.from({ length: 3 }, (_, i) => call(without, SAMPLING, { prompt: `B-without-c${i + 1}`, maxTokens: 20 })),
-    call(without, ELICITATION),
-  ]);
-  t.diagnostic(`what the window without sampling is shown: ${outcomes[0]?.text.replace(/\s+/g, ' ')}`);
-  // The error names the client as it introduced itself, so a user with several windows knows which.
-  outcomes.forEach((o, i) => {
-    const capability = i < 3 ? 'sampling' : 'elicitation';
-    assert.equal(o.isError, true, o.text);
-    assert.match(o.text, new RegExp(`the client \\(window-B\\) did not declare the ${capability} capability`), o.text);
-    assert.doesNotMatch(o.text, /timed out|timeout/i, o.text);
-  });
-  assert.deepEqual(without.stray, [], 'the window without the capability was sent a request');
-  assert.deepEqual(capable.prompts, [], 'the capable window was asked on the other window’s behalf');
-  assert.deepEqual(capable.elicited, []);
-  assert.deepEqual(capable.stray, []);
-});
-
-for (const declared of [[SAMPLING_TOOL], ['*']]) {
-  test(`a declared tool (asks_client ${JSON.stringify(declared)}) runs one window at a time from the first call: the first round on a fresh home answers all ten`, async (t) => {
+// Each test has its own daemon, home and processes: they run side by side.
+describe('asks the client', { concurrency: 3 }, () => {
+  test('two windows, five concurrent sampling then elicitation calls each, one shared server: never the other window’s request; learned after the first round', async (t) => {
     const cleanup = cleanupFor(t);
-    const daemon = await sharedEverything(cleanup, { asks_client: declared });
+    const daemon = await sharedEverything(cleanup);
     const windows = await openPair(cleanup, daemon);
-    if (declared[0] !== '*') assert.deepEqual(await asksClientInHealth(daemon, 'everything'), [SAMPLING_TOOL]);
-    await samplingRound(windows, 'declared-r1', true);
-    await samplingRound(windows, 'declared-r2', true);
-    if (declared[0] === '*') await elicitationRound(windows, 'declared-e1', true);
+
+    let refused = 0;
+    for (let r = 1; r <= 3; r++) refused += await samplingRound(windows, `s${r}`, r > 1);
+    t.diagnostic(`sampling: ${refused} of ${2 * CALLS} calls refused in the first round`);
+    await waitLearned(daemon.home, 'everything', SAMPLING_TOOL);
+
+    let elicitationRefused = 0;
+    for (let r = 1; r <= 3; r++) elicitationRefused += await elicitationRound(windows, `e${r}`, r > 1);
+    t.diagnostic(`elicitation: ${elicitationRefused} of ${2 * CALLS} calls refused in the first round`);
+    await waitLearned(daemon.home, 'everything', ELICITATION_TOOL);
+    assert.deepEqual(await asksClientInHealth(daemon, 'everything'), [ELICITATION_TOOL, SAMPLING_TOOL]);
+
+    if (refused + elicitationRefused > 0) {
+      await assertRefusalsRecorded(daemon.home, refused + elicitationRefused, ['sampling/createMessage', 'elicitation/create']);
+    }
   });
-}
+
+  test('an uncertain origin is refused, logged and counted, and nobody is asked; the tool is not marked from it', async (t) => {
+    const cleanup = cleanupFor(t);
+    const daemon = await sharedEverything(cleanup);
+    const [a, b] = (await openPair(cleanup, daemon)) as [AskedWindow, AskedWindow];
+
+    // B has a call to another tool in flight: A's sampling request could come from either window.
+    const long = call(b, LONG_RUNNING, { duration: 4, steps: 4 });
+    await waitFor(async () => (await getHealth(daemon)).inflight >= 1, 'B’s long-running call in flight at the daemon');
+    a.arrivals.reset(1);
+    const refused = await call(a, SAMPLING, { prompt: 'A-uncertain', maxTokens: 20 });
+    assert.equal(refused.isError, true, refused.text);
+    assert.match(refused.text, UNDETERMINED);
+    const longResult = await long;
+    assert.equal(longResult.isError, false, longResult.text);
+    assert.match(longResult.text, /Long running operation completed/);
+    for (const window of [a, b]) {
+      assert.deepEqual(window.prompts, [], `window ${window.who} was asked`);
+      assert.deepEqual(window.stray, []);
+    }
+    await assertRefusalsRecorded(daemon.home, 1, ['sampling/createMessage']);
+    // Calls of two tools were in flight: nothing says which one asks.
+    assert.deepEqual(learned(daemon.home).everything ?? [], []);
+    assert.deepEqual(await asksClientInHealth(daemon, 'everything'), []);
+
+    // Alone, A's call is certainly A's.
+    const alone = await call(a, SAMPLING, { prompt: 'A-alone', maxTokens: 20 });
+    assert.equal(alone.isError, false, alone.text);
+    assert.ok(alone.text.includes(answerOf('A', `${CONTEXT}A-alone`)), alone.text);
+    assert.deepEqual(a.prompts, [`${CONTEXT}A-alone`]);
+    assert.deepEqual(b.prompts, []);
+  });
+
+  test('what was learned survives a daemon restart: the first round after it answers all ten', async (t) => {
+    const cleanup = cleanupFor(t);
+    const first = await sharedEverything(cleanup);
+    const before = await openPair(cleanup, first);
+    const refused = await samplingRound(before, 'r1', false);
+    t.diagnostic(`${refused} of ${2 * CALLS} calls refused in the first round on a fresh home`);
+    await waitLearned(first.home, 'everything', SAMPLING_TOOL);
+
+    for (const window of before) await window.conn.client.close();
+    first.proc.kill('SIGTERM');
+    assert.equal(await within(first.exited, 20_000, 'the daemon to stop on SIGTERM'), 0);
+
+    const second = await startDaemon(cleanup, { home: first.home, env: FAST_METRICS });
+    assert.notEqual(second.pid, first.pid);
+    const after = await openPair(cleanup, second);
+    await samplingRound(after, 'after-restart-r1', true);
+    assert.deepEqual(await asksClientInHealth(second, 'everything'), [SAMPLING_TOOL]);
+  });
+
+  test('a Streamable HTTP upstream: two windows, five concurrent calls each, all answered from the first round, nothing to learn', async (t) => {
+    const cleanup = cleanupFor(t);
+    const http = await startEverythingHttp(cleanup);
+    const daemon = await startHostingDaemon(cleanup, () => ({ everything: { url: http.url } }), FAST_METRICS);
+    const windows = await openPair(cleanup, daemon);
+
+    for (let r = 1; r <= 3; r++) await samplingRound(windows, `http-s${r}`, true);
+    await elicitationRound(windows, 'http-e1', true);
+    // Every request came on the stream of the call that caused it: certain, so nothing is marked.
+    assert.deepEqual(learned(daemon.home).everything ?? [], []);
+    assert.deepEqual(await asksClientInHealth(daemon, 'everything'), []);
+  });
+
+  test('a window without the sampling capability is never asked and gets a clear error at once; the capable window is not asked for it', async (t) => {
+    const cleanup = cleanupFor(t);
+    const daemon = await sharedEverything(cleanup);
+    // The capable window connects first: the server is offered sampling and lists the tool to both.
+    const capable = await openWindow(cleanup, daemon, 'A');
+    const without = await openWindow(cleanup, daemon, 'B', {});
+    const tools = (await without.conn.client.listTools()).tools.map((t) => t.name);
+    assert.ok(tools.includes(SAMPLING) && tools.includes(ELICITATION), tools.join(', '));
+
+    const outcomes = await Promise.all([
+      ...Array.from({ length: 3 }, (_, i) => call(without, SAMPLING, { prompt: `B-without-c${i + 1}`, maxTokens: 20 })),
+      call(without, ELICITATION),
+    ]);
+    t.diagnostic(`what the window without sampling is shown: ${outcomes[0]?.text.replace(/\s+/g, ' ')}`);
+    // The error names the client as it introduced itself, so a user with several windows knows which.
+    outcomes.forEach((o, i) => {
+      const capability = i < 3 ? 'sampling' : 'elicitation';
+      assert.equal(o.isError, true, o.text);
+      assert.match(o.text, new RegExp(`the client \\(window-B\\) did not declare the ${capability} capability`), o.text);
+      assert.doesNotMatch(o.text, /timed out|timeout/i, o.text);
+    });
+    assert.deepEqual(without.stray, [], 'the window without the capability was sent a request');
+    assert.deepEqual(capable.prompts, [], 'the capable window was asked on the other window’s behalf');
+    assert.deepEqual(capable.elicited, []);
+    assert.deepEqual(capable.stray, []);
+  });
+
+  for (const declared of [[SAMPLING_TOOL], ['*']]) {
+    test(`a declared tool (asks_client ${JSON.stringify(declared)}) runs one window at a time from the first call: the first round on a fresh home answers all ten`, async (t) => {
+      const cleanup = cleanupFor(t);
+      const daemon = await sharedEverything(cleanup, { asks_client: declared });
+      const windows = await openPair(cleanup, daemon);
+      if (declared[0] !== '*') assert.deepEqual(await asksClientInHealth(daemon, 'everything'), [SAMPLING_TOOL]);
+      await samplingRound(windows, 'declared-r1', true);
+      await samplingRound(windows, 'declared-r2', true);
+      if (declared[0] === '*') await elicitationRound(windows, 'declared-e1', true);
+    });
+  }
+});

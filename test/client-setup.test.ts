@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
@@ -61,263 +61,267 @@ function homeWithToken(token: string | null): string {
   );
   return home;
 }
+// Each test has its own daemon, home and processes: they run side by side.
+describe('exai-ws config', { concurrency: 4 }, () => {
+  test('every client gets entries that parse, with the running daemon port, the home token and absolute paths', async () => {
+    const daemon = await startDaemon(cleanup, { plain: true });
+    const env = { EXAI_WS_HOME: daemon.home };
+    const url = `http://127.0.0.1:${daemon.port}/mcp`;
+    const authorization = `Bearer ${daemon.token}`;
+    const shimArgs = [SHIM];
 
-test('every client gets entries that parse, with the running daemon port, the home token and absolute paths', async () => {
-  const daemon = await startDaemon(cleanup, { plain: true });
-  const env = { EXAI_WS_HOME: daemon.home };
-  const url = `http://127.0.0.1:${daemon.port}/mcp`;
-  const authorization = `Bearer ${daemon.token}`;
-  const shimArgs = [SHIM];
+    const vscode = await config(['vscode'], env);
+    assert.equal(vscode.code, 0, vscode.stderr);
+    const [vHttp, vShim] = jsonBlocks(vscode.stdout);
+    assert.deepEqual(entryOf(vHttp, 'servers'), { type: 'http', url, headers: { Authorization: authorization } });
+    assert.deepEqual(entryOf(vShim, 'servers'), {
+      type: 'stdio',
+      command: process.execPath,
+      args: shimArgs,
+      env: { EXAI_WS_HOME: daemon.home },
+    });
+    assert.match(vscode.stdout, /holds the daemon token, a secret/);
+    assert.match(vscode.stdout, new RegExp(`port ${daemon.port}: the running daemon's \\(pid ${daemon.pid}`));
 
-  const vscode = await config(['vscode'], env);
-  assert.equal(vscode.code, 0, vscode.stderr);
-  const [vHttp, vShim] = jsonBlocks(vscode.stdout);
-  assert.deepEqual(entryOf(vHttp, 'servers'), { type: 'http', url, headers: { Authorization: authorization } });
-  assert.deepEqual(entryOf(vShim, 'servers'), {
-    type: 'stdio',
-    command: process.execPath,
-    args: shimArgs,
-    env: { EXAI_WS_HOME: daemon.home },
+    const cursor = await config(['cursor'], env);
+    const [cHttp, cShim] = jsonBlocks(cursor.stdout);
+    assert.deepEqual(entryOf(cHttp, 'mcpServers'), { url, headers: { Authorization: authorization } });
+    assert.deepEqual(entryOf(cShim, 'mcpServers'), { command: process.execPath, args: shimArgs, env: { EXAI_WS_HOME: daemon.home } });
+    assert.match(cursor.stdout, /holds the daemon token, a secret/);
+
+    const claudeCode = await config(['claude-code'], env);
+    assert.ok(
+      claudeCode.stdout.includes(
+        `claude mcp add --scope user --transport http exai-ws ${url} --header 'Authorization: Bearer ${daemon.token}'`,
+      ),
+      claudeCode.stdout,
+    );
+    const [ccJson] = jsonBlocks(claudeCode.stdout);
+    assert.deepEqual(entryOf(ccJson, 'mcpServers'), { type: 'http', url, headers: { Authorization: authorization } });
+    // With a home to pass on, the shim form is `add-json` (its JSON parses too).
+    const addJson = /^claude mcp add-json --scope user exai-ws '(.*)'$/m.exec(claudeCode.stdout);
+    assert.ok(addJson, claudeCode.stdout);
+    assert.deepEqual(JSON.parse(addJson[1] as string), {
+      type: 'stdio',
+      command: process.execPath,
+      args: shimArgs,
+      env: { EXAI_WS_HOME: daemon.home },
+    });
+
+    const gemini = await config(['gemini'], env);
+    assert.equal(gemini.code, 0, gemini.stderr);
+    assert.ok(
+      gemini.stdout.includes(
+        `gemini mcp add --scope user --transport http exai-ws ${url} --header 'Authorization: Bearer ${daemon.token}'`,
+      ),
+      gemini.stdout,
+    );
+    const [gHttp, gShim] = jsonBlocks(gemini.stdout);
+    assert.deepEqual(entryOf(gHttp, 'mcpServers'), { httpUrl: url, headers: { Authorization: authorization } });
+    assert.deepEqual(entryOf(gShim, 'mcpServers'), { command: process.execPath, args: shimArgs, env: { EXAI_WS_HOME: daemon.home } });
+
+    const codex = await config(['codex'], env);
+    assert.equal(codex.code, 0, codex.stderr);
+    const codexLines = codex.stdout.split('\n');
+    assert.ok(codexLines.includes(`export CODEX_EXAI_WS_TOKEN=${daemon.token}`), codex.stdout);
+    assert.ok(codexLines.includes(`codex mcp add exai-ws --url ${url} --bearer-token-env-var CODEX_EXAI_WS_TOKEN`), codex.stdout);
+    assert.ok(codex.stdout.includes(`[mcp_servers.exai-ws]\nurl = "${url}"\nbearer_token_env_var = "CODEX_EXAI_WS_TOKEN"\n`), codex.stdout);
+    assert.ok(!codex.stdout.includes(`bearer_token = `), 'Codex takes no token in its config');
+    assert.ok(codexLines.includes(`codex mcp add exai-ws --env EXAI_WS_HOME=${daemon.home} -- ${process.execPath} ${SHIM}`), codex.stdout);
+    assert.ok(
+      codex.stdout.includes(
+        `[mcp_servers.exai-ws]\ncommand = ${JSON.stringify(process.execPath)}\nargs = [${JSON.stringify(SHIM)}]\nenv = { EXAI_WS_HOME = ${JSON.stringify(daemon.home)} }\n`,
+      ),
+      codex.stdout,
+    );
+    assert.equal(readState(daemon.home).url_port, daemon.port, 'the port the URL entries name is remembered');
+
+    const desktop = await config(['claude-desktop'], env);
+    const blocks = jsonBlocks(desktop.stdout);
+    assert.equal(blocks.length, 1, 'Claude Desktop gets the shim form only');
+    assert.deepEqual(entryOf(blocks[0], 'mcpServers'), { command: process.execPath, args: shimArgs, env: { EXAI_WS_HOME: daemon.home } });
+    assert.ok(!desktop.stdout.includes(daemon.token), 'the shim form holds no token');
   });
-  assert.match(vscode.stdout, /holds the daemon token, a secret/);
-  assert.match(vscode.stdout, new RegExp(`port ${daemon.port}: the running daemon's \\(pid ${daemon.pid}`));
 
-  const cursor = await config(['cursor'], env);
-  const [cHttp, cShim] = jsonBlocks(cursor.stdout);
-  assert.deepEqual(entryOf(cHttp, 'mcpServers'), { url, headers: { Authorization: authorization } });
-  assert.deepEqual(entryOf(cShim, 'mcpServers'), { command: process.execPath, args: shimArgs, env: { EXAI_WS_HOME: daemon.home } });
-  assert.match(cursor.stdout, /holds the daemon token, a secret/);
+  test('with no daemon running: the port from the settings file, else state.json, else the default; a shell EXAI_WS_PORT is a note; a stale card is ignored', async () => {
+    const token = 'file-token-0123456789abcdefghij';
+    const home = homeWithToken(token);
+    const settings = join(home, 'daemon.env');
+    const env = { EXAI_WS_HOME: home, EXAI_WS_SETTINGS: settings, EXAI_WS_TEST_DEFAULT_PORT: '4999' };
 
-  const claudeCode = await config(['claude-code'], env);
-  assert.ok(
-    claudeCode.stdout.includes(
-      `claude mcp add --scope user --transport http exai-ws ${url} --header 'Authorization: Bearer ${daemon.token}'`,
-    ),
-    claudeCode.stdout,
-  );
-  const [ccJson] = jsonBlocks(claudeCode.stdout);
-  assert.deepEqual(entryOf(ccJson, 'mcpServers'), { type: 'http', url, headers: { Authorization: authorization } });
-  // With a home to pass on, the shim form is `add-json` (its JSON parses too).
-  const addJson = /^claude mcp add-json --scope user exai-ws '(.*)'$/m.exec(claudeCode.stdout);
-  assert.ok(addJson, claudeCode.stdout);
-  assert.deepEqual(JSON.parse(addJson[1] as string), {
-    type: 'stdio',
-    command: process.execPath,
-    args: shimArgs,
-    env: { EXAI_WS_HOME: daemon.home },
+    const byDefault = await config(['cursor'], env);
+    assert.equal(byDefault.code, 0, byDefault.stderr);
+    assert.deepEqual(entryOf(jsonBlocks(byDefault.stdout)[0], 'mcpServers'), {
+      url: 'http://127.0.0.1:4999/mcp',
+      headers: { Authorization: `Bearer ${token}` },
+    });
+    assert.match(byDefault.stdout, /port 4999: the default \(no daemon runs now/);
+    assert.equal(readState(home).url_port, 4999);
+
+    writeFileSync(join(home, 'state.json'), JSON.stringify({ port: 23456, url_port: 4999 }));
+    const remembered = await config(['vscode'], env);
+    assert.equal(entryOf(jsonBlocks(remembered.stdout)[0], 'servers').url, 'http://127.0.0.1:23456/mcp');
+    assert.match(remembered.stdout, /port 23456: the port this home's daemon last listened on/);
+    assert.deepEqual(readState(home), { port: 23456, url_port: 23456 }, 'url_port follows what was printed');
+
+    writeFileSync(settings, 'EXAI_WS_PORT=4567\nEXAI_WS_TOKEN=settings-token-0123456789abc\n', { mode: 0o600 });
+    const fromSettings = await config(['vscode'], { ...env, EXAI_WS_PORT: '7777' });
+    assert.equal(fromSettings.code, 0, fromSettings.stderr);
+    assert.deepEqual(entryOf(jsonBlocks(fromSettings.stdout)[0], 'servers'), {
+      type: 'http',
+      url: 'http://127.0.0.1:4567/mcp',
+      headers: { Authorization: 'Bearer settings-token-0123456789abc' },
+    });
+    assert.ok(fromSettings.stdout.includes(`port 4567: EXAI_WS_PORT in ${settings} (no daemon runs now)`), fromSettings.stdout);
+    assert.ok(fromSettings.stdout.includes(`token: EXAI_WS_TOKEN in ${settings}`), fromSettings.stdout);
+    assert.ok(
+      fromSettings.stdout.includes(
+        `EXAI_WS_PORT=7777 of this shell is not where a shim or exai-ws restart starts the daemon: that reads its settings from ${settings}`,
+      ),
+      fromSettings.stdout,
+    );
+
+    writeFileSync(settings, 'EXAI_WS_PORT=0\n', { mode: 0o600 });
+    const anyPort = await config(['vscode'], env);
+    assert.equal(entryOf(jsonBlocks(anyPort.stdout)[0], 'servers').url, 'http://127.0.0.1:23456/mcp');
+    assert.match(anyPort.stdout, /port 23456 is a guess: EXAI_WS_PORT=0 in .* picks a new port at every start/);
+
+    const fromEnv = await config(['cursor'], { ...env, EXAI_WS_TOKEN: 'env-token-0123456789abcdef' });
+    assert.deepEqual(entryOf(jsonBlocks(fromEnv.stdout)[0], 'mcpServers').headers, { Authorization: 'Bearer env-token-0123456789abcdef' });
   });
 
-  const gemini = await config(['gemini'], env);
-  assert.equal(gemini.code, 0, gemini.stderr);
-  assert.ok(
-    gemini.stdout.includes(`gemini mcp add --scope user --transport http exai-ws ${url} --header 'Authorization: Bearer ${daemon.token}'`),
-    gemini.stdout,
-  );
-  const [gHttp, gShim] = jsonBlocks(gemini.stdout);
-  assert.deepEqual(entryOf(gHttp, 'mcpServers'), { httpUrl: url, headers: { Authorization: authorization } });
-  assert.deepEqual(entryOf(gShim, 'mcpServers'), { command: process.execPath, args: shimArgs, env: { EXAI_WS_HOME: daemon.home } });
-
-  const codex = await config(['codex'], env);
-  assert.equal(codex.code, 0, codex.stderr);
-  const codexLines = codex.stdout.split('\n');
-  assert.ok(codexLines.includes(`export CODEX_EXAI_WS_TOKEN=${daemon.token}`), codex.stdout);
-  assert.ok(codexLines.includes(`codex mcp add exai-ws --url ${url} --bearer-token-env-var CODEX_EXAI_WS_TOKEN`), codex.stdout);
-  assert.ok(codex.stdout.includes(`[mcp_servers.exai-ws]\nurl = "${url}"\nbearer_token_env_var = "CODEX_EXAI_WS_TOKEN"\n`), codex.stdout);
-  assert.ok(!codex.stdout.includes(`bearer_token = `), 'Codex takes no token in its config');
-  assert.ok(codexLines.includes(`codex mcp add exai-ws --env EXAI_WS_HOME=${daemon.home} -- ${process.execPath} ${SHIM}`), codex.stdout);
-  assert.ok(
-    codex.stdout.includes(
-      `[mcp_servers.exai-ws]\ncommand = ${JSON.stringify(process.execPath)}\nargs = [${JSON.stringify(SHIM)}]\nenv = { EXAI_WS_HOME = ${JSON.stringify(daemon.home)} }\n`,
-    ),
-    codex.stdout,
-  );
-  assert.equal(readState(daemon.home).url_port, daemon.port, 'the port the URL entries name is remembered');
-
-  const desktop = await config(['claude-desktop'], env);
-  const blocks = jsonBlocks(desktop.stdout);
-  assert.equal(blocks.length, 1, 'Claude Desktop gets the shim form only');
-  assert.deepEqual(entryOf(blocks[0], 'mcpServers'), { command: process.execPath, args: shimArgs, env: { EXAI_WS_HOME: daemon.home } });
-  assert.ok(!desktop.stdout.includes(daemon.token), 'the shim form holds no token');
-});
-
-test('with no daemon running: the port from the settings file, else state.json, else the default; a shell EXAI_WS_PORT is a note; a stale card is ignored', async () => {
-  const token = 'file-token-0123456789abcdefghij';
-  const home = homeWithToken(token);
-  const settings = join(home, 'daemon.env');
-  const env = { EXAI_WS_HOME: home, EXAI_WS_SETTINGS: settings, EXAI_WS_TEST_DEFAULT_PORT: '4999' };
-
-  const byDefault = await config(['cursor'], env);
-  assert.equal(byDefault.code, 0, byDefault.stderr);
-  assert.deepEqual(entryOf(jsonBlocks(byDefault.stdout)[0], 'mcpServers'), {
-    url: 'http://127.0.0.1:4999/mcp',
-    headers: { Authorization: `Bearer ${token}` },
+  test('the shim form needs no env block: the default home is not passed on, another home is', async () => {
+    const state = makeHome(cleanup);
+    const home = join(state, 'exai-ws');
+    for (const client of ['vscode', 'claude-desktop', 'gemini']) {
+      const out = await config([client], { XDG_STATE_HOME: state, EXAI_WS_HOME: home });
+      assert.equal(out.code, 0, out.stderr);
+      const shim = jsonBlocks(out.stdout).at(-1);
+      const entry = entryOf(shim, client === 'vscode' ? 'servers' : 'mcpServers');
+      assert.equal(entry.env, undefined, `${client}: ${JSON.stringify(entry)}`);
+      assert.deepEqual(entry.args, [SHIM]);
+    }
+    const claudeCode = await config(['claude-code'], { XDG_STATE_HOME: state, EXAI_WS_HOME: home });
+    assert.ok(claudeCode.stdout.includes(`claude mcp add --scope user exai-ws -- ${process.execPath} ${SHIM}\n`), claudeCode.stdout);
+    const codex = await config(['codex'], { XDG_STATE_HOME: state });
+    assert.ok(codex.stdout.includes(`codex mcp add exai-ws -- ${process.execPath} ${SHIM}\n`), codex.stdout);
+    const other = await config(['cursor'], { XDG_STATE_HOME: state, EXAI_WS_HOME: join(state, 'elsewhere') });
+    assert.deepEqual(entryOf(jsonBlocks(other.stdout).at(-1), 'mcpServers').env, { EXAI_WS_HOME: join(state, 'elsewhere') });
   });
-  assert.match(byDefault.stdout, /port 4999: the default \(no daemon runs now/);
-  assert.equal(readState(home).url_port, 4999);
 
-  writeFileSync(join(home, 'state.json'), JSON.stringify({ port: 23456, url_port: 4999 }));
-  const remembered = await config(['vscode'], env);
-  assert.equal(entryOf(jsonBlocks(remembered.stdout)[0], 'servers').url, 'http://127.0.0.1:23456/mcp');
-  assert.match(remembered.stdout, /port 23456: the port this home's daemon last listened on/);
-  assert.deepEqual(readState(home), { port: 23456, url_port: 23456 }, 'url_port follows what was printed');
-
-  writeFileSync(settings, 'EXAI_WS_PORT=4567\nEXAI_WS_TOKEN=settings-token-0123456789abc\n', { mode: 0o600 });
-  const fromSettings = await config(['vscode'], { ...env, EXAI_WS_PORT: '7777' });
-  assert.equal(fromSettings.code, 0, fromSettings.stderr);
-  assert.deepEqual(entryOf(jsonBlocks(fromSettings.stdout)[0], 'servers'), {
-    type: 'http',
-    url: 'http://127.0.0.1:4567/mcp',
-    headers: { Authorization: 'Bearer settings-token-0123456789abc' },
-  });
-  assert.ok(fromSettings.stdout.includes(`port 4567: EXAI_WS_PORT in ${settings} (no daemon runs now)`), fromSettings.stdout);
-  assert.ok(fromSettings.stdout.includes(`token: EXAI_WS_TOKEN in ${settings}`), fromSettings.stdout);
-  assert.ok(
-    fromSettings.stdout.includes(
-      `EXAI_WS_PORT=7777 of this shell is not where a shim or exai-ws restart starts the daemon: that reads its settings from ${settings}`,
-    ),
-    fromSettings.stdout,
-  );
-
-  writeFileSync(settings, 'EXAI_WS_PORT=0\n', { mode: 0o600 });
-  const anyPort = await config(['vscode'], env);
-  assert.equal(entryOf(jsonBlocks(anyPort.stdout)[0], 'servers').url, 'http://127.0.0.1:23456/mcp');
-  assert.match(anyPort.stdout, /port 23456 is a guess: EXAI_WS_PORT=0 in .* picks a new port at every start/);
-
-  const fromEnv = await config(['cursor'], { ...env, EXAI_WS_TOKEN: 'env-token-0123456789abcdef' });
-  assert.deepEqual(entryOf(jsonBlocks(fromEnv.stdout)[0], 'mcpServers').headers, { Authorization: 'Bearer env-token-0123456789abcdef' });
-});
-
-test('the shim form needs no env block: the default home is not passed on, another home is', async () => {
-  const state = makeHome(cleanup);
-  const home = join(state, 'exai-ws');
-  for (const client of ['vscode', 'claude-desktop', 'gemini']) {
-    const out = await config([client], { XDG_STATE_HOME: state, EXAI_WS_HOME: home });
+  test('before the daemon ever ran: a placeholder and a note, never a crash', async () => {
+    const home = homeWithToken(null);
+    const out = await config(['vscode'], { EXAI_WS_HOME: home });
     assert.equal(out.code, 0, out.stderr);
-    const shim = jsonBlocks(out.stdout).at(-1);
-    const entry = entryOf(shim, client === 'vscode' ? 'servers' : 'mcpServers');
-    assert.equal(entry.env, undefined, `${client}: ${JSON.stringify(entry)}`);
-    assert.deepEqual(entry.args, [SHIM]);
-  }
-  const claudeCode = await config(['claude-code'], { XDG_STATE_HOME: state, EXAI_WS_HOME: home });
-  assert.ok(claudeCode.stdout.includes(`claude mcp add --scope user exai-ws -- ${process.execPath} ${SHIM}\n`), claudeCode.stdout);
-  const codex = await config(['codex'], { XDG_STATE_HOME: state });
-  assert.ok(codex.stdout.includes(`codex mcp add exai-ws -- ${process.execPath} ${SHIM}\n`), codex.stdout);
-  const other = await config(['cursor'], { XDG_STATE_HOME: state, EXAI_WS_HOME: join(state, 'elsewhere') });
-  assert.deepEqual(entryOf(jsonBlocks(other.stdout).at(-1), 'mcpServers').env, { EXAI_WS_HOME: join(state, 'elsewhere') });
-});
-
-test('before the daemon ever ran: a placeholder and a note, never a crash', async () => {
-  const home = homeWithToken(null);
-  const out = await config(['vscode'], { EXAI_WS_HOME: home });
-  assert.equal(out.code, 0, out.stderr);
-  assert.equal(entryOf(jsonBlocks(out.stdout)[0], 'servers').headers?.Authorization, 'Bearer <token>');
-  assert.match(out.stdout, /token: none yet: the daemon creates .*token when it first starts/);
-  const missingHome = await config(['claude-code'], { EXAI_WS_HOME: join(home, 'not', 'there') });
-  assert.equal(missingHome.code, 0, missingHome.stderr);
-  assert.match(missingHome.stdout, /--header 'Authorization: Bearer <token>'/);
-});
-
-test('--server NAME: the one-server URL and shim, named after the server; an unknown name is pointed out', async () => {
-  const home = homeWithToken('file-token-0123456789abcdefghij');
-  const configFile = join(home, 'servers.json');
-  writeFileSync(configFile, JSON.stringify({ mcpServers: { memory: { command: 'node', args: ['x.js'] } } }));
-  const env = { EXAI_WS_HOME: home, EXAI_WS_CONFIG: configFile };
-  const out = await config(['vscode', '--server', 'memory'], env);
-  assert.equal(out.code, 0, out.stderr);
-  const [http, shim] = jsonBlocks(out.stdout);
-  assert.equal(entryOf(http, 'servers', 'memory').url, 'http://127.0.0.1:8765/mcp/memory');
-  assert.deepEqual(entryOf(shim, 'servers', 'memory').args, [SHIM, '--server', 'memory']);
-  assert.doesNotMatch(out.stdout, /not among the hosted servers/);
-  const typo = await config(['cursor', '--server', 'memroy'], env);
-  assert.match(typo.stdout, /"memroy" is not among the hosted servers in .*servers\.json/);
-  const bad = await config(['cursor', '--server', 'a__b'], env);
-  assert.equal(bad.code, 2);
-  const unknown = await config(['emacs'], env);
-  assert.equal(unknown.code, 2);
-  assert.match(unknown.stderr, /usage: exai-ws config vscode\|cursor\|claude-code\|gemini\|codex\|claude-desktop/);
-});
-
-test('pasted as printed, the shim entry serves an MCP client', async () => {
-  const daemon = await startDaemon(cleanup, { plain: true });
-  const out = await config(['claude-desktop'], { EXAI_WS_HOME: daemon.home });
-  const entry = entryOf(jsonBlocks(out.stdout)[0], 'mcpServers');
-  const transport = new StdioClientTransport({
-    command: entry.command as string,
-    args: entry.args,
-    env: { ...baseEnv(), ...entry.env },
-    stderr: 'pipe',
+    assert.equal(entryOf(jsonBlocks(out.stdout)[0], 'servers').headers?.Authorization, 'Bearer <token>');
+    assert.match(out.stdout, /token: none yet: the daemon creates .*token when it first starts/);
+    const missingHome = await config(['claude-code'], { EXAI_WS_HOME: join(home, 'not', 'there') });
+    assert.equal(missingHome.code, 0, missingHome.stderr);
+    assert.match(missingHome.stdout, /--header 'Authorization: Bearer <token>'/);
   });
-  const client = new Client({ name: 'pasted-shim', version: '1' });
-  cleanup.add(() => client.close());
-  await client.connect(transport);
-  const tools = await client.listTools();
-  assert.ok(tools.tools.some((t) => t.name === 'version'));
-});
 
-test('pasted as printed, the VS Code URL entry opens a Streamable HTTP session and serves the official SDK client', async () => {
-  const daemon = await startDaemon(cleanup, { plain: true });
-  const out = await config(['vscode'], { EXAI_WS_HOME: daemon.home });
-  const entry = entryOf(jsonBlocks(out.stdout)[0], 'servers');
-  const response = await fetch(entry.url as string, {
-    method: 'POST',
-    headers: { ...entry.headers, 'Content-Type': 'application/json', Accept: 'application/json, text/event-stream' },
-    body: JSON.stringify({
-      jsonrpc: '2.0',
-      id: 1,
-      method: 'initialize',
-      params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'pasted-url', version: '1' } },
-    }),
-    signal: AbortSignal.timeout(10_000),
+  test('--server NAME: the one-server URL and shim, named after the server; an unknown name is pointed out', async () => {
+    const home = homeWithToken('file-token-0123456789abcdefghij');
+    const configFile = join(home, 'servers.json');
+    writeFileSync(configFile, JSON.stringify({ mcpServers: { memory: { command: 'node', args: ['x.js'] } } }));
+    const env = { EXAI_WS_HOME: home, EXAI_WS_CONFIG: configFile };
+    const out = await config(['vscode', '--server', 'memory'], env);
+    assert.equal(out.code, 0, out.stderr);
+    const [http, shim] = jsonBlocks(out.stdout);
+    assert.equal(entryOf(http, 'servers', 'memory').url, 'http://127.0.0.1:8765/mcp/memory');
+    assert.deepEqual(entryOf(shim, 'servers', 'memory').args, [SHIM, '--server', 'memory']);
+    assert.doesNotMatch(out.stdout, /not among the hosted servers/);
+    const typo = await config(['cursor', '--server', 'memroy'], env);
+    assert.match(typo.stdout, /"memroy" is not among the hosted servers in .*servers\.json/);
+    const bad = await config(['cursor', '--server', 'a__b'], env);
+    assert.equal(bad.code, 2);
+    const unknown = await config(['emacs'], env);
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.stderr, /usage: exai-ws config vscode\|cursor\|claude-code\|gemini\|codex\|claude-desktop/);
   });
-  const body = await response.text();
-  assert.equal(response.status, 200, body);
-  assert.match(response.headers.get('mcp-session-id') ?? '', /\S/, 'a session id');
-  assert.match(body, /"protocolVersion"/);
 
-  const transport = new StreamableHTTPClientTransport(new URL(entry.url as string), { requestInit: { headers: entry.headers } });
-  const client = new Client({ name: 'pasted-url-sdk', version: '1' });
-  cleanup.add(() => client.close());
-  await client.connect(transport);
-  const info = JSON.parse(textOf(await client.callTool({ name: 'version', arguments: {} }))) as { pid: number };
-  assert.equal(info.pid, daemon.pid, 'the daemon itself answered, with no shim in between');
-});
+  test('pasted as printed, the shim entry serves an MCP client', async () => {
+    const daemon = await startDaemon(cleanup, { plain: true });
+    const out = await config(['claude-desktop'], { EXAI_WS_HOME: daemon.home });
+    const entry = entryOf(jsonBlocks(out.stdout)[0], 'mcpServers');
+    const transport = new StdioClientTransport({
+      command: entry.command as string,
+      args: entry.args,
+      env: { ...baseEnv(), ...entry.env },
+      stderr: 'pipe',
+    });
+    const client = new Client({ name: 'pasted-shim', version: '1' });
+    cleanup.add(() => client.close());
+    await client.connect(transport);
+    const tools = await client.listTools();
+    assert.ok(tools.tools.some((t) => t.name === 'version'));
+  });
 
-test('pasted as printed, the Gemini CLI settings entry and the Codex table with its exported variable open sessions', async () => {
-  const daemon = await startDaemon(cleanup, { plain: true });
-  const gemini = await config(['gemini'], { EXAI_WS_HOME: daemon.home });
-  const entry = entryOf(jsonBlocks(gemini.stdout)[0], 'mcpServers') as Entry & { httpUrl?: string };
-  const codex = await config(['codex'], { EXAI_WS_HOME: daemon.home });
-  const url = /^url = "(.*)"$/m.exec(codex.stdout)?.[1];
-  const variable = /^bearer_token_env_var = "(.*)"$/m.exec(codex.stdout)?.[1];
-  const exported = new RegExp(`^export ${variable}=(.*)$`, 'm').exec(codex.stdout)?.[1];
-  assert.ok(url && exported, codex.stdout);
-  for (const [name, target, headers] of [
-    ['gemini', entry.httpUrl as string, entry.headers],
-    ['codex', url, { Authorization: `Bearer ${exported}` }],
-  ] as const) {
-    const transport = new StreamableHTTPClientTransport(new URL(target), { requestInit: { headers } });
-    const client = new Client({ name: `pasted-${name}`, version: '1' });
+  test('pasted as printed, the VS Code URL entry opens a Streamable HTTP session and serves the official SDK client', async () => {
+    const daemon = await startDaemon(cleanup, { plain: true });
+    const out = await config(['vscode'], { EXAI_WS_HOME: daemon.home });
+    const entry = entryOf(jsonBlocks(out.stdout)[0], 'servers');
+    const response = await fetch(entry.url as string, {
+      method: 'POST',
+      headers: { ...entry.headers, 'Content-Type': 'application/json', Accept: 'application/json, text/event-stream' },
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'initialize',
+        params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'pasted-url', version: '1' } },
+      }),
+      signal: AbortSignal.timeout(10_000),
+    });
+    const body = await response.text();
+    assert.equal(response.status, 200, body);
+    assert.match(response.headers.get('mcp-session-id') ?? '', /\S/, 'a session id');
+    assert.match(body, /"protocolVersion"/);
+
+    const transport = new StreamableHTTPClientTransport(new URL(entry.url as string), { requestInit: { headers: entry.headers } });
+    const client = new Client({ name: 'pasted-url-sdk', version: '1' });
     cleanup.add(() => client.close());
     await client.connect(transport);
     const info = JSON.parse(textOf(await client.callTool({ name: 'version', arguments: {} }))) as { pid: number };
-    assert.equal(info.pid, daemon.pid, `${name}: the daemon answered`);
-  }
-});
-
-test('pasted as printed, the Cursor --server entry gives that hosted server alone, under its own names', async () => {
-  const daemon = await startHostingDaemon(cleanup, (home) => ({ memory: memoryEntry(home) }));
-  const out = await config(['cursor', '--server', 'memory'], {
-    EXAI_WS_HOME: daemon.home,
-    EXAI_WS_CONFIG: join(daemon.home, 'config.json'),
+    assert.equal(info.pid, daemon.pid, 'the daemon itself answered, with no shim in between');
   });
-  assert.doesNotMatch(out.stdout, /not among the hosted servers/);
-  const entry = entryOf(jsonBlocks(out.stdout)[0], 'mcpServers', 'memory');
-  assert.equal(entry.url, `http://127.0.0.1:${daemon.port}/mcp/memory`);
-  const transport = new StreamableHTTPClientTransport(new URL(entry.url), { requestInit: { headers: entry.headers } });
-  const client = new Client({ name: 'pasted-server-url', version: '1' });
-  cleanup.add(() => client.close());
-  await client.connect(transport);
-  const names = (await client.listTools()).tools.map((t) => t.name);
-  assert.ok(names.includes('create_entities'), names.join(', '));
-  assert.ok(!names.includes('version') && !names.some((n) => n.includes('__')), `only memory's own tools: ${names.join(', ')}`);
+
+  test('pasted as printed, the Gemini CLI settings entry and the Codex table with its exported variable open sessions', async () => {
+    const daemon = await startDaemon(cleanup, { plain: true });
+    const gemini = await config(['gemini'], { EXAI_WS_HOME: daemon.home });
+    const entry = entryOf(jsonBlocks(gemini.stdout)[0], 'mcpServers') as Entry & { httpUrl?: string };
+    const codex = await config(['codex'], { EXAI_WS_HOME: daemon.home });
+    const url = /^url = "(.*)"$/m.exec(codex.stdout)?.[1];
+    const variable = /^bearer_token_env_var = "(.*)"$/m.exec(codex.stdout)?.[1];
+    const exported = new RegExp(`^export ${variable}=(.*)$`, 'm').exec(codex.stdout)?.[1];
+    assert.ok(url && exported, codex.stdout);
+    for (const [name, target, headers] of [
+      ['gemini', entry.httpUrl as string, entry.headers],
+      ['codex', url, { Authorization: `Bearer ${exported}` }],
+    ] as const) {
+      const transport = new StreamableHTTPClientTransport(new URL(target), { requestInit: { headers } });
+      const client = new Client({ name: `pasted-${name}`, version: '1' });
+      cleanup.add(() => client.close());
+      await client.connect(transport);
+      const info = JSON.parse(textOf(await client.callTool({ name: 'version', arguments: {} }))) as { pid: number };
+      assert.equal(info.pid, daemon.pid, `${name}: the daemon answered`);
+    }
+  });
+
+  test('pasted as printed, the Cursor --server entry gives that hosted server alone, under its own names', async () => {
+    const daemon = await startHostingDaemon(cleanup, (home) => ({ memory: memoryEntry(home) }));
+    const out = await config(['cursor', '--server', 'memory'], {
+      EXAI_WS_HOME: daemon.home,
+      EXAI_WS_CONFIG: join(daemon.home, 'config.json'),
+    });
+    assert.doesNotMatch(out.stdout, /not among the hosted servers/);
+    const entry = entryOf(jsonBlocks(out.stdout)[0], 'mcpServers', 'memory');
+    assert.equal(entry.url, `http://127.0.0.1:${daemon.port}/mcp/memory`);
+    const transport = new StreamableHTTPClientTransport(new URL(entry.url), { requestInit: { headers: entry.headers } });
+    const client = new Client({ name: 'pasted-server-url', version: '1' });
+    cleanup.add(() => client.close());
+    await client.connect(transport);
+    const names = (await client.listTools()).tools.map((t) => t.name);
+    assert.ok(names.includes('create_entities'), names.join(', '));
+    assert.ok(!names.includes('version') && !names.some((n) => n.includes('__')), `only memory's own tools: ${names.join(', ')}`);
+  });
 });

@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import { LineFile, RETRY_MS } from '../src/daemon/files/line-file.js';
 import { createLogger } from '../src/daemon/files/logger.js';
 import {
@@ -94,196 +94,201 @@ async function useOnce(daemon: DaemonHandle): Promise<void> {
   assert.match(textOf(result), /exai-ws/);
   await client.close();
 }
-
-test(
-  'a full disk drops and counts log lines while the daemon keeps serving; writing resumes when space is freed',
-  { skip: mountSkip },
-  async () => {
-    const home = mountTmpfs(512);
-    const daemon = await startDaemon(cleanup, { home, env: { EXAI_WS_METRICS_INTERVAL_MS: '200' } });
-    await useOnce(daemon);
-    const filler = fillDisk(home);
-
-    // New sessions and calls keep working while lines are being dropped (the first lines may
-    // still fit in the log file's last page).
-    for (let i = 0; i < 40; i++) {
-      await useOnce(daemon);
-      const health = await getHealth(daemon);
-      if ((health.log?.dropped_lines ?? 0) > 0 && (health.metrics_file?.dropped_lines ?? 0) > 0) break;
-    }
-    const full = await getHealth(daemon);
-    assert.equal(full.status, 'ok');
-    assert.ok(full.log && full.log.dropped_lines > 0, `log lines dropped on a full disk: ${JSON.stringify(full.log)}`);
-    assert.equal(full.log.last_error?.code, 'ENOSPC');
-    assert.ok(full.metrics_file && full.metrics_file.dropped_lines > 0, `metrics lines dropped: ${JSON.stringify(full.metrics_file)}`);
-    // A raw client still gets its hello_ack at once (the reported hang: accepted TCP, no ack).
-    const ws = await openSocket(cleanup, daemon);
-    assert.equal((await sendHello(ws)).ok, true);
-    ws.close(1000);
-    // And `exai-ws status` tells the user why the log stopped growing.
-    const status = execFileSync(process.execPath, [CLI, 'status'], { env: { ...baseEnv(), ...daemon.clientEnv }, encoding: 'utf8' });
-    assert.match(status, /^ {2}log +(not writable, retried every second|writable again): [1-9]\d* lines dropped \(last error ENOSPC at /m);
-
-    rmSync(filler);
-    const sizeBefore = statSync(logPath(home)).size;
-    await waitFor(
-      async () => {
-        await useOnce(daemon);
-        return statSync(logPath(home)).size > sizeBefore;
-      },
-      'the log file to grow again after space was freed',
-      20_000,
-      RETRY_MS / 4,
-    );
-    // A line torn by the full disk was cut off: the file is still valid JSONL.
-    const lines = readJsonLines(logPath(home));
-    const resumed = lines.find((l) => l.msg === 'log file writable again; lines were dropped meanwhile');
-    assert.ok(resumed && (resumed.dropped_lines as number) > 0, 'the log says how many lines it lost');
-    await useOnce(daemon);
-    const after = readJsonLines(logPath(home));
-    const at = after.findIndex((l) => l.msg === resumed.msg);
-    assert.ok(
-      after.slice(at + 1).some((l) => l.msg === 'session opened'),
-      'sessions are logged again',
-    );
-    await waitFor(async () => (await getHealth(daemon)).metrics_file?.failing === false, 'the metrics file to be written again', 10_000);
-    assert.doesNotThrow(() => readJsonLines(metricsPath(home)));
-
-    // The final flush at shutdown must neither hang nor throw on a full disk.
-    const filler2 = fillDisk(home);
-    await useOnce(daemon);
-    daemon.proc.kill('SIGTERM');
-    assert.equal(await within(daemon.exited, 15_000, 'the daemon to stop on a full disk'), 0);
-    assert.equal(existsSync(join(home, 'logs', 'ws_daemon.pid')), false, 'the pid file is removed on a clean stop');
-    rmSync(filler2);
-  },
-);
-
-test('log and metrics files rotate by size and keep only the configured generations', async () => {
-  const maxBytes = 4096;
-  const daemon = await startDaemon(cleanup, {
-    env: {
-      EXAI_WS_LOG_MAX_BYTES: String(maxBytes),
-      EXAI_WS_LOG_FILES: '2',
-      EXAI_WS_METRICS_MAX_BYTES: String(maxBytes),
-      EXAI_WS_METRICS_FILES: '1',
-      EXAI_WS_METRICS_INTERVAL_MS: '100',
-    },
-  });
-  // Each session opened and closed logs two lines of about 250 bytes.
-  for (let i = 0; i < 80; i++) {
-    const ws = await openSocket(cleanup, daemon);
-    assert.equal((await sendHello(ws)).ok, true);
-    await new Promise<void>((resolve) => {
-      ws.once('close', () => resolve());
-      ws.close(1000);
-    });
-  }
-  const health = await waitFor(
+// Each test has its own daemon, home and processes: they run side by side.
+describe('a full disk', { concurrency: true }, () => {
+  test(
+    'a full disk drops and counts log lines while the daemon keeps serving; writing resumes when space is freed',
+    { skip: mountSkip },
     async () => {
-      const h = await getHealth(daemon);
-      return (h.log?.rotations ?? 0) >= 4 && (h.metrics_file?.rotations ?? 0) >= 2 ? h : null;
+      const home = mountTmpfs(512);
+      const daemon = await startDaemon(cleanup, { home, env: { EXAI_WS_METRICS_INTERVAL_MS: '200' } });
+      await useOnce(daemon);
+      const filler = fillDisk(home);
+
+      // New sessions and calls keep working while lines are being dropped (the first lines may
+      // still fit in the log file's last page).
+      for (let i = 0; i < 40; i++) {
+        await useOnce(daemon);
+        const health = await getHealth(daemon);
+        if ((health.log?.dropped_lines ?? 0) > 0 && (health.metrics_file?.dropped_lines ?? 0) > 0) break;
+      }
+      const full = await getHealth(daemon);
+      assert.equal(full.status, 'ok');
+      assert.ok(full.log && full.log.dropped_lines > 0, `log lines dropped on a full disk: ${JSON.stringify(full.log)}`);
+      assert.equal(full.log.last_error?.code, 'ENOSPC');
+      assert.ok(full.metrics_file && full.metrics_file.dropped_lines > 0, `metrics lines dropped: ${JSON.stringify(full.metrics_file)}`);
+      // A raw client still gets its hello_ack at once (the reported hang: accepted TCP, no ack).
+      const ws = await openSocket(cleanup, daemon);
+      assert.equal((await sendHello(ws)).ok, true);
+      ws.close(1000);
+      // And `exai-ws status` tells the user why the log stopped growing.
+      const status = execFileSync(process.execPath, [CLI, 'status'], { env: { ...baseEnv(), ...daemon.clientEnv }, encoding: 'utf8' });
+      assert.match(
+        status,
+        /^ {2}log +(not writable, retried every second|writable again): [1-9]\d* lines dropped \(last error ENOSPC at /m,
+      );
+
+      rmSync(filler);
+      const sizeBefore = statSync(logPath(home)).size;
+      await waitFor(
+        async () => {
+          await useOnce(daemon);
+          return statSync(logPath(home)).size > sizeBefore;
+        },
+        'the log file to grow again after space was freed',
+        20_000,
+        RETRY_MS / 4,
+      );
+      // A line torn by the full disk was cut off: the file is still valid JSONL.
+      const lines = readJsonLines(logPath(home));
+      const resumed = lines.find((l) => l.msg === 'log file writable again; lines were dropped meanwhile');
+      assert.ok(resumed && (resumed.dropped_lines as number) > 0, 'the log says how many lines it lost');
+      await useOnce(daemon);
+      const after = readJsonLines(logPath(home));
+      const at = after.findIndex((l) => l.msg === resumed.msg);
+      assert.ok(
+        after.slice(at + 1).some((l) => l.msg === 'session opened'),
+        'sessions are logged again',
+      );
+      await waitFor(async () => (await getHealth(daemon)).metrics_file?.failing === false, 'the metrics file to be written again', 10_000);
+      assert.doesNotThrow(() => readJsonLines(metricsPath(home)));
+
+      // The final flush at shutdown must neither hang nor throw on a full disk.
+      const filler2 = fillDisk(home);
+      await useOnce(daemon);
+      daemon.proc.kill('SIGTERM');
+      assert.equal(await within(daemon.exited, 15_000, 'the daemon to stop on a full disk'), 0);
+      assert.equal(existsSync(join(home, 'logs', 'ws_daemon.pid')), false, 'the pid file is removed on a clean stop');
+      rmSync(filler2);
     },
-    'several rotations of both files',
-    20_000,
   );
-  assert.equal(health.log?.dropped_lines, 0);
-  const logs = join(daemon.home, 'logs');
-  for (const [name, kept] of [
-    ['ws_daemon.log', 2],
-    ['metrics.jsonl', 1],
-  ] as const) {
-    const generations = [name, ...Array.from({ length: kept }, (_, i) => `${name}.${i + 1}`)];
-    for (const file of generations) {
-      assert.ok(existsSync(join(logs, file)), `${file} exists`);
-      const size = statSync(join(logs, file)).size;
-      assert.ok(size <= maxBytes, `${file} is ${size} bytes, over ${maxBytes}`);
-      assert.doesNotThrow(() => readJsonLines(join(logs, file)), `${file} holds whole JSON lines`);
+
+  test('log and metrics files rotate by size and keep only the configured generations', async () => {
+    const maxBytes = 4096;
+    const daemon = await startDaemon(cleanup, {
+      env: {
+        EXAI_WS_LOG_MAX_BYTES: String(maxBytes),
+        EXAI_WS_LOG_FILES: '2',
+        EXAI_WS_METRICS_MAX_BYTES: String(maxBytes),
+        EXAI_WS_METRICS_FILES: '1',
+        EXAI_WS_METRICS_INTERVAL_MS: '100',
+      },
+    });
+    // Each session opened and closed logs two lines of about 250 bytes.
+    for (let i = 0; i < 80; i++) {
+      const ws = await openSocket(cleanup, daemon);
+      assert.equal((await sendHello(ws)).ok, true);
+      await new Promise<void>((resolve) => {
+        ws.once('close', () => resolve());
+        ws.close(1000);
+      });
     }
-    assert.equal(existsSync(join(logs, `${name}.${kept + 1}`)), false, `no more than ${kept} rotated ${name} files`);
-  }
-  // The newest lines are in the current file, the older in .1.
-  const current = readJsonLines(join(logs, 'ws_daemon.log'));
-  const older = readJsonLines(join(logs, 'ws_daemon.log.1'));
-  assert.ok(String(older.at(-1)?.time) <= String(current[0]?.time));
-});
-
-test('a broken stderr (reader gone) does not stop the daemon; its dropped copies are counted', async () => {
-  const daemon = await startDaemon(cleanup);
-  daemon.proc.stderr?.destroy();
-  // A refused upgrade logs a warning, which is copied to stderr.
-  for (let i = 0; i < 5; i++) {
-    await assert.rejects(openSocket(cleanup, daemon, { token: 'wrong-token-wrong-token' }), /HTTP 401/);
-  }
-  await useOnce(daemon);
-  const health = await getHealth(daemon);
-  assert.ok((health.log?.stderr_dropped_lines ?? 0) >= 5, `stderr copies dropped: ${JSON.stringify(health.log)}`);
-  assert.equal(health.log?.dropped_lines, 0, 'the log file still takes every line');
-  const refused = readJsonLines(logPath(daemon.home)).filter((l) => l.msg === 'upgrade refused');
-  assert.equal(refused.length, 5);
-});
-
-test('a log call never throws into its caller, whatever it is given', () => {
-  const home = makeHome(cleanup);
-  const path = join(home, 'unit.log');
-  const { logger, close, stats } = createLogger({ path, maxBytes: 64 * 1024, files: 1 }, 'info', -1);
-  const circular: Record<string, unknown> = { name: 'loop' };
-  circular.self = circular;
-  const hostile = {
-    get boom(): string {
-      throw new Error('getter exploded');
-    },
-  };
-  // Deep enough that JSON.stringify overflows the stack; pino then falls back to its depth limit.
-  let deep: Record<string, unknown> = {};
-  for (let i = 0; i < 100_000; i++) deep = { a: deep };
-  assert.doesNotThrow(() => logger.info(hostile, 'hostile object'));
-  assert.doesNotThrow(() => logger.info({ toJSON: () => ({ big: 10n }) }, 'bigint inside toJSON'));
-  assert.doesNotThrow(() => logger.info({ circular, deep }, 'shapes'));
-  // stderr is a bad descriptor here: warnings lose their copy, not their line.
-  assert.doesNotThrow(() => logger.error({ n: 1 }, 'error with no stderr'));
-  close();
-  const lines = readJsonLines(path);
-  assert.ok(lines.some((l) => l.msg === 'hostile object' && typeof l.log_error === 'string'));
-  const shapes = lines.find((l) => l.msg === 'shapes');
-  assert.ok(shapes && JSON.stringify(shapes.deep).length < 1000, 'a very deep object is cut at the depth limit');
-  assert.ok(lines.some((l) => l.msg === 'error with no stderr'));
-  assert.ok(stats().unserializable_calls >= 1);
-  assert.equal(stats().stderr_dropped_lines, 1);
-});
-
-test('an unwritable log file drops and counts lines, then resumes by itself', async () => {
-  const home = makeHome(cleanup);
-  const path = join(home, 'blocked.log');
-  // A directory where the file should be: every open fails (EISDIR), as a bad mount or permissions would.
-  mkdirSync(path);
-  const failures: string[] = [];
-  let resumedAfter = -1;
-  const file = new LineFile({
-    path,
-    maxBytes: 1024,
-    files: 1,
-    onfail: (error) => failures.push(error.code ?? ''),
-    onresume: (dropped) => (resumedAfter = dropped),
+    const health = await waitFor(
+      async () => {
+        const h = await getHealth(daemon);
+        return (h.log?.rotations ?? 0) >= 4 && (h.metrics_file?.rotations ?? 0) >= 2 ? h : null;
+      },
+      'several rotations of both files',
+      20_000,
+    );
+    assert.equal(health.log?.dropped_lines, 0);
+    const logs = join(daemon.home, 'logs');
+    for (const [name, kept] of [
+      ['ws_daemon.log', 2],
+      ['metrics.jsonl', 1],
+    ] as const) {
+      const generations = [name, ...Array.from({ length: kept }, (_, i) => `${name}.${i + 1}`)];
+      for (const file of generations) {
+        assert.ok(existsSync(join(logs, file)), `${file} exists`);
+        const size = statSync(join(logs, file)).size;
+        assert.ok(size <= maxBytes, `${file} is ${size} bytes, over ${maxBytes}`);
+        assert.doesNotThrow(() => readJsonLines(join(logs, file)), `${file} holds whole JSON lines`);
+      }
+      assert.equal(existsSync(join(logs, `${name}.${kept + 1}`)), false, `no more than ${kept} rotated ${name} files`);
+    }
+    // The newest lines are in the current file, the older in .1.
+    const current = readJsonLines(join(logs, 'ws_daemon.log'));
+    const older = readJsonLines(join(logs, 'ws_daemon.log.1'));
+    assert.ok(String(older.at(-1)?.time) <= String(current[0]?.time));
   });
-  cleanup.add(() => file.close());
-  for (let i = 0; i < 10; i++) assert.doesNotThrow(() => file.write(JSON.stringify({ i })));
-  file.flushSync();
-  assert.equal(file.stats().dropped_lines, 10);
-  assert.equal(file.stats().failing, true);
-  assert.deepEqual(failures, ['EISDIR'], 'the failure is told once, not once per line');
-  rmSync(path, { recursive: true });
-  await waitFor(
-    () => {
-      file.write(JSON.stringify({ later: true }));
-      file.flushSync();
-      return !file.stats().failing;
-    },
-    'writing to resume',
-    RETRY_MS * 5,
-    RETRY_MS / 5,
-  );
-  assert.ok(resumedAfter >= 0);
-  assert.deepEqual(readJsonLines(path).at(-1), { later: true });
-  assert.ok(file.stats().written_lines >= 1);
+
+  test('a broken stderr (reader gone) does not stop the daemon; its dropped copies are counted', async () => {
+    const daemon = await startDaemon(cleanup);
+    daemon.proc.stderr?.destroy();
+    // A refused upgrade logs a warning, which is copied to stderr.
+    for (let i = 0; i < 5; i++) {
+      await assert.rejects(openSocket(cleanup, daemon, { token: 'wrong-token-wrong-token' }), /HTTP 401/);
+    }
+    await useOnce(daemon);
+    const health = await getHealth(daemon);
+    assert.ok((health.log?.stderr_dropped_lines ?? 0) >= 5, `stderr copies dropped: ${JSON.stringify(health.log)}`);
+    assert.equal(health.log?.dropped_lines, 0, 'the log file still takes every line');
+    const refused = readJsonLines(logPath(daemon.home)).filter((l) => l.msg === 'upgrade refused');
+    assert.equal(refused.length, 5);
+  });
+
+  test('a log call never throws into its caller, whatever it is given', () => {
+    const home = makeHome(cleanup);
+    const path = join(home, 'unit.log');
+    const { logger, close, stats } = createLogger({ path, maxBytes: 64 * 1024, files: 1 }, 'info', -1);
+    const circular: Record<string, unknown> = { name: 'loop' };
+    circular.self = circular;
+    const hostile = {
+      get boom(): string {
+        throw new Error('getter exploded');
+      },
+    };
+    // Deep enough that JSON.stringify overflows the stack; pino then falls back to its depth limit.
+    let deep: Record<string, unknown> = {};
+    for (let i = 0; i < 100_000; i++) deep = { a: deep };
+    assert.doesNotThrow(() => logger.info(hostile, 'hostile object'));
+    assert.doesNotThrow(() => logger.info({ toJSON: () => ({ big: 10n }) }, 'bigint inside toJSON'));
+    assert.doesNotThrow(() => logger.info({ circular, deep }, 'shapes'));
+    // stderr is a bad descriptor here: warnings lose their copy, not their line.
+    assert.doesNotThrow(() => logger.error({ n: 1 }, 'error with no stderr'));
+    close();
+    const lines = readJsonLines(path);
+    assert.ok(lines.some((l) => l.msg === 'hostile object' && typeof l.log_error === 'string'));
+    const shapes = lines.find((l) => l.msg === 'shapes');
+    assert.ok(shapes && JSON.stringify(shapes.deep).length < 1000, 'a very deep object is cut at the depth limit');
+    assert.ok(lines.some((l) => l.msg === 'error with no stderr'));
+    assert.ok(stats().unserializable_calls >= 1);
+    assert.equal(stats().stderr_dropped_lines, 1);
+  });
+
+  test('an unwritable log file drops and counts lines, then resumes by itself', async () => {
+    const home = makeHome(cleanup);
+    const path = join(home, 'blocked.log');
+    // A directory where the file should be: every open fails (EISDIR), as a bad mount or permissions would.
+    mkdirSync(path);
+    const failures: string[] = [];
+    let resumedAfter = -1;
+    const file = new LineFile({
+      path,
+      maxBytes: 1024,
+      files: 1,
+      onfail: (error) => failures.push(error.code ?? ''),
+      onresume: (dropped) => (resumedAfter = dropped),
+    });
+    cleanup.add(() => file.close());
+    for (let i = 0; i < 10; i++) assert.doesNotThrow(() => file.write(JSON.stringify({ i })));
+    file.flushSync();
+    assert.equal(file.stats().dropped_lines, 10);
+    assert.equal(file.stats().failing, true);
+    assert.deepEqual(failures, ['EISDIR'], 'the failure is told once, not once per line');
+    rmSync(path, { recursive: true });
+    await waitFor(
+      () => {
+        file.write(JSON.stringify({ later: true }));
+        file.flushSync();
+        return !file.stats().failing;
+      },
+      'writing to resume',
+      RETRY_MS * 5,
+      RETRY_MS / 5,
+    );
+    assert.ok(resumedAfter >= 0);
+    assert.deepEqual(readJsonLines(path).at(-1), { later: true });
+    assert.ok(file.stats().written_lines >= 1);
+  });
 });

@@ -8,7 +8,7 @@
  * daemon end to end (test/conformance.test.ts, server-sse-polling).
  */
 import assert from 'node:assert/strict';
-import { after, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import type { SsePolling } from '../src/transport/http.js';
 import { nextChunk } from './fixtures/http-client.js';
 import { closeHarnesses, harness, type Harness } from './fixtures/endpoint-harness.js';
@@ -85,133 +85,135 @@ const BOUND = { timeout: 15_000 };
 
 const messages = (blocks: Block[]) =>
   blocks.filter((b) => b.data !== undefined && b.data !== '').map((b) => JSON.parse(b.data as string) as unknown);
-
-test(
-  'a 2025-11-25 session: every request is an SSE stream that opens with a priming event (id, empty data, retry) and ends with the response',
-  BOUND,
-  async () => {
-    const h = await pollingHarness({ retryMs: 1234, pollMs: 0 });
-    const headers = await initialize(h);
-    const res = await post(h, { jsonrpc: '2.0', id: 1, method: 'tools/list' }, headers);
-    assert.equal(res.status, 200);
-    assert.equal(res.headers.get('content-type'), 'text/event-stream');
-    const { blocks, ended } = await readBlocks(res);
-    assert.equal(ended, true, 'the stream ends after its response');
-    const [priming, ...rest] = blocks;
-    assert.ok(priming?.id, `the first event has an id: ${JSON.stringify(blocks)}`);
-    assert.equal(priming.data, '', 'the priming event has empty data');
-    assert.equal(priming.retry, '1234', 'the priming event carries retry (EXAI_WS_HTTP_RETRY_MS)');
-    assert.deepEqual(messages(rest), [{ jsonrpc: '2.0', id: 1, result: { echo: 'tools/list' } }]);
-    assert.ok(rest[0]?.id !== undefined && rest[0].id !== priming.id, 'the response has an id of its own');
-  },
-);
-
-test('an older session (2025-06-18) keeps plain JSON answers and gets no priming event', BOUND, async () => {
-  const h = await pollingHarness({ retryMs: 1000, pollMs: 50 }, '2025-06-18');
-  const headers = await initialize(h, '2025-06-18');
-  const res = await post(h, { jsonrpc: '2.0', id: 1, method: 'tools/list' }, headers);
-  assert.equal(res.headers.get('content-type'), 'application/json');
-  assert.deepEqual(await res.json(), { jsonrpc: '2.0', id: 1, result: { echo: 'tools/list' } });
-
-  // One with progress first becomes a stream, without priming, and the poll time does not
-  // close it: a client before 2025-11-25 was never told it may resume.
-  const held = post(h, { jsonrpc: '2.0', id: 2, method: 'hold' }, headers);
-  const session = h.session();
-  await session.received(2);
-  session.related(2, { method: 'notifications/progress', params: { progressToken: 't', progress: 1 } });
-  const streamed = await held;
-  assert.equal(streamed.headers.get('content-type'), 'text/event-stream');
-  const reading = readBlocks(streamed);
-  await new Promise((r) => setTimeout(r, 200));
-  session.answer(2, { done: true });
-  const { blocks, ended } = await reading;
-  assert.equal(ended, true);
-  assert.ok(
-    blocks.every((b) => b.data !== '' && b.retry === undefined),
-    `no priming event: ${JSON.stringify(blocks)}`,
+// Each test has its own daemon, home and processes: they run side by side.
+describe('http polling', { concurrency: true }, () => {
+  test(
+    'a 2025-11-25 session: every request is an SSE stream that opens with a priming event (id, empty data, retry) and ends with the response',
+    BOUND,
+    async () => {
+      const h = await pollingHarness({ retryMs: 1234, pollMs: 0 });
+      const headers = await initialize(h);
+      const res = await post(h, { jsonrpc: '2.0', id: 1, method: 'tools/list' }, headers);
+      assert.equal(res.status, 200);
+      assert.equal(res.headers.get('content-type'), 'text/event-stream');
+      const { blocks, ended } = await readBlocks(res);
+      assert.equal(ended, true, 'the stream ends after its response');
+      const [priming, ...rest] = blocks;
+      assert.ok(priming?.id, `the first event has an id: ${JSON.stringify(blocks)}`);
+      assert.equal(priming.data, '', 'the priming event has empty data');
+      assert.equal(priming.retry, '1234', 'the priming event carries retry (EXAI_WS_HTTP_RETRY_MS)');
+      assert.deepEqual(messages(rest), [{ jsonrpc: '2.0', id: 1, result: { echo: 'tools/list' } }]);
+      assert.ok(rest[0]?.id !== undefined && rest[0].id !== priming.id, 'the response has an id of its own');
+    },
   );
-  assert.deepEqual(messages(blocks), [
-    { jsonrpc: '2.0', method: 'notifications/progress', params: { progressToken: 't', progress: 1 } },
-    { jsonrpc: '2.0', id: 2, result: { done: true } },
-  ]);
-});
 
-test(
-  'with a poll time, a POST stream still waiting is closed after its priming event; GET with Last-Event-ID gets the rest and ends with the response',
-  BOUND,
-  async () => {
-    const h = await pollingHarness({ retryMs: 100, pollMs: 50 });
+  test('an older session (2025-06-18) keeps plain JSON answers and gets no priming event', BOUND, async () => {
+    const h = await pollingHarness({ retryMs: 1000, pollMs: 50 }, '2025-06-18');
+    const headers = await initialize(h, '2025-06-18');
+    const res = await post(h, { jsonrpc: '2.0', id: 1, method: 'tools/list' }, headers);
+    assert.equal(res.headers.get('content-type'), 'application/json');
+    assert.deepEqual(await res.json(), { jsonrpc: '2.0', id: 1, result: { echo: 'tools/list' } });
+
+    // One with progress first becomes a stream, without priming, and the poll time does not
+    // close it: a client before 2025-11-25 was never told it may resume.
+    const held = post(h, { jsonrpc: '2.0', id: 2, method: 'hold' }, headers);
+    const session = h.session();
+    await session.received(2);
+    session.related(2, { method: 'notifications/progress', params: { progressToken: 't', progress: 1 } });
+    const streamed = await held;
+    assert.equal(streamed.headers.get('content-type'), 'text/event-stream');
+    const reading = readBlocks(streamed);
+    await new Promise((r) => setTimeout(r, 200));
+    session.answer(2, { done: true });
+    const { blocks, ended } = await reading;
+    assert.equal(ended, true);
+    assert.ok(
+      blocks.every((b) => b.data !== '' && b.retry === undefined),
+      `no priming event: ${JSON.stringify(blocks)}`,
+    );
+    assert.deepEqual(messages(blocks), [
+      { jsonrpc: '2.0', method: 'notifications/progress', params: { progressToken: 't', progress: 1 } },
+      { jsonrpc: '2.0', id: 2, result: { done: true } },
+    ]);
+  });
+
+  test(
+    'with a poll time, a POST stream still waiting is closed after its priming event; GET with Last-Event-ID gets the rest and ends with the response',
+    BOUND,
+    async () => {
+      const h = await pollingHarness({ retryMs: 100, pollMs: 50 });
+      const headers = await initialize(h);
+      const res = await post(h, { jsonrpc: '2.0', id: 'call', method: 'hold' }, headers);
+      assert.equal(res.headers.get('content-type'), 'text/event-stream');
+      const first = await readBlocks(res);
+      assert.equal(first.ended, true, 'the POST connection was closed before the response');
+      assert.equal(first.blocks.length, 1, `only the priming event went out: ${JSON.stringify(first.blocks)}`);
+      const lastEventId = first.blocks[0]?.id;
+      assert.ok(lastEventId);
+
+      // What the request sends while its client is away is kept for it.
+      const session = h.session();
+      session.related('call', { method: 'notifications/progress', params: { progressToken: 't', progress: 1 } });
+      const resumed = await fetch(h.url, {
+        headers: { accept: 'text/event-stream', 'last-event-id': lastEventId, ...headers },
+      });
+      assert.equal(resumed.status, 200);
+      assert.equal(resumed.headers.get('content-type'), 'text/event-stream');
+      const reading = readBlocks(resumed);
+      // Past the poll time: the resumed connection is kept to the stream's end.
+      await new Promise((r) => setTimeout(r, 200));
+      session.answer('call', { done: true });
+      const rest = await reading;
+      assert.equal(rest.ended, true, 'the resumed stream ends with the response');
+      assert.deepEqual(messages(rest.blocks), [
+        { jsonrpc: '2.0', method: 'notifications/progress', params: { progressToken: 't', progress: 1 } },
+        { jsonrpc: '2.0', id: 'call', result: { done: true } },
+      ]);
+    },
+  );
+
+  test('without a poll time, a waiting POST stream stays open until its response', BOUND, async () => {
+    const h = await pollingHarness({ retryMs: 100, pollMs: 0 });
     const headers = await initialize(h);
     const res = await post(h, { jsonrpc: '2.0', id: 'call', method: 'hold' }, headers);
-    assert.equal(res.headers.get('content-type'), 'text/event-stream');
-    const first = await readBlocks(res);
-    assert.equal(first.ended, true, 'the POST connection was closed before the response');
-    assert.equal(first.blocks.length, 1, `only the priming event went out: ${JSON.stringify(first.blocks)}`);
-    const lastEventId = first.blocks[0]?.id;
-    assert.ok(lastEventId);
-
-    // What the request sends while its client is away is kept for it.
-    const session = h.session();
-    session.related('call', { method: 'notifications/progress', params: { progressToken: 't', progress: 1 } });
-    const resumed = await fetch(h.url, {
-      headers: { accept: 'text/event-stream', 'last-event-id': lastEventId, ...headers },
-    });
-    assert.equal(resumed.status, 200);
-    assert.equal(resumed.headers.get('content-type'), 'text/event-stream');
-    const reading = readBlocks(resumed);
-    // Past the poll time: the resumed connection is kept to the stream's end.
-    await new Promise((r) => setTimeout(r, 200));
-    session.answer('call', { done: true });
-    const rest = await reading;
-    assert.equal(rest.ended, true, 'the resumed stream ends with the response');
-    assert.deepEqual(messages(rest.blocks), [
-      { jsonrpc: '2.0', method: 'notifications/progress', params: { progressToken: 't', progress: 1 } },
-      { jsonrpc: '2.0', id: 'call', result: { done: true } },
-    ]);
-  },
-);
-
-test('without a poll time, a waiting POST stream stays open until its response', BOUND, async () => {
-  const h = await pollingHarness({ retryMs: 100, pollMs: 0 });
-  const headers = await initialize(h);
-  const res = await post(h, { jsonrpc: '2.0', id: 'call', method: 'hold' }, headers);
-  const reading = readBlocks(res);
-  await h.session().received('call');
-  await new Promise((r) => setTimeout(r, 300));
-  h.session().answer('call', { done: true });
-  const { blocks, ended } = await reading;
-  assert.equal(ended, true);
-  assert.equal(blocks[0]?.data, '', 'priming first');
-  assert.deepEqual(messages(blocks), [{ jsonrpc: '2.0', id: 'call', result: { done: true } }], 'the response came on the POST itself');
-});
-
-test('a client that hangs up after the priming event gets its response by resuming from it', BOUND, async () => {
-  const h = await pollingHarness({ retryMs: 100, pollMs: 0 });
-  const headers = await initialize(h);
-  const controller = new AbortController();
-  const res = await fetch(h.url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...headers },
-    body: JSON.stringify({ jsonrpc: '2.0', id: 7, method: 'hold' }),
-    signal: controller.signal,
+    const reading = readBlocks(res);
+    await h.session().received('call');
+    await new Promise((r) => setTimeout(r, 300));
+    h.session().answer('call', { done: true });
+    const { blocks, ended } = await reading;
+    assert.equal(ended, true);
+    assert.equal(blocks[0]?.data, '', 'priming first');
+    assert.deepEqual(messages(blocks), [{ jsonrpc: '2.0', id: 'call', result: { done: true } }], 'the response came on the POST itself');
   });
-  assert.ok(res.body);
-  const reader = res.body.getReader();
-  const read = await Promise.race([reader.read(), new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 5_000))]);
-  assert.notEqual(read, 'timeout', 'the POST stream opened with an event before any response');
-  const first = read === 'timeout' ? '' : new TextDecoder().decode(read.value as Uint8Array);
-  const lastEventId = /^id: (\S+)$/m.exec(first)?.[1];
-  assert.ok(lastEventId, `a priming event with an id: ${first}`);
-  controller.abort();
-  await reader.cancel().catch(() => undefined);
 
-  const session = h.session();
-  await session.received(7);
-  // Answered while nobody listens: kept, not lost (a plain JSON answer would be).
-  await new Promise((r) => setTimeout(r, 50));
-  session.answer(7, { late: true });
-  const resumed = await fetch(h.url, { headers: { accept: 'text/event-stream', 'last-event-id': lastEventId, ...headers } });
-  const { blocks, ended } = await readBlocks(resumed);
-  assert.equal(ended, true);
-  assert.deepEqual(messages(blocks), [{ jsonrpc: '2.0', id: 7, result: { late: true } }]);
+  test('a client that hangs up after the priming event gets its response by resuming from it', BOUND, async () => {
+    const h = await pollingHarness({ retryMs: 100, pollMs: 0 });
+    const headers = await initialize(h);
+    const controller = new AbortController();
+    const res = await fetch(h.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...headers },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 7, method: 'hold' }),
+      signal: controller.signal,
+    });
+    assert.ok(res.body);
+    const reader = res.body.getReader();
+    const read = await Promise.race([reader.read(), new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 5_000))]);
+    assert.notEqual(read, 'timeout', 'the POST stream opened with an event before any response');
+    const first = read === 'timeout' ? '' : new TextDecoder().decode(read.value as Uint8Array);
+    const lastEventId = /^id: (\S+)$/m.exec(first)?.[1];
+    assert.ok(lastEventId, `a priming event with an id: ${first}`);
+    controller.abort();
+    await reader.cancel().catch(() => undefined);
+
+    const session = h.session();
+    await session.received(7);
+    // Answered while nobody listens: kept, not lost (a plain JSON answer would be).
+    await new Promise((r) => setTimeout(r, 50));
+    session.answer(7, { late: true });
+    const resumed = await fetch(h.url, { headers: { accept: 'text/event-stream', 'last-event-id': lastEventId, ...headers } });
+    const { blocks, ended } = await readBlocks(resumed);
+    assert.equal(ended, true);
+    assert.deepEqual(messages(blocks), [{ jsonrpc: '2.0', id: 7, result: { late: true } }]);
+  });
 });

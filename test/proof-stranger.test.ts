@@ -13,7 +13,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { createConnection, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import { WebSocketServer } from 'ws';
 import { newNonce } from '../src/local/proof.js';
 import { VERSION } from '../src/protocol/version.js';
@@ -305,132 +305,134 @@ function assertStrangerLine(line: string, port: number, what: string): void {
 }
 
 // ---- the tests ------------------------------------------------------------------------------
-
-test('a shim meets an impostor on the user port, with no address card and with a stale card naming it: it sends nothing of value', async () => {
-  for (const withCard of [false, true]) {
-    const what = withCard ? 'stale card' : 'no card';
-    const recorder = await new Recorder(await impostor(4242)).start();
-    const home = withCard ? userHome(TOKEN, { port: recorder.port, pid: await deadPid() }) : userHome(TOKEN);
-    const env = { EXAI_WS_HOME: home, EXAI_WS_TEST_DEFAULT_PORT: String(recorder.port) };
-    const { message, stderr, code } = await shimAgainst(env);
-    assert.equal(code, 1, what);
-    assertStrangerLine(message, recorder.port, what);
-    assert.match(message, /its proof does not match the token/, what);
-    assert.match(message, /auto-start is off/, what);
-    const lines = stderr.trim().split('\n');
-    assert.equal(lines.length, 1, `${what}: one line on stderr: ${stderr}`);
-    assertStrangerLine(lines[0] as string, recorder.port, what);
-    // The recording is real: the challenge was read from the unmasked frames.
-    assert.match(recorder.clientText(), /"type":"challenge","nonce":"[A-Za-z0-9_-]{43}"/, what);
-    assertNothingOfValue(recorder, TOKEN, what);
-  }
-});
-
-test('a shim meets a plain HTTP server on the user port: a failed attempt, one line naming the port, nothing sent', async () => {
-  const recorder = await new Recorder(await plainHttp()).start();
-  const home = userHome(TOKEN, { port: recorder.port, pid: await deadPid() });
-  const { message, code } = await shimAgainst({ EXAI_WS_HOME: home });
-  assert.equal(code, 1);
-  assertStrangerLine(message, recorder.port, 'plain http');
-  assert.match(message, /answered the WebSocket upgrade with HTTP 200/);
-  assert.match(recorder.clientText(), /^GET \/ws HTTP\/1\.1/m, 'it did try the port');
-  assertNothingOfValue(recorder, TOKEN, 'plain http');
-});
-
-test('exai-ws status and open against an impostor behind a card: nothing of value sent, one line naming the port', async () => {
-  // No card: status does not go near the default port at all.
-  const idle = await new Recorder(await impostor(4242)).start();
-  const noCard = await runCli(['status'], { EXAI_WS_HOME: userHome(TOKEN), EXAI_WS_TEST_DEFAULT_PORT: String(idle.port) });
-  assert.equal(noCard.code, 1);
-  assert.match(noCard.stderr, /^exai-ws: no daemon is running \(no address card at .*\)\n$/);
-  // A stale card whose process is gone: stale, nothing asked.
-  const dead = await runCli(['status'], {
-    EXAI_WS_HOME: userHome(TOKEN, { port: idle.port, pid: await deadPid() }),
-    EXAI_WS_TEST_DEFAULT_PORT: String(idle.port),
-  });
-  assert.equal(dead.code, 1);
-  assert.match(dead.stderr, /^exai-ws: not running \(stale pid file .* from pid \d+\)\n$/);
-  assert.equal(idle.connections.length, 0, 'status sent nothing to the default port or a dead card');
-
-  // A card whose pid was reused by another program: status asks, and gets no proof.
-  const reused = livePid();
-  const recorder = await new Recorder(await impostor(1)).start();
-  const home = userHome(TOKEN, { port: recorder.port, pid: reused });
-  const status = await runCli(['status'], { EXAI_WS_HOME: home });
-  assert.equal(status.code, 1);
-  const lines = status.stderr.trim().split('\n');
-  assert.equal(lines.length, 1, status.stderr);
-  assert.match(lines[0] as string, /^exai-ws: not running \(stale pid file .* from pid \d+\); something else holds/);
-  assertStrangerLine(lines[0] as string, recorder.port, 'status');
-  const json = JSON.parse((await runCli(['status', '--json'], { EXAI_WS_HOME: home })).stdout) as { status: string; error: string };
-  assert.equal(json.status, 'down');
-  assertStrangerLine(json.error, recorder.port, 'status --json');
-  const open = await runCli(['open', '--print'], { EXAI_WS_HOME: home });
-  assert.equal(open.code, 1);
-  assert.equal(open.stdout, '');
-  assertStrangerLine(open.stderr.trim(), recorder.port, 'open');
-  assert.ok(recorder.connections.length > 0, 'the commands did ask the impostor');
-  assertNothingOfValue(recorder, TOKEN, 'status and open');
-
-  // An impostor that even answers liveness as the card's pid: still no token, no full report.
-  const mimic = await new Recorder(await impostor(reused)).start();
-  const mimicHome = userHome(TOKEN, { port: mimic.port, pid: reused });
-  const limited = await runCli(['status', '--json'], { EXAI_WS_HOME: mimicHome });
-  assert.equal(limited.code, 1);
-  const view = JSON.parse(limited.stdout) as { limited: string | null };
-  assert.match(view.limited ?? '', /did not prove that it holds this home's token, so nothing was sent to it/);
-  const reload = await runCli(['reload'], { EXAI_WS_HOME: mimicHome });
-  assert.equal(reload.code, 1);
-  assertNothingOfValue(mimic, TOKEN, 'status --json and reload against a mimic');
-});
-
-test("a relay on another port in front of the real daemon, Host rewritten or not, cannot get a shim's hello", async () => {
-  const daemon: DaemonHandle = await startDaemon(cleanup);
-  for (const rewrite of [false, true]) {
-    const what = rewrite ? 'Host rewritten' : 'Host as sent';
-    const relay = await new Recorder(daemon.port, rewrite ? `127.0.0.1:${daemon.port}` : undefined).start();
-    // The victim's home holds the same token as the daemon (it is the user's own daemon), but a
-    // stale card sends its shim to the relay's port.
-    const home = userHome(daemon.token, { port: relay.port, pid: await deadPid() });
-    const { message, code } = await shimAgainst({ EXAI_WS_HOME: home });
-    assert.equal(code, 1, what);
-    assertStrangerLine(message, relay.port, what);
-    if (rewrite) {
-      // The daemon's genuine proof went through the relay; it was made for the daemon's own address.
-      assert.match(relay.serverText(), /"type":"proof"/, `${what}: the real daemon answered the challenge`);
+// Each test has its own daemon, home and processes: they run side by side.
+describe('proof against strangers', { concurrency: true }, () => {
+  test('a shim meets an impostor on the user port, with no address card and with a stale card naming it: it sends nothing of value', async () => {
+    for (const withCard of [false, true]) {
+      const what = withCard ? 'stale card' : 'no card';
+      const recorder = await new Recorder(await impostor(4242)).start();
+      const home = withCard ? userHome(TOKEN, { port: recorder.port, pid: await deadPid() }) : userHome(TOKEN);
+      const env = { EXAI_WS_HOME: home, EXAI_WS_TEST_DEFAULT_PORT: String(recorder.port) };
+      const { message, stderr, code } = await shimAgainst(env);
+      assert.equal(code, 1, what);
+      assertStrangerLine(message, recorder.port, what);
       assert.match(message, /its proof does not match the token/, what);
-    } else {
-      assert.match(message, /HTTP 403/, `${what}: the daemon refused a Host that is not its own`);
+      assert.match(message, /auto-start is off/, what);
+      const lines = stderr.trim().split('\n');
+      assert.equal(lines.length, 1, `${what}: one line on stderr: ${stderr}`);
+      assertStrangerLine(lines[0] as string, recorder.port, what);
+      // The recording is real: the challenge was read from the unmasked frames.
+      assert.match(recorder.clientText(), /"type":"challenge","nonce":"[A-Za-z0-9_-]{43}"/, what);
+      assertNothingOfValue(recorder, TOKEN, what);
     }
-    assertNothingOfValue(relay, daemon.token, what);
+  });
 
-    // The CLI through the same relay (a card whose pid was reused, naming the relay): no proof either.
-    const cliHome = userHome(daemon.token, { port: relay.port, pid: livePid() });
-    const status = await runCli(['status'], { EXAI_WS_HOME: cliHome });
-    assert.equal(status.code, 1, what);
-    assertStrangerLine(status.stderr, relay.port, `${what}: status`);
-    assertNothingOfValue(relay, daemon.token, `${what}: status`);
-  }
-  const health = await getHealth(daemon);
-  assert.equal(health.sessions.total, 0, 'no session was opened through the relay');
-});
+  test('a shim meets a plain HTTP server on the user port: a failed attempt, one line naming the port, nothing sent', async () => {
+    const recorder = await new Recorder(await plainHttp()).start();
+    const home = userHome(TOKEN, { port: recorder.port, pid: await deadPid() });
+    const { message, code } = await shimAgainst({ EXAI_WS_HOME: home });
+    assert.equal(code, 1);
+    assertStrangerLine(message, recorder.port, 'plain http');
+    assert.match(message, /answered the WebSocket upgrade with HTTP 200/);
+    assert.match(recorder.clientText(), /^GET \/ws HTTP\/1\.1/m, 'it did try the port');
+    assertNothingOfValue(recorder, TOKEN, 'plain http');
+  });
 
-test('a new shim and status meeting an older daemon (no proofs) say which to update and send it nothing of value', async () => {
-  const pid = livePid();
-  const recorder = await new Recorder(await olderDaemon(pid)).start();
-  const home = userHome(TOKEN, { port: recorder.port, pid });
-  const { message, stderr, code } = await shimAgainst({ EXAI_WS_HOME: home });
-  assert.equal(code, 1);
-  assert.equal(
-    message,
-    `the exai-ws daemon on 127.0.0.1:${recorder.port} (pid ${pid}, version 0.0.9) is older than this exai-ws (${VERSION}): ` +
-      "it cannot prove that it holds this home's token, so nothing was sent to it; run `exai-ws restart` to run the new version",
-  );
-  assert.equal(stderr.trim().split('\n').length, 1, stderr);
-  const status = await runCli(['status', '--json'], { EXAI_WS_HOME: home });
-  assert.equal(status.code, 1);
-  const view = JSON.parse(status.stdout) as { limited: string | null; daemon: { pid: number } };
-  assert.equal(view.daemon.pid, pid, 'what it tells anyone is shown');
-  assert.match(view.limited ?? '', /\(version 0\.0\.9\) is older than this exai-ws .*run `exai-ws restart` to run the new version/);
-  assertNothingOfValue(recorder, TOKEN, 'older daemon');
+  test('exai-ws status and open against an impostor behind a card: nothing of value sent, one line naming the port', async () => {
+    // No card: status does not go near the default port at all.
+    const idle = await new Recorder(await impostor(4242)).start();
+    const noCard = await runCli(['status'], { EXAI_WS_HOME: userHome(TOKEN), EXAI_WS_TEST_DEFAULT_PORT: String(idle.port) });
+    assert.equal(noCard.code, 1);
+    assert.match(noCard.stderr, /^exai-ws: no daemon is running \(no address card at .*\)\n$/);
+    // A stale card whose process is gone: stale, nothing asked.
+    const dead = await runCli(['status'], {
+      EXAI_WS_HOME: userHome(TOKEN, { port: idle.port, pid: await deadPid() }),
+      EXAI_WS_TEST_DEFAULT_PORT: String(idle.port),
+    });
+    assert.equal(dead.code, 1);
+    assert.match(dead.stderr, /^exai-ws: not running \(stale pid file .* from pid \d+\)\n$/);
+    assert.equal(idle.connections.length, 0, 'status sent nothing to the default port or a dead card');
+
+    // A card whose pid was reused by another program: status asks, and gets no proof.
+    const reused = livePid();
+    const recorder = await new Recorder(await impostor(1)).start();
+    const home = userHome(TOKEN, { port: recorder.port, pid: reused });
+    const status = await runCli(['status'], { EXAI_WS_HOME: home });
+    assert.equal(status.code, 1);
+    const lines = status.stderr.trim().split('\n');
+    assert.equal(lines.length, 1, status.stderr);
+    assert.match(lines[0] as string, /^exai-ws: not running \(stale pid file .* from pid \d+\); something else holds/);
+    assertStrangerLine(lines[0] as string, recorder.port, 'status');
+    const json = JSON.parse((await runCli(['status', '--json'], { EXAI_WS_HOME: home })).stdout) as { status: string; error: string };
+    assert.equal(json.status, 'down');
+    assertStrangerLine(json.error, recorder.port, 'status --json');
+    const open = await runCli(['open', '--print'], { EXAI_WS_HOME: home });
+    assert.equal(open.code, 1);
+    assert.equal(open.stdout, '');
+    assertStrangerLine(open.stderr.trim(), recorder.port, 'open');
+    assert.ok(recorder.connections.length > 0, 'the commands did ask the impostor');
+    assertNothingOfValue(recorder, TOKEN, 'status and open');
+
+    // An impostor that even answers liveness as the card's pid: still no token, no full report.
+    const mimic = await new Recorder(await impostor(reused)).start();
+    const mimicHome = userHome(TOKEN, { port: mimic.port, pid: reused });
+    const limited = await runCli(['status', '--json'], { EXAI_WS_HOME: mimicHome });
+    assert.equal(limited.code, 1);
+    const view = JSON.parse(limited.stdout) as { limited: string | null };
+    assert.match(view.limited ?? '', /did not prove that it holds this home's token, so nothing was sent to it/);
+    const reload = await runCli(['reload'], { EXAI_WS_HOME: mimicHome });
+    assert.equal(reload.code, 1);
+    assertNothingOfValue(mimic, TOKEN, 'status --json and reload against a mimic');
+  });
+
+  test("a relay on another port in front of the real daemon, Host rewritten or not, cannot get a shim's hello", async () => {
+    const daemon: DaemonHandle = await startDaemon(cleanup);
+    for (const rewrite of [false, true]) {
+      const what = rewrite ? 'Host rewritten' : 'Host as sent';
+      const relay = await new Recorder(daemon.port, rewrite ? `127.0.0.1:${daemon.port}` : undefined).start();
+      // The victim's home holds the same token as the daemon (it is the user's own daemon), but a
+      // stale card sends its shim to the relay's port.
+      const home = userHome(daemon.token, { port: relay.port, pid: await deadPid() });
+      const { message, code } = await shimAgainst({ EXAI_WS_HOME: home });
+      assert.equal(code, 1, what);
+      assertStrangerLine(message, relay.port, what);
+      if (rewrite) {
+        // The daemon's genuine proof went through the relay; it was made for the daemon's own address.
+        assert.match(relay.serverText(), /"type":"proof"/, `${what}: the real daemon answered the challenge`);
+        assert.match(message, /its proof does not match the token/, what);
+      } else {
+        assert.match(message, /HTTP 403/, `${what}: the daemon refused a Host that is not its own`);
+      }
+      assertNothingOfValue(relay, daemon.token, what);
+
+      // The CLI through the same relay (a card whose pid was reused, naming the relay): no proof either.
+      const cliHome = userHome(daemon.token, { port: relay.port, pid: livePid() });
+      const status = await runCli(['status'], { EXAI_WS_HOME: cliHome });
+      assert.equal(status.code, 1, what);
+      assertStrangerLine(status.stderr, relay.port, `${what}: status`);
+      assertNothingOfValue(relay, daemon.token, `${what}: status`);
+    }
+    const health = await getHealth(daemon);
+    assert.equal(health.sessions.total, 0, 'no session was opened through the relay');
+  });
+
+  test('a new shim and status meeting an older daemon (no proofs) say which to update and send it nothing of value', async () => {
+    const pid = livePid();
+    const recorder = await new Recorder(await olderDaemon(pid)).start();
+    const home = userHome(TOKEN, { port: recorder.port, pid });
+    const { message, stderr, code } = await shimAgainst({ EXAI_WS_HOME: home });
+    assert.equal(code, 1);
+    assert.equal(
+      message,
+      `the exai-ws daemon on 127.0.0.1:${recorder.port} (pid ${pid}, version 0.0.9) is older than this exai-ws (${VERSION}): ` +
+        "it cannot prove that it holds this home's token, so nothing was sent to it; run `exai-ws restart` to run the new version",
+    );
+    assert.equal(stderr.trim().split('\n').length, 1, stderr);
+    const status = await runCli(['status', '--json'], { EXAI_WS_HOME: home });
+    assert.equal(status.code, 1);
+    const view = JSON.parse(status.stdout) as { limited: string | null; daemon: { pid: number } };
+    assert.equal(view.daemon.pid, pid, 'what it tells anyone is shown');
+    assert.match(view.limited ?? '', /\(version 0\.0\.9\) is older than this exai-ws .*run `exai-ws restart` to run the new version/);
+    assertNothingOfValue(recorder, TOKEN, 'older daemon');
+  });
 });

@@ -29,6 +29,7 @@ import {
   openSocket,
   readJsonLines,
   sendHello,
+  spawnChild,
   spawnLines,
   waitFor,
   within,
@@ -297,6 +298,7 @@ function hostileDaemon(env: Record<string, string> = {}): Promise<DaemonHandle> 
   return startHostingDaemon(cleanup, () => ({ hostile: { command: process.execPath, args: [HOSTILE_SCRIPT] } }), env);
 }
 
+// Alone, not beside other tests: a 300 ms heartbeat must not cut the reader before it pauses.
 test('frames lost in flight when the heartbeat cuts a paused reader are replayed on resume: every one after `received`, once, in order', async () => {
   const daemon = await hostileDaemon({ EXAI_WS_HEARTBEAT_MS: '300' });
   const ws = await openSocket(cleanup, daemon);
@@ -380,123 +382,158 @@ test('frames lost in flight when the heartbeat cuts a paused reader are replayed
   assert.equal(health.sessions.attached, 1);
 });
 
-test('a resume that needs frames no longer kept (past EXAI_WS_HOLD_MAX_BYTES) gets a new session: resumed false, the old one ends resume_gap', async () => {
-  const daemon = await hostileDaemon({ EXAI_WS_HOLD_MAX_BYTES: '32768', EXAI_WS_HEARTBEAT_MS: '0' });
-  const ws = await openSocket(cleanup, daemon);
-  const first = track(ws);
-  assert.equal((await sendHello(ws, { session_id: 'resume-gap', acks: true })).ok, true);
-  await initialize(ws, first.frames);
-  // ~200 KB of progress to a client that reads everything and never acks: far past the limit.
-  send(ws, {
-    id: 2,
-    method: 'tools/call',
-    params: { name: 'hostile__flood', arguments: { count: 200, bytes: 1000 }, _meta: { progressToken: 'f' } },
+// Each test has its own daemon and home: they run side by side.
+describe('resume end to end', { concurrency: 3 }, () => {
+  test('a resume that needs frames no longer kept (past EXAI_WS_HOLD_MAX_BYTES) gets a new session: resumed false, the old one ends resume_gap', async () => {
+    const daemon = await hostileDaemon({ EXAI_WS_HOLD_MAX_BYTES: '32768', EXAI_WS_HEARTBEAT_MS: '0' });
+    const ws = await openSocket(cleanup, daemon);
+    const first = track(ws);
+    assert.equal((await sendHello(ws, { session_id: 'resume-gap', acks: true })).ok, true);
+    await initialize(ws, first.frames);
+    // ~200 KB of progress to a client that reads everything and never acks: far past the limit.
+    send(ws, {
+      id: 2,
+      method: 'tools/call',
+      params: { name: 'hostile__flood', arguments: { count: 200, bytes: 1000 }, _meta: { progressToken: 'f' } },
+    });
+    const done = await waitFor(() => first.frames.find((m) => m.id === 2), 'the flood to finish', 20_000);
+    assert.ok(done.result, `the attached session is not ended by the limit: ${JSON.stringify(done)}`);
+    assert.equal(first.frames.filter((m) => m.method === 'notifications/progress').length, 200, 'nothing was dropped on the wire');
+
+    first.stop();
+    ws.terminate();
+    await waitFor(async () => (await getHealth(daemon)).sessions.detached === 1 || null, 'the session to detach');
+
+    // Claims to have lost everything after the initialize response: long trimmed.
+    const ws2 = await openSocket(cleanup, daemon);
+    const second = track(ws2);
+    const again = await sendHello(ws2, { session_id: 'resume-gap', acks: true, received: 1 });
+    assert.equal(again.ok, true, JSON.stringify(again));
+    assert.equal(again.session_id, 'resume-gap');
+    assert.equal(again.resumed, false, 'a gap is never papered over');
+    assert.equal(again.replayed, 0);
+    const closedLine = await waitFor(() => sessionClosedLines(daemon.home, 'resume-gap')[0], 'the old session closed line');
+    assert.equal(closedLine.reason, 'resume_gap');
+
+    // A new MCP session under the same id: it wants its own initialize, and works.
+    await initialize(ws2, second.frames);
+    send(ws2, { id: 3, method: 'tools/call', params: { name: 'echo', arguments: { text: 'fresh' } } });
+    const echo = await waitFor(() => second.frames.find((m) => m.id === 3), 'the echo');
+    assert.equal(((echo.result as Json).content as { text: string }[])[0]?.text, 'fresh');
+    assert.ok(
+      second.frames.every((m) => m.method !== 'notifications/progress'),
+      'nothing of the old session reaches the new one',
+    );
+    const health = await getHealth(daemon);
+    assert.equal(health.sessions.total, 1);
   });
-  const done = await waitFor(() => first.frames.find((m) => m.id === 2), 'the flood to finish', 20_000);
-  assert.ok(done.result, `the attached session is not ended by the limit: ${JSON.stringify(done)}`);
-  assert.equal(first.frames.filter((m) => m.method === 'notifications/progress').length, 200, 'nothing was dropped on the wire');
 
-  first.stop();
-  ws.terminate();
-  await waitFor(async () => (await getHealth(daemon)).sessions.detached === 1 || null, 'the session to detach');
+  test('a resume whose `received` is larger than what was sent gets resumed false (resume_gap); a truthful one resumes', async () => {
+    const daemon = await hostileDaemon({ EXAI_WS_HEARTBEAT_MS: '0' });
 
-  // Claims to have lost everything after the initialize response: long trimmed.
-  const ws2 = await openSocket(cleanup, daemon);
-  const second = track(ws2);
-  const again = await sendHello(ws2, { session_id: 'resume-gap', acks: true, received: 1 });
-  assert.equal(again.ok, true, JSON.stringify(again));
-  assert.equal(again.session_id, 'resume-gap');
-  assert.equal(again.resumed, false, 'a gap is never papered over');
-  assert.equal(again.replayed, 0);
-  const closedLine = await waitFor(() => sessionClosedLines(daemon.home, 'resume-gap')[0], 'the old session closed line');
-  assert.equal(closedLine.reason, 'resume_gap');
+    const honest = await openSocket(cleanup, daemon);
+    const h = track(honest);
+    assert.equal((await sendHello(honest, { session_id: 'resume-honest', acks: true })).ok, true);
+    await initialize(honest, h.frames);
+    honest.terminate();
+    await waitFor(async () => (await getHealth(daemon)).sessions.detached === 1 || null, 'the session to detach');
+    const honest2 = await openSocket(cleanup, daemon);
+    const back = await sendHello(honest2, { session_id: 'resume-honest', acks: true, received: h.frames.length });
+    assert.deepEqual([back.ok, back.resumed, back.replayed], [true, true, 0], JSON.stringify(back));
 
-  // A new MCP session under the same id: it wants its own initialize, and works.
-  await initialize(ws2, second.frames);
-  send(ws2, { id: 3, method: 'tools/call', params: { name: 'echo', arguments: { text: 'fresh' } } });
-  const echo = await waitFor(() => second.frames.find((m) => m.id === 3), 'the echo');
-  assert.equal(((echo.result as Json).content as { text: string }[])[0]?.text, 'fresh');
-  assert.ok(
-    second.frames.every((m) => m.method !== 'notifications/progress'),
-    'nothing of the old session reaches the new one',
-  );
-  const health = await getHealth(daemon);
-  assert.equal(health.sessions.total, 1);
+    const liar = await openSocket(cleanup, daemon);
+    const l = track(liar);
+    assert.equal((await sendHello(liar, { session_id: 'resume-liar', acks: true })).ok, true);
+    await initialize(liar, l.frames);
+    liar.terminate();
+    await waitFor(async () => (await getHealth(daemon)).sessions.detached === 1 || null, 'the session to detach');
+    const liar2 = await openSocket(cleanup, daemon);
+    const refused = await sendHello(liar2, { session_id: 'resume-liar', acks: true, received: l.frames.length + 5 });
+    assert.deepEqual([refused.ok, refused.resumed, refused.session_id], [true, false, 'resume-liar'], JSON.stringify(refused));
+    const closedLine = await waitFor(() => sessionClosedLines(daemon.home, 'resume-liar')[0], 'the old session closed line');
+    assert.equal(closedLine.reason, 'resume_gap');
+    assert.equal((await getHealth(daemon)).sessions.total, 2);
+  });
+
+  test('clients without acks are served as before: held messages on resume, no replay, an ack frame is an invalid message', async () => {
+    const daemon = await hostileDaemon({ EXAI_WS_HEARTBEAT_MS: '0' });
+    const ws = await openSocket(cleanup, daemon);
+    const first = track(ws);
+    assert.equal((await sendHello(ws, { session_id: 'no-acks' })).ok, true);
+    await initialize(ws, first.frames);
+
+    // An ack frame on a connection that does not send acks: -32600, and the session goes on.
+    ws.send('{"type":"ack","received":1}');
+    const invalid = await waitFor(() => first.frames.find((m) => m.id === null), 'the invalid-message reply');
+    assert.equal((invalid.error as { code: number }).code, -32600);
+
+    send(ws, { id: 2, method: 'tools/call', params: { name: 'sleep', arguments: { ms: 400 } } });
+    await waitFor(async () => (await getHealth(daemon)).inflight === 1 || null, 'the call in flight');
+    first.stop();
+    ws.terminate();
+    await waitFor(async () => (await getHealth(daemon)).inflight === 0 || null, 'the call to finish while detached');
+
+    const ws2 = await openSocket(cleanup, daemon);
+    const again = await sendHello(ws2, { session_id: 'no-acks' });
+    assert.deepEqual([again.ok, again.resumed, again.replayed], [true, true, 0], JSON.stringify(again));
+    const held = await nextJson(ws2);
+    assert.equal(held.id, 2, `the held reply follows the ack: ${JSON.stringify(held)}`);
+    assert.equal(((held.result as Json).content as { text: string }[])[0]?.text, 'slept 400');
+  });
+
+  test('a malformed ack frame on an acking connection is an invalid message that harms nothing else', async () => {
+    const daemon = await hostileDaemon({ EXAI_WS_HEARTBEAT_MS: '0' });
+    const ws = await openSocket(cleanup, daemon);
+    const frames = track(ws).frames;
+    assert.equal((await sendHello(ws, { acks: true })).ok, true);
+    await initialize(ws, frames);
+    for (const bad of ['{"type":"ack","received":-1}', '{"type":"ack","received":"1"}', '{"type":"ack"}']) ws.send(bad);
+    send(ws, { id: 2, method: 'tools/call', params: { name: 'echo', arguments: { text: 'fine' } } });
+    await waitFor(() => frames.find((m) => m.id === 2), 'the echo');
+    const invalid = frames.filter((m) => m.id === null);
+    assert.equal(invalid.length, 3, JSON.stringify(frames));
+    for (const m of invalid) assert.equal((m.error as { code: number }).code, -32600);
+    ws.send('{"type":"ack","received":5}'); // a good one: never answered
+    send(ws, { id: 3, method: 'ping' });
+    await waitFor(() => frames.find((m) => m.id === 3), 'the ping');
+    assert.equal(frames.length, 6, 'the ack got no answer');
+  });
 });
 
-test('a resume whose `received` is larger than what was sent gets resumed false (resume_gap); a truthful one resumes', async () => {
-  const daemon = await hostileDaemon({ EXAI_WS_HEARTBEAT_MS: '0' });
-
-  const honest = await openSocket(cleanup, daemon);
-  const h = track(honest);
-  assert.equal((await sendHello(honest, { session_id: 'resume-honest', acks: true })).ok, true);
-  await initialize(honest, h.frames);
-  honest.terminate();
-  await waitFor(async () => (await getHealth(daemon)).sessions.detached === 1 || null, 'the session to detach');
-  const honest2 = await openSocket(cleanup, daemon);
-  const back = await sendHello(honest2, { session_id: 'resume-honest', acks: true, received: h.frames.length });
-  assert.deepEqual([back.ok, back.resumed, back.replayed], [true, true, 0], JSON.stringify(back));
-
-  const liar = await openSocket(cleanup, daemon);
-  const l = track(liar);
-  assert.equal((await sendHello(liar, { session_id: 'resume-liar', acks: true })).ok, true);
-  await initialize(liar, l.frames);
-  liar.terminate();
-  await waitFor(async () => (await getHealth(daemon)).sessions.detached === 1 || null, 'the session to detach');
-  const liar2 = await openSocket(cleanup, daemon);
-  const refused = await sendHello(liar2, { session_id: 'resume-liar', acks: true, received: l.frames.length + 5 });
-  assert.deepEqual([refused.ok, refused.resumed, refused.session_id], [true, false, 'resume-liar'], JSON.stringify(refused));
-  const closedLine = await waitFor(() => sessionClosedLines(daemon.home, 'resume-liar')[0], 'the old session closed line');
-  assert.equal(closedLine.reason, 'resume_gap');
-  assert.equal((await getHealth(daemon)).sessions.total, 2);
-});
-
-test('clients without acks are served as before: held messages on resume, no replay, an ack frame is an invalid message', async () => {
-  const daemon = await hostileDaemon({ EXAI_WS_HEARTBEAT_MS: '0' });
-  const ws = await openSocket(cleanup, daemon);
-  const first = track(ws);
-  assert.equal((await sendHello(ws, { session_id: 'no-acks' })).ok, true);
-  await initialize(ws, first.frames);
-
-  // An ack frame on a connection that does not send acks: -32600, and the session goes on.
-  ws.send('{"type":"ack","received":1}');
-  const invalid = await waitFor(() => first.frames.find((m) => m.id === null), 'the invalid-message reply');
-  assert.equal((invalid.error as { code: number }).code, -32600);
-
-  send(ws, { id: 2, method: 'tools/call', params: { name: 'sleep', arguments: { ms: 400 } } });
-  await waitFor(async () => (await getHealth(daemon)).inflight === 1 || null, 'the call in flight');
-  first.stop();
-  ws.terminate();
-  await waitFor(async () => (await getHealth(daemon)).inflight === 0 || null, 'the call to finish while detached');
-
-  const ws2 = await openSocket(cleanup, daemon);
-  const again = await sendHello(ws2, { session_id: 'no-acks' });
-  assert.deepEqual([again.ok, again.resumed, again.replayed], [true, true, 0], JSON.stringify(again));
-  const held = await nextJson(ws2);
-  assert.equal(held.id, 2, `the held reply follows the ack: ${JSON.stringify(held)}`);
-  assert.equal(((held.result as Json).content as { text: string }[])[0]?.text, 'slept 400');
-});
-
-test('a malformed ack frame on an acking connection is an invalid message that harms nothing else', async () => {
-  const daemon = await hostileDaemon({ EXAI_WS_HEARTBEAT_MS: '0' });
-  const ws = await openSocket(cleanup, daemon);
-  const frames = track(ws).frames;
-  assert.equal((await sendHello(ws, { acks: true })).ok, true);
-  await initialize(ws, frames);
-  for (const bad of ['{"type":"ack","received":-1}', '{"type":"ack","received":"1"}', '{"type":"ack"}']) ws.send(bad);
-  send(ws, { id: 2, method: 'tools/call', params: { name: 'echo', arguments: { text: 'fine' } } });
-  await waitFor(() => frames.find((m) => m.id === 2), 'the echo');
-  const invalid = frames.filter((m) => m.id === null);
-  assert.equal(invalid.length, 3, JSON.stringify(frames));
-  for (const m of invalid) assert.equal((m.error as { code: number }).code, -32600);
-  ws.send('{"type":"ack","received":5}'); // a good one: never answered
-  send(ws, { id: 3, method: 'ping' });
-  await waitFor(() => frames.find((m) => m.id === 3), 'the ping');
-  assert.equal(frames.length, 6, 'the ack got no answer');
-});
-
-describe('dead clients', () => {
+// Each test has its own daemon, home and client processes: they run side by side.
+describe('dead clients', { concurrency: true }, () => {
   const LONG_OP = 'everything__trigger-long-running-operation';
+
+  /**
+   * Resolves once the daemon has run a pid check of its detached sessions since this was called
+   * (twice with `checks: 2`). The daemon says nothing when it checks a live pid, so a witness
+   * shows it: a session whose hello names a live process is detached, that process is killed,
+   * and the check that finds it gone ends that session (client_died). Every detached session
+   * with a pid is checked in the same pass.
+   */
+  async function pidChecksPassed(daemon: DaemonHandle, label: string, checks = 1): Promise<void> {
+    for (let n = 1; n <= checks; n++) {
+      const witness = spawnChild(cleanup, process.execPath, ['-e', 'setInterval(() => {}, 60_000)']);
+      const pid = witness.proc.pid as number;
+      const ws = await openSocket(cleanup, daemon);
+      const sessionId = `${label}-witness-${n}`;
+      assert.equal((await sendHello(ws, { session_id: sessionId, pid })).ok, true);
+      ws.terminate(); // abnormal: detached, its pid watched
+      await waitFor(
+        () => readJsonLines(logPath(daemon.home)).some((l) => l.msg === 'session detached' && l.session_id === sessionId),
+        `the witness session ${sessionId} to detach`,
+        10_000,
+      );
+      witness.proc.kill('SIGKILL');
+      await within(witness.exited, 5_000, 'the witness process to die');
+      const closedLine = await waitFor(
+        () => sessionClosedLines(daemon.home, sessionId)[0],
+        `the witness session ${sessionId} to end`,
+        10_000,
+      );
+      assert.equal(closedLine.reason, 'client_died', 'the witness ended at a pid check');
+    }
+  }
 
   /** A daemon hosting server-everything behind the tee, which records what the server receives. */
   async function teedDaemon(): Promise<{ daemon: DaemonHandle; received: () => Message[] }> {
@@ -560,7 +597,7 @@ describe('dead clients', () => {
     // The heartbeat cuts the connection of a process that cannot answer pings...
     await waitFor(async () => (await getHealth(daemon)).sessions.detached === 1 || null, 'the heartbeat to detach it', 10_000);
     // ...but the process is alive: several pid checks later the session is still held.
-    await new Promise((r) => setTimeout(r, 3_000));
+    await pidChecksPassed(daemon, 'stopped-client', 2);
     const health = await getHealth(daemon);
     assert.deepEqual([health.sessions.total, health.sessions.detached], [1, 1], 'a stopped client keeps its session');
     assert.equal(sessionClosedLines(daemon.home, 'stopped-client').length, 0);
@@ -585,7 +622,8 @@ describe('dead clients', () => {
     assert.equal((await sendHello(ws, { session_id: 'unseen-pid', pid: 2 ** 30 + 7 })).ok, true);
     ws.terminate();
     await waitFor(async () => (await getHealth(daemon)).sessions.detached === 1 || null, 'the session to detach');
-    await new Promise((r) => setTimeout(r, 2_500));
+    await pidChecksPassed(daemon, 'unseen-pid', 2);
     assert.equal((await getHealth(daemon)).sessions.detached, 1, 'not ended as client_died');
+    assert.equal(sessionClosedLines(daemon.home, 'unseen-pid').length, 0);
   });
 });

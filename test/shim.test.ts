@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import {
   Cleanup,
   closedPort,
@@ -48,161 +48,163 @@ async function remainingLines(shim: RawShim): Promise<string[]> {
 function sessionLines(home: string, msg: string, sessionId?: string): Json[] {
   return readJsonLines(logPath(home)).filter((l) => l.msg === msg && (sessionId === undefined || l.session_id === sessionId));
 }
+// Each test has its own daemon, home and processes: they run side by side.
+describe('shim lifecycle', { concurrency: 4 }, () => {
+  test('a shim killed with SIGKILL frees its session at once, without waiting out the resume grace', async () => {
+    const daemon = await startDaemon(cleanup); // default grace: 30 s
+    const shim = await connectShim(cleanup, daemon);
+    assert.equal((await getHealth(daemon)).sessions.total, 1);
+    const opened = await waitFor(() => sessionLines(daemon.home, 'session opened')[0], 'the session opened line');
 
-test('a shim killed with SIGKILL frees its session at once, without waiting out the resume grace', async () => {
-  const daemon = await startDaemon(cleanup); // default grace: 30 s
-  const shim = await connectShim(cleanup, daemon);
-  assert.equal((await getHealth(daemon)).sessions.total, 1);
-  const opened = await waitFor(() => sessionLines(daemon.home, 'session opened')[0], 'the session opened line');
+    process.kill(shim.pid, 'SIGKILL');
+    await waitFor(async () => (await getHealth(daemon)).sessions.total === 0, 'the session to be gone from /health', 5_000);
+    const closedLine = await waitFor(
+      () => sessionLines(daemon.home, 'session closed', opened.session_id as string)[0],
+      'the session closed line',
+    );
+    assert.equal(closedLine.reason, 'client_died', 'the shim named its pid in the hello: the daemon sees it is gone');
+  });
 
-  process.kill(shim.pid, 'SIGKILL');
-  await waitFor(async () => (await getHealth(daemon)).sessions.total === 0, 'the session to be gone from /health', 5_000);
-  const closedLine = await waitFor(
-    () => sessionLines(daemon.home, 'session closed', opened.session_id as string)[0],
-    'the session closed line',
-  );
-  assert.equal(closedLine.reason, 'client_died', 'the shim named its pid in the hello: the daemon sees it is gone');
-});
+  test('a shim whose stdin ends closes its session at once, without a resume grace', async () => {
+    const daemon = await startDaemon(cleanup); // default grace: 30 s
+    const shim = await connectShim(cleanup, daemon);
+    const opened = await waitFor(() => sessionLines(daemon.home, 'session opened')[0], 'the session opened line');
+    const sessionId = opened.session_id as string;
+    assert.equal(typeof sessionId, 'string');
 
-test('a shim whose stdin ends closes its session at once, without a resume grace', async () => {
-  const daemon = await startDaemon(cleanup); // default grace: 30 s
-  const shim = await connectShim(cleanup, daemon);
-  const opened = await waitFor(() => sessionLines(daemon.home, 'session opened')[0], 'the session opened line');
-  const sessionId = opened.session_id as string;
-  assert.equal(typeof sessionId, 'string');
+    await shim.client.close(); // ends the shim's stdin
+    const closedLine = await waitFor(() => sessionLines(daemon.home, 'session closed', sessionId)[0], 'the session closed line', 5_000);
+    assert.equal(closedLine.reason, 'client_closed');
+    const health = await getHealth(daemon);
+    assert.equal(health.sessions.total, 0, 'no detached session is kept for a normal close');
+  });
 
-  await shim.client.close(); // ends the shim's stdin
-  const closedLine = await waitFor(() => sessionLines(daemon.home, 'session closed', sessionId)[0], 'the session closed line', 5_000);
-  assert.equal(closedLine.reason, 'client_closed');
-  const health = await getHealth(daemon);
-  assert.equal(health.sessions.total, 0, 'no detached session is kept for a normal close');
-});
+  test('the daemon dying mid-call: the shim answers the open request once with -32000 at once, stays, and serves the next daemon', async () => {
+    const daemon = await startDaemon(cleanup);
+    const shim = spawnShim(cleanup, { ...daemon.clientEnv, EXAI_WS_AUTOSTART: '0' });
+    await initializeRaw(shim);
+    shim.send(JSON.stringify({ jsonrpc: '2.0', id: 'call-7', method: 'tools/call', params: { name: 'sleep', arguments: { ms: 10_000 } } }));
+    await waitFor(async () => (await getHealth(daemon)).inflight === 1, 'the call to be running');
 
-test('the daemon dying mid-call: the shim answers the open request once with -32000 at once, stays, and serves the next daemon', async () => {
-  const daemon = await startDaemon(cleanup);
-  const shim = spawnShim(cleanup, { ...daemon.clientEnv, EXAI_WS_AUTOSTART: '0' });
-  await initializeRaw(shim);
-  shim.send(JSON.stringify({ jsonrpc: '2.0', id: 'call-7', method: 'tools/call', params: { name: 'sleep', arguments: { ms: 10_000 } } }));
-  await waitFor(async () => (await getHealth(daemon)).inflight === 1, 'the call to be running');
+    daemon.proc.kill('SIGKILL');
+    const lost = await readUntilResponse(shim, 'call-7', 10_000);
+    const error = lost.response.error as { code: number; message: string } | undefined;
+    assert.equal(error?.code, -32000);
+    assert.match(error?.message ?? '', /the connection to the exai-ws daemon was lost; the request may or may not have run/);
+    await waitFor(() => shim.stderr().includes('reconnecting'), 'the shim to say it reconnects');
+    assert.equal(shim.proc.exitCode, null, 'the shim stays: the client keeps its stdio');
 
-  daemon.proc.kill('SIGKILL');
-  const lost = await readUntilResponse(shim, 'call-7', 10_000);
-  const error = lost.response.error as { code: number; message: string } | undefined;
-  assert.equal(error?.code, -32000);
-  assert.match(error?.message ?? '', /the connection to the exai-ws daemon was lost; the request may or may not have run/);
-  await waitFor(() => shim.stderr().includes('reconnecting'), 'the shim to say it reconnects');
-  assert.equal(shim.proc.exitCode, null, 'the shim stays: the client keeps its stdio');
-
-  const next = await startDaemon(cleanup, { home: daemon.home });
-  shim.send(JSON.stringify({ jsonrpc: '2.0', id: 'after', method: 'tools/list' }));
-  const listed = await readUntilResponse(shim, 'after', 20_000);
-  assert.ok(Array.isArray((listed.response.result as { tools?: unknown[] } | undefined)?.tools), JSON.stringify(listed.response));
-  const shimClosed = fullyClosed(shim);
-  shim.proc.stdin?.end();
-  assert.equal(await within(shim.exited, 10_000, 'the shim to exit'), 0);
-  await within(shimClosed, 5_000, 'the shim stdout to close');
-  const all = [...lost.before, ...listed.before, ...(await remainingLines(shim)).map((l) => JSON.parse(l) as { id?: unknown })];
-  assert.deepEqual(
-    all.filter((m) => m.id === 'call-7'),
-    [],
-    'exactly one answer for the call in flight, never a second one',
-  );
-  assert.equal((await getHealth(next)).sessions.total, 0, 'stdin end ended the new session at once');
-});
-
-for (const withToken of [true, false]) {
-  test(`a shim with no daemon to reach${withToken ? '' : ' and no token'} answers an initialize sent after it failed with the reason and what to do, then exits 1`, async () => {
-    const home = makeHome(cleanup);
-    if (withToken) writeFileSync(join(home, 'token'), `${'t'.repeat(64)}\n`, { mode: 0o600 });
-    const port = await closedPort();
-    const shim = spawnShim(cleanup, { EXAI_WS_HOME: home, EXAI_WS_TEST_DEFAULT_PORT: String(port) });
+    const next = await startDaemon(cleanup, { home: daemon.home });
+    shim.send(JSON.stringify({ jsonrpc: '2.0', id: 'after', method: 'tools/list' }));
+    const listed = await readUntilResponse(shim, 'after', 20_000);
+    assert.ok(Array.isArray((listed.response.result as { tools?: unknown[] } | undefined)?.tools), JSON.stringify(listed.response));
     const shimClosed = fullyClosed(shim);
-    // The refusal takes milliseconds; a slow client writes its initialize only after it.
-    await waitFor(() => shim.stderr().includes('auto-start is off'), 'the shim to find no daemon');
+    shim.proc.stdin?.end();
+    assert.equal(await within(shim.exited, 10_000, 'the shim to exit'), 0);
+    await within(shimClosed, 5_000, 'the shim stdout to close');
+    const all = [...lost.before, ...listed.before, ...(await remainingLines(shim)).map((l) => JSON.parse(l) as { id?: unknown })];
+    assert.deepEqual(
+      all.filter((m) => m.id === 'call-7'),
+      [],
+      'exactly one answer for the call in flight, never a second one',
+    );
+    assert.equal((await getHealth(next)).sessions.total, 0, 'stdin end ended the new session at once');
+  });
+
+  for (const withToken of [true, false]) {
+    test(`a shim with no daemon to reach${withToken ? '' : ' and no token'} answers an initialize sent after it failed with the reason and what to do, then exits 1`, async () => {
+      const home = makeHome(cleanup);
+      if (withToken) writeFileSync(join(home, 'token'), `${'t'.repeat(64)}\n`, { mode: 0o600 });
+      const port = await closedPort();
+      const shim = spawnShim(cleanup, { EXAI_WS_HOME: home, EXAI_WS_TEST_DEFAULT_PORT: String(port) });
+      const shimClosed = fullyClosed(shim);
+      // The refusal takes milliseconds; a slow client writes its initialize only after it.
+      await waitFor(() => shim.stderr().includes('auto-start is off'), 'the shim to find no daemon');
+      shim.send(
+        JSON.stringify({
+          jsonrpc: '2.0',
+          id: 0,
+          method: 'initialize',
+          params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 't', version: '1' } },
+        }),
+      );
+      shim.send(JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }));
+      const reply = JSON.parse(await shim.nextLine(10_000)) as { id?: unknown; error?: { code: number; message: string } };
+      assert.equal(reply.id, 0);
+      assert.equal(reply.error?.code, -32000);
+      // Without a token the shim has no proof to check, so it does not even connect: auto-start says why.
+      assert.match(
+        reply.error?.message ?? '',
+        new RegExp(
+          `${withToken ? `cannot reach the exai-ws daemon at ws://127\\.0\\.0\\.1:${port}/ws .*` : '^'}no exai-ws daemon is running .*auto-start is off \\(EXAI_WS_AUTOSTART=0\\): start one with: exai-ws daemon`,
+        ),
+      );
+      assert.equal(await within(shim.exited, 10_000, 'the shim to exit'), 1);
+      await within(shimClosed, 5_000, 'the shim stdout to close');
+      const lines = shim
+        .stderr()
+        .split('\n')
+        .filter((l) => l.trim().length > 0);
+      assert.equal(lines.length, 1, `expected one stderr line, got:\n${shim.stderr()}`);
+      assert.deepEqual(await remainingLines(shim), [], 'the notification gets no answer');
+    });
+  }
+
+  test('a shim whose hello is refused answers the waiting initialize with the reason, then exits 1', async () => {
+    const daemon = await startDaemon(cleanup, { env: { EXAI_WS_MAX_SESSIONS: '1' } });
+    await connectShim(cleanup, daemon);
+    const shim = spawnShim(cleanup, daemon.clientEnv);
     shim.send(
       JSON.stringify({
         jsonrpc: '2.0',
-        id: 0,
+        id: 1,
         method: 'initialize',
         params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 't', version: '1' } },
       }),
     );
-    shim.send(JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }));
     const reply = JSON.parse(await shim.nextLine(10_000)) as { id?: unknown; error?: { code: number; message: string } };
-    assert.equal(reply.id, 0);
+    assert.equal(reply.id, 1);
     assert.equal(reply.error?.code, -32000);
-    // Without a token the shim has no proof to check, so it does not even connect: auto-start says why.
+    assert.match(reply.error?.message ?? '', /refused the session \(session_limit/);
+    assert.equal(await within(shim.exited, 10_000, 'the shim to exit'), 1);
+    assert.match(shim.stderr(), /session_limit/);
+    assert.equal((await getHealth(daemon)).sessions.total, 1, 'the first window keeps its session');
+  });
+
+  test('a shim with a stale token finds no proof of it: it sends nothing and answers the waiting initialize naming the port', async () => {
+    const daemon = await startDaemon(cleanup);
+    // A token file that no longer matches the daemon's, as after a token rotation.
+    const home = makeHome(cleanup);
+    writeFileSync(join(home, 'token'), `${'t'.repeat(64)}\n`, { mode: 0o600 });
+    const shim = spawnShim(cleanup, { EXAI_WS_HOME: home, EXAI_WS_TEST_DEFAULT_PORT: String(daemon.port) });
+    shim.send(
+      JSON.stringify({
+        jsonrpc: '2.0',
+        id: 'init',
+        method: 'initialize',
+        params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 't', version: '1' } },
+      }),
+    );
+    const reply = JSON.parse(await shim.nextLine(10_000)) as { id?: unknown; error?: { code: number; message: string } };
+    assert.equal(reply.id, 'init');
+    assert.equal(reply.error?.code, -32000);
+    // The shim cannot tell its own daemon with another token from a stranger: it proves neither.
     assert.match(
       reply.error?.message ?? '',
       new RegExp(
-        `${withToken ? `cannot reach the exai-ws daemon at ws://127\\.0\\.0\\.1:${port}/ws .*` : '^'}no exai-ws daemon is running .*auto-start is off \\(EXAI_WS_AUTOSTART=0\\): start one with: exai-ws daemon`,
+        `^something else holds 127\\.0\\.0\\.1:${daemon.port}: it did not prove .*\\(its proof does not match the token\\), so nothing was sent to it`,
       ),
     );
     assert.equal(await within(shim.exited, 10_000, 'the shim to exit'), 1);
-    await within(shimClosed, 5_000, 'the shim stdout to close');
-    const lines = shim
-      .stderr()
-      .split('\n')
-      .filter((l) => l.trim().length > 0);
-    assert.equal(lines.length, 1, `expected one stderr line, got:\n${shim.stderr()}`);
-    assert.deepEqual(await remainingLines(shim), [], 'the notification gets no answer');
+    assert.equal((await getHealth(daemon)).sessions.total, 0);
   });
-}
 
-test('a shim whose hello is refused answers the waiting initialize with the reason, then exits 1', async () => {
-  const daemon = await startDaemon(cleanup, { env: { EXAI_WS_MAX_SESSIONS: '1' } });
-  await connectShim(cleanup, daemon);
-  const shim = spawnShim(cleanup, daemon.clientEnv);
-  shim.send(
-    JSON.stringify({
-      jsonrpc: '2.0',
-      id: 1,
-      method: 'initialize',
-      params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 't', version: '1' } },
-    }),
-  );
-  const reply = JSON.parse(await shim.nextLine(10_000)) as { id?: unknown; error?: { code: number; message: string } };
-  assert.equal(reply.id, 1);
-  assert.equal(reply.error?.code, -32000);
-  assert.match(reply.error?.message ?? '', /refused the session \(session_limit/);
-  assert.equal(await within(shim.exited, 10_000, 'the shim to exit'), 1);
-  assert.match(shim.stderr(), /session_limit/);
-  assert.equal((await getHealth(daemon)).sessions.total, 1, 'the first window keeps its session');
-});
-
-test('a shim with a stale token finds no proof of it: it sends nothing and answers the waiting initialize naming the port', async () => {
-  const daemon = await startDaemon(cleanup);
-  // A token file that no longer matches the daemon's, as after a token rotation.
-  const home = makeHome(cleanup);
-  writeFileSync(join(home, 'token'), `${'t'.repeat(64)}\n`, { mode: 0o600 });
-  const shim = spawnShim(cleanup, { EXAI_WS_HOME: home, EXAI_WS_TEST_DEFAULT_PORT: String(daemon.port) });
-  shim.send(
-    JSON.stringify({
-      jsonrpc: '2.0',
-      id: 'init',
-      method: 'initialize',
-      params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 't', version: '1' } },
-    }),
-  );
-  const reply = JSON.parse(await shim.nextLine(10_000)) as { id?: unknown; error?: { code: number; message: string } };
-  assert.equal(reply.id, 'init');
-  assert.equal(reply.error?.code, -32000);
-  // The shim cannot tell its own daemon with another token from a stranger: it proves neither.
-  assert.match(
-    reply.error?.message ?? '',
-    new RegExp(
-      `^something else holds 127\\.0\\.0\\.1:${daemon.port}: it did not prove .*\\(its proof does not match the token\\), so nothing was sent to it`,
-    ),
-  );
-  assert.equal(await within(shim.exited, 10_000, 'the shim to exit'), 1);
-  assert.equal((await getHealth(daemon)).sessions.total, 0);
-});
-
-test('a shim whose stdin ends exits 0', async () => {
-  const daemon = await startDaemon(cleanup);
-  const shim = spawnShim(cleanup, daemon.clientEnv);
-  await initializeRaw(shim);
-  shim.proc.stdin?.end();
-  assert.equal(await within(shim.exited, 10_000, 'the shim to exit'), 0);
-  await waitFor(async () => (await getHealth(daemon)).sessions.total === 0, 'the session to end', 5_000);
+  test('a shim whose stdin ends exits 0', async () => {
+    const daemon = await startDaemon(cleanup);
+    const shim = spawnShim(cleanup, daemon.clientEnv);
+    await initializeRaw(shim);
+    shim.proc.stdin?.end();
+    assert.equal(await within(shim.exited, 10_000, 'the shim to exit'), 0);
+    await waitFor(async () => (await getHealth(daemon)).sessions.total === 0, 'the session to end', 5_000);
+  });
 });

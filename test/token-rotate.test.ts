@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, statSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
-import { after, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import WebSocket from 'ws';
 import { fetchFullHealth } from '../src/local/health-client.js';
 import { readAddressCard } from '../src/local/files.js';
@@ -70,108 +70,113 @@ function tokenFile(home: string): { token: string; mode: number } {
   const path = join(home, 'token');
   return { token: readFileSync(path, 'utf8').trim(), mode: statSync(path).mode & 0o777 };
 }
+// Each test has its own daemon, home and processes: they run side by side.
+describe('token rotation', { concurrency: true }, () => {
+  test('token rotate with two windows open: both go on working, the old token is refused, the new one taken', async () => {
+    const daemon = await startDaemon(cleanup);
+    const old = daemon.token;
+    const windows = [await connectShim(cleanup, daemon, { name: 'window-a' }), await connectShim(cleanup, daemon, { name: 'window-b' })];
+    for (const { client } of windows) assert.match(textOf(await client.callTool({ name: 'version', arguments: {} })), /exai-ws/);
 
-test('token rotate with two windows open: both go on working, the old token is refused, the new one taken', async () => {
-  const daemon = await startDaemon(cleanup);
-  const old = daemon.token;
-  const windows = [await connectShim(cleanup, daemon, { name: 'window-a' }), await connectShim(cleanup, daemon, { name: 'window-b' })];
-  for (const { client } of windows) assert.match(textOf(await client.callTool({ name: 'version', arguments: {} })), /exai-ws/);
-
-  const rotated = await runCli(['token', 'rotate'], daemon.clientEnv);
-  assert.equal(rotated.code, 0, rotated.stderr);
-  assert.match(
-    rotated.stdout,
-    new RegExp(`new token written to .*token \\(mode 0600\\) and taken by the daemon \\(pid ${daemon.pid}\\) at once`),
-  );
-  assert.match(rotated.stdout, /entries printed by `exai-ws config` .* hold the old token: print them again/);
-  assert.ok(!rotated.stdout.includes(old), 'the token is never printed');
-
-  const file = tokenFile(daemon.home);
-  assert.notEqual(file.token, old);
-  assert.match(file.token, /^[A-Za-z0-9_-]{43}$/, 'the whole new token');
-  assert.equal(file.mode, 0o600);
-  assert.ok(!rotated.stdout.includes(file.token));
-
-  // Open windows go on.
-  for (const { client } of windows) assert.match(textOf(await client.callTool({ name: 'version', arguments: {} })), /exai-ws/);
-
-  // The old token is refused wherever a token is taken; the new one works.
-  assert.equal(await mcpStatus(daemon.port, old), 401, '/mcp with the old token');
-  assert.equal(await upgradeStatus(daemon.port, old), 401, 'a WebSocket upgrade with the old token');
-  assert.equal(await fetchFullHealth('127.0.0.1', daemon.port, 5_000, old), null, 'no proof for the old token');
-  assert.equal(await mcpStatus(daemon.port, file.token), 200, '/mcp with the new token');
-  assert.equal(await upgradeStatus(daemon.port, file.token), 101);
-  const health = await fetchFullHealth('127.0.0.1', daemon.port, 5_000, file.token);
-  assert.ok(health, 'the daemon proves the new token');
-  const status = await runCli(['status', '--json'], daemon.clientEnv);
-  assert.equal(status.code, 0, status.stderr);
-
-  // A new window connects with the new token; after a daemon restart the open ones come back with it.
-  const third = await connectShim(cleanup, daemon, { name: 'window-c' });
-  assert.match(textOf(await third.client.callTool({ name: 'version', arguments: {} })), /exai-ws/);
-  daemon.proc.kill('SIGTERM');
-  await daemon.exited;
-  const next = await startDaemon(cleanup, { home: daemon.home });
-  assert.equal(next.token, file.token, 'the next daemon takes the new token from the file');
-  for (const { client } of windows) {
-    const version = await client.callTool({ name: 'version', arguments: {} }, undefined, { timeout: 30_000 });
-    assert.match(textOf(version), /exai-ws/);
-  }
-  await waitFor(async () => (await fetchFullHealth('127.0.0.1', next.port, 5_000, file.token))?.sessions.total === 3, 'three windows back');
-});
-
-test('token rotate with no daemon writes a new token file (0600); a token from EXAI_WS_TOKEN is refused and left alone', async () => {
-  const home = makeHome(cleanup);
-  const fresh = await runCli(['token', 'rotate'], { EXAI_WS_HOME: home });
-  assert.equal(fresh.code, 0, fresh.stderr);
-  assert.match(fresh.stdout, /no daemon runs: the next one takes it/);
-  const first = tokenFile(home);
-  assert.match(first.token, /^[A-Za-z0-9_-]{43}$/);
-  assert.equal(first.mode, 0o600);
-  const again = await runCli(['token', 'rotate'], { EXAI_WS_HOME: home });
-  assert.equal(again.code, 0, again.stderr);
-  assert.notEqual(tokenFile(home).token, first.token);
-
-  const before = tokenFile(home).token;
-  const fromEnv = await runCli(['token', 'rotate'], { EXAI_WS_HOME: home, EXAI_WS_TOKEN: 'a-token-from-the-environment-0123' });
-  assert.equal(fromEnv.code, 1);
-  assert.match(
-    fromEnv.stderr,
-    /^exai-ws token rotate: the token in use comes from EXAI_WS_TOKEN, not from the token file: change it where/,
-  );
-  assert.equal(tokenFile(home).token, before, 'the file is left alone');
-
-  // The daemon refuses too when its own token comes from its environment.
-  // (no token file: startDaemon would read one)
-  const spawned = spawnDaemon(cleanup, { env: { EXAI_WS_TOKEN: 'the-daemons-env-token-0123456789' } });
-  const envDaemon = await waitFor(() => {
-    const card = readAddressCard(join(spawned.home, 'logs', 'ws_daemon.pid'));
-    return card && card.port > 0 ? card : null;
-  }, 'the daemon address card');
-  const refused = await new Promise<{ status: number; body: string }>((resolve, reject) => {
-    const req = request(
-      {
-        host: '127.0.0.1',
-        port: envDaemon.port,
-        path: '/auth/rotate',
-        method: 'POST',
-        headers: { authorization: 'Bearer the-daemons-env-token-0123456789', 'content-length': 0 },
-      },
-      (res) => {
-        let body = '';
-        res.on('data', (c: Buffer) => (body += c.toString()));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      },
+    const rotated = await runCli(['token', 'rotate'], daemon.clientEnv);
+    assert.equal(rotated.code, 0, rotated.stderr);
+    assert.match(
+      rotated.stdout,
+      new RegExp(`new token written to .*token \\(mode 0600\\) and taken by the daemon \\(pid ${daemon.pid}\\) at once`),
     );
-    req.on('error', reject);
-    req.end();
-  });
-  assert.equal(refused.status, 409);
-  assert.match(refused.body, /EXAI_WS_TOKEN/);
-  assert.equal(await mcpStatus(envDaemon.port, 'the-daemons-env-token-0123456789'), 200, 'and keeps its token');
+    assert.match(rotated.stdout, /entries printed by `exai-ws config` .* hold the old token: print them again/);
+    assert.ok(!rotated.stdout.includes(old), 'the token is never printed');
 
-  const usage = await runCli(['token'], { EXAI_WS_HOME: home });
-  assert.equal(usage.code, 2);
-  assert.match(usage.stderr, /exai-ws token: which action\?\nusage: exai-ws token rotate/);
-  assert.equal((await runCli(['token', 'frob'], { EXAI_WS_HOME: home })).code, 2);
+    const file = tokenFile(daemon.home);
+    assert.notEqual(file.token, old);
+    assert.match(file.token, /^[A-Za-z0-9_-]{43}$/, 'the whole new token');
+    assert.equal(file.mode, 0o600);
+    assert.ok(!rotated.stdout.includes(file.token));
+
+    // Open windows go on.
+    for (const { client } of windows) assert.match(textOf(await client.callTool({ name: 'version', arguments: {} })), /exai-ws/);
+
+    // The old token is refused wherever a token is taken; the new one works.
+    assert.equal(await mcpStatus(daemon.port, old), 401, '/mcp with the old token');
+    assert.equal(await upgradeStatus(daemon.port, old), 401, 'a WebSocket upgrade with the old token');
+    assert.equal(await fetchFullHealth('127.0.0.1', daemon.port, 5_000, old), null, 'no proof for the old token');
+    assert.equal(await mcpStatus(daemon.port, file.token), 200, '/mcp with the new token');
+    assert.equal(await upgradeStatus(daemon.port, file.token), 101);
+    const health = await fetchFullHealth('127.0.0.1', daemon.port, 5_000, file.token);
+    assert.ok(health, 'the daemon proves the new token');
+    const status = await runCli(['status', '--json'], daemon.clientEnv);
+    assert.equal(status.code, 0, status.stderr);
+
+    // A new window connects with the new token; after a daemon restart the open ones come back with it.
+    const third = await connectShim(cleanup, daemon, { name: 'window-c' });
+    assert.match(textOf(await third.client.callTool({ name: 'version', arguments: {} })), /exai-ws/);
+    daemon.proc.kill('SIGTERM');
+    await daemon.exited;
+    const next = await startDaemon(cleanup, { home: daemon.home });
+    assert.equal(next.token, file.token, 'the next daemon takes the new token from the file');
+    for (const { client } of windows) {
+      const version = await client.callTool({ name: 'version', arguments: {} }, undefined, { timeout: 30_000 });
+      assert.match(textOf(version), /exai-ws/);
+    }
+    await waitFor(
+      async () => (await fetchFullHealth('127.0.0.1', next.port, 5_000, file.token))?.sessions.total === 3,
+      'three windows back',
+    );
+  });
+
+  test('token rotate with no daemon writes a new token file (0600); a token from EXAI_WS_TOKEN is refused and left alone', async () => {
+    const home = makeHome(cleanup);
+    const fresh = await runCli(['token', 'rotate'], { EXAI_WS_HOME: home });
+    assert.equal(fresh.code, 0, fresh.stderr);
+    assert.match(fresh.stdout, /no daemon runs: the next one takes it/);
+    const first = tokenFile(home);
+    assert.match(first.token, /^[A-Za-z0-9_-]{43}$/);
+    assert.equal(first.mode, 0o600);
+    const again = await runCli(['token', 'rotate'], { EXAI_WS_HOME: home });
+    assert.equal(again.code, 0, again.stderr);
+    assert.notEqual(tokenFile(home).token, first.token);
+
+    const before = tokenFile(home).token;
+    const fromEnv = await runCli(['token', 'rotate'], { EXAI_WS_HOME: home, EXAI_WS_TOKEN: 'a-token-from-the-environment-0123' });
+    assert.equal(fromEnv.code, 1);
+    assert.match(
+      fromEnv.stderr,
+      /^exai-ws token rotate: the token in use comes from EXAI_WS_TOKEN, not from the token file: change it where/,
+    );
+    assert.equal(tokenFile(home).token, before, 'the file is left alone');
+
+    // The daemon refuses too when its own token comes from its environment.
+    // (no token file: startDaemon would read one)
+    const spawned = spawnDaemon(cleanup, { env: { EXAI_WS_TOKEN: 'the-daemons-env-token-0123456789' } });
+    const envDaemon = await waitFor(() => {
+      const card = readAddressCard(join(spawned.home, 'logs', 'ws_daemon.pid'));
+      return card && card.port > 0 ? card : null;
+    }, 'the daemon address card');
+    const refused = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = request(
+        {
+          host: '127.0.0.1',
+          port: envDaemon.port,
+          path: '/auth/rotate',
+          method: 'POST',
+          headers: { authorization: 'Bearer the-daemons-env-token-0123456789', 'content-length': 0 },
+        },
+        (res) => {
+          let body = '';
+          res.on('data', (c: Buffer) => (body += c.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        },
+      );
+      req.on('error', reject);
+      req.end();
+    });
+    assert.equal(refused.status, 409);
+    assert.match(refused.body, /EXAI_WS_TOKEN/);
+    assert.equal(await mcpStatus(envDaemon.port, 'the-daemons-env-token-0123456789'), 200, 'and keeps its token');
+
+    const usage = await runCli(['token'], { EXAI_WS_HOME: home });
+    assert.equal(usage.code, 2);
+    assert.match(usage.stderr, /exai-ws token: which action\?\nusage: exai-ws token rotate/);
+    assert.equal((await runCli(['token', 'frob'], { EXAI_WS_HOME: home })).code, 2);
+  });
 });
