@@ -47,7 +47,7 @@ function setup() {
     },
   };
   const answers: { id: unknown; error: { code: number; message: string } }[] = [];
-  const outbound = new Outbound(link, conversation, input, (a) => answers.push(a as never));
+  const outbound = new Outbound(link, conversation, input, (a) => answers.push(a));
   const offer = (message: Record<string, unknown>): Note => {
     const line = JSON.stringify({ jsonrpc: '2.0', ...message });
     const note = conversation.read(readHead(line)!, line);
