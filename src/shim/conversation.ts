@@ -9,10 +9,16 @@
  * - which server-to-client requests belong to which session, so an answer meant for a session
  *   that is gone is not handed to the new one.
  *
- * Pure bookkeeping: no I/O, no timers. The shim (shim.ts) asks it what to do with each message.
+ * Pure bookkeeping: no I/O, no timers (its pending table has no deadlines: a request waits for
+ * its answer as long as the daemon holds it). The shim (shim.ts) asks it what to do with each
+ * message, given the message's head (scan.ts) and its text; the text is parsed only for the few
+ * messages whose parameters matter here (initialize, logging/setLevel, subscriptions,
+ * cancellations, an error answering a replay).
  */
 import { RpcCode } from '../protocol/codes.js';
 import { idKey, isObject, rpcError, type RequestId, type RpcFailure } from '../protocol/jsonrpc.js';
+import { PendingRequests } from '../protocol/pending.js';
+import type { Head } from './scan.js';
 
 /** The -32000 message for a request that was on a connection that dropped. */
 export const LOST_MESSAGE = 'the connection to the exai-ws daemon was lost; the request may or may not have run';
@@ -36,6 +42,7 @@ type Effect =
   | { kind: 'unsubscribe'; uri: string };
 
 interface Pending {
+  key: string;
   id: RequestId;
   /** True once the request went out on a connection; false while it waits in the shim. */
   sent: boolean;
@@ -44,8 +51,21 @@ interface Pending {
 
 const isId = (v: unknown): v is RequestId => typeof v === 'string' || (typeof v === 'number' && Number.isFinite(v));
 
+/** Methods whose parameters the conversation reads: only their text is parsed. */
+const READS_PARAMS: ReadonlySet<string> = new Set([
+  'initialize',
+  'logging/setLevel',
+  'resources/subscribe',
+  'resources/unsubscribe',
+  'notifications/cancelled',
+]);
+
+function paramsOf(text: string): unknown {
+  return (JSON.parse(text) as Record<string, unknown>).params;
+}
+
 export class Conversation {
-  private readonly pending = new Map<string, Pending>();
+  private readonly pending = new PendingRequests<string, Pending>();
   /** Requests answered with -32000 when their connection dropped: a late answer is dropped. */
   private readonly orphans = new Map<string, RequestId>();
   /** Requests the shim sent to rebuild a session, by id key, with their method. */
@@ -63,25 +83,36 @@ export class Conversation {
   /** Told of a replayed request the daemon answered with an error (for stderr). */
   onReplayError: ((method: string, error: unknown) => void) | undefined;
 
-  /** Records a message read from the client, before it is sent or queued; says what it is. */
-  read(message: unknown): Note {
-    if (!isObject(message)) return { kind: 'other' };
-    const { id, method } = message;
-    if (typeof method === 'string') {
-      if (isId(id)) {
+  /**
+   * Records a message read from the client, before it is sent or queued; says what it is.
+   * `head` is what scan.ts read of `text`, which must be valid JSON.
+   */
+  read(head: Head, text: string): Note {
+    if (!head.object) return { kind: 'other' };
+    const { id, method } = head;
+    if (method !== undefined) {
+      const params = READS_PARAMS.has(method) ? paramsOf(text) : undefined;
+      if (id !== undefined) {
         const key = idKey(id);
         // The client reused the id of a request it was told was lost: answers for it are its own again.
         this.orphans.delete(key);
-        this.pending.set(key, { id, sent: false, effect: effectOf(method, message.params) });
+        const effect = effectOf(method, params);
+        const entry = this.pending.get(key);
+        // A reused id of a request still unanswered replaces it in place (the client's own mix-up).
+        if (entry) {
+          entry.id = id;
+          entry.sent = false;
+          entry.effect = effect;
+        } else this.pending.add(key, { key, id, sent: false, effect });
         return { kind: 'request', key, id };
       }
-      if (method === 'notifications/cancelled' && isObject(message.params) && isId(message.params.requestId)) {
+      if (method === 'notifications/cancelled' && isObject(params) && isId(params.requestId)) {
         // A cancelled request gets no answer (MCP): nothing is owed to the client any more.
-        this.pending.delete(idKey(message.params.requestId));
+        this.pending.settle(idKey(params.requestId));
       }
       return { kind: 'notification', method };
     }
-    if (isId(id)) return { kind: 'response', key: idKey(id) };
+    if (id !== undefined) return { kind: 'response', key: idKey(id) };
     return { kind: 'other' };
   }
 
@@ -108,27 +139,26 @@ export class Conversation {
     }
   }
 
-  /** A message from the daemon; true when the client should get it. */
-  delivered(message: unknown): boolean {
-    if (!isObject(message)) return true;
-    const { id, method } = message;
-    if (method !== undefined) {
-      if (isId(id)) this.serverRequests.set(idKey(id), this.epoch);
+  /** A message from the daemon (`head` read of its valid JSON `text`); true when the client should get it. */
+  delivered(head: Head, text: string): boolean {
+    if (!head.object) return true;
+    const { id } = head;
+    if (head.hasMethod) {
+      if (id !== undefined) this.serverRequests.set(idKey(id), this.epoch);
       return true;
     }
-    if (!isId(id)) return true;
+    if (id === undefined) return true;
     const key = idKey(id);
     const replayed = this.replays.get(key);
     if (replayed !== undefined) {
       this.replays.delete(key);
-      if ('error' in message) this.onReplayError?.(replayed, message.error);
+      if (head.hasError) this.onReplayError?.(replayed, (JSON.parse(text) as Record<string, unknown>).error);
       return false;
     }
     if (this.orphans.delete(key)) return false;
-    const entry = this.pending.get(key);
+    const entry = this.pending.settle(key);
     if (!entry) return true;
-    this.pending.delete(key);
-    if ('result' in message && entry.effect) this.apply(entry.effect);
+    if (head.hasResult && entry.effect) this.apply(entry.effect);
     return true;
   }
 
@@ -139,10 +169,10 @@ export class Conversation {
    */
   lost(): RpcFailure[] {
     const replies: RpcFailure[] = [];
-    for (const [key, entry] of this.pending) {
+    for (const entry of [...this.pending.values()]) {
       if (!entry.sent) continue;
-      this.pending.delete(key);
-      this.orphans.set(key, entry.id);
+      this.pending.settle(entry.key);
+      this.orphans.set(entry.key, entry.id);
       replies.push(rpcError(entry.id, RpcCode.CONNECTION_CLOSED, LOST_MESSAGE));
     }
     // A replayed request lost on the way is simply not answered; nothing waits for it.
@@ -183,14 +213,14 @@ export class Conversation {
 
   /** A request that cannot wait any longer is answered with `why`; undefined for other messages. */
   refuse(note: Note, why: string): RpcFailure | undefined {
-    if (note.kind !== 'request' || !this.pending.delete(note.key)) return undefined;
+    if (note.kind !== 'request' || this.pending.settle(note.key) === undefined) return undefined;
     return rpcError(note.id, RpcCode.CONNECTION_CLOSED, why);
   }
 
   /** The daemon cannot be used any more: every unanswered request is answered with `why`, once. */
   failAll(why: string): RpcFailure[] {
-    const replies = [...this.pending.values()].map((entry) => rpcError(entry.id, RpcCode.CONNECTION_CLOSED, why));
-    this.pending.clear();
+    const replies: RpcFailure[] = [];
+    this.pending.failAll((entry) => replies.push(rpcError(entry.id, RpcCode.CONNECTION_CLOSED, why)));
     return replies;
   }
 
