@@ -229,6 +229,6 @@ async function launch(
  */
 function startFailure(name: string, configured: ChildSpec, error: unknown): unknown {
   if (!(error instanceof SpawnError)) return error;
-  const why = error.code === 'ENOENT' ? notFound(configured.command, configured.cwd, error) : error.message;
-  return new Error(`server ${name} could not be started: ${error.code} ${why}`);
+  const why = error.systemCode === 'ENOENT' ? notFound(configured.command, configured.cwd, error) : error.message;
+  return new Error(`server ${name} could not be started: ${error.systemCode} ${why}`);
 }
