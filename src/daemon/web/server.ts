@@ -31,7 +31,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { CloseCode, RpcCode, helloErrorClose, type HelloErrorCode } from '../../protocol/codes.js';
 import type { McpHttpEndpoint } from '../../transport/http.js';
-import { writeJson } from '../../transport/http-transport.js';
+import { writeJson } from '../../transport/http-wire.js';
 import { checkOpening, type Hello, type HelloAck, type ProofFrame } from '../../protocol/hello.js';
 import { urlHost } from '../../local/files.js';
 import { computeProof, newNonce, proofValid } from '../../local/proof.js';
