@@ -14,6 +14,7 @@ import type { Hello } from '../../protocol/hello.js';
 import { clip, type RpcNotification } from '../../protocol/jsonrpc.js';
 import { ByteBudget } from '../../transport/byte-budget.js';
 import { pidGone, pidVisible } from '../../local/client-pid.js';
+import type { CloseReason } from '../files/metrics.js';
 import { Session, reportUnserializable, type SessionDeps } from './session.js';
 
 /** How often detached sessions' client processes are checked for being gone. */
@@ -146,7 +147,7 @@ export class SessionManager {
   }
 
   /** Ends one session for good, closing its transport (if any) with 4009. */
-  expire(session: Session, reason: string): void {
+  expire(session: Session, reason: CloseReason): void {
     if (this.sessions.get(session.id) !== session) return;
     this.remove(session, CloseCode.SESSION_CLOSED, reason);
   }
@@ -162,7 +163,7 @@ export class SessionManager {
   }
 
   /** Shutdown step: every session ends and its transport is closed with `code`. */
-  closeAll(code: number, reason: string): void {
+  closeAll(code: number, reason: CloseReason): void {
     for (const session of [...this.sessions.values()]) this.remove(session, code, reason);
     this.stopWatching();
   }
@@ -234,7 +235,7 @@ export class SessionManager {
     this.pidTimer = undefined;
   }
 
-  private remove(session: Session, code: number, reason: string): void {
+  private remove(session: Session, code: number, reason: CloseReason): void {
     this.clearGrace(session);
     this.sessions.delete(session.id);
     session.close(code, reason);
