@@ -207,7 +207,7 @@ test(
   'a spawn under EMFILE rejects with EMFILE in a process that has used up its descriptors, which goes on',
   { skip: process.platform !== 'linux' },
   () => {
-    const transport = pathToFileURL(join(ROOT, 'dist', 'src', 'core', 'child-transport.js')).href;
+    const transport = pathToFileURL(join(ROOT, 'dist', 'src', 'hosting', 'child-transport.js')).href;
     const script = `
     import { openSync, closeSync } from 'node:fs';
     const { ChildTransport } = await import(${JSON.stringify(transport)});
