@@ -188,7 +188,7 @@ test('a spawn that fails is a SpawnError naming its code: ENOENT, and E2BIG thro
     (error: unknown) => error,
   );
   assert.ok(enoent instanceof SpawnError, String(enoent));
-  assert.equal(enoent.code, 'ENOENT');
+  assert.equal(enoent.systemCode, 'ENOENT');
   await missing.close();
 
   // One argument past the kernel's 128 KiB per string: execve refuses it, Node throws at once.
@@ -198,7 +198,7 @@ test('a spawn that fails is a SpawnError naming its code: ENOENT, and E2BIG thro
     (error: unknown) => error,
   );
   assert.ok(e2big instanceof SpawnError, String(e2big));
-  assert.equal(e2big.code, 'E2BIG');
+  assert.equal(e2big.systemCode, 'E2BIG');
   assert.match(e2big.message, /too large/);
   await huge.close();
 });
@@ -216,7 +216,7 @@ test(
     // Two free: fewer than the six a child's three pipes need.
     closeSync(held.pop()); closeSync(held.pop());
     const child = new ChildTransport({ command: process.execPath, args: ['-e', ''], env: {} });
-    const outcome = await child.start().then(() => 'started', (e) => e.name + ' ' + e.code + ' ' + e.message);
+    const outcome = await child.start().then(() => 'started', (e) => e.name + ' ' + e.systemCode + ' ' + e.message);
     await child.close();
     for (const fd of held) closeSync(fd);
     await new Promise((r) => setTimeout(r, 50));

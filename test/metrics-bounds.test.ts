@@ -195,8 +195,10 @@ describe('metrics bounds', { concurrency: 2 }, () => {
     metrics.request('__proto__', undefined, 1, true);
     metrics.request('constructor', undefined, 1, true);
     metrics.reject('queue_full');
+    // @ts-expect-error: a name outside the list is a compile error; at run time it counts as `other`.
     metrics.reject('x'.repeat(1000));
     metrics.sessionClosed('client_gone');
+    // @ts-expect-error: as above, for close reasons.
     metrics.sessionClosed('some reason nobody listed');
     const line = metrics.snapshot({ sessionsActive: 0, sessionsDetached: 0, inflight: 0 });
     assert.deepEqual(line.by_method, { 'tools/call': 2, other: 2 });

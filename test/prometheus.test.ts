@@ -158,8 +158,10 @@ test('sessions, rejections and auth failures follow Metrics; gauges follow the r
   metrics.sessionsOpened = 5;
   metrics.sessionClosed('client_closed');
   metrics.sessionClosed('client_closed');
+  // @ts-expect-error: the compiler refuses a made-up reason; one that gets through counts as `other`.
   metrics.sessionClosed('made up reason');
   metrics.reject('unauthorized');
+  // @ts-expect-error: as above.
   metrics.reject('not a reason');
   metrics.authFailures = 3;
   let families = parseChecked(await exporter.render());
@@ -242,7 +244,9 @@ test('20k made-up method, tool, rejection and close-reason names add no label va
     const junk = `made-up-${i}-${'x'.repeat(100)}`;
     metrics.request(junk, undefined, 1, i % 2 === 0);
     metrics.request('tools/call', junk, 1, false);
+    // @ts-expect-error: a client-given name is not a reason; it counts as `other`.
     metrics.reject(junk);
+    // @ts-expect-error: as above.
     metrics.sessionClosed(junk);
   }
   const text = await exporter.render();

@@ -201,7 +201,7 @@ test('planWindowsLaunch: EUNSAFE for each character cmd.exe would read in a clie
         () => planWindowsLaunch(spec, { platform: 'win32', isFile: srvFiles }),
         (error: unknown) =>
           error instanceof SpawnError &&
-          error.code === 'EUNSAFE' &&
+          error.systemCode === 'EUNSAFE' &&
           error.message.startsWith(
             `the value ${JSON.stringify(folder)} from the client has ${JSON.stringify(char)}, which cmd.exe would expand;`,
           ),

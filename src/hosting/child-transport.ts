@@ -19,6 +19,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
+import type { LocalErrorCode } from '../local/errors.js';
 import { corkUntilTick } from '../transport/cork.js';
 import { LineSplitter } from '../transport/ndjson.js';
 import { ProcessGroup, type ProcessTree } from './process-group.js';
@@ -49,11 +50,13 @@ const SPAWN_HINTS: Readonly<Record<string, string>> = {
 /** Why a server process could not be started: the system's code (ENOENT, EMFILE, E2BIG...) and Node's words. */
 export class SpawnError extends Error {
   override name = 'SpawnError';
-  readonly code: string;
+  readonly code = 'ESPAWN' satisfies LocalErrorCode;
+  /** The system's code (ENOENT, EMFILE, E2BIG...), or ours: EUNSAFE, ENOPIPE, EUNKNOWN. */
+  readonly systemCode: string;
 
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
+  constructor(systemCode: string, message: string, options?: { cause?: unknown }) {
     super(message, options);
-    this.code = code;
+    this.systemCode = systemCode;
   }
 
   /** A SpawnError for what spawn() threw or emitted; its message gains a hint for the known codes. */

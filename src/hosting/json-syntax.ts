@@ -5,6 +5,7 @@
  * character: it quotes the text instead), so the text is scanned here, by the JSON grammar
  * (RFC 8259), only once `JSON.parse` has refused it.
  */
+import type { LocalErrorCode } from '../local/errors.js';
 
 export interface JsonSyntaxProblem {
   /** Offset of the mistake in the text, in UTF-16 code units. */
@@ -25,6 +26,7 @@ const NUMBER = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
 const LITERALS = ['true', 'false', 'null'] as const;
 
 class Broken extends Error {
+  readonly code = 'EJSON_SYNTAX' satisfies LocalErrorCode;
   constructor(
     readonly offset: number,
     readonly reason: string,

@@ -9,6 +9,7 @@ import { isAbsolute } from 'node:path';
 import { z } from 'zod';
 import { findJsonSyntaxError } from './json-syntax.js';
 import type { UpstreamScope, ConfigProblem } from '../local/health.js';
+import type { LocalErrorCode } from '../local/errors.js';
 
 /** Between a server's prefix and an item's own name in merged lists (`memory__read_graph`); so never in a server's name. */
 export const PREFIX_SEPARATOR = '__';
@@ -64,6 +65,7 @@ export interface UpstreamConfig {
 
 export class UpstreamConfigError extends Error {
   override name = 'UpstreamConfigError';
+  readonly code = 'EUPSTREAM_CONFIG' satisfies LocalErrorCode;
 }
 
 export const DEFAULT_UPSTREAM_IDLE_MS = 10 * 60_000;

@@ -10,9 +10,11 @@ import { accessSync, constants, existsSync, mkdirSync, statSync } from 'node:fs'
 import { dirname, parse, relative } from 'node:path';
 import type { HomePaths } from './files.js';
 import { restrictToUser, secretWarnings, type AclOptions, type SecretPlace } from './acl.js';
+import type { LocalErrorCode } from './errors.js';
 
 export class HomeError extends Error {
   override name = 'HomeError';
+  readonly code = 'EHOME' satisfies LocalErrorCode;
   /** `path` is the file or directory the message names. */
   constructor(
     readonly path: string,

@@ -20,6 +20,7 @@ import { parseAddressCard, type AddressCard } from './files.js';
 import { fetchHealth } from './health-client.js';
 import { homeError } from './home.js';
 import { createWhole, replaceWhole } from './whole-file.js';
+import type { LocalErrorCode } from './errors.js';
 
 /** The process title every daemon sets, so that `ps` and a starting daemon can tell it apart. */
 export const DAEMON_TITLE = 'exai-ws daemon';
@@ -39,6 +40,7 @@ export const UNKNOWN_START_GRACE_MS = 60_000;
 
 export class AlreadyRunningError extends Error {
   override name = 'AlreadyRunningError';
+  readonly code = 'EALREADY_RUNNING' satisfies LocalErrorCode;
   constructor(readonly card: AddressCard) {
     const where = card.port > 0 ? ` on ${card.host}:${card.port}` : ' (still starting)';
     super(`another exai-ws daemon is already running: pid ${card.pid}${where} (started ${card.started_at})`);

@@ -11,7 +11,7 @@ import { registerAiTools } from '../builtin/ai-tools.js';
 import { BUILTIN_SERVER, createBuiltinServer, linkInMemory } from '../builtin/builtin.js';
 import { ChildTransport, SpawnError, type ChildSpec } from '../hosting/child-transport.js';
 import { Hub } from './hub.js';
-import type { CoreLog } from '../hosting/core-log.js';
+import type { CoreCountReason, CoreLog } from '../hosting/core-log.js';
 import { NpxResolver } from '../hosting/npx.js';
 import type { Providers } from '../builtin/providers/providers.js';
 import { ServerLink, notSupported } from '../hosting/server-link.js';
@@ -41,7 +41,7 @@ export interface CoreOptions {
   /** Bounds a client's answer to a server's sampling, elicitation or roots request, in milliseconds. */
   requestTimeoutMs?: number;
   /** Counts an event for the metrics (`origin_unknown`). */
-  count?: (reason: string) => void;
+  count?: (reason: CoreCountReason) => void;
   /** Start `npx` entries as the file npx would run, without npx in front (default true). */
   npxDirect?: boolean;
   /** How long a list waits for servers still starting (see Catalog; DEFAULT_LIST_WAIT_MS when unset). */
@@ -229,6 +229,6 @@ async function launch(
  */
 function startFailure(name: string, configured: ChildSpec, error: unknown): unknown {
   if (!(error instanceof SpawnError)) return error;
-  const why = error.code === 'ENOENT' ? notFound(configured.command, configured.cwd, error) : error.message;
-  return new Error(`server ${name} could not be started: ${error.code} ${why}`);
+  const why = error.systemCode === 'ENOENT' ? notFound(configured.command, configured.cwd, error) : error.message;
+  return new Error(`server ${name} could not be started: ${error.systemCode} ${why}`);
 }

@@ -7,7 +7,7 @@
  */
 import type { RpcNotification } from '../protocol/jsonrpc.js';
 import { Catalog, type CatalogView, type ListOutcome, type Target } from './catalog.js';
-import type { CoreLog } from '../hosting/core-log.js';
+import type { CoreCountReason, CoreLog } from '../hosting/core-log.js';
 import type { UpstreamSpec } from '../hosting/upstream-config.js';
 import { Interests } from './interests.js';
 import { LISTS, LIST_CHANGED_METHODS, type ListKind } from './lists.js';
@@ -54,7 +54,7 @@ export interface HubOptions {
   /** Bounds a client's answer to a server's request, in milliseconds (default: listTimeoutMs). */
   requestTimeoutMs?: number;
   /** Counts an event for the metrics (`origin_unknown`, `stray_answer`). */
-  count?: (reason: string) => void;
+  count?: (reason: CoreCountReason) => void;
 }
 
 export class Hub implements RouterHub {

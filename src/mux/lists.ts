@@ -5,6 +5,7 @@
 import { RpcCode } from '../protocol/codes.js';
 import type { RpcErrorObject } from '../protocol/jsonrpc.js';
 import type { Upstream } from '../hosting/upstream.js';
+import type { LocalErrorCode } from '../local/errors.js';
 
 /** A list method the hub merges, and how its items are named. */
 export type ListKind = 'tools' | 'prompts' | 'resources' | 'resourceTemplates';
@@ -58,12 +59,14 @@ export const LISTS: Readonly<Record<ListKind, ListSpec>> = Object.freeze({
 });
 
 export class ListError extends Error {
+  readonly code = 'ELIST' satisfies LocalErrorCode;
   constructor(readonly rpc: RpcErrorObject) {
     super(rpc.message);
   }
 }
 
 export class UnavailableError extends Error {
+  readonly code = 'EUNAVAILABLE' satisfies LocalErrorCode;
   constructor(
     readonly server: Upstream,
     message: string,

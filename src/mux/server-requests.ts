@@ -19,7 +19,7 @@ import { basename } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { RpcCode } from '../protocol/codes.js';
 import type { Answer, RequestId, RpcRequest } from '../protocol/jsonrpc.js';
-import type { CoreLog } from '../hosting/core-log.js';
+import type { CoreCountReason, CoreLog } from '../hosting/core-log.js';
 import { notSupported, type CallOptions, type CallOutcome, type ServerRequestContext } from '../hosting/server-link.js';
 import type { SessionContext } from './session-context.js';
 import { SessionGate } from './session-gate.js';
@@ -90,7 +90,7 @@ export interface ServerRequestsOptions {
   requestTimeoutMs: number;
   log?: CoreLog;
   /** Counts an event (`origin_unknown`) for the metrics. */
-  count?: (reason: string) => void;
+  count?: (reason: CoreCountReason) => void;
 }
 
 /** One session's call to an instance, from routing until its answer. */

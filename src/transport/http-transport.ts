@@ -13,50 +13,29 @@
  * so a client that lost a stream resumes it with `Last-Event-ID` on a GET: the events after it
  * are written again, then the stream goes on (a POST stream until its response).
  *
- * What the store keeps is bounded three ways: per session (`maxEventBytes`, the oldest go
- * first), for all sessions together (a shared {@link ByteBudget}: the largest store gives up
- * its oldest first), and per event: one larger than either bound is never kept (it would
- * push out everything else and still be too much). When a response to a request whose client
+ * What the store keeps is bounded (sse-store.ts). When a response to a request whose client
  * is away is not kept, or later dropped, a small JSON-RPC error for that request is kept in its
  * place, so a client that resumes the stream learns what became of its request instead of
  * waiting for a response that will not come. Events of a stream that can no longer be resumed
  * (delivered to its end, or forgotten) leave the store at once.
  *
- * Sessions that negotiated MCP 2025-11-25 or later get what that revision describes (SEP-1699,
- * "SSE polling"), as the official SDK's server gives them:
- * - every request's POST is an SSE stream from the start, opened with a priming event (an id,
- *   empty data) that carries `retry`: the client holds a `Last-Event-ID` before anything else,
- *   so whatever happens to the connection, the request's messages can be fetched again (a
- *   plain JSON answer lost on the way is lost for good);
- * - with a poll time set, a POST whose response has not gone out after it has its connection
- *   closed (the stream goes on): the client waits `retry` and resumes with GET and
- *   `Last-Event-ID`, and that GET keeps the stream to its response.
- * Older sessions keep the plain JSON answer (faster, one write) and get no priming event:
- * clients before 2025-11-25 may not take an event with empty data, which is why the SDK and
- * the spec tie priming to that version.
+ * Sessions that negotiated MCP 2025-11-25 or later get SSE polling (sse-polling.ts): every
+ * POST is a primed SSE stream from the start (a plain JSON answer lost on the way is lost for
+ * good; a primed stream can be fetched again), and with a poll time set its connection is ended
+ * while the request runs on; the GET that resumes the stream keeps it to its response. Older
+ * sessions keep the plain JSON answer (faster, one write).
  */
 import type { ServerResponse } from 'node:http';
 import { RpcCode } from '../protocol/codes.js';
 import { idKey, rpcError, type RequestId } from '../protocol/jsonrpc.js';
-import { ByteBudget, type BudgetHolder } from './byte-budget.js';
+import { ByteBudget } from './byte-budget.js';
+import { SSE_HEADERS, isResponseTo, keyToId, negotiated, parseEventId, sseEvent, writeJson } from './http-wire.js';
+import { POLLING_PROTOCOL_VERSION, endAfterPoll, primingEvent, type SsePolling } from './sse-polling.js';
+import { SseEventStore, type StoredEvent } from './sse-store.js';
 import type { Transport } from './transport.js';
 
-/** Events kept per session for resumption, whatever their size. */
-export const MAX_STORED_EVENTS = 1024;
-
-/** The first protocol revision with priming events and SSE polling (SEP-1699). */
-export const POLLING_PROTOCOL_VERSION = '2025-11-25';
-
-/** How a 2025-11-25 session's POST streams are primed and polled. */
-export interface SsePolling {
-  /** The `retry` of each priming event: how long a client waits before it reconnects, in ms. */
-  retryMs: number;
-  /**
-   * A connection of a POST stream whose response has not gone out after this long is closed
-   * (the stream is not: the client resumes it), in ms; 0 = never.
-   */
-  pollMs: number;
-}
+export { MAX_STORED_EVENTS } from './sse-store.js';
+export { POLLING_PROTOCOL_VERSION, type SsePolling } from './sse-polling.js';
 
 /** One POST's request, waiting for its response. */
 interface Exchange {
@@ -71,17 +50,6 @@ interface Exchange {
   headers: Record<string, string>;
   /** The session's initialize: its response names the protocol version the session speaks. */
   readonly initialize: boolean;
-}
-
-interface StoredEvent {
-  readonly stream: number;
-  readonly seq: number;
-  readonly text: string;
-  readonly bytes: number;
-  /** Written to a live stream at least once (the GET stream's kept events are not). */
-  delivered: boolean;
-  /** The response to this request (the stream's last event). */
-  readonly answers?: RequestId;
 }
 
 /** A stream that can be resumed: the GET stream (0) or a POST that became SSE. */
@@ -99,9 +67,7 @@ const MAX_UNCLAIMED_STREAMS = 64;
 /** The GET stream's number. */
 const STANDALONE = 0;
 
-const SSE_HEADERS = { 'content-type': 'text/event-stream', 'cache-control': 'no-cache, no-transform', connection: 'keep-alive' };
-
-export class HttpTransport implements Transport, BudgetHolder {
+export class HttpTransport implements Transport {
   readonly kind = 'http' as const;
   onmessage: ((text: string) => void) | undefined;
   onclose: ((code: number) => void) | undefined;
@@ -112,8 +78,8 @@ export class HttpTransport implements Transport, BudgetHolder {
   readonly sessionId: string;
   private readonly exchanges = new Map<string, Exchange>();
   private readonly streams = new Map<number, StreamState>([[STANDALONE, { res: null, done: false }]]);
-  private events: StoredEvent[] = [];
-  private eventBytes = 0;
+  /** The events kept for resumption, within their bounds. */
+  private readonly store: SseEventStore;
   private nextStream = 1;
   /** Finished streams whose client was gone, oldest first. */
   private unclaimed: number[] = [];
@@ -121,12 +87,13 @@ export class HttpTransport implements Transport, BudgetHolder {
   private closed = false;
   /** The session negotiated 2025-11-25 or later: its POSTs are primed SSE streams. */
   private polling = false;
-  private readonly maxEventBytes: number;
   private readonly onended: (transport: HttpTransport) => void;
-  /** Bytes of events kept by every session's store together (`EXAI_WS_HTTP_EVENTS_TOTAL_MAX_BYTES`). */
-  private readonly budget: ByteBudget;
   private readonly sse: SsePolling;
 
+  /**
+   * `maxEventBytes`: what this session's store keeps; `budget`: what every session's store keeps
+   * together (`EXAI_WS_HTTP_EVENTS_TOTAL_MAX_BYTES`); `onended`: called once, when it closes.
+   */
   constructor(
     sessionId: string,
     maxEventBytes: number,
@@ -135,15 +102,14 @@ export class HttpTransport implements Transport, BudgetHolder {
     budget: ByteBudget = new ByteBudget(Number.MAX_SAFE_INTEGER),
   ) {
     this.sessionId = sessionId;
-    this.maxEventBytes = maxEventBytes;
     this.onended = onended;
     this.sse = sse;
-    this.budget = budget;
+    this.store = new SseEventStore(maxEventBytes, budget, (event, why) => this.lose(event, why));
   }
 
   /** Bytes of events this session's store keeps. */
   get keptBytes(): number {
-    return this.eventBytes;
+    return this.store.keptBytes;
   }
 
   get open(): boolean {
@@ -235,9 +201,7 @@ export class HttpTransport implements Transport, BudgetHolder {
     this.exchanges.clear();
     for (const stream of this.streams.values()) stream.res?.end();
     this.streams.clear();
-    this.events = [];
-    this.eventBytes = 0;
-    this.budget.release(this);
+    this.store.clear();
     this.onended(this);
     const onclose = this.onclose;
     this.onclose = undefined;
@@ -311,8 +275,7 @@ export class HttpTransport implements Transport, BudgetHolder {
       this.lastActiveMs = Date.now();
     });
     const after = resumed && resumed.stream === streamId ? resumed.seq : undefined;
-    for (const event of this.events) {
-      if (event.stream !== streamId) continue;
+    for (const event of this.store.of(streamId)) {
       if (after !== undefined ? event.seq <= after : event.delivered) continue;
       event.delivered = true;
       res.write(sseEvent(event));
@@ -334,35 +297,19 @@ export class HttpTransport implements Transport, BudgetHolder {
   }
 
   /**
-   * Writes a POST stream's priming event: an id the client can resume after, empty data, and
-   * `retry`. It is not kept (nothing to replay), only its sequence number is taken.
+   * Writes a POST stream's priming event (sse-polling.ts) and, with a poll time set, ends its
+   * connection if the stream is still open then. The event is not kept (nothing to replay), only
+   * its sequence number is taken.
    */
   private prime(streamId: number, res: ServerResponse): void {
-    res.write(`id: ${streamId}-${this.nextSeq++}\nretry: ${this.sse.retryMs}\ndata: \n\n`);
+    res.write(primingEvent(streamId, this.nextSeq++, this.sse.retryMs));
     const stream = this.streams.get(streamId);
-    if (stream) this.pollLater(stream, res);
-  }
-
-  /**
-   * With a poll time set, closes a POST's own connection once it has been open that long
-   * without the stream's end: the stream stays, kept events and all, for the client's GET with
-   * `Last-Event-ID`. The daemon cannot know when the server behind it would close its own
-   * stream (a stdio server has none), so the time is the daemon's. Only the POST's connection:
-   * the GET that resumes the stream keeps it to its end, as the SDK's server does, so a request
-   * costs one reconnection at most, and a client that resumes once (the conformance suite's
-   * does) gets its response.
-   */
-  private pollLater(stream: StreamState, res: ServerResponse): void {
-    if (this.sse.pollMs <= 0) return;
-    const timer = setTimeout(() => {
-      if (stream.res !== res || stream.done || res.writableEnded) return;
+    if (!stream) return;
+    endAfterPoll(res, this.sse.pollMs, () => {
+      if (stream.res !== res || stream.done) return false;
       stream.res = null;
-      // The spec asks for a `retry` before such a close: the priming event on this connection
-      // carried it.
-      res.end();
-    }, this.sse.pollMs);
-    timer.unref();
-    res.once('close', () => clearTimeout(timer));
+      return true;
+    });
   }
 
   /**
@@ -371,7 +318,7 @@ export class HttpTransport implements Transport, BudgetHolder {
    */
   private emit(streamId: number, text: string, written?: (error?: Error | null) => void, answers?: RequestId): void {
     const event: StoredEvent = { stream: streamId, seq: this.nextSeq++, text, bytes: Buffer.byteLength(text), delivered: false, answers };
-    const kept = this.store(event);
+    const kept = this.store.keep(event);
     const res = this.streams.get(streamId)?.res;
     // A response destroyed under us (its client gone, its close event not yet run) takes no writes.
     if (res && !res.writableEnded && !res.destroyed) {
@@ -379,7 +326,7 @@ export class HttpTransport implements Transport, BudgetHolder {
       res.write(sseEvent(event), () => written?.());
       return;
     }
-    if (!kept) this.lose(event, `was too large to keep for resumption (limit ${this.keepLimit} bytes)`);
+    if (!kept) this.lose(event, `was too large to keep for resumption (limit ${this.store.keepLimit} bytes)`);
     written?.();
   }
 
@@ -401,60 +348,7 @@ export class HttpTransport implements Transport, BudgetHolder {
   /** A stream that can no longer be resumed: it goes, and its events leave the store. */
   private forget(streamId: number): void {
     this.streams.delete(streamId);
-    if (!this.events.some((event) => event.stream === streamId)) return;
-    const kept: StoredEvent[] = [];
-    let freed = 0;
-    for (const event of this.events) {
-      if (event.stream === streamId) freed += event.bytes;
-      else kept.push(event);
-    }
-    this.events = kept;
-    this.eventBytes -= freed;
-    this.budget.change(this, -freed);
-  }
-
-  /** The largest event a store keeps: its own bound, or the shared one if smaller. */
-  private get keepLimit(): number {
-    return Math.min(this.maxEventBytes, this.budget.maxBytes);
-  }
-
-  /**
-   * Keeps an event within the store's bounds: the oldest go first, and past the shared budget
-   * the largest store's oldest. False when the event alone is larger than a bound: not kept.
-   */
-  private store(event: StoredEvent): boolean {
-    if (event.bytes > this.keepLimit) return false;
-    this.events.push(event);
-    this.eventBytes += event.bytes;
-    this.budget.change(this, event.bytes);
-    let drop = 0;
-    while (drop < this.events.length - 1 && (this.eventBytes > this.maxEventBytes || this.events.length - drop > MAX_STORED_EVENTS)) {
-      drop++;
-    }
-    this.dropOldest(drop, `was dropped to keep this session's stored events within their limit (${this.maxEventBytes} bytes)`);
-    this.budget.enforce();
-    return true;
-  }
-
-  /** The shared budget is past its bound and this store holds the most: its oldest events go. */
-  giveWay(excessBytes: number): void {
-    let drop = 0;
-    let freed = 0;
-    while (drop < this.events.length && freed < excessBytes) freed += (this.events[drop++] as StoredEvent).bytes;
-    this.dropOldest(drop, `was dropped to keep the stored events of all sessions within their limit (${this.budget.maxBytes} bytes)`);
-  }
-
-  private dropOldest(count: number, why: string): void {
-    if (count <= 0) return;
-    let freed = 0;
-    for (let i = 0; i < count; i++) {
-      const event = this.events[i] as StoredEvent;
-      freed += event.bytes;
-      if (!event.delivered) this.lose(event, why);
-    }
-    this.events = this.events.slice(count);
-    this.eventBytes -= freed;
-    this.budget.change(this, -freed);
+    this.store.forget(streamId);
   }
 
   /**
@@ -468,59 +362,4 @@ export class HttpTransport implements Transport, BudgetHolder {
     const error = rpcError(event.answers, RpcCode.INTERNAL_ERROR, `the result (${event.bytes} bytes) ${why}`);
     stream.lost = { seq: event.seq, text: JSON.stringify(error) };
   }
-}
-
-/** Writes one JSON body with its status (or just ends a response whose headers went out). */
-export function writeJson(res: ServerResponse, status: number, body: unknown): void {
-  if (res.headersSent) {
-    res.end();
-    return;
-  }
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(text) });
-  res.end(text);
-}
-
-function sseEvent(event: Pick<StoredEvent, 'stream' | 'seq' | 'text'>): string {
-  return `id: ${event.stream}-${event.seq}\nevent: message\ndata: ${event.text}\n\n`;
-}
-
-function parseEventId(value: string | undefined): { stream: number; seq: number } | undefined {
-  const match = value === undefined ? null : /^(\d{1,9})-(\d{1,15})$/.exec(value.trim());
-  if (!match) return undefined;
-  return { stream: Number(match[1]), seq: Number(match[2]) };
-}
-
-/**
- * True when `text` is the response to request `id`: the session writes responses as
- * `{"jsonrpc":"2.0","id":<id>,"result"|"error"...`, requests and notifications carry `method`.
- */
-function isResponseTo(text: string, id: RequestId): boolean {
-  const prefix = `{"jsonrpc":"2.0","id":${JSON.stringify(id)},`;
-  if (text.startsWith(prefix)) {
-    const rest = text.slice(prefix.length);
-    return rest.startsWith('"result"') || rest.startsWith('"error"');
-  }
-  // Any other layout: parse (rare; never on the hot path of the daemon's own messages).
-  try {
-    const value = JSON.parse(text) as { id?: unknown; method?: unknown };
-    return value.method === undefined && value.id === id;
-  } catch {
-    return false;
-  }
-}
-
-/** The protocol version an initialize response names ('' when it names none: an error). */
-function negotiated(text: string): string {
-  try {
-    const version = (JSON.parse(text) as { result?: { protocolVersion?: unknown } }).result?.protocolVersion;
-    return typeof version === 'string' ? version : '';
-  } catch {
-    return '';
-  }
-}
-
-/** The inverse of `idKey`. */
-function keyToId(key: string): RequestId {
-  return key.startsWith('s') ? key.slice(1) : Number(key.slice(1));
 }

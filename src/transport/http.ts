@@ -17,16 +17,23 @@ import { RpcCode } from '../protocol/codes.js';
 import { clip, parseMessage, rpcError, type Classified } from '../protocol/jsonrpc.js';
 import type { Transport } from './transport.js';
 import { ByteBudget } from './byte-budget.js';
-import { HttpTransport, writeJson, type SsePolling } from './http-transport.js';
+import { BodyIntake, DEFAULT_BODIES_MAX_BYTES } from './http-body.js';
+import { HttpTransport, type SsePolling } from './http-transport.js';
+import { accepts, header, writeJson } from './http-wire.js';
 
 export { HttpTransport, MAX_STORED_EVENTS, type SsePolling } from './http-transport.js';
+export { DEFAULT_BODIES_MAX_BYTES } from './http-body.js';
 
 /** SSE events kept for resumption by all HTTP sessions together, in bytes. */
 export const DEFAULT_EVENTS_TOTAL_MAX_BYTES = 64 * 1024 * 1024;
-/** Request bodies being received, all together, in bytes. */
-export const DEFAULT_BODIES_MAX_BYTES = 128 * 1024 * 1024;
 /** What a POST refused for the bodies limit is told to wait before it tries again, in seconds. */
 export const BODIES_RETRY_AFTER_S = 1;
+
+/** Why the endpoint refused a request, for the metrics: `http_<status>` for a refusal by status. */
+export type HttpRejectReason = 'invalid_message' | 'duplicate_id' | 'body_too_large' | 'bodies_full' | `http_${number}`;
+
+/** Why the endpoint ends a session: the client's DELETE, idle expiry, room for a new session. */
+export type HttpEndReason = 'client_closed' | 'http_idle' | 'http_session_limit';
 
 /** Protocol versions a client may name in `MCP-Protocol-Version`. */
 export const HTTP_PROTOCOL_VERSIONS: readonly string[] = ['2025-11-25', '2025-06-18', '2025-03-26'];
@@ -60,9 +67,9 @@ export interface McpHttpEndpointOptions {
   /** Opens a session for an `initialize`: `server` names the one hosted server of `/mcp/NAME`. */
   open(server: string | undefined, client: { name: string; version: string }): OpenSession;
   /** Ends a session for good (`DELETE`, idle, `http_session_limit`); the session closes its transport. */
-  end(session: HttpSessionHost, reason: string): void;
-  /** Counts a refused request (`http_bad_request`, `body_too_large`, ...). */
-  reject(reason: string): void;
+  end(session: HttpSessionHost, reason: HttpEndReason): void;
+  /** Counts a refused request (`http_400`, `body_too_large`, ...). */
+  reject(reason: HttpRejectReason): void;
 }
 
 interface Entry {
@@ -86,19 +93,18 @@ export class McpHttpEndpoint {
   private idleTimer: NodeJS.Timeout | undefined;
   /** SSE events kept by every session's transport together. */
   readonly eventBudget: ByteBudget;
-  private readonly bodiesMaxBytes: number;
-  /** Bytes of request bodies received so far and not yet handled, all POSTs together. */
-  private bodyBytes = 0;
+  /** The request bodies being received, within their bounds. */
+  private readonly bodies: BodyIntake;
 
   constructor(options: McpHttpEndpointOptions) {
     this.options = options;
     this.eventBudget = new ByteBudget(options.eventStoreTotalBytes ?? DEFAULT_EVENTS_TOTAL_MAX_BYTES);
-    this.bodiesMaxBytes = options.bodiesMaxBytes ?? DEFAULT_BODIES_MAX_BYTES;
+    this.bodies = new BodyIntake(options.maxBodyBytes, options.bodiesMaxBytes ?? DEFAULT_BODIES_MAX_BYTES);
   }
 
   /** Bytes of request bodies being received now, all together. */
   get receivingBytes(): number {
-    return this.bodyBytes;
+    return this.bodies.receivingBytes;
   }
 
   /** HTTP sessions that are idle (nothing in flight, no stream open), as far as the endpoint knows. */
@@ -171,44 +177,11 @@ export class McpHttpEndpoint {
     if (!accepts(req, 'application/json') || !accepts(req, 'text/event-stream')) {
       return this.refuse(res, 406, RpcCode.INVALID_REQUEST, 'Not Acceptable: Accept must list application/json and text/event-stream');
     }
-    const max = this.options.maxBodyBytes;
-    const declared = Number(header(req, 'content-length'));
-    if (Number.isFinite(declared) && declared > max) return this.tooLarge(req, res, max);
-    if (Number.isFinite(declared) && this.bodyBytes + declared > this.bodiesMaxBytes) return this.bodiesFull(req, res);
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let over = false;
-    // This body's share of the bodies being received, given back however it ends.
-    let held = 0;
-    const release = () => {
-      this.bodyBytes -= held;
-      held = 0;
-    };
-    req.on('data', (chunk: Buffer) => {
-      if (over) return;
-      size += chunk.length;
-      if (size > max || this.bodyBytes + chunk.length > this.bodiesMaxBytes) {
-        over = true;
-        chunks.length = 0;
-        release();
-        if (size > max) this.tooLarge(req, res, max);
-        else this.bodiesFull(req, res);
-        return;
-      }
-      held += chunk.length;
-      this.bodyBytes += chunk.length;
-      chunks.push(chunk);
+    this.bodies.read(req, {
+      done: (body) => this.message(req, res, server, body),
+      refused: (why) => (why === 'too_large' ? this.tooLarge(req, res) : this.bodiesFull(req, res)),
+      failed: () => res.destroy(),
     });
-    req.on('end', () => {
-      if (over) return;
-      const body = Buffer.concat(chunks).toString('utf8');
-      chunks.length = 0;
-      release();
-      this.message(req, res, server, body);
-    });
-    // A client that hangs up mid-body gives its share back too.
-    req.on('close', release);
-    req.on('error', () => res.destroy());
   }
 
   private message(req: IncomingMessage, res: ServerResponse, server: string | undefined, body: string): void {
@@ -352,11 +325,11 @@ export class McpHttpEndpoint {
     }
   }
 
-  private tooLarge(req: IncomingMessage, res: ServerResponse, max: number): void {
+  private tooLarge(req: IncomingMessage, res: ServerResponse): void {
     this.options.reject('body_too_large');
     // The rest of the body is not read: the connection goes with the answer.
     res.setHeader('connection', 'close');
-    this.refuse(res, 413, RpcCode.INVALID_REQUEST, `Payload Too Large: the body exceeds the ${max}-byte limit`);
+    this.refuse(res, 413, RpcCode.INVALID_REQUEST, `Payload Too Large: the body exceeds the ${this.bodies.maxBodyBytes}-byte limit`);
     req.resume();
   }
 
@@ -374,7 +347,7 @@ export class McpHttpEndpoint {
       res,
       503,
       RpcCode.OVER_CAPACITY,
-      `Service Unavailable: request bodies being received have reached their limit (${this.bodiesMaxBytes} bytes); try again shortly`,
+      `Service Unavailable: request bodies being received have reached their limit (${this.bodies.bodiesMaxBytes} bytes); try again shortly`,
     );
     req.resume();
   }
@@ -387,18 +360,4 @@ export class McpHttpEndpoint {
     if (status >= 400 && status !== 404) this.options.reject(`http_${status}`);
     writeJson(res, status, rpcError(null, code, message));
   }
-}
-
-function header(req: IncomingMessage, name: string): string | undefined {
-  const value = req.headers[name];
-  return Array.isArray(value) ? value[0] : value;
-}
-
-function accepts(req: IncomingMessage, type: string): boolean {
-  const accept = header(req, 'accept');
-  if (accept === undefined) return false;
-  return accept.split(',').some((part) => {
-    const media = part.split(';')[0]?.trim().toLowerCase();
-    return media === type || media === '*/*' || media === `${type.split('/')[0]}/*`;
-  });
 }

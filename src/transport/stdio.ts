@@ -1,7 +1,8 @@
 /**
  * The stdio transport of `exai-ws stdio`: newline-delimited JSON on a pair of streams. A line
  * over `maxLineBytes` is reported to `onoversize` (the session answers it) and skipped; the
- * connection ends when input ends, closes or fails, or output fails (the client is gone).
+ * connection ends when input ends, closes or fails, or output fails (the client is gone), or
+ * when close() is called; `onclose` fires once, whichever comes first.
  */
 import type { Readable, Writable } from 'node:stream';
 import { CloseCode } from '../protocol/codes.js';
@@ -25,13 +26,14 @@ export class StdioTransport implements Transport {
   private readonly input: Readable;
   private readonly output: Writable;
   private closed = false;
-  private finished = false;
 
   constructor(options: StdioTransportOptions) {
     this.input = options.input;
     this.output = options.output;
     const splitter = new LineSplitter(options.maxLineBytes, {
-      onLine: (line) => this.onmessage?.(line),
+      onLine: (line) => {
+        if (!this.closed) this.onmessage?.(line);
+      },
       onOversize: options.onoversize,
     });
     const ended = () => {
@@ -67,14 +69,16 @@ export class StdioTransport implements Transport {
     this.input.resume();
   }
 
-  /** Stops taking input; the streams are the process's and stay open. */
-  close(): void {
-    this.closed = true;
+  /**
+   * Stops taking input and fires `onclose` with `code` (at once, once). The streams are the
+   * process's and stay open: what was sent before still goes out.
+   */
+  close(code: number = CloseCode.NORMAL, _reason?: string): void {
+    this.ended(code);
   }
 
   private ended(code: number): void {
-    if (this.finished) return;
-    this.finished = true;
+    if (this.closed) return;
     this.closed = true;
     this.onclose?.(code);
   }

@@ -18,6 +18,7 @@ export class WsTransport implements Transport {
   /** A binary frame arrived (the connection is being closed with 1003). */
   onbinary: (() => void) | undefined;
   private readonly ws: WebSocket;
+  private ended = false;
 
   constructor(ws: WebSocket) {
     this.ws = ws;
@@ -31,7 +32,13 @@ export class WsTransport implements Transport {
       }
       this.onmessage?.(bytes.toString('utf8'));
     });
-    ws.on('close', (code: number) => this.onclose?.(code));
+    // `ws` emits 'close' once, after an error too (its 'error' is the owner's to hear: the
+    // daemon's server logs it); the guard keeps the contract should that ever change.
+    ws.on('close', (code: number) => {
+      if (this.ended) return;
+      this.ended = true;
+      this.onclose?.(code);
+    });
   }
 
   get open(): boolean {
@@ -55,6 +62,7 @@ export class WsTransport implements Transport {
     this.ws.resume();
   }
 
+  /** Starts the close handshake; `onclose` fires once it is done (or the socket is gone). Idempotent. */
   close(code: number, reason: string): void {
     this.ws.close(code, reason);
   }

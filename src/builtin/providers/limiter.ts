@@ -2,9 +2,11 @@
  * A counting semaphore that serves waiters in arrival order. One per provider, shared by every
  * session, so the daemon (not each window) owns the provider's concurrency limit.
  */
+import type { LocalErrorCode } from '../../local/errors.js';
 
 export class AbortedError extends Error {
   override name = 'AbortedError';
+  readonly code = 'EABORTED' satisfies LocalErrorCode;
 }
 
 export class Limiter {

@@ -11,18 +11,33 @@ import { AbortedError, Limiter } from './limiter.js';
 import type { ProviderSettings, ProvidersConfig } from './settings.js';
 import { ProviderStats } from './stats.js';
 import type { ContactReport, ProviderState } from '../../local/health.js';
+import type { LocalErrorCode } from '../../local/errors.js';
 
-/** Local error codes (never on the wire: chat turns them into `isError` tool results). */
-export type ProviderErrorCode =
+/** What went wrong with a provider (never on the wire: chat turns it into an `isError` tool result). */
+export type ProviderErrorKind =
   'not_configured' | 'unauthorized' | 'rate_limited' | 'timeout' | 'cancelled' | 'unknown_model' | 'unreachable' | 'provider_error';
+
+/** The local error code (local/errors.ts) of each kind. */
+export const PROVIDER_ERROR_CODES = Object.freeze({
+  not_configured: 'EPROVIDER_NOT_CONFIGURED',
+  unauthorized: 'EPROVIDER_UNAUTHORIZED',
+  rate_limited: 'EPROVIDER_RATE_LIMITED',
+  timeout: 'EPROVIDER_TIMEOUT',
+  cancelled: 'EPROVIDER_CANCELLED',
+  unknown_model: 'EPROVIDER_UNKNOWN_MODEL',
+  unreachable: 'EPROVIDER_UNREACHABLE',
+  provider_error: 'EPROVIDER_ERROR',
+} as const satisfies Record<ProviderErrorKind, LocalErrorCode>);
 
 export class ProviderError extends Error {
   override name = 'ProviderError';
+  readonly code: (typeof PROVIDER_ERROR_CODES)[ProviderErrorKind];
   constructor(
-    readonly code: ProviderErrorCode,
+    readonly kind: ProviderErrorKind,
     message: string,
   ) {
     super(message);
+    this.code = PROVIDER_ERROR_CODES[kind];
   }
 }
 
@@ -106,7 +121,7 @@ export class Provider {
       if (this.modelCache?.list.error !== undefined) this.modelCache = undefined;
       return;
     }
-    const state = STATE_OF[outcome.code];
+    const state = STATE_OF[outcome.kind];
     if (state === undefined) return;
     this.contact = { state, last_error: outcome.message, last_error_at: new Date().toISOString() };
   }
@@ -172,7 +187,7 @@ export class Provider {
       this.record('ok');
       return result;
     } catch (error) {
-      if (error instanceof ProviderError && error.code === 'cancelled') this.stats.cancelled++;
+      if (error instanceof ProviderError && error.kind === 'cancelled') this.stats.cancelled++;
       else this.stats.errors++;
       if (error instanceof ProviderError) this.record(error);
       throw error;
@@ -319,7 +334,7 @@ export class Provider {
 }
 
 /** The state a failure leaves the provider in; undefined: it says nothing about the provider. */
-const STATE_OF: Partial<Record<ProviderErrorCode, ProviderState>> = {
+const STATE_OF: Partial<Record<ProviderErrorKind, ProviderState>> = {
   unauthorized: 'unauthorized',
   unreachable: 'unreachable',
   rate_limited: 'rate_limited',
@@ -331,6 +346,7 @@ const STATE_OF: Partial<Record<ProviderErrorCode, ProviderState>> = {
 
 /** Internal: one attempt was answered 429. */
 class RateLimited extends Error {
+  readonly code = 'EPROVIDER_RETRY' satisfies LocalErrorCode;
   constructor(readonly retryAfterMs: number | undefined) {
     super('rate limited');
   }

@@ -2,7 +2,7 @@
  * Every provider the daemon knows, in `auto` order, and how a model name finds its provider.
  * One instance per process: all sessions share its limiters and model caches.
  */
-import { Provider, ProviderError, type ModelList, type ProviderErrorCode } from './provider.js';
+import { Provider, ProviderError, type ModelList, type ProviderErrorKind } from './provider.js';
 import type { ProvidersConfig } from './settings.js';
 import type { ProviderStatsLine } from './stats.js';
 import type { ContactReport, ProviderHealth } from '../../local/health.js';
@@ -139,7 +139,7 @@ export class Providers {
 function failed(headline: string, failures: readonly string[], configured: readonly Provider[]): ProviderError {
   if (failures.length === 0) return new ProviderError('unknown_model', headline);
   const states = new Set(configured.map((p) => p.lastContact.state));
-  const code: ProviderErrorCode = states.has('unauthorized')
+  const code: ProviderErrorKind = states.has('unauthorized')
     ? 'unauthorized'
     : states.has('unreachable')
       ? 'unreachable'

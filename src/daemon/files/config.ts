@@ -21,6 +21,7 @@ import {
 import { DEFAULT_LIST_WAIT_MS } from '../../mux/catalog.js';
 import { DEFAULT_BODIES_MAX_BYTES, DEFAULT_EVENTS_TOTAL_MAX_BYTES } from '../../transport/http.js';
 import type { SettingSource, SettingsHealth } from '../../local/health.js';
+import type { LocalErrorCode } from '../../local/errors.js';
 
 /** Connections not yet authenticated the HTTP server keeps (the oldest is dropped past it). */
 export const DEFAULT_MAX_UNAUTHENTICATED = 64;
@@ -259,6 +260,7 @@ export function isLoopback(host: string): boolean {
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
+  readonly code = 'ECONFIG' satisfies LocalErrorCode;
 }
 
 /**

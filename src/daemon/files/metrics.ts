@@ -7,11 +7,12 @@
  * Every series is named from a fixed set, never from what a client sends: per-method series
  * exist only for MCP client request methods (taken from the SDK's schemas), per-tool series
  * only for tools the daemon serves (a predicate asks the catalog), rejection and close reasons
- * come from the lists below; anything else is counted under {@link OTHER}. So a client that
- * invents 20k method names adds one counter, not 20k.
+ * come from the lists below (literal tuples: the compiler checks every name a caller passes);
+ * anything else is counted under {@link OTHER}. So a client that invents 20k method names adds
+ * one counter, not 20k.
  */
 import { ClientRequestSchema } from '@modelcontextprotocol/sdk/types.js';
-import { helloErrorClose } from '../../protocol/codes.js';
+import { helloErrorClose, type HelloErrorCode } from '../../protocol/codes.js';
 import { LatencyReservoir } from '../../builtin/providers/latency.js';
 
 /** The series every name outside the known sets is counted under. */
@@ -20,9 +21,12 @@ export const OTHER = 'other';
 /** MCP request methods a client may send, from the SDK's own request schemas. */
 export const KNOWN_METHODS: ReadonlySet<string> = new Set<string>(ClientRequestSchema.options.map((schema) => schema.shape.method.value));
 
-/** Why a connection, hello or request was refused. */
-export const REJECT_REASONS: ReadonlySet<string> = new Set([
-  ...Object.keys(helloErrorClose),
+/**
+ * Why a connection, hello or request was refused, besides the hello's own refusal codes
+ * ({@link HelloErrorCode}). Every name a caller passes is checked against these by the compiler
+ * ({@link RejectReason}); the counts are keyed by them, so a name is a metric label.
+ */
+export const REJECT_REASON_NAMES = [
   'hello_timeout',
   'binary_frame',
   'unknown_server',
@@ -51,10 +55,19 @@ export const REJECT_REASONS: ReadonlySet<string> = new Set([
   'headers_timeout',
   'body_timeout',
   'accept_failed',
-]);
+] as const;
+
+/**
+ * A refusal as callers name it: a hello refusal code, a name of {@link REJECT_REASON_NAMES}, or
+ * `http_<status>` for a refused `/mcp` request (statuses outside the list count as {@link OTHER}).
+ */
+export type RejectReason = HelloErrorCode | (typeof REJECT_REASON_NAMES)[number] | `http_${number}`;
+
+/** Every refusal counted under its own name; anything else counts as {@link OTHER}. */
+export const REJECT_REASONS: ReadonlySet<string> = new Set<string>([...Object.keys(helloErrorClose), ...REJECT_REASON_NAMES]);
 
 /** Why a session ended. */
-export const CLOSE_REASONS: ReadonlySet<string> = new Set([
+export const CLOSE_REASON_NAMES = [
   'client_closed',
   'client_gone',
   'resume_grace_expired',
@@ -65,7 +78,13 @@ export const CLOSE_REASONS: ReadonlySet<string> = new Set([
   // Issue 21: an idle HTTP session ended to make room for a new one at the session limit.
   'http_session_limit',
   'daemon shutting down',
-]);
+] as const;
+
+/** Why a session ended, as callers name it (checked by the compiler). */
+export type CloseReason = (typeof CLOSE_REASON_NAMES)[number];
+
+/** Every close reason counted under its own name; anything else counts as {@link OTHER}. */
+export const CLOSE_REASONS: ReadonlySet<string> = new Set<string>(CLOSE_REASON_NAMES);
 
 /** Idle HTTP sessions ended, by why: nobody used them for `EXAI_WS_HTTP_IDLE_MS`, or a new session needed room. */
 export interface IdleEnded {
@@ -188,11 +207,16 @@ export class Metrics {
     return this.tools;
   }
 
-  reject(reason: string): void {
+  /**
+   * Counts one refusal. The type catches a misspelt name at compile time; a name outside the
+   * lists all the same (an `http_` status not listed, a cast) counts as {@link OTHER}.
+   */
+  reject(reason: RejectReason): void {
     bump(this.rejections, REJECT_REASONS.has(reason) ? reason : OTHER);
   }
 
-  sessionClosed(reason: string): void {
+  /** Counts one ended session by why; a reason outside {@link CLOSE_REASON_NAMES} counts as {@link OTHER}. */
+  sessionClosed(reason: CloseReason): void {
     this.sessionsClosed++;
     bump(this.closeReasons, CLOSE_REASONS.has(reason) ? reason : OTHER);
   }

@@ -38,7 +38,7 @@ import { Outbox, type AttachOptions } from './outbox.js';
 import type { Transport, TransportKind } from '../../transport/transport.js';
 import type { ByteBudget } from '../../transport/byte-budget.js';
 import type { Logger } from '../files/logger.js';
-import type { Metrics } from '../files/metrics.js';
+import type { CloseReason, Metrics } from '../files/metrics.js';
 import { LatencyRing } from './latency-ring.js';
 import { Router } from './router.js';
 import { serializeFor } from './unsendable.js';
@@ -58,7 +58,7 @@ export interface SessionDeps {
   metrics: Metrics;
   logger: Logger;
   /** Asks the owner to end this session (hold overflow). */
-  expire(session: Session, reason: string): void;
+  expire(session: Session, reason: CloseReason): void;
   /** Held messages of every detached session together (`EXAI_WS_HOLD_TOTAL_MAX_BYTES`). */
   holdBudget?: ByteBudget;
 }

@@ -17,6 +17,7 @@ import { clip, type RpcNotification } from '../../protocol/jsonrpc.js';
 import { ByteBudget } from '../../transport/byte-budget.js';
 import { pidGone, pidVisible } from '../../local/client-pid.js';
 import type { Hub } from '../../mux/hub.js';
+import type { CloseReason } from '../files/metrics.js';
 import { Session, type SessionDeps } from './session.js';
 import { reportUnserializable } from './unsendable.js';
 
@@ -144,7 +145,7 @@ export class SessionManager {
   }
 
   /** Ends one session for good, closing its transport (if any) with 4009. */
-  expire(session: Session, reason: string): void {
+  expire(session: Session, reason: CloseReason): void {
     if (this.sessions.get(session.id) !== session) return;
     this.remove(session, CloseCode.SESSION_CLOSED, reason);
   }
@@ -160,7 +161,7 @@ export class SessionManager {
   }
 
   /** Shutdown step: every session ends and its transport is closed with `code`. */
-  closeAll(code: number, reason: string): void {
+  closeAll(code: number, reason: CloseReason): void {
     for (const session of [...this.sessions.values()]) this.remove(session, code, reason);
     this.stopWatching();
   }
@@ -232,7 +233,7 @@ export class SessionManager {
     this.pidTimer = undefined;
   }
 
-  private remove(session: Session, code: number, reason: string): void {
+  private remove(session: Session, code: number, reason: CloseReason): void {
     this.watched.delete(session);
     this.sessions.delete(session.id);
     session.close(code, reason);

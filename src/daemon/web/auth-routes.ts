@@ -5,7 +5,7 @@
  * (control.ts), and the 401 answer every route without a credential gets.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { writeJson } from '../../transport/http-transport.js';
+import { writeJson } from '../../transport/http-wire.js';
 import { isNonce } from '../../protocol/hello.js';
 import { urlHost } from '../../local/files.js';
 import { rotateTokenFile } from '../../local/token.js';

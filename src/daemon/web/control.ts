@@ -20,7 +20,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 
-import { writeJson } from '../../transport/http-transport.js';
+import { writeJson } from '../../transport/http-wire.js';
 import type { Logger } from '../files/logger.js';
 import { readSmallBody } from './small-body.js';
 import type { ReloadReport } from '../../local/health.js';

@@ -33,7 +33,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { RpcCode } from '../../protocol/codes.js';
 import type { McpHttpEndpoint } from '../../transport/http.js';
-import { writeJson } from '../../transport/http-transport.js';
+import { writeJson } from '../../transport/http-wire.js';
 import { urlHost } from '../../local/files.js';
 import type { DaemonConfig } from '../files/config.js';
 import type { Logger } from '../files/logger.js';
