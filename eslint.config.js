@@ -73,27 +73,6 @@ export default tseslint.config(
       'max-lines-per-function': ['error', { max: 80 }],
     },
   },
-  // Declarative tables only: none today (the command runners in cli.ts and the client blocks in
-  // commands/client-setup-blocks.ts are tables of small functions, within both limits).
-  //
-  // Other helpers are bringing these under the limits on their own branches.
-  {
-    files: [
-      // TODO(issue 23 merge): remove once src/daemon/sessions/session.ts is split
-      'src/daemon/sessions/session.ts',
-      // TODO(issue 23 merge): remove once src/hosting/server-link.ts is split
-      'src/hosting/server-link.ts',
-      // TODO(issue 23 merge): remove once src/hosting/upstream.ts is split
-      'src/hosting/upstream.ts',
-      // TODO(issue 23 merge): remove once src/shim/link.ts is split
-      'src/shim/link.ts',
-      // TODO(issue 23 merge): remove once src/shim/shim.ts is split (runShim)
-      'src/shim/shim.ts',
-      // TODO(issue 23 merge): remove once src/transport/http-transport.ts is split
-      'src/transport/http-transport.ts',
-      // TODO(issue 23 merge): remove once src/transport/http.ts is split
-      'src/transport/http.ts',
-    ],
-    rules: { 'max-lines': 'off', 'max-lines-per-function': 'off' },
-  },
+  // Declarative tables would be the only exception: none is needed today (the command runners in
+  // cli.ts and the client blocks in commands/client-setup-blocks.ts are tables of small functions).
 );

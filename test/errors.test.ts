@@ -16,7 +16,7 @@ import { findJsonSyntaxError } from '../src/hosting/json-syntax.js';
 import { SpawnError } from '../src/hosting/child-transport.js';
 import { ListError, UnavailableError } from '../src/mux/lists.js';
 import { AbortedError } from '../src/builtin/providers/limiter.js';
-import { PROVIDER_ERROR_CODES, ProviderError, type ProviderErrorKind } from '../src/builtin/providers/provider.js';
+import { PROVIDER_ERROR_CODES, ProviderError, type ProviderErrorKind } from '../src/builtin/providers/provider-error.js';
 import { Upstream } from '../src/hosting/upstream.js';
 import { ROOT } from './helpers.js';
 

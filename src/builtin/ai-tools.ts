@@ -6,7 +6,7 @@
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
-import { ProviderError } from './providers/provider.js';
+import { ProviderError } from './providers/provider-error.js';
 import { AUTO_MODEL, type Providers } from './providers/providers.js';
 
 /** Least time between two progress notifications of one streamed answer. */

@@ -2,7 +2,8 @@
  * Every provider the daemon knows, in `auto` order, and how a model name finds its provider.
  * One instance per process: all sessions share its limiters and model caches.
  */
-import { Provider, ProviderError, type ModelList, type ProviderErrorKind } from './provider.js';
+import { Provider, type ModelList } from './provider.js';
+import { ProviderError, type ProviderErrorKind } from './provider-error.js';
 import type { ProvidersConfig } from './settings.js';
 import type { ProviderStatsLine } from './stats.js';
 import type { ContactReport, ProviderHealth } from '../../local/health.js';
