@@ -1,7 +1,7 @@
 /**
  * The build: every TypeScript file of src/, test/ and bench/ (what tsconfig.json includes)
  * transpiled one by one to dist/ (same layout, ES modules, linked source maps), then the shim
- * bundled (scripts/bundle-shim.mjs).
+ * bundled (scripts/bundle-shim.mjs) and the CLI with the daemon (scripts/bundle-cli.mjs).
  *
  * Transpiling only: about a second, where `tsc` takes fifteen. Types are checked by
  * `npm run lint` (`tsc --noEmit`), whose `isolatedModules` refuses what a file-by-file
@@ -49,3 +49,4 @@ await build({
 });
 
 await import('./bundle-shim.mjs');
+await import('./bundle-cli.mjs');

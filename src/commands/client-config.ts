@@ -7,8 +7,8 @@
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { basename, dirname, isAbsolute, join, resolve, sep } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { userConfigDir } from '../local/config-path.js';
+import { CLI_PATH, SHIM_PATH } from '../local/dist-paths.js';
 
 export type ClientKind = 'vscode' | 'claude' | 'cursor';
 export const CLIENT_KINDS: readonly ClientKind[] = ['vscode', 'claude', 'cursor'];
@@ -16,10 +16,6 @@ export const CLIENT_LABEL: Record<ClientKind, string> = { vscode: 'VS Code', cla
 
 /** The name of the entry the client gets instead of its own servers. */
 export const SHIM_ENTRY_NAME = 'exai-ws';
-/** The built CLI: dist/src/commands/client-config.js -> dist/src/cli.js. */
-const CLI_PATH = fileURLToPath(new URL('../cli.js', import.meta.url));
-/** The bundled shim clients run: dist/src/commands/client-config.js -> dist/shim.cjs. */
-export const SHIM_PATH = fileURLToPath(new URL('../../shim.cjs', import.meta.url));
 
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 export type JsonObject = { [key: string]: Json };

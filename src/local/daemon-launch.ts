@@ -5,8 +5,7 @@
  * `exai-ws daemon` runs with Node's defaults: the daemon is the process started, never a child
  * of it. Node built-ins only: the shim bundles this file.
  */
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { CLI_PATH } from './dist-paths.js';
 
 /**
  * `--max-semi-space-size=4`: V8 sizes its young generation for throughput and grows it to 16 MB
@@ -17,14 +16,9 @@ import { fileURLToPath } from 'node:url';
  */
 export const DAEMON_NODE_OPTIONS: readonly string[] = Object.freeze(['--max-semi-space-size=4']);
 
-/**
- * The absolute path of the CLI (`dist/src/cli.js`) whose `daemon` command runs the daemon,
- * found from where this code is: `dist/src/protocol/` as an ES module, `dist/` inside the
- * bundled shim (`dist/shim.cjs`, CommonJS, where `import.meta` is empty).
- */
+/** The absolute path of the CLI (`dist/src/cli.js`) whose `daemon` command runs the daemon (dist-paths.ts). */
 export function daemonEntryPath(): string {
-  if (typeof __filename === 'string') return join(dirname(__filename), 'src', 'cli.js');
-  return fileURLToPath(new URL('../cli.js', import.meta.url));
+  return CLI_PATH;
 }
 
 /** The argv (after the Node binary) that starts a daemon in the foreground. */
