@@ -23,10 +23,12 @@ import {
   getHealth,
   logPath,
   nextJson,
+  openSession as openSessionWith,
   openSocket,
   readJsonLines,
   sendHello,
   textOf,
+  toolText,
   waitFor,
   type DaemonHandle,
   type ShimClient,
@@ -114,11 +116,6 @@ function errorOf(reply: Record<string, unknown>): { code: number; message: strin
   return reply.error as { code: number; message: string; data?: unknown };
 }
 
-function toolText(reply: Record<string, unknown>): string {
-  assert.ok('result' in reply, `expected a result, got ${JSON.stringify(reply).slice(0, 300)}`);
-  return textOf(reply.result);
-}
-
 let pingSeq = 0;
 /** A ping that must be the very next frame answered: the session is alive and nothing stray was sent. */
 async function assertAlive(ws: WebSocket): Promise<void> {
@@ -127,20 +124,9 @@ async function assertAlive(ws: WebSocket): Promise<void> {
   assert.deepEqual((await nextReply(ws, id)).result, {});
 }
 
-/** A raw session: hello accepted, MCP initialized. */
+/** A raw session on this file's daemon: hello accepted, MCP initialized (helpers' openSession). */
 async function openSession(capabilities: Record<string, unknown> = {}): Promise<WebSocket> {
-  const ws = await openSocket(cleanup, daemon);
-  const ack = await sendHello(ws);
-  assert.equal(ack.ok, true, JSON.stringify(ack));
-  send(ws, {
-    jsonrpc: '2.0',
-    id: 'init',
-    method: 'initialize',
-    params: { protocolVersion: '2025-06-18', capabilities, clientInfo: { name: 'attacker', version: '1' } },
-  });
-  assert.ok((await nextReply(ws, 'init')).result);
-  send(ws, { jsonrpc: '2.0', method: 'notifications/initialized' });
-  return ws;
+  return (await openSessionWith(cleanup, daemon, { capabilities, clientName: 'attacker' })).ws;
 }
 
 /** The victim: a real shim and SDK client calling a built-in and a hosted tool until told to stop. */

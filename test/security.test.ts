@@ -23,6 +23,7 @@ import {
   sendHello,
   spawnDaemon,
   startDaemon,
+  toolText,
   type DaemonHandle,
 } from './helpers.js';
 
@@ -65,12 +66,6 @@ async function call(
 function errorOf(reply: Record<string, unknown>): { code: number; message: string } {
   assert.ok('error' in reply, `expected an error reply, got ${JSON.stringify(reply)}`);
   return reply.error as { code: number; message: string };
-}
-
-function toolText(reply: Record<string, unknown>): string {
-  assert.ok('result' in reply, `expected a result, got ${JSON.stringify(reply)}`);
-  const result = reply.result as { content?: { text?: string }[] };
-  return result.content?.[0]?.text ?? '';
 }
 
 /** Runs MCP initialize on a socket whose hello was accepted. */
