@@ -8,6 +8,7 @@ import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import { z } from 'zod';
 import { NAME, VERSION } from '../protocol/version.js';
 import { ServerLink } from '../hosting/server-link.js';
+import { Upstream } from '../hosting/upstream.js';
 
 /** The name the router uses for the built-in server; its tools keep bare names. */
 export const BUILTIN_SERVER = 'exai-ws';
@@ -56,4 +57,21 @@ export async function linkInMemory(name: string, server: McpServer): Promise<Ser
   const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
   await server.connect(serverSide);
   return new ServerLink(name, clientSide);
+}
+
+/**
+ * The built-in server as the hub hosts it: an {@link Upstream} that never idles out, linked in
+ * memory to `server` (which the caller has finished registering tools on).
+ */
+export async function builtinUpstream(server: McpServer): Promise<Upstream> {
+  const link = await linkInMemory(BUILTIN_SERVER, server);
+  return new Upstream({
+    name: BUILTIN_SERVER,
+    prefix: null,
+    idleTimeoutMs: 0,
+    launch: (wire) => {
+      wire(link);
+      return link.start().then(() => ({ link }));
+    },
+  });
 }

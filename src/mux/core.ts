@@ -8,7 +8,7 @@ import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { getDefaultEnvironment } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { registerAiTools } from '../builtin/ai-tools.js';
-import { BUILTIN_SERVER, createBuiltinServer, linkInMemory } from '../builtin/builtin.js';
+import { builtinUpstream, createBuiltinServer } from '../builtin/builtin.js';
 import { ChildTransport, SpawnError, type ChildSpec } from '../hosting/child-transport.js';
 import { Hub } from './hub.js';
 import type { CoreCountReason, CoreLog } from '../hosting/core-log.js';
@@ -55,16 +55,7 @@ export async function startCore(options: CoreOptions): Promise<Hub> {
   const builtin = createBuiltinServer({ startedAtMs: options.startedAtMs });
   registerAiTools(builtin, options.providers);
   options.configureBuiltin?.(builtin);
-  const builtinLink = await linkInMemory(BUILTIN_SERVER, builtin);
-  const builtinServer = new Upstream({
-    name: BUILTIN_SERVER,
-    prefix: null,
-    idleTimeoutMs: 0,
-    launch: (wire) => {
-      wire(builtinLink);
-      return builtinLink.start().then(() => ({ link: builtinLink }));
-    },
-  });
+  const builtinServer = await builtinUpstream(builtin);
   const watchdog = new Watchdog({ log: options.log });
   const npx = options.npxDirect === false ? undefined : new NpxResolver();
   const create = (spec: UpstreamSpec, key: string | undefined): Upstream => {
