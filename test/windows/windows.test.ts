@@ -110,7 +110,11 @@ async function openWindow(name: string): Promise<{ ready: Ready; ask: (body: unk
 }
 
 function daemonProcesses(): number[] {
-  return processesWith('cli.js').filter((pid) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('daemon'));
+  // Windows daemons only (node.exe): a Linux daemon running elsewhere on the machine is not ours.
+  return processesWith('cli.js').filter((pid) => {
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    return cmdline.includes('daemon') && /node\.exe/i.test(cmdline);
+  });
 }
 
 function logText(): string {
