@@ -24,11 +24,17 @@ const PROCESS_FIXTURES = [
   'remote-server',
 ];
 
-/** @param {Record<string, string>} entryPoints output path (no extension) -> source */
-function bundle(entryPoints) {
+/**
+ * @param {Record<string, string>} entryPoints output path (no extension) -> source
+ * @param {boolean} splitting code behind a dynamic import (a CLI command's module) in chunks of its own
+ */
+function bundle(entryPoints, splitting) {
   return build({
     entryPoints,
     outdir: '.',
+    splitting,
+    // Two folders below dist/, as the entries are: dist-paths.ts finds dist/ from there.
+    chunkNames: 'dist/src/chunks/[name]-[hash]',
     allowOverwrite: true,
     bundle: true,
     platform: 'node',
@@ -44,7 +50,7 @@ function bundle(entryPoints) {
   });
 }
 
-await bundle({
-  'dist/src/cli': 'src/cli.ts',
-  ...Object.fromEntries(PROCESS_FIXTURES.map((name) => [`dist/test/fixtures/${name}`, `test/fixtures/${name}.ts`])),
-});
+// The CLI in chunks: `exai-ws status` (or --version) loads its own command, not the daemon.
+await bundle({ 'dist/src/cli': 'src/cli.ts' }, true);
+// Each fixture whole, so that no test code lands among the CLI's chunks in the package.
+await bundle(Object.fromEntries(PROCESS_FIXTURES.map((name) => [`dist/test/fixtures/${name}`, `test/fixtures/${name}.ts`])), false);
