@@ -76,8 +76,8 @@ export interface CatalogOptions {
 export class Catalog {
   private readonly perServer = new Map<Upstream, Map<ListKind, Promise<Item[]>>>();
   private readonly merged = new Map<string, Map<ListKind, Promise<Merged>>>();
-  /** Merged lists that are built (not still waiting for their servers). */
-  private readonly built = new WeakSet<Promise<Merged>>();
+  /** Merged lists that are built (not still waiting for their servers), by their promise. */
+  private readonly built = new WeakMap<Promise<Merged>, Merged>();
   /** A server's list -> the names (or URIs) it routes, for calls resolved by prefix (byPrefix). */
   private readonly routed = new WeakMap<Item[], Set<string>>();
   /** Every name or URI in a merged list built since the caches were last dropped, per kind. */
@@ -128,6 +128,15 @@ export class Catalog {
     if (byTemplate) return { server: byTemplate.server, name: key };
     const offering = view.servers().filter((s) => capabilityOf(s, 'resources') !== undefined);
     return offering.length === 1 && offering[0] ? { server: offering[0], name: key } : undefined;
+  }
+
+  /**
+   * What {@link resolve} would resolve to when the view's merged list is built and lists `key`,
+   * found without waiting a turn; undefined otherwise (resolve decides then). For the hot path.
+   */
+  resolveBuilt(kind: ListKind, key: string, view: CatalogView): Target | undefined {
+    const cached = this.merged.get(view.key)?.get(kind);
+    return cached === undefined ? undefined : this.built.get(cached)?.index.get(key);
   }
 
   /**
@@ -184,7 +193,7 @@ export class Catalog {
       const owner = kinds;
       building.then(
         (merged) => {
-          this.built.add(building);
+          this.built.set(building, merged);
           let names = this.listed.get(kind);
           if (!names) this.listed.set(kind, (names = new Set()));
           for (const key of merged.index.keys()) names.add(key);
