@@ -144,11 +144,13 @@ class FakeServer implements Transport {
   readonly notJson: string[] = [];
 
   async start(): Promise<void> {}
-  async close(): Promise<void> {
+  close(): Promise<void> {
     this.onclose?.();
+    return Promise.resolve();
   }
-  async send(message: JSONRPCMessage): Promise<void> {
+  send(message: JSONRPCMessage): Promise<void> {
     this.took(JSON.stringify(message));
+    return Promise.resolve();
   }
   /** As ChildTransport.receive: the line goes to `online` first when there is one (see the subclass). */
   line(text: string): void {
