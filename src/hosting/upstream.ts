@@ -175,7 +175,7 @@ export class Upstream {
     params: Record<string, unknown> | undefined,
     options: CallOptions,
   ): Promise<CallOutcome> {
-    this.lastUsedMs = Date.now();
+    // No idle stop while the call is in flight (checkIdle): its end is its last use.
     return link.call(method, params, options).then((outcome) => {
       this.lastUsedMs = Date.now();
       const reason = this.renewPending;

@@ -58,7 +58,8 @@ export class RelayedResponse {
 
   /** The response as JSON.stringify would write it, give or take the server's whitespace and escapes. */
   get text(): string {
-    return `{"jsonrpc":"2.0","id":${JSON.stringify(this.id)},"result":${this.relayed.text}}`;
+    const id = typeof this.id === 'number' ? String(this.id) : JSON.stringify(this.id);
+    return `{"jsonrpc":"2.0","id":${id},"result":${this.relayed.text}}`;
   }
 
   toJSON(): { jsonrpc: '2.0'; id: RequestId; result: Record<string, unknown> } {
@@ -110,7 +111,7 @@ export function scanSuccess(text: string): SuccessHead | undefined {
     if (text.charCodeAt(i) !== 0x22) return undefined;
     const keyEnd = skipString(text, i);
     if (keyEnd === NO || escaped) return undefined;
-    const key = text.slice(i + 1, keyEnd - 1);
+    const key = keyOf(text, i + 1, keyEnd - 1);
     i = skipSpace(text, keyEnd);
     if (text.charCodeAt(i) !== 0x3a) return undefined;
     const at = skipSpace(text, i + 1);
@@ -142,6 +143,15 @@ export function scanSuccess(text: string): SuccessHead | undefined {
   }
   if (skipSpace(text, i + 1) !== text.length || !version || id === undefined || start === NO) return undefined;
   return { id, start, end, task };
+}
+
+/** Which of the three members the key at `text.slice(from, to)` names, without slicing it; undefined for any other. */
+function keyOf(text: string, from: number, to: number): 'result' | 'id' | 'jsonrpc' | undefined {
+  const length = to - from;
+  if (length === 6 && text.startsWith('result', from)) return 'result';
+  if (length === 2 && text.startsWith('id', from)) return 'id';
+  if (length === 7 && text.startsWith('jsonrpc', from)) return 'jsonrpc';
+  return undefined;
 }
 
 /** The id whose text is `text.slice(from, to)`: a string without escapes or a safe integer, else undefined. */
