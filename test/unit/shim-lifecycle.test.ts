@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, mock, test } from 'node:test';
-import { REFUSED_LINGER_MS, ShimLifecycle, type ShimExit, type ShimState } from '../src/shim/lifecycle.js';
+import { REFUSED_LINGER_MS, ShimLifecycle, type ShimExit, type ShimState } from '../../src/shim/lifecycle.js';
 
 beforeEach(() => mock.timers.enable({ apis: ['setTimeout'] }));
 afterEach(() => mock.timers.reset());

@@ -6,8 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Conversation, LOST_MESSAGE, REPLAY_ID_PREFIX, type Note } from '../src/shim/conversation.js';
-import { readHead } from '../src/shim/scan.js';
+import { Conversation, LOST_MESSAGE, REPLAY_ID_PREFIX, type Note } from '../../src/shim/conversation.js';
+import { readHead } from '../../src/shim/scan.js';
 
 function text(message: Record<string, unknown>): string {
   return JSON.stringify({ jsonrpc: '2.0', ...message });

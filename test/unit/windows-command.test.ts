@@ -6,8 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { SpawnError, type ChildSpec } from '../src/hosting/child-transport.js';
-import { isNpxCommand, readReveal, shWords, windowsLaunchOf, windowsNpxRunner } from '../src/hosting/npx.js';
+import { SpawnError, type ChildSpec } from '../../src/hosting/child-transport.js';
+import { isNpxCommand, readReveal, shWords, windowsLaunchOf, windowsNpxRunner } from '../../src/hosting/npx.js';
 import {
   CMD_SPECIAL,
   batchLine,
@@ -19,7 +19,7 @@ import {
   quoteForRuntime,
   resolveCommand,
   withEnvValue,
-} from '../src/hosting/windows-command.js';
+} from '../../src/hosting/windows-command.js';
 
 /** A file system of these files, compared without case as Windows does. */
 function files(...paths: string[]): (path: string) => boolean {

@@ -1,7 +1,7 @@
 /** The provider limiter: a shared slot count, waiters served in arrival order, cancellable waits. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { AbortedError, Limiter } from '../src/builtin/providers/limiter.js';
+import { AbortedError, Limiter } from '../../src/builtin/providers/limiter.js';
 
 test('waiters get slots in arrival order and never more than max at once', async () => {
   const limiter = new Limiter(2);

@@ -7,11 +7,11 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { register as globalRegistry } from 'prom-client';
-import { KNOWN_METHODS, Metrics, OTHER, REJECT_REASONS, CLOSE_REASONS } from '../src/daemon/files/metrics.js';
-import { PrometheusExporter } from '../src/daemon/web/prometheus.js';
+import { KNOWN_METHODS, Metrics, OTHER, REJECT_REASONS, CLOSE_REASONS } from '../../src/daemon/files/metrics.js';
+import { PrometheusExporter } from '../../src/daemon/web/prometheus.js';
 
-import { findPromtool, parseChecked, parseExposition, promtoolCheck, samplesOf, valueOf } from './fixtures/exposition.js';
-import type { HealthReport } from '../src/local/health.js';
+import { findPromtool, parseChecked, parseExposition, promtoolCheck, samplesOf, valueOf } from '../fixtures/exposition.js';
+import type { HealthReport } from '../../src/local/health.js';
 
 const KNOWN_TOOLS = new Set(['version', 'chat', 'fs__read_file']);
 

@@ -7,11 +7,11 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import pino from 'pino';
-import { Metrics } from '../src/daemon/files/metrics.js';
-import { NOTIFY_DROP_BYTES, OUTPUT_HIGH_WATER_BYTES, Outbox } from '../src/daemon/sessions/outbox.js';
-import { ByteBudget } from '../src/transport/byte-budget.js';
-import { InMemoryTransport } from '../src/transport/in-memory.js';
-import { settle } from './fixtures/hub-rig.js';
+import { Metrics } from '../../src/daemon/files/metrics.js';
+import { NOTIFY_DROP_BYTES, OUTPUT_HIGH_WATER_BYTES, Outbox } from '../../src/daemon/sessions/outbox.js';
+import { ByteBudget } from '../../src/transport/byte-budget.js';
+import { InMemoryTransport } from '../../src/transport/in-memory.js';
+import { settle } from '../fixtures/hub-rig.js';
 
 interface Rig {
   outbox: Outbox;

@@ -10,9 +10,9 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
-import { MAX_RELAY_DEPTH, RelayedResponse, RelayedResult, scanSuccess } from '../src/protocol/relay.js';
-import { ServerLink, type CallOutcome } from '../src/hosting/server-link.js';
-import { serializeFor, type UnsendableDeps } from '../src/daemon/sessions/unsendable.js';
+import { MAX_RELAY_DEPTH, RelayedResponse, RelayedResult, scanSuccess } from '../../src/protocol/relay.js';
+import { ServerLink, type CallOutcome } from '../../src/hosting/server-link.js';
+import { serializeFor, type UnsendableDeps } from '../../src/daemon/sessions/unsendable.js';
 
 /** Texts the scanner must accept, with the id it must read. */
 const ACCEPTED: [string, string | number][] = [

@@ -6,8 +6,8 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, beforeEach, describe, mock, test } from 'node:test';
 import pino from 'pino';
-import { CloseCode } from '../src/protocol/codes.js';
-import { PROTOCOL_VERSION, type Hello } from '../src/protocol/hello.js';
+import { CloseCode } from '../../src/protocol/codes.js';
+import { PROTOCOL_VERSION, type Hello } from '../../src/protocol/hello.js';
 import {
   DEFAULT_CALL_TIMEOUT_MS,
   DEFAULT_HOLD_MAX_BYTES,
@@ -15,12 +15,12 @@ import {
   DEFAULT_MAX_INFLIGHT,
   DEFAULT_QUEUE_LIMIT,
   type DaemonConfig,
-} from '../src/daemon/files/config.js';
-import { Metrics } from '../src/daemon/files/metrics.js';
-import { SessionManager } from '../src/daemon/sessions/sessions.js';
-import type { Session } from '../src/daemon/sessions/session.js';
-import { InMemoryTransport } from '../src/transport/in-memory.js';
-import { hubRig, settle, type HubRig } from './fixtures/hub-rig.js';
+} from '../../src/daemon/files/config.js';
+import { Metrics } from '../../src/daemon/files/metrics.js';
+import { SessionManager } from '../../src/daemon/sessions/sessions.js';
+import type { Session } from '../../src/daemon/sessions/session.js';
+import { InMemoryTransport } from '../../src/transport/in-memory.js';
+import { hubRig, settle, type HubRig } from '../fixtures/hub-rig.js';
 
 const GRACE_MS = 30_000;
 

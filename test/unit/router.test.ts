@@ -6,13 +6,13 @@
  */
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
-import { RpcCode } from '../src/protocol/codes.js';
-import type { Answer, RpcResponse } from '../src/protocol/jsonrpc.js';
-import { Cancellation } from '../src/hosting/cancellation.js';
-import { LIST_CHANGED_METHODS } from '../src/mux/lists.js';
-import type { SessionContext, SessionOpening } from '../src/mux/session-context.js';
-import { MAX_CLIENT_LABEL_CHARS, Router } from '../src/daemon/sessions/router.js';
-import { hubRig, settle, type HubRig } from './fixtures/hub-rig.js';
+import { RpcCode } from '../../src/protocol/codes.js';
+import type { Answer, RpcResponse } from '../../src/protocol/jsonrpc.js';
+import { Cancellation } from '../../src/hosting/cancellation.js';
+import { LIST_CHANGED_METHODS } from '../../src/mux/lists.js';
+import type { SessionContext, SessionOpening } from '../../src/mux/session-context.js';
+import { MAX_CLIENT_LABEL_CHARS, Router } from '../../src/daemon/sessions/router.js';
+import { hubRig, settle, type HubRig } from '../fixtures/hub-rig.js';
 
 type Json = Record<string, unknown>;
 

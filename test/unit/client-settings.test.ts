@@ -8,8 +8,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { discoverDaemon, portValue, resolveClientSettings, type ClientSettings } from '../src/local/client-settings.js';
-import { DEFAULT_HOST, type AddressCard } from '../src/local/files.js';
+import { discoverDaemon, portValue, resolveClientSettings, type ClientSettings } from '../../src/local/client-settings.js';
+import { DEFAULT_HOST, type AddressCard } from '../../src/local/files.js';
 
 const dirs: string[] = [];
 after(() => {

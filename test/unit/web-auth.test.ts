@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import type { IncomingMessage } from 'node:http';
 import { test } from 'node:test';
-import { CODE_TTL_MS, COOKIE_NAME, COOKIE_TTL_MS, WebAuth, cookieValue } from '../src/daemon/web/web-auth.js';
+import { CODE_TTL_MS, COOKIE_NAME, COOKIE_TTL_MS, WebAuth, cookieValue } from '../../src/daemon/web/web-auth.js';
 
 const TOKEN = 'a'.repeat(43);
 

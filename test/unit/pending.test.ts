@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { mock, test } from 'node:test';
-import { PendingRequests, type Timers } from '../src/protocol/pending.js';
+import { PendingRequests, type Timers } from '../../src/protocol/pending.js';
 
 function fakeTimers(): Timers {
   mock.timers.enable({ apis: ['setTimeout'] });

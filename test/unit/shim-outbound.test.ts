@@ -7,8 +7,8 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Conversation, type Note } from '../src/shim/conversation.js';
-import type { LinkState } from '../src/shim/link.js';
+import { Conversation, type Note } from '../../src/shim/conversation.js';
+import type { LinkState } from '../../src/shim/link.js';
 import {
   MAX_QUEUED_BYTES,
   MAX_QUEUED_MESSAGES,
@@ -16,8 +16,8 @@ import {
   SOCKET_HIGH_WATER_BYTES,
   SOCKET_LOW_WATER_BYTES,
   type OutboundLink,
-} from '../src/shim/outbound.js';
-import { readHead } from '../src/shim/scan.js';
+} from '../../src/shim/outbound.js';
+import { readHead } from '../../src/shim/scan.js';
 
 class FakeLink implements OutboundLink {
   state: LinkState = 'connecting';

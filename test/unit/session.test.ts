@@ -7,12 +7,12 @@
 import assert from 'node:assert/strict';
 import { after, describe, mock, test } from 'node:test';
 import pino from 'pino';
-import { CloseCode, RpcCode } from '../src/protocol/codes.js';
-import type { DaemonConfig } from '../src/daemon/files/config.js';
-import { Metrics } from '../src/daemon/files/metrics.js';
-import { RETRY_AFTER_MS, Session } from '../src/daemon/sessions/session.js';
-import { InMemoryTransport } from '../src/transport/in-memory.js';
-import { hubRig, settle, type HubRig } from './fixtures/hub-rig.js';
+import { CloseCode, RpcCode } from '../../src/protocol/codes.js';
+import type { DaemonConfig } from '../../src/daemon/files/config.js';
+import { Metrics } from '../../src/daemon/files/metrics.js';
+import { RETRY_AFTER_MS, Session } from '../../src/daemon/sessions/session.js';
+import { InMemoryTransport } from '../../src/transport/in-memory.js';
+import { hubRig, settle, type HubRig } from '../fixtures/hub-rig.js';
 
 type Json = Record<string, unknown>;
 

@@ -14,7 +14,7 @@ import {
   parseAck,
   parseProofFrame,
   type OpeningRefusal,
-} from '../src/protocol/hello.js';
+} from '../../src/protocol/hello.js';
 
 const NONCE = 'A'.repeat(42) + '_';
 const HELLO = { type: 'hello', protocol: PROTOCOL_VERSION };

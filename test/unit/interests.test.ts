@@ -5,9 +5,9 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Interests } from '../src/mux/interests.js';
-import type { CallOutcome } from '../src/hosting/server-link.js';
-import type { Upstream } from '../src/hosting/upstream.js';
+import { Interests } from '../../src/mux/interests.js';
+import type { CallOutcome } from '../../src/hosting/server-link.js';
+import type { Upstream } from '../../src/hosting/upstream.js';
 
 /** A server whose answers the test releases one by one, recording what it was sent. */
 function scriptedServer() {

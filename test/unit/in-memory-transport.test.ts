@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { setImmediate as tick } from 'node:timers/promises';
-import { InMemoryTransport } from '../src/transport/in-memory.js';
+import { InMemoryTransport } from '../../src/transport/in-memory.js';
 
 test('messages arrive in order, later, as text; related ids are recorded', async () => {
   const [a, b] = InMemoryTransport.pair('http');

@@ -13,12 +13,12 @@ import { McpServer, ResourceTemplate } from '@modelcontextprotocol/sdk/server/mc
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import { ListToolsRequestSchema } from '@modelcontextprotocol/sdk/types.js';
-import { RpcCode } from '../src/protocol/codes.js';
-import { linkInMemory } from '../src/builtin/builtin.js';
-import { ServerLink } from '../src/hosting/server-link.js';
-import { Upstream } from '../src/hosting/upstream.js';
-import { Catalog, type CatalogView, type ListOutcome } from '../src/mux/catalog.js';
-import type { ListKind } from '../src/mux/lists.js';
+import { RpcCode } from '../../src/protocol/codes.js';
+import { linkInMemory } from '../../src/builtin/builtin.js';
+import { ServerLink } from '../../src/hosting/server-link.js';
+import { Upstream } from '../../src/hosting/upstream.js';
+import { Catalog, type CatalogView, type ListOutcome } from '../../src/mux/catalog.js';
+import type { ListKind } from '../../src/mux/lists.js';
 
 const made: Upstream[] = [];
 after(async () => {

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, mock, test } from 'node:test';
-import { ACK_DELAY_MS, ACK_EVERY_BYTES, ACK_EVERY_FRAMES, AckCounter } from '../src/shim/acks.js';
+import { ACK_DELAY_MS, ACK_EVERY_BYTES, ACK_EVERY_FRAMES, AckCounter } from '../../src/shim/acks.js';
 
 beforeEach(() => mock.timers.enable({ apis: ['setTimeout'] }));
 afterEach(() => mock.timers.reset());

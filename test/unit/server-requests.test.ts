@@ -10,14 +10,14 @@ import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { CreateMessageResultSchema, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
-import { RpcCode } from '../src/protocol/codes.js';
-import type { Answer } from '../src/protocol/jsonrpc.js';
-import { Cancellation } from '../src/hosting/cancellation.js';
-import { ServerLink } from '../src/hosting/server-link.js';
-import { MemoryLearnedTools, ServerRequests } from '../src/mux/server-requests.js';
-import { SessionContext, type SessionCore } from '../src/mux/session-context.js';
-import { SessionGate } from '../src/mux/session-gate.js';
-import { Upstream } from '../src/hosting/upstream.js';
+import { RpcCode } from '../../src/protocol/codes.js';
+import type { Answer } from '../../src/protocol/jsonrpc.js';
+import { Cancellation } from '../../src/hosting/cancellation.js';
+import { ServerLink } from '../../src/hosting/server-link.js';
+import { MemoryLearnedTools, ServerRequests } from '../../src/mux/server-requests.js';
+import { SessionContext, type SessionCore } from '../../src/mux/session-context.js';
+import { SessionGate } from '../../src/mux/session-gate.js';
+import { Upstream } from '../../src/hosting/upstream.js';
 
 /** A server whose `ask` tool samples the client with its prompt; `slow` does not ask. */
 function askingServer(): McpServer {

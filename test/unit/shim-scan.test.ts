@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { MAX_SCAN_DEPTH, headOf, readHead } from '../src/shim/scan.js';
+import { MAX_SCAN_DEPTH, headOf, readHead } from '../../src/shim/scan.js';
 
 /** The yardstick: the head as JSON.parse would give it; undefined when JSON.parse throws. */
 function parsedHead(text: string) {
