@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
-import { Cleanup, textOf, waitFor } from './helpers.js';
+import { Cleanup, textOf, waitFor, type DaemonHandle } from './helpers.js';
 import {
   cmdline,
   descendants,
@@ -63,7 +63,7 @@ describe('hosted servers failing', { concurrency: true }, () => {
   });
 
   /** Starts memory and everything through one session; returns their pids and every daemon descendant. */
-  async function startBoth(daemon: { port: number; token: string; pid: number; clientEnv: Record<string, string> }) {
+  async function startBoth(daemon: Pick<DaemonHandle, 'port' | 'token' | 'pid' | 'url'>) {
     const { client } = await connectWs(cleanup, daemon);
     await client.callTool({ name: 'memory__read_graph', arguments: {} });
     await client.callTool({ name: 'everything__echo', arguments: { message: 'up' } });

@@ -268,7 +268,7 @@ describe('hosted servers', { concurrency: 3 }, () => {
   test('two sessions using the same request ids at once each get only their own replies', async () => {
     const daemon = await sharedDaemon();
     const [left, right] = await Promise.all([openRawWindow(cleanup, daemon), openRawWindow(cleanup, daemon)]);
-    const shims = { left: left!, right: right! };
+    const shims = { left: left, right: right };
     const ids: (number | string)[] = [];
     for (let i = 1; i <= 10; i++) ids.push(i, String(i));
     const message = (who: string, id: number | string) => `${who}:${typeof id}:${id}`;
@@ -276,7 +276,12 @@ describe('hosted servers', { concurrency: 3 }, () => {
     // Both sessions send all twenty requests (ids 1..10 as numbers and as strings) at once.
     for (const id of ids) {
       for (const [who, shim] of Object.entries(shims)) {
-        shim.send({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'everything__echo', arguments: { message: message(who, id) } } });
+        shim.send({
+          jsonrpc: '2.0',
+          id,
+          method: 'tools/call',
+          params: { name: 'everything__echo', arguments: { message: message(who, id) } },
+        });
       }
     }
     for (const [who, shim] of Object.entries(shims)) {

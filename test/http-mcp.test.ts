@@ -21,18 +21,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { after, describe, test, type TestContext } from 'node:test';
 import { CreateMessageRequestSchema, LoggingMessageNotificationSchema, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import {
-  Cleanup,
-  getHealth,
-  logPath,
-  openSocket,
-  sendHello,
-  startDaemon,
-  textOf,
-  waitFor,
-  within,
-  type DaemonHandle,
-} from './helpers.js';
+import { Cleanup, getHealth, logPath, openSocket, sendHello, startDaemon, textOf, waitFor, within, type DaemonHandle } from './helpers.js';
 import { connectEverythingDirect, everythingEntry, memoryEntry, serverReport, startHostingDaemon } from './fixtures/hosted-servers.js';
 
 import {

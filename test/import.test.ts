@@ -446,7 +446,12 @@ describe('exai-ws import', { concurrency: 4 }, () => {
 
   test('bad usage exits 2 with the usage line', async () => {
     const box = sandbox();
-    for (const [i, args] of [['--from', 'emacs'], [], ['--from', 'cursor', 'a.json', 'b.json'], ['--from', 'cursor', '--force']].entries()) {
+    for (const [i, args] of [
+      ['--from', 'emacs'],
+      [],
+      ['--from', 'cursor', 'a.json', 'b.json'],
+      ['--from', 'cursor', '--force'],
+    ].entries()) {
       const out = i === 0 ? await box.importCli(args) : await box.import(args);
       assert.equal(out.code, 2, `${args.join(' ')}: ${out.stderr}`);
       assert.equal(out.stdout, '');

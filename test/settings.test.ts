@@ -223,16 +223,18 @@ describe('settings', { concurrency: 4 }, () => {
     assert.equal(readSettings(settings).values.KIMI_API_KEY, undefined);
     if (process.platform !== 'win32') assert.equal(statSync(settings).mode & 0o777, 0o600, 'made private again');
 
-    for (const [args, why] of [
-      [['settings', 'set', 'EXAI_WS_MAX_SESSIONS=many'], /EXAI_WS_MAX_SESSIONS=many: /],
-      [['settings', 'set', 'PATH=/bin'], /PATH is not an exai-ws setting/],
-      [['settings', 'set', 'EXAI_WS_HOME=/x'], /EXAI_WS_HOME says where the settings are/],
-      [['settings', 'set', 'EXAI_WS_HOST=10.0.0.1'], /not a loopback address/],
-      [['settings', 'frob'], /unknown action 'frob'/],
-      [['settings', 'set', 'novalue'], /'novalue' is not NAME=value/],
-    ] as const) {
+    for (const [i, [args, why]] of (
+      [
+        [['settings', 'set', 'EXAI_WS_MAX_SESSIONS=many'], /EXAI_WS_MAX_SESSIONS=many: /],
+        [['settings', 'set', 'PATH=/bin'], /PATH is not an exai-ws setting/],
+        [['settings', 'set', 'EXAI_WS_HOME=/x'], /EXAI_WS_HOME says where the settings are/],
+        [['settings', 'set', 'EXAI_WS_HOST=10.0.0.1'], /not a loopback address/],
+        [['settings', 'frob'], /unknown action 'frob'/],
+        [['settings', 'set', 'novalue'], /'novalue' is not NAME=value/],
+      ] as const
+    ).entries()) {
       // The first through the real CLI (exit 2 as a user sees it), the others in this process.
-      const run = args[1] === 'EXAI_WS_MAX_SESSIONS=many' ? await runCli([...args], env) : await settingsHere(args.slice(1), env);
+      const run = i === 0 ? await runCli([...args], env) : await settingsHere(args.slice(1), env);
       assert.equal(run.code, 2, `${args.join(' ')}: ${run.stderr}`);
       assert.match(run.stderr, why);
     }

@@ -25,12 +25,16 @@ export async function openRawWindow(
   return {
     ws,
     send: (message) => ws.send(JSON.stringify(message)),
-    next: async (timeoutMs = 5_000) => (await nextJson(ws, timeoutMs)) as Message,
+    next: async (timeoutMs = 5_000) => await nextJson(ws, timeoutMs),
   };
 }
 
 /** Reads frames until the response with this id; returns it and everything before it. */
-export async function readUntilReply(window: RawWindow, id: unknown, timeoutMs = 10_000): Promise<{ response: Message; before: Message[] }> {
+export async function readUntilReply(
+  window: RawWindow,
+  id: unknown,
+  timeoutMs = 10_000,
+): Promise<{ response: Message; before: Message[] }> {
   const before: Message[] = [];
   const deadline = Date.now() + timeoutMs;
   for (;;) {
