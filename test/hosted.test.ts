@@ -268,7 +268,7 @@ describe('hosted servers', { concurrency: 3 }, () => {
   test('two sessions using the same request ids at once each get only their own replies', async () => {
     const daemon = await sharedDaemon();
     const [left, right] = await Promise.all([openRawWindow(cleanup, daemon), openRawWindow(cleanup, daemon)]);
-    const shims = { left: left, right: right };
+    const shims = { left, right };
     const ids: (number | string)[] = [];
     for (let i = 1; i <= 10; i++) ids.push(i, String(i));
     const message = (who: string, id: number | string) => `${who}:${typeof id}:${id}`;
