@@ -114,7 +114,8 @@ describe('the control channel', { concurrency: 3 }, () => {
   );
 
   test('exai-ws reload asks over the channel: exit 0, the change applied; a broken file is refused (409) and changes nothing', async () => {
-    const daemon = await startHostingDaemon(cleanup, (home) => ({ memory: memoryEntry(home) }));
+    // A list waits for memory however long its start takes on a loaded machine (the list wait is test/silent-server.test.ts's).
+    const daemon = await startHostingDaemon(cleanup, (home) => ({ memory: memoryEntry(home) }), { EXAI_WS_LIST_WAIT_MS: '0' });
     // A window as a shim opens it: what a reload changes is the daemon's lists.
     const { client } = await connectWs(cleanup, daemon);
     assert.ok((await client.listTools()).tools.some((t) => t.name === 'memory__read_graph'));

@@ -22,7 +22,8 @@ async function replay(proc: Pick<RawShim, 'send' | 'nextLine'>, lines: string[])
   for (const line of lines) proc.send(line);
   const replies = new Map<string | number, unknown>();
   for (let i = 0; i < requestsOf(lines).length; i++) {
-    const reply = JSON.parse(await proc.nextLine()) as { id: string | number };
+    // A bound, not a wait: generous, since the openings replay side by side on a loaded machine.
+    const reply = JSON.parse(await proc.nextLine(20_000)) as { id: string | number };
     assert.ok(!replies.has(reply.id), `two replies for id ${reply.id}`);
     replies.set(reply.id, reply);
   }

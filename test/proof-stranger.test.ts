@@ -304,18 +304,11 @@ function assertStrangerLine(line: string, port: number, what: string): void {
   assert.match(line, /nothing was sent to it/, what);
 }
 
-/** Runs `job` for every case at once; fails with the first failure once all have settled. */
-async function eachAtOnce<T>(cases: readonly T[], job: (c: T) => Promise<void>): Promise<void> {
-  const outcomes = await Promise.allSettled(cases.map(job));
-  for (const outcome of outcomes) if (outcome.status === 'rejected') throw outcome.reason;
-}
-
 // ---- the tests ------------------------------------------------------------------------------
 // Each test has its own daemon, home and processes: they run side by side.
 describe('proof against strangers', { concurrency: true }, () => {
   test('a shim meets an impostor on the user port, with no address card and with a stale card naming it: it sends nothing of value', async () => {
-    // The two cases have their own impostor and home: they run side by side.
-    await eachAtOnce([false, true], async (withCard) => {
+    for (const withCard of [false, true]) {
       const what = withCard ? 'stale card' : 'no card';
       const recorder = await new Recorder(await impostor(4242)).start();
       const home = withCard ? userHome(TOKEN, { port: recorder.port, pid: await deadPid() }) : userHome(TOKEN);
@@ -331,7 +324,7 @@ describe('proof against strangers', { concurrency: true }, () => {
       // The recording is real: the challenge was read from the unmasked frames.
       assert.match(recorder.clientText(), /"type":"challenge","nonce":"[A-Za-z0-9_-]{43}"/, what);
       assertNothingOfValue(recorder, TOKEN, what);
-    });
+    }
   });
 
   test('a shim meets a plain HTTP server on the user port: a failed attempt, one line naming the port, nothing sent', async () => {
@@ -348,16 +341,14 @@ describe('proof against strangers', { concurrency: true }, () => {
   test('exai-ws status and open against an impostor behind a card: nothing of value sent, one line naming the port', async () => {
     // No card: status does not go near the default port at all.
     const idle = await new Recorder(await impostor(4242)).start();
-    // Each command reads its own home and only records go to the recorders: they run side by side.
-    const [noCard, dead] = await Promise.all([
-      runCli(['status'], { EXAI_WS_HOME: userHome(TOKEN), EXAI_WS_TEST_DEFAULT_PORT: String(idle.port) }),
-      // A stale card whose process is gone: stale, nothing asked.
-      deadPid().then((pid) =>
-        runCli(['status'], { EXAI_WS_HOME: userHome(TOKEN, { port: idle.port, pid }), EXAI_WS_TEST_DEFAULT_PORT: String(idle.port) }),
-      ),
-    ]);
+    const noCard = await runCli(['status'], { EXAI_WS_HOME: userHome(TOKEN), EXAI_WS_TEST_DEFAULT_PORT: String(idle.port) });
     assert.equal(noCard.code, 1);
     assert.match(noCard.stderr, /^exai-ws: no daemon is running \(no address card at .*\)\n$/);
+    // A stale card whose process is gone: stale, nothing asked.
+    const dead = await runCli(['status'], {
+      EXAI_WS_HOME: userHome(TOKEN, { port: idle.port, pid: await deadPid() }),
+      EXAI_WS_TEST_DEFAULT_PORT: String(idle.port),
+    });
     assert.equal(dead.code, 1);
     assert.match(dead.stderr, /^exai-ws: not running \(stale pid file .* from pid \d+\)\n$/);
     assert.equal(idle.connections.length, 0, 'status sent nothing to the default port or a dead card');
@@ -366,19 +357,16 @@ describe('proof against strangers', { concurrency: true }, () => {
     const reused = livePid();
     const recorder = await new Recorder(await impostor(1)).start();
     const home = userHome(TOKEN, { port: recorder.port, pid: reused });
-    const [status, statusJson, open] = await Promise.all([
-      runCli(['status'], { EXAI_WS_HOME: home }),
-      runCli(['status', '--json'], { EXAI_WS_HOME: home }),
-      runCli(['open', '--print'], { EXAI_WS_HOME: home }),
-    ]);
+    const status = await runCli(['status'], { EXAI_WS_HOME: home });
     assert.equal(status.code, 1);
     const lines = status.stderr.trim().split('\n');
     assert.equal(lines.length, 1, status.stderr);
     assert.match(lines[0] as string, /^exai-ws: not running \(stale pid file .* from pid \d+\); something else holds/);
     assertStrangerLine(lines[0] as string, recorder.port, 'status');
-    const json = JSON.parse(statusJson.stdout) as { status: string; error: string };
+    const json = JSON.parse((await runCli(['status', '--json'], { EXAI_WS_HOME: home })).stdout) as { status: string; error: string };
     assert.equal(json.status, 'down');
     assertStrangerLine(json.error, recorder.port, 'status --json');
+    const open = await runCli(['open', '--print'], { EXAI_WS_HOME: home });
     assert.equal(open.code, 1);
     assert.equal(open.stdout, '');
     assertStrangerLine(open.stderr.trim(), recorder.port, 'open');
@@ -388,21 +376,18 @@ describe('proof against strangers', { concurrency: true }, () => {
     // An impostor that even answers liveness as the card's pid: still no token, no full report.
     const mimic = await new Recorder(await impostor(reused)).start();
     const mimicHome = userHome(TOKEN, { port: mimic.port, pid: reused });
-    const [limited, reload] = await Promise.all([
-      runCli(['status', '--json'], { EXAI_WS_HOME: mimicHome }),
-      runCli(['reload'], { EXAI_WS_HOME: mimicHome }),
-    ]);
+    const limited = await runCli(['status', '--json'], { EXAI_WS_HOME: mimicHome });
     assert.equal(limited.code, 1);
     const view = JSON.parse(limited.stdout) as { limited: string | null };
     assert.match(view.limited ?? '', /did not prove that it holds this home's token, so nothing was sent to it/);
+    const reload = await runCli(['reload'], { EXAI_WS_HOME: mimicHome });
     assert.equal(reload.code, 1);
     assertNothingOfValue(mimic, TOKEN, 'status --json and reload against a mimic');
   });
 
   test("a relay on another port in front of the real daemon, Host rewritten or not, cannot get a shim's hello", async () => {
     const daemon: DaemonHandle = await startDaemon(cleanup);
-    // Each case has its own relay and homes: they run side by side.
-    await eachAtOnce([false, true], async (rewrite) => {
+    for (const rewrite of [false, true]) {
       const what = rewrite ? 'Host rewritten' : 'Host as sent';
       const relay = await new Recorder(daemon.port, rewrite ? `127.0.0.1:${daemon.port}` : undefined).start();
       // The victim's home holds the same token as the daemon (it is the user's own daemon), but a
@@ -426,7 +411,7 @@ describe('proof against strangers', { concurrency: true }, () => {
       assert.equal(status.code, 1, what);
       assertStrangerLine(status.stderr, relay.port, `${what}: status`);
       assertNothingOfValue(relay, daemon.token, `${what}: status`);
-    });
+    }
     const health = await getHealth(daemon);
     assert.equal(health.sessions.total, 0, 'no session was opened through the relay');
   });
