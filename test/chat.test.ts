@@ -1,23 +1,13 @@
 /**
- * `listmodels` and `chat` through real shims and the real daemon, against a local fake
- * OpenAI-compatible server (the real Kimi / GLM endpoints are never reached in tests).
+ * `listmodels` and `chat` through the real daemon, against a local fake OpenAI-compatible server
+ * (the real Kimi / GLM endpoints are never reached in tests). The windows are SDK clients (or raw
+ * sessions) over their own WebSocket, as a shim opens them: what is tested is the daemon's tools.
  */
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
-import {
-  Cleanup,
-  connectShim,
-  getHealth,
-  initializeRaw,
-  metricsPath,
-  readJsonLines,
-  readUntilResponse,
-  spawnShim,
-  startDaemon,
-  textOf,
-  waitFor,
-  type ShimClient,
-} from './helpers.js';
+import { Cleanup, getHealth, metricsPath, readJsonLines, startDaemon, textOf, waitFor } from './helpers.js';
+import { connectWs, type WsWindow } from './fixtures-b/ws-client.js';
+import { openRawWindow, readUntilReply } from './fixtures-b2/raw-window.js';
 import { FakeOpenAI } from './fixtures/fake-openai.js';
 
 const cleanup = new Cleanup();
@@ -35,7 +25,7 @@ interface ToolResult {
   structuredContent?: Record<string, unknown>;
 }
 
-async function call(shim: ShimClient, name: string, args: Record<string, unknown> = {}): Promise<ToolResult> {
+async function call(shim: WsWindow, name: string, args: Record<string, unknown> = {}): Promise<ToolResult> {
   return (await shim.client.callTool({ name, arguments: args })) as ToolResult;
 }
 
@@ -50,7 +40,7 @@ describe('chat', { concurrency: 4 }, () => {
     const server = await fake();
     server.apiKey = 'test-key';
     const daemon = await startDaemon(cleanup, { env: openaiEnv(server) });
-    const windows = await Promise.all([connectShim(cleanup, daemon, { name: 'one' }), connectShim(cleanup, daemon, { name: 'two' })]);
+    const windows = await Promise.all([connectWs(cleanup, daemon, { name: 'one' }), connectWs(cleanup, daemon, { name: 'two' })]);
     await Promise.all(
       windows.map(async (w) => {
         const listed = await call(w, 'listmodels');
@@ -91,7 +81,7 @@ describe('chat', { concurrency: 4 }, () => {
     const server = await fake();
     server.respond = (body) => ({ text: `re: ${body.messages.at(-1)?.content}`, delayMs: 60 });
     const daemon = await startDaemon(cleanup, { env: openaiEnv(server, { EXAI_WS_OPENAI_MAX_INFLIGHT: '3' }) });
-    const sessions = await Promise.all([0, 1, 2].map(() => connectShim(cleanup, daemon)));
+    const sessions = await Promise.all([0, 1, 2].map(() => connectWs(cleanup, daemon)));
     const results = await Promise.all(
       sessions.flatMap((s, si) =>
         Array.from({ length: 10 }, async (_, i) => {
@@ -116,17 +106,14 @@ describe('chat', { concurrency: 4 }, () => {
     const daemon = await startDaemon(cleanup, { env: openaiEnv(server) });
 
     // What the daemon sends, frame by frame: every piece, in order, then the result.
-    const raw = spawnShim(cleanup, daemon.clientEnv);
-    await initializeRaw(raw);
-    raw.send(
-      JSON.stringify({
-        jsonrpc: '2.0',
-        id: 7,
-        method: 'tools/call',
-        params: { name: 'chat', arguments: { prompt: 'tell me' }, _meta: { progressToken: 'p1' } },
-      }),
-    );
-    const { response, before } = await readUntilResponse(raw, 7, 15_000);
+    const raw = await openRawWindow(cleanup, daemon);
+    raw.send({
+      jsonrpc: '2.0',
+      id: 7,
+      method: 'tools/call',
+      params: { name: 'chat', arguments: { prompt: 'tell me' }, _meta: { progressToken: 'p1' } },
+    });
+    const { response, before } = await readUntilReply(raw, 7, 15_000);
     assert.equal(textOf(response.result), answer);
     const progress = before
       .filter((m) => m.method === 'notifications/progress')
@@ -142,7 +129,7 @@ describe('chat', { concurrency: 4 }, () => {
 
     // Through the SDK client. SDK 1.x may drop a notification that arrives in one read with the
     // result (typescript-sdk#2580), so what it shows is an in-order prefix of the answer.
-    const shim = await connectShim(cleanup, daemon);
+    const shim = await connectWs(cleanup, daemon);
     const seen: { progress: number; message?: string }[] = [];
     const result = (await shim.client.callTool({ name: 'chat', arguments: { prompt: 'tell me' } }, undefined, {
       onprogress: (p) => seen.push({ progress: p.progress, message: p.message }),
@@ -158,7 +145,7 @@ describe('chat', { concurrency: 4 }, () => {
     const server = await fake();
     server.script.push({ chunks: Array.from({ length: 100 }, (_, i) => `w${i} `), chunkDelayMs: 50 });
     const daemon = await startDaemon(cleanup, { env: openaiEnv(server, { EXAI_WS_OPENAI_MAX_INFLIGHT: '1' }) });
-    const shim = await connectShim(cleanup, daemon);
+    const shim = await connectWs(cleanup, daemon);
     const controller = new AbortController();
     let progressed = 0;
     const cancelled = shim.client.callTool({ name: 'chat', arguments: { prompt: 'long story' } }, undefined, {
@@ -182,7 +169,7 @@ describe('chat', { concurrency: 4 }, () => {
     const daemon = await startDaemon(cleanup, {
       env: openaiEnv(server, { EXAI_WS_PROVIDER_MAX_ATTEMPTS: '2', EXAI_WS_METRICS_INTERVAL_MS: '200' }),
     });
-    const shim = await connectShim(cleanup, daemon);
+    const shim = await connectWs(cleanup, daemon);
     const startedMs = Date.now();
     const ok = await call(shim, 'chat', { prompt: 'ping' });
     assert.ok(!ok.isError, textOf(ok));
@@ -212,7 +199,7 @@ describe('chat', { concurrency: 4 }, () => {
   test('no key, bad key, unknown model and timeout each give a clear isError result, and the session goes on', async () => {
     // No provider configured at all.
     const bare = await startDaemon(cleanup);
-    const lonely = await connectShim(cleanup, bare);
+    const lonely = await connectWs(cleanup, bare);
     const none = await call(lonely, 'chat', { prompt: 'ping' });
     assert.equal(none.isError, true);
     assert.match(textOf(none), /KIMI_API_KEY/);
@@ -236,7 +223,7 @@ describe('chat', { concurrency: 4 }, () => {
         KIMI_API_URL: server.url,
       },
     });
-    const shim = await connectShim(cleanup, daemon);
+    const shim = await connectWs(cleanup, daemon);
     const slow = await call(shim, 'chat', { prompt: 'ping', model: 'fake-small' });
     assert.equal(slow.isError, true);
     assert.match(textOf(slow), /did not finish within 500 ms/);

@@ -11,14 +11,42 @@ import { after, describe, test } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { runClientSetupCommand } from '../src/commands/client-setup.js';
 import { memoryEntry, startHostingDaemon } from './fixtures/hosted-servers.js';
-import { Cleanup, SHIM, baseEnv, makeHome, startDaemon, textOf, runCli, type CliRun } from './helpers.js';
+import { Cleanup, SHIM, baseEnv, makeHome, startDaemon, textOf, runCli, type CliRun, type DaemonHandle } from './helpers.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());
 
+/** The real CLI, `exai-ws config ARGS`, as a user runs it: argv, stdout, stderr and exit code. */
 function config(args: string[], env: Record<string, string>): Promise<CliRun> {
   return runCli(['config', ...args], env);
+}
+
+/**
+ * The same command in this process (the function the CLI calls, with the test environment plus
+ * `env`): what it prints, for the many outputs checked here, without a process each (about 0.35 s
+ * of CPU a run). The tests still run the real CLI for exit 0, exit 2 with usage, and every entry pasted.
+ */
+async function configHere(args: string[], env: Record<string, string>): Promise<CliRun> {
+  let stdout = '';
+  let stderr = '';
+  const code = await runClientSetupCommand(args, {
+    env: { ...baseEnv(), ...env },
+    stdout: { write: (text: string) => (stdout += text) },
+    stderr: { write: (text: string) => (stderr += text) },
+  });
+  return { code, stdout, stderr };
+}
+
+let plain: Promise<DaemonHandle> | undefined;
+/**
+ * One plain daemon for the tests that only read its port, token and pid and open sessions of their
+ * own on it: none stops, restarts or reconfigures it, so a fresh one each would prove nothing more.
+ */
+function plainDaemon(): Promise<DaemonHandle> {
+  plain ??= startDaemon(cleanup, { plain: true });
+  return plain;
 }
 
 type Json = Record<string, unknown>;
@@ -61,10 +89,10 @@ function homeWithToken(token: string | null): string {
   );
   return home;
 }
-// Each test has its own daemon, home and processes: they run side by side.
+// Each test has its own home and processes (the plain daemon is shared, see plainDaemon): they run side by side.
 describe('exai-ws config', { concurrency: 4 }, () => {
   test('every client gets entries that parse, with the running daemon port, the home token and absolute paths', async () => {
-    const daemon = await startDaemon(cleanup, { plain: true });
+    const daemon = await plainDaemon();
     const env = { EXAI_WS_HOME: daemon.home };
     const url = `http://127.0.0.1:${daemon.port}/mcp`;
     const authorization = `Bearer ${daemon.token}`;
@@ -83,13 +111,13 @@ describe('exai-ws config', { concurrency: 4 }, () => {
     assert.match(vscode.stdout, /holds the daemon token, a secret/);
     assert.match(vscode.stdout, new RegExp(`port ${daemon.port}: the running daemon's \\(pid ${daemon.pid}`));
 
-    const cursor = await config(['cursor'], env);
+    const cursor = await configHere(['cursor'], env);
     const [cHttp, cShim] = jsonBlocks(cursor.stdout);
     assert.deepEqual(entryOf(cHttp, 'mcpServers'), { url, headers: { Authorization: authorization } });
     assert.deepEqual(entryOf(cShim, 'mcpServers'), { command: process.execPath, args: shimArgs, env: { EXAI_WS_HOME: daemon.home } });
     assert.match(cursor.stdout, /holds the daemon token, a secret/);
 
-    const claudeCode = await config(['claude-code'], env);
+    const claudeCode = await configHere(['claude-code'], env);
     assert.ok(
       claudeCode.stdout.includes(
         `claude mcp add --scope user --transport http exai-ws ${url} --header 'Authorization: Bearer ${daemon.token}'`,
@@ -108,7 +136,7 @@ describe('exai-ws config', { concurrency: 4 }, () => {
       env: { EXAI_WS_HOME: daemon.home },
     });
 
-    const gemini = await config(['gemini'], env);
+    const gemini = await configHere(['gemini'], env);
     assert.equal(gemini.code, 0, gemini.stderr);
     assert.ok(
       gemini.stdout.includes(
@@ -120,7 +148,7 @@ describe('exai-ws config', { concurrency: 4 }, () => {
     assert.deepEqual(entryOf(gHttp, 'mcpServers'), { httpUrl: url, headers: { Authorization: authorization } });
     assert.deepEqual(entryOf(gShim, 'mcpServers'), { command: process.execPath, args: shimArgs, env: { EXAI_WS_HOME: daemon.home } });
 
-    const codex = await config(['codex'], env);
+    const codex = await configHere(['codex'], env);
     assert.equal(codex.code, 0, codex.stderr);
     const codexLines = codex.stdout.split('\n');
     assert.ok(codexLines.includes(`export CODEX_EXAI_WS_TOKEN=${daemon.token}`), codex.stdout);
@@ -136,7 +164,7 @@ describe('exai-ws config', { concurrency: 4 }, () => {
     );
     assert.equal(readState(daemon.home).url_port, daemon.port, 'the port the URL entries name is remembered');
 
-    const desktop = await config(['claude-desktop'], env);
+    const desktop = await configHere(['claude-desktop'], env);
     const blocks = jsonBlocks(desktop.stdout);
     assert.equal(blocks.length, 1, 'Claude Desktop gets the shim form only');
     assert.deepEqual(entryOf(blocks[0], 'mcpServers'), { command: process.execPath, args: shimArgs, env: { EXAI_WS_HOME: daemon.home } });
@@ -149,7 +177,7 @@ describe('exai-ws config', { concurrency: 4 }, () => {
     const settings = join(home, 'daemon.env');
     const env = { EXAI_WS_HOME: home, EXAI_WS_SETTINGS: settings, EXAI_WS_TEST_DEFAULT_PORT: '4999' };
 
-    const byDefault = await config(['cursor'], env);
+    const byDefault = await configHere(['cursor'], env);
     assert.equal(byDefault.code, 0, byDefault.stderr);
     assert.deepEqual(entryOf(jsonBlocks(byDefault.stdout)[0], 'mcpServers'), {
       url: 'http://127.0.0.1:4999/mcp',
@@ -159,13 +187,13 @@ describe('exai-ws config', { concurrency: 4 }, () => {
     assert.equal(readState(home).url_port, 4999);
 
     writeFileSync(join(home, 'state.json'), JSON.stringify({ port: 23456, url_port: 4999 }));
-    const remembered = await config(['vscode'], env);
+    const remembered = await configHere(['vscode'], env);
     assert.equal(entryOf(jsonBlocks(remembered.stdout)[0], 'servers').url, 'http://127.0.0.1:23456/mcp');
     assert.match(remembered.stdout, /port 23456: the port this home's daemon last listened on/);
     assert.deepEqual(readState(home), { port: 23456, url_port: 23456 }, 'url_port follows what was printed');
 
     writeFileSync(settings, 'EXAI_WS_PORT=4567\nEXAI_WS_TOKEN=settings-token-0123456789abc\n', { mode: 0o600 });
-    const fromSettings = await config(['vscode'], { ...env, EXAI_WS_PORT: '7777' });
+    const fromSettings = await configHere(['vscode'], { ...env, EXAI_WS_PORT: '7777' });
     assert.equal(fromSettings.code, 0, fromSettings.stderr);
     assert.deepEqual(entryOf(jsonBlocks(fromSettings.stdout)[0], 'servers'), {
       type: 'http',
@@ -182,11 +210,11 @@ describe('exai-ws config', { concurrency: 4 }, () => {
     );
 
     writeFileSync(settings, 'EXAI_WS_PORT=0\n', { mode: 0o600 });
-    const anyPort = await config(['vscode'], env);
+    const anyPort = await configHere(['vscode'], env);
     assert.equal(entryOf(jsonBlocks(anyPort.stdout)[0], 'servers').url, 'http://127.0.0.1:23456/mcp');
     assert.match(anyPort.stdout, /port 23456 is a guess: EXAI_WS_PORT=0 in .* picks a new port at every start/);
 
-    const fromEnv = await config(['cursor'], { ...env, EXAI_WS_TOKEN: 'env-token-0123456789abcdef' });
+    const fromEnv = await configHere(['cursor'], { ...env, EXAI_WS_TOKEN: 'env-token-0123456789abcdef' });
     assert.deepEqual(entryOf(jsonBlocks(fromEnv.stdout)[0], 'mcpServers').headers, { Authorization: 'Bearer env-token-0123456789abcdef' });
   });
 
@@ -194,28 +222,28 @@ describe('exai-ws config', { concurrency: 4 }, () => {
     const state = makeHome(cleanup);
     const home = join(state, 'exai-ws');
     for (const client of ['vscode', 'claude-desktop', 'gemini']) {
-      const out = await config([client], { XDG_STATE_HOME: state, EXAI_WS_HOME: home });
+      const out = await configHere([client], { XDG_STATE_HOME: state, EXAI_WS_HOME: home });
       assert.equal(out.code, 0, out.stderr);
       const shim = jsonBlocks(out.stdout).at(-1);
       const entry = entryOf(shim, client === 'vscode' ? 'servers' : 'mcpServers');
       assert.equal(entry.env, undefined, `${client}: ${JSON.stringify(entry)}`);
       assert.deepEqual(entry.args, [SHIM]);
     }
-    const claudeCode = await config(['claude-code'], { XDG_STATE_HOME: state, EXAI_WS_HOME: home });
+    const claudeCode = await configHere(['claude-code'], { XDG_STATE_HOME: state, EXAI_WS_HOME: home });
     assert.ok(claudeCode.stdout.includes(`claude mcp add --scope user exai-ws -- ${process.execPath} ${SHIM}\n`), claudeCode.stdout);
-    const codex = await config(['codex'], { XDG_STATE_HOME: state });
+    const codex = await configHere(['codex'], { XDG_STATE_HOME: state });
     assert.ok(codex.stdout.includes(`codex mcp add exai-ws -- ${process.execPath} ${SHIM}\n`), codex.stdout);
-    const other = await config(['cursor'], { XDG_STATE_HOME: state, EXAI_WS_HOME: join(state, 'elsewhere') });
+    const other = await configHere(['cursor'], { XDG_STATE_HOME: state, EXAI_WS_HOME: join(state, 'elsewhere') });
     assert.deepEqual(entryOf(jsonBlocks(other.stdout).at(-1), 'mcpServers').env, { EXAI_WS_HOME: join(state, 'elsewhere') });
   });
 
   test('before the daemon ever ran: a placeholder and a note, never a crash', async () => {
     const home = homeWithToken(null);
-    const out = await config(['vscode'], { EXAI_WS_HOME: home });
+    const out = await configHere(['vscode'], { EXAI_WS_HOME: home });
     assert.equal(out.code, 0, out.stderr);
     assert.equal(entryOf(jsonBlocks(out.stdout)[0], 'servers').headers?.Authorization, 'Bearer <token>');
     assert.match(out.stdout, /token: none yet: the daemon creates .*token when it first starts/);
-    const missingHome = await config(['claude-code'], { EXAI_WS_HOME: join(home, 'not', 'there') });
+    const missingHome = await configHere(['claude-code'], { EXAI_WS_HOME: join(home, 'not', 'there') });
     assert.equal(missingHome.code, 0, missingHome.stderr);
     assert.match(missingHome.stdout, /--header 'Authorization: Bearer <token>'/);
   });
@@ -225,15 +253,15 @@ describe('exai-ws config', { concurrency: 4 }, () => {
     const configFile = join(home, 'servers.json');
     writeFileSync(configFile, JSON.stringify({ mcpServers: { memory: { command: 'node', args: ['x.js'] } } }));
     const env = { EXAI_WS_HOME: home, EXAI_WS_CONFIG: configFile };
-    const out = await config(['vscode', '--server', 'memory'], env);
+    const out = await configHere(['vscode', '--server', 'memory'], env);
     assert.equal(out.code, 0, out.stderr);
     const [http, shim] = jsonBlocks(out.stdout);
     assert.equal(entryOf(http, 'servers', 'memory').url, 'http://127.0.0.1:8765/mcp/memory');
     assert.deepEqual(entryOf(shim, 'servers', 'memory').args, [SHIM, '--server', 'memory']);
     assert.doesNotMatch(out.stdout, /not among the hosted servers/);
-    const typo = await config(['cursor', '--server', 'memroy'], env);
+    const typo = await configHere(['cursor', '--server', 'memroy'], env);
     assert.match(typo.stdout, /"memroy" is not among the hosted servers in .*servers\.json/);
-    const bad = await config(['cursor', '--server', 'a__b'], env);
+    const bad = await configHere(['cursor', '--server', 'a__b'], env);
     assert.equal(bad.code, 2);
     const unknown = await config(['emacs'], env);
     assert.equal(unknown.code, 2);
@@ -241,7 +269,7 @@ describe('exai-ws config', { concurrency: 4 }, () => {
   });
 
   test('pasted as printed, the shim entry serves an MCP client', async () => {
-    const daemon = await startDaemon(cleanup, { plain: true });
+    const daemon = await plainDaemon();
     const out = await config(['claude-desktop'], { EXAI_WS_HOME: daemon.home });
     const entry = entryOf(jsonBlocks(out.stdout)[0], 'mcpServers');
     const transport = new StdioClientTransport({
@@ -258,7 +286,7 @@ describe('exai-ws config', { concurrency: 4 }, () => {
   });
 
   test('pasted as printed, the VS Code URL entry opens a Streamable HTTP session and serves the official SDK client', async () => {
-    const daemon = await startDaemon(cleanup, { plain: true });
+    const daemon = await plainDaemon();
     const out = await config(['vscode'], { EXAI_WS_HOME: daemon.home });
     const entry = entryOf(jsonBlocks(out.stdout)[0], 'servers');
     const response = await fetch(entry.url as string, {
@@ -286,7 +314,7 @@ describe('exai-ws config', { concurrency: 4 }, () => {
   });
 
   test('pasted as printed, the Gemini CLI settings entry and the Codex table with its exported variable open sessions', async () => {
-    const daemon = await startDaemon(cleanup, { plain: true });
+    const daemon = await plainDaemon();
     const gemini = await config(['gemini'], { EXAI_WS_HOME: daemon.home });
     const entry = entryOf(jsonBlocks(gemini.stdout)[0], 'mcpServers') as Entry & { httpUrl?: string };
     const codex = await config(['codex'], { EXAI_WS_HOME: daemon.home });

@@ -28,6 +28,7 @@ import { readAddressCard } from '../src/local/files.js';
 import { Cleanup, connectShim, getHealth, logPath, readJsonLines, runCli, startDaemon, textOf, waitFor, within } from './helpers.js';
 import { memoryEntry, processGone, startHostingDaemon, waitReady } from './fixtures/hosted-servers.js';
 import { coldHome, shimEnv } from './fixtures/autostarted.js';
+import { connectWs } from './fixtures-b/ws-client.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());
@@ -87,7 +88,8 @@ describe('the control channel', { concurrency: 3 }, () => {
     async () => {
       const daemon = await startHostingDaemon(cleanup, (home) => ({ memory: memoryEntry(home, { start: 'eager' }) }));
       const memory = await waitReady(daemon, 'memory');
-      const window = await connectShim(cleanup, daemon);
+      // An open window, as a shim holds it: the stop is graceful with a session attached.
+      const window = await connectWs(cleanup, daemon);
       assert.match(textOf(await window.client.callTool({ name: 'version', arguments: {} })), /exai-ws/);
 
       const stop = await runCli(['stop'], daemon.clientEnv);
@@ -112,8 +114,10 @@ describe('the control channel', { concurrency: 3 }, () => {
   );
 
   test('exai-ws reload asks over the channel: exit 0, the change applied; a broken file is refused (409) and changes nothing', async () => {
-    const daemon = await startHostingDaemon(cleanup, (home) => ({ memory: memoryEntry(home) }));
-    const { client } = await connectShim(cleanup, daemon);
+    // A list waits for memory however long its start takes on a loaded machine (the list wait is test/silent-server.test.ts's).
+    const daemon = await startHostingDaemon(cleanup, (home) => ({ memory: memoryEntry(home) }), { EXAI_WS_LIST_WAIT_MS: '0' });
+    // A window as a shim opens it: what a reload changes is the daemon's lists.
+    const { client } = await connectWs(cleanup, daemon);
     assert.ok((await client.listTools()).tools.some((t) => t.name === 'memory__read_graph'));
 
     writeConfig(daemon.home, {

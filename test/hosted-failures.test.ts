@@ -1,12 +1,13 @@
 /**
  * Hosted servers when things go wrong or go quiet: a server killed mid-call, the daemon
  * killed with SIGKILL or stopped with SIGTERM (no hosted process may outlive it), eager and
- * lazy start, and idle stop. Real daemon, real shims, the real npm servers.
+ * lazy start, and idle stop. Real daemon, the real npm servers; the windows are SDK clients over
+ * their own WebSocket, as a shim opens them (what is tested is the daemon's hosting, not the shim).
  */
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
-import { Cleanup, connectShim, textOf, waitFor } from './helpers.js';
+import { Cleanup, textOf, waitFor, type DaemonHandle } from './helpers.js';
 import {
   cmdline,
   descendants,
@@ -17,6 +18,7 @@ import {
   startHostingDaemon,
   waitReady,
 } from './fixtures/hosted-servers.js';
+import { connectWs } from './fixtures-b/ws-client.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());
@@ -27,7 +29,7 @@ const UPSTREAM_UNAVAILABLE = -32011;
 describe('hosted servers failing', { concurrency: true }, () => {
   test('a hosted server killed mid-call fails that call with -32011; the next call runs on a restarted server', async () => {
     const daemon = await startHostingDaemon(cleanup, () => ({ everything: everythingEntry() }));
-    const { client } = await connectShim(cleanup, daemon);
+    const { client } = await connectWs(cleanup, daemon);
     let progressed = 0;
     const call = client
       .callTool({ name: 'everything__trigger-long-running-operation', arguments: { duration: 10, steps: 10 } }, undefined, {
@@ -61,8 +63,8 @@ describe('hosted servers failing', { concurrency: true }, () => {
   });
 
   /** Starts memory and everything through one session; returns their pids and every daemon descendant. */
-  async function startBoth(daemon: { port: number; token: string; pid: number; clientEnv: Record<string, string> }) {
-    const { client } = await connectShim(cleanup, daemon);
+  async function startBoth(daemon: Pick<DaemonHandle, 'port' | 'token' | 'pid' | 'url'>) {
+    const { client } = await connectWs(cleanup, daemon);
     await client.callTool({ name: 'memory__read_graph', arguments: {} });
     await client.callTool({ name: 'everything__echo', arguments: { message: 'up' } });
     const memory = (await waitReady(daemon, 'memory')).pid;
@@ -107,7 +109,7 @@ describe('hosted servers failing', { concurrency: true }, () => {
     assert.equal(lazy.pid, null);
 
     // Connecting is not using: initialize alone starts nothing.
-    const { client } = await connectShim(cleanup, daemon);
+    const { client } = await connectWs(cleanup, daemon);
     assert.equal((await serverReport(daemon, 'memory')).state, 'stopped');
     await client.callTool({ name: 'memory__read_graph', arguments: {} });
     const used = await serverReport(daemon, 'memory');
@@ -119,7 +121,7 @@ describe('hosted servers failing', { concurrency: true }, () => {
   test('a server with idle_timeout_ms stops once no session uses it, and starts again on the next call', async () => {
     const idleMs = 300;
     const daemon = await startHostingDaemon(cleanup, (home) => ({ memory: memoryEntry(home, { idle_timeout_ms: idleMs }) }));
-    const first = await connectShim(cleanup, daemon);
+    const first = await connectWs(cleanup, daemon);
     await first.client.callTool({
       name: 'memory__create_entities',
       arguments: { entities: [{ name: 'kept-on-disk', entityType: 'test', observations: ['before the idle stop'] }] },
@@ -140,7 +142,7 @@ describe('hosted servers failing', { concurrency: true }, () => {
     assert.equal(stopped.pid, null);
     assert.equal(stopped.restarts, 0, 'an idle stop is not a crash');
 
-    const second = await connectShim(cleanup, daemon);
+    const second = await connectWs(cleanup, daemon);
     const graph = JSON.parse(textOf(await second.client.callTool({ name: 'memory__read_graph', arguments: {} }))) as {
       entities: { name: string }[];
     };

@@ -19,9 +19,6 @@ import {
   spawnShim,
   textOf,
   waitFor,
-  initializeRaw,
-  readUntilResponse,
-  type Message,
   runCli,
   type DaemonHandle,
 } from './helpers.js';
@@ -38,6 +35,8 @@ import {
   type ServerEntry,
   type ServerReport,
 } from './fixtures/hosted-servers.js';
+import { connectWs } from './fixtures-b/ws-client.js';
+import { openRawWindow, readUntilReply } from './fixtures-b2/raw-window.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());
@@ -52,6 +51,17 @@ function hostingDaemon(servers: (home: string) => Record<string, ServerEntry>): 
   return startHostingDaemon(cleanup, servers, { EXAI_WS_LIST_WAIT_MS: '0' });
 }
 
+let both: Promise<DaemonHandle> | undefined;
+/**
+ * One daemon hosting everything and memory for the tests whose property is what their own
+ * sessions get (ids, progress, the one-server view) and that assert nothing daemon-wide (no
+ * session counts, restarts or server list): a fresh daemon each would prove nothing more.
+ */
+function sharedDaemon(): Promise<DaemonHandle> {
+  both ??= hostingDaemon((home) => ({ everything: everythingEntry(), memory: memoryEntry(home) }));
+  return both;
+}
+
 /** Items of one server in a merged list, with the `<server>__` prefix taken off. */
 function ownItems<T extends { name: string }>(items: T[], server: string): T[] {
   const prefix = `${server}__`;
@@ -62,12 +72,13 @@ function ownItems<T extends { name: string }>(items: T[], server: string): T[] {
 function withoutClock<T>(value: T): T {
   return JSON.parse(JSON.stringify(value).replace(/\b\d{1,2}:\d{2}:\d{2}(\s?[AP]M)?/g, '<time>')) as T;
 }
-// Each test has its own daemon, home and processes: they run side by side.
+// Each test has its own daemon (but for those on sharedDaemon), home and processes: they run side by side.
 describe('hosted servers', { concurrency: 3 }, () => {
   test('server-memory: two sessions share one process; an entity one session writes, the other reads', async () => {
     const daemon = await hostingDaemon((home) => ({ memory: memoryEntry(home) }));
-    const a = await connectShim(cleanup, daemon, { name: 'session-a' });
-    const b = await connectShim(cleanup, daemon, { name: 'session-b' });
+    // Windows as shims open them (what the shim itself does is test/shim.test.ts's).
+    const a = await connectWs(cleanup, daemon, { name: 'session-a' });
+    const b = await connectWs(cleanup, daemon, { name: 'session-b' });
 
     const created = await a.client.callTool({
       name: 'memory__create_entities',
@@ -170,25 +181,21 @@ describe('hosted servers', { concurrency: 3 }, () => {
   });
 
   test('progress reaches only the session whose call it belongs to, even when another uses the same id and token', async () => {
-    const daemon = await hostingDaemon(() => ({ everything: everythingEntry() }));
-    // Raw shims show the wire itself. (The SDK client can drop a last progress notification that
+    const daemon = await sharedDaemon();
+    // Raw sessions show the wire itself. (The SDK client can drop a last progress notification that
     // arrives in the same read as the result: it handles notifications a microtask late.)
-    const caller = spawnShim(cleanup, daemon.clientEnv);
-    const busy = spawnShim(cleanup, daemon.clientEnv);
-    const idle = spawnShim(cleanup, daemon.clientEnv);
-    await Promise.all([initializeRaw(caller), initializeRaw(busy), initializeRaw(idle)]);
+    const [caller, busy, idle] = await Promise.all([1, 2, 3].map(() => openRawWindow(cleanup, daemon)));
 
     // Two sessions, one request id and one progress token: 7 with 4 steps, 7 with 2 steps.
-    const longCall = (steps: number) =>
-      JSON.stringify({
-        jsonrpc: '2.0',
-        id: 7,
-        method: 'tools/call',
-        params: { name: LONG_OP, arguments: { duration: 1, steps }, _meta: { progressToken: 7 } },
-      });
-    caller.send(longCall(4));
-    busy.send(longCall(2));
-    const [callerReply, busyReply] = await Promise.all([readUntilResponse(caller, 7, 15_000), readUntilResponse(busy, 7, 15_000)]);
+    const longCall = (steps: number) => ({
+      jsonrpc: '2.0',
+      id: 7,
+      method: 'tools/call',
+      params: { name: LONG_OP, arguments: { duration: 1, steps }, _meta: { progressToken: 7 } },
+    });
+    caller!.send(longCall(4));
+    busy!.send(longCall(2));
+    const [callerReply, busyReply] = await Promise.all([readUntilReply(caller!, 7, 15_000), readUntilReply(busy!, 7, 15_000)]);
 
     assert.match(JSON.stringify(callerReply.response.result), /Steps: 4/);
     assert.deepEqual(
@@ -202,8 +209,8 @@ describe('hosted servers', { concurrency: 3 }, () => {
     );
 
     // Whatever the idle session was sent sits before the answer to its ping: no progress.
-    idle.send(JSON.stringify({ jsonrpc: '2.0', id: 'idle-ping', method: 'ping' }));
-    const idleReply = await readUntilResponse(idle, 'idle-ping');
+    idle!.send({ jsonrpc: '2.0', id: 'idle-ping', method: 'ping' });
+    const idleReply = await readUntilReply(idle!, 'idle-ping');
     assert.deepEqual(
       idleReply.before.filter((m) => m.method === 'notifications/progress'),
       [],
@@ -213,7 +220,7 @@ describe('hosted servers', { concurrency: 3 }, () => {
   test('cancelling a long-running call reaches the server; the session keeps working', async () => {
     // The tee passes everything through and keeps a copy of what the daemon sent the server.
     const { daemon, received } = await startTeedEverything(cleanup);
-    const { client } = await connectShim(cleanup, daemon);
+    const { client } = await connectWs(cleanup, daemon);
 
     // Cancelled while the (lazy) server is still starting: the request must never reach it.
     const early = new AbortController();
@@ -259,9 +266,9 @@ describe('hosted servers', { concurrency: 3 }, () => {
   });
 
   test('two sessions using the same request ids at once each get only their own replies', async () => {
-    const daemon = await hostingDaemon(() => ({ everything: everythingEntry() }));
-    const shims = { left: spawnShim(cleanup, daemon.clientEnv), right: spawnShim(cleanup, daemon.clientEnv) };
-    await Promise.all(Object.values(shims).map((shim) => initializeRaw(shim)));
+    const daemon = await sharedDaemon();
+    const [left, right] = await Promise.all([openRawWindow(cleanup, daemon), openRawWindow(cleanup, daemon)]);
+    const shims = { left, right };
     const ids: (number | string)[] = [];
     for (let i = 1; i <= 10; i++) ids.push(i, String(i));
     const message = (who: string, id: number | string) => `${who}:${typeof id}:${id}`;
@@ -269,20 +276,18 @@ describe('hosted servers', { concurrency: 3 }, () => {
     // Both sessions send all twenty requests (ids 1..10 as numbers and as strings) at once.
     for (const id of ids) {
       for (const [who, shim] of Object.entries(shims)) {
-        shim.send(
-          JSON.stringify({
-            jsonrpc: '2.0',
-            id,
-            method: 'tools/call',
-            params: { name: 'everything__echo', arguments: { message: message(who, id) } },
-          }),
-        );
+        shim.send({
+          jsonrpc: '2.0',
+          id,
+          method: 'tools/call',
+          params: { name: 'everything__echo', arguments: { message: message(who, id) } },
+        });
       }
     }
     for (const [who, shim] of Object.entries(shims)) {
       const answers = new Map<string, string>();
       while (answers.size < ids.length) {
-        const m = JSON.parse(await shim.nextLine(15_000)) as Message;
+        const m = await shim.next(15_000);
         if (m.method !== undefined) continue; // a notification (list_changed)
         const key = `${typeof m.id}:${String(m.id)}`;
         assert.ok(!answers.has(key), `${who} got two replies for id ${key}`);
@@ -293,7 +298,7 @@ describe('hosted servers', { concurrency: 3 }, () => {
   });
 
   test('exai-ws shim --server everything sees that one server as it is; an unknown name is refused', async () => {
-    const daemon = await hostingDaemon((home) => ({ everything: everythingEntry(), memory: memoryEntry(home) }));
+    const daemon = await sharedDaemon();
     const direct = await connectEverythingDirect(cleanup);
     const { client } = await connectShim(cleanup, daemon, { args: ['--server', 'everything'] });
 
@@ -322,7 +327,7 @@ describe('hosted servers', { concurrency: 3 }, () => {
       broken: { command: 42 },
       nocmd: { command: 'no-such-command-xyz' },
     }));
-    const { client } = await connectShim(cleanup, daemon);
+    const { client } = await connectWs(cleanup, daemon);
     const names = (await client.listTools()).tools.map((t) => t.name);
     assert.ok(names.includes('memory__read_graph'), names.join(', '));
     assert.ok(!names.some((n) => n.startsWith('broken__') || n.startsWith('nocmd__')));

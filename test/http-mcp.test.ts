@@ -19,21 +19,9 @@
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { describe, test, type TestContext } from 'node:test';
+import { after, describe, test, type TestContext } from 'node:test';
 import { CreateMessageRequestSchema, LoggingMessageNotificationSchema, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import {
-  Cleanup,
-  connectShim,
-  getHealth,
-  logPath,
-  openSocket,
-  sendHello,
-  startDaemon,
-  textOf,
-  waitFor,
-  within,
-  type DaemonHandle,
-} from './helpers.js';
+import { Cleanup, getHealth, logPath, openSocket, sendHello, startDaemon, textOf, waitFor, within, type DaemonHandle } from './helpers.js';
 import { connectEverythingDirect, everythingEntry, memoryEntry, serverReport, startHostingDaemon } from './fixtures/hosted-servers.js';
 
 import {
@@ -51,6 +39,7 @@ import {
   type RawResponse,
 } from './fixtures/http-client.js';
 import type { HealthReport } from '../src/local/health.js';
+import { connectWs } from './fixtures-b/ws-client.js';
 
 const PROTOCOL = '2025-06-18';
 /** A wrong token of the same shape as a real one. */
@@ -70,11 +59,26 @@ function cleanupFor(t: TestContext): Cleanup {
 }
 
 /** Lists wait for the servers however long their start takes on a loaded machine (the list wait is test/silent-server.test.ts's). */
+const NO_LIST_LIMIT = { EXAI_WS_LIST_WAIT_MS: '0' };
+
 function hostingBoth(cleanup: Cleanup, env: Record<string, string> = {}): Promise<DaemonHandle> {
   return startHostingDaemon(cleanup, (home) => ({ memory: memoryEntry(home), everything: everythingEntry() }), {
-    EXAI_WS_LIST_WAIT_MS: '0',
+    ...NO_LIST_LIMIT,
     ...env,
   });
+}
+
+const fileCleanup = new Cleanup();
+after(() => fileCleanup.run());
+let both: Promise<DaemonHandle> | undefined;
+/**
+ * One daemon hosting memory and everything for the tests that check what a session sees and
+ * assert nothing daemon-wide (no session or in-flight counts, no restarts, no logging level): each
+ * has its own HTTP session on it, which is all its property needs.
+ */
+function sharedHostingBoth(): Promise<DaemonHandle> {
+  both ??= hostingBoth(fileCleanup);
+  return both;
 }
 
 type SessionsReport = HealthReport['sessions'];
@@ -134,11 +138,11 @@ async function assertServes(http: HttpClient, daemon: Pick<DaemonHandle, 'pid'>,
 function toolText(result: unknown): string {
   return (result as CallToolResult).content.map((c) => (c.type === 'text' ? c.text : '')).join('\n');
 }
-// Each test has its own daemon, home and processes: they run side by side.
+// Each test has its own daemon, home and processes (but for the three on sharedHostingBoth): they run side by side.
 describe('Streamable HTTP at /mcp', { concurrency: 3 }, () => {
   test('the SDK Streamable HTTP client initializes at /mcp, lists and calls built-in and hosted tools', async (t) => {
     const cleanup = cleanupFor(t);
-    const daemon = await hostingBoth(cleanup);
+    const daemon = await sharedHostingBoth();
     const http = await connectHttp(cleanup, daemon);
     assert.match(http.sessionId, UUID, 'Mcp-Session-Id is a UUID');
     assert.equal(http.client.getServerVersion()?.name, 'exai-ws', 'the aggregated view answers initialize as exai-ws');
@@ -172,7 +176,7 @@ describe('Streamable HTTP at /mcp', { concurrency: 3 }, () => {
 
   test('/mcp/NAME serves one hosted server alone, unprefixed, with its own initialize; an unknown NAME is 404', async (t) => {
     const cleanup = cleanupFor(t);
-    const daemon = await hostingBoth(cleanup);
+    const daemon = await sharedHostingBoth();
     const direct = await connectEverythingDirect(cleanup);
     const http = await connectHttp(cleanup, daemon, { path: '/mcp/everything' });
     assert.equal(http.client.getServerVersion()?.name, direct.getServerVersion()?.name, "the server's own initialize result");
@@ -202,7 +206,7 @@ describe('Streamable HTTP at /mcp', { concurrency: 3 }, () => {
 
   test('progress reaches the HTTP client on the call’s own SSE stream, then the result (built-in and hosted)', async (t) => {
     const cleanup = cleanupFor(t);
-    const daemon = await hostingBoth(cleanup);
+    const daemon = await sharedHostingBoth();
     const http = await connectHttp(cleanup, daemon);
 
     const builtin: { progress: number; total?: number }[] = [];
@@ -284,7 +288,7 @@ describe('Streamable HTTP at /mcp', { concurrency: 3 }, () => {
 
   test('server-initiated messages reach the HTTP client on its GET stream (a hosted server’s log messages)', async (t) => {
     const cleanup = cleanupFor(t);
-    const daemon = await startHostingDaemon(cleanup, () => ({ everything: everythingEntry() }));
+    const daemon = await startHostingDaemon(cleanup, () => ({ everything: everythingEntry() }), NO_LIST_LIMIT);
     const http = await connectHttp(cleanup, daemon);
     await waitFor(() => http.exchanges.some((e) => e.method === 'GET' && e.status === 200), 'the SDK client’s GET stream to open');
     const logs: string[] = [];
@@ -392,9 +396,10 @@ describe('Streamable HTTP at /mcp', { concurrency: 3 }, () => {
 
   test('a hosted server’s state is shared between an HTTP window and a shim window', async (t) => {
     const cleanup = cleanupFor(t);
-    const daemon = await startHostingDaemon(cleanup, (home) => ({ memory: memoryEntry(home) }));
+    const daemon = await startHostingDaemon(cleanup, (home) => ({ memory: memoryEntry(home) }), NO_LIST_LIMIT);
     const http = await connectHttp(cleanup, daemon, { name: 'http-window' });
-    const shim = await connectShim(cleanup, daemon, { name: 'shim-window', env: { EXAI_WS_AUTOSTART: '0' } });
+    // A WebSocket window as a shim opens it (the shim's own part is test/shim.test.ts's).
+    const shim = await connectWs(cleanup, daemon, { name: 'shim-window' });
 
     await http.client.callTool({
       name: 'memory__create_entities',
@@ -419,7 +424,7 @@ describe('Streamable HTTP at /mcp', { concurrency: 3 }, () => {
 
   test('two HTTP clients get two sessions, and each only its own replies while both use the same request ids', async (t) => {
     const cleanup = cleanupFor(t);
-    const daemon = await startHostingDaemon(cleanup, () => ({ everything: everythingEntry() }));
+    const daemon = await startHostingDaemon(cleanup, () => ({ everything: everythingEntry() }), NO_LIST_LIMIT);
     const [a, b] = [await connectHttp(cleanup, daemon, { name: 'A' }), await connectHttp(cleanup, daemon, { name: 'B' })];
     assert.notEqual(a.sessionId, b.sessionId, 'two sessions');
     await waitFor(async () => (await httpSessionCount(daemon)) === 2, '/health to count two HTTP sessions');
@@ -447,7 +452,7 @@ describe('Streamable HTTP at /mcp', { concurrency: 3 }, () => {
 
   test('sampling from a hosted server reaches the HTTP client whose call caused it, on that call’s stream', async (t) => {
     const cleanup = cleanupFor(t);
-    const daemon = await startHostingDaemon(cleanup, () => ({ everything: everythingEntry() }));
+    const daemon = await startHostingDaemon(cleanup, () => ({ everything: everythingEntry() }), NO_LIST_LIMIT);
     const asked: Record<string, string[]> = { A: [], B: [] };
     const open = async (who: 'A' | 'B') => {
       const http = await connectHttp(cleanup, daemon, { name: `window-${who}`, capabilities: { sampling: {} } });
@@ -674,8 +679,8 @@ describe('Streamable HTTP at /mcp', { concurrency: 3 }, () => {
     // The SDK client opens the session's GET stream once initialized: it is never idle.
     const http = await connectHttp(cleanup, daemon);
     await waitFor(() => http.exchanges.some((e) => e.method === 'GET' && e.status === 200), 'the SDK client’s GET stream to open');
-    const shim = await connectShim(cleanup, daemon, { env: { EXAI_WS_AUTOSTART: '0' } });
-    await shim.client.ping();
+    const ws = await connectWs(cleanup, daemon);
+    await ws.client.ping();
 
     const { response, sessionId: idle } = await rawInitialize(daemon);
     assert.equal(response.status, 200);

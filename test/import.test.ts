@@ -10,6 +10,7 @@ import { after, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { runImportCommand } from '../src/commands/import.js';
 import { parseUpstreams } from '../src/hosting/upstream-config.js';
 import { CLI, Cleanup, SHIM, baseEnv, getHealth, makeHome, startDaemon } from './helpers.js';
 import { MEMORY_SCRIPT } from './fixtures/hosted-servers.js';
@@ -28,7 +29,10 @@ interface Sandbox {
   dir: string;
   home: string;
   config: string;
+  /** `exai-ws import ARGS` in this process: the function the CLI calls, with the sandbox's cwd, environment and HOME. */
   import(args: string[], options?: { cwd?: string; env?: Record<string, string> }): Promise<Outcome>;
+  /** The real CLI process, as a user runs it: argv, exit code, stdout and stderr. */
+  importCli(args: string[], options?: { cwd?: string; env?: Record<string, string> }): Promise<Outcome>;
   readConfig(): { mcpServers: Record<string, Record<string, unknown>> } & Record<string, unknown>;
 }
 
@@ -45,7 +49,29 @@ function sandbox(): Sandbox {
     dir,
     home,
     config,
-    async import(args, options = {}) {
+    // Most outputs are checked in this process (a CLI process is about 0.35 s of CPU); each test
+    // that is about the command as a whole (exit codes, usage, an entry pasted) runs the real CLI.
+    import(args, options = {}) {
+      let stdout = '';
+      let stderr = '';
+      // The command finds ~/.cursor and ~/.config through os.homedir(), which reads HOME: the
+      // sandbox's for the length of this synchronous call, as the CLI process would have it.
+      const ownHome = process.env.HOME;
+      process.env.HOME = home;
+      try {
+        const code = runImportCommand(args, {
+          cwd: options.cwd ?? dir,
+          env: { ...env, ...options.env },
+          stdout: { write: (text: string) => (stdout += text) },
+          stderr: { write: (text: string) => (stderr += text) },
+        });
+        return Promise.resolve({ code, stdout, stderr });
+      } finally {
+        if (ownHome === undefined) delete process.env.HOME;
+        else process.env.HOME = ownHome;
+      }
+    },
+    async importCli(args, options = {}) {
       try {
         const out = await run(process.execPath, [CLI, 'import', ...args], {
           cwd: options.cwd ?? dir,
@@ -98,7 +124,7 @@ describe('exai-ws import', { concurrency: 4 }, () => {
   test('a VS Code JSONC file is converted, with a warning for each entry it cannot carry over exactly', async () => {
     const box = sandbox();
     const source = write(join(box.dir, 'mcp.json'), VSCODE_JSONC);
-    const out = await box.import(['--from', 'vscode', source]);
+    const out = await box.importCli(['--from', 'vscode', source]);
     assert.equal(out.code, 0, out.stderr);
 
     const config = box.readConfig();
@@ -351,7 +377,7 @@ describe('exai-ws import', { concurrency: 4 }, () => {
 
   test('a missing or broken source file fails with one line and leaves the config alone', async () => {
     const box = sandbox();
-    const missing = await box.import(['--from', 'claude', join(box.dir, 'nope.json')]);
+    const missing = await box.importCli(['--from', 'claude', join(box.dir, 'nope.json')]);
     assert.equal(missing.code, 1);
     assert.equal(missing.stdout, '');
     assert.match(missing.stderr, /nope\.json does not exist/);
@@ -420,8 +446,13 @@ describe('exai-ws import', { concurrency: 4 }, () => {
 
   test('bad usage exits 2 with the usage line', async () => {
     const box = sandbox();
-    for (const args of [['--from', 'emacs'], [], ['--from', 'cursor', 'a.json', 'b.json'], ['--from', 'cursor', '--force']]) {
-      const out = await box.import(args);
+    for (const [i, args] of [
+      ['--from', 'emacs'],
+      [],
+      ['--from', 'cursor', 'a.json', 'b.json'],
+      ['--from', 'cursor', '--force'],
+    ].entries()) {
+      const out = i === 0 ? await box.importCli(args) : await box.import(args);
       assert.equal(out.code, 2, `${args.join(' ')}: ${out.stderr}`);
       assert.equal(out.stdout, '');
       assert.match(out.stderr, /usage: exai-ws import --from vscode\|claude\|cursor/);
@@ -433,7 +464,7 @@ describe('exai-ws import', { concurrency: 4 }, () => {
     const box = sandbox();
     const daemon = await startDaemon(cleanup);
     const source = write(join(box.dir, 'cursor.json'), JSON.stringify({ mcpServers: { a: { command: 'a' } } }));
-    const out = await box.import(['--from', 'cursor', source], { env: { EXAI_WS_HOME: daemon.home } });
+    const out = await box.importCli(['--from', 'cursor', source], { env: { EXAI_WS_HOME: daemon.home } });
     assert.equal(out.code, 0, out.stderr);
     const entry = (
       JSON.parse(out.stdout) as { mcpServers: Record<string, { command: string; args: string[]; env?: Record<string, string> }> }

@@ -9,8 +9,9 @@ import { chmodSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { NpxResolver, splitNpxArgs } from '../src/hosting/npx.js';
-import { Cleanup, ROOT, baseEnv, connectShim, logPath, makeHome, readJsonLines, textOf } from './helpers.js';
+import { Cleanup, ROOT, baseEnv, logPath, makeHome, readJsonLines, textOf } from './helpers.js';
 import { MEMORY_SCRIPT, cmdline, descendants, startHostingDaemon, waitReady } from './fixtures/hosted-servers.js';
+import { connectWs } from './fixtures-b/ws-client.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());
@@ -116,7 +117,8 @@ describe('npx entries', { concurrency: 4 }, () => {
       (home) => ({ memory: { command: 'npx', args: ['-y', MEMORY], cwd: ROOT, env: { MEMORY_FILE_PATH: join(home, 'memory.jsonl') } } }),
       env,
     );
-    const { client } = await connectShim(cleanup, daemon);
+    // A window as a shim opens it: the property is how the daemon launches the server.
+    const { client } = await connectWs(cleanup, daemon);
     const created = await client.callTool({
       name: 'memory__create_entities',
       arguments: { entities: [{ name: 'npx-direct', entityType: 'test', observations: ['stored'] }] },

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { CLI, Cleanup, OPENINGS, spawnLines, spawnShim, startDaemon, type RawShim } from './helpers.js';
+import { CLI, Cleanup, OPENINGS, pool, spawnLines, spawnShim, startDaemon, type RawShim } from './helpers.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());
@@ -22,7 +22,8 @@ async function replay(proc: Pick<RawShim, 'send' | 'nextLine'>, lines: string[])
   for (const line of lines) proc.send(line);
   const replies = new Map<string | number, unknown>();
   for (let i = 0; i < requestsOf(lines).length; i++) {
-    const reply = JSON.parse(await proc.nextLine()) as { id: string | number };
+    // A bound, not a wait: generous, since the openings replay side by side on a loaded machine.
+    const reply = JSON.parse(await proc.nextLine(20_000)) as { id: string | number };
     assert.ok(!replies.has(reply.id), `two replies for id ${reply.id}`);
     replies.set(reply.id, reply);
   }
@@ -32,12 +33,16 @@ async function replay(proc: Pick<RawShim, 'send' | 'nextLine'>, lines: string[])
 test('every recorded client opening is answered through the daemon as the direct server answers it', async () => {
   assert.ok(files.length >= 5, `expected the shared client openings, found ${files.length}`);
   const daemon = await startDaemon(cleanup, { plain: true });
-  for (const file of files) {
+  // Each opening has its own shim and its own direct server: two at a time, side by side.
+  await pool(files.length, 2, async (n) => {
+    const file = files[n] as string;
     const lines = readFileSync(join(OPENINGS, file), 'utf8')
       .split('\n')
       .filter((l) => l.trim().length > 0);
-    const viaDaemon = await replay(spawnShim(cleanup, daemon.clientEnv), lines);
-    const direct = await replay(spawnLines(cleanup, [CLI, 'stdio']), lines);
+    const [viaDaemon, direct] = await Promise.all([
+      replay(spawnShim(cleanup, daemon.clientEnv), lines),
+      replay(spawnLines(cleanup, [CLI, 'stdio']), lines),
+    ]);
     assert.deepEqual(viaDaemon, direct, `${file}: the daemon answered differently from a direct server`);
 
     const opening = JSON.parse(lines[0] ?? '{}') as { id: number; params: { protocolVersion: string } };
@@ -54,5 +59,5 @@ test('every recorded client opening is answered through the daemon as the direct
         );
       if (request?.method === 'logging/setLevel') assert.deepEqual(r.result, {}, `${file}: setLevel refused`);
     }
-  }
+  });
 });

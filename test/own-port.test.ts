@@ -10,12 +10,14 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
+import { runClientSetupCommand } from '../src/commands/client-setup.js';
 import { fetchFullHealth } from '../src/local/health-client.js';
 import { OWN_PORT_MIN, OWN_PORT_SPAN, OWN_PORT_TRIES, bindFirst, ownPort, portCandidates } from '../src/daemon/files/own-port.js';
 import { readAddressCard, readTokenFile } from '../src/local/files.js';
 import { coldHome, healthOf, shimEnv } from './fixtures/autostarted.js';
 import {
   Cleanup,
+  baseEnv,
   closedPort,
   connectShim,
   getHealth,
@@ -154,7 +156,14 @@ describe('own port', { concurrency: true }, () => {
 
   /** The port of the VS Code URL entry `exai-ws config vscode` prints for `env`. */
   async function printedPort(env: Record<string, string>): Promise<{ port: number; stdout: string }> {
-    const out = await runCli(['config', 'vscode'], env);
+    // The command's own function in this process, as the CLI would run it with `env` (no process
+    // of about 0.35 s of CPU each: the CLI itself is test/client-setup.test.ts's).
+    const out = { code: 0, stdout: '', stderr: '' };
+    out.code = await runClientSetupCommand(['vscode'], {
+      env: { ...baseEnv(), ...env },
+      stdout: { write: (text: string) => (out.stdout += text) },
+      stderr: { write: (text: string) => (out.stderr += text) },
+    });
     assert.equal(out.code, 0, out.stderr);
     const url = /"url": "http:\/\/127\.0\.0\.1:(\d+)\/mcp"/.exec(out.stdout);
     assert.ok(url, out.stdout);
@@ -221,9 +230,8 @@ describe('own port', { concurrency: true }, () => {
     );
 
     // `exai-ws config vscode` of each names its own daemon's port.
-    const printedA = await printedPort(envA);
+    const [printedA, printedB] = await Promise.all([printedPort(envA), printedPort(envB)]);
     assert.equal(printedA.port, defaultPort);
-    const printedB = await printedPort(envB);
     assert.equal(printedB.port, cardB.port);
     assert.match(printedB.stdout, new RegExp(`port ${cardB.port}: the running daemon's \\(pid ${cardB.pid}`));
     assert.equal(state(homeB).url_port, cardB.port);

@@ -17,6 +17,7 @@ import {
   spawnShim,
   startDaemon,
   waitFor,
+  type DaemonHandle,
   type RawShim,
   within,
   initializeRaw,
@@ -50,33 +51,73 @@ function sessionLines(home: string, msg: string, sessionId?: string): Json[] {
 }
 // Each test has its own daemon, home and processes: they run side by side.
 describe('shim lifecycle', { concurrency: 4 }, () => {
-  test('a shim killed with SIGKILL frees its session at once, without waiting out the resume grace', async () => {
-    const daemon = await startDaemon(cleanup); // default grace: 30 s
-    const shim = await connectShim(cleanup, daemon);
-    assert.equal((await getHealth(daemon)).sessions.total, 1);
-    const opened = await waitFor(() => sessionLines(daemon.home, 'session opened')[0], 'the session opened line');
+  // One daemon (default grace: 30 s) for the tests that count its sessions, one after another:
+  // each ends with no session left, and what it proves is its own shim's session, not a fresh
+  // daemon's. Tests that kill the daemon or change its limits have their own.
+  describe('on one daemon, one test at a time', { concurrency: 1 }, () => {
+    let shared: Promise<DaemonHandle> | undefined;
+    const lifecycleDaemon = (): Promise<DaemonHandle> => (shared ??= startDaemon(cleanup));
 
-    process.kill(shim.pid, 'SIGKILL');
-    await waitFor(async () => (await getHealth(daemon)).sessions.total === 0, 'the session to be gone from /health', 5_000);
-    const closedLine = await waitFor(
-      () => sessionLines(daemon.home, 'session closed', opened.session_id as string)[0],
-      'the session closed line',
-    );
-    assert.equal(closedLine.reason, 'client_died', 'the shim named its pid in the hello: the daemon sees it is gone');
-  });
+    test('a shim killed with SIGKILL frees its session at once, without waiting out the resume grace', async () => {
+      const daemon = await lifecycleDaemon();
+      const seen = sessionLines(daemon.home, 'session opened').length;
+      const shim = await connectShim(cleanup, daemon);
+      assert.equal((await getHealth(daemon)).sessions.total, 1);
+      const opened = await waitFor(() => sessionLines(daemon.home, 'session opened')[seen], 'the session opened line');
 
-  test('a shim whose stdin ends closes its session at once, without a resume grace', async () => {
-    const daemon = await startDaemon(cleanup); // default grace: 30 s
-    const shim = await connectShim(cleanup, daemon);
-    const opened = await waitFor(() => sessionLines(daemon.home, 'session opened')[0], 'the session opened line');
-    const sessionId = opened.session_id as string;
-    assert.equal(typeof sessionId, 'string');
+      process.kill(shim.pid, 'SIGKILL');
+      await waitFor(async () => (await getHealth(daemon)).sessions.total === 0, 'the session to be gone from /health', 5_000);
+      const closedLine = await waitFor(
+        () => sessionLines(daemon.home, 'session closed', opened.session_id as string)[0],
+        'the session closed line',
+      );
+      assert.equal(closedLine.reason, 'client_died', 'the shim named its pid in the hello: the daemon sees it is gone');
+    });
 
-    await shim.client.close(); // ends the shim's stdin
-    const closedLine = await waitFor(() => sessionLines(daemon.home, 'session closed', sessionId)[0], 'the session closed line', 5_000);
-    assert.equal(closedLine.reason, 'client_closed');
-    const health = await getHealth(daemon);
-    assert.equal(health.sessions.total, 0, 'no detached session is kept for a normal close');
+    test('a shim whose stdin ends exits 0 and closes its session at once, without a resume grace', async () => {
+      const daemon = await lifecycleDaemon();
+      const seen = sessionLines(daemon.home, 'session opened').length;
+      const shim = spawnShim(cleanup, daemon.clientEnv);
+      await initializeRaw(shim);
+      const opened = await waitFor(() => sessionLines(daemon.home, 'session opened')[seen], 'the session opened line');
+      const sessionId = opened.session_id as string;
+      assert.equal(typeof sessionId, 'string');
+
+      shim.proc.stdin?.end(); // as a client that closes its end
+      assert.equal(await within(shim.exited, 10_000, 'the shim to exit'), 0);
+      const closedLine = await waitFor(() => sessionLines(daemon.home, 'session closed', sessionId)[0], 'the session closed line', 5_000);
+      assert.equal(closedLine.reason, 'client_closed');
+      const health = await getHealth(daemon);
+      assert.equal(health.sessions.total, 0, 'no detached session is kept for a normal close');
+    });
+
+    test('a shim with a stale token finds no proof of it: it sends nothing and answers the waiting initialize naming the port', async () => {
+      const daemon = await lifecycleDaemon();
+      // A token file that no longer matches the daemon's, as after a token rotation.
+      const home = makeHome(cleanup);
+      writeFileSync(join(home, 'token'), `${'t'.repeat(64)}\n`, { mode: 0o600 });
+      const shim = spawnShim(cleanup, { EXAI_WS_HOME: home, EXAI_WS_TEST_DEFAULT_PORT: String(daemon.port) });
+      shim.send(
+        JSON.stringify({
+          jsonrpc: '2.0',
+          id: 'init',
+          method: 'initialize',
+          params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 't', version: '1' } },
+        }),
+      );
+      const reply = JSON.parse(await shim.nextLine(10_000)) as { id?: unknown; error?: { code: number; message: string } };
+      assert.equal(reply.id, 'init');
+      assert.equal(reply.error?.code, -32000);
+      // The shim cannot tell its own daemon with another token from a stranger: it proves neither.
+      assert.match(
+        reply.error?.message ?? '',
+        new RegExp(
+          `^something else holds 127\\.0\\.0\\.1:${daemon.port}: it did not prove .*\\(its proof does not match the token\\), so nothing was sent to it`,
+        ),
+      );
+      assert.equal(await within(shim.exited, 10_000, 'the shim to exit'), 1);
+      assert.equal((await getHealth(daemon)).sessions.total, 0);
+    });
   });
 
   test('the daemon dying mid-call: the shim answers the open request once with -32000 at once, stays, and serves the next daemon', async () => {
@@ -169,42 +210,5 @@ describe('shim lifecycle', { concurrency: 4 }, () => {
     assert.equal(await within(shim.exited, 10_000, 'the shim to exit'), 1);
     assert.match(shim.stderr(), /session_limit/);
     assert.equal((await getHealth(daemon)).sessions.total, 1, 'the first window keeps its session');
-  });
-
-  test('a shim with a stale token finds no proof of it: it sends nothing and answers the waiting initialize naming the port', async () => {
-    const daemon = await startDaemon(cleanup);
-    // A token file that no longer matches the daemon's, as after a token rotation.
-    const home = makeHome(cleanup);
-    writeFileSync(join(home, 'token'), `${'t'.repeat(64)}\n`, { mode: 0o600 });
-    const shim = spawnShim(cleanup, { EXAI_WS_HOME: home, EXAI_WS_TEST_DEFAULT_PORT: String(daemon.port) });
-    shim.send(
-      JSON.stringify({
-        jsonrpc: '2.0',
-        id: 'init',
-        method: 'initialize',
-        params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 't', version: '1' } },
-      }),
-    );
-    const reply = JSON.parse(await shim.nextLine(10_000)) as { id?: unknown; error?: { code: number; message: string } };
-    assert.equal(reply.id, 'init');
-    assert.equal(reply.error?.code, -32000);
-    // The shim cannot tell its own daemon with another token from a stranger: it proves neither.
-    assert.match(
-      reply.error?.message ?? '',
-      new RegExp(
-        `^something else holds 127\\.0\\.0\\.1:${daemon.port}: it did not prove .*\\(its proof does not match the token\\), so nothing was sent to it`,
-      ),
-    );
-    assert.equal(await within(shim.exited, 10_000, 'the shim to exit'), 1);
-    assert.equal((await getHealth(daemon)).sessions.total, 0);
-  });
-
-  test('a shim whose stdin ends exits 0', async () => {
-    const daemon = await startDaemon(cleanup);
-    const shim = spawnShim(cleanup, daemon.clientEnv);
-    await initializeRaw(shim);
-    shim.proc.stdin?.end();
-    assert.equal(await within(shim.exited, 10_000, 'the shim to exit'), 0);
-    await waitFor(async () => (await getHealth(daemon)).sessions.total === 0, 'the session to end', 5_000);
   });
 });

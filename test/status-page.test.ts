@@ -203,11 +203,19 @@ describe('exai-ws open: the browser opener', () => {
   });
 });
 
-describe('the status page against the real daemon, without a browser', () => {
+// The tests are independent (each its own login code, cookie or home): they run side by side.
+describe('the status page against the real daemon, without a browser', { concurrency: 3 }, () => {
+  // One daemon for the two tests that log in to its page: each uses a login code of its own and
+  // neither changes the daemon, so a fresh one each would prove nothing more.
+  const shared = new Cleanup();
+  after(() => shared.run());
+  let daemonStarted: ReturnType<typeof startDaemon> | undefined;
+  const pageDaemon = (): ReturnType<typeof startDaemon> => (daemonStarted ??= startDaemon(shared));
+
   test('without the cookie or token `/` and `/events` are 401; a code works once; a bad cookie is refused', async () => {
     const cleanup = new Cleanup();
     try {
-      const daemon = await startDaemon(cleanup);
+      const daemon = await pageDaemon();
       for (const path of ['/', '/events']) {
         const res = await fetchStatus(daemon, path);
         assert.equal(res.status, 401, `${path} without credentials`);
@@ -264,7 +272,7 @@ describe('the status page against the real daemon, without a browser', () => {
   test('`exai-ws open` with a display hands the URL to xdg-open and prints it; the URL logs in', async () => {
     const cleanup = new Cleanup();
     try {
-      const daemon = await startDaemon(cleanup);
+      const daemon = await pageDaemon();
       const bin = makeHome(cleanup);
       const seen = join(bin, 'opened.txt');
       writeFileSync(join(bin, 'xdg-open'), `#!/bin/sh\nprintf '%s\\n' "$@" > ${JSON.stringify(seen)}\n`);

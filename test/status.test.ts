@@ -48,7 +48,8 @@ describe('exai-ws status', { concurrency: 2 }, () => {
     await waitFor(async () => (await serverReport(daemon, 'nocmd')).state === 'failed', 'nocmd failed');
     const env = { EXAI_WS_HOME: daemon.home };
 
-    const table = await runCli(['status'], env);
+    // Both forms read the same state: asked side by side.
+    const [table, json] = await Promise.all([runCli(['status'], env), runCli(['status', '--json'], env)]);
     assert.equal(table.code, 0, table.stderr);
     assert.equal(table.stdout.includes('\u001b'), false, 'no colour into a pipe');
     assert.match(table.stdout, new RegExp(`^ {2}pid +${daemon.pid}$`, 'm'));
@@ -77,7 +78,6 @@ describe('exai-ws status', { concurrency: 2 }, () => {
     assert.match(table.stdout, /^ {2}log +ok: 0 lines dropped$/m);
     assert.doesNotMatch(table.stdout, /last reload/, 'no reload yet');
 
-    const json = await runCli(['status', '--json'], env);
     assert.equal(json.code, 0, json.stderr);
     const status = JSON.parse(json.stdout) as StatusJson;
     assert.equal(status.schema, 1);
@@ -108,11 +108,11 @@ describe('exai-ws status', { concurrency: 2 }, () => {
       async () => ((await getHealth(daemon)).config as { last_reload?: { error?: string } }).last_reload?.error,
       'a failed reload in /health',
     );
-    const after = await runCli(['status'], env);
+    const [after, afterText] = await Promise.all([runCli(['status'], env), runCli(['status', '--json'], env)]);
     assert.equal(after.code, 0, after.stderr);
     assert.match(after.stdout, /^ {2}last reload \S+ \(\d+s ago\) failed: the running servers stay as they were\n {4}\S.*not valid JSON/m);
     assert.match(after.stdout, new RegExp(`^ {2}memory +ready +${memory.pid} `, 'm'), 'the running server stays');
-    const afterJson = JSON.parse((await runCli(['status', '--json'], env)).stdout) as StatusJson;
+    const afterJson = JSON.parse(afterText.stdout) as StatusJson;
     assert.equal(afterJson.config.last_reload?.ok, false);
     assert.match(afterJson.config.last_reload?.ok === false ? afterJson.config.last_reload.error : '', /not valid JSON/);
   });
@@ -120,12 +120,11 @@ describe('exai-ws status', { concurrency: 2 }, () => {
   test('status with a token the daemon does not prove: its liveness and why, exit 1; stop still works', async () => {
     const daemon = await startHostingDaemon(cleanup, () => ({}));
     const env = { EXAI_WS_HOME: daemon.home, EXAI_WS_TOKEN: 'a-token-this-daemon-never-issued' };
-    const table = await runCli(['status'], env);
+    const [table, json] = await Promise.all([runCli(['status'], env), runCli(['status', '--json'], env)]);
     assert.equal(table.code, 1);
     assert.match(table.stdout, new RegExp(`^ {2}pid +${daemon.pid}$`, 'm'));
     assert.match(table.stdout, /did not prove that it holds this home's token/);
     assert.doesNotMatch(table.stdout, /^sessions/m);
-    const json = await runCli(['status', '--json'], env);
     assert.equal(json.code, 1);
     const status = JSON.parse(json.stdout) as StatusJson;
     assert.equal(status.status, 'ok');

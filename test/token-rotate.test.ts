@@ -125,58 +125,69 @@ describe('token rotation', { concurrency: true }, () => {
   });
 
   test('token rotate with no daemon writes a new token file (0600); a token from EXAI_WS_TOKEN is refused and left alone', async () => {
+    // The file, the daemon and the usage checks share nothing: they run side by side.
     const home = makeHome(cleanup);
-    const fresh = await runCli(['token', 'rotate'], { EXAI_WS_HOME: home });
-    assert.equal(fresh.code, 0, fresh.stderr);
-    assert.match(fresh.stdout, /no daemon runs: the next one takes it/);
-    const first = tokenFile(home);
-    assert.match(first.token, /^[A-Za-z0-9_-]{43}$/);
-    assert.equal(first.mode, 0o600);
-    const again = await runCli(['token', 'rotate'], { EXAI_WS_HOME: home });
-    assert.equal(again.code, 0, again.stderr);
-    assert.notEqual(tokenFile(home).token, first.token);
+    const withFile = async () => {
+      const fresh = await runCli(['token', 'rotate'], { EXAI_WS_HOME: home });
+      assert.equal(fresh.code, 0, fresh.stderr);
+      assert.match(fresh.stdout, /no daemon runs: the next one takes it/);
+      const first = tokenFile(home);
+      assert.match(first.token, /^[A-Za-z0-9_-]{43}$/);
+      assert.equal(first.mode, 0o600);
+      const again = await runCli(['token', 'rotate'], { EXAI_WS_HOME: home });
+      assert.equal(again.code, 0, again.stderr);
+      assert.notEqual(tokenFile(home).token, first.token);
 
-    const before = tokenFile(home).token;
-    const fromEnv = await runCli(['token', 'rotate'], { EXAI_WS_HOME: home, EXAI_WS_TOKEN: 'a-token-from-the-environment-0123' });
-    assert.equal(fromEnv.code, 1);
-    assert.match(
-      fromEnv.stderr,
-      /^exai-ws token rotate: the token in use comes from EXAI_WS_TOKEN, not from the token file: change it where/,
-    );
-    assert.equal(tokenFile(home).token, before, 'the file is left alone');
-
-    // The daemon refuses too when its own token comes from its environment.
-    // (no token file: startDaemon would read one)
-    const spawned = spawnDaemon(cleanup, { env: { EXAI_WS_TOKEN: 'the-daemons-env-token-0123456789' } });
-    const envDaemon = await waitFor(() => {
-      const card = readAddressCard(join(spawned.home, 'logs', 'ws_daemon.pid'));
-      return card && card.port > 0 ? card : null;
-    }, 'the daemon address card');
-    const refused = await new Promise<{ status: number; body: string }>((resolve, reject) => {
-      const req = request(
-        {
-          host: '127.0.0.1',
-          port: envDaemon.port,
-          path: '/auth/rotate',
-          method: 'POST',
-          headers: { authorization: 'Bearer the-daemons-env-token-0123456789', 'content-length': 0 },
-        },
-        (res) => {
-          let body = '';
-          res.on('data', (c: Buffer) => (body += c.toString()));
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-        },
+      const before = tokenFile(home).token;
+      const fromEnv = await runCli(['token', 'rotate'], { EXAI_WS_HOME: home, EXAI_WS_TOKEN: 'a-token-from-the-environment-0123' });
+      assert.equal(fromEnv.code, 1);
+      assert.match(
+        fromEnv.stderr,
+        /^exai-ws token rotate: the token in use comes from EXAI_WS_TOKEN, not from the token file: change it where/,
       );
-      req.on('error', reject);
-      req.end();
-    });
-    assert.equal(refused.status, 409);
-    assert.match(refused.body, /EXAI_WS_TOKEN/);
-    assert.equal(await mcpStatus(envDaemon.port, 'the-daemons-env-token-0123456789'), 200, 'and keeps its token');
-
-    const usage = await runCli(['token'], { EXAI_WS_HOME: home });
-    assert.equal(usage.code, 2);
-    assert.match(usage.stderr, /exai-ws token: which action\?\nusage: exai-ws token rotate/);
-    assert.equal((await runCli(['token', 'frob'], { EXAI_WS_HOME: home })).code, 2);
+      assert.equal(tokenFile(home).token, before, 'the file is left alone');
+    };
+    const withDaemon = async () => {
+      // The daemon refuses too when its own token comes from its environment.
+      // (no token file: startDaemon would read one)
+      const spawned = spawnDaemon(cleanup, { env: { EXAI_WS_TOKEN: 'the-daemons-env-token-0123456789' } });
+      const envDaemon = await waitFor(
+        () => {
+          const card = readAddressCard(join(spawned.home, 'logs', 'ws_daemon.pid'));
+          return card && card.port > 0 ? card : null;
+          // Generous, for a loaded machine (a bound, not a wait), as startDaemon's.
+        },
+        'the daemon address card',
+        30_000,
+      );
+      const refused = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = request(
+          {
+            host: '127.0.0.1',
+            port: envDaemon.port,
+            path: '/auth/rotate',
+            method: 'POST',
+            headers: { authorization: 'Bearer the-daemons-env-token-0123456789', 'content-length': 0 },
+          },
+          (res) => {
+            let body = '';
+            res.on('data', (c: Buffer) => (body += c.toString()));
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+          },
+        );
+        req.on('error', reject);
+        req.end();
+      });
+      assert.equal(refused.status, 409);
+      assert.match(refused.body, /EXAI_WS_TOKEN/);
+      assert.equal(await mcpStatus(envDaemon.port, 'the-daemons-env-token-0123456789'), 200, 'and keeps its token');
+    };
+    const usageChecks = async () => {
+      const usage = await runCli(['token'], { EXAI_WS_HOME: home });
+      assert.equal(usage.code, 2);
+      assert.match(usage.stderr, /exai-ws token: which action\?\nusage: exai-ws token rotate/);
+      assert.equal((await runCli(['token', 'frob'], { EXAI_WS_HOME: home })).code, 2);
+    };
+    await Promise.all([withFile(), withDaemon(), usageChecks()]);
   });
 });
