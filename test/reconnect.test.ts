@@ -23,7 +23,7 @@ import {
   waitFor,
   within,
 } from './helpers.js';
-import { startTeedEverything } from './fixtures/hosted-servers.js';
+import { restartOn, startTeedEverything } from './fixtures-c/teed-everything.js';
 import { LOST, answersTo, assertCarriesOn, lastRequestId, openWindow, setUp, slowCall } from './fixtures/windows.js';
 
 const cleanup = new Cleanup();
@@ -53,7 +53,7 @@ describe('reconnect', { concurrency: 3 }, () => {
       assert.equal(answersTo(window, id).length, 1, 'exactly one answer for the call in flight');
 
       // The same home, a new daemon on a new port: the shim finds it through the address card.
-      const second = await startDaemon(cleanup, { home: daemon.home });
+      const second = await restartOn(cleanup, daemon.home);
       assert.notEqual(second.port, daemon.port);
       const control = await openWindow(cleanup, second, 'control');
       await assertCarriesOn(window, control, uri, received);
@@ -63,7 +63,9 @@ describe('reconnect', { concurrency: 3 }, () => {
   }
 
   test('requests sent while no daemon runs wait and are answered once one is back; past EXAI_WS_RECONNECT_MS they get -32000 and the shim exits 1', async () => {
-    const { daemon } = await startTeedEverything(cleanup);
+    // The fixture daemon alone (its built-in tools): what waits here is the shim's, and a hosted
+    // server would only add its start at each of the three daemons.
+    const daemon = await startDaemon(cleanup);
     const window = await openWindow(cleanup, daemon, 'patient');
     await window.client.listTools();
     daemon.proc.kill('SIGKILL');
@@ -105,7 +107,8 @@ describe('reconnect', { concurrency: 3 }, () => {
   });
 
   test('stdin ending while the shim reconnects exits 0 at once; after a reconnect it still ends its session at once', async () => {
-    const { daemon } = await startTeedEverything(cleanup);
+    // The fixture daemon alone: the shim's stdin and its session's end need no hosted server.
+    const daemon = await startDaemon(cleanup);
     const window = await openWindow(cleanup, daemon, 'closing');
     const raw = spawnShim(cleanup, { ...daemon.clientEnv, EXAI_WS_AUTOSTART: '0' });
     await initializeRaw(raw);
