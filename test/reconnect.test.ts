@@ -137,11 +137,22 @@ describe('reconnect', { concurrency: 3 }, () => {
     assert.equal((await getHealth(second)).sessions.total, 0);
   });
 
-  test('a dropped connection to the same daemon resumes the session: same session, no replay, the client keeps working', async () => {
+  // One shim and daemon for both: the acks are checked on the session first, before its connection is dropped.
+  test('ack frames never come back to the client; a dropped connection to the same daemon resumes the session: same session, no replay, the client keeps working', async () => {
     // The heartbeat cuts a shim that stops answering pings (here: stopped with SIGSTOP).
     const daemon = await startDaemon(cleanup, { env: { EXAI_WS_HEARTBEAT_MS: '200' } });
     const raw = spawnShim(cleanup, { ...daemon.clientEnv, EXAI_WS_AUTOSTART: '0' });
     await initializeRaw(raw);
+
+    // A window that works for a while sees no stray error for id null: more than one ack's worth
+    // of frames, then time for the delayed ack.
+    for (let i = 0; i < 70; i++) raw.send(JSON.stringify({ jsonrpc: '2.0', id: `p${i}`, method: 'ping' }));
+    await readUntilResponse(raw, 'p69');
+    await new Promise((r) => setTimeout(r, 500));
+    raw.send(JSON.stringify({ jsonrpc: '2.0', id: 'last', method: 'ping' }));
+    const { before: beforeLast } = await readUntilResponse(raw, 'last');
+    assert.deepEqual(beforeLast, [], 'nothing but answers to what the client asked');
+
     raw.send(JSON.stringify({ jsonrpc: '2.0', id: 'before', method: 'tools/list' }));
     await readUntilResponse(raw, 'before');
     const lines = (msg: string) => readJsonLines(logPath(daemon.home)).filter((l) => l.msg === msg);
@@ -166,18 +177,5 @@ describe('reconnect', { concurrency: 3 }, () => {
     assert.equal((await getHealth(daemon)).sessions.total, 1);
     assert.equal(lines('session resumed')[0]?.session_id, opened.session_id);
     assert.match(raw.stderr(), new RegExp(`session ${String(opened.session_id)} resumed`));
-  });
-
-  test('ack frames never come back to the client: a window that works for a while sees no stray error for id null', async () => {
-    const daemon = await startDaemon(cleanup);
-    const raw = spawnShim(cleanup, { ...daemon.clientEnv, EXAI_WS_AUTOSTART: '0' });
-    await initializeRaw(raw);
-    // More than one ack's worth of frames, then time for the delayed ack.
-    for (let i = 0; i < 70; i++) raw.send(JSON.stringify({ jsonrpc: '2.0', id: `p${i}`, method: 'ping' }));
-    await readUntilResponse(raw, 'p69');
-    await new Promise((r) => setTimeout(r, 500));
-    raw.send(JSON.stringify({ jsonrpc: '2.0', id: 'last', method: 'ping' }));
-    const { before } = await readUntilResponse(raw, 'last');
-    assert.deepEqual(before, [], 'nothing but answers to what the client asked');
   });
 });
