@@ -34,7 +34,9 @@ after(() => cleanup.run());
 describe('reconnect', { concurrency: 3 }, () => {
   for (const how of ['SIGKILL', 'exai-ws stop'] as const) {
     test(`${how} under a window with a call in flight: that call gets one -32000; the same client then works against a new daemon, its level and subscription held`, async () => {
-      const { daemon, received } = await startTeedEverything(cleanup);
+      // `exai-ws stop` lets calls in flight finish for EXAI_WS_DRAIN_MS (5 s) before it answers
+      // the rest -32000; this call never finishes, so half a second shows the same outcome.
+      const { daemon, received } = await startTeedEverything(cleanup, how === 'SIGKILL' ? {} : { EXAI_WS_DRAIN_MS: '500' });
       const window = await openWindow(cleanup, daemon, 'window');
       const uri = await setUp(window);
       const { outcome, id } = await slowCall(window, daemon);

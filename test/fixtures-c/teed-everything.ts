@@ -13,12 +13,16 @@ import { EVERYTHING_SCRIPT, TEE_SCRIPT } from '../fixtures/hosted-servers.js';
 /** Lists wait for starting servers: the tests here are about windows surviving daemons, not about list timing. */
 const LISTS_WAIT = { EXAI_WS_LIST_WAIT_MS: '0' };
 
-export async function startTeedEverything(cleanup: Cleanup): Promise<{ daemon: DaemonHandle; received: () => Message[] }> {
+/** `env`: more settings for this first daemon only (a later one started by {@link restartOn} has the defaults). */
+export async function startTeedEverything(
+  cleanup: Cleanup,
+  env: Record<string, string> = {},
+): Promise<{ daemon: DaemonHandle; received: () => Message[] }> {
   const home = makeHome(cleanup);
   const record = join(home, 'everything-stdin.jsonl');
   const everything = { command: process.execPath, args: [TEE_SCRIPT, record, process.execPath, EVERYTHING_SCRIPT, 'stdio'] };
   writeFileSync(join(home, 'config.json'), JSON.stringify({ mcpServers: { everything } }, null, 2));
-  const daemon = await startDaemon(cleanup, { home, env: LISTS_WAIT });
+  const daemon = await startDaemon(cleanup, { home, env: { ...LISTS_WAIT, ...env } });
   const received = () =>
     (existsSync(record) ? readFileSync(record, 'utf8').split('\n').filter(Boolean) : []).map((l) => JSON.parse(l) as Message);
   return { daemon, received };
