@@ -7,12 +7,13 @@
  * holding a connection: headers (or an upgrade) sent slowly, keep-alive after a 401, WebSockets
  * that never say hello (dropped oldest first past EXAI_WS_MAX_UNAUTHENTICATED).
  */
-import { test, after, before } from 'node:test';
+import { test, after, before, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
 import WebSocket from 'ws';
-import { Cleanup, connectShim, startDaemon, textOf, waitFor, type DaemonHandle } from './helpers.js';
+import { Cleanup, startDaemon, textOf, waitFor, type DaemonHandle } from './helpers.js';
 import { connectHttp } from './fixtures/http-client.js';
+import { connectWs } from './fixtures-b/ws-client.js';
 
 const BODY_TIMEOUT_MS = 3_000;
 const HEADERS_TIMEOUT_MS = 2_000;
@@ -69,72 +70,79 @@ async function rejections(reason: string): Promise<number> {
   return Number(line?.split(' ').pop() ?? 0);
 }
 
-test('Body deadline: an authenticated chunked POST that never ends is closed within the deadline; another window goes on meanwhile', async () => {
-  const window = await connectShim(cleanup, daemon, { name: 'bystander' });
-  const post = await rawConnection();
-  post.socket.write(
-    `POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:${daemon.port}\r\nAuthorization: Bearer ${daemon.token}\r\n` +
-      'Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n',
-  );
-  // One byte of a JSON-RPC request every 1.2 s: each arrives well within any idle timeout.
-  const body = '{"jsonrpc":"2.0","id":1,"method":"ping"';
-  dribble(post.socket, 1_200, (i) => `1\r\n${body[i % body.length]}\r\n`);
+// The deadline tests are mostly waiting for a deadline to pass, on connections of their own to
+// the one daemon, and count rejections of their own reason only: they run side by side. The
+// half-open flood below comes after them, alone: it drops unauthenticated connections, which the
+// headers test's must not be.
+describe('deadlines', { concurrency: true }, () => {
+  test('Body deadline: an authenticated chunked POST that never ends is closed within the deadline; another window goes on meanwhile', async () => {
+    // Windows are direct WebSocket SDK clients: the deadlines are the daemon's.
+    const window = await connectWs(cleanup, daemon, { name: 'bystander' });
+    const post = await rawConnection();
+    post.socket.write(
+      `POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:${daemon.port}\r\nAuthorization: Bearer ${daemon.token}\r\n` +
+        'Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n',
+    );
+    // One byte of a JSON-RPC request every 1.2 s: each arrives well within any idle timeout.
+    const body = '{"jsonrpc":"2.0","id":1,"method":"ping"';
+    dribble(post.socket, 1_200, (i) => `1\r\n${body[i % body.length]}\r\n`);
 
-  // Meanwhile another client's calls are answered at once.
-  for (let i = 0; i < 3; i++) {
-    const started = Date.now();
-    const result = await window.client.callTool({ name: 'echo', arguments: { text: `meanwhile ${i}` } });
-    assert.equal(textOf(result), `meanwhile ${i}`);
-    assert.ok(Date.now() - started < 1_000, 'not held up by the slow body');
-    await new Promise((r) => setTimeout(r, 500));
-  }
+    // Meanwhile another client's calls are answered at once.
+    for (let i = 0; i < 3; i++) {
+      const started = Date.now();
+      const result = await window.client.callTool({ name: 'echo', arguments: { text: `meanwhile ${i}` } });
+      assert.equal(textOf(result), `meanwhile ${i}`);
+      assert.ok(Date.now() - started < 1_000, 'not held up by the slow body');
+      await new Promise((r) => setTimeout(r, 500));
+    }
 
-  const closedAfterMs = await post.closedAfterMs;
-  assert.ok(closedAfterMs <= BODY_TIMEOUT_MS + CHECK_MS + SLACK_MS, `closed after ${closedAfterMs} ms`);
-  assert.ok(closedAfterMs >= BODY_TIMEOUT_MS - 200, `not before the deadline: ${closedAfterMs} ms`);
-  assert.match(post.received(), /^HTTP\/1\.1 408 /, 'told why');
-  assert.ok((await rejections('body_timeout')) >= 1, 'counted');
-  assert.equal(textOf(await window.client.callTool({ name: 'echo', arguments: { text: 'after' } })), 'after');
-});
+    const closedAfterMs = await post.closedAfterMs;
+    assert.ok(closedAfterMs <= BODY_TIMEOUT_MS + CHECK_MS + SLACK_MS, `closed after ${closedAfterMs} ms`);
+    assert.ok(closedAfterMs >= BODY_TIMEOUT_MS - 200, `not before the deadline: ${closedAfterMs} ms`);
+    assert.match(post.received(), /^HTTP\/1\.1 408 /, 'told why');
+    assert.ok((await rejections('body_timeout')) >= 1, 'counted');
+    assert.equal(textOf(await window.client.callTool({ name: 'echo', arguments: { text: 'after' } })), 'after');
+  });
 
-test('a response longer than the body deadline is not cut: a long call over HTTP, an idle WebSocket window', async () => {
-  const window = await connectShim(cleanup, daemon, { name: 'idle-window' });
-  const http = await connectHttp(cleanup, daemon);
-  const ms = BODY_TIMEOUT_MS + CHECK_MS + 500;
-  const result = await http.client.callTool({ name: 'sleep', arguments: { ms } });
-  assert.equal(textOf(result), `slept ${ms}`);
-  // The window's WebSocket sat idle through the same time.
-  assert.equal(textOf(await window.client.callTool({ name: 'echo', arguments: { text: 'still open' } })), 'still open');
-});
+  test('a response longer than the body deadline is not cut: a long call over HTTP, an idle WebSocket window', async () => {
+    const window = await connectWs(cleanup, daemon, { name: 'idle-window' });
+    const http = await connectHttp(cleanup, daemon);
+    const ms = BODY_TIMEOUT_MS + CHECK_MS + 500;
+    const result = await http.client.callTool({ name: 'sleep', arguments: { ms } });
+    assert.equal(textOf(result), `slept ${ms}`);
+    // The window's WebSocket sat idle through the same time.
+    assert.equal(textOf(await window.client.callTool({ name: 'echo', arguments: { text: 'still open' } })), 'still open');
+  });
 
-test('headers or an upgrade sent slowly, or nothing at all, are closed within the headers deadline', async () => {
-  const before = await rejections('headers_timeout');
-  const idle = await rawConnection();
-  const upgrade = await rawConnection();
-  upgrade.socket.write(`GET /ws HTTP/1.1\r\nHost: 127.0.0.1:${daemon.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n`);
-  dribble(upgrade.socket, 500, (i) => `X-Slow-${i}: 1\r\n`);
-  const limit = HEADERS_TIMEOUT_MS + CHECK_MS + SLACK_MS;
-  for (const [what, conn] of [
-    ['an idle connection', idle],
-    ['a slow upgrade', upgrade],
-  ] as const) {
+  test('headers or an upgrade sent slowly, or nothing at all, are closed within the headers deadline', async () => {
+    const before = await rejections('headers_timeout');
+    const idle = await rawConnection();
+    const upgrade = await rawConnection();
+    upgrade.socket.write(`GET /ws HTTP/1.1\r\nHost: 127.0.0.1:${daemon.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n`);
+    dribble(upgrade.socket, 500, (i) => `X-Slow-${i}: 1\r\n`);
+    const limit = HEADERS_TIMEOUT_MS + CHECK_MS + SLACK_MS;
+    for (const [what, conn] of [
+      ['an idle connection', idle],
+      ['a slow upgrade', upgrade],
+    ] as const) {
+      const closedAfterMs = await conn.closedAfterMs;
+      assert.ok(closedAfterMs <= limit, `${what} closed after ${closedAfterMs} ms`);
+      assert.match(conn.received(), /^(HTTP\/1\.1 408 |$)/, `${what}: a 408 or nothing`);
+    }
+    assert.ok((await rejections('headers_timeout')) >= before + 2);
+  });
+
+  test('a request without the token is answered 401 and its connection closed: no keep-alive for strangers', async () => {
+    const conn = await rawConnection();
+    conn.socket.write(
+      `POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:${daemon.port}\r\nConnection: keep-alive\r\nContent-Type: application/json\r\n` +
+        `Content-Length: 2\r\n\r\n{}`,
+    );
     const closedAfterMs = await conn.closedAfterMs;
-    assert.ok(closedAfterMs <= limit, `${what} closed after ${closedAfterMs} ms`);
-    assert.match(conn.received(), /^(HTTP\/1\.1 408 |$)/, `${what}: a 408 or nothing`);
-  }
-  assert.ok((await rejections('headers_timeout')) >= before + 2);
-});
-
-test('a request without the token is answered 401 and its connection closed: no keep-alive for strangers', async () => {
-  const conn = await rawConnection();
-  conn.socket.write(
-    `POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:${daemon.port}\r\nConnection: keep-alive\r\nContent-Type: application/json\r\n` +
-      `Content-Length: 2\r\n\r\n{}`,
-  );
-  const closedAfterMs = await conn.closedAfterMs;
-  assert.match(conn.received(), /^HTTP\/1\.1 401 /);
-  assert.match(conn.received(), /\r\nConnection: close\r\n/i);
-  assert.ok(closedAfterMs < 1_000, `closed after the answer (${closedAfterMs} ms)`);
+    assert.match(conn.received(), /^HTTP\/1\.1 401 /);
+    assert.match(conn.received(), /\r\nConnection: close\r\n/i);
+    assert.ok(closedAfterMs < 1_000, `closed after the answer (${closedAfterMs} ms)`);
+  });
 });
 
 test('WebSockets that never say hello: past the bound the oldest are dropped at once, and a new window connects', async () => {
@@ -162,7 +170,7 @@ test('WebSockets that never say hello: past the bound the oldest are dropped at 
     closedAt.slice(count - 8).every((t) => t === undefined),
     'the newest are open, waiting for their hello',
   );
-  const window = await connectShim(cleanup, daemon, { name: 'after-half-open' });
+  const window = await connectWs(cleanup, daemon, { name: 'after-half-open' });
   assert.equal(textOf(await window.client.callTool({ name: 'echo', arguments: { text: 'in' } })), 'in');
   assert.ok((await rejections('unauthenticated_limit')) >= count - MAX_UNAUTHENTICATED);
 });

@@ -12,8 +12,9 @@ import { after, describe, test } from 'node:test';
 import { ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import { MAX_DEPTH, findJsonSyntaxError } from '../src/hosting/json-syntax.js';
 import type { StatusJson } from '../src/commands/status-view.js';
-import { Cleanup, connectShim, getHealth, logPath, makeHome, readJsonLines, runCli, startDaemon, textOf, waitFor } from './helpers.js';
+import { Cleanup, getHealth, logPath, makeHome, readJsonLines, runCli, startDaemon, textOf, waitFor } from './helpers.js';
 import { memoryEntry, startHostingDaemon } from './fixtures/hosted-servers.js';
+import { connectWs } from './fixtures-b/ws-client.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());
@@ -22,7 +23,14 @@ after(() => cleanup.run());
 function withTrailingComma(home: string): string {
   return ['{', '  "mcpServers": {', `    "memory": ${JSON.stringify(memoryEntry(home))}`, '  },', '}', ''].join('\n');
 }
-// Each test has its own daemon, home and processes: they run side by side.
+/**
+ * Merged lists wait for servers still starting (by default at most 2 s, which a server-memory
+ * start can pass on a loaded machine): what these tests list is the config's effect, not timing.
+ */
+const LISTS_WAIT = { EXAI_WS_LIST_WAIT_MS: '0' };
+
+// Each test has its own daemon, home and processes: they run side by side. Windows are direct
+// WebSocket SDK clients: the config is the daemon's, whatever carries the session.
 describe('broken config', { concurrency: true }, () => {
   test('a trailing comma at start: built-in tools work, status names line and column, fixing the file brings its servers without a restart', async () => {
     const home = makeHome(cleanup);
@@ -30,9 +38,9 @@ describe('broken config', { concurrency: true }, () => {
     const broken = withTrailingComma(home);
     writeFileSync(config, broken);
     // `exai-ws daemon` itself, as a shim's auto-start or a user runs it.
-    const daemon = await startDaemon(cleanup, { home, plain: true });
+    const daemon = await startDaemon(cleanup, { home, plain: true, env: LISTS_WAIT });
 
-    const { client } = await connectShim(cleanup, daemon);
+    const { client } = await connectWs(cleanup, daemon);
     let listChanged = 0;
     client.setNotificationHandler(ToolListChangedNotificationSchema, () => void listChanged++);
     const version = JSON.parse(textOf(await client.callTool({ name: 'version', arguments: {} }))) as { pid: number };
@@ -44,14 +52,13 @@ describe('broken config', { concurrency: true }, () => {
     // Line 4, column 4: the comma after the "mcpServers" object, the one to delete.
     const where = /config\.json is not valid JSON: line 4, column 4: a trailing comma: JSON allows no comma before '\}'/;
     assert.equal(broken.split('\n')[3]?.[3], ',', 'the fixture puts the comma where the test says');
-    const json = await runCli(['status', '--json'], daemon.clientEnv);
+    const [json, table] = await Promise.all([runCli(['status', '--json'], daemon.clientEnv), runCli(['status'], daemon.clientEnv)]);
     assert.equal(json.code, 0, json.stderr);
     const status = JSON.parse(json.stdout) as StatusJson;
     assert.match(status.config.error ?? '', where);
     assert.equal(status.config.exists, true);
     assert.deepEqual(status.servers, [], 'no hosted server runs from a file that cannot be read');
 
-    const table = await runCli(['status'], daemon.clientEnv);
     assert.equal(table.code, 0, table.stderr);
     const section = table.stdout.slice(table.stdout.search(/\nconfig {2,}\S/)).replace(/\s+/g, ' ');
     assert.match(
@@ -87,9 +94,9 @@ describe('broken config', { concurrency: true }, () => {
   });
 
   test('a live edit that breaks the file keeps the running servers, and `exai-ws reload` names line and column', async () => {
-    const daemon = await startHostingDaemon(cleanup, (home) => ({ memory: memoryEntry(home) }));
+    const daemon = await startHostingDaemon(cleanup, (home) => ({ memory: memoryEntry(home) }), LISTS_WAIT);
     const config = join(daemon.home, 'config.json');
-    const { client } = await connectShim(cleanup, daemon);
+    const { client } = await connectWs(cleanup, daemon);
     assert.ok((await client.listTools()).tools.some((t) => t.name === 'memory__read_graph'));
 
     writeFileSync(config, withTrailingComma(daemon.home));

@@ -5,18 +5,22 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { CreateMessageRequestSchema, ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
-import { Cleanup, connectShim, textOf, waitFor } from './helpers.js';
+import { Cleanup, textOf, waitFor } from './helpers.js';
 import { everythingEntry, serverReport, startHostingDaemon, waitReady } from './fixtures/hosted-servers.js';
+import { connectWs } from './fixtures-b/ws-client.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());
 
 const SAMPLING_TOOL = 'everything__trigger-sampling-request';
-// Each test has its own daemon, home and processes: they run side by side.
+/** Lists wait for server-everything to start (by default at most 2 s, which a loaded machine can pass). */
+const LISTS_WAIT = { EXAI_WS_LIST_WAIT_MS: '0' };
+// Each test has its own daemon, home and processes: they run side by side. Windows are direct
+// WebSocket SDK clients: the capabilities a server is offered are the daemon's doing.
 describe('capabilities', { concurrency: true }, () => {
   test('a client with sampling arriving later gets the sampling tools of a server started without it', async () => {
-    const daemon = await startHostingDaemon(cleanup, () => ({ everything: everythingEntry() }));
-    const plain = await connectShim(cleanup, daemon, { name: 'no-sampling' });
+    const daemon = await startHostingDaemon(cleanup, () => ({ everything: everythingEntry() }), LISTS_WAIT);
+    const plain = await connectWs(cleanup, daemon, { name: 'no-sampling' });
     let changed = 0;
     plain.client.setNotificationHandler(ToolListChangedNotificationSchema, () => void changed++);
     const before = (await plain.client.listTools()).tools.map((t) => t.name);
@@ -24,7 +28,7 @@ describe('capabilities', { concurrency: true }, () => {
     assert.ok(!before.includes(SAMPLING_TOOL), 'nobody offered sampling yet');
     const first = await waitReady(daemon, 'everything');
 
-    const capable = await connectShim(cleanup, daemon, { name: 'with-sampling', capabilities: { sampling: {} } });
+    const capable = await connectWs(cleanup, daemon, { name: 'with-sampling', capabilities: { sampling: {} } });
     capable.client.setRequestHandler(CreateMessageRequestSchema, () => ({
       role: 'assistant',
       content: { type: 'text', text: 'sampled by the capable client' },
@@ -43,8 +47,8 @@ describe('capabilities', { concurrency: true }, () => {
   });
 
   test('a client with sampling arriving mid-call: the call finishes on the old process, then the server is renewed', async () => {
-    const daemon = await startHostingDaemon(cleanup, () => ({ everything: everythingEntry() }));
-    const plain = await connectShim(cleanup, daemon, { name: 'no-sampling' });
+    const daemon = await startHostingDaemon(cleanup, () => ({ everything: everythingEntry() }), LISTS_WAIT);
+    const plain = await connectWs(cleanup, daemon, { name: 'no-sampling' });
     await plain.client.listTools();
     const first = await waitReady(daemon, 'everything');
     // 2 s of work in flight on the process started without sampling.
@@ -55,7 +59,7 @@ describe('capabilities', { concurrency: true }, () => {
     );
     await waitFor(async () => (await serverReport(daemon, 'everything')).inflight > 0, 'the long call to be in flight');
 
-    const capable = await connectShim(cleanup, daemon, { name: 'with-sampling', capabilities: { sampling: {} } });
+    const capable = await connectWs(cleanup, daemon, { name: 'with-sampling', capabilities: { sampling: {} } });
     assert.equal((await serverReport(daemon, 'everything')).pid, first.pid, 'not renewed while a call is in flight');
     const done = await long;
     assert.ok(!done.isError, textOf(done));

@@ -2,7 +2,7 @@
  * `GET /metrics` on the real daemon: token-gated like every endpoint (401 with
  * `WWW-Authenticate: Bearer`; the token or the status page's cookie lets a scraper in), the
  * text parses as Prometheus text, the open-sessions gauge follows a real shim session (SDK
- * client through the shim) and a Streamable HTTP session as they open and close, and a tool
+ * client through the shim), a direct WebSocket session and a Streamable HTTP session as they open and close, and a tool
  * call shows in the requests counter by method, tool and outcome, while a made-up tool name
  * shows only as `other`.
  */
@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { Cleanup, connectShim, startDaemon, textOf, waitFor, type DaemonHandle } from './helpers.js';
 import { connectHttp, rawRequest, type RawResponse } from './fixtures/http-client.js';
+import { connectWs } from './fixtures-b/ws-client.js';
 import { parseChecked, samplesOf, valueOf, type Family } from './fixtures/exposition.js';
 
 const cleanup = new Cleanup();
@@ -50,10 +51,22 @@ async function gaugeReaches(daemon: DaemonHandle, expected: { ws: number; http: 
     throw new Error(`${(error as Error).message}; last reading ${JSON.stringify(last)}`);
   }
 }
-// Each test has its own daemon, home and processes: they run side by side.
+/**
+ * One daemon for the tests that read what they caused as a difference (refusals, a call's
+ * counters) or not at all (the cookie): none of them refuses a scraper or calls a tool for
+ * another. The gauge test counts every session from none, and has its own.
+ */
+let shared: Promise<DaemonHandle> | undefined;
+function sharedDaemon(): Promise<DaemonHandle> {
+  shared ??= startDaemon(cleanup);
+  return shared;
+}
+
+// The tests run side by side.
 describe('metrics over HTTP', { concurrency: true }, () => {
   test('/metrics refuses a scraper without the token or with a wrong one: 401, WWW-Authenticate: Bearer, no metrics', async () => {
-    const daemon = await startDaemon(cleanup);
+    const daemon = await sharedDaemon();
+    const failuresBefore = valueOf((await scrape(daemon)).families, 'exai_ws_auth_failures_total') ?? 0;
     const refused: Record<string, string>[] = [{}, { authorization: `Bearer ${daemon.token}x` }, { authorization: daemon.token }];
     for (const headers of refused) {
       const res = await getMetrics(daemon, headers);
@@ -63,11 +76,11 @@ describe('metrics over HTTP', { concurrency: true }, () => {
     }
     // The refusals are counted where a scraper with the token can see them.
     const { families } = await scrape(daemon);
-    assert.equal(valueOf(families, 'exai_ws_auth_failures_total'), 3);
+    assert.equal((valueOf(families, 'exai_ws_auth_failures_total') ?? 0) - failuresBefore, 3);
   });
 
   test('the status page cookie lets a browser read /metrics too', async () => {
-    const daemon = await startDaemon(cleanup);
+    const daemon = await sharedDaemon();
     const issued = await rawRequest(daemon.port, {
       method: 'POST',
       path: '/auth/code',
@@ -95,14 +108,15 @@ describe('metrics over HTTP', { concurrency: true }, () => {
     await gaugeReaches(daemon, { ws: 1, http: 1 }, 'the HTTP session counted under http');
 
     // The figure for the report: a scrape with three sessions open.
-    const third = await connectShim(cleanup, daemon, { name: 'metrics-test-shim-2' });
-    await gaugeReaches(daemon, { ws: 2, http: 1 }, 'a second shim session');
+    // The second WebSocket session without a shim: the gauge counts sessions, whatever opened them.
+    const third = await connectWs(cleanup, daemon, { name: 'metrics-test-ws' });
+    await gaugeReaches(daemon, { ws: 2, http: 1 }, 'a second WebSocket session');
     const { bytes, families } = await scrape(daemon);
     t.diagnostic(`scrape with 3 sessions: ${bytes} bytes, ${[...families.values()].reduce((n, f) => n + f.samples.length, 0)} samples`);
     await third.client.close();
 
     await shim.client.close();
-    await gaugeReaches(daemon, { ws: 0, http: 1 }, 'the shim sessions gone once their clients closed');
+    await gaugeReaches(daemon, { ws: 0, http: 1 }, 'the WebSocket sessions gone once their clients closed');
     await http.transport.terminateSession();
     await http.client.close();
     await gaugeReaches(daemon, { ws: 0, http: 0 }, 'the HTTP session gone once terminated');
@@ -113,8 +127,8 @@ describe('metrics over HTTP', { concurrency: true }, () => {
   });
 
   test('a tools/call of version counts under method tools/call, tool version, outcome ok; a made-up tool only under other', async () => {
-    const daemon = await startDaemon(cleanup);
-    const { client } = await connectShim(cleanup, daemon);
+    const daemon = await sharedDaemon();
+    const { client } = await connectWs(cleanup, daemon);
     const requests = (families: Map<string, Family>, tool: string, outcome: string): number =>
       valueOf(families, 'exai_ws_requests_total', { method: 'tools/call', tool, outcome }) ?? 0;
     const before = (await scrape(daemon)).families;

@@ -8,8 +8,9 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { ListRootsRequestSchema } from '@modelcontextprotocol/sdk/types.js';
-import { Cleanup, ROOT, connectShim, logPath, readJsonLines, runCli, waitFor } from './helpers.js';
+import { Cleanup, ROOT, logPath, readJsonLines, runCli, waitFor } from './helpers.js';
 import { startHostingDaemon, waitReady } from './fixtures/hosted-servers.js';
+import { connectWs } from './fixtures-b/ws-client.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());
@@ -27,7 +28,8 @@ test('logs --level warn shows a server that cannot start and a host that does no
   await waitReady(daemon, 'files');
   // A window that offers roots, as VS Code does: the shared filesystem server is restarted to be
   // offered them, and asks for roots at once, before any call is in flight: refused, routinely.
-  const { client } = await connectShim(cleanup, daemon, { capabilities: { roots: { listChanged: true } } });
+  // (Over a direct WebSocket: the refusal is the daemon's, whatever carries the window.)
+  const { client } = await connectWs(cleanup, daemon, { capabilities: { roots: { listChanged: true } } });
   client.setRequestHandler(ListRootsRequestSchema, () => ({ roots: [{ uri: `file://${daemon.home}`, name: 'home' }] }));
   const refused = await waitFor(
     () =>
@@ -42,14 +44,16 @@ test('logs --level warn shows a server that cannot start and a host that does no
     15_000,
   );
 
-  const warn = await runCli(['logs', '--level', 'warn', '-n', '0'], daemon.clientEnv);
+  const [warn, status] = await Promise.all([
+    runCli(['logs', '--level', 'warn', '-n', '0'], daemon.clientEnv),
+    runCli(['status'], daemon.clientEnv),
+  ]);
   assert.equal(warn.code, 0, warn.stderr);
   assert.match(warn.stdout, /no-such-command-xyz: command not found \(spawn no-such-command-xyz ENOENT/);
   assert.match(warn.stdout, new RegExp(`getaddrinfo (ENOTFOUND|EAI_AGAIN) ${NO_HOST.replace(/\./g, '\\.')}`));
   assert.doesNotMatch(warn.stdout, /requester unknown/, 'a routine refusal is no warning');
 
   // The status table gives the cause whole, whatever the width (80 columns when not a terminal).
-  const status = await runCli(['status'], daemon.clientEnv);
   assert.equal(status.code, 0, status.stderr);
   const flat = status.stdout.replace(/\s+/g, ' ');
   assert.match(

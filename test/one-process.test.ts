@@ -9,8 +9,9 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { readAddressCard } from '../src/local/files.js';
-import { CLI, Cleanup, baseEnv, connectShim, getHealth, makeHome, spawnChild, textOf, waitFor, within } from './helpers.js';
+import { CLI, Cleanup, baseEnv, getHealth, makeHome, spawnChild, textOf, waitFor, within } from './helpers.js';
 import { descendants, memoryEntry, processGone, waitReady } from './fixtures/hosted-servers.js';
+import { connectWs } from './fixtures-b/ws-client.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());
@@ -43,13 +44,15 @@ test('`exai-ws daemon` is the pid in the card; after kill -9 of it no hosted ser
     ),
   );
 
-  const shim = await connectShim(cleanup, { clientEnv: { EXAI_WS_HOME: home } });
+  // A window over a direct WebSocket, at the port and with the token of the card's home: which
+  // process answers is the daemon's to show.
+  const token = readFileSync(join(home, 'token'), 'utf8').trim();
+  const shim = await connectWs(cleanup, { token, url: (path = '/ws') => `ws://127.0.0.1:${card.port}${path}` });
   const version = JSON.parse(textOf(await shim.client.callTool({ name: 'version', arguments: {} }))) as { pid: number };
   assert.equal(version.pid, daemon.proc.pid, 'the daemon answering is the process started');
   // The hosted server starts at its first call.
   const graph = await shim.client.callTool({ name: 'memory__read_graph', arguments: {} });
   assert.notEqual(graph.isError, true, JSON.stringify(graph));
-  const token = readFileSync(join(home, 'token'), 'utf8').trim();
   const memory = await waitReady({ port: card.port, token }, 'memory');
   assert.equal((await getHealth({ port: card.port, token })).pid, daemon.proc.pid);
   const hosted = [memory.pid, ...descendants(memory.pid)];

@@ -2,26 +2,16 @@
  * A provider that is configured but cannot be used says exactly that, in `chat` and
  * `listmodels` and in `/health`'s providers: unreachable (with its URL and what the system
  * said) or refusing its key (naming the variable), never "no model provider is configured".
- * Through the real daemon, real shims and the official SDK client, against a closed port and
+ * Through the real daemon and the official SDK client (over a direct WebSocket), against a closed port and
  * the local fake OpenAI-compatible server.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { after, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import {
-  CLI,
-  Cleanup,
-  baseEnv,
-  closedPort,
-  connectShim,
-  getHealth,
-  startDaemon,
-  textOf,
-  type DaemonHandle,
-  type ShimClient,
-} from './helpers.js';
+import { CLI, Cleanup, baseEnv, closedPort, getHealth, startDaemon, textOf, type DaemonHandle } from './helpers.js';
 import { FakeOpenAI } from './fixtures/fake-openai.js';
+import { connectWs, type WsWindow } from './fixtures-b/ws-client.js';
 
 const run = promisify(execFile);
 const cleanup = new Cleanup();
@@ -50,7 +40,7 @@ interface ProviderHealth {
   default_model: string | null;
 }
 
-async function call(shim: ShimClient, name: string, args: Record<string, unknown> = {}): Promise<ToolResult> {
+async function call(shim: WsWindow, name: string, args: Record<string, unknown> = {}): Promise<ToolResult> {
   return (await shim.client.callTool({ name, arguments: args })) as ToolResult;
 }
 
@@ -59,7 +49,8 @@ async function provider(daemon: DaemonHandle, id: string): Promise<ProviderHealt
   assert.ok(found, `/health lists provider ${id}`);
   return found;
 }
-// Each test has its own daemon, home and processes: they run side by side.
+// Each test has its own daemon, home and processes: they run side by side. Windows are direct
+// WebSocket SDK clients: what a provider answers is the daemon's, whatever carries the session.
 describe('provider errors', { concurrency: true }, () => {
   test('an OpenAI-compatible endpoint that is down: chat and listmodels say it could not be reached, with its URL', async () => {
     const url = `http://127.0.0.1:${await closedPort()}/v1`;
@@ -68,7 +59,7 @@ describe('provider errors', { concurrency: true }, () => {
     assert.deepEqual([before.configured, before.state, before.last_error, before.base_url], [true, 'unknown', null, url]);
     assert.equal((await provider(daemon, 'kimi')).state, 'not_configured');
 
-    const shim = await connectShim(cleanup, daemon);
+    const shim = await connectWs(cleanup, daemon);
     const expected = new RegExp(
       `OpenAI-compatible \\(EXAI_OPENAI_BASE_URL=${url.replace(/[.]/g, '\\.')}\\) is configured but could not be reached: .*ECONNREFUSED`,
     );
@@ -91,22 +82,33 @@ describe('provider errors', { concurrency: true }, () => {
 
     // `exai-ws status` shows the same, as JSON and in its table.
     const env = { ...baseEnv(), ...daemon.clientEnv };
-    const json = JSON.parse((await run(process.execPath, [CLI, 'status', '--json'], { env, timeout: 20_000 })).stdout) as {
+    const [asJson, asTable] = await Promise.all([
+      run(process.execPath, [CLI, 'status', '--json'], { env, timeout: 20_000 }),
+      run(process.execPath, [CLI, 'status'], { env, timeout: 20_000 }),
+    ]);
+    const json = JSON.parse(asJson.stdout) as {
       providers: { id: string; state: string | null; last_error: string | null }[];
     };
     const shown = json.providers.find((p) => p.id === 'openai');
     assert.equal(shown?.state, 'unreachable');
     assert.match(shown?.last_error ?? '', expected);
-    const table = (await run(process.execPath, [CLI, 'status'], { env, timeout: 20_000 })).stdout;
-    assert.match(table, /openai\s+yes\s+unreachable/);
+    assert.match(asTable.stdout, /openai\s+yes\s+unreachable/);
   });
 
   test('an endpoint that refuses the key: chat and listmodels name the key variable; a good call sets the state back to ok', async () => {
     const server = await new FakeOpenAI().start();
     cleanup.add(() => server.close());
     server.apiKey = 'the-right-key';
-    const wrong = await startDaemon(cleanup, { env: { EXAI_OPENAI_BASE_URL: server.url, EXAI_OPENAI_API_KEY: 'a-wrong-key' } });
-    const shim = await connectShim(cleanup, wrong);
+    // Four daemons, one per provider setting (read at start), started at once: each is used alone.
+    const [wrong, keyless, right, kimi] = await Promise.all([
+      startDaemon(cleanup, { env: { EXAI_OPENAI_BASE_URL: server.url, EXAI_OPENAI_API_KEY: 'a-wrong-key' } }),
+      startDaemon(cleanup, { env: { EXAI_OPENAI_BASE_URL: server.url } }),
+      startDaemon(cleanup, {
+        env: { EXAI_OPENAI_BASE_URL: server.url, EXAI_OPENAI_API_KEY: 'the-right-key', EXAI_OPENAI_MODELS: 'fake-small' },
+      }),
+      startDaemon(cleanup, { env: { KIMI_API_KEY: 'wrong', KIMI_API_URL: server.url } }),
+    ]);
+    const shim = await connectWs(cleanup, wrong);
     const refused =
       /OpenAI-compatible \(EXAI_OPENAI_BASE_URL=.*\) is configured but refused the API key \(HTTP 401\): check EXAI_OPENAI_API_KEY/;
     const chat = await call(shim, 'chat', { prompt: 'ping' });
@@ -118,23 +120,18 @@ describe('provider errors', { concurrency: true }, () => {
     assert.match(health.last_error ?? '', refused);
 
     // No key at all: the variable to set.
-    const keyless = await startDaemon(cleanup, { env: { EXAI_OPENAI_BASE_URL: server.url } });
-    const keylessShim = await connectShim(cleanup, keyless);
+    const keylessShim = await connectWs(cleanup, keyless);
     assert.match(textOf(await call(keylessShim, 'chat', { prompt: 'ping' })), /wants an API key \(HTTP 401\): set EXAI_OPENAI_API_KEY/);
 
     // The right key, with a model named up front (no listing): one good chat, state ok, counted.
-    const right = await startDaemon(cleanup, {
-      env: { EXAI_OPENAI_BASE_URL: server.url, EXAI_OPENAI_API_KEY: 'the-right-key', EXAI_OPENAI_MODELS: 'fake-small' },
-    });
-    const rightShim = await connectShim(cleanup, right);
+    const rightShim = await connectWs(cleanup, right);
     assert.equal((await provider(right, 'openai')).state, 'unknown', 'no contact yet');
     assert.equal(textOf(await call(rightShim, 'chat', { prompt: 'ping' })), 'pong');
     const ok = await provider(right, 'openai');
     assert.deepEqual([ok.state, ok.calls, ok.errors, ok.last_error, ok.default_model], ['ok', 1, 0, null, 'fake-small']);
 
     // A Kimi key refused by its (fake) endpoint names KIMI_API_KEY, and only Kimi is marked.
-    const kimi = await startDaemon(cleanup, { env: { KIMI_API_KEY: 'wrong', KIMI_API_URL: server.url } });
-    const kimiShim = await connectShim(cleanup, kimi);
+    const kimiShim = await connectWs(cleanup, kimi);
     const kimiChat = await call(kimiShim, 'chat', { prompt: 'ping' });
     assert.match(
       textOf(kimiChat),

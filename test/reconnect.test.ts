@@ -23,7 +23,7 @@ import {
   waitFor,
   within,
 } from './helpers.js';
-import { startTeedEverything } from './fixtures/hosted-servers.js';
+import { restartOn, startTeedEverything } from './fixtures-c/teed-everything.js';
 import { LOST, answersTo, assertCarriesOn, lastRequestId, openWindow, setUp, slowCall } from './fixtures/windows.js';
 
 const cleanup = new Cleanup();
@@ -34,7 +34,9 @@ after(() => cleanup.run());
 describe('reconnect', { concurrency: 3 }, () => {
   for (const how of ['SIGKILL', 'exai-ws stop'] as const) {
     test(`${how} under a window with a call in flight: that call gets one -32000; the same client then works against a new daemon, its level and subscription held`, async () => {
-      const { daemon, received } = await startTeedEverything(cleanup);
+      // `exai-ws stop` lets calls in flight finish for EXAI_WS_DRAIN_MS (5 s) before it answers
+      // the rest -32000; this call never finishes, so half a second shows the same outcome.
+      const { daemon, received } = await startTeedEverything(cleanup, how === 'SIGKILL' ? {} : { EXAI_WS_DRAIN_MS: '500' });
       const window = await openWindow(cleanup, daemon, 'window');
       const uri = await setUp(window);
       const { outcome, id } = await slowCall(window, daemon);
@@ -53,7 +55,7 @@ describe('reconnect', { concurrency: 3 }, () => {
       assert.equal(answersTo(window, id).length, 1, 'exactly one answer for the call in flight');
 
       // The same home, a new daemon on a new port: the shim finds it through the address card.
-      const second = await startDaemon(cleanup, { home: daemon.home });
+      const second = await restartOn(cleanup, daemon.home);
       assert.notEqual(second.port, daemon.port);
       const control = await openWindow(cleanup, second, 'control');
       await assertCarriesOn(window, control, uri, received);
@@ -63,7 +65,9 @@ describe('reconnect', { concurrency: 3 }, () => {
   }
 
   test('requests sent while no daemon runs wait and are answered once one is back; past EXAI_WS_RECONNECT_MS they get -32000 and the shim exits 1', async () => {
-    const { daemon } = await startTeedEverything(cleanup);
+    // The fixture daemon alone (its built-in tools): what waits here is the shim's, and a hosted
+    // server would only add its start at each of the three daemons.
+    const daemon = await startDaemon(cleanup);
     const window = await openWindow(cleanup, daemon, 'patient');
     await window.client.listTools();
     daemon.proc.kill('SIGKILL');
@@ -105,7 +109,8 @@ describe('reconnect', { concurrency: 3 }, () => {
   });
 
   test('stdin ending while the shim reconnects exits 0 at once; after a reconnect it still ends its session at once', async () => {
-    const { daemon } = await startTeedEverything(cleanup);
+    // The fixture daemon alone: the shim's stdin and its session's end need no hosted server.
+    const daemon = await startDaemon(cleanup);
     const window = await openWindow(cleanup, daemon, 'closing');
     const raw = spawnShim(cleanup, { ...daemon.clientEnv, EXAI_WS_AUTOSTART: '0' });
     await initializeRaw(raw);
@@ -134,11 +139,22 @@ describe('reconnect', { concurrency: 3 }, () => {
     assert.equal((await getHealth(second)).sessions.total, 0);
   });
 
-  test('a dropped connection to the same daemon resumes the session: same session, no replay, the client keeps working', async () => {
+  // One shim and daemon for both: the acks are checked on the session first, before its connection is dropped.
+  test('ack frames never come back to the client; a dropped connection to the same daemon resumes the session: same session, no replay, the client keeps working', async () => {
     // The heartbeat cuts a shim that stops answering pings (here: stopped with SIGSTOP).
     const daemon = await startDaemon(cleanup, { env: { EXAI_WS_HEARTBEAT_MS: '200' } });
     const raw = spawnShim(cleanup, { ...daemon.clientEnv, EXAI_WS_AUTOSTART: '0' });
     await initializeRaw(raw);
+
+    // A window that works for a while sees no stray error for id null: more than one ack's worth
+    // of frames, then time for the delayed ack.
+    for (let i = 0; i < 70; i++) raw.send(JSON.stringify({ jsonrpc: '2.0', id: `p${i}`, method: 'ping' }));
+    await readUntilResponse(raw, 'p69');
+    await new Promise((r) => setTimeout(r, 500));
+    raw.send(JSON.stringify({ jsonrpc: '2.0', id: 'last', method: 'ping' }));
+    const { before: beforeLast } = await readUntilResponse(raw, 'last');
+    assert.deepEqual(beforeLast, [], 'nothing but answers to what the client asked');
+
     raw.send(JSON.stringify({ jsonrpc: '2.0', id: 'before', method: 'tools/list' }));
     await readUntilResponse(raw, 'before');
     const lines = (msg: string) => readJsonLines(logPath(daemon.home)).filter((l) => l.msg === msg);
@@ -163,18 +179,5 @@ describe('reconnect', { concurrency: 3 }, () => {
     assert.equal((await getHealth(daemon)).sessions.total, 1);
     assert.equal(lines('session resumed')[0]?.session_id, opened.session_id);
     assert.match(raw.stderr(), new RegExp(`session ${String(opened.session_id)} resumed`));
-  });
-
-  test('ack frames never come back to the client: a window that works for a while sees no stray error for id null', async () => {
-    const daemon = await startDaemon(cleanup);
-    const raw = spawnShim(cleanup, { ...daemon.clientEnv, EXAI_WS_AUTOSTART: '0' });
-    await initializeRaw(raw);
-    // More than one ack's worth of frames, then time for the delayed ack.
-    for (let i = 0; i < 70; i++) raw.send(JSON.stringify({ jsonrpc: '2.0', id: `p${i}`, method: 'ping' }));
-    await readUntilResponse(raw, 'p69');
-    await new Promise((r) => setTimeout(r, 500));
-    raw.send(JSON.stringify({ jsonrpc: '2.0', id: 'last', method: 'ping' }));
-    const { before } = await readUntilResponse(raw, 'last');
-    assert.deepEqual(before, [], 'nothing but answers to what the client asked');
   });
 });

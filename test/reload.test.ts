@@ -9,8 +9,9 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
-import { CLI, Cleanup, baseEnv, connectShim, getHealth, textOf, waitFor } from './helpers.js';
-import { everythingEntry, memoryEntry, processGone, serverReport, startHostingDaemon, waitReady } from './fixtures/hosted-servers.js';
+import { CLI, Cleanup, baseEnv, getHealth, textOf, waitFor } from './helpers.js';
+import { memoryEntry, processGone, serverReport, startHostingDaemon, waitReady } from './fixtures/hosted-servers.js';
+import { connectWs } from './fixtures-b/ws-client.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());
@@ -24,20 +25,23 @@ function writeConfig(home: string, servers: Record<string, unknown>): void {
 // by side: most of their time is waiting on processes and timers.
 describe('reload', { concurrency: 2 }, () => {
   test('editing the config while two sessions are live adds, removes and keeps exactly the right servers', async () => {
+    // Three server-memory entries (kept, removed, added), each with a file of its own: which
+    // server it is does not matter to a reload, and server-memory starts in half the CPU of
+    // server-everything. The sessions are direct WebSocket SDK clients: what a reload keeps is the daemon's.
     const daemon = await startHostingDaemon(cleanup, (home) => ({
       memory: memoryEntry(home, { start: 'eager' }),
-      everything: everythingEntry({ start: 'eager' }),
+      scratch: memoryEntry(home, { start: 'eager', env: { MEMORY_FILE_PATH: join(home, 'scratch.jsonl') } }),
     }));
-    const sessions = await Promise.all([connectShim(cleanup, daemon), connectShim(cleanup, daemon)]);
+    const sessions = await Promise.all([connectWs(cleanup, daemon), connectWs(cleanup, daemon)]);
     const changed = sessions.map(() => 0);
     sessions.forEach((s, i) =>
       s.client.setNotificationHandler(ToolListChangedNotificationSchema, () => void (changed[i] = (changed[i] ?? 0) + 1)),
     );
     const memory = await waitReady(daemon, 'memory');
-    const everything = await waitReady(daemon, 'everything');
-    for (const s of sessions) assert.ok((await s.client.listTools()).tools.some((t) => t.name === 'everything__echo'));
+    const scratch = await waitReady(daemon, 'scratch');
+    for (const s of sessions) assert.ok((await s.client.listTools()).tools.some((t) => t.name === 'scratch__read_graph'));
 
-    // Add `notes` (a second memory server), remove `everything`, keep `memory` exactly as it was.
+    // Add `notes` (another memory server), remove `scratch`, keep `memory` exactly as it was.
     changed.fill(0);
     writeConfig(daemon.home, {
       memory: memoryEntry(daemon.home, { start: 'eager' }),
@@ -45,7 +49,7 @@ describe('reload', { concurrency: 2 }, () => {
     });
     await waitFor(() => changed.every((n) => n > 0), 'tools/list_changed in both sessions', 10_000);
     for (const s of sessions) {
-      // A session may hear an earlier list_changed too (server-everything sends one when it starts): poll the list.
+      // A session may hear an earlier list_changed too (a server that came up late): poll the list.
       const names = await waitFor(
         async () => {
           const listed = (await s.client.listTools()).tools.map((t) => t.name);
@@ -54,10 +58,10 @@ describe('reload', { concurrency: 2 }, () => {
         'the added server in the list',
         10_000,
       );
-      assert.ok(!names.some((n) => n.startsWith('everything__')), 'the removed server is gone');
+      assert.ok(!names.some((n) => n.startsWith('scratch__')), 'the removed server is gone');
       assert.ok(names.includes('memory__read_graph') && names.includes('version'));
     }
-    await waitFor(() => processGone(everything.pid), 'the removed server process to exit', 10_000);
+    await waitFor(() => processGone(scratch.pid), 'the removed server process to exit', 10_000);
     assert.equal((await serverReport(daemon, 'memory')).pid, memory.pid, 'the untouched server keeps its process');
     const health = await getHealth(daemon);
     assert.deepEqual(

@@ -7,8 +7,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
-import { Cleanup, ROOT, connectShim, textOf } from './helpers.js';
+import { Cleanup, ROOT, textOf, waitFor } from './helpers.js';
 import { serverReport, startHostingDaemon } from './fixtures/hosted-servers.js';
+import { connectWs } from './fixtures-b/ws-client.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());
@@ -35,7 +36,8 @@ test('a remote server is reachable through the daemon; killing it gives -32011, 
   const first = await startRemote(0);
   const url = `http://127.0.0.1:${first.port}/mcp`;
   const daemon = await startHostingDaemon(cleanup, () => ({ remote: { url } }));
-  const [a, b] = await Promise.all([connectShim(cleanup, daemon), connectShim(cleanup, daemon)]);
+  // Two windows over direct WebSockets: sharing and losing a remote server is the daemon's doing.
+  const [a, b] = await Promise.all([connectWs(cleanup, daemon), connectWs(cleanup, daemon)]);
   for (const [client, text] of [
     [a.client, 'from a'],
     [b.client, 'from b'],
@@ -44,7 +46,7 @@ test('a remote server is reachable through the daemon; killing it gives -32011, 
   }
 
   const inFlight = a.client.callTool({ name: 'remote__slow', arguments: { ms: 10_000 } });
-  await new Promise((r) => setTimeout(r, 300));
+  await waitFor(async () => (await serverReport(daemon, 'remote')).inflight > 0, 'the slow call in flight at the remote server');
   const startedMs = Date.now();
   first.proc.kill('SIGKILL');
   const error = await inFlight.then(

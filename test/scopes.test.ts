@@ -13,6 +13,7 @@ import { ListRootsRequestSchema, ToolListChangedNotificationSchema } from '@mode
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { CLI, Cleanup, ROOT, baseEnv, getHealth, textOf, waitFor, type DaemonHandle } from './helpers.js';
 import { memoryEntry, processGone, startHostingDaemon } from './fixtures/hosted-servers.js';
+import { connectWsWindow } from './fixtures-c/ws-window.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());
@@ -20,7 +21,7 @@ after(() => cleanup.run());
 const FILESYSTEM = join(ROOT, 'node_modules', '@modelcontextprotocol', 'server-filesystem', 'dist', 'index.js');
 
 /** A shim started in `cwd`, as an editor window on that project would start it. */
-async function windowIn(daemon: DaemonHandle, cwd: string): Promise<Client> {
+async function shimIn(daemon: DaemonHandle, cwd: string): Promise<Client> {
   const transport = new StdioClientTransport({
     command: process.execPath,
     args: [CLI, 'shim'],
@@ -32,6 +33,15 @@ async function windowIn(daemon: DaemonHandle, cwd: string): Promise<Client> {
   cleanup.add(() => client.close());
   await client.connect(transport);
   return client;
+}
+
+/**
+ * A window whose hello names `cwd` as a shim started there names it, over a direct WebSocket
+ * (no shim process): for the windows beside the one real shim of a test, whose scope is the
+ * daemon's doing.
+ */
+function wsWindowIn(daemon: DaemonHandle, cwd: string): Promise<Client> {
+  return connectWsWindow(cleanup, daemon, { name: 'scope-test', hello: { cwd } });
 }
 
 interface Instance {
@@ -62,15 +72,21 @@ describe('scopes', { concurrency: true }, () => {
       }
       return { fs: { command: process.execPath, args: [FILESYSTEM, '${workspaceFolder}'], scope: 'workspace' } };
     });
-    const a1 = await windowIn(daemon, projectA);
-    const a2 = await windowIn(daemon, projectA);
-    const b = await windowIn(daemon, projectB);
+    // a1 is a real shim started in project A (its working directory reaches the daemon in its
+    // hello); a2 and b say theirs in the hello directly. All three open at once, and their first
+    // reads run at once: the two windows on A still get one process between them.
+    const [a1, a2, b] = await Promise.all([shimIn(daemon, projectA), wsWindowIn(daemon, projectA), wsWindowIn(daemon, projectB)]);
     const read = async (client: Client, path: string) =>
       (await client.callTool({ name: 'fs__read_text_file', arguments: { path } })) as { isError?: boolean; content: { text?: string }[] };
 
-    assert.equal(textOf(await read(a1, join(projectA, 'readme.txt'))), 'alpha');
-    assert.equal(textOf(await read(a2, join(projectA, 'readme.txt'))), 'alpha');
-    assert.equal(textOf(await read(b, join(projectB, 'readme.txt'))), 'beta');
+    const [readA1, readA2, readB] = await Promise.all([
+      read(a1, join(projectA, 'readme.txt')),
+      read(a2, join(projectA, 'readme.txt')),
+      read(b, join(projectB, 'readme.txt')),
+    ]);
+    assert.equal(textOf(readA1), 'alpha');
+    assert.equal(textOf(readA2), 'alpha');
+    assert.equal(textOf(readB), 'beta');
     const outside = await read(a1, join(projectB, 'readme.txt'));
     assert.equal(outside.isError, true, 'project A may not read project B');
     assert.match(textOf(outside), /denied|outside|not allowed/i);
@@ -91,20 +107,19 @@ describe('scopes', { concurrency: true }, () => {
       writeFileSync(join(project, 'readme.txt'), 'from the roots');
       return { fs: { command: process.execPath, args: [FILESYSTEM, '${workspaceFolder}'], scope: 'workspace' } };
     });
-    // Started in the daemon home (like an editor that starts servers in the user's home directory).
-    const transport = new StdioClientTransport({
-      command: process.execPath,
-      args: [CLI, 'shim'],
-      env: { ...baseEnv(), ...daemon.clientEnv },
-      cwd: daemon.home,
-      stderr: 'pipe',
-    });
-    const client = new Client({ name: 'roots-window', version: '1' }, { capabilities: { roots: { listChanged: true } } });
-    client.setRequestHandler(ListRootsRequestSchema, () => ({ roots: [{ uri: pathToFileURL(project).href, name: 'project' }] }));
+    // Opened in the daemon home (like an editor that starts servers in the user's home directory),
+    // over a direct WebSocket: roots are asked and answered by the daemon and the client, the
+    // shim only relays them (its cwd in the hello is shown by the first test).
     let moved = false;
-    client.setNotificationHandler(ToolListChangedNotificationSchema, () => void (moved = true));
-    cleanup.add(() => client.close());
-    await client.connect(transport);
+    const client = await connectWsWindow(cleanup, daemon, {
+      name: 'roots-window',
+      capabilities: { roots: { listChanged: true } },
+      hello: { cwd: daemon.home },
+      prepare: (c) => {
+        c.setRequestHandler(ListRootsRequestSchema, () => ({ roots: [{ uri: pathToFileURL(project).href, name: 'project' }] }));
+        c.setNotificationHandler(ToolListChangedNotificationSchema, () => void (moved = true));
+      },
+    });
     await waitFor(() => moved, 'the session to move to its roots workspace');
     const read = (await client.callTool({ name: 'fs__read_text_file', arguments: { path: join(project, 'readme.txt') } })) as {
       content: { text?: string }[];
@@ -120,9 +135,9 @@ describe('scopes', { concurrency: true }, () => {
 
   test('session scope: one process per session, gone when the session closes', async () => {
     const daemon = await startHostingDaemon(cleanup, (home) => ({ scratch: memoryEntry(home, { scope: 'session' }) }));
-    const one = await windowIn(daemon, daemon.home);
-    const two = await windowIn(daemon, daemon.home);
-    for (const client of [one, two]) await client.callTool({ name: 'scratch__read_graph', arguments: {} });
+    // Direct WebSocket windows: a session's server is the daemon's doing, whatever carries the session.
+    const [one, two] = await Promise.all([wsWindowIn(daemon, daemon.home), wsWindowIn(daemon, daemon.home)]);
+    await Promise.all([one, two].map((client) => client.callTool({ name: 'scratch__read_graph', arguments: {} })));
     const running = await instances(daemon, 'scratch');
     assert.equal(running.length, 2);
     assert.equal(new Set(running.map((s) => s.scope_key)).size, 2, 'keyed by session');

@@ -415,8 +415,10 @@ describe('security', { concurrency: 4 }, () => {
   });
 
   test('a non-loopback EXAI_WS_HOST is refused at start with one clear line', async () => {
-    for (const host of ['0.0.0.0', '::', '192.168.1.10']) {
-      const { home, exited, stderr } = spawnDaemon(cleanup, { env: { EXAI_WS_HOST: host } });
+    // The three starts at once: each is its own process and home.
+    const hosts = ['0.0.0.0', '::', '192.168.1.10'];
+    const starts = hosts.map((host) => ({ host, ...spawnDaemon(cleanup, { env: { EXAI_WS_HOST: host } }) }));
+    for (const { host, home, exited, stderr } of starts) {
       const timeout = new Promise<never>((_resolve, reject) =>
         setTimeout(() => reject(new Error(`daemon with host ${host} did not exit`)), 10_000).unref(),
       );

@@ -111,20 +111,22 @@ describe('settings end to end', { concurrency: true }, () => {
     assert.match(warning, /exai-ws settings set KIMI_API_KEY=\.\.\./);
     assert.ok(!JSON.stringify(health).includes('sk-from-a-client') && !JSON.stringify(health).includes('sk-kimi-from-a-client'));
 
-    for (const client of [first, second, third]) {
-      const answer = await client.callTool({ name: 'chat', arguments: { prompt: 'ping', model: 'auto' } });
-      assert.ok(!answer.isError, textOf(answer));
-    }
+    const answers = await Promise.all(
+      [first, second, third].map((client) => client.callTool({ name: 'chat', arguments: { prompt: 'ping', model: 'auto' } })),
+    );
+    for (const answer of answers) assert.ok(!answer.isError, textOf(answer));
     assert.equal(provider.requests.length, 3, "every chat went to daemon.env's provider, with its key");
     assert.equal(wrong.requests.length, 0, "no chat went to a client's provider");
 
     // What the user sees: where each setting came from, and the warning.
-    const status = await runCli(['status', '--json'], { ...bare, EXAI_WS_SETTINGS: '' });
+    const [status, table] = await Promise.all([
+      runCli(['status', '--json'], { ...bare, EXAI_WS_SETTINGS: '' }),
+      runCli(['status'], { ...bare, EXAI_WS_SETTINGS: '' }),
+    ]);
     assert.equal(status.code, 0, status.stderr);
     const json = JSON.parse(status.stdout) as StatusJson;
     assert.equal(json.settings?.path, settings);
     assert.ok(json.warnings.some((w) => w.includes('KIMI_API_KEY')));
-    const table = await runCli(['status'], { ...bare, EXAI_WS_SETTINGS: '' });
     assert.match(table.stdout, /EXAI_WS_MAX_SESSIONS=7 {2}\(daemon\.env\)/);
     assert.match(table.stdout, /EXAI_OPENAI_API_KEY=\*\*\*\*6789/);
     const log = readFileSync(join(home, 'logs', 'ws_daemon.log'), 'utf8');

@@ -13,9 +13,10 @@ import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 import { Cancellation } from '../src/hosting/cancellation.js';
 import { MAX_NUMBER_ID, unusedId } from '../src/hosting/request-ids.js';
 import { ServerLink } from '../src/hosting/server-link.js';
-import { Cleanup, ROOT, connectShim, logPath, readJsonLines, textOf, waitFor } from './helpers.js';
+import { Cleanup, ROOT, logPath, readJsonLines, textOf, waitFor } from './helpers.js';
 import { rawRequest } from './fixtures/http-client.js';
 import { startHostingDaemon } from './fixtures/hosted-servers.js';
+import { connectWs } from './fixtures-b/ws-client.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());
@@ -148,7 +149,8 @@ test('ServerLink: progress and cancellation reach the server under the call’s 
 
 test('two windows calling a server that answers with its neighbours’ ids: no window ever sees the other’s answer; the drops are logged once', async () => {
   const daemon = await startHostingDaemon(cleanup, () => ({ wrong: { command: process.execPath, args: [WRONG_IDS_SCRIPT] } }));
-  const windows = await Promise.all(['x', 'y'].map((name) => connectShim(cleanup, daemon, { name: `window-${name}` })));
+  // Windows over direct WebSockets: the ids a hosted server sees are the daemon's, whatever carries the window.
+  const windows = await Promise.all(['x', 'y'].map((name) => connectWs(cleanup, daemon, { name: `window-${name}` })));
   const CALLS = 40;
   let crossed = 0;
   const seen: string[] = [];
