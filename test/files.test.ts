@@ -346,7 +346,9 @@ describe('files, token and pid lock', { concurrency: 3 }, () => {
     await assertTokenWorks(daemon);
   });
 
-  test('a second daemon on the same home is refused with one line and exit 1; the first keeps running', async () => {
+  // Also holds what test/lifecycle.test.ts's "a second daemon on the same home is refused, naming
+  // the running one; the first keeps serving" held (merged here: one pair of daemons for both).
+  test('a second daemon on the same home is refused with one line and exit 1; the first keeps running and serving', async () => {
     const first = await startDaemon(cleanup, { plain: true });
     const second = spawnDaemon(cleanup, { home: first.home, plain: true });
     const code = await within(second.exited, 20_000, 'the second daemon to exit');
@@ -358,6 +360,8 @@ describe('files, token and pid lock', { concurrency: 3 }, () => {
     const health = await getHealth(first);
     assert.equal(health.status, 'ok');
     assert.equal(health.pid, first.pid);
+    const { client } = await connectWs(cleanup, first);
+    assert.match(textOf(await client.callTool({ name: 'version', arguments: {} })), /exai-ws/, 'the first still serves a window');
   });
 
   test('a port-0 card naming a live process that is an exai-ws daemon still blocks a start', async () => {

@@ -1,6 +1,6 @@
 /**
- * Daemon lifecycle end to end, against real daemon processes: the single-instance lock and
- * stale address cards, session resume and takeover, the in-flight limit and queue,
+ * Daemon lifecycle end to end, against real daemon processes: stale address cards (the
+ * single-instance lock is in test/files.test.ts), session resume and takeover, the in-flight limit and queue,
  * cancellation, graceful shutdown (SIGTERM and `exai-ws stop`), `exai-ws status`, heartbeat.
  */
 import assert from 'node:assert/strict';
@@ -23,7 +23,6 @@ import {
   openSession,
   openSocket,
   sendHello,
-  spawnDaemon,
   startDaemon,
   waitFor,
   type DaemonHandle,
@@ -77,24 +76,6 @@ function nonEmptyLines(text: string): string[] {
 // Each test has its own home and daemon on port 0 (nothing shared but this file's cleanup), so they run side
 // by side: most of their time is waiting on processes and timers.
 describe('daemon lifecycle', { concurrency: 3 }, () => {
-  test('a second daemon on the same home is refused, naming the running one; the first keeps serving', async () => {
-    const first = await startDaemon(cleanup);
-    const second = spawnDaemon(cleanup, { home: first.home });
-    const code = await within(second.exited, 15_000, 'the second daemon to exit');
-    assert.notEqual(code, 0, 'the second daemon must fail');
-    const lines = nonEmptyLines(second.stderr());
-    assert.equal(lines.length, 1, `expected one stderr line, got:\n${second.stderr()}`);
-    assert.match(lines[0] ?? '', new RegExp(`already running.*pid ${first.pid}\\b`));
-
-    assert.equal(readAddressCard(pidPath(first.home))?.pid, first.pid, 'the card still names the first daemon');
-    const health = await getHealth(first);
-    assert.equal(health.pid, first.pid);
-    assert.equal(health.status, 'ok');
-    const { ws } = await openSession(cleanup, first);
-    callTool(ws, 2, 'echo', { text: 'still here' });
-    assert.equal(toolText(await nextJson(ws)), 'still here');
-  });
-
   test('a stale address card is taken over: dead pid, or a live pid that does not answer /health', async () => {
     // A pid that surely belongs to no process: a child that has already exited.
     const dead = spawn(process.execPath, ['-e', '']);
@@ -105,17 +86,20 @@ describe('daemon lifecycle', { concurrency: 3 }, () => {
       { what: 'dead pid', pid: dead.pid },
       { what: 'live pid without /health', pid: process.pid },
     ];
-    for (const { what, pid } of stale) {
-      const home = makeHome(cleanup);
-      mkdirSync(join(home, 'logs'), { recursive: true });
-      const card = { pid, host: '127.0.0.1', port, version: '0.0.0', started_at: new Date().toISOString() };
-      writeFileSync(pidPath(home), `${JSON.stringify(card)}\n`);
-      const daemon = await startDaemon(cleanup, { home }); // waits for a card with the new pid
-      const now = readAddressCard(pidPath(home));
-      assert.equal(now?.pid, daemon.proc.pid, `${what}: the card names the new daemon`);
-      assert.notEqual(now?.port, port);
-      assert.equal((await getHealth(daemon)).pid, daemon.proc.pid, `${what}: the new daemon answers`);
-    }
+    // Two homes, two daemons, side by side.
+    await Promise.all(
+      stale.map(async ({ what, pid }) => {
+        const home = makeHome(cleanup);
+        mkdirSync(join(home, 'logs'), { recursive: true });
+        const card = { pid, host: '127.0.0.1', port, version: '0.0.0', started_at: new Date().toISOString() };
+        writeFileSync(pidPath(home), `${JSON.stringify(card)}\n`);
+        const daemon = await startDaemon(cleanup, { home }); // waits for a card with the new pid
+        const now = readAddressCard(pidPath(home));
+        assert.equal(now?.pid, daemon.proc.pid, `${what}: the card names the new daemon`);
+        assert.notEqual(now?.port, port);
+        assert.equal((await getHealth(daemon)).pid, daemon.proc.pid, `${what}: the new daemon answers`);
+      }),
+    );
   });
 
   test('a session resumed within the grace gets the replies held while it was detached, in order', async () => {
