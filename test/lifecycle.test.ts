@@ -108,8 +108,9 @@ describe('daemon lifecycle', { concurrency: 3 }, () => {
     assert.equal(ack.session_id, 'resume-test-1');
     assert.equal(ack.resumed, false);
 
-    callTool(first, 2, 'sleep', { ms: 500 });
-    callTool(first, 3, 'progress', { steps: 2, interval_ms: 300 }, { progressToken: 'tok' });
+    // Long enough that a loaded machine still sees both in flight (at 500 ms it sometimes did not).
+    callTool(first, 2, 'sleep', { ms: 1_500 });
+    callTool(first, 3, 'progress', { steps: 2, interval_ms: 750 }, { progressToken: 'tok' });
     await inflightIs(daemon, 2); // both reached the daemon before the connection drops
     first.terminate();
     await closed(first);
@@ -139,14 +140,15 @@ describe('daemon lifecycle', { concurrency: 3 }, () => {
     assert.ok(order.indexOf('progress 1') < order.indexOf('progress 2'), `progress out of order: ${order.join(', ')}`);
     assert.ok(order.indexOf('progress 2') < order.indexOf('reply 3'), `reply before its progress: ${order.join(', ')}`);
     for (const m of received.filter((m) => m.method === 'notifications/progress')) assert.equal((m.params as Json).progressToken, 'tok');
-    assert.equal(toolText(received.find((m) => m.id === 2) ?? {}), 'slept 500');
+    assert.equal(toolText(received.find((m) => m.id === 2) ?? {}), 'slept 1500');
     assert.equal(toolText(received.find((m) => m.id === 3) ?? {}), 'done 2');
   });
 
   test('a second connection with an attached session id takes over: the first gets 4010', async () => {
     const daemon = await startDaemon(cleanup);
     const { ws: first } = await openSession(cleanup, daemon, { sessionId: 'takeover-1' });
-    callTool(first, 2, 'sleep', { ms: 300 });
+    // Long enough to outlast the takeover's hello on a loaded machine (at 300 ms the reply sometimes went to the first).
+    callTool(first, 2, 'sleep', { ms: 1_500 });
     await inflightIs(daemon, 1);
     const firstClosed = closed(first);
 
@@ -159,7 +161,7 @@ describe('daemon lifecycle', { concurrency: 3 }, () => {
     // The request sent on the old connection is answered on the new one.
     const reply = await nextJson(second);
     assert.equal(reply.id, 2);
-    assert.equal(toolText(reply), 'slept 300');
+    assert.equal(toolText(reply), 'slept 1500');
     callTool(second, 3, 'echo', { text: 'taken over' });
     assert.equal(toolText(await nextJson(second)), 'taken over');
     const health = await getHealth(daemon);
