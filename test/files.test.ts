@@ -81,7 +81,7 @@ async function spawnSleeper(argv0?: string): Promise<ChildProcess> {
 async function assertTokenWorks(daemon: DaemonHandle): Promise<void> {
   const token = readTokenFile(join(daemon.home, 'token'));
   assert.ok(token !== null, 'the token file holds a token');
-  const { client } = await connectWs(cleanup, { url: daemon.url, token });
+  const { client } = await connectWs(cleanup, { url: (path?: string) => daemon.url(path), token });
   const result = await client.callTool({ name: 'echo', arguments: { text: 'through the token file' } });
   assert.equal(textOf(result), 'through the token file');
 }
