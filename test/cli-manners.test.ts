@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { COMMANDS, commandSpec } from '../src/local/specs.js';
-import { Cleanup, ROOT, baseEnv, getHealth, makeHome, pool, spawnDaemon, startDaemon, textOf, waitFor, runCli } from './helpers.js';
+import { Cleanup, ROOT, baseEnv, getHealth, makeHome, spawnDaemon, startDaemon, textOf, waitFor, runCli } from './helpers.js';
 import { connectWs } from './fixtures-b/ws-client.js';
 
 const run = promisify(execFile);
@@ -32,8 +32,8 @@ describe('CLI manners', { concurrency: 3 }, () => {
     const configFile = join(daemon.home, 'servers.json');
     const env = { ...daemon.clientEnv, EXAI_WS_CONFIG: configFile, EXAI_WS_SERVICE_MANAGER: 'none', XDG_CONFIG_HOME: daemon.home };
     const before = await getHealth(daemon);
-    const runs = COMMANDS.flatMap((spec) =>
-      ['--help', '-h'].map((flag) => {
+    for (const spec of COMMANDS) {
+      for (const flag of ['--help', '-h']) {
         // Each command with the arguments it would otherwise act on: the help flag still wins.
         const args =
           spec.name === 'import'
@@ -41,17 +41,12 @@ describe('CLI manners', { concurrency: 3 }, () => {
             : spec.name === 'service'
               ? ['service', 'install', flag]
               : [spec.name, flag];
-        return { spec, args };
-      }),
-    );
-    // Four at a time: each run is a process start, and none of them may change anything.
-    await pool(runs.length, 4, async (n) => {
-      const { spec, args } = runs[n]!;
-      const out = await runCli(args, env);
-      assert.equal(out.code, 0, `${args.join(' ')}: exit ${out.code}: ${out.stderr}`);
-      assert.equal(out.stdout, `${spec.usage}\n`, `${args.join(' ')} prints its usage and nothing else`);
-      assert.equal(out.stderr, '', `${args.join(' ')} writes nothing on stderr`);
-    });
+        const out = await runCli(args, env);
+        assert.equal(out.code, 0, `${args.join(' ')}: exit ${out.code}: ${out.stderr}`);
+        assert.equal(out.stdout, `${spec.usage}\n`, `${args.join(' ')} prints its usage and nothing else`);
+        assert.equal(out.stderr, '', `${args.join(' ')} writes nothing on stderr`);
+      }
+    }
     const now = await getHealth(daemon);
     assert.equal(now.pid, before.pid, 'stop/restart --help left the daemon running');
     assert.equal(daemon.proc.exitCode, null);
@@ -66,28 +61,28 @@ describe('CLI manners', { concurrency: 3 }, () => {
   test('an unknown option exits 2 naming it, for every command; so does an unknown command or a missing value', async () => {
     const home = makeHome(cleanup);
     const env = { EXAI_WS_HOME: home, EXAI_WS_PORT: '0', EXAI_WS_AUTOSTART: '0' };
-    // Four at a time: each run is a process start that only parses its arguments.
-    await pool(COMMANDS.length, 4, async (n) => {
-      const spec = COMMANDS[n]!;
+    for (const spec of COMMANDS) {
       const out = await runCli([spec.name, '--jsn'], env);
       assert.equal(out.code, 2, `${spec.name} --jsn: exit ${out.code}: ${out.stderr}`);
       assert.match(out.stderr, new RegExp(`^exai-ws ${spec.name}: unknown option '--jsn'\n`), spec.name);
       assert.ok(out.stderr.includes(spec.usage), `${spec.name}: the usage follows the error`);
       assert.equal(out.stdout, '');
-    });
-    const [extra, missing, valued, command, option] = await Promise.all(
-      [['status', 'now'], ['shim', '--server'], ['status', '--json=yes'], ['stauts'], ['--jsn']].map((args) => runCli(args, env)),
-    );
-    assert.equal(extra!.code, 2);
-    assert.match(extra!.stderr, /exai-ws status: unexpected argument 'now'/);
-    assert.equal(missing!.code, 2);
-    assert.match(missing!.stderr, /exai-ws shim: --server needs a value/);
-    assert.equal(valued!.code, 2);
-    assert.match(valued!.stderr, /--json takes no value/);
-    assert.equal(command!.code, 2);
-    assert.match(command!.stderr, /unknown command 'stauts'/);
-    assert.equal(option!.code, 2);
-    assert.match(option!.stderr, /unknown option '--jsn'/);
+    }
+    const extra = await runCli(['status', 'now'], env);
+    assert.equal(extra.code, 2);
+    assert.match(extra.stderr, /exai-ws status: unexpected argument 'now'/);
+    const missing = await runCli(['shim', '--server'], env);
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /exai-ws shim: --server needs a value/);
+    const valued = await runCli(['status', '--json=yes'], env);
+    assert.equal(valued.code, 2);
+    assert.match(valued.stderr, /--json takes no value/);
+    const command = await runCli(['stauts'], env);
+    assert.equal(command.code, 2);
+    assert.match(command.stderr, /unknown command 'stauts'/);
+    const option = await runCli(['--jsn'], env);
+    assert.equal(option.code, 2);
+    assert.match(option.stderr, /unknown option '--jsn'/);
     // The shim bundle run on its own (what client configs launch) parses the same way.
     const shim = await run(process.execPath, [join(ROOT, 'dist', 'shim.cjs'), '--frob'], { env: { ...baseEnv(), ...env } }).then(
       () => ({ code: 0, stderr: '' }),
