@@ -13,7 +13,8 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { COMMANDS, commandSpec } from '../src/local/specs.js';
-import { Cleanup, ROOT, baseEnv, connectShim, getHealth, makeHome, spawnDaemon, startDaemon, textOf, waitFor, runCli } from './helpers.js';
+import { Cleanup, ROOT, baseEnv, getHealth, makeHome, spawnDaemon, startDaemon, textOf, waitFor, runCli } from './helpers.js';
+import { connectWs } from './fixtures-b/ws-client.js';
 
 const run = promisify(execFile);
 const cleanup = new Cleanup();
@@ -128,7 +129,7 @@ describe('CLI manners', { concurrency: 3 }, () => {
 
   test('/health without the token is liveness only; the page, /events and /metrics need the token or a cookie from a one-time code', async () => {
     const daemon = await startDaemon(cleanup);
-    const { client } = await connectShim(cleanup, daemon, { name: 'secret-window' });
+    const { client } = await connectWs(cleanup, daemon, { name: 'secret-window' });
     await client.callTool({ name: 'version', arguments: {} });
 
     const open = (await (await get(daemon.port, '/health')).json()) as Record<string, unknown>;
@@ -188,7 +189,8 @@ describe('CLI manners', { concurrency: 3 }, () => {
 
   test('the shutdown is logged in order, with a session open: "daemon stopping" before "daemon stopped"', async () => {
     const daemon = await startDaemon(cleanup);
-    const { client } = await connectShim(cleanup, daemon);
+    // A window without a shim: the property is the daemon's log, and a direct WebSocket holds a session as a shim does.
+    const { client } = await connectWs(cleanup, daemon);
     assert.match(textOf(await client.callTool({ name: 'version', arguments: {} })), /exai-ws/);
     const out = await runCli(['stop'], daemon.clientEnv);
     assert.equal(out.code, 0, out.stderr);

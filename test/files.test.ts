@@ -22,7 +22,6 @@ import {
   baseEnv,
   Cleanup,
   CLI,
-  connectShim,
   getHealth,
   logPath,
   makeHome,
@@ -33,6 +32,7 @@ import {
   within,
   type DaemonHandle,
 } from './helpers.js';
+import { connectWs } from './fixtures-b/ws-client.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());
@@ -73,11 +73,17 @@ async function spawnSleeper(argv0?: string): Promise<ChildProcess> {
   return proc;
 }
 
-/** A shim finds the daemon through the home and gets a tool answer: the token file works. */
-async function assertShimWorks(daemon: DaemonHandle): Promise<void> {
-  const shim = await connectShim(cleanup, daemon);
-  const result = await shim.client.callTool({ name: 'echo', arguments: { text: 'through the shim' } });
-  assert.equal(textOf(result), 'through the shim', shim.stderr());
+/**
+ * A client holding the token file's token, read as a shim reads it (`readTokenFile`), gets a
+ * tool answer: the token file works. A direct WebSocket window, not a shim process: the
+ * property is the daemon's (the token it writes is the one it accepts).
+ */
+async function assertTokenWorks(daemon: DaemonHandle): Promise<void> {
+  const token = readTokenFile(join(daemon.home, 'token'));
+  assert.ok(token !== null, 'the token file holds a token');
+  const { client } = await connectWs(cleanup, { url: (path?: string) => daemon.url(path), token });
+  const result = await client.callTool({ name: 'echo', arguments: { text: 'through the token file' } });
+  assert.equal(textOf(result), 'through the token file');
 }
 
 /** Asserts the token file now holds a new valid private token the daemon did not print or log. */
@@ -92,7 +98,7 @@ async function assertTokenReplaced(daemon: DaemonHandle, old: Buffer): Promise<v
     [],
     'no temp file left behind',
   );
-  await assertShimWorks(daemon);
+  await assertTokenWorks(daemon);
   const log = readFileSync(logPath(daemon.home), 'utf8');
   assert.match(log, /token file held no usable token: replaced/, 'the replacement is logged');
   assert.ok(!log.includes(token), 'the token is in the log');
@@ -240,21 +246,24 @@ describe('files, token and pid lock', { concurrency: 3 }, () => {
   // ---------------------------------------------------------------------------------------------
   // The token file, end to end.
 
-  test('an empty token file (a start that died on a full disk) is replaced and a shim connects', async () => {
+  test('an empty token file (a start that died on a full disk) is replaced and a client holding it connects', async () => {
     const home = makeHome(cleanup);
     writeFileSync(join(home, 'token'), '', { mode: 0o600 });
     const daemon = await startDaemon(cleanup, { home });
     await assertTokenReplaced(daemon, Buffer.alloc(0));
   });
 
-  test('a malformed token file (binary garbage, whitespace, several words) is replaced and a shim connects', async () => {
+  test('a malformed token file (binary garbage, whitespace, several words) is replaced and a client holding it connects', async () => {
     const garbage = [Buffer.from([0x00, 0xff, 0x13, 0x37, 0x80, 0x0a, 0xc3]), Buffer.from('   \n\t \n'), Buffer.from('two words\n')];
-    for (const old of garbage) {
-      const home = makeHome(cleanup);
-      writeFileSync(join(home, 'token'), old, { mode: 0o600 });
-      const daemon = await startDaemon(cleanup, { home });
-      await assertTokenReplaced(daemon, old);
-    }
+    // Three homes, three daemons, side by side.
+    await Promise.all(
+      garbage.map(async (old) => {
+        const home = makeHome(cleanup);
+        writeFileSync(join(home, 'token'), old, { mode: 0o600 });
+        const daemon = await startDaemon(cleanup, { home });
+        await assertTokenReplaced(daemon, old);
+      }),
+    );
   });
 
   // ---------------------------------------------------------------------------------------------
@@ -291,20 +300,20 @@ describe('files, token and pid lock', { concurrency: 3 }, () => {
   test('a home path of the wrong type gives one clear line, exit 73 and no stack trace', async () => {
     const tokenDir = makeHome(cleanup);
     mkdirSync(join(tokenDir, 'token'));
-    assertOneClearLine(await refusedStart(tokenDir), join(tokenDir, 'token'), /is a directory.*token file.*remove it/);
-
     const pidDir = makeHome(cleanup);
     mkdirSync(pidPath(pidDir), { recursive: true });
-    assertOneClearLine(await refusedStart(pidDir), pidPath(pidDir), /is a directory.*pid file.*remove it/);
-
     const logsFile = makeHome(cleanup);
     writeFileSync(join(logsFile, 'logs'), 'not a directory');
-    assertOneClearLine(await refusedStart(logsFile), join(logsFile, 'logs'), /is a file.*must be the logs directory.*move it away/);
-
     const parent = makeHome(cleanup);
     const homeFile = join(parent, 'home');
     writeFileSync(homeFile, 'not a directory');
-    assertOneClearLine(await refusedStart(homeFile), homeFile, /is a file.*home \(EXAI_WS_HOME\) must be a directory/);
+
+    // Four homes, four daemons refusing side by side.
+    const [token, pid, logs, home] = await Promise.all([tokenDir, pidDir, logsFile, homeFile].map((h) => refusedStart(h)));
+    assertOneClearLine(token!, join(tokenDir, 'token'), /is a directory.*token file.*remove it/);
+    assertOneClearLine(pid!, pidPath(pidDir), /is a directory.*pid file.*remove it/);
+    assertOneClearLine(logs!, join(logsFile, 'logs'), /is a file.*must be the logs directory.*move it away/);
+    assertOneClearLine(home!, homeFile, /is a file.*home \(EXAI_WS_HOME\) must be a directory/);
     assert.equal(readFileSync(homeFile, 'utf8'), 'not a directory', 'the file is left as it was');
   });
 
@@ -334,10 +343,12 @@ describe('files, token and pid lock', { concurrency: 3 }, () => {
     assert.equal((await getHealth(daemon)).pid, daemon.pid);
     assert.equal(sleeper.exitCode, null, 'the unrelated process is left alone');
     assert.equal(sleeper.signalCode, null, 'the unrelated process is left alone');
-    await assertShimWorks(daemon);
+    await assertTokenWorks(daemon);
   });
 
-  test('a second daemon on the same home is refused with one line and exit 1; the first keeps running', async () => {
+  // Also holds what test/lifecycle.test.ts's "a second daemon on the same home is refused, naming
+  // the running one; the first keeps serving" held (merged here: one pair of daemons for both).
+  test('a second daemon on the same home is refused with one line and exit 1; the first keeps running and serving', async () => {
     const first = await startDaemon(cleanup, { plain: true });
     const second = spawnDaemon(cleanup, { home: first.home, plain: true });
     const code = await within(second.exited, 20_000, 'the second daemon to exit');
@@ -349,6 +360,8 @@ describe('files, token and pid lock', { concurrency: 3 }, () => {
     const health = await getHealth(first);
     assert.equal(health.status, 'ok');
     assert.equal(health.pid, first.pid);
+    const { client } = await connectWs(cleanup, first);
+    assert.match(textOf(await client.callTool({ name: 'version', arguments: {} })), /exai-ws/, 'the first still serves a window');
   });
 
   test('a port-0 card naming a live process that is an exai-ws daemon still blocks a start', async () => {
@@ -412,7 +425,7 @@ describe('files, token and pid lock', { concurrency: 3 }, () => {
       assert.match(loser.stderr, /already running/);
     }
     assert.equal((await getHealth(winner)).pid, winner.pid);
-    await assertShimWorks(winner);
+    await assertTokenWorks(winner);
   });
 
   test('daemons started at once over a stale card: exactly one takes it over', async () => {
@@ -427,7 +440,7 @@ describe('files, token and pid lock', { concurrency: 3 }, () => {
     }
     assert.equal((await getHealth(winner)).pid, winner.pid);
     assert.equal(existsSync(`${pidPath(home)}.takeover`), false, 'the takeover mutex is gone');
-    await assertShimWorks(winner);
+    await assertTokenWorks(winner);
   });
 
   // ---------------------------------------------------------------------------------------------
@@ -435,9 +448,9 @@ describe('files, token and pid lock', { concurrency: 3 }, () => {
 
   test('an uncaught exception ends the daemon loudly: exit 70, the stack on stderr, the pid file removed', async () => {
     const daemon = await startDaemon(cleanup);
-    const shim = await connectShim(cleanup, daemon);
+    const { client } = await connectWs(cleanup, daemon);
     // The daemon may die before or after the answer reaches the client.
-    await shim.client.callTool({ name: 'crash', arguments: {} }).catch(() => undefined);
+    await client.callTool({ name: 'crash', arguments: {} }).catch(() => undefined);
     const code = await within(daemon.exited, 20_000, 'the crashed daemon to exit');
     assert.equal(code, ExitCode.CRASH, daemon.stderr());
     assert.match(daemon.stderr(), /daemon crashed .*fixture crash: thrown on purpose/);

@@ -6,7 +6,7 @@
  * time) each initialize, call it with a progress token, read the first SSE event (the progress)
  * and hang up. The daemon must keep under a fixed peak RSS (VmHWM), stay up, answer a client
  * that resumes the lost stream with the error for the dropped result (not hang), and serve a
- * new shim window afterwards.
+ * new window afterwards.
  *
  * And the rule for messages held for detached sessions, on Outboxes: bounded together, the
  * session holding the most ends first.
@@ -20,7 +20,8 @@ import { Metrics } from '../src/daemon/files/metrics.js';
 import { Outbox } from '../src/daemon/sessions/outbox.js';
 import { ByteBudget } from '../src/transport/byte-budget.js';
 import type { Transport } from '../src/transport/transport.js';
-import { Cleanup, ROOT, connectShim, getHealth, pool, textOf, waitFor, type DaemonHandle } from './helpers.js';
+import { Cleanup, ROOT, getHealth, pool, textOf, waitFor, type DaemonHandle } from './helpers.js';
+import { connectWs } from './fixtures-b/ws-client.js';
 import { startHostingDaemon } from './fixtures/hosted-servers.js';
 import { openGetStream, openRawStream, postHeaders, rawInitialize, type RawStream } from './fixtures/http-client.js';
 
@@ -78,7 +79,8 @@ test('60 HTTP clients hanging up on 16 MB results: the daemon stays under 768 MB
   const daemon = await startHostingDaemon(cleanup, () => ({ big: { command: process.execPath, args: [BIGRESULT_SCRIPT] } }));
 
   // Let the hosted server start (lazily, at the first call) with a small result.
-  const warm = await connectShim(cleanup, daemon, { name: 'warm-up' });
+  // Windows are direct WebSocket clients: the daemon's memory is the property, not the shim.
+  const warm = await connectWs(cleanup, daemon, { name: 'warm-up' });
   const small = await warm.client.callTool({ name: 'big__big', arguments: { bytes: 10, delayMs: 0 } });
   assert.equal(textOf(small), 'x'.repeat(10));
   await warm.client.close();
@@ -123,7 +125,7 @@ test('60 HTTP clients hanging up on 16 MB results: the daemon stays under 768 MB
   }
 
   // A new window works.
-  const window = await connectShim(cleanup, daemon, { name: 'after' });
+  const window = await connectWs(cleanup, daemon, { name: 'after' });
   const answer = await window.client.callTool({ name: 'big__big', arguments: { bytes: 5, delayMs: 0 } });
   assert.equal(textOf(answer), 'xxxxx');
   assert.equal(daemon.proc.exitCode, null, 'the daemon is still running');

@@ -5,7 +5,8 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { Cleanup, ROOT, connectShim, textOf, waitFor } from './helpers.js';
+import { Cleanup, ROOT, textOf, waitFor } from './helpers.js';
+import { connectWs } from './fixtures-b/ws-client.js';
 import { processGone, startHostingDaemon } from './fixtures/hosted-servers.js';
 
 const cleanup = new Cleanup();
@@ -15,7 +16,7 @@ const STUBBORN = join(ROOT, 'dist', 'test', 'fixtures', 'hosted-stubborn.js');
 
 async function stubbornPids(signal: 'SIGKILL' | 'SIGTERM'): Promise<void> {
   const daemon = await startHostingDaemon(cleanup, () => ({ stubborn: { command: process.execPath, args: [STUBBORN] } }));
-  const { client } = await connectShim(cleanup, daemon);
+  const { client } = await connectWs(cleanup, daemon); // a window without a shim: the property is the daemon's
   const pids = JSON.parse(textOf(await client.callTool({ name: 'stubborn__pids', arguments: {} }))) as { pid: number; grandchild: number };
   cleanup.add(() => {
     for (const pid of [pids.pid, pids.grandchild]) {

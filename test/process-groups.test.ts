@@ -9,7 +9,9 @@ import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { CLI, Cleanup, ROOT, baseEnv, connectShim, textOf, waitFor, type DaemonHandle } from './helpers.js';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { CLI, Cleanup, ROOT, baseEnv, textOf, waitFor, type DaemonHandle } from './helpers.js';
+import { connectWs } from './fixtures-b/ws-client.js';
 import { processGone, startHostingDaemon, waitReady, type ServerEntry } from './fixtures/hosted-servers.js';
 import { ProcessGroup } from '../src/hosting/process-group.js';
 import type { Watchdog } from '../src/hosting/watchdog.js';
@@ -18,7 +20,8 @@ const cleanup = new Cleanup();
 after(() => cleanup.run());
 const run = promisify(execFile);
 
-const GRANDCHILD = join(ROOT, 'dist', 'test', 'fixtures', 'hosted-grandchild.js');
+// The raw-NDJSON twin of test/fixtures/hosted-grandchild.ts: the same processes, without the SDK's start-up CPU.
+const GRANDCHILD = join(ROOT, 'dist', 'test', 'fixtures-a', 'grandchild.js');
 /** Time for SIGTERM, the grace, SIGKILL and the watchdog, with room for a loaded machine. */
 const GONE_MS = 15_000;
 
@@ -81,9 +84,9 @@ async function waitGroupGone(pgid: number, after: string): Promise<void> {
   });
 }
 
-/** Calls the server's `pids` tool and checks its group holds the server and its grandchildren. */
-async function serverPids(client: Awaited<ReturnType<typeof connectShim>>['client']): Promise<Pids> {
-  const pids = JSON.parse(textOf(await client.callTool({ name: 'kids__pids', arguments: {} }))) as Pids;
+/** Calls server `name`'s `pids` tool and checks its group holds the server and its grandchildren. */
+async function serverPids(client: Client, name = 'kids'): Promise<Pids> {
+  const pids = JSON.parse(textOf(await client.callTool({ name: `${name}__pids`, arguments: {} }))) as Pids;
   killLeftovers(pids.pid);
   const members = groupMembers(pids.pid);
   for (const pid of [pids.pid, pids.grandchild, pids.holder ?? pids.pid])
@@ -91,12 +94,29 @@ async function serverPids(client: Awaited<ReturnType<typeof connectShim>>['clien
   return pids;
 }
 
-async function hosting(
-  servers: Record<string, ServerEntry>,
-): Promise<{ daemon: DaemonHandle; client: Awaited<ReturnType<typeof connectShim>>['client'] }> {
+/**
+ * A daemon of its own hosting `servers`, and a window on it. The window is a direct WebSocket
+ * client: these tests are about the daemon's servers, not the shim.
+ */
+async function hosting(servers: Record<string, ServerEntry>): Promise<{ daemon: DaemonHandle; client: Client }> {
   const daemon = await startHostingDaemon(cleanup, () => servers);
-  const { client } = await connectShim(cleanup, daemon);
+  const { client } = await connectWs(cleanup, daemon);
   return { daemon, client };
+}
+
+let shared: Promise<DaemonHandle> | undefined;
+/**
+ * One daemon for the tests in which only their own server stops (killed, its own exit, idle):
+ * each has its own server entry and its own window, never lists tools (which would start the
+ * others' lazy servers), and the daemon and the other servers must outlive it anyway.
+ */
+function sharedDaemon(): Promise<DaemonHandle> {
+  shared ??= startHostingDaemon(cleanup, () => ({
+    killed: entry(),
+    exits: entry(),
+    idle: entry({ holdPipes: false }, { idle_timeout_ms: 300 }),
+  }));
+  return shared;
 }
 
 async function reload(daemon: DaemonHandle, servers: Record<string, ServerEntry>): Promise<void> {
@@ -132,36 +152,36 @@ describe('whole process groups, end to end', { concurrency: 3 }, () => {
   });
 
   test('killing a server with kill -9 ends its children; the restarted server works', async () => {
-    const { daemon, client } = await hosting({ kids: entry() });
-    const old = await serverPids(client);
+    const daemon = await sharedDaemon();
+    const { client } = await connectWs(cleanup, daemon, { name: 'kill-9' });
+    const old = await serverPids(client, 'killed');
     process.kill(old.pid, 'SIGKILL');
     await waitGroupGone(old.pid, 'kill -9 of the server');
     assert.ok(processGone(old.grandchild) && processGone(old.holder ?? old.grandchild), 'the old grandchildren are gone');
     const renewed = await waitFor(
       async () => {
-        const report = await waitReady(daemon, 'kids');
+        const report = await waitReady(daemon, 'killed');
         return report.pid !== old.pid ? report : null;
       },
       'the server restarted',
       GONE_MS,
     );
-    const pids = await serverPids(client);
+    const pids = await serverPids(client, 'killed');
     assert.equal(pids.pid, renewed.pid, 'calls reach the restarted server');
     assert.equal(groupMembers(pids.pid).length, 3, 'the new server runs with its own children');
   });
 
   test('a server that exits by itself leaves no child behind', async () => {
-    const { client } = await hosting({ kids: entry() });
-    const pids = await serverPids(client);
-    assert.equal(textOf(await client.callTool({ name: 'kids__exit', arguments: {} })), 'bye');
+    const { client } = await connectWs(cleanup, await sharedDaemon(), { name: 'exits' });
+    const pids = await serverPids(client, 'exits');
+    assert.equal(textOf(await client.callTool({ name: 'exits__exit', arguments: {} })), 'bye');
     await waitGroupGone(pids.pid, 'the server exited with status 0');
   });
 
   test('a server stopped for idleness leaves no child behind', async () => {
-    const daemon = await startHostingDaemon(cleanup, () => ({ kids: entry({ holdPipes: false }, { idle_timeout_ms: 300 }) }));
-    const shim = await connectShim(cleanup, daemon);
-    const pids = await serverPids(shim.client);
-    await shim.client.close(); // a session that used it keeps it; this was the only one
+    const window = await connectWs(cleanup, await sharedDaemon(), { name: 'idle' });
+    const pids = await serverPids(window.client, 'idle');
+    await window.client.close(); // a session that used it keeps it; this was the only one
     await waitGroupGone(pids.pid, 'the idle stop');
   });
 
@@ -265,7 +285,7 @@ test('a group that ignores SIGTERM gets SIGKILL after the grace, and is unregist
     },
     async (calls) => {
       const log: string[] = [];
-      const group = new ProcessGroup(424242, fakeWatchdog(log), 1_000);
+      const group = new ProcessGroup(424242, fakeWatchdog(log), 400);
       const ending = group.end();
       await new Promise((r) => setTimeout(r, 50));
       assert.ok(!calls.includes('SIGKILL'), 'no SIGKILL during the grace');

@@ -513,7 +513,7 @@ describe('dead clients', { concurrency: true }, () => {
    */
   async function pidChecksPassed(daemon: DaemonHandle, label: string, checks = 1): Promise<void> {
     for (let n = 1; n <= checks; n++) {
-      const witness = spawnChild(cleanup, process.execPath, ['-e', 'setInterval(() => {}, 60_000)']);
+      const witness = spawnChild(cleanup, 'sleep', ['60']); // any live process: `sleep` costs less than a Node
       const pid = witness.proc.pid as number;
       const ws = await openSocket(cleanup, daemon);
       const sessionId = `${label}-witness-${n}`;

@@ -4,7 +4,8 @@
  * other servers go at their normal speed, and a server that never answers `initialize` is
  * marked failed with that reason once its deadline passes, and retried in the background.
  * Unit tests of the catalog's wait and the start deadline over in-memory servers, then the real
- * daemon with real shims, real server-memory and a fixture server that never answers.
+ * daemon with direct WebSocket windows (the SDK client; the shim is not what is tested), real
+ * server-memory and a fixture server that never answers.
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -18,7 +19,8 @@ import type { ListKind } from '../src/mux/lists.js';
 import { ServerLink } from '../src/hosting/server-link.js';
 import { Upstream } from '../src/hosting/upstream.js';
 import { parseUpstreams } from '../src/hosting/upstream-config.js';
-import { Cleanup, ROOT, connectShim, logPath, readJsonLines, textOf, waitFor } from './helpers.js';
+import { Cleanup, ROOT, logPath, readJsonLines, textOf, waitFor } from './helpers.js';
+import { connectWs } from './fixtures-b/ws-client.js';
 import { cmdline, descendants, memoryEntry, serverReport, startHostingDaemon, waitReady } from './fixtures/hosted-servers.js';
 
 const cleanup = new Cleanup();
@@ -191,13 +193,13 @@ describe('slow and silent servers', { concurrency: 2 }, () => {
     }));
     await waitReady(daemon, 'memory');
     // Baseline: a call to server-memory in a window, before the silent server was ever started.
-    const first = await connectShim(cleanup, daemon, { name: 'first' });
+    const first = await connectWs(cleanup, daemon, { name: 'first' });
     const base0 = performance.now();
     await first.client.callTool({ name: 'memory__read_graph', arguments: {} });
     const baselineMs = performance.now() - base0;
     assert.equal((await serverReport(daemon, 'silent')).state, 'stopped', 'the baseline call did not start the silent server');
 
-    const { client } = await connectShim(cleanup, daemon, { name: 'second' });
+    const { client } = await connectWs(cleanup, daemon, { name: 'second' });
     const listed = await timedList(client);
     assert.ok(listed.ms < ANSWER_WITHIN_MS, `tools/list took ${Math.round(listed.ms)} ms`);
     assert.ok(listed.names.includes('memory__read_graph'), `server-memory's tools are listed: ${listed.names.join(', ')}`);
@@ -205,7 +207,7 @@ describe('slow and silent servers', { concurrency: 2 }, () => {
     assert.equal((await serverReport(daemon, 'silent')).state, 'starting', 'the silent server is still being waited for');
 
     // A third window calls server-memory first thing, without listing, while the other is silent.
-    const third = await connectShim(cleanup, daemon, { name: 'third' });
+    const third = await connectWs(cleanup, daemon, { name: 'third' });
     const t0 = performance.now();
     const called = await third.client.callTool({ name: 'memory__read_graph', arguments: {} });
     const callMs = performance.now() - t0;
@@ -224,7 +226,7 @@ describe('slow and silent servers', { concurrency: 2 }, () => {
       memory: memoryEntry(home, { start: 'eager' }),
     }));
     await waitReady(daemon, 'memory');
-    const { client } = await connectShim(cleanup, daemon, { name: 'lister' });
+    const { client } = await connectWs(cleanup, daemon, { name: 'lister' });
     let changed = 0;
     client.setNotificationHandler(ToolListChangedNotificationSchema, () => {
       changed++;
@@ -245,7 +247,7 @@ describe('slow and silent servers', { concurrency: 2 }, () => {
       silent: { command: process.execPath, args: [SILENT_SCRIPT], init_timeout_ms: 1_000 },
       memory: memoryEntry(home),
     }));
-    const { client } = await connectShim(cleanup, daemon);
+    const { client } = await connectWs(cleanup, daemon);
     const listed = await timedList(client);
     assert.ok(listed.names.includes('memory__read_graph'));
     const failed = await waitFor(async () => {
