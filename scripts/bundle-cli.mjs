@@ -14,15 +14,7 @@
 import { build } from 'esbuild';
 
 /** Test fixtures started as processes (node FILE), never imported by a test. */
-const PROCESS_FIXTURES = [
-  'fixture-daemon',
-  'gc-daemon',
-  'ensure-daemon',
-  'hosted-stubborn',
-  'hosted-grandchild',
-  'gated-server',
-  'remote-server',
-];
+const PROCESS_FIXTURES = ['fixture-daemon', 'gc-daemon', 'ensure-daemon', 'hosted-stubborn', 'gated-server', 'remote-server'];
 
 /**
  * @param {Record<string, string>} entryPoints output path (no extension) -> source

@@ -21,7 +21,7 @@ import {
 import { Cleanup, getHealth, logPath, metricsPath, readJsonLines, startDaemon, waitFor, within, type DaemonHandle } from './helpers.js';
 import { everythingEntry, startHostingDaemon, type ServerEntry } from './fixtures/hosted-servers.js';
 import { startEverythingHttp } from './fixtures/everything-http.js';
-import { connectWs, type WsWindow } from './fixtures-b/ws-client.js';
+import { connectWs, type WsWindow } from './fixtures/ws-client.js';
 
 const SAMPLING_TOOL = 'trigger-sampling-request';
 const ELICITATION_TOOL = 'trigger-elicitation-request';

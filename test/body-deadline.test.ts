@@ -13,7 +13,7 @@ import { connect, type Socket } from 'node:net';
 import WebSocket from 'ws';
 import { Cleanup, startDaemon, textOf, waitFor, type DaemonHandle } from './helpers.js';
 import { connectHttp } from './fixtures/http-client.js';
-import { connectWs } from './fixtures-b/ws-client.js';
+import { connectWs } from './fixtures/ws-client.js';
 
 const BODY_TIMEOUT_MS = 3_000;
 const HEADERS_TIMEOUT_MS = 2_000;

@@ -14,7 +14,7 @@ import { MAX_DEPTH, findJsonSyntaxError } from '../src/hosting/json-syntax.js';
 import type { StatusJson } from '../src/commands/status-view.js';
 import { Cleanup, getHealth, logPath, makeHome, readJsonLines, runCli, startDaemon, textOf, waitFor } from './helpers.js';
 import { memoryEntry, startHostingDaemon } from './fixtures/hosted-servers.js';
-import { connectWs } from './fixtures-b/ws-client.js';
+import { connectWs } from './fixtures/ws-client.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());

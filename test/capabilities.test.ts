@@ -7,7 +7,7 @@ import { after, describe, test } from 'node:test';
 import { CreateMessageRequestSchema, ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import { Cleanup, textOf, waitFor } from './helpers.js';
 import { everythingEntry, serverReport, startHostingDaemon, waitReady } from './fixtures/hosted-servers.js';
-import { connectWs } from './fixtures-b/ws-client.js';
+import { connectWs } from './fixtures/ws-client.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());

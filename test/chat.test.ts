@@ -6,8 +6,8 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { Cleanup, getHealth, metricsPath, readJsonLines, startDaemon, textOf, waitFor } from './helpers.js';
-import { connectWs, type WsWindow } from './fixtures-b/ws-client.js';
-import { openRawWindow, readUntilReply } from './fixtures-b2/raw-window.js';
+import { connectWs, type WsWindow } from './fixtures/ws-client.js';
+import { openRawWindow, readUntilReply } from './fixtures/raw-window.js';
 import { FakeOpenAI } from './fixtures/fake-openai.js';
 
 const cleanup = new Cleanup();

@@ -14,7 +14,7 @@ import { after, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { COMMANDS, commandSpec } from '../src/local/specs.js';
 import { Cleanup, ROOT, baseEnv, getHealth, makeHome, spawnDaemon, startDaemon, textOf, waitFor, runCli } from './helpers.js';
-import { connectWs } from './fixtures-b/ws-client.js';
+import { connectWs } from './fixtures/ws-client.js';
 
 const run = promisify(execFile);
 const cleanup = new Cleanup();

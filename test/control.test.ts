@@ -28,7 +28,7 @@ import { readAddressCard } from '../src/local/files.js';
 import { Cleanup, connectShim, getHealth, logPath, readJsonLines, runCli, startDaemon, textOf, waitFor, within } from './helpers.js';
 import { memoryEntry, processGone, startHostingDaemon, waitReady } from './fixtures/hosted-servers.js';
 import { coldHome, shimEnv } from './fixtures/autostarted.js';
-import { connectWs } from './fixtures-b/ws-client.js';
+import { connectWs } from './fixtures/ws-client.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());

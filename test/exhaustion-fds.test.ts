@@ -19,7 +19,7 @@ import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { Cleanup, getHealth, logPath, makeHome, readJsonLines, startDaemon, textOf, waitFor, type DaemonHandle } from './helpers.js';
-import { connectWs } from './fixtures-b/ws-client.js';
+import { connectWs } from './fixtures/ws-client.js';
 import { memoryEntry, processGone } from './fixtures/hosted-servers.js';
 
 const cleanup = new Cleanup();

@@ -32,7 +32,7 @@ import {
   within,
   type DaemonHandle,
 } from './helpers.js';
-import { connectWs } from './fixtures-b/ws-client.js';
+import { connectWs } from './fixtures/ws-client.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());

@@ -18,7 +18,7 @@ import {
   startHostingDaemon,
   waitReady,
 } from './fixtures/hosted-servers.js';
-import { connectWs } from './fixtures-b/ws-client.js';
+import { connectWs } from './fixtures/ws-client.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());

@@ -35,8 +35,8 @@ import {
   type ServerEntry,
   type ServerReport,
 } from './fixtures/hosted-servers.js';
-import { connectWs } from './fixtures-b/ws-client.js';
-import { openRawWindow, readUntilReply } from './fixtures-b2/raw-window.js';
+import { connectWs } from './fixtures/ws-client.js';
+import { openRawWindow, readUntilReply } from './fixtures/raw-window.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());

@@ -39,7 +39,7 @@ import {
   type RawResponse,
 } from './fixtures/http-client.js';
 import type { HealthReport } from '../src/local/health.js';
-import { connectWs } from './fixtures-b/ws-client.js';
+import { connectWs } from './fixtures/ws-client.js';
 
 const PROTOCOL = '2025-06-18';
 /** A wrong token of the same shape as a real one. */

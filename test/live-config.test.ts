@@ -33,7 +33,7 @@ import {
   waitFor,
   type DaemonHandle,
 } from './helpers.js';
-import { connectWs } from './fixtures-b/ws-client.js';
+import { connectWs } from './fixtures/ws-client.js';
 import { memoryEntry, serverReport, startHostingDaemon, waitReady, type ServerEntry } from './fixtures/hosted-servers.js';
 
 const cleanup = new Cleanup();
@@ -41,7 +41,7 @@ after(() => cleanup.run());
 const run = promisify(execFile);
 
 // test/fixtures/gated-server.ts behind a check made before the SDK loads (a failed start is cheap).
-const GATED = join(ROOT, 'dist', 'test', 'fixtures-a', 'gated.js');
+const GATED = join(ROOT, 'dist', 'test', 'fixtures', 'gated-lazy.js');
 const UPSTREAM_UNAVAILABLE = -32011;
 const INVALID_PARAMS = -32602;
 /** The longest restart backoff (RESTART_BACKOFF_MS's cap) plus room for a slow machine. */

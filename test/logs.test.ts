@@ -27,7 +27,7 @@ import {
   type DaemonHandle,
   runCli,
 } from './helpers.js';
-import { connectWs } from './fixtures-b/ws-client.js';
+import { connectWs } from './fixtures/ws-client.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());

@@ -21,7 +21,7 @@ import { Outbox } from '../src/daemon/sessions/outbox.js';
 import { ByteBudget } from '../src/transport/byte-budget.js';
 import type { Transport } from '../src/transport/transport.js';
 import { Cleanup, ROOT, getHealth, pool, textOf, waitFor, type DaemonHandle } from './helpers.js';
-import { connectWs } from './fixtures-b/ws-client.js';
+import { connectWs } from './fixtures/ws-client.js';
 import { startHostingDaemon } from './fixtures/hosted-servers.js';
 import { openGetStream, openRawStream, postHeaders, rawInitialize, type RawStream } from './fixtures/http-client.js';
 

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { Cleanup, connectShim, startDaemon, textOf, waitFor, type DaemonHandle } from './helpers.js';
 import { connectHttp, rawRequest, type RawResponse } from './fixtures/http-client.js';
-import { connectWs } from './fixtures-b/ws-client.js';
+import { connectWs } from './fixtures/ws-client.js';
 import { parseChecked, samplesOf, valueOf, type Family } from './fixtures/exposition.js';
 
 const cleanup = new Cleanup();

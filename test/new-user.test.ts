@@ -10,7 +10,7 @@ import { after, test } from 'node:test';
 import { ListRootsRequestSchema } from '@modelcontextprotocol/sdk/types.js';
 import { Cleanup, ROOT, logPath, readJsonLines, runCli, waitFor } from './helpers.js';
 import { startHostingDaemon, waitReady } from './fixtures/hosted-servers.js';
-import { connectWs } from './fixtures-b/ws-client.js';
+import { connectWs } from './fixtures/ws-client.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());

@@ -11,7 +11,7 @@ import { after, describe, test } from 'node:test';
 import { NpxResolver, splitNpxArgs } from '../src/hosting/npx.js';
 import { Cleanup, ROOT, baseEnv, logPath, makeHome, readJsonLines, textOf } from './helpers.js';
 import { MEMORY_SCRIPT, cmdline, descendants, startHostingDaemon, waitReady } from './fixtures/hosted-servers.js';
-import { connectWs } from './fixtures-b/ws-client.js';
+import { connectWs } from './fixtures/ws-client.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());

@@ -11,7 +11,7 @@ import { after, test } from 'node:test';
 import { readAddressCard } from '../src/local/files.js';
 import { CLI, Cleanup, baseEnv, getHealth, makeHome, spawnChild, textOf, waitFor, within } from './helpers.js';
 import { descendants, memoryEntry, processGone, waitReady } from './fixtures/hosted-servers.js';
-import { connectWs } from './fixtures-b/ws-client.js';
+import { connectWs } from './fixtures/ws-client.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { Cleanup, ROOT, textOf, waitFor } from './helpers.js';
-import { connectWs } from './fixtures-b/ws-client.js';
+import { connectWs } from './fixtures/ws-client.js';
 import { processGone, startHostingDaemon } from './fixtures/hosted-servers.js';
 
 const cleanup = new Cleanup();

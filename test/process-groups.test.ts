@@ -11,7 +11,7 @@ import { after, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { CLI, Cleanup, ROOT, baseEnv, textOf, waitFor, type DaemonHandle } from './helpers.js';
-import { connectWs } from './fixtures-b/ws-client.js';
+import { connectWs } from './fixtures/ws-client.js';
 import { processGone, startHostingDaemon, waitReady, type ServerEntry } from './fixtures/hosted-servers.js';
 import { ProcessGroup } from '../src/hosting/process-group.js';
 import type { Watchdog } from '../src/hosting/watchdog.js';
@@ -20,8 +20,7 @@ const cleanup = new Cleanup();
 after(() => cleanup.run());
 const run = promisify(execFile);
 
-// The raw-NDJSON twin of test/fixtures/hosted-grandchild.ts: the same processes, without the SDK's start-up CPU.
-const GRANDCHILD = join(ROOT, 'dist', 'test', 'fixtures-a', 'grandchild.js');
+const GRANDCHILD = join(ROOT, 'dist', 'test', 'fixtures', 'hosted-grandchild.js');
 /** Time for SIGTERM, the grace, SIGKILL and the watchdog, with room for a loaded machine. */
 const GONE_MS = 15_000;
 

@@ -11,7 +11,7 @@ import { after, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { CLI, Cleanup, baseEnv, closedPort, getHealth, startDaemon, textOf, type DaemonHandle } from './helpers.js';
 import { FakeOpenAI } from './fixtures/fake-openai.js';
-import { connectWs, type WsWindow } from './fixtures-b/ws-client.js';
+import { connectWs, type WsWindow } from './fixtures/ws-client.js';
 
 const run = promisify(execFile);
 const cleanup = new Cleanup();

@@ -23,7 +23,7 @@ import {
   waitFor,
   within,
 } from './helpers.js';
-import { restartOn, startTeedEverything } from './fixtures-c/teed-everything.js';
+import { restartOn, startTeedEverything } from './fixtures/teed-everything.js';
 import { LOST, answersTo, assertCarriesOn, lastRequestId, openWindow, setUp, slowCall } from './fixtures/windows.js';
 
 const cleanup = new Cleanup();

@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import { ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import { CLI, Cleanup, baseEnv, getHealth, textOf, waitFor } from './helpers.js';
 import { memoryEntry, processGone, serverReport, startHostingDaemon, waitReady } from './fixtures/hosted-servers.js';
-import { connectWs } from './fixtures-b/ws-client.js';
+import { connectWs } from './fixtures/ws-client.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());

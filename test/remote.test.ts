@@ -9,7 +9,7 @@ import { after, test } from 'node:test';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { Cleanup, ROOT, textOf, waitFor } from './helpers.js';
 import { serverReport, startHostingDaemon } from './fixtures/hosted-servers.js';
-import { connectWs } from './fixtures-b/ws-client.js';
+import { connectWs } from './fixtures/ws-client.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());

@@ -13,7 +13,7 @@ import { ListRootsRequestSchema, ToolListChangedNotificationSchema } from '@mode
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { CLI, Cleanup, ROOT, baseEnv, getHealth, textOf, waitFor, type DaemonHandle } from './helpers.js';
 import { memoryEntry, processGone, startHostingDaemon } from './fixtures/hosted-servers.js';
-import { connectWsWindow } from './fixtures-c/ws-window.js';
+import { connectWs } from './fixtures/ws-client.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());
@@ -40,8 +40,8 @@ async function shimIn(daemon: DaemonHandle, cwd: string): Promise<Client> {
  * (no shim process): for the windows beside the one real shim of a test, whose scope is the
  * daemon's doing.
  */
-function wsWindowIn(daemon: DaemonHandle, cwd: string): Promise<Client> {
-  return connectWsWindow(cleanup, daemon, { name: 'scope-test', hello: { cwd } });
+async function wsWindowIn(daemon: DaemonHandle, cwd: string): Promise<Client> {
+  return (await connectWs(cleanup, daemon, { name: 'scope-test', hello: { cwd } })).client;
 }
 
 interface Instance {
@@ -111,7 +111,7 @@ describe('scopes', { concurrency: true }, () => {
     // over a direct WebSocket: roots are asked and answered by the daemon and the client, the
     // shim only relays them (its cwd in the hello is shown by the first test).
     let moved = false;
-    const client = await connectWsWindow(cleanup, daemon, {
+    const { client } = await connectWs(cleanup, daemon, {
       name: 'roots-window',
       capabilities: { roots: { listChanged: true } },
       hello: { cwd: daemon.home },

@@ -22,7 +22,7 @@ import {
 } from '@modelcontextprotocol/sdk/types.js';
 import { Cleanup, getHealth, initializeRaw, readUntilResponse, spawnShim, textOf, waitFor, type DaemonHandle } from './helpers.js';
 import { everythingEntry, serverReport, startHostingDaemon, startTeedEverything } from './fixtures/hosted-servers.js';
-import { connectWs } from './fixtures-b/ws-client.js';
+import { connectWs } from './fixtures/ws-client.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());

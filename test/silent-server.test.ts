@@ -20,7 +20,7 @@ import { ServerLink } from '../src/hosting/server-link.js';
 import { Upstream } from '../src/hosting/upstream.js';
 import { parseUpstreams } from '../src/hosting/upstream-config.js';
 import { Cleanup, ROOT, logPath, readJsonLines, textOf, waitFor } from './helpers.js';
-import { connectWs } from './fixtures-b/ws-client.js';
+import { connectWs } from './fixtures/ws-client.js';
 import { cmdline, descendants, memoryEntry, serverReport, startHostingDaemon, waitReady } from './fixtures/hosted-servers.js';
 
 const cleanup = new Cleanup();

@@ -16,7 +16,7 @@ import { ServerLink } from '../src/hosting/server-link.js';
 import { Cleanup, ROOT, logPath, readJsonLines, textOf, waitFor } from './helpers.js';
 import { rawRequest } from './fixtures/http-client.js';
 import { startHostingDaemon } from './fixtures/hosted-servers.js';
-import { connectWs } from './fixtures-b/ws-client.js';
+import { connectWs } from './fixtures/ws-client.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());
