@@ -23,11 +23,19 @@ import {
   waitFor,
   within,
 } from './helpers.js';
-import { restartOn, startTeedEverything } from './fixtures/teed-everything.js';
+import { startTeedEverything } from './fixtures/hosted-servers.js';
 import { LOST, answersTo, assertCarriesOn, lastRequestId, openWindow, setUp, slowCall } from './fixtures/windows.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());
+
+/**
+ * Merged lists wait for servers still starting, at the first daemon and at the one started after
+ * it on the same home: a window's first list then always holds server-everything's resources,
+ * however loaded the machine (with the default 2 s, a slower start listed none and failed the
+ * test). These tests are about windows surviving daemons, not about list timing.
+ */
+const LISTS_WAIT = { EXAI_WS_LIST_WAIT_MS: '0' };
 
 // Each test has its own home and daemon on port 0 (nothing shared but this file's cleanup), so they run side
 // by side: most of their time is waiting on processes and timers.
@@ -36,7 +44,10 @@ describe('reconnect', { concurrency: 3 }, () => {
     test(`${how} under a window with a call in flight: that call gets one -32000; the same client then works against a new daemon, its level and subscription held`, async () => {
       // `exai-ws stop` lets calls in flight finish for EXAI_WS_DRAIN_MS (5 s) before it answers
       // the rest -32000; this call never finishes, so half a second shows the same outcome.
-      const { daemon, received } = await startTeedEverything(cleanup, how === 'SIGKILL' ? {} : { EXAI_WS_DRAIN_MS: '500' });
+      const { daemon, received } = await startTeedEverything(cleanup, {
+        ...LISTS_WAIT,
+        ...(how === 'SIGKILL' ? {} : { EXAI_WS_DRAIN_MS: '500' }),
+      });
       const window = await openWindow(cleanup, daemon, 'window');
       const uri = await setUp(window);
       const { outcome, id } = await slowCall(window, daemon);
@@ -55,7 +66,7 @@ describe('reconnect', { concurrency: 3 }, () => {
       assert.equal(answersTo(window, id).length, 1, 'exactly one answer for the call in flight');
 
       // The same home, a new daemon on a new port: the shim finds it through the address card.
-      const second = await restartOn(cleanup, daemon.home);
+      const second = await startDaemon(cleanup, { home: daemon.home, env: LISTS_WAIT });
       assert.notEqual(second.port, daemon.port);
       const control = await openWindow(cleanup, second, 'control');
       await assertCarriesOn(window, control, uri, received);
