@@ -22,6 +22,7 @@ import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 import type { LocalErrorCode } from '../local/errors.js';
 import { corkUntilTick } from '../transport/cork.js';
 import { LineSplitter } from '../transport/ndjson.js';
+import type { LineTransport } from './line-transport.js';
 import { ProcessGroup, type ProcessTree } from './process-group.js';
 import { Watchdog } from './watchdog.js';
 
@@ -80,12 +81,14 @@ export interface ChildSpec {
   clientValues?: readonly string[];
 }
 
-export class ChildTransport implements Transport {
+export class ChildTransport implements Transport, LineTransport {
   onclose?: () => void;
   onerror?: (error: Error) => void;
   onmessage?: (message: JSONRPCMessage) => void;
   /** Each line the child writes to stderr (its log), for the daemon's log. */
   onstderr?: (line: string) => void;
+  /** See {@link LineTransport.online}: the server link relays plain responses as text. */
+  online: ((line: string) => boolean) | undefined = undefined;
 
   private readonly spec: ChildSpec;
   private readonly watchdog: Watchdog | undefined;
@@ -195,6 +198,19 @@ export class ChildTransport implements Transport {
     });
   }
 
+  /** See {@link LineTransport.sendText}. */
+  sendText(text: string, failed: (error: Error) => void): void {
+    const stdin = this.child?.stdin;
+    if (!stdin || this.closed || !stdin.writable) {
+      failed(new Error('server process is not running'));
+      return;
+    }
+    corkUntilTick(stdin);
+    stdin.write(`${text}\n`, (error) => {
+      if (error) failed(error);
+    });
+  }
+
   /**
    * Stops the server: stdin EOF, then its whole process tree is ended (SIGTERM, SIGKILL; on
    * Windows TerminateJobObject). Resolves once the tree is empty (or given up) and the
@@ -221,6 +237,7 @@ export class ChildTransport implements Transport {
   }
 
   private receive(line: string): void {
+    if (this.online?.(line) === true) return;
     let message: unknown;
     try {
       message = JSON.parse(line);

@@ -7,7 +7,7 @@
  * the daemon promises its clients: a server that mishandles one type fails for the daemon as it
  * would for the client itself.
  */
-import { randomInt, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import type { RequestId } from '../protocol/jsonrpc.js';
 
 /**
@@ -18,7 +18,9 @@ export const MAX_NUMBER_ID = 2 ** 31 - 1;
 
 /** A random id of the same type as `like`: a number in 1..MAX_NUMBER_ID, or a string. */
 export function randomId(like: RequestId | undefined): RequestId {
-  return typeof like === 'string' ? randomUUID() : randomInt(1, MAX_NUMBER_ID + 1);
+  // Math.random, not crypto: the ids guard against a server's wrong id, not against an attacker
+  // (a server sees its own ids anyway), and crypto's randomInt cost a call about 0.3 us.
+  return typeof like === 'string' ? randomUUID() : 1 + Math.floor(Math.random() * MAX_NUMBER_ID);
 }
 
 /**

@@ -19,9 +19,11 @@ import {
   type RpcNotification,
   type RpcRequest,
 } from '../protocol/jsonrpc.js';
-import { PendingRequests } from '../protocol/pending.js';
+import { GLOBAL_TIMERS, PendingRequests } from '../protocol/pending.js';
+import { RelayedResult, scanSuccess } from '../protocol/relay.js';
 import { VERSION, NAME } from '../protocol/version.js';
 import type { Cancellation } from './cancellation.js';
+import { isLineTransport, type LineTransport } from './line-transport.js';
 import { unusedId } from './request-ids.js';
 import { RequestOrigins, isRequestId, type ServerRequestContext } from './request-origin.js';
 
@@ -96,6 +98,8 @@ export class ServerLink {
   onstray: ((id: unknown) => void) | undefined;
 
   private readonly transport: Transport;
+  /** The transport's line interface, when it has one (a child process): see {@link LineTransport}. */
+  private readonly lines: LineTransport | undefined;
   private readonly options: Required<Omit<ServerLinkOptions, 'streamOf'>>;
   /** Who caused a server's request (the tasks the link's calls created among it). */
   private readonly origins: RequestOrigins;
@@ -105,7 +109,7 @@ export class ServerLink {
     return this.options.capabilities;
   }
   /** Calls sent and not yet answered, with their deadlines (-32001) and fail-all on close (-32011). */
-  private readonly pending = new PendingRequests<RequestId, Pending>();
+  private readonly pending = new PendingRequests<RequestId, Pending>(GLOBAL_TIMERS, { sharedDeadlines: true });
   /** Ids of calls given up on, oldest first (see MAX_ABANDONED). */
   private readonly abandoned = new Set<RequestId>();
   private starting: Promise<void> | undefined;
@@ -115,6 +119,7 @@ export class ServerLink {
   constructor(name: string, transport: Transport, options: ServerLinkOptions = {}) {
     this.name = name;
     this.transport = transport;
+    this.lines = isLineTransport(transport) ? transport : undefined;
     this.options = { capabilities: options.capabilities ?? {}, isFatal: options.isFatal ?? (() => false) };
     this.origins = new RequestOrigins(options.streamOf);
   }
@@ -132,6 +137,7 @@ export class ServerLink {
   private async doStart(): Promise<void> {
     this.state = 'starting';
     this.transport.onmessage = (message) => this.receive(message);
+    if (this.lines) this.lines.online = (line) => this.relay(line);
     this.transport.onclose = () => this.handleClose();
     this.transport.onerror = (error) => {
       // Most transport errors surface as a close or as failed calls; a lost connection closes the link.
@@ -206,22 +212,33 @@ export class ServerLink {
         });
       }
       const message = sendParams === undefined ? { jsonrpc: '2.0', id, method } : { jsonrpc: '2.0', id, method, params: sendParams };
-      this.transport.send(message as JSONRPCMessage).catch((error: unknown) => {
-        const done = this.take(id);
-        if (error instanceof RangeError) {
-          // The transport's JSON.stringify gave up on the caller's params (nested too deeply, too
-          // large): the caller's fault, and the server never saw it.
-          done?.resolve({
-            error: {
-              code: RpcCode.INVALID_PARAMS,
-              message: `Invalid params: the request cannot be sent to ${this.name}: ${serializeFailure(error)}`,
-            },
-          });
-          return;
-        }
-        done?.resolve(this.unavailable(`send failed: ${errorText(error)}`));
-      });
+      const failed = (error: unknown) => this.sendFailed(id, error);
+      if (this.lines === undefined) return void this.transport.send(message as JSONRPCMessage).catch(failed);
+      let text: string;
+      try {
+        text = JSON.stringify(message);
+      } catch (error) {
+        return failed(error);
+      }
+      this.lines.sendText(text, failed);
     });
+  }
+
+  /** A call's request could not be sent: its caller gets why, unless it was answered already. */
+  private sendFailed(id: RequestId, error: unknown): void {
+    const done = this.take(id);
+    if (error instanceof RangeError) {
+      // JSON.stringify gave up on the caller's params (nested too deeply, too large): the
+      // caller's fault, and the server never saw it.
+      done?.resolve({
+        error: {
+          code: RpcCode.INVALID_PARAMS,
+          message: `Invalid params: the request cannot be sent to ${this.name}: ${serializeFailure(error)}`,
+        },
+      });
+      return;
+    }
+    done?.resolve(this.unavailable(`send failed: ${errorText(error)}`));
   }
 
   /** Sends a notification to the server; dropped silently once the link is closed. */
@@ -274,6 +291,21 @@ export class ServerLink {
     this.abandoned.add(id);
     if (this.abandoned.size > MAX_ABANDONED) this.abandoned.delete(this.abandoned.values().next().value as RequestId);
     this.notify('notifications/cancelled', { requestId: id, reason });
+  }
+
+  /**
+   * A server's line, before it is parsed: a plain success response to a call in flight is relayed
+   * as its text (protocol/relay.ts). Anything else (errors, strays, tasks) is left to {@link receive}: false.
+   */
+  private relay(line: string): boolean {
+    const head = scanSuccess(line);
+    if (head === undefined) return false;
+    const entry = this.pending.get(head.id);
+    // A task's owner is remembered from the parsed result (see receive).
+    if (entry === undefined || (head.task && entry.origin !== undefined)) return false;
+    this.take(head.id);
+    entry.resolve(new RelayedResult(line.slice(head.start, head.end)));
+    return true;
   }
 
   private receive(raw: unknown): void {

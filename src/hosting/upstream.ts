@@ -158,23 +158,33 @@ export class Upstream {
     return this.start();
   }
 
-  /** Calls one method on the server; a server that cannot be reached gives -32011. */
-  async call(method: string, params: Record<string, unknown> | undefined, options: CallOptions): Promise<CallOutcome> {
-    let link: ServerLink;
-    try {
-      link = await this.connect();
-    } catch (error) {
-      return this.unavailable((error as Error).message);
-    }
-    this.lastUsedMs = Date.now();
-    const outcome = await link.call(method, params, options);
-    this.lastUsedMs = Date.now();
-    const reason = this.renewPending;
-    if (reason !== undefined && this.link === link && link.inflight === 0) {
-      this.renewPending = undefined;
-      void this.renew(reason);
-    }
-    return outcome;
+  /** Calls one method on the server; a server that cannot be reached gives -32011. Never rejects. */
+  call(method: string, params: Record<string, unknown> | undefined, options: CallOptions): Promise<CallOutcome> {
+    const link = this.link;
+    // Running: straight to the link, without waiting a turn for connect()'s promise.
+    if (this.state === 'ready' && link) return this.callOn(link, method, params, options);
+    return this.connect().then(
+      (ready) => this.callOn(ready, method, params, options),
+      (error: unknown) => this.unavailable((error as Error).message),
+    );
+  }
+
+  private callOn(
+    link: ServerLink,
+    method: string,
+    params: Record<string, unknown> | undefined,
+    options: CallOptions,
+  ): Promise<CallOutcome> {
+    // No idle stop while the call is in flight (checkIdle): its end is its last use.
+    return link.call(method, params, options).then((outcome) => {
+      this.lastUsedMs = Date.now();
+      const reason = this.renewPending;
+      if (reason !== undefined && this.link === link && link.inflight === 0) {
+        this.renewPending = undefined;
+        void this.renew(reason);
+      }
+      return outcome;
+    });
   }
 
   /** Sends a notification to the server if it is running. */

@@ -76,12 +76,16 @@ export interface CatalogOptions {
 export class Catalog {
   private readonly perServer = new Map<Upstream, Map<ListKind, Promise<Item[]>>>();
   private readonly merged = new Map<string, Map<ListKind, Promise<Merged>>>();
-  /** Merged lists that are built (not still waiting for their servers). */
-  private readonly built = new WeakSet<Promise<Merged>>();
+  /** Merged lists that are built (not still waiting for their servers), by their promise. */
+  private readonly built = new WeakMap<Promise<Merged>, Merged>();
   /** A server's list -> the names (or URIs) it routes, for calls resolved by prefix (byPrefix). */
   private readonly routed = new WeakMap<Item[], Set<string>>();
   /** Every name or URI in a merged list built since the caches were last dropped, per kind. */
   private readonly listed = new Map<ListKind, Set<string>>();
+  /** Names byPrefix found listed since the caches were last dropped (view key, kind): found again without a list wait. */
+  private readonly prefixHits = new Map<string, Map<ListKind, Map<string, Target>>>();
+  /** How many times the caches were dropped: a lookup that waited across a drop is not kept. */
+  private drops = 0;
   /** Servers some merged list left out because they could not start: their sessions must hear when they do. */
   private readonly leftOut = new WeakSet<Upstream>();
   private readonly options: CatalogOptions;
@@ -131,6 +135,17 @@ export class Catalog {
   }
 
   /**
+   * What {@link resolve} would resolve to when the view's merged list is built and lists `key`,
+   * found without waiting a turn; undefined otherwise (resolve decides then). For the hot path.
+   */
+  resolveBuilt(kind: ListKind, key: string, view: CatalogView): Target | undefined {
+    const cached = this.merged.get(view.key)?.get(kind);
+    const built = cached === undefined ? undefined : this.built.get(cached);
+    if (built !== undefined) return built.index.get(key);
+    return this.prefixHits.get(view.key)?.get(kind)?.get(key);
+  }
+
+  /**
    * True when a merged list built since the caches were last dropped holds this name or URI,
    * in any view. Synchronous and cheap: for metrics, which count only names that exist.
    */
@@ -146,10 +161,17 @@ export class Catalog {
     return this.leftOut.delete(server);
   }
 
-  /** Drops every merged view: the set of servers changed (a reload). */
-  dropViews(): void {
+  /** Drops what was merged or resolved from the servers' lists (they changed, or the servers did). */
+  private dropMerged(): void {
     this.merged.clear();
     this.listed.clear();
+    this.prefixHits.clear();
+    this.drops++;
+  }
+
+  /** Drops every merged view: the set of servers changed (a reload). */
+  dropViews(): void {
+    this.dropMerged();
   }
 
   /** Drops cached lists of one server (some kinds, or all when null) and every merged view. */
@@ -159,15 +181,13 @@ export class Catalog {
       if (kinds === null) cached.clear();
       else for (const kind of kinds) cached.delete(kind);
     }
-    this.merged.clear();
-    this.listed.clear();
+    this.dropMerged();
   }
 
   /** A server left (reload, ended session): nothing of it is kept. */
   forget(server: Upstream): void {
     this.perServer.delete(server);
-    this.merged.clear();
-    this.listed.clear();
+    this.dropMerged();
   }
 
   private mergedView(kind: ListKind, view: CatalogView): Promise<Merged> {
@@ -184,7 +204,7 @@ export class Catalog {
       const owner = kinds;
       building.then(
         (merged) => {
-          this.built.add(building);
+          this.built.set(building, merged);
           let names = this.listed.get(kind);
           if (!names) this.listed.set(kind, (names = new Set()));
           for (const key of merged.index.keys()) names.add(key);
@@ -301,6 +321,7 @@ export class Catalog {
     const last = all.findLastIndex(underPrefix);
     if (last < 0) return undefined;
     const could = all.slice(0, last + 1).filter((server) => server.prefix === null || underPrefix(server));
+    const drops = this.drops;
     const got = await this.withinWait(
       could.map((server) => this.share(server, kind, false)),
       false,
@@ -323,16 +344,23 @@ export class Catalog {
         let listed = this.listed.get(kind);
         if (!listed) this.listed.set(kind, (listed = new Set()));
         listed.add(key); // a name that exists, for the metrics (knows)
-        return { server, name: own };
+        const target = { server, name: own };
+        if (drops === this.drops) this.rememberHit(view.key, kind, key, target);
+        return target;
       }
     }
     return undefined;
   }
 
+  private rememberHit(viewKey: string, kind: ListKind, key: string, target: Target): void {
+    const kinds = this.prefixHits.get(viewKey) ?? new Map<ListKind, Map<string, Target>>();
+    this.prefixHits.set(viewKey, kinds);
+    kinds.set(kind, (kinds.get(kind) ?? new Map<string, Target>()).set(key, target));
+  }
+
   /** A late server's list is there: merged lists are built again with it, and its sessions told. */
   private arrived(server: Upstream, kind: ListKind): void {
-    this.merged.clear();
-    this.listed.clear();
+    this.dropMerged();
     this.options.onarrived?.(server, kind);
   }
 

@@ -28,6 +28,8 @@ export interface RouterHub {
   readonly hasWorkspaceServers: boolean;
   list(kind: ListKind, view: View): Promise<ListOutcome>;
   resolve(kind: ListKind, key: string, view: View): Promise<Target | undefined>;
+  /** The target {@link resolve} would give when it is known now (a built merged list), else undefined. */
+  resolveKnown?(kind: ListKind, key: string, view: View): Target | undefined;
   instanceFor(name: string, view: View): Upstream | undefined;
 }
 
@@ -319,6 +321,11 @@ export class Hub implements RouterHub {
   /** The server behind a session-visible tool or prompt name, or resource URI (see Catalog.resolve). */
   resolve(kind: ListKind, key: string, view: View): Promise<Target | undefined> {
     return this.catalog.resolve(kind, key, this.catalogView(view));
+  }
+
+  /** The target a session-visible name resolves to when a built merged list holds it (see Catalog.resolveBuilt). */
+  resolveKnown(kind: ListKind, key: string, view: View): Target | undefined {
+    return this.catalog.resolveBuilt(kind, key, this.catalogView(view));
   }
 
   private catalogView(view: View): CatalogView {

@@ -131,7 +131,7 @@ export class ServerRequests {
    * the gate when the tool (or the server's roots) needs it, after the server fetched this
    * session's roots when it holds another's. Never rejects.
    */
-  async call(
+  call(
     context: SessionContext,
     server: Upstream,
     method: string,
@@ -140,18 +140,52 @@ export class ServerRequests {
   ): Promise<CallOutcome> {
     const instance = this.instance(server);
     const tool = method === 'tools/call' && typeof params?.name === 'string' ? params.name : undefined;
+    if (this.gated(server, instance, tool)) return this.gatedCall(context, server, instance, tool, method, params, options);
+    // Not gated: straight to the server, in this turn. (No roots to switch either: switchRoots
+    // acts only on shared servers that ask for roots, and all their calls are gated.)
+    const tracked: Tracked = { session: context.id, tool, related: options.related, active: true };
+    context.use(server);
+    instance.calls.add(tracked);
+    const { cancel, onProgress, related } = options;
+    const call = server.call(method, params, {
+      timeoutMs: Math.max(1, options.timeoutMs),
+      cancel,
+      onProgress,
+      related,
+      origin: context.id,
+    });
+    return call.then(
+      (outcome) => {
+        instance.calls.delete(tracked);
+        return outcome;
+      },
+      (error: unknown) => {
+        instance.calls.delete(tracked);
+        throw error;
+      },
+    );
+  }
+
+  /** A call through the session gate (see {@link call}). */
+  private async gatedCall(
+    context: SessionContext,
+    server: Upstream,
+    instance: Instance,
+    tool: string | undefined,
+    method: string,
+    params: Record<string, unknown> | undefined,
+    options: CallOptions,
+  ): Promise<CallOutcome> {
     const tracked: Tracked = { session: context.id, tool, related: options.related, active: false };
     const startedMs = Date.now();
     context.use(server);
     instance.calls.add(tracked);
     let gated = false;
     try {
-      if (this.gated(server, instance, tool)) {
-        const entry = await instance.gate.enter(context.id, options.cancel, options.timeoutMs);
-        if (entry === 'cancelled') return null;
-        if (entry === 'timeout') return waitedTooLong(server, options.timeoutMs);
-        gated = true;
-      }
+      const entry = await instance.gate.enter(context.id, options.cancel, options.timeoutMs);
+      if (entry === 'cancelled') return null;
+      if (entry === 'timeout') return waitedTooLong(server, options.timeoutMs);
+      gated = true;
       tracked.active = true;
       if (context.declares('roots')) await this.switchRoots(server, instance, context.id);
       const timeoutMs = Math.max(1, options.timeoutMs - (Date.now() - startedMs));

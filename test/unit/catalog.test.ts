@@ -254,3 +254,22 @@ async function waitUntil(probe: () => boolean, timeoutMs = 5_000): Promise<void>
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
 }
+
+test('a name found listed is found again at once (resolveBuilt), by merged list or by prefix, until the caches drop', async () => {
+  const server = mcp({ tools: ['read'] });
+  const memory = upstream('memory', 'memory', server);
+  const builtin = upstream('exai-ws', null, mcp({ tools: ['version'] }));
+  const { catalog: c } = catalog();
+  const all = view([builtin, memory]);
+  assert.equal(c.resolveBuilt('tools', 'memory__read', all), undefined, 'nothing listed yet: resolve decides');
+  assert.deepEqual(await c.resolve('tools', 'memory__read', all), { server: memory, name: 'read' });
+  assert.deepEqual(c.resolveBuilt('tools', 'memory__read', all), { server: memory, name: 'read' }, 'found by prefix, kept');
+  assert.equal(c.resolveBuilt('tools', 'memory__write', all), undefined, 'a name nobody lists is never kept');
+  c.invalidate(memory, ['tools']);
+  assert.equal(c.resolveBuilt('tools', 'memory__read', all), undefined, 'list_changed: forgotten');
+  assert.deepEqual(names(await c.list('tools', all)), ['version', 'memory__read']);
+  assert.deepEqual(c.resolveBuilt('tools', 'version', all), { server: builtin, name: 'version' }, 'from the built merged list');
+  assert.deepEqual(c.resolveBuilt('tools', 'memory__read', all), { server: memory, name: 'read' });
+  c.dropViews();
+  assert.equal(c.resolveBuilt('tools', 'version', all), undefined, 'a reload: forgotten');
+});

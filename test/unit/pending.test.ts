@@ -65,3 +65,85 @@ test('failAll hands every waiting request over once, oldest first, and stops the
   assert.deepEqual(expired, []);
   table.failAll(() => assert.fail('nothing is left to fail'));
 });
+
+/** Mock timers with the clock they keep, for shared deadlines. */
+function fakeClockTimers(): Timers {
+  mock.timers.enable({ apis: ['setTimeout', 'Date'], now: 1_000_000 });
+  return {
+    setTimeout: (callback, ms) => setTimeout(callback, ms),
+    clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
+    now: () => Date.now(),
+  };
+}
+
+test('shared deadlines: each entry expires at its own time, oldest first; a settled one never does', (t) => {
+  const timers = fakeClockTimers();
+  t.after(() => mock.timers.reset());
+  const table = new PendingRequests<number, string>(timers, { sharedDeadlines: true });
+  const expired: string[] = [];
+  const deadline = { ms: 1_000, onexpire: (value: string) => expired.push(`${value}@${Date.now() - 1_000_000}`) };
+  table.add(1, 'a', deadline);
+  mock.timers.tick(300);
+  table.add(2, 'b', deadline);
+  table.add(3, 'c', deadline);
+  mock.timers.tick(300);
+  table.add(4, 'd', deadline);
+  assert.equal(table.settle(1), 'a');
+  assert.equal(table.settle(3), 'c');
+  mock.timers.tick(400);
+  assert.deepEqual(expired, [], 'the settled oldest does not expire, and nothing else is due yet');
+  mock.timers.tick(300);
+  assert.deepEqual(expired, ['b@1300']);
+  assert.equal(table.has(2), false, 'removed before it is reported');
+  mock.timers.tick(300);
+  assert.deepEqual(expired, ['b@1300', 'd@1600']);
+  assert.equal(table.size, 0);
+  mock.timers.tick(10_000);
+  assert.deepEqual(expired, ['b@1300', 'd@1600'], 'nothing fires twice');
+});
+
+test('shared deadlines: a shorter deadline added later expires first; failAll stops them all', (t) => {
+  const timers = fakeClockTimers();
+  t.after(() => mock.timers.reset());
+  const table = new PendingRequests<string, string>(timers, { sharedDeadlines: true });
+  const expired: string[] = [];
+  const onexpire = (value: string) => expired.push(value);
+  table.add('long', 'long', { ms: 5_000, onexpire });
+  table.add('short', 'short', { ms: 100, onexpire });
+  table.add('none', 'none');
+  mock.timers.tick(100);
+  assert.deepEqual(expired, ['short']);
+  table.add('later', 'later', { ms: 5_000, onexpire });
+  const failed: string[] = [];
+  table.failAll((value) => failed.push(value));
+  assert.deepEqual(failed, ['long', 'none', 'later']);
+  mock.timers.tick(60_000);
+  assert.deepEqual(expired, ['short']);
+});
+
+test('shared deadlines: thousands settled behind a stuck oldest entry leave it to expire on time, and an expiry may add anew', (t) => {
+  const timers = fakeClockTimers();
+  t.after(() => mock.timers.reset());
+  const table = new PendingRequests<number, string>(timers, { sharedDeadlines: true });
+  const expired: number[] = [];
+  const deadline = {
+    ms: 1_000,
+    onexpire: (value: string) => {
+      expired.push(Number(value));
+      if (value === '0') table.add(-1, '-1', deadline); // a retry, added while the queue expires
+    },
+  };
+  table.add(0, '0', deadline);
+  for (let i = 1; i <= 5_000; i++) {
+    table.add(i, String(i), deadline);
+    assert.equal(table.settle(i), String(i));
+  }
+  table.add(9_999, '9999', deadline);
+  mock.timers.tick(999);
+  assert.deepEqual(expired, []);
+  mock.timers.tick(1);
+  assert.deepEqual(expired, [0, 9_999]);
+  mock.timers.tick(1_000);
+  assert.deepEqual(expired, [0, 9_999, -1]);
+  assert.equal(table.size, 0);
+});

@@ -33,6 +33,7 @@ import { LIST_CHANGED_METHODS } from '../../mux/lists.js';
 import type { Cancellation } from '../../hosting/cancellation.js';
 import type { CallOutcome } from '../../hosting/server-link.js';
 import { NAME, VERSION } from '../../protocol/version.js';
+import { RelayedResponse, RelayedResult } from '../../protocol/relay.js';
 
 /** How long the daemon waits for a client's answer to its own roots/list. */
 const ROOTS_REQUEST_TIMEOUT_MS = 5_000;
@@ -75,7 +76,21 @@ export class Router {
    * Handles one request and resolves with its response, or null when the client cancelled it
    * (a cancelled request gets no response). Never rejects.
    */
-  async handle(request: RpcRequest, cancel: Cancellation): Promise<RpcResponse | null> {
+  handle(request: RpcRequest, cancel: Cancellation): Promise<RpcResponse | null> {
+    // The hot path: a tool the session's merged list holds goes to its server in this turn.
+    if (request.method === 'tools/call') {
+      const params = request.params ?? {};
+      const name = params.name;
+      const target = typeof name === 'string' ? this.hub.resolveKnown?.('tools', name, this.context.view) : undefined;
+      if (target) {
+        const forwarded = target.name === name ? params : { ...params, name: target.name };
+        return this.forward(request.id, 'tools/call', forwarded, target, cancel);
+      }
+    }
+    return this.handleAny(request, cancel);
+  }
+
+  private async handleAny(request: RpcRequest, cancel: Cancellation): Promise<RpcResponse | null> {
     const { id, method } = request;
     const params = request.params ?? {};
     const view = this.context.view;
@@ -160,13 +175,21 @@ export class Router {
     for (const method of LIST_CHANGED_METHODS) this.context.tell({ jsonrpc: '2.0', method });
   }
 
-  private async forward(id: RpcRequest['id'], method: string, params: Record<string, unknown>, target: Target, cancel: Cancellation) {
+  private forward(
+    id: RpcRequest['id'],
+    method: string,
+    params: Record<string, unknown>,
+    target: Target,
+    cancel: Cancellation,
+  ): Promise<RpcResponse | null> {
     const token = isObject(params._meta) ? params._meta.progressToken : undefined;
     if (token !== undefined && !isProgressToken(token)) {
       // MCP allows strings and numbers only; anything else would be echoed in every progress message.
-      return rpcError(id, RpcCode.INVALID_PARAMS, 'Invalid params: params._meta.progressToken must be a string or a number');
+      return Promise.resolve(
+        rpcError(id, RpcCode.INVALID_PARAMS, 'Invalid params: params._meta.progressToken must be a string or a number'),
+      );
     }
-    const outcome = await this.context.call(target.server, method, params, {
+    const call = this.context.call(target.server, method, params, {
       timeoutMs: this.callTimeoutMs,
       cancel,
       related: id,
@@ -175,7 +198,7 @@ export class Router {
           ? undefined
           : (p) => this.context.tell({ jsonrpc: '2.0', method: 'notifications/progress', params: { ...p, progressToken: token } }, id),
     });
-    return toResponse(id, outcome);
+    return call.then((outcome) => toResponse(id, outcome));
   }
 
   /** `completion/complete` names a prompt or a resource template in `ref`: route by it. */
@@ -270,6 +293,8 @@ function ok(id: RpcRequest['id'], result: Record<string, unknown>): RpcResponse 
 
 function toResponse(id: RpcRequest['id'], outcome: CallOutcome): RpcResponse | null {
   if (outcome === null) return null;
+  // A result kept as the server's text goes out as text, the client's id spliced in.
+  if (outcome instanceof RelayedResult) return new RelayedResponse(id, outcome);
   if ('error' in outcome) return { jsonrpc: '2.0', id, error: outcome.error };
   return ok(id, outcome.result);
 }

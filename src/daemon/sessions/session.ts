@@ -28,6 +28,7 @@ import {
 } from '../../protocol/jsonrpc.js';
 import type { LogLevel } from '../../protocol/log-levels.js';
 import { PendingRequests } from '../../protocol/pending.js';
+import { RelayedResponse } from '../../protocol/relay.js';
 import type { Hub, RouterHub } from '../../mux/hub.js';
 import type { ClientInfo, SessionContext, SessionOpening } from '../../mux/session-context.js';
 import type { Upstream } from '../../hosting/upstream.js';
@@ -358,7 +359,7 @@ export class Session {
   }
 
   private answer(request: RpcRequest, receivedMs: number, response: RpcResponse): void {
-    const out = serializeFor(this.deps, this.id, response);
+    const out = response instanceof RelayedResponse ? { text: response.text, replaced: false } : serializeFor(this.deps, this.id, response);
     const isError = out === undefined || out.replaced || 'error' in response;
     // Method and tool names are the client's strings: Metrics keeps its own series only for
     // names the daemon knows and counts the rest as `other`, so a client cannot grow it.
