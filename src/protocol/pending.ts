@@ -109,7 +109,9 @@ export class PendingRequests<K, V> {
         this.queues.set(deadline.ms, queue);
       }
       entry.queue = queue;
-      queue.push({ entry, due: queue.now() + deadline.ms, expire: () => this.expire(key, entry, deadline) });
+      const item = { entry, due: queue.now() + deadline.ms, expire: () => this.expire(key, entry, deadline) };
+      (entry as { item?: unknown }).item = item;
+      queue.push(item);
     } else if (deadline !== undefined) {
       const timer = this.timers.setTimeout(() => {
         if (this.entries.get(key) === entry) this.expire(key, entry, deadline);
@@ -139,6 +141,11 @@ export class PendingRequests<K, V> {
     if (entry.timer !== undefined) this.timers.clearTimeout(entry.timer);
     const queue = entry.queue;
     entry.queue = undefined;
+    const item = (entry as { item?: { expire: () => void; entry: unknown } }).item;
+    if (item) {
+      item.expire = () => undefined;
+      item.entry = { value: undefined, timer: undefined, queue: undefined };
+    }
     queue?.left();
   }
 
