@@ -63,15 +63,15 @@ interface Entry<V> {
   value: V;
   /** Its own timer (per-entry deadlines). */
   timer: unknown;
-  /** Its queue (shared deadlines), until it leaves the table. */
-  queue: DeadlineQueue<V> | undefined;
+  /** Its place in a deadline queue (shared deadlines), until it leaves the table. */
+  place: Queued | undefined;
 }
 
 export class PendingRequests<K, V> {
   private readonly entries = new Map<K, Entry<V>>();
   private readonly timers: Timers;
   /** Shared deadlines: a queue per deadline length in ms; undefined for a timer per entry. */
-  private readonly queues: Map<number, DeadlineQueue<V>> | undefined;
+  private readonly queues: Map<number, DeadlineQueue> | undefined;
 
   constructor(timers: Timers = GLOBAL_TIMERS, options: PendingOptions = {}) {
     this.timers = timers;
@@ -99,7 +99,7 @@ export class PendingRequests<K, V> {
   /** Keeps `value` under `key`. A key already waiting is a caller's bug: it throws rather than lose an answer. */
   add(key: K, value: V, deadline?: Deadline<V>): void {
     if (this.entries.has(key)) throw new Error(`a request with id ${String(key)} is already waiting`);
-    const entry: Entry<V> = { value, timer: undefined, queue: undefined };
+    const entry: Entry<V> = { value, timer: undefined, place: undefined };
     if (deadline !== undefined && this.queues !== undefined) {
       let queue = this.queues.get(deadline.ms);
       if (queue === undefined) {
@@ -108,8 +108,8 @@ export class PendingRequests<K, V> {
         });
         this.queues.set(deadline.ms, queue);
       }
-      entry.queue = queue;
-      queue.push({ entry, due: queue.now() + deadline.ms, expire: () => this.expire(key, entry, deadline) });
+      entry.place = { queue, due: queue.now() + deadline.ms, expire: () => this.expire(key, entry, deadline) };
+      queue.push(entry.place);
     } else if (deadline !== undefined) {
       const timer = this.timers.setTimeout(() => {
         if (this.entries.get(key) === entry) this.expire(key, entry, deadline);
@@ -121,7 +121,7 @@ export class PendingRequests<K, V> {
 
   private expire(key: K, entry: Entry<V>, deadline: Deadline<V>): void {
     this.entries.delete(key);
-    entry.queue = undefined;
+    entry.place = undefined;
     deadline.onexpire(entry.value);
   }
 
@@ -134,12 +134,18 @@ export class PendingRequests<K, V> {
     return entry.value;
   }
 
-  /** Stops an entry's deadline: its timer, or its place in its queue. */
+  /**
+   * Stops an entry's deadline: its timer, or its place in its queue. The place stays in the
+   * queue as a mark but lets go of the entry: an answered call's value (and through it the
+   * promise it resolved and that promise's result) must not live on until its deadline.
+   */
   private stop(entry: Entry<V>): void {
     if (entry.timer !== undefined) this.timers.clearTimeout(entry.timer);
-    const queue = entry.queue;
-    entry.queue = undefined;
-    queue?.left();
+    const place = entry.place;
+    entry.place = undefined;
+    if (place === undefined) return;
+    place.expire = undefined;
+    place.queue.left();
   }
 
   /** Takes every entry out, oldest first, stopping their deadlines, and hands each to `fail`. */
@@ -153,11 +159,14 @@ export class PendingRequests<K, V> {
   }
 }
 
-/** An entry waiting in a deadline queue, with when it expires on the queue's clock. */
-interface Queued<V> {
-  entry: Entry<V>;
-  due: number;
-  expire: () => void;
+/**
+ * An entry's place in a deadline queue: when it expires on the queue's clock, and what expires
+ * it while it waits; `expire` is undefined once the entry left (a mark that holds nothing of it).
+ */
+interface Queued {
+  readonly queue: DeadlineQueue;
+  readonly due: number;
+  expire: (() => void) | undefined;
 }
 
 /**
@@ -165,8 +174,8 @@ interface Queued<V> {
  * waits. Entries that left (settled, failed) stay as marks until they reach the front, or until
  * they outnumber the waiting ones (compacted then, so a stuck oldest call cannot pile them up).
  */
-class DeadlineQueue<V> {
-  private items: Queued<V>[] = [];
+class DeadlineQueue {
+  private items: Queued[] = [];
   private head = 0;
   /** Entries in `items` from `head` on that have left the table. */
   private gone = 0;
@@ -177,14 +186,14 @@ class DeadlineQueue<V> {
   constructor(
     private readonly timers: Timers,
     readonly ms: number,
-    private readonly emptied: (queue: DeadlineQueue<V>) => void,
+    private readonly emptied: (queue: DeadlineQueue) => void,
   ) {}
 
   now(): number {
     return this.timers.now?.() ?? Date.now();
   }
 
-  push(item: Queued<V>): void {
+  push(item: Queued): void {
     this.items.push(item);
     if (this.timer === undefined) this.arm();
   }
@@ -195,7 +204,7 @@ class DeadlineQueue<V> {
     this.trim();
     const waiting = this.items.length - this.head - this.gone;
     if (this.gone > 1_024 && this.gone > waiting) {
-      this.items = this.items.slice(this.head).filter((item) => item.entry.queue === this);
+      this.items = this.items.slice(this.head).filter((item) => item.expire !== undefined);
       this.head = 0;
       this.gone = 0;
     }
@@ -204,7 +213,7 @@ class DeadlineQueue<V> {
   /** Drops the marks at the front; an empty queue stops its timer and leaves its table. */
   private trim(): void {
     const items = this.items;
-    while (this.head < items.length && (items[this.head] as Queued<V>).entry.queue !== this) {
+    while (this.head < items.length && (items[this.head] as Queued).expire === undefined) {
       this.head++;
       this.gone--;
     }
@@ -218,7 +227,7 @@ class DeadlineQueue<V> {
   }
 
   private arm(): void {
-    const first = this.items[this.head] as Queued<V>;
+    const first = this.items[this.head] as Queued;
     this.armedFor = first.due;
     this.timer = this.timers.setTimeout(() => this.fire(), Math.max(0, first.due - this.now()));
   }
@@ -229,15 +238,17 @@ class DeadlineQueue<V> {
     const by = Math.max(this.now(), this.armedFor);
     // `this.items`, not a copy: onexpire may add or settle entries of this queue meanwhile.
     while (this.head < this.items.length) {
-      const item = this.items[this.head] as Queued<V>;
-      if (item.entry.queue !== this) {
+      const item = this.items[this.head] as Queued;
+      const expire = item.expire;
+      if (expire === undefined) {
         this.head++;
         this.gone--;
         continue;
       }
       if (item.due > by) break;
       this.head++;
-      item.expire();
+      item.expire = undefined;
+      expire();
     }
     this.trim();
     if (this.head < this.items.length && this.timer === undefined) this.arm();

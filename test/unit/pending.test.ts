@@ -5,6 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { mock, test } from 'node:test';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { PendingRequests, type Timers } from '../../src/protocol/pending.js';
 
 function fakeTimers(): Timers {
@@ -146,4 +148,29 @@ test('shared deadlines: thousands settled behind a stuck oldest entry leave it t
   mock.timers.tick(1_000);
   assert.deepEqual(expired, [0, 9_999, -1]);
   assert.equal(table.size, 0);
+});
+
+test('shared deadlines: an answered entry behind one still waiting is let go at once, not kept until its deadline', async () => {
+  // A server link's answered call must not keep its result alive (through the entry's value and
+  // expiry, which reach the promise it resolved) while an older call holds the queue's front:
+  // 60 dropped 16 MB results kept the daemon at 1.1 GB that way (test/memory-bound.test.ts).
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  const table = new PendingRequests<number, { payload: Uint8Array }>(undefined, { sharedDeadlines: true });
+  const expired: number[] = [];
+  table.add(1, { payload: new Uint8Array(1) }, { ms: 60_000, onexpire: () => void expired.push(1) });
+  const answered = (() => {
+    const value = { payload: new Uint8Array(16 * 1024 * 1024) };
+    table.add(2, value, { ms: 60_000, onexpire: () => void expired.push(2, value.payload.length) });
+    return new WeakRef(value);
+  })();
+  assert.ok(table.settle(2));
+  for (let i = 0; i < 5 && answered.deref() !== undefined; i++) {
+    await new Promise((resolve) => setImmediate(resolve));
+    gc();
+  }
+  assert.ok(answered.deref() === undefined, 'the answered entry is collectable while entry 1 still waits');
+  assert.equal(table.size, 1);
+  table.failAll(() => undefined);
+  assert.deepEqual(expired, []);
 });
