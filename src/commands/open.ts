@@ -10,6 +10,7 @@ import { resolveHome, urlHost } from '../local/files.js';
 import { discoverDaemon } from '../local/client-settings.js';
 import { strangerMessage } from '../local/proof.js';
 import { ExitCode } from './exit-codes.js';
+import { commandIo, type CommandIo } from './terminal.js';
 
 const CODE_TIMEOUT_MS = 3_000;
 
@@ -26,21 +27,22 @@ type Asked = { ok: true; reply: CodeReply } | { ok: false; error: string };
  * Prints the login URL and (unless `print`, or no display) opens it in a browser. Resolves to
  * the exit code: 1 with one line on stderr when no daemon answers or it does not prove itself.
  */
-export async function runOpenCommand(options: { print: boolean }, env: NodeJS.ProcessEnv = process.env): Promise<number> {
+export async function runOpenCommand(options: { print: boolean }, io: Partial<CommandIo> = {}): Promise<number> {
+  const { stdout, stderr, env } = commandIo(io);
   const daemon = discoverDaemon(env, { shell: true });
   if (daemon.token === null) {
-    process.stderr.write(
+    stderr.write(
       `exai-ws open: no token (no valid token file at ${resolveHome(env).token}, EXAI_WS_TOKEN unset): is the daemon running?\n`,
     );
     return ExitCode.FAILURE;
   }
   const asked = await askCode(daemon.host, daemon.port, daemon.token);
   if (!asked.ok) {
-    process.stderr.write(`exai-ws open: ${asked.error}\n`);
+    stderr.write(`exai-ws open: ${asked.error}\n`);
     return ExitCode.FAILURE;
   }
   const url = asked.reply.url ?? `http://${urlHost(daemon.host)}:${daemon.port}/?code=${encodeURIComponent(asked.reply.code)}`;
-  process.stdout.write(`${url}\n`);
+  stdout.write(`${url}\n`);
   if (!options.print) {
     const opener = browserOpener(env);
     if (opener) launchDetached(opener.command, [...opener.args, url], env);

@@ -17,15 +17,14 @@ import { cardIsLive } from '../local/pidfile.js';
 import { autostartTimeoutMs, prepareLogs, reachOrStartDaemon } from '../shim/autostart.js';
 import { spawnLockHolder, spawnLockPath, takeSpawnLock, type SpawnLock } from '../shim/spawn-lock.js';
 import { ExitCode } from './exit-codes.js';
+import { commandIo, type CommandIo } from './terminal.js';
 import { fallbackNote, STOP_WAIT_MS, stopDaemon } from './control-client.js';
 
 /** Restarts the daemon and prints what it did; resolves to the exit code (1 on any failure, one line on stderr). */
-export async function runRestartCommand(
-  env: NodeJS.ProcessEnv = process.env,
-  platform: NodeJS.Platform = process.platform,
-): Promise<number> {
+export async function runRestartCommand(io: Partial<CommandIo> = {}, platform: NodeJS.Platform = process.platform): Promise<number> {
+  const { stdout, stderr, env } = commandIo(io);
   const fail = (message: string) => {
-    process.stderr.write(`exai-ws: restart failed: ${message}\n`);
+    stderr.write(`exai-ws: restart failed: ${message}\n`);
     return ExitCode.FAILURE;
   };
   const paths = resolveHome(env);
@@ -54,7 +53,7 @@ export async function runRestartCommand(
       old = card.pid;
       const target = { host: card.host, port: card.port, token: discoverDaemon(env, { shell: true }).token };
       const outcome = await stopDaemon({ pid: old, target, pidPath: paths.pid }, { by: 'exai-ws restart', platform });
-      process.stderr.write(fallbackNote(outcome, old));
+      stderr.write(fallbackNote(outcome, old));
       if (!outcome.stopped) {
         const force = platform === 'win32' ? `taskkill /PID ${old} /F` : `kill -9 ${old}`;
         return fail(`the daemon (pid ${old}) did not stop within ${STOP_WAIT_MS / 1000} s; nothing was started (end it with: ${force})`);
@@ -71,7 +70,7 @@ export async function runRestartCommand(
       : old
         ? `daemon restarted: pid ${old} -> ${daemon.pid} on ${address}`
         : `no daemon was running; started pid ${daemon.pid} on ${address}`;
-    process.stdout.write(`exai-ws: ${what}${reached.started ? idleNote : ''}\n`);
+    stdout.write(`exai-ws: ${what}${reached.started ? idleNote : ''}\n`);
     return ExitCode.OK;
   } finally {
     lock.release();

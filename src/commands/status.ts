@@ -14,7 +14,7 @@ import { isDaemonCommandLine, processAlive, processCommandLine } from '../local/
 import { VERSION } from '../protocol/version.js';
 import { STATUS_SCHEMA, statusJson, type StatusDown } from './status-view.js';
 import { renderStatusTable } from './status-table.js';
-import { colorWanted, columnsOf } from './terminal.js';
+import { colorWanted, columnsOf, commandIo, type CommandIo } from './terminal.js';
 import { askReload, fallbackNote, reloadFallback, STOP_WAIT_MS, stopDaemon } from './control-client.js';
 import { type ReloadReport, isFullReport, type HealthReport, type LastReload, type Liveness } from '../local/health.js';
 
@@ -82,22 +82,23 @@ function refusalOf(live: Liveness, proven: Awaited<ReturnType<typeof provenReque
  * Resolves to the exit code: 0; 1 when no daemon answers, or when it did not take the token
  * (then only what it tells anyone is shown, `limited` saying why).
  */
-export async function runStatusCommand(options: { json: boolean }): Promise<number> {
-  const found = await findDaemon();
+export async function runStatusCommand(options: { json: boolean }, io: Partial<CommandIo> = {}): Promise<number> {
+  const { stdout, stderr, env } = commandIo(io);
+  const found = await findDaemon(env);
   if ('error' in found) {
     if (options.json) {
       const down: StatusDown = { schema: STATUS_SCHEMA, status: 'down', ...found };
-      process.stdout.write(`${JSON.stringify(down, null, 2)}\n`);
+      stdout.write(`${JSON.stringify(down, null, 2)}\n`);
     } else {
-      process.stderr.write(`exai-ws: ${found.error}\n`);
+      stderr.write(`exai-ws: ${found.error}\n`);
     }
     return 1;
   }
   const status = found.health ? statusJson(found.health) : statusJson(found.live, found.refused ?? undefined);
   if (options.json) {
-    process.stdout.write(`${JSON.stringify(status, null, 2)}\n`);
+    stdout.write(`${JSON.stringify(status, null, 2)}\n`);
   } else {
-    process.stdout.write(renderStatusTable(status, { color: colorWanted(process.stdout), width: columnsOf(process.stdout) }));
+    stdout.write(renderStatusTable(status, { color: colorWanted(stdout, env), width: columnsOf(stdout) }));
   }
   return status.limited === null ? 0 : 1;
 }
@@ -106,10 +107,11 @@ export async function runStatusCommand(options: { json: boolean }): Promise<numb
  * Asks the daemon to stop (the control channel; on POSIX SIGTERM when it cannot be asked, on
  * Windows a kill outright, said on stderr) and waits until it has exited.
  */
-export async function runStopCommand(env: NodeJS.ProcessEnv = process.env): Promise<number> {
+export async function runStopCommand(io: Partial<CommandIo> = {}): Promise<number> {
+  const { stdout, stderr, env } = commandIo(io);
   const found = await findDaemon(env);
   if ('error' in found) {
-    process.stderr.write(`exai-ws: ${found.error}\n`);
+    stderr.write(`exai-ws: ${found.error}\n`);
     return 1;
   }
   // Without a full report the daemon did not prove itself: it is not asked. A signal needs no
@@ -119,13 +121,13 @@ export async function runStopCommand(env: NodeJS.ProcessEnv = process.env): Prom
     { pid, target: found.health ? found.target : null, why: found.refused ?? undefined, pidPath: resolveHome(env).pid },
     { by: 'exai-ws stop' },
   );
-  process.stderr.write(fallbackNote(outcome, pid));
+  stderr.write(fallbackNote(outcome, pid));
   if (outcome.stopped) {
-    process.stdout.write(`exai-ws: daemon ${pid} stopped\n`);
+    stdout.write(`exai-ws: daemon ${pid} stopped\n`);
     return 0;
   }
   const waited = outcome.how === 'killed' ? 'after it was killed' : `within ${STOP_WAIT_MS / 1000} s`;
-  process.stderr.write(`exai-ws: daemon ${pid} did not stop ${waited}\n`);
+  stderr.write(`exai-ws: daemon ${pid} did not stop ${waited}\n`);
   return 1;
 }
 
@@ -139,29 +141,30 @@ function listNames(names: string[] | undefined): string {
  * channel, or on POSIX with SIGHUP when it cannot be asked (then once its `/health` reports the
  * new reload). Resolves to the exit code.
  */
-export async function runReloadCommand(env: NodeJS.ProcessEnv = process.env): Promise<number> {
+export async function runReloadCommand(io: Partial<CommandIo> = {}): Promise<number> {
+  const { stdout, stderr, env } = commandIo(io);
   const found = await findDaemon(env);
   if ('error' in found) {
-    process.stderr.write(`exai-ws: ${found.error}\n`);
+    stderr.write(`exai-ws: ${found.error}\n`);
     return 1;
   }
   const { health, target } = found;
   if (health === null) {
-    process.stderr.write(`exai-ws: ${found.refused ?? 'no full report from the daemon'}\n`);
+    stderr.write(`exai-ws: ${found.refused ?? 'no full report from the daemon'}\n`);
     return 1;
   }
   const asked = await askReload(target);
   if (asked.kind === 'reloaded') {
-    process.stdout.write(reloadedLine(asked.report));
+    stdout.write(reloadedLine(asked.report));
     return 0;
   }
   if (asked.kind === 'failed') {
-    process.stderr.write(`exai-ws: reload failed, the running servers stay as they are: ${asked.error}\n`);
+    stderr.write(`exai-ws: reload failed, the running servers stay as they are: ${asked.error}\n`);
     return 1;
   }
   const fallback = reloadFallback(health.pid, asked.why);
   if (fallback.kind === 'refuse') {
-    process.stderr.write(`exai-ws: ${fallback.message}\n`);
+    stderr.write(`exai-ws: ${fallback.message}\n`);
     return 1;
   }
   const before = lastReloadOf(health)?.at;
@@ -173,13 +176,13 @@ export async function runReloadCommand(env: NodeJS.ProcessEnv = process.env): Pr
     const last = now ? lastReloadOf(now) : undefined;
     if (!last || last.at === before) continue;
     if ('error' in last) {
-      process.stderr.write(`exai-ws: reload failed, the running servers stay as they are: ${last.error}\n`);
+      stderr.write(`exai-ws: reload failed, the running servers stay as they are: ${last.error}\n`);
       return 1;
     }
-    process.stdout.write(reloadedLine(last));
+    stdout.write(reloadedLine(last));
     return 0;
   }
-  process.stderr.write(`exai-ws: the daemon did not report a reload within ${RELOAD_WAIT_MS / 1000} s\n`);
+  stderr.write(`exai-ws: the daemon did not report a reload within ${RELOAD_WAIT_MS / 1000} s\n`);
   return 1;
 }
 

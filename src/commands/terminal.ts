@@ -12,6 +12,21 @@ export interface OutputStream {
 }
 
 /**
+ * Where a command writes and the environment it reads: the process's own (what the CLI gives),
+ * or a test's, which runs the command in its own process against a real daemon.
+ */
+export interface CommandIo {
+  stdout: { write(text: string): unknown } & OutputStream;
+  stderr: { write(text: string): unknown };
+  env: NodeJS.ProcessEnv;
+}
+
+/** `io` with the process's own stdout, stderr and environment for whatever it leaves out. */
+export function commandIo(io: Partial<CommandIo> = {}): CommandIo {
+  return { stdout: io.stdout ?? process.stdout, stderr: io.stderr ?? process.stderr, env: io.env ?? process.env };
+}
+
+/**
  * True when output may carry ANSI colours: `FORCE_COLOR` decides when set (`0` or `false`
  * forbid, anything else forces); otherwise a non-empty `NO_COLOR` or `TERM=dumb` forbid; otherwise
  * only a terminal gets colour. The same precedence as Node's own `tty` colour detection.

@@ -14,6 +14,7 @@ import { readAddressCard, readTokenFile, urlHost } from '../local/files.js';
 import { resolveClientSettings } from '../local/client-settings.js';
 import { strangerMessage } from '../local/proof.js';
 import { ExitCode } from './exit-codes.js';
+import { commandIo, type CommandIo } from './terminal.js';
 import { TOKEN_SPEC } from '../local/specs.js';
 
 const ROTATE_TIMEOUT_MS = 5_000;
@@ -24,13 +25,14 @@ const REPASTE =
   'print them again with `exai-ws config CLIENT` and paste them';
 
 /** Runs `exai-ws token ACTION`; resolves to the exit code (1 with one line on stderr on failure, 2 on a usage error). */
-export async function runTokenCommand(action: string | undefined, env: NodeJS.ProcessEnv = process.env): Promise<number> {
+export async function runTokenCommand(action: string | undefined, io: Partial<CommandIo> = {}): Promise<number> {
+  const { stdout, stderr, env } = commandIo(io);
   if (action !== 'rotate') {
-    process.stderr.write(`exai-ws token: ${action === undefined ? 'which action?' : `unknown action '${action}'`}\n${TOKEN_SPEC.usage}\n`);
+    stderr.write(`exai-ws token: ${action === undefined ? 'which action?' : `unknown action '${action}'`}\n${TOKEN_SPEC.usage}\n`);
     return ExitCode.USAGE;
   }
   const fail = (message: string) => {
-    process.stderr.write(`exai-ws token rotate: ${message}\n`);
+    stderr.write(`exai-ws token rotate: ${message}\n`);
     return ExitCode.FAILURE;
   };
   // The token the daemon was started with: this shell's, else the settings file's, else the file.
@@ -64,7 +66,7 @@ export async function runTokenCommand(action: string | undefined, env: NodeJS.Pr
       const message = body !== null && typeof body === 'object' && typeof body.message === 'string' ? body.message : `HTTP ${reply.status}`;
       return fail(`the daemon (pid ${card.pid}) did not rotate the token: ${message}`);
     }
-    process.stdout.write(
+    stdout.write(
       `exai-ws: new token written to ${paths.token} (mode 0600) and taken by the daemon (pid ${card.pid}) at once: ` +
         `open windows go on and reconnect with it; the old token is refused\n` +
         `exai-ws: ${REPASTE}\n`,
@@ -77,7 +79,7 @@ export async function runTokenCommand(action: string | undefined, env: NodeJS.Pr
   } catch (error) {
     return fail((error as Error).message);
   }
-  process.stdout.write(
+  stdout.write(
     `exai-ws: new token written to ${paths.token} (mode 0600); no daemon runs: the next one takes it\n` + `exai-ws: ${REPASTE}\n`,
   );
   return ExitCode.OK;
