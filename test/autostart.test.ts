@@ -28,6 +28,7 @@ import {
   waitFor,
   within,
 } from './helpers.js';
+import { cliHere } from './fixtures/cli-here.js';
 import { processGone } from './fixtures/hosted-servers.js';
 import { coldHome, daemonsOf, healthOf, shimEnv } from './fixtures/autostarted.js';
 
@@ -323,7 +324,8 @@ describe('auto-start, idle exit, restart', { concurrency: 4 }, () => {
     const text = await runNode([CLI, 'status'], env);
     assert.equal(text.code, 1);
     assert.equal(text.stderr.trim(), `exai-ws: not running (stale pid file ${pidPath} from pid ${daemon.pid})`);
-    const json = await runNode([CLI, 'status', '--json'], env);
+    // The same command in this process (test/fixtures/cli-here.ts): the real CLI's exit 1 is just above.
+    const json = await cliHere(['status', '--json'], { EXAI_WS_HOME: daemon.home });
     assert.equal(json.code, 1);
     assert.deepEqual(JSON.parse(json.stdout), {
       schema: 1,

@@ -26,6 +26,7 @@ import {
 import { askerOf, UNKNOWN_ASKER } from '../src/daemon/web/control.js';
 import { readAddressCard } from '../src/local/files.js';
 import { Cleanup, connectShim, getHealth, logPath, readJsonLines, runCli, startDaemon, textOf, waitFor, within } from './helpers.js';
+import { cliHere } from './fixtures/cli-here.js';
 import { memoryEntry, processGone, startHostingDaemon, waitReady } from './fixtures/hosted-servers.js';
 import { coldHome, shimEnv } from './fixtures/autostarted.js';
 import { connectWs } from './fixtures/ws-client.js';
@@ -124,7 +125,8 @@ describe('the control channel', { concurrency: 3 }, () => {
       memory: memoryEntry(daemon.home),
       notes: memoryEntry(daemon.home, { env: { MEMORY_FILE_PATH: join(daemon.home, 'n.jsonl') } }),
     });
-    const reload = await runCli(['reload'], daemon.clientEnv);
+    // The command in this process (test/fixtures/cli-here.ts); the failed reload below is the real CLI's.
+    const reload = await cliHere(['reload'], daemon.clientEnv);
     assert.equal(reload.code, 0, reload.stderr);
     // The file watcher may have applied the edit first: then the asked reload finds it in force.
     assert.match(
@@ -201,7 +203,8 @@ describe('the control channel', { concurrency: 3 }, () => {
     { skip: process.platform === 'win32' },
     async () => {
       const daemon = await startDaemon(cleanup);
-      const stop = await runCli(['stop'], { ...daemon.clientEnv, EXAI_WS_TOKEN: 'a-token-this-daemon-never-issued' });
+      // The command in this process (test/fixtures/cli-here.ts): the real CLI's stop is the test above.
+      const stop = await cliHere(['stop'], { ...daemon.clientEnv, EXAI_WS_TOKEN: 'a-token-this-daemon-never-issued' });
       assert.equal(stop.code, 0, stop.stderr);
       assert.equal(stop.stdout, `exai-ws: daemon ${daemon.pid} stopped\n`);
       assert.equal(await within(daemon.exited, 10_000, 'the daemon to exit'), 0);

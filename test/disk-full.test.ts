@@ -13,9 +13,7 @@ import { after, describe, test } from 'node:test';
 import { LineFile, RETRY_MS } from '../src/daemon/files/line-file.js';
 import { createLogger } from '../src/daemon/files/logger.js';
 import {
-  CLI,
   Cleanup,
-  baseEnv,
   connectShim,
   getHealth,
   logPath,
@@ -30,6 +28,7 @@ import {
   within,
   type DaemonHandle,
 } from './helpers.js';
+import { cliHere } from './fixtures/cli-here.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());
@@ -122,9 +121,11 @@ describe('a full disk', { concurrency: true }, () => {
       assert.equal((await sendHello(ws)).ok, true);
       ws.close(1000);
       // And `exai-ws status` tells the user why the log stopped growing.
-      const status = execFileSync(process.execPath, [CLI, 'status'], { env: { ...baseEnv(), ...daemon.clientEnv }, encoding: 'utf8' });
+      // The command in this process (test/fixtures/cli-here.ts): what it prints is the point, not its process.
+      const status = await cliHere(['status'], daemon.clientEnv);
+      assert.equal(status.code, 0, status.stderr);
       assert.match(
-        status,
+        status.stdout,
         /^ {2}log +(not writable, retried every second|writable again): [1-9]\d* lines dropped \(last error ENOSPC at /m,
       );
 

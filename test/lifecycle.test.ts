@@ -28,6 +28,7 @@ import {
   type DaemonHandle,
   within,
 } from './helpers.js';
+import { cliHere } from './fixtures/cli-here.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());
@@ -264,12 +265,14 @@ describe('daemon lifecycle', { concurrency: 3 }, () => {
     const ws = await openSocket(cleanup, daemon);
     assert.equal((await sendHello(ws)).ok, true);
 
-    const status = await runCli(['status'], env);
+    // The real CLI stops the daemon and then fails (exit 1, one line on stderr only); the reports
+    // between are the same commands in this process (test/fixtures/cli-here.ts).
+    const status = await cliHere(['status'], env);
     assert.equal(status.code, 0, status.stderr);
     assert.match(status.stdout, new RegExp(`pid\\s+${daemon.pid}\\b`));
     assert.match(status.stdout, /sessions\s+1\b/);
 
-    const json = await runCli(['status', '--json'], env);
+    const json = await cliHere(['status', '--json'], env);
     assert.equal(json.code, 0, json.stderr);
     const report = JSON.parse(json.stdout) as { daemon: { pid: number }; sessions: unknown[] };
     assert.equal(report.daemon.pid, daemon.pid);
@@ -286,10 +289,10 @@ describe('daemon lifecycle', { concurrency: 3 }, () => {
     assert.equal(down.code, 1);
     assert.equal(down.stdout, '');
     assert.equal(nonEmptyLines(down.stderr).length, 1, down.stderr);
-    const downJson = await runCli(['status', '--json'], env);
+    const downJson = await cliHere(['status', '--json'], env);
     assert.equal(downJson.code, 1);
     assert.equal((JSON.parse(downJson.stdout) as { status: string }).status, 'down');
-    const stopAgain = await runCli(['stop'], env);
+    const stopAgain = await cliHere(['stop'], env);
     assert.equal(stopAgain.code, 1, 'stop with no daemon fails');
   });
 

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { ListRootsRequestSchema } from '@modelcontextprotocol/sdk/types.js';
 import { Cleanup, ROOT, logPath, readJsonLines, runCli, waitFor } from './helpers.js';
+import { cliHere } from './fixtures/cli-here.js';
 import { startHostingDaemon, waitReady } from './fixtures/hosted-servers.js';
 import { connectWs } from './fixtures/ws-client.js';
 
@@ -45,7 +46,8 @@ test('logs --level warn shows a server that cannot start and a host that does no
   );
 
   const [warn, status] = await Promise.all([
-    runCli(['logs', '--level', 'warn', '-n', '0'], daemon.clientEnv),
+    // The log through the same command in this process (test/fixtures/cli-here.ts); the status table by the real CLI.
+    cliHere(['logs', '--level', 'warn', '-n', '0'], daemon.clientEnv),
     runCli(['status'], daemon.clientEnv),
   ]);
   assert.equal(warn.code, 0, warn.stderr);

@@ -29,6 +29,7 @@ import {
   type DaemonHandle,
   type RawShim,
 } from './helpers.js';
+import { cliHere } from './fixtures/cli-here.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());
@@ -341,11 +342,13 @@ describe('proof against strangers', { concurrency: true }, () => {
   test('exai-ws status and open against an impostor behind a card: nothing of value sent, one line naming the port', async () => {
     // No card: status does not go near the default port at all.
     const idle = await new Recorder(await impostor(4242)).start();
-    const noCard = await runCli(['status'], { EXAI_WS_HOME: userHome(TOKEN), EXAI_WS_TEST_DEFAULT_PORT: String(idle.port) });
+    // What reaches the wire is the command's, run in this process (test/fixtures/cli-here.ts), except
+    // for one status as a user runs it (exit 1, one line on stderr) below.
+    const noCard = await cliHere(['status'], { EXAI_WS_HOME: userHome(TOKEN), EXAI_WS_TEST_DEFAULT_PORT: String(idle.port) });
     assert.equal(noCard.code, 1);
     assert.match(noCard.stderr, /^exai-ws: no daemon is running \(no address card at .*\)\n$/);
     // A stale card whose process is gone: stale, nothing asked.
-    const dead = await runCli(['status'], {
+    const dead = await cliHere(['status'], {
       EXAI_WS_HOME: userHome(TOKEN, { port: idle.port, pid: await deadPid() }),
       EXAI_WS_TEST_DEFAULT_PORT: String(idle.port),
     });
@@ -363,10 +366,10 @@ describe('proof against strangers', { concurrency: true }, () => {
     assert.equal(lines.length, 1, status.stderr);
     assert.match(lines[0] as string, /^exai-ws: not running \(stale pid file .* from pid \d+\); something else holds/);
     assertStrangerLine(lines[0] as string, recorder.port, 'status');
-    const json = JSON.parse((await runCli(['status', '--json'], { EXAI_WS_HOME: home })).stdout) as { status: string; error: string };
+    const json = JSON.parse((await cliHere(['status', '--json'], { EXAI_WS_HOME: home })).stdout) as { status: string; error: string };
     assert.equal(json.status, 'down');
     assertStrangerLine(json.error, recorder.port, 'status --json');
-    const open = await runCli(['open', '--print'], { EXAI_WS_HOME: home });
+    const open = await cliHere(['open', '--print'], { EXAI_WS_HOME: home });
     assert.equal(open.code, 1);
     assert.equal(open.stdout, '');
     assertStrangerLine(open.stderr.trim(), recorder.port, 'open');
@@ -376,11 +379,11 @@ describe('proof against strangers', { concurrency: true }, () => {
     // An impostor that even answers liveness as the card's pid: still no token, no full report.
     const mimic = await new Recorder(await impostor(reused)).start();
     const mimicHome = userHome(TOKEN, { port: mimic.port, pid: reused });
-    const limited = await runCli(['status', '--json'], { EXAI_WS_HOME: mimicHome });
+    const limited = await cliHere(['status', '--json'], { EXAI_WS_HOME: mimicHome });
     assert.equal(limited.code, 1);
     const view = JSON.parse(limited.stdout) as { limited: string | null };
     assert.match(view.limited ?? '', /did not prove that it holds this home's token, so nothing was sent to it/);
-    const reload = await runCli(['reload'], { EXAI_WS_HOME: mimicHome });
+    const reload = await cliHere(['reload'], { EXAI_WS_HOME: mimicHome });
     assert.equal(reload.code, 1);
     assertNothingOfValue(mimic, TOKEN, 'status --json and reload against a mimic');
   });
@@ -407,7 +410,7 @@ describe('proof against strangers', { concurrency: true }, () => {
 
       // The CLI through the same relay (a card whose pid was reused, naming the relay): no proof either.
       const cliHome = userHome(daemon.token, { port: relay.port, pid: livePid() });
-      const status = await runCli(['status'], { EXAI_WS_HOME: cliHome });
+      const status = await cliHere(['status'], { EXAI_WS_HOME: cliHome });
       assert.equal(status.code, 1, what);
       assertStrangerLine(status.stderr, relay.port, `${what}: status`);
       assertNothingOfValue(relay, daemon.token, `${what}: status`);
@@ -428,7 +431,7 @@ describe('proof against strangers', { concurrency: true }, () => {
         "it cannot prove that it holds this home's token, so nothing was sent to it; run `exai-ws restart` to run the new version",
     );
     assert.equal(stderr.trim().split('\n').length, 1, stderr);
-    const status = await runCli(['status', '--json'], { EXAI_WS_HOME: home });
+    const status = await cliHere(['status', '--json'], { EXAI_WS_HOME: home });
     assert.equal(status.code, 1);
     const view = JSON.parse(status.stdout) as { limited: string | null; daemon: { pid: number } };
     assert.equal(view.daemon.pid, pid, 'what it tells anyone is shown');

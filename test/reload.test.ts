@@ -10,6 +10,7 @@ import { after, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import { CLI, Cleanup, baseEnv, getHealth, textOf, waitFor } from './helpers.js';
+import { cliHere } from './fixtures/cli-here.js';
 import { memoryEntry, processGone, serverReport, startHostingDaemon, waitReady } from './fixtures/hosted-servers.js';
 import { connectWs } from './fixtures/ws-client.js';
 
@@ -90,10 +91,8 @@ describe('reload', { concurrency: 2 }, () => {
     assert.ok(processGone(before.pid) || (await waitFor(() => processGone(before.pid), 'old process gone')));
 
     writeFileSync(join(daemon.home, 'config.json'), '{ "mcpServers": { oops');
-    const failed = await run(process.execPath, [CLI, 'reload'], { env, timeout: 20_000 }).then(
-      () => ({ code: 0, stderr: '' }),
-      (e: { code: number; stderr: string }) => e,
-    );
+    // The same command in this process (test/fixtures/cli-here.ts); the CLI's own failed reload is control.test.ts's.
+    const failed = await cliHere(['reload'], { EXAI_WS_HOME: daemon.home });
     assert.equal(failed.code, 1);
     assert.match(failed.stderr, /not valid JSON/);
     assert.equal((await serverReport(daemon, 'memory')).pid, after.pid, 'a broken file leaves the running servers alone');

@@ -20,6 +20,7 @@ import {
   type ServiceSpec,
 } from '../src/commands/service-files.js';
 import { CLI, Cleanup, getHealth, makeHome, spawnChild, startDaemon, waitFor, runCli, type CliRun } from './helpers.js';
+import { cliHere } from './fixtures/cli-here.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());
@@ -27,6 +28,7 @@ after(() => cleanup.run());
 const TOKEN = 'service-test-token-0123456789abcdef';
 const EXPECTED_COMMAND = [process.execPath, ...DAEMON_NODE_OPTIONS, CLI, 'daemon'];
 
+/** The real CLI: for what only its process shows (exit codes, stdout against stderr, the dispatch). */
 function cli(args: string[], env: Record<string, string>): Promise<CliRun> {
   return runCli(args, env, 30_000);
 }
@@ -105,17 +107,18 @@ describe('service install', { concurrency: 3 }, () => {
         /not copied: EXAI_WS_BACKPRESSURE, EXAI_WS_PORT, EXAI_WS_TOKEN, KIMI_API_KEY from this shell: the daemon takes its settings from .*daemon\.env only; keep them with: exai-ws settings set EXAI_WS_BACKPRESSURE=\.\.\./,
       );
 
-      const status = await cli(['service', 'status'], env);
+      // install ran as a user runs it; the rest of the cycle runs the same command in this process.
+      const status = await cliHere(['service', 'status'], env);
       assert.equal(status.code, 0, status.stdout);
       assert.match(status.stdout, /^installed: /m);
       assert.ok(status.stdout.includes(`runs: ${process.execPath}`) && status.stdout.includes(`${CLI} daemon`), status.stdout);
       assert.match(status.stdout, /daemon: none runs/);
 
-      const removed = await cli(['service', 'uninstall'], env);
+      const removed = await cliHere(['service', 'uninstall'], env);
       assert.equal(removed.code, 0, removed.stdout);
       assert.ok(!existsSync(file), 'uninstall removed the file');
       assert.match(removed.stdout, /^removed: /m);
-      const after = await cli(['service', 'status'], env);
+      const after = await cliHere(['service', 'status'], env);
       assert.equal(after.code, 1);
       assert.match(after.stdout, /not installed/);
     },
@@ -130,7 +133,7 @@ describe('service install', { concurrency: 3 }, () => {
       // The service's daemon takes its settings from the user's settings file, never from the unit.
       mkdirSync(join(root, 'config', 'exai-ws'), { recursive: true });
       writeFileSync(join(root, 'config', 'exai-ws', 'daemon.env'), 'EXAI_WS_PORT=0\nEXAI_WS_BACKPRESSURE=7\n', { mode: 0o600 });
-      const installed = await cli(['service', 'install'], env);
+      const installed = await cliHere(['service', 'install'], env);
       assert.equal(installed.code, 0, installed.stdout);
       const text = readFileSync(serviceFile(root), 'utf8');
       const [program, ...args] = parseUnitExecStart(text) ?? [];
@@ -167,7 +170,7 @@ describe('service install', { concurrency: 3 }, () => {
   test('install says so when a daemon already runs for the home', { skip: process.platform === 'win32' }, async () => {
     const daemon = await startDaemon(cleanup, { plain: true });
     const root = makeHome(cleanup);
-    const out = await cli(['service', 'install'], { ...userEnv(root), EXAI_WS_HOME: daemon.home });
+    const out = await cliHere(['service', 'install'], { ...userEnv(root), EXAI_WS_HOME: daemon.home });
     assert.equal(out.code, 0, out.stdout);
     assert.match(out.stdout, new RegExp(`a daemon already runs \\(pid ${daemon.pid} on port ${daemon.port}\\)`));
   });
@@ -368,7 +371,7 @@ describe('service install', { concurrency: 3 }, () => {
     const { loadConfig } = await import('../src/daemon/files/config.js');
     assert.equal(loadConfig({ ...env, EXAI_WS_SETTINGS: settings }).settings.legacy_service_env, legacy, 'the daemon sees the old file');
 
-    const installed = await cli(['service', 'install'], env);
+    const installed = await cliHere(['service', 'install'], env);
     assert.equal(installed.code, 0, installed.stdout + installed.stderr);
     assert.match(installed.stdout, /moved: .*service\.env -> .*daemon\.env: KIMI_API_KEY/);
     assert.match(installed.stdout, /kept .*daemon\.env's own EXAI_WS_BACKPRESSURE/);

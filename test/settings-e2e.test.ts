@@ -16,6 +16,7 @@ import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import { readAddressCard } from '../src/local/files.js';
 import type { StatusJson } from '../src/commands/status-view.js';
 import { CLI, Cleanup, SHIM, closedPort, getHealth, makeHome, runCli, spawnChild, textOf, waitFor } from './helpers.js';
+import { cliHere } from './fixtures/cli-here.js';
 import { daemonsOf, killDaemonsOf } from './fixtures/autostarted.js';
 import { FakeOpenAI } from './fixtures/fake-openai.js';
 
@@ -119,8 +120,9 @@ describe('settings end to end', { concurrency: true }, () => {
     assert.equal(wrong.requests.length, 0, "no chat went to a client's provider");
 
     // What the user sees: where each setting came from, and the warning.
+    // The table by the real CLI; the JSON from the same command in this process (test/fixtures/cli-here.ts).
     const [status, table] = await Promise.all([
-      runCli(['status', '--json'], { ...bare, EXAI_WS_SETTINGS: '' }),
+      cliHere(['status', '--json'], { ...bare, EXAI_WS_SETTINGS: '' }),
       runCli(['status'], { ...bare, EXAI_WS_SETTINGS: '' }),
     ]);
     assert.equal(status.code, 0, status.stderr);
@@ -176,7 +178,7 @@ describe('settings end to end', { concurrency: true }, () => {
     const client = await window(bare, 'bad-lines');
     const version = await client.callTool({ name: 'version', arguments: {} });
     assert.ok(!version.isError, textOf(version));
-    const status = await runCli(['status', '--json'], { ...bare, EXAI_WS_SETTINGS: '' });
+    const status = await cliHere(['status', '--json'], { ...bare, EXAI_WS_SETTINGS: '' });
     assert.equal(status.code, 0, status.stderr);
     const json = JSON.parse(status.stdout) as StatusJson;
     assert.equal(json.daemon.port, port);

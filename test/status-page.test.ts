@@ -15,6 +15,7 @@ import { createParser } from 'eventsource-parser';
 import { StatusPage } from '../src/daemon/web/status-page.js';
 import { browserOpener } from '../src/commands/open.js';
 import { Cleanup, closedPort, makeHome, runCli, startDaemon, waitFor, within } from './helpers.js';
+import { cliHere } from './fixtures/cli-here.js';
 import { fakeReport, fetchStatus, loginUrl, pageServer } from './fixtures/status-page.js';
 import type { HealthReport } from '../src/local/health.js';
 
@@ -308,7 +309,8 @@ describe('the status page against the real daemon, without a browser', { concurr
         join(home, 'logs', 'ws_daemon.pid'),
         JSON.stringify({ pid: 999999, host: '127.0.0.1', port, version: '0', started_at: '' }),
       );
-      const down = await runCli(['open', '--print'], { EXAI_WS_HOME: home });
+      // The same command in this process (test/fixtures/cli-here.ts): the real CLI's exit 1 is shown above.
+      const down = await cliHere(['open', '--print'], { EXAI_WS_HOME: home });
       assert.equal(down.code, 1);
       assert.equal(down.stdout, '');
       assert.match(down.stderr, new RegExp(`^exai-ws open: no daemon answers on 127\\.0\\.0\\.1:${port}`));

@@ -12,6 +12,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import type { StatusJson } from '../src/commands/status-view.js';
 import { Cleanup, SHIM, baseEnv, getHealth, textOf, waitFor, type DaemonHandle, runCli } from './helpers.js';
+import { cliHere } from './fixtures/cli-here.js';
 import { memoryEntry, serverReport, startHostingDaemon, waitReady } from './fixtures/hosted-servers.js';
 
 const cleanup = new Cleanup();
@@ -48,8 +49,9 @@ describe('exai-ws status', { concurrency: 2 }, () => {
     await waitFor(async () => (await serverReport(daemon, 'nocmd')).state === 'failed', 'nocmd failed');
     const env = { EXAI_WS_HOME: daemon.home };
 
-    // Both forms read the same state: asked side by side.
-    const [table, json] = await Promise.all([runCli(['status'], env), runCli(['status', '--json'], env)]);
+    // Both forms read the same state: asked side by side, the table by the real CLI and the rest by
+    // the same commands in this process (test/fixtures/cli-here.ts).
+    const [table, json] = await Promise.all([runCli(['status'], env), cliHere(['status', '--json'], env)]);
     assert.equal(table.code, 0, table.stderr);
     assert.equal(table.stdout.includes('\u001b'), false, 'no colour into a pipe');
     assert.match(table.stdout, new RegExp(`^ {2}pid +${daemon.pid}$`, 'm'));
@@ -102,13 +104,13 @@ describe('exai-ws status', { concurrency: 2 }, () => {
 
     // A broken edit: the daemon keeps its servers and status says why the reload failed.
     writeFileSync(join(daemon.home, 'config.json'), '{ "mcpServers": { oops');
-    const reload = await runCli(['reload'], env);
+    const reload = await cliHere(['reload'], env);
     assert.equal(reload.code, 1, reload.stdout);
     await waitFor(
       async () => ((await getHealth(daemon)).config as { last_reload?: { error?: string } }).last_reload?.error,
       'a failed reload in /health',
     );
-    const [after, afterText] = await Promise.all([runCli(['status'], env), runCli(['status', '--json'], env)]);
+    const [after, afterText] = await Promise.all([cliHere(['status'], env), cliHere(['status', '--json'], env)]);
     assert.equal(after.code, 0, after.stderr);
     assert.match(after.stdout, /^ {2}last reload \S+ \(\d+s ago\) failed: the running servers stay as they were\n {4}\S.*not valid JSON/m);
     assert.match(after.stdout, new RegExp(`^ {2}memory +ready +${memory.pid} `, 'm'), 'the running server stays');
@@ -120,7 +122,7 @@ describe('exai-ws status', { concurrency: 2 }, () => {
   test('status with a token the daemon does not prove: its liveness and why, exit 1; stop still works', async () => {
     const daemon = await startHostingDaemon(cleanup, () => ({}));
     const env = { EXAI_WS_HOME: daemon.home, EXAI_WS_TOKEN: 'a-token-this-daemon-never-issued' };
-    const [table, json] = await Promise.all([runCli(['status'], env), runCli(['status', '--json'], env)]);
+    const [table, json] = await Promise.all([runCli(['status'], env), cliHere(['status', '--json'], env)]);
     assert.equal(table.code, 1);
     assert.match(table.stdout, new RegExp(`^ {2}pid +${daemon.pid}$`, 'm'));
     assert.match(table.stdout, /did not prove that it holds this home's token/);
@@ -130,7 +132,7 @@ describe('exai-ws status', { concurrency: 2 }, () => {
     assert.equal(status.status, 'ok');
     assert.match(status.limited ?? '', /EXAI_WS_TOKEN or the token file differs/);
     assert.equal(status.daemon.pid, daemon.pid);
-    const stop = await runCli(['stop'], env);
+    const stop = await cliHere(['stop'], env);
     assert.equal(stop.code, 0, stop.stderr);
     assert.equal(await daemon.exited, 0);
   });

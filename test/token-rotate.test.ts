@@ -14,6 +14,7 @@ import WebSocket from 'ws';
 import { fetchFullHealth } from '../src/local/health-client.js';
 import { readAddressCard } from '../src/local/files.js';
 import { Cleanup, connectShim, makeHome, runCli, spawnDaemon, startDaemon, textOf, waitFor } from './helpers.js';
+import { cliHere } from './fixtures/cli-here.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());
@@ -104,7 +105,7 @@ describe('token rotation', { concurrency: true }, () => {
     assert.equal(await upgradeStatus(daemon.port, file.token), 101);
     const health = await fetchFullHealth('127.0.0.1', daemon.port, 5_000, file.token);
     assert.ok(health, 'the daemon proves the new token');
-    const status = await runCli(['status', '--json'], daemon.clientEnv);
+    const status = await cliHere(['status', '--json'], daemon.clientEnv);
     assert.equal(status.code, 0, status.stderr);
 
     // A new window connects with the new token; after a daemon restart the open ones come back with it.
@@ -128,18 +129,20 @@ describe('token rotation', { concurrency: true }, () => {
     // The file, the daemon and the usage checks share nothing: they run side by side.
     const home = makeHome(cleanup);
     const withFile = async () => {
-      const fresh = await runCli(['token', 'rotate'], { EXAI_WS_HOME: home });
+      // The command in this process (test/fixtures/cli-here.ts): the real CLI rotates beside a
+      // daemon above and refuses a bad usage below.
+      const fresh = await cliHere(['token', 'rotate'], { EXAI_WS_HOME: home });
       assert.equal(fresh.code, 0, fresh.stderr);
       assert.match(fresh.stdout, /no daemon runs: the next one takes it/);
       const first = tokenFile(home);
       assert.match(first.token, /^[A-Za-z0-9_-]{43}$/);
       assert.equal(first.mode, 0o600);
-      const again = await runCli(['token', 'rotate'], { EXAI_WS_HOME: home });
+      const again = await cliHere(['token', 'rotate'], { EXAI_WS_HOME: home });
       assert.equal(again.code, 0, again.stderr);
       assert.notEqual(tokenFile(home).token, first.token);
 
       const before = tokenFile(home).token;
-      const fromEnv = await runCli(['token', 'rotate'], { EXAI_WS_HOME: home, EXAI_WS_TOKEN: 'a-token-from-the-environment-0123' });
+      const fromEnv = await cliHere(['token', 'rotate'], { EXAI_WS_HOME: home, EXAI_WS_TOKEN: 'a-token-from-the-environment-0123' });
       assert.equal(fromEnv.code, 1);
       assert.match(
         fromEnv.stderr,
@@ -186,7 +189,7 @@ describe('token rotation', { concurrency: true }, () => {
       const usage = await runCli(['token'], { EXAI_WS_HOME: home });
       assert.equal(usage.code, 2);
       assert.match(usage.stderr, /exai-ws token: which action\?\nusage: exai-ws token rotate/);
-      assert.equal((await runCli(['token', 'frob'], { EXAI_WS_HOME: home })).code, 2);
+      assert.equal((await cliHere(['token', 'frob'], { EXAI_WS_HOME: home })).code, 2);
     };
     await Promise.all([withFile(), withDaemon(), usageChecks()]);
   });
