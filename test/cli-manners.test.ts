@@ -12,9 +12,11 @@ import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { promisify } from 'node:util';
+import { parseCommand } from '../src/local/args.js';
 import { COMMANDS, commandSpec } from '../src/local/specs.js';
 import { Cleanup, ROOT, baseEnv, getHealth, makeHome, spawnDaemon, startDaemon, textOf, waitFor, runCli } from './helpers.js';
 import { connectWs } from './fixtures/ws-client.js';
+import { cliHere } from './fixtures/cli-here.js';
 
 const run = promisify(execFile);
 const cleanup = new Cleanup();
@@ -32,20 +34,22 @@ describe('CLI manners', { concurrency: 3 }, () => {
     const configFile = join(daemon.home, 'servers.json');
     const env = { ...daemon.clientEnv, EXAI_WS_CONFIG: configFile, EXAI_WS_SERVICE_MANAGER: 'none', XDG_CONFIG_HOME: daemon.home };
     const before = await getHealth(daemon);
+    // Each command with the arguments it would otherwise act on: the help flag still wins.
+    const argsOf = (name: string, flag: string) =>
+      name === 'import' ? ['import', '--from', 'vscode', flag] : name === 'service' ? ['service', 'install', flag] : [name, flag];
+    // `--help` of every command through the real CLI; `-h` is the same flag to the parser the CLI
+    // runs first (local/args.ts): for every command it parses as help, and one `-h` (of the command
+    // that would do most harm) runs through the real CLI. A CLI process costs about 0.15 s of CPU.
     for (const spec of COMMANDS) {
-      for (const flag of ['--help', '-h']) {
-        // Each command with the arguments it would otherwise act on: the help flag still wins.
-        const args =
-          spec.name === 'import'
-            ? ['import', '--from', 'vscode', flag]
-            : spec.name === 'service'
-              ? ['service', 'install', flag]
-              : [spec.name, flag];
-        const out = await runCli(args, env);
-        assert.equal(out.code, 0, `${args.join(' ')}: exit ${out.code}: ${out.stderr}`);
-        assert.equal(out.stdout, `${spec.usage}\n`, `${args.join(' ')} prints its usage and nothing else`);
-        assert.equal(out.stderr, '', `${args.join(' ')} writes nothing on stderr`);
-      }
+      const [, ...rest] = argsOf(spec.name, '-h');
+      assert.deepEqual(parseCommand(spec, rest), { help: true }, `${spec.name} -h parses as --help`);
+    }
+    for (const args of [...COMMANDS.map((spec) => argsOf(spec.name, '--help')), ['stop', '-h']]) {
+      const spec = commandSpec(args[0] as string);
+      const out = await runCli(args, env);
+      assert.equal(out.code, 0, `${args.join(' ')}: exit ${out.code}: ${out.stderr}`);
+      assert.equal(out.stdout, `${spec?.usage}\n`, `${args.join(' ')} prints its usage and nothing else`);
+      assert.equal(out.stderr, '', `${args.join(' ')} writes nothing on stderr`);
     }
     const now = await getHealth(daemon);
     assert.equal(now.pid, before.pid, 'stop/restart --help left the daemon running');
@@ -61,11 +65,19 @@ describe('CLI manners', { concurrency: 3 }, () => {
   test('an unknown option exits 2 naming it, for every command; so does an unknown command or a missing value', async () => {
     const home = makeHome(cleanup);
     const env = { EXAI_WS_HOME: home, EXAI_WS_PORT: '0', EXAI_WS_AUTOSTART: '0' };
+    // Every command's parser (the one the CLI runs first, local/args.ts) refuses it by name; the real
+    // CLI prints that with the usage and exits 2 for a plain command, the shim (whose bundle
+    // parses again) and one that parses its own arguments (service).
     for (const spec of COMMANDS) {
-      const out = await runCli([spec.name, '--jsn'], env);
-      assert.equal(out.code, 2, `${spec.name} --jsn: exit ${out.code}: ${out.stderr}`);
-      assert.match(out.stderr, new RegExp(`^exai-ws ${spec.name}: unknown option '--jsn'\n`), spec.name);
-      assert.ok(out.stderr.includes(spec.usage), `${spec.name}: the usage follows the error`);
+      assert.deepEqual(parseCommand(spec, ['--jsn']), { error: "unknown option '--jsn'" }, spec.name);
+    }
+    for (const name of ['status', 'shim', 'service']) {
+      const spec = commandSpec(name);
+      assert.ok(spec, name);
+      const out = await runCli([name, '--jsn'], env);
+      assert.equal(out.code, 2, `${name} --jsn: exit ${out.code}: ${out.stderr}`);
+      assert.match(out.stderr, new RegExp(`^exai-ws ${name}: unknown option '--jsn'\n`), name);
+      assert.ok(out.stderr.includes(spec.usage), `${name}: the usage follows the error`);
       assert.equal(out.stdout, '');
     }
     const extra = await runCli(['status', 'now'], env);
@@ -192,7 +204,8 @@ describe('CLI manners', { concurrency: 3 }, () => {
     // A window without a shim: the property is the daemon's log, and a direct WebSocket holds a session as a shim does.
     const { client } = await connectWs(cleanup, daemon);
     assert.match(textOf(await client.callTool({ name: 'version', arguments: {} })), /exai-ws/);
-    const out = await runCli(['stop'], daemon.clientEnv);
+    // The command in this process (test/fixtures/cli-here.ts): the log's order is the daemon's.
+    const out = await cliHere(['stop'], daemon.clientEnv);
     assert.equal(out.code, 0, out.stderr);
     await daemon.exited;
     const log = readFileSync(join(daemon.home, 'logs', 'ws_daemon.log'), 'utf8');
