@@ -70,12 +70,11 @@ export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8
 const CPU_COUNTERS = ['process_cpu_user_seconds_total', 'process_cpu_system_seconds_total', 'process_cpu_seconds_total'] as const;
 
 /**
- * What prom-client's default metrics measure over time, sampled from the daemon's start (where
- * they were made before prom-client loaded lazily) and handed to them on the first scrape: the
- * event-loop delay histogram (the first scrape's `nodejs_eventloop_lag_*` cover the time since
- * start, as each later one covers the time since the scrape before) and the CPU used since
- * start (the process CPU counters add it). The GC duration histogram counts from the first
- * scrape on: a rate, which no scrape could give for the time before the first one anyway.
+ * What prom-client's default metrics measure over time, sampled from the daemon's start and
+ * handed to them on the first scrape: the event-loop delay histogram (the first scrape's
+ * `nodejs_eventloop_lag_*` cover the time since start, each later one the time since the scrape
+ * before) and the CPU used since start (added to the process CPU counters). The GC duration
+ * histogram counts from the first scrape on: a rate no scrape could give before the first one.
  */
 class StartSamples {
   /** One timer for the daemon's life, as before: prom-client takes this histogram over. */
@@ -115,7 +114,8 @@ export class PrometheusExporter {
 
   /** The exposition text: reads `health()` once, then every series. */
   async render(): Promise<string> {
-    this.series ??= import('prom-client').then((client) => new Series(client, this.sources, this.start));
+    // .default: module.exports of this CommonJS package, in Node and in the bundle's chunk alike.
+    this.series ??= import('prom-client').then((client) => new Series(client.default, this.sources, this.start));
     return (await this.series).render();
   }
 }
