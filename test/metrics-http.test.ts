@@ -1,7 +1,8 @@
 /**
  * `GET /metrics` on the real daemon: token-gated like every endpoint (401 with
  * `WWW-Authenticate: Bearer`; the token or the status page's cookie lets a scraper in), the
- * text parses as Prometheus text, the open-sessions gauge follows a real shim session (SDK
+ * text parses as Prometheus text (the shipped daemon's too: prom-client loads on the first
+ * scrape), the open-sessions gauge follows a real shim session (SDK
  * client through the shim), a direct WebSocket session and a Streamable HTTP session as they open and close, and a tool
  * call shows in the requests counter by method, tool and outcome, while a made-up tool name
  * shows only as `other`.
@@ -99,7 +100,11 @@ describe('metrics over HTTP', { concurrency: true }, () => {
   });
 
   test('the open-sessions gauge goes up as a shim session and an HTTP session open, and back down as they close', async (t) => {
-    const daemon = await startDaemon(cleanup);
+    // The shipped daemon (cli.js in chunks), which loads prom-client from its own chunk on this first scrape.
+    const daemon = await startDaemon(cleanup, { plain: true });
+    const first = (await scrape(daemon)).families;
+    assert.ok((valueOf(first, 'process_cpu_seconds_total') ?? 0) > 0, "prom-client's process series are on the first scrape");
+    assert.ok(valueOf(first, 'nodejs_eventloop_lag_p99_seconds') !== undefined);
     await gaugeReaches(daemon, { ws: 0, http: 0 }, 'no session at start');
 
     const shim = await connectShim(cleanup, daemon, { name: 'metrics-test-shim' });

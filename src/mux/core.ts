@@ -5,8 +5,6 @@
 import { existsSync } from 'node:fs';
 import { basename, isAbsolute } from 'node:path';
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import { getDefaultEnvironment } from '@modelcontextprotocol/sdk/client/stdio.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { registerAiTools } from '../builtin/ai-tools.js';
 import { builtinUpstream, createBuiltinServer } from '../builtin/builtin.js';
 import { ChildTransport, SpawnError, type ChildSpec } from '../hosting/child-transport.js';
@@ -16,7 +14,6 @@ import { NpxResolver } from '../hosting/npx.js';
 import type { Providers } from '../builtin/providers/providers.js';
 import { ServerLink, notSupported } from '../hosting/server-link.js';
 import type { LearnedTools } from './server-requests.js';
-import { tagStreams } from '../hosting/http-streams.js';
 import { DEFAULT_INIT_TIMEOUT_MS, WORKSPACE_FOLDER, type UpstreamSpec } from '../hosting/upstream-config.js';
 import { Upstream, type Started } from '../hosting/upstream.js';
 import { Watchdog } from '../hosting/watchdog.js';
@@ -158,6 +155,12 @@ async function launch(
   declared: Record<string, unknown>,
 ): Promise<Started> {
   if (spec.kind === 'http') {
+    // The SDK's client transports (and the stream tagging with its SSE parser) load with the
+    // first hosted server that needs one: a daemon that hosts none (or none yet) starts without them.
+    const [{ StreamableHTTPClientTransport }, { tagStreams }] = await Promise.all([
+      import('@modelcontextprotocol/sdk/client/streamableHttp.js'),
+      import('../hosting/http-streams.js'),
+    ]);
     // Its requests come on the response stream of the call that caused them: say which one.
     const streams = tagStreams();
     const transport = new StreamableHTTPClientTransport(new URL(spec.url), {
@@ -173,6 +176,7 @@ async function launch(
     await link.start();
     return { link, exitReason: () => `the connection to ${spec.url} closed` };
   }
+  const { getDefaultEnvironment } = await import('@modelcontextprotocol/sdk/client/stdio.js');
   const configured = {
     command: spec.command,
     args: spec.args,

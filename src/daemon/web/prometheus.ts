@@ -9,11 +9,13 @@
  * bounded sets: the method, tool, rejection and close-reason series of {@link Metrics} (which
  * fold every other name into `other`), the three transports, the configured server names, the
  * hosted-server and provider states listed below, the provider ids.
+ *
+ * prom-client is loaded by the first scrape, not at daemon start, which most daemons never see;
+ * what its default metrics measure over time still starts with the daemon ({@link StartSamples}).
  */
-import { Counter, Gauge, Registry, collectDefaultMetrics, type LabelValues, type Metric } from 'prom-client';
-
+import perfHooks, { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
+import type { Counter, Gauge, LabelValues, Metric, Registry } from 'prom-client';
 import { VERSION } from '../../protocol/version.js';
-
 import { LATENCY_BUCKETS_MS, type Metrics, type MethodSeries } from '../files/metrics.js';
 import type { UpstreamState, HealthReport } from '../../local/health.js';
 
@@ -60,22 +62,82 @@ const LATENCY_BUCKETS_S = LATENCY_BUCKETS_MS.map((ms) => ms / 1000);
 
 type Emit<L extends string> = (value: number, labels?: LabelValues<L>) => void;
 
+type PromClient = typeof import('prom-client');
+
+/** prom-client's `Registry.PROMETHEUS_CONTENT_TYPE` (exposition format 0.0.4), known before it is loaded. */
+export const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
+
+const CPU_COUNTERS = ['process_cpu_user_seconds_total', 'process_cpu_system_seconds_total', 'process_cpu_seconds_total'] as const;
+
+/**
+ * What prom-client's default metrics measure over time, sampled from the daemon's start and
+ * handed to them on the first scrape: the event-loop delay histogram (the first scrape's
+ * `nodejs_eventloop_lag_*` cover the time since start, each later one the time since the scrape
+ * before) and the CPU used since start (added to the process CPU counters). The GC duration
+ * histogram counts from the first scrape on: a rate no scrape could give before the first one.
+ */
+class StartSamples {
+  /** One timer for the daemon's life, as before: prom-client takes this histogram over. */
+  private readonly loopDelay: IntervalHistogram = monitorEventLoopDelay({ resolution: EVENT_LOOP_RESOLUTION_MS });
+  private readonly cpu = process.cpuUsage();
+
+  constructor() {
+    this.loopDelay.enable();
+  }
+
+  /** prom-client's default metrics on `registry`, continuing from the daemon's start. */
+  collectDefaultMetrics(client: PromClient, registry: Registry): void {
+    const cpu = process.cpuUsage(this.cpu);
+    // prom-client's event-loop series make their histogram with perf_hooks.monitorEventLoopDelay
+    // (a unit test holds it to that): for this one call, that is the histogram running since start.
+    const own = perfHooks.monitorEventLoopDelay;
+    perfHooks.monitorEventLoopDelay = () => this.loopDelay;
+    try {
+      client.collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: EVENT_LOOP_RESOLUTION_MS });
+    } finally {
+      perfHooks.monitorEventLoopDelay = own;
+    }
+    // The process CPU counters count from the moment they are made: add the CPU since start.
+    const since = [cpu.user, cpu.system, cpu.user + cpu.system];
+    CPU_COUNTERS.forEach((name, i) => (registry.getSingleMetric(name) as Counter | undefined)?.inc((since[i] ?? 0) / 1e6));
+  }
+}
+
+/** The exporter: cheap to make at daemon start; the first {@link render} loads prom-client and builds the series. */
 export class PrometheusExporter {
   /** The `Content-Type` of {@link render}'s text (exposition format 0.0.4). */
-  readonly contentType: string = Registry.PROMETHEUS_CONTENT_TYPE;
-  private readonly registry = new Registry();
-  private readonly sources: PrometheusSources;
+  readonly contentType: string = PROMETHEUS_CONTENT_TYPE;
+  private readonly start = new StartSamples();
+  private series: Promise<Series> | undefined;
+
+  constructor(private readonly sources: PrometheusSources) {}
+
+  /** The exposition text: reads `health()` once, then every series. */
+  async render(): Promise<string> {
+    // .default: module.exports of this CommonJS package, in Node and in the bundle's chunk alike.
+    this.series ??= import('prom-client').then((client) => new Series(client.default, this.sources, this.start));
+    return (await this.series).render();
+  }
+}
+
+/** Every series, on a registry of its own. */
+class Series {
+  private readonly registry: Registry;
   /** The report the current scrape reads its gauges from. */
   private report: HealthReport | undefined;
 
-  constructor(sources: PrometheusSources) {
-    this.sources = sources;
+  constructor(
+    private readonly client: PromClient,
+    private readonly sources: PrometheusSources,
+    start: StartSamples,
+  ) {
+    this.registry = new client.Registry();
     const report = (): HealthReport | undefined => this.report;
     this.sessionSeries(sources.metrics, report);
     this.serverSeries(report);
     this.providerSeries(report);
     this.fileSeries(report);
-    collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: EVENT_LOOP_RESOLUTION_MS });
+    start.collectDefaultMetrics(client, this.registry);
   }
 
   /** The daemon's version, its sessions and requests, from Metrics and the report. */
@@ -212,7 +274,7 @@ export class PrometheusExporter {
   }
 
   /** The exposition text: reads `health()` once, then every series. */
-  async render(): Promise<string> {
+  render(): Promise<string> {
     // Every collect() hook below runs inside this one registry.metrics() call; a scrape that
     // overlaps this one only replaces the report with a newer one.
     this.report = this.sources.health();
@@ -221,7 +283,7 @@ export class PrometheusExporter {
 
   /** A counter whose values are set at scrape time from a total kept elsewhere. */
   private counter<L extends string>(name: string, help: string, labelNames: readonly L[], read: (emit: Emit<L>) => void): void {
-    new Counter<L>({
+    new this.client.Counter<L>({
       name: METRIC_PREFIX + name,
       help,
       labelNames,
@@ -235,7 +297,7 @@ export class PrometheusExporter {
 
   /** A gauge read at scrape time; series not emitted this time are gone (a removed server). */
   private gauge<L extends string>(name: string, help: string, labelNames: readonly L[], read: (emit: Emit<L>) => void): void {
-    new Gauge<L>({
+    new this.client.Gauge<L>({
       name: METRIC_PREFIX + name,
       help,
       labelNames,
