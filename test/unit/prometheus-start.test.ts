@@ -5,6 +5,7 @@
  * the CPU used since the exporter was made, and the content type is prom-client's own.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import perfHooks from 'node:perf_hooks';
 import { test } from 'node:test';
@@ -15,9 +16,28 @@ import { parseChecked, valueOf } from '../fixtures/exposition.js';
 
 const require = createRequire(import.meta.url);
 
+const PROM_CLIENT_ENTRY = /[\\/]prom-client[\\/]index\.js$/;
+
 /** True once prom-client's entry module has been loaded in this process. */
 function promClientLoaded(): boolean {
-  return Object.keys(require.cache).some((path) => /[\\/]prom-client[\\/]index\.js$/.test(path));
+  return Object.keys(require.cache).some((path) => PROM_CLIENT_ENTRY.test(path));
+}
+
+/**
+ * Whether a fresh Node process that imports the exporter's module and makes an exporter has
+ * loaded prom-client: this process runs other unit files, which may have loaded it already.
+ */
+function loadsPromClientWhenMade(): boolean {
+  const code = [
+    "import { createRequire } from 'node:module';",
+    `const { PrometheusExporter } = await import(${JSON.stringify(new URL('../../src/daemon/web/prometheus.js', import.meta.url).href)});`,
+    'new PrometheusExporter({ metrics: {}, health: () => undefined });',
+    `const cache = createRequire(import.meta.url).cache;`,
+    `process.stdout.write(String(Object.keys(cache).some((p) => ${PROM_CLIENT_ENTRY.toString()}.test(p))));`,
+  ].join('\n');
+  const out = execFileSync(process.execPath, ['--input-type=module', '-e', code], { encoding: 'utf8' });
+  assert.match(out, /^(true|false)$/, `the probe printed ${out}`);
+  return out === 'true';
 }
 
 /** Keeps this thread busy until it has used `ms` of CPU: the event loop is blocked at least that long. */
@@ -32,7 +52,7 @@ const bare = { status: 'ok', sessions: { by_transport: {} }, servers: [], provid
 
 test('the first scrape loads prom-client and reports the event-loop delay and the CPU since the exporter was made', async () => {
   const exporter = new PrometheusExporter({ metrics: new Metrics({ isKnownTool: () => false }), health: () => bare });
-  assert.equal(promClientLoaded(), false, 'making the exporter does not load prom-client');
+  assert.equal(loadsPromClientWhenMade(), false, 'making the exporter does not load prom-client');
   assert.equal(exporter.contentType, PROMETHEUS_CONTENT_TYPE);
   // Let the delay histogram take a sample, then hold the loop (and the CPU) for 300 ms.
   await new Promise((resolve) => setTimeout(resolve, 150));
