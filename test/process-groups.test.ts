@@ -262,7 +262,7 @@ test('a group that empties after SIGTERM gets no SIGKILL, and no signal at all o
     },
     async (calls) => {
       const log: string[] = [];
-      const group = new ProcessGroup(424242, fakeWatchdog(log), 10_000);
+      const group = new ProcessGroup(424242, fakeWatchdog(log), { graceMs: 10_000 });
       const ending = group.end();
       assert.equal(group.end(), ending, 'ending twice is the same ending: no second set of timers');
       await ending;
@@ -284,7 +284,7 @@ test('a group that ignores SIGTERM gets SIGKILL after the grace, and is unregist
     },
     async (calls) => {
       const log: string[] = [];
-      const group = new ProcessGroup(424242, fakeWatchdog(log), 400);
+      const group = new ProcessGroup(424242, fakeWatchdog(log), { graceMs: 400 });
       const ending = group.end();
       await new Promise((r) => setTimeout(r, 50));
       assert.ok(!calls.includes('SIGKILL'), 'no SIGKILL during the grace');
@@ -308,7 +308,7 @@ test('ending a real group that ignores SIGTERM leaves none of its processes', as
   const pgid = leader.pid as number;
   killLeftovers(pgid);
   await waitFor(() => groupMembers(pgid).length === 3, 'the leader and its two children');
-  const group = new ProcessGroup(pgid, undefined, 200);
+  const group = new ProcessGroup(pgid, undefined, { graceMs: 200 });
   await group.end();
   await waitGroupGone(pgid, 'ProcessGroup.end()');
 });
