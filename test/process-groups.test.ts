@@ -104,7 +104,10 @@ const FAST = { EXAI_WS_TIMER_SCALE: '0.2' };
  * A daemon of its own hosting `servers` (with `env`, FAST by default), and a window on it. The window is a direct WebSocket
  * client: these tests are about the daemon's servers, not the shim.
  */
-async function hosting(servers: Record<string, ServerEntry>, env = FAST): Promise<{ daemon: DaemonHandle; client: Client }> {
+async function hosting(
+  servers: Record<string, ServerEntry>,
+  env: Record<string, string> = FAST,
+): Promise<{ daemon: DaemonHandle; client: Client }> {
   const daemon = await startHostingDaemon(cleanup, () => servers, env);
   const { client } = await connectWs(cleanup, daemon);
   return { daemon, client };
