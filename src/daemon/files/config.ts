@@ -184,7 +184,10 @@ export interface DaemonConfig {
   readonly maxUnauthenticated: number;
   /** Descriptors kept free for the daemon's own work: no connection is taken into them (`EXAI_WS_FD_RESERVE`). */
   readonly fdReserve: number;
-  /** Multiplies fixed waits that are no setting of their own (`EXAI_WS_TIMER_SCALE`, 0.01-1, for tests): see hostingTimers. */
+  /**
+   * Multiplies fixed waits that are no setting of their own (`EXAI_WS_TIMER_SCALE`, 0.01-1, for tests): the restart
+   * backoff and process group waits (hostingTimers), the client-pid check and Node's connections check.
+   */
   readonly timerScale: number;
 }
 
