@@ -323,7 +323,8 @@ test('ending a real group that ignores SIGTERM leaves none of its processes', as
   const pgid = leader.pid as number;
   killLeftovers(pgid);
   await waitFor(() => groupMembers(pgid).length === 3, 'the leader and its two children');
-  const group = new ProcessGroup(pgid, undefined, { graceMs: 200 });
+  // Short waits either side of SIGKILL; waitGroupGone, not end(), is what says none is left.
+  const group = new ProcessGroup(pgid, undefined, { graceMs: 200, killedWaitMs: 200 });
   await group.end();
   await waitGroupGone(pgid, 'ProcessGroup.end()');
 });
