@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
-import { Cleanup, textOf, waitFor, type DaemonHandle } from './helpers.js';
+import { Cleanup, textOf, waitFor, within, type DaemonHandle } from './helpers.js';
 import {
   cmdline,
   descendants,
@@ -88,7 +88,8 @@ describe('hosted servers failing', { concurrency: true }, () => {
     const daemon = await startHostingDaemon(cleanup, (home) => ({ memory: memoryEntry(home), everything: everythingEntry() }));
     const { memory, everything, all } = await startBoth(daemon);
     daemon.proc.kill('SIGTERM');
-    const code = await Promise.race([daemon.exited, new Promise((r) => setTimeout(() => r('still running'), 15_000))]);
+    // `within` clears its timer: a bare 15 s timer kept this file's process alive after its tests.
+    const code = await within(daemon.exited, 15_000, 'the daemon to exit after SIGTERM');
     assert.equal(code, 0, daemon.stderr());
     assert.ok(processGone(memory), 'server-memory stopped with the daemon');
     assert.ok(processGone(everything), 'server-everything stopped with the daemon');

@@ -44,7 +44,7 @@ const run = promisify(execFile);
 const GATED = join(ROOT, 'dist', 'test', 'fixtures', 'gated-lazy.js');
 const UPSTREAM_UNAVAILABLE = -32011;
 const INVALID_PARAMS = -32602;
-/** The longest restart backoff (RESTART_BACKOFF_MS's cap) plus room for a slow machine. */
+/** The longest restart backoff (RESTART_BACKOFF_MS's cap, 3 s at DAEMON_ENV's scale) plus room for a slow machine. */
 const BACKOFF_BOUND_MS = 45_000;
 /** A shim whose daemon goes away must not start another one in these tests. */
 const NO_AUTOSTART = { EXAI_WS_AUTOSTART: '0' };
@@ -53,7 +53,12 @@ const NO_AUTOSTART = { EXAI_WS_AUTOSTART: '0' };
  * the next list after an edit is not stale, and a server-memory start takes more than 2 s on a
  * loaded machine (the bounded wait has its own tests, over the Catalog).
  */
-const DAEMON_ENV = { EXAI_WS_LIST_WAIT_MS: '0' };
+/**
+ * Retries and restarts at a tenth of their backoff (25 ms ... 3 s, EXAI_WS_TIMER_SCALE): these
+ * tests hold what a retry brings (quietly, and the server once it can start), not when; the
+ * backoff's own values are unit-tested (test/unit/timer-scale.test.ts).
+ */
+const DAEMON_ENV = { EXAI_WS_LIST_WAIT_MS: '0', EXAI_WS_TIMER_SCALE: '0.1' };
 
 function writeConfig(path: string, servers: Record<string, ServerEntry>): void {
   writeFileSync(path, JSON.stringify({ mcpServers: servers }, null, 2));
@@ -302,7 +307,7 @@ describe('live config', { concurrency: 3 }, () => {
     // The first list starts the lazy server; it fails and is left out.
     assert.ok(!(await toolNames(client)).includes('gated__hello'));
     // It failed (its reason is kept); by now it may already be in its first background retry
-    // (250 ms later), 'starting' again on a loaded machine: either way it is not ready.
+    // (25 ms later at this scale), 'starting' again: either way it is not ready.
     const failedOnce = await serverReport(daemon, 'gated');
     assert.match(failedOnce.last_error ?? '', /does not exist/, JSON.stringify(failedOnce));
     assert.notEqual(failedOnce.state, 'ready');

@@ -15,7 +15,11 @@ after(() => cleanup.run());
 const STUBBORN = join(ROOT, 'dist', 'test', 'fixtures', 'hosted-stubborn.js');
 
 async function stubbornPids(signal: 'SIGKILL' | 'SIGTERM'): Promise<void> {
-  const daemon = await startHostingDaemon(cleanup, () => ({ stubborn: { command: process.execPath, args: [STUBBORN] } }));
+  // The group's grace before SIGKILL at a fifth, 400 ms (EXAI_WS_TIMER_SCALE): the stubborn
+  // server ignores SIGTERM, so the grace is waited out whole, whatever its length.
+  const daemon = await startHostingDaemon(cleanup, () => ({ stubborn: { command: process.execPath, args: [STUBBORN] } }), {
+    EXAI_WS_TIMER_SCALE: '0.2',
+  });
   const { client } = await connectWs(cleanup, daemon); // a window without a shim: the property is the daemon's
   const pids = JSON.parse(textOf(await client.callTool({ name: 'stubborn__pids', arguments: {} }))) as { pid: number; grandchild: number };
   cleanup.add(() => {

@@ -94,11 +94,21 @@ async function serverPids(client: Client, name = 'kids'): Promise<Pids> {
 }
 
 /**
- * A daemon of its own hosting `servers`, and a window on it. The window is a direct WebSocket
+ * The daemons' fixed waits at a fifth (EXAI_WS_TIMER_SCALE): a group's grace before SIGKILL
+ * 400 ms, restarts after 50, 100, 200 ms ... These tests hold that no process is left, whatever
+ * the waits; the one about the grace itself keeps the real one.
+ */
+const FAST = { EXAI_WS_TIMER_SCALE: '0.2' };
+
+/**
+ * A daemon of its own hosting `servers` (with `env`, FAST by default), and a window on it. The window is a direct WebSocket
  * client: these tests are about the daemon's servers, not the shim.
  */
-async function hosting(servers: Record<string, ServerEntry>): Promise<{ daemon: DaemonHandle; client: Client }> {
-  const daemon = await startHostingDaemon(cleanup, () => servers);
+async function hosting(
+  servers: Record<string, ServerEntry>,
+  env: Record<string, string> = FAST,
+): Promise<{ daemon: DaemonHandle; client: Client }> {
+  const daemon = await startHostingDaemon(cleanup, () => servers, env);
   const { client } = await connectWs(cleanup, daemon);
   return { daemon, client };
 }
@@ -110,11 +120,15 @@ let shared: Promise<DaemonHandle> | undefined;
  * others' lazy servers), and the daemon and the other servers must outlive it anyway.
  */
 function sharedDaemon(): Promise<DaemonHandle> {
-  shared ??= startHostingDaemon(cleanup, () => ({
-    killed: entry(),
-    exits: entry(),
-    idle: entry({ holdPipes: false }, { idle_timeout_ms: 300 }),
-  }));
+  shared ??= startHostingDaemon(
+    cleanup,
+    () => ({
+      killed: entry(),
+      exits: entry(),
+      idle: entry({ holdPipes: false }, { idle_timeout_ms: 300 }),
+    }),
+    FAST,
+  );
   return shared;
 }
 
@@ -195,7 +209,8 @@ describe('whole process groups, end to end', { concurrency: 3 }, () => {
   }
 
   test('a daemon killed with SIGKILL while a crashed server’s group is still being ended leaves none of it behind', async () => {
-    const { daemon, client } = await hosting({ kids: entry({ holdPipes: false, stubborn: true }) });
+    // The real grace (2 s): the children must still be there, in it, when the daemon is killed.
+    const { daemon, client } = await hosting({ kids: entry({ holdPipes: false, stubborn: true }) }, {});
     const pids = await serverPids(client);
     process.kill(pids.pid, 'SIGKILL');
     // The grandchildren ignore SIGTERM, so the daemon is now in the grace before SIGKILL.
@@ -214,7 +229,7 @@ describe('whole process groups, end to end', { concurrency: 3 }, () => {
       for (const pid of starts()) killGroup(pid);
     });
     await reload(daemon, { kids: entry({}, { start: 'eager', env: { PIDS_FILE: pidsFile, EXIT_AFTER_MS: '100' } }) });
-    // Backoff 0.25, 0.5, 1 s: four runs have come and gone within a few seconds.
+    // Backoff 50, 100, 200 ms at this scale: four runs have come and gone within a second or two.
     const seen = await waitFor(() => (starts().length >= 4 ? starts() : null), 'four runs of the crashing server', 30_000);
     for (const pgid of seen.slice(0, 3)) await waitGroupGone(pgid, 'a crash of the server');
     await reload(daemon, {});
@@ -262,7 +277,7 @@ test('a group that empties after SIGTERM gets no SIGKILL, and no signal at all o
     },
     async (calls) => {
       const log: string[] = [];
-      const group = new ProcessGroup(424242, fakeWatchdog(log), 10_000);
+      const group = new ProcessGroup(424242, fakeWatchdog(log), { graceMs: 10_000 });
       const ending = group.end();
       assert.equal(group.end(), ending, 'ending twice is the same ending: no second set of timers');
       await ending;
@@ -284,7 +299,7 @@ test('a group that ignores SIGTERM gets SIGKILL after the grace, and is unregist
     },
     async (calls) => {
       const log: string[] = [];
-      const group = new ProcessGroup(424242, fakeWatchdog(log), 400);
+      const group = new ProcessGroup(424242, fakeWatchdog(log), { graceMs: 400 });
       const ending = group.end();
       await new Promise((r) => setTimeout(r, 50));
       assert.ok(!calls.includes('SIGKILL'), 'no SIGKILL during the grace');
@@ -308,7 +323,8 @@ test('ending a real group that ignores SIGTERM leaves none of its processes', as
   const pgid = leader.pid as number;
   killLeftovers(pgid);
   await waitFor(() => groupMembers(pgid).length === 3, 'the leader and its two children');
-  const group = new ProcessGroup(pgid, undefined, 200);
+  // Short waits either side of SIGKILL; waitGroupGone, not end(), is what says none is left.
+  const group = new ProcessGroup(pgid, undefined, { graceMs: 200, killedWaitMs: 200 });
   await group.end();
   await waitGroupGone(pgid, 'ProcessGroup.end()');
 });

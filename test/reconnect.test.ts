@@ -36,6 +36,12 @@ after(() => cleanup.run());
  * test). These tests are about windows surviving daemons, not about list timing.
  */
 const LISTS_WAIT = { EXAI_WS_LIST_WAIT_MS: '0' };
+/**
+ * The shims' reconnect attempts at most 200 ms apart, not 2 s (EXAI_WS_TIMER_SCALE): what is
+ * tested is what a reconnect keeps and answers, not the wait between attempts (its doubling and
+ * cap are shim-link.test.ts's and unit-tested).
+ */
+const FAST_SHIM = { EXAI_WS_TIMER_SCALE: '0.1' };
 
 // Each test has its own home and daemon on port 0 (nothing shared but this file's cleanup), so they run side
 // by side: most of their time is waiting on processes and timers.
@@ -48,7 +54,7 @@ describe('reconnect', { concurrency: 3 }, () => {
         ...LISTS_WAIT,
         ...(how === 'SIGKILL' ? {} : { EXAI_WS_DRAIN_MS: '500' }),
       });
-      const window = await openWindow(cleanup, daemon, 'window');
+      const window = await openWindow(cleanup, daemon, 'window', FAST_SHIM);
       const uri = await setUp(window);
       const { outcome, id } = await slowCall(window, daemon);
 
@@ -79,7 +85,7 @@ describe('reconnect', { concurrency: 3 }, () => {
     // The fixture daemon alone (its built-in tools): what waits here is the shim's, and a hosted
     // server would only add its start at each of the three daemons.
     const daemon = await startDaemon(cleanup);
-    const window = await openWindow(cleanup, daemon, 'patient');
+    const window = await openWindow(cleanup, daemon, 'patient', FAST_SHIM);
     await window.client.listTools();
     daemon.proc.kill('SIGKILL');
     await within(daemon.exited, 10_000, 'the daemon to exit');
@@ -100,7 +106,7 @@ describe('reconnect', { concurrency: 3 }, () => {
     assert.equal(answersTo(window, id).length, 1);
 
     // A shim that may wait only 3 s: its request is answered -32000 at the deadline and it exits 1.
-    const raw = spawnShim(cleanup, { ...second.clientEnv, EXAI_WS_AUTOSTART: '0', EXAI_WS_RECONNECT_MS: '3000' });
+    const raw = spawnShim(cleanup, { ...second.clientEnv, EXAI_WS_AUTOSTART: '0', EXAI_WS_RECONNECT_MS: '3000', ...FAST_SHIM });
     await initializeRaw(raw);
     second.proc.kill('SIGKILL');
     await within(second.exited, 10_000, 'the second daemon to exit');
@@ -122,8 +128,8 @@ describe('reconnect', { concurrency: 3 }, () => {
   test('stdin ending while the shim reconnects exits 0 at once; after a reconnect it still ends its session at once', async () => {
     // The fixture daemon alone: the shim's stdin and its session's end need no hosted server.
     const daemon = await startDaemon(cleanup);
-    const window = await openWindow(cleanup, daemon, 'closing');
-    const raw = spawnShim(cleanup, { ...daemon.clientEnv, EXAI_WS_AUTOSTART: '0' });
+    const window = await openWindow(cleanup, daemon, 'closing', FAST_SHIM);
+    const raw = spawnShim(cleanup, { ...daemon.clientEnv, EXAI_WS_AUTOSTART: '0', ...FAST_SHIM });
     await initializeRaw(raw);
     daemon.proc.kill('SIGKILL');
     await within(daemon.exited, 10_000, 'the daemon to exit');
@@ -154,7 +160,7 @@ describe('reconnect', { concurrency: 3 }, () => {
   test('ack frames never come back to the client; a dropped connection to the same daemon resumes the session: same session, no replay, the client keeps working', async () => {
     // The heartbeat cuts a shim that stops answering pings (here: stopped with SIGSTOP).
     const daemon = await startDaemon(cleanup, { env: { EXAI_WS_HEARTBEAT_MS: '200' } });
-    const raw = spawnShim(cleanup, { ...daemon.clientEnv, EXAI_WS_AUTOSTART: '0' });
+    const raw = spawnShim(cleanup, { ...daemon.clientEnv, EXAI_WS_AUTOSTART: '0', ...FAST_SHIM });
     await initializeRaw(raw);
 
     // A window that works for a while sees no stray error for id null: more than one ack's worth

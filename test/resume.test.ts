@@ -503,6 +503,11 @@ describe('resume end to end', { concurrency: 3 }, () => {
 // Each test has its own daemon, home and client processes: they run side by side.
 describe('dead clients', { concurrency: true }, () => {
   const LONG_OP = 'everything__trigger-long-running-operation';
+  /**
+   * A pid check every 100 ms, not every second (EXAI_WS_TIMER_SCALE): these tests count checks
+   * (pidChecksPassed) and bound the session's end far inside the grace, not at a second.
+   */
+  const PID_CHECKS_FAST = { EXAI_WS_TIMER_SCALE: '0.1' };
 
   /**
    * Resolves once the daemon has run a pid check of its detached sessions since this was called
@@ -544,7 +549,7 @@ describe('dead clients', { concurrency: true }, () => {
         record = join(home, 'everything-stdin.jsonl');
         return { everything: { command: process.execPath, args: [TEE_SCRIPT, record, process.execPath, EVERYTHING_SCRIPT, 'stdio'] } };
       },
-      { EXAI_WS_HEARTBEAT_MS: '400', EXAI_WS_RESUME_GRACE_MS: '60000' },
+      { EXAI_WS_HEARTBEAT_MS: '400', EXAI_WS_RESUME_GRACE_MS: '60000', ...PID_CHECKS_FAST },
     );
     const received = () => readJsonLines(record) as Message[];
     return { daemon, received };
@@ -616,7 +621,7 @@ describe('dead clients', { concurrency: true }, () => {
   });
 
   test('a pid the daemon cannot see is ignored: the session waits out the grace as before', async () => {
-    const daemon = await hostileDaemon({ EXAI_WS_HEARTBEAT_MS: '0', EXAI_WS_RESUME_GRACE_MS: '60000' });
+    const daemon = await hostileDaemon({ EXAI_WS_HEARTBEAT_MS: '0', EXAI_WS_RESUME_GRACE_MS: '60000', ...PID_CHECKS_FAST });
     const ws = await openSocket(cleanup, daemon);
     // Far above any pid_max: no such process, at hello time already.
     assert.equal((await sendHello(ws, { session_id: 'unseen-pid', pid: 2 ** 30 + 7 })).ok, true);

@@ -50,6 +50,14 @@ function sessionLines(home: string, msg: string, sessionId?: string): Json[] {
   return readJsonLines(logPath(home)).filter((l) => l.msg === msg && (sessionId === undefined || l.session_id === sessionId));
 }
 // Each test has its own daemon, home and processes: they run side by side.
+/**
+ * The shim's fixed waits at a tenth (EXAI_WS_TIMER_SCALE): reconnect attempts at most 200 ms
+ * apart, and 200 ms of answering after a refusal. For the shims whose initialize was sent before
+ * the refusal (so the linger is only waited out) and the one that reconnects; the shims that must
+ * still answer an initialize sent after the refusal keep the real 2 s.
+ */
+const FAST_SHIM = { EXAI_WS_TIMER_SCALE: '0.1' };
+
 describe('shim lifecycle', { concurrency: 4 }, () => {
   // One daemon (default grace: 30 s) for the tests that count its sessions, one after another:
   // each ends with no session left, and what it proves is its own shim's session, not a fresh
@@ -96,7 +104,7 @@ describe('shim lifecycle', { concurrency: 4 }, () => {
       // A token file that no longer matches the daemon's, as after a token rotation.
       const home = makeHome(cleanup);
       writeFileSync(join(home, 'token'), `${'t'.repeat(64)}\n`, { mode: 0o600 });
-      const shim = spawnShim(cleanup, { EXAI_WS_HOME: home, EXAI_WS_TEST_DEFAULT_PORT: String(daemon.port) });
+      const shim = spawnShim(cleanup, { EXAI_WS_HOME: home, EXAI_WS_TEST_DEFAULT_PORT: String(daemon.port), ...FAST_SHIM });
       shim.send(
         JSON.stringify({
           jsonrpc: '2.0',
@@ -122,7 +130,7 @@ describe('shim lifecycle', { concurrency: 4 }, () => {
 
   test('the daemon dying mid-call: the shim answers the open request once with -32000 at once, stays, and serves the next daemon', async () => {
     const daemon = await startDaemon(cleanup);
-    const shim = spawnShim(cleanup, { ...daemon.clientEnv, EXAI_WS_AUTOSTART: '0' });
+    const shim = spawnShim(cleanup, { ...daemon.clientEnv, EXAI_WS_AUTOSTART: '0', ...FAST_SHIM });
     await initializeRaw(shim);
     shim.send(JSON.stringify({ jsonrpc: '2.0', id: 'call-7', method: 'tools/call', params: { name: 'sleep', arguments: { ms: 10_000 } } }));
     await waitFor(async () => (await getHealth(daemon)).inflight === 1, 'the call to be running');
@@ -194,7 +202,7 @@ describe('shim lifecycle', { concurrency: 4 }, () => {
   test('a shim whose hello is refused answers the waiting initialize with the reason, then exits 1', async () => {
     const daemon = await startDaemon(cleanup, { env: { EXAI_WS_MAX_SESSIONS: '1' } });
     await connectShim(cleanup, daemon);
-    const shim = spawnShim(cleanup, daemon.clientEnv);
+    const shim = spawnShim(cleanup, { ...daemon.clientEnv, ...FAST_SHIM });
     shim.send(
       JSON.stringify({
         jsonrpc: '2.0',

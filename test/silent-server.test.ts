@@ -243,10 +243,15 @@ describe('slow and silent servers', { concurrency: 2 }, () => {
   });
 
   test('a server that never answers initialize is failed with that reason once its init_timeout_ms passes, and retried', async () => {
-    const daemon = await startHostingDaemon(cleanup, (home) => ({
-      silent: { command: process.execPath, args: [SILENT_SCRIPT], init_timeout_ms: 1_000 },
-      memory: memoryEntry(home),
-    }));
+    // Retried after a tenth of the backoff (25, 50 ms ...: EXAI_WS_TIMER_SCALE): the deadline is what is waited out.
+    const daemon = await startHostingDaemon(
+      cleanup,
+      (home) => ({
+        silent: { command: process.execPath, args: [SILENT_SCRIPT], init_timeout_ms: 1_000 },
+        memory: memoryEntry(home),
+      }),
+      { EXAI_WS_TIMER_SCALE: '0.1' },
+    );
     const { client } = await connectWs(cleanup, daemon);
     const listed = await timedList(client);
     assert.ok(listed.names.includes('memory__read_graph'));

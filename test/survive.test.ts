@@ -27,6 +27,16 @@ after(() => cleanup.run());
 const LONG = 'everything__trigger-long-running-operation';
 const linuxOnly = process.platform !== 'linux' ? 'reads /proc to find daemon processes' : false;
 
+/**
+ * shimEnv with the fixed waits at a tenth (EXAI_WS_TIMER_SCALE), for the shims (their own
+ * variable: reconnect attempts at most 200 ms apart, not 2 s) and for the daemons they start
+ * (daemon.env: restarts, client-process checks). What is tested is that the windows carry on
+ * and when nothing is lost, not how long the shims wait between attempts.
+ */
+function fastEnv(home: string, extra: Record<string, string> = {}): Record<string, string> {
+  return { ...shimEnv(home, { ...extra, EXAI_WS_TIMER_SCALE: '0.1' }), EXAI_WS_TIMER_SCALE: '0.1' };
+}
+
 /** A cold home whose config hosts server-everything behind the tee; `received()` is what the server got. */
 function teedHome(): { home: string; env: Record<string, string>; received: () => Message[] } {
   const home = coldHome(cleanup);
@@ -36,7 +46,7 @@ function teedHome(): { home: string; env: Record<string, string>; received: () =
   // A short drain: `stop` and `restart` answer the calls in flight after it instead of 5 s. Lists
   // wait for server-everything as long as its start takes (not at most 2 s): what is tested is the
   // windows carrying on, and on a loaded machine its start takes longer than 2 s.
-  const env = shimEnv(home, { EXAI_WS_DRAIN_MS: '300', EXAI_WS_LIST_WAIT_MS: '0' });
+  const env = fastEnv(home, { EXAI_WS_DRAIN_MS: '300', EXAI_WS_LIST_WAIT_MS: '0' });
   const received = () =>
     (existsSync(record) ? readFileSync(record, 'utf8').split('\n').filter(Boolean) : []).map((l) => JSON.parse(l) as Message);
   return { home, env, received };
@@ -128,7 +138,7 @@ describe('windows survive the daemon going away', { concurrency: 3 }, () => {
 
   test('ten shims started at once on a cold home: exactly one daemon, and it serves all ten', { skip: linuxOnly }, async () => {
     const home = coldHome(cleanup);
-    const env = shimEnv(home);
+    const env = fastEnv(home);
     const windows = await within(
       Promise.all(Array.from({ length: 10 }, (_, i) => connectShim(cleanup, { clientEnv: env }, { name: `window-${i}`, env }))),
       60_000,

@@ -23,6 +23,7 @@ import { CloseCode, RpcCode } from '../protocol/codes.js';
 import { trySerialize } from '../protocol/jsonrpc.js';
 import type { AddressCard } from '../local/files.js';
 import { startCore } from '../mux/core.js';
+import { hostingTimers } from '../hosting/upstream-options.js';
 import type { Hub } from '../mux/hub.js';
 import { Providers } from '../builtin/providers/providers.js';
 import { NAME, VERSION } from '../protocol/version.js';
@@ -42,7 +43,7 @@ import { McpHttpEndpoint } from '../transport/http.js';
 import { PrometheusExporter } from './web/prometheus.js';
 import { StatusPage } from './web/status-page.js';
 import { PROTOCOL_VERSION } from '../protocol/hello.js';
-import { SessionManager } from './sessions/sessions.js';
+import { PID_CHECK_MS, SessionManager } from './sessions/sessions.js';
 import type { ReloadReport, HealthReport } from '../local/health.js';
 import { bindPort } from './bind-port.js';
 import { logStartFailure, memoryReport, openDaemonFiles, socketsReport, takeToken } from './start-parts.js';
@@ -139,7 +140,7 @@ export class Daemon {
       });
       const hub = await this.startHub(logger);
       this.hub = hub;
-      const manager = new SessionManager({ hub, config, metrics: this.metrics, logger });
+      const manager = new SessionManager({ hub, config, metrics: this.metrics, logger, pidCheckMs: PID_CHECK_MS * config.timerScale });
       this.manager = manager;
       wireFanout(hub, manager);
       this.mcp = this.httpEndpoint(manager);
@@ -177,6 +178,7 @@ export class Daemon {
       npxDirect: config.npxDirect,
       listWaitMs: config.listWaitMs,
       initTimeoutMs: config.initTimeoutMs,
+      timers: hostingTimers(config.timerScale),
       configureBuiltin: this.options.configureBuiltin,
       log: coreLog(logger),
       learned: new FileLearnedTools(paths.asksClient, (message, details) => logger.warn(details, message)),

@@ -40,21 +40,31 @@ export const GROUP_POLL_MS = 50;
  * processes stuck in the kernel outlive it; SIGKILL is pending for them, so the group is
  * given up (and unregistered) then.
  */
-const KILLED_WAIT_MS = 2_000;
+export const KILLED_WAIT_MS = 2_000;
+
+/** A group's waits, in ms ({@link GROUP_GRACE_MS} and {@link KILLED_WAIT_MS} when unset). */
+export interface GroupTiming {
+  /** Between SIGTERM and SIGKILL. */
+  readonly graceMs?: number;
+  /** After SIGKILL, before the group is given up. */
+  readonly killedWaitMs?: number;
+}
 
 export class ProcessGroup implements ProcessTree {
   /** The group id: the leader's process id. */
   readonly pgid: number;
   private readonly watchdog: GroupWatch | undefined;
   private readonly graceMs: number;
+  private readonly killedWaitMs: number;
   private ending: Promise<void> | undefined;
   private empty = false;
 
   /** Registers the group with the watchdog; `pgid` must be the pid of a leader spawned detached. */
-  constructor(pgid: number, watchdog?: GroupWatch, graceMs = GROUP_GRACE_MS) {
+  constructor(pgid: number, watchdog?: GroupWatch, timing: GroupTiming = {}) {
     this.pgid = pgid;
     this.watchdog = watchdog;
-    this.graceMs = graceMs;
+    this.graceMs = timing.graceMs ?? GROUP_GRACE_MS;
+    this.killedWaitMs = timing.killedWaitMs ?? KILLED_WAIT_MS;
     watchdog?.watch(pgid);
   }
 
@@ -74,7 +84,7 @@ export class ProcessGroup implements ProcessTree {
 
   /**
    * Ends the group: SIGTERM to every member, SIGKILL after the grace period to those left.
-   * Resolves once the group is empty, or given up (see {@link KILLED_WAIT_MS}); never rejects.
+   * Resolves once the group is empty, or given up (see {@link GroupTiming.killedWaitMs}); never rejects.
    * Idempotent: every call returns the same promise, so a crash loop never stacks timers.
    */
   end(): Promise<void> {
@@ -84,7 +94,7 @@ export class ProcessGroup implements ProcessTree {
 
   private async run(): Promise<void> {
     if (this.signal('SIGTERM') && !(await this.vanished(this.graceMs)) && this.signal('SIGKILL')) {
-      await this.vanished(KILLED_WAIT_MS);
+      await this.vanished(this.killedWaitMs);
     }
     this.watchdog?.unwatch(this.pgid);
   }

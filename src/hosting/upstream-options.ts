@@ -2,6 +2,7 @@
  * The options of an {@link Upstream} (one server behind the hub) and their defaults: how it is
  * launched, named, scoped, retried and bounded.
  */
+import { GROUP_GRACE_MS, KILLED_WAIT_MS, type GroupTiming } from './process-group.js';
 import type { ServerLink } from './server-link.js';
 import type { UpstreamScope } from '../local/health.js';
 
@@ -36,6 +37,8 @@ export interface UpstreamOptions {
    * resolved the package) until it has answered `initialize`. None when undefined.
    */
   initTimeoutMs?: number | undefined;
+  /** The waits before restart number 1, 2, ... (the last one repeats), in ms; {@link RESTART_BACKOFF_MS} when unset. */
+  restartBackoffMs?: readonly number[] | undefined;
   /** Reports lifecycle events for the log; `level` when it is not `info` (see CoreLog). */
   log?: (event: string, details: Record<string, unknown>, level?: 'debug' | 'warn') => void;
 }
@@ -43,3 +46,27 @@ export interface UpstreamOptions {
 export const RESTART_BACKOFF_MS = Object.freeze([250, 500, 1_000, 2_000, 5_000, 10_000, 30_000]);
 /** A call waits for a restart due within this long; later ones fail at once with -32011. */
 export const WAIT_FOR_RESTART_MS = 5_000;
+
+/** The smallest timer scale taken (`EXAI_WS_TIMER_SCALE`): a 1 s wait still takes 10 ms. */
+export const MIN_TIMER_SCALE = 0.01;
+
+/** The fixed waits of hosted servers' lifecycles, as one value to pass from the daemon's config down. */
+export interface HostingTimers {
+  /** See {@link UpstreamOptions.restartBackoffMs}. */
+  readonly restartBackoffMs: readonly number[];
+  /** A process group's grace before SIGKILL, and its wait after it (process-group.ts). */
+  readonly group: GroupTiming;
+}
+
+/**
+ * The hosting timers times `scale` (`EXAI_WS_TIMER_SCALE`, {@link MIN_TIMER_SCALE} to 1), rounded
+ * to whole ms and never below 1 ms: tests shorten the waits they would otherwise sit out; users
+ * keep scale 1, the defaults.
+ */
+export function hostingTimers(scale = 1): HostingTimers {
+  const scaled = (ms: number) => Math.max(1, Math.round(ms * scale));
+  return {
+    restartBackoffMs: Object.freeze(RESTART_BACKOFF_MS.map(scaled)),
+    group: Object.freeze({ graceMs: scaled(GROUP_GRACE_MS), killedWaitMs: scaled(KILLED_WAIT_MS) }),
+  };
+}

@@ -311,7 +311,7 @@ export class Upstream {
     if (this.state === 'stopped') return; // stopped for idleness
     this.lastError = reason;
     this.failures++;
-    const delay = backoff(this.failures);
+    const delay = backoff(this.failures, this.options.restartBackoffMs);
     this.retryAtMs = Date.now() + delay;
     this.state = 'restarting';
     // Not asked for: the user may need to act (a crash, a remote server gone).
@@ -321,7 +321,7 @@ export class Upstream {
 
   private fail(message: string): void {
     this.failures++;
-    const delay = backoff(this.failures);
+    const delay = backoff(this.failures, this.options.restartBackoffMs);
     // A server retried every 30 s for hours must not write a line each time: only news.
     if (!this.failing || message !== this.lastError) {
       const retry = this.options.retryFailedStart ? { retry_in_ms: delay } : {};
@@ -379,8 +379,8 @@ export class Upstream {
   }
 }
 
-function backoff(failures: number): number {
-  return RESTART_BACKOFF_MS[Math.min(failures, RESTART_BACKOFF_MS.length) - 1] ?? 0;
+function backoff(failures: number, sequence: readonly number[] = RESTART_BACKOFF_MS): number {
+  return sequence[Math.min(failures, sequence.length) - 1] ?? 0;
 }
 
 /** The capability a ready server declared in its initialize result, or undefined. */

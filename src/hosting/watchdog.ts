@@ -14,7 +14,7 @@
  * {@link Watchdog.adopt} gives a server just spawned the tree of the platform it runs on.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { ProcessGroup, type ProcessTree } from './process-group.js';
+import { ProcessGroup, type GroupTiming, type ProcessTree } from './process-group.js';
 import { WindowsTrees, type TreeLog } from './windows-tree.js';
 
 const SCRIPT = `
@@ -45,12 +45,15 @@ export interface WatchdogOptions {
   log?: TreeLog;
   /** The Windows trees (tests pass one with a fake kernel32 and taskkill). */
   windows?: WindowsTrees;
+  /** The waits of the POSIX process groups it adopts (their defaults when unset). */
+  group?: GroupTiming;
 }
 
 export class Watchdog {
   private readonly platform: NodeJS.Platform;
   private readonly log: TreeLog | undefined;
   private windows: WindowsTrees | undefined;
+  private readonly group: GroupTiming;
   private proc: ChildProcess | undefined;
   private failed = false;
   /** The groups watched now: a watchdog started late (after EMFILE) is told all of them. */
@@ -60,6 +63,7 @@ export class Watchdog {
     this.platform = options.platform ?? process.platform;
     this.log = options.log;
     this.windows = options.windows;
+    this.group = options.group ?? {};
   }
 
   /**
@@ -68,7 +72,7 @@ export class Watchdog {
    * (or the taskkill fallback) on Windows. Never throws.
    */
   adopt(pid: number): ProcessTree {
-    return this.platform === 'win32' ? this.windowsTrees().adopt(pid) : new ProcessGroup(pid, this);
+    return this.platform === 'win32' ? this.windowsTrees().adopt(pid) : new ProcessGroup(pid, this, this.group);
   }
 
   /** Call before spawning a server: on Windows, binds kernel32 the first time. Never throws. */

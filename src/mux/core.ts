@@ -16,6 +16,7 @@ import { ServerLink, notSupported } from '../hosting/server-link.js';
 import type { LearnedTools } from './server-requests.js';
 import { DEFAULT_INIT_TIMEOUT_MS, WORKSPACE_FOLDER, type UpstreamSpec } from '../hosting/upstream-config.js';
 import { Upstream, type Started } from '../hosting/upstream.js';
+import type { HostingTimers } from '../hosting/upstream-options.js';
 import { Watchdog } from '../hosting/watchdog.js';
 import { mergeEnv, planWindowsLaunch } from '../hosting/windows-command.js';
 
@@ -45,6 +46,8 @@ export interface CoreOptions {
   listWaitMs?: number;
   /** Deadline of a hosted server's start for entries that set none (DEFAULT_INIT_TIMEOUT_MS when unset). */
   initTimeoutMs?: number;
+  /** Restart backoff and process group waits (hostingTimers; their defaults when unset). */
+  timers?: HostingTimers;
 }
 
 /** Creates and starts the core: the built-in server at once, eager hosted servers in the background. */
@@ -53,7 +56,7 @@ export async function startCore(options: CoreOptions): Promise<Hub> {
   registerAiTools(builtin, options.providers);
   options.configureBuiltin?.(builtin);
   const builtinServer = await builtinUpstream(builtin);
-  const watchdog = new Watchdog({ log: options.log });
+  const watchdog = new Watchdog({ log: options.log, group: options.timers?.group });
   const npx = options.npxDirect === false ? undefined : new NpxResolver();
   const create = (spec: UpstreamSpec, key: string | undefined): Upstream => {
     const instance = key === undefined || spec.scope === 'shared' ? spec : forScope(spec, key);
@@ -66,6 +69,7 @@ export async function startCore(options: CoreOptions): Promise<Hub> {
       retryFailedStart: spec.scope === 'shared',
       initTimeoutMs: spec.initTimeoutMs ?? options.initTimeoutMs ?? DEFAULT_INIT_TIMEOUT_MS,
       asksClient: spec.asksClient,
+      restartBackoffMs: options.timers?.restartBackoffMs,
       // The sessions' capabilities when it starts (they change as sessions come and go).
       launch: (wire) => launch(instance, wire, watchdog, options, npx, hub.requests.declared()),
       log: options.log,

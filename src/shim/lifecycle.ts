@@ -4,7 +4,7 @@
  *
  *   running --the daemon cannot be used (refused, or not back in time)--> refusing
  *   running --the link ended (stdin ended), or stdin or stdout failed--> finished (exit 0)
- *   refusing --stdin ended, or REFUSED_LINGER_MS passed--> finished (exit 1)
+ *   refusing --stdin ended, or the linger (REFUSED_LINGER_MS) passed--> finished (exit 1)
  *   refusing --stdin or stdout failed--> finished (exit 0)
  *
  * - running: lines go to the daemon (outbound.ts);
@@ -44,10 +44,14 @@ export class ShimLifecycle {
   private inputEnded = false;
   private lingerTimer: unknown;
 
-  /** @param timers the linger's timer (unref'd by default: it never holds the process alone). */
+  /**
+   * @param timers the linger's timer (unref'd by default: it never holds the process alone).
+   * @param lingerMs how long refusing lasts before finished, in ms.
+   */
   constructor(
     private readonly hooks: LifecycleHooks,
     private readonly timers: Timers = GLOBAL_TIMERS,
+    private readonly lingerMs: number = REFUSED_LINGER_MS,
   ) {}
 
   get state(): ShimState {
@@ -71,7 +75,7 @@ export class ShimLifecycle {
     this.enter('refusing');
     this.hooks.refusing(why);
     if (this.inputEnded) this.finish(1);
-    else if (this.state === 'refusing') this.lingerTimer = this.timers.setTimeout(() => this.finish(1), REFUSED_LINGER_MS);
+    else if (this.state === 'refusing') this.lingerTimer = this.timers.setTimeout(() => this.finish(1), this.lingerMs);
   }
 
   /**

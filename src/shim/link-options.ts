@@ -24,11 +24,11 @@ export const BACKOFF_FIRST_MS = 100;
 export const BACKOFF_CAP_MS = 2_000;
 /**
  * The delay before retry number `attempt` (0 = the first retry), in ms: "equal jitter" over a
- * ceiling that doubles from {@link BACKOFF_FIRST_MS} to {@link BACKOFF_CAP_MS}, so the delay
- * lies in [ceiling / 2, ceiling] and shims dropped at the same moment spread out.
+ * ceiling that doubles from {@link BACKOFF_FIRST_MS} to `capMs` ({@link BACKOFF_CAP_MS}), so the
+ * delay lies in [ceiling / 2, ceiling] and shims dropped at the same moment spread out.
  */
-export function backoffDelayMs(attempt: number, random: () => number = Math.random): number {
-  const ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_FIRST_MS * 2 ** Math.min(attempt, 16));
+export function backoffDelayMs(attempt: number, random: () => number = Math.random, capMs: number = BACKOFF_CAP_MS): number {
+  const ceiling = Math.min(capMs, BACKOFF_FIRST_MS * 2 ** Math.min(attempt, 16));
   return Math.round(ceiling / 2 + (random() * ceiling) / 2);
 }
 
@@ -87,6 +87,8 @@ export interface LinkOptions {
   noTokenHint?: string | undefined;
   /** For jitter; tests pass their own. */
   random?: () => number;
+  /** The longest wait between attempts, in ms ({@link BACKOFF_CAP_MS} when unset). */
+  backoffCapMs?: number | undefined;
   /** The challenge's nonces (proof.ts `newNonce`); tests pass their own. */
   nonce?: () => string;
   handlers: LinkHandlers;

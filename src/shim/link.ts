@@ -371,7 +371,7 @@ export class Link {
   }
 
   private scheduleRetry(): void {
-    const delay = backoffDelayMs(this.retries++, this.options.random);
+    const delay = backoffDelayMs(this.retries++, this.options.random, this.options.backoffCapMs);
     this.retryTimer = setTimeout(() => this.attempt(), delay);
   }
 

@@ -28,8 +28,10 @@ import { LineSplitter } from '../transport/ndjson.js';
 import { VERSION } from '../protocol/version.js';
 import { ClientOutput } from './client-output.js';
 import { Conversation } from './conversation.js';
-import { ShimLifecycle, type ShimExit } from './lifecycle.js';
+import { REFUSED_LINGER_MS, ShimLifecycle, type ShimExit } from './lifecycle.js';
+import { GLOBAL_TIMERS } from '../protocol/pending.js';
 import {
+  BACKOFF_CAP_MS,
   DEFAULT_RECONNECT_MS,
   Link,
   type EnsureResult,
@@ -87,6 +89,22 @@ export function reconnectMsFrom(env: NodeJS.ProcessEnv, say: (line: string) => v
   return DEFAULT_RECONNECT_MS;
 }
 
+/** The smallest `EXAI_WS_TIMER_SCALE` taken, as the daemon's (hosting/upstream-options.ts, which the shim does not load). */
+const MIN_TIMER_SCALE = 0.01;
+
+/**
+ * `EXAI_WS_TIMER_SCALE` (for tests): a number from 0.01 to 1 that multiplies the reconnect
+ * backoff's cap and the refused linger; else 1 (with a line on stderr when it was set).
+ */
+export function timerScaleFrom(env: NodeJS.ProcessEnv, say: (line: string) => void): number {
+  const raw = env.EXAI_WS_TIMER_SCALE;
+  if (raw === undefined || raw.trim() === '') return 1;
+  const value = Number(raw);
+  if (value >= MIN_TIMER_SCALE && value <= 1) return value;
+  say(`EXAI_WS_TIMER_SCALE=${raw} is not a number from ${MIN_TIMER_SCALE} to 1; using 1`);
+  return 1;
+}
+
 /**
  * Runs the shim until stdin ends, or the daemon cannot be used (refused, or not back within
  * `EXAI_WS_RECONNECT_MS` after a drop); resolves with the exit code once everything owed to
@@ -98,11 +116,12 @@ export function runShim(options: ShimOptions = {}): Promise<ShimExit> {
   const output = options.output ?? process.stdout;
   const errors = options.errors ?? process.stderr;
   const say = (line: string) => errors.write(`exai-ws shim: ${line}\n`);
+  const scale = timerScaleFrom(env, say);
 
   return new Promise<ShimExit>((resolve) => {
     const conversation = new Conversation();
     conversation.onReplayError = (method, error) => say(`the new session refused the replayed ${method}: ${JSON.stringify(error)}`);
-    const link = newLink(options, env, say, {
+    const link = newLink(options, env, say, scale, {
       writable: () => outbound.flush(),
       retracted: () => outbound.retract(), // never run (see LinkHandlers.retracted): they wait for the next attempt
       opened: (ack, info) => opened(ack, info),
@@ -112,18 +131,22 @@ export function runShim(options: ShimOptions = {}): Promise<ShimExit> {
     });
     const client = new ClientOutput(output, link);
     const outbound = new Outbound(link, conversation, input, (answer) => client.writeAll([answer]));
-    const lifecycle = new ShimLifecycle({
-      refusing: (why) => {
-        say(why);
-        outbound.clear();
-        client.writeAll(conversation.failAll(why));
+    const lifecycle = new ShimLifecycle(
+      {
+        refusing: (why) => {
+          say(why);
+          outbound.clear();
+          client.writeAll(conversation.failAll(why));
+        },
+        finished: (code) => {
+          input.pause();
+          input.removeAllListeners('data');
+          client.settled(() => resolve(code));
+        },
       },
-      finished: (code) => {
-        input.pause();
-        input.removeAllListeners('data');
-        client.settled(() => resolve(code));
-      },
-    });
+      GLOBAL_TIMERS,
+      Math.round(REFUSED_LINGER_MS * scale),
+    );
     const opened = (ack: OkAck, info: { resumed: boolean; reconnected: boolean }) => {
       splitter.maxLineBytes = ack.limits.max_bytes;
       outbound.opened();
@@ -169,7 +192,7 @@ export function runShim(options: ShimOptions = {}): Promise<ShimExit> {
 }
 
 /** The link, with the shim's hello and the home's address, for these options and handlers. */
-function newLink(options: ShimOptions, env: NodeJS.ProcessEnv, say: (line: string) => void, handlers: LinkHandlers): Link {
+function newLink(options: ShimOptions, env: NodeJS.ProcessEnv, say: (line: string) => void, scale: number, handlers: LinkHandlers): Link {
   return new Link({
     connect: options.connect ?? connectWebSocket,
     discover: options.discover ?? (() => discoverDaemon(env)),
@@ -180,6 +203,7 @@ function newLink(options: ShimOptions, env: NodeJS.ProcessEnv, say: (line: strin
     connectTimeoutMs: options.connectTimeoutMs,
     noTokenHint: `no token file at ${resolveHome(env).token} (the daemon writes it when it starts)`,
     random: options.random ?? Math.random,
+    backoffCapMs: Math.round(BACKOFF_CAP_MS * scale),
     handlers: { ...handlers, note: say, transition: options.onTransition },
   });
 }

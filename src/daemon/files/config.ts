@@ -18,6 +18,7 @@ import {
   loadUpstreamConfigAtStart,
   type UpstreamConfig,
 } from '../../hosting/upstream-config.js';
+import { MIN_TIMER_SCALE } from '../../hosting/upstream-options.js';
 import { DEFAULT_LIST_WAIT_MS } from '../../mux/catalog.js';
 import { DEFAULT_BODIES_MAX_BYTES, DEFAULT_EVENTS_TOTAL_MAX_BYTES } from '../../transport/http.js';
 import type { SettingSource, SettingsHealth } from '../../local/health.js';
@@ -183,6 +184,11 @@ export interface DaemonConfig {
   readonly maxUnauthenticated: number;
   /** Descriptors kept free for the daemon's own work: no connection is taken into them (`EXAI_WS_FD_RESERVE`). */
   readonly fdReserve: number;
+  /**
+   * Multiplies fixed waits that are no setting of their own (`EXAI_WS_TIMER_SCALE`, 0.01-1, for tests): the restart
+   * backoff and process group waits (hostingTimers), the client-pid check and Node's connections check.
+   */
+  readonly timerScale: number;
 }
 
 const int = (min: number) => z.coerce.number().int().min(min);
@@ -220,6 +226,7 @@ const EnvSchema = z.object({
   EXAI_WS_BODY_TIMEOUT_MS: int(1).default(DEFAULT_BODY_TIMEOUT_MS),
   EXAI_WS_MAX_UNAUTHENTICATED: int(1).default(DEFAULT_MAX_UNAUTHENTICATED),
   EXAI_WS_FD_RESERVE: int(0).default(DEFAULT_FD_RESERVE),
+  EXAI_WS_TIMER_SCALE: z.coerce.number().min(MIN_TIMER_SCALE).max(1).default(1),
   EXAI_WS_LOG_MAX_BYTES: int(MIN_FILE_MAX_BYTES).default(DEFAULT_LOG_MAX_BYTES),
   EXAI_WS_LOG_FILES: int(0).max(MAX_FILES).default(DEFAULT_LOG_FILES),
   EXAI_WS_METRICS_MAX_BYTES: int(MIN_FILE_MAX_BYTES).default(DEFAULT_METRICS_MAX_BYTES),
@@ -338,6 +345,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): DaemonConfig {
     bodyTimeoutMs: Math.max(e.EXAI_WS_BODY_TIMEOUT_MS, e.EXAI_WS_HEADERS_TIMEOUT_MS),
     maxUnauthenticated: e.EXAI_WS_MAX_UNAUTHENTICATED,
     fdReserve: e.EXAI_WS_FD_RESERVE,
+    timerScale: e.EXAI_WS_TIMER_SCALE,
   });
 }
 

@@ -21,7 +21,7 @@ import type { CloseReason } from '../files/metrics.js';
 import { Session, type SessionDeps } from './session.js';
 import { reportUnserializable } from './unsendable.js';
 
-/** How often detached sessions' client processes are checked for being gone. */
+/** How often detached sessions' client processes are checked for being gone (`ManagerDeps.pidCheckMs` when set). */
 export const PID_CHECK_MS = 1_000;
 
 export type OpenResult =
@@ -36,7 +36,11 @@ export type OpenResult =
     }
   | { ok: false; code: 'session_limit' | 'bad_hello'; message: string };
 
-export type ManagerDeps = Omit<SessionDeps, 'expire' | 'holdBudget' | 'hub'> & { hub: Hub };
+export type ManagerDeps = Omit<SessionDeps, 'expire' | 'holdBudget' | 'hub'> & {
+  hub: Hub;
+  /** How often detached sessions' client processes are checked, in ms ({@link PID_CHECK_MS} when unset). */
+  pidCheckMs?: number;
+};
 
 export class SessionManager {
   private readonly sessions = new Map<string, Session>();
@@ -215,7 +219,7 @@ export class SessionManager {
   private watch(session: Session): void {
     this.watched.add(session);
     if (this.pidTimer) return;
-    this.pidTimer = setInterval(() => this.checkWatched(), PID_CHECK_MS);
+    this.pidTimer = setInterval(() => this.checkWatched(), this.deps.pidCheckMs ?? PID_CHECK_MS);
     this.pidTimer.unref();
   }
 

@@ -23,7 +23,7 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 
-/** How often the HTTP server looks for connections past those deadlines. */
+/** How often the HTTP server looks for connections past those deadlines (times `config.timerScale`). */
 export const CONNECTIONS_CHECK_MS = 1_000;
 
 /** Descriptors are counted at most this often while the estimate is within {@link NEAR_CAP_FDS} of the cap. */

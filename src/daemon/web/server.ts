@@ -129,7 +129,7 @@ export class DaemonServer {
         // a connection, and its descriptor, for over a minute: a flood kept up outlasts the limit.
         headersTimeout: config.headersTimeoutMs,
         requestTimeout: config.bodyTimeoutMs,
-        connectionsCheckingInterval: CONNECTIONS_CHECK_MS,
+        connectionsCheckingInterval: Math.round(CONNECTIONS_CHECK_MS * config.timerScale),
       },
       (req, res) => this.onRequest(req, res),
     );
