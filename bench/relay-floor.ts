@@ -1,0 +1,146 @@
+/**
+ * The floor under the shim's CPU budget (issue 23: <= 8 us per relayed call): what the cheapest
+ * relays Node can run cost per call, measured the way bench/shim-cpu.ts measures the shim
+ * (16 calls in flight, NDJSON written straight to the relay's stdin, the relay's utime + stime
+ * from `/proc/<pid>/stat`):
+ * - `raw`: stdin piped into a loopback TCP socket and the socket piped to stdout, no parsing,
+ *   no framing, to a peer that answers each request line at once;
+ * - `ws`: each stdin line sent as one WebSocket message with `ws` (as every client must: masked),
+ *   each message written to stdout as a line, no JSON parsing, to a `ws` server that answers
+ *   each request message at once.
+ * The real shim does more than `ws` (hello, acks, ids, backpressure) and is compared with
+ * `node dist/bench/shim-cpu.js` on the same machine.
+ *
+ * A benchmark, not a test: it asserts nothing. Usage: `node dist/bench/relay-floor.js
+ * [--calls N] [--rounds N]` (defaults 20000, 3). Loopback only; every loop is bounded.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer, connect, type AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { WebSocket, WebSocketServer } from 'ws';
+import { installCleanup, readCpuMs, track, untrack, waitExit } from './procs.js';
+import { median } from './stats.js';
+
+const IN_FLIGHT = 16;
+const RESULT = JSON.stringify({ content: [{ type: 'text', text: '{"name":"exai-ws","version":"0.1.0","uptime_s":12}' }] });
+const answer = (request: string): string | undefined => {
+  const id = /"id":(\d+)/.exec(request)?.[1];
+  return id === undefined ? undefined : `{"jsonrpc":"2.0","id":${id},"result":${RESULT}}`;
+};
+
+/** A TCP peer answering each NDJSON request line; resolves with its port. */
+function rawPeer(): Promise<number> {
+  const server = createServer((socket) => {
+    let buffered = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => {
+      buffered += chunk;
+      const lines = buffered.split('\n');
+      buffered = lines.pop() ?? '';
+      const out = lines.map(answer).filter((line) => line !== undefined);
+      if (out.length > 0) socket.write(`${out.join('\n')}\n`);
+    });
+  });
+  server.unref();
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)));
+}
+
+/** A WebSocket peer answering each request message with one message; resolves with its port. */
+function wsPeer(): Promise<number> {
+  const server = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
+  server.on('connection', (socket) =>
+    socket.on('message', (data: Buffer) => {
+      const reply = answer(data.toString());
+      if (reply !== undefined) socket.send(reply);
+    }),
+  );
+  return new Promise((resolve) => server.on('listening', () => resolve((server.address() as AddressInfo).port)));
+}
+
+/** This file as a relay process: `raw` or `ws` mode, to the peer on `port`. */
+function runRelay(mode: string, port: number): void {
+  if (mode === 'raw') {
+    const socket = connect(port, '127.0.0.1');
+    socket.setNoDelay(true);
+    process.stdin.pipe(socket);
+    socket.pipe(process.stdout);
+    return;
+  }
+  const socket = new WebSocket(`ws://127.0.0.1:${port}`, { perMessageDeflate: false });
+  let buffered = '';
+  socket.on('open', () => {
+    process.stdin.setEncoding('utf8');
+    process.stdin.on('data', (chunk: string) => {
+      buffered += chunk;
+      const lines = buffered.split('\n');
+      buffered = lines.pop() ?? '';
+      for (const line of lines) socket.send(line);
+    });
+  });
+  socket.on('message', (data: Buffer) => process.stdout.write(`${data.toString()}\n`));
+}
+
+/** Runs `calls` calls through `relay`, IN_FLIGHT at a time; resolves when all are answered. */
+function drive(relay: ChildProcess, calls: number, next: { id: number }): Promise<void> {
+  return new Promise((resolve) => {
+    let sent = 0;
+    let answered = 0;
+    let buffered = '';
+    const send = (): void => {
+      sent++;
+      relay.stdin?.write(`{"jsonrpc":"2.0","id":${next.id++},"method":"tools/call","params":{"name":"version","arguments":{}}}\n`);
+    };
+    const onData = (chunk: string): void => {
+      buffered += chunk;
+      const lines = buffered.split('\n');
+      buffered = lines.pop() ?? '';
+      for (const line of lines) {
+        JSON.parse(line);
+        answered++;
+        if (sent < calls) send();
+      }
+      if (answered >= calls) {
+        relay.stdout?.off('data', onData);
+        resolve();
+      }
+    };
+    relay.stdout?.on('data', onData);
+    for (let i = 0; i < Math.min(IN_FLIGHT, calls); i++) send();
+  });
+}
+
+async function measure(mode: 'raw' | 'ws', calls: number, rounds: number): Promise<number[]> {
+  const port = mode === 'raw' ? await rawPeer() : await wsPeer();
+  const relay = spawn(process.execPath, [fileURLToPath(import.meta.url), '--relay', mode, String(port)], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  track(relay.pid);
+  relay.stdout?.setEncoding('utf8');
+  const next = { id: 1 };
+  await drive(relay, 3_000, next); // warm-up
+  const perCall: number[] = [];
+  for (let round = 0; round < rounds; round++) {
+    const before = readCpuMs(relay.pid ?? 0);
+    await drive(relay, calls, next);
+    perCall.push(((readCpuMs(relay.pid ?? 0) - before) * 1000) / calls);
+  }
+  relay.kill();
+  await waitExit(relay, 5_000);
+  untrack(relay.pid);
+  return perCall;
+}
+
+if (process.argv[2] === '--relay') {
+  runRelay(process.argv[3] ?? 'raw', Number(process.argv[4]));
+} else {
+  const { values } = parseArgs({ options: { calls: { type: 'string', default: '20000' }, rounds: { type: 'string', default: '3' } } });
+  installCleanup(120_000);
+  for (const mode of ['raw', 'ws'] as const) {
+    const perCall = await measure(mode, Number(values.calls), Number(values.rounds));
+    process.stdout.write(
+      `${mode}: ${perCall.map((us) => us.toFixed(1)).join(', ')} us per call; median ${median(perCall).toFixed(1)} us\n`,
+    );
+  }
+  process.exit(0);
+}
