@@ -2,7 +2,7 @@
  * Reads a server's success response without building it: the daemon relays a call's result to
  * its client as text, with the client's id spliced in, instead of JSON.parse of the server's
  * line and JSON.stringify of the client's response (D1 of the hot-path report). Built for the
- * daemon's server links; the shim's own scanner (shim/scan.ts) could be folded onto it later.
+ * daemon's server links. Strings are read by json-string.ts, as in the shim's scanner (shim/scan.ts).
  *
  * {@link scanSuccess} accepts only the plain case and says "don't know" (undefined) for anything
  * else, which the caller then reads with JSON.parse as before, so every error, stray and odd
@@ -24,6 +24,7 @@
  *   value throws, which the full path turns into its -32603.
  */
 import type { RequestId } from './jsonrpc.js';
+import { skipJsonString, type StringScan } from './json-string.js';
 
 /**
  * A call's result kept as the server's text (see {@link scanSuccess}): it passes for a parsed
@@ -89,8 +90,8 @@ export interface SuccessHead {
 /** Returned by the skip functions for text they do not accept (invalid, or left to JSON.parse). */
 const NO = -1;
 
-/** Whether the last string skipped held a backslash escape (module state: one scan at a time). */
-let escaped = false;
+/** What the last string skipped held (module state: one scan at a time). */
+const scan: StringScan = { escaped: false };
 /** Whether the last object skipped with `watchTask` had a `task` key (or an escaped key). */
 let sawTask = false;
 
@@ -109,8 +110,8 @@ export function scanSuccess(text: string): SuccessHead | undefined {
   let version = false;
   for (;;) {
     if (text.charCodeAt(i) !== 0x22) return undefined;
-    const keyEnd = skipString(text, i);
-    if (keyEnd === NO || escaped) return undefined;
+    const keyEnd = skipJsonString(text, i, scan);
+    if (keyEnd === NO || scan.escaped) return undefined;
     const key = keyOf(text, i + 1, keyEnd - 1);
     i = skipSpace(text, keyEnd);
     if (text.charCodeAt(i) !== 0x3a) return undefined;
@@ -157,7 +158,7 @@ function keyOf(text: string, from: number, to: number): 'result' | 'id' | 'jsonr
 /** The id whose text is `text.slice(from, to)`: a string without escapes or a safe integer, else undefined. */
 function idOf(text: string, from: number, to: number): RequestId | undefined {
   const c = text.charCodeAt(from);
-  if (c === 0x22) return escaped ? undefined : text.slice(from + 1, to - 1);
+  if (c === 0x22) return scan.escaped ? undefined : text.slice(from + 1, to - 1);
   if (!(c === 0x2d || (c >= 0x30 && c <= 0x39))) return undefined; // true, null, [..], {..}
   const n = Number(text.slice(from, to));
   return Number.isSafeInteger(n) ? n : undefined;
@@ -173,7 +174,7 @@ function skipSpace(text: string, i: number): number {
 /** The index after the JSON value at `i`, or NO. */
 function skipValue(text: string, i: number, depth: number): number {
   const c = text.charCodeAt(i);
-  if (c === 0x22) return skipString(text, i);
+  if (c === 0x22) return skipJsonString(text, i, scan);
   if (c === 0x7b) return skipObject(text, i, depth, false);
   if (c === 0x5b) return skipArray(text, i, depth);
   if (c === 0x2d || (c >= 0x30 && c <= 0x39)) return skipNumber(text, i);
@@ -193,9 +194,9 @@ function skipObject(text: string, i: number, depth: number, watchTask: boolean):
   if (text.charCodeAt(i) === 0x7d) return i + 1;
   for (;;) {
     if (text.charCodeAt(i) !== 0x22) return NO;
-    const keyEnd = skipString(text, i);
+    const keyEnd = skipJsonString(text, i, scan);
     if (keyEnd === NO) return NO;
-    if (watchTask && (escaped || (keyEnd - i === 6 && text.startsWith('task', i + 1)))) sawTask = true;
+    if (watchTask && (scan.escaped || (keyEnd - i === 6 && text.startsWith('task', i + 1)))) sawTask = true;
     i = skipSpace(text, keyEnd);
     if (text.charCodeAt(i) !== 0x3a) return NO;
     i = skipValue(text, skipSpace(text, i + 1), depth + 1);
@@ -222,37 +223,6 @@ function skipArray(text: string, i: number, depth: number): number {
     if (c !== 0x2c) return NO;
     i = skipSpace(text, i + 1);
   }
-}
-
-/** The index after the string at `i` (its opening quote), or NO; sets `escaped`. */
-function skipString(text: string, i: number): number {
-  escaped = false;
-  for (i++; ; i++) {
-    const c = text.charCodeAt(i);
-    if (c === 0x22) return i + 1;
-    if (c === 0x5c) {
-      escaped = true;
-      const e = text.charCodeAt(++i);
-      if (e === 0x75) {
-        if (
-          !isHex(text.charCodeAt(i + 1)) ||
-          !isHex(text.charCodeAt(i + 2)) ||
-          !isHex(text.charCodeAt(i + 3)) ||
-          !isHex(text.charCodeAt(i + 4))
-        )
-          return NO;
-        i += 4;
-      } else if (!(e === 0x22 || e === 0x5c || e === 0x2f || e === 0x62 || e === 0x66 || e === 0x6e || e === 0x72 || e === 0x74)) {
-        return NO;
-      }
-    } else if (!(c >= 0x20)) {
-      return NO; // a control character, or the end of the text (NaN)
-    }
-  }
-}
-
-function isHex(c: number): boolean {
-  return (c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66) || (c >= 0x41 && c <= 0x46);
 }
 
 /**

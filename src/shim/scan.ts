@@ -10,6 +10,7 @@
  * falls back to JSON.parse, so the scanner's own recursion stays shallow.
  */
 import type { RequestId } from '../protocol/jsonrpc.js';
+import { skipJsonString, type StringScan } from '../protocol/json-string.js';
 
 /** What the top level of one valid JSON text holds, as far as the shim routes on it. */
 export interface Head {
@@ -31,7 +32,6 @@ export interface Head {
 export const MAX_SCAN_DEPTH = 128;
 
 const QUOTE = 0x22;
-const BACKSLASH = 0x5c;
 const COMMA = 0x2c;
 const COLON = 0x3a;
 const OPEN_BRACE = 0x7b;
@@ -50,7 +50,7 @@ const BAD = -1;
 const DEEP = -2;
 
 /** The scanner's position state; one per call of {@link readHead}, never shared across calls. */
-class Scanner {
+class Scanner implements StringScan {
   multiline = false;
   /** Whether the last string skipped held an escape (then it must be decoded to be compared). */
   escaped = false;
@@ -68,32 +68,9 @@ class Scanner {
     }
   }
 
-  /** `i` is at the opening quote; returns the index after the closing one. */
+  /** `i` is at the opening quote; returns the index after the closing one, or BAD. */
   string(i: number): number {
-    const text = this.text;
-    this.escaped = false;
-    for (i++; ;) {
-      const c = text.charCodeAt(i);
-      if (c === QUOTE) return i + 1;
-      if (c === BACKSLASH) {
-        this.escaped = true;
-        const e = text.charCodeAt(i + 1);
-        if (e === 0x75 /* u */) {
-          if (
-            !isHex(text.charCodeAt(i + 2)) ||
-            !isHex(text.charCodeAt(i + 3)) ||
-            !isHex(text.charCodeAt(i + 4)) ||
-            !isHex(text.charCodeAt(i + 5))
-          )
-            return BAD;
-          i += 6;
-        } else if (e === QUOTE || e === BACKSLASH || e === 0x2f || e === 0x62 || e === 0x66 || e === 0x6e || e === 0x72 || e === 0x74)
-          i += 2;
-        else return BAD;
-      } else if (c < 0x20 || Number.isNaN(c))
-        return BAD; // a raw control character, or the end of the text
-      else i++;
-    }
+    return skipJsonString(this.text, i, this);
   }
 
   number(i: number): number {
@@ -240,10 +217,6 @@ class Scanner {
     const raw = this.text.slice(start + 1, end - 1);
     return raw.includes('\\') ? (JSON.parse(this.text.slice(start, end)) as string) : raw;
   }
-}
-
-function isHex(c: number): boolean {
-  return (c >= ZERO && c <= NINE) || (c >= 0x41 && c <= 0x46) || (c >= 0x61 && c <= 0x66);
 }
 
 function finite(n: number): number | undefined {
