@@ -43,7 +43,7 @@ import { McpHttpEndpoint } from '../transport/http.js';
 import { PrometheusExporter } from './web/prometheus.js';
 import { StatusPage } from './web/status-page.js';
 import { PROTOCOL_VERSION } from '../protocol/hello.js';
-import { PID_CHECK_MS, SessionManager } from './sessions/sessions.js';
+import { SessionManager } from './sessions/sessions.js';
 import type { ReloadReport, HealthReport } from '../local/health.js';
 import { bindPort } from './bind-port.js';
 import { logStartFailure, memoryReport, openDaemonFiles, socketsReport, takeToken } from './start-parts.js';
@@ -140,7 +140,7 @@ export class Daemon {
       });
       const hub = await this.startHub(logger);
       this.hub = hub;
-      const manager = new SessionManager({ hub, config, metrics: this.metrics, logger, pidCheckMs: PID_CHECK_MS * config.timerScale });
+      const manager = new SessionManager({ hub, config, metrics: this.metrics, logger });
       this.manager = manager;
       wireFanout(hub, manager);
       this.mcp = this.httpEndpoint(manager);

@@ -5,6 +5,7 @@
 import { GROUP_GRACE_MS, KILLED_WAIT_MS, type GroupTiming } from './process-group.js';
 import type { ServerLink } from './server-link.js';
 import type { UpstreamScope } from '../local/health.js';
+import { scaledMs } from '../local/timer-scale.js';
 
 /** What a started server is: its link, and the process id when it is a process. */
 export interface Started {
@@ -47,9 +48,6 @@ export const RESTART_BACKOFF_MS = Object.freeze([250, 500, 1_000, 2_000, 5_000, 
 /** A call waits for a restart due within this long; later ones fail at once with -32011. */
 export const WAIT_FOR_RESTART_MS = 5_000;
 
-/** The smallest timer scale taken (`EXAI_WS_TIMER_SCALE`): a 1 s wait still takes 10 ms. */
-export const MIN_TIMER_SCALE = 0.01;
-
 /** The fixed waits of hosted servers' lifecycles, as one value to pass from the daemon's config down. */
 export interface HostingTimers {
   /** See {@link UpstreamOptions.restartBackoffMs}. */
@@ -59,12 +57,11 @@ export interface HostingTimers {
 }
 
 /**
- * The hosting timers times `scale` (`EXAI_WS_TIMER_SCALE`, {@link MIN_TIMER_SCALE} to 1), rounded
- * to whole ms and never below 1 ms: tests shorten the waits they would otherwise sit out; users
- * keep scale 1, the defaults.
+ * The hosting timers times `scale` (`EXAI_WS_TIMER_SCALE`, local/timer-scale.ts): tests shorten
+ * the waits they would otherwise sit out; users keep scale 1, the defaults.
  */
 export function hostingTimers(scale = 1): HostingTimers {
-  const scaled = (ms: number) => Math.max(1, Math.round(ms * scale));
+  const scaled = (ms: number) => scaledMs(ms, scale);
   return {
     restartBackoffMs: Object.freeze(RESTART_BACKOFF_MS.map(scaled)),
     group: Object.freeze({ graceMs: scaled(GROUP_GRACE_MS), killedWaitMs: scaled(KILLED_WAIT_MS) }),

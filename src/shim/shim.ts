@@ -43,6 +43,7 @@ import {
 import { Outbound } from './outbound.js';
 import { readHead } from './scan.js';
 import { connectWebSocket } from './ws-socket.js';
+import { MIN_TIMER_SCALE, scaledMs } from '../local/timer-scale.js';
 
 export { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_RECONNECT_MS } from './link.js';
 export { REFUSED_LINGER_MS, type ShimExit } from './lifecycle.js';
@@ -88,9 +89,6 @@ export function reconnectMsFrom(env: NodeJS.ProcessEnv, say: (line: string) => v
   say(`EXAI_WS_RECONNECT_MS=${raw} is not a whole number of milliseconds; using ${DEFAULT_RECONNECT_MS}`);
   return DEFAULT_RECONNECT_MS;
 }
-
-/** The smallest `EXAI_WS_TIMER_SCALE` taken, as the daemon's (hosting/upstream-options.ts, which the shim does not load). */
-const MIN_TIMER_SCALE = 0.01;
 
 /**
  * `EXAI_WS_TIMER_SCALE` (for tests): a number from 0.01 to 1 that multiplies the reconnect
@@ -145,7 +143,7 @@ export function runShim(options: ShimOptions = {}): Promise<ShimExit> {
         },
       },
       GLOBAL_TIMERS,
-      Math.round(REFUSED_LINGER_MS * scale),
+      scaledMs(REFUSED_LINGER_MS, scale),
     );
     const opened = (ack: OkAck, info: { resumed: boolean; reconnected: boolean }) => {
       splitter.maxLineBytes = ack.limits.max_bytes;
@@ -203,7 +201,7 @@ function newLink(options: ShimOptions, env: NodeJS.ProcessEnv, say: (line: strin
     connectTimeoutMs: options.connectTimeoutMs,
     noTokenHint: `no token file at ${resolveHome(env).token} (the daemon writes it when it starts)`,
     random: options.random ?? Math.random,
-    backoffCapMs: Math.round(BACKOFF_CAP_MS * scale),
+    backoffCapMs: scaledMs(BACKOFF_CAP_MS, scale),
     handlers: { ...handlers, note: say, transition: options.onTransition },
   });
 }

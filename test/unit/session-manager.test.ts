@@ -34,6 +34,7 @@ function config(overrides: Partial<DaemonConfig> = {}): DaemonConfig {
     callTimeoutMs: DEFAULT_CALL_TIMEOUT_MS,
     maxInflight: DEFAULT_MAX_INFLIGHT,
     queueLimit: DEFAULT_QUEUE_LIMIT,
+    timerScale: 1,
     ...overrides,
   } as DaemonConfig;
 }

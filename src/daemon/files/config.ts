@@ -18,7 +18,7 @@ import {
   loadUpstreamConfigAtStart,
   type UpstreamConfig,
 } from '../../hosting/upstream-config.js';
-import { MIN_TIMER_SCALE } from '../../hosting/upstream-options.js';
+import { MIN_TIMER_SCALE } from '../../local/timer-scale.js';
 import { DEFAULT_LIST_WAIT_MS } from '../../mux/catalog.js';
 import { DEFAULT_BODIES_MAX_BYTES, DEFAULT_EVENTS_TOTAL_MAX_BYTES } from '../../transport/http.js';
 import type { SettingSource, SettingsHealth } from '../../local/health.js';

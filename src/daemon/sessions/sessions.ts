@@ -20,8 +20,9 @@ import type { Hub } from '../../mux/hub.js';
 import type { CloseReason } from '../files/metrics.js';
 import { Session, type SessionDeps } from './session.js';
 import { reportUnserializable } from './unsendable.js';
+import { scaledMs } from '../../local/timer-scale.js';
 
-/** How often detached sessions' client processes are checked for being gone (`ManagerDeps.pidCheckMs` when set). */
+/** How often detached sessions' client processes are checked for being gone (times `config.timerScale`). */
 export const PID_CHECK_MS = 1_000;
 
 export type OpenResult =
@@ -36,11 +37,7 @@ export type OpenResult =
     }
   | { ok: false; code: 'session_limit' | 'bad_hello'; message: string };
 
-export type ManagerDeps = Omit<SessionDeps, 'expire' | 'holdBudget' | 'hub'> & {
-  hub: Hub;
-  /** How often detached sessions' client processes are checked, in ms ({@link PID_CHECK_MS} when unset). */
-  pidCheckMs?: number;
-};
+export type ManagerDeps = Omit<SessionDeps, 'expire' | 'holdBudget' | 'hub'> & { hub: Hub };
 
 export class SessionManager {
   private readonly sessions = new Map<string, Session>();
@@ -219,7 +216,7 @@ export class SessionManager {
   private watch(session: Session): void {
     this.watched.add(session);
     if (this.pidTimer) return;
-    this.pidTimer = setInterval(() => this.checkWatched(), this.deps.pidCheckMs ?? PID_CHECK_MS);
+    this.pidTimer = setInterval(() => this.checkWatched(), scaledMs(PID_CHECK_MS, this.deps.config.timerScale));
     this.pidTimer.unref();
   }
 

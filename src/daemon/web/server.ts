@@ -46,6 +46,7 @@ import { WebAuth } from './web-auth.js';
 import { CONNECTIONS_CHECK_MS, ConnectionGuard, type DescriptorProbe } from './connections.js';
 import { CONTROL_PATHS, ControlChannel, type ControlDeps } from './control.js';
 import { LIVENESS_FIELDS, type HealthReport } from '../../local/health.js';
+import { scaledMs } from '../../local/timer-scale.js';
 import { AuthRoutes } from './auth-routes.js';
 import { originAllowed } from './origin.js';
 import { WsUpgrades } from './ws-upgrade.js';
@@ -129,7 +130,7 @@ export class DaemonServer {
         // a connection, and its descriptor, for over a minute: a flood kept up outlasts the limit.
         headersTimeout: config.headersTimeoutMs,
         requestTimeout: config.bodyTimeoutMs,
-        connectionsCheckingInterval: Math.round(CONNECTIONS_CHECK_MS * config.timerScale),
+        connectionsCheckingInterval: scaledMs(CONNECTIONS_CHECK_MS, config.timerScale),
       },
       (req, res) => this.onRequest(req, res),
     );
