@@ -50,3 +50,4 @@ await build({
 
 await import('./bundle-shim.mjs');
 await import('./bundle-cli.mjs');
+await import('./bundle-tests.mjs');
