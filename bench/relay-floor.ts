@@ -5,6 +5,7 @@
  * from `/proc/<pid>/stat`):
  * - `raw`: stdin piped into a loopback TCP socket and the socket piped to stdout, no parsing,
  *   no framing, to a peer that answers each request line at once;
+ * - `unix`: the same pipe over a Unix domain socket (a named pipe on Windows) instead of TCP;
  * - `ws`: each stdin line sent as one WebSocket message with `ws` (as every client must: masked),
  *   each message written to stdout as a line, no JSON parsing, to a `ws` server that answers
  *   each request message at once.
@@ -16,6 +17,9 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, connect, type AddressInfo } from 'node:net';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { WebSocket, WebSocketServer } from 'ws';
@@ -23,6 +27,8 @@ import { installCleanup, readCpuMs, track, untrack, waitExit } from './procs.js'
 import { median } from './stats.js';
 
 const IN_FLIGHT = 16;
+const MODES = ['raw', 'unix', 'ws'] as const;
+type Mode = (typeof MODES)[number];
 const RESULT = JSON.stringify({ content: [{ type: 'text', text: '{"name":"exai-ws","version":"0.1.0","uptime_s":12}' }] });
 const answer = (request: string): string | undefined => {
   const id = /"id":(\d+)/.exec(request)?.[1];
@@ -30,7 +36,7 @@ const answer = (request: string): string | undefined => {
 };
 
 /** A TCP peer answering each NDJSON request line; resolves with its port. */
-function rawPeer(): Promise<number> {
+function rawPeer(path?: string): Promise<number | string> {
   const server = createServer((socket) => {
     let buffered = '';
     socket.setEncoding('utf8');
@@ -43,6 +49,7 @@ function rawPeer(): Promise<number> {
     });
   });
   server.unref();
+  if (path !== undefined) return new Promise((resolve) => server.listen(path, () => resolve(path)));
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)));
 }
 
@@ -59,9 +66,9 @@ function wsPeer(): Promise<number> {
 }
 
 /** This file as a relay process: `raw` or `ws` mode, to the peer on `port`. */
-function runRelay(mode: string, port: number): void {
-  if (mode === 'raw') {
-    const socket = connect(port, '127.0.0.1');
+function runRelay(mode: string, port: string): void {
+  if (mode === 'raw' || mode === 'unix') {
+    const socket = mode === 'unix' ? connect(port) : connect(Number(port), '127.0.0.1');
     socket.setNoDelay(true);
     process.stdin.pipe(socket);
     socket.pipe(process.stdout);
@@ -110,8 +117,9 @@ function drive(relay: ChildProcess, calls: number, next: { id: number }): Promis
   });
 }
 
-async function measure(mode: 'raw' | 'ws', calls: number, rounds: number): Promise<number[]> {
-  const port = mode === 'raw' ? await rawPeer() : await wsPeer();
+async function measure(mode: Mode, calls: number, rounds: number): Promise<number[]> {
+  const port =
+    mode === 'ws' ? await wsPeer() : await rawPeer(mode === 'unix' ? join(mkdtempSync(join(tmpdir(), 'floor-')), 'sock') : undefined);
   const relay = spawn(process.execPath, [fileURLToPath(import.meta.url), '--relay', mode, String(port)], {
     stdio: ['pipe', 'pipe', 'inherit'],
   });
@@ -132,11 +140,11 @@ async function measure(mode: 'raw' | 'ws', calls: number, rounds: number): Promi
 }
 
 if (process.argv[2] === '--relay') {
-  runRelay(process.argv[3] ?? 'raw', Number(process.argv[4]));
+  runRelay(process.argv[3] ?? 'raw', process.argv[4] ?? '');
 } else {
   const { values } = parseArgs({ options: { calls: { type: 'string', default: '20000' }, rounds: { type: 'string', default: '3' } } });
   installCleanup(120_000);
-  for (const mode of ['raw', 'ws'] as const) {
+  for (const mode of MODES) {
     const perCall = await measure(mode, Number(values.calls), Number(values.rounds));
     process.stdout.write(
       `${mode}: ${perCall.map((us) => us.toFixed(1)).join(', ')} us per call; median ${median(perCall).toFixed(1)} us\n`,
