@@ -7,6 +7,7 @@ import { createRequire } from 'node:module';
 import { parseCommand, type ParsedValues } from './local/args.js';
 import { ExitCode } from './commands/exit-codes.js';
 import { COMMANDS, commandSpec, type CommandEntry } from './local/specs.js';
+import type { CommandArgs } from './commands/runners.js';
 import { NAME, VERSION } from './protocol/version.js';
 
 /** `exai-ws --help`: every command with its summary (each command's --help has the details). */
@@ -84,22 +85,20 @@ async function main(argv: string[]): Promise<void> {
       ExitCode.USAGE,
     );
   }
-  const { values, positionals } = parse(spec, rest);
-  await RUNNERS[spec.name]?.({ values, positionals, rest });
-}
-
-/** A command's parsed arguments; `rest` is what followed its name, for commands that parse their own. */
-interface CommandArgs {
-  values: ParsedValues;
-  positionals: string[];
-  rest: string[];
+  const args = { ...parse(spec, rest), rest };
+  const own = PROCESS_COMMANDS[spec.name];
+  if (own) return own(args);
+  const { RUNNERS } = await import('./commands/runners.js');
+  const runner = RUNNERS[spec.name];
+  if (!runner) fail(`internal error: no runner for '${spec.name}'`, ExitCode.CRASH);
+  process.exitCode = await runner(args, { stdout: process.stdout, stderr: process.stderr, env: process.env });
 }
 
 /**
- * What each command runs, by name (specs.ts): a declarative table. Each command's module is
- * imported on demand, so that `exai-ws shim` loads nothing but the bundled shim.
+ * The commands that are this process (a long-running daemon, the shim, stdio mode, help); every
+ * other command is in commands/runners.ts, run with this process's streams and environment.
  */
-const RUNNERS: Readonly<Record<string, (args: CommandArgs) => Promise<void> | void>> = {
+const PROCESS_COMMANDS: Readonly<Record<string, (args: CommandArgs) => Promise<void> | void>> = {
   help: ({ positionals }) => {
     const about = positionals[0] === undefined ? undefined : commandSpec(positionals[0]);
     if (positionals[0] !== undefined && !about) fail(`unknown command '${positionals[0]}'; run exai-ws --help`, ExitCode.USAGE);
@@ -119,60 +118,6 @@ const RUNNERS: Readonly<Record<string, (args: CommandArgs) => Promise<void> | vo
     const { runStdio } = await import('./daemon/stdio.js');
     await runStdio({ config: loadConfig() });
     process.exit(0);
-  },
-  status: async ({ values }) => {
-    const { runStatusCommand } = await import('./commands/status.js');
-    process.exitCode = await runStatusCommand({ json: values.json === true });
-  },
-  stop: async () => {
-    const { runStopCommand } = await import('./commands/status.js');
-    process.exitCode = await runStopCommand();
-  },
-  restart: async () => {
-    const { runRestartCommand } = await import('./commands/restart.js');
-    process.exitCode = await runRestartCommand();
-  },
-  reload: async () => {
-    const { runReloadCommand } = await import('./commands/status.js');
-    process.exitCode = await runReloadCommand();
-  },
-  logs: async ({ values }) => {
-    const lines = values.lines === undefined ? undefined : Number(values.lines);
-    if (lines !== undefined && (!Number.isInteger(lines) || lines < 0)) {
-      fail(`logs: --lines takes a whole number (got '${String(values.lines)}')`, ExitCode.USAGE);
-    }
-    const { runLogsCommand } = await import('./commands/logs.js');
-    process.exitCode = await runLogsCommand({
-      follow: values.follow === true,
-      session: values.session as string | undefined,
-      level: values.level as string | undefined,
-      lines,
-      json: values.json === true,
-    });
-  },
-  open: async ({ values }) => {
-    const { runOpenCommand } = await import('./commands/open.js');
-    process.exitCode = await runOpenCommand({ print: values.print === true });
-  },
-  import: async ({ rest }) => {
-    const { runImportCommand } = await import('./commands/import.js');
-    process.exitCode = runImportCommand(rest);
-  },
-  config: async ({ rest }) => {
-    const { runClientSetupCommand } = await import('./commands/client-setup.js');
-    process.exitCode = await runClientSetupCommand(rest);
-  },
-  settings: async ({ positionals }) => {
-    const { runSettingsCommand } = await import('./commands/settings.js');
-    process.exitCode = await runSettingsCommand(positionals);
-  },
-  service: async ({ rest }) => {
-    const { runServiceCommand } = await import('./commands/service.js');
-    process.exitCode = await runServiceCommand(rest);
-  },
-  token: async ({ positionals }) => {
-    const { runTokenCommand } = await import('./commands/token.js');
-    process.exitCode = await runTokenCommand(positionals[0]);
   },
 };
 
