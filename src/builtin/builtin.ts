@@ -5,6 +5,8 @@
  */
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
+import type { JsonSchemaType, JsonSchemaValidator, jsonSchemaValidator } from '@modelcontextprotocol/sdk/validation';
+import { AjvJsonSchemaValidator } from '@modelcontextprotocol/sdk/validation/ajv';
 import { z } from 'zod';
 import { NAME, VERSION } from '../protocol/version.js';
 import { ServerLink } from '../hosting/server-link.js';
@@ -18,9 +20,23 @@ export interface BuiltinContext {
   startedAtMs: number;
 }
 
+/**
+ * The SDK's JSON Schema validator (ajv), made on first use. The SDK's server uses it only for
+ * what a client answers to an elicitation, which no built-in tool asks for; made at start, it
+ * cost every daemon start 5 to 15 ms of CPU (ajv compiles its formats).
+ */
+class ValidatorOnFirstUse implements jsonSchemaValidator {
+  private made: AjvJsonSchemaValidator | undefined;
+
+  getValidator<T>(schema: JsonSchemaType): JsonSchemaValidator<T> {
+    this.made ??= new AjvJsonSchemaValidator();
+    return this.made.getValidator<T>(schema);
+  }
+}
+
 /** Creates the built-in server with the shipped tools registered. Tests may add fixture tools. */
 export function createBuiltinServer(context: BuiltinContext): McpServer {
-  const server = new McpServer({ name: NAME, version: VERSION });
+  const server = new McpServer({ name: NAME, version: VERSION }, { jsonSchemaValidator: new ValidatorOnFirstUse() });
   server.registerTool(
     'version',
     {
