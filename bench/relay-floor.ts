@@ -9,8 +9,12 @@
  * - `ws`: each stdin line sent as one WebSocket message with `ws` (as every client must: masked),
  *   each message written to stdout as a line, no JSON parsing, to a `ws` server that answers
  *   each request message at once.
+ * - `hub`: the daemon's side (issue 23: <= 15 us per hosted call): each WebSocket message from
+ *   a client (the bench, over `ws`) written as a line to a TCP peer standing for the hosted
+ *   server, each line it answers sent back as one message; no parsing, no routing.
  * The real shim does more than `ws` (hello, acks, ids, backpressure) and is compared with
- * `node dist/bench/shim-cpu.js` on the same machine.
+ * `node dist/bench/shim-cpu.js`; the real daemon does more than `hub` (ids, sessions, routing)
+ * and is compared with `node dist/bench/cpu-per-call.js`, on the same machine.
  *
  * A benchmark, not a test: it asserts nothing. Usage: `node dist/bench/relay-floor.js
  * [--calls N] [--rounds N]` (defaults 20000, 3). Loopback only; every loop is bounded.
@@ -27,7 +31,7 @@ import { installCleanup, readCpuMs, track, untrack, waitExit } from './procs.js'
 import { median } from './stats.js';
 
 const IN_FLIGHT = 16;
-const MODES = ['raw', 'unix', 'ws'] as const;
+const MODES = ['raw', 'unix', 'ws', 'hub'] as const;
 type Mode = (typeof MODES)[number];
 const RESULT = JSON.stringify({ content: [{ type: 'text', text: '{"name":"exai-ws","version":"0.1.0","uptime_s":12}' }] });
 const answer = (request: string): string | undefined => {
@@ -38,14 +42,15 @@ const answer = (request: string): string | undefined => {
 /** A TCP peer answering each NDJSON request line; resolves with its port. */
 function rawPeer(path?: string): Promise<number | string> {
   const server = createServer((socket) => {
-    let buffered = '';
+    const answers: string[] = [];
+    const onData = lineReader((line) => {
+      const reply = answer(line);
+      if (reply !== undefined) answers.push(reply);
+    });
     socket.setEncoding('utf8');
     socket.on('data', (chunk: string) => {
-      buffered += chunk;
-      const lines = buffered.split('\n');
-      buffered = lines.pop() ?? '';
-      const out = lines.map(answer).filter((line) => line !== undefined);
-      if (out.length > 0) socket.write(`${out.join('\n')}\n`);
+      onData(chunk);
+      if (answers.length > 0) socket.write(`${answers.splice(0).join('\n')}\n`);
     });
   });
   server.unref();
@@ -65,8 +70,36 @@ function wsPeer(): Promise<number> {
   return new Promise((resolve) => server.on('listening', () => resolve((server.address() as AddressInfo).port)));
 }
 
-/** This file as a relay process: `raw` or `ws` mode, to the peer on `port`. */
+/** Splits a stream of text into lines, calling `onLine` for each whole one. */
+function lineReader(onLine: (line: string) => void): (chunk: string) => void {
+  let buffered = '';
+  return (chunk) => {
+    buffered += chunk;
+    const lines = buffered.split('\n');
+    buffered = lines.pop() ?? '';
+    for (const line of lines) onLine(line);
+  };
+}
+
+/** `hub` mode: a WebSocket server (its port the first line on stdout) relaying to the TCP peer on `port`. */
+function runHub(port: number): void {
+  const upstream = connect(port, '127.0.0.1');
+  upstream.setNoDelay(true);
+  upstream.setEncoding('utf8');
+  const server = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
+  server.on('listening', () => process.stdout.write(`${(server.address() as AddressInfo).port}\n`));
+  server.on('connection', (client) => {
+    client.on('message', (data: Buffer) => upstream.write(`${data.toString()}\n`));
+    upstream.on(
+      'data',
+      lineReader((line) => client.send(line)),
+    );
+  });
+}
+
+/** This file as a relay process in `mode`, to the peer on `port`. */
 function runRelay(mode: string, port: string): void {
+  if (mode === 'hub') return runHub(Number(port));
   if (mode === 'raw' || mode === 'unix') {
     const socket = mode === 'unix' ? connect(port) : connect(Number(port), '127.0.0.1');
     socket.setNoDelay(true);
@@ -75,46 +108,69 @@ function runRelay(mode: string, port: string): void {
     return;
   }
   const socket = new WebSocket(`ws://127.0.0.1:${port}`, { perMessageDeflate: false });
-  let buffered = '';
   socket.on('open', () => {
     process.stdin.setEncoding('utf8');
-    process.stdin.on('data', (chunk: string) => {
-      buffered += chunk;
-      const lines = buffered.split('\n');
-      buffered = lines.pop() ?? '';
-      for (const line of lines) socket.send(line);
-    });
+    process.stdin.on(
+      'data',
+      lineReader((line) => socket.send(line)),
+    );
   });
   socket.on('message', (data: Buffer) => process.stdout.write(`${data.toString()}\n`));
 }
 
-/** Runs `calls` calls through `relay`, IN_FLIGHT at a time; resolves when all are answered. */
-function drive(relay: ChildProcess, calls: number, next: { id: number }): Promise<void> {
+/** A way to send request lines to a relay and to hear its answer lines. */
+interface Channel {
+  send(line: string): void;
+  listen(onLine: (line: string) => void): () => void;
+}
+
+/** Runs `calls` calls through `channel`, IN_FLIGHT at a time; resolves when all are answered. */
+function drive(channel: Channel, calls: number, next: { id: number }): Promise<void> {
   return new Promise((resolve) => {
     let sent = 0;
     let answered = 0;
-    let buffered = '';
     const send = (): void => {
       sent++;
-      relay.stdin?.write(`{"jsonrpc":"2.0","id":${next.id++},"method":"tools/call","params":{"name":"version","arguments":{}}}\n`);
+      channel.send(`{"jsonrpc":"2.0","id":${next.id++},"method":"tools/call","params":{"name":"version","arguments":{}}}`);
     };
-    const onData = (chunk: string): void => {
-      buffered += chunk;
-      const lines = buffered.split('\n');
-      buffered = lines.pop() ?? '';
-      for (const line of lines) {
-        JSON.parse(line);
-        answered++;
-        if (sent < calls) send();
-      }
+    const stop = channel.listen((line) => {
+      JSON.parse(line);
+      answered++;
+      if (sent < calls) send();
       if (answered >= calls) {
-        relay.stdout?.off('data', onData);
+        stop();
         resolve();
       }
-    };
-    relay.stdout?.on('data', onData);
+    });
     for (let i = 0; i < Math.min(IN_FLIGHT, calls); i++) send();
   });
+}
+
+/** The relay's stdin and stdout as a channel (raw, unix, ws). */
+function stdioChannel(relay: ChildProcess): Channel {
+  return {
+    send: (line) => relay.stdin?.write(`${line}\n`),
+    listen: (onLine) => {
+      const onData = lineReader(onLine);
+      relay.stdout?.on('data', onData);
+      return () => relay.stdout?.off('data', onData);
+    },
+  };
+}
+
+/** A WebSocket client of the relay's server, whose port is the relay's first line (hub). */
+async function hubChannel(relay: ChildProcess): Promise<Channel> {
+  const port = await new Promise<string>((resolve) => relay.stdout?.once('data', (chunk: string) => resolve(chunk.trim())));
+  const socket = new WebSocket(`ws://127.0.0.1:${port}`, { perMessageDeflate: false });
+  await new Promise((resolve) => socket.once('open', resolve));
+  return {
+    send: (line) => socket.send(line),
+    listen: (onLine) => {
+      const onMessage = (data: Buffer): void => onLine(data.toString());
+      socket.on('message', onMessage);
+      return () => socket.off('message', onMessage);
+    },
+  };
 }
 
 async function measure(mode: Mode, calls: number, rounds: number): Promise<number[]> {
@@ -125,12 +181,13 @@ async function measure(mode: Mode, calls: number, rounds: number): Promise<numbe
   });
   track(relay.pid);
   relay.stdout?.setEncoding('utf8');
+  const channel = mode === 'hub' ? await hubChannel(relay) : stdioChannel(relay);
   const next = { id: 1 };
-  await drive(relay, 3_000, next); // warm-up
+  await drive(channel, 3_000, next); // warm-up
   const perCall: number[] = [];
   for (let round = 0; round < rounds; round++) {
     const before = readCpuMs(relay.pid ?? 0);
-    await drive(relay, calls, next);
+    await drive(channel, calls, next);
     perCall.push(((readCpuMs(relay.pid ?? 0) - before) * 1000) / calls);
   }
   relay.kill();
