@@ -163,7 +163,8 @@ async function assertServes(http: HttpClient, daemon: Pick<DaemonHandle, 'pid'>,
 function toolText(result: unknown): string {
   return (result as CallToolResult).content.map((c) => (c.type === 'text' ? c.text : '')).join('\n');
 }
-// Each test has its own daemon, home and processes (but for the eight on sharedHostingBoth): they run side by side.
+// Each test has its own daemon, home and processes (but for the eight on sharedHostingBoth and the
+// two groups below with a daemon each): they run side by side.
 describe('Streamable HTTP at /mcp', { concurrency: 3 }, () => {
   test('the SDK Streamable HTTP client initializes at /mcp, lists and calls built-in and hosted tools', async (t) => {
     const cleanup = cleanupFor(t);
@@ -311,32 +312,6 @@ describe('Streamable HTTP at /mcp', { concurrency: 3 }, () => {
     assert.equal(textOf(after.at(-1)?.result), `done ${steps}`, 'then the call’s response');
   });
 
-  test('server-initiated messages reach the HTTP client on its GET stream (a hosted server’s log messages)', async (t) => {
-    const cleanup = cleanupFor(t);
-    const daemon = await startHostingDaemon(cleanup, () => ({ everything: everythingEntry() }), NO_LIST_LIMIT);
-    const http = await connectHttp(cleanup, daemon);
-    await waitFor(() => http.exchanges.some((e) => e.method === 'GET' && e.status === 200), 'the SDK client’s GET stream to open');
-    const logs: string[] = [];
-    http.client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => void logs.push(JSON.stringify(n.params.data)));
-    await http.client.setLoggingLevel('debug');
-    const onPosts = async () => {
-      const texts = await within(
-        Promise.all(http.exchanges.filter((e) => e.method === 'POST').map((e) => e.text)),
-        10_000,
-        'the POST answers to end',
-      );
-      return texts.flatMap((text) => sseMessages(text)).filter((m) => m.method === 'notifications/message').length;
-    };
-    const started = textOf(await http.client.callTool({ name: 'everything__toggle-simulated-logging', arguments: {} }));
-    assert.match(started, /^Started/i, `simulated logging started: ${started}`);
-    try {
-      // The server logs once at once (that one may travel with the toggle call), then every 5 s.
-      await waitFor(async () => logs.length > (await onPosts()), 'a log message that came on no POST: on the GET stream', 20_000, 100);
-    } finally {
-      await http.client.callTool({ name: 'everything__toggle-simulated-logging', arguments: {} });
-    }
-  });
-
   test('cancelling a call over HTTP (AbortSignal) ends it at the daemon; the session and the daemon carry on', async (t) => {
     const cleanup = cleanupFor(t);
     const daemon = await sharedHostingBoth();
@@ -456,49 +431,86 @@ describe('Streamable HTTP at /mcp', { concurrency: 3 }, () => {
     assert.deepEqual(idsA, idsB, 'both clients used the same request ids at the same time');
   });
 
-  test('sampling from a hosted server reaches the HTTP client whose call caused it, on that call’s stream', async (t) => {
-    const cleanup = cleanupFor(t);
-    const daemon = await startHostingDaemon(cleanup, () => ({ everything: everythingEntry() }), NO_LIST_LIMIT);
-    const asked: Record<string, string[]> = { A: [], B: [] };
-    const open = async (who: 'A' | 'B') => {
-      const http = await connectHttp(cleanup, daemon, { name: `window-${who}`, capabilities: { sampling: {} } });
-      http.client.setRequestHandler(CreateMessageRequestSchema, (request) => {
-        const content = request.params.messages[0]?.content as { text?: string } | undefined;
-        asked[who]!.push(content?.text ?? '');
-        return { model: 'exai-ws-test-model', role: 'assistant', content: { type: 'text', text: `window ${who} answers` } };
-      });
-      return http;
-    };
-    // Both connected before the first list starts the server: it offers its sampling tool then.
-    const windows = { A: await open('A'), B: await open('B') };
-    for (const [who, http] of Object.entries(windows)) {
-      const tools = (await http.client.listTools()).tools.map((tool) => tool.name);
-      assert.ok(tools.includes(SAMPLING), `window ${who} lists ${SAMPLING}: ${tools.join(', ')}`);
-    }
+  /**
+   * One daemon hosting everything alone for two tests, one after the other: sampling needs the
+   * server started once both of its windows are connected (the first test here), and the logging
+   * test sets the server's logging level and turns its simulated logging on (the last here).
+   */
+  describe('one daemon hosting everything (one test after the other)', { concurrency: 1 }, () => {
+    let started: Promise<DaemonHandle> | undefined;
+    const everythingAlone = () => (started ??= startHostingDaemon(fileCleanup, () => ({ everything: everythingEntry() }), NO_LIST_LIMIT));
 
-    for (const who of ['A', 'B'] as const) {
-      const other = who === 'A' ? 'B' : 'A';
-      const before = { mine: asked[who]!.length, theirs: asked[other]!.length };
-      const prompt = `prompt from ${who} ${randomUUID()}`;
-      const result = await windows[who].client.callTool({ name: SAMPLING, arguments: { prompt, maxTokens: 20 } }, undefined, {
-        timeout: 30_000,
-      });
-      const text = toolText(result);
-      assert.ok(!(result as CallToolResult).isError, `${who}'s sampling call succeeded: ${text}`);
-      assert.match(text, new RegExp(`window ${who} answers`), `${who}'s call carries its own window's answer: ${text}`);
-      assert.deepEqual(asked[who]!.slice(before.mine), [`${SAMPLING_CONTEXT}${prompt}`], `window ${who} was asked, once, its own prompt`);
-      assert.equal(asked[other]!.length, before.theirs, `window ${other} was not asked for ${who}'s call`);
+    test('sampling from a hosted server reaches the HTTP client whose call caused it, on that call’s stream', async (t) => {
+      const cleanup = cleanupFor(t);
+      const daemon = await everythingAlone();
+      const asked: Record<string, string[]> = { A: [], B: [] };
+      const open = async (who: 'A' | 'B') => {
+        const http = await connectHttp(cleanup, daemon, { name: `window-${who}`, capabilities: { sampling: {} } });
+        http.client.setRequestHandler(CreateMessageRequestSchema, (request) => {
+          const content = request.params.messages[0]?.content as { text?: string } | undefined;
+          asked[who]!.push(content?.text ?? '');
+          return { model: 'exai-ws-test-model', role: 'assistant', content: { type: 'text', text: `window ${who} answers` } };
+        });
+        return http;
+      };
+      // Both connected before the first list starts the server: it offers its sampling tool then.
+      const windows = { A: await open('A'), B: await open('B') };
+      for (const [who, http] of Object.entries(windows)) {
+        const tools = (await http.client.listTools()).tools.map((tool) => tool.name);
+        assert.ok(tools.includes(SAMPLING), `window ${who} lists ${SAMPLING}: ${tools.join(', ')}`);
+      }
 
-      const exchange = callExchange(windows[who], SAMPLING, prompt);
-      assert.equal(exchange?.contentType, 'text/event-stream', `${who}'s call was answered on a stream`);
-      const stream = sseMessages(await within(exchange.text, 10_000, `${who}'s call stream to end`));
-      const request = stream.find((m) => m.method === 'sampling/createMessage');
-      assert.ok(request, `the sampling request came on the stream of ${who}'s call: ${JSON.stringify(stream)}`);
-      assert.ok(
-        stream.findIndex((m) => m.method === 'sampling/createMessage') < stream.findIndex((m) => m.method === undefined && 'result' in m),
-        'the request came before the call’s response',
-      );
-    }
+      for (const who of ['A', 'B'] as const) {
+        const other = who === 'A' ? 'B' : 'A';
+        const before = { mine: asked[who]!.length, theirs: asked[other]!.length };
+        const prompt = `prompt from ${who} ${randomUUID()}`;
+        const result = await windows[who].client.callTool({ name: SAMPLING, arguments: { prompt, maxTokens: 20 } }, undefined, {
+          timeout: 30_000,
+        });
+        const text = toolText(result);
+        assert.ok(!(result as CallToolResult).isError, `${who}'s sampling call succeeded: ${text}`);
+        assert.match(text, new RegExp(`window ${who} answers`), `${who}'s call carries its own window's answer: ${text}`);
+        assert.deepEqual(asked[who]!.slice(before.mine), [`${SAMPLING_CONTEXT}${prompt}`], `window ${who} was asked, once, its own prompt`);
+        assert.equal(asked[other]!.length, before.theirs, `window ${other} was not asked for ${who}'s call`);
+
+        const exchange = callExchange(windows[who], SAMPLING, prompt);
+        assert.equal(exchange?.contentType, 'text/event-stream', `${who}'s call was answered on a stream`);
+        const stream = sseMessages(await within(exchange.text, 10_000, `${who}'s call stream to end`));
+        const request = stream.find((m) => m.method === 'sampling/createMessage');
+        assert.ok(request, `the sampling request came on the stream of ${who}'s call: ${JSON.stringify(stream)}`);
+        assert.ok(
+          stream.findIndex((m) => m.method === 'sampling/createMessage') < stream.findIndex((m) => m.method === undefined && 'result' in m),
+          'the request came before the call’s response',
+        );
+      }
+    });
+
+    test('server-initiated messages reach the HTTP client on its GET stream (a hosted server’s log messages)', async (t) => {
+      const cleanup = cleanupFor(t);
+      const daemon = await everythingAlone();
+      // The sampling test before this one started the server; its windows are closed.
+      const http = await connectHttp(cleanup, daemon);
+      await waitFor(() => http.exchanges.some((e) => e.method === 'GET' && e.status === 200), 'the SDK client’s GET stream to open');
+      const logs: string[] = [];
+      http.client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => void logs.push(JSON.stringify(n.params.data)));
+      await http.client.setLoggingLevel('debug');
+      const onPosts = async () => {
+        const texts = await within(
+          Promise.all(http.exchanges.filter((e) => e.method === 'POST').map((e) => e.text)),
+          10_000,
+          'the POST answers to end',
+        );
+        return texts.flatMap((text) => sseMessages(text)).filter((m) => m.method === 'notifications/message').length;
+      };
+      const started = textOf(await http.client.callTool({ name: 'everything__toggle-simulated-logging', arguments: {} }));
+      assert.match(started, /^Started/i, `simulated logging started: ${started}`);
+      try {
+        // The server logs once at once (that one may travel with the toggle call), then every 5 s.
+        await waitFor(async () => logs.length > (await onPosts()), 'a log message that came on no POST: on the GET stream', 20_000, 100);
+      } finally {
+        await http.client.callTool({ name: 'everything__toggle-simulated-logging', arguments: {} });
+      }
+    });
   });
 
   test('refusals over HTTP: token, Origin, Host, body size and shape, unknown sessions, methods and media types', async (t) => {
