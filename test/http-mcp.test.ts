@@ -18,10 +18,21 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { after, describe, test, type TestContext } from 'node:test';
 import { CreateMessageRequestSchema, LoggingMessageNotificationSchema, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { Cleanup, getHealth, logPath, openSocket, sendHello, startDaemon, textOf, waitFor, within, type DaemonHandle } from './helpers.js';
+import {
+  Cleanup,
+  getHealth,
+  logPath,
+  openSocket,
+  readJsonLines,
+  sendHello,
+  startDaemon,
+  textOf,
+  waitFor,
+  within,
+  type DaemonHandle,
+} from './helpers.js';
 import { connectEverythingDirect, everythingEntry, memoryEntry, serverReport, startHostingDaemon } from './fixtures/hosted-servers.js';
 
 import {
@@ -38,7 +49,7 @@ import {
   type HttpClient,
   type RawResponse,
 } from './fixtures/http-client.js';
-import type { HealthReport } from '../src/local/health.js';
+import type { HealthReport, SessionEntry } from '../src/local/health.js';
 import { connectWs } from './fixtures/ws-client.js';
 
 const PROTOCOL = '2025-06-18';
@@ -48,6 +59,8 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** Small enough to exceed cheaply, large enough for every normal message of these tests. */
 const MAX_BYTES = 65_536;
 const SAMPLING = 'everything__trigger-sampling-request';
+/** The HTTP idle time of the idle-expiry tests' daemon. */
+const IDLE_MS = 1_500;
 /** What server-everything puts before the tool's prompt in the sampling request it sends. */
 const SAMPLING_CONTEXT = 'Resource trigger-sampling-request context: ';
 
@@ -72,9 +85,11 @@ const fileCleanup = new Cleanup();
 after(() => fileCleanup.run());
 let both: Promise<DaemonHandle> | undefined;
 /**
- * One daemon hosting memory and everything for the tests that check what a session sees and
- * assert nothing daemon-wide (no session or in-flight counts, no restarts, no logging level): each
- * has its own HTTP session on it, which is all its property needs.
+ * One daemon hosting memory and everything for the tests that check what their own sessions see
+ * and assert nothing daemon-wide (no daemon-wide session or in-flight counts, no idle time or
+ * size limit, no logging level, no sampling): each has its own sessions on it and reads only
+ * their own entries in /health's session list (by Mcp-Session-Id, or by client name), which is
+ * all its property needs. Several windows on one daemon at once is how it is used.
  */
 function sharedHostingBoth(): Promise<DaemonHandle> {
   both ??= hostingBoth(fileCleanup);
@@ -94,6 +109,16 @@ function pick(byTransport: SessionsReport['by_transport']): { http?: number; ws?
 
 async function httpSessionCount(daemon: Pick<DaemonHandle, 'port' | 'token'>): Promise<number | undefined> {
   return (await sessionsOf(daemon)).by_transport?.http;
+}
+
+/** The session `id` (an Mcp-Session-Id) as /health lists it; undefined once it is gone. */
+async function sessionEntry(daemon: Pick<DaemonHandle, 'port' | 'token'>, id: string): Promise<SessionEntry | undefined> {
+  return (await sessionsOf(daemon)).list?.find((s) => s.id === id);
+}
+
+/** The sessions /health lists for the client named `client`, by transport. */
+async function sessionsNamed(daemon: Pick<DaemonHandle, 'port' | 'token'>, client: string): Promise<SessionEntry['transport'][]> {
+  return ((await sessionsOf(daemon)).list ?? []).filter((s) => s.client === client).map((s) => s.transport);
 }
 
 /** A tools/call POSTed raw on a session. */
@@ -138,7 +163,8 @@ async function assertServes(http: HttpClient, daemon: Pick<DaemonHandle, 'pid'>,
 function toolText(result: unknown): string {
   return (result as CallToolResult).content.map((c) => (c.type === 'text' ? c.text : '')).join('\n');
 }
-// Each test has its own daemon, home and processes (but for the three on sharedHostingBoth): they run side by side.
+// Each test has its own daemon, home and processes (but for the eight on sharedHostingBoth and the
+// two groups below with a daemon each): they run side by side.
 describe('Streamable HTTP at /mcp', { concurrency: 3 }, () => {
   test('the SDK Streamable HTTP client initializes at /mcp, lists and calls built-in and hosted tools', async (t) => {
     const cleanup = cleanupFor(t);
@@ -241,9 +267,8 @@ describe('Streamable HTTP at /mcp', { concurrency: 3 }, () => {
     assert.equal(callExchange(http, 'everything__trigger-long-running-operation')?.contentType, 'text/event-stream');
   });
 
-  test('a dropped POST stream resumes with Last-Event-ID on a GET: the events after it, then the response', async (t) => {
-    const cleanup = cleanupFor(t);
-    const daemon = await startDaemon(cleanup);
+  test('a dropped POST stream resumes with Last-Event-ID on a GET: the events after it, then the response', async () => {
+    const daemon = await sharedHostingBoth();
     const { sessionId } = await rawInitialize(daemon);
     assert.ok(sessionId);
     const steps = 6;
@@ -265,7 +290,8 @@ describe('Streamable HTTP at /mcp', { concurrency: 3 }, () => {
     // The client loses the connection, and comes back only once the call has ended at the daemon:
     // it asks for what came after that event.
     stream.close();
-    await waitFor(async () => (await getHealth(daemon)).inflight === 0, 'the call to end at the daemon', 15_000);
+    // Its own session's count: the shared daemon may be running other tests' calls.
+    await waitFor(async () => (await sessionEntry(daemon, sessionId))?.inflight === 0, 'the call to end at the daemon', 15_000);
     const resumed = await openGetStream(daemon, sessionId, PROTOCOL, first.id);
     assert.equal(resumed.status, 200, 'the GET with Last-Event-ID is accepted');
     const after: Record<string, unknown>[] = [];
@@ -286,36 +312,12 @@ describe('Streamable HTTP at /mcp', { concurrency: 3 }, () => {
     assert.equal(textOf(after.at(-1)?.result), `done ${steps}`, 'then the call’s response');
   });
 
-  test('server-initiated messages reach the HTTP client on its GET stream (a hosted server’s log messages)', async (t) => {
-    const cleanup = cleanupFor(t);
-    const daemon = await startHostingDaemon(cleanup, () => ({ everything: everythingEntry() }), NO_LIST_LIMIT);
-    const http = await connectHttp(cleanup, daemon);
-    await waitFor(() => http.exchanges.some((e) => e.method === 'GET' && e.status === 200), 'the SDK client’s GET stream to open');
-    const logs: string[] = [];
-    http.client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => void logs.push(JSON.stringify(n.params.data)));
-    await http.client.setLoggingLevel('debug');
-    const onPosts = async () => {
-      const texts = await within(
-        Promise.all(http.exchanges.filter((e) => e.method === 'POST').map((e) => e.text)),
-        10_000,
-        'the POST answers to end',
-      );
-      return texts.flatMap((text) => sseMessages(text)).filter((m) => m.method === 'notifications/message').length;
-    };
-    const started = textOf(await http.client.callTool({ name: 'everything__toggle-simulated-logging', arguments: {} }));
-    assert.match(started, /^Started/i, `simulated logging started: ${started}`);
-    try {
-      // The server logs once at once (that one may travel with the toggle call), then every 5 s.
-      await waitFor(async () => logs.length > (await onPosts()), 'a log message that came on no POST: on the GET stream', 20_000, 100);
-    } finally {
-      await http.client.callTool({ name: 'everything__toggle-simulated-logging', arguments: {} });
-    }
-  });
-
   test('cancelling a call over HTTP (AbortSignal) ends it at the daemon; the session and the daemon carry on', async (t) => {
     const cleanup = cleanupFor(t);
-    const daemon = await startDaemon(cleanup);
+    const daemon = await sharedHostingBoth();
     const http = await connectHttp(cleanup, daemon);
+    // The in-flight counts are the session's own: the shared daemon may be running other tests' calls.
+    const inflight = async () => (await sessionEntry(daemon, http.sessionId))?.inflight;
     const controller = new AbortController();
     const reason = new Error('stopped by the user');
     const settled = http.client
@@ -324,7 +326,7 @@ describe('Streamable HTTP at /mcp', { concurrency: 3 }, () => {
         (result) => ({ result }),
         (error: unknown) => ({ error }),
       );
-    await waitFor(async () => (await getHealth(daemon)).inflight >= 1, 'the 60 s sleep to run at the daemon');
+    await waitFor(async () => ((await inflight()) ?? 0) >= 1, 'the 60 s sleep to run at the daemon');
     controller.abort(reason);
     const outcome = await within(settled, 5_000, 'the aborted call to settle at the client');
     // The SDK rejects an aborted request at once, with its reason wrapped in an McpError.
@@ -332,7 +334,7 @@ describe('Streamable HTTP at /mcp', { concurrency: 3 }, () => {
     assert.ok(error instanceof Error && error.message.includes(reason.message), `the client gets its abort: ${String(error)}`);
 
     // notifications/cancelled reached the tool: the 60 s sleep is no longer in flight.
-    await waitFor(async () => (await getHealth(daemon)).inflight === 0, 'the daemon to end the cancelled call', 15_000);
+    await waitFor(async () => (await inflight()) === 0, 'the daemon to end the cancelled call', 15_000);
 
     await assertServes(http, daemon, 'after the cancellation');
     assert.equal(textOf(await http.client.callTool({ name: 'echo', arguments: { text: 'still here' } })), 'still here');
@@ -340,40 +342,14 @@ describe('Streamable HTTP at /mcp', { concurrency: 3 }, () => {
     assert.equal(daemon.proc.exitCode, null, 'the daemon runs');
   });
 
-  test('a cancelled call’s POST is ended by the daemon, so the session it belongs to can still go idle and expire', async (t) => {
-    const cleanup = cleanupFor(t);
-    const daemon = await startDaemon(cleanup, { env: { EXAI_WS_HTTP_IDLE_MS: '1500' } });
-    const { sessionId } = await rawInitialize(daemon);
-    assert.ok(sessionId);
-    const call = rawRequest(daemon.port, {
-      headers: postHeaders(daemon.token, { 'mcp-session-id': sessionId, 'mcp-protocol-version': PROTOCOL }),
-      body: JSON.stringify({ jsonrpc: '2.0', id: 'slow', method: 'tools/call', params: { name: 'sleep', arguments: { ms: 60_000 } } }),
-      timeoutMs: 30_000,
-    });
-    call.catch(() => undefined);
-    await waitFor(async () => (await getHealth(daemon)).inflight >= 1, 'the 60 s sleep to run at the daemon');
-    const cancelled = await rawCall(daemon, sessionId, {
-      body: JSON.stringify({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 'slow', reason: 'stopped' } }),
-    });
-    assert.equal(cancelled.status, 202, 'a notification is accepted with 202');
-    await waitFor(async () => (await getHealth(daemon)).inflight === 0, 'the daemon to end the cancelled call', 15_000);
-    const answer = await within(call, 10_000, 'the cancelled call’s POST to end');
-    assert.ok(answer.status > 0, 'the POST got an answer');
-    assert.deepEqual(
-      messagesOf(answer).filter((m) => m.id === 'slow' && 'result' in m),
-      [],
-      'a cancelled request gets no result',
-    );
-    await waitFor(async () => (await httpSessionCount(daemon)) === 0, 'the idle session to expire', 20_000, 100);
-  });
-
   test('a session ended with DELETE is gone: its id gets 404 on POST, GET and DELETE, and /health drops it', async (t) => {
     const cleanup = cleanupFor(t);
-    const daemon = await startDaemon(cleanup);
+    const daemon = await sharedHostingBoth();
     const http = await connectHttp(cleanup, daemon);
     await assertServes(http, daemon, 'before DELETE');
-    await waitFor(async () => (await httpSessionCount(daemon)) === 1, '/health to count the HTTP session');
     const id = http.sessionId;
+    // Its own entry in /health's list: the shared daemon holds other tests' sessions too.
+    await waitFor(async () => (await sessionEntry(daemon, id))?.transport === 'http', '/health to list the HTTP session');
 
     await http.transport.terminateSession();
     const deleted = http.exchanges.filter((e) => e.method === 'DELETE');
@@ -391,12 +367,12 @@ describe('Streamable HTTP at /mcp', { concurrency: 3 }, () => {
       headers: { authorization: `Bearer ${daemon.token}`, 'mcp-session-id': id },
     });
     assertRefused(again, 404, 'DELETE again');
-    await waitFor(async () => (await httpSessionCount(daemon)) === 0, '/health to drop the terminated session');
+    await waitFor(async () => (await sessionEntry(daemon, id)) === undefined, '/health to drop the terminated session');
   });
 
   test('a hosted server’s state is shared between an HTTP window and a shim window', async (t) => {
     const cleanup = cleanupFor(t);
-    const daemon = await startHostingDaemon(cleanup, (home) => ({ memory: memoryEntry(home) }), NO_LIST_LIMIT);
+    const daemon = await sharedHostingBoth();
     const http = await connectHttp(cleanup, daemon, { name: 'http-window' });
     // A WebSocket window as a shim opens it (the shim's own part is test/shim.test.ts's).
     const shim = await connectWs(cleanup, daemon, { name: 'shim-window' });
@@ -417,17 +393,22 @@ describe('Streamable HTTP at /mcp', { concurrency: 3 }, () => {
 
     const memory = await serverReport(daemon, 'memory');
     assert.equal(memory.restarts, 0, 'one server-memory process served both windows');
-    const sessions = await sessionsOf(daemon);
-    assert.equal(sessions.by_transport?.http, 1, `one HTTP session: ${JSON.stringify(sessions)}`);
-    assert.equal(sessions.by_transport?.ws, 1, `one WebSocket session: ${JSON.stringify(sessions)}`);
+    // The two windows' own entries (by client name, unique in this file): the shared daemon holds other tests' sessions too.
+    assert.deepEqual(await sessionsNamed(daemon, 'http-window'), ['http'], 'one HTTP session for the HTTP window');
+    assert.deepEqual(await sessionsNamed(daemon, 'shim-window'), ['ws'], 'one WebSocket session for the shim window');
   });
 
   test('two HTTP clients get two sessions, and each only its own replies while both use the same request ids', async (t) => {
     const cleanup = cleanupFor(t);
-    const daemon = await startHostingDaemon(cleanup, () => ({ everything: everythingEntry() }), NO_LIST_LIMIT);
+    const daemon = await sharedHostingBoth();
     const [a, b] = [await connectHttp(cleanup, daemon, { name: 'A' }), await connectHttp(cleanup, daemon, { name: 'B' })];
     assert.notEqual(a.sessionId, b.sessionId, 'two sessions');
-    await waitFor(async () => (await httpSessionCount(daemon)) === 2, '/health to count two HTTP sessions');
+    // Their own entries: the shared daemon holds other tests' sessions too.
+    await waitFor(
+      async () =>
+        (await sessionEntry(daemon, a.sessionId))?.transport === 'http' && (await sessionEntry(daemon, b.sessionId))?.transport === 'http',
+      '/health to list the two HTTP sessions',
+    );
 
     const CALLS = 8;
     const batch = (who: string, http: HttpClient) =>
@@ -450,49 +431,86 @@ describe('Streamable HTTP at /mcp', { concurrency: 3 }, () => {
     assert.deepEqual(idsA, idsB, 'both clients used the same request ids at the same time');
   });
 
-  test('sampling from a hosted server reaches the HTTP client whose call caused it, on that call’s stream', async (t) => {
-    const cleanup = cleanupFor(t);
-    const daemon = await startHostingDaemon(cleanup, () => ({ everything: everythingEntry() }), NO_LIST_LIMIT);
-    const asked: Record<string, string[]> = { A: [], B: [] };
-    const open = async (who: 'A' | 'B') => {
-      const http = await connectHttp(cleanup, daemon, { name: `window-${who}`, capabilities: { sampling: {} } });
-      http.client.setRequestHandler(CreateMessageRequestSchema, (request) => {
-        const content = request.params.messages[0]?.content as { text?: string } | undefined;
-        asked[who]!.push(content?.text ?? '');
-        return { model: 'exai-ws-test-model', role: 'assistant', content: { type: 'text', text: `window ${who} answers` } };
-      });
-      return http;
-    };
-    // Both connected before the first list starts the server: it offers its sampling tool then.
-    const windows = { A: await open('A'), B: await open('B') };
-    for (const [who, http] of Object.entries(windows)) {
-      const tools = (await http.client.listTools()).tools.map((tool) => tool.name);
-      assert.ok(tools.includes(SAMPLING), `window ${who} lists ${SAMPLING}: ${tools.join(', ')}`);
-    }
+  /**
+   * One daemon hosting everything alone for two tests, one after the other: sampling needs the
+   * server started once both of its windows are connected (the first test here), and the logging
+   * test sets the server's logging level and turns its simulated logging on (the last here).
+   */
+  describe('one daemon hosting everything (one test after the other)', { concurrency: 1 }, () => {
+    let started: Promise<DaemonHandle> | undefined;
+    const everythingAlone = () => (started ??= startHostingDaemon(fileCleanup, () => ({ everything: everythingEntry() }), NO_LIST_LIMIT));
 
-    for (const who of ['A', 'B'] as const) {
-      const other = who === 'A' ? 'B' : 'A';
-      const before = { mine: asked[who]!.length, theirs: asked[other]!.length };
-      const prompt = `prompt from ${who} ${randomUUID()}`;
-      const result = await windows[who].client.callTool({ name: SAMPLING, arguments: { prompt, maxTokens: 20 } }, undefined, {
-        timeout: 30_000,
-      });
-      const text = toolText(result);
-      assert.ok(!(result as CallToolResult).isError, `${who}'s sampling call succeeded: ${text}`);
-      assert.match(text, new RegExp(`window ${who} answers`), `${who}'s call carries its own window's answer: ${text}`);
-      assert.deepEqual(asked[who]!.slice(before.mine), [`${SAMPLING_CONTEXT}${prompt}`], `window ${who} was asked, once, its own prompt`);
-      assert.equal(asked[other]!.length, before.theirs, `window ${other} was not asked for ${who}'s call`);
+    test('sampling from a hosted server reaches the HTTP client whose call caused it, on that call’s stream', async (t) => {
+      const cleanup = cleanupFor(t);
+      const daemon = await everythingAlone();
+      const asked: Record<string, string[]> = { A: [], B: [] };
+      const open = async (who: 'A' | 'B') => {
+        const http = await connectHttp(cleanup, daemon, { name: `window-${who}`, capabilities: { sampling: {} } });
+        http.client.setRequestHandler(CreateMessageRequestSchema, (request) => {
+          const content = request.params.messages[0]?.content as { text?: string } | undefined;
+          asked[who]!.push(content?.text ?? '');
+          return { model: 'exai-ws-test-model', role: 'assistant', content: { type: 'text', text: `window ${who} answers` } };
+        });
+        return http;
+      };
+      // Both connected before the first list starts the server: it offers its sampling tool then.
+      const windows = { A: await open('A'), B: await open('B') };
+      for (const [who, http] of Object.entries(windows)) {
+        const tools = (await http.client.listTools()).tools.map((tool) => tool.name);
+        assert.ok(tools.includes(SAMPLING), `window ${who} lists ${SAMPLING}: ${tools.join(', ')}`);
+      }
 
-      const exchange = callExchange(windows[who], SAMPLING, prompt);
-      assert.equal(exchange?.contentType, 'text/event-stream', `${who}'s call was answered on a stream`);
-      const stream = sseMessages(await within(exchange.text, 10_000, `${who}'s call stream to end`));
-      const request = stream.find((m) => m.method === 'sampling/createMessage');
-      assert.ok(request, `the sampling request came on the stream of ${who}'s call: ${JSON.stringify(stream)}`);
-      assert.ok(
-        stream.findIndex((m) => m.method === 'sampling/createMessage') < stream.findIndex((m) => m.method === undefined && 'result' in m),
-        'the request came before the call’s response',
-      );
-    }
+      for (const who of ['A', 'B'] as const) {
+        const other = who === 'A' ? 'B' : 'A';
+        const before = { mine: asked[who]!.length, theirs: asked[other]!.length };
+        const prompt = `prompt from ${who} ${randomUUID()}`;
+        const result = await windows[who].client.callTool({ name: SAMPLING, arguments: { prompt, maxTokens: 20 } }, undefined, {
+          timeout: 30_000,
+        });
+        const text = toolText(result);
+        assert.ok(!(result as CallToolResult).isError, `${who}'s sampling call succeeded: ${text}`);
+        assert.match(text, new RegExp(`window ${who} answers`), `${who}'s call carries its own window's answer: ${text}`);
+        assert.deepEqual(asked[who]!.slice(before.mine), [`${SAMPLING_CONTEXT}${prompt}`], `window ${who} was asked, once, its own prompt`);
+        assert.equal(asked[other]!.length, before.theirs, `window ${other} was not asked for ${who}'s call`);
+
+        const exchange = callExchange(windows[who], SAMPLING, prompt);
+        assert.equal(exchange?.contentType, 'text/event-stream', `${who}'s call was answered on a stream`);
+        const stream = sseMessages(await within(exchange.text, 10_000, `${who}'s call stream to end`));
+        const request = stream.find((m) => m.method === 'sampling/createMessage');
+        assert.ok(request, `the sampling request came on the stream of ${who}'s call: ${JSON.stringify(stream)}`);
+        assert.ok(
+          stream.findIndex((m) => m.method === 'sampling/createMessage') < stream.findIndex((m) => m.method === undefined && 'result' in m),
+          'the request came before the call’s response',
+        );
+      }
+    });
+
+    test('server-initiated messages reach the HTTP client on its GET stream (a hosted server’s log messages)', async (t) => {
+      const cleanup = cleanupFor(t);
+      const daemon = await everythingAlone();
+      // The sampling test before this one started the server; its windows are closed.
+      const http = await connectHttp(cleanup, daemon);
+      await waitFor(() => http.exchanges.some((e) => e.method === 'GET' && e.status === 200), 'the SDK client’s GET stream to open');
+      const logs: string[] = [];
+      http.client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => void logs.push(JSON.stringify(n.params.data)));
+      await http.client.setLoggingLevel('debug');
+      const onPosts = async () => {
+        const texts = await within(
+          Promise.all(http.exchanges.filter((e) => e.method === 'POST').map((e) => e.text)),
+          10_000,
+          'the POST answers to end',
+        );
+        return texts.flatMap((text) => sseMessages(text)).filter((m) => m.method === 'notifications/message').length;
+      };
+      const started = textOf(await http.client.callTool({ name: 'everything__toggle-simulated-logging', arguments: {} }));
+      assert.match(started, /^Started/i, `simulated logging started: ${started}`);
+      try {
+        // The server logs once at once (that one may travel with the toggle call), then every 5 s.
+        await waitFor(async () => logs.length > (await onPosts()), 'a log message that came on no POST: on the GET stream', 20_000, 100);
+      } finally {
+        await http.client.callTool({ name: 'everything__toggle-simulated-logging', arguments: {} });
+      }
+    });
   });
 
   test('refusals over HTTP: token, Origin, Host, body size and shape, unknown sessions, methods and media types', async (t) => {
@@ -672,33 +690,74 @@ describe('Streamable HTTP at /mcp', { concurrency: 3 }, () => {
     assert.match(sessionId ?? '', UUID);
   });
 
-  test('/health lists HTTP sessions with their transport; an idle one expires (404), one with its GET stream open does not', async (t) => {
-    const cleanup = cleanupFor(t);
-    const idleMs = 1_500;
-    const daemon = await startDaemon(cleanup, { env: { EXAI_WS_HTTP_IDLE_MS: String(idleMs) } });
-    // The SDK client opens the session's GET stream once initialized: it is never idle.
-    const http = await connectHttp(cleanup, daemon);
-    await waitFor(() => http.exchanges.some((e) => e.method === 'GET' && e.status === 200), 'the SDK client’s GET stream to open');
-    const ws = await connectWs(cleanup, daemon);
-    await ws.client.ping();
+  /**
+   * One daemon with EXAI_WS_HTTP_IDLE_MS=1500 for the two tests of idle expiry, one after the
+   * other: each counts the daemon's HTTP sessions, and the first ends with none left (its own
+   * expired), so the second finds the daemon as a fresh one but for the time it has run.
+   */
+  describe('idle HTTP sessions (one daemon, one test after the other)', { concurrency: 1 }, () => {
+    let started: Promise<DaemonHandle> | undefined;
+    const idleDaemon = () => (started ??= startDaemon(fileCleanup, { env: { EXAI_WS_HTTP_IDLE_MS: String(IDLE_MS) } }));
 
-    const { response, sessionId: idle } = await rawInitialize(daemon);
-    assert.equal(response.status, 200);
-    assert.ok(idle);
-    const sessions = await sessionsOf(daemon);
-    assert.deepEqual(pick(sessions.by_transport), { http: 2, ws: 1 }, `by_transport: ${JSON.stringify(sessions)}`);
-    const transports = (sessions.list ?? []).map((s) => s.transport).sort();
-    assert.deepEqual(transports, ['http', 'http', 'ws'], `sessions.list[].transport: ${JSON.stringify(sessions.list)}`);
+    test('a cancelled call’s POST is ended by the daemon, so the session it belongs to can still go idle and expire', async () => {
+      const daemon = await idleDaemon();
+      const { sessionId } = await rawInitialize(daemon);
+      assert.ok(sessionId);
+      const call = rawRequest(daemon.port, {
+        headers: postHeaders(daemon.token, { 'mcp-session-id': sessionId, 'mcp-protocol-version': PROTOCOL }),
+        body: JSON.stringify({ jsonrpc: '2.0', id: 'slow', method: 'tools/call', params: { name: 'sleep', arguments: { ms: 60_000 } } }),
+        timeoutMs: 30_000,
+      });
+      call.catch(() => undefined);
+      await waitFor(async () => (await getHealth(daemon)).inflight >= 1, 'the 60 s sleep to run at the daemon');
+      const cancelled = await rawCall(daemon, sessionId, {
+        body: JSON.stringify({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 'slow', reason: 'stopped' } }),
+      });
+      assert.equal(cancelled.status, 202, 'a notification is accepted with 202');
+      await waitFor(async () => (await getHealth(daemon)).inflight === 0, 'the daemon to end the cancelled call', 15_000);
+      const answer = await within(call, 10_000, 'the cancelled call’s POST to end');
+      assert.ok(answer.status > 0, 'the POST got an answer');
+      assert.deepEqual(
+        messagesOf(answer).filter((m) => m.id === 'slow' && 'result' in m),
+        [],
+        'a cancelled request gets no result',
+      );
+      await waitFor(async () => (await httpSessionCount(daemon)) === 0, 'the idle session to expire', 20_000, 100);
+    });
 
-    // The raw session made no request since and holds no stream: it ends after EXAI_WS_HTTP_IDLE_MS.
-    await waitFor(async () => (await httpSessionCount(daemon)) === 1, 'the idle HTTP session to expire', 20_000, 100);
-    assertRefused(await rawCall(daemon, idle), 404, 'POST on the expired session');
-    assert.match(readFileSync(logPath(daemon.home), 'utf8'), /http_idle/, 'the log says why the session ended');
+    test('/health lists HTTP sessions with their transport; an idle one expires (404), one with its GET stream open does not', async (t) => {
+      const cleanup = cleanupFor(t);
+      const daemon = await idleDaemon();
+      // The test before this one left no session behind: it waited for its own to expire (count 0).
+      // The SDK client opens the session's GET stream once initialized: it is never idle.
+      const http = await connectHttp(cleanup, daemon);
+      await waitFor(() => http.exchanges.some((e) => e.method === 'GET' && e.status === 200), 'the SDK client’s GET stream to open');
+      const ws = await connectWs(cleanup, daemon);
+      await ws.client.ping();
 
-    // As long as the raw one was left idle, the SDK client's session was too, but with its stream open.
-    await assertServes(http, daemon, 'the session with its GET stream open, after the idle time');
-    assert.equal(http.transport.sessionId, http.sessionId);
-    const after = await sessionsOf(daemon);
-    assert.deepEqual(pick(after.by_transport), { http: 1, ws: 1 }, `by_transport after the expiry: ${JSON.stringify(after)}`);
+      const { response, sessionId: idle } = await rawInitialize(daemon);
+      assert.equal(response.status, 200);
+      assert.ok(idle);
+      const sessions = await sessionsOf(daemon);
+      assert.deepEqual(pick(sessions.by_transport), { http: 2, ws: 1 }, `by_transport: ${JSON.stringify(sessions)}`);
+      const transports = (sessions.list ?? []).map((s) => s.transport).sort();
+      assert.deepEqual(transports, ['http', 'http', 'ws'], `sessions.list[].transport: ${JSON.stringify(sessions.list)}`);
+
+      // The raw session made no request since and holds no stream: it ends after EXAI_WS_HTTP_IDLE_MS.
+      await waitFor(async () => (await httpSessionCount(daemon)) === 1, 'the idle HTTP session to expire', 20_000, 100);
+      assertRefused(await rawCall(daemon, idle), 404, 'POST on the expired session');
+      const closed = readJsonLines(logPath(daemon.home)).filter((l) => l.msg === 'session closed' && l.session_id === idle);
+      assert.deepEqual(
+        closed.map((l) => l.reason),
+        ['http_idle'],
+        'the log says why the session ended',
+      );
+
+      // As long as the raw one was left idle, the SDK client's session was too, but with its stream open.
+      await assertServes(http, daemon, 'the session with its GET stream open, after the idle time');
+      assert.equal(http.transport.sessionId, http.sessionId);
+      const after = await sessionsOf(daemon);
+      assert.deepEqual(pick(after.by_transport), { http: 1, ws: 1 }, `by_transport after the expiry: ${JSON.stringify(after)}`);
+    });
   });
 });
