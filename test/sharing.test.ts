@@ -269,7 +269,7 @@ describe('sharing one server', { concurrency: 8 }, () => {
   }
 
   test('resources/updated reaches only subscribed sessions; the server is subscribed once and unsubscribed with the last', async () => {
-    const { daemon, received } = await startTeedEverything(cleanup);
+    const { daemon, received } = await startTeedEverything(cleanup, LIST_WAITS);
     const s1 = await connectWs(cleanup, daemon, { name: 'subscriber-1' });
     const s2 = await connectWs(cleanup, daemon, { name: 'subscriber-2' });
     const none = await connectWs(cleanup, daemon, { name: 'not-subscribed' });
