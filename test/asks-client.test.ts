@@ -11,7 +11,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, test, type TestContext } from 'node:test';
+import { after, describe, test, type TestContext } from 'node:test';
 import {
   CreateMessageRequestSchema,
   ElicitRequestSchema,
@@ -318,11 +318,27 @@ async function assertRefusalsRecorded(home: string, refused: number, methods: st
 function sharedEverything(cleanup: Cleanup, extra: ServerEntry = {}): Promise<DaemonHandle> {
   return startHostingDaemon(cleanup, () => ({ everything: everythingEntry(extra) }), FAST_METRICS);
 }
+
+/** Stops what outlives one test: the daemon the first test hands on. */
+const fileCleanup = new Cleanup();
+after(() => fileCleanup.run());
+
+/**
+ * The first test's daemon, handed on when that test ends (passed or not) to the test of a window
+ * without the sampling capability. That test needs no fresh daemon: its windows are its own and
+ * the first test's are idle by then, and the refusal it asserts comes from the capability, which
+ * no learning changes (its calls are the only ones in flight, as on a fresh daemon). The first
+ * test needs the fresh home: it is about what the daemon learns there.
+ */
+let handOn: (daemon: Promise<DaemonHandle>) => void = () => undefined;
+const firstTestsDaemon = new Promise<DaemonHandle>((resolve) => (handOn = resolve));
 // Each test has its own daemon, home and processes: they run side by side.
 describe('asks the client', { concurrency: 3 }, () => {
   test('two windows, five concurrent sampling then elicitation calls each, one shared server: never the other window’s request; learned after the first round', async (t) => {
     const cleanup = cleanupFor(t);
-    const daemon = await sharedEverything(cleanup);
+    const started = sharedEverything(fileCleanup);
+    t.after(() => handOn(started));
+    const daemon = await started;
     const windows = await openPair(cleanup, daemon);
 
     let refused = 0;
@@ -407,8 +423,9 @@ describe('asks the client', { concurrency: 3 }, () => {
 
   test('a window without the sampling capability is never asked and gets a clear error at once; the capable window is not asked for it', async (t) => {
     const cleanup = cleanupFor(t);
-    const daemon = await sharedEverything(cleanup);
-    // The capable window connects first: the server is offered sampling and lists the tool to both.
+    // The first test's daemon, once that test ended: its server already offers sampling (it was
+    // started by capable windows), and lists the tool to both windows here.
+    const daemon = await firstTestsDaemon;
     const capable = await openWindow(cleanup, daemon, 'A');
     const without = await openWindow(cleanup, daemon, 'B', {});
     const tools = (await without.conn.client.listTools()).tools.map((t) => t.name);

@@ -54,12 +54,20 @@ function hostingDaemon(servers: (home: string) => Record<string, ServerEntry>): 
 
 let both: Promise<DaemonHandle> | undefined;
 /**
- * One daemon hosting everything and memory for the tests whose property is what their own
+ * One daemon hosting everything and memory, and two entries that cannot run (a command that is
+ * not a string, one that does not exist), for the tests whose property is what their own
  * sessions get (ids, progress, the one-server view) and that assert nothing daemon-wide (no
- * session counts, restarts or server list): a fresh daemon each would prove nothing more.
+ * session counts, restarts or server list), and for the test of the broken entries, which reads
+ * only those entries' reports and memory's: a fresh daemon each would prove nothing more. Every
+ * test on it works beside servers that failed, as a user's daemon often does.
  */
 function sharedDaemon(): Promise<DaemonHandle> {
-  both ??= hostingDaemon((home) => ({ everything: everythingEntry(), memory: memoryEntry(home) }));
+  both ??= hostingDaemon((home) => ({
+    everything: everythingEntry(),
+    memory: memoryEntry(home),
+    broken: { command: 42 },
+    nocmd: { command: 'no-such-command-xyz' },
+  }));
   return both;
 }
 
@@ -324,11 +332,7 @@ describe('hosted servers', { concurrency: 3 }, () => {
   });
 
   test('broken config entries are reported and skipped; the good server works; status shows both', async () => {
-    const daemon = await hostingDaemon((home) => ({
-      memory: memoryEntry(home),
-      broken: { command: 42 },
-      nocmd: { command: 'no-such-command-xyz' },
-    }));
+    const daemon = await sharedDaemon();
     const { client } = await connectWs(cleanup, daemon);
     const names = (await client.listTools()).tools.map((t) => t.name);
     assert.ok(names.includes('memory__read_graph'), names.join(', '));

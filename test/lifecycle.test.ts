@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import WebSocket from 'ws';
 import { readAddressCard } from '../src/local/files.js';
+import type { HealthReport } from '../src/local/health.js';
 import {
   baseEnv,
   Cleanup,
@@ -52,6 +53,31 @@ function inflightIs(daemon: DaemonHandle, n: number): Promise<true> {
   return waitFor(async () => (await getHealth(daemon)).inflight === n || null, `${n} request(s) in flight`);
 }
 
+type SessionEntry = NonNullable<HealthReport['sessions']['list']>[number];
+
+/** The daemon's `/health` entries for session `id` (one while it is open; more would be a duplicate). */
+async function entriesOf(daemon: DaemonHandle, id: string): Promise<SessionEntry[]> {
+  return ((await getHealth(daemon)).sessions.list ?? []).filter((s) => s.id === id);
+}
+
+/** Waits until session `id` has `n` requests in flight at the daemon (its own count, whoever else the daemon serves). */
+function sessionInflightIs(daemon: DaemonHandle, id: string, n: number): Promise<true> {
+  return waitFor(async () => (await entriesOf(daemon, id))[0]?.inflight === n || null, `${n} request(s) in flight in session ${id}`);
+}
+
+let shared: Promise<DaemonHandle> | undefined;
+/**
+ * One daemon for the tests whose property is their own session's (resume, takeover,
+ * cancellation): each opens its own sessions under ids of its own and reads only its own
+ * sessions' entries in /health, and nothing a test changes is seen by the others. Serving them
+ * side by side is the daemon's everyday case (one daemon, many windows). Tests about limits,
+ * stopping, the address card or timers set at start have their own.
+ */
+function sharedDaemon(): Promise<DaemonHandle> {
+  shared ??= startDaemon(cleanup);
+  return shared;
+}
+
 /** Runs `exai-ws <args>` to completion. */
 function runCli(
   args: string[],
@@ -74,8 +100,8 @@ function nonEmptyLines(text: string): string[] {
   return text.split('\n').filter((l) => l.trim().length > 0);
 }
 
-// Each test has its own home and daemon on port 0 (nothing shared but this file's cleanup), so they run side
-// by side: most of their time is waiting on processes and timers.
+// Each test has its own home and daemon on port 0 (but those on sharedDaemon), so they run side by side:
+// most of their time is waiting on processes and timers.
 describe('daemon lifecycle', { concurrency: 3 }, () => {
   test('a stale address card is taken over: dead pid, or a live pid that does not answer /health', async () => {
     // A pid that surely belongs to no process: a child that has already exited.
@@ -104,7 +130,7 @@ describe('daemon lifecycle', { concurrency: 3 }, () => {
   });
 
   test('a session resumed within the grace gets the replies held while it was detached, in order', async () => {
-    const daemon = await startDaemon(cleanup);
+    const daemon = await sharedDaemon();
     const { ws: first, ack } = await openSession(cleanup, daemon, { sessionId: 'resume-test-1' });
     assert.equal(ack.session_id, 'resume-test-1');
     assert.equal(ack.resumed, false);
@@ -112,7 +138,7 @@ describe('daemon lifecycle', { concurrency: 3 }, () => {
     // Long enough that a loaded machine still sees both in flight (at 500 ms it sometimes did not).
     callTool(first, 2, 'sleep', { ms: 1_500 });
     callTool(first, 3, 'progress', { steps: 2, interval_ms: 750 }, { progressToken: 'tok' });
-    await inflightIs(daemon, 2); // both reached the daemon before the connection drops
+    await sessionInflightIs(daemon, 'resume-test-1', 2); // both reached the daemon before the connection drops
     first.terminate();
     await closed(first);
     // Whatever the first socket got before it dropped (nothing, unless the machine is very slow).
@@ -124,8 +150,11 @@ describe('daemon lifecycle', { concurrency: 3 }, () => {
         break;
       }
     }
-    await inflightIs(daemon, 0); // every reply was produced while detached
-    assert.equal((await getHealth(daemon)).sessions.detached, 1);
+    await sessionInflightIs(daemon, 'resume-test-1', 0); // every reply was produced while detached
+    assert.deepEqual(
+      (await entriesOf(daemon, 'resume-test-1')).map((e) => e.state),
+      ['detached'],
+    );
 
     const second = await openSocket(cleanup, daemon);
     const again = await sendHello(second, { session_id: 'resume-test-1' });
@@ -146,11 +175,11 @@ describe('daemon lifecycle', { concurrency: 3 }, () => {
   });
 
   test('a second connection with an attached session id takes over: the first gets 4010', async () => {
-    const daemon = await startDaemon(cleanup);
+    const daemon = await sharedDaemon();
     const { ws: first } = await openSession(cleanup, daemon, { sessionId: 'takeover-1' });
     // Long enough to outlast the takeover's hello on a loaded machine (at 300 ms the reply sometimes went to the first).
     callTool(first, 2, 'sleep', { ms: 1_500 });
-    await inflightIs(daemon, 1);
+    await sessionInflightIs(daemon, 'takeover-1', 1);
     const firstClosed = closed(first);
 
     const second = await openSocket(cleanup, daemon);
@@ -165,9 +194,11 @@ describe('daemon lifecycle', { concurrency: 3 }, () => {
     assert.equal(toolText(reply), 'slept 1500');
     callTool(second, 3, 'echo', { text: 'taken over' });
     assert.equal(toolText(await nextJson(second)), 'taken over');
-    const health = await getHealth(daemon);
-    assert.equal(health.sessions.total, 1);
-    assert.equal(health.sessions.attached, 1);
+    // One session under that id, attached (the takeover made no second one).
+    assert.deepEqual(
+      (await entriesOf(daemon, 'takeover-1')).map((e) => e.state),
+      ['attached'],
+    );
   });
 
   test('in-flight limit and queue: past the queue a request gets -32010 at once, the rest complete', async () => {
@@ -208,12 +239,12 @@ describe('daemon lifecycle', { concurrency: 3 }, () => {
   });
 
   test('notifications/cancelled stops a running call: no response for it, the session goes on', async () => {
-    const daemon = await startDaemon(cleanup);
-    const { ws } = await openSession(cleanup, daemon);
+    const daemon = await sharedDaemon();
+    const { ws } = await openSession(cleanup, daemon, { sessionId: 'cancel-1' });
     callTool(ws, 2, 'sleep', { ms: 600 });
-    await inflightIs(daemon, 1);
+    await sessionInflightIs(daemon, 'cancel-1', 1);
     send(ws, { method: 'notifications/cancelled', params: { requestId: 2, reason: 'user pressed stop' } });
-    await inflightIs(daemon, 0);
+    await sessionInflightIs(daemon, 'cancel-1', 0);
     callTool(ws, 3, 'echo', { text: 'next' });
     const reply = await nextJson(ws);
     assert.equal(reply.id, 3);

@@ -136,53 +136,80 @@ async function stopDaemon(daemon: DaemonHandle): Promise<void> {
   assert.equal(code, 0, `daemon exit: ${String(code)}; stderr: ${daemon.stderr()}`);
 }
 /**
- * One daemon (frames up to 4096 bytes) for the tests whose property is per connection or per
- * session (Origin and Host, the handshake, frame limits, bad JSON-RPC, a misbehaving session):
- * none needs a fresh daemon, and running them side by side on it is the harder case, every one
- * of them a misbehaving neighbour of the others. Tests that count, stop the daemon or start it
- * differently have their own.
+ * One daemon (frames up to 4096 bytes, a 1 s hello timeout) for the tests whose property is per
+ * connection or per session (Origin and Host, the handshake and its timeout, frame limits, bad
+ * JSON-RPC, a misbehaving session): none needs a fresh daemon, and running them side by side on
+ * it is the harder case, every one of them a misbehaving neighbour of the others. Every other
+ * test on it says hello as soon as its socket is open, well within the second. Tests that stop
+ * the daemon or start it differently have their own.
  */
 let shared: Promise<DaemonHandle> | undefined;
 function sharedDaemon(): Promise<DaemonHandle> {
-  shared ??= startDaemon(cleanup, { env: { EXAI_WS_MAX_BYTES: '4096' } });
+  shared ??= startDaemon(cleanup, { env: { EXAI_WS_MAX_BYTES: '4096', EXAI_WS_HELLO_TIMEOUT_MS: '1000' } });
   return shared;
 }
 
+/**
+ * One daemon (debug log) for the two tests that read what it leaves at shutdown: authentication
+ * (failures counted in the last metrics line: lower bounds) and the token's secrecy (nowhere in
+ * the log, stderr, argv or metrics). Each runs its traffic; the daemon is stopped once both are
+ * done, then each reads the files. The other's traffic only makes each check harder: more
+ * failures to count, more places a token could leak from.
+ */
+const stoppedOnce = (() => {
+  let daemon: Promise<DaemonHandle> | undefined;
+  const get = () => (daemon ??= startDaemon(cleanup, { env: { LOG_LEVEL: 'debug' } }));
+  let running = 2;
+  let allDone: () => void = () => undefined;
+  const stopped = new Promise<void>((resolve) => (allDone = resolve)).then(async () => stopDaemon(await get()));
+  stopped.catch(() => undefined);
+  return {
+    /** Runs a test's traffic, then resolves once every test's traffic is over and the daemon stopped. */
+    async traffic(run: (daemon: DaemonHandle) => Promise<void>): Promise<DaemonHandle> {
+      try {
+        await run(await get());
+      } finally {
+        if (--running === 0) allDone();
+      }
+      await stopped;
+      return get();
+    },
+  };
+})();
+
 describe('security', { concurrency: 4 }, () => {
   test('authentication: bearer on the upgrade or auth_token in the hello, and failures are counted', async () => {
-    const daemon = await startDaemon(cleanup);
+    const daemon = await stoppedOnce.traffic(async (daemon) => {
+      // No header and no auth_token: refused in the ack, closed 4003.
+      const anonymous = await openSocket(cleanup, daemon, { token: null });
+      const anonymousClose = watchClose(anonymous);
+      const anonymousAck = await sendHello(anonymous);
+      assert.equal(anonymousAck.type, 'hello_ack');
+      assert.equal(anonymousAck.ok, false);
+      assert.equal((anonymousAck.error as { code: string }).code, 'unauthorized');
+      assert.equal((await anonymousClose).code, 4003);
 
-    // No header and no auth_token: refused in the ack, closed 4003.
-    const anonymous = await openSocket(cleanup, daemon, { token: null });
-    const anonymousClose = watchClose(anonymous);
-    const anonymousAck = await sendHello(anonymous);
-    assert.equal(anonymousAck.type, 'hello_ack');
-    assert.equal(anonymousAck.ok, false);
-    assert.equal((anonymousAck.error as { code: string }).code, 'unauthorized');
-    assert.equal((await anonymousClose).code, 4003);
+      // A wrong bearer token never gets a WebSocket: HTTP 401 before the upgrade.
+      await assert.rejects(openSocket(cleanup, daemon, { token: WRONG_TOKEN }), /HTTP 401/);
 
-    // A wrong bearer token never gets a WebSocket: HTTP 401 before the upgrade.
-    await assert.rejects(openSocket(cleanup, daemon, { token: WRONG_TOKEN }), /HTTP 401/);
+      // A wrong auth_token in the hello (no header): 4003.
+      const wrong = await openSocket(cleanup, daemon, { token: null });
+      const wrongClose = watchClose(wrong);
+      const wrongAck = await sendHello(wrong, { auth_token: WRONG_TOKEN });
+      assert.equal(wrongAck.ok, false);
+      assert.equal((wrongAck.error as { code: string }).code, 'unauthorized');
+      assert.equal((await wrongClose).code, 4003);
 
-    // A wrong auth_token in the hello (no header): 4003.
-    const wrong = await openSocket(cleanup, daemon, { token: null });
-    const wrongClose = watchClose(wrong);
-    const wrongAck = await sendHello(wrong, { auth_token: WRONG_TOKEN });
-    assert.equal(wrongAck.ok, false);
-    assert.equal((wrongAck.error as { code: string }).code, 'unauthorized');
-    assert.equal((await wrongClose).code, 4003);
-
-    // The right token in the hello only: a working MCP session.
-    const good = await openSocket(cleanup, daemon, { token: null });
-    const goodAck = await sendHello(good, { auth_token: daemon.token });
-    assert.equal(goodAck.ok, true, JSON.stringify(goodAck));
-    assert.equal(typeof goodAck.session_id, 'string');
-    await initialize(good);
-    await assertVersionWorks(good, daemon, 1);
-    good.close(1000);
-    await closed(good);
-
-    await stopDaemon(daemon);
+      // The right token in the hello only: a working MCP session.
+      const good = await openSocket(cleanup, daemon, { token: null });
+      const goodAck = await sendHello(good, { auth_token: daemon.token });
+      assert.equal(goodAck.ok, true, JSON.stringify(goodAck));
+      assert.equal(typeof goodAck.session_id, 'string');
+      await initialize(good);
+      await assertVersionWorks(good, daemon, 1);
+      good.close(1000);
+      await closed(good);
+    });
     const lines = readJsonLines(metricsPath(daemon.home));
     const last = lines[lines.length - 1];
     assert.ok(last, 'no metrics line written at shutdown');
@@ -271,7 +298,7 @@ describe('security', { concurrency: 4 }, () => {
   });
 
   test('a connection that sends no hello is closed with 4002 after the hello timeout', async () => {
-    const daemon = await startDaemon(cleanup, { env: { EXAI_WS_HELLO_TIMEOUT_MS: '300' } });
+    const daemon = await sharedDaemon();
     const ws = await openSocket(cleanup, daemon);
     const result = await closed(ws, 10_000);
     assert.equal(result.code, 4002);
@@ -379,32 +406,31 @@ describe('security', { concurrency: 4 }, () => {
   });
 
   test('the token file is 0600 and the token never appears in the log, stderr or argv', async () => {
-    const daemon = await startDaemon(cleanup, { env: { LOG_LEVEL: 'debug' } });
-    const tokenFile = join(daemon.home, 'token');
-    assert.ok(existsSync(tokenFile));
-    assert.equal((statSync(tokenFile).mode & 0o777).toString(8), '600');
-    assert.ok(daemon.token.length >= 43, 'the token is at least 32 random bytes');
+    const daemon = await stoppedOnce.traffic(async (daemon) => {
+      const tokenFile = join(daemon.home, 'token');
+      assert.ok(existsSync(tokenFile));
+      assert.equal((statSync(tokenFile).mode & 0o777).toString(8), '600');
+      assert.ok(daemon.token.length >= 43, 'the token is at least 32 random bytes');
 
-    // Traffic that carries tokens in every place a client may put them, right and wrong.
-    const viaHello = await openSocket(cleanup, daemon, { token: null });
-    assert.equal((await sendHello(viaHello, { auth_token: daemon.token })).ok, true);
-    await initialize(viaHello);
-    await assertVersionWorks(viaHello, daemon, 1);
-    const viaHeader = await openSession(daemon);
-    await assertVersionWorks(viaHeader, daemon, 2);
-    await assert.rejects(openSocket(cleanup, daemon, { token: WRONG_TOKEN }), /HTTP 401/);
-    const wrong = await openSocket(cleanup, daemon, { token: null });
-    const wrongClose = watchClose(wrong);
-    await sendHello(wrong, { auth_token: WRONG_TOKEN });
-    await wrongClose;
+      // Traffic that carries tokens in every place a client may put them, right and wrong.
+      const viaHello = await openSocket(cleanup, daemon, { token: null });
+      assert.equal((await sendHello(viaHello, { auth_token: daemon.token })).ok, true);
+      await initialize(viaHello);
+      await assertVersionWorks(viaHello, daemon, 1);
+      const viaHeader = await openSession(daemon);
+      await assertVersionWorks(viaHeader, daemon, 2);
+      await assert.rejects(openSocket(cleanup, daemon, { token: WRONG_TOKEN }), /HTTP 401/);
+      const wrong = await openSocket(cleanup, daemon, { token: null });
+      const wrongClose = watchClose(wrong);
+      await sendHello(wrong, { auth_token: WRONG_TOKEN });
+      await wrongClose;
 
-    if (process.platform === 'linux') {
-      const argv = readFileSync(`/proc/${daemon.pid}/cmdline`, 'utf8');
-      assert.ok(argv.length > 0);
-      assert.ok(!argv.includes(daemon.token), 'the token is in the daemon argv');
-    }
-
-    await stopDaemon(daemon);
+      if (process.platform === 'linux') {
+        const argv = readFileSync(`/proc/${daemon.pid}/cmdline`, 'utf8');
+        assert.ok(argv.length > 0);
+        assert.ok(!argv.includes(daemon.token), 'the token is in the daemon argv');
+      }
+    });
     const log = readFileSync(logPath(daemon.home), 'utf8');
     assert.match(log, /session opened/, 'the log was written');
     assert.ok(!log.includes(daemon.token), 'the token is in ws_daemon.log');

@@ -79,51 +79,81 @@ async function outcomeText(client: Client, name: string, args: Record<string, un
 async function toolNames(client: Client): Promise<string[]> {
   return (await client.listTools()).tools.map((t) => t.name);
 }
-// Each test has its own daemon, home and processes: they run side by side.
-describe('sharing one server', { concurrency: 3 }, () => {
-  test('sampling and elicitation go to the calling session; a session that did not declare them gets a clear error', async () => {
-    const daemon = await everythingDaemon();
-    // A connects first: the server starts (at the first list) seeing A's capabilities.
-    const a = await connectWs(cleanup, daemon, { name: 'session-a', capabilities: CAPABLE });
-    const b = await connectWs(cleanup, daemon, { name: 'session-b' });
-    const aSampling: string[] = [];
-    a.client.setRequestHandler(CreateMessageRequestSchema, (request) => {
-      aSampling.push(promptOf(request));
-      return sampled('the answer of session A');
-    });
-    let aElicited = 0;
-    a.client.setRequestHandler(ElicitRequestSchema, () => {
-      aElicited++;
-      return { action: 'accept', content: { name: 'Alice of session A', check: true } };
-    });
-    const bStray = recordStray(b.client);
 
-    // B did not declare sampling, yet lists the tool: the shared server saw A's capabilities.
-    const listed = await toolNames(b.client);
-    for (const tool of [SAMPLING, ELICITATION, ROOTS]) assert.ok(listed.includes(tool), `${tool} in ${listed.join(', ')}`);
+/** Runs jobs one after another, in the order they were handed in. */
+function serially(): <T>(job: () => Promise<T>) => Promise<T> {
+  let tail: Promise<unknown> = Promise.resolve();
+  return <T>(job: () => Promise<T>) => {
+    const result = tail.then(job);
+    tail = result.catch(() => undefined);
+    return result;
+  };
+}
 
-    const aResult = await outcomeText(a.client, SAMPLING, { prompt: 'asked by A', maxTokens: 20 });
-    assert.equal(aResult.isError, false, aResult.text);
-    assert.match(aResult.text, /the answer of session A/);
-    assert.deepEqual(aSampling, ['Resource trigger-sampling-request context: asked by A']);
+/**
+ * One daemon per scope for the tests that open sessions of their own and assert only what those
+ * sessions get (capabilities, roots, log levels, a shim without sampling): a fresh daemon each
+ * would prove nothing more. They run one after another on it, in the order declared: with the
+ * calls of two tests in flight at once, a shared server's request could come from either, and
+ * the daemon rightly refuses it (the concurrent sampling tests are about that, on their own
+ * daemons). The first on the shared daemon connects a capable session before the first list,
+ * so the server offers its sampling, elicitation and roots tools. Sessions of a test that ended
+ * stay open, idle, until the file's cleanup: neighbours the later tests must not be confused by.
+ */
+const lanes: Record<Scope, { daemon?: Promise<DaemonHandle>; next: ReturnType<typeof serially> }> = {
+  shared: { next: serially() },
+  session: { next: serially() },
+};
+function onLane<T>(scope: Scope, run: (daemon: DaemonHandle) => Promise<T>): Promise<T> {
+  const lane = lanes[scope];
+  return lane.next(async () => run(await (lane.daemon ??= everythingDaemon(scope))));
+}
 
-    const aElicitation = await outcomeText(a.client, ELICITATION);
-    assert.equal(aElicitation.isError, false, aElicitation.text);
-    assert.match(aElicitation.text, /Name: Alice of session A/);
-    assert.equal(aElicited, 1);
+// Each test has its own daemon, home and processes, but those on a lane (onLane): they run side by side.
+describe('sharing one server', { concurrency: 8 }, () => {
+  test('sampling and elicitation go to the calling session; a session that did not declare them gets a clear error', () =>
+    onLane('shared', async (daemon) => {
+      // A connects first: the server starts (at the first list) seeing A's capabilities.
+      const a = await connectWs(cleanup, daemon, { name: 'session-a', capabilities: CAPABLE });
+      const b = await connectWs(cleanup, daemon, { name: 'session-b' });
+      const aSampling: string[] = [];
+      a.client.setRequestHandler(CreateMessageRequestSchema, (request) => {
+        aSampling.push(promptOf(request));
+        return sampled('the answer of session A');
+      });
+      let aElicited = 0;
+      a.client.setRequestHandler(ElicitRequestSchema, () => {
+        aElicited++;
+        return { action: 'accept', content: { name: 'Alice of session A', check: true } };
+      });
+      const bStray = recordStray(b.client);
 
-    // B's calls: the server's request is refused for B (never sent to B, never to A).
-    const bSampling = await outcomeText(b.client, SAMPLING, { prompt: 'asked by B', maxTokens: 20 });
-    assert.equal(bSampling.isError, true, bSampling.text);
-    assert.match(bSampling.text, /did not declare the sampling capability/);
-    const bElicitation = await outcomeText(b.client, ELICITATION);
-    assert.equal(bElicitation.isError, true, bElicitation.text);
-    assert.match(bElicitation.text, /did not declare the elicitation capability/);
+      // B did not declare sampling, yet lists the tool: the shared server saw A's capabilities.
+      const listed = await toolNames(b.client);
+      for (const tool of [SAMPLING, ELICITATION, ROOTS]) assert.ok(listed.includes(tool), `${tool} in ${listed.join(', ')}`);
 
-    assert.deepEqual(bStray, []);
-    assert.deepEqual(aSampling, ['Resource trigger-sampling-request context: asked by A'], 'A was not asked on B’s behalf');
-    assert.equal(aElicited, 1);
-  });
+      const aResult = await outcomeText(a.client, SAMPLING, { prompt: 'asked by A', maxTokens: 20 });
+      assert.equal(aResult.isError, false, aResult.text);
+      assert.match(aResult.text, /the answer of session A/);
+      assert.deepEqual(aSampling, ['Resource trigger-sampling-request context: asked by A']);
+
+      const aElicitation = await outcomeText(a.client, ELICITATION);
+      assert.equal(aElicitation.isError, false, aElicitation.text);
+      assert.match(aElicitation.text, /Name: Alice of session A/);
+      assert.equal(aElicited, 1);
+
+      // B's calls: the server's request is refused for B (never sent to B, never to A).
+      const bSampling = await outcomeText(b.client, SAMPLING, { prompt: 'asked by B', maxTokens: 20 });
+      assert.equal(bSampling.isError, true, bSampling.text);
+      assert.match(bSampling.text, /did not declare the sampling capability/);
+      const bElicitation = await outcomeText(b.client, ELICITATION);
+      assert.equal(bElicitation.isError, true, bElicitation.text);
+      assert.match(bElicitation.text, /did not declare the elicitation capability/);
+
+      assert.deepEqual(bStray, []);
+      assert.deepEqual(aSampling, ['Resource trigger-sampling-request context: asked by A'], 'A was not asked on B’s behalf');
+      assert.equal(aElicited, 1);
+    }));
 
   /**
    * Resolves once the other session's request cannot come before the caller's is answered:
@@ -150,8 +180,10 @@ describe('sharing one server', { concurrency: 3 }, () => {
   // that the tool asks the client back and from then on runs its calls one session at a time, so
   // the next round answers both. A session-scoped instance has one session: always certain.
   for (const scope of ['shared', 'session'] as const) {
-    test(`two sessions sampling at the same time each answer only their own request (scope ${scope})`, async () => {
-      const daemon = await everythingDaemon(scope);
+    test(`two sessions sampling at the same time each answer only their own request (scope ${scope})`, () =>
+      // Shared scope: a fresh home of its own, where the first round may be refused (see above).
+      scope === 'shared' ? everythingDaemon(scope).then(sampleTogether) : onLane(scope, sampleTogether));
+    async function sampleTogether(daemon: DaemonHandle): Promise<void> {
       const a = await connectWs(cleanup, daemon, { name: 'session-a', capabilities: { sampling: {} } });
       const c = await connectWs(cleanup, daemon, { name: 'session-c', capabilities: { sampling: {} } });
       // Each handler holds its answer until both requests of the round are out, so both calls are
@@ -209,35 +241,35 @@ describe('sharing one server', { concurrency: 3 }, () => {
           }
         }
       }
-    });
+    }
   }
 
   // A shared server keeps one roots list: before a call from another session the daemon has it fetch the caller's.
   for (const scope of ['shared', 'session'] as const) {
-    test(`get-roots-list shows the calling session its own roots, never another session’s (scope ${scope})`, async () => {
-      const daemon = await everythingDaemon(scope);
-      const a = await connectWs(cleanup, daemon, { name: 'session-a', capabilities: { roots: { listChanged: true } } });
-      const c = await connectWs(cleanup, daemon, { name: 'session-c', capabilities: { roots: { listChanged: true } } });
-      const rootsOf = (who: string) => ({ roots: [{ uri: `file:///work/project-${who}`, name: `project of session ${who}` }] });
-      a.client.setRequestHandler(ListRootsRequestSchema, () => rootsOf('A'));
-      c.client.setRequestHandler(ListRootsRequestSchema, () => rootsOf('C'));
-      assert.ok((await toolNames(a.client)).includes(ROOTS));
+    test(`get-roots-list shows the calling session its own roots, never another session’s (scope ${scope})`, () =>
+      onLane(scope, async (daemon) => {
+        const a = await connectWs(cleanup, daemon, { name: 'session-a', capabilities: { roots: { listChanged: true } } });
+        const c = await connectWs(cleanup, daemon, { name: 'session-c', capabilities: { roots: { listChanged: true } } });
+        const rootsOf = (who: string) => ({ roots: [{ uri: `file:///work/project-${who}`, name: `project of session ${who}` }] });
+        a.client.setRequestHandler(ListRootsRequestSchema, () => rootsOf('A'));
+        c.client.setRequestHandler(ListRootsRequestSchema, () => rootsOf('C'));
+        assert.ok((await toolNames(a.client)).includes(ROOTS));
 
-      for (const [client, own, other] of [
-        [a.client, 'A', 'C'],
-        [c.client, 'C', 'A'],
-        [a.client, 'A', 'C'],
-      ] as const) {
-        const result = await outcomeText(client, ROOTS);
-        assert.equal(result.isError, false, result.text);
-        assert.doesNotMatch(result.text, new RegExp(`project-${other}`), `session ${own} was shown session ${other}'s roots`);
-        assert.match(result.text, new RegExp(`file:///work/project-${own}`), `session ${own}: ${result.text}`);
-      }
-    });
+        for (const [client, own, other] of [
+          [a.client, 'A', 'C'],
+          [c.client, 'C', 'A'],
+          [a.client, 'A', 'C'],
+        ] as const) {
+          const result = await outcomeText(client, ROOTS);
+          assert.equal(result.isError, false, result.text);
+          assert.doesNotMatch(result.text, new RegExp(`project-${other}`), `session ${own} was shown session ${other}'s roots`);
+          assert.match(result.text, new RegExp(`file:///work/project-${own}`), `session ${own}: ${result.text}`);
+        }
+      }));
   }
 
   test('resources/updated reaches only subscribed sessions; the server is subscribed once and unsubscribed with the last', async () => {
-    const { daemon, received } = await startTeedEverything(cleanup);
+    const { daemon, received } = await startTeedEverything(cleanup, LIST_WAITS);
     const s1 = await connectWs(cleanup, daemon, { name: 'subscriber-1' });
     const s2 = await connectWs(cleanup, daemon, { name: 'subscriber-2' });
     const none = await connectWs(cleanup, daemon, { name: 'not-subscribed' });
@@ -287,79 +319,79 @@ describe('sharing one server', { concurrency: 3 }, () => {
     assert.equal(toServer('resources/unsubscribe').length, 1, 'the server heard one unsubscribe, with the last subscriber');
   });
 
-  test('log messages reach each session at the level it asked for', async () => {
-    const daemon = await everythingDaemon();
-    const verbose = await connectWs(cleanup, daemon, { name: 'wants-debug' });
-    const quiet = await connectWs(cleanup, daemon, { name: 'wants-error' });
-    const levels = new Map<Client, string[]>();
-    for (const { client } of [verbose, quiet]) {
-      const got: string[] = [];
-      levels.set(client, got);
-      client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => void got.push(n.params.level));
-    }
-    const seen = (client: Client) => levels.get(client) ?? [];
-    const belowError = (level: string) => LEVELS.indexOf(level) < LEVELS.indexOf('error');
-    assert.ok((await toolNames(verbose.client)).includes(LOGGING));
-    await verbose.client.setLoggingLevel('debug');
-    await quiet.client.setLoggingLevel('error');
+  test('log messages reach each session at the level it asked for', () =>
+    onLane('shared', async (daemon) => {
+      const verbose = await connectWs(cleanup, daemon, { name: 'wants-debug' });
+      const quiet = await connectWs(cleanup, daemon, { name: 'wants-error' });
+      const levels = new Map<Client, string[]>();
+      for (const { client } of [verbose, quiet]) {
+        const got: string[] = [];
+        levels.set(client, got);
+        client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => void got.push(n.params.level));
+      }
+      const seen = (client: Client) => levels.get(client) ?? [];
+      const belowError = (level: string) => LEVELS.indexOf(level) < LEVELS.indexOf('error');
+      assert.ok((await toolNames(verbose.client)).includes(LOGGING));
+      await verbose.client.setLoggingLevel('debug');
+      await quiet.client.setLoggingLevel('error');
 
-    // Each start of the simulated logging sends one message of a random level at once: start and
-    // stop until the verbose session has seen levels on both sides of 'error'.
-    for (let i = 0; i < 80; i++) {
-      await verbose.client.callTool({ name: LOGGING, arguments: {} });
+      // Each start of the simulated logging sends one message of a random level at once: start and
+      // stop until the verbose session has seen levels on both sides of 'error'.
+      for (let i = 0; i < 80; i++) {
+        await verbose.client.callTool({ name: LOGGING, arguments: {} });
+        const mine = seen(verbose.client);
+        if (i % 2 === 1 && mine.some(belowError) && mine.some((l) => !belowError(l))) break;
+      }
+      if (/^Started/.test(textOf(await verbose.client.callTool({ name: LOGGING, arguments: {} })))) {
+        await verbose.client.callTool({ name: LOGGING, arguments: {} });
+      }
+      await Promise.all([verbose.client.ping(), quiet.client.ping()]);
+
       const mine = seen(verbose.client);
-      if (i % 2 === 1 && mine.some(belowError) && mine.some((l) => !belowError(l))) break;
-    }
-    if (/^Started/.test(textOf(await verbose.client.callTool({ name: LOGGING, arguments: {} })))) {
-      await verbose.client.callTool({ name: LOGGING, arguments: {} });
-    }
-    await Promise.all([verbose.client.ping(), quiet.client.ping()]);
+      assert.ok(mine.some(belowError), `the debug session got messages below error: ${mine.join(', ')}`);
+      assert.deepEqual(
+        seen(quiet.client).filter(belowError),
+        [],
+        `the error session got messages below its level: ${seen(quiet.client).join(', ')}`,
+      );
+      // Nothing at its level was lost: the quiet session got every message at error or above.
+      assert.deepEqual(
+        seen(quiet.client),
+        mine.filter((l) => !belowError(l)),
+      );
+      assert.ok(seen(quiet.client).length > 0);
+    }));
 
-    const mine = seen(verbose.client);
-    assert.ok(mine.some(belowError), `the debug session got messages below error: ${mine.join(', ')}`);
-    assert.deepEqual(
-      seen(quiet.client).filter(belowError),
-      [],
-      `the error session got messages below its level: ${seen(quiet.client).join(', ')}`,
-    );
-    // Nothing at its level was lost: the quiet session got every message at error or above.
-    assert.deepEqual(
-      seen(quiet.client),
-      mine.filter((l) => !belowError(l)),
-    );
-    assert.ok(seen(quiet.client).length > 0);
-  });
+  test('a client that did not declare sampling is never sent a sampling request; its call fails instead', () =>
+    onLane('shared', async (daemon) => {
+      const capable = await connectWs(cleanup, daemon, { name: 'capable', capabilities: { sampling: {} } });
+      let capableAsked = 0;
+      capable.client.setRequestHandler(CreateMessageRequestSchema, () => {
+        capableAsked++;
+        return sampled('the answer of the capable session');
+      });
+      assert.ok((await toolNames(capable.client)).includes(SAMPLING));
 
-  test('a client that did not declare sampling is never sent a sampling request; its call fails instead', async () => {
-    const daemon = await everythingDaemon();
-    const capable = await connectWs(cleanup, daemon, { name: 'capable', capabilities: { sampling: {} } });
-    let capableAsked = 0;
-    capable.client.setRequestHandler(CreateMessageRequestSchema, () => {
-      capableAsked++;
-      return sampled('the answer of the capable session');
-    });
-    assert.ok((await toolNames(capable.client)).includes(SAMPLING));
-
-    const raw = spawnShim(cleanup, daemon.clientEnv);
-    await initializeRaw(raw);
-    raw.send(
-      JSON.stringify({
-        jsonrpc: '2.0',
-        id: 'call-1',
-        method: 'tools/call',
-        params: { name: SAMPLING, arguments: { prompt: 'asked by a client without sampling', maxTokens: 20 } },
-      }),
-    );
-    const { response, before } = await readUntilResponse(raw, 'call-1', 15_000);
-    assert.deepEqual(
-      before.filter((m) => m.id !== undefined && m.method !== undefined),
-      [],
-      'the client got a server-to-client request',
-    );
-    const result = response.result as { isError?: boolean; content?: { text?: string }[] } | undefined;
-    const shown = result ? (result.content ?? []).map((c) => c.text ?? '').join('\n') : JSON.stringify(response.error);
-    assert.ok(result === undefined || result.isError === true, JSON.stringify(response));
-    assert.match(shown, /did not declare the sampling capability/);
-    assert.equal(capableAsked, 0, 'the capable session was asked on the other client’s behalf');
-  });
+      const raw = spawnShim(cleanup, daemon.clientEnv);
+      await initializeRaw(raw);
+      raw.send(
+        JSON.stringify({
+          jsonrpc: '2.0',
+          id: 'call-1',
+          method: 'tools/call',
+          params: { name: SAMPLING, arguments: { prompt: 'asked by a client without sampling', maxTokens: 20 } },
+        }),
+      );
+      const { response, before } = await readUntilResponse(raw, 'call-1', 15_000);
+      assert.deepEqual(
+        before.filter((m) => m.id !== undefined && m.method !== undefined),
+        [],
+        'the client got a server-to-client request',
+      );
+      const result = response.result as { isError?: boolean; content?: { text?: string }[] } | undefined;
+      const shown = result ? (result.content ?? []).map((c) => c.text ?? '').join('\n') : JSON.stringify(response.error);
+      assert.ok(result === undefined || result.isError === true, JSON.stringify(response));
+      assert.match(shown, /did not declare the sampling capability/);
+      assert.equal(capableAsked, 0, 'the capable session was asked on the other client’s behalf');
+    }));
 });
