@@ -31,6 +31,7 @@ import {
   toolText,
   waitFor,
   type DaemonHandle,
+  type RawShim,
   type ShimClient,
 } from './helpers.js';
 
@@ -153,7 +154,23 @@ async function runVictim(victim: ShimClient): Promise<void> {
   }
 }
 
+/**
+ * `exai-ws stdio` for the last case, started with the daemon: it shares nothing with it, and its
+ * start (the whole CLI's) then overlaps the daemon's and the cases before it instead of coming
+ * after them. Its initialize is sent at once; the case reads the answer.
+ */
+let stdio: RawShim;
+
 before(async () => {
+  stdio = spawnLines(cleanup, [CLI, 'stdio'], { EXAI_WS_HOME: makeHome(cleanup) });
+  stdio.send(
+    JSON.stringify({
+      jsonrpc: '2.0',
+      id: 0,
+      method: 'initialize',
+      params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'attacker', version: '1' } },
+    }),
+  );
   daemon = await startHostingDaemon(cleanup, () => ({ hostile: { command: process.execPath, args: [HOSTILE_SCRIPT] } }), {
     EXAI_WS_MAX_BYTES: String(MAX_BYTES),
     EXAI_WS_MAX_SESSIONS: String(MAX_SESSIONS),
@@ -737,21 +754,13 @@ test('past EXAI_WS_MAX_SESSIONS a hello gets session_limit and 4008; the session
 });
 
 test('exai-ws stdio (no daemon) takes the same bad input and keeps answering', async () => {
-  const stdio = spawnLines(cleanup, [CLI, 'stdio'], { EXAI_WS_HOME: makeHome(cleanup) });
   const reply = async (id: unknown): Promise<Record<string, unknown>> => {
     for (;;) {
       const message = JSON.parse(await stdio.nextLine(10_000)) as Record<string, unknown>;
       if (message.method === undefined && JSON.stringify(message.id) === JSON.stringify(id)) return message;
     }
   };
-  stdio.send(
-    JSON.stringify({
-      jsonrpc: '2.0',
-      id: 0,
-      method: 'initialize',
-      params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'attacker', version: '1' } },
-    }),
-  );
+  // Its initialize was sent in before(), when it was started.
   assert.ok((await reply(0)).result);
   stdio.send(JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }));
   const bad: [string, unknown, { code: number; message: RegExp }][] = [

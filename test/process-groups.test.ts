@@ -113,22 +113,30 @@ async function hosting(
   return { daemon, client };
 }
 
+/**
+ * The servers of the shared daemon, as its config file names them now: each test has its own
+ * entry (its own server, group and window), and the tests that remove or change an entry change
+ * only theirs, through {@link reconfigure}.
+ */
+const sharedServers: Record<string, ServerEntry> = {
+  killed: entry(),
+  exits: entry(),
+  idle: entry({ holdPipes: false }, { idle_timeout_ms: 300 }),
+  removed: entry({ holdPipes: false }),
+  stubborn: entry({ holdPipes: false, stubborn: true }),
+  changed: entry({ holdPipes: false }),
+};
+
 let shared: Promise<DaemonHandle> | undefined;
 /**
- * One daemon for the tests in which only their own server stops (killed, its own exit, idle):
- * each has its own server entry and its own window, never lists tools (which would start the
- * others' lazy servers), and the daemon and the other servers must outlive it anyway.
+ * One daemon for the tests in which only their own server stops (killed, its own exit, idle,
+ * removed or changed by a reload, crash-looping): each has its own server entry and its own
+ * window, never lists tools (which would start the others' lazy servers), and the daemon and the
+ * other servers must outlive it anyway (a reload leaves unchanged entries and their processes
+ * alone: one daemon, many servers, as in real use).
  */
 function sharedDaemon(): Promise<DaemonHandle> {
-  shared ??= startHostingDaemon(
-    cleanup,
-    () => ({
-      killed: entry(),
-      exits: entry(),
-      idle: entry({ holdPipes: false }, { idle_timeout_ms: 300 }),
-    }),
-    FAST,
-  );
+  shared ??= startHostingDaemon(cleanup, () => ({ ...sharedServers }), FAST);
   return shared;
 }
 
@@ -137,30 +145,48 @@ async function reload(daemon: DaemonHandle, servers: Record<string, ServerEntry>
   await run(process.execPath, [CLI, 'reload'], { env: { ...baseEnv(), EXAI_WS_HOME: daemon.home }, timeout: 20_000 });
 }
 
-// Each test has its own home and daemon on port 0 and reads its own server's group, so they run
-// side by side: most of their time is signals, graces and backoffs. The ProcessGroup tests below
-// replace process.kill for a moment, and run alone.
-describe('whole process groups, end to end', { concurrency: 3 }, () => {
+let reloads: Promise<unknown> = Promise.resolve();
+/**
+ * Changes the shared daemon's config (`change` edits {@link sharedServers}) and reloads it, one
+ * reload at a time: each writes the whole file, so two at once could undo each other's change.
+ */
+function reconfigure(daemon: DaemonHandle, change: (servers: Record<string, ServerEntry>) => void): Promise<void> {
+  const done = reloads.then(() => {
+    change(sharedServers);
+    return reload(daemon, sharedServers);
+  });
+  reloads = done.catch(() => undefined);
+  return done;
+}
+
+// Each test reads its own server's group, on the shared daemon (its own entry and window) or,
+// when it stops the daemon, on a daemon of its own, so they all run side by side: most of their
+// time is signals, graces and backoffs. The ProcessGroup tests below replace process.kill for a
+// moment, and run alone.
+describe('whole process groups, end to end', { concurrency: true }, () => {
   test('a server removed from the config takes every process it started with it', async () => {
-    const { daemon, client } = await hosting({ kids: entry({ holdPipes: false }) });
-    const pids = await serverPids(client);
-    await reload(daemon, {});
+    const daemon = await sharedDaemon();
+    const { client } = await connectWs(cleanup, daemon, { name: 'removed' });
+    const pids = await serverPids(client, 'removed');
+    await reconfigure(daemon, (servers) => delete servers.removed);
     await waitGroupGone(pids.pid, 'removal from the config');
   });
 
   test('a server removed from the config whose children ignore SIGTERM still leaves none behind', async () => {
-    const { daemon, client } = await hosting({ kids: entry({ holdPipes: false, stubborn: true }) });
-    const pids = await serverPids(client);
-    await reload(daemon, {});
+    const daemon = await sharedDaemon();
+    const { client } = await connectWs(cleanup, daemon, { name: 'stubborn' });
+    const pids = await serverPids(client, 'stubborn');
+    await reconfigure(daemon, (servers) => delete servers.stubborn);
     await waitGroupGone(pids.pid, 'removal of a server whose children ignore SIGTERM');
   });
 
   test('a server whose entry changed is restarted without the old one’s children', async () => {
-    const { daemon, client } = await hosting({ kids: entry({ holdPipes: false }) });
-    const old = await serverPids(client);
-    await reload(daemon, { kids: entry({ holdPipes: false }, { env: { CHANGED: '1' } }) });
+    const daemon = await sharedDaemon();
+    const { client } = await connectWs(cleanup, daemon, { name: 'changed' });
+    const old = await serverPids(client, 'changed');
+    await reconfigure(daemon, (servers) => (servers.changed = entry({ holdPipes: false }, { env: { CHANGED: '1' } })));
     await waitGroupGone(old.pid, 'a changed entry');
-    const renewed = await serverPids(client);
+    const renewed = await serverPids(client, 'changed');
     assert.notEqual(renewed.pid, old.pid);
   });
 
@@ -222,17 +248,20 @@ describe('whole process groups, end to end', { concurrency: 3 }, () => {
   });
 
   test('a crash-looping server leaves no children of its past runs behind', async () => {
-    const { daemon } = await hosting({});
-    const pidsFile = join(daemon.home, 'pids.txt');
+    const daemon = await sharedDaemon();
+    const pidsFile = join(daemon.home, 'crashing-pids.txt');
     const starts = (): number[] => (existsSync(pidsFile) ? readFileSync(pidsFile, 'utf8').split('\n').filter(Boolean).map(Number) : []);
     cleanup.add(() => {
       for (const pid of starts()) killGroup(pid);
     });
-    await reload(daemon, { kids: entry({}, { start: 'eager', env: { PIDS_FILE: pidsFile, EXIT_AFTER_MS: '100' } }) });
+    await reconfigure(
+      daemon,
+      (servers) => (servers.crashing = entry({}, { start: 'eager', env: { PIDS_FILE: pidsFile, EXIT_AFTER_MS: '100' } })),
+    );
     // Backoff 50, 100, 200 ms at this scale: four runs have come and gone within a second or two.
     const seen = await waitFor(() => (starts().length >= 4 ? starts() : null), 'four runs of the crashing server', 30_000);
     for (const pgid of seen.slice(0, 3)) await waitGroupGone(pgid, 'a crash of the server');
-    await reload(daemon, {});
+    await reconfigure(daemon, (servers) => delete servers.crashing);
     for (const pgid of starts()) await waitGroupGone(pgid, 'removal of the crash-looping server');
   });
 });

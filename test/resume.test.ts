@@ -298,6 +298,23 @@ function hostileDaemon(env: Record<string, string> = {}): Promise<DaemonHandle> 
   return startHostingDaemon(cleanup, () => ({ hostile: { command: process.execPath, args: [HOSTILE_SCRIPT] } }), env);
 }
 
+let quiet: Promise<DaemonHandle> | undefined;
+let quietTurns: Promise<unknown> = Promise.resolve();
+/**
+ * Runs `body` on a daemon shared by the tests that need one without a heartbeat, with a long
+ * grace and pid checks every 100 ms (EXAI_WS_TIMER_SCALE; only the unseen-pid test's hello
+ * names a pid), one test at a time: each counts the daemon's sessions or calls in flight, and a
+ * test done leaves only attached sessions (its sockets stay open) and nothing in flight, so
+ * what the next one counts is its own. The chain goes on after a failure.
+ */
+function onQuietDaemon(body: (daemon: DaemonHandle) => Promise<void>): Promise<void> {
+  quiet ??= hostileDaemon({ EXAI_WS_HEARTBEAT_MS: '0', EXAI_WS_RESUME_GRACE_MS: '60000', EXAI_WS_TIMER_SCALE: '0.1' });
+  const daemon = quiet;
+  const turn = quietTurns.then(async () => body(await daemon));
+  quietTurns = turn.catch(() => undefined);
+  return turn;
+}
+
 // Alone, not beside other tests: a 300 ms heartbeat must not cut the reader before it pauses.
 test('frames lost in flight when the heartbeat cuts a paused reader are replayed on resume: every one after `received`, once, in order', async () => {
   const daemon = await hostileDaemon({ EXAI_WS_HEARTBEAT_MS: '300' });
@@ -382,8 +399,8 @@ test('frames lost in flight when the heartbeat cuts a paused reader are replayed
   assert.equal(health.sessions.attached, 1);
 });
 
-// Each test has its own daemon and home: they run side by side.
-describe('resume end to end', { concurrency: 3 }, () => {
+// Each test has its own daemon and home, or takes its turn on the quiet daemon: they run side by side.
+describe('resume end to end', { concurrency: true }, () => {
   test('a resume that needs frames no longer kept (past EXAI_WS_HOLD_MAX_BYTES) gets a new session: resumed false, the old one ends resume_gap', async () => {
     const daemon = await hostileDaemon({ EXAI_WS_HOLD_MAX_BYTES: '32768', EXAI_WS_HEARTBEAT_MS: '0' });
     const ws = await openSocket(cleanup, daemon);
@@ -455,52 +472,53 @@ describe('resume end to end', { concurrency: 3 }, () => {
     assert.equal((await getHealth(daemon)).sessions.total, 2);
   });
 
-  test('clients without acks are served as before: held messages on resume, no replay, an ack frame is an invalid message', async () => {
-    const daemon = await hostileDaemon({ EXAI_WS_HEARTBEAT_MS: '0' });
-    const ws = await openSocket(cleanup, daemon);
-    const first = track(ws);
-    assert.equal((await sendHello(ws, { session_id: 'no-acks' })).ok, true);
-    await initialize(ws, first.frames);
+  test('clients without acks are served as before: held messages on resume, no replay, an ack frame is an invalid message', () =>
+    onQuietDaemon(async (daemon) => {
+      const ws = await openSocket(cleanup, daemon);
+      const first = track(ws);
+      assert.equal((await sendHello(ws, { session_id: 'no-acks' })).ok, true);
+      await initialize(ws, first.frames);
 
-    // An ack frame on a connection that does not send acks: -32600, and the session goes on.
-    ws.send('{"type":"ack","received":1}');
-    const invalid = await waitFor(() => first.frames.find((m) => m.id === null), 'the invalid-message reply');
-    assert.equal((invalid.error as { code: number }).code, -32600);
+      // An ack frame on a connection that does not send acks: -32600, and the session goes on.
+      ws.send('{"type":"ack","received":1}');
+      const invalid = await waitFor(() => first.frames.find((m) => m.id === null), 'the invalid-message reply');
+      assert.equal((invalid.error as { code: number }).code, -32600);
 
-    send(ws, { id: 2, method: 'tools/call', params: { name: 'sleep', arguments: { ms: 400 } } });
-    await waitFor(async () => (await getHealth(daemon)).inflight === 1 || null, 'the call in flight');
-    first.stop();
-    ws.terminate();
-    await waitFor(async () => (await getHealth(daemon)).inflight === 0 || null, 'the call to finish while detached');
+      send(ws, { id: 2, method: 'tools/call', params: { name: 'sleep', arguments: { ms: 400 } } });
+      await waitFor(async () => (await getHealth(daemon)).inflight === 1 || null, 'the call in flight');
+      first.stop();
+      ws.terminate();
+      await waitFor(async () => (await getHealth(daemon)).inflight === 0 || null, 'the call to finish while detached');
 
-    const ws2 = await openSocket(cleanup, daemon);
-    const again = await sendHello(ws2, { session_id: 'no-acks' });
-    assert.deepEqual([again.ok, again.resumed, again.replayed], [true, true, 0], JSON.stringify(again));
-    const held = await nextJson(ws2);
-    assert.equal(held.id, 2, `the held reply follows the ack: ${JSON.stringify(held)}`);
-    assert.equal(((held.result as Json).content as { text: string }[])[0]?.text, 'slept 400');
-  });
+      const ws2 = await openSocket(cleanup, daemon);
+      const again = await sendHello(ws2, { session_id: 'no-acks' });
+      assert.deepEqual([again.ok, again.resumed, again.replayed], [true, true, 0], JSON.stringify(again));
+      const held = await nextJson(ws2);
+      assert.equal(held.id, 2, `the held reply follows the ack: ${JSON.stringify(held)}`);
+      assert.equal(((held.result as Json).content as { text: string }[])[0]?.text, 'slept 400');
+    }));
 
-  test('a malformed ack frame on an acking connection is an invalid message that harms nothing else', async () => {
-    const daemon = await hostileDaemon({ EXAI_WS_HEARTBEAT_MS: '0' });
-    const ws = await openSocket(cleanup, daemon);
-    const frames = track(ws).frames;
-    assert.equal((await sendHello(ws, { acks: true })).ok, true);
-    await initialize(ws, frames);
-    for (const bad of ['{"type":"ack","received":-1}', '{"type":"ack","received":"1"}', '{"type":"ack"}']) ws.send(bad);
-    send(ws, { id: 2, method: 'tools/call', params: { name: 'echo', arguments: { text: 'fine' } } });
-    await waitFor(() => frames.find((m) => m.id === 2), 'the echo');
-    const invalid = frames.filter((m) => m.id === null);
-    assert.equal(invalid.length, 3, JSON.stringify(frames));
-    for (const m of invalid) assert.equal((m.error as { code: number }).code, -32600);
-    ws.send('{"type":"ack","received":5}'); // a good one: never answered
-    send(ws, { id: 3, method: 'ping' });
-    await waitFor(() => frames.find((m) => m.id === 3), 'the ping');
-    assert.equal(frames.length, 6, 'the ack got no answer');
-  });
+  test('a malformed ack frame on an acking connection is an invalid message that harms nothing else', () =>
+    onQuietDaemon(async (daemon) => {
+      const ws = await openSocket(cleanup, daemon);
+      const frames = track(ws).frames;
+      assert.equal((await sendHello(ws, { acks: true })).ok, true);
+      await initialize(ws, frames);
+      for (const bad of ['{"type":"ack","received":-1}', '{"type":"ack","received":"1"}', '{"type":"ack"}']) ws.send(bad);
+      send(ws, { id: 2, method: 'tools/call', params: { name: 'echo', arguments: { text: 'fine' } } });
+      await waitFor(() => frames.find((m) => m.id === 2), 'the echo');
+      const invalid = frames.filter((m) => m.id === null);
+      assert.equal(invalid.length, 3, JSON.stringify(frames));
+      for (const m of invalid) assert.equal((m.error as { code: number }).code, -32600);
+      ws.send('{"type":"ack","received":5}'); // a good one: never answered
+      send(ws, { id: 3, method: 'ping' });
+      await waitFor(() => frames.find((m) => m.id === 3), 'the ping');
+      assert.equal(frames.length, 6, 'the ack got no answer');
+    }));
 });
 
-// Each test has its own daemon, home and client processes: they run side by side.
+// Each test has its own daemon, home and client processes, or takes its turn on the quiet daemon
+// (the resume tests' turns are over by then): they run side by side.
 describe('dead clients', { concurrency: true }, () => {
   const LONG_OP = 'everything__trigger-long-running-operation';
   /**
@@ -620,15 +638,15 @@ describe('dead clients', { concurrency: true }, () => {
     );
   });
 
-  test('a pid the daemon cannot see is ignored: the session waits out the grace as before', async () => {
-    const daemon = await hostileDaemon({ EXAI_WS_HEARTBEAT_MS: '0', EXAI_WS_RESUME_GRACE_MS: '60000', ...PID_CHECKS_FAST });
-    const ws = await openSocket(cleanup, daemon);
-    // Far above any pid_max: no such process, at hello time already.
-    assert.equal((await sendHello(ws, { session_id: 'unseen-pid', pid: 2 ** 30 + 7 })).ok, true);
-    ws.terminate();
-    await waitFor(async () => (await getHealth(daemon)).sessions.detached === 1 || null, 'the session to detach');
-    await pidChecksPassed(daemon, 'unseen-pid', 2);
-    assert.equal((await getHealth(daemon)).sessions.detached, 1, 'not ended as client_died');
-    assert.equal(sessionClosedLines(daemon.home, 'unseen-pid').length, 0);
-  });
+  test('a pid the daemon cannot see is ignored: the session waits out the grace as before', () =>
+    onQuietDaemon(async (daemon) => {
+      const ws = await openSocket(cleanup, daemon);
+      // Far above any pid_max: no such process, at hello time already.
+      assert.equal((await sendHello(ws, { session_id: 'unseen-pid', pid: 2 ** 30 + 7 })).ok, true);
+      ws.terminate();
+      await waitFor(async () => (await getHealth(daemon)).sessions.detached === 1 || null, 'the session to detach');
+      await pidChecksPassed(daemon, 'unseen-pid', 2);
+      assert.equal((await getHealth(daemon)).sessions.detached, 1, 'not ended as client_died');
+      assert.equal(sessionClosedLines(daemon.home, 'unseen-pid').length, 0);
+    }));
 });

@@ -63,8 +63,9 @@ function names(outcome: Awaited<ReturnType<Catalog['list']>>): string[] {
 
 // Each test has its own home and daemon on port 0 (nothing shared but this file's cleanup), so they run side
 // by side: most of their time is waiting on processes and timers.
-// Two at a time only: two of them assert answers within 3 s.
-describe('slow and silent servers', { concurrency: 2 }, () => {
+// All three daemons at once: two of the tests assert answers within 3 s, and the third (the
+// deadline one) asserts no time, so its load comes beside them only while they start.
+describe('slow and silent servers', { concurrency: 3 }, () => {
   test('catalog: a list answers without a server still starting; calls to the others are routed at once; it shows up with list_changed', async () => {
     let open!: () => void;
     const gate = new Promise<void>((resolve) => (open = resolve));
@@ -222,7 +223,9 @@ describe('slow and silent servers', { concurrency: 2 }, () => {
 
   test('a server slow to start is listed later: the window that listed without it gets tools/list_changed', async () => {
     const daemon = await startHostingDaemon(cleanup, (home) => ({
-      slow: { command: process.execPath, args: [SILENT_SCRIPT, '--answer-after-ms', '4000'] },
+      // Up 1 s after the list's 2 s wait (DEFAULT_LIST_WAIT_MS) has given up on it, counted from
+      // its own start, which comes later still: the first list cannot hold it.
+      slow: { command: process.execPath, args: [SILENT_SCRIPT, '--answer-after-ms', '3000'] },
       memory: memoryEntry(home, { start: 'eager' }),
     }));
     await waitReady(daemon, 'memory');
@@ -243,11 +246,12 @@ describe('slow and silent servers', { concurrency: 2 }, () => {
   });
 
   test('a server that never answers initialize is failed with that reason once its init_timeout_ms passes, and retried', async () => {
-    // Retried after a tenth of the backoff (25, 50 ms ...: EXAI_WS_TIMER_SCALE): the deadline is what is waited out.
+    // Retried after a tenth of the backoff (25, 50 ms ...: EXAI_WS_TIMER_SCALE): the deadline is what is waited out,
+    // half a second, three times (the failure and two retries).
     const daemon = await startHostingDaemon(
       cleanup,
       (home) => ({
-        silent: { command: process.execPath, args: [SILENT_SCRIPT], init_timeout_ms: 1_000 },
+        silent: { command: process.execPath, args: [SILENT_SCRIPT], init_timeout_ms: 500 },
         memory: memoryEntry(home),
       }),
       { EXAI_WS_TIMER_SCALE: '0.1' },
@@ -259,17 +263,17 @@ describe('slow and silent servers', { concurrency: 2 }, () => {
       const r = await serverReport(daemon, 'silent');
       return r.state === 'failed' || r.retries > 0 ? r : null;
     }, 'the silent server failed');
-    assert.equal(failed.last_error, 'did not answer initialize within 1 s');
+    assert.equal(failed.last_error, 'did not answer initialize within 0.5 s');
     const retried = await waitFor(async () => {
       const r = await serverReport(daemon, 'silent');
       return r.retries >= 2 ? r : null;
     }, 'the silent server retried in the background');
-    assert.equal(retried.last_error, 'did not answer initialize within 1 s', 'killing it for the deadline is not an exit of its own');
+    assert.equal(retried.last_error, 'did not answer initialize within 0.5 s', 'killing it for the deadline is not an exit of its own');
     const warned = readJsonLines(logPath(daemon.home)).filter((l) => l.msg === 'server failed to start' && l.server === 'silent');
     assert.ok(warned.length >= 1);
-    assert.equal(warned[0]?.error, 'did not answer initialize within 1 s');
+    assert.equal(warned[0]?.error, 'did not answer initialize within 0.5 s');
     // A call to it says why, at once or after its own start's deadline.
-    await assert.rejects(client.callTool({ name: 'silent__anything', arguments: {} }), /did not answer initialize within 1 s/);
+    await assert.rejects(client.callTool({ name: 'silent__anything', arguments: {} }), /did not answer initialize within 0\.5 s/);
     // The processes given up on are stopped: they do not pile up with the retries.
     const running = descendants(daemon.pid).filter((pid) => cmdline(pid).includes('hosted-silent'));
     assert.ok(running.length <= 1, `${running.length} silent server processes run`);
