@@ -567,7 +567,9 @@ describe('dead clients', { concurrency: true }, () => {
         record = join(home, 'everything-stdin.jsonl');
         return { everything: { command: process.execPath, args: [TEE_SCRIPT, record, process.execPath, EVERYTHING_SCRIPT, 'stdio'] } };
       },
-      { EXAI_WS_HEARTBEAT_MS: '400', EXAI_WS_RESUME_GRACE_MS: '60000', ...PID_CHECKS_FAST },
+      // The client's call is its first request: it waits for server-everything however long that
+      // takes to start (under load, longer than the default 2 s list wait).
+      { EXAI_WS_HEARTBEAT_MS: '400', EXAI_WS_RESUME_GRACE_MS: '60000', EXAI_WS_LIST_WAIT_MS: '0', ...PID_CHECKS_FAST },
     );
     const received = () => readJsonLines(record) as Message[];
     return { daemon, received };
