@@ -14,7 +14,20 @@ import { after, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { parseCommand } from '../src/local/args.js';
 import { COMMANDS, commandSpec } from '../src/local/specs.js';
-import { Cleanup, ROOT, baseEnv, getHealth, makeHome, spawnDaemon, startDaemon, textOf, waitFor, runCli } from './helpers.js';
+import {
+  Cleanup,
+  ROOT,
+  baseEnv,
+  getHealth,
+  makeHome,
+  pool,
+  spawnDaemon,
+  startDaemon,
+  textOf,
+  waitFor,
+  runCli,
+  type DaemonHandle,
+} from './helpers.js';
 import { connectWs } from './fixtures/ws-client.js';
 import { cliHere } from './fixtures/cli-here.js';
 
@@ -26,40 +39,110 @@ async function get(port: number, path: string, headers: Record<string, string> =
   return fetch(`http://127.0.0.1:${port}${path}`, { method, headers, redirect: 'manual' });
 }
 
-// Each test has its own home and daemon on port 0 (nothing shared but this file's cleanup), so they run side
-// by side: most of their time is waiting on processes and timers.
+// The tests run side by side: most of their time is waiting on processes and timers.
 describe('CLI manners', { concurrency: 3 }, () => {
-  test('--help of every command prints its usage and does nothing else: the running daemon stays as it was', async () => {
-    const daemon = await startDaemon(cleanup);
-    const configFile = join(daemon.home, 'servers.json');
-    const env = { ...daemon.clientEnv, EXAI_WS_CONFIG: configFile, EXAI_WS_SERVICE_MANAGER: 'none', XDG_CONFIG_HOME: daemon.home };
-    const before = await getHealth(daemon);
-    // Each command with the arguments it would otherwise act on: the help flag still wins.
-    const argsOf = (name: string, flag: string) =>
-      name === 'import' ? ['import', '--from', 'vscode', flag] : name === 'service' ? ['service', 'install', flag] : [name, flag];
-    // `--help` of every command through the real CLI; `-h` is the same flag to the parser the CLI
-    // runs first (local/args.ts): for every command it parses as help, and one `-h` (of the command
-    // that would do most harm) runs through the real CLI. A CLI process costs about 0.15 s of CPU.
-    for (const spec of COMMANDS) {
-      const [, ...rest] = argsOf(spec.name, '-h');
-      assert.deepEqual(parseCommand(spec, rest), { help: true }, `${spec.name} -h parses as --help`);
-    }
-    for (const args of [...COMMANDS.map((spec) => argsOf(spec.name, '--help')), ['stop', '-h']]) {
-      const spec = commandSpec(args[0] as string);
-      const out = await runCli(args, env);
-      assert.equal(out.code, 0, `${args.join(' ')}: exit ${out.code}: ${out.stderr}`);
-      assert.equal(out.stdout, `${spec?.usage}\n`, `${args.join(' ')} prints its usage and nothing else`);
-      assert.equal(out.stderr, '', `${args.join(' ')} writes nothing on stderr`);
-    }
-    const now = await getHealth(daemon);
-    assert.equal(now.pid, before.pid, 'stop/restart --help left the daemon running');
-    assert.equal(daemon.proc.exitCode, null);
-    assert.equal(now.sessions.total, 0, 'shim/stdio --help opened no session');
-    assert.equal((now.config as { last_reload: unknown }).last_reload, null, 'reload --help did not reload');
-    assert.equal(existsSync(configFile), false, 'import --help wrote no config');
-    assert.equal(existsSync(join(daemon.home, 'systemd')), false, 'service install --help wrote no unit');
-    const log = readFileSync(join(daemon.home, 'logs', 'ws_daemon.log'), 'utf8');
-    assert.doesNotMatch(log, /daemon stopping|session opened/);
+  // One daemon for these two, one after another: --help first (it asserts the daemon has had no
+  // session and no reload, and that nothing was written to its home), then the token test, which
+  // opens the one session it counts. Neither stops the daemon or changes its config.
+  describe('on one daemon, one test at a time', { concurrency: 1 }, () => {
+    let shared: Promise<DaemonHandle> | undefined;
+    const sharedDaemon = (): Promise<DaemonHandle> => (shared ??= startDaemon(cleanup));
+
+    test('--help of every command prints its usage and does nothing else: the running daemon stays as it was', async () => {
+      const daemon = await sharedDaemon();
+      const configFile = join(daemon.home, 'servers.json');
+      const env = { ...daemon.clientEnv, EXAI_WS_CONFIG: configFile, EXAI_WS_SERVICE_MANAGER: 'none', XDG_CONFIG_HOME: daemon.home };
+      const before = await getHealth(daemon);
+      // Each command with the arguments it would otherwise act on: the help flag still wins.
+      const argsOf = (name: string, flag: string) =>
+        name === 'import' ? ['import', '--from', 'vscode', flag] : name === 'service' ? ['service', 'install', flag] : [name, flag];
+      // `--help` of every command through the real CLI; `-h` is the same flag to the parser the CLI
+      // runs first (local/args.ts): for every command it parses as help, and one `-h` (of the command
+      // that would do most harm) runs through the real CLI. A CLI process costs about 0.15 s of CPU.
+      for (const spec of COMMANDS) {
+        const [, ...rest] = argsOf(spec.name, '-h');
+        assert.deepEqual(parseCommand(spec, rest), { help: true }, `${spec.name} -h parses as --help`);
+      }
+      // Three CLI processes at a time: each only reads its arguments, and each is checked on its own.
+      const runs = [...COMMANDS.map((spec) => argsOf(spec.name, '--help')), ['stop', '-h']];
+      await pool(runs.length, 3, async (n) => {
+        const args = runs[n] as string[];
+        const spec = commandSpec(args[0] as string);
+        const out = await runCli(args, env);
+        assert.equal(out.code, 0, `${args.join(' ')}: exit ${out.code}: ${out.stderr}`);
+        assert.equal(out.stdout, `${spec?.usage}\n`, `${args.join(' ')} prints its usage and nothing else`);
+        assert.equal(out.stderr, '', `${args.join(' ')} writes nothing on stderr`);
+      });
+      const now = await getHealth(daemon);
+      assert.equal(now.pid, before.pid, 'stop/restart --help left the daemon running');
+      assert.equal(daemon.proc.exitCode, null);
+      assert.equal(now.sessions.total, 0, 'shim/stdio --help opened no session');
+      assert.equal((now.config as { last_reload: unknown }).last_reload, null, 'reload --help did not reload');
+      assert.equal(existsSync(configFile), false, 'import --help wrote no config');
+      assert.equal(existsSync(join(daemon.home, 'systemd')), false, 'service install --help wrote no unit');
+      const log = readFileSync(join(daemon.home, 'logs', 'ws_daemon.log'), 'utf8');
+      assert.doesNotMatch(log, /daemon stopping|session opened/);
+    });
+
+    test('/health without the token is liveness only; the page, /events and /metrics need the token or a cookie from a one-time code', async () => {
+      const daemon = await sharedDaemon();
+      const { client } = await connectWs(cleanup, daemon, { name: 'secret-window' });
+      await client.callTool({ name: 'version', arguments: {} });
+
+      const open = (await (await get(daemon.port, '/health')).json()) as Record<string, unknown>;
+      assert.equal(open.status, 'ok');
+      assert.equal(open.pid, daemon.pid);
+      assert.equal(open.sessions, undefined, 'no session list (client names, folders) without the token');
+      assert.ok(!JSON.stringify(open).includes('secret-window'));
+      const full = await getHealth(daemon);
+      assert.equal(full.sessions.total, 1);
+
+      for (const path of ['/', '/events', '/metrics']) {
+        const refused = await get(daemon.port, path);
+        assert.equal(refused.status, 401, path);
+        assert.equal(refused.headers.get('www-authenticate'), 'Bearer');
+        const wrong = await get(daemon.port, path, { cookie: 'exai_ws_session=made-up' });
+        assert.equal(wrong.status, 401, `${path} with a made-up cookie`);
+        await wrong.body?.cancel();
+        await refused.body?.cancel();
+      }
+      const bearer = await get(daemon.port, '/metrics', { authorization: `Bearer ${daemon.token}` });
+      assert.equal(bearer.status, 200);
+      await bearer.body?.cancel();
+
+      // Codes only for the token holder; each good once.
+      assert.equal((await get(daemon.port, '/auth/code', {}, 'POST')).status, 401);
+      assert.equal((await get(daemon.port, '/auth/code', { authorization: `Bearer ${daemon.token}` })).status, 405);
+      const issued = (await (await get(daemon.port, '/auth/code', { authorization: `Bearer ${daemon.token}` }, 'POST')).json()) as {
+        code: string;
+        url: string;
+        expires_in_s: number;
+      };
+      assert.equal(issued.url, `http://127.0.0.1:${daemon.port}/?code=${issued.code}`);
+      assert.equal(issued.expires_in_s, 60);
+      const redeemed = await get(daemon.port, `/?code=${encodeURIComponent(issued.code)}`);
+      assert.equal(redeemed.status, 303);
+      assert.equal(redeemed.headers.get('location'), '/');
+      const setCookie = redeemed.headers.get('set-cookie') ?? '';
+      assert.match(setCookie, /^exai_ws_session=[\w-]{40,}; /);
+      assert.match(setCookie, /; HttpOnly/);
+      assert.match(setCookie, /; SameSite=Strict/);
+      const cookie = setCookie.split(';')[0] as string;
+      for (const path of ['/', '/metrics', '/health']) {
+        const ok = await get(daemon.port, path, { cookie });
+        assert.equal(ok.status, 200, `${path} with the cookie`);
+        if (path === '/health') assert.equal(((await ok.json()) as { sessions: { total: number } }).sessions.total, 1);
+        else await ok.body?.cancel();
+      }
+      const again = await get(daemon.port, `/?code=${encodeURIComponent(issued.code)}`);
+      assert.equal(again.status, 401, 'a code is good once');
+      assert.equal(again.headers.get('set-cookie'), null);
+      await again.body?.cancel();
+      // Another site's page cannot use the cookie: Origin is checked before anything else.
+      const foreign = await get(daemon.port, '/', { cookie, origin: 'http://evil.example' });
+      assert.equal(foreign.status, 403);
+      await foreign.body?.cancel();
+    });
   });
 
   test('an unknown option exits 2 naming it, for every command; so does an unknown command or a missing value', async () => {
@@ -137,66 +220,6 @@ describe('CLI manners', { concurrency: 3 }, () => {
     const lines = stderr().trim().split('\n');
     assert.equal(lines.length, 1, `one line: ${stderr()}`);
     assert.match(lines[0] as string, new RegExp(`^exai-ws: port ${port} is already in use .*EXAI_WS_PORT`));
-  });
-
-  test('/health without the token is liveness only; the page, /events and /metrics need the token or a cookie from a one-time code', async () => {
-    const daemon = await startDaemon(cleanup);
-    const { client } = await connectWs(cleanup, daemon, { name: 'secret-window' });
-    await client.callTool({ name: 'version', arguments: {} });
-
-    const open = (await (await get(daemon.port, '/health')).json()) as Record<string, unknown>;
-    assert.equal(open.status, 'ok');
-    assert.equal(open.pid, daemon.pid);
-    assert.equal(open.sessions, undefined, 'no session list (client names, folders) without the token');
-    assert.ok(!JSON.stringify(open).includes('secret-window'));
-    const full = await getHealth(daemon);
-    assert.equal(full.sessions.total, 1);
-
-    for (const path of ['/', '/events', '/metrics']) {
-      const refused = await get(daemon.port, path);
-      assert.equal(refused.status, 401, path);
-      assert.equal(refused.headers.get('www-authenticate'), 'Bearer');
-      const wrong = await get(daemon.port, path, { cookie: 'exai_ws_session=made-up' });
-      assert.equal(wrong.status, 401, `${path} with a made-up cookie`);
-      await wrong.body?.cancel();
-      await refused.body?.cancel();
-    }
-    const bearer = await get(daemon.port, '/metrics', { authorization: `Bearer ${daemon.token}` });
-    assert.equal(bearer.status, 200);
-    await bearer.body?.cancel();
-
-    // Codes only for the token holder; each good once.
-    assert.equal((await get(daemon.port, '/auth/code', {}, 'POST')).status, 401);
-    assert.equal((await get(daemon.port, '/auth/code', { authorization: `Bearer ${daemon.token}` })).status, 405);
-    const issued = (await (await get(daemon.port, '/auth/code', { authorization: `Bearer ${daemon.token}` }, 'POST')).json()) as {
-      code: string;
-      url: string;
-      expires_in_s: number;
-    };
-    assert.equal(issued.url, `http://127.0.0.1:${daemon.port}/?code=${issued.code}`);
-    assert.equal(issued.expires_in_s, 60);
-    const redeemed = await get(daemon.port, `/?code=${encodeURIComponent(issued.code)}`);
-    assert.equal(redeemed.status, 303);
-    assert.equal(redeemed.headers.get('location'), '/');
-    const setCookie = redeemed.headers.get('set-cookie') ?? '';
-    assert.match(setCookie, /^exai_ws_session=[\w-]{40,}; /);
-    assert.match(setCookie, /; HttpOnly/);
-    assert.match(setCookie, /; SameSite=Strict/);
-    const cookie = setCookie.split(';')[0] as string;
-    for (const path of ['/', '/metrics', '/health']) {
-      const ok = await get(daemon.port, path, { cookie });
-      assert.equal(ok.status, 200, `${path} with the cookie`);
-      if (path === '/health') assert.equal(((await ok.json()) as { sessions: { total: number } }).sessions.total, 1);
-      else await ok.body?.cancel();
-    }
-    const again = await get(daemon.port, `/?code=${encodeURIComponent(issued.code)}`);
-    assert.equal(again.status, 401, 'a code is good once');
-    assert.equal(again.headers.get('set-cookie'), null);
-    await again.body?.cancel();
-    // Another site's page cannot use the cookie: Origin is checked before anything else.
-    const foreign = await get(daemon.port, '/', { cookie, origin: 'http://evil.example' });
-    assert.equal(foreign.status, 403);
-    await foreign.body?.cancel();
   });
 
   test('the shutdown is logged in order, with a session open: "daemon stopping" before "daemon stopped"', async () => {

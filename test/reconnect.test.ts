@@ -81,17 +81,27 @@ describe('reconnect', { concurrency: 3 }, () => {
     });
   }
 
-  test('requests sent while no daemon runs wait and are answered once one is back; past EXAI_WS_RECONNECT_MS they get -32000 and the shim exits 1', async () => {
+  // Also the test once named 'stdin ending while the shim reconnects exits 0 at once; after a
+  // reconnect it still ends its session at once': its shim ends its stdin while no daemon runs here,
+  // and this window, reconnected twice, closes at the third daemon.
+  test('requests sent while no daemon runs wait and are answered once one is back; past EXAI_WS_RECONNECT_MS they get -32000 and the shim exits 1; stdin ending while the shim reconnects exits 0 at once, and after a reconnect it still ends its session at once', async () => {
     // The fixture daemon alone (its built-in tools): what waits here is the shim's, and a hosted
     // server would only add its start at each of the three daemons.
     const daemon = await startDaemon(cleanup);
     const window = await openWindow(cleanup, daemon, 'patient', FAST_SHIM);
+    const closing = spawnShim(cleanup, { ...daemon.clientEnv, EXAI_WS_AUTOSTART: '0', ...FAST_SHIM });
+    await initializeRaw(closing);
     await window.client.listTools();
     daemon.proc.kill('SIGKILL');
     await within(daemon.exited, 10_000, 'the daemon to exit');
     // "While no daemon runs" starts when the shim has seen its connection drop: a request sent in
     // the moment before that is in flight on the dying connection, and is rightly answered -32000.
     await waitFor(() => /reconnecting \(for up to/.test(window.stderr()), 'the shim to see the daemon gone', 10_000);
+
+    // No daemon: a client closes its end while its shim reconnects; the shim exits by itself, 0.
+    await waitFor(() => closing.stderr().includes('reconnecting'), 'the closing shim to notice the drop');
+    closing.proc.stdin?.end();
+    assert.equal(await within(closing.exited, 10_000, 'the reconnecting shim to exit'), 0);
 
     let settled = false;
     const listed = window.client.listTools(undefined, { timeout: 120_000 }).finally(() => (settled = true));
@@ -123,27 +133,9 @@ describe('reconnect', { concurrency: 3 }, () => {
     const again = (await window.client.listTools(undefined, { timeout: 60_000 })).tools.map((t) => t.name);
     assert.ok(again.includes('sleep'));
     assert.equal((await getHealth(third)).sessions.total, 1);
-  });
-
-  test('stdin ending while the shim reconnects exits 0 at once; after a reconnect it still ends its session at once', async () => {
-    // The fixture daemon alone: the shim's stdin and its session's end need no hosted server.
-    const daemon = await startDaemon(cleanup);
-    const window = await openWindow(cleanup, daemon, 'closing', FAST_SHIM);
-    const raw = spawnShim(cleanup, { ...daemon.clientEnv, EXAI_WS_AUTOSTART: '0', ...FAST_SHIM });
-    await initializeRaw(raw);
-    daemon.proc.kill('SIGKILL');
-    await within(daemon.exited, 10_000, 'the daemon to exit');
-
-    // No daemon: the client closes its end while the shim reconnects; the shim exits by itself, 0.
-    await waitFor(() => raw.stderr().includes('reconnecting'), 'the raw shim to notice the drop');
-    raw.proc.stdin?.end();
-    assert.equal(await within(raw.exited, 10_000, 'the reconnecting shim to exit'), 0);
 
     // Reconnected to a new daemon, then closed: the session ends at once (client_closed), no resume grace.
-    const second = await startDaemon(cleanup, { home: daemon.home });
-    await waitFor(() => window.listChanged.length >= 3, 'the window to reconnect', 15_000);
-    await window.client.listTools();
-    const ours = (msg: string) => readJsonLines(logPath(second.home)).filter((l) => l.msg === msg && l.pid === second.pid);
+    const ours = (msg: string) => readJsonLines(logPath(third.home)).filter((l) => l.msg === msg && l.pid === third.pid);
     const opened = await waitFor(() => ours('session opened')[0], 'the new session in the log');
     assert.equal(ours('session opened').length, 1, 'one session at the new daemon: the window');
     await window.client.close();
@@ -153,7 +145,7 @@ describe('reconnect', { concurrency: 3 }, () => {
       5_000,
     );
     assert.equal(closed.reason, 'client_closed');
-    assert.equal((await getHealth(second)).sessions.total, 0);
+    assert.equal((await getHealth(third)).sessions.total, 0);
   });
 
   // One shim and daemon for both: the acks are checked on the session first, before its connection is dropped.

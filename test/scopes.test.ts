@@ -55,82 +55,90 @@ interface Instance {
 async function instances(daemon: DaemonHandle, name: string): Promise<Instance[]> {
   return ((await getHealth(daemon)).servers as Instance[]).filter((s) => s.name === name);
 }
-// Each test has its own daemon, home and processes: they run side by side.
+/**
+ * One daemon for the two workspace tests, one after another: each opens its own windows, on
+ * projects of its own. What one counts the other may have started (the first counts every ready
+ * workspace instance, the second adds one to them), so they run in order. The session-scope test
+ * has its own daemon beside them: every session there has an instance of its session server
+ * listed, so it counts every session of its daemon.
+ */
+let shared: Promise<DaemonHandle> | undefined;
+function scopesDaemon(): Promise<DaemonHandle> {
+  return (shared ??= startHostingDaemon(cleanup, (home) => {
+    for (const [dir, text] of [
+      ['project-a', 'alpha'],
+      ['project-b', 'beta'],
+      ['project', 'from the roots'],
+    ] as const) {
+      mkdirSync(join(home, dir));
+      writeFileSync(join(home, dir, 'readme.txt'), text);
+    }
+    return { fs: { command: process.execPath, args: [FILESYSTEM, '${workspaceFolder}'], scope: 'workspace' } };
+  }));
+}
+
 describe('scopes', { concurrency: true }, () => {
-  test('workspace scope: one server-filesystem per project directory, each limited to its own', async () => {
-    let projectA = '';
-    let projectB = '';
-    const daemon = await startHostingDaemon(cleanup, (home) => {
-      projectA = join(home, 'project-a');
-      projectB = join(home, 'project-b');
-      for (const [dir, text] of [
-        [projectA, 'alpha'],
-        [projectB, 'beta'],
-      ] as const) {
-        mkdirSync(dir);
-        writeFileSync(join(dir, 'readme.txt'), text);
-      }
-      return { fs: { command: process.execPath, args: [FILESYSTEM, '${workspaceFolder}'], scope: 'workspace' } };
-    });
-    // a1 is a real shim started in project A (its working directory reaches the daemon in its
-    // hello); a2 and b say theirs in the hello directly. All three open at once, and their first
-    // reads run at once: the two windows on A still get one process between them.
-    const [a1, a2, b] = await Promise.all([shimIn(daemon, projectA), wsWindowIn(daemon, projectA), wsWindowIn(daemon, projectB)]);
-    const read = async (client: Client, path: string) =>
-      (await client.callTool({ name: 'fs__read_text_file', arguments: { path } })) as { isError?: boolean; content: { text?: string }[] };
+  describe('workspace scope, on one daemon', { concurrency: 1 }, () => {
+    test('workspace scope: one server-filesystem per project directory, each limited to its own', async () => {
+      const daemon = await scopesDaemon();
+      const [projectA, projectB] = [join(daemon.home, 'project-a'), join(daemon.home, 'project-b')];
+      // a1 is a real shim started in project A (its working directory reaches the daemon in its
+      // hello); a2 and b say theirs in the hello directly. All three open at once, and their first
+      // reads run at once: the two windows on A still get one process between them.
+      const [a1, a2, b] = await Promise.all([shimIn(daemon, projectA), wsWindowIn(daemon, projectA), wsWindowIn(daemon, projectB)]);
+      const read = async (client: Client, path: string) =>
+        (await client.callTool({ name: 'fs__read_text_file', arguments: { path } })) as { isError?: boolean; content: { text?: string }[] };
 
-    const [readA1, readA2, readB] = await Promise.all([
-      read(a1, join(projectA, 'readme.txt')),
-      read(a2, join(projectA, 'readme.txt')),
-      read(b, join(projectB, 'readme.txt')),
-    ]);
-    assert.equal(textOf(readA1), 'alpha');
-    assert.equal(textOf(readA2), 'alpha');
-    assert.equal(textOf(readB), 'beta');
-    const outside = await read(a1, join(projectB, 'readme.txt'));
-    assert.equal(outside.isError, true, 'project A may not read project B');
-    assert.match(textOf(outside), /denied|outside|not allowed/i);
-    const outsideB = await read(b, join(projectA, 'readme.txt'));
-    assert.equal(outsideB.isError, true, 'project B may not read project A');
+      const [readA1, readA2, readB] = await Promise.all([
+        read(a1, join(projectA, 'readme.txt')),
+        read(a2, join(projectA, 'readme.txt')),
+        read(b, join(projectB, 'readme.txt')),
+      ]);
+      assert.equal(textOf(readA1), 'alpha');
+      assert.equal(textOf(readA2), 'alpha');
+      assert.equal(textOf(readB), 'beta');
+      const outside = await read(a1, join(projectB, 'readme.txt'));
+      assert.equal(outside.isError, true, 'project A may not read project B');
+      assert.match(textOf(outside), /denied|outside|not allowed/i);
+      const outsideB = await read(b, join(projectA, 'readme.txt'));
+      assert.equal(outsideB.isError, true, 'project B may not read project A');
 
-    const running = (await instances(daemon, 'fs')).filter((s) => s.state === 'ready');
-    assert.equal(running.length, 2, 'two projects, two processes; the two windows on A share one');
-    assert.deepEqual(running.map((s) => s.scope_key).sort(), [projectA, projectB].sort());
-    assert.equal(new Set(running.map((s) => s.pid)).size, 2);
-  });
+      const running = (await instances(daemon, 'fs')).filter((s) => s.state === 'ready');
+      assert.equal(running.length, 2, 'two projects, two processes; the two windows on A share one');
+      assert.deepEqual(running.map((s) => s.scope_key).sort(), [projectA, projectB].sort());
+      assert.equal(new Set(running.map((s) => s.pid)).size, 2);
+    });
 
-  test("workspace scope: a client's roots say which project it has open, whatever its working directory", async () => {
-    let project = '';
-    const daemon = await startHostingDaemon(cleanup, (home) => {
-      project = join(home, 'project');
-      mkdirSync(project);
-      writeFileSync(join(project, 'readme.txt'), 'from the roots');
-      return { fs: { command: process.execPath, args: [FILESYSTEM, '${workspaceFolder}'], scope: 'workspace' } };
+    test("workspace scope: a client's roots say which project it has open, whatever its working directory", async () => {
+      const daemon = await scopesDaemon();
+      const project = join(daemon.home, 'project');
+      // Opened in the daemon home (like an editor that starts servers in the user's home directory),
+      // over a direct WebSocket: roots are asked and answered by the daemon and the client, the
+      // shim only relays them (its cwd in the hello is shown by the first test).
+      let moved = false;
+      const { client } = await connectWs(cleanup, daemon, {
+        name: 'roots-window',
+        capabilities: { roots: { listChanged: true } },
+        hello: { cwd: daemon.home },
+        prepare: (c) => {
+          c.setRequestHandler(ListRootsRequestSchema, () => ({ roots: [{ uri: pathToFileURL(project).href, name: 'project' }] }));
+          c.setNotificationHandler(ToolListChangedNotificationSchema, () => void (moved = true));
+        },
+      });
+      await waitFor(() => moved, 'the session to move to its roots workspace');
+      const read = (await client.callTool({ name: 'fs__read_text_file', arguments: { path: join(project, 'readme.txt') } })) as {
+        content: { text?: string }[];
+      };
+      assert.equal(textOf(read), 'from the roots');
+      const running = (await instances(daemon, 'fs')).filter((s) => s.state === 'ready');
+      // The first test's two instances (its windows are still open) and one more: for the project
+      // named by the roots, none for the window's working directory.
+      assert.deepEqual(
+        running.map((s) => s.scope_key).sort(),
+        [join(daemon.home, 'project-a'), join(daemon.home, 'project-b'), project].sort(),
+        'one instance, for the project named by the roots',
+      );
     });
-    // Opened in the daemon home (like an editor that starts servers in the user's home directory),
-    // over a direct WebSocket: roots are asked and answered by the daemon and the client, the
-    // shim only relays them (its cwd in the hello is shown by the first test).
-    let moved = false;
-    const { client } = await connectWs(cleanup, daemon, {
-      name: 'roots-window',
-      capabilities: { roots: { listChanged: true } },
-      hello: { cwd: daemon.home },
-      prepare: (c) => {
-        c.setRequestHandler(ListRootsRequestSchema, () => ({ roots: [{ uri: pathToFileURL(project).href, name: 'project' }] }));
-        c.setNotificationHandler(ToolListChangedNotificationSchema, () => void (moved = true));
-      },
-    });
-    await waitFor(() => moved, 'the session to move to its roots workspace');
-    const read = (await client.callTool({ name: 'fs__read_text_file', arguments: { path: join(project, 'readme.txt') } })) as {
-      content: { text?: string }[];
-    };
-    assert.equal(textOf(read), 'from the roots');
-    const running = (await instances(daemon, 'fs')).filter((s) => s.state === 'ready');
-    assert.deepEqual(
-      running.map((s) => s.scope_key),
-      [project],
-      'one instance, for the project named by the roots',
-    );
   });
 
   test('session scope: one process per session, gone when the session closes', async () => {

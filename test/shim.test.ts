@@ -49,7 +49,7 @@ async function remainingLines(shim: RawShim): Promise<string[]> {
 function sessionLines(home: string, msg: string, sessionId?: string): Json[] {
   return readJsonLines(logPath(home)).filter((l) => l.msg === msg && (sessionId === undefined || l.session_id === sessionId));
 }
-// Each test has its own daemon, home and processes: they run side by side.
+// The tests run side by side; two groups share a daemon, one test at a time (see each).
 /**
  * The shim's fixed waits at a tenth (EXAI_WS_TIMER_SCALE): reconnect attempts at most 200 ms
  * apart, and 200 ms of answering after a refusal. For the shims whose initialize was sent before
@@ -128,36 +128,69 @@ describe('shim lifecycle', { concurrency: 4 }, () => {
     });
   });
 
-  test('the daemon dying mid-call: the shim answers the open request once with -32000 at once, stays, and serves the next daemon', async () => {
-    const daemon = await startDaemon(cleanup);
-    const shim = spawnShim(cleanup, { ...daemon.clientEnv, EXAI_WS_AUTOSTART: '0', ...FAST_SHIM });
-    await initializeRaw(shim);
-    shim.send(JSON.stringify({ jsonrpc: '2.0', id: 'call-7', method: 'tools/call', params: { name: 'sleep', arguments: { ms: 10_000 } } }));
-    await waitFor(async () => (await getHealth(daemon)).inflight === 1, 'the call to be running');
+  // One daemon with room for one session for these two, one after another: the refused hello
+  // first (its first window takes the one session, and ends it once the refusal is checked), then
+  // the daemon dying mid-call, whose shim is then the daemon's only session and which kills it.
+  describe('on one daemon of one session, one test at a time', { concurrency: 1 }, () => {
+    let limited: Promise<DaemonHandle> | undefined;
+    const limitedDaemon = (): Promise<DaemonHandle> => (limited ??= startDaemon(cleanup, { env: { EXAI_WS_MAX_SESSIONS: '1' } }));
 
-    daemon.proc.kill('SIGKILL');
-    const lost = await readUntilResponse(shim, 'call-7', 10_000);
-    const error = lost.response.error as { code: number; message: string } | undefined;
-    assert.equal(error?.code, -32000);
-    assert.match(error?.message ?? '', /the connection to the exai-ws daemon was lost; the request may or may not have run/);
-    await waitFor(() => shim.stderr().includes('reconnecting'), 'the shim to say it reconnects');
-    assert.equal(shim.proc.exitCode, null, 'the shim stays: the client keeps its stdio');
+    test('a shim whose hello is refused answers the waiting initialize with the reason, then exits 1', async () => {
+      const daemon = await limitedDaemon();
+      const first = await connectShim(cleanup, daemon);
+      const shim = spawnShim(cleanup, { ...daemon.clientEnv, ...FAST_SHIM });
+      shim.send(
+        JSON.stringify({
+          jsonrpc: '2.0',
+          id: 1,
+          method: 'initialize',
+          params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 't', version: '1' } },
+        }),
+      );
+      const reply = JSON.parse(await shim.nextLine(10_000)) as { id?: unknown; error?: { code: number; message: string } };
+      assert.equal(reply.id, 1);
+      assert.equal(reply.error?.code, -32000);
+      assert.match(reply.error?.message ?? '', /refused the session \(session_limit/);
+      assert.equal(await within(shim.exited, 10_000, 'the shim to exit'), 1);
+      assert.match(shim.stderr(), /session_limit/);
+      assert.equal((await getHealth(daemon)).sessions.total, 1, 'the first window keeps its session');
+      // Its one session ended, for the next test on this daemon.
+      await first.client.close();
+      await waitFor(async () => (await getHealth(daemon)).sessions.total === 0, 'the first window to end its session', 5_000);
+    });
+    test('the daemon dying mid-call: the shim answers the open request once with -32000 at once, stays, and serves the next daemon', async () => {
+      const daemon = await limitedDaemon();
+      const shim = spawnShim(cleanup, { ...daemon.clientEnv, EXAI_WS_AUTOSTART: '0', ...FAST_SHIM });
+      await initializeRaw(shim);
+      shim.send(
+        JSON.stringify({ jsonrpc: '2.0', id: 'call-7', method: 'tools/call', params: { name: 'sleep', arguments: { ms: 10_000 } } }),
+      );
+      await waitFor(async () => (await getHealth(daemon)).inflight === 1, 'the call to be running');
 
-    const next = await startDaemon(cleanup, { home: daemon.home });
-    shim.send(JSON.stringify({ jsonrpc: '2.0', id: 'after', method: 'tools/list' }));
-    const listed = await readUntilResponse(shim, 'after', 20_000);
-    assert.ok(Array.isArray((listed.response.result as { tools?: unknown[] } | undefined)?.tools), JSON.stringify(listed.response));
-    const shimClosed = fullyClosed(shim);
-    shim.proc.stdin?.end();
-    assert.equal(await within(shim.exited, 10_000, 'the shim to exit'), 0);
-    await within(shimClosed, 5_000, 'the shim stdout to close');
-    const all = [...lost.before, ...listed.before, ...(await remainingLines(shim)).map((l) => JSON.parse(l) as { id?: unknown })];
-    assert.deepEqual(
-      all.filter((m) => m.id === 'call-7'),
-      [],
-      'exactly one answer for the call in flight, never a second one',
-    );
-    assert.equal((await getHealth(next)).sessions.total, 0, 'stdin end ended the new session at once');
+      daemon.proc.kill('SIGKILL');
+      const lost = await readUntilResponse(shim, 'call-7', 10_000);
+      const error = lost.response.error as { code: number; message: string } | undefined;
+      assert.equal(error?.code, -32000);
+      assert.match(error?.message ?? '', /the connection to the exai-ws daemon was lost; the request may or may not have run/);
+      await waitFor(() => shim.stderr().includes('reconnecting'), 'the shim to say it reconnects');
+      assert.equal(shim.proc.exitCode, null, 'the shim stays: the client keeps its stdio');
+
+      const next = await startDaemon(cleanup, { home: daemon.home });
+      shim.send(JSON.stringify({ jsonrpc: '2.0', id: 'after', method: 'tools/list' }));
+      const listed = await readUntilResponse(shim, 'after', 20_000);
+      assert.ok(Array.isArray((listed.response.result as { tools?: unknown[] } | undefined)?.tools), JSON.stringify(listed.response));
+      const shimClosed = fullyClosed(shim);
+      shim.proc.stdin?.end();
+      assert.equal(await within(shim.exited, 10_000, 'the shim to exit'), 0);
+      await within(shimClosed, 5_000, 'the shim stdout to close');
+      const all = [...lost.before, ...listed.before, ...(await remainingLines(shim)).map((l) => JSON.parse(l) as { id?: unknown })];
+      assert.deepEqual(
+        all.filter((m) => m.id === 'call-7'),
+        [],
+        'exactly one answer for the call in flight, never a second one',
+      );
+      assert.equal((await getHealth(next)).sessions.total, 0, 'stdin end ended the new session at once');
+    });
   });
 
   for (const withToken of [true, false]) {
@@ -198,25 +231,4 @@ describe('shim lifecycle', { concurrency: 4 }, () => {
       assert.deepEqual(await remainingLines(shim), [], 'the notification gets no answer');
     });
   }
-
-  test('a shim whose hello is refused answers the waiting initialize with the reason, then exits 1', async () => {
-    const daemon = await startDaemon(cleanup, { env: { EXAI_WS_MAX_SESSIONS: '1' } });
-    await connectShim(cleanup, daemon);
-    const shim = spawnShim(cleanup, { ...daemon.clientEnv, ...FAST_SHIM });
-    shim.send(
-      JSON.stringify({
-        jsonrpc: '2.0',
-        id: 1,
-        method: 'initialize',
-        params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 't', version: '1' } },
-      }),
-    );
-    const reply = JSON.parse(await shim.nextLine(10_000)) as { id?: unknown; error?: { code: number; message: string } };
-    assert.equal(reply.id, 1);
-    assert.equal(reply.error?.code, -32000);
-    assert.match(reply.error?.message ?? '', /refused the session \(session_limit/);
-    assert.equal(await within(shim.exited, 10_000, 'the shim to exit'), 1);
-    assert.match(shim.stderr(), /session_limit/);
-    assert.equal((await getHealth(daemon)).sessions.total, 1, 'the first window keeps its session');
-  });
 });
