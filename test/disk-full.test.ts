@@ -93,7 +93,20 @@ async function useOnce(daemon: DaemonHandle): Promise<void> {
   assert.match(textOf(result), /exai-ws/);
   await client.close();
 }
-// Each test has its own daemon, home and processes: they run side by side.
+/**
+ * A session with no shim: a raw WebSocket says hello (answered at once) and closes; the daemon
+ * logs its opening and closing. Used where the test needs log lines written, not a whole client.
+ */
+async function rawSession(daemon: DaemonHandle): Promise<void> {
+  const ws = await openSocket(cleanup, daemon);
+  assert.equal((await sendHello(ws)).ok, true);
+  await new Promise<void>((resolve) => {
+    ws.once('close', () => resolve());
+    ws.close(1000);
+  });
+}
+
+// Each test (or describe) has its own daemon, home and processes: they run side by side.
 describe('a full disk', { concurrency: true }, () => {
   test(
     'a full disk drops and counts log lines while the daemon keeps serving; writing resumes when space is freed',
@@ -104,13 +117,16 @@ describe('a full disk', { concurrency: true }, () => {
       await useOnce(daemon);
       const filler = fillDisk(home);
 
-      // New sessions and calls keep working while lines are being dropped (the first lines may
-      // still fit in the log file's last page).
+      // New sessions keep working while lines are being dropped (the first lines may still fit in
+      // the log file's last page): raw sessions (hello, close) until both files drop lines, then a
+      // whole client (a shim, initialize, a call) once they do. A shim per round was a process
+      // start per round for log lines a raw session writes as well.
       for (let i = 0; i < 40; i++) {
-        await useOnce(daemon);
+        await rawSession(daemon);
         const health = await getHealth(daemon);
         if ((health.log?.dropped_lines ?? 0) > 0 && (health.metrics_file?.dropped_lines ?? 0) > 0) break;
       }
+      await useOnce(daemon);
       const full = await getHealth(daemon);
       assert.equal(full.status, 'ok');
       assert.ok(full.log && full.log.dropped_lines > 0, `log lines dropped on a full disk: ${JSON.stringify(full.log)}`);
@@ -131,9 +147,10 @@ describe('a full disk', { concurrency: true }, () => {
 
       rmSync(filler);
       const sizeBefore = statSync(logPath(home)).size;
+      // Raw sessions write the lines that show it (a whole client follows below).
       await waitFor(
         async () => {
-          await useOnce(daemon);
+          await rawSession(daemon);
           return statSync(logPath(home)).size > sizeBefore;
         },
         'the log file to grow again after space was freed',
@@ -164,68 +181,75 @@ describe('a full disk', { concurrency: true }, () => {
     },
   );
 
-  test('log and metrics files rotate by size and keep only the configured generations', async () => {
+  // One daemon for these two, one after the other: its log and metrics files rotate at a few KB
+  // (what the first test is about), and the second then breaks its stderr, which nothing in the
+  // first reads. The second reads every kept log generation: its lines may straddle a rotation.
+  describe('a daemon with small log files', { concurrency: 1 }, () => {
     const maxBytes = 4096;
-    const daemon = await startDaemon(cleanup, {
-      env: {
-        EXAI_WS_LOG_MAX_BYTES: String(maxBytes),
-        EXAI_WS_LOG_FILES: '2',
-        EXAI_WS_METRICS_MAX_BYTES: String(maxBytes),
-        EXAI_WS_METRICS_FILES: '1',
-        EXAI_WS_METRICS_INTERVAL_MS: '100',
-      },
-    });
-    // Each session opened and closed logs two lines of about 250 bytes.
-    for (let i = 0; i < 80; i++) {
-      const ws = await openSocket(cleanup, daemon);
-      assert.equal((await sendHello(ws)).ok, true);
-      await new Promise<void>((resolve) => {
-        ws.once('close', () => resolve());
-        ws.close(1000);
-      });
-    }
-    const health = await waitFor(
-      async () => {
-        const h = await getHealth(daemon);
-        return (h.log?.rotations ?? 0) >= 4 && (h.metrics_file?.rotations ?? 0) >= 2 ? h : null;
-      },
-      'several rotations of both files',
-      20_000,
-    );
-    assert.equal(health.log?.dropped_lines, 0);
-    const logs = join(daemon.home, 'logs');
-    for (const [name, kept] of [
-      ['ws_daemon.log', 2],
-      ['metrics.jsonl', 1],
-    ] as const) {
-      const generations = [name, ...Array.from({ length: kept }, (_, i) => `${name}.${i + 1}`)];
-      for (const file of generations) {
-        assert.ok(existsSync(join(logs, file)), `${file} exists`);
-        const size = statSync(join(logs, file)).size;
-        assert.ok(size <= maxBytes, `${file} is ${size} bytes, over ${maxBytes}`);
-        assert.doesNotThrow(() => readJsonLines(join(logs, file)), `${file} holds whole JSON lines`);
-      }
-      assert.equal(existsSync(join(logs, `${name}.${kept + 1}`)), false, `no more than ${kept} rotated ${name} files`);
-    }
-    // The newest lines are in the current file, the older in .1.
-    const current = readJsonLines(join(logs, 'ws_daemon.log'));
-    const older = readJsonLines(join(logs, 'ws_daemon.log.1'));
-    assert.ok(String(older.at(-1)?.time) <= String(current[0]?.time));
-  });
+    let daemon: Promise<DaemonHandle> | undefined;
+    const shared = () =>
+      (daemon ??= startDaemon(cleanup, {
+        env: {
+          EXAI_WS_LOG_MAX_BYTES: String(maxBytes),
+          EXAI_WS_LOG_FILES: '2',
+          EXAI_WS_METRICS_MAX_BYTES: String(maxBytes),
+          EXAI_WS_METRICS_FILES: '1',
+          EXAI_WS_METRICS_INTERVAL_MS: '100',
+        },
+      }));
 
-  test('a broken stderr (reader gone) does not stop the daemon; its dropped copies are counted', async () => {
-    const daemon = await startDaemon(cleanup);
-    daemon.proc.stderr?.destroy();
-    // A refused upgrade logs a warning, which is copied to stderr.
-    for (let i = 0; i < 5; i++) {
-      await assert.rejects(openSocket(cleanup, daemon, { token: 'wrong-token-wrong-token' }), /HTTP 401/);
-    }
-    await useOnce(daemon);
-    const health = await getHealth(daemon);
-    assert.ok((health.log?.stderr_dropped_lines ?? 0) >= 5, `stderr copies dropped: ${JSON.stringify(health.log)}`);
-    assert.equal(health.log?.dropped_lines, 0, 'the log file still takes every line');
-    const refused = readJsonLines(logPath(daemon.home)).filter((l) => l.msg === 'upgrade refused');
-    assert.equal(refused.length, 5);
+    test('log and metrics files rotate by size and keep only the configured generations', async () => {
+      const daemon = await shared();
+      // Each session opened and closed logs two lines of about 250 bytes.
+      for (let i = 0; i < 80; i++) await rawSession(daemon);
+      const health = await waitFor(
+        async () => {
+          const h = await getHealth(daemon);
+          return (h.log?.rotations ?? 0) >= 4 && (h.metrics_file?.rotations ?? 0) >= 2 ? h : null;
+        },
+        'several rotations of both files',
+        20_000,
+      );
+      assert.equal(health.log?.dropped_lines, 0);
+      const logs = join(daemon.home, 'logs');
+      for (const [name, kept] of [
+        ['ws_daemon.log', 2],
+        ['metrics.jsonl', 1],
+      ] as const) {
+        const generations = [name, ...Array.from({ length: kept }, (_, i) => `${name}.${i + 1}`)];
+        for (const file of generations) {
+          assert.ok(existsSync(join(logs, file)), `${file} exists`);
+          const size = statSync(join(logs, file)).size;
+          assert.ok(size <= maxBytes, `${file} is ${size} bytes, over ${maxBytes}`);
+          assert.doesNotThrow(() => readJsonLines(join(logs, file)), `${file} holds whole JSON lines`);
+        }
+        assert.equal(existsSync(join(logs, `${name}.${kept + 1}`)), false, `no more than ${kept} rotated ${name} files`);
+      }
+      // The newest lines are in the current file, the older in .1.
+      const current = readJsonLines(join(logs, 'ws_daemon.log'));
+      const older = readJsonLines(join(logs, 'ws_daemon.log.1'));
+      assert.ok(String(older.at(-1)?.time) <= String(current[0]?.time));
+    });
+
+    test('a broken stderr (reader gone) does not stop the daemon; its dropped copies are counted', async () => {
+      const daemon = await shared();
+      daemon.proc.stderr?.destroy();
+      // A refused upgrade logs a warning, which is copied to stderr.
+      for (let i = 0; i < 5; i++) {
+        await assert.rejects(openSocket(cleanup, daemon, { token: 'wrong-token-wrong-token' }), /HTTP 401/);
+      }
+      await useOnce(daemon);
+      const health = await getHealth(daemon);
+      assert.ok((health.log?.stderr_dropped_lines ?? 0) >= 5, `stderr copies dropped: ${JSON.stringify(health.log)}`);
+      assert.equal(health.log?.dropped_lines, 0, 'the log file still takes every line');
+      // Every generation the rotation keeps: this daemon's log files are small (the test before).
+      const logs = join(daemon.home, 'logs');
+      const refused = ['ws_daemon.log.2', 'ws_daemon.log.1', 'ws_daemon.log']
+        .filter((name) => existsSync(join(logs, name)))
+        .flatMap((name) => readJsonLines(join(logs, name)))
+        .filter((l) => l.msg === 'upgrade refused');
+      assert.equal(refused.length, 5);
+    });
   });
 
   test('a log call never throws into its caller, whatever it is given', () => {
