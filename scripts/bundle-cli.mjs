@@ -8,10 +8,10 @@
  * server the suite starts. The rest of dist/ stays file by file for the tests that import its
  * modules (a bundled fixture is never imported by a test: it would be a second copy of src/).
  *
- * Left outside: koffi (a native add-on), openai (loaded on first use only), pino and its
- * transports (they start worker threads by module name).
+ * What is left outside the bundles: scripts/bundle-options.mjs.
  */
 import { build } from 'esbuild';
+import { NODE_BUNDLE } from './bundle-options.mjs';
 
 /** Test fixtures started as processes (node FILE), never imported by a test. */
 const PROCESS_FIXTURES = ['fixture-daemon', 'gc-daemon', 'ensure-daemon', 'hosted-stubborn', 'gated-server', 'remote-server'];
@@ -28,17 +28,7 @@ function bundle(entryPoints, splitting) {
     // Two folders below dist/, as the entries are: dist-paths.ts finds dist/ from there.
     chunkNames: 'dist/src/chunks/[name]-[hash]',
     allowOverwrite: true,
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    sourcemap: 'linked',
-    external: ['koffi', 'openai', 'pino', 'pino-pretty', 'thread-stream'],
-    // ws probes for two optional native add-ons at load, which are not installed.
-    define: { 'process.env.WS_NO_BUFFER_UTIL': '"1"', 'process.env.WS_NO_UTF_8_VALIDATE': '"1"' },
-    // The CommonJS packages inside (ws, prom-client, ...) call require.
-    banner: { js: "import { createRequire as __bundleRequire } from 'node:module';\nconst require = __bundleRequire(import.meta.url);" },
-    logLevel: 'warning',
+    ...NODE_BUNDLE,
   });
 }
 

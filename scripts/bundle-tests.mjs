@@ -10,10 +10,11 @@
  * one copy in its process. What stays file by file: test/unit/ (test/unit.test.ts imports each
  * of its files by a computed path, so they load as modules of their own), the long suites
  * (test/long/, test/windows/: not in `npm test`) and every process fixture (a test starts
- * those by path). Left outside as in the CLI: koffi (native), openai, pino and its transports.
+ * those by path). Left outside as in the CLI: scripts/bundle-options.mjs.
  */
 import { readdirSync } from 'node:fs';
 import { build } from 'esbuild';
+import { NODE_BUNDLE } from './bundle-options.mjs';
 
 const entries = readdirSync('test')
   .filter((name) => name.endsWith('.test.ts'))
@@ -23,18 +24,8 @@ await build({
   entryPoints: entries,
   outdir: 'dist/test',
   allowOverwrite: true,
-  bundle: true,
+  ...NODE_BUNDLE,
   splitting: true,
   // Beside the test files, where the helpers find the repository from import.meta.url.
   chunkNames: '[name]-[hash]',
-  platform: 'node',
-  format: 'esm',
-  target: 'node20',
-  sourcemap: 'linked',
-  external: ['koffi', 'openai', 'pino', 'pino-pretty', 'thread-stream'],
-  // ws probes for two optional native add-ons at load, which are not installed.
-  define: { 'process.env.WS_NO_BUFFER_UTIL': '"1"', 'process.env.WS_NO_UTF_8_VALIDATE': '"1"' },
-  // The CommonJS packages inside (ws, the SDK's dependencies, ...) call require.
-  banner: { js: "import { createRequire as __bundleRequire } from 'node:module';\nconst require = __bundleRequire(import.meta.url);" },
-  logLevel: 'warning',
 });

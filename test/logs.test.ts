@@ -7,7 +7,6 @@ import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { appendFileSync, mkdirSync, renameSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { runLogsCommand } from '../src/commands/logs.js';
 import { LogFollower } from '../src/commands/log-reader.js';
 import {
@@ -28,7 +27,7 @@ import {
   runCli,
 } from './helpers.js';
 import { connectWs } from './fixtures/ws-client.js';
-import { cliHere } from './fixtures/cli-here.js';
+import { cliHere, collected } from './fixtures/cli-here.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());
@@ -51,14 +50,10 @@ async function logsOf(
   home: string,
   options: Parameters<typeof runLogsCommand>[0],
 ): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (c: Buffer) => (out += c.toString()));
-  stderr.on('data', (c: Buffer) => (err += c.toString()));
-  const code = await runLogsCommand(options, { env: { EXAI_WS_HOME: home }, stdout, stderr });
-  return { code, stdout: out, stderr: err };
+  const stdout = collected();
+  const stderr = collected();
+  const code = await runLogsCommand(options, { env: { EXAI_WS_HOME: home }, stdout: stdout.stream, stderr: stderr.stream });
+  return { code, stdout: stdout.text(), stderr: stderr.text() };
 }
 // Each test has its own daemon, home and processes: they run side by side.
 describe('logs', { concurrency: 4 }, () => {

@@ -8,12 +8,12 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { after, test } from 'node:test';
 import { ExitCode } from '../../src/commands/exit-codes.js';
 import { RUNNERS } from '../../src/commands/runners.js';
 import { parseCommand } from '../../src/local/args.js';
 import { COMMANDS, commandSpec } from '../../src/local/specs.js';
+import { collected } from '../fixtures/cli-here.js';
 
 /** The commands that are the CLI process itself, run by cli.ts rather than from the table. */
 const PROCESS_COMMANDS = ['daemon', 'shim', 'stdio', 'help'];
@@ -21,14 +21,10 @@ const PROCESS_COMMANDS = ['daemon', 'shim', 'stdio', 'help'];
 const dir = mkdtempSync(join(tmpdir(), 'exai-ws-runners-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-function io(): { stdout: PassThrough; stderr: PassThrough; env: NodeJS.ProcessEnv; out: () => string; err: () => string } {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (c: Buffer) => (out += c.toString()));
-  stderr.on('data', (c: Buffer) => (err += c.toString()));
-  return { stdout, stderr, env: { EXAI_WS_HOME: join(dir, 'home') }, out: () => out, err: () => err };
+function io() {
+  const stdout = collected();
+  const stderr = collected();
+  return { stdout: stdout.stream, stderr: stderr.stream, env: { EXAI_WS_HOME: join(dir, 'home') }, out: stdout.text, err: stderr.text };
 }
 
 test('every command the CLI knows is either the process itself or in the table, never both', () => {
