@@ -52,6 +52,19 @@ export function makeHome(cleanup: Cleanup): string {
   return home;
 }
 
+/**
+ * Runs jobs one after another, in the order they were handed in; a job that fails does not stop
+ * the ones after it. For tests that take turns on a shared daemon, or on a shared file.
+ */
+export function serially(): <T>(job: () => Promise<T>) => Promise<T> {
+  let tail: Promise<unknown> = Promise.resolve();
+  return <T>(job: () => Promise<T>) => {
+    const result = tail.then(job);
+    tail = result.catch(() => undefined);
+    return result;
+  };
+}
+
 /** Runs `count` jobs, at most `limit` at a time. */
 export async function pool<T>(count: number, limit: number, job: (n: number) => Promise<T>): Promise<T[]> {
   const results: T[] = [];

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { CLI, Cleanup, ROOT, baseEnv, textOf, waitFor, type DaemonHandle } from './helpers.js';
+import { CLI, Cleanup, ROOT, baseEnv, serially, textOf, waitFor, type DaemonHandle } from './helpers.js';
 import { connectWs } from './fixtures/ws-client.js';
 import { processGone, startHostingDaemon, waitReady, type ServerEntry } from './fixtures/hosted-servers.js';
 import { ProcessGroup } from '../src/hosting/process-group.js';
@@ -145,18 +145,16 @@ async function reload(daemon: DaemonHandle, servers: Record<string, ServerEntry>
   await run(process.execPath, [CLI, 'reload'], { env: { ...baseEnv(), EXAI_WS_HOME: daemon.home }, timeout: 20_000 });
 }
 
-let reloads: Promise<unknown> = Promise.resolve();
+const oneReloadAtATime = serially();
 /**
  * Changes the shared daemon's config (`change` edits {@link sharedServers}) and reloads it, one
  * reload at a time: each writes the whole file, so two at once could undo each other's change.
  */
 function reconfigure(daemon: DaemonHandle, change: (servers: Record<string, ServerEntry>) => void): Promise<void> {
-  const done = reloads.then(() => {
+  return oneReloadAtATime(() => {
     change(sharedServers);
     return reload(daemon, sharedServers);
   });
-  reloads = done.catch(() => undefined);
-  return done;
 }
 
 // Each test reads its own server's group, on the shared daemon (its own entry and window) or,

@@ -29,6 +29,7 @@ import {
   openSocket,
   readJsonLines,
   sendHello,
+  serially,
   spawnChild,
   spawnLines,
   waitFor,
@@ -299,7 +300,7 @@ function hostileDaemon(env: Record<string, string> = {}): Promise<DaemonHandle> 
 }
 
 let quiet: Promise<DaemonHandle> | undefined;
-let quietTurns: Promise<unknown> = Promise.resolve();
+const quietTurns = serially();
 /**
  * Runs `body` on a daemon shared by the tests that need one without a heartbeat, with a long
  * grace and pid checks every 100 ms (EXAI_WS_TIMER_SCALE; only the unseen-pid test's hello
@@ -310,9 +311,7 @@ let quietTurns: Promise<unknown> = Promise.resolve();
 function onQuietDaemon(body: (daemon: DaemonHandle) => Promise<void>): Promise<void> {
   quiet ??= hostileDaemon({ EXAI_WS_HEARTBEAT_MS: '0', EXAI_WS_RESUME_GRACE_MS: '60000', EXAI_WS_TIMER_SCALE: '0.1' });
   const daemon = quiet;
-  const turn = quietTurns.then(async () => body(await daemon));
-  quietTurns = turn.catch(() => undefined);
-  return turn;
+  return quietTurns(async () => body(await daemon));
 }
 
 // Alone, not beside other tests: a 300 ms heartbeat must not cut the reader before it pauses.

@@ -20,7 +20,17 @@ import {
   type CallToolResult,
   type JSONRPCRequest,
 } from '@modelcontextprotocol/sdk/types.js';
-import { Cleanup, getHealth, initializeRaw, readUntilResponse, spawnShim, textOf, waitFor, type DaemonHandle } from './helpers.js';
+import {
+  Cleanup,
+  getHealth,
+  initializeRaw,
+  readUntilResponse,
+  serially,
+  spawnShim,
+  textOf,
+  waitFor,
+  type DaemonHandle,
+} from './helpers.js';
 import { everythingEntry, serverReport, startHostingDaemon, startTeedEverything } from './fixtures/hosted-servers.js';
 import { connectWs } from './fixtures/ws-client.js';
 
@@ -78,16 +88,6 @@ async function outcomeText(client: Client, name: string, args: Record<string, un
 
 async function toolNames(client: Client): Promise<string[]> {
   return (await client.listTools()).tools.map((t) => t.name);
-}
-
-/** Runs jobs one after another, in the order they were handed in. */
-function serially(): <T>(job: () => Promise<T>) => Promise<T> {
-  let tail: Promise<unknown> = Promise.resolve();
-  return <T>(job: () => Promise<T>) => {
-    const result = tail.then(job);
-    tail = result.catch(() => undefined);
-    return result;
-  };
 }
 
 /**
