@@ -10,7 +10,7 @@ import { resolveHome, urlHost } from '../local/files.js';
 import { discoverDaemon } from '../local/client-settings.js';
 import { strangerMessage } from '../local/proof.js';
 import { ExitCode } from './exit-codes.js';
-import { commandIo, type CommandIo } from './terminal.js';
+import type { CommandIo } from './terminal.js';
 
 const CODE_TIMEOUT_MS = 3_000;
 
@@ -27,8 +27,8 @@ type Asked = { ok: true; reply: CodeReply } | { ok: false; error: string };
  * Prints the login URL and (unless `print`, or no display) opens it in a browser. Resolves to
  * the exit code: 1 with one line on stderr when no daemon answers or it does not prove itself.
  */
-export async function runOpenCommand(options: { print: boolean }, io: Partial<CommandIo> = {}): Promise<number> {
-  const { stdout, stderr, env } = commandIo(io);
+export async function runOpenCommand(options: { print: boolean }, io: CommandIo): Promise<number> {
+  const { stdout, stderr, env } = io;
   const daemon = discoverDaemon(env, { shell: true });
   if (daemon.token === null) {
     stderr.write(

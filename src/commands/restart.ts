@@ -17,12 +17,12 @@ import { cardIsLive } from '../local/pidfile.js';
 import { autostartTimeoutMs, prepareLogs, reachOrStartDaemon } from '../shim/autostart.js';
 import { spawnLockHolder, spawnLockPath, takeSpawnLock, type SpawnLock } from '../shim/spawn-lock.js';
 import { ExitCode } from './exit-codes.js';
-import { commandIo, type CommandIo } from './terminal.js';
+import type { CommandIo } from './terminal.js';
 import { fallbackNote, STOP_WAIT_MS, stopDaemon } from './control-client.js';
 
 /** Restarts the daemon and prints what it did; resolves to the exit code (1 on any failure, one line on stderr). */
-export async function runRestartCommand(io: Partial<CommandIo> = {}, platform: NodeJS.Platform = process.platform): Promise<number> {
-  const { stdout, stderr, env } = commandIo(io);
+export async function runRestartCommand(io: CommandIo, platform: NodeJS.Platform = process.platform): Promise<number> {
+  const { stdout, stderr, env } = io;
   const fail = (message: string) => {
     stderr.write(`exai-ws: restart failed: ${message}\n`);
     return ExitCode.FAILURE;

@@ -14,7 +14,7 @@ import { isDaemonCommandLine, processAlive, processCommandLine } from '../local/
 import { VERSION } from '../protocol/version.js';
 import { STATUS_SCHEMA, statusJson, type StatusDown } from './status-view.js';
 import { renderStatusTable } from './status-table.js';
-import { colorWanted, columnsOf, commandIo, type CommandIo } from './terminal.js';
+import { colorWanted, columnsOf, type CommandIo } from './terminal.js';
 import { askReload, fallbackNote, reloadFallback, STOP_WAIT_MS, stopDaemon } from './control-client.js';
 import { type ReloadReport, isFullReport, type HealthReport, type LastReload, type Liveness } from '../local/health.js';
 
@@ -82,8 +82,8 @@ function refusalOf(live: Liveness, proven: Awaited<ReturnType<typeof provenReque
  * Resolves to the exit code: 0; 1 when no daemon answers, or when it did not take the token
  * (then only what it tells anyone is shown, `limited` saying why).
  */
-export async function runStatusCommand(options: { json: boolean }, io: Partial<CommandIo> = {}): Promise<number> {
-  const { stdout, stderr, env } = commandIo(io);
+export async function runStatusCommand(options: { json: boolean }, io: CommandIo): Promise<number> {
+  const { stdout, stderr, env } = io;
   const found = await findDaemon(env);
   if ('error' in found) {
     if (options.json) {
@@ -107,8 +107,8 @@ export async function runStatusCommand(options: { json: boolean }, io: Partial<C
  * Asks the daemon to stop (the control channel; on POSIX SIGTERM when it cannot be asked, on
  * Windows a kill outright, said on stderr) and waits until it has exited.
  */
-export async function runStopCommand(io: Partial<CommandIo> = {}): Promise<number> {
-  const { stdout, stderr, env } = commandIo(io);
+export async function runStopCommand(io: CommandIo): Promise<number> {
+  const { stdout, stderr, env } = io;
   const found = await findDaemon(env);
   if ('error' in found) {
     stderr.write(`exai-ws: ${found.error}\n`);
@@ -141,8 +141,8 @@ function listNames(names: string[] | undefined): string {
  * channel, or on POSIX with SIGHUP when it cannot be asked (then once its `/health` reports the
  * new reload). Resolves to the exit code.
  */
-export async function runReloadCommand(io: Partial<CommandIo> = {}): Promise<number> {
-  const { stdout, stderr, env } = commandIo(io);
+export async function runReloadCommand(io: CommandIo): Promise<number> {
+  const { stdout, stderr, env } = io;
   const found = await findDaemon(env);
   if ('error' in found) {
     stderr.write(`exai-ws: ${found.error}\n`);

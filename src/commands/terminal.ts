@@ -12,18 +12,13 @@ export interface OutputStream {
 }
 
 /**
- * Where a command writes and the environment it reads: the process's own (what the CLI gives),
- * or a test's, which runs the command in its own process against a real daemon.
+ * Where a command writes and the environment it reads: the process's own (what the CLI gives,
+ * through commands/runners.ts), or a test's, which runs the command in its own process.
  */
 export interface CommandIo {
   stdout: { write(text: string): unknown } & OutputStream;
   stderr: { write(text: string): unknown };
   env: NodeJS.ProcessEnv;
-}
-
-/** `io` with the process's own stdout, stderr and environment for whatever it leaves out. */
-export function commandIo(io: Partial<CommandIo> = {}): CommandIo {
-  return { stdout: io.stdout ?? process.stdout, stderr: io.stderr ?? process.stderr, env: io.env ?? process.env };
 }
 
 /**

@@ -14,7 +14,7 @@ import { readAddressCard, readTokenFile, urlHost } from '../local/files.js';
 import { resolveClientSettings } from '../local/client-settings.js';
 import { strangerMessage } from '../local/proof.js';
 import { ExitCode } from './exit-codes.js';
-import { commandIo, type CommandIo } from './terminal.js';
+import type { CommandIo } from './terminal.js';
 import { TOKEN_SPEC } from '../local/specs.js';
 
 const ROTATE_TIMEOUT_MS = 5_000;
@@ -25,8 +25,8 @@ const REPASTE =
   'print them again with `exai-ws config CLIENT` and paste them';
 
 /** Runs `exai-ws token ACTION`; resolves to the exit code (1 with one line on stderr on failure, 2 on a usage error). */
-export async function runTokenCommand(action: string | undefined, io: Partial<CommandIo> = {}): Promise<number> {
-  const { stdout, stderr, env } = commandIo(io);
+export async function runTokenCommand(action: string | undefined, io: CommandIo): Promise<number> {
+  const { stdout, stderr, env } = io;
   if (action !== 'rotate') {
     stderr.write(`exai-ws token: ${action === undefined ? 'which action?' : `unknown action '${action}'`}\n${TOKEN_SPEC.usage}\n`);
     return ExitCode.USAGE;
