@@ -45,6 +45,18 @@ function logged(home: string, pid: number, msg: string): Record<string, unknown>
   return readJsonLines(logPath(home)).filter((l) => l.pid === pid && l.msg === msg);
 }
 
+/**
+ * The lines of {@link logged} with reason `reason`, once there are at least `atLeast`: a running
+ * daemon writes its log lines in the turn after the one that answered (line-file.ts batches them),
+ * so a test that read the log at once could miss a line written a moment later.
+ */
+function loggedWithReason(home: string, pid: number, msg: string, reason: string, atLeast: number): Promise<Record<string, unknown>[]> {
+  return waitFor(() => {
+    const lines = logged(home, pid, msg).filter((l) => l.reason === reason);
+    return lines.length >= atLeast ? lines : null;
+  }, `${atLeast} '${msg}' line(s) with reason ${reason}`);
+}
+
 /** One request to the daemon with a Bearer token (or none), the daemon's own Host unless given. */
 function control(
   port: number,
@@ -133,7 +145,7 @@ describe('the control channel', { concurrency: 3 }, () => {
       reload.stdout,
       /^exai-ws: config reloaded: (added notes; removed -; restarted -; unchanged memory|added -; removed -; restarted -; unchanged memory, notes)\n$/,
     );
-    const asked = logged(daemon.home, daemon.pid, 'config reloaded').filter((l) => l.reason === 'exai-ws reload');
+    const asked = await loggedWithReason(daemon.home, daemon.pid, 'config reloaded', 'exai-ws reload', 1);
     assert.equal(asked.length, 1, 'the reload ran with reason "exai-ws reload" (a SIGHUP would say SIGHUP)');
     assert.equal(logged(daemon.home, daemon.pid, 'config reloaded').filter((l) => l.reason === 'SIGHUP').length, 0, 'no SIGHUP');
     assert.deepEqual(
@@ -153,8 +165,14 @@ describe('the control channel', { concurrency: 3 }, () => {
     const failed = await runCli(['reload'], daemon.clientEnv);
     assert.equal(failed.code, 1);
     assert.match(failed.stderr, /^exai-ws: reload failed, the running servers stay as they are: .*not valid JSON/);
-    const refused = logged(daemon.home, daemon.pid, 'config reload failed; the running servers stay as they are');
-    assert.equal(refused.filter((l) => l.reason === 'exai-ws reload').length, 2, 'the request and the CLI, both over the channel');
+    const refused = await loggedWithReason(
+      daemon.home,
+      daemon.pid,
+      'config reload failed; the running servers stay as they are',
+      'exai-ws reload',
+      2,
+    );
+    assert.equal(refused.length, 2, 'the request and the CLI, both over the channel');
     const graph = await client.callTool({ name: 'notes__read_graph', arguments: {} });
     assert.notEqual(graph.isError, true, JSON.stringify(graph));
 
