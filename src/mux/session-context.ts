@@ -14,6 +14,7 @@
  */
 import type { Answer, RequestId } from '../protocol/jsonrpc.js';
 import type { LogLevel } from '../protocol/log-levels.js';
+import type { ModernMeta } from '../protocol/eras.js';
 import type { CallOptions, CallOutcome } from '../hosting/server-link.js';
 import type { Upstream } from '../hosting/upstream.js';
 import type { View } from './view.js';
@@ -63,6 +64,9 @@ export interface SessionOpening {
   cwd?: string | undefined;
 }
 
+/** Which MCP era a session's client speaks: `legacy` opened with initialize, `modern` sends per-request `_meta`. */
+export type Era = 'legacy' | 'modern';
+
 export interface ClientInfo {
   readonly name?: string | undefined;
   readonly version?: string | undefined;
@@ -77,6 +81,7 @@ export class SessionContext {
   private info: ClientInfo | undefined;
   private declared: Readonly<Record<string, unknown>> | undefined;
   private level: LogLevel | undefined;
+  private spoken: Era | undefined;
   private ended = false;
   private readonly used = new Set<Upstream>();
   private readonly peer: ClientPeer;
@@ -106,6 +111,11 @@ export class SessionContext {
     return this.declared;
   }
 
+  /** The era the client speaks, once its first request said (initialize, or a modern `_meta`). */
+  get era(): Era | undefined {
+    return this.spoken;
+  }
+
   /** The level the session asked for with logging/setLevel; undefined: everything. */
   get logLevel(): LogLevel | undefined {
     return this.level;
@@ -127,7 +137,21 @@ export class SessionContext {
 
   /** The client's initialize: who it is and what it declared; servers may be renewed to be offered it. */
   initialized(info: ClientInfo | undefined, capabilities: Record<string, unknown> | undefined): void {
+    this.spoken = 'legacy';
     this.info = info;
+    this.declared = capabilities;
+    if (!this.ended) this.core.offer(this);
+  }
+
+  /**
+   * A modern request: the client is who its `_meta` says and declared what it lists there. A
+   * modern client may change either from one request to the next; servers are offered the
+   * capabilities again only when they changed.
+   */
+  declaredModern(meta: ModernMeta, capabilities: Record<string, unknown> | undefined): void {
+    this.spoken = 'modern';
+    if (meta.clientInfo !== undefined) this.info = meta.clientInfo;
+    if (sameJson(this.declared, capabilities)) return;
     this.declared = capabilities;
     if (!this.ended) this.core.offer(this);
   }
@@ -200,4 +224,9 @@ export class SessionContext {
     this.used.clear();
     this.core.closed(this);
   }
+}
+
+function sameJson(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  return a !== undefined && b !== undefined && JSON.stringify(a) === JSON.stringify(b);
 }

@@ -16,6 +16,12 @@ export const RpcCode = Object.freeze({
   UPSTREAM_UNAVAILABLE: -32011,
   /** To a hosted server: which window caused its sampling, elicitation or roots request is not certain. */
   ORIGIN_UNKNOWN: -32012,
+  /** 2026-07-28: the HTTP headers do not match the body, or a required one is missing (HTTP 400). */
+  HEADER_MISMATCH: -32020,
+  /** 2026-07-28: the request needs a client capability its `_meta` did not declare (HTTP 400). */
+  MISSING_CLIENT_CAPABILITY: -32021,
+  /** 2026-07-28: the protocol version asked for is not served; `data.supported` lists what is (HTTP 400). */
+  UNSUPPORTED_PROTOCOL_VERSION: -32022,
 });
 
 /** WebSocket close codes (DESIGN.md, "WebSocket protocol"). */

@@ -57,6 +57,11 @@ export class RelayedResponse {
     return this.relayed.result;
   }
 
+  /** The result object's text, as the server wrote it. */
+  get relayedText(): string {
+    return this.relayed.text;
+  }
+
   /** The response as JSON.stringify would write it, give or take the server's whitespace and escapes. */
   get text(): string {
     const id = typeof this.id === 'number' ? String(this.id) : JSON.stringify(this.id);

@@ -50,6 +50,8 @@ interface Exchange {
   headers: Record<string, string>;
   /** The session's initialize: its response names the protocol version the session speaks. */
   readonly initialize: boolean;
+  /** The HTTP status of a response sent as plain JSON (the modern era's errors have their own); 200 when absent. */
+  readonly statusOf?: ((text: string) => number) | undefined;
 }
 
 /** A stream that can be resumed: the GET stream (0) or a POST that became SSE. */
@@ -73,6 +75,8 @@ export class HttpTransport implements Transport {
   onclose: ((code: number) => void) | undefined;
   /** A request got its response after its client hung up: the session may be idle now. */
   onsettled: (() => void) | undefined;
+  /** A request's response went out (or was dropped, its client gone). */
+  onanswered: ((id: RequestId) => void) | undefined;
   /** Last time a request of this session arrived or a stream closed, for the idle rule. */
   lastActiveMs = Date.now();
   readonly sessionId: string;
@@ -153,6 +157,7 @@ export class HttpTransport implements Transport {
     const final = isResponseTo(text, related as RequestId);
     if (final) {
       this.exchanges.delete(exchange.key);
+      if (this.onanswered) queueMicrotask(() => this.onanswered?.(related as RequestId));
       // Its client is away: no close event will tell the endpoint that this request settled.
       if (exchange.res === null) this.onsettled?.();
       if (exchange.initialize) this.polling = negotiated(text) >= POLLING_PROTOCOL_VERSION;
@@ -167,7 +172,8 @@ export class HttpTransport implements Transport {
       // Nothing went before the response: plain JSON, no stream.
       exchange.headersSent = true;
       const res = exchange.res;
-      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...exchange.headers });
+      const status = exchange.statusOf?.(text) ?? 200;
+      res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...exchange.headers });
       res.end(text, () => written?.());
       return;
     }
@@ -214,8 +220,14 @@ export class HttpTransport implements Transport {
    * `initialize` marks the session's initialize, whose answer is always plain JSON (a client
    * that loses it has no session to resume and simply initializes again).
    */
-  expect(id: RequestId, res: ServerResponse, headers: Record<string, string>, initialize = false): void {
-    const exchange: Exchange = { key: idKey(id), res, headersSent: false, stream: 0, headers, initialize };
+  expect(
+    id: RequestId,
+    res: ServerResponse,
+    headers: Record<string, string>,
+    initialize = false,
+    statusOf?: (text: string) => number,
+  ): void {
+    const exchange: Exchange = { key: idKey(id), res, headersSent: false, stream: 0, headers, initialize, statusOf };
     this.exchanges.set(exchange.key, exchange);
     if (this.polling) {
       // SEP-1699: the stream opens at once with its priming event, before the session has

@@ -15,11 +15,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { RpcCode } from '../protocol/codes.js';
 import { clip, parseMessage, rpcError, type Classified } from '../protocol/jsonrpc.js';
-import type { Transport } from './transport.js';
+import type { HttpSessionHost, OpenSession } from './http-session.js';
 import { ByteBudget } from './byte-budget.js';
 import { BodyIntake, DEFAULT_BODIES_MAX_BYTES } from './http-body.js';
 import { HttpTransport, type SsePolling } from './http-transport.js';
 import { accepts, header, writeJson } from './http-wire.js';
+import { ModernHttp, isModernVersion } from './http-modern.js';
+import { unsupportedVersion } from '../protocol/eras.js';
 
 export { HttpTransport, MAX_STORED_EVENTS, type SsePolling } from './http-transport.js';
 export { DEFAULT_BODIES_MAX_BYTES } from './http-body.js';
@@ -33,23 +35,12 @@ export const BODIES_RETRY_AFTER_S = 1;
 export type HttpRejectReason = 'invalid_message' | 'duplicate_id' | 'body_too_large' | 'bodies_full' | `http_${number}`;
 
 /** Why the endpoint ends a session: the client's DELETE, idle expiry, room for a new session. */
-export type HttpEndReason = 'client_closed' | 'http_idle' | 'http_session_limit';
+export type HttpEndReason = 'client_closed' | 'http_idle' | 'http_session_limit' | 'request_answered';
 
 /** Protocol versions a client may name in `MCP-Protocol-Version`. */
 export const HTTP_PROTOCOL_VERSIONS: readonly string[] = ['2025-11-25', '2025-06-18', '2025-03-26'];
 
-/** What the endpoint needs of a session. */
-export interface HttpSessionHost {
-  readonly id: string;
-  /** Requests of this session still running (an HTTP session with one is not idle). */
-  readonly inflightCount: number;
-  /** Takes one message from the client, already parsed. */
-  take(message: Classified): void;
-  /** Binds the session to its transport (once, before the first message). */
-  attach(transport: Transport): unknown;
-}
-
-export type OpenSession = { ok: true; session: HttpSessionHost } | { ok: false; status: number; code: number; message: string };
+export type { HttpSessionHost, OpenSession } from './http-session.js';
 
 export interface McpHttpEndpointOptions {
   /** Largest request body, in bytes (`EXAI_WS_MAX_BYTES`). */
@@ -95,11 +86,20 @@ export class McpHttpEndpoint {
   readonly eventBudget: ByteBudget;
   /** The request bodies being received, within their bounds. */
   private readonly bodies: BodyIntake;
+  /** The modern era's requests: stateless, a session each while it runs. */
+  private readonly modern: ModernHttp;
 
   constructor(options: McpHttpEndpointOptions) {
     this.options = options;
     this.eventBudget = new ByteBudget(options.eventStoreTotalBytes ?? DEFAULT_EVENTS_TOTAL_MAX_BYTES);
     this.bodies = new BodyIntake(options.maxBodyBytes, options.bodiesMaxBytes ?? DEFAULT_BODIES_MAX_BYTES);
+    this.modern = new ModernHttp({
+      sse: options.sse,
+      eventBudget: this.eventBudget,
+      open: (server, client) => options.open(server, client),
+      end: (session) => options.end(session, 'request_answered'),
+      reject: (reason) => options.reject(reason),
+    });
   }
 
   /** Bytes of request bodies being received now, all together. */
@@ -141,13 +141,16 @@ export class McpHttpEndpoint {
   /** Handles one request to `/mcp` or `/mcp/NAME` (`server`), already past Host, Origin and token. */
   handle(req: IncomingMessage, res: ServerResponse, server: string | undefined): void {
     const version = header(req, 'mcp-protocol-version');
+    if (isModernVersion(version)) {
+      if (req.method === 'POST') return this.post(req, res, server, true);
+      // The modern era has no GET stream and no session to delete.
+      res.setHeader('allow', 'POST');
+      return this.refuse(res, 405, RpcCode.INVALID_REQUEST, `Method not allowed: protocol ${version} uses POST only`);
+    }
     if (version !== undefined && !HTTP_PROTOCOL_VERSIONS.includes(version)) {
-      return this.refuse(
-        res,
-        400,
-        RpcCode.INVALID_REQUEST,
-        `Bad Request: unsupported MCP-Protocol-Version ${clip(version, 40)} (supported: ${HTTP_PROTOCOL_VERSIONS.join(', ')})`,
-      );
+      this.options.reject('http_400');
+      const error = unsupportedVersion(version);
+      return writeJson(res, 400, rpcError(null, error.code, `Bad Request: ${error.message}`, error.data));
     }
     switch (req.method) {
       case 'POST':
@@ -167,9 +170,10 @@ export class McpHttpEndpoint {
     if (this.idleTimer) clearInterval(this.idleTimer);
     this.idleTimer = undefined;
     for (const { transport } of [...this.sessions.values()]) transport.close(1001, 'daemon shutting down');
+    this.modern.close();
   }
 
-  private post(req: IncomingMessage, res: ServerResponse, server: string | undefined): void {
+  private post(req: IncomingMessage, res: ServerResponse, server: string | undefined, modern = false): void {
     const type = header(req, 'content-type') ?? '';
     if (!/^application\/json\b/i.test(type)) {
       return this.refuse(res, 415, RpcCode.INVALID_REQUEST, 'Unsupported Media Type: Content-Type must be application/json');
@@ -178,18 +182,19 @@ export class McpHttpEndpoint {
       return this.refuse(res, 406, RpcCode.INVALID_REQUEST, 'Not Acceptable: Accept must list application/json and text/event-stream');
     }
     this.bodies.read(req, {
-      done: (body) => this.message(req, res, server, body),
+      done: (body) => this.message(req, res, server, body, modern),
       refused: (why) => (why === 'too_large' ? this.tooLarge(req, res) : this.bodiesFull(req, res)),
       failed: () => res.destroy(),
     });
   }
 
-  private message(req: IncomingMessage, res: ServerResponse, server: string | undefined, body: string): void {
+  private message(req: IncomingMessage, res: ServerResponse, server: string | undefined, body: string, modern: boolean): void {
     const c = parseMessage(body);
     if (c.kind === 'invalid') {
       this.options.reject('invalid_message');
       return writeJson(res, 400, c.reply);
     }
+    if (modern) return this.modern.message(req, res, server, c);
     const sessionId = header(req, 'mcp-session-id');
     if (c.kind === 'request' && c.message.method === 'initialize') {
       if (sessionId !== undefined) {

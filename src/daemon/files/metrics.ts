@@ -77,6 +77,8 @@ export const CLOSE_REASON_NAMES = [
   'http_idle',
   // Issue 21: an idle HTTP session ended to make room for a new one at the session limit.
   'http_session_limit',
+  // Issue 24: a modern (stateless) HTTP request's own session, ended once it was answered.
+  'request_answered',
   'daemon shutting down',
 ] as const;
 

@@ -20,7 +20,6 @@ import {
   isObject,
   isProgressToken,
   rpcError,
-  trySerialize,
   type RpcNotification,
   type RpcRequest,
   type RpcResponse,
@@ -34,6 +33,10 @@ import type { Cancellation } from '../../hosting/cancellation.js';
 import type { CallOutcome } from '../../hosting/server-link.js';
 import { NAME, VERSION } from '../../protocol/version.js';
 import { RelayedResponse, RelayedResult } from '../../protocol/relay.js';
+import { daemonCapabilities, keptCapabilities } from './capabilities.js';
+import { modernVersionOf } from '../../protocol/eras.js';
+import { Listens } from './listens.js';
+import { ModernRequests } from './modern.js';
 
 /** How long the daemon waits for a client's answer to its own roots/list. */
 const ROOTS_REQUEST_TIMEOUT_MS = 5_000;
@@ -41,6 +44,8 @@ const ROOTS_REQUEST_TIMEOUT_MS = 5_000;
 export interface RouterOptions {
   /** Deadline of one forwarded request, in milliseconds. */
   callTimeoutMs: number;
+  /** The session's listen streams (modern clients' change notifications). */
+  listens?: Listens;
 }
 
 // Maps, not object literals: a method is the client's string, and `constructor` or
@@ -65,11 +70,19 @@ export class Router {
   private readonly context: SessionContext;
   private readonly hub: RouterHub;
   private readonly callTimeoutMs: number;
+  private readonly modern: ModernRequests;
 
   constructor(context: SessionContext, hub: RouterHub, options: RouterOptions) {
     this.context = context;
     this.hub = hub;
     this.callTimeoutMs = options.callTimeoutMs;
+    this.modern = new ModernRequests({
+      context,
+      hub,
+      listens: options.listens ?? new Listens(() => {}),
+      callTimeoutMs: options.callTimeoutMs,
+      route: (request, cancel) => this.route(request, cancel),
+    });
   }
 
   /**
@@ -77,6 +90,19 @@ export class Router {
    * (a cancelled request gets no response). Never rejects.
    */
   handle(request: RpcRequest, cancel: Cancellation): Promise<RpcResponse | null> {
+    // A legacy session stays legacy; any other speaks the modern era once a request says so.
+    const era = this.context.era;
+    if (
+      era === 'modern' ||
+      (era === undefined && (request.method === 'server/discover' || modernVersionOf(request.params) !== undefined))
+    ) {
+      return this.modern.handle(request, cancel);
+    }
+    return this.route(request, cancel);
+  }
+
+  /** Routes a request of either era once its era is settled. */
+  private route(request: RpcRequest, cancel: Cancellation): Promise<RpcResponse | null> {
     // The hot path: a tool the session's merged list holds goes to its server in this turn.
     if (request.method === 'tools/call') {
       const params = request.params ?? {};
@@ -243,19 +269,9 @@ export class Router {
       this.context.use(server);
       return ok(id, { ...server.initializeResult, protocolVersion });
     }
-    // Everything a hosted server may have is always offered: a live reload can add one to a
-    // session opened before it, and a client that checks capabilities (VS Code) would never
-    // list its prompts or resources otherwise. The hub routes resources/subscribe (per URI).
-    const capabilities: Record<string, unknown> = {
-      tools: { listChanged: true },
-      logging: {},
-      prompts: { listChanged: true },
-      resources: { subscribe: true, listChanged: true },
-      completions: {},
-    };
     return ok(id, {
       protocolVersion,
-      capabilities,
+      capabilities: daemonCapabilities(),
       serverInfo: { name: NAME, version: VERSION },
       instructions: 'exai-ws: one shared MCP daemon for every client on this machine.',
     });
@@ -264,28 +280,6 @@ export class Router {
 
 /** The longest client name or version kept from `initialize`, in characters. */
 export const MAX_CLIENT_LABEL_CHARS = 256;
-
-/** The largest declared capability (serialised) the daemon keeps and passes on to servers. */
-export const MAX_CAPABILITY_BYTES = 16 * 1024;
-
-/**
- * A client's declared capabilities as the daemon keeps them: the entries whose value is an
- * object that serialises within {@link MAX_CAPABILITY_BYTES}; others count as not declared.
- * What sessions declare is passed on to shared servers when they start, so one client's
- * malformed entry (nested thousands deep, megabytes long) must not fail a server's start for
- * every session.
- */
-function keptCapabilities(declared: unknown): Record<string, unknown> | undefined {
-  if (!isObject(declared)) return undefined;
-  // fromEntries: a key such as `__proto__` stays an own key and touches no prototype.
-  return Object.fromEntries(
-    Object.entries(declared).filter(([, value]) => {
-      if (!isObject(value)) return false;
-      const out = trySerialize(value);
-      return out.ok && out.text.length <= MAX_CAPABILITY_BYTES;
-    }),
-  );
-}
 
 function ok(id: RpcRequest['id'], result: Record<string, unknown>): RpcResponse {
   return { jsonrpc: '2.0', id, result };

@@ -42,6 +42,7 @@ import type { Logger } from '../files/logger.js';
 import type { CloseReason, Metrics } from '../files/metrics.js';
 import { LatencyRing } from './latency-ring.js';
 import { Router } from './router.js';
+import { Listens } from './listens.js';
 import { serializeFor } from './unsendable.js';
 
 export type { AttachOptions } from './outbox.js';
@@ -90,6 +91,10 @@ export class Session {
   private current: SessionState = 'detached';
   private transportKind: TransportKind = 'ws';
   private readonly flow: RequestFlow;
+  /** A modern client's listen streams: the only way change notifications reach it. */
+  private readonly listens = new Listens((text, method, related) => {
+    if (this.outbox.admitNotification(method)) this.outbox.send(text, related);
+  });
   /** Requests sent to the client on a server's behalf, by id, until it answers. */
   private readonly asked = new PendingRequests<RequestId, (outcome: Answer) => void>();
   private nextAskedId = 1;
@@ -110,7 +115,7 @@ export class Session {
       holdBudget: deps.holdBudget,
     });
     this.context = deps.hub.openSession(id, { server: opening.server, cwd: opening.cwd }, this);
-    this.router = new Router(this.context, deps.hub, { callTimeoutMs: deps.config.callTimeoutMs });
+    this.router = new Router(this.context, deps.hub, { callTimeoutMs: deps.config.callTimeoutMs, listens: this.listens });
     this.flow = new RequestFlow({
       maxInflight: deps.config.maxInflight,
       queueLimit: deps.config.queueLimit,
@@ -290,9 +295,12 @@ export class Session {
    */
   send(message: object, related?: RequestId): boolean {
     const method = (message as { method?: unknown }).method;
-    if ((message as { id?: unknown }).id === undefined && !this.outbox.admitNotification(method)) return false;
+    const notification = (message as { id?: unknown }).id === undefined;
+    if (notification && !this.outbox.admitNotification(method)) return false;
     const out = serializeFor(this.deps, this.id, message);
     if (out === undefined) return false;
+    // A modern client hears of changes only on the listen streams that asked for them.
+    if (notification && related === undefined && this.context.era === 'modern') return this.listens.deliver(out.text, String(method));
     this.outbox.send(out.text, related);
     return true;
   }
@@ -303,6 +311,7 @@ export class Session {
    * unread.
    */
   sendNotification(text: string, method: string): boolean {
+    if (this.context.era === 'modern') return this.listens.deliver(text, method);
     if (!this.outbox.admitNotification(method)) return false;
     this.outbox.send(text);
     return true;
@@ -310,6 +319,8 @@ export class Session {
 
   /** Stops taking new work: queued and new requests are answered -32000 from now on. */
   drain(reason: string): void {
+    // Listen streams end gracefully: their requests get a complete result, and do not hold the drain.
+    this.listens.endAll();
     this.flow.drain(reason);
   }
 

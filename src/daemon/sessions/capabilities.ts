@@ -1,0 +1,43 @@
+/**
+ * Capabilities on both sides of the daemon: what it offers its clients (the same in both eras),
+ * and what of a client's declared capabilities it keeps.
+ */
+import { isObject, trySerialize } from '../../protocol/jsonrpc.js';
+
+/**
+ * What the daemon offers when it speaks for all its servers. Everything a hosted server may have
+ * is always offered: a live reload can add one to a session opened before it, and a client that
+ * checks capabilities (VS Code) would never list its prompts or resources otherwise. The hub
+ * routes resources/subscribe (per URI).
+ */
+export function daemonCapabilities(): Record<string, unknown> {
+  return {
+    tools: { listChanged: true },
+    logging: {},
+    prompts: { listChanged: true },
+    resources: { subscribe: true, listChanged: true },
+    completions: {},
+  };
+}
+
+/** The largest declared capability (serialised) the daemon keeps and passes on to servers. */
+export const MAX_CAPABILITY_BYTES = 16 * 1024;
+
+/**
+ * A client's declared capabilities as the daemon keeps them: the entries whose value is an
+ * object that serialises within {@link MAX_CAPABILITY_BYTES}; others count as not declared.
+ * What sessions declare is passed on to shared servers when they start, so one client's
+ * malformed entry (nested thousands deep, megabytes long) must not fail a server's start for
+ * every session.
+ */
+export function keptCapabilities(declared: unknown): Record<string, unknown> | undefined {
+  if (!isObject(declared)) return undefined;
+  // fromEntries: a key such as `__proto__` stays an own key and touches no prototype.
+  return Object.fromEntries(
+    Object.entries(declared).filter(([, value]) => {
+      if (!isObject(value)) return false;
+      const out = trySerialize(value);
+      return out.ok && out.text.length <= MAX_CAPABILITY_BYTES;
+    }),
+  );
+}

@@ -1,0 +1,178 @@
+/**
+ * Streamable HTTP in the modern era (2026-07-28) on `/mcp` and `/mcp/NAME`: no session, each
+ * POST is one request whose answer is its response (plain JSON, or an SSE stream when
+ * notifications of that request go first). The request's headers must say what its body says
+ * (`MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`: -32020 and 400 otherwise), its `_meta` must
+ * carry the version and the client's capabilities (-32602 / -32022 and 400).
+ *
+ * Each request is served by a session of its own, opened for it and ended once it is answered:
+ * the same kind of session WebSocket and legacy HTTP clients get, so routing, quotas and server
+ * questions work the same. Closing the response before the answer cancels the request (the
+ * modern era's cancellation), and so does the end of a `subscriptions/listen` stream.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { RpcCode } from '../protocol/codes.js';
+import { MODERN_VERSIONS, readModernMeta } from '../protocol/eras.js';
+import { clip, isObject, rpcError, type Classified, type RpcErrorObject, type RpcRequest } from '../protocol/jsonrpc.js';
+import type { ByteBudget } from './byte-budget.js';
+import { HttpTransport, type SsePolling } from './http-transport.js';
+import { header, writeJson } from './http-wire.js';
+import type { HttpSessionHost, OpenSession } from './http-session.js';
+
+/** Methods whose `Mcp-Name` header names the tool, prompt or resource, and the body field it mirrors. */
+const NAMED: ReadonlyMap<string, 'name' | 'uri'> = new Map([
+  ['tools/call', 'name'],
+  ['prompts/get', 'name'],
+  ['resources/read', 'uri'],
+] as const);
+
+/** Errors the modern wire answers with 400 rather than 200. */
+const BAD_REQUEST_CODES: ReadonlySet<number> = new Set([
+  RpcCode.HEADER_MISMATCH,
+  RpcCode.MISSING_CLIENT_CAPABILITY,
+  RpcCode.UNSUPPORTED_PROTOCOL_VERSION,
+]);
+
+export interface ModernHttpOptions {
+  sse: SsePolling;
+  eventBudget: ByteBudget;
+  open(server: string | undefined, client: { name: string; version: string }): OpenSession;
+  /** Ends a request's session once it is answered or its client went away. */
+  end(session: HttpSessionHost): void;
+  reject(reason: `http_${number}`): void;
+}
+
+/** The stateless endpoint: one session per request, none kept between requests. */
+export class ModernHttp {
+  private readonly options: ModernHttpOptions;
+  /** Requests being served, for shutdown. */
+  private readonly running = new Set<HttpTransport>();
+
+  constructor(options: ModernHttpOptions) {
+    this.options = options;
+  }
+
+  /** Requests being served now. */
+  get runningCount(): number {
+    return this.running.size;
+  }
+
+  /** Serves one parsed POST body whose `MCP-Protocol-Version` names the modern era. */
+  message(req: IncomingMessage, res: ServerResponse, server: string | undefined, c: Classified): void {
+    if (c.kind === 'notification') {
+      // The modern HTTP wire defines no client notification (cancelling is closing the stream).
+      res.writeHead(202).end();
+      return;
+    }
+    if (c.kind !== 'request') {
+      return this.refuse(res, 400, rpcError(null, RpcCode.INVALID_REQUEST, 'Bad Request: a POST carries one JSON-RPC request'));
+    }
+    const request = c.message;
+    const checked = checkRequest(req, request);
+    if ('error' in checked) return this.refuse(res, 400, { jsonrpc: '2.0', id: request.id, error: checked.error });
+    const info = checked.clientInfo;
+    const opened = this.options.open(server, { name: info?.name ?? 'unknown', version: info?.version ?? 'unknown' });
+    if (!opened.ok) return this.refuse(res, opened.status, rpcError(request.id, opened.code, opened.message));
+    this.serve(res, opened.session, c);
+  }
+
+  /** Ends every request being served (shutdown closed their sessions first). */
+  close(): void {
+    for (const transport of [...this.running]) transport.close(1001, 'daemon shutting down');
+  }
+
+  private serve(res: ServerResponse, session: HttpSessionHost, c: Classified & { kind: 'request' }): void {
+    const id = c.message.id;
+    const transport = new HttpTransport(session.id, 0, (t) => this.running.delete(t), this.options.sse, this.options.eventBudget);
+    this.running.add(transport);
+    let answered = false;
+    const finish = () => {
+      if (!transport.open) return;
+      this.options.end(session);
+      transport.close(1000, 'request answered');
+    };
+    transport.onanswered = () => {
+      answered = true;
+      finish();
+    };
+    session.attach(transport);
+    transport.expect(id, res, {}, false, statusOf);
+    res.once('close', () => {
+      if (answered) return;
+      // The client closed the stream before the answer: that cancels the request.
+      session.take({ kind: 'notification', message: { jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: id } } });
+      finish();
+    });
+    session.take(c);
+  }
+
+  private refuse(res: ServerResponse, status: number, body: object): void {
+    if (status >= 400 && status !== 404) this.options.reject(`http_${status}`);
+    writeJson(res, status, body);
+  }
+}
+
+/** True when `version` names the modern era. */
+export function isModernVersion(version: string | undefined): boolean {
+  return version !== undefined && MODERN_VERSIONS.includes(version);
+}
+
+/**
+ * The checks of a modern request before it is served: its `_meta` (version, capabilities), and
+ * its headers against its body. Returns the client's identity, or the error to answer with 400.
+ */
+export function checkRequest(
+  req: IncomingMessage,
+  request: RpcRequest,
+): { clientInfo: { name?: string | undefined; version?: string | undefined } | undefined } | { error: RpcErrorObject } {
+  const read = readModernMeta(request.params);
+  if ('error' in read) return read;
+  const mismatch = (message: string) => ({ error: { code: RpcCode.HEADER_MISMATCH, message: `Header mismatch: ${message}` } });
+  const version = header(req, 'mcp-protocol-version');
+  if (version !== read.meta.version) {
+    return mismatch(`MCP-Protocol-Version ${clip(String(version), 40)} does not match the body's ${clip(read.meta.version, 40)}`);
+  }
+  const method = header(req, 'mcp-method');
+  if (method === undefined) return mismatch('the Mcp-Method header is required');
+  if (method !== request.method) return mismatch(`Mcp-Method ${clip(method, 80)} does not match the body's ${clip(request.method, 80)}`);
+  const field = NAMED.get(request.method);
+  if (field !== undefined) {
+    const raw = header(req, 'mcp-name');
+    if (raw === undefined) return mismatch(`the Mcp-Name header is required for ${request.method}`);
+    const name = decodeHeaderValue(raw);
+    const body = isObject(request.params) ? request.params[field] : undefined;
+    if (name === undefined || name !== body) {
+      return mismatch(`Mcp-Name ${clip(raw, 80)} does not match the body's params.${field}`);
+    }
+  }
+  return { clientInfo: read.meta.clientInfo };
+}
+
+/** A header value as the modern wire encodes it: plain, or `=?base64?...?=` of its UTF-8 bytes; undefined when malformed. */
+export function decodeHeaderValue(raw: string): string | undefined {
+  const sentinel = /^=\?base64\?([A-Za-z0-9+/]*={0,2})\?=$/.exec(raw);
+  if (sentinel === null) return raw.startsWith('=?base64?') ? undefined : raw;
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(Buffer.from(sentinel[1] as string, 'base64'));
+  } catch {
+    return undefined;
+  }
+}
+
+/** A header value as the modern wire encodes it (base64 sentinel unless it is plain visible ASCII). */
+export function encodeHeaderValue(value: string): string {
+  const plain = /^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$/.test(value) && !(value.startsWith('=?base64?') && value.endsWith('?='));
+  return plain ? value : `=?base64?${Buffer.from(value, 'utf8').toString('base64')}?=`;
+}
+
+/** The HTTP status of a modern response sent as plain JSON: 404 for an unknown method, 400 for the wire's own errors. */
+function statusOf(text: string): number {
+  if (!text.includes('"error"') || text.length > 8192) return 200;
+  try {
+    const code = (JSON.parse(text) as { error?: { code?: unknown } }).error?.code;
+    if (code === RpcCode.METHOD_NOT_FOUND) return 404;
+    return typeof code === 'number' && BAD_REQUEST_CODES.has(code) ? 400 : 200;
+  } catch {
+    return 200;
+  }
+}
