@@ -1,0 +1,211 @@
+/**
+ * Both MCP eras at the daemon's doors (issue 24): clients of the 2026-07-28 revision (the
+ * official v2 SDK client pinned to it) by `/mcp` and by the shim, beside legacy clients, against
+ * the built-in tools and a hosted legacy server (server-everything). One daemon for the file;
+ * each test asserts only what its own requests got.
+ */
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { Client as ModernClient, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
+import { StdioClientTransport as ModernStdioTransport } from '@modelcontextprotocol/client/stdio';
+import { Cleanup, SHIM, baseEnv, connectShim, getHealth, textOf, waitFor, type DaemonHandle } from './helpers.js';
+import { everythingEntry, startHostingDaemon } from './fixtures/hosted-servers.js';
+import { MODERN, modernPost, modernStream, type ModernReply } from './fixtures/modern-http.js';
+
+const cleanup = new Cleanup();
+let daemon: DaemonHandle;
+
+before(async () => {
+  daemon = await startHostingDaemon(cleanup, () => ({ everything: everythingEntry() }));
+});
+after(() => cleanup.run());
+
+const pinned = { versionNegotiation: { mode: { pin: MODERN } } } as const;
+
+/** The official v2 client, pinned to 2026-07-28, over Streamable HTTP at `path`. */
+async function modernHttpClient(path = '/mcp', name = 'eras-http'): Promise<ModernClient> {
+  const transport = new StreamableHTTPClientTransport(new URL(`http://127.0.0.1:${daemon.port}${path}`), {
+    requestInit: { headers: { authorization: `Bearer ${daemon.token}` } },
+  });
+  const client = new ModernClient({ name, version: '1.0.0' }, pinned);
+  cleanup.add(() => client.close());
+  await client.connect(transport);
+  return client;
+}
+
+/** The official v2 client, pinned to 2026-07-28, through a real shim process. */
+async function modernShimClient(name = 'eras-shim'): Promise<ModernClient> {
+  const transport = new ModernStdioTransport({
+    command: process.execPath,
+    args: [SHIM],
+    env: { ...baseEnv(), ...daemon.clientEnv },
+    stderr: 'pipe',
+  });
+  const client = new ModernClient({ name, version: '1.0.0' }, pinned);
+  cleanup.add(() => client.close());
+  await client.connect(transport);
+  return client;
+}
+
+async function listsAndCalls(client: ModernClient): Promise<void> {
+  const names = (await client.listTools()).tools.map((t) => t.name);
+  assert.ok(names.includes('version'), `built-in tools listed: ${names.join(', ')}`);
+  assert.ok(names.includes('everything__echo'), `the hosted server's tools listed: ${names.join(', ')}`);
+  const version = await client.callTool({ name: 'version', arguments: {} });
+  assert.match(textOf(version), /"name":"exai-ws"/);
+  const echo = await client.callTool({ name: 'everything__echo', arguments: { message: 'modern hello' } });
+  assert.equal(textOf(echo), 'Echo: modern hello');
+}
+
+describe('a 2026-07-28 client', () => {
+  test('by /mcp: lists, calls a built-in tool and a hosted legacy server', async () => {
+    await listsAndCalls(await modernHttpClient());
+  });
+
+  test('by the shim: lists, calls a built-in tool and a hosted legacy server', async () => {
+    await listsAndCalls(await modernShimClient());
+  });
+
+  test('at /mcp/NAME sees that server alone, as the server itself describes it', async () => {
+    const client = await modernHttpClient('/mcp/everything', 'eras-one-server');
+    const names = (await client.listTools()).tools.map((t) => t.name);
+    assert.ok(names.includes('echo') && !names.includes('version'), `one server's own names: ${names.join(', ')}`);
+    const discover = await modernPost(daemon, '/mcp/everything', 'server/discover', {});
+    assert.equal(discover.status, 200);
+    const result = discover.body.result as Record<string, unknown>;
+    assert.ok((result.supportedVersions as string[]).includes(MODERN));
+    const info = (result._meta as Record<string, { name?: string }>)['io.modelcontextprotocol/serverInfo'];
+    assert.notEqual(info?.name, 'exai-ws', 'the hosted server names itself, not the daemon');
+    assert.ok(typeof result.capabilities === 'object' && result.capabilities !== null && 'tools' in result.capabilities);
+  });
+
+  test('and a legacy client at the same time: each is served in its own era', async () => {
+    const [modern, legacy] = await Promise.all([modernHttpClient('/mcp', 'eras-side-modern'), connectShim(cleanup, daemon)]);
+    const [a, b] = await Promise.all([
+      modern.callTool({ name: 'everything__echo', arguments: { message: 'from 2026' } }),
+      legacy.client.callTool({ name: 'everything__echo', arguments: { message: 'from 2025' } }),
+    ]);
+    assert.equal(textOf(a), 'Echo: from 2026');
+    assert.equal(textOf(b), 'Echo: from 2025');
+    // The legacy session initialized as before: its result has no modern fields.
+    assert.equal((b as Record<string, unknown>).resultType, undefined);
+  });
+});
+
+describe('the modern wire on /mcp', () => {
+  test('results say resultType, list results carry caching hints and the server identity', async () => {
+    const listed = await modernPost(daemon, '/mcp', 'tools/list', {});
+    assert.equal(listed.status, 200);
+    const result = listed.body.result as Record<string, unknown>;
+    assert.equal(result.resultType, 'complete');
+    assert.equal(typeof result.ttlMs, 'number');
+    assert.ok((result.ttlMs as number) >= 0);
+    assert.equal(result.cacheScope, 'private', 'what the daemon lists depends on the window');
+    const info = (result._meta as Record<string, { name?: string }>)['io.modelcontextprotocol/serverInfo'];
+    assert.equal(info?.name, 'exai-ws');
+  });
+
+  test('a request without client capabilities is refused -32602 with 400', async () => {
+    const reply = await modernPost(daemon, '/mcp', 'tools/list', {}, { meta: { 'io.modelcontextprotocol/clientCapabilities': undefined } });
+    expectError(reply, 400, -32602);
+  });
+
+  test('an unsupported version is refused -32022 with 400, listing what is served', async () => {
+    const reply = await modernPost(daemon, '/mcp', 'tools/list', {}, { version: '2099-01-01' });
+    expectError(reply, 400, -32022);
+    const data = (reply.body.error as { data?: { supported?: string[] } }).data;
+    assert.ok(data?.supported?.includes(MODERN) && data.supported.includes('2025-11-25'), JSON.stringify(data));
+  });
+
+  test('headers that do not match the body are refused -32020 with 400', async () => {
+    expectError(await modernPost(daemon, '/mcp', 'tools/list', {}, { headers: { 'mcp-method': 'prompts/list' } }), 400, -32020);
+    expectError(
+      await modernPost(daemon, '/mcp', 'tools/call', { name: 'version', arguments: {} }, { headers: { 'mcp-name': null } }),
+      400,
+      -32020,
+    );
+    expectError(
+      await modernPost(daemon, '/mcp', 'tools/call', { name: 'version', arguments: {} }, { headers: { 'mcp-name': 'chat' } }),
+      400,
+      -32020,
+    );
+    // The same call with matching headers (the name base64-encoded, as the wire allows) runs.
+    const named = await modernPost(
+      daemon,
+      '/mcp',
+      'tools/call',
+      { name: 'version', arguments: {} },
+      {
+        headers: { 'mcp-name': `=?base64?${Buffer.from('version').toString('base64')}?=` },
+      },
+    );
+    assert.equal(named.status, 200, JSON.stringify(named.body));
+    assert.equal((named.body.result as Record<string, unknown>).resultType, 'complete');
+  });
+
+  test('methods the revision removed are 404 -32601', async () => {
+    for (const method of ['ping', 'logging/setLevel', 'resources/subscribe']) {
+      expectError(await modernPost(daemon, '/mcp', method, method === 'logging/setLevel' ? { level: 'debug' } : {}), 404, -32601);
+    }
+  });
+
+  test('subscriptions/listen: acknowledged first, then only the notifications it asked for, tagged', async () => {
+    const toolEvents = await modernStream(
+      daemon,
+      '/mcp',
+      'subscriptions/listen',
+      { notifications: { toolsListChanged: true } },
+      { id: 'listen-tools' },
+    );
+    const noneEvents = await modernStream(
+      daemon,
+      '/mcp',
+      'subscriptions/listen',
+      { notifications: { promptsListChanged: false } },
+      { id: 'listen-none' },
+    );
+    const ack = await toolEvents.next(5_000);
+    assert.equal(ack.method, 'notifications/subscriptions/acknowledged');
+    assert.deepEqual((ack.params as Record<string, unknown>).notifications, { toolsListChanged: true });
+    assert.equal(
+      ((ack.params as Record<string, unknown>)._meta as Record<string, unknown>)['io.modelcontextprotocol/subscriptionId'],
+      'listen-tools',
+    );
+    assert.equal((await noneEvents.next(5_000)).method, 'notifications/subscriptions/acknowledged');
+    // A live config change: a second server joins, and every list changes.
+    writeFileSync(
+      join(daemon.home, 'config.json'),
+      JSON.stringify({ mcpServers: { everything: everythingEntry(), other: everythingEntry() } }, null, 2),
+    );
+    const changed = await toolEvents.next(15_000);
+    assert.equal(changed.method, 'notifications/tools/list_changed');
+    assert.equal(
+      ((changed.params as Record<string, unknown>)._meta as Record<string, unknown>)['io.modelcontextprotocol/subscriptionId'],
+      'listen-tools',
+    );
+    // The stream that asked for nothing got nothing but its acknowledgement.
+    assert.equal(noneEvents.received().length, 1, JSON.stringify(noneEvents.received()));
+    toolEvents.abort();
+    noneEvents.abort();
+  });
+
+  test('closing the response stream cancels the request and ends its session', async () => {
+    const before = (await getHealth(daemon)).inflight;
+    const events = await modernStream(daemon, '/mcp', 'tools/call', {
+      name: 'everything__trigger-long-running-operation',
+      arguments: { duration: 20, steps: 20 },
+      _meta: { progressToken: 'long-1' },
+    });
+    const progress = await events.next(10_000);
+    assert.equal(progress.method, 'notifications/progress', 'the progress of the call comes on its own stream');
+    events.abort();
+    await waitFor(async () => (await getHealth(daemon)).inflight <= before, 'the cancelled call to leave the daemon', 10_000);
+  });
+});
+
+function expectError(reply: ModernReply, status: number, code: number): void {
+  assert.equal(reply.status, status, JSON.stringify(reply.body));
+  assert.equal((reply.body.error as { code?: number } | undefined)?.code, code, JSON.stringify(reply.body));
+}
