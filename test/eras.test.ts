@@ -16,37 +16,70 @@ import { MODERN, modernPost, modernStream, type ModernReply } from './fixtures/m
 
 const cleanup = new Cleanup();
 let daemon: DaemonHandle;
+const EVERYTHING = everythingEntry({ asks_client: ['trigger-sampling-request'] });
 
 before(async () => {
-  daemon = await startHostingDaemon(cleanup, () => ({ everything: everythingEntry() }));
+  // Its sampling tool is declared as asking the client back, so calls of it from different
+  // windows take turns and the daemon always knows whom a question is for.
+  daemon = await startHostingDaemon(cleanup, () => ({ everything: EVERYTHING }));
 });
 after(() => cleanup.run());
 
 const pinned = { versionNegotiation: { mode: { pin: MODERN } } } as const;
 
+/** A client that answers sampling itself: its answer names the client, so each can tell its own. */
+type Sampler = (client: ModernClient, name: string) => void;
+const samplesAs: Sampler = (client, name) =>
+  client.setRequestHandler('sampling/createMessage', async () => ({
+    model: `model-of-${name}`,
+    role: 'assistant' as const,
+    content: { type: 'text' as const, text: `sampled by ${name}` },
+  }));
+
+function modernClient(name: string, sampler?: Sampler): ModernClient {
+  const client = new ModernClient({ name, version: '1.0.0' }, { ...pinned, capabilities: sampler ? { sampling: {} } : {} });
+  sampler?.(client, name);
+  cleanup.add(() => client.close());
+  return client;
+}
+
 /** The official v2 client, pinned to 2026-07-28, over Streamable HTTP at `path`. */
-async function modernHttpClient(path = '/mcp', name = 'eras-http'): Promise<ModernClient> {
+async function modernHttpClient(path = '/mcp', name = 'eras-http', sampler?: Sampler): Promise<ModernClient> {
   const transport = new StreamableHTTPClientTransport(new URL(`http://127.0.0.1:${daemon.port}${path}`), {
     requestInit: { headers: { authorization: `Bearer ${daemon.token}` } },
   });
-  const client = new ModernClient({ name, version: '1.0.0' }, pinned);
-  cleanup.add(() => client.close());
+  const client = modernClient(name, sampler);
   await client.connect(transport);
   return client;
 }
 
 /** The official v2 client, pinned to 2026-07-28, through a real shim process. */
-async function modernShimClient(name = 'eras-shim'): Promise<ModernClient> {
+async function modernShimClient(name = 'eras-shim', sampler?: Sampler): Promise<ModernClient> {
   const transport = new ModernStdioTransport({
     command: process.execPath,
     args: [SHIM],
     env: { ...baseEnv(), ...daemon.clientEnv },
     stderr: 'pipe',
   });
-  const client = new ModernClient({ name, version: '1.0.0' }, pinned);
-  cleanup.add(() => client.close());
+  const client = modernClient(name, sampler);
   await client.connect(transport);
   return client;
+}
+
+/**
+ * Calls server-everything's sampling tool; its result quotes the sampling answer it got. The
+ * tool is listed once the server runs with a client that can sample (a window offering
+ * sampling renews it), so the client lists first, as clients do.
+ */
+async function sampledThrough(client: ModernClient, prompt: string): Promise<string> {
+  await waitFor(
+    async () => (await client.listTools()).tools.some((t) => t.name === 'everything__trigger-sampling-request'),
+    'the sampling tool to be listed',
+    20_000,
+    200,
+  );
+  const result = await client.callTool({ name: 'everything__trigger-sampling-request', arguments: { prompt, maxTokens: 10 } });
+  return JSON.stringify(result);
 }
 
 async function listsAndCalls(client: ModernClient): Promise<void> {
@@ -91,6 +124,48 @@ describe('a 2026-07-28 client', () => {
     assert.equal(textOf(b), 'Echo: from 2025');
     // The legacy session initialized as before: its result has no modern fields.
     assert.equal((b as Record<string, unknown>).resultType, undefined);
+  });
+});
+
+describe("a legacy server's question to a 2026-07-28 client (input_required, bridged by the daemon)", () => {
+  test("by /mcp: the client's own sampling handler answers, and the tool's result carries its answer", async () => {
+    const client = await modernHttpClient('/mcp', 'mrtr-http', samplesAs);
+    assert.match(await sampledThrough(client, 'hello from http'), /sampled by mrtr-http/);
+  });
+
+  test('by the shim: the same, through a real shim process', async () => {
+    const client = await modernShimClient('mrtr-shim', samplesAs);
+    assert.match(await sampledThrough(client, 'hello from the shim'), /sampled by mrtr-shim/);
+  });
+
+  test('two modern clients and two legacy windows at once: each answers only its own questions', async () => {
+    const legacyAnswer = (name: string) => ({
+      model: `model-of-${name}`,
+      role: 'assistant',
+      content: { type: 'text', text: `sampled by ${name}` },
+    });
+    const [http, shim, legacyA, legacyB] = await Promise.all([
+      modernHttpClient('/mcp', 'mrtr-four-http', samplesAs),
+      modernShimClient('mrtr-four-shim', samplesAs),
+      connectShim(cleanup, daemon, { name: 'legacy-a', capabilities: { sampling: {} } }),
+      connectShim(cleanup, daemon, { name: 'legacy-b', capabilities: { sampling: {} } }),
+    ]);
+    const { CreateMessageRequestSchema } = await import('@modelcontextprotocol/sdk/types.js');
+    legacyA.client.setRequestHandler(CreateMessageRequestSchema, async () => legacyAnswer('legacy-a'));
+    legacyB.client.setRequestHandler(CreateMessageRequestSchema, async () => legacyAnswer('legacy-b'));
+    const legacyCall = async (shim: typeof legacyA, prompt: string) =>
+      JSON.stringify(await shim.client.callTool({ name: 'everything__trigger-sampling-request', arguments: { prompt, maxTokens: 10 } }));
+    const results = await Promise.all([
+      sampledThrough(http, 'one'),
+      sampledThrough(shim, 'two'),
+      legacyCall(legacyA, 'three'),
+      legacyCall(legacyB, 'four'),
+    ]);
+    const names = ['mrtr-four-http', 'mrtr-four-shim', 'legacy-a', 'legacy-b'];
+    results.forEach((text, i) => {
+      assert.match(text, new RegExp(`sampled by ${names[i]}`));
+      for (const other of names.filter((_, j) => j !== i)) assert.doesNotMatch(text, new RegExp(`sampled by ${other}\\b`));
+    });
   });
 });
 
@@ -177,7 +252,7 @@ describe('the modern wire on /mcp', () => {
     // A live config change: a second server joins, and every list changes.
     writeFileSync(
       join(daemon.home, 'config.json'),
-      JSON.stringify({ mcpServers: { everything: everythingEntry(), other: everythingEntry() } }, null, 2),
+      JSON.stringify({ mcpServers: { everything: EVERYTHING, other: everythingEntry() } }, null, 2),
     );
     const changed = await toolEvents.next(15_000);
     assert.equal(changed.method, 'notifications/tools/list_changed');

@@ -43,7 +43,7 @@ import { McpHttpEndpoint } from '../transport/http.js';
 import { PrometheusExporter } from './web/prometheus.js';
 import { StatusPage } from './web/status-page.js';
 import { PROTOCOL_VERSION } from '../protocol/hello.js';
-import { SessionManager } from './sessions/sessions.js';
+import { HELD_STATES, SessionManager } from './sessions/sessions.js';
 import type { ReloadReport, HealthReport } from '../local/health.js';
 import { bindPort } from './bind-port.js';
 import { logStartFailure, memoryReport, openDaemonFiles, socketsReport, takeToken } from './start-parts.js';
@@ -199,6 +199,8 @@ export class Daemon {
       eventStoreTotalBytes: config.httpEventsTotalMaxBytes,
       bodiesMaxBytes: config.bodiesMaxBytes,
       sse: { retryMs: config.httpRetryMs, pollMs: config.httpPollMs },
+      held: HELD_STATES, // a held call's questions are declined past the call deadline; its session goes soon after
+      parkMs: config.callTimeoutMs + 5_000,
       open: (server, client) => {
         const opened = manager.open({ type: 'hello', protocol: PROTOCOL_VERSION, client, server });
         if (opened.ok) return { ok: true, session: opened.session };

@@ -12,7 +12,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { RpcCode } from '../protocol/codes.js';
-import { MODERN_VERSIONS, readModernMeta } from '../protocol/eras.js';
+import { MODERN_VERSIONS, modernVersionOf, readModernMeta } from '../protocol/eras.js';
 import { clip, isObject, rpcError, type Classified, type RpcErrorObject, type RpcRequest } from '../protocol/jsonrpc.js';
 import type { ByteBudget } from './byte-budget.js';
 import { HttpTransport, type SsePolling } from './http-transport.js';
@@ -26,6 +26,12 @@ const NAMED: ReadonlyMap<string, 'name' | 'uri'> = new Map([
   ['resources/read', 'uri'],
 ] as const);
 
+interface Parked {
+  readonly session: HttpSessionHost;
+  readonly transport: HttpTransport;
+  readonly timer: NodeJS.Timeout;
+}
+
 /** Errors the modern wire answers with 400 rather than 200. */
 const BAD_REQUEST_CODES: ReadonlySet<number> = new Set([
   RpcCode.HEADER_MISMATCH,
@@ -33,8 +39,23 @@ const BAD_REQUEST_CODES: ReadonlySet<number> = new Set([
   RpcCode.UNSUPPORTED_PROTOCOL_VERSION,
 ]);
 
+/** Sessions kept for the retry of a call answered `input_required`, at most. */
+export const MAX_PARKED_SESSIONS = 256;
+
+/** How the endpoint tells a call held for its retry (the daemon's requestState, read by the sessions' side). */
+export interface HeldStates {
+  /** The held call an answer's `requestState` names, when the daemon issued it. */
+  issued(answer: string): string | undefined;
+  /** The held call a retry's `requestState` names, when the daemon issued it. */
+  named(request: RpcRequest): string | undefined;
+}
+
 export interface ModernHttpOptions {
   sse: SsePolling;
+  /** Calls held for their retry; none are kept without it. */
+  held?: HeldStates | undefined;
+  /** How long a session waits for the retry of its held call, at most, in milliseconds. */
+  parkMs: number;
   eventBudget: ByteBudget;
   open(server: string | undefined, client: { name: string; version: string }): OpenSession;
   /** Ends a request's session once it is answered or its client went away. */
@@ -47,6 +68,8 @@ export class ModernHttp {
   private readonly options: ModernHttpOptions;
   /** Requests being served, for shutdown. */
   private readonly running = new Set<HttpTransport>();
+  /** Sessions whose call is held for its retry, by the held call. */
+  private readonly parked = new Map<string, Parked>();
 
   constructor(options: ModernHttpOptions) {
     this.options = options;
@@ -70,32 +93,46 @@ export class ModernHttp {
     const request = c.message;
     const checked = checkRequest(req, request);
     if ('error' in checked) return this.refuse(res, 400, { jsonrpc: '2.0', id: request.id, error: checked.error });
+    const key = this.options.held?.named(request);
+    const parked = key === undefined ? undefined : this.parked.get(key);
+    if (parked && key !== undefined) {
+      // The retry of a held call goes to the session that holds it.
+      this.parked.delete(key);
+      clearTimeout(parked.timer);
+      return this.serve(res, parked.session, parked.transport, c);
+    }
     const info = checked.clientInfo;
     const opened = this.options.open(server, { name: info?.name ?? 'unknown', version: info?.version ?? 'unknown' });
     if (!opened.ok) return this.refuse(res, opened.status, rpcError(request.id, opened.code, opened.message));
-    this.serve(res, opened.session, c);
+    const session = opened.session;
+    const transport = new HttpTransport(session.id, 0, (t) => this.running.delete(t), this.options.sse, this.options.eventBudget);
+    this.running.add(transport);
+    session.attach(transport);
+    this.serve(res, session, transport, c);
   }
 
   /** Ends every request being served (shutdown closed their sessions first). */
   close(): void {
+    for (const { timer } of this.parked.values()) clearTimeout(timer);
+    this.parked.clear();
     for (const transport of [...this.running]) transport.close(1001, 'daemon shutting down');
   }
 
-  private serve(res: ServerResponse, session: HttpSessionHost, c: Classified & { kind: 'request' }): void {
+  private serve(res: ServerResponse, session: HttpSessionHost, transport: HttpTransport, c: Classified & { kind: 'request' }): void {
     const id = c.message.id;
-    const transport = new HttpTransport(session.id, 0, (t) => this.running.delete(t), this.options.sse, this.options.eventBudget);
-    this.running.add(transport);
     let answered = false;
     const finish = () => {
       if (!transport.open) return;
       this.options.end(session);
       transport.close(1000, 'request answered');
     };
-    transport.onanswered = () => {
+    transport.onanswered = (_id, text) => {
       answered = true;
+      const key = this.options.held?.issued(text);
+      // A call held for its retry keeps its session (and so its server's waiting question).
+      if (key !== undefined && this.parked.size < MAX_PARKED_SESSIONS) return this.park(key, session, transport, finish);
       finish();
     };
-    session.attach(transport);
     transport.expect(id, res, {}, false, statusOf);
     res.once('close', () => {
       if (answered) return;
@@ -104,6 +141,15 @@ export class ModernHttp {
       finish();
     });
     session.take(c);
+  }
+
+  private park(key: string, session: HttpSessionHost, transport: HttpTransport, finish: () => void): void {
+    const timer = setTimeout(() => {
+      if (this.parked.get(key)?.transport === transport) this.parked.delete(key);
+      finish();
+    }, this.options.parkMs);
+    timer.unref();
+    this.parked.set(key, { session, transport, timer });
   }
 
   private refuse(res: ServerResponse, status: number, body: object): void {
@@ -125,13 +171,14 @@ export function checkRequest(
   req: IncomingMessage,
   request: RpcRequest,
 ): { clientInfo: { name?: string | undefined; version?: string | undefined } | undefined } | { error: RpcErrorObject } {
-  const read = readModernMeta(request.params);
-  if ('error' in read) return read;
   const mismatch = (message: string) => ({ error: { code: RpcCode.HEADER_MISMATCH, message: `Header mismatch: ${message}` } });
   const version = header(req, 'mcp-protocol-version');
-  if (version !== read.meta.version) {
-    return mismatch(`MCP-Protocol-Version ${clip(String(version), 40)} does not match the body's ${clip(read.meta.version, 40)}`);
+  const named = modernVersionOf(request.params);
+  if (named !== undefined && named !== version) {
+    return mismatch(`MCP-Protocol-Version ${clip(String(version), 40)} does not match the body's ${clip(named, 40)}`);
   }
+  const read = readModernMeta(request.params);
+  if ('error' in read) return read;
   const method = header(req, 'mcp-method');
   if (method === undefined) return mismatch('the Mcp-Method header is required');
   if (method !== request.method) return mismatch(`Mcp-Method ${clip(method, 80)} does not match the body's ${clip(request.method, 80)}`);

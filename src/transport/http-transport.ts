@@ -76,7 +76,7 @@ export class HttpTransport implements Transport {
   /** A request got its response after its client hung up: the session may be idle now. */
   onsettled: (() => void) | undefined;
   /** A request's response went out (or was dropped, its client gone). */
-  onanswered: ((id: RequestId) => void) | undefined;
+  onanswered: ((id: RequestId, text: string) => void) | undefined;
   /** Last time a request of this session arrived or a stream closed, for the idle rule. */
   lastActiveMs = Date.now();
   readonly sessionId: string;
@@ -157,7 +157,7 @@ export class HttpTransport implements Transport {
     const final = isResponseTo(text, related as RequestId);
     if (final) {
       this.exchanges.delete(exchange.key);
-      if (this.onanswered) queueMicrotask(() => this.onanswered?.(related as RequestId));
+      if (this.onanswered) queueMicrotask(() => this.onanswered?.(related as RequestId, text));
       // Its client is away: no close event will tell the endpoint that this request settled.
       if (exchange.res === null) this.onsettled?.();
       if (exchange.initialize) this.polling = negotiated(text) >= POLLING_PROTOCOL_VERSION;

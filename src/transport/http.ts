@@ -14,13 +14,13 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { RpcCode } from '../protocol/codes.js';
-import { clip, parseMessage, rpcError, type Classified } from '../protocol/jsonrpc.js';
+import { clip, parseMessage, rpcError, type Classified, type RequestId } from '../protocol/jsonrpc.js';
 import type { HttpSessionHost, OpenSession } from './http-session.js';
 import { ByteBudget } from './byte-budget.js';
 import { BodyIntake, DEFAULT_BODIES_MAX_BYTES } from './http-body.js';
 import { HttpTransport, type SsePolling } from './http-transport.js';
 import { accepts, header, writeJson } from './http-wire.js';
-import { ModernHttp, isModernVersion } from './http-modern.js';
+import { ModernHttp, isModernVersion, type HeldStates } from './http-modern.js';
 import { unsupportedVersion } from '../protocol/eras.js';
 
 export { HttpTransport, MAX_STORED_EVENTS, type SsePolling } from './http-transport.js';
@@ -28,11 +28,16 @@ export { DEFAULT_BODIES_MAX_BYTES } from './http-body.js';
 
 /** SSE events kept for resumption by all HTTP sessions together, in bytes. */
 export const DEFAULT_EVENTS_TOTAL_MAX_BYTES = 64 * 1024 * 1024;
+/** How long a stateless request's session waits for the retry of its held call, unless told. */
+export const DEFAULT_PARK_MS = 5 * 60_000;
 /** What a POST refused for the bodies limit is told to wait before it tries again, in seconds. */
 export const BODIES_RETRY_AFTER_S = 1;
 
 /** Why the endpoint refused a request, for the metrics: `http_<status>` for a refusal by status. */
 export type HttpRejectReason = 'invalid_message' | 'duplicate_id' | 'body_too_large' | 'bodies_full' | `http_${number}`;
+
+/** Which era a POST is read in: by its `MCP-Protocol-Version`, or one served in neither. */
+type PostEra = 'legacy' | 'modern' | 'unsupported';
 
 /** Why the endpoint ends a session: the client's DELETE, idle expiry, room for a new session. */
 export type HttpEndReason = 'client_closed' | 'http_idle' | 'http_session_limit' | 'request_answered';
@@ -55,6 +60,10 @@ export interface McpHttpEndpointOptions {
   bodiesMaxBytes?: number;
   /** Priming `retry` and poll time of 2025-11-25 sessions (`EXAI_WS_HTTP_RETRY_MS`, `EXAI_WS_HTTP_POLL_MS`). */
   sse: SsePolling;
+  /** Calls held for their retry (2026-07-28 clients of legacy servers that ask them something). */
+  held?: HeldStates;
+  /** How long a stateless request's session waits for the retry of its held call (`EXAI_WS_CALL_TIMEOUT_MS` and a little). */
+  parkMs?: number;
   /** Opens a session for an `initialize`: `server` names the one hosted server of `/mcp/NAME`. */
   open(server: string | undefined, client: { name: string; version: string }): OpenSession;
   /** Ends a session for good (`DELETE`, idle, `http_session_limit`); the session closes its transport. */
@@ -95,6 +104,8 @@ export class McpHttpEndpoint {
     this.bodies = new BodyIntake(options.maxBodyBytes, options.bodiesMaxBytes ?? DEFAULT_BODIES_MAX_BYTES);
     this.modern = new ModernHttp({
       sse: options.sse,
+      held: options.held,
+      parkMs: options.parkMs ?? DEFAULT_PARK_MS,
       eventBudget: this.eventBudget,
       open: (server, client) => options.open(server, client),
       end: (session) => options.end(session, 'request_answered'),
@@ -142,15 +153,15 @@ export class McpHttpEndpoint {
   handle(req: IncomingMessage, res: ServerResponse, server: string | undefined): void {
     const version = header(req, 'mcp-protocol-version');
     if (isModernVersion(version)) {
-      if (req.method === 'POST') return this.post(req, res, server, true);
+      if (req.method === 'POST') return this.post(req, res, server, 'modern');
       // The modern era has no GET stream and no session to delete.
       res.setHeader('allow', 'POST');
       return this.refuse(res, 405, RpcCode.INVALID_REQUEST, `Method not allowed: protocol ${version} uses POST only`);
     }
     if (version !== undefined && !HTTP_PROTOCOL_VERSIONS.includes(version)) {
-      this.options.reject('http_400');
-      const error = unsupportedVersion(version);
-      return writeJson(res, 400, rpcError(null, error.code, `Bad Request: ${error.message}`, error.data));
+      // A POST's body is read first, so that the refusal names the request it refuses.
+      if (req.method === 'POST') return this.post(req, res, server, 'unsupported');
+      return this.unsupported(res, version, null);
     }
     switch (req.method) {
       case 'POST':
@@ -173,7 +184,7 @@ export class McpHttpEndpoint {
     this.modern.close();
   }
 
-  private post(req: IncomingMessage, res: ServerResponse, server: string | undefined, modern = false): void {
+  private post(req: IncomingMessage, res: ServerResponse, server: string | undefined, era: PostEra = 'legacy'): void {
     const type = header(req, 'content-type') ?? '';
     if (!/^application\/json\b/i.test(type)) {
       return this.refuse(res, 415, RpcCode.INVALID_REQUEST, 'Unsupported Media Type: Content-Type must be application/json');
@@ -182,19 +193,21 @@ export class McpHttpEndpoint {
       return this.refuse(res, 406, RpcCode.INVALID_REQUEST, 'Not Acceptable: Accept must list application/json and text/event-stream');
     }
     this.bodies.read(req, {
-      done: (body) => this.message(req, res, server, body, modern),
+      done: (body) => this.message(req, res, server, body, era),
       refused: (why) => (why === 'too_large' ? this.tooLarge(req, res) : this.bodiesFull(req, res)),
       failed: () => res.destroy(),
     });
   }
 
-  private message(req: IncomingMessage, res: ServerResponse, server: string | undefined, body: string, modern: boolean): void {
+  private message(req: IncomingMessage, res: ServerResponse, server: string | undefined, body: string, era: PostEra): void {
     const c = parseMessage(body);
     if (c.kind === 'invalid') {
       this.options.reject('invalid_message');
       return writeJson(res, 400, c.reply);
     }
-    if (modern) return this.modern.message(req, res, server, c);
+    if (era === 'modern') return this.modern.message(req, res, server, c);
+    if (era === 'unsupported')
+      return this.unsupported(res, header(req, 'mcp-protocol-version') ?? '', c.kind === 'request' ? c.message.id : null);
     const sessionId = header(req, 'mcp-session-id');
     if (c.kind === 'request' && c.message.method === 'initialize') {
       if (sessionId !== undefined) {
@@ -355,6 +368,13 @@ export class McpHttpEndpoint {
       `Service Unavailable: request bodies being received have reached their limit (${this.bodies.bodiesMaxBytes} bytes); try again shortly`,
     );
     req.resume();
+  }
+
+  /** -32022 and 400: the protocol version named is served in neither era. */
+  private unsupported(res: ServerResponse, version: string, id: RequestId | null): void {
+    this.options.reject('http_400');
+    const error = unsupportedVersion(version);
+    writeJson(res, 400, rpcError(id, error.code, `Bad Request: ${error.message}`, error.data));
   }
 
   private unknown(res: ServerResponse): void {

@@ -9,13 +9,15 @@
  */
 import { RpcCode } from '../../protocol/codes.js';
 import { ALL_VERSIONS, REMOVED_METHODS, modernResultHead, prependMembers, readModernMeta } from '../../protocol/eras.js';
-import { clip, rpcError, type RequestId, type RpcRequest, type RpcResponse } from '../../protocol/jsonrpc.js';
+import { clip, rpcError, type Answer, type RequestId, type RpcRequest, type RpcResponse } from '../../protocol/jsonrpc.js';
 import { RelayedResponse, RelayedResult } from '../../protocol/relay.js';
 import { NAME, VERSION } from '../../protocol/version.js';
 import type { Cancellation } from '../../hosting/cancellation.js';
 import type { RouterHub } from '../../mux/hub.js';
 import type { SessionContext } from '../../mux/session-context.js';
 import { daemonCapabilities, keptCapabilities } from './capabilities.js';
+import { HeldCalls } from './held-calls.js';
+import { STATE_PREFIX } from './request-state.js';
 import { MAX_LISTENS, acknowledgement, agreedFilter, type Listens } from './listens.js';
 
 /** The legacy era's "resource not found"; the modern era says -32602 instead. */
@@ -30,11 +32,16 @@ export interface ModernDeps {
   route(request: RpcRequest, cancel: Cancellation): Promise<RpcResponse | null>;
 }
 
+/** The requests a server may answer with `input_required` (and so ask the client through). */
+const INPUT_METHODS: ReadonlySet<string> = new Set(['tools/call', 'prompts/get', 'resources/read']);
+
 export class ModernRequests {
   private readonly deps: ModernDeps;
+  private readonly held: HeldCalls;
 
   constructor(deps: ModernDeps) {
     this.deps = deps;
+    this.held = new HeldCalls(deps.context.id);
   }
 
   /** Handles one modern request; resolves null when the client cancelled it. Never rejects. */
@@ -49,8 +56,28 @@ export class ModernRequests {
     context.declaredModern(read.meta, keptCapabilities(read.meta.capabilities));
     if (method === 'server/discover') return this.discover(id);
     if (method === 'subscriptions/listen') return this.listen(request, cancel);
-    const response = await this.deps.route(request, cancel);
+    const state = request.params?.requestState;
+    const route = () => this.deps.route(request, cancel);
+    let response: RpcResponse | null;
+    if (typeof state === 'string' && state.startsWith(STATE_PREFIX)) response = await this.held.resume(request, cancel, state);
+    else if (INPUT_METHODS.has(method)) response = await this.held.run(request, cancel, route);
+    else response = await route();
     return response === null ? null : this.written(method, response);
+  }
+
+  /** A server asks the client during one of its calls: held for the call's retry (see HeldCalls). */
+  question(
+    method: string,
+    params: Record<string, unknown> | undefined,
+    timeoutMs: number,
+    related: RequestId | undefined,
+  ): Promise<Answer> {
+    return this.held.question(method, params, timeoutMs, related);
+  }
+
+  /** The session ends: whatever servers asked and still wait for is declined. */
+  close(reason: string): void {
+    this.held.close(reason);
   }
 
   /** The daemon's identity and what it offers; for a one-server view, that server's own. */

@@ -20,6 +20,8 @@ import {
   isObject,
   isProgressToken,
   rpcError,
+  type Answer,
+  type RequestId,
   type RpcNotification,
   type RpcRequest,
   type RpcResponse,
@@ -99,6 +101,21 @@ export class Router {
       return this.modern.handle(request, cancel);
     }
     return this.route(request, cancel);
+  }
+
+  /** A server asks a modern client during one of its calls (see ModernRequests.question). */
+  question(
+    method: string,
+    params: Record<string, unknown> | undefined,
+    timeoutMs: number,
+    related: RequestId | undefined,
+  ): Promise<Answer> {
+    return this.modern.question(method, params, timeoutMs, related);
+  }
+
+  /** The session ends: questions held for a modern client are declined. */
+  close(reason: string): void {
+    this.modern.close(reason);
   }
 
   /** Routes a request of either era once its era is settled. */

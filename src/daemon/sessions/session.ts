@@ -270,6 +270,8 @@ export class Session {
   request(method: string, params: Record<string, unknown> | undefined, timeoutMs: number, related?: RequestId): Promise<Answer> {
     if (this.current === 'closed')
       return Promise.resolve({ error: { code: RpcCode.CONNECTION_CLOSED, message: 'the client session is closed' } });
+    // A modern client is never asked: the question waits for its call's retry.
+    if (this.context.era === 'modern') return this.router.question(method, params, timeoutMs, related);
     const id = `exai-ws-${this.nextAskedId++}`;
     return new Promise((resolve) => {
       this.asked.add(id, resolve, {
@@ -346,6 +348,7 @@ export class Session {
     this.asked.failAll((resolve) =>
       resolve({ error: { code: RpcCode.CONNECTION_CLOSED, message: `the client session closed: ${reason}` } }),
     );
+    this.router.close(reason);
     this.context.close();
     transport?.close(code, reason);
   }

@@ -22,6 +22,8 @@ import { Session, type SessionDeps } from './session.js';
 import { reportUnserializable } from './unsendable.js';
 import { scaledMs } from '../../local/timer-scale.js';
 
+export { HELD_STATES } from './request-state.js';
+
 /** How often detached sessions' client processes are checked for being gone (times `config.timerScale`). */
 export const PID_CHECK_MS = 1_000;
 
