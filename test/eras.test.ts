@@ -30,11 +30,13 @@ const pinned = { versionNegotiation: { mode: { pin: MODERN } } } as const;
 /** A client that answers sampling itself: its answer names the client, so each can tell its own. */
 type Sampler = (client: ModernClient, name: string) => void;
 const samplesAs: Sampler = (client, name) =>
-  client.setRequestHandler('sampling/createMessage', async () => ({
-    model: `model-of-${name}`,
-    role: 'assistant' as const,
-    content: { type: 'text' as const, text: `sampled by ${name}` },
-  }));
+  client.setRequestHandler('sampling/createMessage', () =>
+    Promise.resolve({
+      model: `model-of-${name}`,
+      role: 'assistant' as const,
+      content: { type: 'text' as const, text: `sampled by ${name}` },
+    }),
+  );
 
 function modernClient(name: string, sampler?: Sampler): ModernClient {
   const client = new ModernClient({ name, version: '1.0.0' }, { ...pinned, capabilities: sampler ? { sampling: {} } : {} });
@@ -151,8 +153,8 @@ describe("a legacy server's question to a 2026-07-28 client (input_required, bri
       connectShim(cleanup, daemon, { name: 'legacy-b', capabilities: { sampling: {} } }),
     ]);
     const { CreateMessageRequestSchema } = await import('@modelcontextprotocol/sdk/types.js');
-    legacyA.client.setRequestHandler(CreateMessageRequestSchema, async () => legacyAnswer('legacy-a'));
-    legacyB.client.setRequestHandler(CreateMessageRequestSchema, async () => legacyAnswer('legacy-b'));
+    legacyA.client.setRequestHandler(CreateMessageRequestSchema, () => Promise.resolve(legacyAnswer('legacy-a')));
+    legacyB.client.setRequestHandler(CreateMessageRequestSchema, () => Promise.resolve(legacyAnswer('legacy-b')));
     const legacyCall = async (shim: typeof legacyA, prompt: string) =>
       JSON.stringify(await shim.client.callTool({ name: 'everything__trigger-sampling-request', arguments: { prompt, maxTokens: 10 } }));
     const results = await Promise.all([
