@@ -150,6 +150,6 @@ export function listenFilter(capabilities: Record<string, unknown>, uris: Iterab
  * tabs allowed, none at either end), else the spec's Base64 sentinel `=?base64?...?=` of its UTF-8.
  */
 export function headerValue(value: string): string {
-  if (/^[\x21-\x7e](?:[\x20\x09\x21-\x7e]*[\x21-\x7e])?$/.test(value)) return value;
+  if (/^[!-~](?:[ \t!-~]*[!-~])?$/.test(value)) return value;
   return `=?base64?${Buffer.from(value, 'utf8').toString('base64')}?=`;
 }

@@ -51,9 +51,8 @@ export class Upstream {
   /** The server answered under an id no call was waiting for; the answer was dropped. */
   onstray: (() => void) | undefined;
   /**
-   * The era the server spoke at its last start: `modern` (2026-07-28, server/discover) or
-   * `legacy` (initialize); undefined before it first started and after a failed start. Kept for
-   * the upstream's life, so a legacy server's restart sends initialize without probing first.
+   * The era it spoke at its last start (`modern`: 2026-07-28; `legacy`: initialize), undefined
+   * before one and after a failed start; a legacy server's restart is not probed first.
    */
   era: Era | undefined;
 

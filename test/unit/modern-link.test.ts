@@ -29,15 +29,16 @@ class ScriptedServer implements Transport {
   readonly got: Message[] = [];
   constructor(private readonly answer: (m: Message) => Record<string, unknown> | undefined) {}
   async start(): Promise<void> {}
-  async close(): Promise<void> {
+  close(): Promise<void> {
     this.onclose?.();
+    return Promise.resolve();
   }
-  async send(message: JSONRPCMessage): Promise<void> {
+  send(message: JSONRPCMessage): Promise<void> {
     const m = message as Message;
     this.got.push(m);
-    if (m.id === undefined || m.method === undefined) return;
-    const reply = this.answer(m);
+    const reply = m.id === undefined || m.method === undefined ? undefined : this.answer(m);
     if (reply) queueMicrotask(() => this.onmessage?.({ jsonrpc: '2.0', id: m.id, ...reply } as JSONRPCMessage));
+    return Promise.resolve();
   }
   /** The server sends a message of its own. */
   push(message: Record<string, unknown>): void {
