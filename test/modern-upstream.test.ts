@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { McpError, ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import { Cleanup, ROOT, baseEnv, connectShim, logPath, readJsonLines, textOf, waitFor, type DaemonHandle } from './helpers.js';
-import { startTeedEverything, startHostingDaemon } from './fixtures/hosted-servers.js';
+import { serverReport, startTeedEverything, startHostingDaemon } from './fixtures/hosted-servers.js';
 import { startEverythingHttp } from './fixtures/everything-http.js';
 
 const cleanup = new Cleanup();
@@ -20,20 +20,26 @@ after(() => cleanup.run());
 
 const MODERN = join(ROOT, 'dist', 'test', 'fixtures', 'modern-only-server.js');
 
-/** Starts the fixture over HTTP (`dual`: the SDK's default, which serves 2025 requests too) and resolves with its URL. */
-function startModernHttp(dual = false): Promise<string> {
-  const proc = spawn(process.execPath, [MODERN, 'http', ...(dual ? ['dual'] : [])], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-    env: baseEnv(),
-  });
+interface ModernHttp {
+  url: string;
+  /** What the server wrote on stderr so far. */
+  stderr(): string;
+}
+
+/** Starts the fixture over HTTP (`dual`: the SDK's default, which serves 2025 requests too). */
+function startModernHttp(dual = false): Promise<ModernHttp> {
+  const args = [MODERN, 'http', ...(dual ? ['dual'] : [])];
+  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: baseEnv() });
   cleanup.add(() => proc.kill('SIGKILL'));
+  let err = '';
+  proc.stderr?.on('data', (chunk: Buffer) => (err += chunk.toString()));
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('the modern fixture did not start')), 10_000);
     proc.stdout?.on('data', (chunk: Buffer) => {
       const match = /listening (\d+)/.exec(chunk.toString());
       if (!match) return;
       clearTimeout(timer);
-      resolve(`http://127.0.0.1:${match[1]}/mcp`);
+      resolve({ url: `http://127.0.0.1:${match[1]}/mcp`, stderr: () => err });
     });
   });
 }
@@ -72,10 +78,27 @@ async function usedLikeAnyServer(daemon: DaemonHandle): Promise<void> {
 }
 
 test('a 2026-07-28-only url server is probed, hosted and used like any other', async () => {
-  const url = await startModernHttp();
+  const { url } = await startModernHttp();
   const daemon = await startHostingDaemon(cleanup, () => ({ modern: { url } }));
   await usedLikeAnyServer(daemon);
   assert.equal(await loggedEra(daemon, 'modern'), 'modern');
+});
+
+test('a window cancelling a call to a 2026-07-28 url server cancels it at the server (its stream is closed)', async () => {
+  const server = await startModernHttp();
+  const daemon = await startHostingDaemon(cleanup, () => ({ modern: { url: server.url } }));
+  const { client } = await connectShim(cleanup, daemon);
+  const controller = new AbortController();
+  const call = client.callTool({ name: 'modern__wait', arguments: { ms: 30_000 } }, undefined, { signal: controller.signal });
+  await waitFor(() => server.stderr().includes('wait started'), 'the call running at the server');
+  controller.abort('the user pressed stop');
+  await assert.rejects(call);
+  await waitFor(
+    () => server.stderr().includes('wait cancelled'),
+    `the server saw the cancellation (its stderr: ${server.stderr()})`,
+    5_000,
+  );
+  await waitFor(async () => (await serverReport(daemon, 'modern')).inflight === 0, 'nothing in flight at the server', 5_000);
 });
 
 test(
@@ -102,7 +125,7 @@ test('a 2026-07-28-only stdio server without a protocol key is spoken to with in
 });
 
 test('a dual-era url server is spoken to in the 2026-07-28 era', async () => {
-  const url = await startModernHttp(true);
+  const { url } = await startModernHttp(true);
   const daemon = await startHostingDaemon(cleanup, () => ({ modern: { url } }));
   const { client } = await connectShim(cleanup, daemon);
   assert.equal(textOf(await client.callTool({ name: 'modern__era', arguments: {} })), 'modern');

@@ -50,13 +50,20 @@ export function modernFetch(inner: FetchLike): FetchLike {
     }
     const request = modernRequest(message);
     if (!request) return inner(url, init);
+    // Aborted by a cancellation of this request, or by the transport's own signal (it closes). An
+    // own controller that follows the transport's, rather than AbortSignal.any (whose composite
+    // signals some Node 20 releases could collect early), and lets go of it once done.
     const abort = new AbortController();
+    const outer = init.signal ?? undefined;
+    const follow = () => abort.abort(outer?.reason);
+    outer?.addEventListener('abort', follow, { once: true });
     streaming.set(request.id, abort);
     const done = () => {
+      outer?.removeEventListener('abort', follow);
       if (streaming.get(request.id) === abort) streaming.delete(request.id);
     };
-    const signal = init.signal ? AbortSignal.any([init.signal, abort.signal]) : abort.signal;
-    signal.addEventListener('abort', done, { once: true });
+    abort.signal.addEventListener('abort', done, { once: true });
+    const signal = abort.signal;
     let response: Response;
     try {
       response = await inner(url, { ...init, headers: modernHeaders(init.headers, request), signal });
