@@ -119,6 +119,7 @@ test('a 2026-07-28-only stdio server without a protocol key is spoken to with in
   const reply = await client.callTool({ name: 'modern__echo', arguments: { text: 'hi' } }).catch((e: unknown) => e);
   assert.ok(reply instanceof McpError, String(reply));
   assert.equal(reply.code, -32011, reply.message);
+  assert.match(reply.message, /failed to initialize.*2026-07-28/, 'the user reads the server’s refusal, naming the version it speaks');
   const failed = readJsonLines(logPath(daemon.home)).find((l) => l.msg === 'server failed to start' && l.server === 'modern');
   assert.ok(failed, 'the failed start is logged');
   assert.ok(!readJsonLines(logPath(daemon.home)).some((l) => l.msg === 'server ready' && l.server === 'modern'));

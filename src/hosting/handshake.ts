@@ -11,7 +11,7 @@
  *   and probed again only when that fails.
  */
 import { RpcCode } from '../protocol/codes.js';
-import type { Answer } from '../protocol/jsonrpc.js';
+import { isObject, type Answer } from '../protocol/jsonrpc.js';
 import { VERSION, NAME } from '../protocol/version.js';
 import type { CallOptions, CallOutcome } from './call.js';
 import {
@@ -95,9 +95,15 @@ async function initialize(port: HandshakePort, capabilities: Record<string, unkn
     { timeoutMs: Infinity },
   );
   if (outcome === null || 'error' in outcome) {
-    const why = outcome === null ? 'cancelled' : outcome.error.message;
+    const why = outcome === null ? 'cancelled' : outcome.error.message + supportedOf(outcome.error.data);
     throw new Error(`server ${port.name} failed to initialize: ${why}`);
   }
   port.sendNotification('notifications/initialized');
   return { era: 'legacy', initializeResult: outcome.result };
+}
+
+/** ` (it supports 2026-07-28)` when a refusal names the versions the server speaks (a modern-only server should). */
+function supportedOf(data: unknown): string {
+  const supported = isObject(data) && Array.isArray(data.supported) ? data.supported.filter((v) => typeof v === 'string') : [];
+  return supported.length > 0 ? ` (it supports ${supported.join(', ')})` : '';
 }

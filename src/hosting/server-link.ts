@@ -126,7 +126,9 @@ export class ServerLink {
       const { protocol: setting, capabilities, probeTimeoutMs } = this.options;
       opened = await openEra(port, { setting, hint: this.eraHint, capabilities, probeTimeoutMs });
     } catch (error) {
-      await this.close();
+      // Not awaited: the caller learns the server's own refusal (a modern-only server names the
+      // versions it supports), not the exit of the process this close stops.
+      void this.close();
       throw error;
     }
     this.era = opened.era;
