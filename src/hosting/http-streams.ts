@@ -20,6 +20,7 @@
 import { createParser, type EventSourceMessage, type EventSourceParser } from 'eventsource-parser';
 import type { FetchLike } from '@modelcontextprotocol/sdk/shared/transport.js';
 import { isObject, type RequestId } from '../protocol/jsonrpc.js';
+import { modernFetch } from './modern-http.js';
 
 /** Default bound on notes not yet taken; past it the oldest is dropped. */
 export const MAX_TAGGED_REQUESTS = 4096;
@@ -52,7 +53,8 @@ export interface StreamTagger {
 
 /**
  * Wraps `inner` (default: the global fetch, looked up at each call) so that server-to-client
- * requests can be traced to the POST whose SSE stream carried them.
+ * requests can be traced to the POST whose SSE stream carried them, and 2026-07-28 requests
+ * travel as their era's binding says (see modern-http.ts).
  *
  * Use one tagger per transport: server request ids are only unique within one server session,
  * and a note left untaken (the transport dropped the message) must not answer for a request of
@@ -61,7 +63,8 @@ export interface StreamTagger {
 export function tagStreams(inner?: FetchLike, options: StreamTaggerOptions = {}): StreamTagger {
   const maxTagged = positiveInteger('maxTagged', options.maxTagged ?? MAX_TAGGED_REQUESTS);
   const maxEventChars = positiveInteger('maxEventChars', options.maxEventChars ?? MAX_TAGGED_EVENT_CHARS);
-  const baseFetch: FetchLike = inner ?? ((url, init) => fetch(url, init));
+  // Under the tagging, modern requests travel the 2026-07-28 way (modern-http.ts).
+  const baseFetch: FetchLike = modernFetch(inner ?? ((url, init) => fetch(url, init)));
   // Map keeps insertion order, so its first key is the oldest note.
   const notes = new Map<RequestId, RequestId>();
 

@@ -9,43 +9,21 @@
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 import { RpcCode } from '../protocol/codes.js';
-import {
-  classify,
-  isObject,
-  serializeFailure,
-  type Answer,
-  type RequestId,
-  type RpcErrorObject,
-  type RpcNotification,
-  type RpcRequest,
-} from '../protocol/jsonrpc.js';
+import { classify, serializeFailure, type Answer, type RequestId, type RpcNotification, type RpcRequest } from '../protocol/jsonrpc.js';
 import { GLOBAL_TIMERS, PendingRequests } from '../protocol/pending.js';
 import { RelayedResult, scanSuccess } from '../protocol/relay.js';
-import { VERSION, NAME } from '../protocol/version.js';
-import type { Cancellation } from './cancellation.js';
+import { PROBE_TIMEOUT_MS, type CallOptions, type CallOutcome, type ServerLinkOptions } from './call.js';
+import { CLIENT_INFO, openEra, type HandshakePort } from './handshake.js';
 import { isLineTransport, type LineTransport } from './line-transport.js';
 import { unusedId } from './request-ids.js';
 import { RequestOrigins, isRequestId, type ServerRequestContext } from './request-origin.js';
+import { LEGACY_VERSION, withoutModernMeta, type Era } from './modern.js';
+import { ModernSession, type ModernPort } from './modern-link.js';
+import { answerOf, errorText, isHttpTransport } from './link-answers.js';
 
-/** The outcome of one call: a result, an error, or null when the caller cancelled it. */
-export type CallOutcome = Answer | null;
+export { notSupported } from './link-answers.js';
 
-export interface CallOptions {
-  /** Deadline in milliseconds; past it the server is told to cancel and the caller gets -32001. */
-  timeoutMs: number;
-  /** Cancelling it cancels the call at the server; the call then resolves to null. */
-  cancel?: Cancellation;
-  /** Receives `notifications/progress` params for this call (token already link-local). */
-  onProgress?: (params: Record<string, unknown>) => void;
-  /** The session the call is made for: server-to-client requests it causes are routed back to it. */
-  origin?: string;
-  /**
-   * The session's own id of the request this call serves (where the session sends what it
-   * causes). The id sent to the server has its type: a string, or a number.
-   */
-  related?: RequestId;
-}
-
+export { PROBE_TIMEOUT_MS, type CallOptions, type CallOutcome, type ServerLinkOptions } from './call.js';
 export type { ServerRequestContext } from './request-origin.js';
 
 /** Answers one server-to-client request (sampling, elicitation, roots). Never rejects. */
@@ -61,22 +39,6 @@ interface Pending {
   related: RequestId | undefined;
 }
 
-export interface ServerLinkOptions {
-  /** Capabilities the daemon declares to the server as a client. */
-  capabilities?: Record<string, unknown>;
-  /**
-   * Says whether a transport error means the connection is lost (an HTTP server gone): the
-   * link then closes, so calls in flight fail with -32011 instead of waiting for their deadline.
-   */
-  isFatal?: (error: Error) => boolean;
-  /**
-   * For HTTP servers: the link-local id of the call whose response stream carried the server
-   * request with this id (see http-streams.ts), undefined when it came on no call's stream.
-   */
-  streamOf?: (serverRequestId: string | number) => string | number | undefined;
-}
-
-const LATEST_PROTOCOL = '2025-11-25';
 /**
  * Ids of calls given up on (cancelled, timed out) remembered per link: a server may answer one
  * after all, which is no stray, and a new call must not get its id while it may.
@@ -101,6 +63,12 @@ export class ServerLink {
   /** The transport's line interface, when it has one (a child process): see {@link LineTransport}. */
   private readonly lines: LineTransport | undefined;
   private readonly options: Required<Omit<ServerLinkOptions, 'streamOf'>>;
+  /** Which era the link speaks, once started: `modern` (2026-07-28) or `legacy` (initialize). */
+  era: Era | undefined;
+  /** The era the server spoke at its last start (Upstream remembers it): a legacy one is not probed first. */
+  eraHint: Era | undefined;
+  /** The modern era's side of the link, when it speaks it. */
+  private modern: ModernSession | undefined;
   /** Who caused a server's request (the tasks the link's calls created among it). */
   private readonly origins: RequestOrigins;
 
@@ -120,7 +88,12 @@ export class ServerLink {
     this.name = name;
     this.transport = transport;
     this.lines = isLineTransport(transport) ? transport : undefined;
-    this.options = { capabilities: options.capabilities ?? {}, isFatal: options.isFatal ?? (() => false) };
+    this.options = {
+      capabilities: options.capabilities ?? {},
+      isFatal: options.isFatal ?? (() => false),
+      protocol: options.protocol ?? (isHttpTransport(transport) ? 'auto' : LEGACY_VERSION),
+      probeTimeoutMs: options.probeTimeoutMs ?? PROBE_TIMEOUT_MS,
+    };
     this.origins = new RequestOrigins(options.streamOf);
   }
 
@@ -147,31 +120,58 @@ export class ServerLink {
       }
     };
     await this.transport.start();
-    const outcome = await this.call(
-      'initialize',
-      {
-        protocolVersion: LATEST_PROTOCOL,
-        capabilities: this.options.capabilities,
-        clientInfo: { name: NAME, version: VERSION },
-      },
-      { timeoutMs: Infinity },
-    );
-    if (outcome === null || 'error' in outcome) {
-      const why = outcome === null ? 'cancelled' : outcome.error.message;
-      await this.close();
-      throw new Error(`server ${this.name} failed to initialize: ${why}`);
+    const port = this.port();
+    let opened: Awaited<ReturnType<typeof openEra>>;
+    try {
+      const { protocol: setting, capabilities, probeTimeoutMs } = this.options;
+      opened = await openEra(port, { setting, hint: this.eraHint, capabilities, probeTimeoutMs });
+    } catch (error) {
+      // Not awaited: the caller learns the server's own refusal (a modern-only server names the
+      // versions it supports), not the exit of the process this close stops.
+      void this.close();
+      throw error;
     }
-    this.initializeResult = outcome.result;
-    this.notify('notifications/initialized');
+    this.era = opened.era;
+    if (opened.era === 'modern') {
+      this.modern = new ModernSession(port, { capabilities: this.options.capabilities, clientInfo: CLIENT_INFO }, opened.discover);
+      this.initializeResult = this.modern.initializeResult;
+    } else {
+      this.initializeResult = opened.initializeResult;
+    }
     this.state = 'ready';
+    this.modern?.listen();
+  }
+
+  /** What the era's helpers (handshake.ts, modern-link.ts) may do with this link. */
+  private port(): HandshakePort & ModernPort {
+    const open = () => this.state !== 'closed';
+    return {
+      name: this.name,
+      send: (method, params, options) => this.send(method, params, options),
+      sendNotification: (method, params) => this.sendNotification(method, params),
+      emit: (notification) => this.onnotification?.(notification),
+      get open() {
+        return open();
+      },
+    };
   }
 
   /**
-   * Sends one request and resolves with its outcome. Never rejects: a closed link, a send
-   * failure or the deadline (none when `timeoutMs` is Infinity) become error outcomes with the
-   * codes in DESIGN.md.
+   * Sends one request and resolves with its outcome, in the era the server speaks: a modern
+   * server gets the modern `_meta` (and what the era removed is said its way, modern-link.ts);
+   * a legacy one gets none of the `io.modelcontextprotocol/*` keys. Never rejects: see {@link send}.
    */
   call(method: string, params: Record<string, unknown> | undefined, options: CallOptions): Promise<CallOutcome> {
+    if (this.modern) return this.modern.call(method, params, options);
+    return this.send(method, this.era === 'legacy' ? withoutModernMeta(params) : params, options);
+  }
+
+  /**
+   * Sends one request as it is given and resolves with its outcome. Never rejects: a closed
+   * link, a send failure or the deadline (none when `timeoutMs` is Infinity) become error
+   * outcomes with the codes in DESIGN.md.
+   */
+  private send(method: string, params: Record<string, unknown> | undefined, options: CallOptions): Promise<CallOutcome> {
     if (this.state === 'closed') return Promise.resolve(this.unavailable('server connection is closed'));
     const id = unusedId(options.related, (candidate) => this.pending.has(candidate) || this.abandoned.has(candidate));
     let sendParams = params;
@@ -241,16 +241,21 @@ export class ServerLink {
     done?.resolve(this.unavailable(`send failed: ${errorText(error)}`));
   }
 
-  /** Sends a notification to the server; dropped silently once the link is closed. */
+  /** Sends a notification to the server (a modern one gets only what its era knows); dropped silently once the link is closed. */
   notify(method: string, params?: Record<string, unknown>): void {
+    if (this.modern) this.modern.notify(method, params);
+    else this.sendNotification(method, params);
+  }
+
+  private sendNotification(method: string, params?: Record<string, unknown>): void {
     if (this.state === 'closed') return;
     const message = params === undefined ? { jsonrpc: '2.0', method } : { jsonrpc: '2.0', method, params };
     this.transport.send(message as JSONRPCMessage).catch(() => undefined);
   }
 
-  /** Requests sent and not yet answered. */
+  /** Requests sent and not yet answered (a modern server's listen stream is none: nobody waits for it). */
   get inflight(): number {
-    return this.pending.size;
+    return this.pending.size - (this.modern?.listens ?? 0);
   }
 
   /** Closes the transport; every pending call resolves with -32011. Idempotent. */
@@ -263,6 +268,7 @@ export class ServerLink {
   private handleClose(): void {
     if (this.state === 'closed') return;
     this.state = 'closed';
+    this.modern?.close();
     const closed = this.unavailable(`server connection closed${this.lostBecause ? `: ${this.lostBecause}` : ''}`);
     this.pending.failAll((entry) => {
       entry.cleanup?.();
@@ -319,7 +325,7 @@ export class ServerLink {
           if (!(isRequestId(id) && this.abandoned.delete(id))) this.onstray?.(id);
           return;
         }
-        const answer = this.answerOf(c.message);
+        const answer = answerOf(this.name, c.message);
         if (entry.origin !== undefined && 'result' in answer) this.origins.remember(answer.result, entry.origin);
         entry.resolve(answer);
         return;
@@ -331,7 +337,8 @@ export class ServerLink {
           if (isRequestId(token)) this.pending.get(token)?.onProgress?.(n.params ?? {});
           return;
         }
-        this.onnotification?.(n);
+        if (this.modern) this.modernNotification(n);
+        else this.onnotification?.(n);
         return;
       }
       case 'request':
@@ -343,20 +350,14 @@ export class ServerLink {
   }
 
   /**
-   * A server's reply as an outcome the router can pass on: MCP results are objects and errors
-   * carry a numeric code and a string message; anything else becomes a -32603 naming the server.
+   * A modern server's notification. Its `notifications/cancelled` ends the request it names (a
+   * listen stream the server tears down): that call is answered with an error.
    */
-  private answerOf(reply: { result?: unknown; error?: unknown }): Answer {
-    if ('error' in reply) {
-      const error = reply.error;
-      if (isObject(error) && Number.isInteger(error.code) && typeof error.message === 'string')
-        return { error: error as unknown as RpcErrorObject };
-      return { error: { code: RpcCode.INTERNAL_ERROR, message: `${this.name} sent a malformed error`, data: { server: this.name } } };
-    }
-    if (isObject(reply.result)) return { result: reply.result };
-    return {
-      error: { code: RpcCode.INTERNAL_ERROR, message: `${this.name} sent a result that is not an object`, data: { server: this.name } },
-    };
+  private modernNotification(n: RpcNotification): void {
+    const id = n.params?.requestId;
+    if (n.method !== 'notifications/cancelled' || !isRequestId(id)) return void this.modern?.receive(n);
+    const reason = typeof n.params?.reason === 'string' ? `: ${n.params.reason}` : '';
+    this.take(id)?.resolve(this.unavailable(`the server cancelled the request${reason}`));
   }
 
   private answerServerRequest(request: RpcRequest): void {
@@ -381,19 +382,4 @@ export class ServerLink {
       }))
       .then(send);
   }
-}
-
-/**
- * An error's message with its cause's: fetch says only `fetch failed`, and the reason a user can
- * act on (`getaddrinfo ENOTFOUND host`, `connect ECONNREFUSED 127.0.0.1:9000`) is its cause.
- */
-function errorText(error: unknown): string {
-  if (!(error instanceof Error)) return String(error);
-  const cause = error.cause instanceof Error ? error.cause.message : undefined;
-  return cause && !error.message.includes(cause) ? `${error.message}: ${cause}` : error.message;
-}
-
-/** The answer to a server's question that no client can take: the client lacks the capability. */
-export function notSupported(method: string): Answer {
-  return { error: { code: RpcCode.METHOD_NOT_FOUND, message: `${method} is not supported by this client` } };
 }

@@ -10,6 +10,7 @@ import { z } from 'zod';
 import { findJsonSyntaxError } from './json-syntax.js';
 import type { UpstreamScope, ConfigProblem } from '../local/health.js';
 import type { LocalErrorCode } from '../local/errors.js';
+import { LEGACY_VERSION, MODERN_VERSION, type ProtocolSetting } from './modern.js';
 
 /** Between a server's prefix and an item's own name in merged lists (`memory__read_graph`); so never in a server's name. */
 export const PREFIX_SEPARATOR = '__';
@@ -33,6 +34,13 @@ interface BaseSpec {
    * sessions run one session at a time, so the daemon always knows whom a request is for.
    */
   readonly asksClient: readonly string[];
+  /**
+   * The era the server is spoken to in (`protocol`): `2025-11-25` (the initialize handshake;
+   * the default of stdio servers), `2026-07-28` (server/discover and per-request `_meta` only),
+   * or `auto` (probe with server/discover, fall back to initialize; the default of url servers).
+   * Always set in a parsed entry; optional for specs built by hand (the link then uses the defaults).
+   */
+  readonly protocol?: ProtocolSetting;
 }
 
 export interface StdioSpec extends BaseSpec {
@@ -92,6 +100,11 @@ const Common = {
   // The same in camelCase, as other clients spell their keys.
   initTimeoutMs: z.number().int().min(1).optional(),
   asks_client: z.array(z.string().min(1).max(256)).max(1024).default([]),
+  protocol: z
+    .enum([LEGACY_VERSION, MODERN_VERSION, 'auto'], {
+      message: `must be "${LEGACY_VERSION}" (the initialize handshake), "${MODERN_VERSION}" (server/discover only) or "auto" (probe, then fall back)`,
+    })
+    .optional(),
   // Keys other clients write that mean nothing here, accepted so their files import as they are.
   type: z.enum(['stdio', 'http', 'streamable-http', 'streamableHttp']).optional(),
   disabled: z.boolean().optional(),
@@ -221,6 +234,7 @@ export function parseUpstreams(json: unknown, defaultIdleMs = DEFAULT_UPSTREAM_I
       idleTimeoutMs: e.idle_timeout_ms ?? defaultIdleMs,
       initTimeoutMs: e.init_timeout_ms ?? e.initTimeoutMs,
       asksClient: Object.freeze([...new Set(e.asks_client)]),
+      protocol: e.protocol ?? ('command' in e ? LEGACY_VERSION : 'auto'),
     };
     if ('command' in e) {
       const s = e as z.infer<typeof StdioEntry>;

@@ -18,6 +18,7 @@ import type { RpcNotification } from '../protocol/jsonrpc.js';
 import type { CallOptions, CallOutcome, ServerLink, ServerRequestHandler } from './server-link.js';
 import { notSupported } from './server-link.js';
 import type { ServerReport, UpstreamScope, UpstreamState } from '../local/health.js';
+import type { Era } from './modern.js';
 import { RESTART_BACKOFF_MS, WAIT_FOR_RESTART_MS, type Started, type UpstreamOptions } from './upstream-options.js';
 
 export type { Started, UpstreamOptions } from './upstream-options.js';
@@ -49,6 +50,11 @@ export class Upstream {
   onrequest: ServerRequestHandler | undefined;
   /** The server answered under an id no call was waiting for; the answer was dropped. */
   onstray: (() => void) | undefined;
+  /**
+   * The era it spoke at its last start (`modern`: 2026-07-28; `legacy`: initialize), undefined
+   * before one and after a failed start; a legacy server's restart is not probed first.
+   */
+  era: Era | undefined;
 
   private readonly options: UpstreamOptions;
   private link: ServerLink | undefined;
@@ -243,6 +249,7 @@ export class Upstream {
       link.onnotification = (n) => this.onnotification?.(n);
       link.onrequest = (request, context) => this.onrequest?.(request, context) ?? Promise.resolve(notSupported(request.method));
       link.onstray = (id) => this.stray(link, id);
+      link.eraHint = this.era;
       this.opening = link;
       const limitMs = this.options.initTimeoutMs;
       if (limitMs === undefined) return;
@@ -271,13 +278,15 @@ export class Upstream {
     }
     this.link = link;
     this.pid = started.pid;
+    this.era = link.era;
     this.startedAtMs = Date.now();
     this.state = 'ready';
     this.failing = false;
     this.strayLogged = false;
     this.renewPending = undefined; // a new process was offered every capability there is now
     link.onclose = () => this.crashed(link, started.exitReason?.() ?? 'the server connection closed');
-    this.options.log?.('server ready', { server: this.name, pid: this.pid, restarts: this.restarts, retries: this.retries });
+    const { pid, restarts, retries, era } = this;
+    this.options.log?.('server ready', { server: this.name, pid, restarts, retries, era });
     this.onready?.();
     return link;
   }
@@ -329,6 +338,7 @@ export class Upstream {
       this.options.log?.('server failed to start', { server: this.name, error: message, retries: this.retries, ...retry }, 'warn');
     }
     this.failing = true;
+    this.era = undefined; // probed again at the next start
     this.lastError = message;
     this.retryAtMs = Date.now() + delay;
     this.state = 'failed';

@@ -1,0 +1,155 @@
+/**
+ * The 2026-07-28 ("modern") era of MCP as the daemon, a client of hosted servers, speaks it: no
+ * `initialize` handshake; every request carries the protocol version, the client's capabilities
+ * and its identity in `params._meta`; `server/discover` tells what a server is. These are the
+ * era's words and rules, with no I/O: which era a probe's answer shows, the `_meta` a request
+ * gets (or loses, for a 2025 server), the initialize result a discovery stands for, and the
+ * notification filter of a `subscriptions/listen` stream.
+ */
+import { isObject, type Answer } from '../protocol/jsonrpc.js';
+
+export const MODERN_VERSION = '2026-07-28';
+export const LEGACY_VERSION = '2025-11-25';
+
+/** Which handshake a server speaks: `legacy` (initialize, 2025-11-25 and before) or `modern` (2026-07-28). */
+export type Era = 'legacy' | 'modern';
+
+/** A config entry's `protocol`: one era only, or `auto` (probe with server/discover, fall back to initialize). */
+export type ProtocolSetting = typeof LEGACY_VERSION | typeof MODERN_VERSION | 'auto';
+export const PROTOCOL_SETTINGS: readonly ProtocolSetting[] = Object.freeze([LEGACY_VERSION, MODERN_VERSION, 'auto']);
+
+/** The reserved `_meta` keys of the modern era. */
+export const META_PREFIX = 'io.modelcontextprotocol/';
+export const META_PROTOCOL_VERSION = `${META_PREFIX}protocolVersion`;
+export const META_CLIENT_INFO = `${META_PREFIX}clientInfo`;
+export const META_CLIENT_CAPABILITIES = `${META_PREFIX}clientCapabilities`;
+export const META_SERVER_INFO = `${META_PREFIX}serverInfo`;
+export const META_SUBSCRIPTION_ID = `${META_PREFIX}subscriptionId`;
+export const META_LOG_LEVEL = `${META_PREFIX}logLevel`;
+
+/**
+ * JSON-RPC errors only a modern server sends (HeaderMismatch, MissingRequiredClientCapability,
+ * UnsupportedProtocolVersion): an answer with one of them comes from a modern server, whatever
+ * else it says.
+ */
+export const MODERN_ERROR_CODES: ReadonlySet<number> = new Set([-32020, -32021, -32022]);
+
+/** What the daemon says of itself in a modern request when the caller's params say nothing. */
+export interface ModernDefaults {
+  readonly capabilities: Readonly<Record<string, unknown>>;
+  readonly clientInfo: Readonly<Record<string, unknown>>;
+}
+
+/**
+ * `params` with the modern `_meta`: the protocol version always; the client capabilities and
+ * identity the caller put there (the calling window's own) kept, else the link's defaults; the
+ * log level when one was asked for. The caller's object is not changed.
+ */
+export function withModernMeta(
+  params: Record<string, unknown> | undefined,
+  defaults: ModernDefaults,
+  logLevel?: string,
+): Record<string, unknown> {
+  const given = isObject(params?._meta) ? params._meta : {};
+  const meta: Record<string, unknown> = {
+    ...given,
+    [META_PROTOCOL_VERSION]: MODERN_VERSION,
+    [META_CLIENT_CAPABILITIES]: isObject(given[META_CLIENT_CAPABILITIES]) ? given[META_CLIENT_CAPABILITIES] : defaults.capabilities,
+    [META_CLIENT_INFO]: isObject(given[META_CLIENT_INFO]) ? given[META_CLIENT_INFO] : defaults.clientInfo,
+  };
+  if (logLevel !== undefined && given[META_LOG_LEVEL] === undefined) meta[META_LOG_LEVEL] = logLevel;
+  return { ...params, _meta: meta };
+}
+
+/**
+ * `params` for a 2025 server: the `io.modelcontextprotocol/*` keys of `_meta` (which mean nothing
+ * to it) removed, and `_meta` itself when nothing else was in it. Unchanged (the same object)
+ * when there was nothing to remove.
+ */
+export function withoutModernMeta(params: Record<string, unknown> | undefined): Record<string, unknown> | undefined {
+  const meta = params?._meta;
+  if (!isObject(meta)) return params;
+  const keys = Object.keys(meta);
+  if (!keys.some((key) => key.startsWith(META_PREFIX))) return params;
+  const kept = Object.fromEntries(keys.filter((key) => !key.startsWith(META_PREFIX)).map((key) => [key, meta[key]]));
+  const { _meta: _dropped, ...rest } = params as Record<string, unknown>;
+  return Object.keys(kept).length > 0 ? { ...rest, _meta: kept } : rest;
+}
+
+/** What a `server/discover` probe showed: a modern server (its DiscoverResult), a legacy one, or one the daemon cannot speak to. */
+export type ProbeVerdict =
+  | { readonly era: 'modern'; readonly discover: Record<string, unknown> }
+  | { readonly era: 'legacy'; readonly why: string }
+  | { readonly era: 'none'; readonly why: string };
+
+/**
+ * Judges the answer to a `server/discover` probe by the spec's rules of backward compatibility:
+ * a DiscoverResult naming 2026-07-28 is a modern server; a recognized modern error is a modern
+ * server too, never a reason to fall back (unless all it supports is a 2025 version); any other
+ * error, or no answer (`undefined`), is a legacy server.
+ */
+export function judgeProbe(answer: Answer | undefined): ProbeVerdict {
+  if (answer === undefined) return { era: 'legacy', why: 'no answer to server/discover' };
+  if ('result' in answer) {
+    const versions = answer.result.supportedVersions;
+    if (Array.isArray(versions) && versions.includes(MODERN_VERSION)) return { era: 'modern', discover: answer.result };
+    return { era: 'legacy', why: `server/discover named no ${MODERN_VERSION} among ${JSON.stringify(versions ?? null)}` };
+  }
+  const { code, message } = answer.error;
+  if (!MODERN_ERROR_CODES.has(code)) return { era: 'legacy', why: `server/discover: ${message} (${code})` };
+  const data = answer.error.data;
+  const supported = isObject(data) && Array.isArray(data.supported) ? data.supported.filter((v) => typeof v === 'string') : [];
+  if (code === -32022 && supported.length > 0 && !supported.includes(MODERN_VERSION) && supported.some(isLegacyVersion))
+    return { era: 'legacy', why: `the server supports ${supported.join(', ')}` };
+  const named = supported.length > 0 ? ` (it supports ${supported.join(', ')})` : '';
+  return { era: 'none', why: `server/discover was refused: ${message} (${code})${named}` };
+}
+
+/** A dated version before 2026 (2024-11-05, 2025-03-26, 2025-06-18, 2025-11-25): a handshake era. */
+function isLegacyVersion(version: string): boolean {
+  return /^20(1\d|2[0-5])-\d\d-\d\d$/.test(version);
+}
+
+/**
+ * The initialize result a DiscoverResult stands for, so that whatever reads a server's
+ * capabilities, identity and instructions reads a modern server's as a legacy one's.
+ */
+export function initializeResultOf(discover: Record<string, unknown>): Record<string, unknown> {
+  const meta = isObject(discover._meta) ? discover._meta : {};
+  const serverInfo = isObject(meta[META_SERVER_INFO]) ? meta[META_SERVER_INFO] : { name: 'unknown', version: 'unknown' };
+  const result: Record<string, unknown> = {
+    protocolVersion: MODERN_VERSION,
+    capabilities: isObject(discover.capabilities) ? discover.capabilities : {},
+    serverInfo,
+  };
+  if (typeof discover.instructions === 'string') result.instructions = discover.instructions;
+  return result;
+}
+
+/**
+ * The `notifications` filter of a `subscriptions/listen` request: every list change the
+ * server's capabilities offer, and updates of the resources subscribed to (when it offers
+ * subscriptions). Undefined when there is nothing to listen for.
+ */
+export function listenFilter(capabilities: Record<string, unknown>, uris: Iterable<string>): Record<string, unknown> | undefined {
+  const filter: Record<string, unknown> = {};
+  const offers = (name: string, flag: string) => {
+    const capability = capabilities[name];
+    return isObject(capability) && capability[flag] === true;
+  };
+  if (offers('tools', 'listChanged')) filter.toolsListChanged = true;
+  if (offers('prompts', 'listChanged')) filter.promptsListChanged = true;
+  if (offers('resources', 'listChanged')) filter.resourcesListChanged = true;
+  const subscribed = [...uris];
+  if (offers('resources', 'subscribe') && subscribed.length > 0) filter.resourceSubscriptions = subscribed;
+  return Object.keys(filter).length > 0 ? filter : undefined;
+}
+
+/**
+ * A value for the `Mcp-Name` header: as it is when it is plain visible ASCII (inner spaces and
+ * tabs allowed, none at either end), else the spec's Base64 sentinel `=?base64?...?=` of its UTF-8.
+ */
+export function headerValue(value: string): string {
+  if (/^[!-~](?:[ \t!-~]*[!-~])?$/.test(value)) return value;
+  return `=?base64?${Buffer.from(value, 'utf8').toString('base64')}?=`;
+}
