@@ -652,7 +652,12 @@ describe('Streamable HTTP at /mcp', { concurrency: 3 }, () => {
         .sort();
       assert.deepEqual(allow, ['DELETE', 'GET', 'POST'], `Allow: ${String(put.headers.allow)}`);
       const version = await rawCall(daemon, http.sessionId, { headers: { 'mcp-protocol-version': '1999-01-01' } });
-      assertRefused(version, 400, 'an unsupported MCP-Protocol-Version');
+      // -32022 (2026-07-28), naming the request it refuses and listing the versions served.
+      assertStatus(version, 400, 'an unsupported MCP-Protocol-Version');
+      const refused = version.json as { id?: unknown; error?: { code?: unknown; data?: { supported?: string[] } } } | undefined;
+      assert.notEqual(refused?.id, null, `the refusal names the request: ${version.body}`);
+      assert.equal(refused?.error?.code, -32022, version.body);
+      assert.ok(refused?.error?.data?.supported?.includes('2025-11-25'), version.body);
       await assertServes(http, daemon, 'after the refusals');
     });
 

@@ -101,17 +101,13 @@ test('a window cancelling a call to a 2026-07-28 url server cancels it at the se
   await waitFor(async () => (await serverReport(daemon, 'modern')).inflight === 0, 'nothing in flight at the server', 5_000);
 });
 
-test(
-  'a 2026-07-28-only stdio server with "protocol": "2026-07-28" is hosted and used like any other',
-  { todo: "src/mux/core.ts must pass spec.protocol to new ServerLink(...) (the mux is another session's room)" },
-  async () => {
-    const daemon = await startHostingDaemon(cleanup, () => ({
-      modern: { command: process.execPath, args: [MODERN, 'stdio'], protocol: '2026-07-28' },
-    }));
-    await usedLikeAnyServer(daemon);
-    assert.equal(await loggedEra(daemon, 'modern'), 'modern');
-  },
-);
+test('a 2026-07-28-only stdio server with "protocol": "2026-07-28" is hosted and used like any other', async () => {
+  const daemon = await startHostingDaemon(cleanup, () => ({
+    modern: { command: process.execPath, args: [MODERN, 'stdio'], protocol: '2026-07-28' },
+  }));
+  await usedLikeAnyServer(daemon);
+  assert.equal(await loggedEra(daemon, 'modern'), 'modern');
+});
 
 test('a 2026-07-28-only stdio server without a protocol key is spoken to with initialize, and refuses it', async () => {
   const daemon = await startHostingDaemon(cleanup, () => ({ modern: { command: process.execPath, args: [MODERN, 'stdio'] } }));

@@ -173,6 +173,7 @@ async function launch(
     });
     const link = new ServerLink(spec.name, transport, {
       capabilities: declared,
+      protocol: spec.protocol,
       isFatal: connectionLost,
       streamOf: (id) => streams.takeStreamOf(id),
     });
@@ -205,7 +206,7 @@ async function launch(
   };
   // A workspace instance's roots are its workspace, answered by the daemon itself.
   const capabilities = spec.scope === 'workspace' ? { ...declared, roots: {} } : declared;
-  const link = new ServerLink(spec.name, transport, { capabilities });
+  const link = new ServerLink(spec.name, transport, { capabilities, protocol: spec.protocol });
   wire(link);
   // A workspace instance usually asks for its roots at once: let it have them before calls arrive.
   const rootsAsked = spec.scope === 'workspace' ? firstRequest(link, 'roots/list') : undefined;

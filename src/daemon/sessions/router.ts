@@ -39,6 +39,7 @@ import { daemonCapabilities, keptCapabilities } from './capabilities.js';
 import { modernVersionOf } from '../../protocol/eras.js';
 import { Listens } from './listens.js';
 import { ModernRequests } from './modern.js';
+import { fulfilInputs, needsInput, withCallerMeta } from './input-rounds.js';
 
 /** How long the daemon waits for a client's answer to its own roots/list. */
 const ROOTS_REQUEST_TIMEOUT_MS = 5_000;
@@ -232,16 +233,27 @@ export class Router {
         rpcError(id, RpcCode.INVALID_PARAMS, 'Invalid params: params._meta.progressToken must be a string or a number'),
       );
     }
-    const call = this.context.call(target.server, method, params, {
+    const options = {
       timeoutMs: this.callTimeoutMs,
       cancel,
       related: id,
       onProgress:
         token === undefined
           ? undefined
-          : (p) => this.context.tell({ jsonrpc: '2.0', method: 'notifications/progress', params: { ...p, progressToken: token } }, id),
+          : (p: Record<string, unknown>) =>
+              this.context.tell({ jsonrpc: '2.0', method: 'notifications/progress', params: { ...p, progressToken: token } }, id),
+    };
+    // A modern server hears of the calling window itself, never of the union the daemon offers.
+    if (this.context.era !== 'modern' && target.server.era === 'modern') params = withCallerMeta(params, this.context);
+    const call = this.context.call(target.server, method, params, options);
+    // A modern client takes a modern server's input_required itself; a legacy window is asked.
+    if (this.context.era === 'modern') return call.then((outcome) => toResponse(id, outcome));
+    return call.then(async (outcome) => {
+      if (!needsInput(outcome)) return toResponse(id, outcome);
+      const round = { context: this.context, related: id, timeoutMs: this.callTimeoutMs };
+      const recall = (retry: Record<string, unknown>) => this.context.call(target.server, method, retry, options);
+      return toResponse(id, await fulfilInputs(outcome, params, { ...round, recall }));
     });
-    return call.then((outcome) => toResponse(id, outcome));
   }
 
   /** `completion/complete` names a prompt or a resource template in `ref`: route by it. */
