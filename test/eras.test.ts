@@ -10,18 +10,37 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Client as ModernClient, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { StdioClientTransport as ModernStdioTransport } from '@modelcontextprotocol/client/stdio';
-import { Cleanup, SHIM, baseEnv, connectShim, getHealth, textOf, waitFor, type DaemonHandle } from './helpers.js';
+import {
+  Cleanup,
+  ROOT,
+  SHIM,
+  baseEnv,
+  readUntilResponse,
+  spawnShim,
+  type RawShim,
+  connectShim,
+  getHealth,
+  textOf,
+  waitFor,
+  type DaemonHandle,
+} from './helpers.js';
 import { everythingEntry, startHostingDaemon } from './fixtures/hosted-servers.js';
 import { MODERN, modernPost, modernStream, type ModernReply } from './fixtures/modern-http.js';
 
 const cleanup = new Cleanup();
 let daemon: DaemonHandle;
 const EVERYTHING = everythingEntry({ asks_client: ['trigger-sampling-request'] });
+/** A server that speaks only 2026-07-28 (it refuses initialize), on the v2 SDK. */
+const MODERN_ONLY = {
+  command: process.execPath,
+  args: [join(ROOT, 'dist', 'test', 'fixtures', 'modern-only-server.js'), 'stdio'],
+  protocol: MODERN,
+};
 
 before(async () => {
   // Its sampling tool is declared as asking the client back, so calls of it from different
   // windows take turns and the daemon always knows whom a question is for.
-  daemon = await startHostingDaemon(cleanup, () => ({ everything: EVERYTHING }));
+  daemon = await startHostingDaemon(cleanup, () => ({ everything: EVERYTHING, modern: MODERN_ONLY }));
 });
 after(() => cleanup.run());
 
@@ -171,6 +190,72 @@ describe("a legacy server's question to a 2026-07-28 client (input_required, bri
   });
 });
 
+describe('the requestState the daemon signs', () => {
+  test('is refused when tampered with or presented by another shim connection; the right retry still completes', async () => {
+    const meta = {
+      'io.modelcontextprotocol/protocolVersion': MODERN,
+      'io.modelcontextprotocol/clientCapabilities': { sampling: {} },
+      'io.modelcontextprotocol/clientInfo': { name: 'raw-shim', version: '1' },
+    };
+    const [a, b] = [spawnShim(cleanup, daemon.clientEnv), spawnShim(cleanup, daemon.clientEnv)];
+    let id = 0;
+    const ask = async (shim: RawShim, method: string, params: Record<string, unknown>) => {
+      const sent = ++id;
+      shim.send(JSON.stringify({ jsonrpc: '2.0', id: sent, method, params: { ...params, _meta: meta } }));
+      return (await readUntilResponse(shim, sent, 20_000)).response;
+    };
+    await waitFor(
+      async () => JSON.stringify(await ask(a, 'tools/list', {})).includes('everything__trigger-sampling-request'),
+      'the sampling tool to be listed',
+      20_000,
+      200,
+    );
+    const call = { name: 'everything__trigger-sampling-request', arguments: { prompt: 'state test', maxTokens: 5 } };
+    const first = (await ask(a, 'tools/call', call)).result as { resultType?: string; requestState?: string; inputRequests?: object };
+    assert.equal(first.resultType, 'input_required', JSON.stringify(first));
+    const state = first.requestState as string;
+    const key = Object.keys(first.inputRequests ?? {})[0] as string;
+    const answer = { [key]: { model: 'm', role: 'assistant', content: { type: 'text', text: 'answered by raw-shim' } } };
+
+    const foreign = await ask(b, 'tools/call', { ...call, inputResponses: answer, requestState: state });
+    assert.equal((foreign.error as { code?: number } | undefined)?.code, -32602, JSON.stringify(foreign));
+    assert.match(JSON.stringify(foreign), /another connection/);
+    const tampered = await ask(a, 'tools/call', { ...call, inputResponses: answer, requestState: `${state.slice(0, -3)}abc` });
+    assert.equal((tampered.error as { code?: number } | undefined)?.code, -32602, JSON.stringify(tampered));
+    assert.match(JSON.stringify(tampered), /signature/);
+
+    const done = await ask(a, 'tools/call', { ...call, inputResponses: answer, requestState: state });
+    assert.match(JSON.stringify(done.result), /answered by raw-shim/);
+  });
+});
+
+describe("a 2026-07-28 server's input_required", () => {
+  test('to a legacy window: the daemon asks the window, and its answer reaches the tool', async () => {
+    const { CreateMessageRequestSchema } = await import('@modelcontextprotocol/sdk/types.js');
+    const legacy = await connectShim(cleanup, daemon, { name: 'legacy-sampler', capabilities: { sampling: {} } });
+    let asked = 0;
+    legacy.client.setRequestHandler(CreateMessageRequestSchema, () => {
+      asked++;
+      return Promise.resolve({ model: 'm', role: 'assistant', content: { type: 'text', text: 'sampled by legacy-sampler' } });
+    });
+    const result = await legacy.client.callTool({ name: 'modern__sample', arguments: { prompt: 'hi' } });
+    assert.equal(textOf(result), 'the caller sampled: sampled by legacy-sampler');
+    assert.equal(asked, 1, 'the window was asked once, as a request of its own call');
+  });
+
+  test('to a legacy window that cannot sample: the call fails and says why', async () => {
+    const legacy = await connectShim(cleanup, daemon, { name: 'legacy-plain' });
+    const result = legacy.client.callTool({ name: 'modern__sample', arguments: { prompt: 'hi' } });
+    await assert.rejects(result, (error: Error & { code?: number }) => error.code === -32021 && /sampling/.test(error.message));
+  });
+
+  test('to a 2026-07-28 client: passed through, the client answers and retries at the same server', async () => {
+    const client = await modernHttpClient('/mcp', 'modern-sampler', samplesAs);
+    const result = await client.callTool({ name: 'modern__sample', arguments: { prompt: 'hi' } });
+    assert.equal(textOf(result), 'the caller sampled: sampled by modern-sampler');
+  });
+});
+
 describe('the modern wire on /mcp', () => {
   test('results say resultType, list results carry caching hints and the server identity', async () => {
     const listed = await modernPost(daemon, '/mcp', 'tools/list', {});
@@ -254,7 +339,7 @@ describe('the modern wire on /mcp', () => {
     // A live config change: a second server joins, and every list changes.
     writeFileSync(
       join(daemon.home, 'config.json'),
-      JSON.stringify({ mcpServers: { everything: EVERYTHING, other: everythingEntry() } }, null, 2),
+      JSON.stringify({ mcpServers: { everything: EVERYTHING, modern: MODERN_ONLY, other: everythingEntry() } }, null, 2),
     );
     const changed = await toolEvents.next(15_000);
     assert.equal(changed.method, 'notifications/tools/list_changed');
