@@ -40,7 +40,8 @@ const MODERN_ONLY = {
 before(async () => {
   // Its sampling tool is declared as asking the client back, so calls of it from different
   // windows take turns and the daemon always knows whom a question is for.
-  daemon = await startHostingDaemon(cleanup, () => ({ everything: EVERYTHING, modern: MODERN_ONLY }));
+  // Lists wait for the servers however long they take to start (a loaded machine).
+  daemon = await startHostingDaemon(cleanup, () => ({ everything: EVERYTHING, modern: MODERN_ONLY }), { EXAI_WS_LIST_WAIT_MS: '0' });
 });
 after(() => cleanup.run());
 
@@ -187,6 +188,25 @@ describe("a legacy server's question to a 2026-07-28 client (input_required, bri
       assert.match(text, new RegExp(`sampled by ${names[i]}`));
       for (const other of names.filter((_, j) => j !== i)) assert.doesNotMatch(text, new RegExp(`sampled by ${other}\\b`));
     });
+  });
+});
+
+describe('a 2026-07-28 client that did not declare what the server asks for', () => {
+  test('gets -32021 with 400, naming the capability', async () => {
+    await waitFor(
+      async () =>
+        JSON.stringify((await modernPost(daemon, '/mcp', 'tools/list', {})).body).includes('everything__trigger-sampling-request'),
+      'the sampling tool to be listed',
+      20_000,
+      200,
+    );
+    const reply = await modernPost(daemon, '/mcp', 'tools/call', {
+      name: 'everything__trigger-sampling-request',
+      arguments: { prompt: 'no sampling here', maxTokens: 5 },
+    });
+    expectError(reply, 400, -32021);
+    const data = (reply.body.error as { data?: { requiredCapabilities?: Record<string, unknown> } }).data;
+    assert.deepEqual(data?.requiredCapabilities, { sampling: {} });
   });
 });
 

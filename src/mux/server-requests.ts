@@ -223,7 +223,9 @@ export class ServerRequests {
       if (!context || context.closed) {
         return { error: { code: RpcCode.CONNECTION_CLOSED, message: 'the window that caused this request has closed' } };
       }
+      const related = link.origin !== undefined ? link.related : this.onlyCall(instance, origin);
       if (!context.declares(capability)) {
+        context.lacks(capability, related);
         return {
           error: {
             code: RpcCode.METHOD_NOT_FOUND,
@@ -231,7 +233,6 @@ export class ServerRequests {
           },
         };
       }
-      const related = link.origin !== undefined ? link.related : this.onlyCall(instance, origin);
       const answer = await context.ask(request.method, request.params, this.options.requestTimeoutMs, related);
       if (roots && 'result' in answer) instance.rootsOf = origin;
       return answer;

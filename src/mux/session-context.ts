@@ -32,6 +32,11 @@ export interface ClientPeer {
    * serialised and was dropped. `related`: the client request the message belongs to.
    */
   send(message: object, related?: RequestId): boolean;
+  /**
+   * A server's question during the call of request `related` was refused because the client did
+   * not declare `capability` (a 2026-07-28 client is then answered -32021 for that call).
+   */
+  lacks?(capability: string, related: RequestId | undefined): void;
 }
 
 /** What the hub does for each session's context (see Hub.openSession); no session sees another's. */
@@ -209,6 +214,11 @@ export class SessionContext {
   /** Asks the client something (see ClientPeer.request). Never rejects. */
   ask(method: string, params: Record<string, unknown> | undefined, timeoutMs: number, related?: RequestId): Promise<Answer> {
     return this.peer.request(method, params, timeoutMs, related);
+  }
+
+  /** A server's question was refused for a capability the client did not declare (see ClientPeer.lacks). */
+  lacks(capability: string, related: RequestId | undefined): void {
+    this.peer.lacks?.(capability, related);
   }
 
   /** Sends one message to the client (see ClientPeer.send). */

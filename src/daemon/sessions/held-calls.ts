@@ -42,6 +42,8 @@ interface Call {
   wake: (() => void) | undefined;
   expiresMs: number;
   timer: NodeJS.Timeout | undefined;
+  /** Capabilities the server asked for and the client had not declared: the call answers -32021. */
+  lacking: Set<string> | undefined;
 }
 
 /** The tool, prompt or resource a request names (what a state is bound to). */
@@ -60,6 +62,14 @@ function answering(response: RpcResponse | null, id: RequestId): RpcResponse | n
   if (response === null || response.id === id) return response;
   if (response instanceof RelayedResponse) return new RelayedResponse(id, new RelayedResult(response.relayedText));
   return { ...response, id };
+}
+
+/** -32021: the call needed client capabilities its request did not declare. */
+function missingCapabilities(id: RequestId, lacking: Set<string>): RpcResponse {
+  const names = [...lacking].sort();
+  const requiredCapabilities = Object.fromEntries(names.map((name) => [name, {}]));
+  const message = `Missing required client capability: ${names.join(', ')} (the server asked for it during this request)`;
+  return rpcError(id, RpcCode.MISSING_CLIENT_CAPABILITY, message, { requiredCapabilities });
 }
 
 export class HeldCalls {
@@ -92,6 +102,7 @@ export class HeldCalls {
       wake: undefined,
       expiresMs: 0,
       timer: undefined,
+      lacking: undefined,
     };
     this.running.set(call.origin, call);
     call.outcome = route();
@@ -157,6 +168,12 @@ export class HeldCalls {
     return this.next(call, request.id).finally(stop);
   }
 
+  /** The server asked for a capability the client did not declare, during the call of `related`. */
+  lacks(capability: string, related: RequestId | undefined): void {
+    const call = related === undefined ? undefined : this.running.get(idKey(related));
+    if (call) (call.lacking ??= new Set()).add(capability);
+  }
+
   /** Declines everything still held (the session ends). */
   close(reason: string): void {
     for (const call of [...this.running.values()]) this.decline(call, RpcCode.CONNECTION_CLOSED, `the client session closed: ${reason}`);
@@ -173,6 +190,7 @@ export class HeldCalls {
       call.wake = undefined;
       if (!asked) {
         this.forget(call);
+        if (call.lacking !== undefined) return missingCapabilities(id, call.lacking);
         return answering(await call.outcome, id);
       }
     }

@@ -75,6 +75,11 @@ export class ModernRequests {
     return this.held.question(method, params, timeoutMs, related);
   }
 
+  /** A server's question during a call was refused for want of `capability`: the call answers -32021. */
+  lacks(capability: string, related: RequestId | undefined): void {
+    this.held.lacks(capability, related);
+  }
+
   /** The session ends: whatever servers asked and still wait for is declined. */
   close(reason: string): void {
     this.held.close(reason);

@@ -114,6 +114,11 @@ export class Router {
     return this.modern.question(method, params, timeoutMs, related);
   }
 
+  /** A server's question during a modern call was refused for want of `capability`. */
+  lacks(capability: string, related: RequestId | undefined): void {
+    this.modern.lacks(capability, related);
+  }
+
   /** The session ends: questions held for a modern client are declined. */
   close(reason: string): void {
     this.modern.close(reason);

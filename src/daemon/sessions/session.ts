@@ -288,6 +288,11 @@ export class Session {
     });
   }
 
+  /** A server's question was refused for want of `capability` (see ClientPeer.lacks): a modern call says so. */
+  lacks(capability: string, related: RequestId | undefined): void {
+    if (this.context.era === 'modern') this.router.lacks(capability, related);
+  }
+
   /**
    * Sends one message to the client, or holds it while detached. A message that cannot be
    * serialised costs only itself: a response becomes a -32603 error for the same id, anything
