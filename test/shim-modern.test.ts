@@ -125,6 +125,38 @@ describe('the shim for a 2026-07-28 client, across a daemon restart', () => {
     assert.equal(await within(shim.exited, 10_000, 'the shim to exit'), 0);
   });
 
+  test('a daemon stopped gracefully ends the stream itself: its one complete result, not opened again; the client listens anew', async () => {
+    const daemon = await startHostingDaemon(cleanup, () => ({}));
+    const shim = spawnShim(cleanup, { ...daemon.clientEnv, ...FAST_SHIM });
+    const seen = collect(shim);
+    shim.send(request('listen-g', 'subscriptions/listen', { notifications: { toolsListChanged: true } }));
+    await waitFor(() => acks(seen, 'listen-g') === 1, 'the listen stream acknowledged', 10_000);
+
+    daemon.proc.kill('SIGTERM');
+    await within(daemon.exited, 20_000, 'the daemon to stop');
+    const ended = await waitFor(() => seen.find((m) => m.id === 'listen-g'), 'the listen request answered', 10_000);
+    assert.equal(ended.error, undefined, JSON.stringify(ended));
+    assert.equal((ended.result as Record<string, unknown> | undefined)?.resultType, 'complete', JSON.stringify(ended));
+
+    const second = await startDaemon(cleanup, { home: daemon.home });
+    await waitFor(() => /reconnected: new session/.test(shim.stderr()), 'the shim to reach the new daemon', 20_000);
+    assert.doesNotMatch(shim.stderr(), /listen stream\(s\) opened again/, 'an ended stream is not opened again');
+    assert.equal(acks(seen, 'listen-g'), 1);
+    // The client opens a stream anew (a new id), and a change reaches it.
+    shim.send(request('listen-h', 'subscriptions/listen', { notifications: { toolsListChanged: true } }));
+    await waitFor(() => acks(seen, 'listen-h') === 1, 'the new stream acknowledged', 10_000);
+    writeConfig(second.home, { everything: everythingEntry() });
+    const changed = await waitFor(
+      () => seen.find((m) => m.method === 'notifications/tools/list_changed'),
+      'a tools list_changed on the new stream',
+      30_000,
+    );
+    assert.equal(tagOf(changed), 'listen-h');
+    assert.equal(seen.filter((m) => m.id === 'listen-g').length, 1, 'the ended stream was answered once');
+    shim.proc.stdin?.end();
+    assert.equal(await within(shim.exited, 10_000, 'the shim to exit'), 0);
+  });
+
   test("a retry with the earlier daemon's requestState is refused (-32602), and the call made again works", async () => {
     const daemon = await startHostingDaemon(cleanup, () => ({
       everything: everythingEntry({ asks_client: ['trigger-sampling-request'] }),
