@@ -7,7 +7,12 @@
  * - what the client set up in its session (its initialize, `notifications/initialized`, the
  *   logging level, resource subscriptions), so a new session can be made to look the same;
  * - which server-to-client requests belong to which session, so an answer meant for a session
- *   that is gone is not handed to the new one.
+ *   that is gone is not handed to the new one;
+ * - a 2026-07-28 client's open `subscriptions/listen` requests (its listen streams): a drop does
+ *   not end them. The same session resumed still holds them; a new session has no initialize to
+ *   replay (the modern wire has none) and gets each of them again, under the same id, so the
+ *   client's streams go on: the new session acknowledges each one again
+ *   (`notifications/subscriptions/acknowledged`, tagged with its id) before its notifications.
  *
  * Pure bookkeeping: no I/O, no timers (its pending table has no deadlines: a request waits for
  * its answer as long as the daemon holds it). The shim (shim.ts) asks it what to do with each
@@ -47,7 +52,11 @@ interface Pending {
   /** True once the request went out on a connection; false while it waits in the shim. */
   sent: boolean;
   effect: Effect | undefined;
+  /** A `subscriptions/listen` request's text, sent again as it was to a new session. */
+  listen: string | undefined;
 }
+
+const LISTEN = 'subscriptions/listen';
 
 const isId = (v: unknown): v is RequestId => typeof v === 'string' || (typeof v === 'number' && Number.isFinite(v));
 
@@ -97,13 +106,15 @@ export class Conversation {
         // The client reused the id of a request it was told was lost: answers for it are its own again.
         this.orphans.delete(key);
         const effect = effectOf(method, params);
+        const listen = method === LISTEN ? text : undefined;
         const entry = this.pending.get(key);
         // A reused id of a request still unanswered replaces it in place (the client's own mix-up).
         if (entry) {
           entry.id = id;
           entry.sent = false;
           entry.effect = effect;
-        } else this.pending.add(key, { key, id, sent: false, effect });
+          entry.listen = listen;
+        } else this.pending.add(key, { key, id, sent: false, effect, listen });
         return { kind: 'request', key, id };
       }
       if (method === 'notifications/cancelled' && isObject(params) && isId(params.requestId)) {
@@ -165,12 +176,13 @@ export class Conversation {
   /**
    * The connection dropped: every request sent on it is answered now, once, with -32000, and
    * remembered so that a late answer (after a resume) is dropped. Requests still waiting in the
-   * shim stay pending: they go out once a connection is open again.
+   * shim stay pending: they go out once a connection is open again. So do listen streams: they
+   * run on in a resumed session, and a new one gets them again ({@link relistened}).
    */
   lost(): RpcFailure[] {
     const replies: RpcFailure[] = [];
     for (const entry of [...this.pending.values()]) {
-      if (!entry.sent) continue;
+      if (!entry.sent || entry.listen !== undefined) continue;
       this.pending.settle(entry.key);
       this.orphans.set(entry.key, entry.id);
       replies.push(rpcError(entry.id, RpcCode.CONNECTION_CLOSED, LOST_MESSAGE));
@@ -209,6 +221,15 @@ export class Conversation {
       method: `notifications/${what}/list_changed`,
     }));
     return { toDaemon, toClient };
+  }
+
+  /**
+   * A new session (after {@link renewed}): the listen requests the old session held, as the
+   * client wrote them, to send again under the same ids so the client's streams go on. Listen
+   * requests still waiting in the shim are not among them: they go out with the rest.
+   */
+  relistened(): string[] {
+    return [...this.pending.values()].flatMap((entry) => (entry.sent && entry.listen !== undefined ? [entry.listen] : []));
   }
 
   /** A request that cannot wait any longer is answered with `why`; undefined for other messages. */

@@ -217,9 +217,11 @@ function deliver(text: string, conversation: Conversation, client: ClientOutput)
 
 /**
  * A connection opened again. The same session resumed: the daemon may still run the requests
- * lost with the old connection, so they are cancelled there. A new session: made to look like
- * the old one (the client's setup replayed) before anything the client queued, and the client
- * told to list again.
+ * lost with the old connection, so they are cancelled there, and listen streams run on. A new
+ * session: made to look like the old one before anything the client queued: a legacy client's
+ * setup replayed (and the client told to list again); a 2026-07-28 client's open listen requests
+ * sent again under their ids (nothing else: it has no initialize), which the new session
+ * acknowledges again.
  */
 function reopened(
   ack: OkAck,
@@ -236,6 +238,10 @@ function reopened(
   }
   const { toDaemon, toClient } = conversation.renewed();
   for (const message of toDaemon) link.send(JSON.stringify(message));
+  const listens = conversation.relistened();
+  for (const text of listens) link.send(text);
   client.writeAll(toClient);
-  say(`reconnected: new session ${ack.session_id} (the client's setup was replayed)`);
+  const done = [toDaemon.length > 0 ? "the client's setup was replayed" : 'nothing to replay'];
+  if (listens.length > 0) done.push(`${listens.length} listen stream(s) opened again`);
+  say(`reconnected: new session ${ack.session_id} (${done.join('; ')})`);
 }
