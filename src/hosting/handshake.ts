@@ -79,8 +79,18 @@ async function probe(
   defaults: ModernDefaults,
   timeoutMs: number,
 ): Promise<{ era: 'modern'; discover: Record<string, unknown> } | { era: 'legacy' | 'none'; why: string }> {
-  const outcome = await port.send('server/discover', withModernMeta(undefined, defaults), { timeoutMs });
+  const first = await port.send('server/discover', withModernMeta(undefined, defaults), { timeoutMs });
+  // Refused as an unsupported version while naming ours among those it supports: ask once more.
+  const outcome = refusedButOffersModern(first)
+    ? await port.send('server/discover', withModernMeta(undefined, defaults), { timeoutMs })
+    : first;
   return judgeProbe(noAnswer(outcome) ? undefined : (outcome as Answer));
+}
+
+function refusedButOffersModern(outcome: CallOutcome): boolean {
+  if (outcome === null || !('error' in outcome) || outcome.error.code !== -32022) return false;
+  const data = outcome.error.data;
+  return isObject(data) && Array.isArray(data.supported) && data.supported.includes(MODERN_VERSION);
 }
 
 /** No answer from the server itself: cancelled, or past the probe's deadline. */

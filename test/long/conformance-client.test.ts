@@ -40,7 +40,6 @@ const CASES: readonly Case[] = [
   {
     scenario: 'request-metadata',
     set: '2026-07-28',
-    todo: "the scenario answers the daemon's first request (its server/discover probe) with 400 UnsupportedProtocolVersion (-32022) listing 2026-07-28 as supported; the daemon (judgeProbe, src/hosting/modern.ts) takes that as a refusal (era none) instead of retrying with a listed version, so the server is never usable: the window's connect fails (exit 1) and sep-2575-client-retry-supported-version is a WARNING",
   },
   { scenario: 'sep-2322-client-request-state', set: '2026-07-28' },
   { scenario: 'http-standard-headers', set: '2026-07-28' },
