@@ -4,10 +4,14 @@
  * "2026-07-28"`), and a window of the 2025 era (the v1 SDK client through the shim) lists its
  * tools, calls them, gets their progress and hears its tools/list_changed as from any server.
  * A dual-era server is spoken to in the modern era; a 2025-only server still works through the
- * fallback to initialize, and never sees the modern `_meta` keys.
+ * fallback to initialize, and never sees the modern `_meta` keys. A tool's parameters annotated
+ * `x-mcp-header` reach a 2026-07-28 url server as `Mcp-Param-*` headers too, and a tool whose
+ * annotations are invalid is not listed.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { createServer, type IncomingHttpHeaders } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { McpError, ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
@@ -159,4 +163,82 @@ test('a 2025 server never sees the io.modelcontextprotocol/* keys of a forwarded
   }, 'both calls at the server');
   assert.deepEqual(calls[0]?.params?._meta, { 'example.com/trace': 'kept' }, 'only the modern keys are removed');
   assert.ok(calls[1]?.params !== undefined && !('_meta' in calls[1].params), 'a _meta left empty is dropped');
+});
+
+/** The tools of the header server: one valid (two annotated parameters, one nested), one invalid. */
+const HEADER_TOOLS = [
+  {
+    name: 'sql',
+    inputSchema: {
+      type: 'object',
+      properties: {
+        region: { type: 'string', 'x-mcp-header': 'Region' },
+        target: { type: 'object', properties: { shard: { type: 'integer', 'x-mcp-header': 'Shard' } } },
+        query: { type: 'string' },
+      },
+    },
+  },
+  {
+    name: 'bad',
+    inputSchema: { type: 'object', properties: { list: { type: 'array', items: { type: 'string', 'x-mcp-header': 'Item' } } } },
+  },
+];
+
+/**
+ * A minimal 2026-07-28 server over HTTP (written here, so that it takes whatever headers come):
+ * it answers server/discover, lists HEADER_TOOLS and records the headers of each tools/call.
+ */
+async function startHeaderServer(): Promise<{ url: string; calls: IncomingHttpHeaders[] }> {
+  const calls: IncomingHttpHeaders[] = [];
+  const server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (chunk: Buffer) => (body += chunk.toString()));
+    req.on('end', () => {
+      if (req.method !== 'POST') return void res.writeHead(405).end();
+      const message = JSON.parse(body) as { id?: number; method: string };
+      if (message.id === undefined) return void res.writeHead(202).end();
+      const answer = (payload: object) => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ jsonrpc: '2.0', id: message.id, ...payload }));
+      };
+      if (message.method === 'server/discover')
+        return answer({
+          result: {
+            supportedVersions: ['2026-07-28'],
+            capabilities: { tools: {} },
+            _meta: { 'io.modelcontextprotocol/serverInfo': { name: 'headers', version: '1' } },
+          },
+        });
+      if (message.method === 'tools/list') return answer({ result: { tools: HEADER_TOOLS } });
+      if (message.method === 'tools/call') {
+        calls.push(req.headers);
+        return answer({ result: { content: [{ type: 'text', text: 'ok' }] } });
+      }
+      answer({ error: { code: -32601, message: `no ${message.method}` } });
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  cleanup.add(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/mcp`, calls };
+}
+
+test("a 2026-07-28 url server gets a tool's x-mcp-header parameters as Mcp-Param-* headers, and a tool with invalid annotations is not listed", async () => {
+  const upstream = await startHeaderServer();
+  const daemon = await startHostingDaemon(cleanup, () => ({ headers: { url: upstream.url } }));
+  const { client } = await connectShim(cleanup, daemon);
+  const names = (await client.listTools()).tools.map((t) => t.name);
+  assert.ok(names.includes('headers__sql'), names.join(', '));
+  assert.ok(!names.includes('headers__bad'), `the invalid tool is left out: ${names.join(', ')}`);
+
+  assert.equal(
+    textOf(await client.callTool({ name: 'headers__sql', arguments: { region: 'Hello, 世界', target: { shard: 7 }, query: 'q' } })),
+    'ok',
+  );
+  assert.equal(textOf(await client.callTool({ name: 'headers__sql', arguments: { region: 'us-west1', query: 'q' } })), 'ok');
+  const [both, one] = upstream.calls;
+  assert.equal(both?.['mcp-param-region'], `=?base64?${Buffer.from('Hello, 世界').toString('base64')}?=`);
+  assert.equal(both?.['mcp-param-shard'], '7');
+  assert.equal(both?.['mcp-name'], 'sql');
+  assert.equal(one?.['mcp-param-region'], 'us-west1');
+  assert.equal(one?.['mcp-param-shard'], undefined, 'a parameter not given: no header');
 });
