@@ -147,3 +147,57 @@ function valueAt(args: unknown, path: readonly string[]): unknown {
   }
   return current;
 }
+
+/**
+ * The server's side, for the daemon's own endpoint (it serves the tools it lists with their
+ * annotations): why a request's `Mcp-Param-*` headers disagree with its arguments, if they do.
+ * `header` gives a header's raw value by name (without case). A value present (not null) needs
+ * its header, and the header, decoded, must equal it (integers compared as numbers); a header
+ * with no value in the arguments disagrees too. Malformed Base64 in the sentinel is refused; a
+ * value that is not the whole sentinel (no prefix, or no suffix) is taken as it is.
+ */
+export function paramHeadersMismatch(
+  params: readonly HeaderParam[],
+  args: unknown,
+  header: (name: string) => string | undefined,
+): string | undefined {
+  for (const param of params) {
+    const name = `${PARAM_HEADER_PREFIX}${param.name}`;
+    const raw = header(name);
+    const value = valueAt(args, param.path);
+    const at = `arguments.${param.path.join('.')}`;
+    if (value === undefined || value === null) {
+      if (raw !== undefined) return `the ${name} header is sent but ${at} is absent`;
+      continue;
+    }
+    if (raw === undefined) return `${at} is given but the ${name} header is absent`;
+    const decoded = decodeParam(raw);
+    if (decoded === undefined) return `the ${name} header is not a valid value (bad characters or Base64)`;
+    if (!sameValue(decoded, value)) return `the ${name} header does not match ${at}`;
+  }
+  return undefined;
+}
+
+/** STANDARD Base64 with its padding, nothing else. */
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+/** A header value decoded: the sentinel's UTF-8, or the value as it is; undefined when malformed. */
+export function decodeParam(raw: string): string | undefined {
+  if (!/^[\t\x20-\x7e]*$/.test(raw)) return undefined;
+  const sentinel = /^=\?base64\?(.*)\?=$/.exec(raw);
+  if (sentinel === null) return raw;
+  const inner = sentinel[1] ?? '';
+  if (!BASE64.test(inner)) return undefined;
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(Buffer.from(inner, 'base64'));
+  } catch {
+    return undefined;
+  }
+}
+
+function sameValue(decoded: string, value: unknown): boolean {
+  if (typeof value === 'string') return decoded === value;
+  if (typeof value === 'boolean') return decoded === String(value);
+  if (typeof value === 'number') return /^[+-]?\d+(?:\.\d+)?$/.test(decoded) && Number(decoded) === value;
+  return false;
+}

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { FetchLike } from '@modelcontextprotocol/sdk/shared/transport.js';
 import { modernFetch } from '../../src/hosting/modern-http.js';
-import { encodeParam, headerParamsOf, paramHeaders } from '../../src/hosting/x-mcp-header.js';
+import { decodeParam, encodeParam, headerParamsOf, paramHeaders, paramHeadersMismatch } from '../../src/hosting/x-mcp-header.js';
 
 const b64 = (text: string) => `=?base64?${Buffer.from(text, 'utf8').toString('base64')}?=`;
 
@@ -196,4 +196,35 @@ test('a legacy tools/list is left as it is', async () => {
   const listed = await fetch(URL_, post({ jsonrpc: '2.0', id: 1, method: 'tools/list', params: {} }));
   const tools = ((await listed.json()) as { result: { tools: unknown[] } }).result.tools;
   assert.equal(tools.length, 3);
+});
+
+test('the server side: headers decoded and matched against the arguments; missing, extra, malformed or different ones refused', () => {
+  const verdict = headerParamsOf({
+    type: 'object',
+    properties: {
+      region: { type: 'string', 'x-mcp-header': 'Region' },
+      o: { type: 'object', properties: { n: { type: 'integer', 'x-mcp-header': 'N' } } },
+    },
+  });
+  assert.ok(verdict.ok);
+  const check = (args: unknown, headers: Record<string, string>) =>
+    paramHeadersMismatch(
+      verdict.params,
+      args,
+      (name) => Object.entries(headers).find(([k]) => k.toLowerCase() === name.toLowerCase())?.[1],
+    );
+  assert.equal(check({ region: 'Hello', o: { n: 42 } }, { 'mcp-param-region': b64('Hello'), 'mcp-param-n': '42.0' }), undefined);
+  assert.equal(check({ region: 'SGVsbG8=' }, { 'Mcp-Param-Region': 'SGVsbG8=' }), undefined, 'no prefix: literal');
+  assert.equal(check({ region: '=?base64?SGVsbG8=' }, { 'Mcp-Param-Region': '=?base64?SGVsbG8=' }), undefined, 'no suffix: literal');
+  assert.equal(check({ region: null }, {}), undefined);
+  assert.equal(check({}, {}), undefined);
+  assert.match(check({ region: 'Hello' }, {}) ?? '', /arguments\.region is given but the Mcp-Param-Region header is absent/);
+  assert.match(check({}, { 'Mcp-Param-Region': 'x' }) ?? '', /is sent but arguments\.region is absent/);
+  assert.match(check({ region: 'Hello' }, { 'Mcp-Param-Region': '=?base64?SGVsbG8?=' }) ?? '', /not a valid value/, 'bad padding');
+  assert.match(check({ region: 'Hello' }, { 'Mcp-Param-Region': '=?base64?SGVs!!!bG8=?=' }) ?? '', /not a valid value/, 'bad characters');
+  assert.match(check({ region: 'Hello' }, { 'Mcp-Param-Region': 'Bye' }) ?? '', /does not match arguments\.region/);
+  assert.match(check({ o: { n: 42 } }, { 'Mcp-Param-N': '43' }) ?? '', /does not match arguments\.o\.n/);
+  assert.equal(decodeParam('=?base64??='), '');
+  assert.equal(decodeParam('=?base64?/w==?='), undefined, 'not UTF-8');
+  assert.equal(decodeParam('é'), undefined, 'not ASCII');
 });
