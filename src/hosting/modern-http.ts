@@ -6,7 +6,11 @@
  *
  * - the headers the modern era requires: `MCP-Protocol-Version`, `Mcp-Method` and, for
  *   `tools/call`, `resources/read` and `prompts/get`, `Mcp-Name` (the Base64 sentinel when the
- *   name is not plain ASCII);
+ *   name is not plain ASCII) and, for `tools/call`, an `Mcp-Param-{Name}` header for each of the
+ *   tool's parameters annotated `x-mcp-header` that the arguments give (x-mcp-header.ts), as the
+ *   server's last `tools/list` described the tool;
+ * - a `tools/list` answer is read on its way (learning each tool's header parameters) and loses
+ *   the tools whose `x-mcp-header` annotations are invalid, as the spec requires of a client;
  * - a 4xx whose body is a JSON-RPC error (a modern server's HeaderMismatch, Unsupported
  *   ProtocolVersion, ...) is handed to the transport as that error's answer (HTTP 200), so the
  *   call, and a `server/discover` probe, get the error itself rather than "Error POSTing";
@@ -24,6 +28,7 @@ import type { FetchLike } from '@modelcontextprotocol/sdk/shared/transport.js';
 import { RpcCode } from '../protocol/codes.js';
 import { isObject, type RequestId } from '../protocol/jsonrpc.js';
 import { META_PROTOCOL_VERSION, MODERN_VERSION, headerValue } from './modern.js';
+import { headerParamsOf, paramHeaders, type HeaderParam } from './x-mcp-header.js';
 
 /** The methods whose `params.name` or `params.uri` goes in the `Mcp-Name` header. */
 const NAMED_METHODS: ReadonlySet<string> = new Set(['tools/call', 'resources/read', 'prompts/get']);
@@ -34,10 +39,17 @@ interface ModernRequest {
   params: Record<string, unknown>;
 }
 
-/** Wraps `inner` so that modern requests travel as the 2026-07-28 Streamable HTTP binding says. */
-export function modernFetch(inner: FetchLike): FetchLike {
+/** Told of each tool a `tools/list` answer loses, and why. */
+export type RejectedTool = (tool: string, why: string) => void;
+
+/**
+ * Wraps `inner` so that modern requests travel as the 2026-07-28 Streamable HTTP binding says.
+ * Use one per server: it keeps what that server's `tools/list` answers said of its tools.
+ */
+export function modernFetch(inner: FetchLike, onRejected: RejectedTool = () => {}): FetchLike {
   // The modern requests whose answers are still coming, by id: a cancellation aborts the stream.
   const streaming = new Map<RequestId, AbortController>();
+  const tools = new ToolHeaders(onRejected);
   return async (url, init) => {
     if ((init?.method ?? 'GET').toUpperCase() !== 'POST' || typeof init?.body !== 'string') return inner(url, init);
     const message = parseJson(init.body);
@@ -66,7 +78,7 @@ export function modernFetch(inner: FetchLike): FetchLike {
     const signal = abort.signal;
     let response: Response;
     try {
-      response = await inner(url, { ...init, headers: modernHeaders(init.headers, request), signal });
+      response = await inner(url, { ...init, headers: modernHeaders(init.headers, request, tools), signal });
     } catch (error) {
       done();
       throw error;
@@ -75,22 +87,71 @@ export function modernFetch(inner: FetchLike): FetchLike {
       done();
       return errorAsAnswer(response, request.id);
     }
+    const rewrite = request.method === 'tools/list' ? (result: Record<string, unknown>) => tools.learn(request, result) : undefined;
     if (!isEventStream(response.headers.get('content-type')) || response.body === null) {
       done();
-      return response;
+      return rewrite ? rewriteJson(response, request.id, rewrite) : response;
     }
-    const body = response.body.pipeThrough(answerAtEnd(request, done));
+    const body = response.body.pipeThrough(answerAtEnd(request, done, rewrite));
     return new Response(body, { status: response.status, statusText: response.statusText, headers: response.headers });
   };
 }
 
-function modernHeaders(given: RequestInit['headers'], request: ModernRequest): Headers {
+function modernHeaders(given: RequestInit['headers'], request: ModernRequest, tools: ToolHeaders): Headers {
   const headers = new Headers(given);
   headers.set('mcp-protocol-version', MODERN_VERSION);
   headers.set('mcp-method', request.method);
   const name = request.params.name ?? request.params.uri;
   if (NAMED_METHODS.has(request.method) && typeof name === 'string') headers.set('mcp-name', headerValue(name));
+  if (request.method === 'tools/call' && typeof name === 'string')
+    for (const [header, value] of paramHeaders(tools.of(name), request.params.arguments)) headers.set(header, value);
   return headers;
+}
+
+/**
+ * Each tool's header parameters, by name, as the server's `tools/list` answers said: a page
+ * updates the tools it names; a first page that is also the last (no cursor either way) is the
+ * whole list and replaces what was known.
+ */
+class ToolHeaders {
+  private byName = new Map<string, readonly HeaderParam[]>();
+
+  constructor(private readonly onRejected: RejectedTool) {}
+
+  /** The header parameters of a tool; none for a tool no answer described. */
+  of(name: string): readonly HeaderParam[] {
+    return this.byName.get(name) ?? [];
+  }
+
+  /** Learns one `tools/list` result and returns it without its invalid tools. */
+  learn(request: ModernRequest, result: Record<string, unknown>): Record<string, unknown> {
+    if (!Array.isArray(result.tools)) return result;
+    const whole = request.params.cursor === undefined && result.nextCursor === undefined;
+    const known = whole ? new Map<string, readonly HeaderParam[]>() : this.byName;
+    const kept = result.tools.filter((tool: unknown) => {
+      if (!isObject(tool) || typeof tool.name !== 'string') return true;
+      const verdict = headerParamsOf(tool.inputSchema);
+      if (verdict.ok) known.set(tool.name, verdict.params);
+      else {
+        known.delete(tool.name);
+        this.onRejected(tool.name, verdict.why);
+      }
+      return verdict.ok;
+    });
+    this.byName = known;
+    return kept.length === result.tools.length ? result : { ...result, tools: kept };
+  }
+}
+
+/** A JSON answer with its result given to `rewrite`; any other body as it came. */
+async function rewriteJson(response: Response, id: RequestId, rewrite: Rewrite): Promise<Response> {
+  const text = await response.text();
+  const message = parseJson(text);
+  const headers = new Headers(response.headers);
+  headers.delete('content-length');
+  const init = { status: response.status, statusText: response.statusText, headers };
+  if (!isObject(message) || message.id !== id || !isObject(message.result)) return new Response(text, init);
+  return new Response(JSON.stringify({ ...message, result: rewrite(message.result) }), init);
 }
 
 /**
@@ -108,24 +169,36 @@ async function errorAsAnswer(response: Response, id: RequestId): Promise<Respons
   return new Response(text, { status: response.status, statusText: response.statusText, headers: response.headers });
 }
 
+type Rewrite = (result: Record<string, unknown>) => Record<string, unknown>;
+
 /**
- * Passes an SSE answer on unchanged, and at its end, when no response to the request came on
- * it, adds one: a -32011 error saying the stream ended.
+ * Passes an SSE answer on, and at its end, when no response to the request came on it, adds
+ * one: a -32011 error saying the stream ended. Unchanged without `rewrite`; with it, each event
+ * is written anew, the response's result as `rewrite` gives it.
  */
-function answerAtEnd(request: ModernRequest, done: () => void): TransformStream<Uint8Array, Uint8Array> {
+function answerAtEnd(request: ModernRequest, done: () => void, rewrite?: Rewrite): TransformStream<Uint8Array, Uint8Array> {
   const decoder = new TextDecoder();
+  const encoder = new TextEncoder();
   let answered = false;
+  let out: TransformStreamDefaultController<Uint8Array> | undefined;
   const parser = createParser({
     onEvent: (event) => {
-      if (answered || !event.data.includes('"id"')) return;
-      const message = parseJson(event.data);
-      if (isObject(message) && message.method === undefined && message.id === request.id) answered = true;
+      let data = event.data;
+      if (!answered && data.includes('"id"')) {
+        const message = parseJson(data);
+        if (isObject(message) && message.method === undefined && message.id === request.id) {
+          answered = true;
+          if (rewrite && isObject(message.result)) data = JSON.stringify({ ...message, result: rewrite(message.result) });
+        }
+      }
+      if (rewrite) out?.enqueue(encoder.encode(sseEvent(event.id, event.event, data)));
     },
   });
   return new TransformStream<Uint8Array, Uint8Array>({
     transform(chunk, controller) {
-      if (!answered) parser.feed(decoder.decode(chunk, { stream: true }));
-      controller.enqueue(chunk);
+      out = controller;
+      if (!answered || rewrite) parser.feed(decoder.decode(chunk, { stream: true }));
+      if (!rewrite) controller.enqueue(chunk);
     },
     flush(controller) {
       done();
@@ -149,6 +222,14 @@ function cancelledId(message: unknown): RequestId | undefined {
   if (!isObject(message) || message.method !== 'notifications/cancelled' || !isObject(message.params)) return undefined;
   const id = message.params.requestId;
   return isRequestId(id) ? id : undefined;
+}
+
+/** One SSE event, written out. */
+function sseEvent(id: string | undefined, event: string | undefined, data: string): string {
+  const lines = id === undefined ? [] : [`id: ${id}`];
+  if (event !== undefined) lines.push(`event: ${event}`);
+  for (const line of data.split('\n')) lines.push(`data: ${line}`);
+  return `${lines.join('\n')}\n\n`;
 }
 
 function isRequestId(value: unknown): value is RequestId {

@@ -146,10 +146,12 @@ export function listenFilter(capabilities: Record<string, unknown>, uris: Iterab
 }
 
 /**
- * A value for the `Mcp-Name` header: as it is when it is plain visible ASCII (inner spaces and
- * tabs allowed, none at either end), else the spec's Base64 sentinel `=?base64?...?=` of its UTF-8.
+ * A value for the `Mcp-Name` and `Mcp-Param-*` headers: as it is when it is plain visible ASCII
+ * (inner spaces and tabs allowed, none at either end) and does not itself look like the
+ * sentinel, else the spec's Base64 sentinel `=?base64?...?=` of its UTF-8.
  */
 export function headerValue(value: string): string {
-  if (/^[!-~](?:[ \t!-~]*[!-~])?$/.test(value)) return value;
+  const sentinel = value.startsWith('=?base64?') && value.endsWith('?=');
+  if (!sentinel && /^[!-~](?:[ \t!-~]*[!-~])?$/.test(value)) return value;
   return `=?base64?${Buffer.from(value, 'utf8').toString('base64')}?=`;
 }

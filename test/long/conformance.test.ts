@@ -51,7 +51,7 @@ const SETS: readonly Requirements[] = ['2025-11-25', '2026-07-28'];
 const SAME_RESULT_TODO: Record<Requirements, string | undefined> = {
   '2025-11-25': undefined,
   '2026-07-28':
-    "issue 24: the daemon does not mirror a tool's x-mcp-header parameters into Mcp-Param-* headers to a url server yet (the unscored http-custom-header-server-validation differs)",
+    "issue 24: the daemon mirrors a tool's x-mcp-header parameters into Mcp-Param-* headers upstream, but its own /mcp does not check a call's Mcp-Param-* headers yet, so the unscored http-custom-header-server-validation still differs (its rejection cases)",
 };
 /** Scenarios each set must run (a suite that silently ran fewer would pass vacuously). */
 const MUST_RUN: Record<Requirements, string[]> = {
