@@ -21,6 +21,11 @@ import { startEverythingHttp } from './fixtures/everything-http.js';
 import { modernPost, type ModernReply } from './fixtures/modern-http.js';
 
 const cleanup = new Cleanup();
+
+/** A daemon hosting `servers` whose lists wait for servers however long they take to start (a loaded machine). */
+function hostServers(servers: Parameters<typeof startHostingDaemon>[1]): ReturnType<typeof startHostingDaemon> {
+  return startHostingDaemon(cleanup, servers, { EXAI_WS_LIST_WAIT_MS: '0' });
+}
 after(() => cleanup.run());
 
 const MODERN = join(ROOT, 'dist', 'test', 'fixtures', 'modern-only-server.js');
@@ -84,14 +89,14 @@ async function usedLikeAnyServer(daemon: DaemonHandle): Promise<void> {
 
 test('a 2026-07-28-only url server is probed, hosted and used like any other', async () => {
   const { url } = await startModernHttp();
-  const daemon = await startHostingDaemon(cleanup, () => ({ modern: { url } }));
+  const daemon = await hostServers(() => ({ modern: { url } }));
   await usedLikeAnyServer(daemon);
   assert.equal(await loggedEra(daemon, 'modern'), 'modern');
 });
 
 test('a window cancelling a call to a 2026-07-28 url server cancels it at the server (its stream is closed)', async () => {
   const server = await startModernHttp();
-  const daemon = await startHostingDaemon(cleanup, () => ({ modern: { url: server.url } }));
+  const daemon = await hostServers(() => ({ modern: { url: server.url } }));
   const { client } = await connectShim(cleanup, daemon);
   const controller = new AbortController();
   const call = client.callTool({ name: 'modern__wait', arguments: { ms: 30_000 } }, undefined, { signal: controller.signal });
@@ -107,7 +112,7 @@ test('a window cancelling a call to a 2026-07-28 url server cancels it at the se
 });
 
 test('a 2026-07-28-only stdio server with "protocol": "2026-07-28" is hosted and used like any other', async () => {
-  const daemon = await startHostingDaemon(cleanup, () => ({
+  const daemon = await hostServers(() => ({
     modern: { command: process.execPath, args: [MODERN, 'stdio'], protocol: '2026-07-28' },
   }));
   await usedLikeAnyServer(daemon);
@@ -115,7 +120,7 @@ test('a 2026-07-28-only stdio server with "protocol": "2026-07-28" is hosted and
 });
 
 test('a 2026-07-28-only stdio server without a protocol key is spoken to with initialize, and refuses it', async () => {
-  const daemon = await startHostingDaemon(cleanup, () => ({ modern: { command: process.execPath, args: [MODERN, 'stdio'] } }));
+  const daemon = await hostServers(() => ({ modern: { command: process.execPath, args: [MODERN, 'stdio'] } }));
   const { client } = await connectShim(cleanup, daemon);
   const reply = await client.callTool({ name: 'modern__echo', arguments: { text: 'hi' } }).catch((e: unknown) => e);
   assert.ok(reply instanceof McpError, String(reply));
@@ -128,7 +133,7 @@ test('a 2026-07-28-only stdio server without a protocol key is spoken to with in
 
 test('a dual-era url server is spoken to in the 2026-07-28 era', async () => {
   const { url } = await startModernHttp(true);
-  const daemon = await startHostingDaemon(cleanup, () => ({ modern: { url } }));
+  const daemon = await hostServers(() => ({ modern: { url } }));
   const { client } = await connectShim(cleanup, daemon);
   assert.equal(textOf(await client.callTool({ name: 'modern__era', arguments: {} })), 'modern');
   assert.equal(await loggedEra(daemon, 'modern'), 'modern');
@@ -136,7 +141,7 @@ test('a dual-era url server is spoken to in the 2026-07-28 era', async () => {
 
 test('a 2025-only url server still works: the probe falls back to initialize', async () => {
   const everything = await startEverythingHttp(cleanup);
-  const daemon = await startHostingDaemon(cleanup, () => ({ everything: { url: everything.url } }));
+  const daemon = await hostServers(() => ({ everything: { url: everything.url } }));
   const { client } = await connectShim(cleanup, daemon);
   const names = (await client.listTools()).tools.map((t) => t.name);
   assert.ok(names.includes('everything__echo'), names.join(', '));
@@ -225,7 +230,7 @@ async function startHeaderServer(): Promise<{ url: string; calls: IncomingHttpHe
 
 test("a 2026-07-28 url server gets a tool's x-mcp-header parameters as Mcp-Param-* headers, and a tool with invalid annotations is not listed", async () => {
   const upstream = await startHeaderServer();
-  const daemon = await startHostingDaemon(cleanup, () => ({ headers: { url: upstream.url } }));
+  const daemon = await hostServers(() => ({ headers: { url: upstream.url } }));
   const { client } = await connectShim(cleanup, daemon);
   const names = (await client.listTools()).tools.map((t) => t.name);
   assert.ok(names.includes('headers__sql'), names.join(', '));
@@ -244,13 +249,9 @@ test("a 2026-07-28 url server gets a tool's x-mcp-header parameters as Mcp-Param
   assert.equal(one?.['mcp-param-shard'], undefined, 'a parameter not given: no header');
 });
 
-/** Why the daemon's own /mcp does not check Mcp-Param-* headers yet (the change is outside hosting/). */
-const INBOUND_TODO =
-  "issue 24: the daemon's /mcp does not check a call's Mcp-Param-* headers against the tool's x-mcp-header annotations yet (transport/http-modern.ts and daemon/sessions/modern.ts, see the xheader report)";
-
 test('a 2026-07-28 client calling over /mcp with the right Mcp-Param-* headers is served, the headers made anew for the server', async () => {
   const upstream = await startHeaderServer();
-  const daemon = await startHostingDaemon(cleanup, () => ({ headers: { url: upstream.url } }));
+  const daemon = await hostServers(() => ({ headers: { url: upstream.url } }));
   const args = { region: 'Hello, 世界', target: { shard: 7 } };
   const headers = { 'mcp-param-region': `=?base64?${Buffer.from('Hello, 世界').toString('base64')}?=`, 'mcp-param-shard': '7' };
   const reply = await modernPost(daemon, '/mcp/headers', 'tools/call', { name: 'sql', arguments: args }, { headers });
@@ -259,22 +260,18 @@ test('a 2026-07-28 client calling over /mcp with the right Mcp-Param-* headers i
   assert.equal(upstream.calls[0]?.['mcp-param-shard'], '7');
 });
 
-test(
-  'the daemon’s /mcp refuses a call whose Mcp-Param-* headers disagree with its arguments (400, -32020)',
-  { todo: INBOUND_TODO },
-  async () => {
-    const upstream = await startHeaderServer();
-    const daemon = await startHostingDaemon(cleanup, () => ({ headers: { url: upstream.url } }));
-    const call = (headers: Record<string, string>) =>
-      modernPost(daemon, '/mcp/headers', 'tools/call', { name: 'sql', arguments: { region: 'Hello' } }, { headers });
-    const refused = (reply: ModernReply, what: string) => {
-      assert.equal(reply.status, 400, `${what}: ${JSON.stringify(reply.body)}`);
-      assert.equal((reply.body.error as { code?: number } | undefined)?.code, -32020, what);
-    };
-    refused(await call({}), 'the header missing');
-    refused(await call({ 'mcp-param-region': 'Bye' }), 'another value');
-    refused(await call({ 'mcp-param-region': '=?base64?SGVsbG8?=' }), 'Base64 without its padding');
-    assert.equal(upstream.calls.length, 0, 'no refused call reaches the server');
-    assert.equal((await call({ 'mcp-param-region': '=?base64?SGVsbG8=?=' })).status, 200, 'the right header, encoded');
-  },
-);
+test('the daemon’s /mcp refuses a call whose Mcp-Param-* headers disagree with its arguments (400, -32020)', async () => {
+  const upstream = await startHeaderServer();
+  const daemon = await hostServers(() => ({ headers: { url: upstream.url } }));
+  const call = (headers: Record<string, string>) =>
+    modernPost(daemon, '/mcp/headers', 'tools/call', { name: 'sql', arguments: { region: 'Hello' } }, { headers });
+  const refused = (reply: ModernReply, what: string) => {
+    assert.equal(reply.status, 400, `${what}: ${JSON.stringify(reply.body)}`);
+    assert.equal((reply.body.error as { code?: number } | undefined)?.code, -32020, what);
+  };
+  refused(await call({}), 'the header missing');
+  refused(await call({ 'mcp-param-region': 'Bye' }), 'another value');
+  refused(await call({ 'mcp-param-region': '=?base64?SGVsbG8?=' }), 'Base64 without its padding');
+  assert.equal(upstream.calls.length, 0, 'no refused call reaches the server');
+  assert.equal((await call({ 'mcp-param-region': '=?base64?SGVsbG8=?=' })).status, 200, 'the right header, encoded');
+});

@@ -20,7 +20,7 @@
 import { createParser, type EventSourceMessage, type EventSourceParser } from 'eventsource-parser';
 import type { FetchLike } from '@modelcontextprotocol/sdk/shared/transport.js';
 import { isObject, type RequestId } from '../protocol/jsonrpc.js';
-import { modernFetch } from './modern-http.js';
+import { modernFetch, type RejectedTool } from './modern-http.js';
 
 /** Default bound on notes not yet taken; past it the oldest is dropped. */
 export const MAX_TAGGED_REQUESTS = 4096;
@@ -36,6 +36,8 @@ export interface StreamTaggerOptions {
   maxTagged?: number;
   /** Bound on one followed SSE event in characters (positive integer); default {@link MAX_TAGGED_EVENT_CHARS}. */
   maxEventChars?: number;
+  /** Told of each tool a modern `tools/list` answer loses for its invalid `x-mcp-header` annotations. */
+  onRejectedTool?: RejectedTool;
 }
 
 export interface StreamTagger {
@@ -64,7 +66,7 @@ export function tagStreams(inner?: FetchLike, options: StreamTaggerOptions = {})
   const maxTagged = positiveInteger('maxTagged', options.maxTagged ?? MAX_TAGGED_REQUESTS);
   const maxEventChars = positiveInteger('maxEventChars', options.maxEventChars ?? MAX_TAGGED_EVENT_CHARS);
   // Under the tagging, modern requests travel the 2026-07-28 way (modern-http.ts).
-  const baseFetch: FetchLike = modernFetch(inner ?? ((url, init) => fetch(url, init)));
+  const baseFetch: FetchLike = modernFetch(inner ?? ((url, init) => fetch(url, init)), options.onRejectedTool);
   // Map keeps insertion order, so its first key is the oldest note.
   const notes = new Map<RequestId, RequestId>();
 

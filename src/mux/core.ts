@@ -166,7 +166,9 @@ async function launch(
       import('../hosting/http-streams.js'),
     ]);
     // Its requests come on the response stream of the call that caused them: say which one.
-    const streams = tagStreams();
+    const streams = tagStreams(undefined, {
+      onRejectedTool: (tool, why) => options.log?.('tool left out: invalid x-mcp-header', { server: spec.name, tool, why }, 'warn'),
+    });
     const transport = new StreamableHTTPClientTransport(new URL(spec.url), {
       requestInit: { headers: { ...spec.headers } },
       fetch: streams.fetch,

@@ -39,6 +39,12 @@ const BAD_REQUEST_CODES: ReadonlySet<number> = new Set([
   RpcCode.UNSUPPORTED_PROTOCOL_VERSION,
 ]);
 
+/**
+ * The `Mcp-Param-*` headers a modern request came with, by the request (names in lower case):
+ * the daemon checks them against the called tool's annotations (sessions/modern.ts).
+ */
+export const PARAM_HEADERS = new WeakMap<RpcRequest, ReadonlyMap<string, string>>();
+
 /** Sessions kept for the retry of a call answered `input_required`, at most. */
 export const MAX_PARKED_SESSIONS = 256;
 
@@ -93,6 +99,7 @@ export class ModernHttp {
     const request = c.message;
     const checked = checkRequest(req, request);
     if ('error' in checked) return this.refuse(res, 400, { jsonrpc: '2.0', id: request.id, error: checked.error });
+    if (request.method === 'tools/call') PARAM_HEADERS.set(request, paramHeadersOf(req));
     const key = this.options.held?.named(request);
     const parked = key === undefined ? undefined : this.parked.get(key);
     if (parked && key !== undefined) {
@@ -156,6 +163,15 @@ export class ModernHttp {
     if (status >= 400 && status !== 404) this.options.reject(`http_${status}`);
     writeJson(res, status, body);
   }
+}
+
+/** A request's `Mcp-Param-*` headers, by lower-case name. */
+function paramHeadersOf(req: IncomingMessage): ReadonlyMap<string, string> {
+  const found = new Map<string, string>();
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (name.startsWith('mcp-param-') && value !== undefined) found.set(name, Array.isArray(value) ? value.join(', ') : value);
+  }
+  return found;
 }
 
 /** True when `version` names the modern era. */

@@ -12,9 +12,7 @@
  * front of the daemon adds `Authorization` and forwards everything else as it came (the
  * DNS-rebinding scenario's foreign Host and Origin included).
  *
- * Through the daemon, every scored scenario of both sets passes. One unscored 2026-07-28
- * scenario still differs (the daemon does not mirror tools' `x-mcp-header` parameters into
- * `Mcp-Param-*` headers upstream yet): that set's same-result test is todo.
+ * Through the daemon, every scenario of both sets gives the same result as directly.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -50,8 +48,7 @@ const SETS: readonly Requirements[] = ['2025-11-25', '2026-07-28'];
 /** Why a set's same-result test is todo, if it is. */
 const SAME_RESULT_TODO: Record<Requirements, string | undefined> = {
   '2025-11-25': undefined,
-  '2026-07-28':
-    "issue 24: the daemon mirrors a tool's x-mcp-header parameters into Mcp-Param-* headers upstream, but its own /mcp does not check a call's Mcp-Param-* headers yet, so the unscored http-custom-header-server-validation still differs (its rejection cases)",
+  '2026-07-28': undefined,
 };
 /** Scenarios each set must run (a suite that silently ran fewer would pass vacuously). */
 const MUST_RUN: Record<Requirements, string[]> = {

@@ -19,6 +19,8 @@ import { daemonCapabilities, keptCapabilities } from './capabilities.js';
 import { HeldCalls } from './held-calls.js';
 import { STATE_PREFIX } from './request-state.js';
 import { MAX_LISTENS, acknowledgement, agreedFilter, type Listens } from './listens.js';
+import { PARAM_HEADERS } from '../../transport/http-modern.js';
+import { headerParamsOf, paramHeadersMismatch } from '../../hosting/x-mcp-header.js';
 
 /** The legacy era's "resource not found"; the modern era says -32602 instead. */
 const LEGACY_RESOURCE_NOT_FOUND = -32002;
@@ -56,6 +58,8 @@ export class ModernRequests {
     context.declaredModern(read.meta, keptCapabilities(read.meta.capabilities));
     if (method === 'server/discover') return this.discover(id);
     if (method === 'subscriptions/listen') return this.listen(request, cancel);
+    const mismatch = await this.paramMismatch(request);
+    if (mismatch !== undefined) return rpcError(id, RpcCode.HEADER_MISMATCH, `Header mismatch: ${mismatch}`);
     const state = request.params?.requestState;
     const route = () => this.deps.route(request, cancel);
     let response: RpcResponse | null;
@@ -63,6 +67,21 @@ export class ModernRequests {
     else if (INPUT_METHODS.has(method)) response = await this.held.run(request, cancel, route);
     else response = await route();
     return response === null ? null : this.written(method, response);
+  }
+
+  /**
+   * A tools/call that came over HTTP: why its `Mcp-Param-*` headers disagree with its arguments
+   * and the tool's `x-mcp-header` annotations (as this session lists the tool), if they do.
+   */
+  private async paramMismatch(request: RpcRequest): Promise<string | undefined> {
+    const headers = PARAM_HEADERS.get(request);
+    const name = request.params?.name;
+    if (headers === undefined || typeof name !== 'string') return undefined;
+    const listed = await this.deps.hub.list('tools', this.deps.context.view);
+    const tool = 'items' in listed ? listed.items.find((item) => item.name === name) : undefined;
+    const verdict = headerParamsOf(tool?.inputSchema);
+    if (!verdict.ok) return undefined;
+    return paramHeadersMismatch(verdict.params, request.params?.arguments, (header) => headers.get(header.toLowerCase()));
   }
 
   /** A server asks the client during one of its calls: held for the call's retry (see HeldCalls). */
