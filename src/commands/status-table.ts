@@ -95,7 +95,7 @@ function sessionsSection(s: StatusJson, paint: Paint, width: number): string[] {
     { header: 'SESSION' },
     { header: 'VIA' },
     { header: 'STATE' },
-    { header: 'ERA' },
+    ...eraColumn(s.sessions),
     { header: 'AGE', align: 'right' },
     { header: 'IN FLIGHT', align: 'right' },
     { header: 'P99', align: 'right' },
@@ -107,7 +107,7 @@ function sessionsSection(s: StatusJson, paint: Paint, width: number): string[] {
     { text: x.id.slice(0, 8), style: 'dim' },
     { text: x.transport },
     { text: x.state, style: x.state === 'attached' ? undefined : 'yellow' },
-    eraCell(x.era),
+    ...eraCells(s.sessions, x.era),
     { text: formatDuration(x.age_s) },
     { text: String(x.inflight) },
     { text: formatMs(x.p99_ms) },
@@ -139,6 +139,15 @@ function eraCell(era: string | null): Cell {
   return era === null ? { text: '-', style: 'dim' } : { text: era };
 }
 
+/** The ERA column, when some row has an era (a daemon that does not report eras has none). */
+function eraColumn(rows: readonly { era: string | null }[]): Column[] {
+  return rows.some((x) => x.era !== null) ? [{ header: 'ERA' }] : [];
+}
+
+function eraCells(rows: readonly { era: string | null }[], era: string | null): Cell[] {
+  return rows.some((x) => x.era !== null) ? [eraCell(era)] : [];
+}
+
 function clientLabel(x: StatusSession): string {
   const version = x.client_version && x.client_version !== 'unknown' ? ` ${x.client_version}` : '';
   return `${x.client}${version}`;
@@ -164,7 +173,7 @@ function serversSection(s: StatusJson, paint: Paint, width: number): string[] {
     const columns: Column[] = [
       { header: 'NAME', shrink: 'end' },
       { header: 'STATE' },
-      { header: 'ERA' },
+      ...eraColumn(s.servers),
       { header: 'PID', align: 'right' },
       { header: 'SCOPE', shrink: 'start' },
       { header: 'RESTARTS', align: 'right' },
@@ -173,7 +182,7 @@ function serversSection(s: StatusJson, paint: Paint, width: number): string[] {
     const rows = s.servers.map((x): Cell[] => [
       { text: x.name },
       { text: x.state, style: SERVER_STYLE[x.state] },
-      eraCell(x.era),
+      ...eraCells(s.servers, x.era),
       { text: x.pid === null ? '-' : String(x.pid) },
       { text: x.scope === null ? '-' : x.scope_key ? `${x.scope} ${x.scope_key}` : x.scope },
       { text: x.restarts === null ? '-' : String(x.restarts), style: (x.restarts ?? 0) > 0 ? 'yellow' : undefined },
