@@ -208,12 +208,7 @@ export function statusJson(h: HealthReport | Liveness, refused?: string): Status
         era: str(s.era),
       }))
       .sort((a, b) => compareText(a.client, b.client) || b.age_s - a.age_s),
-    stateless_clients: list(r.stateless_clients).map((c) => ({
-      client: str(c.client) ?? 'unknown',
-      era: str(c.era) ?? '2026-07-28',
-      requests: num(c.requests) ?? 0,
-      last_seen_s: num(c.last_seen_s) ?? 0,
-    })),
+    stateless_clients: statelessOf(r.stateless_clients),
     servers: list(r.servers).map((s) => ({
       name: str(s.name) ?? '?',
       state: str(s.state) ?? 'unknown',
@@ -251,6 +246,15 @@ export function statusJson(h: HealthReport | Liveness, refused?: string): Status
     settings: settingsOf(r.settings),
     warnings: Array.isArray(r.warnings) ? r.warnings.filter((w): w is string => typeof w === 'string') : [],
   };
+}
+
+function statelessOf(value: unknown): StatusStatelessClient[] {
+  return list(value).map((c) => ({
+    client: str(c.client) ?? 'unknown',
+    era: str(c.era) ?? '2026-07-28',
+    requests: num(c.requests) ?? 0,
+    last_seen_s: num(c.last_seen_s) ?? 0,
+  }));
 }
 
 function settingsOf(value: unknown): StatusSettings | null {
