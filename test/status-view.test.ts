@@ -206,6 +206,7 @@ test('--json: a versioned shape with every section, built from the report, not t
     'limited',
     'daemon',
     'sessions',
+    'stateless_clients',
     'servers',
     'providers',
     'config',
@@ -264,6 +265,7 @@ test('--json: a versioned shape with every section, built from the report, not t
       inflight: 2,
       requests: 118,
       p99_ms: 12.3456,
+      era: null,
     },
   );
   assert.deepEqual(json.servers[1], {
@@ -276,6 +278,7 @@ test('--json: a versioned shape with every section, built from the report, not t
     sessions: 0,
     inflight: 0,
     last_error: (fixture().servers as { last_error: string }[])[1]?.last_error,
+    era: null,
   });
   assert.deepEqual(json.providers[1], {
     id: 'glm',

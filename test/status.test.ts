@@ -62,13 +62,14 @@ describe('exai-ws status', { concurrency: 2 }, () => {
     assert.match(table.stdout, /^ {2}started +by hand or a service; never exits when idle$/m);
     const row = table.stdout.split('\n').find((l) => l.startsWith('  e2e 3.1.4 '));
     assert.ok(row, `a row for the client:\n${table.stdout}`);
-    // CLIENT SESSION VIA STATE AGE IN-FLIGHT P99 CWD
-    assert.match(row, /^ {2}e2e 3\.1\.4 +[0-9a-f]{8} +ws +attached +\d+s +0 +(\d+\.\d ms|\d+ ms|\d+\.\d\d s) +(.+)$/);
+    // CLIENT SESSION VIA STATE [ERA] AGE IN-FLIGHT P99 CWD (ERA once the daemon reports sessions' eras)
+    assert.match(row, /^ {2}e2e 3\.1\.4 +[0-9a-f]{8} +ws +attached +(?:2025-11-25 +)?\d+s +0 +(\d+\.\d ms|\d+ ms|\d+\.\d\d s) +(.+)$/);
     assert.ok(row.endsWith(cwd), `the window's folder: ${row}`);
     // The failed server's error: in its column, or (too long for the width) whole on the lines under its row.
     const lines = table.stdout.split('\n');
     const nocmd = lines.findIndex((l) => l.startsWith('  nocmd '));
-    assert.match(lines[nocmd] ?? '', /^ {2}nocmd +failed +- +shared +\d+ +0\b/);
+    // NAME STATE ERA PID SCOPE RESTARTS SESSIONS: a server that never started was spoken to in no era.
+    assert.match(lines[nocmd] ?? '', /^ {2}nocmd +failed +- +- +shared +\d+ +0\b/);
     assert.match(
       lines
         .slice(nocmd, nocmd + 3)
@@ -76,7 +77,7 @@ describe('exai-ws status', { concurrency: 2 }, () => {
         .replace(/\s+/g, ' '),
       /no-such-command-xyz: command not found/,
     );
-    assert.match(table.stdout, new RegExp(`^ {2}memory +ready +${memory.pid} +shared +0 +\\d+( +-)?$`, 'm'));
+    assert.match(table.stdout, new RegExp(`^ {2}memory +ready +2025-11-25 +${memory.pid} +shared +0 +\\d+( +-)?$`, 'm'));
     assert.match(table.stdout, /^ {2}log +ok: 0 lines dropped$/m);
     assert.doesNotMatch(table.stdout, /last reload/, 'no reload yet');
 
@@ -113,7 +114,7 @@ describe('exai-ws status', { concurrency: 2 }, () => {
     const [after, afterText] = await Promise.all([cliHere(['status'], env), cliHere(['status', '--json'], env)]);
     assert.equal(after.code, 0, after.stderr);
     assert.match(after.stdout, /^ {2}last reload \S+ \(\d+s ago\) failed: the running servers stay as they were\n {4}\S.*not valid JSON/m);
-    assert.match(after.stdout, new RegExp(`^ {2}memory +ready +${memory.pid} `, 'm'), 'the running server stays');
+    assert.match(after.stdout, new RegExp(`^ {2}memory +ready +2025-11-25 +${memory.pid} `, 'm'), 'the running server stays');
     const afterJson = JSON.parse(afterText.stdout) as StatusJson;
     assert.equal(afterJson.config.last_reload?.ok, false);
     assert.match(afterJson.config.last_reload?.ok === false ? afterJson.config.last_reload.error : '', /not valid JSON/);

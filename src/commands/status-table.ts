@@ -3,7 +3,10 @@
  * fit the terminal. Pure: the caller says how wide and whether to colour, and when "now" is.
  */
 import type { StatusFile, StatusJson, StatusReload, StatusSession } from './status-view.js';
-import { painter, printable, truncate, visibleLength, wrap, type Style } from './terminal.js';
+import { painter, printable, truncate, wrap, type Style } from './terminal.js';
+import { INDENT, formatDuration, formatMs, naturalWidth, table, type Cell, type Column, type Paint } from './status-layout.js';
+
+export { formatDuration, formatMs } from './status-layout.js';
 
 export interface RenderOptions {
   /** ANSI colours (see colorWanted in terminal.ts). */
@@ -14,24 +17,6 @@ export interface RenderOptions {
   nowMs?: number;
 }
 
-type Paint = (text: string, style?: Style) => string;
-
-interface Column {
-  header: string;
-  align?: 'right';
-  /** May be cut to fit the width, from its end or (paths) from its start. */
-  shrink?: 'start' | 'end';
-}
-
-interface Cell {
-  text: string;
-  style?: Style;
-}
-
-const INDENT = '  ';
-const GAP = '  ';
-/** A shrinkable column is never cut below this (or its header). */
-const MIN_SHRUNK = 10;
 /** Labels of the daemon's fields are padded to this; values start at column 12. */
 const LABEL_WIDTH = 10;
 
@@ -49,6 +34,7 @@ export function renderStatusTable(s: StatusJson, options: RenderOptions): string
         daemonSection(s, paint),
         warningsSection(s, paint, width),
         sessionsSection(s, paint, width),
+        statelessSection(s, paint, width),
         serversSection(s, paint, width),
         providersSection(s, paint, width),
         configSection(s, paint, width, now),
@@ -109,6 +95,7 @@ function sessionsSection(s: StatusJson, paint: Paint, width: number): string[] {
     { header: 'SESSION' },
     { header: 'VIA' },
     { header: 'STATE' },
+    ...eraColumn(s.sessions),
     { header: 'AGE', align: 'right' },
     { header: 'IN FLIGHT', align: 'right' },
     { header: 'P99', align: 'right' },
@@ -120,12 +107,45 @@ function sessionsSection(s: StatusJson, paint: Paint, width: number): string[] {
     { text: x.id.slice(0, 8), style: 'dim' },
     { text: x.transport },
     { text: x.state, style: x.state === 'attached' ? undefined : 'yellow' },
+    ...eraCells(s.sessions, x.era),
     { text: formatDuration(x.age_s) },
     { text: String(x.inflight) },
     { text: formatMs(x.p99_ms) },
     { text: x.cwd ?? '-', style: x.cwd === null ? 'dim' : undefined },
   ]);
   return [heading('sessions by client', paint), ...table(columns, rows, paint, width)];
+}
+
+/** 2026-07-28 clients over HTTP with no session (one per request), by name; nothing when none. */
+function statelessSection(s: StatusJson, paint: Paint, width: number): string[] {
+  if (s.stateless_clients.length === 0) return [];
+  const columns: Column[] = [
+    { header: 'CLIENT', shrink: 'end' },
+    { header: 'ERA' },
+    { header: 'REQUESTS', align: 'right' },
+    { header: 'LAST SEEN', align: 'right' },
+  ];
+  const rows = s.stateless_clients.map((x): Cell[] => [
+    { text: x.client },
+    eraCell(x.era),
+    { text: String(x.requests) },
+    { text: `${formatDuration(x.last_seen_s)} ago` },
+  ]);
+  return [heading('stateless clients (a session per request)', paint), ...table(columns, rows, paint, width)];
+}
+
+/** An era as its revision's date; `-` while it is not known. */
+function eraCell(era: string | null): Cell {
+  return era === null ? { text: '-', style: 'dim' } : { text: era };
+}
+
+/** The ERA column, when some row has an era (a daemon that does not report eras has none). */
+function eraColumn(rows: readonly { era: string | null }[]): Column[] {
+  return rows.some((x) => x.era !== null) ? [{ header: 'ERA' }] : [];
+}
+
+function eraCells(rows: readonly { era: string | null }[], era: string | null): Cell[] {
+  return rows.some((x) => x.era !== null) ? [eraCell(era)] : [];
 }
 
 function clientLabel(x: StatusSession): string {
@@ -153,6 +173,7 @@ function serversSection(s: StatusJson, paint: Paint, width: number): string[] {
     const columns: Column[] = [
       { header: 'NAME', shrink: 'end' },
       { header: 'STATE' },
+      ...eraColumn(s.servers),
       { header: 'PID', align: 'right' },
       { header: 'SCOPE', shrink: 'start' },
       { header: 'RESTARTS', align: 'right' },
@@ -161,6 +182,7 @@ function serversSection(s: StatusJson, paint: Paint, width: number): string[] {
     const rows = s.servers.map((x): Cell[] => [
       { text: x.name },
       { text: x.state, style: SERVER_STYLE[x.state] },
+      ...eraCells(s.servers, x.era),
       { text: x.pid === null ? '-' : String(x.pid) },
       { text: x.scope === null ? '-' : x.scope_key ? `${x.scope} ${x.scope_key}` : x.scope },
       { text: x.restarts === null ? '-' : String(x.restarts), style: (x.restarts ?? 0) > 0 ? 'yellow' : undefined },
@@ -322,72 +344,4 @@ function field(label: string, value: string): string {
 /** One line cut to `width` (the text must hold no ANSI codes yet). */
 function fit(line: string, width: number, paint: Paint, style?: Style): string {
   return paint(truncate(line, width), style);
-}
-
-/** How wide a table is with no cell cut. */
-function naturalWidth(columns: Column[], rows: Cell[][]): number {
-  const widths = columns.map((c, i) =>
-    Math.max(visibleLength(c.header), ...rows.map((row) => visibleLength(printable(row[i]?.text ?? '')))),
-  );
-  return INDENT.length + widths.reduce((a, b) => a + b, 0) + GAP.length * (columns.length - 1);
-}
-
-/**
- * Lays out a table: each column as wide as its widest cell, unless the line would pass
- * `width`; then the shrinkable columns (paths, errors, names) give up room, rightmost first, each
- * down to {@link MIN_SHRUNK}, and their cells are cut with `…`. Colour is applied after padding, so
- * ANSI codes never count toward a width.
- */
-function table(columns: Column[], rows: Cell[][], paint: Paint, width: number): string[] {
-  const cells = rows.map((row) => row.map((cell) => ({ ...cell, text: printable(cell.text) })));
-  const widths = columns.map((c, i) => Math.max(visibleLength(c.header), ...cells.map((row) => visibleLength(row[i]?.text ?? ''))));
-  const total = () => INDENT.length + widths.reduce((a, b) => a + b, 0) + GAP.length * (columns.length - 1);
-  // The rightmost shrinkable column (the least telling: a path, an error) gives up room first.
-  for (let i = columns.length - 1; i >= 0 && total() > width; i--) {
-    const column = columns[i] as Column;
-    if (!column.shrink) continue;
-    const floor = Math.max(MIN_SHRUNK, visibleLength(column.header));
-    widths[i] = Math.max(Math.min(widths[i] as number, floor), (widths[i] as number) - (total() - width));
-  }
-  const line = (row: Cell[], header: boolean) =>
-    INDENT +
-    row
-      .map((cell, i) => {
-        const column = columns[i] as Column;
-        const w = widths[i] as number;
-        const text = truncate(cell.text, w, column.shrink === 'start' ? 'start' : 'end');
-        const pad = ' '.repeat(Math.max(0, w - visibleLength(text)));
-        const last = i === row.length - 1;
-        const padded = column.align === 'right' ? pad + paint(text, cell.style) : paint(text, cell.style) + (last ? '' : pad);
-        return header ? paint(padded, 'dim') : padded;
-      })
-      .join(GAP);
-  return [
-    line(
-      columns.map((c) => ({ text: c.header })),
-      true,
-    ),
-    ...cells.map((row) => line(row, false)),
-  ];
-}
-
-/** `4.2 ms`, `37 ms`, `1.25 s`; `-` for none. */
-export function formatMs(ms: number | null): string {
-  if (ms === null) return '-';
-  if (ms < 10) return `${ms.toFixed(1)} ms`;
-  if (ms < 1000) return `${Math.round(ms)} ms`;
-  return `${(ms / 1000).toFixed(2)} s`;
-}
-
-/** `45s`, `3m 5s`, `2h 0m 7s`, `3d 4h 10m`. */
-export function formatDuration(totalSeconds: number): string {
-  const t = Math.max(0, Math.round(totalSeconds));
-  const d = Math.floor(t / 86400);
-  const h = Math.floor((t % 86400) / 3600);
-  const m = Math.floor((t % 3600) / 60);
-  const s = t % 60;
-  if (d > 0) return `${d}d ${h}h ${m}m`;
-  if (h > 0) return `${h}h ${m}m ${s}s`;
-  if (m > 0) return `${m}m ${s}s`;
-  return `${s}s`;
 }

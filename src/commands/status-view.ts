@@ -50,6 +50,8 @@ export interface StatusJson {
   };
   /** Open sessions, grouped by client name (then oldest first). */
   sessions: StatusSession[];
+  /** Stateless 2026-07-28 HTTP clients (a session per request), by name, most recently seen first. */
+  stateless_clients: StatusStatelessClient[];
   servers: StatusServer[];
   providers: StatusProvider[];
   config: StatusConfig;
@@ -84,6 +86,15 @@ export interface StatusSession {
   requests: number | null;
   /** 99th percentile latency of the session's last 1000 answered requests, in ms; null before any. */
   p99_ms: number | null;
+  /** The era its client speaks (`2026-07-28`, `2025-11-25`); null before its first request or from an older daemon. */
+  era: string | null;
+}
+
+export interface StatusStatelessClient {
+  client: string;
+  era: string;
+  requests: number;
+  last_seen_s: number;
 }
 
 export interface StatusServer {
@@ -96,6 +107,8 @@ export interface StatusServer {
   sessions: number | null;
   inflight: number | null;
   last_error: string | null;
+  /** The era it was spoken to in at its last start; null before it started or from an older daemon. */
+  era: string | null;
 }
 
 export interface StatusProvider {
@@ -192,8 +205,10 @@ export function statusJson(h: HealthReport | Liveness, refused?: string): Status
         inflight: num(s.inflight) ?? 0,
         requests: num(s.requests),
         p99_ms: num(s.p99_ms),
+        era: str(s.era),
       }))
       .sort((a, b) => compareText(a.client, b.client) || b.age_s - a.age_s),
+    stateless_clients: statelessOf(r.stateless_clients),
     servers: list(r.servers).map((s) => ({
       name: str(s.name) ?? '?',
       state: str(s.state) ?? 'unknown',
@@ -204,6 +219,7 @@ export function statusJson(h: HealthReport | Liveness, refused?: string): Status
       sessions: num(s.sessions),
       inflight: num(s.inflight),
       last_error: str(s.last_error),
+      era: str(s.era),
     })),
     providers: list(r.providers).map((p) => ({
       id: str(p.id) ?? '?',
@@ -230,6 +246,15 @@ export function statusJson(h: HealthReport | Liveness, refused?: string): Status
     settings: settingsOf(r.settings),
     warnings: Array.isArray(r.warnings) ? r.warnings.filter((w): w is string => typeof w === 'string') : [],
   };
+}
+
+function statelessOf(value: unknown): StatusStatelessClient[] {
+  return list(value).map((c) => ({
+    client: str(c.client) ?? 'unknown',
+    era: str(c.era) ?? '2026-07-28',
+    requests: num(c.requests) ?? 0,
+    last_seen_s: num(c.last_seen_s) ?? 0,
+  }));
 }
 
 function settingsOf(value: unknown): StatusSettings | null {

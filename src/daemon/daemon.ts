@@ -26,7 +26,7 @@ import { startCore } from '../mux/core.js';
 import { hostingTimers } from '../hosting/upstream-options.js';
 import type { Hub } from '../mux/hub.js';
 import { Providers } from '../builtin/providers/providers.js';
-import { NAME, VERSION } from '../protocol/version.js';
+import { VERSION } from '../protocol/version.js';
 import type { DaemonConfig } from './files/config.js';
 
 import type { LineFile } from './files/line-file.js';
@@ -46,7 +46,8 @@ import { PROTOCOL_VERSION } from '../protocol/hello.js';
 import { HELD_STATES, SessionManager } from './sessions/sessions.js';
 import type { ReloadReport, HealthReport } from '../local/health.js';
 import { bindPort } from './bind-port.js';
-import { logStartFailure, memoryReport, openDaemonFiles, socketsReport, takeToken } from './start-parts.js';
+import { logStartFailure, openDaemonFiles, takeToken } from './start-parts.js';
+import { healthReport, StatelessClients } from './health-report.js';
 
 export interface DaemonOptions {
   config: DaemonConfig;
@@ -92,6 +93,8 @@ export class Daemon {
   private idleExit: IdleExit | undefined;
   /** What the user should act on, as `/health` and `exai-ws status` show it (see {@link warn}). */
   private readonly warnings: string[] = [];
+  /** Stateless 2026-07-28 HTTP clients by name, for `/health`. */
+  private readonly stateless = new StatelessClients();
 
   constructor(options: DaemonOptions) {
     this.options = options;
@@ -209,6 +212,9 @@ export class Daemon {
       },
       end: (host, reason) => {
         const session = manager.get(host.id);
+        // A stateless 2026-07-28 request's own session: its client is counted by name for /health.
+        if (session && reason === 'request_answered')
+          this.stateless.seen(session.clientInfo?.name ?? session.client.name, session.latency.total);
         if (session) manager.expire(session, reason);
       },
       reject: (reason) => this.metrics.reject(reason),
@@ -263,55 +269,29 @@ export class Daemon {
     this.log?.logger.warn(details, text);
   }
 
-  /** The `/health` report. */
+  /** The `/health` report (health-report.ts). */
   health(): HealthReport {
-    const manager = this.manager;
-    const total = manager?.size ?? 0;
-    const attached = manager?.attachedCount ?? 0;
-    return {
-      status: this.state === 'running' ? 'ok' : this.state,
-      name: NAME,
-      version: VERSION,
-      pid: process.pid,
-      host: this.config.host,
+    const { config } = this;
+    return healthReport({
+      state: this.state,
+      host: config.host,
       port: this.port,
-      started_at: new Date(this.startedAtMs).toISOString(),
-      uptime_s: Math.round((Date.now() - this.startedAtMs) / 1000),
-      sessions: {
-        total,
-        attached,
-        detached: total - attached,
-        by_transport: manager?.byTransport ?? { ws: 0, http: 0, stdio: 0 },
-        idle_ended: this.metrics.idleEnded(),
-        list: (manager?.list() ?? []).map((s) => ({
-          id: s.id,
-          transport: s.kind,
-          state: s.state,
-          // The MCP client's own name (VS Code, Claude Code) once it sent initialize; else the hello's.
-          client: s.clientInfo?.name ?? s.client.name,
-          client_version: s.clientInfo?.version ?? s.client.version,
-          cwd: s.cwd ?? null,
-          age_s: Math.round((Date.now() - s.createdAtMs) / 1000),
-          inflight: s.inflightCount,
-          requests: s.latency.total,
-          p99_ms: s.latency.p99(),
-        })),
-      },
-      connections: this.server?.connectionCount ?? 0,
-      sockets: socketsReport(this.server?.connections),
-      inflight: manager?.inflightCount ?? 0,
-      servers: (this.hub?.servers ?? []).slice(1).map((s) => ({ ...s.report(), asks_client: this.hub?.requests.asksClient(s) ?? [] })),
-      config: this.configs.report(),
-      providers: this.providers.health(),
-      limits: { max_sessions: this.config.maxSessions, max_inflight: this.config.maxInflight, max_bytes: this.config.maxBytes },
-      log: this.log?.stats() ?? null,
-      metrics_file: this.metricsFile?.stats() ?? null,
-      memory: memoryReport(),
-      auto_started: this.config.autoStarted,
-      idle_exit_ms: this.idleExitMs,
-      settings: this.config.settings,
-      warnings: [...this.warnings],
-    };
+      startedAtMs: this.startedAtMs,
+      manager: this.manager,
+      hub: this.hub,
+      server: this.server,
+      metrics: this.metrics,
+      configs: this.configs,
+      providers: this.providers,
+      log: this.log,
+      metricsFile: this.metricsFile,
+      limits: { max_sessions: config.maxSessions, max_inflight: config.maxInflight, max_bytes: config.maxBytes },
+      autoStarted: config.autoStarted,
+      idleExitMs: this.idleExitMs,
+      settings: config.settings,
+      warnings: this.warnings,
+      stateless: this.stateless,
+    });
   }
 
   /** How long this daemon stays with no session before it exits; null: it never does (started by hand, or 0). */

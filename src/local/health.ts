@@ -25,6 +25,12 @@ export interface HealthReport {
     idle_ended?: { idle: number; session_limit: number };
     list?: SessionEntry[];
   };
+  /**
+   * 2026-07-28 clients over HTTP with no session of their own (each request is a session that
+   * ends once answered), grouped by the client's own name (clipped), most recently seen first;
+   * at most {@link STATELESS_CLIENTS_MAX} names. Absent from older daemons.
+   */
+  stateless_clients?: StatelessClientEntry[];
   inflight: number;
   /** The log file and the stderr copy; null before the daemon opened its log. */
   log?: LogHealth | null;
@@ -45,7 +51,7 @@ export interface HealthReport {
    */
   sockets?: { open: number; unauthenticated: number; descriptor_cap: number | null };
   /** Hosted server instances; `asks_client`: its tools known to ask the client back (run one session at a time). */
-  servers?: (ServerReport & { asks_client: string[] })[];
+  servers?: (ServerReport & { asks_client: string[]; era?: EraVersion | null })[];
   config?: ConfigHealth;
   providers?: ProviderHealth[];
   limits?: { max_sessions: number; max_inflight: number; max_bytes: number };
@@ -90,6 +96,28 @@ export interface SessionEntry {
   requests: number;
   /** 99th percentile latency of its last 1000 answered requests, in ms; null before any. */
   p99_ms: number | null;
+  /** The era its client speaks; null until its first request said. Absent from older daemons. */
+  era?: EraVersion | null;
+}
+
+/**
+ * An MCP era by the revision that names it: `2026-07-28` (per-request `_meta`, no initialize)
+ * or `2025-11-25` (initialize, whichever 2025 revision it then agreed).
+ */
+export type EraVersion = '2026-07-28' | '2025-11-25';
+
+/** The most client names `stateless_clients` keeps; the least recently seen goes first. */
+export const STATELESS_CLIENTS_MAX = 64;
+
+/** One name of the stateless (2026-07-28 HTTP) clients, as `/health` lists them. */
+export interface StatelessClientEntry {
+  /** The client's own name (its `clientInfo`, else its HTTP hello's), clipped; `unknown` when it gave none. */
+  client: string;
+  era: EraVersion;
+  /** Requests answered to clients of that name since the daemon started (or since the name was last dropped). */
+  requests: number;
+  /** Seconds since the last of them was answered. */
+  last_seen_s: number;
 }
 
 /** One best-effort JSONL file: lines it took, lines it dropped, its rotation. */

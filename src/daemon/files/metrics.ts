@@ -139,6 +139,11 @@ export class MethodSeries implements Outcomes {
   }
 }
 
+/** The eras a request can be counted under: a fixed label set (`modern`: 2026-07-28, `legacy`: 2025). */
+export const ERA_NAMES = ['modern', 'legacy'] as const;
+
+export type EraName = (typeof ERA_NAMES)[number];
+
 export interface MetricsGauges {
   sessionsActive: number;
   sessionsDetached: number;
@@ -162,6 +167,8 @@ export class Metrics {
   bytesOut = 0;
   readonly rejections = new Map<string, number>();
   readonly closeReasons = new Map<string, number>();
+  /** Answered requests by the era their session's client speaks (a request whose era was not known is in neither). */
+  readonly byEra: Record<EraName, number> = { modern: 0, legacy: 0 };
 
   /** One series per known method and one for {@link OTHER}, made up front: the request path only looks up. */
   private readonly methods = new Map<string, MethodSeries>();
@@ -180,10 +187,13 @@ export class Metrics {
 
   /**
    * Records one answered request; `latencyMs` from receipt to response; `tool` is a
-   * `tools/call`'s tool name. Runs for every request: keep it free of allocation.
+   * `tools/call`'s tool name; `era` the one its session's client speaks, when known. Runs for
+   * every request: keep it free of allocation.
    */
-  request(method: string, tool: string | undefined, latencyMs: number, isError: boolean): void {
+  request(method: string, tool: string | undefined, latencyMs: number, isError: boolean, era?: EraName): void {
     this.requests++;
+    if (era === 'modern') this.byEra.modern++;
+    else if (era === 'legacy') this.byEra.legacy++;
     if (isError) this.errors++;
     (this.methods.get(method) ?? this.otherMethod).record(latencyMs, isError);
     if (tool !== undefined) {
@@ -245,6 +255,7 @@ export class Metrics {
       },
       inflight: gauges.inflight,
       requests: this.requests,
+      requests_by_era: { ...this.byEra },
       errors: this.errors,
       by_method: byMethod(this.methods.values()),
       by_tool: byTool(this.tools),

@@ -8,15 +8,16 @@
  * in the `collect()` hooks prom-client calls while it renders. Label values come only from
  * bounded sets: the method, tool, rejection and close-reason series of {@link Metrics} (which
  * fold every other name into `other`), the three transports, the configured server names, the
- * hosted-server and provider states listed below, the provider ids.
+ * hosted-server and provider states listed below, the provider ids, the two eras (`modern`, `legacy`).
  *
  * prom-client is loaded by the first scrape, not at daemon start, which most daemons never see;
  * what its default metrics measure over time still starts with the daemon ({@link StartSamples}).
  */
 import perfHooks, { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
-import type { Counter, Gauge, LabelValues, Metric, Registry } from 'prom-client';
+import type { Counter, Gauge, Metric, Registry } from 'prom-client';
 import { VERSION } from '../../protocol/version.js';
-import { LATENCY_BUCKETS_MS, type Metrics, type MethodSeries } from '../files/metrics.js';
+import { ERA_NAMES, type Metrics } from '../files/metrics.js';
+import { LatencyHistogram, emitRequests, type Emit } from './prometheus-requests.js';
 import type { UpstreamState, HealthReport } from '../../local/health.js';
 
 export interface PrometheusSources {
@@ -57,10 +58,6 @@ const PROVIDER_STATES: readonly string[] = [
   'rate_limited',
   'error',
 ] as const;
-
-const LATENCY_BUCKETS_S = LATENCY_BUCKETS_MS.map((ms) => ms / 1000);
-
-type Emit<L extends string> = (value: number, labels?: LabelValues<L>) => void;
 
 type PromClient = typeof import('prom-client');
 
@@ -178,6 +175,14 @@ class Series {
       ['method', 'tool', 'outcome'],
       (emit) => emitRequests(metrics, emit),
     );
+    this.counter(
+      'requests_by_era_total',
+      'Requests answered since start, by the era their client speaks: modern (2026-07-28) or legacy (2025).',
+      ['era'],
+      (emit) => {
+        for (const era of ERA_NAMES) emit(metrics.byEra[era], { era });
+      },
+    );
     this.registry.registerMetric(
       new LatencyHistogram(`${METRIC_PREFIX}request_duration_seconds`, 'Time from receiving a request to answering it, by method.', () =>
         metrics.methodSeries(),
@@ -223,6 +228,19 @@ class Series {
           if (name !== undefined) restarts.set(name, (restarts.get(name) ?? 0) + (num(s.restarts) ?? 0));
         }
         for (const [server, n] of restarts) emit(n, { server });
+      },
+    );
+    this.gauge(
+      'servers_by_era',
+      'Hosted server instances by the era they were last spoken to in (not yet started: in neither).',
+      ['era'],
+      (emit) => {
+        const counts = { modern: 0, legacy: 0 };
+        for (const s of records(report()?.servers)) {
+          if (s.era === '2026-07-28') counts.modern++;
+          else if (s.era === '2025-11-25') counts.legacy++;
+        }
+        for (const era of ERA_NAMES) emit(counts[era], { era });
       },
     );
   }
@@ -308,73 +326,6 @@ class Series {
       },
     });
   }
-}
-
-/** `requests_total`: `tools/call` by tool, every other method with `tool=""`. */
-function emitRequests(metrics: Metrics, emit: Emit<'method' | 'tool' | 'outcome'>): void {
-  for (const series of metrics.methodSeries()) {
-    if (series.count === 0) continue;
-    const { method } = series;
-    let ok = series.ok;
-    let error = series.error;
-    if (method === 'tools/call') {
-      for (const [tool, outcomes] of metrics.toolSeries()) {
-        emit(outcomes.ok, { method, tool, outcome: 'ok' });
-        emit(outcomes.error, { method, tool, outcome: 'error' });
-        ok -= outcomes.ok;
-        error -= outcomes.error;
-      }
-      // A tools/call with no tool name.
-      if (ok === 0 && error === 0) continue;
-    }
-    emit(ok, { method, tool: '', outcome: 'ok' });
-    emit(error, { method, tool: '', outcome: 'error' });
-  }
-}
-
-/**
- * The per-method latency histogram, from the buckets {@link Metrics} keeps. prom-client's
- * Histogram can only be fed one `observe()` at a time; this object gives the registry the
- * same shape its own metrics give (name, help, type, `get()`), so prom-client still writes
- * the text, escaping included.
- */
-class LatencyHistogram {
-  readonly type = 'histogram';
-  readonly aggregator = 'sum';
-
-  constructor(
-    readonly name: string,
-    readonly help: string,
-    private readonly series: () => Iterable<MethodSeries>,
-  ) {}
-
-  get(): Promise<{ name: string; help: string; type: string; aggregator: string; values: HistogramValue[] }> {
-    const values: HistogramValue[] = [];
-    const bucket = `${this.name}_bucket`;
-    for (const s of this.series()) {
-      const count = s.count;
-      if (count === 0) continue;
-      const labels = { method: s.method };
-      let cumulative = 0;
-      for (let i = 0; i < LATENCY_BUCKETS_S.length; i++) {
-        cumulative += s.buckets[i] ?? 0;
-        values.push({ metricName: bucket, labels: { ...labels, le: LATENCY_BUCKETS_S[i] ?? 0 }, value: cumulative });
-      }
-      values.push({ metricName: bucket, labels: { ...labels, le: '+Inf' }, value: count });
-      values.push({ metricName: `${this.name}_sum`, labels, value: s.sumMs / 1000 });
-      values.push({ metricName: `${this.name}_count`, labels, value: count });
-    }
-    return Promise.resolve({ name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values });
-  }
-
-  /** The counts belong to Metrics: a registry reset leaves them. */
-  reset(): void {}
-}
-
-interface HistogramValue {
-  metricName: string;
-  labels: Record<string, string | number>;
-  value: number;
 }
 
 function providers(report: HealthReport | undefined): { id: string; record: Record<string, unknown> }[] {

@@ -146,25 +146,32 @@ function renderSessions(r) {
   const list = ((r.sessions && r.sessions.list) || []).slice();
   list.sort((a, b) => String(a.client).localeCompare(String(b.client)) || (b.age_s || 0) - (a.age_s || 0));
   count('sessions-count', list.length);
-  fillTable('sessions', ['client', 'transport', 'state', 'working directory', 'age', 'in flight', 'requests', 'p99 ms'],
+  fillTable('sessions', ['client', 'transport', 'state', 'era', 'working directory', 'age', 'in flight', 'requests', 'p99 ms'],
     list.map((s) => [
       { text: [s.client, s.client_version].filter(Boolean).join(' '), title: s.id },
       s.transport,
       { text: s.state, cls: stateClass(s.state) },
+      s.era,
       { text: s.cwd, cls: 'path' },
       duration(s.age_s),
       s.inflight,
       s.requests,
       typeof s.p99_ms === 'number' ? Math.round(s.p99_ms * 10) / 10 : null,
     ]), 'no session open');
+  const stateless = Array.isArray(r.stateless_clients) ? r.stateless_clients : [];
+  count('stateless-count', stateless.length);
+  fillTable('stateless', ['client', 'era', 'requests', 'last seen'],
+    stateless.map((c) => [c.client, c.era, c.requests, typeof c.last_seen_s === 'number' ? duration(c.last_seen_s) + ' ago' : null]),
+    'none since the daemon started');
 }
 function renderServers(r) {
   const list = Array.isArray(r.servers) ? r.servers : [];
   count('servers-count', list.length);
-  fillTable('servers', ['server', 'state', 'pid', 'scope', 'scope key', 'sessions', 'restarts', 'last error'],
+  fillTable('servers', ['server', 'state', 'era', 'pid', 'scope', 'scope key', 'sessions', 'restarts', 'last error'],
     list.map((s) => [
       s.name,
       { text: s.state, cls: stateClass(s.state) },
+      s.era,
       s.pid,
       s.scope,
       { text: s.scope_key, cls: 'path' },
@@ -334,6 +341,8 @@ export function statusDocument(nonce: string): string {
 <ul id="warnings"></ul>
 <h2>Sessions <span id="sessions-count" class="count"></span></h2>
 <table id="sessions"></table>
+<h2>Stateless clients (2026-07-28 over HTTP, a session per request) <span id="stateless-count" class="count"></span></h2>
+<table id="stateless"></table>
 <h2>Hosted servers <span id="servers-count" class="count"></span></h2>
 <table id="servers"></table>
 <h2>Model providers</h2>
