@@ -80,16 +80,12 @@ describe('eras in status, /health and /metrics', () => {
     );
   });
 
-  test(
-    '/health: the legacy window session with its era',
-    { todo: 'needs `get era()` on Session (src/daemon/sessions/session.ts): see the status report' },
-    async () => {
-      const health = await getHealth(daemon);
-      const window = health.sessions.list?.find((s) => s.client === 'legacy-window');
-      assert.ok(window, JSON.stringify(health.sessions.list));
-      assert.equal(window.era, '2025-11-25');
-    },
-  );
+  test('/health: the legacy window session with its era', async () => {
+    const health = await getHealth(daemon);
+    const window = health.sessions.list?.find((s) => s.client === 'legacy-window');
+    assert.ok(window, JSON.stringify(health.sessions.list));
+    assert.equal(window.era, '2025-11-25');
+  });
 
   test('exai-ws status: the era column for servers, the stateless clients section with the agent', async () => {
     const env = { EXAI_WS_HOME: daemon.home };
@@ -114,14 +110,10 @@ describe('eras in status, /health and /metrics', () => {
     assert.equal(status.stateless_clients.find((c) => c.client === AGENT)?.era, '2026-07-28');
   });
 
-  test(
-    'exai-ws status: the legacy window with its era',
-    { todo: 'needs `get era()` on Session (src/daemon/sessions/session.ts): see the status report' },
-    async () => {
-      const run = await runCli(['status'], { EXAI_WS_HOME: daemon.home });
-      assert.match(run.stdout, /^ {2}legacy-window +\S+ +[0-9a-f]{8} +\w+ +attached +2025-11-25 /m, run.stdout);
-    },
-  );
+  test('exai-ws status: the legacy window with its era', async () => {
+    const run = await runCli(['status'], { EXAI_WS_HOME: daemon.home });
+    assert.match(run.stdout, /^ {2}legacy-window +\S+ +[0-9a-f]{8} +\w+ +attached +2025-11-25 /m, run.stdout);
+  });
 
   test('/metrics: servers by era', async () => {
     const text = await metricsText();
@@ -129,17 +121,13 @@ describe('eras in status, /health and /metrics', () => {
     assert.match(text, /^exai_ws_servers_by_era\{era="legacy"\} 1$/m);
   });
 
-  test(
-    "/metrics: requests by era, the agent's under modern and the window's under legacy",
-    { todo: 'needs Session to pass its era to Metrics.request (src/daemon/sessions/session.ts): see the status report' },
-    async () => {
-      const text = await metricsText();
-      const value = (era: string): number =>
-        Number(new RegExp(`^exai_ws_requests_by_era_total\\{era="${era}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
-      assert.ok(value('modern') >= AGENT_CALLS, text);
-      assert.ok(value('legacy') >= 2, "the window's initialize and tools/list");
-    },
-  );
+  test("/metrics: requests by era, the agent's under modern and the window's under legacy", async () => {
+    const text = await metricsText();
+    const value = (era: string): number =>
+      Number(new RegExp(`^exai_ws_requests_by_era_total\\{era="${era}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
+    assert.ok(value('modern') >= AGENT_CALLS, text);
+    assert.ok(value('legacy') >= 2, "the window's initialize and tools/list");
+  });
 });
 
 async function metricsText(): Promise<string> {

@@ -88,8 +88,7 @@ export function clientName(name: string | undefined): string {
  * era (`get era()` in session.ts, see the status brief's report): a Session without it reports null.
  */
 export function sessionEra(session: Session): EraVersion | null {
-  const era = (session as Partial<Record<'era', unknown>>).era;
-  return era === 'modern' || era === 'legacy' ? eraVersion(era) : null;
+  return session.era === undefined ? null : eraVersion(session.era);
 }
 
 /** What the report is made from: the daemon's parts, any of them absent before start. */

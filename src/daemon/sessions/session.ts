@@ -30,7 +30,7 @@ import type { LogLevel } from '../../protocol/log-levels.js';
 import { PendingRequests } from '../../protocol/pending.js';
 import { RelayedResponse } from '../../protocol/relay.js';
 import type { Hub, RouterHub } from '../../mux/hub.js';
-import type { ClientInfo, SessionContext, SessionOpening } from '../../mux/session-context.js';
+import type { ClientInfo, Era, SessionContext, SessionOpening } from '../../mux/session-context.js';
 import type { Upstream } from '../../hosting/upstream.js';
 import type { DaemonConfig } from '../files/config.js';
 import type { Cancellation } from '../../hosting/cancellation.js';
@@ -152,6 +152,11 @@ export class Session {
   /** The MCP client's own name and version, once it sent initialize. */
   get clientInfo(): ClientInfo | undefined {
     return this.context.clientInfo;
+  }
+
+  /** The era its client speaks, once its first request said. */
+  get era(): Era | undefined {
+    return this.context.era;
   }
 
   /** The log level the client asked for (logging/setLevel); undefined: every message. */
@@ -383,7 +388,7 @@ export class Session {
     // Method and tool names are the client's strings: Metrics keeps its own series only for
     // names the daemon knows and counts the rest as `other`, so a client cannot grow it.
     const latencyMs = performance.now() - receivedMs;
-    this.deps.metrics.request(request.method, toolOf(request), latencyMs, isError);
+    this.deps.metrics.request(request.method, toolOf(request), latencyMs, isError, this.context.era);
     this.latency.add(latencyMs);
     if (out) this.outbox.send(out.text, request.id);
   }
