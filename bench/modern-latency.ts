@@ -324,13 +324,15 @@ function fmt(value: number, digits = 0): string {
 }
 
 export function modernLines(r: ModernResults): string[] {
-  const rows = [['leg', 'p50 us', 'p90 us', 'p99 us', `calls/s (${r.plan.inflight} in flight)`, 'CPU us/call (client, daemon, server)']];
+  const rows = [
+    ['leg', 'min us', 'p50 us', 'p90 us', 'p99 us', `calls/s (${r.plan.inflight} in flight)`, 'CPU us/call (client, daemon, server)'],
+  ];
   for (const n of LEGS) {
     const l = r.legs[n];
     const cpu = ['client', 'daemon', 'server']
       .map((k) => (l.cpu_us_per_call[k] === undefined ? '-' : String(l.cpu_us_per_call[k])))
       .join(' / ');
-    rows.push([LABELS[n], fmt(l.p50_us), fmt(l.p90_us), fmt(l.p99_us), fmt(l.calls_per_s), cpu]);
+    rows.push([LABELS[n], fmt(l.pooled.min), fmt(l.p50_us), fmt(l.p90_us), fmt(l.p99_us), fmt(l.calls_per_s), cpu]);
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
   const table = rows.map((row) => `  ${row.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ')}`);
