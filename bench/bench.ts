@@ -19,7 +19,9 @@
  * bench-results/bench-<timestamp>.json and bench-results/latest.json.
  *
  * Options: --quick (smaller counts), --only asks-client|http|cpu (phase 6, 7 or 8 alone), --only
- * pss-option (the daemon's Node options against Node's defaults, pss-option.ts), --help.
+ * pss-option (the daemon's Node options against Node's defaults, pss-option.ts), --only modern (a
+ * 2026-07-28 call through /mcp against the v2 SDK's own HTTP handler, modern-latency.ts; not part
+ * of the full run, which it would lengthen by a minute or more), --help.
  */
 import { spawn } from 'node:child_process';
 import { cpus, loadavg, platform, release } from 'node:os';
@@ -28,6 +30,7 @@ import { runHosted } from './hosted.js';
 import { ASKS_CLIENT_FULL, ASKS_CLIENT_QUICK, asksClientLines, mainAsksClient, runAsksClient } from './asks-client.js';
 import { HTTP_FULL, HTTP_QUICK, httpBudgets, httpLines, mainHttp, runHttp } from './http.js';
 import { mainPssOption } from './pss-option.js';
+import { mainModernLatency } from './modern-latency.js';
 import { CPU_FULL, CPU_QUICK, cpuBudgets, cpuLines, mainCpuPerCall, runCpuPerCall } from './cpu-per-call.js';
 import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -434,7 +437,7 @@ function table(rows: string[][], lastLeft = false): string {
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   if (args.includes('--help') || args.includes('-h')) {
-    process.stdout.write('usage: npm run bench [-- --quick] [-- --only asks-client|http|cpu|pss-option]\n');
+    process.stdout.write('usage: npm run bench [-- --quick] [-- --only asks-client|http|cpu|pss-option|modern]\n');
     return;
   }
   const quick = args.includes('--quick');
@@ -445,7 +448,8 @@ async function main(): Promise<void> {
     if (phase === 'http') return mainHttp(quick);
     if (phase === 'cpu') return mainCpuPerCall(quick, args);
     if (phase === 'pss-option') return mainPssOption(quick);
-    throw new Error(`--only: expected asks-client, http, cpu or pss-option, got ${phase ?? 'nothing'}`);
+    if (phase === 'modern') return mainModernLatency(quick);
+    throw new Error(`--only: expected asks-client, http, cpu, pss-option or modern, got ${phase ?? 'nothing'}`);
   }
   const plan = quick ? QUICK : FULL;
   installCleanup(WATCHDOG_MS);
