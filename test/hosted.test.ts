@@ -360,8 +360,8 @@ describe('hosted servers', { concurrency: 3 }, () => {
     assert.equal(status.code, 0, status.stderr);
     assert.match(status.stdout, /servers\n/);
     // NAME STATE PID SCOPE RESTARTS SESSIONS LAST ERROR
-    assert.match(status.stdout, new RegExp(`memory\\s+ready\\s+${(await serverReport(daemon, 'memory')).pid}\\s`));
-    assert.match(status.stdout, /nocmd\s+failed\s+-\s+shared\s+\d+\s+\d+\s+.*no-such-command-xyz/);
+    assert.match(status.stdout, new RegExp(`memory\\s+ready\\s+2025-11-25\\s+${(await serverReport(daemon, 'memory')).pid}\\s`));
+    assert.match(status.stdout, /nocmd\s+failed\s+-\s+-\s+shared\s+\d+\s+\d+\s+.*no-such-command-xyz/);
     assert.match(status.stdout, /config problems.*\n\s+broken: command: /);
   });
 

@@ -60,8 +60,8 @@ test('logs --level warn shows a server that cannot start and a host that does no
   const flat = status.stdout.replace(/\s+/g, ' ');
   assert.match(
     flat,
-    new RegExp(`remote failed - shared \\d+ 0 .*fetch failed: getaddrinfo (ENOTFOUND|EAI_AGAIN) ${NO_HOST.replace(/\./g, '\\.')}`),
+    new RegExp(`remote failed - - shared \\d+ 0 .*fetch failed: getaddrinfo (ENOTFOUND|EAI_AGAIN) ${NO_HOST.replace(/\./g, '\\.')}`),
   );
-  assert.match(flat, /uvx failed - shared \d+ 0 server uvx could not be started: ENOENT no-such-command-xyz: command not found/);
+  assert.match(flat, /uvx failed - - shared \d+ 0 server uvx could not be started: ENOENT no-such-command-xyz: command not found/);
   for (const line of status.stdout.split('\n')) assert.doesNotMatch(line, /…/, `nothing cut: ${line}`);
 });
