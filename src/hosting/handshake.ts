@@ -93,6 +93,9 @@ function refusedButOffersModern(outcome: CallOutcome): boolean {
   return isObject(data) && Array.isArray(data.supported) && data.supported.includes(MODERN_VERSION);
 }
 
+/** Codes of a handshake that failed on the link rather than by the server's answer. */
+const LINK_FAILURES: ReadonlySet<number> = new Set([RpcCode.UPSTREAM_UNAVAILABLE, RpcCode.CONNECTION_CLOSED, RpcCode.INTERNAL_ERROR]);
+
 /** No answer from the server itself: cancelled, or past the probe's deadline. */
 function noAnswer(outcome: CallOutcome): boolean {
   return outcome === null || ('error' in outcome && outcome.error.code === RpcCode.REQUEST_TIMEOUT);
@@ -106,7 +109,9 @@ async function initialize(port: HandshakePort, capabilities: Record<string, unkn
   );
   if (outcome === null || 'error' in outcome) {
     const why = outcome === null ? 'cancelled' : outcome.error.message + supportedOf(outcome.error.data);
-    throw new Error(`server ${port.name} failed to initialize: ${why}`);
+    // The server answered with its refusal, or the link went (the process exiting, say).
+    const answered = outcome !== null && !LINK_FAILURES.has(outcome.error.code);
+    throw Object.assign(new Error(`server ${port.name} failed to initialize: ${why}`), { answered });
   }
   port.sendNotification('notifications/initialized');
   return { era: 'legacy', initializeResult: outcome.result };

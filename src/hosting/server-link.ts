@@ -126,9 +126,12 @@ export class ServerLink {
       const { protocol: setting, capabilities, probeTimeoutMs } = this.options;
       opened = await openEra(port, { setting, hint: this.eraHint, capabilities, probeTimeoutMs });
     } catch (error) {
-      // Not awaited: the caller learns the server's own refusal (a modern-only server names the
-      // versions it supports), not the exit of the process this close stops.
-      void this.close();
+      // A server that answered with its refusal (a modern-only one names the versions it
+      // supports) is stopped without waiting: the caller learns the refusal, not the exit this
+      // close causes. A link that failed (the process exiting on its own) is closed first, so
+      // that its exit and the last of its stderr are in when the caller says why.
+      if ((error as { answered?: unknown }).answered === true) void this.close();
+      else await this.close();
       throw error;
     }
     this.era = opened.era;
