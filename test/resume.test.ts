@@ -316,7 +316,9 @@ function onQuietDaemon(body: (daemon: DaemonHandle) => Promise<void>): Promise<v
 
 // Alone, not beside other tests: a 300 ms heartbeat must not cut the reader before it pauses.
 test('frames lost in flight when the heartbeat cuts a paused reader are replayed on resume: every one after `received`, once, in order', async () => {
-  const daemon = await hostileDaemon({ EXAI_WS_HEARTBEAT_MS: '300' });
+  // A heartbeat short enough to cut the paused reader soon, long enough that a loaded machine's
+  // slow pong does not cut it before it pauses.
+  const daemon = await hostileDaemon({ EXAI_WS_HEARTBEAT_MS: '1000' });
   const ws = await openSocket(cleanup, daemon);
   const first = track(ws);
   const ack = await sendHello(ws, { session_id: 'resume-lossless', acks: true, pid: process.pid });
@@ -357,7 +359,7 @@ test('frames lost in flight when the heartbeat cuts a paused reader are replayed
     method: 'tools/call',
     params: { name: 'progress', arguments: { steps: STEPS, interval_ms: 15 }, _meta: { progressToken: 'p' } },
   });
-  send(ws, { id: 3, method: 'tools/call', params: { name: 'sleep', arguments: { ms: 1200 } } }); // answered while detached
+  send(ws, { id: 3, method: 'tools/call', params: { name: 'sleep', arguments: { ms: 3500 } } }); // answered while detached
 
   await waitFor(() => paused, 'the reader to pause', 10_000);
   await waitFor(async () => (await getHealth(daemon)).sessions.detached === 1 || null, 'the heartbeat to cut the paused client', 10_000);

@@ -20,7 +20,7 @@
 import { createParser, type EventSourceMessage, type EventSourceParser } from 'eventsource-parser';
 import type { FetchLike } from '@modelcontextprotocol/sdk/shared/transport.js';
 import { isObject, type RequestId } from '../protocol/jsonrpc.js';
-import { modernFetch, type RejectedTool } from './modern-http.js';
+import { isEventStream, modernFetch, parseJson, type RejectedTool } from './modern-http.js';
 
 /** Default bound on notes not yet taken; past it the oldest is dropped. */
 export const MAX_TAGGED_REQUESTS = 4096;
@@ -159,18 +159,6 @@ function soleRequestId(body: RequestInit['body']): RequestId | undefined {
   const messages: unknown[] = Array.isArray(parsed) ? parsed : [parsed];
   const ids = messages.filter(isObject).flatMap((m) => (typeof m.method === 'string' && isRequestId(m.id) ? [m.id] : []));
   return ids.length === 1 ? ids[0] : undefined;
-}
-
-function isEventStream(contentType: string | null): boolean {
-  return contentType?.split(';', 1)[0]?.trim().toLowerCase() === 'text/event-stream';
-}
-
-function parseJson(text: string): unknown {
-  try {
-    return JSON.parse(text) as unknown;
-  } catch {
-    return undefined;
-  }
 }
 
 /** Ids are kept as their JSON type: a number stays a number. */

@@ -13,19 +13,18 @@
  * for some), and the test also checks the scenario is still required by that set.
  */
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ROOT, Cleanup, baseEnv, makeHome } from '../helpers.js';
-import { NODE22, PREFIX, SUITE, type Requirements } from './conformance-harness.js';
+import { INSTALL_TIMEOUT_MS, NODE22, SUITE, ensureSuiteInstalled, type Requirements } from './conformance-harness.js';
 
 const HARNESS = join(ROOT, 'dist', 'test', 'fixtures', 'conformance-client-window.js');
 /** The suite's bound on the command (the command bounds itself at 25 s). */
 const CLIENT_TIMEOUT_MS = 40_000;
 /** One scenario's whole run: the suite's start, the command, the checks. */
 const RUN_TIMEOUT_MS = 90_000;
-const INSTALL_TIMEOUT_MS = 300_000;
 
 interface Case {
   scenario: string;
@@ -46,12 +45,10 @@ const CASES: readonly Case[] = [
   {
     scenario: 'http-custom-headers',
     set: '2026-07-28',
-    todo: "the daemon does not mirror a tool's x-mcp-header parameters into Mcp-Param-* headers to a url server (15 checks fail: ClientSupportsCustomHeaders and every Mcp-Param-* header missing)",
   },
   {
     scenario: 'http-invalid-tool-headers',
     set: '2026-07-28',
-    todo: 'the daemon lists (and forwards calls to) tools whose x-mcp-header declarations are invalid (empty, on non-primitive types, duplicated, not a token), instead of leaving them out of tools/list',
   },
   { scenario: 'json-schema-ref-no-deref', set: '2026-07-28' },
 ];
@@ -73,18 +70,6 @@ interface ClientRun {
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());
-
-/** As conformance.test.ts does: the suite's own prefix, installed from its lock file when absent. */
-function ensureSuiteInstalled(): void {
-  if (existsSync(SUITE) && existsSync(NODE22)) return;
-  const npmCli = process.env.npm_execpath;
-  const [command, prefixArgs] = npmCli?.endsWith('.js') ? [process.execPath, [npmCli]] : ['npm', []];
-  execFileSync(command, [...prefixArgs, 'ci', '--prefix', PREFIX, '--no-audit', '--no-fund'], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-    timeout: INSTALL_TIMEOUT_MS,
-    env: baseEnv(),
-  });
-}
 
 function suite(args: string[]): Promise<{ exitCode: number; output: string }> {
   return new Promise((resolve) => {

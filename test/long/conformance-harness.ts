@@ -3,7 +3,7 @@
  * suite: one run of a requirement set against a URL, its per-scenario verdicts and checks, the
  * token proxy in front of the daemon, and the report printed when the daemon falls short.
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { createServer, request, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -15,6 +15,8 @@ export const NODE22 = join(PREFIX, 'node_modules', 'node', 'bin', 'node');
 export const SUITE = join(PREFIX, 'node_modules', '@modelcontextprotocol', 'conformance', 'dist', 'index.js');
 /** One run of a whole requirement set; it takes seconds, the bound is for a wedged scenario. */
 export const SUITE_TIMEOUT_MS = 300_000;
+/** Bound on installing the suite's prefix (a registry that hangs fails the test). */
+export const INSTALL_TIMEOUT_MS = 300_000;
 /** The suite's own bound on one scenario (its default is 30 s). */
 const SCENARIO_TIMEOUT_MS = 20_000;
 
@@ -276,4 +278,21 @@ export function exchangesOf(proxy: TokenProxy, scenarios: string[]): string {
       ].join('\n');
     })
     .join('\n');
+}
+
+/**
+ * Installs the suite's own prefix when a fresh clone lacks it, exactly as its lock file says,
+ * so `npm test` needs no extra step. Bounded: a registry that hangs fails the test.
+ */
+export function ensureSuiteInstalled(): void {
+  if (existsSync(SUITE) && existsSync(NODE22)) return;
+  // Under `npm test` npm names itself; run that one rather than whichever npm PATH finds first.
+  const npmCli = process.env.npm_execpath;
+  const [command, prefixArgs] = npmCli?.endsWith('.js') ? [process.execPath, [npmCli]] : ['npm', []];
+  execFileSync(command, [...prefixArgs, 'ci', '--prefix', PREFIX, '--no-audit', '--no-fund'], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    timeout: INSTALL_TIMEOUT_MS,
+    env: baseEnv(),
+  });
+  if (!existsSync(SUITE) || !existsSync(NODE22)) throw new Error(`npm ci --prefix ${PREFIX} left no suite or no Node 22`);
 }

@@ -15,18 +15,16 @@
  * Through the daemon, every scenario of both sets gives the same result as directly.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ROOT, Cleanup, baseEnv, makeHome, spawnChild, startDaemon, waitFor } from '../helpers.js';
 import { serverReport } from '../fixtures/hosted-servers.js';
 import { CONFORMANCE_LISTENING } from '../fixtures/conformance-server.js';
 import {
-  NODE22,
-  PREFIX,
-  SUITE,
+  INSTALL_TIMEOUT_MS,
   SUITE_TIMEOUT_MS,
+  ensureSuiteInstalled,
   differences,
   exchangesOf,
   outcome,
@@ -42,7 +40,6 @@ import {
 const FIXTURE = join(ROOT, 'dist', 'test', 'fixtures', 'conformance-server.js');
 /** The hosted server's name in the daemon's config, and so its path under `/mcp/`. */
 const UPSTREAM = 'conformance';
-const INSTALL_TIMEOUT_MS = 300_000;
 
 const SETS: readonly Requirements[] = ['2025-11-25', '2026-07-28'];
 /** Why a set's same-result test is todo, if it is. */
@@ -65,23 +62,6 @@ const MUST_RUN: Record<Requirements, string[]> = {
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());
-
-/**
- * Installs the suite's own prefix when a fresh clone lacks it, exactly as its lock file says,
- * so `npm test` needs no extra step. Bounded: a registry that hangs fails the test.
- */
-function ensureSuiteInstalled(): void {
-  if (existsSync(SUITE) && existsSync(NODE22)) return;
-  // Under `npm test` npm names itself; run that one rather than whichever npm PATH finds first.
-  const npmCli = process.env.npm_execpath;
-  const [command, prefixArgs] = npmCli?.endsWith('.js') ? [process.execPath, [npmCli]] : ['npm', []];
-  execFileSync(command, [...prefixArgs, 'ci', '--prefix', PREFIX, '--no-audit', '--no-fund'], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-    timeout: INSTALL_TIMEOUT_MS,
-    env: baseEnv(),
-  });
-  if (!existsSync(SUITE) || !existsSync(NODE22)) throw new Error(`npm ci --prefix ${PREFIX} left no suite or no Node 22`);
-}
 
 /** Serves the fixture over HTTP (both eras) and returns its `/mcp` URL. */
 async function startHttpFixture(): Promise<string> {

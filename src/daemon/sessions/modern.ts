@@ -9,7 +9,7 @@
  */
 import { RpcCode } from '../../protocol/codes.js';
 import { ALL_VERSIONS, REMOVED_METHODS, modernResultHead, prependMembers, readModernMeta } from '../../protocol/eras.js';
-import { clip, rpcError, type Answer, type RequestId, type RpcRequest, type RpcResponse } from '../../protocol/jsonrpc.js';
+import { clip, rpcError, type RequestId, type RpcRequest, type RpcResponse } from '../../protocol/jsonrpc.js';
 import { RelayedResponse, RelayedResult } from '../../protocol/relay.js';
 import { NAME, VERSION } from '../../protocol/version.js';
 import type { Cancellation } from '../../hosting/cancellation.js';
@@ -39,7 +39,8 @@ const INPUT_METHODS: ReadonlySet<string> = new Set(['tools/call', 'prompts/get',
 
 export class ModernRequests {
   private readonly deps: ModernDeps;
-  private readonly held: HeldCalls;
+  /** Servers' questions held for this session's modern calls (the session asks and closes them). */
+  readonly held: HeldCalls;
 
   constructor(deps: ModernDeps) {
     this.deps = deps;
@@ -82,26 +83,6 @@ export class ModernRequests {
     const verdict = headerParamsOf(tool?.inputSchema);
     if (!verdict.ok) return undefined;
     return paramHeadersMismatch(verdict.params, request.params?.arguments, (header) => headers.get(header.toLowerCase()));
-  }
-
-  /** A server asks the client during one of its calls: held for the call's retry (see HeldCalls). */
-  question(
-    method: string,
-    params: Record<string, unknown> | undefined,
-    timeoutMs: number,
-    related: RequestId | undefined,
-  ): Promise<Answer> {
-    return this.held.question(method, params, timeoutMs, related);
-  }
-
-  /** A server's question during a call was refused for want of `capability`: the call answers -32021. */
-  lacks(capability: string, related: RequestId | undefined): void {
-    this.held.lacks(capability, related);
-  }
-
-  /** The session ends: whatever servers asked and still wait for is declined. */
-  close(reason: string): void {
-    this.held.close(reason);
   }
 
   /** The daemon's identity and what it offers; for a one-server view, that server's own. */

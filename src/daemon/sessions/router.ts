@@ -20,8 +20,6 @@ import {
   isObject,
   isProgressToken,
   rpcError,
-  type Answer,
-  type RequestId,
   type RpcNotification,
   type RpcRequest,
   type RpcResponse,
@@ -39,6 +37,7 @@ import { daemonCapabilities, keptCapabilities } from './capabilities.js';
 import { modernVersionOf } from '../../protocol/eras.js';
 import { Listens } from './listens.js';
 import { ModernRequests } from './modern.js';
+import type { HeldCalls } from './held-calls.js';
 import { fulfilInputs, needsInput, withCallerMeta } from './input-rounds.js';
 
 /** How long the daemon waits for a client's answer to its own roots/list. */
@@ -104,24 +103,9 @@ export class Router {
     return this.route(request, cancel);
   }
 
-  /** A server asks a modern client during one of its calls (see ModernRequests.question). */
-  question(
-    method: string,
-    params: Record<string, unknown> | undefined,
-    timeoutMs: number,
-    related: RequestId | undefined,
-  ): Promise<Answer> {
-    return this.modern.question(method, params, timeoutMs, related);
-  }
-
-  /** A server's question during a modern call was refused for want of `capability`. */
-  lacks(capability: string, related: RequestId | undefined): void {
-    this.modern.lacks(capability, related);
-  }
-
-  /** The session ends: questions held for a modern client are declined. */
-  close(reason: string): void {
-    this.modern.close(reason);
+  /** Servers' questions held for the session's modern calls (see HeldCalls). */
+  get held(): HeldCalls {
+    return this.modern.held;
   }
 
   /** Routes a request of either era once its era is settled. */

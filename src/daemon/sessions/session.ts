@@ -276,7 +276,7 @@ export class Session {
     if (this.current === 'closed')
       return Promise.resolve({ error: { code: RpcCode.CONNECTION_CLOSED, message: 'the client session is closed' } });
     // A modern client is never asked: the question waits for its call's retry.
-    if (this.context.era === 'modern') return this.router.question(method, params, timeoutMs, related);
+    if (this.context.era === 'modern') return this.router.held.question(method, params, timeoutMs, related);
     const id = `exai-ws-${this.nextAskedId++}`;
     return new Promise((resolve) => {
       this.asked.add(id, resolve, {
@@ -295,7 +295,7 @@ export class Session {
 
   /** A server's question was refused for want of `capability` (see ClientPeer.lacks): a modern call says so. */
   lacks(capability: string, related: RequestId | undefined): void {
-    if (this.context.era === 'modern') this.router.lacks(capability, related);
+    if (this.context.era === 'modern') this.router.held.lacks(capability, related);
   }
 
   /**
@@ -358,7 +358,7 @@ export class Session {
     this.asked.failAll((resolve) =>
       resolve({ error: { code: RpcCode.CONNECTION_CLOSED, message: `the client session closed: ${reason}` } }),
     );
-    this.router.close(reason);
+    this.router.held.close(reason);
     this.context.close();
     transport?.close(code, reason);
   }
