@@ -52,6 +52,9 @@ export function modernFetch(inner: FetchLike, onRejected: RejectedTool = () => {
   const tools = new ToolHeaders(onRejected);
   return async (url, init) => {
     if ((init?.method ?? 'GET').toUpperCase() !== 'POST' || typeof init?.body !== 'string') return inner(url, init);
+    // A legacy server's requests (most bodies, some large) are not parsed again here: only a body
+    // naming the modern version or a cancellation can be one this wrapper handles.
+    if (!init.body.includes(META_PROTOCOL_VERSION) && !init.body.includes('notifications/cancelled')) return inner(url, init);
     const message = parseJson(init.body);
     const cancelled = cancelledId(message);
     const stream = cancelled === undefined ? undefined : streaming.get(cancelled);

@@ -6,9 +6,11 @@
  * gets (or loses, for a 2025 server), the initialize result a discovery stands for, and the
  * notification filter of a `subscriptions/listen` stream.
  */
+import { RpcCode } from '../protocol/codes.js';
+import { MODERN_VERSION, MetaKey, RESERVED_META_PREFIX } from '../protocol/eras.js';
 import { isObject, type Answer } from '../protocol/jsonrpc.js';
 
-export const MODERN_VERSION = '2026-07-28';
+export { MODERN_VERSION };
 export const LEGACY_VERSION = '2025-11-25';
 
 /** Which handshake a server speaks: `legacy` (initialize, 2025-11-25 and before) or `modern` (2026-07-28). */
@@ -19,20 +21,24 @@ export type ProtocolSetting = typeof LEGACY_VERSION | typeof MODERN_VERSION | 'a
 export const PROTOCOL_SETTINGS: readonly ProtocolSetting[] = Object.freeze([LEGACY_VERSION, MODERN_VERSION, 'auto']);
 
 /** The reserved `_meta` keys of the modern era. */
-export const META_PREFIX = 'io.modelcontextprotocol/';
-export const META_PROTOCOL_VERSION = `${META_PREFIX}protocolVersion`;
-export const META_CLIENT_INFO = `${META_PREFIX}clientInfo`;
-export const META_CLIENT_CAPABILITIES = `${META_PREFIX}clientCapabilities`;
-export const META_SERVER_INFO = `${META_PREFIX}serverInfo`;
-export const META_SUBSCRIPTION_ID = `${META_PREFIX}subscriptionId`;
-export const META_LOG_LEVEL = `${META_PREFIX}logLevel`;
+export const META_PREFIX = RESERVED_META_PREFIX;
+export const META_PROTOCOL_VERSION = MetaKey.PROTOCOL_VERSION;
+export const META_CLIENT_INFO = MetaKey.CLIENT_INFO;
+export const META_CLIENT_CAPABILITIES = MetaKey.CLIENT_CAPABILITIES;
+export const META_SERVER_INFO = MetaKey.SERVER_INFO;
+export const META_SUBSCRIPTION_ID = MetaKey.SUBSCRIPTION_ID;
+export const META_LOG_LEVEL = MetaKey.LOG_LEVEL;
 
 /**
  * JSON-RPC errors only a modern server sends (HeaderMismatch, MissingRequiredClientCapability,
  * UnsupportedProtocolVersion): an answer with one of them comes from a modern server, whatever
  * else it says.
  */
-export const MODERN_ERROR_CODES: ReadonlySet<number> = new Set([-32020, -32021, -32022]);
+export const MODERN_ERROR_CODES: ReadonlySet<number> = new Set([
+  RpcCode.HEADER_MISMATCH,
+  RpcCode.MISSING_CLIENT_CAPABILITY,
+  RpcCode.UNSUPPORTED_PROTOCOL_VERSION,
+]);
 
 /** What the daemon says of itself in a modern request when the caller's params say nothing. */
 export interface ModernDefaults {

@@ -15,6 +15,7 @@
  */
 import { isObject } from '../protocol/jsonrpc.js';
 import { headerValue } from './modern.js';
+import { decodeHeaderValue } from '../transport/http-modern.js';
 
 export const X_MCP_HEADER = 'x-mcp-header';
 export const PARAM_HEADER_PREFIX = 'Mcp-Param-';
@@ -179,21 +180,8 @@ export function paramHeadersMismatch(
 }
 
 /** STANDARD Base64 with its padding, nothing else. */
-const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
-
 /** A header value decoded: the sentinel's UTF-8, or the value as it is; undefined when malformed. */
-export function decodeParam(raw: string): string | undefined {
-  if (!/^[\t\x20-\x7e]*$/.test(raw)) return undefined;
-  const sentinel = /^=\?base64\?(.*)\?=$/.exec(raw);
-  if (sentinel === null) return raw;
-  const inner = sentinel[1] ?? '';
-  if (!BASE64.test(inner)) return undefined;
-  try {
-    return new TextDecoder('utf-8', { fatal: true }).decode(Buffer.from(inner, 'base64'));
-  } catch {
-    return undefined;
-  }
-}
+export const decodeParam = decodeHeaderValue;
 
 function sameValue(decoded: string, value: unknown): boolean {
   if (typeof value === 'string') return decoded === value;

@@ -17,6 +17,7 @@ import type { LogLevel } from '../protocol/log-levels.js';
 import type { ModernMeta } from '../protocol/eras.js';
 import type { CallOptions, CallOutcome } from '../hosting/server-link.js';
 import type { Upstream } from '../hosting/upstream.js';
+import type { Era } from '../hosting/modern.js';
 import type { View } from './view.js';
 
 /** The client end of a session, as the core needs it (the daemon's Session). */
@@ -70,7 +71,7 @@ export interface SessionOpening {
 }
 
 /** Which MCP era a session's client speaks: `legacy` opened with initialize, `modern` sends per-request `_meta`. */
-export type Era = 'legacy' | 'modern';
+export type { Era };
 
 export interface ClientInfo {
   readonly name?: string | undefined;

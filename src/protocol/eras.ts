@@ -105,21 +105,6 @@ export function unsupportedVersion(requested: string): RpcErrorObject {
   };
 }
 
-/** Params without the modern era's reserved `_meta` keys (a legacy server has no use for them). */
-export function withoutModernMeta(params: Record<string, unknown>): Record<string, unknown> {
-  const meta = params._meta;
-  if (!isObject(meta)) return params;
-  let own: Record<string, unknown> | undefined;
-  for (const key of Object.keys(meta)) {
-    if (!key.startsWith(RESERVED_META_PREFIX)) continue;
-    own ??= { ...meta };
-    delete own[key];
-  }
-  if (own === undefined) return params;
-  const { _meta: _dropped, ...rest } = params;
-  return Object.keys(own).length === 0 ? rest : { ...rest, _meta: own };
-}
-
 /** Fields the daemon adds in front of a modern result; the server's own, written after, win. */
 export function modernResultHead(method: string, serverInfo: { name: string; version: string }): Record<string, unknown> {
   const head: Record<string, unknown> = { resultType: 'complete' };

@@ -211,26 +211,30 @@ export function checkRequest(
   return { clientInfo: read.meta.clientInfo };
 }
 
-/** A header value as the modern wire encodes it: plain, or `=?base64?...?=` of its UTF-8 bytes; undefined when malformed. */
+/** Base64 with its padding, whole quanta only. */
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+/**
+ * A header value as the modern wire encodes it (`Mcp-Name`, `Mcp-Param-*`): plain visible ASCII,
+ * or `=?base64?...?=` of its UTF-8 bytes; undefined when it is neither.
+ */
 export function decodeHeaderValue(raw: string): string | undefined {
-  const sentinel = /^=\?base64\?([A-Za-z0-9+/]*={0,2})\?=$/.exec(raw);
-  if (sentinel === null) return raw.startsWith('=?base64?') ? undefined : raw;
+  if (!/^[\t\x20-\x7e]*$/.test(raw)) return undefined;
+  const sentinel = /^=\?base64\?(.*)\?=$/.exec(raw);
+  if (sentinel === null) return raw;
+  const inner = sentinel[1] ?? '';
+  if (!BASE64.test(inner)) return undefined;
   try {
-    return new TextDecoder('utf-8', { fatal: true }).decode(Buffer.from(sentinel[1] as string, 'base64'));
+    return new TextDecoder('utf-8', { fatal: true }).decode(Buffer.from(inner, 'base64'));
   } catch {
     return undefined;
   }
 }
 
-/** A header value as the modern wire encodes it (base64 sentinel unless it is plain visible ASCII). */
-export function encodeHeaderValue(value: string): string {
-  const plain = /^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$/.test(value) && !(value.startsWith('=?base64?') && value.endsWith('?='));
-  return plain ? value : `=?base64?${Buffer.from(value, 'utf8').toString('base64')}?=`;
-}
-
 /** The HTTP status of a modern response sent as plain JSON: 404 for an unknown method, 400 for the wire's own errors. */
 function statusOf(text: string): number {
-  if (!text.includes('"error"') || text.length > 8192) return 200;
+  // Errors are short: a long answer (a result) is not searched.
+  if (text.length > 8192 || !text.includes('"error"')) return 200;
   try {
     const code = (JSON.parse(text) as { error?: { code?: unknown } }).error?.code;
     if (code === RpcCode.METHOD_NOT_FOUND) return 404;

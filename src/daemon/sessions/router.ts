@@ -237,11 +237,13 @@ export class Router {
     const call = this.context.call(target.server, method, params, options);
     // A modern client takes a modern server's input_required itself; a legacy window is asked.
     if (this.context.era === 'modern') return call.then((outcome) => toResponse(id, outcome));
-    return call.then(async (outcome) => {
-      if (!needsInput(outcome)) return toResponse(id, outcome);
+    return call.then((outcome) => {
+      // Only a 2026-07-28 server answers input_required (its era is known once it answered): a
+      // legacy server's result, however large, is not searched for it.
+      if (target.server.era !== 'modern' || !needsInput(outcome)) return toResponse(id, outcome);
       const round = { context: this.context, related: id, timeoutMs: this.callTimeoutMs };
       const recall = (retry: Record<string, unknown>) => this.context.call(target.server, method, retry, options);
-      return toResponse(id, await fulfilInputs(outcome, params, { ...round, recall }));
+      return fulfilInputs(outcome, params, { ...round, recall }).then((last) => toResponse(id, last));
     });
   }
 
