@@ -8,8 +8,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
-import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
+import { InMemoryTransport, type JSONRPCMessage } from '@modelcontextprotocol/client';
 import { Cancellation } from '../src/hosting/cancellation.js';
 import { MAX_NUMBER_ID, unusedId } from '../src/hosting/request-ids.js';
 import { ServerLink } from '../src/hosting/server-link.js';

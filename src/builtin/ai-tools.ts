@@ -3,8 +3,8 @@
  * calls share one set of provider limits. Provider failures are tool results with
  * `isError: true` and a text that says what to do, never protocol errors.
  */
-import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import type { McpServer } from '@modelcontextprotocol/server';
+import type { CallToolResult } from '@modelcontextprotocol/server';
 import { z } from 'zod';
 import { ProviderError } from './providers/provider-error.js';
 import { AUTO_MODEL, type Providers } from './providers/providers.js';
@@ -73,18 +73,19 @@ function registerChat(server: McpServer, providers: Providers): void {
       },
       annotations: { readOnlyHint: true, openWorldHint: true },
     },
-    async (args, extra): Promise<CallToolResult> => {
-      const token = extra._meta?.progressToken;
+    async (args, ctx): Promise<CallToolResult> => {
+      const { signal } = ctx.mcpReq;
+      const token = ctx.mcpReq._meta?.progressToken;
       let unsent = '';
       let lastSentMs = 0;
       let chars = 0;
       const flush = () => {
-        if (token === undefined || unsent.length === 0 || extra.signal.aborted) return;
+        if (token === undefined || unsent.length === 0 || signal.aborted) return;
         const message = unsent;
         unsent = '';
         lastSentMs = Date.now();
-        extra
-          .sendNotification({ method: 'notifications/progress', params: { progressToken: token, progress: chars, message } })
+        ctx.mcpReq
+          .notify({ method: 'notifications/progress', params: { progressToken: token, progress: chars, message } })
           .catch(() => undefined);
       };
       try {
@@ -92,7 +93,7 @@ function registerChat(server: McpServer, providers: Providers): void {
         const result = await provider.chat(
           { model, prompt: args.prompt, systemPrompt: args.system_prompt, temperature: args.temperature, maxTokens: args.max_tokens },
           {
-            signal: extra.signal,
+            signal,
             onText: (delta, soFar) => {
               chars = soFar.length;
               unsent += delta;

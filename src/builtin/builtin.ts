@@ -3,10 +3,9 @@
  * It is just another server behind a {@link ServerLink}, so it takes the same code path as
  * the user's hosted servers.
  */
-import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
-import type { JsonSchemaType, JsonSchemaValidator, jsonSchemaValidator } from '@modelcontextprotocol/sdk/validation';
-import { AjvJsonSchemaValidator } from '@modelcontextprotocol/sdk/validation/ajv';
+import { InMemoryTransport, McpServer } from '@modelcontextprotocol/server';
+import type { CallToolResult, JsonSchemaType, JsonSchemaValidator, jsonSchemaValidator } from '@modelcontextprotocol/server';
+import { AjvJsonSchemaValidator } from '@modelcontextprotocol/server/validators/ajv';
 import { z } from 'zod';
 import { NAME, VERSION } from '../protocol/version.js';
 import { ServerLink } from '../hosting/server-link.js';
@@ -53,7 +52,7 @@ export function createBuiltinServer(context: BuiltinContext): McpServer {
       },
       annotations: { readOnlyHint: true, openWorldHint: false },
     },
-    () => {
+    (): CallToolResult => {
       const info = {
         name: NAME,
         version: VERSION,

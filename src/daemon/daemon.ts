@@ -18,7 +18,7 @@
  *      full disk costs those lines, never the shutdown;
  *   8. the pid file is removed.
  */
-import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import type { McpServer } from '@modelcontextprotocol/server';
 import { CloseCode, RpcCode } from '../protocol/codes.js';
 import { trySerialize } from '../protocol/jsonrpc.js';
 import type { AddressCard } from '../local/files.js';

@@ -4,7 +4,7 @@
  * Stdout carries only MCP messages; logs go to stderr.
  */
 import type { Readable, Writable } from 'node:stream';
-import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import type { McpServer } from '@modelcontextprotocol/server';
 import { CloseCode, RpcCode } from '../protocol/codes.js';
 import { clip, rpcError } from '../protocol/jsonrpc.js';
 import { startCore } from '../mux/core.js';

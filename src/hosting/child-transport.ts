@@ -17,8 +17,8 @@
  * pipes at all), rejects start() with a {@link SpawnError} and never throws elsewhere.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
-import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
+import type { Transport } from '@modelcontextprotocol/client';
+import type { JSONRPCMessage } from '@modelcontextprotocol/client';
 import type { LocalErrorCode } from '../local/errors.js';
 import { corkUntilTick } from '../transport/cork.js';
 import { LineSplitter } from '../transport/ndjson.js';

@@ -18,7 +18,7 @@
  * answers are returned as the inner fetch gave them.
  */
 import { createParser, type EventSourceMessage, type EventSourceParser } from 'eventsource-parser';
-import type { FetchLike } from '@modelcontextprotocol/sdk/shared/transport.js';
+import type { FetchLike } from '@modelcontextprotocol/client';
 import { isObject, type RequestId } from '../protocol/jsonrpc.js';
 import { isEventStream, modernFetch, parseJson, type RejectedTool } from './modern-http.js';
 

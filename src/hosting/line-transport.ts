@@ -4,7 +4,7 @@
  * serialised itself, without a promise per message, and sees each line before it is parsed, to
  * relay a plain response as text (protocol/relay.ts).
  */
-import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
+import type { Transport } from '@modelcontextprotocol/client';
 
 export interface LineTransport {
   /**

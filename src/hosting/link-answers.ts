@@ -2,7 +2,7 @@
  * Small pieces of a server link (server-link.ts) that need none of its state: how a server's
  * reply becomes an outcome, what an error says, which transport is HTTP.
  */
-import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
+import type { Transport } from '@modelcontextprotocol/client';
 import { RpcCode } from '../protocol/codes.js';
 import { isObject, type Answer, type RpcErrorObject } from '../protocol/jsonrpc.js';
 

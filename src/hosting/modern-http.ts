@@ -24,7 +24,7 @@
  * Anything else, legacy traffic included, goes to the inner fetch as it is.
  */
 import { createParser } from 'eventsource-parser';
-import type { FetchLike } from '@modelcontextprotocol/sdk/shared/transport.js';
+import type { FetchLike } from '@modelcontextprotocol/client';
 import { RpcCode } from '../protocol/codes.js';
 import { isObject, type RequestId } from '../protocol/jsonrpc.js';
 import { META_PROTOCOL_VERSION, MODERN_VERSION, headerValue } from './modern.js';

@@ -4,7 +4,7 @@
  */
 import { existsSync } from 'node:fs';
 import { basename, isAbsolute } from 'node:path';
-import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import type { McpServer } from '@modelcontextprotocol/server';
 import { registerAiTools } from '../builtin/ai-tools.js';
 import { builtinUpstream, createBuiltinServer } from '../builtin/builtin.js';
 import { ChildTransport, SpawnError, type ChildSpec } from '../hosting/child-transport.js';
@@ -162,7 +162,7 @@ async function launch(
     // The SDK's client transports (and the stream tagging with its SSE parser) load with the
     // first hosted server that needs one: a daemon that hosts none (or none yet) starts without them.
     const [{ StreamableHTTPClientTransport }, { tagStreams }] = await Promise.all([
-      import('@modelcontextprotocol/sdk/client/streamableHttp.js'),
+      import('@modelcontextprotocol/client'),
       import('../hosting/http-streams.js'),
     ]);
     // Its requests come on the response stream of the call that caused them: say which one.
@@ -183,7 +183,7 @@ async function launch(
     await link.start();
     return { link, exitReason: () => `the connection to ${spec.url} closed` };
   }
-  const { getDefaultEnvironment } = await import('@modelcontextprotocol/sdk/client/stdio.js');
+  const { getDefaultEnvironment } = await import('@modelcontextprotocol/client/stdio');
   const configured = {
     command: spec.command,
     args: spec.args,

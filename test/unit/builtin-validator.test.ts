@@ -4,16 +4,14 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
-import { ElicitRequestSchema } from '@modelcontextprotocol/sdk/types.js';
+import { Client, InMemoryTransport } from '@modelcontextprotocol/client';
 import { createBuiltinServer } from '../../src/builtin/builtin.js';
 
 test('an elicitation answer that breaks the requested schema is refused; one that keeps it is taken', async () => {
   const server = createBuiltinServer({ startedAtMs: Date.now() });
   const client = new Client({ name: 'unit', version: '1' }, { capabilities: { elicitation: {} } });
   const answers: Record<string, unknown>[] = [{ count: 'three' }, { count: 3 }];
-  client.setRequestHandler(ElicitRequestSchema, () => ({ action: 'accept', content: answers.shift() as Record<string, string> }));
+  client.setRequestHandler('elicitation/create', () => ({ action: 'accept', content: answers.shift() as Record<string, string> }));
   const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
   await server.connect(serverSide);
   await client.connect(clientSide);

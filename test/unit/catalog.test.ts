@@ -9,10 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
-import { McpServer, ResourceTemplate } from '@modelcontextprotocol/sdk/server/mcp.js';
-import { Server } from '@modelcontextprotocol/sdk/server/index.js';
-import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
-import { ListToolsRequestSchema } from '@modelcontextprotocol/sdk/types.js';
+import { InMemoryTransport, McpServer, ResourceTemplate, Server } from '@modelcontextprotocol/server';
 import { RpcCode } from '../../src/protocol/codes.js';
 import { linkInMemory } from '../../src/builtin/builtin.js';
 import { ServerLink } from '../../src/hosting/server-link.js';
@@ -211,13 +208,13 @@ test('a call by prefixed name waits only for the servers that could hold it, not
 
 test("a server's failed list leaves it out (logged); items without a name are dropped (logged); the rest is listed", async () => {
   const failing = new Server({ name: 'failing', version: '1' }, { capabilities: { tools: {} } });
-  failing.setRequestHandler(ListToolsRequestSchema, () => {
+  failing.setRequestHandler('tools/list', () => {
     throw new Error('the list broke');
   });
   const odd = new Server({ name: 'odd', version: '1' }, { capabilities: { tools: {} } });
   // A nameless tool is not valid MCP, but a server's list is its own data.
   const nameless = { inputSchema: { type: 'object' } } as unknown as { name: string; inputSchema: { type: 'object' } };
-  odd.setRequestHandler(ListToolsRequestSchema, () => ({ tools: [{ name: 'good', inputSchema: { type: 'object' } }, nameless] }));
+  odd.setRequestHandler('tools/list', () => ({ tools: [{ name: 'good', inputSchema: { type: 'object' } }, nameless] }));
   const builtin = upstream('exai-ws', null, mcp({ tools: ['version'] }));
   const { catalog: c, logged } = catalog();
   const all = view([builtin, upstream('failing', 'failing', failing), upstream('odd', 'odd', odd)]);

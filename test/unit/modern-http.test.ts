@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { FetchLike } from '@modelcontextprotocol/sdk/shared/transport.js';
+import type { FetchLike } from '@modelcontextprotocol/client';
 import { tagStreams } from '../../src/hosting/http-streams.js';
 
 const URL_ = new URL('http://127.0.0.1:1/mcp');

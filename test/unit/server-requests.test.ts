@@ -6,9 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
-import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import { CreateMessageResultSchema, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { InMemoryTransport, McpServer, type CallToolResult } from '@modelcontextprotocol/server';
 import { z } from 'zod';
 import { RpcCode } from '../../src/protocol/codes.js';
 import type { Answer } from '../../src/protocol/jsonrpc.js';
@@ -22,17 +20,14 @@ import { Upstream } from '../../src/hosting/upstream.js';
 /** A server whose `ask` tool samples the client with its prompt; `slow` does not ask. */
 function askingServer(): McpServer {
   const server = new McpServer({ name: 'asking', version: '1' });
-  server.registerTool('ask', { inputSchema: { prompt: z.string() } }, async ({ prompt }, extra) => {
-    const result = await extra.sendRequest(
-      {
-        method: 'sampling/createMessage',
-        params: { messages: [{ role: 'user', content: { type: 'text', text: prompt } }], maxTokens: 10 },
-      },
-      CreateMessageResultSchema,
-    );
+  server.registerTool('ask', { inputSchema: { prompt: z.string() } }, async ({ prompt }, ctx) => {
+    const result = await ctx.mcpReq.send({
+      method: 'sampling/createMessage',
+      params: { messages: [{ role: 'user', content: { type: 'text', text: prompt } }], maxTokens: 10 },
+    });
     return { content: [{ type: 'text', text: `answer: ${(result.content as { text?: string }).text ?? ''}` }] };
   });
-  server.registerTool('slow', { inputSchema: {} }, async () => {
+  server.registerTool('slow', { inputSchema: {} }, async (): Promise<CallToolResult> => {
     await new Promise((resolve) => setTimeout(resolve, 200));
     return { content: [{ type: 'text', text: 'slow' }] };
   });

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { FetchLike } from '@modelcontextprotocol/sdk/shared/transport.js';
+import type { FetchLike } from '@modelcontextprotocol/client';
 import { modernFetch } from '../../src/hosting/modern-http.js';
 import { decodeParam, encodeParam, headerParamsOf, paramHeaders, paramHeadersMismatch } from '../../src/hosting/x-mcp-header.js';
 

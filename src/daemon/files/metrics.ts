@@ -11,7 +11,7 @@
  * anything else is counted under {@link OTHER}. So a client that invents 20k method names adds
  * one counter, not 20k.
  */
-import { ClientRequestSchema } from '@modelcontextprotocol/sdk/types.js';
+import { ClientRequestSchema } from '@modelcontextprotocol/core';
 import { helloErrorClose, type HelloErrorCode } from '../../protocol/codes.js';
 import { LatencyReservoir } from '../../builtin/providers/latency.js';
 

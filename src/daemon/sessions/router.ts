@@ -13,7 +13,7 @@
  * hub it sees is {@link RouterHub}, lookups by view and nothing more.
  */
 import { fileURLToPath } from 'node:url';
-import { LATEST_PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS } from '@modelcontextprotocol/sdk/types.js';
+import { LATEST_PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS } from '@modelcontextprotocol/server';
 import { RpcCode } from '../../protocol/codes.js';
 import {
   clip,
