@@ -232,8 +232,9 @@ export class Router {
           : (p: Record<string, unknown>) =>
               this.context.tell({ jsonrpc: '2.0', method: 'notifications/progress', params: { ...p, progressToken: token } }, id),
     };
-    // A modern server hears of the calling window itself, never of the union the daemon offers.
-    if (this.context.era !== 'modern' && target.server.era === 'modern') params = withCallerMeta(params, this.context);
+    // A modern server hears of the calling window itself, never of the union the daemon offers;
+    // so does a server not started yet (its era unknown): a legacy one's link strips the keys.
+    if (this.context.era !== 'modern' && target.server.era !== 'legacy') params = withCallerMeta(params, this.context);
     const call = this.context.call(target.server, method, params, options);
     // A modern client takes a modern server's input_required itself; a legacy window is asked.
     if (this.context.era === 'modern') return call.then((outcome) => toResponse(id, outcome));
