@@ -2,35 +2,31 @@
  * HTTP stream attribution: a server-to-client request that a hosted Streamable HTTP server sends
  * on the SSE stream of a tools/call POST is traced back to that call's request id, so the
  * daemon can ask the window that made the call and no other. The end-to-end tests put the
- * official SDK server and client on both sides of the tagger; the unit tests feed it
- * hand-made SSE bytes to show it never changes, holds back or breaks a stream.
+ * official SDK server (v2, a stateful 2025-11-25 session) and client (SDK 1.x, a legacy client)
+ * on both sides of the tagger; the unit tests feed it hand-made SSE bytes to show it never
+ * changes, holds back or breaks a stream.
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, test } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import type { FetchLike } from '@modelcontextprotocol/sdk/shared/transport.js';
-import {
-  CreateMessageRequestSchema,
-  CreateMessageResultSchema,
-  ElicitRequestSchema,
-  ElicitResultSchema,
-  type RequestId,
-} from '@modelcontextprotocol/sdk/types.js';
+import { CreateMessageRequestSchema, ElicitRequestSchema, type RequestId } from '@modelcontextprotocol/sdk/types.js';
+import { McpServer, WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/server';
 import { z } from 'zod';
 import { MAX_TAGGED_REQUESTS, tagStreams, type StreamTagger } from '../src/hosting/http-streams.js';
+import { webListener } from './fixtures/conformance-web.js';
 import { Cleanup, textOf, within } from './helpers.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());
 
 // ---------------------------------------------------------------------------------------------
-// An in-process official SDK server (stateful Streamable HTTP) on 127.0.0.1, port 0.
+// An in-process official SDK v2 server (stateful Streamable HTTP: the web-standard transport with
+// session ids, served from node:http through conformance-web.ts) on 127.0.0.1, port 0.
 
 interface TestServer {
   url: URL;
@@ -43,28 +39,26 @@ type Gate = (tag: string) => Promise<void>;
 
 function makeServer(gate: Gate): McpServer {
   const server = new McpServer({ name: 'stream-fixture', version: '1.0.0' });
-  server.registerTool('sample', { description: 'Ask the client to sample.', inputSchema: { tag: z.string() } }, async ({ tag }, extra) => {
+  server.registerTool('sample', { description: 'Ask the client to sample.', inputSchema: { tag: z.string() } }, async ({ tag }, ctx) => {
     await gate(tag);
-    const progressToken = extra._meta?.progressToken;
+    const progressToken = ctx.mcpReq._meta?.progressToken;
     if (progressToken !== undefined) {
-      await extra.sendNotification({ method: 'notifications/progress', params: { progressToken, progress: 1, message: `asking ${tag}` } });
+      await ctx.mcpReq.notify({ method: 'notifications/progress', params: { progressToken, progress: 1, message: `asking ${tag}` } });
     }
-    const result = await extra.sendRequest(
-      {
-        method: 'sampling/createMessage',
-        params: { messages: [{ role: 'user', content: { type: 'text', text: `tag:${tag}` } }], maxTokens: 10 },
-      },
-      CreateMessageResultSchema,
-    );
-    const text = result.content.type === 'text' ? result.content.text : '?';
+    const result = await ctx.mcpReq.send({
+      method: 'sampling/createMessage',
+      params: { messages: [{ role: 'user', content: { type: 'text', text: `tag:${tag}` } }], maxTokens: 10 },
+    });
+    const content = Array.isArray(result.content) ? result.content[0] : result.content;
+    const text = content?.type === 'text' ? content.text : '?';
     return { content: [{ type: 'text', text: `sampled ${tag}: ${text}` }] };
   });
-  server.registerTool('elicit', { description: 'Ask the user.', inputSchema: { tag: z.string() } }, async ({ tag }, extra) => {
+  server.registerTool('elicit', { description: 'Ask the user.', inputSchema: { tag: z.string() } }, async ({ tag }, ctx) => {
     await gate(tag);
-    const result = await extra.sendRequest(
-      { method: 'elicitation/create', params: { message: `tag:${tag}`, requestedSchema: { type: 'object', properties: {} } } },
-      ElicitResultSchema,
-    );
+    const result = await ctx.mcpReq.send({
+      method: 'elicitation/create',
+      params: { message: `tag:${tag}`, requestedSchema: { type: 'object', properties: {} } },
+    });
     return { content: [{ type: 'text', text: `elicited ${tag}: ${result.action}` }] };
   });
   server.registerTool('echo', { description: 'Echo the text.', inputSchema: { text: z.string() } }, ({ text }) => ({
@@ -74,21 +68,14 @@ function makeServer(gate: Gate): McpServer {
 }
 
 async function startServer(options: { json?: boolean; gate?: Gate } = {}): Promise<TestServer> {
-  const transports = new Map<string, StreamableHTTPServerTransport>();
+  const transports = new Map<string, WebStandardStreamableHTTPServerTransport>();
   const sessions: McpServer[] = [];
-  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const chunks: Buffer[] = [];
-    for await (const chunk of req) chunks.push(chunk as Buffer);
-    const text = Buffer.concat(chunks).toString('utf8');
-    const body: unknown = text.length > 0 ? JSON.parse(text) : undefined;
-    const sessionId = req.headers['mcp-session-id'];
-    let transport = typeof sessionId === 'string' ? transports.get(sessionId) : undefined;
+  const serve = async (request: Request): Promise<Response> => {
+    const sessionId = request.headers.get('mcp-session-id');
+    let transport = sessionId !== null ? transports.get(sessionId) : undefined;
     if (transport === undefined) {
-      if (sessionId !== undefined) {
-        res.writeHead(404).end();
-        return;
-      }
-      const created = new StreamableHTTPServerTransport({
+      if (sessionId !== null) return new Response(null, { status: 404 });
+      const created = new WebStandardStreamableHTTPServerTransport({
         sessionIdGenerator: () => randomUUID(),
         enableJsonResponse: options.json === true,
         onsessioninitialized: (id) => void transports.set(id, created),
@@ -99,11 +86,9 @@ async function startServer(options: { json?: boolean; gate?: Gate } = {}): Promi
       await server.connect(created);
       transport = created;
     }
-    await transport.handleRequest(req, res, body);
+    return transport.handleRequest(request);
   };
-  const http = createServer((req, res) => {
-    handle(req, res).catch(() => res.destroy());
-  });
+  const http = createServer(webListener(serve));
   await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
   cleanup.add(
     () =>

@@ -6,8 +6,8 @@
  * grandchild behind unless something ends it). Prints nothing but MCP.
  */
 import { spawn } from 'node:child_process';
-import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
+import { McpServer, type CallToolResult } from '@modelcontextprotocol/server';
+import { StdioServerTransport } from '@modelcontextprotocol/server/stdio';
 import { z } from 'zod';
 
 const marker = process.argv[2] ?? 'exai-ws-tree';
@@ -22,13 +22,13 @@ grandchild.unref();
 
 const server = new McpServer({ name: 'tree', version: '1.0.0' });
 const unused = { unused: z.string().optional() };
-server.registerTool('pids', { description: 'This process and its grandchild.', inputSchema: unused }, () => ({
+server.registerTool('pids', { description: 'This process and its grandchild.', inputSchema: unused }, (): CallToolResult => ({
   content: [{ type: 'text', text: JSON.stringify({ pid: process.pid, grandchild: grandchild.pid }) }],
 }));
-server.registerTool('argv', { description: 'The arguments this process was started with.', inputSchema: unused }, () => ({
+server.registerTool('argv', { description: 'The arguments this process was started with.', inputSchema: unused }, (): CallToolResult => ({
   content: [{ type: 'text', text: JSON.stringify(process.argv.slice(2)) }],
 }));
-server.registerTool('crash', { description: 'Exits with status 1 right after answering.', inputSchema: unused }, () => {
+server.registerTool('crash', { description: 'Exits with status 1 right after answering.', inputSchema: unused }, (): CallToolResult => {
   setTimeout(() => process.exit(1), 50);
   return { content: [{ type: 'text', text: 'crashing' }] };
 });
