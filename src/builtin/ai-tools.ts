@@ -3,8 +3,7 @@
  * calls share one set of provider limits. Provider failures are tool results with
  * `isError: true` and a text that says what to do, never protocol errors.
  */
-import type { McpServer } from '@modelcontextprotocol/server';
-import type { CallToolResult } from '@modelcontextprotocol/server';
+import type { CallToolResult, McpServer } from '@modelcontextprotocol/server';
 import { z } from 'zod';
 import { ProviderError } from './providers/provider-error.js';
 import { AUTO_MODEL, type Providers } from './providers/providers.js';

@@ -17,8 +17,7 @@
  * pipes at all), rejects start() with a {@link SpawnError} and never throws elsewhere.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import type { Transport } from '@modelcontextprotocol/client';
-import type { JSONRPCMessage } from '@modelcontextprotocol/client';
+import type { JSONRPCMessage, Transport } from '@modelcontextprotocol/client';
 import type { LocalErrorCode } from '../local/errors.js';
 import { corkUntilTick } from '../transport/cork.js';
 import { LineSplitter } from '../transport/ndjson.js';

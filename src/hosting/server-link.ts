@@ -6,8 +6,7 @@
  * an answer under an id no call is waiting for (a server's off-by-one, a duplicate) is dropped
  * and reported (`onstray`), never given to another call.
  */
-import type { Transport } from '@modelcontextprotocol/client';
-import type { JSONRPCMessage } from '@modelcontextprotocol/client';
+import type { JSONRPCMessage, Transport } from '@modelcontextprotocol/client';
 import { RpcCode } from '../protocol/codes.js';
 import { classify, serializeFailure, type Answer, type RequestId, type RpcNotification, type RpcRequest } from '../protocol/jsonrpc.js';
 import { GLOBAL_TIMERS, PendingRequests } from '../protocol/pending.js';

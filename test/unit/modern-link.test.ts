@@ -5,8 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { Transport } from '@modelcontextprotocol/client';
-import type { JSONRPCMessage } from '@modelcontextprotocol/client';
+import type { JSONRPCMessage, Transport } from '@modelcontextprotocol/client';
 import { ServerLink } from '../../src/hosting/server-link.js';
 import { headerValue, judgeProbe, listenFilter, withModernMeta, withoutModernMeta } from '../../src/hosting/modern.js';
 import { parseUpstreams } from '../../src/hosting/upstream-config.js';

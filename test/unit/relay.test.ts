@@ -8,8 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { Transport } from '@modelcontextprotocol/client';
-import type { JSONRPCMessage } from '@modelcontextprotocol/client';
+import type { JSONRPCMessage, Transport } from '@modelcontextprotocol/client';
 import { MAX_RELAY_DEPTH, RelayedResponse, RelayedResult, scanSuccess } from '../../src/protocol/relay.js';
 import { ServerLink, type CallOutcome } from '../../src/hosting/server-link.js';
 import { serializeFor, type UnsendableDeps } from '../../src/daemon/sessions/unsendable.js';
