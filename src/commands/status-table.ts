@@ -90,12 +90,13 @@ function daemonSection(s: StatusJson, paint: Paint): string[] {
 
 function sessionsSection(s: StatusJson, paint: Paint, width: number): string[] {
   if (s.sessions.length === 0) return [heading('sessions', paint), `${INDENT}${paint('none', 'dim')}`];
+  const era = hasEra(s.sessions);
   const columns: Column[] = [
     { header: 'CLIENT', shrink: 'end' },
     { header: 'SESSION' },
     { header: 'VIA' },
     { header: 'STATE' },
-    ...eraColumn(s.sessions),
+    ...(era ? [{ header: 'ERA' }] : []),
     { header: 'AGE', align: 'right' },
     { header: 'IN FLIGHT', align: 'right' },
     { header: 'P99', align: 'right' },
@@ -107,7 +108,7 @@ function sessionsSection(s: StatusJson, paint: Paint, width: number): string[] {
     { text: x.id.slice(0, 8), style: 'dim' },
     { text: x.transport },
     { text: x.state, style: x.state === 'attached' ? undefined : 'yellow' },
-    ...eraCells(s.sessions, x.era),
+    ...(era ? [eraCell(x.era)] : []),
     { text: formatDuration(x.age_s) },
     { text: String(x.inflight) },
     { text: formatMs(x.p99_ms) },
@@ -139,13 +140,9 @@ function eraCell(era: string | null): Cell {
   return era === null ? { text: '-', style: 'dim' } : { text: era };
 }
 
-/** The ERA column, when some row has an era (a daemon that does not report eras has none). */
-function eraColumn(rows: readonly { era: string | null }[]): Column[] {
-  return rows.some((x) => x.era !== null) ? [{ header: 'ERA' }] : [];
-}
-
-function eraCells(rows: readonly { era: string | null }[], era: string | null): Cell[] {
-  return rows.some((x) => x.era !== null) ? [eraCell(era)] : [];
+/** Whether a table has an ERA column: when some row has an era (a daemon that does not report eras has none). */
+function hasEra(rows: readonly { era: string | null }[]): boolean {
+  return rows.some((x) => x.era !== null);
 }
 
 function clientLabel(x: StatusSession): string {
@@ -170,10 +167,11 @@ const SERVER_STYLE: Record<string, Style> = {
 function serversSection(s: StatusJson, paint: Paint, width: number): string[] {
   const lines: string[] = [];
   if (s.servers.length > 0) {
+    const era = hasEra(s.servers);
     const columns: Column[] = [
       { header: 'NAME', shrink: 'end' },
       { header: 'STATE' },
-      ...eraColumn(s.servers),
+      ...(era ? [{ header: 'ERA' }] : []),
       { header: 'PID', align: 'right' },
       { header: 'SCOPE', shrink: 'start' },
       { header: 'RESTARTS', align: 'right' },
@@ -182,7 +180,7 @@ function serversSection(s: StatusJson, paint: Paint, width: number): string[] {
     const rows = s.servers.map((x): Cell[] => [
       { text: x.name },
       { text: x.state, style: SERVER_STYLE[x.state] },
-      ...eraCells(s.servers, x.era),
+      ...(era ? [eraCell(x.era)] : []),
       { text: x.pid === null ? '-' : String(x.pid) },
       { text: x.scope === null ? '-' : x.scope_key ? `${x.scope} ${x.scope_key}` : x.scope },
       { text: x.restarts === null ? '-' : String(x.restarts), style: (x.restarts ?? 0) > 0 ? 'yellow' : undefined },

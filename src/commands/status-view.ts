@@ -1,4 +1,5 @@
 import type { HealthReport, Liveness } from '../local/health.js';
+import { MODERN_VERSION } from '../protocol/eras.js';
 /**
  * What `exai-ws status` shows, as data and as text: pure functions over the daemon's health
  * report, so they are tested without a daemon and can be reused (the status page).
@@ -251,7 +252,7 @@ export function statusJson(h: HealthReport | Liveness, refused?: string): Status
 function statelessOf(value: unknown): StatusStatelessClient[] {
   return list(value).map((c) => ({
     client: str(c.client) ?? 'unknown',
-    era: str(c.era) ?? '2026-07-28',
+    era: str(c.era) ?? MODERN_VERSION,
     requests: num(c.requests) ?? 0,
     last_seen_s: num(c.last_seen_s) ?? 0,
   }));

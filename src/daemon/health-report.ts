@@ -5,6 +5,7 @@
  * are each a session of their own that ends once answered, grouped by client name
  * ({@link StatelessClients}).
  */
+import { ERA_VERSION, MODERN_VERSION, type Era } from '../protocol/eras.js';
 import { NAME, VERSION } from '../protocol/version.js';
 import {
   STATELESS_CLIENTS_MAX,
@@ -18,7 +19,7 @@ import type { Hub } from '../mux/hub.js';
 import type { Providers } from '../builtin/providers/providers.js';
 import type { LineFile } from './files/line-file.js';
 import type { DaemonLogger } from './files/logger.js';
-import type { EraName, Metrics } from './files/metrics.js';
+import type { Metrics } from './files/metrics.js';
 import type { ConfigReloads } from './config-reload.js';
 import type { DaemonServer } from './web/server.js';
 import type { SessionManager } from './sessions/sessions.js';
@@ -26,10 +27,8 @@ import type { Session } from './sessions/session.js';
 import { memoryReport, socketsReport } from './start-parts.js';
 
 /** The eras by the names the code gives them (SessionContext.era, Upstream.era) as `/health` writes them: the revision that names the era; null: not known yet. */
-export function eraVersion(era: EraName | undefined): EraVersion | null {
-  if (era === 'modern') return '2026-07-28';
-  if (era === 'legacy') return '2025-11-25';
-  return null;
+export function eraVersion(era: Era | undefined): EraVersion | null {
+  return era === undefined ? null : ERA_VERSION[era];
 }
 
 /** The longest client name kept, in characters: the name is the client's own string. */
@@ -51,14 +50,15 @@ export class StatelessClients {
   /** One stateless request's session ended: `requests` answered in it, for the client named `name`. */
   seen(name: string | undefined, requests: number): void {
     const key = clientName(name);
-    const entry = this.byName.get(key);
+    const entry = this.byName.get(key) ?? { requests: 0, lastMs: 0 };
+    entry.requests += Math.max(0, requests);
+    entry.lastMs = this.now();
+    // Moved to the end: the Map's order is the order last seen.
     this.byName.delete(key);
-    this.byName.set(key, { requests: (entry?.requests ?? 0) + Math.max(0, requests), lastMs: this.now() });
-    while (this.byName.size > this.max) {
-      const oldest = this.byName.keys().next();
-      if (oldest.done === true) break;
-      this.byName.delete(oldest.value);
-    }
+    this.byName.set(key, entry);
+    // One name added at most, so one dropped at most: the least recently seen.
+    const oldest = this.byName.size > this.max ? this.byName.keys().next().value : undefined;
+    if (oldest !== undefined) this.byName.delete(oldest);
   }
 
   get size(): number {
@@ -70,7 +70,7 @@ export class StatelessClients {
     const now = this.now();
     return [...this.byName].reverse().map(([client, e]) => ({
       client,
-      era: '2026-07-28',
+      era: MODERN_VERSION,
       requests: e.requests,
       last_seen_s: Math.max(0, Math.round((now - e.lastMs) / 1000)),
     }));
@@ -81,14 +81,6 @@ export class StatelessClients {
 export function clientName(name: string | undefined): string {
   if (name === undefined || name.length === 0) return 'unknown';
   return name.length <= CLIENT_NAME_MAX ? name : `${name.slice(0, CLIENT_NAME_MAX - 1)}…`;
-}
-
-/**
- * The era a session's client speaks. Read through a cast until Session exposes its context's
- * era (`get era()` in session.ts, see the status brief's report): a Session without it reports null.
- */
-export function sessionEra(session: Session): EraVersion | null {
-  return session.era === undefined ? null : eraVersion(session.era);
 }
 
 /** What the report is made from: the daemon's parts, any of them absent before start. */
@@ -150,7 +142,7 @@ export function healthReport(p: HealthParts): HealthReport {
     memory: memoryReport(),
     auto_started: p.autoStarted,
     idle_exit_ms: p.idleExitMs,
-    ...(p.settings ? { settings: p.settings } : {}),
+    settings: p.settings,
     warnings: [...p.warnings],
   };
 }
@@ -168,6 +160,6 @@ function sessionEntry(s: Session): SessionEntry {
     inflight: s.inflightCount,
     requests: s.latency.total,
     p99_ms: s.latency.p99(),
-    era: sessionEra(s),
+    era: eraVersion(s.era),
   };
 }

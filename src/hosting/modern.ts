@@ -7,14 +7,10 @@
  * notification filter of a `subscriptions/listen` stream.
  */
 import { RpcCode } from '../protocol/codes.js';
-import { MODERN_VERSION, MetaKey, RESERVED_META_PREFIX } from '../protocol/eras.js';
+import { LEGACY_VERSION, MODERN_VERSION, MetaKey, RESERVED_META_PREFIX, type Era } from '../protocol/eras.js';
 import { isObject, type Answer } from '../protocol/jsonrpc.js';
 
-export { MODERN_VERSION };
-export const LEGACY_VERSION = '2025-11-25';
-
-/** Which handshake a server speaks: `legacy` (initialize, 2025-11-25 and before) or `modern` (2026-07-28). */
-export type Era = 'legacy' | 'modern';
+export { LEGACY_VERSION, MODERN_VERSION, type Era };
 
 /** A config entry's `protocol`: one era only, or `auto` (probe with server/discover, fall back to initialize). */
 export type ProtocolSetting = typeof LEGACY_VERSION | typeof MODERN_VERSION | 'auto';

@@ -5,6 +5,7 @@
  * settings), so the readers need none of the parts that make it.
  */
 import type { SettingsProblem } from './settings.js';
+import type { ERA_VERSION } from '../protocol/eras.js';
 
 export interface HealthReport {
   status: string;
@@ -104,7 +105,7 @@ export interface SessionEntry {
  * An MCP era by the revision that names it: `2026-07-28` (per-request `_meta`, no initialize)
  * or `2025-11-25` (initialize, whichever 2025 revision it then agreed).
  */
-export type EraVersion = '2026-07-28' | '2025-11-25';
+export type EraVersion = (typeof ERA_VERSION)[keyof typeof ERA_VERSION];
 
 /** The most client names `stateless_clients` keeps; the least recently seen goes first. */
 export const STATELESS_CLIENTS_MAX = 64;

@@ -11,10 +11,19 @@ import { LOG_LEVELS, type LogLevel } from './log-levels.js';
 
 /** The modern revision the daemon serves. */
 export const MODERN_VERSION = '2026-07-28';
+/** The newest legacy revision: the one the daemon asks servers for, and the one that names the legacy era. */
+export const LEGACY_VERSION = '2025-11-25';
 /** Modern revisions the daemon serves, newest first. */
 export const MODERN_VERSIONS: readonly string[] = [MODERN_VERSION];
 /** Legacy revisions the daemon serves (by `initialize`), newest first. */
-export const LEGACY_VERSIONS: readonly string[] = ['2025-11-25', '2025-06-18', '2025-03-26', '2024-11-05'];
+export const LEGACY_VERSIONS: readonly string[] = [LEGACY_VERSION, '2025-06-18', '2025-03-26', '2024-11-05'];
+
+/** Which era a client or a server speaks: `legacy` (initialize, 2025-11-25 and before) or `modern` (2026-07-28). */
+export type Era = 'legacy' | 'modern';
+/** The eras, as metric labels list them. */
+export const ERAS: readonly Era[] = Object.freeze(['modern', 'legacy']);
+/** Each era by the revision that names it, as `/health` and the status views write it. */
+export const ERA_VERSION = Object.freeze({ modern: MODERN_VERSION, legacy: LEGACY_VERSION } as const);
 /** Every revision, as `server/discover` and -32022 list them. */
 export const ALL_VERSIONS: readonly string[] = [...MODERN_VERSIONS, ...LEGACY_VERSIONS];
 

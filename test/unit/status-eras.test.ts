@@ -5,8 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { CLIENT_NAME_MAX, StatelessClients, clientName, eraVersion, sessionEra } from '../../src/daemon/health-report.js';
-import type { Session } from '../../src/daemon/sessions/session.js';
+import { CLIENT_NAME_MAX, StatelessClients, clientName, eraVersion } from '../../src/daemon/health-report.js';
 import { Metrics } from '../../src/daemon/files/metrics.js';
 import { PrometheusExporter } from '../../src/daemon/web/prometheus.js';
 import { statusJson } from '../../src/commands/status-view.js';
@@ -86,9 +85,6 @@ test('eras as /health writes them: the revision that names them, null while unkn
   assert.equal(eraVersion('modern'), '2026-07-28');
   assert.equal(eraVersion('legacy'), '2025-11-25');
   assert.equal(eraVersion(undefined), null);
-  assert.equal(sessionEra({ era: 'modern' } as unknown as Session), '2026-07-28');
-  assert.equal(sessionEra({ era: 'legacy' } as unknown as Session), '2025-11-25');
-  assert.equal(sessionEra({} as unknown as Session), null);
 });
 
 function report(servers: unknown[]): HealthReport {

@@ -12,6 +12,7 @@
  * one counter, not 20k.
  */
 import { ClientRequestSchema } from '@modelcontextprotocol/core';
+import type { Era } from '../../protocol/eras.js';
 import { helloErrorClose, type HelloErrorCode } from '../../protocol/codes.js';
 import { LatencyReservoir } from '../../builtin/providers/latency.js';
 
@@ -139,11 +140,6 @@ export class MethodSeries implements Outcomes {
   }
 }
 
-/** The eras a request can be counted under: a fixed label set (`modern`: 2026-07-28, `legacy`: 2025). */
-export const ERA_NAMES = ['modern', 'legacy'] as const;
-
-export type EraName = (typeof ERA_NAMES)[number];
-
 export interface MetricsGauges {
   sessionsActive: number;
   sessionsDetached: number;
@@ -168,7 +164,7 @@ export class Metrics {
   readonly rejections = new Map<string, number>();
   readonly closeReasons = new Map<string, number>();
   /** Answered requests by the era their session's client speaks (a request whose era was not known is in neither). */
-  readonly byEra: Record<EraName, number> = { modern: 0, legacy: 0 };
+  readonly byEra: Record<Era, number> = { modern: 0, legacy: 0 };
 
   /** One series per known method and one for {@link OTHER}, made up front: the request path only looks up. */
   private readonly methods = new Map<string, MethodSeries>();
@@ -190,10 +186,9 @@ export class Metrics {
    * `tools/call`'s tool name; `era` the one its session's client speaks, when known. Runs for
    * every request: keep it free of allocation.
    */
-  request(method: string, tool: string | undefined, latencyMs: number, isError: boolean, era?: EraName): void {
+  request(method: string, tool: string | undefined, latencyMs: number, isError: boolean, era?: Era): void {
     this.requests++;
-    if (era === 'modern') this.byEra.modern++;
-    else if (era === 'legacy') this.byEra.legacy++;
+    if (era !== undefined) this.byEra[era]++;
     if (isError) this.errors++;
     (this.methods.get(method) ?? this.otherMethod).record(latencyMs, isError);
     if (tool !== undefined) {

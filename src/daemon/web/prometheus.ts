@@ -16,7 +16,8 @@
 import perfHooks, { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import type { Counter, Gauge, Metric, Registry } from 'prom-client';
 import { VERSION } from '../../protocol/version.js';
-import { ERA_NAMES, type Metrics } from '../files/metrics.js';
+import { ERAS, ERA_VERSION } from '../../protocol/eras.js';
+import type { Metrics } from '../files/metrics.js';
 import { LatencyHistogram, emitRequests, type Emit } from './prometheus-requests.js';
 import type { UpstreamState, HealthReport } from '../../local/health.js';
 
@@ -180,7 +181,7 @@ class Series {
       'Requests answered since start, by the era their client speaks: modern (2026-07-28) or legacy (2025).',
       ['era'],
       (emit) => {
-        for (const era of ERA_NAMES) emit(metrics.byEra[era], { era });
+        for (const era of ERAS) emit(metrics.byEra[era], { era });
       },
     );
     this.registry.registerMetric(
@@ -235,12 +236,8 @@ class Series {
       'Hosted server instances by the era they were last spoken to in (not yet started: in neither).',
       ['era'],
       (emit) => {
-        const counts = { modern: 0, legacy: 0 };
-        for (const s of records(report()?.servers)) {
-          if (s.era === '2026-07-28') counts.modern++;
-          else if (s.era === '2025-11-25') counts.legacy++;
-        }
-        for (const era of ERA_NAMES) emit(counts[era], { era });
+        const servers = records(report()?.servers);
+        for (const era of ERAS) emit(servers.filter((s) => s.era === ERA_VERSION[era]).length, { era });
       },
     );
   }
