@@ -47,7 +47,7 @@ import { HELD_STATES, SessionManager } from './sessions/sessions.js';
 import type { ReloadReport, HealthReport } from '../local/health.js';
 import { bindPort } from './bind-port.js';
 import { logStartFailure, openDaemonFiles, takeToken } from './start-parts.js';
-import { healthReport, StatelessClients } from './health-report.js';
+import { clientOf, healthReport, StatelessClients } from './health-report.js';
 
 export interface DaemonOptions {
   config: DaemonConfig;
@@ -213,8 +213,7 @@ export class Daemon {
       end: (host, reason) => {
         const session = manager.get(host.id);
         // A stateless 2026-07-28 request's own session: its client is counted by name for /health.
-        if (session && reason === 'request_answered')
-          this.stateless.seen(session.clientInfo?.name ?? session.client.name, session.latency.total);
+        if (session && reason === 'request_answered') this.stateless.seen(clientOf(session), session.latency.total);
         if (session) manager.expire(session, reason);
       },
       reject: (reason) => this.metrics.reject(reason),
@@ -271,10 +270,9 @@ export class Daemon {
 
   /** The `/health` report (health-report.ts). */
   health(): HealthReport {
-    const { config } = this;
     return healthReport({
       state: this.state,
-      host: config.host,
+      config: this.config,
       port: this.port,
       startedAtMs: this.startedAtMs,
       manager: this.manager,
@@ -285,10 +283,7 @@ export class Daemon {
       providers: this.providers,
       log: this.log,
       metricsFile: this.metricsFile,
-      limits: { max_sessions: config.maxSessions, max_inflight: config.maxInflight, max_bytes: config.maxBytes },
-      autoStarted: config.autoStarted,
       idleExitMs: this.idleExitMs,
-      settings: config.settings,
       warnings: this.warnings,
       stateless: this.stateless,
     });

@@ -12,7 +12,6 @@ import {
   type EraVersion,
   type HealthReport,
   type SessionEntry,
-  type SettingsHealth,
   type StatelessClientEntry,
 } from '../local/health.js';
 import type { Hub } from '../mux/hub.js';
@@ -21,6 +20,7 @@ import type { LineFile } from './files/line-file.js';
 import type { DaemonLogger } from './files/logger.js';
 import type { Metrics } from './files/metrics.js';
 import type { ConfigReloads } from './config-reload.js';
+import type { DaemonConfig } from './files/config.js';
 import type { DaemonServer } from './web/server.js';
 import type { SessionManager } from './sessions/sessions.js';
 import type { Session } from './sessions/session.js';
@@ -83,10 +83,16 @@ export function clientName(name: string | undefined): string {
   return name.length <= CLIENT_NAME_MAX ? name : `${name.slice(0, CLIENT_NAME_MAX - 1)}…`;
 }
 
+/** A session's client: the MCP client's own name (VS Code, Claude Code) once it sent initialize; else the hello's. */
+export function clientOf(s: Pick<Session, 'clientInfo' | 'client'>): string {
+  return s.clientInfo?.name ?? s.client.name;
+}
+
 /** What the report is made from: the daemon's parts, any of them absent before start. */
 export interface HealthParts {
   state: string;
-  host: string;
+  /** What of the daemon's config the report shows. */
+  config: Pick<DaemonConfig, 'host' | 'maxSessions' | 'maxInflight' | 'maxBytes' | 'autoStarted' | 'settings'>;
   port: number;
   startedAtMs: number;
   manager: SessionManager | undefined;
@@ -97,17 +103,14 @@ export interface HealthParts {
   providers: Providers;
   log: DaemonLogger | undefined;
   metricsFile: LineFile | undefined;
-  limits: NonNullable<HealthReport['limits']>;
-  autoStarted: boolean;
   idleExitMs: number | null;
-  settings: SettingsHealth | undefined;
   warnings: readonly string[];
   stateless: StatelessClients;
 }
 
 /** The `/health` report. */
 export function healthReport(p: HealthParts): HealthReport {
-  const { manager, hub } = p;
+  const { manager, hub, config } = p;
   const total = manager?.size ?? 0;
   const attached = manager?.attachedCount ?? 0;
   return {
@@ -115,7 +118,7 @@ export function healthReport(p: HealthParts): HealthReport {
     name: NAME,
     version: VERSION,
     pid: process.pid,
-    host: p.host,
+    host: config.host,
     port: p.port,
     started_at: new Date(p.startedAtMs).toISOString(),
     uptime_s: Math.round((Date.now() - p.startedAtMs) / 1000),
@@ -136,13 +139,13 @@ export function healthReport(p: HealthParts): HealthReport {
       .map((s) => ({ ...s.report(), era: eraVersion(s.era), asks_client: hub?.requests.asksClient(s) ?? [] })),
     config: p.configs.report(),
     providers: p.providers.health(),
-    limits: p.limits,
+    limits: { max_sessions: config.maxSessions, max_inflight: config.maxInflight, max_bytes: config.maxBytes },
     log: p.log?.stats() ?? null,
     metrics_file: p.metricsFile?.stats() ?? null,
     memory: memoryReport(),
-    auto_started: p.autoStarted,
+    auto_started: config.autoStarted,
     idle_exit_ms: p.idleExitMs,
-    settings: p.settings,
+    settings: config.settings,
     warnings: [...p.warnings],
   };
 }
@@ -152,8 +155,7 @@ function sessionEntry(s: Session): SessionEntry {
     id: s.id,
     transport: s.kind,
     state: s.state,
-    // The MCP client's own name (VS Code, Claude Code) once it sent initialize; else the hello's.
-    client: s.clientInfo?.name ?? s.client.name,
+    client: clientOf(s),
     client_version: s.clientInfo?.version ?? s.client.version,
     cwd: s.cwd ?? null,
     age_s: Math.round((Date.now() - s.createdAtMs) / 1000),
