@@ -16,7 +16,7 @@
 import { randomBytes } from 'node:crypto';
 import { RpcCode } from '../../protocol/codes.js';
 import { idKey, isObject, rpcError, type Answer, type RequestId, type RpcRequest, type RpcResponse } from '../../protocol/jsonrpc.js';
-import { RelayedResponse, RelayedResult } from '../../protocol/relay.js';
+import { RelayedResponse } from '../../protocol/relay.js';
 import type { Cancellation } from '../../hosting/cancellation.js';
 import { issueState, verifyState } from './request-state.js';
 
@@ -60,7 +60,7 @@ function declined(code: number, message: string): Answer {
 /** The call's answer as the answer to request `id` (a retry answers under its own id). */
 function answering(response: RpcResponse | null, id: RequestId): RpcResponse | null {
   if (response === null || response.id === id) return response;
-  if (response instanceof RelayedResponse) return new RelayedResponse(id, new RelayedResult(response.relayedText));
+  if (response instanceof RelayedResponse) return new RelayedResponse(id, response.relayed);
   return { ...response, id };
 }
 

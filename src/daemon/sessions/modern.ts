@@ -172,7 +172,7 @@ export class ModernRequests {
     }
     const head = modernResultHead(method, this.serverInfo());
     if (response instanceof RelayedResponse) {
-      const text = response.relayedText;
+      const text = response.relayed.text;
       // An interim result of a modern server is never cacheable: only its own fields go.
       if (text.includes('"input_required"')) {
         delete head.ttlMs;
