@@ -173,15 +173,16 @@ export class ModernRequests {
     const head = modernResultHead(method, this.serverInfo());
     if (response instanceof RelayedResponse) {
       const text = response.relayed.text;
-      // An interim result of a modern server is never cacheable: only its own fields go.
-      if (text.includes('"input_required"')) {
+      // An interim result of a modern server is never cacheable: only its own fields go (a
+      // result with no caching hints has none to drop, and its text is not searched).
+      if (head.ttlMs !== undefined && text.includes('"input_required"')) {
         delete head.ttlMs;
         delete head.cacheScope;
       }
       return new RelayedResponse(response.id, new RelayedResult(prependMembers(text, head)));
     }
     const result = response.result;
-    if (result.resultType === 'input_required') {
+    if (head.ttlMs !== undefined && result.resultType === 'input_required') {
       delete head.ttlMs;
       delete head.cacheScope;
     }
