@@ -20,7 +20,7 @@ import { HeldCalls } from './held-calls.js';
 import { STATE_PREFIX } from './request-state.js';
 import { MAX_LISTENS, acknowledgement, agreedFilter, type Listens } from './listens.js';
 import { PARAM_HEADERS } from '../../transport/http-modern.js';
-import { headerParamsOf, paramHeadersMismatch } from '../../hosting/x-mcp-header.js';
+import { headerParamsOf, paramHeadersMismatch, type HeaderParamsVerdict } from '../../hosting/x-mcp-header.js';
 
 /** The legacy era's "resource not found"; the modern era says -32602 instead. */
 const LEGACY_RESOURCE_NOT_FOUND = -32002;
@@ -36,6 +36,19 @@ export interface ModernDeps {
 
 /** The requests a server may answer with `input_required` (and so ask the client through). */
 const INPUT_METHODS: ReadonlySet<string> = new Set(['tools/call', 'prompts/get', 'resources/read']);
+
+/**
+ * Listed tools' `x-mcp-header` verdicts, by the tool's `inputSchema` object: the catalog keeps a
+ * server's list items until the list changes, and then lists new ones (so a new schema).
+ */
+const HEADER_PARAMS = new WeakMap<object, HeaderParamsVerdict>();
+
+function headerParamsOfListed(inputSchema: unknown): HeaderParamsVerdict {
+  if (typeof inputSchema !== 'object' || inputSchema === null) return headerParamsOf(inputSchema);
+  let verdict = HEADER_PARAMS.get(inputSchema);
+  if (verdict === undefined) HEADER_PARAMS.set(inputSchema, (verdict = headerParamsOf(inputSchema)));
+  return verdict;
+}
 
 export class ModernRequests {
   private readonly deps: ModernDeps;
@@ -80,7 +93,7 @@ export class ModernRequests {
     if (headers === undefined || typeof name !== 'string') return undefined;
     const listed = await this.deps.hub.list('tools', this.deps.context.view);
     const tool = 'items' in listed ? listed.items.find((item) => item.name === name) : undefined;
-    const verdict = headerParamsOf(tool?.inputSchema);
+    const verdict = headerParamsOfListed(tool?.inputSchema);
     if (!verdict.ok) return undefined;
     return paramHeadersMismatch(verdict.params, request.params?.arguments, (header) => headers.get(header.toLowerCase()));
   }
