@@ -15,7 +15,7 @@ import { NAME, VERSION } from '../../protocol/version.js';
 import type { Cancellation } from '../../hosting/cancellation.js';
 import type { RouterHub } from '../../mux/hub.js';
 import type { SessionContext } from '../../mux/session-context.js';
-import { daemonCapabilities, keptCapabilities } from './capabilities.js';
+import { INSTRUCTIONS, connectSingle, daemonCapabilities, keptCapabilities } from './capabilities.js';
 import { HeldCalls } from './held-calls.js';
 import { STATE_PREFIX } from './request-state.js';
 import { MAX_LISTENS, acknowledgement, agreedFilter, type Listens } from './listens.js';
@@ -103,18 +103,12 @@ export class ModernRequests {
     const single = this.deps.context.view.server;
     let offered: Record<string, unknown> = {
       capabilities: daemonCapabilities(),
-      instructions: 'exai-ws: one shared MCP daemon for every client on this machine.',
+      instructions: INSTRUCTIONS,
     };
     if (single !== undefined) {
-      const server = this.deps.hub.instanceFor(single, this.deps.context.view);
-      try {
-        if (!server) throw new Error('no such server');
-        await server.connect();
-      } catch (error) {
-        return rpcError(id, RpcCode.UPSTREAM_UNAVAILABLE, `${single}: ${(error as Error).message}`, { server: single });
-      }
-      this.deps.context.use(server);
-      const own = server.initializeResult ?? {};
+      const connected = await connectSingle(this.deps.hub, this.deps.context, single, id);
+      if ('refused' in connected) return connected.refused;
+      const { own } = connected;
       offered = {
         capabilities: own.capabilities ?? {},
         ...(typeof own.instructions === 'string' ? { instructions: own.instructions } : {}),
