@@ -81,11 +81,6 @@ export class ModernHttp {
     this.options = options;
   }
 
-  /** Requests being served now. */
-  get runningCount(): number {
-    return this.running.size;
-  }
-
   /** Serves one parsed POST body whose `MCP-Protocol-Version` names the modern era. */
   message(req: IncomingMessage, res: ServerResponse, server: string | undefined, c: Classified): void {
     if (c.kind === 'notification') {

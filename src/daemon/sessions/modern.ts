@@ -22,9 +22,6 @@ import { MAX_LISTENS, acknowledgement, agreedFilter, type Listens } from './list
 import { PARAM_HEADERS } from '../../transport/http-modern.js';
 import { headerParamsOf, paramHeadersMismatch, type HeaderParamsVerdict } from '../../hosting/x-mcp-header.js';
 
-/** The legacy era's "resource not found"; the modern era says -32602 instead. */
-const LEGACY_RESOURCE_NOT_FOUND = -32002;
-
 export interface ModernDeps {
   context: SessionContext;
   hub: RouterHub;
@@ -172,7 +169,7 @@ export class ModernRequests {
   /** A response as the modern era writes it: `resultType`, caching hints, the server's identity. */
   private written(method: string, response: RpcResponse): RpcResponse {
     if ('error' in response) {
-      if (method === 'resources/read' && response.error.code === LEGACY_RESOURCE_NOT_FOUND) {
+      if (method === 'resources/read' && response.error.code === RpcCode.LEGACY_RESOURCE_NOT_FOUND) {
         return { ...response, error: { ...response.error, code: RpcCode.INVALID_PARAMS } };
       }
       return response;

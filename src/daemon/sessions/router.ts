@@ -35,7 +35,7 @@ import { NAME, VERSION } from '../../protocol/version.js';
 import { RelayedResponse, RelayedResult } from '../../protocol/relay.js';
 import { INSTRUCTIONS, connectSingle, daemonCapabilities, keptCapabilities } from './capabilities.js';
 import { modernVersionOf } from '../../protocol/eras.js';
-import { Listens } from './listens.js';
+import type { Listens } from './listens.js';
 import { ModernRequests } from './modern.js';
 import type { HeldCalls } from './held-calls.js';
 import { fulfilInputs, needsInput, withCallerMeta } from './input-rounds.js';
@@ -47,7 +47,7 @@ export interface RouterOptions {
   /** Deadline of one forwarded request, in milliseconds. */
   callTimeoutMs: number;
   /** The session's listen streams (modern clients' change notifications). */
-  listens?: Listens;
+  listens: Listens;
 }
 
 // Maps, not object literals: a method is the client's string, and `constructor` or
@@ -81,7 +81,7 @@ export class Router {
     this.modern = new ModernRequests({
       context,
       hub,
-      listens: options.listens ?? new Listens(() => {}),
+      listens: options.listens,
       callTimeoutMs: options.callTimeoutMs,
       route: (request, cancel) => this.route(request, cancel),
     });
