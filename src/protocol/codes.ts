@@ -14,6 +14,8 @@ export const RpcCode = Object.freeze({
   REQUEST_TIMEOUT: -32001,
   OVER_CAPACITY: -32010,
   UPSTREAM_UNAVAILABLE: -32011,
+  /** A server's "resource not found" in the legacy era; the modern era answers -32602 instead. */
+  LEGACY_RESOURCE_NOT_FOUND: -32002,
   /** To a hosted server: which window caused its sampling, elicitation or roots request is not certain. */
   ORIGIN_UNKNOWN: -32012,
   /** 2026-07-28: the HTTP headers do not match the body, or a required one is missing (HTTP 400). */

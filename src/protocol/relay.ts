@@ -50,16 +50,12 @@ export class RelayedResponse {
   readonly jsonrpc = '2.0' as const;
   constructor(
     readonly id: RequestId,
-    private readonly relayed: RelayedResult,
+    /** The result as the server wrote it (another response may carry it on, its parse with it). */
+    readonly relayed: RelayedResult,
   ) {}
 
   get result(): Record<string, unknown> {
     return this.relayed.result;
-  }
-
-  /** The result object's text, as the server wrote it. */
-  get relayedText(): string {
-    return this.relayed.text;
   }
 
   /** The response as JSON.stringify would write it, give or take the server's whitespace and escapes. */

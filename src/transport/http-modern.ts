@@ -16,7 +16,7 @@ import { MODERN_VERSIONS, modernVersionOf, readModernMeta } from '../protocol/er
 import { clip, isObject, rpcError, type Classified, type RpcErrorObject, type RpcRequest } from '../protocol/jsonrpc.js';
 import type { ByteBudget } from './byte-budget.js';
 import { HttpTransport, type SsePolling } from './http-transport.js';
-import { header, writeJson } from './http-wire.js';
+import { header } from './http-wire.js';
 import type { HttpSessionHost, OpenSession } from './http-session.js';
 
 /** Methods whose `Mcp-Name` header names the tool, prompt or resource, and the body field it mirrors. */
@@ -66,7 +66,8 @@ export interface ModernHttpOptions {
   open(server: string | undefined, client: { name: string; version: string }): OpenSession;
   /** Ends a request's session once it is answered or its client went away. */
   end(session: HttpSessionHost): void;
-  reject(reason: `http_${number}`): void;
+  /** Answers a refused request with `status` and `body` (and counts it, as the endpoint counts its own). */
+  refuse(res: ServerResponse, status: number, body: object): void;
 }
 
 /** The stateless endpoint: one session per request, none kept between requests. */
@@ -81,11 +82,6 @@ export class ModernHttp {
     this.options = options;
   }
 
-  /** Requests being served now. */
-  get runningCount(): number {
-    return this.running.size;
-  }
-
   /** Serves one parsed POST body whose `MCP-Protocol-Version` names the modern era. */
   message(req: IncomingMessage, res: ServerResponse, server: string | undefined, c: Classified): void {
     if (c.kind === 'notification') {
@@ -94,11 +90,11 @@ export class ModernHttp {
       return;
     }
     if (c.kind !== 'request') {
-      return this.refuse(res, 400, rpcError(null, RpcCode.INVALID_REQUEST, 'Bad Request: a POST carries one JSON-RPC request'));
+      return this.options.refuse(res, 400, rpcError(null, RpcCode.INVALID_REQUEST, 'Bad Request: a POST carries one JSON-RPC request'));
     }
     const request = c.message;
     const checked = checkRequest(req, request);
-    if ('error' in checked) return this.refuse(res, 400, { jsonrpc: '2.0', id: request.id, error: checked.error });
+    if ('error' in checked) return this.options.refuse(res, 400, { jsonrpc: '2.0', id: request.id, error: checked.error });
     if (request.method === 'tools/call') PARAM_HEADERS.set(request, paramHeadersOf(req));
     const key = this.options.held?.named(request);
     const parked = key === undefined ? undefined : this.parked.get(key);
@@ -110,7 +106,7 @@ export class ModernHttp {
     }
     const info = checked.clientInfo;
     const opened = this.options.open(server, { name: info?.name ?? 'unknown', version: info?.version ?? 'unknown' });
-    if (!opened.ok) return this.refuse(res, opened.status, rpcError(request.id, opened.code, opened.message));
+    if (!opened.ok) return this.options.refuse(res, opened.status, rpcError(request.id, opened.code, opened.message));
     const session = opened.session;
     const transport = new HttpTransport(session.id, 0, (t) => this.running.delete(t), this.options.sse, this.options.eventBudget);
     this.running.add(transport);
@@ -157,11 +153,6 @@ export class ModernHttp {
     }, this.options.parkMs);
     timer.unref();
     this.parked.set(key, { session, transport, timer });
-  }
-
-  private refuse(res: ServerResponse, status: number, body: object): void {
-    if (status >= 400 && status !== 404) this.options.reject(`http_${status}`);
-    writeJson(res, status, body);
   }
 }
 

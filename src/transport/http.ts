@@ -109,7 +109,7 @@ export class McpHttpEndpoint {
       eventBudget: this.eventBudget,
       open: (server, client) => options.open(server, client),
       end: (session) => options.end(session, 'request_answered'),
-      reject: (reason) => options.reject(reason),
+      refuse: (res, status, body) => this.refuseWith(res, status, body),
     });
   }
 
@@ -372,9 +372,8 @@ export class McpHttpEndpoint {
 
   /** -32022 and 400: the protocol version named is served in neither era. */
   private unsupported(res: ServerResponse, version: string, id: RequestId | null): void {
-    this.options.reject('http_400');
     const error = unsupportedVersion(version);
-    writeJson(res, 400, rpcError(id, error.code, `Bad Request: ${error.message}`, error.data));
+    this.refuseWith(res, 400, rpcError(id, error.code, `Bad Request: ${error.message}`, error.data));
   }
 
   private unknown(res: ServerResponse): void {
@@ -382,7 +381,12 @@ export class McpHttpEndpoint {
   }
 
   private refuse(res: ServerResponse, status: number, code: number, message: string): void {
+    this.refuseWith(res, status, rpcError(null, code, message));
+  }
+
+  /** Every refusal of both eras: counted as `http_<status>` (a 404 is not), then answered with `body`. */
+  private refuseWith(res: ServerResponse, status: number, body: object): void {
     if (status >= 400 && status !== 404) this.options.reject(`http_${status}`);
-    writeJson(res, status, rpcError(null, code, message));
+    writeJson(res, status, body);
   }
 }

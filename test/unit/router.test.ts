@@ -12,6 +12,7 @@ import { Cancellation } from '../../src/hosting/cancellation.js';
 import { LIST_CHANGED_METHODS } from '../../src/mux/lists.js';
 import type { SessionContext, SessionOpening } from '../../src/mux/session-context.js';
 import { MAX_CLIENT_LABEL_CHARS, Router } from '../../src/daemon/sessions/router.js';
+import { Listens } from '../../src/daemon/sessions/listens.js';
 import { hubRig, settle, type HubRig } from '../fixtures/hub-rig.js';
 
 type Json = Record<string, unknown>;
@@ -41,7 +42,7 @@ function open(rig: HubRig, id: string, opening: SessionOpening = {}, answers: Re
     },
   };
   const context = rig.hub.openSession(id, opening, peer);
-  const router = new Router(context, rig.hub, { callTimeoutMs: 5_000 });
+  const router = new Router(context, rig.hub, { callTimeoutMs: 5_000, listens: new Listens(() => {}) });
   const call = (method: string, params?: Json) =>
     router.handle({ jsonrpc: '2.0', id: nextId++, method, ...(params ? { params } : {}) }, new Cancellation());
   return {

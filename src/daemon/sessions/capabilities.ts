@@ -1,8 +1,15 @@
 /**
  * Capabilities on both sides of the daemon: what it offers its clients (the same in both eras),
- * and what of a client's declared capabilities it keeps.
+ * or in a one-server view what that server offers, and what of a client's declared capabilities
+ * it keeps.
  */
-import { isObject, trySerialize } from '../../protocol/jsonrpc.js';
+import { RpcCode } from '../../protocol/codes.js';
+import { isObject, rpcError, trySerialize, type RequestId, type RpcResponse } from '../../protocol/jsonrpc.js';
+import type { RouterHub } from '../../mux/hub.js';
+import type { SessionContext } from '../../mux/session-context.js';
+
+/** What the daemon says of itself when it speaks for all its servers (`initialize`, `server/discover`). */
+export const INSTRUCTIONS = 'exai-ws: one shared MCP daemon for every client on this machine.';
 
 /**
  * What the daemon offers when it speaks for all its servers. Everything a hosted server may have
@@ -18,6 +25,27 @@ export function daemonCapabilities(): Record<string, unknown> {
     resources: { subscribe: true, listChanged: true },
     completions: {},
   };
+}
+
+/**
+ * The server a one-server view (`single`) speaks for, started and then used by the session: its
+ * own initialize result; or, when it cannot start, the -32011 that answers request `id`.
+ */
+export async function connectSingle(
+  hub: RouterHub,
+  context: SessionContext,
+  single: string,
+  id: RequestId,
+): Promise<{ own: Record<string, unknown> } | { refused: RpcResponse }> {
+  const server = hub.instanceFor(single, context.view);
+  try {
+    if (!server) throw new Error('no such server');
+    await server.connect();
+  } catch (error) {
+    return { refused: rpcError(id, RpcCode.UPSTREAM_UNAVAILABLE, `${single}: ${(error as Error).message}`, { server: single }) };
+  }
+  context.use(server);
+  return { own: server.initializeResult ?? {} };
 }
 
 /** The largest declared capability (serialised) the daemon keeps and passes on to servers. */

@@ -16,7 +16,7 @@
 import { randomBytes } from 'node:crypto';
 import { RpcCode } from '../../protocol/codes.js';
 import { idKey, isObject, rpcError, type Answer, type RequestId, type RpcRequest, type RpcResponse } from '../../protocol/jsonrpc.js';
-import { RelayedResponse, RelayedResult } from '../../protocol/relay.js';
+import { RelayedResponse } from '../../protocol/relay.js';
 import type { Cancellation } from '../../hosting/cancellation.js';
 import { issueState, verifyState } from './request-state.js';
 
@@ -30,7 +30,8 @@ interface Question {
 }
 
 interface Call {
-  readonly key: string;
+  /** Its key among the held calls (and in its requestState): made when it is first held. */
+  key: string | undefined;
   readonly origin: string;
   readonly method: string;
   readonly name: string;
@@ -60,7 +61,7 @@ function declined(code: number, message: string): Answer {
 /** The call's answer as the answer to request `id` (a retry answers under its own id). */
 function answering(response: RpcResponse | null, id: RequestId): RpcResponse | null {
   if (response === null || response.id === id) return response;
-  if (response instanceof RelayedResponse) return new RelayedResponse(id, new RelayedResult(response.relayedText));
+  if (response instanceof RelayedResponse) return new RelayedResponse(id, response.relayed);
   return { ...response, id };
 }
 
@@ -91,7 +92,7 @@ export class HeldCalls {
   /** Runs a modern request; a legacy server's questions during it come back as `input_required`. */
   run(request: RpcRequest, cancel: Cancellation, route: () => Promise<RpcResponse | null>): Promise<RpcResponse | null> {
     const call: Call = {
-      key: randomBytes(12).toString('base64url'),
+      key: undefined,
       origin: idKey(request.id),
       method: request.method,
       name: nameOf(request),
@@ -109,7 +110,7 @@ export class HeldCalls {
     // A call whose answer comes while nobody waits on it (held, or given up) is forgotten then,
     // unless it is held: its retry takes the answer.
     void call.outcome.then(() => {
-      if (!this.held.has(call.key)) this.forget(call);
+      if (!this.isHeld(call)) this.forget(call);
     });
     return this.next(call, request.id);
   }
@@ -129,7 +130,7 @@ export class HeldCalls {
     if (call.questions.size >= MAX_QUESTIONS_PER_CALL) {
       return Promise.resolve(declined(RpcCode.OVER_CAPACITY, `the call already holds ${MAX_QUESTIONS_PER_CALL} questions for its client`));
     }
-    if (!this.held.has(call.key) && this.held.size >= MAX_HELD_CALLS) {
+    if (!this.isHeld(call) && this.held.size >= MAX_HELD_CALLS) {
       return Promise.resolve(declined(RpcCode.OVER_CAPACITY, `the client already has ${MAX_HELD_CALLS} calls waiting for its input`));
     }
     return new Promise((resolve) => {
@@ -194,6 +195,7 @@ export class HeldCalls {
         return answering(await call.outcome, id);
       }
     }
+    call.key ??= randomBytes(12).toString('base64url');
     this.held.set(call.key, call);
     const inputRequests: Record<string, unknown> = {};
     for (const [key, question] of call.questions) inputRequests[key] = { method: question.method, params: question.params ?? {} };
@@ -205,6 +207,10 @@ export class HeldCalls {
       expiresMs: call.expiresMs,
     });
     return { jsonrpc: '2.0', id, result: { resultType: 'input_required', inputRequests, requestState } };
+  }
+
+  private isHeld(call: Call): boolean {
+    return call.key !== undefined && this.held.has(call.key);
   }
 
   /** The call's questions wait for the client until `timeoutMs` from now at most. */
@@ -231,6 +237,6 @@ export class HeldCalls {
     clearTimeout(call.timer);
     call.timer = undefined;
     this.running.delete(call.origin);
-    this.held.delete(call.key);
+    if (call.key !== undefined) this.held.delete(call.key);
   }
 }

@@ -74,19 +74,19 @@ export class Listens {
   deliver(text: string, method: string): boolean {
     if (this.streams.size === 0) return false;
     const flag = FLAG_OF.get(method);
+    if (flag === undefined && method !== 'notifications/resources/updated') return false;
+    const message = parsed(text);
+    if (message === undefined) return false;
     let uri: string | undefined;
     if (flag === undefined) {
-      if (method !== 'notifications/resources/updated') return false;
-      uri = uriOf(text);
+      uri = uriOf(message);
       if (uri === undefined) return false;
     }
     let delivered = false;
     for (const listen of this.streams.values()) {
       const wanted = flag !== undefined ? listen.filter[flag] === true : listen.filter.resourceSubscriptions?.includes(uri as string);
       if (!wanted) continue;
-      const tagged = tag(text, listen.id);
-      if (tagged === undefined) continue;
-      this.send(tagged, method, listen.id);
+      this.send(tagged(message, listen.id), method, listen.id);
       delivered = true;
     }
     return delivered;
@@ -117,15 +117,13 @@ function parsed(text: string): Record<string, unknown> | undefined {
   }
 }
 
-function uriOf(text: string): string | undefined {
-  const params = parsed(text)?.params;
+function uriOf(message: Record<string, unknown>): string | undefined {
+  const params = message.params;
   return isObject(params) && typeof params.uri === 'string' ? params.uri : undefined;
 }
 
-/** The notification with `_meta[subscriptionId]` set to the listen request's id. */
-function tag(text: string, id: RequestId): string | undefined {
-  const message = parsed(text);
-  if (message === undefined) return undefined;
+/** The notification's text with `_meta[subscriptionId]` set to the listen request's id. */
+function tagged(message: Record<string, unknown>, id: RequestId): string {
   const params = isObject(message.params) ? message.params : {};
   const meta = isObject(params._meta) ? params._meta : {};
   return JSON.stringify({ ...message, params: { ...params, _meta: { ...meta, [MetaKey.SUBSCRIPTION_ID]: id } } });

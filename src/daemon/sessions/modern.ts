@@ -15,15 +15,12 @@ import { NAME, VERSION } from '../../protocol/version.js';
 import type { Cancellation } from '../../hosting/cancellation.js';
 import type { RouterHub } from '../../mux/hub.js';
 import type { SessionContext } from '../../mux/session-context.js';
-import { daemonCapabilities, keptCapabilities } from './capabilities.js';
+import { INSTRUCTIONS, connectSingle, daemonCapabilities, keptCapabilities } from './capabilities.js';
 import { HeldCalls } from './held-calls.js';
 import { STATE_PREFIX } from './request-state.js';
 import { MAX_LISTENS, acknowledgement, agreedFilter, type Listens } from './listens.js';
 import { PARAM_HEADERS } from '../../transport/http-modern.js';
-import { headerParamsOf, paramHeadersMismatch } from '../../hosting/x-mcp-header.js';
-
-/** The legacy era's "resource not found"; the modern era says -32602 instead. */
-const LEGACY_RESOURCE_NOT_FOUND = -32002;
+import { headerParamsOf, paramHeadersMismatch, type HeaderParamsVerdict } from '../../hosting/x-mcp-header.js';
 
 export interface ModernDeps {
   context: SessionContext;
@@ -36,6 +33,19 @@ export interface ModernDeps {
 
 /** The requests a server may answer with `input_required` (and so ask the client through). */
 const INPUT_METHODS: ReadonlySet<string> = new Set(['tools/call', 'prompts/get', 'resources/read']);
+
+/**
+ * Listed tools' `x-mcp-header` verdicts, by the tool's `inputSchema` object: the catalog keeps a
+ * server's list items until the list changes, and then lists new ones (so a new schema).
+ */
+const HEADER_PARAMS = new WeakMap<object, HeaderParamsVerdict>();
+
+function headerParamsOfListed(inputSchema: unknown): HeaderParamsVerdict {
+  if (typeof inputSchema !== 'object' || inputSchema === null) return headerParamsOf(inputSchema);
+  let verdict = HEADER_PARAMS.get(inputSchema);
+  if (verdict === undefined) HEADER_PARAMS.set(inputSchema, (verdict = headerParamsOf(inputSchema)));
+  return verdict;
+}
 
 export class ModernRequests {
   private readonly deps: ModernDeps;
@@ -80,7 +90,7 @@ export class ModernRequests {
     if (headers === undefined || typeof name !== 'string') return undefined;
     const listed = await this.deps.hub.list('tools', this.deps.context.view);
     const tool = 'items' in listed ? listed.items.find((item) => item.name === name) : undefined;
-    const verdict = headerParamsOf(tool?.inputSchema);
+    const verdict = headerParamsOfListed(tool?.inputSchema);
     if (!verdict.ok) return undefined;
     return paramHeadersMismatch(verdict.params, request.params?.arguments, (header) => headers.get(header.toLowerCase()));
   }
@@ -90,18 +100,12 @@ export class ModernRequests {
     const single = this.deps.context.view.server;
     let offered: Record<string, unknown> = {
       capabilities: daemonCapabilities(),
-      instructions: 'exai-ws: one shared MCP daemon for every client on this machine.',
+      instructions: INSTRUCTIONS,
     };
     if (single !== undefined) {
-      const server = this.deps.hub.instanceFor(single, this.deps.context.view);
-      try {
-        if (!server) throw new Error('no such server');
-        await server.connect();
-      } catch (error) {
-        return rpcError(id, RpcCode.UPSTREAM_UNAVAILABLE, `${single}: ${(error as Error).message}`, { server: single });
-      }
-      this.deps.context.use(server);
-      const own = server.initializeResult ?? {};
+      const connected = await connectSingle(this.deps.hub, this.deps.context, single, id);
+      if ('refused' in connected) return connected.refused;
+      const { own } = connected;
       offered = {
         capabilities: own.capabilities ?? {},
         ...(typeof own.instructions === 'string' ? { instructions: own.instructions } : {}),
@@ -165,23 +169,24 @@ export class ModernRequests {
   /** A response as the modern era writes it: `resultType`, caching hints, the server's identity. */
   private written(method: string, response: RpcResponse): RpcResponse {
     if ('error' in response) {
-      if (method === 'resources/read' && response.error.code === LEGACY_RESOURCE_NOT_FOUND) {
+      if (method === 'resources/read' && response.error.code === RpcCode.LEGACY_RESOURCE_NOT_FOUND) {
         return { ...response, error: { ...response.error, code: RpcCode.INVALID_PARAMS } };
       }
       return response;
     }
     const head = modernResultHead(method, this.serverInfo());
     if (response instanceof RelayedResponse) {
-      const text = response.relayedText;
-      // An interim result of a modern server is never cacheable: only its own fields go.
-      if (text.includes('"input_required"')) {
+      const text = response.relayed.text;
+      // An interim result of a modern server is never cacheable: only its own fields go (a
+      // result with no caching hints has none to drop, and its text is not searched).
+      if (head.ttlMs !== undefined && text.includes('"input_required"')) {
         delete head.ttlMs;
         delete head.cacheScope;
       }
       return new RelayedResponse(response.id, new RelayedResult(prependMembers(text, head)));
     }
     const result = response.result;
-    if (result.resultType === 'input_required') {
+    if (head.ttlMs !== undefined && result.resultType === 'input_required') {
       delete head.ttlMs;
       delete head.cacheScope;
     }

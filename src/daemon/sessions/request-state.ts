@@ -87,6 +87,8 @@ function readClaims(state: string): StateClaims | undefined {
 /** How the `/mcp` endpoint tells the calls this daemon holds for a retry (see ModernHttp). */
 export const HELD_STATES = Object.freeze({
   issued(answer: string): string | undefined {
+    // Most answers hold no state of the daemon's: they are not searched.
+    if (!answer.includes(STATE_PREFIX)) return undefined;
     const state = /"requestState":"(exai-ws\.1\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)"/.exec(answer)?.[1];
     return state === undefined ? undefined : heldOf(state);
   },

@@ -33,9 +33,9 @@ import type { Cancellation } from '../../hosting/cancellation.js';
 import type { CallOutcome } from '../../hosting/server-link.js';
 import { NAME, VERSION } from '../../protocol/version.js';
 import { RelayedResponse, RelayedResult } from '../../protocol/relay.js';
-import { daemonCapabilities, keptCapabilities } from './capabilities.js';
+import { INSTRUCTIONS, connectSingle, daemonCapabilities, keptCapabilities } from './capabilities.js';
 import { modernVersionOf } from '../../protocol/eras.js';
-import { Listens } from './listens.js';
+import type { Listens } from './listens.js';
 import { ModernRequests } from './modern.js';
 import type { HeldCalls } from './held-calls.js';
 import { fulfilInputs, needsInput, withCallerMeta } from './input-rounds.js';
@@ -47,7 +47,7 @@ export interface RouterOptions {
   /** Deadline of one forwarded request, in milliseconds. */
   callTimeoutMs: number;
   /** The session's listen streams (modern clients' change notifications). */
-  listens?: Listens;
+  listens: Listens;
 }
 
 // Maps, not object literals: a method is the client's string, and `constructor` or
@@ -81,7 +81,7 @@ export class Router {
     this.modern = new ModernRequests({
       context,
       hub,
-      listens: options.listens ?? new Listens(() => {}),
+      listens: options.listens,
       callTimeoutMs: options.callTimeoutMs,
       route: (request, cancel) => this.route(request, cancel),
     });
@@ -280,21 +280,14 @@ export class Router {
     const single = this.context.view.server;
     if (single !== undefined) {
       // Transparent: the session gets the server's own answer (its protocol version aside).
-      const server = this.hub.instanceFor(single, this.context.view);
-      try {
-        if (!server) throw new Error('no such server');
-        await server.connect();
-      } catch (error) {
-        return rpcError(id, RpcCode.UPSTREAM_UNAVAILABLE, `${single}: ${(error as Error).message}`, { server: single });
-      }
-      this.context.use(server);
-      return ok(id, { ...server.initializeResult, protocolVersion });
+      const connected = await connectSingle(this.hub, this.context, single, id);
+      return 'refused' in connected ? connected.refused : ok(id, { ...connected.own, protocolVersion });
     }
     return ok(id, {
       protocolVersion,
       capabilities: daemonCapabilities(),
       serverInfo: { name: NAME, version: VERSION },
-      instructions: 'exai-ws: one shared MCP daemon for every client on this machine.',
+      instructions: INSTRUCTIONS,
     });
   }
 }
