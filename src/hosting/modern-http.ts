@@ -26,7 +26,7 @@
 import { createParser } from 'eventsource-parser';
 import type { FetchLike } from '@modelcontextprotocol/client';
 import { RpcCode } from '../protocol/codes.js';
-import { isObject, type RequestId } from '../protocol/jsonrpc.js';
+import { isObject, isRequestId, type RequestId } from '../protocol/jsonrpc.js';
 import { META_PROTOCOL_VERSION, MODERN_VERSION, headerValue } from './modern.js';
 import { headerParamsOf, paramHeaders, type HeaderParam } from './x-mcp-header.js';
 
@@ -233,10 +233,6 @@ function sseEvent(id: string | undefined, event: string | undefined, data: strin
   if (event !== undefined) lines.push(`event: ${event}`);
   for (const line of data.split('\n')) lines.push(`data: ${line}`);
   return `${lines.join('\n')}\n\n`;
-}
-
-function isRequestId(value: unknown): value is RequestId {
-  return typeof value === 'string' || (typeof value === 'number' && Number.isFinite(value));
 }
 
 /** True when a response's Content-Type is an SSE stream. */
