@@ -22,7 +22,7 @@ import { answerOf, errorText, isHttpTransport } from './link-answers.js';
 
 export { notSupported } from './link-answers.js';
 
-export { PROBE_TIMEOUT_MS, type CallOptions, type CallOutcome, type ServerLinkOptions } from './call.js';
+export type { CallOptions, CallOutcome, ServerLinkOptions } from './call.js';
 export type { ServerRequestContext } from './request-origin.js';
 
 /** Answers one server-to-client request (sampling, elicitation, roots). Never rejects. */
