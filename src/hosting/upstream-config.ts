@@ -38,9 +38,8 @@ interface BaseSpec {
    * The era the server is spoken to in (`protocol`): `2025-11-25` (the initialize handshake;
    * the default of stdio servers), `2026-07-28` (server/discover and per-request `_meta` only),
    * or `auto` (probe with server/discover, fall back to initialize; the default of url servers).
-   * Always set in a parsed entry; optional for specs built by hand (the link then uses the defaults).
    */
-  readonly protocol?: ProtocolSetting;
+  readonly protocol: ProtocolSetting;
 }
 
 export interface StdioSpec extends BaseSpec {
