@@ -40,8 +40,8 @@ export interface ServerLinkOptions {
    */
   streamOf?: (serverRequestId: string | number) => string | number | undefined;
   /**
-   * The era to speak (the entry's `protocol`, see handshake.ts). Default: `auto` over
-   * Streamable HTTP, 2025-11-25 over anything else.
+   * The era to speak (the entry's `protocol`, see handshake.ts; the config chooses each entry's
+   * default). Default: 2025-11-25.
    */
   protocol?: ProtocolSetting;
   /** How long an `auto` probe waits for `server/discover` to be answered; default {@link PROBE_TIMEOUT_MS}. */

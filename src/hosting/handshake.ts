@@ -11,16 +11,19 @@
  *   and probed again only when that fails.
  */
 import { RpcCode } from '../protocol/codes.js';
-import { isObject, type Answer } from '../protocol/jsonrpc.js';
+import type { Answer } from '../protocol/jsonrpc.js';
 import { VERSION, NAME } from '../protocol/version.js';
 import type { CallOptions, CallOutcome } from './call.js';
 import {
   LEGACY_VERSION,
   MODERN_VERSION,
   judgeProbe,
+  supportedNote,
+  supportedVersions,
   withModernMeta,
   type Era,
   type ModernDefaults,
+  type ProbeVerdict,
   type ProtocolSetting,
 } from './modern.js';
 
@@ -34,8 +37,7 @@ export interface HandshakePort {
 }
 
 export type Opened =
-  | { readonly era: 'legacy'; readonly initializeResult: Record<string, unknown> }
-  | { readonly era: 'modern'; readonly discover: Record<string, unknown> };
+  { readonly era: 'legacy'; readonly initializeResult: Record<string, unknown> } | Extract<ProbeVerdict, { era: 'modern' }>;
 
 export interface HandshakeOptions {
   readonly setting: ProtocolSetting;
@@ -74,11 +76,7 @@ export async function openEra(port: HandshakePort, options: HandshakeOptions): P
   return initialize(port, options.capabilities);
 }
 
-async function probe(
-  port: HandshakePort,
-  defaults: ModernDefaults,
-  timeoutMs: number,
-): Promise<{ era: 'modern'; discover: Record<string, unknown> } | { era: 'legacy' | 'none'; why: string }> {
+async function probe(port: HandshakePort, defaults: ModernDefaults, timeoutMs: number): Promise<ProbeVerdict> {
   const first = await port.send('server/discover', withModernMeta(undefined, defaults), { timeoutMs });
   // Refused as an unsupported version while naming ours among those it supports: ask once more.
   const outcome = refusedButOffersModern(first)
@@ -88,9 +86,8 @@ async function probe(
 }
 
 function refusedButOffersModern(outcome: CallOutcome): boolean {
-  if (outcome === null || !('error' in outcome) || outcome.error.code !== -32022) return false;
-  const data = outcome.error.data;
-  return isObject(data) && Array.isArray(data.supported) && data.supported.includes(MODERN_VERSION);
+  if (outcome === null || !('error' in outcome) || outcome.error.code !== RpcCode.UNSUPPORTED_PROTOCOL_VERSION) return false;
+  return supportedVersions(outcome.error.data).includes(MODERN_VERSION);
 }
 
 /** Codes of a handshake that failed on the link rather than by the server's answer. */
@@ -108,17 +105,11 @@ async function initialize(port: HandshakePort, capabilities: Record<string, unkn
     { timeoutMs: Infinity },
   );
   if (outcome === null || 'error' in outcome) {
-    const why = outcome === null ? 'cancelled' : outcome.error.message + supportedOf(outcome.error.data);
+    const why = outcome === null ? 'cancelled' : outcome.error.message + supportedNote(outcome.error.data);
     // The server answered with its refusal, or the link went (the process exiting, say).
     const answered = outcome !== null && !LINK_FAILURES.has(outcome.error.code);
     throw Object.assign(new Error(`server ${port.name} failed to initialize: ${why}`), { answered });
   }
   port.sendNotification('notifications/initialized');
   return { era: 'legacy', initializeResult: outcome.result };
-}
-
-/** ` (it supports 2026-07-28)` when a refusal names the versions the server speaks (a modern-only server should). */
-function supportedOf(data: unknown): string {
-  const supported = isObject(data) && Array.isArray(data.supported) ? data.supported.filter((v) => typeof v === 'string') : [];
-  return supported.length > 0 ? ` (it supports ${supported.join(', ')})` : '';
 }

@@ -19,7 +19,7 @@
  */
 import { createParser, type EventSourceMessage, type EventSourceParser } from 'eventsource-parser';
 import type { FetchLike } from '@modelcontextprotocol/client';
-import { isObject, type RequestId } from '../protocol/jsonrpc.js';
+import { isObject, isRequestId, type RequestId } from '../protocol/jsonrpc.js';
 import { isEventStream, modernFetch, parseJson, type RejectedTool } from './modern-http.js';
 
 /** Default bound on notes not yet taken; past it the oldest is dropped. */
@@ -159,11 +159,6 @@ function soleRequestId(body: RequestInit['body']): RequestId | undefined {
   const messages: unknown[] = Array.isArray(parsed) ? parsed : [parsed];
   const ids = messages.filter(isObject).flatMap((m) => (typeof m.method === 'string' && isRequestId(m.id) ? [m.id] : []));
   return ids.length === 1 ? ids[0] : undefined;
-}
-
-/** Ids are kept as their JSON type: a number stays a number. */
-function isRequestId(value: unknown): value is RequestId {
-  return typeof value === 'string' || (typeof value === 'number' && Number.isFinite(value));
 }
 
 function positiveInteger(name: string, value: number): number {

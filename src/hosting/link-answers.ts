@@ -1,8 +1,7 @@
 /**
  * Small pieces of a server link (server-link.ts) that need none of its state: how a server's
- * reply becomes an outcome, what an error says, which transport is HTTP.
+ * reply becomes an outcome, what an error says.
  */
-import type { Transport } from '@modelcontextprotocol/client';
 import { RpcCode } from '../protocol/codes.js';
 import { isObject, type Answer, type RpcErrorObject } from '../protocol/jsonrpc.js';
 
@@ -19,11 +18,6 @@ export function answerOf(server: string, reply: { result?: unknown; error?: unkn
   }
   if (isObject(reply.result)) return { result: reply.result };
   return { error: { code: RpcCode.INTERNAL_ERROR, message: `${server} sent a result that is not an object`, data: { server } } };
-}
-
-/** The SDK's Streamable HTTP client transport (known by its shape: the class loads only with the first HTTP server). */
-export function isHttpTransport(transport: Transport): boolean {
-  return typeof (transport as { terminateSession?: unknown }).terminateSession === 'function';
 }
 
 /**

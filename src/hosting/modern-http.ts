@@ -26,12 +26,10 @@
 import { createParser } from 'eventsource-parser';
 import type { FetchLike } from '@modelcontextprotocol/client';
 import { RpcCode } from '../protocol/codes.js';
-import { isObject, type RequestId } from '../protocol/jsonrpc.js';
-import { META_PROTOCOL_VERSION, MODERN_VERSION, headerValue } from './modern.js';
+import { isObject, isRequestId, type RequestId } from '../protocol/jsonrpc.js';
+import { MetaKey, NAMED_METHODS } from '../protocol/eras.js';
+import { MODERN_VERSION, headerValue } from './modern.js';
 import { headerParamsOf, paramHeaders, type HeaderParam } from './x-mcp-header.js';
-
-/** The methods whose `params.name` or `params.uri` goes in the `Mcp-Name` header. */
-const NAMED_METHODS: ReadonlySet<string> = new Set(['tools/call', 'resources/read', 'prompts/get']);
 
 interface ModernRequest {
   id: RequestId;
@@ -54,7 +52,7 @@ export function modernFetch(inner: FetchLike, onRejected: RejectedTool = () => {
     if ((init?.method ?? 'GET').toUpperCase() !== 'POST' || typeof init?.body !== 'string') return inner(url, init);
     // A legacy server's requests (most bodies, some large) are not parsed again here: only a body
     // naming the modern version or a cancellation can be one this wrapper handles.
-    if (!init.body.includes(META_PROTOCOL_VERSION) && !init.body.includes('notifications/cancelled')) return inner(url, init);
+    if (!init.body.includes(MetaKey.PROTOCOL_VERSION) && !init.body.includes('notifications/cancelled')) return inner(url, init);
     const message = parseJson(init.body);
     const cancelled = cancelledId(message);
     const stream = cancelled === undefined ? undefined : streaming.get(cancelled);
@@ -216,7 +214,7 @@ function answerAtEnd(request: ModernRequest, done: () => void, rewrite?: Rewrite
 function modernRequest(message: unknown): ModernRequest | undefined {
   if (!isObject(message) || typeof message.method !== 'string' || !isRequestId(message.id)) return undefined;
   const params = message.params;
-  if (!isObject(params) || !isObject(params._meta) || params._meta[META_PROTOCOL_VERSION] !== MODERN_VERSION) return undefined;
+  if (!isObject(params) || !isObject(params._meta) || params._meta[MetaKey.PROTOCOL_VERSION] !== MODERN_VERSION) return undefined;
   return { id: message.id, method: message.method, params };
 }
 
@@ -233,10 +231,6 @@ function sseEvent(id: string | undefined, event: string | undefined, data: strin
   if (event !== undefined) lines.push(`event: ${event}`);
   for (const line of data.split('\n')) lines.push(`data: ${line}`);
   return `${lines.join('\n')}\n\n`;
-}
-
-function isRequestId(value: unknown): value is RequestId {
-  return typeof value === 'string' || (typeof value === 'number' && Number.isFinite(value));
 }
 
 /** True when a response's Content-Type is an SSE stream. */

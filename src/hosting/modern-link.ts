@@ -15,8 +15,10 @@
  */
 import type { CallOptions, CallOutcome } from './call.js';
 import { Cancellation } from './cancellation.js';
+import { RpcCode } from '../protocol/codes.js';
 import { isObject, type RpcNotification } from '../protocol/jsonrpc.js';
-import { META_SUBSCRIPTION_ID, initializeResultOf, listenFilter, withModernMeta, type ModernDefaults } from './modern.js';
+import { MetaKey } from '../protocol/eras.js';
+import { initializeResultOf, listenFilter, withModernMeta, withoutMetaKeys, type ModernDefaults } from './modern.js';
 
 /** What a modern session needs of its link. */
 export interface ModernPort {
@@ -39,8 +41,6 @@ const PING_TIMEOUT_MS = 30_000;
 export class ModernSession {
   /** The initialize result the server's DiscoverResult stands for. */
   readonly initializeResult: Record<string, unknown>;
-  /** Times the listen stream was opened (the first time included): for tests and status. */
-  listenOpens = 0;
 
   private readonly capabilities: Record<string, unknown>;
   private logLevel: string | undefined;
@@ -99,12 +99,8 @@ export class ModernSession {
       this.failures = 0;
       return;
     }
-    const meta = params?._meta;
-    if (!isObject(meta) || !(META_SUBSCRIPTION_ID in meta)) return this.port.emit(notification);
-    const { [META_SUBSCRIPTION_ID]: _id, ...rest } = meta;
-    const { _meta: _old, ...others } = params as Record<string, unknown>;
-    const cleaned = Object.keys(rest).length > 0 ? { ...others, _meta: rest } : others;
-    this.port.emit({ ...notification, params: cleaned });
+    const cleaned = withoutMetaKeys(params, (key) => key === MetaKey.SUBSCRIPTION_ID);
+    this.port.emit(cleaned === params ? notification : { ...notification, params: cleaned });
   }
 
   /** Opens the listen stream, if the server offers anything to listen for. */
@@ -114,7 +110,6 @@ export class ModernSession {
     if (!filter) return;
     const cancel = new Cancellation();
     this.listening = cancel;
-    this.listenOpens++;
     void this.port.send('subscriptions/listen', this.meta({ notifications: filter }), { timeoutMs: Infinity, cancel }).then(() => {
       if (this.listening === cancel) this.listening = undefined;
       // Ended by the daemon (closed, or opened anew with other URIs): nothing to do here.
@@ -145,9 +140,9 @@ export class ModernSession {
   private subscription(method: string, params: Record<string, unknown> | undefined): CallOutcome {
     const resources = this.capabilities.resources;
     if (!isObject(resources) || resources.subscribe !== true)
-      return { error: { code: -32601, message: `${method} is not supported by this server` } };
+      return { error: { code: RpcCode.METHOD_NOT_FOUND, message: `${method} is not supported by this server` } };
     const uri = params?.uri;
-    if (typeof uri !== 'string') return { error: { code: -32602, message: 'Invalid params: uri must be a string' } };
+    if (typeof uri !== 'string') return { error: { code: RpcCode.INVALID_PARAMS, message: 'Invalid params: uri must be a string' } };
     const had = this.uris.has(uri);
     if (method === 'resources/subscribe') this.uris.add(uri);
     else this.uris.delete(uri);

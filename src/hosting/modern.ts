@@ -7,34 +7,14 @@
  * notification filter of a `subscriptions/listen` stream.
  */
 import { RpcCode } from '../protocol/codes.js';
-import { LEGACY_VERSION, MODERN_VERSION, MetaKey, RESERVED_META_PREFIX, type Era } from '../protocol/eras.js';
+import { LEGACY_VERSION, MODERN_ERROR_CODES, MODERN_VERSION, MetaKey, RESERVED_META_PREFIX, type Era } from '../protocol/eras.js';
 import { isObject, type Answer } from '../protocol/jsonrpc.js';
 
 export { LEGACY_VERSION, MODERN_VERSION, type Era };
 
 /** A config entry's `protocol`: one era only, or `auto` (probe with server/discover, fall back to initialize). */
-export type ProtocolSetting = typeof LEGACY_VERSION | typeof MODERN_VERSION | 'auto';
-export const PROTOCOL_SETTINGS: readonly ProtocolSetting[] = Object.freeze([LEGACY_VERSION, MODERN_VERSION, 'auto']);
-
-/** The reserved `_meta` keys of the modern era. */
-export const META_PREFIX = RESERVED_META_PREFIX;
-export const META_PROTOCOL_VERSION = MetaKey.PROTOCOL_VERSION;
-export const META_CLIENT_INFO = MetaKey.CLIENT_INFO;
-export const META_CLIENT_CAPABILITIES = MetaKey.CLIENT_CAPABILITIES;
-export const META_SERVER_INFO = MetaKey.SERVER_INFO;
-export const META_SUBSCRIPTION_ID = MetaKey.SUBSCRIPTION_ID;
-export const META_LOG_LEVEL = MetaKey.LOG_LEVEL;
-
-/**
- * JSON-RPC errors only a modern server sends (HeaderMismatch, MissingRequiredClientCapability,
- * UnsupportedProtocolVersion): an answer with one of them comes from a modern server, whatever
- * else it says.
- */
-export const MODERN_ERROR_CODES: ReadonlySet<number> = new Set([
-  RpcCode.HEADER_MISMATCH,
-  RpcCode.MISSING_CLIENT_CAPABILITY,
-  RpcCode.UNSUPPORTED_PROTOCOL_VERSION,
-]);
+export const PROTOCOL_SETTINGS = Object.freeze([LEGACY_VERSION, MODERN_VERSION, 'auto'] as const);
+export type ProtocolSetting = (typeof PROTOCOL_SETTINGS)[number];
 
 /** What the daemon says of itself in a modern request when the caller's params say nothing. */
 export interface ModernDefaults {
@@ -55,12 +35,19 @@ export function withModernMeta(
   const given = isObject(params?._meta) ? params._meta : {};
   const meta: Record<string, unknown> = {
     ...given,
-    [META_PROTOCOL_VERSION]: MODERN_VERSION,
-    [META_CLIENT_CAPABILITIES]: isObject(given[META_CLIENT_CAPABILITIES]) ? given[META_CLIENT_CAPABILITIES] : defaults.capabilities,
-    [META_CLIENT_INFO]: isObject(given[META_CLIENT_INFO]) ? given[META_CLIENT_INFO] : defaults.clientInfo,
+    [MetaKey.PROTOCOL_VERSION]: MODERN_VERSION,
+    [MetaKey.CLIENT_CAPABILITIES]: isObject(given[MetaKey.CLIENT_CAPABILITIES])
+      ? given[MetaKey.CLIENT_CAPABILITIES]
+      : defaults.capabilities,
+    [MetaKey.CLIENT_INFO]: isObject(given[MetaKey.CLIENT_INFO]) ? given[MetaKey.CLIENT_INFO] : defaults.clientInfo,
   };
-  if (logLevel !== undefined && given[META_LOG_LEVEL] === undefined) meta[META_LOG_LEVEL] = logLevel;
+  if (logLevel !== undefined && given[MetaKey.LOG_LEVEL] === undefined) meta[MetaKey.LOG_LEVEL] = logLevel;
   return { ...params, _meta: meta };
+}
+
+/** A key the modern era reserves in `_meta` (`io.modelcontextprotocol/*`). */
+function isReservedKey(key: string): boolean {
+  return key.startsWith(RESERVED_META_PREFIX);
 }
 
 /**
@@ -69,11 +56,22 @@ export function withModernMeta(
  * when there was nothing to remove.
  */
 export function withoutModernMeta(params: Record<string, unknown> | undefined): Record<string, unknown> | undefined {
+  return withoutMetaKeys(params, isReservedKey);
+}
+
+/**
+ * `params` with the `_meta` keys that `drop` picks removed, and `_meta` itself when nothing else
+ * was in it. Unchanged (the same object) when there was nothing to remove.
+ */
+export function withoutMetaKeys(
+  params: Record<string, unknown> | undefined,
+  drop: (key: string) => boolean,
+): Record<string, unknown> | undefined {
   const meta = params?._meta;
   if (!isObject(meta)) return params;
   const keys = Object.keys(meta);
-  if (!keys.some((key) => key.startsWith(META_PREFIX))) return params;
-  const kept = Object.fromEntries(keys.filter((key) => !key.startsWith(META_PREFIX)).map((key) => [key, meta[key]]));
+  if (!keys.some(drop)) return params;
+  const kept = Object.fromEntries(keys.filter((key) => !drop(key)).map((key) => [key, meta[key]]));
   const { _meta: _dropped, ...rest } = params as Record<string, unknown>;
   return Object.keys(kept).length > 0 ? { ...rest, _meta: kept } : rest;
 }
@@ -99,12 +97,22 @@ export function judgeProbe(answer: Answer | undefined): ProbeVerdict {
   }
   const { code, message } = answer.error;
   if (!MODERN_ERROR_CODES.has(code)) return { era: 'legacy', why: `server/discover: ${message} (${code})` };
-  const data = answer.error.data;
-  const supported = isObject(data) && Array.isArray(data.supported) ? data.supported.filter((v) => typeof v === 'string') : [];
-  if (code === -32022 && supported.length > 0 && !supported.includes(MODERN_VERSION) && supported.some(isLegacyVersion))
+  const supported = supportedVersions(answer.error.data);
+  const legacyOnly = supported.length > 0 && !supported.includes(MODERN_VERSION) && supported.some(isLegacyVersion);
+  if (code === RpcCode.UNSUPPORTED_PROTOCOL_VERSION && legacyOnly)
     return { era: 'legacy', why: `the server supports ${supported.join(', ')}` };
-  const named = supported.length > 0 ? ` (it supports ${supported.join(', ')})` : '';
-  return { era: 'none', why: `server/discover was refused: ${message} (${code})${named}` };
+  return { era: 'none', why: `server/discover was refused: ${message} (${code})${supportedNote(answer.error.data)}` };
+}
+
+/** The versions a -32022 refusal's `data.supported` lists (its strings; none when it lists nothing). */
+export function supportedVersions(data: unknown): string[] {
+  return isObject(data) && Array.isArray(data.supported) ? data.supported.filter((v) => typeof v === 'string') : [];
+}
+
+/** ` (it supports 2026-07-28)` when a refusal names the versions the server speaks, else nothing. */
+export function supportedNote(data: unknown): string {
+  const supported = supportedVersions(data);
+  return supported.length > 0 ? ` (it supports ${supported.join(', ')})` : '';
 }
 
 /** A dated version before 2026 (2024-11-05, 2025-03-26, 2025-06-18, 2025-11-25): a handshake era. */
@@ -118,7 +126,7 @@ function isLegacyVersion(version: string): boolean {
  */
 export function initializeResultOf(discover: Record<string, unknown>): Record<string, unknown> {
   const meta = isObject(discover._meta) ? discover._meta : {};
-  const serverInfo = isObject(meta[META_SERVER_INFO]) ? meta[META_SERVER_INFO] : { name: 'unknown', version: 'unknown' };
+  const serverInfo = isObject(meta[MetaKey.SERVER_INFO]) ? meta[MetaKey.SERVER_INFO] : { name: 'unknown', version: 'unknown' };
   const result: Record<string, unknown> = {
     protocolVersion: MODERN_VERSION,
     capabilities: isObject(discover.capabilities) ? discover.capabilities : {},

@@ -18,11 +18,11 @@ import { unusedId } from './request-ids.js';
 import { RequestOrigins, isRequestId, type ServerRequestContext } from './request-origin.js';
 import { LEGACY_VERSION, withoutModernMeta, type Era } from './modern.js';
 import { ModernSession, type ModernPort } from './modern-link.js';
-import { answerOf, errorText, isHttpTransport } from './link-answers.js';
+import { answerOf, errorText } from './link-answers.js';
 
 export { notSupported } from './link-answers.js';
 
-export { PROBE_TIMEOUT_MS, type CallOptions, type CallOutcome, type ServerLinkOptions } from './call.js';
+export type { CallOptions, CallOutcome, ServerLinkOptions } from './call.js';
 export type { ServerRequestContext } from './request-origin.js';
 
 /** Answers one server-to-client request (sampling, elicitation, roots). Never rejects. */
@@ -90,7 +90,7 @@ export class ServerLink {
     this.options = {
       capabilities: options.capabilities ?? {},
       isFatal: options.isFatal ?? (() => false),
-      protocol: options.protocol ?? (isHttpTransport(transport) ? 'auto' : LEGACY_VERSION),
+      protocol: options.protocol ?? LEGACY_VERSION,
       probeTimeoutMs: options.probeTimeoutMs ?? PROBE_TIMEOUT_MS,
     };
     this.origins = new RequestOrigins(options.streamOf);

@@ -10,7 +10,7 @@ import { z } from 'zod';
 import { findJsonSyntaxError } from './json-syntax.js';
 import type { UpstreamScope, ConfigProblem } from '../local/health.js';
 import type { LocalErrorCode } from '../local/errors.js';
-import { LEGACY_VERSION, MODERN_VERSION, type ProtocolSetting } from './modern.js';
+import { LEGACY_VERSION, MODERN_VERSION, PROTOCOL_SETTINGS, type ProtocolSetting } from './modern.js';
 
 /** Between a server's prefix and an item's own name in merged lists (`memory__read_graph`); so never in a server's name. */
 export const PREFIX_SEPARATOR = '__';
@@ -38,9 +38,8 @@ interface BaseSpec {
    * The era the server is spoken to in (`protocol`): `2025-11-25` (the initialize handshake;
    * the default of stdio servers), `2026-07-28` (server/discover and per-request `_meta` only),
    * or `auto` (probe with server/discover, fall back to initialize; the default of url servers).
-   * Always set in a parsed entry; optional for specs built by hand (the link then uses the defaults).
    */
-  readonly protocol?: ProtocolSetting;
+  readonly protocol: ProtocolSetting;
 }
 
 export interface StdioSpec extends BaseSpec {
@@ -101,7 +100,7 @@ const Common = {
   initTimeoutMs: z.number().int().min(1).optional(),
   asks_client: z.array(z.string().min(1).max(256)).max(1024).default([]),
   protocol: z
-    .enum([LEGACY_VERSION, MODERN_VERSION, 'auto'], {
+    .enum(PROTOCOL_SETTINGS, {
       message: `must be "${LEGACY_VERSION}" (the initialize handshake), "${MODERN_VERSION}" (server/discover only) or "auto" (probe, then fall back)`,
     })
     .optional(),

@@ -172,16 +172,12 @@ export function paramHeadersMismatch(
       continue;
     }
     if (raw === undefined) return `${at} is given but the ${name} header is absent`;
-    const decoded = decodeParam(raw);
+    const decoded = decodeHeaderValue(raw);
     if (decoded === undefined) return `the ${name} header is not a valid value (bad characters or Base64)`;
     if (!sameValue(decoded, value)) return `the ${name} header does not match ${at}`;
   }
   return undefined;
 }
-
-/** STANDARD Base64 with its padding, nothing else. */
-/** A header value decoded: the sentinel's UTF-8, or the value as it is; undefined when malformed. */
-export const decodeParam = decodeHeaderValue;
 
 function sameValue(decoded: string, value: unknown): boolean {
   if (typeof value === 'string') return decoded === value;

@@ -49,6 +49,28 @@ export const REMOVED_METHODS: ReadonlySet<string> = new Set([
   'resources/unsubscribe',
 ]);
 
+/**
+ * The methods whose request names a tool, prompt or resource, and the `params` field that names
+ * it: the field the `Mcp-Name` header mirrors. They are also the requests a server may answer
+ * with `input_required`.
+ */
+export const NAMED_METHODS: ReadonlyMap<string, 'name' | 'uri'> = new Map([
+  ['tools/call', 'name'],
+  ['prompts/get', 'name'],
+  ['resources/read', 'uri'],
+] as const);
+
+/**
+ * JSON-RPC errors only the modern era has (HeaderMismatch, MissingRequiredClientCapability,
+ * UnsupportedProtocolVersion): the modern wire answers them with HTTP 400 rather than 200, and an
+ * answer with one of them comes from a modern server, whatever else it says.
+ */
+export const MODERN_ERROR_CODES: ReadonlySet<number> = new Set([
+  RpcCode.HEADER_MISMATCH,
+  RpcCode.MISSING_CLIENT_CAPABILITY,
+  RpcCode.UNSUPPORTED_PROTOCOL_VERSION,
+]);
+
 /** Results that carry caching hints (`ttlMs`, `cacheScope`) in the modern era. */
 export const CACHEABLE_METHODS: ReadonlySet<string> = new Set([
   'server/discover',

@@ -50,7 +50,8 @@ export type Classified =
   | { kind: 'response'; message: RpcResponse }
   | { kind: 'invalid'; reply: RpcFailure };
 
-function isId(value: unknown): value is RequestId {
+/** A JSON-RPC request id: a string or a finite number, its type kept. */
+export function isRequestId(value: unknown): value is RequestId {
   return typeof value === 'string' || (typeof value === 'number' && Number.isFinite(value));
 }
 
@@ -65,7 +66,7 @@ function exactId(value: RequestId): boolean {
 
 /** MCP: a progress token is a string or a number. */
 export function isProgressToken(value: unknown): value is string | number {
-  return isId(value); // the same two types as a request id
+  return isRequestId(value); // the same two types as a request id
 }
 
 /** A plain JSON object (not null, not an array). */
@@ -134,8 +135,8 @@ export function classify(value: unknown): Classified {
     return { kind: 'invalid', reply: rpcError(null, RpcCode.INVALID_REQUEST, 'Invalid request: not a JSON object') };
   }
   const msg = value as Record<string, unknown>;
-  const id = isId(msg.id) && exactId(msg.id) ? msg.id : null;
-  if (isId(msg.id) && !exactId(msg.id)) {
+  const id = isRequestId(msg.id) && exactId(msg.id) ? msg.id : null;
+  if (isRequestId(msg.id) && !exactId(msg.id)) {
     return {
       kind: 'invalid',
       reply: rpcError(

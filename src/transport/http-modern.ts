@@ -12,32 +12,18 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { RpcCode } from '../protocol/codes.js';
-import { MODERN_VERSIONS, modernVersionOf, readModernMeta } from '../protocol/eras.js';
+import { MODERN_ERROR_CODES, MODERN_VERSIONS, NAMED_METHODS, modernVersionOf, readModernMeta } from '../protocol/eras.js';
 import { clip, isObject, rpcError, type Classified, type RpcErrorObject, type RpcRequest } from '../protocol/jsonrpc.js';
 import type { ByteBudget } from './byte-budget.js';
 import { HttpTransport, type SsePolling } from './http-transport.js';
 import { header } from './http-wire.js';
 import type { HttpSessionHost, OpenSession } from './http-session.js';
 
-/** Methods whose `Mcp-Name` header names the tool, prompt or resource, and the body field it mirrors. */
-const NAMED: ReadonlyMap<string, 'name' | 'uri'> = new Map([
-  ['tools/call', 'name'],
-  ['prompts/get', 'name'],
-  ['resources/read', 'uri'],
-] as const);
-
 interface Parked {
   readonly session: HttpSessionHost;
   readonly transport: HttpTransport;
   readonly timer: NodeJS.Timeout;
 }
-
-/** Errors the modern wire answers with 400 rather than 200. */
-const BAD_REQUEST_CODES: ReadonlySet<number> = new Set([
-  RpcCode.HEADER_MISMATCH,
-  RpcCode.MISSING_CLIENT_CAPABILITY,
-  RpcCode.UNSUPPORTED_PROTOCOL_VERSION,
-]);
 
 /**
  * The `Mcp-Param-*` headers a modern request came with, by the request (names in lower case):
@@ -189,7 +175,7 @@ export function checkRequest(
   const method = header(req, 'mcp-method');
   if (method === undefined) return mismatch('the Mcp-Method header is required');
   if (method !== request.method) return mismatch(`Mcp-Method ${clip(method, 80)} does not match the body's ${clip(request.method, 80)}`);
-  const field = NAMED.get(request.method);
+  const field = NAMED_METHODS.get(request.method);
   if (field !== undefined) {
     const raw = header(req, 'mcp-name');
     if (raw === undefined) return mismatch(`the Mcp-Name header is required for ${request.method}`);
@@ -229,7 +215,7 @@ function statusOf(text: string): number {
   try {
     const code = (JSON.parse(text) as { error?: { code?: unknown } }).error?.code;
     if (code === RpcCode.METHOD_NOT_FOUND) return 404;
-    return typeof code === 'number' && BAD_REQUEST_CODES.has(code) ? 400 : 200;
+    return typeof code === 'number' && MODERN_ERROR_CODES.has(code) ? 400 : 200;
   } catch {
     return 200;
   }

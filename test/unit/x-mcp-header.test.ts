@@ -8,7 +8,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { FetchLike } from '@modelcontextprotocol/client';
 import { modernFetch } from '../../src/hosting/modern-http.js';
-import { decodeParam, encodeParam, headerParamsOf, paramHeaders, paramHeadersMismatch } from '../../src/hosting/x-mcp-header.js';
+import { encodeParam, headerParamsOf, paramHeaders, paramHeadersMismatch } from '../../src/hosting/x-mcp-header.js';
+import { decodeHeaderValue } from '../../src/transport/http-modern.js';
 
 const b64 = (text: string) => `=?base64?${Buffer.from(text, 'utf8').toString('base64')}?=`;
 
@@ -224,7 +225,7 @@ test('the server side: headers decoded and matched against the arguments; missin
   assert.match(check({ region: 'Hello' }, { 'Mcp-Param-Region': '=?base64?SGVs!!!bG8=?=' }) ?? '', /not a valid value/, 'bad characters');
   assert.match(check({ region: 'Hello' }, { 'Mcp-Param-Region': 'Bye' }) ?? '', /does not match arguments\.region/);
   assert.match(check({ o: { n: 42 } }, { 'Mcp-Param-N': '43' }) ?? '', /does not match arguments\.o\.n/);
-  assert.equal(decodeParam('=?base64??='), '');
-  assert.equal(decodeParam('=?base64?/w==?='), undefined, 'not UTF-8');
-  assert.equal(decodeParam('é'), undefined, 'not ASCII');
+  assert.equal(decodeHeaderValue('=?base64??='), '');
+  assert.equal(decodeHeaderValue('=?base64?/w==?='), undefined, 'not UTF-8');
+  assert.equal(decodeHeaderValue('é'), undefined, 'not ASCII');
 });

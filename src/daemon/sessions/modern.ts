@@ -8,7 +8,7 @@
  * server's identity in `_meta`.
  */
 import { RpcCode } from '../../protocol/codes.js';
-import { ALL_VERSIONS, REMOVED_METHODS, modernResultHead, prependMembers, readModernMeta } from '../../protocol/eras.js';
+import { ALL_VERSIONS, NAMED_METHODS, REMOVED_METHODS, modernResultHead, prependMembers, readModernMeta } from '../../protocol/eras.js';
 import { clip, rpcError, type RequestId, type RpcRequest, type RpcResponse } from '../../protocol/jsonrpc.js';
 import { RelayedResponse, RelayedResult } from '../../protocol/relay.js';
 import { NAME, VERSION } from '../../protocol/version.js';
@@ -30,9 +30,6 @@ export interface ModernDeps {
   /** Routes a request the way a legacy one goes (the router's own path). */
   route(request: RpcRequest, cancel: Cancellation): Promise<RpcResponse | null>;
 }
-
-/** The requests a server may answer with `input_required` (and so ask the client through). */
-const INPUT_METHODS: ReadonlySet<string> = new Set(['tools/call', 'prompts/get', 'resources/read']);
 
 /**
  * Listed tools' `x-mcp-header` verdicts, by the tool's `inputSchema` object: the catalog keeps a
@@ -75,7 +72,7 @@ export class ModernRequests {
     const route = () => this.deps.route(request, cancel);
     let response: RpcResponse | null;
     if (typeof state === 'string' && state.startsWith(STATE_PREFIX)) response = await this.held.resume(request, cancel, state);
-    else if (INPUT_METHODS.has(method)) response = await this.held.run(request, cancel, route);
+    else if (NAMED_METHODS.has(method)) response = await this.held.run(request, cancel, route);
     else response = await route();
     return response === null ? null : this.written(method, response);
   }
