@@ -90,8 +90,8 @@ export interface ModernMeta {
   readonly logLevel: LogLevel | undefined;
 }
 
-/** The longest client name or version kept from a request, in characters. */
-const MAX_LABEL_CHARS = 256;
+/** The longest client name or version kept from a request (its `_meta`, or `initialize`), in characters. */
+export const MAX_CLIENT_LABEL_CHARS = 256;
 
 /** The modern protocol version a request names in `_meta`, or undefined for a legacy request. */
 export function modernVersionOf(params: Record<string, unknown> | undefined): string | undefined {
@@ -120,7 +120,7 @@ export function readModernMeta(params: Record<string, unknown> | undefined): { m
     };
   }
   const info = meta[MetaKey.CLIENT_INFO];
-  const label = (value: unknown) => (typeof value === 'string' ? value.slice(0, MAX_LABEL_CHARS) : undefined);
+  const label = (value: unknown) => (typeof value === 'string' ? value.slice(0, MAX_CLIENT_LABEL_CHARS) : undefined);
   const clientInfo = isObject(info) ? { name: label(info.name), version: label(info.version) } : undefined;
   const level = meta[MetaKey.LOG_LEVEL];
   const logLevel = typeof level === 'string' && (LOG_LEVELS as readonly string[]).includes(level) ? (level as LogLevel) : undefined;

@@ -11,7 +11,8 @@ import type { Answer, RpcResponse } from '../../src/protocol/jsonrpc.js';
 import { Cancellation } from '../../src/hosting/cancellation.js';
 import { LIST_CHANGED_METHODS } from '../../src/mux/lists.js';
 import type { SessionContext, SessionOpening } from '../../src/mux/session-context.js';
-import { MAX_CLIENT_LABEL_CHARS, Router } from '../../src/daemon/sessions/router.js';
+import { MAX_CLIENT_LABEL_CHARS } from '../../src/protocol/eras.js';
+import { Router } from '../../src/daemon/sessions/router.js';
 import { Listens } from '../../src/daemon/sessions/listens.js';
 import { hubRig, settle, type HubRig } from '../fixtures/hub-rig.js';
 

@@ -34,7 +34,7 @@ import type { CallOutcome } from '../../hosting/server-link.js';
 import { NAME, VERSION } from '../../protocol/version.js';
 import { RelayedResponse, RelayedResult } from '../../protocol/relay.js';
 import { INSTRUCTIONS, connectSingle, daemonCapabilities, keptCapabilities } from './capabilities.js';
-import { modernVersionOf } from '../../protocol/eras.js';
+import { MAX_CLIENT_LABEL_CHARS, modernVersionOf } from '../../protocol/eras.js';
 import type { Listens } from './listens.js';
 import { ModernRequests } from './modern.js';
 import type { HeldCalls } from './held-calls.js';
@@ -291,9 +291,6 @@ export class Router {
     });
   }
 }
-
-/** The longest client name or version kept from `initialize`, in characters. */
-export const MAX_CLIENT_LABEL_CHARS = 256;
 
 function ok(id: RpcRequest['id'], result: Record<string, unknown>): RpcResponse {
   return { jsonrpc: '2.0', id, result };
