@@ -102,8 +102,10 @@ function modernHeaders(given: RequestInit['headers'], request: ModernRequest, to
   const headers = new Headers(given);
   headers.set('mcp-protocol-version', MODERN_VERSION);
   headers.set('mcp-method', request.method);
-  const name = request.params.name ?? request.params.uri;
-  if (NAMED_METHODS.has(request.method) && typeof name === 'string') headers.set('mcp-name', headerValue(name));
+  // The field the revision names for the method: a resources/read's uri, whatever else it carries.
+  const field = NAMED_METHODS.get(request.method);
+  const name = field === undefined ? undefined : request.params[field];
+  if (typeof name === 'string') headers.set('mcp-name', headerValue(name));
   if (request.method === 'tools/call' && typeof name === 'string')
     for (const [header, value] of paramHeaders(tools.of(name), request.params.arguments)) headers.set(header, value);
   return headers;

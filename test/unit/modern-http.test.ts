@@ -49,6 +49,14 @@ test('a modern request carries MCP-Protocol-Version, Mcp-Method and Mcp-Name (Ba
   assert.equal(list?.get('mcp-name'), null, 'no name for a method that has none');
 });
 
+test("Mcp-Name is the field the method names: a resources/read's uri even when its params also carry a name", async () => {
+  const inner = fakeFetch(() => Response.json({ jsonrpc: '2.0', id: 1, result: {} }));
+  const { fetch } = tagStreams(inner.fetch);
+  const params = { uri: 'file:///notes.txt', name: 'notes', _meta: META };
+  await fetch(URL_, post({ jsonrpc: '2.0', id: 1, method: 'resources/read', params }));
+  assert.equal(inner.seen[0]?.headers.get('mcp-name'), 'file:///notes.txt');
+});
+
 test('a legacy request goes as it is', async () => {
   const inner = fakeFetch(() => new Response('{"error":"x"}', { status: 400, headers: { 'content-type': 'application/json' } }));
   const { fetch } = tagStreams(inner.fetch);
