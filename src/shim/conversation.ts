@@ -21,7 +21,7 @@
  * cancellations, an error answering a replay).
  */
 import { RpcCode } from '../protocol/codes.js';
-import { idKey, isObject, rpcError, type RequestId, type RpcFailure } from '../protocol/jsonrpc.js';
+import { idKey, isObject, isRequestId, rpcError, type RequestId, type RpcFailure } from '../protocol/jsonrpc.js';
 import { PendingRequests } from '../protocol/pending.js';
 import type { Head } from './scan.js';
 
@@ -57,8 +57,6 @@ interface Pending {
 }
 
 const LISTEN = 'subscriptions/listen';
-
-const isId = (v: unknown): v is RequestId => typeof v === 'string' || (typeof v === 'number' && Number.isFinite(v));
 
 /** Methods whose parameters the conversation reads: only their text is parsed. */
 const READS_PARAMS: ReadonlySet<string> = new Set([
@@ -117,7 +115,7 @@ export class Conversation {
         } else this.pending.add(key, { key, id, sent: false, effect, listen });
         return { kind: 'request', key, id };
       }
-      if (method === 'notifications/cancelled' && isObject(params) && isId(params.requestId)) {
+      if (method === 'notifications/cancelled' && isObject(params) && isRequestId(params.requestId)) {
         // A cancelled request gets no answer (MCP): nothing is owed to the client any more.
         this.pending.settle(idKey(params.requestId));
       }
