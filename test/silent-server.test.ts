@@ -251,10 +251,12 @@ describe('slow and silent servers', { concurrency: 3 }, () => {
       cleanup,
       (home) => ({
         silent: { command: process.execPath, args: [SILENT_SCRIPT], init_timeout_ms: 500 },
-        memory: memoryEntry(home),
+        // Up before the first list: a loaded machine may take longer than the list's 2 s wait to start it.
+        memory: memoryEntry(home, { start: 'eager' }),
       }),
       { EXAI_WS_TIMER_SCALE: '0.1' },
     );
+    await waitReady(daemon, 'memory');
     const { client } = await connectWs(cleanup, daemon);
     const listed = await timedList(client);
     assert.ok(listed.names.includes('memory__read_graph'));
