@@ -74,7 +74,7 @@ export class ConfigReloads {
     const removed = next.path === null && this.upstreams.path !== null;
     this.upstreams = next;
     this.configError = undefined;
-    const report = await hub.reload(next.servers);
+    const report = await hub.reload(next.servers, next.profiles);
     this.lastReload = { at: new Date().toISOString(), ...report, file: next.path !== null, refused: next.problems.length };
     if (removed) logger?.info({ reason, config: this.options.path, ...report }, 'config file removed: no hosted servers');
     else logger?.info({ reason, ...report }, 'config reloaded');

@@ -204,8 +204,8 @@ export class Daemon {
       sse: { retryMs: config.httpRetryMs, pollMs: config.httpPollMs },
       held: HELD_STATES, // a held call's questions are declined past the call deadline; its session goes soon after
       parkMs: config.callTimeoutMs + 5_000,
-      open: (server, client) => {
-        const opened = manager.open({ type: 'hello', protocol: PROTOCOL_VERSION, client, server });
+      open: (selection, client) => {
+        const opened = manager.open({ type: 'hello', protocol: PROTOCOL_VERSION, client, ...selection });
         if (opened.ok) return { ok: true, session: opened.session };
         const status = opened.code === 'session_limit' ? 503 : 404;
         return { ok: false, status, code: status === 503 ? RpcCode.OVER_CAPACITY : RpcCode.INVALID_REQUEST, message: opened.message };

@@ -11,6 +11,7 @@ import { findJsonSyntaxError } from './json-syntax.js';
 import type { UpstreamScope, ConfigProblem } from '../local/health.js';
 import type { LocalErrorCode } from '../local/errors.js';
 import { LEGACY_VERSION, MODERN_VERSION, PROTOCOL_SETTINGS, type ProtocolSetting } from './modern.js';
+import { BUILTIN_SERVER_NAME, parseProfiles, type ProfileSpec } from './profile-config.js';
 
 /** Between a server's prefix and an item's own name in merged lists (`memory__read_graph`); so never in a server's name. */
 export const PREFIX_SEPARATOR = '__';
@@ -62,6 +63,8 @@ export interface UpstreamConfig {
   /** The file read, or null when there was none. */
   readonly path: string | null;
   readonly servers: readonly UpstreamSpec[];
+  /** The `profiles`: what windows that pick one (or whose client matches one) see. */
+  readonly profiles: readonly ProfileSpec[];
   readonly problems: readonly ConfigProblem[];
   /**
    * Set when the file is there but cannot be used at all (unreadable, not valid JSON: the
@@ -140,7 +143,7 @@ export function loadUpstreamConfig(path: string, defaultIdleMs = DEFAULT_UPSTREA
   try {
     text = readFileSync(path, 'utf8');
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return Object.freeze({ path: null, servers: [], problems: [] });
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return Object.freeze({ path: null, servers: [], profiles: [], problems: [] });
     throw new UpstreamConfigError(`cannot read the config file ${path}: ${(error as Error).message}`);
   }
   // Editors on Windows may save a byte order mark; it is no part of the JSON.
@@ -164,7 +167,7 @@ export function loadUpstreamConfigAtStart(path: string, defaultIdleMs = DEFAULT_
     return loadUpstreamConfig(path, defaultIdleMs);
   } catch (error) {
     if (!(error instanceof UpstreamConfigError)) throw error;
-    return Object.freeze({ path, servers: [], problems: [], error: error.message });
+    return Object.freeze({ path, servers: [], profiles: [], problems: [], error: error.message });
   }
 }
 
@@ -175,14 +178,25 @@ function jsonMistake(text: string, error: Error): string {
 }
 
 /** Validates the parsed file, entry by entry. */
-export function parseUpstreams(json: unknown, defaultIdleMs = DEFAULT_UPSTREAM_IDLE_MS): Pick<UpstreamConfig, 'servers' | 'problems'> {
-  const servers: UpstreamSpec[] = [];
-  const problems: ConfigProblem[] = [];
+export function parseUpstreams(
+  json: unknown,
+  defaultIdleMs = DEFAULT_UPSTREAM_IDLE_MS,
+): Pick<UpstreamConfig, 'servers' | 'profiles' | 'problems'> {
   if (json === null || typeof json !== 'object' || Array.isArray(json)) {
-    return { servers, problems: [{ server: '*', key: '', reason: 'the config must be a JSON object with "mcpServers"' }] };
+    return { servers: [], profiles: [], problems: [{ server: '*', key: '', reason: 'the config must be a JSON object with "mcpServers"' }] };
   }
   const root = json as Record<string, unknown>;
-  const entries = root.mcpServers ?? {};
+  const { servers, problems } = parseEntries(root.mcpServers ?? {}, defaultIdleMs);
+  const profiles = parseProfiles(
+    root.profiles,
+    servers.map((s) => s.name),
+  );
+  return { servers, profiles: profiles.profiles, problems: [...problems, ...profiles.problems] };
+}
+
+function parseEntries(entries: unknown, defaultIdleMs: number): Pick<UpstreamConfig, 'servers' | 'problems'> {
+  const servers: UpstreamSpec[] = [];
+  const problems: ConfigProblem[] = [];
   if (entries === null || typeof entries !== 'object' || Array.isArray(entries)) {
     return { servers, problems: [{ server: '*', key: 'mcpServers', reason: 'must be an object of named servers' }] };
   }
@@ -190,6 +204,10 @@ export function parseUpstreams(json: unknown, defaultIdleMs = DEFAULT_UPSTREAM_I
     const problem = (key: string, reason: string) => problems.push({ server: name, key, reason });
     if (!NAME_PATTERN.test(name) || name.includes(PREFIX_SEPARATOR)) {
       problem('', `server names are 1-64 characters of [A-Za-z0-9_.-] without "${PREFIX_SEPARATOR}"`);
+      continue;
+    }
+    if (name === BUILTIN_SERVER_NAME) {
+      problem('', `"${BUILTIN_SERVER_NAME}" is the built-in server's name (profiles name it so): give this server another`);
       continue;
     }
     if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {

@@ -28,16 +28,19 @@ configuration, 73 unusable home, 70 crash.`,
 
 export const SHIM_SPEC: CommandEntry = {
   name: 'shim',
-  summary: 'bridge stdio to the daemon: use this as the MCP server command in clients\n--server NAME: one hosted server alone, unprefixed',
-  usage: `usage: exai-ws shim [--server NAME]
+  summary:
+    'bridge stdio to the daemon: use this as the MCP server command in clients\n--server NAME: one hosted server alone, unprefixed; --profile NAME: a profile of the config',
+  usage: `usage: exai-ws shim [--server NAME | --profile NAME]
 
 Bridges the MCP client's stdio to the daemon (starting it when none runs, unless
 EXAI_WS_AUTOSTART=0), reconnecting and resuming when the daemon goes away. Use it as the MCP
 server command in a client's config (the same as \`node dist/shim.cjs\`).
 
 Options:
-  --server NAME   show the client one hosted server alone, with its own names (unprefixed)`,
-  options: { server: { type: 'string' } },
+  --server NAME   show the client one hosted server alone, with its own names (unprefixed)
+  --profile NAME  show the client what the profile NAME of the config shows (its servers,
+                  its tools, or tool search); an unknown profile is an error`,
+  options: { server: { type: 'string' }, profile: { type: 'string' } },
 };
 
 const STDIO: CommandEntry = {

@@ -40,7 +40,7 @@ export interface Target {
 }
 
 /** What a merged list call resolves to. */
-export type ListOutcome = { items: Item[] } | { error: RpcErrorObject };
+export type ListOutcome = { items: Item[]; index?: ReadonlyMap<string, Target> } | { error: RpcErrorObject };
 
 interface Merged {
   items: Item[];
@@ -58,6 +58,8 @@ export interface CatalogView {
   single: boolean;
   key: string;
   servers: () => Upstream[];
+  /** False for a name (as the view shows it) that the view's profile hides; undefined: all shown. */
+  shows?: ((kind: ListKind, visible: string) => boolean) | undefined;
 }
 
 export interface CatalogOptions {
@@ -97,7 +99,8 @@ export class Catalog {
   /** The merged list for one kind in a view. A server that cannot start is left out (its error is in its report). */
   async list(kind: ListKind, view: CatalogView): Promise<ListOutcome> {
     try {
-      return { items: (await this.mergedView(kind, view)).items };
+      const merged = await this.mergedView(kind, view);
+      return { items: merged.items, index: merged.index };
     } catch (error) {
       return { error: asRpcError(error) };
     }
@@ -109,6 +112,7 @@ export class Catalog {
    * to that server, so that a call gets its -32011 and last start error instead of "unknown".
    */
   async resolve(kind: ListKind, key: string, view: CatalogView): Promise<Target | undefined> {
+    if (view.shows?.(kind, key) === false) return undefined;
     const cached = this.merged.get(view.key)?.get(kind);
     if (LISTS[kind].prefixed !== null && !view.single && (cached === undefined || !this.built.has(cached))) {
       const byPrefix = await this.byPrefix(kind, key, view);
@@ -258,7 +262,8 @@ export class Catalog {
           visible = `${server.prefix}${PREFIX_SEPARATOR}${own}`;
           shown = { ...item, [spec.prefixed]: visible };
         }
-        if (index.has(visible)) continue; // first server wins a clash; the other stays reachable by prefix
+        // The first server wins a clash (the other stays reachable by prefix); a name the view's profile hides is not listed.
+        if (index.has(visible) || view.shows?.(kind, visible) === false) continue;
         index.set(visible, { server, name: own });
         items.push(shown);
         if (kind === 'resourceTemplates') templates.push({ pattern: templatePattern(own), server });

@@ -15,6 +15,7 @@ import type { Providers } from '../builtin/providers/providers.js';
 import { ServerLink, notSupported } from '../hosting/server-link.js';
 import type { LearnedTools } from './server-requests.js';
 import { DEFAULT_INIT_TIMEOUT_MS, WORKSPACE_FOLDER, type UpstreamSpec } from '../hosting/upstream-config.js';
+import type { ProfileSpec } from '../hosting/profile-config.js';
 import { Upstream, type Started } from '../hosting/upstream.js';
 import type { HostingTimers } from '../hosting/upstream-options.js';
 import { Watchdog } from '../hosting/watchdog.js';
@@ -30,6 +31,8 @@ export interface CoreOptions {
   providers: Providers;
   /** The user's hosted servers (already validated). */
   upstreams?: readonly UpstreamSpec[];
+  /** The config's profiles (see mux/profiles.ts). */
+  profiles?: readonly ProfileSpec[];
   /** Adds tools to the built-in server before it starts (tests add fixture tools here). */
   configureBuiltin?: ((server: McpServer) => void) | undefined;
   /** Lifecycle events of hosted servers, and each line they write to stderr. */
@@ -75,16 +78,21 @@ export async function startCore(options: CoreOptions): Promise<Hub> {
       log: options.log,
     });
   };
-  const hub: Hub = new Hub(builtinServer, options.upstreams ?? [], {
-    listTimeoutMs: options.listTimeoutMs,
-    listWaitMs: options.listWaitMs,
-    log: options.log,
-    afterClose: () => watchdog.close(),
-    create,
-    learned: options.learned,
-    requestTimeoutMs: options.requestTimeoutMs,
-    count: options.count,
-  });
+  const hub: Hub = new Hub(
+    builtinServer,
+    options.upstreams ?? [],
+    {
+      listTimeoutMs: options.listTimeoutMs,
+      listWaitMs: options.listWaitMs,
+      log: options.log,
+      afterClose: () => watchdog.close(),
+      create,
+      learned: options.learned,
+      requestTimeoutMs: options.requestTimeoutMs,
+      count: options.count,
+    },
+    options.profiles,
+  );
   await builtinServer.connect();
   // Eager servers warm up in the background; the first call waits for them like a lazy start.
   void hub.start();

@@ -14,6 +14,7 @@ import { LISTS, LIST_CHANGED_METHODS, type ListKind } from './lists.js';
 import { MemoryLearnedTools, ServerRequests, type LearnedTools } from './server-requests.js';
 import { SessionContext, type ClientPeer, type SessionCore, type SessionOpening } from './session-context.js';
 import type { View } from './view.js';
+import { Profiles, type ProfileOf, type ProfileSpec } from './profiles.js';
 import type { Upstream } from '../hosting/upstream.js';
 import type { ReloadReport } from '../local/health.js';
 
@@ -28,6 +29,8 @@ export interface RouterHub {
   readonly hasWorkspaceServers: boolean;
   list(kind: ListKind, view: View): Promise<ListOutcome>;
   resolve(kind: ListKind, key: string, view: View): Promise<Target | undefined>;
+  /** The view's profile (see Profiles.of). */
+  profileOf(view: View): ProfileOf;
   /** The target {@link resolve} would give when it is known now (a built merged list), else undefined. */
   resolveKnown?(kind: ListKind, key: string, view: View): Target | undefined;
   instanceFor(name: string, view: View): Upstream | undefined;
@@ -60,12 +63,14 @@ export interface HubOptions {
 }
 
 export class Hub implements RouterHub {
-  /** A server's list changed: tell the sessions whose view includes it. */
-  onlistchanged: ((notification: RpcNotification, server: string | Upstream) => void) | undefined;
+  /** A server's list changed: tell the sessions whose view includes it (null: every session, the profiles changed). */
+  onlistchanged: ((notification: RpcNotification, server: string | Upstream | null) => void) | undefined;
   /** Other server notifications (log messages, resources/updated), for the daemon to fan out. */
   onservernotification: ((server: Upstream, notification: RpcNotification) => void) | undefined;
   /** Servers' requests to clients, and sessions' calls to servers (see server-requests.ts). */
   readonly requests: ServerRequests;
+  /** The config's profiles: what each window sees of the servers. */
+  readonly profiles = new Profiles();
 
   private readonly builtin: Upstream;
   /** Hosted servers by name, in config order; each has one instance, or one per scope key. */
@@ -91,8 +96,9 @@ export class Hub implements RouterHub {
     closed: (context) => this.sessionClosed(context),
   };
 
-  constructor(builtin: Upstream, specs: readonly UpstreamSpec[], options: HubOptions) {
+  constructor(builtin: Upstream, specs: readonly UpstreamSpec[], options: HubOptions, profiles: readonly ProfileSpec[] = []) {
     this.builtin = builtin;
+    this.profiles.set(profiles);
     this.options = options;
     this.catalog = new Catalog({
       listTimeoutMs: options.listTimeoutMs,
@@ -190,8 +196,13 @@ export class Hub implements RouterHub {
    * ones whose entry changed, leaves the rest (and their processes) alone. Sessions are told
    * that every list may have changed.
    */
-  async reload(next: readonly UpstreamSpec[]): Promise<ReloadReport> {
+  async reload(next: readonly UpstreamSpec[], profiles: readonly ProfileSpec[] = []): Promise<ReloadReport> {
     const report: ReloadReport = { added: [], removed: [], restarted: [], unchanged: [] };
+    if (this.profiles.set(profiles)) {
+      // Every window may see other servers or tools now, whatever its profile was.
+      this.catalog.dropViews();
+      for (const method of LIST_CHANGED_METHODS) this.onlistchanged?.({ jsonrpc: '2.0', method }, null);
+    }
     const stopping: Upstream[] = [];
     const families = new Map<string, Family>();
     const wanted = new Set(next.map((spec) => spec.name));
@@ -263,6 +274,8 @@ export class Hub implements RouterHub {
   sees(view: View, server: string | Upstream): boolean {
     const name = typeof server === 'string' ? server : server.name;
     if (view.server !== undefined && view.server !== name) return false;
+    const of = this.profiles.of(view);
+    if ('missing' in of || (of.profile && !of.profile.showsServer(name))) return false;
     if (typeof server === 'string' || server.scope === 'shared') return true;
     return server.scopeKey === (server.scope === 'workspace' ? (view.workspace ?? '') : (view.session ?? ''));
   }
@@ -310,7 +323,14 @@ export class Hub implements RouterHub {
 
   /** The merged list for one kind in a view (see Catalog.list). */
   list(kind: ListKind, view: View): Promise<ListOutcome> {
+    const of = this.profiles.of(view);
+    if ('missing' in of) return Promise.resolve({ error: this.profiles.gone(of.missing) });
     return this.catalog.list(kind, this.catalogView(view));
+  }
+
+  /** The view's profile: the one it asked for, else its client's default (see Profiles.of). */
+  profileOf(view: View): ProfileOf {
+    return this.profiles.of(view);
   }
 
   /** True when some session sees a tool of this name (see Catalog.knows); synchronous, for metrics. */
@@ -329,7 +349,14 @@ export class Hub implements RouterHub {
   }
 
   private catalogView(view: View): CatalogView {
-    return { single: view.server !== undefined, key: this.viewKey(view), servers: () => this.inView(view) };
+    const of = this.profiles.of(view);
+    const profile = 'missing' in of ? undefined : of.profile;
+    return {
+      single: view.server !== undefined,
+      key: this.viewKey(view, profile?.spec.name),
+      servers: () => this.inView(view),
+      shows: profile && profile.spec.tools.length > 0 ? (kind, visible) => kind !== 'tools' || profile.showsTool(visible) : undefined,
+    };
   }
 
   /** The instances a view sees: the built-in server (unless single-server) and each hosted one. */
@@ -338,16 +365,19 @@ export class Hub implements RouterHub {
       const only = this.instanceFor(view.server, view);
       return only ? [only] : [];
     }
-    const all = [this.builtin];
+    const of = this.profiles.of(view);
+    if ('missing' in of) return [];
+    const shows = (name: string) => of.profile === undefined || of.profile.showsServer(name);
+    const all = shows(this.builtin.name) ? [this.builtin] : [];
     for (const name of this.families.keys()) {
-      const server = this.instanceFor(name, view);
+      const server = shows(name) ? this.instanceFor(name, view) : undefined;
       if (server) all.push(server);
     }
     return all;
   }
 
   /** Views that see the same instances share one merged cache. */
-  private viewKey(view: View): string {
+  private viewKey(view: View, profile: string | undefined): string {
     let workspace = '';
     let session = '';
     for (const family of this.families.values()) {
@@ -355,7 +385,7 @@ export class Hub implements RouterHub {
       if (family.spec.scope === 'workspace') workspace = view.workspace ?? '';
       if (family.spec.scope === 'session') session = view.session ?? '';
     }
-    return `${view.server ?? '*'}\u0000${workspace}\u0000${session}`;
+    return `${view.server ?? '*'}\u0000${profile ?? ''}\u0000${workspace}\u0000${session}`;
   }
 
   private fromServer(server: Upstream, n: RpcNotification): void {

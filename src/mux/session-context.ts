@@ -38,6 +38,8 @@ export interface ClientPeer {
    * not declare `capability` (a 2026-07-28 client is then answered -32021 for that call).
    */
   lacks?(capability: string, related: RequestId | undefined): void;
+  /** The client was sent its tools list (see SessionContext.listedTools): the daemon checks its client's cap. */
+  listedTools?(size: ToolListSize): void;
 }
 
 /** What the hub does for each session's context (see Hub.openSession); no session sees another's. */
@@ -62,10 +64,18 @@ export interface SessionCore {
   closed(context: SessionContext): void;
 }
 
+/** The last tools list a window was sent: how many tools, and its size in bytes (JSON, UTF-8). */
+export interface ToolListSize {
+  readonly count: number;
+  readonly bytes: number;
+}
+
 /** How a session opened (from its hello). */
 export interface SessionOpening {
   /** The one server it sees (`exai-ws shim --server NAME`); all of them when undefined. */
   server?: string | undefined;
+  /** The profile it asked for (`exai-ws shim --profile NAME`). */
+  profile?: string | undefined;
   /** The client's working directory: its workspace until its roots say better. */
   cwd?: string | undefined;
 }
@@ -88,6 +98,7 @@ export class SessionContext {
   private declared: Readonly<Record<string, unknown>> | undefined;
   private level: LogLevel | undefined;
   private spoken: Era | undefined;
+  private toolList: ToolListSize | undefined;
   private ended = false;
   private readonly used = new Set<Upstream>();
   private readonly peer: ClientPeer;
@@ -97,7 +108,7 @@ export class SessionContext {
   constructor(id: string, opening: SessionOpening, peer: ClientPeer, core: SessionCore) {
     this.id = id;
     this.cwd = opening.cwd;
-    this.currentView = Object.freeze({ server: opening.server, workspace: opening.cwd, session: id });
+    this.currentView = Object.freeze({ server: opening.server, profile: opening.profile, workspace: opening.cwd, session: id });
     this.peer = peer;
     this.core = core;
   }
@@ -131,6 +142,18 @@ export class SessionContext {
     return this.ended;
   }
 
+  /** The last tools list the window was sent; undefined before its first. */
+  get tools(): ToolListSize | undefined {
+    return this.toolList;
+  }
+
+  /** The window was sent its tools list (its size: what it costs the client's context). */
+  listedTools(size: ToolListSize): void {
+    if (this.ended) return;
+    this.toolList = size;
+    this.peer.listedTools?.(size);
+  }
+
   /** The client's name for logs and messages. */
   get clientName(): string {
     return this.info?.name ?? 'unnamed client';
@@ -145,6 +168,7 @@ export class SessionContext {
   initialized(info: ClientInfo | undefined, capabilities: Record<string, unknown> | undefined): void {
     this.spoken = 'legacy';
     this.info = info;
+    this.named(info?.name);
     this.declared = capabilities;
     if (!this.ended) this.core.offer(this);
   }
@@ -156,10 +180,18 @@ export class SessionContext {
    */
   declaredModern(meta: ModernMeta, capabilities: Record<string, unknown> | undefined): void {
     this.spoken = 'modern';
-    if (meta.clientInfo !== undefined) this.info = meta.clientInfo;
+    if (meta.clientInfo !== undefined) {
+      this.info = meta.clientInfo;
+      this.named(meta.clientInfo.name);
+    }
     if (sameJson(this.declared, capabilities)) return;
     this.declared = capabilities;
     if (!this.ended) this.core.offer(this);
+  }
+
+  /** The client's name is in the view: it picks the default profile (see Hub.profileOf). */
+  private named(name: string | undefined): void {
+    if (name !== this.currentView.client) this.currentView = Object.freeze({ ...this.currentView, client: name });
   }
 
   /** logging/setLevel: each server this session sees is set to the most verbose level any session asked for. */

@@ -22,6 +22,9 @@ export function isNonce(value: unknown): value is string {
 export const PROTOCOL_VERSION = 1;
 export const SESSION_ID_PATTERN = /^[A-Za-z0-9_-]{3,64}$/;
 
+/** What a window sees, as its hello or its `/mcp` URL chose: one server alone, a profile, or (neither) everything. */
+export type Selection = Pick<Hello, 'server' | 'profile'>;
+
 export interface Hello {
   type: 'hello';
   protocol: number;
@@ -34,6 +37,8 @@ export interface Hello {
   cwd?: string;
   /** Reserved for `exai-ws shim --server NAME` (hosted servers). */
   server?: string;
+  /** `exai-ws shim --profile NAME`: the config profile the window sees (not with `server`). */
+  profile?: string;
   /**
    * The client's own process id (integer > 0). The daemon uses it only to notice a client that
    * died: after an abnormal close, a pid that no longer exists ends the session at once.
@@ -171,8 +176,13 @@ function checkHelloValue(h: Record<string, unknown>): HelloCheck {
   if (h.session_id !== undefined && (typeof h.session_id !== 'string' || !SESSION_ID_PATTERN.test(h.session_id))) {
     return { ok: false, code: 'bad_hello', message: 'hello.session_id must be 3-64 characters of [A-Za-z0-9_-]' };
   }
-  if (!optionalString(h.auth_token, 4096) || !optionalString(h.cwd, 4096) || !optionalString(h.server, 256)) {
-    return { ok: false, code: 'bad_hello', message: 'hello.auth_token, hello.cwd and hello.server must be strings' };
+  if (
+    !optionalString(h.auth_token, 4096) ||
+    !optionalString(h.cwd, 4096) ||
+    !optionalString(h.server, 256) ||
+    !optionalString(h.profile, 256)
+  ) {
+    return { ok: false, code: 'bad_hello', message: 'hello.auth_token, hello.cwd, hello.server and hello.profile must be strings' };
   }
   if (!optionalString(h.auth_proof, 256)) {
     return { ok: false, code: 'bad_hello', message: 'hello.auth_proof must be a string (the proof, base64url)' };

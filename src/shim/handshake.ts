@@ -54,7 +54,7 @@ export function judgeProof(text: string, address: DaemonAddress, token: string, 
 
 /** The hello, with the client's proof and never the token; `resume` names the session to take up again. */
 export function helloFrame(
-  fields: Pick<Hello, 'client' | 'cwd' | 'server'>,
+  fields: Pick<Hello, 'client' | 'cwd' | 'server' | 'profile'>,
   pid: number,
   clientProof: string,
   resume: { sessionId: string; received: number } | undefined,

@@ -75,7 +75,7 @@ export interface LinkOptions {
   /** Where the daemon is and the token to use; called again for every attempt. */
   discover: () => DaemonAddress;
   /** The hello's own fields; the link adds `protocol`, `acks`, `pid` and, on a resume, `session_id` and `received`. */
-  hello: Pick<Hello, 'client' | 'cwd' | 'server'>;
+  hello: Pick<Hello, 'client' | 'cwd' | 'server' | 'profile'>;
   /** This process's id, sent in the hello so the daemon can tell when the shim died. */
   pid: number;
   /** Makes a daemon answer (auto-start); asked once per spell of failed attempts. Never rejects. */

@@ -61,6 +61,8 @@ export interface ShimOptions {
   errors?: Writable;
   /** `--server NAME`: ask the daemon for one hosted server, unprefixed. */
   server?: string | undefined;
+  /** `--profile NAME`: ask the daemon for a profile of its config. */
+  profile?: string | undefined;
   connectTimeoutMs?: number;
   /**
    * Makes a daemon answer when a connection attempt fails before its hello_ack (auto-start,
@@ -194,7 +196,7 @@ function newLink(options: ShimOptions, env: NodeJS.ProcessEnv, say: (line: strin
   return new Link({
     connect: options.connect ?? connectWebSocket,
     discover: options.discover ?? (() => discoverDaemon(env)),
-    hello: { client: { name: 'exai-ws-shim', version: VERSION }, cwd: process.cwd(), server: options.server || undefined },
+    hello: { client: { name: 'exai-ws-shim', version: VERSION }, cwd: process.cwd(), server: options.server || undefined, profile: options.profile || undefined },
     pid: options.pid ?? process.pid,
     ensure: options.ensure,
     reconnectMs: reconnectMsFrom(env, say),

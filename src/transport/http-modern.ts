@@ -18,6 +18,7 @@ import type { ByteBudget } from './byte-budget.js';
 import { HttpTransport, type SsePolling } from './http-transport.js';
 import { header } from './http-wire.js';
 import type { HttpSessionHost, OpenSession } from './http-session.js';
+import type { Selection } from '../protocol/hello.js';
 
 interface Parked {
   readonly session: HttpSessionHost;
@@ -49,7 +50,7 @@ export interface ModernHttpOptions {
   /** How long a session waits for the retry of its held call, at most, in milliseconds. */
   parkMs: number;
   eventBudget: ByteBudget;
-  open(server: string | undefined, client: { name: string; version: string }): OpenSession;
+  open(selection: Selection, client: { name: string; version: string }): OpenSession;
   /** Ends a request's session once it is answered or its client went away. */
   end(session: HttpSessionHost): void;
   /** Answers a refused request with `status` and `body` (and counts it, as the endpoint counts its own). */
@@ -69,7 +70,7 @@ export class ModernHttp {
   }
 
   /** Serves one parsed POST body whose `MCP-Protocol-Version` names the modern era. */
-  message(req: IncomingMessage, res: ServerResponse, server: string | undefined, c: Classified): void {
+  message(req: IncomingMessage, res: ServerResponse, server: Selection, c: Classified): void {
     if (c.kind === 'notification') {
       // The modern HTTP wire defines no client notification (cancelling is closing the stream).
       res.writeHead(202).end();

@@ -22,6 +22,7 @@ import { HttpTransport, type SsePolling } from './http-transport.js';
 import { accepts, header, writeJson } from './http-wire.js';
 import { ModernHttp, isModernVersion, type HeldStates } from './http-modern.js';
 import { unsupportedVersion } from '../protocol/eras.js';
+import type { Selection } from '../protocol/hello.js';
 
 export { HttpTransport, MAX_STORED_EVENTS, type SsePolling } from './http-transport.js';
 export { DEFAULT_BODIES_MAX_BYTES } from './http-body.js';
@@ -64,8 +65,8 @@ export interface McpHttpEndpointOptions {
   held?: HeldStates;
   /** How long a stateless request's session waits for the retry of its held call (`EXAI_WS_CALL_TIMEOUT_MS` and a little). */
   parkMs?: number;
-  /** Opens a session for an `initialize`: `server` names the one hosted server of `/mcp/NAME`. */
-  open(server: string | undefined, client: { name: string; version: string }): OpenSession;
+  /** Opens a session for an `initialize`: what it sees (`/mcp/NAME`, `?profile=NAME`). */
+  open(selection: Selection, client: { name: string; version: string }): OpenSession;
   /** Ends a session for good (`DELETE`, idle, `http_session_limit`); the session closes its transport. */
   end(session: HttpSessionHost, reason: HttpEndReason): void;
   /** Counts a refused request (`http_400`, `body_too_large`, ...). */
@@ -107,7 +108,7 @@ export class McpHttpEndpoint {
       held: options.held,
       parkMs: options.parkMs ?? DEFAULT_PARK_MS,
       eventBudget: this.eventBudget,
-      open: (server, client) => options.open(server, client),
+      open: (selection, client) => options.open(selection, client),
       end: (session) => options.end(session, 'request_answered'),
       refuse: (res, status, body) => this.refuseWith(res, status, body),
     });
@@ -149,8 +150,8 @@ export class McpHttpEndpoint {
     return true;
   }
 
-  /** Handles one request to `/mcp` or `/mcp/NAME` (`server`), already past Host, Origin and token. */
-  handle(req: IncomingMessage, res: ServerResponse, server: string | undefined): void {
+  /** Handles one request to `/mcp` or `/mcp/NAME` (`selection`), already past Host, Origin and token. */
+  handle(req: IncomingMessage, res: ServerResponse, server: Selection): void {
     const version = header(req, 'mcp-protocol-version');
     if (isModernVersion(version)) {
       if (req.method === 'POST') return this.post(req, res, server, 'modern');
@@ -184,7 +185,7 @@ export class McpHttpEndpoint {
     this.modern.close();
   }
 
-  private post(req: IncomingMessage, res: ServerResponse, server: string | undefined, era: PostEra = 'legacy'): void {
+  private post(req: IncomingMessage, res: ServerResponse, server: Selection, era: PostEra = 'legacy'): void {
     const type = header(req, 'content-type') ?? '';
     if (!/^application\/json\b/i.test(type)) {
       return this.refuse(res, 415, RpcCode.INVALID_REQUEST, 'Unsupported Media Type: Content-Type must be application/json');
@@ -199,7 +200,7 @@ export class McpHttpEndpoint {
     });
   }
 
-  private message(req: IncomingMessage, res: ServerResponse, server: string | undefined, body: string, era: PostEra): void {
+  private message(req: IncomingMessage, res: ServerResponse, server: Selection, body: string, era: PostEra): void {
     const c = parseMessage(body);
     if (c.kind === 'invalid') {
       this.options.reject('invalid_message');
@@ -251,7 +252,7 @@ export class McpHttpEndpoint {
     session.take(c);
   }
 
-  private initialize(res: ServerResponse, server: string | undefined, c: Classified & { kind: 'request' }): void {
+  private initialize(res: ServerResponse, server: Selection, c: Classified & { kind: 'request' }): void {
     const info = c.message.params?.clientInfo as { name?: unknown; version?: unknown } | undefined;
     const label = (value: unknown) => (typeof value === 'string' ? value.slice(0, 256) : 'unknown');
     const opened = this.options.open(server, { name: label(info?.name), version: label(info?.version) });

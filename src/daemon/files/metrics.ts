@@ -31,6 +31,7 @@ export const REJECT_REASON_NAMES = [
   'hello_timeout',
   'binary_frame',
   'unknown_server',
+  'unknown_profile',
   'invalid_message',
   'duplicate_id',
   'queue_full',

@@ -29,7 +29,7 @@ export function wireFanout(hub: Hub, sessions: SessionDirectory): void {
   hub.onlistchanged = (n, server) => {
     const text = wire(n);
     if (text === undefined) return;
-    for (const session of sessions.list()) if (session.sees(server)) session.sendNotification(text, n.method);
+    for (const session of sessions.list()) if (server === null || session.sees(server)) session.sendNotification(text, n.method);
   };
 
   hub.onservernotification = (server, n) => {

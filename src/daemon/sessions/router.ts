@@ -20,6 +20,7 @@ import {
   isObject,
   isProgressToken,
   rpcError,
+  trySerialize,
   type RpcNotification,
   type RpcRequest,
   type RpcResponse,
@@ -39,6 +40,7 @@ import type { Listens } from './listens.js';
 import { ModernRequests } from './modern.js';
 import type { HeldCalls } from './held-calls.js';
 import { fulfilInputs, needsInput, withCallerMeta } from './input-rounds.js';
+import { SEARCH_MODE_TOOLS, searchStep } from './search-mode.js';
 
 /** How long the daemon waits for a client's answer to its own roots/list. */
 const ROOTS_REQUEST_TIMEOUT_MS = 5_000;
@@ -110,6 +112,10 @@ export class Router {
 
   /** Routes a request of either era once its era is settled. */
   private route(request: RpcRequest, cancel: Cancellation): Promise<RpcResponse | null> {
+    if (request.method === 'tools/call' || request.method === 'tools/list') {
+      const of = this.hub.profileOf(this.context.view);
+      if ('profile' in of && of.profile?.spec.search) return this.searching(request, cancel);
+    }
     // The hot path: a tool the session's merged list holds goes to its server in this turn.
     if (request.method === 'tools/call') {
       const params = request.params ?? {};
@@ -121,6 +127,15 @@ export class Router {
       }
     }
     return this.handleAny(request, cancel);
+  }
+
+  /** A window of a search profile: its two tools are answered here, `call_tool` routed as the call it names. */
+  private async searching(request: RpcRequest, cancel: Cancellation): Promise<RpcResponse | null> {
+    const step = await searchStep(request, () => this.hub.list('tools', this.context.view));
+    if (step === undefined) return this.handleAny(request, cancel);
+    if ('route' in step) return this.handleAny(step.route, cancel);
+    if (request.method === 'tools/list') this.sized(SEARCH_MODE_TOOLS);
+    return step.answer;
   }
 
   private async handleAny(request: RpcRequest, cancel: Cancellation): Promise<RpcResponse | null> {
@@ -145,6 +160,7 @@ export class Router {
     if (listKind) {
       const listed = await this.hub.list(listKind, view);
       if ('error' in listed) return rpcError(id, listed.error.code, listed.error.message, listed.error.data);
+      if (listKind === 'tools') this.sized(listed.items);
       return ok(id, { [listKind]: listed.items });
     }
     const route = ROUTED.get(method);
@@ -172,6 +188,13 @@ export class Router {
       if (server) return this.forward(id, method, params, { server, name: '' }, cancel);
     }
     return rpcError(id, RpcCode.METHOD_NOT_FOUND, `Method not found: ${clip(method)}`);
+  }
+
+  /** Notes the size of the tools list the window is sent (for status, and its client's cap). */
+  private sized(tools: unknown): void {
+    if (!Array.isArray(tools)) return;
+    const text = trySerialize(tools);
+    this.context.listedTools({ count: tools.length, bytes: text.ok ? Buffer.byteLength(text.text) : 0 });
   }
 
   /** Handles a client notification other than cancellation (the session owns that). */

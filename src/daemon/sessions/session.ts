@@ -114,7 +114,7 @@ export class Session {
       overflow: () => deps.expire(this, 'hold_overflow'),
       holdBudget: deps.holdBudget,
     });
-    this.context = deps.hub.openSession(id, { server: opening.server, cwd: opening.cwd }, this);
+    this.context = deps.hub.openSession(id, { server: opening.server, profile: opening.profile, cwd: opening.cwd }, this);
     this.router = new Router(this.context, deps.hub, { callTimeoutMs: deps.config.callTimeoutMs, listens: this.listens });
     this.flow = new RequestFlow({
       maxInflight: deps.config.maxInflight,

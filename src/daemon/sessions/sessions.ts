@@ -107,6 +107,18 @@ export class SessionManager {
         message: `no hosted server named '${hello.server}' (configured: ${known.join(', ') || 'none'})`,
       };
     }
+    if (hello.server !== undefined && hello.profile !== undefined) {
+      return { ok: false, code: 'bad_hello', message: 'choose one server or a profile, not both: a profile is a set of servers' };
+    }
+    if (hello.profile !== undefined && !this.deps.hub.profiles.has(hello.profile)) {
+      this.deps.metrics.reject('unknown_profile');
+      const known = this.deps.hub.profiles.names();
+      return {
+        ok: false,
+        code: 'bad_hello',
+        message: `no profile named '${hello.profile}' in the config (profiles: ${known.join(', ') || 'none'})`,
+      };
+    }
     // A session nobody uses gives way first: the least recently used one ends.
     if (this.sessions.size >= this.deps.config.maxSessions) this.makeRoom();
     if (this.sessions.size >= this.deps.config.maxSessions) {
@@ -114,7 +126,7 @@ export class SessionManager {
       return { ok: false, code: 'session_limit', message: `session limit reached (${this.deps.config.maxSessions})` };
     }
     const id = hello.session_id ?? randomUUID();
-    const session = new Session(id, client, this.sessionDeps, { server: hello.server, cwd: hello.cwd, pid });
+    const session = new Session(id, client, this.sessionDeps, { server: hello.server, profile: hello.profile, cwd: hello.cwd, pid });
     this.sessions.set(id, session);
     this.deps.metrics.sessionsOpened++;
     this.deps.logger.info(

@@ -50,6 +50,7 @@ import { scaledMs } from '../../local/timer-scale.js';
 import { AuthRoutes } from './auth-routes.js';
 import { originAllowed } from './origin.js';
 import { WsUpgrades } from './ws-upgrade.js';
+import type { Selection } from '../../protocol/hello.js';
 
 export { originAllowed } from './origin.js';
 
@@ -240,13 +241,13 @@ export class DaemonServer {
       this.guard.authenticate(req.socket);
       if (!this.accepting)
         return send(503, { jsonrpc: '2.0', id: null, error: { code: RpcCode.CONNECTION_CLOSED, message: 'daemon is shutting down' } });
-      let server: string | undefined;
+      let selection: Selection;
       try {
-        server = mcp[1] === undefined ? undefined : decodeURIComponent(mcp[1]);
+        selection = mcpSelection(mcp[1], req.url ?? '');
       } catch {
         return send(404, { error: 'not found' });
       }
-      return this.deps.mcp.handle(req, res, server);
+      return this.deps.mcp.handle(req, res, selection);
     }
     if (path === '/health') {
       if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, { error: 'method not allowed' });
@@ -298,4 +299,18 @@ export class DaemonServer {
       },
     );
   }
+}
+
+/**
+ * What an `/mcp` URL asks for: `/mcp/NAME` one hosted server alone, `?profile=NAME` a profile
+ * of the config (the session manager refuses an unknown one, and both together). Throws on a
+ * malformed escape.
+ */
+function mcpSelection(name: string | undefined, url: string): Selection {
+  const selection: Selection = {};
+  if (name !== undefined) selection.server = decodeURIComponent(name);
+  const query = url.indexOf('?');
+  const profile = query < 0 ? null : new URLSearchParams(url.slice(query + 1)).get('profile');
+  if (profile !== null) selection.profile = profile;
+  return selection;
 }
