@@ -21,7 +21,8 @@
  * Options: --quick (smaller counts), --only asks-client|http|cpu (phase 6, 7 or 8 alone), --only
  * pss-option (the daemon's Node options against Node's defaults, pss-option.ts), --only modern (a
  * 2026-07-28 call through /mcp against the v2 SDK's own HTTP handler, modern-latency.ts; not part
- * of the full run, which it would lengthen by a minute or more), --help.
+ * of the full run, which it would lengthen by a minute or more), --only search (tool search's hit
+ * rates and search time, tool-search.ts; not part of the full run), --help.
  */
 import { spawn } from 'node:child_process';
 import { cpus, loadavg, platform, release } from 'node:os';
@@ -31,6 +32,7 @@ import { ASKS_CLIENT_FULL, ASKS_CLIENT_QUICK, asksClientLines, mainAsksClient, r
 import { HTTP_FULL, HTTP_QUICK, httpBudgets, httpLines, mainHttp, runHttp } from './http.js';
 import { mainPssOption } from './pss-option.js';
 import { mainModernLatency } from './modern-latency.js';
+import { mainToolSearch } from './tool-search.js';
 import { CPU_FULL, CPU_QUICK, cpuBudgets, cpuLines, mainCpuPerCall, runCpuPerCall } from './cpu-per-call.js';
 import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -437,7 +439,7 @@ function table(rows: string[][], lastLeft = false): string {
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   if (args.includes('--help') || args.includes('-h')) {
-    process.stdout.write('usage: npm run bench [-- --quick] [-- --only asks-client|http|cpu|pss-option|modern]\n');
+    process.stdout.write('usage: npm run bench [-- --quick] [-- --only asks-client|http|cpu|pss-option|modern|search]\n');
     return;
   }
   const quick = args.includes('--quick');
@@ -449,7 +451,8 @@ async function main(): Promise<void> {
     if (phase === 'cpu') return mainCpuPerCall(quick, args);
     if (phase === 'pss-option') return mainPssOption(quick);
     if (phase === 'modern') return mainModernLatency(quick);
-    throw new Error(`--only: expected asks-client, http, cpu, pss-option or modern, got ${phase ?? 'nothing'}`);
+    if (phase === 'search') return mainToolSearch(quick);
+    throw new Error(`--only: expected asks-client, http, cpu, pss-option, modern or search, got ${phase ?? 'nothing'}`);
   }
   const plan = quick ? QUICK : FULL;
   installCleanup(WATCHDOG_MS);
