@@ -9,6 +9,7 @@ import { homedir } from 'node:os';
 import { basename, dirname, isAbsolute, join, resolve, sep } from 'node:path';
 import { userConfigDir } from '../local/config-path.js';
 import { CLI_PATH, SHIM_PATH } from '../local/dist-paths.js';
+import type { Selection } from '../protocol/hello.js';
 
 export type ClientKind = 'vscode' | 'claude' | 'cursor';
 export const CLIENT_KINDS: readonly ClientKind[] = ['vscode', 'claude', 'cursor'];
@@ -283,10 +284,14 @@ export function daemonName(name: string): string {
 
 /**
  * One stdio server entry running this Node with this CLI's bundled shim (`--server NAME`: that
- * hosted server alone), with the home the shim must find when it is not the default one.
+ * hosted server alone; `--profile NAME`: that profile), with the home the shim must find when it
+ * is not the default one.
  */
-export function shimServer(env: NodeJS.ProcessEnv = process.env, server?: string): JsonObject {
-  const entry: JsonObject = { command: process.execPath, args: server === undefined ? [SHIM_PATH] : [SHIM_PATH, '--server', server] };
+export function shimServer(env: NodeJS.ProcessEnv = process.env, selection: Selection = {}): JsonObject {
+  const args = [SHIM_PATH];
+  if (selection.server !== undefined) args.push('--server', selection.server);
+  if (selection.profile !== undefined) args.push('--profile', selection.profile);
+  const entry: JsonObject = { command: process.execPath, args };
   // A non-default home is how the shim finds the daemon; the client must pass it on.
   if (env.EXAI_WS_HOME) entry.env = { EXAI_WS_HOME: resolve(env.EXAI_WS_HOME) };
   return entry;

@@ -8,6 +8,7 @@ import { userConfigDir } from '../local/config-path.js';
 import { defaultHome } from '../local/files.js';
 import { SHIM_ENTRY_NAME, shimServer, type JsonObject } from './client-config.js';
 import { shellLine } from './service-files.js';
+import type { Selection } from '../protocol/hello.js';
 
 export type SetupClient = 'vscode' | 'cursor' | 'claude-code' | 'gemini' | 'codex' | 'claude-desktop';
 export const SETUP_CLIENTS: readonly SetupClient[] = ['vscode', 'cursor', 'claude-code', 'gemini', 'codex', 'claude-desktop'];
@@ -23,7 +24,7 @@ export const CODEX_TOKEN_VAR = 'CODEX_EXAI_WS_TOKEN';
 
 /** Where a client reaches the daemon over HTTP, and where each part came from. */
 export interface Endpoint {
-  /** `http://HOST:PORT/mcp` or `.../mcp/NAME`. */
+  /** `http://HOST:PORT/mcp`, `.../mcp/NAME` or `.../mcp?profile=NAME`. */
   url: string;
   port: number;
   /** Why this port: the running daemon's address card, the settings file, state.json, or the default. */
@@ -39,8 +40,8 @@ export interface Endpoint {
  * The shim entry: the shim finds its daemon through the home's address card and the user's
  * settings, so it needs no `env` block; only a home other than the default is passed on.
  */
-function shimFor(env: NodeJS.ProcessEnv, server: string | undefined): JsonObject {
-  const entry = shimServer(env, server);
+function shimFor(env: NodeJS.ProcessEnv, selection: Selection): JsonObject {
+  const entry = shimServer(env, selection);
   if (env.EXAI_WS_HOME && resolve(env.EXAI_WS_HOME) === resolve(defaultHome(env))) delete entry.env;
   return entry;
 }
@@ -75,15 +76,18 @@ export function setupBlocks(
   endpoint: Endpoint,
   env: NodeJS.ProcessEnv,
   platform: NodeJS.Platform,
-  server?: string,
+  selection: Selection = {},
 ): Block[] {
-  const name = server ?? SHIM_ENTRY_NAME;
+  const { server, profile } = selection;
+  const name = server ?? (profile === undefined ? SHIM_ENTRY_NAME : `${SHIM_ENTRY_NAME}-${profile}`);
   const http = { url: endpoint.url, headers: { Authorization: `Bearer ${endpoint.token ?? TOKEN_PLACEHOLDER}` } };
-  const shim = shimFor(env, server);
+  const shim = shimFor(env, selection);
   const what =
-    server === undefined
-      ? 'the daemon (its built-in tools and every hosted server, as <server>__<tool>)'
-      : `the hosted server "${server}" alone, with its own tool names`;
+    server !== undefined
+      ? `the hosted server "${server}" alone, with its own tool names`
+      : profile !== undefined
+        ? `the profile "${profile}" of the daemon's config (its servers and tools, or tool search)`
+        : 'the daemon (its built-in tools and every hosted server, as <server>__<tool>)';
   const secret: Block = {
     text: 'This entry holds the daemon token, a secret: anyone who reads it can use the daemon. Keep it in your user configuration, not in a file you commit.',
   };

@@ -25,6 +25,7 @@ import { parseCommand } from '../local/args.js';
 import { ExitCode } from './exit-codes.js';
 import { CONFIG_SPEC } from '../local/specs.js';
 import { SETUP_CLIENTS, TOKEN_PLACEHOLDER, renderBlocks, setupBlocks, type Endpoint, type SetupClient } from './client-setup-blocks.js';
+import type { Selection } from '../protocol/hello.js';
 
 export {
   CODEX_TOKEN_VAR,
@@ -47,7 +48,7 @@ const SERVER_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
  * the address card only when its daemon is alive, and the shell's `EXAI_WS_TOKEN` first (a
  * command the user typed). Never throws: a missing token is reported in `tokenNote` and left null.
  */
-export async function resolveEndpoint(env: NodeJS.ProcessEnv, server?: string): Promise<Endpoint> {
+export async function resolveEndpoint(env: NodeJS.ProcessEnv, selection: Selection = {}): Promise<Endpoint> {
   const onDisk = readAddressCard(resolveHome(env).pid);
   const live = onDisk && onDisk.port > 0 && (await cardIsLive(onDisk)) ? onDisk : null;
   const settings = resolveClientSettings(env, { shell: true, card: live });
@@ -58,7 +59,10 @@ export async function resolveEndpoint(env: NodeJS.ProcessEnv, server?: string): 
       `EXAI_WS_PORT=${shellPort} of this shell is not where a shim or exai-ws restart starts the daemon: that reads its settings from ${settingsFile} (exai-ws settings set EXAI_WS_PORT=${shellPort}); only a daemon started by hand from this shell (exai-ws daemon) takes it`,
     );
   }
-  const url = `http://${urlHost(host)}:${port}/mcp${server === undefined ? '' : `/${encodeURIComponent(server)}`}`;
+  const { server, profile } = selection;
+  const path = server === undefined ? '' : `/${encodeURIComponent(server)}`;
+  const query = profile === undefined ? '' : `?profile=${encodeURIComponent(profile)}`;
+  const url = `http://${urlHost(host)}:${port}/mcp${path}${query}`;
   return { url, port, portNote: portNote(settings), notes, ...tokenOf(settings) };
 }
 
@@ -143,21 +147,26 @@ export async function runClientSetupCommand(args: readonly string[], io: Partial
     return ExitCode.USAGE;
   }
   const server = parsed.values.server as string | undefined;
+  const profile = parsed.values.profile as string | undefined;
   if (server !== undefined && (!SERVER_NAME.test(server) || server.includes('__'))) {
     stderr.write(
       `exai-ws config: --server ${JSON.stringify(server)} is not a server name (1-64 characters of [A-Za-z0-9_.-] without "__")\n`,
     );
     return ExitCode.USAGE;
   }
-  const endpoint = await resolveEndpoint(env, server);
-  const blocks = setupBlocks(client as SetupClient, endpoint, env, platform, server);
+  if (profile !== undefined && (!SERVER_NAME.test(profile) || server !== undefined)) {
+    stderr.write(
+      `exai-ws config: ${server === undefined ? `--profile ${JSON.stringify(profile)} is not a profile name (1-64 characters of [A-Za-z0-9_.-])` : 'give --server or --profile, not both'}\n`,
+    );
+    return ExitCode.USAGE;
+  }
+  const endpoint = await resolveEndpoint(env, { server, profile });
+  const blocks = setupBlocks(client as SetupClient, endpoint, env, platform, { server, profile });
   // The shim form finds the port and the token itself.
   const withUrl = client !== 'claude-desktop';
   const notes = withUrl ? [endpoint.portNote, endpoint.tokenNote, ...endpoint.notes] : [];
-  if (server !== undefined) {
-    const missing = serverMissing(env, server);
-    if (missing) notes.push(missing);
-  }
+  const missing = server === undefined && profile === undefined ? null : notInConfig(env, { server, profile });
+  if (missing) notes.push(missing);
   stdout.write(renderBlocks(notes.length > 0 ? [...blocks, { text: notes.map((n) => `- ${n}`).join('\n') }] : blocks));
   if (withUrl) rememberUrlPort(env, endpoint.port);
   return ExitCode.OK;
@@ -180,14 +189,15 @@ function rememberUrlPort(env: NodeJS.ProcessEnv, port: number): void {
   }
 }
 
-/** A note when `server` is not in the daemon's config file, where a typo would give 404 later. */
-function serverMissing(env: NodeJS.ProcessEnv, server: string): string | null {
+/** A note when the server or profile is not in the daemon's config file, where a typo would give 404 later. */
+function notInConfig(env: NodeJS.ProcessEnv, { server, profile }: Selection): string | null {
   const path = configPath(env);
+  const what = server === undefined ? `the profile "${profile}"` : `the hosted server "${server}"`;
   try {
     const config = loadUpstreamConfig(path);
-    if (config.servers.some((s) => s.name === server)) return null;
-    return `"${server}" is not among the hosted servers in ${path}: the entry fails (404) until it is added`;
+    if (server !== undefined ? config.servers.some((s) => s.name === server) : config.profiles.some((p) => p.name === profile)) return null;
+    return `${what} is not in ${path}: the entry fails (404 over HTTP, an error to initialize through the shim) until it is added`;
   } catch (error) {
-    return `cannot check that "${server}" is a hosted server: ${(error as Error).message}`;
+    return `cannot check ${what}: ${(error as Error).message}`;
   }
 }

@@ -183,7 +183,11 @@ export function parseUpstreams(
   defaultIdleMs = DEFAULT_UPSTREAM_IDLE_MS,
 ): Pick<UpstreamConfig, 'servers' | 'profiles' | 'problems'> {
   if (json === null || typeof json !== 'object' || Array.isArray(json)) {
-    return { servers: [], profiles: [], problems: [{ server: '*', key: '', reason: 'the config must be a JSON object with "mcpServers"' }] };
+    return {
+      servers: [],
+      profiles: [],
+      problems: [{ server: '*', key: '', reason: 'the config must be a JSON object with "mcpServers"' }],
+    };
   }
   const root = json as Record<string, unknown>;
   const { servers, problems } = parseEntries(root.mcpServers ?? {}, defaultIdleMs);

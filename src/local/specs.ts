@@ -168,8 +168,9 @@ daemon last listened on (its own, when another program held the default), else 8
 daemon later has to listen elsewhere, status says so: print the entry again.
 
 Options:
-  --server NAME   one hosted server alone, unprefixed (/mcp/NAME, shim --server NAME)`,
-  options: { server: { type: 'string' } },
+  --server NAME   one hosted server alone, unprefixed (/mcp/NAME, shim --server NAME)
+  --profile NAME  a profile of the config (/mcp?profile=NAME, shim --profile NAME)`,
+  options: { server: { type: 'string' }, profile: { type: 'string' } },
   positionals: { min: 0, max: 1 },
 };
 

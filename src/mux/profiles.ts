@@ -94,4 +94,3 @@ function compile(spec: ProfileSpec): Compiled {
     client: spec.clients.length === 0 ? () => false : anyGlob(spec.clients, { nocase: true }),
   };
 }
-

@@ -196,7 +196,12 @@ function newLink(options: ShimOptions, env: NodeJS.ProcessEnv, say: (line: strin
   return new Link({
     connect: options.connect ?? connectWebSocket,
     discover: options.discover ?? (() => discoverDaemon(env)),
-    hello: { client: { name: 'exai-ws-shim', version: VERSION }, cwd: process.cwd(), server: options.server || undefined, profile: options.profile || undefined },
+    hello: {
+      client: { name: 'exai-ws-shim', version: VERSION },
+      cwd: process.cwd(),
+      server: options.server || undefined,
+      profile: options.profile || undefined,
+    },
     pid: options.pid ?? process.pid,
     ensure: options.ensure,
     reconnectMs: reconnectMsFrom(env, say),

@@ -66,7 +66,8 @@ export async function searchStep(request: RpcRequest, tools: ToolsOfProfile): Pr
   const args = isObject(params.arguments) ? params.arguments : {};
   if (params.name === CALL_TOOL) {
     const name = args.name;
-    if (typeof name !== 'string' || name.length === 0) return { answer: toolError(id, 'call_tool needs "name": a tool name from search_tools') };
+    if (typeof name !== 'string' || name.length === 0)
+      return { answer: toolError(id, 'call_tool needs "name": a tool name from search_tools') };
     if (args.arguments !== undefined && !isObject(args.arguments)) {
       return { answer: toolError(id, 'call_tool: "arguments" must be an object of the tool\'s arguments') };
     }
@@ -104,4 +105,3 @@ export async function searchStep(request: RpcRequest, tools: ToolsOfProfile): Pr
 function toolError(id: RpcRequest['id'], message: string): RpcResponse {
   return { jsonrpc: '2.0', id, result: { content: [{ type: 'text', text: message }], isError: true } };
 }
-

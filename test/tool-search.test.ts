@@ -1,0 +1,161 @@
+/**
+ * Tool search (issue 25): a window of a `"search": true` profile lists exactly `search_tools` and
+ * `call_tool`, finds the hosted servers' tools by what a person types (the committed query set,
+ * against the real servers), and `call_tool` behaves as the direct call: it changes the shared
+ * server, delivers progress, stops on cancellation, and a server's sampling question reaches the
+ * calling window only.
+ */
+import assert from 'node:assert/strict';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { CreateMessageRequestSchema } from '@modelcontextprotocol/sdk/types.js';
+import { Cleanup, ROOT, connectShim, makeHome, startDaemon, textOf, waitFor, type DaemonHandle } from './helpers.js';
+import { everythingEntry, memoryEntry, serverReport, waitReady } from './fixtures/hosted-servers.js';
+import { connectWs } from './fixtures/ws-client.js';
+
+const FILESYSTEM = join(ROOT, 'node_modules', '@modelcontextprotocol', 'server-filesystem', 'dist', 'index.js');
+const QUERIES = JSON.parse(readFileSync(join(ROOT, 'test', 'fixtures', 'tool-queries.json'), 'utf8')) as {
+  query: string;
+  expect: string[];
+}[];
+const SAMPLING_TOOL = 'everything__trigger-sampling-request';
+
+const cleanup = new Cleanup();
+after(() => cleanup.run());
+
+let daemon: DaemonHandle;
+/** The search window (through the real shim) and a full window beside it; both can be asked for sampling. */
+let searcher: Client;
+let full: Client;
+const sampled = { searcher: 0, full: 0 };
+
+interface Found {
+  tools: { name: string; description?: string; inputSchema?: unknown }[];
+}
+
+async function search(query: string, limit?: number): Promise<Found> {
+  const result = await searcher.callTool({ name: 'search_tools', arguments: limit === undefined ? { query } : { query, limit } });
+  assert.ok(!result.isError, textOf(result));
+  return result.structuredContent as Found;
+}
+
+describe('tool search', { concurrency: true }, () => {
+  before(async () => {
+    const home = makeHome(cleanup);
+    const files = join(home, 'files');
+    mkdirSync(files);
+    const config = {
+      mcpServers: {
+        everything: everythingEntry({ start: 'eager' }),
+        memory: memoryEntry(home, { start: 'eager' }),
+        fs: { command: process.execPath, args: [FILESYSTEM, files], start: 'eager' },
+      },
+      profiles: { find: { search: true } },
+    };
+    writeFileSync(join(home, 'config.json'), JSON.stringify(config));
+    daemon = await startDaemon(cleanup, { home, env: { EXAI_WS_LIST_WAIT_MS: '0' } });
+    for (const name of ['everything', 'memory', 'fs']) await waitReady(daemon, name, 30_000);
+    const sampling = { capabilities: { sampling: {} } };
+    searcher = (await connectShim(cleanup, daemon, { name: 'search-window', args: ['--profile', 'find'], ...sampling })).client;
+    full = (await connectWs(cleanup, daemon, { name: 'full-window', ...sampling })).client;
+    for (const [who, client] of [
+      ['searcher', searcher],
+      ['full', full],
+    ] as const) {
+      client.setRequestHandler(CreateMessageRequestSchema, () => {
+        sampled[who]++;
+        return { role: 'assistant', content: { type: 'text', text: `sampled by ${who}` }, model: 'test-model' };
+      });
+    }
+  });
+
+  test('lists exactly search_tools and call_tool, under 5% of the full list', async (t) => {
+    const listed = await searcher.listTools();
+    assert.deepEqual(listed.tools.map((t) => t.name).sort(), ['call_tool', 'search_tools']);
+    const whole = await full.listTools();
+    const ratio = JSON.stringify(listed.tools).length / JSON.stringify(whole.tools).length;
+    t.diagnostic(`search list ${JSON.stringify(listed.tools).length} B, full list ${JSON.stringify(whole.tools).length} B`);
+    assert.ok(whole.tools.length > 30, `the full window sees the three servers (${whole.tools.length} tools)`);
+    assert.ok(ratio < 0.05, `the search list is ${(ratio * 100).toFixed(1)}% of the full list`);
+  });
+
+  test('the query set finds its tool in the top 3 at least 90% of the time', async (t) => {
+    let top1 = 0;
+    let top3 = 0;
+    const missed: string[] = [];
+    for (const { query, expect } of QUERIES) {
+      const names = (await search(query, 3)).tools.map((tool) => tool.name);
+      if (expect.includes(names[0] ?? '')) top1++;
+      if (names.some((n) => expect.includes(n))) top3++;
+      else missed.push(`${query} -> ${names.join(', ')}`);
+    }
+    t.diagnostic(`top-1 ${top1}/${QUERIES.length}, top-3 ${top3}/${QUERIES.length}; missed: ${missed.join(' | ')}`);
+    assert.ok(QUERIES.length >= 20);
+    assert.ok(top3 / QUERIES.length >= 0.9, `top-3 ${top3}/${QUERIES.length}: ${missed.join(' | ')}`);
+  });
+
+  test('a found tool comes with its input schema', async () => {
+    const found = await search('store a new entity in the knowledge graph');
+    const tool = found.tools.find((x) => x.name === 'memory__create_entities');
+    assert.ok(tool, JSON.stringify(found.tools.map((x) => x.name)));
+    assert.equal((tool.inputSchema as { type?: string }).type, 'object');
+  });
+
+  test('call_tool of a memory tool changes the shared server: another window sees it', async () => {
+    const entity = { name: `SearchEntity${process.pid}`, entityType: 'test', observations: ['made through call_tool'] };
+    const made = await searcher.callTool({
+      name: 'call_tool',
+      arguments: { name: 'memory__create_entities', arguments: { entities: [entity] } },
+    });
+    assert.ok(!made.isError, textOf(made));
+    const graph = await full.callTool({ name: 'memory__read_graph', arguments: {} });
+    assert.match(textOf(graph), new RegExp(entity.name));
+  });
+
+  test('call_tool of a long-running tool delivers its progress, and a cancellation stops it', async () => {
+    const seen: number[] = [];
+    const done = await searcher.callTool(
+      { name: 'call_tool', arguments: { name: 'everything__trigger-long-running-operation', arguments: { duration: 1, steps: 3 } } },
+      undefined,
+      { onprogress: (p) => seen.push(p.progress), timeout: 30_000 },
+    );
+    assert.ok(!done.isError, textOf(done));
+    assert.ok(seen.length >= 2, `progress arrived: ${JSON.stringify(seen)}`);
+
+    const controller = new AbortController();
+    const cut = searcher.callTool(
+      { name: 'call_tool', arguments: { name: 'everything__trigger-long-running-operation', arguments: { duration: 30, steps: 30 } } },
+      undefined,
+      { signal: controller.signal, onprogress: () => controller.abort(), timeout: 60_000 },
+    );
+    await assert.rejects(cut, /abort/i);
+    // The daemon passed the cancellation on and forgot the call: nothing of it stays in flight.
+    await waitFor(async () => (await serverReport(daemon, 'everything')).inflight === 0, 'the cancelled call gone from everything', 15_000);
+  });
+
+  test('call_tool of a tool that asks for sampling reaches the calling window only', async () => {
+    // Both windows declared sampling: the server is renewed to be offered it, then lists its sampling tool.
+    await waitFor(async () => (await full.listTools()).tools.some((x) => x.name === SAMPLING_TOOL), 'the sampling tool listed', 30_000);
+    const before = { ...sampled };
+    const result = await searcher.callTool({
+      name: 'call_tool',
+      arguments: { name: SAMPLING_TOOL, arguments: { prompt: 'hello', maxTokens: 10 } },
+    });
+    assert.match(textOf(result), /sampled by searcher/);
+    assert.equal(sampled.searcher, before.searcher + 1);
+    assert.equal(sampled.full, before.full, 'the other window was not asked');
+  });
+
+  test('call_tool errors are those of the direct call', async () => {
+    await assert.rejects(
+      searcher.callTool({ name: 'call_tool', arguments: { name: 'memory__no_such_tool', arguments: {} } }),
+      /Unknown tool/,
+    );
+    const bad = await searcher.callTool({ name: 'call_tool', arguments: { arguments: {} } });
+    assert.equal(bad.isError, true, 'no name: the tool says what is missing');
+    const found = await search('zzzz qqqq');
+    assert.deepEqual(found.tools, []);
+  });
+});
