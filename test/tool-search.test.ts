@@ -10,6 +10,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { Client as ModernClient, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { CreateMessageRequestSchema } from '@modelcontextprotocol/sdk/types.js';
 import { Cleanup, ROOT, connectShim, makeHome, startDaemon, textOf, waitFor, type DaemonHandle } from './helpers.js';
 import { everythingEntry, memoryEntry, serverReport, waitReady } from './fixtures/hosted-servers.js';
@@ -146,6 +147,24 @@ describe('tool search', { concurrency: true }, () => {
     assert.match(textOf(result), /sampled by searcher/);
     assert.equal(sampled.searcher, before.searcher + 1);
     assert.equal(sampled.full, before.full, 'the other window was not asked');
+  });
+
+  test('a 2026-07-28 client over /mcp?profile= searches and calls the same way', async () => {
+    const transport = new StreamableHTTPClientTransport(new URL(`http://127.0.0.1:${daemon.port}/mcp?profile=find`), {
+      requestInit: { headers: { authorization: `Bearer ${daemon.token}` } },
+    });
+    const modern = new ModernClient({ name: 'modern-search', version: '1.0.0' }, { versionNegotiation: { mode: { pin: '2026-07-28' } } });
+    cleanup.add(() => modern.close());
+    await modern.connect(transport);
+    const listed = await modern.listTools();
+    assert.deepEqual(listed.tools.map((t) => t.name).sort(), ['call_tool', 'search_tools']);
+    const found = await modern.callTool({ name: 'search_tools', arguments: { query: 'echo a message back' } });
+    assert.ok((found.structuredContent as unknown as Found).tools.some((t) => t.name === 'everything__echo'));
+    const echoed = await modern.callTool({
+      name: 'call_tool',
+      arguments: { name: 'everything__echo', arguments: { message: 'modern hi' } },
+    });
+    assert.match(JSON.stringify(echoed.content), /modern hi/);
   });
 
   test('call_tool errors are those of the direct call', async () => {
