@@ -181,6 +181,9 @@ function docOf(entry: Searchable, id: number): Doc | null {
 }
 
 /** Searches one set of tools; build a new one when the lists change. */
+/** Tools indexed per turn of the event loop by {@link ToolSearch.build}. */
+const BUILD_CHUNK = 64;
+
 export class ToolSearch {
   readonly #tools: Record<string, unknown>[] = [];
   readonly #index = new MiniSearch<Doc>({
@@ -197,7 +200,21 @@ export class ToolSearch {
     },
   });
 
-  constructor(entries: readonly Searchable[]) {
+  constructor(entries: readonly Searchable[] = []) {
+    this.#index.addAll(this.#docs(entries));
+  }
+
+  /**
+   * The same index, built a chunk of tools at a time with a turn of the event loop between
+   * chunks: a list of thousands of tools (about 0.1 ms each) holds up no other window.
+   */
+  static async build(entries: readonly Searchable[]): Promise<ToolSearch> {
+    const search = new ToolSearch();
+    await search.#index.addAllAsync(search.#docs(entries), { chunkSize: BUILD_CHUNK });
+    return search;
+  }
+
+  #docs(entries: readonly Searchable[]): Doc[] {
     const docs: Doc[] = [];
     for (const entry of entries) {
       const doc = docOf(entry, this.#tools.length);
@@ -205,7 +222,7 @@ export class ToolSearch {
       this.#tools.push(entry.tool); // an object: docOf checked it
       docs.push(doc);
     }
-    this.#index.addAll(docs);
+    return docs;
   }
 
   /** Best matches first, at most `limit`; [] for a query with no usable words. */

@@ -5,6 +5,7 @@
  * routed as the router routes any call, so progress, cancellation, the server's questions to this
  * window and errors are those of the direct call; a window may also call a found tool by name.
  */
+import { RpcCode } from '../../protocol/codes.js';
 import { isObject, rpcError, type RpcRequest, type RpcResponse } from '../../protocol/jsonrpc.js';
 import type { ListOutcome } from '../../mux/catalog.js';
 import { ToolSearch } from '../../mux/tool-search.js';
@@ -52,7 +53,7 @@ export type SearchStep = { answer: RpcResponse } | { route: RpcRequest };
 export type ToolsOfProfile = () => Promise<ListOutcome>;
 
 /** The index of each merged list, built once per list (a new list is a new array). */
-const INDEXES = new WeakMap<object, ToolSearch>();
+const INDEXES = new WeakMap<object, Promise<ToolSearch>>();
 
 /**
  * One request of a search-mode window: `tools/list`, `search_tools` and `call_tool` are taken
@@ -89,9 +90,16 @@ export async function searchStep(request: RpcRequest, tools: ToolsOfProfile): Pr
   if (index === undefined) {
     const serverOf = listed.index;
     const entries = listed.items.map((tool) => ({ tool, server: serverOf?.get(String(tool.name))?.server.name ?? '' }));
-    INDEXES.set(listed.items, (index = new ToolSearch(entries)));
+    INDEXES.set(listed.items, (index = ToolSearch.build(entries)));
   }
-  const found = index.search(query.slice(0, MAX_QUERY_CHARS), limit).map((tool) => ({
+  let ranker: ToolSearch;
+  try {
+    ranker = await index;
+  } catch (error) {
+    INDEXES.delete(listed.items);
+    return { answer: rpcError(id, RpcCode.INTERNAL_ERROR, `tool search failed: ${(error as Error).message}`) };
+  }
+  const found = ranker.search(query.slice(0, MAX_QUERY_CHARS), limit).map((tool) => ({
     name: tool.name,
     ...(tool.title === undefined ? {} : { title: tool.title }),
     ...(tool.description === undefined ? {} : { description: tool.description }),
