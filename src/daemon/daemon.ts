@@ -178,6 +178,7 @@ export class Daemon {
       listTimeoutMs: config.callTimeoutMs,
       providers: this.providers,
       upstreams: config.upstreams.servers,
+      profiles: config.upstreams.profiles,
       npxDirect: config.npxDirect,
       listWaitMs: config.listWaitMs,
       initTimeoutMs: config.initTimeoutMs,

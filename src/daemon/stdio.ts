@@ -39,6 +39,7 @@ export async function runStdio(options: StdioOptions): Promise<void> {
     listTimeoutMs: config.callTimeoutMs,
     providers: new Providers(config.providers),
     upstreams: config.upstreams.servers,
+    profiles: config.upstreams.profiles,
     npxDirect: config.npxDirect,
     listWaitMs: config.listWaitMs,
     initTimeoutMs: config.initTimeoutMs,
