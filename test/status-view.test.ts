@@ -266,6 +266,13 @@ test('--json: a versioned shape with every section, built from the report, not t
       requests: 118,
       p99_ms: 12.3456,
       era: null,
+      // A daemon that does not report windows' tools: nulls, not a window under its cap.
+      profile: null,
+      profile_missing: null,
+      tools: null,
+      tools_bytes: null,
+      tool_cap: null,
+      over_cap: null,
     },
   );
   assert.deepEqual(json.servers[1], {

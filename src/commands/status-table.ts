@@ -5,6 +5,7 @@
 import type { StatusFile, StatusJson, StatusReload, StatusSession } from './status-view.js';
 import { painter, printable, truncate, wrap, type Style } from './terminal.js';
 import { INDENT, formatDuration, formatMs, naturalWidth, table, type Cell, type Column, type Paint } from './status-layout.js';
+import { windowsSection } from './status-windows.js';
 
 export { formatDuration, formatMs } from './status-layout.js';
 
@@ -34,6 +35,7 @@ export function renderStatusTable(s: StatusJson, options: RenderOptions): string
         daemonSection(s, paint),
         warningsSection(s, paint, width),
         sessionsSection(s, paint, width),
+        windowsSection(s, paint, width),
         statelessSection(s, paint, width),
         serversSection(s, paint, width),
         providersSection(s, paint, width),

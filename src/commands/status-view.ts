@@ -89,6 +89,18 @@ export interface StatusSession {
   p99_ms: number | null;
   /** The era its client speaks (`2026-07-28`, `2025-11-25`); null before its first request or from an older daemon. */
   era: string | null;
+  /** The profile in force; null: none (every server), or an older daemon. */
+  profile: string | null;
+  /** True when `profile` is one the window asked for that the config no longer has; null from an older daemon. */
+  profile_missing: boolean | null;
+  /** Tools in the last list the window was sent; null before its first, or from an older daemon. */
+  tools: number | null;
+  /** That list's size in bytes. */
+  tools_bytes: number | null;
+  /** The most tools its client takes; null: no known cap (or an older daemon). */
+  tool_cap: number | null;
+  /** True when its last list was longer than its client's cap; null from an older daemon. */
+  over_cap: boolean | null;
 }
 
 export interface StatusStatelessClient {
@@ -207,6 +219,7 @@ export function statusJson(h: HealthReport | Liveness, refused?: string): Status
         requests: num(s.requests),
         p99_ms: num(s.p99_ms),
         era: str(s.era),
+        ...windowOf(s),
       }))
       .sort((a, b) => compareText(a.client, b.client) || b.age_s - a.age_s),
     stateless_clients: statelessOf(r.stateless_clients),
@@ -246,6 +259,20 @@ export function statusJson(h: HealthReport | Liveness, refused?: string): Status
     files: { log: fileOf(r.log), metrics: fileOf(r.metrics_file) },
     settings: settingsOf(r.settings),
     warnings: Array.isArray(r.warnings) ? r.warnings.filter((w): w is string => typeof w === 'string') : [],
+  };
+}
+
+/** What a session's window is shown (nulls from an older daemon). */
+function windowOf(
+  s: Record<string, unknown>,
+): Pick<StatusSession, 'profile' | 'profile_missing' | 'tools' | 'tools_bytes' | 'tool_cap' | 'over_cap'> {
+  return {
+    profile: str(s.profile),
+    profile_missing: bool(s.profile_missing),
+    tools: num(s.tools),
+    tools_bytes: num(s.tools_bytes),
+    tool_cap: num(s.tool_cap),
+    over_cap: bool(s.over_cap),
   };
 }
 

@@ -5,6 +5,7 @@
  */
 import { existsSync } from 'node:fs';
 import { loadUpstreamConfig, type UpstreamConfig } from '../hosting/upstream-config.js';
+import { toolCapLookup, type ToolCapLookup } from '../hosting/tool-caps-config.js';
 import type { HealthReport, LastReload, ReloadReport } from '../local/health.js';
 import type { Hub } from '../mux/hub.js';
 import { ConfigWatcher } from './files/config-watcher.js';
@@ -26,6 +27,8 @@ export class ConfigReloads {
   private readonly options: ConfigReloadsOptions;
   /** The hosted-servers config in force (replaced by each successful reload). */
   private upstreams: UpstreamConfig;
+  /** The `client_tool_caps` in force, compiled (replaced with {@link upstreams}). */
+  private caps: ToolCapLookup;
   /**
    * Why the config file as it is on disk is not in force (unreadable, not valid JSON: line and
    * column), found at start or by a reload; cleared by the next reload that applies it.
@@ -37,6 +40,7 @@ export class ConfigReloads {
   constructor(options: ConfigReloadsOptions) {
     this.options = options;
     this.upstreams = options.initial;
+    this.caps = toolCapLookup(options.initial.toolCaps);
     this.configError = options.initial.error;
   }
 
@@ -73,6 +77,7 @@ export class ConfigReloads {
     for (const problem of next.problems) logger?.warn({ ...problem, config: next.path }, 'config entry refused');
     const removed = next.path === null && this.upstreams.path !== null;
     this.upstreams = next;
+    this.caps = toolCapLookup(next.toolCaps);
     this.configError = undefined;
     const report = await hub.reload(next.servers, next.profiles);
     this.lastReload = { at: new Date().toISOString(), ...report, file: next.path !== null, refused: next.problems.length };
@@ -101,6 +106,11 @@ export class ConfigReloads {
     if ((this.upstreams.path !== null) !== existsSync(path) || (this.configError !== undefined && usable(path))) {
       onchange();
     }
+  }
+
+  /** The most tools a client of this name takes, by the caps in force; null: no known cap. */
+  toolCap(client: string | undefined): number | null {
+    return this.caps(client);
   }
 
   /** Stops watching. */

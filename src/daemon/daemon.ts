@@ -143,7 +143,10 @@ export class Daemon {
       });
       const hub = await this.startHub(logger);
       this.hub = hub;
-      const manager = new SessionManager({ hub, config, metrics: this.metrics, logger });
+      const configs = this.configs;
+      // The caps in force: a reload's reach the sessions already open.
+      const toolCap = (client: string | undefined) => configs.toolCap(client);
+      const manager = new SessionManager({ hub, config, metrics: this.metrics, logger, toolCap });
       this.manager = manager;
       wireFanout(hub, manager);
       this.mcp = this.httpEndpoint(manager);

@@ -163,5 +163,6 @@ function sessionEntry(s: Session): SessionEntry {
     requests: s.latency.total,
     p99_ms: s.latency.p99(),
     era: eraVersion(s.era),
+    ...s.windowTools,
   };
 }

@@ -16,6 +16,7 @@ import { wireFanout } from './sessions/fanout.js';
 import { Session } from './sessions/session.js';
 import { reportUnserializable } from './sessions/unsendable.js';
 import { StdioTransport } from '../transport/stdio.js';
+import { toolCapLookup } from '../hosting/tool-caps-config.js';
 
 export interface StdioOptions {
   config: DaemonConfig;
@@ -57,6 +58,7 @@ export async function runStdio(options: StdioOptions): Promise<void> {
       metrics,
       logger,
       expire: () => undefined,
+      toolCap: toolCapLookup(config.upstreams.toolCaps),
     },
   );
   wireFanout(hub, {

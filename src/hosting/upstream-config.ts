@@ -12,6 +12,7 @@ import type { UpstreamScope, ConfigProblem } from '../local/health.js';
 import type { LocalErrorCode } from '../local/errors.js';
 import { LEGACY_VERSION, MODERN_VERSION, PROTOCOL_SETTINGS, type ProtocolSetting } from './modern.js';
 import { BUILTIN_SERVER_NAME, parseProfiles, type ProfileSpec } from './profile-config.js';
+import { defaultToolCaps, parseToolCaps, type ToolCapRule } from './tool-caps-config.js';
 
 /** Between a server's prefix and an item's own name in merged lists (`memory__read_graph`); so never in a server's name. */
 export const PREFIX_SEPARATOR = '__';
@@ -65,6 +66,8 @@ export interface UpstreamConfig {
   readonly servers: readonly UpstreamSpec[];
   /** The `profiles`: what windows that pick one (or whose client matches one) see. */
   readonly profiles: readonly ProfileSpec[];
+  /** The `client_tool_caps` with the defaults under them, in the order they apply (see tool-caps-config.ts). */
+  readonly toolCaps: readonly ToolCapRule[];
   readonly problems: readonly ConfigProblem[];
   /**
    * Set when the file is there but cannot be used at all (unreadable, not valid JSON: the
@@ -143,7 +146,8 @@ export function loadUpstreamConfig(path: string, defaultIdleMs = DEFAULT_UPSTREA
   try {
     text = readFileSync(path, 'utf8');
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return Object.freeze({ path: null, servers: [], profiles: [], problems: [] });
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT')
+      return Object.freeze({ path: null, servers: [], profiles: [], toolCaps: defaultToolCaps(), problems: [] });
     throw new UpstreamConfigError(`cannot read the config file ${path}: ${(error as Error).message}`);
   }
   // Editors on Windows may save a byte order mark; it is no part of the JSON.
@@ -167,7 +171,7 @@ export function loadUpstreamConfigAtStart(path: string, defaultIdleMs = DEFAULT_
     return loadUpstreamConfig(path, defaultIdleMs);
   } catch (error) {
     if (!(error instanceof UpstreamConfigError)) throw error;
-    return Object.freeze({ path, servers: [], profiles: [], problems: [], error: error.message });
+    return Object.freeze({ path, servers: [], profiles: [], toolCaps: defaultToolCaps(), problems: [], error: error.message });
   }
 }
 
@@ -181,13 +185,10 @@ function jsonMistake(text: string, error: Error): string {
 export function parseUpstreams(
   json: unknown,
   defaultIdleMs = DEFAULT_UPSTREAM_IDLE_MS,
-): Pick<UpstreamConfig, 'servers' | 'profiles' | 'problems'> {
+): Pick<UpstreamConfig, 'servers' | 'profiles' | 'toolCaps' | 'problems'> {
   if (json === null || typeof json !== 'object' || Array.isArray(json)) {
-    return {
-      servers: [],
-      profiles: [],
-      problems: [{ server: '*', key: '', reason: 'the config must be a JSON object with "mcpServers"' }],
-    };
+    const problems = [{ server: '*', key: '', reason: 'the config must be a JSON object with "mcpServers"' }];
+    return { servers: [], profiles: [], toolCaps: defaultToolCaps(), problems };
   }
   const root = json as Record<string, unknown>;
   const { servers, problems } = parseEntries(root.mcpServers ?? {}, defaultIdleMs);
@@ -195,7 +196,13 @@ export function parseUpstreams(
     root.profiles,
     servers.map((s) => s.name),
   );
-  return { servers, profiles: profiles.profiles, problems: [...problems, ...profiles.problems] };
+  const caps = parseToolCaps(root.client_tool_caps);
+  return {
+    servers,
+    profiles: profiles.profiles,
+    toolCaps: caps.toolCaps,
+    problems: [...problems, ...profiles.problems, ...caps.problems],
+  };
 }
 
 function parseEntries(entries: unknown, defaultIdleMs: number): Pick<UpstreamConfig, 'servers' | 'problems'> {

@@ -99,6 +99,19 @@ export interface SessionEntry {
   p99_ms: number | null;
   /** The era its client speaks; null until its first request said. Absent from older daemons. */
   era?: EraVersion | null;
+  // What the window is shown and what that costs it (issue 25). Absent from older daemons.
+  /** The profile in force (asked for, or its client's default); null: none, the window sees every server. */
+  profile?: string | null;
+  /** True when `profile` is the name the window asked for and the config no longer has (it sees nothing); else false. */
+  profile_missing?: boolean;
+  /** Tools in the last list the window was sent; null before its first. */
+  tools?: number | null;
+  /** That list's size in bytes (JSON, UTF-8): what it costs the client's context; null before the first. */
+  tools_bytes?: number | null;
+  /** The most tools its client takes (`client_tool_caps`, by its clientInfo name); null: no known cap. */
+  tool_cap?: number | null;
+  /** True when the last list was longer than `tool_cap` (the log warned once). */
+  over_cap?: boolean;
 }
 
 /**

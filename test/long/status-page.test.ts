@@ -13,6 +13,7 @@ import { describe, test } from 'node:test';
 import { chromium, type BrowserContext } from 'playwright-core';
 import { Cleanup, ROOT, connectShim, startDaemon, waitFor, within } from '../helpers.js';
 import { fakeReport, loginUrl, pageServer } from '../fixtures/status-page.js';
+import type { SessionEntry } from '../../src/local/health.js';
 
 /** Where the browser test leaves its screenshots (kept by CI as artifacts; ignored by git). */
 const ARTIFACTS = join(ROOT, 'test-artifacts');
@@ -149,6 +150,40 @@ describe('the status page renders the report as a user reads it (headless Chromi
       const after = await page.locator('#config').innerText();
       assert.match(after, /changes\s+not watched: exai-ws reload applies an edit/);
       assert.doesNotMatch(after, /not applied/);
+      assert.deepEqual(problems, []);
+    } finally {
+      await cleanup.run();
+    }
+  });
+
+  test("each window's profile, tools and list size; a window over its client's cap is warned about", async () => {
+    const cleanup = new Cleanup();
+    try {
+      const server = await pageServer({ intervalMs: 50 });
+      const window = { transport: 'ws', state: 'attached', cwd: null, age_s: 5, inflight: 0, requests: 1, p99_ms: 1 } as const;
+      const windows: SessionEntry[] = [
+        { ...window, id: 'a', client: 'cursor-vscode', client_version: '1', profile: null, profile_missing: false, tools: 57 },
+        { ...window, id: 'b', client: 'claude-code', client_version: '2', profile: 'web', profile_missing: false, tools: 12 },
+      ];
+      Object.assign(windows[0] as SessionEntry, { tools_bytes: 41_000, tool_cap: 40, over_cap: true });
+      Object.assign(windows[1] as SessionEntry, { tools_bytes: 10_035, tool_cap: null, over_cap: false });
+      server.report = { ...fakeReport(), sessions: { total: 2, attached: 2, detached: 0, list: windows } };
+      const context = await launchChromium(cleanup);
+      const page = await context.newPage();
+      const problems: string[] = [];
+      page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+      await page.goto(`http://127.0.0.1:${server.port}/`, { waitUntil: 'domcontentloaded', timeout: 10_000 });
+      await page.locator('body[data-connection="live"]').waitFor({ timeout: 10_000 });
+      const headers = await page.locator('#sessions th').allInnerTexts();
+      assert.deepEqual(headers.slice(3, 7), ['era', 'profile', 'tools', 'list size']);
+      const over = await page.locator('#sessions tbody tr', { hasText: 'cursor-vscode' }).locator('td').allInnerTexts();
+      assert.deepEqual(over.slice(4, 7), ['\u2014', '57', '40.0 KB']);
+      assert.equal(await page.locator('#sessions tbody tr', { hasText: 'cursor-vscode' }).locator('td.warn').count(), 2);
+      const under = await page.locator('#sessions tbody tr', { hasText: 'claude-code' }).locator('td').allInnerTexts();
+      assert.deepEqual(under.slice(4, 7), ['web', '12', '9.8 KB']);
+      assert.deepEqual(await page.locator('#over-cap li').allInnerTexts(), [
+        'cursor-vscode: 57 tools, more than its client takes (40): give this window a profile or use tool search',
+      ]);
       assert.deepEqual(problems, []);
     } finally {
       await cleanup.run();

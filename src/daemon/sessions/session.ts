@@ -17,20 +17,13 @@
  * Flow control (in flight, queued, refused with -32010) is its {@link RequestFlow}'s.
  */
 import { RpcCode } from '../../protocol/codes.js';
-import {
-  clip,
-  parseMessage,
-  type RequestId,
-  type Answer,
-  type Classified,
-  type RpcRequest,
-  type RpcResponse,
-} from '../../protocol/jsonrpc.js';
+import { parseMessage, type RequestId, type Answer, type Classified, type RpcRequest, type RpcResponse } from '../../protocol/jsonrpc.js';
 import type { LogLevel } from '../../protocol/log-levels.js';
 import { PendingRequests } from '../../protocol/pending.js';
 import { RelayedResponse } from '../../protocol/relay.js';
 import type { Hub, RouterHub } from '../../mux/hub.js';
-import type { ClientInfo, Era, SessionContext, SessionOpening } from '../../mux/session-context.js';
+import type { ClientInfo, Era, SessionContext, SessionOpening, ToolListSize } from '../../mux/session-context.js';
+import type { ToolCapLookup } from '../../hosting/tool-caps-config.js';
 import type { Upstream } from '../../hosting/upstream.js';
 import type { DaemonConfig } from '../files/config.js';
 import type { Cancellation } from '../../hosting/cancellation.js';
@@ -44,6 +37,7 @@ import { LatencyRing } from './latency-ring.js';
 import { Router } from './router.js';
 import { Listens } from './listens.js';
 import { serializeFor } from './unsendable.js';
+import { ClientWindow, type WindowToolsReport } from './client-window.js';
 
 export type { AttachOptions } from './outbox.js';
 export { NOTIFY_DROP_BYTES, OUTPUT_HIGH_WATER_BYTES, OUTPUT_LOW_WATER_BYTES } from './outbox.js';
@@ -63,6 +57,8 @@ export interface SessionDeps {
   expire(session: Session, reason: CloseReason): void;
   /** Held messages of every detached session together (`EXAI_WS_HOLD_TOTAL_MAX_BYTES`). */
   holdBudget?: ByteBudget;
+  /** The cap of a client by its clientInfo name (the `client_tool_caps` in force); absent: no caps. */
+  toolCap?: ToolCapLookup;
 }
 
 export interface ClientLabel {
@@ -86,6 +82,8 @@ export class Session {
   private readonly context: SessionContext;
   private readonly router: Router;
   private readonly outbox: Outbox;
+  /** Its initialize and its tools lists, as the log and `/health` see them. */
+  private readonly window: ClientWindow;
   private label: ClientLabel;
   private clientPid: number | undefined;
   private current: SessionState = 'detached';
@@ -115,6 +113,7 @@ export class Session {
       holdBudget: deps.holdBudget,
     });
     this.context = deps.hub.openSession(id, { server: opening.server, profile: opening.profile, cwd: opening.cwd }, this);
+    this.window = new ClientWindow(id, this.context, deps);
     this.router = new Router(this.context, deps.hub, { callTimeoutMs: deps.config.callTimeoutMs, listens: this.listens });
     this.flow = new RequestFlow({
       maxInflight: deps.config.maxInflight,
@@ -162,6 +161,11 @@ export class Session {
   /** The log level the client asked for (logging/setLevel); undefined: every message. */
   get logLevel(): LogLevel | undefined {
     return this.context.logLevel;
+  }
+
+  /** The profile in force, the size of its last tools list and its client's cap, for `/health`. */
+  get windowTools(): WindowToolsReport {
+    return this.window.report();
   }
 
   /** True when this session's view includes the server (by name, or an instance). */
@@ -293,6 +297,11 @@ export class Session {
     });
   }
 
+  /** The client was sent its tools list (see ClientPeer.listedTools): the first over its cap is logged. */
+  listedTools(size: ToolListSize): void {
+    this.window.listed(size);
+  }
+
   /** A server's question was refused for want of `capability` (see ClientPeer.lacks): a modern call says so. */
   lacks(capability: string, related: RequestId | undefined): void {
     if (this.context.era === 'modern') this.router.held.lacks(capability, related);
@@ -365,20 +374,7 @@ export class Session {
 
   /** Runs one request through the router (the flow's `run`); `initialize` is logged. */
   private run(request: RpcRequest, cancel: Cancellation): Promise<RpcResponse | null> {
-    if (request.method === 'initialize') {
-      const info = request.params?.clientInfo as { name?: unknown; version?: unknown } | undefined;
-      // The client's own strings, of any size: logged short.
-      const label = (value: unknown) => (typeof value === 'string' ? clip(value, 256) : undefined);
-      this.deps.logger.info(
-        {
-          session_id: this.id,
-          mcp_client: label(info?.name),
-          mcp_client_version: label(info?.version),
-          protocol: label(request.params?.protocolVersion),
-        },
-        'session initialized',
-      );
-    }
+    if (request.method === 'initialize') this.window.initialized(request.params);
     return this.router.handle(request, cancel);
   }
 

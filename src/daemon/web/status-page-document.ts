@@ -46,7 +46,7 @@ code { font: .9em ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
 const SCRIPT = `
 'use strict';
 const $ = (id) => document.getElementById(id);
-const NUM = new Set(['pid', 'age', 'in flight', 'requests', 'p99 ms', 'restarts', 'queued', "429s", 'calls', 'errors', 'sessions']);
+const NUM = new Set(['pid', 'age', 'in flight', 'requests', 'p99 ms', 'restarts', 'queued', "429s", 'calls', 'errors', 'sessions', 'tools', 'list size']);
 const GOOD = new Set(['ok', 'ready', 'running', 'attached', 'yes']);
 const BAD = new Set(['error', 'failed', 'crashed', 'unreachable', 'unauthorized', 'closed', 'stopped']);
 
@@ -116,6 +116,11 @@ function fillList(id, pairs) {
   dl.replaceChildren(...nodes);
 }
 /** '1 session', '2 sessions', '0 sessions'. */
+/** '812 B', '9.8 KB', '1.4 MB'. */
+function bytes(n) {
+  if (typeof n !== 'number') return null;
+  return n < 1024 ? n + ' B' : n < 1048576 ? (n / 1024).toFixed(1) + ' KB' : (n / 1048576).toFixed(1) + ' MB';
+}
 function plural(n, noun) {
   return n + ' ' + noun + (n === 1 ? '' : 's');
 }
@@ -146,18 +151,25 @@ function renderSessions(r) {
   const list = ((r.sessions && r.sessions.list) || []).slice();
   list.sort((a, b) => String(a.client).localeCompare(String(b.client)) || (b.age_s || 0) - (a.age_s || 0));
   count('sessions-count', list.length);
-  fillTable('sessions', ['client', 'transport', 'state', 'era', 'working directory', 'age', 'in flight', 'requests', 'p99 ms'],
+  fillTable('sessions', ['client', 'transport', 'state', 'era', 'profile', 'tools', 'list size', 'working directory', 'age', 'in flight',
+    'requests', 'p99 ms'],
     list.map((s) => [
       { text: [s.client, s.client_version].filter(Boolean).join(' '), title: s.id },
       s.transport,
       { text: s.state, cls: stateClass(s.state) },
       s.era,
+      { text: s.profile_missing ? s.profile + ' (gone)' : s.profile, cls: s.profile_missing ? 'bad' : '' },
+      { text: s.tools, cls: s.over_cap ? 'warn' : '', title: typeof s.tool_cap === 'number' ? 'its client takes ' + s.tool_cap : '' },
+      { text: bytes(s.tools_bytes), cls: s.over_cap ? 'warn' : '' },
       { text: s.cwd, cls: 'path' },
       duration(s.age_s),
       s.inflight,
       s.requests,
       typeof s.p99_ms === 'number' ? Math.round(s.p99_ms * 10) / 10 : null,
     ]), 'no session open');
+  // A window over its client's cap: the client leaves tools out, or refuses them all.
+  $('over-cap').replaceChildren(...list.filter((s) => s.over_cap === true).map((s) => el('li', s.client + ': ' + s.tools +
+    ' tools, more than its client takes (' + s.tool_cap + '): give this window a profile or use tool search', 'warn')));
   const stateless = Array.isArray(r.stateless_clients) ? r.stateless_clients : [];
   count('stateless-count', stateless.length);
   fillTable('stateless', ['client', 'era', 'requests', 'last seen'],
@@ -341,6 +353,7 @@ export function statusDocument(nonce: string): string {
 <ul id="warnings"></ul>
 <h2>Sessions <span id="sessions-count" class="count"></span></h2>
 <table id="sessions"></table>
+<ul id="over-cap"></ul>
 <h2>Stateless clients (2026-07-28 over HTTP, a session per request) <span id="stateless-count" class="count"></span></h2>
 <table id="stateless"></table>
 <h2>Hosted servers <span id="servers-count" class="count"></span></h2>
