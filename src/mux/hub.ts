@@ -12,6 +12,7 @@ import type { UpstreamSpec } from '../hosting/upstream-config.js';
 import { Interests } from './interests.js';
 import { LISTS, LIST_CHANGED_METHODS, type ListKind } from './lists.js';
 import { MemoryLearnedTools, ServerRequests, type LearnedTools } from './server-requests.js';
+import type { RememberedLists } from './remembered-lists.js';
 import { SessionContext, type ClientPeer, type SessionCore, type SessionOpening } from './session-context.js';
 import type { View } from './view.js';
 import type { Upstream } from '../hosting/upstream.js';
@@ -53,6 +54,8 @@ export interface HubOptions {
   create?: (spec: UpstreamSpec, key: string | undefined) => Upstream;
   /** Tools known to ask the client back; in memory when not given. */
   learned?: LearnedTools;
+  /** Servers' lists remembered once seen, so lists need not start them; in memory when not given. */
+  remembered?: RememberedLists;
   /** Bounds a client's answer to a server's request, in milliseconds (default: listTimeoutMs). */
   requestTimeoutMs?: number;
   /** Counts an event for the metrics (`origin_unknown`, `stray_answer`). */
@@ -98,7 +101,8 @@ export class Hub implements RouterHub {
       listTimeoutMs: options.listTimeoutMs,
       listWaitMs: options.listWaitMs,
       log: options.log,
-      // Listed without it while it started: the sessions that see it list again.
+      remembered: options.remembered,
+      // Listed without it while it started (or from memory, and it lists otherwise): the sessions that see it list again.
       onarrived: (server, kind) => this.onlistchanged?.({ jsonrpc: '2.0', method: LISTS[kind].changed }, server),
     });
     this.interests = new Interests({
@@ -137,6 +141,7 @@ export class Hub implements RouterHub {
 
   private family(spec: UpstreamSpec): Family {
     const family: Family = { spec, text: JSON.stringify(spec), instances: new Map() };
+    this.catalog.lists.configure(spec);
     if (spec.scope === 'shared') family.instances.set('', this.make(spec, undefined));
     return family;
   }
@@ -305,6 +310,7 @@ export class Hub implements RouterHub {
       for (const method of LIST_CHANGED_METHODS) this.onlistchanged?.({ jsonrpc: '2.0', method }, server);
     }
     this.seenReady.add(server);
+    this.catalog.lists.refresh(server);
     this.interests.restored(server);
   }
 
@@ -319,8 +325,10 @@ export class Hub implements RouterHub {
   }
 
   /** The server behind a session-visible tool or prompt name, or resource URI (see Catalog.resolve). */
-  resolve(kind: ListKind, key: string, view: View): Promise<Target | undefined> {
-    return this.catalog.resolve(kind, key, this.catalogView(view));
+  async resolve(kind: ListKind, key: string, view: View): Promise<Target | undefined> {
+    const target = await this.catalog.resolve(kind, key, this.catalogView(view));
+    // A name its entry filters out never reaches the server, whatever its state: it is unknown.
+    return target && this.catalog.lists.allows(target.server, kind, target.name) ? target : undefined;
   }
 
   /** The target a session-visible name resolves to when a built merged list holds it (see Catalog.resolveBuilt). */
@@ -362,6 +370,7 @@ export class Hub implements RouterHub {
     const kinds = (Object.keys(LISTS) as ListKind[]).filter((kind) => LISTS[kind].changed === n.method);
     if (kinds.length > 0) {
       this.catalog.invalidate(server, kinds);
+      this.catalog.lists.refresh(server); // fetched again while it runs, and remembered
       this.onlistchanged?.({ jsonrpc: '2.0', method: n.method }, server);
       return;
     }
