@@ -159,6 +159,7 @@ export class Hub implements RouterHub {
     server.onready = () => this.restored(server);
     server.onrequest = (request, context) => this.requests.answer(server, request, context);
     server.onstray = () => this.options.count?.('stray_answer');
+    server.onfailed = () => this.failed(server);
   }
 
   /** Opens a session's context; its close() releases what the session holds here. */
@@ -312,6 +313,13 @@ export class Hub implements RouterHub {
     this.seenReady.add(server);
     this.catalog.lists.refresh(server);
     this.interests.restored(server);
+  }
+
+  /** A server listed from memory could not start: its sessions list again, and now it is left out. */
+  private failed(server: Upstream): void {
+    if (!this.catalog.lists.wasShown(server)) return;
+    this.catalog.invalidate(server, null);
+    for (const method of LIST_CHANGED_METHODS) this.onlistchanged?.({ jsonrpc: '2.0', method }, server);
   }
 
   /** The merged list for one kind in a view (see Catalog.list). */

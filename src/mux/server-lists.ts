@@ -119,6 +119,11 @@ export class ServerLists {
     return this.leftOut.delete(server);
   }
 
+  /** True once when lists were shown of this server from memory since it last ran (and clears that). */
+  wasShown(server: Upstream): boolean {
+    return this.shown.delete(server);
+  }
+
   /** Drops cached lists of one server (some kinds, or all when null). */
   invalidate(server: Upstream, kinds: readonly ListKind[] | null): void {
     const cached = this.perServer.get(server);
