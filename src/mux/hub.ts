@@ -8,7 +8,7 @@
 import type { RpcNotification } from '../protocol/jsonrpc.js';
 import { Catalog, type CatalogView, type ListOutcome, type Target } from './catalog.js';
 import type { CoreCountReason, CoreLog } from '../hosting/core-log.js';
-import type { UpstreamSpec } from '../hosting/upstream-config.js';
+import { PREFIX_SEPARATOR, type UpstreamSpec } from '../hosting/upstream-config.js';
 import { Interests } from './interests.js';
 import { LISTS, LIST_CHANGED_METHODS, type ListKind } from './lists.js';
 import { MemoryLearnedTools, ServerRequests, type LearnedTools } from './server-requests.js';
@@ -334,9 +334,19 @@ export class Hub implements RouterHub {
 
   /** The server behind a session-visible tool or prompt name, or resource URI (see Catalog.resolve). */
   async resolve(kind: ListKind, key: string, view: View): Promise<Target | undefined> {
+    if (this.filteredOut(kind, key, view)) return undefined; // known without starting the server
     const target = await this.catalog.resolve(kind, key, this.catalogView(view));
     // A name its entry filters out never reaches the server, whatever its state: it is unknown.
     return target && this.catalog.lists.allows(target.server, kind, target.name) ? target : undefined;
+  }
+
+  /** True when the name is, by its prefix (or the single-server view's server), one its entry filters out. */
+  private filteredOut(kind: ListKind, key: string, view: View): boolean {
+    const lists = this.catalog.lists;
+    if (view.server !== undefined) return !lists.allowsName(view.server, kind, key);
+    const at = key.indexOf(PREFIX_SEPARATOR);
+    const family = at > 0 ? this.families.get(key.slice(0, at)) : undefined;
+    return family?.spec.prefix === true && !lists.allowsName(family.spec.name, kind, key.slice(at + PREFIX_SEPARATOR.length));
   }
 
   /** The target a session-visible name resolves to when a built merged list holds it (see Catalog.resolveBuilt). */

@@ -81,6 +81,11 @@ export class ServerLists {
 
   /** False when the server's entry filters this tool or prompt (its own name) out: it is neither listed nor callable. */
   allows(server: Upstream, kind: ListKind, name: string): boolean {
+    return this.allowsName(server.name, kind, name);
+  }
+
+  /** {@link allows} by the server's name, before any instance of it is made. */
+  allowsName(server: string, kind: ListKind, name: string): boolean {
     const test = this.filterOf(server, kind);
     return test === undefined || test(name);
   }
@@ -211,13 +216,13 @@ export class ServerLists {
     return { name: server.name, entry: entry.text, folder: server.scope === 'workspace' ? (server.scopeKey ?? '') : '' };
   }
 
-  private filterOf(server: Upstream, kind: ListKind): NameTest | undefined {
-    const entry = this.entries.get(server.name);
+  private filterOf(server: string, kind: ListKind): NameTest | undefined {
+    const entry = this.entries.get(server);
     return kind === 'tools' ? entry?.tools : kind === 'prompts' ? entry?.prompts : undefined;
   }
 
   private filtered(server: Upstream, kind: ListKind, items: readonly Item[]): Item[] {
-    const test = this.filterOf(server, kind);
+    const test = this.filterOf(server.name, kind);
     if (test === undefined) return items as Item[];
     let kept = this.filteredOf.get(items);
     if (!kept) {

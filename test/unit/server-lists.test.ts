@@ -150,14 +150,20 @@ test('the include_/exclude_ keys: parsed into the spec, bounded, a bad one refus
 });
 
 test('an excluded tool is neither listed nor resolved: merged and single views, running, not started, down', async () => {
-  const { hub, heard } = await rig([
+  const { hub, heard, starts } = await rig([
     { name: 'memory', tools: MEMORY_TOOLS, filters: { excludeTools: ['delete_*'] } },
-    { name: 'picky', tools: MEMORY_TOOLS, prompts: ['ask', 'tell'], filters: { includeTools: ['*_entities'], excludeTools: ['delete_*'], excludePrompts: ['t*'] } },
+    {
+      name: 'picky',
+      tools: MEMORY_TOOLS,
+      prompts: ['ask', 'tell'],
+      filters: { includeTools: ['*_entities'], excludeTools: ['delete_*'], excludePrompts: ['t*'] },
+    },
     { name: 'down', tools: MEMORY_TOOLS, filters: { excludeTools: ['delete_*'] }, broken: true },
   ]);
   // Not started yet: a call by name is resolved before any list.
   assert.equal(await hub.resolve('tools', 'memory__delete_entities', merged), undefined);
   assert.equal(await hub.resolve('tools', 'delete_entities', { server: 'memory' }), undefined);
+  assert.equal(starts.size, 0, 'refused by its name alone, nothing started');
   assert.deepEqual(await toolNames(hub), ['memory__read_graph', 'memory__create_entities', 'picky__create_entities']);
   assert.deepEqual(await toolNames(hub, { server: 'memory' }), ['read_graph', 'create_entities']);
   const prompts = await hub.list('prompts', merged);
@@ -233,7 +239,10 @@ test('a server whose start failed is left out, remembered or not', async () => {
   const target = await second.hub.resolve('tools', 'memory__read', merged);
   const outcome = await target?.server.call('tools/call', { name: 'read' }, { timeoutMs: 5_000 });
   assert.ok(outcome && 'error' in outcome);
-  assert.deepEqual(second.changed.filter((c) => c.startsWith('notifications/tools/')), ['notifications/tools/list_changed memory']);
+  assert.deepEqual(
+    second.changed.filter((c) => c.startsWith('notifications/tools/')),
+    ['notifications/tools/list_changed memory'],
+  );
   assert.deepEqual(await toolNames(second.hub), [], 'failed: left out');
 });
 
@@ -289,7 +298,10 @@ test('the file store: read by a new daemon, keyed by entry and folder, owner-onl
     assert.equal(statSync(dir).mode & 0o777, 0o700);
     for (const f of files) assert.equal(statSync(join(dir, f)).mode & 0o777, 0o600);
   }
-  assert.ok(files.every((f) => !readFileSync(join(dir, f), 'utf8').includes('{"name":"a"}')), 'the entry itself is not written');
+  assert.ok(
+    files.every((f) => !readFileSync(join(dir, f), 'utf8').includes('{"name":"a"}')),
+    'the entry itself is not written',
+  );
   two.remember(key('b'), lists(['x']));
   two.remember(key('c'), lists(['x']));
   assert.equal(readdirSync(dir).length, 3, 'the oldest file went');
