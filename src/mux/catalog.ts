@@ -14,7 +14,7 @@
  */
 import { isObject, trySerialize, type RpcErrorObject } from '../protocol/jsonrpc.js';
 import { LISTS, UnavailableError, asRpcError, templatePattern, type ListKind } from './lists.js';
-import { capabilityOf, type Upstream } from '../hosting/upstream.js';
+import type { Upstream } from '../hosting/upstream.js';
 import { DOWN, ServerLists, type Item, type Share } from './server-lists.js';
 import type { RememberedLists } from './remembered-lists.js';
 import { PREFIX_SEPARATOR } from '../hosting/upstream-config.js';
@@ -70,6 +70,8 @@ export interface CatalogOptions {
   onarrived?: ((server: Upstream, kind: ListKind) => void) | undefined;
   /** Where servers' lists are remembered across starts (see ServerLists); in memory when not given. */
   remembered?: RememberedLists | undefined;
+  /** The client capabilities a server started now would be offered (see ServerLists). */
+  declared?: (() => Readonly<Record<string, unknown>>) | undefined;
 }
 
 export class Catalog {
@@ -92,7 +94,8 @@ export class Catalog {
     this.options = options;
     // A running server's lists differ from those listed from memory: as a late one, listed again.
     const onchanged = (server: Upstream, kind: ListKind) => this.arrived(server, kind);
-    this.lists = new ServerLists({ listTimeoutMs: options.listTimeoutMs, log: options.log, remembered: options.remembered, onchanged });
+    const { listTimeoutMs, log, remembered, declared } = options;
+    this.lists = new ServerLists({ listTimeoutMs, log, remembered, declared, onchanged });
   }
 
   /** The merged list for one kind in a view. A server that cannot start is left out (its error is in its report). */
@@ -131,7 +134,7 @@ export class Catalog {
     const templates = await this.mergedView('resourceTemplates', view).catch(() => undefined);
     const byTemplate = templates?.templates.find((t) => t.pattern.test(key));
     if (byTemplate) return { server: byTemplate.server, name: key };
-    const offering = view.servers().filter((s) => capabilityOf(s, 'resources') !== undefined);
+    const offering = view.servers().filter((s) => this.lists.offers(s, 'resources'));
     return offering.length === 1 && offering[0] ? { server: offering[0], name: key } : undefined;
   }
 

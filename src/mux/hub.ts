@@ -102,6 +102,7 @@ export class Hub implements RouterHub {
       listWaitMs: options.listWaitMs,
       log: options.log,
       remembered: options.remembered,
+      declared: () => this.requests.declared(),
       // Listed without it while it started (or from memory, and it lists otherwise): the sessions that see it list again.
       onarrived: (server, kind) => this.onlistchanged?.({ jsonrpc: '2.0', method: LISTS[kind].changed }, server),
     });

@@ -29,6 +29,12 @@ export interface RememberedServer {
   readonly capabilities: Readonly<Record<string, unknown>>;
   /** Its own (unfiltered, unprefixed) items of each kind it offers. */
   readonly lists: Readonly<Partial<Record<ListKind, readonly Item[]>>>;
+  /**
+   * The client capabilities (names, sorted) the process that listed them was offered: a server
+   * may list other tools to clients that can sample or elicit, so they are used only while a
+   * start now would offer the same.
+   */
+  readonly offered: readonly string[];
 }
 
 /** Where remembered lists are kept. No method throws: a store that cannot keep something forgets it. */
@@ -76,7 +82,12 @@ export class MemoryRememberedLists implements RememberedLists {
   remember(key: ListsKey, lists: RememberedServer): void {
     const text = keyText(key);
     this.drop(text);
-    const bytes = JSON.stringify(lists).length;
+    let bytes: number;
+    try {
+      bytes = JSON.stringify(lists).length;
+    } catch {
+      return; // nested too deeply to serialise: not kept
+    }
     if (bytes > this.maxBytes) return;
     this.kept.set(text, { key, lists, bytes });
     this.bytes += bytes;

@@ -11,8 +11,9 @@
  * whose last start failed (or that crashed and waits to restart) is not listed from memory: it
  * is tried, and left out when it cannot start, as a server with nothing remembered is.
  */
-import { isObject } from '../protocol/jsonrpc.js';
+import { isObject, trySerialize } from '../protocol/jsonrpc.js';
 import { LISTS, ListError, UnavailableError, type ListKind, type ListSpec } from './lists.js';
+import { FORWARDED_CAPABILITIES } from './server-requests.js';
 import { MemoryRememberedLists, type ListsKey, type RememberedLists, type RememberedServer } from './remembered-lists.js';
 import { capabilityOf, type Upstream } from '../hosting/upstream.js';
 import type { UpstreamSpec } from '../hosting/upstream-config.js';
@@ -41,6 +42,8 @@ export interface ServerListsOptions {
   log?: ((event: string, details: Record<string, unknown>) => void) | undefined;
   /** Where lists are remembered across starts; in memory when not given. */
   remembered?: RememberedLists | undefined;
+  /** The client capabilities a server started now would be offered (what the sessions declare together). */
+  declared?: (() => Readonly<Record<string, unknown>>) | undefined;
   /** A running server's lists of this kind differ from what was shown from memory: its sessions should list again. */
   onchanged?: ((server: Upstream, kind: ListKind) => void) | undefined;
 }
@@ -88,6 +91,16 @@ export class ServerLists {
   allowsName(server: string, kind: ListKind, name: string): boolean {
     const test = this.filterOf(server, kind);
     return test === undefined || test(name);
+  }
+
+  /**
+   * True when the server declares this capability: the running server's own, else the one
+   * remembered of it (so a URI no list names still finds the only server offering resources).
+   */
+  offers(server: Upstream, capability: string): boolean {
+    if (capabilityOf(server, capability) !== undefined) return true;
+    const key = server.state === 'ready' ? undefined : this.keyOf(server);
+    return key !== undefined && this.remembered.recall(key)?.capabilities[capability] !== undefined;
   }
 
   /**
@@ -156,9 +169,14 @@ export class ServerLists {
     this.shown.delete(server);
     void this.fetchRecord(server).then((record) => {
       if (!record) return;
-      // An entry edited meanwhile is another key: this process's lists are not its.
-      if (this.entries.get(key.name)?.text === key.entry) this.remembered.remember(key, record);
-      if (shown) this.compare(server, shown, record);
+      try {
+        // An entry edited meanwhile is another key: this process's lists are not its.
+        if (this.entries.get(key.name)?.text === key.entry) this.remembered.remember(key, record);
+        if (shown) this.compare(server, shown, record);
+      } catch (error) {
+        // A server's lists are its own data: nothing in them may reach the daemon as an exception.
+        this.options.log?.('server lists not remembered', { server: server.name, error: (error as Error).message });
+      }
     });
   }
 
@@ -178,10 +196,14 @@ export class ServerLists {
   private async fetchRecord(server: Upstream): Promise<RememberedServer | undefined> {
     const capabilities = server.initializeResult?.capabilities;
     if (server.state !== 'ready' || typeof capabilities !== 'object' || capabilities === null) return undefined;
-    const offered = KINDS.filter((kind) => (capabilities as Record<string, unknown>)[LISTS[kind].capability] !== undefined);
+    const kinds = KINDS.filter((kind) => (capabilities as Record<string, unknown>)[LISTS[kind].capability] !== undefined);
+    const offered = offeredNames(server, server.declaredCapabilities ?? {});
     try {
-      const got = await Promise.all(offered.map((kind) => this.serverList(server, kind)));
-      return { capabilities: capabilities as Record<string, unknown>, lists: Object.fromEntries(offered.map((kind, i) => [kind, got[i]])) };
+      const got = await Promise.all(kinds.map((kind) => this.serverList(server, kind)));
+      // Kept as the catalog lists them: an item that is not an object, or that no client could be sent, never is.
+      const listable = got.map((items) => items.filter((item) => isObject(item) && trySerialize(item).ok));
+      const lists = Object.fromEntries(kinds.map((kind, i) => [kind, listable[i]]));
+      return { capabilities: capabilities as Record<string, unknown>, lists, offered };
     } catch (error) {
       this.options.log?.('server lists not remembered: a list failed', { server: server.name, error: (error as Error).message });
       return undefined;
@@ -196,7 +218,7 @@ export class ServerLists {
     const idle = server.state === 'stopped' || (server.state === 'starting' && server.lastError === undefined);
     const key = idle ? this.keyOf(server) : undefined;
     const memory = key ? this.remembered.recall(key) : undefined;
-    if (!memory) return undefined;
+    if (!memory || !this.offersNow(server, memory.offered)) return undefined;
     const offered = memory.capabilities[LISTS[kind].capability] !== undefined;
     if (offered && memory.lists[kind] === undefined) return undefined;
     this.shown.set(server, memory);
@@ -207,6 +229,11 @@ export class ServerLists {
   private itemsOf(server: Upstream, kind: ListKind, memory: RememberedServer): Item[] {
     if (memory.capabilities[LISTS[kind].capability] === undefined) return [];
     return this.filtered(server, kind, memory.lists[kind] ?? []);
+  }
+
+  /** True when a start now would offer the server the client capabilities its remembered lists were listed with. */
+  private offersNow(server: Upstream, offered: readonly string[]): boolean {
+    return offeredNames(server, this.options.declared?.() ?? {}).join() === [...offered].sort().join();
   }
 
   private keyOf(server: Upstream): ListsKey | undefined {
@@ -263,4 +290,11 @@ export class ServerLists {
     }
     return items;
   }
+}
+
+/** The client capabilities a server is offered that may change what it lists, by name, sorted. */
+function offeredNames(server: Upstream, capabilities: Readonly<Record<string, unknown>>): string[] {
+  // A workspace instance is offered roots whatever the windows declare (the daemon answers them with its folder).
+  const always = server.scope === 'workspace' ? 'roots' : undefined;
+  return FORWARDED_CAPABILITIES.filter((name) => name !== always && capabilities[name] !== undefined).sort();
 }

@@ -22,6 +22,7 @@ import type { View } from '../../src/mux/view.js';
 import { Upstream } from '../../src/hosting/upstream.js';
 import { parseUpstreams, type NameFilters, type UpstreamSpec } from '../../src/hosting/upstream-config.js';
 import { MemoryRememberedLists, type ListsKey, type RememberedLists } from '../../src/mux/remembered-lists.js';
+import { ServerLists } from '../../src/mux/server-lists.js';
 import { FileRememberedLists } from '../../src/daemon/files/remembered-lists.js';
 import { specOf } from '../fixtures/hub-rig.js';
 
@@ -263,8 +264,46 @@ test('an edited entry is another key: a workspace instance is remembered per fol
   assert.equal(store.size.entries, 0, 'the old entry is pruned');
 });
 
+test('lists remembered from a process offered other client capabilities are not used: the server is started to list', async () => {
+  const store = new MemoryRememberedLists();
+  let starts = 0;
+  const server = new Upstream({
+    name: 'everything',
+    prefix: 'everything',
+    idleTimeoutMs: 0,
+    launch: async (wire) => {
+      starts++;
+      const link = await linkInMemory('everything', mcp({ name: 'everything', tools: ['echo', 'sample'] }, []));
+      wire(link);
+      await link.start();
+      return { link };
+    },
+  });
+  const spec = specOf('everything');
+  store.remember({ name: 'everything', entry: JSON.stringify(spec), folder: '' }, { ...lists(['echo']), offered: [] });
+  let declared: Record<string, unknown> = { sampling: {} };
+  const serverLists = new ServerLists({ listTimeoutMs: 5_000, remembered: store, declared: () => declared });
+  serverLists.configure(spec);
+  const names = async () => ((await serverLists.share(server, 'tools', false)) as { name: string }[]).map((t) => t.name);
+  assert.deepEqual(await names(), ['echo', 'sample'], 'a window can sample now: listed by the server itself');
+  assert.equal(starts, 1);
+  await server.close();
+  declared = {};
+  const again = new Upstream({
+    name: 'everything',
+    prefix: 'everything',
+    idleTimeoutMs: 0,
+    launch: () => Promise.reject(new Error('not started')),
+  });
+  assert.deepEqual(
+    ((await serverLists.share(again, 'tools', false)) as { name: string }[]).map((t) => t.name),
+    ['echo'],
+    'the same offer: from memory',
+  );
+});
+
 const key = (name: string, folder = ''): ListsKey => ({ name, entry: `{"name":"${name}"}`, folder });
-const lists = (tools: string[]) => ({ capabilities: { tools: {} }, lists: { tools: tools.map((name) => ({ name })) } });
+const lists = (tools: string[]) => ({ capabilities: { tools: {} }, lists: { tools: tools.map((name) => ({ name })) }, offered: [] });
 
 test('the memory store: bounded by entries and bytes, least recently seen first', () => {
   const store = new MemoryRememberedLists({ maxEntries: 2, maxBytes: 200 });
@@ -309,6 +348,10 @@ test('the file store: read by a new daemon, keyed by entry and folder, owner-onl
   two.prune('c', '{"name":"c","edited":true}');
   assert.equal(new FileRememberedLists(dir, warn).recall(key('c')), undefined);
   assert.deepEqual(new FileRememberedLists(dir, warn).recall(key('b')), lists(['x']));
+  // An entry edited while no daemon ran: its first write under the new entry prunes the old one.
+  const three = new FileRememberedLists(dir, warn);
+  three.remember({ ...key('b'), entry: '{"name":"b","edited":true}' }, lists(['y']));
+  assert.equal(new FileRememberedLists(dir, warn).recall(key('b')), undefined);
   assert.deepEqual(warned, []);
 });
 

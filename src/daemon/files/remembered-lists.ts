@@ -1,7 +1,7 @@
 /**
  * The hosted servers' lists remembered across daemon runs (see mux/remembered-lists.ts), one
  * file per server instance in `<home>/lists/`: `<name>.<entry hash>.<folder hash>.json`, holding
- * `{"name", "entry", "folder", "capabilities", "lists": {"tools": [...], ...}}` (the entry as a
+ * `{"name", "entry", "folder", "capabilities", "lists": {"tools": [...], ...}, "offered"}` (the entry as a
  * SHA-256 hash: an entry's env and headers may hold secrets, and are never written here).
  *
  * Cheap at start: nothing is read until a list needs a server that is not running, and then only
@@ -68,7 +68,13 @@ export class FileRememberedLists implements RememberedLists {
   remember(key: ListsKey, lists: RememberedServer): void {
     const file = this.fileOf(key);
     this.cache.set(file, lists);
-    const text = `${JSON.stringify({ name: key.name, entry: digest(key.entry), folder: key.folder, ...lists })}\n`;
+    let text: string;
+    try {
+      text = `${JSON.stringify({ name: key.name, entry: digest(key.entry), folder: key.folder, ...lists })}\n`;
+    } catch (error) {
+      this.warn('server lists not remembered on disk: they cannot be serialised', { server: key.name, err: (error as Error).message });
+      return;
+    }
     const bytes = Buffer.byteLength(text);
     if (bytes > this.maxBytes) {
       this.warn('server lists not remembered on disk: larger than the bound', { server: key.name, bytes, max_bytes: this.maxBytes });
@@ -78,7 +84,9 @@ export class FileRememberedLists implements RememberedLists {
       const index = this.files();
       mkdirSync(this.dir, { recursive: true, mode: 0o700 });
       replaceWhole(join(this.dir, file), text, 0o600);
+      index.delete(file); // to the end: the most recently seen
       index.set(file, { bytes, seenMs: Date.now() });
+      this.prune(key.name, key.entry); // an entry edited while no daemon ran
       this.evict(file);
       if (this.failing) this.warn('server lists written again', { dir: this.dir });
       this.failing = false;
@@ -182,8 +190,9 @@ export class FileRememberedLists implements RememberedLists {
 /** The lists in a file's JSON when it is what remember() writes for this key; else null. */
 export function parseRemembered(json: unknown, key: ListsKey): RememberedServer | null {
   if (!isObject(json) || json.name !== key.name || json.entry !== digest(key.entry) || json.folder !== key.folder) return null;
-  const { capabilities, lists } = json;
+  const { capabilities, lists, offered } = json;
   if (!isObject(capabilities) || !isObject(lists)) return null;
+  if (!Array.isArray(offered) || !(offered as unknown[]).every((name) => typeof name === 'string')) return null;
   const kept: Partial<Record<ListKind, Record<string, unknown>[]>> = {};
   for (const kind of Object.keys(LISTS) as ListKind[]) {
     const items = lists[kind];
@@ -191,5 +200,5 @@ export function parseRemembered(json: unknown, key: ListsKey): RememberedServer 
     if (!Array.isArray(items) || !(items as unknown[]).every(isObject)) return null;
     kept[kind] = items as Record<string, unknown>[];
   }
-  return { capabilities, lists: kept };
+  return { capabilities, lists: kept, offered: offered as string[] };
 }
