@@ -58,6 +58,8 @@ export class ServerLists {
   private readonly leftOut = new WeakSet<Upstream>();
   /** What was listed from memory of a server not running: compared with its own lists once it runs. */
   private readonly shown = new WeakMap<Upstream, RememberedServer>();
+  /** Servers whose lists are being fetched to be remembered; `again` when they changed meanwhile. */
+  private readonly refreshing = new WeakMap<Upstream, { again: boolean }>();
   private readonly remembered: RememberedLists;
   private readonly options: ServerListsOptions;
 
@@ -165,9 +167,19 @@ export class ServerLists {
   refresh(server: Upstream): void {
     const key = this.keyOf(server);
     if (!key) return;
+    const running = this.refreshing.get(server);
+    if (running) {
+      // A flood of list_changed costs one more fetch after the one under way, not one each.
+      running.again = true;
+      return;
+    }
+    const state = { again: false };
+    this.refreshing.set(server, state);
     const shown = this.shown.get(server);
     this.shown.delete(server);
     void this.fetchRecord(server).then((record) => {
+      this.refreshing.delete(server);
+      if (state.again) this.refresh(server);
       if (!record) return;
       try {
         // An entry edited meanwhile is another key: this process's lists are not its.
