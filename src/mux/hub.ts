@@ -8,7 +8,7 @@
 import type { RpcNotification } from '../protocol/jsonrpc.js';
 import { Catalog, type CatalogView, type ListOutcome, type Target } from './catalog.js';
 import type { CoreCountReason, CoreLog } from '../hosting/core-log.js';
-import { PREFIX_SEPARATOR, type UpstreamSpec } from '../hosting/upstream-config.js';
+import type { UpstreamSpec } from '../hosting/upstream-config.js';
 import { Interests } from './interests.js';
 import { LISTS, LIST_CHANGED_METHODS, type ListKind } from './lists.js';
 import { MemoryLearnedTools, ServerRequests, type LearnedTools } from './server-requests.js';
@@ -103,7 +103,7 @@ export class Hub implements RouterHub {
       log: options.log,
       remembered: options.remembered,
       declared: () => this.requests.declared(),
-      // Listed without it while it started (or from memory, and it lists otherwise): the sessions that see it list again.
+      // Listed without it while it started: the sessions that see it list again.
       onarrived: (server, kind) => this.onlistchanged?.({ jsonrpc: '2.0', method: LISTS[kind].changed }, server),
     });
     this.interests = new Interests({
@@ -160,7 +160,7 @@ export class Hub implements RouterHub {
     server.onready = () => this.restored(server);
     server.onrequest = (request, context) => this.requests.answer(server, request, context);
     server.onstray = () => this.options.count?.('stray_answer');
-    server.onfailed = () => this.failed(server);
+    server.onfailed = () => this.catalog.lists.failed(server);
   }
 
   /** Opens a session's context; its close() releases what the session holds here. */
@@ -312,15 +312,7 @@ export class Hub implements RouterHub {
       for (const method of LIST_CHANGED_METHODS) this.onlistchanged?.({ jsonrpc: '2.0', method }, server);
     }
     this.seenReady.add(server);
-    this.catalog.lists.refresh(server);
     this.interests.restored(server);
-  }
-
-  /** A server listed from memory could not start: its sessions list again, and now it is left out. */
-  private failed(server: Upstream): void {
-    if (!this.catalog.lists.wasShown(server)) return;
-    this.catalog.invalidate(server, null);
-    for (const method of LIST_CHANGED_METHODS) this.onlistchanged?.({ jsonrpc: '2.0', method }, server);
   }
 
   /** The merged list for one kind in a view (see Catalog.list). */
@@ -335,19 +327,11 @@ export class Hub implements RouterHub {
 
   /** The server behind a session-visible tool or prompt name, or resource URI (see Catalog.resolve). */
   async resolve(kind: ListKind, key: string, view: View): Promise<Target | undefined> {
-    if (this.filteredOut(kind, key, view)) return undefined; // known without starting the server
-    const target = await this.catalog.resolve(kind, key, this.catalogView(view));
-    // A name its entry filters out never reaches the server, whatever its state: it is unknown.
-    return target && this.catalog.lists.allows(target.server, kind, target.name) ? target : undefined;
-  }
-
-  /** True when the name is, by its prefix (or the single-server view's server), one its entry filters out. */
-  private filteredOut(kind: ListKind, key: string, view: View): boolean {
+    // A name its entry filters out never reaches the server, running or not: it is unknown.
     const lists = this.catalog.lists;
-    if (view.server !== undefined) return !lists.allowsName(view.server, kind, key);
-    const at = key.indexOf(PREFIX_SEPARATOR);
-    const family = at > 0 ? this.families.get(key.slice(0, at)) : undefined;
-    return family?.spec.prefix === true && !lists.allowsName(family.spec.name, kind, key.slice(at + PREFIX_SEPARATOR.length));
+    if (lists.refuses(kind, key, view.server)) return undefined;
+    const target = await this.catalog.resolve(kind, key, this.catalogView(view));
+    return target && lists.allows(target.server, kind, target.name) ? target : undefined;
   }
 
   /** The target a session-visible name resolves to when a built merged list holds it (see Catalog.resolveBuilt). */
@@ -389,7 +373,6 @@ export class Hub implements RouterHub {
     const kinds = (Object.keys(LISTS) as ListKind[]).filter((kind) => LISTS[kind].changed === n.method);
     if (kinds.length > 0) {
       this.catalog.invalidate(server, kinds);
-      this.catalog.lists.refresh(server); // fetched again while it runs, and remembered
       this.onlistchanged?.({ jsonrpc: '2.0', method: n.method }, server);
       return;
     }

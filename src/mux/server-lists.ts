@@ -16,7 +16,7 @@ import { LISTS, ListError, UnavailableError, type ListKind, type ListSpec } from
 import { FORWARDED_CAPABILITIES } from './server-requests.js';
 import { MemoryRememberedLists, type ListsKey, type RememberedLists, type RememberedServer } from './remembered-lists.js';
 import { capabilityOf, type Upstream } from '../hosting/upstream.js';
-import type { UpstreamSpec } from '../hosting/upstream-config.js';
+import { PREFIX_SEPARATOR, type UpstreamSpec } from '../hosting/upstream-config.js';
 import { entryFilter, type NameTest } from '../local/name-globs.js';
 
 export type Item = Record<string, unknown>;
@@ -32,6 +32,8 @@ const KINDS = Object.keys(LISTS) as ListKind[];
 interface Entry {
   /** The entry as JSON: the key its lists are remembered under. */
   text: string;
+  /** Its names are shown under its prefix in merged views. */
+  prefixed: boolean;
   tools: NameTest | undefined;
   prompts: NameTest | undefined;
 }
@@ -78,6 +80,7 @@ export class ServerLists {
     const f = spec.filters;
     this.entries.set(spec.name, {
       text,
+      prefixed: spec.prefix,
       tools: entryFilter(f?.includeTools, f?.excludeTools),
       prompts: entryFilter(f?.includePrompts, f?.excludePrompts),
     });
@@ -87,6 +90,18 @@ export class ServerLists {
   /** False when the server's entry filters this tool or prompt (its own name) out: it is neither listed nor callable. */
   allows(server: Upstream, kind: ListKind, name: string): boolean {
     return this.allowsName(server.name, kind, name);
+  }
+
+  /**
+   * True when a visible name is, by its prefix in a merged view (or by the server of a
+   * single-server view, `single`), one its server's entry filters out: known without starting it.
+   */
+  refuses(kind: ListKind, key: string, single: string | undefined): boolean {
+    if (single !== undefined) return !this.allowsName(single, kind, key);
+    const at = key.indexOf(PREFIX_SEPARATOR);
+    const name = at > 0 ? key.slice(0, at) : undefined;
+    const prefixed = name !== undefined && this.entries.get(name)?.prefixed === true;
+    return prefixed && !this.allowsName(name, kind, key.slice(at + PREFIX_SEPARATOR.length));
   }
 
   /** {@link allows} by the server's name, before any instance of it is made. */
@@ -139,17 +154,29 @@ export class ServerLists {
     return this.leftOut.delete(server);
   }
 
-  /** True once when lists were shown of this server from memory since it last ran (and clears that). */
-  wasShown(server: Upstream): boolean {
-    return this.shown.delete(server);
+  /**
+   * A start of the server failed: when it was listed from memory, `onchanged` tells its sessions
+   * to list again, and it is left out now (a failed server is never listed from memory).
+   */
+  failed(server: Upstream): void {
+    if (!this.shown.delete(server)) return;
+    const told = new Set<string>();
+    for (const kind of KINDS) {
+      if (told.has(LISTS[kind].changed)) continue;
+      told.add(LISTS[kind].changed);
+      this.options.onchanged?.(server, kind);
+    }
   }
 
-  /** Drops cached lists of one server (some kinds, or all when null). */
+  /**
+   * Drops cached lists of one server (some kinds, or all when null): it restarted or said
+   * `list_changed`. A running server's lists are fetched again at once, to be remembered (refresh).
+   */
   invalidate(server: Upstream, kinds: readonly ListKind[] | null): void {
     const cached = this.perServer.get(server);
-    if (!cached) return;
-    if (kinds === null) cached.clear();
-    else for (const kind of kinds) cached.delete(kind);
+    if (kinds === null) cached?.clear();
+    else for (const kind of kinds) cached?.delete(kind);
+    this.refresh(server);
   }
 
   /** A server left (reload, ended session): nothing of it is cached (what is remembered stays). */
@@ -162,9 +189,10 @@ export class ServerLists {
    * The server runs (it became ready, or said `list_changed` and its caches were dropped): its
    * lists are fetched in the background and remembered, and when they differ from what was
    * listed from memory, `onchanged` says which kinds did. Never rejects; a failed fetch keeps
-   * what was remembered.
+   * what was remembered. Nothing for a server that is not running.
    */
-  refresh(server: Upstream): void {
+  private refresh(server: Upstream): void {
+    if (server.state !== 'ready') return;
     const key = this.keyOf(server);
     if (!key) return;
     const running = this.refreshing.get(server);

@@ -94,7 +94,8 @@ async function rig(fixtures: Fixture[], remembered?: RememberedLists): Promise<R
       });
     },
   });
-  hub.onlistchanged = (n: RpcNotification, server) => changed.push(`${n.method} ${typeof server === 'string' ? server : server.name}`);
+  hub.onlistchanged = (n: RpcNotification, server) =>
+    changed.push(`${n.method} ${typeof server === 'string' || server === null ? String(server) : server.name}`);
   await builtin.connect();
   hubs.push(hub);
   return { hub, starts, heard, changed };
