@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { Cleanup, ROOT, connectShim, makeHome, startDaemon, textOf, waitFor, type DaemonHandle } from './helpers.js';
 import { memoryEntry, serverReport } from './fixtures/hosted-servers.js';
+import { modernPost } from './fixtures/modern-http.js';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());
@@ -114,6 +115,23 @@ test('an excluded tool is neither listed nor callable: merged and single-server 
     single.client.callTool({ name: 'delete_entities', arguments: { entityNames: ['kept'] } }),
     unknown('delete_entities'),
   );
+  // The 2026-07-28 path, merged (/mcp) and single-server (/mcp/memory): refused the same way, and
+  // the lists from the running server's lists keep their truthful cache hints.
+  for (const [path, name] of [
+    ['/mcp', 'memory__delete_entities'],
+    ['/mcp/memory', 'delete_entities'],
+  ] as const) {
+    const refused = await modernPost(daemon, path, 'tools/call', { name, arguments: { entityNames: ['kept'] } });
+    assert.deepEqual(refused.body.error, { code: -32602, message: `Unknown tool: ${name}` }, path);
+    const listed = await modernPost(daemon, path, 'tools/list', {});
+    const result = listed.body.result as { tools: { name: string }[]; ttlMs?: unknown; cacheScope?: unknown };
+    assert.deepEqual(
+      result.tools.map((t) => t.name).filter((n) => n.includes('delete')),
+      [],
+      path,
+    );
+    assert.equal(result.ttlMs, 0, path);
+  }
   const graph = textOf(await single.client.callTool({ name: 'read_graph', arguments: {} }));
   assert.match(graph, /kept/, 'the delete calls never reached the server');
 });

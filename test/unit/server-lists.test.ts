@@ -51,6 +51,8 @@ interface Rig {
   heard: string[];
   /** list_changed notifications the hub sent: `<method> <server>`. */
   changed: string[];
+  /** The running SDK server of each hosted server, by name (the last one started). */
+  running: Map<string, McpServer>;
 }
 
 function mcp(f: Fixture, heard: string[]): McpServer {
@@ -69,6 +71,7 @@ async function rig(fixtures: Fixture[], remembered?: RememberedLists): Promise<R
   const starts = new Map<string, number>();
   const heard: string[] = [];
   const changed: string[] = [];
+  const running = new Map<string, McpServer>();
   const builtin = await builtinUpstream(createBuiltinServer({ startedAtMs: Date.now() }));
   const specs = fixtures.map((f) => ({ ...specOf(f.name, f.scope), ...(f.filters ? { filters: f.filters } : {}) }));
   const hub = new Hub(builtin, specs, {
@@ -86,7 +89,9 @@ async function rig(fixtures: Fixture[], remembered?: RememberedLists): Promise<R
         launch: async (wire) => {
           starts.set(spec.name, (starts.get(spec.name) ?? 0) + 1);
           if (fixture.broken) throw new Error('cannot start');
-          const link = await linkInMemory(spec.name, mcp(fixture, heard));
+          const server = mcp(fixture, heard);
+          running.set(spec.name, server);
+          const link = await linkInMemory(spec.name, server);
           wire(link);
           await link.start();
           return { link };
@@ -98,7 +103,7 @@ async function rig(fixtures: Fixture[], remembered?: RememberedLists): Promise<R
     changed.push(`${n.method} ${typeof server === 'string' || server === null ? String(server) : server.name}`);
   await builtin.connect();
   hubs.push(hub);
-  return { hub, starts, heard, changed };
+  return { hub, starts, heard, changed, running };
 }
 
 const merged: View = {};
@@ -227,6 +232,17 @@ test('a server that lists otherwise than remembered: its sessions hear list_chan
   await until(() => second.changed.length > 0);
   assert.deepEqual(second.changed, ['notifications/tools/list_changed memory']);
   assert.deepEqual(await toolNames(second.hub), ['memory__read', 'memory__write']);
+});
+
+test('a running server that says list_changed is listed again and remembered so', async () => {
+  const store = new MemoryRememberedLists();
+  const key = { name: 'memory', entry: JSON.stringify(specOf('memory')), folder: '' };
+  const { hub, running } = await rig([{ name: 'memory', tools: ['read'] }], store);
+  await toolNames(hub);
+  await until(() => store.recall(key) !== undefined);
+  running.get('memory')?.registerTool('write', { description: 'write' }, () => ({ content: [] }));
+  await until(() => store.recall(key)?.lists.tools?.length === 2);
+  assert.deepEqual(await toolNames(hub), ['memory__read', 'memory__write']);
 });
 
 test('a server whose start failed is left out, remembered or not', async () => {
