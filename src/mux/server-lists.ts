@@ -160,6 +160,7 @@ export class ServerLists {
    */
   failed(server: Upstream): void {
     if (!this.shown.delete(server)) return;
+    this.leftOut.add(server); // and told again once it starts (missed)
     const told = new Set<string>();
     for (const kind of KINDS) {
       if (told.has(LISTS[kind].changed)) continue;

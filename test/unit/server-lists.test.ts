@@ -84,6 +84,7 @@ async function rig(fixtures: Fixture[], remembered?: RememberedLists): Promise<R
         name: spec.name,
         prefix: spec.name,
         idleTimeoutMs: 0,
+        restartBackoffMs: [0],
         scope: spec.scope,
         scopeKey: spec.scope === 'shared' ? undefined : key,
         launch: async (wire) => {
@@ -252,7 +253,8 @@ test('a server whose start failed is left out, remembered or not', async () => {
   await until(() => store.size.entries === 1);
   await first.hub.close();
 
-  const second = await rig([{ name: 'memory', tools: ['read'], broken: true }], store);
+  const fixture = { name: 'memory', tools: ['read'], broken: true };
+  const second = await rig([fixture], store);
   assert.deepEqual(await toolNames(second.hub), ['memory__read'], 'not started yet: from memory');
   const target = await second.hub.resolve('tools', 'memory__read', merged);
   const outcome = await target?.server.call('tools/call', { name: 'read' }, { timeoutMs: 5_000 });
@@ -262,6 +264,14 @@ test('a server whose start failed is left out, remembered or not', async () => {
     ['notifications/tools/list_changed memory'],
   );
   assert.deepEqual(await toolNames(second.hub), [], 'failed: left out');
+  fixture.broken = false;
+  await target?.server.connect();
+  assert.deepEqual(
+    second.changed.filter((c) => c.startsWith('notifications/tools/')),
+    ['notifications/tools/list_changed memory', 'notifications/tools/list_changed memory'],
+    'told again once it starts',
+  );
+  assert.deepEqual(await toolNames(second.hub), ['memory__read']);
 });
 
 test('an edited entry is another key: a workspace instance is remembered per folder, pruned with its entry', async () => {
