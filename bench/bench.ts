@@ -22,7 +22,9 @@
  * pss-option (the daemon's Node options against Node's defaults, pss-option.ts), --only modern (a
  * 2026-07-28 call through /mcp against the v2 SDK's own HTTP handler, modern-latency.ts; not part
  * of the full run, which it would lengthen by a minute or more), --only search (tool search's hit
- * rates and search time, tool-search.ts; not part of the full run), --help.
+ * rates and search time, tool-search.ts; not part of the full run), --only first-list (the first
+ * tools/list after a restart with 10 lazy servers seen once, lists remembered or not,
+ * first-list.ts), --help.
  */
 import { spawn } from 'node:child_process';
 import { cpus, loadavg, platform, release } from 'node:os';
@@ -33,6 +35,7 @@ import { HTTP_FULL, HTTP_QUICK, httpBudgets, httpLines, mainHttp, runHttp } from
 import { mainPssOption } from './pss-option.js';
 import { mainModernLatency } from './modern-latency.js';
 import { mainToolSearch } from './tool-search.js';
+import { mainFirstList } from './first-list.js';
 import { CPU_FULL, CPU_QUICK, cpuBudgets, cpuLines, mainCpuPerCall, runCpuPerCall } from './cpu-per-call.js';
 import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -439,7 +442,7 @@ function table(rows: string[][], lastLeft = false): string {
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   if (args.includes('--help') || args.includes('-h')) {
-    process.stdout.write('usage: npm run bench [-- --quick] [-- --only asks-client|http|cpu|pss-option|modern|search]\n');
+    process.stdout.write('usage: npm run bench [-- --quick] [-- --only asks-client|http|cpu|pss-option|modern|search|first-list]\n');
     return;
   }
   const quick = args.includes('--quick');
@@ -452,7 +455,8 @@ async function main(): Promise<void> {
     if (phase === 'pss-option') return mainPssOption(quick);
     if (phase === 'modern') return mainModernLatency(quick);
     if (phase === 'search') return mainToolSearch(quick);
-    throw new Error(`--only: expected asks-client, http, cpu, pss-option, modern or search, got ${phase ?? 'nothing'}`);
+    if (phase === 'first-list') return mainFirstList(quick);
+    throw new Error(`--only: expected asks-client, http, cpu, pss-option, modern, search or first-list, got ${phase ?? 'nothing'}`);
   }
   const plan = quick ? QUICK : FULL;
   installCleanup(WATCHDOG_MS);

@@ -38,6 +38,7 @@ import { acquirePidLock, type PidLock } from '../local/pidfile.js';
 import { ConfigReloads } from './config-reload.js';
 import { wireFanout } from './sessions/fanout.js';
 import { FileLearnedTools } from './files/learned-tools.js';
+import { FileRememberedLists } from './files/remembered-lists.js';
 import { DaemonServer, type DaemonServerDeps } from './web/server.js';
 import { McpHttpEndpoint } from '../transport/http.js';
 import { PrometheusExporter } from './web/prometheus.js';
@@ -189,6 +190,7 @@ export class Daemon {
       configureBuiltin: this.options.configureBuiltin,
       log: coreLog(logger),
       learned: new FileLearnedTools(paths.asksClient, (message, details) => logger.warn(details, message)),
+      remembered: new FileRememberedLists(paths.lists, (message, details) => logger.warn(details, message)),
       requestTimeoutMs: config.callTimeoutMs,
       count: (reason) => this.metrics.reject(reason),
     });

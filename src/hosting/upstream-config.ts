@@ -42,7 +42,25 @@ interface BaseSpec {
    * or `auto` (probe with server/discover, fall back to initialize; the default of url servers).
    */
   readonly protocol: ProtocolSetting;
+  /**
+   * Globs on the server's own tool and prompt names (`include_tools`, `exclude_tools`,
+   * `include_prompts`, `exclude_prompts`): a name is listed and callable when `include` is
+   * absent or one of it matches, and none of `exclude` does. Unset when the entry has none.
+   */
+  readonly filters?: NameFilters;
 }
+
+/** An entry's name filters (see BaseSpec.filters); each list absent when the entry does not give it. */
+export interface NameFilters {
+  readonly includeTools?: readonly string[];
+  readonly excludeTools?: readonly string[];
+  readonly includePrompts?: readonly string[];
+  readonly excludePrompts?: readonly string[];
+}
+
+/** Most globs in one `include_*` or `exclude_*` list, and the longest glob. */
+export const MAX_FILTER_GLOBS = 256;
+export const MAX_FILTER_GLOB_CHARS = 256;
 
 export interface StdioSpec extends BaseSpec {
   readonly kind: 'stdio';
@@ -96,6 +114,8 @@ export const DEFAULT_INIT_TIMEOUT_MS = 120_000;
 export const WORKSPACE_FOLDER = '${workspaceFolder}';
 const NAME_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/;
 
+const Globs = z.array(z.string().min(1, 'must not be empty').max(MAX_FILTER_GLOB_CHARS)).max(MAX_FILTER_GLOBS).optional();
+
 const Common = {
   scope: z.enum(['shared', 'workspace', 'session']).default('shared'),
   start: z.enum(['lazy', 'eager']).default('lazy'),
@@ -105,6 +125,10 @@ const Common = {
   // The same in camelCase, as other clients spell their keys.
   initTimeoutMs: z.number().int().min(1).optional(),
   asks_client: z.array(z.string().min(1).max(256)).max(1024).default([]),
+  include_tools: Globs,
+  exclude_tools: Globs,
+  include_prompts: Globs,
+  exclude_prompts: Globs,
   protocol: z
     .enum(PROTOCOL_SETTINGS, {
       message: `must be "${LEGACY_VERSION}" (the initialize handshake), "${MODERN_VERSION}" (server/discover only) or "auto" (probe, then fall back)`,
@@ -263,6 +287,7 @@ function parseEntries(entries: unknown, defaultIdleMs: number): Pick<UpstreamCon
       initTimeoutMs: e.init_timeout_ms ?? e.initTimeoutMs,
       asksClient: Object.freeze([...new Set(e.asks_client)]),
       protocol: e.protocol ?? ('command' in e ? LEGACY_VERSION : 'auto'),
+      ...filtersOf(e),
     };
     if ('command' in e) {
       const s = e as z.infer<typeof StdioEntry>;
@@ -282,4 +307,20 @@ function parseEntries(entries: unknown, defaultIdleMs: number): Pick<UpstreamCon
     }
   }
   return { servers, problems };
+}
+
+/** The entry's name filters, frozen; nothing when it gives none (its spec, and so its key, stays as it was). */
+function filtersOf(e: {
+  include_tools?: string[] | undefined;
+  exclude_tools?: string[] | undefined;
+  include_prompts?: string[] | undefined;
+  exclude_prompts?: string[] | undefined;
+}): { filters?: NameFilters } {
+  const given = {
+    ...(e.include_tools ? { includeTools: Object.freeze([...e.include_tools]) } : {}),
+    ...(e.exclude_tools ? { excludeTools: Object.freeze([...e.exclude_tools]) } : {}),
+    ...(e.include_prompts ? { includePrompts: Object.freeze([...e.include_prompts]) } : {}),
+    ...(e.exclude_prompts ? { excludePrompts: Object.freeze([...e.exclude_prompts]) } : {}),
+  };
+  return Object.keys(given).length > 0 ? { filters: Object.freeze(given) } : {};
 }

@@ -50,6 +50,8 @@ export class Upstream {
   onrequest: ServerRequestHandler | undefined;
   /** The server answered under an id no call was waiting for; the answer was dropped. */
   onstray: (() => void) | undefined;
+  /** A start failed: lists shown of it while it was not running no longer hold. */
+  onfailed: (() => void) | undefined;
   /**
    * The era it spoke at its last start (`modern`: 2026-07-28; `legacy`: initialize), undefined
    * before one and after a failed start; a legacy server's restart is not probed first.
@@ -232,10 +234,8 @@ export class Upstream {
     this.state = 'starting';
     const starting = this.launch();
     this.starting = starting;
-    starting.then(
-      () => (this.starting = undefined),
-      () => (this.starting = undefined),
-    );
+    const done = () => (this.starting = undefined);
+    starting.then(done, done);
     return starting;
   }
 
@@ -285,8 +285,7 @@ export class Upstream {
     this.strayLogged = false;
     this.renewPending = undefined; // a new process was offered every capability there is now
     link.onclose = () => this.crashed(link, started.exitReason?.() ?? 'the server connection closed');
-    const { pid, restarts, retries, era } = this;
-    this.options.log?.('server ready', { server: this.name, pid, restarts, retries, era });
+    this.options.log?.('server ready', { server: this.name, pid: this.pid, restarts: this.restarts, retries: this.retries, era: this.era });
     this.onready?.();
     return link;
   }
@@ -342,6 +341,7 @@ export class Upstream {
     this.lastError = message;
     this.retryAtMs = Date.now() + delay;
     this.state = 'failed';
+    this.onfailed?.();
     if (this.options.retryFailedStart) this.startAfter(delay);
   }
 

@@ -43,6 +43,8 @@ export interface HomePaths {
   metrics: string;
   /** Tools of hosted servers learned to ask the client back (sampling, elicitation, roots). */
   asksClient: string;
+  /** Hosted servers' lists remembered once seen, a file per server instance (daemon/files/remembered-lists.ts). */
+  lists: string;
   /** What is remembered between runs (local/state.ts): the daemon's own port. */
   state: string;
 }
@@ -65,6 +67,7 @@ export function homePaths(home: string): HomePaths {
     log: join(logs, 'ws_daemon.log'),
     metrics: join(logs, 'metrics.jsonl'),
     asksClient: join(home, 'asks-client.json'),
+    lists: join(home, 'lists'),
     state: join(home, 'state.json'),
   });
 }

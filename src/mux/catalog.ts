@@ -1,7 +1,8 @@
 /**
- * What sessions see of the servers' tools, prompts and resources: the lists of each server,
- * cached per kind and dropped when the server says `list_changed` or restarts, and the merged
- * list of each view, rebuilt from those caches. In the default view the tools and prompts of
+ * What sessions see of the servers' tools, prompts and resources: the lists of each server
+ * (server-lists.ts: cached per kind until the server says `list_changed` or restarts, filtered
+ * by its entry, remembered while it is not running), and the merged list of each view, rebuilt
+ * from them. In the default view the tools and prompts of
  * hosted servers carry a `<server>__` prefix (unless their entry says `prefix: false`), the
  * built-in server's keep bare names, and resources keep their URIs; every visible name or URI
  * resolves to the server that listed it. A single-server view shows its server as it is.
@@ -12,8 +13,10 @@
  * prefixed name waits only for the servers that could hold the name, not for the whole list.
  */
 import { isObject, trySerialize, type RpcErrorObject } from '../protocol/jsonrpc.js';
-import { LISTS, ListError, UnavailableError, asRpcError, templatePattern, type ListKind, type ListSpec } from './lists.js';
-import { capabilityOf, type Upstream } from '../hosting/upstream.js';
+import { LISTS, UnavailableError, asRpcError, templatePattern, type ListKind } from './lists.js';
+import type { Upstream } from '../hosting/upstream.js';
+import { DOWN, ServerLists, type Item, type Share } from './server-lists.js';
+import type { RememberedLists } from './remembered-lists.js';
 import { PREFIX_SEPARATOR } from '../hosting/upstream-config.js';
 
 /**
@@ -23,14 +26,8 @@ import { PREFIX_SEPARATOR } from '../hosting/upstream-config.js';
  */
 export const DEFAULT_LIST_WAIT_MS = 2_000;
 
-/** A server's share of a merged list when it could not start (its report says why). */
-const DOWN = Symbol('down');
 /** A server's share of a merged list that was not there within the list wait. */
 const LATE = Symbol('late');
-/** One server's part of a merged list: its items, DOWN, or undefined when its list failed (logged). */
-type Share = Item[] | typeof DOWN | undefined;
-
-type Item = Record<string, unknown>;
 
 /** Which server a visible name or URI belongs to, and its name there. */
 export interface Target {
@@ -73,10 +70,15 @@ export interface CatalogOptions {
   log?: ((event: string, details: Record<string, unknown>) => void) | undefined;
   /** A server left out of a merged list for being late has its list now: its sessions should list again. */
   onarrived?: ((server: Upstream, kind: ListKind) => void) | undefined;
+  /** Where servers' lists are remembered across starts (see ServerLists); in memory when not given. */
+  remembered?: RememberedLists | undefined;
+  /** The client capabilities a server started now would be offered (see ServerLists). */
+  declared?: (() => Readonly<Record<string, unknown>>) | undefined;
 }
 
 export class Catalog {
-  private readonly perServer = new Map<Upstream, Map<ListKind, Promise<Item[]>>>();
+  /** Each server's own lists: cached, filtered by its entry, remembered (server-lists.ts). */
+  readonly lists: ServerLists;
   private readonly merged = new Map<string, Map<ListKind, Promise<Merged>>>();
   /** Merged lists that are built (not still waiting for their servers), by their promise. */
   private readonly built = new WeakMap<Promise<Merged>, Merged>();
@@ -88,12 +90,14 @@ export class Catalog {
   private readonly prefixHits = new Map<string, Map<ListKind, Map<string, Target>>>();
   /** How many times the caches were dropped: a lookup that waited across a drop is not kept. */
   private drops = 0;
-  /** Servers some merged list left out because they could not start: their sessions must hear when they do. */
-  private readonly leftOut = new WeakSet<Upstream>();
   private readonly options: CatalogOptions;
 
   constructor(options: CatalogOptions) {
     this.options = options;
+    // A running server's lists differ from those listed from memory: as a late one, listed again.
+    const onchanged = (server: Upstream, kind: ListKind) => this.arrived(server, kind);
+    const { listTimeoutMs, log, remembered, declared } = options;
+    this.lists = new ServerLists({ listTimeoutMs, log, remembered, declared, onchanged });
   }
 
   /** The merged list for one kind in a view. A server that cannot start is left out (its error is in its report). */
@@ -134,7 +138,7 @@ export class Catalog {
     const templates = await this.mergedView('resourceTemplates', view).catch(() => undefined);
     const byTemplate = templates?.templates.find((t) => t.pattern.test(key));
     if (byTemplate) return { server: byTemplate.server, name: key };
-    const offering = view.servers().filter((s) => capabilityOf(s, 'resources') !== undefined);
+    const offering = view.servers().filter((s) => this.lists.offers(s, 'resources'));
     return offering.length === 1 && offering[0] ? { server: offering[0], name: key } : undefined;
   }
 
@@ -162,7 +166,7 @@ export class Catalog {
    * that): now that it runs, the sessions that listed without it should list again.
    */
   missed(server: Upstream): boolean {
-    return this.leftOut.delete(server);
+    return this.lists.missed(server);
   }
 
   /** Drops what was merged or resolved from the servers' lists (they changed, or the servers did). */
@@ -180,17 +184,13 @@ export class Catalog {
 
   /** Drops cached lists of one server (some kinds, or all when null) and every merged view. */
   invalidate(server: Upstream, kinds: readonly ListKind[] | null): void {
-    const cached = this.perServer.get(server);
-    if (cached) {
-      if (kinds === null) cached.clear();
-      else for (const kind of kinds) cached.delete(kind);
-    }
+    this.lists.invalidate(server, kinds);
     this.dropMerged();
   }
 
   /** A server left (reload, ended session): nothing of it is kept. */
   forget(server: Upstream): void {
-    this.perServer.delete(server);
+    this.lists.forget(server);
     this.dropMerged();
   }
 
@@ -227,7 +227,7 @@ export class Catalog {
     const single = view.single;
     const inView = view.servers();
     const down: Upstream[] = [];
-    const shares = inView.map((server) => this.share(server, kind, single));
+    const shares = inView.map((server) => this.lists.share(server, kind, single));
     const got = await this.withinWait(shares, single);
     const lists = got.map((share, i) => {
       const server = inView[i] as Upstream;
@@ -274,29 +274,6 @@ export class Catalog {
   }
 
   /**
-   * One server's share of a merged list. In a single-server view its failures are thrown
-   * instead: they are the view's.
-   */
-  private async share(server: Upstream, kind: ListKind, single: boolean): Promise<Share> {
-    const spec = LISTS[kind];
-    try {
-      await server.connect();
-    } catch (error) {
-      this.leftOut.add(server);
-      if (single) throw new UnavailableError(server, (error as Error).message);
-      return DOWN;
-    }
-    if (capabilityOf(server, spec.capability) === undefined) return [];
-    try {
-      return await this.serverList(server, kind);
-    } catch (error) {
-      if (single) throw error;
-      this.options.log?.('list failed', { server: server.name, method: spec.method, error: (error as Error).message });
-      return undefined;
-    }
-  }
-
-  /**
    * The shares as they are once the list wait has passed: LATE for each one not there yet (it
    * goes on in the background). A single-server view waits as long as its server takes: it is
    * that server, as transparent as its initialize, and holds up no other.
@@ -328,7 +305,7 @@ export class Catalog {
     const could = all.slice(0, last + 1).filter((server) => server.prefix === null || underPrefix(server));
     const drops = this.drops;
     const got = await this.withinWait(
-      could.map((server) => this.share(server, kind, false)),
+      could.map((server) => this.lists.share(server, kind, false)),
       false,
     );
     for (const [i, server] of could.entries()) {
@@ -367,36 +344,5 @@ export class Catalog {
   private arrived(server: Upstream, kind: ListKind): void {
     this.dropMerged();
     this.options.onarrived?.(server, kind);
-  }
-
-  private serverList(server: Upstream, kind: ListKind): Promise<Item[]> {
-    let kinds = this.perServer.get(server);
-    if (!kinds) {
-      kinds = new Map();
-      this.perServer.set(server, kinds);
-    }
-    let cached = kinds.get(kind);
-    if (!cached) {
-      cached = this.fetchAll(server, LISTS[kind]);
-      cached.catch(() => kinds.delete(kind));
-      kinds.set(kind, cached);
-    }
-    return cached;
-  }
-
-  private async fetchAll(server: Upstream, spec: ListSpec): Promise<Item[]> {
-    const items: Item[] = [];
-    let cursor: unknown;
-    for (let page = 0; page < 100; page++) {
-      const outcome = await server.call(spec.method, cursor === undefined ? {} : { cursor }, { timeoutMs: this.options.listTimeoutMs });
-      if (outcome === null) break;
-      if ('error' in outcome) throw new ListError(outcome.error);
-      const got = outcome.result[spec.key];
-      // One by one: spreading a server's list of a few hundred thousand items into push() overflows the stack.
-      if (Array.isArray(got)) for (const item of got as Item[]) items.push(item);
-      cursor = outcome.result.nextCursor;
-      if (typeof cursor !== 'string' || cursor.length === 0) break;
-    }
-    return items;
   }
 }

@@ -14,6 +14,7 @@ import { NpxResolver } from '../hosting/npx.js';
 import type { Providers } from '../builtin/providers/providers.js';
 import { ServerLink, notSupported } from '../hosting/server-link.js';
 import type { LearnedTools } from './server-requests.js';
+import type { RememberedLists } from './remembered-lists.js';
 import { DEFAULT_INIT_TIMEOUT_MS, WORKSPACE_FOLDER, type UpstreamSpec } from '../hosting/upstream-config.js';
 import type { ProfileSpec } from '../hosting/profile-config.js';
 import { Upstream, type Started } from '../hosting/upstream.js';
@@ -39,6 +40,8 @@ export interface CoreOptions {
   log?: CoreLog;
   /** Tools known to ask the client back (a file in the daemon's home); in memory when not given. */
   learned?: LearnedTools;
+  /** Hosted servers' lists remembered once seen (files in the daemon's home); in memory when not given. */
+  remembered?: RememberedLists;
   /** Bounds a client's answer to a server's sampling, elicitation or roots request, in milliseconds. */
   requestTimeoutMs?: number;
   /** Counts an event for the metrics (`origin_unknown`). */
@@ -88,6 +91,7 @@ export async function startCore(options: CoreOptions): Promise<Hub> {
       afterClose: () => watchdog.close(),
       create,
       learned: options.learned,
+      remembered: options.remembered,
       requestTimeoutMs: options.requestTimeoutMs,
       count: options.count,
     },

@@ -12,6 +12,7 @@ import type { UpstreamSpec } from '../hosting/upstream-config.js';
 import { Interests } from './interests.js';
 import { LISTS, LIST_CHANGED_METHODS, type ListKind } from './lists.js';
 import { MemoryLearnedTools, ServerRequests, type LearnedTools } from './server-requests.js';
+import type { RememberedLists } from './remembered-lists.js';
 import { SessionContext, type ClientPeer, type SessionCore, type SessionOpening } from './session-context.js';
 import type { View } from './view.js';
 import { Profiles, type ProfileOf, type ProfileSpec } from './profiles.js';
@@ -56,6 +57,8 @@ export interface HubOptions {
   create?: (spec: UpstreamSpec, key: string | undefined) => Upstream;
   /** Tools known to ask the client back; in memory when not given. */
   learned?: LearnedTools;
+  /** Servers' lists remembered once seen, so lists need not start them; in memory when not given. */
+  remembered?: RememberedLists;
   /** Bounds a client's answer to a server's request, in milliseconds (default: listTimeoutMs). */
   requestTimeoutMs?: number;
   /** Counts an event for the metrics (`origin_unknown`, `stray_answer`). */
@@ -104,6 +107,8 @@ export class Hub implements RouterHub {
       listTimeoutMs: options.listTimeoutMs,
       listWaitMs: options.listWaitMs,
       log: options.log,
+      remembered: options.remembered,
+      declared: () => this.requests.declared(),
       // Listed without it while it started: the sessions that see it list again.
       onarrived: (server, kind) => this.onlistchanged?.({ jsonrpc: '2.0', method: LISTS[kind].changed }, server),
     });
@@ -143,6 +148,7 @@ export class Hub implements RouterHub {
 
   private family(spec: UpstreamSpec): Family {
     const family: Family = { spec, text: JSON.stringify(spec), instances: new Map() };
+    this.catalog.lists.configure(spec);
     if (spec.scope === 'shared') family.instances.set('', this.make(spec, undefined));
     return family;
   }
@@ -160,6 +166,7 @@ export class Hub implements RouterHub {
     server.onready = () => this.restored(server);
     server.onrequest = (request, context) => this.requests.answer(server, request, context);
     server.onstray = () => this.options.count?.('stray_answer');
+    server.onfailed = () => this.catalog.lists.failed(server);
   }
 
   /** Opens a session's context; its close() releases what the session holds here. */
@@ -339,8 +346,12 @@ export class Hub implements RouterHub {
   }
 
   /** The server behind a session-visible tool or prompt name, or resource URI (see Catalog.resolve). */
-  resolve(kind: ListKind, key: string, view: View): Promise<Target | undefined> {
-    return this.catalog.resolve(kind, key, this.catalogView(view));
+  async resolve(kind: ListKind, key: string, view: View): Promise<Target | undefined> {
+    // A name its entry filters out never reaches the server, running or not: it is unknown.
+    const lists = this.catalog.lists;
+    if (lists.refuses(kind, key, view.server)) return undefined;
+    const target = await this.catalog.resolve(kind, key, this.catalogView(view));
+    return target && lists.allows(target.server, kind, target.name) ? target : undefined;
   }
 
   /** The target a session-visible name resolves to when a built merged list holds it (see Catalog.resolveBuilt). */
