@@ -258,14 +258,31 @@ describe('exai-ws config', { concurrency: 4 }, () => {
     const [http, shim] = jsonBlocks(out.stdout);
     assert.equal(entryOf(http, 'servers', 'memory').url, 'http://127.0.0.1:8765/mcp/memory');
     assert.deepEqual(entryOf(shim, 'servers', 'memory').args, [SHIM, '--server', 'memory']);
-    assert.doesNotMatch(out.stdout, /not among the hosted servers/);
+    assert.doesNotMatch(out.stdout, /is not in .*servers\.json/);
     const typo = await configHere(['cursor', '--server', 'memroy'], env);
-    assert.match(typo.stdout, /"memroy" is not among the hosted servers in .*servers\.json/);
+    assert.match(typo.stdout, /the hosted server "memroy" is not in .*servers\.json/);
     const bad = await configHere(['cursor', '--server', 'a__b'], env);
     assert.equal(bad.code, 2);
     const unknown = await config(['emacs'], env);
     assert.equal(unknown.code, 2);
     assert.match(unknown.stderr, /usage: exai-ws config vscode\|cursor\|claude-code\|gemini\|codex\|claude-desktop/);
+  });
+
+  test('--profile NAME: the URL with ?profile= and the shim with --profile; an unknown profile is pointed out', async () => {
+    const home = homeWithToken('file-token-0123456789abcdefghij');
+    const configFile = join(home, 'servers.json');
+    writeFileSync(configFile, JSON.stringify({ mcpServers: {}, profiles: { notes: { servers: ['exai-ws'] } } }));
+    const env = { EXAI_WS_HOME: home, EXAI_WS_CONFIG: configFile };
+    const out = await configHere(['vscode', '--profile', 'notes'], env);
+    assert.equal(out.code, 0, out.stderr);
+    const [http, shim] = jsonBlocks(out.stdout);
+    assert.equal(entryOf(http, 'servers', 'exai-ws-notes').url, 'http://127.0.0.1:8765/mcp?profile=notes');
+    assert.deepEqual(entryOf(shim, 'servers', 'exai-ws-notes').args, [SHIM, '--profile', 'notes']);
+    assert.doesNotMatch(out.stdout, /is not in /);
+    const typo = await configHere(['cursor', '--profile', 'ntoes'], env);
+    assert.match(typo.stdout, /the profile "ntoes" is not in .*servers\.json/);
+    const both = await configHere(['cursor', '--profile', 'notes', '--server', 'x'], env);
+    assert.equal(both.code, 2);
   });
 
   test('pasted as printed, the shim entry serves an MCP client', async () => {

@@ -123,7 +123,8 @@ describe('tool search', { concurrency: true }, () => {
       { onprogress: (p) => seen.push(p.progress), timeout: 30_000 },
     );
     assert.ok(!done.isError, textOf(done));
-    assert.ok(seen.length >= 2, `progress arrived: ${JSON.stringify(seen)}`);
+    const report = seen.length >= 2 ? undefined : await serverReport(daemon, 'everything');
+    assert.ok(seen.length >= 2, `progress arrived: ${JSON.stringify(seen)}; result ${textOf(done)}; everything ${JSON.stringify(report)}`);
 
     const controller = new AbortController();
     const cut = searcher.callTool(
@@ -159,7 +160,7 @@ describe('tool search', { concurrency: true }, () => {
     const listed = await modern.listTools();
     assert.deepEqual(listed.tools.map((t) => t.name).sort(), ['call_tool', 'search_tools']);
     const found = await modern.callTool({ name: 'search_tools', arguments: { query: 'echo a message back' } });
-    assert.ok((found.structuredContent as unknown as Found).tools.some((t) => t.name === 'everything__echo'));
+    assert.ok((found.structuredContent as Found).tools.some((t) => t.name === 'everything__echo'));
     const echoed = await modern.callTool({
       name: 'call_tool',
       arguments: { name: 'everything__echo', arguments: { message: 'modern hi' } },

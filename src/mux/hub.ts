@@ -15,6 +15,7 @@ import { MemoryLearnedTools, ServerRequests, type LearnedTools } from './server-
 import type { RememberedLists } from './remembered-lists.js';
 import { SessionContext, type ClientPeer, type SessionCore, type SessionOpening } from './session-context.js';
 import type { View } from './view.js';
+import { planReload, type Family } from './reload-plan.js';
 import { Profiles, type ProfileOf, type ProfileSpec } from './profiles.js';
 import type { Upstream } from '../hosting/upstream.js';
 import type { ReloadReport } from '../local/health.js';
@@ -35,14 +36,6 @@ export interface RouterHub {
   /** The target {@link resolve} would give when it is known now (a built merged list), else undefined. */
   resolveKnown?(kind: ListKind, key: string, view: View): Target | undefined;
   instanceFor(name: string, view: View): Upstream | undefined;
-}
-
-interface Family {
-  spec: UpstreamSpec;
-  /** The spec as JSON, to see whether a reload changed it. */
-  text: string;
-  /** Scope key ('' for shared) -> instance. */
-  instances: Map<string, Upstream>;
 }
 
 export interface HubOptions {
@@ -204,35 +197,12 @@ export class Hub implements RouterHub {
    * that every list may have changed.
    */
   async reload(next: readonly UpstreamSpec[], profiles: readonly ProfileSpec[] = []): Promise<ReloadReport> {
-    const report: ReloadReport = { added: [], removed: [], restarted: [], unchanged: [] };
     if (this.profiles.set(profiles)) {
       // Every window may see other servers or tools now, whatever its profile was.
       this.catalog.dropViews();
       for (const method of LIST_CHANGED_METHODS) this.onlistchanged?.({ jsonrpc: '2.0', method }, null);
     }
-    const stopping: Upstream[] = [];
-    const families = new Map<string, Family>();
-    const wanted = new Set(next.map((spec) => spec.name));
-    for (const [name, family] of this.families) {
-      if (wanted.has(name)) continue;
-      report.removed.push(name);
-      stopping.push(...family.instances.values());
-    }
-    for (const spec of next) {
-      const current = this.families.get(spec.name);
-      if (current && current.text === JSON.stringify(spec)) {
-        report.unchanged.push(spec.name);
-        families.set(spec.name, current);
-        continue;
-      }
-      if (current) {
-        report.restarted.push(spec.name);
-        stopping.push(...current.instances.values());
-      } else {
-        report.added.push(spec.name);
-      }
-      families.set(spec.name, this.family(spec));
-    }
+    const { report, stopping, families } = planReload(this.families, next, (spec) => this.family(spec));
     for (const server of stopping) {
       this.catalog.forget(server);
       this.interests.forget(server);
