@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { chromium, type BrowserContext } from 'playwright-core';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { Cleanup, ROOT, connectShim, startDaemon, waitFor, within } from '../helpers.js';
 import { fakeReport, loginUrl, pageServer } from '../fixtures/status-page.js';
 import type { SessionEntry } from '../../src/local/health.js';
@@ -50,6 +50,17 @@ async function launchChromium(cleanup: Cleanup): Promise<BrowserContext> {
   }
   cleanup.add(() => context.close());
   return context;
+}
+
+/** A real browser on the status page of the server at `port`, once its live feed is connected; page errors are collected. */
+async function livePage(cleanup: Cleanup, port: number): Promise<{ page: Page; problems: string[] }> {
+  const context = await launchChromium(cleanup);
+  const page = await context.newPage();
+  const problems: string[] = [];
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  await page.goto(`http://127.0.0.1:${port}/`, { waitUntil: 'domcontentloaded', timeout: 10_000 });
+  await page.locator('body[data-connection="live"]').waitFor({ timeout: 10_000 });
+  return { page, problems };
 }
 
 describe('the status page in a real headless Chromium, against the real daemon', () => {
@@ -129,12 +140,7 @@ describe('the status page renders the report as a user reads it (headless Chromi
         last_reload: null,
       };
       server.report = { ...fakeReport(), sessions: { total: 1, attached: 1, detached: 0, list: [] }, config };
-      const context = await launchChromium(cleanup);
-      const page = await context.newPage();
-      const problems: string[] = [];
-      page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-      await page.goto(`http://127.0.0.1:${server.port}/`, { waitUntil: 'domcontentloaded', timeout: 10_000 });
-      await page.locator('body[data-connection="live"]').waitFor({ timeout: 10_000 });
+      const { page, problems } = await livePage(cleanup, server.port);
       assert.equal(await page.title(), 'exai-ws 9.9.9 \u00b7 1 session');
       const shown = await page.locator('#config').innerText();
       assert.match(shown, /changes\s+watched: applied as soon as it is saved/);
@@ -168,12 +174,7 @@ describe('the status page renders the report as a user reads it (headless Chromi
       Object.assign(windows[0] as SessionEntry, { tools_bytes: 41_000, tool_cap: 40, over_cap: true });
       Object.assign(windows[1] as SessionEntry, { tools_bytes: 10_035, tool_cap: null, over_cap: false });
       server.report = { ...fakeReport(), sessions: { total: 2, attached: 2, detached: 0, list: windows } };
-      const context = await launchChromium(cleanup);
-      const page = await context.newPage();
-      const problems: string[] = [];
-      page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-      await page.goto(`http://127.0.0.1:${server.port}/`, { waitUntil: 'domcontentloaded', timeout: 10_000 });
-      await page.locator('body[data-connection="live"]').waitFor({ timeout: 10_000 });
+      const { page, problems } = await livePage(cleanup, server.port);
       const headers = await page.locator('#sessions th').allInnerTexts();
       assert.deepEqual(headers.slice(3, 7), ['era', 'profile', 'tools', 'list size']);
       const over = await page.locator('#sessions tbody tr', { hasText: 'cursor-vscode' }).locator('td').allInnerTexts();
