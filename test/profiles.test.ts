@@ -172,5 +172,9 @@ describe('profiles on reload', () => {
     writeFileSync(file, JSON.stringify({ mcpServers: {}, profiles: {} }));
     await waitFor(() => changed > 1, 'list_changed when the profile is gone', 15_000);
     await assert.rejects(window.client.listTools(), /no longer in the config/);
+    await assert.rejects(window.client.callTool({ name: 'version', arguments: {} }), /Unknown tool/);
+    const plain = await connectWs(cleanup, d, { name: 'no-profile' });
+    assert.ok((await toolNames(plain.client)).includes('version'), 'a window without a profile still sees everything');
+    await assert.rejects(window.client.callTool({ name: 'version', arguments: {} }), /Unknown tool/, 'nor after a full list was built');
   });
 });

@@ -331,7 +331,9 @@ export class Hub implements RouterHub {
 
   private catalogView(view: View): CatalogView {
     const of = this.profiles.of(view);
-    const profile = 'missing' in of ? undefined : of.profile;
+    // A window whose profile a reload removed sees nothing: its own key, no servers, no name shown.
+    if ('missing' in of) return { single: false, key: `\u0001${of.missing}`, servers: () => [], shows: () => false };
+    const profile = of.profile;
     return {
       single: view.server !== undefined,
       key: this.viewKey(view, profile?.spec.name),

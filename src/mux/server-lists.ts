@@ -27,6 +27,8 @@ export const DOWN = Symbol('down');
 export type Share = Item[] | typeof DOWN | undefined;
 
 const KINDS = Object.keys(LISTS) as ListKind[];
+/** The least time between two background fetches of one server's lists (a flood of list_changed). */
+const MIN_REFRESH_MS = 1_000;
 
 /** What the lists need of a server's config entry. */
 interface Entry {
@@ -206,9 +208,17 @@ export class ServerLists {
     this.refreshing.set(server, state);
     const shown = this.shown.get(server);
     this.shown.delete(server);
+    const startedMs = Date.now();
     void this.fetchRecord(server).then((record) => {
-      this.refreshing.delete(server);
-      if (state.again) this.refresh(server);
+      if (!state.again) this.refreshing.delete(server);
+      else {
+        // A flood of list_changed: the next fetch at most once a second, whatever the server says.
+        const wait = Math.max(0, MIN_REFRESH_MS - (Date.now() - startedMs));
+        setTimeout(() => {
+          this.refreshing.delete(server);
+          this.refresh(server);
+        }, wait).unref();
+      }
       if (!record) return;
       try {
         // An entry edited meanwhile is another key: this process's lists are not its.

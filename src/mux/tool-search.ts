@@ -32,7 +32,9 @@ export const MAX_INDEXED_NAME_CHARS = 200;
 export const MAX_INDEXED_PARAMETERS = 64;
 /** At most this much of a query is read, and this many of its words searched. */
 export const MAX_QUERY_CHARS = 1_000;
-export const MAX_QUERY_WORDS = 32;
+export const MAX_QUERY_WORDS = 16;
+/** Words of a query matched by prefix and with typos; the rest only as they are. */
+const LOOSE_WORDS = 8;
 
 /** Relative weight of a match in each field: a word of the tool's name says most. */
 const BOOST = { name: 3, server: 3, params: 1.5, description: 1, paramDescriptions: 0.3 } as const;
@@ -195,8 +197,9 @@ export class ToolSearch {
       combineWith: 'OR',
       processTerm: queryTerms,
       // Prefixes from three letters (`dir` finds `directory`), typos from five (`directroy`).
-      prefix: (term) => term.length >= 3 && !isGroupTerm(term),
-      fuzzy: (term) => (term.length >= 5 && !isGroupTerm(term) ? 0.2 : false),
+      // Only the first few words of a query get them: each costs a walk of the whole index.
+      prefix: (term, i) => i < LOOSE_WORDS && term.length >= 3 && !isGroupTerm(term),
+      fuzzy: (term, i) => (i < LOOSE_WORDS && term.length >= 5 && !isGroupTerm(term) ? 0.2 : false),
     },
   });
 

@@ -412,3 +412,28 @@ test('the file store: a corrupt, misshapen or too big file is nothing remembered
     assert.equal(new FileRememberedLists(dir, warn).recall(key('bad')), undefined);
   }
 });
+
+test('the file store: an unchanged list is not written again; what it keeps in memory is bounded too', () => {
+  const dir = join(temp, 'unchanged');
+  const warned: string[] = [];
+  const store = new FileRememberedLists(dir, (message) => warned.push(message), { maxEntries: 2, maxBytes: 600 });
+  store.remember(key('a'), lists(['x']));
+  const file = join(dir, readdirSync(dir)[0] as string);
+  writeFileSync(file, 'tampered'); // a rewrite would replace this
+  store.remember(key('a'), lists(['x']));
+  assert.equal(readFileSync(file, 'utf8'), 'tampered', 'the same lists again: no write');
+  store.remember(key('a'), lists(['y']));
+  assert.notEqual(readFileSync(file, 'utf8'), 'tampered', 'other lists: written');
+  // A list too big for the bound, said again and again (a flood of list_changed): one warning.
+  for (let i = 0; i < 5; i++) store.remember(key('big'), lists(Array.from({ length: 40 }, (_, n) => `tool${n}`)));
+  assert.equal(warned.filter((w) => w.includes('larger than the bound')).length, 1);
+  assert.equal(store.recall(key('big')), undefined, 'not kept in memory either');
+
+  // Every write failing (a full disk) and many folders: memory keeps at most maxEntries of them.
+  const blocked = join(temp, 'blocked-many');
+  writeFileSync(blocked, '');
+  const failing = new FileRememberedLists(blocked, () => undefined, { maxEntries: 2, maxBytes: 100_000 });
+  for (let i = 0; i < 10; i++) failing.remember(key('w', `/folder/${i}`), lists(['x']));
+  assert.deepEqual(failing.recall(key('w', '/folder/9')), lists(['x']), 'the most recent is kept in memory');
+  assert.equal(failing.recall(key('w', '/folder/0')), undefined, 'the oldest went');
+});

@@ -32,6 +32,9 @@ type Warn = (message: string, details: Record<string, unknown>) => void;
 /** `<name>.<16 hex>.<16 hex>.json`: names are [A-Za-z0-9_.-], so the hashes are the last two parts. */
 const FILE_PATTERN = /^(.+)\.([0-9a-f]{16})\.([0-9a-f]{16})\.json$/;
 
+/** A file with nothing usable, as the cache counts it. */
+const NOTHING = { lists: null, bytes: 64 } as const;
+
 function digest(text: string): string {
   return createHash('sha256').update(text).digest('hex');
 }
@@ -41,8 +44,15 @@ export class FileRememberedLists implements RememberedLists {
   private readonly warn: Warn;
   private readonly maxEntries: number;
   private readonly maxBytes: number;
-  /** Files read (or written) by this daemon: their lists, or null for nothing usable. */
-  private readonly cache = new Map<string, RememberedServer | null>();
+  /**
+   * Files read (or written) by this daemon: their lists, or null for nothing usable, and their
+   * size; bounded like the directory (the least recently used go first), so that folders named
+   * by clients or a full disk grow nothing without end.
+   */
+  private readonly cache = new Map<string, { lists: RememberedServer | null; bytes: number }>();
+  private cachedBytes = 0;
+  /** The digest of what each file holds, as this daemon last wrote it: an unchanged list is not written again. */
+  private readonly written = new Map<string, string>();
   /** The directory's files, their bytes and when they were last written; read at the first write. */
   private index: Map<string, { bytes: number; seenMs: number }> | undefined;
   private failing = false;
@@ -57,17 +67,19 @@ export class FileRememberedLists implements RememberedLists {
 
   recall(key: ListsKey): RememberedServer | undefined {
     const file = this.fileOf(key);
-    let got = this.cache.get(file);
-    if (got === undefined) {
-      got = this.read(file, key);
-      this.cache.set(file, got);
+    const cached = this.cache.get(file);
+    if (cached !== undefined) {
+      this.cache.delete(file); // to the end: the most recently used
+      this.cache.set(file, cached);
+      return cached.lists ?? undefined;
     }
-    return got ?? undefined;
+    const read = this.read(file, key);
+    this.keep(file, read.lists, read.bytes);
+    return read.lists ?? undefined;
   }
 
   remember(key: ListsKey, lists: RememberedServer): void {
     const file = this.fileOf(key);
-    this.cache.set(file, lists);
     let text: string;
     try {
       text = `${JSON.stringify({ name: key.name, entry: digest(key.entry), folder: key.folder, ...lists })}\n`;
@@ -76,14 +88,21 @@ export class FileRememberedLists implements RememberedLists {
       return;
     }
     const bytes = Buffer.byteLength(text);
+    const sum = digest(text);
+    const same = this.written.get(file) === sum;
     if (bytes > this.maxBytes) {
-      this.warn('server lists not remembered on disk: larger than the bound', { server: key.name, bytes, max_bytes: this.maxBytes });
+      this.noteWritten(file, sum); // said once, not at each list_changed
+      this.forgetCached(file);
+      if (!same) this.warn('server lists not remembered: larger than the bound', { server: key.name, bytes, max_bytes: this.maxBytes });
       return;
     }
+    this.keep(file, lists, bytes);
+    if (same) return; // a list_changed that changed nothing: no write
     try {
       const index = this.files();
       mkdirSync(this.dir, { recursive: true, mode: 0o700 });
       replaceWhole(join(this.dir, file), text, 0o600);
+      this.noteWritten(file, sum);
       index.delete(file); // to the end: the most recently seen
       index.set(file, { bytes, seenMs: Date.now() });
       this.prune(key.name, key.entry); // an entry edited while no daemon ran
@@ -104,7 +123,7 @@ export class FileRememberedLists implements RememberedLists {
     }
     for (const file of [...this.cache.keys()]) {
       const parts = FILE_PATTERN.exec(file);
-      if (parts?.[1] === name && parts[2] !== current) this.cache.delete(file);
+      if (parts?.[1] === name && parts[2] !== current) this.forgetCached(file);
     }
   }
 
@@ -113,31 +132,31 @@ export class FileRememberedLists implements RememberedLists {
   }
 
   /** One file's lists, or null (a missing file silently; anything else unusable logged). */
-  private read(file: string, key: ListsKey): RememberedServer | null {
+  private read(file: string, key: ListsKey): { lists: RememberedServer | null; bytes: number } {
     const path = join(this.dir, file);
     let text: string;
     try {
       const { size } = statSync(path);
       if (size > this.maxBytes) {
         this.warn('server lists file ignored: larger than the bound', { path, bytes: size, max_bytes: this.maxBytes });
-        return null;
+        return NOTHING;
       }
       text = readFileSync(path, 'utf8');
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT')
         this.warn('server lists file ignored: it cannot be read', { path, err: (error as Error).message });
-      return null;
+      return NOTHING;
     }
     let json: unknown;
     try {
       json = JSON.parse(text);
     } catch (error) {
       this.warn('server lists file ignored: it is not JSON', { path, err: (error as Error).message });
-      return null;
+      return NOTHING;
     }
     const lists = parseRemembered(json, key);
     if (!lists) this.warn('server lists file ignored: not the shape this daemon writes', { path });
-    return lists;
+    return { lists, bytes: text.length };
   }
 
   /** The directory's files, read once (names and sizes only). */
@@ -176,9 +195,36 @@ export class FileRememberedLists implements RememberedLists {
     }
   }
 
+  private noteWritten(file: string, sum: string): void {
+    // Files too big to write are noted too (their warning is said once): bounded all the same.
+    if (this.written.size >= 4 * this.maxEntries && !this.written.has(file)) this.written.clear();
+    this.written.set(file, sum);
+  }
+
+  /** Keeps a file's lists in the cache, dropping the least recently used past the bounds. */
+  private keep(file: string, lists: RememberedServer | null, bytes: number): void {
+    this.forgetCached(file);
+    this.cache.set(file, { lists, bytes });
+    this.cachedBytes += bytes;
+    for (const [old, { bytes: b }] of this.cache) {
+      if (this.cache.size <= this.maxEntries && this.cachedBytes <= this.maxBytes) break;
+      if (old === file) continue;
+      this.cache.delete(old);
+      this.cachedBytes -= b;
+    }
+  }
+
+  private forgetCached(file: string): void {
+    const cached = this.cache.get(file);
+    if (cached === undefined) return;
+    this.cache.delete(file);
+    this.cachedBytes -= cached.bytes;
+  }
+
   private remove(file: string): void {
     this.index?.delete(file);
-    this.cache.delete(file);
+    this.written.delete(file);
+    this.forgetCached(file);
     try {
       rmSync(join(this.dir, file), { force: true });
     } catch {

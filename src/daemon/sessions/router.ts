@@ -27,7 +27,7 @@ import {
 } from '../../protocol/jsonrpc.js';
 import type { Target } from '../../mux/catalog.js';
 import type { ListKind, RouterHub } from '../../mux/hub.js';
-import type { SessionContext } from '../../mux/session-context.js';
+import type { SessionContext, ToolListSize } from '../../mux/session-context.js';
 import { LOG_LEVELS, type LogLevel } from '../../protocol/log-levels.js';
 import { LIST_CHANGED_METHODS } from '../../mux/lists.js';
 import type { Cancellation } from '../../hosting/cancellation.js';
@@ -41,6 +41,9 @@ import { ModernRequests } from './modern.js';
 import type { HeldCalls } from './held-calls.js';
 import { fulfilInputs, needsInput, withCallerMeta } from './input-rounds.js';
 import { SEARCH_MODE_TOOLS, searchStep } from './search-mode.js';
+
+/** The size of each merged tools list, measured once (a changed list is a new array). */
+const LIST_SIZES = new WeakMap<readonly unknown[], ToolListSize>();
 
 /** How long the daemon waits for a client's answer to its own roots/list. */
 const ROOTS_REQUEST_TIMEOUT_MS = 5_000;
@@ -191,10 +194,13 @@ export class Router {
   }
 
   /** Notes the size of the tools list the window is sent (for status, and its client's cap). */
-  private sized(tools: unknown): void {
-    if (!Array.isArray(tools)) return;
-    const text = trySerialize(tools);
-    this.context.listedTools({ count: tools.length, bytes: text.ok ? Buffer.byteLength(text.text) : 0 });
+  private sized(tools: readonly unknown[]): void {
+    let size = LIST_SIZES.get(tools);
+    if (size === undefined) {
+      const text = trySerialize(tools);
+      LIST_SIZES.set(tools, (size = { count: tools.length, bytes: text.ok ? Buffer.byteLength(text.text) : 0 }));
+    }
+    this.context.listedTools(size);
   }
 
   /** Handles a client notification other than cancellation (the session owns that). */
