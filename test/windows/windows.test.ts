@@ -293,6 +293,8 @@ test('exai-ws restart replaces the daemon while a window stays open; the window 
 test('a daemon killed outright takes its hosted trees with it', { skip }, async () => {
   assert.ok(!(await windowA.ask({ op: 'call', name: 'tree__pids' })).isError);
   await waitFor(() => processesWith(`${marker}-tree-grandchild`).length === 1, 'the grandchild of tree', SLOW_MS, 100);
+  // Lists come from memory since the restart: a call starts viacmd (a list no longer does).
+  assert.ok(!(await windowA.ask({ op: 'call', name: 'viacmd__argv' })).isError);
   // The window's shim starts a new daemon at once, which starts servers of its own: the
   // processes of the killed daemon's trees are the ones that must go.
   await waitFor(() => processesWith(`${marker}-viacmd-grandchild`).length === 1, 'the grandchild of viacmd', SLOW_MS, 100);
