@@ -163,12 +163,7 @@ export class ServerLists {
   failed(server: Upstream): void {
     if (!this.shown.delete(server)) return;
     this.leftOut.add(server); // and told again once it starts (missed)
-    const told = new Set<string>();
-    for (const kind of KINDS) {
-      if (told.has(LISTS[kind].changed)) continue;
-      told.add(LISTS[kind].changed);
-      this.options.onchanged?.(server, kind);
-    }
+    this.tellChanged(server, KINDS);
   }
 
   /**
@@ -231,13 +226,20 @@ export class ServerLists {
     });
   }
 
-  /** Tells `onchanged` of each kind (once per change notification) whose filtered items differ. */
+  /** Tells `onchanged` of each kind whose filtered items differ. */
   private compare(server: Upstream, shown: RememberedServer, now: RememberedServer): void {
+    const same = (kind: ListKind) => JSON.stringify(this.itemsOf(server, kind, shown)) === JSON.stringify(this.itemsOf(server, kind, now));
+    this.tellChanged(
+      server,
+      KINDS.filter((kind) => !same(kind)),
+    );
+  }
+
+  /** Tells `onchanged` of these kinds, once per change notification (resources and templates share one). */
+  private tellChanged(server: Upstream, kinds: readonly ListKind[]): void {
     const told = new Set<string>();
-    for (const kind of KINDS) {
-      const before = JSON.stringify(this.itemsOf(server, kind, shown));
-      const after = JSON.stringify(this.itemsOf(server, kind, now));
-      if (before === after || told.has(LISTS[kind].changed)) continue;
+    for (const kind of kinds) {
+      if (told.has(LISTS[kind].changed)) continue;
       told.add(LISTS[kind].changed);
       this.options.onchanged?.(server, kind);
     }
