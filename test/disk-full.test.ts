@@ -148,12 +148,14 @@ describe('a full disk', { concurrency: true }, () => {
       rmSync(filler);
       const sizeBefore = statSync(logPath(home)).size;
       // Raw sessions write the lines that show it (a whole client follows below).
+      // The line that says so is written with the next batch after the first that fits: wait for it too.
+      const resumedLine = () => readJsonLines(logPath(home)).some((l) => l.msg === 'log file writable again; lines were dropped meanwhile');
       await waitFor(
         async () => {
           await rawSession(daemon);
-          return statSync(logPath(home)).size > sizeBefore;
+          return statSync(logPath(home)).size > sizeBefore && resumedLine();
         },
-        'the log file to grow again after space was freed',
+        'the log file to grow again after space was freed, saying so',
         20_000,
         RETRY_MS / 4,
       );
