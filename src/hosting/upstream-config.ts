@@ -74,6 +74,19 @@ export interface HttpSpec extends BaseSpec {
   readonly kind: 'http';
   readonly url: string;
   readonly headers: Readonly<Record<string, string>>;
+  /** How the daemon logs in when the server asks for OAuth (an entry without `oauth` still logs in, registering itself). */
+  readonly oauth?: OAuthEntry;
+}
+
+/** A `url` entry's `oauth` object: a pre-registered client, and/or the scopes to ask for. */
+export interface OAuthEntry {
+  /** A client registered with the authorization server beforehand (used before any other way). */
+  readonly clientId?: string;
+  readonly clientSecret?: string;
+  /** Scopes asked for when the server's challenge names none (space-separated). */
+  readonly scopes?: string;
+  /** The https URL of this client's Client ID Metadata Document, used where the server supports them. */
+  readonly clientMetadataUrl?: string;
 }
 
 export type UpstreamSpec = StdioSpec | HttpSpec;
@@ -157,6 +170,19 @@ const HttpEntry = z
     ...Common,
     url: z.url({ protocol: /^https?$/, message: 'must be an http(s) URL' }),
     headers: z.record(z.string(), z.string()).default({}),
+    oauth: z
+      .object({
+        client_id: z.string().min(1, 'must not be empty').max(4096).optional(),
+        client_secret: z.string().min(1, 'must not be empty').max(4096).optional(),
+        scopes: z.union([z.string().max(4096), z.array(z.string().min(1).max(256)).max(256)]).optional(),
+        client_metadata_url: z
+          .url({ protocol: /^https$/, message: 'must be an https URL (the document a loopback daemon cannot host)' })
+          .refine((u) => new URL(u).pathname !== '/', 'must have a path (a Client ID Metadata Document URL is not a bare origin)')
+          .optional(),
+      })
+      .strict()
+      .refine((o) => o.client_secret === undefined || o.client_id !== undefined, 'client_secret needs client_id')
+      .optional(),
   })
   .loose();
 
@@ -303,10 +329,24 @@ function parseEntries(entries: unknown, defaultIdleMs: number): Pick<UpstreamCon
       );
     } else {
       const h = e;
-      servers.push(Object.freeze({ ...base, kind: 'http', url: h.url, headers: Object.freeze({ ...h.headers }) }));
+      const oauth = oauthOf(h.oauth);
+      servers.push(Object.freeze({ ...base, kind: 'http', url: h.url, headers: Object.freeze({ ...h.headers }), ...(oauth ? { oauth } : {}) }));
     }
   }
   return { servers, problems };
+}
+
+/** The entry's `oauth` object as the daemon uses it (scopes joined), frozen; undefined when it gives nothing. */
+function oauthOf(o: z.infer<typeof HttpEntry>['oauth']): OAuthEntry | undefined {
+  if (o === undefined) return undefined;
+  const scopes = Array.isArray(o.scopes) ? o.scopes.join(' ') : o.scopes?.trim();
+  const entry: OAuthEntry = {
+    ...(o.client_id !== undefined ? { clientId: o.client_id } : {}),
+    ...(o.client_secret !== undefined ? { clientSecret: o.client_secret } : {}),
+    ...(scopes ? { scopes } : {}),
+    ...(o.client_metadata_url !== undefined ? { clientMetadataUrl: o.client_metadata_url } : {}),
+  };
+  return Object.keys(entry).length > 0 ? Object.freeze(entry) : undefined;
 }
 
 /** The entry's name filters, frozen; nothing when it gives none (its spec, and so its key, stays as it was). */

@@ -244,6 +244,30 @@ export interface ServerReport {
   sessions: number;
   inflight: number;
   last_error: string | null;
+  /** A `url` server's OAuth login (never a token); absent for servers that are not `url` ones. */
+  login?: LoginReport;
+}
+
+/**
+ * Where a `url` server's OAuth login stands:
+ * - `none`: the server never asked for one (or nothing is known yet);
+ * - `logged_in`: a token is held (`issuer`, `expires_at`, `scope` say which);
+ * - `needs_login`: the server asks for a login (or more scopes) no token can give: `exai-ws login NAME`;
+ * - `refresh_failing`: the token expired or is expiring and refreshing it failed (`error` says why);
+ * - `refused`: the server kept refusing the scopes granted after repeated logins (`error` says why).
+ */
+export type LoginState = 'none' | 'logged_in' | 'needs_login' | 'refresh_failing' | 'refused';
+
+export interface LoginReport {
+  state: LoginState;
+  /** The authorization server that issued the token (its metadata's `issuer`). */
+  issuer: string | null;
+  /** When the access token expires (ISO 8601), when the server said. */
+  expires_at: string | null;
+  /** The scopes granted (space-separated), when known. */
+  scope: string | null;
+  /** Why the last login, refresh or call failed, in words (never with a token in it). */
+  error: string | null;
 }
 
 export interface ConfigProblem {
