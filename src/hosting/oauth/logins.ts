@@ -12,6 +12,7 @@
  * Loading the SDK's client waits for the first session: a daemon hosting no `url` server never
  * loads it.
  */
+import type { FetchLike } from '@modelcontextprotocol/client';
 import type { LoginReport } from '../../local/health.js';
 import type { CoreLog } from '../core-log.js';
 import type { HttpSpec } from '../upstream-config.js';
@@ -59,6 +60,8 @@ export class OAuthLogins {
     private readonly vault: OAuthVault,
     private readonly redirectUrl: () => string | undefined,
     private readonly log?: CoreLog,
+    /** For requests to authorization servers (default: the global fetch; tests answer in memory). */
+    private readonly fetch?: FetchLike,
   ) {}
 
   /** The session of this entry: the one it had, unless its URL or `oauth` changed. */
@@ -73,6 +76,7 @@ export class OAuthLogins {
       vault: this.vault,
       redirectUrl: this.redirectUrl,
       log: this.log,
+      ...(this.fetch ? { fetch: this.fetch } : {}),
     });
     this.sessions.set(spec.name, { spec, session });
     return session;
