@@ -18,6 +18,8 @@ import { ListError, UnavailableError } from '../src/mux/lists.js';
 import { AbortedError } from '../src/builtin/providers/limiter.js';
 import { PROVIDER_ERROR_CODES, ProviderError, type ProviderErrorKind } from '../src/builtin/providers/provider-error.js';
 import { Upstream } from '../src/hosting/upstream.js';
+import { LoginNeededError } from '../src/hosting/oauth/session.js';
+import { UnknownServerError } from '../src/hosting/oauth/logins.js';
 import { ROOT } from './helpers.js';
 
 const upstream = new Upstream({ name: 'srv', prefix: 'srv', idleTimeoutMs: 0, launch: () => Promise.reject(new Error('never')) });
@@ -32,6 +34,8 @@ const instances: Record<string, Error & { code: string }> = {
   ListError: new ListError({ code: -32603, message: 'boom' }),
   UnavailableError: new UnavailableError(upstream, 'could not start'),
   AbortedError: new AbortedError('cancelled while waiting for a provider slot'),
+  LoginNeededError: new LoginNeededError('remote', 'no login yet'),
+  UnknownServerError: new UnknownServerError('remote'),
 };
 
 /** Codes the internal classes (not exported) carry: RateLimited (provider.ts), Broken (json-syntax.ts). */
@@ -45,6 +49,7 @@ test('every exported local error class has a code from the registry, and keeps i
   assert.equal(instances.HomeError?.message, 'cannot use it', 'messages are as given');
   assert.equal(instances.UnavailableError?.message, 'srv: could not start');
   assert.equal(instances.ListError?.message, 'boom');
+  assert.equal(instances.LoginNeededError?.message, 'remote needs a login (no login yet): run `exai-ws login remote`');
 });
 
 test('a SpawnError keeps the system code apart from its local code', () => {

@@ -30,6 +30,8 @@ export const LOCAL_ERRORS = Object.freeze({
   EPROVIDER_UNKNOWN_MODEL: 'no configured provider offers the model asked for',
   EPROVIDER_UNREACHABLE: 'the provider is configured but could not be reached',
   EPROVIDER_ERROR: 'the provider answered with another HTTP error',
+  ELOGIN_NEEDED: 'a `url` server needs an OAuth login (or one with more scopes) that only a person can give: `exai-ws login NAME`',
+  EUNKNOWN_SERVER: 'no `url` server of that name in the config (for a login or a logout)',
   EPROVIDER_RETRY: 'one provider attempt was answered 429 and will be retried (internal: never leaves the provider)',
 } as const);
 

@@ -275,6 +275,17 @@ test('a window is told at once: -32042 with the URL when it declared URL elicita
   assert.ok(second && 'error' in second);
   assert.equal((second.error.data as { elicitations: { url: string }[] }).elicitations[0]?.url, elicitation.url);
   assert.equal(as.seen.registrations, registrations);
+  // The callback: an unknown state is refused; the real one is good once.
+  const unknown = await logins.complete(new URLSearchParams({ state: 'not-a-login', code: 'x' }));
+  assert.equal(unknown.ok, false);
+  assert.match(unknown.ok ? '' : unknown.error, /unknown or has expired/);
+  const state = url.searchParams.get('state') ?? '';
+  const waiting = logins.wait(state);
+  assert.ok(waiting, 'the login is not under way');
+  const denied = await logins.complete(new URLSearchParams({ state, error: 'access_denied', error_description: 'the user said no' }));
+  assert.deepEqual(denied, { ok: false, server: 'remote', error: 'the authorization server refused: access_denied (the user said no)' });
+  assert.deepEqual(await waiting, denied);
+  assert.equal((await logins.complete(new URLSearchParams({ state, code: 'again' }))).ok, false);
   // A failure that is not about a login passes unchanged.
   const other = { error: { code: RpcCode.INTERNAL_ERROR, message: 'boom' } };
   assert.equal(await loginAware(other, 'remote', 'tools/call', asking, logins), other);

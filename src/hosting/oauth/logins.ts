@@ -14,6 +14,7 @@
  */
 import type { FetchLike } from '@modelcontextprotocol/client';
 import type { LoginReport } from '../../local/health.js';
+import type { LocalErrorCode } from '../../local/errors.js';
 import type { CoreLog } from '../core-log.js';
 import type { HttpSpec } from '../upstream-config.js';
 import type { Flow, OAuthSession } from './session.js';
@@ -123,6 +124,8 @@ export class OAuthLogins {
     const outcome = new Promise<LoginOutcome>((resolve) => (settle = resolve));
     if (onDone) void outcome.then(onDone);
     this.flows.set(flow.state, { flow, session, startedAtMs: Date.now(), outcome, settle });
+    // Whoever waits for it hears when it expires, even if nothing else comes by.
+    setTimeout(() => this.drop(flow.state, 'the login was not completed in time'), FLOW_TTL_MS).unref();
     while (this.flows.size > MAX_FLOWS) this.drop(this.flows.keys().next().value as string, 'too many logins under way');
     this.log?.('oauth login started', { server: name });
     return { state: flow.state, url: flow.url };
@@ -202,14 +205,16 @@ export class OAuthLogins {
 
   private drop(state: string, why: string): void {
     const pending = this.flows.get(state);
+    if (pending === undefined) return;
     this.flows.delete(state);
-    pending?.settle({ ok: false, server: pending.flow.server, error: why });
+    pending.settle({ ok: false, server: pending.flow.server, error: why });
   }
 }
 
 /** No `url` server of that name. */
 export class UnknownServerError extends Error {
   override name = 'UnknownServerError';
+  readonly code = 'EUNKNOWN_SERVER' satisfies LocalErrorCode;
   constructor(readonly server: string) {
     super(`no url server named ${JSON.stringify(server.slice(0, 100))} in the config`);
   }

@@ -33,6 +33,7 @@ import {
   type StoredOAuthTokens,
 } from '@modelcontextprotocol/client';
 import type { LoginReport, LoginState } from '../../local/health.js';
+import type { LocalErrorCode } from '../../local/errors.js';
 import type { CoreLog } from '../core-log.js';
 import type { OAuthEntry } from '../upstream-config.js';
 import type { KeptTokens, OAuthVault } from './vault.js';
@@ -51,6 +52,7 @@ const REFRESH_RETRY_MS = 5_000;
 /** Only a person can help: a login (or a login with more scopes) is needed. */
 export class LoginNeededError extends Error {
   override name = 'LoginNeededError';
+  readonly code = 'ELOGIN_NEEDED' satisfies LocalErrorCode;
   constructor(
     readonly server: string,
     why: string,
