@@ -11,7 +11,7 @@
  * 3. after `exai-ws logout NAME` a window that declared URL-mode elicitation gets -32042 with the
  *    login URL (following it logs in again, and the window is told the elicitation completed),
  *    and a window that did not gets a tool error naming `exai-ws login NAME`; neither waits;
- * 4. a restarted daemon keeps the login;
+ * 4. a restarted daemon (on another port) keeps the login: its expired token is refreshed;
  * 5. no token the authorization server issued shows in the log, `/health`, `/metrics`,
  *    `status --json`, the status page or its feed, or the daemon's argv; `$home/oauth` is the
  *    user's alone.
@@ -40,6 +40,7 @@ import {
   type RawShim,
   type ShimClient,
 } from './helpers.js';
+import { provenRequest } from '../src/local/health-client.js';
 import { cmdline, serverReport, startHostingDaemon } from './fixtures/hosted-servers.js';
 import { TOOLS_SCOPE, WHOAMI_TEXT, startOAuthServer, type OAuthFixture } from './fixtures/oauth-server.js';
 
@@ -326,19 +327,58 @@ describe('OAuth login to a url server, end to end', () => {
     }
   });
 
-  test('a restarted daemon keeps the login: a call works with no new login', async () => {
-    const authorizations = as.counts.authorizations;
-    const stop = await runCli(['stop'], daemon.clientEnv, 30_000);
-    assert.equal(stop.code, 0, stop.stderr);
-    await within(daemon.exited, 20_000, 'the daemon to stop');
-    printed.push(daemon.stderr());
-    daemon = await startDaemon(cleanup, { home: daemon.home, env: ENV });
-    const window = await connectShim(cleanup, daemon, { name: 'oauth-after-restart' });
-    assert.equal(textOf(await window.client.callTool({ name: WHOAMI, arguments: {} })), WHOAMI_TEXT);
-    assert.equal(as.counts.authorizations, authorizations, 'no new authorization at the authorization server');
-    const report = await serverReport(daemon, NAME);
-    assert.equal(report.login?.state, 'logged_in', JSON.stringify(report));
-  });
+  test(
+    'a restarted daemon keeps the login: a call after the token expired refreshes it, with no new login',
+    {
+      todo:
+        'fails: the restarted daemon (new port, new redirect URI) registers a new client and refreshes with it; ' +
+        'the refresh token belongs to the old client, so the refresh is refused and the server needs a login again',
+    },
+    async () => {
+      const authorizations = as.counts.authorizations;
+      const stop = await runCli(['stop'], daemon.clientEnv, 30_000);
+      assert.equal(stop.code, 0, stop.stderr);
+      await within(daemon.exited, 20_000, 'the daemon to stop');
+      printed.push(daemon.stderr());
+      daemon = await startDaemon(cleanup, { home: daemon.home, env: ENV });
+      const window = await connectShim(cleanup, daemon, { name: 'oauth-after-restart' });
+      // A daemon restarted after a while (a reboot, an update) holds an expired access token: the
+      // refresh token it kept, with the client it was issued to, must renew it (the new daemon
+      // listens on another port, so its redirect URI is not the one the client was registered with).
+      const expiresAtMs = as.latestAccess()?.expiresAtMs ?? 0;
+      await new Promise((r) => setTimeout(r, Math.max(0, expiresAtMs + 50 - Date.now())));
+      const refreshes = as.counts.refreshes;
+      const result = await window.client.callTool({ name: WHOAMI, arguments: {} });
+      const seen = () =>
+        JSON.stringify({ counts: as.counts, registrations: as.registrations.map((r) => r.redirectUris), refusals: as.refusals });
+      assert.equal(textOf(result), WHOAMI_TEXT, seen());
+      assert.equal(as.counts.refreshes - refreshes, 1, `the kept refresh token was used: ${seen()}`);
+      assert.equal(as.counts.authorizations, authorizations, 'no new authorization at the authorization server');
+      const report = await serverReport(daemon, NAME);
+      assert.equal(report.login?.state, 'logged_in', JSON.stringify(report));
+    },
+  );
+
+  test(
+    'a login whose callback came before `/control/login-wait` asked is still reported as done (`exai-ws login` may ask late)',
+    {
+      todo:
+        'fails: the callback removes the login from those under way, so a login-wait that comes after it gets ' +
+        '404 "no login under way with that state" and `exai-ws login` exits 1 although the login worked (seen under load)',
+    },
+    async () => {
+      const target = { host: '127.0.0.1', port: daemon.port, token: daemon.token };
+      const started = await provenRequest(target, { method: 'POST', path: '/control/login', body: { server: NAME }, timeoutMs: 10_000 });
+      assert.ok(started.ok && started.status === 200, JSON.stringify(started));
+      const { url, state } = started.body as { url: string; state: string };
+      const page = await approve(url, daemon);
+      assert.equal(page.status, 200, page.body);
+      const waited = await provenRequest(target, { method: 'POST', path: '/control/login-wait', body: { state }, timeoutMs: 10_000 });
+      assert.ok(waited.ok, JSON.stringify(waited));
+      assert.equal(waited.status, 200, JSON.stringify(waited.body));
+      assert.deepEqual((waited.body as { ok?: unknown; server?: unknown }).ok, true, JSON.stringify(waited.body));
+    },
+  );
 
   test('no token shows in the log, /health, /metrics, status --json, the page, its feed or argv; $home/oauth is the user\u2019s alone', async () => {
     const secrets = as.secrets();
@@ -349,10 +389,11 @@ describe('OAuth login to a url server, end to end', () => {
     const metrics = await fetch(`http://127.0.0.1:${daemon.port}/metrics`, { headers: bearer }).then((r) => r.text());
     const status = await runCli(['status', '--json'], daemon.clientEnv);
     assert.equal(status.code, 0, status.stderr);
-    assert.match(status.stdout, /logged_in/, 'status --json shows the login state');
+    // Whatever the state (the steps before may have failed), it is shown.
+    assert.match(status.stdout, /"login": \{\s*"state": "[a-z_]+"/, 'status --json shows the login state');
     const page = await fetch(`http://127.0.0.1:${daemon.port}/`, { headers: bearer }).then((r) => r.text());
     const feed = await firstFeedEvent(daemon);
-    assert.match(feed, /logged_in/, 'the feed shows the login state');
+    assert.match(feed, /"login":\{"state":"[a-z_]+"/, 'the feed shows the login state');
     const outputs: Record<string, string> = {
       '/health': health,
       '/health (full, servers)': fullHealth,
