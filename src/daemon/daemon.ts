@@ -21,7 +21,7 @@
 import type { McpServer } from '@modelcontextprotocol/server';
 import { CloseCode, RpcCode } from '../protocol/codes.js';
 import { trySerialize } from '../protocol/jsonrpc.js';
-import type { AddressCard } from '../local/files.js';
+import { urlHost, type AddressCard } from '../local/files.js';
 import { startCore } from '../mux/core.js';
 import { hostingTimers } from '../hosting/upstream-options.js';
 import type { Hub } from '../mux/hub.js';
@@ -39,6 +39,8 @@ import { ConfigReloads } from './config-reload.js';
 import { wireFanout } from './sessions/fanout.js';
 import { FileLearnedTools } from './files/learned-tools.js';
 import { FileRememberedLists } from './files/remembered-lists.js';
+import { FileOAuthVault } from './files/oauth-vault.js';
+import { CALLBACK_PATH } from './web/login-routes.js';
 import { DaemonServer, type DaemonServerDeps } from './web/server.js';
 import { McpHttpEndpoint } from '../transport/http.js';
 import { PrometheusExporter } from './web/prometheus.js';
@@ -191,6 +193,10 @@ export class Daemon {
       log: coreLog(logger),
       learned: new FileLearnedTools(paths.asksClient, (message, details) => logger.warn(details, message)),
       remembered: new FileRememberedLists(paths.lists, (message, details) => logger.warn(details, message)),
+      oauth: {
+        vault: new FileOAuthVault(paths.oauth, (message, details) => logger.warn(details, message)),
+        redirectUrl: () => (this.port ? `http://${urlHost(config.host)}:${this.port}${CALLBACK_PATH}` : undefined),
+      },
       requestTimeoutMs: config.callTimeoutMs,
       count: (reason) => this.metrics.reject(reason),
     });
@@ -246,6 +252,7 @@ export class Daemon {
         stop: (by) => (this.onstop ? this.onstop(by) : void this.close(by)),
         reload: (reason) => this.reload(reason),
       },
+      logins: () => this.hub?.logins,
     });
   }
 

@@ -134,9 +134,10 @@ export function healthReport(p: HealthParts): HealthReport {
     connections: p.server?.connectionCount ?? 0,
     sockets: socketsReport(p.server?.connections),
     inflight: manager?.inflightCount ?? 0,
-    servers: (hub?.servers ?? [])
-      .slice(1)
-      .map((s) => ({ ...s.report(), era: eraVersion(s.era), asks_client: hub?.requests.asksClient(s) ?? [] })),
+    servers: (hub?.servers ?? []).slice(1).map((s) => {
+      const login = hub?.logins?.report(s.name);
+      return { ...s.report(), era: eraVersion(s.era), asks_client: hub?.requests.asksClient(s) ?? [], ...(login ? { login } : {}) };
+    }),
     config: p.configs.report(),
     providers: p.providers.health(),
     limits: { max_sessions: config.maxSessions, max_inflight: config.maxInflight, max_bytes: config.maxBytes },

@@ -328,12 +328,16 @@ function parseEntries(entries: unknown, defaultIdleMs: number): Pick<UpstreamCon
         }),
       );
     } else {
-      const h = e;
-      const oauth = oauthOf(h.oauth);
-      servers.push(Object.freeze({ ...base, kind: 'http', url: h.url, headers: Object.freeze({ ...h.headers }), ...(oauth ? { oauth } : {}) }));
+      servers.push(httpSpecOf(base, e));
     }
   }
   return { servers, problems };
+}
+
+/** A `url` entry's spec, frozen. */
+function httpSpecOf(base: Omit<HttpSpec, 'kind' | 'url' | 'headers' | 'oauth'>, e: z.infer<typeof HttpEntry>): HttpSpec {
+  const oauth = oauthOf(e.oauth);
+  return Object.freeze({ ...base, kind: 'http', url: e.url, headers: Object.freeze({ ...e.headers }), ...(oauth ? { oauth } : {}) });
 }
 
 /** The entry's `oauth` object as the daemon uses it (scopes joined), frozen; undefined when it gives nothing. */

@@ -67,3 +67,11 @@ export function hostingTimers(scale = 1): HostingTimers {
     group: Object.freeze({ graceMs: scaled(GROUP_GRACE_MS), killedWaitMs: scaled(KILLED_WAIT_MS) }),
   };
 }
+
+/** The wait before the next start after `failures` failures in a row (the last step repeats). */
+export function backoff(failures: number, sequence: readonly number[] = RESTART_BACKOFF_MS): number {
+  return sequence[Math.min(failures, sequence.length) - 1] ?? 0;
+}
+
+/** Up this long, a server's crash counts as a first failure again. */
+export const STABLE_UPTIME_MS = 60_000;

@@ -19,13 +19,10 @@ import type { CallOptions, CallOutcome, ServerLink, ServerRequestHandler } from 
 import { notSupported } from './server-link.js';
 import type { ServerReport, UpstreamScope, UpstreamState } from '../local/health.js';
 import type { Era } from './modern.js';
-import { RESTART_BACKOFF_MS, WAIT_FOR_RESTART_MS, type Started, type UpstreamOptions } from './upstream-options.js';
+import { STABLE_UPTIME_MS, WAIT_FOR_RESTART_MS, backoff, type Started, type UpstreamOptions } from './upstream-options.js';
 
 export type { Started, UpstreamOptions } from './upstream-options.js';
 export { RESTART_BACKOFF_MS, WAIT_FOR_RESTART_MS } from './upstream-options.js';
-
-/** Up this long, a server's crash counts as a first failure again. */
-const STABLE_UPTIME_MS = 60_000;
 
 export class Upstream {
   readonly name: string;
@@ -52,10 +49,7 @@ export class Upstream {
   onstray: (() => void) | undefined;
   /** A start failed: lists shown of it while it was not running no longer hold. */
   onfailed: (() => void) | undefined;
-  /**
-   * The era it spoke at its last start (`modern`: 2026-07-28; `legacy`: initialize), undefined
-   * before one and after a failed start; a legacy server's restart is not probed first.
-   */
+  /** The era of its last start (`modern`: 2026-07-28; `legacy`: initialize); a legacy one's restart is not probed. */
   era: Era | undefined;
 
   private readonly options: UpstreamOptions;
@@ -164,6 +158,16 @@ export class Upstream {
       if (due || this.state === 'failed') this.countAttempt();
     }
     return this.start();
+  }
+
+  /** Starts a failed server now, its backoff forgotten (a login made it startable); a running one as it is. */
+  retryNow(): Promise<ServerLink> {
+    if (this.state === 'failed' || this.state === 'restarting') {
+      clearTimeout(this.restartTimer);
+      this.restartTimer = undefined;
+      this.retryAtMs = 0;
+    }
+    return this.connect();
   }
 
   /** Calls one method on the server; a server that cannot be reached gives -32011. Never rejects. */
@@ -389,12 +393,7 @@ export class Upstream {
   }
 }
 
-function backoff(failures: number, sequence: readonly number[] = RESTART_BACKOFF_MS): number {
-  return sequence[Math.min(failures, sequence.length) - 1] ?? 0;
-}
-
 /** The capability a ready server declared in its initialize result, or undefined. */
 export function capabilityOf(server: Upstream, name: string): unknown {
-  const caps = server.initializeResult?.capabilities as Record<string, unknown> | undefined;
-  return caps?.[name];
+  return (server.initializeResult?.capabilities as Record<string, unknown> | undefined)?.[name];
 }

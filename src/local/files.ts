@@ -47,6 +47,8 @@ export interface HomePaths {
   lists: string;
   /** What is remembered between runs (local/state.ts): the daemon's own port. */
   state: string;
+  /** OAuth logins to `url` servers: registrations and tokens, the user's alone (daemon/files/oauth-vault.ts). */
+  oauth: string;
 }
 
 /** The per-user state directory used when `EXAI_WS_HOME` is not set. */
@@ -69,6 +71,7 @@ export function homePaths(home: string): HomePaths {
     asksClient: join(home, 'asks-client.json'),
     lists: join(home, 'lists'),
     state: join(home, 'state.json'),
+    oauth: join(home, 'oauth'),
   });
 }
 

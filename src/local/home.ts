@@ -81,6 +81,7 @@ export async function secureHome(paths: HomePaths, settingsFile: string, created
     const settingsDir = dirname(settingsFile);
     const places: SecretPlace[] = [{ path: paths.home, what: 'the home folder', folder: paths.home }];
     if (existsSync(paths.token)) places.push({ path: paths.token, what: 'the token file', folder: paths.home });
+    if (existsSync(paths.oauth)) places.push({ path: paths.oauth, what: 'the OAuth logins folder', folder: paths.oauth });
     if (existsSync(settingsDir)) places.push({ path: settingsDir, what: 'the settings folder', folder: settingsDir });
     if (existsSync(settingsFile)) places.push({ path: settingsFile, what: 'the settings file', folder: settingsDir });
     lines.push(...(await secretWarnings(places, options)));

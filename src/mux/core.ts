@@ -20,6 +20,9 @@ import type { ProfileSpec } from '../hosting/profile-config.js';
 import { Upstream, type Started } from '../hosting/upstream.js';
 import type { HostingTimers } from '../hosting/upstream-options.js';
 import { Watchdog } from '../hosting/watchdog.js';
+import { OAuthLogins } from '../hosting/oauth/logins.js';
+import type { OAuthVault } from '../hosting/oauth/vault.js';
+import { loginHooks } from './login-hooks.js';
 import { mergeEnv, planWindowsLaunch } from '../hosting/windows-command.js';
 
 /** A lifecycle event of the core for the log; `level` when it is not `info`. */
@@ -54,6 +57,11 @@ export interface CoreOptions {
   initTimeoutMs?: number;
   /** Restart backoff and process group waits (hostingTimers; their defaults when unset). */
   timers?: HostingTimers;
+  /**
+   * OAuth logins to `url` servers: where tokens are kept, and the daemon's callback URL
+   * (undefined while it has no port). Without it `url` servers send only their `headers`.
+   */
+  oauth?: { vault: OAuthVault; redirectUrl: () => string | undefined };
 }
 
 /** Creates and starts the core: the built-in server at once, eager hosted servers in the background. */
@@ -64,6 +72,7 @@ export async function startCore(options: CoreOptions): Promise<Hub> {
   const builtinServer = await builtinUpstream(builtin);
   const watchdog = new Watchdog({ log: options.log, group: options.timers?.group });
   const npx = options.npxDirect === false ? undefined : new NpxResolver();
+  const logins = options.oauth && new OAuthLogins(options.oauth.vault, options.oauth.redirectUrl, options.log);
   const create = (spec: UpstreamSpec, key: string | undefined): Upstream => {
     const instance = key === undefined || spec.scope === 'shared' ? spec : forScope(spec, key);
     return new Upstream({
@@ -77,7 +86,7 @@ export async function startCore(options: CoreOptions): Promise<Hub> {
       asksClient: spec.asksClient,
       restartBackoffMs: options.timers?.restartBackoffMs,
       // The sessions' capabilities when it starts (they change as sessions come and go).
-      launch: (wire) => launch(instance, wire, watchdog, options, npx, hub.requests.declared()),
+      launch: (wire) => launch(instance, wire, { watchdog, options, npx, logins }, hub.requests.declared()),
       log: options.log,
     });
   };
@@ -97,6 +106,10 @@ export async function startCore(options: CoreOptions): Promise<Hub> {
     },
     options.profiles,
   );
+  if (logins) {
+    hub.logins = logins;
+    logins.hooks = loginHooks(hub);
+  }
   await builtinServer.connect();
   // Eager servers warm up in the background; the first call waits for them like a lazy start.
   void hub.start();
@@ -161,13 +174,19 @@ function firstRequest(link: ServerLink, method: string): Promise<void> {
   });
 }
 
-/** Starts one hosted server and completes its initialize handshake; `npx` is unset when EXAI_WS_NPX_DIRECT=0. */
+/** What every launch shares: `npx` is unset when EXAI_WS_NPX_DIRECT=0, `logins` without OAuth. */
+interface LaunchParts {
+  watchdog: Watchdog;
+  options: CoreOptions;
+  npx: NpxResolver | undefined;
+  logins: OAuthLogins | undefined;
+}
+
+/** Starts one hosted server and completes its initialize handshake. */
 async function launch(
   spec: Instance,
   wire: (link: ServerLink) => void,
-  watchdog: Watchdog,
-  options: CoreOptions,
-  npx: NpxResolver | undefined,
+  { watchdog, options, npx, logins }: LaunchParts,
   declared: Record<string, unknown>,
 ): Promise<Started> {
   if (spec.kind === 'http') {
@@ -181,9 +200,12 @@ async function launch(
     const streams = tagStreams(undefined, {
       onRejectedTool: (tool, why) => options.log?.('tool left out: invalid x-mcp-header', { server: spec.name, tool, why }, 'warn'),
     });
+    // Its OAuth login, shared by every window: the token on each request, 401s and 403s watched.
+    const login = await logins?.sessionFor(spec);
     const transport = new StreamableHTTPClientTransport(new URL(spec.url), {
       requestInit: { headers: { ...spec.headers } },
-      fetch: streams.fetch,
+      fetch: login ? login.watch(streams.fetch) : streams.fetch,
+      ...(login ? { authProvider: login.transportAuth, onInsufficientScope: 'throw' as const } : {}),
     });
     const link = new ServerLink(spec.name, transport, {
       capabilities: declared,

@@ -7,6 +7,7 @@
  */
 import type { RpcNotification } from '../protocol/jsonrpc.js';
 import { Catalog, type CatalogView, type ListOutcome, type Target } from './catalog.js';
+import type { OAuthLogins } from '../hosting/oauth/logins.js';
 import type { CoreCountReason, CoreLog } from '../hosting/core-log.js';
 import type { UpstreamSpec } from '../hosting/upstream-config.js';
 import { Interests } from './interests.js';
@@ -36,6 +37,8 @@ export interface RouterHub {
   /** The target {@link resolve} would give when it is known now (a built merged list), else undefined. */
   resolveKnown?(kind: ListKind, key: string, view: View): Target | undefined;
   instanceFor(name: string, view: View): Upstream | undefined;
+  /** OAuth logins to `url` servers (a window told to log in gets the URL from here). */
+  readonly logins?: OAuthLogins | undefined;
 }
 
 export interface HubOptions {
@@ -67,6 +70,8 @@ export class Hub implements RouterHub {
   readonly requests: ServerRequests;
   /** The config's profiles: what each window sees of the servers. */
   readonly profiles = new Profiles();
+  /** OAuth logins to `url` servers, when the core keeps them (core.ts). */
+  logins: OAuthLogins | undefined;
 
   private readonly builtin: Upstream;
   /** Hosted servers by name, in config order; each has one instance, or one per scope key. */
@@ -189,6 +194,12 @@ export class Hub implements RouterHub {
       family.instances.set(key, server);
     }
     return server;
+  }
+
+  /** A hosted server's entry and its shared instance (none for a scoped entry), for logins. */
+  hosted(name: string): { spec: UpstreamSpec; shared: Upstream | undefined } | undefined {
+    const family = this.families.get(name);
+    return family && { spec: family.spec, shared: family.instances.get('') };
   }
 
   /**

@@ -41,6 +41,7 @@ import { ModernRequests } from './modern.js';
 import type { HeldCalls } from './held-calls.js';
 import { fulfilInputs, needsInput, withCallerMeta } from './input-rounds.js';
 import { SEARCH_MODE_TOOLS, searchStep } from './search-mode.js';
+import { loginAware } from './login-answers.js';
 
 /** The size of each merged tools list, measured once (a changed list is a new array). */
 const LIST_SIZES = new WeakMap<readonly unknown[], ToolListSize>();
@@ -264,7 +265,11 @@ export class Router {
     // A modern server hears of the calling window itself, never of the union the daemon offers;
     // so does a server not started yet (its era unknown): a legacy one's link strips the keys.
     if (this.context.era !== 'modern' && target.server.era !== 'legacy') params = withCallerMeta(params, this.context);
-    const call = this.context.call(target.server, method, params, options);
+    // A server that needs a login says so to the window at once (login-answers.ts).
+    const logins = this.hub.logins;
+    const call = this.context
+      .call(target.server, method, params, options)
+      .then((outcome) => (logins ? loginAware(outcome, target.server.name, method, this.context, logins) : outcome));
     // A modern client takes a modern server's input_required itself; a legacy window is asked.
     if (this.context.era === 'modern') return call.then((outcome) => toResponse(id, outcome));
     return call.then((outcome) => {

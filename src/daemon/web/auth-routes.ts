@@ -117,10 +117,15 @@ export class AuthRoutes {
 
   /** `POST /control/stop` and `/control/reload`: authenticated as `/auth/rotate` is, then control.ts. */
   onControl(action: ControlAction, req: IncomingMessage, res: ServerResponse): void {
+    this.onAuthenticated(req, res, () => this.control.handle(action, req, res));
+  }
+
+  /** A `POST` route of the token's (`/control/*`): `then` runs once the method and the credential passed. */
+  onAuthenticated(req: IncomingMessage, res: ServerResponse, then: () => void): void {
     if (req.method !== 'POST') return writeJson(res, 405, { error: 'method not allowed' });
     if (this.auth.tokenCredential(req) === null) return this.unauthorized(res, 'json');
     this.guard.authenticate(req.socket);
-    this.control.handle(action, req, res);
+    then();
   }
 
   /** 401, as JSON, plain text or a page telling the user how to log in; the connection is not kept. */

@@ -45,6 +45,7 @@ import type { StatusPage } from './status-page.js';
 import { WebAuth } from './web-auth.js';
 import { CONNECTIONS_CHECK_MS, ConnectionGuard, type DescriptorProbe } from './connections.js';
 import { CONTROL_PATHS, ControlChannel, type ControlDeps } from './control.js';
+import { CALLBACK_PATH, LOGIN_PATHS, LoginRoutes, type LoginRoutesDeps } from './login-routes.js';
 import { LIVENESS_FIELDS, type HealthReport } from '../../local/health.js';
 import { scaledMs } from '../../local/timer-scale.js';
 import { AuthRoutes } from './auth-routes.js';
@@ -73,6 +74,8 @@ export interface DaemonServerDeps {
   descriptors?: DescriptorProbe;
   /** `POST /control/stop` and `/control/reload` (control.ts). */
   control: ControlDeps;
+  /** OAuth logins to `url` servers: `/control/login*`, `/control/logout`, `/oauth/callback` (login-routes.ts). */
+  logins?: LoginRoutesDeps['logins'];
 }
 
 /** `/mcp`, or `/mcp/NAME` for one hosted server alone. */
@@ -86,6 +89,7 @@ export class DaemonServer {
   private readonly http: Server;
   private readonly ws: WsUpgrades;
   private readonly routes: AuthRoutes;
+  private readonly logins: LoginRoutes;
   private accepting = true;
   private allowedHosts = new Set<string>();
   private readonly auth: WebAuth;
@@ -115,6 +119,7 @@ export class DaemonServer {
       control: new ControlChannel(deps.control),
       port: () => this.port,
     });
+    this.logins = new LoginRoutes({ logins: deps.logins ?? (() => undefined), logger });
     this.ws = new WsUpgrades({
       config,
       manager: deps.manager,
@@ -263,6 +268,9 @@ export class DaemonServer {
     if (path === '/auth/rotate') return this.routes.onRotate(req, res);
     const control = CONTROL_PATHS.get(path);
     if (control !== undefined) return this.routes.onControl(control, req, res);
+    const login = LOGIN_PATHS.get(path);
+    if (login !== undefined) return this.routes.onAuthenticated(req, res, () => this.logins.handle(login, req, res));
+    if (path === CALLBACK_PATH) return this.logins.onCallback(req, res);
     if (path === '/metrics' || path === '/events' || path === '/') return this.onPage(req, res, path);
     send(404, {
       error: 'not found',

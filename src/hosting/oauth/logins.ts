@@ -1,0 +1,197 @@
+/**
+ * Every `url` server's login, for the whole daemon: one {@link OAuthSession} per server (made
+ * when its transport is, or when a login is asked first), the logins under way by their `state`,
+ * and the callback that finishes them.
+ *
+ * A login starts from `exai-ws login NAME` (the control route) or from a window told to log in
+ * (URL elicitation); either way it is the same kind of flow, good once, for
+ * {@link FLOW_TTL_MS}, at most {@link MAX_FLOWS} at a time (the oldest is dropped). The
+ * callback takes the code, the session exchanges it, and the daemon checks that the server
+ * accepts the token ({@link LoginHooks.verify}) before the login is said to be done.
+ *
+ * Loading the SDK's client waits for the first session: a daemon hosting no `url` server never
+ * loads it.
+ */
+import type { LoginReport } from '../../local/health.js';
+import type { CoreLog } from '../core-log.js';
+import type { HttpSpec } from '../upstream-config.js';
+import type { Flow, OAuthSession } from './session.js';
+import type { OAuthVault } from './vault.js';
+
+/** How long a started login may take before its answer is refused. */
+export const FLOW_TTL_MS = 10 * 60_000;
+/** Logins under way at most (a client asking again and again cannot grow this). */
+export const MAX_FLOWS = 64;
+
+/** How a login ended. */
+export type LoginOutcome =
+  { ok: true; server: string; issuer: string | null; expires_at: string | null } | { ok: false; server: string; error: string };
+
+/** What the core does for logins: reach the server once (its challenge), and check a new token. */
+export interface LoginHooks {
+  /** The entry of a `url` server by name (undefined: no such server, or not a `url` one). */
+  specOf(name: string): HttpSpec | undefined;
+  /** Makes the server answer once, so that its challenge (scopes, metadata URL) is known. Never rejects. */
+  probe(name: string): Promise<void>;
+  /** After new tokens: the server is started (again) now and asked once; the reason it refuses, or undefined. */
+  verify(name: string): Promise<string | undefined>;
+}
+
+interface Pending {
+  flow: Flow;
+  session: OAuthSession;
+  startedAtMs: number;
+  outcome: Promise<LoginOutcome>;
+  settle: (outcome: LoginOutcome) => void;
+}
+
+/** A login started: the URL to open and its `state`; or the server needs none. */
+export type Started = { state: string; url: string } | { already: true };
+
+export class OAuthLogins {
+  private readonly sessions = new Map<string, { spec: HttpSpec; session: OAuthSession }>();
+  private readonly flows = new Map<string, Pending>();
+  hooks: LoginHooks | undefined;
+
+  constructor(
+    private readonly vault: OAuthVault,
+    private readonly redirectUrl: () => string | undefined,
+    private readonly log?: CoreLog,
+  ) {}
+
+  /** The session of this entry: the one it had, unless its URL or `oauth` changed. */
+  async sessionFor(spec: HttpSpec): Promise<OAuthSession> {
+    const had = this.sessions.get(spec.name);
+    if (had && had.spec.url === spec.url && JSON.stringify(had.spec.oauth) === JSON.stringify(spec.oauth)) return had.session;
+    const { OAuthSession } = await import('./session.js');
+    const session = new OAuthSession({
+      name: spec.name,
+      url: spec.url,
+      entry: spec.oauth,
+      vault: this.vault,
+      redirectUrl: this.redirectUrl,
+      log: this.log,
+    });
+    this.sessions.set(spec.name, { spec, session });
+    return session;
+  }
+
+  /** A `url` server's login for status (from what is kept, before its first start); undefined for other servers. */
+  report(name: string): LoginReport | undefined {
+    const spec = this.hooks?.specOf(name);
+    if (spec === undefined) return undefined;
+    const had = this.sessions.get(name);
+    if (had !== undefined && had.spec.url === spec.url) return had.session.report();
+    const tokens = this.vault.tokens(spec.url);
+    const expires = tokens?.expires_at !== undefined ? new Date(tokens.expires_at).toISOString() : null;
+    return tokens === undefined
+      ? { state: 'none', issuer: null, expires_at: null, scope: null, error: null }
+      : { state: 'logged_in', issuer: tokens.issuer ?? null, expires_at: expires, scope: tokens.scope ?? null, error: null };
+  }
+
+  /** Why a failed call to this server failed for want of a login, if it did. */
+  need(name: string): { kind: 'needed' | 'refused'; message: string } | undefined {
+    return this.sessions.get(name)?.session.need;
+  }
+
+  /**
+   * Starts a login to `name`; `onDone` hears how it ended (once). Rejects with the reason when
+   * it cannot start: no such `url` server, discovery or registration failed.
+   */
+  async begin(name: string, onDone?: (outcome: LoginOutcome) => void): Promise<Started> {
+    const spec = this.hooks?.specOf(name);
+    if (spec === undefined) throw new UnknownServerError(name);
+    const session = await this.sessionFor(spec);
+    if (!session.asksForLogin) await this.hooks?.probe(name);
+    const flow = await session.begin();
+    if (flow === undefined || flow.url === undefined) return { already: true };
+    this.sweep();
+    let settle: (outcome: LoginOutcome) => void = () => undefined;
+    const outcome = new Promise<LoginOutcome>((resolve) => (settle = resolve));
+    if (onDone) void outcome.then(onDone);
+    this.flows.set(flow.state, { flow, session, startedAtMs: Date.now(), outcome, settle });
+    while (this.flows.size > MAX_FLOWS) this.drop(this.flows.keys().next().value as string, 'too many logins under way');
+    this.log?.('oauth login started', { server: name });
+    return { state: flow.state, url: flow.url };
+  }
+
+  /** How the login with this `state` ends; undefined when no such login is under way. */
+  wait(state: string): Promise<LoginOutcome> | undefined {
+    this.sweep();
+    return this.flows.get(state)?.outcome;
+  }
+
+  /** The authorization server's answer (the callback's query): the login ends, and how is returned. */
+  async complete(query: URLSearchParams): Promise<LoginOutcome> {
+    this.sweep();
+    const state = query.get('state') ?? '';
+    const pending = this.flows.get(state);
+    if (pending === undefined) return { ok: false, server: '', error: 'this login is unknown or has expired: start it again' };
+    // Good once: a second answer with the same state is refused.
+    this.flows.delete(state);
+    const server = pending.flow.server;
+    const outcome = await this.finish(pending, query);
+    this.log?.(
+      outcome.ok ? 'oauth login done' : 'oauth login failed',
+      outcome.ok ? { server } : { server, error: outcome.error },
+      outcome.ok ? undefined : 'warn',
+    );
+    pending.settle(outcome);
+    return outcome;
+  }
+
+  /** Forgets the server's tokens. Undefined when there is no such `url` server. */
+  async logout(name: string): Promise<boolean | undefined> {
+    const spec = this.hooks?.specOf(name);
+    if (spec === undefined) return undefined;
+    const forgot = (await this.sessionFor(spec)).logout();
+    this.log?.('oauth logout', { server: name });
+    return forgot;
+  }
+
+  private async finish(pending: Pending, query: URLSearchParams): Promise<LoginOutcome> {
+    const server = pending.flow.server;
+    const refused = query.get('error');
+    if (refused !== null) {
+      const said = query.get('error_description');
+      return { ok: false, server, error: `the authorization server refused: ${clip(refused)}${said ? ` (${clip(said)})` : ''}` };
+    }
+    const code = query.get('code');
+    if (code === null || code === '') return { ok: false, server, error: 'the answer carries no code' };
+    try {
+      await pending.session.finish(pending.flow, code, query.get('iss') ?? undefined);
+    } catch (error) {
+      return { ok: false, server, error: `the login failed: ${clip(error instanceof Error ? error.message : String(error))}` };
+    }
+    const refusal = await this.hooks?.verify(server);
+    if (refusal !== undefined) return { ok: false, server, error: `the server does not accept the new token: ${refusal}` };
+    const report = pending.session.report();
+    return { ok: true, server, issuer: report.issuer, expires_at: report.expires_at };
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    for (const [state, pending] of this.flows) {
+      if (now - pending.startedAtMs > FLOW_TTL_MS) this.drop(state, 'the login was not completed in time');
+    }
+  }
+
+  private drop(state: string, why: string): void {
+    const pending = this.flows.get(state);
+    this.flows.delete(state);
+    pending?.settle({ ok: false, server: pending.flow.server, error: why });
+  }
+}
+
+/** No `url` server of that name. */
+export class UnknownServerError extends Error {
+  override name = 'UnknownServerError';
+  constructor(readonly server: string) {
+    super(`no url server named ${JSON.stringify(server.slice(0, 100))} in the config`);
+  }
+}
+
+function clip(text: string): string {
+  const printable = text.replace(/[^\x20-\x7e]/g, '?');
+  return printable.length > 200 ? `${printable.slice(0, 200)}...` : printable;
+}

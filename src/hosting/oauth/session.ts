@@ -1,0 +1,363 @@
+/**
+ * One `url` server's OAuth login, as every window shares it: the SDK's `auth()` does the MCP
+ * authorization steps (protected-resource and authorization-server discovery, registration by
+ * pre-registered client, Client ID Metadata Document or dynamic registration, PKCE, `resource`,
+ * `iss`, scope selection, refresh); this file decides when, and keeps the outcome in the vault.
+ *
+ * - The server's transport gets {@link OAuthSession.transportAuth}: `token()` before each
+ *   request (refreshed first when it is about to expire), `onUnauthorized()` on a 401. Both run
+ *   one renewal at a time: two windows calling as the token expires cause one refresh.
+ * - A refused token (401 with a token sent) means the authorization server may have moved:
+ *   discovery starts over, so tokens and registrations of the old one are not used with the new.
+ * - Nothing here waits for a person. What only a login can fix sets the state `needs_login`
+ *   (and throws {@link LoginNeededError} into the call); `exai-ws login` or a window's URL
+ *   elicitation then starts a {@link Flow} ({@link OAuthSession.begin}), and the daemon's
+ *   callback finishes it ({@link OAuthSession.finish}).
+ * - A 403 `insufficient_scope` adds the scopes asked to the next login; after
+ *   {@link MAX_SCOPE_REFUSALS} logins whose tokens the server still refuses for the same scopes,
+ *   the state is `refused` and no more logins are offered for them.
+ *
+ * Tokens never leave this file and the vault except in the `Authorization` header of requests
+ * to this server and in requests to its authorization server.
+ */
+import { randomBytes } from 'node:crypto';
+import {
+  auth,
+  computeScopeUnion,
+  discoverOAuthProtectedResourceMetadata,
+  extractWWWAuthenticateParams,
+  type AuthProvider,
+  type FetchLike,
+  type OAuthClientProvider,
+  type StoredOAuthClientInformation,
+  type StoredOAuthTokens,
+} from '@modelcontextprotocol/client';
+import type { LoginReport, LoginState } from '../../local/health.js';
+import type { CoreLog } from '../core-log.js';
+import type { OAuthEntry } from '../upstream-config.js';
+import type { KeptTokens, OAuthVault } from './vault.js';
+import { sdkProvider, type Flow, type ProviderHost } from './provider.js';
+
+export type { Flow } from './provider.js';
+
+/** Logins in a row whose tokens the server refused for the same scopes before no more are offered. */
+export const MAX_SCOPE_REFUSALS = 3;
+/** How long before expiry a token is refreshed (at most; a short-lived token at a tenth of its life). */
+export const REFRESH_MARGIN_MS = 60_000;
+/** After a failed refresh, how long requests go on with the token held before one is tried again. */
+const REFRESH_RETRY_MS = 5_000;
+
+/** Only a person can help: a login (or a login with more scopes) is needed. */
+export class LoginNeededError extends Error {
+  override name = 'LoginNeededError';
+  constructor(
+    readonly server: string,
+    why: string,
+  ) {
+    super(`${server} needs a login (${why}): run \`exai-ws login ${server}\``);
+  }
+}
+
+export interface OAuthSessionOptions {
+  name: string;
+  url: string;
+  entry?: OAuthEntry | undefined;
+  vault: OAuthVault;
+  /** The daemon's callback URL; undefined while it has no port. */
+  redirectUrl: () => string | undefined;
+  log?: CoreLog | undefined;
+  /** For requests to the authorization server (default: the global fetch). */
+  fetch?: FetchLike;
+}
+
+export class OAuthSession {
+  readonly name: string;
+  readonly url: string;
+  private readonly vault: OAuthVault;
+  private readonly entry: OAuthEntry | undefined;
+  private readonly options: OAuthSessionOptions;
+  private readonly fetchFn: FetchLike;
+  private state: LoginState;
+  private error: string | null = null;
+  /** The last challenge's `resource_metadata` and `scope`. */
+  private challenge: { resourceMetadataUrl?: URL; scope?: string } = {};
+  private challenged = false;
+  /** Scopes asked for by the server's 403s, for the next login. */
+  private wanted: string | undefined;
+  /** Per challenged scope: the distinct tokens refused, and the last one counted. */
+  private readonly refusals = new Map<string, { count: number; last: string | undefined }>();
+  private renewing: Promise<void> | undefined;
+  private refreshFailedAt = 0;
+  /** Which bearer each refused response was answered to (the transport hands back only the response). */
+  private readonly sent = new WeakMap<Response, string | undefined>();
+
+  constructor(options: OAuthSessionOptions) {
+    this.options = options;
+    this.name = options.name;
+    this.url = options.url;
+    this.vault = options.vault;
+    this.entry = options.entry;
+    this.fetchFn = options.fetch ?? ((input, init) => fetch(input, init));
+    this.state = this.vault.tokens(this.url) ? 'logged_in' : 'none';
+  }
+
+  /** What the server's transport is given as its `authProvider`. */
+  get transportAuth(): AuthProvider {
+    return { token: () => this.token(), onUnauthorized: (ctx) => this.onUnauthorized(ctx.response) };
+  }
+
+  /** Wraps the transport's fetch: notes each 401 and 403 (the challenge, and the token it refused). */
+  watch(inner: FetchLike): FetchLike {
+    return async (input, init) => {
+      const response = await inner(input, init);
+      if (response.status === 401 || response.status === 403) {
+        const bearer = bearerOf(init?.headers);
+        this.sent.set(response, bearer);
+        this.noteChallenge(response, bearer);
+      }
+      return response;
+    };
+  }
+
+  /** True once the server asked for a login (a 401 or 403 seen), or a token is held. */
+  get asksForLogin(): boolean {
+    return this.challenged || this.vault.tokens(this.url) !== undefined;
+  }
+
+  /** Whether a call that failed on this server failed for want of a login, and what to say. */
+  get need(): { kind: 'needed' | 'refused'; message: string } | undefined {
+    if (this.state === 'refused') return { kind: 'refused', message: this.error ?? `${this.name} refuses the scopes granted` };
+    if (this.state === 'needs_login') return { kind: 'needed', message: this.error ?? `${this.name} needs a login` };
+    return undefined;
+  }
+
+  report(): LoginReport {
+    const tokens = this.vault.tokens(this.url);
+    const held = this.state === 'logged_in' || this.state === 'refresh_failing';
+    return {
+      state: this.state,
+      issuer: held ? (tokens?.issuer ?? null) : null,
+      expires_at: held && tokens?.expires_at !== undefined ? new Date(tokens.expires_at).toISOString() : null,
+      scope: held ? (tokens?.scope ?? null) : null,
+      error: this.state === 'logged_in' ? null : this.error,
+    };
+  }
+
+  /**
+   * Starts a login: the authorization URL a person must open, or undefined when the server
+   * needs none (it never asked, and publishes no protected-resource metadata). Rejects with
+   * the reason when it cannot start (discovery failed, registration refused, ...).
+   */
+  async begin(): Promise<Flow | undefined> {
+    if (this.options.redirectUrl() === undefined) throw new Error('the daemon has no port to take the login on yet');
+    if (!this.asksForLogin && !(await this.publishesMetadata())) return undefined;
+    // A login looks again: the authorization server may have changed since the last one.
+    this.vault.saveDiscovery(this.url, undefined);
+    const flow = this.newFlow(this.scopeToAsk());
+    const result = await auth(this.provider(flow), {
+      serverUrl: this.url,
+      resourceMetadataUrl: flow.resourceMetadataUrl,
+      scope: flow.scope,
+      forceReauthorization: true,
+      fetchFn: this.fetchFn,
+    });
+    if (result === 'AUTHORIZED' || flow.url === undefined) return undefined;
+    flow.discovery ??= this.vault.discovery(this.url);
+    return flow;
+  }
+
+  /** Takes the authorization server's answer to `flow` (the code; `iss` is checked): tokens kept, or why not. */
+  async finish(flow: Flow, code: string, iss: string | undefined): Promise<void> {
+    try {
+      await auth(this.provider(flow), {
+        serverUrl: this.url,
+        authorizationCode: code,
+        iss,
+        resourceMetadataUrl: flow.resourceMetadataUrl,
+        scope: flow.scope,
+        fetchFn: this.fetchFn,
+      });
+    } catch (error) {
+      this.error = `the login failed: ${errorText(error)}`;
+      throw error;
+    }
+  }
+
+  /** Forgets the tokens (the registration stays). True when there were any. */
+  logout(): boolean {
+    const had = this.vault.tokens(this.url) !== undefined;
+    this.vault.saveTokens(this.url, undefined);
+    this.refusals.clear();
+    this.wanted = undefined;
+    this.setState(this.challenged || had ? 'needs_login' : 'none', 'logged out');
+    return had;
+  }
+
+  private async token(): Promise<string | undefined> {
+    const held = this.vault.tokens(this.url);
+    if (held === undefined) return undefined;
+    if (held.refresh_token !== undefined && expiring(held) && Date.now() - this.refreshFailedAt > REFRESH_RETRY_MS) {
+      await this.renew(false);
+    }
+    return this.vault.tokens(this.url)?.access_token;
+  }
+
+  private async onUnauthorized(response: Response): Promise<void> {
+    const sent = this.sent.get(response);
+    await this.renewing;
+    const held = this.vault.tokens(this.url);
+    if (held === undefined) {
+      this.setState('needs_login', this.error ?? 'no login yet');
+      throw new LoginNeededError(this.name, 'no login yet');
+    }
+    // Another request renewed it meanwhile (or none was sent): the transport retries with the new one.
+    if (sent === undefined || held.access_token !== sent) return;
+    await this.renew(true);
+  }
+
+  /** One renewal at a time: a refresh (or, for a refused token, discovery again first). */
+  private renew(refused: boolean): Promise<void> {
+    this.renewing ??= this.doRenew(refused).finally(() => (this.renewing = undefined));
+    return this.renewing;
+  }
+
+  private async doRenew(refused: boolean): Promise<void> {
+    // Refused: the authorization server may have moved (its tokens and client are then not used).
+    if (refused) this.vault.saveDiscovery(this.url, undefined);
+    const flow = this.newFlow(this.scopeToAsk());
+    let result: 'AUTHORIZED' | 'REDIRECT';
+    try {
+      result = await auth(this.provider(flow), {
+        serverUrl: this.url,
+        resourceMetadataUrl: flow.resourceMetadataUrl,
+        scope: flow.scope,
+        fetchFn: this.fetchFn,
+      });
+    } catch (error) {
+      this.refreshFailedAt = Date.now();
+      this.setState('refresh_failing', `refreshing the token failed: ${errorText(error)}`);
+      this.options.log?.('oauth refresh failed', { server: this.name, error: this.error }, 'warn');
+      if (refused) throw new LoginNeededError(this.name, this.error ?? 'the token was refused');
+      return;
+    }
+    if (result === 'AUTHORIZED') return;
+    this.setState('needs_login', refused ? 'the server refused the token and it could not be refreshed' : 'the token expired');
+    if (refused) throw new LoginNeededError(this.name, 'the server refused the token');
+  }
+
+  private noteChallenge(response: Response, bearer: string | undefined): void {
+    const { resourceMetadataUrl, scope, error } = extractWWWAuthenticateParams(response);
+    this.challenged = true;
+    if (resourceMetadataUrl !== undefined) this.challenge.resourceMetadataUrl = resourceMetadataUrl;
+    if (response.status === 401) {
+      this.challenge.scope = scope;
+      return;
+    }
+    if (error !== 'insufficient_scope') return;
+    const key = scope ?? '';
+    const counted = this.refusals.get(key) ?? { count: 0, last: undefined };
+    if (counted.last !== bearer || counted.count === 0) counted.count++;
+    counted.last = bearer;
+    this.refusals.set(key, counted);
+    this.wanted = computeScopeUnion(this.wanted, this.challenge.scope, this.vault.tokens(this.url)?.scope, scope);
+    if (counted.count >= MAX_SCOPE_REFUSALS) {
+      this.setState(
+        'refused',
+        `${this.name} refused the scopes granted after ${counted.count} logins (it asks for: ${scope ?? 'unnamed scopes'})`,
+      );
+    } else {
+      this.setState('needs_login', `the server asks for more scopes: ${scope ?? 'unnamed'}`);
+    }
+  }
+
+  /** The scopes a login asks for: the server's challenges, else the entry's, else (undefined) the SDK's choice. */
+  private scopeToAsk(): string | undefined {
+    return computeScopeUnion(this.wanted, this.challenge.scope) ?? this.entry?.scopes;
+  }
+
+  private async publishesMetadata(): Promise<boolean> {
+    try {
+      await discoverOAuthProtectedResourceMetadata(this.url, { resourceMetadataUrl: this.challenge.resourceMetadataUrl }, this.fetchFn);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  private newFlow(scope: string | undefined): Flow {
+    return {
+      server: this.name,
+      state: randomBytes(32).toString('base64url'),
+      scope,
+      resourceMetadataUrl: this.challenge.resourceMetadataUrl,
+    };
+  }
+
+  private setState(state: LoginState, why: string | null): void {
+    this.state = state;
+    this.error = why;
+  }
+
+  private keep(tokens: StoredOAuthTokens, issuer: string | undefined): void {
+    const now = Date.now();
+    const kept: KeptTokens = { ...tokens, issuer: issuer ?? tokens.issuer, obtained_at: now };
+    if (typeof tokens.expires_in === 'number' && tokens.expires_in > 0) kept.expires_at = now + tokens.expires_in * 1000;
+    this.vault.saveTokens(this.url, kept);
+    this.refreshFailedAt = 0;
+    this.setState('logged_in', null);
+  }
+
+  private clientOf(issuer: string | undefined): StoredOAuthClientInformation | undefined {
+    if (this.entry?.clientId !== undefined) {
+      return {
+        client_id: this.entry.clientId,
+        ...(this.entry.clientSecret !== undefined ? { client_secret: this.entry.clientSecret } : {}),
+      };
+    }
+    const redirect = this.options.redirectUrl();
+    return issuer === undefined || redirect === undefined ? undefined : this.vault.client(issuer, redirect);
+  }
+
+  private saveClient(client: StoredOAuthClientInformation | undefined, issuer: string | undefined): void {
+    const redirect = this.options.redirectUrl();
+    // A pre-registered client is the config's: nothing to keep.
+    if (this.entry?.clientId !== undefined || issuer === undefined || redirect === undefined) return;
+    this.vault.saveClient(issuer, redirect, client);
+  }
+
+  /** The SDK's view of this login, with `flow` holding what one authorization request needs. */
+  private provider(flow: Flow): OAuthClientProvider {
+    return sdkProvider(this.host, flow);
+  }
+
+  /** What the SDK's provider reaches of this session. */
+  private readonly host: ProviderHost = {
+    redirectUrl: () => this.options.redirectUrl(),
+    clientMetadataUrl: () => this.entry?.clientMetadataUrl,
+    client: (issuer) => this.clientOf(issuer),
+    saveClient: (client, issuer) => this.saveClient(client, issuer),
+    tokens: () => this.vault.tokens(this.url),
+    keep: (tokens, issuer) => this.keep(tokens, issuer),
+    forgetTokens: () => this.vault.saveTokens(this.url, undefined),
+    discovery: () => this.vault.discovery(this.url),
+    saveDiscovery: (state) => this.vault.saveDiscovery(this.url, state),
+  };
+}
+
+/** True when the access token expires within the refresh margin (a tenth of its life, at most a minute). */
+function expiring(tokens: KeptTokens): boolean {
+  if (tokens.expires_at === undefined) return false;
+  const margin = Math.min(REFRESH_MARGIN_MS, (tokens.expires_at - tokens.obtained_at) / 10);
+  return Date.now() >= tokens.expires_at - margin;
+}
+
+function bearerOf(headers: RequestInit['headers'] | undefined): string | undefined {
+  const value = new Headers(headers).get('authorization');
+  return value?.toLowerCase().startsWith('bearer ') ? value.slice(7) : undefined;
+}
+
+/** An error's words, clipped (the SDK's errors name endpoints and OAuth error codes, never a token). */
+export function errorText(error: unknown): string {
+  const text = error instanceof Error ? error.message : String(error);
+  return text.length > 300 ? `${text.slice(0, 300)}...` : text;
+}
