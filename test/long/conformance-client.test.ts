@@ -69,7 +69,14 @@ const AUTH_2026: readonly Omit<Case, 'set'>[] = [
   { scenario: 'auth/resource-mismatch', refuses: true },
   { scenario: 'auth/offline-access-scope' },
   { scenario: 'auth/offline-access-not-supported' },
-  { scenario: 'auth/authorization-server-migration' },
+  {
+    scenario: 'auth/authorization-server-migration',
+    todo:
+      'the login fails its own check (the server moves to a second authorization server after the first authenticated ' +
+      'request, so the check is refused: "the server refused the token and it could not be refreshed"), and the ' +
+      '2026-07-28 window then cannot connect ("Version negotiation failed: the server did not offer pinned protocol ' +
+      'version 2026-07-28 via server/discover") instead of being told to log in again',
+  },
   { scenario: 'auth/iss-supported' },
   { scenario: 'auth/iss-not-advertised' },
   { scenario: 'auth/iss-supported-missing', refuses: true },
@@ -178,9 +185,10 @@ const verdicts = (run: ClientRun) =>
     })
     .join('\n');
 
-/** The checks that failed or warned, with the suite's words. */
-const shortfalls = (run: ClientRun) =>
-  run.checks.filter(shortOf).map((k) => `${k.id}: ${k.status}: ${k.errorMessage ?? k.description ?? ''}`);
+/** The checks that failed or warned, with the suite's words, each once (a check repeats with every login round). */
+const shortfalls = (run: ClientRun) => [
+  ...new Set(run.checks.filter(shortOf).map((k) => `${k.id}: ${k.status}: ${k.errorMessage ?? k.description ?? ''}`)),
+];
 
 describe(
   "the conformance suite's client leg, with exai-ws as the client",
