@@ -286,6 +286,8 @@ test('--json: a versioned shape with every section, built from the report, not t
     inflight: 0,
     last_error: (fixture().servers as { last_error: string }[])[1]?.last_error,
     era: null,
+    // A stdio server has no OAuth login (a url server's is `servers[].login`, test/unit/login-status).
+    login: null,
   });
   assert.deepEqual(json.providers[1], {
     id: 'glm',

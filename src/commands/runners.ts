@@ -61,4 +61,8 @@ export const RUNNERS: Readonly<Record<string, Runner>> = {
     }),
   service: async ({ rest }, io) => (await import('./service.js')).runServiceCommand(rest, { ...io, userHome: io.userHome ?? homedir() }),
   token: async ({ positionals }, io) => (await import('./token.js')).runTokenCommand(positionals[0], io),
+  // The spec takes exactly one positional: the parser refused the line before this without it.
+  login: async ({ values, positionals }, io) =>
+    (await import('./login.js')).runLoginCommand({ server: positionals[0] ?? '', print: values.print === true }, io),
+  logout: async ({ positionals }, io) => (await import('./login.js')).runLogoutCommand({ server: positionals[0] ?? '' }, io),
 };

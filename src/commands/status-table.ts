@@ -6,6 +6,7 @@ import type { StatusFile, StatusJson, StatusReload, StatusSession } from './stat
 import { painter, printable, truncate, wrap, type Style } from './terminal.js';
 import { INDENT, formatDuration, formatMs, naturalWidth, table, type Cell, type Column, type Paint } from './status-layout.js';
 import { windowsSection } from './status-windows.js';
+import { loginsSection } from './status-login.js';
 
 export { formatDuration, formatMs } from './status-layout.js';
 
@@ -38,6 +39,7 @@ export function renderStatusTable(s: StatusJson, options: RenderOptions): string
         windowsSection(s, paint, width),
         statelessSection(s, paint, width),
         serversSection(s, paint, width),
+        loginsSection(s.servers, paint, width, now),
         providersSection(s, paint, width),
         configSection(s, paint, width, now),
         settingsSection(s, paint, width),

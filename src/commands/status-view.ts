@@ -1,5 +1,6 @@
 import type { HealthReport, Liveness } from '../local/health.js';
 import { MODERN_VERSION } from '../protocol/eras.js';
+import { loginOf, type StatusLogin } from './status-login.js';
 /**
  * What `exai-ws status` shows, as data and as text: pure functions over the daemon's health
  * report, so they are tested without a daemon and can be reused (the status page).
@@ -122,6 +123,8 @@ export interface StatusServer {
   last_error: string | null;
   /** The era it was spoken to in at its last start; null before it started or from an older daemon. */
   era: string | null;
+  /** A `url` server's OAuth login (never a token); null for other servers and from an older daemon. */
+  login: StatusLogin | null;
 }
 
 export interface StatusProvider {
@@ -234,6 +237,7 @@ export function statusJson(h: HealthReport | Liveness, refused?: string): Status
       inflight: num(s.inflight),
       last_error: str(s.last_error),
       era: str(s.era),
+      login: loginOf(s.login),
     })),
     providers: list(r.providers).map((p) => ({
       id: str(p.id) ?? '?',

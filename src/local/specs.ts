@@ -60,8 +60,9 @@ const STATUS: CommandEntry = {
 
 Shows the running daemon: version, pid, address, uptime; the sessions by client (transport,
 working directory, age, calls in flight, p99 latency); the hosted servers (state, pid, scope,
-restarts, last error); the model providers (configured, in flight / limit, queued, 429s); the
-last config reload. Exit 1 when no daemon answers.
+restarts, last error); the url servers' logins (logged in, needs login, refresh failing); the
+model providers (configured, in flight / limit, queued, 429s); the last config reload. Exit 1
+when no daemon answers.
 
 Options:
   --json   the same as stable JSON (schema 1)`,
@@ -220,6 +221,37 @@ paste them again. Refused when the token comes from EXAI_WS_TOKEN (change it the
   positionals: { min: 0, max: 1 },
 };
 
+export const LOGIN_SPEC: CommandEntry = {
+  name: 'login',
+  summary:
+    'log the daemon in to a url server that asks for OAuth: prints the authorization URL,\nopens a browser (--print: print only) and waits; one login serves every window',
+  usage: `usage: exai-ws login NAME [--print]
+
+Has the running daemon log in to the url server NAME of the config with OAuth: prints the
+authorization URL (one line on stdout), opens it in the browser when one can be shown, and
+waits (up to 10 min) until the login came back to the daemon
+(http://127.0.0.1:PORT/oauth/callback) and the server took the token. The daemon keeps the
+tokens in $EXAI_WS_HOME/oauth/ (yours alone) and refreshes them; every window and client
+uses the one login. Exit 0 when logged in (or when the server needs no login), 1 with the
+reason otherwise.
+
+Options:
+  --print   print the URL only, do not start a browser (open it in a browser on this machine:
+            the login comes back to 127.0.0.1)`,
+  options: { print: { type: 'boolean' } },
+  positionals: { min: 1, max: 1 },
+};
+
+export const LOGOUT_SPEC: CommandEntry = {
+  name: 'logout',
+  summary: "forget the daemon's OAuth login to the url server NAME (its next call needs a login again)",
+  usage: `usage: exai-ws logout NAME
+
+Has the running daemon forget its OAuth login to the url server NAME: its tokens are removed
+from $EXAI_WS_HOME/oauth/ and its next call needs \`exai-ws login NAME\` again.`,
+  positionals: { min: 1, max: 1 },
+};
+
 const HELP: CommandEntry = {
   name: 'help',
   summary: 'show this help (exai-ws COMMAND --help: that command)',
@@ -243,6 +275,8 @@ export const COMMANDS: readonly CommandEntry[] = [
   SETTINGS_SPEC,
   SERVICE_SPEC,
   TOKEN_SPEC,
+  LOGIN_SPEC,
+  LOGOUT_SPEC,
   HELP,
 ];
 

@@ -22,8 +22,11 @@ export function loginHooks(hub: Hub): LoginHooks {
       await shared(name)?.call('tools/list', {}, { timeoutMs: ASK_TIMEOUT_MS });
     },
     verify: async (name) => {
-      const server = shared(name);
-      if (server === undefined) return 'the server is no longer in the config';
+      const hosted = hub.hosted(name);
+      if (hosted === undefined) return 'the server is no longer in the config';
+      // A scoped entry has no shared instance: its instances take the token at their next request.
+      const server = hosted.shared;
+      if (server === undefined) return undefined;
       try {
         await server.retryNow();
       } catch (error) {

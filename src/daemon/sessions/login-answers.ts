@@ -45,9 +45,13 @@ export async function loginAware(
   const elicitationId = `exai-ws-login-${server}-${Date.now().toString(36)}`;
   let url: string;
   try {
-    const started = await logins.begin(server, (ended) => {
-      if (ended.ok) window.tell({ jsonrpc: '2.0', method: 'notifications/elicitation/complete', params: { elicitationId } });
-    });
+    const started = await logins.begin(
+      server,
+      (ended) => {
+        if (ended.ok) window.tell({ jsonrpc: '2.0', method: 'notifications/elicitation/complete', params: { elicitationId } });
+      },
+      true,
+    );
     // It needs none after all (it answered meanwhile): the window may simply call again.
     if (!('url' in started)) return told(method, server, `${server} answered without a login meanwhile: call again`);
     url = started.url;

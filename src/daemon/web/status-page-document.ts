@@ -115,12 +115,12 @@ function fillList(id, pairs) {
   }
   dl.replaceChildren(...nodes);
 }
-/** '1 session', '2 sessions', '0 sessions'. */
 /** '812 B', '9.8 KB', '1.4 MB'. */
 function bytes(n) {
   if (typeof n !== 'number') return null;
   return n < 1024 ? n + ' B' : n < 1048576 ? (n / 1024).toFixed(1) + ' KB' : (n / 1048576).toFixed(1) + ' MB';
 }
+/** '1 session', '2 sessions', '0 sessions'. */
 function plural(n, noun) {
   return n + ' ' + noun + (n === 1 ? '' : 's');
 }
@@ -176,13 +176,30 @@ function renderSessions(r) {
     stateless.map((c) => [c.client, c.era, c.requests, typeof c.last_seen_s === 'number' ? duration(c.last_seen_s) + ' ago' : null]),
     'none since the daemon started');
 }
+/** A url server's OAuth login, in the words of exai-ws status (commands/status-login.ts); never a token (none is in the report). */
+function loginCell(s) {
+  const l = s.login;
+  if (!l || typeof l !== 'object') return null;
+  const run = 'run exai-ws login ' + s.name;
+  if (l.state === 'logged_in') {
+    const left = (Date.parse(l.expires_at) - Date.now()) / 1000;
+    const expiry = Number.isFinite(left) ? (left >= 0 ? 'expires in ' + duration(left) : 'expired ' + duration(-left) + ' ago') : '';
+    const parts = [l.issuer ? 'issuer ' + l.issuer : '', expiry].filter(Boolean);
+    return { text: 'logged in' + (parts.length ? ' (' + parts.join(', ') + ')' : ''), cls: 'ok', title: l.scope ? 'scopes: ' + l.scope : '' };
+  }
+  if (l.state === 'needs_login') return { text: 'needs login: ' + run + (l.error ? ' (' + l.error + ')' : ''), cls: 'warn' };
+  if (l.state === 'refresh_failing') return { text: 'refresh failing: ' + (l.error || 'the token could not be refreshed') + '; ' + run + ' if it goes on', cls: 'err bad' };
+  if (l.state === 'refused') return { text: 'refused: ' + (l.error || 'the server kept refusing the scopes granted'), cls: 'err bad' };
+  return { text: 'no login asked for', cls: 'muted' };
+}
 function renderServers(r) {
   const list = Array.isArray(r.servers) ? r.servers : [];
   count('servers-count', list.length);
-  fillTable('servers', ['server', 'state', 'era', 'pid', 'scope', 'scope key', 'sessions', 'restarts', 'last error'],
+  fillTable('servers', ['server', 'state', 'login', 'era', 'pid', 'scope', 'scope key', 'sessions', 'restarts', 'last error'],
     list.map((s) => [
       s.name,
       { text: s.state, cls: stateClass(s.state) },
+      loginCell(s),
       s.era,
       s.pid,
       s.scope,

@@ -12,6 +12,7 @@
  * Loading the SDK's client waits for the first session: a daemon hosting no `url` server never
  * loads it.
  */
+import type { FetchLike } from '@modelcontextprotocol/client';
 import type { LoginReport } from '../../local/health.js';
 import type { CoreLog } from '../core-log.js';
 import type { HttpSpec } from '../upstream-config.js';
@@ -22,6 +23,8 @@ import type { OAuthVault } from './vault.js';
 export const FLOW_TTL_MS = 10 * 60_000;
 /** Logins under way at most (a client asking again and again cannot grow this). */
 export const MAX_FLOWS = 64;
+/** How long a window told to log in is given the same login as the window told before it. */
+export const REUSE_MS = 60_000;
 
 /** How a login ended. */
 export type LoginOutcome =
@@ -57,6 +60,8 @@ export class OAuthLogins {
     private readonly vault: OAuthVault,
     private readonly redirectUrl: () => string | undefined,
     private readonly log?: CoreLog,
+    /** For requests to authorization servers (default: the global fetch; tests answer in memory). */
+    private readonly fetch?: FetchLike,
   ) {}
 
   /** The session of this entry: the one it had, unless its URL or `oauth` changed. */
@@ -71,6 +76,7 @@ export class OAuthLogins {
       vault: this.vault,
       redirectUrl: this.redirectUrl,
       log: this.log,
+      ...(this.fetch ? { fetch: this.fetch } : {}),
     });
     this.sessions.set(spec.name, { spec, session });
     return session;
@@ -98,10 +104,17 @@ export class OAuthLogins {
    * Starts a login to `name`; `onDone` hears how it ended (once). Rejects with the reason when
    * it cannot start: no such `url` server, discovery or registration failed.
    */
-  async begin(name: string, onDone?: (outcome: LoginOutcome) => void): Promise<Started> {
+  async begin(name: string, onDone?: (outcome: LoginOutcome) => void, reuse = false): Promise<Started> {
     const spec = this.hooks?.specOf(name);
     if (spec === undefined) throw new UnknownServerError(name);
     const session = await this.sessionFor(spec);
+    // Windows calling while a login is needed share a recent one (a window calling in a loop
+    // starts no new login, nor a request to the authorization server, each time).
+    const recent = reuse ? this.recentFlow(session) : undefined;
+    if (recent?.flow.url !== undefined) {
+      if (onDone) void recent.outcome.then(onDone);
+      return { state: recent.flow.state, url: recent.flow.url };
+    }
     if (!session.asksForLogin) await this.hooks?.probe(name);
     const flow = await session.begin();
     if (flow === undefined || flow.url === undefined) return { already: true };
@@ -167,6 +180,17 @@ export class OAuthLogins {
     if (refusal !== undefined) return { ok: false, server, error: `the server does not accept the new token: ${refusal}` };
     const report = pending.session.report();
     return { ok: true, server, issuer: report.issuer, expires_at: report.expires_at };
+  }
+
+  /** A login to this session's server started within {@link REUSE_MS} that asks the scopes it would ask now. */
+  private recentFlow(session: OAuthSession): Pending | undefined {
+    const now = Date.now();
+    let found: Pending | undefined;
+    for (const pending of this.flows.values()) {
+      if (pending.session === session && now - pending.startedAtMs < REUSE_MS && pending.flow.scope === session.scopeToAsk())
+        found = pending;
+    }
+    return found;
   }
 
   private sweep(): void {

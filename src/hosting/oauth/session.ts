@@ -36,6 +36,7 @@ import type { LoginReport, LoginState } from '../../local/health.js';
 import type { CoreLog } from '../core-log.js';
 import type { OAuthEntry } from '../upstream-config.js';
 import type { KeptTokens, OAuthVault } from './vault.js';
+import { boundedFetch } from './bounded-fetch.js';
 import { sdkProvider, type Flow, type ProviderHost } from './provider.js';
 
 export type { Flow } from './provider.js';
@@ -97,7 +98,7 @@ export class OAuthSession {
     this.url = options.url;
     this.vault = options.vault;
     this.entry = options.entry;
-    this.fetchFn = options.fetch ?? ((input, init) => fetch(input, init));
+    this.fetchFn = boundedFetch(options.fetch ?? ((input, init) => fetch(input, init)));
     this.state = this.vault.tokens(this.url) ? 'logged_in' : 'none';
   }
 
@@ -271,7 +272,7 @@ export class OAuthSession {
   }
 
   /** The scopes a login asks for: the server's challenges, else the entry's, else (undefined) the SDK's choice. */
-  private scopeToAsk(): string | undefined {
+  scopeToAsk(): string | undefined {
     return computeScopeUnion(this.wanted, this.challenge.scope) ?? this.entry?.scopes;
   }
 
