@@ -116,7 +116,7 @@ test('a 401 to a token already replaced causes no refresh; a 401 to the current 
   vault.saveClient(ISSUER, REDIRECT, { client_id: 'registered-client' });
   const as = fakeAs();
   const session = sessionWith(vault, as.fetchFn);
-  const refusing: FetchLike = async () => new Response('no', { status: 401, headers: { 'www-authenticate': 'Bearer' } });
+  const refusing: FetchLike = () => Promise.resolve(new Response('no', { status: 401, headers: { 'www-authenticate': 'Bearer' } }));
   const watched = session.watch(refusing);
   // A request sent with the old token comes back refused after the refresh happened.
   const stale = await watched(SERVER, { headers: { authorization: 'Bearer access-0' } });
@@ -134,8 +134,8 @@ test('no token: a 401 says a login is needed (the command named), without asking
   const vault = new MemoryVault();
   const as = fakeAs();
   const session = sessionWith(vault, as.fetchFn);
-  const refused = await session.watch(
-    async () => new Response('', { status: 401, headers: { 'www-authenticate': 'Bearer scope="read"' } }),
+  const refused = await session.watch(() =>
+    Promise.resolve(new Response('', { status: 401, headers: { 'www-authenticate': 'Bearer scope="read"' } })),
   )(SERVER, {});
   await assert.rejects(
     Promise.resolve(session.transportAuth.onUnauthorized?.({ response: refused, serverUrl: new URL(SERVER), fetchFn: as.fetchFn })),
@@ -151,8 +151,10 @@ test('403 insufficient_scope: the scopes join the next login; after three logins
   const vault = new MemoryVault();
   const session = sessionWith(vault, fakeAs().fetchFn);
   const challenge = (bearer: string) =>
-    session.watch(
-      async () => new Response('', { status: 403, headers: { 'www-authenticate': 'Bearer error="insufficient_scope", scope="admin"' } }),
+    session.watch(() =>
+      Promise.resolve(
+        new Response('', { status: 403, headers: { 'www-authenticate': 'Bearer error="insufficient_scope", scope="admin"' } }),
+      ),
     )(SERVER, { headers: { authorization: `Bearer ${bearer}` } });
   await challenge('token-1');
   assert.equal(session.need?.kind, 'needed');
@@ -231,9 +233,16 @@ test('a window is told at once: -32042 with the URL when it declared URL elicita
   const as = fakeAs();
   const spec = { name: 'remote', kind: 'http', url: SERVER, headers: {} } as unknown as HttpSpec;
   const logins = new OAuthLogins(vault, () => REDIRECT, undefined, as.fetchFn);
-  logins.hooks = { specOf: (n) => (n === 'remote' ? spec : undefined), probe: async () => undefined, verify: async () => undefined };
+  logins.hooks = {
+    specOf: (n) => (n === 'remote' ? spec : undefined),
+    probe: () => Promise.resolve(),
+    verify: () => Promise.resolve(undefined),
+  };
   const session = await logins.sessionFor(spec);
-  const refused = await session.watch(async () => new Response('', { status: 401, headers: { 'www-authenticate': 'Bearer' } }))(SERVER, {});
+  const refused = await session.watch(() => Promise.resolve(new Response('', { status: 401, headers: { 'www-authenticate': 'Bearer' } })))(
+    SERVER,
+    {},
+  );
   await Promise.resolve(
     session.transportAuth.onUnauthorized?.({ response: refused, serverUrl: new URL(SERVER), fetchFn: as.fetchFn }),
   ).catch(() => undefined);
