@@ -327,58 +327,42 @@ describe('OAuth login to a url server, end to end', () => {
     }
   });
 
-  test(
-    'a restarted daemon keeps the login: a call after the token expired refreshes it, with no new login',
-    {
-      todo:
-        'fails: the restarted daemon (new port, new redirect URI) registers a new client and refreshes with it; ' +
-        'the refresh token belongs to the old client, so the refresh is refused and the server needs a login again',
-    },
-    async () => {
-      const authorizations = as.counts.authorizations;
-      const stop = await runCli(['stop'], daemon.clientEnv, 30_000);
-      assert.equal(stop.code, 0, stop.stderr);
-      await within(daemon.exited, 20_000, 'the daemon to stop');
-      printed.push(daemon.stderr());
-      daemon = await startDaemon(cleanup, { home: daemon.home, env: ENV });
-      const window = await connectShim(cleanup, daemon, { name: 'oauth-after-restart' });
-      // A daemon restarted after a while (a reboot, an update) holds an expired access token: the
-      // refresh token it kept, with the client it was issued to, must renew it (the new daemon
-      // listens on another port, so its redirect URI is not the one the client was registered with).
-      const expiresAtMs = as.latestAccess()?.expiresAtMs ?? 0;
-      await new Promise((r) => setTimeout(r, Math.max(0, expiresAtMs + 50 - Date.now())));
-      const refreshes = as.counts.refreshes;
-      const result = await window.client.callTool({ name: WHOAMI, arguments: {} });
-      const seen = () =>
-        JSON.stringify({ counts: as.counts, registrations: as.registrations.map((r) => r.redirectUris), refusals: as.refusals });
-      assert.equal(textOf(result), WHOAMI_TEXT, seen());
-      assert.equal(as.counts.refreshes - refreshes, 1, `the kept refresh token was used: ${seen()}`);
-      assert.equal(as.counts.authorizations, authorizations, 'no new authorization at the authorization server');
-      const report = await serverReport(daemon, NAME);
-      assert.equal(report.login?.state, 'logged_in', JSON.stringify(report));
-    },
-  );
+  test('a restarted daemon keeps the login: a call after the token expired refreshes it, with no new login', async () => {
+    const authorizations = as.counts.authorizations;
+    const stop = await runCli(['stop'], daemon.clientEnv, 30_000);
+    assert.equal(stop.code, 0, stop.stderr);
+    await within(daemon.exited, 20_000, 'the daemon to stop');
+    printed.push(daemon.stderr());
+    daemon = await startDaemon(cleanup, { home: daemon.home, env: ENV });
+    const window = await connectShim(cleanup, daemon, { name: 'oauth-after-restart' });
+    // A daemon restarted after a while (a reboot, an update) holds an expired access token: the
+    // refresh token it kept, with the client it was issued to, must renew it (the new daemon
+    // listens on another port, so its redirect URI is not the one the client was registered with).
+    const expiresAtMs = as.latestAccess()?.expiresAtMs ?? 0;
+    await new Promise((r) => setTimeout(r, Math.max(0, expiresAtMs + 50 - Date.now())));
+    const refreshes = as.counts.refreshes;
+    const result = await window.client.callTool({ name: WHOAMI, arguments: {} });
+    const seen = () =>
+      JSON.stringify({ counts: as.counts, registrations: as.registrations.map((r) => r.redirectUris), refusals: as.refusals });
+    assert.equal(textOf(result), WHOAMI_TEXT, seen());
+    assert.equal(as.counts.refreshes - refreshes, 1, `the kept refresh token was used: ${seen()}`);
+    assert.equal(as.counts.authorizations, authorizations, 'no new authorization at the authorization server');
+    const report = await serverReport(daemon, NAME);
+    assert.equal(report.login?.state, 'logged_in', JSON.stringify(report));
+  });
 
-  test(
-    'a login whose callback came before `/control/login-wait` asked is still reported as done (`exai-ws login` may ask late)',
-    {
-      todo:
-        'fails: the callback removes the login from those under way, so a login-wait that comes after it gets ' +
-        '404 "no login under way with that state" and `exai-ws login` exits 1 although the login worked (seen under load)',
-    },
-    async () => {
-      const target = { host: '127.0.0.1', port: daemon.port, token: daemon.token };
-      const started = await provenRequest(target, { method: 'POST', path: '/control/login', body: { server: NAME }, timeoutMs: 10_000 });
-      assert.ok(started.ok && started.status === 200, JSON.stringify(started));
-      const { url, state } = started.body as { url: string; state: string };
-      const page = await approve(url, daemon);
-      assert.equal(page.status, 200, page.body);
-      const waited = await provenRequest(target, { method: 'POST', path: '/control/login-wait', body: { state }, timeoutMs: 10_000 });
-      assert.ok(waited.ok, JSON.stringify(waited));
-      assert.equal(waited.status, 200, JSON.stringify(waited.body));
-      assert.deepEqual((waited.body as { ok?: unknown; server?: unknown }).ok, true, JSON.stringify(waited.body));
-    },
-  );
+  test('a login whose callback came before `/control/login-wait` asked is still reported as done (`exai-ws login` may ask late)', async () => {
+    const target = { host: '127.0.0.1', port: daemon.port, token: daemon.token };
+    const started = await provenRequest(target, { method: 'POST', path: '/control/login', body: { server: NAME }, timeoutMs: 10_000 });
+    assert.ok(started.ok && started.status === 200, JSON.stringify(started));
+    const { url, state } = started.body as { url: string; state: string };
+    const page = await approve(url, daemon);
+    assert.equal(page.status, 200, page.body);
+    const waited = await provenRequest(target, { method: 'POST', path: '/control/login-wait', body: { state }, timeoutMs: 10_000 });
+    assert.ok(waited.ok, JSON.stringify(waited));
+    assert.equal(waited.status, 200, JSON.stringify(waited.body));
+    assert.deepEqual((waited.body as { ok?: unknown; server?: unknown }).ok, true, JSON.stringify(waited.body));
+  });
 
   test('no token shows in the log, /health, /metrics, status --json, the page, its feed or argv; $home/oauth is the user\u2019s alone', async () => {
     const secrets = as.secrets();

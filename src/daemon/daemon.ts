@@ -39,7 +39,7 @@ import { ConfigReloads } from './config-reload.js';
 import { wireFanout } from './sessions/fanout.js';
 import { FileLearnedTools } from './files/learned-tools.js';
 import { FileRememberedLists } from './files/remembered-lists.js';
-import { FileOAuthVault } from './files/oauth-vault.js';
+import { openVault } from './files/oauth-vault.js';
 import { CALLBACK_PATH } from './web/login-routes.js';
 import { DaemonServer, type DaemonServerDeps } from './web/server.js';
 import { McpHttpEndpoint } from '../transport/http.js';
@@ -194,7 +194,7 @@ export class Daemon {
       learned: new FileLearnedTools(paths.asksClient, (message, details) => logger.warn(details, message)),
       remembered: new FileRememberedLists(paths.lists, (message, details) => logger.warn(details, message)),
       oauth: {
-        vault: new FileOAuthVault(paths.oauth, (message, details) => logger.warn(details, message)),
+        vault: openVault(paths.oauth, logger),
         redirectUrl: () => (this.port ? `http://${urlHost(config.host)}:${this.port}${CALLBACK_PATH}` : undefined),
       },
       requestTimeoutMs: config.callTimeoutMs,

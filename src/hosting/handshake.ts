@@ -11,7 +11,7 @@
  *   and probed again only when that fails.
  */
 import { RpcCode } from '../protocol/codes.js';
-import type { Answer } from '../protocol/jsonrpc.js';
+import { isObject, type Answer } from '../protocol/jsonrpc.js';
 import { VERSION, NAME } from '../protocol/version.js';
 import type { CallOptions, CallOutcome } from './call.js';
 import {
@@ -82,6 +82,10 @@ async function probe(port: HandshakePort, defaults: ModernDefaults, timeoutMs: n
   const outcome = refusedButOffersModern(first)
     ? await port.send('server/discover', withModernMeta(undefined, defaults), { timeoutMs })
     : first;
+  // A login is needed: initialize would be refused the same way, and say less.
+  if (outcome !== null && 'error' in outcome && isObject(outcome.error.data) && outcome.error.data.cause === 'ELOGIN_NEEDED') {
+    throw new Error(outcome.error.message);
+  }
   return judgeProbe(noAnswer(outcome) ? undefined : (outcome as Answer));
 }
 

@@ -240,7 +240,11 @@ export class ServerLink {
       });
       return;
     }
-    done?.resolve(this.unavailable(`send failed: ${errorText(error)}`));
+    const failed = this.unavailable(`send failed: ${errorText(error)}`);
+    // A local error's code goes with it (ELOGIN_NEEDED: the handshake does not fall back then).
+    const code = (error as { code?: unknown } | null)?.code;
+    if (typeof code === 'string' && failed && 'error' in failed) failed.error.data = { server: this.name, cause: code };
+    done?.resolve(failed);
   }
 
   /** Sends a notification to the server (a modern one gets only what its era knows); dropped silently once the link is closed. */

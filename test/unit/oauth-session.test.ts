@@ -278,7 +278,7 @@ test('a window is told at once: -32042 with the URL when it declared URL elicita
   // The callback: an unknown state is refused; the real one is good once.
   const unknown = await logins.complete(new URLSearchParams({ state: 'not-a-login', code: 'x' }));
   assert.equal(unknown.ok, false);
-  assert.match(unknown.ok ? '' : unknown.error, /unknown or has expired/);
+  assert.match(unknown.ok ? '' : unknown.error, /unknown, was used already or has expired/);
   const state = url.searchParams.get('state') ?? '';
   const waiting = logins.wait(state);
   assert.ok(waiting, 'the login is not under way');
@@ -286,6 +286,8 @@ test('a window is told at once: -32042 with the URL when it declared URL elicita
   assert.deepEqual(denied, { ok: false, server: 'remote', error: 'the authorization server refused: access_denied (the user said no)' });
   assert.deepEqual(await waiting, denied);
   assert.equal((await logins.complete(new URLSearchParams({ state, code: 'again' }))).ok, false);
+  // Whoever asks how it ended after it ended still hears it.
+  assert.deepEqual(await logins.wait(state), denied);
   // A failure that is not about a login passes unchanged.
   const other = { error: { code: RpcCode.INTERNAL_ERROR, message: 'boom' } };
   assert.equal(await loginAware(other, 'remote', 'tools/call', asking, logins), other);

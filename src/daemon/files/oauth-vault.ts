@@ -18,9 +18,37 @@ import { join } from 'node:path';
 import type { OAuthDiscoveryState, StoredOAuthClientInformation } from '@modelcontextprotocol/client';
 import { isObject } from '../../protocol/jsonrpc.js';
 import { replaceWhole } from '../../local/whole-file.js';
+import { makePrivateDir } from '../../local/acl.js';
+import type { Logger } from './logger.js';
 import { clientKey, type KeptTokens, type OAuthVault } from '../../hosting/oauth/vault.js';
 
 type Warn = (message: string, details: Record<string, unknown>) => void;
+
+/**
+ * The daemon's vault in `dir`, made the user's alone now (on Windows an access list set with
+ * icacls, in the background: the first login comes long after), and the SDK's own warnings
+ * (it `console.warn`s while logging in, quoting an authorization server's raw answer) routed
+ * to the log as one short line without that answer.
+ */
+export function openVault(dir: string, logger: Pick<Logger, 'warn'>): FileOAuthVault {
+  makePrivateDir(dir).then(
+    (warning) => warning && logger.warn({ dir }, warning),
+    (error: unknown) =>
+      logger.warn({ dir, err: (error as NodeJS.ErrnoException).code ?? String(error) }, 'the OAuth logins folder could not be made'),
+  );
+  console.warn = (...args: unknown[]) => logger.warn({ source: 'sdk' }, sdkWarning(args));
+  return new FileOAuthVault(dir, (message, details) => logger.warn(details, message));
+}
+
+/** An SDK warning's first sentence, without what it quotes (a cause, a raw body). */
+export function sdkWarning(args: readonly unknown[]): string {
+  const text = args.map((a) => (a instanceof Error ? a.message : String(a))).join(' ');
+  const cut = text.search(/ Cause:|raw body|[{"]/i);
+  return (cut >= 0 ? text.slice(0, cut) : text)
+    .replace(/[^\x20-\x7e]/g, '?')
+    .slice(0, 200)
+    .trim();
+}
 
 /** Largest vault file read (a token set or a discovery document is a few kilobytes). */
 const MAX_FILE_BYTES = 1024 * 1024;

@@ -42,6 +42,11 @@ export async function connectSingle(
     if (!server) throw new Error('no such server');
     await server.connect();
   } catch (error) {
+    // One that needs a login opens all the same: the window's calls say how to log in.
+    if (server && hub.logins?.need(single) !== undefined) {
+      context.use(server);
+      return { own: { capabilities: { tools: {} } } };
+    }
     return { refused: rpcError(id, RpcCode.UPSTREAM_UNAVAILABLE, `${single}: ${(error as Error).message}`, { server: single }) };
   }
   context.use(server);

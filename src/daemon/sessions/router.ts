@@ -163,7 +163,11 @@ export class Router {
     const listKind = LIST_METHODS.get(method);
     if (listKind) {
       const listed = await this.hub.list(listKind, view);
-      if ('error' in listed) return rpcError(id, listed.error.code, listed.error.message, listed.error.data);
+      if ('error' in listed) {
+        // A one-server view of a server that needs a login: the window hears how to log in.
+        const failed = view.server === undefined ? listed : await loginAware(listed, view.server, method, this.context, this.hub.logins);
+        return toResponse(id, failed);
+      }
       if (listKind === 'tools') this.sized(listed.items);
       return ok(id, { [listKind]: listed.items });
     }

@@ -71,10 +71,17 @@ export class LoginRoutes {
     const logins = this.deps.logins();
     const query = new URLSearchParams((req.url ?? '').split('?')[1] ?? '');
     if (logins === undefined) return page(res, 503, 'The daemon is not ready', 'Start the login again in a moment.');
-    void logins.complete(query).then((outcome) => {
-      if (outcome.ok) page(res, 200, `Logged in to ${outcome.server}`, 'Every window can use it now. You may close this tab.');
-      else page(res, 400, outcome.server ? `The login to ${outcome.server} failed` : 'The login failed', outcome.error);
-    });
+    logins.complete(query).then(
+      (outcome) => {
+        if (outcome.ok) page(res, 200, `Logged in to ${outcome.server}`, 'Every window can use it now. You may close this tab.');
+        else page(res, 400, outcome.server ? `The login to ${outcome.server} failed` : 'The login failed', outcome.error);
+      },
+      (error: unknown) => {
+        // A bug, not the user's: said as such, and the daemon goes on.
+        this.deps.logger.warn({ err: (error as Error).message }, 'oauth callback failed');
+        if (!res.headersSent) page(res, 500, 'The login could not be completed', 'The daemon failed to take the answer: see its log.');
+      },
+    );
   }
 
   private async login(logins: OAuthLogins, server: string): Promise<{ status: number; body: unknown }> {

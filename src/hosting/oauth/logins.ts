@@ -18,6 +18,7 @@ import type { LocalErrorCode } from '../../local/errors.js';
 import type { CoreLog } from '../core-log.js';
 import type { HttpSpec } from '../upstream-config.js';
 import type { Flow, OAuthSession } from './session.js';
+import { isoOf } from './kept.js';
 import type { OAuthVault } from './vault.js';
 
 /** How long a started login may take before its answer is refused. */
@@ -43,6 +44,8 @@ export interface LoginHooks {
 
 interface Pending {
   flow: Flow;
+  /** The answer came (good once); the outcome stays for whoever waits, until the login's time is up. */
+  answered: boolean;
   session: OAuthSession;
   startedAtMs: number;
   outcome: Promise<LoginOutcome>;
@@ -55,6 +58,8 @@ export type Started = { state: string; url: string } | { already: true };
 export class OAuthLogins {
   private readonly sessions = new Map<string, { spec: HttpSpec; session: OAuthSession }>();
   private readonly flows = new Map<string, Pending>();
+  /** Refreshes under way by resource: entries with the same URL share one. */
+  private readonly renewals = new Map<string, Promise<void>>();
   hooks: LoginHooks | undefined;
 
   constructor(
@@ -77,6 +82,7 @@ export class OAuthLogins {
       vault: this.vault,
       redirectUrl: this.redirectUrl,
       log: this.log,
+      renewals: this.renewals,
       ...(this.fetch ? { fetch: this.fetch } : {}),
     });
     this.sessions.set(spec.name, { spec, session });
@@ -90,7 +96,7 @@ export class OAuthLogins {
     const had = this.sessions.get(name);
     if (had !== undefined && had.spec.url === spec.url) return had.session.report();
     const tokens = this.vault.tokens(spec.url);
-    const expires = tokens?.expires_at !== undefined ? new Date(tokens.expires_at).toISOString() : null;
+    const expires = isoOf(tokens?.expires_at);
     return tokens === undefined
       ? { state: 'none', issuer: null, expires_at: null, scope: null, error: null }
       : { state: 'logged_in', issuer: tokens.issuer ?? null, expires_at: expires, scope: tokens.scope ?? null, error: null };
@@ -123,7 +129,7 @@ export class OAuthLogins {
     let settle: (outcome: LoginOutcome) => void = () => undefined;
     const outcome = new Promise<LoginOutcome>((resolve) => (settle = resolve));
     if (onDone) void outcome.then(onDone);
-    this.flows.set(flow.state, { flow, session, startedAtMs: Date.now(), outcome, settle });
+    this.flows.set(flow.state, { flow, session, answered: false, startedAtMs: Date.now(), outcome, settle });
     // Whoever waits for it hears when it expires, even if nothing else comes by.
     setTimeout(() => this.drop(flow.state, 'the login was not completed in time'), FLOW_TTL_MS).unref();
     while (this.flows.size > MAX_FLOWS) this.drop(this.flows.keys().next().value as string, 'too many logins under way');
@@ -142,9 +148,11 @@ export class OAuthLogins {
     this.sweep();
     const state = query.get('state') ?? '';
     const pending = this.flows.get(state);
-    if (pending === undefined) return { ok: false, server: '', error: 'this login is unknown or has expired: start it again' };
+    if (pending === undefined || pending.answered) {
+      return { ok: false, server: '', error: 'this login is unknown, was used already or has expired: start it again' };
+    }
     // Good once: a second answer with the same state is refused.
-    this.flows.delete(state);
+    pending.answered = true;
     const server = pending.flow.server;
     const outcome = await this.finish(pending, query);
     this.log?.(
@@ -174,6 +182,9 @@ export class OAuthLogins {
     }
     const code = query.get('code');
     if (code === null || code === '') return { ok: false, server, error: 'the answer carries no code' };
+    // The server left the config (or moved) while the person logged in: nothing is kept for it.
+    if (this.hooks?.specOf(server)?.url !== pending.session.url)
+      return { ok: false, server, error: 'the server is no longer in the config' };
     try {
       await pending.session.finish(pending.flow, code, query.get('iss') ?? undefined);
     } catch (error) {
@@ -190,8 +201,8 @@ export class OAuthLogins {
     const now = Date.now();
     let found: Pending | undefined;
     for (const pending of this.flows.values()) {
-      if (pending.session === session && now - pending.startedAtMs < REUSE_MS && pending.flow.scope === session.scopeToAsk())
-        found = pending;
+      const fresh = !pending.answered && now - pending.startedAtMs < REUSE_MS;
+      if (pending.session === session && fresh && pending.flow.scope === session.scopeToAsk()) found = pending;
     }
     return found;
   }
@@ -199,7 +210,7 @@ export class OAuthLogins {
   private sweep(): void {
     const now = Date.now();
     for (const [state, pending] of this.flows) {
-      if (now - pending.startedAtMs > FLOW_TTL_MS) this.drop(state, 'the login was not completed in time');
+      if (now - pending.startedAtMs >= FLOW_TTL_MS) this.drop(state, 'the login was not completed in time');
     }
   }
 

@@ -14,6 +14,8 @@ import type { KeptTokens } from './vault.js';
 
 /** A login under way: what the authorization server's answer needs to be taken. */
 export interface Flow {
+  /** A login (a person opens its URL) or a renewal (a refresh; its URL, if any, is never shown). */
+  readonly purpose: 'login' | 'renew';
   readonly server: string;
   readonly state: string;
   readonly scope: string | undefined;
@@ -21,16 +23,20 @@ export interface Flow {
   verifier?: string;
   url?: string;
   discovery?: OAuthDiscoveryState;
+  /** The client this request used (kept with the tokens it gets). */
+  client?: StoredOAuthClientInformation;
+  /** The session's logout count when it began (a renewal from before a logout keeps nothing). */
+  readonly generation: number;
 }
 
 /** What a provider reaches of the server's login. */
 export interface ProviderHost {
   redirectUrl(): string | undefined;
   clientMetadataUrl(): string | undefined;
-  client(issuer: string | undefined): StoredOAuthClientInformation | undefined;
+  client(issuer: string | undefined, purpose: Flow['purpose']): StoredOAuthClientInformation | undefined;
   saveClient(client: StoredOAuthClientInformation | undefined, issuer: string | undefined): void;
   tokens(): KeptTokens | undefined;
-  keep(tokens: StoredOAuthTokens, issuer: string | undefined): void;
+  keep(tokens: StoredOAuthTokens, issuer: string | undefined, flow: Flow): void;
   forgetTokens(): void;
   discovery(): OAuthDiscoveryState | undefined;
   saveDiscovery(state: OAuthDiscoveryState | undefined): void;
@@ -50,11 +56,15 @@ export function sdkProvider(host: ProviderHost, flow: Flow): OAuthClientProvider
     state: () => flow.state,
     clientInformation: (ctx) => {
       issuer = ctx?.issuer ?? issuer;
-      return host.client(issuer);
+      flow.client = host.client(issuer, flow.purpose);
+      return flow.client;
     },
-    saveClientInformation: (client, ctx) => host.saveClient(client, ctx?.issuer ?? issuer),
+    saveClientInformation: (client, ctx) => {
+      flow.client = client;
+      host.saveClient(client, ctx?.issuer ?? issuer);
+    },
     tokens: () => host.tokens(),
-    saveTokens: (tokens, ctx) => host.keep(tokens, ctx?.issuer),
+    saveTokens: (tokens, ctx) => host.keep(tokens, ctx?.issuer, flow),
     redirectToAuthorization: (url) => void (flow.url = url.href),
     saveCodeVerifier: (verifier) => void (flow.verifier = verifier),
     codeVerifier: () => {

@@ -15,7 +15,8 @@
  *   callback finishes it ({@link OAuthSession.finish}).
  * - A 403 `insufficient_scope` adds the scopes asked to the next login; after
  *   {@link MAX_SCOPE_REFUSALS} logins whose tokens the server still refuses for the same scopes,
- *   the state is `refused` and no more logins are offered for them.
+ *   the state is `refused` and no more logins are offered for them (challenges.ts).
+ * - A logout forgets the tokens at once; a refresh under way when it came keeps nothing.
  *
  * Tokens never leave this file and the vault except in the `Authorization` header of requests
  * to this server and in requests to its authorization server.
@@ -23,9 +24,7 @@
 import { randomBytes } from 'node:crypto';
 import {
   auth,
-  computeScopeUnion,
   discoverOAuthProtectedResourceMetadata,
-  extractWWWAuthenticateParams,
   type AuthProvider,
   type FetchLike,
   type OAuthClientProvider,
@@ -36,16 +35,16 @@ import type { LoginReport, LoginState } from '../../local/health.js';
 import type { LocalErrorCode } from '../../local/errors.js';
 import type { CoreLog } from '../core-log.js';
 import type { OAuthEntry } from '../upstream-config.js';
-import type { KeptTokens, OAuthVault } from './vault.js';
+import type { OAuthVault } from './vault.js';
 import { boundedFetch } from './bounded-fetch.js';
+import { Challenges, MAX_SCOPE_REFUSALS } from './challenges.js';
+import { bearerOf, errorText, expired, expiring, isoOf, keptOf } from './kept.js';
 import { sdkProvider, type Flow, type ProviderHost } from './provider.js';
 
 export type { Flow } from './provider.js';
+export { MAX_SCOPE_REFUSALS } from './challenges.js';
+export { errorText } from './kept.js';
 
-/** Logins in a row whose tokens the server refused for the same scopes before no more are offered. */
-export const MAX_SCOPE_REFUSALS = 3;
-/** How long before expiry a token is refreshed (at most; a short-lived token at a tenth of its life). */
-export const REFRESH_MARGIN_MS = 60_000;
 /** After a failed refresh, how long requests go on with the token held before one is tried again. */
 const REFRESH_RETRY_MS = 5_000;
 
@@ -71,6 +70,8 @@ export interface OAuthSessionOptions {
   log?: CoreLog | undefined;
   /** For requests to the authorization server (default: the global fetch). */
   fetch?: FetchLike;
+  /** Renewals under way by resource, shared by the sessions of entries with the same URL (one refresh for all). */
+  renewals?: Map<string, Promise<void>>;
 }
 
 export class OAuthSession {
@@ -80,16 +81,12 @@ export class OAuthSession {
   private readonly entry: OAuthEntry | undefined;
   private readonly options: OAuthSessionOptions;
   private readonly fetchFn: FetchLike;
+  private readonly renewals: Map<string, Promise<void>>;
   private state: LoginState;
   private error: string | null = null;
-  /** The last challenge's `resource_metadata` and `scope`. */
-  private challenge: { resourceMetadataUrl?: URL; scope?: string } = {};
-  private challenged = false;
-  /** Scopes asked for by the server's 403s, for the next login. */
-  private wanted: string | undefined;
-  /** Per challenged scope: the distinct tokens refused, and the last one counted. */
-  private readonly refusals = new Map<string, { count: number; last: string | undefined }>();
-  private renewing: Promise<void> | undefined;
+  private readonly challenges = new Challenges();
+  /** Bumped by a logout: a renewal started before it keeps nothing. */
+  private generation = 0;
   private refreshFailedAt = 0;
   /** Which bearer each refused response was answered to (the transport hands back only the response). */
   private readonly sent = new WeakMap<Response, string | undefined>();
@@ -101,6 +98,7 @@ export class OAuthSession {
     this.vault = options.vault;
     this.entry = options.entry;
     this.fetchFn = boundedFetch(options.fetch ?? ((input, init) => fetch(input, init)));
+    this.renewals = options.renewals ?? new Map<string, Promise<void>>();
     this.state = this.vault.tokens(this.url) ? 'logged_in' : 'none';
   }
 
@@ -124,7 +122,7 @@ export class OAuthSession {
 
   /** True once the server asked for a login (a 401 or 403 seen), or a token is held. */
   get asksForLogin(): boolean {
-    return this.challenged || this.vault.tokens(this.url) !== undefined;
+    return this.challenges.seen || this.vault.tokens(this.url) !== undefined;
   }
 
   /** Whether a call that failed on this server failed for want of a login, and what to say. */
@@ -134,16 +132,22 @@ export class OAuthSession {
     return undefined;
   }
 
+  /** For status: never a token, and never throws. */
   report(): LoginReport {
     const tokens = this.vault.tokens(this.url);
     const held = this.state === 'logged_in' || this.state === 'refresh_failing';
     return {
       state: this.state,
       issuer: held ? (tokens?.issuer ?? null) : null,
-      expires_at: held && tokens?.expires_at !== undefined ? new Date(tokens.expires_at).toISOString() : null,
+      expires_at: held ? isoOf(tokens?.expires_at) : null,
       scope: held ? (tokens?.scope ?? null) : null,
       error: this.state === 'logged_in' ? null : this.error,
     };
+  }
+
+  /** The scopes a login asks for: the server's challenges, else the entry's, else (undefined) the SDK's choice. */
+  scopeToAsk(): string | undefined {
+    return this.challenges.scopeToAsk(this.entry?.scopes);
   }
 
   /**
@@ -156,7 +160,7 @@ export class OAuthSession {
     if (!this.asksForLogin && !(await this.publishesMetadata())) return undefined;
     // A login looks again: the authorization server may have changed since the last one.
     this.vault.saveDiscovery(this.url, undefined);
-    const flow = this.newFlow(this.scopeToAsk());
+    const flow = this.newFlow('login');
     const result = await auth(this.provider(flow), {
       serverUrl: this.url,
       resourceMetadataUrl: flow.resourceMetadataUrl,
@@ -182,17 +186,17 @@ export class OAuthSession {
       });
     } catch (error) {
       this.error = `the login failed: ${errorText(error)}`;
-      throw error;
+      throw new Error(errorText(error));
     }
   }
 
-  /** Forgets the tokens (the registration stays). True when there were any. */
+  /** Forgets the tokens (the registration stays), and any renewal under way keeps nothing. True when there were any. */
   logout(): boolean {
     const had = this.vault.tokens(this.url) !== undefined;
+    this.generation++;
     this.vault.saveTokens(this.url, undefined);
-    this.refusals.clear();
-    this.wanted = undefined;
-    this.setState(this.challenged || had ? 'needs_login' : 'none', 'logged out');
+    this.challenges.reset();
+    this.setState(this.challenges.seen || had ? 'needs_login' : 'none', 'logged out');
     return had;
   }
 
@@ -207,10 +211,10 @@ export class OAuthSession {
 
   private async onUnauthorized(response: Response): Promise<void> {
     const sent = this.sent.get(response);
-    await this.renewing;
+    await this.renewals.get(this.url);
     const held = this.vault.tokens(this.url);
     if (held === undefined) {
-      this.setState('needs_login', this.error ?? 'no login yet');
+      this.setState('needs_login', this.state === 'needs_login' ? this.error : 'no login yet');
       throw new LoginNeededError(this.name, 'no login yet');
     }
     // Another request renewed it meanwhile (or none was sent): the transport retries with the new one.
@@ -218,16 +222,20 @@ export class OAuthSession {
     await this.renew(true);
   }
 
-  /** One renewal at a time: a refresh (or, for a refused token, discovery again first). */
+  /** One renewal at a time for this resource: a refresh (or, for a refused token, discovery again first). */
   private renew(refused: boolean): Promise<void> {
-    this.renewing ??= this.doRenew(refused).finally(() => (this.renewing = undefined));
-    return this.renewing;
+    let renewing = this.renewals.get(this.url);
+    if (renewing === undefined) {
+      renewing = this.doRenew(refused).finally(() => this.renewals.delete(this.url));
+      this.renewals.set(this.url, renewing);
+    }
+    return renewing;
   }
 
   private async doRenew(refused: boolean): Promise<void> {
     // Refused: the authorization server may have moved (its tokens and client are then not used).
     if (refused) this.vault.saveDiscovery(this.url, undefined);
-    const flow = this.newFlow(this.scopeToAsk());
+    const flow = this.newFlow('renew');
     let result: 'AUTHORIZED' | 'REDIRECT';
     try {
       result = await auth(this.provider(flow), {
@@ -237,62 +245,53 @@ export class OAuthSession {
         fetchFn: this.fetchFn,
       });
     } catch (error) {
-      this.refreshFailedAt = Date.now();
-      this.setState('refresh_failing', `refreshing the token failed: ${errorText(error)}`);
-      this.options.log?.('oauth refresh failed', { server: this.name, error: this.error }, 'warn');
-      if (refused) throw new LoginNeededError(this.name, this.error ?? 'the token was refused');
-      return;
+      result = 'REDIRECT';
+      this.error = `refreshing the token failed: ${errorText(error)}`;
     }
     if (result === 'AUTHORIZED') return;
+    // The SDK takes a refresh that failed for a passing reason (a 5xx, no answer) for "log in again".
+    this.refreshFailedAt = Date.now();
+    const held = this.vault.tokens(this.url);
+    if (!refused && held !== undefined && !expired(held)) {
+      this.setState('refresh_failing', this.error?.startsWith('refreshing') ? this.error : 'refreshing the token failed');
+      this.options.log?.('oauth refresh failed', { server: this.name, error: this.error }, 'warn');
+      return;
+    }
     this.setState('needs_login', refused ? 'the server refused the token and it could not be refreshed' : 'the token expired');
     if (refused) throw new LoginNeededError(this.name, 'the server refused the token');
   }
 
   private noteChallenge(response: Response, bearer: string | undefined): void {
-    const { resourceMetadataUrl, scope, error } = extractWWWAuthenticateParams(response);
-    this.challenged = true;
-    if (resourceMetadataUrl !== undefined) this.challenge.resourceMetadataUrl = resourceMetadataUrl;
-    if (response.status === 401) {
-      this.challenge.scope = scope;
-      return;
-    }
-    if (error !== 'insufficient_scope') return;
-    const key = scope ?? '';
-    const counted = this.refusals.get(key) ?? { count: 0, last: undefined };
-    if (counted.last !== bearer || counted.count === 0) counted.count++;
-    counted.last = bearer;
-    this.refusals.set(key, counted);
-    this.wanted = computeScopeUnion(this.wanted, this.challenge.scope, this.vault.tokens(this.url)?.scope, scope);
-    if (counted.count >= MAX_SCOPE_REFUSALS) {
-      this.setState(
-        'refused',
-        `${this.name} refused the scopes granted after ${counted.count} logins (it asks for: ${scope ?? 'unnamed scopes'})`,
-      );
+    const held = this.vault.tokens(this.url);
+    const who = bearer !== undefined && held?.access_token === bearer && held.login !== undefined ? `login ${held.login}` : bearer;
+    const refusal = this.challenges.note(response, who, held?.scope);
+    if (refusal === undefined) return;
+    const { scope, count } = refusal;
+    if (count >= MAX_SCOPE_REFUSALS) {
+      this.setState('refused', `${this.name} refused the scopes granted after ${count} logins (it asks for: ${scope ?? 'unnamed scopes'})`);
     } else {
       this.setState('needs_login', `the server asks for more scopes: ${scope ?? 'unnamed'}`);
     }
   }
 
-  /** The scopes a login asks for: the server's challenges, else the entry's, else (undefined) the SDK's choice. */
-  scopeToAsk(): string | undefined {
-    return computeScopeUnion(this.wanted, this.challenge.scope) ?? this.entry?.scopes;
-  }
-
   private async publishesMetadata(): Promise<boolean> {
     try {
-      await discoverOAuthProtectedResourceMetadata(this.url, { resourceMetadataUrl: this.challenge.resourceMetadataUrl }, this.fetchFn);
+      const resourceMetadataUrl = this.challenges.resourceMetadataUrl;
+      await discoverOAuthProtectedResourceMetadata(this.url, { resourceMetadataUrl }, this.fetchFn);
       return true;
     } catch {
       return false;
     }
   }
 
-  private newFlow(scope: string | undefined): Flow {
+  private newFlow(purpose: Flow['purpose']): Flow {
     return {
+      purpose,
       server: this.name,
       state: randomBytes(32).toString('base64url'),
-      scope,
-      resourceMetadataUrl: this.challenge.resourceMetadataUrl,
+      scope: this.scopeToAsk(),
+      resourceMetadataUrl: this.challenges.resourceMetadataUrl,
+      generation: this.generation,
     };
   }
 
@@ -301,22 +300,29 @@ export class OAuthSession {
     this.error = why;
   }
 
-  private keep(tokens: StoredOAuthTokens, issuer: string | undefined): void {
-    const now = Date.now();
-    const kept: KeptTokens = { ...tokens, issuer: issuer ?? tokens.issuer, obtained_at: now };
-    if (typeof tokens.expires_in === 'number' && tokens.expires_in > 0) kept.expires_at = now + tokens.expires_in * 1000;
-    this.vault.saveTokens(this.url, kept);
+  private keep(tokens: StoredOAuthTokens, issuer: string | undefined, flow: Flow): void {
+    // A renewal that began before a logout keeps nothing: the logout stands.
+    if (flow.purpose === 'renew' && flow.generation !== this.generation) return;
+    const held = this.vault.tokens(this.url);
+    // A login's tokens are that login's; refreshed ones stay the login's they came from, and keep
+    // the client they were issued to (a registration of another port would be refused).
+    const login = flow.purpose === 'login' ? randomBytes(8).toString('hex') : held?.login;
+    const client = flow.client ?? held?.client;
+    this.vault.saveTokens(this.url, keptOf(tokens, issuer, login, client));
     this.refreshFailedAt = 0;
     this.setState('logged_in', null);
   }
 
-  private clientOf(issuer: string | undefined): StoredOAuthClientInformation | undefined {
-    if (this.entry?.clientId !== undefined) {
-      return {
-        client_id: this.entry.clientId,
-        ...(this.entry.clientSecret !== undefined ? { client_secret: this.entry.clientSecret } : {}),
-      };
+  private clientOf(issuer: string | undefined, purpose: Flow['purpose']): StoredOAuthClientInformation | undefined {
+    const configured = this.entry?.clientId;
+    if (configured !== undefined) {
+      // Stamped with the issuer, as the SDK wants (else it warns and stamps it again at each use).
+      const secret = this.entry?.clientSecret;
+      return { client_id: configured, ...(secret !== undefined ? { client_secret: secret } : {}), ...(issuer ? { issuer } : {}) };
     }
+    const held = this.vault.tokens(this.url);
+    // A renewal uses the client the tokens were issued to; a new login the registration for this port.
+    if (purpose === 'renew' && held?.client !== undefined && held.issuer === issuer) return { ...held.client, issuer };
     const redirect = this.options.redirectUrl();
     return issuer === undefined || redirect === undefined ? undefined : this.vault.client(issuer, redirect);
   }
@@ -337,30 +343,12 @@ export class OAuthSession {
   private readonly host: ProviderHost = {
     redirectUrl: () => this.options.redirectUrl(),
     clientMetadataUrl: () => this.entry?.clientMetadataUrl,
-    client: (issuer) => this.clientOf(issuer),
+    client: (issuer, purpose) => this.clientOf(issuer, purpose),
     saveClient: (client, issuer) => this.saveClient(client, issuer),
     tokens: () => this.vault.tokens(this.url),
-    keep: (tokens, issuer) => this.keep(tokens, issuer),
+    keep: (tokens, issuer, flow) => this.keep(tokens, issuer, flow),
     forgetTokens: () => this.vault.saveTokens(this.url, undefined),
     discovery: () => this.vault.discovery(this.url),
     saveDiscovery: (state) => this.vault.saveDiscovery(this.url, state),
   };
-}
-
-/** True when the access token expires within the refresh margin (a tenth of its life, at most a minute). */
-function expiring(tokens: KeptTokens): boolean {
-  if (tokens.expires_at === undefined) return false;
-  const margin = Math.min(REFRESH_MARGIN_MS, (tokens.expires_at - tokens.obtained_at) / 10);
-  return Date.now() >= tokens.expires_at - margin;
-}
-
-function bearerOf(headers: RequestInit['headers'] | undefined): string | undefined {
-  const value = new Headers(headers).get('authorization');
-  return value?.toLowerCase().startsWith('bearer ') ? value.slice(7) : undefined;
-}
-
-/** An error's words, clipped (the SDK's errors name endpoints and OAuth error codes, never a token). */
-export function errorText(error: unknown): string {
-  const text = error instanceof Error ? error.message : String(error);
-  return text.length > 300 ? `${text.slice(0, 300)}...` : text;
 }

@@ -17,6 +17,10 @@ export type KeptTokens = StoredOAuthTokens & {
   obtained_at: number;
   /** Milliseconds since the epoch when the access token expires (from `expires_in`), if it said. */
   expires_at?: number;
+  /** The login they came from (refreshed tokens keep it): refusals are counted per login. */
+  login?: string;
+  /** The client they were issued to (a refresh must come from it). */
+  client?: { client_id: string; client_secret?: string; token_endpoint_auth_method?: string };
 };
 
 export interface OAuthVault {
