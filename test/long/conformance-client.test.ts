@@ -69,15 +69,7 @@ const AUTH_2026: readonly Omit<Case, 'set'>[] = [
   { scenario: 'auth/resource-mismatch', refuses: true },
   { scenario: 'auth/offline-access-scope' },
   { scenario: 'auth/offline-access-not-supported' },
-  {
-    scenario: 'auth/authorization-server-migration',
-    todo:
-      "the login's own check uses the AS1 token (server/discover 200 moves the server to AS2, tools/list 401), then " +
-      'registers at AS2 but fails the login ("the server refused the token and it could not be refreshed"); the ' +
-      '2026-07-28 window then cannot connect ("Version negotiation failed: the server did not offer pinned protocol ' +
-      'version 2026-07-28 via server/discover": upstream, discover 401 falls back to initialize, which the 2026 server ' +
-      'answers 400 "Missing MCP-Protocol-Version header") instead of being told to run exai-ws login again',
-  },
+  { scenario: 'auth/authorization-server-migration' },
   { scenario: 'auth/iss-supported' },
   { scenario: 'auth/iss-not-advertised' },
   { scenario: 'auth/iss-supported-missing', refuses: true },
