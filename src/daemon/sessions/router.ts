@@ -269,14 +269,18 @@ export class Router {
     // A modern server hears of the calling window itself, never of the union the daemon offers;
     // so does a server not started yet (its era unknown): a legacy one's link strips the keys.
     if (this.context.era !== 'modern' && target.server.era !== 'legacy') params = withCallerMeta(params, this.context);
-    // A server that needs a login says so to the window at once (login-answers.ts).
     const logins = this.hub.logins;
-    const call = this.context
-      .call(target.server, method, params, options)
-      .then((outcome) => (logins ? loginAware(outcome, target.server.name, method, this.context, logins) : outcome));
+    const call = this.context.call(target.server, method, params, options);
+    // A server that needs a login says so to the window at once (login-answers.ts); only a
+    // server's -32011 can mean that, so a call that went through takes no extra turn.
+    const answer = (outcome: CallOutcome): RpcResponse | null | Promise<RpcResponse | null> =>
+      logins && outcome !== null && 'error' in outcome && outcome.error.code === RpcCode.UPSTREAM_UNAVAILABLE
+        ? loginAware(outcome, target.server.name, method, this.context, logins).then((told) => toResponse(id, told))
+        : toResponse(id, outcome);
     // A modern client takes a modern server's input_required itself; a legacy window is asked.
-    if (this.context.era === 'modern') return call.then((outcome) => toResponse(id, outcome));
+    if (this.context.era === 'modern') return call.then(answer);
     return call.then((outcome) => {
+      if (outcome !== null && 'error' in outcome) return answer(outcome);
       // Only a 2026-07-28 server answers input_required (its era is known once it answered): a
       // legacy server's result, however large, is not searched for it.
       if (target.server.era !== 'modern' || !needsInput(outcome)) return toResponse(id, outcome);
