@@ -93,11 +93,17 @@ function sessionWith(vault: MemoryVault, fetchFn: FetchLike): OAuthSession {
 
 const tokenOf = (session: OAuthSession) => session.transportAuth.token();
 
-test('windows calling together as the token expires cause one refresh, and all send the new token', async () => {
+/** A vault after a login whose access token has expired: a refresh token, discovery and the registration kept. */
+function expiredVault(): MemoryVault {
   const vault = new MemoryVault();
   vault.saveTokens(SERVER, expiredTokens());
   vault.saveDiscovery(SERVER, discovery);
   vault.saveClient(ISSUER, REDIRECT, { client_id: 'registered-client' });
+  return vault;
+}
+
+test('windows calling together as the token expires cause one refresh, and all send the new token', async () => {
+  const vault = expiredVault();
   const as = fakeAs();
   const session = sessionWith(vault, as.fetchFn);
   const sent = await Promise.all(Array.from({ length: 8 }, () => tokenOf(session)));
@@ -110,10 +116,7 @@ test('windows calling together as the token expires cause one refresh, and all s
 });
 
 test('a 401 to a token already replaced causes no refresh; a 401 to the current one causes one, after discovery again', async () => {
-  const vault = new MemoryVault();
-  vault.saveTokens(SERVER, expiredTokens());
-  vault.saveDiscovery(SERVER, discovery);
-  vault.saveClient(ISSUER, REDIRECT, { client_id: 'registered-client' });
+  const vault = expiredVault();
   const as = fakeAs();
   const session = sessionWith(vault, as.fetchFn);
   const refusing: FetchLike = () => Promise.resolve(new Response('no', { status: 401, headers: { 'www-authenticate': 'Bearer' } }));
