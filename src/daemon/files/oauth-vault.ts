@@ -73,7 +73,7 @@ export class FileOAuthVault implements OAuthVault {
   private failing = false;
   private madeDir = false;
 
-  /** `dir` is made private at the daemon's start (see home.ts); nothing is read here. */
+  /** Nothing is read here; `dir` is made at the first write if it is not there (openVault makes it the user's at start). */
   constructor(
     private readonly dir: string,
     private readonly warn: Warn,

@@ -4,6 +4,7 @@
  * against a margin, dates that cannot fail to print, and error texts that carry no secret.
  */
 import type { StoredOAuthClientInformation, StoredOAuthTokens } from '@modelcontextprotocol/client';
+import type { LoginReport, LoginState } from '../../local/health.js';
 import type { KeptTokens } from './vault.js';
 
 /** How long before expiry a token is refreshed (at most; a short-lived token at a tenth of its life). */
@@ -49,6 +50,18 @@ export function expiring(tokens: KeptTokens, now = Date.now()): boolean {
 /** True when the access token's expiry has passed. */
 export function expired(tokens: KeptTokens, now = Date.now()): boolean {
   return saneTime(tokens.expires_at) && now >= tokens.expires_at;
+}
+
+/** A login's report for status: the tokens' issuer, expiry and scope while they are held; never a token, never throws. */
+export function loginReport(state: LoginState, tokens: KeptTokens | undefined, error: string | null): LoginReport {
+  const held = state === 'logged_in' || state === 'refresh_failing';
+  return {
+    state,
+    issuer: held ? (tokens?.issuer ?? null) : null,
+    expires_at: held ? isoOf(tokens?.expires_at) : null,
+    scope: held ? (tokens?.scope ?? null) : null,
+    error: state === 'logged_in' ? null : error,
+  };
 }
 
 /** ISO 8601 of a time in milliseconds, or null when it is not one a date can hold (never throws). */

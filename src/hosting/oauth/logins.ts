@@ -18,7 +18,7 @@ import type { LocalErrorCode } from '../../local/errors.js';
 import type { CoreLog } from '../core-log.js';
 import type { HttpSpec } from '../upstream-config.js';
 import type { Flow, OAuthSession } from './session.js';
-import { isoOf } from './kept.js';
+import { errorText, loginReport } from './kept.js';
 import type { OAuthVault } from './vault.js';
 
 /** How long a started login may take before its answer is refused. */
@@ -96,10 +96,7 @@ export class OAuthLogins {
     const had = this.sessions.get(name);
     if (had !== undefined && had.spec.url === spec.url) return had.session.report();
     const tokens = this.vault.tokens(spec.url);
-    const expires = isoOf(tokens?.expires_at);
-    return tokens === undefined
-      ? { state: 'none', issuer: null, expires_at: null, scope: null, error: null }
-      : { state: 'logged_in', issuer: tokens.issuer ?? null, expires_at: expires, scope: tokens.scope ?? null, error: null };
+    return loginReport(tokens === undefined ? 'none' : 'logged_in', tokens, null);
   }
 
   /** Why a failed call to this server failed for want of a login, if it did. */
@@ -178,7 +175,7 @@ export class OAuthLogins {
     const refused = query.get('error');
     if (refused !== null) {
       const said = query.get('error_description');
-      return { ok: false, server, error: `the authorization server refused: ${clip(refused)}${said ? ` (${clip(said)})` : ''}` };
+      return { ok: false, server, error: `the authorization server refused: ${errorText(refused)}${said ? ` (${errorText(said)})` : ''}` };
     }
     const code = query.get('code');
     if (code === null || code === '') return { ok: false, server, error: 'the answer carries no code' };
@@ -188,7 +185,7 @@ export class OAuthLogins {
     try {
       await pending.session.finish(pending.flow, code, query.get('iss') ?? undefined);
     } catch (error) {
-      return { ok: false, server, error: `the login failed: ${clip(error instanceof Error ? error.message : String(error))}` };
+      return { ok: false, server, error: `the login failed: ${errorText(error)}` };
     }
     const refusal = await this.hooks?.verify(server);
     if (refusal !== undefined) return { ok: false, server, error: `the server does not accept the new token: ${refusal}` };
@@ -229,9 +226,4 @@ export class UnknownServerError extends Error {
   constructor(readonly server: string) {
     super(`no url server named ${JSON.stringify(server.slice(0, 100))} in the config`);
   }
-}
-
-function clip(text: string): string {
-  const printable = text.replace(/[^\x20-\x7e]/g, '?');
-  return printable.length > 200 ? `${printable.slice(0, 200)}...` : printable;
 }

@@ -38,7 +38,7 @@ import type { OAuthEntry } from '../upstream-config.js';
 import type { OAuthVault } from './vault.js';
 import { boundedFetch } from './bounded-fetch.js';
 import { Challenges, MAX_SCOPE_REFUSALS } from './challenges.js';
-import { bearerOf, errorText, expired, expiring, isoOf, keptOf } from './kept.js';
+import { bearerOf, errorText, expired, expiring, keptOf, loginReport } from './kept.js';
 import { sdkProvider, type Flow, type ProviderHost } from './provider.js';
 
 export type { Flow } from './provider.js';
@@ -134,15 +134,7 @@ export class OAuthSession {
 
   /** For status: never a token, and never throws. */
   report(): LoginReport {
-    const tokens = this.vault.tokens(this.url);
-    const held = this.state === 'logged_in' || this.state === 'refresh_failing';
-    return {
-      state: this.state,
-      issuer: held ? (tokens?.issuer ?? null) : null,
-      expires_at: held ? isoOf(tokens?.expires_at) : null,
-      scope: held ? (tokens?.scope ?? null) : null,
-      error: this.state === 'logged_in' ? null : this.error,
-    };
+    return loginReport(this.state, this.vault.tokens(this.url), this.error);
   }
 
   /** The scopes a login asks for: the server's challenges, else the entry's, else (undefined) the SDK's choice. */

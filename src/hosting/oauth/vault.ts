@@ -68,7 +68,7 @@ export function clientKey(issuer: string, redirectUri: string): string {
   return `${issuer} ${redirectUri}`;
 }
 
-export function setOrDelete<V>(map: Map<string, V>, key: string, value: V | undefined): void {
+function setOrDelete<V>(map: Map<string, V>, key: string, value: V | undefined): void {
   if (value === undefined) map.delete(key);
   else map.set(key, value);
 }
