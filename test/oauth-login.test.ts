@@ -364,6 +364,17 @@ describe('OAuth login to a url server, end to end', () => {
     assert.deepEqual((waited.body as { ok?: unknown; server?: unknown }).ok, true, JSON.stringify(waited.body));
   });
 
+  test('a login request with a body too large is refused, and its connection ends with the answer (the rest is never read)', async () => {
+    const body = JSON.stringify({ server: NAME, pad: 'x'.repeat(16 * 1024) });
+    const reply = await fetch(`http://127.0.0.1:${daemon.port}/control/login`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${daemon.token}`, 'content-type': 'application/json' },
+      body,
+    });
+    assert.equal(reply.status, 400, await reply.text());
+    assert.equal(reply.headers.get('connection'), 'close');
+  });
+
   test('no token shows in the log, /health, /metrics, status --json, the page, its feed or argv; $home/oauth is the user\u2019s alone', async () => {
     const secrets = as.secrets();
     assert.ok(as.issued.length >= 6, `tokens were issued: ${as.issued.length}`);

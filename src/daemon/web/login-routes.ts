@@ -47,6 +47,8 @@ export class LoginRoutes {
   /** An authenticated `POST /control/login*` (server.ts checked method and credential). */
   handle(action: LoginAction, req: IncomingMessage, res: ServerResponse): void {
     readSmallBody(req, MAX_BODY_BYTES, (body) => {
+      // Too large: the rest of the body is not read, so the connection ends with the answer (as control.ts does).
+      if (body === null) res.setHeader('connection', 'close');
       const logins = this.deps.logins();
       if (logins === undefined) return writeJson(res, 503, { error: 'the daemon is not running its servers yet' });
       const field = action === 'login-wait' ? 'state' : 'server';
