@@ -12,6 +12,7 @@ import { OAuthSession } from '../../src/hosting/oauth/session.js';
 import { MemoryVault, type KeptTokens } from '../../src/hosting/oauth/vault.js';
 import { errorText } from '../../src/hosting/oauth/kept.js';
 import { sdkWarning } from '../../src/daemon/files/oauth-vault.js';
+import { SCOPE_REFUSAL, answerThrough } from '../fixtures/oauth-answers.js';
 
 const SERVER = 'https://mcp.example.test/mcp';
 const ISSUER = 'https://as.example.test';
@@ -111,12 +112,7 @@ test('a refresh answered 503 is "refresh failing" (the token held still sent), t
 test("tokens of one login, refreshed, count as one refusal; another login's count again", async () => {
   const vault = vaultWith(3600_000);
   const login = session(vault, tokenEndpoint(() => new Response('', { status: 500 })).fetchFn);
-  const refuse = (bearer: string) =>
-    login.watch(() =>
-      Promise.resolve(
-        new Response('', { status: 403, headers: { 'www-authenticate': 'Bearer error="insufficient_scope", scope="admin"' } }),
-      ),
-    )(SERVER, { headers: { authorization: `Bearer ${bearer}` } });
+  const refuse = (bearer: string) => answerThrough(login, SERVER, 403, SCOPE_REFUSAL, bearer);
   await refuse('access-0');
   for (let i = 1; i <= 4; i++) {
     // A refresh: a new access token, the same login.

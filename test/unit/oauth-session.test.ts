@@ -24,6 +24,7 @@ import { FileOAuthVault } from '../../src/daemon/files/oauth-vault.js';
 import { URL_ELICITATION_REQUIRED, loginAware } from '../../src/daemon/sessions/login-answers.js';
 import { RpcCode } from '../../src/protocol/codes.js';
 import type { HttpSpec } from '../../src/hosting/upstream-config.js';
+import { SCOPE_REFUSAL, answerThrough } from '../fixtures/oauth-answers.js';
 
 const temp = mkdtempSync(join(tmpdir(), 'exai-ws-oauth-'));
 after(() => rmSync(temp, { recursive: true, force: true }));
@@ -137,9 +138,7 @@ test('no token: a 401 says a login is needed (the command named), without asking
   const vault = new MemoryVault();
   const as = fakeAs();
   const session = sessionWith(vault, as.fetchFn);
-  const refused = await session.watch(() =>
-    Promise.resolve(new Response('', { status: 401, headers: { 'www-authenticate': 'Bearer scope="read"' } })),
-  )(SERVER, {});
+  const refused = await answerThrough(session, SERVER, 401, 'Bearer scope="read"');
   await assert.rejects(
     Promise.resolve(session.transportAuth.onUnauthorized?.({ response: refused, serverUrl: new URL(SERVER), fetchFn: as.fetchFn })),
     /exai-ws login remote/,
@@ -153,12 +152,7 @@ test('no token: a 401 says a login is needed (the command named), without asking
 test('403 insufficient_scope: the scopes join the next login; after three logins refused, no more are offered', async () => {
   const vault = new MemoryVault();
   const session = sessionWith(vault, fakeAs().fetchFn);
-  const challenge = (bearer: string) =>
-    session.watch(() =>
-      Promise.resolve(
-        new Response('', { status: 403, headers: { 'www-authenticate': 'Bearer error="insufficient_scope", scope="admin"' } }),
-      ),
-    )(SERVER, { headers: { authorization: `Bearer ${bearer}` } });
+  const challenge = (bearer: string) => answerThrough(session, SERVER, 403, SCOPE_REFUSAL, bearer);
   await challenge('token-1');
   assert.equal(session.need?.kind, 'needed');
   assert.match(session.scopeToAsk() ?? '', /\badmin\b/);
@@ -242,10 +236,7 @@ test('a window is told at once: -32042 with the URL when it declared URL elicita
     verify: () => Promise.resolve(undefined),
   };
   const session = await logins.sessionFor(spec);
-  const refused = await session.watch(() => Promise.resolve(new Response('', { status: 401, headers: { 'www-authenticate': 'Bearer' } })))(
-    SERVER,
-    {},
-  );
+  const refused = await answerThrough(session, SERVER, 401, 'Bearer');
   await Promise.resolve(
     session.transportAuth.onUnauthorized?.({ response: refused, serverUrl: new URL(SERVER), fetchFn: as.fetchFn }),
   ).catch(() => undefined);
