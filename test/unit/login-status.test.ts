@@ -12,6 +12,7 @@ import { renderStatusTable } from '../../src/commands/status-table.js';
 import { loginText, type StatusLogin } from '../../src/commands/status-login.js';
 import { statusDocument } from '../../src/daemon/web/status-page-document.js';
 import type { HealthReport, LoginReport } from '../../src/local/health.js';
+import { healthReport } from '../fixtures/health-report.js';
 
 const NOW = Date.parse('2026-12-07T10:00:00Z');
 const IN_52_MIN = new Date(NOW + 52 * 60_000).toISOString();
@@ -39,19 +40,7 @@ function login(state: LoginReport['state'], extra: Partial<LoginReport> = {}): L
 }
 
 function report(servers: ReturnType<typeof server>[]): HealthReport {
-  return {
-    status: 'ok',
-    name: 'exai-ws',
-    version: '0.1.0',
-    pid: 4242,
-    host: '127.0.0.1',
-    port: 8765,
-    started_at: '2026-12-07T09:00:00Z',
-    uptime_s: 3600,
-    sessions: { total: 0, attached: 0, detached: 0, list: [] },
-    inflight: 0,
-    servers,
-  };
+  return healthReport({ uptime_s: 3600, servers });
 }
 
 const SERVERS = [

@@ -12,6 +12,7 @@ import { statusJson } from '../../src/commands/status-view.js';
 import { renderStatusTable } from '../../src/commands/status-table.js';
 import { STATELESS_CLIENTS_MAX, type HealthReport } from '../../src/local/health.js';
 import { parseChecked, samplesOf, valueOf } from '../fixtures/exposition.js';
+import { healthReport } from '../fixtures/health-report.js';
 
 /** A clock the test moves. */
 function clock(startMs = 1_000_000): { now: () => number; advance: (ms: number) => void } {
@@ -88,19 +89,7 @@ test('eras as /health writes them: the revision that names them, null while unkn
 });
 
 function report(servers: unknown[]): HealthReport {
-  return {
-    status: 'ok',
-    name: 'exai-ws',
-    version: '0.0.0',
-    pid: 1,
-    host: '127.0.0.1',
-    port: 1,
-    started_at: '2026-01-01T00:00:00.000Z',
-    uptime_s: 5,
-    sessions: { total: 0, attached: 0, detached: 0, list: [] },
-    inflight: 0,
-    servers,
-  } as unknown as HealthReport;
+  return healthReport({ servers: servers as HealthReport['servers'] });
 }
 
 test('/metrics: requests by era and servers by era, with the label values modern and legacy only', async () => {

@@ -9,6 +9,7 @@ import { statusJson } from '../../src/commands/status-view.js';
 import { renderStatusTable } from '../../src/commands/status-table.js';
 import { formatBytes } from '../../src/commands/status-windows.js';
 import type { HealthReport, SessionEntry } from '../../src/local/health.js';
+import { healthReport } from '../fixtures/health-report.js';
 
 function session(id: string, client: string, extra: Partial<SessionEntry> = {}): SessionEntry {
   return {
@@ -27,17 +28,7 @@ function session(id: string, client: string, extra: Partial<SessionEntry> = {}):
 }
 
 function report(list: SessionEntry[]): HealthReport {
-  return {
-    status: 'ok',
-    name: 'exai-ws',
-    version: '0.1.0',
-    pid: 1,
-    host: '127.0.0.1',
-    port: 8765,
-    uptime_s: 5,
-    inflight: 0,
-    sessions: { total: list.length, attached: list.length, detached: 0, list },
-  } as HealthReport;
+  return healthReport({ sessions: { total: list.length, attached: list.length, detached: 0, list } });
 }
 
 const text = (r: HealthReport, width = 200) => renderStatusTable(statusJson(r), { color: false, width });
