@@ -13,13 +13,10 @@
  *
  * No token of any kind is printed: the daemon's answers carry none.
  */
-import { spawn } from 'node:child_process';
 import { provenRequest, type ProvenReply, type ProvenTarget } from '../local/health-client.js';
-import { resolveHome, urlHost } from '../local/files.js';
-import { discoverDaemon } from '../local/client-settings.js';
-import { strangerMessage } from '../local/proof.js';
 import { ExitCode } from './exit-codes.js';
-import { browserOpener } from './open.js';
+import { openInBrowser } from './open.js';
+import { daemonTarget, failureText } from './daemon-ask.js';
 import { printable, type CommandIo } from './terminal.js';
 
 /** How long starting a login may take: the daemon discovers the server's authorization server and may register with it. */
@@ -57,7 +54,7 @@ export async function runLoginCommand(options: { server: string; print: boolean 
     stderr.write(`exai-ws login: ${name}: ${printable(reason)}\n`);
     return ExitCode.FAILURE;
   };
-  const target = targetOf(env);
+  const target = daemonTarget(env);
   if (typeof target === 'string') return fail(target);
   const ask = deps.ask ?? askLogin;
 
@@ -96,7 +93,7 @@ export async function runLogoutCommand(options: { server: string }, io: CommandI
     stderr.write(`exai-ws logout: ${name}: ${printable(reason)}\n`);
     return ExitCode.FAILURE;
   };
-  const target = targetOf(env);
+  const target = daemonTarget(env);
   if (typeof target === 'string') return fail(target);
   const reply = await (deps.ask ?? askLogin)(target, '/control/logout', { server: options.server }, LOGOUT_TIMEOUT_MS);
   const asked = answerOf(reply, target, `the daemon did not answer within ${LOGOUT_TIMEOUT_MS / 1000} s`);
@@ -106,35 +103,13 @@ export async function runLogoutCommand(options: { server: string }, io: CommandI
   return ExitCode.OK;
 }
 
-/** Where the daemon answers and the token to prove with, or why there is none. */
-function targetOf(env: NodeJS.ProcessEnv): ProvenTarget | string {
-  const daemon = discoverDaemon(env, { shell: true });
-  if (daemon.token === null) {
-    return `no token (no valid token file at ${resolveHome(env).token}, EXAI_WS_TOKEN unset): is the daemon running?`;
-  }
-  return { host: daemon.host, port: daemon.port, token: daemon.token };
-}
-
 /** A proven reply as these commands reason about it: the reasons in words (`timedOut` for a request that ran out of time), the body as an object. */
 function answerOf(reply: ProvenReply, target: ProvenTarget, timedOut: string): Answer {
-  const where = `${urlHost(target.host)}:${target.port}`;
   if (reply.ok) {
     const body = reply.body !== null && typeof reply.body === 'object' ? (reply.body as Record<string, unknown>) : {};
     return { ok: true, status: reply.status, body };
   }
-  switch (reply.failure) {
-    case 'unproven':
-      return { ok: false, error: strangerMessage(target.host, target.port, reply.detail) };
-    case 'refused':
-      return { ok: false, error: `the daemon on ${where} refused the proof (is EXAI_WS_HOME the daemon's?)` };
-    case 'no_token':
-      return { ok: false, error: 'no token to prove with: is the daemon running?' };
-    case 'unreachable':
-      // A request that ran out of time reached a daemon; anything else: nothing answers.
-      return reply.detail === 'timeout'
-        ? { ok: false, error: timedOut }
-        : { ok: false, error: `no daemon answers on ${where} (start one with \`exai-ws daemon\`)` };
-  }
+  return { ok: false, error: failureText(reply, target, timedOut) };
 }
 
 /** Why a non-200 answer refused, in words: the daemon's own `error`, else what the status means. */
@@ -156,19 +131,4 @@ function loggedInDetail(body: Record<string, unknown>, nowMs: number = Date.now(
   const expires = typeof body.expires_at === 'string' ? Date.parse(body.expires_at) : Number.NaN;
   if (Number.isFinite(expires)) parts.push(`token expires in ${Math.max(0, Math.round((expires - nowMs) / 60_000))} min`);
   return parts.length > 0 ? ` (${parts.join(', ')})` : '';
-}
-
-/** Starts the browser on its own, never waited for; false when none can be shown here. */
-function openInBrowser(url: string, env: NodeJS.ProcessEnv): boolean {
-  const opener = browserOpener(env);
-  if (!opener) return false;
-  try {
-    const child = spawn(opener.command, [...opener.args, url], { detached: true, stdio: 'ignore', env });
-    child.on('error', () => undefined);
-    child.unref();
-    return true;
-  } catch {
-    // The URL is printed already; that is the fallback.
-    return false;
-  }
 }

@@ -5,10 +5,9 @@
  * opens it there.
  */
 import { spawn } from 'node:child_process';
-import { provenRequest } from '../local/health-client.js';
-import { resolveHome, urlHost } from '../local/files.js';
-import { discoverDaemon } from '../local/client-settings.js';
-import { strangerMessage } from '../local/proof.js';
+import { provenRequest, type ProvenTarget } from '../local/health-client.js';
+import { urlHost } from '../local/files.js';
+import { daemonTarget, failureText } from './daemon-ask.js';
 import { ExitCode } from './exit-codes.js';
 import type { CommandIo } from './terminal.js';
 
@@ -29,36 +28,26 @@ type Asked = { ok: true; reply: CodeReply } | { ok: false; error: string };
  */
 export async function runOpenCommand(options: { print: boolean }, io: CommandIo): Promise<number> {
   const { stdout, stderr, env } = io;
-  const daemon = discoverDaemon(env, { shell: true });
-  if (daemon.token === null) {
-    stderr.write(
-      `exai-ws open: no token (no valid token file at ${resolveHome(env).token}, EXAI_WS_TOKEN unset): is the daemon running?\n`,
-    );
+  const daemon = daemonTarget(env);
+  if (typeof daemon === 'string') {
+    stderr.write(`exai-ws open: ${daemon}\n`);
     return ExitCode.FAILURE;
   }
-  const asked = await askCode(daemon.host, daemon.port, daemon.token);
+  const asked = await askCode(daemon);
   if (!asked.ok) {
     stderr.write(`exai-ws open: ${asked.error}\n`);
     return ExitCode.FAILURE;
   }
   const url = asked.reply.url ?? `http://${urlHost(daemon.host)}:${daemon.port}/?code=${encodeURIComponent(asked.reply.code)}`;
   stdout.write(`${url}\n`);
-  if (!options.print) {
-    const opener = browserOpener(env);
-    if (opener) launchDetached(opener.command, [...opener.args, url], env);
-  }
+  if (!options.print) openInBrowser(url, env);
   return ExitCode.OK;
 }
 
-async function askCode(host: string, port: number, token: string): Promise<Asked> {
-  const where = `${urlHost(host)}:${port}`;
-  const reply = await provenRequest({ host, port, token }, { method: 'POST', path: '/auth/code', timeoutMs: CODE_TIMEOUT_MS });
-  if (!reply.ok) {
-    if (reply.failure === 'unproven') return { ok: false, error: strangerMessage(host, port, reply.detail) };
-    if (reply.failure === 'refused')
-      return { ok: false, error: `the daemon on ${where} refused the proof (is EXAI_WS_HOME the daemon's?)` };
-    return { ok: false, error: `no daemon answers on ${where} (start one with \`exai-ws daemon\`)` };
-  }
+async function askCode(target: ProvenTarget): Promise<Asked> {
+  const where = `${urlHost(target.host)}:${target.port}`;
+  const reply = await provenRequest(target, { method: 'POST', path: '/auth/code', timeoutMs: CODE_TIMEOUT_MS });
+  if (!reply.ok) return { ok: false, error: failureText(reply, target) };
   const body = reply.body as Partial<CodeReply> | null;
   if (reply.status !== 200 || body === null || typeof body !== 'object' || typeof body.code !== 'string') {
     return { ok: false, error: `the daemon on ${where} gave no login code (HTTP ${reply.status})` };
@@ -82,13 +71,17 @@ export function browserOpener(
   return { command: 'xdg-open', args: [] };
 }
 
-/** Starts the opener on its own, never waited for: a missing or failing opener changes nothing. */
-function launchDetached(command: string, args: string[], env: NodeJS.ProcessEnv): void {
+/** Hands `url` to the browser on its own, never waited for; false when none can be shown here. Never throws. */
+export function openInBrowser(url: string, env: NodeJS.ProcessEnv): boolean {
+  const opener = browserOpener(env);
+  if (!opener) return false;
   try {
-    const child = spawn(command, args, { detached: true, stdio: 'ignore', env });
+    const child = spawn(opener.command, [...opener.args, url], { detached: true, stdio: 'ignore', env });
     child.on('error', () => undefined);
     child.unref();
+    return true;
   } catch {
     // The URL is printed already; that is the fallback.
+    return false;
   }
 }
