@@ -24,6 +24,13 @@ const layerRules = [
   { files: ['src/builtin/**/*.ts'], patterns: [forbid(rooms('mux', 'daemon', 'shim', 'commands', 'cli'), above)] },
   { files: ['src/mux/**/*.ts'], patterns: [forbid(rooms('daemon', 'shim', 'commands', 'cli'), above)] },
   {
+    files: ['src/daemon/authz/**/*.ts'],
+    patterns: [
+      forbid(rooms('files', 'sessions', 'web', 'shim', 'commands', 'cli'), above),
+      forbid('^\\.\\./[^/]+\\.js$', `daemon/ ${above}`),
+    ],
+  },
+  {
     files: ['src/daemon/files/**/*.ts'],
     patterns: [forbid(rooms('sessions', 'web', 'shim', 'commands', 'cli'), above), forbid('^\\.\\./[^/]+\\.js$', `daemon/ ${above}`)],
   },

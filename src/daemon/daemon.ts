@@ -253,6 +253,10 @@ export class Daemon {
         reload: (reason) => this.reload(reason),
       },
       logins: () => this.hub?.logins,
+      toolCount: async () => {
+        const listed = await this.hub?.list('tools', {});
+        return listed !== undefined && 'items' in listed ? listed.items.length : undefined;
+      },
     });
   }
 

@@ -51,6 +51,11 @@ import { scaledMs } from '../../local/timer-scale.js';
 import { AuthRoutes } from './auth-routes.js';
 import { originAllowed } from './origin.js';
 import { WsUpgrades } from './ws-upgrade.js';
+import { AUTHZ_PATHS, AuthorizationServer } from '../authz/authorization-server.js';
+import { GrantFileStore } from '../files/grant-store.js';
+import { AuthzRoutes, CLIENTS_PATHS } from './authz-routes.js';
+import { ConsentRoutes } from './consent-routes.js';
+import { join } from 'node:path';
 import type { Selection } from '../../protocol/hello.js';
 
 export { originAllowed } from './origin.js';
@@ -76,6 +81,10 @@ export interface DaemonServerDeps {
   control: ControlDeps;
   /** OAuth logins to `url` servers: `/control/login*`, `/control/logout`, `/oauth/callback` (login-routes.ts). */
   logins?: LoginRoutesDeps['logins'];
+  /** The daemon's own authorization server (default: its grants kept in `<home>/oauth/issued.json`). */
+  authz?: AuthorizationServer;
+  /** How many tools the merged view lists, for the consent page. */
+  toolCount?: () => Promise<number | undefined>;
 }
 
 /** `/mcp`, or `/mcp/NAME` for one hosted server alone. */
@@ -90,6 +99,10 @@ export class DaemonServer {
   private readonly ws: WsUpgrades;
   private readonly routes: AuthRoutes;
   private readonly logins: LoginRoutes;
+  private readonly oauth: AuthzRoutes;
+  private readonly consent: ConsentRoutes;
+  /** The daemon's own authorization server (`exai-ws clients`). */
+  readonly authz: AuthorizationServer;
   private accepting = true;
   private allowedHosts = new Set<string>();
   private readonly auth: WebAuth;
@@ -120,6 +133,15 @@ export class DaemonServer {
       port: () => this.port,
     });
     this.logins = new LoginRoutes({ logins: deps.logins ?? (() => undefined), logger });
+    this.authz = deps.authz ?? new AuthorizationServer({ store: new GrantFileStore(join(config.paths.oauth, 'issued.json'), logger) });
+    this.oauth = new AuthzRoutes({ authz: this.authz, logger, metrics });
+    this.consent = new ConsentRoutes({
+      authz: this.authz,
+      auth: this.auth,
+      guard: this.guard,
+      logger,
+      toolCount: deps.toolCount ?? (() => Promise.resolve(undefined)),
+    });
     this.ws = new WsUpgrades({
       config,
       manager: deps.manager,
@@ -229,20 +251,14 @@ export class DaemonServer {
     if (!originAllowed(req.headers.origin)) return forbidden('only loopback origins may call the daemon');
     const path = (req.url ?? '/').split('?')[0] ?? '/';
     const mcp = MCP_PATH.exec(path);
+    const oauth = this.oauth.handles(path);
+    // CORS for loopback origins (browser-based clients), never for the pages or the token's routes.
+    if ((mcp || oauth) && this.oauth.cors(req, res)) return;
+    if (oauth) return this.oauth.handle(path, req, res);
+    if (path === AUTHZ_PATHS.authorize) return this.consent.handle(req, res);
     if (mcp) {
-      if (this.auth.tokenCredential(req) === null) {
-        this.deps.metrics.authFailures++;
-        res.setHeader('connection', 'close');
-        res.setHeader('www-authenticate', 'Bearer');
-        return send(401, {
-          jsonrpc: '2.0',
-          id: null,
-          error: {
-            code: RpcCode.INVALID_REQUEST,
-            message: 'Unauthorized: send Authorization: Bearer <token> (the token file in EXAI_WS_HOME)',
-          },
-        });
-      }
+      // The daemon's token (or a proof of it), else an access token of its authorization server.
+      if (this.auth.tokenCredential(req) === null && this.oauth.mcpGrant(req, res) === null) return;
       this.guard.authenticate(req.socket);
       if (!this.accepting)
         return send(503, { jsonrpc: '2.0', id: null, error: { code: RpcCode.CONNECTION_CLOSED, message: 'daemon is shutting down' } });
@@ -271,6 +287,8 @@ export class DaemonServer {
     const login = LOGIN_PATHS.get(path);
     if (login !== undefined) return this.routes.onAuthenticated(req, res, () => this.logins.handle(login, req, res));
     if (path === CALLBACK_PATH) return this.logins.onCallback(req, res);
+    const clients = CLIENTS_PATHS.get(path);
+    if (clients !== undefined) return this.routes.onAuthenticated(req, res, () => this.oauth.onClients(clients, req, res));
     if (path === '/metrics' || path === '/events' || path === '/') return this.onPage(req, res, path);
     send(404, {
       error: 'not found',

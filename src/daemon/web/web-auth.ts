@@ -135,9 +135,13 @@ export class WebAuth {
   credential(req: IncomingMessage): Credential | null {
     const byToken = this.tokenCredential(req);
     if (byToken !== null) return byToken;
+    return this.cookieValid(req) ? 'cookie' : null;
+  }
+
+  /** The request carries a browser session's cookie (the consent page asks for nothing else). */
+  cookieValid(req: IncomingMessage): boolean {
     const cookie = cookieValue(req.headers.cookie, COOKIE_NAME);
-    if (cookie !== undefined && this.valid(this.cookies, cookie)) return 'cookie';
-    return null;
+    return cookie !== undefined && this.valid(this.cookies, cookie);
   }
 
   /** A new one-time code, good for {@link CODE_TTL_MS}. */

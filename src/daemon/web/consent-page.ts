@@ -1,0 +1,71 @@
+/**
+ * The consent page's HTML (consent-routes.ts): pure, from the request waiting for the user.
+ * Three pages: "Allow CLIENT to use exai-ws (N tools)" for a browser holding the status page's
+ * cookie, the one-time code form for any other, and an error. Every value shown is escaped;
+ * the pages load nothing (no script at all) and cannot be framed (consent-routes.ts's headers).
+ */
+import type { PendingRequest } from '../authz/authorization-server.js';
+import { AUTHZ_PATHS } from '../authz/authorization-server.js';
+
+const STYLE =
+  'body{font:16px system-ui,sans-serif;max-width:40em;margin:4em auto;padding:0 1em;line-height:1.45}' +
+  'code{background:#8882;padding:.1em .3em}button,input{font:inherit;padding:.4em .9em;margin:.2em .4em .2em 0}' +
+  'input[type=text]{width:100%;box-sizing:border-box}.who{color:#666;font-size:.9em}.error{color:#b00}';
+
+function page(title: string, body: string): string {
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(title)}</title><style>${STYLE}</style></head><body><h1>exai-ws</h1>${body}</body></html>`;
+}
+
+function hidden(request: PendingRequest): string {
+  return `<input type="hidden" name="request" value="${escapeHtml(request.id)}"><input type="hidden" name="csrf" value="${escapeHtml(request.csrf)}">`;
+}
+
+function who(request: PendingRequest): string {
+  const { client, redirect_uri } = request;
+  const source =
+    client.kind === 'metadata_document'
+      ? `its metadata document at ${client.client_id}`
+      : `registered with this daemon as ${client.client_id}`;
+  const answer = new URL(redirect_uri);
+  return `<p class="who">The client is ${escapeHtml(source)}; the answer goes to ${escapeHtml(`${answer.host}${answer.pathname}`)} on this machine.</p>`;
+}
+
+/** For a browser holding the status page's cookie: allow or deny. */
+export function consentPage(request: PendingRequest, tools: number | undefined): string {
+  const name = request.client.client_name;
+  const count = tools === undefined ? '' : ` (${tools} tool${tools === 1 ? '' : 's'})`;
+  return page(
+    `Allow ${name}?`,
+    `<h2>Allow ${escapeHtml(name)} to use exai-ws${count}?</h2>` +
+      `<p>It could then call every tool this daemon serves, over ${escapeHtml(request.resource)}, until you revoke it with <code>exai-ws clients revoke ${escapeHtml(name)}</code>.</p>` +
+      who(request) +
+      `<form method="post" action="${AUTHZ_PATHS.authorize}">${hidden(request)}` +
+      `<button type="submit" name="decision" value="allow">Allow</button><button type="submit" name="decision" value="deny">Deny</button></form>`,
+  );
+}
+
+/** For any other browser: the one-time code of `exai-ws open`, then the consent page. */
+export function codePage(request: PendingRequest, problem?: string): string {
+  const name = request.client.client_name;
+  return page(
+    `${name} asks to use exai-ws`,
+    `<h2>${escapeHtml(name)} asks to use exai-ws</h2>` +
+      (problem ? `<p class="error">${escapeHtml(problem)}</p>` : '') +
+      `<p>Only you can approve it. Run <code>exai-ws open --print</code> in a terminal and paste the link (or its code) it prints here. ` +
+      `Or run <code>exai-ws open</code> and reload this page in the browser it opens.</p>` +
+      who(request) +
+      `<form method="post" action="${AUTHZ_PATHS.authorize}">${hidden(request)}` +
+      `<input type="text" name="code" autocomplete="off" autofocus required placeholder="http://127.0.0.1:PORT/?code=..."><button type="submit">Continue</button></form>`,
+  );
+}
+
+export function errorPage(message: string): string {
+  return page(
+    'exai-ws: cannot authorize',
+    `<h2>This authorization cannot go on</h2><p class="error">${escapeHtml(message)}</p><p>Start again from your client.</p>`,
+  );
+}
+
+export function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
