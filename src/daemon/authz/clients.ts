@@ -53,6 +53,8 @@ const MAX_DOCUMENT_TTL_MS = 24 * 60 * 60 * 1000;
 /** A metadata document's fetch: its deadline and the largest answer read. */
 export const DOCUMENT_TIMEOUT_MS = 5_000;
 export const MAX_DOCUMENT_BYTES = 64 * 1024;
+/** Metadata documents fetched at once at most: a flood of made-up client ids cannot make the daemon a fetching machine. */
+export const MAX_FETCHES = 4;
 
 const url = z.string().min(1).max(2048);
 /** What a registration (or a metadata document) may say; the rest is ignored. */
@@ -106,6 +108,8 @@ export class ClientRegistry {
   /** client_id -> registration; insertion order is age order. */
   private readonly registered = new Map<string, KnownClient>();
   private readonly documents = new Map<string, KnownClient>();
+  /** Fetches under way, by URL: a second request for the same document waits for the first. */
+  private readonly fetching = new Map<string, Promise<KnownClient | OAuthRefusal>>();
 
   constructor(options: ClientRegistryOptions = {}) {
     this.now = options.now ?? Date.now;
@@ -188,11 +192,22 @@ export class ClientRegistry {
     const cached = this.documents.get(clientId);
     if (cached !== undefined && cached.expires_at_ms > now) return cached;
     this.documents.delete(clientId);
-    const fetched = await this.fetchClientDocument(clientId);
-    if (isRefusal(fetched)) return fetched;
-    this.documents.set(clientId, fetched);
-    while (this.documents.size > MAX_DOCUMENTS) this.documents.delete(this.documents.keys().next().value as string);
-    return fetched;
+    const under = this.fetching.get(clientId);
+    if (under !== undefined) return under;
+    if (this.fetching.size >= MAX_FETCHES) return refusal('temporarily_unavailable', 'too many client metadata documents are being fetched: try again');
+    const fetched = this.fetchClientDocument(clientId).then((client) => {
+      if (!isRefusal(client)) {
+        this.documents.set(clientId, client);
+        while (this.documents.size > MAX_DOCUMENTS) this.documents.delete(this.documents.keys().next().value as string);
+      }
+      return client;
+    });
+    this.fetching.set(clientId, fetched);
+    try {
+      return await fetched;
+    } finally {
+      this.fetching.delete(clientId);
+    }
   }
 
   /** A known client, without fetching (registrations and cached documents). */
