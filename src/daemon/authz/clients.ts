@@ -285,7 +285,8 @@ export function isDocumentUrl(clientId: string): boolean {
   const parsed = parseUrl(clientId);
   if (parsed === null || parsed.protocol !== 'https:' || parsed.pathname === '/' || parsed.hash !== '' || parsed.username !== '')
     return false;
-  const host = parsed.hostname.toLowerCase();
+  // A trailing dot names the same host (`localhost.` is this machine too).
+  const host = parsed.hostname.toLowerCase().replace(/\.$/, '');
   return !(LOOPBACK.has(host) || host.endsWith('.localhost') || host === '0.0.0.0' || /^127\.|^\[(::|f[cd]|fe80)/i.test(host));
 }
 

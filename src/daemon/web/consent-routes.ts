@@ -67,7 +67,9 @@ export class ConsentRoutes {
   }
 
   private async onGet(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const query = new URLSearchParams((req.url ?? '').split('?')[1] ?? '');
+    // All after the first `?`: a query may hold more (RFC 3986 3.4).
+    const url = req.url ?? '';
+    const query = new URLSearchParams(url.includes('?') ? url.slice(url.indexOf('?') + 1) : '');
     const again = query.get('request');
     if (again !== null && !query.has('client_id')) {
       const request = this.deps.authz.waiting(again);
