@@ -80,3 +80,9 @@ export function accepts(req: IncomingMessage, type: string): boolean {
     return media === type || media === '*/*' || media === `${type.split('/')[0]}/*`;
   });
 }
+
+/** The query of a request URL: all after the first `?` (a query may hold more, RFC 3986 3.4); '' when none. */
+export function queryOf(url: string | undefined): string {
+  const at = (url ?? '').indexOf('?');
+  return at < 0 ? '' : (url as string).slice(at + 1);
+}

@@ -14,6 +14,7 @@
  * are never cached and send no referrer; no CORS header is ever set here.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { queryOf } from '../../transport/http-wire.js';
 import { AUTHZ_PATHS, type AuthorizationServer, type PendingRequest } from '../authz/authorization-server.js';
 import type { Logger } from '../files/logger.js';
 import { originOf } from './authz-routes.js';
@@ -67,9 +68,7 @@ export class ConsentRoutes {
   }
 
   private async onGet(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    // All after the first `?`: a query may hold more (RFC 3986 3.4).
-    const url = req.url ?? '';
-    const query = new URLSearchParams(url.includes('?') ? url.slice(url.indexOf('?') + 1) : '');
+    const query = new URLSearchParams(queryOf(req.url));
     const again = query.get('request');
     if (again !== null && !query.has('client_id')) {
       const request = this.deps.authz.waiting(again);

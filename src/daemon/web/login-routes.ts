@@ -16,7 +16,7 @@
  * `/control/stop`). Nothing here answers with a token, and errors name no secret.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { writeJson } from '../../transport/http-wire.js';
+import { queryOf, writeJson } from '../../transport/http-wire.js';
 import { FLOW_TTL_MS, UnknownServerError, type OAuthLogins } from '../../hosting/oauth/logins.js';
 import type { Logger } from '../files/logger.js';
 import { readSmallBody } from './small-body.js';
@@ -71,7 +71,7 @@ export class LoginRoutes {
     req.resume();
     if (req.method !== 'GET') return writeJson(res, 405, { error: 'method not allowed' });
     const logins = this.deps.logins();
-    const query = new URLSearchParams((req.url ?? '').split('?')[1] ?? '');
+    const query = new URLSearchParams(queryOf(req.url));
     if (logins === undefined) return page(res, 503, 'The daemon is not ready', 'Start the login again in a moment.');
     logins.complete(query).then(
       (outcome) => {

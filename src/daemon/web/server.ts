@@ -33,7 +33,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { RpcCode } from '../../protocol/codes.js';
 import type { McpHttpEndpoint } from '../../transport/http.js';
-import { writeJson } from '../../transport/http-wire.js';
+import { queryOf, writeJson } from '../../transport/http-wire.js';
 import { urlHost } from '../../local/files.js';
 import type { DaemonConfig } from '../files/config.js';
 import type { Logger } from '../files/logger.js';
@@ -298,7 +298,7 @@ export class DaemonServer {
   /** `/metrics`, the status page and its event stream: the token or the browser's cookie. */
   private onPage(req: IncomingMessage, res: ServerResponse, path: string): void {
     if (req.method !== 'GET' && req.method !== 'HEAD') return writeJson(res, 405, { error: 'method not allowed' });
-    const query = new URLSearchParams((req.url ?? '').split('?')[1] ?? '');
+    const query = new URLSearchParams(queryOf(req.url));
     const code = path === '/' ? query.get('code') : null;
     if (code !== null) {
       const cookie = this.auth.redeem(code);
@@ -335,8 +335,7 @@ export class DaemonServer {
 function mcpSelection(name: string | undefined, url: string): Selection {
   const selection: Selection = {};
   if (name !== undefined) selection.server = decodeURIComponent(name);
-  const query = url.indexOf('?');
-  const profile = query < 0 ? null : new URLSearchParams(url.slice(query + 1)).get('profile');
+  const profile = new URLSearchParams(queryOf(url)).get('profile');
   if (profile !== null) selection.profile = profile;
   return selection;
 }
