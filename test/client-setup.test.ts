@@ -1,8 +1,10 @@
 /**
  * `exai-ws config vscode|cursor|claude-code|gemini|codex|claude-desktop`: the real CLI prints
  * entries whose JSON parses, with the running daemon's port (else the settings file's, else the
- * one state.json remembers, else the default) and the home's token; pasted as printed, the shim
- * entry serves an SDK client and the URL entries open Streamable HTTP sessions.
+ * one state.json remembers, else the default) and the home's token; the clients that speak MCP
+ * authorization get the URL alone first (no token in it), then the URL with the token; pasted
+ * as printed, the shim entry serves an SDK client, the URL entries with the token open
+ * Streamable HTTP sessions, and the one without is sent to log in (401 with resource_metadata).
  */
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -100,7 +102,8 @@ describe('exai-ws config', { concurrency: 4 }, () => {
 
     const vscode = await config(['vscode'], env);
     assert.equal(vscode.code, 0, vscode.stderr);
-    const [vHttp, vShim] = jsonBlocks(vscode.stdout);
+    const [vFree, vHttp, vShim] = jsonBlocks(vscode.stdout);
+    assert.deepEqual(entryOf(vFree, 'servers'), { type: 'http', url }, 'first the URL alone');
     assert.deepEqual(entryOf(vHttp, 'servers'), { type: 'http', url, headers: { Authorization: authorization } });
     assert.deepEqual(entryOf(vShim, 'servers'), {
       type: 'stdio',
@@ -109,22 +112,31 @@ describe('exai-ws config', { concurrency: 4 }, () => {
       env: { EXAI_WS_HOME: daemon.home },
     });
     assert.match(vscode.stdout, /holds the daemon token, a secret/);
+    assert.match(vscode.stdout, /The URL alone holds no secret: the first time the client connects, it opens the daemon's consent page/);
+    assert.match(vscode.stdout, /`exai-ws clients revoke NAME` revokes one/);
+    assert.ok(
+      vscode.stdout.indexOf('The URL alone holds no secret') < vscode.stdout.indexOf(daemon.token),
+      'the token-free entry and its note come before any token',
+    );
     assert.match(vscode.stdout, new RegExp(`port ${daemon.port}: the running daemon's \\(pid ${daemon.pid}`));
 
     const cursor = await configHere(['cursor'], env);
-    const [cHttp, cShim] = jsonBlocks(cursor.stdout);
+    const [cFree, cHttp, cShim] = jsonBlocks(cursor.stdout);
+    assert.deepEqual(entryOf(cFree, 'mcpServers'), { url });
     assert.deepEqual(entryOf(cHttp, 'mcpServers'), { url, headers: { Authorization: authorization } });
     assert.deepEqual(entryOf(cShim, 'mcpServers'), { command: process.execPath, args: shimArgs, env: { EXAI_WS_HOME: daemon.home } });
     assert.match(cursor.stdout, /holds the daemon token, a secret/);
 
     const claudeCode = await configHere(['claude-code'], env);
+    assert.ok(claudeCode.stdout.includes(`\nclaude mcp add --scope user --transport http exai-ws ${url}\n`), claudeCode.stdout);
     assert.ok(
       claudeCode.stdout.includes(
         `claude mcp add --scope user --transport http exai-ws ${url} --header 'Authorization: Bearer ${daemon.token}'`,
       ),
       claudeCode.stdout,
     );
-    const [ccJson] = jsonBlocks(claudeCode.stdout);
+    const [ccFree, ccJson] = jsonBlocks(claudeCode.stdout);
+    assert.deepEqual(entryOf(ccFree, 'mcpServers'), { type: 'http', url });
     assert.deepEqual(entryOf(ccJson, 'mcpServers'), { type: 'http', url, headers: { Authorization: authorization } });
     // With a home to pass on, the shim form is `add-json` (its JSON parses too).
     const addJson = /^claude mcp add-json --scope user exai-ws '(.*)'$/m.exec(claudeCode.stdout);
@@ -138,13 +150,15 @@ describe('exai-ws config', { concurrency: 4 }, () => {
 
     const gemini = await configHere(['gemini'], env);
     assert.equal(gemini.code, 0, gemini.stderr);
+    assert.ok(gemini.stdout.includes(`\ngemini mcp add --scope user --transport http exai-ws ${url}\n`), gemini.stdout);
     assert.ok(
       gemini.stdout.includes(
         `gemini mcp add --scope user --transport http exai-ws ${url} --header 'Authorization: Bearer ${daemon.token}'`,
       ),
       gemini.stdout,
     );
-    const [gHttp, gShim] = jsonBlocks(gemini.stdout);
+    const [gFree, gHttp, gShim] = jsonBlocks(gemini.stdout);
+    assert.deepEqual(entryOf(gFree, 'mcpServers'), { httpUrl: url });
     assert.deepEqual(entryOf(gHttp, 'mcpServers'), { httpUrl: url, headers: { Authorization: authorization } });
     assert.deepEqual(entryOf(gShim, 'mcpServers'), { command: process.execPath, args: shimArgs, env: { EXAI_WS_HOME: daemon.home } });
 
@@ -179,7 +193,7 @@ describe('exai-ws config', { concurrency: 4 }, () => {
 
     const byDefault = await configHere(['cursor'], env);
     assert.equal(byDefault.code, 0, byDefault.stderr);
-    assert.deepEqual(entryOf(jsonBlocks(byDefault.stdout)[0], 'mcpServers'), {
+    assert.deepEqual(entryOf(jsonBlocks(byDefault.stdout)[1], 'mcpServers'), {
       url: 'http://127.0.0.1:4999/mcp',
       headers: { Authorization: `Bearer ${token}` },
     });
@@ -195,7 +209,7 @@ describe('exai-ws config', { concurrency: 4 }, () => {
     writeFileSync(settings, 'EXAI_WS_PORT=4567\nEXAI_WS_TOKEN=settings-token-0123456789abc\n', { mode: 0o600 });
     const fromSettings = await configHere(['vscode'], { ...env, EXAI_WS_PORT: '7777' });
     assert.equal(fromSettings.code, 0, fromSettings.stderr);
-    assert.deepEqual(entryOf(jsonBlocks(fromSettings.stdout)[0], 'servers'), {
+    assert.deepEqual(entryOf(jsonBlocks(fromSettings.stdout)[1], 'servers'), {
       type: 'http',
       url: 'http://127.0.0.1:4567/mcp',
       headers: { Authorization: 'Bearer settings-token-0123456789abc' },
@@ -215,7 +229,7 @@ describe('exai-ws config', { concurrency: 4 }, () => {
     assert.match(anyPort.stdout, /port 23456 is a guess: EXAI_WS_PORT=0 in .* picks a new port at every start/);
 
     const fromEnv = await configHere(['cursor'], { ...env, EXAI_WS_TOKEN: 'env-token-0123456789abcdef' });
-    assert.deepEqual(entryOf(jsonBlocks(fromEnv.stdout)[0], 'mcpServers').headers, { Authorization: 'Bearer env-token-0123456789abcdef' });
+    assert.deepEqual(entryOf(jsonBlocks(fromEnv.stdout)[1], 'mcpServers').headers, { Authorization: 'Bearer env-token-0123456789abcdef' });
   });
 
   test('the shim form needs no env block: the default home is not passed on, another home is', async () => {
@@ -241,7 +255,7 @@ describe('exai-ws config', { concurrency: 4 }, () => {
     const home = homeWithToken(null);
     const out = await configHere(['vscode'], { EXAI_WS_HOME: home });
     assert.equal(out.code, 0, out.stderr);
-    assert.equal(entryOf(jsonBlocks(out.stdout)[0], 'servers').headers?.Authorization, 'Bearer <token>');
+    assert.equal(entryOf(jsonBlocks(out.stdout)[1], 'servers').headers?.Authorization, 'Bearer <token>');
     assert.match(out.stdout, /token: none yet: the daemon creates .*token when it first starts/);
     const missingHome = await configHere(['claude-code'], { EXAI_WS_HOME: join(home, 'not', 'there') });
     assert.equal(missingHome.code, 0, missingHome.stderr);
@@ -255,7 +269,8 @@ describe('exai-ws config', { concurrency: 4 }, () => {
     const env = { EXAI_WS_HOME: home, EXAI_WS_CONFIG: configFile };
     const out = await configHere(['vscode', '--server', 'memory'], env);
     assert.equal(out.code, 0, out.stderr);
-    const [http, shim] = jsonBlocks(out.stdout);
+    const [free, http, shim] = jsonBlocks(out.stdout);
+    assert.deepEqual(entryOf(free, 'servers', 'memory'), { type: 'http', url: 'http://127.0.0.1:8765/mcp/memory' });
     assert.equal(entryOf(http, 'servers', 'memory').url, 'http://127.0.0.1:8765/mcp/memory');
     assert.deepEqual(entryOf(shim, 'servers', 'memory').args, [SHIM, '--server', 'memory']);
     assert.doesNotMatch(out.stdout, /is not in .*servers\.json/);
@@ -275,7 +290,8 @@ describe('exai-ws config', { concurrency: 4 }, () => {
     const env = { EXAI_WS_HOME: home, EXAI_WS_CONFIG: configFile };
     const out = await configHere(['vscode', '--profile', 'notes'], env);
     assert.equal(out.code, 0, out.stderr);
-    const [http, shim] = jsonBlocks(out.stdout);
+    const [free, http, shim] = jsonBlocks(out.stdout);
+    assert.deepEqual(entryOf(free, 'servers', 'exai-ws-notes'), { type: 'http', url: 'http://127.0.0.1:8765/mcp?profile=notes' });
     assert.equal(entryOf(http, 'servers', 'exai-ws-notes').url, 'http://127.0.0.1:8765/mcp?profile=notes');
     assert.deepEqual(entryOf(shim, 'servers', 'exai-ws-notes').args, [SHIM, '--profile', 'notes']);
     assert.doesNotMatch(out.stdout, /is not in /);
@@ -305,7 +321,21 @@ describe('exai-ws config', { concurrency: 4 }, () => {
   test('pasted as printed, the VS Code URL entry opens a Streamable HTTP session and serves the official SDK client', async () => {
     const daemon = await plainDaemon();
     const out = await config(['vscode'], { EXAI_WS_HOME: daemon.home });
-    const entry = entryOf(jsonBlocks(out.stdout)[0], 'servers');
+    const [free, withToken] = jsonBlocks(out.stdout);
+    // The entry without a token: the client is told where to log in, as MCP authorization says.
+    const login = await fetch(entryOf(free, 'servers').url as string, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Accept: 'application/json, text/event-stream' },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: {} }),
+      signal: AbortSignal.timeout(10_000),
+    });
+    await login.arrayBuffer();
+    assert.equal(login.status, 401);
+    assert.match(
+      login.headers.get('www-authenticate') ?? '',
+      new RegExp(`^Bearer resource_metadata="http://127\\.0\\.0\\.1:${daemon.port}/\\.well-known/oauth-protected-resource/mcp"`),
+    );
+    const entry = entryOf(withToken, 'servers');
     const response = await fetch(entry.url as string, {
       method: 'POST',
       headers: { ...entry.headers, 'Content-Type': 'application/json', Accept: 'application/json, text/event-stream' },
@@ -333,7 +363,7 @@ describe('exai-ws config', { concurrency: 4 }, () => {
   test('pasted as printed, the Gemini CLI settings entry and the Codex table with its exported variable open sessions', async () => {
     const daemon = await plainDaemon();
     const gemini = await config(['gemini'], { EXAI_WS_HOME: daemon.home });
-    const entry = entryOf(jsonBlocks(gemini.stdout)[0], 'mcpServers') as Entry & { httpUrl?: string };
+    const entry = entryOf(jsonBlocks(gemini.stdout)[1], 'mcpServers') as Entry & { httpUrl?: string };
     const codex = await config(['codex'], { EXAI_WS_HOME: daemon.home });
     const url = /^url = "(.*)"$/m.exec(codex.stdout)?.[1];
     const variable = /^bearer_token_env_var = "(.*)"$/m.exec(codex.stdout)?.[1];
@@ -359,7 +389,7 @@ describe('exai-ws config', { concurrency: 4 }, () => {
       EXAI_WS_CONFIG: join(daemon.home, 'config.json'),
     });
     assert.doesNotMatch(out.stdout, /not among the hosted servers/);
-    const entry = entryOf(jsonBlocks(out.stdout)[0], 'mcpServers', 'memory');
+    const entry = entryOf(jsonBlocks(out.stdout)[1], 'mcpServers', 'memory');
     assert.equal(entry.url, `http://127.0.0.1:${daemon.port}/mcp/memory`);
     const transport = new StreamableHTTPClientTransport(new URL(entry.url), { requestInit: { headers: entry.headers } });
     const client = new Client({ name: 'pasted-server-url', version: '1' });

@@ -1,7 +1,13 @@
 /**
- * What `exai-ws config CLIENT` prints for each client (client-setup.ts): the URL entry and the
- * shim entry in that client's own form (JSON, a TOML table, a command line), pure, from the
- * endpoint and the environment.
+ * What `exai-ws config CLIENT` prints for each client (client-setup.ts), in that client's own
+ * form (JSON, a TOML table, a command line), pure, from the endpoint and the environment:
+ *
+ * - for the clients that speak MCP authorization (VS Code, Claude Code, Cursor, Gemini CLI),
+ *   first the URL entry alone: it holds no secret, the client logs in through the daemon's
+ *   own consent page (daemon/authz/) and `exai-ws clients` lists it;
+ * - then the URL entry with the daemon token in a header, for clients or scripts without MCP
+ *   authorization (Codex: its bearer token variable);
+ * - then the shim entry (stdio), the only one Claude Desktop's file takes.
  */
 import { join, resolve } from 'node:path';
 import { userConfigDir } from '../local/config-path.js';
@@ -65,6 +71,10 @@ interface Parts {
   /** What the entry gives, in words. */
   what: string;
   secret: Block;
+  /** Says the token-free URL entry holds no secret and how its client is allowed. */
+  loginNote: Block;
+  /** Introduces the header form, the alternative to the token-free entry. */
+  headerIntro: Block;
   needsDaemon: Block;
   shimIntro: Block;
   env: NodeJS.ProcessEnv;
@@ -91,43 +101,60 @@ export function setupBlocks(
   const secret: Block = {
     text: 'This entry holds the daemon token, a secret: anyone who reads it can use the daemon. Keep it in your user configuration, not in a file you commit.',
   };
+  const loginNote: Block = {
+    text: "The URL alone holds no secret: the first time the client connects, it opens the daemon's consent page in your browser, where you allow the client (with the browser logged in to the daemon by `exai-ws open`, or with the one-time code `exai-ws open --print` prints). `exai-ws clients` lists the clients you allowed; `exai-ws clients revoke NAME` revokes one.",
+  };
+  const headerIntro: Block = {
+    text: 'Alternative, for clients or scripts without MCP authorization: the same URL with the daemon token in a header:',
+  };
   const needsDaemon: Block = {
     text: 'A URL entry needs a daemon running (a client does not start one): `exai-ws service install` starts it at login; the shim form below starts one itself.',
   };
   const shimIntro: Block = {
     text: `Alternative, the shim (a small stdio process per window; it holds no secret and starts the daemon when none runs):`,
   };
-  return CLIENT_BLOCKS[client]({ name, endpoint, http, shim, what, secret, needsDaemon, shimIntro, env, platform });
+  const notes = { secret, loginNote, headerIntro, needsDaemon, shimIntro };
+  return CLIENT_BLOCKS[client]({ name, endpoint, http, shim, what, ...notes, env, platform });
 }
 
 /** Each client's blocks, in the order printed: a declarative table. */
 const CLIENT_BLOCKS: Readonly<Record<SetupClient, (parts: Parts) => Block[]>> = {
-  vscode: ({ name, http, shim, what, secret, needsDaemon, shimIntro }) => [
+  vscode: ({ name, endpoint, http, shim, what, secret, loginNote, headerIntro, needsDaemon, shimIntro }) => [
     {
       text: `VS Code, over Streamable HTTP: ${what}. Paste under "servers" in your user mcp.json (command "MCP: Open User Configuration") or in .vscode/mcp.json:`,
     },
+    { json: { servers: { [name]: { type: 'http', url: endpoint.url } } } },
+    loginNote,
+    headerIntro,
     { json: { servers: { [name]: { type: 'http', ...http } } } },
     secret,
     needsDaemon,
     shimIntro,
     { json: { servers: { [name]: { type: 'stdio', ...shim } } } },
   ],
-  cursor: ({ name, http, shim, what, secret, needsDaemon, shimIntro }) => [
+  cursor: ({ name, endpoint, http, shim, what, secret, loginNote, headerIntro, needsDaemon, shimIntro }) => [
     {
       text: `Cursor, over Streamable HTTP: ${what}. Paste under "mcpServers" in ~/.cursor/mcp.json (every project) or a project's .cursor/mcp.json:`,
     },
+    { json: { mcpServers: { [name]: { url: endpoint.url } } } },
+    loginNote,
+    headerIntro,
     { json: { mcpServers: { [name]: http } } },
     secret,
     needsDaemon,
     shimIntro,
     { json: { mcpServers: { [name]: shim } } },
   ],
-  'claude-code': ({ name, endpoint, http, shim, what, secret, needsDaemon, shimIntro }) => {
-    const header = `Authorization: Bearer ${endpoint.token ?? TOKEN_PLACEHOLDER}`;
+  'claude-code': ({ name, endpoint, http, shim, what, secret, loginNote, headerIntro, needsDaemon, shimIntro }) => {
+    const add = ['claude', 'mcp', 'add', '--scope', 'user', '--transport', 'http', name, endpoint.url];
     return [
       { text: `Claude Code, over Streamable HTTP: ${what}. Run (--scope user: every project, kept in ~/.claude.json):` },
-      { command: ['claude', 'mcp', 'add', '--scope', 'user', '--transport', 'http', name, endpoint.url, '--header', header] },
+      { command: add },
       { text: 'Or as an entry of a project\'s .mcp.json, under "mcpServers":' },
+      { json: { mcpServers: { [name]: { type: 'http', url: endpoint.url } } } },
+      loginNote,
+      headerIntro,
+      { command: [...add, '--header', `Authorization: ${http.headers.Authorization}`] },
       { json: { mcpServers: { [name]: { type: 'http', ...http } } } },
       secret,
       needsDaemon,
@@ -137,14 +164,18 @@ const CLIENT_BLOCKS: Readonly<Record<SetupClient, (parts: Parts) => Block[]>> = 
         : { command: ['claude', 'mcp', 'add-json', '--scope', 'user', name, JSON.stringify({ type: 'stdio', ...shim })] },
     ];
   },
-  gemini: ({ name, endpoint, http, shim, what, secret, needsDaemon, shimIntro }) => {
-    const header = `Authorization: Bearer ${endpoint.token ?? TOKEN_PLACEHOLDER}`;
+  gemini: ({ name, endpoint, http, shim, what, secret, loginNote, headerIntro, needsDaemon, shimIntro }) => {
+    const add = ['gemini', 'mcp', 'add', '--scope', 'user', '--transport', 'http', name, endpoint.url];
     return [
       { text: `Gemini CLI, over Streamable HTTP: ${what}. Run (--scope user: every project, kept in ~/.gemini/settings.json):` },
-      { command: ['gemini', 'mcp', 'add', '--scope', 'user', '--transport', 'http', name, endpoint.url, '--header', header] },
+      { command: add },
       {
         text: 'Or as an entry of ~/.gemini/settings.json (or a project\'s .gemini/settings.json), under "mcpServers" ("httpUrl" is Streamable HTTP; "url" would be SSE):',
       },
+      { json: { mcpServers: { [name]: { httpUrl: endpoint.url } } } },
+      loginNote,
+      headerIntro,
+      { command: [...add, '--header', `Authorization: ${http.headers.Authorization}`] },
       { json: { mcpServers: { [name]: { httpUrl: endpoint.url, headers: http.headers } } } },
       secret,
       needsDaemon,

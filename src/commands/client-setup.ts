@@ -1,8 +1,10 @@
 /**
  * `exai-ws config vscode|cursor|claude-code|gemini|codex|claude-desktop [--server NAME]`: prints
  * the entry a client needs, ready to paste, with absolute paths. Clients that connect by URL get
- * the Streamable HTTP form (`http://127.0.0.1:PORT/mcp` and the token, no shim process); every
- * client also gets the shim form (stdio), the only one Claude Desktop's file takes. `--server
+ * the Streamable HTTP form (`http://127.0.0.1:PORT/mcp`, no shim process): first the URL alone
+ * for those that speak MCP authorization (they log in through the daemon's consent page), then
+ * the URL with the token for those that do not; every client also gets the shim form (stdio),
+ * the only one Claude Desktop's file takes (client-setup-blocks.ts). `--server
  * NAME` gives one hosted server alone, unprefixed (`/mcp/NAME`, `shim --server`).
  *
  * The port is the running daemon's, else the one the user's settings file names, else the one

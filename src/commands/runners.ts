@@ -65,4 +65,14 @@ export const RUNNERS: Readonly<Record<string, Runner>> = {
   login: async ({ values, positionals }, io) =>
     (await import('./login.js')).runLoginCommand({ server: positionals[0] ?? '', print: values.print === true }, io),
   logout: async ({ positionals }, io) => (await import('./login.js')).runLogoutCommand({ server: positionals[0] ?? '' }, io),
+  clients: async ({ values, positionals }, io) => {
+    const { clientsAction, runClientsCommand } = await import('./clients.js');
+    const action = clientsAction(positionals);
+    if (typeof action === 'string') {
+      const { CLIENTS_SPEC } = await import('../local/specs.js');
+      io.stderr.write(`exai-ws clients: ${action}\n${CLIENTS_SPEC.usage}\n`);
+      return ExitCode.USAGE;
+    }
+    return runClientsCommand({ ...action, json: values.json === true }, io);
+  },
 };

@@ -158,12 +158,15 @@ Options:
 export const CONFIG_SPEC: CommandEntry = {
   name: 'config',
   summary:
-    "print a client's entry, ready to paste, with absolute paths and the token:\nvscode|cursor|claude-code|gemini|codex (Streamable HTTP, http://127.0.0.1:PORT/mcp,\nand the shim form) or claude-desktop (the shim); --server NAME: one hosted server",
+    "print a client's entry, ready to paste, with absolute paths:\nvscode|cursor|claude-code|gemini|codex (Streamable HTTP, http://127.0.0.1:PORT/mcp,\nand the shim form) or claude-desktop (the shim); --server NAME: one hosted server",
   usage: `usage: exai-ws config vscode|cursor|claude-code|gemini|codex|claude-desktop [--server NAME]
 
-Prints the entry for that client, ready to paste, with absolute paths and the token:
-Streamable HTTP (http://127.0.0.1:PORT/mcp) for VS Code, Cursor, Claude Code, Gemini CLI and
-Codex CLI, the shim for Claude Desktop, and the shim form as the alternative everywhere. The
+Prints the entry for that client, ready to paste, with absolute paths: Streamable HTTP
+(http://127.0.0.1:PORT/mcp) for VS Code, Cursor, Claude Code, Gemini CLI and Codex CLI, the
+shim for Claude Desktop, and the shim form as the alternative everywhere. VS Code, Cursor,
+Claude Code and Gemini CLI get the URL alone first, with no secret: they log in through the
+daemon's consent page (exai-ws clients lists them); then the URL with the token in a header,
+for clients without MCP authorization. The
 port is the running daemon's, else EXAI_WS_PORT of the settings file, else the port the
 daemon last listened on (its own, when another program held the default), else 8765. When the
 daemon later has to listen elsewhere, status says so: print the entry again.
@@ -252,6 +255,26 @@ from $EXAI_WS_HOME/oauth/ and its next call needs \`exai-ws login NAME\` again.`
   positionals: { min: 1, max: 1 },
 };
 
+export const CLIENTS_SPEC: CommandEntry = {
+  name: 'clients',
+  summary:
+    "list the MCP clients that logged in to /mcp with the daemon's own OAuth;\nclients revoke NAME: revoke one's tokens; --json: the daemon's JSON",
+  usage: `usage: exai-ws clients [--json]
+       exai-ws clients revoke NAME
+
+Lists the MCP clients that hold tokens the daemon issued itself: a client that speaks MCP
+authorization (VS Code, Claude Code, Cursor, Gemini CLI) logs in to http://127.0.0.1:PORT/mcp
+through the daemon's consent page, where you allowed it. Each with its name, client id, how many
+approvals hold tokens, when first approved and when last used. \`clients revoke NAME\` revokes
+every token of the clients of that name (or client id): their next request must be allowed
+again. Exit 0; 1 with the reason (no daemon, no client of that name).
+
+Options:
+  --json   print the daemon's answer as JSON`,
+  options: { json: { type: 'boolean' } },
+  positionals: { min: 0, max: 2 },
+};
+
 const HELP: CommandEntry = {
   name: 'help',
   summary: 'show this help (exai-ws COMMAND --help: that command)',
@@ -277,6 +300,7 @@ export const COMMANDS: readonly CommandEntry[] = [
   TOKEN_SPEC,
   LOGIN_SPEC,
   LOGOUT_SPEC,
+  CLIENTS_SPEC,
   HELP,
 ];
 

@@ -241,6 +241,7 @@ export class AuthorizationServer {
 
   /** The clients that hold tokens, the most recently used first. */
   holders(): TokenHolder[] {
+    this.grants.sweep();
     const byClient = new Map<string, Grant[]>();
     for (const grant of this.grants.all) byClient.set(grant.client_id, [...(byClient.get(grant.client_id) ?? []), grant]);
     return [...byClient.entries()]

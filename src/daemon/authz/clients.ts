@@ -223,12 +223,6 @@ export class ClientRegistry {
     client.expires_at_ms = client.used_at_ms + REGISTRATION_TTL_MS;
   }
 
-  /** Forgets a registration (`exai-ws clients revoke`). */
-  forget(clientId: string): void {
-    if (this.registered.delete(clientId)) this.changed();
-    this.documents.delete(clientId);
-  }
-
   private async fetchClientDocument(clientId: string): Promise<KnownClient | OAuthRefusal> {
     const failed = (why: string) => refusal('invalid_client', `the client's metadata document at ${clientId} ${why}`);
     let response: Response;
