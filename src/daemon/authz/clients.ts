@@ -194,7 +194,8 @@ export class ClientRegistry {
     this.documents.delete(clientId);
     const under = this.fetching.get(clientId);
     if (under !== undefined) return under;
-    if (this.fetching.size >= MAX_FETCHES) return refusal('temporarily_unavailable', 'too many client metadata documents are being fetched: try again');
+    if (this.fetching.size >= MAX_FETCHES)
+      return refusal('temporarily_unavailable', 'too many client metadata documents are being fetched: try again');
     const fetched = this.fetchClientDocument(clientId).then((client) => {
       if (!isRefusal(client)) {
         this.documents.set(clientId, client);
