@@ -9,11 +9,13 @@
  * 2. a person approves it without a browser cookie: the page asks for the one-time code, the
  *    link `exai-ws open --print` prints buys the cookie, the consent page names the client and
  *    the tool count, Allow lands on the client's loopback redirect; `finishAuth` takes the code
- *    and a new connection lists and calls tools;
+ *    and a new connection lists and calls tools; the same token opens a hosted server's `/mcp/memory`;
  * 3. revoking the client (`/control/clients-revoke`) makes its next call fail: its access token
  *    gets 401 `invalid_token`, its refresh fails, the SDK asks for a login again; a fresh login works;
- * 4. a daemon restarted on the same home and port still takes the token it issued (and its
- *    refresh token), while `oauth/issued.json` (0600) holds neither;
+ * 4. a daemon restarted on the same home and port still takes the access token it issued; the
+ *    SDK, holding an access token the daemon does not know (as an expired one), refreshes with
+ *    the refresh token issued before the restart (rotated: the old one is spent);
+ *    `oauth/issued.json` (0600) holds no token;
  * 5. a token the daemon never issued gets 401 `invalid_token`; the static token still works;
  * 6. no token or code seen shows in the log, `/health` or `/metrics`.
  */
@@ -54,6 +56,20 @@ function assertInvalidToken(answer: { status: number; challenge: string }, daemo
   assert.equal(answer.status, 401, what);
   assert.match(answer.challenge, /error="invalid_token"/, what);
   assert.ok(answer.challenge.includes(`resource_metadata="${origin(daemon)}/.well-known/oauth-protected-resource/mcp"`), answer.challenge);
+}
+
+/** A raw `grant_type=refresh_token` at the daemon's token endpoint; its JSON answer. */
+async function rawRefresh(daemon: Pick<DaemonHandle, 'port'>, refreshToken: string, provider: MemoryOAuthClient) {
+  const res = await fetch(`${origin(daemon)}/oauth/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({
+      grant_type: 'refresh_token',
+      refresh_token: refreshToken,
+      client_id: provider.registration?.client_id ?? '',
+    }),
+  });
+  return (await res.json()) as { error?: string; access_token?: string };
 }
 
 /** The link `exai-ws open --print` prints (the real CLI, finding the daemon through its home). */
@@ -188,16 +204,8 @@ test('a client with no token logs in to /mcp with the one-time code, calls tools
   assert.equal(provider.authorizationUrls.length, urls + 1, 'the SDK asked for a login again');
   assert.deepEqual(provider.invalidated, ['tokens'], 'invalid_grant: the SDK dropped its tokens and kept its registration');
   assert.notEqual(provider.current?.access_token, revokedTokens.access_token, 'the revoked tokens are not kept');
-  const refresh = await fetch(`${origin(daemon)}/oauth/token`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({
-      grant_type: 'refresh_token',
-      refresh_token: revokedTokens.refresh_token,
-      client_id: provider.registration?.client_id ?? '',
-    }),
-  });
-  assert.equal(((await refresh.json()) as { error?: string }).error, 'invalid_grant', 'a revoked refresh token is refused');
+  const refused = await rawRefresh(daemon, revokedTokens.refresh_token, provider);
+  assert.equal(refused.error, 'invalid_grant', 'a revoked refresh token is refused');
 
   codes.push(await login(cleanup, daemon, provider, catcher));
   const again = await sdkConnect(cleanup, daemon, provider);
@@ -210,7 +218,7 @@ test('a client with no token logs in to /mcp with the one-time code, calls tools
   await assertNowhere(daemon, secretsOf(provider, codes));
 });
 
-test('tokens survive a restart on the same home; oauth/issued.json keeps neither token', async (t) => {
+test('tokens survive a restart on the same home and port, the SDK refreshes a token the daemon does not know; issued.json holds none', async (t) => {
   const cleanup = new Cleanup();
   t.after(() => cleanup.run());
   const port = await closedPort();
@@ -235,25 +243,24 @@ test('tokens survive a restart on the same home; oauth/issued.json keeps neither
 
   const second = await startDaemon(cleanup, { home: first.home, env });
   assert.equal(second.port, port, 'the restarted daemon listens on the same port');
+  assert.equal((await rawMcp(second, before.access_token)).status, 200, 'the access token issued before the restart');
   const saved = provider.savedTokens.length;
   const again = await sdkConnect(cleanup, second, provider);
   await assertCallsWork(again.client);
-  assert.equal(provider.savedTokens.length, saved, 'the access token issued before the restart was taken as it was');
-  assert.equal((await rawMcp(second, before.access_token)).status, 200);
+  assert.equal(provider.savedTokens.length, saved, 'the SDK used its token as it was');
 
-  const refresh = await fetch(`${origin(second)}/oauth/token`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({
-      grant_type: 'refresh_token',
-      refresh_token: before.refresh_token,
-      client_id: provider.registration?.client_id ?? '',
-    }),
-  });
-  const renewed = (await refresh.json()) as { access_token?: string; refresh_token?: string };
-  assert.equal(refresh.status, 200, JSON.stringify(renewed));
-  assert.ok(renewed.access_token && renewed.refresh_token && renewed.refresh_token !== before.refresh_token, 'refreshed and rotated');
+  // The access token the client holds is one the daemon does not know (as an expired one): the
+  // SDK is told invalid_token, refreshes with the refresh token issued before the restart, and
+  // the call goes through.
+  provider.current = { ...before, access_token: randomBytes(32).toString('base64url') };
+  const result = await again.client.callTool({ name: 'version', arguments: {} });
+  assert.notEqual(result.isError, true, textOf(result));
+  assert.equal(provider.savedTokens.length, saved + 1, 'one refresh');
+  const renewed = provider.current;
+  assert.ok(renewed?.refresh_token && renewed.refresh_token !== before.refresh_token, 'the refresh token was rotated');
   assert.equal((await rawMcp(second, renewed.access_token)).status, 200);
+  const spent = await rawRefresh(second, before.refresh_token, provider);
+  assert.equal(spent.error, 'invalid_grant', 'a rotated refresh token is spent');
 
-  await assertNowhere(second, [...secretsOf(provider, [code]), renewed.access_token, renewed.refresh_token]);
+  await assertNowhere(second, secretsOf(provider, [code]));
 });
