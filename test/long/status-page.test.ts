@@ -6,51 +6,14 @@
  * without a browser is test/status-page.test.ts.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
-import { Cleanup, ROOT, connectShim, startDaemon, waitFor, within } from '../helpers.js';
+import type { Page } from 'playwright-core';
+import { Cleanup, connectShim, startDaemon, waitFor, within } from '../helpers.js';
+import { ARTIFACTS, launchChromium } from '../fixtures/chromium.js';
 import { fakeReport, loginUrl, pageServer } from '../fixtures/status-page.js';
 import type { SessionEntry } from '../../src/local/health.js';
-
-/** Where the browser test leaves its screenshots (kept by CI as artifacts; ignored by git). */
-const ARTIFACTS = join(ROOT, 'test-artifacts');
-
-/** Debian's `chromium` (the wrapper script's real binary first); CHROMIUM_PATH overrides. */
-function chromiumPath(): string {
-  const candidates = [process.env.CHROMIUM_PATH, '/usr/lib/chromium/chromium', '/usr/bin/chromium', '/usr/bin/chromium-browser'];
-  const found = candidates.find((p): p is string => typeof p === 'string' && p.length > 0 && existsSync(p));
-  if (!found)
-    throw new Error(`no Chromium found (tried ${candidates.filter(Boolean).join(', ')}): apt-get install -y chromium (.ci/run does)`);
-  return found;
-}
-
-/**
- * A headless Chromium with a fresh profile in a temp dir (a laptop-sized window), closed at
- * cleanup. Any launch failure fails the test with its reason.
- */
-async function launchChromium(cleanup: Cleanup): Promise<BrowserContext> {
-  const executablePath = chromiumPath();
-  const profile = mkdtempSync(join(tmpdir(), 'exai-ws-chromium-'));
-  cleanup.add(() => rmSync(profile, { recursive: true, force: true }));
-  let context: BrowserContext;
-  try {
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath,
-      headless: true,
-      timeout: 20_000,
-      viewport: { width: 1366, height: 800 },
-      // Root (CI containers) cannot use Chromium's sandbox; /dev/shm is small in containers.
-      args: ['--no-sandbox', '--disable-dev-shm-usage', '--no-first-run'],
-    });
-  } catch (error) {
-    throw new Error(`headless Chromium (${executablePath}) did not launch: ${(error as Error).message}`);
-  }
-  cleanup.add(() => context.close());
-  return context;
-}
 
 /** A real browser on the status page of the server at `port`, once its live feed is connected; page errors are collected. */
 async function livePage(cleanup: Cleanup, port: number): Promise<{ page: Page; problems: string[] }> {

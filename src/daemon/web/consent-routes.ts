@@ -11,7 +11,9 @@
  *   it cannot finish one.
  *
  * The pages have no script, cannot be framed (`frame-ancestors 'none'`, `X-Frame-Options`),
- * are never cached and send no referrer; no CORS header is ever set here.
+ * are never cached and send no referrer elsewhere (`same-origin`: with `no-referrer` a browser
+ * sends `Origin: null` on the page's own form POST, which the Origin check must refuse); no
+ * CORS header is ever set here.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { queryOf } from '../../transport/http-wire.js';
@@ -32,7 +34,7 @@ const PAGE_HEADERS = {
   'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
   'x-frame-options': 'DENY',
   'x-content-type-options': 'nosniff',
-  'referrer-policy': 'no-referrer',
+  'referrer-policy': 'same-origin',
   'cache-control': 'no-store',
 };
 
