@@ -37,7 +37,7 @@ export function consentPage(request: PendingRequest, tools: number | undefined):
   return page(
     `Allow ${name}?`,
     `<h2>Allow ${escapeHtml(name)} to use exai-ws${count}?</h2>` +
-      `<p>It could then call every tool this daemon serves, over ${escapeHtml(request.resource)}, until you revoke it with <code>exai-ws clients revoke ${escapeHtml(name)}</code>.</p>` +
+      `<p>It could then call every tool this daemon serves, over ${escapeHtml(request.resource)}, until you revoke it with <code>exai-ws clients revoke ${escapeHtml(shellWord(name))}</code>.</p>` +
       who(request) +
       `<form method="post" action="${AUTHZ_PATHS.authorize}">${hidden(request)}` +
       `<button type="submit" name="decision" value="allow">Allow</button><button type="submit" name="decision" value="deny">Deny</button></form>`,
@@ -64,6 +64,11 @@ export function errorPage(message: string): string {
     'exai-ws: cannot authorize',
     `<h2>This authorization cannot go on</h2><p class="error">${escapeHtml(message)}</p><p>Start again from your client.</p>`,
   );
+}
+
+/** `name` as one word of a POSIX shell line (quoted when it holds anything but plain characters). */
+function shellWord(name: string): string {
+  return /^[A-Za-z0-9._@%+=:,/-]+$/.test(name) ? name : `'${name.replace(/'/g, `'\\''`)}'`;
 }
 
 export function escapeHtml(text: string): string {
