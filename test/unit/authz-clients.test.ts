@@ -231,3 +231,24 @@ test('a metadata document that never comes fails at the deadline, not later', as
   assert.ok(aborted, 'the fetch was told to stop');
   assert.match(refusal.error_description, /did not answer within 5 s/);
 });
+
+test("a published client's document as it is (port-less loopback URIs): its redirect on a port of the moment is matched", async () => {
+  // The shape Claude Code publishes at its client_id (its issue tracker quotes it): loopback
+  // redirect URIs without a port, while the CLI listens on a new port each login.
+  const id = 'https://claude.example/oauth/claude-code-client-metadata';
+  const document = {
+    client_id: id,
+    client_name: 'Claude Code',
+    redirect_uris: ['http://localhost/callback', 'http://127.0.0.1/callback'],
+    grant_types: ['authorization_code', 'refresh_token'],
+    response_types: ['code'],
+    token_endpoint_auth_method: 'none',
+  };
+  const client = await new ClientRegistry({ fetch: documentFetch(document).fetch }).resolve(id);
+  if (isRefusal(client)) assert.fail(client.error_description);
+  assert.equal(client.kind, 'metadata_document');
+  assert.equal(client.client_name, 'Claude Code');
+  assert.equal(matchRedirect(client, 'http://localhost:3118/callback'), 'http://localhost:3118/callback');
+  assert.equal(matchRedirect(client, 'http://127.0.0.1:52163/callback'), 'http://127.0.0.1:52163/callback');
+  assert.equal(matchRedirect(client, 'http://localhost:3118/elsewhere'), null);
+});
