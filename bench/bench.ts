@@ -24,7 +24,8 @@
  * of the full run, which it would lengthen by a minute or more), --only search (tool search's hit
  * rates and search time, tool-search.ts; not part of the full run), --only first-list (the first
  * tools/list after a restart with 10 lazy servers seen once, lists remembered or not,
- * first-list.ts), --help.
+ * first-list.ts), --only oauth (an access token of the daemon's own login against the static token on
+ * /mcp, and a whole login's time, oauth-http.ts), --help.
  */
 import { spawn } from 'node:child_process';
 import { cpus, loadavg, platform, release } from 'node:os';
@@ -34,6 +35,7 @@ import { ASKS_CLIENT_FULL, ASKS_CLIENT_QUICK, asksClientLines, mainAsksClient, r
 import { HTTP_FULL, HTTP_QUICK, httpBudgets, httpLines, mainHttp, runHttp } from './http.js';
 import { mainPssOption } from './pss-option.js';
 import { mainModernLatency } from './modern-latency.js';
+import { mainOAuth } from './oauth-http.js';
 import { mainToolSearch } from './tool-search.js';
 import { mainFirstList } from './first-list.js';
 import { CPU_FULL, CPU_QUICK, cpuBudgets, cpuLines, mainCpuPerCall, runCpuPerCall } from './cpu-per-call.js';
@@ -442,7 +444,7 @@ function table(rows: string[][], lastLeft = false): string {
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   if (args.includes('--help') || args.includes('-h')) {
-    process.stdout.write('usage: npm run bench [-- --quick] [-- --only asks-client|http|cpu|pss-option|modern|search|first-list]\n');
+    process.stdout.write('usage: npm run bench [-- --quick] [-- --only asks-client|http|cpu|pss-option|modern|search|first-list|oauth]\n');
     return;
   }
   const quick = args.includes('--quick');
@@ -456,7 +458,8 @@ async function main(): Promise<void> {
     if (phase === 'modern') return mainModernLatency(quick);
     if (phase === 'search') return mainToolSearch(quick);
     if (phase === 'first-list') return mainFirstList(quick);
-    throw new Error(`--only: expected asks-client, http, cpu, pss-option, modern, search or first-list, got ${phase ?? 'nothing'}`);
+    if (phase === 'oauth') return mainOAuth(quick);
+    throw new Error(`--only: expected asks-client, http, cpu, pss-option, modern, search, first-list or oauth, got ${phase ?? 'nothing'}`);
   }
   const plan = quick ? QUICK : FULL;
   installCleanup(WATCHDOG_MS);
