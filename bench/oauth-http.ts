@@ -59,11 +59,12 @@ async function logIn(base: string, daemonToken: string): Promise<string> {
     body: new URLSearchParams({ request, csrf, code: link }),
   });
   const cookie = (entered.headers.get('set-cookie') ?? '').split(';')[0] ?? '';
+  const key = new URL(entered.headers.get('location') ?? '', base).hash.replace(/^#consent=/, '');
   const allowed = await fetch(`${base}/oauth/authorize`, {
     method: 'POST',
     redirect: 'manual',
     headers: { ...form, cookie },
-    body: new URLSearchParams({ request, csrf, decision: 'allow' }),
+    body: new URLSearchParams({ request, csrf, key, decision: 'allow' }),
   });
   const code = new URL(allowed.headers.get('location') ?? '').searchParams.get('code') ?? '';
   const tokens = (await (

@@ -122,7 +122,7 @@ describe('CLI manners', { concurrency: 3 }, () => {
       assert.equal(issued.expires_in_s, 60);
       const redeemed = await get(daemon.port, `/?code=${encodeURIComponent(issued.code)}`);
       assert.equal(redeemed.status, 303);
-      assert.equal(redeemed.headers.get('location'), '/');
+      assert.match(redeemed.headers.get('location') ?? '', /^\/#consent=[\w-]{40,}$/);
       const setCookie = redeemed.headers.get('set-cookie') ?? '';
       assert.match(setCookie, /^exai_ws_session=[\w-]{40,}; /);
       assert.match(setCookie, /; HttpOnly/);

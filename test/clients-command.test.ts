@@ -71,7 +71,9 @@ async function approveClient(daemon: DaemonHandle): Promise<Approved> {
   const loggedIn = await call(`${base}/oauth/authorize`, { ...withCode, headers: { ...withCode.headers, origin: base } });
   assert.equal(loggedIn.status, 303, loggedIn.text);
   const cookie = (loggedIn.headers.get('set-cookie') ?? '').split(';')[0] as string;
-  const allow = form({ request, csrf, decision: 'allow' });
+  // The consent key rides in the redirect's fragment (the page's script puts it in the form).
+  const key = new URL(loggedIn.headers.get('location') ?? '', base).hash.replace(/^#consent=/, '');
+  const allow = form({ request, csrf, key, decision: 'allow' });
   const allowed = await call(`${base}/oauth/authorize`, { ...allow, headers: { ...allow.headers, origin: base, cookie } });
   assert.equal(allowed.status, 303, allowed.text);
   const back = new URL(allowed.headers.get('location') ?? '');

@@ -11,12 +11,22 @@ import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { test, type TestContext } from 'node:test';
 import pino from 'pino';
-import { AUTHZ_PATHS, AuthorizationServer } from '../src/daemon/authz/authorization-server.js';
+import { AUTHZ_PATHS, AuthorizationServer, MAX_PENDING } from '../src/daemon/authz/authorization-server.js';
 import { isRefusal } from '../src/daemon/authz/clients.js';
 import { ConnectionGuard } from '../src/daemon/web/connections.js';
 import { ConsentRoutes } from '../src/daemon/web/consent-routes.js';
 import { CODE_TTL_MS, WebAuth } from '../src/daemon/web/web-auth.js';
-import { authorizeQuery, cookieOf, hiddenFields, pkcePair, postForm, send, type Answer, type Pkce } from './fixtures/authz-flow.js';
+import {
+  authorizeQuery,
+  consentKeyOf,
+  cookieOf,
+  hiddenFields,
+  pkcePair,
+  postForm,
+  send,
+  type Answer,
+  type Pkce,
+} from './fixtures/authz-flow.js';
 
 const CALLBACK = 'http://127.0.0.1:5555/cb';
 
@@ -74,8 +84,11 @@ async function started(
   return { clientId, pkce, ...hiddenFields(page.body), page };
 }
 
-/** The browser trades a one-time code (the link `exai-ws open --print` prints) for the cookie. */
-async function loggedIn(rig: Rig, fields: { request: string; csrf: string }): Promise<string> {
+/**
+ * The browser trades a one-time code (the link `exai-ws open --print` prints) for the cookie and
+ * the consent key (in the redirect's fragment: the page keeps it in its origin's storage).
+ */
+async function loggedIn(rig: Rig, fields: { request: string; csrf: string }): Promise<{ cookie: string; key: string }> {
   const link = `${rig.base}/?code=${rig.auth.issueCode().code}`;
   const answer = await postForm(
     rig.base,
@@ -84,10 +97,15 @@ async function loggedIn(rig: Rig, fields: { request: string; csrf: string }): Pr
     { origin: rig.base },
   );
   assert.equal(answer.status, 303, answer.body);
-  assert.equal(answer.headers.location, `${AUTHZ_PATHS.authorize}?request=${encodeURIComponent(fields.request)}`);
+  assert.match(
+    answer.headers.location ?? '',
+    new RegExp(`^${AUTHZ_PATHS.authorize}\\?request=${encodeURIComponent(fields.request)}#consent=[\\w-]{40,}$`),
+  );
   const cookie = cookieOf(answer);
   if (cookie === undefined || !cookie.startsWith('exai_ws_session=')) assert.fail('the code bought no cookie');
-  return cookie;
+  const key = consentKeyOf(answer);
+  if (key === undefined) assert.fail('the code bought no consent key');
+  return { cookie, key };
 }
 
 function noRedirect(answer: Answer, status: number): void {
@@ -105,7 +123,7 @@ function framingRefused(headers: IncomingHttpHeaders): void {
 test('the happy path: code, cookie, consent, allow, a code at the loopback redirect URI that trades for tokens', async (t) => {
   const rig = await consentServer(t);
   const { clientId, pkce, request, csrf } = await started(rig);
-  const cookie = await loggedIn(rig, { request, csrf });
+  const { cookie, key } = await loggedIn(rig, { request, csrf });
 
   const consent = await send(rig.base, `${AUTHZ_PATHS.authorize}?request=${encodeURIComponent(request)}`, { headers: { cookie } });
   assert.equal(consent.status, 200);
@@ -113,7 +131,7 @@ test('the happy path: code, cookie, consent, allow, a code at the loopback redir
   framingRefused(consent.headers);
   assert.deepEqual(hiddenFields(consent.body), { request, csrf });
 
-  const allow = await postForm(rig.base, AUTHZ_PATHS.authorize, { request, csrf, decision: 'allow' }, { origin: rig.base, cookie });
+  const allow = await postForm(rig.base, AUTHZ_PATHS.authorize, { request, csrf, key, decision: 'allow' }, { origin: rig.base, cookie });
   assert.equal(allow.status, 303, allow.body);
   const location = new URL(allow.headers.location ?? '');
   assert.equal(location.origin + location.pathname, CALLBACK);
@@ -133,18 +151,18 @@ test('the happy path: code, cookie, consent, allow, a code at the loopback redir
   assert.ok(!isRefusal(answer), JSON.stringify(answer));
   assert.equal(typeof rig.authz.grants.verify(answer.access_token), 'object');
 
-  const twice = await postForm(rig.base, AUTHZ_PATHS.authorize, { request, csrf, decision: 'allow' }, { origin: rig.base, cookie });
+  const twice = await postForm(rig.base, AUTHZ_PATHS.authorize, { request, csrf, key, decision: 'allow' }, { origin: rig.base, cookie });
   noRedirect(twice, 400);
 });
 
 test('deny sends the client access_denied and no code', async (t) => {
   const rig = await consentServer(t);
   const fields = await started(rig);
-  const cookie = await loggedIn(rig, fields);
+  const { cookie, key } = await loggedIn(rig, fields);
   const deny = await postForm(
     rig.base,
     AUTHZ_PATHS.authorize,
-    { request: fields.request, csrf: fields.csrf, decision: 'deny' },
+    { request: fields.request, csrf: fields.csrf, key, decision: 'deny' },
     { origin: rig.base, cookie },
   );
   assert.equal(deny.status, 303);
@@ -156,14 +174,21 @@ test('deny sends the client access_denied and no code', async (t) => {
 test('without the cookie, from another origin or with another csrf, an allow POST redirects nowhere', async (t) => {
   const rig = await consentServer(t);
   const { request, csrf } = await started(rig);
-  const allow = { request, csrf, decision: 'allow' };
+  const allow: Record<string, string> = { request, csrf, decision: 'allow' };
 
   const noCookie = await postForm(rig.base, AUTHZ_PATHS.authorize, allow, { origin: rig.base });
   noRedirect(noCookie, 401);
   assert.match(noCookie.body, /not logged in/);
   assert.equal(noCookie.headers['set-cookie'], undefined);
 
-  const cookie = await loggedIn(rig, { request, csrf });
+  const { cookie, key } = await loggedIn(rig, { request, csrf });
+  // The cookie alone, as a program on another port of 127.0.0.1 gets it from the browser (cookies
+  // ignore ports), with every other field right: no redirect, the code form again.
+  const cookieAlone = await postForm(rig.base, AUTHZ_PATHS.authorize, allow, { origin: rig.base, cookie });
+  noRedirect(cookieAlone, 401);
+  assert.match(cookieAlone.body, /no approval key/);
+  noRedirect(await postForm(rig.base, AUTHZ_PATHS.authorize, { ...allow, key: 'made-up' }, { origin: rig.base, cookie }), 401);
+  allow.key = key;
   const otherPort = rig.port === 65535 ? 1 : rig.port + 1;
   for (const origin of [`http://127.0.0.1:${otherPort}`, `http://localhost:${rig.port}`, 'https://evil.example', 'null', undefined]) {
     const headers: Record<string, string> = { cookie };
@@ -174,7 +199,7 @@ test('without the cookie, from another origin or with another csrf, an allow POS
   noRedirect(crossSite, 403);
 
   noRedirect(await postForm(rig.base, AUTHZ_PATHS.authorize, { ...allow, csrf: 'forged' }, { origin: rig.base, cookie }), 400);
-  noRedirect(await postForm(rig.base, AUTHZ_PATHS.authorize, { request, decision: 'allow' }, { origin: rig.base, cookie }), 400);
+  noRedirect(await postForm(rig.base, AUTHZ_PATHS.authorize, { request, key, decision: 'allow' }, { origin: rig.base, cookie }), 400);
   const other = await started(rig, 'Other Client');
   noRedirect(await postForm(rig.base, AUTHZ_PATHS.authorize, { ...allow, csrf: other.csrf }, { origin: rig.base, cookie }), 400);
   noRedirect(await postForm(rig.base, AUTHZ_PATHS.authorize, { ...allow, decision: 'maybe' }, { origin: rig.base, cookie }), 400);
@@ -234,13 +259,16 @@ test('the pages cannot be framed, send no CORS header, and escape the client’s
   assert.ok(!page.body.includes('<script>'), 'no script from the client’s name on the code page');
   assert.match(page.body, /&#60;script&#62;alert\(&#34;x&#34;\)&#60;\/script&#62; &#38; Co asks to use exai-ws/);
 
-  const cookie = await loggedIn(rig, { request, csrf });
+  const { cookie } = await loggedIn(rig, { request, csrf });
   const consent = await send(rig.base, `${AUTHZ_PATHS.authorize}?request=${encodeURIComponent(request)}`, {
     headers: { cookie, origin: 'http://127.0.0.1:5555' },
   });
   assert.equal(consent.status, 200);
   framingRefused(consent.headers);
-  assert.ok(!consent.body.includes('<script>'), 'no script from the client’s name on the consent page');
+  assert.ok(!consent.body.includes('<script>alert'), 'no script from the client’s name on the consent page');
+  // Its own one script runs, pinned by hash; no other could.
+  assert.match(String(consent.headers['content-security-policy']), /script-src 'sha256-[\w+/=]{44}'/);
+  assert.equal(consent.body.split('<script>').length, 2, 'one script on the consent page');
   assert.match(consent.body, /Allow &#60;script&#62;alert\(&#34;x&#34;\)&#60;\/script&#62; &#38; Co to use exai-ws/);
 });
 
@@ -252,8 +280,46 @@ test('a request whose query holds a raw "?" (legal in a query, RFC 3986) is read
   const page = await send(rig.base, `${AUTHZ_PATHS.authorize}?state=ab?cd&${query.toString()}`);
   assert.equal(page.status, 200, page.body);
   const fields = hiddenFields(page.body);
-  const cookie = await loggedIn(rig, fields);
-  const allow = await postForm(rig.base, AUTHZ_PATHS.authorize, { ...fields, decision: 'allow' }, { origin: rig.base, cookie });
+  const { cookie, key } = await loggedIn(rig, fields);
+  const allow = await postForm(rig.base, AUTHZ_PATHS.authorize, { ...fields, key, decision: 'allow' }, { origin: rig.base, cookie });
   assert.equal(allow.status, 303, allow.body);
   assert.equal(new URL(allow.headers.location ?? '').searchParams.get('state'), 'ab?cd');
+});
+
+test("the page opens only as the browser's own page: never inside a frame or from another site", async (t) => {
+  const rig = await consentServer(t);
+  const clientId = register(rig.authz, 'Framed Client');
+  const path = `${AUTHZ_PATHS.authorize}?${authorizeQuery(clientId, CALLBACK, pkcePair()).toString()}`;
+  const framedOrCrossSite: Record<string, string>[] = [
+    { 'sec-fetch-dest': 'iframe' },
+    { 'sec-fetch-dest': 'frame' },
+    { 'sec-fetch-site': 'cross-site', 'sec-fetch-dest': 'document' },
+  ];
+  for (const headers of framedOrCrossSite) {
+    const page = await send(rig.base, path, { headers });
+    noRedirect(page, 403);
+    assert.doesNotMatch(page.body, /name="csrf"/);
+  }
+  // Opened by the user (a client hands the URL to the browser), or from a page of this machine.
+  for (const site of ['none', 'same-origin', 'same-site']) {
+    const page = await send(rig.base, path, { headers: { 'sec-fetch-site': site, 'sec-fetch-dest': 'document' } });
+    assert.equal(page.status, 200, site);
+  }
+});
+
+test('a flood of authorization requests does not take the page from under the user', async (t) => {
+  const rig = await consentServer(t);
+  const { request, csrf } = await started(rig, 'Real Client');
+  const { cookie } = await loggedIn(rig, { request, csrf });
+  // The user's browser shows the request (it is then kept before any other).
+  const shown = await send(rig.base, `${AUTHZ_PATHS.authorize}?request=${encodeURIComponent(request)}`, { headers: { cookie } });
+  assert.equal(shown.status, 200);
+  // Many clients (each is held to a few requests of its own), past the bound of all requests.
+  const floods = Array.from({ length: 12 }, (_, i) => register(rig.authz, `Flood ${i}`));
+  for (let i = 0; i < MAX_PENDING + 16; i++) {
+    const flood = floods[i % floods.length] as string;
+    const page = await send(rig.base, `${AUTHZ_PATHS.authorize}?${authorizeQuery(flood, CALLBACK, pkcePair()).toString()}`);
+    assert.equal(page.status, 200);
+  }
+  assert.ok(rig.authz.waiting(request, csrf), 'the request the user saw still waits for the user');
 });

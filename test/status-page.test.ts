@@ -231,7 +231,8 @@ describe('the status page against the real daemon, without a browser', { concurr
       const url = new URL(await loginUrl(daemon));
       const first = await fetchStatus(daemon, url.pathname + url.search);
       assert.equal(first.status, 303);
-      assert.equal(first.headers.get('location'), '/');
+      // The consent key rides in the fragment (web-auth.ts CONSENT_KEY_STORAGE); the code is gone from the URL.
+      assert.match(first.headers.get('location') ?? '', /^\/#consent=[\w-]{40,}$/);
       const setCookie = first.headers.get('set-cookie') ?? '';
       assert.match(setCookie, /HttpOnly/i);
       assert.match(setCookie, /SameSite=Strict/i);

@@ -10,6 +10,7 @@ import {
   ACCESS_TOKEN_TTL_MS,
   CODE_TTL_MS,
   Grants,
+  REFRESH_GRACE_MS,
   REFRESH_TOKEN_TTL_MS,
   verifierMatches,
   type Approval,
@@ -91,7 +92,7 @@ test('a code is refused with the wrong verifier, client, redirect_uri or resourc
   assert.equal(verifierMatches('short', 'x'), false);
 });
 
-test('an access token expires after 1 h; a refresh gives new tokens and the old refresh token is refused', () => {
+test('an access token expires after 1 h; a refresh gives new tokens; the replaced refresh token is honoured for a minute, then refused', () => {
   let now = 1_000_000;
   const grants = new Grants({ now: () => now });
   const first = granted(grants);
@@ -104,18 +105,36 @@ test('an access token expires after 1 h; a refresh gives new tokens and the old 
   assert.notEqual(second.access_token, first.access_token);
   assert.notEqual(second.refresh_token, first.refresh_token);
   assert.equal(typeof grants.verify(second.access_token), 'object');
-  refused(grants.refresh({ refresh_token: first.refresh_token }), 'invalid_grant', /log in again/);
+  // Within a minute of the rotation the replaced token still works (two processes of one client
+  // refreshing at once) and gives the same new refresh token: the login stays one chain.
+  const raced = tokens(grants.refresh({ refresh_token: first.refresh_token, client_id: CLIENT }));
+  assert.equal(raced.refresh_token, second.refresh_token);
+  assert.notEqual(raced.access_token, second.access_token);
   refused(grants.refresh({ refresh_token: second.refresh_token, client_id: 'exai-client-b' }), 'invalid_grant', /another client/);
   refused(grants.refresh({ refresh_token: second.refresh_token, scope: 'mcp admin' }), 'invalid_scope');
   assert.equal(grants.all.length, 1, 'one approval, one grant');
 
   // A refresh while the access token is still good: the previous one stays good until it expires.
   const third = tokens(grants.refresh({ refresh_token: second.refresh_token }));
-  assert.equal(typeof grants.verify(second.access_token), 'object');
+  assert.equal(typeof grants.verify(raced.access_token), 'object');
   assert.equal(typeof grants.verify(third.access_token), 'object');
+  // Two rotations on, the first refresh token is nothing.
+  refused(grants.refresh({ refresh_token: first.refresh_token }), 'invalid_grant', /log in again/);
 
   now += REFRESH_TOKEN_TTL_MS;
   refused(grants.refresh({ refresh_token: third.refresh_token }), 'invalid_grant', /expired/);
+});
+
+test('a replaced refresh token used after its minute of grace revokes the login: a copy of it is loose', () => {
+  let now = 1_000_000;
+  const grants = new Grants({ now: () => now });
+  const first = granted(grants);
+  const second = tokens(grants.refresh({ refresh_token: first.refresh_token }));
+  now += REFRESH_GRACE_MS;
+  refused(grants.refresh({ refresh_token: first.refresh_token }), 'invalid_grant', /used already/);
+  assert.equal(grants.verify(second.access_token), 'unknown', 'the whole login is revoked');
+  refused(grants.refresh({ refresh_token: second.refresh_token }), 'invalid_grant');
+  assert.equal(grants.all.length, 0);
 });
 
 test('revoking by access or refresh token kills the grant; revokeClient kills all of a client’s', () => {

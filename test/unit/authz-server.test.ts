@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { AuthorizationServer, REQUEST_TTL_MS, type AuthzStore, type PendingRequest } from '../../src/daemon/authz/authorization-server.js';
 import { isRefusal, type OAuthRefusal } from '../../src/daemon/authz/clients.js';
-import type { TokenAnswer } from '../../src/daemon/authz/grants.js';
+import { REFRESH_GRACE_MS, type TokenAnswer } from '../../src/daemon/authz/grants.js';
 import { authorizeQuery, pkcePair, type Pkce } from '../fixtures/authz-flow.js';
 
 const ORIGIN = 'http://127.0.0.1:8765';
@@ -143,8 +143,9 @@ test('the happy path: consent waits for the user; allow answers a code with stat
     authz.token(new URLSearchParams({ grant_type: 'refresh_token', refresh_token: first.refresh_token, client_id: clientId })),
   );
   assert.notEqual(refreshed.refresh_token, first.refresh_token);
+  clock.now += REFRESH_GRACE_MS;
   const again = authz.token(new URLSearchParams({ grant_type: 'refresh_token', refresh_token: first.refresh_token }));
-  assert.ok(isRefusal(again) && again.error === 'invalid_grant', 'the rotated refresh token is refused');
+  assert.ok(isRefusal(again) && again.error === 'invalid_grant', 'the rotated refresh token is refused past its grace');
 
   // A request not answered within its time is gone.
   const stale = await consent(authz, authorizeQuery(clientId, LOOPBACK, pkce));

@@ -20,8 +20,12 @@ import type { FetchLike } from '@modelcontextprotocol/client';
 
 /** How long an authorization request waits for the user. */
 export const REQUEST_TTL_MS = 10 * 60 * 1000;
-/** Authorization requests waiting at most: past this the oldest is forgotten. */
+/**
+ * Authorization requests waiting at most, and per client: past these the oldest is forgotten,
+ * one the user has seen last (a flood of requests cannot take the page from under the user).
+ */
 export const MAX_PENDING = 64;
+export const MAX_PENDING_PER_CLIENT = 8;
 
 /** Paths of the authorization server's endpoints, under the daemon's origin. */
 export const AUTHZ_PATHS = Object.freeze({
@@ -47,6 +51,8 @@ export interface PendingRequest {
   /** The daemon's origin the request came to (the `iss` of the answer). */
   issuer: string;
   expires_at_ms: number;
+  /** Shown to a browser holding the cookie: kept before others when requests must give way. */
+  seen?: boolean;
 }
 
 /** What `GET /oauth/authorize` leads to. */
@@ -116,10 +122,14 @@ export class AuthorizationServer {
     };
   }
 
-  /** RFC 9728 metadata of the daemon's `/mcp` at `origin`: its own issuer is the authorization server. */
-  static resourceMetadata(origin: string): Record<string, unknown> {
+  /**
+   * RFC 9728 metadata of the resource at `origin` + `path` (`/mcp`, `/mcp/NAME`, with a query
+   * for a profile: the URL the client asked, as RFC 9728 3.3 wants it named); its own issuer is
+   * the authorization server. A token it gives is good for all of `/mcp`.
+   */
+  static resourceMetadata(origin: string, path = '/mcp'): Record<string, unknown> {
     return {
-      resource: `${origin}/mcp`,
+      resource: `${origin}${path}`,
       authorization_servers: [origin],
       scopes_supported: [MCP_SCOPE],
       bearer_methods_supported: ['header'],
@@ -176,9 +186,23 @@ export class AuthorizationServer {
       issuer: origin,
       expires_at_ms: now + REQUEST_TTL_MS,
     };
+    this.makeRoom(client.client_id);
     this.pending.set(request.id, request);
-    while (this.pending.size > MAX_PENDING) this.pending.delete(this.pending.keys().next().value as string);
     return { kind: 'consent', request };
+  }
+
+  /** The user's browser was shown `request`: it gives way to others last. */
+  seen(request: PendingRequest): void {
+    request.seen = true;
+  }
+
+  private makeRoom(clientId: string): void {
+    const all = [...this.pending.values()];
+    const own = all.filter((r) => r.client.client_id === clientId);
+    // Room for one more: the oldest one not seen goes first.
+    const over = (of: PendingRequest[], max: number) => (of.length >= max ? (of.find((r) => !r.seen) ?? of[0]) : undefined);
+    const evict = over(own, MAX_PENDING_PER_CLIENT) ?? over(all, MAX_PENDING);
+    if (evict !== undefined) this.pending.delete(evict.id);
   }
 
   /** A request still waiting, when `csrf` (if given) is its own. */
@@ -263,7 +287,10 @@ export class AuthorizationServer {
   revoke(name: string): TokenHolder[] {
     const wanted = name.trim().toLowerCase();
     const matched = this.holders().filter((h) => h.client_id === name || h.client_name.toLowerCase() === wanted);
-    for (const holder of matched) this.grants.revokeClient(holder.client_id);
+    for (const holder of matched) {
+      this.grants.revokeClient(holder.client_id);
+      for (const [id, request] of this.pending) if (request.client.client_id === holder.client_id) this.pending.delete(id);
+    }
     return matched;
   }
 }

@@ -56,10 +56,10 @@ export const MAX_DOCUMENT_BYTES = 64 * 1024;
 /** Metadata documents fetched at once at most: a flood of made-up client ids cannot make the daemon a fetching machine. */
 export const MAX_FETCHES = 4;
 
-const url = z.string().min(1).max(2048);
+const url = z.string().min(1).max(1024);
 /** What a registration (or a metadata document) may say; the rest is ignored. */
 const ClientMetadata = z.object({
-  redirect_uris: z.array(url).min(1).max(16),
+  redirect_uris: z.array(url).min(1).max(8),
   client_name: z.string().max(200).optional(),
   client_uri: url.optional(),
   token_endpoint_auth_method: z.string().max(64).optional(),
@@ -118,9 +118,17 @@ export class ClientRegistry {
     for (const client of options.restored ?? []) this.registered.set(client.client_id, client);
   }
 
-  /** The registrations, for writing them. */
+  /** How many registrations there are, approved or not. */
+  get size(): number {
+    return this.registered.size;
+  }
+
+  /**
+   * The registrations to keep across restarts: those a user approved. One never approved is in
+   * memory only, so a flood of registrations writes nothing and cannot grow the file.
+   */
   get registrations(): KnownClient[] {
-    return [...this.registered.values()];
+    return [...this.registered.values()].filter((client) => client.used_at_ms !== undefined);
   }
 
   /**
@@ -159,7 +167,6 @@ export class ClientRegistry {
       expires_at_ms: now + UNUSED_REGISTRATION_TTL_MS,
     };
     this.registered.set(client.client_id, client);
-    this.changed();
     return client;
   }
 
@@ -286,8 +293,8 @@ export function isDocumentUrl(clientId: string): boolean {
 }
 
 function displayName(name: string | undefined, fallback: string | undefined): string {
-  // eslint-disable-next-line no-control-regex
-  const clean = (name ?? '').replace(/[\u0000-\u001f\u007f]/g, ' ').trim();
+  // Control and format characters (bidi overrides among them) would let a name show as another.
+  const clean = (name ?? '').replace(/[\p{Cc}\p{Cf}\u2028\u2029]/gu, ' ').trim();
   if (clean.length > 0) return clean.slice(0, 100);
   return (fallback ?? 'an unnamed client').slice(0, 100);
 }

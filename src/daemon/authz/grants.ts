@@ -17,6 +17,8 @@ export const REFRESH_TOKEN_TTL_MS = 30 * 24 * 60 * 60 * 1000;
 export const MAX_GRANTS = 256;
 /** Codes outstanding at most (each lives minutes): past this the oldest is forgotten. */
 export const MAX_CODES = 64;
+/** How long a rotated refresh token is still honoured (see {@link Grant.previous}). */
+export const REFRESH_GRACE_MS = 60_000;
 /** The one scope there is: all of the daemon's `/mcp`. */
 export const MCP_SCOPE = 'mcp';
 
@@ -37,6 +39,12 @@ export interface Grant {
   /** Access tokens still good: the newest last; the one before stays good while a refresh is answered. */
   access: Kept[];
   refresh: Kept | null;
+  /**
+   * The refresh token the current one replaced: good for {@link REFRESH_GRACE_MS} after the
+   * rotation (two processes of one client refreshing at once both get tokens); used later, it
+   * means a copy is loose, and the grant is revoked (OAuth 2.1 4.3.1).
+   */
+  previous?: Kept;
 }
 
 /** What the user approved, waiting for the client to trade its code. */
@@ -82,6 +90,8 @@ export class Grants {
   /** Token hash -> grant id. */
   private readonly byAccess = new Map<string, string>();
   private readonly byRefresh = new Map<string, string>();
+  /** Grant id -> its current refresh token, in memory for {@link REFRESH_GRACE_MS} after it was issued. */
+  private readonly fresh = new Map<string, string>();
 
   constructor(options: GrantsOptions = {}) {
     this.now = options.now ?? Date.now;
@@ -155,15 +165,26 @@ export class Grants {
 
   /** `grant_type=refresh_token`: new tokens (the refresh token is rotated), for the same client. */
   refresh(params: { refresh_token: string; client_id?: string; scope?: string }): TokenAnswer | OAuthRefusal {
-    const id = this.byRefresh.get(hashOf(params.refresh_token));
+    const hash = hashOf(params.refresh_token);
+    const id = this.byRefresh.get(hash);
     const grant = id === undefined ? undefined : this.grants.get(id);
-    if (grant === undefined || grant.refresh === null || grant.refresh.expires_at_ms <= this.now())
-      return refusal('invalid_grant', 'the refresh token is unknown, revoked or expired: log in again');
+    const gone = refusal('invalid_grant', 'the refresh token is unknown, revoked or expired: log in again');
+    if (grant === undefined || grant.refresh === null) return gone;
+    let again: string | undefined;
+    if (grant.previous?.hash === hash) {
+      if (grant.previous.expires_at_ms <= this.now()) {
+        this.revokeGrant(grant.id);
+        return refusal('invalid_grant', 'the refresh token was used already: the login is revoked, log in again');
+      }
+      // Within the grace: the same current refresh token again (kept in memory only, for that long).
+      again = this.fresh.get(grant.id);
+      if (again === undefined) return gone;
+    } else if (grant.refresh.expires_at_ms <= this.now()) return gone;
     if (params.client_id !== undefined && params.client_id !== grant.client_id)
       return refusal('invalid_grant', 'the refresh token was issued to another client');
     if (params.scope !== undefined && params.scope.split(' ').some((s) => s !== '' && !grant.scope.split(' ').includes(s)))
       return refusal('invalid_scope', 'a refresh cannot widen the scope');
-    return this.mint(grant);
+    return this.mint(grant, again);
   }
 
   /**
@@ -189,8 +210,9 @@ export class Grants {
     if (id !== undefined) this.revokeGrant(id);
   }
 
-  /** Revokes every grant of `clientId`; how many there were. */
+  /** Revokes every grant of `clientId`, and the codes it has not traded yet; how many grants there were. */
   revokeClient(clientId: string): number {
+    for (const [key, code] of this.codes) if (code.client_id === clientId) this.codes.delete(key);
     let count = 0;
     for (const grant of this.all) {
       if (grant.client_id !== clientId) continue;
@@ -206,20 +228,31 @@ export class Grants {
     if (grant === undefined) return;
     for (const access of grant.access) this.byAccess.delete(access.hash);
     if (grant.refresh !== null) this.byRefresh.delete(grant.refresh.hash);
+    if (grant.previous !== undefined) this.byRefresh.delete(grant.previous.hash);
+    this.fresh.delete(id);
     this.grants.delete(id);
     if (notify) this.changed();
   }
 
   /** New tokens for `grant`: the previous access token stays good until it expires, older ones go. */
-  private mint(grant: Grant): TokenAnswer {
+  /**
+   * New tokens for `grant`: the previous access token stays good until it expires, older ones go.
+   * The refresh token is rotated, unless `sameRefresh` (a refresh within the grace) is given back.
+   */
+  private mint(grant: Grant, sameRefresh?: string): TokenAnswer {
     const now = this.now();
     const access = secret('exai_at_');
-    const refresh = secret('exai_rt_');
-    if (grant.refresh !== null) this.byRefresh.delete(grant.refresh.hash);
+    const refresh = sameRefresh ?? secret('exai_rt_');
+    if (sameRefresh === undefined) {
+      if (grant.previous !== undefined) this.byRefresh.delete(grant.previous.hash);
+      grant.previous = grant.refresh === null ? undefined : { hash: grant.refresh.hash, expires_at_ms: now + REFRESH_GRACE_MS };
+      grant.refresh = { hash: hashOf(refresh), expires_at_ms: now + REFRESH_TOKEN_TTL_MS };
+      this.fresh.set(grant.id, refresh);
+      setTimeout(() => this.fresh.get(grant.id) === refresh && this.fresh.delete(grant.id), REFRESH_GRACE_MS).unref();
+    }
     const keep = grant.access.filter((a) => a.expires_at_ms > now).slice(-1);
     for (const old of grant.access) if (!keep.includes(old)) this.byAccess.delete(old.hash);
     grant.access = [...keep, { hash: hashOf(access), expires_at_ms: now + ACCESS_TOKEN_TTL_MS }];
-    grant.refresh = { hash: hashOf(refresh), expires_at_ms: now + REFRESH_TOKEN_TTL_MS };
     grant.used_at_ms = now;
     this.index(grant);
     this.changed();
@@ -236,6 +269,7 @@ export class Grants {
     this.grants.set(grant.id, grant);
     for (const access of grant.access) this.byAccess.set(access.hash, grant.id);
     if (grant.refresh !== null) this.byRefresh.set(grant.refresh.hash, grant.id);
+    if (grant.previous !== undefined) this.byRefresh.set(grant.previous.hash, grant.id);
   }
 
   private evictLeastUsed(): void {

@@ -17,7 +17,7 @@ import type { KnownClient } from '../authz/clients.js';
 import type { Grant } from '../authz/grants.js';
 import type { Logger } from './logger.js';
 
-/** Largest file read: 256 grants and 256 registrations are well under this. */
+/** Largest file read: 256 grants and 256 approved registrations (8 redirect URIs of 1 KiB at most each) are well under this. */
 const MAX_FILE_BYTES = 4 * 1024 * 1024;
 
 const Kept = z.object({ hash: z.string(), expires_at_ms: z.number() });
@@ -45,6 +45,7 @@ const FileShape = z.object({
       used_at_ms: z.number(),
       access: z.array(Kept),
       refresh: Kept.nullable(),
+      previous: Kept.optional(),
     }),
   ),
 });

@@ -9,7 +9,7 @@
  * issued here appears in no log line and in no answer but the token endpoint's.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { writeJson } from '../../transport/http-wire.js';
+import { queryOf, writeJson } from '../../transport/http-wire.js';
 import { RpcCode } from '../../protocol/codes.js';
 import { AUTHZ_PATHS, AuthorizationServer } from '../authz/authorization-server.js';
 import { isRefusal, type OAuthRefusal } from '../authz/clients.js';
@@ -76,9 +76,10 @@ export class AuthzRoutes {
     if (WELL_KNOWN_RESOURCE.test(path) || WELL_KNOWN_SERVER.test(path)) {
       if (req.method !== 'GET' && req.method !== 'HEAD') return writeJson(res, 405, { error: 'method not allowed' });
       req.resume();
+      const resource = `${path.slice(AUTHZ_PATHS.resourceMetadata.length) || '/mcp'}${queryPart(req.url)}`;
       const document = WELL_KNOWN_SERVER.test(path)
         ? AuthorizationServer.serverMetadata(origin)
-        : AuthorizationServer.resourceMetadata(origin);
+        : AuthorizationServer.resourceMetadata(origin, resource);
       return writeJson(res, 200, document);
     }
     if (req.method !== 'POST') return writeJson(res, 405, { error: 'method not allowed' });
@@ -114,7 +115,12 @@ export class AuthzRoutes {
     if (typeof verdict === 'object') return verdict;
     this.deps.metrics.authFailures++;
     const origin = originOf(req);
-    const challenge = [`Bearer resource_metadata="${origin}${AUTHZ_PATHS.resourceMetadata}/mcp"`, `scope="mcp"`];
+    // The metadata of the very URL asked (RFC 9728 3.3: its `resource` must be that URL).
+    const path = (req.url ?? '/mcp').split('?')[0] ?? '/mcp';
+    const metadata = `${origin}${AUTHZ_PATHS.resourceMetadata}${path}${queryPart(req.url)}`;
+    // Only visible ASCII in a header (setHeader throws on less), and no quote to end the value early.
+    const quoted = metadata.replace(/[^\x21-\x7e]|["\\]/g, (c) => encodeURIComponent(c));
+    const challenge = [`Bearer resource_metadata="${quoted}"`, `scope="mcp"`];
     if (verdict !== 'missing')
       challenge.push(
         `error="invalid_token"`,
@@ -163,7 +169,8 @@ export class AuthzRoutes {
     }
     const answer = this.deps.authz.register(parsed);
     if (isRefusal(answer)) return writeJson(res, answer.error === 'temporarily_unavailable' ? 503 : 400, answer);
-    this.deps.logger.info({ client_id: answer.client_id, client_name: answer.client_name }, 'OAuth client registered');
+    // Debug: anyone may register (a line each would be a line at their will); an approval is logged at info.
+    this.deps.logger.debug({ client_id: answer.client_id, client_name: answer.client_name }, 'OAuth client registered');
     writeJson(res, 201, answer);
   }
 
@@ -173,6 +180,12 @@ export class AuthzRoutes {
     res.setHeader('pragma', 'no-cache');
     writeJson(res, 200, answer);
   }
+}
+
+/** `?QUERY` of a request URL, or '' (a profile's `/mcp?profile=NAME` is another resource URL). */
+function queryPart(url: string | undefined): string {
+  const query = queryOf(url);
+  return query === '' ? '' : `?${query}`;
 }
 
 /** The daemon's origin as this request named it (`Host` was checked against the daemon's own). */

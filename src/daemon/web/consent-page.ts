@@ -4,8 +4,22 @@
  * cookie, the one-time code form for any other, and an error. Every value shown is escaped;
  * the pages load nothing (no script at all) and cannot be framed (consent-routes.ts's headers).
  */
+import { createHash } from 'node:crypto';
 import type { PendingRequest } from '../authz/authorization-server.js';
 import { AUTHZ_PATHS } from '../authz/authorization-server.js';
+import { CONSENT_KEY_FRAGMENT, CONSENT_KEY_STORAGE } from './web-auth.js';
+
+/**
+ * The consent page's one script: keeps a consent key that came in the fragment in the origin's
+ * storage (and takes it out of the address bar), and puts the kept key in the form. Static, so
+ * that the page's CSP can pin it by hash ({@link CONSENT_SCRIPT_HASH}).
+ */
+const CONSENT_SCRIPT =
+  `(() => { const f = '${CONSENT_KEY_FRAGMENT}', s = '${CONSENT_KEY_STORAGE}';` +
+  ` if (location.hash.startsWith(f)) { try { localStorage.setItem(s, location.hash.slice(f.length)); } catch {}` +
+  ` history.replaceState(null, '', location.pathname + location.search); }` +
+  ` const k = document.querySelector('input[name=key]'); if (k) { try { k.value = localStorage.getItem(s) || ''; } catch {} } })();`;
+export const CONSENT_SCRIPT_HASH = `sha256-${createHash('sha256').update(CONSENT_SCRIPT).digest('base64')}`;
 
 const STYLE =
   'body{font:16px system-ui,sans-serif;max-width:40em;margin:4em auto;padding:0 1em;line-height:1.45}' +
@@ -24,10 +38,10 @@ function who(request: PendingRequest): string {
   const { client, redirect_uri } = request;
   const source =
     client.kind === 'metadata_document'
-      ? `its metadata document at ${client.client_id}`
-      : `registered with this daemon as ${client.client_id}`;
+      ? `The name is from the client's metadata document at ${client.client_id}.`
+      : `The name is the client's own, unverified: any program can register under any name (this one registered with this daemon as ${client.client_id}).`;
   const answer = new URL(redirect_uri);
-  return `<p class="who">The client is ${escapeHtml(source)}; the answer goes to ${escapeHtml(`${answer.host}${answer.pathname}`)} on this machine.</p>`;
+  return `<p class="who">${escapeHtml(source)} The answer goes to ${escapeHtml(`${answer.host}${answer.pathname}`)} on this machine: allow only a client you just started a login in.</p>`;
 }
 
 /** For a browser holding the status page's cookie: allow or deny. */
@@ -39,8 +53,9 @@ export function consentPage(request: PendingRequest, tools: number | undefined):
     `<h2>Allow ${escapeHtml(name)} to use exai-ws${count}?</h2>` +
       `<p>It could then call every tool this daemon serves, over ${escapeHtml(request.resource)}, until you revoke it with <code>exai-ws clients revoke ${escapeHtml(shellWord(name))}</code>.</p>` +
       who(request) +
-      `<form method="post" action="${AUTHZ_PATHS.authorize}">${hidden(request)}` +
-      `<button type="submit" name="decision" value="allow">Allow</button><button type="submit" name="decision" value="deny">Deny</button></form>`,
+      `<form method="post" action="${AUTHZ_PATHS.authorize}">${hidden(request)}<input type="hidden" name="key" value="">` +
+      `<button type="submit" name="decision" value="allow">Allow</button><button type="submit" name="decision" value="deny">Deny</button></form>` +
+      `<script>${CONSENT_SCRIPT}</script>`,
   );
 }
 

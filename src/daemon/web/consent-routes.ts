@@ -20,18 +20,19 @@ import { queryOf } from '../../transport/http-wire.js';
 import { AUTHZ_PATHS, type AuthorizationServer, type PendingRequest } from '../authz/authorization-server.js';
 import type { Logger } from '../files/logger.js';
 import { originOf } from './authz-routes.js';
-import { codePage, consentPage, errorPage } from './consent-page.js';
+import { CONSENT_SCRIPT_HASH, codePage, consentPage, errorPage } from './consent-page.js';
 import type { ConnectionGuard } from './connections.js';
 import { readSmallBody } from './small-body.js';
-import type { WebAuth } from './web-auth.js';
+import { CONSENT_KEY_FRAGMENT, type WebAuth } from './web-auth.js';
 
 /** Largest consent form read (a request id, an anti-forgery value and a pasted link). */
 const MAX_CONSENT_BODY_BYTES = 4096;
+const FRAMED = new Set(['iframe', 'frame', 'embed', 'object', 'fencedframe']);
 /** How long the consent page waits for the count of tools it shows. */
 const TOOL_COUNT_WAIT_MS = 2_000;
 const PAGE_HEADERS = {
   'content-type': 'text/html; charset=utf-8',
-  'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
+  'content-security-policy': `default-src 'none'; style-src 'unsafe-inline'; script-src '${CONSENT_SCRIPT_HASH}'; frame-ancestors 'none'; base-uri 'none'`,
   'x-frame-options': 'DENY',
   'x-content-type-options': 'nosniff',
   'referrer-policy': 'same-origin',
@@ -70,6 +71,10 @@ export class ConsentRoutes {
   }
 
   private async onGet(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    // A login is opened by the user's browser itself, never inside another page or by another site.
+    const dest = req.headers['sec-fetch-dest'];
+    if (req.headers['sec-fetch-site'] === 'cross-site' || (dest !== undefined && FRAMED.has(dest)))
+      return send(res, 403, errorPage('a login opens in the browser itself, not from another site or inside a frame'));
     const query = new URLSearchParams(queryOf(req.url));
     const again = query.get('request');
     if (again !== null && !query.has('client_id')) {
@@ -83,8 +88,10 @@ export class ConsentRoutes {
     return this.show(req, res, outcome.request);
   }
 
-  private async show(req: IncomingMessage, res: ServerResponse, request: PendingRequest, problem?: string): Promise<void> {
-    if (!this.deps.auth.cookieValid(req)) return send(res, problem === undefined ? 200 : 401, codePage(request, problem));
+  /** The page for `request`: the consent page to a browser with the cookie (unless `askCode`), else the code form. */
+  private async show(req: IncomingMessage, res: ServerResponse, request: PendingRequest, problem?: string, askCode = false): Promise<void> {
+    if (askCode || !this.deps.auth.cookieValid(req)) return send(res, problem === undefined ? 200 : 401, codePage(request, problem));
+    this.deps.authz.seen(request);
     this.deps.guard.authenticate(req.socket);
     // The count is for the user's information: a list slow to come is not waited for long.
     const tools = await Promise.race([this.deps.toolCount().catch(() => undefined), delay(TOOL_COUNT_WAIT_MS)]);
@@ -111,7 +118,7 @@ export class ConsentRoutes {
         );
       this.deps.guard.authenticate(req.socket);
       res.writeHead(303, {
-        location: `${AUTHZ_PATHS.authorize}?request=${encodeURIComponent(request.id)}`,
+        location: `${AUTHZ_PATHS.authorize}?request=${encodeURIComponent(request.id)}${CONSENT_KEY_FRAGMENT}${this.deps.auth.issueConsentKey()}`,
         'set-cookie': this.deps.auth.setCookieHeader(cookie),
         'cache-control': 'no-store',
       });
@@ -121,6 +128,10 @@ export class ConsentRoutes {
     const decision = form.get('decision');
     if (decision !== 'allow' && decision !== 'deny') return send(res, 400, errorPage('the form names no decision'));
     if (!this.deps.auth.cookieValid(req)) return void this.show(req, res, request, 'Your browser is not logged in to this daemon.');
+    // The cookie alone is not enough: browsers send it to every port of 127.0.0.1. The key is in
+    // this origin's storage only (web-auth.ts CONSENT_KEY_STORAGE).
+    if (!this.deps.auth.consentKeyValid(form.get('key') ?? ''))
+      return void this.show(req, res, request, 'This browser holds no approval key for this daemon: confirm with a one-time code.', true);
     this.deps.guard.authenticate(req.socket);
     const { client_id, client_name } = request.client;
     this.deps.logger.info(

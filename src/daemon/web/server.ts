@@ -42,7 +42,7 @@ import type { SessionManager } from '../sessions/sessions.js';
 
 import type { PrometheusExporter } from './prometheus.js';
 import type { StatusPage } from './status-page.js';
-import { WebAuth } from './web-auth.js';
+import { CONSENT_KEY_FRAGMENT, WebAuth } from './web-auth.js';
 import { CONNECTIONS_CHECK_MS, ConnectionGuard, type DescriptorProbe } from './connections.js';
 import { CONTROL_PATHS, ControlChannel, type ControlDeps } from './control.js';
 import { CALLBACK_PATH, LOGIN_PATHS, LoginRoutes, type LoginRoutesDeps } from './login-routes.js';
@@ -304,8 +304,14 @@ export class DaemonServer {
       const cookie = this.auth.redeem(code);
       if (cookie === null) return this.routes.unauthorized(res, 'html', 'this link was used already or has expired');
       this.guard.authenticate(req.socket);
-      // The code leaves the address bar (and the history) at once.
-      res.writeHead(303, { location: '/', 'set-cookie': this.auth.setCookieHeader(cookie), 'cache-control': 'no-store' });
+      // The code leaves the address bar (and the history) at once; the consent key rides in the
+      // fragment, which the page keeps in its origin's storage (web-auth.ts CONSENT_KEY_STORAGE).
+      res.writeHead(303, {
+        location: `/${CONSENT_KEY_FRAGMENT}${this.auth.issueConsentKey()}`,
+        'set-cookie': this.auth.setCookieHeader(cookie),
+        'cache-control': 'no-store',
+        'referrer-policy': 'no-referrer',
+      });
       res.end();
       return;
     }

@@ -21,6 +21,15 @@ import { computeProof, newNonce, parseProofAuthorization, proofValid } from '../
 import { tokensEqual } from '../../local/token.js';
 
 export const COOKIE_NAME = 'exai_ws_session';
+/**
+ * Where a browser keeps its consent key (localStorage of the daemon's own origin): the one
+ * credential the consent page's Allow needs besides the cookie. Browsers send a cookie of
+ * 127.0.0.1 to every port of it, so a program serving another port the browser visits gets the
+ * cookie; storage is the origin's alone (scheme, host and port). The key reaches the page in the
+ * fragment of the redirect that follows a redeemed code (`/#consent=KEY`), which no server sees.
+ */
+export const CONSENT_KEY_STORAGE = 'exai_ws_consent';
+export const CONSENT_KEY_FRAGMENT = '#consent=';
 /** How long a one-time code can be redeemed. */
 export const CODE_TTL_MS = 60_000;
 /** How long a browser session lasts (its cookie's Max-Age). */
@@ -60,6 +69,8 @@ export class WebAuth {
   /** Hash -> expiry (ms). Insertion order is age order: the first entry is evicted first. */
   private readonly codes = new Map<string, number>();
   private readonly cookies = new Map<string, number>();
+  /** Consent keys (hash -> expiry), given with each redeemed code. */
+  private readonly consentKeys = new Map<string, number>();
   /** Daemon nonce -> the challenge it answered. Insertion order is age order. */
   private readonly challenges = new Map<string, Challenge>();
 
@@ -82,6 +93,7 @@ export class WebAuth {
     this.tokenValue = token;
     this.codes.clear();
     this.cookies.clear();
+    this.consentKeys.clear();
     this.challenges.clear();
   }
 
@@ -163,6 +175,20 @@ export class WebAuth {
     const value = randomBytes(32).toString('base64url');
     remember(this.cookies, hash(value), this.now() + COOKIE_TTL_MS, MAX_COOKIES);
     return value;
+  }
+
+  /**
+   * A new consent key, for the browser that just redeemed a code (see {@link CONSENT_KEY_STORAGE}):
+   * good as long as a session cookie, bounded in number like them.
+   */
+  issueConsentKey(): string {
+    const key = randomBytes(32).toString('base64url');
+    remember(this.consentKeys, hash(key), this.now() + COOKIE_TTL_MS, MAX_COOKIES);
+    return key;
+  }
+
+  consentKeyValid(key: string): boolean {
+    return key.length > 0 && this.valid(this.consentKeys, key);
   }
 
   /** The `Set-Cookie` header for a session: script cannot read it, other sites cannot send it. */
