@@ -11,14 +11,17 @@ import { CONSENT_KEY_FRAGMENT, CONSENT_KEY_STORAGE } from './web-auth.js';
 
 /**
  * The consent page's one script: keeps a consent key that came in the fragment in the origin's
- * storage (and takes it out of the address bar), and puts the kept key in the form. Static, so
- * that the page's CSP can pin it by hash ({@link CONSENT_SCRIPT_HASH}).
+ * storage (and takes it out of the address bar), puts the kept key in the form, and enables the
+ * buttons after a moment. Static, so that the page's CSP can pin it by hash ({@link CONSENT_SCRIPT_HASH}).
  */
 const CONSENT_SCRIPT =
   `(() => { const f = '${CONSENT_KEY_FRAGMENT}', s = '${CONSENT_KEY_STORAGE}';` +
   ` if (location.hash.startsWith(f)) { try { localStorage.setItem(s, location.hash.slice(f.length)); } catch {}` +
   ` history.replaceState(null, '', location.pathname + location.search); }` +
-  ` const k = document.querySelector('input[name=key]'); if (k) { try { k.value = localStorage.getItem(s) || ''; } catch {} } })();`;
+  ` const k = document.querySelector('input[name=key]'); if (k) { try { k.value = localStorage.getItem(s) || ''; } catch {} }` +
+  // The buttons wake up a moment after the page shows: a click aimed at another page that opened
+  // this one under the pointer (double-click tricks) lands on nothing.
+  ` setTimeout(() => { for (const b of document.querySelectorAll('button[data-wait]')) b.disabled = false; }, 700); })();`;
 export const CONSENT_SCRIPT_HASH = `sha256-${createHash('sha256').update(CONSENT_SCRIPT).digest('base64')}`;
 
 const STYLE =
@@ -54,7 +57,7 @@ export function consentPage(request: PendingRequest, tools: number | undefined):
       `<p>It could then call every tool this daemon serves, over ${escapeHtml(request.resource)}, until you revoke it with <code>exai-ws clients revoke ${escapeHtml(shellWord(name))}</code>.</p>` +
       who(request) +
       `<form method="post" action="${AUTHZ_PATHS.authorize}">${hidden(request)}<input type="hidden" name="key" value="">` +
-      `<button type="submit" name="decision" value="allow">Allow</button><button type="submit" name="decision" value="deny">Deny</button></form>` +
+      `<button type="submit" name="decision" value="allow" data-wait disabled>Allow</button><button type="submit" name="decision" value="deny" data-wait disabled>Deny</button></form>` +
       `<script>${CONSENT_SCRIPT}</script>`,
   );
 }
