@@ -10,21 +10,21 @@
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { Client, StreamableHTTPClientTransport, UnauthorizedError } from '@modelcontextprotocol/client';
 import type { BrowserContext } from 'playwright-core';
-import { Cleanup, startDaemon, waitFor, within, type DaemonHandle } from '../helpers.js';
+import { Cleanup, listenLoopback, startDaemon, waitFor, within, type DaemonHandle } from '../helpers.js';
 import { ARTIFACTS, launchChromium } from '../fixtures/chromium.js';
-import { MemoryOAuthProvider, callbackServer, consentQuestion, logInBrowser, type CallbackServer } from '../fixtures/consent-flow.js';
+import { consentQuestion, logInBrowser } from '../fixtures/consent-flow.js';
+import { MemoryOAuthClient, startRedirectCatcher, type RedirectCatcher } from '../fixtures/oauth-client.js';
 import { loginUrl } from '../fixtures/status-page.js';
 
 /** A client flow up to the point where the user must act. */
 interface Started {
-  provider: MemoryOAuthProvider;
+  provider: MemoryOAuthClient;
   transport: StreamableHTTPClientTransport;
-  callback: CallbackServer;
+  catcher: RedirectCatcher;
   authorizationUrl: URL;
 }
 
@@ -34,27 +34,27 @@ function mcpUrl(daemon: DaemonHandle): URL {
 
 /** The SDK client connects with no token: 401, registration, and the URL the user must visit. */
 async function startClientFlow(cleanup: Cleanup, daemon: DaemonHandle, name: string): Promise<Started> {
-  const callback = await callbackServer(cleanup);
-  const provider = new MemoryOAuthProvider(callback.redirectUri, name);
+  const catcher = await startRedirectCatcher(cleanup);
+  const provider = new MemoryOAuthClient(catcher.redirectUrl, name);
   const transport = new StreamableHTTPClientTransport(mcpUrl(daemon), { authProvider: provider });
   const client = new Client({ name, version: '1.0.0' });
   cleanup.add(() => client.close());
   await assert.rejects(within(client.connect(transport), 15_000, 'the unauthorized connect'), UnauthorizedError);
-  const authorizationUrl = provider.authorizationUrl;
-  assert.ok(authorizationUrl, 'the SDK asked for no authorization');
+  assert.equal(provider.authorizationUrls.length, 1, 'the SDK asked to open one authorization URL');
+  const authorizationUrl = provider.lastAuthorizationUrl();
   assert.equal(`${authorizationUrl.origin}${authorizationUrl.pathname}`, `http://127.0.0.1:${daemon.port}/oauth/authorize`);
-  assert.equal(authorizationUrl.searchParams.get('redirect_uri'), callback.redirectUri);
-  return { provider, transport, callback, authorizationUrl };
+  assert.equal(authorizationUrl.searchParams.get('redirect_uri'), catcher.redirectUrl);
+  return { provider, transport, catcher, authorizationUrl };
 }
 
 /** The answer at the redirect URI: checked, redeemed by the SDK; then a new client calls `version`. */
 async function finishAndCall(cleanup: Cleanup, daemon: DaemonHandle, flow: Started, name: string): Promise<number> {
-  const answer = await within(flow.callback.answer, 15_000, 'the code at the redirect URI');
+  const { query: answer, referer } = await within(flow.catcher.next(), 15_000, 'the code at the redirect URI');
   assert.equal(answer.get('error'), null, `the client heard an error: ${answer.toString()}`);
-  assert.equal(answer.get('state'), flow.provider.sentState);
+  assert.equal(answer.get('state'), flow.provider.lastState);
   assert.equal(answer.get('iss'), `http://127.0.0.1:${daemon.port}`);
   assert.ok((answer.get('code') ?? '').length > 0);
-  assert.equal(flow.callback.referer(), undefined, 'the consent page leaked its address to the client');
+  assert.equal(referer, undefined, 'the consent page leaked its address to the client');
   await flow.transport.finishAuth(answer);
   assert.ok(flow.provider.tokens()?.access_token, 'no access token after finishAuth');
 
@@ -75,21 +75,14 @@ async function finishAndCall(cleanup: Cleanup, daemon: DaemonHandle, flow: Start
 async function assertNotFramable(cleanup: Cleanup, context: BrowserContext, target: URL): Promise<void> {
   const html = `<!doctype html><title>elsewhere</title><iframe id="f" src="${target.href.replace(/&/g, '&amp;').replace(/"/g, '&quot;')}" width="800" height="400"></iframe>`;
   const server = createServer((_req, res) => res.writeHead(200, { 'content-type': 'text/html' }).end(html));
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  // Chromium keeps a spare connection open, idle and without a request: closed, not waited for.
-  cleanup.add(
-    () =>
-      new Promise<void>((r) => {
-        server.close(() => r());
-        server.closeAllConnections();
-      }),
-  );
+  // Chromium keeps a spare connection open, idle and without a request: closed at cleanup, not waited for.
+  const port = await listenLoopback(cleanup, server);
   const page = await context.newPage();
   const refusals: string[] = [];
   page.on('console', (m) => {
     if (/frame-ancestors|X-Frame-Options/i.test(m.text())) refusals.push(m.text());
   });
-  await page.goto(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`, { waitUntil: 'load', timeout: 10_000 });
+  await page.goto(`http://127.0.0.1:${port}/`, { waitUntil: 'load', timeout: 10_000 });
   const frame = page.frames().find((f) => f !== page.mainFrame());
   assert.ok(frame, 'no iframe');
   // A blocked frame is left on Chromium's error page: no consent question, no Allow button.
@@ -121,7 +114,7 @@ describe('consent in a real headless Chromium: the SDK client, the daemon as its
       await page.screenshot({ path: join(ARTIFACTS, 'consent-page.png'), fullPage: true });
 
       await page.getByRole('button', { name: 'Allow' }).click();
-      await page.waitForURL(`${flow.callback.redirectUri}?**`, { timeout: 10_000 });
+      await page.waitForURL(`${flow.catcher.redirectUrl}?**`, { timeout: 10_000 });
       const listed = await finishAndCall(cleanup, daemon, flow, name);
       assert.equal(Number(tools[2]), listed, 'the page promised as many tools as the client lists');
     } finally {
@@ -151,7 +144,7 @@ describe('consent in a real headless Chromium: the SDK client, the daemon as its
       );
 
       await page.getByRole('button', { name: 'Allow' }).click();
-      await page.waitForURL(`${flow.callback.redirectUri}?**`, { timeout: 10_000 });
+      await page.waitForURL(`${flow.catcher.redirectUrl}?**`, { timeout: 10_000 });
       await finishAndCall(cleanup, daemon, flow, name);
     } finally {
       await cleanup.run();
