@@ -269,6 +269,8 @@ test('the pages cannot be framed, send no CORS header, and escape the client’s
   // Its own one script runs, pinned by hash; no other could.
   assert.match(String(consent.headers['content-security-policy']), /script-src 'sha256-[\w+/=]{44}'/);
   assert.equal(consent.body.split('<script>').length, 2, 'one script on the consent page');
+  // Its buttons start disabled: the script wakes them once the page is visible and focused.
+  assert.match(consent.body, /value="allow" data-wait disabled>/);
   assert.match(consent.body, /Allow &#60;script&#62;alert\(&#34;x&#34;\)&#60;\/script&#62; &#38; Co to use exai-ws/);
 });
 
@@ -322,4 +324,22 @@ test('a flood of authorization requests does not take the page from under the us
     assert.equal(page.status, 200);
   }
   assert.ok(rig.authz.waiting(request, csrf), 'the request the user saw still waits for the user');
+
+  // When every waiting request was seen (a browser with the cookie looked at them all), a new one
+  // is refused: none the user looks at is taken away.
+  for (const flood of floods) {
+    for (let i = 0; i < 8; i++) {
+      const page = await send(rig.base, `${AUTHZ_PATHS.authorize}?${authorizeQuery(flood, CALLBACK, pkcePair()).toString()}`);
+      if (page.status !== 200) break;
+      const fields = hiddenFields(page.body);
+      assert.equal(
+        (await send(rig.base, `${AUTHZ_PATHS.authorize}?request=${encodeURIComponent(fields.request)}`, { headers: { cookie } })).status,
+        200,
+      );
+    }
+  }
+  const refused = await send(rig.base, `${AUTHZ_PATHS.authorize}?${authorizeQuery(floods[0] as string, CALLBACK, pkcePair()).toString()}`);
+  noRedirect(refused, 400);
+  assert.match(refused.body, /too many logins wait/);
+  assert.ok(rig.authz.waiting(request, csrf), 'still there');
 });

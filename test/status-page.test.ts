@@ -5,10 +5,11 @@
  * test/long/status-page.test.ts (`npm run test:browser`).
  */
 import assert from 'node:assert/strict';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { request, type IncomingMessage } from 'node:http';
 import { connect } from 'node:net';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { after, describe, test } from 'node:test';
 import { createParser } from 'eventsource-parser';
 
@@ -285,8 +286,12 @@ describe('the status page against the real daemon, without a browser', { concurr
       assert.equal(run.code, 0, run.stderr);
       const printed = run.stdout.trim();
       const opened = await waitFor(() => (existsSync(seen) ? readFileSync(seen, 'utf8').trim() || null : null), 'xdg-open to be run');
-      assert.equal(opened, printed);
-      const url = new URL(opened);
+      // The browser gets a page of the home (0600) that goes on to the URL: the code is on no command line.
+      assert.ok(!opened.includes('code='), `the code is on xdg-open's command line: ${opened}`);
+      const page = fileURLToPath(opened);
+      assert.equal(statSync(page).mode & 0o777, 0o600);
+      assert.ok(readFileSync(page, 'utf8').includes(`url=${printed.replace(/&/g, '&amp;')}"`), 'the page goes on to the printed URL');
+      const url = new URL(printed);
       const res = await fetchStatus(daemon, url.pathname + url.search);
       assert.equal(res.status, 303);
     } finally {

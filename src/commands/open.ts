@@ -2,11 +2,14 @@
  * `exai-ws open`: asks the running daemon for a one-time login code (`POST /auth/code` through
  * a proven request: the daemon first proves it holds this home's token, see health-client.ts),
  * prints the status page's URL with that code on stdout and, when a browser can be shown,
- * opens it there.
+ * opens it there (through a page in the home: the code stays off every command line).
  */
 import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { replaceWhole } from '../local/whole-file.js';
 import { provenRequest, type ProvenTarget } from '../local/health-client.js';
-import { urlHost } from '../local/files.js';
+import { resolveHome, urlHost } from '../local/files.js';
 import { daemonTarget, failureText } from './daemon-ask.js';
 import { ExitCode } from './exit-codes.js';
 import type { CommandIo } from './terminal.js';
@@ -40,8 +43,26 @@ export async function runOpenCommand(options: { print: boolean }, io: CommandIo)
   }
   const url = asked.reply.url ?? `http://${urlHost(daemon.host)}:${daemon.port}/?code=${encodeURIComponent(asked.reply.code)}`;
   stdout.write(`${url}\n`);
-  if (!options.print) openInBrowser(url, env);
+  if (!options.print) openInBrowser(redirectFile(resolveHome(env).home, url) ?? url, env);
   return ExitCode.OK;
+}
+
+/**
+ * The browser is handed `<home>/open.html` (0600, in the home only the user can read), a page
+ * that goes on to `url`, rather than `url` itself: a command line is readable by every user of
+ * the machine (`/proc/PID/cmdline`), and the code in `url` is worth a login to whoever redeems it
+ * first. Null when the file cannot be written (the URL is handed over as it is then).
+ */
+export function redirectFile(home: string, url: string): string | null {
+  const path = join(home, 'open.html');
+  const href = url.replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;');
+  const html = `<!doctype html><meta charset="utf-8"><meta name="referrer" content="no-referrer"><meta http-equiv="refresh" content="0; url=${href}"><title>exai-ws</title><a href="${href}">Continue to exai-ws</a>\n`;
+  try {
+    replaceWhole(path, html, 0o600);
+    return pathToFileURL(path).href;
+  } catch {
+    return null;
+  }
 }
 
 async function askCode(target: ProvenTarget): Promise<Asked> {

@@ -118,8 +118,9 @@ test('an access token expires after 1 h; a refresh gives new tokens; the replace
   const third = tokens(grants.refresh({ refresh_token: second.refresh_token }));
   assert.equal(typeof grants.verify(raced.access_token), 'object');
   assert.equal(typeof grants.verify(third.access_token), 'object');
-  // Two rotations on, the first refresh token is nothing.
-  refused(grants.refresh({ refresh_token: first.refresh_token }), 'invalid_grant', /log in again/);
+  // Two rotations on, the first refresh token is a loose copy: its use revokes the login.
+  refused(grants.refresh({ refresh_token: first.refresh_token }), 'invalid_grant', /used already: the login is revoked/);
+  assert.equal(grants.verify(third.access_token), 'unknown');
 
   now += REFRESH_TOKEN_TTL_MS;
   refused(grants.refresh({ refresh_token: third.refresh_token }), 'invalid_grant', /expired/);

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { AuthorizationServer, REQUEST_TTL_MS, type AuthzStore, type PendingRequest } from '../../src/daemon/authz/authorization-server.js';
-import { isRefusal, type OAuthRefusal } from '../../src/daemon/authz/clients.js';
+import { MAX_REGISTRATIONS, isRefusal, type OAuthRefusal } from '../../src/daemon/authz/clients.js';
 import { REFRESH_GRACE_MS, type TokenAnswer } from '../../src/daemon/authz/grants.js';
 import { authorizeQuery, pkcePair, type Pkce } from '../fixtures/authz-flow.js';
 
@@ -216,6 +216,34 @@ test('holders lists the clients with tokens; revoke by name (any case) or by id'
   );
   assert.equal(authz.grants.verify(cursor.access_token), 'unknown');
   assert.deepEqual(authz.holders(), []);
+});
+
+test('a revoke also ends what the client had under way: a code not yet traded, a request waiting', async () => {
+  const { authz, clientId } = rig('Revoked Soon');
+  await approved(authz, clientId);
+  const pkce = pkcePair();
+  const pending = await consent(authz, authorizeQuery(clientId, LOOPBACK, pkce));
+  const code = new URL(authz.decide(await consent(authz, authorizeQuery(clientId, LOOPBACK, pkce)), true)).searchParams.get('code') ?? '';
+  assert.equal(authz.revoke('Revoked Soon').length, 1);
+  assert.equal(authz.waiting(pending.id), undefined, 'the waiting request is gone');
+  const traded = authz.token(
+    new URLSearchParams({
+      grant_type: 'authorization_code',
+      code,
+      client_id: clientId,
+      code_verifier: pkce.verifier,
+      redirect_uri: LOOPBACK,
+    }),
+  );
+  assert.ok(isRefusal(traded) && traded.error === 'invalid_grant', 'the untraded code is dead');
+});
+
+test('a flood of registrations never takes the registration of a client whose login waits for the user', async () => {
+  const { authz, clientId } = rig('Waiting Client');
+  const request = await consent(authz, authorizeQuery(clientId, LOOPBACK, pkcePair()));
+  for (let i = 0; i < MAX_REGISTRATIONS + 20; i++) authz.register({ client_name: `flood ${i}`, redirect_uris: [LOOPBACK] });
+  assert.ok(authz.clients.known(clientId), 'its registration stays');
+  assert.ok(authz.waiting(request.id));
 });
 
 test('registrations and grants written to the store come back after a restart', async () => {

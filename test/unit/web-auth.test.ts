@@ -55,3 +55,21 @@ test('the Set-Cookie header keeps the cookie from scripts and other sites', () =
   assert.equal(cookieValue('exai_ws_session_x=1', COOKIE_NAME), undefined);
   assert.equal(cookieValue(undefined, COOKIE_NAME), undefined);
 });
+
+test('a consent key: one of the kept keys is enough; it lasts a session, dies with a new token, never is a cookie', () => {
+  let now = 1_000_000;
+  const auth = new WebAuth(TOKEN, { now: () => now });
+  const key = auth.issueConsentKey();
+  assert.ok(auth.consentKeyValid(key));
+  // The browser sends every key it kept (newest first): junk pushed in before it does not hide it.
+  assert.ok(auth.consentKeyValid(`${'x'.repeat(43)} ${'y'.repeat(43)} ${key}`));
+  assert.ok(!auth.consentKeyValid(`${'x'.repeat(43)} ${'y'.repeat(43)} ${'z'.repeat(43)} ${'w'.repeat(43)} ${key}`), 'at most 4 are read');
+  assert.ok(!auth.consentKeyValid(''));
+  assert.ok(!auth.consentKeyValid('made-up'));
+  assert.equal(auth.credential(request({ cookie: `${COOKIE_NAME}=${key}` })), null, 'a key is no session cookie');
+  now += COOKIE_TTL_MS;
+  assert.ok(!auth.consentKeyValid(key), 'expired with the session time');
+  const fresh = auth.issueConsentKey();
+  auth.setToken('b'.repeat(43));
+  assert.ok(!auth.consentKeyValid(fresh), 'a new token forgets the keys');
+});

@@ -139,7 +139,7 @@ export class AuthorizationServer {
 
   /** `POST /oauth/register`. */
   register(body: unknown): Record<string, unknown> | OAuthRefusal {
-    const client = this.clients.register(body);
+    const client = this.clients.register(body, (id) => this.waitsFor(id));
     return isRefusal(client) ? client : ClientRegistry.registrationAnswer(client);
   }
 
@@ -186,7 +186,8 @@ export class AuthorizationServer {
       issuer: origin,
       expires_at_ms: now + REQUEST_TTL_MS,
     };
-    this.makeRoom(client.client_id);
+    if (!this.makeRoom(client.client_id))
+      return { kind: 'error', message: 'too many logins wait for an answer now: answer or close them, then start this one again' };
     this.pending.set(request.id, request);
     return { kind: 'consent', request };
   }
@@ -196,13 +197,29 @@ export class AuthorizationServer {
     request.seen = true;
   }
 
-  private makeRoom(clientId: string): void {
+  /**
+   * Room for one more request of `clientId`: past a bound, the oldest request nobody has seen
+   * gives way. A request the user's browser was shown never does; when only those are left, no
+   * room (false): the new request is refused, the user's stays.
+   */
+  private makeRoom(clientId: string): boolean {
     const all = [...this.pending.values()];
-    const own = all.filter((r) => r.client.client_id === clientId);
-    // Room for one more: the oldest one not seen goes first.
-    const over = (of: PendingRequest[], max: number) => (of.length >= max ? (of.find((r) => !r.seen) ?? of[0]) : undefined);
-    const evict = over(own, MAX_PENDING_PER_CLIENT) ?? over(all, MAX_PENDING);
-    if (evict !== undefined) this.pending.delete(evict.id);
+    for (const [of, max] of [
+      [all.filter((r) => r.client.client_id === clientId), MAX_PENDING_PER_CLIENT],
+      [all, MAX_PENDING],
+    ] as const) {
+      if (of.length < max) continue;
+      const evict = of.find((r) => !r.seen && this.pending.has(r.id));
+      if (evict === undefined) return false;
+      this.pending.delete(evict.id);
+    }
+    return true;
+  }
+
+  /** Whether a request of `clientId` waits for the user (its registration must not give way). */
+  private waitsFor(clientId: string): boolean {
+    for (const request of this.pending.values()) if (request.client.client_id === clientId) return true;
+    return false;
   }
 
   /** A request still waiting, when `csrf` (if given) is its own. */

@@ -136,7 +136,7 @@ export class ClientRegistry {
    * with at least one loopback redirect URI. Past {@link MAX_REGISTRATIONS} the oldest
    * registration never authorized gives way; when every one is in use, a refusal.
    */
-  register(body: unknown): KnownClient | OAuthRefusal {
+  register(body: unknown, waiting: (clientId: string) => boolean = () => false): KnownClient | OAuthRefusal {
     const parsed = ClientMetadata.safeParse(body);
     if (!parsed.success)
       return refusal('invalid_client_metadata', `the registration is not valid: ${parsed.error.issues[0]?.message ?? ''}`);
@@ -152,7 +152,7 @@ export class ClientRegistry {
     if (!grants.includes('authorization_code'))
       return refusal('invalid_client_metadata', 'exai-ws grants only authorization_code (and refresh_token)');
     this.forgetExpired();
-    if (this.registered.size >= MAX_REGISTRATIONS && !this.evictUnused())
+    if (this.registered.size >= MAX_REGISTRATIONS && !this.evictUnused(waiting))
       return refusal(
         'temporarily_unavailable',
         `exai-ws keeps at most ${MAX_REGISTRATIONS} clients; revoke some with \`exai-ws clients revoke NAME\``,
@@ -267,10 +267,10 @@ export class ClientRegistry {
     if (changed) this.changed();
   }
 
-  /** Forgets the oldest registration never authorized; false when every one was. */
-  private evictUnused(): boolean {
+  /** Forgets the oldest registration never authorized and with no login waiting; false when there is none. */
+  private evictUnused(waiting: (clientId: string) => boolean): boolean {
     for (const [id, client] of this.registered) {
-      if (client.used_at_ms === undefined) {
+      if (client.used_at_ms === undefined && !waiting(id)) {
         this.registered.delete(id);
         return true;
       }

@@ -17,6 +17,8 @@ export const REFRESH_TOKEN_TTL_MS = 30 * 24 * 60 * 60 * 1000;
 export const MAX_GRANTS = 256;
 /** Codes outstanding at most (each lives minutes): past this the oldest is forgotten. */
 export const MAX_CODES = 64;
+/** Replaced refresh tokens remembered per grant, to tell a loose copy from an unknown token. */
+export const MAX_RETIRED = 8;
 /** How long a rotated refresh token is still honoured (see {@link Grant.previous}). */
 export const REFRESH_GRACE_MS = 60_000;
 /** The one scope there is: all of the daemon's `/mcp`. */
@@ -45,6 +47,8 @@ export interface Grant {
    * means a copy is loose, and the grant is revoked (OAuth 2.1 4.3.1).
    */
   previous?: Kept;
+  /** Hashes of refresh tokens replaced before `previous` (the last {@link MAX_RETIRED}): any use revokes the grant. */
+  retired?: string[];
 }
 
 /** What the user approved, waiting for the client to trade its code. */
@@ -170,6 +174,10 @@ export class Grants {
     const grant = id === undefined ? undefined : this.grants.get(id);
     const gone = refusal('invalid_grant', 'the refresh token is unknown, revoked or expired: log in again');
     if (grant === undefined || grant.refresh === null) return gone;
+    if (grant.retired?.includes(hash)) {
+      this.revokeGrant(grant.id);
+      return refusal('invalid_grant', 'the refresh token was used already: the login is revoked, log in again');
+    }
     let again: string | undefined;
     if (grant.previous?.hash === hash) {
       if (grant.previous.expires_at_ms <= this.now()) {
@@ -229,6 +237,7 @@ export class Grants {
     for (const access of grant.access) this.byAccess.delete(access.hash);
     if (grant.refresh !== null) this.byRefresh.delete(grant.refresh.hash);
     if (grant.previous !== undefined) this.byRefresh.delete(grant.previous.hash);
+    for (const hash of grant.retired ?? []) this.byRefresh.delete(hash);
     this.fresh.delete(id);
     this.grants.delete(id);
     if (notify) this.changed();
@@ -244,7 +253,10 @@ export class Grants {
     const access = secret('exai_at_');
     const refresh = sameRefresh ?? secret('exai_rt_');
     if (sameRefresh === undefined) {
-      if (grant.previous !== undefined) this.byRefresh.delete(grant.previous.hash);
+      if (grant.previous !== undefined) {
+        grant.retired = [...(grant.retired ?? []), grant.previous.hash];
+        for (const gone of grant.retired.splice(0, Math.max(0, grant.retired.length - MAX_RETIRED))) this.byRefresh.delete(gone);
+      }
       grant.previous = grant.refresh === null ? undefined : { hash: grant.refresh.hash, expires_at_ms: now + REFRESH_GRACE_MS };
       grant.refresh = { hash: hashOf(refresh), expires_at_ms: now + REFRESH_TOKEN_TTL_MS };
       this.fresh.set(grant.id, refresh);
@@ -270,6 +282,7 @@ export class Grants {
     for (const access of grant.access) this.byAccess.set(access.hash, grant.id);
     if (grant.refresh !== null) this.byRefresh.set(grant.refresh.hash, grant.id);
     if (grant.previous !== undefined) this.byRefresh.set(grant.previous.hash, grant.id);
+    for (const hash of grant.retired ?? []) this.byRefresh.set(hash, grant.id);
   }
 
   private evictLeastUsed(): void {

@@ -46,6 +46,7 @@ const FileShape = z.object({
       access: z.array(Kept),
       refresh: Kept.nullable(),
       previous: Kept.optional(),
+      retired: z.array(z.string()).max(64).optional(),
     }),
   ),
 });

@@ -2,26 +2,40 @@
  * The consent page's HTML (consent-routes.ts): pure, from the request waiting for the user.
  * Three pages: "Allow CLIENT to use exai-ws (N tools)" for a browser holding the status page's
  * cookie, the one-time code form for any other, and an error. Every value shown is escaped;
- * the pages load nothing (no script at all) and cannot be framed (consent-routes.ts's headers).
+ * the pages load nothing, run one script of their own (pinned by hash) and cannot be framed
+ * (consent-routes.ts's headers).
  */
 import { createHash } from 'node:crypto';
 import type { PendingRequest } from '../authz/authorization-server.js';
 import { AUTHZ_PATHS } from '../authz/authorization-server.js';
-import { CONSENT_KEY_FRAGMENT, CONSENT_KEY_STORAGE } from './web-auth.js';
+import { CONSENT_KEY_FRAGMENT, CONSENT_KEY_STORAGE, KEPT_KEYS } from './web-auth.js';
 
 /**
- * The consent page's one script: keeps a consent key that came in the fragment in the origin's
- * storage (and takes it out of the address bar), puts the kept key in the form, and enables the
- * buttons after a moment. Static, so that the page's CSP can pin it by hash ({@link CONSENT_SCRIPT_HASH}).
+ * Browser code that keeps a consent key that came in the fragment (`#consent=KEY`) in the
+ * origin's storage, beside at most {@link KEPT_KEYS} - 1 earlier ones (a key pushed in by a page
+ * elsewhere cannot push the good one out alone), and takes it out of the address bar. The
+ * status page runs it too (status-page-document.ts): its login link's redirect brings a key.
+ */
+export const KEEP_CONSENT_KEY_JS =
+  `(() => { const f = '${CONSENT_KEY_FRAGMENT}', s = '${CONSENT_KEY_STORAGE}'; if (!location.hash.startsWith(f)) return;` +
+  ` const k = location.hash.slice(f.length); history.replaceState(null, '', location.pathname + location.search);` +
+  ` if (!/^[\\w-]{20,64}$/.test(k)) return;` +
+  ` try { const kept = (localStorage.getItem(s) || '').split(' ').filter((x) => x && x !== k);` +
+  ` localStorage.setItem(s, [k, ...kept].slice(0, ${KEPT_KEYS}).join(' ')); } catch {} })();`;
+
+/**
+ * The consent page's one script: keeps a key that came in the fragment, puts the kept keys in the
+ * form, and enables the buttons once the page has been visible and focused for a moment (a click
+ * aimed at a page that opened this one under the pointer lands on nothing). Static, so that the
+ * page's CSP can pin it by hash ({@link CONSENT_SCRIPT_HASH}).
  */
 const CONSENT_SCRIPT =
-  `(() => { const f = '${CONSENT_KEY_FRAGMENT}', s = '${CONSENT_KEY_STORAGE}';` +
-  ` if (location.hash.startsWith(f)) { try { localStorage.setItem(s, location.hash.slice(f.length)); } catch {}` +
-  ` history.replaceState(null, '', location.pathname + location.search); }` +
-  ` const k = document.querySelector('input[name=key]'); if (k) { try { k.value = localStorage.getItem(s) || ''; } catch {} }` +
-  // The buttons wake up a moment after the page shows: a click aimed at another page that opened
-  // this one under the pointer (double-click tricks) lands on nothing.
-  ` setTimeout(() => { for (const b of document.querySelectorAll('button[data-wait]')) b.disabled = false; }, 700); })();`;
+  KEEP_CONSENT_KEY_JS +
+  ` (() => { const k = document.querySelector('input[name=key]'); if (k) { try { k.value = localStorage.getItem('${CONSENT_KEY_STORAGE}') || ''; } catch {} }` +
+  ` const buttons = document.querySelectorAll('button[data-wait]'); let timer;` +
+  ` const arm = () => { clearTimeout(timer); for (const b of buttons) b.disabled = true;` +
+  ` if (document.visibilityState === 'visible' && document.hasFocus()) timer = setTimeout(() => { for (const b of buttons) b.disabled = false; }, 700); };` +
+  ` addEventListener('focus', arm); addEventListener('blur', arm); document.addEventListener('visibilitychange', arm); arm(); })();`;
 export const CONSENT_SCRIPT_HASH = `sha256-${createHash('sha256').update(CONSENT_SCRIPT).digest('base64')}`;
 
 const STYLE =

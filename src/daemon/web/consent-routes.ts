@@ -117,6 +117,7 @@ export class ConsentRoutes {
           'That code was used already, has expired, or is not one: run `exai-ws open --print` again.',
         );
       this.deps.guard.authenticate(req.socket);
+      this.deps.authz.seen(request);
       res.writeHead(303, {
         location: `${AUTHZ_PATHS.authorize}?request=${encodeURIComponent(request.id)}${CONSENT_KEY_FRAGMENT}${this.deps.auth.issueConsentKey()}`,
         'set-cookie': this.deps.auth.setCookieHeader(cookie),

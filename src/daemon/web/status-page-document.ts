@@ -5,7 +5,7 @@
  * The script inserts report data with `textContent` and attributes only: never `innerHTML`.
  * It reconnects the feed when it breaks and says so on the page while it is down.
  */
-import { CONSENT_KEY_FRAGMENT, CONSENT_KEY_STORAGE } from './web-auth.js';
+import { KEEP_CONSENT_KEY_JS } from './consent-page.js';
 
 const STYLE = `
 :root { color-scheme: light dark; --bg: #fff; --fg: #1d1f23; --muted: #61666f; --line: #d9dce1; --head: #f3f4f6;
@@ -46,7 +46,7 @@ code { font: .9em ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
 /** Browser code, ES2020, no modules. Runs under the page's CSP: no eval, no inline handlers. */
 const SCRIPT = `
 'use strict';
-if (location.hash.startsWith('${CONSENT_KEY_FRAGMENT}')) { try { localStorage.setItem('${CONSENT_KEY_STORAGE}', location.hash.slice(${CONSENT_KEY_FRAGMENT.length})); } catch {} history.replaceState(null, '', location.pathname); }
+${KEEP_CONSENT_KEY_JS}
 const $ = (id) => document.getElementById(id);
 const NUM = new Set(['pid', 'age', 'in flight', 'requests', 'p99 ms', 'restarts', 'queued', "429s", 'calls', 'errors', 'sessions', 'tools', 'list size']);
 const GOOD = new Set(['ok', 'ready', 'running', 'attached', 'yes']);

@@ -30,6 +30,8 @@ export const COOKIE_NAME = 'exai_ws_session';
  */
 export const CONSENT_KEY_STORAGE = 'exai_ws_consent';
 export const CONSENT_KEY_FRAGMENT = '#consent=';
+/** Consent keys a browser keeps at most (space-separated, newest first); an Allow sends them all. */
+export const KEPT_KEYS = 4;
 /** How long a one-time code can be redeemed. */
 export const CODE_TTL_MS = 60_000;
 /** How long a browser session lasts (its cookie's Max-Age). */
@@ -187,8 +189,12 @@ export class WebAuth {
     return key;
   }
 
-  consentKeyValid(key: string): boolean {
-    return key.length > 0 && this.valid(this.consentKeys, key);
+  /** Whether one of `keys` (the browser's kept keys, space-separated) is a good consent key. */
+  consentKeyValid(keys: string): boolean {
+    return keys
+      .split(' ')
+      .slice(0, KEPT_KEYS)
+      .some((key) => key.length > 0 && key.length <= 64 && this.valid(this.consentKeys, key));
   }
 
   /** The `Set-Cookie` header for a session: script cannot read it, other sites cannot send it. */
