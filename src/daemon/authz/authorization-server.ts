@@ -15,7 +15,7 @@
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { ClientRegistry, isRefusal, matchRedirect, refusal, type KnownClient, type OAuthRefusal } from './clients.js';
-import { CODE_TTL_MS, Grants, MCP_SCOPE, type Grant, type TokenAnswer } from './grants.js';
+import { Grants, MCP_SCOPE, type Grant, type TokenAnswer } from './grants.js';
 import type { FetchLike } from '@modelcontextprotocol/client';
 
 /** How long an authorization request waits for the user. */
@@ -311,9 +311,6 @@ export class AuthorizationServer {
     return matched;
   }
 }
-
-/** Codes last {@link CODE_TTL_MS}; re-exported for the consent page's wording. */
-export { CODE_TTL_MS };
 
 /**
  * A resource this daemon issues tokens for: its `/mcp` or anything under it, on its own origin
