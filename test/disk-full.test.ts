@@ -121,7 +121,10 @@ describe('a full disk', { concurrency: true }, () => {
       // the log file's last page): raw sessions (hello, close) until both files drop lines, then a
       // whole client (a shim, initialize, a call) once they do. A shim per round was a process
       // start per round for log lines a raw session writes as well.
-      for (let i = 0; i < 40; i++) {
+      // Bounded by time as well as count: the metrics file is written every 200 ms whatever the
+      // sessions do, and 40 quick rounds could end before its first write on the full disk.
+      const deadline = Date.now() + 15_000;
+      for (let i = 0; i < 400 && Date.now() < deadline; i++) {
         await rawSession(daemon);
         const health = await getHealth(daemon);
         if ((health.log?.dropped_lines ?? 0) > 0 && (health.metrics_file?.dropped_lines ?? 0) > 0) break;
