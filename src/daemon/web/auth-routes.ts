@@ -14,7 +14,8 @@ import type { Logger } from '../files/logger.js';
 import type { Metrics } from '../files/metrics.js';
 import type { ConnectionGuard } from './connections.js';
 import type { ControlAction, ControlChannel } from './control.js';
-import { readSmallBody } from './small-body.js';
+import { endAfterAnswer, readSmallBody } from './small-body.js';
+import { escapeHtml } from './html.js';
 import type { WebAuth } from './web-auth.js';
 
 /** Largest body `POST /auth/challenge` reads (`{"nonce":"..."}` is 56 bytes). */
@@ -69,9 +70,7 @@ export class AuthRoutes {
     const hint = 'send {"nonce": "<32 random bytes, base64url>"}';
     readSmallBody(req, MAX_CHALLENGE_BODY_BYTES, (body) => {
       if (body === null) {
-        // The rest of the body is not read: the connection ends with this answer.
-        res.setHeader('connection', 'close');
-        res.once('finish', () => req.destroy());
+        endAfterAnswer(req, res);
         return writeJson(res, 413, { error: 'body too large', hint });
       }
       let nonce: unknown;
@@ -154,8 +153,4 @@ export class AuthRoutes {
         `so it needs a login: run <code>exai-ws open</code> in a terminal and follow the link it prints.</p></body></html>`,
     );
   }
-}
-
-function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }

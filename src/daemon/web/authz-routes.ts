@@ -16,7 +16,8 @@ import { isRefusal, type OAuthRefusal } from '../authz/clients.js';
 import type { Grant } from '../authz/grants.js';
 import type { Logger } from '../files/logger.js';
 import type { Metrics } from '../files/metrics.js';
-import { readSmallBody } from './small-body.js';
+import { endAfterAnswer, jsonField, readSmallBody } from './small-body.js';
+import { bearerOf } from './web-auth.js';
 
 /**
  * `exai-ws clients`: `POST /control/clients` lists the clients that hold tokens (`{"clients": [...]}`);
@@ -85,8 +86,7 @@ export class AuthzRoutes {
     if (req.method !== 'POST') return writeJson(res, 405, { error: 'method not allowed' });
     readSmallBody(req, MAX_FORM_BYTES, (body) => {
       if (body === null) {
-        res.setHeader('connection', 'close');
-        res.once('finish', () => req.destroy());
+        endAfterAnswer(req, res);
         return writeJson(res, 413, { error: 'invalid_request', error_description: `the body is over ${MAX_FORM_BYTES} bytes` });
       }
       if (path === AUTHZ_PATHS.register) return this.onRegister(body, res);
@@ -110,7 +110,7 @@ export class AuthzRoutes {
    * sent that is not (or no longer) good, so that the client refreshes or logs in again.
    */
   mcpGrant(req: IncomingMessage, res: ServerResponse): Grant | null {
-    const bearer = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '')?.[1];
+    const bearer = bearerOf(req.headers.authorization);
     const verdict = bearer === undefined ? 'missing' : this.deps.authz.grants.verify(bearer);
     if (typeof verdict === 'object') return verdict;
     this.deps.metrics.authFailures++;
@@ -146,13 +146,8 @@ export class AuthzRoutes {
       if (body === null) res.setHeader('connection', 'close');
       const { authz, logger } = this.deps;
       if (action === 'list') return writeJson(res, 200, { clients: authz.holders() });
-      let name: unknown;
-      try {
-        name = (JSON.parse(body ?? '') as { name?: unknown } | null)?.name;
-      } catch {
-        name = undefined;
-      }
-      if (typeof name !== 'string' || name.length === 0) return writeJson(res, 400, { error: 'send {"name": "..."}' });
+      const name = jsonField(body, 'name');
+      if (name === undefined) return writeJson(res, 400, { error: 'send {"name": "..."}' });
       const revoked = authz.revoke(name);
       if (revoked.length === 0) return writeJson(res, 404, { error: `no client named ${name} holds a token`, clients: authz.holders() });
       logger.info({ clients: revoked.map((c) => ({ client_id: c.client_id, client_name: c.client_name })) }, 'OAuth client tokens revoked');

@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import type { PendingRequest } from '../authz/authorization-server.js';
 import { AUTHZ_PATHS } from '../authz/authorization-server.js';
 import { CONSENT_KEY_FRAGMENT, CONSENT_KEY_STORAGE, KEPT_KEYS } from './web-auth.js';
+import { escapeHtml } from './html.js';
 
 /**
  * Browser code that keeps a consent key that came in the fragment (`#consent=KEY`) in the
@@ -101,8 +102,4 @@ export function errorPage(message: string): string {
 /** `name` as one word of a POSIX shell line (quoted when it holds anything but plain characters). */
 function shellWord(name: string): string {
   return /^[A-Za-z0-9._@%+=:,/-]+$/.test(name) ? name : `'${name.replace(/'/g, `'\\''`)}'`;
-}
-
-export function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }

@@ -22,7 +22,7 @@ import type { Logger } from '../files/logger.js';
 import { originOf } from './authz-routes.js';
 import { CONSENT_SCRIPT_HASH, codePage, consentPage, errorPage } from './consent-page.js';
 import type { ConnectionGuard } from './connections.js';
-import { readSmallBody } from './small-body.js';
+import { endAfterAnswer, readSmallBody } from './small-body.js';
 import { CONSENT_KEY_FRAGMENT, type WebAuth } from './web-auth.js';
 
 /** Largest consent form read (a request id, an anti-forgery value and a pasted link). */
@@ -62,8 +62,7 @@ export class ConsentRoutes {
     if (req.method !== 'POST') return send(res, 405, errorPage('method not allowed'));
     readSmallBody(req, MAX_CONSENT_BODY_BYTES, (body) => {
       if (body === null) {
-        res.setHeader('connection', 'close');
-        res.once('finish', () => req.destroy());
+        endAfterAnswer(req, res);
         return send(res, 413, errorPage('the form is too large'));
       }
       this.onPost(req, res, new URLSearchParams(body));

@@ -19,7 +19,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { queryOf, writeJson } from '../../transport/http-wire.js';
 import { FLOW_TTL_MS, UnknownServerError, type OAuthLogins } from '../../hosting/oauth/logins.js';
 import type { Logger } from '../files/logger.js';
-import { readSmallBody } from './small-body.js';
+import { jsonField, readSmallBody } from './small-body.js';
+import { escapeHtml } from './html.js';
 
 export type LoginAction = 'login' | 'login-wait' | 'logout';
 
@@ -52,7 +53,7 @@ export class LoginRoutes {
       const logins = this.deps.logins();
       if (logins === undefined) return writeJson(res, 503, { error: 'the daemon is not running its servers yet' });
       const field = action === 'login-wait' ? 'state' : 'server';
-      const value = fieldOf(body, field);
+      const value = jsonField(body, field);
       if (value === undefined) return writeJson(res, 400, { error: `send {"${field}": "..."}` });
       const answer =
         action === 'login' ? this.login(logins, value) : action === 'logout' ? this.logout(logins, value) : this.wait(logins, value);
@@ -110,19 +111,6 @@ export class LoginRoutes {
     return { status: 200, body: await outcome };
   }
 }
-
-function fieldOf(body: string | null, field: string): string | undefined {
-  if (body === null) return undefined;
-  try {
-    const value = (JSON.parse(body) as Record<string, unknown> | null)?.[field];
-    return typeof value === 'string' && value.length > 0 && value.length <= 1024 ? value : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-const escapeHtml = (text: string) =>
-  text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] ?? c);
 
 /** A small page for the browser the login came back in. */
 function page(res: ServerResponse, status: number, title: string, text: string): void {

@@ -101,8 +101,8 @@ export class WebAuth {
 
   /** `Authorization: Bearer <token>` naming this daemon's token (compared in constant time). */
   bearerValid(authorization: string | undefined): boolean {
-    const match = authorization === undefined ? null : /^Bearer\s+(\S+)\s*$/i.exec(authorization);
-    return match?.[1] !== undefined && tokensEqual(match[1], this.tokenValue);
+    const bearer = bearerOf(authorization);
+    return bearer !== undefined && tokensEqual(bearer, this.tokenValue);
   }
 
   /**
@@ -234,4 +234,9 @@ export function cookieValue(header: string | undefined, name: string): string | 
     if (part.slice(0, at).trim() === name) return part.slice(at + 1).trim();
   }
   return undefined;
+}
+
+/** The token of `Authorization: Bearer <token>`; undefined for any other header, or none. */
+export function bearerOf(authorization: string | undefined): string | undefined {
+  return authorization === undefined ? undefined : /^Bearer\s+(\S+)\s*$/i.exec(authorization)?.[1];
 }
